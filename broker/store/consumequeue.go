@@ -1,0 +1,423 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+)
+
+// QueueEntrySize is the size of one consume-queue entry: commit-log offset
+// (8), record size (4), tag hash code (8).
+const QueueEntrySize = 20
+
+// QueueEntry is one consume-queue entry.
+type QueueEntry struct {
+	PhysicalOffset int64
+	Size           int32
+	TagsCode       int64
+}
+
+func putEntry(b []byte, e QueueEntry) {
+	binary.BigEndian.PutUint64(b, uint64(e.PhysicalOffset))
+	binary.BigEndian.PutUint32(b[8:], uint32(e.Size))
+	binary.BigEndian.PutUint64(b[12:], uint64(e.TagsCode))
+}
+
+func getEntry(b []byte) QueueEntry {
+	return QueueEntry{
+		PhysicalOffset: int64(binary.BigEndian.Uint64(b)),
+		Size:           int32(binary.BigEndian.Uint32(b[8:])),
+		TagsCode:       int64(binary.BigEndian.Uint64(b[12:])),
+	}
+}
+
+type cqFile struct {
+	base int64 // logical offset of the file's first entry
+	path string
+	f    file
+}
+
+// consumeQueue is the index of one topic/queue: entry n (its logical
+// offset) is at byte n*20 of the queue's address space, split into files of
+// perFile entries named by their first byte offset. Only the dispatcher
+// writes; entries are written at their logical offset, so re-dispatching a
+// record after a crash rewrites the same bytes.
+type consumeQueue struct {
+	dir     string
+	perFile int64
+	fs      fileSystem
+
+	mu    sync.RWMutex
+	files []*cqFile
+	min   int64 // first logical offset whose record is still stored
+	max   int64 // one past the last entry written
+	dirty bool  // written since the last sync
+
+	pend      []byte // dispatcher's entries not yet written
+	pendStart int64
+}
+
+func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, error) {
+	q := &consumeQueue{dir: dir, perFile: perFile, fs: fs}
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var bases []int64
+	for _, e := range entries {
+		if n, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && len(e.Name()) == 20 && n%(perFile*QueueEntrySize) == 0 {
+			bases = append(bases, n/QueueEntrySize)
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	for i, base := range bases {
+		if i > 0 && base != bases[i-1]+perFile {
+			// A gap: files before it are unreachable; keep the tail run.
+			for _, f := range q.files {
+				f.f.Close()
+			}
+			q.files = nil
+		}
+		f, err := q.openFile(base, false)
+		if err != nil {
+			q.close()
+			return nil, err
+		}
+		q.files = append(q.files, f)
+	}
+	if n := len(q.files); n > 0 {
+		last := q.files[n-1]
+		fi, err := last.f.Stat()
+		if err != nil {
+			q.close()
+			return nil, err
+		}
+		q.min = q.files[0].base
+		q.max = last.base + fi.Size()/QueueEntrySize
+	}
+	return q, nil
+}
+
+func (q *consumeQueue) openFile(base int64, create bool) (*cqFile, error) {
+	path := filepath.Join(q.dir, fmt.Sprintf("%020d", base*QueueEntrySize))
+	flag := os.O_RDWR
+	if create {
+		if err := os.MkdirAll(q.dir, 0o755); err != nil {
+			return nil, err
+		}
+		flag |= os.O_CREATE
+	}
+	f, err := q.fs.OpenFile(path, flag, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &cqFile{base: base, path: path, f: f}, nil
+}
+
+// put stages entry at logical offset off; flush writes staged entries.
+func (q *consumeQueue) put(off int64, e QueueEntry) error {
+	if len(q.pend) > 0 && q.pendStart+int64(len(q.pend)/QueueEntrySize) != off {
+		if err := q.flush(); err != nil {
+			return err
+		}
+	}
+	if len(q.pend) == 0 {
+		q.pendStart = off
+	}
+	var b [QueueEntrySize]byte
+	putEntry(b[:], e)
+	q.pend = append(q.pend, b[:]...)
+	return nil
+}
+
+// flush writes the staged entries and makes them visible to readers.
+func (q *consumeQueue) flush() error {
+	if len(q.pend) == 0 {
+		return nil
+	}
+	off, data := q.pendStart, q.pend
+	for len(data) > 0 {
+		f, err := q.fileFor(off)
+		if err != nil {
+			return err
+		}
+		n := min(int64(len(data)), (f.base+q.perFile-off)*QueueEntrySize)
+		if _, err := f.f.WriteAt(data[:n], (off-f.base)*QueueEntrySize); err != nil {
+			return err
+		}
+		data = data[n:]
+		off += n / QueueEntrySize
+	}
+	q.mu.Lock()
+	q.max = max(q.max, off)
+	q.dirty = true
+	q.mu.Unlock()
+	q.pend = q.pend[:0]
+	return nil
+}
+
+// fileFor returns the file holding logical offset off, creating files as
+// needed (dispatcher only).
+func (q *consumeQueue) fileFor(off int64) (*cqFile, error) {
+	base := off - off%q.perFile
+	q.mu.RLock()
+	for i := len(q.files) - 1; i >= 0; i-- {
+		if q.files[i].base == base {
+			f := q.files[i]
+			q.mu.RUnlock()
+			return f, nil
+		}
+	}
+	q.mu.RUnlock()
+	f, err := q.openFile(base, true)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.files) > 0 && base < q.files[0].base {
+		// Rewriting below the oldest file only happens when its records were
+		// removed by retention; there is nothing to keep.
+		f.f.Close()
+		os.Remove(f.path)
+		return nil, fmt.Errorf("%w: queue offset %d was removed", ErrOffsetNotFound, off)
+	}
+	q.files = append(q.files, f)
+	sort.Slice(q.files, func(i, j int) bool { return q.files[i].base < q.files[j].base })
+	if len(q.files) == 1 {
+		q.min = base
+	}
+	return f, nil
+}
+
+// bounds returns the first and one-past-last readable logical offsets.
+func (q *consumeQueue) bounds() (int64, int64) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	return q.min, q.max
+}
+
+// read returns up to n entries starting at logical offset from.
+func (q *consumeQueue) read(from int64, n int) ([]QueueEntry, error) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if from < q.min || from >= q.max {
+		return nil, nil
+	}
+	n = int(min(int64(n), q.max-from))
+	out := make([]QueueEntry, 0, n)
+	buf := make([]byte, n*QueueEntrySize)
+	for len(out) < n {
+		var f *cqFile
+		for _, c := range q.files {
+			if from >= c.base && from < c.base+q.perFile {
+				f = c
+				break
+			}
+		}
+		if f == nil {
+			return out, fmt.Errorf("%w: consume queue file for offset %d is missing", ErrCorrupt, from)
+		}
+		k := min(int64(n-len(out)), f.base+q.perFile-from)
+		b := buf[:k*QueueEntrySize]
+		if _, err := f.f.ReadAt(b, (from-f.base)*QueueEntrySize); err != nil && !errors.Is(err, io.EOF) {
+			return out, err
+		}
+		for i := int64(0); i < k; i++ {
+			out = append(out, getEntry(b[i*QueueEntrySize:]))
+		}
+		from += k
+	}
+	return out, nil
+}
+
+// entryAt reads one entry (caller holds no lock).
+func (q *consumeQueue) entryAt(off int64) (QueueEntry, error) {
+	es, err := q.read(off, 1)
+	if err != nil {
+		return QueueEntry{}, err
+	}
+	if len(es) == 0 {
+		return QueueEntry{}, fmt.Errorf("%w: queue offset %d", ErrOffsetNotFound, off)
+	}
+	return es[0], nil
+}
+
+// search returns the first logical offset in [min, max) whose entry
+// satisfies pred, assuming pred is false then true along the queue (as
+// physical offsets and store times are); max if none does.
+func (q *consumeQueue) search(pred func(QueueEntry) bool) (int64, error) {
+	lo, hi := q.bounds()
+	var ferr error
+	i := sort.Search(int(hi-lo), func(i int) bool {
+		e, err := q.entryAt(lo + int64(i))
+		if err != nil {
+			ferr = err
+			return true
+		}
+		return pred(e)
+	})
+	return lo + int64(i), ferr
+}
+
+// truncateFrom drops every entry at or after logical offset off.
+func (q *consumeQueue) truncateFrom(off int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	keep := q.files[:0]
+	for _, f := range q.files {
+		switch {
+		case f.base+q.perFile <= off:
+			keep = append(keep, f)
+		case f.base < off:
+			if err := f.f.Truncate((off - f.base) * QueueEntrySize); err != nil {
+				return err
+			}
+			keep = append(keep, f)
+		default:
+			f.f.Close()
+			if err := os.Remove(f.path); err != nil {
+				return err
+			}
+		}
+	}
+	q.files = keep
+	q.max = min(q.max, off)
+	q.min = min(q.min, q.max)
+	return nil
+}
+
+// dropBefore raises the queue's minimum to off, deleting files wholly below it.
+func (q *consumeQueue) dropBefore(off int64) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.files) > 1 && q.files[0].base+q.perFile <= off {
+		f := q.files[0]
+		f.f.Close()
+		if err := os.Remove(f.path); err != nil {
+			return err
+		}
+		q.files = q.files[1:]
+	}
+	q.min = max(q.min, min(off, q.max))
+	return nil
+}
+
+// sync fsyncs the queue's files if they were written since the last sync.
+func (q *consumeQueue) sync() error {
+	q.mu.Lock()
+	dirty := q.dirty
+	q.dirty = false
+	files := append([]*cqFile(nil), q.files...)
+	q.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	for _, f := range files {
+		if err := f.f.Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (q *consumeQueue) close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var err error
+	for _, f := range q.files {
+		if e := f.f.Close(); e != nil && err == nil {
+			err = e
+		}
+	}
+	q.files = nil
+	return err
+}
+
+// queueTable holds every consume queue, under dir/<topic>/<queueID>/.
+type queueTable struct {
+	dir     string
+	perFile int64
+	fs      fileSystem
+
+	mu     sync.RWMutex
+	queues map[queueKey]*consumeQueue
+}
+
+func openQueueTable(dir string, perFile int, fs fileSystem) (*queueTable, error) {
+	t := &queueTable{dir: dir, perFile: int64(perFile), fs: fs, queues: make(map[queueKey]*consumeQueue)}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	topics, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, td := range topics {
+		if !td.IsDir() {
+			continue
+		}
+		qs, err := os.ReadDir(filepath.Join(dir, td.Name()))
+		if err != nil {
+			t.close()
+			return nil, err
+		}
+		for _, qd := range qs {
+			qid, err := strconv.ParseInt(qd.Name(), 10, 32)
+			if err != nil || !qd.IsDir() {
+				continue
+			}
+			q, err := openConsumeQueue(filepath.Join(dir, td.Name(), qd.Name()), t.perFile, fs)
+			if err != nil {
+				t.close()
+				return nil, err
+			}
+			t.queues[queueKey{td.Name(), int32(qid)}] = q
+		}
+	}
+	return t, nil
+}
+
+// get returns the queue for topic/qid, creating it if create is set.
+func (t *queueTable) get(topic string, qid int32, create bool) *consumeQueue {
+	k := queueKey{topic, qid}
+	t.mu.RLock()
+	q := t.queues[k]
+	t.mu.RUnlock()
+	if q != nil || !create {
+		return q
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if q = t.queues[k]; q == nil {
+		q = &consumeQueue{dir: filepath.Join(t.dir, topic, strconv.Itoa(int(qid))), perFile: t.perFile, fs: t.fs}
+		t.queues[k] = q
+	}
+	return q
+}
+
+// each calls fn for every queue.
+func (t *queueTable) each(fn func(k queueKey, q *consumeQueue) error) error {
+	t.mu.RLock()
+	all := make(map[queueKey]*consumeQueue, len(t.queues))
+	for k, q := range t.queues {
+		all[k] = q
+	}
+	t.mu.RUnlock()
+	for k, q := range all {
+		if err := fn(k, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *queueTable) close() error {
+	return t.each(func(_ queueKey, q *consumeQueue) error { return q.close() })
+}

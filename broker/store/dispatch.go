@@ -1,0 +1,118 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/halfbackmq/halfback/message"
+)
+
+// dispatchLoop builds consume queues and the index from the commit log as
+// it becomes visible (durable under SyncFlush, written under AsyncFlush), so
+// a consumer never sees a record that recovery could later truncate.
+func (s *Store) dispatchLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.dispatchSignal:
+			if err := s.dispatchTo(s.visibleLimit()); err != nil {
+				s.opts.Logger.Error("dispatch failed", "offset", s.dispatched.Load(), "err", err)
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// dispatchTo reads records from the dispatched offset up to limit and
+// writes their consume-queue entries and index keys. Only one dispatchTo
+// runs at a time (the loop, or Open/Close when the loop is not running).
+func (s *Store) dispatchTo(limit int64) error {
+	off := s.dispatched.Load()
+	if off >= limit {
+		return nil
+	}
+	touched := make(map[*consumeQueue]queueKey)
+	seg := s.opts.SegmentSize
+	buf := make([]byte, 1<<20)
+	for off < limit {
+		segEnd := off - off%seg + seg
+		n := min(limit, segEnd) - off
+		if n > int64(len(buf)) {
+			n = int64(len(buf))
+		}
+		k, err := s.log.readSome(buf[:n], off)
+		b := buf[:k]
+		if err != nil {
+			return err
+		}
+		p := 0
+		for p < len(b) {
+			size, magic, err := message.PeekHeader(b[p:])
+			if err != nil {
+				break // header split by the buffer end: read again from off
+			}
+			if magic == message.BlankMagicCode {
+				off, p = segEnd, -1
+				break
+			}
+			if size <= 0 || int(size) > len(b)-p {
+				if p == 0 && size > 0 && int64(size) <= segEnd-off {
+					buf = make([]byte, size)
+				} else if p == 0 {
+					return fmt.Errorf("%w: record at %d claims %d bytes", ErrCorrupt, off, size)
+				}
+				break
+			}
+			ext, _, err := message.Decode(b[p : p+int(size)])
+			if err != nil {
+				return fmt.Errorf("%w: record at %d: %w", ErrCorrupt, off, err)
+			}
+			if err := s.dispatchRecord(&ext, off-off%seg, touched); err != nil {
+				return err
+			}
+			p += int(size)
+			off += int64(size)
+		}
+	}
+	for q := range touched {
+		if err := q.flush(); err != nil {
+			return err
+		}
+	}
+	if err := s.idx.commit(off); err != nil {
+		return err
+	}
+	s.dispatched.Store(off)
+	if s.opts.OnDispatch != nil {
+		for q, k := range touched {
+			_, maxOff := q.bounds()
+			s.opts.OnDispatch(k.topic, k.qid, maxOff)
+		}
+	}
+	return nil
+}
+
+// dispatchRecord stages one record's consume-queue entry and index keys.
+// Prepared and rolled-back transaction records get no queue entry: they
+// are invisible to consumers, as in RocketMQ.
+func (s *Store) dispatchRecord(e *message.Ext, segBase int64, touched map[*consumeQueue]queueKey) error {
+	if tt := message.TransactionType(e.SysFlag); tt != message.TransactionPreparedType && tt != message.TransactionRollbackType {
+		q := s.cqs.get(e.Topic, e.QueueID, true)
+		tags, _ := message.Property(e.Properties, message.PropertyTags)
+		if err := q.put(e.QueueOffset, QueueEntry{PhysicalOffset: e.CommitLogOffset, Size: e.StoreSize, TagsCode: message.TagsCode(tags)}); err != nil {
+			return err
+		}
+		touched[q] = queueKey{e.Topic, e.QueueID}
+	}
+	if uniq, ok := message.Property(e.Properties, message.PropertyUniqKey); ok && uniq != "" {
+		if err := s.idx.add(segBase, e.Topic, uniq, e.CommitLogOffset, e.StoreTimestamp); err != nil {
+			return err
+		}
+	}
+	for _, k := range message.Keys(e.Properties) {
+		if err := s.idx.add(segBase, e.Topic, k, e.CommitLogOffset, e.StoreTimestamp); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+package store
+
+import "errors"
+
+// Errors returned by the store. They are wrapped with detail; test them
+// with errors.Is.
+var (
+	// ErrInvalidOptions means Options.Validate rejected a field.
+	ErrInvalidOptions = errors.New("store: invalid options")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrWriteFailed means a write or fsync of the commit log failed. The
+	// append that saw it was not stored durably, and the store refuses every
+	// later append with an error wrapping ErrWriteFailed and the cause
+	// (disk full, I/O error). Readers keep working.
+	ErrWriteFailed = errors.New("store: commit log write failed; store is read-only")
+	// ErrFlushTimeout means a SyncFlush append was not fsynced within
+	// SyncFlushTimeout. The record may still become durable later.
+	ErrFlushTimeout = errors.New("store: sync flush timed out")
+	// ErrMessageTooLarge means a body exceeds MaxMessageSize.
+	ErrMessageTooLarge = errors.New("store: message too large")
+	// ErrBadMessage means a message cannot be encoded (topic or properties too long, empty topic).
+	ErrBadMessage = errors.New("store: malformed message")
+	// ErrOffsetNotFound means a physical offset holds no record (deleted by
+	// retention, past the end, or not a record boundary).
+	ErrOffsetNotFound = errors.New("store: no record at offset")
+	// ErrCorrupt means the store's files are inconsistent in a way recovery
+	// cannot repair (for example a missing segment in the middle of the log).
+	ErrCorrupt = errors.New("store: corrupt")
+)

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/message"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond) // polling interval, not a wait for an event
+	}
+}
+
+// testOptions returns small-file options in a fresh directory.
+func testOptions(t testing.TB, flush FlushType) Options {
+	return Options{
+		Dir:                 t.TempDir(),
+		FlushType:           flush,
+		SegmentSize:         256 << 10,
+		MaxMessageSize:      64 << 10,
+		QueueEntriesPerFile: 64,
+		FlushInterval:       5 * time.Millisecond,
+		CheckpointInterval:  time.Hour, // tests checkpoint explicitly
+		Logger:              testLogger(),
+	}
+}
+
+func openStore(t testing.TB, o Options) *Store {
+	t.Helper()
+	s, err := Open(o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+// halt stops a store the way a crash would: no final flush, dispatch,
+// checkpoint, or removal of the abort marker.
+func (s *Store) halt() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	s.idx.close()
+	s.cqs.close()
+	s.log.close()
+}
+
+func testMsg(topic string, qid int32, i int) *message.Message {
+	p := message.Properties{
+		message.PropertyTags:    "tag" + strconv.Itoa(i%3),
+		message.PropertyKeys:    fmt.Sprintf("order-%d k%d", i, i%5),
+		message.PropertyUniqKey: fmt.Sprintf("UNIQ%08d", i),
+		"traceparent":           "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	}
+	return &message.Message{Topic: topic, QueueID: qid, Body: []byte(fmt.Sprintf("body-%d-%s", i, topic)),
+		Properties: p.Encode(), BornTimestamp: 1700000000000 + int64(i)}
+}
+
+func mustAppend(t testing.TB, s *Store, m *message.Message) AppendResult {
+	t.Helper()
+	r, err := s.Append(context.Background(), m)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	return r
+}
+
+// readAll pulls every visible record of a queue from its min offset.
+func readAll(t testing.TB, s *Store, topic string, qid int32) []message.Ext {
+	t.Helper()
+	lo, _ := s.QueueBounds(topic, qid)
+	var out []message.Ext
+	for off := lo; ; {
+		r, err := s.GetMessages(topic, qid, off, GetOptions{MaxMessages: 16})
+		if err != nil {
+			t.Fatalf("GetMessages: %v", err)
+		}
+		if r.Status != Found && r.Status != NoMatchedMessage && r.Status != OffsetFoundNull {
+			return out
+		}
+		exts, err := message.DecodeAll(r.Records)
+		if err != nil {
+			t.Fatalf("DecodeAll: %v", err)
+		}
+		out = append(out, exts...)
+		off = r.NextBeginOffset
+	}
+}
+
+// fakeClock is a controllable clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newBufLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func testLogger() *slog.Logger {
+	if os.Getenv("STORE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}

@@ -1,0 +1,257 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/halfbackmq/halfback/message"
+)
+
+// GetStatus says what GetMessages found, with RocketMQ's meanings.
+type GetStatus int
+
+const (
+	// Found means at least one record is returned.
+	Found GetStatus = iota
+	// NoMatchedMessage means entries were scanned but none passed the filter.
+	NoMatchedMessage
+	// NoMatchedLogicQueue means the topic/queue has never had a message.
+	NoMatchedLogicQueue
+	// NoMessageInQueue means the queue exists but holds nothing.
+	NoMessageInQueue
+	// OffsetOverflowOne means the offset equals the queue's max: nothing new yet.
+	OffsetOverflowOne
+	// OffsetOverflowBadly means the offset is past the queue's max.
+	OffsetOverflowBadly
+	// OffsetTooSmall means the offset is below the queue's min (removed by retention).
+	OffsetTooSmall
+	// OffsetFoundNull means the entries point into removed commit-log segments.
+	OffsetFoundNull
+)
+
+var statusNames = [...]string{"FOUND", "NO_MATCHED_MESSAGE", "NO_MATCHED_LOGIC_QUEUE", "NO_MESSAGE_IN_QUEUE",
+	"OFFSET_OVERFLOW_ONE", "OFFSET_OVERFLOW_BADLY", "OFFSET_TOO_SMALL", "OFFSET_FOUND_NULL"}
+
+func (g GetStatus) String() string {
+	if int(g) < len(statusNames) {
+		return statusNames[g]
+	}
+	return fmt.Sprintf("GetStatus(%d)", int(g))
+}
+
+// GetResult is the answer of GetMessages.
+type GetResult struct {
+	Status GetStatus
+	// Records holds the matching records back to back, byte for byte as the
+	// commit log stores them (a pull response body).
+	Records []byte
+	// Count is the number of records in Records.
+	Count int
+	// NextBeginOffset is the logical offset the next pull should start at.
+	NextBeginOffset int64
+	// MinOffset and MaxOffset are the queue's bounds when it was read.
+	MinOffset, MaxOffset int64
+}
+
+// GetOptions bound a GetMessages call.
+type GetOptions struct {
+	// MaxMessages caps the records returned. Default 32.
+	MaxMessages int
+	// MaxBytes caps the bytes returned (at least one record is returned if
+	// it matches). Default 4 MiB.
+	MaxBytes int
+	// Match filters by tag hash code; nil accepts everything.
+	Match func(tagsCode int64) bool
+}
+
+// GetMessages reads records of topic/queue from logical offset offset,
+// following RocketMQ's pull semantics for the status and next offset.
+func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions) (GetResult, error) {
+	if o.MaxMessages <= 0 {
+		o.MaxMessages = 32
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 4 << 20
+	}
+	q := s.cqs.get(topic, qid, false)
+	if q == nil {
+		return GetResult{Status: NoMatchedLogicQueue}, nil
+	}
+	lo, hi := q.bounds()
+	r := GetResult{MinOffset: lo, MaxOffset: hi, NextBeginOffset: offset}
+	switch {
+	case hi == 0:
+		r.Status, r.NextBeginOffset = NoMessageInQueue, 0
+		return r, nil
+	case offset < lo:
+		r.Status, r.NextBeginOffset = OffsetTooSmall, lo
+		return r, nil
+	case offset == hi:
+		r.Status = OffsetOverflowOne
+		return r, nil
+	case offset > hi:
+		r.Status, r.NextBeginOffset = OffsetOverflowBadly, hi
+		return r, nil
+	}
+	// Scan more entries than MaxMessages so a selective tag filter still
+	// makes progress, as RocketMQ does.
+	entries, err := q.read(offset, max(o.MaxMessages, 800))
+	if err != nil {
+		return r, err
+	}
+	minPhys := s.log.minOffset()
+	limit := s.visibleLimit()
+	next := offset
+	sawLive := false
+	for _, e := range entries {
+		if r.Count >= o.MaxMessages || (r.Count > 0 && len(r.Records)+int(e.Size) > o.MaxBytes) {
+			break
+		}
+		if e.PhysicalOffset+int64(e.Size) > limit {
+			break
+		}
+		next++
+		if e.PhysicalOffset < minPhys || e.Size <= 0 {
+			continue
+		}
+		sawLive = true
+		if o.Match != nil && !o.Match(e.TagsCode) {
+			continue
+		}
+		start := len(r.Records)
+		r.Records = append(r.Records, make([]byte, e.Size)...)
+		if err := s.log.readAt(r.Records[start:], e.PhysicalOffset); err != nil {
+			return r, err
+		}
+		r.Count++
+	}
+	r.NextBeginOffset = next
+	switch {
+	case r.Count > 0:
+		r.Status = Found
+	case !sawLive && next > offset:
+		r.Status = OffsetFoundNull
+	default:
+		r.Status = NoMatchedMessage
+	}
+	return r, nil
+}
+
+// QueueBounds returns a queue's min and max logical offsets (max is one
+// past the last message); both are 0 for an unknown queue.
+func (s *Store) QueueBounds(topic string, qid int32) (minOff, maxOff int64) {
+	if q := s.cqs.get(topic, qid, false); q != nil {
+		return q.bounds()
+	}
+	return 0, 0
+}
+
+// Queue describes one consume queue.
+type Queue struct {
+	Topic     string
+	QueueID   int32
+	MinOffset int64
+	MaxOffset int64
+}
+
+// Queues lists every consume queue.
+func (s *Store) Queues() []Queue {
+	var out []Queue
+	s.cqs.each(func(k queueKey, q *consumeQueue) error {
+		lo, hi := q.bounds()
+		out = append(out, Queue{Topic: k.topic, QueueID: k.qid, MinOffset: lo, MaxOffset: hi})
+		return nil
+	})
+	return out
+}
+
+// OffsetForTimestamp returns the first logical offset of topic/queue whose
+// record was stored at or after ts (ms), or the queue's max if none was.
+func (s *Store) OffsetForTimestamp(topic string, qid int32, ts int64) (int64, error) {
+	q := s.cqs.get(topic, qid, false)
+	if q == nil {
+		return 0, nil
+	}
+	var rerr error
+	off, err := q.search(func(e QueueEntry) bool {
+		st, err := s.storeTimestamp(e.PhysicalOffset)
+		if err != nil {
+			rerr = err
+			return false
+		}
+		return st >= ts
+	})
+	if err == nil {
+		err = rerr
+	}
+	return off, err
+}
+
+func (s *Store) storeTimestamp(phys int64) (int64, error) {
+	var hdr [64]byte
+	if err := s.log.readAt(hdr[:], phys); err != nil {
+		return 0, err
+	}
+	sysFlag := int32(binary.BigEndian.Uint32(hdr[36:]))
+	pos := 48 + 8
+	if sysFlag&message.FlagBornHostV6 != 0 {
+		pos = 48 + 20
+	}
+	if len(hdr) < pos+8 {
+		return 0, fmt.Errorf("%w: short header at %d", ErrCorrupt, phys)
+	}
+	return int64(binary.BigEndian.Uint64(hdr[pos:])), nil
+}
+
+// ReadRecord returns the raw record at physical offset phys.
+func (s *Store) ReadRecord(phys int64) ([]byte, error) {
+	if phys < s.log.minOffset() || phys >= s.visibleLimit() {
+		return nil, fmt.Errorf("%w: %d", ErrOffsetNotFound, phys)
+	}
+	var hdr [message.BlankHeaderSize]byte
+	if err := s.log.readAt(hdr[:], phys); err != nil {
+		return nil, err
+	}
+	size, magic, _ := message.PeekHeader(hdr[:])
+	if magic != message.MagicCode || size <= 0 || phys+int64(size) > s.visibleLimit() {
+		return nil, fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
+	}
+	rec := make([]byte, size)
+	if err := s.log.readAt(rec, phys); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// ReadMessage decodes the record at physical offset phys.
+func (s *Store) ReadMessage(phys int64) (message.Ext, error) {
+	rec, err := s.ReadRecord(phys)
+	if err != nil {
+		return message.Ext{}, err
+	}
+	e, _, err := message.Decode(rec)
+	if err != nil || e.CommitLogOffset != phys {
+		return message.Ext{}, fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
+	}
+	return e, nil
+}
+
+// QueryByKey returns the physical offsets of records of topic carrying key
+// (their UNIQ_KEY or one of their KEYS) stored within [beginMs, endMs],
+// newest first, at most max. endMs <= 0 means no upper bound.
+func (s *Store) QueryByKey(topic, key string, beginMs, endMs int64, max int) ([]int64, error) {
+	if endMs <= 0 {
+		endMs = math.MaxInt64
+	}
+	if max <= 0 {
+		max = 32
+	}
+	s.log.mu.RLock()
+	bases := make([]int64, 0, len(s.log.segs))
+	for i := len(s.log.segs) - 1; i >= 0; i-- {
+		bases = append(bases, s.log.segs[i].base)
+	}
+	s.log.mu.RUnlock()
+	return s.idx.lookup(bases, topic, key, beginMs, endMs, max)
+}

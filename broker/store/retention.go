@@ -1,0 +1,76 @@
+package store
+
+import (
+	"syscall"
+	"time"
+)
+
+// retentionLoop deletes old commit-log segments every RetentionCheckPeriod.
+func (s *Store) retentionLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.RetentionCheckPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := s.runRetention(); err != nil {
+				s.opts.Logger.Warn("retention failed", "err", err)
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// runRetention removes segments, oldest first, while the oldest is older
+// than FileReserved or the disk is fuller than DiskMaxUsedRatio. The active
+// segment and any segment not fully dispatched are never removed. Consume
+// queue entries and index keys pointing into removed segments are dropped.
+func (s *Store) runRetention() error {
+	for {
+		usage, err := s.diskUsage()
+		if err != nil {
+			return err
+		}
+		now := s.opts.now()
+		base, err := s.log.removeOldest(func(seg *segment, mod time.Time) bool {
+			if seg.base+s.opts.SegmentSize > s.dispatched.Load() {
+				return true
+			}
+			return now.Sub(mod) <= s.opts.FileReserved && usage <= s.opts.DiskMaxUsedRatio
+		})
+		if err != nil || base < 0 {
+			return err
+		}
+		s.opts.Logger.Info("removed commit-log segment", "base", base, "diskUsage", usage)
+		if err := s.idx.dropSegment(base); err != nil {
+			return err
+		}
+		minPhys := s.log.minOffset()
+		err = s.cqs.each(func(_ queueKey, q *consumeQueue) error {
+			low, err := q.search(func(e QueueEntry) bool { return e.PhysicalOffset >= minPhys })
+			if err != nil {
+				return err
+			}
+			return q.dropBefore(low)
+		})
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// diskUsage is the used fraction of the file system holding the store.
+func (s *Store) diskUsage() (float64, error) {
+	if s.opts.diskUsage != nil {
+		return s.opts.diskUsage()
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.opts.Dir, &st); err != nil {
+		return 0, err
+	}
+	if st.Blocks == 0 {
+		return 0, nil
+	}
+	return 1 - float64(st.Bavail)/float64(st.Blocks), nil
+}

@@ -1,0 +1,486 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/halfbackmq/halfback/message"
+)
+
+// AppendResult is what one appended message got.
+type AppendResult struct {
+	// PhysicalOffset is the record's offset in the commit log.
+	PhysicalOffset int64
+	// QueueOffset is the record's logical offset in its consume queue
+	// (0 for prepared and rolled-back transaction records, which have none).
+	QueueOffset int64
+	// Size is the record's encoded size.
+	Size int32
+	// StoreTimestamp is when the store accepted it (ms since the epoch).
+	StoreTimestamp int64
+	// MsgID is RocketMQ's offset message id (store host + physical offset).
+	MsgID string
+}
+
+type queueKey struct {
+	topic string
+	qid   int32
+}
+
+// chunk is a run of encoded bytes at a physical offset, inside one segment.
+type chunk struct {
+	off  int64
+	data []byte
+}
+
+// batch is what the writer goroutine writes (and, under SyncFlush, fsyncs)
+// in one go: every append that arrived while the previous batch was on disk.
+type batch struct {
+	chunks  []chunk
+	waiters []chan error
+	end     int64
+}
+
+func (b *batch) add(off int64, rec []byte) {
+	buf := b.reserve(off, len(rec))
+	b.commit(len(append(buf, rec...)))
+}
+
+// reserve makes room for n bytes at physical offset off (continuing the
+// open chunk when contiguous) and returns an empty slice with that capacity
+// to encode into; commit then accounts for the bytes.
+func (b *batch) reserve(off int64, n int) []byte {
+	k := len(b.chunks)
+	switch {
+	case k > 0 && len(b.chunks[k-1].data) == 0:
+		b.chunks[k-1].off = off
+	case k == 0 || b.chunks[k-1].off+int64(len(b.chunks[k-1].data)) != off:
+		b.chunks = append(b.chunks, chunk{off: off, data: make([]byte, 0, max(n, 64<<10))})
+	}
+	c := &b.chunks[len(b.chunks)-1]
+	if cap(c.data)-len(c.data) < n {
+		grown := make([]byte, len(c.data), max(2*cap(c.data), len(c.data)+n))
+		copy(grown, c.data)
+		c.data = grown
+	}
+	return c.data[len(c.data):len(c.data)]
+}
+
+func (b *batch) commit(n int) {
+	c := &b.chunks[len(b.chunks)-1]
+	c.data = c.data[:len(c.data)+n]
+}
+
+func (b *batch) reset() {
+	// Keep one buffer of modest size for the next batch.
+	var keep []byte
+	if len(b.chunks) > 0 && cap(b.chunks[0].data) <= 8<<20 {
+		keep = b.chunks[0].data[:0]
+	}
+	clear(b.chunks)
+	b.chunks = b.chunks[:0]
+	if keep != nil {
+		b.chunks = append(b.chunks, chunk{off: -1, data: keep})
+	}
+	clear(b.waiters)
+	b.waiters = b.waiters[:0]
+}
+
+// Store is the broker's message store: a commit log, consume queues built
+// from it by a dispatcher, and a key index. It is safe for concurrent use.
+type Store struct {
+	opts  Options
+	log   *commitLog
+	cqs   *queueTable
+	idx   *index
+	abort string // path of the abort marker
+
+	mu        sync.Mutex // guards the fields below: the append path
+	next      int64      // next physical offset to assign
+	queueNext map[queueKey]int64
+	cur       *batch // collecting appends
+	spare     *batch // recycled by the writer
+	failed    error  // first write/fsync error; appends are refused after it
+	closed    bool
+
+	written    atomic.Int64 // end of what the OS has
+	durable    atomic.Int64 // end of what is fsynced
+	dispatched atomic.Int64 // end of what consume queues and index hold
+
+	writeSignal    chan struct{}
+	dispatchSignal chan struct{}
+	stop           chan struct{}
+	wg             sync.WaitGroup
+	cpMu           sync.Mutex // serialises checkpoints
+	flushMu        sync.Mutex // serialises commit-log fsyncs under AsyncFlush
+}
+
+// Open opens (or creates) the store in opts.Dir, recovering it if the last
+// run did not shut down cleanly.
+func Open(opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		opts:           opts,
+		abort:          filepath.Join(opts.Dir, "abort"),
+		queueNext:      make(map[queueKey]int64),
+		cur:            &batch{},
+		spare:          &batch{},
+		writeSignal:    make(chan struct{}, 1),
+		dispatchSignal: make(chan struct{}, 1),
+		stop:           make(chan struct{}),
+	}
+	var err error
+	if s.log, err = openCommitLog(filepath.Join(opts.Dir, "commitlog"), opts.SegmentSize, opts.fs); err != nil {
+		return nil, err
+	}
+	if s.cqs, err = openQueueTable(filepath.Join(opts.Dir, "consumequeue"), opts.QueueEntriesPerFile, opts.fs); err != nil {
+		s.log.close()
+		return nil, err
+	}
+	if s.idx, err = openIndex(filepath.Join(opts.Dir, "index")); err != nil {
+		s.cqs.close()
+		s.log.close()
+		return nil, err
+	}
+	if err := s.recover(); err != nil {
+		s.idx.close()
+		s.cqs.close()
+		s.log.close()
+		return nil, err
+	}
+	if err := writeFileAtomic(s.abort, nil); err != nil {
+		s.idx.close()
+		s.cqs.close()
+		s.log.close()
+		return nil, err
+	}
+	s.wg.Add(4)
+	go s.writeLoop()
+	go s.dispatchLoop()
+	go s.flushLoop()
+	go s.retentionLoop()
+	return s, nil
+}
+
+// Append stores one message. Under SyncFlush it returns after the record is
+// fsynced; under AsyncFlush after it is written to the operating system.
+func (s *Store) Append(ctx context.Context, m *message.Message) (AppendResult, error) {
+	res, err := s.AppendBatch(ctx, []*message.Message{m})
+	if err != nil {
+		return AppendResult{}, err
+	}
+	return res[0], nil
+}
+
+// AppendBatch stores messages as consecutive records and acknowledges them
+// together. On error none of them is acknowledged (some may still have been
+// written, as with any unacknowledged send).
+func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]AppendResult, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	sizes := make([]int, len(msgs))
+	for i, m := range msgs {
+		n, err := s.checkMessage(m)
+		if err != nil {
+			return nil, err
+		}
+		sizes[i] = n
+	}
+	res := make([]AppendResult, len(msgs))
+	done := make(chan error, 1)
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s.failed != nil {
+		err := s.failed
+		s.mu.Unlock()
+		return nil, err
+	}
+	now := s.opts.now().UnixMilli()
+	segSize := s.opts.SegmentSize
+	for i, m := range msgs {
+		size := int64(sizes[i])
+		if room := segSize - s.next%segSize; size+message.BlankHeaderSize > room {
+			s.cur.add(s.next, message.AppendBlank(make([]byte, 0, message.BlankHeaderSize), int(room)))
+			s.next += room
+		}
+		qo := int64(0)
+		if tt := message.TransactionType(m.SysFlag); tt != message.TransactionPreparedType && tt != message.TransactionRollbackType {
+			k := queueKey{m.Topic, m.QueueID}
+			qo = s.queueNext[k]
+			s.queueNext[k] = qo + 1
+		}
+		mm := *m
+		mm.StoreHost = s.opts.StoreHost
+		mm.Properties = message.WithCRCSlot(m.Properties)
+		buf := s.cur.reserve(s.next, int(size))
+		rec, _ := message.AppendRecord(buf, &mm) // sizes were checked above
+		message.SetOffsets(rec, qo, s.next, now)
+		message.Seal(rec)
+		s.cur.commit(len(rec))
+		res[i] = AppendResult{PhysicalOffset: s.next, QueueOffset: qo, Size: int32(size), StoreTimestamp: now,
+			MsgID: message.OffsetMsgID(s.opts.StoreHost, s.next)}
+		s.next += size
+	}
+	s.cur.end = s.next
+	s.cur.waiters = append(s.cur.waiters, done)
+	s.mu.Unlock()
+
+	select {
+	case s.writeSignal <- struct{}{}:
+	default:
+	}
+	return res, s.wait(ctx, done)
+}
+
+// wait blocks until the writer answers done, the sync-flush timeout passes,
+// or ctx ends.
+func (s *Store) wait(ctx context.Context, done chan error) error {
+	var timeout <-chan time.Time
+	if s.opts.FlushType == SyncFlush {
+		t := time.NewTimer(s.opts.SyncFlushTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-timeout:
+		return fmt.Errorf("%w after %v", ErrFlushTimeout, s.opts.SyncFlushTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) checkMessage(m *message.Message) (int, error) {
+	if err := message.ValidateTopic(m.Topic); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	if m.QueueID < 0 {
+		return 0, fmt.Errorf("%w: negative queue id %d", ErrBadMessage, m.QueueID)
+	}
+	if len(m.Body) > s.opts.MaxMessageSize {
+		return 0, fmt.Errorf("%w: body of %d bytes, limit %d", ErrMessageTooLarge, len(m.Body), s.opts.MaxMessageSize)
+	}
+	n, err := message.RecordSize(&message.Message{Topic: m.Topic, Properties: message.WithCRCSlot(m.Properties), Body: m.Body,
+		BornHost: m.BornHost, StoreHost: s.opts.StoreHost})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	return n, nil
+}
+
+// writeLoop is the single writer: it takes the collecting batch, writes it,
+// fsyncs it under SyncFlush, and answers its waiters.
+func (s *Store) writeLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.writeSignal:
+			s.writeBatch()
+		case <-s.stop:
+			s.writeBatch()
+			return
+		}
+	}
+}
+
+func (s *Store) writeBatch() {
+	s.mu.Lock()
+	b := s.cur
+	if len(b.waiters) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.cur, s.spare = s.spare, nil
+	failed := s.failed
+	s.mu.Unlock()
+
+	err := failed
+	if err == nil {
+		if err = s.writeChunks(b.chunks); err != nil {
+			err = s.fail(err)
+		}
+	}
+	if err == nil {
+		s.written.Store(b.end)
+		if s.opts.FlushType == SyncFlush {
+			s.durable.Store(b.end)
+		}
+	}
+	for _, w := range b.waiters {
+		w <- err
+	}
+	if err == nil {
+		s.signalDispatch()
+	}
+	b.reset()
+	s.mu.Lock()
+	s.spare = b
+	s.mu.Unlock()
+}
+
+// writeChunks writes the chunks and, under SyncFlush, fsyncs every segment
+// they touched.
+func (s *Store) writeChunks(chunks []chunk) error {
+	var touched []*segment
+	for _, c := range chunks {
+		if len(c.data) == 0 {
+			continue
+		}
+		seg, err := s.log.segmentAt(c.off, true)
+		if err != nil {
+			return err
+		}
+		if _, err := seg.f.WriteAt(c.data, c.off-seg.base); err != nil {
+			return err
+		}
+		if len(touched) == 0 || touched[len(touched)-1] != seg {
+			touched = append(touched, seg)
+		}
+	}
+	if s.opts.FlushType == SyncFlush {
+		for _, seg := range touched {
+			if err := seg.f.Sync(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fail records the first write error and makes the store refuse appends.
+func (s *Store) fail(cause error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed == nil {
+		s.failed = fmt.Errorf("%w: %w", ErrWriteFailed, cause)
+		s.opts.Logger.Error("commit log write failed; refusing further appends", "err", cause)
+	}
+	return s.failed
+}
+
+// flushLoop fsyncs the commit log every FlushInterval under AsyncFlush and
+// writes a checkpoint every CheckpointInterval under both flush types.
+func (s *Store) flushLoop() {
+	defer s.wg.Done()
+	flush := time.NewTicker(s.opts.FlushInterval)
+	defer flush.Stop()
+	cp := time.NewTicker(s.opts.CheckpointInterval)
+	defer cp.Stop()
+	for {
+		select {
+		case <-flush.C:
+			if s.opts.FlushType == AsyncFlush {
+				if err := s.flushCommitLog(); err != nil {
+					s.fail(err)
+				}
+			}
+		case <-cp.C:
+			if err := s.checkpoint(false); err != nil {
+				s.opts.Logger.Warn("checkpoint failed", "err", err)
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// flushCommitLog fsyncs every segment between the durable and the written
+// end and advances the durable end.
+func (s *Store) flushCommitLog() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	target := s.written.Load()
+	from := s.durable.Load()
+	if target <= from {
+		return nil
+	}
+	seg := s.opts.SegmentSize
+	for base := from - from%seg; base < target; base += seg {
+		sg, err := s.log.segmentAt(base, false)
+		if err != nil {
+			return err
+		}
+		if err := sg.f.Sync(); err != nil {
+			return err
+		}
+	}
+	s.durable.Store(target)
+	return nil
+}
+
+// Close stops the store: pending appends are written, the dispatcher
+// catches up, a checkpoint is written and the abort marker removed. After
+// a write failure the marker is kept so the next Open recovers.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+
+	var err error
+	s.mu.Lock()
+	failed := s.failed
+	s.mu.Unlock()
+	if failed == nil {
+		if err = s.flushCommitLog(); err == nil {
+			if err = s.dispatchTo(s.written.Load()); err == nil {
+				if err = s.checkpoint(true); err == nil {
+					err = os.Remove(s.abort)
+				}
+			}
+		}
+	}
+	for _, e := range []error{s.idx.close(), s.cqs.close(), s.log.close()} {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// MinPhysicalOffset is the first commit-log offset still stored.
+func (s *Store) MinPhysicalOffset() int64 { return s.log.minOffset() }
+
+// MaxPhysicalOffset is the end of the visible commit log: under SyncFlush
+// what is durable, under AsyncFlush what is written.
+func (s *Store) MaxPhysicalOffset() int64 { return s.visibleLimit() }
+
+// DispatchedOffset is the commit-log offset up to which consume queues and
+// the index are built.
+func (s *Store) DispatchedOffset() int64 { return s.dispatched.Load() }
+
+func (s *Store) visibleLimit() int64 {
+	if s.opts.FlushType == SyncFlush {
+		return s.durable.Load()
+	}
+	return s.written.Load()
+}
+
+func (s *Store) signalDispatch() {
+	select {
+	case s.dispatchSignal <- struct{}{}:
+	default:
+	}
+}

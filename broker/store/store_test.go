@@ -1,0 +1,462 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/message"
+)
+
+// TestConformance runs one behavioural suite over both flush types.
+func TestConformance(t *testing.T) {
+	for _, ft := range []FlushType{SyncFlush, AsyncFlush} {
+		t.Run(ft.String(), func(t *testing.T) {
+			t.Run("AppendAndRead", func(t *testing.T) { testAppendAndRead(t, ft) })
+			t.Run("Batch", func(t *testing.T) { testBatch(t, ft) })
+			t.Run("SegmentRoll", func(t *testing.T) { testSegmentRoll(t, ft) })
+			t.Run("CleanReopen", func(t *testing.T) { testCleanReopen(t, ft) })
+			t.Run("CrashReopen", func(t *testing.T) { testCrashReopen(t, ft) })
+			t.Run("TornTail", func(t *testing.T) { testTornTail(t, ft) })
+			t.Run("CorruptTail", func(t *testing.T) { testCorruptTail(t, ft) })
+			t.Run("ConcurrentAppend", func(t *testing.T) { testConcurrentAppend(t, ft) })
+		})
+	}
+}
+
+func testAppendAndRead(t *testing.T, ft FlushType) {
+	s := openStore(t, testOptions(t, ft))
+	defer s.Close()
+	var results []AppendResult
+	for i := 0; i < 10; i++ {
+		results = append(results, mustAppend(t, s, testMsg("orders", int32(i%2), i)))
+	}
+	for i, r := range results {
+		if want := int64(i / 2); r.QueueOffset != want {
+			t.Errorf("message %d: queue offset %d, want %d", i, r.QueueOffset, want)
+		}
+		if i > 0 && r.PhysicalOffset != results[i-1].PhysicalOffset+int64(results[i-1].Size) {
+			t.Errorf("message %d: physical offset %d does not follow %d+%d", i, r.PhysicalOffset, results[i-1].PhysicalOffset, results[i-1].Size)
+		}
+		host, off, err := message.ParseOffsetMsgID(r.MsgID)
+		if err != nil || off != r.PhysicalOffset || host != s.opts.StoreHost {
+			t.Errorf("message id %s -> %v %d %v", r.MsgID, host, off, err)
+		}
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	got := readAll(t, s, "orders", 0)
+	if len(got) != 5 {
+		t.Fatalf("queue 0 has %d messages, want 5", len(got))
+	}
+	for j, e := range got {
+		i := 2 * j
+		want := testMsg("orders", 0, i)
+		if !bytes.Equal(e.Body, want.Body) || e.Properties != want.Properties || e.Topic != "orders" || e.QueueOffset != int64(j) {
+			t.Errorf("record %d = %+v, want body %q props %q", j, e, want.Body, want.Properties)
+		}
+		if e.CommitLogOffset != results[i].PhysicalOffset || e.StoreTimestamp != results[i].StoreTimestamp {
+			t.Errorf("record %d at %d stored %d, append said %d / %d", j, e.CommitLogOffset, e.StoreTimestamp, results[i].PhysicalOffset, results[i].StoreTimestamp)
+		}
+	}
+	ext, err := s.ReadMessage(results[3].PhysicalOffset)
+	if err != nil || string(ext.Body) != string(testMsg("orders", 1, 3).Body) {
+		t.Fatalf("ReadMessage = %q, %v", ext.Body, err)
+	}
+	if _, err := s.ReadMessage(results[3].PhysicalOffset + 1); !errors.Is(err, ErrOffsetNotFound) {
+		t.Fatalf("ReadMessage at a non-boundary: %v, want ErrOffsetNotFound", err)
+	}
+
+	// Tag filter: only tag1 records of queue 1 (i = 1, 7).
+	code := message.TagsCode("tag1")
+	r, err := s.GetMessages("orders", 1, 0, GetOptions{Match: func(c int64) bool { return c == code }})
+	if err != nil || r.Status != Found || r.Count != 2 || r.NextBeginOffset != 5 {
+		t.Fatalf("filtered pull: %+v %v", r, err)
+	}
+	// Pull statuses.
+	for _, c := range []struct {
+		topic  string
+		off    int64
+		status GetStatus
+		next   int64
+	}{
+		{"orders", 5, OffsetOverflowOne, 5},
+		{"orders", 9, OffsetOverflowBadly, 5},
+		{"nothing", 0, NoMatchedLogicQueue, 0},
+	} {
+		r, err := s.GetMessages(c.topic, 0, c.off, GetOptions{})
+		if err != nil || r.Status != c.status || r.NextBeginOffset != c.next {
+			t.Errorf("pull %s@%d = %v next %d (%v), want %v next %d", c.topic, c.off, r.Status, r.NextBeginOffset, err, c.status, c.next)
+		}
+	}
+
+	// Index: by user key, by unique key, newest first, time range.
+	offs, err := s.QueryByKey("orders", "k1", 0, 0, 10)
+	if err != nil || len(offs) != 2 || offs[0] != results[6].PhysicalOffset || offs[1] != results[1].PhysicalOffset {
+		t.Fatalf("QueryByKey k1 = %v, %v; want [%d %d]", offs, err, results[6].PhysicalOffset, results[1].PhysicalOffset)
+	}
+	offs, err = s.QueryByKey("orders", "UNIQ00000004", 0, 0, 10)
+	if err != nil || len(offs) != 1 || offs[0] != results[4].PhysicalOffset {
+		t.Fatalf("QueryByKey uniq = %v, %v", offs, err)
+	}
+	if offs, _ := s.QueryByKey("orders", "k1", 0, results[0].StoreTimestamp-1, 10); len(offs) != 0 {
+		t.Fatalf("QueryByKey before any store time = %v, want none", offs)
+	}
+	if offs, _ := s.QueryByKey("other", "k1", 0, 0, 10); len(offs) != 0 {
+		t.Fatalf("QueryByKey on another topic = %v, want none", offs)
+	}
+}
+
+func testBatch(t *testing.T, ft FlushType) {
+	s := openStore(t, testOptions(t, ft))
+	defer s.Close()
+	var msgs []*message.Message
+	for i := 0; i < 50; i++ {
+		msgs = append(msgs, testMsg("batch", 0, i))
+	}
+	res, err := s.AppendBatch(context.Background(), msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.QueueOffset != int64(i) {
+			t.Fatalf("batch record %d got queue offset %d", i, r.QueueOffset)
+		}
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	if got := readAll(t, s, "batch", 0); len(got) != 50 {
+		t.Fatalf("read %d of 50", len(got))
+	}
+}
+
+func testSegmentRoll(t *testing.T, ft FlushType) {
+	o := testOptions(t, ft)
+	s := openStore(t, o)
+	body := bytes.Repeat([]byte("x"), 9000)
+	var res []AppendResult
+	for i := 0; i < 100; i++ { // ~900 KB over 256 KiB segments
+		m := testMsg("roll", 0, i)
+		m.Body = append([]byte(fmt.Sprintf("%04d", i)), body...)
+		res = append(res, mustAppend(t, s, m))
+	}
+	for _, r := range res {
+		if r.PhysicalOffset/o.SegmentSize != (r.PhysicalOffset+int64(r.Size)-1)/o.SegmentSize {
+			t.Fatalf("record at %d size %d crosses a segment end", r.PhysicalOffset, r.Size)
+		}
+	}
+	if n := len(segmentFiles(t, o.Dir)); n < 4 {
+		t.Fatalf("%d segments, want at least 4", n)
+	}
+	check := func(s *Store) {
+		waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+		got := readAll(t, s, "roll", 0)
+		if len(got) != 100 {
+			t.Fatalf("read %d of 100 across segments", len(got))
+		}
+		for i, e := range got {
+			if string(e.Body[:4]) != fmt.Sprintf("%04d", i) {
+				t.Fatalf("record %d has body prefix %q", i, e.Body[:4])
+			}
+		}
+	}
+	check(s)
+	s.halt()
+	s = openStore(t, o) // recovery scans across segment ends
+	defer s.Close()
+	check(s)
+}
+
+func testCleanReopen(t *testing.T, ft FlushType) {
+	o := testOptions(t, ft)
+	s := openStore(t, o)
+	for i := 0; i < 20; i++ {
+		mustAppend(t, s, testMsg("re", 0, i))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(o.Dir, "abort")); !os.IsNotExist(err) {
+		t.Fatalf("abort marker left after clean close: %v", err)
+	}
+	if err := s.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close = %v, want ErrClosed", err)
+	}
+	if _, err := s.Append(context.Background(), testMsg("re", 0, 0)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close = %v, want ErrClosed", err)
+	}
+	var logged bytes.Buffer
+	o.Logger = newBufLogger(&logged)
+	s = openStore(t, o)
+	defer s.Close()
+	if bytes.Contains(logged.Bytes(), []byte("recovering")) {
+		t.Fatalf("clean reopen ran recovery: %s", logged.String())
+	}
+	if r := mustAppend(t, s, testMsg("re", 0, 20)); r.QueueOffset != 20 {
+		t.Fatalf("queue offset after reopen = %d, want 20", r.QueueOffset)
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	if got := readAll(t, s, "re", 0); len(got) != 21 {
+		t.Fatalf("read %d of 21", len(got))
+	}
+	if offs, _ := s.QueryByKey("re", "order-3", 0, 0, 5); len(offs) != 1 {
+		t.Fatalf("index lost across reopen: %v", offs)
+	}
+}
+
+func testCrashReopen(t *testing.T, ft FlushType) {
+	o := testOptions(t, ft)
+	s := openStore(t, o)
+	for i := 0; i < 30; i++ {
+		mustAppend(t, s, testMsg("crash", int32(i%3), i))
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	if err := s.checkpoint(false); err != nil {
+		t.Fatal(err)
+	}
+	cqFile := filepath.Join(o.Dir, "consumequeue", "crash", "2", fmt.Sprintf("%020d", 0))
+	fi, err := os.Stat(cqFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 30; i < 60; i++ {
+		mustAppend(t, s, testMsg("crash", int32(i%3), i))
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	waitFor(t, "flush", func() bool { return s.durable.Load() == s.written.Load() })
+	s.halt()
+	// As after a power loss: queue 2's entries written since the checkpoint
+	// are gone. Recovery must rebuild them from the commit log.
+	if err := os.Truncate(cqFile, fi.Size()); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	o.Logger = newBufLogger(&logged)
+	s = openStore(t, o)
+	defer s.Close()
+	if !bytes.Contains(logged.Bytes(), []byte("recovering")) {
+		t.Fatalf("crash reopen did not recover: %s", logged.String())
+	}
+	for q := int32(0); q < 3; q++ {
+		got := readAll(t, s, "crash", q)
+		if len(got) != 20 {
+			t.Fatalf("queue %d has %d records after recovery, want 20", q, len(got))
+		}
+		for j, e := range got {
+			if e.QueueOffset != int64(j) || string(e.Body) != string(testMsg("crash", q, 3*j+int(q)).Body) {
+				t.Fatalf("queue %d entry %d: offset %d body %q", q, j, e.QueueOffset, e.Body)
+			}
+		}
+	}
+	if r := mustAppend(t, s, testMsg("crash", 2, 62)); r.QueueOffset != 20 {
+		t.Fatalf("queue offset after crash = %d, want 20", r.QueueOffset)
+	}
+	if offs, _ := s.QueryByKey("crash", "order-45", 0, 0, 5); len(offs) != 1 {
+		t.Fatalf("index not rebuilt after crash: %v", offs)
+	}
+}
+
+func testTornTail(t *testing.T, ft FlushType) {
+	o := testOptions(t, ft)
+	s := openStore(t, o)
+	var acked []AppendResult
+	for i := 0; i < 10; i++ {
+		acked = append(acked, mustAppend(t, s, testMsg("torn", 0, i)))
+	}
+	waitFor(t, "flush", func() bool { return s.durable.Load() == s.written.Load() })
+	end := s.written.Load()
+	s.halt()
+	// A torn write: half a record, then garbage.
+	rec, _ := message.AppendRecord(nil, testMsg("torn", 0, 10))
+	message.SetOffsets(rec, 10, end, 1)
+	appendToLastSegment(t, o.Dir, rec[:len(rec)/2])
+	s = openStore(t, o)
+	defer s.Close()
+	if s.MaxPhysicalOffset() != end {
+		t.Fatalf("after torn tail the log ends at %d, want %d", s.MaxPhysicalOffset(), end)
+	}
+	got := readAll(t, s, "torn", 0)
+	if len(got) != len(acked) {
+		t.Fatalf("read %d records, want %d", len(got), len(acked))
+	}
+	if r := mustAppend(t, s, testMsg("torn", 0, 10)); r.PhysicalOffset != end || r.QueueOffset != 10 {
+		t.Fatalf("append after truncation at %d/%d, want %d/10", r.PhysicalOffset, r.QueueOffset, end)
+	}
+}
+
+func testCorruptTail(t *testing.T, ft FlushType) {
+	o := testOptions(t, ft)
+	s := openStore(t, o)
+	var acked []AppendResult
+	for i := 0; i < 10; i++ {
+		acked = append(acked, mustAppend(t, s, testMsg("bad", 0, i)))
+	}
+	waitFor(t, "flush", func() bool { return s.durable.Load() == s.written.Load() })
+	s.halt()
+	// Flip a body byte of record 7: the CRC catches it; 7..9 are dropped.
+	seg := segmentFiles(t, o.Dir)[0]
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := acked[7].PhysicalOffset + int64(acked[7].Size) - 200
+	var b [1]byte
+	f.ReadAt(b[:], pos)
+	b[0] ^= 0xFF
+	f.WriteAt(b[:], pos)
+	f.Close()
+	os.Remove(filepath.Join(o.Dir, "checkpoint")) // recover from the start
+	s = openStore(t, o)
+	defer s.Close()
+	if got := readAll(t, s, "bad", 0); len(got) != 7 {
+		t.Fatalf("read %d records after corruption at 7, want 7", len(got))
+	}
+	if s.MaxPhysicalOffset() != acked[7].PhysicalOffset {
+		t.Fatalf("log ends at %d, want %d", s.MaxPhysicalOffset(), acked[7].PhysicalOffset)
+	}
+}
+
+func testConcurrentAppend(t *testing.T, ft FlushType) {
+	s := openStore(t, testOptions(t, ft))
+	defer s.Close()
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, err := s.Append(context.Background(), testMsg("conc", int32(w%4), w*1000+i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	total := 0
+	for q := int32(0); q < 4; q++ {
+		got := readAll(t, s, "conc", q)
+		seen := map[string]bool{}
+		for _, e := range got {
+			if seen[string(e.Body)] {
+				t.Fatalf("duplicate %q", e.Body)
+			}
+			seen[string(e.Body)] = true
+		}
+		total += len(got)
+	}
+	if total != writers*each {
+		t.Fatalf("read %d, want %d", total, writers*each)
+	}
+}
+
+func TestAppendRejectsBadInput(t *testing.T) {
+	s := openStore(t, testOptions(t, SyncFlush))
+	defer s.Close()
+	long := make([]byte, message.MaxPropertiesLength+1)
+	for i := range long {
+		long[i] = 'a'
+	}
+	cases := []struct {
+		name string
+		m    *message.Message
+		want error
+	}{
+		{"empty topic", &message.Message{Body: []byte("x")}, ErrBadMessage},
+		{"illegal topic", &message.Message{Topic: "../etc", Body: []byte("x")}, ErrBadMessage},
+		{"long topic", &message.Message{Topic: string(bytes.Repeat([]byte("t"), 128)), Body: []byte("x")}, ErrBadMessage},
+		{"big body", &message.Message{Topic: "t", Body: make([]byte, 64<<10+1)}, ErrMessageTooLarge},
+		{"long properties", &message.Message{Topic: "t", Body: []byte("x"), Properties: string(long)}, ErrBadMessage},
+		{"negative queue", &message.Message{Topic: "t", QueueID: -1, Body: []byte("x")}, ErrBadMessage},
+	}
+	for _, c := range cases {
+		if _, err := s.Append(context.Background(), c.m); !errors.Is(err, c.want) {
+			t.Errorf("%s: err = %v, want %v", c.name, err, c.want)
+		}
+	}
+	if s.MaxPhysicalOffset() != 0 {
+		t.Fatalf("rejected messages were stored: log end %d", s.MaxPhysicalOffset())
+	}
+	// A good batch with one bad message stores nothing.
+	_, err := s.AppendBatch(context.Background(), []*message.Message{testMsg("t", 0, 1), cases[0].m})
+	if !errors.Is(err, ErrBadMessage) || s.MaxPhysicalOffset() != 0 {
+		t.Fatalf("batch with a bad message: %v, log end %d", err, s.MaxPhysicalOffset())
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, o := range []Options{
+		{},
+		{Dir: "x", SegmentSize: -1},
+		{Dir: "x", SegmentSize: 1 << 20, MaxMessageSize: 4 << 20},
+		{Dir: "x", DiskMaxUsedRatio: 1.5},
+		{Dir: "x", SyncFlushTimeout: -time.Second},
+		{Dir: "x", FlushType: FlushType(7)},
+	} {
+		if err := o.Validate(); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidOptions", o, err)
+		}
+	}
+	if err := (Options{Dir: "x"}).Validate(); err != nil {
+		t.Errorf("defaults invalid: %v", err)
+	}
+	for in, want := range map[string]FlushType{"SYNC_FLUSH": SyncFlush, "async": AsyncFlush, "Sync": SyncFlush} {
+		if got, err := ParseFlushType(in); err != nil || got != want {
+			t.Errorf("ParseFlushType(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseFlushType("bogus"); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("ParseFlushType(bogus) = %v", err)
+	}
+}
+
+func TestOffsetForTimestamp(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	clock := &fakeClock{now: time.UnixMilli(1_000_000)}
+	o.now = clock.Now
+	s := openStore(t, o)
+	defer s.Close()
+	for i := 0; i < 10; i++ {
+		mustAppend(t, s, testMsg("ts", 0, i))
+		clock.Add(time.Second)
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	for ts, want := range map[int64]int64{0: 0, 1_000_000: 0, 1_000_001: 1, 1_004_000: 4, 2_000_000: 10} {
+		if got, err := s.OffsetForTimestamp("ts", 0, ts); err != nil || got != want {
+			t.Errorf("OffsetForTimestamp(%d) = %d, %v; want %d", ts, got, err, want)
+		}
+	}
+}
+
+func segmentFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "commitlog", "0*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func appendToLastSegment(t testing.TB, dir string, b []byte) {
+	t.Helper()
+	segs := segmentFiles(t, dir)
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,116 @@
+package message
+
+import (
+	"sort"
+	"strings"
+)
+
+// Property names used by RocketMQ clients and brokers.
+const (
+	PropertyKeys                    = "KEYS"
+	PropertyTags                    = "TAGS"
+	PropertyWaitStoreMsgOK          = "WAIT"
+	PropertyDelayTimeLevel          = "DELAY"
+	PropertyRetryTopic              = "RETRY_TOPIC"
+	PropertyRealTopic               = "REAL_TOPIC"
+	PropertyRealQueueID             = "REAL_QID"
+	PropertyTransactionPrepared     = "TRAN_MSG"
+	PropertyProducerGroup           = "PGROUP"
+	PropertyMinOffset               = "MIN_OFFSET"
+	PropertyMaxOffset               = "MAX_OFFSET"
+	PropertyOriginMessageID         = "ORIGIN_MESSAGE_ID"
+	PropertyReconsumeTime           = "RECONSUME_TIME"
+	PropertyUniqKey                 = "UNIQ_KEY"
+	PropertyMaxReconsumeTimes       = "MAX_RECONSUME_TIMES"
+	PropertyConsumeStartTime        = "CONSUME_START_TIME"
+	PropertyTransactionCheckTimes   = "TRANSACTION_CHECK_TIMES"
+	PropertyCheckImmunityTimeInSecs = "CHECK_IMMUNITY_TIME_IN_SECONDS"
+	PropertyShardingKey             = "SHARDING_KEY"
+	PropertyTransactionID           = "__transactionId__"
+	PropertyTimerDeliverMS          = "TIMER_DELIVER_MS"
+	PropertyTimerDelayMS            = "TIMER_DELAY_MS"
+	PropertyTimerDelaySec           = "TIMER_DELAY_SEC"
+	PropertyTraceparent             = "traceparent"
+	PropertyTracestate              = "tracestate"
+)
+
+// KeySeparator separates the keys inside the KEYS property.
+const KeySeparator = " "
+
+const (
+	nameValueSeparator = '\x01'
+	propertySeparator  = '\x02'
+)
+
+// Properties is a decoded property set. The wire form is
+// name\x01value\x02 repeated; Encode writes names in sorted order so equal
+// sets encode to equal bytes.
+type Properties map[string]string
+
+// ParseProperties decodes the wire form. Malformed pairs (no separator) are
+// skipped, as RocketMQ clients do.
+func ParseProperties(s string) Properties {
+	p := make(Properties)
+	for s != "" {
+		var item string
+		if i := strings.IndexByte(s, propertySeparator); i >= 0 {
+			item, s = s[:i], s[i+1:]
+		} else {
+			item, s = s, ""
+		}
+		if k, v, ok := strings.Cut(item, string(nameValueSeparator)); ok && k != "" {
+			p[k] = v
+		}
+	}
+	return p
+}
+
+// Encode returns the wire form of p.
+func (p Properties) Encode() string {
+	if len(p) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(p))
+	n := 0
+	for k, v := range p {
+		names = append(names, k)
+		n += len(k) + len(v) + 2
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.Grow(n)
+	for _, k := range names {
+		b.WriteString(k)
+		b.WriteByte(nameValueSeparator)
+		b.WriteString(p[k])
+		b.WriteByte(propertySeparator)
+	}
+	return b.String()
+}
+
+// Property returns the value of name in the wire-form properties s without
+// decoding the whole set.
+func Property(s, name string) (string, bool) {
+	for s != "" {
+		var item string
+		if i := strings.IndexByte(s, propertySeparator); i >= 0 {
+			item, s = s[:i], s[i+1:]
+		} else {
+			item, s = s, ""
+		}
+		if len(item) > len(name) && item[len(name)] == nameValueSeparator && item[:len(name)] == name {
+			return item[len(name)+1:], true
+		}
+	}
+	return "", false
+}
+
+// Keys returns the user keys of the wire-form properties s (the KEYS
+// property split on spaces), skipping empty ones.
+func Keys(s string) []string {
+	v, ok := Property(s, PropertyKeys)
+	if !ok {
+		return nil
+	}
+	return strings.Fields(v)
+}
