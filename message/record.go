@@ -206,9 +206,18 @@ func PeekHeader(b []byte) (size int32, magic int32, err error) {
 }
 
 // Decode decodes the record at the start of b and returns it with its size.
-// It checks the magic code, every length field and the body CRC; a blank
-// record returns ErrBlank with its size. The returned Ext aliases b.
-func Decode(b []byte) (Ext, int, error) {
+// It checks the magic code, every length field, the body CRC and, when the
+// record is sealed, the record checksum; a blank record returns ErrBlank
+// with its size. The returned Ext aliases b. Use it for records from any
+// RocketMQ broker.
+func Decode(b []byte) (Ext, int, error) { return decode(b, false) }
+
+// DecodeSealed is Decode for records this project's store wrote: a record
+// without a checksum slot is rejected with ErrBadCRC, so a corrupted slot
+// cannot pass as an unsealed record.
+func DecodeSealed(b []byte) (Ext, int, error) { return decode(b, true) }
+
+func decode(b []byte, requireSeal bool) (Ext, int, error) {
 	var e Ext
 	size, magic, err := PeekHeader(b)
 	if err != nil {
@@ -256,6 +265,9 @@ func Decode(b []byte) (Ext, int, error) {
 	}
 	if BodyCRC(e.Body) != e.BodyCRC {
 		return Ext{}, 0, ErrBadCRC
+	}
+	if requireSeal && !hasSlot(b[:size]) {
+		return Ext{}, 0, fmt.Errorf("%w: record is not sealed", ErrBadCRC)
 	}
 	if !verifySeal(b[:size], bodyEnd-len(e.Body), bodyEnd) {
 		return Ext{}, 0, fmt.Errorf("%w: record checksum", ErrBadCRC)

@@ -63,7 +63,7 @@ func (s *Store) dispatchTo(limit int64) error {
 				}
 				break
 			}
-			ext, _, err := message.Decode(b[p : p+int(size)])
+			ext, _, err := message.DecodeSealed(b[p : p+int(size)])
 			if err != nil {
 				return fmt.Errorf("%w: record at %d: %w", ErrCorrupt, off, err)
 			}

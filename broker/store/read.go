@@ -230,7 +230,7 @@ func (s *Store) ReadMessage(phys int64) (message.Ext, error) {
 	if err != nil {
 		return message.Ext{}, err
 	}
-	e, _, err := message.Decode(rec)
+	e, _, err := message.DecodeSealed(rec)
 	if err != nil || e.CommitLogOffset != phys {
 		return message.Ext{}, fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
 	}

@@ -127,7 +127,7 @@ func (s *Store) scanValid(start, end int64) (int64, error) {
 				}
 				break
 			}
-			ext, _, err := message.Decode(b[p : p+int(size)])
+			ext, _, err := message.DecodeSealed(b[p : p+int(size)])
 			if err != nil || ext.CommitLogOffset != off {
 				return off, nil
 			}

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// faultFS wraps the OS and fails or blocks commit-log writes and syncs on
+// demand: the write-path fault hook.
+type faultFS struct {
+	mu        sync.Mutex
+	writeErr  error
+	syncErr   error
+	syncGate  chan struct{} // when set, commit-log Sync blocks until it is closed
+	syncCalls int
+}
+
+func (f *faultFS) set(fn func(*faultFS)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
+	inner, err := osFS{}.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(name, "commitlog") {
+		return inner, nil
+	}
+	return &faultFile{file: inner, fs: f}, nil
+}
+
+type faultFile struct {
+	file
+	fs *faultFS
+}
+
+func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	err := f.fs.writeErr
+	f.fs.mu.Unlock()
+	if err != nil {
+		return 0, &os.PathError{Op: "write", Path: "commitlog", Err: err}
+	}
+	return f.file.WriteAt(p, off)
+}
+
+func (f *faultFile) Sync() error {
+	f.fs.mu.Lock()
+	err, gate := f.fs.syncErr, f.fs.syncGate
+	f.fs.syncCalls++
+	f.fs.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	if err != nil {
+		return &os.PathError{Op: "fdatasync", Path: "commitlog", Err: err}
+	}
+	return f.file.Sync()
+}
+
+func TestWriteFaults(t *testing.T) {
+	cases := []struct {
+		name  string
+		flush FlushType
+		arm   func(*faultFS)
+		cause error
+	}{
+		{"sync/fsync EIO", SyncFlush, func(f *faultFS) { f.syncErr = syscall.EIO }, syscall.EIO},
+		{"sync/write ENOSPC", SyncFlush, func(f *faultFS) { f.writeErr = syscall.ENOSPC }, syscall.ENOSPC},
+		{"async/write ENOSPC", AsyncFlush, func(f *faultFS) { f.writeErr = syscall.ENOSPC }, syscall.ENOSPC},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fs := &faultFS{}
+			o := testOptions(t, c.flush)
+			o.fs = fs
+			s := openStore(t, o)
+			var acked []AppendResult
+			for i := 0; i < 5; i++ {
+				acked = append(acked, mustAppend(t, s, testMsg("f", 0, i)))
+			}
+			fs.set(c.arm)
+			_, err := s.Append(context.Background(), testMsg("f", 0, 5))
+			if !errors.Is(err, ErrWriteFailed) || !errors.Is(err, c.cause) {
+				t.Fatalf("append under fault = %v, want ErrWriteFailed wrapping %v", err, c.cause)
+			}
+			fs.set(func(f *faultFS) { f.writeErr, f.syncErr = nil, nil })
+			if _, err := s.Append(context.Background(), testMsg("f", 0, 6)); !errors.Is(err, ErrWriteFailed) {
+				t.Fatalf("append after a failure = %v, want ErrWriteFailed (read-only)", err)
+			}
+			// Readers keep working.
+			waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() >= acked[4].PhysicalOffset+int64(acked[4].Size) })
+			if got := readAll(t, s, "f", 0); len(got) != 5 {
+				t.Fatalf("read %d acknowledged records after the failure, want 5", len(got))
+			}
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if _, err := os.Stat(s.abort); err != nil {
+				t.Fatalf("abort marker must stay after a write failure: %v", err)
+			}
+			// Restart without the fault: every acknowledged record is there
+			// and the store accepts appends again.
+			o.fs = nil
+			s = openStore(t, o)
+			defer s.Close()
+			for _, a := range acked {
+				if _, err := s.ReadMessage(a.PhysicalOffset); err != nil {
+					t.Fatalf("acknowledged record at %d lost: %v", a.PhysicalOffset, err)
+				}
+			}
+			mustAppend(t, s, testMsg("f", 0, 7))
+		})
+	}
+}
+
+func TestSyncFlushTimeout(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	o.SyncFlushTimeout = 50 * time.Millisecond
+	s := openStore(t, o)
+	defer s.Close()
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { fs.set(func(f *faultFS) { f.syncGate = nil }); close(gate) }) }
+	defer release()
+	fs.set(func(f *faultFS) { f.syncGate = gate })
+	_, err := s.Append(context.Background(), testMsg("slow", 0, 0))
+	if !errors.Is(err, ErrFlushTimeout) {
+		t.Fatalf("append with a stuck fsync = %v, want ErrFlushTimeout", err)
+	}
+	if s.MaxPhysicalOffset() != 0 {
+		t.Fatalf("a record whose fsync has not finished is visible (end %d)", s.MaxPhysicalOffset())
+	}
+	release()
+	r := mustAppend(t, s, testMsg("slow", 0, 1))
+	if r.QueueOffset != 1 {
+		t.Fatalf("queue offset after the slow flush = %d, want 1", r.QueueOffset)
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	if got := readAll(t, s, "slow", 0); len(got) != 2 {
+		t.Fatalf("read %d records, want 2 (the timed-out one became durable later)", len(got))
+	}
+}
+
+func TestGroupCommitSharesFsync(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	s := openStore(t, o)
+	defer s.Close()
+	// Hold the first fsync so that the other appends queue up behind it.
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { fs.set(func(f *faultFS) { f.syncGate = nil }); close(gate) }) }
+	defer release()
+	fs.set(func(f *faultFS) { f.syncGate = gate })
+	var wg sync.WaitGroup
+	const writers = 32
+	var total int64
+	for i := 0; i < writers; i++ {
+		n, err := s.checkMessage(testMsg("gc", 0, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += int64(n)
+	}
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if _, err := s.Append(context.Background(), testMsg("gc", 0, i)); err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	waitFor(t, "every append to be queued behind the held fsync", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.next == total && len(s.cur.waiters) > 0
+	})
+	release()
+	wg.Wait()
+	fs.mu.Lock()
+	calls := fs.syncCalls
+	fs.mu.Unlock()
+	if calls > 3 {
+		t.Fatalf("%d appends took %d fsyncs; group commit should need 2", writers, calls)
+	}
+}

@@ -1,0 +1,21 @@
+// Halfback is the one command-line tool of the halfback project.
+//
+// Usage:
+//
+//	halfback broker [--config FILE] [--data-dir DIR] [--flush sync|async]
+//	halfback bench ...
+//	halfback version
+//
+// Every command reads config.yaml (or the file given by --config) and the
+// environment overrides HALFBACK_<SECTION>_<KEY> through package config;
+// flags override both. If the default config.yaml is missing the built-in
+// defaults apply; a file named with --config must exist, and --config ""
+// means defaults and environment only.
+//
+// # Adding a command
+//
+// Each subcommand lives in its own file with a constructor, newXxxCmd,
+// that newRootCmd (or a parent such as newBenchCmd) adds. A command's work
+// happens in a function that takes a context, so tests run it in-process
+// and stop it by cancelling instead of sending signals.
+package main

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/halfbackmq/halfback/config"
+)
+
+// configFlag is the root's persistent flag naming the config file.
+const (
+	configFlag    = "config"
+	defaultConfig = "config.yaml"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default handling so that a
+		// second one kills a shutdown that hangs.
+		<-ctx.Done()
+		stop()
+	}()
+	err := newRootCmd().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "halfback:", err)
+		os.Exit(1)
+	}
+}
+
+// newRootCmd builds the command tree. Tests call it to run commands
+// in-process.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "halfback",
+		Short: "A RocketMQ-compatible broker in Go, and (soon) a Temporal plugin",
+		Long: `halfback is a RocketMQ-compatible message broker written in Go that is built
+not to lose messages, and (in later releases) a Temporal plugin that drives
+transactional order/payment messaging through it.
+
+Configuration comes from config.yaml (see --config) and the environment
+(HALFBACK_<SECTION>_<KEY>, e.g. HALFBACK_STORE_FLUSHTYPE=async); flags win.`,
+		Version:       versionString(),
+		SilenceUsage:  true, // a failed run is not a usage mistake
+		SilenceErrors: true, // main prints the error once
+	}
+	root.PersistentFlags().String(configFlag, defaultConfig,
+		`config file; if the default is missing, built-in defaults apply; "" means defaults only`)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
+	})
+	root.AddCommand(
+		newBrokerCmd(),
+		newBenchCmd(),
+		newVersionCmd(),
+	)
+	return root
+}
+
+// loadConfig loads the file named by --config, plus the environment. The
+// default config.yaml may be missing; a file named explicitly may not.
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	f := cmd.Flag(configFlag)
+	path := f.Value.String()
+	if !f.Changed {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			path = ""
+		}
+	}
+	return config.Load(path)
+}
+
+// newLogger returns the text logger every command logs through.
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/config"
+)
+
+// checkpointFile is the file broker/store writes on Close (RocketMQ's name).
+const checkpointFile = "checkpoint"
+
+// syncBuffer is a bytes.Buffer safe for one writer goroutine and a poller.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		case <-tick.C:
+		}
+	}
+}
+
+// start runs the root command with args in a goroutine and returns its
+// output and a channel that receives its result.
+func start(ctx context.Context, args ...string) (*syncBuffer, <-chan error) {
+	out := new(syncBuffer)
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(out)
+	root.SetErr(out)
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	return out, done
+}
+
+// run runs the root command with args to completion.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, done := start(t.Context(), args...)
+	select {
+	case err := <-done:
+		return out.String(), err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("halfback %s did not return", strings.Join(args, " "))
+		return "", nil
+	}
+}
+
+// clearEnv hides HALFBACK_* overrides the environment may hold.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, config.EnvPrefix+"_") {
+			t.Setenv(name, "")
+		}
+	}
+}
+
+// smallStoreConfig writes a config file with small files, so the test does
+// not create a 1 GiB segment.
+func smallStoreConfig(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	body := "store:\n  segmentSize: 8388608\n  queueEntriesPerFile: 1000\n  flushType: SYNC_FLUSH\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestBrokerRunsUntilCancelled(t *testing.T) {
+	clearEnv(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	out, done := start(ctx, "broker", "--config", smallStoreConfig(t), "--data-dir", dataDir, "--flush", "async")
+	waitFor(t, 10*time.Second, "the ready line", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("broker returned before it was ready: %v\n%s", err, out)
+		default:
+		}
+		return strings.Contains(out.String(), `msg="halfback broker ready"`)
+	})
+	ready := out.String()
+	if !strings.Contains(ready, "dataDir="+dataDir) || !strings.Contains(ready, "flush=ASYNC_FLUSH") {
+		t.Errorf("ready line lacks dataDir=%s or flush=ASYNC_FLUSH (the flag wins over the file):\n%s", dataDir, ready)
+	}
+	if n := strings.Count(ready, "halfback broker ready"); n != 1 {
+		t.Errorf("ready logged %d times, want once", n)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("broker returned %v after cancel, want nil\n%s", err, out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("broker did not stop after cancel")
+	}
+	if !strings.Contains(out.String(), `msg="halfback broker stopped"`) {
+		t.Errorf("no stop line:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, checkpointFile)); err != nil {
+		t.Errorf("no checkpoint after a clean stop: %v", err)
+	}
+}
+
+func TestBrokerRejectsBadFlush(t *testing.T) {
+	clearEnv(t)
+	_, err := run(t, "broker", "--config", "", "--data-dir", t.TempDir(), "--flush", "bogus")
+	if err == nil || !strings.Contains(err.Error(), "flush") || !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("err = %v, want an ErrInvalid naming --flush", err)
+	}
+}
+
+func TestBrokerRejectsBadConfig(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HALFBACK_STORE_FLUSHTYPE", "sometimes")
+	_, err := run(t, "broker", "--config", "", "--data-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "store.flushType") {
+		t.Fatalf("err = %v, want one naming store.flushType", err)
+	}
+}
+
+func TestExplicitConfigMustExist(t *testing.T) {
+	clearEnv(t)
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	_, err := run(t, "broker", "--config", missing, "--data-dir", t.TempDir())
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want not-exist for an explicit --config", err)
+	}
+}
+
+func TestDefaultConfigMayBeMissing(t *testing.T) {
+	clearEnv(t)
+	t.Chdir(t.TempDir()) // no config.yaml here
+	cmd := newRootCmd()
+	broker, _, err := cmd.Find([]string{"broker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.ParseFlags(nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(broker)
+	if err != nil {
+		t.Fatalf("loadConfig without config.yaml: %v", err)
+	}
+	if cfg.Store.FlushType != "SYNC_FLUSH" {
+		t.Errorf("flush type %q, want the default SYNC_FLUSH", cfg.Store.FlushType)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := run(t, "version")
+	if err != nil || !strings.HasPrefix(out, "halfback ") {
+		t.Fatalf("version: %q, %v", out, err)
+	}
+}
+
+func TestUnknownFlag(t *testing.T) {
+	_, err := run(t, "broker", "--no-such-flag")
+	if err == nil || !strings.Contains(err.Error(), "--help") {
+		t.Fatalf("err = %v, want an unknown-flag error pointing at --help", err)
+	}
+}

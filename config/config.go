@@ -1,0 +1,95 @@
+package config
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// EnvPrefix starts every environment override: HALFBACK_<SECTION>_<KEY>.
+const EnvPrefix = "HALFBACK"
+
+// Config is the whole of config.yaml. Each field's comment gives its key;
+// config.yaml documents units and defaults.
+type Config struct {
+	// Store configures the storage engine (section "store").
+	Store StoreConfig `mapstructure:"store"`
+	// Broker configures the network broker (section "broker").
+	Broker BrokerConfig `mapstructure:"broker"`
+	// Log configures logging (section "log").
+	Log LogConfig `mapstructure:"log"`
+}
+
+// StoreConfig is the "store" section. [Config.StoreOptions] turns it into
+// broker/store's Options.
+type StoreConfig struct {
+	// DataDir (store.dataDir) holds the commit log, consume queues, index and
+	// checkpoint.
+	DataDir string `mapstructure:"dataDir"`
+	// FlushType (store.flushType) is SYNC_FLUSH or ASYNC_FLUSH; sync and
+	// async are accepted too, in any case.
+	FlushType string `mapstructure:"flushType"`
+	// SegmentSize (store.segmentSize) is one commit-log file, in bytes.
+	SegmentSize int64 `mapstructure:"segmentSize"`
+	// SyncFlushTimeout (store.syncFlushTimeout) bounds a SYNC_FLUSH append's
+	// wait for its fsync; written as a duration such as "5s".
+	SyncFlushTimeout time.Duration `mapstructure:"syncFlushTimeout"`
+	// FlushIntervalMs (store.flushIntervalMs) is how often ASYNC_FLUSH
+	// fsyncs, in milliseconds.
+	FlushIntervalMs int `mapstructure:"flushIntervalMs"`
+	// CheckpointIntervalMs (store.checkpointIntervalMs) is how often consume
+	// queues and the checkpoint are flushed, in milliseconds.
+	CheckpointIntervalMs int `mapstructure:"checkpointIntervalMs"`
+	// QueueEntriesPerFile (store.queueEntriesPerFile) is the number of
+	// 20-byte entries in one consume-queue file.
+	QueueEntriesPerFile int `mapstructure:"queueEntriesPerFile"`
+	// FileReservedHours (store.fileReservedHours) is how long a full
+	// commit-log segment is kept, in hours.
+	FileReservedHours int `mapstructure:"fileReservedHours"`
+	// DiskMaxUsedRatio (store.diskMaxUsedRatio) is the disk-use fraction,
+	// 0..1, above which the oldest segments are deleted early.
+	DiskMaxUsedRatio float64 `mapstructure:"diskMaxUsedRatio"`
+	// MaxMessageSize (store.maxMessageSize) is the largest body accepted, in
+	// bytes.
+	MaxMessageSize int `mapstructure:"maxMessageSize"`
+}
+
+// BrokerConfig is the "broker" section. The network broker arrives in a
+// later change; until then these values are validated and carried only
+// (ListenAddr also becomes the store's StoreHost).
+type BrokerConfig struct {
+	// ListenAddr (broker.listenAddr) is the host:port the broker serves
+	// RocketMQ remoting on.
+	ListenAddr string `mapstructure:"listenAddr"`
+	// NamesrvAddr (broker.namesrvAddr) is the name server, host:port; several
+	// are separated by ';' as in RocketMQ.
+	NamesrvAddr string `mapstructure:"namesrvAddr"`
+}
+
+// LogConfig is the "log" section.
+type LogConfig struct {
+	// Level (log.level) is debug, info, warn or error.
+	Level string `mapstructure:"level"`
+}
+
+// SlogLevel returns Level as a slog.Level. An unknown level (which
+// [Config.Validate] rejects) yields slog.LevelInfo.
+func (l LogConfig) SlogLevel() slog.Level {
+	lvl, _ := parseLevel(l.Level)
+	return lvl
+}
+
+// parseLevel accepts debug, info, warn and error in any case.
+func parseLevel(s string) (slog.Level, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return slog.LevelInfo, false
+}

@@ -1,0 +1,349 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
+)
+
+// clearEnv hides any HALFBACK_* override of a known key from the test
+// (viper treats an empty variable as unset).
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, k := range keys {
+		t.Setenv(envName(k.path), "")
+	}
+}
+
+func envName(path string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+// writeConfig writes body to a config file in a fresh temporary directory.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestShippedConfigLoads(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load(filepath.Join("..", "config.yaml"))
+	if err != nil {
+		t.Fatalf("Load(config.yaml): %v", err)
+	}
+	opts, err := cfg.StoreOptions()
+	if err != nil {
+		t.Fatalf("StoreOptions: %v", err)
+	}
+	if opts.FlushType != store.SyncFlush {
+		t.Errorf("shipped flush type = %v, want SYNC_FLUSH", opts.FlushType)
+	}
+	// config.yaml says its values are the defaults; hold it to that.
+	defaults, err := Load("")
+	if err != nil {
+		t.Fatalf("Load(\"\"): %v", err)
+	}
+	if !reflect.DeepEqual(cfg, defaults) {
+		t.Errorf("config.yaml differs from the built-in defaults:\n file:     %+v\n defaults: %+v", cfg, defaults)
+	}
+}
+
+// TestShippedConfigListsEveryKey keeps config.yaml complete: a new key must
+// be documented there.
+func TestShippedConfigListsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		_, name, _ := strings.Cut(k.path, ".")
+		if !strings.Contains(string(data), "\n  "+name+":") {
+			t.Errorf("config.yaml does not list %s", k.path)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Store: StoreConfig{
+			DataDir:              "./data",
+			FlushType:            "SYNC_FLUSH",
+			SegmentSize:          1 << 30,
+			SyncFlushTimeout:     5 * time.Second,
+			FlushIntervalMs:      500,
+			CheckpointIntervalMs: 1000,
+			QueueEntriesPerFile:  300000,
+			FileReservedHours:    72,
+			DiskMaxUsedRatio:     0.85,
+			MaxMessageSize:       4 << 20,
+		},
+		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", NamesrvAddr: "127.0.0.1:9876"},
+		Log:    LogConfig{Level: "info"},
+	}
+	if *cfg != want {
+		t.Errorf("defaults:\n got  %+v\n want %+v", *cfg, want)
+	}
+}
+
+func TestEnvOverridesFile(t *testing.T) {
+	clearEnv(t)
+	path := writeConfig(t, "store:\n  flushType: SYNC_FLUSH\n  dataDir: /from/file\n")
+	t.Setenv("HALFBACK_STORE_FLUSHTYPE", "async")
+	// Keys absent from the file are overridable too.
+	t.Setenv("HALFBACK_STORE_SEGMENTSIZE", "1048576")
+	t.Setenv("HALFBACK_STORE_MAXMESSAGESIZE", "65536")
+	t.Setenv("HALFBACK_STORE_SYNCFLUSHTIMEOUT", "250ms")
+	t.Setenv("HALFBACK_STORE_DISKMAXUSEDRATIO", "0.5")
+	t.Setenv("HALFBACK_LOG_LEVEL", "debug")
+
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Store
+	if s.FlushType != "async" || s.SegmentSize != 1048576 || s.MaxMessageSize != 65536 ||
+		s.SyncFlushTimeout != 250*time.Millisecond || s.DiskMaxUsedRatio != 0.5 {
+		t.Errorf("env not applied: %+v", s)
+	}
+	if s.DataDir != "/from/file" {
+		t.Errorf("dataDir = %q, want the file's /from/file", s.DataDir)
+	}
+	if cfg.Log.SlogLevel() != slog.LevelDebug {
+		t.Errorf("log level = %v, want debug", cfg.Log.SlogLevel())
+	}
+	opts, err := cfg.StoreOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.FlushType != store.AsyncFlush {
+		t.Errorf("FlushType = %v, want ASYNC_FLUSH", opts.FlushType)
+	}
+}
+
+func TestKeysAreCaseInsensitive(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load(writeConfig(t, "STORE:\n  FLUSHTYPE: async\nLog:\n  Level: WARN\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.FlushType != "async" || cfg.Log.SlogLevel() != slog.LevelWarn {
+		t.Errorf("got %+v", cfg)
+	}
+}
+
+func TestEmptyFileAndSectionMeanDefaults(t *testing.T) {
+	clearEnv(t)
+	for _, body := range []string{"", "# nothing\n", "store:\n"} {
+		if _, err := Load(writeConfig(t, body)); err != nil {
+			t.Errorf("Load(%q): %v", body, err)
+		}
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string            // config.yaml body
+		env     map[string]string // overrides
+		wantMsg string            // substring of the error
+		wantErr error             // errors.Is target
+	}{
+		{"unknown flushType", "store:\n  flushType: bogus\n",
+			nil, `config: store.flushType: unknown flush type "bogus"`, ErrInvalid},
+		{"negative segmentSize", "store:\n  segmentSize: -5\n",
+			nil, "config: store.segmentSize: must not be negative (got -5)", ErrInvalid},
+		{"segmentSize not a number", "store:\n  segmentSize: abc\n",
+			nil, `config: store.segmentSize: cannot use "abc": want a whole number of bytes`, ErrInvalid},
+		{"segmentSize fraction", "store:\n  segmentSize: 1.5\n",
+			nil, "config: store.segmentSize: cannot use 1.5", ErrInvalid},
+		{"segment smaller than a message", "store:\n  segmentSize: 1048576\n",
+			nil, "SegmentSize 1048576 cannot hold a message", store.ErrInvalidOptions},
+		{"unknown key", "store:\n  segmentSizee: 5\n",
+			nil, "config: store.segmentSizee: unknown key", ErrUnknownKey},
+		{"unknown section", "bogus:\n  x: 1\n",
+			nil, "config: bogus: unknown section", ErrUnknownKey},
+		{"section not a mapping", "store: 5\n",
+			nil, "config: store: must be a mapping of keys", ErrInvalid},
+		{"key given twice", "store:\n  segmentSize: 1\n  SegmentSize: 2\n",
+			nil, "given twice", ErrInvalid},
+		{"bad duration", "store:\n  syncFlushTimeout: 5 parsecs\n",
+			nil, `config: store.syncFlushTimeout: cannot use "5 parsecs": want a duration`, ErrInvalid},
+		{"duration without unit", "store:\n  syncFlushTimeout: 5\n",
+			nil, "config: store.syncFlushTimeout: cannot use 5", ErrInvalid},
+		{"negative duration", "store:\n  syncFlushTimeout: -1s\n",
+			nil, "config: store.syncFlushTimeout: must not be negative (got -1s)", ErrInvalid},
+		{"negative interval", "store:\n  flushIntervalMs: -1\n",
+			nil, "config: store.flushIntervalMs: must not be negative", ErrInvalid},
+		{"ratio above 1", "store:\n  diskMaxUsedRatio: 1.5\n",
+			nil, "config: store.diskMaxUsedRatio: must be between 0 and 1 (got 1.5)", ErrInvalid},
+		{"empty dataDir", "store:\n  dataDir: \"\"\n",
+			nil, "config: store.dataDir: must not be empty", ErrInvalid},
+		{"listen address without port", "broker:\n  listenAddr: localhost\n",
+			nil, "config: broker.listenAddr: want host:port", ErrInvalid},
+		{"listen port out of range", "broker:\n  listenAddr: 127.0.0.1:99999\n",
+			nil, "config: broker.listenAddr: port", ErrInvalid},
+		{"name server list entry bad", "broker:\n  namesrvAddr: a:9876;b\n",
+			nil, "config: broker.namesrvAddr: want host:port", ErrInvalid},
+		{"unknown log level", "log:\n  level: loud\n",
+			nil, `config: log.level: unknown level "loud"`, ErrInvalid},
+		{"bad env value", "",
+			map[string]string{"HALFBACK_STORE_SEGMENTSIZE": "-5"},
+			"config: store.segmentSize: must not be negative (got -5)", ErrInvalid},
+		{"bad env flush type", "store:\n  flushType: sync\n",
+			map[string]string{"HALFBACK_STORE_FLUSHTYPE": "sometimes"},
+			`config: store.flushType: unknown flush type "sometimes"`, ErrInvalid},
+		{"bad env duration", "",
+			map[string]string{"HALFBACK_STORE_SYNCFLUSHTIMEOUT": "soon"},
+			"config: store.syncFlushTimeout: cannot use", ErrInvalid},
+		{"not YAML", "store: [\n", nil, "config: bad YAML", ErrSyntax},
+		{"not a mapping", "- a\n- b\n", nil, "config: bad YAML", ErrSyntax},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cfg, err := Load(writeConfig(t, tt.file))
+			if err == nil {
+				t.Fatalf("Load succeeded with %+v, want an error containing %q", cfg, tt.wantMsg)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("error %q does not contain %q", err, tt.wantMsg)
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("error %q is not %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestKeyErrorNamesKey(t *testing.T) {
+	clearEnv(t)
+	_, err := Load(writeConfig(t, "store:\n  diskMaxUsedRatio: 1.5\n"))
+	var ke *KeyError
+	if !errors.As(err, &ke) || ke.Key != "store.diskMaxUsedRatio" {
+		t.Fatalf("error %v: want a *KeyError for store.diskMaxUsedRatio", err)
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	clearEnv(t)
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("error %v: want fs.ErrNotExist", err)
+	}
+}
+
+func TestStoreOptions(t *testing.T) {
+	cfg := Config{
+		Store: StoreConfig{
+			DataDir:              "/d",
+			FlushType:            "ASYNC_FLUSH",
+			SegmentSize:          64 << 20,
+			SyncFlushTimeout:     2 * time.Second,
+			FlushIntervalMs:      200,
+			CheckpointIntervalMs: 3000,
+			QueueEntriesPerFile:  1000,
+			FileReservedHours:    48,
+			DiskMaxUsedRatio:     0.9,
+			MaxMessageSize:       1 << 20,
+		},
+		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876"},
+		Log:    LogConfig{Level: "info"},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cfg.StoreOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Options{
+		Dir:                 "/d",
+		FlushType:           store.AsyncFlush,
+		SegmentSize:         64 << 20,
+		SyncFlushTimeout:    2 * time.Second,
+		FlushInterval:       200 * time.Millisecond,
+		CheckpointInterval:  3 * time.Second,
+		QueueEntriesPerFile: 1000,
+		FileReserved:        48 * time.Hour,
+		DiskMaxUsedRatio:    0.9,
+		MaxMessageSize:      1 << 20,
+		StoreHost:           netip.MustParseAddrPort("10.1.2.3:10911"),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("StoreOptions:\n got  %+v\n want %+v", got, want)
+	}
+
+	// A wildcard listen address is no host to put in message ids.
+	cfg.Broker.ListenAddr = "0.0.0.0:10911"
+	if got, err = cfg.StoreOptions(); err != nil || got.StoreHost.IsValid() {
+		t.Errorf("wildcard listenAddr: StoreHost %v, err %v; want unset", got.StoreHost, err)
+	}
+
+	cfg.Store.FlushType = "bogus"
+	if _, err := cfg.StoreOptions(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "store.flushType") {
+		t.Errorf("bad flush type: err %v", err)
+	}
+}
+
+// TestKeysMatchStruct keeps the key table and the Config struct in step:
+// every leaf field has exactly one key, whose path is the field's
+// mapstructure tags and whose field func points at that field.
+func TestKeysMatchStruct(t *testing.T) {
+	var c Config
+	fields := map[string]uintptr{} // path -> field address
+	cv := reflect.ValueOf(&c).Elem()
+	for i := range cv.NumField() {
+		sec := cv.Type().Field(i).Tag.Get("mapstructure")
+		sv := cv.Field(i)
+		for j := range sv.NumField() {
+			fields[sec+"."+sv.Type().Field(j).Tag.Get("mapstructure")] = sv.Field(j).Addr().Pointer()
+		}
+	}
+	if len(keys) != len(fields) {
+		t.Errorf("%d keys, %d struct fields", len(keys), len(fields))
+	}
+	for _, k := range keys {
+		addr, ok := fields[k.path]
+		if !ok {
+			t.Errorf("key %s has no struct field", k.path)
+			continue
+		}
+		if got := reflect.ValueOf(k.field(&c)).Pointer(); got != addr {
+			t.Errorf("key %s: field func points at the wrong field", k.path)
+		}
+		if reflect.TypeOf(k.def) != reflect.TypeOf(k.field(&c)).Elem() {
+			t.Errorf("key %s: default is %T, field is %s", k.path, k.def, reflect.TypeOf(k.field(&c)).Elem())
+		}
+	}
+}
+
+func TestSlogLevel(t *testing.T) {
+	for in, want := range map[string]slog.Level{
+		"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "warn": slog.LevelWarn, "Error": slog.LevelError, "loud": slog.LevelInfo,
+	} {
+		if got := (LogConfig{Level: in}).SlogLevel(); got != want {
+			t.Errorf("SlogLevel(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,43 @@
+// Package config loads config.yaml and the environment into halfback's
+// documented options structs.
+//
+// It is the only package besides cmd/ (and, later, worker/) that imports
+// viper: everything below receives plain structs such as
+// [github.com/halfbackmq/halfback/broker/store.Options].
+//
+// # Sources
+//
+// A value comes from, highest priority first:
+//
+//  1. the environment: HALFBACK_<SECTION>_<KEY> in upper case, for example
+//     HALFBACK_STORE_FLUSHTYPE=async or HALFBACK_STORE_SEGMENTSIZE=1048576;
+//  2. the YAML file given to [Load];
+//  3. the built-in defaults, which are the values config.yaml ships with
+//     (except dataDir, which is relative to the working directory either way).
+//
+// Keys are case-insensitive, as in viper. A key or section the file does not
+// know is an error, never silently ignored: a typo in a durability setting
+// must not fall back to a default. A zero number means "the store's built-in
+// default" (see broker/store); a negative one is an error.
+//
+// # Errors
+//
+// Every problem with a single key is a [*KeyError] that names the key's full
+// path, for example
+//
+//	config: store.segmentSize: must not be negative (got -5)
+//
+// and wraps [ErrInvalid] or [ErrUnknownKey]; test with errors.Is.
+//
+// # Usage
+//
+//	cfg, err := config.Load("config.yaml")
+//	if err != nil {
+//		return err
+//	}
+//	opts, err := cfg.StoreOptions()
+//	if err != nil {
+//		return err
+//	}
+//	st, err := store.Open(opts)
+package config

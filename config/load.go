@@ -1,0 +1,82 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads the YAML file at path (or nothing, if path is ""), applies the
+// environment overrides HALFBACK_<SECTION>_<KEY> and the defaults, decodes
+// the result and validates it with [Config.Validate].
+//
+// A missing file is an error that wraps fs.ErrNotExist; an unknown section
+// or key is a [*KeyError] wrapping [ErrUnknownKey]; a bad value is a
+// [*KeyError] wrapping [ErrInvalid].
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	for _, k := range keys {
+		v.SetDefault(k.path, k.def)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+
+	if path != "" {
+		if err := readFile(v, path); err != nil {
+			return nil, err
+		}
+	}
+
+	var cfg Config
+	if err := v.UnmarshalExact(&cfg, decodeOptions); err != nil {
+		return nil, explainDecode(v, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// readFile checks the file's sections and keys, then hands it to viper.
+func readFile(v *viper.Viper, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrSyntax, path, err)
+	}
+	if err := checkKeys(raw, path); err != nil {
+		return err
+	}
+	v.SetConfigType("yaml")
+	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrSyntax, path, err)
+	}
+	return nil
+}
+
+// decodeOptions makes viper decode strictly, through decodeHook only.
+func decodeOptions(dc *mapstructure.DecoderConfig) {
+	dc.DecodeHook = decodeHook
+	dc.WeaklyTypedInput = false
+}
+
+// explainDecode finds the key whose value failed to decode and names it.
+// mapstructure's own error names the field but not in a form to test for.
+func explainDecode(v *viper.Viper, err error) error {
+	for _, k := range keys {
+		if kerr := v.UnmarshalKey(k.path, k.field(new(Config)), decodeOptions); kerr != nil {
+			return &KeyError{Key: k.path, Err: ErrInvalid, Cause: kerr,
+				Detail: fmt.Sprintf("cannot use %s: want %s", describe(v.Get(k.path)), k.want)}
+		}
+	}
+	return fmt.Errorf("config: %w: %w", ErrInvalid, err)
+}

@@ -1,0 +1,45 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
+)
+
+// StoreOptions converts the store section into broker/store's Options and
+// validates them with store.Options.Validate. Zero numbers stay zero, which
+// the store reads as its defaults.
+//
+// StoreHost (written into every record and message id) is broker.listenAddr
+// when that is a literal, specific IP address; otherwise the store's default.
+// Logger is left nil for the caller to set.
+func (c *Config) StoreOptions() (store.Options, error) {
+	s := c.Store
+	ft, err := store.ParseFlushType(s.FlushType)
+	if err != nil {
+		return store.Options{}, &KeyError{Key: "store.flushType", Err: ErrInvalid, Cause: err,
+			Detail: "unknown flush type " + describe(s.FlushType) + " (want SYNC_FLUSH or ASYNC_FLUSH, or sync or async)"}
+	}
+	opts := store.Options{
+		Dir:                 s.DataDir,
+		FlushType:           ft,
+		SegmentSize:         s.SegmentSize,
+		SyncFlushTimeout:    s.SyncFlushTimeout,
+		FlushInterval:       time.Duration(s.FlushIntervalMs) * time.Millisecond,
+		CheckpointInterval:  time.Duration(s.CheckpointIntervalMs) * time.Millisecond,
+		QueueEntriesPerFile: s.QueueEntriesPerFile,
+		FileReserved:        time.Duration(s.FileReservedHours) * time.Hour,
+		DiskMaxUsedRatio:    s.DiskMaxUsedRatio,
+		MaxMessageSize:      s.MaxMessageSize,
+	}
+	if ap, err := netip.ParseAddrPort(c.Broker.ListenAddr); err == nil && !ap.Addr().IsUnspecified() && ap.Port() != 0 {
+		opts.StoreHost = ap
+	}
+	if err := opts.Validate(); err != nil {
+		return store.Options{}, &KeyError{Key: "store", Err: ErrInvalid, Cause: err,
+			Detail: strings.TrimPrefix(err.Error(), "store: ")}
+	}
+	return opts, nil
+}

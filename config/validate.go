@@ -1,0 +1,105 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
+)
+
+// Validate reports the first value that is out of range as a [*KeyError]
+// naming its key, then checks the result against broker/store's own
+// validation (for example that a segment holds a message of maxMessageSize).
+func (c *Config) Validate() error {
+	s := c.Store
+	for _, err := range []error{
+		required("store.dataDir", s.DataDir),
+		flushType(s.FlushType),
+		nonNegative("store.segmentSize", s.SegmentSize),
+		nonNegative("store.syncFlushTimeout", s.SyncFlushTimeout),
+		nonNegative("store.flushIntervalMs", s.FlushIntervalMs),
+		nonNegative("store.checkpointIntervalMs", s.CheckpointIntervalMs),
+		nonNegative("store.queueEntriesPerFile", s.QueueEntriesPerFile),
+		nonNegative("store.fileReservedHours", s.FileReservedHours),
+		ratio("store.diskMaxUsedRatio", s.DiskMaxUsedRatio),
+		nonNegative("store.maxMessageSize", s.MaxMessageSize),
+		hostPort("broker.listenAddr", c.Broker.ListenAddr, false),
+		hostPorts("broker.namesrvAddr", c.Broker.NamesrvAddr),
+		logLevel(c.Log.Level),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	_, err := c.StoreOptions()
+	return err
+}
+
+func required(key, v string) error {
+	if strings.TrimSpace(v) == "" {
+		return invalid(key, "must not be empty")
+	}
+	return nil
+}
+
+func flushType(v string) error {
+	if _, err := store.ParseFlushType(v); err != nil {
+		return invalid("store.flushType", fmt.Sprintf("unknown flush type %q (want SYNC_FLUSH or ASYNC_FLUSH, or sync or async)", v))
+	}
+	return nil
+}
+
+func nonNegative[T int | int64 | time.Duration](key string, v T) error {
+	if v < 0 {
+		return invalid(key, fmt.Sprintf("must not be negative (got %v)", v))
+	}
+	return nil
+}
+
+func ratio(key string, v float64) error {
+	if !(v >= 0 && v <= 1) { // also rejects NaN
+		return invalid(key, fmt.Sprintf("must be between 0 and 1 (got %v)", v))
+	}
+	return nil
+}
+
+// hostPort checks addr is host:port with a numeric port. A listen address
+// may leave the host empty (":10911", all interfaces) and use port 0 (any
+// free port); a peer's address may not.
+func hostPort(key, addr string, peer bool) error {
+	host, port, err := net.SplitHostPort(strings.TrimSpace(addr))
+	if err != nil {
+		return invalid(key, fmt.Sprintf("want host:port, got %q", addr))
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	switch {
+	case err != nil:
+		return invalid(key, fmt.Sprintf("port %q in %q is not a number from 0 to 65535", port, addr))
+	case peer && host == "":
+		return invalid(key, fmt.Sprintf("want host:port, got %q (no host)", addr))
+	case peer && n == 0:
+		return invalid(key, fmt.Sprintf("port 0 in %q: want a real port", addr))
+	}
+	return nil
+}
+
+// hostPorts checks a ';'-separated list of peer addresses, RocketMQ's form
+// for several name servers.
+func hostPorts(key, list string) error {
+	for addr := range strings.SplitSeq(list, ";") {
+		if err := hostPort(key, addr, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func logLevel(v string) error {
+	if _, ok := parseLevel(v); !ok {
+		return invalid("log.level", fmt.Sprintf("unknown level %q (want debug, info, warn or error)", v))
+	}
+	return nil
+}
