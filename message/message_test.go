@@ -187,3 +187,16 @@ func FuzzDecode(f *testing.F) {
 		DecodeAll(b)
 	})
 }
+
+func TestEditProperties(t *testing.T) {
+	s := "A\x011\x02DELAY\x013\x02B\x012\x02"
+	if got := RemoveProperties(s, "DELAY", "nope"); got != "A\x011\x02B\x012\x02" {
+		t.Fatalf("RemoveProperties = %q", got)
+	}
+	if got := SetProperty(s, "A", "9"); got != "DELAY\x013\x02B\x012\x02A\x019\x02" {
+		t.Fatalf("SetProperty = %q", got)
+	}
+	if got := SetProperty("", "K", "v"); got != "K\x01v\x02" {
+		t.Fatalf("SetProperty on empty = %q", got)
+	}
+}

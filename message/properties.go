@@ -114,3 +114,40 @@ func Keys(s string) []string {
 	}
 	return strings.Fields(v)
 }
+
+// RemoveProperties returns the wire-form properties s without the named
+// pairs, keeping every other pair byte for byte and in order.
+func RemoveProperties(s string, names ...string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for rest := s; rest != ""; {
+		var item string
+		if i := strings.IndexByte(rest, propertySeparator); i >= 0 {
+			item, rest = rest[:i+1], rest[i+1:]
+		} else {
+			item, rest = rest, ""
+		}
+		k, _, _ := strings.Cut(item, string(nameValueSeparator))
+		drop := false
+		for _, n := range names {
+			if k == n {
+				drop = true
+				break
+			}
+		}
+		if !drop {
+			b.WriteString(item)
+		}
+	}
+	return b.String()
+}
+
+// SetProperty returns s with name set to value: an existing pair is
+// removed and the new one appended; other pairs keep their bytes and order.
+func SetProperty(s, name, value string) string {
+	s = RemoveProperties(s, name)
+	if s != "" && s[len(s)-1] != propertySeparator {
+		s += string(propertySeparator)
+	}
+	return s + name + string(nameValueSeparator) + value + string(propertySeparator)
+}

@@ -65,7 +65,7 @@ func (s *Store) checkpoint(final bool) error {
 	if err := s.idx.sync(); err != nil {
 		return err
 	}
-	c := checkpointData{Dispatched: d, Time: s.opts.now().UnixMilli()}
+	c := checkpointData{Dispatched: d, Time: s.opts.Now().UnixMilli()}
 	if final {
 		c.LogEnd = s.written.Load()
 	}

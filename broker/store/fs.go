@@ -2,8 +2,9 @@ package store
 
 import (
 	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/halfbackmq/halfback/internal/fsutil"
 )
 
 // file is what the store needs of an open file. The commit log's durability
@@ -48,38 +49,7 @@ func (f osFile) Sync() error {
 	}
 }
 
-// syncDir fsyncs a directory so that created, renamed and removed entries in
-// it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// writeFileAtomic writes data to path through a temporary file, fsync and
-// rename, then fsyncs the directory.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
+var (
+	syncDir         = fsutil.SyncDir
+	writeFileAtomic = fsutil.WriteFileAtomic
+)

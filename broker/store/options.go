@@ -96,8 +96,9 @@ type Options struct {
 	// visible in their consume queues (for long polling). It must not block.
 	OnDispatch func(topic string, queueID int32, maxOffset int64)
 
-	// now is the clock; tests replace it.
-	now func() time.Time
+	// Now is the clock that stamps records (store timestamps). Default
+	// time.Now; tests of time-driven code (delays, retention) replace it.
+	Now func() time.Time
 	// fs opens and syncs files; tests inject faults through it.
 	fs fileSystem
 	// diskUsage, if set, replaces the file-system query (tests).
@@ -139,8 +140,8 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.now == nil {
-		o.now = time.Now
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.fs == nil {
 		o.fs = osFS{}

@@ -32,7 +32,7 @@ func (s *Store) runRetention() error {
 		if err != nil {
 			return err
 		}
-		now := s.opts.now()
+		now := s.opts.Now()
 		base, err := s.log.removeOldest(func(seg *segment, mod time.Time) bool {
 			if seg.base+s.opts.SegmentSize > s.dispatched.Load() {
 				return true

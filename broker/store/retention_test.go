@@ -24,7 +24,7 @@ func fillSegments(t *testing.T, s *Store, n int) []AppendResult {
 func TestRetentionByAge(t *testing.T) {
 	o := testOptions(t, SyncFlush)
 	clock := &fakeClock{now: time.Now()}
-	o.now = clock.Now
+	o.Now = clock.Now
 	o.FileReserved = time.Hour
 	o.diskUsage = func() (float64, error) { return 0.10, nil }
 	s := openStore(t, o)

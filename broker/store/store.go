@@ -211,7 +211,7 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]App
 		s.mu.Unlock()
 		return nil, err
 	}
-	now := s.opts.now().UnixMilli()
+	now := s.opts.Now().UnixMilli()
 	segSize := s.opts.SegmentSize
 	for i, m := range msgs {
 		size := int64(sizes[i])

@@ -424,7 +424,7 @@ func TestOptionsValidate(t *testing.T) {
 func TestOffsetForTimestamp(t *testing.T) {
 	o := testOptions(t, SyncFlush)
 	clock := &fakeClock{now: time.UnixMilli(1_000_000)}
-	o.now = clock.Now
+	o.Now = clock.Now
 	s := openStore(t, o)
 	defer s.Close()
 	for i := 0; i < 10; i++ {

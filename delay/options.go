@@ -1,0 +1,118 @@
+package delay
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Topics the scheduler owns.
+const (
+	// ScheduleTopic holds delay-level messages; level n is queue n-1 (RocketMQ's name).
+	ScheduleTopic = "SCHEDULE_TOPIC_XXXX"
+	// TimerTopic holds messages with an arbitrary delivery time (RocketMQ 5's name).
+	TimerTopic = "rmq_sys_wheel_timer"
+)
+
+// DefaultLevels are RocketMQ's delay levels 1..18.
+const DefaultLevels = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+
+// Defaults.
+const (
+	DefaultMaxDelay           = 72 * time.Hour
+	DefaultCheckpointInterval = time.Second
+	DefaultBatchSize          = 512
+)
+
+// ParseLevels parses a space-separated list of durations ("1s 5s 1m 2h",
+// also RocketMQ's "1d"), each greater than zero.
+func ParseLevels(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Fields(s) {
+		var d time.Duration
+		var err error
+		if n, ok := strings.CutSuffix(f, "d"); ok {
+			var days int
+			days, err = strconv.Atoi(n)
+			d = time.Duration(days) * 24 * time.Hour
+		} else {
+			d, err = time.ParseDuration(f)
+		}
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%w: delay level %d %q is not a positive duration", ErrInvalidOptions, len(out)+1, f)
+		}
+		out = append(out, d)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no delay levels", ErrInvalidOptions)
+	}
+	return out, nil
+}
+
+// Options configure a [Scheduler].
+type Options struct {
+	// Dir holds the scheduler's progress and timer index. Required.
+	Dir string
+	// Levels are the delays of levels 1..len(Levels). Default DefaultLevels.
+	Levels []time.Duration
+	// MaxDelay is the longest arbitrary delivery delay accepted. Default 72 h.
+	MaxDelay time.Duration
+	// CheckpointInterval is how often progress is made durable. After a
+	// crash, messages delivered since the last checkpoint are delivered
+	// again, so this bounds duplicates. Default 1 s.
+	CheckpointInterval time.Duration
+	// BatchSize is how many due messages are written to the store in one
+	// append (one group commit). Default 512.
+	BatchSize int
+	// Clock is the time source. Default the system clock.
+	Clock Clock
+	// Logger receives delivery errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Levels == nil {
+		o.Levels, _ = ParseLevels(DefaultLevels)
+	}
+	if o.MaxDelay == 0 {
+		o.MaxDelay = DefaultMaxDelay
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Validate reports the first field out of range, naming it.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	switch {
+	case o.Dir == "":
+		return fmt.Errorf("%w: Dir is required", ErrInvalidOptions)
+	case len(o.Levels) == 0 || len(o.Levels) > 64:
+		return fmt.Errorf("%w: %d delay levels (want 1..64)", ErrInvalidOptions, len(o.Levels))
+	case o.MaxDelay < 0:
+		return fmt.Errorf("%w: MaxDelay %v is negative", ErrInvalidOptions, o.MaxDelay)
+	case o.CheckpointInterval < 0:
+		return fmt.Errorf("%w: CheckpointInterval %v is negative", ErrInvalidOptions, o.CheckpointInterval)
+	case o.BatchSize < 0:
+		return fmt.Errorf("%w: BatchSize %d is negative", ErrInvalidOptions, o.BatchSize)
+	}
+	for i, l := range o.Levels {
+		if l <= 0 {
+			return fmt.Errorf("%w: level %d is %v", ErrInvalidOptions, i+1, l)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,393 @@
+package delay
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Store is what the scheduler needs of the message store; *store.Store
+// implements it. AppendBatch must be safe to call concurrently with the
+// other methods.
+type Store interface {
+	AppendBatch(ctx context.Context, msgs []*message.Message) ([]store.AppendResult, error)
+	GetMessages(topic string, qid int32, offset int64, o store.GetOptions) (store.GetResult, error)
+	ReadRecord(phys int64) ([]byte, error)
+}
+
+// due is one scheduled message that has fallen due (or is next).
+type due struct {
+	at    time.Time
+	ext   message.Ext
+	level int   // 0 for a timer message
+	qoff  int64 // level messages: ScheduleTopic queue offset
+	key   timerKey
+}
+
+// Scheduler delivers delayed messages to their real topics when they fall
+// due, in due-time order, and keeps its progress durable. Use [New], then
+// [Scheduler.Run] in a goroutine (or [Scheduler.Start]); feed it
+// [Scheduler.Notify] from the store's dispatch hook.
+type Scheduler struct {
+	opts  Options
+	st    Store
+	idx   *timerIndex
+	stats *stats
+	path  string // progress file
+
+	mu        sync.Mutex // guards the delivery state below
+	levelNext []int64    // per level (0-based): next queue offset to deliver
+	readNext  []int64    // per level: next queue offset to read into heads
+	heads     [][]due    // per level: read-ahead, not yet delivered, in order
+	timer     timerKey   // last delivered timer message
+	indexed   int64      // next TimerTopic queue offset to index
+
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	started bool
+}
+
+// New opens the scheduler's state in opts.Dir on top of st.
+func New(st Store, opts Options) (*Scheduler, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	idx, err := openTimerIndex(filepath.Join(opts.Dir, "timers"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Scheduler{
+		opts: opts, st: st, idx: idx, stats: newStats(len(opts.Levels)),
+		path: filepath.Join(opts.Dir, "progress"),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	p, err := readProgress(s.path, len(opts.Levels))
+	if err != nil {
+		idx.close()
+		return nil, err
+	}
+	if s.indexed, err = idx.indexed(); err != nil {
+		idx.close()
+		return nil, err
+	}
+	s.levelNext = p.levelNext
+	s.readNext = slices.Clone(p.levelNext)
+	s.heads = make([][]due, len(opts.Levels))
+	s.timer = p.timer
+	return s, nil
+}
+
+// Notify wakes the scheduler when topic is one of its topics. Wire it to
+// the store's dispatch hook; it never blocks.
+func (s *Scheduler) Notify(topic string) {
+	if topic == ScheduleTopic || topic == TimerTopic {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats returns a snapshot of the scheduler's counters.
+func (s *Scheduler) Stats() Stats { return s.stats.snapshot() }
+
+// Start runs the scheduler in a goroutine until Close.
+func (s *Scheduler) Start() {
+	s.started = true
+	go s.Run()
+}
+
+// Run delivers due messages until Close is called.
+func (s *Scheduler) Run() {
+	defer close(s.done)
+	ctx := context.Background()
+	checkpoint := s.opts.Clock.After(s.opts.CheckpointInterval)
+	for {
+		n, next, err := s.deliverDue(ctx)
+		if err != nil {
+			s.opts.Logger.Error("delay: delivery failed; retrying", "err", err)
+			next = s.opts.Clock.Now().Add(100 * time.Millisecond)
+		} else if n > 0 {
+			select {
+			case <-s.stop:
+				return
+			case <-checkpoint:
+				s.checkpointLogged()
+				checkpoint = s.opts.Clock.After(s.opts.CheckpointInterval)
+			default:
+			}
+			continue
+		}
+		var timer <-chan time.Time
+		if !next.IsZero() {
+			timer = s.opts.Clock.After(next.Sub(s.opts.Clock.Now()))
+		}
+		select {
+		case <-s.wake:
+		case <-timer:
+		case <-checkpoint:
+			s.checkpointLogged()
+			checkpoint = s.opts.Clock.After(s.opts.CheckpointInterval)
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+func (s *Scheduler) checkpointLogged() {
+	if err := s.Checkpoint(); err != nil {
+		s.opts.Logger.Warn("delay: checkpoint failed", "err", err)
+	}
+}
+
+// Close stops Run (if started), writes a final checkpoint and closes the index.
+func (s *Scheduler) Close() error {
+	select {
+	case <-s.stop:
+		return ErrClosed
+	default:
+	}
+	close(s.stop)
+	if s.started {
+		<-s.done
+	}
+	err := s.Checkpoint()
+	if cerr := s.idx.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Checkpoint makes the delivery progress durable: the timer index first,
+// then the progress file; then it drops delivered timer entries.
+func (s *Scheduler) Checkpoint() error {
+	s.mu.Lock()
+	p := progress{levelNext: slices.Clone(s.levelNext), timer: s.timer}
+	s.mu.Unlock()
+	if err := s.idx.sync(); err != nil {
+		return err
+	}
+	if err := writeProgress(s.path, p); err != nil {
+		return err
+	}
+	if p.timer.phys >= 0 {
+		return s.idx.dropThrough(p.timer)
+	}
+	return nil
+}
+
+// deliverDue indexes new timer messages, delivers everything due now (at
+// most a few batches), and returns how many it delivered and when the next
+// message falls due (zero if none is known).
+func (s *Scheduler) deliverDue(ctx context.Context) (int, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.indexTimers(); err != nil {
+		return 0, time.Time{}, err
+	}
+	now := s.opts.Clock.Now()
+	limit := s.opts.BatchSize * 8
+	var ready []due
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for l := range s.heads {
+		if err := s.fillLevel(l, limit, now); err != nil {
+			return 0, next, err
+		}
+		h := s.heads[l]
+		i := 0
+		for ; i < len(h) && !h[i].at.After(now); i++ {
+		}
+		ready = append(ready, h[:i]...)
+		if i < len(h) {
+			consider(h[i].at)
+		}
+	}
+	timers, nextTimer, ok, err := s.dueTimers(now, limit)
+	if err != nil {
+		return 0, next, err
+	}
+	ready = append(ready, timers...)
+	if ok {
+		consider(time.UnixMilli(nextTimer.key.due))
+	}
+	if len(ready) == 0 {
+		return 0, next, nil
+	}
+	slices.SortStableFunc(ready, func(a, b due) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		if a.ext.CommitLogOffset < b.ext.CommitLogOffset {
+			return -1
+		}
+		return 1
+	})
+	if len(ready) > limit {
+		next = ready[limit].at
+		ready = ready[:limit]
+	}
+	n, err := s.deliver(ctx, ready)
+	return n, next, err
+}
+
+// fillLevel reads level l's queue ahead into heads until it holds limit
+// entries, its last entry is not yet due (a level's queue is in due order,
+// so nothing behind it is due either), or the queue ends.
+func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
+	for len(s.heads[l]) < limit {
+		if h := s.heads[l]; len(h) > 0 && h[len(h)-1].at.After(now) {
+			return nil
+		}
+		r, err := s.st.GetMessages(ScheduleTopic, int32(l), s.readNext[l], store.GetOptions{MaxMessages: 256})
+		if err != nil {
+			return err
+		}
+		if r.Status == store.OffsetTooSmall || r.Status == store.OffsetOverflowBadly {
+			s.readNext[l] = r.NextBeginOffset // removed by retention, or queue reset
+			if len(s.heads[l]) == 0 {
+				s.levelNext[l] = r.NextBeginOffset
+			}
+			continue
+		}
+		if r.Count == 0 {
+			if r.NextBeginOffset > s.readNext[l] {
+				s.readNext[l] = r.NextBeginOffset
+				continue
+			}
+			return nil
+		}
+		exts, err := message.DecodeAll(r.Records)
+		if err != nil {
+			return fmt.Errorf("delay: level %d record: %w", l+1, err)
+		}
+		for _, e := range exts {
+			at := time.UnixMilli(e.StoreTimestamp).Add(s.opts.Levels[l])
+			s.heads[l] = append(s.heads[l], due{at: at, ext: e, level: l + 1, qoff: e.QueueOffset})
+		}
+		s.readNext[l] = r.NextBeginOffset
+	}
+	return nil
+}
+
+// dueTimers returns timer messages due by now (at most limit) and the next one.
+func (s *Scheduler) dueTimers(now time.Time, limit int) ([]due, timerEntry, bool, error) {
+	entries, next, ok, err := s.idx.scan(s.timer, now.UnixMilli(), limit)
+	if err != nil {
+		return nil, next, ok, err
+	}
+	out := make([]due, 0, len(entries))
+	for _, e := range entries {
+		rec, err := s.st.ReadRecord(e.key.phys)
+		if err != nil {
+			return nil, next, ok, fmt.Errorf("delay: timer record at %d: %w", e.key.phys, err)
+		}
+		ext, _, err := message.Decode(rec)
+		if err != nil {
+			return nil, next, ok, fmt.Errorf("delay: timer record at %d: %w", e.key.phys, err)
+		}
+		at := time.UnixMilli(e.key.due)
+		if v, err := strconv.ParseInt(ext.Property(message.PropertyTimerDeliverMS), 10, 64); err == nil {
+			at = time.UnixMilli(v)
+		}
+		out = append(out, due{at: at, ext: ext, key: e.key})
+	}
+	return out, next, ok, nil
+}
+
+// deliver writes ready (sorted by due time) to the real topics in batches
+// and advances the cursors past each written batch.
+func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
+	delivered := 0
+	for len(ready) > 0 {
+		n := min(len(ready), s.opts.BatchSize)
+		batch := ready[:n]
+		msgs := make([]*message.Message, 0, n)
+		for i := range batch {
+			m, err := restore(&batch[i].ext, batch[i].at)
+			if err != nil {
+				// A record that cannot be delivered is skipped, not retried
+				// forever: it is logged and counted as done.
+				s.opts.Logger.Error("delay: dropping undeliverable scheduled message", "offset", batch[i].ext.CommitLogOffset, "err", err)
+				continue
+			}
+			msgs = append(msgs, m)
+		}
+		if len(msgs) > 0 {
+			if _, err := s.st.AppendBatch(ctx, msgs); err != nil {
+				return delivered, err
+			}
+		}
+		now := s.opts.Clock.Now()
+		for _, d := range batch {
+			if d.level > 0 {
+				l := d.level - 1
+				s.levelNext[l] = d.qoff + 1
+				s.heads[l] = s.heads[l][1:]
+			} else if s.timer.less(d.key) {
+				s.timer = d.key
+			}
+			s.stats.delivered(max(0, now.Sub(d.at)))
+		}
+		delivered += n
+		ready = ready[n:]
+	}
+	return delivered, nil
+}
+
+// indexTimers adds TimerTopic messages stored since the last call to the
+// due-time index. A message due before the last delivered one (late
+// arrival, or re-indexing after a crash) is keyed at the delivered due time
+// so it still sorts after the cursor and is delivered.
+func (s *Scheduler) indexTimers() error {
+	for {
+		r, err := s.st.GetMessages(TimerTopic, 0, s.indexed, store.GetOptions{MaxMessages: 1024})
+		if err != nil {
+			return err
+		}
+		if r.Count == 0 {
+			if r.NextBeginOffset != s.indexed && r.Status != store.OffsetOverflowOne && r.Status != store.NoMatchedLogicQueue && r.Status != store.NoMessageInQueue {
+				s.indexed = r.NextBeginOffset
+				if err := s.idx.add(nil, s.indexed); err != nil {
+					return err
+				}
+				continue
+			}
+			return nil
+		}
+		exts, err := message.DecodeAll(r.Records)
+		if err != nil {
+			return fmt.Errorf("delay: timer record: %w", err)
+		}
+		entries := make([]timerEntry, 0, len(exts))
+		for _, e := range exts {
+			ms, err := strconv.ParseInt(e.Property(message.PropertyTimerDeliverMS), 10, 64)
+			if err != nil {
+				ms = e.StoreTimestamp // malformed: deliver now rather than never
+			}
+			k := timerKey{due: max(ms, s.timer.due), phys: e.CommitLogOffset}
+			entries = append(entries, timerEntry{key: k, size: e.StoreSize})
+		}
+		s.indexed = r.NextBeginOffset
+		if err := s.idx.add(entries, s.indexed); err != nil {
+			return err
+		}
+	}
+}
