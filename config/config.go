@@ -64,6 +64,13 @@ type BrokerConfig struct {
 	// NamesrvAddr (broker.namesrvAddr) is the name server, host:port; several
 	// are separated by ';' as in RocketMQ.
 	NamesrvAddr string `mapstructure:"namesrvAddr"`
+	// DelayLevels (broker.delayLevels) are the delays of levels 1..n,
+	// space-separated durations ("1s 5s ... 2h"), as RocketMQ's
+	// messageDelayLevel.
+	DelayLevels string `mapstructure:"delayLevels"`
+	// TimerMaxDelay (broker.timerMaxDelay) is the longest arbitrary delivery
+	// delay (TIMER_DELIVER_MS / TIMER_DELAY_MS / TIMER_DELAY_SEC) accepted.
+	TimerMaxDelay time.Duration `mapstructure:"timerMaxDelay"`
 }
 
 // LogConfig is the "log" section.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
 )
 
 // clearEnv hides any HALFBACK_* override of a known key from the test
@@ -95,7 +96,8 @@ func TestDefaults(t *testing.T) {
 			DiskMaxUsedRatio:     0.85,
 			MaxMessageSize:       4 << 20,
 		},
-		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", NamesrvAddr: "127.0.0.1:9876"},
+		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", NamesrvAddr: "127.0.0.1:9876",
+			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour},
 		Log:    LogConfig{Level: "info"},
 	}
 	if *cfg != want {
@@ -267,7 +269,8 @@ func TestStoreOptions(t *testing.T) {
 			DiskMaxUsedRatio:     0.9,
 			MaxMessageSize:       1 << 20,
 		},
-		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876"},
+		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876",
+			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour},
 		Log:    LogConfig{Level: "info"},
 	}
 	if err := cfg.Validate(); err != nil {
@@ -344,6 +347,28 @@ func TestSlogLevel(t *testing.T) {
 	} {
 		if got := (LogConfig{Level: in}).SlogLevel(); got != want {
 			t.Errorf("SlogLevel(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestDelayOptions(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Broker.DelayLevels = "1s 2m 1d"
+	cfg.Broker.TimerMaxDelay = time.Hour
+	got, err := cfg.DelayOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Levels) != 3 || got.Levels[2] != 24*time.Hour || got.MaxDelay != time.Hour || got.Dir != filepath.Join(cfg.Store.DataDir, "delay") {
+		t.Fatalf("DelayOptions = %+v", got)
+	}
+	for _, bad := range []string{"1s nope", "1s -5s", "0s", "d"} {
+		t.Setenv("HALFBACK_BROKER_DELAYLEVELS", bad)
+		if _, err := Load(""); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "broker.delayLevels") {
+			t.Errorf("delayLevels %q: err = %v, want one naming broker.delayLevels", bad, err)
 		}
 	}
 }

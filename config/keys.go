@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
 )
 
 // key describes one config key. keys is the single list of known keys: Load
@@ -49,6 +50,10 @@ var keys = []key{
 		func(c *Config) any { return &c.Broker.ListenAddr }},
 	{"broker.namesrvAddr", "127.0.0.1:9876", "host:port, or several joined by ';'",
 		func(c *Config) any { return &c.Broker.NamesrvAddr }},
+	{"broker.delayLevels", delay.DefaultLevels, "space-separated positive durations such as \"1s 5s 1m\"",
+		func(c *Config) any { return &c.Broker.DelayLevels }},
+	{"broker.timerMaxDelay", delay.DefaultMaxDelay, "a duration such as 72h",
+		func(c *Config) any { return &c.Broker.TimerMaxDelay }},
 	{"log.level", "info", "debug, info, warn or error",
 		func(c *Config) any { return &c.Log.Level }},
 }

@@ -2,10 +2,12 @@ package config
 
 import (
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
 )
 
 // StoreOptions converts the store section into broker/store's Options and
@@ -42,4 +44,21 @@ func (c *Config) StoreOptions() (store.Options, error) {
 			Detail: strings.TrimPrefix(err.Error(), "store: ")}
 	}
 	return opts, nil
+}
+
+// DelayOptions returns the delay scheduler's options: its state lives in
+// the data directory's "delay" folder, and it checkpoints as often as the
+// store does.
+func (c *Config) DelayOptions() (delay.Options, error) {
+	levels, err := delay.ParseLevels(c.Broker.DelayLevels)
+	if err != nil {
+		return delay.Options{}, &KeyError{Key: "broker.delayLevels", Err: ErrInvalid, Cause: err,
+			Detail: strings.TrimPrefix(err.Error(), "delay: invalid options: ")}
+	}
+	return delay.Options{
+		Dir:                filepath.Join(c.Store.DataDir, "delay"),
+		Levels:             levels,
+		MaxDelay:           c.Broker.TimerMaxDelay,
+		CheckpointInterval: time.Duration(c.Store.CheckpointIntervalMs) * time.Millisecond,
+	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
 )
 
 // Validate reports the first value that is out of range as a [*KeyError]
@@ -28,6 +29,8 @@ func (c *Config) Validate() error {
 		nonNegative("store.maxMessageSize", s.MaxMessageSize),
 		hostPort("broker.listenAddr", c.Broker.ListenAddr, false),
 		hostPorts("broker.namesrvAddr", c.Broker.NamesrvAddr),
+		delayLevels(c.Broker.DelayLevels),
+		nonNegative("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
 		logLevel(c.Log.Level),
 	} {
 		if err != nil {
@@ -36,6 +39,13 @@ func (c *Config) Validate() error {
 	}
 	_, err := c.StoreOptions()
 	return err
+}
+
+func delayLevels(v string) error {
+	if _, err := delay.ParseLevels(v); err != nil {
+		return invalid("broker.delayLevels", strings.TrimPrefix(err.Error(), "delay: invalid options: "))
+	}
+	return nil
 }
 
 func required(key, v string) error {

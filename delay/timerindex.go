@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/halfbackmq/halfback/internal/pebbledb"
 )
 
 // timerKey orders timer messages by due time, then by commit-log offset.
@@ -37,15 +39,8 @@ type timerIndex struct {
 
 var metaIndexed = []byte("mindexed")
 
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...interface{}) {}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
-	pebble.DefaultLogger.Fatalf(format, args...)
-}
-
 func openTimerIndex(dir string) (*timerIndex, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	db, err := pebbledb.Open(dir)
 	if err != nil {
 		return nil, err
 	}

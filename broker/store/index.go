@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/halfbackmq/halfback/internal/pebbledb"
 )
 
 // index maps topic+key to the physical offsets of the records that carry
@@ -24,7 +26,7 @@ type index struct {
 var metaDispatched = []byte("mdispatched")
 
 func openIndex(dir string) (*index, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	db, err := pebbledb.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -118,13 +120,4 @@ func (x *index) close() error {
 		x.batch = nil
 	}
 	return x.db.Close()
-}
-
-// quietLogger drops pebble's informational chatter; errors surface as
-// returned errors.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...interface{}) {}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
-	pebble.DefaultLogger.Fatalf(format, args...)
 }

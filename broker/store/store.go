@@ -460,6 +460,12 @@ func (s *Store) Close() error {
 	return err
 }
 
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.opts.Dir }
+
+// FlushType is the store's flush type.
+func (s *Store) FlushType() FlushType { return s.opts.FlushType }
+
 // MinPhysicalOffset is the first commit-log offset still stored.
 func (s *Store) MinPhysicalOffset() int64 { return s.log.minOffset() }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -16,13 +15,13 @@ func newBrokerCmd() *cobra.Command {
 	var dataDir, flush string
 	cmd := &cobra.Command{
 		Use:   "broker",
-		Short: "Run the broker (for now: the storage engine only)",
+		Short: "Run the broker (for now: storage engine and delay scheduler)",
 		Long: `Run the halfback broker until SIGINT or SIGTERM.
 
-For now the broker is the storage engine only: it opens (and, after a crash,
-recovers) the commit log, consume queues and index in the data directory,
-logs one line when ready, and on a signal closes the store, which writes
-the checkpoint. It does not listen on the network yet: the RocketMQ
+For now the broker is the storage engine and the delay scheduler: it opens
+(and, after a crash, recovers) the commit log, consume queues and index in
+the data directory, starts delivering delayed messages that fall due, logs
+one line when ready, and on a signal closes both, writing their checkpoints. It does not listen on the network yet: the RocketMQ
 remoting protocol (broker.listenAddr) arrives in the next release.
 
 Flags override config.yaml and HALFBACK_* environment variables.`,
@@ -52,28 +51,21 @@ Flags override config.yaml and HALFBACK_* environment variables.`,
 	return cmd
 }
 
-// runBroker opens the store, logs that it is ready, waits for ctx to be
-// done, then closes the store. cfg must be valid.
+// runBroker opens the store and the delay scheduler, logs that it is
+// ready, waits for ctx to be done, then closes both. cfg must be valid.
 func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	opts, err := cfg.StoreOptions()
+	e, err := openEngine(cfg, log)
 	if err != nil {
 		return err
 	}
-	opts.Logger = log
-	if abs, err := filepath.Abs(opts.Dir); err == nil {
-		opts.Dir = abs
-	}
-	st, err := store.Open(opts)
-	if err != nil {
-		return fmt.Errorf("open store in %s: %w", opts.Dir, err)
-	}
-	log.Info("halfback broker ready", "dataDir", opts.Dir, "flush", opts.FlushType.String())
+	dir := e.store.Dir()
+	log.Info("halfback broker ready", "dataDir", dir, "flush", e.store.FlushType().String(), "delayLevels", cfg.Broker.DelayLevels)
 
 	<-ctx.Done()
 
-	if err := st.Close(); err != nil {
-		return fmt.Errorf("close store in %s: %w", opts.Dir, err)
+	if err := e.close(); err != nil {
+		return fmt.Errorf("close store in %s: %w", dir, err)
 	}
-	log.Info("halfback broker stopped", "dataDir", opts.Dir)
+	log.Info("halfback broker stopped", "dataDir", dir)
 	return nil
 }
