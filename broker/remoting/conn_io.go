@@ -1,0 +1,149 @@
+package remoting
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"time"
+)
+
+// overloadRemark is Java's remark when its request executor is full.
+const overloadRemark = "[OVERLOAD]system busy, start flow control for a while"
+
+// readLoop reads frames until the connection fails or closes.
+func (c *Conn) readLoop() {
+	defer c.finish()
+	for {
+		if c.cfg.idleTimeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.idleTimeout))
+		}
+		cmd, err := Decode(c.br, c.cfg.maxFrameSize)
+		if err != nil {
+			if c.readFailed(err) {
+				continue
+			}
+			return
+		}
+		if cmd.IsResponse() {
+			c.complete(cmd.Opaque, result{cmd: cmd})
+			continue
+		}
+		c.dispatch(cmd)
+	}
+}
+
+// readFailed handles a read error and reports whether reading may go on.
+func (c *Conn) readFailed(err error) bool {
+	var derr *DecodeError
+	if errors.As(err, &derr) {
+		return c.badFrame(derr)
+	}
+	reason := err
+	var ne net.Error
+	switch {
+	case c.ctx.Err() != nil:
+		// Closed on purpose; the reason is already recorded.
+	case errors.As(err, &ne) && ne.Timeout():
+		reason = ErrIdleTimeout
+		c.cfg.logger.Info("remoting: closing idle connection", "remote", c.RemoteAddr(), "idle", c.cfg.idleTimeout)
+	case errors.Is(err, io.EOF):
+		c.cfg.logger.Debug("remoting: peer closed connection", "remote", c.RemoteAddr())
+	default:
+		c.cfg.logger.Warn("remoting: read failed, closing connection", "remote", c.RemoteAddr(), "err", err)
+	}
+	c.closeWith(reason)
+	return false
+}
+
+// badFrame answers what can be answered about a bad frame. A code outside
+// int16 in an otherwise good frame gets REQUEST_CODE_NOT_SUPPORTED and the
+// connection lives on; anything else closes the connection, after a
+// SYSTEM_ERROR response when the frame's request could be identified.
+func (c *Conn) badFrame(derr *DecodeError) bool {
+	req := &Command{Opaque: derr.Opaque, Flag: derr.Flag, SerializeType: derr.SerializeType}
+	if errors.Is(derr, ErrCodeOutOfRange) && derr.InSync {
+		switch {
+		case derr.HeaderKnown && req.IsResponse():
+			c.complete(req.Opaque, result{err: derr})
+		case derr.respondable():
+			_ = c.send(NotSupported(req, derr.Code))
+		}
+		return true
+	}
+	c.cfg.logger.Warn("remoting: bad frame, closing connection", "remote", c.RemoteAddr(), "err", derr)
+	if derr.respondable() {
+		_ = c.send(NewResponse(req, RespSystemError, derr.Error()))
+	}
+	c.closeWith(derr)
+	return false
+}
+
+// dispatch runs the handler for req on its own goroutine, or answers
+// SYSTEM_BUSY when MaxInFlight calls are already running, as Java does when
+// its executor rejects a request.
+func (c *Conn) dispatch(req *Command) {
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		c.cfg.logger.Warn("remoting: too many requests in flight", "remote", c.RemoteAddr(), "code", req.Code, "limit", c.cfg.maxInFlight)
+		if !req.IsOneway() {
+			_ = c.send(NewResponse(req, RespSystemBusy, overloadRemark))
+		}
+		return
+	}
+	c.handlers.Add(1)
+	go c.serve(req)
+}
+
+func (c *Conn) serve(req *Command) {
+	defer func() {
+		<-c.sem
+		c.handlers.Done()
+	}()
+	resp := c.callHandler(req)
+	if resp == nil || req.IsOneway() {
+		return
+	}
+	if err := c.Reply(req, resp); err != nil && !errors.Is(err, ErrConnClosed) {
+		c.cfg.logger.Warn("remoting: response not sent", "remote", c.RemoteAddr(), "code", req.Code, "err", err)
+	}
+}
+
+func (c *Conn) callHandler(req *Command) (resp *Command) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.cfg.logger.Error("remoting: handler panicked", "remote", c.RemoteAddr(), "code", req.Code,
+				"panic", p, "stack", string(debug.Stack()))
+			resp = NewResponse(req, RespSystemError, fmt.Sprintf("handler panic: %v", p))
+		}
+	}()
+	return c.cfg.handler.Serve(c.ctx, c, req)
+}
+
+// send writes cmd as one frame. Frames larger than MaxFrameSize are
+// refused with ErrFrameTooLarge (the peer would drop the connection); a
+// write error closes the connection.
+func (c *Conn) send(cmd *Command) error {
+	frame, err := Encode(cmd)
+	if err != nil {
+		return err
+	}
+	if len(frame) > c.cfg.maxFrameSize {
+		return fmt.Errorf("%w: %d-byte frame, limit %d", ErrFrameTooLarge, len(frame), c.cfg.maxFrameSize)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.ctx.Err() != nil {
+		return c.closedErr()
+	}
+	if c.cfg.writeTimeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+	}
+	if _, err := c.nc.Write(frame); err != nil {
+		c.closeWith(err)
+		return fmt.Errorf("%w: write: %w", ErrConnClosed, err)
+	}
+	return nil
+}
