@@ -23,7 +23,7 @@ const DefaultLevels = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2
 const (
 	DefaultMaxDelay           = 72 * time.Hour
 	DefaultCheckpointInterval = time.Second
-	DefaultBatchSize          = 512
+	DefaultBatchSize          = 2048
 )
 
 // ParseLevels parses a space-separated list of durations ("1s 5s 1m 2h",
@@ -64,7 +64,7 @@ type Options struct {
 	// again, so this bounds duplicates. Default 1 s.
 	CheckpointInterval time.Duration
 	// BatchSize is how many due messages are written to the store in one
-	// append (one group commit). Default 512.
+	// append (one group commit). Default 2048.
 	BatchSize int
 	// Clock is the time source. Default the system clock.
 	Clock Clock

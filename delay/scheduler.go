@@ -18,14 +18,20 @@ import (
 // implements it. AppendBatch must be safe to call concurrently with the
 // other methods.
 type Store interface {
-	AppendBatch(ctx context.Context, msgs []*message.Message) ([]store.AppendResult, error)
+	AppendBatchAsync(msgs []*message.Message) ([]store.AppendResult, func(context.Context) error, error)
 	GetMessages(topic string, qid int32, offset int64, o store.GetOptions) (store.GetResult, error)
-	ReadRecord(phys int64) ([]byte, error)
+	ReadRecords(phys int64, size int) ([]byte, error)
 }
 
 // due is one scheduled message that has fallen due (or is next).
 type due struct {
+	// at orders delivery: a level message's due time; a timer message's
+	// index key time, which is its due time unless it was indexed after the
+	// cursor passed that (then the cursor's time), so that delivering in
+	// this order delivers timers in index-key order and the cursor never
+	// passes an undelivered key.
 	at    time.Time
+	dueAt time.Time // when it was due, for lateness and TIMER_OUT_MS
 	ext   message.Ext
 	level int   // 0 for a timer message
 	qoff  int64 // level messages: ScheduleTopic queue offset
@@ -280,7 +286,7 @@ func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 		}
 		for _, e := range exts {
 			at := time.UnixMilli(e.StoreTimestamp).Add(s.opts.Levels[l])
-			s.heads[l] = append(s.heads[l], due{at: at, ext: e, level: l + 1, qoff: e.QueueOffset})
+			s.heads[l] = append(s.heads[l], due{at: at, dueAt: at, ext: e, level: l + 1, qoff: e.QueueOffset})
 		}
 		s.readNext[l] = r.NextBeginOffset
 	}
@@ -294,34 +300,68 @@ func (s *Scheduler) dueTimers(now time.Time, limit int) ([]due, timerEntry, bool
 		return nil, next, ok, err
 	}
 	out := make([]due, 0, len(entries))
-	for _, e := range entries {
-		rec, err := s.st.ReadRecord(e.key.phys)
+	// Messages scheduled together sit next to each other in the log: read
+	// each run of adjacent records with one read.
+	for i := 0; i < len(entries); {
+		j, size := i+1, int(entries[i].size)
+		for j < len(entries) && entries[j].key.phys == entries[j-1].key.phys+int64(entries[j-1].size) && size < 4<<20 {
+			size += int(entries[j].size)
+			j++
+		}
+		recs, err := s.st.ReadRecords(entries[i].key.phys, size)
 		if err != nil {
-			return nil, next, ok, fmt.Errorf("delay: timer record at %d: %w", e.key.phys, err)
+			return nil, next, ok, fmt.Errorf("delay: timer records at %d: %w", entries[i].key.phys, err)
 		}
-		ext, _, err := message.Decode(rec)
-		if err != nil {
-			return nil, next, ok, fmt.Errorf("delay: timer record at %d: %w", e.key.phys, err)
+		exts, err := message.DecodeAll(recs)
+		if err != nil || len(exts) != j-i {
+			return nil, next, ok, fmt.Errorf("delay: timer records at %d: %d of %d decoded: %v", entries[i].key.phys, len(exts), j-i, err)
 		}
-		at := time.UnixMilli(e.key.due)
-		if v, err := strconv.ParseInt(ext.Property(message.PropertyTimerDeliverMS), 10, 64); err == nil {
-			at = time.UnixMilli(v)
+		for k, ext := range exts {
+			at := time.UnixMilli(entries[i+k].key.due)
+			dueAt := at
+			if v, err := strconv.ParseInt(ext.Property(message.PropertyTimerDeliverMS), 10, 64); err == nil {
+				dueAt = time.UnixMilli(v)
+			}
+			out = append(out, due{at: at, dueAt: dueAt, ext: ext, key: entries[i+k].key})
 		}
-		out = append(out, due{at: at, ext: ext, key: e.key})
+		i = j
 	}
 	return out, next, ok, nil
 }
 
 // deliver writes ready (sorted by due time) to the real topics in batches
-// and advances the cursors past each written batch.
+// and advances the cursors past each acknowledged batch. Up to two batches
+// are in flight: the next one is prepared while the store flushes the last.
 func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
+	type flight struct {
+		batch []due
+		wait  func(context.Context) error
+	}
+	var inFlight []flight
 	delivered := 0
-	for len(ready) > 0 {
+	settle := func() error {
+		f := inFlight[0]
+		inFlight = inFlight[1:]
+		if err := f.wait(ctx); err != nil {
+			return err
+		}
+		s.advance(f.batch)
+		delivered += len(f.batch)
+		return nil
+	}
+	for len(ready) > 0 || len(inFlight) > 0 {
+		if len(ready) == 0 || len(inFlight) == 2 {
+			if err := settle(); err != nil {
+				return delivered, err
+			}
+			continue
+		}
 		n := min(len(ready), s.opts.BatchSize)
 		batch := ready[:n]
+		ready = ready[n:]
 		msgs := make([]*message.Message, 0, n)
 		for i := range batch {
-			m, err := restore(&batch[i].ext, batch[i].at)
+			m, err := restore(&batch[i].ext, batch[i].dueAt)
 			if err != nil {
 				// A record that cannot be delivered is skipped, not retried
 				// forever: it is logged and counted as done.
@@ -330,26 +370,30 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 			}
 			msgs = append(msgs, m)
 		}
-		if len(msgs) > 0 {
-			if _, err := s.st.AppendBatch(ctx, msgs); err != nil {
-				return delivered, err
+		_, wait, err := s.st.AppendBatchAsync(msgs)
+		if err != nil {
+			for len(inFlight) > 0 && settle() == nil {
 			}
+			return delivered, err
 		}
-		now := s.opts.Clock.Now()
-		for _, d := range batch {
-			if d.level > 0 {
-				l := d.level - 1
-				s.levelNext[l] = d.qoff + 1
-				s.heads[l] = s.heads[l][1:]
-			} else if s.timer.less(d.key) {
-				s.timer = d.key
-			}
-			s.stats.delivered(max(0, now.Sub(d.at)))
-		}
-		delivered += n
-		ready = ready[n:]
+		inFlight = append(inFlight, flight{batch, wait})
 	}
 	return delivered, nil
+}
+
+// advance moves the cursors past an acknowledged batch.
+func (s *Scheduler) advance(batch []due) {
+	now := s.opts.Clock.Now()
+	for _, d := range batch {
+		if d.level > 0 {
+			l := d.level - 1
+			s.levelNext[l] = d.qoff + 1
+			s.heads[l] = s.heads[l][1:]
+		} else if s.timer.less(d.key) {
+			s.timer = d.key
+		}
+		s.stats.delivered(max(0, now.Sub(d.dueAt)))
+	}
 }
 
 // indexTimers adds TimerTopic messages stored since the last call to the

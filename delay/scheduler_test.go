@@ -3,6 +3,7 @@ package delay
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"testing"
@@ -261,5 +262,112 @@ func TestRunDeliversOnTheRealClock(t *testing.T) {
 			t.Fatal("not delivered within 5 s")
 		}
 		time.Sleep(2 * time.Millisecond) // poll interval
+	}
+}
+
+// A timer indexed after the delivery cursor passed its due time (it was
+// stored while a backlog was draining) must still be delivered, even when
+// a round is cut short by the batch limit.
+func TestLateIndexedTimersSurviveTruncatedRounds(t *testing.T) {
+	r := newRig(t, "1s")
+	r.s.Close()
+	r.opts.BatchSize = 2 // a round delivers at most 16
+	r.openScheduler()
+	defer r.close()
+	t0 := r.clock.Now()
+	for i := 0; i < 20; i++ {
+		r.send(fmt.Sprintf("x%02d", i), message.Properties{message.PropertyTimerDelayMS: "1000"})
+	}
+	r.clock.Advance(time.Second)
+	if n := r.step(); n != 16 {
+		t.Fatalf("first round delivered %d, want the 16-message limit", n)
+	}
+	// Stored late: due half a second before the cursor.
+	for i := 0; i < 20; i++ {
+		p := message.Properties{
+			message.PropertyTimerDeliverMS: strconv.FormatInt(t0.Add(500*time.Millisecond).UnixMilli(), 10),
+			message.PropertyRealTopic:      "orders", message.PropertyRealQueueID: "1",
+		}
+		m := &message.Message{Topic: TimerTopic, Body: []byte(fmt.Sprintf("late%02d", i)), Properties: p.Encode()}
+		if _, err := r.st.Append(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.settle()
+	for r.step() > 0 {
+	}
+	got := bodies(r.delivered())
+	if len(got) != 40 {
+		t.Fatalf("delivered %d of 40: %v", len(got), got)
+	}
+	seen := map[string]bool{}
+	for _, b := range got {
+		if seen[b] {
+			t.Fatalf("%s delivered twice", b)
+		}
+		seen[b] = true
+	}
+}
+
+// TestRandomScheduleDeliversEverythingOnce interleaves stores (levels,
+// timers, timers stored late as after a backlog) with delivery rounds that
+// the batch limit cuts short, and checks that every message is delivered
+// exactly once and never before it is due.
+func TestRandomScheduleDeliversEverythingOnce(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			r := newRig(t, "100ms 300ms")
+			r.s.Close()
+			r.opts.BatchSize = 2 // rounds of at most 16
+			r.openScheduler()
+			defer r.close()
+			rng := rand.New(rand.NewPCG(seed, 9))
+			sent := 0
+			for step := 0; step < 60; step++ {
+				var msgs []*message.Message
+				for k := rng.IntN(40); k > 0; k-- {
+					id := fmt.Sprintf("m%04d", sent)
+					sent++
+					now := r.clock.Now()
+					p := message.Properties{message.PropertyRealTopic: "orders", message.PropertyRealQueueID: "1"}
+					topic, qid := TimerTopic, int32(0)
+					switch rng.IntN(3) {
+					case 0:
+						topic, qid = ScheduleTopic, int32(rng.IntN(2))
+						p[message.PropertyDelayTimeLevel] = strconv.Itoa(int(qid) + 1)
+					case 1: // due now-ish, on a shared millisecond
+						p[message.PropertyTimerDeliverMS] = strconv.FormatInt(now.UnixMilli()-int64(rng.IntN(3)), 10)
+					default:
+						p[message.PropertyTimerDeliverMS] = strconv.FormatInt(now.UnixMilli()+int64(rng.IntN(200)), 10)
+					}
+					p["due"] = p[message.PropertyTimerDeliverMS]
+					msgs = append(msgs, &message.Message{Topic: topic, QueueID: qid, Body: []byte(id), Properties: p.Encode()})
+				}
+				if len(msgs) > 0 {
+					if _, err := r.st.AppendBatch(t.Context(), msgs); err != nil {
+						t.Fatal(err)
+					}
+					r.settle()
+				}
+				r.clock.Advance(time.Duration(rng.IntN(30)) * time.Millisecond)
+				r.step()
+			}
+			r.clock.Advance(time.Second)
+			for r.step() > 0 {
+			}
+			got := r.delivered()
+			seen := map[string]int{}
+			for _, e := range got {
+				seen[string(e.Body)]++
+				if due, err := strconv.ParseInt(e.Property("due"), 10, 64); err == nil && e.StoreTimestamp < due {
+					t.Fatalf("%s stored at %d, before due %d", e.Body, e.StoreTimestamp, due)
+				}
+			}
+			for i := 0; i < sent; i++ {
+				if id := fmt.Sprintf("m%04d", i); seen[id] != 1 {
+					t.Fatalf("%s delivered %d times (of %d sent)", id, seen[id], sent)
+				}
+			}
+		})
 	}
 }

@@ -104,8 +104,10 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	limit := s.visibleLimit()
 	next := offset
 	sawLive := false
+	var runs []QueueEntry // matching records, adjacent ones merged into one read
+	size := 0
 	for _, e := range entries {
-		if r.Count >= o.MaxMessages || (r.Count > 0 && len(r.Records)+int(e.Size) > o.MaxBytes) {
+		if r.Count >= o.MaxMessages || (r.Count > 0 && size+int(e.Size) > o.MaxBytes) {
 			break
 		}
 		if e.PhysicalOffset+int64(e.Size) > limit {
@@ -119,12 +121,22 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 		if o.Match != nil && !o.Match(e.TagsCode) {
 			continue
 		}
-		start := len(r.Records)
-		r.Records = append(r.Records, make([]byte, e.Size)...)
-		if err := s.log.readAt(r.Records[start:], e.PhysicalOffset); err != nil {
+		if n := len(runs); n > 0 && runs[n-1].PhysicalOffset+int64(runs[n-1].Size) == e.PhysicalOffset &&
+			e.PhysicalOffset%s.opts.SegmentSize != 0 {
+			runs[n-1].Size += e.Size
+		} else {
+			runs = append(runs, e)
+		}
+		size += int(e.Size)
+		r.Count++
+	}
+	r.Records = make([]byte, size)
+	pos := 0
+	for _, run := range runs {
+		if err := s.log.readAt(r.Records[pos:pos+int(run.Size)], run.PhysicalOffset); err != nil {
 			return r, err
 		}
-		r.Count++
+		pos += int(run.Size)
 	}
 	r.NextBeginOffset = next
 	switch {
@@ -222,6 +234,21 @@ func (s *Store) ReadRecord(phys int64) ([]byte, error) {
 		return nil, err
 	}
 	return rec, nil
+}
+
+// ReadRecords returns the raw bytes of [phys, phys+size): one or more
+// consecutive records inside one segment, as their offsets and sizes say
+// (for example from a consume queue or an index). It does not check that
+// the range starts or ends on record boundaries; decoding does.
+func (s *Store) ReadRecords(phys int64, size int) ([]byte, error) {
+	if size <= 0 || phys < s.log.minOffset() || phys+int64(size) > s.visibleLimit() {
+		return nil, fmt.Errorf("%w: [%d, %d)", ErrOffsetNotFound, phys, phys+int64(size))
+	}
+	b := make([]byte, size)
+	if err := s.log.readAt(b, phys); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // ReadMessage decodes the record at physical offset phys.

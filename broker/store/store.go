@@ -187,14 +187,27 @@ func (s *Store) Append(ctx context.Context, m *message.Message) (AppendResult, e
 // together. On error none of them is acknowledged (some may still have been
 // written, as with any unacknowledged send).
 func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]AppendResult, error) {
+	res, wait, err := s.AppendBatchAsync(msgs)
+	if err != nil {
+		return nil, err
+	}
+	return res, wait(ctx)
+}
+
+// AppendBatchAsync assigns offsets to msgs and queues them for the writer,
+// as AppendBatch does, but returns at once with a wait function that blocks
+// until they are acknowledged (durable under SyncFlush) or failed. Batches
+// are written in the order AppendBatchAsync was called, so a caller can
+// prepare its next batch while the previous one is being flushed.
+func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(context.Context) error, error) {
 	if len(msgs) == 0 {
-		return nil, nil
+		return nil, func(context.Context) error { return nil }, nil
 	}
 	sizes := make([]int, len(msgs))
 	for i, m := range msgs {
 		n, err := s.checkMessage(m)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		sizes[i] = n
 	}
@@ -204,12 +217,12 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]App
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if s.failed != nil {
 		err := s.failed
 		s.mu.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	now := s.opts.Now().UnixMilli()
 	segSize := s.opts.SegmentSize
@@ -245,7 +258,7 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]App
 	case s.writeSignal <- struct{}{}:
 	default:
 	}
-	return res, s.wait(ctx, done)
+	return res, func(ctx context.Context) error { return s.wait(ctx, done) }, nil
 }
 
 // wait blocks until the writer answers done, the sync-flush timeout passes,

@@ -1,0 +1,67 @@
+package store_test
+
+import (
+	"io"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// benchWriters is about how many goroutines append at once, as 64
+// producers would through the broker.
+const benchWriters = 64
+
+// BenchmarkAppend measures Append from ~64 concurrent goroutines, each
+// waiting for its acknowledgement, under both flush types. Under SyncFlush
+// the figure is bound by the disk's fsync rate times the group-commit batch
+// size; `halfback bench store` reports it against the disk's own limit.
+func BenchmarkAppend(b *testing.B) {
+	for _, flush := range []struct {
+		name string
+		typ  store.FlushType
+	}{{"sync", store.SyncFlush}, {"async", store.AsyncFlush}} {
+		b.Run(flush.name+"/1KiB", func(b *testing.B) { benchmarkAppend(b, flush.typ, 1<<10) })
+	}
+}
+
+func benchmarkAppend(b *testing.B, flush store.FlushType, size int) {
+	st, err := store.Open(store.Options{
+		Dir:         b.TempDir(),
+		FlushType:   flush,
+		SegmentSize: 64 << 20,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			b.Error(err)
+		}
+	})
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	var writer atomic.Int32
+	b.SetBytes(int64(size))
+	b.SetParallelism(max(1, benchWriters/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := writer.Add(1)
+		m := message.Message{Topic: "bench", QueueID: w % 4, Body: body,
+			Properties: message.Properties{message.PropertyTags: "bench", message.PropertyKeys: "w" + strconv.Itoa(int(w))}.Encode()}
+		for pb.Next() {
+			if _, err := st.Append(b.Context(), &m); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
