@@ -98,7 +98,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", NamesrvAddr: "127.0.0.1:9876",
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour},
-		Log:    LogConfig{Level: "info"},
+		Log: LogConfig{Level: "info"},
 	}
 	if *cfg != want {
 		t.Errorf("defaults:\n got  %+v\n want %+v", *cfg, want)
@@ -271,7 +271,7 @@ func TestStoreOptions(t *testing.T) {
 		},
 		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876",
 			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour},
-		Log:    LogConfig{Level: "info"},
+		Log: LogConfig{Level: "info"},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
