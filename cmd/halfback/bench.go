@@ -16,6 +16,7 @@ func newBenchCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	// Benchmarks, one line each:
-	// cmd.AddCommand(newBenchStoreCmd())
+	cmd.AddCommand(newBenchStoreCmd())
+	cmd.AddCommand(newBenchDelayCmd())
 	return cmd
 }

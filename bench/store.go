@@ -1,0 +1,237 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// MaxSize is the largest message body [RunStore] accepts: the store's
+// default maximum message size (RocketMQ's maxMessageSize).
+const MaxSize = store.DefaultMaxMessageSize
+
+// StoreOptions configure [RunStore].
+type StoreOptions struct {
+	// Dir is the directory the run works in; it is created if missing. The
+	// run makes a fresh subdirectory in it and removes it at the end.
+	// Required. Put it on the disk you want to measure: on tmpfs an fsync
+	// costs nothing and every figure is meaningless.
+	Dir string
+	// Flush is the store's flush type (the zero value is AsyncFlush, as in
+	// store.Options), and picks the bound the ratio is taken against.
+	Flush store.FlushType
+	// Writers is the number of goroutines appending concurrently, each
+	// waiting for its append before sending the next. At least 1.
+	Writers int
+	// Size is the message body in bytes, 1 to [MaxSize].
+	Size int
+	// Duration is how long the store is measured. Each raw baseline runs
+	// for Duration/3, but at least one second. Must be positive.
+	Duration time.Duration
+	// SegmentSize is the store's commit-log segment size in bytes; zero
+	// means the store's default (1 GiB).
+	SegmentSize int64
+	// Logger receives progress and the store's own events. Default: discard.
+	Logger *slog.Logger
+}
+
+// validate reports the first field out of range, naming it, and fills
+// the defaults.
+func (o StoreOptions) validate() (StoreOptions, error) {
+	switch {
+	case o.Dir == "":
+		return o, fmt.Errorf("%w: Dir is required", ErrInvalidOptions)
+	case o.Flush != store.SyncFlush && o.Flush != store.AsyncFlush:
+		return o, fmt.Errorf("%w: Flush %d is neither SyncFlush nor AsyncFlush", ErrInvalidOptions, o.Flush)
+	case o.Writers < 1:
+		return o, fmt.Errorf("%w: Writers %d, want at least 1", ErrInvalidOptions, o.Writers)
+	case o.Size < 1 || o.Size > MaxSize:
+		return o, fmt.Errorf("%w: Size %d, want 1 to %d bytes", ErrInvalidOptions, o.Size, MaxSize)
+	case o.Duration <= 0:
+		return o, fmt.Errorf("%w: Duration %v, want more than zero", ErrInvalidOptions, o.Duration)
+	case o.SegmentSize < 0:
+		return o, fmt.Errorf("%w: SegmentSize %d is negative", ErrInvalidOptions, o.SegmentSize)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return o, nil
+}
+
+// StoreResult is what [RunStore] measured. MB means 10^6 bytes; the
+// store's MB count message bodies only, not record headers.
+type StoreResult struct {
+	// Flush is SYNC_FLUSH or ASYNC_FLUSH.
+	Flush string `json:"flush"`
+	// Writers and Size echo the options.
+	Writers int `json:"writers"`
+	Size    int `json:"size"`
+	// DurationSec is the measured length of the store run: from the first
+	// append until the last writer's last append returned.
+	DurationSec float64 `json:"duration_sec"`
+	// Messages is the number of acknowledged appends.
+	Messages int64 `json:"messages"`
+	// MsgsPerSec and MBPerSec are the store's throughput.
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	MBPerSec   float64 `json:"mb_per_sec"`
+	// P50Us and P99Us are append latency quantiles in microseconds (within
+	// 2%: they come from a log-linear histogram).
+	P50Us float64 `json:"p50_us"`
+	P99Us float64 `json:"p99_us"`
+	// RawLimitMsgsPerSec is perfect group commit: Writers messages per
+	// write+fdatasync of Writers×Size bytes, as fast as the disk allows.
+	RawLimitMsgsPerSec float64 `json:"raw_limit_msgs_per_sec"`
+	// RawSeqMBPerSec is raw sequential write bandwidth (1 MiB writes, one
+	// fdatasync at the end).
+	RawSeqMBPerSec float64 `json:"raw_seq_mb_per_sec"`
+	// Ratio is the store's share of the disk's limit for its flush type:
+	// MsgsPerSec/RawLimitMsgsPerSec under SYNC_FLUSH, MBPerSec/RawSeqMBPerSec
+	// under ASYNC_FLUSH. 1 means the store costs nothing on top of the disk.
+	Ratio float64 `json:"ratio"`
+}
+
+// RunStore measures the two raw baselines and then the store, in that
+// order, in fresh subdirectories of o.Dir on the same file system, and
+// removes them before it returns. It fails with [ErrInvalidOptions] if o is
+// out of range, and with ctx's error if ctx ends first.
+func RunStore(ctx context.Context, o StoreOptions) (res StoreResult, err error) {
+	if o, err = o.validate(); err != nil {
+		return StoreResult{}, err
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return StoreResult{}, err
+	}
+	run, err := os.MkdirTemp(o.Dir, "halfback-bench-")
+	if err != nil {
+		return StoreResult{}, err
+	}
+	defer func() {
+		if rmErr := os.RemoveAll(run); rmErr != nil && err == nil {
+			err = rmErr
+		}
+	}()
+
+	raw := max(o.Duration/3, time.Second)
+	o.Logger.Info("bench: measuring perfect group commit", "dir", run, "batch", o.Writers*o.Size, "for", raw)
+	commits, err := rawGroupCommit(ctx, filepath.Join(run, "raw-group-commit"), o.Writers*o.Size, raw)
+	if err != nil {
+		return StoreResult{}, fmt.Errorf("raw group commit: %w", err)
+	}
+	o.Logger.Info("bench: measuring sequential bandwidth", "for", raw)
+	seq, err := rawSequential(ctx, filepath.Join(run, "raw-sequential"), raw)
+	if err != nil {
+		return StoreResult{}, fmt.Errorf("raw sequential: %w", err)
+	}
+	// Drop the baselines' files (gigabytes, possibly) before the store runs.
+	if err := errors.Join(os.Remove(filepath.Join(run, "raw-group-commit")), os.Remove(filepath.Join(run, "raw-sequential"))); err != nil {
+		return StoreResult{}, err
+	}
+	o.Logger.Info("bench: measuring the store", "flush", o.Flush.String(), "writers", o.Writers, "size", o.Size, "for", o.Duration)
+	m, err := measureStore(ctx, filepath.Join(run, "store"), o)
+	if err != nil {
+		return StoreResult{}, fmt.Errorf("store: %w", err)
+	}
+	return newStoreResult(o, commits, seq, m), nil
+}
+
+// newStoreResult computes the figures from the raw commit rate, the raw
+// sequential bytes per second and the store run.
+func newStoreResult(o StoreOptions, commits, seq float64, m storeRun) StoreResult {
+	secs := m.elapsed.Seconds()
+	res := StoreResult{
+		Flush:              o.Flush.String(),
+		Writers:            o.Writers,
+		Size:               o.Size,
+		DurationSec:        secs,
+		Messages:           int64(m.latency.total),
+		MsgsPerSec:         float64(m.latency.total) / secs,
+		MBPerSec:           float64(m.latency.total) * float64(o.Size) / secs / 1e6,
+		P50Us:              micros(m.latency.quantile(0.50)),
+		P99Us:              micros(m.latency.quantile(0.99)),
+		RawLimitMsgsPerSec: commits * float64(o.Writers),
+		RawSeqMBPerSec:     seq / 1e6,
+	}
+	if o.Flush == store.SyncFlush {
+		res.Ratio = res.MsgsPerSec / res.RawLimitMsgsPerSec
+	} else {
+		res.Ratio = res.MBPerSec / res.RawSeqMBPerSec
+	}
+	return res
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// storeRun is what measureStore saw.
+type storeRun struct {
+	elapsed time.Duration
+	latency histogram // every acknowledged append
+}
+
+// measureStore opens a store in dir and runs o.Writers appending
+// goroutines for o.Duration; each sends at least one message.
+func measureStore(ctx context.Context, dir string, o StoreOptions) (storeRun, error) {
+	st, err := store.Open(store.Options{Dir: dir, FlushType: o.Flush, SegmentSize: o.SegmentSize, Logger: o.Logger})
+	if err != nil {
+		return storeRun{}, err
+	}
+	body := filled(o.Size)
+	hists := make([]*histogram, o.Writers)
+	errs := make([]error, o.Writers)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	start := time.Now()
+	timer := time.AfterFunc(o.Duration, func() { stop.Store(true) })
+	for w := range o.Writers {
+		hists[w] = new(histogram)
+		wg.Go(func() {
+			if errs[w] = appendLoop(ctx, st, w, body, &stop, hists[w]); errs[w] != nil {
+				stop.Store(true)
+			}
+		})
+	}
+	wg.Wait()
+	run := storeRun{elapsed: time.Since(start)}
+	timer.Stop()
+	if err := errors.Join(errors.Join(errs...), st.Close()); err != nil {
+		return storeRun{}, err
+	}
+	for _, h := range hists {
+		run.latency.merge(h)
+	}
+	return run, nil
+}
+
+// appendLoop is one writer: it appends a message to queue w%4 of topic
+// "bench", with a TAGS and a unique KEYS property, waits for the
+// acknowledgement, records the latency, and repeats until stop is set.
+func appendLoop(ctx context.Context, st *store.Store, w int, body []byte, stop *atomic.Bool, h *histogram) error {
+	keyPrefix := message.PropertyKeys + "\x01w" + strconv.Itoa(w) + "-"
+	const tags = "\x02" + message.PropertyTags + "\x01bench\x02"
+	props := make([]byte, 0, 64)
+	for i := 0; ; i++ {
+		props = append(props[:0], keyPrefix...)
+		props = strconv.AppendInt(props, int64(i), 10)
+		props = append(props, tags...)
+		m := &message.Message{Topic: "bench", QueueID: int32(w % 4), Body: body, Properties: string(props)}
+		t0 := time.Now()
+		m.BornTimestamp = t0.UnixMilli()
+		if _, err := st.Append(ctx, m); err != nil {
+			return err
+		}
+		h.record(time.Since(t0))
+		if stop.Load() {
+			return nil
+		}
+	}
+}

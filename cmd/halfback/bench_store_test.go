@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/halfbackmq/halfback/bench"
+)
+
+func TestBenchStoreJSON(t *testing.T) {
+	clearEnv(t)
+	var stdout, stderr bytes.Buffer
+	root := newRootCmd()
+	root.SetArgs([]string{"bench", "store", "--config", "", "--dir", t.TempDir(),
+		"--duration", "300ms", "--writers", "2", "--json"})
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	if err := root.ExecuteContext(t.Context()); err != nil {
+		t.Fatalf("bench store: %v\n%s", err, stderr.String())
+	}
+
+	dec := json.NewDecoder(&stdout)
+	dec.DisallowUnknownFields()
+	var res bench.StoreResult
+	if err := dec.Decode(&res); err != nil {
+		t.Fatalf("stdout is not a StoreResult: %v\n%s", err, stdout.String())
+	}
+	if dec.More() {
+		t.Errorf("stdout holds more than one JSON value")
+	}
+	if res.Flush != "SYNC_FLUSH" || res.Writers != 2 || res.Size != 1024 {
+		t.Errorf("flush %s, writers %d, size %d: want the defaults SYNC_FLUSH and 1024 with --writers 2", res.Flush, res.Writers, res.Size)
+	}
+	if res.Messages <= 0 || res.Ratio <= 0 || res.P99Us < res.P50Us {
+		t.Errorf("inconsistent result: %+v", res)
+	}
+}
+
+func TestBenchStoreRejectsBadFlags(t *testing.T) {
+	clearEnv(t)
+	for _, args := range [][]string{
+		{"--flush", "sometimes"},
+		{"--writers", "0"},
+		{"--size", "0"},
+		{"--duration", "0s"},
+	} {
+		_, err := run(t, append([]string{"bench", "store", "--config", "", "--dir", t.TempDir()}, args...)...)
+		if !errors.Is(err, bench.ErrInvalidOptions) {
+			t.Errorf("%v: err = %v, want ErrInvalidOptions", args, err)
+		}
+	}
+}
+
+func TestPrintStoreResult(t *testing.T) {
+	var out bytes.Buffer
+	err := printStoreResult(&out, bench.StoreResult{Flush: "ASYNC_FLUSH", Writers: 64, Size: 1024, DurationSec: 10,
+		Messages: 1_000_000, MsgsPerSec: 100_000, MBPerSec: 102.4, P50Us: 6, P99Us: 9000,
+		RawLimitMsgsPerSec: 120_000, RawSeqMBPerSec: 512, Ratio: 0.2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want 5:\n%s", len(lines), out.String())
+	}
+	for _, want := range []string{"100000 msgs/s", "102.4 MB/s", "p50 6 µs", "p99 9000 µs", "120000 msgs/s", "512.0 MB/s", "0.20 of raw sequential"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// The MB/s column lines up between the store and raw seq lines.
+	if i, j := strings.Index(lines[1], "MB/s"), strings.Index(lines[3], "MB/s"); i != j {
+		t.Errorf("MB/s at column %d and %d:\n%s", i, j, out.String())
+	}
+}
