@@ -16,6 +16,8 @@ type Config struct {
 	Store StoreConfig `mapstructure:"store"`
 	// Broker configures the network broker (section "broker").
 	Broker BrokerConfig `mapstructure:"broker"`
+	// Namesrv configures the name server (section "namesrv").
+	Namesrv NamesrvConfig `mapstructure:"namesrv"`
 	// Log configures logging (section "log").
 	Log LogConfig `mapstructure:"log"`
 }
@@ -71,6 +73,16 @@ type BrokerConfig struct {
 	// TimerMaxDelay (broker.timerMaxDelay) is the longest arbitrary delivery
 	// delay (TIMER_DELIVER_MS / TIMER_DELAY_MS / TIMER_DELAY_SEC) accepted.
 	TimerMaxDelay time.Duration `mapstructure:"timerMaxDelay"`
+}
+
+// NamesrvConfig is the "namesrv" section, read by `halfback namesrv`.
+type NamesrvConfig struct {
+	// ListenAddr (namesrv.listenAddr) is the host:port the name server
+	// serves RocketMQ remoting on.
+	ListenAddr string `mapstructure:"listenAddr"`
+	// Embedded (namesrv.embedded) runs the name server inside
+	// `halfback broker`, on ListenAddr, so one process is a whole cluster.
+	Embedded bool `mapstructure:"embedded"`
 }
 
 // LogConfig is the "log" section.

@@ -98,7 +98,8 @@ func TestDefaults(t *testing.T) {
 		},
 		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", NamesrvAddr: "127.0.0.1:9876",
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour},
-		Log: LogConfig{Level: "info"},
+		Namesrv: NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
+		Log:     LogConfig{Level: "info"},
 	}
 	if *cfg != want {
 		t.Errorf("defaults:\n got  %+v\n want %+v", *cfg, want)
@@ -204,6 +205,8 @@ func TestBadValues(t *testing.T) {
 			nil, "config: broker.listenAddr: port", ErrInvalid},
 		{"name server list entry bad", "broker:\n  namesrvAddr: a:9876;b\n",
 			nil, "config: broker.namesrvAddr: want host:port", ErrInvalid},
+		{"name server listen address without port", "namesrv:\n  listenAddr: localhost\n",
+			nil, "config: namesrv.listenAddr: want host:port", ErrInvalid},
 		{"unknown log level", "log:\n  level: loud\n",
 			nil, `config: log.level: unknown level "loud"`, ErrInvalid},
 		{"bad env value", "",
@@ -271,7 +274,8 @@ func TestStoreOptions(t *testing.T) {
 		},
 		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876",
 			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour},
-		Log: LogConfig{Level: "info"},
+		Namesrv: NamesrvConfig{ListenAddr: "10.1.2.3:9876"},
+		Log:     LogConfig{Level: "info"},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -370,5 +374,23 @@ func TestDelayOptions(t *testing.T) {
 		if _, err := Load(""); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "broker.delayLevels") {
 			t.Errorf("delayLevels %q: err = %v, want one naming broker.delayLevels", bad, err)
 		}
+	}
+}
+
+func TestNamesrvListenAddr(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load(writeConfig(t, "namesrv:\n  listenAddr: 0.0.0.0:19876\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Namesrv.ListenAddr != "0.0.0.0:19876" {
+		t.Errorf("namesrv.listenAddr from file = %q", cfg.Namesrv.ListenAddr)
+	}
+	t.Setenv("HALFBACK_NAMESRV_LISTENADDR", "127.0.0.1:0")
+	if cfg, err = Load(""); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Namesrv.ListenAddr != "127.0.0.1:0" {
+		t.Errorf("namesrv.listenAddr from the environment = %q, want 127.0.0.1:0 (port 0 is allowed)", cfg.Namesrv.ListenAddr)
 	}
 }

@@ -54,6 +54,10 @@ var keys = []key{
 		func(c *Config) any { return &c.Broker.DelayLevels }},
 	{"broker.timerMaxDelay", delay.DefaultMaxDelay, "a duration such as 72h",
 		func(c *Config) any { return &c.Broker.TimerMaxDelay }},
+	{"namesrv.listenAddr", "127.0.0.1:9876", "host:port",
+		func(c *Config) any { return &c.Namesrv.ListenAddr }},
+	{"namesrv.embedded", true, "true or false",
+		func(c *Config) any { return &c.Namesrv.Embedded }},
 	{"log.level", "info", "debug, info, warn or error",
 		func(c *Config) any { return &c.Log.Level }},
 }

@@ -31,6 +31,7 @@ func (c *Config) Validate() error {
 		hostPorts("broker.namesrvAddr", c.Broker.NamesrvAddr),
 		delayLevels(c.Broker.DelayLevels),
 		nonNegative("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
+		hostPort("namesrv.listenAddr", c.Namesrv.ListenAddr, false),
 		logLevel(c.Log.Level),
 	} {
 		if err != nil {

@@ -107,6 +107,9 @@ func (s *Scheduler) Notify(topic string) {
 	}
 }
 
+// Levels is the number of delay levels (queues of ScheduleTopic).
+func (s *Scheduler) Levels() int { return len(s.opts.Levels) }
+
 // Stats returns a snapshot of the scheduler's counters.
 func (s *Scheduler) Stats() Stats { return s.stats.snapshot() }
 

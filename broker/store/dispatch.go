@@ -33,7 +33,11 @@ func (s *Store) dispatchTo(limit int64) error {
 	}
 	touched := make(map[*consumeQueue]queueKey)
 	seg := s.opts.SegmentSize
-	buf := make([]byte, 1<<20)
+	buf := s.dispatchBuf
+	if buf == nil {
+		buf = make([]byte, 1<<20)
+	}
+	defer func() { s.dispatchBuf = buf }() // keep it, grown or not, for the next call
 	for off < limit {
 		segEnd := off - off%seg + seg
 		n := min(limit, segEnd) - off

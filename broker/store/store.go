@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,7 +107,10 @@ type Store struct {
 	cur       *batch // collecting appends
 	spare     *batch // recycled by the writer
 	failed    error  // first write/fsync error; appends are refused after it
-	closed    bool
+	// gatherWant, while the writer gathers a SyncFlush batch, is the number
+	// of waiters below which an append does not wake it.
+	gatherWant int
+	closed     bool
 
 	written    atomic.Int64 // end of what the OS has
 	durable    atomic.Int64 // end of what is fsynced
@@ -118,6 +122,7 @@ type Store struct {
 	wg             sync.WaitGroup
 	cpMu           sync.Mutex // serialises checkpoints
 	flushMu        sync.Mutex // serialises commit-log fsyncs under AsyncFlush
+	dispatchBuf    []byte     // dispatchTo's read buffer (one dispatchTo runs at a time)
 }
 
 // Open opens (or creates) the store in opts.Dir, recovering it if the last
@@ -252,11 +257,14 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 	}
 	s.cur.end = s.next
 	s.cur.waiters = append(s.cur.waiters, done)
+	wake := len(s.cur.waiters) >= s.gatherWant
 	s.mu.Unlock()
 
-	select {
-	case s.writeSignal <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case s.writeSignal <- struct{}{}:
+		default:
+		}
 	}
 	return res, func(ctx context.Context) error { return s.wait(ctx, done) }, nil
 }
@@ -300,12 +308,29 @@ func (s *Store) checkMessage(m *message.Message) (int, error) {
 
 // writeLoop is the single writer: it takes the collecting batch, writes it,
 // fsyncs it under SyncFlush, and answers its waiters.
+//
+// Under SyncFlush it first gathers: the writers the last batch acknowledged
+// are sending their next message, and taking the batch before they have
+// would split the writers into two groups that alternate, each fsync
+// carrying half of them. So it waits until they are back, or half the last
+// batch's write+fsync time has passed. Under AsyncFlush it yields once
+// instead: the append that woke it made it the next goroutine to run, and
+// without the yield every batch would hold a single message.
 func (s *Store) writeLoop() {
 	defer s.wg.Done()
+	var want int
+	var last time.Duration
 	for {
 		select {
 		case <-s.writeSignal:
-			s.writeBatch()
+			if s.opts.FlushType == SyncFlush {
+				s.gather(want, last/2)
+			} else {
+				runtime.Gosched()
+			}
+			start := time.Now()
+			want = s.writeBatch()
+			last = time.Since(start)
 		case <-s.stop:
 			s.writeBatch()
 			return
@@ -313,12 +338,43 @@ func (s *Store) writeLoop() {
 	}
 }
 
-func (s *Store) writeBatch() {
+// gather waits until the collecting batch holds want waiters, budget
+// passes, or the store stops.
+func (s *Store) gather(want int, budget time.Duration) {
+	s.mu.Lock()
+	if budget <= 0 || len(s.cur.waiters) >= want {
+		s.mu.Unlock()
+		return
+	}
+	s.gatherWant = want
+	s.mu.Unlock()
+	t := time.NewTimer(budget)
+	defer t.Stop()
+	for full := false; !full; {
+		select {
+		case <-s.writeSignal:
+		case <-t.C:
+			full = true
+		case <-s.stop:
+			full = true
+		}
+		s.mu.Lock()
+		if full = full || len(s.cur.waiters) >= want; full {
+			s.gatherWant = 0
+		}
+		s.mu.Unlock()
+	}
+}
+
+// writeBatch writes (and under SyncFlush fsyncs) the collecting batch and
+// answers its waiters. It returns how many waiters the next batch should
+// gather: those it answered plus those already waiting.
+func (s *Store) writeBatch() int {
 	s.mu.Lock()
 	b := s.cur
 	if len(b.waiters) == 0 {
 		s.mu.Unlock()
-		return
+		return 0
 	}
 	s.cur, s.spare = s.spare, nil
 	failed := s.failed
@@ -342,10 +398,13 @@ func (s *Store) writeBatch() {
 	if err == nil {
 		s.signalDispatch()
 	}
+	answered := len(b.waiters)
 	b.reset()
 	s.mu.Lock()
 	s.spare = b
+	waiting := len(s.cur.waiters)
 	s.mu.Unlock()
+	return answered + waiting
 }
 
 // writeChunks writes the chunks and, under SyncFlush, fsyncs every segment

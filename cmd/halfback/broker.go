@@ -4,25 +4,31 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/config"
+	"github.com/halfbackmq/halfback/namesrv"
 )
 
 func newBrokerCmd() *cobra.Command {
 	var dataDir, flush string
 	cmd := &cobra.Command{
 		Use:   "broker",
-		Short: "Run the broker (for now: storage engine and delay scheduler)",
+		Short: "Run the broker (and, by default, the name server)",
 		Long: `Run the halfback broker until SIGINT or SIGTERM.
 
-For now the broker is the storage engine and the delay scheduler: it opens
-(and, after a crash, recovers) the commit log, consume queues and index in
-the data directory, starts delivering delayed messages that fall due, logs
-one line when ready, and on a signal closes both, writing their checkpoints. It does not listen on the network yet: the RocketMQ
-remoting protocol (broker.listenAddr) arrives in the next release.
+It serves Apache RocketMQ's remoting protocol on broker.listenAddr
+(127.0.0.1:10911), so the official RocketMQ clients work against it, and
+with namesrv.embedded (the default) also runs the name server on
+namesrv.listenAddr (127.0.0.1:9876): point clients at that. It opens (and,
+after a crash, recovers) the commit log, consume queues and index in the
+data directory, delivers delayed messages as they fall due, logs one line
+when ready, and on a signal stops, writing its checkpoints.
 
 Flags override config.yaml and HALFBACK_* environment variables.`,
 		Args: cobra.NoArgs,
@@ -51,21 +57,40 @@ Flags override config.yaml and HALFBACK_* environment variables.`,
 	return cmd
 }
 
-// runBroker opens the store and the delay scheduler, logs that it is
-// ready, waits for ctx to be done, then closes both. cfg must be valid.
+// runBroker runs the network broker (and, with namesrv.embedded, the name
+// server), logs one line when ready, waits for ctx to be done, then closes
+// both, writing the store's and the scheduler's checkpoints.
 func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	e, err := openEngine(cfg, log)
+	opts, err := cfg.BrokerOptions()
 	if err != nil {
 		return err
 	}
-	dir := e.store.Dir()
-	log.Info("halfback broker ready", "dataDir", dir, "flush", e.store.FlushType().String(), "delayLevels", cfg.Broker.DelayLevels)
+	opts.Logger = log
+	if abs, err := filepath.Abs(opts.Store.Dir); err == nil {
+		opts.Store.Dir = abs
+		opts.Delay.Dir = filepath.Join(abs, "delay")
+	}
+	var ns *namesrv.Server
+	if cfg.Namesrv.Embedded {
+		if ns, err = namesrv.Open(namesrv.Options{ListenAddr: cfg.Namesrv.ListenAddr, Logger: log}); err != nil {
+			return fmt.Errorf("embedded name server: %w", err)
+		}
+		defer ns.Close()
+		opts.NamesrvAddrs = []string{ns.Addr()}
+	}
+	b, err := broker.Open(opts)
+	if err != nil {
+		return fmt.Errorf("open broker in %s: %w", opts.Store.Dir, err)
+	}
+	nsAddr := strings.Join(opts.NamesrvAddrs, ";")
+	log.Info("halfback broker ready", "addr", b.Addr(), "namesrv", nsAddr, "embeddedNamesrv", cfg.Namesrv.Embedded,
+		"dataDir", opts.Store.Dir, "flush", b.Store().FlushType().String(), "delayLevels", cfg.Broker.DelayLevels)
 
 	<-ctx.Done()
 
-	if err := e.close(); err != nil {
-		return fmt.Errorf("close store in %s: %w", dir, err)
+	if err := b.Close(); err != nil {
+		return fmt.Errorf("close broker in %s: %w", opts.Store.Dir, err)
 	}
-	log.Info("halfback broker stopped", "dataDir", dir)
+	log.Info("halfback broker stopped", "dataDir", opts.Store.Dir)
 	return nil
 }

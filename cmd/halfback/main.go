@@ -61,6 +61,7 @@ Configuration comes from config.yaml (see --config) and the environment
 	})
 	root.AddCommand(
 		newBrokerCmd(),
+		newNamesrvCmd(),
 		newBenchCmd(),
 		newVersionCmd(),
 	)

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/config"
 )
 
@@ -92,7 +94,8 @@ func clearEnv(t *testing.T) {
 func smallStoreConfig(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
-	body := "store:\n  segmentSize: 8388608\n  queueEntriesPerFile: 1000\n  flushType: SYNC_FLUSH\n"
+	body := "store:\n  segmentSize: 8388608\n  queueEntriesPerFile: 1000\n  flushType: SYNC_FLUSH\n" +
+		"broker:\n  listenAddr: 127.0.0.1:0\nnamesrv:\n  listenAddr: 127.0.0.1:0\n"
 	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +123,30 @@ func TestBrokerRunsUntilCancelled(t *testing.T) {
 	}
 	if n := strings.Count(ready, "halfback broker ready"); n != 1 {
 		t.Errorf("ready logged %d times, want once", n)
+	}
+	// It serves the protocol, with its own name server routing to it.
+	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(ready)
+	ns := regexp.MustCompile(`namesrv=(\S+)`).FindStringSubmatch(ready)
+	if addr == nil || ns == nil {
+		t.Fatalf("ready line lacks addr= or namesrv=:\n%s", ready)
+	}
+	conn, err := remoting.Dial(ctx, addr[1], remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqGetAllTopicConfig, nil))
+	conn.Close()
+	if err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("GET_ALL_TOPIC_CONFIG = %v, %v", resp, err)
+	}
+	nsConn, err := remoting.Dial(ctx, ns[1], remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, err := nsConn.Invoke(ctx, remoting.NewRequest(remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": "orders"}))
+	nsConn.Close()
+	if err != nil || route.Code != remoting.RespSuccess || !strings.Contains(string(route.Body), addr[1]) {
+		t.Fatalf("embedded name server route for orders = %v %s, %v; want the broker %s", route, route.Body, err, addr[1])
 	}
 
 	cancel()

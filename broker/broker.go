@@ -1,0 +1,162 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
+)
+
+// Broker serves RocketMQ's remoting protocol over the store and the delay
+// scheduler. Open starts it; Close stops it.
+type Broker struct {
+	opts   Options
+	store  *store.Store
+	delay  *delay.Scheduler
+	topics *topicTable
+	srv    *remoting.Server
+	addr   string // advertised address
+
+	// dispatchHooks are called, in order, after records become visible in
+	// a consume queue (long polling registers here). They must not block.
+	hooksMu       sync.RWMutex
+	dispatchHooks []func(topic string, qid int32, maxOffset int64)
+
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// Open opens the store and the scheduler, listens on ListenAddr and
+// starts serving.
+func Open(opts Options) (*Broker, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	b := &Broker{opts: opts, stop: make(chan struct{})}
+	var ready atomic.Bool
+	opts.Store.OnDispatch = func(topic string, qid int32, maxOffset int64) {
+		if ready.Load() {
+			b.onDispatch(topic, qid, maxOffset)
+		}
+	}
+	// Listen first: message ids carry the address clients reach the broker
+	// at, which with port 0 is known only now. Requests that arrive before
+	// the store is open are told the broker is busy.
+	mux := b.routes()
+	var err error
+	b.srv, err = remoting.Listen(remoting.ServerOptions{Addr: opts.ListenAddr, Logger: opts.Logger,
+		Handler: remoting.HandlerFunc(func(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+			if !ready.Load() {
+				return remoting.NewResponse(req, remoting.RespSystemBusy, "broker is starting")
+			}
+			return mux.Serve(ctx, c, req)
+		})})
+	if err != nil {
+		return nil, fmt.Errorf("broker: listen on %s: %w", opts.ListenAddr, err)
+	}
+	b.addr = opts.AdvertiseAddr
+	if b.addr == "" {
+		b.addr = b.srv.Addr().String()
+	}
+	if !opts.Store.StoreHost.IsValid() {
+		if ap, err := netip.ParseAddrPort(b.addr); err == nil {
+			opts.Store.StoreHost = ap
+		}
+	}
+	fail := func(err error, closers ...func() error) (*Broker, error) {
+		for _, c := range closers {
+			c()
+		}
+		b.srv.Close()
+		return nil, err
+	}
+	if b.store, err = store.Open(opts.Store); err != nil {
+		return fail(err)
+	}
+	if b.delay, err = delay.New(b.store, opts.Delay); err != nil {
+		return fail(err, b.store.Close)
+	}
+	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels()); err != nil {
+		return fail(err, b.delay.Close, b.store.Close)
+	}
+	ready.Store(true)
+	b.delay.Start()
+	b.delay.Notify(delay.ScheduleTopic) // deliver what fell due while stopped
+	b.startBackground()
+	return b, nil
+}
+
+// routes is the table of request handlers; each file registers its codes.
+func (b *Broker) routes() *remoting.Mux {
+	mux := remoting.NewMux()
+	b.registerTopics(mux)
+	b.registerSend(mux)
+	b.registerPull(mux)
+	b.registerLookup(mux)
+	b.registerGroups(mux)
+	b.registerOffsets(mux)
+	b.registerLocks(mux)
+	b.registerSendBack(mux)
+	b.registerAdmin(mux)
+	return mux
+}
+
+// startBackground starts the broker's periodic work (name-server
+// registration and the like); each piece adds itself here.
+func (b *Broker) startBackground() {
+	b.startRegistration()
+	b.startLongPoll()
+	b.startGroupExpiry()
+	b.startOffsetFlush()
+}
+
+// onDispatch fans the store's dispatch event out to the scheduler and hooks.
+func (b *Broker) onDispatch(topic string, qid int32, maxOffset int64) {
+	b.delay.Notify(topic)
+	b.hooksMu.RLock()
+	defer b.hooksMu.RUnlock()
+	for _, h := range b.dispatchHooks {
+		h(topic, qid, maxOffset)
+	}
+}
+
+// onDispatchHook adds a hook called after records become visible.
+func (b *Broker) onDispatchHook(h func(topic string, qid int32, maxOffset int64)) {
+	b.hooksMu.Lock()
+	b.dispatchHooks = append(b.dispatchHooks, h)
+	b.hooksMu.Unlock()
+}
+
+// Addr is the address the broker advertises (and, by default, listens on).
+func (b *Broker) Addr() string { return b.addr }
+
+// Store returns the broker's message store.
+func (b *Broker) Store() *store.Store { return b.store }
+
+// Scheduler returns the broker's delay scheduler.
+func (b *Broker) Scheduler() *delay.Scheduler { return b.delay }
+
+// Close stops serving, then closes the scheduler and the store (each
+// writes its checkpoint).
+func (b *Broker) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	close(b.stop)
+	err := b.srv.Close()
+	b.wg.Wait()
+	err = errors.Join(err, b.closeGroups())
+	err = errors.Join(err, b.delay.Close(), b.topics.close(), b.store.Close())
+	return err
+}
+
+// stopping is closed when the broker stops; handlers that wait select on it.
+func (b *Broker) stopping() <-chan struct{} { return b.stop }

@@ -1,0 +1,210 @@
+package broker
+
+import (
+	"sync"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// Long polling (RocketMQ's PullRequestHoldService). A pull that finds
+// nothing new and carries the suspend flag is held instead of answered: the
+// handler returns nil and the holder answers it later with Conn.Reply, by
+// running the pull again, as soon as the store dispatches a message to that
+// topic/queue past the pull's offset, or with what there is (usually
+// PULL_NOT_FOUND) when min(suspendTimeoutMillis, Options.LongPollTimeout)
+// has passed. A held pull of a connection that closes is dropped; on Close
+// every held pull is answered PULL_NOT_FOUND.
+
+// pullHolders maps each open *Broker to its holder. The holder lives here
+// rather than in a Broker field because broker.go belongs to the skeleton;
+// tests reach it through holderFor.
+var pullHolders sync.Map
+
+// holderFor returns b's pull holder, creating it on first use.
+func holderFor(b *Broker) *pullHolder {
+	if h, ok := pullHolders.Load(b); ok {
+		return h.(*pullHolder)
+	}
+	h, _ := pullHolders.LoadOrStore(b, &pullHolder{
+		b:       b,
+		byQueue: make(map[heldQueue]map[*heldPull]struct{}),
+		byConn:  make(map[*remoting.Conn]map[*heldPull]struct{}),
+	})
+	return h.(*pullHolder)
+}
+
+// startLongPoll releases the held pulls when the broker stops; Close waits
+// for it (and every answer in flight) before it closes the store.
+func (b *Broker) startLongPoll() {
+	h := holderFor(b)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		<-b.stopping()
+		h.close()
+		pullHolders.Delete(b)
+	}()
+}
+
+type heldQueue struct {
+	topic string
+	qid   int32
+}
+
+// heldPull is one suspended pull request.
+type heldPull struct {
+	conn  *remoting.Conn
+	req   *remoting.Command
+	pr    pullRequest
+	timer *time.Timer
+}
+
+// pullHolder keeps the held pulls by queue and by connection.
+type pullHolder struct {
+	b *Broker
+
+	mu      sync.Mutex
+	closed  bool
+	byQueue map[heldQueue]map[*heldPull]struct{}
+	byConn  map[*remoting.Conn]map[*heldPull]struct{}
+	n       int
+
+	answering sync.WaitGroup // answers in flight; added to only under mu while open
+}
+
+// hold suspends a pull for at most wait. It reports false if the holder is
+// closed, in which case the caller answers at once.
+func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullRequest, wait time.Duration) bool {
+	p := &heldPull{conn: conn, req: req, pr: pr}
+	key := heldQueue{pr.topic, pr.queueID}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return false
+	}
+	if h.byQueue[key] == nil {
+		h.byQueue[key] = make(map[*heldPull]struct{})
+	}
+	h.byQueue[key][p] = struct{}{}
+	firstOfConn := h.byConn[conn] == nil
+	if firstOfConn {
+		h.byConn[conn] = make(map[*heldPull]struct{})
+	}
+	h.byConn[conn][p] = struct{}{}
+	h.n++
+	p.timer = time.AfterFunc(wait, func() { h.expire(p) })
+	h.mu.Unlock()
+
+	if firstOfConn {
+		conn.OnClose(h.dropConn)
+	}
+	// A message dispatched between the pull's read and its registration
+	// would otherwise wait for the timeout.
+	if _, maxOff := h.b.store.QueueBounds(pr.topic, pr.queueID); maxOff > pr.offset {
+		h.notify(pr.topic, pr.queueID, maxOff)
+	}
+	return true
+}
+
+// notify is the store's dispatch hook: it answers the pulls of topic/queue
+// that wait below maxOffset. It never blocks on the answers.
+func (h *pullHolder) notify(topic string, qid int32, maxOffset int64) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	var ready []*heldPull
+	for p := range h.byQueue[heldQueue{topic, qid}] {
+		if maxOffset > p.pr.offset {
+			h.removeLocked(p)
+			ready = append(ready, p)
+		}
+	}
+	h.answering.Add(len(ready))
+	h.mu.Unlock()
+	for _, p := range ready {
+		go h.answer(p)
+	}
+}
+
+// expire answers a pull whose wait is over, unless it was answered already.
+func (h *pullHolder) expire(p *heldPull) {
+	h.mu.Lock()
+	if h.closed || !h.removeLocked(p) {
+		h.mu.Unlock()
+		return
+	}
+	h.answering.Add(1)
+	h.mu.Unlock()
+	h.answer(p)
+}
+
+// answer runs the pull again, without suspending it, and replies.
+func (h *pullHolder) answer(p *heldPull) {
+	defer h.answering.Done()
+	resp := h.b.pullOnce(p.req, p.pr)
+	if err := p.conn.Reply(p.req, resp); err != nil {
+		h.b.opts.Logger.Debug("broker: held pull not answered", "remote", p.conn.RemoteAddr(), "err", err)
+	}
+}
+
+// dropConn forgets the held pulls of a closed connection.
+func (h *pullHolder) dropConn(conn *remoting.Conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for p := range h.byConn[conn] {
+		h.removeLocked(p)
+	}
+	delete(h.byConn, conn)
+}
+
+// removeLocked unregisters p and stops its timer; it reports whether p was
+// still held.
+func (h *pullHolder) removeLocked(p *heldPull) bool {
+	key := heldQueue{p.pr.topic, p.pr.queueID}
+	if _, ok := h.byQueue[key][p]; !ok {
+		return false
+	}
+	p.timer.Stop()
+	delete(h.byQueue[key], p)
+	if len(h.byQueue[key]) == 0 {
+		delete(h.byQueue, key)
+	}
+	// The connection's entry stays, even empty, until it closes: its
+	// OnClose callback is registered once, not once per hold.
+	delete(h.byConn[p.conn], p)
+	h.n--
+	return true
+}
+
+// held returns how many pulls are waiting.
+func (h *pullHolder) held() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
+}
+
+// close answers every held pull PULL_NOT_FOUND, refuses new ones and waits
+// for the answers in flight.
+func (h *pullHolder) close() {
+	h.mu.Lock()
+	h.closed = true
+	var all []*heldPull
+	for _, set := range h.byQueue {
+		for p := range set {
+			all = append(all, p)
+		}
+	}
+	for _, p := range all {
+		h.removeLocked(p)
+	}
+	h.mu.Unlock()
+	for _, p := range all {
+		resp := remoting.NewResponse(p.req, remoting.RespPullNotFound, "broker is shutting down")
+		setPullOffsets(resp, p.pr.offset, 0, 0)
+		_ = p.conn.Reply(p.req, resp)
+	}
+	h.answering.Wait()
+}

@@ -1,0 +1,135 @@
+package broker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// asyncPull starts a pull and delivers its response (nil on a transport
+// error) on the returned channel.
+func asyncPull(c *remoting.Conn, ext map[string]string) <-chan *remoting.Command {
+	out := make(chan *remoting.Command, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, _ := c.Invoke(ctx, remoting.NewRequest(remoting.ReqPullMessage, ext))
+		out <- resp
+	}()
+	return out
+}
+
+func TestLongPollAnsweredOnArrival(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 5 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lp", 0, "", "first") // the topic exists, offset 1 is next
+	waitQueue(t, b, "lp", 0, 1)
+
+	start := time.Now()
+	done := asyncPull(c, pullExt("lp", 0, 1, pullFlagSuspend, "*", 20000))
+	h := holderFor(b)
+	waitFor(t, "the pull to be held", func() bool { return h.held() == 1 })
+
+	p := dial(t, b) // another producer
+	mustSend(t, p, "lp", 0, "", "second")
+	resp := <-done
+	elapsed := time.Since(start)
+	if resp == nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("held pull answered %+v", resp)
+	}
+	if msgs := decodeAll(t, resp.Body); len(msgs) != 1 || string(msgs[0].Body) != "second" || resp.Ext("nextBeginOffset") != "2" {
+		t.Fatalf("held pull got %d messages, ext %v", len(msgs), resp.ExtFields)
+	}
+	if elapsed > 2*time.Second {
+		t.Fatalf("held pull answered after %v, long after the message arrived", elapsed)
+	}
+	if n := h.held(); n != 0 {
+		t.Fatalf("%d pulls still held", n)
+	}
+}
+
+func TestLongPollOtherQueueDoesNotWake(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 400 * time.Millisecond
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lq", 0, "", "x")
+	waitQueue(t, b, "lq", 0, 1)
+	done := asyncPull(c, pullExt("lq", 1, 0, pullFlagSuspend, "*", 20000))
+	waitFor(t, "the pull to be held", func() bool { return holderFor(b).held() == 1 })
+	mustSend(t, c, "lq", 0, "", "y") // queue 0, not the held queue 1
+	if resp := <-done; resp == nil || resp.Code != remoting.RespPullNotFound {
+		t.Fatalf("pull on a quiet queue answered %+v", resp)
+	}
+}
+
+func TestLongPollTimeout(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 300 * time.Millisecond
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lt", 0, "", "x")
+	waitQueue(t, b, "lt", 0, 1)
+
+	start := time.Now()
+	resp := pull(t, c, "lt", 0, 1, pullFlagSuspend, "*", 20000) // capped at LongPollTimeout
+	if elapsed := time.Since(start); elapsed < 300*time.Millisecond {
+		t.Fatalf("answered after %v, before the 300 ms poll timeout", elapsed)
+	}
+	if resp.Code != remoting.RespPullNotFound || resp.Ext("nextBeginOffset") != "1" {
+		t.Fatalf("timed-out pull: code %d ext %v", resp.Code, resp.ExtFields)
+	}
+	// The consumer's own shorter timeout wins.
+	start = time.Now()
+	resp = pull(t, c, "lt", 0, 1, pullFlagSuspend, "*", 50)
+	if elapsed := time.Since(start); elapsed < 50*time.Millisecond || resp.Code != remoting.RespPullNotFound {
+		t.Fatalf("50 ms pull: code %d after %v", resp.Code, elapsed)
+	}
+	// Without the suspend flag nothing is held.
+	if resp = pull(t, c, "lt", 0, 1, 0, "*", 20000); resp.Code != remoting.RespPullNotFound {
+		t.Fatalf("unsuspended pull: code %d", resp.Code)
+	}
+}
+
+func TestLongPollReleasedOnClose(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 10 * time.Second
+	b, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, b)
+	mustSend(t, c, "lc", 0, "", "x")
+	waitQueue(t, b, "lc", 0, 1)
+	done := asyncPull(c, pullExt("lc", 0, 1, pullFlagSuspend, "*", 20000))
+	waitFor(t, "the pull to be held", func() bool { return holderFor(b).held() == 1 })
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done // answered or failed with the closed connection, either way at once
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Fatalf("Close took %v with a held pull", elapsed)
+	}
+}
+
+func TestLongPollDroppedWithConnection(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 10 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "ld", 0, "", "x")
+	waitQueue(t, b, "ld", 0, 1)
+	done := asyncPull(c, pullExt("ld", 0, 1, pullFlagSuspend, "*", 20000))
+	h := holderFor(b)
+	waitFor(t, "the pull to be held", func() bool { return h.held() == 1 })
+	c.Close()
+	<-done
+	waitFor(t, "the held pull to be dropped", func() bool { return h.held() == 0 })
+	// The broker still serves others.
+	mustSend(t, dial(t, b), "ld", 0, "", "y")
+}

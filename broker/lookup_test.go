@@ -1,0 +1,124 @@
+package broker
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
+)
+
+func queueExt(topic string, qid int) map[string]string {
+	return map[string]string{"topic": topic, "queueId": strconv.Itoa(qid)}
+}
+
+func TestLookupOffsets(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	before := time.Now().UnixMilli()
+	for i := 0; i < 3; i++ {
+		mustSend(t, c, "lk", 0, "", "x")
+	}
+	waitFor(t, "dispatch", func() bool { _, hi := b.Store().QueueBounds("lk", 0); return hi == 3 })
+
+	if r := call(t, c, remoting.ReqGetMaxOffset, queueExt("lk", 0), nil); r.Code != remoting.RespSuccess || r.Ext("offset") != "3" {
+		t.Errorf("max offset: code %d ext %v", r.Code, r.ExtFields)
+	}
+	if r := call(t, c, remoting.ReqGetMinOffset, queueExt("lk", 0), nil); r.Code != remoting.RespSuccess || r.Ext("offset") != "0" {
+		t.Errorf("min offset: code %d ext %v", r.Code, r.ExtFields)
+	}
+	if r := call(t, c, remoting.ReqGetMaxOffset, queueExt("unknown", 0), nil); r.Ext("offset") != "0" {
+		t.Errorf("max offset of unknown queue: %v", r.ExtFields)
+	}
+	ext := queueExt("lk", 0)
+	ext["timestamp"] = strconv.FormatInt(before-1000, 10)
+	if r := call(t, c, remoting.ReqSearchOffsetByTimestamp, ext, nil); r.Code != remoting.RespSuccess || r.Ext("offset") != "0" {
+		t.Errorf("search from the past: code %d ext %v", r.Code, r.ExtFields)
+	}
+	ext["timestamp"] = strconv.FormatInt(time.Now().UnixMilli()+60_000, 10)
+	if r := call(t, c, remoting.ReqSearchOffsetByTimestamp, ext, nil); r.Ext("offset") != "3" {
+		t.Errorf("search from the future: ext %v", r.ExtFields)
+	}
+	r := call(t, c, remoting.ReqGetEarliestMsgStoreTime, queueExt("lk", 0), nil)
+	ts, err := strconv.ParseInt(r.Ext("timestamp"), 10, 64)
+	if r.Code != remoting.RespSuccess || err != nil || ts < before || ts > time.Now().UnixMilli() {
+		t.Errorf("earliest store time: code %d ext %v (sent after %d)", r.Code, r.ExtFields, before)
+	}
+	if r := call(t, c, remoting.ReqGetEarliestMsgStoreTime, queueExt("lk", 3), nil); r.Ext("timestamp") != "-1" {
+		t.Errorf("earliest store time of an empty queue: %v", r.ExtFields)
+	}
+}
+
+func TestLookupQueryAndView(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	resp := mustSend(t, c, "qk", 0, props("KEYS", "order-1 order-2", "UNIQ_KEY", "UQ1"), "first")
+	mustSend(t, c, "qk", 1, props("KEYS", "order-1", "UNIQ_KEY", "UQ2"), "second")
+
+	query := func(key string, unique bool) *remoting.Command {
+		ext := map[string]string{"topic": "qk", "key": key, "maxNum": "32", "beginTimestamp": "0",
+			"endTimestamp": strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)}
+		if unique {
+			ext[uniqueKeyQueryFlag] = "true"
+		}
+		return call(t, c, remoting.ReqQueryMessage, ext, nil)
+	}
+	var r *remoting.Command
+	waitFor(t, "the key index", func() bool {
+		r = query("order-1", false)
+		return r.Code == remoting.RespSuccess && len(decodeAll(t, r.Body)) == 2
+	})
+	if r.Ext("indexLastUpdatePhyoffset") == "" || r.Ext("indexLastUpdateTimestamp") == "" {
+		t.Errorf("query response ext %v", r.ExtFields)
+	}
+	if r = query("order-2", false); r.Code != remoting.RespSuccess || string(decodeAll(t, r.Body)[0].Body) != "first" {
+		t.Errorf("query order-2: code %d", r.Code)
+	}
+	if r = query("UQ2", true); r.Code != remoting.RespSuccess || string(decodeAll(t, r.Body)[0].Body) != "second" {
+		t.Errorf("unique-key query: code %d", r.Code)
+	}
+	if r = query("nope", false); r.Code != remoting.RespQueryNotFound {
+		t.Errorf("query of an unknown key: code %d", r.Code)
+	}
+
+	_, phys, err := message.ParseOffsetMsgID(resp.Ext("msgId"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := call(t, c, remoting.ReqViewMessageByID, map[string]string{"offset": strconv.FormatInt(phys, 10)}, nil)
+	if v.Code != remoting.RespSuccess {
+		t.Fatalf("view: code %d %q", v.Code, v.Remark)
+	}
+	if msgs := decodeAll(t, v.Body); len(msgs) != 1 || string(msgs[0].Body) != "first" || msgs[0].CommitLogOffset != phys {
+		t.Fatalf("view returned %+v", msgs)
+	}
+	if v = call(t, c, remoting.ReqViewMessageByID, map[string]string{"offset": strconv.FormatInt(phys+1, 10)}, nil); v.Code != remoting.RespSystemError {
+		t.Errorf("view at a non-record offset: code %d", v.Code)
+	}
+}
+
+func TestLookupBadInput(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for _, tc := range []struct {
+		name string
+		code int16
+		ext  map[string]string
+	}{
+		{"max offset without queueId", remoting.ReqGetMaxOffset, map[string]string{"topic": "t"}},
+		{"min offset with bad queueId", remoting.ReqGetMinOffset, map[string]string{"topic": "t", "queueId": "x"}},
+		{"search without timestamp", remoting.ReqSearchOffsetByTimestamp, queueExt("t", 0)},
+		{"earliest without topic", remoting.ReqGetEarliestMsgStoreTime, map[string]string{"queueId": "0"}},
+		{"query without key", remoting.ReqQueryMessage, map[string]string{"topic": "t", "maxNum": "1", "beginTimestamp": "0", "endTimestamp": "1"}},
+		{"view with bad offset", remoting.ReqViewMessageByID, map[string]string{"offset": "-"}},
+		{"view past the end", remoting.ReqViewMessageByID, map[string]string{"offset": "999999"}},
+	} {
+		if r := call(t, c, tc.code, tc.ext, nil); r.Code != remoting.RespSystemError {
+			t.Errorf("%s: code %d %q, want SYSTEM_ERROR", tc.name, r.Code, r.Remark)
+		}
+	}
+	if r := call(t, c, remoting.ReqGetMaxOffset, queueExt("t", 0), nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("broker stopped serving: code %d", r.Code)
+	}
+}

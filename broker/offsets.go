@@ -1,0 +1,291 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/fsutil"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Consumer offsets: what each clustering group has committed per queue
+// (RocketMQ's ConsumerOffsetManager and ConsumerManageProcessor).
+// Broadcasting consumers keep their offsets themselves.
+
+// offsetFlushInterval is how often dirty offsets are written (RocketMQ
+// flushes consumerOffset.json every 5 s).
+const offsetFlushInterval = 2 * time.Second
+
+// errOffsetsUnavailable means consumerOffset.json could not be loaded; the
+// broker then answers offset requests with an error rather than guess.
+var errOffsetsUnavailable = errors.New("consumer offsets unavailable")
+
+type offsetKey struct{ topic, group string }
+
+// offsetTable holds committed offsets, persisted as JSON in
+// <dataDir>/config/consumerOffset.json: {"offsetTable": {"topic@group":
+// {"queueId": offset}}}, RocketMQ's file shape with quoted queue ids.
+type offsetTable struct {
+	path string
+
+	saveMu sync.Mutex // serializes writes of the file
+
+	mu     sync.Mutex
+	table  map[offsetKey]map[int32]int64
+	dirty  bool
+	broken error // load failed: serve errors, never overwrite the file
+}
+
+type offsetFile struct {
+	OffsetTable map[string]map[int32]int64 `json:"offsetTable"`
+}
+
+// openOffsetTable loads the offsets file. A file that cannot be read or
+// parsed leaves the table broken (see errOffsetsUnavailable), not empty:
+// an empty table would send every group back to where it starts.
+func openOffsetTable(dataDir string) *offsetTable {
+	t := &offsetTable{path: filepath.Join(dataDir, "config", "consumerOffset.json"), table: make(map[offsetKey]map[int32]int64)}
+	if err := os.MkdirAll(filepath.Dir(t.path), 0o755); err != nil {
+		t.broken = err
+		return t
+	}
+	b, err := os.ReadFile(t.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return t
+	case err != nil:
+		t.broken = err
+		return t
+	}
+	var f offsetFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.broken = fmt.Errorf("%s: %w", t.path, err)
+		return t
+	}
+	for k, queues := range f.OffsetTable {
+		topic, group, ok := strings.Cut(k, "@") // topics cannot contain '@'
+		if !ok || len(queues) == 0 {
+			continue
+		}
+		m := make(map[int32]int64, len(queues))
+		for qid, off := range queues {
+			m[qid] = off
+		}
+		t.table[offsetKey{topic, group}] = m
+	}
+	return t
+}
+
+// get returns a committed offset.
+func (t *offsetTable) get(group, topic string, qid int32) (int64, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.broken != nil {
+		return 0, false, fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
+	}
+	off, ok := t.table[offsetKey{topic, group}][qid]
+	return off, ok, nil
+}
+
+// commit records an offset.
+func (t *offsetTable) commit(group, topic string, qid int32, off int64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.broken != nil {
+		return fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
+	}
+	k := offsetKey{topic, group}
+	m := t.table[k]
+	if m == nil {
+		m = make(map[int32]int64)
+		t.table[k] = m
+	}
+	if old, ok := m[qid]; !ok || old != off {
+		m[qid] = off
+		t.dirty = true
+	}
+	return nil
+}
+
+// group returns a group's offsets by topic and queue.
+func (t *offsetTable) group(group string) map[string]map[int32]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]map[int32]int64)
+	for k, m := range t.table {
+		if k.group != group {
+			continue
+		}
+		cp := make(map[int32]int64, len(m))
+		for q, o := range m {
+			cp[q] = o
+		}
+		out[k.topic] = cp
+	}
+	return out
+}
+
+// persist writes the file if anything changed since the last write.
+func (t *offsetTable) persist() error {
+	t.saveMu.Lock()
+	defer t.saveMu.Unlock()
+	t.mu.Lock()
+	if !t.dirty || t.broken != nil {
+		t.mu.Unlock()
+		return nil
+	}
+	f := offsetFile{OffsetTable: make(map[string]map[int32]int64, len(t.table))}
+	for k, m := range t.table {
+		cp := make(map[int32]int64, len(m))
+		for q, o := range m {
+			cp[q] = o
+		}
+		f.OffsetTable[k.topic+"@"+k.group] = cp
+	}
+	t.dirty = false
+	t.mu.Unlock()
+
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err == nil {
+		err = fsutil.WriteFileAtomic(t.path, data)
+	}
+	if err != nil {
+		t.mu.Lock()
+		t.dirty = true // try again next time
+		t.mu.Unlock()
+		return fmt.Errorf("broker: write %s: %w", t.path, err)
+	}
+	return nil
+}
+
+func (t *offsetTable) close() error { return t.persist() }
+
+// registerOffsets handles consumer offset queries and commits, and loads
+// the offsets file.
+func (b *Broker) registerOffsets(mux *remoting.Mux) {
+	if t := b.offsetTable(); t.broken != nil {
+		b.opts.Logger.Error("consumer offsets not loaded; offset requests fail until the file is repaired",
+			"path", t.path, "err", t.broken)
+	}
+	mux.HandleFunc(remoting.ReqQueryConsumerOffset, b.handleQueryConsumerOffset)
+	mux.HandleFunc(remoting.ReqUpdateConsumerOffset, b.handleUpdateConsumerOffset)
+}
+
+// offsetHeader reads consumerGroup, topic and queueId.
+func offsetHeader(req *remoting.Command) (group, topic string, qid int32, err error) {
+	group, topic = req.Ext("consumerGroup"), req.Ext("topic")
+	if group == "" {
+		return "", "", 0, errors.New("consumerGroup is missing")
+	}
+	if err := message.ValidateTopic(topic); err != nil {
+		return "", "", 0, err
+	}
+	n, err := strconv.ParseInt(req.Ext("queueId"), 10, 32)
+	if err != nil || n < 0 {
+		return "", "", 0, fmt.Errorf("queueId %q is not a queue id", req.Ext("queueId"))
+	}
+	return group, topic, int32(n), nil
+}
+
+// handleQueryConsumerOffset answers ext offset. With nothing committed it
+// answers 0 if the queue has lost no message to retention (its min offset
+// is 0), RocketMQ's rule that lets a new group start at the beginning of a
+// young queue, unless the request sets setZeroIfNotFound=false (RocketMQ
+// 5); otherwise QUERY_NOT_FOUND, and the client applies its
+// consumeFromWhere.
+func (b *Broker) handleQueryConsumerOffset(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	group, topic, qid, err := offsetHeader(req)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	off, ok, err := b.offsetTable().get(group, topic, qid)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	if !ok {
+		minOff, _ := b.store.QueueBounds(topic, qid)
+		if minOff > 0 || req.Ext("setZeroIfNotFound") == "false" {
+			return remoting.NewResponse(req, remoting.RespQueryNotFound, "Not found, maybe this group consumer boot first")
+		}
+		off = 0
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.ExtFields["offset"] = strconv.FormatInt(off, 10)
+	return resp
+}
+
+// handleUpdateConsumerOffset stores commitOffset (the Go client sends it
+// oneway; the answer is then dropped).
+func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	group, topic, qid, err := offsetHeader(req)
+	if err == nil {
+		var off int64
+		off, err = strconv.ParseInt(req.Ext("commitOffset"), 10, 64)
+		if err != nil {
+			err = fmt.Errorf("commitOffset %q is not a number", req.Ext("commitOffset"))
+		} else {
+			err = b.commitOffset(group, topic, qid, off)
+		}
+	}
+	if err != nil {
+		b.opts.Logger.Warn("consumer offset not updated", "remote", conn.RemoteAddr(), "group", group, "topic", topic, "queue", qid, "err", err)
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// commitOffset stores a group's offset for a queue. The broker keeps what
+// the client acknowledged, but never an offset below 0 or past the queue's
+// max offset (no message there has been delivered, so none acknowledged).
+func (b *Broker) commitOffset(group, topic string, qid int32, off int64) error {
+	if off < 0 {
+		return fmt.Errorf("offset %d is negative", off)
+	}
+	if _, maxOff := b.store.QueueBounds(topic, qid); off > maxOff {
+		return fmt.Errorf("offset %d is past %s queue %d's max offset %d", off, topic, qid, maxOff)
+	}
+	return b.offsetTable().commit(group, topic, qid, off)
+}
+
+// commitOffsetFromPull stores the offset a pull request carries (its
+// commitOffset, with the commit flag set). Errors are logged: the pull
+// itself goes on.
+func (b *Broker) commitOffsetFromPull(group, topic string, qid int32, offset int64) {
+	if err := b.commitOffset(group, topic, qid, offset); err != nil {
+		b.opts.Logger.Warn("pull commit offset ignored", "group", group, "topic", topic, "queue", qid, "offset", offset, "err", err)
+	}
+}
+
+// groupOffsets returns a group's committed offsets by topic and queue id.
+func (b *Broker) groupOffsets(group string) map[string]map[int32]int64 {
+	return b.offsetTable().group(group)
+}
+
+// startOffsetFlush writes dirty offsets every offsetFlushInterval.
+func (b *Broker) startOffsetFlush() {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		tick := time.NewTicker(offsetFlushInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+				if err := b.offsetTable().persist(); err != nil {
+					b.opts.Logger.Error("consumer offsets not persisted", "err", err)
+				}
+			}
+		}
+	}()
+}

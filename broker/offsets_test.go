@@ -1,0 +1,180 @@
+package broker
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// appendTestMsgs stores n messages in topic/qid and returns their physical offsets.
+func appendTestMsgs(t *testing.T, b *Broker, topic string, qid int32, n int) []int64 {
+	t.Helper()
+	var offs []int64
+	for i := range n {
+		m := &message.Message{Topic: topic, QueueID: qid, Body: []byte("body-" + strconv.Itoa(i)),
+			BornTimestamp: time.Now().UnixMilli(),
+			Properties:    message.Properties{message.PropertyUniqKey: "UNIQ" + strconv.Itoa(i), message.PropertyTags: "a"}.Encode()}
+		res, err := b.store.Append(context.Background(), m)
+		if err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		offs = append(offs, res.PhysicalOffset)
+	}
+	waitFor(t, "dispatch", func() bool { _, hi := b.store.QueueBounds(topic, qid); return hi >= int64(n) })
+	return offs
+}
+
+func offsetExt(group, topic string, qid int) map[string]string {
+	return map[string]string{"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(qid)}
+}
+
+func queryOffset(t *testing.T, c *remoting.Conn, ext map[string]string) (int16, int64) {
+	t.Helper()
+	resp := call(t, c, remoting.ReqQueryConsumerOffset, ext, nil)
+	if resp.Code != remoting.RespSuccess {
+		return resp.Code, -1
+	}
+	off, err := strconv.ParseInt(resp.Ext("offset"), 10, 64)
+	if err != nil {
+		t.Fatalf("offset ext %q: %v", resp.Ext("offset"), err)
+	}
+	return resp.Code, off
+}
+
+func updateOffset(t *testing.T, c *remoting.Conn, group, topic string, qid int, off int64) *remoting.Command {
+	t.Helper()
+	ext := offsetExt(group, topic, qid)
+	ext["commitOffset"] = strconv.FormatInt(off, 10)
+	return call(t, c, remoting.ReqUpdateConsumerOffset, ext, nil)
+}
+
+func TestConsumerOffsetUpdateQuery(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 3)
+
+	// Nothing committed, queue intact: RocketMQ answers 0.
+	if code, off := queryOffset(t, c, offsetExt("g", "orders", 0)); code != remoting.RespSuccess || off != 0 {
+		t.Fatalf("fresh query = %d %d, want SUCCESS 0", code, off)
+	}
+	notFound := offsetExt("g", "orders", 0)
+	notFound["setZeroIfNotFound"] = "false"
+	if code, _ := queryOffset(t, c, notFound); code != remoting.RespQueryNotFound {
+		t.Fatalf("setZeroIfNotFound=false: code %d, want QUERY_NOT_FOUND", code)
+	}
+
+	if resp := updateOffset(t, c, "g", "orders", 0, 2); resp.Code != remoting.RespSuccess {
+		t.Fatalf("update: %d %s", resp.Code, resp.Remark)
+	}
+	if _, off := queryOffset(t, c, offsetExt("g", "orders", 0)); off != 2 {
+		t.Fatalf("offset = %d, want 2", off)
+	}
+
+	// Oneway, as the Go client sends it.
+	req := remoting.NewRequest(remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "3"})
+	if err := c.InvokeOneway(req); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "oneway commit", func() bool { _, off := queryOffset(t, c, offsetExt("g", "orders", 0)); return off == 3 })
+
+	// Past the max offset, negative, malformed: refused, offset kept.
+	for _, off := range []int64{4, -1} {
+		if resp := updateOffset(t, c, "g", "orders", 0, off); resp.Code != remoting.RespSystemError {
+			t.Fatalf("commit %d: code %d, want SYSTEM_ERROR", off, resp.Code)
+		}
+	}
+	for _, ext := range []map[string]string{
+		{"consumerGroup": "g", "topic": "orders", "queueId": "x", "commitOffset": "1"},
+		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "one"},
+		{"consumerGroup": "", "topic": "orders", "queueId": "0", "commitOffset": "1"},
+		{"consumerGroup": "g", "topic": "bad topic", "queueId": "0", "commitOffset": "1"},
+	} {
+		if resp := call(t, c, remoting.ReqUpdateConsumerOffset, ext, nil); resp.Code != remoting.RespSystemError {
+			t.Fatalf("update %v: code %d, want SYSTEM_ERROR", ext, resp.Code)
+		}
+	}
+	if code, _ := queryOffset(t, c, map[string]string{"topic": "orders", "queueId": "0"}); code != remoting.RespSystemError {
+		t.Fatalf("query without group: code %d", code)
+	}
+	if _, off := queryOffset(t, c, offsetExt("g", "orders", 0)); off != 3 {
+		t.Fatalf("offset = %d after refused commits, want 3", off)
+	}
+
+	// The pull path's commit obeys the same rule.
+	b.commitOffsetFromPull("g", "orders", 0, 1)
+	b.commitOffsetFromPull("g", "orders", 0, 99) // ignored
+	if got := b.groupOffsets("g"); got["orders"][0] != 1 || len(got) != 1 {
+		t.Fatalf("groupOffsets = %v", got)
+	}
+}
+
+func TestConsumerOffsetPersistAcrossRestart(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	appendTestMsgs(t, b, "orders", 0, 5)
+	appendTestMsgs(t, b, "orders", 1, 2)
+	c := dial(t, b)
+	updateOffset(t, c, "g", "orders", 0, 5)
+	updateOffset(t, c, "g", "orders", 1, 1)
+	updateOffset(t, c, "h", "orders", 0, 4)
+
+	// The flusher writes the file without waiting for Close.
+	path := filepath.Join(o.Store.Dir, "config", "consumerOffset.json")
+	waitFor(t, "offsets flushed", func() bool {
+		data, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(data), `"orders@h"`)
+	})
+	updateOffset(t, c, "g", "orders", 1, 2) // only Close persists this one
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	b2 := startBroker(t, o)
+	c2 := dial(t, b2)
+	for _, tc := range []struct {
+		group string
+		qid   int
+		want  int64
+	}{{"g", 0, 5}, {"g", 1, 2}, {"h", 0, 4}} {
+		if code, off := queryOffset(t, c2, offsetExt(tc.group, "orders", tc.qid)); code != remoting.RespSuccess || off != tc.want {
+			t.Errorf("%s q%d after restart = %d %d, want %d", tc.group, tc.qid, code, off, tc.want)
+		}
+	}
+	if got := b2.groupOffsets("g"); len(got["orders"]) != 2 {
+		t.Fatalf("groupOffsets(g) = %v", got)
+	}
+}
+
+func TestConsumerOffsetFileUnreadable(t *testing.T) {
+	o := testOptions(t)
+	path := filepath.Join(o.Store.Dir, "config", "consumerOffset.json")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte(`{"offsetTable": {"orders@g": {"0": 12`)
+	if err := os.WriteFile(path, garbage, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, o)
+	c := dial(t, b)
+	// No guessing: a broken table answers errors, never "start from 0".
+	if code, _ := queryOffset(t, c, offsetExt("g", "orders", 0)); code != remoting.RespSystemError {
+		t.Fatalf("query with a broken offsets file: code %d, want SYSTEM_ERROR", code)
+	}
+	if resp := updateOffset(t, c, "g", "orders", 0, 0); resp.Code != remoting.RespSystemError {
+		t.Fatalf("update with a broken offsets file: code %d", resp.Code)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); string(data) != string(garbage) {
+		t.Fatalf("broken offsets file was overwritten: %q", data)
+	}
+}

@@ -1,0 +1,120 @@
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
+)
+
+// Defaults, RocketMQ's where it has one.
+const (
+	DefaultListenAddr        = "127.0.0.1:10911"
+	DefaultBrokerName        = "broker-a"
+	DefaultClusterName       = "DefaultCluster"
+	DefaultQueueNums         = 4
+	DefaultLongPollTimeout   = 15 * time.Second
+	DefaultRegisterInterval  = 30 * time.Second
+	DefaultMaxReconsumeTimes = 16
+)
+
+// Options configure a [Broker].
+type Options struct {
+	// Store configures the message store the broker opens. Store.Dir is
+	// required; Store.OnDispatch is set by the broker.
+	Store store.Options
+	// Delay configures the delay scheduler. Delay.Dir defaults to
+	// Store.Dir/delay.
+	Delay delay.Options
+	// ListenAddr is where the broker serves remoting. Default 127.0.0.1:10911.
+	ListenAddr string
+	// AdvertiseAddr is the address clients are told to connect to (the
+	// name server's route data). Default: the address actually listened on.
+	AdvertiseAddr string
+	// NamesrvAddrs are the name servers the broker registers with. Empty
+	// means no registration (a broker used directly by address).
+	NamesrvAddrs []string
+	// BrokerName and ClusterName identify the broker in route data.
+	// Defaults broker-a and DefaultCluster.
+	BrokerName, ClusterName string
+	// AutoCreateTopic creates an unknown topic on its first send with
+	// DefaultQueueNums queues. RocketMQ's autoCreateTopicEnable; default on
+	// (set DisableAutoCreateTopic to turn it off).
+	DisableAutoCreateTopic bool
+	// DefaultQueueNums is the queue count of auto-created topics. Default 4.
+	DefaultQueueNums int
+	// LongPollTimeout caps how long a pull waits for a message when the
+	// consumer does not ask for less. Default 15 s.
+	LongPollTimeout time.Duration
+	// RegisterInterval is how often the broker registers with the name
+	// servers. Default 30 s.
+	RegisterInterval time.Duration
+	// MaxReconsumeTimes is how often a message is retried before it goes to
+	// the group's dead-letter queue, unless the group says otherwise.
+	// Default 16.
+	MaxReconsumeTimes int
+	// Logger receives broker events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.ListenAddr == "" {
+		o.ListenAddr = DefaultListenAddr
+	}
+	if o.BrokerName == "" {
+		o.BrokerName = DefaultBrokerName
+	}
+	if o.ClusterName == "" {
+		o.ClusterName = DefaultClusterName
+	}
+	if o.DefaultQueueNums == 0 {
+		o.DefaultQueueNums = DefaultQueueNums
+	}
+	if o.LongPollTimeout == 0 {
+		o.LongPollTimeout = DefaultLongPollTimeout
+	}
+	if o.RegisterInterval == 0 {
+		o.RegisterInterval = DefaultRegisterInterval
+	}
+	if o.MaxReconsumeTimes == 0 {
+		o.MaxReconsumeTimes = DefaultMaxReconsumeTimes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Delay.Dir == "" && o.Store.Dir != "" {
+		o.Delay.Dir = o.Store.Dir + "/delay"
+	}
+	if o.Store.Logger == nil {
+		o.Store.Logger = o.Logger
+	}
+	if o.Delay.Logger == nil {
+		o.Delay.Logger = o.Logger
+	}
+	return o
+}
+
+// Validate reports the first option out of range, naming it.
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	if _, _, err := net.SplitHostPort(o.ListenAddr); err != nil {
+		return fmt.Errorf("%w: ListenAddr %q: %v", ErrInvalidOptions, o.ListenAddr, err)
+	}
+	switch {
+	case o.DefaultQueueNums < 1 || o.DefaultQueueNums > 1024:
+		return fmt.Errorf("%w: DefaultQueueNums %d (want 1..1024)", ErrInvalidOptions, o.DefaultQueueNums)
+	case o.LongPollTimeout < 0:
+		return fmt.Errorf("%w: LongPollTimeout %v is negative", ErrInvalidOptions, o.LongPollTimeout)
+	case o.RegisterInterval < 0:
+		return fmt.Errorf("%w: RegisterInterval %v is negative", ErrInvalidOptions, o.RegisterInterval)
+	case o.MaxReconsumeTimes < 0:
+		return fmt.Errorf("%w: MaxReconsumeTimes %d is negative", ErrInvalidOptions, o.MaxReconsumeTimes)
+	}
+	if err := o.Store.Validate(); err != nil {
+		return err
+	}
+	return o.Delay.Validate()
+}

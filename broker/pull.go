@@ -1,0 +1,194 @@
+package broker
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Pull request sysFlag bits (RocketMQ's PullSysFlag).
+const (
+	pullFlagCommitOffset = 1 << 0
+	pullFlagSuspend      = 1 << 1
+	pullFlagSubscription = 1 << 2
+	pullFlagClassFilter  = 1 << 3
+)
+
+// Flow control of one pull, RocketMQ's MessageStoreConfig defaults for
+// messages in memory (maxTransferCountOnMessageInMemory 32,
+// maxTransferBytesOnMessageInMemory 256 KiB). A single message larger than
+// the byte limit (up to MaxMessageSize) is still returned on its own.
+const (
+	maxPullMessages = 32
+	maxPullBytes    = 256 << 10
+)
+
+// pullRequest is PullMessageRequestHeader, parsed.
+type pullRequest struct {
+	group        string
+	topic        string
+	queueID      int32
+	offset       int64
+	maxMessages  int
+	sysFlag      int32
+	commitOffset int64
+	suspend      time.Duration
+	// match filters by tag hash code; nil accepts every message.
+	match func(tagsCode int64) bool
+}
+
+// registerPull handles PULL_MESSAGE, with long polling (longpoll.go).
+func (b *Broker) registerPull(mux *remoting.Mux) {
+	h := holderFor(b)
+	b.onDispatchHook(h.notify)
+	mux.HandleFunc(remoting.ReqPullMessage, func(_ context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+		return b.handlePull(h, conn, req)
+	})
+}
+
+func (b *Broker) handlePull(h *pullHolder, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	pr, resp := b.parsePull(req)
+	if resp != nil {
+		return resp
+	}
+	resp = b.pullOnce(req, pr)
+	// As PullMessageProcessor: a pull that reached the store commits the
+	// offset it carries, on its first run only.
+	if pr.sysFlag&pullFlagCommitOffset != 0 && isPullOutcome(resp.Code) {
+		b.commitOffsetFromPull(pr.group, pr.topic, pr.queueID, pr.commitOffset)
+	}
+	if resp.Code == remoting.RespPullNotFound && pr.sysFlag&pullFlagSuspend != 0 {
+		if wait := min(pr.suspend, b.opts.LongPollTimeout); wait > 0 && h.hold(conn, req, pr, wait) {
+			resp = nil // answered later by the holder
+		}
+	}
+	return resp
+}
+
+// isPullOutcome reports a response code that means the store was read.
+func isPullOutcome(code int16) bool {
+	switch code {
+	case remoting.RespSuccess, remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved:
+		return true
+	}
+	return false
+}
+
+// parsePull reads a pull header; a non-nil response is the refusal.
+func (b *Broker) parsePull(req *remoting.Command) (pullRequest, *remoting.Command) {
+	r := reqHeader{req: req}
+	pr := pullRequest{
+		group:        r.str("consumerGroup", true),
+		topic:        r.str("topic", true),
+		queueID:      r.i32("queueId", true),
+		offset:       r.i64("queueOffset", true),
+		maxMessages:  int(r.i32("maxMsgNums", true)),
+		sysFlag:      r.i32("sysFlag", true),
+		commitOffset: r.i64("commitOffset", false),
+		suspend:      time.Duration(r.i64("suspendTimeoutMillis", false)) * time.Millisecond,
+	}
+	r.i64("subVersion", false)
+	if r.err != nil {
+		return pr, remoting.NewResponse(req, remoting.RespSystemError, r.err.Error())
+	}
+	if pr.maxMessages <= 0 || pr.maxMessages > maxPullMessages {
+		pr.maxMessages = maxPullMessages
+	}
+	expr, exprType := req.Ext("subscription"), req.Ext("expressionType")
+	classFilter := pr.sysFlag&pullFlagClassFilter != 0
+	if pr.sysFlag&pullFlagSubscription == 0 {
+		// The consumer relies on the subscription its heartbeat registered.
+		// A group the broker does not know yet matches every tag (the
+		// clients filter by tag again) rather than failing the pull.
+		expr, exprType = "*", ""
+		if sub, ok := b.groupSubscription(pr.group, pr.topic); ok {
+			expr, exprType, classFilter = sub.SubString, sub.ExpressionType, sub.ClassFilterMode
+		}
+	}
+	if exprType != "" && !strings.EqualFold(exprType, "TAG") {
+		return pr, remoting.NewResponse(req, remoting.RespSystemError, "The broker does not support consumer to filter message by "+exprType)
+	}
+	if !classFilter {
+		pr.match = tagMatcher(expr)
+	}
+	return pr, nil
+}
+
+// tagMatcher builds the consume-queue filter of a tag expression: "*" or
+// empty accepts everything, "a || b" the hash codes of a and b.
+func tagMatcher(expr string) func(int64) bool {
+	expr = strings.TrimSpace(expr)
+	if expr == "" || expr == "*" {
+		return nil
+	}
+	codes := make(map[int64]struct{})
+	for _, tag := range strings.Split(expr, "||") {
+		if tag = strings.TrimSpace(tag); tag != "" {
+			codes[message.TagsCode(tag)] = struct{}{}
+		}
+	}
+	if len(codes) == 0 {
+		return nil
+	}
+	return func(code int64) bool {
+		_, ok := codes[code]
+		return ok
+	}
+}
+
+// pullOnce reads what a pull asks for and maps the store's status to
+// RocketMQ's response code as PullMessageProcessor does.
+func (b *Broker) pullOnce(req *remoting.Command, pr pullRequest) *remoting.Command {
+	tc, ok := b.topics.get(pr.topic)
+	switch {
+	case !ok:
+		return remoting.NewResponse(req, remoting.RespTopicNotExist, "topic["+pr.topic+"] not exist, apply first please!")
+	case tc.Perm&PermRead == 0:
+		return remoting.NewResponse(req, remoting.RespNoPermission, "the topic["+pr.topic+"] pulling message is forbidden")
+	case pr.queueID < 0 || int(pr.queueID) >= tc.ReadQueueNums:
+		return remoting.NewResponse(req, remoting.RespSystemError,
+			"queueId["+strconv.Itoa(int(pr.queueID))+"] is illegal, topic:["+pr.topic+"] topicConfig.readQueueNums:["+strconv.Itoa(tc.ReadQueueNums)+"]")
+	}
+	r, err := b.store.GetMessages(pr.topic, pr.queueID, pr.offset,
+		store.GetOptions{MaxMessages: pr.maxMessages, MaxBytes: maxPullBytes, Match: pr.match})
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, "store getMessage failed: "+err.Error())
+	}
+	resp := remoting.NewResponse(req, pullCode(r.Status, pr.offset), r.Status.String())
+	setPullOffsets(resp, r.NextBeginOffset, r.MinOffset, r.MaxOffset)
+	if r.Status == store.Found {
+		resp.Body = r.Records
+	}
+	return resp
+}
+
+// pullCode is PullMessageProcessor's mapping of a GetMessageResult status.
+func pullCode(s store.GetStatus, offset int64) int16 {
+	switch s {
+	case store.Found:
+		return remoting.RespSuccess
+	case store.NoMatchedMessage:
+		return remoting.RespPullRetryImmediately
+	case store.NoMatchedLogicQueue, store.NoMessageInQueue:
+		if offset != 0 {
+			return remoting.RespPullOffsetMoved
+		}
+		return remoting.RespPullNotFound
+	case store.OffsetOverflowBadly, store.OffsetTooSmall:
+		return remoting.RespPullOffsetMoved
+	}
+	return remoting.RespPullNotFound // OffsetOverflowOne, OffsetFoundNull
+}
+
+// setPullOffsets writes PullMessageResponseHeader's fields.
+func setPullOffsets(resp *remoting.Command, next, minOff, maxOff int64) {
+	resp.ExtFields["nextBeginOffset"] = strconv.FormatInt(next, 10)
+	resp.ExtFields["minOffset"] = strconv.FormatInt(minOff, 10)
+	resp.ExtFields["maxOffset"] = strconv.FormatInt(maxOff, 10)
+	resp.ExtFields["suggestWhichBrokerId"] = "0" // MixAll.MASTER_ID
+}

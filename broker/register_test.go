@@ -1,0 +1,208 @@
+package broker
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/namesrv"
+)
+
+// startNamesrv opens a name server on port 0 that does not auto-route
+// unknown topics, so a route proves a registration.
+func startNamesrv(t testing.TB, expiry time.Duration) *namesrv.Server {
+	t.Helper()
+	ns, err := namesrv.Open(namesrv.Options{ListenAddr: "127.0.0.1:0", BrokerExpiry: expiry, DisableAutoCreateTopic: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("namesrv.Open: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// goClientRoute is a topic route read the way the official Go client
+// v2.1.2 reads it (internal/route.go): queueDatas decoded, brokerAddrs
+// split by hand on ',' and the first ':'.
+type goClientRoute struct {
+	queues []struct {
+		BrokerName     string `json:"brokerName"`
+		ReadQueueNums  int    `json:"readQueueNums"`
+		WriteQueueNums int    `json:"writeQueueNums"`
+		Perm           int    `json:"perm"`
+	}
+	masters map[string]string // broker name → id 0's address
+}
+
+// nsRoute asks the name server for topic's route; ok is false on
+// TOPIC_NOT_EXIST.
+func nsRoute(t testing.TB, c *remoting.Conn, topic string) (r goClientRoute, ok bool) {
+	t.Helper()
+	resp := call(t, c, remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": topic}, nil)
+	if resp.Code == remoting.RespTopicNotExist {
+		return r, false
+	}
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("route %s: code %d %q", topic, resp.Code, resp.Remark)
+	}
+	var doc struct {
+		QueueDatas  json.RawMessage `json:"queueDatas"`
+		BrokerDatas []struct {
+			BrokerName  string          `json:"brokerName"`
+			BrokerAddrs json.RawMessage `json:"brokerAddrs"`
+		} `json:"brokerDatas"`
+	}
+	if err := json.Unmarshal(resp.Body, &doc); err != nil {
+		t.Fatalf("route body %s: %v", resp.Body, err)
+	}
+	if err := json.Unmarshal(doc.QueueDatas, &r.queues); err != nil {
+		t.Fatalf("queueDatas %s: %v", doc.QueueDatas, err)
+	}
+	r.masters = map[string]string{}
+	for _, bd := range doc.BrokerDatas {
+		addrs := string(bd.BrokerAddrs)
+		if len(addrs) < 2 {
+			t.Fatalf("brokerAddrs %q would crash the Go client", addrs)
+		}
+		for _, s := range strings.Split(addrs[1:len(addrs)-1], ",") {
+			i := strings.Index(s, ":")
+			if i < 0 {
+				continue
+			}
+			if id, _ := strconv.ParseInt(strings.ReplaceAll(s[:i], `"`, ""), 10, 64); id == 0 {
+				r.masters[bd.BrokerName] = strings.ReplaceAll(s[i+1:], `"`, "")
+			}
+		}
+	}
+	return r, true
+}
+
+func dialAddr(t testing.TB, addr string) *remoting.Conn {
+	t.Helper()
+	c, err := remoting.Dial(t.Context(), addr, remoting.DialOptions{})
+	if err != nil {
+		t.Fatalf("Dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRegistersWithNamesrv(t *testing.T) {
+	ns := startNamesrv(t, 0)
+	o := testOptions(t)
+	o.NamesrvAddrs = []string{ns.Addr()}
+	b := startBroker(t, o)
+	nc := dialAddr(t, ns.Addr())
+
+	// Registered before Open returned: TBW102, the client's fallback route
+	// for new topics, and the system topics are there at once.
+	r, ok := nsRoute(t, nc, autoCreateTopicKey)
+	if !ok {
+		t.Fatal("no route for TBW102 right after Open")
+	}
+	if r.masters[DefaultBrokerName] != b.Addr() || len(r.queues) != 1 || r.queues[0].WriteQueueNums != DefaultQueueNums {
+		t.Fatalf("TBW102 route %+v, want %d queues on %s", r, DefaultQueueNums, b.Addr())
+	}
+
+	// A topic created on the broker is routed promptly, with its counts.
+	bc := dial(t, b)
+	resp := call(t, bc, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": "Orders", "readQueueNums": "3", "writeQueueNums": "5", "perm": "6"}, nil)
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("create topic: code %d %q", resp.Code, resp.Remark)
+	}
+	waitFor(t, "the new topic's route", func() bool {
+		r, ok = nsRoute(t, nc, "Orders")
+		return ok
+	})
+	if r.masters[DefaultBrokerName] != b.Addr() || len(r.queues) != 1 ||
+		r.queues[0].ReadQueueNums != 3 || r.queues[0].WriteQueueNums != 5 || r.queues[0].Perm != PermRW {
+		t.Fatalf("Orders route %+v, want 3/5 queues on %s", r, b.Addr())
+	}
+
+	// Deleted on the broker: gone from the name server.
+	if resp := call(t, bc, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "Orders"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("delete topic: code %d %q", resp.Code, resp.Remark)
+	}
+	waitFor(t, "the deleted topic's route to go", func() bool {
+		_, ok := nsRoute(t, nc, "Orders")
+		return !ok
+	})
+
+	// Close unregisters before it returns.
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, ok := nsRoute(t, nc, autoCreateTopicKey); ok {
+		t.Fatal("broker still routed after Close")
+	}
+}
+
+func TestRegistrationHeartbeat(t *testing.T) {
+	ns := startNamesrv(t, 500*time.Millisecond)
+	o := testOptions(t)
+	o.NamesrvAddrs = []string{ns.Addr()}
+	o.RegisterInterval = 20 * time.Millisecond
+	o.DisableAutoCreateTopic = true
+	b := startBroker(t, o)
+	nc := dialAddr(t, ns.Addr())
+
+	// No admin request: the periodic registration carries the new topic.
+	if err := b.topics.put(TopicConfig{TopicName: "Quiet", ReadQueueNums: 2, WriteQueueNums: 2, Perm: PermRW}, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the periodic registration", func() bool {
+		_, ok := nsRoute(t, nc, "Quiet")
+		return ok
+	})
+	// Re-registration keeps the broker alive past several expiries.
+	deadline := time.Now().Add(3 * 500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if _, ok := nsRoute(t, nc, "Quiet"); !ok {
+			t.Fatal("broker expired although it re-registers every 20 ms")
+		}
+		time.Sleep(100 * time.Millisecond) // sample the route, not a wait for a condition
+	}
+	if _, ok := nsRoute(t, nc, autoCreateTopicKey); ok {
+		t.Error("TBW102 registered by a broker that does not auto-create topics")
+	}
+}
+
+func TestRegistrationOnFirstDispatch(t *testing.T) {
+	ns := startNamesrv(t, 0)
+	o := testOptions(t)
+	o.NamesrvAddrs = []string{ns.Addr()}
+	b := startBroker(t, o)
+	nc := dialAddr(t, ns.Addr())
+
+	// A topic created on its first send is announced by the dispatch that
+	// follows, long before the 30 s registration interval.
+	if _, err := b.topics.getOrCreate("FirstSend"); err != nil {
+		t.Fatal(err)
+	}
+	v, ok := registrars.Load(b)
+	if !ok {
+		t.Fatal("no registrar for a broker with name servers")
+	}
+	v.(*registrar).noteDispatch("FirstSend", 0, 1)
+	waitFor(t, "the first-send topic's route", func() bool {
+		_, ok := nsRoute(t, nc, "FirstSend")
+		return ok
+	})
+}
+
+func TestRegistrationSurvivesNamesrvDown(t *testing.T) {
+	ns := startNamesrv(t, 0)
+	addr := ns.Addr()
+	ns.Close()
+	o := testOptions(t)
+	o.NamesrvAddrs = []string{addr}
+	b := startBroker(t, o) // Open must not fail or hang on a dead name server
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}

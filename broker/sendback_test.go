@@ -1,0 +1,187 @@
+package broker
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// readQueueMsgs decodes every message of topic/qid.
+func readQueueMsgs(t *testing.T, b *Broker, topic string, qid int32) []message.Ext {
+	t.Helper()
+	res, err := b.store.GetMessages(topic, qid, 0, store.GetOptions{MaxMessages: 1000})
+	if err != nil {
+		t.Fatalf("GetMessages %s/%d: %v", topic, qid, err)
+	}
+	msgs, err := message.DecodeAll(res.Records)
+	if err != nil {
+		t.Fatalf("decode %s/%d: %v", topic, qid, err)
+	}
+	return msgs
+}
+
+// waitQueueMsgs waits until topic/qid holds n messages and returns them.
+func waitQueueMsgs(t *testing.T, b *Broker, topic string, qid int32, n int) []message.Ext {
+	t.Helper()
+	waitFor(t, topic+" to fill", func() bool { _, hi := b.store.QueueBounds(topic, qid); return hi >= int64(n) })
+	msgs := readQueueMsgs(t, b, topic, qid)
+	if len(msgs) != n {
+		t.Fatalf("%s/%d holds %d messages, want %d", topic, qid, len(msgs), n)
+	}
+	return msgs
+}
+
+func sendBackExt(offset int64, group, originTopic string, delayLevel, maxTimes int) map[string]string {
+	ext := map[string]string{"offset": strconv.FormatInt(offset, 10), "group": group, "delayLevel": strconv.Itoa(delayLevel),
+		"originMsgId": "UNIQ0", "originTopic": originTopic, "unitMode": "false"}
+	if maxTimes >= 0 {
+		ext["maxReconsumeTimes"] = strconv.Itoa(maxTimes)
+	}
+	return ext
+}
+
+func callSendBack(t *testing.T, c *remoting.Conn, ext map[string]string) *remoting.Command {
+	t.Helper()
+	return call(t, c, remoting.ReqConsumerSendMsgBack, ext, nil)
+}
+
+func TestSendBackRetryThenDLQ(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	offs := appendTestMsgs(t, b, "orders", 0, 1)
+	orig, err := b.store.ReadMessage(offs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// First failure: %RETRY%g queue 0, reconsumeTimes 1, delay level 3 + 0.
+	if resp := callSendBack(t, c, sendBackExt(offs[0], "g", "orders", 0, 2)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send back: %d %s", resp.Code, resp.Remark)
+	}
+	sched := waitQueueMsgs(t, b, delay.ScheduleTopic, 2, 1)[0] // level 3 is queue 2
+	if sched.Property(message.PropertyRealTopic) != "%RETRY%g" || sched.Property(message.PropertyDelayTimeLevel) != "3" {
+		t.Fatalf("scheduled retry: REAL_TOPIC %q DELAY %q", sched.Property(message.PropertyRealTopic), sched.Property(message.PropertyDelayTimeLevel))
+	}
+	retry := waitQueueMsgs(t, b, "%RETRY%g", 0, 1)[0]
+	checkSentBackCopy(t, &orig, &retry, 1)
+	if tc, ok := b.topics.get("%RETRY%g"); !ok || tc.WriteQueueNums != 1 {
+		t.Fatalf("retry topic = %+v %v", tc, ok)
+	}
+
+	// The retry fails too: level 3 + 1 (queue 3); the first ids are kept.
+	if resp := callSendBack(t, c, sendBackExt(retry.CommitLogOffset, "g", "orders", 0, 2)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("second send back: %d %s", resp.Code, resp.Remark)
+	}
+	waitQueueMsgs(t, b, delay.ScheduleTopic, 3, 1)
+	retry2 := waitQueueMsgs(t, b, "%RETRY%g", 0, 2)[1]
+	checkSentBackCopy(t, &orig, &retry2, 2)
+
+	// reconsumeTimes 2 >= maxReconsumeTimes 2: dead-letter queue, no delay.
+	if resp := callSendBack(t, c, sendBackExt(retry2.CommitLogOffset, "g", "orders", 0, 2)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("third send back: %d %s", resp.Code, resp.Remark)
+	}
+	dead := waitQueueMsgs(t, b, "%DLQ%g", 0, 1)[0]
+	checkSentBackCopy(t, &orig, &dead, 3)
+	if v, ok := message.Property(dead.Properties, message.PropertyDelayTimeLevel); ok {
+		t.Fatalf("DLQ message carries DELAY %q", v)
+	}
+	if tc, ok := b.topics.get("%DLQ%g"); !ok || tc.WriteQueueNums != 1 || tc.ReadQueueNums != 1 || tc.Perm != PermRW {
+		t.Fatalf("DLQ topic = %+v %v", tc, ok)
+	}
+}
+
+// checkSentBackCopy checks a sent-back copy of orig.
+func checkSentBackCopy(t *testing.T, orig, cp *message.Ext, reconsumed int32) {
+	t.Helper()
+	if cp.ReconsumeTimes != reconsumed || string(cp.Body) != string(orig.Body) || cp.BornTimestamp != orig.BornTimestamp {
+		t.Errorf("copy: reconsumeTimes %d (want %d) body %q born %d", cp.ReconsumeTimes, reconsumed, cp.Body, cp.BornTimestamp)
+	}
+	for name, want := range map[string]string{
+		message.PropertyRetryTopic:      orig.Topic,
+		message.PropertyOriginMessageID: orig.MsgID(),
+		message.PropertyUniqKey:         orig.Property(message.PropertyUniqKey),
+		message.PropertyTags:            orig.Property(message.PropertyTags),
+	} {
+		if got := cp.Property(name); got != want {
+			t.Errorf("copy property %s = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestSendBackStraightToDLQ(t *testing.T) {
+	o := testOptions(t)
+	o.MaxReconsumeTimes = 1
+	b := startBroker(t, o)
+	c := dial(t, b)
+	offs := appendTestMsgs(t, b, "orders", 0, 3)
+
+	// A negative delay level (the Go client's orderly consumer) skips retries.
+	if resp := callSendBack(t, c, sendBackExt(offs[0], "g", "orders", -1, 16)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send back -1: %d %s", resp.Code, resp.Remark)
+	}
+	waitQueueMsgs(t, b, "%DLQ%g", 0, 1)
+
+	// A group holding queue locks consumes orderly: straight to the DLQ.
+	lockQueues(t, c, "ordered", "C1", 0)
+	if resp := callSendBack(t, c, sendBackExt(offs[1], "ordered", "orders", 0, 16)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("orderly send back: %d %s", resp.Code, resp.Remark)
+	}
+	waitQueueMsgs(t, b, "%DLQ%ordered", 0, 1)
+
+	// Without a header maxReconsumeTimes, Options.MaxReconsumeTimes (1)
+	// applies: a first failure retries, the second one is dead.
+	if resp := callSendBack(t, c, sendBackExt(offs[2], "h", "orders", 1, -1)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send back: %d %s", resp.Code, resp.Remark)
+	}
+	retry := waitQueueMsgs(t, b, "%RETRY%h", 0, 1)[0] // client's level 1 honoured
+	if resp := callSendBack(t, c, sendBackExt(retry.CommitLogOffset, "h", "orders", 0, -1)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send back: %d %s", resp.Code, resp.Remark)
+	}
+	if dead := waitQueueMsgs(t, b, "%DLQ%h", 0, 1)[0]; dead.ReconsumeTimes != 2 {
+		t.Fatalf("DLQ reconsumeTimes = %d", dead.ReconsumeTimes)
+	}
+}
+
+func TestSendBackBadInput(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	offs := appendTestMsgs(t, b, "orders", 0, 2)
+	end := b.store.MaxPhysicalOffset()
+
+	for name, ext := range map[string]map[string]string{
+		"forged offset":     sendBackExt(offs[0]+1, "g", "orders", 0, 16),
+		"offset past end":   sendBackExt(end+100, "g", "orders", 0, 16),
+		"negative offset":   sendBackExt(-5, "g", "orders", 0, 16),
+		"other topic":       sendBackExt(offs[0], "g", "payments", 0, 16),
+		"no group":          sendBackExt(offs[0], "", "orders", 0, 16),
+		"bad group":         sendBackExt(offs[0], "a b", "orders", 0, 16),
+		"bad delay level":   {"offset": strconv.FormatInt(offs[0], 10), "group": "g", "delayLevel": "x"},
+		"bad max reconsume": {"offset": strconv.FormatInt(offs[0], 10), "group": "g", "maxReconsumeTimes": "x"},
+		"no offset":         {"group": "g"},
+	} {
+		if resp := callSendBack(t, c, ext); resp.Code != remoting.RespSystemError {
+			t.Errorf("%s: code %d, want SYSTEM_ERROR", name, resp.Code)
+		}
+	}
+	if _, hi := b.store.QueueBounds("%RETRY%g", 0); hi != 0 {
+		t.Fatalf("refused send-backs stored %d retries", hi)
+	}
+
+	// A scheduled (not yet delivered) record is not a consumer's message.
+	if resp := callSendBack(t, c, sendBackExt(offs[0], "g", "orders", 0, 16)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("valid send back after bad ones: %d %s", resp.Code, resp.Remark)
+	}
+	sched := waitQueueMsgs(t, b, delay.ScheduleTopic, 2, 1)[0]
+	if resp := callSendBack(t, c, sendBackExt(sched.CommitLogOffset, "g", "", 0, 16)); resp.Code != remoting.RespSystemError {
+		t.Fatalf("send back of a scheduled record: code %d, want SYSTEM_ERROR", resp.Code)
+	}
+	// A retry message may name its first topic (the Go client does).
+	retry := waitQueueMsgs(t, b, "%RETRY%g", 0, 1)[0]
+	if resp := callSendBack(t, c, sendBackExt(retry.CommitLogOffset, "g", "orders", 0, 16)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send back of a retry message: %d %s", resp.Code, resp.Remark)
+	}
+}

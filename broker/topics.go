@@ -1,0 +1,212 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/fsutil"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Topic permissions, RocketMQ's PermName bits.
+const (
+	PermInherit = 1
+	PermWrite   = 2
+	PermRead    = 4
+	PermRW      = PermRead | PermWrite
+)
+
+// TopicConfig is one topic, in RocketMQ's TopicConfig JSON shape.
+type TopicConfig struct {
+	TopicName      string `json:"topicName"`
+	ReadQueueNums  int    `json:"readQueueNums"`
+	WriteQueueNums int    `json:"writeQueueNums"`
+	Perm           int    `json:"perm"`
+	TopicSysFlag   int    `json:"topicSysFlag"`
+	Order          bool   `json:"order"`
+}
+
+// topicTable is the broker's topics, persisted as JSON in
+// <dataDir>/config/topics.json (rewritten atomically on every change).
+type topicTable struct {
+	path       string
+	queues     int
+	autoCreate bool
+
+	mu     sync.RWMutex
+	topics map[string]TopicConfig
+}
+
+// systemTopics are always present.
+func systemTopics(levels int) []TopicConfig {
+	return []TopicConfig{
+		{TopicName: delay.ScheduleTopic, ReadQueueNums: levels, WriteQueueNums: levels, Perm: PermRW},
+		{TopicName: delay.TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: PermRW},
+	}
+}
+
+func openTopicTable(dataDir string, queues int, autoCreate bool, levels int) (*topicTable, error) {
+	t := &topicTable{path: filepath.Join(dataDir, "config", "topics.json"), queues: queues, autoCreate: autoCreate,
+		topics: make(map[string]TopicConfig)}
+	if err := os.MkdirAll(filepath.Dir(t.path), 0o755); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(t.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		var list []TopicConfig
+		if err := json.Unmarshal(b, &list); err != nil {
+			return nil, fmt.Errorf("broker: topic table %s: %w", t.path, err)
+		}
+		for _, tc := range list {
+			t.topics[tc.TopicName] = tc
+		}
+	}
+	for _, tc := range systemTopics(levels) {
+		if _, ok := t.topics[tc.TopicName]; !ok {
+			t.topics[tc.TopicName] = tc
+		}
+	}
+	return t, nil
+}
+
+// get returns a topic's config.
+func (t *topicTable) get(name string) (TopicConfig, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	tc, ok := t.topics[name]
+	return tc, ok
+}
+
+// getOrCreate returns a topic's config, creating it with the default queue
+// count when auto-creation is on.
+func (t *topicTable) getOrCreate(name string) (TopicConfig, error) {
+	if tc, ok := t.get(name); ok {
+		return tc, nil
+	}
+	if err := message.ValidateTopic(name); err != nil {
+		return TopicConfig{}, err
+	}
+	if !t.autoCreate {
+		return TopicConfig{}, fmt.Errorf("%w: %s", ErrTopicNotExist, name)
+	}
+	tc := TopicConfig{TopicName: name, ReadQueueNums: t.queues, WriteQueueNums: t.queues, Perm: PermRW}
+	return tc, t.put(tc, false)
+}
+
+// put creates or updates a topic (replace: overwrite an existing one).
+func (t *topicTable) put(tc TopicConfig, replace bool) error {
+	if err := message.ValidateTopic(tc.TopicName); err != nil {
+		return err
+	}
+	if tc.ReadQueueNums < 1 || tc.WriteQueueNums < 1 || tc.ReadQueueNums > 1024 || tc.WriteQueueNums > 1024 {
+		return fmt.Errorf("%w: topic %s: queue counts %d/%d (want 1..1024)", ErrInvalidOptions, tc.TopicName, tc.ReadQueueNums, tc.WriteQueueNums)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.topics[tc.TopicName]; ok && !replace {
+		return nil
+	}
+	t.topics[tc.TopicName] = tc
+	return t.saveLocked()
+}
+
+// remove deletes a topic (its messages age out with retention).
+func (t *topicTable) remove(name string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.topics[name]; !ok {
+		return fmt.Errorf("%w: %s", ErrTopicNotExist, name)
+	}
+	delete(t.topics, name)
+	return t.saveLocked()
+}
+
+// all returns every topic, sorted by name.
+func (t *topicTable) all() []TopicConfig {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]TopicConfig, 0, len(t.topics))
+	for _, tc := range t.topics {
+		out = append(out, tc)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].TopicName < out[j].TopicName })
+	return out
+}
+
+func (t *topicTable) saveLocked() error {
+	list := make([]TopicConfig, 0, len(t.topics))
+	for _, tc := range t.topics {
+		list = append(list, tc)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].TopicName < list[j].TopicName })
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(t.path, b)
+}
+
+func (t *topicTable) close() error { return nil }
+
+// registerTopics handles topic administration.
+func (b *Broker) registerTopics(mux *remoting.Mux) {
+	mux.HandleFunc(remoting.ReqUpdateAndCreateTopic, b.handleCreateTopic)
+	mux.HandleFunc(remoting.ReqDeleteTopicInBroker, b.handleDeleteTopic)
+	mux.HandleFunc(remoting.ReqGetAllTopicConfig, b.handleGetAllTopicConfig)
+}
+
+func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	tc := TopicConfig{TopicName: req.Ext("topic"), ReadQueueNums: b.opts.DefaultQueueNums, WriteQueueNums: b.opts.DefaultQueueNums, Perm: PermRW}
+	for key, dst := range map[string]*int{"readQueueNums": &tc.ReadQueueNums, "writeQueueNums": &tc.WriteQueueNums, "perm": &tc.Perm, "topicSysFlag": &tc.TopicSysFlag} {
+		if v := req.Ext(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("%s %q is not a number", key, v))
+			}
+			*dst = n
+		}
+	}
+	tc.Order = req.Ext("order") == "true"
+	if err := b.topics.put(tc, true); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	b.opts.Logger.Info("topic created", "topic", tc.TopicName, "queues", tc.WriteQueueNums)
+	b.topicsChanged()
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	if err := b.topics.remove(req.Ext("topic")); err != nil {
+		return remoting.NewResponse(req, remoting.RespTopicNotExist, err.Error())
+	}
+	b.topicsChanged()
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// handleGetAllTopicConfig answers with {"topicConfigTable": {name: config}}.
+func (b *Broker) handleGetAllTopicConfig(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	table := map[string]TopicConfig{}
+	for _, tc := range b.topics.all() {
+		table[tc.TopicName] = tc
+	}
+	body, err := json.Marshal(map[string]any{"topicConfigTable": table})
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}

@@ -1,0 +1,52 @@
+package broker
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/delay"
+)
+
+func TestTopicAdministration(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	if r := call(t, c, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": "orders", "readQueueNums": "8", "writeQueueNums": "8", "perm": "6"}, nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("create: %d %s", r.Code, r.Remark)
+	}
+	for _, bad := range []map[string]string{{"topic": "bad topic"}, {"topic": "t", "readQueueNums": "x"}, {"topic": "t", "writeQueueNums": "0"}} {
+		if r := call(t, c, remoting.ReqUpdateAndCreateTopic, bad, nil); r.Code == remoting.RespSuccess {
+			t.Errorf("create %v succeeded", bad)
+		}
+	}
+	r := call(t, c, remoting.ReqGetAllTopicConfig, nil, nil)
+	var got struct {
+		TopicConfigTable map[string]TopicConfig `json:"topicConfigTable"`
+	}
+	if err := json.Unmarshal(r.Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if tc := got.TopicConfigTable["orders"]; tc.WriteQueueNums != 8 || tc.Perm != PermRW {
+		t.Fatalf("orders = %+v", tc)
+	}
+	if tc := got.TopicConfigTable[delay.ScheduleTopic]; tc.ReadQueueNums != 5 {
+		t.Fatalf("schedule topic has %d queues, want one per delay level (5)", tc.ReadQueueNums)
+	}
+	// Topics survive a restart.
+	b.Close()
+	b = startBroker(t, o)
+	if tc, ok := b.topics.get("orders"); !ok || tc.WriteQueueNums != 8 {
+		t.Fatalf("after restart orders = %+v %v", tc, ok)
+	}
+	c = dial(t, b)
+	if r := call(t, c, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "orders"}, nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("delete: %d %s", r.Code, r.Remark)
+	}
+	if r := call(t, c, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "orders"}, nil); r.Code != remoting.RespTopicNotExist {
+		t.Fatalf("second delete: %d", r.Code)
+	}
+	if r := call(t, c, 9999, nil, nil); r.Code != remoting.RespRequestCodeNotSupported {
+		t.Fatalf("unknown code answered %d", r.Code)
+	}
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/halfbackmq/halfback/config"
+	"github.com/halfbackmq/halfback/namesrv"
+)
+
+func newNamesrvCmd() *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "namesrv",
+		Short: "Run the name server alone",
+		Long: `Run the halfback name server until SIGINT or SIGTERM.
+
+The name server is RocketMQ's: brokers register with it every 30 s (a
+broker not heard from for 120 s is dropped), and clients ask it where a
+topic's queues are. An unknown topic is routed to every live broker, which
+creates it on the first send. It keeps no state on disk: brokers
+re-register after a restart. It logs one line when ready.
+
+--listen overrides namesrv.listenAddr from config.yaml and the
+HALFBACK_NAMESRV_LISTENADDR environment variable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("listen") {
+				cfg.Namesrv.ListenAddr = listen
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			return runNamesrv(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), cfg.Log.SlogLevel()))
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "host:port to serve on (overrides namesrv.listenAddr)")
+	return cmd
+}
+
+// runNamesrv serves until ctx is done. cfg must be valid.
+func runNamesrv(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	srv, err := namesrv.Open(namesrv.Options{ListenAddr: cfg.Namesrv.ListenAddr, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("halfback namesrv ready", "addr", srv.Addr())
+
+	<-ctx.Done()
+
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("close name server on %s: %w", srv.Addr(), err)
+	}
+	log.Info("halfback namesrv stopped", "addr", srv.Addr())
+	return nil
+}

@@ -1,0 +1,137 @@
+package compat
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/rlog"
+
+	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/namesrv"
+)
+
+func TestMain(m *testing.M) {
+	if lvl := os.Getenv("COMPAT_CLIENT_LOG"); lvl != "" {
+		rlog.SetLogLevel(lvl)
+	} else {
+		rlog.SetLogLevel("error")
+	}
+	if os.Getenv(childDirEnv) != "" {
+		runChildBroker()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func quiet() *slog.Logger {
+	if os.Getenv("COMPAT_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// cluster is an in-process name server and broker on loopback ports.
+type cluster struct {
+	t      *testing.T
+	ns     *namesrv.Server
+	b      *broker.Broker
+	opts   broker.Options
+	nsAddr string
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	ns, err := namesrv.Open(namesrv.Options{ListenAddr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	levels, _ := delay.ParseLevels("200ms 400ms 600ms 800ms 1s")
+	c := &cluster{t: t, ns: ns, nsAddr: ns.Addr()}
+	c.opts = broker.Options{
+		Store:        store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 64 << 20},
+		Delay:        delay.Options{Levels: levels},
+		ListenAddr:   "127.0.0.1:0",
+		NamesrvAddrs: []string{ns.Addr()},
+		// The client keeps process-wide state by broker name: each test's
+		// cluster needs its own.
+		BrokerName:        uniq("broker"),
+		RegisterInterval:  time.Second,
+		MaxReconsumeTimes: 16,
+		Logger:            quiet(),
+	}
+	c.startBroker()
+	return c
+}
+
+func (c *cluster) startBroker() {
+	c.t.Helper()
+	b, err := broker.Open(c.opts)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.b = b
+	c.opts.ListenAddr = b.Addr() // a restart comes back on the same port
+	c.t.Cleanup(func() { b.Close() })
+}
+
+func (c *cluster) resolver() primitive.NsResolver {
+	return primitive.NewPassthroughResolver([]string{c.nsAddr})
+}
+
+var seq atomic.Int64
+
+// uniq returns a name unique in this test process (the client keeps
+// process-wide state per group and instance name).
+func uniq(prefix string) string { return fmt.Sprintf("%s-%d", prefix, seq.Add(1)) }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
+// received collects message bodies from consumer callbacks.
+type received struct {
+	mu   sync.Mutex
+	msgs map[string]int
+	exts []*primitive.MessageExt
+}
+
+func newReceived() *received { return &received{msgs: map[string]int{}} }
+
+func (r *received) add(ms ...*primitive.MessageExt) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range ms {
+		r.msgs[string(m.Body)]++
+		r.exts = append(r.exts, m)
+	}
+}
+
+func (r *received) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+func (r *received) has(body string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.msgs[body] > 0
+}

@@ -1,0 +1,216 @@
+package compat
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+)
+
+func newProducer(t *testing.T, c *cluster) rocketmq.Producer {
+	t.Helper()
+	p, err := rocketmq.NewProducer(producer.WithNsResolver(c.resolver()), producer.WithGroupName(uniq("pg")),
+		producer.WithInstanceName(uniq("pi")), producer.WithRetry(2), producer.WithSendMsgTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown() })
+	return p
+}
+
+func newPushConsumer(t *testing.T, c *cluster, group, topic string, model consumer.MessageModel, orderly bool,
+	fn func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error), extra ...consumer.Option) rocketmq.PushConsumer {
+	t.Helper()
+	opts := append([]consumer.Option{consumer.WithNsResolver(c.resolver()), consumer.WithGroupName(group),
+		consumer.WithInstance(uniq("ci")), consumer.WithConsumerModel(model), consumer.WithConsumerOrder(orderly),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset)}, extra...)
+	pc, err := rocketmq.NewPushConsumer(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe(topic, consumer.MessageSelector{}, fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+func TestSendModes(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic := uniq("send")
+	ctx := context.Background()
+
+	msg := primitive.NewMessage(topic, []byte("sync"))
+	msg.WithTag("TagA")
+	msg.WithKeys([]string{"order-1"})
+	msg.WithProperty("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	res, err := p.SendSync(ctx, msg)
+	if err != nil || res.Status != primitive.SendOK || res.OffsetMsgID == "" {
+		t.Fatalf("SendSync = %+v, %v", res, err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var asyncErr error
+	if err := p.SendAsync(ctx, func(_ context.Context, r *primitive.SendResult, e error) {
+		asyncErr = e
+		if e == nil && r.Status != primitive.SendOK {
+			asyncErr = fmt.Errorf("status %v", r.Status)
+		}
+		wg.Done()
+	}, primitive.NewMessage(topic, []byte("async"))); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if asyncErr != nil {
+		t.Fatalf("SendAsync: %v", asyncErr)
+	}
+	if err := p.SendOneWay(ctx, primitive.NewMessage(topic, []byte("oneway"))); err != nil {
+		t.Fatal(err)
+	}
+	batch := []*primitive.Message{primitive.NewMessage(topic, []byte("b1")), primitive.NewMessage(topic, []byte("b2")), primitive.NewMessage(topic, []byte("b3"))}
+	if res, err := p.SendSync(ctx, batch...); err != nil || res.Status != primitive.SendOK {
+		t.Fatalf("batch SendSync = %+v, %v", res, err)
+	}
+
+	got := newReceived()
+	pc := newPushConsumer(t, c, uniq("cg"), topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			got.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		})
+	defer pc.Shutdown()
+	waitFor(t, 30*time.Second, "all 6 messages", func() bool { return got.distinct() == 6 })
+	for _, e := range got.exts {
+		if string(e.Body) == "sync" {
+			if e.GetTags() != "TagA" || e.GetKeys() != "order-1" || e.GetProperty("traceparent") != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
+				t.Fatalf("properties not kept: %v", e)
+			}
+			if e.MsgId != msg.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex) && e.OffsetMsgId != res.OffsetMsgID {
+				t.Fatalf("ids: consumed %s/%s, sent %s", e.MsgId, e.OffsetMsgId, res.OffsetMsgID)
+			}
+		}
+	}
+}
+
+func TestClusteringSharesQueuesAndTakesOver(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("cl"), uniq("cg")
+	got := newReceived()
+	handler := func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		got.add(ms...)
+		return consumer.ConsumeSuccess, nil
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("m"+strconv.Itoa(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c1 := newPushConsumer(t, c, group, topic, consumer.Clustering, false, handler)
+	c2 := newPushConsumer(t, c, group, topic, consumer.Clustering, false, handler)
+	waitFor(t, 30*time.Second, "20 messages", func() bool { return got.distinct() == 20 })
+	c1.Shutdown()
+	for i := 20; i < 40; i++ {
+		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("m"+strconv.Itoa(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 60*time.Second, "the remaining consumer to take over every queue", func() bool { return got.distinct() == 40 })
+	c2.Shutdown()
+}
+
+func TestBroadcasting(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("bc"), uniq("bg")
+	a, b := newReceived(), newReceived()
+	ca := newPushConsumer(t, c, group, topic, consumer.BroadCasting, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			a.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		})
+	defer ca.Shutdown()
+	cb := newPushConsumer(t, c, group, topic, consumer.BroadCasting, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			b.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		})
+	defer cb.Shutdown()
+	for i := 0; i < 10; i++ {
+		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("m"+strconv.Itoa(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "every consumer to get every message", func() bool { return a.distinct() == 10 && b.distinct() == 10 })
+}
+
+func TestDelayedSendArrivesNoEarlier(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic := uniq("dl")
+	var sentAt time.Time
+	var arrived time.Time
+	var mu sync.Mutex
+	pc := newPushConsumer(t, c, uniq("dg"), topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			mu.Lock()
+			if arrived.IsZero() {
+				arrived = time.Now()
+			}
+			mu.Unlock()
+			return consumer.ConsumeSuccess, nil
+		})
+	defer pc.Shutdown()
+	m := primitive.NewMessage(topic, []byte("later"))
+	m.WithDelayTimeLevel(3) // 600 ms in this cluster
+	sentAt = time.Now()
+	if _, err := p.SendSync(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the delayed message", func() bool { mu.Lock(); defer mu.Unlock(); return !arrived.IsZero() })
+	if d := arrived.Sub(sentAt); d < 600*time.Millisecond {
+		t.Fatalf("delayed message arrived after %v, before its 600 ms level", d)
+	}
+}
+
+func TestFailingMessageLandsInDLQ(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("rt"), uniq("rg")
+	var attempts sync.Map
+	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			for _, m := range ms {
+				n, _ := attempts.LoadOrStore(string(m.Body), new(atomic.Int32))
+				n.(*atomic.Int32).Add(1)
+			}
+			return consumer.ConsumeRetryLater, nil
+		}, consumer.WithMaxReconsumeTimes(2))
+	defer pc.Shutdown()
+	if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("poison"))); err != nil {
+		t.Fatal(err)
+	}
+	dlq := "%DLQ%" + group
+	waitFor(t, 60*time.Second, "the message in "+dlq, func() bool {
+		_, hi := c.b.Store().QueueBounds(dlq, 0)
+		return hi == 1
+	})
+	n, _ := attempts.Load("poison")
+	if n == nil || n.(*atomic.Int32).Load() != 3 {
+		t.Fatalf("consumed %v times before the DLQ, want 3 (1 + 2 retries)", n)
+	}
+}

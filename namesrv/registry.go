@@ -1,0 +1,299 @@
+package namesrv
+
+import (
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// liveBroker is one registered broker process (RocketMQ's BrokerLiveInfo
+// plus its entry in brokerAddrTable).
+type liveBroker struct {
+	cluster, name, addr, haAddr string
+	id                          int64
+	lastSeen                    time.Time
+	version                     DataVersion
+	conn                        *remoting.Conn // the connection it last registered on; nil if unknown
+}
+
+// registration is one REGISTER_BROKER request, decoded.
+type registration struct {
+	cluster, name, addr, haAddr string
+	id                          int64
+	topics                      *TopicConfigSerializeWrapper // nil: keep the topics as they are
+}
+
+// registry is the name server's route table (RocketMQ's RouteInfoManager).
+// All methods are safe for concurrent use.
+type registry struct {
+	expiry     time.Duration
+	autoCreate bool
+	queues     int
+	now        func() time.Time
+
+	mu      sync.RWMutex
+	brokers map[string]*liveBroker          // by address
+	topics  map[string]map[string]QueueData // topic, broker name → queues
+}
+
+func newRegistry(o Options) *registry {
+	return &registry{expiry: o.BrokerExpiry, autoCreate: !o.DisableAutoCreateTopic, queues: o.DefaultQueueNums,
+		now: o.now, brokers: map[string]*liveBroker{}, topics: map[string]map[string]QueueData{}}
+}
+
+// alive reports whether b registered within the expiry.
+func (r *registry) alive(b *liveBroker, now time.Time) bool {
+	return now.Sub(b.lastSeen) < r.expiry
+}
+
+// register records a registration and returns the group's master address
+// and HA address for a slave ("" for a master). first reports a broker not
+// known before.
+func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, masterHA string, first bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// One address per (name, id): a broker that moved replaces its old entry.
+	for addr, b := range r.brokers {
+		if addr != reg.addr && b.name == reg.name && b.id == reg.id {
+			r.removeLocked(addr)
+		}
+	}
+	b, known := r.brokers[reg.addr]
+	if !known {
+		b = &liveBroker{addr: reg.addr}
+		r.brokers[reg.addr] = b
+	}
+	if known && b.name != reg.name {
+		// The address now serves another broker group.
+		r.removeLocked(reg.addr)
+		b = &liveBroker{addr: reg.addr}
+		r.brokers[reg.addr] = b
+		known = false
+	}
+	b.cluster, b.name, b.haAddr, b.id, b.lastSeen, b.conn = reg.cluster, reg.name, reg.haAddr, reg.id, now, conn
+	if reg.topics != nil {
+		b.version = reg.topics.DataVersion
+		if reg.id == MasterID {
+			r.replaceTopicsLocked(reg.name, reg.topics.TopicConfigTable)
+		}
+	}
+	if reg.id != MasterID {
+		for _, m := range r.brokers {
+			if m.name == reg.name && m.id == MasterID && r.alive(m, now) {
+				masterAddr, masterHA = m.addr, m.haAddr
+			}
+		}
+	}
+	return masterAddr, masterHA, !known
+}
+
+// replaceTopicsLocked makes table the topics broker group name serves.
+func (r *registry) replaceTopicsLocked(name string, table map[string]TopicConfig) {
+	for topic, qds := range r.topics {
+		if _, ok := table[topic]; !ok {
+			delete(qds, name)
+			if len(qds) == 0 {
+				delete(r.topics, topic)
+			}
+		}
+	}
+	for topic, tc := range table {
+		qds := r.topics[topic]
+		if qds == nil {
+			qds = map[string]QueueData{}
+			r.topics[topic] = qds
+		}
+		qds[name] = QueueData{BrokerName: name, ReadQueueNums: tc.ReadQueueNums, WriteQueueNums: tc.WriteQueueNums,
+			Perm: tc.Perm, TopicSysFlag: tc.TopicSysFlag, TopicSynFlag: tc.TopicSysFlag}
+	}
+}
+
+// unregister removes the broker at addr if it is the named group's member
+// id; it reports whether one was removed.
+func (r *registry) unregister(name, addr string, id int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.brokers[addr]
+	if !ok || b.name != name || b.id != id {
+		return false
+	}
+	r.removeLocked(addr)
+	return true
+}
+
+// dropConn removes the brokers that last registered on conn, returning them.
+func (r *registry) dropConn(conn *remoting.Conn) []*liveBroker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gone []*liveBroker
+	for addr, b := range r.brokers {
+		if b.conn == conn {
+			gone = append(gone, b)
+			r.removeLocked(addr)
+		}
+	}
+	return gone
+}
+
+// sweep removes the brokers whose registration expired, returning them.
+func (r *registry) sweep() []*liveBroker {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gone []*liveBroker
+	for addr, b := range r.brokers {
+		if !r.alive(b, now) {
+			gone = append(gone, b)
+			r.removeLocked(addr)
+		}
+	}
+	return gone
+}
+
+// removeLocked forgets the broker at addr; when it was the last member of
+// its group, the group's queues go too.
+func (r *registry) removeLocked(addr string) {
+	b, ok := r.brokers[addr]
+	if !ok {
+		return
+	}
+	delete(r.brokers, addr)
+	for _, o := range r.brokers {
+		if o.name == b.name {
+			return
+		}
+	}
+	for topic, qds := range r.topics {
+		delete(qds, b.name)
+		if len(qds) == 0 {
+			delete(r.topics, topic)
+		}
+	}
+}
+
+// groupsLocked returns the live broker groups by name.
+func (r *registry) groupsLocked(now time.Time) map[string]BrokerData {
+	groups := map[string]BrokerData{}
+	for _, b := range r.brokers {
+		if !r.alive(b, now) {
+			continue
+		}
+		g, ok := groups[b.name]
+		if !ok {
+			g = BrokerData{Cluster: b.cluster, BrokerName: b.name, BrokerAddrs: map[int64]string{}}
+		}
+		g.BrokerAddrs[b.id] = b.addr
+		if b.id == MasterID {
+			g.Cluster = b.cluster
+		}
+		groups[b.name] = g
+	}
+	return groups
+}
+
+// route returns topic's route, or false when no live broker serves it and
+// it cannot be auto-created.
+func (r *registry) route(topic string) (TopicRouteData, bool) {
+	now := r.now()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	groups := r.groupsLocked(now)
+	rd := TopicRouteData{QueueDatas: []QueueData{}, BrokerDatas: []BrokerData{}, FilterServerTable: map[string][]string{}}
+	for name, qd := range r.topics[topic] {
+		if g, ok := groups[name]; ok {
+			rd.QueueDatas = append(rd.QueueDatas, qd)
+			rd.BrokerDatas = append(rd.BrokerDatas, g)
+		}
+	}
+	if len(rd.QueueDatas) == 0 && r.autoCreatable(topic) {
+		for name, g := range groups {
+			if _, ok := g.BrokerAddrs[MasterID]; ok {
+				rd.QueueDatas = append(rd.QueueDatas, QueueData{BrokerName: name, ReadQueueNums: r.queues, WriteQueueNums: r.queues, Perm: PermRW})
+				rd.BrokerDatas = append(rd.BrokerDatas, g)
+			}
+		}
+	}
+	if len(rd.QueueDatas) == 0 {
+		return TopicRouteData{}, false
+	}
+	sort.Slice(rd.QueueDatas, func(i, j int) bool { return rd.QueueDatas[i].BrokerName < rd.QueueDatas[j].BrokerName })
+	sort.Slice(rd.BrokerDatas, func(i, j int) bool { return rd.BrokerDatas[i].BrokerName < rd.BrokerDatas[j].BrokerName })
+	return rd, true
+}
+
+// autoCreatable reports whether an unknown topic gets a default route: a
+// legal name, and not a consumer group's retry or dead-letter topic. Those
+// the broker creates (with one queue) when the group first heartbeats, and
+// registers; a default route would send the client to queues that do not
+// exist.
+func (r *registry) autoCreatable(topic string) bool {
+	return r.autoCreate && message.ValidateTopic(topic) == nil &&
+		!strings.HasPrefix(topic, RetryTopicPrefix) && !strings.HasPrefix(topic, DLQTopicPrefix)
+}
+
+// clusterInfo returns the live broker groups and clusters.
+func (r *registry) clusterInfo() ClusterInfo {
+	now := r.now()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ci := ClusterInfo{BrokerAddrTable: r.groupsLocked(now), ClusterAddrTable: map[string][]string{}}
+	for name, g := range ci.BrokerAddrTable {
+		ci.ClusterAddrTable[g.Cluster] = append(ci.ClusterAddrTable[g.Cluster], name)
+	}
+	for _, names := range ci.ClusterAddrTable {
+		slices.Sort(names)
+	}
+	return ci
+}
+
+// topicList returns every routed topic, sorted; with cluster set, only the
+// topics some broker group of that cluster serves.
+func (r *registry) topicList(cluster string) []string {
+	now := r.now()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if cluster == "" {
+		return slices.Sorted(maps.Keys(r.topics))
+	}
+	groups := r.groupsLocked(now)
+	var out []string
+	for topic, qds := range r.topics {
+		for name := range qds {
+			if g, ok := groups[name]; ok && g.Cluster == cluster {
+				out = append(out, topic)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// deleteTopic forgets topic's queues, on the broker groups of cluster only
+// when cluster is set.
+func (r *registry) deleteTopic(topic, cluster string) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cluster == "" {
+		delete(r.topics, topic)
+		return
+	}
+	groups := r.groupsLocked(now)
+	qds := r.topics[topic]
+	for name := range qds {
+		if g, ok := groups[name]; ok && g.Cluster == cluster {
+			delete(qds, name)
+		}
+	}
+	if len(qds) == 0 {
+		delete(r.topics, topic)
+	}
+}
