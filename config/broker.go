@@ -25,5 +25,6 @@ func (c *Config) BrokerOptions() (broker.Options, error) {
 			ns = append(ns, a)
 		}
 	}
-	return broker.Options{Store: so, Delay: do, ListenAddr: c.Broker.ListenAddr, NamesrvAddrs: ns}, nil
+	return broker.Options{Store: so, Delay: do, ListenAddr: c.Broker.ListenAddr, NamesrvAddrs: ns,
+		DisableAutoCreateTopic: !c.Broker.AutoCreateTopicEnable, DefaultQueueNums: c.Broker.DefaultTopicQueueNums}, nil
 }

@@ -73,6 +73,12 @@ type BrokerConfig struct {
 	// TimerMaxDelay (broker.timerMaxDelay) is the longest arbitrary delivery
 	// delay (TIMER_DELIVER_MS / TIMER_DELAY_MS / TIMER_DELAY_SEC) accepted.
 	TimerMaxDelay time.Duration `mapstructure:"timerMaxDelay"`
+	// AutoCreateTopicEnable (broker.autoCreateTopicEnable) creates an
+	// unknown topic on its first send, as RocketMQ's autoCreateTopicEnable.
+	AutoCreateTopicEnable bool `mapstructure:"autoCreateTopicEnable"`
+	// DefaultTopicQueueNums (broker.defaultTopicQueueNums) is the queue
+	// count of an auto-created topic.
+	DefaultTopicQueueNums int `mapstructure:"defaultTopicQueueNums"`
 }
 
 // NamesrvConfig is the "namesrv" section, read by `halfback namesrv`.

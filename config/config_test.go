@@ -97,7 +97,8 @@ func TestDefaults(t *testing.T) {
 			MaxMessageSize:       4 << 20,
 		},
 		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", NamesrvAddr: "127.0.0.1:9876",
-			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour},
+			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
+			AutoCreateTopicEnable: true, DefaultTopicQueueNums: 4},
 		Namesrv: NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
 		Log:     LogConfig{Level: "info"},
 	}
@@ -273,7 +274,7 @@ func TestStoreOptions(t *testing.T) {
 			MaxMessageSize:       1 << 20,
 		},
 		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876",
-			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour},
+			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour, DefaultTopicQueueNums: 8},
 		Namesrv: NamesrvConfig{ListenAddr: "10.1.2.3:9876"},
 		Log:     LogConfig{Level: "info"},
 	}
@@ -392,5 +393,29 @@ func TestNamesrvListenAddr(t *testing.T) {
 	}
 	if cfg.Namesrv.ListenAddr != "127.0.0.1:0" {
 		t.Errorf("namesrv.listenAddr from the environment = %q, want 127.0.0.1:0 (port 0 is allowed)", cfg.Namesrv.ListenAddr)
+	}
+}
+
+func TestBrokerOptions(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Broker.NamesrvAddr = "127.0.0.1:9876; 127.0.0.1:9877"
+	cfg.Broker.AutoCreateTopicEnable = false
+	cfg.Broker.DefaultTopicQueueNums = 8
+	o, err := cfg.BrokerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.NamesrvAddrs) != 2 || o.NamesrvAddrs[1] != "127.0.0.1:9877" || !o.DisableAutoCreateTopic || o.DefaultQueueNums != 8 ||
+		o.ListenAddr != "127.0.0.1:10911" || o.Store.Dir != "./data" || len(o.Delay.Levels) != 18 {
+		t.Fatalf("BrokerOptions = %+v", o)
+	}
+	for _, bad := range []string{"0", "1025", "x"} {
+		t.Setenv("HALFBACK_BROKER_DEFAULTTOPICQUEUENUMS", bad)
+		if _, err := Load(""); err == nil || !strings.Contains(err.Error(), "broker.defaultTopicQueueNums") {
+			t.Errorf("defaultTopicQueueNums %q: err = %v, want one naming the key", bad, err)
+		}
 	}
 }

@@ -31,6 +31,7 @@ func (c *Config) Validate() error {
 		hostPorts("broker.namesrvAddr", c.Broker.NamesrvAddr),
 		delayLevels(c.Broker.DelayLevels),
 		nonNegative("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
+		queueNums("broker.defaultTopicQueueNums", c.Broker.DefaultTopicQueueNums),
 		hostPort("namesrv.listenAddr", c.Namesrv.ListenAddr, false),
 		logLevel(c.Log.Level),
 	} {
@@ -40,6 +41,13 @@ func (c *Config) Validate() error {
 	}
 	_, err := c.StoreOptions()
 	return err
+}
+
+func queueNums(key string, n int) error {
+	if n < 1 || n > 1024 {
+		return invalid(key, fmt.Sprintf("must be from 1 to 1024 (got %d)", n))
+	}
+	return nil
 }
 
 func delayLevels(v string) error {

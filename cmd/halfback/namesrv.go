@@ -47,7 +47,8 @@ HALFBACK_NAMESRV_LISTENADDR environment variable.`,
 
 // runNamesrv serves until ctx is done. cfg must be valid.
 func runNamesrv(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	srv, err := namesrv.Open(namesrv.Options{ListenAddr: cfg.Namesrv.ListenAddr, Logger: log})
+	srv, err := namesrv.Open(namesrv.Options{ListenAddr: cfg.Namesrv.ListenAddr, Logger: log,
+		DisableAutoCreateTopic: !cfg.Broker.AutoCreateTopicEnable, DefaultQueueNums: cfg.Broker.DefaultTopicQueueNums})
 	if err != nil {
 		return err
 	}
