@@ -73,7 +73,7 @@ func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	var ns *namesrv.Server
 	if cfg.Namesrv.Embedded {
 		if ns, err = namesrv.Open(namesrv.Options{ListenAddr: cfg.Namesrv.ListenAddr, Logger: log,
-		DisableAutoCreateTopic: !cfg.Broker.AutoCreateTopicEnable, DefaultQueueNums: cfg.Broker.DefaultTopicQueueNums}); err != nil {
+			DisableAutoCreateTopic: !cfg.Broker.AutoCreateTopicEnable, DefaultQueueNums: cfg.Broker.DefaultTopicQueueNums}); err != nil {
 			return fmt.Errorf("embedded name server: %w", err)
 		}
 		defer ns.Close()
