@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
@@ -116,6 +117,24 @@ func (b *Broker) startBackground() {
 	b.startLongPoll()
 	b.startGroupExpiry()
 	b.startOffsetFlush()
+}
+
+// every runs fn every d in a goroutine until the broker stops.
+func (b *Broker) every(d time.Duration, fn func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+				fn()
+			}
+		}
+	}()
 }
 
 // onDispatch fans the store's dispatch event out to the scheduler and hooks.

@@ -531,21 +531,10 @@ func (b *Broker) scanExpiredClients() {
 
 // startGroupExpiry runs scanExpiredClients every clientScanInterval.
 func (b *Broker) startGroupExpiry() {
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		tick := time.NewTicker(clientScanInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-b.stop:
-				return
-			case <-tick.C:
-				b.scanExpiredClients()
-				b.lockTable().prune()
-			}
-		}
-	}()
+	b.every(clientScanInterval, func() {
+		b.scanExpiredClients()
+		b.lockTable().prune()
+	})
 }
 
 // producerConns returns the live connections of a producer group (for

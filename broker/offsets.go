@@ -272,20 +272,9 @@ func (b *Broker) groupOffsets(group string) map[string]map[int32]int64 {
 
 // startOffsetFlush writes dirty offsets every offsetFlushInterval.
 func (b *Broker) startOffsetFlush() {
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		tick := time.NewTicker(offsetFlushInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-b.stop:
-				return
-			case <-tick.C:
-				if err := b.offsetTable().persist(); err != nil {
-					b.opts.Logger.Error("consumer offsets not persisted", "err", err)
-				}
-			}
+	b.every(offsetFlushInterval, func() {
+		if err := b.offsetTable().persist(); err != nil {
+			b.opts.Logger.Error("consumer offsets not persisted", "err", err)
 		}
-	}()
+	})
 }

@@ -28,7 +28,7 @@ func TestRetentionByAge(t *testing.T) {
 	o.FileReserved = time.Hour
 	o.diskUsage = func() (float64, error) { return 0.10, nil }
 	s := openStore(t, o)
-	defer func() { s.Close() }() // the store reopened below, too
+	defer func() { s.Close() }()   // the store reopened below, too
 	res := fillSegments(t, s, 100) // ~4 segments of 256 KiB
 	if err := s.runRetention(); err != nil {
 		t.Fatal(err)
