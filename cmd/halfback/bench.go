@@ -18,5 +18,7 @@ func newBenchCmd() *cobra.Command {
 	// Benchmarks, one line each:
 	cmd.AddCommand(newBenchStoreCmd())
 	cmd.AddCommand(newBenchDelayCmd())
+	cmd.AddCommand(newBenchProduceCmd())
+	cmd.AddCommand(newBenchE2ECmd())
 	return cmd
 }
