@@ -83,16 +83,19 @@ func (s *Store) dispatchTo(limit int64) error {
 			return err
 		}
 	}
-	if err := s.idx.commit(off); err != nil {
-		return err
-	}
-	s.dispatched.Store(off)
+	// The entries are readable now: wake long polls and the scheduler before
+	// the key index commits (consumers never read the index, and a
+	// checkpoint's index sync can hold that commit up).
 	if s.opts.OnDispatch != nil {
 		for q, k := range touched {
 			_, maxOff := q.bounds()
 			s.opts.OnDispatch(k.topic, k.qid, maxOff)
 		}
 	}
+	if err := s.idx.commit(off); err != nil {
+		return err
+	}
+	s.dispatched.Store(off)
 	return nil
 }
 

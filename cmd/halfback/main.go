@@ -64,6 +64,12 @@ Configuration comes from config.yaml (see --config) and the environment
 		newNamesrvCmd(),
 		newBenchCmd(),
 		newVersionCmd(),
+		newTopicCmd(),
+		newSendCmd(),
+		newConsumeCmd(),
+		newMsgCmd(),
+		newGroupCmd(),
+		newDLQCmd(),
 	)
 	return root
 }

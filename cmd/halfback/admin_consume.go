@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/halfbackmq/halfback/internal/admin"
+)
+
+// consumeResult is what `consume --json` prints.
+type consumeResult struct {
+	Group    string          `json:"group"`
+	Topic    string          `json:"topic"`
+	Messages []admin.Message `json:"messages"`
+	// Committed are the offsets stored for the group, by queue.
+	Committed []queueOffset `json:"committed"`
+}
+
+type queueOffset struct {
+	QueueID int32 `json:"queueId"`
+	Offset  int64 `json:"offset"`
+}
+
+func newConsumeCmd() *cobra.Command {
+	var (
+		o            adminOpts
+		group, topic string
+		from         string
+		maxMsgs      int
+	)
+	cmd := &cobra.Command{
+		Use:   "consume --group GROUP --topic TOPIC [--from first|last] [--max N]",
+		Short: "Pull messages for a consumer group, print them and commit its offsets",
+		Long: `Pull up to --max messages of every tag from the topic's queues in turn,
+starting where the group's committed offset is (or, for a queue where it has
+none, at the queue's first or last message, --from), print them, and commit
+the group's new offsets (UPDATE_CONSUMER_OFFSET). It does not wait for new
+messages, and it does not join the group: online consumers of the same group
+are not rebalanced.`,
+		Args: cobra.NoArgs,
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
+			if from != "first" && from != "last" {
+				return fmt.Errorf("--from %q: want first or last", from)
+			}
+			if maxMsgs < 1 {
+				return fmt.Errorf("--max %d: want at least 1", maxMsgs)
+			}
+			t, err := c.GetTopic(ctx, topic)
+			if err != nil {
+				return err
+			}
+			res := consumeResult{Group: group, Topic: topic, Messages: []admin.Message{}, Committed: []queueOffset{}}
+			for qid := int32(0); int(qid) < t.ReadQueueNums && len(res.Messages) < maxMsgs; qid++ {
+				msgs, next, err := consumeQueue(ctx, c, group, topic, qid, from == "first", maxMsgs-len(res.Messages))
+				if err != nil {
+					return err
+				}
+				if err := c.CommitOffset(ctx, group, topic, qid, next); err != nil {
+					return err
+				}
+				res.Messages = append(res.Messages, msgs...)
+				res.Committed = append(res.Committed, queueOffset{qid, next})
+			}
+			return o.print(cmd, res, func(w io.Writer) {
+				printMessages(w, res.Messages)
+				fmt.Fprintf(w, "\n%d messages; group %s committed", len(res.Messages), group)
+				for _, q := range res.Committed {
+					fmt.Fprintf(w, " q%d=%d", q.QueueID, q.Offset)
+				}
+				fmt.Fprintln(w)
+			})
+		}),
+	}
+	o.addFlags(cmd)
+	cmd.Flags().StringVar(&group, "group", "", "consumer group (required)")
+	cmd.Flags().StringVar(&topic, "topic", "", "topic to consume (required)")
+	cmd.Flags().StringVar(&from, "from", "last", "where a queue without a committed offset starts: first or last")
+	cmd.Flags().IntVar(&maxMsgs, "max", 32, "at most this many messages in all")
+	_ = cmd.MarkFlagRequired("group")
+	_ = cmd.MarkFlagRequired("topic")
+	return cmd
+}
+
+// consumeQueue pulls up to limit messages of one queue from the group's
+// position and returns them with the offset to commit.
+func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid int32, fromFirst bool, limit int) ([]admin.Message, int64, error) {
+	off, ok, err := c.QueryOffset(ctx, group, topic, qid)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !ok {
+		minOff, maxOff, err := c.QueueBounds(ctx, topic, qid)
+		if err != nil {
+			return nil, 0, err
+		}
+		off = maxOff
+		if fromFirst {
+			off = minOff
+		}
+	}
+	var out []admin.Message
+	for len(out) < limit {
+		r, err := c.Pull(ctx, group, topic, qid, off, limit-len(out))
+		if err != nil {
+			return nil, 0, err
+		}
+		if r.Moved && r.NextBeginOffset != off {
+			off = r.NextBeginOffset // the position was outside the queue
+			continue
+		}
+		if len(r.Messages) == 0 {
+			break
+		}
+		for _, m := range r.Messages {
+			if len(out) == limit {
+				break
+			}
+			out = append(out, m)
+			off = m.QueueOffset + 1
+		}
+	}
+	return out, off, nil
+}

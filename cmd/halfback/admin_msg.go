@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/halfbackmq/halfback/internal/admin"
+)
+
+func newMsgCmd() *cobra.Command {
+	var o adminOpts
+	cmd := &cobra.Command{
+		Use:   "msg",
+		Short: "Find stored messages by key or id",
+	}
+	o.addFlags(cmd)
+	var topic, key string
+	query := &cobra.Command{
+		Use:   "query --topic TOPIC --key KEY",
+		Short: "List the messages of a topic with a key (newest first)",
+		Args:  cobra.NoArgs,
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
+			msgs, err := c.QueryByKey(ctx, topic, key)
+			if err != nil {
+				return err
+			}
+			if msgs == nil {
+				msgs = []admin.Message{}
+			}
+			return o.print(cmd, msgs, func(w io.Writer) { printMessages(w, msgs) })
+		}),
+	}
+	query.Flags().StringVar(&topic, "topic", "", "topic to search (required)")
+	query.Flags().StringVar(&key, "key", "", "message key (required)")
+	_ = query.MarkFlagRequired("topic")
+	_ = query.MarkFlagRequired("key")
+
+	var uniqTopic string
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one message, properties and body included",
+		Long: `Show the message with offset message id ID (what "halfback send" prints as
+offsetMsgId). With --topic, ID is instead a client message id (UNIQ_KEY,
+"msgId") looked up in that topic; the newest copy is shown.`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			var m admin.Message
+			if uniqTopic == "" {
+				var err error
+				if m, err = c.ViewMessage(ctx, args[0]); err != nil {
+					return err
+				}
+			} else {
+				msgs, err := c.QueryByUniqKey(ctx, uniqTopic, args[0])
+				if err != nil {
+					return err
+				}
+				if len(msgs) == 0 {
+					return fmt.Errorf("no message with id %s in topic %s", args[0], uniqTopic)
+				}
+				m = msgs[0]
+			}
+			return o.print(cmd, m, func(w io.Writer) { printMessage(w, m) })
+		}),
+	}
+	show.Flags().StringVar(&uniqTopic, "topic", "", "look ID up as a UNIQ_KEY in this topic")
+	cmd.AddCommand(query, show)
+	return cmd
+}
+
+// printMessage writes one message as "name: value" lines, then its body.
+func printMessage(w io.Writer, m admin.Message) {
+	fmt.Fprintf(w, "msgId:\t%s\n", m.MsgID)
+	fmt.Fprintf(w, "offsetMsgId:\t%s\n", m.OffsetMsgID)
+	fmt.Fprintf(w, "topic:\t%s\n", m.Topic)
+	fmt.Fprintf(w, "queue:\t%d\n", m.QueueID)
+	fmt.Fprintf(w, "queueOffset:\t%d\n", m.QueueOffset)
+	fmt.Fprintf(w, "tags:\t%s\n", m.Tags)
+	fmt.Fprintf(w, "keys:\t%s\n", strings.Join(m.Keys, ","))
+	fmt.Fprintf(w, "reconsumeTimes:\t%d\n", m.ReconsumeTimes)
+	fmt.Fprintf(w, "bornTimestamp:\t%d\n", m.BornTimestamp)
+	fmt.Fprintf(w, "storeTimestamp:\t%d\n", m.StoreTimestamp)
+	names := make([]string, 0, len(m.Properties))
+	for k := range m.Properties {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Fprintf(w, "property %s:\t%s\n", k, m.Properties[k])
+	}
+	if m.BodyBase64 != "" {
+		fmt.Fprintf(w, "body (base64):\t%s\n", m.BodyBase64)
+	} else {
+		fmt.Fprintf(w, "body:\t%s\n", m.Body)
+	}
+}

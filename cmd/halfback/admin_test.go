@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// startTestBroker opens an in-process broker on port 0 in a fresh
+// directory and returns its address.
+func startTestBroker(t *testing.T) string {
+	t.Helper()
+	levels, err := delay.ParseLevels("100ms 200ms 300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Open(broker.Options{
+		Store: store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 16 << 20,
+			CheckpointInterval: 100 * time.Millisecond},
+		Delay:      delay.Options{Levels: levels, CheckpointInterval: 100 * time.Millisecond},
+		ListenAddr: "127.0.0.1:0",
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("broker.Open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b.Addr()
+}
+
+// runAdmin runs an admin command against addr with --json and decodes its
+// output into v.
+func runAdmin(t *testing.T, addr string, v any, args ...string) {
+	t.Helper()
+	out, err := run(t, append(args, "--broker", addr, "--json")...)
+	if err != nil {
+		t.Fatalf("halfback %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("halfback %s: output is not one JSON value: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// runAdminErr runs an admin command that must fail and returns its error.
+func runAdminErr(t *testing.T, addr string, args ...string) error {
+	t.Helper()
+	out, err := run(t, append(args, "--broker", addr, "--json")...)
+	if err == nil {
+		t.Fatalf("halfback %s succeeded, want an error:\n%s", strings.Join(args, " "), out)
+	}
+	return err
+}
+
+// consumeN consumes with --from first until n messages have come (the
+// broker makes a stored message visible to pulls shortly after the send
+// returns) and returns them.
+func consumeN(t *testing.T, addr, group, topic string, n int) []admin.Message {
+	t.Helper()
+	var msgs []admin.Message
+	waitFor(t, 10*time.Second, "messages to consume", func() bool {
+		var got consumeResult
+		runAdmin(t, addr, &got, "consume", "--group", group, "--topic", topic, "--from", "first")
+		msgs = append(msgs, got.Messages...)
+		return len(msgs) >= n
+	})
+	if len(msgs) != n {
+		t.Fatalf("consumed %d messages, want %d: %+v", len(msgs), n, msgs)
+	}
+	return msgs
+}
+
+func topicNames(topics []admin.Topic) map[string]admin.Topic {
+	m := map[string]admin.Topic{}
+	for _, tc := range topics {
+		m[tc.Name] = tc
+	}
+	return m
+}
+
+func TestAdminTopics(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	var created map[string]any
+	runAdmin(t, addr, &created, "topic", "create", "orders", "--queues", "2")
+	if created["created"] != true {
+		t.Fatalf("create: %v", created)
+	}
+	var topics []admin.Topic
+	runAdmin(t, addr, &topics, "topic", "list")
+	tc, ok := topicNames(topics)["orders"]
+	if !ok || tc.ReadQueueNums != 2 || tc.WriteQueueNums != 2 || tc.Perm != admin.PermRead|admin.PermWrite {
+		t.Fatalf("list: orders = %+v (found %v) in %v", tc, ok, topics)
+	}
+	var deleted map[string]any
+	runAdmin(t, addr, &deleted, "topic", "delete", "orders")
+	runAdmin(t, addr, &topics, "topic", "list")
+	if _, ok := topicNames(topics)["orders"]; ok {
+		t.Fatalf("orders still listed after delete: %v", topics)
+	}
+	if err := runAdminErr(t, addr, "topic", "delete", "orders"); !strings.Contains(err.Error(), "orders") {
+		t.Errorf("deleting a missing topic: %v, want the broker's remark naming it", err)
+	}
+}
+
+func TestAdminSendConsumeQuery(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	var sent admin.SendResult
+	runAdmin(t, addr, &sent, "send", "--topic", "payments", "--tag", "paid", "--keys", "order-1,cust-9", "hello world")
+	if sent.MsgID == "" || sent.OffsetMsgID == "" || sent.Topic != "payments" {
+		t.Fatalf("send: %+v", sent)
+	}
+
+	m := consumeN(t, addr, "g1", "payments", 1)[0]
+	if m.Tags != "paid" || strings.Join(m.Keys, ",") != "order-1,cust-9" || m.Body != "hello world" || m.MsgID != sent.MsgID {
+		t.Errorf("consumed %+v, want tag paid, keys order-1,cust-9, body hello world, msgId %s", m, sent.MsgID)
+	}
+	var got consumeResult
+	runAdmin(t, addr, &got, "consume", "--group", "g1", "--topic", "payments", "--from", "first")
+	if len(got.Messages) != 0 || len(got.Committed) != 4 {
+		t.Errorf("second consume: %d messages and %d queues committed, want 0 (offsets committed) and 4", len(got.Messages), len(got.Committed))
+	}
+
+	var found []admin.Message
+	waitFor(t, 10*time.Second, "the key to be indexed", func() bool {
+		runAdmin(t, addr, &found, "msg", "query", "--topic", "payments", "--key", "cust-9")
+		return len(found) > 0
+	})
+	if found[0].MsgID != sent.MsgID {
+		t.Errorf("query by key found %+v, want msgId %s", found[0], sent.MsgID)
+	}
+
+	var shown admin.Message
+	runAdmin(t, addr, &shown, "msg", "show", sent.OffsetMsgID)
+	if shown.MsgID != sent.MsgID || shown.Body != "hello world" || shown.Tags != "paid" {
+		t.Errorf("show %s: %+v", sent.OffsetMsgID, shown)
+	}
+	runAdmin(t, addr, &shown, "msg", "show", "--topic", "payments", sent.MsgID)
+	if shown.OffsetMsgID != sent.OffsetMsgID {
+		t.Errorf("show by UNIQ_KEY: %+v, want offsetMsgId %s", shown, sent.OffsetMsgID)
+	}
+}
+
+func TestAdminGroupOffsets(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	var sent admin.SendResult
+	runAdmin(t, addr, &sent, "send", "--topic", "stock", "one")
+	consumeN(t, addr, "g2", "stock", 1)
+
+	var res groupOffsetsResult
+	runAdmin(t, addr, &res, "group", "offsets", "g2")
+	if res.Lag != 0 || len(res.Queues) != 4 {
+		t.Fatalf("after consume: lag %d over %d queues, want 0 over 4: %+v", res.Lag, len(res.Queues), res)
+	}
+	for _, q := range res.Queues {
+		if q.QueueID == sent.QueueID && (q.BrokerOffset != 1 || q.ConsumerOffset != 1 || q.LastTimestamp == 0) {
+			t.Errorf("queue %d: %+v, want broker and consumer offset 1 and a last timestamp", q.QueueID, q)
+		}
+	}
+
+	runAdmin(t, addr, &sent, "send", "--topic", "stock", "two")
+	waitFor(t, 10*time.Second, "lag 1 after another send", func() bool {
+		runAdmin(t, addr, &res, "group", "offsets", "g2")
+		return res.Lag == 1
+	})
+	runAdmin(t, addr, &res, "group", "offsets", "nobody")
+	if len(res.Queues) != 0 {
+		t.Errorf("unknown group has queues: %+v", res)
+	}
+}
+
+func TestAdminDLQ(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	const group = "billing"
+	var sent admin.SendResult
+	runAdmin(t, addr, &sent, "send", "--topic", "invoices", "--tag", "due", "--keys", "inv-7", "pay me")
+
+	// The group's consumer fails the message with no retries left.
+	_, off, err := message.ParseOffsetMsgID(sent.OffsetMsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := remoting.Dial(t.Context(), addr, remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		"offset": strconv.FormatInt(off, 10), "group": group, "delayLevel": "0", "originTopic": "invoices", "maxReconsumeTimes": "0"}))
+	if err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("CONSUMER_SEND_MSG_BACK: %v, %v", resp, err)
+	}
+
+	var dead []admin.Message
+	waitFor(t, 10*time.Second, "the dead letter", func() bool {
+		runAdmin(t, addr, &dead, "dlq", "list", group)
+		return len(dead) > 0
+	})
+	if len(dead) != 1 || dead[0].Topic != broker.DLQTopic(group) || dead[0].MsgID != sent.MsgID ||
+		dead[0].Properties[message.PropertyRetryTopic] != "invoices" {
+		t.Fatalf("dlq list: %+v", dead)
+	}
+
+	var resent admin.SendResult
+	runAdmin(t, addr, &resent, "dlq", "resend", group, dead[0].OffsetMsgID)
+	if resent.Topic != "invoices" || resent.MsgID != sent.MsgID {
+		t.Fatalf("resend: %+v, want topic invoices and msgId %s", resent, sent.MsgID)
+	}
+	var back admin.Message
+	runAdmin(t, addr, &back, "msg", "show", resent.OffsetMsgID)
+	if back.Topic != "invoices" || back.Tags != "due" || strings.Join(back.Keys, ",") != "inv-7" || back.Body != "pay me" ||
+		back.MsgID != sent.MsgID || back.ReconsumeTimes != 0 || back.Properties[message.PropertyRetryTopic] != "" {
+		t.Errorf("resent message: %+v", back)
+	}
+	consumeN(t, addr, "auditor", "invoices", 2) // the original and the resent copy
+
+	if err := runAdminErr(t, addr, "dlq", "resend", "other", dead[0].OffsetMsgID); !strings.Contains(err.Error(), "dead-letter") {
+		t.Errorf("resend through the wrong group: %v", err)
+	}
+	runAdmin(t, addr, &dead, "dlq", "list", "nogroup")
+	if len(dead) != 0 {
+		t.Errorf("dlq list of a group with no DLQ: %+v", dead)
+	}
+}
+
+func TestAdminBadInput(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"topic", "create", "bad name!"}, "illegal character"},
+		{[]string{"send", "body"}, `"topic" not set`},
+		{[]string{"send", "--topic", "a.b", "body"}, "illegal character"},
+		{[]string{"msg", "show", "NOTANID"}, "malformed message id"},
+		{[]string{"consume", "--group", "g", "--topic", "missing", "--from", "first"}, "does not exist"},
+		{[]string{"consume", "--group", "g", "--topic", "t", "--from", "middle"}, "--from"},
+	}
+	for _, c := range cases {
+		if err := runAdminErr(t, addr, c.args...); !strings.Contains(err.Error(), c.want) {
+			t.Errorf("halfback %s: %v, want it to mention %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+	if _, err := run(t, "topic", "list", "--broker", "127.0.0.1:1"); err == nil {
+		t.Error("topic list against no broker succeeded")
+	}
+}
+
+func TestAdminHumanOutput(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	out, err := run(t, "send", "--broker", addr, "--topic", "human", "--tag", "x", "hi")
+	if err != nil || !strings.Contains(out, "offsetMsgId:") {
+		t.Fatalf("send: %v\n%s", err, out)
+	}
+	out, err = run(t, "topic", "list", "--broker", addr)
+	if err != nil || !strings.Contains(out, "TOPIC") || !strings.Contains(out, "human") {
+		t.Fatalf("topic list: %v\n%s", err, out)
+	}
+	waitFor(t, 10*time.Second, "the message to consume", func() bool {
+		out, err = run(t, "consume", "--broker", addr, "--group", "h", "--topic", "human", "--from", "first")
+		if err != nil {
+			t.Fatalf("consume: %v\n%s", err, out)
+		}
+		return strings.Contains(out, "1 messages")
+	})
+	if !strings.Contains(out, "hi") {
+		t.Errorf("consume output lacks the body:\n%s", out)
+	}
+	out, err = run(t, "group", "offsets", "h", "--broker", addr)
+	if err != nil || !strings.Contains(out, "total lag 0") {
+		t.Fatalf("group offsets: %v\n%s", err, out)
+	}
+}

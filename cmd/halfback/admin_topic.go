@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/halfbackmq/halfback/internal/admin"
+)
+
+// The admin commands (topic, send, consume, msg, group, dlq) talk to a
+// running broker over the remoting protocol through internal/admin. Their
+// shared flags and output helpers live in this file.
+
+// adminOpts are the flags every admin command has.
+type adminOpts struct {
+	broker string
+	json   bool
+}
+
+// addFlags declares --broker and --json on cmd and its subcommands.
+func (o *adminOpts) addFlags(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&o.broker, "broker", "", "broker address, host:port (default: broker.listenAddr of the config)")
+	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one JSON value for scripts instead of a table")
+}
+
+// run returns a RunE that connects to the broker, calls f and disconnects.
+func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		addr := o.broker
+		if addr == "" {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			addr = cfg.Broker.ListenAddr
+		}
+		c, err := admin.Dial(ctx, addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return f(ctx, cmd, c, args)
+	}
+}
+
+// print writes v as one JSON value with --json, else calls table with a
+// tabwriter that is flushed afterwards.
+func (o *adminOpts) print(cmd *cobra.Command, v any, table func(w io.Writer)) error {
+	out := cmd.OutOrStdout()
+	if o.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+// printMessages writes messages as a table, one line each.
+func printMessages(w io.Writer, msgs []admin.Message) {
+	fmt.Fprintln(w, "TOPIC\tQUEUE\tOFFSET\tMSG ID\tOFFSET MSG ID\tTAGS\tKEYS\tRECONSUME\tBODY")
+	for _, m := range msgs {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", m.Topic, m.QueueID, m.QueueOffset, m.MsgID, m.OffsetMsgID,
+			m.Tags, strings.Join(m.Keys, ","), m.ReconsumeTimes, bodyPreview(m))
+	}
+}
+
+// bodyPreview is a one-line excerpt of a message body for tables.
+func bodyPreview(m admin.Message) string {
+	const limit = 60
+	if m.BodyBase64 != "" {
+		return fmt.Sprintf("(%d bytes, binary)", len(m.Ext().Body))
+	}
+	s := strings.Join(strings.Fields(m.Body), " ")
+	if r := []rune(s); len(r) > limit {
+		s = string(r[:limit]) + "..."
+	}
+	return s
+}
+
+// permString renders topic permission bits as r, w, rw or -.
+func permString(perm int) string {
+	s := ""
+	if perm&admin.PermRead != 0 {
+		s += "r"
+	}
+	if perm&admin.PermWrite != 0 {
+		s += "w"
+	}
+	if s == "" {
+		s = "-"
+	}
+	return s
+}
+
+func newTopicCmd() *cobra.Command {
+	var o adminOpts
+	cmd := &cobra.Command{
+		Use:   "topic",
+		Short: "Create, list and delete topics on a running broker",
+	}
+	o.addFlags(cmd)
+	var queues int
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a topic (or change its queue count)",
+		Args:  cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			if err := c.CreateTopic(ctx, args[0], queues); err != nil {
+				return err
+			}
+			return o.print(cmd, map[string]any{"topic": args[0], "queues": queues, "created": true}, func(w io.Writer) {
+				fmt.Fprintf(w, "created topic %s with %d queues\n", args[0], queues)
+			})
+		}),
+	}
+	create.Flags().IntVar(&queues, "queues", 4, "read and write queue count")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the broker's topics, system topics included",
+		Args:  cobra.NoArgs,
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
+			topics, err := c.ListTopics(ctx)
+			if err != nil {
+				return err
+			}
+			return o.print(cmd, topics, func(w io.Writer) {
+				fmt.Fprintln(w, "TOPIC\tREAD QUEUES\tWRITE QUEUES\tPERM\tORDER")
+				for _, t := range topics {
+					fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%t\n", t.Name, t.ReadQueueNums, t.WriteQueueNums, permString(t.Perm), t.Order)
+				}
+			})
+		}),
+	}
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a topic (its stored messages age out with retention)",
+		Args:  cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			if err := c.DeleteTopic(ctx, args[0]); err != nil {
+				return err
+			}
+			return o.print(cmd, map[string]any{"topic": args[0], "deleted": true}, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted topic %s\n", args[0])
+			})
+		}),
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}

@@ -1,0 +1,130 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/message"
+)
+
+func TestDecodeConsumeStats(t *testing.T) {
+	body := `{"consumeTps":0.0,"offsetTable":{{"brokerName":"b","queueId":1,"topic":"T"}:{"brokerOffset":7,"consumerOffset":5,"lastTimestamp":9,"pullOffset":5},` +
+		` {"brokerName":"b","queueId":0,"topic":"T"} : {"brokerOffset":2,"consumerOffset":3}}}`
+	got, err := decodeConsumeStats([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []QueueProgress{
+		{Topic: "T", Broker: "b", QueueID: 1, BrokerOffset: 7, ConsumerOffset: 5, Lag: 2, LastTimestamp: 9},
+		{Topic: "T", Broker: "b", QueueID: 0, BrokerOffset: 2, ConsumerOffset: 3, Lag: 0},
+	}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if got, err := decodeConsumeStats([]byte(`{"consumeTps":0.0,"offsetTable":{}}`)); err != nil || len(got) != 0 {
+		t.Errorf("empty table: %v, %v", got, err)
+	}
+	for _, bad := range []string{`{"offsetTable":[]}`, `{"offsetTable":{{"topic":"T"} {}}}`, `{"offsetTable":{{"topic":"T"}:{}`} {
+		if _, err := decodeConsumeStats([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+// dialTestBroker opens an in-process broker and connects a client to it.
+func dialTestBroker(t *testing.T) *Client {
+	t.Helper()
+	levels, _ := delay.ParseLevels("100ms 200ms")
+	b, err := broker.Open(broker.Options{
+		Store:      store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 16 << 20},
+		Delay:      delay.Options{Levels: levels},
+		ListenAddr: "127.0.0.1:0",
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c, err := Dial(t.Context(), b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestClientErrors(t *testing.T) {
+	c := dialTestBroker(t)
+	ctx := context.Background()
+	if err := c.CreateTopic(ctx, "no spaces", 4); !errors.Is(err, ErrInvalid) || !errors.Is(err, message.ErrBadTopic) {
+		t.Errorf("CreateTopic(bad name) = %v, want ErrInvalid and ErrBadTopic", err)
+	}
+	if err := c.CreateTopic(ctx, "ok", 0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("CreateTopic(0 queues) = %v, want ErrInvalid", err)
+	}
+	if _, err := c.ViewMessage(ctx, "XYZ"); !errors.Is(err, message.ErrBadMessageID) {
+		t.Errorf("ViewMessage(XYZ) = %v, want ErrBadMessageID", err)
+	}
+	var be *BrokerError
+	if err := c.DeleteTopic(ctx, "missing"); !errors.As(err, &be) || be.Code != remoting.RespTopicNotExist {
+		t.Errorf("DeleteTopic(missing) = %v, want a TOPIC_NOT_EXIST BrokerError", err)
+	}
+	if _, err := c.Send(ctx, SendRequest{Topic: "t", Keys: []string{"a b"}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Send(key with a space) = %v, want ErrInvalid", err)
+	}
+}
+
+func TestUniqKeys(t *testing.T) {
+	c := dialTestBroker(t)
+	seen := map[string]bool{}
+	for range 1000 {
+		k := c.newUniqKey()
+		if len(k) != 32 || seen[k] {
+			t.Fatalf("uniq key %q: length %d, seen before %v", k, len(k), seen[k])
+		}
+		seen[k] = true
+	}
+}
+
+func TestSendPullCommit(t *testing.T) {
+	c := dialTestBroker(t)
+	ctx := context.Background()
+	if err := c.CreateTopic(ctx, "one", 1); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Send(ctx, SendRequest{Topic: "one", Tag: "x", Keys: []string{"k"}, Body: []byte{0xff, 0x00}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r PullResult
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.Messages) == 0 && time.Now().Before(deadline) {
+		if r, err = c.Pull(ctx, "", "one", 0, 0, 32); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.Messages) != 1 || r.Messages[0].MsgID != res.MsgID || r.Messages[0].BodyBase64 != "/wA=" || r.NextBeginOffset != 1 {
+		t.Fatalf("pull: %+v", r)
+	}
+	if _, ok, err := c.QueryOffset(ctx, "g", "one", 0); ok || err != nil {
+		t.Fatalf("QueryOffset before a commit: ok %v, err %v", ok, err)
+	}
+	if err := c.CommitOffset(ctx, "g", "one", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if off, ok, err := c.QueryOffset(ctx, "g", "one", 0); off != 1 || !ok || err != nil {
+		t.Fatalf("QueryOffset = %d, %v, %v; want 1", off, ok, err)
+	}
+	progress, err := c.GroupOffsets(ctx, "g")
+	if err != nil || len(progress) != 1 || progress[0].Lag != 0 || progress[0].ConsumerOffset != 1 {
+		t.Fatalf("GroupOffsets = %+v, %v", progress, err)
+	}
+}
