@@ -5,16 +5,21 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"strings"
 	"unicode/utf16"
 )
 
 // OffsetMsgID returns RocketMQ's offset message id: the upper-case hex of the
 // store host's address, its port (4 bytes) and the physical offset (8 bytes).
 func OffsetMsgID(storeHost netip.AddrPort, physOffset int64) string {
-	b := appendHost(make([]byte, 0, 28), storeHost)
+	var raw [28]byte
+	b := appendHost(raw[:0], storeHost)
 	b = binary.BigEndian.AppendUint64(b, uint64(physOffset))
-	return strings.ToUpper(hex.EncodeToString(b))
+	const digits = "0123456789ABCDEF"
+	var out [56]byte
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&0xF]
+	}
+	return string(out[:2*len(b)])
 }
 
 // ParseOffsetMsgID splits an offset message id into store host and physical offset.

@@ -200,3 +200,27 @@ func TestEditProperties(t *testing.T) {
 		t.Fatalf("SetProperty on empty = %q", got)
 	}
 }
+
+func TestSealableRecordMatchesSlottedProperties(t *testing.T) {
+	m := sample()
+	viaSlot := *m
+	viaSlot.Properties = WithCRCSlot(m.Properties)
+	a, err := AppendRecord(nil, &viaSlot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, props := range []string{m.Properties, WithCRCSlot(m.Properties)} {
+		mm := *m
+		mm.Properties = props
+		b, err := AppendSealableRecord(nil, &mm)
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("AppendSealableRecord(%q) differs from AppendRecord with a slot: %v", props, err)
+		}
+		if n, _ := SealableRecordSize(&mm); n != len(b) {
+			t.Fatalf("SealableRecordSize = %d, record is %d", n, len(b))
+		}
+	}
+	if _, err := SealableRecordSize(&Message{Topic: "t", Properties: strings.Repeat("p", MaxPropertiesLength-CRCSlotSize+1)}); !errors.Is(err, ErrPropertiesTooLong) {
+		t.Fatalf("properties that leave no room for the slot: %v", err)
+	}
+}

@@ -123,8 +123,34 @@ func BodyCRC(body []byte) int32 { return int32(crc32.ChecksumIEEE(body) & 0x7FFF
 
 // AppendRecord appends the record for m to dst with zero queue offset,
 // physical offset and store timestamp; [SetOffsets] fills them in later.
-func AppendRecord(dst []byte, m *Message) ([]byte, error) {
-	size, err := RecordSize(m)
+func AppendRecord(dst []byte, m *Message) ([]byte, error) { return appendRecord(dst, m, false) }
+
+// AppendSealableRecord is AppendRecord with an empty checksum slot after
+// m's properties (any slot they end with is replaced), ready for [Seal];
+// it spares building the slotted property string.
+func AppendSealableRecord(dst []byte, m *Message) ([]byte, error) { return appendRecord(dst, m, true) }
+
+// SealableRecordSize is RecordSize for [AppendSealableRecord].
+func SealableRecordSize(m *Message) (int, error) {
+	mm := *m
+	mm.Properties = StripCRCSlot(m.Properties)
+	n, err := RecordSize(&mm)
+	if err == nil && len(mm.Properties)+CRCSlotSize > MaxPropertiesLength {
+		return 0, fmt.Errorf("%w: %d bytes", ErrPropertiesTooLong, len(mm.Properties)+CRCSlotSize)
+	}
+	return n + CRCSlotSize, err
+}
+
+func appendRecord(dst []byte, m *Message, slot bool) ([]byte, error) {
+	props := m.Properties
+	var size int
+	var err error
+	if slot {
+		props = StripCRCSlot(props)
+		size, err = SealableRecordSize(m)
+	} else {
+		size, err = RecordSize(m)
+	}
 	if err != nil {
 		return dst, err
 	}
@@ -154,8 +180,13 @@ func AppendRecord(dst []byte, m *Message) ([]byte, error) {
 	dst = append(dst, m.Body...)
 	dst = append(dst, byte(len(m.Topic)))
 	dst = append(dst, m.Topic...)
-	dst = b.AppendUint16(dst, uint16(len(m.Properties)))
-	dst = append(dst, m.Properties...)
+	if slot {
+		dst = b.AppendUint16(dst, uint16(len(props)+CRCSlotSize))
+		dst = append(dst, props...)
+		return append(dst, crcSlot...), nil
+	}
+	dst = b.AppendUint16(dst, uint16(len(props)))
+	dst = append(dst, props...)
 	return dst, nil
 }
 

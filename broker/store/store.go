@@ -245,9 +245,8 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		}
 		mm := *m
 		mm.StoreHost = s.opts.StoreHost
-		mm.Properties = message.WithCRCSlot(m.Properties)
 		buf := s.cur.reserve(s.next, int(size))
-		rec, _ := message.AppendRecord(buf, &mm) // sizes were checked above
+		rec, _ := message.AppendSealableRecord(buf, &mm) // sizes were checked above
 		message.SetOffsets(rec, qo, s.next, now)
 		message.Seal(rec)
 		s.cur.commit(len(rec))
@@ -298,7 +297,7 @@ func (s *Store) checkMessage(m *message.Message) (int, error) {
 	if len(m.Body) > s.opts.MaxMessageSize {
 		return 0, fmt.Errorf("%w: body of %d bytes, limit %d", ErrMessageTooLarge, len(m.Body), s.opts.MaxMessageSize)
 	}
-	n, err := message.RecordSize(&message.Message{Topic: m.Topic, Properties: message.WithCRCSlot(m.Properties), Body: m.Body,
+	n, err := message.SealableRecordSize(&message.Message{Topic: m.Topic, Properties: m.Properties, Body: m.Body,
 		BornHost: m.BornHost, StoreHost: s.opts.StoreHost})
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrBadMessage, err)
