@@ -22,7 +22,10 @@ type Broker struct {
 	delay  *delay.Scheduler
 	topics *topicTable
 	srv    *remoting.Server
-	addr   string // advertised address
+	addr   string                    // advertised address
+	groups *groupState               // consumer groups, offsets, queue locks
+	pulls  *pullHolder               // long-polling pulls
+	reg    atomic.Pointer[registrar] // name-server registration, if any
 
 	// dispatchHooks are called, in order, after records become visible in
 	// a consume queue (long polling registers here). They must not block.
@@ -42,6 +45,8 @@ func Open(opts Options) (*Broker, error) {
 	}
 	opts = opts.withDefaults()
 	b := &Broker{opts: opts, stop: make(chan struct{})}
+	b.groups = newGroupState(opts.Store.Dir)
+	b.pulls = newPullHolder(b)
 	var ready atomic.Bool
 	opts.Store.OnDispatch = func(topic string, qid int32, maxOffset int64) {
 		if ready.Load() {

@@ -390,23 +390,13 @@ type groupState struct {
 	locks   *lockTable
 }
 
-// groupStates maps each open *Broker to its groupState. It lives here
-// rather than in a Broker field because broker.go belongs to the skeleton.
-var groupStates sync.Map
-
-// groupStateFor returns b's state, creating it (and loading the offsets
-// file) on first use, which is Open's routes().
-func groupStateFor(b *Broker) *groupState {
-	if s, ok := groupStates.Load(b); ok {
-		return s.(*groupState)
-	}
-	s, _ := groupStates.LoadOrStore(b, &groupState{groups: newGroupTable(), offsets: openOffsetTable(b.opts.Store.Dir), locks: newLockTable()})
-	return s.(*groupState)
+func newGroupState(dir string) *groupState {
+	return &groupState{groups: newGroupTable(), offsets: openOffsetTable(dir), locks: newLockTable()}
 }
 
-func (b *Broker) groupTable() *groupTable   { return groupStateFor(b).groups }
-func (b *Broker) offsetTable() *offsetTable { return groupStateFor(b).offsets }
-func (b *Broker) lockTable() *lockTable     { return groupStateFor(b).locks }
+func (b *Broker) groupTable() *groupTable   { return b.groups.groups }
+func (b *Broker) offsetTable() *offsetTable { return b.groups.offsets }
+func (b *Broker) lockTable() *lockTable     { return b.groups.locks }
 
 // registerGroups handles heartbeats and group membership.
 func (b *Broker) registerGroups(mux *remoting.Mux) {
@@ -568,11 +558,6 @@ func (b *Broker) groupSubscription(group, topic string) (subscription, bool) {
 // closeGroups stops group notifications and persists consumer offsets;
 // Close calls it once the server and the background work have stopped.
 func (b *Broker) closeGroups() error {
-	s, ok := groupStates.LoadAndDelete(b)
-	if !ok {
-		return nil
-	}
-	st := s.(*groupState)
-	st.groups.close()
-	return st.offsets.close()
+	b.groups.groups.close()
+	return b.groups.offsets.close()
 }

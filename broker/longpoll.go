@@ -16,34 +16,23 @@ import (
 // has passed. A held pull of a connection that closes is dropped; on Close
 // every held pull is answered PULL_NOT_FOUND.
 
-// pullHolders maps each open *Broker to its holder. The holder lives here
-// rather than in a Broker field because broker.go belongs to the skeleton;
-// tests reach it through holderFor.
-var pullHolders sync.Map
-
-// holderFor returns b's pull holder, creating it on first use.
-func holderFor(b *Broker) *pullHolder {
-	if h, ok := pullHolders.Load(b); ok {
-		return h.(*pullHolder)
-	}
-	h, _ := pullHolders.LoadOrStore(b, &pullHolder{
+func newPullHolder(b *Broker) *pullHolder {
+	return &pullHolder{
 		b:       b,
 		byQueue: make(map[heldQueue]map[*heldPull]struct{}),
 		byConn:  make(map[*remoting.Conn]map[*heldPull]struct{}),
-	})
-	return h.(*pullHolder)
+	}
 }
 
 // startLongPoll releases the held pulls when the broker stops; Close waits
 // for it (and every answer in flight) before it closes the store.
 func (b *Broker) startLongPoll() {
-	h := holderFor(b)
+	h := b.pulls
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		<-b.stopping()
 		h.close()
-		pullHolders.Delete(b)
 	}()
 }
 

@@ -31,7 +31,7 @@ func TestLongPollAnsweredOnArrival(t *testing.T) {
 
 	start := time.Now()
 	done := asyncPull(c, pullExt("lp", 0, 1, pullFlagSuspend, "*", 20000))
-	h := holderFor(b)
+	h := b.pulls
 	waitFor(t, "the pull to be held", func() bool { return h.held() == 1 })
 
 	p := dial(t, b) // another producer
@@ -60,7 +60,7 @@ func TestLongPollOtherQueueDoesNotWake(t *testing.T) {
 	mustSend(t, c, "lq", 0, "", "x")
 	waitQueue(t, b, "lq", 0, 1)
 	done := asyncPull(c, pullExt("lq", 1, 0, pullFlagSuspend, "*", 20000))
-	waitFor(t, "the pull to be held", func() bool { return holderFor(b).held() == 1 })
+	waitFor(t, "the pull to be held", func() bool { return b.pulls.held() == 1 })
 	mustSend(t, c, "lq", 0, "", "y") // queue 0, not the held queue 1
 	if resp := <-done; resp == nil || resp.Code != remoting.RespPullNotFound {
 		t.Fatalf("pull on a quiet queue answered %+v", resp)
@@ -106,7 +106,7 @@ func TestLongPollReleasedOnClose(t *testing.T) {
 	mustSend(t, c, "lc", 0, "", "x")
 	waitQueue(t, b, "lc", 0, 1)
 	done := asyncPull(c, pullExt("lc", 0, 1, pullFlagSuspend, "*", 20000))
-	waitFor(t, "the pull to be held", func() bool { return holderFor(b).held() == 1 })
+	waitFor(t, "the pull to be held", func() bool { return b.pulls.held() == 1 })
 	start := time.Now()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestLongPollDroppedWithConnection(t *testing.T) {
 	mustSend(t, c, "ld", 0, "", "x")
 	waitQueue(t, b, "ld", 0, 1)
 	done := asyncPull(c, pullExt("ld", 0, 1, pullFlagSuspend, "*", 20000))
-	h := holderFor(b)
+	h := b.pulls
 	waitFor(t, "the pull to be held", func() bool { return h.held() == 1 })
 	c.Close()
 	<-done

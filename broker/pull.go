@@ -44,7 +44,7 @@ type pullRequest struct {
 
 // registerPull handles PULL_MESSAGE, with long polling (longpoll.go).
 func (b *Broker) registerPull(mux *remoting.Mux) {
-	h := holderFor(b)
+	h := b.pulls
 	b.onDispatchHook(h.notify)
 	mux.HandleFunc(remoting.ReqPullMessage, func(_ context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 		return b.handlePull(h, conn, req)

@@ -36,7 +36,7 @@ const (
 )
 
 // registrar is one broker's registration state. It lives outside Broker so
-// that registration stays in this file; registrars maps a broker to it.
+// that registration stays in this file; Broker.reg points to it.
 type registrar struct {
 	b     *Broker
 	kick  chan struct{} // a pending re-registration; capacity 1
@@ -55,8 +55,6 @@ type registrar struct {
 	seen   map[string]bool
 }
 
-var registrars sync.Map // *Broker → *registrar
-
 // startRegistration registers with the name servers before Open returns,
 // then keeps registering in the background until the broker stops.
 func (b *Broker) startRegistration() {
@@ -65,7 +63,7 @@ func (b *Broker) startRegistration() {
 	}
 	r := &registrar{b: b, kick: make(chan struct{}, 1), lastNames: map[string]bool{},
 		reachable: map[string]bool{}, seen: map[string]bool{}}
-	registrars.Store(b, r)
+	b.reg.Store(r)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.registerAll(ctx)
 	b.onDispatchHook(r.noteDispatch)
@@ -77,7 +75,6 @@ func (b *Broker) startRegistration() {
 	}()
 	go func() {
 		defer b.wg.Done()
-		defer registrars.Delete(b)
 		r.loop(ctx)
 	}()
 }
@@ -85,8 +82,8 @@ func (b *Broker) startRegistration() {
 // topicsChanged asks for a prompt re-registration after a topic was created
 // or deleted. It does not block.
 func (b *Broker) topicsChanged() {
-	if r, ok := registrars.Load(b); ok {
-		r.(*registrar).trigger()
+	if r := b.reg.Load(); r != nil {
+		r.trigger()
 	}
 }
 

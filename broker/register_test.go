@@ -184,11 +184,11 @@ func TestRegistrationOnFirstDispatch(t *testing.T) {
 	if _, err := b.topics.getOrCreate("FirstSend"); err != nil {
 		t.Fatal(err)
 	}
-	v, ok := registrars.Load(b)
-	if !ok {
+	r := b.reg.Load()
+	if r == nil {
 		t.Fatal("no registrar for a broker with name servers")
 	}
-	v.(*registrar).noteDispatch("FirstSend", 0, 1)
+	r.noteDispatch("FirstSend", 0, 1)
 	waitFor(t, "the first-send topic's route", func() bool {
 		_, ok := nsRoute(t, nc, "FirstSend")
 		return ok
