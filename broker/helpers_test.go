@@ -11,6 +11,7 @@ import (
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
 // testLogger is silent unless BROKER_TEST_LOG is set.
@@ -74,11 +75,5 @@ func call(t testing.TB, c *remoting.Conn, code int16, ext map[string]string, bod
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // poll interval
-	}
+	testutil.WaitFor(t, 10*time.Second, what, cond)
 }

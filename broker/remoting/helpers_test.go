@@ -9,26 +9,18 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
 // quiet is the logger tests use, so expected protocol errors stay out of
 // the test output.
 var quiet = slog.New(slog.DiscardHandler)
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // echoMux answers ReqHeartBeat with SUCCESS, echoing ext fields, remark and body.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/config"
+	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
 // checkpointFile is the file broker/store writes on Close (RocketMQ's name).
@@ -40,17 +41,7 @@ func (b *syncBuffer) String() string {
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // start runs the root command with args in a goroutine and returns its
