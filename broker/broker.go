@@ -119,7 +119,6 @@ func (b *Broker) routes() *remoting.Mux {
 // registration and the like); each piece adds itself here.
 func (b *Broker) startBackground() {
 	b.startRegistration()
-	b.startLongPoll()
 	b.startGroupExpiry()
 	b.startOffsetFlush()
 }
@@ -175,12 +174,10 @@ func (b *Broker) Close() error {
 		return ErrClosed
 	}
 	close(b.stop)
+	b.pulls.close() // answer held pulls while their connections are open
 	err := b.srv.Close()
 	b.wg.Wait()
 	err = errors.Join(err, b.closeGroups())
 	err = errors.Join(err, b.delay.Close(), b.topics.close(), b.store.Close())
 	return err
 }
-
-// stopping is closed when the broker stops; handlers that wait select on it.
-func (b *Broker) stopping() <-chan struct{} { return b.stop }

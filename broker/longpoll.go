@@ -24,18 +24,6 @@ func newPullHolder(b *Broker) *pullHolder {
 	}
 }
 
-// startLongPoll releases the held pulls when the broker stops; Close waits
-// for it (and every answer in flight) before it closes the store.
-func (b *Broker) startLongPoll() {
-	h := b.pulls
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		<-b.stopping()
-		h.close()
-	}()
-}
-
 type heldQueue struct {
 	topic string
 	qid   int32

@@ -111,7 +111,10 @@ func TestLongPollReleasedOnClose(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	<-done // answered or failed with the closed connection, either way at once
+	resp := <-done
+	if resp == nil || resp.Code != remoting.RespPullNotFound {
+		t.Fatalf("held pull answered %v on Close, want PULL_NOT_FOUND before the connection closes", resp)
+	}
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Fatalf("Close took %v with a held pull", elapsed)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"hash/crc32"
 	"maps"
 	"strconv"
@@ -264,7 +265,12 @@ func (r *registrar) invoke(ctx context.Context, addr string, req *remoting.Comma
 	}
 	resp, err := conn.Invoke(ctx, req)
 	if err != nil {
-		conn.Close()
+		// A slow name server is not a broken connection: closing it would
+		// make the name server drop this broker from every route. Close only
+		// when the transport failed.
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			conn.Close()
+		}
 		return err
 	}
 	if resp.Code != remoting.RespSuccess {

@@ -125,8 +125,13 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		return remoting.NewResponse(req, remoting.RespNoPermission, "the topic["+h.topic+"] sending message is forbidden")
 	}
 	qid := h.queueID
-	if qid < 0 || int(qid) >= tc.WriteQueueNums {
+	if qid < 0 {
 		qid = rand.Int32N(int32(tc.WriteQueueNums))
+	} else if int(qid) >= max(tc.WriteQueueNums, tc.ReadQueueNums) {
+		// As RocketMQ: a queue the topic does not have is an error, never
+		// quietly another queue (that would break per-key ordering).
+		return remoting.NewResponse(req, remoting.RespSystemError,
+			fmt.Sprintf("queueId[%d] is illegal, topic:[%s] topicConfig.writeQueueNums:[%d]", qid, h.topic, tc.WriteQueueNums))
 	}
 	msgs, resp := b.buildSendMessages(req, h, qid, bornHostOf(conn))
 	if resp != nil {

@@ -158,12 +158,15 @@ func TestSendKeepsPropertiesByteForByte(t *testing.T) {
 func TestSendQueueSelection(t *testing.T) {
 	b := startBroker(t, testOptions(t))
 	c := dial(t, b)
-	for _, qid := range []int{-1, 99} {
-		resp := mustSend(t, c, "pick", qid, "", "x")
-		q, err := strconv.Atoi(resp.Ext("queueId"))
-		if err != nil || q < 0 || q >= DefaultQueueNums {
-			t.Fatalf("queueId %d was sent to %q", qid, resp.Ext("queueId"))
-		}
+	resp := mustSend(t, c, "pick", -1, "", "x")
+	if q, err := strconv.Atoi(resp.Ext("queueId")); err != nil || q < 0 || q >= DefaultQueueNums {
+		t.Fatalf("queueId -1 was sent to %q", resp.Ext("queueId"))
+	}
+	// A queue the topic does not have is refused, never another queue: a
+	// producer with a stale route would otherwise break per-key order.
+	r := call(t, c, remoting.ReqSendMessageV2, map[string]string{"a": "pg", "b": "pick", "e": "99", "f": "0", "g": "0", "h": "0"}, []byte("x"))
+	if r.Code != remoting.RespSystemError || !strings.Contains(r.Remark, "queueId[99] is illegal") {
+		t.Fatalf("send to queue 99 of a 4-queue topic = %d %q", r.Code, r.Remark)
 	}
 }
 

@@ -38,6 +38,20 @@ var topicsNotSentBack = map[string]bool{
 	"RMQ_SYS_TRANS_OP_HALF_TOPIC": true,
 }
 
+// storeSentBack stores a send-back copy: into its retry topic through the
+// delay scheduler, or straight into the dead-letter queue.
+func (b *Broker) storeSentBack(ctx context.Context, m *message.Message, dlq bool) (store.AppendResult, error) {
+	if err := b.ensureGroupTopic(m.Topic); err != nil {
+		return store.AppendResult{}, err
+	}
+	if !dlq {
+		if _, err := b.delay.Prepare(m); err != nil {
+			return store.AppendResult{}, err
+		}
+	}
+	return b.store.Append(ctx, m)
+}
+
 // registerSendBack handles CONSUMER_SEND_MSG_BACK.
 func (b *Broker) registerSendBack(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqConsumerSendMsgBack, b.handleSendBack)
@@ -52,7 +66,7 @@ func parseSendBackHeader(req *remoting.Command) (sendBackHeader, error) {
 	if h.group == "" {
 		return h, errors.New("group is missing")
 	}
-	if err := message.ValidateTopic(DLQTopic(h.group)); err != nil {
+	if err := message.ValidateTopic(RetryTopic(h.group)); err != nil { // the longer of %RETRY% and %DLQ%
 		return h, fmt.Errorf("group %q: %w", h.group, err)
 	}
 	if v := req.Ext("delayLevel"); v != "" {
@@ -151,19 +165,19 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	m, dlq := b.sendBackMessage(&orig, h)
-	if err := b.ensureGroupTopic(m.Topic); err != nil {
-		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	res, err := b.storeSentBack(ctx, m, dlq)
+	if err != nil && !dlq && !errors.Is(err, store.ErrWriteFailed) && !errors.Is(err, store.ErrFlushTimeout) && ctx.Err() == nil {
+		// The retry copy cannot be stored (it grew past a limit with the
+		// retry properties, say): park the message in the DLQ instead.
+		b.opts.Logger.Warn("retry copy refused; moving the message to the dead-letter queue", "group", h.group, "offset", h.offset, "err", err)
+		h.delayLevel = -1
+		m, dlq = b.sendBackMessage(&orig, h)
+		res, err = b.storeSentBack(ctx, m, dlq)
 	}
-	if !dlq {
-		if _, err := b.delay.Prepare(m); err != nil {
-			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
-		}
-	}
-	res, err := b.store.Append(ctx, m)
 	if err != nil {
-		if errors.Is(err, store.ErrBadMessage) || errors.Is(err, store.ErrMessageTooLarge) {
-			return remoting.NewResponse(req, remoting.RespMessageIllegal, err.Error())
-		}
+		// Every failure after the record was found closes the connection:
+		// the Go client takes any answer to a send-back as success and would
+		// drop the message, while a transport error makes it retry.
 		b.opts.Logger.Error("send-back not stored; closing the connection so the client retries",
 			"remote", conn.RemoteAddr(), "group", h.group, "offset", h.offset, "err", err)
 		conn.Close()

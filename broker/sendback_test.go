@@ -2,6 +2,7 @@ package broker
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -183,5 +184,29 @@ func TestSendBackBadInput(t *testing.T) {
 	retry := waitQueueMsgs(t, b, "%RETRY%g", 0, 1)[0]
 	if resp := callSendBack(t, c, sendBackExt(retry.CommitLogOffset, "g", "orders", 0, 16)); resp.Code != remoting.RespSuccess {
 		t.Fatalf("send back of a retry message: %d %s", resp.Code, resp.Remark)
+	}
+}
+
+// A message whose properties leave no room for the retry properties is
+// parked in the DLQ, not answered with an error the client would take as
+// success (and then lose the message).
+func TestSendBackFallsBackToDLQ(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	// 80 bytes short of the limit: room for the DLQ copy's RETRY_TOPIC and
+	// ORIGIN_MESSAGE_ID (70 bytes here), not for the retry copy's DELAY,
+	// REAL_TOPIC and REAL_QID on top (39 more).
+	big := strings.Repeat("v", message.MaxPropertiesLength-message.CRCSlotSize-len("big\x01\x02")-80)
+	res, err := b.store.Append(t.Context(), &message.Message{Topic: "orders", Body: []byte("x"),
+		Properties: message.Properties{"big": big}.Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := callSendBack(t, c, sendBackExt(res.PhysicalOffset, "g", "orders", 0, 16)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send back: %d %s", resp.Code, resp.Remark)
+	}
+	dlq := waitQueueMsgs(t, b, DLQTopic("g"), 0, 1)
+	if string(dlq[0].Body) != "x" || dlq[0].Property("big") != big {
+		t.Fatalf("DLQ copy = %q with %d property bytes", dlq[0].Body, len(dlq[0].Properties))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,11 +90,17 @@ func (c *cluster) resolver() primitive.NsResolver {
 	return primitive.NewPassthroughResolver([]string{c.nsAddr})
 }
 
-var seq atomic.Int64
+var (
+	seq atomic.Int64
+	// run tells this test process's names from an earlier run's: a
+	// broadcasting consumer keeps offsets in files named by group and
+	// instance under ~/.rocketmq_offsets, which outlive the process.
+	run = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+)
 
-// uniq returns a name unique in this test process (the client keeps
-// process-wide state per group and instance name).
-func uniq(prefix string) string { return fmt.Sprintf("%s-%d", prefix, seq.Add(1)) }
+// uniq returns a name unique to this test process and run (the client keeps
+// process-wide state per group and instance name, and files per group).
+func uniq(prefix string) string { return fmt.Sprintf("%s-%s-%d", prefix, run, seq.Add(1)) }
 
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
