@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/remotetest"
 	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
@@ -47,29 +47,16 @@ func startBroker(t testing.TB, o Options) *Broker {
 	return b
 }
 
-// dial connects a raw remoting client to the broker.
+// dial connects a raw remoting client, closed when the test ends.
 func dial(t testing.TB, b *Broker) *remoting.Conn {
 	t.Helper()
-	c, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return remotetest.Dial(t, b.Addr())
 }
 
 // call invokes a request and fails the test on a transport error.
 func call(t testing.TB, c *remoting.Conn, code int16, ext map[string]string, body []byte) *remoting.Command {
 	t.Helper()
-	req := remoting.NewRequest(code, ext)
-	req.Body = body
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := c.Invoke(ctx, req)
-	if err != nil {
-		t.Fatalf("Invoke code %d: %v", code, err)
-	}
-	return resp
+	return remotetest.Call(t, c, code, ext, body)
 }
 
 // waitFor polls cond until it holds or 10 s pass.
