@@ -38,7 +38,8 @@ the disk itself allows for the same workload. One run measures, in fresh
 subdirectories of --dir that it removes at the end:
 
   raw limit  perfect group commit: one write of writers x size bytes and one
-             fdatasync, repeated for duration/3 (at least 1 s). The bound for
+             fdatasync, repeated for duration/3 (at least 1 s), half before
+             and half after the store (the disk drifts). The bound for
              SYNC_FLUSH, counted as writers messages per fdatasync.
   raw seq    sequential bandwidth: 1 MiB writes for duration/3 (at least 1 s)
              and a final fdatasync. The bound for ASYNC_FLUSH.
