@@ -102,9 +102,10 @@ type StoreResult struct {
 	Ratio float64 `json:"ratio"`
 }
 
-// RunStore measures the two raw baselines and then the store, in that
-// order, in fresh subdirectories of o.Dir on the same file system, and
-// removes them before it returns. It fails with [ErrInvalidOptions] if o is
+// RunStore measures perfect group commit (half), raw sequential bandwidth,
+// the store, then perfect group commit again (the other half), in fresh
+// subdirectories of o.Dir on the same file system, and removes them before
+// it returns. It fails with [ErrInvalidOptions] if o is
 // out of range, and with ctx's error if ctx ends first.
 func RunStore(ctx context.Context, o StoreOptions) (res StoreResult, err error) {
 	if o, err = o.validate(); err != nil {

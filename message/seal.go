@@ -49,7 +49,8 @@ func recordCRC(rec []byte, bodyStart, bodyEnd int) uint32 {
 }
 
 // Seal writes the record checksum into the slot of an encoded record whose
-// properties end with one (see WithCRCSlot). Call it after SetOffsets.
+// properties end with one (written by AppendSealableRecord, or by
+// AppendRecord on properties from WithCRCSlot). Call it after SetOffsets.
 func Seal(rec []byte) {
 	if !hasSlot(rec) {
 		return
