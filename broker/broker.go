@@ -11,6 +11,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 )
 
@@ -20,6 +21,7 @@ type Broker struct {
 	opts   Options
 	store  *store.Store
 	delay  *delay.Scheduler
+	txn    *txn.Service
 	topics *topicTable
 	srv    *remoting.Server
 	addr   string                    // advertised address
@@ -90,11 +92,16 @@ func Open(opts Options) (*Broker, error) {
 	if b.delay, err = delay.New(b.store, opts.Delay); err != nil {
 		return fail(err, b.store.Close)
 	}
-	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels()); err != nil {
+	opts.Txn.Checker = txn.CheckerFunc(b.checkTransaction)
+	if b.txn, err = txn.Open(b.store, opts.Txn); err != nil {
 		return fail(err, b.delay.Close, b.store.Close)
+	}
+	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels()); err != nil {
+		return fail(err, b.txn.Close, b.delay.Close, b.store.Close)
 	}
 	ready.Store(true)
 	b.delay.Start()
+	b.txn.Start()
 	b.delay.Notify(delay.ScheduleTopic) // deliver what fell due while stopped
 	b.startBackground()
 	return b, nil
@@ -112,6 +119,7 @@ func (b *Broker) routes() *remoting.Mux {
 	b.registerLocks(mux)
 	b.registerSendBack(mux)
 	b.registerAdmin(mux)
+	b.registerTxn(mux)
 	return mux
 }
 
@@ -164,6 +172,9 @@ func (b *Broker) Addr() string { return b.addr }
 // Store returns the broker's message store.
 func (b *Broker) Store() *store.Store { return b.store }
 
+// Transactions returns the broker's transaction service.
+func (b *Broker) Transactions() *txn.Service { return b.txn }
+
 // Scheduler returns the broker's delay scheduler.
 func (b *Broker) Scheduler() *delay.Scheduler { return b.delay }
 
@@ -178,6 +189,6 @@ func (b *Broker) Close() error {
 	err := b.srv.Close()
 	b.wg.Wait()
 	err = errors.Join(err, b.closeGroups())
-	err = errors.Join(err, b.delay.Close(), b.topics.close(), b.store.Close())
+	err = errors.Join(err, b.txn.Close(), b.delay.Close(), b.topics.close(), b.store.Close())
 	return err
 }

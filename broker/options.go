@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 )
 
@@ -29,6 +30,9 @@ type Options struct {
 	// Delay configures the delay scheduler. Delay.Dir defaults to
 	// Store.Dir/delay.
 	Delay delay.Options
+	// Txn configures transactions (check-back timing, max checks).
+	// Txn.Dir defaults to Store.Dir/txn; Txn.Checker is set by the broker.
+	Txn txn.Options
 	// ListenAddr is where the broker serves remoting. Default 127.0.0.1:10911.
 	ListenAddr string
 	// AdvertiseAddr is the address clients are told to connect to (the
@@ -88,6 +92,12 @@ func (o Options) withDefaults() Options {
 	if o.Delay.Dir == "" && o.Store.Dir != "" {
 		o.Delay.Dir = o.Store.Dir + "/delay"
 	}
+	if o.Txn.Dir == "" && o.Store.Dir != "" {
+		o.Txn.Dir = o.Store.Dir + "/txn"
+	}
+	if o.Txn.Logger == nil {
+		o.Txn.Logger = o.Logger
+	}
 	if o.Store.Logger == nil {
 		o.Store.Logger = o.Logger
 	}
@@ -114,6 +124,9 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: MaxReconsumeTimes %d is negative", ErrInvalidOptions, o.MaxReconsumeTimes)
 	}
 	if err := o.Store.Validate(); err != nil {
+		return err
+	}
+	if err := o.Txn.Validate(); err != nil {
 		return err
 	}
 	return o.Delay.Validate()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 	"github.com/halfbackmq/halfback/message"
 )
@@ -30,20 +31,16 @@ const (
 // directly: RocketMQ's TopicValidator NOT_ALLOWED_SEND_TOPIC_SET plus the
 // auto-create key topic and halfback's delay topics.
 var sendForbiddenTopics = map[string]bool{
-	delay.ScheduleTopic:           true,
-	delay.TimerTopic:              true,
-	"SCHEDULE_TOPIC_XXXX_V2":      true,
-	"RMQ_SYS_TRANS_HALF_TOPIC":    true,
-	"RMQ_SYS_TRANS_OP_HALF_TOPIC": true,
-	"TRANS_CHECK_MAX_TIME_TOPIC":  true,
-	"SELF_TEST_TOPIC":             true,
-	"OFFSET_MOVED_EVENT":          true,
-	"TBW102":                      true,
+	delay.ScheduleTopic:      true,
+	delay.TimerTopic:         true,
+	"SCHEDULE_TOPIC_XXXX_V2": true,
+	txn.HalfTopic:            true,
+	txn.OpTopic:              true,
+	txn.CheckMaxTopic:        true,
+	"SELF_TEST_TOPIC":        true,
+	"OFFSET_MOVED_EVENT":     true,
+	"TBW102":                 true,
 }
-
-// errTransactionalSend is the remark a transactional (half) message gets
-// until the broker implements transactions.
-const errTransactionalSend = "transactional messages arrive with the transactions feature"
 
 // registerSend handles SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE.
 func (b *Broker) registerSend(mux *remoting.Mux) {
@@ -108,9 +105,6 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if sendForbiddenTopics[h.topic] {
 		return remoting.NewResponse(req, remoting.RespNoPermission, "Sending message to topic["+h.topic+"] is forbidden.")
 	}
-	if isTransactionalSend(h) {
-		return remoting.NewResponse(req, remoting.RespNoPermission, errTransactionalSend)
-	}
 	if limit := b.maxMessageSize(); len(req.Body) > limit {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body of %d bytes exceeds the limit of %d bytes", len(req.Body), limit))
@@ -132,6 +126,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		// quietly another queue (that would break per-key ordering).
 		return remoting.NewResponse(req, remoting.RespSystemError,
 			fmt.Sprintf("queueId[%d] is illegal, topic:[%s] topicConfig.writeQueueNums:[%d]", qid, h.topic, tc.WriteQueueNums))
+	}
+	if isTransactionalSend(h) {
+		return b.sendHalf(ctx, req, h, qid, bornHostOf(conn))
 	}
 	msgs, resp := b.buildSendMessages(req, h, qid, bornHostOf(conn))
 	if resp != nil {

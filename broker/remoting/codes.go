@@ -39,6 +39,12 @@ const (
 	ReqQueryAssignment          int16 = 400 // QUERY_ASSIGNMENT (Java 5 client, server-side rebalance)
 	ReqSetMessageRequestMode    int16 = 401 // SET_MESSAGE_REQUEST_MODE (Java 5 admin)
 
+	// halfback's own administration requests: RocketMQ has no equivalent,
+	// and uses no number between 3011 and 200049.
+	ReqHalfbackListTransactions   int16 = 7001 // list pending and parked transactions (JSON body)
+	ReqHalfbackResumeTransaction  int16 = 7002 // resume a parked transaction's checks
+	ReqHalfbackResolveTransaction int16 = 7003 // an operator commits or rolls back a live transaction
+
 	// Broker administration (mqadmin, Go client admin package).
 	ReqUpdateAndCreateTopic             int16 = 17  // UPDATE_AND_CREATE_TOPIC; Go client ReqCreateTopic
 	ReqGetAllTopicConfig                int16 = 21  // GET_ALL_TOPIC_CONFIG

@@ -1,0 +1,184 @@
+package txn
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// EndRequest is an END_TRANSACTION.
+type EndRequest struct {
+	// Group is the producer group asking; it must be the half message's.
+	Group string
+	// HalfOffset is the half record's commit-log offset (commitLogOffset).
+	HalfOffset int64
+	// QueueOffset is the half record's HalfTopic offset
+	// (tranStateTableOffset); it must match.
+	QueueOffset int64
+	// Outcome is what the producer decided.
+	Outcome Outcome
+	// FromCheck says the request answers a check-back.
+	FromCheck bool
+	// Admin skips the group and queue-offset checks (an operator
+	// resolving a parked transaction).
+	Admin bool
+}
+
+// EndResult says what END_TRANSACTION did.
+type EndResult struct {
+	// Txn is the transaction after the request.
+	Txn Txn
+	// Duplicate means the outcome had already been recorded; nothing was
+	// written.
+	Duplicate bool
+	// Committed is where the committed message was stored (commit only,
+	// not Duplicate).
+	Committed store.AppendResult
+}
+
+// End records a producer's outcome for a half message. Commit writes the
+// message to its real topic; Rollback records that it never will be;
+// Unknown changes nothing and leaves it to check-back. A repeated outcome
+// is answered from the record (Duplicate) and never writes again; the
+// opposite outcome of one already recorded is [ErrConflict]. A half
+// message is identified by offset and verified against group and queue
+// offset as RocketMQ does ([ErrUnknownTransaction], [ErrWrongGroup],
+// [ErrWrongOffset]).
+func (s *Service) End(ctx context.Context, req EndRequest) (EndResult, error) {
+	if s.closed.Load() {
+		return EndResult{}, ErrClosed
+	}
+	for {
+		s.mu.Lock()
+		e, ok := s.live[req.HalfOffset]
+		if !ok {
+			s.mu.Unlock()
+			return s.endResolved(req)
+		}
+		if err := req.verify(e); err != nil {
+			s.mu.Unlock()
+			return EndResult{}, err
+		}
+		if req.Outcome == Unknown {
+			t := e.txn()
+			s.mu.Unlock()
+			return EndResult{Txn: t}, nil
+		}
+		if wait := e.resolving; wait != nil {
+			s.mu.Unlock()
+			select {
+			case <-wait:
+				continue // look again: it may be resolved now
+			case <-ctx.Done():
+				return EndResult{}, ctx.Err()
+			}
+		}
+		e.resolving = make(chan struct{})
+		s.mu.Unlock()
+		res, err := s.resolve(ctx, e, req.Outcome)
+		s.mu.Lock()
+		close(e.resolving)
+		e.resolving = nil
+		s.mu.Unlock()
+		if err == nil {
+			s.stats.outcome(req.Outcome, req.FromCheck)
+		}
+		return res, err
+	}
+}
+
+func (req EndRequest) verify(e *entry) error {
+	if req.Admin {
+		return nil
+	}
+	if req.Group != e.group {
+		return fmt.Errorf("%w: %q is not the half message's group %q", ErrWrongGroup, req.Group, e.group)
+	}
+	if req.QueueOffset != e.queueOffset {
+		return fmt.Errorf("%w: %d, the half message's is %d", ErrWrongOffset, req.QueueOffset, e.queueOffset)
+	}
+	return nil
+}
+
+// endResolved answers END_TRANSACTION for a transaction no longer live.
+func (s *Service) endResolved(req EndRequest) (EndResult, error) {
+	e, ok, err := s.resolved(req.HalfOffset)
+	if err != nil {
+		return EndResult{}, err
+	}
+	if !ok {
+		return EndResult{}, fmt.Errorf("%w: no half message at offset %d", ErrUnknownTransaction, req.HalfOffset)
+	}
+	if err := req.verify(e); err != nil {
+		return EndResult{}, err
+	}
+	if req.Outcome != Unknown && req.Outcome.status() != e.status {
+		return EndResult{Txn: e.txn()}, fmt.Errorf("%w: asked to %s, already %s", ErrConflict, req.Outcome, e.status)
+	}
+	return EndResult{Txn: e.txn(), Duplicate: req.Outcome != Unknown}, nil
+}
+
+// resolve writes the outcome's record and moves e to resolved. The caller
+// holds e.resolving.
+func (s *Service) resolve(ctx context.Context, e *entry, o Outcome) (EndResult, error) {
+	var m *message.Message
+	if o == Commit {
+		ext, err := s.st.ReadMessage(e.content)
+		if err != nil {
+			return EndResult{}, fmt.Errorf("txn: read half message at %d: %w", e.content, err)
+		}
+		m = committedMessage(&ext, e.half)
+	} else {
+		m = opRecord(opRollback, e.half, s.opts.Now().UnixMilli())
+	}
+	var t Txn
+	res, err := s.write(ctx, m, func(store.AppendResult) {
+		s.settle(e, o.status())
+		t = e.txn()
+	})
+	if err != nil {
+		return EndResult{}, err
+	}
+	out := EndResult{Txn: t}
+	if o == Commit {
+		out.Committed = res
+	}
+	return out, nil
+}
+
+// settle records e's final status. Caller holds s.mu.
+func (s *Service) settle(e *entry, st Status) {
+	e.status = st
+	delete(s.live, e.half)
+	s.persist(e)
+}
+
+// committedMessage is the message a commit writes to its real topic:
+// RocketMQ's form, with the commit type in the sysFlag and the half
+// record's offset as preparedTransactionOffset.
+func committedMessage(half *message.Ext, halfOffset int64) *message.Message {
+	m := half.Message
+	m.Topic, _ = message.Property(half.Properties, message.PropertyRealTopic)
+	qid, _ := strconv.ParseInt(half.Property(message.PropertyRealQueueID), 10, 32)
+	m.QueueID = int32(qid)
+	m.Properties = message.RemoveProperties(half.Properties, message.PropertyRealTopic, message.PropertyRealQueueID,
+		message.PropertyTransactionPrepared, message.PropertyTransactionCheckTimes, PropertyHalfOffset)
+	m.SysFlag = message.WithTransactionType(half.SysFlag, message.TransactionCommitType)
+	m.PreparedTransactionOffset = halfOffset
+	return &m
+}
+
+// Op record tags.
+const (
+	opRollback = "rollback"
+	opResume   = "resume"
+)
+
+// opRecord is a rollback or resume record for the half message at half.
+func opRecord(op string, half, nowMs int64) *message.Message {
+	return &message.Message{Topic: OpTopic, BornTimestamp: nowMs, Body: strconv.AppendInt(nil, half, 10),
+		Properties: message.Properties{message.PropertyTags: op}.Encode()}
+}

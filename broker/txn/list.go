@@ -1,0 +1,119 @@
+package txn
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"sync/atomic"
+)
+
+// List returns the live transactions (pending and parked), oldest first.
+// A status of 0 lists both; limit <= 0 means all.
+func (s *Service) List(status Status, limit int) []Txn {
+	s.mu.Lock()
+	out := make([]Txn, 0, len(s.live))
+	for _, e := range s.live {
+		if status == 0 || e.status == status {
+			out = append(out, e.txn())
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Txn) int { return cmp.Compare(a.HalfOffset, b.HalfOffset) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// Get returns a transaction, live or resolved, by its half message's
+// offset message id, transaction id (UNIQ_KEY; live ones only) or
+// commit-log offset in decimal.
+func (s *Service) Get(id string, halfOffset int64) (Txn, bool) {
+	s.mu.Lock()
+	e := s.findLocked(id)
+	if e == nil && halfOffset >= 0 {
+		e = s.live[halfOffset]
+	}
+	if e != nil {
+		t := e.txn()
+		s.mu.Unlock()
+		return t, true
+	}
+	s.mu.Unlock()
+	if halfOffset < 0 {
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil {
+			return Txn{}, false
+		}
+		halfOffset = n
+	}
+	r, ok, err := s.resolved(halfOffset)
+	if err != nil || !ok {
+		return Txn{}, false
+	}
+	return r.txn(), true
+}
+
+// findLocked finds a live transaction by id. Caller holds s.mu.
+func (s *Service) findLocked(id string) *entry {
+	if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+		if e := s.live[n]; e != nil {
+			return e
+		}
+	}
+	for _, e := range s.live {
+		if e.msgID == id || e.uniq == id {
+			return e
+		}
+	}
+	return nil
+}
+
+// Stats are the service's counters since it opened, and its gauges.
+type Stats struct {
+	Pending, Parked     int   // live transactions now
+	Halves              int64 // half messages stored (or replayed)
+	Commits, Rollbacks  int64 // outcomes recorded, from producers
+	CheckCommits        int64 // commits that answered a check-back
+	CheckRollbacks      int64 // rollbacks that answered a check-back
+	Checks              int64 // check-backs that reached a producer
+	Unreached           int64 // due checks with no producer online (not counted)
+	ParkedTotal         int64 // half messages parked after max checks
+	ExpiredBeforeResult int64 // live half messages removed by retention
+}
+
+type counters struct {
+	halves, commits, rollbacks, checkCommits, checkRollbacks atomic.Int64
+	checks, unreached, parked, expired                       atomic.Int64
+}
+
+func (c *counters) outcome(o Outcome, fromCheck bool) {
+	switch {
+	case o == Commit && fromCheck:
+		c.checkCommits.Add(1)
+	case o == Commit:
+		c.commits.Add(1)
+	case o == Rollback && fromCheck:
+		c.checkRollbacks.Add(1)
+	case o == Rollback:
+		c.rollbacks.Add(1)
+	}
+}
+
+// Stats returns the counters and gauges.
+func (s *Service) Stats() Stats {
+	st := Stats{Halves: s.stats.halves.Load(), Commits: s.stats.commits.Load(), Rollbacks: s.stats.rollbacks.Load(),
+		CheckCommits: s.stats.checkCommits.Load(), CheckRollbacks: s.stats.checkRollbacks.Load(),
+		Checks: s.stats.checks.Load(), Unreached: s.stats.unreached.Load(), ParkedTotal: s.stats.parked.Load(),
+		ExpiredBeforeResult: s.stats.expired.Load()}
+	s.mu.Lock()
+	for _, e := range s.live {
+		if e.status == Pending {
+			st.Pending++
+		} else {
+			st.Parked++
+		}
+	}
+	s.mu.Unlock()
+	return st
+}

@@ -1,0 +1,186 @@
+package txn
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// recover loads the live transactions, drops state the log does not hold
+// (beyond its end after a crash, or removed by retention) and replays the
+// log from the last checkpoint.
+func (s *Service) recover() error {
+	end := s.st.MaxPhysicalOffset()
+	b := s.db.NewBatch()
+	for _, p := range []byte{prefixLive, prefixResolved} {
+		b.DeleteRange(stateKey(p, end), stateKey(p, math.MaxInt64), nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("txn: trim state: %w", err)
+	}
+	covered, err := s.covered()
+	if err != nil {
+		return err
+	}
+	if err := s.loadLive(); err != nil {
+		return err
+	}
+	if err := s.replay(min(covered, end)); err != nil {
+		return err
+	}
+	return s.checkpoint()
+}
+
+// replay applies the commit log from offset from to the state.
+func (s *Service) replay(from int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next, err := s.st.Scan(from, s.applyRecord)
+	if err != nil {
+		return fmt.Errorf("txn: replay the commit log from %d: %w", from, err)
+	}
+	s.opts.Logger.Info("txn: recovered", "live", len(s.live), "replayedFrom", from, "to", next)
+	s.dirty = true
+	return nil
+}
+
+// covered reads the checkpointed offset (0 when there is none).
+func (s *Service) covered() (int64, error) {
+	v, closer, err := s.db.Get(keyCovered)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("txn: read checkpoint: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("txn: checkpoint of %d bytes is damaged", len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+func (s *Service) loadLive() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixLive}, UpperBound: []byte{prefixLive + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		e, err := decodeEntry(it.Value())
+		if err != nil {
+			return err
+		}
+		if e.status.live() {
+			s.live[e.half] = e
+		}
+	}
+	return it.Error()
+}
+
+// applyRecord replays one commit-log record. Replaying a record the state
+// already reflects changes nothing. Caller holds s.mu.
+func (s *Service) applyRecord(x *message.Ext) error {
+	switch {
+	case x.Topic == HalfTopic:
+		if _, ok := s.live[x.CommitLogOffset]; ok {
+			return nil
+		}
+		if _, ok, err := s.resolved(x.CommitLogOffset); err != nil || ok {
+			return err
+		}
+		s.addHalf(&x.Message, store.AppendResult{PhysicalOffset: x.CommitLogOffset, QueueOffset: x.QueueOffset,
+			StoreTimestamp: x.StoreTimestamp, MsgID: x.MsgID()})
+	case x.Topic == CheckMaxTopic:
+		half, err := strconv.ParseInt(x.Property(PropertyHalfOffset), 10, 64)
+		if e, ok := s.live[half]; err == nil && ok {
+			e.status, e.content = Parked, x.CommitLogOffset
+			s.persist(e)
+		}
+	case x.Topic == OpTopic:
+		half, err := strconv.ParseInt(string(x.Body), 10, 64)
+		e, ok := s.live[half]
+		if err != nil || !ok {
+			return nil
+		}
+		switch x.Property(message.PropertyTags) {
+		case opRollback:
+			s.settle(e, RolledBack)
+		case opResume:
+			if e.status == Parked {
+				s.resume(e)
+			}
+		}
+	case message.TransactionType(x.SysFlag) == message.TransactionCommitType:
+		if e, ok := s.live[x.PreparedTransactionOffset]; ok {
+			s.settle(e, Committed)
+		}
+	}
+	return nil
+}
+
+// addHalf records a stored half message as pending. Caller holds s.mu.
+func (s *Service) addHalf(m *message.Message, r store.AppendResult) {
+	group, _ := message.Property(m.Properties, message.PropertyProducerGroup)
+	topic, _ := message.Property(m.Properties, message.PropertyRealTopic)
+	uniq, _ := message.Property(m.Properties, message.PropertyUniqKey)
+	keys, _ := message.Property(m.Properties, message.PropertyKeys)
+	e := &entry{half: r.PhysicalOffset, queueOffset: r.QueueOffset, content: r.PhysicalOffset,
+		storeMs: r.StoreTimestamp, nextCheckMs: s.firstCheck(r.StoreTimestamp, m.Properties), status: Pending,
+		group: group, topic: topic, uniq: uniq, keys: keys, msgID: r.MsgID}
+	s.live[e.half] = e
+	s.persist(e)
+	s.stats.halves.Add(1)
+}
+
+// dropExpired forgets transactions whose records retention removed: a
+// live one cannot be committed any more (it is logged), a resolved one
+// need not be remembered. Caller holds s.mu.
+func (s *Service) dropExpired() {
+	minOff := s.st.MinPhysicalOffset()
+	for half, e := range s.live {
+		if e.content < minOff && e.resolving == nil {
+			s.opts.Logger.Error("txn: half message removed by retention before it was resolved",
+				"half", half, "group", e.group, "topic", e.topic, "transactionId", e.uniq, "status", e.status)
+			delete(s.live, half)
+			s.db.Delete(stateKey(prefixLive, half), pebble.NoSync)
+			s.stats.expired.Add(1)
+		}
+	}
+	if err := s.db.DeleteRange(stateKey(prefixResolved, 0), stateKey(prefixResolved, minOff), pebble.NoSync); err != nil {
+		s.opts.Logger.Error("txn: forget expired outcomes", "err", err)
+	}
+}
+
+// checkpoint syncs the state with the offset it covers: every transaction
+// record below it is reflected in the synced state.
+func (s *Service) checkpoint() error {
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	s.dropExpired()
+	covered := s.st.MaxPhysicalOffset()
+	for _, floor := range s.inflight {
+		covered = min(covered, floor)
+	}
+	s.dirty = false
+	s.mu.Unlock()
+	// Pebble's log is ordered: syncing this write syncs every state write
+	// made before it.
+	if err := s.db.Set(keyCovered, binary.BigEndian.AppendUint64(nil, uint64(covered)), pebble.Sync); err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return fmt.Errorf("txn: checkpoint: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package txn
+
+import (
+	"os"
+	"slices"
+	"testing"
+)
+
+// scenario leaves one transaction of each kind: committed, rolled back,
+// pending with one check, parked.
+func scenario(t *testing.T, r *rig) {
+	t.Helper()
+	c, rb := r.half("committed"), r.half("rolled-back")
+	r.half("parked")
+	if _, err := r.end(c, Commit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.end(rb, Rollback); err != nil {
+		t.Fatal(err)
+	}
+	for range testOpts.CheckMax + 1 {
+		r.clock.Advance(testOpts.CheckInterval)
+		r.svc.checkRound()
+	}
+	r.half("pending")
+	r.clock.Advance(testOpts.Timeout)
+	r.svc.checkRound()
+}
+
+func liveState(r *rig) map[string]string {
+	out := map[string]string{}
+	for _, x := range r.svc.List(0, 0) {
+		out[x.TransactionID] = x.StatusName + "/" + string(rune('0'+x.Checks))
+	}
+	return out
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	r := newRig(t)
+	scenario(t, r)
+	want := map[string]string{"parked": "parked/3", "pending": "pending/1"}
+	if got := liveState(r); !mapsEqual(got, want) {
+		t.Fatalf("before restart %v", got)
+	}
+	r.reopen()
+	if got := liveState(r); !mapsEqual(got, want) {
+		t.Fatalf("after restart %v, want %v", got, want)
+	}
+	if got := r.waitDelivered(1); !slices.Equal(got, []string{"committed"}) {
+		t.Fatalf("delivered %v", got)
+	}
+}
+
+func TestStateIsRebuiltFromTheLogAlone(t *testing.T) {
+	r := newRig(t)
+	scenario(t, r)
+	r.close()
+	if err := os.RemoveAll(r.dir + "/txn"); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+	// Check counts are not in the log: the rebuilt pending one starts over,
+	// the parked one stays parked (its parked copy is in the log).
+	got := liveState(r)
+	if got["parked"] != "parked/0" || got["pending"] != "pending/0" || len(got) != 2 {
+		t.Fatalf("rebuilt state %v", got)
+	}
+	var c EndResult
+	for _, x := range []string{"committed", "rolled-back"} {
+		if _, ok := r.svc.Get(x, -1); ok {
+			t.Fatalf("resolved %s found as live", x)
+		}
+	}
+	offs := mustFind(t, r, "committed")
+	m, err := r.st.ReadMessage(offs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, ok := r.svc.Get("", m.PreparedTransactionOffset); !ok || x.Status != Committed {
+		t.Fatalf("rebuilt committed transaction %+v %v (%v)", x, ok, c)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
