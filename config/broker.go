@@ -1,9 +1,12 @@
 package config
 
 import (
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/txn"
 )
 
 // BrokerOptions returns the network broker's options: the store and the
@@ -25,6 +28,19 @@ func (c *Config) BrokerOptions() (broker.Options, error) {
 			ns = append(ns, a)
 		}
 	}
-	return broker.Options{Store: so, Delay: do, ListenAddr: c.Broker.ListenAddr, NamesrvAddrs: ns,
+	return broker.Options{Store: so, Delay: do, Txn: c.TxnOptions(), ListenAddr: c.Broker.ListenAddr, NamesrvAddrs: ns,
 		DisableAutoCreateTopic: !c.Broker.AutoCreateTopicEnable, DefaultQueueNums: c.Broker.DefaultTopicQueueNums}, nil
+}
+
+// TxnOptions returns the transaction service's options: its state lives in
+// the data directory's "txn" folder, and it checkpoints as often as the
+// store does.
+func (c *Config) TxnOptions() txn.Options {
+	return txn.Options{
+		Dir:                filepath.Join(c.Store.DataDir, "txn"),
+		Timeout:            c.Broker.TransactionTimeout,
+		CheckInterval:      c.Broker.TransactionCheckInterval,
+		CheckMax:           c.Broker.TransactionCheckMax,
+		CheckpointInterval: time.Duration(c.Store.CheckpointIntervalMs) * time.Millisecond,
+	}
 }

@@ -56,9 +56,8 @@ type StoreConfig struct {
 	MaxMessageSize int `mapstructure:"maxMessageSize"`
 }
 
-// BrokerConfig is the "broker" section. The network broker arrives in a
-// later change; until then these values are validated and carried only
-// (ListenAddr also becomes the store's StoreHost).
+// BrokerConfig is the "broker" section: the network broker, its delay
+// levels and its transactions.
 type BrokerConfig struct {
 	// ListenAddr (broker.listenAddr) is the host:port the broker serves
 	// RocketMQ remoting on.
@@ -79,6 +78,16 @@ type BrokerConfig struct {
 	// DefaultTopicQueueNums (broker.defaultTopicQueueNums) is the queue
 	// count of an auto-created topic.
 	DefaultTopicQueueNums int `mapstructure:"defaultTopicQueueNums"`
+	// TransactionTimeout (broker.transactionTimeout) is how old a half
+	// message gets before its first check-back (RocketMQ's transactionTimeOut).
+	TransactionTimeout time.Duration `mapstructure:"transactionTimeout"`
+	// TransactionCheckInterval (broker.transactionCheckInterval) is the
+	// time between check-backs of one half message.
+	TransactionCheckInterval time.Duration `mapstructure:"transactionCheckInterval"`
+	// TransactionCheckMax (broker.transactionCheckMax) is how many
+	// check-backs that reached a producer a half message gets before it is
+	// parked in TRANS_CHECK_MAX_TIME_TOPIC.
+	TransactionCheckMax int `mapstructure:"transactionCheckMax"`
 }
 
 // NamesrvConfig is the "namesrv" section, read by `halfback namesrv`.

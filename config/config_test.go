@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 )
 
@@ -98,7 +99,8 @@ func TestDefaults(t *testing.T) {
 		},
 		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", NamesrvAddr: "127.0.0.1:9876",
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
-			AutoCreateTopicEnable: true, DefaultTopicQueueNums: 4},
+			AutoCreateTopicEnable: true, DefaultTopicQueueNums: 4,
+			TransactionTimeout: 6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},
 		Namesrv: NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
 		Log:     LogConfig{Level: "info"},
 	}
@@ -208,6 +210,14 @@ func TestBadValues(t *testing.T) {
 			nil, "config: broker.namesrvAddr: want host:port", ErrInvalid},
 		{"name server listen address without port", "namesrv:\n  listenAddr: localhost\n",
 			nil, "config: namesrv.listenAddr: want host:port", ErrInvalid},
+		{"zero transaction timeout", "broker:\n  transactionTimeout: 0s\n",
+			nil, "config: broker.transactionTimeout: must be greater than zero (got 0s)", ErrInvalid},
+		{"negative check interval", "broker:\n  transactionCheckInterval: -30s\n",
+			nil, "config: broker.transactionCheckInterval: must be greater than zero", ErrInvalid},
+		{"zero max checks", "broker:\n  transactionCheckMax: 0\n",
+			nil, "config: broker.transactionCheckMax: must be greater than zero (got 0)", ErrInvalid},
+		{"max checks not a number", "broker:\n  transactionCheckMax: many\n",
+			nil, `config: broker.transactionCheckMax: cannot use "many"`, ErrInvalid},
 		{"unknown log level", "log:\n  level: loud\n",
 			nil, `config: log.level: unknown level "loud"`, ErrInvalid},
 		{"bad env value", "",
@@ -274,7 +284,8 @@ func TestStoreOptions(t *testing.T) {
 			MaxMessageSize:       1 << 20,
 		},
 		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876",
-			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour, DefaultTopicQueueNums: 8},
+			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour, DefaultTopicQueueNums: 8,
+			TransactionTimeout: time.Second, TransactionCheckInterval: 2 * time.Second, TransactionCheckMax: 3},
 		Namesrv: NamesrvConfig{ListenAddr: "10.1.2.3:9876"},
 		Log:     LogConfig{Level: "info"},
 	}
@@ -300,6 +311,14 @@ func TestStoreOptions(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("StoreOptions:\n got  %+v\n want %+v", got, want)
+	}
+	bo, err := cfg.BrokerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wantTxn := (txn.Options{Dir: "/d/txn", Timeout: time.Second, CheckInterval: 2 * time.Second, CheckMax: 3,
+		CheckpointInterval: 3 * time.Second}); !reflect.DeepEqual(bo.Txn, wantTxn) {
+		t.Errorf("BrokerOptions.Txn:\n got  %+v\n want %+v", bo.Txn, wantTxn)
 	}
 
 	// A wildcard listen address is no host to put in message ids.

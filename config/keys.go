@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 )
 
@@ -58,6 +59,12 @@ var keys = []key{
 		func(c *Config) any { return &c.Broker.AutoCreateTopicEnable }},
 	{"broker.defaultTopicQueueNums", 4, "a whole number of queues from 1 to 1024",
 		func(c *Config) any { return &c.Broker.DefaultTopicQueueNums }},
+	{"broker.transactionTimeout", txn.DefaultTimeout, "a positive duration such as 6s",
+		func(c *Config) any { return &c.Broker.TransactionTimeout }},
+	{"broker.transactionCheckInterval", txn.DefaultCheckInterval, "a positive duration such as 30s",
+		func(c *Config) any { return &c.Broker.TransactionCheckInterval }},
+	{"broker.transactionCheckMax", txn.DefaultCheckMax, "a whole number of checks, at least 1",
+		func(c *Config) any { return &c.Broker.TransactionCheckMax }},
 	{"namesrv.listenAddr", "127.0.0.1:9876", "host:port",
 		func(c *Config) any { return &c.Namesrv.ListenAddr }},
 	{"namesrv.embedded", true, "true or false",

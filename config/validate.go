@@ -32,6 +32,9 @@ func (c *Config) Validate() error {
 		delayLevels(c.Broker.DelayLevels),
 		nonNegative("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
 		queueNums("broker.defaultTopicQueueNums", c.Broker.DefaultTopicQueueNums),
+		positive("broker.transactionTimeout", c.Broker.TransactionTimeout),
+		positive("broker.transactionCheckInterval", c.Broker.TransactionCheckInterval),
+		positive("broker.transactionCheckMax", c.Broker.TransactionCheckMax),
 		hostPort("namesrv.listenAddr", c.Namesrv.ListenAddr, false),
 		logLevel(c.Log.Level),
 	} {
@@ -74,6 +77,13 @@ func flushType(v string) error {
 func nonNegative[T int | int64 | time.Duration](key string, v T) error {
 	if v < 0 {
 		return invalid(key, fmt.Sprintf("must not be negative (got %v)", v))
+	}
+	return nil
+}
+
+func positive[T int | time.Duration](key string, v T) error {
+	if v <= 0 {
+		return invalid(key, fmt.Sprintf("must be greater than zero (got %v)", v))
 	}
 	return nil
 }

@@ -70,6 +70,7 @@ Configuration comes from config.yaml (see --config) and the environment
 		newMsgCmd(),
 		newGroupCmd(),
 		newDLQCmd(),
+		newTxnCmd(),
 	)
 	return root
 }
