@@ -39,6 +39,10 @@ type DelayOptions struct {
 	Burst int
 	// Size is the message body in bytes. Default 64.
 	Size int
+	// SegmentSize is the store's commit-log segment size in bytes; zero
+	// means the store's default (1 GiB, which a SYNC_FLUSH store zero-fills
+	// when it opens).
+	SegmentSize int64
 	// Logger receives progress. Default: discard.
 	Logger *slog.Logger
 }
@@ -92,6 +96,8 @@ func (o DelayOptions) validate() (DelayOptions, error) {
 		return o, fmt.Errorf("%w: DueSpread %v, want at least 1s", ErrInvalidOptions, o.DueSpread)
 	case o.Lead < 0 || o.Size < 1 || o.Size > MaxSize:
 		return o, fmt.Errorf("%w: Lead %v or Size %d out of range", ErrInvalidOptions, o.Lead, o.Size)
+	case o.SegmentSize < 0:
+		return o, fmt.Errorf("%w: SegmentSize %d is negative", ErrInvalidOptions, o.SegmentSize)
 	}
 	return o, nil
 }
@@ -113,7 +119,7 @@ func RunDelay(ctx context.Context, o DelayOptions) (DelayResult, error) {
 	defer os.RemoveAll(dir)
 
 	var sched atomic.Pointer[delay.Scheduler]
-	st, err := store.Open(store.Options{Dir: filepath.Join(dir, "store"), FlushType: o.Flush, Logger: o.Logger,
+	st, err := store.Open(store.Options{Dir: filepath.Join(dir, "store"), FlushType: o.Flush, Logger: o.Logger, SegmentSize: o.SegmentSize,
 		OnDispatch: func(topic string, _ int32, _ int64) {
 			if s := sched.Load(); s != nil {
 				s.Notify(topic)

@@ -12,7 +12,7 @@ import (
 
 func TestRunDelaySmall(t *testing.T) {
 	res, err := RunDelay(t.Context(), DelayOptions{Dir: t.TempDir(), Flush: store.SyncFlush,
-		Messages: 3000, Burst: 1000, DueSpread: time.Second, Lead: 500 * time.Millisecond})
+		Messages: 3000, Burst: 1000, DueSpread: time.Second, Lead: 500 * time.Millisecond, SegmentSize: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +38,7 @@ func TestRunDelayRejectsBadOptions(t *testing.T) {
 		{},
 		{Dir: t.TempDir(), Messages: 10, Burst: 10, DueSpread: time.Second},
 		{Dir: t.TempDir(), Messages: 10, Burst: 1, DueSpread: time.Millisecond},
+		{Dir: t.TempDir(), Messages: 10, Burst: 1, DueSpread: time.Second, SegmentSize: -1},
 	} {
 		if _, err := RunDelay(t.Context(), o); !errors.Is(err, ErrInvalidOptions) {
 			t.Errorf("RunDelay(%+v) = %v, want ErrInvalidOptions", o, err)

@@ -124,14 +124,8 @@ func RunE2E(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 		}
 	}()
 
-	cctx, stopConsumers := context.WithCancel(ctx)
+	cs, stopConsumers := startConsumers(ctx, conns, o.Queues)
 	defer stopConsumers()
-	cs := newConsumers(conns, o.Queues)
-	var cwg sync.WaitGroup
-	cerrs := make([]error, len(cs.loops))
-	for i, l := range cs.loops {
-		cwg.Go(func() { cerrs[i] = l.run(cctx, &cs.received) })
-	}
 	o.Logger.Info("bench: producing and consuming", "flush", o.Flush.String(), "producers", o.Producers,
 		"consumers", o.Consumers, "size", o.Size, "for", o.Duration)
 	start := time.Now()
@@ -145,14 +139,7 @@ func RunE2E(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 		o.Logger.Info("bench: draining", "produced", produced, "within", o.Drain)
 		perr = waitReceived(ctx, &cs.received, produced, o.Drain)
 	}
-	stopConsumers()
-	cwg.Wait()
-	for _, e := range cerrs {
-		if e != nil && !errors.Is(e, context.Canceled) {
-			perr = errors.Join(perr, e)
-		}
-	}
-	if perr != nil {
+	if perr = errors.Join(perr, stopConsumers()); perr != nil {
 		return E2EResult{}, perr
 	}
 	return cs.result(o, start, sentAll, run), nil
@@ -180,6 +167,33 @@ func waitReceived(ctx context.Context, received *atomic.Uint64, want uint64, dra
 type consumers struct {
 	loops    []*pullLoop
 	received atomic.Uint64 // messages received, duplicates included
+}
+
+// startConsumers starts a pull loop per queue over conns. stop cancels
+// them, waits for them and returns their errors (a cancelled pull is none);
+// calling it again returns nil.
+func startConsumers(ctx context.Context, conns []*remoting.Conn, queues int) (*consumers, func() error) {
+	cctx, cancel := context.WithCancel(ctx)
+	cs := newConsumers(conns, queues)
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs.loops))
+	for i, l := range cs.loops {
+		wg.Go(func() { errs[i] = l.run(cctx, &cs.received) })
+	}
+	var once sync.Once
+	return cs, func() error {
+		var err error
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			for _, e := range errs {
+				if e != nil && !errors.Is(e, context.Canceled) {
+					err = errors.Join(err, e)
+				}
+			}
+		})
+		return err
+	}
 }
 
 func newConsumers(conns []*remoting.Conn, queues int) *consumers {

@@ -20,5 +20,6 @@ func newBenchCmd() *cobra.Command {
 	cmd.AddCommand(newBenchDelayCmd())
 	cmd.AddCommand(newBenchProduceCmd())
 	cmd.AddCommand(newBenchE2ECmd())
+	cmd.AddCommand(newBenchTxnCmd())
 	return cmd
 }

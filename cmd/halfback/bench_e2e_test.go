@@ -49,3 +49,24 @@ func TestPrintE2EResult(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchTxnJSON(t *testing.T) {
+	var res bench.TxnResult
+	runBenchJSON(t, &res, "txn", "--duration", "300ms", "--producers", "2", "--unknown-percent", "20", "--check-timeout", "100ms")
+	if res.Producers != 2 || res.UnknownPercent != 20 || res.CheckTimeoutMs != 100 {
+		t.Errorf("got %+v: want the flags echoed", res)
+	}
+	if res.Transactions <= 0 || res.Consumed != res.Transactions || res.Missing != 0 || res.P99ms < res.P50ms {
+		t.Errorf("inconsistent result: %+v", res)
+	}
+}
+
+func TestBenchTxnRejectsBadFlags(t *testing.T) {
+	clearEnv(t)
+	for _, args := range [][]string{{"--unknown-percent", "101"}, {"--size", "15"}, {"--check-timeout", "-1s"}} {
+		_, err := run(t, append([]string{"bench", "txn", "--config", "", "--dir", t.TempDir()}, args...)...)
+		if !errors.Is(err, bench.ErrInvalidOptions) {
+			t.Errorf("%v: err = %v, want ErrInvalidOptions", args, err)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Check-backs: a broker sends CHECK_TRANSACTION_STATE (oneway) about a
+// half message nobody ended, on a connection that heartbeated the message's
+// producer group. Ext fields: tranStateTableOffset, commitLogOffset, msgId,
+// transactionId, offsetMsgId; the body is the half message as one stored
+// record, with its real topic and queue and PGROUP among its properties.
+// The client asks the group's CheckListener and answers with
+// END_TRANSACTION (fromTransactionCheck=true) on the same connection: a
+// two-way request for a commit or rollback, so a refusal is logged, and
+// oneway for Unknown.
+
+// checkEntryFor returns the listener registered for group.
+func (c *Client) checkEntryFor(group string) (checkEntry, bool) {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	e, ok := c.producers[group]
+	return e, ok
+}
+
+// handleCheckTransaction serves CHECK_TRANSACTION_STATE.
+func (c *Client) handleCheckTransaction(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	cr, err := c.checkRequest(conn, req)
+	if err != nil {
+		c.log.Warn("client: bad transaction check", "broker", conn.RemoteAddr(), "err", err)
+		return nil
+	}
+	group := cr.Receipt.ProducerGroup
+	entry, ok := c.checkEntryFor(group)
+	if !ok {
+		c.log.Debug("client: transaction check for a group without listener", "group", group, "msgId", cr.Receipt.MsgID)
+		return nil
+	}
+	state := c.askListener(ctx, entry, cr)
+	answer := endTransactionRequest(cr.Receipt, state, true)
+	if state == Unknown {
+		// Nothing to learn from the answer, and Apache RocketMQ's broker
+		// sends none for an unknown outcome.
+		if err := conn.InvokeOneway(answer); err != nil {
+			c.log.Warn("client: answering transaction check failed", "group", group, "msgId", cr.Receipt.MsgID, "state", state, "err", err)
+		}
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	defer cancel()
+	resp, err := conn.Invoke(rctx, answer)
+	switch {
+	case err != nil:
+		c.log.Warn("client: answering transaction check failed", "group", group, "msgId", cr.Receipt.MsgID, "state", state, "err", err)
+	case resp.Code != remoting.RespSuccess:
+		c.log.Warn("client: broker refused transaction check answer", "group", group, "msgId", cr.Receipt.MsgID,
+			"state", state, "code", resp.Code, "remark", resp.Remark)
+	default:
+		c.log.Debug("client: transaction check answered", "group", group, "msgId", cr.Receipt.MsgID, "state", state)
+	}
+	return nil
+}
+
+// askListener calls the listener within its timeout; a panic is Unknown.
+func (c *Client) askListener(ctx context.Context, e checkEntry, cr *CheckRequest) (state TransactionState) {
+	lctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("client: check listener panicked", "group", cr.Receipt.ProducerGroup, "msgId", cr.Receipt.MsgID, "panic", p)
+			state = Unknown
+		}
+	}()
+	return e.listener.CheckTransaction(lctx, cr)
+}
+
+// checkRequest decodes a CHECK_TRANSACTION_STATE request.
+func (c *Client) checkRequest(conn *remoting.Conn, req *remoting.Command) (*CheckRequest, error) {
+	ext, _, err := message.Decode(req.Body)
+	if err != nil {
+		return nil, fmt.Errorf("half message: %w", err)
+	}
+	m := newMessageExt(&ext)
+	r := HalfReceipt{
+		ProducerGroup: m.SystemProperties[message.PropertyProducerGroup],
+		Topic:         m.Topic,
+		MsgID:         req.Ext("msgId"),
+		OffsetMsgID:   req.Ext("offsetMsgId"),
+		TransactionID: req.Ext("transactionId"),
+	}
+	if r.ProducerGroup == "" {
+		return nil, fmt.Errorf("half message %s has no %s property", m.MsgID, message.PropertyProducerGroup)
+	}
+	if uniq := m.SystemProperties[message.PropertyUniqKey]; uniq != "" {
+		r.MsgID = uniq
+	}
+	if r.TransactionID == "" {
+		r.TransactionID = r.MsgID
+	}
+	if r.CommitLogOffset, err = strconv.ParseInt(req.Ext("commitLogOffset"), 10, 64); err != nil {
+		return nil, fmt.Errorf("commitLogOffset %q: %w", req.Ext("commitLogOffset"), err)
+	}
+	if r.QueueOffset, err = strconv.ParseInt(req.Ext("tranStateTableOffset"), 10, 64); err != nil {
+		return nil, fmt.Errorf("tranStateTableOffset %q: %w", req.Ext("tranStateTableOffset"), err)
+	}
+	r.BrokerAddr = c.pool.addrOf(conn)
+	if r.BrokerAddr == "" {
+		r.BrokerAddr = conn.RemoteAddr().String()
+	}
+	r.BrokerName = c.routes.brokerName(r.BrokerAddr)
+	return &CheckRequest{Receipt: r, Message: m}, nil
+}

@@ -1,0 +1,189 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// Client is one connection set to a RocketMQ cluster: name-server routes,
+// one connection per server address, heartbeats, and the handlers of
+// requests brokers send to clients. Producers (and consumers) are created
+// from it and share all of that. A Client is safe for concurrent use;
+// [Client.Close] ends every goroutine it started.
+type Client struct {
+	opts   Options
+	id     string
+	log    *slog.Logger
+	mux    *remoting.Mux // broker → client requests, by code
+	pool   *connPool
+	routes *routeTable
+	nsNext atomic.Uint32 // rotates the name server tried first
+	uniq   *uniqIDs
+
+	// Registered groups, carried by heartbeats.
+	groupsMu  sync.Mutex
+	producers map[string]checkEntry          // producer groups with a check listener
+	consumers map[string]func() consumerData // consumer groups
+	hbKick    chan struct{}                  // a pending heartbeat round; capacity 1
+	closersMu sync.Mutex                     // guards closers
+	closers   []func()                       // run first by Close, last added first
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background loops
+	closed atomic.Bool
+}
+
+// Building on the core (consumers live in this package, client/consumer*.go):
+//
+//   - c.route(ctx, topic) gives a topic's route; its readQueues are the
+//     queues to consume, writeQueues the ones to send to.
+//     c.brokerAddr(ctx, brokerName, topic) is a broker's master address;
+//     c.routes.brokerAddrs(true) lists every known broker member.
+//   - c.invoke(ctx, addr, op, req) sends one request over the shared
+//     connection to addr, bounded by RequestTimeout; non-SUCCESS codes are
+//     returned, not errors. Build requests with remoting.NewRequest.
+//   - c.handle(code, h) serves requests brokers send to the client
+//     (NOTIFY_CONSUMER_IDS_CHANGED, ...), on every connection.
+//   - c.registerConsumerGroup(group, data) puts a consumerData in every
+//     heartbeat (data is called per heartbeat); kickHeartbeat sends one
+//     now; unregisterConsumerGroup removes it.
+//   - c.goLoop(f) starts a goroutine Close waits for (f's context ends at
+//     Close); c.onClose(f) runs f at the start of Close, while connections
+//     still work (persisting offsets, unregistering).
+//   - newMessageExt converts a decoded record (message.DecodeAll of a pull
+//     response body) into a *MessageExt.
+
+// New validates opts and starts a Client: its route refresh and
+// heartbeat loops. It contacts no server until first used.
+func New(opts Options) (*Client, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		opts:      opts,
+		id:        opts.ClientIP + "@" + opts.InstanceName,
+		log:       opts.Logger,
+		mux:       remoting.NewMux(),
+		routes:    newRouteTable(),
+		producers: map[string]checkEntry{},
+		consumers: map[string]func() consumerData{},
+		hbKick:    make(chan struct{}, 1),
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+	c.uniq = newUniqIDs(opts.ClientIP)
+	c.pool = newConnPool(c.mux, opts.Logger, c.connected)
+	c.handle(remoting.ReqCheckTransactionState, c.handleCheckTransaction)
+	c.goLoop(c.heartbeatLoop)
+	c.goLoop(c.routeLoop)
+	return c, nil
+}
+
+// ClientID returns the id heartbeats carry: ClientIP@InstanceName.
+func (c *Client) ClientID() string { return c.id }
+
+// Close stops the background loops, runs the producers' and consumers'
+// shutdown work, closes every connection and waits until every goroutine
+// the Client started (connection read loops and check-back handlers
+// included) has returned. Calls in flight fail. A second Close returns
+// ErrClosed.
+func (c *Client) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	c.closersMu.Lock()
+	closers := c.closers
+	c.closers = nil
+	c.closersMu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
+	c.cancel()
+	c.wg.Wait()
+	c.pool.close()
+	return nil
+}
+
+// onClose registers f to run at the start of Close, before the loops stop
+// and the connections close (a consumer persisting its offsets, say).
+// Functions run last registered first. It reports false, and does not
+// register f, if the Client is already closed.
+func (c *Client) onClose(f func()) bool {
+	c.closersMu.Lock()
+	defer c.closersMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.closers = append(c.closers, f)
+	return true
+}
+
+// handle registers h for requests with code that brokers send to this
+// client (NOTIFY_CONSUMER_IDS_CHANGED, CHECK_TRANSACTION_STATE, ...),
+// replacing any earlier handler. h runs on its own goroutine per request;
+// its context ends when the connection closes. Return nil for a oneway
+// request.
+func (c *Client) handle(code int16, h remoting.HandlerFunc) { c.mux.Handle(code, h) }
+
+// goLoop runs f on a goroutine that Close waits for; f must return once
+// its context is done.
+func (c *Client) goLoop(f func(ctx context.Context)) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f(c.ctx)
+	}()
+}
+
+// routeLoop refreshes the cached routes every RouteRefreshInterval.
+func (c *Client) routeLoop(ctx context.Context) {
+	t := time.NewTicker(c.opts.RouteRefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.refreshRoutes(ctx)
+		}
+	}
+}
+
+// connected is called with each new connection: a broker hears this
+// client's groups on it at once, so that check-backs can use it.
+func (c *Client) connected(addr string, _ *remoting.Conn) {
+	if c.routes.brokerName(addr) != "" {
+		c.kickHeartbeat()
+	}
+}
+
+// invoke sends req to addr over the shared connection and waits for the
+// response, for at most RequestTimeout within ctx. It returns the response
+// whatever its code; a failure without a response is a *transportError
+// (wrapping ctx.Err() on a timeout), or ErrClosed once Close has closed
+// the connections (until then, the closers registered with onClose can
+// still send).
+func (c *Client) invoke(ctx context.Context, addr, op string, req *remoting.Command) (*remoting.Command, error) {
+	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	defer cancel()
+	conn, err := c.pool.get(rctx, addr)
+	if err == nil {
+		var resp *remoting.Command
+		if resp, err = conn.Invoke(rctx, req); err == nil {
+			return resp, nil
+		}
+	}
+	if errors.Is(err, ErrClosed) {
+		return nil, err
+	}
+	return nil, &transportError{op: op, addr: addr, err: err}
+}

@@ -1,0 +1,72 @@
+// Package client is halfback's own Go client for RocketMQ's remoting
+// protocol: a producer with retries, batches, delays and ordered sends, and
+// phase-separated transactions whose receipt can be ended by any process of
+// the producer group. It is tested against halfback's name server and
+// broker, and keeps to the wire format of Apache RocketMQ's (whose route
+// JSON, with unquoted integer keys, it accepts).
+//
+// # Client
+//
+// A [Client] holds what its producers and consumers share: topic routes
+// from the name servers (GET_ROUTEINFO_BY_TOPIC, cached and refreshed
+// every [Options].RouteRefreshInterval; a broker's master is broker id 0),
+// one connection per server address (dialled again after it closes), the
+// heartbeat that tells brokers the client's groups (HEART_BEAT every
+// [Options].HeartbeatInterval and promptly on a change), and the handlers
+// of requests brokers send to clients. Every call takes a context; each
+// request is bounded by [Options].RequestTimeout as well. [Client.Close]
+// returns once every goroutine the client started has ended.
+//
+// # Producing
+//
+// [Producer.Send] stores one [Message] (SEND_MESSAGE_V2) and returns a
+// [SendResult]; [Producer.SendBatch] stores several of one topic in one
+// request (SEND_BATCH_MESSAGE). Each message gets a client-side id,
+// UNIQ_KEY, in RocketMQ's shape ([SendResult].MsgID), kept across retries.
+// A [QueueSelector] picks the queue: by default round-robin, or by the hash
+// of [Message].ShardingKey for ordered sends. A transport failure or a
+// retryable response code (SYSTEM_BUSY, SYSTEM_ERROR,
+// SERVICE_NOT_AVAILABLE, TOPIC_NOT_EXIST, NO_PERMISSION) is retried on
+// another queue, of another broker when there is one,
+// [ProducerOptions].RetryTimes times (2). DelayLevel (the broker's delay
+// levels) and DeliverAt (an arbitrary time) delay delivery.
+//
+// # Transactions
+//
+// [Producer.SendHalf] stores a half message, invisible to consumers, and
+// returns a [HalfReceipt]: a small JSON-serialisable struct naming the
+// broker, offsets and ids of the half message. [Producer.EndTransaction]
+// with [Commit] makes the message visible, with [Rollback] discards it; it
+// waits for the broker to record the outcome, is idempotent, and reports
+// [ErrTransactionConflict] when the other outcome was recorded first. The
+// receipt may cross process boundaries (a Temporal activity payload): any
+// producer of the same group can end the transaction. A half message nobody
+// ends is checked back by the broker; a producer created with
+// [ProducerOptions].CheckListener answers with [Commit], [Rollback] or
+// [Unknown] (ask again later).
+//
+// # Errors
+//
+// Invalid input fails before anything is sent ([ErrInvalidMessage],
+// [ErrMessageTooLarge]). Refusals are [*BrokerError] or a sentinel.
+// [IsRetryable] separates errors worth retrying (transport failures,
+// timeouts, a busy broker) from permanent ones.
+//
+// # Usage
+//
+//	c, err := client.New(client.Options{NamesrvAddrs: []string{"127.0.0.1:9876"}})
+//	defer c.Close()
+//	p, err := c.NewProducer(client.ProducerOptions{Group: "orders"})
+//	res, err := p.Send(ctx, &client.Message{Topic: "order-events", Tags: "created", Keys: []string{orderID}, Body: body})
+//
+//	// Transactions, in two steps that may run in different processes:
+//	receipt, err := p.SendHalf(ctx, &client.Message{Topic: "payments", Body: body})
+//	// ... run the local transaction, persist receipt (it is JSON) ...
+//	err = p.EndTransaction(ctx, receipt, client.Commit)
+//
+//	// Answering check-backs for the group:
+//	p, err := c.NewProducer(client.ProducerOptions{Group: "orders",
+//		CheckListener: client.CheckListenerFunc(func(ctx context.Context, r *client.CheckRequest) client.TransactionState {
+//			return lookUpLocalTransaction(ctx, r.Receipt.MsgID)
+//		})})
+package client

@@ -1,0 +1,196 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// Heartbeats: every HeartbeatInterval, and promptly after a group is
+// registered or a broker is first heard of or connected to, the client
+// sends HEART_BEAT with its producer and consumer groups to every known
+// broker (masters only unless a consumer group is registered, as the Go
+// client does). A broker sends CHECK_TRANSACTION_STATE and
+// NOTIFY_CONSUMER_IDS_CHANGED only over connections that heartbeated.
+
+// heartbeatData is the HEART_BEAT body (RocketMQ's HeartbeatData).
+type heartbeatData struct {
+	ClientID        string         `json:"clientID"`
+	ProducerDataSet []producerData `json:"producerDataSet"`
+	ConsumerDataSet []consumerData `json:"consumerDataSet"`
+}
+
+// producerData is one producer group in a heartbeat.
+type producerData struct {
+	GroupName string `json:"groupName"`
+}
+
+// consumerData is one consumer group in a heartbeat (RocketMQ's
+// ConsumerData). ConsumeType is CONSUME_PASSIVELY (push) or
+// CONSUME_ACTIVELY (pull); MessageModel CLUSTERING or BROADCASTING;
+// ConsumeFromWhere CONSUME_FROM_LAST_OFFSET, CONSUME_FROM_FIRST_OFFSET or
+// CONSUME_FROM_TIMESTAMP.
+type consumerData struct {
+	GroupName           string             `json:"groupName"`
+	ConsumeType         string             `json:"consumeType"`
+	MessageModel        string             `json:"messageModel"`
+	ConsumeFromWhere    string             `json:"consumeFromWhere"`
+	SubscriptionDataSet []subscriptionData `json:"subscriptionDataSet"`
+	UnitMode            bool               `json:"unitMode"`
+}
+
+// subscriptionData is one subscribed topic (RocketMQ's SubscriptionData):
+// SubString is the tag expression ("*" or "TagA || TagB"), TagsSet its
+// tags and CodeSet their hash codes (message.TagsCode), SubVersion a
+// timestamp in ms that grows with each change, ExpressionType "TAG".
+type subscriptionData struct {
+	Topic           string   `json:"topic"`
+	SubString       string   `json:"subString"`
+	TagsSet         []string `json:"tagsSet"`
+	CodeSet         []int64  `json:"codeSet"`
+	SubVersion      int64    `json:"subVersion"`
+	ExpressionType  string   `json:"expressionType"`
+	ClassFilterMode bool     `json:"classFilterMode"`
+}
+
+// registerProducerGroup adds a producer group with its check listener to
+// the heartbeats. It fails with ErrGroupRegistered if the group has one.
+func (c *Client) registerProducerGroup(group string, l CheckListener, timeout time.Duration) error {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if _, ok := c.producers[group]; ok {
+		return fmt.Errorf("%w: producer group %q has a check listener", ErrGroupRegistered, group)
+	}
+	c.producers[group] = checkEntry{listener: l, timeout: timeout}
+	c.kickHeartbeat()
+	return nil
+}
+
+// unregisterProducerGroup removes a producer group from the heartbeats.
+// Brokers forget it when the connection closes or after two minutes
+// without a heartbeat naming it.
+func (c *Client) unregisterProducerGroup(group string) {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	delete(c.producers, group)
+}
+
+// registerConsumerGroup adds a consumer group to the heartbeats: data is
+// called for each heartbeat, so it always reports current subscriptions.
+// Call kickHeartbeat after a subscription change. It fails with
+// ErrGroupRegistered if the group is already registered.
+func (c *Client) registerConsumerGroup(group string, data func() consumerData) error {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if _, ok := c.consumers[group]; ok {
+		return fmt.Errorf("%w: consumer group %q", ErrGroupRegistered, group)
+	}
+	c.consumers[group] = data
+	c.kickHeartbeat()
+	return nil
+}
+
+// unregisterConsumerGroup removes a consumer group from the heartbeats.
+func (c *Client) unregisterConsumerGroup(group string) {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	delete(c.consumers, group)
+}
+
+// heartbeatBody returns the current heartbeat, sorted by group.
+func (c *Client) heartbeatBody() heartbeatData {
+	c.groupsMu.Lock()
+	producers := make([]string, 0, len(c.producers))
+	for g := range c.producers {
+		producers = append(producers, g)
+	}
+	sources := make(map[string]func() consumerData, len(c.consumers))
+	for g, f := range c.consumers {
+		sources[g] = f
+	}
+	c.groupsMu.Unlock()
+	hb := heartbeatData{ClientID: c.id, ProducerDataSet: []producerData{}, ConsumerDataSet: []consumerData{}}
+	sort.Strings(producers)
+	for _, g := range producers {
+		hb.ProducerDataSet = append(hb.ProducerDataSet, producerData{GroupName: g})
+	}
+	for g, f := range sources {
+		d := f()
+		d.GroupName = g
+		hb.ConsumerDataSet = append(hb.ConsumerDataSet, d)
+	}
+	sort.Slice(hb.ConsumerDataSet, func(i, j int) bool { return hb.ConsumerDataSet[i].GroupName < hb.ConsumerDataSet[j].GroupName })
+	return hb
+}
+
+// kickHeartbeat asks the heartbeat loop for a round now. It does not block.
+func (c *Client) kickHeartbeat() {
+	select {
+	case c.hbKick <- struct{}{}:
+	default: // one is pending
+	}
+}
+
+// heartbeatLoop runs heartbeat rounds until the client closes.
+func (c *Client) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(c.opts.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.hbKick:
+		}
+		if err := c.heartbeatNow(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("client: heartbeat failed", "client", c.id, "err", err)
+		}
+	}
+}
+
+// heartbeatNow sends one heartbeat to every known broker, learning the
+// brokers from the name servers first when a producer group is
+// registered. It returns the failures joined; nothing is sent when no
+// group is registered.
+func (c *Client) heartbeatNow(ctx context.Context) error {
+	hb := c.heartbeatBody()
+	if len(hb.ProducerDataSet) == 0 && len(hb.ConsumerDataSet) == 0 {
+		return nil
+	}
+	var errs []error
+	if len(hb.ProducerDataSet) > 0 {
+		if err := c.refreshBrokers(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	body, err := json.Marshal(hb)
+	if err != nil {
+		return err
+	}
+	for _, addr := range c.routes.brokerAddrs(len(hb.ConsumerDataSet) > 0) {
+		req := remoting.NewRequest(remoting.ReqHeartBeat, nil)
+		req.Body = body
+		resp, err := c.invoke(ctx, addr, "HEART_BEAT", req)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case resp.Code != remoting.RespSuccess:
+			errs = append(errs, &BrokerError{Op: "HEART_BEAT", Addr: addr, Code: resp.Code, Remark: resp.Remark})
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,399 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// Routes: what the name servers say about topics (GET_ROUTEINFO_BY_TOPIC)
+// and brokers (GET_BROKER_CLUSTER_INFO), cached and refreshed every
+// RouteRefreshInterval.
+
+// Name-server facts the client needs.
+const (
+	// autoCreateTopicKey is the topic whose route a producer borrows for a
+	// topic no name server knows yet (TBW102, RocketMQ's
+	// AUTO_CREATE_TOPIC_KEY_TOPIC); the broker creates the topic on the
+	// first send.
+	autoCreateTopicKey = "TBW102"
+	// defaultTopicQueueNums caps the queues of a borrowed route
+	// (defaultTopicQueueNums, 4).
+	defaultTopicQueueNums = 4
+	// masterID is the broker id of a master.
+	masterID int64 = 0
+	// Permission bits of a topic on a broker (RocketMQ's PermName).
+	permWrite = 2
+	permRead  = 4
+)
+
+// MessageQueue is one queue of a topic on one broker.
+type MessageQueue struct {
+	Topic      string `json:"topic"`
+	BrokerName string `json:"brokerName"`
+	QueueID    int32  `json:"queueId"`
+}
+
+func (q MessageQueue) String() string {
+	return q.Topic + "@" + q.BrokerName + "#" + strconv.Itoa(int(q.QueueID))
+}
+
+// topicRouteData is the GET_ROUTEINFO_BY_TOPIC body (TopicRouteData).
+type topicRouteData struct {
+	OrderTopicConf string       `json:"orderTopicConf"`
+	QueueDatas     []queueData  `json:"queueDatas"`
+	BrokerDatas    []brokerData `json:"brokerDatas"`
+}
+
+// queueData is one broker's queues of a topic.
+type queueData struct {
+	BrokerName     string `json:"brokerName"`
+	ReadQueueNums  int    `json:"readQueueNums"`
+	WriteQueueNums int    `json:"writeQueueNums"`
+	Perm           int    `json:"perm"`
+}
+
+// brokerData is a broker group: member addresses by broker id, 0 the master.
+type brokerData struct {
+	Cluster     string           `json:"cluster"`
+	BrokerName  string           `json:"brokerName"`
+	BrokerAddrs map[int64]string `json:"brokerAddrs"`
+}
+
+// clusterInfo is the GET_BROKER_CLUSTER_INFO body.
+type clusterInfo struct {
+	BrokerAddrTable map[string]brokerData `json:"brokerAddrTable"`
+}
+
+// topicRoute is a topic's route with its queues worked out.
+type topicRoute struct {
+	topic string
+	data  topicRouteData
+	// writeQueues and readQueues are the queues of brokers that have a
+	// master and the permission, sorted by broker name then queue id (the
+	// order Java's clients use, so hash selectors agree across languages).
+	writeQueues []MessageQueue
+	readQueues  []MessageQueue
+}
+
+func newTopicRoute(topic string, d topicRouteData) *topicRoute {
+	r := &topicRoute{topic: topic, data: d}
+	masters := map[string]bool{}
+	for _, b := range d.BrokerDatas {
+		if b.BrokerAddrs[masterID] != "" {
+			masters[b.BrokerName] = true
+		}
+	}
+	qds := append([]queueData(nil), d.QueueDatas...)
+	sort.Slice(qds, func(i, j int) bool { return qds[i].BrokerName < qds[j].BrokerName })
+	for _, q := range qds {
+		if !masters[q.BrokerName] {
+			continue
+		}
+		for i := 0; q.Perm&permWrite != 0 && i < q.WriteQueueNums; i++ {
+			r.writeQueues = append(r.writeQueues, MessageQueue{Topic: topic, BrokerName: q.BrokerName, QueueID: int32(i)})
+		}
+		for i := 0; q.Perm&permRead != 0 && i < q.ReadQueueNums; i++ {
+			r.readQueues = append(r.readQueues, MessageQueue{Topic: topic, BrokerName: q.BrokerName, QueueID: int32(i)})
+		}
+	}
+	return r
+}
+
+// routeTable caches routes by topic and broker groups by name.
+type routeTable struct {
+	mu      sync.RWMutex
+	topics  map[string]*topicRoute
+	brokers map[string]brokerData
+}
+
+func newRouteTable() *routeTable {
+	return &routeTable{topics: map[string]*topicRoute{}, brokers: map[string]brokerData{}}
+}
+
+func (t *routeTable) get(topic string) *topicRoute {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.topics[topic]
+}
+
+// put caches r and learns its brokers. It reports whether a broker group
+// was new or changed address.
+func (t *routeTable) put(r *topicRoute) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.topics[r.topic] = r
+	return t.learnLocked(r.data.BrokerDatas)
+}
+
+func (t *routeTable) learn(bds []brokerData) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.learnLocked(bds)
+}
+
+func (t *routeTable) learnLocked(bds []brokerData) bool {
+	changed := false
+	for _, b := range bds {
+		old, ok := t.brokers[b.BrokerName]
+		if !ok || !sameAddrs(old.BrokerAddrs, b.BrokerAddrs) {
+			changed = true
+		}
+		t.brokers[b.BrokerName] = b
+	}
+	return changed
+}
+
+func sameAddrs(a, b map[int64]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for id, addr := range a {
+		if b[id] != addr {
+			return false
+		}
+	}
+	return true
+}
+
+// topicNames returns the cached topics.
+func (t *routeTable) topicNames() []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]string, 0, len(t.topics))
+	for name := range t.topics {
+		out = append(out, name)
+	}
+	return out
+}
+
+// masterAddr returns a broker group's master address, or "".
+func (t *routeTable) masterAddr(brokerName string) string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.brokers[brokerName].BrokerAddrs[masterID]
+}
+
+// brokerName returns the name of the broker group addr belongs to, or "".
+func (t *routeTable) brokerName(addr string) string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for name, b := range t.brokers {
+		for _, a := range b.BrokerAddrs {
+			if a == addr {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// brokerAddrs returns the known broker addresses, masters only unless
+// slaves is set.
+func (t *routeTable) brokerAddrs(slaves bool) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []string
+	for _, b := range t.brokers {
+		for id, a := range b.BrokerAddrs {
+			if a != "" && (id == masterID || slaves) {
+				out = append(out, a)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// route returns topic's route from the cache, asking the name servers if
+// it is not cached. It fails with ErrTopicNotFound if they know none.
+func (c *Client) route(ctx context.Context, topic string) (*topicRoute, error) {
+	if r := c.routes.get(topic); r != nil {
+		return r, nil
+	}
+	return c.fetchRoute(ctx, topic)
+}
+
+// fetchRoute asks the name servers for topic's route and caches it.
+func (c *Client) fetchRoute(ctx context.Context, topic string) (*topicRoute, error) {
+	const op = "GET_ROUTEINFO_BY_TOPIC"
+	resp, addr, err := c.invokeNamesrv(ctx, op, remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
+	if err != nil {
+		return nil, err
+	}
+	switch resp.Code {
+	case remoting.RespSuccess:
+	case remoting.RespTopicNotExist:
+		return nil, fmt.Errorf("%w: %s: %s", ErrTopicNotFound, topic, resp.Remark)
+	default:
+		return nil, &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+	}
+	var d topicRouteData
+	if err := json.Unmarshal(quoteNumericKeys(resp.Body), &d); err != nil {
+		return nil, fmt.Errorf("client: %s from %s: bad route for %s: %w", op, addr, topic, err)
+	}
+	r := newTopicRoute(topic, d)
+	if c.routes.put(r) {
+		c.kickHeartbeat() // a new broker hears of our groups promptly
+	}
+	return r, nil
+}
+
+// publishQueues returns the queues a message to topic may be sent to. A
+// topic no name server knows borrows the brokers of TBW102, at most
+// defaultTopicQueueNums queues each, as RocketMQ's producers do.
+func (c *Client) publishQueues(ctx context.Context, topic string) ([]MessageQueue, error) {
+	r, err := c.route(ctx, topic)
+	if errors.Is(err, ErrTopicNotFound) {
+		def, derr := c.route(ctx, autoCreateTopicKey)
+		if derr != nil {
+			return nil, err
+		}
+		d := def.data
+		d.QueueDatas = append([]queueData(nil), d.QueueDatas...)
+		for i := range d.QueueDatas {
+			d.QueueDatas[i].WriteQueueNums = min(d.QueueDatas[i].WriteQueueNums, defaultTopicQueueNums)
+		}
+		r, err = newTopicRoute(topic, d), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(r.writeQueues) == 0 {
+		return nil, fmt.Errorf("%w: %s has no writable queue on a broker with a master", ErrTopicNotFound, topic)
+	}
+	return r.writeQueues, nil
+}
+
+// brokerAddr returns the master address of brokerName, asking the name
+// servers for topic's route if the broker is not known yet.
+func (c *Client) brokerAddr(ctx context.Context, brokerName, topic string) (string, error) {
+	if a := c.routes.masterAddr(brokerName); a != "" {
+		return a, nil
+	}
+	if topic != "" {
+		if _, err := c.fetchRoute(ctx, topic); err != nil {
+			return "", err
+		}
+		if a := c.routes.masterAddr(brokerName); a != "" {
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %q", ErrBrokerNotFound, brokerName)
+}
+
+// refreshRoutes fetches every cached topic's route again; a failure keeps
+// the old route.
+func (c *Client) refreshRoutes(ctx context.Context) {
+	for _, topic := range c.routes.topicNames() {
+		if _, err := c.fetchRoute(ctx, topic); err != nil && ctx.Err() == nil {
+			c.log.Debug("client: route refresh failed", "topic", topic, "err", err)
+		}
+	}
+}
+
+// refreshBrokers learns every broker group from the name servers' cluster
+// info, so that a producer group is heartbeated to brokers it has not sent
+// to (those may hold its half messages from another process).
+func (c *Client) refreshBrokers(ctx context.Context) error {
+	const op = "GET_BROKER_CLUSTER_INFO"
+	resp, addr, err := c.invokeNamesrv(ctx, op, remoting.ReqGetBrokerClusterInfo, nil)
+	if err != nil {
+		return err
+	}
+	if resp.Code != remoting.RespSuccess {
+		return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+	}
+	var ci clusterInfo
+	if err := json.Unmarshal(quoteNumericKeys(resp.Body), &ci); err != nil {
+		return fmt.Errorf("client: %s from %s: %w", op, addr, err)
+	}
+	bds := make([]brokerData, 0, len(ci.BrokerAddrTable))
+	for name, b := range ci.BrokerAddrTable {
+		if b.BrokerName == "" {
+			b.BrokerName = name
+		}
+		bds = append(bds, b)
+	}
+	c.routes.learn(bds)
+	return nil
+}
+
+// invokeNamesrv sends a request to the name servers in turn, starting with
+// the one after the last used, until one answers.
+func (c *Client) invokeNamesrv(ctx context.Context, op string, code int16, ext map[string]string) (*remoting.Command, string, error) {
+	addrs := c.opts.NamesrvAddrs
+	start := int(c.nsNext.Add(1))
+	var errs []error
+	for i := range addrs {
+		addr := addrs[(start+i)%len(addrs)]
+		resp, err := c.invoke(ctx, addr, op, remoting.NewRequest(code, ext))
+		if err == nil {
+			return resp, addr, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			break
+		}
+	}
+	return nil, "", errors.Join(errs...)
+}
+
+// quoteNumericKeys makes the JSON Java's fastjson writes for maps with
+// integer keys ({0:"127.0.0.1:10911"}) valid by quoting those keys. Valid
+// JSON passes unchanged.
+func quoteNumericKeys(b []byte) []byte {
+	out := make([]byte, 0, len(b)+8)
+	var stack []byte // open containers: '{' or '['
+	inStr, esc, keyPos := false, false, false
+	for i := 0; i < len(b); i++ {
+		ch := b[i]
+		if inStr {
+			switch {
+			case esc:
+				esc = false
+			case ch == '\\':
+				esc = true
+			case ch == '"':
+				inStr = false
+			}
+			out = append(out, ch)
+			continue
+		}
+		switch {
+		case ch == '"':
+			inStr, keyPos = true, false
+		case ch == '{' || ch == '[':
+			stack = append(stack, ch)
+			keyPos = ch == '{'
+		case ch == '}' || ch == ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+			keyPos = false
+		case ch == ',':
+			keyPos = len(stack) > 0 && stack[len(stack)-1] == '{'
+		case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r':
+		case keyPos && (ch == '-' || ch >= '0' && ch <= '9'):
+			j := i + 1
+			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+				j++
+			}
+			out = append(out, '"')
+			out = append(out, b[i:j]...)
+			out = append(out, '"')
+			i, keyPos = j-1, false
+			continue
+		default:
+			keyPos = false
+		}
+		out = append(out, ch)
+	}
+	return out
+}

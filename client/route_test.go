@@ -1,0 +1,100 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/namesrv"
+)
+
+func TestQuoteNumericKeys(t *testing.T) {
+	cases := map[string]string{
+		// Java's fastjson: integer map keys unquoted.
+		`{"brokerAddrs":{0:"a:1",1:"b:2"}}`: `{"brokerAddrs":{"0":"a:1","1":"b:2"}}`,
+		`{ "m" : { -1 : "x" } }`:            `{ "m" : { "-1" : "x" } }`,
+		// Numbers as values, in arrays, and inside strings stay as they are.
+		`{"codeSet":[1,2,3],"n":4}`:           `{"codeSet":[1,2,3],"n":4}`,
+		`{"s":"{0:\"x\",1:2}","t":[{"a":1}]}`: `{"s":"{0:\"x\",1:2}","t":[{"a":1}]}`,
+		`{"0":"already quoted"}`:              `{"0":"already quoted"}`,
+	}
+	for in, want := range cases {
+		got := string(quoteNumericKeys([]byte(in)))
+		if got != want {
+			t.Errorf("quoteNumericKeys(%s) = %s, want %s", in, got, want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("quoteNumericKeys(%s) is not valid JSON", in)
+		}
+	}
+}
+
+func TestRouteQueues(t *testing.T) {
+	r := newTopicRoute("t", topicRouteData{
+		QueueDatas: []queueData{
+			{BrokerName: "b", ReadQueueNums: 2, WriteQueueNums: 1, Perm: permRead | permWrite},
+			{BrokerName: "a", ReadQueueNums: 1, WriteQueueNums: 2, Perm: permRead | permWrite},
+			{BrokerName: "ro", ReadQueueNums: 1, WriteQueueNums: 1, Perm: permRead},
+			{BrokerName: "slave-only", ReadQueueNums: 1, WriteQueueNums: 1, Perm: permRead | permWrite},
+		},
+		BrokerDatas: []brokerData{
+			{BrokerName: "a", BrokerAddrs: map[int64]string{0: "a:1"}},
+			{BrokerName: "b", BrokerAddrs: map[int64]string{0: "b:1", 1: "b:2"}},
+			{BrokerName: "ro", BrokerAddrs: map[int64]string{0: "ro:1"}},
+			{BrokerName: "slave-only", BrokerAddrs: map[int64]string{1: "s:1"}},
+		},
+	})
+	want := []MessageQueue{{"t", "a", 0}, {"t", "a", 1}, {"t", "b", 0}}
+	if len(r.writeQueues) != len(want) {
+		t.Fatalf("write queues %v, want %v", r.writeQueues, want)
+	}
+	for i := range want {
+		if r.writeQueues[i] != want[i] {
+			t.Fatalf("write queues %v, want %v", r.writeQueues, want)
+		}
+	}
+	if len(r.readQueues) != 4 { // a#0, b#0, b#1, ro#0
+		t.Fatalf("read queues %v", r.readQueues)
+	}
+}
+
+func TestRouteFromNameServer(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	c := newClient(t, cl.ns.Addr(), nil)
+	ctx := ctxT(t, 10*time.Second)
+	qs, err := c.publishQueues(ctx, uniq("topic"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(qs) != 4 || qs[0].BrokerName != cl.name {
+		t.Fatalf("queues %v", qs)
+	}
+	addr, err := c.brokerAddr(ctx, qs[0].BrokerName, "")
+	if err != nil || addr != cl.b.Addr() {
+		t.Fatalf("broker address %q, %v; broker at %s", addr, err, cl.b.Addr())
+	}
+	if _, err := c.brokerAddr(ctx, "no-such-broker", ""); !errors.Is(err, ErrBrokerNotFound) {
+		t.Fatalf("unknown broker: %v", err)
+	}
+}
+
+// A topic the name server does not route yet borrows TBW102's brokers; the
+// broker creates it on the first send.
+func TestSendToNewTopicWithoutNameServerAutoCreate(t *testing.T) {
+	cl := startCluster(t, func(o *namesrv.Options) { o.DisableAutoCreateTopic = true }, nil)
+	c := newClient(t, cl.ns.Addr(), nil)
+	ctx := ctxT(t, 10*time.Second)
+	topic := uniq("fresh")
+	if _, err := c.route(ctx, topic); !errors.Is(err, ErrTopicNotFound) {
+		t.Fatalf("route of an unknown topic: %v", err)
+	}
+	p := newProducer(t, c, ProducerOptions{})
+	res, err := p.Send(ctx, &Message{Topic: topic, Body: []byte("first")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cl.waitStored(t, topic, 1); got[0].MsgID != res.MsgID {
+		t.Fatalf("stored %v", got)
+	}
+}
