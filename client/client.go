@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
 )
 
 // Client is one connection set to a RocketMQ cluster: name-server routes,
@@ -24,12 +26,13 @@ type Client struct {
 	pool   *connPool
 	routes *routeTable
 	nsNext atomic.Uint32 // rotates the name server tried first
-	uniq   *uniqIDs
+	uniq   *message.UniqIDs
 
 	// Registered groups, carried by heartbeats.
 	groupsMu  sync.Mutex
 	producers map[string]checkEntry          // producer groups with a check listener
 	consumers map[string]func() consumerData // consumer groups
+	pushers   consumerSet                    // started push consumers, for NOTIFY_CONSUMER_IDS_CHANGED (consumer.go)
 	hbKick    chan struct{}                  // a pending heartbeat round; capacity 1
 	closersMu sync.Mutex                     // guards closers
 	closers   []func()                       // run first by Close, last added first
@@ -80,7 +83,7 @@ func New(opts Options) (*Client, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 	}
-	c.uniq = newUniqIDs(opts.ClientIP)
+	c.uniq = message.NewUniqIDs(net.ParseIP(opts.ClientIP))
 	c.pool = newConnPool(c.mux, opts.Logger, c.connected)
 	c.handle(remoting.ReqCheckTransactionState, c.handleCheckTransaction)
 	c.goLoop(c.heartbeatLoop)

@@ -44,13 +44,13 @@ func TestClientIDsAreUnique(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for range 1000 {
-		id := a.uniq.next()
+		id := a.uniq.Next()
 		if len(id) != 32 || strings.ToUpper(id) != id || seen[id] {
 			t.Fatalf("uniq id %q (len %d, seen %v)", id, len(id), seen[id])
 		}
 		seen[id] = true
 	}
-	if a.uniq.next()[:20] == b.uniq.next()[:20] {
+	if a.uniq.Next()[:20] == b.uniq.Next()[:20] {
 		t.Fatal("two clients share a message id prefix")
 	}
 }

@@ -2,15 +2,10 @@ package admin
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"math/rand/v2"
 	"net"
-	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -103,27 +98,12 @@ func (c *Client) send(ctx context.Context, topic, props string, flag int32, body
 	return res, nil
 }
 
-var (
-	uniqCounter atomic.Uint32
-	uniqSalt    = rand.Uint32()
-)
-
 // newUniqKey returns a message id in the form of RocketMQ's
-// MessageClientIDSetter: 32 upper-case hex digits of the client's IPv4
-// address, pid (2 bytes), a per-process value (4), the ms since the start
-// of the month (4) and a counter (2).
+// MessageClientIDSetter, for the address this connection comes from.
 func (c *Client) newUniqKey() string {
-	b := make([]byte, 0, 16)
-	ip := net.IPv4(127, 0, 0, 1).To4()
-	if ta, ok := c.conn.LocalAddr().(*net.TCPAddr); ok && ta.IP.To4() != nil {
-		ip = ta.IP.To4()
+	var ip net.IP
+	if ta, ok := c.conn.LocalAddr().(*net.TCPAddr); ok {
+		ip = ta.IP
 	}
-	b = append(b, ip...)
-	b = binary.BigEndian.AppendUint16(b, uint16(os.Getpid()))
-	b = binary.BigEndian.AppendUint32(b, uniqSalt)
-	now := time.Now()
-	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, now.Location())
-	b = binary.BigEndian.AppendUint32(b, uint32(now.Sub(month).Milliseconds()))
-	b = binary.BigEndian.AppendUint16(b, uint16(uniqCounter.Add(1)))
-	return strings.ToUpper(hex.EncodeToString(b))
+	return message.NewUniqIDs(ip).Next()
 }
