@@ -122,10 +122,15 @@ func TestProducerKilledBetweenHalfAndEnd(t *testing.T) {
 	testutil.WaitFor(t, 30*time.Second, "every transaction resolved", func() bool {
 		return cl.b.Transactions().Stats().Pending == 0
 	})
+	// Committed messages become visible once dispatched, just after.
 	var keys []string
-	for _, m := range cl.stored(t, topic) {
-		keys = append(keys, m.Keys...)
-	}
+	testutil.WaitFor(t, 10*time.Second, "the committed messages visible", func() bool {
+		keys = keys[:0]
+		for _, m := range cl.stored(t, topic) {
+			keys = append(keys, m.Keys...)
+		}
+		return len(keys) >= 3
+	})
 	slices.Sort(keys)
 	if want := []string{"order-0", "order-2", "order-4"}; !slices.Equal(keys, want) {
 		t.Fatalf("consumers see %v, want %v", keys, want)

@@ -50,7 +50,11 @@ func TestTxnParkedResumedThenSettledByCheckBack(t *testing.T) {
 		}
 	}
 	testutil.WaitFor(t, 30*time.Second, "both settled", func() bool { return cl.b.Transactions().Stats().Pending == 0 })
-	got := cl.stored(t, topic)
+	var got []*MessageExt
+	testutil.WaitFor(t, 10*time.Second, "the committed message visible", func() bool {
+		got = cl.stored(t, topic)
+		return len(got) >= 1
+	})
 	if len(got) != 1 || string(got[0].Body) != "commit me" {
 		t.Fatalf("visible: %v", got)
 	}
