@@ -45,6 +45,21 @@
 // [ProducerOptions].CheckListener answers with [Commit], [Rollback] or
 // [Unknown] (ask again later).
 //
+// # Consuming
+//
+// [Client.NewPushConsumer] makes a push consumer of a group: in
+// [Clustering] mode the group's members share the subscribed topics'
+// queues (RocketMQ's average allocation, rebalanced when membership
+// changes) and the broker keeps the group's offsets; in [Broadcasting]
+// mode every member gets every message and keeps its offsets in a file.
+// A message is acknowledged only after its handler returned
+// [ConsumeSuccess]; an error, a panic or [ConsumeRetryLater] sends it back
+// (CONSUMER_SEND_MSG_BACK) to come again through %RETRY%<group>, until
+// [ConsumerOptions].MaxReconsumeTimes sends it to %DLQ%<group>. A committed
+// offset never passes a message still in a handler. Orderly consumers lock
+// their queues on the broker and call the handler once at a time per
+// queue, retrying a failing message in place.
+//
 // # Errors
 //
 // Invalid input fails before anything is sent ([ErrInvalidMessage],
@@ -69,4 +84,15 @@
 //		CheckListener: client.CheckListenerFunc(func(ctx context.Context, r *client.CheckRequest) client.TransactionState {
 //			return lookUpLocalTransaction(ctx, r.Receipt.MsgID)
 //		})})
+//
+//	// Consuming: the group's members share the queues (Broadcasting: each
+//	// gets everything; Orderly: one call at a time per queue, in order). A
+//	// message is acknowledged only when its handler succeeds; an error
+//	// brings it back later through %RETRY%coupons, then parks it in %DLQ%coupons.
+//	pc, err := c.NewPushConsumer(client.ConsumerOptions{Group: "coupons"})
+//	err = pc.Subscribe("order-events", "created || paid", func(ctx context.Context, msgs []*client.MessageExt) (client.ConsumeResult, error) {
+//		return client.ConsumeSuccess, grantCoupon(ctx, msgs[0])
+//	})
+//	err = pc.Start(ctx)
+//	defer pc.Close()
 package client

@@ -1,0 +1,358 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// PushConsumer consumes the topics it subscribes to for one consumer
+// group: it pulls every queue assigned to it with long polling and calls
+// the subscription's handler. A message counts as consumed only after its
+// handler succeeded; the committed offset of a queue never moves past a
+// message that has not (the smallest unacknowledged offset is committed).
+// A concurrent consumer sends a failed message back to the broker
+// (CONSUMER_SEND_MSG_BACK), which redelivers it through %RETRY%<group>
+// after a delay, and after MaxReconsumeTimes failures stores it in
+// %DLQ%<group>; an orderly one retries it on the spot first. Delivery is
+// at least once: after a crash, or when a queue moves to another member,
+// the unacknowledged tail is delivered again.
+//
+// Create it with [Client.NewPushConsumer], call [PushConsumer.Subscribe]
+// for each topic, then [PushConsumer.Start]. [PushConsumer.Close] (or the
+// Client's Close) stops it. Its methods are safe for concurrent use.
+type PushConsumer struct {
+	c    *Client
+	opts ConsumerOptions
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	state   consumerState
+	subs    map[string]*subscription // by topic; fixed once started
+	queues  map[MessageQueue]*processQueue
+	offsets offsetStore
+
+	persistMu sync.Mutex // serializes offset commits
+
+	sem    chan struct{} // handler calls running, at most Concurrency
+	kick   chan struct{} // a rebalance is wanted; capacity 1
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine of the consumer
+}
+
+type consumerState int
+
+const (
+	consumerNew consumerState = iota
+	consumerStarted
+	consumerClosed
+)
+
+// NewPushConsumer returns a consumer for opts.Group; it does nothing until
+// Start.
+func (c *Client) NewPushConsumer(opts ConsumerOptions) (*PushConsumer, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &PushConsumer{
+		c: c, opts: opts, log: c.log.With("group", opts.Group),
+		subs:   map[string]*subscription{},
+		queues: map[MessageQueue]*processQueue{},
+		sem:    make(chan struct{}, opts.Concurrency),
+		kick:   make(chan struct{}, 1),
+		ctx:    ctx, cancel: cancel,
+	}, nil
+}
+
+// Group returns the consumer group.
+func (pc *PushConsumer) Group() string { return pc.opts.Group }
+
+// Subscribe consumes topic's messages whose tag matches tagExpr ("*" or
+// "" for all, or tags separated by "||") with h. Call it before Start,
+// once per topic. It fails with ErrInvalidSubscription for an illegal
+// topic, a malformed expression or a nil handler, ErrConsumerStarted after
+// Start, ErrClosed after Close.
+func (pc *PushConsumer) Subscribe(topic, tagExpr string, h MessageHandler) error {
+	if err := message.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
+	}
+	if h == nil {
+		return fmt.Errorf("%w: nil handler for topic %s", ErrInvalidSubscription, topic)
+	}
+	if topic == retryTopic(pc.opts.Group) {
+		return fmt.Errorf("%w: %s is the group's own retry topic, consumed automatically", ErrInvalidSubscription, topic)
+	}
+	s, err := newSubscription(topic, tagExpr, h)
+	if err != nil {
+		return err
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	switch {
+	case pc.state == consumerClosed:
+		return ErrClosed
+	case pc.state == consumerStarted:
+		return fmt.Errorf("%w: subscribe to %s before Start", ErrConsumerStarted, topic)
+	case pc.subs[topic] != nil:
+		return fmt.Errorf("%w: topic %s is subscribed already", ErrInvalidSubscription, topic)
+	}
+	pc.subs[topic] = s
+	return nil
+}
+
+// Start registers the group, tells the brokers about it, takes its first
+// share of the queues and starts consuming. ctx bounds this first round
+// only; the consumer runs until Close. A topic no name server knows yet is
+// picked up by a later round. It fails with ErrInvalidSubscription when
+// nothing was subscribed, ErrConsumerStarted the second time,
+// ErrGroupRegistered if the Client has a consumer of the group, ErrClosed
+// after Close, or ctx's error (the consumer is then closed).
+func (pc *PushConsumer) Start(ctx context.Context) error {
+	if err := pc.begin(); err != nil {
+		return err
+	}
+	if err := pc.firstRound(ctx); err != nil {
+		_ = pc.Close()
+		return err
+	}
+	return nil
+}
+
+// firstRound runs Start's first rebalance and starts the loops; begin
+// counted it in wg, so that a concurrent Close waits for it.
+func (pc *PushConsumer) firstRound(ctx context.Context) error {
+	defer pc.wg.Done()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(pc.ctx, cancel)
+	defer stop()
+	pc.warmUp(sctx)
+	pc.rebalance(sctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if pc.ctx.Err() != nil {
+		return ErrClosed
+	}
+	pc.goLoop(pc.rebalanceLoop)
+	pc.goLoop(pc.persistLoop)
+	if pc.opts.Orderly && pc.opts.Model == Clustering {
+		pc.goLoop(pc.lockLoop)
+	}
+	return nil
+}
+
+// begin moves the consumer to started and registers it with the Client.
+func (pc *PushConsumer) begin() error {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	switch {
+	case pc.state == consumerClosed || pc.c.closed.Load():
+		return ErrClosed
+	case pc.state == consumerStarted:
+		return ErrConsumerStarted
+	case len(pc.subs) == 0:
+		return fmt.Errorf("%w: no topic subscribed", ErrInvalidSubscription)
+	}
+	store, err := pc.newOffsetStore()
+	if err != nil {
+		return err
+	}
+	if pc.opts.Model == Clustering {
+		rs, _ := newSubscription(retryTopic(pc.opts.Group), "*", nil)
+		rs.retry = true
+		pc.subs[rs.topic] = rs
+	}
+	if err := pc.c.registerConsumerGroup(pc.opts.Group, pc.heartbeatData); err != nil {
+		delete(pc.subs, retryTopic(pc.opts.Group))
+		return err
+	}
+	pc.c.pushers.add(pc.c, pc)
+	if !pc.c.onClose(func() { _ = pc.Close() }) {
+		pc.c.pushers.remove(pc)
+		pc.c.unregisterConsumerGroup(pc.opts.Group)
+		return ErrClosed
+	}
+	if pc.opts.ConsumeTimestamp.IsZero() {
+		pc.opts.ConsumeTimestamp = time.Now().Add(-DefaultConsumeTimestampAge)
+	}
+	pc.offsets = store
+	pc.state = consumerStarted
+	pc.wg.Add(1)
+	return nil
+}
+
+// warmUp learns the subscribed topics' brokers and heartbeats them, so
+// that they count this client as a member before the first rebalance.
+func (pc *PushConsumer) warmUp(ctx context.Context) {
+	for _, s := range pc.subscriptions() {
+		if _, err := pc.c.route(ctx, s.topic); err != nil && ctx.Err() == nil {
+			pc.log.Debug("client: consumer topic has no route yet", "topic", s.topic, "err", err)
+		}
+	}
+	if err := pc.c.heartbeatNow(ctx); err != nil && ctx.Err() == nil {
+		pc.log.Warn("client: consumer heartbeat failed", "err", err)
+	}
+}
+
+// Close stops pulling, waits for the handler calls in progress (their
+// contexts are not cancelled), commits the acknowledged offsets, releases
+// the orderly queue locks and leaves the group (UNREGISTER_CLIENT), so that
+// the other members take over its queues at once. Messages pulled but not
+// yet handed to a handler are delivered again later. It returns the
+// offset commit's error, if any; a second Close returns ErrClosed. The
+// Client's Close closes its consumers first.
+func (pc *PushConsumer) Close() error {
+	pc.mu.Lock()
+	prev := pc.state
+	pc.state = consumerClosed
+	pc.mu.Unlock()
+	switch prev {
+	case consumerClosed:
+		return ErrClosed
+	case consumerNew:
+		pc.cancel()
+		return nil
+	}
+	pc.c.unregisterConsumerGroup(pc.opts.Group)
+	pc.cancel()
+	pc.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*pc.c.opts.RequestTimeout)
+	defer cancel()
+	err := pc.persist(ctx, true)
+	if pc.opts.Orderly && pc.opts.Model == Clustering {
+		pc.unlockQueues(ctx, pc.queueList())
+	}
+	pc.unregisterClient(ctx)
+	pc.c.pushers.remove(pc)
+	return err
+}
+
+// goLoop runs f on a goroutine that Close waits for.
+func (pc *PushConsumer) goLoop(f func(ctx context.Context)) {
+	pc.wg.Add(1)
+	go func() {
+		defer pc.wg.Done()
+		f(pc.ctx)
+	}()
+}
+
+// subscriptions returns the subscriptions sorted by topic.
+func (pc *PushConsumer) subscriptions() []*subscription {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	out := make([]*subscription, 0, len(pc.subs))
+	for _, s := range pc.subs {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].topic < out[j].topic })
+	return out
+}
+
+// subscription returns topic's subscription, or nil.
+func (pc *PushConsumer) subscription(topic string) *subscription {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.subs[topic]
+}
+
+// heartbeatData is the group's entry in the Client's heartbeats.
+func (pc *PushConsumer) heartbeatData() consumerData {
+	d := consumerData{ConsumeType: "CONSUME_PASSIVELY", MessageModel: pc.opts.Model.String(),
+		ConsumeFromWhere: pc.opts.FromWhere.String(), SubscriptionDataSet: []subscriptionData{}}
+	for _, s := range pc.subscriptions() {
+		d.SubscriptionDataSet = append(d.SubscriptionDataSet, s.data)
+	}
+	return d
+}
+
+// kickRebalance asks the rebalance loop for a round now.
+func (pc *PushConsumer) kickRebalance() {
+	select {
+	case pc.kick <- struct{}{}:
+	default:
+	}
+}
+
+// unregisterClient tells every known broker that this client left the
+// group (UNREGISTER_CLIENT), so that they notify the other members.
+func (pc *PushConsumer) unregisterClient(ctx context.Context) {
+	for _, addr := range pc.c.routes.brokerAddrs(true) {
+		req := remoting.NewRequest(remoting.ReqUnregisterClient,
+			map[string]string{"clientID": pc.c.id, "consumerGroup": pc.opts.Group})
+		resp, err := pc.c.invoke(ctx, addr, "UNREGISTER_CLIENT", req)
+		if err == nil && resp.Code != remoting.RespSuccess {
+			err = &BrokerError{Op: "UNREGISTER_CLIENT", Addr: addr, Code: resp.Code, Remark: resp.Remark}
+		}
+		if err != nil {
+			pc.log.Debug("client: unregister consumer failed", "broker", addr, "err", err)
+		}
+	}
+}
+
+// consumerSet is a Client's started push consumers by group: the broker's
+// NOTIFY_CONSUMER_IDS_CHANGED names a group, and its consumer rebalances.
+// The zero value is ready; the handler is installed with the first
+// consumer.
+type consumerSet struct {
+	mu        sync.Mutex
+	byGroup   map[string]*PushConsumer
+	installed bool
+}
+
+func (s *consumerSet) add(c *Client, pc *PushConsumer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byGroup == nil {
+		s.byGroup = map[string]*PushConsumer{}
+	}
+	s.byGroup[pc.opts.Group] = pc
+	if !s.installed {
+		s.installed = true
+		c.handle(remoting.ReqNotifyConsumerIdsChanged, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+			if pc := s.get(req.Ext("consumerGroup")); pc != nil {
+				pc.log.Debug("client: consumer ids changed")
+				pc.kickRebalance()
+			}
+			return nil
+		})
+	}
+}
+
+func (s *consumerSet) remove(pc *PushConsumer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byGroup[pc.opts.Group] == pc {
+		delete(s.byGroup, pc.opts.Group)
+	}
+}
+
+func (s *consumerSet) get(group string) *PushConsumer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byGroup[group]
+}
+
+// sleepCtx waits d, reporting false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,206 @@
+package client
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// Consuming: handler calls, acknowledgement, and what happens to a failed
+// message. A concurrent consumer runs each batch on its own goroutine
+// (at most Concurrency at once) and sends a failed batch back to the
+// broker (CONSUMER_SEND_MSG_BACK, delay level 0: the broker picks level
+// 3 + reconsumeTimes, and parks the message in %DLQ%<group> once it was
+// consumed MaxReconsumeTimes times); a message the broker takes back is
+// acknowledged, one it does not take is consumed again here after
+// SuspendInterval. An orderly consumer runs one batch of a queue at a
+// time; a failed batch is consumed again after SuspendInterval, up to
+// MaxReconsumeTimes times, and then sent back with delay level -1, which
+// the broker stores in the dead-letter queue, before the queue moves on.
+
+// dispatch starts a handler goroutine per batch of ds, each once a
+// Concurrency slot is free. It reports false if q stopped first; the
+// messages not started stay unacknowledged.
+func (pc *PushConsumer) dispatch(q *processQueue, ds []*delivered) bool {
+	for len(ds) > 0 {
+		n := batchLen(ds, pc.opts.ConsumeBatchSize)
+		batch := ds[:n]
+		ds = ds[n:]
+		if !pc.acquire(q.ctx) {
+			return false
+		}
+		pc.wg.Add(1)
+		q.wg.Add(1)
+		go func() {
+			defer pc.wg.Done()
+			defer q.wg.Done()
+			pc.consumeConcurrently(q, batch)
+		}()
+	}
+	return true
+}
+
+// batchLen is the length of the first batch of ds: at most n messages, all
+// for the same topic's handler (a retry queue mixes topics).
+func batchLen(ds []*delivered, n int) int {
+	k := 1
+	for k < len(ds) && k < n && ds[k].originTopic == ds[0].originTopic {
+		k++
+	}
+	return k
+}
+
+// consumeConcurrently runs a batch (its Concurrency slot taken) until it
+// is acknowledged, or q stops while it waits to be retried.
+func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered) {
+	for tries := int32(0); ; tries++ {
+		ok := pc.callHandler(batch, tries)
+		<-pc.sem
+		if ok {
+			q.ack(batch)
+			return
+		}
+		if batch = pc.sendBackAll(q, batch, 0); len(batch) == 0 {
+			return
+		}
+		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) || !pc.acquire(q.ctx) {
+			return
+		}
+	}
+}
+
+// acquire takes a Concurrency slot, reporting false (and taking none) if
+// ctx ended first.
+func (pc *PushConsumer) acquire(ctx context.Context) bool {
+	select {
+	case pc.sem <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	if ctx.Err() != nil { // both were ready
+		<-pc.sem
+		return false
+	}
+	return true
+}
+
+// consumeOrderly consumes q's buffered messages in order, one batch at a
+// time, until q stops.
+func (pc *PushConsumer) consumeOrderly(q *processQueue) {
+	for {
+		batch := q.take(pc.opts.ConsumeBatchSize)
+		if batch == nil || !pc.consumeOrderlyBatch(q, batch) {
+			return
+		}
+	}
+}
+
+// consumeOrderlyBatch runs a batch until it succeeds or, after
+// MaxReconsumeTimes retries, is in the dead-letter queue. It reports false
+// if q stopped first (the batch stays unacknowledged).
+func (pc *PushConsumer) consumeOrderlyBatch(q *processQueue, batch []*delivered) bool {
+	for tries := int32(0); ; tries++ {
+		if !pc.holdLock(q) || !pc.acquire(q.ctx) {
+			return false
+		}
+		ok := pc.callHandler(batch, tries)
+		<-pc.sem
+		if ok {
+			q.ack(batch)
+			return true
+		}
+		if int(tries) >= pc.opts.MaxReconsumeTimes {
+			return pc.deadLetter(q, batch)
+		}
+		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
+			return false
+		}
+	}
+}
+
+// deadLetter sends an orderly batch to the dead-letter queue, retrying
+// until the broker takes it or q stops.
+func (pc *PushConsumer) deadLetter(q *processQueue, batch []*delivered) bool {
+	for {
+		if batch = pc.sendBackAll(q, batch, -1); len(batch) == 0 {
+			return true
+		}
+		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
+			return false
+		}
+	}
+}
+
+// callHandler runs the handler of the batch's topic and reports success.
+// The messages' ReconsumeTimes are the stored count plus tries, the local
+// retries so far. A panic is a failure.
+func (pc *PushConsumer) callHandler(batch []*delivered, tries int32) (ok bool) {
+	topic := batch[0].originTopic
+	msgs := make([]*MessageExt, len(batch))
+	for i, d := range batch {
+		d.m.ReconsumeTimes = d.reconsumeTimes + tries
+		msgs[i] = d.m
+	}
+	s := pc.subscription(topic)
+	if s == nil || s.handler == nil {
+		pc.log.Warn("client: no handler for a retried message's topic", "topic", topic, "msgId", batch[0].msgID)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pc.opts.ConsumeTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			pc.log.Error("client: message handler panicked", "topic", topic, "msgId", batch[0].msgID, "panic", p)
+			ok = false
+		}
+	}()
+	res, err := s.handler(ctx, msgs)
+	if err != nil {
+		pc.log.Debug("client: message handler failed", "topic", topic, "msgId", batch[0].msgID, "err", err)
+		return false
+	}
+	return res == ConsumeSuccess
+}
+
+// sendBackAll sends each message of batch back to the broker with the
+// delay level, acknowledges those it took and returns the others.
+func (pc *PushConsumer) sendBackAll(q *processQueue, batch []*delivered, level int) []*delivered {
+	var left, taken []*delivered
+	for _, d := range batch {
+		ctx, cancel := context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
+		err := pc.sendBack(ctx, q.mq, d, level)
+		cancel()
+		if err != nil {
+			pc.log.Warn("client: send-back failed; retrying locally", "queue", q.mq, "msgId", d.msgID, "err", err)
+			left = append(left, d)
+			continue
+		}
+		taken = append(taken, d)
+	}
+	q.ack(taken)
+	return left
+}
+
+// sendBack sends one message back (CONSUMER_SEND_MSG_BACK) to the broker
+// it was pulled from.
+func (pc *PushConsumer) sendBack(ctx context.Context, mq MessageQueue, d *delivered, level int) error {
+	const op = "CONSUMER_SEND_MSG_BACK"
+	addr, err := pc.c.brokerAddr(ctx, mq.BrokerName, mq.Topic)
+	if err != nil {
+		return err
+	}
+	req := remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		"group": pc.opts.Group, "offset": strconv.FormatInt(d.commitLogOffset, 10),
+		"delayLevel": strconv.Itoa(level), "originMsgId": d.msgID, "originTopic": d.originTopic,
+		"unitMode": "false", "maxReconsumeTimes": strconv.Itoa(pc.opts.MaxReconsumeTimes),
+	})
+	resp, err := pc.c.invoke(ctx, addr, op, req)
+	if err != nil {
+		return err
+	}
+	if resp.Code != remoting.RespSuccess {
+		return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// Queue locks of orderly clustering consumers (LOCK_BATCH_MQ,
+// UNLOCK_BATCH_MQ): a member consumes a queue only while the broker grants
+// it the queue's lock, so that two members never consume one queue at once
+// even while they disagree about the assignment. A new queue is locked
+// before it is pulled; the locks are renewed every LockRenewInterval; a
+// queue whose lock was not granted for lockExpiry stops being consumed and
+// is given up (a later rebalance takes it again if it can); locks are
+// released when a queue is given up and on Close.
+
+// lockBatchBody is the LOCK_BATCH_MQ and UNLOCK_BATCH_MQ body.
+type lockBatchBody struct {
+	ConsumerGroup string         `json:"consumerGroup"`
+	ClientID      string         `json:"clientId"`
+	MQSet         []MessageQueue `json:"mqSet"`
+}
+
+// byBroker groups queues by broker name.
+func byBroker(mqs []MessageQueue) map[string][]MessageQueue {
+	out := map[string][]MessageQueue{}
+	for _, mq := range mqs {
+		out[mq.BrokerName] = append(out[mq.BrokerName], mq)
+	}
+	return out
+}
+
+// lockQueues asks each broker to lock (or renew) its queues of mqs for
+// this client and returns those granted. A broker that cannot be asked
+// grants nothing.
+func (pc *PushConsumer) lockQueues(ctx context.Context, mqs []MessageQueue) []MessageQueue {
+	const op = "LOCK_BATCH_MQ"
+	var got []MessageQueue
+	for name, qs := range byBroker(mqs) {
+		resp, addr, err := pc.lockRequest(ctx, remoting.ReqLockBatchMQ, op, name, qs)
+		if err == nil && resp.Code != remoting.RespSuccess {
+			err = &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+		}
+		var body struct {
+			LockOKMQSet []MessageQueue `json:"lockOKMQSet"`
+		}
+		if err == nil {
+			err = json.Unmarshal(resp.Body, &body)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				pc.log.Warn("client: locking queues failed", "broker", name, "err", err)
+			}
+			continue
+		}
+		for _, mq := range body.LockOKMQSet {
+			for _, want := range qs {
+				if mq == want {
+					got = append(got, mq)
+				}
+			}
+		}
+	}
+	sortQueues(got)
+	return got
+}
+
+// unlockQueues releases this client's locks of mqs; failures are logged
+// (the broker frees the locks after a minute).
+func (pc *PushConsumer) unlockQueues(ctx context.Context, mqs []MessageQueue) {
+	const op = "UNLOCK_BATCH_MQ"
+	for name, qs := range byBroker(mqs) {
+		resp, addr, err := pc.lockRequest(ctx, remoting.ReqUnlockBatchMQ, op, name, qs)
+		if err == nil && resp.Code != remoting.RespSuccess {
+			err = &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+		}
+		if err != nil {
+			pc.log.Debug("client: unlocking queues failed", "broker", name, "err", err)
+		}
+	}
+}
+
+// lockRequest sends a lock or unlock request for qs to their broker.
+func (pc *PushConsumer) lockRequest(ctx context.Context, code int16, op, brokerName string, qs []MessageQueue) (*remoting.Command, string, error) {
+	addr, err := pc.c.brokerAddr(ctx, brokerName, qs[0].Topic)
+	if err != nil {
+		return nil, "", err
+	}
+	body, err := json.Marshal(lockBatchBody{ConsumerGroup: pc.opts.Group, ClientID: pc.c.id, MQSet: qs})
+	if err != nil {
+		return nil, addr, err
+	}
+	req := remoting.NewRequest(code, nil)
+	req.Body = body
+	resp, err := pc.c.invoke(ctx, addr, op, req)
+	return resp, addr, err
+}
+
+// lockLoop renews the locks of the live queues every LockRenewInterval.
+func (pc *PushConsumer) lockLoop(ctx context.Context) {
+	t := time.NewTicker(pc.opts.LockRenewInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pc.renewLocks(ctx)
+	}
+}
+
+// renewLocks locks every live queue again and records which were granted.
+func (pc *PushConsumer) renewLocks(ctx context.Context) {
+	qs := pc.processQueues()
+	if len(qs) == 0 {
+		return
+	}
+	mqs := make([]MessageQueue, len(qs))
+	for i, q := range qs {
+		mqs[i] = q.mq
+	}
+	at := time.Now()
+	granted := map[MessageQueue]bool{}
+	for _, mq := range pc.lockQueues(ctx, mqs) {
+		granted[mq] = true
+	}
+	for _, q := range qs {
+		if granted[q.mq] {
+			q.setLocked(true, at)
+		} else if ctx.Err() == nil {
+			pc.log.Debug("client: queue lock not renewed", "queue", q.mq)
+		}
+	}
+}
+
+// holdLock reports whether q may be consumed now: its lock is valid, or
+// can be taken again at once. A queue whose lock is lost is dropped.
+func (pc *PushConsumer) holdLock(q *processQueue) bool {
+	if pc.opts.Model != Clustering || q.lockValid() {
+		return true
+	}
+	at := time.Now()
+	if got := pc.lockQueues(q.ctx, []MessageQueue{q.mq}); len(got) == 1 {
+		q.setLocked(true, at)
+		return true
+	}
+	if q.ctx.Err() == nil {
+		pc.log.Warn("client: orderly queue lock lost; giving the queue up", "queue", q.mq)
+		pc.dropQueue(q)
+	}
+	return false
+}

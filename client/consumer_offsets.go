@@ -1,0 +1,298 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/fsutil"
+)
+
+// Consumer offsets: where each queue resumes. Clustering groups keep them
+// on the broker (QUERY_CONSUMER_OFFSET, UPDATE_CONSUMER_OFFSET);
+// broadcasting members keep their own, in memory and, unless
+// ConsumerOptions.MemoryOffsets, in ConsumerOptions.OffsetFile. A queue's
+// committed offset is its smallest unacknowledged offset (processQueue.
+// ackOffset), committed every PersistInterval, when the queue is given up,
+// on Close, and with each clustering pull (the pull's commitOffset).
+
+// offsetStore keeps committed offsets.
+type offsetStore interface {
+	// read returns mq's committed offset; found is false if none is.
+	read(ctx context.Context, mq MessageQueue) (off int64, found bool, err error)
+	// commit stores offsets durably.
+	commit(ctx context.Context, offs map[MessageQueue]int64) error
+}
+
+func (pc *PushConsumer) newOffsetStore() (offsetStore, error) {
+	if pc.opts.Model == Clustering {
+		return &brokerOffsets{pc: pc}, nil
+	}
+	if pc.opts.MemoryOffsets {
+		return &fileOffsets{table: map[MessageQueue]int64{}}, nil
+	}
+	path := pc.opts.OffsetFile
+	if path == "" {
+		path = defaultOffsetFile(pc.opts.Group, pc.c.id)
+	}
+	return loadFileOffsets(path)
+}
+
+// brokerOffsets are a clustering group's offsets on the brokers.
+type brokerOffsets struct{ pc *PushConsumer }
+
+func (b *brokerOffsets) read(ctx context.Context, mq MessageQueue) (int64, bool, error) {
+	resp, err := b.pc.queueRequest(ctx, remoting.ReqQueryConsumerOffset, "QUERY_CONSUMER_OFFSET", mq,
+		map[string]string{"consumerGroup": b.pc.opts.Group})
+	if err != nil {
+		return 0, false, err
+	}
+	if resp.Code == remoting.RespQueryNotFound {
+		return 0, false, nil
+	}
+	off, err := strconv.ParseInt(resp.Ext("offset"), 10, 64)
+	if err != nil || off < 0 {
+		return 0, false, fmt.Errorf("client: QUERY_CONSUMER_OFFSET of %s: bad offset %q", mq, resp.Ext("offset"))
+	}
+	return off, true, nil
+}
+
+func (b *brokerOffsets) commit(ctx context.Context, offs map[MessageQueue]int64) error {
+	var errs []error
+	for mq, off := range offs {
+		_, err := b.pc.queueRequest(ctx, remoting.ReqUpdateConsumerOffset, "UPDATE_CONSUMER_OFFSET", mq,
+			map[string]string{"consumerGroup": b.pc.opts.Group, "commitOffset": strconv.FormatInt(off, 10)})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// queueRequest sends a request about mq to its broker, with the topic and
+// queueId ext fields added to ext. A response other than SUCCESS (and
+// QUERY_NOT_FOUND) is a *BrokerError.
+func (pc *PushConsumer) queueRequest(ctx context.Context, code int16, op string, mq MessageQueue, ext map[string]string) (*remoting.Command, error) {
+	addr, err := pc.c.brokerAddr(ctx, mq.BrokerName, mq.Topic)
+	if err != nil {
+		return nil, err
+	}
+	if ext == nil {
+		ext = map[string]string{}
+	}
+	ext["topic"] = mq.Topic
+	ext["queueId"] = strconv.Itoa(int(mq.QueueID))
+	resp, err := pc.c.invoke(ctx, addr, op, remoting.NewRequest(code, ext))
+	if err != nil {
+		return nil, err
+	}
+	if resp.Code != remoting.RespSuccess && resp.Code != remoting.RespQueryNotFound {
+		return nil, &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+	}
+	return resp, nil
+}
+
+// offsetOf asks mq's broker for an offset (GET_MAX_OFFSET,
+// SEARCH_OFFSET_BY_TIMESTAMP).
+func (pc *PushConsumer) offsetOf(ctx context.Context, code int16, op string, mq MessageQueue, ext map[string]string) (int64, error) {
+	resp, err := pc.queueRequest(ctx, code, op, mq, ext)
+	if err != nil {
+		return 0, err
+	}
+	off, err := strconv.ParseInt(resp.Ext("offset"), 10, 64)
+	if err != nil || off < 0 || resp.Code != remoting.RespSuccess {
+		return 0, fmt.Errorf("client: %s of %s: bad answer %d %q", op, mq, resp.Code, resp.Ext("offset"))
+	}
+	return off, nil
+}
+
+// fileOffsets are a broadcasting member's offsets: a table in memory,
+// written to path (when set) as JSON on each commit.
+type fileOffsets struct {
+	path  string
+	mu    sync.Mutex
+	table map[MessageQueue]int64
+}
+
+// offsetFileEntry is one queue in the offset file.
+type offsetFileEntry struct {
+	MessageQueue
+	Offset int64 `json:"offset"`
+}
+
+type offsetFileBody struct {
+	Offsets []offsetFileEntry `json:"offsets"`
+}
+
+// loadFileOffsets reads path; a missing file is an empty table, an
+// unreadable one an error (starting over could skip or repeat messages).
+func loadFileOffsets(path string) (*fileOffsets, error) {
+	f := &fileOffsets{path: path, table: map[MessageQueue]int64{}}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return f, nil
+	case err != nil:
+		return nil, fmt.Errorf("client: broadcasting offsets: %w", err)
+	}
+	var body offsetFileBody
+	if err := json.Unmarshal(data, &body); err != nil {
+		return nil, fmt.Errorf("client: broadcasting offsets %s: %w", path, err)
+	}
+	for _, e := range body.Offsets {
+		f.table[e.MessageQueue] = e.Offset
+	}
+	return f, nil
+}
+
+func (f *fileOffsets) read(_ context.Context, mq MessageQueue) (int64, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	off, ok := f.table[mq]
+	return off, ok, nil
+}
+
+func (f *fileOffsets) commit(_ context.Context, offs map[MessageQueue]int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for mq, off := range offs {
+		f.table[mq] = off
+	}
+	if f.path == "" {
+		return nil
+	}
+	body := offsetFileBody{Offsets: make([]offsetFileEntry, 0, len(f.table))}
+	mqs := make([]MessageQueue, 0, len(f.table))
+	for mq := range f.table {
+		mqs = append(mqs, mq)
+	}
+	sortQueues(mqs)
+	for _, mq := range mqs {
+		body.Offsets = append(body.Offsets, offsetFileEntry{MessageQueue: mq, Offset: f.table[mq]})
+	}
+	data, err := json.MarshalIndent(body, "", "  ")
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(f.path), 0o755)
+	}
+	if err == nil {
+		err = fsutil.WriteFileAtomic(f.path, data)
+	}
+	if err != nil {
+		return fmt.Errorf("client: write broadcasting offsets: %w", err)
+	}
+	return nil
+}
+
+// startOffset works out where q starts: its committed offset, else where
+// FromWhere says. It retries failures (guessing could skip messages) until
+// it succeeds or q's context ends.
+func (pc *PushConsumer) startOffset(q *processQueue) (int64, bool) {
+	for {
+		off, err := pc.computeStart(q.ctx, q.mq)
+		if err == nil {
+			return off, true
+		}
+		if q.ctx.Err() != nil {
+			return 0, false
+		}
+		pc.log.Warn("client: start offset unknown; retrying", "queue", q.mq, "err", err)
+		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
+			return 0, false
+		}
+	}
+}
+
+func (pc *PushConsumer) computeStart(ctx context.Context, mq MessageQueue) (int64, error) {
+	off, found, err := pc.offsets.read(ctx, mq)
+	if err != nil || found {
+		return off, err
+	}
+	isRetry := strings.HasPrefix(mq.Topic, retryTopicPrefix)
+	switch pc.opts.FromWhere {
+	case ConsumeFromFirst:
+		return 0, nil // a queue that lost messages answers OFFSET_MOVED to its first
+	case ConsumeFromTimestamp:
+		if !isRetry {
+			return pc.offsetOf(ctx, remoting.ReqSearchOffsetByTimestamp, "SEARCH_OFFSET_BY_TIMESTAMP", mq,
+				map[string]string{"timestamp": strconv.FormatInt(pc.opts.ConsumeTimestamp.UnixMilli(), 10)})
+		}
+	default:
+		if isRetry {
+			return 0, nil
+		}
+	}
+	return pc.offsetOf(ctx, remoting.ReqGetMaxOffset, "GET_MAX_OFFSET", mq, nil)
+}
+
+// persistLoop commits the changed offsets every PersistInterval.
+func (pc *PushConsumer) persistLoop(ctx context.Context) {
+	t := time.NewTicker(pc.opts.PersistInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := pc.persist(ctx, false); err != nil && ctx.Err() == nil {
+			pc.log.Warn("client: committing offsets failed", "err", err)
+		}
+	}
+}
+
+// persist commits the offsets of the live queues, or of every queue in
+// the table (Close).
+func (pc *PushConsumer) persist(ctx context.Context, all bool) error {
+	pc.persistMu.Lock()
+	defer pc.persistMu.Unlock()
+	var qs []*processQueue
+	if all {
+		pc.mu.Lock()
+		for _, q := range pc.queues {
+			qs = append(qs, q)
+		}
+		pc.mu.Unlock()
+	} else {
+		qs = pc.processQueues()
+	}
+	return pc.commitQueues(ctx, qs)
+}
+
+// persistQueues commits the offsets of qs (a dropped queue).
+func (pc *PushConsumer) persistQueues(ctx context.Context, qs []*processQueue) error {
+	pc.persistMu.Lock()
+	defer pc.persistMu.Unlock()
+	return pc.commitQueues(ctx, qs)
+}
+
+// commitQueues commits the offsets of qs that changed since their last
+// commit. The caller holds persistMu: commits never overtake each other, so
+// a queue's offset on the broker never goes back to an older value of ours.
+func (pc *PushConsumer) commitQueues(ctx context.Context, qs []*processQueue) error {
+	offs := map[MessageQueue]int64{}
+	for _, q := range qs {
+		if off, changed := q.toPersist(); changed {
+			offs[q.mq] = off
+		}
+	}
+	if len(offs) == 0 {
+		return nil
+	}
+	if err := pc.offsets.commit(ctx, offs); err != nil {
+		return err
+	}
+	for _, q := range qs {
+		if off, ok := offs[q.mq]; ok {
+			q.markPersisted(off)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Offsets are committed on Close: a restarted member of the group gets
+// every message its predecessor did not finish (the un-acknowledged tail)
+// and none it did.
+func TestOffsetsSurviveRestart(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("orders"), uniq("cg")
+	bodies := sendN(t, p, topic, "m", "", 30)
+	box := &inbox{}
+	release := make(chan struct{})
+	var calls atomic.Int32
+	blocking := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if calls.Add(1) == 1 {
+			<-release // still running when Close starts
+		}
+		box.record("run1", msgs)
+		return ConsumeSuccess, nil
+	}
+	// The default FromLast: the broker answers 0 for a group new to a young queue.
+	o := ConsumerOptions{Group: group, Concurrency: 1}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", blocking)
+	waitFor(t, "the first handler call", func() bool { return calls.Load() == 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- pc.Close() }()
+	waitFor(t, "Close to stop the consumer's queues", func() bool {
+		pc.mu.Lock()
+		defer pc.mu.Unlock()
+		for _, q := range pc.queues {
+			if q.ctx.Err() == nil {
+				return false
+			}
+		}
+		return pc.ctx.Err() != nil
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a handler was running", err)
+	default:
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	done := box.count("run1")
+	if len(done) != 1 || calls.Load() != 1 {
+		t.Fatalf("first run consumed %v in %d calls, want the one call it was in", done, calls.Load())
+	}
+	pc2 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", box.handler("run2"))
+	var rest []string
+	for _, b := range bodies {
+		if done[b] == 0 {
+			rest = append(rest, b)
+		}
+	}
+	box.waitBodies(t, rest)
+	waitFor(t, "the restarted member caught up", func() bool { return cl.caughtUp(topic, pc2) })
+	got := box.count("run2")
+	for b := range done {
+		if got[b] > 0 {
+			t.Fatalf("%s, acknowledged before the restart, was delivered again", b)
+		}
+	}
+	if len(got) != len(rest) {
+		t.Fatalf("restarted member got %d messages, want %d", len(got), len(rest))
+	}
+}
+
+// A broadcasting member's offsets file lets a restarted member go on
+// where it stopped.
+func TestBroadcastingOffsetsFileSurvivesRestart(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("prices"), uniq("bg")
+	o := ConsumerOptions{Group: group, Model: Broadcasting, FromWhere: ConsumeFromFirst,
+		OffsetFile: filepath.Join(t.TempDir(), "offsets.json")}
+	first := sendN(t, p, topic, "a", "", 10)
+	box := &inbox{}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", box.handler("run1"))
+	box.waitBodies(t, first)
+	waitFor(t, "caught up", func() bool { return cl.caughtUp(topic, pc) })
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second := sendN(t, p, topic, "b", "", 5)
+	pc2 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", box.handler("run2"))
+	box.waitBodies(t, second)
+	waitFor(t, "caught up again", func() bool { return cl.caughtUp(topic, pc2) })
+	if got := box.count("run2"); len(got) != len(second) {
+		t.Fatalf("restarted member got %v, want only the 5 new messages", got)
+	}
+}
+
+// A broadcasting offsets file that cannot be read stops Start: starting
+// over could skip or repeat messages.
+func TestBroadcastingBadOffsetsFileFailsStart(t *testing.T) {
+	f := startFake(t)
+	c := newClient(t, f.addr, nil)
+	path := filepath.Join(t.TempDir(), "offsets.json")
+	if err := os.WriteFile(path, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := c.NewPushConsumer(ConsumerOptions{Group: uniq("bg"), Model: Broadcasting, OffsetFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe("prices", "*", (&inbox{}).handler("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(ctxT(t, 5*time.Second)); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Start with a corrupt offsets file: %v", err)
+	}
+}
+
+// Where a queue without a committed offset starts: FromLast skips what is
+// there, FromTimestamp starts at the first message stored at or after the
+// timestamp, FromFirst takes everything.
+func TestConsumeFromWhere(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic := uniq("prices")
+	old := sendN(t, p, topic, "old", "", 8)
+	last := cl.waitStored(t, topic, len(old))
+	var newest int64
+	for _, m := range last {
+		newest = max(newest, m.StoreTimestamp.UnixMilli())
+	}
+	waitFor(t, "the clock to pass the last store time", func() bool { return time.Now().UnixMilli() > newest })
+	from := time.Now()
+	mid := sendN(t, p, topic, "mid", "", 8)
+	cl.waitStored(t, topic, len(old)+len(mid))
+
+	box := &inbox{}
+	start := func(name string, w ConsumeFromWhere) *PushConsumer {
+		// Broadcasting: a clustering group new to a young queue starts at 0
+		// whatever FromWhere says (the broker's rule).
+		o := ConsumerOptions{Group: uniq("bg"), Model: Broadcasting, MemoryOffsets: true, FromWhere: w, ConsumeTimestamp: from}
+		pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", box.handler(name))
+		waitFor(t, name+" owning its queues", func() bool { return len(ownQueues(pc, topic)) == 4 })
+		return pc
+	}
+	pcs := []*PushConsumer{start("last", ConsumeFromLast), start("ts", ConsumeFromTimestamp), start("first", ConsumeFromFirst)}
+	fresh := sendN(t, p, topic, "new", "", 8)
+	for _, pc := range pcs {
+		box.waitBodies(t, fresh)
+		waitFor(t, "caught up", func() bool { return cl.caughtUp(topic, pc) })
+	}
+	want := map[string]int{"last": len(fresh), "ts": len(mid) + len(fresh), "first": len(old) + len(mid) + len(fresh)}
+	for name, n := range want {
+		got := box.count(name)
+		if len(got) != n {
+			t.Errorf("%s got %d messages, want %d", name, len(got), n)
+		}
+		for b := range got {
+			if name != "first" && strings.HasPrefix(b, "old") || name == "last" && strings.HasPrefix(b, "mid") {
+				t.Errorf("%s got %s", name, b)
+			}
+		}
+	}
+}
+
+// An offset past a queue's end (a broker that lost its tail, a stale
+// file) is answered PULL_OFFSET_MOVED; the consumer moves to where the
+// broker says and goes on.
+func TestOffsetMovedIsFollowed(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic := uniq("prices")
+	sendN(t, p, topic, "old", "", 4)
+	path := filepath.Join(t.TempDir(), "offsets.json")
+	var body offsetFileBody
+	for qid := range int32(4) {
+		body.Offsets = append(body.Offsets, offsetFileEntry{MessageQueue{Topic: topic, BrokerName: cl.name, QueueID: qid}, 1000})
+	}
+	data, _ := json.Marshal(body)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	box := &inbox{}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: uniq("bg"), Model: Broadcasting,
+		OffsetFile: path, PersistInterval: 50 * time.Millisecond}, topic, "*", box.handler("c"))
+	waitFor(t, "the offsets moved back to the queues' ends", func() bool {
+		for _, q := range pc.processQueues() {
+			if off, ok := q.ackOffset(); !ok || off >= 1000 {
+				return false
+			}
+		}
+		return len(ownQueues(pc, topic)) == 4
+	})
+	fresh := sendN(t, p, topic, "new", "", 8)
+	box.waitBodies(t, fresh)
+	if got := box.count("c"); len(got) != len(fresh) {
+		t.Fatalf("got %v, want only the new messages", got)
+	}
+}

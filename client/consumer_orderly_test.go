@@ -1,0 +1,164 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// orderlyLog records an orderly handler's calls per sharding key and
+// catches two calls overlapping on one queue.
+type orderlyLog struct {
+	mu      sync.Mutex
+	calls   map[string][]string // key -> bodies handed over, in call order
+	done    map[string][]int    // key -> sequence numbers acknowledged, in order
+	times   map[string][]int32  // body -> reconsumeTimes of each call
+	running map[string]bool     // queue -> a call is running
+	overlap string
+}
+
+func newOrderlyLog() *orderlyLog {
+	return &orderlyLog{calls: map[string][]string{}, done: map[string][]int{}, times: map[string][]int32{}, running: map[string]bool{}}
+}
+
+// handler returns a handler that fails while fail(body, reconsumeTimes)
+// says so.
+func (l *orderlyLog) handler(fail func(body string, times int32) bool) MessageHandler {
+	return func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		m := msgs[0]
+		queue := strconv.Itoa(int(m.QueueID))
+		l.mu.Lock()
+		if l.running[queue] {
+			l.overlap = fmt.Sprintf("two calls at once on queue %s", queue)
+		}
+		l.running[queue] = true
+		body := string(m.Body)
+		l.calls[m.ShardingKey] = append(l.calls[m.ShardingKey], body)
+		l.times[body] = append(l.times[body], m.ReconsumeTimes)
+		l.mu.Unlock()
+
+		failed := fail(body, m.ReconsumeTimes)
+
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.running[queue] = false
+		if failed {
+			return ConsumeRetryLater, errors.New("not now")
+		}
+		seq, _ := strconv.Atoi(body[strings.LastIndexByte(body, '-')+1:])
+		l.done[m.ShardingKey] = append(l.done[m.ShardingKey], seq)
+		return ConsumeSuccess, nil
+	}
+}
+
+func (l *orderlyLog) snapshot() (map[string][]int, map[string][]int32, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	done := map[string][]int{}
+	for k, v := range l.done {
+		done[k] = slices.Clone(v)
+	}
+	times := map[string][]int32{}
+	for k, v := range l.times {
+		times[k] = slices.Clone(v)
+	}
+	return done, times, l.overlap
+}
+
+// sendKeyed sends n messages per key, key-0 ... key-(n-1), each key to one
+// queue (by its sharding key), waiting for each send.
+func sendKeyed(t testing.TB, p *Producer, topic string, keys []string, from, n int) {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	for i := from; i < from+n; i++ {
+		for _, k := range keys {
+			m := &Message{Topic: topic, ShardingKey: k, Body: []byte(fmt.Sprintf("%s-%d", k, i))}
+			if _, err := p.Send(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// Two orderly members hand queues over (by lock) without breaking any
+// key's order, and a failing message holds its queue until it succeeds.
+func TestOrderlyKeepsQueueOrderAcrossFailureAndHandover(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("ledger"), uniq("og")
+	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5"}
+	const perKey = 20
+	sendKeyed(t, p, topic, keys, 0, perKey/2)
+	log := newOrderlyLog()
+	h := log.handler(func(body string, times int32) bool { return body == "k1-3" && times < 2 })
+	o := ConsumerOptions{Group: group, Orderly: true, FromWhere: ConsumeFromFirst, SuspendInterval: 50 * time.Millisecond,
+		LockRenewInterval: time.Second}
+	c1 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", h)
+	waitFor(t, "the first member consuming", func() bool {
+		done, _, _ := log.snapshot()
+		return len(done["k1"]) > 4
+	})
+	c2 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", h)
+	waitFor(t, "the queues split 2/2", func() bool {
+		return len(ownQueues(c1, topic)) == 2 && len(ownQueues(c2, topic)) == 2
+	})
+	sendKeyed(t, p, topic, keys, perKey/2, perKey/2)
+	cl.waitStored(t, topic, len(keys)*perKey)
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, c1, c2) })
+
+	done, times, overlap := log.snapshot()
+	if overlap != "" {
+		t.Fatal(overlap)
+	}
+	for _, k := range keys {
+		want := make([]int, perKey)
+		for i := range want {
+			want[i] = i
+		}
+		if !slices.Equal(done[k], want) {
+			t.Errorf("key %s acknowledged in order %v, want %v", k, done[k], want)
+		}
+	}
+	if got := times["k1-3"]; !slices.Equal(got, []int32{0, 1, 2}) {
+		t.Fatalf("failing message consumed with reconsumeTimes %v, want [0 1 2] (retried on the spot)", got)
+	}
+	if got := cl.stored(t, retryTopic(group)); len(got) != 0 {
+		t.Fatalf("orderly failure went through the retry topic: %d messages", len(got))
+	}
+}
+
+// A message that keeps failing is retried MaxReconsumeTimes times in
+// place, then moved to the dead-letter queue, and its queue goes on.
+func TestOrderlyPoisonMessageGoesToDLQ(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("ledger"), uniq("og")
+	keys := []string{"k0", "k1"}
+	sendKeyed(t, p, topic, keys, 0, 5)
+	log := newOrderlyLog()
+	h := log.handler(func(body string, _ int32) bool { return body == "k0-2" })
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
+		FromWhere: ConsumeFromFirst, MaxReconsumeTimes: 2, SuspendInterval: 20 * time.Millisecond}, topic, "*", h)
+	cl.waitStored(t, topic, 10)
+	dlq := cl.waitStored(t, DLQTopic(group), 1)
+	if string(dlq[0].Body) != "k0-2" {
+		t.Fatalf("dead letter %q", dlq[0].Body)
+	}
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
+	done, times, overlap := log.snapshot()
+	if overlap != "" {
+		t.Fatal(overlap)
+	}
+	if !slices.Equal(done["k0"], []int{0, 1, 3, 4}) || !slices.Equal(done["k1"], []int{0, 1, 2, 3, 4}) {
+		t.Fatalf("acknowledged %v", done)
+	}
+	if got := times["k0-2"]; !slices.Equal(got, []int32{0, 1, 2}) {
+		t.Fatalf("poison message consumed with reconsumeTimes %v, want [0 1 2]", got)
+	}
+}

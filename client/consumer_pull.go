@@ -1,0 +1,156 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Pulling (PULL_MESSAGE with long polling). The broker holds a pull that
+// finds nothing new for LongPollTimeout and answers as soon as a message
+// arrives, so the request's own timeout is LongPollTimeout plus
+// RequestTimeout. The answer's nextBeginOffset is where the next pull
+// starts, whatever the code: SUCCESS carries messages; PULL_NOT_FOUND (no
+// new message) and PULL_RETRY_IMMEDIATELY (none matched the tags) carry
+// none; PULL_OFFSET_MOVED means the offset was out of the queue's range
+// (retention removed messages, or the queue is shorter than the offset)
+// and nextBeginOffset is the nearest valid one. Other answers and
+// transport failures are retried after pullErrorDelay.
+
+// Pull request sysFlag bits (RocketMQ's PullSysFlag).
+const (
+	pullFlagCommitOffset = 1 << 0
+	pullFlagSuspend      = 1 << 1
+	pullFlagSubscription = 1 << 2
+)
+
+// pullErrorDelay is the pause after a failed pull (RocketMQ waits 3 s).
+const pullErrorDelay = time.Second
+
+// pullResult is a pull's answer.
+type pullResult struct {
+	code int16
+	next int64
+	msgs []message.Ext
+}
+
+// pullLoop pulls q until it is dropped or the consumer closes, and hands
+// the messages on: to handler goroutines (concurrent) or to q's buffer
+// (orderly).
+func (pc *PushConsumer) pullLoop(q *processQueue) {
+	for q.ctx.Err() == nil {
+		if !q.waitRoom(pc.opts.PullThresholdForQueue) {
+			return
+		}
+		offset := q.nextOffset()
+		res, err := pc.pull(q, offset)
+		if err != nil {
+			if q.ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return
+			}
+			pc.log.Warn("client: pull failed", "queue", q.mq, "offset", offset, "err", err)
+			if !sleepCtx(q.ctx, pullErrorDelay) {
+				return
+			}
+			continue
+		}
+		if res.code == remoting.RespPullOffsetMoved {
+			pc.log.Warn("client: pull offset moved", "queue", q.mq, "from", offset, "to", res.next)
+		}
+		ds := pc.accept(q, res.msgs)
+		q.add(ds, res.next, pc.opts.Orderly)
+		if !pc.opts.Orderly && !pc.dispatch(q, ds) {
+			return
+		}
+	}
+}
+
+// pull sends one PULL_MESSAGE for q at offset. A response code other than
+// SUCCESS, PULL_NOT_FOUND, PULL_RETRY_IMMEDIATELY and PULL_OFFSET_MOVED is
+// a *BrokerError.
+func (pc *PushConsumer) pull(q *processQueue, offset int64) (*pullResult, error) {
+	const op = "PULL_MESSAGE"
+	addr, err := pc.c.brokerAddr(q.ctx, q.mq.BrokerName, q.mq.Topic)
+	if err != nil {
+		return nil, err
+	}
+	sysFlag := pullFlagSuspend | pullFlagSubscription
+	commit, _ := q.ackOffset()
+	// Orderly consumers commit only through persist, serialized with the
+	// commit made when a queue is handed over, so that a late pull cannot
+	// move the next owner's start back.
+	if pc.opts.Model == Clustering && !pc.opts.Orderly && commit > 0 {
+		sysFlag |= pullFlagCommitOffset
+	}
+	req := remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
+		"consumerGroup": pc.opts.Group, "topic": q.mq.Topic, "queueId": strconv.Itoa(int(q.mq.QueueID)),
+		"queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": strconv.Itoa(pc.opts.PullBatchSize),
+		"sysFlag": strconv.Itoa(sysFlag), "commitOffset": strconv.FormatInt(commit, 10),
+		"suspendTimeoutMillis": strconv.FormatInt(pc.opts.LongPollTimeout.Milliseconds(), 10),
+		"subscription":         q.sub.expr, "subVersion": strconv.FormatInt(q.sub.version, 10), "expressionType": "TAG",
+	})
+	resp, err := pc.invokeFor(q.ctx, addr, op, req, pc.opts.LongPollTimeout+pc.c.opts.RequestTimeout)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.Code {
+	case remoting.RespSuccess, remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved:
+	default:
+		return nil, &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+	}
+	res := &pullResult{code: resp.Code}
+	if res.next, err = strconv.ParseInt(resp.Ext("nextBeginOffset"), 10, 64); err != nil || res.next < 0 {
+		return nil, fmt.Errorf("client: %s from %s: bad nextBeginOffset %q", op, addr, resp.Ext("nextBeginOffset"))
+	}
+	if resp.Code == remoting.RespSuccess {
+		if res.msgs, err = message.DecodeAll(resp.Body); err != nil {
+			return nil, fmt.Errorf("client: %s from %s: %w", op, addr, err)
+		}
+	}
+	return res, nil
+}
+
+// invokeFor is Client.invoke with its own timeout instead of
+// RequestTimeout (a long-polling pull outlasts that).
+func (pc *PushConsumer) invokeFor(ctx context.Context, addr, op string, req *remoting.Command, timeout time.Duration) (*remoting.Command, error) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := pc.c.pool.get(rctx, addr)
+	if err == nil {
+		var resp *remoting.Command
+		if resp, err = conn.Invoke(rctx, req); err == nil {
+			return resp, nil
+		}
+	}
+	if errors.Is(err, ErrClosed) {
+		return nil, err
+	}
+	return nil, &transportError{op: op, addr: addr, err: err}
+}
+
+// accept converts pulled records into deliveries, dropping those whose tag
+// the subscription does not match (the broker filters by tag hash code
+// only). A message of the retry topic gets its original topic back.
+func (pc *PushConsumer) accept(q *processQueue, exts []message.Ext) []*delivered {
+	out := make([]*delivered, 0, len(exts))
+	for i := range exts {
+		m := newMessageExt(&exts[i])
+		if !q.sub.matches(m.Tags) {
+			continue
+		}
+		d := &delivered{m: m, queueOffset: m.QueueOffset, commitLogOffset: m.CommitLogOffset,
+			msgID: m.MsgID, originTopic: m.Topic, reconsumeTimes: m.ReconsumeTimes}
+		if q.sub.retry {
+			if t := m.SystemProperties[message.PropertyRetryTopic]; t != "" {
+				d.originTopic, m.Topic = t, t
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}

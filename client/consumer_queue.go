@@ -1,0 +1,312 @@
+package client
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+)
+
+// lockExpiry is how long an orderly consumer trusts a queue lock after it
+// was last granted (RocketMQ's REBALANCE_LOCK_MAX_LIVE_TIME, 30 s; the
+// broker keeps it 60 s).
+const lockExpiry = 30 * time.Second
+
+// delivered is one pulled message and what acknowledging it needs, kept
+// apart from the *MessageExt a handler may change.
+type delivered struct {
+	m               *MessageExt
+	queueOffset     int64
+	commitLogOffset int64
+	msgID           string
+	originTopic     string // the topic the handler sees (RETRY_TOPIC for a retried message)
+	reconsumeTimes  int32  // as stored
+}
+
+// processQueue is one assigned queue: its pull position, the messages
+// pulled and not acknowledged, and (orderly) the ones not yet consumed.
+type processQueue struct {
+	mq     MessageQueue
+	sub    *subscription
+	ctx    context.Context // cancelled when the queue is dropped or the consumer closes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the queue's pull, consume and handler goroutines
+
+	mu        sync.Mutex
+	started   bool  // next is known
+	next      int64 // where the next pull starts; every offset below is acknowledged, in flight or filtered out
+	inflight  map[int64]*delivered
+	persisted int64 // last committed offset, -1 for none
+	dropped   bool
+	buffer    []*delivered  // orderly: pulled, not yet handed to the handler, in offset order
+	ready     chan struct{} // signalled when buffer grows
+	room      chan struct{} // signalled when inflight shrinks
+	locked    bool          // orderly clustering: the broker granted the lock ...
+	lockedAt  time.Time     // ... at this time
+}
+
+func newProcessQueue(parent context.Context, mq MessageQueue, sub *subscription) *processQueue {
+	ctx, cancel := context.WithCancel(parent)
+	return &processQueue{mq: mq, sub: sub, ctx: ctx, cancel: cancel, persisted: -1,
+		inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// start sets the first pull offset.
+func (q *processQueue) start(off int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.started, q.next = true, off
+}
+
+func (q *processQueue) nextOffset() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.next
+}
+
+// drop marks the queue given up and stops its goroutines; it reports
+// false if it was dropped already.
+func (q *processQueue) drop() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.dropped {
+		return false
+	}
+	q.dropped = true
+	q.cancel()
+	return true
+}
+
+func (q *processQueue) isDropped() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dropped
+}
+
+// add records a pull's messages as in flight (and, orderly, buffered) and
+// moves the pull position to next.
+func (q *processQueue) add(ds []*delivered, next int64, orderly bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, d := range ds {
+		q.inflight[d.queueOffset] = d
+	}
+	if orderly && len(ds) > 0 {
+		q.buffer = append(q.buffer, ds...)
+		signal(q.ready)
+	}
+	q.next = next
+}
+
+// ack removes acknowledged messages from the in-flight set.
+func (q *processQueue) ack(ds []*delivered) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, d := range ds {
+		delete(q.inflight, d.queueOffset)
+	}
+	signal(q.room)
+}
+
+// ackOffset is the offset to commit: the smallest in-flight offset, or the
+// pull position when nothing is in flight. It reports false before the
+// start offset is known.
+func (q *processQueue) ackOffset() (int64, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.started {
+		return 0, false
+	}
+	off := q.next
+	for o := range q.inflight {
+		off = min(off, o)
+	}
+	return off, true
+}
+
+// toPersist returns the offset to commit if it changed since the last
+// commit.
+func (q *processQueue) toPersist() (int64, bool) {
+	off, ok := q.ackOffset()
+	if !ok {
+		return 0, false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return off, off != q.persisted
+}
+
+func (q *processQueue) markPersisted(off int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.persisted = off
+}
+
+// waitRoom waits until fewer than limit messages are in flight. It
+// reports false if the queue's context ended.
+func (q *processQueue) waitRoom(limit int) bool {
+	for {
+		q.mu.Lock()
+		n := len(q.inflight)
+		q.mu.Unlock()
+		if n < limit {
+			return true
+		}
+		select {
+		case <-q.room:
+		case <-q.ctx.Done():
+			return false
+		}
+	}
+}
+
+// take waits for buffered messages (orderly) and removes up to n of them,
+// in offset order, all for one topic's handler. It returns nil once the queue's context ended.
+func (q *processQueue) take(n int) []*delivered {
+	for {
+		if q.ctx.Err() != nil {
+			return nil
+		}
+		q.mu.Lock()
+		if len(q.buffer) > 0 {
+			k := batchLen(q.buffer, n)
+			out := append([]*delivered(nil), q.buffer[:k]...)
+			q.buffer = q.buffer[k:]
+			q.mu.Unlock()
+			return out
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.ready:
+		case <-q.ctx.Done():
+			return nil
+		}
+	}
+}
+
+// setLocked records the outcome of a lock request for the queue.
+func (q *processQueue) setLocked(ok bool, at time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.locked = ok
+	if ok {
+		q.lockedAt = at
+	}
+}
+
+// lockValid reports whether the queue's lock was granted within lockExpiry.
+func (q *processQueue) lockValid() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.locked && time.Since(q.lockedAt) < lockExpiry
+}
+
+// queueList returns the consumer's queues, dropped ones included, sorted.
+func (pc *PushConsumer) queueList() []MessageQueue {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	out := make([]MessageQueue, 0, len(pc.queues))
+	for mq := range pc.queues {
+		out = append(out, mq)
+	}
+	sortQueues(out)
+	return out
+}
+
+// processQueues returns the consumer's live (not dropped) queues.
+func (pc *PushConsumer) processQueues() []*processQueue {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	out := make([]*processQueue, 0, len(pc.queues))
+	for _, q := range pc.queues {
+		if !q.isDropped() {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// sortQueues orders queues by topic, broker name and queue id.
+func sortQueues(qs []MessageQueue) {
+	sort.Slice(qs, func(i, j int) bool {
+		a, b := qs[i], qs[j]
+		if a.Topic != b.Topic {
+			return a.Topic < b.Topic
+		}
+		if a.BrokerName != b.BrokerName {
+			return a.BrokerName < b.BrokerName
+		}
+		return a.QueueID < b.QueueID
+	})
+}
+
+// startQueueLocked registers q and runs its goroutines. The caller holds
+// pc.mu.
+func (pc *PushConsumer) startQueueLocked(q *processQueue) {
+	pc.queues[q.mq] = q
+	pc.wg.Add(1)
+	q.wg.Add(1)
+	go func() {
+		defer pc.wg.Done()
+		defer q.wg.Done()
+		pc.runQueue(q)
+	}()
+}
+
+// runQueue finds the queue's start offset, then pulls until the queue is
+// dropped or the consumer closes; an orderly consumer consumes the queue
+// on a second goroutine.
+func (pc *PushConsumer) runQueue(q *processQueue) {
+	off, ok := pc.startOffset(q)
+	if !ok {
+		return
+	}
+	q.start(off)
+	pc.log.Debug("client: consuming queue", "queue", q.mq, "offset", off)
+	if pc.opts.Orderly {
+		pc.wg.Add(1)
+		q.wg.Add(1)
+		go func() {
+			defer pc.wg.Done()
+			defer q.wg.Done()
+			pc.consumeOrderly(q)
+		}()
+	}
+	pc.pullLoop(q)
+}
+
+// dropQueue gives q up: its goroutines stop, and once its handler calls
+// have returned its offset is committed, its lock (orderly) released and
+// it leaves the table; then a rebalance may take the queue again.
+func (pc *PushConsumer) dropQueue(q *processQueue) {
+	if !q.drop() {
+		return
+	}
+	pc.wg.Add(1)
+	go func() {
+		defer pc.wg.Done()
+		q.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*pc.c.opts.RequestTimeout)
+		defer cancel()
+		if err := pc.persistQueues(ctx, []*processQueue{q}); err != nil {
+			pc.log.Warn("client: offset of a dropped queue not committed", "queue", q.mq, "err", err)
+		}
+		if pc.opts.Orderly && pc.opts.Model == Clustering {
+			pc.unlockQueues(ctx, []MessageQueue{q.mq})
+		}
+		pc.mu.Lock()
+		if pc.queues[q.mq] == q {
+			delete(pc.queues, q.mq)
+		}
+		pc.mu.Unlock()
+		pc.log.Debug("client: queue dropped", "queue", q.mq)
+		pc.kickRebalance()
+	}()
+}

@@ -1,0 +1,377 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestConsumerOptionsValidate(t *testing.T) {
+	bad := []ConsumerOptions{
+		{},
+		{Group: "has space"},
+		{Group: strings.Repeat("g", 125)}, // %RETRY%<group> would pass 127 characters
+		{Group: "g", Model: 7},
+		{Group: "g", FromWhere: 9},
+		{Group: "g", MaxReconsumeTimes: -1},
+		{Group: "g", PullBatchSize: 33},
+		{Group: "g", Concurrency: -2},
+		{Group: "g", SuspendInterval: -time.Second},
+		{Group: "g", LockRenewInterval: lockExpiry},
+	}
+	for _, o := range bad {
+		if err := o.Validate(); !errors.Is(err, ErrInvalidOptions) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidOptions", o, err)
+		}
+	}
+	if err := (ConsumerOptions{Group: "g"}).Validate(); err != nil {
+		t.Fatalf("minimal options: %v", err)
+	}
+	d := ConsumerOptions{Group: "g"}.withDefaults()
+	if d.MaxReconsumeTimes != 16 || d.ConsumeBatchSize != 1 || d.PullBatchSize != 32 || d.LongPollTimeout != 15*time.Second ||
+		d.RebalanceInterval != 20*time.Second || d.PersistInterval != 5*time.Second {
+		t.Fatalf("defaults %+v", d)
+	}
+}
+
+func TestConsumerRefusesBadSubscriptions(t *testing.T) {
+	f := startFake(t)
+	c := newClient(t, f.addr, nil)
+	if _, err := c.NewPushConsumer(ConsumerOptions{}); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("empty group: %v", err)
+	}
+	group := uniq("cg")
+	pc, err := c.NewPushConsumer(ConsumerOptions{Group: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := (&inbox{}).handler("x")
+	for _, tc := range []struct {
+		topic, expr string
+		h           MessageHandler
+	}{
+		{"", "*", ok}, {"bad topic", "*", ok}, {strings.Repeat("t", 128), "*", ok},
+		{"orders", "*", nil}, {"orders", "||", ok}, {"orders", "a || *", ok}, {retryTopic(group), "*", ok},
+	} {
+		if err := pc.Subscribe(tc.topic, tc.expr, tc.h); !errors.Is(err, ErrInvalidSubscription) {
+			t.Errorf("Subscribe(%q, %q, nil=%v) = %v, want ErrInvalidSubscription", tc.topic, tc.expr, tc.h == nil, err)
+		}
+	}
+	if err := pc.Start(ctxT(t, 5*time.Second)); !errors.Is(err, ErrInvalidSubscription) {
+		t.Fatalf("Start with no subscription: %v", err)
+	}
+	if err := pc.Subscribe("orders", "a || b", ok); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe("orders", "*", ok); !errors.Is(err, ErrInvalidSubscription) {
+		t.Fatalf("second subscription of a topic: %v", err)
+	}
+	if err := pc.Start(ctxT(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(ctxT(t, 5*time.Second)); !errors.Is(err, ErrConsumerStarted) {
+		t.Fatalf("second Start: %v", err)
+	}
+	if err := pc.Subscribe("other", "*", ok); !errors.Is(err, ErrConsumerStarted) {
+		t.Fatalf("Subscribe after Start: %v", err)
+	}
+	twin, _ := c.NewPushConsumer(ConsumerOptions{Group: group})
+	_ = twin.Subscribe("orders", "*", ok)
+	if err := twin.Start(ctxT(t, 5*time.Second)); !errors.Is(err, ErrGroupRegistered) {
+		t.Fatalf("a second consumer of the group in one Client: %v", err)
+	}
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestAllocateAveragely(t *testing.T) {
+	qs := func(n int) []MessageQueue {
+		out := make([]MessageQueue, n)
+		for i := range out {
+			out[i] = MessageQueue{Topic: "t", BrokerName: "b", QueueID: int32(i)}
+		}
+		return out
+	}
+	ids := []string{"a", "b", "c"}
+	for _, tc := range []struct {
+		queues int
+		want   [][]int32 // queue ids per member
+	}{
+		{4, [][]int32{{0, 1}, {2}, {3}}},
+		{8, [][]int32{{0, 1, 2}, {3, 4, 5}, {6, 7}}},
+		{2, [][]int32{{0}, {1}, nil}},
+		{3, [][]int32{{0}, {1}, {2}}},
+	} {
+		for i, id := range ids {
+			var got []int32
+			for _, q := range allocateAveragely(qs(tc.queues), ids, id) {
+				got = append(got, q.QueueID)
+			}
+			if !slices.Equal(got, tc.want[i]) {
+				t.Errorf("%d queues, member %s: %v, want %v", tc.queues, id, got, tc.want[i])
+			}
+		}
+	}
+	// Every queue goes to exactly one member, whatever the counts.
+	for n := 1; n <= 12; n++ {
+		for m := 1; m <= 5; m++ {
+			members := make([]string, m)
+			for i := range members {
+				members[i] = fmt.Sprintf("c%d", i)
+			}
+			seen := map[int32]int{}
+			for _, id := range members {
+				for _, q := range allocateAveragely(qs(n), members, id) {
+					seen[q.QueueID]++
+				}
+			}
+			for i := range n {
+				if seen[int32(i)] != 1 {
+					t.Fatalf("%d queues, %d members: queue %d assigned %d times", n, m, i, seen[int32(i)])
+				}
+			}
+		}
+	}
+	if got := allocateAveragely(qs(4), ids, "stranger"); got != nil {
+		t.Fatalf("a non-member got %v", got)
+	}
+}
+
+// Two members share the topic's queues; when one closes the other takes
+// them all over and nothing is lost.
+func TestClusteringSharesQueuesAndSurvivorTakesOver(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("orders"), uniq("cg")
+	createTopic(t, p, topic)
+	box := &inbox{}
+	opts := ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}
+	c1 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), opts, topic, "*", box.handler("c1"))
+	c2 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), opts, topic, "*", box.handler("c2"))
+	waitFor(t, "the queues split 2/2", func() bool {
+		return len(ownQueues(c1, topic)) == 2 && len(ownQueues(c2, topic)) == 2
+	})
+	first := sendN(t, p, topic, "a", "", 40)
+	box.waitBodies(t, first)
+	n1, n2 := box.count("c1"), box.count("c2")
+	for _, b := range first {
+		if n1[b]+n2[b] != 1 {
+			t.Fatalf("%s consumed %d times by c1 and %d by c2 with a stable assignment", b, n1[b], n2[b])
+		}
+	}
+	if len(n1) < 10 || len(n2) < 10 {
+		t.Fatalf("queues not shared: c1 got %d messages, c2 %d", len(n1), len(n2))
+	}
+	// c1 leaves while messages keep coming; c2 takes its queues over from
+	// the offsets c1 committed, and every message is consumed.
+	var second []string
+	sent := make(chan error, 1)
+	var nsent atomic.Int32
+	go func() {
+		ctx := ctxT(t, 30*time.Second)
+		for i := range 60 {
+			b := fmt.Sprintf("b-%d", i)
+			second = append(second, b)
+			if _, err := p.Send(ctx, &Message{Topic: topic, Body: []byte(b)}); err != nil {
+				sent <- err
+				return
+			}
+			nsent.Add(1)
+		}
+		sent <- nil
+	}()
+	waitFor(t, "the second batch under way", func() bool { return nsent.Load() >= 10 })
+	if err := c1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	atClose := len(box.count("c1"))
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the survivor owning all 4 queues", func() bool { return len(ownQueues(c2, topic)) == 4 })
+	box.waitBodies(t, second)
+	if n := len(box.count("c1")); n != atClose {
+		t.Fatalf("c1 consumed %d messages after Close returned", n-atClose)
+	}
+}
+
+func TestBroadcastingGivesEveryMemberEverything(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("prices"), uniq("bg")
+	created := createTopic(t, p, topic)
+	box := &inbox{}
+	dir := t.TempDir()
+	for _, name := range []string{"m1", "m2"} {
+		o := ConsumerOptions{Group: group, Model: Broadcasting, FromWhere: ConsumeFromFirst,
+			OffsetFile: filepath.Join(dir, name+".json")}
+		startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", box.handler(name))
+	}
+	bodies := append(sendN(t, p, topic, "p", "", 20), created)
+	waitFor(t, "both members consuming every message", func() bool {
+		return len(box.count("m1")) == len(bodies) && len(box.count("m2")) == len(bodies)
+	})
+}
+
+// A failing message comes back through the retry topic with
+// ReconsumeTimes+1, under its own topic, and after MaxReconsumeTimes it is
+// in the dead-letter queue; the queue's offset moves on meanwhile.
+func TestFailedMessageIsRetriedThenDeadLettered(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("pay"), uniq("cg")
+	res, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("poison"), Keys: []string{"k1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := sendN(t, p, topic, "good", "", 5)
+	box := &inbox{}
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		box.record("c", msgs)
+		if string(msgs[0].Body) == "poison" {
+			return ConsumeRetryLater, errors.New("cannot process")
+		}
+		return ConsumeSuccess, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
+		MaxReconsumeTimes: 2, PersistInterval: 100 * time.Millisecond}, topic, "*", h)
+	dlq := cl.waitStored(t, DLQTopic(group), 1)
+	if string(dlq[0].Body) != "poison" || dlq[0].MsgID != res.MsgID || dlq[0].Keys[0] != "k1" {
+		t.Fatalf("dead letter %+v", dlq[0])
+	}
+	box.waitBodies(t, good)
+	var times []int32
+	for _, d := range box.all() {
+		if d.body == "poison" {
+			if d.topic != topic {
+				t.Fatalf("retried message delivered with topic %s, want %s", d.topic, topic)
+			}
+			times = append(times, d.reconsumeTimes)
+		}
+	}
+	if !slices.Equal(times, []int32{0, 1, 2}) {
+		t.Fatalf("poison message consumed with reconsumeTimes %v, want [0 1 2]", times)
+	}
+	waitFor(t, "the topic and the retry topic acknowledged", func() bool {
+		return cl.caughtUp(topic, pc) && cl.caughtUp(retryTopic(group), pc)
+	})
+	for body, n := range box.count("") {
+		if body != "poison" && n != 1 {
+			t.Fatalf("%s consumed %d times", body, n)
+		}
+	}
+}
+
+// A panic and ConsumeRetryLater both mean "again later".
+func TestPanicAndRetryLaterRedeliver(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("pay"), uniq("cg")
+	sendN(t, p, topic, "panic", "", 1)
+	sendN(t, p, topic, "later", "", 1)
+	box := &inbox{}
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		box.record("c", msgs)
+		if msgs[0].ReconsumeTimes > 0 {
+			return ConsumeSuccess, nil
+		}
+		if strings.HasPrefix(string(msgs[0].Body), "panic") {
+			panic("handler bug")
+		}
+		return ConsumeRetryLater, nil
+	}
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*", h)
+	waitFor(t, "both messages consumed twice", func() bool {
+		n := box.count("")
+		return n["panic-0"] == 2 && n["later-0"] == 2
+	})
+	for _, d := range box.all() {
+		if d.reconsumeTimes > 1 {
+			t.Fatalf("%s delivered with reconsumeTimes %d", d.body, d.reconsumeTimes)
+		}
+	}
+}
+
+func TestTagFilter(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("events"), uniq("cg")
+	var want []string
+	for round := range 3 {
+		sendN(t, p, topic, fmt.Sprintf("c%d", round), "c", 2)
+		want = append(want, sendN(t, p, topic, fmt.Sprintf("a%d", round), "a", 2)...)
+		sendN(t, p, topic, fmt.Sprintf("none%d", round), "", 2)
+		want = append(want, sendN(t, p, topic, fmt.Sprintf("b%d", round), "b", 2)...)
+	}
+	box := &inbox{}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst},
+		topic, " a ||b ", box.handler("c"))
+	box.waitBodies(t, want)
+	waitFor(t, "every queue acknowledged", func() bool { return cl.caughtUp(topic, pc) })
+	for _, d := range box.all() {
+		if d.tags != "a" && d.tags != "b" {
+			t.Fatalf("delivered %s with tag %q", d.body, d.tags)
+		}
+	}
+	if got := len(box.all()); got != len(want) {
+		t.Fatalf("%d deliveries, want %d", got, len(want))
+	}
+}
+
+// consumerGoroutines returns the stacks of goroutines running consumer code.
+func consumerGoroutines() []string {
+	var out []string
+	for _, s := range clientGoroutines() {
+		if strings.Contains(s, "client.(*PushConsumer)") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// A consumer's Close, and the Client's Close for the consumers still
+// open, leave no goroutine of theirs behind.
+func TestCloseLeavesNoGoroutine(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic := uniq("orders")
+	bodies := sendN(t, p, topic, "m", "", 8)
+	c, err := New(Options{NamesrvAddrs: []string{cl.ns.Addr()}, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	box := &inbox{}
+	first := startConsumer(t, c, ConsumerOptions{Group: uniq("cg"), FromWhere: ConsumeFromFirst}, topic, "*", box.handler("a"))
+	box.waitBodies(t, bodies)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := consumerGoroutines(); len(left) > 0 {
+		t.Fatalf("%d consumer goroutines outlived Close:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+	second := startConsumer(t, c, ConsumerOptions{Group: uniq("cg"), FromWhere: ConsumeFromFirst, Orderly: true}, topic, "*", box.handler("b"))
+	waitFor(t, "the orderly consumer consuming", func() bool { return len(box.count("b")) == len(bodies) })
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("consumer Close after the Client's: %v", err)
+	}
+	if left := consumerGoroutines(); len(left) > 0 {
+		t.Fatalf("%d consumer goroutines outlived the Client's Close:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+	if _, err := c.NewPushConsumer(ConsumerOptions{Group: uniq("cg")}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("NewPushConsumer on a closed Client: %v", err)
+	}
+}
