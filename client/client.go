@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,8 @@ type Client struct {
 	pushers   consumerSet                    // started push consumers, for NOTIFY_CONSUMER_IDS_CHANGED (consumer.go)
 	hbKick    chan struct{}                  // a pending heartbeat round; capacity 1
 	closersMu sync.Mutex                     // guards closers
-	closers   []func()                       // run first by Close, last added first
+	closers   []closer                       // run first by Close, last added first
+	closerSeq uint64                         // ids of closers
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -108,7 +110,7 @@ func (c *Client) Close() error {
 	c.closers = nil
 	c.closersMu.Unlock()
 	for i := len(closers) - 1; i >= 0; i-- {
-		closers[i]()
+		closers[i].f()
 	}
 	c.cancel()
 	c.wg.Wait()
@@ -116,18 +118,31 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// closer is a function registered with onClose.
+type closer struct {
+	id uint64
+	f  func()
+}
+
 // onClose registers f to run at the start of Close, before the loops stop
 // and the connections close (a consumer persisting its offsets, say).
-// Functions run last registered first. It reports false, and does not
-// register f, if the Client is already closed.
-func (c *Client) onClose(f func()) bool {
+// Functions run last registered first. It returns a function that
+// unregisters f (for an owner closed before the Client), and reports
+// false, registering nothing, if the Client is already closed.
+func (c *Client) onClose(f func()) (remove func(), ok bool) {
 	c.closersMu.Lock()
 	defer c.closersMu.Unlock()
 	if c.closed.Load() {
-		return false
+		return func() {}, false
 	}
-	c.closers = append(c.closers, f)
-	return true
+	c.closerSeq++
+	id := c.closerSeq
+	c.closers = append(c.closers, closer{id, f})
+	return func() {
+		c.closersMu.Lock()
+		defer c.closersMu.Unlock()
+		c.closers = slices.DeleteFunc(c.closers, func(x closer) bool { return x.id == id })
+	}, true
 }
 
 // handle registers h for requests with code that brokers send to this
@@ -176,7 +191,13 @@ func (c *Client) connected(addr string, _ *remoting.Conn) {
 // the connections (until then, the closers registered with onClose can
 // still send).
 func (c *Client) invoke(ctx context.Context, addr, op string, req *remoting.Command) (*remoting.Command, error) {
-	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	return c.invokeFor(ctx, addr, op, req, c.opts.RequestTimeout)
+}
+
+// invokeFor is invoke bounded by timeout instead of RequestTimeout (a
+// long-polling pull outlasts that).
+func (c *Client) invokeFor(ctx context.Context, addr, op string, req *remoting.Command, timeout time.Duration) (*remoting.Command, error) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := c.pool.get(rctx, addr)
 	if err == nil {

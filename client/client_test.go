@@ -115,6 +115,8 @@ func TestCloseRunsClosersFirst(t *testing.T) {
 	}
 	var order []string
 	c.onClose(func() { order = append(order, "first") })
+	drop, _ := c.onClose(func() { order = append(order, "removed") })
+	drop()
 	c.onClose(func() {
 		_, err := c.route(context.Background(), "t") // still reaches the name server
 		order = append(order, "second:"+errString(err))
@@ -123,7 +125,7 @@ func TestCloseRunsClosersFirst(t *testing.T) {
 	if len(order) != 2 || order[0] != "second:<nil>" || order[1] != "first" {
 		t.Fatalf("closers ran as %v", order)
 	}
-	if c.onClose(func() {}) {
+	if _, ok := c.onClose(func() {}); ok {
 		t.Fatal("onClose registered after Close")
 	}
 	if err := c.registerConsumerGroup("cg", func() consumerData { return consumerData{} }); !errors.Is(err, ErrClosed) {

@@ -38,6 +38,8 @@ type PushConsumer struct {
 	queues  map[MessageQueue]*processQueue
 	offsets offsetStore
 
+	dropCloser func() // unregisters the consumer's Client.onClose hook
+
 	persistMu sync.Mutex // serializes offset commits
 
 	sem    chan struct{} // handler calls running, at most Concurrency
@@ -180,7 +182,8 @@ func (pc *PushConsumer) begin() error {
 		return err
 	}
 	pc.c.pushers.add(pc.c, pc)
-	if !pc.c.onClose(func() { _ = pc.Close() }) {
+	var ok bool
+	if pc.dropCloser, ok = pc.c.onClose(func() { _ = pc.Close() }); !ok {
 		pc.c.pushers.remove(pc)
 		pc.c.unregisterConsumerGroup(pc.opts.Group)
 		return ErrClosed
@@ -237,6 +240,7 @@ func (pc *PushConsumer) Close() error {
 	}
 	pc.unregisterClient(ctx)
 	pc.c.pushers.remove(pc)
+	pc.dropCloser()
 	return err
 }
 

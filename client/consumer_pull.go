@@ -1,7 +1,6 @@
 package client
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -94,7 +93,7 @@ func (pc *PushConsumer) pull(q *processQueue, offset int64) (*pullResult, error)
 		"suspendTimeoutMillis": strconv.FormatInt(pc.opts.LongPollTimeout.Milliseconds(), 10),
 		"subscription":         q.sub.expr, "subVersion": strconv.FormatInt(q.sub.version, 10), "expressionType": "TAG",
 	})
-	resp, err := pc.invokeFor(q.ctx, addr, op, req, pc.opts.LongPollTimeout+pc.c.opts.RequestTimeout)
+	resp, err := pc.c.invokeFor(q.ctx, addr, op, req, pc.opts.LongPollTimeout+pc.c.opts.RequestTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -113,24 +112,6 @@ func (pc *PushConsumer) pull(q *processQueue, offset int64) (*pullResult, error)
 		}
 	}
 	return res, nil
-}
-
-// invokeFor is Client.invoke with its own timeout instead of
-// RequestTimeout (a long-polling pull outlasts that).
-func (pc *PushConsumer) invokeFor(ctx context.Context, addr, op string, req *remoting.Command, timeout time.Duration) (*remoting.Command, error) {
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := pc.c.pool.get(rctx, addr)
-	if err == nil {
-		var resp *remoting.Command
-		if resp, err = conn.Invoke(rctx, req); err == nil {
-			return resp, nil
-		}
-	}
-	if errors.Is(err, ErrClosed) {
-		return nil, err
-	}
-	return nil, &transportError{op: op, addr: addr, err: err}
 }
 
 // accept converts pulled records into deliveries, dropping those whose tag

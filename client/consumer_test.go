@@ -360,6 +360,12 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	if left := consumerGoroutines(); len(left) > 0 {
 		t.Fatalf("%d consumer goroutines outlived Close:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
+	c.closersMu.Lock()
+	hooks := len(c.closers)
+	c.closersMu.Unlock()
+	if hooks != 0 {
+		t.Fatalf("a closed consumer left %d close hooks on its Client", hooks)
+	}
 	second := startConsumer(t, c, ConsumerOptions{Group: uniq("cg"), FromWhere: ConsumeFromFirst, Orderly: true}, topic, "*", box.handler("b"))
 	waitFor(t, "the orderly consumer consuming", func() bool { return len(box.count("b")) == len(bodies) })
 	if err := c.Close(); err != nil {
