@@ -39,7 +39,16 @@ type Message struct {
 	DeliverAt time.Time
 	// Flag is an application-defined number stored with the message.
 	Flag int32
+	// ID, when set, is the message's id (UNIQ_KEY) instead of a generated
+	// one: at most 128 characters, no spaces or control separators. A
+	// deterministic ID makes a half message idempotent: a broker that
+	// already holds a live half message of the producer group with this id
+	// answers SendHalf with that one instead of storing another.
+	ID string
 }
+
+// MaxIDLength is the longest Message.ID.
+const MaxIDLength = 128
 
 // MessageExt is a message as a broker stored it: what a consumer receives
 // and a check listener is asked about.
@@ -136,6 +145,8 @@ func (m *Message) check(maxBody int) error {
 		return invalid("tags %q contain a control separator", m.Tags)
 	case hasSeparator(m.ShardingKey):
 		return invalid("sharding key %q contains a control separator", m.ShardingKey)
+	case len(m.ID) > MaxIDLength || strings.ContainsAny(m.ID, " \x01\x02"):
+		return invalid("id %q is longer than %d characters or contains a space or a control separator", m.ID, MaxIDLength)
 	case m.DelayLevel < 0:
 		return invalid("delay level %d is negative", m.DelayLevel)
 	case m.DelayLevel > 0 && !m.DeliverAt.IsZero():
@@ -164,6 +175,14 @@ func (m *Message) check(maxBody int) error {
 func hasSeparator(s string) bool { return strings.ContainsAny(s, "\x01\x02") }
 
 // delayed reports whether m asks for delayed delivery.
+// id returns the message's UNIQ_KEY: its ID, or a fresh one from gen.
+func (m *Message) id(gen *message.UniqIDs) string {
+	if m.ID != "" {
+		return m.ID
+	}
+	return gen.Next()
+}
+
 func (m *Message) delayed() bool { return m.DelayLevel > 0 || !m.DeliverAt.IsZero() }
 
 // properties returns m's wire-form properties with UNIQ_KEY set to id, or

@@ -95,7 +95,7 @@ func (p *Producer) Send(ctx context.Context, m *Message) (SendResult, error) {
 	if err := m.check(p.c.opts.MaxMessageSize); err != nil {
 		return SendResult{}, err
 	}
-	id := p.c.uniq.Next()
+	id := m.id(p.c.uniq)
 	props, err := m.properties(id)
 	if err != nil {
 		return SendResult{}, err
@@ -166,7 +166,7 @@ func (p *Producer) encodeBatch(msgs []*Message) ([]byte, []string, error) {
 		case m.delayed():
 			return nil, nil, invalid("batch message %d is delayed; batches cannot be", i)
 		}
-		ids[i] = p.c.uniq.Next()
+		ids[i] = m.id(p.c.uniq)
 		props, err := m.properties(ids[i])
 		if err != nil {
 			return nil, nil, fmt.Errorf("batch message %d: %w", i, err)

@@ -151,7 +151,7 @@ func (p *Producer) SendHalf(ctx context.Context, m *Message) (HalfReceipt, error
 	if m.delayed() {
 		return HalfReceipt{}, invalid("transactional messages cannot be delayed")
 	}
-	id := p.c.uniq.Next()
+	id := m.id(p.c.uniq)
 	props, err := m.properties(id)
 	if err != nil {
 		return HalfReceipt{}, err

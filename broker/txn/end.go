@@ -153,6 +153,7 @@ func (s *Service) resolve(ctx context.Context, e *entry, o Outcome) (EndResult, 
 func (s *Service) settle(e *entry, st Status) {
 	e.status = st
 	delete(s.live, e.half)
+	s.unindexUniq(e)
 	s.persist(e)
 }
 

@@ -79,12 +79,13 @@ type Stats struct {
 	Checks              int64 // check-backs that reached a producer
 	Unreached           int64 // due checks with no producer online (not counted)
 	ParkedTotal         int64 // half messages parked after max checks
+	DuplicateHalves     int64 // half sends answered with a live one of the same id
 	ExpiredBeforeResult int64 // live half messages removed by retention
 }
 
 type counters struct {
 	halves, commits, rollbacks, checkCommits, checkRollbacks atomic.Int64
-	checks, unreached, parked, expired                       atomic.Int64
+	checks, unreached, parked, expired, duplicates           atomic.Int64
 }
 
 func (c *counters) outcome(o Outcome, fromCheck bool) {
@@ -105,7 +106,7 @@ func (s *Service) Stats() Stats {
 	st := Stats{Halves: s.stats.halves.Load(), Commits: s.stats.commits.Load(), Rollbacks: s.stats.rollbacks.Load(),
 		CheckCommits: s.stats.checkCommits.Load(), CheckRollbacks: s.stats.checkRollbacks.Load(),
 		Checks: s.stats.checks.Load(), Unreached: s.stats.unreached.Load(), ParkedTotal: s.stats.parked.Load(),
-		ExpiredBeforeResult: s.stats.expired.Load()}
+		ExpiredBeforeResult: s.stats.expired.Load(), DuplicateHalves: s.stats.duplicates.Load()}
 	s.mu.Lock()
 	for _, e := range s.live {
 		if e.status == Pending {

@@ -80,6 +80,7 @@ func (s *Service) loadLive() error {
 		}
 		if e.status.live() {
 			s.live[e.half] = e
+			s.indexUniq(e)
 		}
 	}
 	return it.Error()
@@ -136,8 +137,22 @@ func (s *Service) addHalf(m *message.Message, r store.AppendResult) {
 		storeMs: r.StoreTimestamp, nextCheckMs: s.firstCheck(r.StoreTimestamp, m.Properties), status: Pending,
 		group: group, topic: topic, uniq: uniq, keys: keys, msgID: r.MsgID}
 	s.live[e.half] = e
+	s.indexUniq(e)
 	s.persist(e)
 	s.stats.halves.Add(1)
+}
+
+// indexUniq and unindexUniq keep byUniq in step with live. Caller holds s.mu.
+func (s *Service) indexUniq(e *entry) {
+	if e.uniq != "" {
+		s.byUniq[e.uniq] = e
+	}
+}
+
+func (s *Service) unindexUniq(e *entry) {
+	if s.byUniq[e.uniq] == e {
+		delete(s.byUniq, e.uniq)
+	}
 }
 
 // dropExpired forgets transactions whose records retention removed: a
@@ -150,6 +165,7 @@ func (s *Service) dropExpired() {
 			s.opts.Logger.Error("txn: half message removed by retention before it was resolved",
 				"half", half, "group", e.group, "topic", e.topic, "transactionId", e.uniq, "status", e.status)
 			delete(s.live, half)
+			s.unindexUniq(e)
 			s.db.Delete(stateKey(prefixLive, half), pebble.NoSync)
 			s.stats.expired.Add(1)
 		}

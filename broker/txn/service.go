@@ -23,8 +23,10 @@ type Service struct {
 	db   *pebble.DB
 
 	mu       sync.Mutex
-	live     map[int64]*entry // pending and parked, by half offset
-	inflight map[uint64]int64 // writes under way: the log end when each began
+	live     map[int64]*entry         // pending and parked, by half offset
+	byUniq   map[string]*entry        // live ones by UNIQ_KEY
+	storing  map[string]chan struct{} // UNIQ_KEYs of half messages being stored
+	inflight map[uint64]int64         // writes under way: the log end when each began
 	nextID   uint64
 	checker  Checker
 	dirty    bool // state changed since the last checkpoint
@@ -49,6 +51,7 @@ func Open(st *store.Store, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("txn: open state in %s: %w", opts.Dir, err)
 	}
 	s := &Service{opts: opts, st: st, db: db, live: make(map[int64]*entry),
+		byUniq: make(map[string]*entry), storing: make(map[string]chan struct{}),
 		inflight: make(map[uint64]int64), checker: opts.Checker, stop: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		db.Close()
@@ -92,6 +95,11 @@ func (s *Service) Close() error {
 // PGROUP property when group is empty): under HalfTopic, queue 0, with its
 // real topic and queue kept in properties and any delay removed. It is
 // invisible to consumers until committed.
+//
+// A message whose UNIQ_KEY is that of a live (pending or parked) half
+// message of the same group is not stored again: SendHalf answers with
+// the live one (Duplicate reports it), so a producer that retries a half
+// send with a deterministic id never opens a second transaction.
 func (s *Service) SendHalf(ctx context.Context, m *message.Message, group string) (store.AppendResult, error) {
 	if s.closed.Load() {
 		return store.AppendResult{}, ErrClosed
@@ -100,10 +108,51 @@ func (s *Service) SendHalf(ctx context.Context, m *message.Message, group string
 	if err != nil {
 		return store.AppendResult{}, err
 	}
-	res, err := s.write(ctx, h, func(r store.AppendResult) {
+	uniq, _ := message.Property(h.Properties, message.PropertyUniqKey)
+	if uniq != "" {
+		res, dup, release, err := s.claimUniq(ctx, uniq, h)
+		if err != nil || dup {
+			return res, err
+		}
+		defer release()
+	}
+	return s.write(ctx, h, func(r store.AppendResult) {
 		s.addHalf(h, r)
 	})
-	return res, err
+}
+
+// claimUniq finds a live half message with UNIQ_KEY uniq of h's group
+// (dup), or reserves uniq until release is called, waiting for a
+// concurrent SendHalf of the same id to finish first.
+func (s *Service) claimUniq(ctx context.Context, uniq string, h *message.Message) (res store.AppendResult, dup bool, release func(), err error) {
+	group, _ := message.Property(h.Properties, message.PropertyProducerGroup)
+	for {
+		s.mu.Lock()
+		if e := s.byUniq[uniq]; e != nil && e.group == group {
+			res = store.AppendResult{PhysicalOffset: e.half, QueueOffset: e.queueOffset, StoreTimestamp: e.storeMs, MsgID: e.msgID}
+			s.mu.Unlock()
+			s.stats.duplicates.Add(1)
+			return res, true, nil, nil
+		}
+		wait := s.storing[uniq]
+		if wait == nil {
+			ch := make(chan struct{})
+			s.storing[uniq] = ch
+			s.mu.Unlock()
+			return res, false, func() {
+				s.mu.Lock()
+				delete(s.storing, uniq)
+				s.mu.Unlock()
+				close(ch)
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return res, false, nil, ctx.Err()
+		}
+	}
 }
 
 // halfMessage builds the half record of m.

@@ -190,3 +190,61 @@ func TestOptionsValidate(t *testing.T) {
 		t.Fatalf("Open without Dir: %v", err)
 	}
 }
+
+func TestSendHalfWithTheIDOfALiveOneReturnsIt(t *testing.T) {
+	r := newRig(t)
+	first := r.half("wf-1/create")
+	end := r.st.MaxPhysicalOffset()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if again := r.half("wf-1/create"); again.PhysicalOffset != first.PhysicalOffset || again.QueueOffset != first.QueueOffset || again.MsgID != first.MsgID {
+				t.Errorf("repeated half send stored %+v, want the live %+v", again, first)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := r.st.MaxPhysicalOffset(); got != end {
+		t.Fatalf("repeated half sends wrote %d bytes", got-end)
+	}
+	if s := r.svc.Stats(); s.DuplicateHalves != 8 || s.Pending != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	// Another group's message with the same id is its own transaction.
+	m := &message.Message{Topic: "orders", QueueID: 1, Body: []byte("x"), Properties: message.Properties{
+		message.PropertyUniqKey: "wf-1/create", message.PropertyProducerGroup: "other"}.Encode()}
+	if res, err := r.svc.SendHalf(context.Background(), m, ""); err != nil || res.PhysicalOffset == first.PhysicalOffset {
+		t.Fatalf("other group: %+v %v", res, err)
+	}
+	// Once resolved, the id is free again (a new transaction).
+	if _, err := r.end(first, Commit); err != nil {
+		t.Fatal(err)
+	}
+	if again := r.half("wf-1/create"); again.PhysicalOffset == first.PhysicalOffset {
+		t.Fatal("a resolved transaction's id returned the resolved half message")
+	}
+}
+
+func TestConcurrentHalfSendsOfOneIDStoreOne(t *testing.T) {
+	r := newRig(t)
+	var wg sync.WaitGroup
+	offs := make([]int64, 8)
+	for i := range offs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			offs[i] = r.half("same-id").PhysicalOffset
+		}()
+	}
+	wg.Wait()
+	for _, o := range offs {
+		if o != offs[0] {
+			t.Fatalf("concurrent sends of one id stored several half messages: %v", offs)
+		}
+	}
+	if l := r.svc.List(0, 0); len(l) != 1 {
+		t.Fatalf("live: %+v", l)
+	}
+}
