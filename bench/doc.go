@@ -10,7 +10,9 @@
 // [RunStore] measures, in fresh subdirectories of one directory:
 //
 //  1. perfect group commit: one write of Writers×Size bytes and one
-//     fdatasync, repeated; the bound for SYNC_FLUSH;
+//     fdatasync, repeated, into a file zero-filled beforehand (as the
+//     store's commit-log segments are) and into one that grows; the
+//     better of the two is the bound for SYNC_FLUSH;
 //  2. raw sequential bandwidth: 1 MiB writes and a final fdatasync; the
 //     bound for ASYNC_FLUSH;
 //  3. the store: Writers goroutines each appending Size-byte messages

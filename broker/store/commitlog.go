@@ -1,42 +1,67 @@
 package store
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/halfbackmq/halfback/message"
 )
 
 // segment is one commit-log file. It covers physical offsets
-// [base, base+segmentSize); its file is as long as what was written to it.
+// [base, base+segmentSize). A segment this version creates is that long
+// from the start (see prealloc.go), and the log's end inside it is where
+// valid records stop; a segment written by an older version is as long as
+// what was written to it, and grows.
 type segment struct {
 	base int64
 	path string
 	f    file
 }
 
-// commitLog is the ordered set of segments. The writer goroutine appends;
-// readers read under the read lock; retention removes segments from the
-// front under the write lock.
+// commitLog is the ordered set of segments. The writer goroutine appends
+// and rolls to the next segment; readers read under the read lock;
+// retention removes segments from the front under the write lock. A
+// background goroutine prepares the segment after the last (prealloc.go).
 type commitLog struct {
 	dir     string
 	segSize int64
 	fs      fileSystem
+	// zeroFill makes new segments zero-filled rather than only allocated,
+	// so that an fdatasync never has to commit block-allocation metadata
+	// (SyncFlush; see doc.go).
+	zeroFill bool
 
 	mu   sync.RWMutex
 	segs []*segment // ascending base, contiguous
+
+	tip      atomic.Int64  // end of the last write; the preparer paces itself by it
+	wantTip  atomic.Int64  // the preparer waits until tip reaches this
+	progress chan struct{} // poked when tip reaches wantTip
+	closing  chan struct{} // closed by close: the preparer gives up
+	prepWG   sync.WaitGroup
+	prepMu   sync.Mutex
+	next     *preparation // the segment after the last, being prepared
 }
 
 func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
 
 // openCommitLog opens the segments in dir. Names must be 20-digit offsets
-// that are multiples of segSize and contiguous.
-func openCommitLog(dir string, segSize int64, fs fileSystem) (*commitLog, error) {
+// that are multiples of segSize and contiguous. Segment files an earlier
+// run was still preparing are removed: a crash may have left them half
+// filled.
+func openCommitLog(dir string, segSize int64, fs fileSystem, zeroFill bool) (*commitLog, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -44,9 +69,17 @@ func openCommitLog(dir string, segSize int64, fs fileSystem) (*commitLog, error)
 	if err != nil {
 		return nil, err
 	}
-	c := &commitLog{dir: dir, segSize: segSize, fs: fs}
+	c := &commitLog{dir: dir, segSize: segSize, fs: fs, zeroFill: zeroFill,
+		progress: make(chan struct{}, 1), closing: make(chan struct{})}
+	c.wantTip.Store(math.MaxInt64)
 	var bases []int64
 	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), prepSuffix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if e.IsDir() || len(e.Name()) != 20 {
 			continue
 		}
@@ -65,40 +98,20 @@ func openCommitLog(dir string, segSize int64, fs fileSystem) (*commitLog, error)
 			c.close()
 			return nil, fmt.Errorf("%w: commit-log segment missing between %s and %s", ErrCorrupt, segmentName(bases[i-1]), segmentName(base))
 		}
-		if _, err := c.openSegment(base, false); err != nil {
+		path := filepath.Join(dir, segmentName(base))
+		f, err := fs.OpenFile(path, os.O_RDWR, 0o644)
+		if err != nil {
 			c.close()
 			return nil, err
 		}
+		c.segs = append(c.segs, &segment{base: base, path: path, f: f})
 	}
 	return c, nil
 }
 
-// openSegment opens (create: creates) the segment at base and appends it.
-func (c *commitLog) openSegment(base int64, create bool) (*segment, error) {
-	path := filepath.Join(c.dir, segmentName(base))
-	flag := os.O_RDWR
-	if create {
-		flag |= os.O_CREATE | os.O_EXCL
-	}
-	f, err := c.fs.OpenFile(path, flag, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if create {
-		if err := syncDir(c.dir); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	s := &segment{base: base, path: path, f: f}
-	c.mu.Lock()
-	c.segs = append(c.segs, s)
-	c.mu.Unlock()
-	return s, nil
-}
-
-// segmentAt returns the segment covering off, creating it when it is the
-// next one after the last (only the writer goroutine creates).
+// segmentAt returns the segment covering off. With create, it rolls to it
+// when it is the next one after the last (only the writer goroutine, and
+// Open before it starts, create).
 func (c *commitLog) segmentAt(off int64, create bool) (*segment, error) {
 	base := off - off%c.segSize
 	c.mu.RLock()
@@ -117,9 +130,31 @@ func (c *commitLog) segmentAt(off int64, create bool) (*segment, error) {
 	}
 	c.mu.RUnlock()
 	if create && (n == 0 || base == last+c.segSize) {
-		return c.openSegment(base, true)
+		return c.roll(base)
 	}
 	return nil, fmt.Errorf("%w: %d", ErrOffsetNotFound, off)
+}
+
+// writeAt writes p at physical offset off, rolling to a new segment if off
+// starts one; p must not cross a segment end. It returns the segment
+// written, for the caller to sync.
+func (c *commitLog) writeAt(p []byte, off int64) (*segment, error) {
+	seg, err := c.segmentAt(off, true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := seg.f.WriteAt(p, off-seg.base); err != nil {
+		return nil, err
+	}
+	end := off + int64(len(p))
+	c.tip.Store(end)
+	if end >= c.wantTip.Load() {
+		select {
+		case c.progress <- struct{}{}:
+		default:
+		}
+	}
+	return seg, nil
 }
 
 // readAt fills p from physical offset off; p must not cross a segment end.
@@ -131,9 +166,9 @@ func (c *commitLog) readAt(p []byte, off int64) error {
 	return err
 }
 
-// readSome reads what is written of p's range (it may be cut short by the
-// end of the segment's file) and returns how much it read; p must not cross
-// a segment end.
+// readSome reads p's range and returns how much it read: less than
+// len(p) only where an older version's short segment file ends inside it.
+// p must not cross a segment end.
 func (c *commitLog) readSome(p []byte, off int64) (int, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -169,42 +204,67 @@ func (c *commitLog) minOffset() int64 {
 	return c.segs[0].base
 }
 
-// endOffset is where the last segment's file ends.
-func (c *commitLog) endOffset() (int64, error) {
+// limit is the end of the space the segments cover: no record lies past it.
+func (c *commitLog) limit() int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if len(c.segs) == 0 {
-		return 0, nil
+		return 0
 	}
-	last := c.segs[len(c.segs)-1]
-	fi, err := last.f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return last.base + fi.Size(), nil
+	return c.segs[len(c.segs)-1].base + c.segSize
 }
 
-// truncate cuts the log at off: the segment holding off is truncated and
-// every later segment is removed.
-func (c *commitLog) truncate(off int64) error {
+// isEnd reports whether off can be where the log ends: in (or at the end
+// of) the last segment, with nothing at off where the next record's size
+// would be (a zero word, or the end of an older version's short file).
+func (c *commitLog) isEnd(off int64) bool {
+	c.mu.RLock()
+	n := len(c.segs)
+	var lastBase int64
+	if n > 0 {
+		lastBase = c.segs[n-1].base
+	}
+	c.mu.RUnlock()
+	switch {
+	case n == 0:
+		return off == 0
+	case off < lastBase || off > lastBase+c.segSize:
+		return false
+	case off == lastBase+c.segSize:
+		return true // the last segment ends with a blank record
+	}
+	var w [message.BlankHeaderSize]byte
+	k, err := c.readSome(w[:], off)
+	if err != nil {
+		return k == 0 && errors.Is(err, ErrOffsetNotFound) // an older version's file ends at off
+	}
+	return k == len(w) && binary.BigEndian.Uint32(w[:]) == 0
+}
+
+// truncate makes off the end of the log: the segment holding off keeps its
+// bytes before off and has every later byte zeroed (or, for an older
+// version's short file, cut off), and later segments are removed, so that
+// no stale record past off can be read back by a later recovery. It
+// returns how many non-zero bytes it cleared and how many segments it
+// removed.
+func (c *commitLog) truncate(off int64) (cleared int64, removed int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	keep := c.segs[:0]
-	var err error
 	for _, s := range c.segs {
 		switch {
 		case s.base+c.segSize <= off:
 			keep = append(keep, s)
-		case s.base < off:
-			if e := s.f.Truncate(off - s.base); e != nil && err == nil {
-				err = e
-			}
-			if e := s.f.Sync(); e != nil && err == nil {
+		case s.base <= off:
+			n, e := c.clearFrom(s, off-s.base)
+			cleared += n
+			if e != nil && err == nil {
 				err = e
 			}
 			keep = append(keep, s)
-		default: // segment starts at or after off
+		default: // segment starts after off
 			s.f.Close()
+			removed++
 			if e := os.Remove(s.path); e != nil && err == nil {
 				err = e
 			}
@@ -214,7 +274,50 @@ func (c *commitLog) truncate(off int64) error {
 	if e := syncDir(c.dir); e != nil && err == nil {
 		err = e
 	}
-	return err
+	return cleared, removed, err
+}
+
+// clearFrom zeroes s's file from position from to the segment's end,
+// writing only the chunks that hold non-zero bytes, then syncs it. A file
+// shorter than the segment (an older version's) is cut at from instead.
+func (c *commitLog) clearFrom(s *segment, from int64) (int64, error) {
+	fi, err := s.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if size := fi.Size(); size < c.segSize {
+		if size <= from {
+			return 0, nil
+		}
+		if err := s.f.Truncate(from); err != nil {
+			return 0, err
+		}
+		return size - from, s.f.Sync()
+	}
+	buf := make([]byte, min(c.segSize, zeroChunk))
+	zeros := make([]byte, len(buf))
+	var cleared int64
+	for pos := from; pos < c.segSize; {
+		n := min(int64(len(buf)), c.segSize-pos)
+		k, err := s.f.ReadAt(buf[:n], pos)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return cleared, err
+		}
+		if !bytes.Equal(buf[:k], zeros[:k]) {
+			if _, err := s.f.WriteAt(zeros[:k], pos); err != nil {
+				return cleared, err
+			}
+			cleared += int64(k)
+		}
+		if k == 0 {
+			break
+		}
+		pos += int64(k)
+	}
+	if cleared == 0 {
+		return 0, nil
+	}
+	return cleared, s.f.Sync()
 }
 
 // removeOldest removes the first segment if more than one remains and keep
@@ -241,10 +344,25 @@ func (c *commitLog) removeOldest(keep func(s *segment, modTime time.Time) bool) 
 	return s.base, syncDir(c.dir)
 }
 
+// close stops the preparer, removes the segment it was preparing, and
+// closes every segment.
 func (c *commitLog) close() error {
+	select {
+	case <-c.closing:
+	default:
+		close(c.closing)
+	}
+	c.prepWG.Wait()
+	c.prepMu.Lock()
+	p := c.next
+	c.next = nil
+	c.prepMu.Unlock()
+	var err error
+	if p != nil {
+		err = p.discard()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var err error
 	for _, s := range c.segs {
 		if e := s.f.Close(); e != nil && err == nil {
 			err = e

@@ -105,11 +105,15 @@ func TestCrashSIGKILL(t *testing.T) {
 				t.Fatalf("round %d: record at %d holds %q, want w%d-s%d", round, a.phys, e.Body[:12], a.writer, a.seq)
 			}
 		}
-		// No partial record: the whole log scans clean to its end.
+		// No partial record: the whole log scans clean to its end, and no
+		// record past it.
 		end := s.MaxPhysicalOffset()
-		if valid, err := s.scanValid(s.MinPhysicalOffset(), end); err != nil || valid < end {
-			t.Fatalf("round %d: log valid to %d of %d (%v)", round, valid, end, err)
+		if valid, err := s.scanValid(s.MinPhysicalOffset()); err != nil || valid != end {
+			t.Fatalf("round %d: log valid to %d, want its end %d (%v)", round, valid, end, err)
 		}
+		// Every segment is preallocated, the one the kill may have caught
+		// half made included.
+		checkSegmentSizes(t, dir, crashOptions(dir).SegmentSize)
 		// Every queue reads back in order with no holes.
 		for q := int32(0); q < 4; q++ {
 			got := readAll(t, s, "crash", q)

@@ -17,6 +17,7 @@ type faultFS struct {
 	mu        sync.Mutex
 	writeErr  error
 	syncErr   error
+	prepErr   error         // fails the writes and allocation of a segment being prepared
 	syncGate  chan struct{} // when set, commit-log Sync blocks until it is closed
 	syncCalls int
 }
@@ -35,22 +36,47 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error
 	if !strings.Contains(name, "commitlog") {
 		return inner, nil
 	}
-	return &faultFile{file: inner, fs: f}, nil
+	return &faultFile{file: inner, fs: f, name: name}, nil
 }
 
 type faultFile struct {
 	file
-	fs *faultFS
+	fs   *faultFS
+	name string // as opened
+}
+
+// preparing reports whether f is a segment still being prepared (opened
+// under the temporary name, and not yet renamed to its segment name).
+func (f *faultFile) preparing() bool {
+	if !strings.HasSuffix(f.name, prepSuffix) {
+		return false
+	}
+	_, err := os.Stat(f.name)
+	return err == nil
 }
 
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	f.fs.mu.Lock()
 	err := f.fs.writeErr
+	prepErr := f.fs.prepErr
 	f.fs.mu.Unlock()
+	if prepErr != nil && f.preparing() {
+		err = prepErr
+	}
 	if err != nil {
 		return 0, &os.PathError{Op: "write", Path: "commitlog", Err: err}
 	}
 	return f.file.WriteAt(p, off)
+}
+
+func (f *faultFile) Allocate(size int64) error {
+	f.fs.mu.Lock()
+	err := f.fs.prepErr
+	f.fs.mu.Unlock()
+	if err != nil && f.preparing() {
+		return &os.PathError{Op: "fallocate", Path: "commitlog", Err: err}
+	}
+	return f.file.Allocate(size)
 }
 
 func (f *faultFile) Sync() error {
@@ -159,6 +185,7 @@ func TestGroupCommitSharesFsync(t *testing.T) {
 	o.fs = fs
 	s := openStore(t, o)
 	defer s.Close()
+	fs.set(func(f *faultFS) { f.syncCalls = 0 }) // not the syncs that prepared the segment at Open
 	// Hold the first fsync so that the other appends queue up behind it.
 	gate := make(chan struct{})
 	var once sync.Once

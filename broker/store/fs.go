@@ -14,6 +14,10 @@ type file interface {
 	WriteAt(p []byte, off int64) (int, error)
 	// Sync makes written data durable (fdatasync).
 	Sync() error
+	// Allocate makes the file size bytes long if it is shorter, reserving
+	// blocks for it where the file system can (fallocate); the new bytes
+	// read as zeros. It does not write them: see commitLog.fill.
+	Allocate(size int64) error
 	Truncate(size int64) error
 	Stat() (os.FileInfo, error)
 	Close() error
@@ -46,6 +50,27 @@ func (f osFile) Sync() error {
 			}
 			return nil
 		}
+	}
+}
+
+// Allocate uses fallocate(2) (mode 0: allocate and extend). Where the
+// file system does not support it, it only extends the file.
+func (f osFile) Allocate(size int64) error {
+	for {
+		err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
+		switch err {
+		case nil:
+			return nil
+		case syscall.EINTR:
+			continue
+		case syscall.EOPNOTSUPP, syscall.ENOSYS:
+			fi, err := f.Stat()
+			if err != nil || fi.Size() >= size {
+				return err
+			}
+			return f.Truncate(size)
+		}
+		return &os.PathError{Op: "fallocate", Path: f.Name(), Err: err}
 	}
 }
 

@@ -10,11 +10,16 @@ import (
 
 // recover brings the store to a consistent state at Open.
 //
-// After a clean shutdown (no abort marker, checkpoint end matching the log)
-// nothing is scanned. Otherwise the commit log is scanned from the
-// checkpoint's dispatched offset, checking every record's magic code, length
-// fields, body CRC and physical offset; the log is truncated at the first
-// record that fails, consume-queue entries that point past the new end are
+// The end of the log is where valid records stop: segment files are
+// preallocated, so their size says nothing. After a clean shutdown (no
+// abort marker, and the checkpoint's log end is in the last segment with
+// nothing after it) nothing is scanned. Otherwise the commit log is
+// scanned from the checkpoint's dispatched offset, checking every record's
+// magic code, length fields, body CRC, seal and physical offset, up to the
+// first that fails (a zero size word where no record was written, or a
+// torn or stale one). Everything after that point is zeroed and later
+// segments removed, so nothing there can be read as a record by a later
+// recovery; consume-queue entries that point past the new end are
 // dropped, and queues and index are rebuilt from the checkpoint onwards.
 func (s *Store) recover() error {
 	cp, haveCP, err := readCheckpoint(s.checkpointPath())
@@ -24,29 +29,25 @@ func (s *Store) recover() error {
 	}
 	_, abortErr := os.Stat(s.abort)
 	crashed := abortErr == nil
-	end, err := s.log.endOffset()
-	if err != nil {
-		return err
-	}
 	start := max(cp.Dispatched, s.log.minOffset())
-	if start > end {
+	if start > s.log.limit() {
 		start = s.log.minOffset()
 	}
-	if !haveCP || crashed || cp.LogEnd != end {
-		if haveCP || end > 0 {
-			s.opts.Logger.Warn("store was not shut down cleanly; recovering", "from", start, "fileEnd", end)
+	end := cp.LogEnd
+	if !haveCP || crashed || !s.log.isEnd(cp.LogEnd) {
+		if haveCP || s.log.limit() > 0 {
+			s.opts.Logger.Warn("store was not shut down cleanly; recovering", "from", start)
 		}
-		valid, err := s.scanValid(start, end)
+		if end, err = s.scanValid(start); err != nil {
+			return err
+		}
+		cleared, removed, err := s.log.truncate(end)
 		if err != nil {
 			return err
 		}
-		if valid < end {
-			s.opts.Logger.Warn("truncating torn commit-log tail", "at", valid, "dropped", end-valid)
-			if err := s.log.truncate(valid); err != nil {
-				return err
-			}
+		if cleared > 0 || removed > 0 {
+			s.opts.Logger.Warn("dropped torn commit-log tail", "at", end, "zeroedBytes", cleared, "removedSegments", removed)
 		}
-		end = valid
 	}
 	minPhys := s.log.minOffset()
 	err = s.cqs.each(func(_ queueKey, q *consumeQueue) error {
@@ -79,53 +80,51 @@ func (s *Store) recover() error {
 	})
 }
 
-// scanValid returns the end of the run of valid records from start (a
-// record boundary) towards end.
-func (s *Store) scanValid(start, end int64) (int64, error) {
+// scanValid returns where the run of valid records from start (a record
+// boundary) ends: at the first record that fails its checks, or a zero size
+// word (preallocated space never written), or the end of an older
+// version's short segment file, or the end of the last segment.
+func (s *Store) scanValid(start int64) (int64, error) {
 	seg := s.opts.SegmentSize
 	buf := make([]byte, 4<<20)
 	off := start
-	for off < end {
+	for {
 		segEnd := off - off%seg + seg
-		n := min(end, segEnd) - off
-		if n > int64(len(buf)) {
-			n = int64(len(buf))
-		}
+		n := min(segEnd-off, int64(len(buf)))
 		k, err := s.log.readSome(buf[:n], off)
-		b := buf[:k]
+		if errors.Is(err, ErrOffsetNotFound) {
+			return off, nil // past the last segment, or the end of a short file
+		}
 		if err != nil {
-			if errors.Is(err, ErrOffsetNotFound) {
-				return off, nil
-			}
 			return off, err
 		}
+		b := buf[:k]
+		short := int64(k) < n // the file ends inside b
 		p := 0
+	records:
 		for p < len(b) {
 			size, magic, err := message.PeekHeader(b[p:])
-			if err != nil {
-				if p == 0 {
-					return off, nil // torn: fewer than 8 bytes left
-				}
-				break
-			}
-			if magic == message.BlankMagicCode {
+			switch {
+			case err != nil && (p == 0 || short):
+				return off, nil // fewer than 8 bytes left: torn
+			case err != nil:
+				break records // header split by the buffer end: read again from off
+			case magic == message.BlankMagicCode:
 				if int64(size) != segEnd-off {
 					return off, nil
 				}
 				off, p = segEnd, -1
-				break
-			}
-			if size <= 0 || int64(size) > segEnd-off {
-				return off, nil
-			}
-			if int(size) > len(b)-p {
+				break records
+			case size <= 0 || int64(size) > segEnd-off:
+				return off, nil // a zero word: nothing was written here
+			case int(size) > len(b)-p:
+				if short {
+					return off, nil // torn: the file ends inside the record
+				}
 				if p == 0 {
-					if off+int64(size) > end {
-						return off, nil // torn: the file ends inside the record
-					}
 					buf = make([]byte, size)
 				}
-				break
+				break records
 			}
 			ext, _, err := message.DecodeSealed(b[p : p+int(size)])
 			if err != nil || ext.CommitLogOffset != off {
@@ -134,9 +133,8 @@ func (s *Store) scanValid(start, end int64) (int64, error) {
 			p += int(size)
 			off += int64(size)
 		}
-		if p == 0 {
+		if p == 0 && len(b) >= len(buf) {
 			return off, fmt.Errorf("%w: no progress scanning at %d", ErrCorrupt, off)
 		}
 	}
-	return off, nil
 }

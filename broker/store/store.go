@@ -146,7 +146,7 @@ func Open(opts Options) (*Store, error) {
 		stop:           make(chan struct{}),
 	}
 	var err error
-	if s.log, err = openCommitLog(filepath.Join(opts.Dir, "commitlog"), opts.SegmentSize, opts.fs); err != nil {
+	if s.log, err = openCommitLog(filepath.Join(opts.Dir, "commitlog"), opts.SegmentSize, opts.fs, opts.FlushType == SyncFlush); err != nil {
 		return nil, err
 	}
 	if s.cqs, err = openQueueTable(filepath.Join(opts.Dir, "consumequeue"), opts.QueueEntriesPerFile, opts.fs); err != nil {
@@ -158,7 +158,11 @@ func Open(opts Options) (*Store, error) {
 		s.log.close()
 		return nil, err
 	}
-	if err := s.recover(); err != nil {
+	err = s.recover()
+	if err == nil {
+		err = s.log.openActive(s.next)
+	}
+	if err != nil {
 		s.idx.close()
 		s.cqs.close()
 		s.log.close()
@@ -414,11 +418,8 @@ func (s *Store) writeChunks(chunks []chunk) error {
 		if len(c.data) == 0 {
 			continue
 		}
-		seg, err := s.log.segmentAt(c.off, true)
+		seg, err := s.log.writeAt(c.data, c.off)
 		if err != nil {
-			return err
-		}
-		if _, err := seg.f.WriteAt(c.data, c.off-seg.base); err != nil {
 			return err
 		}
 		if len(touched) == 0 || touched[len(touched)-1] != seg {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,7 +274,7 @@ func testTornTail(t *testing.T, ft FlushType) {
 	// A torn write: half a record, then garbage.
 	rec, _ := message.AppendRecord(nil, testMsg("torn", 0, 10))
 	message.SetOffsets(rec, 10, end, 1)
-	appendToLastSegment(t, o.Dir, rec[:len(rec)/2])
+	writeLog(t, o, end, rec[:len(rec)/2])
 	s = openStore(t, o)
 	defer s.Close()
 	if s.MaxPhysicalOffset() != end {
@@ -439,24 +440,28 @@ func TestOffsetForTimestamp(t *testing.T) {
 	}
 }
 
+// segmentFiles lists the commit log's segment files (not one being
+// prepared), oldest first.
 func segmentFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "commitlog", "0*"))
+	m, err := filepath.Glob(filepath.Join(dir, "commitlog", strings.Repeat("[0-9]", 20)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
-func appendToLastSegment(t testing.TB, dir string, b []byte) {
+// writeLog writes b into the commit log's files at physical offset off, as
+// a torn or stray write would; b must not cross a segment end.
+func writeLog(t testing.TB, o Options, off int64, b []byte) {
 	t.Helper()
-	segs := segmentFiles(t, dir)
-	f, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	path := filepath.Join(o.Dir, "commitlog", segmentName(off-off%o.SegmentSize))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.Write(b); err != nil {
+	if _, err := f.WriteAt(b, off%o.SegmentSize); err != nil {
 		t.Fatal(err)
 	}
 }

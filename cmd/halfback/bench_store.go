@@ -39,8 +39,10 @@ subdirectories of --dir that it removes at the end:
 
   raw limit  perfect group commit: one write of writers x size bytes and one
              fdatasync, repeated for duration/3 (at least 1 s), half before
-             and half after the store (the disk drifts). The bound for
-             SYNC_FLUSH, counted as writers messages per fdatasync.
+             and half after the store (the disk drifts), once into a
+             preallocated zero-filled file and once into a growing file;
+             the better of the two is the bound for SYNC_FLUSH, counted as
+             writers messages per fdatasync.
   raw seq    sequential bandwidth: 1 MiB writes for duration/3 (at least 1 s)
              and a final fdatasync. The bound for ASYNC_FLUSH.
   store      --writers goroutines appending --size-byte messages for
@@ -123,11 +125,12 @@ func printStoreResult(out io.Writer, r bench.StoreResult) error {
 	_, err := fmt.Fprintf(out, `%s, %d writers, %d-byte bodies: %d messages in %.1f s
 store      %10.0f msgs/s %9.1f MB/s   p50 %.0f µs, p99 %.0f µs
 raw limit  %10.0f msgs/s                  perfect group commit: write + fdatasync of writers x size bytes
+           (preallocated file %.0f msgs/s, growing file %.0f msgs/s)
 raw seq    %17s %9.1f MB/s   1 MiB writes, one fdatasync at the end
 ratio      %10.2f %s
 `, r.Flush, r.Writers, r.Size, r.Messages, r.DurationSec,
 		r.MsgsPerSec, r.MBPerSec, r.P50Us, r.P99Us,
-		r.RawLimitMsgsPerSec,
+		r.RawLimitMsgsPerSec, r.RawLimitPreallocMsgsPerSec, r.RawLimitGrowingMsgsPerSec,
 		"", r.RawSeqMBPerSec,
 		r.Ratio, bound)
 	return err

@@ -58,21 +58,23 @@ func TestPrintStoreResult(t *testing.T) {
 	var out bytes.Buffer
 	err := printStoreResult(&out, bench.StoreResult{Flush: "ASYNC_FLUSH", Writers: 64, Size: 1024, DurationSec: 10,
 		Messages: 1_000_000, MsgsPerSec: 100_000, MBPerSec: 102.4, P50Us: 6, P99Us: 9000,
-		RawLimitMsgsPerSec: 120_000, RawSeqMBPerSec: 512, Ratio: 0.2})
+		RawLimitMsgsPerSec: 120_000, RawLimitPreallocMsgsPerSec: 120_000, RawLimitGrowingMsgsPerSec: 70_000,
+		RawSeqMBPerSec: 512, Ratio: 0.2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("%d lines, want 5:\n%s", len(lines), out.String())
+	if len(lines) != 6 {
+		t.Fatalf("%d lines, want 6:\n%s", len(lines), out.String())
 	}
-	for _, want := range []string{"100000 msgs/s", "102.4 MB/s", "p50 6 µs", "p99 9000 µs", "120000 msgs/s", "512.0 MB/s", "0.20 of raw sequential"} {
+	for _, want := range []string{"100000 msgs/s", "102.4 MB/s", "p50 6 µs", "p99 9000 µs", "120000 msgs/s",
+		"preallocated file 120000 msgs/s, growing file 70000 msgs/s", "512.0 MB/s", "0.20 of raw sequential"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
 	// The MB/s column lines up between the store and raw seq lines.
-	if i, j := strings.Index(lines[1], "MB/s"), strings.Index(lines[3], "MB/s"); i != j {
+	if i, j := strings.Index(lines[1], "MB/s"), strings.Index(lines[4], "MB/s"); i != j {
 		t.Errorf("MB/s at column %d and %d:\n%s", i, j, out.String())
 	}
 }

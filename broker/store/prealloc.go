@@ -1,0 +1,239 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// prepSuffix names a segment file while it is being prepared. Open removes
+// such files: a crash may have left one half filled.
+const prepSuffix = ".prealloc"
+
+// Zero-fill steps. Zeros are written zeroChunk bytes at a time. In the
+// background each chunk is synced on its own, so the disk takes them in
+// steps of about 2 ms rather than in bursts that would hold the commit
+// log's own fsyncs up behind them; when the writer or Open waits for the
+// segment, zeroSyncFast bytes are synced at a time, which fills it about
+// twice as fast.
+const (
+	zeroChunk    = 1 << 20
+	zeroSyncFast = 16 << 20
+)
+
+// errPrepareStopped ends a preparation when the log is closed.
+var errPrepareStopped = errors.New("store: segment preparation stopped")
+
+// preparation is the segment after the last one, being made ready by a
+// goroutine under a temporary name.
+type preparation struct {
+	base  int64
+	path  string        // the temporary name
+	hurry chan struct{} // closed by roll: the writer needs it now, stop pacing
+	done  chan struct{} // closed once f or err is set
+	f     file
+	err   error
+}
+
+// discard waits for the preparation to end and removes its file.
+func (p *preparation) discard() error {
+	<-p.done
+	if p.f != nil {
+		p.f.Close()
+	}
+	if err := os.Remove(p.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// openActive readies the segment that the record at end, the log's end
+// after recovery, goes into: it rolls to it if it does not exist yet, or
+// makes an older version's short file a whole segment long (zeros past the
+// end are not records, so this is safe at any moment), and starts
+// preparing the segment after it. Open calls it before the writer starts.
+func (c *commitLog) openActive(end int64) error {
+	c.tip.Store(end)
+	base := end - end%c.segSize
+	c.mu.RLock()
+	var last *segment
+	if n := len(c.segs); n > 0 {
+		last = c.segs[n-1]
+	}
+	c.mu.RUnlock()
+	switch {
+	case last != nil && last.base == base:
+		fi, err := last.f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.Size() < c.segSize {
+			if err := c.fill(last.f, min(fi.Size(), end-base), nil); err != nil {
+				return err
+			}
+		}
+		c.startPrepare(base + c.segSize)
+		return nil
+	case last == nil || last.base+c.segSize == base:
+		_, err := c.roll(base) // it starts preparing the next one
+		return err
+	}
+	return fmt.Errorf("%w: the log ends at %d, before its last segment %s", ErrCorrupt, end, segmentName(last.base))
+}
+
+// roll makes the segment at base, the one after the last, part of the log:
+// it takes the prepared file (telling its preparer to stop pacing and
+// waiting for it), or prepares one now if none was started or the
+// preparation failed, renames it to its segment name, syncs the directory,
+// and starts preparing the next segment.
+func (c *commitLog) roll(base int64) (*segment, error) {
+	c.prepMu.Lock()
+	p := c.next
+	c.next = nil
+	c.prepMu.Unlock()
+	path := filepath.Join(c.dir, segmentName(base))
+	tmp := path + prepSuffix
+	var f file
+	if p != nil {
+		close(p.hurry)
+		<-p.done
+		switch {
+		case p.base != base:
+			p.discard() // cannot happen: the log grows one segment at a time
+		case p.err == nil:
+			f = p.f
+		default:
+			p.discard() // failed: prepared again below
+		}
+	}
+	if f == nil {
+		// None was prepared, or the preparation failed (perhaps for a
+		// passing reason, such as a full disk): try once more, now.
+		var err error
+		if f, err = c.prepare(tmp, nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	if err := syncDir(c.dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	s := &segment{base: base, path: path, f: f}
+	c.mu.Lock()
+	c.segs = append(c.segs, s)
+	c.mu.Unlock()
+	c.startPrepare(base + c.segSize)
+	return s, nil
+}
+
+// startPrepare starts a goroutine preparing the segment at base.
+func (c *commitLog) startPrepare(base int64) {
+	p := &preparation{base: base, path: filepath.Join(c.dir, segmentName(base)+prepSuffix),
+		hurry: make(chan struct{}), done: make(chan struct{})}
+	c.prepMu.Lock()
+	c.next = p
+	c.prepMu.Unlock()
+	c.prepWG.Add(1)
+	go func() {
+		defer c.prepWG.Done()
+		defer close(p.done)
+		p.f, p.err = c.prepare(p.path, func(upTo int64) (bool, error) { return c.pace(p, upTo) })
+	}()
+}
+
+// prepare creates a segment file at path and fills it (see fill). On
+// error it removes the file.
+func (c *commitLog) prepare(path string, pace func(upTo int64) (bool, error)) (file, error) {
+	f, err := c.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.fill(f, 0, pace); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return f, nil
+}
+
+// fill makes f a whole segment long and syncs it. Under zeroFill it also
+// writes zeros from position from to the end, so that every block is
+// allocated and written before a record goes there: an fdatasync after a
+// record is then a data write and a cache flush, with no file-system
+// metadata to commit. pace, if not nil, is called before each chunk of
+// zeros with the position the chunk ends at; it says whether the fill is
+// still in the background (nobody waits for it), and ends the fill if it
+// returns an error.
+func (c *commitLog) fill(f file, from int64, pace func(upTo int64) (bool, error)) error {
+	if err := f.Allocate(c.segSize); err != nil {
+		return err
+	}
+	if c.zeroFill {
+		zeros := make([]byte, min(zeroChunk, c.segSize))
+		var unsynced int64
+		for pos := from; pos < c.segSize; {
+			n := min(int64(len(zeros)), c.segSize-pos)
+			background := false
+			if pace != nil {
+				var err error
+				if background, err = pace(pos + n); err != nil {
+					return err
+				}
+			}
+			if _, err := f.WriteAt(zeros[:n], pos); err != nil {
+				return err
+			}
+			pos += n
+			step := int64(zeroSyncFast)
+			if background {
+				step = zeroChunk
+			}
+			if unsynced += n; unsynced >= step && pos < c.segSize {
+				if err := f.Sync(); err != nil {
+					return err
+				}
+				unsynced = 0
+			}
+		}
+	}
+	return f.Sync()
+}
+
+// pace holds p's preparer until it may write zeros up to position upTo:
+// when the segment before p is three quarters as full as upTo is into p.
+// The zeros thus go to disk at about 4/3 the rate records do, and the next
+// segment is ready when the active one is three quarters full. It says
+// whether the preparation is still in the background: it returns false at
+// once when the writer waits for p, and errPrepareStopped when the log is
+// closed.
+func (c *commitLog) pace(p *preparation, upTo int64) (bool, error) {
+	need := p.base - c.segSize + upTo - upTo/4
+	for {
+		select {
+		case <-c.closing:
+			return false, errPrepareStopped
+		case <-p.hurry:
+			return false, nil
+		default:
+		}
+		if c.tip.Load() >= need {
+			return true, nil
+		}
+		c.wantTip.Store(need)
+		if c.tip.Load() < need { // checked again after publishing need: no wake-up is lost
+			select {
+			case <-c.progress:
+			case <-p.hurry:
+			case <-c.closing:
+			}
+		}
+		c.wantTip.Store(math.MaxInt64)
+	}
+}
