@@ -78,14 +78,11 @@ func (s *Service) End(ctx context.Context, req EndRequest) (EndResult, error) {
 		}
 		e.resolving = make(chan struct{})
 		s.mu.Unlock()
-		res, err := s.resolve(ctx, e, req.Outcome)
+		res, err := s.resolve(ctx, e, req.Outcome, req.FromCheck)
 		s.mu.Lock()
 		close(e.resolving)
 		e.resolving = nil
 		s.mu.Unlock()
-		if err == nil {
-			s.stats.outcome(req.Outcome, req.FromCheck)
-		}
 		return res, err
 	}
 }
@@ -121,9 +118,9 @@ func (s *Service) endResolved(req EndRequest) (EndResult, error) {
 	return EndResult{Txn: e.txn(), Duplicate: req.Outcome != Unknown}, nil
 }
 
-// resolve writes the outcome's record and moves e to resolved. The caller
-// holds e.resolving.
-func (s *Service) resolve(ctx context.Context, e *entry, o Outcome) (EndResult, error) {
+// resolve writes the outcome's record, moves e to resolved and counts the
+// outcome. The caller holds e.resolving.
+func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bool) (EndResult, error) {
 	var m *message.Message
 	if o == Commit {
 		ext, err := s.st.ReadMessage(e.content)
@@ -137,6 +134,7 @@ func (s *Service) resolve(ctx context.Context, e *entry, o Outcome) (EndResult, 
 	var t Txn
 	res, err := s.write(ctx, m, func(store.AppendResult) {
 		s.settle(e, o.status())
+		s.stats.outcome(o, fromCheck) // with the state, so Stats never shows one without the other
 		t = e.txn()
 	})
 	if err != nil {

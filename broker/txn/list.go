@@ -101,13 +101,15 @@ func (c *counters) outcome(o Outcome, fromCheck bool) {
 	}
 }
 
-// Stats returns the counters and gauges.
+// Stats returns the counters and gauges, consistent with each other: an
+// outcome is counted together with the state change it records.
 func (s *Service) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	st := Stats{Halves: s.stats.halves.Load(), Commits: s.stats.commits.Load(), Rollbacks: s.stats.rollbacks.Load(),
 		CheckCommits: s.stats.checkCommits.Load(), CheckRollbacks: s.stats.checkRollbacks.Load(),
 		Checks: s.stats.checks.Load(), Unreached: s.stats.unreached.Load(), ParkedTotal: s.stats.parked.Load(),
 		ExpiredBeforeResult: s.stats.expired.Load(), DuplicateHalves: s.stats.duplicates.Load()}
-	s.mu.Lock()
 	for _, e := range s.live {
 		if e.status == Pending {
 			st.Pending++
@@ -115,6 +117,5 @@ func (s *Service) Stats() Stats {
 			st.Parked++
 		}
 	}
-	s.mu.Unlock()
 	return st
 }

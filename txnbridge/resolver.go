@@ -1,0 +1,64 @@
+package txnbridge
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/orders"
+)
+
+// NewResolver returns the check listener of the order producer group: it
+// answers the broker's check-back about a half message nobody ended from
+// the local order database. The local transaction's id is the checked
+// message's UNIQ_KEY (req.Receipt.TransactionID, else req.Message.MsgID);
+// [orders.DB.Fence] decides it:
+//
+//   - the local transaction committed: [client.Commit];
+//   - it did not: Fence records it as fenced, so it can never commit, and
+//     the answer is [client.Rollback];
+//   - the database failed (logged to slog.Default()), or the request names
+//     no id: [client.Unknown], and the broker asks again later.
+//
+// The listener is safe for concurrent use, as [client.CheckListener]
+// requires.
+func NewResolver(db *orders.DB) client.CheckListener {
+	return client.CheckListenerFunc(func(ctx context.Context, req *client.CheckRequest) client.TransactionState {
+		return resolveCheck(ctx, db, req)
+	})
+}
+
+// resolveCheck answers one check-back.
+func resolveCheck(ctx context.Context, db *orders.DB, req *client.CheckRequest) client.TransactionState {
+	id := checkedTxnID(req)
+	if id == "" || db == nil {
+		return client.Unknown
+	}
+	state, err := db.Fence(ctx, id)
+	if err != nil {
+		slog.Default().Warn("txnbridge: check-back left unknown: fencing the local transaction failed",
+			"transactionId", id, "err", err)
+		return client.Unknown
+	}
+	switch state {
+	case orders.TxnCommitted:
+		return client.Commit
+	case orders.TxnFenced:
+		return client.Rollback
+	}
+	return client.Unknown
+}
+
+// checkedTxnID returns the local transaction id a check-back is about.
+func checkedTxnID(req *client.CheckRequest) string {
+	if req == nil {
+		return ""
+	}
+	if req.Receipt.TransactionID != "" {
+		return req.Receipt.TransactionID
+	}
+	if req.Message != nil {
+		return req.Message.MsgID
+	}
+	return ""
+}
