@@ -1,19 +1,28 @@
-# halfback: make demo | test | lint | bench | build | clean
+# halfback: make demo | test | lint | bench | build | broker | temporal-cli | clean
 
 GO ?= go
 # Where go install puts tools: $GOBIN, else the first GOPATH entry's bin.
 GOBIN := $(or $(GOBIN),$(shell $(GO) env GOBIN),$(firstword $(subst :, ,$(shell $(GO) env GOPATH)))/bin)
 STATICCHECK_VERSION := 0.8.2
 STATICCHECK := $(GOBIN)/staticcheck
+# workflowcheck flags non-deterministic code reachable from workflows.
+WORKFLOWCHECK_VERSION := 0.6.0
+WORKFLOWCHECK := $(GOBIN)/workflowcheck
+# The Temporal CLI: `temporal server start-dev` for the demo and the
+# end-to-end tests (worker/), built from its Go module.
+TEMPORAL_CLI_VERSION := 1.5.1
+TEMPORAL := $(GOBIN)/temporal
 
-.PHONY: build test compat lint staticcheck bench demo clean
+.PHONY: build test compat lint staticcheck workflowcheck temporal-cli bench demo broker clean
 
 build:
 	$(GO) build -o bin/halfback ./cmd/halfback
 
-test:
+# The end-to-end tests in worker/ start a Temporal dev server from the
+# pinned CLI (TEMPORAL_CLI_PATH); without it they fail, never skip.
+test: temporal-cli
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	TEMPORAL_CLI_PATH="$(TEMPORAL)" $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) compat
 
 # The official RocketMQ Go client (v2.1.2) against an in-process name server
@@ -28,10 +37,11 @@ compat:
 	  dir=$$(mktemp -d) && env "rocketmq.client.localOffsetStoreDir=$$dir" $(GO) test -count=1 -timeout 15m ./...; \
 	  status=$$?; rm -rf "$$dir"; exit $$status
 
-lint: staticcheck
+lint: staticcheck workflowcheck
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	cd compat && $(STATICCHECK) ./...
+	$(WORKFLOWCHECK) ./workflows/...
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
@@ -40,11 +50,33 @@ staticcheck:
 	@$(STATICCHECK) -version 2>/dev/null | grep -qF "($(STATICCHECK_VERSION))" || \
 	  GOBIN="$(GOBIN)" $(GO) install honnef.co/go/tools/cmd/staticcheck@v$(STATICCHECK_VERSION)
 
+# Installs the pinned workflowcheck unless that exact version is already there.
+workflowcheck:
+	@$(GO) version -m "$(WORKFLOWCHECK)" 2>/dev/null | grep -qE '^\s+mod\s+go.temporal.io/sdk/contrib/tools/workflowcheck\s+v$(WORKFLOWCHECK_VERSION)\s' || \
+	  GOBIN="$(GOBIN)" $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@v$(WORKFLOWCHECK_VERSION)
+
+# Builds the pinned Temporal CLI with `go install` (several minutes, once)
+# unless that version is installed. A `go install`ed CLI reports version
+# 0.0.0-DEV to `temporal --version`, so the check reads the module version
+# from the binary's build info and asks --version that it runs.
+temporal-cli:
+	@{ $(GO) version -m "$(TEMPORAL)" 2>/dev/null | grep -qE '^\s+mod\s+github.com/temporalio/cli\s+v$(TEMPORAL_CLI_VERSION)\s' && \
+	  "$(TEMPORAL)" --version >/dev/null; } || \
+	  { echo "building the Temporal CLI v$(TEMPORAL_CLI_VERSION) into $(GOBIN) (once; takes several minutes)"; \
+	    GOBIN="$(GOBIN)" $(GO) install github.com/temporalio/cli/cmd/temporal@v$(TEMPORAL_CLI_VERSION); }
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Runs the broker in the foreground on ./data (config.yaml); Ctrl-C stops it.
-demo: build
+# The order/payment demo (scripts/demo.sh): a Temporal dev server, the
+# worker with its embedded broker, the coupon consumer and the starter;
+# prints the outcome and the Temporal UI address. Ctrl-C stops it all.
+demo: temporal-cli
+	TEMPORAL="$(TEMPORAL)" ./scripts/demo.sh
+
+# Runs the broker alone in the foreground on ./data (config.yaml); Ctrl-C
+# stops it.
+broker: build
 	./bin/halfback broker --config config.yaml
 
 # Removes build output only; ./data holds messages and is never deleted here.

@@ -20,6 +20,14 @@ type Config struct {
 	Namesrv NamesrvConfig `mapstructure:"namesrv"`
 	// Log configures logging (section "log").
 	Log LogConfig `mapstructure:"log"`
+	// Temporal says where Temporal is (section "temporal").
+	Temporal TemporalConfig `mapstructure:"temporal"`
+	// Payment configures payment time-outs (section "payment").
+	Payment PaymentConfig `mapstructure:"payment"`
+	// Orders configures the order database (section "orders").
+	Orders OrdersConfig `mapstructure:"orders"`
+	// Worker configures `go run ./worker` (section "worker").
+	Worker WorkerConfig `mapstructure:"worker"`
 }
 
 // StoreConfig is the "store" section. [Config.StoreOptions] turns it into

@@ -101,8 +101,12 @@ func TestDefaults(t *testing.T) {
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
 			AutoCreateTopicEnable: true, DefaultTopicQueueNums: 4,
 			TransactionTimeout: 6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},
-		Namesrv: NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
-		Log:     LogConfig{Level: "info"},
+		Namesrv:  NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
+		Log:      LogConfig{Level: "info"},
+		Temporal: TemporalConfig{HostPort: "localhost:7233", Namespace: "default", TaskQueue: "order-payment"},
+		Payment:  PaymentConfig{CheckLevel: 5, MaxChecks: 10},
+		Orders:   OrdersConfig{Driver: "sqlite"},
+		Worker:   WorkerConfig{EmbeddedBroker: true},
 	}
 	if *cfg != want {
 		t.Errorf("defaults:\n got  %+v\n want %+v", *cfg, want)
@@ -220,6 +224,37 @@ func TestBadValues(t *testing.T) {
 			nil, `config: broker.transactionCheckMax: cannot use "many"`, ErrInvalid},
 		{"unknown log level", "log:\n  level: loud\n",
 			nil, `config: log.level: unknown level "loud"`, ErrInvalid},
+		{"temporal host without port", "temporal:\n  hostPort: localhost\n",
+			nil, "config: temporal.hostPort: want host:port", ErrInvalid},
+		{"temporal port 0", "temporal:\n  hostPort: localhost:0\n",
+			nil, "config: temporal.hostPort: port 0", ErrInvalid},
+		{"empty namespace", "temporal:\n  namespace: \"\"\n",
+			nil, "config: temporal.namespace: must not be empty", ErrInvalid},
+		{"task queue with a space", "temporal:\n  taskQueue: order payment\n",
+			nil, "config: temporal.taskQueue: must not contain white space", ErrInvalid},
+		{"check level 0", "payment:\n  checkLevel: 0\n",
+			nil, "config: payment.checkLevel: must be a delay level from 1 to 18", ErrInvalid},
+		{"check level past the last delay level", "broker:\n  delayLevels: 1s 2s 3s\npayment:\n  checkLevel: 4\n",
+			nil, "config: payment.checkLevel: must be a delay level from 1 to 3", ErrInvalid},
+		{"check level not a number", "payment:\n  checkLevel: 1m\n",
+			nil, `config: payment.checkLevel: cannot use "1m": want a whole number`, ErrInvalid},
+		{"zero max checks", "payment:\n  maxChecks: 0\n",
+			nil, "config: payment.maxChecks: must be greater than zero (got 0)", ErrInvalid},
+		{"unknown orders driver", "orders:\n  driver: postgres\n",
+			nil, `config: orders.driver: unknown driver "postgres" (want sqlite)`, ErrInvalid},
+		{"embeddedBroker not a bool", "worker:\n  embeddedBroker: sometimes\n",
+			nil, `config: worker.embeddedBroker: cannot use "sometimes": want true or false`, ErrInvalid},
+		{"unknown worker key", "worker:\n  embedded: true\n",
+			nil, "config: worker.embedded: unknown key", ErrUnknownKey},
+		{"bad env max checks", "",
+			map[string]string{"HALFBACK_PAYMENT_MAXCHECKS": "-1"},
+			"config: payment.maxChecks: must be greater than zero (got -1)", ErrInvalid},
+		{"bad env temporal host", "",
+			map[string]string{"HALFBACK_TEMPORAL_HOSTPORT": "nowhere"},
+			"config: temporal.hostPort: want host:port", ErrInvalid},
+		{"bad env bool", "",
+			map[string]string{"HALFBACK_WORKER_EMBEDDEDBROKER": "sometimes"},
+			`config: worker.embeddedBroker: cannot use "sometimes": want true or false`, ErrInvalid},
 		{"bad env value", "",
 			map[string]string{"HALFBACK_STORE_SEGMENTSIZE": "-5"},
 			"config: store.segmentSize: must not be negative (got -5)", ErrInvalid},
@@ -286,8 +321,11 @@ func TestStoreOptions(t *testing.T) {
 		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876",
 			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour, DefaultTopicQueueNums: 8,
 			TransactionTimeout: time.Second, TransactionCheckInterval: 2 * time.Second, TransactionCheckMax: 3},
-		Namesrv: NamesrvConfig{ListenAddr: "10.1.2.3:9876"},
-		Log:     LogConfig{Level: "info"},
+		Namesrv:  NamesrvConfig{ListenAddr: "10.1.2.3:9876"},
+		Log:      LogConfig{Level: "info"},
+		Temporal: TemporalConfig{HostPort: "temporal:7233", Namespace: "orders", TaskQueue: "q"},
+		Payment:  PaymentConfig{CheckLevel: 3, MaxChecks: 1},
+		Orders:   OrdersConfig{Driver: "sqlite"},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -436,5 +474,75 @@ func TestBrokerOptions(t *testing.T) {
 		if _, err := Load(""); err == nil || !strings.Contains(err.Error(), "broker.defaultTopicQueueNums") {
 			t.Errorf("defaultTopicQueueNums %q: err = %v, want one naming the key", bad, err)
 		}
+	}
+}
+
+func TestWorkerSectionsFromFileAndEnv(t *testing.T) {
+	clearEnv(t)
+	path := writeConfig(t, "temporal:\n  hostPort: 127.0.0.1:17233\n  namespace: shop\n"+
+		"payment:\n  checkLevel: 2\n  maxChecks: 3\nworker:\n  embeddedBroker: false\n")
+	t.Setenv("HALFBACK_TEMPORAL_TASKQUEUE", "orders-q")
+	t.Setenv("HALFBACK_ORDERS_DSN", "file:/tmp/x.db")
+	t.Setenv("HALFBACK_PAYMENT_MAXCHECKS", "4")
+	t.Setenv("HALFBACK_NAMESRV_EMBEDDED", "false")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{}
+	want.Temporal = TemporalConfig{HostPort: "127.0.0.1:17233", Namespace: "shop", TaskQueue: "orders-q"}
+	want.Payment = PaymentConfig{CheckLevel: 2, MaxChecks: 4}
+	want.Orders = OrdersConfig{Driver: "sqlite", DSN: "file:/tmp/x.db"}
+	if cfg.Temporal != want.Temporal || cfg.Payment != want.Payment || cfg.Orders != want.Orders || cfg.Worker.EmbeddedBroker {
+		t.Errorf("got temporal %+v payment %+v orders %+v worker %+v", cfg.Temporal, cfg.Payment, cfg.Orders, cfg.Worker)
+	}
+	if cfg.Namesrv.Embedded {
+		t.Error("HALFBACK_NAMESRV_EMBEDDED=false not applied")
+	}
+	t.Setenv("HALFBACK_WORKER_EMBEDDEDBROKER", "true")
+	if cfg2, err := Load(path); err != nil || !cfg2.Worker.EmbeddedBroker {
+		t.Errorf("HALFBACK_WORKER_EMBEDDEDBROKER=true over the file's false: %+v, %v", cfg2, err)
+	}
+	if got := cfg.OrdersDSN(); got != "file:/tmp/x.db" {
+		t.Errorf("OrdersDSN() = %q, want orders.dsn as given", got)
+	}
+	if got := cfg.PaymentCheckDelay(); got != 5*time.Second {
+		t.Errorf("PaymentCheckDelay() = %v, want level 2 of RocketMQ's levels, 5s", got)
+	}
+}
+
+func TestOrdersDSNDefaultsToDataDir(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("HALFBACK_STORE_DATADIR", "/var/lib/halfback")
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join("/var/lib/halfback", "orders.db") + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+	if got := cfg.OrdersDSN(); got != want {
+		t.Errorf("OrdersDSN() = %q, want %q", got, want)
+	}
+	if got := cfg.PaymentCheckDelay(); got != time.Minute {
+		t.Errorf("default PaymentCheckDelay() = %v, want 1m (level 5)", got)
+	}
+	cfg.Payment.CheckLevel = 99
+	if got := cfg.PaymentCheckDelay(); got != 0 {
+		t.Errorf("PaymentCheckDelay() of a level past the last = %v, want 0", got)
+	}
+}
+
+// TestDemoConfigLoads keeps the demo's config valid: payments time out
+// within seconds there.
+func TestDemoConfigLoads(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load(filepath.Join("..", "samples", "orderpayment", "demo.yaml"))
+	if err != nil {
+		t.Fatalf("Load(demo.yaml): %v", err)
+	}
+	if d := cfg.PaymentCheckDelay() * time.Duration(cfg.Payment.MaxChecks); d <= 0 || d > 20*time.Second {
+		t.Errorf("demo payment time-out = %v, want at most 20s", d)
+	}
+	if !cfg.Worker.EmbeddedBroker {
+		t.Error("the demo worker must embed the broker")
 	}
 }

@@ -1,9 +1,18 @@
 // Package config loads config.yaml and the environment into halfback's
 // documented options structs.
 //
-// It is the only package besides cmd/ (and, later, worker/) that imports
-// viper: everything below receives plain structs such as
-// [github.com/halfbackmq/halfback/broker/store.Options].
+// It is the only package that imports viper. The edges (cmd/halfback, the
+// worker, the samples) call [Load]; everything below them receives plain
+// structs such as [github.com/halfbackmq/halfback/broker/store.Options].
+//
+// # Sections
+//
+// store, broker, namesrv and log configure the broker (`halfback broker`,
+// or the one the worker embeds). temporal, payment, orders and worker are
+// read by the Temporal worker and the samples: where Temporal is, how
+// unpaid orders time out (a delay level and a count of checks), the order
+// database ([Config.OrdersDSN]) and whether the worker runs the broker
+// in-process.
 //
 // # Sources
 //

@@ -71,6 +71,22 @@ var keys = []key{
 		func(c *Config) any { return &c.Namesrv.Embedded }},
 	{"log.level", "info", "debug, info, warn or error",
 		func(c *Config) any { return &c.Log.Level }},
+	{"temporal.hostPort", DefaultTemporalHostPort, "host:port",
+		func(c *Config) any { return &c.Temporal.HostPort }},
+	{"temporal.namespace", DefaultTemporalNamespace, "a namespace name",
+		func(c *Config) any { return &c.Temporal.Namespace }},
+	{"temporal.taskQueue", DefaultTaskQueue, "a task queue name",
+		func(c *Config) any { return &c.Temporal.TaskQueue }},
+	{"payment.checkLevel", DefaultPaymentCheckLevel, "a whole number: a delay level of broker.delayLevels",
+		func(c *Config) any { return &c.Payment.CheckLevel }},
+	{"payment.maxChecks", DefaultPaymentMaxChecks, "a whole number of checks, at least 1",
+		func(c *Config) any { return &c.Payment.MaxChecks }},
+	{"orders.driver", DefaultOrdersDriver, "sqlite",
+		func(c *Config) any { return &c.Orders.Driver }},
+	{"orders.dsn", "", "a data source name, or empty for orders.db in store.dataDir",
+		func(c *Config) any { return &c.Orders.DSN }},
+	{"worker.embeddedBroker", true, "true or false",
+		func(c *Config) any { return &c.Worker.EmbeddedBroker }},
 }
 
 // sections maps a lower-case section name to its keys: lower-case key name
@@ -174,6 +190,10 @@ func decodeHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
 	case reflect.Float64:
 		if s, ok := data.(string); ok {
 			return strconv.ParseFloat(strings.TrimSpace(s), 64)
+		}
+	case reflect.Bool:
+		if s, ok := data.(string); ok { // the environment: true, false, 1, 0, ...
+			return strconv.ParseBool(strings.TrimSpace(s))
 		}
 	}
 	return data, nil

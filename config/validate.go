@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 		positive("broker.transactionCheckMax", c.Broker.TransactionCheckMax),
 		hostPort("namesrv.listenAddr", c.Namesrv.ListenAddr, false),
 		logLevel(c.Log.Level),
+		c.validateWorker(),
 	} {
 		if err != nil {
 			return err

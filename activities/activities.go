@@ -1,0 +1,163 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// Defaults of the payment policy, those of config.yaml's payment section.
+const (
+	// DefaultCheckLevel is delay level 5 (1m with RocketMQ's levels).
+	DefaultCheckLevel = 5
+	// DefaultMaxChecks is how many unpaid checks cancel an order.
+	DefaultMaxChecks = 10
+)
+
+// Activities are the order/payment activities. Their dependencies are
+// set once, before the worker starts; the methods are safe for
+// concurrent use. Every method is idempotent: a local transaction writes
+// its transaction id with its effect (a second run is
+// orders.ErrAlreadyCommitted, success), a half message carries its
+// transaction id (a second send returns the live one), and a second
+// EndTransaction is a no-op.
+type Activities struct {
+	// DB is the order database the local transactions write.
+	DB *orders.DB
+	// Producer sends the messages; its group's check-backs are answered
+	// by the txnbridge resolver.
+	Producer *client.Producer
+	// CheckLevel is the delay level of the payment checks. Zero means
+	// DefaultCheckLevel.
+	CheckLevel int
+	// MaxChecks is PaymentPolicy's MaxChecks. Zero means DefaultMaxChecks.
+	MaxChecks int
+}
+
+// Registry is what Register needs of a worker (worker.Worker,
+// testsuite.TestWorkflowEnvironment, a plugin's registry).
+type Registry interface {
+	RegisterActivityWithOptions(a any, options activity.RegisterOptions)
+}
+
+// Register registers every activity under its workflows.Activity* name. A
+// second registration replaces the first instead of panicking, so that a
+// worker may register them and use the txnbridge plugin as well.
+func (a *Activities) Register(r Registry) {
+	for name, fn := range map[string]any{
+		workflows.ActivitySendHalf:         a.SendHalf,
+		workflows.ActivityEndTransaction:   a.EndTransaction,
+		workflows.ActivityCreateOrderLocal: a.CreateOrderLocal,
+		workflows.ActivityMarkPaidLocal:    a.MarkPaidLocal,
+		workflows.ActivityCancelLocal:      a.CancelLocal,
+		workflows.ActivityPaymentState:     a.PaymentState,
+		workflows.ActivitySendPaymentCheck: a.SendPaymentCheck,
+		workflows.ActivityPaymentPolicy:    a.PaymentPolicy,
+	} {
+		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name, DisableAlreadyRegisteredCheck: true})
+	}
+}
+
+// CreateOrderLocal is step "create"'s local transaction: the order is
+// inserted PENDING_PAYMENT and its stock reserved.
+func (a *Activities) CreateOrderLocal(ctx context.Context, txnID string, in workflows.OrderInput) error {
+	if err := a.needDB(); err != nil {
+		return err
+	}
+	o := orders.Order{ID: in.OrderID, User: in.User, SKU: in.SKU, Qty: in.Qty, Amount: in.Amount}
+	return local(a.DB.CreateOrder(ctx, txnID, o))
+}
+
+// MarkPaidLocal is step "pay"'s local transaction: PENDING_PAYMENT to
+// PAID, if the amount matches.
+func (a *Activities) MarkPaidLocal(ctx context.Context, txnID, orderID string, p workflows.PayInput) error {
+	if err := a.needDB(); err != nil {
+		return err
+	}
+	return local(a.DB.MarkPaid(ctx, txnID, orderID, p.PaymentID, p.Amount))
+}
+
+// CancelLocal is step "cancel"'s local transaction: PENDING_PAYMENT to
+// CANCELLED, the stock released.
+func (a *Activities) CancelLocal(ctx context.Context, txnID, orderID, reason string) error {
+	if err := a.needDB(); err != nil {
+		return err
+	}
+	return local(a.DB.Cancel(ctx, txnID, orderID, reason))
+}
+
+// PaymentState returns the order's status: workflows.StatusPendingPayment,
+// StatusPaid or StatusCancelled.
+func (a *Activities) PaymentState(ctx context.Context, orderID string) (string, error) {
+	if err := a.needDB(); err != nil {
+		return "", err
+	}
+	o, err := a.DB.Order(ctx, orderID)
+	if err != nil {
+		return "", classify(err)
+	}
+	return string(o.Status), nil
+}
+
+// PaymentPolicy returns the worker's payment policy.
+func (a *Activities) PaymentPolicy(context.Context) (workflows.PaymentPolicy, error) {
+	return workflows.PaymentPolicy{MaxChecks: a.maxChecks()}, nil
+}
+
+// SendPaymentCheck sends check number check of the order: a plain
+// message on workflows.TopicPaymentCheck, keyed by the order id, delayed
+// by CheckLevel, with id "<order id>/check/<check>". A retry may store it
+// twice (a plain send is not deduplicated); the workflow ignores a check
+// it is not waiting for.
+func (a *Activities) SendPaymentCheck(ctx context.Context, orderID string, check int) error {
+	if err := a.needProducer(); err != nil {
+		return err
+	}
+	if orderID == "" || check < 1 {
+		return classify(fmt.Errorf("%w: payment check %d of order %q", ErrInvalidInput, check, orderID))
+	}
+	body, err := json.Marshal(workflows.PaymentCheck{OrderID: orderID, Check: check})
+	if err != nil {
+		return classify(fmt.Errorf("%w: %v", ErrInvalidInput, err))
+	}
+	_, err = a.Producer.Send(ctx, &client.Message{Topic: workflows.TopicPaymentCheck, Tags: workflows.TagPaymentCheck,
+		Keys: []string{orderID}, Body: body, DelayLevel: a.checkLevel(), ID: orderID + "/check/" + strconv.Itoa(check)})
+	return classify(err)
+}
+
+func (a *Activities) checkLevel() int {
+	if a.CheckLevel == 0 {
+		return DefaultCheckLevel
+	}
+	return a.CheckLevel
+}
+
+func (a *Activities) maxChecks() int {
+	if a.MaxChecks == 0 {
+		return DefaultMaxChecks
+	}
+	return a.MaxChecks
+}
+
+// needDB and needProducer report a worker without the dependency as
+// ErrNotConfigured, retryable: a worker that has it may run the activity.
+func (a *Activities) needDB() error {
+	if a.DB == nil {
+		return fmt.Errorf("%w: no order database", ErrNotConfigured)
+	}
+	return nil
+}
+
+func (a *Activities) needProducer() error {
+	if a.Producer == nil {
+		return fmt.Errorf("%w: no producer", ErrNotConfigured)
+	}
+	return nil
+}

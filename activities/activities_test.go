@@ -1,0 +1,279 @@
+package activities_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/halfbackmq/halfback/activities"
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// wantPermanent fails unless err is a non-retryable ApplicationError of
+// errType.
+func wantPermanent(t *testing.T, what string, err error, errType string) {
+	t.Helper()
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() || app.Type() != errType {
+		t.Fatalf("%s: error %v (%T), want a non-retryable %s", what, err, err, errType)
+	}
+}
+
+// wantRetryable fails unless err is non-nil and not a non-retryable
+// ApplicationError.
+func wantRetryable(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil || workflows.IsPermanent(err) {
+		t.Fatalf("%s: error %v, want a retryable one", what, err)
+	}
+}
+
+func TestLocalTransactions(t *testing.T) {
+	ctx := ctxT(t)
+	db := txnbridgetest.OpenDB(t)
+	a := &activities.Activities{DB: db}
+	if err := db.SetStock(ctx, "sku-1", 3); err != nil {
+		t.Fatal(err)
+	}
+	in := workflows.OrderInput{OrderID: "o1", User: "alice", SKU: "sku-1", Qty: 2, Amount: 1500}
+	if err := a.CreateOrderLocal(ctx, "o1/create", in); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CreateOrderLocal(ctx, "o1/create", in); err != nil {
+		t.Fatalf("a second run of a committed local transaction: %v, want success", err)
+	}
+	if st, _ := db.Stock(ctx, "sku-1"); st != 1 {
+		t.Fatalf("stock %d after one order of 2 from 3", st)
+	}
+	wantPermanent(t, "out of stock", a.CreateOrderLocal(ctx, "o2/create",
+		workflows.OrderInput{OrderID: "o2", User: "bob", SKU: "sku-1", Qty: 2, Amount: 10}), workflows.ErrTypeOutOfStock)
+	wantPermanent(t, "invalid", a.CreateOrderLocal(ctx, "o3/create", workflows.OrderInput{OrderID: "o3"}), workflows.ErrTypeInvalidInput)
+
+	if status, err := a.PaymentState(ctx, "o1"); err != nil || status != workflows.StatusPendingPayment {
+		t.Fatalf("PaymentState %q, %v", status, err)
+	}
+	wantPermanent(t, "bad amount", a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p", Amount: 1}),
+		workflows.ErrTypeBadAmount)
+	if _, err := db.Fence(ctx, "o1/pay"); err != nil {
+		t.Fatal(err)
+	}
+	wantPermanent(t, "fenced", a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p", Amount: 1500}),
+		workflows.ErrTypeFenced)
+	if err := a.MarkPaidLocal(ctx, "o1/pay-2", "o1", workflows.PayInput{PaymentID: "p", Amount: 1500}); err != nil {
+		t.Fatal(err)
+	}
+	if status, err := a.PaymentState(ctx, "o1"); err != nil || status != workflows.StatusPaid {
+		t.Fatalf("PaymentState %q, %v", status, err)
+	}
+	wantPermanent(t, "cancel a paid order", a.CancelLocal(ctx, "o1/cancel", "o1", "late"), workflows.ErrTypeBadState)
+	_, err := a.PaymentState(ctx, "nope")
+	wantPermanent(t, "unknown order", err, workflows.ErrTypeNotFound)
+}
+
+func TestCancelLocalReleasesStock(t *testing.T) {
+	ctx := ctxT(t)
+	db := txnbridgetest.OpenDB(t)
+	a := &activities.Activities{DB: db}
+	if err := db.SetStock(ctx, "sku-1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CreateOrderLocal(ctx, "o1/create", workflows.OrderInput{OrderID: "o1", User: "u", SKU: "sku-1", Qty: 2, Amount: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CancelLocal(ctx, "o1/cancel", "o1", "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := db.Stock(ctx, "sku-1"); st != 2 {
+		t.Fatalf("stock %d after the cancel, want 2", st)
+	}
+	if status, _ := a.PaymentState(ctx, "o1"); status != workflows.StatusCancelled {
+		t.Fatalf("status %q", status)
+	}
+}
+
+func TestMissingDependencyIsRetryable(t *testing.T) {
+	ctx := ctxT(t)
+	var a activities.Activities
+	wantRetryable(t, "no DB", a.CreateOrderLocal(ctx, "o/create", workflows.OrderInput{}))
+	_, err := a.SendHalf(ctx, workflows.SendHalfInput{TxnID: "o/create", Topic: "t", Body: []byte("x")})
+	wantRetryable(t, "no producer", err)
+	if !errors.Is(err, activities.ErrNotConfigured) {
+		t.Fatalf("error %v, want ErrNotConfigured", err)
+	}
+}
+
+func TestPaymentPolicy(t *testing.T) {
+	for _, tc := range []struct{ set, want int }{{0, activities.DefaultMaxChecks}, {4, 4}} {
+		p, err := (&activities.Activities{MaxChecks: tc.set}).PaymentPolicy(context.Background())
+		if err != nil || p.MaxChecks != tc.want {
+			t.Fatalf("MaxChecks %d: policy %+v, %v; want %d", tc.set, p, err, tc.want)
+		}
+	}
+}
+
+// registry records registered activity names.
+type registry struct{ names []string }
+
+func (r *registry) RegisterActivityWithOptions(_ any, o activity.RegisterOptions) {
+	r.names = append(r.names, o.Name)
+}
+
+func TestRegister(t *testing.T) {
+	var r registry
+	(&activities.Activities{}).Register(&r)
+	sort.Strings(r.names)
+	want := []string{workflows.ActivityCancelLocal, workflows.ActivityCreateOrderLocal, workflows.ActivityMarkPaidLocal,
+		workflows.ActivityPaymentPolicy, workflows.ActivityPaymentState, workflows.ActivitySendPaymentCheck,
+		workflows.ActivitySendHalf, workflows.ActivityEndTransaction}
+	sort.Strings(want)
+	if !slices.Equal(r.names, want) {
+		t.Fatalf("registered %v, want %v", r.names, want)
+	}
+}
+
+func TestErrorClassification(t *testing.T) {
+	for _, tc := range []struct {
+		err       error
+		permanent string // "" means retryable
+	}{
+		{fmt.Errorf("end: %w", client.ErrTransactionConflict), workflows.ErrTypeTransactionConflict},
+		{fmt.Errorf("send: %w", client.ErrInvalidMessage), workflows.ErrTypeInvalidInput},
+		{&client.BrokerError{Op: "SEND_MESSAGE_V2", Code: remoting.RespMessageIllegal, Remark: "bad"}, workflows.ErrTypeBroker},
+		{&client.BrokerError{Op: "SEND_MESSAGE_V2", Code: remoting.RespSystemBusy}, ""},
+		{client.ErrClosed, ""},
+		{context.Canceled, ""},
+		{errors.New("connection reset by peer"), ""},
+		{orders.ErrClosed, ""},
+	} {
+		err := activities.Classify(tc.err)
+		if tc.permanent == "" {
+			wantRetryable(t, tc.err.Error(), err)
+		} else {
+			wantPermanent(t, tc.err.Error(), err, tc.permanent)
+		}
+		if !errors.Is(err, tc.err) && tc.permanent == "" {
+			t.Fatalf("%v: a retryable error is returned as it is, got %v", tc.err, err)
+		}
+	}
+}
+
+// consume subscribes a fresh group to topic and returns the channel its
+// messages arrive on.
+func consume(t *testing.T, c *client.Client, topic string) <-chan *client.MessageExt {
+	t.Helper()
+	ch := make(chan *client.MessageExt, 16)
+	pc, err := c.NewPushConsumer(client.ConsumerOptions{Group: "test-" + topic, FromWhere: client.ConsumeFromFirst,
+		RebalanceInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe(topic, "*", func(_ context.Context, msgs []*client.MessageExt) (client.ConsumeResult, error) {
+		for _, m := range msgs {
+			ch <- m
+		}
+		return client.ConsumeSuccess, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return ch
+}
+
+func receive(t *testing.T, ch <-chan *client.MessageExt, what string) *client.MessageExt {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no %s within 30 s", what)
+	}
+	return nil
+}
+
+func TestSendHalfEndTransactionAgainstBroker(t *testing.T) {
+	ctx := ctxT(t)
+	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{TxnTimeout: time.Hour})
+	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
+	p, err := c.NewProducer(client.ProducerOptions{Group: "order-payment"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &activities.Activities{Producer: p}
+	in := workflows.SendHalfInput{TxnID: "o1/create", Topic: workflows.TopicOrderEvents, Tags: workflows.TagOrderCreated,
+		Keys: []string{"o1"}, Body: []byte(`{"orderId":"o1"}`)}
+	r1, err := a.SendHalf(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := a.SendHalf(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1 != r2 || r1.TransactionID != "o1/create" {
+		t.Fatalf("a retried SendHalf got %+v, first %+v; want the same live half message", r2, r1)
+	}
+	events := consume(t, c, workflows.TopicOrderEvents)
+	if err := a.EndTransaction(ctx, workflows.EndInput{Receipt: r1, Commit: true}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, events, "committed OrderCreated")
+	if m.MsgID != "o1/create" || m.Tags != workflows.TagOrderCreated || !slices.Equal(m.Keys, []string{"o1"}) {
+		t.Fatalf("committed message %+v", m)
+	}
+	if err := a.EndTransaction(ctx, workflows.EndInput{Receipt: r1, Commit: true}); err != nil {
+		t.Fatalf("a second commit: %v, want success", err)
+	}
+	wantPermanent(t, "rollback after commit", a.EndTransaction(ctx, workflows.EndInput{Receipt: r1}),
+		workflows.ErrTypeTransactionConflict)
+	_, err = a.SendHalf(ctx, workflows.SendHalfInput{TxnID: "o2/create", Topic: "bad topic", Body: []byte("x")})
+	wantPermanent(t, "bad topic", err, workflows.ErrTypeInvalidInput)
+}
+
+func TestSendPaymentCheckIsDelayed(t *testing.T) {
+	ctx := ctxT(t)
+	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})
+	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
+	p, err := c.NewProducer(client.ProducerOptions{Group: "order-payment"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &activities.Activities{Producer: p, CheckLevel: 2}
+	checks := consume(t, c, workflows.TopicPaymentCheck)
+	sent := time.Now()
+	if err := a.SendPaymentCheck(ctx, "o1", 1); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, checks, "payment check")
+	if waited := time.Since(sent); waited < 500*time.Millisecond {
+		t.Fatalf("check delivered after %v; level 2 is 600ms", waited)
+	}
+	var pc workflows.PaymentCheck
+	if err := json.Unmarshal(m.Body, &pc); err != nil || pc != (workflows.PaymentCheck{OrderID: "o1", Check: 1}) {
+		t.Fatalf("check body %s (%v)", m.Body, err)
+	}
+	if m.MsgID != "o1/check/1" || !slices.Equal(m.Keys, []string{"o1"}) || m.Tags != workflows.TagPaymentCheck {
+		t.Fatalf("check message %+v", m)
+	}
+	wantPermanent(t, "check 0", a.SendPaymentCheck(ctx, "o1", 0), workflows.ErrTypeInvalidInput)
+}

@@ -1,0 +1,134 @@
+// Package app holds what the Temporal worker (worker/) and the sample
+// commands (samples/...) share at the edge: finding and loading the config
+// file, the logger, and turning the config into connections — the Temporal
+// client, the halfback client and the order database. Nothing below the
+// edge imports it.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	temporalclient "go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/config"
+	"github.com/halfbackmq/halfback/orders"
+)
+
+// DefaultConfig is the config file read when --config is not given; it
+// may be missing (built-in defaults and HALFBACK_* apply).
+const DefaultConfig = "config.yaml"
+
+// ConfigFlag registers --config on fs and returns a function that loads
+// the file it names. A file named explicitly must exist; the default may
+// be missing; "" means defaults and environment only.
+func ConfigFlag(fs *flag.FlagSet) func() (*config.Config, error) {
+	path := fs.String("config", DefaultConfig,
+		`config file; if the default is missing, built-in defaults apply; "" means defaults only`)
+	return func() (*config.Config, error) {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+		return LoadConfig(*path, explicit)
+	}
+}
+
+// LoadConfig loads path with [config.Load]. Unless explicit, a missing
+// path means built-in defaults.
+func LoadConfig(path string, explicit bool) (*config.Config, error) {
+	if !explicit {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			path = ""
+		}
+	}
+	return config.Load(path)
+}
+
+// NewLogger returns the text logger the commands log through.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// DialTemporal connects to temporal.hostPort in temporal.namespace. The
+// SDK logs through log.
+func DialTemporal(ctx context.Context, cfg *config.Config, log *slog.Logger) (temporalclient.Client, error) {
+	c, err := temporalclient.DialContext(ctx, temporalclient.Options{
+		HostPort:  cfg.Temporal.HostPort,
+		Namespace: cfg.Temporal.Namespace,
+		Logger:    tlog.NewStructuredLogger(log),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial Temporal at %s (temporal.hostPort), namespace %s: %w",
+			cfg.Temporal.HostPort, cfg.Temporal.Namespace, err)
+	}
+	return c, nil
+}
+
+// NamesrvAddrs returns the name servers a client of this config's broker
+// asks for routes: namesrv.listenAddr when the worker embeds the broker
+// and the broker embeds the name server (a wildcard host read as
+// loopback), else broker.namesrvAddr split on ';'.
+func NamesrvAddrs(cfg *config.Config) []string {
+	if cfg.Worker.EmbeddedBroker && cfg.Namesrv.Embedded {
+		return []string{dialable(cfg.Namesrv.ListenAddr)}
+	}
+	var out []string
+	for a := range strings.SplitSeq(cfg.Broker.NamesrvAddr, ";") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// dialable turns a listen address into one to dial: an empty or
+// unspecified host becomes 127.0.0.1.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// NewClient returns a halfback client of the name servers nsAddrs.
+func NewClient(nsAddrs []string, log *slog.Logger) (*client.Client, error) {
+	c, err := client.New(client.Options{NamesrvAddrs: nsAddrs, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("halfback client of %s: %w", strings.Join(nsAddrs, ";"), err)
+	}
+	return c, nil
+}
+
+// OrdersOptions returns the order database's options: orders.driver and
+// [config.Config.OrdersDSN].
+func OrdersOptions(cfg *config.Config) orders.Options {
+	return orders.Options{Driver: cfg.Orders.Driver, DSN: cfg.OrdersDSN()}
+}
+
+// OpenOrders opens the order database, creating store.dataDir first when
+// the DSN is the derived one that lives there.
+func OpenOrders(ctx context.Context, cfg *config.Config) (*orders.DB, error) {
+	if strings.TrimSpace(cfg.Orders.DSN) == "" {
+		if err := os.MkdirAll(cfg.Store.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("orders database directory (store.dataDir): %w", err)
+		}
+	}
+	db, err := orders.Open(ctx, OrdersOptions(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("open orders database %s: %w", cfg.OrdersDSN(), err)
+	}
+	return db, nil
+}

@@ -1,0 +1,103 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/halfbackmq/halfback/config"
+)
+
+func defaults(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := config.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestNamesrvAddrs(t *testing.T) {
+	cfg := defaults(t)
+	cfg.Namesrv.ListenAddr = "0.0.0.0:19876"
+	cfg.Broker.NamesrvAddr = "10.0.0.1:9876; 10.0.0.2:9876"
+	for _, tt := range []struct {
+		name           string
+		worker, nsEmbd bool
+		want           []string
+	}{
+		{"embedded broker and name server: the name server's listen address, dialable", true, true, []string{"127.0.0.1:19876"}},
+		{"embedded broker, separate name servers", true, false, []string{"10.0.0.1:9876", "10.0.0.2:9876"}},
+		{"remote broker", false, true, []string{"10.0.0.1:9876", "10.0.0.2:9876"}},
+	} {
+		cfg.Worker.EmbeddedBroker, cfg.Namesrv.Embedded = tt.worker, tt.nsEmbd
+		if got := NamesrvAddrs(cfg); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestDialable(t *testing.T) {
+	for in, want := range map[string]string{
+		":9876": "127.0.0.1:9876", "0.0.0.0:1": "127.0.0.1:1", "[::]:2": "127.0.0.1:2",
+		"10.1.1.1:3": "10.1.1.1:3", "host:4": "host:4",
+	} {
+		if got := dialable(in); got != want {
+			t.Errorf("dialable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestConfigFlag(t *testing.T) {
+	t.Chdir(t.TempDir()) // no config.yaml here
+	fs1 := flag.NewFlagSet("x", flag.ContinueOnError)
+	load := ConfigFlag(fs1)
+	if err := fs1.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(); err != nil {
+		t.Errorf("missing default config.yaml: %v, want the built-in defaults", err)
+	}
+
+	fs2 := flag.NewFlagSet("x", flag.ContinueOnError)
+	load = ConfigFlag(fs2)
+	if err := fs2.Parse([]string{"--config", "nope.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing --config file: %v, want fs.ErrNotExist", err)
+	}
+
+	if err := os.WriteFile("my.yaml", []byte("payment:\n  maxChecks: 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fs3 := flag.NewFlagSet("x", flag.ContinueOnError)
+	load = ConfigFlag(fs3)
+	if err := fs3.Parse([]string{"--config", "my.yaml"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := load(); err != nil || cfg.Payment.MaxChecks != 2 {
+		t.Errorf("--config my.yaml: %+v, %v", cfg, err)
+	}
+}
+
+func TestOpenOrdersInDataDir(t *testing.T) {
+	cfg := defaults(t)
+	cfg.Store.DataDir = filepath.Join(t.TempDir(), "not", "yet")
+	if o := OrdersOptions(cfg); o.Driver != "sqlite" || o.DSN != cfg.OrdersDSN() {
+		t.Errorf("OrdersOptions = %+v", o)
+	}
+	db, err := OpenOrders(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := os.Stat(filepath.Join(cfg.Store.DataDir, config.OrdersFile)); err != nil {
+		t.Errorf("orders.db not in store.dataDir: %v", err)
+	}
+}

@@ -1,0 +1,64 @@
+// Command consumer runs the sample coupon service (package coupon): it
+// consumes OrderPaid events from the broker of the config and grants one
+// coupon per paid order, in the order database of the config, until
+// SIGINT or SIGTERM.
+//
+//	go run ./samples/coupon/consumer [--config config.yaml] [--group coupon-service]
+//
+// It finds the broker through the name server the worker's clients use:
+// namesrv.listenAddr when worker.embeddedBroker and namesrv.embedded are
+// true, else broker.namesrvAddr.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/halfbackmq/halfback/internal/app"
+	"github.com/halfbackmq/halfback/samples/coupon"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "coupon consumer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
+	loadConfig := app.ConfigFlag(fs)
+	group := fs.String("group", coupon.DefaultGroup, "consumer group")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	log := app.NewLogger(os.Stderr, cfg.Log.SlogLevel())
+	db, err := app.OpenOrders(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	c, err := app.NewClient(app.NamesrvAddrs(cfg), log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	pc, err := coupon.Start(ctx, c, db, coupon.Options{Group: *group, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("coupon consumer ready", "group", *group, "namesrv", app.NamesrvAddrs(cfg))
+	<-ctx.Done()
+	return pc.Close()
+}

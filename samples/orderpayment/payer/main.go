@@ -1,0 +1,82 @@
+// Command payer pays one order: it signals "pay" to the order's
+// OrderPaymentWorkflow (workflow id = order id), as a payment provider's
+// callback would.
+//
+//	go run ./samples/orderpayment/payer --order order-1700000000-3 [--amount 1999] [--payment-id pay-1] [--config config.yaml]
+//
+// Without --amount it pays the order's amount, read from the order
+// database (orders section of the config). Without --payment-id the
+// payment id is pay-<order id>, the one the starter uses.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/halfbackmq/halfback/config"
+	"github.com/halfbackmq/halfback/internal/app"
+	"github.com/halfbackmq/halfback/samples/orderpayment"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main with its arguments and outputs; it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("payer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	loadConfig := app.ConfigFlag(fs)
+	orderID := fs.String("order", "", "the order to pay (required)")
+	amount := fs.Int64("amount", 0, "amount paid in cents; default: the order's amount from the order database")
+	paymentID := fs.String("payment-id", "", "the payment's id; default pay-<order>")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *orderID == "" {
+		fmt.Fprintln(stderr, "payer: --order is required")
+		return 2
+	}
+	if *paymentID == "" {
+		*paymentID = orderpayment.PaymentID(*orderID)
+	}
+	if err := pay(ctx, loadConfig, *orderID, *paymentID, *amount, stderr); err != nil {
+		fmt.Fprintln(stderr, "payer:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "signalled pay %s to order %s\n", *paymentID, *orderID)
+	return 0
+}
+
+func pay(ctx context.Context, loadConfig func() (*config.Config, error), orderID, paymentID string, amount int64, stderr io.Writer) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	if amount == 0 {
+		db, err := app.OpenOrders(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		o, err := db.Order(ctx, orderID)
+		db.Close()
+		if err != nil {
+			return fmt.Errorf("amount of order %s (or give --amount): %w", orderID, err)
+		}
+		amount = o.Amount
+	}
+	tc, err := app.DialTemporal(ctx, cfg, app.NewLogger(stderr, cfg.Log.SlogLevel()))
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	return orderpayment.Pay(ctx, tc, orderID, paymentID, amount)
+}

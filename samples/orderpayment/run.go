@@ -1,0 +1,135 @@
+package orderpayment
+
+import (
+	"context"
+	"fmt"
+
+	temporalclient "go.temporal.io/sdk/client"
+
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// Outcome is one order's part of a [Summary].
+type Outcome struct {
+	OrderID string `json:"orderId"`
+	// PaySent says the starter signalled "pay" for this order.
+	PaySent bool `json:"paySent"`
+	// Status is the workflow's final status (PAID, CANCELLED, FAILED), or
+	// "" without Options.Wait.
+	Status string `json:"status,omitempty"`
+	// Checks counts the delayed payment checks the order got.
+	Checks int `json:"checks"`
+	// Error says why the order failed: the workflow failed, or ended
+	// other than intended (PAID if paid, else CANCELLED).
+	Error string `json:"error,omitempty"`
+}
+
+// Summary is what [Run] did.
+type Summary struct {
+	// Started counts the workflow runs started, PaySent the "pay"
+	// signals sent.
+	Started int `json:"started"`
+	PaySent int `json:"paySent"`
+	// With Options.Wait: Paid and Cancelled count the orders that ended
+	// so as intended; Failed counts the others (a failed workflow, or a
+	// paid order cancelled, or an unpaid one paid).
+	Paid      int       `json:"paid"`
+	Cancelled int       `json:"cancelled"`
+	Failed    int       `json:"failed"`
+	Orders    []Outcome `json:"orders"`
+}
+
+// Run seeds stock for o.Orders orders, starts one OrderPaymentWorkflow per
+// order (workflow id = order id), pays the fraction o.PayRatio of them
+// and, with o.Wait, waits for every run to end. The error is for what
+// stopped Run early (a start that failed, ctx); the Summary counts what
+// happened until then.
+func Run(ctx context.Context, tc temporalclient.Client, db *orders.DB, o Options) (Summary, error) {
+	if err := o.Validate(); err != nil {
+		return Summary{}, err
+	}
+	o = o.withDefaults()
+	if err := SeedStock(ctx, db, o.SKU, o.Orders); err != nil {
+		return Summary{}, fmt.Errorf("seed stock of %s: %w", o.SKU, err)
+	}
+	var sum Summary
+	runs := make([]temporalclient.WorkflowRun, 0, o.Orders)
+	for i := range o.Orders {
+		in := o.input(i)
+		run, err := tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: in.OrderID, TaskQueue: o.TaskQueue},
+			workflows.OrderPaymentWorkflowName, in)
+		if err != nil {
+			return sum, fmt.Errorf("start order %s: %w", in.OrderID, err)
+		}
+		runs = append(runs, run)
+		sum.Started++
+		out := Outcome{OrderID: in.OrderID}
+		if ShouldPay(i, o.Orders, o.PayRatio) {
+			if err := Pay(ctx, tc, in.OrderID, PaymentID(in.OrderID), in.Amount); err != nil {
+				return sum, err
+			}
+			out.PaySent = true
+			sum.PaySent++
+		}
+		sum.Orders = append(sum.Orders, out)
+	}
+	if !o.Wait {
+		return sum, nil
+	}
+	for i, run := range runs {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		sum.settle(&sum.Orders[i], wait(ctx, run))
+	}
+	return sum, nil
+}
+
+// input is order i's workflow input.
+func (o Options) input(i int) workflows.OrderInput {
+	return workflows.OrderInput{
+		OrderID: fmt.Sprintf("%s-%d", o.Prefix, i+1),
+		User:    fmt.Sprintf("user-%d", i%o.Users+1),
+		SKU:     o.SKU,
+		Qty:     1,
+		Amount:  o.Amount,
+	}
+}
+
+// result is a run's end: its result, or why it has none.
+type result struct {
+	res workflows.OrderResult
+	err error
+}
+
+func wait(ctx context.Context, run temporalclient.WorkflowRun) result {
+	var r result
+	r.err = run.Get(ctx, &r.res)
+	return r
+}
+
+// settle records out's end r and counts it.
+func (s *Summary) settle(out *Outcome, r result) {
+	out.Status, out.Checks = r.res.Status, r.res.Checks
+	want := workflows.StatusCancelled
+	if out.PaySent {
+		want = workflows.StatusPaid
+	}
+	switch {
+	case r.err != nil:
+		out.Error = "workflow failed: " + r.err.Error()
+	case out.Status != want:
+		out.Error = fmt.Sprintf("ended %s, want %s", out.Status, want)
+		if r.res.Reason != "" {
+			out.Error += ": " + r.res.Reason
+		}
+	case want == workflows.StatusPaid:
+		s.Paid++
+		return
+	default:
+		s.Cancelled++
+		return
+	}
+	s.Failed++
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The order/payment demo (`make demo`): a Temporal dev server, the worker
+# with its embedded broker, the coupon consumer, and the starter with a
+# handful of orders, some paid and some left to time out. It prints the
+# outcome, leaves everything running for the Temporal UI, and stops what
+# it started on Ctrl-C.
+#
+# Environment (all optional):
+#   TEMPORAL          the Temporal CLI (make passes the pinned one)
+#   ORDERS, PAY_RATIO how many orders, which fraction is paid (6, 0.5)
+#   TEMPORAL_PORT, TEMPORAL_UI_PORT   (7233, 8233)
+#   KEEP=1            keep the data directory (broker, orders.db, logs)
+set -euo pipefail
+# Job control: each child runs in its own process group, so Ctrl-C reaches
+# only this script, which then stops the children one by one (SIGTERM).
+set -m
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+TEMPORAL=${TEMPORAL:-temporal}
+ORDERS=${ORDERS:-6}
+PAY_RATIO=${PAY_RATIO:-0.5}
+TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
+TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
+CONFIG=samples/orderpayment/demo.yaml
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/halfback-demo.XXXXXX")
+export HALFBACK_STORE_DATADIR=$DIR/data
+export HALFBACK_TEMPORAL_HOSTPORT=127.0.0.1:$TEMPORAL_PORT
+
+pids=()
+cleanup() {
+	trap - INT TERM EXIT
+	echo
+	echo "stopping..."
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	if [[ ${KEEP:-} == 1 ]]; then echo "data and logs kept in $DIR"; else rm -rf "$DIR"; fi
+	echo "stopped."
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() { echo "demo: $*" >&2; exit 1; }
+
+# in_use reports whether something listens on 127.0.0.1:$1.
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for runs "$2..." until it succeeds; after $1 seconds it gives up.
+wait_for() {
+	local secs=$1; shift
+	for ((t = 0; t < secs * 5; t++)); do
+		"$@" && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# alive_and_logged: process $1 runs and its log $2 has line $3.
+alive_and_logged() {
+	kill -0 "$1" 2>/dev/null || { echo "demo: process $1 exited; its log:" >&2; cat "$2" >&2; exit 1; }
+	grep -q "$3" "$2"
+}
+
+for port in "$TEMPORAL_PORT" "$TEMPORAL_UI_PORT" 9876 10911; do
+	! in_use "$port" || die "port $port on 127.0.0.1 is in use (a Temporal server or 'make broker' running?); stop it first"
+done
+
+echo "== building the worker and the samples into bin/"
+go build -o bin/ ./worker ./samples/orderpayment/starter ./samples/orderpayment/payer
+go build -o bin/coupon-consumer ./samples/coupon/consumer
+
+echo "== starting the Temporal dev server (in memory) on 127.0.0.1:$TEMPORAL_PORT"
+"$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-ip 127.0.0.1 \
+	--ui-port "$TEMPORAL_UI_PORT" --log-level warn >"$DIR/temporal.log" 2>&1 &
+pids+=($!)
+wait_for 60 "$TEMPORAL" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT" >/dev/null 2>&1 ||
+	{ cat "$DIR/temporal.log" >&2; die "the Temporal dev server did not come up"; }
+
+echo "== starting the worker (embedded broker on 127.0.0.1:10911, name server 127.0.0.1:9876)"
+bin/worker --config "$CONFIG" >"$DIR/worker.log" 2>&1 &
+pids+=($!)
+wait_for 60 alive_and_logged "${pids[-1]}" "$DIR/worker.log" 'msg="worker ready"' || die "the worker did not start; see $DIR/worker.log"
+
+echo "== starting the coupon consumer"
+bin/coupon-consumer --config "$CONFIG" >"$DIR/coupon.log" 2>&1 &
+pids+=($!)
+wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/coupon.log" 'msg="coupon consumer ready"' || die "the coupon consumer did not start"
+
+echo "== $ORDERS orders, a fraction $PAY_RATIO of them paid; unpaid ones time out after ~12s (payment.checkLevel 4 = 4s, maxChecks 3)"
+status=0
+bin/starter --config "$CONFIG" --orders "$ORDERS" --pay-ratio "$PAY_RATIO" --wait | tee "$DIR/starter.out" || status=$?
+
+# Coupons arrive asynchronously, after each OrderPaid commit.
+paid=$(sed -n 's/.*; paid \([0-9]*\),.*/\1/p' "$DIR/starter.out")
+coupons_at_least() { (($(grep -c 'msg="coupon granted"' "$DIR/coupon.log") >= $1)); }
+wait_for 15 coupons_at_least "${paid:-0}" || true
+echo "== coupons granted by the downstream consumer (one per paid order, exactly once):"
+grep 'msg="coupon granted"' "$DIR/coupon.log" | sed 's/.*msg="coupon granted" /   /' || echo "   none"
+[[ $status == 0 ]] || echo "demo: the starter reported failed orders (exit $status)" >&2
+
+cat <<MSG
+
+Temporal UI:  http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/workflows
+Logs:         $DIR/{temporal,worker,coupon}.log
+
+In another terminal, start more orders and pay one yourself:
+  export HALFBACK_STORE_DATADIR=$HALFBACK_STORE_DATADIR HALFBACK_TEMPORAL_HOSTPORT=$HALFBACK_TEMPORAL_HOSTPORT
+  bin/starter --config $CONFIG --orders 2 --pay-ratio 0     # prints the order ids
+  bin/payer --config $CONFIG --order <order id>            # within ~12s
+
+Everything keeps running; Ctrl-C stops it.
+MSG
+wait "${pids[0]}" || true
+die "the Temporal dev server exited; see $DIR/temporal.log (KEEP=1 keeps it)"

@@ -1,0 +1,87 @@
+package txnbridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"go.temporal.io/api/serviceerror"
+	temporalclient "go.temporal.io/sdk/client"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// Signaler is what the check consumer needs of a Temporal client.
+type Signaler interface {
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
+}
+
+var _ Signaler = temporalclient.Client(nil)
+
+// startCheckConsumer starts the consumer of the delayed payment checks.
+func startCheckConsumer(ctx context.Context, o Options, log *slog.Logger) (*client.PushConsumer, error) {
+	pc, err := o.Client.NewPushConsumer(o.CheckConsumer)
+	if err != nil {
+		return nil, fmt.Errorf("txnbridge: check consumer: %w", err)
+	}
+	if err := pc.Subscribe(workflows.TopicPaymentCheck, "*", CheckHandler(o.Temporal, log)); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("txnbridge: check consumer: %w", err)
+	}
+	if err := pc.Start(ctx); err != nil {
+		return nil, fmt.Errorf("txnbridge: start check consumer: %w", err)
+	}
+	return pc, nil
+}
+
+// CheckHandler returns the handler of the delayed-check consumer: each
+// message's first key is a workflow id (the order id), which it signals
+// with workflows.SignalPaymentCheck and the message's PaymentCheck. A
+// message is acknowledged only once its signal succeeded; a check of a
+// workflow that no longer runs, or one that cannot be decoded, is
+// acknowledged and dropped (logged). Any other failure asks for the
+// message again later.
+func CheckHandler(s Signaler, log *slog.Logger) client.MessageHandler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return func(ctx context.Context, msgs []*client.MessageExt) (client.ConsumeResult, error) {
+		for _, m := range msgs {
+			if err := signalCheck(ctx, s, log, m); err != nil {
+				return client.ConsumeRetryLater, err
+			}
+		}
+		return client.ConsumeSuccess, nil
+	}
+}
+
+// signalCheck signals m's workflow.
+func signalCheck(ctx context.Context, s Signaler, log *slog.Logger, m *client.MessageExt) error {
+	var c workflows.PaymentCheck
+	if err := json.Unmarshal(m.Body, &c); err != nil || c.Check < 1 {
+		log.Error("txnbridge: dropping a malformed payment check", "msgID", m.MsgID, "body", string(m.Body), "err", err)
+		return nil
+	}
+	id := c.OrderID
+	if len(m.Keys) > 0 {
+		id = m.Keys[0]
+	}
+	if id == "" {
+		log.Error("txnbridge: dropping a payment check without an order id", "msgID", m.MsgID)
+		return nil
+	}
+	err := s.SignalWorkflow(ctx, id, "", workflows.SignalPaymentCheck, c)
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		log.Debug("txnbridge: payment check of a finished workflow dropped", "workflowID", id, "check", c.Check)
+		return nil
+	case err != nil:
+		log.Warn("txnbridge: signalling a payment check failed; retrying later", "workflowID", id, "err", err)
+		return fmt.Errorf("txnbridge: signal %s check %d: %w", id, c.Check, err)
+	}
+	return nil
+}

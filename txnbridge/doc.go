@@ -1,0 +1,41 @@
+// Package txnbridge is the Temporal plugin of halfback: added to a
+// worker, it brings the order/payment workflow, its activities, the
+// producer whose unresolved half messages the order database resolves,
+// and the consumer that turns delayed payment checks into signals.
+//
+// # The plugin
+//
+// [NewPlugin] returns a temporal.SimplePlugin. When a worker of
+// [Options].TaskQueue starts, the plugin creates the producer of
+// [Options].ProducerGroup with [NewResolver] as its check listener,
+// starts the check consumer (group workflows.CheckConsumerGroup, topic
+// workflows.TopicPaymentCheck: each check signals the workflow its key
+// names, acknowledged only after the signal succeeded), and registers
+// workflows.OrderPaymentWorkflow and the activities.Activities. When the
+// worker stops it closes them. A workflow replayer given the plugin gets
+// the workflow only.
+//
+// # Check-back
+//
+// [NewResolver] answers the broker's check-back of a half message nobody
+// ended (the worker died between the steps' activities, say): it fences
+// the transaction id in the order database, so that a local transaction
+// that has not committed never will, and answers Commit if the local
+// transaction won, Rollback if the fence did.
+//
+// # The step
+//
+// [SendTransactional] and [Step] are workflows.SendTransactional and
+// workflows.Step: the reusable half message, local transaction, commit
+// or rollback.
+//
+// # Usage
+//
+//	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: hb, DB: db, Temporal: tc,
+//		PaymentCheckLevel: cfg.Payment.CheckLevel, MaxPaymentChecks: cfg.Payment.MaxChecks})
+//	w := worker.New(tc, workflows.TaskQueue, worker.Options{Plugins: []worker.Plugin{plugin}})
+//	err = w.Run(worker.InterruptCh())
+//
+// Tests start the broker, the order database and a Temporal dev server
+// with package txnbridgetest.
+package txnbridge

@@ -1,0 +1,225 @@
+package txnbridge_test
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/txnbridge"
+	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// stack is a broker, an order database, a Temporal dev server and a
+// worker running the plugin.
+type stack struct {
+	broker *txnbridgetest.Stack
+	client *client.Client
+	db     *orders.DB
+	tc     temporalclient.Client
+	worker worker.Worker
+}
+
+const maxChecks = 2 // the plugin's MaxPaymentChecks in these tests
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	srv := txnbridgetest.StartDevServer(t) // skips without the CLI
+	s := &stack{broker: txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})}
+	s.client = txnbridgetest.NewClient(t, s.broker.NamesrvAddr)
+	s.db = txnbridgetest.OpenDB(t)
+	s.tc = txnbridgetest.DialTemporal(t, srv)
+	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: s.client, DB: s.db, Temporal: s.tc,
+		PaymentCheckLevel: 1, MaxPaymentChecks: maxChecks, Logger: txnbridgetest.Logger(),
+		CheckConsumer: client.ConsumerOptions{RebalanceInterval: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.worker = worker.New(s.tc, workflows.TaskQueue, worker.Options{Plugins: []worker.Plugin{plugin}})
+	if err := s.worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.worker.Stop) // before the client, broker and database close
+	return s
+}
+
+func (s *stack) start(t *testing.T, in workflows.OrderInput) temporalclient.WorkflowRun {
+	t.Helper()
+	run, err := s.tc.ExecuteWorkflow(context.Background(), temporalclient.StartWorkflowOptions{ID: in.OrderID,
+		TaskQueue: workflows.TaskQueue, WorkflowExecutionTimeout: 2 * time.Minute}, workflows.OrderPaymentWorkflowName, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+func (s *stack) result(t *testing.T, run temporalclient.WorkflowRun) workflows.OrderResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var res workflows.OrderResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// waitStatus polls the "status" query until it answers status.
+func (s *stack) waitStatus(t *testing.T, id, status string) {
+	t.Helper()
+	testutil.WaitFor(t, 30*time.Second, id+" "+status, func() bool {
+		v, err := s.tc.QueryWorkflow(context.Background(), id, "", workflows.QueryStatus)
+		var res workflows.OrderResult
+		return err == nil && v.Get(&res) == nil && res.Status == status
+	})
+}
+
+// events waits until the store holds the order-events messages want of
+// order id (message ids), and fails if it holds others of it.
+func (s *stack) events(t *testing.T, id string, want ...string) {
+	t.Helper()
+	sort.Strings(want)
+	var got []string
+	testutil.WaitFor(t, 30*time.Second, id+"'s events "+strings.Join(want, " "), func() bool {
+		got = got[:0]
+		for _, m := range s.broker.Stored(t, workflows.TopicOrderEvents) {
+			if slices.Contains(m.Keys, id) {
+				got = append(got, m.MsgID)
+			}
+		}
+		sort.Strings(got)
+		return len(got) >= len(want)
+	})
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s's events %v, want %v", id, got, want)
+	}
+}
+
+func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
+	s := startStack(t)
+	ctx := context.Background()
+	if err := s.db.SetStock(ctx, "sku", 10); err != nil {
+		t.Fatal(err)
+	}
+	order := func(id string, qty int) workflows.OrderInput {
+		return workflows.OrderInput{OrderID: id, User: "alice", SKU: "sku", Qty: qty, Amount: 1500}
+	}
+
+	t.Run("paid", func(t *testing.T) {
+		run := s.start(t, order("paid-1", 2))
+		s.waitStatus(t, "paid-1", workflows.StatusPendingPayment)
+		if err := s.tc.SignalWorkflow(ctx, "paid-1", "", workflows.SignalPay, workflows.PayInput{PaymentID: "p1", Amount: 1500}); err != nil {
+			t.Fatal(err)
+		}
+		if res := s.result(t, run); res.Status != workflows.StatusPaid || res.PaymentID != "p1" {
+			t.Fatalf("result %+v", res)
+		}
+		s.events(t, "paid-1", "paid-1/create", "paid-1/pay")
+		if o, err := s.db.Order(ctx, "paid-1"); err != nil || o.Status != orders.StatusPaid {
+			t.Fatalf("order %+v, %v", o, err)
+		}
+	})
+
+	t.Run("payment times out through delayed checks", func(t *testing.T) {
+		before, _ := s.db.Stock(ctx, "sku")
+		res := s.result(t, s.start(t, order("late-1", 3)))
+		if res.Status != workflows.StatusCancelled || res.Checks != maxChecks {
+			t.Fatalf("result %+v, want CANCELLED after %d checks", res, maxChecks)
+		}
+		s.events(t, "late-1", "late-1/cancel", "late-1/create")
+		if after, _ := s.db.Stock(ctx, "sku"); after != before {
+			t.Fatalf("stock %d after the cancel, %d before the order", after, before)
+		}
+	})
+
+	t.Run("out of stock rolls back", func(t *testing.T) {
+		res := s.result(t, s.start(t, order("big-1", 1000)))
+		if res.Status != workflows.StatusFailed {
+			t.Fatalf("result %+v", res)
+		}
+		if _, err := s.db.Order(ctx, "big-1"); err == nil {
+			t.Fatal("order big-1 exists")
+		}
+	})
+
+	t.Run("fenced transaction runs again under a new id", func(t *testing.T) {
+		if _, err := s.db.Fence(ctx, "fenced-1/create"); err != nil {
+			t.Fatal(err)
+		}
+		run := s.start(t, order("fenced-1", 1))
+		s.waitStatus(t, "fenced-1", workflows.StatusPendingPayment)
+		if err := s.tc.SignalWorkflow(ctx, "fenced-1", "", workflows.SignalPay, workflows.PayInput{PaymentID: "p2", Amount: 1500}); err != nil {
+			t.Fatal(err)
+		}
+		if res := s.result(t, run); res.Status != workflows.StatusPaid {
+			t.Fatalf("result %+v", res)
+		}
+		s.events(t, "fenced-1", "fenced-1/create-2", "fenced-1/pay")
+	})
+
+	// Rolled-back messages never became visible: the later orders' events
+	// are stored, and big-1 has none.
+	s.events(t, "big-1")
+}
+
+// The plugin's producer answers check-backs of its group with the
+// resolver: a half message of the group nobody ends is committed once
+// the local transaction of its id committed.
+func TestPluginAnswersCheckBacks(t *testing.T) {
+	s := startStack(t)
+	ctx := context.Background()
+	other := txnbridgetest.NewClient(t, s.broker.NamesrvAddr) // a producer that dies before ending
+	p, err := other.NewProducer(client.ProducerOptions{Group: txnbridge.DefaultProducerGroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.SetStock(ctx, "sku", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.CreateOrder(ctx, "orphan-1/create", orders.Order{ID: "orphan-1", User: "u", SKU: "sku", Qty: 1, Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"orphan-1/create", "orphan-2/create"} {
+		if _, err := p.SendHalf(ctx, &client.Message{Topic: workflows.TopicOrderEvents, Keys: []string{id[:8]}, Body: []byte(id), ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.events(t, "orphan-1", "orphan-1/create")
+	testutil.WaitFor(t, 30*time.Second, "orphan-2 fenced", func() bool {
+		st, err := s.db.TxnState(ctx, "orphan-2/create")
+		return err == nil && st == orders.TxnFenced
+	})
+}
+
+// Stopping the worker closes the producer and the check consumer: their
+// groups can be registered again on the same client.
+func TestPluginStopReleasesGroups(t *testing.T) {
+	s := startStack(t)
+	s.worker.Stop()
+	p, err := s.client.NewProducer(client.ProducerOptions{Group: txnbridge.DefaultProducerGroup,
+		CheckListener: txnbridge.NewResolver(s.db)})
+	if err != nil {
+		t.Fatalf("producer group still registered after Stop: %v", err)
+	}
+	defer p.Close()
+	pc, err := s.client.NewPushConsumer(client.ConsumerOptions{Group: workflows.CheckConsumerGroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe(workflows.TopicPaymentCheck, "*", txnbridge.CheckHandler(s.tc, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(context.Background()); err != nil {
+		t.Fatalf("check consumer group still registered after Stop: %v", err)
+	}
+	_ = pc.Close()
+}

@@ -1,0 +1,58 @@
+package txnbridge_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/txnbridge"
+)
+
+func TestOptionsValidate(t *testing.T) {
+	c := &client.Client{}
+	db := &orders.DB{}
+	for _, tc := range []struct {
+		name string
+		o    txnbridge.Options
+		want string // "" means valid
+	}{
+		{"defaults", txnbridge.Options{Client: c, DB: db}, ""},
+		{"no client", txnbridge.Options{DB: db}, "Client"},
+		{"no db", txnbridge.Options{Client: c}, "DB"},
+		{"bad group", txnbridge.Options{Client: c, DB: db, ProducerGroup: "a b"}, "ProducerGroup"},
+		{"negative level", txnbridge.Options{Client: c, DB: db, PaymentCheckLevel: -1}, "PaymentCheckLevel"},
+		{"negative checks", txnbridge.Options{Client: c, DB: db, MaxPaymentChecks: -1}, "MaxPaymentChecks"},
+		{"bad consumer", txnbridge.Options{Client: c, DB: db, CheckConsumer: client.ConsumerOptions{Concurrency: -1}}, "CheckConsumer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := txnbridge.NewPlugin(tc.o); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, txnbridge.ErrInvalidOptions) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want ErrInvalidOptions naming %s", err, tc.want)
+			}
+			if _, err := txnbridge.NewPlugin(tc.o); !errors.Is(err, txnbridge.ErrInvalidOptions) {
+				t.Fatalf("NewPlugin: %v", err)
+			}
+		})
+	}
+}
+
+func TestPluginName(t *testing.T) {
+	p, err := txnbridge.NewPlugin(txnbridge.Options{Client: &client.Client{}, DB: &orders.DB{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name() != txnbridge.PluginName {
+		t.Fatalf("name %q", p.Name())
+	}
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/config"
+	"github.com/halfbackmq/halfback/internal/app"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/txnbridge"
+)
+
+// stopTimeout bounds how long stopping the worker waits for running
+// activities to finish.
+const stopTimeout = 10 * time.Second
+
+// stack is everything the worker runs, started in order by [start] and
+// stopped in the reverse order by [stack.Close].
+type stack struct {
+	broker   *embedded // nil unless worker.embeddedBroker
+	nsAddrs  []string  // the name servers the halfback client uses
+	db       *orders.DB
+	temporal temporalclient.Client
+	client   *client.Client
+	worker   worker.Worker
+	log      *slog.Logger
+}
+
+// options are the worker's own knobs, besides the config.
+type options struct {
+	// interceptors are added to the Temporal worker's (the crash hook).
+	interceptors []interceptor.WorkerInterceptor
+}
+
+// start runs the embedded broker (with worker.embeddedBroker), opens the
+// order database, dials Temporal, builds the halfback client and the
+// txnbridge plugin, and starts a Temporal worker on temporal.taskQueue
+// with the plugin (which registers the workflows and activities, the
+// check-back resolver and the delayed-check consumer). On an error it
+// stops what it started.
+func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options) (_ *stack, err error) {
+	s := &stack{log: log, nsAddrs: app.NamesrvAddrs(cfg)}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if cfg.Worker.EmbeddedBroker {
+		if s.broker, err = startBroker(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		s.nsAddrs = s.broker.nsAddrs
+	}
+	if s.db, err = app.OpenOrders(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if s.temporal, err = app.DialTemporal(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	if s.client, err = app.NewClient(s.nsAddrs, log); err != nil {
+		return nil, err
+	}
+	plugin, err := txnbridge.NewPlugin(txnbridge.Options{
+		Client:            s.client,
+		DB:                s.db,
+		TaskQueue:         cfg.Temporal.TaskQueue,
+		PaymentCheckLevel: cfg.Payment.CheckLevel,
+		MaxPaymentChecks:  cfg.Payment.MaxChecks,
+		Temporal:          s.temporal,
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("txnbridge plugin: %w", err)
+	}
+	w := worker.New(s.temporal, cfg.Temporal.TaskQueue, worker.Options{
+		Plugins:           []worker.Plugin{plugin},
+		Interceptors:      o.interceptors,
+		WorkerStopTimeout: stopTimeout,
+	})
+	if err := w.Start(); err != nil {
+		w.Stop() // releases what the plugin started
+		return nil, fmt.Errorf("start Temporal worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
+	}
+	s.worker = w
+	log.Info("worker ready", "temporal", cfg.Temporal.HostPort, "namespace", cfg.Temporal.Namespace,
+		"taskQueue", cfg.Temporal.TaskQueue, "namesrv", s.nsAddrs, "orders", cfg.OrdersDSN(),
+		"paymentCheck", cfg.PaymentCheckDelay(), "maxChecks", cfg.Payment.MaxChecks)
+	return s, nil
+}
+
+// Close stops the Temporal worker (which stops the plugin's producer and
+// consumer), then closes the clients, the order database and the
+// embedded broker. It returns the first error.
+func (s *stack) Close() error {
+	var errs []error
+	if s.worker != nil {
+		s.worker.Stop()
+	}
+	if s.client != nil {
+		errs = append(errs, s.client.Close())
+	}
+	if s.temporal != nil {
+		s.temporal.Close()
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
+	}
+	if s.broker != nil {
+		errs = append(errs, s.broker.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,174 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/halfbackmq/halfback/activities"
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// Test order: the workflow id and the input of every test.
+const (
+	orderID    = "order-1"
+	checkDelay = time.Minute // the broker's delay level in these tests
+)
+
+var input = workflows.OrderInput{OrderID: orderID, User: "alice", SKU: "sku-1", Qty: 2, Amount: 1500}
+
+// harness runs OrderPaymentWorkflow in a test environment with the real
+// activities registered and mocked, recording their calls. Tests replace
+// the behaviour funcs before run.
+type harness struct {
+	t   *testing.T
+	env *testsuite.TestWorkflowEnvironment
+
+	// behaviour of the mocked activities; defaults succeed.
+	sendHalf  func(in workflows.SendHalfInput) (client.HalfReceipt, error)
+	endTxn    func(in workflows.EndInput) error
+	local     func(activity, txnID string) error // the three local transactions
+	state     func() (string, error)
+	maxChecks int
+	// deliverChecks delivers each sent check as a signal after checkDelay.
+	deliverChecks bool
+
+	mu     sync.Mutex
+	halves []workflows.SendHalfInput
+	ends   []workflows.EndInput
+	locals []string // "<activity> <txn id>"
+	checks []int
+	// checkIDs are the ids the checks were sent for (the workflow ids).
+	checkIDs []string
+	paid     []workflows.PayInput
+}
+
+func newHarness(t *testing.T) *harness {
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(nopLogger{})
+	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), maxChecks: 3, deliverChecks: true}
+	h.env.SetStartWorkflowOptions(temporalclient.StartWorkflowOptions{ID: orderID})
+	h.sendHalf = func(in workflows.SendHalfInput) (client.HalfReceipt, error) { return receipt(in.TxnID), nil }
+	h.endTxn = func(workflows.EndInput) error { return nil }
+	h.local = func(string, string) error { return nil }
+	h.state = func() (string, error) { return workflows.StatusPendingPayment, nil }
+	return h
+}
+
+// receipt is the mocked SendHalf's receipt of txnID.
+func receipt(txnID string) client.HalfReceipt {
+	return client.HalfReceipt{ProducerGroup: "order-payment", Topic: workflows.TopicOrderEvents, BrokerName: "b",
+		MsgID: txnID, TransactionID: txnID, CommitLogOffset: 42}
+}
+
+// install registers the activities and the mocks.
+func (h *harness) install() {
+	env := h.env
+	workflows.Register(env)
+	(&activities.Activities{}).Register(env)
+	any2 := []any{mock.Anything, mock.Anything}
+	env.OnActivity(workflows.ActivitySendHalf, any2...).Return(
+		func(_ context.Context, in workflows.SendHalfInput) (client.HalfReceipt, error) {
+			h.record(func() { h.halves = append(h.halves, in) })
+			return h.sendHalf(in)
+		})
+	env.OnActivity(workflows.ActivityEndTransaction, any2...).Return(func(_ context.Context, in workflows.EndInput) error {
+		h.record(func() { h.ends = append(h.ends, in) })
+		return h.endTxn(in)
+	})
+	env.OnActivity(workflows.ActivityCreateOrderLocal, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, txnID string, in workflows.OrderInput) error {
+			return h.runLocal(workflows.ActivityCreateOrderLocal, txnID)
+		})
+	env.OnActivity(workflows.ActivityMarkPaidLocal, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, txnID, _ string, p workflows.PayInput) error {
+			h.record(func() { h.paid = append(h.paid, p) })
+			return h.runLocal(workflows.ActivityMarkPaidLocal, txnID)
+		})
+	env.OnActivity(workflows.ActivityCancelLocal, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, txnID, _, _ string) error {
+			return h.runLocal(workflows.ActivityCancelLocal, txnID)
+		})
+	env.OnActivity(workflows.ActivityPaymentState, any2...).Return(func(context.Context, string) (string, error) { return h.state() })
+	env.OnActivity(workflows.ActivityPaymentPolicy, mock.Anything).Return(workflows.PaymentPolicy{MaxChecks: h.maxChecks}, nil)
+	env.OnActivity(workflows.ActivitySendPaymentCheck, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, id string, n int) error {
+			h.record(func() { h.checks, h.checkIDs = append(h.checks, n), append(h.checkIDs, id) })
+			if h.deliverChecks {
+				env.RegisterDelayedCallback(func() {
+					env.SignalWorkflow(workflows.SignalPaymentCheck, workflows.PaymentCheck{OrderID: id, Check: n})
+				}, checkDelay)
+			}
+			return nil
+		})
+}
+
+func (h *harness) runLocal(activity, txnID string) error {
+	h.record(func() { h.locals = append(h.locals, activity+" "+txnID) })
+	return h.local(activity, txnID)
+}
+
+func (h *harness) record(f func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f()
+}
+
+// run executes the workflow with in and returns its result and error.
+func (h *harness) run(in workflows.OrderInput) (workflows.OrderResult, error) {
+	h.t.Helper()
+	h.install()
+	h.env.ExecuteWorkflow(workflows.OrderPaymentWorkflowName, in)
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("workflow did not complete")
+	}
+	var res workflows.OrderResult
+	err := h.env.GetWorkflowError()
+	if err == nil {
+		if gerr := h.env.GetWorkflowResult(&res); gerr != nil {
+			h.t.Fatal(gerr)
+		}
+	}
+	return res, err
+}
+
+// pay signals a payment after d.
+func (h *harness) pay(p workflows.PayInput, d time.Duration) {
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(workflows.SignalPay, p) }, d)
+}
+
+// commits returns the transaction ids ended with commit, then those
+// ended with rollback.
+func (h *harness) outcomes() (commits, rollbacks []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.ends {
+		if e.Commit {
+			commits = append(commits, e.Receipt.TransactionID)
+		} else {
+			rollbacks = append(rollbacks, e.Receipt.TransactionID)
+		}
+	}
+	return commits, rollbacks
+}
+
+// permanent returns a non-retryable activity error of errType.
+func permanent(msg, errType string) error {
+	return temporal.NewNonRetryableApplicationError(msg, errType, errors.New(msg))
+}
+
+// nopLogger silences the workflow logs.
+type nopLogger struct{}
+
+func (nopLogger) Debug(string, ...any) {}
+func (nopLogger) Info(string, ...any)  {}
+func (nopLogger) Warn(string, ...any)  {}
+func (nopLogger) Error(string, ...any) {}

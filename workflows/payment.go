@@ -1,0 +1,121 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/workflow"
+)
+
+// awaitPayment waits for the payment: a SignalPay with the order's amount
+// returns it; the delayed checks (SignalPaymentCheck) ask the database,
+// and once MaxChecks of them found the order unpaid it returns nil (cancel
+// it). A check that finds the order PAID or CANCELLED already sets that
+// final status and returns nil.
+func (o *order) awaitPayment(ctx workflow.Context) (*PayInput, error) {
+	policy, err := o.policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.sendCheck(ctx); err != nil {
+		return nil, err
+	}
+	payCh := workflow.GetSignalChannel(ctx, SignalPay)
+	checkCh := workflow.GetSignalChannel(ctx, SignalPaymentCheck)
+	log := workflow.GetLogger(ctx)
+	for {
+		var pay *PayInput
+		var check PaymentCheck
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(payCh, func(c workflow.ReceiveChannel, _ bool) { pay = o.receivePay(ctx, c) })
+		sel.AddReceive(checkCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &check) })
+		sel.Select(ctx)
+		switch {
+		case pay != nil:
+			return pay, nil
+		case check.Check == 0:
+			continue // a rejected payment (or a check without a number)
+		case check.Check != o.res.Checks:
+			log.Info("ignoring a payment check not waited for", "check", check.Check, "waiting", o.res.Checks)
+			continue
+		}
+		status, err := o.state(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if status == StatusPaid || status == StatusCancelled {
+			o.res.Status = status
+			return nil, nil
+		}
+		if o.res.Checks >= policy.MaxChecks {
+			return o.pendingPay(ctx, payCh), nil // one signalled while the last check ran
+		}
+		if err := o.sendCheck(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// receivePay receives a SignalPay and returns it if acceptPay takes it.
+func (o *order) receivePay(ctx workflow.Context, c workflow.ReceiveChannel) *PayInput {
+	var p PayInput
+	c.Receive(ctx, &p)
+	return o.acceptPay(ctx, p)
+}
+
+// pendingPay returns an acceptable payment already signalled, or nil.
+func (o *order) pendingPay(ctx workflow.Context, c workflow.ReceiveChannel) *PayInput {
+	var p PayInput
+	for c.ReceiveAsync(&p) {
+		if pay := o.acceptPay(ctx, p); pay != nil {
+			return pay
+		}
+	}
+	return nil
+}
+
+// acceptPay returns p if it has a payment id and the order's amount,
+// else nil, listing it as rejected.
+func (o *order) acceptPay(ctx workflow.Context, p PayInput) *PayInput {
+	if p.PaymentID == "" || p.Amount != o.in.Amount {
+		workflow.GetLogger(ctx).Warn("rejecting a payment", "paymentID", p.PaymentID, "amount", p.Amount, "want", o.in.Amount)
+		o.res.RejectedPayments = append(o.res.RejectedPayments, p)
+		return nil
+	}
+	return &p
+}
+
+// rejectPending lists the payments signalled but not taken when the
+// workflow ends. The workflow completes in the same workflow task, and a
+// signal that arrives meanwhile makes Temporal run that task again, so no
+// payment signal is dropped unseen.
+func (o *order) rejectPending(ctx workflow.Context) {
+	c := workflow.GetSignalChannel(ctx, SignalPay)
+	var p PayInput
+	for c.ReceiveAsync(&p) {
+		workflow.GetLogger(ctx).Warn("rejecting a payment of a settled order", "paymentID", p.PaymentID, "status", o.res.Status)
+		o.res.RejectedPayments = append(o.res.RejectedPayments, p)
+		p = PayInput{}
+	}
+}
+
+// policy runs the ActivityPaymentPolicy local activity (at least one
+// check).
+func (o *order) policy(ctx workflow.Context) (PaymentPolicy, error) {
+	var p PaymentPolicy
+	lctx := workflow.WithLocalActivityOptions(ctx, policyOptions)
+	if err := workflow.ExecuteLocalActivity(lctx, ActivityPaymentPolicy).Get(ctx, &p); err != nil {
+		return p, err
+	}
+	p.MaxChecks = max(p.MaxChecks, 1)
+	return p, nil
+}
+
+// sendCheck sends the next delayed payment check, keyed by the workflow
+// id: the check consumer signals the workflow the key names.
+func (o *order) sendCheck(ctx workflow.Context) error {
+	n := o.res.Checks + 1
+	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	if err := workflow.ExecuteActivity(ctx, ActivitySendPaymentCheck, id, n).Get(ctx, nil); err != nil {
+		return err
+	}
+	o.res.Checks = n
+	return nil
+}

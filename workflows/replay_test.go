@@ -1,0 +1,48 @@
+package workflows_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"go.temporal.io/sdk/worker"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/txnbridge"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// histories are recorded by TestRecordHistories from real runs.
+var histories = []string{"order_paid_history.json", "order_cancelled_history.json"}
+
+// TestReplay replays the recorded histories against the current
+// OrderPaymentWorkflow: a failure is a non-deterministic change, which
+// needs workflow.GetVersion (or a new workflow type) instead.
+func TestReplay(t *testing.T) {
+	for _, file := range histories {
+		t.Run(file, func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			workflows.Register(r)
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nopLogger{}, filepath.Join("testdata", file)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestReplayThroughPlugin replays with the workflow registered by the
+// txnbridge plugin, as a replayer given the plugin does (no producer or
+// consumer is started for a replay).
+func TestReplayThroughPlugin(t *testing.T) {
+	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: &client.Client{}, DB: &orders.DB{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{Plugins: []worker.Plugin{plugin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReplayWorkflowHistoryFromJSONFile(nopLogger{}, filepath.Join("testdata", histories[0])); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,191 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/halfbackmq/halfback/client"
+)
+
+// Errors of [SendTransactional]; test them with errors.Is.
+var (
+	// ErrInvalidStep means a Step lacks a name, topic, body or local
+	// activity, or its transaction id is not a legal message id. Nothing
+	// was sent.
+	ErrInvalidStep = errors.New("workflows: invalid transactional step")
+	// ErrRolledBack means the step's local transaction failed permanently
+	// (a non-retryable error, fenced included) and its half message was
+	// rolled back: consumers never see it. The local activity's error is
+	// wrapped as well.
+	ErrRolledBack = errors.New("workflows: local transaction failed, message rolled back")
+	// ErrOutcomeUnknown means the local activity ended without an outcome
+	// (the workflow was cancelled, or a timeout ran out). The half message
+	// is left to the broker's check-back, which fences the transaction id
+	// and then commits or rolls back as the local database says.
+	ErrOutcomeUnknown = errors.New("workflows: local transaction outcome unknown, left to check-back")
+)
+
+// Step is one transactional message: a half message, a local transaction
+// run by an activity, then commit (the local transaction succeeded) or
+// rollback (it failed permanently).
+type Step struct {
+	// Name names the step within its workflow; the transaction id is
+	// "<workflow id>/<Name>". Running a step of the same name twice in one
+	// workflow reuses the id: give a retry a new name.
+	Name string
+	// Topic, Tags, Keys and Body are the message's.
+	Topic string
+	Tags  string
+	Keys  []string
+	Body  []byte
+	// Local is the registered name of the local-transaction activity. It
+	// is called with the transaction id followed by LocalArgs, must write
+	// the id in the same database transaction as its effect, and must
+	// return a non-retryable ApplicationError for a permanent failure (one
+	// of type ErrTypeFenced when the check-back fenced the id).
+	Local     string
+	LocalArgs []any
+}
+
+// SendHalfInput is the ActivitySendHalf argument.
+type SendHalfInput struct {
+	// TxnID is the message id (UNIQ_KEY): a retried send returns the live
+	// half message of this id instead of storing another.
+	TxnID string   `json:"txnId"`
+	Topic string   `json:"topic"`
+	Tags  string   `json:"tags,omitempty"`
+	Keys  []string `json:"keys,omitempty"`
+	Body  []byte   `json:"body"`
+}
+
+// EndInput is the ActivityEndTransaction argument.
+type EndInput struct {
+	Receipt client.HalfReceipt `json:"receipt"`
+	// Commit commits the message; false rolls it back.
+	Commit bool `json:"commit"`
+}
+
+// Activity options of a step. Transport failures are retried without a
+// limit on attempts; permanent failures are non-retryable errors. A half
+// message not ended in time is resolved by the check-back, so a step that
+// stalls never leaves a transaction open for good.
+var (
+	// sendHalfOptions gives up after ten minutes without a stored half
+	// message: nothing was acknowledged to anyone, and a half message
+	// stored by a lost attempt is rolled back by the check-back.
+	sendHalfOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 10 * time.Minute,
+		RetryPolicy:            retryPolicy(time.Minute),
+	}
+	// localOptions retries until the local transaction commits or fails
+	// permanently; a check-back fences a transaction that stalls, which
+	// ends the retries with ErrTypeFenced.
+	localOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         retryPolicy(30 * time.Second),
+	}
+	// endOptions retries until the broker recorded the outcome.
+	endOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         retryPolicy(time.Minute),
+	}
+)
+
+// retryPolicy backs off from one second up to max, without a limit on
+// attempts.
+func retryPolicy(max time.Duration) *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: max}
+}
+
+// TxnID returns the transaction id of step name in the workflow ctx runs.
+func TxnID(ctx workflow.Context, name string) string {
+	return workflow.GetInfo(ctx).WorkflowExecution.ID + "/" + name
+}
+
+// SendTransactional runs s: ActivitySendHalf with the deterministic
+// transaction id, the local-transaction activity s.Local, then
+// ActivityEndTransaction (commit). It returns the half message's receipt
+// (also when it fails after the send).
+//
+// A local transaction that fails permanently rolls the message back and
+// returns an error wrapping ErrRolledBack and the activity's error. One
+// that ends without an outcome returns ErrOutcomeUnknown and leaves the
+// message to the check-back. A send that fails returns its error;
+// nothing is visible to consumers then.
+func SendTransactional(ctx workflow.Context, s Step) (client.HalfReceipt, error) {
+	txnID := TxnID(ctx, s.Name)
+	if err := s.validate(txnID); err != nil {
+		return client.HalfReceipt{}, err
+	}
+	log := workflow.GetLogger(ctx)
+	var receipt client.HalfReceipt
+	in := SendHalfInput{TxnID: txnID, Topic: s.Topic, Tags: s.Tags, Keys: s.Keys, Body: s.Body}
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, sendHalfOptions), ActivitySendHalf, in).Get(ctx, &receipt)
+	if err != nil {
+		return receipt, fmt.Errorf("step %s: send half message %s: %w", s.Name, txnID, err)
+	}
+	args := append([]any{txnID}, s.LocalArgs...)
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, localOptions), s.Local, args...).Get(ctx, nil)
+	if err != nil && !IsPermanent(err) {
+		log.Warn("local transaction without outcome; left to check-back", "txnID", txnID, "error", err)
+		return receipt, fmt.Errorf("step %s: %s: %w: %w", s.Name, txnID, ErrOutcomeUnknown, err)
+	}
+	if err != nil {
+		log.Info("local transaction failed; rolling back", "txnID", txnID, "error", err)
+		if rerr := endTransaction(ctx, receipt, false); rerr != nil {
+			return receipt, fmt.Errorf("step %s: %s: local transaction failed (%w) and rollback failed: %w", s.Name, txnID, err, rerr)
+		}
+		return receipt, fmt.Errorf("step %s: %s: %w: %w", s.Name, txnID, ErrRolledBack, err)
+	}
+	if err := endTransaction(ctx, receipt, true); err != nil {
+		return receipt, fmt.Errorf("step %s: commit %s: %w", s.Name, txnID, err)
+	}
+	return receipt, nil
+}
+
+// endTransaction commits or rolls back receipt's message.
+func endTransaction(ctx workflow.Context, receipt client.HalfReceipt, commit bool) error {
+	in := EndInput{Receipt: receipt, Commit: commit}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, endOptions), ActivityEndTransaction, in).Get(ctx, nil)
+}
+
+// IsPermanent reports whether err, an activity's error, is a
+// non-retryable ApplicationError: the failure will not go away.
+func IsPermanent(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.NonRetryable()
+}
+
+// IsFenced reports whether err, an activity's error, says the check-back
+// fenced the local transaction's id (ErrTypeFenced).
+func IsFenced(err error) bool { return HasErrorType(err, ErrTypeFenced) }
+
+// HasErrorType reports whether err wraps an ApplicationError of type t.
+func HasErrorType(err error, t string) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && app.Type() == t
+}
+
+// validate checks s before anything is sent.
+func (s Step) validate(txnID string) error {
+	switch {
+	case s.Name == "":
+		return fmt.Errorf("%w: no name", ErrInvalidStep)
+	case s.Topic == "":
+		return fmt.Errorf("%w: step %s has no topic", ErrInvalidStep, s.Name)
+	case len(s.Body) == 0:
+		return fmt.Errorf("%w: step %s has no body", ErrInvalidStep, s.Name)
+	case s.Local == "":
+		return fmt.Errorf("%w: step %s has no local activity", ErrInvalidStep, s.Name)
+	case len(txnID) > client.MaxIDLength || strings.ContainsAny(txnID, " \x01\x02"):
+		return fmt.Errorf("%w: transaction id %q is longer than %d characters or has a space or a control separator",
+			ErrInvalidStep, txnID, client.MaxIDLength)
+	}
+	return nil
+}

@@ -1,0 +1,340 @@
+package workflows_test
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+func TestOrderPaid(t *testing.T) {
+	h := newHarness(t)
+	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := workflows.OrderResult{OrderID: orderID, Status: workflows.StatusPaid, Checks: 1, PaymentID: "pay-1"}
+	if !reflect.DeepEqual(res, want) {
+		t.Fatalf("result %+v, want %+v", res, want)
+	}
+	commits, rollbacks := h.outcomes()
+	if !slices.Equal(commits, []string{"order-1/create", "order-1/pay"}) || len(rollbacks) != 0 {
+		t.Fatalf("commits %v, rollbacks %v", commits, rollbacks)
+	}
+	if want := []string{"CreateOrderLocal order-1/create", "MarkPaidLocal order-1/pay"}; !slices.Equal(h.locals, want) {
+		t.Fatalf("local transactions %v, want %v", h.locals, want)
+	}
+	if len(h.halves) != 2 || h.halves[0].Topic != workflows.TopicOrderEvents || h.halves[0].Tags != workflows.TagOrderCreated ||
+		!slices.Equal(h.halves[0].Keys, []string{orderID}) || h.halves[1].Tags != workflows.TagOrderPaid {
+		t.Fatalf("half messages %+v", h.halves)
+	}
+	if !strings.Contains(string(h.halves[1].Body), `"paymentId":"pay-1"`) {
+		t.Fatalf("OrderPaid body %s", h.halves[1].Body)
+	}
+}
+
+func TestOrderTimesOutAfterMaxChecks(t *testing.T) {
+	h := newHarness(t)
+	states := 0
+	h.state = func() (string, error) { states++; return workflows.StatusPendingPayment, nil }
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusCancelled || res.Checks != 3 || !strings.Contains(res.Reason, "3 payment checks") {
+		t.Fatalf("result %+v, want CANCELLED after 3 checks", res)
+	}
+	if !slices.Equal(h.checks, []int{1, 2, 3}) || states != 3 {
+		t.Fatalf("checks sent %v, states asked %d; want 1 2 3 and 3", h.checks, states)
+	}
+	commits, _ := h.outcomes()
+	if !slices.Equal(commits, []string{"order-1/create", "order-1/cancel"}) {
+		t.Fatalf("commits %v", commits)
+	}
+	if len(h.paid) != 0 {
+		t.Fatalf("paid %v", h.paid)
+	}
+}
+
+func TestCheckFindsOrderPaid(t *testing.T) {
+	h := newHarness(t)
+	h.state = func() (string, error) { return workflows.StatusPaid, nil }
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusPaid || res.Checks != 1 {
+		t.Fatalf("result %+v, want PAID after 1 check", res)
+	}
+	if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create"}) {
+		t.Fatalf("commits %v: no step after a check found the order paid", commits)
+	}
+}
+
+func TestCreateFailureRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.local = func(activity, _ string) error {
+		return permanent("orders: out of stock", workflows.ErrTypeOutOfStock)
+	}
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatalf("a refused order is a result, not a workflow error: %v", err)
+	}
+	if res.Status != workflows.StatusFailed || !strings.Contains(res.Reason, "out of stock") {
+		t.Fatalf("result %+v, want FAILED: out of stock", res)
+	}
+	commits, rollbacks := h.outcomes()
+	if len(commits) != 0 || !slices.Equal(rollbacks, []string{"order-1/create"}) {
+		t.Fatalf("commits %v, rollbacks %v; want the create message rolled back", commits, rollbacks)
+	}
+	if len(h.checks) != 0 {
+		t.Fatalf("payment checks %v sent for an order never created", h.checks)
+	}
+}
+
+func TestSendHalfRetried(t *testing.T) {
+	h := newHarness(t)
+	calls := 0
+	h.sendHalf = func(in workflows.SendHalfInput) (client.HalfReceipt, error) {
+		calls++
+		if calls == 1 {
+			return client.HalfReceipt{}, errors.New("client: SEND_MESSAGE_V2 to broker: connection refused")
+		}
+		return receipt(in.TxnID), nil
+	}
+	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusPaid {
+		t.Fatalf("result %+v", res)
+	}
+	if len(h.halves) != 3 || h.halves[0].TxnID != "order-1/create" || h.halves[1].TxnID != "order-1/create" {
+		t.Fatalf("half sends %+v; want create twice (same id), then pay", h.halves)
+	}
+	if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create", "order-1/pay"}) {
+		t.Fatalf("commits %v", commits)
+	}
+}
+
+func TestFencedLocalTransactionRollsBackAndRunsAgain(t *testing.T) {
+	h := newHarness(t)
+	h.local = func(activity, txnID string) error {
+		if txnID == "order-1/create" {
+			return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+		}
+		return nil
+	}
+	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusPaid {
+		t.Fatalf("result %+v", res)
+	}
+	commits, rollbacks := h.outcomes()
+	if !slices.Equal(rollbacks, []string{"order-1/create"}) ||
+		!slices.Equal(commits, []string{"order-1/create-2", "order-1/pay"}) {
+		t.Fatalf("commits %v, rollbacks %v; want create rolled back, create-2 committed", commits, rollbacks)
+	}
+}
+
+func TestFencedEveryTimeFails(t *testing.T) {
+	h := newHarness(t)
+	h.local = func(string, string) error {
+		return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+	}
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusFailed || !strings.Contains(res.Reason, "fenced") {
+		t.Fatalf("result %+v, want FAILED: fenced", res)
+	}
+	commits, rollbacks := h.outcomes()
+	if len(commits) != 0 || !slices.Equal(rollbacks, []string{"order-1/create", "order-1/create-2", "order-1/create-3"}) {
+		t.Fatalf("commits %v, rollbacks %v", commits, rollbacks)
+	}
+}
+
+func TestPayStepRefusedAdoptsDatabaseState(t *testing.T) {
+	h := newHarness(t)
+	h.local = func(activity, _ string) error {
+		if activity == workflows.ActivityMarkPaidLocal {
+			return permanent("orders: order in wrong state", workflows.ErrTypeBadState)
+		}
+		return nil
+	}
+	h.state = func() (string, error) { return workflows.StatusCancelled, nil }
+	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusCancelled {
+		t.Fatalf("result %+v, want the database's CANCELLED", res)
+	}
+	if _, rollbacks := h.outcomes(); !slices.Equal(rollbacks, []string{"order-1/pay"}) {
+		t.Fatalf("rollbacks %v", rollbacks)
+	}
+}
+
+func TestWrongAmountAndStaleChecksIgnored(t *testing.T) {
+	h := newHarness(t)
+	h.pay(workflows.PayInput{PaymentID: "cheap", Amount: 1}, checkDelay/4)
+	// A duplicate of check 1 arriving while check 2 is awaited.
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(workflows.SignalPaymentCheck, workflows.PaymentCheck{OrderID: orderID, Check: 1})
+	}, checkDelay+checkDelay/2)
+	h.pay(workflows.PayInput{PaymentID: "pay-2", Amount: input.Amount}, checkDelay+3*checkDelay/4)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := workflows.OrderResult{OrderID: orderID, Status: workflows.StatusPaid, Checks: 2, PaymentID: "pay-2",
+		RejectedPayments: []workflows.PayInput{{PaymentID: "cheap", Amount: 1}}}
+	if !reflect.DeepEqual(res, want) {
+		t.Fatalf("result %+v, want %+v", res, want)
+	}
+	if len(h.paid) != 1 || h.paid[0].PaymentID != "pay-2" {
+		t.Fatalf("payments recorded %+v", h.paid)
+	}
+}
+
+func TestPaymentsAfterSettlementRejected(t *testing.T) {
+	h := newHarness(t)
+	h.maxChecks = 1
+	// Both arrive with check 1's signal: the check cancels the order
+	// first, the payments are neither taken nor dropped.
+	late := []workflows.PayInput{{PaymentID: "late-1", Amount: input.Amount}, {PaymentID: "late-2", Amount: input.Amount}}
+	h.local = func(activity, _ string) error {
+		if activity == workflows.ActivityCancelLocal {
+			for _, p := range late {
+				h.pay(p, 0)
+			}
+		}
+		return nil
+	}
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusCancelled || !reflect.DeepEqual(res.RejectedPayments, late) {
+		t.Fatalf("result %+v, want CANCELLED with both late payments rejected", res)
+	}
+	if len(h.paid) != 0 {
+		t.Fatalf("paid %+v", h.paid)
+	}
+}
+
+func TestStatusQuery(t *testing.T) {
+	h := newHarness(t)
+	var during workflows.OrderResult
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := v.Get(&during); err != nil {
+			t.Error(err)
+		}
+	}, checkDelay/2)
+	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay*3/4)
+	if _, err := h.run(input); err != nil {
+		t.Fatal(err)
+	}
+	want := workflows.OrderResult{OrderID: orderID, Status: workflows.StatusPendingPayment, Checks: 1}
+	if !reflect.DeepEqual(during, want) {
+		t.Fatalf("status while waiting %+v, want %+v", during, want)
+	}
+	v, err := h.env.QueryWorkflow(workflows.QueryReceipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var receipts map[string]client.HalfReceipt
+	if err := v.Get(&receipts); err != nil {
+		t.Fatal(err)
+	}
+	if len(receipts) != 2 || receipts["create"] != receipt("order-1/create") || receipts["pay"] != receipt("order-1/pay") {
+		t.Fatalf("receipts %+v", receipts)
+	}
+}
+
+func TestInvalidInputFailsWithoutSending(t *testing.T) {
+	for name, in := range map[string]workflows.OrderInput{
+		"spaced order id": {OrderID: "order 1", User: "u", SKU: "s", Qty: 1, Amount: 1},
+		"no user":         {OrderID: orderID, SKU: "s", Qty: 1, Amount: 1},
+		"zero qty":        {OrderID: orderID, User: "u", SKU: "s", Amount: 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			res, err := h.run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != workflows.StatusFailed || !strings.HasPrefix(res.Reason, "invalid input") {
+				t.Fatalf("result %+v", res)
+			}
+			if len(h.halves) != 0 {
+				t.Fatalf("sent %+v", h.halves)
+			}
+		})
+	}
+}
+
+func TestCommitRefusedFailsWorkflow(t *testing.T) {
+	h := newHarness(t)
+	h.endTxn = func(in workflows.EndInput) error {
+		return permanent("client: transaction already ended with the other outcome", workflows.ErrTypeTransactionConflict)
+	}
+	_, err := h.run(input)
+	if err == nil || !strings.Contains(err.Error(), "other outcome") {
+		t.Fatalf("error %v, want the commit's conflict", err)
+	}
+}
+
+func TestCancelledWhileLocalLeavesCheckBack(t *testing.T) {
+	h := newHarness(t)
+	h.local = func(string, string) error { return errors.New("database is locked") } // retried until cancelled
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 10*time.Second)
+	_, err := h.run(input)
+	if err == nil || !strings.Contains(err.Error(), "left to check-back") {
+		t.Fatalf("error %v, want the outcome left to the check-back", err)
+	}
+	if len(h.locals) < 2 {
+		t.Fatalf("local transaction tried %d times; a retryable error is retried", len(h.locals))
+	}
+	commits, rollbacks := h.outcomes()
+	if len(commits)+len(rollbacks) != 0 {
+		t.Fatalf("ended %v %v; an unknown outcome is the check-back's to resolve", commits, rollbacks)
+	}
+}
+
+func TestChecksKeyedByWorkflowID(t *testing.T) {
+	h := newHarness(t)
+	in := input
+	in.OrderID = "order-x" // not the workflow id
+	h.maxChecks = 1
+	res, err := h.run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusCancelled || res.OrderID != "order-x" {
+		t.Fatalf("result %+v", res)
+	}
+	if !slices.Equal(h.checkIDs, []string{orderID}) {
+		t.Fatalf("checks sent for %v, want the workflow id %s", h.checkIDs, orderID)
+	}
+	if !slices.Equal(h.halves[0].Keys, []string{"order-x"}) || h.halves[0].TxnID != orderID+"/create" {
+		t.Fatalf("create message %+v: keyed by the order id, transaction id of the workflow id", h.halves[0])
+	}
+}
