@@ -85,8 +85,9 @@ type TxnResult struct {
 	DurationSec float64 `json:"duration_sec"`
 	// Transactions counts the half messages stored; Committed those ended
 	// with commit by the producer, CheckedBack those committed through a
-	// check-back; Consumed the distinct messages received; Missing those
-	// never received within Drain.
+	// check-back (a producer's commit that arrives after a check-back
+	// committed counts in both); Consumed the distinct messages received;
+	// Missing those never received within Drain.
 	Transactions int64 `json:"transactions"`
 	Committed    int64 `json:"committed"`
 	CheckedBack  int64 `json:"checked_back"`

