@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
@@ -22,12 +24,17 @@ type Broker struct {
 	store  *store.Store
 	delay  *delay.Scheduler
 	txn    *txn.Service
+	life   *lifecycle.Recorder // the message lifecycle record (trace.go)
 	topics *topicTable
 	srv    *remoting.Server
 	addr   string                    // advertised address
 	groups *groupState               // consumer groups, offsets, queue locks
 	pulls  *pullHolder               // long-polling pulls
 	reg    atomic.Pointer[registrar] // name-server registration, if any
+
+	metrics *brokerMetrics // nil when metrics are off (metrics.go)
+
+	delayLevels []time.Duration // the scheduler's levels, for due times in the lifecycle record
 
 	// dispatchHooks are called, in order, after records become visible in
 	// a consume queue (long polling registers here). They must not block.
@@ -86,18 +93,38 @@ func Open(opts Options) (*Broker, error) {
 		b.srv.Close()
 		return nil, err
 	}
-	if b.store, err = store.Open(opts.Store); err != nil {
-		return fail(err)
+	if b.delayLevels = opts.Delay.Levels; b.delayLevels == nil {
+		b.delayLevels, _ = delay.ParseLevels(delay.DefaultLevels)
 	}
+	if !opts.DisableLifecycle {
+		if b.life, err = lifecycle.Open(lifecycle.Options{Dir: filepath.Join(opts.Store.Dir, "lifecycle"),
+			Retention: opts.LifecycleRetention, Logger: opts.Logger}); err != nil {
+			return fail(err)
+		}
+	}
+	closeLife := func() error { return b.life.Close() }
+	if b.life == nil {
+		closeLife = func() error { return nil }
+	}
+	b.metrics = newBrokerMetrics(opts.MeterProvider)
+	opts.Store.OnFlush = b.metrics.flushHook()
+	if b.store, err = store.Open(opts.Store); err != nil {
+		return fail(err, closeLife)
+	}
+	opts.Delay.OnDelivered = b.onDelivered
 	if b.delay, err = delay.New(b.store, opts.Delay); err != nil {
-		return fail(err, b.store.Close)
+		return fail(err, b.store.Close, closeLife)
 	}
 	opts.Txn.Checker = txn.CheckerFunc(b.checkTransaction)
+	opts.Txn.OnParked = b.onParked
 	if b.txn, err = txn.Open(b.store, opts.Txn); err != nil {
-		return fail(err, b.delay.Close, b.store.Close)
+		return fail(err, b.delay.Close, b.store.Close, closeLife)
 	}
 	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels()); err != nil {
-		return fail(err, b.txn.Close, b.delay.Close, b.store.Close)
+		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
+	}
+	if err := b.metrics.register(b); err != nil {
+		opts.Logger.Warn("broker metrics not registered", "err", err)
 	}
 	ready.Store(true)
 	b.delay.Start()
@@ -120,6 +147,7 @@ func (b *Broker) routes() *remoting.Mux {
 	b.registerSendBack(mux)
 	b.registerAdmin(mux)
 	b.registerTxn(mux)
+	b.registerTrace(mux)
 	return mux
 }
 
@@ -185,10 +213,14 @@ func (b *Broker) Close() error {
 		return ErrClosed
 	}
 	close(b.stop)
+	b.metrics.close()
 	b.pulls.close() // answer held pulls while their connections are open
 	err := b.srv.Close()
 	b.wg.Wait()
 	err = errors.Join(err, b.closeGroups())
 	err = errors.Join(err, b.txn.Close(), b.delay.Close(), b.topics.close(), b.store.Close())
+	if b.life != nil {
+		err = errors.Join(err, b.life.Close())
+	}
 	return err
 }

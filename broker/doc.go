@@ -15,6 +15,22 @@
 // broker registers itself with the name server
 // ([github.com/halfbackmq/halfback/namesrv]) every RegisterInterval.
 //
+// # Tracing and the lifecycle record
+//
+// Each step of a message in the broker (store, half store, end
+// transaction, check-back, park, schedule, delivery from the schedule,
+// send-back, dead letter) makes an OpenTelemetry span through the global
+// tracer provider, a child of the producer's context from the message's
+// traceparent property (a batch's span links to each message's), with the
+// messaging semantic-convention attributes of
+// [github.com/halfbackmq/halfback/telemetry] (trace.go, trace_txn.go).
+// With no provider installed no span is built. The same steps are written
+// to the lifecycle record ([github.com/halfbackmq/halfback/broker/lifecycle],
+// in Store.Dir/lifecycle), which halfback's MESSAGE_TRACE request and
+// `halfback trace` read by message id, key or trace id; consumption by a
+// group is derived from its committed offsets when asked
+// ([Broker.MessageTrace], trace_query.go).
+//
 // # Usage
 //
 //	b, err := broker.Open(broker.Options{Store: storeOpts, Delay: delayOpts, ListenAddr: "127.0.0.1:10911"})

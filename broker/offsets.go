@@ -134,6 +134,25 @@ func (t *offsetTable) group(group string) map[string]map[int32]int64 {
 	return out
 }
 
+// topic returns the offsets every group committed on a topic, by group
+// and queue.
+func (t *offsetTable) topic(topic string) map[string]map[int32]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]map[int32]int64)
+	for k, m := range t.table {
+		if k.topic != topic {
+			continue
+		}
+		cp := make(map[int32]int64, len(m))
+		for q, o := range m {
+			cp[q] = o
+		}
+		out[k.group] = cp
+	}
+	return out
+}
+
 // persist writes the file if anything changed since the last write.
 func (t *offsetTable) persist() error {
 	t.saveMu.Lock()

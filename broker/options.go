@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
@@ -60,8 +62,17 @@ type Options struct {
 	// the group's dead-letter queue, unless the group says otherwise.
 	// Default 16.
 	MaxReconsumeTimes int
+	// LifecycleRetention is how long the message lifecycle record
+	// (Store.Dir/lifecycle, `halfback trace`) keeps events. Default
+	// Store.FileReserved (72 h): as long as the messages themselves.
+	LifecycleRetention time.Duration
+	// DisableLifecycle turns the lifecycle record off.
+	DisableLifecycle bool
 	// Logger receives broker events. Default slog.Default().
 	Logger *slog.Logger
+	// MeterProvider receives the broker's metrics (broker/metrics.go).
+	// Default otel.GetMeterProvider(); the no-op provider turns them off.
+	MeterProvider metric.MeterProvider
 }
 
 func (o Options) withDefaults() Options {
@@ -88,6 +99,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.LifecycleRetention == 0 {
+		o.LifecycleRetention = o.Store.FileReserved
+		if o.LifecycleRetention == 0 {
+			o.LifecycleRetention = store.DefaultFileReserved
+		}
 	}
 	if o.Delay.Dir == "" && o.Store.Dir != "" {
 		o.Delay.Dir = o.Store.Dir + "/delay"
@@ -120,6 +137,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: LongPollTimeout %v is negative", ErrInvalidOptions, o.LongPollTimeout)
 	case o.RegisterInterval < 0:
 		return fmt.Errorf("%w: RegisterInterval %v is negative", ErrInvalidOptions, o.RegisterInterval)
+	case o.LifecycleRetention < 0:
+		return fmt.Errorf("%w: LifecycleRetention %v is negative", ErrInvalidOptions, o.LifecycleRetention)
 	case o.MaxReconsumeTimes < 0:
 		return fmt.Errorf("%w: MaxReconsumeTimes %d is negative", ErrInvalidOptions, o.MaxReconsumeTimes)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
@@ -130,11 +131,14 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if isTransactionalSend(h) {
 		return b.sendHalf(ctx, req, h, qid, bornHostOf(conn))
 	}
+	start := time.Now()
 	msgs, resp := b.buildSendMessages(req, h, qid, bornHostOf(conn))
 	if resp != nil {
 		return resp
 	}
 	res, err := b.store.AppendBatch(ctx, msgs)
+	b.metrics.stored(h.topic, len(msgs), err)
+	b.traceStored(msgs, res, start, err)
 	return sendResponse(req, qid, res, err)
 }
 

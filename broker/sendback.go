@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
@@ -164,6 +165,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		b.opts.Logger.Warn("send-back refused", "remote", conn.RemoteAddr(), "group", h.group, "offset", h.offset, "err", err)
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
+	start := time.Now()
 	m, dlq := b.sendBackMessage(&orig, h)
 	res, err := b.storeSentBack(ctx, m, dlq)
 	if err != nil && !dlq && !errors.Is(err, store.ErrWriteFailed) && !errors.Is(err, store.ErrFlushTimeout) && ctx.Err() == nil {
@@ -174,6 +176,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		m, dlq = b.sendBackMessage(&orig, h)
 		res, err = b.storeSentBack(ctx, m, dlq)
 	}
+	b.traceSendBack(m, h.group, dlq, res, start, err)
 	if err != nil {
 		// Every failure after the record was found closes the connection:
 		// the Go client takes any answer to a send-back as success and would
@@ -183,6 +186,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		conn.Close()
 		return nil
 	}
+	b.metrics.sentBack(h.group, dlq)
 	if dlq {
 		b.opts.Logger.Warn("message moved to the dead-letter queue", "group", h.group, "topic", orig.Topic,
 			"reconsumeTimes", orig.ReconsumeTimes, "offset", h.offset, "dlqOffset", res.PhysicalOffset)

@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
+	"time"
 
+	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
@@ -39,7 +41,9 @@ func (b *Broker) sendHalf(ctx context.Context, req *remoting.Command, h sendHead
 	}
 	m := message.Message{Topic: h.topic, QueueID: qid, Flag: h.flag, SysFlag: h.sysFlag, BornTimestamp: h.bornTimestamp,
 		BornHost: bornHost, ReconsumeTimes: h.reconsumeTimes, Body: req.Body, Properties: h.properties}
+	start := time.Now()
 	res, err := b.txn.SendHalf(ctx, &m, h.producerGroup)
+	b.traceHalf(&m, h.producerGroup, res, start, err)
 	if errors.Is(err, txn.ErrBadHalf) {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, err.Error())
 	}
@@ -80,7 +84,13 @@ func (b *Broker) handleEndTransaction(ctx context.Context, conn *remoting.Conn, 
 		b.opts.Logger.Info("broker: producer left a transaction unknown", "group", er.Group,
 			"commitLogOffset", er.HalfOffset, "remark", req.Remark)
 	}
+	start := time.Now()
 	out, err := b.txn.End(ctx, er)
+	from := lifecycle.FromClient
+	if er.FromCheck {
+		from = lifecycle.FromCheck
+	}
+	b.traceEnd(o, out, from, start, err)
 	if err != nil {
 		return b.endFailed(conn, req, endErrorCode(err), err)
 	}
@@ -133,9 +143,11 @@ func (b *Broker) checkTransaction(req txn.CheckRequest) bool {
 	})
 	cmd.Body = rec
 	// Try the group's connections from a random one until a write succeeds.
+	began := time.Now()
 	start := rand.IntN(len(conns))
 	for i := range conns {
 		if conns[(start+i)%len(conns)].InvokeOneway(cmd) == nil {
+			b.traceCheck(req, began)
 			return true
 		}
 	}
@@ -193,7 +205,9 @@ func (b *Broker) handleResolveTransaction(ctx context.Context, _ *remoting.Conn,
 	if !ok {
 		return remoting.NewResponse(req, remoting.RespQueryNotFound, "no transaction "+strconv.Quote(req.Ext("id")))
 	}
+	start := time.Now()
 	out, err := b.txn.End(ctx, txn.EndRequest{HalfOffset: t.HalfOffset, Outcome: o, Admin: true})
+	b.traceEnd(o, out, lifecycle.FromAdmin, start, err)
 	if err != nil {
 		return remoting.NewResponse(req, txnAdminCode(err), err.Error())
 	}

@@ -40,15 +40,28 @@ func (c *Client) handleCheckTransaction(ctx context.Context, conn *remoting.Conn
 		c.log.Debug("client: transaction check for a group without listener", "group", group, "msgId", cr.Receipt.MsgID)
 		return nil
 	}
+	ctx, span := startCheck(ctx, cr)
 	state := c.askListener(ctx, entry, cr)
+	if span.IsRecording() {
+		span.SetAttributes(keyTxnState.String(state.String()))
+	}
+	endSpan(span, c.answerCheck(ctx, conn, cr, state))
+	return nil
+}
+
+// answerCheck sends the listener's state for cr to the broker; the error
+// is logged and returned for the check's span.
+func (c *Client) answerCheck(ctx context.Context, conn *remoting.Conn, cr *CheckRequest, state TransactionState) error {
+	group := cr.Receipt.ProducerGroup
 	answer := endTransactionRequest(cr.Receipt, state, true)
 	if state == Unknown {
 		// Nothing to learn from the answer, and Apache RocketMQ's broker
 		// sends none for an unknown outcome.
-		if err := conn.InvokeOneway(answer); err != nil {
+		err := conn.InvokeOneway(answer)
+		if err != nil {
 			c.log.Warn("client: answering transaction check failed", "group", group, "msgId", cr.Receipt.MsgID, "state", state, "err", err)
 		}
-		return nil
+		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
 	defer cancel()
@@ -56,12 +69,13 @@ func (c *Client) handleCheckTransaction(ctx context.Context, conn *remoting.Conn
 	switch {
 	case err != nil:
 		c.log.Warn("client: answering transaction check failed", "group", group, "msgId", cr.Receipt.MsgID, "state", state, "err", err)
+		return err
 	case resp.Code != remoting.RespSuccess:
 		c.log.Warn("client: broker refused transaction check answer", "group", group, "msgId", cr.Receipt.MsgID,
 			"state", state, "code", resp.Code, "remark", resp.Remark)
-	default:
-		c.log.Debug("client: transaction check answered", "group", group, "msgId", cr.Receipt.MsgID, "state", state)
+		return &BrokerError{Op: "END_TRANSACTION", Addr: conn.RemoteAddr().String(), Code: resp.Code, Remark: resp.Remark}
 	}
+	c.log.Debug("client: transaction check answered", "group", group, "msgId", cr.Receipt.MsgID, "state", state)
 	return nil
 }
 

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -149,10 +151,18 @@ func (pc *PushConsumer) callHandler(batch []*delivered, tries int32) (ok bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pc.opts.ConsumeTimeout)
 	defer cancel()
+	ctx, span := startProcess(ctx, pc.opts.Group, pc.opts.Model.String(), topic, msgs)
+	var err error
+	defer func() { // after the recover below
+		if !ok && err == nil {
+			err = errHandlerFailed
+		}
+		endSpan(span, err)
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			pc.log.Error("client: message handler panicked", "topic", topic, "msgId", batch[0].msgID, "panic", p)
-			ok = false
+			ok, err = false, fmt.Errorf("client: message handler panicked: %v", p)
 		}
 	}()
 	res, err := s.handler(ctx, msgs)
@@ -162,6 +172,10 @@ func (pc *PushConsumer) callHandler(batch []*delivered, tries int32) (ok bool) {
 	}
 	return res == ConsumeSuccess
 }
+
+// errHandlerFailed is the process span's error for a handler that
+// returned a result other than ConsumeSuccess without an error.
+var errHandlerFailed = errors.New("client: message handler asked for a retry")
 
 // sendBackAll sends each message of batch back to the broker with the
 // delay level, acknowledges those it took and returns the others.

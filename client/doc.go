@@ -60,6 +60,22 @@
 // their queues on the broker and call the handler once at a time per
 // queue, retrying a failing message in place.
 //
+// # Tracing
+//
+// The client makes OpenTelemetry spans through the global tracer provider
+// (instrumentation name [TracerName]; nothing is recorded, and no
+// attribute built, unless the application installed an SDK), following
+// the messaging semantic conventions with messaging.system rocketmq:
+// "send <topic>" (Producer) around Send, SendHalf and SendBatch, whose
+// context goes into the messages' traceparent and tracestate properties;
+// "settle <topic>" (Client) around EndTransaction; "check <topic>"
+// (Consumer) around a check-back, a child of the half message's trace;
+// "process <topic>" (Consumer) around a push consumer's handler call, a
+// child of the producer's span for one message, linked to each message's
+// for a batch. The span is in the ctx given to the handler and the check
+// listener. A send continues the trace of its ctx, or else of a
+// traceparent the caller put in Message.Properties.
+//
 // # Errors
 //
 // Invalid input fails before anything is sent ([ErrInvalidMessage],

@@ -12,6 +12,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/message"
+	"github.com/halfbackmq/halfback/telemetry"
 )
 
 // Producer sends messages for one producer group over its Client's
@@ -100,9 +101,11 @@ func (p *Producer) Send(ctx context.Context, m *Message) (SendResult, error) {
 	if err != nil {
 		return SendResult{}, err
 	}
+	ctx, span := startSend(ctx, p.opts.Group, messageType(m), []*Message{m}, id)
 	o := &outgoing{op: "SEND_MESSAGE_V2", code: remoting.ReqSendMessageV2, topic: m.Topic, first: m,
-		flag: m.Flag, props: props, body: m.Body}
+		flag: m.Flag, props: injectTrace(ctx, props), body: m.Body}
 	resp, mq, err := p.deliver(ctx, o)
+	endSpan(span, err)
 	if resp == nil {
 		return SendResult{}, err
 	}
@@ -117,13 +120,20 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) ([]SendResult
 	if err := p.usable(); err != nil {
 		return nil, err
 	}
-	body, ids, err := p.encodeBatch(msgs)
+	if len(msgs) == 0 || msgs[0] == nil { // no topic to name a span after
+		_, _, err := p.encodeBatch(ctx, msgs)
+		return nil, err
+	}
+	ctx, span := startSend(ctx, p.opts.Group, telemetry.TypeNormal, msgs, "")
+	body, ids, err := p.encodeBatch(ctx, msgs)
 	if err != nil {
+		endSpan(span, err)
 		return nil, err
 	}
 	o := &outgoing{op: "SEND_BATCH_MESSAGE", code: remoting.ReqSendBatchMessage, topic: msgs[0].Topic,
 		first: msgs[0], body: body, batch: true}
 	resp, mq, err := p.deliver(ctx, o)
+	endSpan(span, err)
 	if resp == nil {
 		return nil, err
 	}
@@ -148,8 +158,9 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) ([]SendResult
 // properties.
 const batchElemFixed = 4 + 4 + 4 + 4 + 4 + 2
 
-// encodeBatch validates msgs and returns the batch body and message ids.
-func (p *Producer) encodeBatch(msgs []*Message) ([]byte, []string, error) {
+// encodeBatch validates msgs and returns the batch body and message ids;
+// every message carries the trace context of ctx.
+func (p *Producer) encodeBatch(ctx context.Context, msgs []*Message) ([]byte, []string, error) {
 	if len(msgs) == 0 {
 		return nil, nil, invalid("empty batch")
 	}
@@ -171,6 +182,7 @@ func (p *Producer) encodeBatch(msgs []*Message) ([]byte, []string, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("batch message %d: %w", i, err)
 		}
+		props = injectTrace(ctx, props)
 		size := batchElemFixed + len(m.Body) + len(props)
 		if len(body)+size > limit {
 			return nil, nil, fmt.Errorf("%w: batch of %d bytes or more, limit %d", ErrMessageTooLarge, len(body)+size, limit)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/message"
+	"github.com/halfbackmq/halfback/telemetry"
 )
 
 // Phase-separated transactions: SendHalf stores a half message (invisible
@@ -158,14 +159,18 @@ func (p *Producer) SendHalf(ctx context.Context, m *Message) (HalfReceipt, error
 	}
 	props = message.SetProperty(props, message.PropertyTransactionPrepared, "true")
 	props = message.SetProperty(props, message.PropertyProducerGroup, p.opts.Group)
+	ctx, span := startSend(ctx, p.opts.Group, telemetry.TypeTransaction, []*Message{m}, id)
 	o := &outgoing{op: "SEND_MESSAGE_V2", code: remoting.ReqSendMessageV2, topic: m.Topic, first: m,
-		sysFlag: message.TransactionPreparedType, flag: m.Flag, props: props, body: m.Body}
+		sysFlag: message.TransactionPreparedType, flag: m.Flag, props: injectTrace(ctx, props), body: m.Body}
 	resp, mq, err := p.deliver(ctx, o)
 	if resp == nil {
+		endSpan(span, err)
 		return HalfReceipt{}, err
 	}
 	r, rerr := p.receipt(ctx, resp, mq, id)
-	return r, errors.Join(err, rerr)
+	err = errors.Join(err, rerr)
+	endSpan(span, err)
+	return r, err
 }
 
 // receipt builds a HalfReceipt from the answer to a half message.
@@ -209,6 +214,14 @@ func (p *Producer) EndTransaction(ctx context.Context, r HalfReceipt, s Transact
 	if r.ProducerGroup != p.opts.Group {
 		return fmt.Errorf("%w: receipt of producer group %q given to a producer of %q", ErrInvalidReceipt, r.ProducerGroup, p.opts.Group)
 	}
+	ctx, span := startSettle(ctx, r, s)
+	err := p.endTransaction(ctx, r, s)
+	endSpan(span, err)
+	return err
+}
+
+// endTransaction sends END_TRANSACTION for a validated receipt.
+func (p *Producer) endTransaction(ctx context.Context, r HalfReceipt, s TransactionState) error {
 	addr, err := p.c.brokerAddr(ctx, r.BrokerName, r.Topic)
 	if err != nil {
 		if r.BrokerAddr == "" {

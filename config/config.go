@@ -28,6 +28,8 @@ type Config struct {
 	Orders OrdersConfig `mapstructure:"orders"`
 	// Worker configures `go run ./worker` (section "worker").
 	Worker WorkerConfig `mapstructure:"worker"`
+	// Telemetry says where traces and metrics go (section "telemetry").
+	Telemetry TelemetryConfig `mapstructure:"telemetry"`
 }
 
 // StoreConfig is the "store" section. [Config.StoreOptions] turns it into

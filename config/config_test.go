@@ -101,12 +101,13 @@ func TestDefaults(t *testing.T) {
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
 			AutoCreateTopicEnable: true, DefaultTopicQueueNums: 4,
 			TransactionTimeout: 6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},
-		Namesrv:  NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
-		Log:      LogConfig{Level: "info"},
-		Temporal: TemporalConfig{HostPort: "localhost:7233", Namespace: "default", TaskQueue: "order-payment"},
-		Payment:  PaymentConfig{CheckLevel: 5, MaxChecks: 10},
-		Orders:   OrdersConfig{Driver: "sqlite"},
-		Worker:   WorkerConfig{EmbeddedBroker: true},
+		Namesrv:   NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
+		Log:       LogConfig{Level: "info"},
+		Temporal:  TemporalConfig{HostPort: "localhost:7233", Namespace: "default", TaskQueue: "order-payment"},
+		Payment:   PaymentConfig{CheckLevel: 5, MaxChecks: 10},
+		Orders:    OrdersConfig{Driver: "sqlite"},
+		Worker:    WorkerConfig{EmbeddedBroker: true},
+		Telemetry: TelemetryConfig{Exporter: "none", Protocol: "grpc", SampleRatio: 1},
 	}
 	if *cfg != want {
 		t.Errorf("defaults:\n got  %+v\n want %+v", *cfg, want)

@@ -12,7 +12,9 @@
 // read by the Temporal worker and the samples: where Temporal is, how
 // unpaid orders time out (a delay level and a count of checks), the order
 // database ([Config.OrdersDSN]) and whether the worker runs the broker
-// in-process.
+// in-process. telemetry is read by every process: where spans go and the
+// Prometheus metrics endpoint ([Config.TelemetryOptions], which fills in the
+// process's own service name, such as [ServiceBroker]).
 //
 // # Sources
 //

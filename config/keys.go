@@ -87,6 +87,22 @@ var keys = []key{
 		func(c *Config) any { return &c.Orders.DSN }},
 	{"worker.embeddedBroker", true, "true or false",
 		func(c *Config) any { return &c.Worker.EmbeddedBroker }},
+	{"telemetry.exporter", DefaultTelemetryExporter, "otlp, stdout, file or none",
+		func(c *Config) any { return &c.Telemetry.Exporter }},
+	{"telemetry.endpoint", "", "host:port or an http(s) URL, or empty for the exporter's default",
+		func(c *Config) any { return &c.Telemetry.Endpoint }},
+	{"telemetry.protocol", DefaultTelemetryProtocol, "grpc or http",
+		func(c *Config) any { return &c.Telemetry.Protocol }},
+	{"telemetry.file", "", "a file path",
+		func(c *Config) any { return &c.Telemetry.File }},
+	{"telemetry.serviceName", "", "a service name, or empty for the process's own",
+		func(c *Config) any { return &c.Telemetry.ServiceName }},
+	{"telemetry.resourceAttributes", "", "key=value pairs joined by ','",
+		func(c *Config) any { return &c.Telemetry.ResourceAttributes }},
+	{"telemetry.sampleRatio", DefaultTelemetrySampleRatio, "a number from 0 to 1",
+		func(c *Config) any { return &c.Telemetry.SampleRatio }},
+	{"telemetry.metricsAddr", "", "host:port, or empty for no metrics endpoint",
+		func(c *Config) any { return &c.Telemetry.MetricsAddr }},
 }
 
 // sections maps a lower-case section name to its keys: lower-case key name

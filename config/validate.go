@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 		hostPort("namesrv.listenAddr", c.Namesrv.ListenAddr, false),
 		logLevel(c.Log.Level),
 		c.validateWorker(),
+		c.validateTelemetry(),
 	} {
 		if err != nil {
 			return err

@@ -66,6 +66,10 @@ type Options struct {
 	// BatchSize is how many due messages are written to the store in one
 	// append (one group commit). Default 2048.
 	BatchSize int
+	// OnDelivered, if set, is called from the scheduler's goroutine with
+	// each batch of messages once the store acknowledged it. It must not
+	// block.
+	OnDelivered func([]Delivery)
 	// Clock is the time source. Default the system clock.
 	Clock Clock
 	// Logger receives delivery errors. Default slog.Default().

@@ -339,6 +339,7 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 	type flight struct {
 		batch []due
 		wait  func(context.Context) error
+		sent  []Delivery // for OnDelivered
 	}
 	var inFlight []flight
 	delivered := 0
@@ -350,6 +351,9 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 		}
 		s.advance(f.batch)
 		delivered += len(f.batch)
+		if s.opts.OnDelivered != nil {
+			s.opts.OnDelivered(f.sent)
+		}
 		return nil
 	}
 	for len(ready) > 0 || len(inFlight) > 0 {
@@ -363,6 +367,7 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 		batch := ready[:n]
 		ready = ready[n:]
 		msgs := make([]*message.Message, 0, n)
+		var sent []Delivery
 		for i := range batch {
 			m, err := restore(&batch[i].ext, batch[i].dueAt)
 			if err != nil {
@@ -372,16 +377,38 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 				continue
 			}
 			msgs = append(msgs, m)
+			if s.opts.OnDelivered != nil {
+				sent = append(sent, Delivery{Message: m, Level: batch[i].level, DueAt: batch[i].dueAt,
+					ScheduledAt: time.UnixMilli(batch[i].ext.StoreTimestamp)})
+			}
 		}
-		_, wait, err := s.st.AppendBatchAsync(msgs)
+		res, wait, err := s.st.AppendBatchAsync(msgs)
 		if err != nil {
 			for len(inFlight) > 0 && settle() == nil {
 			}
 			return delivered, err
 		}
-		inFlight = append(inFlight, flight{batch, wait})
+		for i := range sent {
+			if i < len(res) {
+				sent[i].Result = res[i]
+			}
+		}
+		inFlight = append(inFlight, flight{batch, wait, sent})
 	}
 	return delivered, nil
+}
+
+// Delivery is one message delivered from the schedule, as
+// [Options.OnDelivered] reports it.
+type Delivery struct {
+	// Message is the message as delivered to its real topic.
+	Message *message.Message
+	// Result is where the store put it.
+	Result store.AppendResult
+	// Level is its delay level, 0 for a timer message.
+	Level int
+	// DueAt is when it fell due; ScheduledAt when it was scheduled.
+	DueAt, ScheduledAt time.Time
 }
 
 // advance moves the cursors past an acknowledged batch.

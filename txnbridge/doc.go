@@ -15,6 +15,16 @@
 // worker stops it closes them. A workflow replayer given the plugin gets
 // the workflow only.
 //
+// # Tracing
+//
+// The plugin adds Temporal's OpenTelemetry interceptor
+// ([NewTracingInterceptor]) to its workers: workflow and activity spans
+// continue the trace of whoever started the workflow (a client with the
+// same interceptor), and the activities' sends, half messages and
+// commits (package client's spans) are children of the activity spans,
+// so one order is one trace. Spans go to the global tracer provider; with
+// none installed nothing is recorded.
+//
 // # Check-back
 //
 // [NewResolver] answers the broker's check-back of a half message nobody

@@ -73,6 +73,14 @@ type Options struct {
 	StartTimeout time.Duration
 	// Logger receives the plugin's events. Default slog.Default().
 	Logger *slog.Logger
+	// DisableTracing leaves the workers' interceptors alone. By default
+	// the plugin adds Temporal's OpenTelemetry tracing interceptor
+	// ([NewTracingInterceptor]) to every worker it configures, so that
+	// workflow and activity spans and the client's message spans form one
+	// trace per order. Set it when the worker's Temporal client already
+	// has a tracing interceptor (a client's interceptors reach its
+	// workers), or each span would be recorded twice.
+	DisableTracing bool
 }
 
 func (o Options) withDefaults() Options {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
@@ -23,7 +24,9 @@ import (
 // activities; on the worker's stop it closes them. Workers of one
 // process share the producer and consumer (a Client holds one of each
 // group): the first start creates them, the last stop closes them. A
-// replayer gets the workflow only.
+// replayer gets the workflow only. Unless o.DisableTracing, the plugin
+// adds Temporal's OpenTelemetry tracing interceptor to every worker and
+// replayer it is given.
 //
 // If the worker fails to start after the plugin started (Temporal is
 // unreachable), call its Stop to release them.
@@ -33,11 +36,20 @@ func NewPlugin(o Options) (*temporal.SimplePlugin, error) {
 	}
 	p := &plugin{o: o.withDefaults(), queues: map[string]string{}, users: map[string]bool{}}
 	p.log = p.o.Logger.With("plugin", PluginName)
+	var interceptors []interceptor.WorkerInterceptor
+	if !p.o.DisableTracing {
+		ti, err := NewTracingInterceptor()
+		if err != nil {
+			return nil, err
+		}
+		interceptors = append(interceptors, ti)
+	}
 	return temporal.NewSimplePlugin(temporal.SimplePluginOptions{
-		Name:             PluginName,
-		ConfigureWorker:  p.configureWorker,
-		RunContextBefore: p.before,
-		RunContextAfter:  p.after,
+		Name:               PluginName,
+		WorkerInterceptors: interceptors,
+		ConfigureWorker:    p.configureWorker,
+		RunContextBefore:   p.before,
+		RunContextAfter:    p.after,
 	})
 }
 

@@ -31,6 +31,7 @@ import (
 
 	"go.temporal.io/sdk/interceptor"
 
+	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/app"
 )
 
@@ -64,6 +65,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := app.NewLogger(stderr, cfg.Log.SlogLevel())
+	stopTelemetry, err := app.SetupTelemetry(ctx, cfg, config.ServiceWorker, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	var o options
 	if hook, err := killHookFromEnv(os.Getenv(killAtEnv), log); err != nil {
 		return err

@@ -44,6 +44,7 @@ const (
 	ReqHalfbackListTransactions   int16 = 7001 // list pending and parked transactions (JSON body)
 	ReqHalfbackResumeTransaction  int16 = 7002 // resume a parked transaction's checks
 	ReqHalfbackResolveTransaction int16 = 7003 // an operator commits or rolls back a live transaction
+	ReqHalfbackMessageTrace       int16 = 7004 // the lifecycle of messages by id, key or trace id (JSON body)
 
 	// Broker administration (mqadmin, Go client admin package).
 	ReqUpdateAndCreateTopic             int16 = 17  // UPDATE_AND_CREATE_TOPIC; Go client ReqCreateTopic

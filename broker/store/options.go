@@ -95,6 +95,10 @@ type Options struct {
 	// OnDispatch, if set, is called from the dispatcher after records become
 	// visible in their consume queues (for long polling). It must not block.
 	OnDispatch func(topic string, queueID int32, maxOffset int64)
+	// OnFlush, if set, is called after each fsync of the commit log (a
+	// SyncFlush group commit, an AsyncFlush interval flush) with how long
+	// it took (for a flush-latency histogram). It must not block.
+	OnFlush func(time.Duration)
 
 	// Now is the clock that stamps records (store timestamps). Default
 	// time.Now; tests of time-driven code (delays, retention) replace it.

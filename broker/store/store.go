@@ -427,13 +427,22 @@ func (s *Store) writeChunks(chunks []chunk) error {
 		}
 	}
 	if s.opts.FlushType == SyncFlush {
+		start := time.Now()
 		for _, seg := range touched {
 			if err := seg.f.Sync(); err != nil {
 				return err
 			}
 		}
+		s.flushed(start)
 	}
 	return nil
+}
+
+// flushed reports an fsync that began at start to Options.OnFlush.
+func (s *Store) flushed(start time.Time) {
+	if s.opts.OnFlush != nil {
+		s.opts.OnFlush(time.Since(start))
+	}
 }
 
 // fail records the first write error and makes the store refuse appends.
@@ -484,6 +493,7 @@ func (s *Store) flushCommitLog() error {
 		return nil
 	}
 	seg := s.opts.SegmentSize
+	defer s.flushed(time.Now())
 	for base := from - from%seg; base < target; base += seg {
 		sg, err := s.log.segmentAt(base, false)
 		if err != nil {

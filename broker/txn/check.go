@@ -159,6 +159,12 @@ func (s *Service) park(e *entry) {
 		return
 	}
 	s.stats.parked.Add(1)
+	if s.opts.OnParked != nil {
+		s.mu.Lock()
+		t := e.txn()
+		s.mu.Unlock()
+		s.opts.OnParked(t)
+	}
 	s.opts.Logger.Warn("txn: half message parked after max checks", "half", e.half, "group", e.group,
 		"topic", e.topic, "transactionId", e.uniq, "checks", e.checks)
 }

@@ -37,6 +37,9 @@ type EndResult struct {
 	// Committed is where the committed message was stored (commit only,
 	// not Duplicate).
 	Committed store.AppendResult
+	// Message is the committed message as stored (commit only, not
+	// Duplicate).
+	Message *message.Message
 }
 
 // End records a producer's outcome for a half message. Commit writes the
@@ -142,7 +145,7 @@ func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bo
 	}
 	out := EndResult{Txn: t}
 	if o == Commit {
-		out.Committed = res
+		out.Committed, out.Message = res, m
 	}
 	return out, nil
 }

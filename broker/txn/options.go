@@ -69,6 +69,9 @@ type Options struct {
 	// Checker sends check-backs. Nil means no checks are sent (and none
 	// counted) until one is set with [Service.SetChecker].
 	Checker Checker
+	// OnParked, if set, is called after a half message was parked, with
+	// the transaction as parked. It must not block.
+	OnParked func(t Txn)
 	// Now is the service's clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives service events. Default slog.Default().

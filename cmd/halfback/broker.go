@@ -12,6 +12,7 @@ import (
 	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/config"
+	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/namesrv"
 )
 
@@ -29,6 +30,10 @@ namesrv.listenAddr (127.0.0.1:9876): point clients at that. It opens (and,
 after a crash, recovers) the commit log, consume queues and index in the
 data directory, delivers delayed messages as they fall due, logs one line
 when ready, and on a signal stops, writing its checkpoints.
+
+The telemetry section turns on tracing (telemetry.exporter: otlp, stdout
+or file) and a Prometheus metrics endpoint (telemetry.metricsAddr); spans
+still buffered are flushed on the way out.
 
 Flags override config.yaml and HALFBACK_* environment variables.`,
 		Args: cobra.NoArgs,
@@ -58,13 +63,19 @@ Flags override config.yaml and HALFBACK_* environment variables.`,
 }
 
 // runBroker runs the network broker (and, with namesrv.embedded, the name
-// server), logs one line when ready, waits for ctx to be done, then closes
-// both, writing the store's and the scheduler's checkpoints.
+// server) with the telemetry section's tracer and meter providers, logs
+// one line when ready, waits for ctx to be done, then closes both, writing
+// the store's and the scheduler's checkpoints, and flushes telemetry.
 func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	opts, err := cfg.BrokerOptions()
 	if err != nil {
 		return err
 	}
+	stopTelemetry, err := app.SetupTelemetry(ctx, cfg, config.ServiceBroker, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	opts.Logger = log
 	if abs, err := filepath.Abs(opts.Store.Dir); err == nil {
 		opts.Store.Dir = abs

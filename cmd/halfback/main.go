@@ -71,6 +71,7 @@ Configuration comes from config.yaml (see --config) and the environment
 		newGroupCmd(),
 		newDLQCmd(),
 		newTxnCmd(),
+		newTraceCmd(),
 	)
 	return root
 }

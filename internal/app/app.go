@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/halfbackmq/halfback/client"
@@ -58,13 +59,16 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// DialTemporal connects to temporal.hostPort in temporal.namespace. The
-// SDK logs through log.
-func DialTemporal(ctx context.Context, cfg *config.Config, log *slog.Logger) (temporalclient.Client, error) {
+// DialTemporal connects to temporal.hostPort in temporal.namespace, with
+// interceptors (the tracing one, say) on the client. The SDK logs through
+// log.
+func DialTemporal(ctx context.Context, cfg *config.Config, log *slog.Logger,
+	interceptors ...interceptor.ClientInterceptor) (temporalclient.Client, error) {
 	c, err := temporalclient.DialContext(ctx, temporalclient.Options{
-		HostPort:  cfg.Temporal.HostPort,
-		Namespace: cfg.Temporal.Namespace,
-		Logger:    tlog.NewStructuredLogger(log),
+		HostPort:     cfg.Temporal.HostPort,
+		Namespace:    cfg.Temporal.Namespace,
+		Logger:       tlog.NewStructuredLogger(log),
+		Interceptors: interceptors,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dial Temporal at %s (temporal.hostPort), namespace %s: %w",

@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	temporalclient "go.temporal.io/sdk/client"
 
 	"github.com/halfbackmq/halfback/orders"
@@ -23,6 +27,9 @@ type Outcome struct {
 	// Error says why the order failed: the workflow failed, or ended
 	// other than intended (PAID if paid, else CANCELLED).
 	Error string `json:"error,omitempty"`
+	// TraceID is the order's trace: the root span "order <id>" the
+	// workflow was started in, "" when no tracer provider records.
+	TraceID string `json:"traceId,omitempty"`
 }
 
 // Summary is what [Run] did.
@@ -57,20 +64,17 @@ func Run(ctx context.Context, tc temporalclient.Client, db *orders.DB, o Options
 	runs := make([]temporalclient.WorkflowRun, 0, o.Orders)
 	for i := range o.Orders {
 		in := o.input(i)
-		run, err := tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: in.OrderID, TaskQueue: o.TaskQueue},
-			workflows.OrderPaymentWorkflowName, in)
-		if err != nil {
-			return sum, fmt.Errorf("start order %s: %w", in.OrderID, err)
-		}
-		runs = append(runs, run)
-		sum.Started++
 		out := Outcome{OrderID: in.OrderID}
-		if ShouldPay(i, o.Orders, o.PayRatio) {
-			if err := Pay(ctx, tc, in.OrderID, PaymentID(in.OrderID), in.Amount); err != nil {
-				return sum, err
-			}
-			out.PaySent = true
+		run, err := startOrder(ctx, tc, o, in, ShouldPay(i, o.Orders, o.PayRatio), &out)
+		if run != nil {
+			runs = append(runs, run)
+			sum.Started++
+		}
+		if out.PaySent {
 			sum.PaySent++
+		}
+		if err != nil {
+			return sum, err
 		}
 		sum.Orders = append(sum.Orders, out)
 	}
@@ -84,6 +88,37 @@ func Run(ctx context.Context, tc temporalclient.Client, db *orders.DB, o Options
 		sum.settle(&sum.Orders[i], wait(ctx, run))
 	}
 	return sum, nil
+}
+
+// TracerName is the instrumentation name of the orders' root spans.
+const TracerName = "github.com/halfbackmq/halfback/samples/orderpayment"
+
+// startOrder starts in's workflow and, with pay, pays it, inside a new
+// root span "order <id>" whose trace id it notes in out (a Temporal
+// client with the tracing interceptor carries the span to the workflow).
+// The run is nil if the start failed.
+func startOrder(ctx context.Context, tc temporalclient.Client, o Options, in workflows.OrderInput, pay bool,
+	out *Outcome) (temporalclient.WorkflowRun, error) {
+	ctx, span := otel.Tracer(TracerName).Start(ctx, "order "+in.OrderID, trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attribute.String("order.id", in.OrderID)))
+	defer span.End()
+	if sc := span.SpanContext(); sc.IsValid() && span.IsRecording() {
+		out.TraceID = sc.TraceID().String()
+	}
+	run, err := tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: in.OrderID, TaskQueue: o.TaskQueue},
+		workflows.OrderPaymentWorkflowName, in)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, fmt.Errorf("start order %s: %w", in.OrderID, err)
+	}
+	if pay {
+		if err := Pay(ctx, tc, in.OrderID, PaymentID(in.OrderID), in.Amount); err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			return run, err
+		}
+		out.PaySent = true
+	}
+	return run, nil
 }
 
 // input is order i's workflow input.

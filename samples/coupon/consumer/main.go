@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/samples/coupon"
 )
@@ -44,6 +45,11 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := app.NewLogger(os.Stderr, cfg.Log.SlogLevel())
+	stopTelemetry, err := app.SetupTelemetry(ctx, cfg, config.ServiceCoupon, log)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	db, err := app.OpenOrders(ctx, cfg)
 	if err != nil {
 		return err

@@ -61,6 +61,11 @@ func pay(ctx context.Context, loadConfig func() (*config.Config, error), orderID
 	if err != nil {
 		return err
 	}
+	stopTelemetry, err := app.SetupTelemetry(ctx, cfg, config.ServicePayer, app.NewLogger(stderr, cfg.Log.SlogLevel()))
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry()
 	if amount == 0 {
 		db, err := app.OpenOrders(ctx, cfg)
 		if err != nil {

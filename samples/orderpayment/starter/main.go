@@ -8,8 +8,10 @@
 // (the rest time out after payment.maxChecks delayed checks) and, with
 // --wait, waits for all and prints each order's end and a summary (--json:
 // one JSON object with started, paySent, paid, cancelled, failed and the
-// orders). The exit status is 1 if an order failed: its workflow failed,
-// or it did not end PAID when paid and CANCELLED when not.
+// orders). Each order's workflow is started in a root span "order <id>",
+// its trace id printed with the order (traceId in JSON) when a tracer
+// provider records. The exit status is 1 if an order failed: its workflow
+// failed, or it did not end PAID when paid and CANCELLED when not.
 package main
 
 import (
@@ -26,6 +28,7 @@ import (
 	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/samples/orderpayment"
+	"github.com/halfbackmq/halfback/txnbridge"
 )
 
 func main() {
@@ -81,7 +84,16 @@ func start(ctx context.Context, loadConfig func() (*config.Config, error), o ord
 		return orderpayment.Summary{}, err
 	}
 	log := app.NewLogger(stderr, cfg.Log.SlogLevel())
-	tc, err := app.DialTemporal(ctx, cfg, log)
+	stopTelemetry, err := app.SetupTelemetry(ctx, cfg, config.ServiceStarter, log)
+	if err != nil {
+		return orderpayment.Summary{}, err
+	}
+	defer stopTelemetry()
+	ti, err := txnbridge.NewTracingInterceptor()
+	if err != nil {
+		return orderpayment.Summary{}, err
+	}
+	tc, err := app.DialTemporal(ctx, cfg, log, ti)
 	if err != nil {
 		return orderpayment.Summary{}, err
 	}
@@ -104,6 +116,9 @@ func printSummary(w io.Writer, s orderpayment.Summary, waited bool) {
 		line := fmt.Sprintf("%-28s %s", o.OrderID, paid)
 		if waited {
 			line += fmt.Sprintf(" -> %-9s (%d payment checks)", o.Status, o.Checks)
+		}
+		if o.TraceID != "" {
+			line += " trace " + o.TraceID
 		}
 		if o.Error != "" {
 			line += "  FAILED: " + o.Error

@@ -1,0 +1,115 @@
+package lifecycle
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func open(t *testing.T, clk *fakeClock) *Recorder {
+	t.Helper()
+	r, err := Open(Options{Dir: t.TempDir(), Retention: time.Hour, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestRecordLookupInOrder(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	r := open(t, clk)
+	tid := "4bf92f3577b34da6a3ce929d0e0e4736"
+	r.Record(Event{MsgID: "m1", Kind: HalfStored, Keys: "order-42 user-7", TraceID: tid})
+	clk.add(time.Second)
+	r.Record(Event{MsgID: "m1", Kind: CheckedBack, Check: 1})
+	r.Record(Event{MsgID: "m1", Kind: Committed, From: FromCheck, Check: 1}) // same time: kept in record order
+	clk.add(time.Second)
+	r.Record(Event{MsgID: "m2", Kind: Stored, Keys: "order-42"})
+	r.Record(Event{Kind: Stored}) // no id: ignored
+	if err := r.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for q, wantIDs := range map[string][]string{"m1": {"m1"}, "user-7": {"m1"}, "order-42": {"m1", "m2"}, tid: {"m1"}, "nope": nil} {
+		msgs, err := r.Lookup(q, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range msgs {
+			ids = append(ids, m.MsgID)
+		}
+		if len(ids) != len(wantIDs) || (len(ids) > 0 && (ids[0] != wantIDs[0] || ids[len(ids)-1] != wantIDs[len(wantIDs)-1])) {
+			t.Fatalf("Lookup(%q) = %v, want %v", q, ids, wantIDs)
+		}
+	}
+	msgs, _ := r.Lookup("m1", 0)
+	if ev := msgs[0].Events; len(ev) != 3 || ev[0].Kind != HalfStored || ev[1].Kind != CheckedBack || ev[2].Kind != Committed ||
+		!ev[1].Time.After(ev[0].Time) {
+		t.Fatalf("events of m1: %+v", ev)
+	}
+}
+
+func TestExpire(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	r := open(t, clk)
+	r.Record(Event{MsgID: "old", Kind: Stored, Keys: "k"})
+	r.Sync()
+	clk.add(50 * time.Minute)
+	r.Record(Event{MsgID: "new", Kind: Stored, Keys: "k"})
+	r.Sync()
+	clk.add(20 * time.Minute) // "old" is 70 min old, "new" 20 min
+	if err := r.Expire(); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, _ := r.Lookup("old", 0); len(msgs) != 0 {
+		t.Fatalf("expired message still there: %+v", msgs)
+	}
+	msgs, _ := r.Lookup("k", 0)
+	if len(msgs) != 1 || msgs[0].MsgID != "new" {
+		t.Fatalf("by key after expiry: %+v", msgs)
+	}
+}
+
+func TestRecordAfterCloseIsDropped(t *testing.T) {
+	r, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Record(Event{MsgID: "m", Kind: Stored})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.Record(Event{MsgID: "m", Kind: Stored}) // no panic
+	if err := r.Sync(); err != ErrClosed {
+		t.Fatalf("Sync after Close: %v", err)
+	}
+	var nilRec *Recorder
+	nilRec.Record(Event{MsgID: "m"})
+}
+
+func TestTraceIDOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": "4bf92f3577b34da6a3ce929d0e0e4736",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01": "",
+		"garbage": "",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01": "",
+	} {
+		if got := TraceIDOf(in); got != want {
+			t.Errorf("TraceIDOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

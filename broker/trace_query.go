@@ -1,0 +1,108 @@
+package broker
+
+import (
+	"context"
+	"slices"
+	"strconv"
+
+	"github.com/halfbackmq/halfback/broker/lifecycle"
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// registerTrace handles halfback's MESSAGE_TRACE admin request.
+func (b *Broker) registerTrace(mux *remoting.Mux) {
+	mux.HandleFunc(remoting.ReqHalfbackMessageTrace, b.handleMessageTrace)
+}
+
+// handleMessageTrace answers the lifecycle of the messages ext field id
+// names (a message id, a key or a trace id) as a JSON array of
+// lifecycle.Message, at most limit (default 100) messages. Each message's
+// events end with the derived consumed events (see [Broker.MessageTrace]).
+func (b *Broker) handleMessageTrace(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	q := req.Ext("id")
+	if q == "" {
+		return remoting.NewResponse(req, remoting.RespInvalidParameter, "id is missing")
+	}
+	limit := 100
+	if v := req.Ext("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return remoting.NewResponse(req, remoting.RespInvalidParameter, "limit "+strconv.Quote(v)+" is not a positive number")
+		}
+		limit = n
+	}
+	msgs, err := b.MessageTrace(q, limit)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	if len(msgs) == 0 {
+		return remoting.NewResponse(req, remoting.RespQueryNotFound, "no message with id, key or trace id "+strconv.Quote(q))
+	}
+	return jsonResponse(req, msgs)
+}
+
+// MessageTrace returns the lifecycle of the messages q names (message id,
+// key or trace id), each message's events oldest first, followed by one
+// Consumed event per consumer group whose committed offset has passed a
+// record of the message (its store, its delivery from the schedule, a
+// retry's delivery, its dead letter).
+//
+// Consumption is derived here, when asked, instead of written as events:
+// a consumer commits offsets, not message ids, so an event per message
+// would cost a consume-queue and commit-log read for every committed
+// range on the consume path, and a write per message per group. Derived
+// from offsets it costs nothing until someone asks; the price is that a
+// Consumed event has no time (its Time is zero), and an offset reset
+// backwards makes a message look unconsumed again.
+func (b *Broker) MessageTrace(q string, limit int) ([]lifecycle.Message, error) {
+	if b.life == nil {
+		return nil, nil
+	}
+	if err := b.life.Sync(); err != nil {
+		return nil, err
+	}
+	msgs, err := b.life.Lookup(q, limit)
+	if err != nil {
+		return nil, err
+	}
+	byTopic := map[string]map[string]map[int32]int64{}
+	for i := range msgs {
+		msgs[i].Events = append(msgs[i].Events, b.consumedEvents(msgs[i], byTopic)...)
+	}
+	return msgs, nil
+}
+
+// consumedEvents derives a message's Consumed events from the committed
+// offsets; byTopic caches the offsets per topic.
+func (b *Broker) consumedEvents(m lifecycle.Message, byTopic map[string]map[string]map[int32]int64) []lifecycle.Event {
+	var out []lifecycle.Event
+	seen := map[string]bool{}
+	for _, e := range m.Events {
+		switch e.Kind {
+		case lifecycle.Stored, lifecycle.Delivered, lifecycle.DeadLettered:
+		default:
+			continue
+		}
+		groups, ok := byTopic[e.Topic]
+		if !ok {
+			groups = b.offsetTable().topic(e.Topic)
+			byTopic[e.Topic] = groups
+		}
+		names := make([]string, 0, len(groups))
+		for g := range groups {
+			names = append(names, g)
+		}
+		slices.Sort(names)
+		for _, g := range names {
+			off, ok := groups[g][e.Queue]
+			key := g + "\x00" + e.Topic + "\x00" + strconv.FormatInt(e.Offset, 10)
+			if !ok || off <= e.Offset || seen[key] {
+				continue
+			}
+			seen[key] = true
+			out = append(out, lifecycle.Event{MsgID: m.MsgID, Kind: lifecycle.Consumed, Group: g, Topic: e.Topic, Queue: e.Queue,
+				Offset: e.Offset, Detail: "committed offset " + strconv.FormatInt(off, 10) + " is past it"})
+		}
+	}
+	return out
+}

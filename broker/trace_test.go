@@ -1,0 +1,322 @@
+package broker
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/halfbackmq/halfback/broker/lifecycle"
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
+	"github.com/halfbackmq/halfback/telemetry"
+)
+
+// recordSpans installs an SDK tracer provider that records ended spans in
+// memory, for the rest of the test. Tests using it must not run in parallel.
+func recordSpans(t *testing.T) *tracetest.SpanRecorder {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() {
+		otel.SetTracerProvider(prev)
+		tp.Shutdown(t.Context())
+	})
+	return rec
+}
+
+// traceparent is a producer's span context as the property carries it.
+func traceparent(t *testing.T, tid string) (string, trace.TraceID) {
+	t.Helper()
+	id, err := trace.TraceIDFromHex(tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "00-" + tid + "-00f067aa0ba902b7-01", id
+}
+
+// spansOf returns the ended spans of trace tid, by name.
+func spansOf(rec *tracetest.SpanRecorder, tid trace.TraceID) map[string][]sdktrace.ReadOnlySpan {
+	out := map[string][]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Ended() {
+		if s.SpanContext().TraceID() == tid {
+			out[s.Name()] = append(out[s.Name()], s)
+		}
+	}
+	return out
+}
+
+func attr(s sdktrace.ReadOnlySpan, key string) string {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.String()
+		}
+	}
+	return ""
+}
+
+// sendHalfTraced sends a half message with a traceparent property.
+func sendHalfTraced(t *testing.T, c *remoting.Conn, topic, id, tp string) map[string]string {
+	t.Helper()
+	ext := sendExtV2(topic, 1, props("UNIQ_KEY", id, "KEYS", "order-"+id, "TRAN_MSG", "true", "PGROUP", "pg", "traceparent", tp, "tracestate", "hb=1"))
+	ext["f"] = strconv.Itoa(int(message.TransactionPreparedType))
+	resp := call(t, c, remoting.ReqSendMessageV2, ext, []byte("body-"+id))
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("half send: code %d %q", resp.Code, resp.Remark)
+	}
+	_, phys, err := message.ParseOffsetMsgID(resp.Ext("msgId"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"producerGroup": "pg", "tranStateTableOffset": resp.Ext("queueOffset"),
+		"commitLogOffset": strconv.FormatInt(phys, 10), "msgId": id, "transactionId": id, "fromTransactionCheck": "false"}
+}
+
+// kinds lists the kinds of a message's events.
+func kinds(m lifecycle.Message) []lifecycle.Kind {
+	var out []lifecycle.Kind
+	for _, e := range m.Events {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+// traceOne returns the lifecycle of the one message q names.
+func traceOne(t *testing.T, b *Broker, q string) lifecycle.Message {
+	t.Helper()
+	msgs, err := b.MessageTrace(q, 10)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("MessageTrace(%q) = %+v, %v", q, msgs, err)
+	}
+	return msgs[0]
+}
+
+func TestTransactionSpansFollowTheProducerTrace(t *testing.T) {
+	rec := recordSpans(t)
+	b := startBroker(t, txnOptions(t))
+	c := dial(t, b)
+	tp, tid := traceparent(t, "4bf92f3577b34da6a3ce929d0e0e4736")
+	ref := sendHalfTraced(t, c, "orders", "o42", tp)
+	if r := endTxn(t, c, ref, message.TransactionCommitType); r.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", r.Code, r.Remark)
+	}
+	msgs := waitQueueMsgs(t, b, "orders", 1, 1)
+	if got := msgs[0].Property(message.PropertyTraceparent); got != tp || msgs[0].Property(message.PropertyTracestate) != "hb=1" {
+		t.Fatalf("committed message traceparent %q, want %q", got, tp)
+	}
+	spans := spansOf(rec, tid)
+	for _, name := range []string{"store_half orders", "end_transaction orders", "store orders"} {
+		if len(spans[name]) != 1 {
+			t.Fatalf("span %q: %d in the producer's trace; spans %v", name, len(spans[name]), spans)
+		}
+	}
+	half := spans["store_half orders"][0]
+	if half.Parent().SpanID().String() != "00f067aa0ba902b7" || attr(half, string(telemetry.KeyMessageID)) != "o42" ||
+		attr(half, string(telemetry.KeyRocketMQType)) != telemetry.TypeTransaction || attr(half, string(telemetry.KeySystem)) != "rocketmq" ||
+		attr(half, string(telemetry.KeyRocketMQKeys)) != "order-o42" || attr(half, "messaging.rocketmq.flush") != "SYNC_FLUSH" {
+		t.Fatalf("half span: parent %v attrs %v", half.Parent(), half.Attributes())
+	}
+	end := spans["end_transaction orders"][0]
+	if attr(end, "messaging.rocketmq.transaction.outcome") != "commit" || attr(end, "messaging.rocketmq.transaction.from") != "client" {
+		t.Fatalf("end span attrs %v", end.Attributes())
+	}
+	if st := spans["store orders"][0]; st.Parent().SpanID() != end.SpanContext().SpanID() {
+		t.Fatalf("commit store span's parent %v, want the end_transaction span", st.Parent())
+	}
+
+	// A transaction resolved by a check-back: the check and the outcome
+	// are in the producer's trace too.
+	tp2, tid2 := traceparent(t, "5bf92f3577b34da6a3ce929d0e0e4737")
+	ref2 := sendHalfTraced(t, c, "orders", "o43", tp2)
+	p := dialProducer(t, b)
+	req := p.nextCheck(t)
+	ans := remoting.NewRequest(remoting.ReqEndTransaction, map[string]string{"producerGroup": "pg",
+		"tranStateTableOffset": req.Ext("tranStateTableOffset"), "commitLogOffset": ref2["commitLogOffset"],
+		"commitOrRollback": "8", "fromTransactionCheck": "true", "msgId": "o43", "transactionId": "o43"})
+	if err := p.InvokeOneway(ans); err != nil {
+		t.Fatal(err)
+	}
+	waitQueueMsgs(t, b, "orders", 1, 2)
+	waitFor(t, "check-back spans", func() bool {
+		s := spansOf(rec, tid2)
+		return len(s["check_back orders"]) >= 1 && len(s["end_transaction orders"]) == 1 && len(s["store orders"]) == 1
+	})
+	end2 := spansOf(rec, tid2)["end_transaction orders"][0]
+	if attr(end2, "messaging.rocketmq.transaction.from") != lifecycle.FromCheck {
+		t.Fatalf("check-back end span attrs %v", end2.Attributes())
+	}
+
+	// The lifecycle record of the checked-back transaction, in order.
+	m := traceOne(t, b, "o43")
+	want := []lifecycle.Kind{lifecycle.HalfStored, lifecycle.CheckedBack, lifecycle.Committed, lifecycle.Stored}
+	if got := kinds(m); !slices.Equal(got, want) {
+		t.Fatalf("lifecycle of o43: %v, want %v", got, want)
+	}
+	if e := m.Events[2]; e.From != lifecycle.FromCheck || e.Check != 1 {
+		t.Fatalf("commit event %+v", e)
+	}
+	if e := m.Events[3]; e.Topic != "orders" || e.Queue != 1 || e.Offset != 1 || e.Flush != "SYNC_FLUSH" {
+		t.Fatalf("stored event %+v", e)
+	}
+	// By key and by trace id as well; consumption derived from offsets.
+	if err := b.commitOffset("g", "orders", 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if m := traceOne(t, b, "order-o43"); m.MsgID != "o43" || m.Events[len(m.Events)-1].Kind != lifecycle.Consumed ||
+		m.Events[len(m.Events)-1].Group != "g" {
+		t.Fatalf("by key: %+v", m)
+	}
+	if m := traceOne(t, b, tid2.String()); m.MsgID != "o43" {
+		t.Fatalf("by trace id: %+v", m)
+	}
+}
+
+func TestSendBackSpansAndDelayedLifecycle(t *testing.T) {
+	rec := recordSpans(t)
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	tp, tid := traceparent(t, "6bf92f3577b34da6a3ce929d0e0e4738")
+	resp := mustSend(t, c, "orders", 0, props("UNIQ_KEY", "r1", "KEYS", "order-r1", "traceparent", tp, "tracestate", "hb=1"), "body")
+	_, phys, err := message.ParseOffsetMsgID(resp.Ext("msgId"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two failures, then the dead-letter queue (maxReconsumeTimes 2).
+	off := phys
+	for i := 1; i <= 3; i++ {
+		if r := callSendBack(t, c, sendBackExt(off, "g", "orders", 1, 2)); r.Code != remoting.RespSuccess {
+			t.Fatalf("send back %d: %d %s", i, r.Code, r.Remark)
+		}
+		if i < 3 {
+			off = waitQueueMsgs(t, b, "%RETRY%g", 0, i)[i-1].CommitLogOffset
+		}
+	}
+	dead := waitQueueMsgs(t, b, "%DLQ%g", 0, 1)[0]
+	if dead.Property(message.PropertyTraceparent) != tp || dead.Property(message.PropertyTracestate) != "hb=1" {
+		t.Fatalf("DLQ copy lost traceparent: %q", dead.Properties)
+	}
+	spans := spansOf(rec, tid)
+	if len(spans["store orders"]) != 1 || len(spans["send_back %RETRY%g"]) != 2 || len(spans["deliver_scheduled %RETRY%g"]) != 2 ||
+		len(spans["dead_letter %DLQ%g"]) != 1 {
+		t.Fatalf("spans of the retried message: %v", spans)
+	}
+	for i, s := range spans["send_back %RETRY%g"] {
+		if got := attr(s, string(telemetry.KeyRocketMQReconsum)); got != strconv.Itoa(i+1) || attr(s, string(telemetry.KeyConsumerGroup)) != "g" {
+			t.Fatalf("send-back span %d: attrs %v", i, s.Attributes())
+		}
+	}
+	m := traceOne(t, b, "r1")
+	want := []lifecycle.Kind{lifecycle.Stored, lifecycle.SentBack, lifecycle.Delivered, lifecycle.SentBack, lifecycle.Delivered, lifecycle.DeadLettered}
+	if got := kinds(m); !slices.Equal(got, want) {
+		t.Fatalf("lifecycle of r1: %v, want %v", got, want)
+	}
+
+	// A delayed message: scheduled on its level, then delivered.
+	mustSend(t, c, "orders", 2, props("UNIQ_KEY", "d1", "DELAY", "2"), "later")
+	waitQueueMsgs(t, b, "orders", 2, 1)
+	waitFor(t, "the delivery event", func() bool {
+		msgs, _ := b.MessageTrace("d1", 1)
+		return len(msgs) == 1 && len(msgs[0].Events) == 2
+	})
+	d := traceOne(t, b, "d1")
+	if got := kinds(d); !slices.Equal(got, []lifecycle.Kind{lifecycle.Scheduled, lifecycle.Delivered}) {
+		t.Fatalf("lifecycle of d1: %v", got)
+	}
+	s, dl := d.Events[0], d.Events[1]
+	if s.Level != 2 || s.Topic != "orders" || s.DueAt.IsZero() || dl.Topic != "orders" || dl.Queue != 2 || dl.Offset != 0 ||
+		dl.Time.Before(s.Time.Add(150*time.Millisecond)) {
+		t.Fatalf("delayed events %+v", d.Events)
+	}
+
+	// A delivery time instead of a level: scheduled on the timer, with its
+	// due time, trace context kept through delivery.
+	mustSend(t, c, "orders", 3, props("UNIQ_KEY", "d2", "TIMER_DELAY_MS", "300", "traceparent", tp), "timer")
+	got := waitQueueMsgs(t, b, "orders", 3, 1)[0]
+	if got.Property(message.PropertyTraceparent) != tp {
+		t.Fatalf("delivered timer message lost traceparent: %q", got.Properties)
+	}
+	waitFor(t, "the timer delivery event", func() bool {
+		msgs, _ := b.MessageTrace("d2", 1)
+		return len(msgs) == 1 && len(msgs[0].Events) == 2
+	})
+	d2 := traceOne(t, b, "d2")
+	if e := d2.Events[0]; e.Kind != lifecycle.Scheduled || e.Level != 0 || e.DueAt.Sub(e.Time) < 200*time.Millisecond || d2.Events[1].Kind != lifecycle.Delivered {
+		t.Fatalf("timer events %+v", d2.Events)
+	}
+	if len(spansOf(rec, tid)["schedule orders"]) != 1 {
+		t.Fatalf("no schedule span for the timer message: %v", spansOf(rec, tid))
+	}
+}
+
+func TestTracingOffBuildsNoSpans(t *testing.T) {
+	if tracingOn() {
+		t.Fatal("tracing on with no provider installed")
+	}
+}
+
+func TestBatchSpanLinksEachProducer(t *testing.T) {
+	rec := recordSpans(t)
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	tp1, tid1 := traceparent(t, "7bf92f3577b34da6a3ce929d0e0e4731")
+	tp2, tid2 := traceparent(t, "7bf92f3577b34da6a3ce929d0e0e4732")
+	hdr := sendExtV2("orders", 0, "")
+	hdr["m"] = "true"
+	r := call(t, c, remoting.ReqSendBatchMessage, hdr, batchBody([]string{"a", "b"},
+		[]string{props("UNIQ_KEY", "B1", "traceparent", tp1), props("UNIQ_KEY", "B2", "traceparent", tp2)}))
+	if r.Code != remoting.RespSuccess {
+		t.Fatalf("batch: %d %s", r.Code, r.Remark)
+	}
+	var batch sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "store orders" {
+			batch = s
+		}
+	}
+	if batch == nil || batch.Parent().IsValid() || len(batch.Links()) != 2 ||
+		batch.Links()[0].SpanContext.TraceID() != tid1 || batch.Links()[1].SpanContext.TraceID() != tid2 ||
+		attr(batch, string(telemetry.KeyBatchCount)) != "2" {
+		t.Fatalf("batch span %+v", batch)
+	}
+	for _, id := range []string{"B1", "B2"} {
+		if m := traceOne(t, b, id); len(m.Events) != 1 || m.Events[0].Kind != lifecycle.Stored {
+			t.Fatalf("lifecycle of %s: %+v", id, m)
+		}
+	}
+}
+
+func TestParkedAndRolledBackLifecycle(t *testing.T) {
+	b := startBroker(t, txnOptions(t)) // parked after 2 checks; no tracer provider
+	c := dial(t, b)
+	p := dialProducer(t, b) // reached, never answers
+	sendHalfRaw(t, c, "orders", "p1")
+	p.nextCheck(t)
+	p.nextCheck(t)
+	ref := sendHalfRaw(t, c, "orders", "rb1")
+	if r := endTxn(t, c, ref, message.TransactionRollbackType); r.Code != remoting.RespSuccess {
+		t.Fatalf("rollback: %d %s", r.Code, r.Remark)
+	}
+	waitFor(t, "parked event", func() bool {
+		msgs, _ := b.MessageTrace("p1", 1)
+		return len(msgs) == 1 && slices.Contains(kinds(msgs[0]), lifecycle.Parked)
+	})
+	m := traceOne(t, b, "p1")
+	want := []lifecycle.Kind{lifecycle.HalfStored, lifecycle.CheckedBack, lifecycle.CheckedBack, lifecycle.Parked}
+	if got := kinds(m); !slices.Equal(got[:min(len(got), 4)], want) {
+		t.Fatalf("lifecycle of p1: %v, want %v first", got, want)
+	}
+	if m.Events[1].Check != 1 || m.Events[2].Check != 2 || m.Events[3].Check != 2 {
+		t.Fatalf("check numbers: %+v", m.Events)
+	}
+	rb := traceOne(t, b, "order-rb1")
+	if got := kinds(rb); !slices.Equal(got, []lifecycle.Kind{lifecycle.HalfStored, lifecycle.RolledBack}) || rb.Events[1].From != lifecycle.FromClient {
+		t.Fatalf("lifecycle of rb1: %+v", rb)
+	}
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/halfbackmq/halfback/internal/admin"
+)
+
+func TestTraceCommand(t *testing.T) {
+	addr := startTestBroker(t)
+	sendHalf(t, addr, "orders", "tx-42")
+	var tx admin.Transaction
+	runAdmin(t, addr, &tx, "txn", "commit", "tx-42")
+
+	var msgs []admin.MessageTrace
+	runAdmin(t, addr, &msgs, "trace", "order-tx-42")
+	if len(msgs) != 1 || msgs[0].MsgID != "tx-42" || len(msgs[0].Events) != 3 {
+		t.Fatalf("trace --json: %+v", msgs)
+	}
+	for i, want := range []string{"half-stored", "committed", "stored"} {
+		if e := msgs[0].Events[i]; e.Event != want {
+			t.Fatalf("event %d is %+v, want %s", i, e, want)
+		}
+	}
+	if e := msgs[0].Events[1]; e.From != "admin" || e.Group != "pg" {
+		t.Fatalf("commit event %+v", e)
+	}
+
+	out, err := run(t, "trace", "tx-42", "--broker", addr)
+	if err != nil {
+		t.Fatalf("trace: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`^message tx-42 \(keys order-tx-42\)$`),
+		regexp.MustCompile(`^  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z +half-stored +for orders, producer group pg$`),
+		regexp.MustCompile(`^  \+[0-9.]+[µnm]?s +committed +by admin$`),
+		regexp.MustCompile(`^  \+[0-9.]+[µnm]?s +stored +orders queue 0 offset 0 SYNC_FLUSH$`),
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("trace printed %d lines, want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, re := range want {
+		if !re.MatchString(lines[i]) {
+			t.Fatalf("line %d %q does not match %s:\n%s", i, lines[i], re, out)
+		}
+	}
+	runAdmin(t, addr, &msgs, "trace", "no-such-message")
+	if len(msgs) != 0 {
+		t.Fatalf("trace --json of an unknown message: %+v", msgs)
+	}
+	out, err = run(t, "trace", "no-such-message", "--broker", addr)
+	if err == nil || !strings.Contains(err.Error(), "no message") {
+		t.Fatalf("trace of an unknown message: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,132 @@
+package txnbridge_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+
+	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/txnbridge"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// One order is one trace: the starter's root span, the workflow and its
+// activities (Temporal's interceptor, added by the plugin), the
+// activities' half sends and commits (package client's spans) and the
+// broker's storing and ending of them.
+func TestPluginTracesAnOrder(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	otel.SetTracerProvider(tp) // before the plugin makes its interceptor
+	t.Cleanup(func() {
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		_ = tp.Shutdown(context.Background())
+	})
+	s := startStack(t)
+	ti, err := txnbridge.NewTracingInterceptor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	starter, err := temporalclient.NewClientFromExisting(s.tc, temporalclient.Options{
+		Interceptors: []interceptor.ClientInterceptor{ti}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(starter.Close)
+	ctx := context.Background()
+	if err := s.db.SetStock(ctx, "sku", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	const id = "traced-1"
+	ctx, root := otel.Tracer("test").Start(ctx, "order "+id)
+	run, err := starter.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue,
+		WorkflowExecutionTimeout: 2 * time.Minute}, workflows.OrderPaymentWorkflowName,
+		workflows.OrderInput{OrderID: id, User: "alice", SKU: "sku", Qty: 1, Amount: 700})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitStatus(t, id, workflows.StatusPendingPayment)
+	if err := starter.SignalWorkflow(ctx, id, "", workflows.SignalPay, workflows.PayInput{PaymentID: "p", Amount: 700}); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	if res := s.result(t, run); res.Status != workflows.StatusPaid {
+		t.Fatalf("result %+v", res)
+	}
+	tid := root.SpanContext().TraceID()
+
+	// byName returns the ended spans of the order's trace named name.
+	byName := func(name string) []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		for _, sp := range rec.Ended() {
+			if sp.SpanContext().TraceID() == tid && sp.Name() == name {
+				out = append(out, sp)
+			}
+		}
+		return out
+	}
+	// childOf returns the spans named name whose parent is one of parents.
+	childOf := func(name string, parents []sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		for _, sp := range byName(name) {
+			for _, p := range parents {
+				if sp.Parent().SpanID() == p.SpanContext().SpanID() {
+					out = append(out, sp)
+				}
+			}
+		}
+		return out
+	}
+	want := []string{
+		"StartWorkflow:" + workflows.OrderPaymentWorkflowName,
+		"RunWorkflow:" + workflows.OrderPaymentWorkflowName,
+		"SignalWorkflow:" + workflows.SignalPay,
+		"RunActivity:" + workflows.ActivitySendHalf,
+		"RunActivity:" + workflows.ActivityEndTransaction,
+		"RunActivity:" + workflows.ActivityCreateOrderLocal,
+		"RunActivity:" + workflows.ActivityMarkPaidLocal,
+		"send " + workflows.TopicOrderEvents,
+		"settle " + workflows.TopicOrderEvents,
+	}
+	testutil.WaitFor(t, 30*time.Second, "the order's spans", func() bool {
+		for _, n := range want {
+			if len(byName(n)) == 0 {
+				return false
+			}
+		}
+		// Two half sends (create, pay), each committed.
+		return len(childOf("send "+workflows.TopicOrderEvents, byName("RunActivity:"+workflows.ActivitySendHalf))) >= 2 &&
+			len(childOf("settle "+workflows.TopicOrderEvents, byName("RunActivity:"+workflows.ActivityEndTransaction))) >= 2
+	})
+	halfSends := childOf("send "+workflows.TopicOrderEvents, byName("RunActivity:"+workflows.ActivitySendHalf))
+	for _, sp := range halfSends {
+		if sp.SpanKind() != trace.SpanKindProducer {
+			t.Errorf("half send span kind %v", sp.SpanKind())
+		}
+	}
+	// The broker's spans: storing each half message, a child of its send,
+	// and ending each transaction.
+	testutil.WaitFor(t, 30*time.Second, "the broker's spans", func() bool {
+		return len(childOf("store_half "+workflows.TopicOrderEvents, halfSends)) >= 2 &&
+			len(byName("end_transaction "+workflows.TopicOrderEvents)) >= 2
+	})
+	if t.Failed() || testing.Verbose() {
+		var names []string
+		for _, sp := range rec.Ended() {
+			if sp.SpanContext().TraceID() == tid {
+				names = append(names, sp.Name()+" ("+sp.InstrumentationScope().Name+")")
+			}
+		}
+		t.Logf("trace %s:\n  %s", tid, strings.Join(names, "\n  "))
+	}
+}
