@@ -67,6 +67,7 @@ done
 echo "== building the worker and the samples into bin/"
 go build -o bin/ ./worker ./samples/orderpayment/starter ./samples/orderpayment/payer
 go build -o bin/coupon-consumer ./samples/coupon/consumer
+go build -o bin/halfback ./cmd/halfback
 
 echo "== starting the Temporal dev server (in memory) on 127.0.0.1:$TEMPORAL_PORT"
 "$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-ip 127.0.0.1 \
@@ -96,6 +97,15 @@ wait_for 15 coupons_at_least "${paid:-0}" || true
 echo "== coupons granted by the downstream consumer (one per paid order, exactly once):"
 grep 'msg="coupon granted"' "$DIR/coupon.log" | sed 's/.*msg="coupon granted" /   /' || echo "   none"
 [[ $status == 0 ]] || echo "demo: the starter reported failed orders (exit $status)" >&2
+
+# The broker's own record of each message's lifecycle, by order id (the
+# messages' key): one paid and one timed-out order.
+for outcome in PAID CANCELLED; do
+	order=$(awk -v o="$outcome" '$4 == o {print $1; exit}' "$DIR/starter.out")
+	[[ -n $order ]] || continue
+	echo "== lifecycle of the messages of $order ($outcome): bin/halfback trace --broker 127.0.0.1:10911 $order"
+	bin/halfback trace --broker 127.0.0.1:10911 "$order" | sed 's/^/   /' || true
+done
 
 cat <<MSG
 
