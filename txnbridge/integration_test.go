@@ -33,7 +33,7 @@ const maxChecks = 2 // the plugin's MaxPaymentChecks in these tests
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	srv := txnbridgetest.StartDevServer(t) // skips without the CLI
+	srv := txnbridgetest.StartDevServer(t) // fails without the CLI
 	s := &stack{broker: txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})}
 	s.client = txnbridgetest.NewClient(t, s.broker.NamesrvAddr)
 	s.db = txnbridgetest.OpenDB(t)

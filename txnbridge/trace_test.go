@@ -15,14 +15,17 @@ import (
 	"go.temporal.io/sdk/interceptor"
 
 	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/samples/coupon"
 	"github.com/halfbackmq/halfback/txnbridge"
+	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
 )
 
 // One order is one trace: the starter's root span, the workflow and its
 // activities (Temporal's interceptor, added by the plugin), the
-// activities' half sends and commits (package client's spans) and the
-// broker's storing and ending of them.
+// activities' half sends and commits (package client's spans), the
+// broker's storing and ending of them, and the downstream coupon
+// consumer's processing of OrderPaid.
 func TestPluginTracesAnOrder(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -46,6 +49,13 @@ func TestPluginTracesAnOrder(t *testing.T) {
 	if err := s.db.SetStock(ctx, "sku", 1); err != nil {
 		t.Fatal(err)
 	}
+	// The downstream coupon consumer of OrderPaid: its processing joins
+	// the order's trace through the message's traceparent.
+	coupons, err := coupon.Start(ctx, s.client, s.db, coupon.Options{Logger: txnbridgetest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { coupons.Close() })
 
 	const id = "traced-1"
 	ctx, root := otel.Tracer("test").Start(ctx, "order "+id)
@@ -115,11 +125,18 @@ func TestPluginTracesAnOrder(t *testing.T) {
 		}
 	}
 	// The broker's spans: storing each half message, a child of its send,
-	// and ending each transaction.
-	testutil.WaitFor(t, 30*time.Second, "the broker's spans", func() bool {
+	// and ending each transaction; and the coupon consumer processing
+	// OrderPaid, a child of its half send.
+	testutil.WaitFor(t, 30*time.Second, "the broker's and the consumer's spans", func() bool {
 		return len(childOf("store_half "+workflows.TopicOrderEvents, halfSends)) >= 2 &&
-			len(byName("end_transaction "+workflows.TopicOrderEvents)) >= 2
+			len(byName("end_transaction "+workflows.TopicOrderEvents)) >= 2 &&
+			len(childOf("process "+workflows.TopicOrderEvents, halfSends)) >= 1
 	})
+	for _, sp := range childOf("process "+workflows.TopicOrderEvents, halfSends) {
+		if sp.SpanKind() != trace.SpanKindConsumer {
+			t.Errorf("process span kind %v", sp.SpanKind())
+		}
+	}
 	if t.Failed() || testing.Verbose() {
 		var names []string
 		for _, sp := range rec.Ended() {

@@ -162,13 +162,13 @@ func TemporalCLI() string {
 }
 
 // StartDevServer starts a Temporal dev server (in-memory, on a free
-// port) from TemporalCLI, stopped when the test ends. It skips the test
-// when there is no CLI.
+// port) from TemporalCLI, stopped when the test ends. It fails the test
+// when there is no CLI (`make test` builds the pinned one).
 func StartDevServer(t testing.TB) *testsuite.DevServer {
 	t.Helper()
 	cli := TemporalCLI()
 	if cli == "" {
-		t.Skip("no Temporal CLI: run `make test`, go install the pinned temporal, or set " + TemporalCLIEnv)
+		t.Fatal("no Temporal CLI: run `make test`, go install the pinned temporal, or set " + TemporalCLIEnv)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
