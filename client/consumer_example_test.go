@@ -3,44 +3,18 @@ package client_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log"
-	"log/slog"
-	"os"
 	"sort"
 	"time"
 
-	"github.com/halfbackmq/halfback/broker"
-	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/client"
-	"github.com/halfbackmq/halfback/namesrv"
 )
 
 // A push consumer against an in-process name server and broker: it
 // receives the order events whose tag it subscribed to.
 func ExamplePushConsumer() {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dir, err := os.MkdirTemp("", "halfback-consumer-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	ns, err := namesrv.Open(namesrv.Options{ListenAddr: "127.0.0.1:0", Logger: quiet})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer ns.Close()
-	b, err := broker.Open(broker.Options{Store: store.Options{Dir: dir, SegmentSize: 16 << 20},
-		ListenAddr: "127.0.0.1:0", NamesrvAddrs: []string{ns.Addr()}, Logger: quiet})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer b.Close()
-	c, err := client.New(client.Options{NamesrvAddrs: []string{ns.Addr()}, Logger: quiet})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
+	c, stop := exampleClient()
+	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
