@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -118,37 +119,27 @@ func (t *offsetTable) commit(group, topic string, qid int32, off int64) error {
 
 // group returns a group's offsets by topic and queue.
 func (t *offsetTable) group(group string) map[string]map[int32]int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make(map[string]map[int32]int64)
-	for k, m := range t.table {
-		if k.group != group {
-			continue
-		}
-		cp := make(map[int32]int64, len(m))
-		for q, o := range m {
-			cp[q] = o
-		}
-		out[k.topic] = cp
-	}
-	return out
+	return t.copyWhere(func(k offsetKey) (string, bool) { return k.topic, k.group == group })
 }
 
 // topic returns the offsets every group committed on a topic, by group
 // and queue.
 func (t *offsetTable) topic(topic string) map[string]map[int32]int64 {
+	return t.copyWhere(func(k offsetKey) (string, bool) { return k.group, k.topic == topic })
+}
+
+// copyWhere copies the queue offsets of the keys keep accepts, under the
+// name keep returns for each.
+func (t *offsetTable) copyWhere(keep func(offsetKey) (string, bool)) map[string]map[int32]int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make(map[string]map[int32]int64)
 	for k, m := range t.table {
-		if k.topic != topic {
+		name, ok := keep(k)
+		if !ok {
 			continue
 		}
-		cp := make(map[int32]int64, len(m))
-		for q, o := range m {
-			cp[q] = o
-		}
-		out[k.group] = cp
+		out[name] = maps.Clone(m)
 	}
 	return out
 }

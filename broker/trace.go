@@ -207,16 +207,23 @@ func (b *Broker) traceStored(msgs []*message.Message, res []store.AppendResult, 
 		return
 	}
 	now := time.Now()
-	props := make([]string, 0, len(msgs))
+	for i, m := range msgs {
+		if i >= len(res) {
+			break
+		}
+		b.life.Record(b.storedEvent(m, res[i], now))
+	}
+	// The span's inputs are built only when a span will be: with the
+	// lifecycle record on and tracing off, a send pays for the events alone.
+	if len(msgs) == 0 || !tracingOn() {
+		return
+	}
+	props := make([]string, 0, min(len(msgs), len(res)))
 	for i, m := range msgs {
 		if i >= len(res) {
 			break
 		}
 		props = append(props, m.Properties)
-		b.life.Record(b.storedEvent(m, res[i], now))
-	}
-	if len(msgs) == 0 {
-		return
 	}
 	op, topic, attrs := spanStore, msgs[0].Topic, []attribute.KeyValue{attribute.String("messaging.rocketmq.flush", b.flushName())}
 	if rt, ok := message.Property(msgs[0].Properties, message.PropertyRealTopic); ok && isScheduleTopic(topic) {

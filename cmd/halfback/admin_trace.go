@@ -67,7 +67,7 @@ func printTraces(w io.Writer, msgs []admin.MessageTrace) {
 			if !e.Time.IsZero() {
 				prev = e.Time
 			}
-			fmt.Fprintf(w, "  %s\t%s\t%s\n", when, e.Event, traceDetail(e))
+			fmt.Fprintf(w, "  %s\t%s\t%s\n", when, e.Kind, traceDetail(e))
 		}
 	}
 }
@@ -100,16 +100,16 @@ func traceIdentity(m admin.MessageTrace) string {
 func traceDetail(e admin.TraceEvent) string {
 	where := fmt.Sprintf("%s queue %d offset %d", e.Topic, e.Queue, e.Offset)
 	var s string
-	switch e.Event {
+	switch e.Kind {
 	case "stored", "delivered", "dead-lettered":
 		s = where
 		if e.Flush != "" {
 			s += " " + e.Flush
 		}
-		if e.Event == "dead-lettered" {
+		if e.Kind == "dead-lettered" {
 			s = fmt.Sprintf("group %s after %d retries, %s", e.Group, max(0, e.Reconsume-1), where)
 		}
-		if e.Event == "delivered" && e.Level > 0 {
+		if e.Kind == "delivered" && e.Level > 0 {
 			s += fmt.Sprintf(" (delay level %d)", e.Level)
 		}
 	case "half-stored":
@@ -141,7 +141,7 @@ func traceDetail(e admin.TraceEvent) string {
 	default:
 		s = where
 	}
-	if e.Detail != "" && e.Event != "consumed" {
+	if e.Detail != "" && e.Kind != "consumed" {
 		s += "; " + e.Detail
 	}
 	return s

@@ -20,7 +20,7 @@ func TestTraceCommand(t *testing.T) {
 		t.Fatalf("trace --json: %+v", msgs)
 	}
 	for i, want := range []string{"half-stored", "committed", "stored"} {
-		if e := msgs[0].Events[i]; e.Event != want {
+		if e := msgs[0].Events[i]; string(e.Kind) != want {
 			t.Fatalf("event %d is %+v, want %s", i, e, want)
 		}
 	}

@@ -6,57 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
+	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/broker/remoting"
 )
 
 // TraceEvent is one step of a message's life in the broker, as
-// MESSAGE_TRACE answers it (broker/lifecycle.Event).
-type TraceEvent struct {
-	// MsgID is the message's id (UNIQ_KEY).
-	MsgID string `json:"msgId"`
-	// Time is when it happened; zero for a consumed event (derived from
-	// the group's committed offset, which has no time).
-	Time time.Time `json:"time"`
-	// Event is what happened: stored, half-stored, committed, rolled-back,
-	// checked-back, parked, scheduled, delivered, sent-back, dead-lettered,
-	// consumed.
-	Event string `json:"event"`
-	// Topic, Queue and Offset say where the record went.
-	Topic  string `json:"topic,omitempty"`
-	Queue  int32  `json:"queue"`
-	Offset int64  `json:"offset"`
-	// OffsetMsgID is the record's offset message id.
-	OffsetMsgID string `json:"offsetMsgId,omitempty"`
-	// Flush is the flush mode a send was stored with.
-	Flush string `json:"flush,omitempty"`
-	// Level is a scheduled message's delay level (0: a delivery time).
-	Level int `json:"level,omitempty"`
-	// DueAt is when a scheduled message falls due.
-	DueAt time.Time `json:"dueAt,omitzero"`
-	// From is who decided a transaction outcome: client, check-back, admin.
-	From string `json:"from,omitempty"`
-	// Check numbers check-backs from 1.
-	Check int `json:"check,omitempty"`
-	// Group is the producer or consumer group.
-	Group string `json:"group,omitempty"`
-	// Reconsume is the reconsume count after a send-back.
-	Reconsume int `json:"reconsumeTimes,omitempty"`
-	// Keys, Tag and TraceID identify the message.
-	Keys    string `json:"keys,omitempty"`
-	Tag     string `json:"tag,omitempty"`
-	TraceID string `json:"traceId,omitempty"`
-	// Detail is free text.
-	Detail string `json:"detail,omitempty"`
-}
+// MESSAGE_TRACE answers it: the broker's own lifecycle event. Its Time is
+// zero for a consumed event (derived from the group's committed offset,
+// which has no time).
+type TraceEvent = lifecycle.Event
 
 // MessageTrace is one message's events, oldest first, then its derived
 // consumed events.
-type MessageTrace struct {
-	MsgID  string       `json:"msgId"`
-	Events []TraceEvent `json:"events"`
-}
+type MessageTrace = lifecycle.Message
 
 // Trace returns the lifecycle of the messages q names: a message id
 // (UNIQ_KEY), a message key or a trace id. limit <= 0 means the broker's
