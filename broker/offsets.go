@@ -145,6 +145,22 @@ func (t *offsetTable) copyWhere(keep func(offsetKey) (string, bool)) map[string]
 }
 
 // persist writes the file if anything changed since the last write.
+//
+// When it returns nil, every commit that returned before persist was
+// called is on disk, which is what a durable commit (ext
+// halfbackSyncCommit) needs, and concurrent durable commits share writes:
+//   - dirty is cleared only under mu, in the same critical section that
+//     copies the table, so a commit that lands after that copy sets dirty
+//     again (commit sets it on every change) and is never lost.
+//   - A commit whose persist finds dirty clear was either copied by a write
+//     that has finished (saveMu is held until the write is done, so
+//     acquiring it waits for any write in flight) or is unchanged from a
+//     value such a write copied. A write that fails sets dirty again before
+//     it releases saveMu, so the next persist writes rather than skips.
+//   - Hence the durable commits that arrive while a write is in flight all
+//     wait on saveMu; the first of them to get it writes a copy holding all
+//     of them, and the others find dirty clear and return at once: one
+//     fsync per burst, not per commit.
 func (t *offsetTable) persist() error {
 	t.saveMu.Lock()
 	defer t.saveMu.Unlock()
@@ -234,7 +250,12 @@ func (b *Broker) handleQueryConsumerOffset(_ context.Context, _ *remoting.Conn, 
 }
 
 // handleUpdateConsumerOffset stores commitOffset (the Go client sends it
-// oneway; the answer is then dropped).
+// oneway; the answer is then dropped). With the halfback extension
+// remoting.ExtSyncCommit set to "true" it answers SUCCESS only once the
+// offsets file holding the commit is on disk, SYSTEM_ERROR with the cause
+// if that write fails: the offset then stays committed in memory, and the
+// periodic flush retries the write. Offsets are written on their own
+// schedule (offsetFlushInterval) without the extension.
 func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	group, topic, qid, err := offsetHeader(req)
 	if err == nil {
@@ -249,6 +270,14 @@ func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Co
 	if err != nil {
 		b.opts.Logger.Warn("consumer offset not updated", "remote", conn.RemoteAddr(), "group", group, "topic", topic, "queue", qid, "err", err)
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	if req.Ext(remoting.ExtSyncCommit) == "true" {
+		// persist returns once this commit is on disk, whether its own
+		// write or a concurrent one carried it (see persist).
+		if err := b.offsetTable().persist(); err != nil {
+			b.opts.Logger.Error("consumer offset committed but not persisted", "remote", conn.RemoteAddr(), "group", group, "topic", topic, "queue", qid, "err", err)
+			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+		}
 	}
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }

@@ -2,10 +2,12 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,5 +178,154 @@ func TestConsumerOffsetFileUnreadable(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(path); string(data) != string(garbage) {
 		t.Fatalf("broken offsets file was overwritten: %q", data)
+	}
+}
+
+// syncCommit sends a durable commit (remoting.ExtSyncCommit) and returns
+// the answer.
+func syncCommit(t *testing.T, c *remoting.Conn, group, topic string, qid int, off int64) *remoting.Command {
+	t.Helper()
+	ext := offsetExt(group, topic, qid)
+	ext["commitOffset"] = strconv.FormatInt(off, 10)
+	ext[remoting.ExtSyncCommit] = "true"
+	return call(t, c, remoting.ReqUpdateConsumerOffset, ext, nil)
+}
+
+// offsetOnDisk reads consumerOffset.json (not the broker's memory) and
+// returns topic@group's offset of qid.
+func offsetOnDisk(dataDir, group, topic string, qid int32) (int64, bool, error) {
+	data, err := os.ReadFile(filepath.Join(dataDir, "config", "consumerOffset.json"))
+	if err != nil {
+		return 0, false, err
+	}
+	var f offsetFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return 0, false, err
+	}
+	off, ok := f.OffsetTable[topic+"@"+group][qid]
+	return off, ok, nil
+}
+
+func TestConsumerOffsetSyncCommit(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 5)
+
+	// A plain commit may reach the disk up to offsetFlushInterval later
+	// (no assertion about when: the flusher runs on its own clock).
+	if resp := updateOffset(t, c, "g", "orders", 0, 1); resp.Code != remoting.RespSuccess {
+		t.Fatalf("plain commit: %d %s", resp.Code, resp.Remark)
+	}
+	for _, off := range []int64{2, 3, 3} { // the same offset twice: still on disk
+		if resp := syncCommit(t, c, "g", "orders", 0, off); resp.Code != remoting.RespSuccess {
+			t.Fatalf("durable commit %d: %d %s", off, resp.Code, resp.Remark)
+		}
+		if got, ok, err := offsetOnDisk(o.Store.Dir, "g", "orders", 0); err != nil || !ok || got != off {
+			t.Fatalf("on disk after durable commit %d: %d %v %v", off, got, ok, err)
+		}
+	}
+
+	// Refused commits answer SYSTEM_ERROR and leave the file as it was.
+	for _, ext := range []map[string]string{
+		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "99"},
+		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "-1"},
+		{"consumerGroup": "g", "topic": "orders", "queueId": "x", "commitOffset": "1"},
+		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "one"},
+	} {
+		ext[remoting.ExtSyncCommit] = "true"
+		if resp := call(t, c, remoting.ReqUpdateConsumerOffset, ext, nil); resp.Code != remoting.RespSystemError {
+			t.Fatalf("durable commit %v: code %d, want SYSTEM_ERROR", ext, resp.Code)
+		}
+	}
+	if got, ok, err := offsetOnDisk(o.Store.Dir, "g", "orders", 0); err != nil || !ok || got != 3 {
+		t.Fatalf("on disk after refused commits: %d %v %v, want 3", got, ok, err)
+	}
+	if _, off := queryOffset(t, c, offsetExt("g", "orders", 0)); off != 3 {
+		t.Fatalf("offset = %d after refused commits, want 3", off)
+	}
+}
+
+// TestConsumerOffsetSyncCommitConcurrent runs durable commits of several
+// groups at once, each on its own connection: each answer must find its
+// own commit on disk, including one that landed while another commit's
+// write was in flight.
+func TestConsumerOffsetSyncCommitConcurrent(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	const groups, commits = 8, 20
+	appendTestMsgs(t, b, "orders", 0, commits)
+	conns := make([]*remoting.Conn, groups)
+	for i := range conns {
+		conns[i] = dial(t, b)
+	}
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		group := "g" + strconv.Itoa(i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for off := int64(1); off <= commits; off++ {
+				ext := offsetExt(group, "orders", 0)
+				ext["commitOffset"] = strconv.FormatInt(off, 10)
+				ext[remoting.ExtSyncCommit] = "true"
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				resp, err := c.Invoke(ctx, remoting.NewRequest(remoting.ReqUpdateConsumerOffset, ext))
+				cancel()
+				if err != nil || resp.Code != remoting.RespSuccess {
+					t.Errorf("%s: durable commit %d: %v %v", group, off, resp, err)
+					return
+				}
+				// Only this goroutine commits for group: the file holds
+				// exactly its last commit.
+				if got, ok, err := offsetOnDisk(o.Store.Dir, group, "orders", 0); err != nil || !ok || got != off {
+					t.Errorf("%s: on disk after durable commit %d: %d %v %v", group, off, got, ok, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestConsumerOffsetSyncCommitWriteFails makes the offsets file
+// unwritable: a directory where WriteFileAtomic creates its temporary file
+// (opening a directory for writing fails even for root).
+func TestConsumerOffsetSyncCommitWriteFails(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 5)
+	if resp := syncCommit(t, c, "g", "orders", 0, 1); resp.Code != remoting.RespSuccess {
+		t.Fatalf("durable commit: %d %s", resp.Code, resp.Remark)
+	}
+
+	blocker := filepath.Join(o.Store.Dir, "config", "consumerOffset.json.tmp")
+	if err := os.Mkdir(blocker, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	resp := syncCommit(t, c, "g", "orders", 0, 4)
+	if resp.Code != remoting.RespSystemError || !strings.Contains(resp.Remark, "consumerOffset.json") {
+		t.Fatalf("durable commit with the file unwritable: %d %q, want SYSTEM_ERROR naming the file", resp.Code, resp.Remark)
+	}
+	if got, _, err := offsetOnDisk(o.Store.Dir, "g", "orders", 0); err != nil || got != 1 {
+		t.Fatalf("on disk after a failed write: %d %v, want 1", got, err)
+	}
+	// The commit itself stands (RocketMQ keeps offsets in memory too);
+	// only its durability was refused.
+	if _, off := queryOffset(t, c, offsetExt("g", "orders", 0)); off != 4 {
+		t.Fatalf("offset = %d, want 4", off)
+	}
+
+	// Once the file is writable again, a durable commit of the same
+	// offset writes it: the failed write left the table dirty.
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	if resp := syncCommit(t, c, "g", "orders", 0, 4); resp.Code != remoting.RespSuccess {
+		t.Fatalf("durable commit after repair: %d %s", resp.Code, resp.Remark)
+	}
+	if got, _, err := offsetOnDisk(o.Store.Dir, "g", "orders", 0); err != nil || got != 4 {
+		t.Fatalf("on disk after repair: %d %v, want 4", got, err)
 	}
 }

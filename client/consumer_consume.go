@@ -61,9 +61,15 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 		<-pc.sem
 		if ok {
 			q.ack(batch)
+			pc.syncCommit(q)
 			return
 		}
-		if batch = pc.sendBackAll(q, batch, 0); len(batch) == 0 {
+		n := len(batch)
+		batch = pc.sendBackAll(q, batch, 0)
+		if len(batch) < n { // some were taken back: acknowledged
+			pc.syncCommit(q)
+		}
+		if len(batch) == 0 {
 			return
 		}
 		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) || !pc.acquire(q.ctx) {
@@ -88,13 +94,15 @@ func (pc *PushConsumer) acquire(ctx context.Context) bool {
 }
 
 // consumeOrderly consumes q's buffered messages in order, one batch at a
-// time, until q stops.
+// time, until q stops. With SyncCommit a batch's offset is committed
+// before the next batch is taken.
 func (pc *PushConsumer) consumeOrderly(q *processQueue) {
 	for {
 		batch := q.take(pc.opts.ConsumeBatchSize)
 		if batch == nil || !pc.consumeOrderlyBatch(q, batch) {
 			return
 		}
+		pc.syncCommit(q)
 	}
 }
 

@@ -22,7 +22,9 @@ import (
 // ConsumerOptions.MemoryOffsets, in ConsumerOptions.OffsetFile. A queue's
 // committed offset is its smallest unacknowledged offset (processQueue.
 // ackOffset), committed every PersistInterval, when the queue is given up,
-// on Close, and with each clustering pull (the pull's commitOffset).
+// on Close, and with each clustering pull (the pull's commitOffset); with
+// ConsumerOptions.SyncCommit also after each handler call (syncCommit),
+// durably.
 
 // offsetStore keeps committed offsets.
 type offsetStore interface {
@@ -34,7 +36,7 @@ type offsetStore interface {
 
 func (pc *PushConsumer) newOffsetStore() (offsetStore, error) {
 	if pc.opts.Model == Clustering {
-		return &brokerOffsets{pc: pc}, nil
+		return &brokerOffsets{pc: pc, durable: pc.opts.SyncCommit}, nil
 	}
 	if pc.opts.MemoryOffsets {
 		return &fileOffsets{table: map[MessageQueue]int64{}}, nil
@@ -47,7 +49,12 @@ func (pc *PushConsumer) newOffsetStore() (offsetStore, error) {
 }
 
 // brokerOffsets are a clustering group's offsets on the brokers.
-type brokerOffsets struct{ pc *PushConsumer }
+type brokerOffsets struct {
+	pc *PushConsumer
+	// durable sets remoting.ExtSyncCommit on every commit: a halfback
+	// broker answers once the offset is on its disk (SyncCommit).
+	durable bool
+}
 
 func (b *brokerOffsets) read(ctx context.Context, mq MessageQueue) (int64, bool, error) {
 	resp, err := b.pc.queueRequest(ctx, remoting.ReqQueryConsumerOffset, "QUERY_CONSUMER_OFFSET", mq,
@@ -68,8 +75,11 @@ func (b *brokerOffsets) read(ctx context.Context, mq MessageQueue) (int64, bool,
 func (b *brokerOffsets) commit(ctx context.Context, offs map[MessageQueue]int64) error {
 	var errs []error
 	for mq, off := range offs {
-		_, err := b.pc.queueRequest(ctx, remoting.ReqUpdateConsumerOffset, "UPDATE_CONSUMER_OFFSET", mq,
-			map[string]string{"consumerGroup": b.pc.opts.Group, "commitOffset": strconv.FormatInt(off, 10)})
+		ext := map[string]string{"consumerGroup": b.pc.opts.Group, "commitOffset": strconv.FormatInt(off, 10)}
+		if b.durable {
+			ext[remoting.ExtSyncCommit] = "true"
+		}
+		_, err := b.pc.queueRequest(ctx, remoting.ReqUpdateConsumerOffset, "UPDATE_CONSUMER_OFFSET", mq, ext)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -266,7 +276,23 @@ func (pc *PushConsumer) persist(ctx context.Context, all bool) error {
 	return pc.commitQueues(ctx, qs)
 }
 
-// persistQueues commits the offsets of qs (a dropped queue).
+// syncCommit commits q's offset, if it moved, once a handler call is done
+// (ConsumerOptions.SyncCommit): the orderly consumer calls it before the
+// queue's next call. A failure is logged; the periodic commit retries it.
+// It runs even if q was dropped meanwhile, as the drop's own commit does.
+func (pc *PushConsumer) syncCommit(q *processQueue) {
+	if !pc.opts.SyncCommit {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
+	defer cancel()
+	if err := pc.persistQueues(ctx, []*processQueue{q}); err != nil {
+		pc.log.Warn("client: offset not committed after a handler call; the periodic commit retries it", "queue", q.mq, "err", err)
+	}
+}
+
+// persistQueues commits the offsets of qs (a dropped queue, or one whose
+// handler call just ended).
 func (pc *PushConsumer) persistQueues(ctx context.Context, qs []*processQueue) error {
 	pc.persistMu.Lock()
 	defer pc.persistMu.Unlock()

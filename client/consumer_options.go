@@ -193,6 +193,20 @@ type ConsumerOptions struct {
 	// MemoryOffsets keeps a broadcasting consumer's offsets in memory
 	// only: a restart starts again from FromWhere.
 	MemoryOffsets bool
+	// SyncCommit commits a queue's offset to the broker right after each
+	// handler call that moves it (a success, or messages the broker took
+	// back), before that queue's next call when Orderly, and asks a
+	// halfback broker to write it to disk before answering (ext
+	// halfbackSyncCommit; other brokers ignore it and persist offsets on
+	// their own schedule). The consumer's other commits (PersistInterval,
+	// hand-over, Close) ask for the same. A crash of either side then
+	// delivers again at most the calls that were in flight. It costs a
+	// round trip, and on a halfback broker an fsync shared by concurrent
+	// commits, per call; commits of all queues are serialized. A failed
+	// commit is logged and retried by the next periodic commit. Clustering
+	// only: Validate refuses it with Broadcasting, whose offsets are kept
+	// by the member (see OffsetFile).
+	SyncCommit bool
 }
 
 func (o ConsumerOptions) withDefaults() ConsumerOptions {
@@ -255,6 +269,9 @@ func (o ConsumerOptions) Validate() error {
 		if f.v < 0 {
 			return fmt.Errorf("%w: %s %v is negative", ErrInvalidOptions, f.name, f.v)
 		}
+	}
+	if o.SyncCommit && o.Model == Broadcasting {
+		return fmt.Errorf("%w: SyncCommit needs Clustering: broadcasting offsets are kept by the member", ErrInvalidOptions)
 	}
 	if o.LockRenewInterval >= lockExpiry {
 		return fmt.Errorf("%w: LockRenewInterval %v is not below the lock expiry %v", ErrInvalidOptions, o.LockRenewInterval, lockExpiry)

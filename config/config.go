@@ -30,6 +30,8 @@ type Config struct {
 	Worker WorkerConfig `mapstructure:"worker"`
 	// Telemetry says where traces and metrics go (section "telemetry").
 	Telemetry TelemetryConfig `mapstructure:"telemetry"`
+	// Mirror configures the Kafka mirror (section "mirror").
+	Mirror MirrorConfig `mapstructure:"mirror"`
 }
 
 // StoreConfig is the "store" section. [Config.StoreOptions] turns it into

@@ -71,8 +71,9 @@ func TestShippedConfigListsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		_, name, _ := strings.Cut(k.path, ".")
-		if !strings.Contains(string(data), "\n  "+name+":") {
+		parts := strings.Split(k.path, ".")
+		indent := strings.Repeat("  ", len(parts)-1)
+		if !strings.Contains(string(data), "\n"+indent+parts[len(parts)-1]+":") {
 			t.Errorf("config.yaml does not list %s", k.path)
 		}
 	}
@@ -108,6 +109,10 @@ func TestDefaults(t *testing.T) {
 		Orders:    OrdersConfig{Driver: "sqlite"},
 		Worker:    WorkerConfig{EmbeddedBroker: true},
 		Telemetry: TelemetryConfig{Exporter: "none", Protocol: "grpc", SampleRatio: 1},
+		Mirror: MirrorConfig{Kafka: KafkaMirrorConfig{Group: "halfback-mirror-kafka", ClientID: "halfback-mirror",
+			Version: "2.8.0", RequiredAcks: "all", Compression: "none", StartFrom: "last", BatchSize: 32,
+			MinBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second, DialTimeout: 5 * time.Second,
+			ProduceTimeout: 10 * time.Second, MaxMessageBytes: 1_000_000}},
 	}
 	if *cfg != want {
 		t.Errorf("defaults:\n got  %+v\n want %+v", *cfg, want)
@@ -378,14 +383,21 @@ func TestStoreOptions(t *testing.T) {
 func TestKeysMatchStruct(t *testing.T) {
 	var c Config
 	fields := map[string]uintptr{} // path -> field address
-	cv := reflect.ValueOf(&c).Elem()
-	for i := range cv.NumField() {
-		sec := cv.Type().Field(i).Tag.Get("mapstructure")
-		sv := cv.Field(i)
-		for j := range sv.NumField() {
-			fields[sec+"."+sv.Type().Field(j).Tag.Get("mapstructure")] = sv.Field(j).Addr().Pointer()
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		for i := range v.NumField() {
+			path := v.Type().Field(i).Tag.Get("mapstructure")
+			if prefix != "" {
+				path = prefix + "." + path
+			}
+			if f := v.Field(i); f.Kind() == reflect.Struct {
+				walk(path, f)
+			} else {
+				fields[path] = f.Addr().Pointer()
+			}
 		}
 	}
+	walk("", reflect.ValueOf(&c).Elem())
 	if len(keys) != len(fields) {
 		t.Errorf("%d keys, %d struct fields", len(keys), len(fields))
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/mirror"
 )
 
 // key describes one config key. keys is the single list of known keys: Load
@@ -103,67 +104,134 @@ var keys = []key{
 		func(c *Config) any { return &c.Telemetry.SampleRatio }},
 	{"telemetry.metricsAddr", "", "host:port, or empty for no metrics endpoint",
 		func(c *Config) any { return &c.Telemetry.MetricsAddr }},
+	{"mirror.kafka.enabled", false, "true or false",
+		func(c *Config) any { return &c.Mirror.Kafka.Enabled }},
+	{"mirror.kafka.brokers", "", "host:port of Kafka brokers joined by ','",
+		func(c *Config) any { return &c.Mirror.Kafka.Brokers }},
+	{"mirror.kafka.topics", "", "rocketmq-topic=kafka-topic pairs joined by ','",
+		func(c *Config) any { return &c.Mirror.Kafka.Topics }},
+	{"mirror.kafka.group", mirror.DefaultGroup, "a consumer group name",
+		func(c *Config) any { return &c.Mirror.Kafka.Group }},
+	{"mirror.kafka.clientId", mirror.DefaultClientID, "a Kafka client.id",
+		func(c *Config) any { return &c.Mirror.Kafka.ClientID }},
+	{"mirror.kafka.version", mirror.DefaultKafkaVersion, "a Kafka version such as 2.8.0 (at least 0.11.0.0)",
+		func(c *Config) any { return &c.Mirror.Kafka.Version }},
+	{"mirror.kafka.requiredAcks", mirror.AcksAll, "all or leader",
+		func(c *Config) any { return &c.Mirror.Kafka.RequiredAcks }},
+	{"mirror.kafka.compression", mirror.CompressionNone, "none, gzip, snappy, lz4 or zstd",
+		func(c *Config) any { return &c.Mirror.Kafka.Compression }},
+	{"mirror.kafka.startFrom", mirror.StartLast, "last or first",
+		func(c *Config) any { return &c.Mirror.Kafka.StartFrom }},
+	{"mirror.kafka.batchSize", mirror.DefaultBatchSize, "a whole number of messages from 1 to 1024",
+		func(c *Config) any { return &c.Mirror.Kafka.BatchSize }},
+	{"mirror.kafka.minBackoff", mirror.DefaultMinBackoff, "a positive duration such as 100ms",
+		func(c *Config) any { return &c.Mirror.Kafka.MinBackoff }},
+	{"mirror.kafka.maxBackoff", mirror.DefaultMaxBackoff, "a positive duration such as 10s",
+		func(c *Config) any { return &c.Mirror.Kafka.MaxBackoff }},
+	{"mirror.kafka.dialTimeout", mirror.DefaultDialTimeout, "a positive duration such as 5s",
+		func(c *Config) any { return &c.Mirror.Kafka.DialTimeout }},
+	{"mirror.kafka.produceTimeout", mirror.DefaultProduceTimeout, "a positive duration such as 10s",
+		func(c *Config) any { return &c.Mirror.Kafka.ProduceTimeout }},
+	{"mirror.kafka.maxMessageBytes", mirror.DefaultMaxMessageBytes, "a whole number of bytes",
+		func(c *Config) any { return &c.Mirror.Kafka.MaxMessageBytes }},
+	{"mirror.kafka.sasl.mechanism", "", "empty, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+		func(c *Config) any { return &c.Mirror.Kafka.SASL.Mechanism }},
+	{"mirror.kafka.sasl.user", "", "a user name",
+		func(c *Config) any { return &c.Mirror.Kafka.SASL.User }},
+	{"mirror.kafka.sasl.password", "", "a password",
+		func(c *Config) any { return &c.Mirror.Kafka.SASL.Password }},
+	{"mirror.kafka.tls.enabled", false, "true or false",
+		func(c *Config) any { return &c.Mirror.Kafka.TLS.Enabled }},
+	{"mirror.kafka.tls.caFile", "", "a PEM file path, or empty for the system's CAs",
+		func(c *Config) any { return &c.Mirror.Kafka.TLS.CAFile }},
+	{"mirror.kafka.tls.certFile", "", "a PEM file path",
+		func(c *Config) any { return &c.Mirror.Kafka.TLS.CertFile }},
+	{"mirror.kafka.tls.keyFile", "", "a PEM file path",
+		func(c *Config) any { return &c.Mirror.Kafka.TLS.KeyFile }},
+	{"mirror.kafka.tls.serverName", "", "a host name, or empty",
+		func(c *Config) any { return &c.Mirror.Kafka.TLS.ServerName }},
+	{"mirror.kafka.tls.insecureSkipVerify", false, "true or false",
+		func(c *Config) any { return &c.Mirror.Kafka.TLS.InsecureSkipVerify }},
 }
 
-// sections maps a lower-case section name to its keys: lower-case key name
-// to the key's path as config.yaml spells it.
-var sections = func() map[string]map[string]string {
-	m := map[string]map[string]string{}
+// keyNode is a section, a subsection (mirror.kafka, mirror.kafka.sasl) or
+// a key of the tree that checkKeys walks.
+type keyNode struct {
+	path     string              // as config.yaml spells it, e.g. "mirror.kafka"
+	children map[string]*keyNode // by lower-case name; nil for a key
+}
+
+// tree holds every known key under its sections, built from keys.
+var tree = func() *keyNode {
+	root := &keyNode{children: map[string]*keyNode{}}
 	for _, k := range keys {
-		sec, name, _ := strings.Cut(k.path, ".")
-		sec, lname := strings.ToLower(sec), strings.ToLower(name)
-		if m[sec] == nil {
-			m[sec] = map[string]string{}
+		n := root
+		parts := strings.Split(k.path, ".")
+		for i, part := range parts {
+			lname := strings.ToLower(part)
+			c := n.children[lname]
+			if c == nil {
+				c = &keyNode{path: strings.Join(parts[:i+1], ".")}
+				if i < len(parts)-1 {
+					c.children = map[string]*keyNode{}
+				}
+				n.children[lname] = c
+			}
+			n = c
 		}
-		m[sec][lname] = k.path
 	}
-	return m
+	return root
 }()
 
 // checkKeys rejects sections and keys of the parsed file raw that halfback
 // does not know, and keys given twice in different case, naming them as the
 // file spells them.
 func checkKeys(raw map[string]any, file string) error {
-	seenSec := map[string]string{}
-	for _, sec := range slices.Sorted(maps.Keys(raw)) {
-		known, ok := sections[strings.ToLower(sec)]
+	return checkNode(tree, "", raw, file)
+}
+
+// checkNode checks the mapping body found at prefix ("" for the file's top
+// level) against the known node n.
+func checkNode(n *keyNode, prefix string, body map[string]any, file string) error {
+	seen := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(body)) {
+		lname := strings.ToLower(name)
+		full := name
+		if prefix != "" {
+			full = prefix + "." + name
+		}
+		c, ok := n.children[lname]
+		switch {
+		case !ok && prefix == "":
+			return &KeyError{Key: name, Err: ErrUnknownKey, Detail: fmt.Sprintf(
+				"unknown section in %s (known sections: %s)", file, knownNames(n))}
+		case !ok:
+			return &KeyError{Key: full, Err: ErrUnknownKey, Detail: fmt.Sprintf(
+				"unknown key in %s (%s has: %s)", file, prefix, knownNames(n))}
+		}
+		if prev, dup := seen[lname]; dup {
+			return invalid(full, fmt.Sprintf("given twice in %s (also as %q; keys are case-insensitive)", file, prev))
+		}
+		seen[lname] = name
+		if c.children == nil || body[name] == nil {
+			continue // a key, or an empty section
+		}
+		sub, ok := body[name].(map[string]any)
 		if !ok {
-			return &KeyError{Key: sec, Err: ErrUnknownKey, Detail: fmt.Sprintf(
-				"unknown section in %s (known sections: %s)", file, strings.Join(slices.Sorted(maps.Keys(sections)), ", "))}
+			return invalid(full, fmt.Sprintf("must be a mapping of keys, got %s", describe(body[name])))
 		}
-		if prev, dup := seenSec[strings.ToLower(sec)]; dup {
-			return invalid(sec, fmt.Sprintf("given twice in %s (also as %q; keys are case-insensitive)", file, prev))
-		}
-		seenSec[strings.ToLower(sec)] = sec
-		if raw[sec] == nil {
-			continue // an empty section
-		}
-		body, ok := raw[sec].(map[string]any)
-		if !ok {
-			return invalid(sec, fmt.Sprintf("must be a mapping of keys, got %s", describe(raw[sec])))
-		}
-		seen := map[string]string{}
-		for _, name := range slices.Sorted(maps.Keys(body)) {
-			lname := strings.ToLower(name)
-			if _, ok := known[lname]; !ok {
-				return &KeyError{Key: sec + "." + name, Err: ErrUnknownKey, Detail: fmt.Sprintf(
-					"unknown key in %s (%s has: %s)", file, sec, knownNames(known))}
-			}
-			if prev, dup := seen[lname]; dup {
-				return invalid(sec+"."+name, fmt.Sprintf("given twice in %s (also as %q; keys are case-insensitive)", file, prev))
-			}
-			seen[lname] = name
+		if err := checkNode(c, full, sub, file); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// knownNames lists a section's keys as config.yaml spells them.
-func knownNames(known map[string]string) string {
-	names := make([]string, 0, len(known))
-	for _, path := range known {
-		_, name, _ := strings.Cut(path, ".")
-		names = append(names, name)
+// knownNames lists a node's children as config.yaml spells them.
+func knownNames(n *keyNode) string {
+	names := make([]string, 0, len(n.children))
+	for _, c := range n.children {
+		names = append(names, c.path[strings.LastIndex(c.path, ".")+1:])
 	}
 	slices.Sort(names)
 	return strings.Join(names, ", ")

@@ -20,6 +20,7 @@ const (
 	ServiceStarter = "halfback-starter"
 	ServicePayer   = "halfback-payer"
 	ServiceCoupon  = "halfback-coupon"
+	ServiceMirror  = "halfback-mirror"
 )
 
 // TelemetryConfig is the "telemetry" section: where traces and metrics go.

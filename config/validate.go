@@ -39,6 +39,7 @@ func (c *Config) Validate() error {
 		logLevel(c.Log.Level),
 		c.validateWorker(),
 		c.validateTelemetry(),
+		c.validateMirror(),
 	} {
 		if err != nil {
 			return err

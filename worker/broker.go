@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/namesrv"
 	"github.com/halfbackmq/halfback/workflows"
 )
@@ -29,6 +31,8 @@ type embedded struct {
 	// embedded one's real address (its port may have been 0), else
 	// broker.namesrvAddr.
 	nsAddrs []string
+	// stopMirror stops the Kafka mirror; nil unless mirror.kafka.enabled.
+	stopMirror func() error
 }
 
 // startBroker opens the broker of the store and broker sections, with the
@@ -63,16 +67,26 @@ func startBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) (*em
 		e.Close()
 		return nil, err
 	}
+	if cfg.Mirror.Kafka.Enabled {
+		if e.stopMirror, err = app.StartMirror(ctx, cfg, e.nsAddrs, log); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
 	log.Info("embedded broker ready", "addr", e.broker.Addr(), "namesrv", strings.Join(e.nsAddrs, ";"),
 		"dataDir", opts.Store.Dir, "delayLevels", cfg.Broker.DelayLevels)
 	return e, nil
 }
 
-// Close closes the broker, writing its checkpoints, then the name server.
+// Close stops the Kafka mirror, closes the broker, writing its
+// checkpoints, then the name server.
 func (e *embedded) Close() error {
 	var err error
+	if e.stopMirror != nil {
+		err = e.stopMirror()
+	}
 	if e.broker != nil {
-		err = e.broker.Close()
+		err = errors.Join(err, e.broker.Close())
 	}
 	if e.ns != nil {
 		e.ns.Close()

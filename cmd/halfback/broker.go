@@ -63,9 +63,11 @@ Flags override config.yaml and HALFBACK_* environment variables.`,
 }
 
 // runBroker runs the network broker (and, with namesrv.embedded, the name
-// server) with the telemetry section's tracer and meter providers, logs
-// one line when ready, waits for ctx to be done, then closes both, writing
-// the store's and the scheduler's checkpoints, and flushes telemetry.
+// server, and with mirror.kafka.enabled, the Kafka mirror) with the
+// telemetry section's tracer and meter providers, logs one line when
+// ready, waits for ctx to be done, then stops the mirror and closes the
+// broker and name server, writing the store's and the scheduler's
+// checkpoints, and flushes telemetry.
 func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	opts, err := cfg.BrokerOptions()
 	if err != nil {
@@ -94,12 +96,22 @@ func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("open broker in %s: %w", opts.Store.Dir, err)
 	}
+	stopMirror := func() error { return nil }
+	if cfg.Mirror.Kafka.Enabled {
+		if stopMirror, err = app.StartMirror(ctx, cfg, opts.NamesrvAddrs, log); err != nil {
+			b.Close()
+			return err
+		}
+	}
 	nsAddr := strings.Join(opts.NamesrvAddrs, ";")
 	log.Info("halfback broker ready", "addr", b.Addr(), "namesrv", nsAddr, "embeddedNamesrv", cfg.Namesrv.Embedded,
 		"dataDir", opts.Store.Dir, "flush", b.Store().FlushType().String(), "delayLevels", cfg.Broker.DelayLevels)
 
 	<-ctx.Done()
 
+	if err := stopMirror(); err != nil {
+		log.Warn("kafka mirror stopped with an error", "err", err)
+	}
 	if err := b.Close(); err != nil {
 		return fmt.Errorf("close broker in %s: %w", opts.Store.Dir, err)
 	}

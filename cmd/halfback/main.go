@@ -72,6 +72,7 @@ Configuration comes from config.yaml (see --config) and the environment
 		newDLQCmd(),
 		newTxnCmd(),
 		newTraceCmd(),
+		newMirrorCmd(),
 	)
 	return root
 }

@@ -1,0 +1,181 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker"
+)
+
+// Tests of ConsumerOptions.SyncCommit. The consumers' PersistInterval is
+// an hour, so the periodic commit never runs: only the per-call commits
+// can put offsets on the broker.
+
+func TestConsumerOptionsSyncCommitNeedsClustering(t *testing.T) {
+	err := ConsumerOptions{Group: "g", Model: Broadcasting, SyncCommit: true}.Validate()
+	if !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), "SyncCommit") {
+		t.Fatalf("Validate(Broadcasting, SyncCommit) = %v, want ErrInvalidOptions naming SyncCommit", err)
+	}
+	for _, o := range []ConsumerOptions{
+		{Group: "g", SyncCommit: true},
+		{Group: "g", SyncCommit: true, Orderly: true},
+		{Group: "g", Model: Broadcasting},
+	} {
+		if err := o.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", o, err)
+		}
+	}
+}
+
+// startSyncCluster starts a cluster and returns it with the broker's data
+// directory.
+func startSyncCluster(t *testing.T) (*cluster, string) {
+	var dir string
+	cl := startCluster(t, nil, func(o *broker.Options) { dir = o.Store.Dir })
+	return cl, dir
+}
+
+// diskOffsets reads the broker's consumerOffset.json (what survives a
+// broker crash, not its memory) and returns group's offsets of topic by
+// queue id.
+func diskOffsets(dataDir, topic, group string) (map[int32]int64, error) {
+	data, err := os.ReadFile(filepath.Join(dataDir, "config", "consumerOffset.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		OffsetTable map[string]map[int32]int64 `json:"offsetTable"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, err
+	}
+	return f.OffsetTable[topic+"@"+group], nil
+}
+
+// With SyncCommit an orderly consumer's call finds the offset after the
+// queue's previous call on the broker's disk: a crash of either side
+// would replay only the call in flight. A failed call commits nothing,
+// its retry finds the same offset.
+func TestOrderlySyncCommitBeforeNextCall(t *testing.T) {
+	cl, dataDir := startSyncCluster(t)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("ledger"), uniq("og")
+	keys := []string{"k0", "k1", "k2"}
+	const perKey = 8
+	sendKeyed(t, p, topic, keys, 0, perKey)
+	cl.waitStored(t, topic, len(keys)*perKey)
+
+	var (
+		mu      sync.Mutex
+		seen    = map[int32]bool{} // queues that had a call
+		checked int                // calls that found their queue's offset on disk
+		fails   []string
+		failed  bool // k1-3 failed once
+	)
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		m := msgs[0]
+		onDisk, err := diskOffsets(dataDir, topic, group)
+		mu.Lock()
+		defer mu.Unlock()
+		off, found := onDisk[m.QueueID]
+		switch {
+		case err != nil:
+			fails = append(fails, fmt.Sprintf("read offsets: %v", err))
+		case !seen[m.QueueID]: // the queue's first call: nothing consumed before it
+			if found {
+				fails = append(fails, fmt.Sprintf("queue %d: offset %d on disk before the first call", m.QueueID, off))
+			}
+		case !found || off != m.QueueOffset:
+			fails = append(fails, fmt.Sprintf("call of %s (queue %d offset %d): offset on disk %d (found %v), want %d",
+				m.Body, m.QueueID, m.QueueOffset, off, found, m.QueueOffset))
+		default:
+			checked++
+		}
+		seen[m.QueueID] = true
+		if string(m.Body) == "k1-3" && !failed {
+			failed = true
+			return ConsumeRetryLater, nil
+		}
+		return ConsumeSuccess, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true, SyncCommit: true,
+		FromWhere: ConsumeFromFirst, SuspendInterval: 20 * time.Millisecond, PersistInterval: time.Hour}, topic, "*", h)
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(fails) > 0 {
+		t.Fatalf("%d of %d calls after a queue's first:\n%s", len(fails), len(fails)+checked, strings.Join(fails, "\n"))
+	}
+	// Every call but each queue's first, the retry included.
+	if want := len(keys)*perKey + 1 - len(seen); checked != want {
+		t.Fatalf("%d calls checked, want %d", checked, want)
+	}
+	// The last call's offset is committed too, durably.
+	want := map[int32]int64{}
+	for _, q := range pc.processQueues() {
+		if off, ok := q.ackOffset(); ok && q.mq.Topic == topic && seen[q.mq.QueueID] {
+			want[q.mq.QueueID] = off
+		}
+	}
+	waitFor(t, "the last calls' offsets on disk", func() bool {
+		got, err := diskOffsets(dataDir, topic, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for qid, off := range want {
+			if got[qid] != off {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A concurrent consumer with SyncCommit commits each queue's offset after
+// its calls, durably, without waiting for PersistInterval.
+func TestConcurrentSyncCommit(t *testing.T) {
+	cl, dataDir := startSyncCluster(t)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("events"), uniq("cg")
+	bodies := sendN(t, p, topic, "e", "", 20)
+	cl.waitStored(t, topic, len(bodies))
+	in := &inbox{}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, SyncCommit: true,
+		FromWhere: ConsumeFromFirst, PersistInterval: time.Hour}, topic, "*", in.handler("c"))
+	in.waitBodies(t, bodies)
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
+
+	// persisted moves only when the broker answered a commit; with
+	// PersistInterval an hour, only a per-call commit answers here (a
+	// pull's commitOffset sets no persisted). The retry topic's queue,
+	// never consumed, has nothing to commit either way.
+	waitFor(t, "every queue's offset committed", func() bool {
+		for _, q := range pc.processQueues() {
+			if _, changed := q.toPersist(); changed && q.mq.Topic == topic {
+				return false
+			}
+		}
+		return true
+	})
+	got, err := diskOffsets(dataDir, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range cl.b.Store().Queues() {
+		if q.Topic == topic && got[q.QueueID] != q.MaxOffset {
+			t.Errorf("queue %d: offset on disk %d, want %d", q.QueueID, got[q.QueueID], q.MaxOffset)
+		}
+	}
+}

@@ -1,0 +1,38 @@
+// Package mirror copies the committed messages of selected RocketMQ topics
+// to Kafka, for downstream consumers that read Kafka.
+//
+// A [Mirror] is a consumer group of its own (Options.Group, default
+// halfback-mirror-kafka) of the halfback broker, reading each mirrored
+// topic's queues in order with the halfback client (orderly clustering
+// consumption, so several mirrors share the queues and one takes over when
+// another stops). It sees exactly what a consumer sees: a transactional
+// message once committed (never a half or rolled-back one), a delayed
+// message once due. Each handler call takes a batch of one queue and
+// produces it to Kafka with github.com/IBM/sarama's idempotent producer,
+// acks=all; only when Kafka has acknowledged every record is the batch
+// acknowledged, and the queue's offset committed to the broker, durably
+// (client.ConsumerOptions.SyncCommit), before the queue's next batch. So a
+// crash of the mirror, of the broker or of Kafka loses nothing, and the
+// records a restart sends twice are at most the batches that were in
+// flight, one per queue; every record carries the RocketMQ message id
+// (header rocketmq.msgId) to tell them apart.
+//
+// A record's key is the message's first key (KEYS), so one order's events,
+// produced to one queue, stay in order in one Kafka partition (sarama's
+// murmur2 partitioner, as Kafka's Java client). Its value is
+// the body, its timestamp the time the broker stored the message, and its
+// headers carry the message's properties under their own names, plus
+// rocketmq.topic, rocketmq.tags, rocketmq.msgId, rocketmq.offsetMsgId,
+// rocketmq.queueId, rocketmq.queueOffset and rocketmq.bornTimestamp, and
+// the W3C traceparent of the mirror's publish span, a child of the
+// message's own trace, so a Kafka consumer continues the same trace.
+//
+// When Kafka is unreachable or refuses a batch, the mirror keeps the batch
+// and retries it with exponential back-off (Options.MinBackoff to
+// MaxBackoff), on a fresh producer each time; the queue's pulls stop once
+// its buffer is full, the group's lag grows on the broker (halfback mirror
+// status, and the broker's consumer lag metric), and the broker keeps
+// serving everyone else. A record Kafka can never take (larger than
+// Kafka.MaxMessageBytes, say) is logged with its message id, counted as
+// rejected and skipped: it stays in RocketMQ.
+package mirror
