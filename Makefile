@@ -1,4 +1,4 @@
-# halfback: make demo | test | lint | bench | build | broker | temporal-cli | clean
+# halfback: make demo | test | lint | bench | build | broker | temporal-cli | kcat | clean
 
 GO ?= go
 # Where go install puts tools: $GOBIN, else the first GOPATH entry's bin.
@@ -13,14 +13,16 @@ WORKFLOWCHECK := $(GOBIN)/workflowcheck
 TEMPORAL_CLI_VERSION := 1.5.1
 TEMPORAL := $(GOBIN)/temporal
 
-.PHONY: build test compat lint staticcheck workflowcheck temporal-cli bench demo broker clean
+.PHONY: build test compat lint staticcheck workflowcheck temporal-cli kcat bench demo broker clean
 
 build:
 	$(GO) build -o bin/halfback ./cmd/halfback
 
 # The end-to-end tests in worker/ start a Temporal dev server from the
-# pinned CLI (TEMPORAL_CLI_PATH); without it they fail, never skip.
-test: temporal-cli
+# pinned CLI (TEMPORAL_CLI_PATH); without it they fail, never skip. The
+# Kafka mirror's tests read Kafka with Debian's kcat as an independent
+# client, so it is installed first (see kcat).
+test: temporal-cli kcat
 	$(GO) vet ./...
 	TEMPORAL_CLI_PATH="$(TEMPORAL)" $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) compat
@@ -64,6 +66,16 @@ temporal-cli:
 	  "$(TEMPORAL)" --version >/dev/null; } || \
 	  { echo "building the Temporal CLI v$(TEMPORAL_CLI_VERSION) into $(GOBIN) (once; takes several minutes)"; \
 	    GOBIN="$(GOBIN)" $(GO) install github.com/temporalio/cli/cmd/temporal@v$(TEMPORAL_CLI_VERSION); }
+
+# Installs Debian's kcat (librdkafka's command-line client) unless it is on
+# PATH; apt-get needs root, or sudo.
+kcat:
+	@command -v kcat >/dev/null || { \
+	  echo "installing Debian's kcat"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q kcat >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q kcat >/dev/null; }; }
+	@command -v kcat >/dev/null
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -58,7 +58,11 @@
 // [ConsumerOptions].MaxReconsumeTimes sends it to %DLQ%<group>. A committed
 // offset never passes a message still in a handler. Orderly consumers lock
 // their queues on the broker and call the handler once at a time per
-// queue, retrying a failing message in place.
+// queue, retrying a failing message in place. Offsets are committed every
+// PersistInterval; with [ConsumerOptions].SyncCommit a queue's offset is
+// committed after every handler call, and a halfback broker writes it to
+// disk before answering, so a crash replays at most the calls in flight
+// (the Kafka mirror consumes this way).
 //
 // # Tracing
 //
