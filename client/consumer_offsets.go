@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -292,17 +293,26 @@ func (pc *PushConsumer) syncCommit(q *processQueue) {
 }
 
 // persistQueues commits the offsets of qs (a dropped queue, or one whose
-// handler call just ended).
+// handler call just ended). It does not take persistMu: the commits of
+// different queues run at once (a halfback broker then writes their
+// durable commits together), those of one queue in turn (commitQueues).
 func (pc *PushConsumer) persistQueues(ctx context.Context, qs []*processQueue) error {
-	pc.persistMu.Lock()
-	defer pc.persistMu.Unlock()
 	return pc.commitQueues(ctx, qs)
 }
 
 // commitQueues commits the offsets of qs that changed since their last
-// commit. The caller holds persistMu: commits never overtake each other, so
-// a queue's offset on the broker never goes back to an older value of ours.
+// commit. It holds each queue's commitMu, taken in queue order, from
+// reading the offset until the commit is answered: a queue's commits never
+// overtake each other, so its offset on the broker never goes back to an
+// older value of ours.
 func (pc *PushConsumer) commitQueues(ctx context.Context, qs []*processQueue) error {
+	qs = slices.Clone(qs)
+	slices.SortFunc(qs, func(a, b *processQueue) int { return compareQueues(a.mq, b.mq) })
+	qs = slices.CompactFunc(qs, func(a, b *processQueue) bool { return a == b })
+	for _, q := range qs {
+		q.commitMu.Lock()
+		defer q.commitMu.Unlock()
+	}
 	offs := map[MessageQueue]int64{}
 	for _, q := range qs {
 		if off, changed := q.toPersist(); changed {

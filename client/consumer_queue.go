@@ -1,8 +1,9 @@
 package client
 
 import (
+	"cmp"
 	"context"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 )
@@ -31,6 +32,10 @@ type processQueue struct {
 	ctx    context.Context // cancelled when the queue is dropped or the consumer closes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the queue's pull, consume and handler goroutines
+
+	// commitMu is held while the queue's offset is read and committed, so
+	// that its commits never overtake each other (see commitQueues).
+	commitMu sync.Mutex
 
 	mu        sync.Mutex
 	started   bool  // next is known
@@ -234,17 +239,11 @@ func (pc *PushConsumer) processQueues() []*processQueue {
 }
 
 // sortQueues orders queues by topic, broker name and queue id.
-func sortQueues(qs []MessageQueue) {
-	sort.Slice(qs, func(i, j int) bool {
-		a, b := qs[i], qs[j]
-		if a.Topic != b.Topic {
-			return a.Topic < b.Topic
-		}
-		if a.BrokerName != b.BrokerName {
-			return a.BrokerName < b.BrokerName
-		}
-		return a.QueueID < b.QueueID
-	})
+func sortQueues(qs []MessageQueue) { slices.SortFunc(qs, compareQueues) }
+
+// compareQueues orders queues by topic, broker and queue id.
+func compareQueues(a, b MessageQueue) int {
+	return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.BrokerName, b.BrokerName), cmp.Compare(a.QueueID, b.QueueID))
 }
 
 // startQueueLocked registers q and runs its goroutines. The caller holds
