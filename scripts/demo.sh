@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The order/payment demo (`make demo`): a Temporal dev server, the worker
-# with its embedded broker, the coupon consumer, and the starter with a
-# handful of orders, some paid and some left to time out. It prints the
+# with its embedded broker and Kafka mirror, a development Kafka (kfake),
+# the coupon consumer, a Kafka consumer of the mirrored OrderPaid events,
+# and the starter with a handful of orders, some paid and some left to
+# time out. It prints the
 # outcome, leaves everything running for the Temporal UI, and stops what
 # it started on Ctrl-C.
 #
@@ -9,6 +11,7 @@
 #   TEMPORAL          the Temporal CLI (make passes the pinned one)
 #   ORDERS, PAY_RATIO how many orders, which fraction is paid (6, 0.5)
 #   TEMPORAL_PORT, TEMPORAL_UI_PORT   (7233, 8233)
+#   KAFKA_PORT        the development Kafka's port (9092)
 #   KEEP=1            keep the data directory (broker, orders.db, logs)
 set -euo pipefail
 # Job control: each child runs in its own process group, so Ctrl-C reaches
@@ -21,10 +24,17 @@ ORDERS=${ORDERS:-6}
 PAY_RATIO=${PAY_RATIO:-0.5}
 TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
 TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
+KAFKA_PORT=${KAFKA_PORT:-9092}
 CONFIG=samples/orderpayment/demo.yaml
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/halfback-demo.XXXXXX")
 export HALFBACK_STORE_DATADIR=$DIR/data
 export HALFBACK_TEMPORAL_HOSTPORT=127.0.0.1:$TEMPORAL_PORT
+# Every process traces into one file (OTLP JSON lines), so each order's
+# trace id links its workflow, its messages and their consumers, Kafka's too.
+export HALFBACK_TELEMETRY_EXPORTER=file HALFBACK_TELEMETRY_FILE=$DIR/traces.jsonl
+# The worker's embedded broker mirrors order-events to Kafka.
+MIRROR_ENV=(HALFBACK_MIRROR_KAFKA_ENABLED=true "HALFBACK_MIRROR_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+	HALFBACK_MIRROR_KAFKA_TOPICS=order-events)
 
 pids=()
 cleanup() {
@@ -60,13 +70,14 @@ alive_and_logged() {
 	grep -q "$3" "$2"
 }
 
-for port in "$TEMPORAL_PORT" "$TEMPORAL_UI_PORT" 9876 10911; do
+for port in "$TEMPORAL_PORT" "$TEMPORAL_UI_PORT" 9876 10911 "$KAFKA_PORT"; do
 	! in_use "$port" || die "port $port on 127.0.0.1 is in use (a Temporal server or 'make broker' running?); stop it first"
 done
 
 echo "== building the worker and the samples into bin/"
 go build -o bin/ ./worker ./samples/orderpayment/starter ./samples/orderpayment/payer
 go build -o bin/coupon-consumer ./samples/coupon/consumer
+go build -o bin/ ./samples/kafkadev ./samples/kafkaconsumer
 go build -o bin/halfback ./cmd/halfback
 
 echo "== starting the Temporal dev server (in memory) on 127.0.0.1:$TEMPORAL_PORT"
@@ -76,8 +87,13 @@ pids+=($!)
 wait_for 60 "$TEMPORAL" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT" >/dev/null 2>&1 ||
 	{ cat "$DIR/temporal.log" >&2; die "the Temporal dev server did not come up"; }
 
-echo "== starting the worker (embedded broker on 127.0.0.1:10911, name server 127.0.0.1:9876)"
-bin/worker --config "$CONFIG" >"$DIR/worker.log" 2>&1 &
+echo "== starting a development Kafka (kfake, in memory) on 127.0.0.1:$KAFKA_PORT"
+bin/kafkadev --addr "127.0.0.1:$KAFKA_PORT" --topics order-events:4 >"$DIR/kafka.log" 2>&1 &
+pids+=($!)
+wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/kafka.log" 'msg="kafka dev server ready"' || die "the development Kafka did not start; see $DIR/kafka.log"
+
+echo "== starting the worker (embedded broker on 127.0.0.1:10911, name server 127.0.0.1:9876, Kafka mirror of order-events)"
+env "${MIRROR_ENV[@]}" bin/worker --config "$CONFIG" >"$DIR/worker.log" 2>&1 &
 pids+=($!)
 wait_for 60 alive_and_logged "${pids[-1]}" "$DIR/worker.log" 'msg="worker ready"' || die "the worker did not start; see $DIR/worker.log"
 
@@ -85,6 +101,12 @@ echo "== starting the coupon consumer"
 bin/coupon-consumer --config "$CONFIG" >"$DIR/coupon.log" 2>&1 &
 pids+=($!)
 wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/coupon.log" 'msg="coupon consumer ready"' || die "the coupon consumer did not start"
+
+echo "== starting a Kafka consumer of the mirrored OrderPaid events"
+bin/kafkaconsumer --config "$CONFIG" --brokers "127.0.0.1:$KAFKA_PORT" --topic order-events --tag OrderPaid \
+	--group demo-analytics --from oldest >"$DIR/kafka-consumer.out" 2>"$DIR/kafka-consumer.log" &
+pids+=($!)
+wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/kafka-consumer.log" 'msg="kafka consumer ready"' || die "the Kafka consumer did not start"
 
 echo "== $ORDERS orders, a fraction $PAY_RATIO of them paid; unpaid ones time out after ~12s (payment.checkLevel 4 = 4s, maxChecks 3)"
 status=0
@@ -98,6 +120,16 @@ echo "== coupons granted by the downstream consumer (one per paid order, exactly
 grep 'msg="coupon granted"' "$DIR/coupon.log" | sed 's/.*msg="coupon granted" /   /' || echo "   none"
 [[ $status == 0 ]] || echo "demo: the starter reported failed orders (exit $status)" >&2
 
+# The mirror copies each OrderPaid once committed; the Kafka consumer
+# prints it with the trace id it continues (the starter's trace of that order).
+kafka_at_least() { (($(wc -l <"$DIR/kafka-consumer.out") >= $1)); }
+wait_for 15 kafka_at_least "${paid:-0}" || true
+echo "== OrderPaid events read from Kafka (mirrored by the broker; key = order id):"
+sed 's/^/   /' "$DIR/kafka-consumer.out"
+[[ -s $DIR/kafka-consumer.out ]] || echo "   none"
+echo "== the mirror's progress: bin/halfback mirror status"
+env "${MIRROR_ENV[@]}" bin/halfback mirror status --config "$CONFIG" --broker 127.0.0.1:10911 | sed 's/^/   /' || true
+
 # The broker's own record of each message's lifecycle, by order id (the
 # messages' key): one paid and one timed-out order.
 for outcome in PAID CANCELLED; do
@@ -110,7 +142,10 @@ done
 cat <<MSG
 
 Temporal UI:  http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/workflows
-Logs:         $DIR/{temporal,worker,coupon}.log
+Logs:         $DIR/{temporal,kafka,worker,coupon,kafka-consumer}.log
+Traces:       $DIR/traces.jsonl (OTLP JSON lines; bin/halfback trace <trace id> --broker 127.0.0.1:10911)
+Kafka:        127.0.0.1:$KAFKA_PORT; the mirror's lag:
+  HALFBACK_MIRROR_KAFKA_TOPICS=order-events bin/halfback mirror status --broker 127.0.0.1:10911
 
 In another terminal, start more orders and pay one yourself:
   export HALFBACK_STORE_DATADIR=$HALFBACK_STORE_DATADIR HALFBACK_TEMPORAL_HOSTPORT=$HALFBACK_TEMPORAL_HOSTPORT

@@ -1,0 +1,206 @@
+// Command kafkaconsumer is a sample downstream service of the Kafka mirror
+// (package mirror): a github.com/IBM/sarama consumer group that reads the
+// mirrored topic and prints one line per record, continuing each record's
+// trace.
+//
+//	go run ./samples/kafkaconsumer [--brokers 127.0.0.1:9092] [--topic order-events] [--group coupon-analytics]
+//	    [--tag OrderPaid] [--from oldest|newest] [--max N] [--config config.yaml]
+//
+// The brokers default to the development Kafka of samples/kafkadev, which
+// the mirror (mirror.kafka in config.yaml) writes to in the demo.
+//
+// It keeps the records whose TAGS header (the RocketMQ tag, copied by the
+// mirror) is --tag, all of them when --tag is empty, and prints for each
+//
+//	partition=2 offset=17 key=order-1 tag=OrderPaid msgId=AC1100... trace=4bf92f35... body={"orderId":"order-1",...}
+//
+// the key being the order id (the message's KEYS), msgId the RocketMQ
+// message id (header rocketmq.msgId) and trace the trace id of the W3C
+// traceparent header, "-" when a header is missing or invalid. Each record
+// printed is processed in a span "process <topic>" (kind consumer), a child
+// of the record's traceparent: the mirror's publish span, itself in the
+// trace of the order's workflow.
+//
+// Every record read, kept or not, is marked consumed, and the group's
+// offsets are committed to Kafka (every second, and on exit), so a restart
+// of the group goes on where it stopped. --from says where a group without
+// committed offsets starts: at the oldest record or only with new ones.
+// --max N stops after N printed records; otherwise it runs until SIGINT or
+// SIGTERM.
+//
+// Spans go to the global tracer provider, which records nothing unless
+// --config names a config file: then its telemetry section sets up the
+// exporter (as for the other samples), under the service name
+// halfback-kafka-consumer unless telemetry.serviceName says otherwise.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/IBM/sarama"
+
+	"github.com/halfbackmq/halfback/internal/app"
+)
+
+// Defaults of the flags.
+const (
+	DefaultBrokers = "127.0.0.1:9092"
+	DefaultTopic   = "order-events"
+	DefaultGroup   = "coupon-analytics"
+	DefaultTag     = "OrderPaid"
+)
+
+// ServiceName is the service.name of the consumer's spans with --config.
+const ServiceName = "halfback-kafka-consumer"
+
+// errUsage is wrapped by every error about the command line.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "kafkaconsumer:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "kafkaconsumer:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the parsed flags.
+type options struct {
+	brokers []string
+	topic   string
+	group   string
+	// tag is the TAGS header value to keep; "" keeps every record.
+	tag string
+	// initial is sarama.OffsetOldest or OffsetNewest.
+	initial int64
+	// max stops the consumer after that many printed records; 0: never.
+	max int
+	// config is the config file for telemetry; "" sets none up.
+	config string
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("kafkaconsumer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	brokers := fs.String("brokers", DefaultBrokers, "Kafka bootstrap brokers, host:port,host:port")
+	fs.StringVar(&o.topic, "topic", DefaultTopic, "Kafka topic to read (the mirror's target topic)")
+	fs.StringVar(&o.group, "group", DefaultGroup, "Kafka consumer group")
+	fs.StringVar(&o.tag, "tag", DefaultTag, `print only records whose TAGS header is this; "" prints all`)
+	from := fs.String("from", "oldest", "where a group without committed offsets starts: oldest or newest")
+	fs.IntVar(&o.max, "max", 0, "stop after printing this many records; 0 runs until SIGINT or SIGTERM")
+	fs.StringVar(&o.config, "config", "", "config file whose telemetry section exports the spans; empty: no exporter")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	for b := range strings.SplitSeq(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			o.brokers = append(o.brokers, b)
+		}
+	}
+	switch {
+	case len(o.brokers) == 0:
+		return o, fmt.Errorf("%w: --brokers is empty", errUsage)
+	case strings.TrimSpace(o.topic) == "":
+		return o, fmt.Errorf("%w: --topic is empty", errUsage)
+	case strings.TrimSpace(o.group) == "":
+		return o, fmt.Errorf("%w: --group is empty", errUsage)
+	case o.max < 0:
+		return o, fmt.Errorf("%w: --max %d is negative", errUsage, o.max)
+	}
+	switch *from {
+	case "oldest":
+		o.initial = sarama.OffsetOldest
+	case "newest":
+		o.initial = sarama.OffsetNewest
+	default:
+		return o, fmt.Errorf("%w: --from %q: want oldest or newest", errUsage, *from)
+	}
+	return o, nil
+}
+
+// run is main with its arguments and outputs: it consumes until ctx is
+// done or --max records were printed, commits and returns. A bad flag is
+// an error wrapping errUsage (flag.ErrHelp for --help).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := app.NewLogger(stderr, slog.LevelInfo)
+	if o.config != "" {
+		cfg, err := app.LoadConfig(o.config, true)
+		if err != nil {
+			return err
+		}
+		log = app.NewLogger(stderr, cfg.Log.SlogLevel())
+		stopTelemetry, err := app.SetupTelemetry(ctx, cfg, ServiceName, log)
+		if err != nil {
+			return err
+		}
+		defer stopTelemetry()
+	}
+	return consume(ctx, o, stdout, log)
+}
+
+// consume runs the consumer group of o until ctx is done or o.max records
+// were printed to out.
+func consume(ctx context.Context, o options, out io.Writer, log *slog.Logger) error {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	cfg.ClientID = "halfback-kafkaconsumer"
+	cfg.Consumer.Offsets.Initial = o.initial
+	cfg.Consumer.Return.Errors = true
+	group, err := sarama.NewConsumerGroup(o.brokers, o.group, cfg)
+	if err != nil {
+		return fmt.Errorf("consumer group %s of %s: %w", o.group, strings.Join(o.brokers, ","), err)
+	}
+	errsDone := make(chan struct{})
+	go func() {
+		defer close(errsDone)
+		for err := range group.Errors() {
+			log.Warn("consumer group", "group", o.group, "err", err)
+		}
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	h := newHandler(o, out, cancel, log)
+	log.Info("kafka consumer ready", "brokers", strings.Join(o.brokers, ","), "topic", o.topic, "group", o.group, "tag", o.tag)
+	for ctx.Err() == nil {
+		// Consume returns at each rebalance; the loop joins the next one.
+		if err = group.Consume(ctx, []string{o.topic}, h); err != nil {
+			break
+		}
+	}
+	closeErr := group.Close() // commits the offsets marked since the last commit
+	<-errsDone
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("consume %s as %s: %w", o.topic, o.group, err)
+	}
+	if closeErr != nil {
+		return fmt.Errorf("close consumer group %s: %w", o.group, closeErr)
+	}
+	return nil
+}
