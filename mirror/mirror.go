@@ -300,13 +300,17 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 	for _, pe := range perrs {
 		failed[pe.Msg] = pe.Err
 	}
-	var left []*sarama.ProducerMessage
+	var left, alone []*sarama.ProducerMessage
 	var first error
 	for _, pm := range pending {
 		perr, bad := failed[pm]
 		switch {
 		case !bad:
 			m.succeeded(pm, spans)
+		case rejected(perr) && len(pending) > 1:
+			// Kafka refuses a whole record batch when one of its records
+			// is too large: which one is known only when each is sent alone.
+			alone = append(alone, pm)
 		case rejected(perr):
 			m.reject(pm, spans[pm], perr)
 			delete(spans, pm)
@@ -315,6 +319,23 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 			if first == nil {
 				first = perr
 			}
+		}
+	}
+	for i, pm := range alone {
+		if len(left) > 0 { // the producer failed: try the rest on the next attempt
+			left = append(left, alone[i:]...)
+			break
+		}
+		_, _, perr := ref.p.SendMessage(pm)
+		switch {
+		case perr == nil:
+			m.succeeded(pm, spans)
+		case rejected(perr):
+			m.reject(pm, spans[pm], perr)
+			delete(spans, pm)
+		default:
+			left = append(left, pm)
+			first = perr
 		}
 	}
 	m.release(ref, len(left) > 0)
