@@ -2,7 +2,6 @@ package mirror_test
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/halfbackmq/halfback/client"
-	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/mirror"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 )
@@ -34,39 +32,20 @@ const (
 	benchBody   = 1024
 )
 
-var benchSeq atomic.Int64
-
 // benchKafka starts a Kafka that creates topics with benchQueues
-// partitions on first use.
-func benchKafka(b *testing.B) (*kfake.Cluster, string) {
+// partitions on first use, and returns its address.
+func benchKafka(b *testing.B) string {
 	b.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(benchQueues))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(c.Close)
-	return c, c.ListenAddrs()[0]
+	return startKafka(b, kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(benchQueues)).ListenAddrs()[0]
 }
 
 func BenchmarkMirror(b *testing.B) {
-	stack := txnbridgetest.StartBroker(b, txnbridgetest.BrokerOptions{})
-	_, kafka := benchKafka(b)
-	c := txnbridgetest.NewClient(b, stack.NamesrvAddr)
+	stack, c := startStack(b)
+	kafka := benchKafka(b)
 	ctx := context.Background()
-	topic := fmt.Sprintf("bench-%d", benchSeq.Add(1))
-	ac, err := admin.Dial(ctx, stack.Broker.Addr())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ac.Close()
-	if err := ac.CreateTopic(ctx, topic, benchQueues); err != nil {
-		b.Fatal(err)
-	}
-	p, err := c.NewProducer(client.ProducerOptions{Group: "bench-producer"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
+	topic := uniq("bench")
+	createTopic(b, stack.Broker.Addr(), topic)
+	p := newProducer(b, c, client.ProducerOptions{})
 	body := make([]byte, benchBody)
 	for sent := 0; sent < b.N; {
 		batch := make([]*client.Message, 0, benchBatch)
@@ -77,7 +56,7 @@ func BenchmarkMirror(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	m, err := mirror.New(mirror.Options{Client: c, Group: "bench-mirror", StartFrom: mirror.StartFirst, BatchSize: benchBatch,
+	m, err := mirror.New(mirror.Options{Client: c, Group: uniq("bench-mirror"), StartFrom: mirror.StartFirst, BatchSize: benchBatch,
 		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: topic}},
 		Kafka:  mirror.KafkaOptions{Brokers: []string{kafka}}, Logger: txnbridgetest.Logger()})
 	if err != nil {
@@ -113,7 +92,7 @@ var benchHeaders = func() []sarama.RecordHeader {
 }()
 
 func BenchmarkSaramaDirect(b *testing.B) {
-	_, kafka := benchKafka(b)
+	kafka := benchKafka(b)
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
 	cfg.Net.MaxOpenRequests = 1
@@ -126,7 +105,7 @@ func BenchmarkSaramaDirect(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer prod.Close()
-	topic := fmt.Sprintf("bench-%d", benchSeq.Add(1))
+	topic := uniq("bench")
 	body := make([]byte, benchBody)
 
 	b.SetBytes(benchBody)
