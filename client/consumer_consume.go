@@ -57,7 +57,7 @@ func batchLen(ds []*delivered, n int) int {
 // is acknowledged, or q stops while it waits to be retried.
 func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered) {
 	for tries := int32(0); ; tries++ {
-		ok := pc.callHandler(batch, tries)
+		ok := pc.callHandler(q, batch, tries)
 		<-pc.sem
 		if ok {
 			q.ack(batch)
@@ -114,7 +114,7 @@ func (pc *PushConsumer) consumeOrderlyBatch(q *processQueue, batch []*delivered)
 		if !pc.holdLock(q) || !pc.acquire(q.ctx) {
 			return false
 		}
-		ok := pc.callHandler(batch, tries)
+		ok := pc.callHandler(q, batch, tries)
 		<-pc.sem
 		if ok {
 			q.ack(batch)
@@ -144,8 +144,10 @@ func (pc *PushConsumer) deadLetter(q *processQueue, batch []*delivered) bool {
 
 // callHandler runs the handler of the batch's topic and reports success.
 // The messages' ReconsumeTimes are the stored count plus tries, the local
-// retries so far. A panic is a failure.
-func (pc *PushConsumer) callHandler(batch []*delivered, tries int32) (ok bool) {
+// retries so far. A panic is a failure. The handler's context ends after
+// ConsumeTimeout, or when a rebalance gives q to another member (which
+// will consume the batch again), not when the consumer closes.
+func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries int32) (ok bool) {
 	topic := batch[0].originTopic
 	msgs := make([]*MessageExt, len(batch))
 	for i, d := range batch {
@@ -159,6 +161,12 @@ func (pc *PushConsumer) callHandler(batch []*delivered, tries int32) (ok bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pc.opts.ConsumeTimeout)
 	defer cancel()
+	stop := context.AfterFunc(q.ctx, func() {
+		if q.isDropped() { // by a rebalance; Close cancels q.ctx without dropping
+			cancel()
+		}
+	})
+	defer stop()
 	ctx, span := startProcess(ctx, pc.opts.Group, pc.opts.Model.String(), topic, msgs)
 	var err error
 	defer func() { // after the recover below

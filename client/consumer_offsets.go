@@ -279,16 +279,29 @@ func (pc *PushConsumer) persist(ctx context.Context, all bool) error {
 
 // syncCommit commits q's offset, if it moved, once a handler call is done
 // (ConsumerOptions.SyncCommit): the orderly consumer calls it before the
-// queue's next call. A failure is logged; the periodic commit retries it.
-// It runs even if q was dropped meanwhile, as the drop's own commit does.
+// queue's next call. A failed commit is retried every SuspendInterval
+// until it succeeds or q stops (the consumer's Close commits it then), so
+// a queue never runs ahead of its committed offset by more than a call.
+// An orderly queue a rebalance dropped is not committed: its lock may
+// have passed to another member, whose offset this one would overwrite.
 func (pc *PushConsumer) syncCommit(q *processQueue) {
 	if !pc.opts.SyncCommit {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
-	defer cancel()
-	if err := pc.persistQueues(ctx, []*processQueue{q}); err != nil {
-		pc.log.Warn("client: offset not committed after a handler call; the periodic commit retries it", "queue", q.mq, "err", err)
+	for {
+		if pc.opts.Orderly && q.isDropped() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(q.ctx, pc.c.opts.RequestTimeout)
+		err := pc.persistQueues(ctx, []*processQueue{q})
+		cancel()
+		if err == nil {
+			return
+		}
+		pc.log.Warn("client: offset not committed after a handler call; retrying before the queue's next call", "queue", q.mq, "err", err)
+		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
+			return
+		}
 	}
 }
 

@@ -120,8 +120,10 @@ const (
 // unless ConsumerOptions.ConsumeBatchSize is larger; the messages of one
 // call are of one queue, in queue order. The messages count as consumed only when it returns
 // ConsumeSuccess and a nil error; a non-nil error, ConsumeRetryLater or a
-// panic means "retry later". ctx ends after ConsumerOptions.ConsumeTimeout;
-// closing the consumer does not cancel it, Close waits for the call.
+// panic means "retry later". ctx ends after ConsumerOptions.ConsumeTimeout,
+// or when a rebalance gives the messages' queue to another member (which
+// consumes them again); closing the consumer does not cancel it, Close
+// waits for the call.
 // Concurrent consumers call a handler from several goroutines at once.
 // Messages retried through %RETRY%<group> arrive with their original
 // topic and ReconsumeTimes counting the earlier failures.
@@ -202,10 +204,12 @@ type ConsumerOptions struct {
 	// hand-over, Close) ask for the same. A crash of either side then
 	// delivers again at most the calls that were in flight. It costs a
 	// round trip, and on a halfback broker an fsync shared by concurrent
-	// commits, per call; commits of all queues are serialized. A failed
-	// commit is logged and retried by the next periodic commit. Clustering
-	// only: Validate refuses it with Broadcasting, whose offsets are kept
-	// by the member (see OffsetFile).
+	// commits, per call; the commits of different queues run at once. A
+	// failed commit is logged and retried every SuspendInterval before the
+	// queue goes on. An orderly queue a rebalance took away is not
+	// committed (its new owner's offset wins). Clustering only: Validate
+	// refuses it with Broadcasting, whose offsets are kept by the member
+	// (see OffsetFile).
 	SyncCommit bool
 }
 

@@ -179,3 +179,68 @@ func TestConcurrentSyncCommit(t *testing.T) {
 		}
 	}
 }
+
+// A handler whose queue a rebalance gives to another member sees its
+// context end (the new owner consumes the messages); closing the consumer
+// does not end it.
+func TestHandlerContextEndsWhenItsQueueMoves(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("moves"), uniq("mg")
+	createTopic(t, p, topic)
+	sendKeyed(t, p, topic, []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"}, 0, 1)
+	cl.waitStored(t, topic, 9) // createTopic's message too
+
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var cancelled, held int
+	blocking := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		mu.Lock()
+		held++
+		mu.Unlock()
+		select {
+		case <-ctx.Done():
+			mu.Lock()
+			cancelled++
+			mu.Unlock()
+			return ConsumeRetryLater, nil
+		case <-release:
+			return ConsumeSuccess, nil
+		}
+	}
+	opts := ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst, Orderly: true, SyncCommit: true, PersistInterval: time.Hour}
+	c1 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), opts, topic, "*", blocking)
+	waitFor(t, "c1 holding a call on each of its 4 queues", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return held >= 4
+	})
+	box := &inbox{}
+	c2 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), opts, topic, "*", box.handler("c2"))
+	waitFor(t, "c2 owning 2 queues and c1's calls there cancelled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ownQueues(c2, topic)) == 2 && cancelled == 2
+	})
+	// c2 consumes what c1 gave up, once the broker's queue lock expires
+	// or c1 unlocks it on the drop.
+	waitFor(t, "c2 consuming its queues' messages", func() bool { return len(box.count("c2")) >= 2 })
+
+	// Closing c1 does not cancel its two remaining calls: Close waits.
+	closed := make(chan error, 1)
+	go func() { closed <- c1.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while two handler calls were running", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if cancelled != 2 {
+		t.Errorf("%d calls cancelled, want the 2 of the queues that moved", cancelled)
+	}
+}

@@ -11,15 +11,22 @@
 // produces it to Kafka with github.com/IBM/sarama's idempotent producer,
 // acks=all; only when Kafka has acknowledged every record is the batch
 // acknowledged, and the queue's offset committed to the broker, durably
-// (client.ConsumerOptions.SyncCommit), before the queue's next batch. So a
-// crash of the mirror, of the broker or of Kafka loses nothing, and the
-// records a restart sends twice are at most the batches that were in
-// flight, one per queue; every record carries the RocketMQ message id
-// (header rocketmq.msgId) to tell them apart.
+// (client.ConsumerOptions.SyncCommit), before the queue's next batch; a
+// failed commit is retried before the queue goes on. So a crash of the
+// mirror, of the broker or of Kafka loses nothing, and the records a
+// restart sends twice are at most the batches that were in flight, one per
+// queue; every record carries the RocketMQ message id (header
+// rocketmq.msgId) to tell them apart. A batch whose queue a rebalance
+// gives to another mirror is abandoned, uncommitted, for the new owner.
 //
 // A record's key is the message's first key (KEYS), so one order's events,
 // produced to one queue, stay in order in one Kafka partition (sarama's
-// murmur2 partitioner, as Kafka's Java client). Its value is
+// murmur2 partitioner, as Kafka's Java client). One exception: when Kafka
+// refuses requests for longer than sarama's own retries (about 2.5 s) and
+// then takes them again, sarama may have given up on a key's first records
+// and stored later ones; the mirror then sends the key's records again
+// from the first one missing, so every record arrives and the last copy
+// of each is in order, after duplicates (same rocketmq.msgId). Its value is
 // the body, its timestamp the time the broker stored the message, and its
 // headers carry the message's properties under their own names, plus
 // rocketmq.topic, rocketmq.tags, rocketmq.msgId, rocketmq.offsetMsgId,
@@ -29,10 +36,13 @@
 //
 // When Kafka is unreachable or refuses a batch, the mirror keeps the batch
 // and retries it with exponential back-off (Options.MinBackoff to
-// MaxBackoff), on a fresh producer each time; the queue's pulls stop once
+// MaxBackoff), on the same producer (its idempotence then drops a record
+// Kafka stored but did not acknowledge) unless the producer is broken
+// (fenced, out of sequence); the queue's pulls stop once
 // its buffer is full, the group's lag grows on the broker (halfback mirror
 // status, and the broker's consumer lag metric), and the broker keeps
 // serving everyone else. A record Kafka can never take (larger than
 // Kafka.MaxMessageBytes, say) is logged with its message id, counted as
-// rejected and skipped: it stays in RocketMQ.
+// rejected and skipped: it stays in RocketMQ. Close does not wait for a
+// request a hung Kafka holds: the batch is given up, unacknowledged.
 package mirror

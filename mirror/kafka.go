@@ -10,6 +10,7 @@ import (
 	"hash"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
@@ -41,8 +42,10 @@ func saramaConfig(k KafkaOptions) (*sarama.Config, error) {
 	cfg.Net.ReadTimeout = k.ProduceTimeout + k.DialTimeout
 	cfg.Net.WriteTimeout = k.ProduceTimeout
 	cfg.Net.MaxOpenRequests = 1
-	cfg.Metadata.Retry.Max = 1
-	cfg.Metadata.Retry.Backoff = k.DialTimeout / 10
+	// sarama's own retries ride out a leader moving (about 2.5 s in all);
+	// beyond that the mirror retries the batch with its back-off.
+	cfg.Metadata.Retry.Max = 3
+	cfg.Metadata.Retry.Backoff = 250 * time.Millisecond
 	cfg.Producer.RequiredAcks = acks
 	cfg.Producer.Idempotent = acks == sarama.WaitForAll
 	cfg.Producer.Timeout = k.ProduceTimeout
@@ -51,7 +54,10 @@ func saramaConfig(k KafkaOptions) (*sarama.Config, error) {
 	cfg.Producer.Partitioner = sarama.NewMurmur2Partitioner
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.Return.Errors = true
-	cfg.Producer.Retry.Max = 3
+	cfg.Producer.Retry.Max = 5
+	cfg.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration {
+		return min(100*time.Millisecond<<retries, time.Second)
+	}
 	if s := k.SASL; s.Mechanism != "" {
 		cfg.Net.SASL.Enable = true
 		cfg.Net.SASL.Handshake = true
@@ -82,6 +88,9 @@ func saramaConfig(k KafkaOptions) (*sarama.Config, error) {
 	return cfg, nil
 }
 
+// errClientCert wraps a client certificate or key that cannot be loaded.
+var errClientCert = errors.New("mirror: TLS client certificate")
+
 // tlsConfig loads the CA and client certificate files.
 func tlsConfig(t TLSOptions) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // only when asked, for tests
@@ -99,7 +108,7 @@ func tlsConfig(t TLSOptions) (*tls.Config, error) {
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("mirror: TLS client certificate: %w", err)
+			return nil, fmt.Errorf("%w: %w", errClientCert, err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
@@ -128,6 +137,23 @@ func (c *scramClient) Done() bool { return c.conv.Done() }
 // rejected reports whether err means Kafka will never take the record,
 // however often it is sent: the mirror skips it rather than stall.
 func rejected(err error) bool {
-	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidMessage) ||
-		errors.Is(err, sarama.ErrInvalidRecord)
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidRecord) ||
+		errors.Is(err, sarama.ErrInvalidTimestamp)
+}
+
+// fatal reports whether err leaves the producer unusable, so that the
+// next attempt needs a new one. Other errors (Kafka down, a leader moving)
+// are retried on the same producer, which reconnects by itself and whose
+// idempotence drops a record it stored before.
+func fatal(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, e := range []error{sarama.ErrOutOfOrderSequenceNumber, sarama.ErrInvalidProducerEpoch,
+		sarama.ErrUnknownProducerID, sarama.ErrProducerFenced, sarama.ErrClosedClient, sarama.ErrShuttingDown} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

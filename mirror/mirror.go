@@ -38,7 +38,8 @@ type Mirror struct {
 	mu       sync.Mutex
 	started  bool
 	closed   bool
-	prod     *producerRef // nil until needed, and after a failure
+	prod     *producerRef  // nil until needed, and after a fatal error
+	making   chan struct{} // not nil while a call makes the producer; closed when done
 
 	// Counters, read by Stats and the metrics callback.
 	mirrored, rejected, failures atomic.Int64
@@ -134,13 +135,16 @@ func (m *Mirror) Start(ctx context.Context) error {
 	}
 	for _, t := range m.opts.Topics {
 		if err := pc.Subscribe(t.RocketMQ, "*", m.handle); err != nil {
+			pc.Close()
 			return fmt.Errorf("mirror: subscribe %s: %w", t.RocketMQ, err)
 		}
 	}
 	if err := m.registerMetrics(); err != nil {
+		pc.Close()
 		return err
 	}
 	if err := pc.Start(ctx); err != nil {
+		pc.Close()
 		m.unregisterMetrics()
 		return fmt.Errorf("mirror: start consumer group %s: %w", m.opts.Group, err)
 	}
@@ -170,8 +174,12 @@ func (m *Mirror) Close() error {
 	m.mu.Lock()
 	r := m.prod
 	m.prod = nil
+	closeIt := r != nil && r.users == 0
+	if r != nil {
+		r.retired = true // a call still using it (the consumer was closed already) closes it
+	}
 	m.mu.Unlock()
-	if r != nil { // every handler call has returned: no one uses it
+	if closeIt {
 		errs = append(errs, r.p.Close())
 	}
 	m.unregisterMetrics()
@@ -221,9 +229,11 @@ func (m *Mirror) handle(ctx context.Context, msgs []*client.MessageExt) (client.
 	}()
 	for len(pending) > 0 {
 		var err error
-		pending, err = m.send(pending, spans)
-		if len(pending) == 0 {
+		if pending, err = m.send(pending, spans); len(pending) == 0 {
 			break
+		}
+		if errors.Is(err, errStopped) || errors.Is(err, ErrClosed) {
+			return client.ConsumeRetryLater, nil
 		}
 		m.failures.Add(1)
 		m.lastErr.Store(&errorAt{err: err.Error(), at: time.Now()})
@@ -266,83 +276,136 @@ func (m *Mirror) prepare(ctx context.Context, kafkaTopic string, msg *client.Mes
 		))
 	pm := record(trace.ContextWithSpan(parent, span), kafkaTopic, msg)
 	pm.Metadata = msg
+	spans[pm] = span
+	// sarama refuses it too, but with an error like any misconfiguration.
 	if size := pm.ByteSize(2); size > m.opts.Kafka.MaxMessageBytes {
-		m.reject(pm, span, fmt.Errorf("record of %d bytes is larger than Kafka.MaxMessageBytes %d", size, m.opts.Kafka.MaxMessageBytes))
+		m.reject(pm, spans, fmt.Errorf("record of %d bytes is larger than Kafka.MaxMessageBytes %d", size, m.opts.Kafka.MaxMessageBytes))
 		return nil
 	}
-	spans[pm] = span
 	return pm
 }
 
-// send produces pending on the current producer and returns those Kafka
-// did not take, with the error. Records Kafka can never take are
-// rejected; on any other failure the producer is discarded, so the next
-// attempt starts afresh (a new idempotent producer id, fresh metadata).
+// send produces pending on the current producer and returns the records
+// still to send, in order, with the error.
+//
+// Too large: Kafka refuses a whole record batch when one of its records
+// is too large, so every record of it comes back refused. Those are sent
+// again one at a time, at once: the one Kafka can never take is rejected
+// (logged, skipped), the others arrive.
+//
+// Order: sarama may give up on a record (its own retries spent) and still
+// deliver later records of the partition, and a record sent again alone
+// arrives after the later ones. A key's records after one that did not
+// arrive in its turn are therefore sent again after it, so that the last
+// copy of each is in order; they are duplicates, with the same
+// rocketmq.msgId.
 func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.ProducerMessage]trace.Span) ([]*sarama.ProducerMessage, error) {
 	ref, err := m.producer()
 	if err != nil {
 		return pending, fmt.Errorf("connect to Kafka %v: %w", m.opts.Kafka.Brokers, err)
 	}
-	err = ref.p.SendMessages(pending)
-	if err == nil {
-		m.release(ref, false)
-		for _, pm := range pending {
-			m.succeeded(pm, spans)
+	failed := map[*sarama.ProducerMessage]error{}
+	if err := m.produce(ref, func() error { return ref.p.SendMessages(pending) }); err != nil {
+		if errors.Is(err, errStopped) {
+			return pending, err
 		}
-		return nil, nil
+		var perrs sarama.ProducerErrors
+		if !errors.As(err, &perrs) {
+			m.release(ref, true)
+			return pending, err
+		}
+		for _, pe := range perrs {
+			failed[pe.Msg] = pe.Err
+		}
 	}
-	var perrs sarama.ProducerErrors
-	if !errors.As(err, &perrs) {
-		m.release(ref, true)
-		return pending, err
-	}
-	failed := make(map[*sarama.ProducerMessage]error, len(perrs))
-	for _, pe := range perrs {
-		failed[pe.Msg] = pe.Err
-	}
-	var left, alone []*sarama.ProducerMessage
-	var first error
+	late := map[*sarama.ProducerMessage]bool{} // arrived, sent alone after the batch
 	for _, pm := range pending {
-		perr, bad := failed[pm]
-		switch {
-		case !bad:
-			m.succeeded(pm, spans)
-		case rejected(perr) && len(pending) > 1:
-			// Kafka refuses a whole record batch when one of its records
-			// is too large: which one is known only when each is sent alone.
-			alone = append(alone, pm)
-		case rejected(perr):
-			m.reject(pm, spans[pm], perr)
-			delete(spans, pm)
-		default:
-			left = append(left, pm)
-			if first == nil {
-				first = perr
+		if perr, bad := failed[pm]; bad && rejected(perr) && len(pending) > 1 {
+			err := m.produce(ref, func() error { _, _, err := ref.p.SendMessage(pm); return err })
+			switch {
+			case errors.Is(err, errStopped):
+				return pending, err
+			case err == nil:
+				delete(failed, pm)
+				late[pm] = true
+			default:
+				failed[pm] = err
 			}
 		}
 	}
-	for i, pm := range alone {
-		if len(left) > 0 { // the producer failed: try the rest on the next attempt
-			left = append(left, alone[i:]...)
-			break
-		}
-		_, _, perr := ref.p.SendMessage(pm)
+	var left []*sarama.ProducerMessage
+	var first error
+	broken := map[string]bool{} // keys with a record that did not arrive in its turn
+	for _, pm := range pending {
+		key := keyOf(pm)
+		perr, bad := failed[pm]
 		switch {
-		case perr == nil:
-			m.succeeded(pm, spans)
-		case rejected(perr):
-			m.reject(pm, spans[pm], perr)
-			delete(spans, pm)
-		default:
+		case bad && rejected(perr):
+			m.reject(pm, spans, perr)
+		case bad:
 			left = append(left, pm)
-			first = perr
+			broken[key] = key != ""
+			if first == nil {
+				first = perr
+			}
+		case late[pm]:
+			m.succeeded(pm, spans)
+			broken[key] = key != ""
+		case broken[key]: // arrived ahead of an earlier record of its key
+			m.succeeded(pm, spans)
+			left = append(left, resend(pm))
+		default:
+			m.succeeded(pm, spans)
 		}
 	}
-	m.release(ref, len(left) > 0)
+	m.release(ref, fatal(first))
 	if len(left) > 0 {
-		return left, fmt.Errorf("%d of %d records failed: %w", len(left), len(pending), first)
+		if first == nil {
+			first = errors.New("records arrived out of their key's order")
+		}
+		return left, fmt.Errorf("%d of %d records to send again: %w", len(left), len(pending), first)
 	}
 	return nil, nil
+}
+
+// errStopped is send's error when the mirror stopped while Kafka had a
+// request of it.
+var errStopped = errors.New("mirror: stopped while Kafka had the batch")
+
+// produce runs f, a send on ref, and returns its error; if the mirror
+// stops first it returns errStopped at once and leaves f to end on its
+// own (a hung Kafka can hold a request for its timeouts, and Close does
+// not wait for it); ref is then released when f ends, not by the caller.
+// The records may still arrive: they are mirrored again after the next
+// start, duplicates within the documented bound.
+func (m *Mirror) produce(ref *producerRef, f func() error) error {
+	res := make(chan error, 1)
+	go func() { res <- f() }()
+	select {
+	case err := <-res:
+		return err
+	case <-m.stopping:
+		go func() {
+			<-res
+			m.release(ref, false)
+		}()
+		return errStopped
+	}
+}
+
+// keyOf returns a record's key as a string ("" for none).
+func keyOf(pm *sarama.ProducerMessage) string {
+	if k, ok := pm.Key.(sarama.ByteEncoder); ok {
+		return string(k)
+	}
+	return ""
+}
+
+// resend copies a record Kafka took, to send it again (sarama keeps
+// per-send state in a record).
+func resend(pm *sarama.ProducerMessage) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers,
+		Timestamp: pm.Timestamp, Metadata: pm.Metadata}
 }
 
 func (m *Mirror) succeeded(pm *sarama.ProducerMessage, spans map[*sarama.ProducerMessage]trace.Span) {
@@ -355,22 +418,28 @@ func (m *Mirror) succeeded(pm *sarama.ProducerMessage, spans map[*sarama.Produce
 	}
 }
 
-func (m *Mirror) reject(pm *sarama.ProducerMessage, span trace.Span, err error) {
+// reject skips pm, a record Kafka can never take.
+func (m *Mirror) reject(pm *sarama.ProducerMessage, spans map[*sarama.ProducerMessage]trace.Span, err error) {
 	m.rejected.Add(1)
 	msg, _ := pm.Metadata.(*client.MessageExt)
 	if msg != nil {
 		m.log.Error("Kafka can never take this message; skipped (it stays in RocketMQ)", "topic", msg.Topic,
 			"queue", msg.QueueID, "queueOffset", msg.QueueOffset, "msgId", msg.MsgID, "kafkaTopic", pm.Topic, "err", err)
 	}
-	span.RecordError(err)
-	span.SetStatus(codes.Error, "rejected by Kafka")
-	span.End()
+	if span := spans[pm]; span != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "rejected by Kafka")
+		span.End()
+		delete(spans, pm)
+	}
 }
 
-// producerRef is a producer and the handler calls using it. A failed
-// producer is retired: no new call gets it, and the last call using it
-// closes it (sarama panics on a send to a closed producer, so it is never
-// closed under a caller).
+// producerRef is the producer and the handler calls using it. One
+// producer serves every queue for as long as it works (sarama reconnects
+// by itself, and its idempotence drops a resent record it already stored
+// only within one producer); after a fatal error it is retired: no new
+// call gets it, and the last call using it closes it (sarama panics on a
+// send to a closed producer, so it is never closed under a caller).
 type producerRef struct {
 	p       sarama.SyncProducer
 	users   int
@@ -378,22 +447,53 @@ type producerRef struct {
 }
 
 // producer returns the current producer, making one if there is none;
-// the caller must release it.
+// the caller must release it. One call at a time makes it, outside m.mu
+// (connecting may take DialTimeout per broker); the others wait for it,
+// or give up when the mirror stops.
 func (m *Mirror) producer() (*producerRef, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, ErrClosed
-	}
-	if m.prod == nil {
+	for {
+		m.mu.Lock()
+		switch {
+		case m.closed:
+			m.mu.Unlock()
+			return nil, ErrClosed
+		case m.prod != nil:
+			m.prod.users++
+			r := m.prod
+			m.mu.Unlock()
+			return r, nil
+		case m.making != nil: // another call is making one
+			wait := m.making
+			m.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-m.stopping:
+				return nil, ErrClosed
+			}
+		}
+		made := make(chan struct{})
+		m.making = made
+		m.mu.Unlock()
+
 		p, err := m.newProd()
+		m.mu.Lock()
+		m.making = nil
+		close(made)
 		if err != nil {
+			m.mu.Unlock()
 			return nil, err
 		}
-		m.prod = &producerRef{p: p}
+		if m.closed { // Close ran meanwhile and will not see it
+			m.mu.Unlock()
+			p.Close()
+			return nil, ErrClosed
+		}
+		m.prod = &producerRef{p: p, users: 1}
+		r := m.prod
+		m.mu.Unlock()
+		return r, nil
 	}
-	m.prod.users++
-	return m.prod, nil
 }
 
 // release ends a use of r. With failed, r is retired (the next call

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -286,7 +287,8 @@ func (k KafkaOptions) validate() error {
 		return optErr("Kafka.Brokers", "no Kafka broker: give at least one host:port")
 	}
 	for _, b := range k.Brokers {
-		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+		host, port, err := net.SplitHostPort(b)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
 			return optErr("Kafka.Brokers", "%q is not host:port", b)
 		}
 	}
@@ -354,6 +356,13 @@ func (t TLSOptions) validate() error {
 		if _, err := os.Stat(f.path); err != nil {
 			return optErr(f.field, "%v", err)
 		}
+	}
+	if _, err := tlsConfig(t); err != nil { // the files are PEM and the key matches
+		field := "Kafka.TLS.CAFile"
+		if errors.Is(err, errClientCert) {
+			field = "Kafka.TLS.CertFile"
+		}
+		return optErr(field, "%v", err)
 	}
 	return nil
 }

@@ -109,6 +109,8 @@ func TestNewRefusesInvalidOptions(t *testing.T) {
 		{"no brokers", "Kafka.Brokers", func(o *mirror.Options) { o.Kafka.Brokers = nil }},
 		{"broker without port", "Kafka.Brokers", func(o *mirror.Options) { o.Kafka.Brokers = []string{"localhost"} }},
 		{"broker with empty port", "Kafka.Brokers", func(o *mirror.Options) { o.Kafka.Brokers = []string{"127.0.0.1:9092", "kafka:"} }},
+		{"broker with a port that is no number", "Kafka.Brokers", func(o *mirror.Options) { o.Kafka.Brokers = []string{"kafka:abc"} }},
+		{"broker without host", "Kafka.Brokers", func(o *mirror.Options) { o.Kafka.Brokers = []string{":9092"} }},
 		{"version older than 0.11", "Kafka.Version", func(o *mirror.Options) { o.Kafka.Version = "0.10.2.0" }},
 		{"version not a version", "Kafka.Version", func(o *mirror.Options) { o.Kafka.Version = "latest" }},
 		{"acks none", "Kafka.RequiredAcks", func(o *mirror.Options) { o.Kafka.RequiredAcks = "none" }},
@@ -138,8 +140,8 @@ func TestNewRefusesInvalidOptions(t *testing.T) {
 		{"TLS key file missing", "Kafka.TLS.KeyFile", func(o *mirror.Options) {
 			o.Kafka.TLS = mirror.TLSOptions{Enabled: true, CertFile: notPEM, KeyFile: missing}
 		}},
-		{"TLS CA file not PEM", "Kafka", func(o *mirror.Options) { o.Kafka.TLS = mirror.TLSOptions{Enabled: true, CAFile: notPEM} }},
-		{"TLS client certificate not PEM", "Kafka", func(o *mirror.Options) {
+		{"TLS CA file not PEM", "Kafka.TLS.CAFile", func(o *mirror.Options) { o.Kafka.TLS = mirror.TLSOptions{Enabled: true, CAFile: notPEM} }},
+		{"TLS client certificate not PEM", "Kafka.TLS.CertFile", func(o *mirror.Options) {
 			o.Kafka.TLS = mirror.TLSOptions{Enabled: true, CertFile: notPEM, KeyFile: notPEM}
 		}},
 	} {

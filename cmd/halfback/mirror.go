@@ -113,8 +113,11 @@ Kafka is down (the mirror logs why).`,
 				return err
 			}
 			topics, err := mirror.ParseTopics(cfg.Mirror.Kafka.Topics)
-			if err != nil || len(topics) == 0 {
-				return fmt.Errorf("mirror.kafka.topics %q: no topic mapping to show (%v)", cfg.Mirror.Kafka.Topics, err)
+			switch {
+			case err != nil:
+				return fmt.Errorf("mirror.kafka.topics: %w", err)
+			case len(topics) == 0:
+				return errors.New("mirror.kafka.topics is empty: no mirrored topic to show (set it in the config or HALFBACK_MIRROR_KAFKA_TOPICS)")
 			}
 			group := cfg.Mirror.Kafka.Group
 			queues, err := c.GroupOffsets(ctx, group)

@@ -1,0 +1,90 @@
+package mirror_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/mirror"
+)
+
+// failProduce makes kc answer its first n produce requests with
+// NOT_LEADER_FOR_PARTITION, as during a leader election.
+func failProduce(kc *kfake.Cluster, n int32) {
+	var seen atomic.Int32
+	kc.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		if seen.Add(1) > n {
+			return nil, nil, false
+		}
+		r := req.(*kmsg.ProduceRequest)
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, tp := range r.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = tp.Topic
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = 6 // NOT_LEADER_FOR_PARTITION
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+}
+
+// When Kafka refuses produce requests for longer than sarama retries, sarama
+// gives up on the first records of a key and still stores the later ones.
+// The mirror then sends the key's records again from the first that did
+// not arrive: every message arrives, and the last copy of each is in the
+// order the messages were sent.
+func TestMirrorKeepsKeyOrderAfterPartialFailure(t *testing.T) {
+	// 14 refused requests: the whole first batch fails (sarama's retries
+	// spent), then, on the mirror's retry, sarama gives up on the first
+	// record alone and stores the rest (seen in the stats: 63 records).
+	for _, fails := range []int32{14} {
+		t.Run(fmt.Sprintf("%d refused requests", fails), func(t *testing.T) {
+			st, c := startStack(t)
+			topic, ktopic := uniq("ordered"), uniq("ordered.kafka")
+			createTopic(t, st.Broker.Addr(), topic)
+			kc := startKafka(t, kfake.SeedTopics(1, ktopic))
+			failProduce(kc, fails)
+			p := newProducer(t, c, client.ProducerOptions{})
+			const n = 32
+			ids := make([]string, n)
+			for i := range n {
+				ids[i] = send(t, context.Background(), p, &client.Message{Topic: topic, Body: []byte(fmt.Sprint(i)),
+					Keys: []string{"order-1"}, ShardingKey: "order-1"})
+			}
+			group := uniq("mirror")
+			m := startMirror(t, mirror.Options{Client: c, StartFrom: mirror.StartFirst, Group: group,
+				Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}},
+				Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
+			r := readKafka(t, kc.ListenAddrs(), ktopic)
+			r.waitIDs(t, 30*time.Second, ids)
+			testutil.WaitFor(t, 30*time.Second, "the mirror done and Kafka read to its end", func() bool {
+				return m.Stats().Retrying == 0 && groupLag(t, st.Broker.Addr(), group, topic) == 0 &&
+					int64(r.count()) == m.Stats().Mirrored
+			})
+			last := map[string]int{} // msg id -> position of its last copy
+			for i, rec := range r.records() {
+				last[header(rec, mirror.HeaderMsgID)] = i
+			}
+			for i := 1; i < n; i++ {
+				if last[ids[i-1]] > last[ids[i]] {
+					t.Fatalf("message %d's last copy (record %d) comes after message %d's (record %d); stats %+v",
+						i-1, last[ids[i-1]], i, last[ids[i]], m.Stats())
+				}
+			}
+			t.Logf("%d records for %d messages; stats %+v", r.count(), n, m.Stats())
+		})
+	}
+}
