@@ -2,7 +2,6 @@ package mirror_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -109,32 +107,15 @@ func runCrashChild() {
 // crashChild is a running child process.
 type crashChild struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.Buffer
 	done chan struct{} // closed when it ended
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startCrashChild starts the child with env and waits for its ready line;
 // it is stopped when the test ends if still running.
 func startCrashChild(t *testing.T, env []string) *crashChild {
 	t.Helper()
-	ch := &crashChild{out: &syncBuffer{}, done: make(chan struct{})}
+	ch := &crashChild{out: &testutil.Buffer{}, done: make(chan struct{})}
 	ch.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	ch.cmd.Env = append(os.Environ(), env...)
 	ch.cmd.Stderr = ch.out

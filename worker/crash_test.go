@@ -181,9 +181,9 @@ func killWorkerAt(t *testing.T, cfg *config.Config, killAt string, begin func())
 // startWorkerProcess runs the worker's main in a process of its own, with
 // cfg's keys that tests change and env in its environment. done receives
 // the process's end; out collects its output, printed if the test fails.
-func startWorkerProcess(t *testing.T, cfg *config.Config, env ...string) (cmd *exec.Cmd, out *syncBuffer, done chan error) {
+func startWorkerProcess(t *testing.T, cfg *config.Config, env ...string) (cmd *exec.Cmd, out *testutil.Buffer, done chan error) {
 	t.Helper()
-	out = &syncBuffer{}
+	out = &testutil.Buffer{}
 	cmd = exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), subprocessEnv+"=1",

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/app"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/workflows"
 )
 
@@ -132,27 +132,9 @@ func testConfig(t *testing.T, temporalHostPort string) *config.Config {
 	return cfg
 }
 
-// syncBuffer is a log sink goroutines may write to after the test ended.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testLogger returns a logger whose output the test prints if it fails.
 func testLogger(t *testing.T, name string) *slog.Logger {
-	var buf syncBuffer
+	var buf testutil.Buffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log of %s:\n%s", name, buf.String())

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +18,6 @@ import (
 // checkpointFile is the file broker/store writes on Close (RocketMQ's name).
 const checkpointFile = "checkpoint"
 
-// syncBuffer is a bytes.Buffer safe for one writer goroutine and a poller.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -46,8 +26,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 // start runs the root command with args in a goroutine and returns its
 // output and a channel that receives its result.
-func start(ctx context.Context, args ...string) (*syncBuffer, <-chan error) {
-	out := new(syncBuffer)
+func start(ctx context.Context, args ...string) (*testutil.Buffer, <-chan error) {
+	out := new(testutil.Buffer)
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(out)

@@ -18,28 +18,10 @@ import (
 	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer the server's logger and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // devServer is run serving in the background.
 type devServer struct {
 	addr, readyFile string
-	log             *syncBuffer
+	log             *testutil.Buffer
 	stop            func() error
 }
 
@@ -51,7 +33,7 @@ func serve(t *testing.T, args ...string) *devServer {
 	ready := filepath.Join(t.TempDir(), "ready")
 	args = append([]string{"--addr", "127.0.0.1:0", "--ready-file", ready}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
-	log := &syncBuffer{}
+	log := &testutil.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, &bytes.Buffer{}, log) }()
 	var once sync.Once
