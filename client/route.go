@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -243,6 +244,23 @@ func (c *Client) fetchRoute(ctx context.Context, topic string) (*topicRoute, err
 		c.kickHeartbeat() // a new broker hears of our groups promptly
 	}
 	return r, nil
+}
+
+// SubscribeQueues returns the queues of topic a consumer reads, as the
+// name servers route them now (RocketMQ's fetchSubscribeMessageQueues).
+// It fails with ErrTopicNotFound if no name server knows the topic or it
+// has no readable queue.
+func (c *Client) SubscribeQueues(ctx context.Context, topic string) ([]MessageQueue, error) {
+	r, err := c.fetchRoute(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.readQueues) == 0 {
+		return nil, fmt.Errorf("%w: %s has no readable queue", ErrTopicNotFound, topic)
+	}
+	mqs := slices.Clone(r.readQueues)
+	sortQueues(mqs)
+	return mqs, nil
 }
 
 // publishQueues returns the queues a message to topic may be sent to. A

@@ -98,3 +98,29 @@ func TestSendToNewTopicWithoutNameServerAutoCreate(t *testing.T) {
 		t.Fatalf("stored %v", got)
 	}
 }
+
+// SubscribeQueues lists a topic's readable queues; a topic the name
+// server does not know (auto-creation off) is ErrTopicNotFound.
+func TestSubscribeQueues(t *testing.T) {
+	cl := startCluster(t, func(o *namesrv.Options) { o.DisableAutoCreateTopic = true }, nil)
+	c := newClient(t, cl.ns.Addr(), nil)
+	topic := uniq("subq")
+	if _, err := c.SubscribeQueues(ctxT(t, 10*time.Second), topic); !errors.Is(err, ErrTopicNotFound) {
+		t.Errorf("unknown topic: %v, want ErrTopicNotFound", err)
+	}
+	createTopic(t, newProducer(t, c, ProducerOptions{}), topic) // the broker creates it on the first send
+	var mqs []MessageQueue
+	waitFor(t, "the topic's route on the name server", func() bool {
+		var err error
+		mqs, err = c.SubscribeQueues(ctxT(t, 10*time.Second), topic)
+		return err == nil
+	})
+	if len(mqs) != 4 {
+		t.Fatalf("%d queues %v, want the topic's 4", len(mqs), mqs)
+	}
+	for i, mq := range mqs {
+		if mq.Topic != topic || mq.QueueID != int32(i) {
+			t.Errorf("queue %d = %+v", i, mq)
+		}
+	}
+}

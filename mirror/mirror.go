@@ -102,9 +102,10 @@ func New(opts Options) (*Mirror, error) {
 	return m, nil
 }
 
-// Start subscribes to the mirrored topics and starts consuming; it
-// returns once the consumer runs. Kafka need not be reachable: batches
-// wait, with back-off, until it is.
+// Start checks that the name servers route every mapped RocketMQ topic
+// (ErrUnknownTopic), subscribes to them and starts consuming; it returns
+// once the consumer runs. Kafka need not be reachable: batches wait, with
+// back-off, until it is.
 func (m *Mirror) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -113,6 +114,15 @@ func (m *Mirror) Start(ctx context.Context) error {
 		return ErrClosed
 	case m.started:
 		return ErrStarted
+	}
+	for _, t := range m.opts.Topics {
+		if _, err := m.opts.Client.SubscribeQueues(ctx, t.RocketMQ); err != nil {
+			if errors.Is(err, client.ErrTopicNotFound) {
+				return fmt.Errorf("%w: %s (mapped to Kafka topic %s) has no route on the name servers; create it first (halfback topic create %s)",
+					ErrUnknownTopic, t.RocketMQ, t.Kafka, t.RocketMQ)
+			}
+			return fmt.Errorf("mirror: route of %s: %w", t.RocketMQ, err)
+		}
 	}
 	from := client.ConsumeFromLast
 	if m.opts.StartFrom == StartFirst {

@@ -28,6 +28,10 @@ var (
 	ErrStarted = errors.New("mirror: already started")
 	// ErrClosed means the mirror was closed.
 	ErrClosed = errors.New("mirror: closed")
+	// ErrUnknownTopic means Start found a mapped RocketMQ topic that the
+	// name servers do not know (with topic auto-creation off: with it on,
+	// they answer for any topic).
+	ErrUnknownTopic = errors.New("mirror: unknown RocketMQ topic")
 )
 
 // Defaults.

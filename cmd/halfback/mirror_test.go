@@ -154,4 +154,12 @@ func TestMirrorCommandRejectsBadConfig(t *testing.T) {
 	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "mirror.kafka.topics") {
 		t.Errorf("broker with a bad mapping: %v; want mirror.kafka.topics invalid", err)
 	}
+	// With topic auto-creation off, a mapped topic that does not exist is
+	// a start-up error too.
+	t.Setenv("HALFBACK_MIRROR_KAFKA_TOPICS", "no-such-topic=orders")
+	t.Setenv("HALFBACK_BROKER_AUTOCREATETOPICENABLE", "false")
+	_, err = run(t, "broker", "--config", smallStoreConfig(t), "--data-dir", t.TempDir())
+	if !errors.Is(err, mirror.ErrUnknownTopic) || !strings.Contains(err.Error(), "no-such-topic") {
+		t.Errorf("broker mirroring an unknown topic: %v; want ErrUnknownTopic naming it", err)
+	}
 }
