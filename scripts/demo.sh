@@ -77,7 +77,7 @@ done
 echo "== building the worker and the samples into bin/"
 go build -o bin/ ./worker ./samples/orderpayment/starter ./samples/orderpayment/payer
 go build -o bin/coupon-consumer ./samples/coupon/consumer
-go build -o bin/ ./samples/kafkadev ./samples/kafkaconsumer
+go build -o bin/ ./samples/kafka-dev ./samples/kafka-consumer
 go build -o bin/halfback ./cmd/halfback
 
 echo "== starting the Temporal dev server (in memory) on 127.0.0.1:$TEMPORAL_PORT"
@@ -88,7 +88,7 @@ wait_for 60 "$TEMPORAL" operator cluster health --address "127.0.0.1:$TEMPORAL_P
 	{ cat "$DIR/temporal.log" >&2; die "the Temporal dev server did not come up"; }
 
 echo "== starting a development Kafka (kfake, in memory) on 127.0.0.1:$KAFKA_PORT"
-bin/kafkadev --addr "127.0.0.1:$KAFKA_PORT" --topics order-events:4 >"$DIR/kafka.log" 2>&1 &
+bin/kafka-dev --addr "127.0.0.1:$KAFKA_PORT" --topics order-events:4 >"$DIR/kafka.log" 2>&1 &
 pids+=($!)
 wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/kafka.log" 'msg="kafka dev server ready"' || die "the development Kafka did not start; see $DIR/kafka.log"
 
@@ -103,7 +103,7 @@ pids+=($!)
 wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/coupon.log" 'msg="coupon consumer ready"' || die "the coupon consumer did not start"
 
 echo "== starting a Kafka consumer of the mirrored OrderPaid events"
-bin/kafkaconsumer --config "$CONFIG" --brokers "127.0.0.1:$KAFKA_PORT" --topic order-events --tag OrderPaid \
+bin/kafka-consumer --config "$CONFIG" --brokers "127.0.0.1:$KAFKA_PORT" --topic order-events --tag OrderPaid \
 	--group demo-analytics --from oldest >"$DIR/kafka-consumer.out" 2>"$DIR/kafka-consumer.log" &
 pids+=($!)
 wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/kafka-consumer.log" 'msg="kafka consumer ready"' || die "the Kafka consumer did not start"

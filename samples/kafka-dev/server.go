@@ -78,7 +78,7 @@ func (s *server) createMissing(topics []topicSpec, log *slog.Logger) error {
 	}
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
-	cfg.ClientID = "kafkadev"
+	cfg.ClientID = "kafka-dev"
 	admin, err := sarama.NewClusterAdmin([]string{s.addr}, cfg)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)

@@ -28,7 +28,7 @@ const (
 )
 
 // tracerName is the instrumentation scope of the consumer's spans.
-const tracerName = "github.com/halfbackmq/halfback/samples/kafkaconsumer"
+const tracerName = "github.com/halfbackmq/halfback/samples/kafka-consumer"
 
 // handler is the sarama.ConsumerGroupHandler: it prints the records of its
 // tag, each in a consumer span, and marks every record consumed. The

@@ -44,7 +44,7 @@ type topicSpec struct {
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
-	fs := flag.NewFlagSet("kafkadev", flag.ContinueOnError)
+	fs := flag.NewFlagSet("kafka-dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
 	addr := fs.String("addr", DefaultAddr, "host:port to listen on; the host must be loopback (127.0.0.1, ::1, localhost); port 0 picks a free port")

@@ -1,12 +1,12 @@
-// Command kafkaconsumer is a sample downstream service of the Kafka mirror
+// Command kafka-consumer is a sample downstream service of the Kafka mirror
 // (package mirror): a github.com/IBM/sarama consumer group that reads the
 // mirrored topic and prints one line per record, continuing each record's
 // trace.
 //
-//	go run ./samples/kafkaconsumer [--brokers 127.0.0.1:9092] [--topic order-events] [--group coupon-analytics]
+//	go run ./samples/kafka-consumer [--brokers 127.0.0.1:9092] [--topic order-events] [--group coupon-analytics]
 //	    [--tag OrderPaid] [--from oldest|newest] [--max N] [--config config.yaml]
 //
-// The brokers default to the development Kafka of samples/kafkadev, which
+// The brokers default to the development Kafka of samples/kafka-dev, which
 // the mirror (mirror.kafka in config.yaml) writes to in the demo.
 //
 // It keeps the records whose TAGS header (the RocketMQ tag, copied by the
@@ -72,10 +72,10 @@ func main() {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "kafkaconsumer:", err)
+		fmt.Fprintln(os.Stderr, "kafka-consumer:", err)
 		os.Exit(2)
 	default:
-		fmt.Fprintln(os.Stderr, "kafkaconsumer:", err)
+		fmt.Fprintln(os.Stderr, "kafka-consumer:", err)
 		os.Exit(1)
 	}
 }
@@ -96,7 +96,7 @@ type options struct {
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
-	fs := flag.NewFlagSet("kafkaconsumer", flag.ContinueOnError)
+	fs := flag.NewFlagSet("kafka-consumer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
 	brokers := fs.String("brokers", DefaultBrokers, "Kafka bootstrap brokers, host:port,host:port")
@@ -170,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func consume(ctx context.Context, o options, out io.Writer, log *slog.Logger) error {
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V2_8_0_0
-	cfg.ClientID = "halfback-kafkaconsumer"
+	cfg.ClientID = "halfback-kafka-consumer"
 	cfg.Consumer.Offsets.Initial = o.initial
 	cfg.Consumer.Return.Errors = true
 	group, err := sarama.NewConsumerGroup(o.brokers, o.group, cfg)

@@ -1,9 +1,9 @@
-// Command kafkadev runs a development Kafka for the mirror demo: one broker
+// Command kafka-dev runs a development Kafka for the mirror demo: one broker
 // of github.com/twmb/franz-go/pkg/kfake, an in-process fake of Kafka that
 // speaks the real wire protocol, so sarama (the mirror, the sample
 // consumer) and any other Kafka client talk to it as to Kafka.
 //
-//	go run ./samples/kafkadev [--addr 127.0.0.1:9092] [--data-dir DIR] [--topics order-events:4,...] [--ready-file F]
+//	go run ./samples/kafka-dev [--addr 127.0.0.1:9092] [--data-dir DIR] [--topics order-events:4,...] [--ready-file F]
 //
 // It is a development stand-in, not a production Kafka: a single broker,
 // no replication, no authentication, and kfake's own storage. It listens
@@ -39,10 +39,10 @@ func main() {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "kafkadev:", err)
+		fmt.Fprintln(os.Stderr, "kafka-dev:", err)
 		os.Exit(2)
 	default:
-		fmt.Fprintln(os.Stderr, "kafkadev:", err)
+		fmt.Fprintln(os.Stderr, "kafka-dev:", err)
 		os.Exit(1)
 	}
 }
