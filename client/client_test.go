@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -85,15 +84,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// A read loop signals Done just before it returns: poll briefly.
-	var left []string
-	deadline := time.Now().Add(2 * time.Second)
-	for left = clientGoroutines(); len(left) > 0 && time.Now().Before(deadline); left = clientGoroutines() {
-		runtime.Gosched()
-	}
-	if len(left) > 0 {
-		t.Fatalf("%d goroutines outlive Close:\n%s", len(left), strings.Join(left, "\n\n"))
-	}
+	noGoroutines(t, "Close", clientGoroutines)
 	if err := c.Close(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("second Close = %v", err)
 	}

@@ -357,9 +357,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if left := consumerGoroutines(); len(left) > 0 {
-		t.Fatalf("%d consumer goroutines outlived Close:\n%s", len(left), strings.Join(left, "\n\n"))
-	}
+	noGoroutines(t, "the consumer's Close", consumerGoroutines)
 	c.closersMu.Lock()
 	hooks := len(c.closers)
 	c.closersMu.Unlock()
@@ -374,9 +372,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	if err := second.Close(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("consumer Close after the Client's: %v", err)
 	}
-	if left := consumerGoroutines(); len(left) > 0 {
-		t.Fatalf("%d consumer goroutines outlived the Client's Close:\n%s", len(left), strings.Join(left, "\n\n"))
-	}
+	noGoroutines(t, "the Client's Close", consumerGoroutines)
 	if _, err := c.NewPushConsumer(ConsumerOptions{Group: uniq("cg")}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("NewPushConsumer on a closed Client: %v", err)
 	}

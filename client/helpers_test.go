@@ -165,6 +165,21 @@ func uniq(prefix string) string {
 // clientGoroutines returns the stacks of goroutines, other than the
 // caller's and the fake broker's, that run this package's code or a
 // connection it dialled.
+// noGoroutines fails the test if list still finds goroutines after what,
+// polling for up to 2 s: Close waits for its goroutines, but one that has
+// just signalled Done may still be on its way out.
+func noGoroutines(t testing.TB, what string, list func() []string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	left := list()
+	for ; len(left) > 0 && time.Now().Before(deadline); left = list() {
+		runtime.Gosched()
+	}
+	if len(left) > 0 {
+		t.Fatalf("%d goroutines outlived %s:\n%s", len(left), what, strings.Join(left, "\n\n"))
+	}
+}
+
 func clientGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	for {
