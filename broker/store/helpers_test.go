@@ -78,6 +78,29 @@ func mustAppend(t testing.TB, s *Store, m *message.Message) AppendResult {
 }
 
 // readAll pulls every visible record of a queue from its min offset.
+// appendFrom appends each messages from each of writers goroutines at
+// once, msg(w, i) being writer w's i-th, and fails the test on an error.
+func appendFrom(t testing.TB, s *Store, writers, each int, msg func(w, i int) *message.Message) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := s.Append(context.Background(), msg(w, i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
 func readAll(t testing.TB, s *Store, topic string, qid int32) []message.Ext {
 	t.Helper()
 	lo, _ := s.QueueBounds(topic, qid)

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -395,25 +394,9 @@ func TestRolloverUnderLoad(t *testing.T) {
 		o := testOptions(t, ft)
 		s := openStore(t, o)
 		const writers, each = 8, 150
-		var wg sync.WaitGroup
-		errs := make(chan error, writers)
-		for w := 0; w < writers; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; i < each; i++ {
-					if _, err := s.Append(context.Background(), bigMsg("roll", int32(w), i, 1000+(i*37)%4000)); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}(w)
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+		appendFrom(t, s, writers, each, func(w, i int) *message.Message {
+			return bigMsg("roll", int32(w), i, 1000+(i*37)%4000)
+		})
 		if n := len(segmentFiles(t, o.Dir)); n < 10 {
 			t.Fatalf("only %d segments; the test wants many rolls", n)
 		}

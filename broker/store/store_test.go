@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -325,25 +324,7 @@ func testConcurrentAppend(t *testing.T, ft FlushType) {
 	s := openStore(t, testOptions(t, ft))
 	defer s.Close()
 	const writers, each = 8, 50
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				if _, err := s.Append(context.Background(), testMsg("conc", int32(w%4), w*1000+i)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	appendFrom(t, s, writers, each, func(w, i int) *message.Message { return testMsg("conc", int32(w%4), w*1000+i) })
 	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
 	total := 0
 	for q := int32(0); q < 4; q++ {

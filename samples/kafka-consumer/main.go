@@ -41,10 +41,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/IBM/sarama"
 
@@ -63,22 +60,9 @@ const (
 const ServiceName = "halfback-kafka-consumer"
 
 // errUsage is wrapped by every error about the command line.
-var errUsage = errors.New("usage")
+var errUsage = app.ErrUsage
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "kafka-consumer:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "kafka-consumer:", err)
-		os.Exit(1)
-	}
-}
+func main() { app.Main("kafka-consumer", run) }
 
 // options are the parsed flags.
 type options struct {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/halfbackmq/halfback/internal/app"
 )
 
 // DefaultAddr is where the server listens without --addr: Kafka's usual
@@ -18,7 +20,7 @@ const DefaultAddr = "127.0.0.1:9092"
 const DefaultTopics = "order-events:4"
 
 // errUsage is wrapped by every error about the command line.
-var errUsage = errors.New("usage")
+var errUsage = app.ErrUsage
 
 // options are the parsed flags.
 type options struct {

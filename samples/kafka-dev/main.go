@@ -22,30 +22,15 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/halfbackmq/halfback/internal/app"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, errUsage):
-		fmt.Fprintln(os.Stderr, "kafka-dev:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "kafka-dev:", err)
-		os.Exit(1)
-	}
-}
+func main() { app.Main("kafka-dev", run) }
 
 // run is main with its arguments and outputs: it serves until ctx is done,
 // then stops the server and returns nil. A bad flag is an error wrapping
