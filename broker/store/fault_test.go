@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -20,6 +21,11 @@ type faultFS struct {
 	prepErr   error         // fails the writes and allocation of a segment being prepared
 	syncGate  chan struct{} // when set, commit-log Sync blocks until it is closed
 	syncCalls int
+
+	directOpenErr  error // fails opening a commit-log file for direct I/O
+	directWriteErr error // fails writes through a file opened for direct I/O
+	directOpens    int   // commit-log opens for direct I/O, failed or not
+	directWrites   int   // writes through them, failed or not
 }
 
 func (f *faultFS) set(fn func(*faultFS)) {
@@ -29,6 +35,16 @@ func (f *faultFS) set(fn func(*faultFS)) {
 }
 
 func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
+	direct := flag&syscall.O_DIRECT != 0 && strings.Contains(name, "commitlog")
+	if direct {
+		f.mu.Lock()
+		f.directOpens++
+		err := f.directOpenErr
+		f.mu.Unlock()
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: name, Err: err}
+		}
+	}
 	inner, err := osFS{}.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
@@ -36,13 +52,14 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error
 	if !strings.Contains(name, "commitlog") {
 		return inner, nil
 	}
-	return &faultFile{file: inner, fs: f, name: name}, nil
+	return &faultFile{file: inner, fs: f, name: name, direct: direct}, nil
 }
 
 type faultFile struct {
 	file
-	fs   *faultFS
-	name string // as opened
+	fs     *faultFS
+	name   string // as opened
+	direct bool   // opened for direct I/O
 }
 
 // preparing reports whether f is a segment still being prepared (opened
@@ -59,6 +76,10 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	f.fs.mu.Lock()
 	err := f.fs.writeErr
 	prepErr := f.fs.prepErr
+	if f.direct {
+		f.fs.directWrites++
+		err = cmp.Or(err, f.fs.directWriteErr)
+	}
 	f.fs.mu.Unlock()
 	if prepErr != nil && f.preparing() {
 		err = prepErr

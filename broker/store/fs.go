@@ -2,6 +2,7 @@ package store
 
 import (
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/halfbackmq/halfback/internal/fsutil"
@@ -20,6 +21,8 @@ type file interface {
 	Allocate(size int64) error
 	Truncate(size int64) error
 	Stat() (os.FileInfo, error)
+	// Name is the path the file was opened with.
+	Name() string
 	Close() error
 }
 
@@ -73,6 +76,23 @@ func (f osFile) Allocate(size int64) error {
 		return &os.PathError{Op: "fallocate", Path: f.Name(), Err: err}
 	}
 }
+
+// directIOAlign is the alignment direct I/O (O_DIRECT) needs of a
+// transfer's offset, length and memory: the logical block size, which is
+// at most a page on the disks Linux supports.
+const directIOAlign = 4096
+
+// zeroPages returns n bytes of read-only zeros at a page-aligned address,
+// as direct I/O needs: an anonymous mapping, which the kernel backs with
+// its one shared zero page, so it costs no memory however large. It
+// returns nil if the mapping fails.
+var zeroPages = sync.OnceValue(func() []byte {
+	b, err := syscall.Mmap(-1, 0, zeroChunk, syscall.PROT_READ, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		return nil
+	}
+	return b
+})
 
 var (
 	syncDir         = fsutil.SyncDir

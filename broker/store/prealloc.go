@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // prepSuffix names a segment file while it is being prepared. Open removes
@@ -171,39 +172,84 @@ func (c *commitLog) prepare(path string, pace func(upTo int64) (bool, error)) (f
 // zeros with the position the chunk ends at; it says whether the fill is
 // still in the background (nobody waits for it), and ends the fill if it
 // returns an error.
+//
+// The zeros are written with direct I/O where the file system allows it
+// (see openDirect), else through the page cache.
 func (c *commitLog) fill(f file, from int64, pace func(upTo int64) (bool, error)) error {
 	if err := f.Allocate(c.segSize); err != nil {
 		return err
 	}
-	if c.zeroFill {
-		zeros := make([]byte, min(zeroChunk, c.segSize))
-		var unsynced int64
-		for pos := from; pos < c.segSize; {
-			n := min(int64(len(zeros)), c.segSize-pos)
-			background := false
-			if pace != nil {
-				var err error
-				if background, err = pace(pos + n); err != nil {
-					return err
-				}
+	if !c.zeroFill {
+		return f.Sync()
+	}
+	var zeros []byte // for writes through the page cache
+	w, direct := c.openDirect(f, from)
+	if w != nil {
+		defer w.Close()
+	}
+	var unsynced int64
+	for pos := from; pos < c.segSize; {
+		n := min(zeroChunk, c.segSize-pos)
+		background := false
+		if pace != nil {
+			var err error
+			if background, err = pace(pos + n); err != nil {
+				return err
+			}
+		}
+		if direct != nil {
+			_, err := w.WriteAt(direct[:n], pos)
+			if errors.Is(err, syscall.EINVAL) {
+				direct = nil // refused after all: go on through the page cache
+			} else if err != nil {
+				return err
+			}
+		}
+		if direct == nil {
+			if zeros == nil {
+				zeros = make([]byte, min(zeroChunk, c.segSize))
 			}
 			if _, err := f.WriteAt(zeros[:n], pos); err != nil {
 				return err
 			}
-			pos += n
-			step := int64(zeroSyncFast)
-			if background {
-				step = zeroChunk
+		}
+		pos += n
+		step := int64(zeroSyncFast)
+		if background {
+			step = zeroChunk
+		}
+		if unsynced += n; unsynced >= step && pos < c.segSize {
+			if err := f.Sync(); err != nil {
+				return err
 			}
-			if unsynced += n; unsynced >= step && pos < c.segSize {
-				if err := f.Sync(); err != nil {
-					return err
-				}
-				unsynced = 0
-			}
+			unsynced = 0
 		}
 	}
 	return f.Sync()
+}
+
+// openDirect opens f's file a second time for direct I/O (O_DIRECT) and
+// returns it with the buffer of zeros to write through it. Direct I/O
+// takes the zeros from one shared page-aligned buffer straight to the
+// disk: no copy into the page cache, which on the 2-core machine the
+// benchmarks ran on took a quarter of a core at the append rate (1.6 s of
+// CPU in a 6 s SyncFlush run) and pushed out cached data with gigabytes
+// of zeros. It returns nil (write through f) where direct I/O cannot
+// work: from or the segment size not block aligned, a file system without
+// it (tmpfs refuses O_DIRECT), or no aligned buffer.
+func (c *commitLog) openDirect(f file, from int64) (file, []byte) {
+	if from%directIOAlign != 0 || c.segSize%directIOAlign != 0 {
+		return nil, nil
+	}
+	zeros := zeroPages()
+	if zeros == nil {
+		return nil, nil
+	}
+	w, err := c.fs.OpenFile(f.Name(), os.O_WRONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		return nil, nil
+	}
+	return w, zeros
 }
 
 // pace holds p's preparer until it may write zeros up to position upTo:

@@ -61,7 +61,7 @@ func (b *batch) reserve(off int64, n int) []byte {
 	case k > 0 && len(b.chunks[k-1].data) == 0:
 		b.chunks[k-1].off = off
 	case k == 0 || b.chunks[k-1].off+int64(len(b.chunks[k-1].data)) != off:
-		b.chunks = append(b.chunks, chunk{off: off, data: make([]byte, 0, max(n, 64<<10))})
+		b.chunks = append(b.chunks, chunk{off: off, data: make([]byte, 0, max(n, 64<<10)+pageSize)})
 	}
 	c := &b.chunks[len(b.chunks)-1]
 	if cap(c.data)-len(c.data) < n {
@@ -412,13 +412,25 @@ func (s *Store) writeBatch() int {
 
 // writeChunks writes the chunks and, under SyncFlush, fsyncs every segment
 // they touched.
+//
+// Each write is padded with zeros to the end of its last page (not past the
+// segment's end). Past the log's end the segment holds zeros anyway, so
+// this changes nothing on disk, but the page cache then never has to read
+// a page from disk to complete a partial write: a write's first page is
+// the one the previous write ended in, already cached, and its last page
+// is written whole. (New segments are zero-filled with direct I/O, so their
+// pages are not cached; see openDirect.)
 func (s *Store) writeChunks(chunks []chunk) error {
 	var touched []*segment
 	for _, c := range chunks {
 		if len(c.data) == 0 {
 			continue
 		}
-		seg, err := s.log.writeAt(c.data, c.off)
+		data := c.data
+		if pad := pagePad(c.off+int64(len(data)), s.opts.SegmentSize); pad > 0 {
+			data = append(data, pageOfZeros[:pad]...)
+		}
+		seg, err := s.log.writeAt(data, c.off)
 		if err != nil {
 			return err
 		}
@@ -436,6 +448,22 @@ func (s *Store) writeChunks(chunks []chunk) error {
 		s.flushed(start)
 	}
 	return nil
+}
+
+// pageSize is the page-cache granularity writeChunks pads writes to.
+const pageSize = 4096
+
+var pageOfZeros [pageSize]byte
+
+// pagePad is how many zero bytes take a write ending at physical offset end
+// to the next page boundary of its segment file, or to the file's end if
+// that is nearer.
+func pagePad(end, segSize int64) int {
+	inFile := end % segSize
+	if inFile == 0 {
+		return 0 // the write ended at the segment's end (or the file is new)
+	}
+	return int(min(-inFile&(pageSize-1), segSize-inFile))
 }
 
 // flushed reports an fsync that began at start to Options.OnFlush.
