@@ -45,6 +45,19 @@ type batch struct {
 	chunks  []chunk
 	waiters []chan error
 	end     int64
+	// expired is closed SyncFlushTimeout after the batch's first append
+	// (SyncFlush only): its waiters stop waiting then. One timer per
+	// group commit, not one per append: per-append timers took a fifth of
+	// the store's CPU at 64 writers (timer heaps and their locks).
+	expired chan struct{}
+	timer   *time.Timer
+}
+
+// arm starts the batch's flush timeout; its first append calls it.
+func (b *batch) arm(timeout time.Duration) {
+	expired := make(chan struct{})
+	b.expired = expired
+	b.timer = time.AfterFunc(timeout, func() { close(expired) })
 }
 
 func (b *batch) add(off int64, rec []byte) {
@@ -90,6 +103,10 @@ func (b *batch) reset() {
 	}
 	clear(b.waiters)
 	b.waiters = b.waiters[:0]
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.expired, b.timer = nil, nil
 }
 
 // Store is the broker's message store: a commit log, consume queues built
@@ -259,6 +276,10 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		s.next += size
 	}
 	s.cur.end = s.next
+	if s.opts.FlushType == SyncFlush && len(s.cur.waiters) == 0 {
+		s.cur.arm(s.opts.SyncFlushTimeout)
+	}
+	expired := s.cur.expired
 	s.cur.waiters = append(s.cur.waiters, done)
 	wake := len(s.cur.waiters) >= s.gatherWant
 	s.mu.Unlock()
@@ -269,22 +290,22 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		default:
 		}
 	}
-	return res, func(ctx context.Context) error { return s.wait(ctx, done) }, nil
+	return res, func(ctx context.Context) error { return s.wait(ctx, done, expired) }, nil
 }
 
-// wait blocks until the writer answers done, the sync-flush timeout passes,
-// or ctx ends.
-func (s *Store) wait(ctx context.Context, done chan error) error {
-	var timeout <-chan time.Time
-	if s.opts.FlushType == SyncFlush {
-		t := time.NewTimer(s.opts.SyncFlushTimeout)
-		defer t.Stop()
-		timeout = t.C
-	}
+// wait blocks until the writer answers done, expired is closed (the
+// sync-flush timeout of the append's batch; nil under AsyncFlush), or ctx
+// ends. An answer that is already there wins over the timeout.
+func (s *Store) wait(ctx context.Context, done chan error, expired chan struct{}) error {
 	select {
 	case err := <-done:
 		return err
-	case <-timeout:
+	case <-expired:
+		select {
+		case err := <-done:
+			return err
+		default:
+		}
 		return fmt.Errorf("%w after %v", ErrFlushTimeout, s.opts.SyncFlushTimeout)
 	case <-ctx.Done():
 		return ctx.Err()
