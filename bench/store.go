@@ -36,10 +36,11 @@ type StoreOptions struct {
 	Writers int
 	// Size is the message body in bytes, 1 to [MaxSize].
 	Size int
-	// Duration is how long the store is measured. Each raw baseline runs
-	// for Duration/3, but at least one second; perfect group commit, into a
-	// preallocated and into a growing file, is split into halves before and
-	// after the store. Must be positive.
+	// Duration is how long the store is measured. Each raw baseline, and
+	// under SyncFlush each peer, runs for Duration/3, but at least one
+	// second; perfect group commit, into a preallocated and into a growing
+	// file, is split into halves before and after the store. Must be
+	// positive.
 	Duration time.Duration
 	// SegmentSize is the store's commit-log segment size in bytes; zero
 	// means the store's default (1 GiB).
@@ -103,6 +104,23 @@ type StoreResult struct {
 	// RawSeqMBPerSec is raw sequential write bandwidth (1 MiB writes, one
 	// fdatasync at the end).
 	RawSeqMBPerSec float64 `json:"raw_seq_mb_per_sec"`
+	// GoroutineLimitMsgsPerSec (SYNC_FLUSH only) is group commit with
+	// nothing else: Writers goroutines each handing one message to a
+	// committer that waits for all of them, writes and fdatasyncs them
+	// together into a preallocated file, as the raw limit does, and answers
+	// them. Its gap to RawLimitPreallocMsgsPerSec is what waking and
+	// gathering the goroutines costs on this machine; the store does that
+	// and more (encoding, consume queues, the key index, the next segment).
+	GoroutineLimitMsgsPerSec float64 `json:"goroutine_limit_msgs_per_sec,omitempty"`
+	// PebbleMsgsPerSec (SYNC_FLUSH only) is a peer doing the same durable
+	// work: Writers goroutines each writing Size-byte values to a Pebble
+	// database (CockroachDB's storage engine), each write acknowledged once
+	// Pebble's write-ahead log is fsynced (pebble.Sync, group-committed).
+	PebbleMsgsPerSec float64 `json:"pebble_msgs_per_sec,omitempty"`
+	// RatioToGoroutineLimit and RatioToPebble are MsgsPerSec over the two
+	// above (SYNC_FLUSH only).
+	RatioToGoroutineLimit float64 `json:"ratio_to_goroutine_limit,omitempty"`
+	RatioToPebble         float64 `json:"ratio_to_pebble,omitempty"`
 	// Ratio is the store's share of the disk's limit for its flush type:
 	// MsgsPerSec/RawLimitMsgsPerSec under SYNC_FLUSH, MBPerSec/RawSeqMBPerSec
 	// under ASYNC_FLUSH. 1 means the store costs nothing on top of the disk.
@@ -110,8 +128,10 @@ type StoreResult struct {
 }
 
 // RunStore measures perfect group commit (half, into a preallocated and a
-// growing file), raw sequential bandwidth, the store, then perfect group
-// commit again (the other half, in the mirrored order), in fresh
+// growing file), raw sequential bandwidth, the store, under SyncFlush the
+// two peers (group commit among goroutines alone, Pebble's synced writes),
+// then perfect group commit again (the other half, in the mirrored
+// order), in fresh
 // subdirectories of o.Dir on the same file system, and removes them before
 // it returns. It fails with [ErrInvalidOptions] if o is
 // out of range, and with ctx's error if ctx ends first.
@@ -176,13 +196,44 @@ func RunStore(ctx context.Context, o StoreOptions) (res StoreResult, err error) 
 	if err := os.RemoveAll(filepath.Join(run, "store")); err != nil {
 		return StoreResult{}, err
 	}
+	var peers syncPeers
+	if o.Flush == store.SyncFlush {
+		if peers, err = measureSyncPeers(ctx, run, o, raw); err != nil {
+			return StoreResult{}, err
+		}
+	}
 	if grow[1], err = groupCommit("after", false); err != nil {
 		return StoreResult{}, err
 	}
 	if pre[1], err = groupCommit("after", true); err != nil {
 		return StoreResult{}, err
 	}
-	return newStoreResult(o, rawCommits{prealloc: (pre[0] + pre[1]) / 2, growing: (grow[0] + grow[1]) / 2}, seq, m), nil
+	return newStoreResult(o, rawCommits{prealloc: (pre[0] + pre[1]) / 2, growing: (grow[0] + grow[1]) / 2}, seq, m, peers), nil
+}
+
+// syncPeers is what the SYNC_FLUSH store is compared with besides the
+// disk: group commit among goroutines alone, and Pebble's synced writes,
+// in messages per second.
+type syncPeers struct{ goroutines, pebble float64 }
+
+// measureSyncPeers measures both for d each, in fresh paths under run.
+func measureSyncPeers(ctx context.Context, run string, o StoreOptions, d time.Duration) (syncPeers, error) {
+	var p syncPeers
+	o.Logger.Info("bench: measuring group commit among goroutines", "writers", o.Writers, "size", o.Size, "for", d)
+	path := filepath.Join(run, "goroutine-group-commit")
+	var err error
+	if p.goroutines, err = goroutineGroupCommit(ctx, path, o.Writers, o.Size, d); err != nil {
+		return p, fmt.Errorf("group commit among goroutines: %w", err)
+	}
+	if err := os.Remove(path); err != nil {
+		return p, err
+	}
+	o.Logger.Info("bench: measuring Pebble's synced writes", "writers", o.Writers, "size", o.Size, "for", d)
+	dir := filepath.Join(run, "pebble")
+	if p.pebble, err = pebbleSyncWrites(ctx, dir, o.Writers, o.Size, d); err != nil {
+		return p, fmt.Errorf("pebble synced writes: %w", err)
+	}
+	return p, os.RemoveAll(dir)
 }
 
 // rawCommits is perfect group commit's rate, in commits per second, into
@@ -191,7 +242,7 @@ type rawCommits struct{ prealloc, growing float64 }
 
 // newStoreResult computes the figures from the raw commit rates, the raw
 // sequential bytes per second and the store run.
-func newStoreResult(o StoreOptions, commits rawCommits, seq float64, m storeRun) StoreResult {
+func newStoreResult(o StoreOptions, commits rawCommits, seq float64, m storeRun, peers syncPeers) StoreResult {
 	secs := m.elapsed.Seconds()
 	res := StoreResult{
 		Flush:              o.Flush.String(),
@@ -211,6 +262,13 @@ func newStoreResult(o StoreOptions, commits rawCommits, seq float64, m storeRun)
 	}
 	if o.Flush == store.SyncFlush {
 		res.Ratio = res.MsgsPerSec / res.RawLimitMsgsPerSec
+		res.GoroutineLimitMsgsPerSec, res.PebbleMsgsPerSec = peers.goroutines, peers.pebble
+		if peers.goroutines > 0 {
+			res.RatioToGoroutineLimit = res.MsgsPerSec / peers.goroutines
+		}
+		if peers.pebble > 0 {
+			res.RatioToPebble = res.MsgsPerSec / peers.pebble
+		}
 	} else {
 		res.Ratio = res.MBPerSec / res.RawSeqMBPerSec
 	}

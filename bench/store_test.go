@@ -44,6 +44,17 @@ func TestRunStore(t *testing.T) {
 			want := res.MsgsPerSec / res.RawLimitMsgsPerSec
 			if flush == store.AsyncFlush {
 				want = res.MBPerSec / res.RawSeqMBPerSec
+				if res.GoroutineLimitMsgsPerSec != 0 || res.PebbleMsgsPerSec != 0 {
+					t.Errorf("peers measured under ASYNC_FLUSH: %+v", res)
+				}
+			} else {
+				if res.GoroutineLimitMsgsPerSec <= 0 || res.PebbleMsgsPerSec <= 0 {
+					t.Errorf("no peers under SYNC_FLUSH: %+v", res)
+				}
+				if res.RatioToGoroutineLimit != res.MsgsPerSec/res.GoroutineLimitMsgsPerSec ||
+					res.RatioToPebble != res.MsgsPerSec/res.PebbleMsgsPerSec {
+					t.Errorf("peer ratios %v, %v, want msgs/s over each peer: %+v", res.RatioToGoroutineLimit, res.RatioToPebble, res)
+				}
 			}
 			if res.Ratio != want {
 				t.Errorf("ratio %v, want %v for %s", res.Ratio, want, flush)
@@ -66,6 +77,11 @@ func TestRunStore(t *testing.T) {
 				"raw_limit_growing_msgs_per_sec", "raw_seq_mb_per_sec", "ratio"} {
 				if _, ok := keys[k]; !ok {
 					t.Errorf("JSON lacks %q: %s", k, b)
+				}
+			}
+			for _, k := range []string{"goroutine_limit_msgs_per_sec", "pebble_msgs_per_sec", "ratio_to_goroutine_limit", "ratio_to_pebble"} {
+				if _, ok := keys[k]; ok != (flush == store.SyncFlush) {
+					t.Errorf("JSON has %q = %v, want it only under SYNC_FLUSH: %s", k, ok, b)
 				}
 			}
 		})

@@ -48,8 +48,19 @@ subdirectories of --dir that it removes at the end:
   store      --writers goroutines appending --size-byte messages for
              --duration, each waiting for its acknowledgement.
 
+Under SYNC_FLUSH, after the store, for duration/3 (at least 1 s) each:
+
+  goroutines the raw limit fed by --writers goroutines: each hands one
+             message to a committer that waits for all of them, writes and
+             fdatasyncs them together, and answers them; nothing else. The
+             gap to the raw limit is what waking goroutines costs here.
+  pebble     a peer: --writers goroutines each writing --size-byte values
+             to a Pebble database (CockroachDB's storage engine), each
+             write waiting for Pebble's group-committed WAL fsync.
+
 The ratio is msgs/s over the raw limit (SYNC_FLUSH) or MB/s over raw seq
-(ASYNC_FLUSH). On a shared machine compare ratios from one run, not raw
+(ASYNC_FLUSH); under SYNC_FLUSH the store's share of the two above is
+printed too. On a shared machine compare ratios from one run, not raw
 figures from different runs.
 
 --dir defaults to the system temp directory ($TMPDIR, else /tmp). On the
@@ -133,6 +144,12 @@ ratio      %10.2f %s
 		r.RawLimitMsgsPerSec, r.RawLimitPreallocMsgsPerSec, r.RawLimitGrowingMsgsPerSec,
 		"", r.RawSeqMBPerSec,
 		r.Ratio, bound)
+	if err != nil || r.GoroutineLimitMsgsPerSec == 0 {
+		return err
+	}
+	_, err = fmt.Fprintf(out, `goroutines %10.0f msgs/s                  the raw limit fed by writers goroutines, nothing else (store: %.2f of it)
+pebble     %10.0f msgs/s                  a peer: synced Pebble writes from writers goroutines (store: %.2f of it)
+`, r.GoroutineLimitMsgsPerSec, r.RatioToGoroutineLimit, r.PebbleMsgsPerSec, r.RatioToPebble)
 	return err
 }
 

@@ -78,3 +78,28 @@ func TestPrintStoreResult(t *testing.T) {
 		t.Errorf("MB/s at column %d and %d:\n%s", i, j, out.String())
 	}
 }
+
+func TestPrintStoreResultWithPeers(t *testing.T) {
+	var out bytes.Buffer
+	err := printStoreResult(&out, bench.StoreResult{Flush: "SYNC_FLUSH", Writers: 64, Size: 1024, DurationSec: 6,
+		Messages: 420_000, MsgsPerSec: 70_000, MBPerSec: 71.7, P50Us: 800, P99Us: 3000,
+		RawLimitMsgsPerSec: 210_000, RawLimitPreallocMsgsPerSec: 210_000, RawLimitGrowingMsgsPerSec: 130_000,
+		RawSeqMBPerSec: 450, Ratio: 1.0 / 3, GoroutineLimitMsgsPerSec: 175_000, PebbleMsgsPerSec: 50_000,
+		RatioToGoroutineLimit: 0.4, RatioToPebble: 1.4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 8 {
+		t.Fatalf("%d lines, want 8:\n%s", len(lines), out.String())
+	}
+	for _, want := range []string{"0.33 of the raw limit", "175000 msgs/s", "store: 0.40 of it", "50000 msgs/s", "store: 1.40 of it"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// The msgs/s column lines up between the store and the peers.
+	if i, j := strings.Index(lines[1], "msgs/s"), strings.Index(lines[7], "msgs/s"); i != j {
+		t.Errorf("msgs/s at column %d and %d:\n%s", i, j, out.String())
+	}
+}
