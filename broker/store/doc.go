@@ -71,8 +71,9 @@
 // the next one (group commit). Under [AsyncFlush] appends are acknowledged
 // after the write and a background fsync runs every Options.FlushInterval.
 // A write or fsync error fails the appends of that batch and turns the store
-// read-only ([ErrWriteFailed]); a SyncFlush append whose fsync takes longer
-// than Options.SyncFlushTimeout fails with [ErrFlushTimeout].
+// read-only ([ErrWriteFailed]); a SyncFlush append not fsynced within
+// Options.SyncFlushTimeout of its group commit's first append fails with
+// [ErrFlushTimeout] (one timer per group commit, not per append).
 //
 // # Consume queues and index
 //
