@@ -32,7 +32,7 @@
 // steps of 1 MiB each synced on its own, so the next segment is ready when
 // the active one is three quarters full and an append's fsync never waits
 // behind more than one step. They are written with direct I/O (O_DIRECT,
-// from one shared page of zeros) where the file system takes it, else
+// from one shared buffer of zeros) where the file system takes it, else
 // through the page cache: copying a gigabyte of zeros into the page cache
 // per segment cost a quarter of a core at the append rate and evicted
 // cached data. Since a segment's pages are then not cached, every

@@ -82,14 +82,19 @@ func (f osFile) Allocate(size int64) error {
 // at most a page on the disks Linux supports.
 const directIOAlign = 4096
 
-// zeroPages returns n bytes of read-only zeros at a page-aligned address,
-// as direct I/O needs: an anonymous mapping, which the kernel backs with
-// its one shared zero page, so it costs no memory however large. It
+// zeroPages returns zeroChunk bytes of zeros at a page-aligned address, as
+// direct I/O needs: an anonymous mapping (Go's allocator does not promise
+// the alignment), shared by every fill and never written after this. Each
+// page is touched once so that it is a page of its own rather than the
+// kernel's shared zero page, which some kernels will not pin for I/O. It
 // returns nil if the mapping fails.
 var zeroPages = sync.OnceValue(func() []byte {
-	b, err := syscall.Mmap(-1, 0, zeroChunk, syscall.PROT_READ, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	b, err := syscall.Mmap(-1, 0, zeroChunk, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	if err != nil {
 		return nil
+	}
+	for i := 0; i < len(b); i += directIOAlign {
+		b[i] = 0
 	}
 	return b
 })
