@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
@@ -88,6 +89,13 @@ type StoreResult struct {
 	// MsgsPerSec and MBPerSec are the store's throughput.
 	MsgsPerSec float64 `json:"msgs_per_sec"`
 	MBPerSec   float64 `json:"mb_per_sec"`
+	// CPUUsPerMsg is the CPU time (user and system, all of the process's
+	// threads: the store's and the writers') the store phase used per
+	// acknowledged append, in microseconds. It varies far less from run to
+	// run than throughput on a shared machine, and on a virtual machine
+	// whose disk slows down when the guest's CPUs are busy it is also part
+	// of what bounds SYNC_FLUSH throughput (docs/benchmarks.md).
+	CPUUsPerMsg float64 `json:"cpu_us_per_msg"`
 	// P50Us and P99Us are append latency quantiles in microseconds (within
 	// 2%: they come from a log-linear histogram).
 	P50Us float64 `json:"p50_us"`
@@ -252,6 +260,7 @@ func newStoreResult(o StoreOptions, commits rawCommits, seq float64, m storeRun,
 		Messages:           int64(m.latency.total),
 		MsgsPerSec:         float64(m.latency.total) / secs,
 		MBPerSec:           float64(m.latency.total) * float64(o.Size) / secs / 1e6,
+		CPUUsPerMsg:        micros(m.cpu) / float64(max(m.latency.total, 1)),
 		P50Us:              micros(m.latency.quantile(0.50)),
 		P99Us:              micros(m.latency.quantile(0.99)),
 		RawLimitMsgsPerSec: max(commits.prealloc, commits.growing) * float64(o.Writers),
@@ -280,7 +289,18 @@ func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsec
 // storeRun is what measureStore saw.
 type storeRun struct {
 	elapsed time.Duration
-	latency histogram // every acknowledged append
+	cpu     time.Duration // the process's user+system CPU time meanwhile
+	latency histogram     // every acknowledged append
+}
+
+// processCPU is the CPU time (user and system) the process has used so
+// far, or 0 if the system does not say.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // measureStore opens a store in dir and runs o.Writers appending
@@ -295,6 +315,7 @@ func measureStore(ctx context.Context, dir string, o StoreOptions) (storeRun, er
 	errs := make([]error, o.Writers)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
+	cpu0 := processCPU()
 	start := time.Now()
 	timer := time.AfterFunc(o.Duration, func() { stop.Store(true) })
 	for w := range o.Writers {
@@ -306,7 +327,7 @@ func measureStore(ctx context.Context, dir string, o StoreOptions) (storeRun, er
 		})
 	}
 	wg.Wait()
-	run := storeRun{elapsed: time.Since(start)}
+	run := storeRun{elapsed: time.Since(start), cpu: processCPU() - cpu0}
 	timer.Stop()
 	if err := errors.Join(errors.Join(errs...), st.Close()); err != nil {
 		return storeRun{}, err

@@ -38,6 +38,9 @@ func TestRunStore(t *testing.T) {
 				t.Errorf("raw limit %v, want the greater of prealloc %v and growing %v", res.RawLimitMsgsPerSec,
 					res.RawLimitPreallocMsgsPerSec, res.RawLimitGrowingMsgsPerSec)
 			}
+			if res.CPUUsPerMsg <= 0 {
+				t.Errorf("CPU per message %v µs, want more than zero", res.CPUUsPerMsg)
+			}
 			if res.P50Us <= 0 || res.P99Us < res.P50Us {
 				t.Errorf("p50 %v µs, p99 %v µs: want 0 < p50 <= p99", res.P50Us, res.P99Us)
 			}
@@ -73,7 +76,7 @@ func TestRunStore(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, k := range []string{"flush", "writers", "size", "duration_sec", "messages", "msgs_per_sec",
-				"mb_per_sec", "p50_us", "p99_us", "raw_limit_msgs_per_sec", "raw_limit_prealloc_msgs_per_sec",
+				"mb_per_sec", "cpu_us_per_msg", "p50_us", "p99_us", "raw_limit_msgs_per_sec", "raw_limit_prealloc_msgs_per_sec",
 				"raw_limit_growing_msgs_per_sec", "raw_seq_mb_per_sec", "ratio"} {
 				if _, ok := keys[k]; !ok {
 					t.Errorf("JSON lacks %q: %s", k, b)

@@ -46,7 +46,9 @@ subdirectories of --dir that it removes at the end:
   raw seq    sequential bandwidth: 1 MiB writes for duration/3 (at least 1 s)
              and a final fdatasync. The bound for ASYNC_FLUSH.
   store      --writers goroutines appending --size-byte messages for
-             --duration, each waiting for its acknowledgement.
+             --duration, each waiting for its acknowledgement; with the
+             process's CPU time per acknowledged message (store and
+             writers), which varies far less between runs than msgs/s.
 
 Under SYNC_FLUSH, after the store, for duration/3 (at least 1 s) each:
 
@@ -134,13 +136,13 @@ func printStoreResult(out io.Writer, r bench.StoreResult) error {
 		bound = "of raw sequential bandwidth (ASYNC_FLUSH's bound)"
 	}
 	_, err := fmt.Fprintf(out, `%s, %d writers, %d-byte bodies: %d messages in %.1f s
-store      %10.0f msgs/s %9.1f MB/s   p50 %.0f µs, p99 %.0f µs
+store      %10.0f msgs/s %9.1f MB/s   p50 %.0f µs, p99 %.0f µs, CPU %.1f µs/msg
 raw limit  %10.0f msgs/s                  perfect group commit: write + fdatasync of writers x size bytes
            (preallocated file %.0f msgs/s, growing file %.0f msgs/s)
 raw seq    %17s %9.1f MB/s   1 MiB writes, one fdatasync at the end
 ratio      %10.2f %s
 `, r.Flush, r.Writers, r.Size, r.Messages, r.DurationSec,
-		r.MsgsPerSec, r.MBPerSec, r.P50Us, r.P99Us,
+		r.MsgsPerSec, r.MBPerSec, r.P50Us, r.P99Us, r.CPUUsPerMsg,
 		r.RawLimitMsgsPerSec, r.RawLimitPreallocMsgsPerSec, r.RawLimitGrowingMsgsPerSec,
 		"", r.RawSeqMBPerSec,
 		r.Ratio, bound)

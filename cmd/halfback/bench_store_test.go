@@ -57,7 +57,7 @@ func TestBenchStoreRejectsBadFlags(t *testing.T) {
 func TestPrintStoreResult(t *testing.T) {
 	var out bytes.Buffer
 	err := printStoreResult(&out, bench.StoreResult{Flush: "ASYNC_FLUSH", Writers: 64, Size: 1024, DurationSec: 10,
-		Messages: 1_000_000, MsgsPerSec: 100_000, MBPerSec: 102.4, P50Us: 6, P99Us: 9000,
+		Messages: 1_000_000, MsgsPerSec: 100_000, MBPerSec: 102.4, P50Us: 6, P99Us: 9000, CPUUsPerMsg: 3.25,
 		RawLimitMsgsPerSec: 120_000, RawLimitPreallocMsgsPerSec: 120_000, RawLimitGrowingMsgsPerSec: 70_000,
 		RawSeqMBPerSec: 512, Ratio: 0.2})
 	if err != nil {
@@ -67,7 +67,7 @@ func TestPrintStoreResult(t *testing.T) {
 	if len(lines) != 6 {
 		t.Fatalf("%d lines, want 6:\n%s", len(lines), out.String())
 	}
-	for _, want := range []string{"100000 msgs/s", "102.4 MB/s", "p50 6 µs", "p99 9000 µs", "120000 msgs/s",
+	for _, want := range []string{"100000 msgs/s", "102.4 MB/s", "p50 6 µs", "p99 9000 µs", "CPU 3.2 µs/msg", "120000 msgs/s",
 		"preallocated file 120000 msgs/s, growing file 70000 msgs/s", "512.0 MB/s", "0.20 of raw sequential"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
