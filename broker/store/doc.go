@@ -72,8 +72,9 @@
 // after the write and a background fsync runs every Options.FlushInterval.
 // A write or fsync error fails the appends of that batch and turns the store
 // read-only ([ErrWriteFailed]); a SyncFlush append not fsynced within
-// Options.SyncFlushTimeout of its group commit's first append fails with
-// [ErrFlushTimeout] (one timer per group commit, not per append).
+// Options.SyncFlushTimeout fails with [ErrFlushTimeout] (one timer per
+// group commit wakes its appends; an append that joined late then waits
+// out the rest of its own timeout).
 //
 // # Consume queues and index
 //

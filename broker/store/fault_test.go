@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/halfbackmq/halfback/message"
 )
 
 // faultFS wraps the OS and fails or blocks commit-log writes and syncs on
@@ -197,6 +199,61 @@ func TestSyncFlushTimeout(t *testing.T) {
 	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
 	if got := readAll(t, s, "slow", 0); len(got) != 2 {
 		t.Fatalf("read %d records, want 2 (the timed-out one became durable later)", len(got))
+	}
+}
+
+// TestSyncFlushTimeoutIsPerAppend checks that an append which joins a
+// group commit late gets its whole SyncFlushTimeout, not what is left of
+// the group's first append's: while one fsync is stuck, B opens the next
+// batch and C joins it most of a timeout later; the fsync comes back after
+// B's timeout but well within C's. B fails with ErrFlushTimeout, C is
+// stored (a false timeout would make its producer send it twice).
+func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
+	const timeout = 2 * time.Second
+	fs := &faultFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	o.SyncFlushTimeout = timeout
+	s := openStore(t, o)
+	defer s.Close()
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { fs.set(func(f *faultFS) { f.syncGate = nil }); close(gate) }) }
+	defer release()
+	fs.set(func(f *faultFS) { f.syncGate = gate; f.syncCalls = 0 })
+
+	appendAsync := func(i int) func(context.Context) error {
+		_, wait, err := s.AppendBatchAsync([]*message.Message{testMsg("late", 0, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wait
+	}
+	waitA := appendAsync(0)
+	errA := make(chan error, 1)
+	go func() { errA <- waitA(context.Background()) }()
+	waitFor(t, "the first fsync to be stuck", func() bool {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		return fs.syncCalls > 0
+	})
+	bStart := time.Now()
+	waitB := appendAsync(1)
+	time.Sleep(timeout * 9 / 10) // not a wait for a state: C must join B's batch this much later
+	waitC := appendAsync(2)
+	errB := waitB(context.Background()) // B's own timeout passes while the fsync is still stuck
+	if !errors.Is(errB, ErrFlushTimeout) {
+		t.Fatalf("B = %v, want ErrFlushTimeout", errB)
+	}
+	if waited := time.Since(bStart); waited < timeout {
+		t.Fatalf("B timed out after %v, before its %v", waited, timeout)
+	}
+	release()
+	if err := waitC(context.Background()); err != nil {
+		t.Fatalf("C, which joined B's batch %v later and whose fsync came back within its own timeout: %v", timeout*9/10, err)
+	}
+	if err := <-errA; !errors.Is(err, ErrFlushTimeout) {
+		t.Fatalf("A, waiting since before its fsync stuck = %v, want ErrFlushTimeout", err)
 	}
 }
 

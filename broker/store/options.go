@@ -67,10 +67,7 @@ type Options struct {
 	// It must hold at least one message of MaxMessageSize.
 	SegmentSize int64
 	// SyncFlushTimeout bounds how long a SyncFlush append waits for its
-	// fsync before it fails with ErrFlushTimeout. It is counted from the
-	// first append of the group commit the append joined, so an append
-	// waits at most this long (later ones in the group a little less).
-	// Default 5 s.
+	// fsync before it fails with ErrFlushTimeout. Default 5 s.
 	SyncFlushTimeout time.Duration
 	// FlushInterval is how often AsyncFlush fsyncs the commit log. Default 500 ms.
 	FlushInterval time.Duration

@@ -199,7 +199,7 @@ func (c *commitLog) fill(f file, from int64, pace func(upTo int64) (bool, error)
 		}
 		if direct != nil {
 			_, err := w.WriteAt(direct[:n], pos)
-			if errors.Is(err, syscall.EINVAL) {
+			if directRefused(err) {
 				direct = nil // refused after all: go on through the page cache
 			} else if err != nil {
 				return err
@@ -228,6 +228,15 @@ func (c *commitLog) fill(f file, from int64, pace func(upTo int64) (bool, error)
 	return f.Sync()
 }
 
+// directRefused reports whether a direct-I/O write failed because the
+// file system or kernel will not do direct I/O for it (bad alignment for
+// this device, not supported, a buffer it will not pin), rather than
+// because the write itself failed: then the fill goes on through the
+// page cache, and other errors (EIO, ENOSPC) end it.
+func directRefused(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EFAULT)
+}
+
 // openDirect opens f's file a second time for direct I/O (O_DIRECT) and
 // returns it with the buffer of zeros to write through it. Direct I/O
 // takes the zeros from one shared page-aligned buffer straight to the
@@ -247,6 +256,14 @@ func (c *commitLog) openDirect(f file, from int64) (file, []byte) {
 	}
 	w, err := c.fs.OpenFile(f.Name(), os.O_WRONLY|syscall.O_DIRECT, 0)
 	if err != nil {
+		return nil, nil
+	}
+	// The path must still name f's file (nothing renames it meanwhile
+	// today; a check costs two stats).
+	fi, err1 := f.Stat()
+	wi, err2 := w.Stat()
+	if err1 != nil || err2 != nil || !os.SameFile(fi, wi) {
+		w.Close()
 		return nil, nil
 	}
 	return w, zeros

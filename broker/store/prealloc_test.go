@@ -519,6 +519,8 @@ func TestZeroFillDirectIO(t *testing.T) {
 		{name: "direct", segSize: 2<<20 + 8192, wantOpens: true, wantDirect: true},
 		{name: "open refused", segSize: 2<<20 + 8192, arm: func(f *faultFS) { f.directOpenErr = syscall.EINVAL }, wantOpens: true},
 		{name: "write refused", segSize: 2<<20 + 8192, arm: func(f *faultFS) { f.directWriteErr = syscall.EINVAL }, wantOpens: true},
+		{name: "write not supported", segSize: 2<<20 + 8192, arm: func(f *faultFS) { f.directWriteErr = syscall.EOPNOTSUPP }, wantOpens: true},
+		{name: "buffer not pinned", segSize: 2<<20 + 8192, arm: func(f *faultFS) { f.directWriteErr = syscall.EFAULT }, wantOpens: true},
 		{name: "not block aligned", segSize: 1<<20 + 100},
 		{name: "write error", segSize: 2<<20 + 8192, arm: func(f *faultFS) { f.directWriteErr = syscall.EIO }, wantOpens: true, wantErr: syscall.EIO},
 	}

@@ -46,9 +46,12 @@ type batch struct {
 	waiters []chan error
 	end     int64
 	// expired is closed SyncFlushTimeout after the batch's first append
-	// (SyncFlush only): its waiters stop waiting then. One timer per
-	// group commit, not one per append: per-append timers took a fifth of
-	// the store's CPU at 64 writers (timer heaps and their locks).
+	// (SyncFlush only). It wakes every waiter then: those whose own
+	// timeout has passed give up; those that joined later wait out the
+	// rest of theirs (see wait). One timer per group commit, not one per
+	// append: per-append timers took a fifth of the store's CPU at 64
+	// writers (timer heaps and their locks); a waiter arms its own only
+	// when its batch's has fired, which takes a stalled fsync.
 	expired chan struct{}
 	timer   *time.Timer
 }
@@ -78,7 +81,8 @@ func (b *batch) reserve(off int64, n int) []byte {
 	}
 	c := &b.chunks[len(b.chunks)-1]
 	if cap(c.data)-len(c.data) < n {
-		grown := make([]byte, len(c.data), max(2*cap(c.data), len(c.data)+n))
+		// Room for writeChunks' page padding too, so that it never copies.
+		grown := make([]byte, len(c.data), max(2*cap(c.data), len(c.data)+n+pageSize))
 		copy(grown, c.data)
 		c.data = grown
 	}
@@ -276,8 +280,12 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		s.next += size
 	}
 	s.cur.end = s.next
-	if s.opts.FlushType == SyncFlush && len(s.cur.waiters) == 0 {
-		s.cur.arm(s.opts.SyncFlushTimeout)
+	var deadline time.Time // of this append's SyncFlushTimeout
+	if s.opts.FlushType == SyncFlush {
+		deadline = time.Now().Add(s.opts.SyncFlushTimeout)
+		if len(s.cur.waiters) == 0 {
+			s.cur.arm(s.opts.SyncFlushTimeout)
+		}
 	}
 	expired := s.cur.expired
 	s.cur.waiters = append(s.cur.waiters, done)
@@ -290,26 +298,40 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		default:
 		}
 	}
-	return res, func(ctx context.Context) error { return s.wait(ctx, done, expired) }, nil
+	return res, func(ctx context.Context) error { return s.wait(ctx, done, expired, deadline) }, nil
 }
 
-// wait blocks until the writer answers done, expired is closed (the
-// sync-flush timeout of the append's batch; nil under AsyncFlush), or ctx
-// ends. An answer that is already there wins over the timeout.
-func (s *Store) wait(ctx context.Context, done chan error, expired chan struct{}) error {
+// wait blocks until the writer answers done, the append's sync-flush
+// timeout (deadline) passes, or ctx ends. Under AsyncFlush expired is nil
+// and there is no timeout. Under SyncFlush the batch's timer (expired)
+// wakes it first: an append that joined the batch later than its first
+// then waits for the rest of its own time with a timer of its own. An
+// answer that is already there wins over the timeout.
+func (s *Store) wait(ctx context.Context, done chan error, expired chan struct{}, deadline time.Time) error {
 	select {
 	case err := <-done:
 		return err
 	case <-expired:
-		select {
-		case err := <-done:
-			return err
-		default:
-		}
-		return fmt.Errorf("%w after %v", ErrFlushTimeout, s.opts.SyncFlushTimeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if left := time.Until(deadline); left > 0 {
+		t := time.NewTimer(left)
+		defer t.Stop()
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case err := <-done:
+		return err
+	default:
+	}
+	return fmt.Errorf("%w after %v", ErrFlushTimeout, s.opts.SyncFlushTimeout)
 }
 
 func (s *Store) checkMessage(m *message.Message) (int, error) {
