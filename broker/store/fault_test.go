@@ -36,6 +36,17 @@ func (f *faultFS) set(fn func(*faultFS)) {
 	fn(f)
 }
 
+// holdSyncs makes every commit-log Sync block from now until release is
+// called, and counts syncCalls from zero. Defer release after deferring
+// the store's Close: Close's last fsync would wait for it.
+func (f *faultFS) holdSyncs() (release func()) {
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { f.set(func(f *faultFS) { f.syncGate = nil }); close(gate) }) }
+	f.set(func(f *faultFS) { f.syncGate = gate; f.syncCalls = 0 })
+	return release
+}
+
 func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
 	direct := flag&syscall.O_DIRECT != 0 && strings.Contains(name, "commitlog")
 	if direct {
@@ -179,11 +190,8 @@ func TestSyncFlushTimeout(t *testing.T) {
 	o.SyncFlushTimeout = 50 * time.Millisecond
 	s := openStore(t, o)
 	defer s.Close()
-	gate := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { fs.set(func(f *faultFS) { f.syncGate = nil }); close(gate) }) }
+	release := fs.holdSyncs()
 	defer release()
-	fs.set(func(f *faultFS) { f.syncGate = gate })
 	_, err := s.Append(context.Background(), testMsg("slow", 0, 0))
 	if !errors.Is(err, ErrFlushTimeout) {
 		t.Fatalf("append with a stuck fsync = %v, want ErrFlushTimeout", err)
@@ -216,11 +224,8 @@ func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 	o.SyncFlushTimeout = timeout
 	s := openStore(t, o)
 	defer s.Close()
-	gate := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { fs.set(func(f *faultFS) { f.syncGate = nil }); close(gate) }) }
+	release := fs.holdSyncs()
 	defer release()
-	fs.set(func(f *faultFS) { f.syncGate = gate; f.syncCalls = 0 })
 
 	appendAsync := func(i int) func(context.Context) error {
 		_, wait, err := s.AppendBatchAsync([]*message.Message{testMsg("late", 0, i)})
@@ -265,11 +270,8 @@ func TestGroupCommitSharesFsync(t *testing.T) {
 	defer s.Close()
 	fs.set(func(f *faultFS) { f.syncCalls = 0 }) // not the syncs that prepared the segment at Open
 	// Hold the first fsync so that the other appends queue up behind it.
-	gate := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { fs.set(func(f *faultFS) { f.syncGate = nil }); close(gate) }) }
+	release := fs.holdSyncs()
 	defer release()
-	fs.set(func(f *faultFS) { f.syncGate = gate })
 	var wg sync.WaitGroup
 	const writers = 32
 	var total int64
