@@ -53,6 +53,9 @@ type commitLog struct {
 	prepWG   sync.WaitGroup
 	prepMu   sync.Mutex
 	next     *preparation // the segment after the last, being prepared
+	// recycleMu serialises taking and leaving the recycled segment file
+	// (retention leaves one, a preparation takes it).
+	recycleMu sync.Mutex
 }
 
 func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
@@ -322,7 +325,11 @@ func (c *commitLog) clearFrom(s *segment, from int64) (int64, error) {
 
 // removeOldest removes the first segment if more than one remains and keep
 // says so. It returns the removed segment's base, or -1.
-func (c *commitLog) removeOldest(keep func(s *segment, modTime time.Time) bool) (int64, error) {
+//
+// With recycle, under zeroFill, a whole-segment file is kept as the
+// recycled segment (see recycledName) instead of being deleted, unless one
+// is already kept.
+func (c *commitLog) removeOldest(keep func(s *segment, modTime time.Time) bool, recycle bool) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.segs) < 2 {
@@ -338,7 +345,7 @@ func (c *commitLog) removeOldest(keep func(s *segment, modTime time.Time) bool) 
 	}
 	c.segs = c.segs[1:]
 	s.f.Close()
-	if err := os.Remove(s.path); err != nil {
+	if err := c.recycleOrRemove(s.path, recycle && c.zeroFill && fi.Size() == c.segSize); err != nil {
 		return -1, err
 	}
 	return s.base, syncDir(c.dir)

@@ -120,6 +120,20 @@
 // deleted oldest first; consume-queue entries and index keys that point into
 // it are dropped, and pulls below the new minimum get [OffsetTooSmall].
 //
+// Under [SyncFlush] one removed segment file is kept, renamed to
+// "recycled", unless the disk is above the watermark, and the next
+// preparation takes it instead of writing a segment of zeros: its blocks
+// are all written already, so fsyncs over it carry no metadata either, and
+// a store past its first retention writes each commit-log byte once
+// rather than twice (zeros, then records). Its old records stay until
+// overwritten; they are never read as new ones, since a record counts only
+// where the physical offset written in it is its position, and theirs
+// belong to a lower base. (Should the log's end after a crash fall exactly
+// where an old segment-end blank record starts, recovery takes the rest of
+// that segment as blank: nothing is lost, the space is skipped.) A crash
+// recovery that ends in a recycled segment zeroes the rest of it, up to a
+// segment of writes.
+//
 // # Usage
 //
 //	s, err := store.Open(store.Options{Dir: dir, FlushType: store.SyncFlush})

@@ -24,6 +24,58 @@ const (
 	zeroSyncFast = 16 << 20
 )
 
+// recycledName is the file retention keeps a removed segment under, for
+// the next preparation to take instead of writing a segment of zeros: the
+// file is a whole segment long and every block of it is written, so an
+// fdatasync after a record overwrites it has no metadata to commit, as
+// with a zero-filled one, and the disk is spared a segment of zeros. The
+// records it still holds are not mistaken for new ones: a record is valid
+// only where the physical offset written in it matches its position, and
+// the old ones belong to an earlier, lower base (see scan.go).
+const recycledName = "recycled"
+
+// recycleOrRemove removes the file at path, or, with recycle, keeps it as
+// the recycled segment if none is kept yet. The caller syncs the
+// directory.
+func (c *commitLog) recycleOrRemove(path string, recycle bool) error {
+	if recycle {
+		c.recycleMu.Lock()
+		defer c.recycleMu.Unlock()
+		kept := filepath.Join(c.dir, recycledName)
+		if _, err := os.Stat(kept); errors.Is(err, os.ErrNotExist) {
+			return os.Rename(path, kept)
+		}
+	}
+	return os.Remove(path)
+}
+
+// takeRecycled moves the recycled segment, if one is kept, to path and
+// opens it. It returns nil, nil when there is none, or when the file kept
+// is not a whole segment (it is removed then).
+func (c *commitLog) takeRecycled(path string) (file, error) {
+	c.recycleMu.Lock()
+	defer c.recycleMu.Unlock()
+	kept := filepath.Join(c.dir, recycledName)
+	fi, err := os.Stat(kept)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case fi.Size() != c.segSize || !c.zeroFill:
+		return nil, os.Remove(kept) // another segment size, or flush type, wrote it
+	}
+	if err := os.Rename(kept, path); err != nil {
+		return nil, err
+	}
+	f, err := c.fs.OpenFile(path, os.O_RDWR, 0o644)
+	if err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	return f, nil
+}
+
 // errPrepareStopped ends a preparation when the log is closed.
 var errPrepareStopped = errors.New("store: segment preparation stopped")
 
@@ -149,9 +201,12 @@ func (c *commitLog) startPrepare(base int64) {
 	}()
 }
 
-// prepare creates a segment file at path and fills it (see fill). On
-// error it removes the file.
+// prepare makes a segment file at path: the recycled segment if one is
+// kept, else a new file it fills (see fill). On error it removes the file.
 func (c *commitLog) prepare(path string, pace func(upTo int64) (bool, error)) (file, error) {
+	if f, err := c.takeRecycled(path); f != nil || err != nil {
+		return f, err
+	}
 	f, err := c.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err

@@ -38,7 +38,7 @@ func (s *Store) runRetention() error {
 				return true
 			}
 			return now.Sub(mod) <= s.opts.FileReserved && usage <= s.opts.DiskMaxUsedRatio
-		})
+		}, usage <= s.opts.DiskMaxUsedRatio) // a fuller disk gets its space back
 		if err != nil || base < 0 {
 			return err
 		}
