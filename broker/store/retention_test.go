@@ -158,7 +158,7 @@ func TestRetentionRecyclesSegments(t *testing.T) {
 			res = append(res, mustAppend(t, s, m))
 		}
 	}
-	more(len(res), int(active)+1) // into the zero-filled segment: the recycled one is prepared next
+	more(len(res), int(active)+1)                   // into the zero-filled segment: the recycled one is prepared next
 	fs.set(func(f *faultFS) { f.directWrites = 0 }) // the roll waited for the zero fill to end
 	waitFor(t, "the recycled segment to be prepared", func() bool {
 		_, err := os.Stat(recycled)
