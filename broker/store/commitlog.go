@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -218,8 +217,9 @@ func (c *commitLog) limit() int64 {
 }
 
 // isEnd reports whether off can be where the log ends: in (or at the end
-// of) the last segment, with nothing at off where the next record's size
-// would be (a zero word, or the end of an older version's short file).
+// of) the last segment, with no record for position off there (a zero
+// word, a recycled segment's old bytes, or the end of an older version's
+// short file).
 func (c *commitLog) isEnd(off int64) bool {
 	c.mu.RLock()
 	n := len(c.segs)
@@ -241,7 +241,28 @@ func (c *commitLog) isEnd(off int64) bool {
 	if err != nil {
 		return k == 0 && errors.Is(err, ErrOffsetNotFound) // an older version's file ends at off
 	}
-	return k == len(w) && binary.BigEndian.Uint32(w[:]) == 0
+	if k != len(w) {
+		return false
+	}
+	// Past the end lies nothing that was ever written (zeros), or, in a
+	// recycled segment, bytes of its earlier life. Only a record valid at
+	// this very position, or a blank that may end the segment here, says
+	// the log goes on.
+	size, magic, _ := message.PeekHeader(w[:])
+	switch {
+	case size == 0:
+		return true
+	case magic == message.BlankMagicCode:
+		return false // let recovery decide
+	case magic != message.MagicCode || size < 0 || int64(size) > lastBase+c.segSize-off:
+		return true // not a record here
+	}
+	rec := make([]byte, size)
+	if err := c.readAt(rec, off); err != nil {
+		return false
+	}
+	e, _, err := message.DecodeSealed(rec)
+	return err != nil || e.CommitLogOffset != off
 }
 
 // truncate makes off the end of the log: the segment holding off keeps its
