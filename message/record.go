@@ -215,6 +215,17 @@ func SetOffsets(rec []byte, queueOffset, physOffset, storeTimestamp int64) {
 	b.PutUint64(rec[offBornHost+hostLen(sysFlag&FlagBornHostV6 != 0):], uint64(storeTimestamp))
 }
 
+// PhysicalOffset returns the physical (commit-log) offset an encoded
+// record says it was stored at, or false if rec is too short to hold one.
+// A store compares it with where it found the record: bytes that are not
+// a record of this position (a reused file's old records) fail.
+func PhysicalOffset(rec []byte) (int64, bool) {
+	if len(rec) < offPhysOffset+8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(rec[offPhysOffset:])), true
+}
+
 // SetReconsumeTimes rewrites the reconsume count of an encoded record in place.
 func SetReconsumeTimes(rec []byte, n int32) {
 	sysFlag := int32(binary.BigEndian.Uint32(rec[offSysFlag:]))

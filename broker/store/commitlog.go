@@ -94,6 +94,11 @@ func openCommitLog(dir string, segSize int64, fs fileSystem, zeroFill bool) (*co
 		}
 		bases = append(bases, base)
 	}
+	if len(bases) == 0 {
+		if err := c.dropRecycled(); err != nil {
+			return nil, err
+		}
+	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	for i, base := range bases {
 		if i > 0 && base != bases[i-1]+segSize {

@@ -71,6 +71,9 @@ func (s *Store) dispatchTo(limit int64) error {
 			if err != nil {
 				return fmt.Errorf("%w: record at %d: %w", ErrCorrupt, off, err)
 			}
+			if ext.CommitLogOffset != off {
+				return fmt.Errorf("%w: record at %d says it is at %d", ErrCorrupt, off, ext.CommitLogOffset)
+			}
 			if err := s.dispatchRecord(&ext, off-off%seg, touched); err != nil {
 				return err
 			}

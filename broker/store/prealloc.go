@@ -76,6 +76,18 @@ func (c *commitLog) takeRecycled(path string) (file, error) {
 	return f, nil
 }
 
+// dropRecycled removes the recycled segment, if one is kept: when the
+// disk is above the watermark, or the log has no segments (a recycled
+// file must never serve a log that starts again at its old base).
+func (c *commitLog) dropRecycled() error {
+	c.recycleMu.Lock()
+	defer c.recycleMu.Unlock()
+	if err := os.Remove(filepath.Join(c.dir, recycledName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // errPrepareStopped ends a preparation when the log is closed.
 var errPrepareStopped = errors.New("store: segment preparation stopped")
 
@@ -204,8 +216,12 @@ func (c *commitLog) startPrepare(base int64) {
 // prepare makes a segment file at path: the recycled segment if one is
 // kept, else a new file it fills (see fill). On error it removes the file.
 func (c *commitLog) prepare(path string, pace func(upTo int64) (bool, error)) (file, error) {
-	if f, err := c.takeRecycled(path); f != nil || err != nil {
-		return f, err
+	if f, err := c.takeRecycled(path); f != nil {
+		return f, nil
+	} else if err != nil {
+		// Whatever is wrong with the kept file, a new one will do.
+		c.dropRecycled()
+		os.Remove(path)
 	}
 	f, err := c.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {

@@ -233,6 +233,11 @@ func (s *Store) ReadRecord(phys int64) ([]byte, error) {
 	if err := s.log.readAt(rec, phys); err != nil {
 		return nil, err
 	}
+	// Past a segment's closing blank a recycled segment still holds its
+	// earlier life's records: they say another offset.
+	if at, ok := message.PhysicalOffset(rec); !ok || at != phys {
+		return nil, fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
+	}
 	return rec, nil
 }
 

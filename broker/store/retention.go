@@ -32,6 +32,11 @@ func (s *Store) runRetention() error {
 		if err != nil {
 			return err
 		}
+		if usage > s.opts.DiskMaxUsedRatio {
+			if err := s.log.dropRecycled(); err != nil { // the space first
+				return err
+			}
+		}
 		now := s.opts.Now()
 		base, err := s.log.removeOldest(func(seg *segment, mod time.Time) bool {
 			if seg.base+s.opts.SegmentSize > s.dispatched.Load() {

@@ -131,6 +131,7 @@ func TestRetentionRecyclesSegments(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	o.Now = clock.Now
 	o.FileReserved = time.Hour
+	o.RetentionCheckPeriod = time.Hour // only the test runs it
 	o.diskUsage = func() (float64, error) { return 0.10, nil }
 	s := openStore(t, o)
 	defer func() { s.Close() }()   // the store reopened below, too
@@ -171,7 +172,10 @@ func TestRetentionRecyclesSegments(t *testing.T) {
 		s.log.prepMu.Unlock()
 		select {
 		case <-p.done:
-			return p.err == nil
+			if p.err != nil {
+				t.Fatalf("preparing from the recycled segment: %v", p.err)
+			}
+			return true
 		default:
 			return false
 		}
@@ -228,7 +232,16 @@ func TestRetentionRecyclesSegments(t *testing.T) {
 		t.Fatalf("a clean reopen over a recycled segment's old records ran recovery: %s", logged.String())
 	}
 	o.Logger = testLogger()
-	s.halt() // a crash: the reopen scans the recycled active segment
+	// A crash after more records: recovery scans them from the checkpoint
+	// of the clean close and must stop at the old record after them.
+	for i := 0; i < 5; i++ {
+		m := testMsg("ret", 0, len(res))
+		m.Body = append([]byte(fmt.Sprintf("%04d", len(res))), bytes.Repeat([]byte("c"), 9000)...)
+		res = append(res, mustAppend(t, s, m))
+	}
+	last = res[len(res)-1]
+	s.halt()
+	writeLog(t, o, last.PhysicalOffset+int64(last.Size), old)
 	s = openStore(t, o)
 	check("after a crash")
 	mustAppend(t, s, testMsg("ret", 0, len(res)))
@@ -238,6 +251,7 @@ func TestRetentionRecyclesSegments(t *testing.T) {
 		o := testOptions(t, SyncFlush)
 		o.Now = clock.Now
 		o.FileReserved = time.Hour
+		o.RetentionCheckPeriod = time.Hour
 		o.diskUsage = func() (float64, error) { return 0.95, nil }
 		s := openStore(t, o)
 		defer s.Close()

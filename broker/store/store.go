@@ -89,6 +89,14 @@ func (b *batch) reserve(off int64, n int) []byte {
 	return c.data[len(c.data):len(c.data)]
 }
 
+// cut ends the open chunk: the next reserve starts a new one even where
+// it would be contiguous. A segment's end lies between them: when a blank
+// header fills a segment's last bytes exactly, the next record starts
+// right where it ends, but in another file.
+func (b *batch) cut() {
+	b.chunks = append(b.chunks, chunk{off: -1})
+}
+
 func (b *batch) commit(n int) {
 	c := &b.chunks[len(b.chunks)-1]
 	c.data = c.data[:len(c.data)+n]
@@ -260,6 +268,7 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		size := int64(sizes[i])
 		if room := segSize - s.next%segSize; size+message.BlankHeaderSize > room {
 			s.cur.add(s.next, message.AppendBlank(make([]byte, 0, message.BlankHeaderSize), int(room)))
+			s.cur.cut()
 			s.next += room
 		}
 		qo := int64(0)
@@ -457,9 +466,10 @@ func (s *Store) writeBatch() int {
 // they touched.
 //
 // Each write is padded with zeros to the end of its last page (not past the
-// segment's end). Past the log's end the segment holds zeros anyway, so
-// this changes nothing on disk, but the page cache then never has to read
-// a page from disk to complete a partial write: a write's first page is
+// segment's end). Past the log's end the segment holds nothing of use
+// (zeros, or a recycled segment's old bytes, which are never read as
+// records), so this loses nothing, and the page cache then never has to
+// read a page from disk to complete a partial write: a write's first page is
 // the one the previous write ended in, already cached, and its last page
 // is written whole. (New segments are zero-filled with direct I/O, so their
 // pages are not cached; see openDirect.)
@@ -472,6 +482,17 @@ func (s *Store) writeChunks(chunks []chunk) error {
 		data := c.data
 		if pad := pagePad(c.off+int64(len(data)), s.opts.SegmentSize); pad > 0 {
 			data = append(data, pageOfZeros[:pad]...)
+		}
+		if n := len(touched); n > 0 && s.opts.FlushType == SyncFlush && c.off >= touched[n-1].base+s.opts.SegmentSize {
+			// The batch crosses into the next segment: make the first
+			// segment's part durable before writing any of the next one's.
+			// Otherwise a crash could keep records of the next segment while
+			// losing one before them, and in a recycled segment an old
+			// closing blank found where that one was would be taken for
+			// the real end of the segment, leaving a hole in the log.
+			if err := touched[n-1].f.Sync(); err != nil {
+				return err
+			}
 		}
 		seg, err := s.log.writeAt(data, c.off)
 		if err != nil {

@@ -446,3 +446,99 @@ func writeLog(t testing.TB, o Options, off int64, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestRecordAfterExactBlank checks the roll when a segment's free space is
+// exactly a blank header: the blank fills it, and the next record, which
+// starts right where the blank ends, must go to the next segment's file,
+// not be written on past the end of the full one. (Records of 1,057 bytes
+// leave exactly 8 bytes in a 256 KiB segment: 262,136 = 248 × 1,057.)
+func TestRecordAfterExactBlank(t *testing.T) {
+	const recSize = 1057
+	bothFlushTypes(t, func(t *testing.T, ft FlushType) {
+		o := testOptions(t, ft)
+		if (o.SegmentSize-message.BlankHeaderSize)%recSize != 0 {
+			t.Fatalf("segment size %d: records of %d bytes do not leave exactly a blank header", o.SegmentSize, recSize)
+		}
+		s := openStore(t, o)
+		m := testMsg("exact", 0, 0)
+		size := func() int {
+			n, err := message.SealableRecordSize(&message.Message{Topic: m.Topic, Properties: m.Properties,
+				Body: m.Body, BornHost: m.BornHost, StoreHost: s.opts.StoreHost})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		m.Body = append(m.Body, bytes.Repeat([]byte("e"), recSize-size())...)
+		if size() != recSize {
+			t.Fatalf("record size %d, want %d", size(), recSize)
+		}
+		perSeg := int((o.SegmentSize - message.BlankHeaderSize) / recSize)
+		var acked []AppendResult
+		for i := 0; i < perSeg+10; i++ {
+			acked = append(acked, mustAppend(t, s, m))
+		}
+		if got := acked[perSeg].PhysicalOffset; got != o.SegmentSize {
+			t.Fatalf("record %d at %d, want the second segment's start %d", perSeg, got, o.SegmentSize)
+		}
+		checkSegmentSizes(t, o.Dir, o.SegmentSize)
+		check := func(when string) {
+			t.Helper()
+			waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+			if got := readAll(t, s, "exact", 0); len(got) != len(acked) {
+				t.Fatalf("%s: read %d records, want %d", when, len(got), len(acked))
+			}
+			for _, a := range acked {
+				if _, err := s.ReadMessage(a.PhysicalOffset); err != nil {
+					t.Fatalf("%s: record at %d: %v", when, a.PhysicalOffset, err)
+				}
+			}
+		}
+		check("running")
+		s.halt() // a crash: recovery scans both segments
+		s = openStore(t, o)
+		defer s.Close()
+		check("after a crash")
+	})
+}
+
+// TestReadRecordChecksOffset checks that a record read by offset must say
+// it is stored there: a recycled segment keeps its earlier life's records
+// past a closing blank, inside the readable range, and they must not come
+// back (a client can ask for any offset with VIEW_MESSAGE_BY_ID).
+func TestReadRecordChecksOffset(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	s := openStore(t, o)
+	defer s.Close()
+	var acked []AppendResult
+	for i := 0; s.MaxPhysicalOffset() < o.SegmentSize-20_000; i++ {
+		acked = append(acked, mustAppend(t, s, bigMsg("view", 0, i, 2000)))
+	}
+	// One that does not fit: segment 0 closes with a blank of 20,000 bytes or so.
+	acked = append(acked, mustAppend(t, s, bigMsg("view", 0, len(acked), 30_000)))
+	var blank int64 // where segment 0's closing blank starts
+	for _, a := range acked {
+		if a.PhysicalOffset < o.SegmentSize {
+			blank = a.PhysicalOffset + int64(a.Size)
+		}
+	}
+	first := acked[0]
+	rec, err := s.ReadRecords(first.PhysicalOffset, int(first.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := blank + message.BlankHeaderSize
+	if at+int64(len(rec)) > o.SegmentSize {
+		t.Fatalf("no room for an old record after the blank at %d", blank)
+	}
+	writeLog(t, o, at, rec) // an earlier life's record, as a recycled segment holds
+	if _, err := s.ReadRecord(at); !errors.Is(err, ErrOffsetNotFound) {
+		t.Fatalf("ReadRecord of an old record at %d = %v, want ErrOffsetNotFound", at, err)
+	}
+	if _, err := s.ReadMessage(at); !errors.Is(err, ErrOffsetNotFound) {
+		t.Fatalf("ReadMessage of an old record at %d = %v, want ErrOffsetNotFound", at, err)
+	}
+	if _, err := s.ReadRecord(first.PhysicalOffset); err != nil {
+		t.Fatalf("ReadRecord of a record where it is stored: %v", err)
+	}
+}
