@@ -392,7 +392,7 @@ func (c *commitLog) close() error {
 	c.prepMu.Unlock()
 	var err error
 	if p != nil {
-		err = p.discard()
+		err = c.keepOrDiscard(p)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

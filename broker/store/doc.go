@@ -121,18 +121,22 @@
 // it are dropped, and pulls below the new minimum get [OffsetTooSmall].
 //
 // Under [SyncFlush] one removed segment file is kept, renamed to
-// "recycled", unless the disk is above the watermark, and the next
+// "recycled", unless the disk is above the watermark (so is the next
+// segment at Close, if its preparation had finished), and the next
 // preparation takes it instead of writing a segment of zeros: its blocks
 // are all written already, so fsyncs over it carry no metadata either, and
 // a store past its first retention writes each commit-log byte once
 // rather than twice (zeros, then records). Its old records stay until
 // overwritten; they are never read as new ones, since a record counts only
 // where the physical offset written in it is its position, and theirs
-// belong to a lower base. (Should the log's end after a crash fall exactly
-// where an old segment-end blank record starts, recovery takes the rest of
-// that segment as blank: nothing is lost, the space is skipped.) A crash
-// recovery that ends in a recycled segment zeroes the rest of it, up to a
-// segment of writes.
+// belong to a lower base; reading a record by offset, dispatching and
+// recovery all check it. Old closing blanks carry no offset: should the
+// log's end after a crash fall exactly where one starts, recovery takes
+// the rest of that segment as blank (the space is skipped, nothing is
+// lost: a batch that crosses into the next segment syncs the first
+// segment before it writes the next, so no record after the end can have
+// survived). A crash recovery that ends in a recycled segment zeroes the
+// rest of it, up to a segment of writes; a clean open does not.
 //
 // # Usage
 //

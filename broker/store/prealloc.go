@@ -76,6 +76,22 @@ func (c *commitLog) takeRecycled(path string) (file, error) {
 	return f, nil
 }
 
+// keepOrDiscard ends a preparation at close: under zeroFill a finished
+// one (a whole segment of written blocks, zeros or recycled) is kept as
+// the recycled segment, if none is kept yet, for the next run's first
+// preparation; anything else is removed.
+func (c *commitLog) keepOrDiscard(p *preparation) error {
+	<-p.done
+	if p.err != nil || p.f == nil || !c.zeroFill {
+		return p.discard()
+	}
+	p.f.Close()
+	if err := c.recycleOrRemove(p.path, true); err != nil {
+		return err
+	}
+	return syncDir(c.dir)
+}
+
 // dropRecycled removes the recycled segment, if one is kept: when the
 // disk is above the watermark, or the log has no segments (a recycled
 // file must never serve a log that starts again at its old base).
