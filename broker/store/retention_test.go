@@ -267,3 +267,53 @@ func TestRetentionRecyclesSegments(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseKeepsPreparedSegment checks that a finished preparation of the
+// next segment is kept at Close as the recycled segment, and taken by the
+// next run's preparation instead of being zero-filled again.
+func TestCloseKeepsPreparedSegment(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	s := openStore(t, o)
+	for i := 0; s.MaxPhysicalOffset() < o.SegmentSize*3/4+4096; i++ {
+		mustAppend(t, s, bigMsg("keep", 0, i, 2000))
+	}
+	waitFor(t, "the next segment to be prepared", func() bool {
+		s.log.prepMu.Lock()
+		p := s.log.next
+		s.log.prepMu.Unlock()
+		select {
+		case <-p.done:
+			if p.err != nil {
+				t.Fatalf("preparing the next segment: %v", p.err)
+			}
+			return true
+		default:
+			return false
+		}
+	})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recycled := filepath.Join(o.Dir, "commitlog", recycledName)
+	kept, err := os.Stat(recycled)
+	if err != nil || kept.Size() != o.SegmentSize {
+		t.Fatalf("Close kept no whole prepared segment: %v", err)
+	}
+	if p := preparedFiles(t, o.Dir); len(p) != 0 {
+		t.Fatalf("Close left %v", p)
+	}
+	s = openStore(t, o)
+	defer s.Close()
+	next := filepath.Join(o.Dir, "commitlog", segmentName(o.SegmentSize)+prepSuffix)
+	waitFor(t, "the next run to take the kept segment", func() bool {
+		fi, err := os.Stat(next)
+		return err == nil && os.SameFile(fi, kept)
+	})
+	b, err := os.ReadFile(next) // zero-filled once, in the first run
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, make([]byte, o.SegmentSize)) {
+		t.Fatal("the kept segment is not all zeros")
+	}
+}
