@@ -148,3 +148,17 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
+
+// preparationEnded reports whether the preparation of the segment after
+// the last has ended, and how.
+func preparationEnded(s *Store) (bool, error) {
+	s.log.prepMu.Lock()
+	p := s.log.next
+	s.log.prepMu.Unlock()
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}

@@ -98,15 +98,8 @@ func TestSegmentsPreallocated(t *testing.T) {
 		}
 		// Three quarters into the active segment, the next one is ready.
 		waitFor(t, "the next segment to be prepared", func() bool {
-			s.log.prepMu.Lock()
-			p := s.log.next
-			s.log.prepMu.Unlock()
-			select {
-			case <-p.done:
-				return p.err == nil
-			default:
-				return false
-			}
+			done, err := preparationEnded(s)
+			return done && err == nil
 		})
 		if p := preparedFiles(t, o.Dir); len(p) != 1 || filepath.Base(p[0]) != segmentName(o.SegmentSize)+prepSuffix {
 			t.Fatalf("prepared files %v, want the second segment's", p)
@@ -441,15 +434,8 @@ func TestPreparationFailure(t *testing.T) {
 				acked = append(acked, mustAppend(t, s, bigMsg("full", 0, i, 2000)))
 			}
 			waitFor(t, "the preparation to fail", func() bool {
-				s.log.prepMu.Lock()
-				p := s.log.next
-				s.log.prepMu.Unlock()
-				select {
-				case <-p.done:
-					return errors.Is(p.err, syscall.ENOSPC)
-				default:
-					return false
-				}
+				done, err := preparationEnded(s)
+				return done && errors.Is(err, syscall.ENOSPC)
 			})
 			if !lasting {
 				fs.set(func(f *faultFS) { f.prepErr = nil })

@@ -167,18 +167,11 @@ func TestRetentionRecyclesSegments(t *testing.T) {
 	})
 	next := filepath.Join(o.Dir, "commitlog", segmentName((active+2)*o.SegmentSize)+prepSuffix)
 	waitFor(t, "the preparation to end", func() bool {
-		s.log.prepMu.Lock()
-		p := s.log.next
-		s.log.prepMu.Unlock()
-		select {
-		case <-p.done:
-			if p.err != nil {
-				t.Fatalf("preparing from the recycled segment: %v", p.err)
-			}
-			return true
-		default:
-			return false
+		done, err := preparationEnded(s)
+		if err != nil {
+			t.Fatalf("preparing from the recycled segment: %v", err)
 		}
+		return done
 	})
 	if fi, err := os.Stat(next); err != nil || !os.SameFile(fi, kept) {
 		t.Fatalf("segment %d is not the recycled file (stat %v)", active+2, err)
@@ -278,18 +271,11 @@ func TestCloseKeepsPreparedSegment(t *testing.T) {
 		mustAppend(t, s, bigMsg("keep", 0, i, 2000))
 	}
 	waitFor(t, "the next segment to be prepared", func() bool {
-		s.log.prepMu.Lock()
-		p := s.log.next
-		s.log.prepMu.Unlock()
-		select {
-		case <-p.done:
-			if p.err != nil {
-				t.Fatalf("preparing the next segment: %v", p.err)
-			}
-			return true
-		default:
-			return false
+		done, err := preparationEnded(s)
+		if err != nil {
+			t.Fatalf("preparing the next segment: %v", err)
 		}
+		return done
 	})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
