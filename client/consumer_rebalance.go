@@ -79,11 +79,10 @@ func (pc *PushConsumer) allocate(ctx context.Context, topic string) ([]MessageQu
 	if err != nil {
 		return nil, err
 	}
-	if len(r.readQueues) == 0 {
-		return nil, fmt.Errorf("%w: %s has no readable queue", ErrTopicNotFound, topic)
+	mqs, err := r.sortedReadQueues(topic)
+	if err != nil {
+		return nil, err
 	}
-	mqs := slices.Clone(r.readQueues)
-	sortQueues(mqs)
 	if pc.opts.Model == Broadcasting {
 		return mqs, nil
 	}

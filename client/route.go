@@ -255,6 +255,12 @@ func (c *Client) SubscribeQueues(ctx context.Context, topic string) ([]MessageQu
 	if err != nil {
 		return nil, err
 	}
+	return r.sortedReadQueues(topic)
+}
+
+// sortedReadQueues returns a sorted copy of the route's readable queues,
+// or ErrTopicNotFound if it has none.
+func (r *topicRoute) sortedReadQueues(topic string) ([]MessageQueue, error) {
 	if len(r.readQueues) == 0 {
 		return nil, fmt.Errorf("%w: %s has no readable queue", ErrTopicNotFound, topic)
 	}
