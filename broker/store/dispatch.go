@@ -27,11 +27,51 @@ func (s *Store) dispatchLoop() {
 // writes their consume-queue entries and index keys. Only one dispatchTo
 // runs at a time (the loop, or Open/Close when the loop is not running).
 func (s *Store) dispatchTo(limit int64) error {
-	off := s.dispatched.Load()
-	if off >= limit {
+	if s.dispatched.Load() >= limit {
 		return nil
 	}
 	touched := make(map[*consumeQueue]queueKey)
+	off, err := s.eachRecord(s.dispatched.Load(), limit, func(e *message.Ext, segBase int64) error {
+		return s.dispatchRecord(e, segBase, touched)
+	})
+	if err != nil {
+		return err
+	}
+	for q := range touched {
+		if err := q.flush(); err != nil {
+			return err
+		}
+	}
+	// The entries are readable now: wake long polls and the scheduler before
+	// the key index commits (consumers never read the index).
+	if s.opts.OnDispatch != nil {
+		for q, k := range touched {
+			_, maxOff := q.bounds()
+			s.opts.OnDispatch(k.topic, k.qid, maxOff)
+		}
+	}
+	if err := s.idx.commit(off); err != nil {
+		return err
+	}
+	s.dispatched.Store(off)
+	return nil
+}
+
+// reindex rebuilds the key index of the records in [from, limit) (Open's
+// recovery, for a segment whose index file is missing or unreadable).
+func (s *Store) reindex(from, limit int64) error {
+	off, err := s.eachRecord(from, limit, s.idx.addRecord)
+	if err != nil {
+		return err
+	}
+	return s.idx.commit(off)
+}
+
+// eachRecord decodes the records in [from, limit), from a record boundary,
+// calling fn with each and the base of its segment, and returns the offset
+// it reached (limit, or the end of a segment closed by a blank record).
+func (s *Store) eachRecord(from, limit int64, fn func(e *message.Ext, segBase int64) error) (int64, error) {
+	off := from
 	seg := s.opts.SegmentSize
 	buf := s.dispatchBuf
 	if buf == nil {
@@ -47,7 +87,7 @@ func (s *Store) dispatchTo(limit int64) error {
 		k, err := s.log.readSome(buf[:n], off)
 		b := buf[:k]
 		if err != nil {
-			return err
+			return off, err
 		}
 		p := 0
 		for p < len(b) {
@@ -63,43 +103,25 @@ func (s *Store) dispatchTo(limit int64) error {
 				if p == 0 && size > 0 && int64(size) <= segEnd-off {
 					buf = make([]byte, size)
 				} else if p == 0 {
-					return fmt.Errorf("%w: record at %d claims %d bytes", ErrCorrupt, off, size)
+					return off, fmt.Errorf("%w: record at %d claims %d bytes", ErrCorrupt, off, size)
 				}
 				break
 			}
 			ext, _, err := message.DecodeSealed(b[p : p+int(size)])
 			if err != nil {
-				return fmt.Errorf("%w: record at %d: %w", ErrCorrupt, off, err)
+				return off, fmt.Errorf("%w: record at %d: %w", ErrCorrupt, off, err)
 			}
 			if ext.CommitLogOffset != off {
-				return fmt.Errorf("%w: record at %d says it is at %d", ErrCorrupt, off, ext.CommitLogOffset)
+				return off, fmt.Errorf("%w: record at %d says it is at %d", ErrCorrupt, off, ext.CommitLogOffset)
 			}
-			if err := s.dispatchRecord(&ext, off-off%seg, touched); err != nil {
-				return err
+			if err := fn(&ext, off-off%seg); err != nil {
+				return off, err
 			}
 			p += int(size)
 			off += int64(size)
 		}
 	}
-	for q := range touched {
-		if err := q.flush(); err != nil {
-			return err
-		}
-	}
-	// The entries are readable now: wake long polls and the scheduler before
-	// the key index commits (consumers never read the index, and a
-	// checkpoint's index sync can hold that commit up).
-	if s.opts.OnDispatch != nil {
-		for q, k := range touched {
-			_, maxOff := q.bounds()
-			s.opts.OnDispatch(k.topic, k.qid, maxOff)
-		}
-	}
-	if err := s.idx.commit(off); err != nil {
-		return err
-	}
-	s.dispatched.Store(off)
-	return nil
+	return off, nil
 }
 
 // dispatchRecord stages one record's consume-queue entry and index keys.
@@ -114,15 +136,5 @@ func (s *Store) dispatchRecord(e *message.Ext, segBase int64, touched map[*consu
 		}
 		touched[q] = queueKey{e.Topic, e.QueueID}
 	}
-	if uniq, ok := message.Property(e.Properties, message.PropertyUniqKey); ok && uniq != "" {
-		if err := s.idx.add(segBase, e.Topic, uniq, e.CommitLogOffset, e.StoreTimestamp); err != nil {
-			return err
-		}
-	}
-	for _, k := range message.Keys(e.Properties) {
-		if err := s.idx.add(segBase, e.Topic, k, e.CommitLogOffset, e.StoreTimestamp); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.idx.addRecord(e, segBase)
 }

@@ -86,13 +86,22 @@
 // same bytes. [Store.GetMessages] returns records byte for byte as stored:
 // a pull response body is a copy of log slices, never a re-encoding.
 //
-// The key index (UNIQ_KEY and each KEYS entry, per topic) lives in Pebble,
-// an LSM key-value store, rather than in a hand-written hash file: index
-// writes are small and random, which an LSM absorbs as sequential writes;
-// a batch carries the entries and the dispatch position atomically; keys
-// are grouped by segment, so retention drops a segment's keys with one range
-// delete; and lookups by key and time range are prefix scans. Index writes
-// are not fsynced one by one: the checkpoint syncs Pebble's WAL.
+// The key index (UNIQ_KEY and each KEYS entry, per topic) is a hand-written
+// file per commit-log segment in the shape of RocketMQ's IndexFile: a
+// table of hash slots heading chains of 24-byte entries (key hash,
+// previous entry, physical offset, store timestamp), appended as the
+// dispatcher goes; the current segment's slots are kept in memory and
+// written when the dispatcher moves on. A lookup walks the chains newest
+// first, filters by time, and checks each candidate against its record (a
+// hash is not the key). Earlier versions kept the index in Pebble; a
+// hand-written file beats it here because the index is written once per
+// message on the dispatch path and read rarely: Pebble spent a quarter of
+// the store's CPU under SYNC_FLUSH (memtable skiplist inserts, flushes and
+// compactions), the file about a twentieth, and on a small machine CPU
+// taken from the flush path costs throughput (docs/benchmarks.md).
+// Retention removes a segment's file. Entries are not fsynced one by one:
+// the checkpoint syncs the current file. A store written by an earlier
+// version has its Pebble index removed and rebuilt from the log at Open.
 //
 // # Checkpoint and recovery
 //
@@ -110,8 +119,12 @@
 // holding non-zero bytes are rewritten, so recovery reads up to one
 // segment), later segments are removed, consume-queue entries past the new
 // end are dropped, and queues and index are rebuilt from the checkpoint
-// on. Recovery therefore re-dispatches at most one checkpoint interval of
-// appends.
+// on. Index entries at or past the checkpoint position are cut from their
+// files (so are any that fail their checks: out of order, outside their
+// segment, or not linked as the slots rebuilt from the entries before
+// them say), and an index file that is missing or unreadable is rebuilt
+// from its segment. Recovery therefore re-dispatches at most one
+// checkpoint interval of appends.
 //
 // # Retention
 //

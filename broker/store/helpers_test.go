@@ -52,7 +52,7 @@ func (s *Store) halt() {
 	s.mu.Unlock()
 	close(s.stop)
 	s.wg.Wait()
-	s.idx.close()
+	s.idx.crash()
 	s.cqs.close()
 	s.log.close()
 }

@@ -2,8 +2,10 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/halfbackmq/halfback/message"
 )
@@ -285,5 +287,17 @@ func (s *Store) QueryByKey(topic, key string, beginMs, endMs int64, max int) ([]
 		bases = append(bases, s.log.segs[i].base)
 	}
 	s.log.mu.RUnlock()
-	return s.idx.lookup(bases, topic, key, beginMs, endMs, max)
+	return s.idx.lookup(bases, topic, key, beginMs, endMs, max, func(phys int64) (bool, error) {
+		e, err := s.ReadMessage(phys)
+		if errors.Is(err, ErrOffsetNotFound) {
+			return false, nil // removed by retention since
+		}
+		if err != nil || e.Topic != topic {
+			return false, err
+		}
+		if u, _ := message.Property(e.Properties, message.PropertyUniqKey); u == key {
+			return true, nil
+		}
+		return slices.Contains(message.Keys(e.Properties), key), nil
+	})
 }

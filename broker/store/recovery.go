@@ -3,7 +3,9 @@ package store
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/halfbackmq/halfback/message"
 )
@@ -67,6 +69,9 @@ func (s *Store) recover() error {
 	if err != nil {
 		return err
 	}
+	if err := s.recoverIndex(start); err != nil {
+		return err
+	}
 	s.next = end
 	s.written.Store(end)
 	s.durable.Store(end)
@@ -78,6 +83,44 @@ func (s *Store) recover() error {
 		_, s.queueNext[k] = q.bounds()
 		return nil
 	})
+}
+
+// recoverIndex makes the key index agree with the log below start (see
+// index.recover) and rebuilds, from the log, the index of every segment
+// below start whose index file is missing or unreadable: a crash while
+// one was being written, or a store written by a version that kept the
+// index elsewhere.
+func (s *Store) recoverIndex(start int64) error {
+	s.log.mu.RLock()
+	bases := make([]int64, len(s.log.segs))
+	for i, sg := range s.log.segs {
+		bases[i] = sg.base
+	}
+	s.log.mu.RUnlock()
+	missing, err := s.idx.recover(bases, start)
+	if err != nil {
+		return err
+	}
+	for _, base := range missing {
+		s.opts.Logger.Warn("rebuilding the key index of a segment", "segment", base)
+		if err := s.reindex(base, min(base+s.opts.SegmentSize, start)); err != nil {
+			return err
+		}
+	}
+	return s.idx.activate()
+}
+
+// removeLegacyIndex removes the key index directory of versions that kept
+// the index in Pebble; Open then rebuilds the index from the log.
+func removeLegacyIndex(dir string, logger *slog.Logger) error {
+	if _, err := os.Stat(filepath.Join(dir, "CURRENT")); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	logger.Warn("removing the key index of an earlier version; it is rebuilt from the commit log", "dir", dir)
+	return os.RemoveAll(dir)
 }
 
 // scanValid returns where the run of valid records from start (a record

@@ -182,7 +182,12 @@ func Open(opts Options) (*Store, error) {
 		s.log.close()
 		return nil, err
 	}
-	if s.idx, err = openIndex(filepath.Join(opts.Dir, "index")); err != nil {
+	if err := removeLegacyIndex(filepath.Join(opts.Dir, "index"), opts.Logger); err != nil {
+		s.cqs.close()
+		s.log.close()
+		return nil, err
+	}
+	if s.idx, err = openIndex(filepath.Join(opts.Dir, "keyindex"), opts.SegmentSize, opts.fs); err != nil {
 		s.cqs.close()
 		s.log.close()
 		return nil, err
