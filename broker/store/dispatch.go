@@ -57,14 +57,21 @@ func (s *Store) dispatchTo(limit int64) error {
 	return nil
 }
 
-// reindex rebuilds the key index of the records in [from, limit) (Open's
-// recovery, for a segment whose index file is missing or unreadable).
-func (s *Store) reindex(from, limit int64) error {
-	off, err := s.eachRecord(from, limit, s.idx.addRecord)
+// reindex rebuilds the key index file of the segment at base from its
+// records below start (Open's recovery, for a segment whose file is
+// missing or unreadable).
+func (s *Store) reindex(base, start int64) error {
+	if err := s.idx.beginRebuild(base); err != nil {
+		return err
+	}
+	off, err := s.eachRecord(base, min(base+s.opts.SegmentSize, start), s.idx.addRecord)
 	if err != nil {
 		return err
 	}
-	return s.idx.commit(off)
+	if err := s.idx.commit(off); err != nil {
+		return err
+	}
+	return s.idx.endRebuild(start)
 }
 
 // eachRecord decodes the records in [from, limit), from a record boundary,

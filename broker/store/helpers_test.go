@@ -52,7 +52,7 @@ func (s *Store) halt() {
 	s.mu.Unlock()
 	close(s.stop)
 	s.wg.Wait()
-	s.idx.crash()
+	s.idx.abandon()
 	s.cqs.close()
 	s.log.close()
 }

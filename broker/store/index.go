@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/halfbackmq/halfback/message"
@@ -286,24 +287,79 @@ func (x *index) enter(base int64) error {
 	if err := x.finishActive(); err != nil {
 		return err
 	}
-	path := x.path(base)
-	f, err := x.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	a, err := x.create(base, x.path(base))
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteAt(indexHeader{slots: x.slots}.encode(), 0); err != nil {
-		f.Close()
-		return err
-	}
-	if err := syncDir(x.dir); err != nil {
-		f.Close()
-		return err
-	}
-	a := &segIndex{base: base, path: path, f: f, slots: x.slots, heads: make([]uint32, x.slots)}
 	x.mu.Lock()
 	x.active = a
 	x.mu.Unlock()
 	return nil
+}
+
+// create creates an empty index file at path for the segment at base.
+func (x *index) create(base int64, path string) (*segIndex, error) {
+	f, err := x.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.WriteAt(indexHeader{slots: x.slots}.encode(), 0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := syncDir(x.dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &segIndex{base: base, path: path, f: f, slots: x.slots, heads: make([]uint32, x.slots)}, nil
+}
+
+// rebuildSuffix names an index file being rebuilt from the log (Open's
+// recovery): it gets its segment's name only once finished, so that a
+// crash during the rebuild leaves no file that looks complete.
+const rebuildSuffix = ".rebuild"
+
+// beginRebuild starts rebuilding the file of the segment at base: the
+// records given to addRecord until endRebuild go into a new file under a
+// temporary name.
+func (x *index) beginRebuild(base int64) error {
+	if err := x.finishActive(); err != nil {
+		return err
+	}
+	a, err := x.create(base, x.path(base)+rebuildSuffix)
+	if err != nil {
+		return err
+	}
+	x.mu.Lock()
+	x.active = a
+	x.mu.Unlock()
+	return nil
+}
+
+// endRebuild finishes the rebuilt file and gives it its segment's name.
+// The file of the segment holding start stays open as the one activate
+// makes active; the others are closed.
+func (x *index) endRebuild(start int64) error {
+	a := x.active
+	if err := a.finish(); err != nil {
+		return err
+	}
+	final := x.path(a.base)
+	if err := os.Rename(a.path, final); err != nil {
+		return err
+	}
+	if err := syncDir(x.dir); err != nil {
+		return err
+	}
+	a.path = final
+	x.mu.Lock()
+	x.active = nil
+	x.mu.Unlock()
+	if a.base+x.segSize > start {
+		x.partial = a
+		return nil
+	}
+	return a.f.Close()
 }
 
 // finishActive finishes the active file (if any) and closes it.
@@ -408,7 +464,9 @@ func (x *index) lookupSegment(base int64, hash uint32, begin, end int64, max int
 			}
 			e = getIndexEntry(pend[p:])
 		} else {
-			if _, err := f.ReadAt(b[:indexEntrySize], entriesAt+int64(i)*indexEntrySize); err != nil {
+			if _, err := f.ReadAt(b[:indexEntrySize], entriesAt+int64(i)*indexEntrySize); errors.Is(err, io.EOF) {
+				return out, fmt.Errorf("%w: index file %s ends before entry %d", ErrCorrupt, x.path(base), i)
+			} else if err != nil {
 				return out, err
 			}
 			e = getIndexEntry(b[:])
@@ -432,21 +490,28 @@ func (x *index) lookupSegment(base int64, hash uint32, begin, end int64, max int
 	return out, nil
 }
 
-// dropSegment removes the index file of the segment at base.
+// dropSegment removes the index file of the segment at base. (If the
+// dispatcher still has it open, it goes on writing to the unlinked file
+// until it moves on; the segment is gone from the log, so no lookup asks.)
 func (x *index) dropSegment(base int64) error {
-	x.mu.Lock()
-	a := x.active
-	if a != nil && a.base == base {
-		x.active = nil
-	}
-	x.mu.Unlock()
-	if a != nil && a.base == base {
-		a.f.Close()
-	}
 	if err := os.Remove(x.path(base)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
+}
+
+// abandon closes the files without finishing any, as a crash would leave
+// them (Open's error path: what it wrote is recovered next time).
+func (x *index) abandon() {
+	for _, a := range []*segIndex{x.active, x.partial} {
+		if a != nil {
+			a.f.Close()
+		}
+	}
+	x.mu.Lock()
+	x.active = nil
+	x.mu.Unlock()
+	x.partial = nil
 }
 
 // close finishes the active file: the next Open reads its slots instead of
@@ -480,9 +545,10 @@ func (x *index) close() error {
 // segment, out of order, or not linked as the slots rebuilt so far say
 // (a torn or stale tail), and the file is cut there. Files of segments that
 // end at or before start are then finished; the one start lies in becomes
-// the active file at activate. recover returns the bases of segments below
-// start whose file is missing or unreadable, oldest first: the caller
-// rebuilds them from the log (addRecord and commit) before activate.
+// the active file at activate. Files left half rebuilt by an earlier
+// recovery are removed. recover returns the bases of segments below start
+// whose file is missing or unreadable, oldest first: the caller rebuilds
+// each from the log (beginRebuild, addRecord, endRebuild) before activate.
 func (x *index) recover(segBases []int64, start int64) (missing []int64, err error) {
 	have := make(map[int64]bool, len(segBases))
 	for _, b := range segBases {
@@ -494,6 +560,12 @@ func (x *index) recover(segBases []int64, start int64) (missing []int64, err err
 	}
 	found := make(map[int64]bool)
 	for _, n := range names {
+		if strings.HasSuffix(n.Name(), rebuildSuffix) {
+			if err := os.Remove(filepath.Join(x.dir, n.Name())); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		base, err := strconv.ParseInt(n.Name(), 10, 64)
 		if err != nil || len(n.Name()) != 20 || n.IsDir() {
 			continue
@@ -629,20 +701,13 @@ scan:
 	return a.f.Sync()
 }
 
-// activate makes recover's file of the segment holding the recovery start
-// the active one, unless the rebuild of missing files already created it.
+// activate makes the file of the segment holding the recovery start (kept
+// by recover, or rebuilt) the active one.
 func (x *index) activate() error {
 	p := x.partial
 	x.partial = nil
 	if p == nil {
 		return nil
-	}
-	if x.active != nil && x.active.base == p.base {
-		return p.f.Close()
-	}
-	if err := x.finishActive(); err != nil {
-		p.f.Close()
-		return err
 	}
 	// Appends follow: the header must not vouch for the slots on disk.
 	if _, err := p.f.WriteAt(indexHeader{slots: p.slots}.encode(), 0); err != nil {

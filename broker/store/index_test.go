@@ -16,17 +16,6 @@ import (
 	"github.com/halfbackmq/halfback/message"
 )
 
-// crash closes the index's files the way a crash would: the active file is
-// left as it is, without its slots or a valid header.
-func (x *index) crash() {
-	for _, a := range []*segIndex{x.active, x.partial} {
-		if a != nil {
-			a.f.Close()
-		}
-	}
-	x.active, x.partial = nil, nil
-}
-
 // indexRec is a record as the index sees it.
 type indexRec struct {
 	phys  int64
@@ -79,6 +68,32 @@ func (ti *testIndex) add(from, to int64) {
 		}
 	}
 	if err := ti.x.commit(to); err != nil {
+		ti.t.Fatal(err)
+	}
+}
+
+// rebuild rebuilds the files of the missing segments from the records
+// below start, as the store's recovery does, and activates the index.
+func (ti *testIndex) rebuild(missing []int64, start int64) {
+	ti.t.Helper()
+	for _, base := range missing {
+		if err := ti.x.beginRebuild(base); err != nil {
+			ti.t.Fatal(err)
+		}
+		end := min(base+testIndexSeg, start)
+		for phys := base; phys < end; phys += 100 {
+			if err := ti.x.addRecord(ti.recs[phys].ext(), base); err != nil {
+				ti.t.Fatal(err)
+			}
+		}
+		if err := ti.x.commit(end); err != nil {
+			ti.t.Fatal(err)
+		}
+		if err := ti.x.endRebuild(start); err != nil {
+			ti.t.Fatal(err)
+		}
+	}
+	if err := ti.x.activate(); err != nil {
 		ti.t.Fatal(err)
 	}
 }
@@ -217,7 +232,7 @@ func TestIndexRecoverCutsAtStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			ti.add(1300, tc.to)
-			ti.x.crash()
+			ti.x.abandon()
 			// As after a power loss: segment 1000's file ends with a torn entry.
 			f, err := os.OpenFile(filepath.Join(dir, segmentName(1000)), os.O_WRONLY|os.O_APPEND, 0)
 			if err != nil {
@@ -285,23 +300,153 @@ func TestIndexRecoverFiles(t *testing.T) {
 			t.Fatalf("%s exists = %v, want %v", name, err == nil, want)
 		}
 	}
-	// Rebuilt as the store does (records of the missing segments), then
-	// the partial segment continues.
-	for _, base := range missing {
-		for phys := base; phys < base+testIndexSeg; phys += 100 {
-			if err := ti2.x.addRecord(ti.recs[phys].ext(), base); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := ti2.x.commit(base + testIndexSeg); err != nil {
+	ti2.rebuild(missing, 3500)
+	if got := ti2.lookup("t", "k100", 1000, math.MaxInt64, 100, 3500); !slices.Equal(got, []int64{3400, 3100, 2800, 2500, 2200, 1900, 1600, 1300, 1000}) {
+		t.Fatalf("k100 after rebuild = %v", got)
+	}
+}
+
+// TestIndexCrashDuringRebuild: a rebuild cut short (the process killed
+// while Open rebuilds a missing file) leaves nothing that passes for a
+// complete file; the next recovery rebuilds the segment again, including
+// the one the recovery start lies in.
+func TestIndexCrashDuringRebuild(t *testing.T) {
+	dir := t.TempDir()
+	ti := newTestIndex(t, dir, osFS{}, 0)
+	ti.add(0, 2500)
+	if err := ti.x.close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []int64{0, 2000} {
+		if err := os.Remove(filepath.Join(dir, segmentName(b))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := ti2.x.activate(); err != nil {
+	bases := []int64{0, 1000, 2000}
+	for _, cut := range []int64{0, 2000} { // killed while rebuilding this one
+		ti2 := newTestIndex(t, dir, osFS{}, 0)
+		missing, err := ti2.x.recover(bases, 2500)
+		if err != nil || !slices.Equal(missing, []int64{0, 2000}) {
+			t.Fatalf("recover = %v, %v; want [0 2000] missing", missing, err)
+		}
+		if err := ti2.x.beginRebuild(cut); err != nil {
+			t.Fatal(err)
+		}
+		for phys := cut; phys < cut+300; phys += 100 {
+			if err := ti2.x.addRecord(ti.recs[phys].ext(), cut); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := ti2.x.commit(cut + 300); err != nil {
+			t.Fatal(err)
+		}
+		ti2.x.abandon()
+	}
+	ti3 := newTestIndex(t, dir, osFS{}, 0)
+	ti3.recs = ti.recs
+	defer ti3.x.close()
+	missing, err := ti3.x.recover(bases, 2500)
+	if err != nil || !slices.Equal(missing, []int64{0, 2000}) {
+		t.Fatalf("recover after the cut rebuilds = %v, %v; want [0 2000] missing", missing, err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*"+rebuildSuffix)); len(names) != 0 {
+		t.Fatalf("half-rebuilt files left: %v", names)
+	}
+	ti3.rebuild(missing, 2500)
+	if got := ti3.lookup("t", "all", 0, math.MaxInt64, 100, 2500); len(got) != 25 || got[0] != 2400 || got[24] != 0 {
+		t.Fatalf("after the rebuild: %v", got)
+	}
+	ti3.add(2500, 2700) // the rebuilt file of the start's segment goes on
+	if got := ti3.lookup("t", "u2600", 0, math.MaxInt64, 100, 2700); !slices.Equal(got, []int64{2600}) {
+		t.Fatalf("u2600 = %v", got)
+	}
+}
+
+// readFailFS cuts the next commit-log read of at least 4 KiB short and
+// fails the read after it, once armed.
+type readFailFS struct {
+	mu    sync.Mutex
+	armed int // 2: cut the next big read short; 1: fail the next read
+}
+
+func (f *readFailFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
+	inner, err := osFS{}.OpenFile(name, flag, perm)
+	if err != nil || !strings.Contains(name, "commitlog") {
+		return inner, err
+	}
+	return &readFailFile{file: inner, fs: f}, nil
+}
+
+type readFailFile struct {
+	file
+	fs *readFailFS
+}
+
+func (f *readFailFile) ReadAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	switch {
+	case f.fs.armed == 2 && len(p) >= 4096:
+		f.fs.armed = 1
+		return f.file.ReadAt(p[:len(p)/2], off)
+	case f.fs.armed == 1:
+		f.fs.armed = 0
+		return 0, errors.New("injected EIO")
+	}
+	return f.file.ReadAt(p, off)
+}
+
+// TestOpenFailsDuringIndexRebuild: a read error while Open rebuilds a
+// missing index file fails Open and leaves nothing half built that the
+// next Open would trust.
+func TestOpenFailsDuringIndexRebuild(t *testing.T) {
+	rfs := &readFailFS{}
+	o := testOptions(t, SyncFlush)
+	o.SegmentSize = 128 << 10
+	o.fs = rfs
+	s := openStore(t, o)
+	offs := appendBig(t, s, "rb", 300)
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := ti2.lookup("t", "k100", 1000, math.MaxInt64, 100, 3500); !slices.Equal(got, []int64{3400, 3100, 2800, 2500, 2200, 1900, 1600, 1300, 1000}) {
-		t.Fatalf("k100 after rebuild = %v", got)
+	if err := os.Remove(filepath.Join(o.Dir, "keyindex", segmentName(0))); err != nil {
+		t.Fatal(err)
+	}
+	rfs.mu.Lock()
+	rfs.armed = 2
+	rfs.mu.Unlock()
+	if s, err := Open(o); err == nil || !strings.Contains(err.Error(), "injected EIO") {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("Open = %v, want the injected read error", err)
+	}
+	s = openStore(t, o)
+	defer s.Close()
+	checkKeys(t, s, "rb", offs)
+}
+
+// appendBig appends n messages of about 1.2 KiB to queue 0 of topic (KEYS
+// "order-<i> k<i%5>") and returns their offsets.
+func appendBig(t *testing.T, s *Store, topic string, n int) []int64 {
+	t.Helper()
+	offs := make([]int64, n)
+	for i := range n {
+		m := testMsg(topic, 0, i)
+		m.Body = bytes.Repeat([]byte{'x'}, 1000)
+		offs[i] = mustAppend(t, s, m).PhysicalOffset
+	}
+	return offs
+}
+
+// checkKeys looks up each message appendBig appended by its unique key.
+func checkKeys(t *testing.T, s *Store, topic string, offs []int64) {
+	t.Helper()
+	for i, off := range offs {
+		got, err := s.QueryByKey(topic, fmt.Sprintf("order-%d", i), 0, 0, 5)
+		if err != nil || !slices.Equal(got, []int64{off}) {
+			t.Fatalf("order-%d = %v, %v; want [%d]", i, got, err, off)
+		}
 	}
 }
 
@@ -378,12 +523,7 @@ func TestKeyIndexRebuiltAtOpen(t *testing.T) {
 	o.SegmentSize = 128 << 10
 	s := openStore(t, o)
 	const n = 300
-	var offs [n]int64
-	for i := range n {
-		m := testMsg("rb", 0, i)
-		m.Body = bytes.Repeat([]byte{'x'}, 1000)
-		offs[i] = mustAppend(t, s, m).PhysicalOffset
-	}
+	offs := appendBig(t, s, "rb", n)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -414,12 +554,7 @@ func TestKeyIndexRebuiltAtOpen(t *testing.T) {
 	if c := strings.Count(logged.String(), "rebuilding the key index"); c != 2 {
 		t.Fatalf("rebuilt %d segments' index, want 2:\n%s", c, logged.String())
 	}
-	for i := range n {
-		got, err := s.QueryByKey("rb", fmt.Sprintf("order-%d", i), 0, 0, 5)
-		if err != nil || !slices.Equal(got, []int64{offs[i]}) {
-			t.Fatalf("order-%d = %v, %v; want [%d]", i, got, err, offs[i])
-		}
-	}
+	checkKeys(t, s, "rb", offs)
 	if got, _ := s.QueryByKey("rb", "k3", 0, 0, 1000); len(got) != n/5 {
 		t.Fatalf("k3 found %d times, want %d", len(got), n/5)
 	}

@@ -103,7 +103,7 @@ func (s *Store) recoverIndex(start int64) error {
 	}
 	for _, base := range missing {
 		s.opts.Logger.Warn("rebuilding the key index of a segment", "segment", base)
-		if err := s.reindex(base, min(base+s.opts.SegmentSize, start)); err != nil {
+		if err := s.reindex(base, start); err != nil {
 			return err
 		}
 	}

@@ -197,13 +197,13 @@ func Open(opts Options) (*Store, error) {
 		err = s.log.openActive(s.next)
 	}
 	if err != nil {
-		s.idx.close()
+		s.idx.abandon()
 		s.cqs.close()
 		s.log.close()
 		return nil, err
 	}
 	if err := writeFileAtomic(s.abort, nil); err != nil {
-		s.idx.close()
+		s.idx.abandon()
 		s.cqs.close()
 		s.log.close()
 		return nil, err
