@@ -114,7 +114,8 @@ var errStopped = errors.New("bench: stopped")
 // pebbleSyncWrites measures a peer doing the same durable work as the
 // store under SYNC_FLUSH: writers goroutines each writing size-byte values
 // under keys of their own to a new Pebble database in dir (CockroachDB's
-// storage engine, opened with the options of the store's key index), each
+// storage engine, opened with internal/pebbledb's options, as the delay
+// scheduler, transactions and lifecycle store open theirs), each
 // write acknowledged only once Pebble's write-ahead log is fsynced
 // (pebble.Sync; Pebble group-commits concurrent writes into one fsync),
 // for at least d. It returns writes per second.
