@@ -6,15 +6,35 @@ import (
 	"github.com/halfbackmq/halfback/message"
 )
 
-// dispatchLoop builds consume queues and the index from the commit log as
-// it becomes visible (durable under SyncFlush, written under AsyncFlush), so
+// dispatchRecord is what the dispatcher needs of one record: the writer
+// hands it over with each batch it writes (so that the running dispatcher
+// never reads a record back or decodes it), and dispatchTo derives it from
+// a decoded record (Open's recovery, Close, and after a failed dispatch).
+type dispatchRecord struct {
+	topic, props string // the message's own strings
+	qid          int32
+	sysFlag      int32
+	size         int32
+	queueOffset  int64
+	phys         int64
+	storeTs      int64
+	blank        bool // a segment's closing blank: nothing to dispatch
+}
+
+func recordOf(e *message.Ext) dispatchRecord {
+	return dispatchRecord{topic: e.Topic, props: e.Properties, qid: e.QueueID, sysFlag: e.SysFlag, size: e.StoreSize,
+		queueOffset: e.QueueOffset, phys: e.CommitLogOffset, storeTs: e.StoreTimestamp}
+}
+
+// dispatchLoop builds consume queues and the index as the commit log
+// becomes visible (durable under SyncFlush, written under AsyncFlush), so
 // a consumer never sees a record that recovery could later truncate.
 func (s *Store) dispatchLoop() {
 	defer s.wg.Done()
 	for {
 		select {
 		case <-s.dispatchSignal:
-			if err := s.dispatchTo(s.visibleLimit()); err != nil {
+			if err := s.dispatchHanded(); err != nil {
 				s.opts.Logger.Error("dispatch failed", "offset", s.dispatched.Load(), "err", err)
 			}
 		case <-s.stop:
@@ -23,8 +43,49 @@ func (s *Store) dispatchLoop() {
 	}
 }
 
+// dispatchHanded dispatches the records the writer has handed over. They
+// continue the log from the dispatched offset unless a dispatch failed
+// (its records were taken and not dispatched): then it reads the log from
+// the dispatched offset instead (dispatchTo), and drops hand-overs it has
+// passed.
+func (s *Store) dispatchHanded() error {
+	s.handMu.Lock()
+	taken := s.handed
+	s.handed, s.handSpare = s.handSpare[:0], nil
+	s.handMu.Unlock()
+	defer func() {
+		clear(taken) // let go of the messages' strings
+		s.handMu.Lock()
+		s.handSpare = taken[:0]
+		s.handMu.Unlock()
+	}()
+	off := s.dispatched.Load()
+	recs := taken
+	for len(recs) > 0 && recs[0].phys < off {
+		recs = recs[1:]
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if recs[0].phys != off {
+		return s.dispatchTo(s.visibleLimit())
+	}
+	touched := make(map[*consumeQueue]queueKey)
+	seg := s.opts.SegmentSize
+	for i := range recs {
+		r := &recs[i]
+		if !r.blank {
+			if err := s.dispatchOne(r, r.phys-r.phys%seg, touched); err != nil {
+				return err
+			}
+		}
+		off = r.phys + int64(r.size)
+	}
+	return s.finishDispatch(off, touched)
+}
+
 // dispatchTo reads records from the dispatched offset up to limit and
-// writes their consume-queue entries and index keys. Only one dispatchTo
+// writes their consume-queue entries and index keys. Only one dispatch
 // runs at a time (the loop, or Open/Close when the loop is not running).
 func (s *Store) dispatchTo(limit int64) error {
 	if s.dispatched.Load() >= limit {
@@ -32,11 +93,18 @@ func (s *Store) dispatchTo(limit int64) error {
 	}
 	touched := make(map[*consumeQueue]queueKey)
 	off, err := s.eachRecord(s.dispatched.Load(), limit, func(e *message.Ext, segBase int64) error {
-		return s.dispatchRecord(e, segBase, touched)
+		r := recordOf(e)
+		return s.dispatchOne(&r, segBase, touched)
 	})
 	if err != nil {
 		return err
 	}
+	return s.finishDispatch(off, touched)
+}
+
+// finishDispatch writes the consume-queue entries and index keys staged
+// for the records up to off and moves the dispatched offset there.
+func (s *Store) finishDispatch(off int64, touched map[*consumeQueue]queueKey) error {
 	for q := range touched {
 		if err := q.flush(); err != nil {
 			return err
@@ -64,7 +132,10 @@ func (s *Store) reindex(base, start int64) error {
 	if err := s.idx.beginRebuild(base); err != nil {
 		return err
 	}
-	off, err := s.eachRecord(base, min(base+s.opts.SegmentSize, start), s.idx.addRecord)
+	off, err := s.eachRecord(base, min(base+s.opts.SegmentSize, start), func(e *message.Ext, segBase int64) error {
+		r := recordOf(e)
+		return s.idx.add(&r, segBase)
+	})
 	if err != nil {
 		return err
 	}
@@ -131,17 +202,17 @@ func (s *Store) eachRecord(from, limit int64, fn func(e *message.Ext, segBase in
 	return off, nil
 }
 
-// dispatchRecord stages one record's consume-queue entry and index keys.
+// dispatchOne stages one record's consume-queue entry and index keys.
 // Prepared and rolled-back transaction records get no queue entry: they
 // are invisible to consumers, as in RocketMQ.
-func (s *Store) dispatchRecord(e *message.Ext, segBase int64, touched map[*consumeQueue]queueKey) error {
-	if tt := message.TransactionType(e.SysFlag); tt != message.TransactionPreparedType && tt != message.TransactionRollbackType {
-		q := s.cqs.get(e.Topic, e.QueueID, true)
-		tags, _ := message.Property(e.Properties, message.PropertyTags)
-		if err := q.put(e.QueueOffset, QueueEntry{PhysicalOffset: e.CommitLogOffset, Size: e.StoreSize, TagsCode: message.TagsCode(tags)}); err != nil {
+func (s *Store) dispatchOne(r *dispatchRecord, segBase int64, touched map[*consumeQueue]queueKey) error {
+	if tt := message.TransactionType(r.sysFlag); tt != message.TransactionPreparedType && tt != message.TransactionRollbackType {
+		q := s.cqs.get(r.topic, r.qid, true)
+		tags, _ := message.Property(r.props, message.PropertyTags)
+		if err := q.put(r.queueOffset, QueueEntry{PhysicalOffset: r.phys, Size: r.size, TagsCode: message.TagsCode(tags)}); err != nil {
 			return err
 		}
-		touched[q] = queueKey{e.Topic, e.QueueID}
+		touched[q] = queueKey{r.topic, r.qid}
 	}
-	return s.idx.addRecord(e, segBase)
+	return s.idx.add(r, segBase)
 }

@@ -78,10 +78,14 @@
 //
 // # Consume queues and index
 //
-// A dispatcher reads the commit log behind the writer, never past what is
-// durable under SyncFlush (so a consumer never sees a record that recovery
-// could truncate), and writes each record's 20-byte entry (physical offset,
-// size, tag hash) at its queue offset in the queue's files. Because an entry
+// A dispatcher follows the writer, never past what is durable under
+// SyncFlush (so a consumer never sees a record that recovery could
+// truncate), and writes each record's 20-byte entry (physical offset,
+// size, tag hash) at its queue offset in the queue's files. The writer
+// hands it what it needs of each record with every batch it has written
+// (and, under SyncFlush, fsynced), so the running dispatcher reads nothing
+// back; Open's recovery, Close, and a dispatch after a failed one read and
+// decode the records from the log instead. Because an entry
 // is written at a fixed position, re-dispatching after a crash rewrites the
 // same bytes. [Store.GetMessages] returns records byte for byte as stored:
 // a pull response body is a copy of log slices, never a re-encoding.

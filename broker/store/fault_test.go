@@ -23,6 +23,7 @@ type faultFS struct {
 	prepErr   error         // fails the writes and allocation of a segment being prepared
 	syncGate  chan struct{} // when set, commit-log Sync blocks until it is closed
 	syncCalls int
+	reads     int // commit-log reads
 
 	directOpenErr  error // fails opening a commit-log file for direct I/O
 	directWriteErr error // fails writes through a file opened for direct I/O
@@ -101,6 +102,13 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, &os.PathError{Op: "write", Path: "commitlog", Err: err}
 	}
 	return f.file.WriteAt(p, off)
+}
+
+func (f *faultFile) ReadAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	f.fs.reads++
+	f.fs.mu.Unlock()
+	return f.file.ReadAt(p, off)
 }
 
 func (f *faultFile) Allocate(size int64) error {

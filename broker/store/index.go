@@ -234,7 +234,7 @@ type index struct {
 	active *segIndex  // the file the writer appends to, nil between segments
 
 	// staged is the commit-log offset up to which records have been
-	// given to addRecord: records below it are skipped, so that a
+	// given to add: records below it are skipped, so that a
 	// dispatch retried after an error adds no entry twice.
 	staged int64
 	// partial is recover's file for the segment the recovery start is in,
@@ -252,13 +252,13 @@ func openIndex(dir string, segSize int64, fs fileSystem) (*index, error) {
 
 func (x *index) path(base int64) string { return filepath.Join(x.dir, segmentName(base)) }
 
-// addRecord adds the record's UNIQ_KEY and KEYS to the index of its
-// segment (segBase), opening that segment's file when the record is its
-// first, after finishing the previous one. Records come in log order; one
-// below what is already staged (a dispatch retried after an error) is
-// skipped. A segment's keys past indexMaxEntries are not indexed.
-func (x *index) addRecord(e *message.Ext, segBase int64) error {
-	if e.CommitLogOffset < x.staged {
+// add adds the record's UNIQ_KEY and KEYS to the index of its segment
+// (segBase), opening that segment's file when the record is its first,
+// after finishing the previous one. Records come in log order; one below
+// what is already staged (a dispatch retried after an error) is skipped.
+// A segment's keys past indexMaxEntries are not indexed.
+func (x *index) add(r *dispatchRecord, segBase int64) error {
+	if r.phys < x.staged {
 		return nil
 	}
 	if a := x.active; a == nil || a.base != segBase {
@@ -267,14 +267,14 @@ func (x *index) addRecord(e *message.Ext, segBase int64) error {
 		}
 	}
 	a := x.active
-	x.staged = e.CommitLogOffset + int64(e.StoreSize)
-	if uniq, ok := message.Property(e.Properties, message.PropertyUniqKey); ok && uniq != "" {
-		if !a.add(keyHash(e.Topic, uniq), e.CommitLogOffset, e.StoreTimestamp) {
+	x.staged = r.phys + int64(r.size)
+	if uniq, ok := message.Property(r.props, message.PropertyUniqKey); ok && uniq != "" {
+		if !a.add(keyHash(r.topic, uniq), r.phys, r.storeTs) {
 			return nil
 		}
 	}
-	for _, k := range message.Keys(e.Properties) {
-		if !a.add(keyHash(e.Topic, k), e.CommitLogOffset, e.StoreTimestamp) {
+	for _, k := range message.Keys(r.props) {
+		if !a.add(keyHash(r.topic, k), r.phys, r.storeTs) {
 			return nil
 		}
 	}
@@ -320,7 +320,7 @@ func (x *index) create(base int64, path string) (*segIndex, error) {
 const rebuildSuffix = ".rebuild"
 
 // beginRebuild starts rebuilding the file of the segment at base: the
-// records given to addRecord until endRebuild go into a new file under a
+// records given to add until endRebuild go into a new file under a
 // temporary name.
 func (x *index) beginRebuild(base int64) error {
 	if err := x.finishActive(); err != nil {
@@ -548,7 +548,7 @@ func (x *index) close() error {
 // the active file at activate. Files left half rebuilt by an earlier
 // recovery are removed. recover returns the bases of segments below start
 // whose file is missing or unreadable, oldest first: the caller rebuilds
-// each from the log (beginRebuild, addRecord, endRebuild) before activate.
+// each from the log (beginRebuild, add, endRebuild) before activate.
 func (x *index) recover(segBases []int64, start int64) (missing []int64, err error) {
 	have := make(map[int64]bool, len(segBases))
 	for _, b := range segBases {

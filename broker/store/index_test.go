@@ -24,13 +24,12 @@ type indexRec struct {
 	ts    int64
 }
 
-func (r indexRec) ext() *message.Ext {
+func (r indexRec) record() *dispatchRecord {
 	p := message.Properties{message.PropertyUniqKey: r.keys[0]}
 	if len(r.keys) > 1 {
 		p[message.PropertyKeys] = strings.Join(r.keys[1:], " ")
 	}
-	return &message.Ext{Message: message.Message{Topic: r.topic, Properties: p.Encode()},
-		CommitLogOffset: r.phys, StoreSize: 100, StoreTimestamp: r.ts}
+	return &dispatchRecord{topic: r.topic, props: p.Encode(), phys: r.phys, size: 100, storeTs: r.ts}
 }
 
 // testIndex is an index over fake records 100 bytes apart, in segments of
@@ -63,7 +62,7 @@ func (ti *testIndex) add(from, to int64) {
 	for phys := from; phys < to; phys += 100 {
 		r := indexRec{phys: phys, topic: "t", keys: []string{fmt.Sprintf("u%d", phys), fmt.Sprintf("k%d", phys%300), "all"}, ts: 1000 + phys}
 		ti.recs[phys] = r
-		if err := ti.x.addRecord(r.ext(), phys-phys%testIndexSeg); err != nil {
+		if err := ti.x.add(r.record(), phys-phys%testIndexSeg); err != nil {
 			ti.t.Fatal(err)
 		}
 	}
@@ -82,7 +81,7 @@ func (ti *testIndex) rebuild(missing []int64, start int64) {
 		}
 		end := min(base+testIndexSeg, start)
 		for phys := base; phys < end; phys += 100 {
-			if err := ti.x.addRecord(ti.recs[phys].ext(), base); err != nil {
+			if err := ti.x.add(ti.recs[phys].record(), base); err != nil {
 				ti.t.Fatal(err)
 			}
 		}
@@ -333,7 +332,7 @@ func TestIndexCrashDuringRebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		for phys := cut; phys < cut+300; phys += 100 {
-			if err := ti2.x.addRecord(ti.recs[phys].ext(), cut); err != nil {
+			if err := ti2.x.add(ti.recs[phys].record(), cut); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -44,6 +44,10 @@ type chunk struct {
 type batch struct {
 	chunks  []chunk
 	waiters []chan error
+	// records says what the dispatcher needs of each record (and blank)
+	// in the batch, in log order; writeBatch hands it over once the
+	// batch is visible.
+	records []dispatchRecord
 	end     int64
 	// expired is closed SyncFlushTimeout after the batch's first append
 	// (SyncFlush only). It wakes every waiter then: those whose own
@@ -115,6 +119,8 @@ func (b *batch) reset() {
 	}
 	clear(b.waiters)
 	b.waiters = b.waiters[:0]
+	clear(b.records) // let go of the messages' strings
+	b.records = b.records[:0]
 	if b.timer != nil {
 		b.timer.Stop()
 	}
@@ -152,6 +158,10 @@ type Store struct {
 	cpMu           sync.Mutex // serialises checkpoints
 	flushMu        sync.Mutex // serialises commit-log fsyncs under AsyncFlush
 	dispatchBuf    []byte     // dispatchTo's read buffer (one dispatchTo runs at a time)
+
+	handMu    sync.Mutex       // guards the hand-over from the writer to the dispatcher
+	handed    []dispatchRecord // written (SyncFlush: durable) records not yet dispatched, in log order
+	handSpare []dispatchRecord // the dispatcher's previous slice, for reuse
 }
 
 // Open opens (or creates) the store in opts.Dir, recovering it if the last
@@ -274,6 +284,7 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		if room := segSize - s.next%segSize; size+message.BlankHeaderSize > room {
 			s.cur.add(s.next, message.AppendBlank(make([]byte, 0, message.BlankHeaderSize), int(room)))
 			s.cur.cut()
+			s.cur.records = append(s.cur.records, dispatchRecord{phys: s.next, size: int32(room), blank: true})
 			s.next += room
 		}
 		qo := int64(0)
@@ -289,6 +300,8 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		message.SetOffsets(rec, qo, s.next, now)
 		message.Seal(rec)
 		s.cur.commit(len(rec))
+		s.cur.records = append(s.cur.records, dispatchRecord{topic: m.Topic, props: m.Properties, qid: m.QueueID,
+			sysFlag: m.SysFlag, size: int32(size), queueOffset: qo, phys: s.next, storeTs: now})
 		res[i] = AppendResult{PhysicalOffset: s.next, QueueOffset: qo, Size: int32(size), StoreTimestamp: now,
 			MsgID: message.OffsetMsgID(s.opts.StoreHost, s.next)}
 		s.next += size
@@ -456,6 +469,9 @@ func (s *Store) writeBatch() int {
 		w <- err
 	}
 	if err == nil {
+		s.handMu.Lock()
+		s.handed = append(s.handed, b.records...)
+		s.handMu.Unlock()
 		s.signalDispatch()
 	}
 	answered := len(b.waiters)

@@ -542,3 +542,59 @@ func TestReadRecordChecksOffset(t *testing.T) {
 		t.Fatalf("ReadRecord of a record where it is stored: %v", err)
 	}
 }
+
+// TestDispatchFromHandOver: the running dispatcher builds consume queues
+// and the index from what the writer hands over, without reading the log
+// back, across segment rolls (closing blanks) and with transaction
+// records that get no queue entry.
+func TestDispatchFromHandOver(t *testing.T) {
+	for _, ft := range []FlushType{SyncFlush, AsyncFlush} {
+		t.Run(ft.String(), func(t *testing.T) {
+			ffs := &faultFS{}
+			o := testOptions(t, ft)
+			o.SegmentSize, o.MaxMessageSize = 64<<10, 8<<10
+			o.fs = ffs
+			s := openStore(t, o)
+			defer s.Close()
+			ffs.set(func(f *faultFS) { f.reads = 0 })
+			appendFrom(t, s, 4, 100, func(w, i int) *message.Message {
+				m := testMsg("hand", int32(w), w*1000+i)
+				m.Body = bytes.Repeat([]byte{'b'}, 500)
+				if i%10 == 9 {
+					m.SysFlag = message.TransactionPreparedType
+				}
+				return m
+			})
+			waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+			if s.MaxPhysicalOffset() < 2*o.SegmentSize {
+				t.Fatalf("the log ends at %d: want at least two segment rolls", s.MaxPhysicalOffset())
+			}
+			ffs.mu.Lock()
+			reads := ffs.reads
+			ffs.mu.Unlock()
+			if reads != 0 {
+				t.Fatalf("the dispatcher read the commit log %d times", reads)
+			}
+			for q := range int32(4) {
+				got := readAll(t, s, "hand", q)
+				if len(got) != 90 {
+					t.Fatalf("queue %d has %d records, want 90 (the prepared ones have no entry)", q, len(got))
+				}
+				for j, e := range got {
+					want := int(q)*1000 + j + j/9 // skips every tenth, the prepared
+					if e.QueueOffset != int64(j) || e.Properties != testMsg("hand", q, want).Properties {
+						t.Fatalf("queue %d entry %d: offset %d, properties of another message", q, j, e.QueueOffset)
+					}
+				}
+			}
+			if dirs, err := os.ReadDir(filepath.Join(o.Dir, "consumequeue")); err != nil || len(dirs) != 1 || dirs[0].Name() != "hand" {
+				t.Fatalf("consume queue topics %v, %v; want only hand (a closing blank is no record)", dirs, err)
+			}
+			for _, i := range []int{0, 1099, 3050} {
+				if offs, err := s.QueryByKey("hand", fmt.Sprintf("order-%d", i), 0, 0, 5); err != nil || len(offs) != 1 {
+					t.Fatalf("order-%d: %v, %v", i, offs, err)
+				}
+			}
+		})
+	}
+}
