@@ -45,30 +45,37 @@ func (s *Store) dispatchLoop() {
 
 // dispatchHanded dispatches the records the writer has handed over. They
 // continue the log from the dispatched offset unless a dispatch failed
-// (its records were taken and not dispatched): then it reads the log from
-// the dispatched offset instead (dispatchTo), and drops hand-overs it has
-// passed.
+// (its records were taken and not dispatched) or the writer dropped what
+// it held (past Store.handLimit): then it reads the log from the
+// dispatched offset instead (dispatchTo), and drops hand-overs it has
+// passed. Records are handed over by one writer in log order, whole
+// batches at a time, and dropped only all together, so records that
+// begin at the dispatched offset continue it to their end.
 func (s *Store) dispatchHanded() error {
 	s.handMu.Lock()
-	taken := s.handed
-	s.handed, s.handSpare = s.handSpare[:0], nil
+	taken, dropped := s.handed, s.handDropped
+	s.handed, s.handSpare, s.handDropped = s.handSpare[:0], nil, false
 	s.handMu.Unlock()
 	defer func() {
-		clear(taken) // let go of the messages' strings
-		s.handMu.Lock()
-		s.handSpare = taken[:0]
-		s.handMu.Unlock()
+		// Let go of the messages' strings, and keep the slice for reuse
+		// unless a backlog grew it.
+		clear(taken)
+		if cap(taken) <= 4096 {
+			s.handMu.Lock()
+			s.handSpare = taken[:0]
+			s.handMu.Unlock()
+		}
 	}()
 	off := s.dispatched.Load()
 	recs := taken
 	for len(recs) > 0 && recs[0].phys < off {
 		recs = recs[1:]
 	}
+	if dropped || len(recs) > 0 && recs[0].phys != off {
+		return s.dispatchTo(s.visibleLimit())
+	}
 	if len(recs) == 0 {
 		return nil
-	}
-	if recs[0].phys != off {
-		return s.dispatchTo(s.visibleLimit())
 	}
 	touched := make(map[*consumeQueue]queueKey)
 	seg := s.opts.SegmentSize

@@ -162,7 +162,17 @@ type Store struct {
 	handMu    sync.Mutex       // guards the hand-over from the writer to the dispatcher
 	handed    []dispatchRecord // written (SyncFlush: durable) records not yet dispatched, in log order
 	handSpare []dispatchRecord // the dispatcher's previous slice, for reuse
+	handLimit int              // most records handed holds (defaultHandLimit)
+	// handDropped says the writer dropped records past handLimit: the
+	// dispatcher reads the log up to the visible end.
+	handDropped bool
 }
+
+// defaultHandLimit bounds the records the writer holds for the dispatcher
+// (about 100 bytes each, plus the messages' topic and properties): past it,
+// as when a long OnDispatch or a slow disk holds the dispatcher up, the
+// dispatcher reads the log instead.
+const defaultHandLimit = 1 << 16
 
 // Open opens (or creates) the store in opts.Dir, recovering it if the last
 // run did not shut down cleanly.
@@ -183,6 +193,7 @@ func Open(opts Options) (*Store, error) {
 		writeSignal:    make(chan struct{}, 1),
 		dispatchSignal: make(chan struct{}, 1),
 		stop:           make(chan struct{}),
+		handLimit:      defaultHandLimit,
 	}
 	var err error
 	if s.log, err = openCommitLog(filepath.Join(opts.Dir, "commitlog"), opts.SegmentSize, opts.fs, opts.FlushType == SyncFlush); err != nil {
@@ -300,7 +311,7 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		message.SetOffsets(rec, qo, s.next, now)
 		message.Seal(rec)
 		s.cur.commit(len(rec))
-		s.cur.records = append(s.cur.records, dispatchRecord{topic: m.Topic, props: m.Properties, qid: m.QueueID,
+		s.cur.records = append(s.cur.records, dispatchRecord{topic: m.Topic, props: message.StripCRCSlot(m.Properties), qid: m.QueueID,
 			sysFlag: m.SysFlag, size: int32(size), queueOffset: qo, phys: s.next, storeTs: now})
 		res[i] = AppendResult{PhysicalOffset: s.next, QueueOffset: qo, Size: int32(size), StoreTimestamp: now,
 			MsgID: message.OffsetMsgID(s.opts.StoreHost, s.next)}
@@ -470,7 +481,15 @@ func (s *Store) writeBatch() int {
 	}
 	if err == nil {
 		s.handMu.Lock()
-		s.handed = append(s.handed, b.records...)
+		if len(s.handed)+len(b.records) <= s.handLimit {
+			s.handed = append(s.handed, b.records...)
+		} else {
+			// The dispatcher is far behind: stop holding records for it
+			// (and their strings); it reads the log instead. All of them,
+			// so that what it finds next does not continue its offset.
+			clear(s.handed)
+			s.handed, s.handDropped = s.handed[:0], true
+		}
 		s.handMu.Unlock()
 		s.signalDispatch()
 	}

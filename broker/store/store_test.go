@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -596,5 +597,71 @@ func TestDispatchFromHandOver(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDispatchHandOverBounded: while the dispatcher is held up, the writer
+// holds at most handLimit records for it, then drops them; the dispatcher
+// reads the log instead and every record is dispatched once, in order.
+func TestDispatchHandOverBounded(t *testing.T) {
+	o := testOptions(t, AsyncFlush)
+	block, entered := make(chan struct{}), make(chan struct{}, 1)
+	var once sync.Once
+	o.OnDispatch = func(string, int32, int64) {
+		once.Do(func() { entered <- struct{}{}; <-block })
+	}
+	s := openStore(t, o)
+	defer s.Close()
+	s.handMu.Lock()
+	s.handLimit = 100
+	s.handMu.Unlock()
+	mustAppend(t, s, testMsg("held", 0, 0))
+	<-entered
+	most := 0
+	for i := 1; i <= 303; i++ { // the 101st, 202nd and 303rd find it full and drop it all
+		mustAppend(t, s, testMsg("held", 0, i))
+		s.handMu.Lock()
+		most = max(most, len(s.handed))
+		s.handMu.Unlock()
+	}
+	if most > 100 || most == 0 {
+		t.Fatalf("the writer held up to %d records for the dispatcher, want 1..100", most)
+	}
+	close(block) // nothing is held now: the dispatcher must read the log
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	got := readAll(t, s, "held", 0)
+	if len(got) != 304 {
+		t.Fatalf("read %d records, want 304", len(got))
+	}
+	for i, e := range got {
+		if e.QueueOffset != int64(i) || string(e.Body) != string(testMsg("held", 0, i).Body) {
+			t.Fatalf("entry %d: queue offset %d, body %q", i, e.QueueOffset, e.Body)
+		}
+	}
+}
+
+// TestHandOverMatchesLog: what the writer hands over reads a message's
+// properties as decoding the record does, so a re-dispatch from the log
+// (after a crash) writes the same entries: here properties whose last
+// value runs into a checksum slot without a separator.
+func TestHandOverMatchesLog(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	s := openStore(t, o)
+	defer s.Close()
+	m := testMsg("props", 0, 1)
+	m.Properties = "UNIQ_KEY\x01U1\x02TAGS\x01a" + message.PropertyCRC32 + "\x010123456789\x02"
+	mustAppend(t, s, m)
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	handed, err := s.cqs.get("props", 0, false).entryAt(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.ReadMessage(handed.PhysicalOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, _ := message.Property(recordOf(&e).props, message.PropertyTags)
+	if want := message.TagsCode(tags); handed.TagsCode != want {
+		t.Fatalf("tags code from the hand-over %d, from the record %d", handed.TagsCode, want)
 	}
 }
