@@ -273,7 +273,8 @@ func (x *index) add(r *dispatchRecord, segBase int64) error {
 			return nil
 		}
 	}
-	for _, k := range message.Keys(r.props) {
+	keys, _ := message.Property(r.props, message.PropertyKeys)
+	for k := range strings.FieldsSeq(keys) { // as message.Keys, without a slice
 		if !a.add(keyHash(r.topic, k), r.phys, r.storeTs) {
 			return nil
 		}

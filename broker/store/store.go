@@ -240,8 +240,13 @@ func Open(opts Options) (*Store, error) {
 // Append stores one message. Under SyncFlush it returns after the record is
 // fsynced; under AsyncFlush after it is written to the operating system.
 func (s *Store) Append(ctx context.Context, m *message.Message) (AppendResult, error) {
-	res, err := s.AppendBatch(ctx, []*message.Message{m})
+	msgs := [1]*message.Message{m}
+	var res [1]AppendResult
+	t, err := s.enqueue(msgs[:], res[:])
 	if err != nil {
+		return AppendResult{}, err
+	}
+	if err := s.wait(ctx, t); err != nil {
 		return AppendResult{}, err
 	}
 	return res[0], nil
@@ -251,11 +256,12 @@ func (s *Store) Append(ctx context.Context, m *message.Message) (AppendResult, e
 // together. On error none of them is acknowledged (some may still have been
 // written, as with any unacknowledged send).
 func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]AppendResult, error) {
-	res, wait, err := s.AppendBatchAsync(msgs)
+	res := make([]AppendResult, len(msgs))
+	t, err := s.enqueue(msgs, res)
 	if err != nil {
 		return nil, err
 	}
-	return res, wait(ctx)
+	return res, s.wait(ctx, t)
 }
 
 // AppendBatchAsync assigns offsets to msgs and queues them for the writer,
@@ -264,29 +270,52 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]App
 // are written in the order AppendBatchAsync was called, so a caller can
 // prepare its next batch while the previous one is being flushed.
 func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(context.Context) error, error) {
-	if len(msgs) == 0 {
-		return nil, func(context.Context) error { return nil }, nil
+	res := make([]AppendResult, len(msgs))
+	t, err := s.enqueue(msgs, res)
+	if err != nil {
+		return nil, nil, err
 	}
-	sizes := make([]int, len(msgs))
-	for i, m := range msgs {
+	return res, func(ctx context.Context) error { return s.wait(ctx, t) }, nil
+}
+
+// ticket is what an append waits on: the writer's answer, and its sync
+// flush timeout (SyncFlush only).
+type ticket struct {
+	done     chan error    // nil: nothing was queued
+	expired  chan struct{} // closed when the batch's timer fires
+	deadline time.Time     // of this append's SyncFlushTimeout
+}
+
+// enqueue checks msgs, assigns their offsets into res (len(msgs) long)
+// and adds their records to the collecting batch. It keeps neither msgs
+// nor res.
+func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, error) {
+	if len(msgs) == 0 {
+		return ticket{}, nil
+	}
+	var small [4]int
+	sizes := small[:0]
+	if len(msgs) > len(small) {
+		sizes = make([]int, 0, len(msgs))
+	}
+	for _, m := range msgs {
 		n, err := s.checkMessage(m)
 		if err != nil {
-			return nil, nil, err
+			return ticket{}, err
 		}
-		sizes[i] = n
+		sizes = append(sizes, n)
 	}
-	res := make([]AppendResult, len(msgs))
 	done := make(chan error, 1)
 
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, nil, ErrClosed
+		return ticket{}, ErrClosed
 	}
 	if s.failed != nil {
 		err := s.failed
 		s.mu.Unlock()
-		return nil, nil, err
+		return ticket{}, err
 	}
 	now := s.opts.Now().UnixMilli()
 	segSize := s.opts.SegmentSize
@@ -318,14 +347,14 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		s.next += size
 	}
 	s.cur.end = s.next
-	var deadline time.Time // of this append's SyncFlushTimeout
+	t := ticket{done: done}
 	if s.opts.FlushType == SyncFlush {
-		deadline = time.Now().Add(s.opts.SyncFlushTimeout)
+		t.deadline = time.Now().Add(s.opts.SyncFlushTimeout)
 		if len(s.cur.waiters) == 0 {
 			s.cur.arm(s.opts.SyncFlushTimeout)
 		}
+		t.expired = s.cur.expired
 	}
-	expired := s.cur.expired
 	s.cur.waiters = append(s.cur.waiters, done)
 	wake := len(s.cur.waiters) >= s.gatherWant
 	s.mu.Unlock()
@@ -336,36 +365,39 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 		default:
 		}
 	}
-	return res, func(ctx context.Context) error { return s.wait(ctx, done, expired, deadline) }, nil
+	return t, nil
 }
 
-// wait blocks until the writer answers done, the append's sync-flush
-// timeout (deadline) passes, or ctx ends. Under AsyncFlush expired is nil
-// and there is no timeout. Under SyncFlush the batch's timer (expired)
-// wakes it first: an append that joined the batch later than its first
-// then waits for the rest of its own time with a timer of its own. An
-// answer that is already there wins over the timeout.
-func (s *Store) wait(ctx context.Context, done chan error, expired chan struct{}, deadline time.Time) error {
+// wait blocks until the writer answers t, the append's sync-flush timeout
+// passes, or ctx ends. Under AsyncFlush there is no timeout. Under
+// SyncFlush the batch's timer (t.expired) wakes it first: an append that
+// joined the batch later than its first then waits for the rest of its
+// own time with a timer of its own. An answer that is already there wins
+// over the timeout.
+func (s *Store) wait(ctx context.Context, t ticket) error {
+	if t.done == nil {
+		return nil
+	}
 	select {
-	case err := <-done:
+	case err := <-t.done:
 		return err
-	case <-expired:
+	case <-t.expired:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if left := time.Until(deadline); left > 0 {
-		t := time.NewTimer(left)
-		defer t.Stop()
+	if left := time.Until(t.deadline); left > 0 {
+		timer := time.NewTimer(left)
+		defer timer.Stop()
 		select {
-		case err := <-done:
+		case err := <-t.done:
 			return err
-		case <-t.C:
+		case <-timer.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	select {
-	case err := <-done:
+	case err := <-t.done:
 		return err
 	default:
 	}
