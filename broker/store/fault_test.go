@@ -302,7 +302,7 @@ func TestGroupCommitSharesFsync(t *testing.T) {
 	waitFor(t, "every append to be queued behind the held fsync", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.next == total && len(s.cur.waiters) > 0
+		return s.next == total && s.cur.waiters > 0
 	})
 	release()
 	wg.Wait()

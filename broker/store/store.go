@@ -42,13 +42,24 @@ type chunk struct {
 // batch is what the writer goroutine writes (and, under SyncFlush, fsyncs)
 // in one go: every append that arrived while the previous batch was on disk.
 type batch struct {
-	chunks  []chunk
-	waiters []chan error
+	chunks []chunk
+	// waiters is how many appends wait for the batch; out is their
+	// answer (nil until the first joins).
+	waiters int
+	out     *outcome
 	// records says what the dispatcher needs of each record (and blank)
 	// in the batch, in log order; writeBatch hands it over once the
 	// batch is visible.
 	records []dispatchRecord
 	end     int64
+}
+
+// outcome is a batch's answer to its appends: the writer sets err and
+// closes done, which wakes them all at once. One per group commit, not a
+// channel per append.
+type outcome struct {
+	done chan struct{}
+	err  error
 	// expired is closed SyncFlushTimeout after the batch's first append
 	// (SyncFlush only). It wakes every waiter then: those whose own
 	// timeout has passed give up; those that joined later wait out the
@@ -60,11 +71,25 @@ type batch struct {
 	timer   *time.Timer
 }
 
-// arm starts the batch's flush timeout; its first append calls it.
-func (b *batch) arm(timeout time.Duration) {
-	expired := make(chan struct{})
-	b.expired = expired
-	b.timer = time.AfterFunc(timeout, func() { close(expired) })
+// newOutcome makes the answer of a batch whose first append is joining;
+// under SyncFlush (timeout > 0) it starts the batch's flush timeout.
+func newOutcome(timeout time.Duration) *outcome {
+	o := &outcome{done: make(chan struct{})}
+	if timeout > 0 {
+		expired := make(chan struct{})
+		o.expired = expired
+		o.timer = time.AfterFunc(timeout, func() { close(expired) })
+	}
+	return o
+}
+
+// answer gives every append of the batch err.
+func (o *outcome) answer(err error) {
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+	o.err = err
+	close(o.done)
 }
 
 func (b *batch) add(off int64, rec []byte) {
@@ -117,14 +142,9 @@ func (b *batch) reset() {
 	if keep != nil {
 		b.chunks = append(b.chunks, chunk{off: -1, data: keep})
 	}
-	clear(b.waiters)
-	b.waiters = b.waiters[:0]
+	b.waiters, b.out = 0, nil
 	clear(b.records) // let go of the messages' strings
 	b.records = b.records[:0]
-	if b.timer != nil {
-		b.timer.Stop()
-	}
-	b.expired, b.timer = nil, nil
 }
 
 // Store is the broker's message store: a commit log, consume queues built
@@ -278,12 +298,11 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 	return res, func(ctx context.Context) error { return s.wait(ctx, t) }, nil
 }
 
-// ticket is what an append waits on: the writer's answer, and its sync
+// ticket is what an append waits on: its batch's answer, and its sync
 // flush timeout (SyncFlush only).
 type ticket struct {
-	done     chan error    // nil: nothing was queued
-	expired  chan struct{} // closed when the batch's timer fires
-	deadline time.Time     // of this append's SyncFlushTimeout
+	out      *outcome  // nil: nothing was queued
+	deadline time.Time // of this append's SyncFlushTimeout
 }
 
 // enqueue checks msgs, assigns their offsets into res (len(msgs) long)
@@ -305,8 +324,6 @@ func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, er
 		}
 		sizes = append(sizes, n)
 	}
-	done := make(chan error, 1)
-
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -347,16 +364,20 @@ func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, er
 		s.next += size
 	}
 	s.cur.end = s.next
-	t := ticket{done: done}
+	var t ticket
+	if s.cur.out == nil {
+		var timeout time.Duration
+		if s.opts.FlushType == SyncFlush {
+			timeout = s.opts.SyncFlushTimeout
+		}
+		s.cur.out = newOutcome(timeout)
+	}
+	t.out = s.cur.out
 	if s.opts.FlushType == SyncFlush {
 		t.deadline = time.Now().Add(s.opts.SyncFlushTimeout)
-		if len(s.cur.waiters) == 0 {
-			s.cur.arm(s.opts.SyncFlushTimeout)
-		}
-		t.expired = s.cur.expired
 	}
-	s.cur.waiters = append(s.cur.waiters, done)
-	wake := len(s.cur.waiters) >= s.gatherWant
+	s.cur.waiters++
+	wake := s.cur.waiters >= s.gatherWant
 	s.mu.Unlock()
 
 	if wake {
@@ -368,20 +389,20 @@ func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, er
 	return t, nil
 }
 
-// wait blocks until the writer answers t, the append's sync-flush timeout
-// passes, or ctx ends. Under AsyncFlush there is no timeout. Under
-// SyncFlush the batch's timer (t.expired) wakes it first: an append that
-// joined the batch later than its first then waits for the rest of its
-// own time with a timer of its own. An answer that is already there wins
-// over the timeout.
+// wait blocks until the writer answers t's batch, the append's sync-flush
+// timeout passes, or ctx ends. Under AsyncFlush there is no timeout. Under
+// SyncFlush the batch's timer wakes it first: an append that joined the
+// batch later than its first then waits for the rest of its own time with
+// a timer of its own. An answer that is already there wins over the
+// timeout.
 func (s *Store) wait(ctx context.Context, t ticket) error {
-	if t.done == nil {
+	if t.out == nil {
 		return nil
 	}
 	select {
-	case err := <-t.done:
-		return err
-	case <-t.expired:
+	case <-t.out.done:
+		return t.out.err
+	case <-t.out.expired:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -389,16 +410,16 @@ func (s *Store) wait(ctx context.Context, t ticket) error {
 		timer := time.NewTimer(left)
 		defer timer.Stop()
 		select {
-		case err := <-t.done:
-			return err
+		case <-t.out.done:
+			return t.out.err
 		case <-timer.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	select {
-	case err := <-t.done:
-		return err
+	case <-t.out.done:
+		return t.out.err
 	default:
 	}
 	return fmt.Errorf("%w after %v", ErrFlushTimeout, s.opts.SyncFlushTimeout)
@@ -458,7 +479,7 @@ func (s *Store) writeLoop() {
 // passes, or the store stops.
 func (s *Store) gather(want int, budget time.Duration) {
 	s.mu.Lock()
-	if budget <= 0 || len(s.cur.waiters) >= want {
+	if budget <= 0 || s.cur.waiters >= want {
 		s.mu.Unlock()
 		return
 	}
@@ -475,7 +496,7 @@ func (s *Store) gather(want int, budget time.Duration) {
 			full = true
 		}
 		s.mu.Lock()
-		if full = full || len(s.cur.waiters) >= want; full {
+		if full = full || s.cur.waiters >= want; full {
 			s.gatherWant = 0
 		}
 		s.mu.Unlock()
@@ -488,7 +509,7 @@ func (s *Store) gather(want int, budget time.Duration) {
 func (s *Store) writeBatch() int {
 	s.mu.Lock()
 	b := s.cur
-	if len(b.waiters) == 0 {
+	if b.waiters == 0 {
 		s.mu.Unlock()
 		return 0
 	}
@@ -508,9 +529,7 @@ func (s *Store) writeBatch() int {
 			s.durable.Store(b.end)
 		}
 	}
-	for _, w := range b.waiters {
-		w <- err
-	}
+	b.out.answer(err)
 	if err == nil {
 		s.handMu.Lock()
 		if len(s.handed)+len(b.records) <= s.handLimit {
@@ -525,11 +544,11 @@ func (s *Store) writeBatch() int {
 		s.handMu.Unlock()
 		s.signalDispatch()
 	}
-	answered := len(b.waiters)
+	answered := b.waiters
 	b.reset()
 	s.mu.Lock()
 	s.spare = b
-	waiting := len(s.cur.waiters)
+	waiting := s.cur.waiters
 	s.mu.Unlock()
 	return answered + waiting
 }
