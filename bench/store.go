@@ -129,6 +129,18 @@ type StoreResult struct {
 	// above (SYNC_FLUSH only).
 	RatioToGoroutineLimit float64 `json:"ratio_to_goroutine_limit,omitempty"`
 	RatioToPebble         float64 `json:"ratio_to_pebble,omitempty"`
+	// AppendsPerFsync, CycleUs and FsyncUs (SYNC_FLUSH only) take the
+	// store's group commit apart: acknowledged appends per commit-log
+	// fdatasync, the store run's length per fdatasync (one group commit's
+	// cycle: gathering the writers, writing, fdatasync, answering), and the
+	// mean fdatasync itself. RawCycleUs is perfect group commit's cycle
+	// (write + fdatasync, into the preallocated file) for comparison: on a
+	// disk whose flush costs about the same for any batch this size, the
+	// ratio is about RawCycleUs / CycleUs × AppendsPerFsync / Writers.
+	AppendsPerFsync float64 `json:"appends_per_fsync,omitempty"`
+	CycleUs         float64 `json:"cycle_us,omitempty"`
+	FsyncUs         float64 `json:"fsync_us,omitempty"`
+	RawCycleUs      float64 `json:"raw_cycle_us,omitempty"`
 	// Ratio is the store's share of the disk's limit for its flush type:
 	// MsgsPerSec/RawLimitMsgsPerSec under SYNC_FLUSH, MBPerSec/RawSeqMBPerSec
 	// under ASYNC_FLUSH. 1 means the store costs nothing on top of the disk.
@@ -278,6 +290,14 @@ func newStoreResult(o StoreOptions, commits rawCommits, seq float64, m storeRun,
 		if peers.pebble > 0 {
 			res.RatioToPebble = res.MsgsPerSec / peers.pebble
 		}
+		if m.fsyncs > 0 {
+			res.AppendsPerFsync = float64(m.latency.total) / float64(m.fsyncs)
+			res.CycleUs = micros(m.elapsed) / float64(m.fsyncs)
+			res.FsyncUs = micros(m.fsyncTime) / float64(m.fsyncs)
+		}
+		if commits.prealloc > 0 {
+			res.RawCycleUs = 1e6 / commits.prealloc
+		}
 	} else {
 		res.Ratio = res.MBPerSec / res.RawSeqMBPerSec
 	}
@@ -288,9 +308,11 @@ func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsec
 
 // storeRun is what measureStore saw.
 type storeRun struct {
-	elapsed time.Duration
-	cpu     time.Duration // the process's user+system CPU time meanwhile
-	latency histogram     // every acknowledged append
+	elapsed   time.Duration
+	cpu       time.Duration // the process's user+system CPU time meanwhile
+	latency   histogram     // every acknowledged append
+	fsyncs    int64         // commit-log fdatasyncs meanwhile
+	fsyncTime time.Duration // their total time
 }
 
 // processCPU is the CPU time (user and system) the process has used so
@@ -306,7 +328,15 @@ func processCPU() time.Duration {
 // measureStore opens a store in dir and runs o.Writers appending
 // goroutines for o.Duration; each sends at least one message.
 func measureStore(ctx context.Context, dir string, o StoreOptions) (storeRun, error) {
-	st, err := store.Open(store.Options{Dir: dir, FlushType: o.Flush, SegmentSize: o.SegmentSize, Logger: o.Logger})
+	var counting atomic.Bool // fsyncs count from the first append to the last answer
+	var fsyncs, fsyncNs atomic.Int64
+	onFlush := func(d time.Duration) {
+		if counting.Load() {
+			fsyncs.Add(1)
+			fsyncNs.Add(int64(d))
+		}
+	}
+	st, err := store.Open(store.Options{Dir: dir, FlushType: o.Flush, SegmentSize: o.SegmentSize, Logger: o.Logger, OnFlush: onFlush})
 	if err != nil {
 		return storeRun{}, err
 	}
@@ -316,6 +346,7 @@ func measureStore(ctx context.Context, dir string, o StoreOptions) (storeRun, er
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	cpu0 := processCPU()
+	counting.Store(true)
 	start := time.Now()
 	timer := time.AfterFunc(o.Duration, func() { stop.Store(true) })
 	for w := range o.Writers {
@@ -327,7 +358,8 @@ func measureStore(ctx context.Context, dir string, o StoreOptions) (storeRun, er
 		})
 	}
 	wg.Wait()
-	run := storeRun{elapsed: time.Since(start), cpu: processCPU() - cpu0}
+	counting.Store(false)
+	run := storeRun{elapsed: time.Since(start), cpu: processCPU() - cpu0, fsyncs: fsyncs.Load(), fsyncTime: time.Duration(fsyncNs.Load())}
 	timer.Stop()
 	if err := errors.Join(errors.Join(errs...), st.Close()); err != nil {
 		return storeRun{}, err

@@ -47,10 +47,16 @@ func TestRunStore(t *testing.T) {
 			want := res.MsgsPerSec / res.RawLimitMsgsPerSec
 			if flush == store.AsyncFlush {
 				want = res.MBPerSec / res.RawSeqMBPerSec
-				if res.GoroutineLimitMsgsPerSec != 0 || res.PebbleMsgsPerSec != 0 {
-					t.Errorf("peers measured under ASYNC_FLUSH: %+v", res)
+				if res.GoroutineLimitMsgsPerSec != 0 || res.PebbleMsgsPerSec != 0 || res.CycleUs != 0 {
+					t.Errorf("peers or group-commit cycle measured under ASYNC_FLUSH: %+v", res)
 				}
 			} else {
+				// No group commit holds more appends than there are writers.
+				if res.AppendsPerFsync <= 0 || res.AppendsPerFsync > float64(res.Writers) ||
+					res.FsyncUs <= 0 || res.CycleUs < res.FsyncUs || res.RawCycleUs <= 0 {
+					t.Errorf("group-commit figures out of range: %.1f appends per fsync, cycle %.0f µs, fsync %.0f µs, raw cycle %.0f µs",
+						res.AppendsPerFsync, res.CycleUs, res.FsyncUs, res.RawCycleUs)
+				}
 				if res.GoroutineLimitMsgsPerSec <= 0 || res.PebbleMsgsPerSec <= 0 {
 					t.Errorf("no peers under SYNC_FLUSH: %+v", res)
 				}

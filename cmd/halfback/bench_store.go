@@ -62,7 +62,9 @@ Under SYNC_FLUSH, after the store, for duration/3 (at least 1 s) each:
 
 The ratio is msgs/s over the raw limit (SYNC_FLUSH) or MB/s over raw seq
 (ASYNC_FLUSH); under SYNC_FLUSH the store's share of the two above is
-printed too. On a shared machine compare ratios from one run, not raw
+printed too, and its group commit taken apart: appends per fdatasync, the
+time per group commit, the fdatasync's part of it, and the raw limit's
+time per write + fdatasync. On a shared machine compare ratios from one run, not raw
 figures from different runs.
 
 --dir defaults to the system temp directory ($TMPDIR, else /tmp). On the
@@ -151,7 +153,9 @@ ratio      %10.2f %s
 	}
 	_, err = fmt.Fprintf(out, `goroutines %10.0f msgs/s                  the raw limit fed by writers goroutines, nothing else (store: %.2f of it)
 pebble     %10.0f msgs/s                  a peer: synced Pebble writes from writers goroutines (store: %.2f of it)
-`, r.GoroutineLimitMsgsPerSec, r.RatioToGoroutineLimit, r.PebbleMsgsPerSec, r.RatioToPebble)
+cycle      %10.0f µs per group commit of %.1f appends, fdatasync %.0f µs of it (raw limit: %.0f µs per write + fdatasync)
+`, r.GoroutineLimitMsgsPerSec, r.RatioToGoroutineLimit, r.PebbleMsgsPerSec, r.RatioToPebble,
+		r.CycleUs, r.AppendsPerFsync, r.FsyncUs, r.RawCycleUs)
 	return err
 }
 
