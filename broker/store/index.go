@@ -262,7 +262,7 @@ func (x *index) add(r *dispatchRecord, segBase int64) error {
 		return nil
 	}
 	if a := x.active; a == nil || a.base != segBase {
-		if err := x.enter(segBase); err != nil {
+		if err := x.enter(segBase, x.path(segBase)); err != nil {
 			return err
 		}
 	}
@@ -282,37 +282,29 @@ func (x *index) add(r *dispatchRecord, segBase int64) error {
 	return nil
 }
 
-// enter finishes the active file and creates the file of the segment at
-// base.
-func (x *index) enter(base int64) error {
+// enter finishes the active file and makes a new file at path (the
+// segment's, or a rebuild's) the active one, for the segment at base.
+func (x *index) enter(base int64, path string) error {
 	if err := x.finishActive(); err != nil {
 		return err
 	}
-	a, err := x.create(base, x.path(base))
+	f, err := x.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
+	if _, err := f.WriteAt(indexHeader{slots: x.slots}.encode(), 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := syncDir(x.dir); err != nil {
+		f.Close()
+		return err
+	}
+	a := &segIndex{base: base, path: path, f: f, slots: x.slots, heads: make([]uint32, x.slots)}
 	x.mu.Lock()
 	x.active = a
 	x.mu.Unlock()
 	return nil
-}
-
-// create creates an empty index file at path for the segment at base.
-func (x *index) create(base int64, path string) (*segIndex, error) {
-	f, err := x.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.WriteAt(indexHeader{slots: x.slots}.encode(), 0); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := syncDir(x.dir); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &segIndex{base: base, path: path, f: f, slots: x.slots, heads: make([]uint32, x.slots)}, nil
 }
 
 // rebuildSuffix names an index file being rebuilt from the log (Open's
@@ -324,17 +316,7 @@ const rebuildSuffix = ".rebuild"
 // records given to add until endRebuild go into a new file under a
 // temporary name.
 func (x *index) beginRebuild(base int64) error {
-	if err := x.finishActive(); err != nil {
-		return err
-	}
-	a, err := x.create(base, x.path(base)+rebuildSuffix)
-	if err != nil {
-		return err
-	}
-	x.mu.Lock()
-	x.active = a
-	x.mu.Unlock()
-	return nil
+	return x.enter(base, x.path(base)+rebuildSuffix)
 }
 
 // endRebuild finishes the rebuilt file and gives it its segment's name.

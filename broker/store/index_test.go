@@ -55,6 +55,18 @@ func newTestIndex(t *testing.T, dir string, fs fileSystem, slots uint32) *testIn
 	return &testIndex{t: t, dir: dir, x: x, recs: make(map[int64]indexRec)}
 }
 
+// closedIndex is a test index in a new directory holding records [0, to),
+// closed.
+func closedIndex(t *testing.T, to int64) *testIndex {
+	t.Helper()
+	ti := newTestIndex(t, t.TempDir(), osFS{}, 0)
+	ti.add(0, to)
+	if err := ti.x.close(); err != nil {
+		t.Fatal(err)
+	}
+	return ti
+}
+
 // add adds records at phys = from, from+100, ... < to, record i carrying
 // UNIQ_KEY "u<phys>", and KEYS "k<phys%300>" and "all".
 func (ti *testIndex) add(from, to int64) {
@@ -157,12 +169,8 @@ func TestIndexLookup(t *testing.T) {
 }
 
 func TestIndexReopen(t *testing.T) {
-	dir := t.TempDir()
-	ti := newTestIndex(t, dir, osFS{}, 0)
-	ti.add(0, 1500)
-	if err := ti.x.close(); err != nil {
-		t.Fatal(err)
-	}
+	ti := closedIndex(t, 1500)
+	dir := ti.dir
 	// A clean reopen: nothing to redo from 1500. Segment 0 is finished
 	// (its file is read as it is); segment 1000 continues.
 	before, err := os.ReadFile(filepath.Join(dir, segmentName(0)))
@@ -269,12 +277,8 @@ func TestIndexRecoverCutsAtStart(t *testing.T) {
 }
 
 func TestIndexRecoverFiles(t *testing.T) {
-	dir := t.TempDir()
-	ti := newTestIndex(t, dir, osFS{}, 0)
-	ti.add(0, 3500)
-	if err := ti.x.close(); err != nil {
-		t.Fatal(err)
-	}
+	ti := closedIndex(t, 3500)
+	dir := ti.dir
 	// Segment 0 was removed by retention before its index file; segment
 	// 1000's file lost its header; segment 2000's file is gone; a stray
 	// file is not the index's.
@@ -310,12 +314,8 @@ func TestIndexRecoverFiles(t *testing.T) {
 // complete file; the next recovery rebuilds the segment again, including
 // the one the recovery start lies in.
 func TestIndexCrashDuringRebuild(t *testing.T) {
-	dir := t.TempDir()
-	ti := newTestIndex(t, dir, osFS{}, 0)
-	ti.add(0, 2500)
-	if err := ti.x.close(); err != nil {
-		t.Fatal(err)
-	}
+	ti := closedIndex(t, 2500)
+	dir := ti.dir
 	for _, b := range []int64{0, 2000} {
 		if err := os.Remove(filepath.Join(dir, segmentName(b))); err != nil {
 			t.Fatal(err)
@@ -361,6 +361,21 @@ func TestIndexCrashDuringRebuild(t *testing.T) {
 	}
 }
 
+// wrapFS opens files through the operating system and wraps those whose
+// name contains match.
+type wrapFS struct {
+	match string
+	wrap  func(file) file
+}
+
+func (w wrapFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
+	inner, err := osFS{}.OpenFile(name, flag, perm)
+	if err != nil || !strings.Contains(name, w.match) {
+		return inner, err
+	}
+	return w.wrap(inner), nil
+}
+
 // readFailFS cuts the next commit-log read of at least 4 KiB short and
 // fails the read after it, once armed.
 type readFailFS struct {
@@ -368,12 +383,8 @@ type readFailFS struct {
 	armed int // 2: cut the next big read short; 1: fail the next read
 }
 
-func (f *readFailFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
-	inner, err := osFS{}.OpenFile(name, flag, perm)
-	if err != nil || !strings.Contains(name, "commitlog") {
-		return inner, err
-	}
-	return &readFailFile{file: inner, fs: f}, nil
+func (f *readFailFS) fs() fileSystem {
+	return wrapFS{"commitlog", func(inner file) file { return &readFailFile{file: inner, fs: f} }}
 }
 
 type readFailFile struct {
@@ -402,7 +413,7 @@ func TestOpenFailsDuringIndexRebuild(t *testing.T) {
 	rfs := &readFailFS{}
 	o := testOptions(t, SyncFlush)
 	o.SegmentSize = 128 << 10
-	o.fs = rfs
+	o.fs = rfs.fs()
 	s := openStore(t, o)
 	offs := appendBig(t, s, "rb", 300)
 	if err := s.Close(); err != nil {
@@ -455,12 +466,8 @@ type failingIndexFS struct {
 	fail bool
 }
 
-func (f *failingIndexFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
-	inner, err := osFS{}.OpenFile(name, flag, perm)
-	if err != nil || !strings.Contains(name, "keyindex") {
-		return inner, err
-	}
-	return &failingIndexFile{file: inner, fs: f}, nil
+func (f *failingIndexFS) fs() fileSystem {
+	return wrapFS{"keyindex", func(inner file) file { return &failingIndexFile{file: inner, fs: f} }}
 }
 
 type failingIndexFile struct {
@@ -484,7 +491,7 @@ func (f *failingIndexFile) WriteAt(p []byte, off int64) (int, error) {
 func TestIndexWriteFailureRetried(t *testing.T) {
 	ffs := &failingIndexFS{}
 	o := testOptions(t, SyncFlush)
-	o.fs = ffs
+	o.fs = ffs.fs()
 	s := openStore(t, o)
 	defer s.Close()
 	mustAppend(t, s, testMsg("ix", 0, 1))
