@@ -276,6 +276,9 @@ func (s *Store) Append(ctx context.Context, m *message.Message) (AppendResult, e
 // together. On error none of them is acknowledged (some may still have been
 // written, as with any unacknowledged send).
 func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]AppendResult, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
 	res := make([]AppendResult, len(msgs))
 	t, err := s.enqueue(msgs, res)
 	if err != nil {
@@ -290,6 +293,9 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]App
 // are written in the order AppendBatchAsync was called, so a caller can
 // prepare its next batch while the previous one is being flushed.
 func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(context.Context) error, error) {
+	if len(msgs) == 0 {
+		return nil, func(context.Context) error { return nil }, nil
+	}
 	res := make([]AppendResult, len(msgs))
 	t, err := s.enqueue(msgs, res)
 	if err != nil {

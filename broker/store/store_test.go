@@ -665,3 +665,30 @@ func TestHandOverMatchesLog(t *testing.T) {
 		t.Fatalf("tags code from the hand-over %d, from the record %d", handed.TagsCode, want)
 	}
 }
+
+// TestAppendBatchEmpty: an empty batch stores nothing and answers at once,
+// with no results; a wait function answers the same every time it is
+// called.
+func TestAppendBatchEmpty(t *testing.T) {
+	s := openStore(t, testOptions(t, SyncFlush))
+	defer s.Close()
+	if res, err := s.AppendBatch(context.Background(), nil); res != nil || err != nil {
+		t.Fatalf("AppendBatch(nil) = %v, %v; want nil, nil", res, err)
+	}
+	res, wait, err := s.AppendBatchAsync(nil)
+	if res != nil || err != nil || wait(context.Background()) != nil {
+		t.Fatalf("AppendBatchAsync(nil) = %v, %v", res, err)
+	}
+	if s.MaxPhysicalOffset() != 0 {
+		t.Fatalf("an empty batch moved the log to %d", s.MaxPhysicalOffset())
+	}
+	_, wait, err = s.AppendBatchAsync([]*message.Message{testMsg("twice", 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := wait(context.Background()); err != nil {
+			t.Fatalf("wait #%d = %v", i+1, err)
+		}
+	}
+}
