@@ -153,7 +153,7 @@ type segIndex struct {
 	mu      sync.RWMutex // guards the fields below: the dispatcher writes, lookups read
 	heads   []uint32     // the slots
 	written uint32       // entries in the file
-	pend    []byte       // entries staged by add, numbered from written; commit writes them
+	pend    []byte       // entries staged by add, numbered from written; flush writes them
 }
 
 func (a *segIndex) entriesAt() int64 { return indexHeader{slots: a.slots}.entriesAt() }
