@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/halfbackmq/halfback/message"
 )
@@ -28,20 +29,40 @@ func recordOf(e *message.Ext) dispatchRecord {
 
 // dispatchLoop builds consume queues and the index as the commit log
 // becomes visible (durable under SyncFlush, written under AsyncFlush), so
-// a consumer never sees a record that recovery could later truncate.
+// a consumer never sees a record that recovery could later truncate. A
+// dispatch that fails (a consume-queue or index write) is tried again from
+// the log after a back-off, not only when the next append comes: the
+// records are stored, and consumers must get them without more traffic.
 func (s *Store) dispatchLoop() {
 	defer s.wg.Done()
+	var retry <-chan time.Time
+	backoff := dispatchRetryMin
 	for {
+		var err error
 		select {
 		case <-s.dispatchSignal:
-			if err := s.dispatchHanded(); err != nil {
-				s.opts.Logger.Error("dispatch failed", "offset", s.dispatched.Load(), "err", err)
-			}
+			err = s.dispatchHanded()
+		case <-retry:
+			err = s.dispatchTo(s.visibleLimit())
 		case <-s.stop:
 			return
 		}
+		if err == nil {
+			retry, backoff = nil, dispatchRetryMin
+			continue
+		}
+		s.opts.Logger.Error("dispatch failed; retrying", "offset", s.dispatched.Load(), "in", backoff, "err", err)
+		retry = time.After(backoff)
+		backoff = min(2*backoff, dispatchRetryMax)
 	}
 }
+
+// A failed dispatch is retried after dispatchRetryMin, doubling up to
+// dispatchRetryMax while it keeps failing.
+const (
+	dispatchRetryMin = 50 * time.Millisecond
+	dispatchRetryMax = 5 * time.Second
+)
 
 // dispatchHanded dispatches the records the writer has handed over. They
 // continue the log from the dispatched offset unless a dispatch failed

@@ -85,7 +85,10 @@
 // hands it what it needs of each record with every batch it has written
 // (and, under SyncFlush, fsynced), so the running dispatcher reads nothing
 // back; Open's recovery, Close, and a dispatch after a failed one read and
-// decode the records from the log instead. Because an entry
+// decode the records from the log instead. A failed dispatch (a queue or
+// index write error) is logged and tried again by itself, after 50 ms
+// doubling to 5 s, so stored records reach consumers without further
+// appends. Because an entry
 // is written at a fixed position, re-dispatching after a crash rewrites the
 // same bytes. [Store.GetMessages] returns records byte for byte as stored:
 // a pull response body is a copy of log slices, never a re-encoding.

@@ -487,7 +487,8 @@ func (f *failingIndexFile) WriteAt(p []byte, off int64) (int, error) {
 
 // TestIndexWriteFailureRetried: a failed index write stops the dispatch
 // there (consume queues hold the records, the dispatch position does not
-// move past them); the next dispatch writes the index entries once.
+// move past them); the dispatcher tries again by itself, without another
+// append, and writes the index entries once.
 func TestIndexWriteFailureRetried(t *testing.T) {
 	ffs := &failingIndexFS{}
 	o := testOptions(t, SyncFlush)
@@ -509,7 +510,9 @@ func TestIndexWriteFailureRetried(t *testing.T) {
 	ffs.mu.Lock()
 	ffs.fail = false
 	ffs.mu.Unlock()
-	mustAppend(t, s, testMsg("ix", 0, 5)) // wakes the dispatcher
+	// No further append: the dispatcher tries again by itself.
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	mustAppend(t, s, testMsg("ix", 0, 5))
 	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
 	for i := 1; i <= 5; i++ {
 		if offs, err := s.QueryByKey("ix", fmt.Sprintf("UNIQ%08d", i), 0, 0, 10); err != nil || len(offs) != 1 {
