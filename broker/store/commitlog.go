@@ -202,6 +202,17 @@ func (c *commitLog) readSome(p []byte, off int64) (int, error) {
 }
 
 // minOffset is the first physical offset still stored.
+// bases returns the segments' base offsets, ascending.
+func (c *commitLog) bases() []int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]int64, len(c.segs))
+	for i, sg := range c.segs {
+		out[i] = sg.base
+	}
+	return out
+}
+
 func (c *commitLog) minOffset() int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -281,12 +281,8 @@ func (s *Store) QueryByKey(topic, key string, beginMs, endMs int64, max int) ([]
 	if max <= 0 {
 		max = 32
 	}
-	s.log.mu.RLock()
-	bases := make([]int64, 0, len(s.log.segs))
-	for i := len(s.log.segs) - 1; i >= 0; i-- {
-		bases = append(bases, s.log.segs[i].base)
-	}
-	s.log.mu.RUnlock()
+	bases := s.log.bases()
+	slices.Reverse(bases) // newest first
 	return s.idx.lookup(bases, topic, key, beginMs, endMs, max, func(phys int64) (bool, error) {
 		e, err := s.ReadMessage(phys)
 		if errors.Is(err, ErrOffsetNotFound) {

@@ -91,13 +91,7 @@ func (s *Store) recover() error {
 // one was being written, or a store written by a version that kept the
 // index elsewhere.
 func (s *Store) recoverIndex(start int64) error {
-	s.log.mu.RLock()
-	bases := make([]int64, len(s.log.segs))
-	for i, sg := range s.log.segs {
-		bases[i] = sg.base
-	}
-	s.log.mu.RUnlock()
-	missing, err := s.idx.recover(bases, start)
+	missing, err := s.idx.recover(s.log.bases(), start)
 	if err != nil {
 		return err
 	}

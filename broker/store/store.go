@@ -307,17 +307,14 @@ func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(
 // ticket is what an append waits on: its batch's answer, and its sync
 // flush timeout (SyncFlush only).
 type ticket struct {
-	out      *outcome  // nil: nothing was queued
+	out      *outcome
 	deadline time.Time // of this append's SyncFlushTimeout
 }
 
-// enqueue checks msgs, assigns their offsets into res (len(msgs) long)
-// and adds their records to the collecting batch. It keeps neither msgs
-// nor res.
+// enqueue checks msgs (at least one), assigns their offsets into res
+// (len(msgs) long) and adds their records to the collecting batch. It
+// keeps neither msgs nor res.
 func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, error) {
-	if len(msgs) == 0 {
-		return ticket{}, nil
-	}
 	var small [4]int
 	sizes := small[:0]
 	if len(msgs) > len(small) {
@@ -402,9 +399,6 @@ func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, er
 // a timer of its own. An answer that is already there wins over the
 // timeout.
 func (s *Store) wait(ctx context.Context, t ticket) error {
-	if t.out == nil {
-		return nil
-	}
 	select {
 	case <-t.out.done:
 		return t.out.err
