@@ -270,6 +270,57 @@ func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 	}
 }
 
+// TestAppendWaitEndsWithContext checks the two ways an append that
+// watches a context stops waiting while its fsync is stuck: its context
+// ends (context.Canceled), or its flush timeout passes before the context
+// ends (ErrFlushTimeout). Once the fsync comes back, both records are
+// stored: neither answer undid an append.
+func TestAppendWaitEndsWithContext(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	o.SyncFlushTimeout = time.Second
+	s := openStore(t, o)
+	defer s.Close()
+	release := fs.holdSyncs()
+	defer release()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, testMsg("ctx", 0, 0))
+		errs <- err
+	}()
+	waitFor(t, "the fsync to be stuck", func() bool {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		return fs.syncCalls > 0
+	})
+	cancel()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("append whose context was cancelled = %v, want context.Canceled", err)
+	}
+
+	long, stop := context.WithTimeout(context.Background(), time.Minute)
+	defer stop()
+	start := time.Now()
+	if _, err := s.Append(long, testMsg("ctx", 0, 1)); !errors.Is(err, ErrFlushTimeout) {
+		t.Fatalf("append with a stuck fsync and a context of a minute = %v, want ErrFlushTimeout", err)
+	} else if waited := time.Since(start); waited < o.SyncFlushTimeout {
+		t.Fatalf("timed out after %v, before its %v", waited, o.SyncFlushTimeout)
+	}
+
+	release()
+	if r := mustAppend(t, s, testMsg("ctx", 0, 2)); r.QueueOffset != 2 {
+		t.Fatalf("queue offset after the two abandoned appends = %d, want 2", r.QueueOffset)
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	if got := readAll(t, s, "ctx", 0); len(got) != 3 {
+		t.Fatalf("read %d records, want 3", len(got))
+	}
+}
+
 func TestGroupCommitSharesFsync(t *testing.T) {
 	fs := &faultFS{}
 	o := testOptions(t, SyncFlush)
