@@ -58,7 +58,7 @@ func BenchmarkMirror(b *testing.B) {
 	}
 	m, err := mirror.New(mirror.Options{Client: c, Group: uniq("bench-mirror"), StartFrom: mirror.StartFirst, BatchSize: benchBatch,
 		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: topic}},
-		Kafka:  mirror.KafkaOptions{Brokers: []string{kafka}}, Logger: txnbridgetest.Logger()})
+		Kafka:  mirror.KafkaOptions{Brokers: []string{kafka}}, Logger: txnbridgetest.Logger(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -58,7 +59,7 @@ func runCrashChild() {
 		fmt.Fprintf(os.Stderr, "crash child: %s: %v\n", what, err)
 		os.Exit(2)
 	}
-	log := txnbridgetest.Logger()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)) // the parent shows it if the test fails
 	ns, topic := os.Getenv(crashNsEnv), os.Getenv(crashTopicEnv)
 	b, err := broker.Open(broker.Options{
 		Store: store.Options{Dir: os.Getenv(crashDirEnv), FlushType: store.SyncFlush, SegmentSize: 16 << 20,
@@ -178,7 +179,7 @@ func (ch *crashChild) kill(t *testing.T) {
 // Every message the broker acknowledged (SYNC_FLUSH) reaches Kafka, and a
 // kill sends again at most one batch per queue.
 func TestMirrorSurvivesBrokerSIGKILL(t *testing.T) {
-	ns, err := namesrv.Open(namesrv.Options{ListenAddr: "127.0.0.1:0", Logger: txnbridgetest.Logger()})
+	ns, err := namesrv.Open(namesrv.Options{ListenAddr: "127.0.0.1:0", Logger: txnbridgetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -210,7 +210,7 @@ func groupLag(t testing.TB, addr, group, topic string) int64 {
 func startMirror(t testing.TB, opts mirror.Options) *mirror.Mirror {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = txnbridgetest.Logger()
+		opts.Logger = txnbridgetest.Logger(t)
 	}
 	if opts.MinBackoff == 0 {
 		opts.MinBackoff = 20 * time.Millisecond

@@ -238,7 +238,7 @@ func TestStartAndCloseOnce(t *testing.T) {
 	o := validOptions(c)
 	o.Topics = []mirror.TopicMapping{{RocketMQ: topic, Kafka: topic}}
 	o.Kafka.Brokers = []string{"127.0.0.1:1"} // Kafka need not be up to start
-	o.Logger = txnbridgetest.Logger()
+	o.Logger = txnbridgetest.Logger(t)
 	m, err := mirror.New(o)
 	if err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func TestCheckHandler(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &signals{err: tc.err}
-			res, err := txnbridge.CheckHandler(s, txnbridgetest.Logger())(ctx, []*client.MessageExt{tc.msg})
+			res, err := txnbridge.CheckHandler(s, txnbridgetest.Logger(t))(ctx, []*client.MessageExt{tc.msg})
 			if res != tc.want || (res == client.ConsumeRetryLater) != (err != nil) {
 				t.Fatalf("result %v, %v; want %v", res, err, tc.want)
 			}

@@ -39,7 +39,7 @@ func startStack(t *testing.T) *stack {
 	s.db = txnbridgetest.OpenDB(t)
 	s.tc = txnbridgetest.DialTemporal(t, srv)
 	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: s.client, DB: s.db, Temporal: s.tc,
-		PaymentCheckLevel: 1, MaxPaymentChecks: maxChecks, Logger: txnbridgetest.Logger(),
+		PaymentCheckLevel: 1, MaxPaymentChecks: maxChecks, Logger: txnbridgetest.Logger(t),
 		CheckConsumer: client.ConsumerOptions{RebalanceInterval: 200 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)

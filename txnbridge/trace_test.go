@@ -51,7 +51,7 @@ func TestPluginTracesAnOrder(t *testing.T) {
 	}
 	// The downstream coupon consumer of OrderPaid: its processing joins
 	// the order's trace through the message's traceparent.
-	coupons, err := coupon.Start(ctx, s.client, s.db, coupon.Options{Logger: txnbridgetest.Logger()})
+	coupons, err := coupon.Start(ctx, s.client, s.db, coupon.Options{Logger: txnbridgetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestRecordHistories(t *testing.T) {
 	db := txnbridgetest.OpenDB(t)
 	tc := txnbridgetest.DialTemporal(t, srv)
 	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: c, DB: db, Temporal: tc, PaymentCheckLevel: 1,
-		MaxPaymentChecks: 3, Logger: txnbridgetest.Logger()})
+		MaxPaymentChecks: 3, Logger: txnbridgetest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func (s *Stack) Stored(t testing.TB, topic string) []Stored {
 func DialTemporal(t testing.TB, srv *testsuite.DevServer) temporalclient.Client {
 	t.Helper()
 	c, err := temporalclient.Dial(temporalclient.Options{HostPort: srv.FrontendHostPort(),
-		Logger: temporallog.NewStructuredLogger(Logger())})
+		Logger: temporallog.NewStructuredLogger(Logger(t))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ type BrokerOptions struct {
 	// CheckInterval the time between checks. Defaults DefaultTxnTimeout
 	// and DefaultCheckInterval.
 	TxnTimeout, CheckInterval time.Duration
-	// Logger receives the servers' logs. Default: Logger().
+	// Logger receives the servers' logs. Default: Logger(t).
 	Logger *slog.Logger
 }
 
@@ -53,12 +54,51 @@ type Stack struct {
 
 var seq atomic.Int64
 
-// Logger is silent unless HALFBACK_TEST_LOG is set.
-func Logger() *slog.Logger {
+// Logger returns the logger of t's servers, clients and worker. With
+// HALFBACK_TEST_LOG set it writes everything to stderr as it happens;
+// otherwise it keeps the last logTail bytes and prints them if t fails, so
+// that a failure in CI says what the broker, the client and Temporal's
+// worker were doing.
+func Logger(t testing.TB) *slog.Logger {
 	if os.Getenv("HALFBACK_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	tail := new(tailBuffer)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log (at most its last %d KiB):\n%s", logTail>>10, tail.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(tail, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// logTail is how much of a test's log Logger keeps.
+const logTail = 256 << 10
+
+// tailBuffer keeps the last logTail bytes written to it (whole records,
+// give or take the first).
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b = append(b.b, p...)
+	if len(b.b) > 2*logTail {
+		b.b = append(b.b[:0], b.b[len(b.b)-logTail:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.b) > logTail {
+		return string(b.b[len(b.b)-logTail:])
+	}
+	return string(b.b)
 }
 
 // StartBroker starts a name server and a broker registered with it.
@@ -74,7 +114,7 @@ func StartBroker(t testing.TB, o BrokerOptions) *Stack {
 		o.CheckInterval = DefaultCheckInterval
 	}
 	if o.Logger == nil {
-		o.Logger = Logger()
+		o.Logger = Logger(t)
 	}
 	ns, err := namesrv.Open(namesrv.Options{ListenAddr: "127.0.0.1:0", Logger: o.Logger})
 	if err != nil {
@@ -107,7 +147,7 @@ func StartBroker(t testing.TB, o BrokerOptions) *Stack {
 // refresh and heartbeat intervals, closed when the test ends.
 func NewClient(t testing.TB, nsAddr string) *client.Client {
 	t.Helper()
-	c, err := client.New(client.Options{NamesrvAddrs: []string{nsAddr}, Logger: Logger(),
+	c, err := client.New(client.Options{NamesrvAddrs: []string{nsAddr}, Logger: Logger(t),
 		RouteRefreshInterval: time.Second, HeartbeatInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
