@@ -31,10 +31,20 @@ type stack struct {
 
 const maxChecks = 2 // the plugin's MaxPaymentChecks in these tests
 
-func startStack(t *testing.T) *stack {
+// quietTxnTimeout is the broker's TxnTimeout in the tests that run
+// workflows: no check-back while they run. With the 500 ms default, a
+// local transaction that CI's load delays that long after its half
+// message is fenced by the check-back, and the step runs again under a
+// new id; the test then finds other message ids, or, when every attempt
+// is fenced, a failed order.
+const quietTxnTimeout = time.Minute
+
+// startStack starts the stack; its broker checks a half message back
+// txnTimeout after it was stored.
+func startStack(t *testing.T, txnTimeout time.Duration) *stack {
 	t.Helper()
 	srv := txnbridgetest.StartDevServer(t) // fails without the CLI
-	s := &stack{broker: txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})}
+	s := &stack{broker: txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{TxnTimeout: txnTimeout})}
 	s.client = txnbridgetest.NewClient(t, s.broker.NamesrvAddr)
 	s.db = txnbridgetest.OpenDB(t)
 	s.tc = txnbridgetest.DialTemporal(t, srv)
@@ -105,7 +115,7 @@ func (s *stack) events(t *testing.T, id string, want ...string) {
 }
 
 func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
-	s := startStack(t)
+	s := startStack(t, quietTxnTimeout)
 	ctx := context.Background()
 	if err := s.db.SetStock(ctx, "sku", 10); err != nil {
 		t.Fatal(err)
@@ -175,7 +185,7 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 // resolver: a half message of the group nobody ends is committed once
 // the local transaction of its id committed.
 func TestPluginAnswersCheckBacks(t *testing.T) {
-	s := startStack(t)
+	s := startStack(t, txnbridgetest.DefaultTxnTimeout)
 	ctx := context.Background()
 	other := txnbridgetest.NewClient(t, s.broker.NamesrvAddr) // a producer that dies before ending
 	p, err := other.NewProducer(client.ProducerOptions{Group: txnbridge.DefaultProducerGroup})
@@ -203,7 +213,7 @@ func TestPluginAnswersCheckBacks(t *testing.T) {
 // Stopping the worker closes the producer and the check consumer: their
 // groups can be registered again on the same client.
 func TestPluginStopReleasesGroups(t *testing.T) {
-	s := startStack(t)
+	s := startStack(t, quietTxnTimeout)
 	s.worker.Stop()
 	p, err := s.client.NewProducer(client.ProducerOptions{Group: txnbridge.DefaultProducerGroup,
 		CheckListener: txnbridge.NewResolver(s.db)})

@@ -34,7 +34,7 @@ func TestPluginTracesAnOrder(t *testing.T) {
 		otel.SetTracerProvider(noop.NewTracerProvider())
 		_ = tp.Shutdown(context.Background())
 	})
-	s := startStack(t)
+	s := startStack(t, quietTxnTimeout)
 	ti, err := txnbridge.NewTracingInterceptor()
 	if err != nil {
 		t.Fatal(err)
