@@ -4,54 +4,74 @@ import (
 	"context"
 	"testing"
 
-	"github.com/stretchr/testify/mock"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	"go.temporal.io/sdk/mocks"
+	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 
+	"github.com/halfbackmq/halfback/txnbridge"
+	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
 )
 
 // Each order is started and paid inside its own root span "order <id>",
-// whose trace id the outcome notes.
+// whose trace id the outcome notes: against a Temporal dev server, the
+// client's tracing interceptor records the start and the pay signal as
+// children of that span, not of the caller's.
 func TestStartOrderInRootSpan(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp)
+	otel.SetTracerProvider(tp) // before the interceptor is made
 	t.Cleanup(func() {
 		otel.SetTracerProvider(noop.NewTracerProvider())
 		_ = tp.Shutdown(context.Background())
 	})
-
-	var started, paid trace.SpanContext
-	tc := &mocks.Client{}
-	tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderPaymentWorkflowName, mock.Anything).
-		Run(func(args mock.Arguments) { started = trace.SpanContextFromContext(args.Get(0).(context.Context)) }).
-		Return(&mocks.WorkflowRun{}, nil)
-	tc.On("SignalWorkflow", mock.Anything, "o-1", "", workflows.SignalPay, mock.Anything).
-		Run(func(args mock.Arguments) { paid = trace.SpanContextFromContext(args.Get(0).(context.Context)) }).
-		Return(nil)
+	srv := txnbridgetest.StartDevServer(t)
+	ti, err := txnbridge.NewTracingInterceptor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := temporalclient.NewClientFromExisting(txnbridgetest.DialTemporal(t, srv),
+		temporalclient.Options{Interceptors: []interceptor.ClientInterceptor{ti}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
 
 	// The caller's own span is not the parent: every order is a trace.
 	ctx, caller := otel.Tracer("test").Start(context.Background(), "starter")
 	defer caller.End()
-	o := Options{Orders: 1, TaskQueue: "q", Prefix: "o"}.withDefaults()
+	o := Options{Orders: 1, TaskQueue: "trace-test", Prefix: "o"}.withDefaults()
 	var out Outcome
 	if _, err := startOrder(ctx, tc, o, o.input(0), true, &out); err != nil {
 		t.Fatal(err)
 	}
-	spans := rec.Ended()
-	if len(spans) != 1 || spans[0].Name() != "order o-1" || spans[0].Parent().IsValid() {
-		t.Fatalf("spans %v, want one root span \"order o-1\"", spans)
+	var root sdktrace.ReadOnlySpan
+	children := map[string]sdktrace.ReadOnlySpan{}
+	for _, sp := range rec.Ended() {
+		if sp.Name() == "order o-1" {
+			root = sp
+		} else {
+			children[sp.Name()] = sp
+		}
 	}
-	root := spans[0].SpanContext()
-	if out.TraceID != root.TraceID().String() || root.TraceID() == caller.SpanContext().TraceID() || !out.PaySent {
-		t.Fatalf("outcome %+v, root span %v", out, root)
+	if root == nil || root.Parent().IsValid() {
+		t.Fatalf("no root span \"order o-1\" among %v", rec.Ended())
 	}
-	if !started.Equal(root) || !paid.Equal(root) {
-		t.Fatalf("workflow started in %v and paid in %v, want the root span %v", started, paid, root)
+	rc := root.SpanContext()
+	if out.TraceID != rc.TraceID().String() || rc.TraceID() == caller.SpanContext().TraceID() || !out.PaySent {
+		t.Fatalf("outcome %+v, root span %v", out, rc)
+	}
+	for _, name := range []string{"StartWorkflow:" + workflows.OrderPaymentWorkflowName, "SignalWorkflow:" + workflows.SignalPay} {
+		sp, ok := children[name]
+		if !ok {
+			t.Fatalf("no span %q; ended: %v", name, rec.Ended())
+		}
+		if sp.Parent().SpanID() != rc.SpanID() || sp.SpanContext().TraceID() != rc.TraceID() {
+			t.Fatalf("span %q has parent %v in trace %v, want the root span %v in trace %v",
+				name, sp.Parent().SpanID(), sp.SpanContext().TraceID(), rc.SpanID(), rc.TraceID())
+		}
 	}
 }
