@@ -63,6 +63,7 @@ func crashChild(dir string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	fmt.Println("open") // the parent's kill timer starts now, not while a loaded machine starts the process
 	round := os.Getenv("HALFBACK_DELAY_CRASH_ROUND")
 	for i := 0; ; i++ {
 		id := round + "-" + strconv.Itoa(i)
@@ -109,15 +110,25 @@ func TestCrashSIGKILLDuringDelivery(t *testing.T) {
 				lines <- sc.Text()
 			}
 		}()
-		kill := time.After(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+		// The kill comes 150–450 ms after the child has opened its store
+		// and scheduler: while it schedules and the scheduler delivers.
+		var kill <-chan time.Time
+		opening := time.After(time.Minute)
 		for open := true; open; {
 			select {
+			case <-opening:
+				if kill == nil {
+					_ = cmd.Process.Signal(syscall.SIGKILL)
+					t.Fatalf("round %d: the child did not open its store in a minute", round)
+				}
 			case l, ok := <-lines:
 				if !ok {
 					open = false
 					break
 				}
-				if strings.HasPrefix(l, "r") && !strings.ContainsAny(l, " \t") {
+				if l == "open" {
+					kill = time.After(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+				} else if strings.HasPrefix(l, "r") && !strings.ContainsAny(l, " \t") {
 					acked[l] = true
 				}
 			case <-kill:
