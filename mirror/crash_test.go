@@ -59,7 +59,12 @@ func runCrashChild() {
 		fmt.Fprintf(os.Stderr, "crash child: %s: %v\n", what, err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)) // the parent shows it if the test fails
+	// The parent shows the child's stderr if the test fails.
+	level := slog.LevelInfo
+	if os.Getenv("HALFBACK_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ns, topic := os.Getenv(crashNsEnv), os.Getenv(crashTopicEnv)
 	b, err := broker.Open(broker.Options{
 		Store: store.Options{Dir: os.Getenv(crashDirEnv), FlushType: store.SyncFlush, SegmentSize: 16 << 20,

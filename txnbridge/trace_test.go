@@ -40,7 +40,7 @@ func TestPluginTracesAnOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	starter, err := temporalclient.NewClientFromExisting(s.tc, temporalclient.Options{
-		Interceptors: []interceptor.ClientInterceptor{ti}})
+		Interceptors: []interceptor.ClientInterceptor{ti}, Logger: txnbridgetest.TemporalLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestRecordHistories(t *testing.T) {
 		t.Skip("recording helper; set " + recordEnv + "=1 to write testdata/*_history.json")
 	}
 	srv := txnbridgetest.StartDevServer(t)
-	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})
+	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{TxnTimeout: time.Minute}) // no check-back fences a slow step into the history
 	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
 	db := txnbridgetest.OpenDB(t)
 	tc := txnbridgetest.DialTemporal(t, srv)

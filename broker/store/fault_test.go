@@ -279,19 +279,22 @@ func TestAppendWaitEndsWithContext(t *testing.T) {
 	fs := &faultFS{}
 	o := testOptions(t, SyncFlush)
 	o.fs = fs
-	o.SyncFlushTimeout = time.Second
+	o.SyncFlushTimeout = 2 * time.Second
 	s := openStore(t, o)
 	defer s.Close()
 	release := fs.holdSyncs()
 	defer release()
 
+	// The append is queued before its wait starts: the cancel below comes
+	// long before its flush timeout however slowly the wait is scheduled.
+	_, wait, err := s.AppendBatchAsync([]*message.Message{testMsg("ctx", 0, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errs := make(chan error, 1)
-	go func() {
-		_, err := s.Append(ctx, testMsg("ctx", 0, 0))
-		errs <- err
-	}()
+	go func() { errs <- wait(ctx) }()
 	waitFor(t, "the fsync to be stuck", func() bool {
 		fs.mu.Lock()
 		defer fs.mu.Unlock()

@@ -34,7 +34,7 @@ func TestStartOrderInRootSpan(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc, err := temporalclient.NewClientFromExisting(txnbridgetest.DialTemporal(t, srv),
-		temporalclient.Options{Interceptors: []interceptor.ClientInterceptor{ti}})
+		temporalclient.Options{Interceptors: []interceptor.ClientInterceptor{ti}, Logger: txnbridgetest.TemporalLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,12 +48,18 @@ func (s *Stack) Stored(t testing.TB, topic string) []Stored {
 	return out
 }
 
+// TemporalLogger is Logger(t) for Temporal's SDK (a client's or worker's
+// Options.Logger; without one the SDK logs to stdout).
+func TemporalLogger(t testing.TB) temporallog.Logger {
+	return temporallog.NewStructuredLogger(Logger(t))
+}
+
 // DialTemporal returns a client of srv that logs through Logger, closed
 // when the test ends.
 func DialTemporal(t testing.TB, srv *testsuite.DevServer) temporalclient.Client {
 	t.Helper()
 	c, err := temporalclient.Dial(temporalclient.Options{HostPort: srv.FrontendHostPort(),
-		Logger: temporallog.NewStructuredLogger(Logger(t))})
+		Logger: TemporalLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,22 +54,37 @@ type Stack struct {
 
 var seq atomic.Int64
 
-// Logger returns the logger of t's servers, clients and worker. With
-// HALFBACK_TEST_LOG set it writes everything to stderr as it happens;
-// otherwise it keeps the last logTail bytes and prints them if t fails, so
-// that a failure in CI says what the broker, the client and Temporal's
-// worker were doing.
+// Logger returns a logger for one of t's servers, clients or workers.
+// With HALFBACK_TEST_LOG set it writes everything to stderr as it
+// happens; otherwise every logger of t writes, in time order, into one
+// buffer of t's that keeps the last logTail bytes and is printed if t
+// fails, so that a failure in CI says what the broker, the client and
+// Temporal's worker were doing.
 func Logger(t testing.TB) *slog.Logger {
 	if os.Getenv("HALFBACK_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	tail := new(tailBuffer)
+	return slog.New(slog.NewTextHandler(testLog(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// testLogs holds each running test's log tail (testing.TB → *tailBuffer).
+var testLogs sync.Map
+
+// testLog returns t's log tail, making it (and the cleanup that prints
+// it if t failed) on the first call.
+func testLog(t testing.TB) *tailBuffer {
+	if b, ok := testLogs.Load(t); ok {
+		return b.(*tailBuffer)
+	}
+	b := new(tailBuffer)
+	testLogs.Store(t, b)
 	t.Cleanup(func() {
+		testLogs.Delete(t)
 		if t.Failed() {
-			t.Logf("log (at most its last %d KiB):\n%s", logTail>>10, tail.String())
+			t.Logf("log of the test's servers, clients and workers (at most its last %d KiB):\n%s", logTail>>10, b.String())
 		}
 	})
-	return slog.New(slog.NewTextHandler(tail, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return b
 }
 
 // logTail is how much of a test's log Logger keeps.

@@ -27,3 +27,19 @@ func TestTailBufferKeepsTheEnd(t *testing.T) {
 		t.Fatalf("short log = %q", small.String())
 	}
 }
+
+func TestLoggersOfOneTestShareATail(t *testing.T) {
+	t.Setenv("HALFBACK_TEST_LOG", "")
+	a, b := Logger(t), Logger(t)
+	a.Info("from the broker")
+	b.Info("from the client")
+	got := testLog(t).String()
+	if !strings.Contains(got, "from the broker") || strings.Index(got, "from the broker") > strings.Index(got, "from the client") {
+		t.Fatalf("the test's log %q, want both records in order", got)
+	}
+	t.Run("sub", func(t *testing.T) {
+		if strings.Contains(testLog(t).String(), "from the broker") {
+			t.Fatal("a subtest shares its parent's log")
+		}
+	})
+}
