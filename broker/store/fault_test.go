@@ -191,15 +191,24 @@ func TestWriteFaults(t *testing.T) {
 	}
 }
 
-func TestSyncFlushTimeout(t *testing.T) {
-	fs := &faultFS{}
+// stuckStore opens a SyncFlush store with the given flush timeout whose
+// commit-log fsyncs block from now until release (called again, after
+// the test, before the store is closed).
+func stuckStore(t *testing.T, timeout time.Duration) (s *Store, fs *faultFS, release func()) {
+	t.Helper()
+	fs = &faultFS{}
 	o := testOptions(t, SyncFlush)
 	o.fs = fs
-	o.SyncFlushTimeout = 50 * time.Millisecond
-	s := openStore(t, o)
-	defer s.Close()
-	release := fs.holdSyncs()
-	defer release()
+	o.SyncFlushTimeout = timeout
+	s = openStore(t, o)
+	t.Cleanup(func() { s.Close() })
+	release = fs.holdSyncs()
+	t.Cleanup(release)
+	return s, fs, release
+}
+
+func TestSyncFlushTimeout(t *testing.T) {
+	s, _, release := stuckStore(t, 50*time.Millisecond)
 	_, err := s.Append(context.Background(), testMsg("slow", 0, 0))
 	if !errors.Is(err, ErrFlushTimeout) {
 		t.Fatalf("append with a stuck fsync = %v, want ErrFlushTimeout", err)
@@ -226,14 +235,7 @@ func TestSyncFlushTimeout(t *testing.T) {
 // stored (a false timeout would make its producer send it twice).
 func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 	const timeout = 2 * time.Second
-	fs := &faultFS{}
-	o := testOptions(t, SyncFlush)
-	o.fs = fs
-	o.SyncFlushTimeout = timeout
-	s := openStore(t, o)
-	defer s.Close()
-	release := fs.holdSyncs()
-	defer release()
+	s, fs, release := stuckStore(t, timeout)
 
 	appendAsync := func(i int) func(context.Context) error {
 		_, wait, err := s.AppendBatchAsync([]*message.Message{testMsg("late", 0, i)})
@@ -276,14 +278,8 @@ func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 // ends (ErrFlushTimeout). Once the fsync comes back, both records are
 // stored: neither answer undid an append.
 func TestAppendWaitEndsWithContext(t *testing.T) {
-	fs := &faultFS{}
-	o := testOptions(t, SyncFlush)
-	o.fs = fs
-	o.SyncFlushTimeout = 2 * time.Second
-	s := openStore(t, o)
-	defer s.Close()
-	release := fs.holdSyncs()
-	defer release()
+	const timeout = 2 * time.Second
+	s, fs, release := stuckStore(t, timeout)
 
 	// The append is queued before its wait starts: the cancel below comes
 	// long before its flush timeout however slowly the wait is scheduled.
@@ -310,8 +306,8 @@ func TestAppendWaitEndsWithContext(t *testing.T) {
 	start := time.Now()
 	if _, err := s.Append(long, testMsg("ctx", 0, 1)); !errors.Is(err, ErrFlushTimeout) {
 		t.Fatalf("append with a stuck fsync and a context of a minute = %v, want ErrFlushTimeout", err)
-	} else if waited := time.Since(start); waited < o.SyncFlushTimeout {
-		t.Fatalf("timed out after %v, before its %v", waited, o.SyncFlushTimeout)
+	} else if waited := time.Since(start); waited < timeout {
+		t.Fatalf("timed out after %v, before its %v", waited, timeout)
 	}
 
 	release()
