@@ -384,26 +384,42 @@ type readFailFS struct {
 }
 
 func (f *readFailFS) fs() fileSystem {
-	return wrapFS{"commitlog", func(inner file) file { return &readFailFile{file: inner, fs: f} }}
+	return wrapFS{"commitlog", func(inner file) file { return &hookedFile{file: inner, readAt: f.readAt} }}
 }
 
-type readFailFile struct {
-	file
-	fs *readFailFS
-}
-
-func (f *readFailFile) ReadAt(p []byte, off int64) (int, error) {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
+func (f *readFailFS) readAt(inner file, p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	switch {
-	case f.fs.armed == 2 && len(p) >= 4096:
-		f.fs.armed = 1
-		return f.file.ReadAt(p[:len(p)/2], off)
-	case f.fs.armed == 1:
-		f.fs.armed = 0
+	case f.armed == 2 && len(p) >= 4096:
+		f.armed = 1
+		return inner.ReadAt(p[:len(p)/2], off)
+	case f.armed == 1:
+		f.armed = 0
 		return 0, errors.New("injected EIO")
 	}
-	return f.file.ReadAt(p, off)
+	return inner.ReadAt(p, off)
+}
+
+// hookedFile is a file whose ReadAt or WriteAt, where set, a test's
+// fault injection takes over (inner is the real file).
+type hookedFile struct {
+	file
+	readAt, writeAt func(inner file, p []byte, off int64) (int, error)
+}
+
+func (h *hookedFile) ReadAt(p []byte, off int64) (int, error) {
+	if h.readAt == nil {
+		return h.file.ReadAt(p, off)
+	}
+	return h.readAt(h.file, p, off)
+}
+
+func (h *hookedFile) WriteAt(p []byte, off int64) (int, error) {
+	if h.writeAt == nil {
+		return h.file.WriteAt(p, off)
+	}
+	return h.writeAt(h.file, p, off)
 }
 
 // TestOpenFailsDuringIndexRebuild: a read error while Open rebuilds a
@@ -467,22 +483,17 @@ type failingIndexFS struct {
 }
 
 func (f *failingIndexFS) fs() fileSystem {
-	return wrapFS{"keyindex", func(inner file) file { return &failingIndexFile{file: inner, fs: f} }}
+	return wrapFS{"keyindex", func(inner file) file { return &hookedFile{file: inner, writeAt: f.writeAt} }}
 }
 
-type failingIndexFile struct {
-	file
-	fs *failingIndexFS
-}
-
-func (f *failingIndexFile) WriteAt(p []byte, off int64) (int, error) {
-	f.fs.mu.Lock()
-	fail := f.fs.fail
-	f.fs.mu.Unlock()
+func (f *failingIndexFS) writeAt(inner file, p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	fail := f.fail
+	f.mu.Unlock()
 	if fail {
 		return 0, errors.New("injected index write error")
 	}
-	return f.file.WriteAt(p, off)
+	return inner.WriteAt(p, off)
 }
 
 // TestIndexWriteFailureRetried: a failed index write stops the dispatch
