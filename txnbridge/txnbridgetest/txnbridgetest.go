@@ -73,11 +73,11 @@ var testLogs sync.Map
 // testLog returns t's log tail, making it (and the cleanup that prints
 // it if t failed) on the first call.
 func testLog(t testing.TB) *tailBuffer {
-	if b, ok := testLogs.Load(t); ok {
-		return b.(*tailBuffer)
+	v, loaded := testLogs.LoadOrStore(t, new(tailBuffer))
+	b := v.(*tailBuffer)
+	if loaded {
+		return b
 	}
-	b := new(tailBuffer)
-	testLogs.Store(t, b)
 	t.Cleanup(func() {
 		testLogs.Delete(t)
 		if t.Failed() {
