@@ -201,7 +201,6 @@ func (c *commitLog) readSome(p []byte, off int64) (int, error) {
 	return k, err
 }
 
-// minOffset is the first physical offset still stored.
 // bases returns the segments' base offsets, ascending.
 func (c *commitLog) bases() []int64 {
 	c.mu.RLock()
@@ -213,6 +212,7 @@ func (c *commitLog) bases() []int64 {
 	return out
 }
 
+// minOffset is the first physical offset still stored.
 func (c *commitLog) minOffset() int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -64,8 +64,8 @@ The ratio is msgs/s over the raw limit (SYNC_FLUSH) or MB/s over raw seq
 (ASYNC_FLUSH); under SYNC_FLUSH the store's share of the two above is
 printed too, and its group commit taken apart: appends per fdatasync, the
 time per group commit, the fdatasync's part of it, and the raw limit's
-time per write + fdatasync. On a shared machine compare ratios from one run, not raw
-figures from different runs.
+time per write + fdatasync. On a shared machine compare ratios from one
+run, not raw figures from different runs.
 
 --dir defaults to the system temp directory ($TMPDIR, else /tmp). On the
 machine this command was written on, /tmp is on the root ext4 disk; on many
