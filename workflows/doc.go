@@ -26,7 +26,9 @@
 // cancelled (step "cancel", OrderCancelled); a payment of the right
 // amount pays it (step "pay", OrderPaid). A step whose local transaction
 // the check-back fenced runs again under a new name ("pay-2"), at most
-// [MaxStepAttempts] times. Business refusals end the workflow with Status
+// [MaxStepAttempts] times. While the broker is down, "create" retries
+// for [CreateSendTimeout]; "pay" and "cancel" retry until it is back.
+// Business refusals end the workflow with Status
 // FAILED and a nil error; infrastructure failures fail it. The "status"
 // query answers the current [OrderResult].
 //

@@ -50,6 +50,12 @@ type Step struct {
 	// of type ErrTypeFenced when the check-back fenced the id).
 	Local     string
 	LocalArgs []any
+	// SendTimeout is how long sending the half message is retried before
+	// the step gives up with an error. Zero retries until the broker has
+	// stored it, as a step that records something already accepted
+	// elsewhere (a payment) must: giving up would lose it. Set it on a
+	// step that may give up, such as creating an order nobody paid for.
+	SendTimeout time.Duration
 }
 
 // SendHalfInput is the ActivitySendHalf argument.
@@ -75,13 +81,13 @@ type EndInput struct {
 // message not ended in time is resolved by the check-back, so a step that
 // stalls never leaves a transaction open for good.
 var (
-	// sendHalfOptions gives up after ten minutes without a stored half
-	// message: nothing was acknowledged to anyone, and a half message
-	// stored by a lost attempt is rolled back by the check-back.
+	// sendHalfOptions retries until the half message is stored, or until
+	// the step's SendTimeout (ScheduleToCloseTimeout) passes: a step that
+	// gives up acknowledged nothing to anyone, and a half message stored by
+	// a lost attempt is rolled back by the check-back.
 	sendHalfOptions = workflow.ActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: 10 * time.Minute,
-		RetryPolicy:            retryPolicy(time.Minute),
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         retryPolicy(time.Minute),
 	}
 	// localOptions retries until the local transaction commits or fails
 	// permanently; a check-back fences a transaction that stalls, which
@@ -126,7 +132,9 @@ func SendTransactional(ctx workflow.Context, s Step) (client.HalfReceipt, error)
 	log := workflow.GetLogger(ctx)
 	var receipt client.HalfReceipt
 	in := SendHalfInput{TxnID: txnID, Topic: s.Topic, Tags: s.Tags, Keys: s.Keys, Body: s.Body}
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, sendHalfOptions), ActivitySendHalf, in).Get(ctx, &receipt)
+	opts := sendHalfOptions
+	opts.ScheduleToCloseTimeout = s.SendTimeout
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivitySendHalf, in).Get(ctx, &receipt)
 	if err != nil {
 		return receipt, fmt.Errorf("step %s: send half message %s: %w", s.Name, txnID, err)
 	}

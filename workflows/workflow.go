@@ -18,6 +18,13 @@ import (
 // its local transaction.
 const MaxStepAttempts = 3
 
+// CreateSendTimeout is how long step "create" retries sending its half
+// message while the broker is unreachable before the order fails: nothing
+// was promised to anyone yet. Steps "pay" and "cancel" retry without a
+// limit, since the payment or the cancellation they record has already
+// happened.
+const CreateSendTimeout = 10 * time.Minute
+
 // MaxOrderIDLength leaves room in a transaction id ("<order id>/cancel-3")
 // for the step name within client.MaxIDLength.
 const MaxOrderIDLength = 100
@@ -157,6 +164,7 @@ func (o *order) runStep(ctx workflow.Context, s Step) error {
 // create runs step "create". A refused order sets Status FAILED.
 func (o *order) create(ctx workflow.Context) error {
 	s := o.step("create", TagOrderCreated, ActivityCreateOrderLocal, o.event("", ""), o.in)
+	s.SendTimeout = CreateSendTimeout
 	err := o.runStep(ctx, s)
 	switch {
 	case err == nil:

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/workflows"
 )
@@ -104,7 +106,7 @@ func TestSendHalfRetried(t *testing.T) {
 	h.sendHalf = func(in workflows.SendHalfInput) (client.HalfReceipt, error) {
 		calls++
 		if calls == 1 {
-			return client.HalfReceipt{}, errors.New("client: SEND_MESSAGE_V2 to broker: connection refused")
+			return client.HalfReceipt{}, brokerDown
 		}
 		return receipt(in.TxnID), nil
 	}
@@ -121,6 +123,82 @@ func TestSendHalfRetried(t *testing.T) {
 	}
 	if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create", "order-1/pay"}) {
 		t.Fatalf("commits %v", commits)
+	}
+}
+
+// brokerDown is a SendHalf failure while the broker is unreachable.
+var brokerDown = errors.New("client: SEND_MESSAGE_V2 to broker: connection refused")
+
+// brokerDownFor is brokerDown asking for the next attempt after d. The
+// test environment stops retrying after 10 attempts when a policy sets no
+// limit (its guard against spinning), so an outage longer than the
+// policy's backoff reaches in 10 attempts spaces them out this way.
+func brokerDownFor(d time.Duration) error {
+	return temporal.NewApplicationErrorWithOptions(brokerDown.Error(), "", temporal.ApplicationErrorOptions{NextRetryDelay: d})
+}
+
+// A step that records what already happened (a payment, a cancellation)
+// retries its send for as long as the broker is down; giving up would
+// lose it.
+func TestPayAndCancelOutlastLongBrokerOutage(t *testing.T) {
+	const outage = 3 * workflows.CreateSendTimeout
+	for _, tc := range []struct {
+		step string
+		pay  bool
+		want string
+	}{{"pay", true, workflows.StatusPaid}, {"cancel", false, workflows.StatusCancelled}} {
+		t.Run(tc.step, func(t *testing.T) {
+			h := newHarness(t)
+			var downUntil time.Time
+			sends := 0
+			h.sendHalf = func(in workflows.SendHalfInput) (client.HalfReceipt, error) {
+				if in.TxnID == "order-1/"+tc.step {
+					sends++
+					if downUntil.IsZero() {
+						downUntil = h.env.Now().Add(outage)
+					}
+					if h.env.Now().Before(downUntil) {
+						return client.HalfReceipt{}, brokerDownFor(5 * time.Minute)
+					}
+				}
+				return receipt(in.TxnID), nil
+			}
+			if tc.pay {
+				h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+			}
+			res, err := h.run(input)
+			if err != nil {
+				t.Fatalf("step %s gave up during a %v broker outage: %v", tc.step, outage, err)
+			}
+			if res.Status != tc.want {
+				t.Fatalf("result %+v", res)
+			}
+			if downUntil.IsZero() || h.env.Now().Before(downUntil) || sends < 7 {
+				t.Fatalf("%d sends, done at %v, outage until %v", sends, h.env.Now(), downUntil)
+			}
+			if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create", "order-1/" + tc.step}) {
+				t.Fatalf("commits %v", commits)
+			}
+		})
+	}
+}
+
+func TestCreateGivesUpWhileBrokerStaysDown(t *testing.T) {
+	h := newHarness(t)
+	h.sendHalf = func(workflows.SendHalfInput) (client.HalfReceipt, error) {
+		return client.HalfReceipt{}, brokerDownFor(2 * time.Minute)
+	}
+	start := h.env.Now()
+	_, err := h.run(input)
+	if err == nil || !strings.Contains(err.Error(), "send half message order-1/create") {
+		t.Fatalf("workflow error %v, want the create step's send failure", err)
+	}
+	if took := h.env.Now().Sub(start); took != workflows.CreateSendTimeout {
+		t.Fatalf("create gave up after %v, want %v", took, workflows.CreateSendTimeout)
+	}
+	if len(h.halves) != 6 || len(h.locals) != 0 || len(h.checks) != 0 {
+		t.Fatalf("%d sends, local transactions %v, checks %v; want 6 sends (every 2 minutes) and nothing else",
+			len(h.halves), h.locals, h.checks)
 	}
 }
 
