@@ -77,10 +77,7 @@ func Open(opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen on %s: %w", opts.ListenAddr, err)
 	}
-	b.addr = opts.AdvertiseAddr
-	if b.addr == "" {
-		b.addr = b.srv.Addr().String()
-	}
+	b.addr = advertised(opts.AdvertiseAddr, b.srv.Addr())
 	if !opts.Store.StoreHost.IsValid() {
 		if ap, err := netip.ParseAddrPort(b.addr); err == nil {
 			opts.Store.StoreHost = ap

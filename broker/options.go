@@ -37,14 +37,20 @@ type Options struct {
 	Txn txn.Options
 	// ListenAddr is where the broker serves remoting. Default 127.0.0.1:10911.
 	ListenAddr string
-	// AdvertiseAddr is the address clients are told to connect to (the
-	// name server's route data). Default: the address actually listened on.
+	// AdvertiseAddr is the host:port clients are told to connect to (the
+	// name server's route data) and the store host in message ids:
+	// RocketMQ's brokerIP1 and listenPort. Default: the address listened
+	// on; when that is every interface (":10911", "0.0.0.0:10911"), the
+	// machine's first non-loopback IPv4 address (as RocketMQ picks
+	// brokerIP1), with the port listened on.
 	AdvertiseAddr string
 	// NamesrvAddrs are the name servers the broker registers with. Empty
 	// means no registration (a broker used directly by address).
 	NamesrvAddrs []string
-	// BrokerName and ClusterName identify the broker in route data.
-	// Defaults broker-a and DefaultCluster.
+	// BrokerName and ClusterName identify the broker in route data; two
+	// brokers registering with one name server need different names.
+	// Letters, digits, '.', '_' and '-', at most 127 characters. Defaults
+	// broker-a and DefaultCluster.
 	BrokerName, ClusterName string
 	// AutoCreateTopic creates an unknown topic on its first send with
 	// DefaultQueueNums queues. RocketMQ's autoCreateTopicEnable; default on
@@ -129,6 +135,16 @@ func (o Options) Validate() error {
 	o = o.withDefaults()
 	if _, _, err := net.SplitHostPort(o.ListenAddr); err != nil {
 		return fmt.Errorf("%w: ListenAddr %q: %v", ErrInvalidOptions, o.ListenAddr, err)
+	}
+	if o.AdvertiseAddr != "" {
+		if err := CheckAdvertiseAddr(o.AdvertiseAddr); err != nil {
+			return fmt.Errorf("%w: AdvertiseAddr %q: %v", ErrInvalidOptions, o.AdvertiseAddr, err)
+		}
+	}
+	for _, n := range []struct{ field, v string }{{"BrokerName", o.BrokerName}, {"ClusterName", o.ClusterName}} {
+		if err := CheckName(n.v); err != nil {
+			return fmt.Errorf("%w: %s %q: %v", ErrInvalidOptions, n.field, n.v, err)
+		}
 	}
 	switch {
 	case o.DefaultQueueNums < 1 || o.DefaultQueueNums > 1024:

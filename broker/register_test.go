@@ -1,15 +1,20 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
 	"github.com/halfbackmq/halfback/namesrv"
 )
 
@@ -204,5 +209,86 @@ func TestRegistrationSurvivesNamesrvDown(t *testing.T) {
 	b := startBroker(t, o) // Open must not fail or hang on a dead name server
 	if err := b.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestRegistersAdvertisedNameAndAddress(t *testing.T) {
+	ns := startNamesrv(t, 0)
+	o := testOptions(t)
+	o.NamesrvAddrs = []string{ns.Addr()}
+	o.AdvertiseAddr, o.BrokerName, o.ClusterName = "10.9.8.7:10911", "broker-b", "orders"
+	b := startBroker(t, o)
+	if b.Addr() != o.AdvertiseAddr {
+		t.Fatalf("Addr %q, want the advertised %q", b.Addr(), o.AdvertiseAddr)
+	}
+	r, ok := nsRoute(t, dialAddr(t, ns.Addr()), autoCreateTopicKey)
+	if !ok || r.masters["broker-b"] != "10.9.8.7:10911" || len(r.masters) != 1 {
+		t.Fatalf("TBW102 route %+v; want broker-b at 10.9.8.7:10911", r)
+	}
+	res, err := b.Store().Append(context.Background(), &message.Message{Topic: "Orders", Body: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host, _, err := message.ParseOffsetMsgID(res.MsgID); err != nil || host != netip.MustParseAddrPort("10.9.8.7:10911") {
+		t.Fatalf("message id %s carries store host %v (%v), want the advertised address", res.MsgID, host, err)
+	}
+}
+
+func TestAdvertisedAddress(t *testing.T) {
+	lan := func() ([]net.Addr, error) {
+		return []net.Addr{&net.IPNet{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(8, 32)},
+			&net.IPNet{IP: net.ParseIP("fe80::1"), Mask: net.CIDRMask(64, 128)},
+			&net.IPNet{IP: net.IPv4(192, 168, 1, 20), Mask: net.CIDRMask(24, 32)}}, nil
+	}
+	if got := localIPv4(lan); got != netip.MustParseAddr("192.168.1.20") {
+		t.Errorf("localIPv4 = %v, want the first non-loopback IPv4 address", got)
+	}
+	loopbackOnly := func() ([]net.Addr, error) {
+		return []net.Addr{&net.IPNet{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(8, 32)}}, nil
+	}
+	if got := localIPv4(loopbackOnly); got != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("localIPv4 without a LAN address = %v, want 127.0.0.1", got)
+	}
+
+	for _, listened := range []string{"0.0.0.0:10911", "[::]:10911"} {
+		got := advertised("", net.TCPAddrFromAddrPort(netip.MustParseAddrPort(listened)))
+		ap, err := netip.ParseAddrPort(got)
+		if err != nil || ap.Addr().IsUnspecified() || !ap.Addr().Is4() || ap.Port() != 10911 {
+			t.Errorf("advertised for %s = %q, want an IPv4 address clients can dial, port 10911", listened, got)
+		}
+	}
+	specific := net.TCPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:10911"))
+	if got := advertised("", specific); got != "127.0.0.1:10911" {
+		t.Errorf("advertised for a specific address = %q", got)
+	}
+	if got := advertised("mq.internal:9000", specific); got != "mq.internal:9000" {
+		t.Errorf("advertised with AdvertiseAddr set = %q", got)
+	}
+}
+
+func TestBadAdvertiseAddrAndNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(*Options)
+		want string
+	}{
+		{"every interface", func(o *Options) { o.AdvertiseAddr = "0.0.0.0:10911" }, "AdvertiseAddr"},
+		{"no port", func(o *Options) { o.AdvertiseAddr = "10.0.0.1" }, "AdvertiseAddr"},
+		{"port 0", func(o *Options) { o.AdvertiseAddr = "10.0.0.1:0" }, "AdvertiseAddr"},
+		{"broker name with a slash", func(o *Options) { o.BrokerName = "a/b" }, "BrokerName"},
+		{"cluster name too long", func(o *Options) { o.ClusterName = strings.Repeat("c", 128) }, "ClusterName"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t)
+			tc.set(&o)
+			b, err := Open(o)
+			if err == nil {
+				b.Close()
+				t.Fatal("Open accepted it")
+			}
+			if !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open: %v; want ErrInvalidOptions naming %s", err, tc.want)
+			}
+		})
 	}
 }

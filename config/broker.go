@@ -28,7 +28,8 @@ func (c *Config) BrokerOptions() (broker.Options, error) {
 			ns = append(ns, a)
 		}
 	}
-	return broker.Options{Store: so, Delay: do, Txn: c.TxnOptions(), ListenAddr: c.Broker.ListenAddr, NamesrvAddrs: ns,
+	return broker.Options{Store: so, Delay: do, Txn: c.TxnOptions(), ListenAddr: c.Broker.ListenAddr, AdvertiseAddr: c.Broker.AdvertiseAddr,
+		BrokerName: c.Broker.BrokerName, ClusterName: c.Broker.ClusterName, NamesrvAddrs: ns,
 		DisableAutoCreateTopic: !c.Broker.AutoCreateTopicEnable, DefaultQueueNums: c.Broker.DefaultTopicQueueNums}, nil
 }
 

@@ -74,6 +74,14 @@ type BrokerConfig struct {
 	// ListenAddr (broker.listenAddr) is the host:port the broker serves
 	// RocketMQ remoting on.
 	ListenAddr string `mapstructure:"listenAddr"`
+	// AdvertiseAddr (broker.advertiseAddr) is the host:port clients are
+	// told to connect to; empty means the listen address, or the machine's
+	// first non-loopback IPv4 address when listening on every interface.
+	AdvertiseAddr string `mapstructure:"advertiseAddr"`
+	// BrokerName (broker.brokerName) and ClusterName (broker.clusterName)
+	// name the broker in the name server's route data.
+	BrokerName  string `mapstructure:"brokerName"`
+	ClusterName string `mapstructure:"clusterName"`
 	// NamesrvAddr (broker.namesrvAddr) is the name server, host:port; several
 	// are separated by ';' as in RocketMQ.
 	NamesrvAddr string `mapstructure:"namesrvAddr"`

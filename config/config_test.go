@@ -26,10 +26,6 @@ func clearEnv(t *testing.T) {
 	}
 }
 
-func envName(path string) string {
-	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
-}
-
 // writeConfig writes body to a config file in a fresh temporary directory.
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
@@ -98,7 +94,8 @@ func TestDefaults(t *testing.T) {
 			DiskMaxUsedRatio:     0.85,
 			MaxMessageSize:       4 << 20,
 		},
-		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", NamesrvAddr: "127.0.0.1:9876",
+		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", BrokerName: "broker-a", ClusterName: "DefaultCluster",
+			NamesrvAddr: "127.0.0.1:9876",
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
 			AutoCreateTopicEnable: true, DefaultTopicQueueNums: 4,
 			TransactionTimeout: 6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},
@@ -129,6 +126,8 @@ func TestEnvOverridesFile(t *testing.T) {
 	t.Setenv("HALFBACK_STORE_SYNCFLUSHTIMEOUT", "250ms")
 	t.Setenv("HALFBACK_STORE_DISKMAXUSEDRATIO", "0.5")
 	t.Setenv("HALFBACK_LOG_LEVEL", "debug")
+	// Not an override: its second word is no section.
+	t.Setenv("HALFBACK_TEST_LOG", "1")
 
 	cfg, err := Load(path)
 	if err != nil {
@@ -216,6 +215,16 @@ func TestBadValues(t *testing.T) {
 			nil, "config: broker.listenAddr: want host:port", ErrInvalid},
 		{"listen port out of range", "broker:\n  listenAddr: 127.0.0.1:99999\n",
 			nil, "config: broker.listenAddr: port", ErrInvalid},
+		{"advertised address on every interface", "broker:\n  advertiseAddr: 0.0.0.0:10911\n",
+			nil, `config: broker.advertiseAddr: "0.0.0.0:10911": 0.0.0.0 means every interface`, ErrInvalid},
+		{"advertised address without host", "broker:\n  advertiseAddr: :10911\n",
+			nil, `config: broker.advertiseAddr: ":10911": no host`, ErrInvalid},
+		{"advertised port 0", "broker:\n  advertiseAddr: 10.0.0.5:0\n",
+			nil, `config: broker.advertiseAddr: "10.0.0.5:0": port "0"`, ErrInvalid},
+		{"broker name with a space", "broker:\n  brokerName: broker a\n",
+			nil, `config: broker.brokerName: "broker a": illegal character ' '`, ErrInvalid},
+		{"empty cluster name", "broker:\n  clusterName: \"\"\n",
+			nil, `config: broker.clusterName: "": want 1 to 127 characters`, ErrInvalid},
 		{"name server list entry bad", "broker:\n  namesrvAddr: a:9876;b\n",
 			nil, "config: broker.namesrvAddr: want host:port", ErrInvalid},
 		{"name server listen address without port", "namesrv:\n  listenAddr: localhost\n",
@@ -270,6 +279,12 @@ func TestBadValues(t *testing.T) {
 		{"bad env duration", "",
 			map[string]string{"HALFBACK_STORE_SYNCFLUSHTIMEOUT": "soon"},
 			"config: store.syncFlushTimeout: cannot use", ErrInvalid},
+		{"misspelled env override", "",
+			map[string]string{"HALFBACK_STORE_FLUSHTYP": "async"},
+			"config: HALFBACK_STORE_FLUSHTYP: environment variable names no key of section store", ErrUnknownKey},
+		{"env override of a nested key misspelled", "",
+			map[string]string{"HALFBACK_MIRROR_KAFKA_BROKER": "k:9092"},
+			"config: HALFBACK_MIRROR_KAFKA_BROKER: environment variable names no key of section mirror", ErrUnknownKey},
 		{"not YAML", "store: [\n", nil, "config: bad YAML", ErrSyntax},
 		{"not a mapping", "- a\n- b\n", nil, "config: bad YAML", ErrSyntax},
 	}
@@ -324,7 +339,8 @@ func TestStoreOptions(t *testing.T) {
 			DiskMaxUsedRatio:     0.9,
 			MaxMessageSize:       1 << 20,
 		},
-		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", NamesrvAddr: "10.1.2.3:9876",
+		Broker: BrokerConfig{ListenAddr: "10.1.2.3:10911", BrokerName: "broker-b", ClusterName: "orders",
+			NamesrvAddr: "10.1.2.3:9876",
 			DelayLevels: "1s 2m 1d", TimerMaxDelay: time.Hour, DefaultTopicQueueNums: 8,
 			TransactionTimeout: time.Second, TransactionCheckInterval: 2 * time.Second, TransactionCheckMax: 3},
 		Namesrv:  NamesrvConfig{ListenAddr: "10.1.2.3:9876"},
@@ -365,10 +381,22 @@ func TestStoreOptions(t *testing.T) {
 		t.Errorf("BrokerOptions.Txn:\n got  %+v\n want %+v", bo.Txn, wantTxn)
 	}
 
-	// A wildcard listen address is no host to put in message ids.
+	if bo.BrokerName != "broker-b" || bo.ClusterName != "orders" || bo.AdvertiseAddr != "" {
+		t.Errorf("BrokerOptions: name %q, cluster %q, advertise %q", bo.BrokerName, bo.ClusterName, bo.AdvertiseAddr)
+	}
+
+	// A wildcard listen address is no host to put in message ids; the
+	// address advertised is.
 	cfg.Broker.ListenAddr = "0.0.0.0:10911"
 	if got, err = cfg.StoreOptions(); err != nil || got.StoreHost.IsValid() {
 		t.Errorf("wildcard listenAddr: StoreHost %v, err %v; want unset", got.StoreHost, err)
+	}
+	cfg.Broker.AdvertiseAddr = "10.9.8.7:10911"
+	if got, err = cfg.StoreOptions(); err != nil || got.StoreHost != netip.MustParseAddrPort("10.9.8.7:10911") {
+		t.Errorf("advertiseAddr: StoreHost %v, err %v; want 10.9.8.7:10911", got.StoreHost, err)
+	}
+	if bo, err = cfg.BrokerOptions(); err != nil || bo.AdvertiseAddr != "10.9.8.7:10911" {
+		t.Errorf("advertiseAddr: BrokerOptions.AdvertiseAddr %q, err %v", bo.AdvertiseAddr, err)
 	}
 
 	cfg.Store.FlushType = "bogus"

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
@@ -50,6 +51,12 @@ var keys = []key{
 		func(c *Config) any { return &c.Store.MaxMessageSize }},
 	{"broker.listenAddr", "127.0.0.1:10911", "host:port",
 		func(c *Config) any { return &c.Broker.ListenAddr }},
+	{"broker.advertiseAddr", "", "empty, or host:port that clients can dial",
+		func(c *Config) any { return &c.Broker.AdvertiseAddr }},
+	{"broker.brokerName", broker.DefaultBrokerName, "letters, digits, '.', '_' and '-'",
+		func(c *Config) any { return &c.Broker.BrokerName }},
+	{"broker.clusterName", broker.DefaultClusterName, "letters, digits, '.', '_' and '-'",
+		func(c *Config) any { return &c.Broker.ClusterName }},
 	{"broker.namesrvAddr", "127.0.0.1:9876", "host:port, or several joined by ';'",
 		func(c *Config) any { return &c.Broker.NamesrvAddr }},
 	{"broker.delayLevels", delay.DefaultLevels, "space-separated positive durations such as \"1s 5s 1m\"",
@@ -281,4 +288,38 @@ func decodeHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
 		}
 	}
 	return data, nil
+}
+
+// checkEnv rejects an environment variable that looks like an override of
+// a section's key (HALFBACK_<SECTION>_...) but names no key, so a
+// misspelled override (HALFBACK_STORE_FLUSHTYP) stops startup instead of
+// leaving the file's value in force. Variables whose second word is no
+// section (HALFBACK_TEST_LOG) are not overrides and are left alone.
+func checkEnv(environ []string) error {
+	known := map[string]bool{}
+	sections := map[string]string{}
+	for _, k := range keys {
+		known[envName(k.path)] = true
+		sec, _, _ := strings.Cut(k.path, ".")
+		sections[envName(sec)+"_"] = sec
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if known[name] {
+			continue
+		}
+		for prefix, sec := range sections {
+			if strings.HasPrefix(name, prefix) {
+				return &KeyError{Key: name, Err: ErrUnknownKey, Detail: fmt.Sprintf(
+					"environment variable names no key of section %s (an override is %s<KEY>, "+
+						"the key's path in config.yaml in upper case with '_' for '.')", sec, prefix)}
+			}
+		}
+	}
+	return nil
+}
+
+// envName is the environment variable that overrides the key at path.
+func envName(path string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
 }

@@ -16,7 +16,8 @@ import (
 // the result and validates it with [Config.Validate].
 //
 // A missing file is an error that wraps fs.ErrNotExist; an unknown section
-// or key is a [*KeyError] wrapping [ErrUnknownKey]; a bad value is a
+// or key, or an environment variable HALFBACK_<SECTION>_<KEY> naming no
+// key, is a [*KeyError] wrapping [ErrUnknownKey]; a bad value is a
 // [*KeyError] wrapping [ErrInvalid].
 func Load(path string) (*Config, error) {
 	v := viper.New()
@@ -26,6 +27,9 @@ func Load(path string) (*Config, error) {
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
+	if err := checkEnv(os.Environ()); err != nil {
+		return nil, err
+	}
 
 	if path != "" {
 		if err := readFile(v, path); err != nil {

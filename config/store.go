@@ -14,8 +14,10 @@ import (
 // validates them with store.Options.Validate. Zero numbers stay zero, which
 // the store reads as its defaults.
 //
-// StoreHost (written into every record and message id) is broker.listenAddr
-// when that is a literal, specific IP address; otherwise the store's default.
+// StoreHost (written into every record and message id) is
+// broker.advertiseAddr, else broker.listenAddr, when that is a literal,
+// specific IP address and port; otherwise the broker sets it from the
+// address it advertises.
 // Logger is left nil for the caller to set.
 func (c *Config) StoreOptions() (store.Options, error) {
 	s := c.Store
@@ -36,7 +38,11 @@ func (c *Config) StoreOptions() (store.Options, error) {
 		DiskMaxUsedRatio:    s.DiskMaxUsedRatio,
 		MaxMessageSize:      s.MaxMessageSize,
 	}
-	if ap, err := netip.ParseAddrPort(c.Broker.ListenAddr); err == nil && !ap.Addr().IsUnspecified() && ap.Port() != 0 {
+	host := c.Broker.ListenAddr
+	if c.Broker.AdvertiseAddr != "" {
+		host = c.Broker.AdvertiseAddr
+	}
+	if ap, err := netip.ParseAddrPort(host); err == nil && !ap.Addr().IsUnspecified() && ap.Port() != 0 {
 		opts.StoreHost = ap
 	}
 	if err := opts.Validate(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/delay"
 )
@@ -28,6 +29,9 @@ func (c *Config) Validate() error {
 		ratio("store.diskMaxUsedRatio", s.DiskMaxUsedRatio),
 		nonNegative("store.maxMessageSize", s.MaxMessageSize),
 		hostPort("broker.listenAddr", c.Broker.ListenAddr, false),
+		advertiseAddr(c.Broker.AdvertiseAddr),
+		brokerName("broker.brokerName", c.Broker.BrokerName),
+		brokerName("broker.clusterName", c.Broker.ClusterName),
 		hostPorts("broker.namesrvAddr", c.Broker.NamesrvAddr),
 		delayLevels(c.Broker.DelayLevels),
 		nonNegative("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
@@ -114,6 +118,25 @@ func hostPort(key, addr string, peer bool) error {
 		return invalid(key, fmt.Sprintf("want host:port, got %q (no host)", addr))
 	case peer && n == 0:
 		return invalid(key, fmt.Sprintf("port 0 in %q: want a real port", addr))
+	}
+	return nil
+}
+
+// advertiseAddr checks broker.advertiseAddr when it is set.
+func advertiseAddr(v string) error {
+	if v == "" {
+		return nil
+	}
+	if err := broker.CheckAdvertiseAddr(v); err != nil {
+		return invalid("broker.advertiseAddr", fmt.Sprintf("%q: %v", v, err))
+	}
+	return nil
+}
+
+// brokerName checks a broker or cluster name.
+func brokerName(key, v string) error {
+	if err := broker.CheckName(v); err != nil {
+		return invalid(key, fmt.Sprintf("%q: %v", v, err))
 	}
 	return nil
 }

@@ -29,13 +29,13 @@ import (
 // The crash test runs a broker and a mirror in a child process (this test
 // binary, run again with crashDirEnv set) and SIGKILLs it.
 const (
-	crashDirEnv   = "HALFBACK_MIRROR_CRASH_DIR" // the broker's data directory; set only in the child
-	crashAddrEnv  = "HALFBACK_MIRROR_CRASH_ADDR"
-	crashNsEnv    = "HALFBACK_MIRROR_CRASH_NAMESRV"
-	crashNameEnv  = "HALFBACK_MIRROR_CRASH_BROKER"
-	crashKafkaEnv = "HALFBACK_MIRROR_CRASH_KAFKA"
-	crashTopicEnv = "HALFBACK_MIRROR_CRASH_TOPIC"
-	crashGroupEnv = "HALFBACK_MIRROR_CRASH_GROUP"
+	crashDirEnv   = "HALFBACK_TEST_MIRROR_CRASH_DIR" // the broker's data directory; set only in the child
+	crashAddrEnv  = "HALFBACK_TEST_MIRROR_CRASH_ADDR"
+	crashNsEnv    = "HALFBACK_TEST_MIRROR_CRASH_NAMESRV"
+	crashNameEnv  = "HALFBACK_TEST_MIRROR_CRASH_BROKER"
+	crashKafkaEnv = "HALFBACK_TEST_MIRROR_CRASH_KAFKA"
+	crashTopicEnv = "HALFBACK_TEST_MIRROR_CRASH_TOPIC"
+	crashGroupEnv = "HALFBACK_TEST_MIRROR_CRASH_GROUP"
 
 	// crashBatch is the child mirror's BatchSize: a kill sends again at
 	// most one batch per queue.

@@ -18,7 +18,7 @@ import (
 	"github.com/halfbackmq/halfback/message"
 )
 
-const crashChildEnv = "HALFBACK_STORE_CRASH_CHILD"
+const crashChildEnv = "HALFBACK_TEST_STORE_CRASH_CHILD"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {

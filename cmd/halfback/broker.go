@@ -104,7 +104,7 @@ func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		}
 	}
 	nsAddr := strings.Join(opts.NamesrvAddrs, ";")
-	log.Info("halfback broker ready", "addr", b.Addr(), "namesrv", nsAddr, "embeddedNamesrv", cfg.Namesrv.Embedded,
+	log.Info("halfback broker ready", "addr", b.Addr(), "listen", opts.ListenAddr, "broker", opts.BrokerName, "namesrv", nsAddr, "embeddedNamesrv", cfg.Namesrv.Embedded,
 		"dataDir", opts.Store.Dir, "flush", b.Store().FlushType().String(), "delayLevels", cfg.Broker.DelayLevels)
 
 	<-ctx.Done()
