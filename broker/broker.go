@@ -31,6 +31,9 @@ type Broker struct {
 	groups *groupState               // consumer groups, offsets, queue locks
 	pulls  *pullHolder               // long-polling pulls
 	reg    atomic.Pointer[registrar] // name-server registration, if any
+	// unhold releases the store's retention holds of the scheduler and the
+	// transactions, before those close.
+	unhold []func()
 
 	metrics *brokerMetrics // nil when metrics are off (metrics.go)
 
@@ -117,8 +120,11 @@ func Open(opts Options) (*Broker, error) {
 	if b.txn, err = txn.Open(b.store, opts.Txn); err != nil {
 		return fail(err, b.delay.Close, b.store.Close, closeLife)
 	}
+	// Retention keeps what the scheduler will still deliver and every open
+	// transaction's half message.
+	b.unhold = []func(){b.store.Hold("delay", b.delay.Lowest), b.store.Hold("transactions", b.txn.Lowest)}
 	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels()); err != nil {
-		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
+		return fail(err, b.releaseHolds, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
 	}
 	if err := b.metrics.register(b); err != nil {
 		opts.Logger.Warn("broker metrics not registered", "err", err)
@@ -191,6 +197,14 @@ func (b *Broker) onDispatchHook(h func(topic string, qid int32, maxOffset int64)
 	b.hooksMu.Unlock()
 }
 
+// releaseHolds releases the retention holds; it never fails (a closer).
+func (b *Broker) releaseHolds() error {
+	for _, release := range b.unhold {
+		release()
+	}
+	return nil
+}
+
 // Addr is the address the broker advertises (and, by default, listens on).
 func (b *Broker) Addr() string { return b.addr }
 
@@ -215,7 +229,7 @@ func (b *Broker) Close() error {
 	err := b.srv.Close()
 	b.wg.Wait()
 	err = errors.Join(err, b.closeGroups())
-	err = errors.Join(err, b.txn.Close(), b.delay.Close(), b.topics.close(), b.store.Close())
+	err = errors.Join(err, b.releaseHolds(), b.txn.Close(), b.delay.Close(), b.topics.close(), b.store.Close())
 	if b.life != nil {
 		err = errors.Join(err, b.life.Close())
 	}

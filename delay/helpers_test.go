@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -125,13 +126,9 @@ func (r *rig) send(body string, props message.Properties) store.AppendResult {
 // settle waits until the store has dispatched everything appended.
 func (r *rig) settle() {
 	r.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for r.st.DispatchedOffset() < r.st.MaxPhysicalOffset() {
-		if time.Now().After(deadline) {
-			r.t.Fatal("store did not dispatch")
-		}
-		time.Sleep(time.Millisecond) // poll interval
-	}
+	testutil.WaitFor(r.t, 5*time.Second, "the store to dispatch", func() bool {
+		return r.st.DispatchedOffset() >= r.st.MaxPhysicalOffset()
+	})
 }
 
 // step runs one delivery round and waits for the result to be visible.

@@ -2,6 +2,7 @@ package delay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,6 +37,9 @@ type due struct {
 	level int   // 0 for a timer message
 	qoff  int64 // level messages: ScheduleTopic queue offset
 	key   timerKey
+	// gone says the timer message's record is no longer in the commit log
+	// (ext holds only its offset): it is logged and skipped.
+	gone bool
 }
 
 // Scheduler delivers delayed messages to their real topics when they fall
@@ -270,6 +274,10 @@ func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 			return err
 		}
 		if r.Status == store.OffsetTooSmall || r.Status == store.OffsetOverflowBadly {
+			if r.NextBeginOffset > s.readNext[l] {
+				s.opts.Logger.Error("delay: skipping level messages no longer in the commit log",
+					"level", l+1, "from", s.readNext[l], "to", r.NextBeginOffset)
+			}
 			s.readNext[l] = r.NextBeginOffset // removed by retention, or queue reset
 			if len(s.heads[l]) == 0 {
 				s.levelNext[l] = r.NextBeginOffset
@@ -312,6 +320,17 @@ func (s *Scheduler) dueTimers(now time.Time, limit int) ([]due, timerEntry, bool
 			j++
 		}
 		recs, err := s.st.ReadRecords(entries[i].key.phys, size)
+		if errors.Is(err, store.ErrOffsetNotFound) {
+			// Removed from the log (retention before the broker held
+			// pending timers): skipped, so the rest are still delivered.
+			for _, e := range entries[i:j] {
+				at := time.UnixMilli(e.key.due)
+				out = append(out, due{at: at, dueAt: at, key: e.key, gone: true,
+					ext: message.Ext{CommitLogOffset: e.key.phys}})
+			}
+			i = j
+			continue
+		}
 		if err != nil {
 			return nil, next, ok, fmt.Errorf("delay: timer records at %d: %w", entries[i].key.phys, err)
 		}
@@ -369,6 +388,11 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 		msgs := make([]*message.Message, 0, n)
 		var sent []Delivery
 		for i := range batch {
+			if batch[i].gone {
+				s.opts.Logger.Error("delay: skipping a timer message no longer in the commit log",
+					"offset", batch[i].ext.CommitLogOffset, "dueAt", batch[i].dueAt)
+				continue
+			}
 			m, err := restore(&batch[i].ext, batch[i].dueAt)
 			if err != nil {
 				// A record that cannot be delivered is skipped, not retried

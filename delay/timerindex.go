@@ -83,8 +83,7 @@ func (x *timerIndex) add(entries []timerEntry, indexed int64) error {
 // scan returns up to max entries after `after` with due <= dueLimit, in
 // order, and the first entry beyond them (ok=false if none).
 func (x *timerIndex) scan(after timerKey, dueLimit int64, max int) (due []timerEntry, next timerEntry, ok bool, err error) {
-	lower := timerKey{after.due, after.phys + 1}.bytes()
-	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte{'u'}})
+	it, err := x.iterAfter(after)
 	if err != nil {
 		return nil, next, false, err
 	}
@@ -113,3 +112,28 @@ func (x *timerIndex) dropThrough(k timerKey) error {
 }
 
 func (x *timerIndex) close() error { return x.db.Close() }
+
+// lowestPhys returns the lowest commit-log offset among the entries after
+// `after` (the timer messages not delivered yet), reading all of them.
+func (x *timerIndex) lowestPhys(after timerKey) (int64, bool, error) {
+	it, err := x.iterAfter(after)
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	var low int64
+	found := false
+	for valid := it.First(); valid; valid = it.Next() {
+		if k := it.Key(); len(k) == 17 {
+			if p := int64(binary.BigEndian.Uint64(k[9:])); !found || p < low {
+				low, found = p, true
+			}
+		}
+	}
+	return low, found, it.Error()
+}
+
+// iterAfter iterates the entries after k, in key order.
+func (x *timerIndex) iterAfter(k timerKey) (*pebble.Iterator, error) {
+	return x.db.NewIter(&pebble.IterOptions{LowerBound: timerKey{k.due, k.phys + 1}.bytes(), UpperBound: []byte{'u'}})
+}

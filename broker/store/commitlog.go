@@ -366,6 +366,21 @@ func (c *commitLog) clearFrom(s *segment, from int64) (int64, error) {
 // With recycle, under zeroFill, a whole-segment file is kept as the
 // recycled segment (see recycledName) instead of being deleted, unless one
 // is already kept.
+// oldest returns the oldest segment and its modification time, unless it
+// is the only one (the active segment is never removed).
+func (c *commitLog) oldest() (*segment, time.Time, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.segs) < 2 {
+		return nil, time.Time{}, false, nil
+	}
+	fi, err := c.segs[0].f.Stat()
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	return c.segs[0], fi.ModTime(), true, nil
+}
+
 func (c *commitLog) removeOldest(keep func(s *segment, modTime time.Time) bool, recycle bool) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -24,8 +24,9 @@ func (s *Store) retentionLoop() {
 
 // runRetention removes segments, oldest first, while the oldest is older
 // than FileReserved or the disk is fuller than DiskMaxUsedRatio. The active
-// segment and any segment not fully dispatched are never removed. Consume
-// queue entries and index keys pointing into removed segments are dropped.
+// segment, any segment not fully dispatched, and any segment a Hold still
+// needs are never removed. Consume queue entries and index keys pointing
+// into removed segments are dropped.
 func (s *Store) runRetention() error {
 	for {
 		usage, err := s.diskUsage()
@@ -38,11 +39,27 @@ func (s *Store) runRetention() error {
 			}
 		}
 		now := s.opts.Now()
-		base, err := s.log.removeOldest(func(seg *segment, mod time.Time) bool {
+		due := func(seg *segment, mod time.Time) bool {
 			if seg.base+s.opts.SegmentSize > s.dispatched.Load() {
-				return true
+				return false
 			}
-			return now.Sub(mod) <= s.opts.FileReserved && usage <= s.opts.DiskMaxUsedRatio
+			return now.Sub(mod) > s.opts.FileReserved || usage > s.opts.DiskMaxUsedRatio
+		}
+		oldest, mod, ok, err := s.log.oldest()
+		if err != nil || !ok || !due(oldest, mod) {
+			return err
+		}
+		// Asked outside the log's lock: a hold may take its owner's locks.
+		if name, lowest, held := s.heldBelow(oldest.base + s.opts.SegmentSize); held {
+			if s.holds.warned != oldest.base+1 {
+				s.holds.warned = oldest.base + 1
+				s.opts.Logger.Warn("retention: keeping a commit-log segment that is due for removal: a hold still needs it",
+					"base", oldest.base, "hold", name, "offset", lowest, "diskUsage", usage)
+			}
+			return nil
+		}
+		base, err := s.log.removeOldest(func(seg *segment, mod time.Time) bool {
+			return seg != oldest || !due(seg, mod)
 		}, usage <= s.opts.DiskMaxUsedRatio) // a fuller disk gets its space back
 		if err != nil || base < 0 {
 			return err

@@ -186,6 +186,8 @@ type Store struct {
 	// handDropped says the writer dropped records past handLimit: the
 	// dispatcher reads the log up to the visible end.
 	handDropped bool
+
+	holds holds // what retention must keep (Hold)
 }
 
 // defaultHandLimit bounds the records the writer holds for the dispatcher

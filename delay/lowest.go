@@ -1,0 +1,59 @@
+package delay
+
+import (
+	"slices"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Lowest reports the lowest commit-log offset of a delayed message not yet
+// delivered: the next one of each level, every indexed timer message past
+// the delivery cursor, and the first timer message not indexed yet. ok is
+// false when nothing is pending. Its signature is a store.HoldFunc: the
+// broker holds the store's retention below it, so a message delayed past
+// fileReservedHours (or through a full disk) is still delivered.
+func (s *Scheduler) Lowest() (lowest int64, ok bool, err error) {
+	s.mu.Lock()
+	levelNext := slices.Clone(s.levelNext)
+	cursor, indexed := s.timer, s.indexed
+	s.mu.Unlock()
+
+	note := func(off int64, found bool) {
+		if found && (!ok || off < lowest) {
+			lowest, ok = off, true
+		}
+	}
+	for l, next := range levelNext {
+		off, found, err := s.entryOffset(ScheduleTopic, int32(l), next)
+		if err != nil {
+			return 0, false, err
+		}
+		note(off, found)
+	}
+	off, found, err := s.idx.lowestPhys(cursor)
+	if err != nil {
+		return 0, false, err
+	}
+	note(off, found)
+	off, found, err = s.entryOffset(TimerTopic, 0, indexed)
+	if err != nil {
+		return 0, false, err
+	}
+	note(off, found)
+	return lowest, ok, nil
+}
+
+// entryOffset returns the commit-log offset of the message at queue offset
+// qoff of topic's queue qid, if it is there.
+func (s *Scheduler) entryOffset(topic string, qid int32, qoff int64) (int64, bool, error) {
+	r, err := s.st.GetMessages(topic, qid, qoff, store.GetOptions{MaxMessages: 1})
+	if err != nil || r.Count == 0 {
+		return 0, false, err
+	}
+	exts, err := message.DecodeAll(r.Records)
+	if err != nil || len(exts) == 0 {
+		return 0, false, err
+	}
+	return exts[0].CommitLogOffset, true, nil
+}
