@@ -106,7 +106,7 @@ func TestSendHalfRetried(t *testing.T) {
 	h.sendHalf = func(in workflows.SendHalfInput) (client.HalfReceipt, error) {
 		calls++
 		if calls == 1 {
-			return client.HalfReceipt{}, brokerDown
+			return client.HalfReceipt{}, errBrokerDown
 		}
 		return receipt(in.TxnID), nil
 	}
@@ -126,15 +126,15 @@ func TestSendHalfRetried(t *testing.T) {
 	}
 }
 
-// brokerDown is a SendHalf failure while the broker is unreachable.
-var brokerDown = errors.New("client: SEND_MESSAGE_V2 to broker: connection refused")
+// errBrokerDown is a SendHalf failure while the broker is unreachable.
+var errBrokerDown = errors.New("client: SEND_MESSAGE_V2 to broker: connection refused")
 
-// brokerDownFor is brokerDown asking for the next attempt after d. The
+// brokerDownFor is errBrokerDown asking for the next attempt after d. The
 // test environment stops retrying after 10 attempts when a policy sets no
 // limit (its guard against spinning), so an outage longer than the
 // policy's backoff reaches in 10 attempts spaces them out this way.
 func brokerDownFor(d time.Duration) error {
-	return temporal.NewApplicationErrorWithOptions(brokerDown.Error(), "", temporal.ApplicationErrorOptions{NextRetryDelay: d})
+	return temporal.NewApplicationErrorWithOptions(errBrokerDown.Error(), "", temporal.ApplicationErrorOptions{NextRetryDelay: d})
 }
 
 // A step that records what already happened (a payment, a cancellation)
