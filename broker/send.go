@@ -63,6 +63,9 @@ type sendHeader struct {
 	properties     string
 	reconsumeTimes int32
 	batch          bool
+	// maxReconsumeTimes is the sending consumer's retry limit, on a send
+	// to %RETRY%<group>; -1 when absent.
+	maxReconsumeTimes int32
 }
 
 // sendFieldsV1 and sendFieldsV2 name the header fields in the order of
@@ -71,8 +74,8 @@ type sendHeader struct {
 // e queueId, f sysFlag, g bornTimestamp, h flag, i properties,
 // j reconsumeTimes, k unitMode, l maxReconsumeTimes, m batch, n brokerName).
 var (
-	sendFieldsV1 = [...]string{"producerGroup", "topic", "queueId", "sysFlag", "bornTimestamp", "flag", "properties", "reconsumeTimes", "batch"}
-	sendFieldsV2 = [...]string{"a", "b", "e", "f", "g", "h", "i", "j", "m"}
+	sendFieldsV1 = [...]string{"producerGroup", "topic", "queueId", "sysFlag", "bornTimestamp", "flag", "properties", "reconsumeTimes", "batch", "maxReconsumeTimes"}
+	sendFieldsV2 = [...]string{"a", "b", "e", "f", "g", "h", "i", "j", "m", "l"}
 )
 
 func parseSendHeader(req *remoting.Command) (sendHeader, error) {
@@ -92,6 +95,10 @@ func parseSendHeader(req *remoting.Command) (sendHeader, error) {
 		reconsumeTimes: r.i32(names[7], false),
 		batch:          r.boolean(names[8]) || req.Code == remoting.ReqSendBatchMessage,
 	}
+	h.maxReconsumeTimes = -1
+	if _, ok := req.ExtFields[names[9]]; ok {
+		h.maxReconsumeTimes = r.i32(names[9], true)
+	}
 	return h, r.err
 }
 
@@ -109,6 +116,18 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if limit := b.maxMessageSize(); len(req.Body) > limit {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body of %d bytes exceeds the limit of %d bytes", len(req.Body), limit))
+	}
+	group, toDLQ := b.retryExhausted(h)
+	if toDLQ {
+		// As RocketMQ's handleRetryAndDLQ: the Java client sends a retry
+		// with a plain send when its send-back failed, and its orderly
+		// consumer always does.
+		h.topic, h.queueID = DLQTopic(group), 0
+		h.properties = message.RemoveProperties(h.properties, message.PropertyDelayTimeLevel, message.PropertyTimerDeliverMS,
+			message.PropertyTimerDelayMS, message.PropertyTimerDelaySec)
+		if err := b.ensureGroupTopic(h.topic); err != nil {
+			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+		}
 	}
 	tc, err := b.topics.getOrCreate(h.topic)
 	switch {
@@ -139,7 +158,29 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	res, err := b.store.AppendBatch(ctx, msgs)
 	b.metrics.stored(h.topic, len(msgs), err)
 	b.traceStored(msgs, res, start, err)
+	if toDLQ && err == nil {
+		b.metrics.sentBack(group, true)
+		b.opts.Logger.Warn("message moved to the dead-letter queue", "group", group,
+			"reconsumeTimes", h.reconsumeTimes, "dlqOffset", res[0].PhysicalOffset)
+	}
 	return sendResponse(req, qid, res, err)
+}
+
+// retryExhausted reports whether a send to %RETRY%<group> goes to the
+// group's dead-letter queue instead: its reconsume count is past the
+// limit the consumer sent (else MaxReconsumeTimes), or the group consumes
+// orderly (holds a queue lock). RocketMQ's handleRetryAndDLQ; note the
+// strict ">", where a send-back dead-letters at ">=".
+func (b *Broker) retryExhausted(h sendHeader) (group string, dlq bool) {
+	group, ok := strings.CutPrefix(h.topic, RetryGroupTopicPrefix)
+	if !ok || h.batch || group == "" {
+		return "", false
+	}
+	limit := int(h.maxReconsumeTimes)
+	if limit < 0 {
+		limit = b.opts.MaxReconsumeTimes
+	}
+	return group, int(h.reconsumeTimes) > limit || b.groupIsOrderly(group)
 }
 
 // buildSendMessages turns a send request into the messages to store, in

@@ -210,3 +210,59 @@ func TestSendBackFallsBackToDLQ(t *testing.T) {
 		t.Fatalf("DLQ copy = %q with %d property bytes", dlq[0].Body, len(dlq[0].Properties))
 	}
 }
+
+// TestRetrySendPastLimitGoesToDLQ covers the Java client's other way of
+// retrying: a plain send to %RETRY%<group> carrying the reconsume count
+// and the consumer's limit (when its send-back failed, and always from its
+// orderly consumer). Past the limit (strictly, as RocketMQ's
+// handleRetryAndDLQ) or from an orderly group it lands in %DLQ%<group>,
+// undelayed; otherwise in the retry topic.
+func TestRetrySendPastLimitGoesToDLQ(t *testing.T) {
+	o := testOptions(t)
+	o.MaxReconsumeTimes = 3
+	b := startBroker(t, o)
+	c := dial(t, b)
+	send := func(code int16, group string, reconsume, limit int, body string) {
+		t.Helper()
+		var ext map[string]string
+		if code == remoting.ReqSendMessageV2 {
+			ext = sendExtV2(RetryTopic(group), 0, props("DELAY", "1", "UNIQ_KEY", body))
+			ext["j"] = strconv.Itoa(reconsume)
+			if ext["l"] = strconv.Itoa(limit); limit < 0 {
+				delete(ext, "l")
+			}
+		} else {
+			ext = sendExt(RetryTopic(group), 0, props("DELAY", "1", "UNIQ_KEY", body))
+			ext["reconsumeTimes"] = strconv.Itoa(reconsume)
+			if ext["maxReconsumeTimes"] = strconv.Itoa(limit); limit < 0 {
+				delete(ext, "maxReconsumeTimes")
+			}
+		}
+		if resp := call(t, c, code, ext, []byte(body)); resp.Code != remoting.RespSuccess {
+			t.Fatalf("send %s: %d %s", body, resp.Code, resp.Remark)
+		}
+	}
+	send(remoting.ReqSendMessageV2, "g", 2, 2, "at-limit")         // 2 > 2 is false: retried
+	send(remoting.ReqSendMessageV2, "g", 3, 2, "past-limit")       // dead
+	send(remoting.ReqSendMessage, "g", 5, 4, "past-limit-v1")      // dead (long field names)
+	send(remoting.ReqSendMessageV2, "g", 3, -1, "at-default")      // no limit sent: MaxReconsumeTimes (3)
+	send(remoting.ReqSendMessageV2, "g", 4, -1, "past-default")    // dead
+	lockQueues(t, c, "ordered", "C1", 0)                           // an orderly group
+	send(remoting.ReqSendMessageV2, "ordered", 0, 16, "orderly-0") // dead at once
+
+	dead := waitQueueMsgs(t, b, "%DLQ%g", 0, 3)
+	for i, want := range []string{"past-limit", "past-limit-v1", "past-default"} {
+		if string(dead[i].Body) != want || dead[i].Property(message.PropertyDelayTimeLevel) != "" {
+			t.Fatalf("DLQ message %d: %q with DELAY %q, want %q undelayed", i, dead[i].Body,
+				dead[i].Property(message.PropertyDelayTimeLevel), want)
+		}
+	}
+	if got := waitQueueMsgs(t, b, "%DLQ%ordered", 0, 1); string(got[0].Body) != "orderly-0" {
+		t.Fatalf("orderly group's DLQ holds %q", got[0].Body)
+	}
+	// The two retried ones go through their delay level to the retry topic.
+	retried := waitQueueMsgs(t, b, "%RETRY%g", 0, 2)
+	if string(retried[0].Body) != "at-limit" || string(retried[1].Body) != "at-default" {
+		t.Fatalf("retry topic holds %q, %q", retried[0].Body, retried[1].Body)
+	}
+}
