@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
@@ -23,6 +24,12 @@ const (
 	DefaultRegisterInterval  = 30 * time.Second
 	DefaultMaxReconsumeTimes = 16
 )
+
+// MaxMessageSizeLimit is the largest Store.MaxMessageSize a broker takes:
+// a message, its properties and the request's header must fit in one
+// remoting frame of remoting.DefaultMaxFrameSize (16 MiB), the limit the
+// official clients read frames with too.
+const MaxMessageSizeLimit = remoting.DefaultMaxFrameSize - 1<<20
 
 // Options configure a [Broker].
 type Options struct {
@@ -147,6 +154,9 @@ func (o Options) Validate() error {
 		}
 	}
 	switch {
+	case o.Store.MaxMessageSize > MaxMessageSizeLimit:
+		return fmt.Errorf("%w: Store.MaxMessageSize %d is above %d: a message that large does not fit in a remoting frame",
+			ErrInvalidOptions, o.Store.MaxMessageSize, MaxMessageSizeLimit)
 	case o.DefaultQueueNums < 1 || o.DefaultQueueNums > 1024:
 		return fmt.Errorf("%w: DefaultQueueNums %d (want 1..1024)", ErrInvalidOptions, o.DefaultQueueNums)
 	case o.LongPollTimeout < 0:

@@ -266,7 +266,7 @@ func TestAdvertisedAddress(t *testing.T) {
 	}
 }
 
-func TestBadAdvertiseAddrAndNames(t *testing.T) {
+func TestBadOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		set  func(*Options)
@@ -277,6 +277,9 @@ func TestBadAdvertiseAddrAndNames(t *testing.T) {
 		{"port 0", func(o *Options) { o.AdvertiseAddr = "10.0.0.1:0" }, "AdvertiseAddr"},
 		{"broker name with a slash", func(o *Options) { o.BrokerName = "a/b" }, "BrokerName"},
 		{"cluster name too long", func(o *Options) { o.ClusterName = strings.Repeat("c", 128) }, "ClusterName"},
+		{"message size above a frame", func(o *Options) {
+			o.Store.SegmentSize, o.Store.MaxMessageSize = 64<<20, 32<<20
+		}, "MaxMessageSize"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions(t)

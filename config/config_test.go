@@ -207,6 +207,8 @@ func TestBadValues(t *testing.T) {
 			nil, "config: store.syncFlushTimeout: must not be negative (got -1s)", ErrInvalid},
 		{"negative interval", "store:\n  flushIntervalMs: -1\n",
 			nil, "config: store.flushIntervalMs: must not be negative", ErrInvalid},
+		{"message size above the frame", "store:\n  maxMessageSize: 33554432\n",
+			nil, "config: store.maxMessageSize: must be at most 15728640 (got 33554432)", ErrInvalid},
 		{"ratio above 1", "store:\n  diskMaxUsedRatio: 1.5\n",
 			nil, "config: store.diskMaxUsedRatio: must be between 0 and 1 (got 1.5)", ErrInvalid},
 		{"empty dataDir", "store:\n  dataDir: \"\"\n",

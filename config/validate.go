@@ -28,6 +28,8 @@ func (c *Config) Validate() error {
 		nonNegative("store.fileReservedHours", s.FileReservedHours),
 		ratio("store.diskMaxUsedRatio", s.DiskMaxUsedRatio),
 		nonNegative("store.maxMessageSize", s.MaxMessageSize),
+		atMost("store.maxMessageSize", s.MaxMessageSize, broker.MaxMessageSizeLimit,
+			"a larger message does not fit in the remoting protocol's 16 MiB frame"),
 		hostPort("broker.listenAddr", c.Broker.ListenAddr, false),
 		advertiseAddr(c.Broker.AdvertiseAddr),
 		brokerName("broker.brokerName", c.Broker.BrokerName),
@@ -84,6 +86,13 @@ func flushType(v string) error {
 func nonNegative[T int | int64 | time.Duration](key string, v T) error {
 	if v < 0 {
 		return invalid(key, fmt.Sprintf("must not be negative (got %v)", v))
+	}
+	return nil
+}
+
+func atMost(key string, v, limit int, why string) error {
+	if v > limit {
+		return invalid(key, fmt.Sprintf("must be at most %d (got %d): %s", limit, v, why))
 	}
 	return nil
 }
