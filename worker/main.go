@@ -11,13 +11,6 @@
 // consumer that turns delayed payment checks into signals. SIGINT or
 // SIGTERM stops it cleanly: the worker first (running activities get
 // 10 s), then the clients, the database and the broker.
-//
-// # Fault hook
-//
-// For crash tests, HALFBACK_KILL_AT=before:<activity type> or
-// after:<activity type> makes the worker SIGKILL itself when an attempt
-// of that activity starts, or right after one succeeded (before Temporal
-// hears of it); see killHook.
 package main
 
 import (
@@ -25,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -53,6 +47,10 @@ func main() {
 
 // run is main with its arguments: it starts the stack, waits for ctx to
 // end, and stops the stack.
+// testInterceptors is set only in the test binary (faulthook_test.go): the
+// crash tests' fault hook, which SIGKILLs a worker process they run.
+var testInterceptors func(log *slog.Logger) ([]interceptor.WorkerInterceptor, error)
+
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -71,10 +69,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer stopTelemetry()
 	var o options
-	if hook, err := killHookFromEnv(os.Getenv(killAtEnv), log); err != nil {
-		return err
-	} else if hook != nil {
-		o.interceptors = []interceptor.WorkerInterceptor{hook}
+	if testInterceptors != nil {
+		if o.interceptors, err = testInterceptors(log); err != nil {
+			return err
+		}
 	}
 	s, err := start(ctx, cfg, log, o)
 	if err != nil {

@@ -12,9 +12,26 @@ import (
 	"go.temporal.io/sdk/interceptor"
 )
 
+// The crash tests' fault hook lives in the test binary only: a worker
+// process they start (the test binary run as the worker) with
+// HALFBACK_KILL_AT=before:<activity type> or after:<activity type>
+// SIGKILLs itself when an attempt of that activity starts, or right after
+// one succeeded (before Temporal hears of it). The worker built from
+// main.go has no such hook.
+
 // killAtEnv names the environment variable of the crash-test fault hook:
 // "before:<activity type>" or "after:<activity type>".
 const killAtEnv = "HALFBACK_KILL_AT"
+
+func init() {
+	testInterceptors = func(log *slog.Logger) ([]interceptor.WorkerInterceptor, error) {
+		hook, err := killHookFromEnv(os.Getenv(killAtEnv), log)
+		if hook == nil || err != nil {
+			return nil, err
+		}
+		return []interceptor.WorkerInterceptor{hook}, nil
+	}
+}
 
 // killHook is a worker interceptor that SIGKILLs the worker process at one
 // point of one activity type: when an attempt starts (before), or once an
