@@ -3,8 +3,16 @@
 // Usage:
 //
 //	halfback broker [--config FILE] [--data-dir DIR] [--flush sync|async]
-//	halfback bench ...
+//	halfback namesrv                  the name server alone
+//	halfback mirror [status]          the Kafka mirror alone; its lag
+//	halfback send | consume           one message in, a group's messages out
+//	halfback topic | group | dlq      topics, consumer groups, dead letters
+//	halfback msg | trace              find a message; its lifecycle
+//	halfback txn                      open and parked transactions
+//	halfback bench store|produce|e2e|...
 //	halfback version
+//
+// "halfback <command> --help" documents each one.
 //
 // Every command reads config.yaml (or the file given by --config) and the
 // environment overrides HALFBACK_<SECTION>_<KEY> through package config;

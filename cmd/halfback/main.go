@@ -43,10 +43,12 @@ func main() {
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "halfback",
-		Short: "A RocketMQ-compatible broker in Go, and (soon) a Temporal plugin",
+		Short: "A RocketMQ-compatible broker in Go that does not lose messages",
 		Long: `halfback is a RocketMQ-compatible message broker written in Go that is built
-not to lose messages, and (in later releases) a Temporal plugin that drives
-transactional order/payment messaging through it.
+not to lose messages. Its Temporal plugin (package txnbridge, run by
+"go run ./worker") drives transactional order/payment messaging through it,
+and its Kafka mirror copies topics to Kafka ("halfback mirror", or inside
+the worker).
 
 Configuration comes from config.yaml (see --config) and the environment
 (HALFBACK_<SECTION>_<KEY>, e.g. HALFBACK_STORE_FLUSHTYPE=async); flags win.`,

@@ -1,5 +1,3 @@
-// Package testutil holds what every package's tests share: polling for a
-// condition with a deadline instead of sleeping for an event.
 package testutil
 
 import (

@@ -1,17 +1,3 @@
-// Command starter starts OrderPaymentWorkflow runs and pays some of them.
-//
-//	go run ./samples/orderpayment/starter --orders 10 --pay-ratio 0.5 --wait [--json] [--config config.yaml]
-//
-// It seeds stock in the order database (orders section of the config) so
-// that every order can be created, starts --orders workflows on
-// temporal.taskQueue, signals "pay" to the fraction --pay-ratio of them
-// (the rest time out after payment.maxChecks delayed checks) and, with
-// --wait, waits for all and prints each order's end and a summary (--json:
-// one JSON object with started, paySent, paid, cancelled, failed and the
-// orders). Each order's workflow is started in a root span "order <id>",
-// its trace id printed with the order (traceId in JSON) when a tracer
-// provider records. The exit status is 1 if an order failed: its workflow
-// failed, or it did not end PAID when paid and CANCELLED when not.
 package main
 
 import (

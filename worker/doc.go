@@ -1,0 +1,14 @@
+// Command worker is halfback's Temporal worker for the order/payment flow.
+//
+//	go run ./worker [--config config.yaml]
+//
+// It reads the config (config.yaml and HALFBACK_* overrides), runs the
+// broker and its name server in-process when worker.embeddedBroker is
+// true (else it uses the name servers of broker.namesrvAddr), opens the
+// order database (orders section), dials Temporal (temporal section), and
+// runs a worker on temporal.taskQueue with the txnbridge plugin: the
+// OrderPaymentWorkflow, its activities, the check-back resolver and the
+// consumer that turns delayed payment checks into signals. SIGINT or
+// SIGTERM stops it cleanly: the worker first (running activities get
+// 10 s), then the clients, the database and the broker.
+package main
