@@ -1,11 +1,14 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 )
 
 // maxNameLength bounds BrokerName and ClusterName.
@@ -47,16 +50,42 @@ func CheckAdvertiseAddr(addr string) error {
 
 // advertised returns the address to tell clients: advertise when set, else
 // the address listened on, with an unspecified host (every interface)
-// replaced by the machine's first non-loopback IPv4 address.
-func advertised(advertise string, listened net.Addr) string {
+// replaced by the machine's first non-loopback IPv4 address; loopback
+// reports that there was none, so loopback stands in.
+func advertised(advertise string, listened net.Addr) (addr string, loopback bool) {
 	if advertise != "" {
-		return advertise
+		return advertise, false
 	}
 	ap, err := netip.ParseAddrPort(listened.String())
 	if err != nil || !ap.Addr().IsUnspecified() {
-		return listened.String()
+		return listened.String(), false
 	}
-	return netip.AddrPortFrom(localIPv4(interfaceAddrs), ap.Port()).String()
+	ip := localIPv4(interfaceAddrs)
+	return netip.AddrPortFrom(ip, ap.Port()).String(), ip.IsLoopback()
+}
+
+// storeHost is the IP address and port that message ids carry for the
+// advertised address addr: addr itself when its host is an IP address,
+// else the host name's first IPv4 address, else the machine's.
+func storeHost(addr string, log *slog.Logger) netip.AddrPort {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return ap
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	port, perr := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || perr != nil {
+		return netip.AddrPort{} // Validate refused it already; the store's default applies
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	if err != nil || len(ips) == 0 {
+		ip := localIPv4(interfaceAddrs)
+		log.Warn("broker: cannot resolve the advertised host for message ids; using the machine's address",
+			"advertised", addr, "ip", ip, "err", err)
+		return netip.AddrPortFrom(ip, uint16(port))
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(port))
 }
 
 // interfaceAddrs lists the machine's interface addresses.

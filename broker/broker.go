@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -31,9 +30,6 @@ type Broker struct {
 	groups *groupState               // consumer groups, offsets, queue locks
 	pulls  *pullHolder               // long-polling pulls
 	reg    atomic.Pointer[registrar] // name-server registration, if any
-	// unhold releases the store's retention holds of the scheduler and the
-	// transactions, before those close.
-	unhold []func()
 
 	metrics *brokerMetrics // nil when metrics are off (metrics.go)
 
@@ -80,11 +76,14 @@ func Open(opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen on %s: %w", opts.ListenAddr, err)
 	}
-	b.addr = advertised(opts.AdvertiseAddr, b.srv.Addr())
+	var loopback bool
+	b.addr, loopback = advertised(opts.AdvertiseAddr, b.srv.Addr())
+	if loopback {
+		opts.Logger.Warn("broker: listening on every interface but the machine has no non-loopback IPv4 address; "+
+			"advertising loopback, which only local clients can dial (set broker.advertiseAddr)", "addr", b.addr)
+	}
 	if !opts.Store.StoreHost.IsValid() {
-		if ap, err := netip.ParseAddrPort(b.addr); err == nil {
-			opts.Store.StoreHost = ap
-		}
+		opts.Store.StoreHost = storeHost(b.addr, opts.Logger)
 	}
 	fail := func(err error, closers ...func() error) (*Broker, error) {
 		for _, c := range closers {
@@ -108,6 +107,7 @@ func Open(opts Options) (*Broker, error) {
 	}
 	b.metrics = newBrokerMetrics(opts.MeterProvider)
 	opts.Store.OnFlush = b.metrics.flushHook()
+	opts.Store.DeferRetention = true // started once the holds are there (below)
 	if b.store, err = store.Open(opts.Store); err != nil {
 		return fail(err, closeLife)
 	}
@@ -121,10 +121,15 @@ func Open(opts Options) (*Broker, error) {
 		return fail(err, b.delay.Close, b.store.Close, closeLife)
 	}
 	// Retention keeps what the scheduler will still deliver and every open
-	// transaction's half message.
-	b.unhold = []func(){b.store.Hold("delay", b.delay.Lowest), b.store.Hold("transactions", b.txn.Lowest)}
+	// transaction's half message (moved forward when its segment is due),
+	// and starts only now that both can say what that is. The holds stay
+	// until the store closes: after its owner closed, a hold fails, which
+	// keeps everything.
+	b.store.Hold("delay", b.delay)
+	b.store.Hold("transactions", b.txn)
+	b.store.StartRetention()
 	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels()); err != nil {
-		return fail(err, b.releaseHolds, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
+		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
 	}
 	if err := b.metrics.register(b); err != nil {
 		opts.Logger.Warn("broker metrics not registered", "err", err)
@@ -197,14 +202,6 @@ func (b *Broker) onDispatchHook(h func(topic string, qid int32, maxOffset int64)
 	b.hooksMu.Unlock()
 }
 
-// releaseHolds releases the retention holds; it never fails (a closer).
-func (b *Broker) releaseHolds() error {
-	for _, release := range b.unhold {
-		release()
-	}
-	return nil
-}
-
 // Addr is the address the broker advertises (and, by default, listens on).
 func (b *Broker) Addr() string { return b.addr }
 
@@ -229,7 +226,7 @@ func (b *Broker) Close() error {
 	err := b.srv.Close()
 	b.wg.Wait()
 	err = errors.Join(err, b.closeGroups())
-	err = errors.Join(err, b.releaseHolds(), b.txn.Close(), b.delay.Close(), b.topics.close(), b.store.Close())
+	err = errors.Join(err, b.txn.Close(), b.delay.Close(), b.topics.close(), b.store.Close())
 	if b.life != nil {
 		err = errors.Join(err, b.life.Close())
 	}

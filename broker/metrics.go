@@ -38,7 +38,7 @@ type brokerMetrics struct {
 	in      sync.Map // topic → *atomic.Int64: messages stored by sends
 	out     sync.Map // topicGroup → *atomic.Int64: messages returned by pulls
 	retries sync.Map // group → *atomic.Int64: send-backs stored for retry
-	dlq     sync.Map // group → *atomic.Int64: send-backs moved to the DLQ
+	dlq     sync.Map // group → *atomic.Int64: messages moved to the DLQ
 
 	obs   *telemetry.Observables
 	flush metric.Float64Histogram
@@ -113,7 +113,7 @@ func (m *brokerMetrics) register(b *Broker) error {
 	out := o.Counter("halfback.broker.messages.out", "{message}", "Messages returned to consumers' pulls, by topic and consumer group.")
 	lag := o.Gauge("halfback.broker.consumer.lag", "{message}", "Messages in a queue past the group's committed offset, by group, topic and queue.")
 	retries := o.Counter("halfback.broker.retries", "{message}", "Failed consumptions sent back for a retry, by consumer group.")
-	dlqIn := o.Counter("halfback.broker.dlq.messages", "{message}", "Messages moved to a group's dead-letter queue by a send-back, by consumer group.")
+	dlqIn := o.Counter("halfback.broker.dlq.messages", "{message}", "Messages moved to a group's dead-letter queue by a send-back or by a retry send past its limit, by consumer group.")
 	dlqSize := o.Gauge("halfback.broker.dlq.size", "{message}", "Messages held in a dead-letter queue (%DLQ%<group>), by DLQ topic.")
 	pending := o.UpDownCounter("halfback.txn.half.pending", "{message}", "Half messages waiting for their producer's commit or rollback.")
 	parked := o.UpDownCounter("halfback.txn.half.parked", "{message}", "Half messages parked after the maximum check-backs (resumable).")

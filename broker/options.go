@@ -45,11 +45,12 @@ type Options struct {
 	// ListenAddr is where the broker serves remoting. Default 127.0.0.1:10911.
 	ListenAddr string
 	// AdvertiseAddr is the host:port clients are told to connect to (the
-	// name server's route data) and the store host in message ids:
-	// RocketMQ's brokerIP1 and listenPort. Default: the address listened
-	// on; when that is every interface (":10911", "0.0.0.0:10911"), the
-	// machine's first non-loopback IPv4 address (as RocketMQ picks
-	// brokerIP1), with the port listened on.
+	// name server's route data) and the store host in message ids (a host
+	// name resolved to its first IPv4 address for those): RocketMQ's
+	// brokerIP1 and listenPort. Default: the address listened on; when that
+	// is every interface (":10911", "0.0.0.0:10911"), the machine's first
+	// non-loopback IPv4 address (like RocketMQ's brokerIP1 default), with
+	// the port listened on.
 	AdvertiseAddr string
 	// NamesrvAddrs are the name servers the broker registers with. Empty
 	// means no registration (a broker used directly by address).

@@ -251,18 +251,31 @@ func TestAdvertisedAddress(t *testing.T) {
 	}
 
 	for _, listened := range []string{"0.0.0.0:10911", "[::]:10911"} {
-		got := advertised("", net.TCPAddrFromAddrPort(netip.MustParseAddrPort(listened)))
+		got, loopback := advertised("", net.TCPAddrFromAddrPort(netip.MustParseAddrPort(listened)))
 		ap, err := netip.ParseAddrPort(got)
-		if err != nil || ap.Addr().IsUnspecified() || !ap.Addr().Is4() || ap.Port() != 10911 {
-			t.Errorf("advertised for %s = %q, want an IPv4 address clients can dial, port 10911", listened, got)
+		if err != nil || ap.Addr().IsUnspecified() || !ap.Addr().Is4() || ap.Port() != 10911 || loopback != ap.Addr().IsLoopback() {
+			t.Errorf("advertised for %s = %q (loopback %v), want an IPv4 address clients can dial, port 10911", listened, got, loopback)
 		}
 	}
 	specific := net.TCPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:10911"))
-	if got := advertised("", specific); got != "127.0.0.1:10911" {
-		t.Errorf("advertised for a specific address = %q", got)
+	if got, loopback := advertised("", specific); got != "127.0.0.1:10911" || loopback {
+		t.Errorf("advertised for a specific address = %q (loopback fallback %v)", got, loopback)
 	}
-	if got := advertised("mq.internal:9000", specific); got != "mq.internal:9000" {
+	if got, _ := advertised("mq.internal:9000", specific); got != "mq.internal:9000" {
 		t.Errorf("advertised with AdvertiseAddr set = %q", got)
+	}
+
+	// Message ids carry an IP address: a host name is resolved ("localhost"
+	// resolves without a network), and one that does not resolve gives
+	// the machine's address with the advertised port.
+	if got := storeHost("10.9.8.7:10911", testLogger()); got != netip.MustParseAddrPort("10.9.8.7:10911") {
+		t.Errorf("storeHost of an IP address = %v", got)
+	}
+	if got := storeHost("localhost:9000", testLogger()); got != netip.MustParseAddrPort("127.0.0.1:9000") {
+		t.Errorf("storeHost of localhost = %v, want 127.0.0.1:9000", got)
+	}
+	if got := storeHost("no-such-host.invalid:9000", testLogger()); !got.Addr().Is4() || got.Port() != 9000 {
+		t.Errorf("storeHost of a name that does not resolve = %v, want the machine's IPv4 address, port 9000", got)
 	}
 }
 

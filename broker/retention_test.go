@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
@@ -37,10 +38,11 @@ func fill(t *testing.T, b *Broker, n int) {
 }
 
 // TestRetentionKeepsPendingDelayedAndOpenTransactions checks that
-// retention, with every old segment due for removal, removes neither a
-// delayed message not yet delivered nor an open transaction's half
-// message (it logs that a hold keeps the segment), and that once the
-// message is delivered or the transaction committed, retention catches up.
+// retention, with every old segment due for removal, keeps a delayed
+// message not yet delivered (it logs that a hold keeps the segment) and
+// catches up once it is delivered; and that it moves an open
+// transaction's half message forward, removes the old segment, and the
+// transaction still commits with its message.
 func TestRetentionKeepsPendingDelayedAndOpenTransactions(t *testing.T) {
 	t.Run("delayed", func(t *testing.T) {
 		var logs testutil.Buffer
@@ -82,16 +84,21 @@ func TestRetentionKeepsPendingDelayedAndOpenTransactions(t *testing.T) {
 		b := startBroker(t, retentionOptions(t, &logs))
 		c := dial(t, b)
 		ref := sendHalfRaw(t, c, "orders", "T1")
-		fill(t, b, 100)
 		half, err := strconv.ParseInt(ref["commitLogOffset"], 10, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "retention to report the transactions' hold", func() bool {
-			return strings.Contains(logs.String(), "hold=transactions") || b.store.MinPhysicalOffset() > half
+		fill(t, b, 100)
+		// The open transaction's message is moved to the end of the log,
+		// and its old segment goes.
+		waitFor(t, "retention to remove the half message's segment", func() bool {
+			return b.store.MinPhysicalOffset() > half
 		})
-		if _, err := b.store.ReadMessage(half); err != nil {
-			t.Fatalf("the open transaction's half message: %v", err)
+		if !strings.Contains(logs.String(), "moved open transactions' messages") {
+			t.Fatalf("no move was logged:\n%s", logs.String())
+		}
+		if tx, ok := b.txn.Get("T1", -1); !ok || tx.Status != txn.Pending {
+			t.Fatalf("the transaction after the move: %+v (found %v)", tx, ok)
 		}
 		if r := endTxn(t, c, ref, message.TransactionCommitType); r.Code != 0 {
 			t.Fatalf("commit: %d %s", r.Code, r.Remark)
@@ -99,8 +106,5 @@ func TestRetentionKeepsPendingDelayedAndOpenTransactions(t *testing.T) {
 		if got := waitQueueMsgs(t, b, "orders", 0, 1); string(got[0].Body) != "body-T1" {
 			t.Fatalf("committed %q", got[0].Body)
 		}
-		waitFor(t, "retention to remove the committed half message's segment", func() bool {
-			return b.store.MinPhysicalOffset() > half
-		})
 	})
 }

@@ -123,8 +123,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		// with a plain send when its send-back failed, and its orderly
 		// consumer always does.
 		h.topic, h.queueID = DLQTopic(group), 0
-		h.properties = message.RemoveProperties(h.properties, message.PropertyDelayTimeLevel, message.PropertyTimerDeliverMS,
-			message.PropertyTimerDelayMS, message.PropertyTimerDelaySec)
+		h.properties = withoutDelay(h.properties)
 		if err := b.ensureGroupTopic(h.topic); err != nil {
 			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 		}

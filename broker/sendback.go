@@ -125,8 +125,7 @@ func (b *Broker) sendBackMessage(e *message.Ext, h sendBackHeader) (*message.Mes
 	m.SysFlag = message.WithTransactionType(e.SysFlag, message.TransactionNotType)
 	m.ReconsumeTimes = e.ReconsumeTimes + 1
 	m.PreparedTransactionOffset = 0
-	props := message.RemoveProperties(e.Properties, message.PropertyDelayTimeLevel, message.PropertyTimerDeliverMS,
-		message.PropertyTimerDelayMS, message.PropertyTimerDelaySec)
+	props := withoutDelay(e.Properties)
 	if _, ok := message.Property(props, message.PropertyRetryTopic); !ok {
 		props = message.SetProperty(props, message.PropertyRetryTopic, e.Topic)
 	}
@@ -192,4 +191,11 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 			"reconsumeTimes", orig.ReconsumeTimes, "offset", h.offset, "dlqOffset", res.PhysicalOffset)
 	}
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// withoutDelay removes the properties that schedule a message (delay
+// level, timer): a dead letter is stored at once, and a retry gets its own.
+func withoutDelay(props string) string {
+	return message.RemoveProperties(props, message.PropertyDelayTimeLevel, message.PropertyTimerDeliverMS,
+		message.PropertyTimerDelayMS, message.PropertyTimerDelaySec)
 }

@@ -10,10 +10,18 @@ import (
 // Lowest reports the lowest commit-log offset of a delayed message not yet
 // delivered: the next one of each level, every indexed timer message past
 // the delivery cursor, and the first timer message not indexed yet. ok is
-// false when nothing is pending. Its signature is a store.HoldFunc: the
-// broker holds the store's retention below it, so a message delayed past
-// fileReservedHours (or through a full disk) is still delivered.
+// false when nothing is pending. It makes the Scheduler a store.Holder:
+// the broker holds the store's retention below it, so a message delayed
+// past fileReservedHours (or through a full disk) is still delivered.
+//
+// After Close it fails with ErrClosed, which a store reads as holding
+// everything: retention must not run on without the scheduler's word.
 func (s *Scheduler) Lowest() (lowest int64, ok bool, err error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return 0, false, ErrClosed
+	}
 	s.mu.Lock()
 	levelNext := slices.Clone(s.levelNext)
 	cursor, indexed := s.timer, s.indexed

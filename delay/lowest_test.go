@@ -1,6 +1,7 @@
 package delay
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -41,11 +42,21 @@ func TestLowestIsTheOldestUndeliveredMessage(t *testing.T) {
 	if got := bodies(r.delivered()); !slices.Equal(got, []string{"lvl-1000", "t-3000", "lvl-5000"}) {
 		t.Fatalf("delivered %v", got)
 	}
+
+	// Closed, it fails (a store then keeps everything) instead of reading
+	// a closed index.
+	r.send("later", message.Properties{message.PropertyDelayTimeLevel: "2"})
+	r.s.Close()
+	if _, _, err := r.s.Lowest(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Lowest after Close: %v, want ErrClosed", err)
+	}
 }
 
 // TestTimerWithoutRecordIsSkipped checks that a timer whose record is no
 // longer in the commit log (removed by an older broker's retention) is
-// skipped instead of stopping every delivery.
+// skipped instead of stopping every delivery. The entry points past the
+// log's end: the store answers ErrOffsetNotFound for that exactly as for
+// an offset below its first segment.
 func TestTimerWithoutRecordIsSkipped(t *testing.T) {
 	r := newRig(t, "1s")
 	defer r.close()

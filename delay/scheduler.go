@@ -60,6 +60,11 @@ type Scheduler struct {
 	timer     timerKey   // last delivered timer message
 	indexed   int64      // next TimerTopic queue offset to index
 
+	// life guards the timer index against Lowest (the store's retention)
+	// while Close closes it; closed is set then.
+	life   sync.RWMutex
+	closed bool
+
 	wake    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -178,7 +183,11 @@ func (s *Scheduler) Close() error {
 		<-s.done
 	}
 	err := s.Checkpoint()
-	if cerr := s.idx.close(); err == nil {
+	s.life.Lock() // no Lowest reads the index while it closes
+	s.closed = true
+	cerr := s.idx.close()
+	s.life.Unlock()
+	if err == nil {
 		err = cerr
 	}
 	return err

@@ -12,7 +12,8 @@ import (
 // import this package); these names make it reachable from here too.
 type (
 	// Step is workflows.Step: a half message, a local-transaction
-	// activity, then commit or rollback.
+	// activity, then commit or rollback. Its send retries until the broker
+	// stores the half message unless SendTimeout says when to give up.
 	Step = workflows.Step
 	// SendHalfInput is the argument of the "txnbridge.SendHalf" activity.
 	SendHalfInput = workflows.SendHalfInput

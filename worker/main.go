@@ -32,12 +32,12 @@ func main() {
 	}
 }
 
-// run is main with its arguments: it starts the stack, waits for ctx to
-// end, and stops the stack.
 // testInterceptors is set only in the test binary (faulthook_test.go): the
 // crash tests' fault hook, which SIGKILLs a worker process they run.
 var testInterceptors func(log *slog.Logger) ([]interceptor.WorkerInterceptor, error)
 
+// run is main with its arguments: it starts the stack, waits for ctx to
+// end, and stops the stack.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -55,6 +55,7 @@ type Step struct {
 	// stored it, as a step that records something already accepted
 	// elsewhere (a payment) must: giving up would lose it. Set it on a
 	// step that may give up, such as creating an order nobody paid for.
+	// (Before SendTimeout existed, every step gave up after ten minutes.)
 	SendTimeout time.Duration
 }
 

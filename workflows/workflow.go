@@ -59,8 +59,8 @@ var policyOptions = workflow.LocalActivityOptions{
 // and a nil error: invalid input, an order that cannot be created (out of
 // stock; fenced MaxStepAttempts times), a pay or cancel step the database
 // refuses when it holds no final status either. An infrastructure failure
-// (no half message stored within ten minutes, a rollback or commit the
-// broker refuses, cancellation) fails the workflow with the error.
+// (create's half message not stored within CreateSendTimeout, a rollback
+// or commit the broker refuses, cancellation) fails the workflow with the error.
 //
 // A payment the workflow does not take (a wrong amount, or one signalled
 // after the order was settled) is listed in OrderResult.RejectedPayments

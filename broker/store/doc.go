@@ -139,11 +139,14 @@
 // segment while the disk is fuller than Options.DiskMaxUsedRatio, is
 // deleted oldest first; consume-queue entries and index keys that point into
 // it are dropped, and pulls below the new minimum get [OffsetTooSmall].
-// [Store.Hold] stops it below the lowest offset a component still needs:
-// the broker holds the delay scheduler's undelivered messages and every
-// open transaction's half message, so neither age nor a full disk removes
-// them (a disk that fills then refuses appends instead). A held segment
-// due for removal is logged once.
+// [Store.Hold] stops it below the lowest offset a component (a [Holder])
+// still needs, unless the component is a [Mover] and moves those records
+// to the end of the log when asked: the broker holds the delay scheduler's
+// undelivered messages, and the transaction service moves open
+// transactions' half messages. Neither age nor a full disk removes them
+// (a disk that fills then refuses appends instead). A held segment due for
+// removal is logged once. With Options.DeferRetention retention waits for
+// [Store.StartRetention], so that the holds are there before it first runs.
 //
 // Under [SyncFlush] one removed segment file is kept, renamed to
 // "recycled", unless the disk is above the watermark (so is the next

@@ -4,13 +4,32 @@ import (
 	"sync"
 )
 
-// HoldFunc reports the lowest commit-log offset its owner still reads a
-// record at, or ok false when it needs none. It is called from the
-// retention loop, only when a segment is due for removal, and must not
-// call back into retention.
+// A Holder keeps retention below the records it still needs.
+type Holder interface {
+	// Lowest reports the lowest commit-log offset its owner still reads a
+	// record at, or ok false when it needs none. It is called from the
+	// retention loop, at most once per retention pass and only when a
+	// segment is due for removal; it must not call back into retention.
+	// An error holds everything.
+	Lowest() (lowest int64, ok bool, err error)
+}
+
+// A Mover is a Holder that can copy the records it holds below end to the
+// end of the log (and read them there from then on), so that retention
+// can go on: the transaction service moves an open transaction's half
+// message this way, as RocketMQ writes it again on every check.
+type Mover interface {
+	Holder
+	MoveBelow(end int64) error
+}
+
+// HoldFunc adapts a function to a Holder.
 type HoldFunc func() (lowest int64, ok bool, err error)
 
-// holds are the registered HoldFuncs.
+// Lowest calls f.
+func (f HoldFunc) Lowest() (int64, bool, error) { return f() }
+
+// holds are the registered Holders.
 type holds struct {
 	mu   sync.Mutex
 	next int
@@ -22,53 +41,68 @@ type holds struct {
 
 type namedHold struct {
 	name string
-	fn   HoldFunc
+	h    Holder
 }
 
-// Hold registers fn under name (for log lines): retention removes no
-// commit-log segment holding a record at or after the lowest offset fn
+// Hold registers h under name (for log lines): retention removes no
+// commit-log segment holding a record at or after the lowest offset h
 // reports, neither for age (FileReserved) nor for disk use
-// (DiskMaxUsedRatio). The delay scheduler holds its pending delayed
-// messages this way, and the transaction service its open half messages,
-// so neither is lost to retention; a disk that then fills refuses appends
-// (ErrWriteFailed) instead. A HoldFunc that fails holds everything. The
-// returned func unregisters fn.
-func (s *Store) Hold(name string, fn HoldFunc) (release func()) {
-	h := &s.holds
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.byID == nil {
-		h.byID = map[int]namedHold{}
+// (DiskMaxUsedRatio), unless h is a Mover and moves those records to the
+// end of the log when asked. The broker holds the delay scheduler's
+// undelivered messages and the transaction service's open half messages
+// this way. A disk that fills with held segments refuses appends
+// (ErrWriteFailed). The returned func unregisters h.
+func (s *Store) Hold(name string, h Holder) (release func()) {
+	hs := &s.holds
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.byID == nil {
+		hs.byID = map[int]namedHold{}
 	}
-	id := h.next
-	h.next++
-	h.byID[id] = namedHold{name, fn}
+	id := hs.next
+	hs.next++
+	hs.byID[id] = namedHold{name, h}
 	return func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		delete(h.byID, id)
+		hs.mu.Lock()
+		defer hs.mu.Unlock()
+		delete(hs.byID, id)
 	}
 }
 
-// heldBelow reports whether a hold still needs a record below end, and
-// which one.
-func (s *Store) heldBelow(end int64) (name string, lowest int64, held bool) {
-	h := &s.holds
-	h.mu.Lock()
-	list := make([]namedHold, 0, len(h.byID))
-	for _, nh := range h.byID {
-		list = append(list, nh)
+// heldAt is what one Holder reported in a retention pass.
+type heldAt struct {
+	name   string
+	h      Holder
+	lowest int64
+	ok     bool
+	err    error
+}
+
+// askHolds asks every Holder for its lowest offset.
+func (s *Store) askHolds() []heldAt {
+	hs := &s.holds
+	hs.mu.Lock()
+	list := make([]heldAt, 0, len(hs.byID))
+	for _, nh := range hs.byID {
+		list = append(list, heldAt{name: nh.name, h: nh.h})
 	}
-	h.mu.Unlock()
-	for _, nh := range list {
-		low, ok, err := nh.fn()
-		if err != nil {
-			s.opts.Logger.Warn("retention: hold failed; keeping the segment", "hold", nh.name, "err", err)
-			return nh.name, -1, true
-		}
-		if ok && low < end {
-			return nh.name, low, true
+	hs.mu.Unlock()
+	for i := range list {
+		list[i].lowest, list[i].ok, list[i].err = list[i].h.Lowest()
+		if list[i].err != nil {
+			s.opts.Logger.Warn("retention: a hold failed; keeping the log", "hold", list[i].name, "err", list[i].err)
 		}
 	}
-	return "", 0, false
+	return list
+}
+
+// holding returns the holds that need a record below end.
+func holding(list []heldAt, end int64) []heldAt {
+	var out []heldAt
+	for _, a := range list {
+		if a.err != nil || a.ok && a.lowest < end {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -85,6 +85,10 @@ type Options struct {
 	DiskMaxUsedRatio float64
 	// RetentionCheckPeriod is how often retention runs. Default 10 s.
 	RetentionCheckPeriod time.Duration
+	// DeferRetention keeps retention stopped until [Store.StartRetention],
+	// so that the Holders of what is still needed (Store.Hold) are there
+	// before it first runs. Default: retention starts with Open.
+	DeferRetention bool
 	// MaxMessageSize is the largest body accepted, in bytes. Default 4 MiB.
 	MaxMessageSize int
 	// StoreHost is written into every record and into message ids; it is the

@@ -25,9 +25,12 @@ func (s *Store) retentionLoop() {
 // runRetention removes segments, oldest first, while the oldest is older
 // than FileReserved or the disk is fuller than DiskMaxUsedRatio. The active
 // segment, any segment not fully dispatched, and any segment a Hold still
-// needs are never removed. Consume queue entries and index keys pointing
-// into removed segments are dropped.
+// needs are never removed; a Mover holding one is asked to move its
+// records out first. Consume queue entries and index keys pointing into
+// removed segments are dropped.
 func (s *Store) runRetention() error {
+	var held []heldAt // asked once per pass (again after a move)
+	asked, moved := false, int64(-1)
 	for {
 		usage, err := s.diskUsage()
 		if err != nil {
@@ -50,11 +53,19 @@ func (s *Store) runRetention() error {
 			return err
 		}
 		// Asked outside the log's lock: a hold may take its owner's locks.
-		if name, lowest, held := s.heldBelow(oldest.base + s.opts.SegmentSize); held {
+		end := oldest.base + s.opts.SegmentSize
+		if !asked {
+			held, asked = s.askHolds(), true
+		}
+		if by := holding(held, end); len(by) > 0 {
+			if moved != oldest.base && s.moveHeld(by, end) {
+				moved, asked = oldest.base, false // once per segment, then ask again
+				continue
+			}
 			if s.holds.warned != oldest.base+1 {
 				s.holds.warned = oldest.base + 1
 				s.opts.Logger.Warn("retention: keeping a commit-log segment that is due for removal: a hold still needs it",
-					"base", oldest.base, "hold", name, "offset", lowest, "diskUsage", usage)
+					"base", oldest.base, "hold", by[0].name, "offset", by[0].lowest, "diskUsage", usage)
 			}
 			return nil
 		}
@@ -80,6 +91,25 @@ func (s *Store) runRetention() error {
 			return err
 		}
 	}
+}
+
+// moveHeld asks the holds in by to move their records below end, when
+// every one of them is a Mover that answered; it reports whether they all
+// moved them.
+func (s *Store) moveHeld(by []heldAt, end int64) bool {
+	for _, a := range by {
+		if _, ok := a.h.(Mover); !ok || a.err != nil {
+			return false
+		}
+	}
+	for _, a := range by {
+		if err := a.h.(Mover).MoveBelow(end); err != nil {
+			s.opts.Logger.Warn("retention: a hold could not move its records", "hold", a.name, "err", err)
+			return false
+		}
+		s.opts.Logger.Info("retention: a hold moved its records to the end of the log", "hold", a.name, "below", end)
+	}
+	return true
 }
 
 // diskUsage is the used fraction of the file system holding the store.

@@ -304,69 +304,174 @@ func TestCloseKeepsPreparedSegment(t *testing.T) {
 	}
 }
 
-// TestRetentionKeepsHeldSegments checks that no segment at or above a
-// hold's lowest offset is removed, neither for age nor for disk use; that
-// the hold moving up lets retention go that far and no further; that a
-// failing hold keeps everything; and that a released hold holds nothing.
+// TestRetentionKeepsHeldSegments checks, for each reason a segment is due
+// (age, disk use), that no segment at or above a hold's lowest offset is
+// removed; that the hold moving up lets retention go that far and no
+// further; that a failing hold keeps everything; and that a released hold
+// holds nothing.
 func TestRetentionKeepsHeldSegments(t *testing.T) {
-	o := testOptions(t, SyncFlush)
-	clock := &fakeClock{now: time.Now()}
-	o.Now = clock.Now
-	o.FileReserved = time.Hour
-	var usage atomic.Value
-	usage.Store(0.99) // above the watermark too
-	o.diskUsage = func() (float64, error) { return usage.Load().(float64), nil }
-	s := openStore(t, o)
-	defer s.Close()
-	res := fillSegments(t, s, 100) // ~4 segments of 256 KiB
-	clock.Add(2 * time.Hour)
+	for _, cause := range []string{"age", "disk"} {
+		t.Run(cause, func(t *testing.T) {
+			o := testOptions(t, SyncFlush)
+			o.DeferRetention = true // only the test's runRetention calls
+			clock := &fakeClock{now: time.Now()}
+			o.Now = clock.Now
+			o.FileReserved = time.Hour
+			usage := 0.10
+			if cause == "disk" {
+				usage = 0.99
+			}
+			o.diskUsage = func() (float64, error) { return usage, nil }
+			s := openStore(t, o)
+			defer s.Close()
+			res := fillSegments(t, s, 100) // ~4 segments of 256 KiB
+			if cause == "age" {
+				clock.Add(2 * time.Hour)
+			}
 
-	var lowest atomic.Int64
-	var fail atomic.Bool
-	lowest.Store(res[0].PhysicalOffset)
-	release := s.Hold("test", func() (int64, bool, error) {
-		if fail.Load() {
-			return 0, false, errors.New("hold broken")
+			var lowest atomic.Int64
+			var fail atomic.Bool
+			lowest.Store(res[0].PhysicalOffset)
+			release := s.Hold("test", HoldFunc(func() (int64, bool, error) {
+				if fail.Load() {
+					return 0, false, errors.New("hold broken")
+				}
+				return lowest.Load(), true, nil
+			}))
+			none := s.Hold("idle", HoldFunc(func() (int64, bool, error) { return 0, false, nil }))
+			defer none()
+
+			mustRetain(t, s)
+			if s.MinPhysicalOffset() != 0 {
+				t.Fatalf("a held segment was removed: min offset %d", s.MinPhysicalOffset())
+			}
+			if _, err := s.ReadMessage(res[0].PhysicalOffset); err != nil {
+				t.Fatalf("the held record: %v", err)
+			}
+
+			// The hold moves into the third segment: the first two go.
+			lowest.Store(2*o.SegmentSize + 100)
+			mustRetain(t, s)
+			if got := s.MinPhysicalOffset(); got != 2*o.SegmentSize {
+				t.Fatalf("min offset %d, want %d: the segments below the hold removed, the held one kept", got, 2*o.SegmentSize)
+			}
+
+			fail.Store(true)
+			lowest.Store(res[len(res)-1].PhysicalOffset)
+			mustRetain(t, s)
+			if got := s.MinPhysicalOffset(); got != 2*o.SegmentSize {
+				t.Fatalf("a failing hold let retention remove segments: min offset %d", got)
+			}
+
+			release()
+			mustRetain(t, s)
+			if segs := segmentFiles(t, o.Dir); len(segs) != 1 {
+				t.Fatalf("%d segments left after the hold was released, want only the active one", len(segs))
+			}
+		})
+	}
+}
+
+// mover is a Mover over an offset that MoveBelow raises to the log's end.
+type mover struct {
+	s      *Store
+	lowest atomic.Int64
+	moves  atomic.Int32
+	fail   bool
+}
+
+func (m *mover) Lowest() (int64, bool, error) { return m.lowest.Load(), true, nil }
+
+func (m *mover) MoveBelow(end int64) error {
+	m.moves.Add(1)
+	if m.fail {
+		return errors.New("cannot move")
+	}
+	if m.lowest.Load() < end {
+		m.lowest.Store(m.s.MaxPhysicalOffset())
+	}
+	return nil
+}
+
+// TestRetentionMovesWhatAMoverHolds checks that a Mover holding a due
+// segment is asked to move its records, and the segment goes once it did;
+// that a Mover that cannot move keeps its segment; and that a plain hold
+// beside a Mover keeps the segment without asking the Mover to move.
+func TestRetentionMovesWhatAMoverHolds(t *testing.T) {
+	open := func(t *testing.T) (*Store, []AppendResult) {
+		o := testOptions(t, SyncFlush)
+		o.DeferRetention = true
+		o.FileReserved = time.Millisecond
+		o.diskUsage = func() (float64, error) { return 0.10, nil }
+		s := openStore(t, o)
+		t.Cleanup(func() { s.Close() })
+		res := fillSegments(t, s, 100)
+		waitFor(t, "the segments to age", func() bool {
+			seg, mod, ok, err := s.log.oldest()
+			return err == nil && ok && seg != nil && time.Since(mod) > o.FileReserved
+		})
+		return s, res
+	}
+
+	t.Run("moved", func(t *testing.T) {
+		s, res := open(t)
+		m := &mover{s: s}
+		m.lowest.Store(res[0].PhysicalOffset)
+		s.Hold("mover", m)
+		mustRetain(t, s)
+		if m.moves.Load() != 1 || len(segmentFiles(t, s.opts.Dir)) != 1 {
+			t.Fatalf("%d moves, %d segments left; want 1 move and only the active segment", m.moves.Load(), len(segmentFiles(t, s.opts.Dir)))
 		}
-		return lowest.Load(), true, nil
 	})
-	none := s.Hold("idle", func() (int64, bool, error) { return 0, false, nil })
-	defer none()
+	t.Run("cannot move", func(t *testing.T) {
+		s, res := open(t)
+		m := &mover{s: s, fail: true}
+		m.lowest.Store(res[0].PhysicalOffset)
+		s.Hold("mover", m)
+		mustRetain(t, s)
+		if m.moves.Load() != 1 || s.MinPhysicalOffset() != 0 {
+			t.Fatalf("%d moves, min offset %d; want 1 attempt and the segment kept", m.moves.Load(), s.MinPhysicalOffset())
+		}
+	})
+	t.Run("beside a plain hold", func(t *testing.T) {
+		s, res := open(t)
+		m := &mover{s: s}
+		m.lowest.Store(res[0].PhysicalOffset)
+		s.Hold("mover", m)
+		s.Hold("plain", HoldFunc(func() (int64, bool, error) { return res[0].PhysicalOffset, true, nil }))
+		mustRetain(t, s)
+		if m.moves.Load() != 0 || s.MinPhysicalOffset() != 0 {
+			t.Fatalf("%d moves, min offset %d; want no move (it would not free the segment) and the segment kept",
+				m.moves.Load(), s.MinPhysicalOffset())
+		}
+	})
+}
 
+func mustRetain(t *testing.T, s *Store) {
+	t.Helper()
 	if err := s.runRetention(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestStartRetention checks that a store opened with DeferRetention
+// removes due segments once StartRetention is called, and that calling it
+// again, or after Close, is harmless.
+func TestStartRetention(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	o.DeferRetention = true
+	o.FileReserved, o.RetentionCheckPeriod = time.Millisecond, 10*time.Millisecond
+	o.diskUsage = func() (float64, error) { return 0.10, nil }
+	s := openStore(t, o)
+	fillSegments(t, s, 100)
 	if s.MinPhysicalOffset() != 0 {
-		t.Fatalf("a held segment was removed: min offset %d", s.MinPhysicalOffset())
+		t.Fatal("retention ran before StartRetention")
 	}
-	if _, err := s.ReadMessage(res[0].PhysicalOffset); err != nil {
-		t.Fatalf("the held record: %v", err)
-	}
-
-	// The hold moves into the third segment: the first two go.
-	third := 2*o.SegmentSize + 100
-	lowest.Store(third)
-	if err := s.runRetention(); err != nil {
+	s.StartRetention()
+	s.StartRetention()
+	waitFor(t, "retention to remove the due segments", func() bool { return len(segmentFiles(t, o.Dir)) == 1 })
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.MinPhysicalOffset(); got != 2*o.SegmentSize {
-		t.Fatalf("min offset %d, want %d: the segments below the hold removed, the held one kept", got, 2*o.SegmentSize)
-	}
-
-	fail.Store(true)
-	lowest.Store(res[len(res)-1].PhysicalOffset)
-	if err := s.runRetention(); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.MinPhysicalOffset(); got != 2*o.SegmentSize {
-		t.Fatalf("a failing hold let retention remove segments: min offset %d", got)
-	}
-
-	release()
-	if err := s.runRetention(); err != nil {
-		t.Fatal(err)
-	}
-	if segs := segmentFiles(t, o.Dir); len(segs) != 1 {
-		t.Fatalf("%d segments left after the hold was released, want only the active one", len(segs))
-	}
+	s.StartRetention()
 }

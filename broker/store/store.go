@@ -187,7 +187,8 @@ type Store struct {
 	// dispatcher reads the log up to the visible end.
 	handDropped bool
 
-	holds holds // what retention must keep (Hold)
+	holds         holds     // what retention must keep (Hold)
+	retentionOnce sync.Once // starts the retention loop
 }
 
 // defaultHandLimit bounds the records the writer holds for the dispatcher
@@ -251,12 +252,28 @@ func Open(opts Options) (*Store, error) {
 		s.log.close()
 		return nil, err
 	}
-	s.wg.Add(4)
+	s.wg.Add(3)
 	go s.writeLoop()
 	go s.dispatchLoop()
 	go s.flushLoop()
-	go s.retentionLoop()
+	if !opts.DeferRetention {
+		s.StartRetention()
+	}
 	return s, nil
+}
+
+// StartRetention starts the retention loop (Options.DeferRetention); it
+// does nothing if it runs already or the store is closed.
+func (s *Store) StartRetention() {
+	s.retentionOnce.Do(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			return
+		}
+		s.wg.Add(1)
+		go s.retentionLoop()
+	})
 }
 
 // Append stores one message. Under SyncFlush it returns after the record is

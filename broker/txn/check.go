@@ -126,7 +126,7 @@ func checkMessage(ext *message.Ext, e *entry) message.Ext {
 	m.QueueID = int32(qid)
 	m.CommitLogOffset = e.half
 	m.QueueOffset = e.queueOffset
-	m.Properties = message.SetProperty(message.RemoveProperties(ext.Properties, PropertyHalfOffset),
+	m.Properties = message.SetProperty(message.RemoveProperties(ext.Properties, PropertyHalfOffset, PropertyMoved),
 		message.PropertyTransactionCheckTimes, strconv.Itoa(int(e.checks)+1))
 	return m
 }
@@ -140,17 +140,7 @@ func (s *Service) park(e *entry) {
 		e.resolving = nil
 		s.mu.Unlock()
 	}()
-	ext, err := s.st.ReadMessage(e.content)
-	if err != nil {
-		s.opts.Logger.Error("txn: read half message to park", "half", e.half, "err", err)
-		return
-	}
-	m := ext.Message
-	m.Topic, m.QueueID = CheckMaxTopic, 0
-	m.Properties = message.SetProperty(ext.Properties, PropertyHalfOffset, strconv.FormatInt(e.half, 10))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = s.write(ctx, &m, func(r store.AppendResult) {
+	err := s.copyContent(e, false, func(r store.AppendResult) {
 		e.status, e.content = Parked, r.PhysicalOffset
 		s.persist(e)
 	})

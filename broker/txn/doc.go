@@ -16,7 +16,10 @@
 //   - a rollback or an admin resume: a small record in [OpTopic] whose tag
 //     says which and whose body is the half record's offset;
 //   - parking after [Options.CheckMax] checks: a copy of the half message
-//     in [CheckMaxTopic], carrying the half offset in [PropertyHalfOffset].
+//     in [CheckMaxTopic], carrying the half offset in [PropertyHalfOffset];
+//   - a move ([Service.MoveBelow], when the store's retention is due to
+//     remove the segment holding an open transaction's message): the same
+//     copy, also marked [PropertyMoved], which leaves the status as it was.
 //
 // # State
 //

@@ -167,7 +167,7 @@ func committedMessage(half *message.Ext, halfOffset int64) *message.Message {
 	qid, _ := strconv.ParseInt(half.Property(message.PropertyRealQueueID), 10, 32)
 	m.QueueID = int32(qid)
 	m.Properties = message.RemoveProperties(half.Properties, message.PropertyRealTopic, message.PropertyRealQueueID,
-		message.PropertyTransactionPrepared, message.PropertyTransactionCheckTimes, PropertyHalfOffset)
+		message.PropertyTransactionPrepared, message.PropertyTransactionCheckTimes, PropertyHalfOffset, PropertyMoved)
 	m.SysFlag = message.WithTransactionType(half.SysFlag, message.TransactionCommitType)
 	m.PreparedTransactionOffset = halfOffset
 	return &m

@@ -1,6 +1,10 @@
 package txn
 
-import "testing"
+import (
+	"os"
+	"slices"
+	"testing"
+)
 
 // TestLowestIsTheOldestOpenHalf follows Lowest (what the broker holds the
 // store's retention below) as transactions open, end, and survive a
@@ -27,4 +31,74 @@ func TestLowestIsTheOldestOpenHalf(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("all ended", 0, false)
+}
+
+// TestMoveBelowKeepsStatusAndOutcome moves a pending and a parked
+// transaction's messages to the end of the log: Lowest rises past the old
+// ones, the statuses stay (also when the state is rebuilt from the log
+// alone), a check-back still carries the message without the move's
+// property, and a commit delivers the original message.
+func TestMoveBelowKeepsStatusAndOutcome(t *testing.T) {
+	r := newRig(t)
+	parked := r.half("p")
+	for range testOpts.CheckMax + 1 {
+		r.clock.Advance(testOpts.CheckInterval)
+		r.svc.checkRound()
+	}
+	pending := r.half("a")
+	if l := r.svc.List(Parked, 0); len(l) != 1 {
+		t.Fatalf("parked: %+v", l)
+	}
+	end := r.st.MaxPhysicalOffset()
+	if err := r.svc.MoveBelow(end); err != nil {
+		t.Fatal(err)
+	}
+	if low, ok, err := r.svc.Lowest(); err != nil || !ok || low < end {
+		t.Fatalf("Lowest after the move = %d, %v, %v; want at or above %d", low, ok, err, end)
+	}
+	status := func(stage string) {
+		t.Helper()
+		for id, want := range map[string]Status{"p": Parked, "a": Pending} {
+			if tx, ok := r.svc.Get(id, -1); !ok || tx.Status != want {
+				t.Fatalf("%s: %s is %+v (found %v), want %v", stage, id, tx, ok, want)
+			}
+		}
+	}
+	status("after the move")
+
+	// Rebuilt from the log alone: the moved copies must not park "a".
+	r.close()
+	if err := os.RemoveAll(r.dir + "/txn"); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+	status("rebuilt from the log")
+	if low, ok, _ := r.svc.Lowest(); !ok || low < end {
+		t.Fatalf("Lowest after the rebuild = %d, want the moved copies' (at or above %d)", low, end)
+	}
+
+	r.clock.Advance(testOpts.Timeout + testOpts.CheckInterval)
+	r.svc.checkRound()
+	if c := r.check.last(); string(c.Message.Body) != "body-a" || c.Message.Property(PropertyMoved) != "" ||
+		c.Message.Property(PropertyHalfOffset) != "" {
+		t.Fatalf("check-back of the moved transaction: %+v", c.Message)
+	}
+	if _, err := r.end(pending, Commit); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.end(parked, Commit); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.waitDelivered(2); !slices.Equal(got, []string{"a", "p"}) {
+		t.Fatalf("delivered %v", got)
+	}
+	for _, id := range []string{"a", "p"} {
+		m, err := r.st.ReadMessage(mustFind(t, r, id))
+		if err != nil || m.Property(PropertyMoved) != "" || m.Property(PropertyHalfOffset) != "" || string(m.Body) != "body-"+id {
+			t.Fatalf("committed %s: %+v %v", id, m, err)
+		}
+	}
+	if _, ok, _ := r.svc.Lowest(); ok {
+		t.Fatal("Lowest still reports an open transaction after both ended")
+	}
 }

@@ -20,6 +20,10 @@ const (
 // half message it parks.
 const PropertyHalfOffset = "HB_TXN_HALF_OFFSET"
 
+// PropertyMoved marks a copy in CheckMaxTopic that retention asked for
+// (Service.MoveBelow): it moves the message, and leaves the status alone.
+const PropertyMoved = "HB_TXN_MOVED"
+
 // Defaults, RocketMQ's where it has one.
 const (
 	DefaultTimeout            = 6 * time.Second

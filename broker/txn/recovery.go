@@ -102,7 +102,10 @@ func (s *Service) applyRecord(x *message.Ext) error {
 	case x.Topic == CheckMaxTopic:
 		half, err := strconv.ParseInt(x.Property(PropertyHalfOffset), 10, 64)
 		if e, ok := s.live[half]; err == nil && ok {
-			e.status, e.content = Parked, x.CommitLogOffset
+			if x.Property(PropertyMoved) == "" {
+				e.status = Parked
+			}
+			e.content = x.CommitLogOffset
 			s.persist(e)
 		}
 	case x.Topic == OpTopic:

@@ -254,19 +254,3 @@ func (s *Service) loop(d time.Duration, fn func()) {
 		}
 	}()
 }
-
-// Lowest reports the lowest commit-log offset holding the message of an
-// open transaction (pending, or parked after its checks): ok is false when
-// none is open. Its signature is a store.HoldFunc: the broker holds the
-// store's retention below it, so an open transaction's half message is
-// never removed before it is committed or rolled back.
-func (s *Service) Lowest() (lowest int64, ok bool, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range s.live {
-		if !ok || e.content < lowest {
-			lowest, ok = e.content, true
-		}
-	}
-	return lowest, ok, nil
-}

@@ -1,0 +1,85 @@
+package txn
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Lowest reports the lowest commit-log offset holding the message of an
+// open transaction (pending, or parked after its checks): ok is false when
+// none is open. With MoveBelow it makes the Service a store.Mover: the
+// broker holds the store's retention below it, so an open transaction's
+// half message is never removed before it is committed or rolled back.
+func (s *Service) Lowest() (lowest int64, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.live {
+		if !ok || e.content < lowest {
+			lowest, ok = e.content, true
+		}
+	}
+	return lowest, ok, nil
+}
+
+// MoveBelow copies the message of every open transaction held below end
+// to the end of the log (CheckMaxTopic, marked PropertyMoved) and reads it
+// there from then on, status unchanged, so that retention can remove the
+// old segment; RocketMQ gets the same by writing the half message again on
+// every check. A transaction being resolved right now is left for the next
+// pass. It returns the first error; the others are moved anyway.
+func (s *Service) MoveBelow(end int64) error {
+	s.mu.Lock()
+	var claimed []*entry
+	for _, e := range s.live {
+		if e.content < end && e.resolving == nil {
+			e.resolving = make(chan struct{})
+			claimed = append(claimed, e)
+		}
+	}
+	s.mu.Unlock()
+	var first error
+	for _, e := range claimed {
+		err := s.copyContent(e, true, func(r store.AppendResult) {
+			e.content = r.PhysicalOffset
+			s.persist(e)
+		})
+		s.mu.Lock()
+		close(e.resolving)
+		e.resolving = nil
+		s.mu.Unlock()
+		if err != nil && first == nil {
+			first = fmt.Errorf("txn: move half message %d: %w", e.half, err)
+		}
+	}
+	if len(claimed) > 0 && first == nil {
+		s.opts.Logger.Info("txn: moved open transactions' messages to the end of the log", "count", len(claimed), "below", end)
+	}
+	return first
+}
+
+// copyContent writes a copy of e's message to CheckMaxTopic, carrying the
+// half offset (and PropertyMoved when moved), and applies its result. The
+// caller holds e.resolving.
+func (s *Service) copyContent(e *entry, moved bool, apply func(store.AppendResult)) error {
+	ext, err := s.st.ReadMessage(e.content)
+	if err != nil {
+		return fmt.Errorf("read half message %d at %d: %w", e.half, e.content, err)
+	}
+	m := ext.Message
+	m.Topic, m.QueueID = CheckMaxTopic, 0
+	m.Properties = message.SetProperty(ext.Properties, PropertyHalfOffset, strconv.FormatInt(e.half, 10))
+	if moved {
+		m.Properties = message.SetProperty(m.Properties, PropertyMoved, "true")
+	} else {
+		m.Properties = message.RemoveProperties(m.Properties, PropertyMoved)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = s.write(ctx, &m, apply)
+	return err
+}
