@@ -99,10 +99,7 @@ func TestImmunityDelaysTheFirstCheckWithoutBurningChecks(t *testing.T) {
 func TestMaxChecksParksThenResumeAndCommit(t *testing.T) {
 	r := newRig(t)
 	res := r.half("a")
-	for range testOpts.CheckMax + 1 {
-		r.clock.Advance(testOpts.CheckInterval)
-		r.svc.checkRound()
-	}
+	r.useUpChecks()
 	l := r.svc.List(Parked, 0)
 	if len(l) != 1 || l[0].Checks != testOpts.CheckMax {
 		t.Fatalf("parked: %+v (all: %+v)", l, r.svc.List(0, 0))
@@ -142,10 +139,7 @@ func TestMaxChecksParksThenResumeAndCommit(t *testing.T) {
 func TestParkedTransactionCanStillBeEnded(t *testing.T) {
 	r := newRig(t)
 	res := r.half("a")
-	for range testOpts.CheckMax + 1 {
-		r.clock.Advance(testOpts.CheckInterval)
-		r.svc.checkRound()
-	}
+	r.useUpChecks()
 	if out, err := r.end(res, Rollback); err != nil || out.Txn.Status != RolledBack {
 		t.Fatalf("rollback of a parked transaction: %+v %v", out, err)
 	}

@@ -177,3 +177,12 @@ func (r *rig) waitDelivered(n int) []string {
 	})
 	return got
 }
+
+// useUpChecks runs check rounds, an interval apart, until every pending
+// transaction's checks are used up and it is parked.
+func (r *rig) useUpChecks() {
+	for range testOpts.CheckMax + 1 {
+		r.clock.Advance(testOpts.CheckInterval)
+		r.svc.checkRound()
+	}
+}

@@ -41,10 +41,7 @@ func TestLowestIsTheOldestOpenHalf(t *testing.T) {
 func TestMoveBelowKeepsStatusAndOutcome(t *testing.T) {
 	r := newRig(t)
 	parked := r.half("p")
-	for range testOpts.CheckMax + 1 {
-		r.clock.Advance(testOpts.CheckInterval)
-		r.svc.checkRound()
-	}
+	r.useUpChecks()
 	pending := r.half("a")
 	if l := r.svc.List(Parked, 0); len(l) != 1 {
 		t.Fatalf("parked: %+v", l)

@@ -18,10 +18,7 @@ func scenario(t *testing.T, r *rig) {
 	if _, err := r.end(rb, Rollback); err != nil {
 		t.Fatal(err)
 	}
-	for range testOpts.CheckMax + 1 {
-		r.clock.Advance(testOpts.CheckInterval)
-		r.svc.checkRound()
-	}
+	r.useUpChecks()
 	r.half("pending")
 	r.clock.Advance(testOpts.Timeout)
 	r.svc.checkRound()
