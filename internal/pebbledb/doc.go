@@ -1,3 +1,4 @@
-// Package pebbledb opens the Pebble databases the store's key index and the
-// delay scheduler's timer index live in, with one set of options.
+// Package pebbledb opens the Pebble databases of the delay scheduler's
+// timer index, the transaction service's state and the message lifecycle
+// record, with one set of options.
 package pebbledb

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// TestRunGrantsCouponsUntilStopped runs the command against a real name
+// server and broker: an OrderPaid event already in the topic gets its
+// coupon in the order database the config names, and cancelling the
+// context stops the command cleanly.
+func TestRunGrantsCouponsUntilStopped(t *testing.T) {
+	stack := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})
+	dir := t.TempDir()
+	dsn := "file:" + filepath.Join(dir, "orders.db") + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+	cfg := filepath.Join(dir, "config.yaml")
+	// Not the worker's embedded broker: the consumer asks broker.namesrvAddr.
+	body := fmt.Sprintf("store:\n  dataDir: %s\nbroker:\n  namesrvAddr: %s\nworker:\n  embeddedBroker: false\n"+
+		"orders:\n  dsn: %q\nlog:\n  level: error\n", dir, stack.NamesrvAddr, dsn)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := txnbridgetest.NewClient(t, stack.NamesrvAddr).NewProducer(client.ProducerOptions{Group: "test-payer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	event, _ := json.Marshal(workflows.OrderEvent{OrderID: "order-7", User: "ann", Amount: 1999, PaymentID: "pay-7"})
+	if _, err := p.Send(context.Background(), &client.Message{Topic: workflows.TopicOrderEvents, Tags: workflows.TagOrderPaid,
+		Keys: []string{"order-7"}, Body: event}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--config", cfg, "--group", "coupon-test"}) }()
+
+	db, err := orders.Open(context.Background(), orders.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	testutil.WaitFor(t, 30*time.Second, "the coupon of order-7", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("the consumer stopped early: %v", err)
+		default:
+		}
+		c, err := db.Coupons(context.Background())
+		return err == nil && c["order-7"] == 1
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after cancel: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+}
+
+func TestRunRefusesBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "flag provided but not defined"},
+		{[]string{"--config", "/nonexistent.yaml"}, "no such file"},
+	} {
+		err := run(context.Background(), tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	temporalclient "go.temporal.io/sdk/client"
+
+	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// writeConfig writes a config naming temporalHostPort and an order
+// database in a fresh directory, and returns its path.
+func writeConfig(t *testing.T, temporalHostPort string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	body := fmt.Sprintf("store:\n  dataDir: %s\ntemporal:\n  hostPort: %s\nlog:\n  level: error\n", dir, temporalHostPort)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestRunSignalsPay runs the payer against a Temporal dev server: the
+// order's workflow (started, no worker needed) receives the pay signal
+// with the payment id and amount the flags give, or the default id.
+func TestRunSignalsPay(t *testing.T) {
+	srv := txnbridgetest.StartDevServer(t)
+	tc := txnbridgetest.DialTemporal(t, srv)
+	ctx := context.Background()
+	in := workflows.OrderInput{OrderID: "order-9", User: "ann", SKU: "sku-1", Qty: 1, Amount: 1500}
+	run1, err := tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: in.OrderID, TaskQueue: "no-worker"},
+		workflows.OrderPaymentWorkflowName, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, srv.FrontendHostPort())
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, []string{"--config", cfg, "--order", in.OrderID, "--amount", "1500"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, stderr.String())
+	}
+	if code := run(ctx, []string{"--config", cfg, "--order", in.OrderID, "--amount", "7", "--payment-id", "p-2"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "signalled pay pay-order-9 to order order-9") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+
+	var got []workflows.PayInput
+	it := tc.GetWorkflowHistory(ctx, in.OrderID, run1.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalPay {
+			var p workflows.PayInput
+			if err := temporalclient.NewValue(a.GetInput()).Get(&p); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, p)
+		}
+	}
+	want := []workflows.PayInput{{PaymentID: "pay-order-9", Amount: 1500}, {PaymentID: "p-2", Amount: 7}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("pay signals %+v, want %+v", got, want)
+	}
+}
+
+func TestRunRefusesBadInput(t *testing.T) {
+	cfg := writeConfig(t, "127.0.0.1:1") // never dialled: each case fails first
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"--config", cfg}, 2, "--order is required"},
+		{[]string{"--config", "/nonexistent.yaml", "--order", "o"}, 1, "no such file"},
+		// No --amount: read from the order database, where there is no such order.
+		{[]string{"--config", cfg, "--order", "nope"}, 1, "amount of order nope (or give --amount)"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), tc.code, tc.want)
+		}
+	}
+}
