@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -521,8 +522,12 @@ func TestIndexWriteFailureRetried(t *testing.T) {
 	ffs.mu.Lock()
 	ffs.fail = false
 	ffs.mu.Unlock()
-	// No further append: the dispatcher tries again by itself.
-	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	// No further append: the dispatcher tries again by itself, after up to
+	// dispatchRetryMax (the failures above doubled its backoff), so the
+	// wait allows a loaded machine several of those.
+	testutil.WaitFor(t, 6*dispatchRetryMax, "the retried dispatch", func() bool {
+		return s.DispatchedOffset() == s.MaxPhysicalOffset()
+	})
 	mustAppend(t, s, testMsg("ix", 0, 5))
 	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
 	for i := 1; i <= 5; i++ {
