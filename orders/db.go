@@ -30,11 +30,45 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	}
 	sdb.SetMaxOpenConns(o.MaxOpenConns)
 	db := &DB{sql: sdb, opts: o}
-	if err := db.createSchema(ctx); err != nil {
+	if err := db.createSchemaRetrying(ctx); err != nil {
 		return nil, errors.Join(err, sdb.Close())
 	}
 	return db, nil
 }
+
+// openBusyLimit bounds how long Open waits for another connection's lock.
+const openBusyLimit = 30 * time.Second
+
+// createSchemaRetrying runs createSchema again while SQLite answers
+// SQLITE_BUSY, for up to openBusyLimit: busy_timeout does not cover a new
+// connection switching the file to WAL while another process opening the
+// same new file holds its lock, which is what two processes started
+// together (the worker and a consumer) do.
+func (db *DB) createSchemaRetrying(ctx context.Context) error {
+	deadline := time.Now().Add(openBusyLimit)
+	wait := 10 * time.Millisecond
+	for {
+		err := db.createSchema(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 250*time.Millisecond)
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var coded interface{ Code() int }
+	return errors.As(err, &coded) && coded.Code()&0xff == sqliteBusy
+}
+
+// sqliteBusy is SQLITE_BUSY's primary result code.
+const sqliteBusy = 5
 
 // createSchema runs the schema statements in one transaction.
 func (db *DB) createSchema(ctx context.Context) error {

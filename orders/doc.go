@@ -52,6 +52,9 @@
 // do not block the writer), waits up to 5 s for another process's write
 // lock (busy_timeout) and begins transactions IMMEDIATE (the write lock is
 // taken at BEGIN, so a transaction never fails to upgrade a read lock).
+// Open also retries, for up to 30 s, the SQLITE_BUSY that busy_timeout
+// does not cover: two processes opening the same new file at once, one
+// switching it to WAL while the other holds its lock.
 // SQLite's default synchronous=FULL keeps a committed transaction across
 // a power loss. A larger MaxOpenConns works (the transaction log's
 // primary key still decides every race) but trades queueing for busy

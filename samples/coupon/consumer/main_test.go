@@ -43,16 +43,16 @@ func TestRunGrantsCouponsUntilStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--config", cfg, "--group", "coupon-test"}) }()
-
+	// The test reads the coupons through its own handle on the file.
 	db, err := orders.Open(context.Background(), orders.Options{DSN: dsn})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--config", cfg, "--group", "coupon-test"}) }()
 	testutil.WaitFor(t, 30*time.Second, "the coupon of order-7", func() bool {
 		select {
 		case err := <-done:
