@@ -98,7 +98,7 @@ func (c *Client) checkRequest(conn *remoting.Conn, req *remoting.Command) (*Chec
 	if err != nil {
 		return nil, fmt.Errorf("half message: %w", err)
 	}
-	m := newMessageExt(&ext)
+	m := newMessageExt(&ext, c.log)
 	r := HalfReceipt{
 		ProducerGroup: m.SystemProperties[message.PropertyProducerGroup],
 		Topic:         m.Topic,

@@ -120,7 +120,7 @@ func (pc *PushConsumer) pull(q *processQueue, offset int64) (*pullResult, error)
 func (pc *PushConsumer) accept(q *processQueue, exts []message.Ext) []*delivered {
 	out := make([]*delivered, 0, len(exts))
 	for i := range exts {
-		m := newMessageExt(&exts[i])
+		m := newMessageExt(&exts[i], pc.log)
 		if !q.sub.matches(m.Tags) {
 			continue
 		}

@@ -1,15 +1,20 @@
 package client
 
 import (
+	"bytes"
+	"compress/zlib"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/halfbackmq/halfback/message"
 )
 
 func TestConsumerOptionsValidate(t *testing.T) {
@@ -375,5 +380,52 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	noGoroutines(t, "the Client's Close", consumerGoroutines)
 	if _, err := c.NewPushConsumer(ConsumerOptions{Group: uniq("cg")}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("NewPushConsumer on a closed Client: %v", err)
+	}
+}
+
+// TestCompressedBodyIsInflated stores a message the way the Java and Go
+// producers send one over 4 KiB (zlib body, sysFlag FlagCompressed) and
+// checks the handler gets the original body and a sysFlag without the
+// bit; a body flagged compressed that does not inflate is delivered as
+// stored, flag still set.
+func TestCompressedBodyIsInflated(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	topic, group := uniq("zipped"), uniq("cg")
+	original := bytes.Repeat([]byte("order-42 paid; "), 1000)
+	var zipped bytes.Buffer
+	zw := zlib.NewWriter(&zipped)
+	zw.Write(original)
+	zw.Close()
+	// A plain send creates the topic (and its route); the two records
+	// then go straight into its queue 0.
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	if _, err := p.Send(context.Background(), &Message{Topic: topic, Body: []byte("plain")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range [][]byte{zipped.Bytes(), []byte("not zlib")} {
+		if _, err := cl.b.Store().Append(context.Background(), &message.Message{Topic: topic, Body: body,
+			SysFlag: message.FlagCompressed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var got []*MessageExt
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*",
+		func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, msgs...)
+			return ConsumeSuccess, nil
+		})
+	waitFor(t, "the three messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	got = slices.DeleteFunc(got, func(m *MessageExt) bool { return string(m.Body) == "plain" })
+	slices.SortFunc(got, func(a, b *MessageExt) int { return int(a.CommitLogOffset - b.CommitLogOffset) })
+	if !bytes.Equal(got[0].Body, original) || got[0].SysFlag&message.FlagCompressed != 0 {
+		t.Fatalf("compressed message delivered as %d bytes %q..., sysFlag %d", len(got[0].Body), got[0].Body[:min(20, len(got[0].Body))], got[0].SysFlag)
+	}
+	if string(got[1].Body) != "not zlib" || got[1].SysFlag&message.FlagCompressed == 0 {
+		t.Fatalf("undecodable compressed body delivered as %q, sysFlag %d", got[1].Body, got[1].SysFlag)
 	}
 }

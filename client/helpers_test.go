@@ -121,7 +121,7 @@ func (c *cluster) stored(t testing.TB, topic string) []*MessageExt {
 			t.Fatalf("decode %s/%d: %v", topic, q.QueueID, err)
 		}
 		for i := range exts {
-			out = append(out, newMessageExt(&exts[i]))
+			out = append(out, newMessageExt(&exts[i], slog.Default()))
 		}
 	}
 	return out

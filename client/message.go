@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -74,8 +75,9 @@ type MessageExt struct {
 	BornHost, StoreHost string
 	// ReconsumeTimes counts redeliveries after failed consumption.
 	ReconsumeTimes int32
-	// SysFlag holds the record's system bits (compression, transaction
-	// type, IPv6 hosts).
+	// SysFlag holds the record's system bits (transaction type, IPv6
+	// hosts). A compressed body arrives inflated, without the compression
+	// bit; the bit stays only on a body that did not inflate.
 	SysFlag int32
 	// SystemProperties are the properties the client or broker set
 	// (UNIQ_KEY, PGROUP, TRAN_MSG, REAL_TOPIC, DELAY, ...).
@@ -221,10 +223,18 @@ func (m *Message) properties(id string) (string, error) {
 	return s, nil
 }
 
-// newMessageExt converts a decoded record. Body aliases e's.
-func newMessageExt(e *message.Ext) *MessageExt {
+// newMessageExt converts a decoded record. Body aliases e's, unless it was
+// compressed (FlagCompressed, which the Java and Go producers set on
+// bodies over 4 KiB): then it is inflated and the flag cleared. A body
+// that does not inflate is delivered as it is, flag set, and logged.
+func newMessageExt(e *message.Ext, log *slog.Logger) *MessageExt {
+	body, sysFlag, err := message.Inflate(e.Body, e.SysFlag)
+	if err != nil {
+		log.Error("client: compressed message body does not inflate; delivered as stored", "topic", e.Topic,
+			"offsetMsgId", e.MsgID(), "err", err)
+	}
 	m := &MessageExt{
-		Message:         Message{Topic: e.Topic, Body: e.Body, Flag: e.Flag},
+		Message:         Message{Topic: e.Topic, Body: body, Flag: e.Flag},
 		OffsetMsgID:     e.MsgID(),
 		QueueID:         e.QueueID,
 		QueueOffset:     e.QueueOffset,
@@ -234,7 +244,7 @@ func newMessageExt(e *message.Ext) *MessageExt {
 		BornHost:        e.BornHost.String(),
 		StoreHost:       e.StoreHost.String(),
 		ReconsumeTimes:  e.ReconsumeTimes,
-		SysFlag:         e.SysFlag,
+		SysFlag:         sysFlag,
 	}
 	for name, v := range message.ParseProperties(e.Properties) {
 		switch {

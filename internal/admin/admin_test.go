@@ -1,10 +1,13 @@
 package admin
 
 import (
+	"bytes"
+	"compress/zlib"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +45,13 @@ func TestDecodeConsumeStats(t *testing.T) {
 // dialTestBroker opens an in-process broker and connects a client to it.
 func dialTestBroker(t *testing.T) *Client {
 	t.Helper()
+	c, _ := dialTestBrokerOf(t)
+	return c
+}
+
+// dialTestBrokerOf is dialTestBroker, also returning the broker.
+func dialTestBrokerOf(t *testing.T) (*Client, *broker.Broker) {
+	t.Helper()
 	levels, _ := delay.ParseLevels("100ms 200ms")
 	b, err := broker.Open(broker.Options{
 		Store:      store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 16 << 20},
@@ -58,7 +68,39 @@ func dialTestBroker(t *testing.T) *Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c
+	return c, b
+}
+
+// TestCompressedBodyShownAndResentInflated stores a dead letter whose
+// producer compressed its body (FlagCompressed, as the Java and Go
+// producers do over 4 KiB): ViewMessage shows the inflated body, and
+// ResendDLQ sends the inflated body, uncompressed, to the original topic.
+func TestCompressedBodyShownAndResentInflated(t *testing.T) {
+	c, b := dialTestBrokerOf(t)
+	ctx := context.Background()
+	original := strings.Repeat("order-42 paid; ", 500)
+	var zipped bytes.Buffer
+	zw := zlib.NewWriter(&zipped)
+	zw.Write([]byte(original))
+	zw.Close()
+	res, err := b.Store().Append(ctx, &message.Message{Topic: DLQTopicPrefix + "g", Body: zipped.Bytes(),
+		SysFlag:    message.FlagCompressed,
+		Properties: message.Properties{message.PropertyRetryTopic: "orders", message.PropertyUniqKey: "U1"}.Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.ViewMessage(ctx, res.MsgID)
+	if err != nil || m.Body != original {
+		t.Fatalf("ViewMessage: body %.40q..., %v; want the inflated body", m.Body, err)
+	}
+	sent, err := c.ResendDLQ(ctx, "g", res.MsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyMsg, err := c.ViewMessage(ctx, sent.OffsetMsgID)
+	if err != nil || copyMsg.Topic != "orders" || copyMsg.Body != original || copyMsg.Ext().SysFlag&message.FlagCompressed != 0 {
+		t.Fatalf("resent copy: topic %s, body %.40q..., sysFlag %d, %v", copyMsg.Topic, copyMsg.Body, copyMsg.Ext().SysFlag, err)
+	}
 }
 
 func TestClientErrors(t *testing.T) {

@@ -78,7 +78,13 @@ func (c *Client) ResendDLQ(ctx context.Context, group, offsetMsgID string) (Send
 	}
 	e := m.Ext()
 	props := message.RemoveProperties(e.Properties, brokerProperties...)
-	return c.send(ctx, target, props, e.Flag, e.Body)
+	// Sent uncompressed (sysFlag 0): a body its producer compressed is
+	// inflated first, so the copy reads the same.
+	body, _, err := message.Inflate(e.Body, e.SysFlag)
+	if err != nil {
+		return SendResult{}, fmt.Errorf("%w: message %s: %v", ErrInvalid, offsetMsgID, err)
+	}
+	return c.send(ctx, target, props, e.Flag, body)
 }
 
 // OriginalTopic is the topic a dead-letter or retry message was first sent

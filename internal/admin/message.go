@@ -49,10 +49,16 @@ func newMessage(e message.Ext) Message {
 		Properties:     message.ParseProperties(e.Properties),
 		raw:            e,
 	}
-	if utf8.Valid(e.Body) {
-		m.Body = string(e.Body)
+	// A compressed body (FlagCompressed) is shown inflated; one that does
+	// not inflate is shown as stored.
+	body, _, err := message.Inflate(e.Body, e.SysFlag)
+	if err != nil {
+		body = e.Body
+	}
+	if utf8.Valid(body) {
+		m.Body = string(body)
 	} else {
-		m.BodyBase64 = base64.StdEncoding.EncodeToString(e.Body)
+		m.BodyBase64 = base64.StdEncoding.EncodeToString(body)
 	}
 	return m
 }
