@@ -54,7 +54,9 @@ func batchLen(ds []*delivered, n int) int {
 }
 
 // consumeConcurrently runs a batch (its Concurrency slot taken) until it
-// is acknowledged, or q stops while it waits to be retried.
+// is acknowledged, or q stops while it waits to be retried. A failed batch
+// goes back to the broker for the group's retry topic (clustering), or is
+// retried here (broadcasting, whose members read no retry topic).
 func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered) {
 	for tries := int32(0); ; tries++ {
 		ok := pc.callHandler(q, batch, tries)
@@ -63,6 +65,27 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 			q.ack(batch)
 			pc.syncCommit(q)
 			return
+		}
+		if q.isDropped() {
+			// A rebalance gave the queue away: its new owner consumes the
+			// batch again from the committed offset. Sending it back too
+			// would deliver it twice and spend one of its retries.
+			return
+		}
+		if pc.opts.Model == Broadcasting {
+			if int(tries)+1 > pc.opts.MaxReconsumeTimes {
+				// As RocketMQ's broadcasting consumer, but only after
+				// MaxReconsumeTimes local retries rather than at once.
+				pc.log.Warn("client: broadcast message failed every retry; dropped", "queue", q.mq,
+					"msgId", batch[0].msgID, "tries", tries+1)
+				q.ack(batch)
+				pc.syncCommit(q)
+				return
+			}
+			if !sleepCtx(q.ctx, pc.opts.SuspendInterval) || !pc.acquire(q.ctx) {
+				return
+			}
+			continue
 		}
 		n := len(batch)
 		batch = pc.sendBackAll(q, batch, 0)

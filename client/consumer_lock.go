@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -13,8 +14,9 @@ import (
 // it the queue's lock, so that two members never consume one queue at once
 // even while they disagree about the assignment. A new queue is locked
 // before it is pulled; the locks are renewed every LockRenewInterval; a
-// queue whose lock was not granted for lockExpiry stops being consumed and
-// is given up (a later rebalance takes it again if it can); locks are
+// queue whose renewal the broker refused (another member holds it), or
+// whose lock was not granted for lockExpiry, stops being consumed and is
+// given up (a later rebalance takes it again if it can); locks are
 // released when a queue is given up and on Close.
 
 // lockBatchBody is the LOCK_BATCH_MQ and UNLOCK_BATCH_MQ body.
@@ -34,11 +36,11 @@ func byBroker(mqs []MessageQueue) map[string][]MessageQueue {
 }
 
 // lockQueues asks each broker to lock (or renew) its queues of mqs for
-// this client and returns those granted. A broker that cannot be asked
-// grants nothing.
-func (pc *PushConsumer) lockQueues(ctx context.Context, mqs []MessageQueue) []MessageQueue {
+// this client and returns those granted, and those a broker answered for
+// without granting them (another member holds them). A broker that
+// cannot be asked grants and refuses nothing.
+func (pc *PushConsumer) lockQueues(ctx context.Context, mqs []MessageQueue) (got, refused []MessageQueue) {
 	const op = "LOCK_BATCH_MQ"
-	var got []MessageQueue
 	for name, qs := range byBroker(mqs) {
 		resp, addr, err := pc.lockRequest(ctx, remoting.ReqLockBatchMQ, op, name, qs)
 		if err == nil && resp.Code != remoting.RespSuccess {
@@ -56,16 +58,17 @@ func (pc *PushConsumer) lockQueues(ctx context.Context, mqs []MessageQueue) []Me
 			}
 			continue
 		}
-		for _, mq := range body.LockOKMQSet {
-			for _, want := range qs {
-				if mq == want {
-					got = append(got, mq)
-				}
+		for _, want := range qs {
+			if slices.Contains(body.LockOKMQSet, want) {
+				got = append(got, want)
+			} else {
+				refused = append(refused, want)
 			}
 		}
 	}
 	sortQueues(got)
-	return got
+	sortQueues(refused)
+	return got, refused
 }
 
 // unlockQueues releases this client's locks of mqs; failures are logged
@@ -124,15 +127,19 @@ func (pc *PushConsumer) renewLocks(ctx context.Context) {
 		mqs[i] = q.mq
 	}
 	at := time.Now()
-	granted := map[MessageQueue]bool{}
-	for _, mq := range pc.lockQueues(ctx, mqs) {
-		granted[mq] = true
-	}
+	got, refused := pc.lockQueues(ctx, mqs)
 	for _, q := range qs {
-		if granted[q.mq] {
+		switch {
+		case slices.Contains(got, q.mq):
 			q.setLocked(true, at)
-		} else if ctx.Err() == nil {
-			pc.log.Debug("client: queue lock not renewed", "queue", q.mq)
+		case slices.Contains(refused, q.mq):
+			// The broker gave the lock to another member (after a broker
+			// restart, say): stop at once rather than when the last grant
+			// expires, as the Java client does.
+			q.setLocked(false, at)
+			pc.log.Info("client: queue lock refused on renewal; another member holds it", "queue", q.mq)
+		case ctx.Err() == nil:
+			pc.log.Debug("client: queue lock not renewed (broker not reached)", "queue", q.mq)
 		}
 	}
 }
@@ -144,7 +151,7 @@ func (pc *PushConsumer) holdLock(q *processQueue) bool {
 		return true
 	}
 	at := time.Now()
-	if got := pc.lockQueues(q.ctx, []MessageQueue{q.mq}); len(got) == 1 {
+	if got, _ := pc.lockQueues(q.ctx, []MessageQueue{q.mq}); len(got) == 1 {
 		q.setLocked(true, at)
 		return true
 	}

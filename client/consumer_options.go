@@ -111,8 +111,10 @@ const (
 	// ConsumeSuccess acknowledges the messages: the offset may move past them.
 	ConsumeSuccess ConsumeResult = iota
 	// ConsumeRetryLater asks for the messages again later: through the
-	// group's retry topic (concurrent consumers) or after
-	// ConsumerOptions.SuspendInterval on the same queue (orderly ones).
+	// group's retry topic (concurrent clustering consumers), or after
+	// ConsumerOptions.SuspendInterval on the same queue (orderly ones, and
+	// broadcasting ones, which drop a message after MaxReconsumeTimes
+	// retries, with a warning).
 	ConsumeRetryLater
 )
 
@@ -150,7 +152,8 @@ type ConsumerOptions struct {
 	// 30 minutes before Start.
 	ConsumeTimestamp time.Time
 	// MaxReconsumeTimes is how often a failed message is consumed again
-	// before it goes to the dead-letter queue %DLQ%<group>. Default 16.
+	// before it goes to the dead-letter queue %DLQ%<group> (broadcasting:
+	// before it is dropped, with a warning). Default 16.
 	MaxReconsumeTimes int
 	// PullBatchSize is how many messages one pull asks for. Default 32
 	// (the broker's limit).

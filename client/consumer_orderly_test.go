@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/remotetest"
 )
 
 // orderlyLog records an orderly handler's calls per sharding key and
@@ -161,4 +165,53 @@ func TestOrderlyPoisonMessageGoesToDLQ(t *testing.T) {
 	if got := times["k0-2"]; !slices.Equal(got, []int32{0, 1, 2}) {
 		t.Fatalf("poison message consumed with reconsumeTimes %v, want [0 1 2]", got)
 	}
+}
+
+// TestOrderlyStopsWhenLockRenewalRefused gives one of an orderly member's
+// queue locks to another client behind its back (as after a broker
+// restart): at its next renewal the member stops consuming that queue at
+// once instead of when its last grant expires.
+func TestOrderlyStopsWhenLockRenewalRefused(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	topic, group := uniq("ordered"), uniq("cg")
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	sendKeyed(t, p, topic, []string{"a"}, 0, 1)
+	log := newOrderlyLog()
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
+		Orderly: true, LockRenewInterval: 100 * time.Millisecond}, topic, "*", log.handler(func(string, int32) bool { return false }))
+	var mq MessageQueue
+	waitFor(t, "the member to hold a queue's lock", func() bool {
+		for _, q := range pc.processQueues() {
+			if q.mq.Topic == topic && q.lockValid() {
+				mq = q.mq
+				return true
+			}
+		}
+		return false
+	})
+
+	conn := remotetest.Dial(t, cl.b.Addr())
+	lock := func(code int16, clientID string) []byte {
+		body, err := json.Marshal(lockBatchBody{ConsumerGroup: group, ClientID: clientID, MQSet: []MessageQueue{mq}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := remotetest.Call(t, conn, code, nil, body)
+		if resp.Code != remoting.RespSuccess {
+			t.Fatalf("lock request %d: %d %s", code, resp.Code, resp.Remark)
+		}
+		return resp.Body
+	}
+	lock(remoting.ReqUnlockBatchMQ, pc.c.id)
+	if got := lock(remoting.ReqLockBatchMQ, "intruder"); !strings.Contains(string(got), fmt.Sprintf(`"queueId":%d`, mq.QueueID)) {
+		t.Fatalf("the intruder was not granted %v: %s", mq, got)
+	}
+	waitFor(t, "the member to stop consuming the queue it lost", func() bool {
+		for _, q := range pc.processQueues() {
+			if q.mq == mq && q.lockValid() {
+				return false
+			}
+		}
+		return true
+	})
 }

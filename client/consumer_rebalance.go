@@ -208,7 +208,7 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 	}
 	lockedAt := time.Now()
 	if pc.opts.Orderly && pc.opts.Model == Clustering {
-		got := pc.lockQueues(ctx, add)
+		got, _ := pc.lockQueues(ctx, add)
 		if len(got) < len(add) {
 			complete = false
 		}

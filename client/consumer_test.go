@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/delay"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -427,5 +428,120 @@ func TestCompressedBodyIsInflated(t *testing.T) {
 	}
 	if string(got[1].Body) != "not zlib" || got[1].SysFlag&message.FlagCompressed == 0 {
 		t.Fatalf("undecodable compressed body delivered as %q, sysFlag %d", got[1].Body, got[1].SysFlag)
+	}
+}
+
+// TestBroadcastingRetriesFailuresLocally checks that a broadcasting
+// member, which reads no retry topic, retries a failed message itself
+// (after SuspendInterval, reconsume count rising) until it succeeds, and
+// drops one that fails MaxReconsumeTimes retries, going on past it; none
+// is sent back to the broker.
+func TestBroadcastingRetriesFailuresLocally(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("prices"), uniq("bg")
+	var mu sync.Mutex
+	calls := map[string][]int32{} // body -> reconsume times of each call
+	done := map[string]bool{}
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		body := string(msgs[0].Body)
+		calls[body] = append(calls[body], msgs[0].ReconsumeTimes)
+		if body == "flaky" && len(calls[body]) < 3 || body == "poison" {
+			return ConsumeRetryLater, nil
+		}
+		done[body] = true
+		return ConsumeSuccess, nil
+	}
+	o := ConsumerOptions{Group: group, Model: Broadcasting, FromWhere: ConsumeFromFirst, MaxReconsumeTimes: 2,
+		SuspendInterval: 10 * time.Millisecond, OffsetFile: filepath.Join(t.TempDir(), "offsets.json")}
+	for _, body := range []string{"flaky", "poison", "after"} {
+		if _, err := p.Send(context.Background(), &Message{Topic: topic, Body: []byte(body), ShardingKey: "one-queue"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", h)
+	waitFor(t, "flaky and after consumed, poison given up", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return done["flaky"] && done["after"] && len(calls["poison"]) == 3
+	})
+	waitFor(t, "every queue acknowledged", func() bool { return cl.caughtUp(topic, pc) })
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(calls["flaky"], []int32{0, 1, 2}) || !slices.Equal(calls["poison"], []int32{0, 1, 2}) {
+		t.Fatalf("reconsume times of the calls: flaky %v, poison %v; want 0, 1, 2 each", calls["flaky"], calls["poison"])
+	}
+	if _, hi := cl.b.Store().QueueBounds("%RETRY%"+group, 0); hi != 0 {
+		t.Fatalf("%d messages sent back to the retry topic, which no broadcasting member reads", hi)
+	}
+}
+
+// TestHandlerCancelledByRebalanceIsNotSentBack has one member hold a
+// message of every queue in its handler; a second member joins and takes
+// half the queues. The first member's calls on the queues it lost are
+// cancelled and fail; their messages are consumed by the new owner and
+// not sent back to the retry topic as well (a duplicate that would also
+// spend one of their retries).
+func TestHandlerCancelledByRebalanceIsNotSentBack(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("orders"), uniq("cg")
+	createTopic(t, p, topic)
+	opts := ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
+	var holding, cancelled atomic.Int32
+	holder := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if !strings.HasPrefix(string(msgs[0].Body), "held-") {
+			return ConsumeSuccess, nil
+		}
+		holding.Add(1)
+		select {
+		case <-ctx.Done(): // the queue went to the other member
+			cancelled.Add(1)
+			return ConsumeRetryLater, ctx.Err()
+		case <-release:
+			return ConsumeSuccess, nil
+		}
+	}
+	c1 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), opts, topic, "*", holder)
+	t.Cleanup(releaseAll) // before c1's Close, which waits for its calls
+	waitFor(t, "c1 owning the 4 queues", func() bool { return len(ownQueues(c1, topic)) == 4 })
+	for q := range 4 {
+		if _, err := cl.b.Store().Append(context.Background(), &message.Message{Topic: topic, QueueID: int32(q),
+			Body: []byte(fmt.Sprintf("held-%d", q))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "c1 holding all 4 messages", func() bool { return holding.Load() == 4 })
+
+	box := &inbox{}
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), opts, topic, "*", box.handler("c2"))
+	heldByC2 := func() int {
+		n := 0
+		for body := range box.count("c2") {
+			if strings.HasPrefix(body, "held-") {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "c2 consuming the messages of the 2 queues it took", func() bool {
+		return cancelled.Load() == 2 && heldByC2() == 2
+	})
+	releaseAll()
+	if err := c1.Close(); err != nil { // waits for its calls and what follows them
+		t.Fatal(err)
+	}
+	waitFor(t, "dispatch", func() bool { return cl.b.Store().DispatchedOffset() == cl.b.Store().MaxPhysicalOffset() })
+	// A send-back waits in the schedule topic for its delay level before
+	// it reaches the retry topic: neither may hold anything.
+	for _, q := range cl.b.Store().Queues() {
+		if (q.Topic == "%RETRY%"+group || q.Topic == delay.ScheduleTopic) && q.MaxOffset > 0 {
+			t.Fatalf("%s/%d holds %d messages: sent back although their queue's new owner consumed them", q.Topic, q.QueueID, q.MaxOffset)
+		}
 	}
 }
