@@ -210,6 +210,12 @@ func (pc *PushConsumer) warmUp(ctx context.Context) {
 	}
 }
 
+// Closing is closed when Close begins (the consumer's own, or its
+// Client's). Close waits for the handler calls running; a handler that
+// retries by itself (waiting for a downstream system, say) should give up
+// when Closing is closed.
+func (pc *PushConsumer) Closing() <-chan struct{} { return pc.ctx.Done() }
+
 // Close stops pulling, waits for the handler calls in progress (their
 // contexts are not cancelled), commits the acknowledged offsets, releases
 // the orderly queue locks and leaves the group (UNREGISTER_CLIENT), so that

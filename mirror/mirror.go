@@ -35,6 +35,10 @@ type Mirror struct {
 	newProd  func() (sarama.SyncProducer, error)
 
 	stopping chan struct{} // closed by Close: handlers give up their batch
+	// consumerClosing is the consumer's Closing: its Close (or the
+	// Client's, before the mirror's) waits for the handlers, which give
+	// up their batch then too. Set before the consumer starts.
+	consumerClosing <-chan struct{}
 	mu       sync.Mutex
 	started  bool
 	closed   bool
@@ -153,6 +157,7 @@ func (m *Mirror) Start(ctx context.Context) error {
 		pc.Close()
 		return err
 	}
+	m.consumerClosing = pc.Closing()
 	if err := pc.Start(ctx); err != nil {
 		pc.Close()
 		m.unregisterMetrics()
@@ -179,7 +184,11 @@ func (m *Mirror) Close() error {
 	m.mu.Unlock()
 	var errs []error
 	if pc != nil {
-		errs = append(errs, pc.Close())
+		// ErrClosed: the Client closed it first (and committed its
+		// offsets); nothing is left to do for it.
+		if err := pc.Close(); !errors.Is(err, client.ErrClosed) {
+			errs = append(errs, err)
+		}
 	}
 	m.mu.Lock()
 	r := m.prod
@@ -255,6 +264,8 @@ func (m *Mirror) handle(ctx context.Context, msgs []*client.MessageExt) (client.
 			"kafkaTopic", kafkaTopic, "records", len(pending), "backoff", backoff, "err", err)
 		select {
 		case <-m.stopping:
+			return client.ConsumeRetryLater, nil
+		case <-m.consumerClosing: // the Client closed before the mirror
 			return client.ConsumeRetryLater, nil
 		case <-ctx.Done():
 			return client.ConsumeRetryLater, nil

@@ -560,3 +560,36 @@ func TestMirrorSkipsRecordsKafkaCannotTake(t *testing.T) {
 		t.Errorf("Stats() = %+v, want %d rejected, %d mirrored", s, len(big), len(small))
 	}
 }
+
+// TestClientClosedBeforeMirrorWhileKafkaDown closes the mirror's Client
+// first (a caller's shutdown in the wrong order) while the mirror retries
+// a batch Kafka does not take: the Client's Close, which waits for the
+// consumer's handler calls, returns, and the batch stays unacknowledged
+// (mirrored after the next start).
+func TestClientClosedBeforeMirrorWhileKafkaDown(t *testing.T) {
+	st, c := startStack(t)
+	topic, group := uniq("stream"), uniq("mirror")
+	createTopic(t, st.Broker.Addr(), topic)
+	nobody := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // no Kafka listens there
+	m := startMirror(t, mirror.Options{Client: c, Group: group, BatchSize: 8, StartFrom: mirror.StartFirst,
+		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: "k-" + topic}},
+		Kafka:  mirror.KafkaOptions{Brokers: []string{nobody}}})
+	if _, err := newProducer(t, c, client.ProducerOptions{}).Send(context.Background(),
+		&client.Message{Topic: topic, Body: []byte("waits for Kafka")}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the mirror to retry the batch", func() bool { return m.Stats().Retrying > 0 })
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Client.Close: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Client.Close did not return while the mirror retried a batch")
+	}
+	if lag := groupLag(t, st.Broker.Addr(), group, topic); lag != 1 {
+		t.Fatalf("group lag %d after the close, want 1: the batch must stay unacknowledged", lag)
+	}
+}
