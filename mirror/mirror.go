@@ -39,11 +39,11 @@ type Mirror struct {
 	// Client's, before the mirror's) waits for the handlers, which give
 	// up their batch then too. Set before the consumer starts.
 	consumerClosing <-chan struct{}
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	prod     *producerRef  // nil until needed, and after a fatal error
-	making   chan struct{} // not nil while a call makes the producer; closed when done
+	mu              sync.Mutex
+	started         bool
+	closed          bool
+	prod            *producerRef  // nil until needed, and after a fatal error
+	making          chan struct{} // not nil while a call makes the producer; closed when done
 
 	// Counters, read by Stats and the metrics callback.
 	mirrored, rejected, failures atomic.Int64
