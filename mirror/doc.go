@@ -43,6 +43,9 @@
 // status, and the broker's consumer lag metric), and the broker keeps
 // serving everyone else. A record Kafka can never take (larger than
 // Kafka.MaxMessageBytes, say) is logged with its message id, counted as
-// rejected and skipped: it stays in RocketMQ. Close does not wait for a
+// rejected and skipped: it stays in RocketMQ. A record Kafka refuses for
+// its timestamp (the store time, outside the topic's timestamp window after
+// a long outage) is sent again stamped with the time of sending, the store
+// time in the rocketmq.storeTimestamp header. Close does not wait for a
 // request a hung Kafka holds: the batch is given up, unacknowledged.
 package mirror

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -341,7 +342,17 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 	}
 	late := map[*sarama.ProducerMessage]bool{} // arrived, sent alone after the batch
 	for _, pm := range pending {
-		if perr, bad := failed[pm]; bad && rejected(perr) && len(pending) > 1 {
+		perr, bad := failed[pm]
+		restamp := bad && errors.Is(perr, sarama.ErrInvalidTimestamp)
+		if restamp {
+			// The store time is outside the topic's timestamp window (a
+			// long outage): send it stamped now, the store time in a
+			// header, rather than skip it.
+			pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: []byte(HeaderStoreTimestamp),
+				Value: []byte(strconv.FormatInt(pm.Timestamp.UnixMilli(), 10))})
+			pm.Timestamp = time.Now()
+		}
+		if bad && rejected(perr) && (len(pending) > 1 || restamp) {
 			err := m.produce(ref, func() error { _, _, err := ref.p.SendMessage(pm); return err })
 			switch {
 			case errors.Is(err, errStopped):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/message"
 	"github.com/halfbackmq/halfback/mirror"
 )
 
@@ -86,5 +87,93 @@ func TestMirrorKeepsKeyOrderAfterPartialFailure(t *testing.T) {
 			}
 			t.Logf("%d records for %d messages; stats %+v", r.count(), n, m.Stats())
 		})
+	}
+}
+
+// refuseTimestampsBefore makes kc answer INVALID_TIMESTAMP for every
+// record batch whose first timestamp is before cutoff, as a topic with
+// message.timestamp.before.max.ms does for records older than its window.
+func refuseTimestampsBefore(kc *kfake.Cluster, cutoff time.Time) {
+	kc.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		old := false
+		for _, tp := range r.Topics {
+			for _, p := range tp.Partitions {
+				var b kmsg.RecordBatch
+				if err := b.ReadFrom(p.Records); err == nil && b.FirstTimestamp < cutoff.UnixMilli() {
+					old = true
+				}
+			}
+		}
+		if !old {
+			return nil, nil, false // kfake stores it
+		}
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, tp := range r.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = tp.Topic
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = 32 // INVALID_TIMESTAMP
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+}
+
+// Messages stored before a Kafka outage longer than the topic's timestamp
+// window are refused with their store time: the mirror sends them again
+// stamped with the time of sending, the store time in a header, instead
+// of skipping them.
+func TestMirrorRestampsRecordsOutsideKafkasTimestampWindow(t *testing.T) {
+	st, c := startStack(t)
+	topic, ktopic, group := uniq("stream"), uniq("stream"), uniq("mirror")
+	createTopic(t, st.Broker.Addr(), topic)
+	kc := startKafka(t, kfake.SeedTopics(4, ktopic))
+	p := newProducer(t, c, client.ProducerOptions{})
+	stored := map[string]int64{} // msg id -> store time (ms)
+	var last int64
+	for i := range 6 {
+		res, err := p.Send(context.Background(), &client.Message{Topic: topic, Keys: []string{fmt.Sprintf("k%d", i%2)},
+			Body: []byte(fmt.Sprintf("m-%d", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, phys, err := message.ParseOffsetMsgID(res.OffsetMsgID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext, err := st.Broker.Store().ReadMessage(phys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored[res.MsgID], last = ext.StoreTimestamp, max(last, ext.StoreTimestamp)
+	}
+	testutil.WaitFor(t, 5*time.Second, "a millisecond after the last store time", func() bool {
+		return time.Now().UnixMilli() > last
+	})
+	refuseTimestampsBefore(kc, time.Now())
+
+	m := startMirror(t, mirror.Options{Client: c, Group: group, BatchSize: 4, StartFrom: mirror.StartFirst,
+		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}},
+		Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
+	r := readKafka(t, kc.ListenAddrs(), ktopic)
+	ids := make([]string, 0, len(stored))
+	for id := range stored {
+		ids = append(ids, id)
+	}
+	r.waitIDs(t, 30*time.Second, ids)
+	if s := m.Stats(); s.Rejected != 0 {
+		t.Fatalf("Stats() = %+v: records skipped", s)
+	}
+	for _, rec := range r.records() {
+		id := header(rec, mirror.HeaderMsgID)
+		if got := header(rec, mirror.HeaderStoreTimestamp); got != fmt.Sprint(stored[id]) {
+			t.Errorf("record %s: %s header %q, want its store time %d", id, mirror.HeaderStoreTimestamp, got, stored[id])
+		}
 	}
 }

@@ -17,13 +17,18 @@ import (
 // Header names the mirror adds to every record, besides the message's
 // properties under their own names.
 const (
-	HeaderTopic          = "rocketmq.topic"
-	HeaderTags           = "rocketmq.tags"
-	HeaderMsgID          = "rocketmq.msgId"
-	HeaderOffsetMsgID    = "rocketmq.offsetMsgId"
-	HeaderQueueID        = "rocketmq.queueId"
-	HeaderQueueOffset    = "rocketmq.queueOffset"
-	HeaderBornTimestamp  = "rocketmq.bornTimestamp"
+	HeaderTopic         = "rocketmq.topic"
+	HeaderTags          = "rocketmq.tags"
+	HeaderMsgID         = "rocketmq.msgId"
+	HeaderOffsetMsgID   = "rocketmq.offsetMsgId"
+	HeaderQueueID       = "rocketmq.queueId"
+	HeaderQueueOffset   = "rocketmq.queueOffset"
+	HeaderBornTimestamp = "rocketmq.bornTimestamp"
+	// HeaderStoreTimestamp carries the store time (ms) of a record that
+	// Kafka refused with that timestamp (outside the topic's
+	// message.timestamp window, after a long outage) and that was sent
+	// again stamped with the time of sending.
+	HeaderStoreTimestamp = "rocketmq.storeTimestamp"
 	HeaderTraceparent    = message.PropertyTraceparent
 	headerTracestate     = message.PropertyTracestate
 	maxHeaderPropertyLen = 1 << 15
