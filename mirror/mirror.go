@@ -144,6 +144,10 @@ func (m *Mirror) Start(ctx context.Context) error {
 		// retries it itself until Kafka takes it or the mirror stops.
 		MaxReconsumeTimes: math.MaxInt32,
 		ConsumeTimeout:    100 * 365 * 24 * time.Hour,
+		// Orderly: at most one call per queue. A slot for every queue, so
+		// that queues waiting for a Kafka topic that refuses them never
+		// hold up the queues of the others.
+		Concurrency: maxMirroredQueues,
 	})
 	if err != nil {
 		return fmt.Errorf("mirror: consumer: %w", err)
@@ -169,6 +173,10 @@ func (m *Mirror) Start(ctx context.Context) error {
 		"acks", m.opts.Kafka.RequiredAcks, "batch", m.opts.BatchSize)
 	return nil
 }
+
+// maxMirroredQueues bounds the handler calls running at once (one per
+// queue being mirrored).
+const maxMirroredQueues = 1 << 14
 
 // Close stops consuming: a batch waiting for Kafka is given up
 // unacknowledged (it is mirrored after the next start), the offsets are

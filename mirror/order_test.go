@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 	"github.com/halfbackmq/halfback/mirror"
@@ -176,4 +177,62 @@ func TestMirrorRestampsRecordsOutsideKafkasTimestampWindow(t *testing.T) {
 			t.Errorf("record %s: %s header %q, want its store time %d", id, mirror.HeaderStoreTimestamp, got, stored[id])
 		}
 	}
+}
+
+// A Kafka topic that refuses every batch (a retriable error, so the mirror
+// keeps trying) on more queues than the consumer's default concurrency
+// does not hold up another mapped topic: each queue waits on its own.
+func TestRefusingKafkaTopicDoesNotStallOtherTopics(t *testing.T) {
+	st, c := startStack(t)
+	stuck, flowing, group := uniq("stuck"), uniq("flowing"), uniq("mirror")
+	kStuck, kFlowing := uniq("kstuck"), uniq("kflowing")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ac, err := admin.Dial(ctx, st.Broker.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	const stuckQueues = 24 // above client.DefaultConsumeConcurrency (20)
+	if err := ac.CreateTopic(ctx, stuck, stuckQueues); err != nil {
+		t.Fatal(err)
+	}
+	createTopic(t, st.Broker.Addr(), flowing)
+	kc := startKafka(t, kfake.SeedTopics(4, kStuck, kFlowing))
+	kc.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		if len(r.Topics) == 0 || r.Topics[0].Topic != kStuck {
+			return nil, nil, false
+		}
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, tp := range r.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = tp.Topic
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = 6 // NOT_LEADER_FOR_PARTITION: retried for ever
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	for q := range stuckQueues {
+		if _, err := st.Broker.Store().Append(context.Background(), &message.Message{Topic: stuck, QueueID: int32(q),
+			Body: []byte("stuck")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startMirror(t, mirror.Options{Client: c, Group: group, BatchSize: 4, StartFrom: mirror.StartFirst,
+		Topics: []mirror.TopicMapping{{RocketMQ: stuck, Kafka: kStuck}, {RocketMQ: flowing, Kafka: kFlowing}},
+		Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
+	testutil.WaitFor(t, 30*time.Second, "every stuck queue retrying", func() bool { return m.Stats().Retrying >= stuckQueues })
+	res, err := newProducer(t, c, client.ProducerOptions{}).Send(context.Background(),
+		&client.Message{Topic: flowing, Body: []byte("flows")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readKafka(t, kc.ListenAddrs(), kFlowing).waitIDs(t, 30*time.Second, []string{res.MsgID})
 }
