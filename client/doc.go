@@ -55,10 +55,15 @@
 // A message is acknowledged only after its handler returned
 // [ConsumeSuccess]; an error, a panic or [ConsumeRetryLater] sends it back
 // (CONSUMER_SEND_MSG_BACK) to come again through %RETRY%<group>, until
-// [ConsumerOptions].MaxReconsumeTimes sends it to %DLQ%<group>. A committed
-// offset never passes a message still in a handler. Orderly consumers lock
-// their queues on the broker and call the handler once at a time per
-// queue, retrying a failing message in place. Offsets are committed every
+// [ConsumerOptions].MaxReconsumeTimes sends it to %DLQ%<group>
+// (Broadcasting members, which read no retry topic, retry it in place that
+// often and then drop it with a warning). A committed offset never passes
+// a message still in a handler. Orderly consumers lock their queues on the
+// broker and call the handler once at a time per queue, retrying a failing
+// message in place; a member whose lock renewal the broker refuses stops
+// consuming that queue at once. Bodies the producer compressed
+// (sysFlag bit 0, as the Java and Go clients do over 4 KiB) arrive
+// inflated. Offsets are committed every
 // PersistInterval; with [ConsumerOptions].SyncCommit a queue's offset is
 // committed after every handler call, and a halfback broker writes it to
 // disk before answering, so a crash replays at most the calls in flight
