@@ -17,16 +17,16 @@ import (
 	"github.com/halfbackmq/halfback/mirror"
 )
 
-// failProduce makes kc answer its first n produce requests with
-// NOT_LEADER_FOR_PARTITION, as during a leader election.
-func failProduce(kc *kfake.Cluster, n int32) {
-	var seen atomic.Int32
+// answerProduce makes kc answer each produce request that refuse picks
+// with refuse's error code for every partition; kfake stores the others.
+func answerProduce(kc *kfake.Cluster, refuse func(r *kmsg.ProduceRequest) (code int16, ok bool)) {
 	kc.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		kc.KeepControl()
-		if seen.Add(1) > n {
+		r := req.(*kmsg.ProduceRequest)
+		code, ok := refuse(r)
+		if !ok {
 			return nil, nil, false
 		}
-		r := req.(*kmsg.ProduceRequest)
 		resp := r.ResponseKind().(*kmsg.ProduceResponse)
 		for _, tp := range r.Topics {
 			rt := kmsg.NewProduceResponseTopic()
@@ -34,13 +34,20 @@ func failProduce(kc *kfake.Cluster, n int32) {
 			for _, p := range tp.Partitions {
 				rp := kmsg.NewProduceResponseTopicPartition()
 				rp.Partition = p.Partition
-				rp.ErrorCode = 6 // NOT_LEADER_FOR_PARTITION
+				rp.ErrorCode = code
 				rt.Partitions = append(rt.Partitions, rp)
 			}
 			resp.Topics = append(resp.Topics, rt)
 		}
 		return resp, nil, true
 	})
+}
+
+// failProduce makes kc answer its first n produce requests with
+// NOT_LEADER_FOR_PARTITION, as during a leader election.
+func failProduce(kc *kfake.Cluster, n int32) {
+	var seen atomic.Int32
+	answerProduce(kc, func(*kmsg.ProduceRequest) (int16, bool) { return 6, seen.Add(1) <= n })
 }
 
 // When Kafka refuses produce requests for longer than sarama retries, sarama
@@ -95,34 +102,16 @@ func TestMirrorKeepsKeyOrderAfterPartialFailure(t *testing.T) {
 // record batch whose first timestamp is before cutoff, as a topic with
 // message.timestamp.before.max.ms does for records older than its window.
 func refuseTimestampsBefore(kc *kfake.Cluster, cutoff time.Time) {
-	kc.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		kc.KeepControl()
-		r := req.(*kmsg.ProduceRequest)
-		old := false
+	answerProduce(kc, func(r *kmsg.ProduceRequest) (int16, bool) {
 		for _, tp := range r.Topics {
 			for _, p := range tp.Partitions {
 				var b kmsg.RecordBatch
 				if err := b.ReadFrom(p.Records); err == nil && b.FirstTimestamp < cutoff.UnixMilli() {
-					old = true
+					return 32, true // INVALID_TIMESTAMP
 				}
 			}
 		}
-		if !old {
-			return nil, nil, false // kfake stores it
-		}
-		resp := r.ResponseKind().(*kmsg.ProduceResponse)
-		for _, tp := range r.Topics {
-			rt := kmsg.NewProduceResponseTopic()
-			rt.Topic = tp.Topic
-			for _, p := range tp.Partitions {
-				rp := kmsg.NewProduceResponseTopicPartition()
-				rp.Partition = p.Partition
-				rp.ErrorCode = 32 // INVALID_TIMESTAMP
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			resp.Topics = append(resp.Topics, rt)
-		}
-		return resp, nil, true
+		return 0, false
 	})
 }
 
@@ -199,25 +188,8 @@ func TestRefusingKafkaTopicDoesNotStallOtherTopics(t *testing.T) {
 	}
 	createTopic(t, st.Broker.Addr(), flowing)
 	kc := startKafka(t, kfake.SeedTopics(4, kStuck, kFlowing))
-	kc.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		kc.KeepControl()
-		r := req.(*kmsg.ProduceRequest)
-		if len(r.Topics) == 0 || r.Topics[0].Topic != kStuck {
-			return nil, nil, false
-		}
-		resp := r.ResponseKind().(*kmsg.ProduceResponse)
-		for _, tp := range r.Topics {
-			rt := kmsg.NewProduceResponseTopic()
-			rt.Topic = tp.Topic
-			for _, p := range tp.Partitions {
-				rp := kmsg.NewProduceResponseTopicPartition()
-				rp.Partition = p.Partition
-				rp.ErrorCode = 6 // NOT_LEADER_FOR_PARTITION: retried for ever
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			resp.Topics = append(resp.Topics, rt)
-		}
-		return resp, nil, true
+	answerProduce(kc, func(r *kmsg.ProduceRequest) (int16, bool) {
+		return 6, len(r.Topics) > 0 && r.Topics[0].Topic == kStuck // NOT_LEADER_FOR_PARTITION: retried for ever
 	})
 	for q := range stuckQueues {
 		if _, err := st.Broker.Store().Append(context.Background(), &message.Message{Topic: stuck, QueueID: int32(q),
