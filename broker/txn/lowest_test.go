@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"errors"
 	"os"
 	"slices"
 	"testing"
@@ -31,6 +32,19 @@ func TestLowestIsTheOldestOpenHalf(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("all ended", 0, false)
+
+	// Closed, both fail (a store then keeps everything) instead of using
+	// the closed state database.
+	r.half("c")
+	if err := r.svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.svc.Lowest(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Lowest after Close: %v, want ErrClosed", err)
+	}
+	if err := r.svc.MoveBelow(r.st.MaxPhysicalOffset()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("MoveBelow after Close: %v, want ErrClosed", err)
+	}
 }
 
 // TestMoveBelowKeepsStatusAndOutcome moves a pending and a parked

@@ -15,7 +15,15 @@ import (
 // none is open. With MoveBelow it makes the Service a store.Mover: the
 // broker holds the store's retention below it, so an open transaction's
 // half message is never removed before it is committed or rolled back.
+//
+// After Close it fails with ErrClosed, which a store reads as holding
+// everything.
 func (s *Service) Lowest() (lowest int64, ok bool, err error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed.Load() {
+		return 0, false, ErrClosed
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range s.live {
@@ -33,6 +41,11 @@ func (s *Service) Lowest() (lowest int64, ok bool, err error) {
 // every check. A transaction being resolved right now is left for the next
 // pass. It returns the first error; the others are moved anyway.
 func (s *Service) MoveBelow(end int64) error {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	s.mu.Lock()
 	var claimed []*entry
 	for _, e := range s.live {

@@ -37,6 +37,9 @@ type Service struct {
 	wg      sync.WaitGroup
 	started atomic.Bool
 	closed  atomic.Bool
+	// life keeps Close from closing the state database under a Lowest or
+	// MoveBelow that the store's retention runs.
+	life sync.RWMutex
 }
 
 // Open opens the state database in opts.Dir, replays the commit log from
@@ -88,6 +91,8 @@ func (s *Service) Close() error {
 	}
 	close(s.stop)
 	s.wg.Wait()
+	s.life.Lock() // a MoveBelow under way (the store's retention) finishes first
+	defer s.life.Unlock()
 	return errors.Join(s.checkpoint(), s.db.Close())
 }
 
