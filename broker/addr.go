@@ -60,7 +60,7 @@ func advertised(advertise string, listened net.Addr) (addr string, loopback bool
 	if err != nil || !ap.Addr().IsUnspecified() {
 		return listened.String(), false
 	}
-	ip := localIPv4(interfaceAddrs)
+	ip := localIPv4(net.InterfaceAddrs)
 	return netip.AddrPortFrom(ip, ap.Port()).String(), ip.IsLoopback()
 }
 
@@ -80,16 +80,13 @@ func storeHost(addr string, log *slog.Logger) netip.AddrPort {
 	defer cancel()
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
 	if err != nil || len(ips) == 0 {
-		ip := localIPv4(interfaceAddrs)
+		ip := localIPv4(net.InterfaceAddrs)
 		log.Warn("broker: cannot resolve the advertised host for message ids; using the machine's address",
 			"advertised", addr, "ip", ip, "err", err)
 		return netip.AddrPortFrom(ip, uint16(port))
 	}
 	return netip.AddrPortFrom(ips[0].Unmap(), uint16(port))
 }
-
-// interfaceAddrs lists the machine's interface addresses.
-func interfaceAddrs() ([]net.Addr, error) { return net.InterfaceAddrs() }
 
 // localIPv4 picks the first global or private unicast IPv4 address that
 // addrs returns, else loopback.
