@@ -13,7 +13,7 @@ WORKFLOWCHECK := $(GOBIN)/workflowcheck
 TEMPORAL_CLI_VERSION := 1.5.1
 TEMPORAL := $(GOBIN)/temporal
 
-.PHONY: build test compat lint staticcheck workflowcheck temporal-cli kcat bench demo broker clean
+.PHONY: build test compat lint staticcheck workflowcheck temporal-cli kcat node bench demo broker clean
 
 build:
 	$(GO) build -o bin/halfback ./cmd/halfback
@@ -22,7 +22,7 @@ build:
 # pinned CLI (TEMPORAL_CLI_PATH); without it they fail, never skip. The
 # Kafka mirror's tests read Kafka with Debian's kcat as an independent
 # client, so it is installed first (see kcat).
-test: temporal-cli kcat
+test: temporal-cli kcat node
 	$(GO) vet ./...
 	TEMPORAL_CLI_PATH="$(TEMPORAL)" $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) compat
@@ -34,7 +34,11 @@ test: temporal-cli kcat
 # race detector reports inside the client's code, not ours.
 # The client keeps broadcasting consumers' offsets in files; point them at a
 # throwaway directory rather than $$HOME.
-compat:
+# compat/alions_test.go also runs ali-ons, a Node.js port of the Java
+# client, pinned in compat/node/package-lock.json and installed with npm ci
+# (make node provides node and npm).
+compat: node
+	cd compat/node && npm ci --no-audit --no-fund --loglevel=error
 	cd compat && $(GO) vet ./... && \
 	  dir=$$(mktemp -d) && env "rocketmq.client.localOffsetStoreDir=$$dir" $(GO) test -count=1 -timeout 15m ./...; \
 	  status=$$?; rm -rf "$$dir"; exit $$status
@@ -76,6 +80,16 @@ kcat:
 	  $$SUDO apt-get install -y -q kcat >/dev/null 2>&1 || \
 	    { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q kcat >/dev/null; }; }
 	@command -v kcat >/dev/null
+
+# Installs Debian's nodejs and npm unless node and npm are on PATH (for
+# compat/node); apt-get needs root, or sudo.
+node:
+	@{ command -v node && command -v npm; } >/dev/null || { \
+	  echo "installing Debian's nodejs and npm"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q nodejs npm >/dev/null 2>&1 || \
+	    { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q nodejs npm >/dev/null; }; }
+	@command -v node >/dev/null && command -v npm >/dev/null
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -110,26 +110,48 @@ func TestClusteringSharesQueuesAndTakesOver(t *testing.T) {
 	c := startCluster(t)
 	p := newProducer(t, c)
 	topic, group := uniq("cl"), uniq("cg")
-	got := newReceived()
-	handler := func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-		got.add(ms...)
-		return consumer.ConsumeSuccess, nil
-	}
-	for i := 0; i < 20; i++ {
+	send := func(i int) {
+		t.Helper()
 		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("m"+strconv.Itoa(i)))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c1 := newPushConsumer(t, c, group, topic, consumer.Clustering, false, handler)
-	c2 := newPushConsumer(t, c, group, topic, consumer.Clustering, false, handler)
-	waitFor(t, 30*time.Second, "20 messages", func() bool { return got.distinct() == 20 })
+	handler := func(r *received) func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		return func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			r.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		}
+	}
+	got1, got2 := newReceived(), newReceived()
+	c1 := newPushConsumer(t, c, group, topic, consumer.Clustering, false, handler(got1))
+	c2 := newPushConsumer(t, c, group, topic, consumer.Clustering, false, handler(got2))
+	// Until both members have queues (the rebalance after the second one
+	// joins), one of them gets everything: keep sending until both have
+	// had a message.
+	n := 0
+	waitFor(t, 60*time.Second, "both members to get messages", func() bool {
+		send(n)
+		n++
+		return got1.distinct() > 0 && got2.distinct() > 0
+	})
+	waitFor(t, 30*time.Second, "every message once", func() bool { return got1.distinct()+got2.distinct() >= n })
+	for i := 0; i < n; i++ {
+		if b := "m" + strconv.Itoa(i); got1.has(b) == got2.has(b) {
+			t.Fatalf("%s consumed by both members or neither (member 1: %v)", b, got1.has(b))
+		}
+	}
 	c1.Shutdown()
-	for i := 20; i < 40; i++ {
-		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("m"+strconv.Itoa(i)))); err != nil {
-			t.Fatal(err)
-		}
+	for i := n; i < n+20; i++ {
+		send(i)
 	}
-	waitFor(t, 60*time.Second, "the remaining consumer to take over every queue", func() bool { return got.distinct() == 40 })
+	waitFor(t, 60*time.Second, "the remaining member to take over every queue", func() bool {
+		for i := n; i < n+20; i++ {
+			if !got2.has("m" + strconv.Itoa(i)) {
+				return false
+			}
+		}
+		return true
+	})
 	c2.Shutdown()
 }
 
