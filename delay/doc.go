@@ -7,8 +7,10 @@
 // (1-based, clamped to the highest level; n <= 0 means no delay) is stored
 // under [ScheduleTopic] queue n-1 with its topic and queue kept in
 // REAL_TOPIC and REAL_QID. Every message of a level has the same delay, so a
-// level's queue is already in due-time order and one cursor per level is all
-// the state it needs.
+// level's queue is in due-time order and one cursor per level is all the
+// state it needs. Should the clock step back between two stores, a level is
+// still delivered strictly in queue order, as RocketMQ does: a message not
+// yet due holds back the ones behind it.
 //
 // Arbitrary delivery times are RocketMQ 5's timer properties:
 // TIMER_DELIVER_MS (absolute, epoch ms), TIMER_DELAY_MS or TIMER_DELAY_SEC

@@ -26,11 +26,14 @@ type Store interface {
 
 // due is one scheduled message that has fallen due (or is next).
 type due struct {
-	// at orders delivery: a level message's due time; a timer message's
-	// index key time, which is its due time unless it was indexed after the
-	// cursor passed that (then the cursor's time), so that delivering in
-	// this order delivers timers in index-key order and the cursor never
-	// passes an undelivered key.
+	// at orders delivery: a level message's due time, unless the entry
+	// ahead of it in its level is due later (the clock stepped back between
+	// the two stores; then that one's at); a timer message's index key time,
+	// which is its due time unless it was indexed after the cursor passed
+	// that (then the cursor's time). Delivering in this order therefore
+	// delivers each level in queue order and timers in index-key order, so
+	// whatever part of a round is acknowledged, the cursors move past
+	// exactly what was delivered.
 	at    time.Time
 	dueAt time.Time // when it was due, for lateness and TIMER_OUT_MS
 	ext   message.Ext
@@ -271,8 +274,9 @@ func (s *Scheduler) deliverDue(ctx context.Context) (int, time.Time, error) {
 }
 
 // fillLevel reads level l's queue ahead into heads until it holds limit
-// entries, its last entry is not yet due (a level's queue is in due order,
-// so nothing behind it is due either), or the queue ends.
+// entries, its last entry is not yet due (an entry's at is never before
+// the one ahead of it, so nothing behind it is due either), or the queue
+// ends.
 func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 	for len(s.heads[l]) < limit {
 		if h := s.heads[l]; len(h) > 0 && h[len(h)-1].at.After(now) {
@@ -305,8 +309,15 @@ func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 			return fmt.Errorf("delay: level %d record: %w", l+1, err)
 		}
 		for _, e := range exts {
-			at := time.UnixMilli(e.StoreTimestamp).Add(s.opts.Levels[l])
-			s.heads[l] = append(s.heads[l], due{at: at, dueAt: at, ext: e, level: l + 1, qoff: e.QueueOffset})
+			dueAt := time.UnixMilli(e.StoreTimestamp).Add(s.opts.Levels[l])
+			// A level is delivered strictly in queue order, as RocketMQ
+			// does: an entry stored after the clock stepped back waits for
+			// the one ahead of it.
+			at := dueAt
+			if h := s.heads[l]; len(h) > 0 && h[len(h)-1].at.After(at) {
+				at = h[len(h)-1].at
+			}
+			s.heads[l] = append(s.heads[l], due{at: at, dueAt: dueAt, ext: e, level: l + 1, qoff: e.QueueOffset})
 		}
 		s.readNext[l] = r.NextBeginOffset
 	}
@@ -444,14 +455,19 @@ type Delivery struct {
 	DueAt, ScheduledAt time.Time
 }
 
-// advance moves the cursors past an acknowledged batch.
+// advance moves the cursors past an acknowledged batch. Batches are
+// acknowledged in delivery order, which keeps each level in queue order
+// (see due.at), so a level message is its level's head.
 func (s *Scheduler) advance(batch []due) {
 	now := s.opts.Clock.Now()
 	for _, d := range batch {
 		if d.level > 0 {
 			l := d.level - 1
-			s.levelNext[l] = d.qoff + 1
 			s.heads[l] = s.heads[l][1:]
+			s.levelNext[l] = s.readNext[l] // the lowest undelivered offset
+			if len(s.heads[l]) > 0 {
+				s.levelNext[l] = s.heads[l][0].qoff
+			}
 		} else if s.timer.less(d.key) {
 			s.timer = d.key
 		}
