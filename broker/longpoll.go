@@ -118,10 +118,16 @@ func (h *pullHolder) expire(p *heldPull) {
 	h.answer(p)
 }
 
-// answer runs the pull again, without suspending it, and replies.
+// answer runs the pull again, without suspending it, and replies. It reads
+// the request's header again: the group's subscription, and with it the
+// tag filter, may have changed while the pull was held (a heartbeat of a
+// consumer that subscribed anew), as PullMessageProcessor re-reads it.
 func (h *pullHolder) answer(p *heldPull) {
 	defer h.answering.Done()
-	resp := h.b.pullOnce(p.req, p.pr)
+	pr, resp := h.b.parsePull(p.req)
+	if resp == nil {
+		resp = h.b.pullOnce(p.req, pr)
+	}
 	if err := p.conn.Reply(p.req, resp); err != nil {
 		h.b.opts.Logger.Debug("broker: held pull not answered", "remote", p.conn.RemoteAddr(), "err", err)
 	}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -59,11 +60,58 @@ func TestLongPollOtherQueueDoesNotWake(t *testing.T) {
 	c := dial(t, b)
 	mustSend(t, c, "lq", 0, "", "x")
 	waitQueue(t, b, "lq", 0, 1)
+	start := time.Now()
 	done := asyncPull(c, pullExt("lq", 1, 0, pullFlagSuspend, "*", 20000))
 	waitFor(t, "the pull to be held", func() bool { return b.pulls.held() == 1 })
 	mustSend(t, c, "lq", 0, "", "y") // queue 0, not the held queue 1
-	if resp := <-done; resp == nil || resp.Code != remoting.RespPullNotFound {
+	waitQueue(t, b, "lq", 0, 2)
+	if n := b.pulls.held(); n != 1 {
+		t.Fatalf("%d pulls held after a message to another queue, want the one", n)
+	}
+	// Woken or timed out, a pull of an empty queue answers PULL_NOT_FOUND:
+	// only the time tells them apart.
+	resp := <-done
+	if resp == nil || resp.Code != remoting.RespPullNotFound {
 		t.Fatalf("pull on a quiet queue answered %+v", resp)
+	}
+	if d := time.Since(start); d < o.LongPollTimeout {
+		t.Fatalf("pull on a quiet queue answered after %v, before its %v hold ended", d, o.LongPollTimeout)
+	}
+}
+
+// subscriptionHeartbeat is a heartbeat of consumer group cg subscribing to
+// topic with a tag expression (tags and their hash codes) at version ver.
+func subscriptionHeartbeat(topic, expr, tags, codes string, ver int64) []byte {
+	return []byte(fmt.Sprintf(`{"clientID":"127.0.0.1@1","producerDataSet":[],"consumerDataSet":[{"groupName":"cg",`+
+		`"consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","unitMode":false,`+
+		`"subscriptionDataSet":[{"classFilterMode":false,"topic":%q,"subString":%q,"tagsSet":[%s],"codeSet":[%s],"subVersion":%d,"expressionType":"TAG"}]}]}`,
+		topic, expr, tags, codes, ver))
+}
+
+// A held pull is answered with the group's subscription as it is when the
+// message arrives: a consumer that subscribed anew while its pull was held
+// gets a message of the new tag instead of having it filtered out (and its
+// offset moved past it).
+func TestLongPollAnswersWithCurrentSubscription(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 5 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "ls", 0, props("TAGS", "a"), "first")
+	waitQueue(t, b, "ls", 0, 1)
+	hbOK(t, c, subscriptionHeartbeat("ls", "a", `"a"`, `"97"`, 1))
+	ext := pullExt("ls", 0, 1, pullFlagSuspend, "", 20000) // no subscription flag: the group's
+	ext["subVersion"] = "1"
+	done := asyncPull(c, ext)
+	waitFor(t, "the pull to be held", func() bool { return b.pulls.held() == 1 })
+	hbOK(t, c, subscriptionHeartbeat("ls", "a || b", `"a","b"`, `"97","98"`, 2))
+	mustSend(t, c, "ls", 0, props("TAGS", "b"), "second")
+	resp := <-done
+	if resp == nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("held pull answered %+v, want the tag-b message", resp)
+	}
+	if msgs := decodeAll(t, resp.Body); len(msgs) != 1 || string(msgs[0].Body) != "second" {
+		t.Fatalf("held pull got %d messages, want second", len(msgs))
 	}
 }
 

@@ -92,7 +92,7 @@ func (b *Broker) parsePull(req *remoting.Command) (pullRequest, *remoting.Comman
 		commitOffset: r.i64("commitOffset", false),
 		suspend:      time.Duration(r.i64("suspendTimeoutMillis", false)) * time.Millisecond,
 	}
-	r.i64("subVersion", false)
+	subVersion := r.i64("subVersion", false)
 	if r.err != nil {
 		return pr, remoting.NewResponse(req, remoting.RespSystemError, r.err.Error())
 	}
@@ -107,6 +107,12 @@ func (b *Broker) parsePull(req *remoting.Command) (pullRequest, *remoting.Comman
 		// clients filter by tag again) rather than failing the pull.
 		expr, exprType = "*", ""
 		if sub, ok := b.groupSubscription(pr.group, pr.topic); ok {
+			// As PullMessageProcessor: a consumer that changed its
+			// subscription after the last heartbeat the broker has waits
+			// for the next one, rather than being filtered with the old.
+			if sub.SubVersion < subVersion {
+				return pr, remoting.NewResponse(req, remoting.RespSubscriptionNotLatest, "the consumer's subscription not latest")
+			}
 			expr, exprType, classFilter = sub.SubString, sub.ExpressionType, sub.ClassFilterMode
 		}
 	}

@@ -200,3 +200,27 @@ func TestPullUsesHeartbeatSubscription(t *testing.T) {
 		t.Fatalf("group subscribed to a || b: %d messages, want 2", n)
 	}
 }
+
+// A pull carrying a newer subVersion than the group's registered
+// subscription is told SUBSCRIPTION_NOT_LATEST (the Java client sends its
+// subscription's version; it waits for its next heartbeat and pulls
+// again), not filtered with the old subscription.
+func TestPullNewerSubVersionNotLatest(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	mustSend(t, c, "sv", 0, props("TAGS", "b"), "x")
+	waitQueue(t, b, "sv", 0, 1)
+	hbOK(t, c, subscriptionHeartbeat("sv", "a", `"a"`, `"97"`, 1))
+	ext := pullExt("sv", 0, 0, 0, "", 0)
+	ext["subVersion"] = "5"
+	if resp := call(t, c, remoting.ReqPullMessage, ext, nil); resp.Code != remoting.RespSubscriptionNotLatest {
+		t.Fatalf("pull with a newer subVersion: code %d %q, want SUBSCRIPTION_NOT_LATEST", resp.Code, resp.Remark)
+	}
+	// The same version, or an older one, is filtered as registered.
+	for _, v := range []string{"1", "0"} {
+		ext["subVersion"] = v
+		if resp := call(t, c, remoting.ReqPullMessage, ext, nil); resp.Code != remoting.RespPullRetryImmediately {
+			t.Fatalf("pull with subVersion %s: code %d %q, want PULL_RETRY_IMMEDIATELY (tag b filtered out)", v, resp.Code, resp.Remark)
+		}
+	}
+}
