@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -168,7 +169,25 @@ func (b *Broker) registerTopics(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqGetAllTopicConfig, b.handleGetAllTopicConfig)
 }
 
+// isSystemTopic reports a topic the broker keeps for itself (RocketMQ's
+// TopicValidator.isSystemTopic): the ones no producer may send to, and any
+// rmq_sys_ topic. Administration may not create, change or delete them:
+// creating the half-message topic, say, would let anyone pull uncommitted
+// transactional messages.
+func isSystemTopic(topic string) bool {
+	return sendForbiddenTopics[topic] || strings.HasPrefix(topic, "rmq_sys_")
+}
+
+// systemTopicRefused is AdminBrokerProcessor's answer to an administration
+// request for a system topic.
+func systemTopicRefused(req *remoting.Command, topic string) *remoting.Command {
+	return remoting.NewResponse(req, remoting.RespSystemError, "The topic["+topic+"] is conflict with system topic.")
+}
+
 func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	if topic := req.Ext("topic"); isSystemTopic(topic) {
+		return systemTopicRefused(req, topic)
+	}
 	tc := TopicConfig{TopicName: req.Ext("topic"), ReadQueueNums: b.opts.DefaultQueueNums, WriteQueueNums: b.opts.DefaultQueueNums, Perm: PermRW}
 	for key, dst := range map[string]*int{"readQueueNums": &tc.ReadQueueNums, "writeQueueNums": &tc.WriteQueueNums, "perm": &tc.Perm, "topicSysFlag": &tc.TopicSysFlag} {
 		if v := req.Ext(key); v != "" {
@@ -189,6 +208,9 @@ func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *rem
 }
 
 func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	if topic := req.Ext("topic"); isSystemTopic(topic) {
+		return systemTopicRefused(req, topic)
+	}
 	if err := b.topics.remove(req.Ext("topic")); err != nil {
 		return remoting.NewResponse(req, remoting.RespTopicNotExist, err.Error())
 	}

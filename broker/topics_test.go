@@ -2,9 +2,11 @@ package broker
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 )
 
@@ -48,5 +50,37 @@ func TestTopicAdministration(t *testing.T) {
 	}
 	if r := call(t, c, 9999, nil, nil); r.Code != remoting.RespRequestCodeNotSupported {
 		t.Fatalf("unknown code answered %d", r.Code)
+	}
+}
+
+// The broker's own topics cannot be created, changed or deleted by
+// administration: a created half-message topic would let anyone pull
+// uncommitted transactional messages.
+func TestSystemTopicsRefuseAdministration(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	ext := sendExt("orders", 0, props("TRAN_MSG", "true", "PGROUP", "pg", "UNIQ_KEY", "U1"))
+	ext["sysFlag"] = "4" // prepared
+	if r := call(t, c, remoting.ReqSendMessage, ext, []byte("uncommitted")); r.Code != remoting.RespSuccess {
+		t.Fatalf("half send: %d %s", r.Code, r.Remark)
+	}
+	for _, topic := range []string{txn.HalfTopic, txn.OpTopic, delay.ScheduleTopic, delay.TimerTopic, "TBW102", "rmq_sys_anything"} {
+		r := call(t, c, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": topic, "readQueueNums": "1", "writeQueueNums": "1", "perm": "6"}, nil)
+		if r.Code != remoting.RespSystemError || !strings.Contains(r.Remark, "conflict with system topic") {
+			t.Errorf("create %s: %d %q, want refused as a system topic", topic, r.Code, r.Remark)
+		}
+		if r := call(t, c, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil); r.Code != remoting.RespSystemError {
+			t.Errorf("delete %s: %d %q, want refused", topic, r.Code, r.Remark)
+		}
+	}
+	if _, ok := b.topics.get(txn.HalfTopic); ok {
+		t.Fatalf("%s is in the topic table", txn.HalfTopic)
+	}
+	if r := pull(t, c, txn.HalfTopic, 0, 0, 0, "*", 0); r.Code == remoting.RespSuccess {
+		t.Fatalf("pulled %d uncommitted half messages", len(decodeAll(t, r.Body)))
+	}
+	// The delay topic the broker made for itself is still there.
+	if _, ok := b.topics.get(delay.ScheduleTopic); !ok {
+		t.Fatalf("%s was removed", delay.ScheduleTopic)
 	}
 }
