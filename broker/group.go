@@ -426,9 +426,8 @@ func parseHeartbeat(body []byte) (*heartbeatData, error) {
 		if c.GroupName == "" {
 			return nil, fmt.Errorf("%w: consumer with no groupName", errBadHeartbeat)
 		}
-		// The group names the retry topic, so it must make a valid one.
-		if err := message.ValidateTopic(RetryTopic(c.GroupName)); err != nil {
-			return nil, fmt.Errorf("%w: consumer group %q: %v", errBadHeartbeat, c.GroupName, err)
+		if err := message.ValidateGroup(c.GroupName); err != nil {
+			return nil, fmt.Errorf("%w: consumer group: %v", errBadHeartbeat, err)
 		}
 	}
 	return &hb, nil
@@ -440,9 +439,17 @@ func (b *Broker) handleHeartbeat(_ context.Context, conn *remoting.Conn, req *re
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	// Each consumer group gets its retry topic (1 queue, read-write), as
-	// ClientManageProcessor.heartBeat creates it.
+	// ClientManageProcessor.heartBeat creates it. A group whose name makes
+	// no valid topic (the clients allow 255 characters, a topic 127) is
+	// still a member, as with RocketMQ; it has no retry topic, so its
+	// send-backs are refused.
 	for _, c := range hb.ConsumerDataSet {
-		if err := b.ensureGroupTopic(RetryTopic(c.GroupName)); err != nil {
+		retry := RetryTopic(c.GroupName)
+		if err := message.ValidateTopic(retry); err != nil {
+			b.opts.Logger.Warn("consumer group has no retry topic: its failed messages cannot be sent back", "group", c.GroupName, "err", err)
+			continue
+		}
+		if err := b.ensureGroupTopic(retry); err != nil {
 			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 		}
 	}

@@ -260,3 +260,26 @@ func TestHeartbeatBadInput(t *testing.T) {
 		t.Fatalf("consumer list = %v", ids)
 	}
 }
+
+// A consumer group whose name is too long for its retry topic (the clients
+// allow 255 characters, a topic 127) is still a member: its heartbeat is
+// accepted, with the other groups in it, and only its send-backs are
+// refused.
+func TestHeartbeatLongGroupNameStillAMember(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	long := strings.Repeat("g", 130)
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@1", "lg", long, "short"))
+	for _, g := range []string{long, "short"} {
+		if code, ids := listConsumers(t, c, g); code != remoting.RespSuccess || len(ids) != 1 {
+			t.Fatalf("group of %d characters: consumer list code %d %v, want the member", len(g), code, ids)
+		}
+	}
+	if _, ok := b.topics.get(RetryTopic("short")); !ok {
+		t.Fatal("the short group got no retry topic")
+	}
+	offs := appendTestMsgs(t, b, "lg", 0, 1)
+	if r := callSendBack(t, c, sendBackExt(offs[0], long, "lg", 0, -1)); r.Code != remoting.RespSystemError {
+		t.Fatalf("send-back for a group with no retry topic: code %d %q, want SYSTEM_ERROR", r.Code, r.Remark)
+	}
+}

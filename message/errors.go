@@ -21,6 +21,8 @@ var (
 	ErrBlank = errors.New("message: blank end-of-segment record")
 	// ErrBadTopic means a topic name is empty, too long or has characters outside [%|a-zA-Z0-9_-].
 	ErrBadTopic = errors.New("message: illegal topic name")
+	// ErrBadGroup means a group name is empty, too long or has characters outside [%|a-zA-Z0-9_-].
+	ErrBadGroup = errors.New("message: illegal group name")
 	// ErrBadMessageID means a string is not a RocketMQ offset message id.
 	ErrBadMessageID = errors.New("message: malformed message id")
 	// ErrBadCompression means a body flagged FlagCompressed does not

@@ -60,16 +60,33 @@ func TagsCode(tag string) int64 {
 // ValidateTopic checks a topic name the way RocketMQ does: 1 to 127
 // characters from [%|a-zA-Z0-9_-].
 func ValidateTopic(topic string) error {
-	if topic == "" {
-		return fmt.Errorf("%w: empty topic", ErrBadTopic)
+	return validateName(ErrBadTopic, "topic", topic, MaxTopicLength)
+}
+
+// MaxGroupLength is the longest producer or consumer group name RocketMQ's
+// clients accept (Validators.CHARACTER_MAX_LENGTH).
+const MaxGroupLength = 255
+
+// ValidateGroup checks a group name the way RocketMQ's clients do: 1 to
+// 255 characters from [%|a-zA-Z0-9_-]. (A consumer group's retry topic,
+// %RETRY%<group>, must also be a valid topic, which takes 120 or fewer.)
+func ValidateGroup(group string) error {
+	return validateName(ErrBadGroup, "group", group, MaxGroupLength)
+}
+
+// validateName checks a topic or group name: 1 to limit characters from
+// [%|a-zA-Z0-9_-].
+func validateName(sentinel error, kind, name string, limit int) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty %s", sentinel, kind)
 	}
-	if len(topic) > MaxTopicLength {
-		return fmt.Errorf("%w: %d characters, at most %d", ErrBadTopic, len(topic), MaxTopicLength)
+	if len(name) > limit {
+		return fmt.Errorf("%w: %d characters, at most %d", sentinel, len(name), limit)
 	}
-	for i := 0; i < len(topic); i++ {
-		c := topic[i]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '%' || c == '|' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %q has illegal character %q", ErrBadTopic, topic, c)
+			return fmt.Errorf("%w: %q has illegal character %q", sentinel, name, c)
 		}
 	}
 	return nil

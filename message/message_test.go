@@ -164,6 +164,19 @@ func TestValidateTopic(t *testing.T) {
 	}
 }
 
+func TestValidateGroup(t *testing.T) {
+	for _, ok := range []string{"cg", "GID_orders-1", "a|b%c", strings.Repeat("g", 255)} {
+		if err := ValidateGroup(ok); err != nil {
+			t.Errorf("ValidateGroup(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a b", "g/h", "é", strings.Repeat("g", 256)} {
+		if err := ValidateGroup(bad); !errors.Is(err, ErrBadGroup) {
+			t.Errorf("ValidateGroup(%q) = %v, want ErrBadGroup", bad, err)
+		}
+	}
+}
+
 // FuzzDecode: garbage never panics, and whatever decodes is self-consistent.
 func FuzzDecode(f *testing.F) {
 	f.Add(sealed(f, sample()))
