@@ -67,7 +67,7 @@ func (s *Service) checkRound() {
 	}
 	for _, e := range due {
 		select {
-		case <-s.stop:
+		case <-s.ctx.Done():
 			return
 		default:
 		}
@@ -132,27 +132,22 @@ func checkMessage(ext *message.Ext, e *entry) message.Ext {
 }
 
 // park moves a half message whose checks are used up to CheckMaxTopic.
-// The caller holds e.resolving.
+// The caller holds e.resolving; park lets it go (see copyContent).
 func (s *Service) park(e *entry) {
-	defer func() {
-		s.mu.Lock()
-		close(e.resolving)
-		e.resolving = nil
-		s.mu.Unlock()
-	}()
+	var t Txn
 	err := s.copyContent(e, false, func(r store.AppendResult) {
 		e.status, e.content = Parked, r.PhysicalOffset
 		s.persist(e)
+		s.stats.parked.Add(1)
+		t = e.txn()
 	})
 	if err != nil {
+		// A copy the store has not answered for yet still parks e when
+		// it is stored, without OnParked.
 		s.opts.Logger.Error("txn: park half message", "half", e.half, "err", err)
 		return
 	}
-	s.stats.parked.Add(1)
 	if s.opts.OnParked != nil {
-		s.mu.Lock()
-		t := e.txn()
-		s.mu.Unlock()
 		s.opts.OnParked(t)
 	}
 	s.opts.Logger.Warn("txn: half message parked after max checks", "half", e.half, "group", e.group,
@@ -183,12 +178,11 @@ func (s *Service) Resume(ctx context.Context, id string) (Txn, error) {
 	_, err := s.write(ctx, opRecord(opResume, e.half, s.opts.Now().UnixMilli()), func(store.AppendResult) {
 		s.resume(e)
 		t = e.txn()
-	})
-	s.mu.Lock()
-	close(e.resolving)
-	e.resolving = nil
-	s.mu.Unlock()
-	return t, err
+	}, func() { s.unclaim(e) })
+	if err != nil {
+		return Txn{}, err
+	}
+	return t, nil
 }
 
 // resume makes a parked entry pending again. Caller holds s.mu.

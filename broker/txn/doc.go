@@ -35,6 +35,15 @@
 // commit log from covered with [store.Store.Scan]; replaying a record is
 // idempotent, so after a crash the state is exact.
 //
+// The state follows a record if and only if the store stored it. A caller
+// that stops waiting (its context ends, or a SYNC_FLUSH append times out
+// with store.ErrFlushTimeout) gets the error, but the record stays queued:
+// the service waits on for the store's answer in the background and
+// applies the record only once it is durable. Until then the transaction
+// takes no other outcome (a repeated END_TRANSACTION waits), its message
+// stays where it was for [Service.Lowest], and covered stays below the
+// record.
+//
 // # Check-back
 //
 // A pending half message is first checked Options.Timeout after it was

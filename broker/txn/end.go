@@ -81,12 +81,7 @@ func (s *Service) End(ctx context.Context, req EndRequest) (EndResult, error) {
 		}
 		e.resolving = make(chan struct{})
 		s.mu.Unlock()
-		res, err := s.resolve(ctx, e, req.Outcome, req.FromCheck)
-		s.mu.Lock()
-		close(e.resolving)
-		e.resolving = nil
-		s.mu.Unlock()
-		return res, err
+		return s.resolve(ctx, e, req.Outcome, req.FromCheck)
 	}
 }
 
@@ -122,12 +117,18 @@ func (s *Service) endResolved(req EndRequest) (EndResult, error) {
 }
 
 // resolve writes the outcome's record, moves e to resolved and counts the
-// outcome. The caller holds e.resolving.
+// outcome. The caller holds e.resolving; resolve lets it go once the
+// record is known to be stored or not, which may be after it returns (see
+// write): until then a repeated END_TRANSACTION waits, and writes no
+// second record.
 func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bool) (EndResult, error) {
 	var m *message.Message
 	if o == Commit {
 		ext, err := s.st.ReadMessage(e.content)
 		if err != nil {
+			s.mu.Lock()
+			s.unclaim(e)
+			s.mu.Unlock()
 			return EndResult{}, fmt.Errorf("txn: read half message at %d: %w", e.content, err)
 		}
 		m = committedMessage(&ext, e.half)
@@ -139,7 +140,7 @@ func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bo
 		s.settle(e, o.status())
 		s.stats.outcome(o, fromCheck) // with the state, so Stats never shows one without the other
 		t = e.txn()
-	})
+	}, func() { s.unclaim(e) })
 	if err != nil {
 		return EndResult{}, err
 	}
@@ -148,6 +149,12 @@ func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bo
 		out.Committed, out.Message = res, m
 	}
 	return out, nil
+}
+
+// unclaim lets go of e.resolving. Caller holds s.mu.
+func (s *Service) unclaim(e *entry) {
+	close(e.resolving)
+	e.resolving = nil
 }
 
 // settle records e's final status. Caller holds s.mu.

@@ -70,12 +70,17 @@ type rig struct {
 	check *recorder
 	st    *store.Store
 	svc   *Service
+	// tune, if set, changes the store's options (fault hooks).
+	tune func(*store.Options)
 }
 
 var testOpts = Options{Timeout: 6 * time.Second, CheckInterval: 30 * time.Second, CheckMax: 3}
 
-func newRig(t testing.TB) *rig {
-	r := &rig{t: t, dir: t.TempDir(), clock: newClock(), check: &recorder{reached: true}}
+func newRig(t testing.TB) *rig { return newRigWith(t, nil) }
+
+// newRigWith is newRig with the store's options changed by tune.
+func newRigWith(t testing.TB, tune func(*store.Options)) *rig {
+	r := &rig{t: t, dir: t.TempDir(), clock: newClock(), check: &recorder{reached: true}, tune: tune}
 	r.open()
 	t.Cleanup(r.close)
 	return r
@@ -83,8 +88,12 @@ func newRig(t testing.TB) *rig {
 
 func (r *rig) open() {
 	r.t.Helper()
-	st, err := store.Open(store.Options{Dir: r.dir + "/store", FlushType: store.SyncFlush, SegmentSize: 1 << 20,
-		MaxMessageSize: 64 << 10, Logger: quiet, Now: r.clock.Now})
+	so := store.Options{Dir: r.dir + "/store", FlushType: store.SyncFlush, SegmentSize: 1 << 20,
+		MaxMessageSize: 64 << 10, Logger: quiet, Now: r.clock.Now}
+	if r.tune != nil {
+		r.tune(&so)
+	}
+	st, err := store.Open(so)
 	if err != nil {
 		r.t.Fatal(err)
 	}

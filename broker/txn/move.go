@@ -61,10 +61,6 @@ func (s *Service) MoveBelow(end int64) error {
 			e.content = r.PhysicalOffset
 			s.persist(e)
 		})
-		s.mu.Lock()
-		close(e.resolving)
-		e.resolving = nil
-		s.mu.Unlock()
 		if err != nil && first == nil {
 			first = fmt.Errorf("txn: move half message %d: %w", e.half, err)
 		}
@@ -76,11 +72,16 @@ func (s *Service) MoveBelow(end int64) error {
 }
 
 // copyContent writes a copy of e's message to CheckMaxTopic, carrying the
-// half offset (and PropertyMoved when moved), and applies its result. The
-// caller holds e.resolving.
+// half offset (and PropertyMoved when moved), and applies its result once
+// stored. The caller holds e.resolving; copyContent lets it go once the
+// copy is known to be stored or not (see write), so that Lowest and
+// check-backs keep to the old record until the copy is durable.
 func (s *Service) copyContent(e *entry, moved bool, apply func(store.AppendResult)) error {
 	ext, err := s.st.ReadMessage(e.content)
 	if err != nil {
+		s.mu.Lock()
+		s.unclaim(e)
+		s.mu.Unlock()
 		return fmt.Errorf("read half message %d at %d: %w", e.half, e.content, err)
 	}
 	m := ext.Message
@@ -93,6 +94,6 @@ func (s *Service) copyContent(e *entry, moved bool, apply func(store.AppendResul
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = s.write(ctx, &m, apply)
+	_, err = s.write(ctx, &m, apply, func() { s.unclaim(e) })
 	return err
 }

@@ -33,8 +33,11 @@ type Service struct {
 
 	stats counters
 
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	// ctx ends at Close: it stops the loops and the writes still waiting
+	// for the store's answer.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // the loops and the writes under way
 	started atomic.Bool
 	closed  atomic.Bool
 	// life keeps Close from closing the state database under a Lowest or
@@ -55,8 +58,10 @@ func Open(st *store.Store, opts Options) (*Service, error) {
 	}
 	s := &Service{opts: opts, st: st, db: db, live: make(map[int64]*entry),
 		byUniq: make(map[string]*entry), storing: make(map[string]chan struct{}),
-		inflight: make(map[uint64]int64), checker: opts.Checker, stop: make(chan struct{})}
+		inflight: make(map[uint64]int64), checker: opts.Checker}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.recover(); err != nil {
+		s.cancel()
 		db.Close()
 		return nil, err
 	}
@@ -84,12 +89,15 @@ func (s *Service) SetChecker(c Checker) {
 }
 
 // Close stops the loops, writes a final checkpoint and closes the state
-// database. In-flight calls finish first.
+// database. In-flight calls finish first; a write whose record the store
+// has not answered for yet is left to the replay of the next Open.
 func (s *Service) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
-	close(s.stop)
+	s.mu.Lock() // a write starting now sees closed, or is waited for
+	s.cancel()
+	s.mu.Unlock()
 	s.wg.Wait()
 	s.life.Lock() // a MoveBelow under way (the store's retention) finishes first
 	defer s.life.Unlock()
@@ -113,22 +121,25 @@ func (s *Service) SendHalf(ctx context.Context, m *message.Message, group string
 	if err != nil {
 		return store.AppendResult{}, err
 	}
-	uniq, _ := message.Property(h.Properties, message.PropertyUniqKey)
-	if uniq != "" {
-		res, dup, release, err := s.claimUniq(ctx, uniq, h)
+	release := func() {}
+	if uniq, _ := message.Property(h.Properties, message.PropertyUniqKey); uniq != "" {
+		res, dup, rel, err := s.claimUniq(ctx, uniq, h)
 		if err != nil || dup {
 			return res, err
 		}
-		defer release()
+		release = rel
 	}
 	return s.write(ctx, h, func(r store.AppendResult) {
 		s.addHalf(h, r)
-	})
+	}, release)
 }
 
 // claimUniq finds a live half message with UNIQ_KEY uniq of h's group
-// (dup), or reserves uniq until release is called, waiting for a
-// concurrent SendHalf of the same id to finish first.
+// (dup), or reserves uniq until release is called (with s.mu held),
+// waiting for a concurrent SendHalf of the same id to finish first. A
+// half message whose write the store has not answered yet keeps its id
+// reserved, so a producer's retry waits for it instead of storing a
+// second one.
 func (s *Service) claimUniq(ctx context.Context, uniq string, h *message.Message) (res store.AppendResult, dup bool, release func(), err error) {
 	group, _ := message.Property(h.Properties, message.PropertyProducerGroup)
 	for {
@@ -145,9 +156,7 @@ func (s *Service) claimUniq(ctx context.Context, uniq string, h *message.Message
 			s.storing[uniq] = ch
 			s.mu.Unlock()
 			return res, false, func() {
-				s.mu.Lock()
 				delete(s.storing, uniq)
-				s.mu.Unlock()
 				close(ch)
 			}, nil
 		}
@@ -190,27 +199,97 @@ func halfMessage(m *message.Message, group string) (*message.Message, error) {
 	return &h, nil
 }
 
-// write appends one record and, once stored, applies it to the state
-// under s.mu. The log end when the write began pins the checkpoint's
-// covered offset until the state reflects the record.
-func (s *Service) write(ctx context.Context, m *message.Message, apply func(store.AppendResult)) (store.AppendResult, error) {
+// write appends m, one transaction record, and makes the state follow
+// it: apply runs if and only if the store stored the record, and release
+// (which lets go of what the caller holds for the write: e.resolving, a
+// UNIQ_KEY) runs once that is known either way, both under s.mu. Until
+// then the log end when the write began pins the checkpoint's covered
+// offset, so a record the state does not reflect is replayed after a
+// crash.
+//
+// write returns once the store answers, or before with ctx's error or
+// store.ErrFlushTimeout (and the record's offsets): the record is queued
+// and may yet be stored, so write waits on in the background (see await).
+// A caller that stops waiting never leaves a stored record unapplied, and
+// a timed-out record is not applied before it is durable.
+func (s *Service) write(ctx context.Context, m *message.Message, apply func(store.AppendResult), release func()) (store.AppendResult, error) {
 	s.mu.Lock()
+	if s.closed.Load() {
+		release()
+		s.mu.Unlock()
+		return store.AppendResult{}, ErrClosed
+	}
 	id := s.nextID
 	s.nextID++
 	s.inflight[id] = s.st.MaxPhysicalOffset()
+	s.wg.Add(1) // Close waits for the answer, or stops await
 	s.mu.Unlock()
-	res, err := s.st.AppendBatch(ctx, []*message.Message{m})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.inflight, id)
-	if len(res) == 0 || (err != nil && !errors.Is(err, store.ErrFlushTimeout)) {
+	res, wait, err := s.st.AppendBatchAsync([]*message.Message{m})
+	if err != nil {
+		s.landed(id, store.AppendResult{}, err, apply, release)
 		return store.AppendResult{}, err
 	}
-	// Written (a flush timeout still reaches the disk later): the state
-	// follows the log.
-	apply(res[0])
-	s.dirty = true
-	return res[0], err
+	wctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	err = wait(wctx)
+	stop()
+	cancel()
+	if errors.Is(err, store.ErrFlushTimeout) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		go s.await(id, res[0], wait, apply, release)
+		return res[0], err
+	}
+	s.landed(id, res[0], err, apply, release)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	return res[0], nil
+}
+
+// answerPoll is how often await asks again for an answer the store's
+// sync flush timeout cut short.
+const answerPoll = 10 * time.Millisecond
+
+// await finds out whether the record r of write id, whose caller stopped
+// waiting, was stored, and lands it. Past the record's sync flush timeout
+// the store's wait answers ErrFlushTimeout at once until the writer has
+// answered the batch, and then its answer; so await asks again every
+// answerPoll. An fsync that never returns keeps the write unanswered, its
+// floor holding covered, until Close leaves the record to the replay of
+// the next Open.
+func (s *Service) await(id uint64, r store.AppendResult, wait func(context.Context) error, apply func(store.AppendResult), release func()) {
+	err := wait(s.ctx)
+	if errors.Is(err, store.ErrFlushTimeout) {
+		t := time.NewTicker(answerPoll)
+		defer t.Stop()
+		for errors.Is(err, store.ErrFlushTimeout) {
+			select {
+			case <-s.ctx.Done():
+				err = s.ctx.Err()
+			case <-t.C:
+				err = wait(s.ctx)
+			}
+		}
+	}
+	s.landed(id, r, err, apply, release)
+}
+
+// landed records the store's answer err to write id: the state follows a
+// stored record, and the floor goes once the record's fate is known. A
+// write the service closed before it was answered (context.Canceled)
+// keeps its floor: the final checkpoint then leaves the record to replay.
+func (s *Service) landed(id uint64, r store.AppendResult, err error, apply func(store.AppendResult), release func()) {
+	defer s.wg.Done()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err == nil:
+		delete(s.inflight, id)
+		apply(r)
+		s.dirty = true
+	case !errors.Is(err, context.Canceled):
+		delete(s.inflight, id) // not stored
+	}
+	release()
 }
 
 // persist writes e's state (unsynced; the checkpoint syncs).
@@ -251,7 +330,7 @@ func (s *Service) loop(d time.Duration, fn func()) {
 		defer t.Stop()
 		for {
 			select {
-			case <-s.stop:
+			case <-s.ctx.Done():
 				return
 			case <-t.C:
 				fn()
