@@ -261,9 +261,15 @@ func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Co
 	if err == nil {
 		var off int64
 		off, err = strconv.ParseInt(req.Ext("commitOffset"), 10, 64)
-		if err != nil {
+		switch {
+		case err != nil:
 			err = fmt.Errorf("commitOffset %q is not a number", req.Ext("commitOffset"))
-		} else {
+		case off == -1:
+			// A client's "no offset yet" for a queue it holds but has not
+			// consumed from (ali-ons persists it for every such queue, every
+			// few seconds): nothing to store, and nothing wrong.
+			return remoting.NewResponse(req, remoting.RespSuccess, "")
+		default:
 			err = b.commitOffset(group, topic, qid, off)
 		}
 	}

@@ -86,8 +86,13 @@ func TestConsumerOffsetUpdateQuery(t *testing.T) {
 	}
 	waitFor(t, "oneway commit", func() bool { _, off := queryOffset(t, c, offsetExt("g", "orders", 0)); return off == 3 })
 
+	// -1, a client's "no offset yet", is nothing to store: answered, offset
+	// kept.
+	if resp := updateOffset(t, c, "g", "orders", 0, -1); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit -1: code %d %q, want SUCCESS", resp.Code, resp.Remark)
+	}
 	// Past the max offset, negative, malformed: refused, offset kept.
-	for _, off := range []int64{4, -1} {
+	for _, off := range []int64{4, -2} {
 		if resp := updateOffset(t, c, "g", "orders", 0, off); resp.Code != remoting.RespSystemError {
 			t.Fatalf("commit %d: code %d, want SYSTEM_ERROR", off, resp.Code)
 		}
@@ -229,7 +234,7 @@ func TestConsumerOffsetSyncCommit(t *testing.T) {
 	// Refused commits answer SYSTEM_ERROR and leave the file as it was.
 	for _, ext := range []map[string]string{
 		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "99"},
-		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "-1"},
+		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "-2"},
 		{"consumerGroup": "g", "topic": "orders", "queueId": "x", "commitOffset": "1"},
 		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "one"},
 	} {

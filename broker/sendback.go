@@ -108,9 +108,9 @@ func checkSentBack(e *message.Ext, originTopic string) error {
 // and every property (UNIQ_KEY included); it gets reconsumeTimes+1,
 // RETRY_TOPIC (the first topic, if not set yet) and ORIGIN_MESSAGE_ID (the
 // first record's offset id, if not set yet). It goes to %DLQ%<group> when
-// e was consumed maxTimes times already, when the client asks (delay level
-// < 0, which is what the Go client's orderly consumer sends), or when the
-// group consumes orderly (holds a queue lock). Otherwise it goes to
+// e was consumed maxTimes times already, or when the client asks (delay
+// level < 0, which is what the Go client's orderly consumer sends), as
+// consumerSendMsgBack does. Otherwise it goes to
 // %RETRY%<group> queue 0 with DELAY = the client's level, or 3 +
 // reconsumeTimes when the client sent 0.
 func (b *Broker) sendBackMessage(e *message.Ext, h sendBackHeader) (*message.Message, bool) {
@@ -118,7 +118,7 @@ func (b *Broker) sendBackMessage(e *message.Ext, h sendBackHeader) (*message.Mes
 	if maxTimes < 0 {
 		maxTimes = b.opts.MaxReconsumeTimes
 	}
-	dlq := int(e.ReconsumeTimes) >= maxTimes || h.delayLevel < 0 || b.groupIsOrderly(h.group)
+	dlq := int(e.ReconsumeTimes) >= maxTimes || h.delayLevel < 0
 
 	m := e.Message
 	m.QueueID = 0

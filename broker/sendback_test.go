@@ -126,12 +126,16 @@ func TestSendBackStraightToDLQ(t *testing.T) {
 	}
 	waitQueueMsgs(t, b, "%DLQ%g", 0, 1)
 
-	// A group holding queue locks consumes orderly: straight to the DLQ.
+	// A send-back with retries left is retried even from a group holding
+	// queue locks (as consumerSendMsgBack: only a plain send to %RETRY%
+	// looks at the locks, see TestRetrySendPastLimitGoesToDLQ).
 	lockQueues(t, c, "ordered", "C1", 0)
 	if resp := callSendBack(t, c, sendBackExt(offs[1], "ordered", "orders", 0, 16)); resp.Code != remoting.RespSuccess {
 		t.Fatalf("orderly send back: %d %s", resp.Code, resp.Remark)
 	}
-	waitQueueMsgs(t, b, "%DLQ%ordered", 0, 1)
+	if sched := waitQueueMsgs(t, b, delay.ScheduleTopic, 2, 1)[0]; sched.Property(message.PropertyRealTopic) != "%RETRY%ordered" {
+		t.Fatalf("a locked group's send-back scheduled for %q, want its retry topic", sched.Property(message.PropertyRealTopic))
+	}
 
 	// Without a header maxReconsumeTimes, Options.MaxReconsumeTimes (1)
 	// applies: a first failure retries, the second one is dead.
