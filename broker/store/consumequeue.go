@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -41,6 +42,11 @@ type cqFile struct {
 	base int64 // logical offset of the file's first entry
 	path string
 	f    file
+	// dropped is set (under the queue's mu) when dropBefore or
+	// truncateFrom takes the file out of the queue, before closing it: a
+	// sync that listed it earlier then knows that its failure loses
+	// nothing.
+	dropped bool
 }
 
 // consumeQueue is the index of one topic/queue: entry n (its logical
@@ -58,6 +64,11 @@ type consumeQueue struct {
 	min   int64 // first logical offset whose record is still stored
 	max   int64 // one past the last entry written
 	dirty bool  // written since the last sync
+	// newDirs are the directories whose entries changed since the last
+	// sync: the queue's own when a file was created in it, and the parent
+	// of each directory created for it. sync fsyncs them with the files,
+	// so the dispatcher that creates a file never waits for it.
+	newDirs []string
 
 	pend      []byte // dispatcher's entries not yet written
 	pendStart int64
@@ -84,7 +95,7 @@ func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, 
 			}
 			q.files = nil
 		}
-		f, err := q.openFile(base, false)
+		f, _, err := q.openFile(base, false)
 		if err != nil {
 			q.close()
 			return nil, err
@@ -104,20 +115,57 @@ func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, 
 	return q, nil
 }
 
-func (q *consumeQueue) openFile(base int64, create bool) (*cqFile, error) {
+// openFile opens the file starting at logical offset base. With create it
+// creates the file (and the queue's directory if missing) and also
+// returns the directories whose entries that changed (see newDirs).
+func (q *consumeQueue) openFile(base int64, create bool) (*cqFile, []string, error) {
 	path := filepath.Join(q.dir, fmt.Sprintf("%020d", base*QueueEntrySize))
 	flag := os.O_RDWR
+	var changed []string
 	if create {
-		if err := os.MkdirAll(q.dir, 0o755); err != nil {
-			return nil, err
+		var err error
+		if changed, err = mkdirs(q.dir); err != nil {
+			return nil, nil, err
 		}
+		changed = append([]string{q.dir}, changed...)
 		flag |= os.O_CREATE
 	}
 	f, err := q.fs.OpenFile(path, flag, 0o644)
 	if err != nil {
+		return nil, nil, err
+	}
+	return &cqFile{base: base, path: path, f: f}, changed, nil
+}
+
+// mkdirs creates dir and any missing parents, as os.MkdirAll does, and
+// returns the parent of each directory it created, deepest first: the
+// directories to fsync for the new ones to survive a crash.
+func mkdirs(dir string) ([]string, error) {
+	var missing []string
+	for d := dir; ; {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		missing = append(missing, d)
+		up := filepath.Dir(d)
+		if up == d {
+			break
+		}
+		d = up
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	return &cqFile{base: base, path: path, f: f}, nil
+	parents := make([]string, len(missing))
+	for i, d := range missing {
+		parents[i] = filepath.Dir(d)
+	}
+	return parents, nil
 }
 
 // put stages entry at logical offset off; flush writes staged entries.
@@ -175,7 +223,7 @@ func (q *consumeQueue) fileFor(off int64) (*cqFile, error) {
 		}
 	}
 	q.mu.RUnlock()
-	f, err := q.openFile(base, true)
+	f, changed, err := q.openFile(base, true)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +237,11 @@ func (q *consumeQueue) fileFor(off int64) (*cqFile, error) {
 		return nil, fmt.Errorf("%w: queue offset %d was removed", ErrOffsetNotFound, off)
 	}
 	q.files = append(q.files, f)
+	for _, d := range changed {
+		if !slices.Contains(q.newDirs, d) {
+			q.newDirs = append(q.newDirs, d)
+		}
+	}
 	sort.Slice(q.files, func(i, j int) bool { return q.files[i].base < q.files[j].base })
 	if len(q.files) == 1 {
 		q.min = base
@@ -281,6 +334,7 @@ func (q *consumeQueue) truncateFrom(off int64) error {
 			}
 			keep = append(keep, f)
 		default:
+			f.dropped = true
 			f.f.Close()
 			if err := os.Remove(f.path); err != nil {
 				return err
@@ -299,28 +353,54 @@ func (q *consumeQueue) dropBefore(off int64) error {
 	defer q.mu.Unlock()
 	for len(q.files) > 1 && q.files[0].base+q.perFile <= off {
 		f := q.files[0]
+		q.files = q.files[1:]
+		f.dropped = true
 		f.f.Close()
-		if err := os.Remove(f.path); err != nil {
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		q.files = q.files[1:]
 	}
 	q.min = max(q.min, min(off, q.max))
 	return nil
 }
 
-// sync fsyncs the queue's files if they were written since the last sync.
+// sync fsyncs the queue's files if they were written since the last sync,
+// and the directories of files created since. It holds no lock while it
+// does: a file dropBefore drops meanwhile needs no sync (its entries are
+// gone), so its failure is not one. On any other failure the queue stays
+// dirty, and the next checkpoint syncs it again.
 func (q *consumeQueue) sync() error {
 	q.mu.Lock()
-	dirty := q.dirty
-	q.dirty = false
+	dirty, dirs := q.dirty, q.newDirs
+	q.dirty, q.newDirs = false, nil
 	files := append([]*cqFile(nil), q.files...)
 	q.mu.Unlock()
-	if !dirty {
+	if !dirty && len(dirs) == 0 {
 		return nil
 	}
+	err := q.syncFiles(files, dirs)
+	if err != nil {
+		q.mu.Lock()
+		q.dirty = q.dirty || dirty
+		q.newDirs = append(dirs, q.newDirs...)
+		q.mu.Unlock()
+	}
+	return err
+}
+
+func (q *consumeQueue) syncFiles(files []*cqFile, dirs []string) error {
 	for _, f := range files {
 		if err := f.f.Sync(); err != nil {
+			q.mu.RLock()
+			dropped := f.dropped
+			q.mu.RUnlock()
+			if !dropped {
+				return err
+			}
+		}
+	}
+	for _, d := range dirs {
+		if err := syncDir(d); err != nil {
 			return err
 		}
 	}

@@ -113,8 +113,11 @@
 // # Checkpoint and recovery
 //
 // Every Options.CheckpointInterval (default 1 s) the store fsyncs the
-// commit log up to the dispatch position, then the consume queues, then
-// the index, and records that position in the checkpoint file. Open
+// commit log up to the dispatch position, then the consume queues (the
+// files written since the last checkpoint, and the directories of files
+// created since: the dispatcher that creates one does not wait for that),
+// then the index, and records that position in the checkpoint file. A
+// queue whose sync fails stays to be synced by the next checkpoint. Open
 // creates an abort marker that a clean Close removes after a final
 // checkpoint, which also records the log's end. After a clean shutdown
 // nothing is scanned: the recorded end is used if it lies in the last
@@ -137,7 +140,8 @@
 //
 // A full segment older than Options.FileReserved, or any but the active
 // segment while the disk is fuller than Options.DiskMaxUsedRatio, is
-// deleted oldest first; consume-queue entries and index keys that point into
+// deleted oldest first, once it is wholly dispatched and fsynced (under
+// [AsyncFlush] that can wait for the next interval flush); consume-queue entries and index keys that point into
 // it are dropped, and pulls below the new minimum get [OffsetTooSmall].
 // [Store.Hold] stops it below the lowest offset a component (a [Holder])
 // still needs, unless the component is a [Mover] and moves those records

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -196,10 +197,18 @@ func TestWriteFaults(t *testing.T) {
 // the test, before the store is closed).
 func stuckStore(t *testing.T, timeout time.Duration) (s *Store, fs *faultFS, release func()) {
 	t.Helper()
+	return stuckStoreOn(t, timeout, nil)
+}
+
+// stuckStoreOn is stuckStore with its flush timeouts timed by clk (the
+// real clock if nil).
+func stuckStoreOn(t *testing.T, timeout time.Duration, clk flushClock) (s *Store, fs *faultFS, release func()) {
+	t.Helper()
 	fs = &faultFS{}
 	o := testOptions(t, SyncFlush)
 	o.fs = fs
 	o.SyncFlushTimeout = timeout
+	o.timeouts = clk
 	s = openStore(t, o)
 	t.Cleanup(func() { s.Close() })
 	release = fs.holdSyncs()
@@ -232,10 +241,13 @@ func TestSyncFlushTimeout(t *testing.T) {
 // the group's first append's: while one fsync is stuck, B opens the next
 // batch and C joins it most of a timeout later; the fsync comes back after
 // B's timeout but well within C's. B fails with ErrFlushTimeout, C is
-// stored (a false timeout would make its producer send it twice).
+// stored (a false timeout would make its producer send it twice). The
+// timeouts run on a fake clock, so that how late a loaded machine wakes a
+// goroutine cannot change which append times out.
 func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 	const timeout = 2 * time.Second
-	s, fs, release := stuckStore(t, timeout)
+	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	s, fs, release := stuckStoreOn(t, timeout, clk)
 
 	appendAsync := func(i int) func(context.Context) error {
 		_, wait, err := s.AppendBatchAsync([]*message.Message{testMsg("late", 0, i)})
@@ -247,24 +259,39 @@ func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 	waitA := appendAsync(0)
 	errA := make(chan error, 1)
 	go func() { errA <- waitA(context.Background()) }()
-	waitFor(t, "the first fsync to be stuck", func() bool {
+	waitFor(t, "the writer to take A's batch and its fsync to be stuck", func() bool {
+		s.mu.Lock()
+		taken := s.cur.waiters == 0
+		s.mu.Unlock()
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
-		return fs.syncCalls > 0
+		return taken && fs.syncCalls > 0
 	})
-	bStart := time.Now()
+	clk.Add(timeout / 10) // B's batch starts after A's, so their timers differ
 	waitB := appendAsync(1)
-	time.Sleep(timeout * 9 / 10) // not a wait for a state: C must join B's batch this much later
-	waitC := appendAsync(2)
-	errB := waitB(context.Background()) // B's own timeout passes while the fsync is still stuck
-	if !errors.Is(errB, ErrFlushTimeout) {
-		t.Fatalf("B = %v, want ErrFlushTimeout", errB)
+	clk.Add(timeout * 9 / 10) // A's batch times out
+	cStart := clk.Now()
+	waitC := appendAsync(2) // joins B's batch: the writer is still in A's fsync
+	errB := make(chan error, 1)
+	go func() { errB <- waitB(context.Background()) }()
+	select {
+	case err := <-errB:
+		t.Fatalf("B answered %v before its timeout passed (the fsync is stuck)", err)
+	default:
 	}
-	if waited := time.Since(bStart); waited < timeout {
-		t.Fatalf("B timed out after %v, before its %v", waited, timeout)
+	clk.Add(timeout / 10) // B's batch's timer, and B's own timeout, pass
+	if err := <-errB; !errors.Is(err, ErrFlushTimeout) {
+		t.Fatalf("B = %v, want ErrFlushTimeout", err)
 	}
+	// C's batch has timed out; C waits on a timer of its own, for the
+	// rest of its whole timeout.
+	errC := make(chan error, 1)
+	go func() { errC <- waitC(context.Background()) }()
+	waitFor(t, "C to wait out the rest of its own timeout", func() bool {
+		return len(errC) > 0 || slices.Contains(clk.pending(), cStart.Add(timeout))
+	})
 	release()
-	if err := waitC(context.Background()); err != nil {
+	if err := <-errC; err != nil {
 		t.Fatalf("C, which joined B's batch %v later and whose fsync came back within its own timeout: %v", timeout*9/10, err)
 	}
 	if err := <-errA; !errors.Is(err, ErrFlushTimeout) {

@@ -43,17 +43,28 @@ func (osFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
 
 type osFile struct{ *os.File }
 
-// Sync uses fdatasync: the data and the size, without timestamps.
+// Sync uses fdatasync: the data and the size, without timestamps. It
+// holds the descriptor while it does (RawConn.Control), so that a Close
+// from another goroutine (retention dropping a consume-queue file while a
+// checkpoint syncs it) makes it fail rather than race, or sync whatever
+// file reused the descriptor's number.
 func (f osFile) Sync() error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			if err != nil {
-				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
-			}
-			return nil
-		}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
 	}
+	var serr error
+	cerr := rc.Control(func(fd uintptr) {
+		for serr = syscall.Fdatasync(int(fd)); serr == syscall.EINTR; serr = syscall.Fdatasync(int(fd)) {
+		}
+	})
+	if cerr == nil {
+		cerr = serr
+	}
+	if cerr != nil {
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: cerr}
+	}
+	return nil
 }
 
 // Allocate uses fallocate(2) (mode 0: allocate and extend). Where the

@@ -122,10 +122,17 @@ func readAll(t testing.TB, s *Store, topic string, qid int32) []message.Ext {
 	}
 }
 
-// fakeClock is a controllable clock.
+// fakeClock is a controllable clock. As a flushClock (Options.timeouts)
+// its timers fire only when Add takes the time past their deadline.
 type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	f  func()
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -134,10 +141,55 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
+// Add moves the clock on by d and runs the timers due by then, in the
+// caller's goroutine.
 func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		if t.at.After(c.now) {
+			keep = append(keep, t)
+		} else {
+			due = append(due, t)
+		}
+	}
+	c.timers = keep
 	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	t := &fakeTimer{f: f}
+	c.mu.Lock()
+	t.at = c.now.Add(d)
+	c.timers = append(c.timers, t)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, p := range c.timers {
+			if p == t {
+				c.timers = append(c.timers[:i], c.timers[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// pending returns the deadlines of the timers not yet fired or stopped.
+func (c *fakeClock) pending() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]time.Time, len(c.timers))
+	for i, t := range c.timers {
+		out[i] = t.at
+	}
+	return out
 }
 
 func newBufLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

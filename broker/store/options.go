@@ -111,6 +111,9 @@ type Options struct {
 	fs fileSystem
 	// diskUsage, if set, replaces the file-system query (tests).
 	diskUsage func() (float64, error)
+	// timeouts times SyncFlush timeouts. Default the real clock; tests
+	// replace it.
+	timeouts flushClock
 }
 
 // withDefaults returns a copy of o with every unset field defaulted.
@@ -153,6 +156,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.fs == nil {
 		o.fs = osFS{}
+	}
+	if o.timeouts == nil {
+		o.timeouts = realClock{}
 	}
 	return o
 }

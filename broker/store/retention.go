@@ -24,10 +24,10 @@ func (s *Store) retentionLoop() {
 
 // runRetention removes segments, oldest first, while the oldest is older
 // than FileReserved or the disk is fuller than DiskMaxUsedRatio. The active
-// segment, any segment not fully dispatched, and any segment a Hold still
-// needs are never removed; a Mover holding one is asked to move its
-// records out first. Consume queue entries and index keys pointing into
-// removed segments are dropped.
+// segment, any segment not yet wholly dispatched and fsynced, and any
+// segment a Hold still needs are never removed; a Mover holding one is
+// asked to move its records out first. Consume queue entries and index
+// keys pointing into removed segments are dropped.
 func (s *Store) runRetention() error {
 	var held []heldAt // asked once per pass (again after a move)
 	asked, moved := false, int64(-1)
@@ -43,7 +43,11 @@ func (s *Store) runRetention() error {
 		}
 		now := s.opts.Now()
 		due := func(seg *segment, mod time.Time) bool {
-			if seg.base+s.opts.SegmentSize > s.dispatched.Load() {
+			// Only once dispatched and fsynced: under AsyncFlush the
+			// dispatcher runs ahead of the interval flush, and a segment
+			// removed before it is fsynced is lost if the OS crashes
+			// (its consume-queue entries may already be checkpointed).
+			if end := seg.base + s.opts.SegmentSize; end > s.dispatched.Load() || end > s.durable.Load() {
 				return false
 			}
 			return now.Sub(mod) > s.opts.FileReserved || usage > s.opts.DiskMaxUsedRatio

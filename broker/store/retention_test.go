@@ -475,3 +475,69 @@ func TestStartRetention(t *testing.T) {
 	}
 	s.StartRetention()
 }
+
+// asyncStoreWithUnflushedSegments opens an AsyncFlush store whose
+// interval flush never comes in the test, with retention left to the test
+// and a disk above the watermark, and fills three segments that are
+// dispatched but not fsynced.
+func asyncStoreWithUnflushedSegments(t *testing.T) *Store {
+	t.Helper()
+	o := testOptions(t, AsyncFlush)
+	o.FlushInterval = time.Hour
+	o.DeferRetention = true
+	o.diskUsage = func() (float64, error) { return 0.99, nil }
+	s := openStore(t, o)
+	t.Cleanup(func() { s.Close() })
+	for i := 0; s.written.Load() < 3*o.SegmentSize; i++ {
+		m := testMsg("async", 0, i)
+		m.Body = bytes.Repeat([]byte("a"), 32<<10)
+		mustAppend(t, s, m)
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.written.Load() })
+	if d := s.durable.Load(); d >= o.SegmentSize {
+		t.Fatalf("durable end %d: a segment was fsynced before the test flushed", d)
+	}
+	return s
+}
+
+// TestRetentionWaitsForAsyncFlush checks that retention removes no
+// segment that is dispatched but not yet fsynced (AsyncFlush): a crash of
+// the OS would lose its records, and the interval flush that then found it
+// gone used to fail the store.
+func TestRetentionWaitsForAsyncFlush(t *testing.T) {
+	s := asyncStoreWithUnflushedSegments(t)
+	if err := s.runRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.MinPhysicalOffset(); m != 0 {
+		t.Fatalf("retention removed segments below %d before they were fsynced (durable end %d)", m, s.durable.Load())
+	}
+	if err := s.flushCommitLog(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.runRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if m, seg := s.MinPhysicalOffset(), s.opts.SegmentSize; m != s.written.Load()-s.written.Load()%seg {
+		t.Fatalf("after the flush retention kept segments from %d, want only the active one", m)
+	}
+	mustAppend(t, s, testMsg("async", 0, -1))
+}
+
+// TestFlushCommitLogSkipsRemovedSegments checks that the interval flush
+// starts at the oldest segment still there: one removed below the durable
+// end needs no fsync, and must not fail the flush (which would make the
+// store refuse every append until restarted).
+func TestFlushCommitLogSkipsRemovedSegments(t *testing.T) {
+	s := asyncStoreWithUnflushedSegments(t)
+	base, err := s.log.removeOldest(func(*segment, time.Time) bool { return false }, false)
+	if err != nil || base != 0 {
+		t.Fatalf("removing the oldest segment = %d, %v", base, err)
+	}
+	if err := s.flushCommitLog(); err != nil {
+		t.Fatalf("flush after a segment was removed: %v", err)
+	}
+	if d, w := s.durable.Load(), s.written.Load(); d != w {
+		t.Fatalf("durable end %d after the flush, want the written end %d", d, w)
+	}
+}

@@ -68,25 +68,25 @@ type outcome struct {
 	// writers (timer heaps and their locks); a waiter arms its own only
 	// when its batch's has fired, which takes a stalled fsync.
 	expired chan struct{}
-	timer   *time.Timer
+	stop    func() bool // stops the timer that closes expired
 }
 
 // newOutcome makes the answer of a batch whose first append is joining;
-// under SyncFlush (timeout > 0) it starts the batch's flush timeout.
-func newOutcome(timeout time.Duration) *outcome {
+// under SyncFlush (timeout > 0) it starts the batch's flush timeout on clk.
+func newOutcome(timeout time.Duration, clk flushClock) *outcome {
 	o := &outcome{done: make(chan struct{})}
 	if timeout > 0 {
 		expired := make(chan struct{})
 		o.expired = expired
-		o.timer = time.AfterFunc(timeout, func() { close(expired) })
+		o.stop = clk.AfterFunc(timeout, func() { close(expired) })
 	}
 	return o
 }
 
 // answer gives every append of the batch err.
 func (o *outcome) answer(err error) {
-	if o.timer != nil {
-		o.timer.Stop()
+	if o.stop != nil {
+		o.stop()
 	}
 	o.err = err
 	close(o.done)
@@ -392,11 +392,11 @@ func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, er
 		if s.opts.FlushType == SyncFlush {
 			timeout = s.opts.SyncFlushTimeout
 		}
-		s.cur.out = newOutcome(timeout)
+		s.cur.out = newOutcome(timeout, s.opts.timeouts)
 	}
 	t.out = s.cur.out
 	if s.opts.FlushType == SyncFlush {
-		t.deadline = time.Now().Add(s.opts.SyncFlushTimeout)
+		t.deadline = s.opts.timeouts.Now().Add(s.opts.SyncFlushTimeout)
 	}
 	s.cur.waiters++
 	wake := s.cur.waiters >= s.gatherWant
@@ -425,13 +425,14 @@ func (s *Store) wait(ctx context.Context, t ticket) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if left := time.Until(t.deadline); left > 0 {
-		timer := time.NewTimer(left)
-		defer timer.Stop()
+	if left := t.deadline.Sub(s.opts.timeouts.Now()); left > 0 {
+		fired := make(chan struct{})
+		stop := s.opts.timeouts.AfterFunc(left, func() { close(fired) })
+		defer stop()
 		select {
 		case <-t.out.done:
 			return t.out.err
-		case <-timer.C:
+		case <-fired:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -685,7 +686,9 @@ func (s *Store) flushLoop() {
 }
 
 // flushCommitLog fsyncs every segment between the durable and the written
-// end and advances the durable end.
+// end and advances the durable end. Segments retention has removed are
+// skipped (it removes none that is not durable, but a removed one needs no
+// fsync in any case).
 func (s *Store) flushCommitLog() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -694,6 +697,7 @@ func (s *Store) flushCommitLog() error {
 	if target <= from {
 		return nil
 	}
+	from = max(from, s.log.minOffset())
 	seg := s.opts.SegmentSize
 	defer s.flushed(time.Now())
 	for base := from - from%seg; base < target; base += seg {

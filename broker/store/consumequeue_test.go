@@ -1,0 +1,202 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// cqFS wraps the OS and hooks consume-queue fsyncs: it counts them, can
+// fail the next one, and can run a function just before one.
+type cqFS struct {
+	mu         sync.Mutex
+	syncs      int
+	failNext   error               // the next consume-queue Sync fails with it
+	beforeSync func(f *cqHookFile) // runs (once) before a consume-queue Sync
+}
+
+func (c *cqFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
+	f, err := osFS{}.OpenFile(name, flag, perm)
+	if err != nil || !strings.Contains(name, "consumequeue") {
+		return f, err
+	}
+	return &cqHookFile{file: f, fs: c}, nil
+}
+
+type cqHookFile struct {
+	file
+	fs *cqFS
+}
+
+func (f *cqHookFile) Sync() error {
+	f.fs.mu.Lock()
+	f.fs.syncs++
+	err, hook := f.fs.failNext, f.fs.beforeSync
+	f.fs.failNext, f.fs.beforeSync = nil, nil
+	f.fs.mu.Unlock()
+	if hook != nil {
+		hook(f)
+	}
+	if err != nil {
+		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+	}
+	return f.file.Sync()
+}
+
+func (c *cqFS) syncCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.syncs
+}
+
+// TestCheckpointRetriesFailedQueueSync checks that a consume queue whose
+// fsync failed is synced again by the next checkpoint: were it taken as
+// synced, that checkpoint would record a dispatch position whose entries
+// a power loss can take, and recovery would never rebuild them.
+func TestCheckpointRetriesFailedQueueSync(t *testing.T) {
+	fs := &cqFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	s := openStore(t, o)
+	defer s.Close()
+	appendSome := func(from int) {
+		for i := from; i < from+10; i++ {
+			mustAppend(t, s, testMsg("t", 0, i))
+		}
+		waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	}
+	appendSome(0)
+	if err := s.checkpoint(false); err != nil { // the queue's file and directories are synced
+		t.Fatal(err)
+	}
+	synced := s.DispatchedOffset()
+	appendSome(10) // into the same file
+	fs.set(func(c *cqFS) { c.failNext = syscall.EIO })
+	if err := s.checkpoint(false); err == nil {
+		t.Fatal("a checkpoint whose consume-queue fsync failed succeeded")
+	}
+	if cp, ok, err := readCheckpoint(s.checkpointPath()); err != nil || !ok || cp.Dispatched != synced {
+		t.Fatalf("checkpoint after the failed one = %+v, %v, %v; want the one before it, at %d", cp, ok, err, synced)
+	}
+	before := fs.syncCount()
+	if err := s.checkpoint(false); err != nil {
+		t.Fatal(err)
+	}
+	if fs.syncCount() == before {
+		t.Fatalf("the checkpoint after a failed consume-queue fsync recorded dispatch position %d without syncing the queue", s.DispatchedOffset())
+	}
+}
+
+// TestCheckpointWhileRetentionDropsQueueFile checks that a checkpoint
+// does not fail when retention drops (closes and removes) a queue file
+// the checkpoint is about to sync: a removed file needs no fsync.
+func TestCheckpointWhileRetentionDropsQueueFile(t *testing.T) {
+	fs := &cqFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	s := openStore(t, o)
+	defer s.Close()
+	for i := range 3 * o.QueueEntriesPerFile { // three files
+		mustAppend(t, s, testMsg("t", 0, i))
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	q := s.cqs.get("t", 0, false)
+	q.mu.RLock()
+	first := q.files[0]
+	q.mu.RUnlock()
+	fs.set(func(c *cqFS) {
+		c.beforeSync = func(f *cqHookFile) {
+			if f != first.f {
+				t.Errorf("first consume-queue file synced is %s, want %s", f.Name(), first.path)
+			}
+			// What runRetention does after removing a segment, between
+			// the checkpoint's listing of the files and its fsync.
+			if err := q.dropBefore(int64(o.QueueEntriesPerFile)); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	if err := s.checkpoint(false); err != nil {
+		t.Fatalf("checkpoint while retention dropped a queue file: %v", err)
+	}
+	if _, err := os.Stat(first.path); !os.IsNotExist(err) {
+		t.Fatalf("dropped file still there: %v", err)
+	}
+	if lo, _ := s.QueueBounds("t", 0); lo != int64(o.QueueEntriesPerFile) {
+		t.Fatalf("queue min %d, want %d", lo, o.QueueEntriesPerFile)
+	}
+}
+
+// TestCheckpointSyncsNewQueueDirectories checks that a checkpoint fsyncs
+// the directory of every consume-queue file created since the last one
+// (and the parents of directories created for it) before it records the
+// position, and that the dispatcher that created them did not.
+func TestCheckpointSyncsNewQueueDirectories(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	var mu sync.Mutex
+	var events []string
+	record := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	taken := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := events
+		events = nil
+		return out
+	}
+	origSync, origWrite := syncDir, writeFileAtomic
+	t.Cleanup(func() { syncDir, writeFileAtomic = origSync, origWrite })
+	syncDir = func(dir string) error { record("sync " + dir); return origSync(dir) }
+	writeFileAtomic = func(path string, data []byte) error {
+		record("write " + filepath.Base(path))
+		return origWrite(path, data)
+	}
+	s := openStore(t, o) // after the hooks are in: its goroutines read them
+	defer s.Close()
+
+	root := filepath.Join(o.Dir, "consumequeue")
+	topicDir := filepath.Join(root, "t")
+	qDir := filepath.Join(topicDir, "0")
+	checkpoint := func(want ...string) {
+		t.Helper()
+		waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+		for _, e := range taken() {
+			if strings.Contains(e, root) {
+				t.Errorf("the dispatcher synced a consume-queue directory itself (%s): that is the checkpoint's job", e)
+			}
+		}
+		if err := s.checkpoint(false); err != nil {
+			t.Fatal(err)
+		}
+		got := taken()
+		end := slices.Index(got, "write checkpoint")
+		if end < 0 {
+			t.Fatalf("checkpoint wrote no checkpoint file: %q", got)
+		}
+		for _, w := range want {
+			if !slices.Contains(got[:end], "sync "+w) {
+				t.Errorf("checkpoint did not sync %s before recording its position: %q", w, got)
+			}
+		}
+	}
+
+	mustAppend(t, s, testMsg("t", 0, 0)) // new topic and queue directories, first file
+	checkpoint(qDir, topicDir, root)
+	for i := 1; i <= o.QueueEntriesPerFile; i++ { // the queue's second file
+		mustAppend(t, s, testMsg("t", 0, i))
+	}
+	checkpoint(qDir)
+}
+
+func (c *cqFS) set(fn func(*cqFS)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn(c)
+}
