@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,14 +16,34 @@ import (
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
+	"gopkg.in/yaml.v3"
 )
 
-// clearEnv hides any HALFBACK_* override of a known key from the test
-// (viper treats an empty variable as unset).
+// clearEnv unsets, for the length of the test, every override of a known
+// key and every other variable whose name starts with HALFBACK_ in any
+// case. Setting one to "" would not do: that is an override to "".
 func clearEnv(t *testing.T) {
 	t.Helper()
+	names := map[string]bool{}
 	for _, k := range keys {
-		t.Setenv(envName(k.path), "")
+		names[envName(k.path)] = true
+	}
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(strings.ToUpper(name), EnvPrefix+"_") {
+			names[name] = true
+		}
+	}
+	for name := range names {
+		unsetEnv(t, name)
+	}
+}
+
+// unsetEnv unsets the variable name until the test ends, then restores it.
+func unsetEnv(t *testing.T, name string) {
+	t.Helper()
+	t.Setenv(name, "") // registers the restore, and forbids t.Parallel
+	if err := os.Unsetenv(name); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -60,19 +81,69 @@ func TestShippedConfigLoads(t *testing.T) {
 }
 
 // TestShippedConfigListsEveryKey keeps config.yaml complete: a new key must
-// be documented there.
+// be documented there, under its own section.
 func TestShippedConfigListsEveryKey(t *testing.T) {
+	for _, path := range unlistedKeys(shippedConfig(t)) {
+		t.Errorf("config.yaml does not list %s", path)
+	}
+}
+
+// TestUnlistedKeysFindsEachKey deletes each key in turn from the parsed
+// config.yaml: the check must report that key and no other, even where
+// another section has a key of the same name (broker.listenAddr and
+// namesrv.listenAddr, mirror.kafka.enabled and mirror.kafka.tls.enabled).
+func TestUnlistedKeysFindsEachKey(t *testing.T) {
+	for _, k := range keys {
+		doc := shippedConfig(t)
+		parts := strings.Split(k.path, ".")
+		m := doc
+		for _, p := range parts[:len(parts)-1] {
+			m = m[p].(map[string]any)
+		}
+		delete(m, parts[len(parts)-1])
+		if got := unlistedKeys(doc); !slices.Equal(got, []string{k.path}) {
+			t.Errorf("config.yaml without %s: unlisted keys %v, want [%s]", k.path, got, k.path)
+		}
+	}
+}
+
+// shippedConfig parses config.yaml.
+func shippedConfig(t *testing.T) map[string]any {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// unlistedKeys returns the known keys that doc, a parsed config file, does
+// not hold at their own path, spelled exactly as the keys table spells them.
+func unlistedKeys(doc map[string]any) []string {
+	var missing []string
 	for _, k := range keys {
-		parts := strings.Split(k.path, ".")
-		indent := strings.Repeat("  ", len(parts)-1)
-		if !strings.Contains(string(data), "\n"+indent+parts[len(parts)-1]+":") {
-			t.Errorf("config.yaml does not list %s", k.path)
+		if !hasKey(doc, strings.Split(k.path, ".")) {
+			missing = append(missing, k.path)
 		}
 	}
+	return missing
+}
+
+// hasKey reports whether m holds a value (not a mapping) at path.
+func hasKey(m map[string]any, path []string) bool {
+	v, ok := m[path[0]]
+	if !ok {
+		return false
+	}
+	sub, isMap := v.(map[string]any)
+	if len(path) == 1 {
+		return !isMap
+	}
+	return isMap && hasKey(sub, path[1:])
 }
 
 func TestDefaults(t *testing.T) {
@@ -190,7 +261,7 @@ func TestBadValues(t *testing.T) {
 		{"segmentSize fraction", "store:\n  segmentSize: 1.5\n",
 			nil, "config: store.segmentSize: cannot use 1.5", ErrInvalid},
 		{"segment smaller than a message", "store:\n  segmentSize: 1048576\n",
-			nil, "SegmentSize 1048576 cannot hold a message", store.ErrInvalidOptions},
+			nil, "config: store.segmentSize: 1048576 cannot hold a message of store.maxMessageSize 4194304", store.ErrInvalidOptions},
 		{"unknown key", "store:\n  segmentSizee: 5\n",
 			nil, "config: store.segmentSizee: unknown key", ErrUnknownKey},
 		{"unknown section", "bogus:\n  x: 1\n",

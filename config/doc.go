@@ -21,7 +21,11 @@
 // A value comes from, highest priority first:
 //
 //  1. the environment: HALFBACK_<SECTION>_<KEY> in upper case, for example
-//     HALFBACK_STORE_FLUSHTYPE=async or HALFBACK_STORE_SEGMENTSIZE=1048576;
+//     HALFBACK_STORE_FLUSHTYPE=async or HALFBACK_STORE_SEGMENTSIZE=1048576.
+//     A variable set to the empty string is an override to "" and is
+//     validated like any value; only an unset one leaves the file's value.
+//     A variable HALFBACK_<SECTION>_... that names no key, or names one in
+//     other than upper case (HALFBACK_store_flushtype), is an error;
 //  2. the YAML file given to [Load];
 //  3. the built-in defaults, which are the values config.yaml ships with
 //     (except dataDir, which is relative to the working directory either way).

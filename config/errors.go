@@ -1,6 +1,9 @@
 package config
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 // Errors returned by [Load], [Config.Validate] and [Config.StoreOptions].
 // They arrive wrapped, usually in a [*KeyError]; test them with errors.Is.
@@ -43,4 +46,34 @@ func (e *KeyError) Unwrap() []error {
 // invalid returns a *KeyError wrapping ErrInvalid.
 func invalid(key, detail string) error {
 	return &KeyError{Key: key, Detail: detail, Err: ErrInvalid}
+}
+
+// fieldKeys maps the fields of a package's Options, as that package's
+// validation errors name them ("SegmentSize", "Kafka.Brokers"), to the
+// config keys they are read from, so that an error about a field can be
+// reported as a [*KeyError] about its key.
+type fieldKeys map[string]string
+
+// keyError returns a *KeyError wrapping ErrInvalid and cause for the key
+// of field, or for fallback (a section) when no key holds field.
+func (fk fieldKeys) keyError(field, fallback, detail string, cause error) *KeyError {
+	key, ok := fk[field]
+	if !ok {
+		key = fallback
+	}
+	return &KeyError{Key: key, Err: ErrInvalid, Cause: cause, Detail: detail}
+}
+
+// rename rewrites each word of detail that is exactly a field name as the
+// field's key, for messages that name a second field. It suits messages
+// that quote no user text (broker/store's), not mirror's, whose "Kafka
+// topic %q" would become "mirror.kafka topic".
+func (fk fieldKeys) rename(detail string) string {
+	words := strings.Split(detail, " ")
+	for i, w := range words {
+		if key, ok := fk[w]; ok {
+			words[i] = key
+		}
+	}
+	return strings.Join(words, " ")
 }

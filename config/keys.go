@@ -291,25 +291,33 @@ func decodeHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
 }
 
 // checkEnv rejects an environment variable that looks like an override of
-// a section's key (HALFBACK_<SECTION>_...) but names no key, so a
-// misspelled override (HALFBACK_STORE_FLUSHTYP) stops startup instead of
-// leaving the file's value in force. Variables whose second word is no
-// section (HALFBACK_TEST_LOG) are not overrides and are left alone.
+// a section's key (HALFBACK_<SECTION>_..., in any case) but would not be
+// read, so that it stops startup instead of leaving the file's value in
+// force: one naming no key (HALFBACK_STORE_FLUSHTYP), and one naming a key
+// in other than upper case (HALFBACK_store_flushtype), since variable
+// names are case-sensitive and only HALFBACK_STORE_FLUSHTYPE is read.
+// Variables whose second word is no section (HALFBACK_TEST_LOG) are not
+// overrides and are left alone.
 func checkEnv(environ []string) error {
-	known := map[string]bool{}
+	known := map[string]string{} // variable name -> key path
 	sections := map[string]string{}
 	for _, k := range keys {
-		known[envName(k.path)] = true
+		known[envName(k.path)] = k.path
 		sec, _, _ := strings.Cut(k.path, ".")
 		sections[envName(sec)+"_"] = sec
 	}
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if known[name] {
+		upper := strings.ToUpper(name)
+		if _, ok := known[name]; ok {
 			continue
 		}
+		if path, ok := known[upper]; ok {
+			return &KeyError{Key: name, Err: ErrUnknownKey, Detail: fmt.Sprintf(
+				"environment variable is not read: names are case-sensitive and the override of %s is %s", path, upper)}
+		}
 		for prefix, sec := range sections {
-			if strings.HasPrefix(name, prefix) {
+			if strings.HasPrefix(upper, prefix) {
 				return &KeyError{Key: name, Err: ErrUnknownKey, Detail: fmt.Sprintf(
 					"environment variable names no key of section %s (an override is %s<KEY>, "+
 						"the key's path in config.yaml in upper case with '_' for '.')", sec, prefix)}

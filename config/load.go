@@ -15,10 +15,15 @@ import (
 // environment overrides HALFBACK_<SECTION>_<KEY> and the defaults, decodes
 // the result and validates it with [Config.Validate].
 //
+// An override set to the empty string applies: HALFBACK_ORDERS_DSN= sets
+// orders.dsn to "", and HALFBACK_STORE_DATADIR= fails as an empty
+// store.dataDir. Only an unset variable leaves the file's value.
+//
 // A missing file is an error that wraps fs.ErrNotExist; an unknown section
-// or key, or an environment variable HALFBACK_<SECTION>_<KEY> naming no
-// key, is a [*KeyError] wrapping [ErrUnknownKey]; a bad value is a
-// [*KeyError] wrapping [ErrInvalid].
+// or key, or an environment variable HALFBACK_<SECTION>_... that is not
+// read (naming no key, or a key but not in upper case), is a [*KeyError]
+// wrapping [ErrUnknownKey]; a bad value is a [*KeyError] wrapping
+// [ErrInvalid].
 func Load(path string) (*Config, error) {
 	v := viper.New()
 	for _, k := range keys {
@@ -26,6 +31,9 @@ func Load(path string) (*Config, error) {
 	}
 	v.SetEnvPrefix(EnvPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	// A variable set to "" is an override to the empty value (validated
+	// like any other), not an unset one.
+	v.AllowEmptyEnv(true)
 	v.AutomaticEnv()
 	if err := checkEnv(os.Environ()); err != nil {
 		return nil, err

@@ -98,7 +98,7 @@ type KafkaTLSConfig struct {
 
 // mirrorFieldKeys names the config key of each field of mirror.Options
 // that an *mirror.OptionError can name.
-var mirrorFieldKeys = map[string]string{
+var mirrorFieldKeys = fieldKeys{
 	"Topics":                       "mirror.kafka.topics",
 	"Group":                        "mirror.kafka.group",
 	"StartFrom":                    "mirror.kafka.startFrom",
@@ -174,11 +174,7 @@ func (c *Config) MirrorOptions() (mirror.Options, error) {
 	if err := o.Validate(); err != nil {
 		var oe *mirror.OptionError
 		if errors.As(err, &oe) {
-			key := mirrorFieldKeys[oe.Field]
-			if key == "" {
-				key = "mirror.kafka"
-			}
-			return mirror.Options{}, &KeyError{Key: key, Err: ErrInvalid, Cause: err, Detail: oe.Detail}
+			return mirror.Options{}, mirrorFieldKeys.keyError(oe.Field, "mirror.kafka", oe.Detail, err)
 		}
 		return mirror.Options{}, fmt.Errorf("config: mirror.kafka: %w", err)
 	}

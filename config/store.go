@@ -46,10 +46,38 @@ func (c *Config) StoreOptions() (store.Options, error) {
 		opts.StoreHost = ap
 	}
 	if err := opts.Validate(); err != nil {
-		return store.Options{}, &KeyError{Key: "store", Err: ErrInvalid, Cause: err,
-			Detail: strings.TrimPrefix(err.Error(), "store: ")}
+		return store.Options{}, storeKeyError(err)
 	}
 	return opts, nil
+}
+
+// storeFieldKeys names the config key of each field of store.Options that
+// the store section sets.
+var storeFieldKeys = fieldKeys{
+	"Dir":                 "store.dataDir",
+	"FlushType":           "store.flushType",
+	"SegmentSize":         "store.segmentSize",
+	"SyncFlushTimeout":    "store.syncFlushTimeout",
+	"FlushInterval":       "store.flushIntervalMs",
+	"CheckpointInterval":  "store.checkpointIntervalMs",
+	"QueueEntriesPerFile": "store.queueEntriesPerFile",
+	"FileReserved":        "store.fileReservedHours",
+	"DiskMaxUsedRatio":    "store.diskMaxUsedRatio",
+	"MaxMessageSize":      "store.maxMessageSize",
+}
+
+// storeKeyError turns an error of store.Options.Validate, which reads
+// "store: invalid options: <Field> <what is wrong>", into a *KeyError
+// naming the field's key, with any other field it names written as a key
+// too: "config: store.segmentSize: 100 cannot hold a message of
+// store.maxMessageSize 4194304".
+func storeKeyError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), store.ErrInvalidOptions.Error()+": ")
+	field, rest, _ := strings.Cut(msg, " ")
+	if _, ok := storeFieldKeys[field]; !ok {
+		rest = msg
+	}
+	return storeFieldKeys.keyError(field, "store", storeFieldKeys.rename(rest), err)
 }
 
 // DelayOptions returns the delay scheduler's options: its state lives in

@@ -50,12 +50,16 @@ func run(t *testing.T, args ...string) (string, error) {
 	}
 }
 
-// clearEnv hides HALFBACK_* overrides the environment may hold.
+// clearEnv unsets the HALFBACK_* variables the environment may hold, for
+// the test: an empty one would be an override to "".
 func clearEnv(t *testing.T) {
 	t.Helper()
 	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, config.EnvPrefix+"_") {
-			t.Setenv(name, "")
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(strings.ToUpper(name), config.EnvPrefix+"_") {
+			t.Setenv(name, "") // registers the restore
+			if err := os.Unsetenv(name); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
