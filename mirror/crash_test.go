@@ -100,6 +100,7 @@ func runCrashChild() {
 	if err := m.Start(ctx); err != nil {
 		fail("start mirror", err)
 	}
+	fmt.Println("broker listening on", b.Addr())
 	fmt.Println("ready")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
@@ -193,7 +194,9 @@ func TestMirrorSurvivesBrokerSIGKILL(t *testing.T) {
 	kc := startKafka(t, kfake.SeedTopics(4, topic))
 	env := []string{
 		crashDirEnv + "=" + t.TempDir(),
-		crashAddrEnv + "=127.0.0.1:" + strconv.Itoa(freePort(t)),
+		// Each start listens on a port of its own choosing; the broker
+		// registers it with the name server, where clients find it.
+		crashAddrEnv + "=127.0.0.1:0",
 		crashNsEnv + "=" + ns.Addr(),
 		crashNameEnv + "=" + uniq("broker-"+strconv.Itoa(os.Getpid())),
 		crashKafkaEnv + "=" + kc.ListenAddrs()[0],

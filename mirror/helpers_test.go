@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,17 +35,6 @@ var seq atomic.Int64
 // uniq returns a name legal as a RocketMQ topic, a Kafka topic and a
 // consumer group, unique in the process.
 func uniq(prefix string) string { return prefix + "-" + strconv.FormatInt(seq.Add(1), 10) }
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startKafka starts a one-broker kfake cluster on 127.0.0.1 (a random port
 // unless opts say otherwise), closed when the test ends.

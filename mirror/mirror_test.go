@@ -379,14 +379,15 @@ func checkTraces(t *testing.T, ktopic string, recs []*kgo.Record, byID map[strin
 // TestMirrorSurvivesKafkaOutage closes Kafka while messages keep coming,
 // checks that the mirror waits (Stats().Retrying, Failures growing) and
 // that the group's lag grows on the broker, then starts Kafka again on the
-// same port and data directory: every acknowledged message arrives, at
-// least once.
+// same port (held by the test throughout, see heldPort) and data
+// directory: every acknowledged message arrives, at least once.
 func TestMirrorSurvivesKafkaOutage(t *testing.T) {
 	st, c := startStack(t)
 	topic, ktopic, group := uniq("stream"), uniq("stream"), uniq("mirror")
 	createTopic(t, st.Broker.Addr(), topic)
-	port, dir := freePort(t), t.TempDir()
-	kafkaOpts := []kfake.Opt{kfake.Ports(port), kfake.DataDir(dir), kfake.SeedTopics(4, ktopic)}
+	port := holdPort(t)
+	kafkaOpts := []kfake.Opt{kfake.NumBrokers(1), kfake.ListenFn(port.listen), kfake.DataDir(t.TempDir()),
+		kfake.SeedTopics(4, ktopic)}
 	kc := startKafka(t, kafkaOpts...)
 	m := startMirror(t, mirror.Options{Client: c, Group: group, BatchSize: 8,
 		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}},
@@ -407,13 +408,7 @@ func TestMirrorSurvivesKafkaOutage(t *testing.T) {
 	mirroredDown := m.Stats().Mirrored
 	t.Logf("Kafka down: %+v, lag %d", m.Stats(), groupLag(t, st.Broker.Addr(), group, topic))
 
-	var kc2 *kfake.Cluster
-	testutil.WaitFor(t, 10*time.Second, "Kafka to start again on its port", func() bool {
-		var err error
-		kc2, err = kfake.NewCluster(kafkaOpts...)
-		return err == nil
-	})
-	t.Cleanup(kc2.Close)
+	kc2 := startKafka(t, kafkaOpts...) // on the port held since the first
 	testutil.WaitFor(t, 30*time.Second, "the mirror to resume", func() bool { return m.Stats().Mirrored > mirroredDown+50 })
 	snd.halt()
 	acked := snd.ackedIDs()
@@ -570,7 +565,7 @@ func TestClientClosedBeforeMirrorWhileKafkaDown(t *testing.T) {
 	st, c := startStack(t)
 	topic, group := uniq("stream"), uniq("mirror")
 	createTopic(t, st.Broker.Addr(), topic)
-	nobody := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // no Kafka listens there
+	nobody := holdPort(t).addr() // closes every connection: no Kafka answers there
 	m := startMirror(t, mirror.Options{Client: c, Group: group, BatchSize: 8, StartFrom: mirror.StartFirst,
 		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: "k-" + topic}},
 		Kafka:  mirror.KafkaOptions{Brokers: []string{nobody}}})
