@@ -164,14 +164,15 @@ func TestRegistrationHeartbeat(t *testing.T) {
 		_, ok := nsRoute(t, nc, "Quiet")
 		return ok
 	})
-	// Re-registration keeps the broker alive past several expiries.
-	deadline := time.Now().Add(3 * 500 * time.Millisecond)
-	for time.Now().Before(deadline) {
+	// Re-registration keeps the broker routed at every look through three
+	// expiry periods.
+	start := time.Now()
+	waitFor(t, "three expiry periods to pass", func() bool {
 		if _, ok := nsRoute(t, nc, "Quiet"); !ok {
-			t.Fatal("broker expired although it re-registers every 20 ms")
+			t.Fatalf("broker expired %v in, although it re-registers every 20 ms", time.Since(start))
 		}
-		time.Sleep(100 * time.Millisecond) // sample the route, not a wait for a condition
-	}
+		return time.Since(start) > 3*500*time.Millisecond
+	})
 	if _, ok := nsRoute(t, nc, autoCreateTopicKey); ok {
 		t.Error("TBW102 registered by a broker that does not auto-create topics")
 	}

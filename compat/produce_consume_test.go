@@ -94,15 +94,22 @@ func TestSendModes(t *testing.T) {
 		})
 	defer pc.Shutdown()
 	waitFor(t, 30*time.Second, "all 6 messages", func() bool { return got.distinct() == 6 })
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	syncs := 0
 	for _, e := range got.exts {
 		if string(e.Body) == "sync" {
+			syncs++
 			if e.GetTags() != "TagA" || e.GetKeys() != "order-1" || e.GetProperty("traceparent") != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
 				t.Fatalf("properties not kept: %v", e)
 			}
-			if e.MsgId != msg.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex) && e.OffsetMsgId != res.OffsetMsgID {
-				t.Fatalf("ids: consumed %s/%s, sent %s", e.MsgId, e.OffsetMsgId, res.OffsetMsgID)
+			if e.MsgId != res.MsgID || e.OffsetMsgId != res.OffsetMsgID {
+				t.Fatalf("ids: consumed %s/%s, sent %s/%s", e.MsgId, e.OffsetMsgId, res.MsgID, res.OffsetMsgID)
 			}
 		}
+	}
+	if syncs == 0 {
+		t.Fatal("the sync message was not among those consumed")
 	}
 }
 

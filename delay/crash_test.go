@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -150,8 +151,8 @@ func TestCrashSIGKILLDuringDelivery(t *testing.T) {
 	defer st.Close()
 	defer s.Close()
 	copies := map[string][]int64{}
-	deadline := time.Now().Add(30 * time.Second)
-	for off := int64(0); ; {
+	off := int64(0)
+	testutil.WaitFor(t, 30*time.Second, "every acknowledged scheduled message to be delivered", func() bool {
 		g, err := st.GetMessages("orders", 1, off, store.GetOptions{MaxMessages: 512})
 		if err != nil {
 			t.Fatal(err)
@@ -161,22 +162,13 @@ func TestCrashSIGKILLDuringDelivery(t *testing.T) {
 			copies[string(e.Body)] = append(copies[string(e.Body)], e.StoreTimestamp)
 		}
 		off = g.NextBeginOffset
-		missing := 0
 		for id := range acked {
 			if len(copies[id]) == 0 {
-				missing++
+				return false
 			}
 		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d acknowledged scheduled messages never delivered", missing, len(acked))
-		}
-		if g.Count == 0 {
-			time.Sleep(5 * time.Millisecond) // poll interval
-		}
-	}
+		return true
+	})
 	// Duplicates only of deliveries in the last checkpoint interval before
 	// a kill (plus scheduling slack on a loaded machine).
 	dups := 0

@@ -85,7 +85,8 @@ func TestExpire(t *testing.T) {
 }
 
 func TestRecordAfterCloseIsDropped(t *testing.T) {
-	r, err := Open(Options{Dir: t.TempDir()})
+	dir := t.TempDir()
+	r, err := Open(Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,12 +94,26 @@ func TestRecordAfterCloseIsDropped(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r.Record(Event{MsgID: "m", Kind: Stored}) // no panic
+	r.Record(Event{MsgID: "m", Kind: Delivered}) // no panic
 	if err := r.Sync(); err != ErrClosed {
 		t.Fatalf("Sync after Close: %v", err)
 	}
 	var nilRec *Recorder
 	nilRec.Record(Event{MsgID: "m"})
+
+	// Reopened, the history holds what was recorded before Close only.
+	r, err = Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	msgs, err := r.Lookup("m", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || len(msgs[0].Events) != 1 || msgs[0].Events[0].Kind != Stored {
+		t.Fatalf("history after reopening: %+v, want the one stored event", msgs)
+	}
 }
 
 func TestTraceIDOf(t *testing.T) {
