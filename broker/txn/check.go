@@ -147,11 +147,13 @@ func (s *Service) park(e *entry) {
 		s.opts.Logger.Error("txn: park half message", "half", e.half, "err", err)
 		return
 	}
+	// e is no longer this goroutine's (a Resume may be changing it): what
+	// follows reads t, taken under s.mu.
 	if s.opts.OnParked != nil {
 		s.opts.OnParked(t)
 	}
-	s.opts.Logger.Warn("txn: half message parked after max checks", "half", e.half, "group", e.group,
-		"topic", e.topic, "transactionId", e.uniq, "checks", e.checks)
+	s.opts.Logger.Warn("txn: half message parked after max checks", "half", t.HalfOffset, "group", t.Group,
+		"topic", t.Topic, "transactionId", t.TransactionID, "checks", t.Checks)
 }
 
 // Resume puts a parked transaction back to pending with its check count
