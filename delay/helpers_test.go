@@ -70,11 +70,18 @@ type rig struct {
 	st    *store.Store
 	s     *Scheduler
 	opts  Options
+	async bool // an AsyncFlush store
 }
 
 func newRig(t *testing.T, levels string) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), clock: newFakeClock()}
+	return newRigFlush(t, levels, false)
+}
+
+// newRigFlush is newRig over an AsyncFlush store (async) or a SyncFlush one.
+func newRigFlush(t *testing.T, levels string, async bool) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir(), clock: newFakeClock(), async: async}
 	r.openStore()
 	lv, err := ParseLevels(levels)
 	if err != nil {
@@ -86,8 +93,14 @@ func newRig(t *testing.T, levels string) *rig {
 }
 
 func (r *rig) openStore() {
-	st, err := store.Open(store.Options{Dir: r.dir + "/store", FlushType: store.SyncFlush, SegmentSize: 8 << 20,
-		MaxMessageSize: 64 << 10, Now: r.clock.Now, Logger: quiet})
+	o := store.Options{Dir: r.dir + "/store", FlushType: store.SyncFlush, SegmentSize: 8 << 20,
+		MaxMessageSize: 64 << 10, Now: r.clock.Now, Logger: quiet}
+	if r.async {
+		// Fsynced only when something asks: the interval flush and the
+		// store's checkpoint wait an hour.
+		o.FlushType, o.FlushInterval, o.CheckpointInterval = store.AsyncFlush, time.Hour, time.Hour
+	}
+	st, err := store.Open(o)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -16,12 +16,14 @@ import (
 )
 
 // Store is what the scheduler needs of the message store; *store.Store
-// implements it. AppendBatch must be safe to call concurrently with the
-// other methods.
+// implements it. AppendBatchAsync must be safe to call concurrently with
+// the other methods. Flush makes every appended record durable (Checkpoint
+// calls it before saving progress).
 type Store interface {
 	AppendBatchAsync(msgs []*message.Message) ([]store.AppendResult, func(context.Context) error, error)
 	GetMessages(topic string, qid int32, offset int64, o store.GetOptions) (store.GetResult, error)
 	ReadRecords(phys int64, size int) ([]byte, error)
+	Flush() error
 }
 
 // due is one scheduled message that has fallen due (or is next).
@@ -196,12 +198,18 @@ func (s *Scheduler) Close() error {
 	return err
 }
 
-// Checkpoint makes the delivery progress durable: the timer index first,
-// then the progress file; then it drops delivered timer entries.
+// Checkpoint makes the delivery progress durable: the deliveries it counts
+// first (under AsyncFlush the store may not have fsynced them yet, and
+// progress saved past a delivered copy an OS crash then loses would lose
+// the message for good), then the timer index, then the progress file;
+// then it drops delivered timer entries.
 func (s *Scheduler) Checkpoint() error {
 	s.mu.Lock()
 	p := progress{levelNext: slices.Clone(s.levelNext), timer: s.timer}
 	s.mu.Unlock()
+	if err := s.st.Flush(); err != nil {
+		return fmt.Errorf("delay: checkpoint: %w", err)
+	}
 	if err := s.idx.sync(); err != nil {
 		return err
 	}

@@ -761,6 +761,24 @@ func (s *Store) MinPhysicalOffset() int64 { return s.log.minOffset() }
 // what is durable, under AsyncFlush what is written.
 func (s *Store) MaxPhysicalOffset() int64 { return s.visibleLimit() }
 
+// DurableOffset is the commit-log offset up to which every record is
+// fsynced.
+func (s *Store) DurableOffset() int64 { return s.durable.Load() }
+
+// Flush fsyncs every record appended so far that is not yet durable: under
+// AsyncFlush what the interval flush has not reached, under SyncFlush
+// nothing (an acknowledged append is durable already). A component that
+// saves progress depending on records it appended (the delay scheduler's
+// deliveries, the transaction service's outcomes) flushes first, so an OS
+// crash cannot keep the progress and lose the records. A failure turns
+// the store read-only, as the interval flush's does.
+func (s *Store) Flush() error {
+	if err := s.flushCommitLog(); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
 // DispatchedOffset is the commit-log offset up to which consume queues and
 // the index are built.
 func (s *Store) DispatchedOffset() int64 { return s.dispatched.Load() }

@@ -692,3 +692,33 @@ func TestAppendBatchEmpty(t *testing.T) {
 		}
 	}
 }
+
+// Flush makes what AsyncFlush has written durable at once; under
+// SyncFlush an acknowledged append is durable already.
+func TestFlushMakesWrittenDurable(t *testing.T) {
+	o := testOptions(t, AsyncFlush)
+	o.FlushInterval = time.Hour
+	s := openStore(t, o)
+	defer s.Close()
+	r := mustAppend(t, s, testMsg("t", 0, 1))
+	end := r.PhysicalOffset + int64(r.Size)
+	if d := s.DurableOffset(); d >= end {
+		t.Fatalf("durable end %d before Flush, want below %d (the interval is an hour)", d, end)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.DurableOffset(); d != end {
+		t.Fatalf("durable end %d after Flush, want %d", d, end)
+	}
+
+	ss := openStore(t, testOptions(t, SyncFlush))
+	defer ss.Close()
+	r = mustAppend(t, ss, testMsg("t", 0, 1))
+	if d := ss.DurableOffset(); d != r.PhysicalOffset+int64(r.Size) {
+		t.Fatalf("SyncFlush: durable end %d after an acknowledged append ending at %d", d, r.PhysicalOffset+int64(r.Size))
+	}
+	if err := ss.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -182,8 +182,8 @@ func (s *Service) dropExpired() {
 // record below it is reflected in the synced state.
 func (s *Service) checkpoint() error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !s.dirty {
-		s.mu.Unlock()
 		return nil
 	}
 	s.dropExpired()
@@ -191,15 +191,18 @@ func (s *Service) checkpoint() error {
 	for _, floor := range s.inflight {
 		covered = min(covered, floor)
 	}
-	s.dirty = false
-	s.mu.Unlock()
-	// Pebble's log is ordered: syncing this write syncs every state write
-	// made before it.
-	if err := s.db.Set(keyCovered, binary.BigEndian.AppendUint64(nil, uint64(covered)), pebble.Sync); err != nil {
-		s.mu.Lock()
-		s.dirty = true
-		s.mu.Unlock()
+	// The state follows records the store has written; under AsyncFlush
+	// they may not be fsynced yet, and a state saved past a record an OS
+	// crash then loses (a commit's message, say) would lose it for good. So
+	// the store flushes first, and s.mu keeps new states out until
+	// Pebble's synced write, which syncs every state write made before it.
+	err := s.st.Flush()
+	if err == nil {
+		err = s.db.Set(keyCovered, binary.BigEndian.AppendUint64(nil, uint64(covered)), pebble.Sync)
+	}
+	if err != nil {
 		return fmt.Errorf("txn: checkpoint: %w", err)
 	}
+	s.dirty = false
 	return nil
 }

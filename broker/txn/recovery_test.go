@@ -4,6 +4,9 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
 )
 
 // scenario leaves one transaction of each kind: committed, rolled back,
@@ -88,4 +91,28 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// Under AsyncFlush the store fsyncs on its own interval. The checkpoint
+// syncs states that follow records the store wrote (a commit's message),
+// so it first makes those records durable: otherwise an OS crash could
+// keep "committed" and lose the message.
+func TestCheckpointMakesRecordsDurable(t *testing.T) {
+	r := newRigWith(t, func(o *store.Options) {
+		o.FlushType, o.FlushInterval, o.CheckpointInterval = store.AsyncFlush, time.Hour, time.Hour
+	})
+	h := r.half("a")
+	if _, err := r.end(h, Commit); err != nil {
+		t.Fatal(err)
+	}
+	end := r.st.MaxPhysicalOffset() // past the commit's message and op record
+	if d := r.st.DurableOffset(); d >= end {
+		t.Fatalf("the commit is durable (%d >= %d) before any checkpoint: the test shows nothing", d, end)
+	}
+	if err := r.svc.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.st.DurableOffset(); d < end {
+		t.Fatalf("checkpoint synced the committed state while its records were not durable (durable end %d, written %d)", d, end)
+	}
 }
