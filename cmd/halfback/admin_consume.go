@@ -41,13 +41,18 @@ the group's new offsets (UPDATE_CONSUMER_OFFSET). It does not wait for new
 messages, and it does not join the group: online consumers of the same group
 are not rebalanced.`,
 		Args: cobra.NoArgs,
-		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
+		// Flags are checked before the broker is dialled, so that a bad
+		// one is reported as such whether or not a broker answers.
+		PreRunE: func(*cobra.Command, []string) error {
 			if from != "first" && from != "last" {
 				return fmt.Errorf("--from %q: want first or last", from)
 			}
 			if maxMsgs < 1 {
 				return fmt.Errorf("--max %d: want at least 1", maxMsgs)
 			}
+			return nil
+		},
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
 			t, err := c.GetTopic(ctx, topic)
 			if err != nil {
 				return err

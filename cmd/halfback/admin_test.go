@@ -261,6 +261,13 @@ func TestAdminBadInput(t *testing.T) {
 	if _, err := run(t, "topic", "list", "--broker", "127.0.0.1:1"); err == nil {
 		t.Error("topic list against no broker succeeded")
 	}
+	// A bad flag is reported as such, even with no broker to dial.
+	for _, args := range [][]string{{"--from", "middle"}, {"--max", "0"}} {
+		args = append([]string{"consume", "--broker", "127.0.0.1:1", "--group", "g", "--topic", "t"}, args...)
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), args[len(args)-2]) {
+			t.Errorf("halfback %s: %v, want it to name %s", strings.Join(args, " "), err, args[len(args)-2])
+		}
+	}
 }
 
 func TestAdminHumanOutput(t *testing.T) {
