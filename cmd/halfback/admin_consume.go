@@ -36,8 +36,11 @@ func newConsumeCmd() *cobra.Command {
 		Short: "Pull messages for a consumer group, print them and commit its offsets",
 		Long: `Pull up to --max messages of every tag from the topic's queues in turn,
 starting where the group's committed offset is (or, for a queue where it has
-none, at the queue's first or last message, --from), print them, and commit
-the group's new offsets (UPDATE_CONSUMER_OFFSET). It does not wait for new
+none, at the queue's first or last message, --from), print them, and then
+commit the group's new offsets (UPDATE_CONSUMER_OFFSET): a failure before the
+commit shows the messages again next time, never skips them. If a queue
+cannot be read, the messages of the queues before it are printed and
+committed, and the command fails. It does not wait for new
 messages, and it does not join the group: online consumers of the same group
 are not rebalanced.`,
 		Args: cobra.NoArgs,
@@ -47,10 +50,7 @@ are not rebalanced.`,
 			if from != "first" && from != "last" {
 				return fmt.Errorf("--from %q: want first or last", from)
 			}
-			if maxMsgs < 1 {
-				return fmt.Errorf("--max %d: want at least 1", maxMsgs)
-			}
-			return nil
+			return atLeastOne(&maxMsgs)(nil, nil)
 		},
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
 			t, err := c.GetTopic(ctx, topic)
@@ -58,25 +58,35 @@ are not rebalanced.`,
 				return err
 			}
 			res := consumeResult{Group: group, Topic: topic, Messages: []admin.Message{}, Committed: []queueOffset{}}
+			var pullErr error
 			for qid := int32(0); int(qid) < t.ReadQueueNums && len(res.Messages) < maxMsgs; qid++ {
 				msgs, next, err := consumeQueue(ctx, c, group, topic, qid, from == "first", maxMsgs-len(res.Messages))
 				if err != nil {
-					return err
-				}
-				if err := c.CommitOffset(ctx, group, topic, qid, next); err != nil {
-					return err
+					pullErr = err // what the queues before it gave is still printed and committed
+					break
 				}
 				res.Messages = append(res.Messages, msgs...)
 				res.Committed = append(res.Committed, queueOffset{qid, next})
 			}
-			return o.print(cmd, res, func(w io.Writer) {
+			// Printed first, committed after: a failure in between shows the
+			// messages again next time instead of skipping them.
+			err = o.print(cmd, res, func(w io.Writer) {
 				printMessages(w, res.Messages)
-				fmt.Fprintf(w, "\n%d messages; group %s committed", len(res.Messages), group)
+				fmt.Fprintf(w, "\n%d messages; group %s commits", len(res.Messages), group)
 				for _, q := range res.Committed {
 					fmt.Fprintf(w, " q%d=%d", q.QueueID, q.Offset)
 				}
 				fmt.Fprintln(w)
 			})
+			if err != nil {
+				return err
+			}
+			for _, q := range res.Committed {
+				if err := c.CommitOffset(ctx, group, topic, q.QueueID, q.Offset); err != nil {
+					return fmt.Errorf("group %s's offset of queue %d not committed; its messages above will come again: %w", group, q.QueueID, err)
+				}
+			}
+			return pullErr
 		}),
 	}
 	o.addFlags(cmd)

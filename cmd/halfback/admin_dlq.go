@@ -19,9 +19,10 @@ func newDLQCmd() *cobra.Command {
 	o.addFlags(cmd)
 	var maxMsgs int
 	list := &cobra.Command{
-		Use:   "list GROUP",
-		Short: "List the messages in %DLQ%<GROUP>, oldest first",
-		Args:  cobra.ExactArgs(1),
+		Use:     "list GROUP",
+		Short:   "List the messages in %DLQ%<GROUP>, oldest first",
+		Args:    cobra.ExactArgs(1),
+		PreRunE: atLeastOne(&maxMsgs),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			msgs, err := c.DLQMessages(ctx, args[0], maxMsgs)
 			if err != nil {

@@ -262,10 +262,17 @@ func TestAdminBadInput(t *testing.T) {
 		t.Error("topic list against no broker succeeded")
 	}
 	// A bad flag is reported as such, even with no broker to dial.
-	for _, args := range [][]string{{"--from", "middle"}, {"--max", "0"}} {
-		args = append([]string{"consume", "--broker", "127.0.0.1:1", "--group", "g", "--topic", "t"}, args...)
-		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), args[len(args)-2]) {
-			t.Errorf("halfback %s: %v, want it to name %s", strings.Join(args, " "), err, args[len(args)-2])
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"consume", "--group", "g", "--topic", "t", "--from", "middle"}, "--from"},
+		{[]string{"consume", "--group", "g", "--topic", "t", "--max", "0"}, "--max"},
+		{[]string{"dlq", "list", "g", "--max", "-3"}, "--max"},
+	} {
+		args := append(c.args, "--broker", "127.0.0.1:1")
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("halfback %s: %v, want it to name %s", strings.Join(args, " "), err, c.flag)
 		}
 	}
 }
@@ -294,5 +301,97 @@ func TestAdminHumanOutput(t *testing.T) {
 	out, err = run(t, "group", "offsets", "h", "--broker", addr)
 	if err != nil || !strings.Contains(out, "total lag 0") {
 		t.Fatalf("group offsets: %v\n%s", err, out)
+	}
+}
+
+// failingProxy forwards requests to the broker at addr, except that it
+// answers SYSTEM_ERROR to those refuse picks.
+func failingProxy(t *testing.T, addr string, refuse func(*remoting.Command) bool) string {
+	t.Helper()
+	up, err := remoting.Dial(context.Background(), addr, remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	fwd := remoting.HandlerFunc(func(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if refuse(req) {
+			return remoting.NewResponse(req, remoting.RespSystemError, "refused by the test's proxy")
+		}
+		out := remoting.NewRequest(req.Code, req.ExtFields)
+		out.Body = req.Body
+		resp, err := up.Invoke(ctx, out)
+		if err != nil {
+			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+		}
+		r := remoting.NewResponse(req, resp.Code, resp.Remark)
+		for k, v := range resp.ExtFields {
+			r.ExtFields[k] = v
+		}
+		r.Body = resp.Body
+		return r
+	})
+	srv, err := remoting.Listen(remoting.ServerOptions{Addr: "127.0.0.1:0", Handler: fwd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv.Addr().String()
+}
+
+// consume commits a queue only after printing its messages: when a later
+// queue cannot be read, the earlier ones' messages are printed and
+// committed, the command fails, and nothing is committed unprinted.
+func TestAdminConsumeCommitsOnlyWhatItPrinted(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	for i := 0; i < 8; i++ {
+		var sent admin.SendResult
+		runAdmin(t, addr, &sent, "send", "--topic", "lossy", "m"+strconv.Itoa(i))
+	}
+	ac, err := admin.Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	var inQ0 int
+	waitFor(t, 10*time.Second, "the sends to be readable", func() bool {
+		n := 0
+		for q := int32(0); q < 4; q++ {
+			r, err := ac.Pull(context.Background(), "", "lossy", q, 0, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q == 0 {
+				inQ0 = len(r.Messages)
+			}
+			n += len(r.Messages)
+		}
+		return n == 8
+	})
+	if inQ0 == 0 {
+		t.Fatal("queue 0 holds no message: the test shows nothing")
+	}
+	proxy := failingProxy(t, addr, func(req *remoting.Command) bool {
+		return req.Code == remoting.ReqQueryConsumerOffset && req.Ext("queueId") == "1"
+	})
+	out, err := run(t, "consume", "--broker", proxy, "--group", "g", "--topic", "lossy", "--from", "first", "--json")
+	if err == nil {
+		t.Fatalf("consume succeeded although queue 1 could not be read:\n%s", out)
+	}
+	var res consumeResult
+	if jerr := json.Unmarshal([]byte(out), &res); jerr != nil {
+		t.Fatalf("output %q: %v", out, jerr)
+	}
+	if len(res.Messages) != inQ0 || len(res.Committed) != 1 || res.Committed[0] != (queueOffset{0, int64(inQ0)}) {
+		t.Fatalf("printed %d messages, offsets %+v; want queue 0's %d and its offset", len(res.Messages), res.Committed, inQ0)
+	}
+	for q := int32(0); q < 4; q++ {
+		off, ok, err := ac.QueryOffset(context.Background(), "g", "lossy", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := q == 0; ok != want || ok && off != int64(inQ0) {
+			t.Fatalf("queue %d: committed %d (%v); want only queue 0's %d", q, off, ok, inQ0)
+		}
 	}
 }

@@ -53,6 +53,17 @@ func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin
 	}
 }
 
+// atLeastOne is a PreRunE refusing a --max below 1 before the broker is
+// dialled (a bad flag is then reported as such, broker or not).
+func atLeastOne(max *int) func(*cobra.Command, []string) error {
+	return func(*cobra.Command, []string) error {
+		if *max < 1 {
+			return fmt.Errorf("--max %d: want at least 1", *max)
+		}
+		return nil
+	}
+}
+
 // print writes v as one JSON value with --json, else calls table with a
 // tabwriter that is flushed afterwards.
 func (o *adminOpts) print(cmd *cobra.Command, v any, table func(w io.Writer)) error {

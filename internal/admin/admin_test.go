@@ -119,8 +119,11 @@ func TestClientErrors(t *testing.T) {
 	if err := c.DeleteTopic(ctx, "missing"); !errors.As(err, &be) || be.Code != remoting.RespTopicNotExist {
 		t.Errorf("DeleteTopic(missing) = %v, want a TOPIC_NOT_EXIST BrokerError", err)
 	}
-	if _, err := c.Send(ctx, SendRequest{Topic: "t", Keys: []string{"a b"}}); !errors.Is(err, ErrInvalid) {
-		t.Errorf("Send(key with a space) = %v, want ErrInvalid", err)
+	if _, err := c.Send(ctx, SendRequest{Topic: "t", Keys: []string{"a b"}, Body: []byte("x")}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "a b") {
+		t.Errorf("Send(key with a space) = %v, want ErrInvalid naming the key", err)
+	}
+	if _, err := c.Send(ctx, SendRequest{Topic: "t"}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "empty body") {
+		t.Errorf("Send(empty body) = %v, want ErrInvalid", err)
 	}
 }
 

@@ -48,6 +48,9 @@ func (c *Client) Send(ctx context.Context, r SendRequest) (SendResult, error) {
 	if err := message.ValidateTopic(r.Topic); err != nil {
 		return SendResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if len(r.Body) == 0 {
+		return SendResult{}, fmt.Errorf("%w: empty body (RocketMQ's clients refuse one too)", ErrInvalid)
+	}
 	if r.DelayLevel < 0 {
 		return SendResult{}, fmt.Errorf("%w: delay level %d is negative", ErrInvalid, r.DelayLevel)
 	}
