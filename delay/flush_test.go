@@ -1,9 +1,13 @@
 package delay
 
 import (
+	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -32,5 +36,88 @@ func TestCheckpointMakesDeliveriesDurable(t *testing.T) {
 	}
 	if d := r.st.DurableOffset(); d < end {
 		t.Fatalf("checkpoint saved progress past a delivered copy that is not durable (durable end %d, copy ends at %d)", d, end)
+	}
+}
+
+// queuedStore tells when a batch has been queued.
+type queuedStore struct {
+	Store
+	queued chan struct{}
+}
+
+func (q *queuedStore) AppendBatchAsync(msgs []*message.Message) ([]store.AppendResult, *store.Pending, error) {
+	res, p, err := q.Store.AppendBatchAsync(msgs)
+	q.queued <- struct{}{}
+	return res, p, err
+}
+
+// A delivery batch whose sync flush times out may still be stored. The
+// round waits for the store's answer instead of giving the batch up, so
+// the next round does not deliver it again.
+func TestDeliveryPastFlushTimeoutIsNotRepeated(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	var shut atomic.Pointer[chan struct{}]
+	held := make(chan struct{}, 1)
+	st, err := store.Open(store.Options{Dir: dir + "/store", FlushType: store.SyncFlush, SegmentSize: 8 << 20,
+		MaxMessageSize: 64 << 10, Now: clock.Now, Logger: quiet, SyncFlushTimeout: 200 * time.Millisecond,
+		// While shut, the writer stops after an fsync: what is queued
+		// behind it stays unwritten, and its flush times out.
+		OnFlush: func(time.Duration) {
+			if c := shut.Load(); c != nil {
+				select {
+				case held <- struct{}{}:
+				default:
+				}
+				<-*c
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lv, err := ParseLevels("1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, dir: dir, clock: clock, st: st}
+	r.opts = Options{Dir: dir + "/delay", Levels: lv, Clock: clock, Logger: quiet, BatchSize: 64}
+	r.openScheduler()
+	defer r.close()
+	r.send("a", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	clock.Advance(2 * time.Second)
+
+	gate := make(chan struct{})
+	shut.Store(&gate)
+	go st.Append(context.Background(), &message.Message{Topic: "other", Body: []byte("x")})
+	<-held // the writer is held after another append's fsync
+	qs := &queuedStore{Store: st, queued: make(chan struct{}, 1)}
+	r.s.st = qs
+	type round struct {
+		n   int
+		err error
+	}
+	first := make(chan round, 1)
+	go func() {
+		n, _, err := r.s.deliverDue(context.Background())
+		first <- round{n, err}
+	}()
+	<-qs.queued
+	// An append queued after the delivery times out; the delivery, queued
+	// before it, has timed out too.
+	if _, err := st.Append(context.Background(), &message.Message{Topic: "other", Body: []byte("probe")}); !errors.Is(err, store.ErrFlushTimeout) {
+		t.Fatalf("probe append with the writer held = %v, want ErrFlushTimeout", err)
+	}
+	shut.Store(nil)
+	close(gate)
+	got := <-first
+	if got.err != nil || got.n != 1 {
+		t.Fatalf("first round: %d delivered, %v; want 1, nil once the store answered", got.n, got.err)
+	}
+	r.s.st = st
+	if n := r.step(); n != 0 {
+		t.Fatalf("second round delivered %d again", n)
+	}
+	if b := bodies(r.delivered()); len(b) != 1 {
+		t.Fatalf("delivered %v, want a once", b)
 	}
 }

@@ -74,7 +74,7 @@ type failingStore struct {
 	calls, failAt int
 }
 
-func (f *failingStore) AppendBatchAsync(msgs []*message.Message) ([]store.AppendResult, func(context.Context) error, error) {
+func (f *failingStore) AppendBatchAsync(msgs []*message.Message) ([]store.AppendResult, *store.Pending, error) {
 	f.calls++
 	if f.calls == f.failAt {
 		return nil, nil, errInjected

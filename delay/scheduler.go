@@ -20,7 +20,7 @@ import (
 // the other methods. Flush makes every appended record durable (Checkpoint
 // calls it before saving progress).
 type Store interface {
-	AppendBatchAsync(msgs []*message.Message) ([]store.AppendResult, func(context.Context) error, error)
+	AppendBatchAsync(msgs []*message.Message) ([]store.AppendResult, *store.Pending, error)
 	GetMessages(topic string, qid int32, offset int64, o store.GetOptions) (store.GetResult, error)
 	ReadRecords(phys int64, size int) ([]byte, error)
 	Flush() error
@@ -380,12 +380,16 @@ func (s *Scheduler) dueTimers(now time.Time, limit int) ([]due, timerEntry, bool
 }
 
 // deliver writes ready (sorted by due time) to the real topics in batches
-// and advances the cursors past each acknowledged batch. Up to two batches
-// are in flight: the next one is prepared while the store flushes the last.
+// and advances the cursors past each stored batch. Up to two batches are in
+// flight: the next one is prepared while the store flushes the last. It
+// waits for the store's answer to each, past the sync flush timeout and
+// past ctx (the store answers every batch, the last ones as it closes):
+// a batch left unanswered would be stored yet not counted, and delivered
+// again.
 func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 	type flight struct {
 		batch []due
-		wait  func(context.Context) error
+		pend  *store.Pending
 		sent  []Delivery // for OnDelivered
 	}
 	var inFlight []flight
@@ -393,7 +397,7 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 	settle := func() error {
 		f := inFlight[0]
 		inFlight = inFlight[1:]
-		if err := f.wait(ctx); err != nil {
+		if err := f.pend.Outcome(context.WithoutCancel(ctx)); err != nil {
 			return err
 		}
 		s.advance(f.batch)
@@ -434,7 +438,7 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 					ScheduledAt: time.UnixMilli(batch[i].ext.StoreTimestamp)})
 			}
 		}
-		res, wait, err := s.st.AppendBatchAsync(msgs)
+		res, pend, err := s.st.AppendBatchAsync(msgs)
 		if err != nil {
 			for len(inFlight) > 0 && settle() == nil {
 			}
@@ -445,7 +449,7 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 				sent[i].Result = res[i]
 			}
 		}
-		inFlight = append(inFlight, flight{batch, wait, sent})
+		inFlight = append(inFlight, flight{batch, pend, sent})
 	}
 	return delivered, nil
 }

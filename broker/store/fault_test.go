@@ -249,16 +249,16 @@ func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
 	s, fs, release := stuckStoreOn(t, timeout, clk)
 
-	appendAsync := func(i int) func(context.Context) error {
-		_, wait, err := s.AppendBatchAsync([]*message.Message{testMsg("late", 0, i)})
+	appendAsync := func(i int) *Pending {
+		_, p, err := s.AppendBatchAsync([]*message.Message{testMsg("late", 0, i)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return wait
+		return p
 	}
-	waitA := appendAsync(0)
+	pendA := appendAsync(0)
 	errA := make(chan error, 1)
-	go func() { errA <- waitA(context.Background()) }()
+	go func() { errA <- pendA.Wait(context.Background()) }()
 	waitFor(t, "the writer to take A's batch and its fsync to be stuck", func() bool {
 		s.mu.Lock()
 		taken := s.cur.waiters == 0
@@ -268,25 +268,18 @@ func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 		return taken && fs.syncCalls > 0
 	})
 	clk.Add(timeout / 10) // B's batch starts after A's, so their timers differ
-	waitB := appendAsync(1)
+	pendB := appendAsync(1)
 	clk.Add(timeout * 9 / 10) // A's batch times out
 	cStart := clk.Now()
-	waitC := appendAsync(2) // joins B's batch: the writer is still in A's fsync
-	errB := make(chan error, 1)
-	go func() { errB <- waitB(context.Background()) }()
-	select {
-	case err := <-errB:
-		t.Fatalf("B answered %v before its timeout passed (the fsync is stuck)", err)
-	default:
-	}
-	clk.Add(timeout / 10) // B's batch's timer, and B's own timeout, pass
-	if err := <-errB; !errors.Is(err, ErrFlushTimeout) {
+	pendC := appendAsync(2) // joins B's batch: the writer is still in A's fsync
+	clk.Add(timeout / 10)   // B's batch's timer, and B's own timeout, pass
+	if err := pendB.Wait(context.Background()); !errors.Is(err, ErrFlushTimeout) {
 		t.Fatalf("B = %v, want ErrFlushTimeout", err)
 	}
 	// C's batch has timed out; C waits on a timer of its own, for the
 	// rest of its whole timeout.
 	errC := make(chan error, 1)
-	go func() { errC <- waitC(context.Background()) }()
+	go func() { errC <- pendC.Wait(context.Background()) }()
 	waitFor(t, "C to wait out the rest of its own timeout", func() bool {
 		return len(errC) > 0 || slices.Contains(clk.pending(), cStart.Add(timeout))
 	})
@@ -296,6 +289,12 @@ func TestSyncFlushTimeoutIsPerAppend(t *testing.T) {
 	}
 	if err := <-errA; !errors.Is(err, ErrFlushTimeout) {
 		t.Fatalf("A, waiting since before its fsync stuck = %v, want ErrFlushTimeout", err)
+	}
+	// A and B timed out, but the store wrote them: Outcome says so.
+	for name, p := range map[string]*Pending{"A": pendA, "B": pendB} {
+		if err := p.Outcome(context.Background()); err != nil {
+			t.Fatalf("%s's outcome after its fsync came back = %v, want stored", name, err)
+		}
 	}
 }
 
@@ -310,14 +309,14 @@ func TestAppendWaitEndsWithContext(t *testing.T) {
 
 	// The append is queued before its wait starts: the cancel below comes
 	// long before its flush timeout however slowly the wait is scheduled.
-	_, wait, err := s.AppendBatchAsync([]*message.Message{testMsg("ctx", 0, 0)})
+	_, pend, err := s.AppendBatchAsync([]*message.Message{testMsg("ctx", 0, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errs := make(chan error, 1)
-	go func() { errs <- wait(ctx) }()
+	go func() { errs <- pend.Wait(ctx) }()
 	waitFor(t, "the fsync to be stuck", func() bool {
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
@@ -338,6 +337,9 @@ func TestAppendWaitEndsWithContext(t *testing.T) {
 	}
 
 	release()
+	if err := pend.Outcome(context.Background()); err != nil {
+		t.Fatalf("outcome of the append whose wait was cancelled = %v, want stored", err)
+	}
 	if r := mustAppend(t, s, testMsg("ctx", 0, 2)); r.QueueOffset != 2 {
 		t.Fatalf("queue offset after the two abandoned appends = %d, want 2", r.QueueOffset)
 	}

@@ -307,20 +307,54 @@ func (s *Store) AppendBatch(ctx context.Context, msgs []*message.Message) ([]App
 }
 
 // AppendBatchAsync assigns offsets to msgs and queues them for the writer,
-// as AppendBatch does, but returns at once with a wait function that blocks
-// until they are acknowledged (durable under SyncFlush) or failed. Batches
-// are written in the order AppendBatchAsync was called, so a caller can
-// prepare its next batch while the previous one is being flushed.
-func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, func(context.Context) error, error) {
+// as AppendBatch does, but returns at once with the batch's Pending
+// answer. Batches are written in the order AppendBatchAsync was called, so
+// a caller can prepare its next batch while the previous one is being
+// flushed.
+func (s *Store) AppendBatchAsync(msgs []*message.Message) ([]AppendResult, *Pending, error) {
 	if len(msgs) == 0 {
-		return nil, func(context.Context) error { return nil }, nil
+		return nil, &Pending{}, nil
 	}
 	res := make([]AppendResult, len(msgs))
 	t, err := s.enqueue(msgs, res)
 	if err != nil {
 		return nil, nil, err
 	}
-	return res, func(ctx context.Context) error { return s.wait(ctx, t) }, nil
+	return res, &Pending{s: s, t: t}, nil
+}
+
+// Pending is the answer to come of a batch AppendBatchAsync queued.
+type Pending struct {
+	s *Store
+	t ticket // zero for an empty batch
+}
+
+// Wait blocks until the batch is acknowledged (durable under SyncFlush) or
+// failed, its SyncFlushTimeout passes (ErrFlushTimeout: the records may
+// still be stored), or ctx ends, as AppendBatch waits.
+func (p *Pending) Wait(ctx context.Context) error {
+	if p.t.out == nil {
+		return nil
+	}
+	return p.s.wait(ctx, p.t)
+}
+
+// Outcome blocks until the store answers the batch, whatever its flush
+// timeout, or ctx ends. nil means the records are stored (durable under
+// SyncFlush). A caller whose own state must follow the log (the delay
+// scheduler's deliveries, the transaction service's outcomes) learns from
+// it what became of a batch Wait gave up on: the writer answers every
+// batch it took, the last ones when the store closes.
+func (p *Pending) Outcome(ctx context.Context) error {
+	if p.t.out == nil {
+		return nil
+	}
+	select {
+	case <-p.t.out.done:
+		return p.t.out.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ticket is what an append waits on: its batch's answer, and its sync

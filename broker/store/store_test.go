@@ -675,21 +675,24 @@ func TestAppendBatchEmpty(t *testing.T) {
 	if res, err := s.AppendBatch(context.Background(), nil); res != nil || err != nil {
 		t.Fatalf("AppendBatch(nil) = %v, %v; want nil, nil", res, err)
 	}
-	res, wait, err := s.AppendBatchAsync(nil)
-	if res != nil || err != nil || wait(context.Background()) != nil {
+	res, pend, err := s.AppendBatchAsync(nil)
+	if res != nil || err != nil || pend.Wait(context.Background()) != nil || pend.Outcome(context.Background()) != nil {
 		t.Fatalf("AppendBatchAsync(nil) = %v, %v", res, err)
 	}
 	if s.MaxPhysicalOffset() != 0 {
 		t.Fatalf("an empty batch moved the log to %d", s.MaxPhysicalOffset())
 	}
-	_, wait, err = s.AppendBatchAsync([]*message.Message{testMsg("twice", 0, 1)})
+	_, pend, err = s.AppendBatchAsync([]*message.Message{testMsg("twice", 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		if err := wait(context.Background()); err != nil {
+		if err := pend.Wait(context.Background()); err != nil {
 			t.Fatalf("wait #%d = %v", i+1, err)
 		}
+	}
+	if err := pend.Outcome(context.Background()); err != nil {
+		t.Fatalf("outcome = %v", err)
 	}
 }
 

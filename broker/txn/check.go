@@ -142,8 +142,8 @@ func (s *Service) park(e *entry) {
 		t = e.txn()
 	})
 	if err != nil {
-		// A copy the store has not answered for yet still parks e when
-		// it is stored, without OnParked.
+		// Not stored (or the service is closing): e stays pending, and
+		// the next round checks it again.
 		s.opts.Logger.Error("txn: park half message", "half", e.half, "err", err)
 		return
 	}

@@ -1,10 +1,8 @@
 package txn
 
 import (
-	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/message"
@@ -77,12 +75,13 @@ func (s *Service) MoveBelow(end int64) error {
 // copy is known to be stored or not (see write), so that Lowest and
 // check-backs keep to the old record until the copy is durable.
 func (s *Service) copyContent(e *entry, moved bool, apply func(store.AppendResult)) error {
-	ext, err := s.st.ReadMessage(e.content)
+	content := e.content // e is ours until unclaimed
+	ext, err := s.st.ReadMessage(content)
 	if err != nil {
 		s.mu.Lock()
 		s.unclaim(e)
 		s.mu.Unlock()
-		return fmt.Errorf("read half message %d at %d: %w", e.half, e.content, err)
+		return fmt.Errorf("read half message %d at %d: %w", e.half, content, err)
 	}
 	m := ext.Message
 	m.Topic, m.QueueID = CheckMaxTopic, 0
@@ -92,8 +91,5 @@ func (s *Service) copyContent(e *entry, moved bool, apply func(store.AppendResul
 	} else {
 		m.Properties = message.RemoveProperties(m.Properties, PropertyMoved)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = s.write(ctx, &m, apply, func() { s.unclaim(e) })
-	return err
+	return s.writeAnswered(&m, apply, func() { s.unclaim(e) })
 }

@@ -213,64 +213,68 @@ func halfMessage(m *message.Message, group string) (*message.Message, error) {
 // A caller that stops waiting never leaves a stored record unapplied, and
 // a timed-out record is not applied before it is durable.
 func (s *Service) write(ctx context.Context, m *message.Message, apply func(store.AppendResult), release func()) (store.AppendResult, error) {
+	id, r, pend, err := s.queue(m, apply, release)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	err = pend.Wait(wctx)
+	stop()
+	cancel()
+	if errors.Is(err, store.ErrFlushTimeout) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		go s.await(id, r, pend, apply, release)
+		return r, err
+	}
+	s.landed(id, r, err, apply, release)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	return r, nil
+}
+
+// writeAnswered is write for the service's own background work (parking,
+// moving): it waits for the store's answer itself, past the sync flush
+// timeout, so that its caller knows whether the record landed. It returns
+// early only when the service closes.
+func (s *Service) writeAnswered(m *message.Message, apply func(store.AppendResult), release func()) error {
+	id, r, pend, err := s.queue(m, apply, release)
+	if err != nil {
+		return err
+	}
+	err = pend.Outcome(s.ctx)
+	s.landed(id, r, err, apply, release)
+	return err
+}
+
+// queue registers write id, pinning covered at the log's end, and queues
+// m in the store. If the store refuses it, queue has landed it already.
+func (s *Service) queue(m *message.Message, apply func(store.AppendResult), release func()) (uint64, store.AppendResult, *store.Pending, error) {
 	s.mu.Lock()
 	if s.closed.Load() {
 		release()
 		s.mu.Unlock()
-		return store.AppendResult{}, ErrClosed
+		return 0, store.AppendResult{}, nil, ErrClosed
 	}
 	id := s.nextID
 	s.nextID++
 	s.inflight[id] = s.st.MaxPhysicalOffset()
 	s.wg.Add(1) // Close waits for the answer, or stops await
 	s.mu.Unlock()
-	res, wait, err := s.st.AppendBatchAsync([]*message.Message{m})
+	res, pend, err := s.st.AppendBatchAsync([]*message.Message{m})
 	if err != nil {
 		s.landed(id, store.AppendResult{}, err, apply, release)
-		return store.AppendResult{}, err
+		return 0, store.AppendResult{}, nil, err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(s.ctx, cancel)
-	err = wait(wctx)
-	stop()
-	cancel()
-	if errors.Is(err, store.ErrFlushTimeout) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		go s.await(id, res[0], wait, apply, release)
-		return res[0], err
-	}
-	s.landed(id, res[0], err, apply, release)
-	if err != nil {
-		return store.AppendResult{}, err
-	}
-	return res[0], nil
+	return id, res[0], pend, nil
 }
 
-// answerPoll is how often await asks again for an answer the store's
-// sync flush timeout cut short.
-const answerPoll = 10 * time.Millisecond
-
-// await finds out whether the record r of write id, whose caller stopped
-// waiting, was stored, and lands it. Past the record's sync flush timeout
-// the store's wait answers ErrFlushTimeout at once until the writer has
-// answered the batch, and then its answer; so await asks again every
-// answerPoll. An fsync that never returns keeps the write unanswered, its
-// floor holding covered, until Close leaves the record to the replay of
-// the next Open.
-func (s *Service) await(id uint64, r store.AppendResult, wait func(context.Context) error, apply func(store.AppendResult), release func()) {
-	err := wait(s.ctx)
-	if errors.Is(err, store.ErrFlushTimeout) {
-		t := time.NewTicker(answerPoll)
-		defer t.Stop()
-		for errors.Is(err, store.ErrFlushTimeout) {
-			select {
-			case <-s.ctx.Done():
-				err = s.ctx.Err()
-			case <-t.C:
-				err = wait(s.ctx)
-			}
-		}
-	}
-	s.landed(id, r, err, apply, release)
+// await lands write id, whose caller stopped waiting, once the store
+// answers for its record r (Pending.Outcome). An fsync that never returns
+// keeps the write unanswered, its floor holding covered, until Close
+// leaves the record to the replay of the next Open.
+func (s *Service) await(id uint64, r store.AppendResult, pend *store.Pending, apply func(store.AppendResult), release func()) {
+	s.landed(id, r, pend.Outcome(s.ctx), apply, release)
 }
 
 // landed records the store's answer err to write id: the state follows a

@@ -244,17 +244,32 @@ func TestMoveBelowFlushTimeoutKeepsTheOldRecord(t *testing.T) {
 	r := newRigWith(t, g.tune)
 	h := r.half("a")
 	open := g.hold(t, r.st)
-	if err := r.svc.MoveBelow(r.st.MaxPhysicalOffset()); !errors.Is(err, store.ErrFlushTimeout) {
-		t.Fatalf("move with a stuck fsync: %v, want ErrFlushTimeout", err)
+	moved := make(chan error, 1)
+	go func() { moved <- r.svc.MoveBelow(r.st.MaxPhysicalOffset()) }()
+	testutil.WaitFor(t, 5*time.Second, "the move to queue its copy", func() bool {
+		r.svc.mu.Lock()
+		defer r.svc.mu.Unlock()
+		return len(r.svc.inflight) > 0
+	})
+	// An append queued with the copy times out: so has the copy's flush.
+	if _, err := r.st.Append(context.Background(), &message.Message{Topic: "other", Body: []byte("probe")}); !errors.Is(err, store.ErrFlushTimeout) {
+		t.Fatalf("probe append with the writer held: %v, want ErrFlushTimeout", err)
 	}
 	if low, ok, err := r.svc.Lowest(); err != nil || !ok || low != h.PhysicalOffset {
 		t.Fatalf("Lowest before the copy is durable: %d, %v, %v; want %d", low, ok, err, h.PhysicalOffset)
 	}
+	select {
+	case err := <-moved:
+		t.Fatalf("MoveBelow returned %v before the store answered for its copy", err)
+	default:
+	}
 	open()
-	testutil.WaitFor(t, 5*time.Second, "Lowest past the old record", func() bool {
-		low, ok, err := r.svc.Lowest()
-		return err == nil && ok && low > h.PhysicalOffset
-	})
+	if err := <-moved; err != nil {
+		t.Fatalf("MoveBelow once the copy is stored: %v", err)
+	}
+	if low, ok, err := r.svc.Lowest(); err != nil || !ok || low <= h.PhysicalOffset {
+		t.Fatalf("Lowest after the move: %d, %v, %v; want past %d", low, ok, err, h.PhysicalOffset)
+	}
 	if _, err := r.end(h, Commit); err != nil {
 		t.Fatal(err)
 	}
