@@ -128,7 +128,7 @@ func Open(opts Options) (*Broker, error) {
 	b.store.Hold("delay", b.delay)
 	b.store.Hold("transactions", b.txn)
 	b.store.StartRetention()
-	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels()); err != nil {
+	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels(), opts.Logger); err != nil {
 		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
 	}
 	if err := b.metrics.register(b); err != nil {

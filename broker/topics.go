@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -55,7 +56,11 @@ func systemTopics(levels int) []TopicConfig {
 	}
 }
 
-func openTopicTable(dataDir string, queues int, autoCreate bool, levels int) (*topicTable, error) {
+// openTopicTable loads the topic table of dataDir and adds the broker's
+// own topics. A system topic found in the file that is not one of those
+// (administration created any topic before it refused system topics) is
+// dropped and logged: it could expose uncommitted half messages.
+func openTopicTable(dataDir string, queues int, autoCreate bool, levels int, log *slog.Logger) (*topicTable, error) {
 	t := &topicTable{path: filepath.Join(dataDir, "config", "topics.json"), queues: queues, autoCreate: autoCreate,
 		topics: make(map[string]TopicConfig)}
 	if err := os.MkdirAll(filepath.Dir(t.path), 0o755); err != nil {
@@ -71,7 +76,15 @@ func openTopicTable(dataDir string, queues int, autoCreate bool, levels int) (*t
 		if err := json.Unmarshal(b, &list); err != nil {
 			return nil, fmt.Errorf("broker: topic table %s: %w", t.path, err)
 		}
+		own := map[string]bool{}
+		for _, tc := range systemTopics(levels) {
+			own[tc.TopicName] = true
+		}
 		for _, tc := range list {
+			if isSystemTopic(tc.TopicName) && !own[tc.TopicName] {
+				log.Warn("broker: dropping a system topic from the topic table; administration may not create it", "topic", tc.TopicName)
+				continue
+			}
 			t.topics[tc.TopicName] = tc
 		}
 	}

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -82,5 +84,45 @@ func TestSystemTopicsRefuseAdministration(t *testing.T) {
 	// The delay topic the broker made for itself is still there.
 	if _, ok := b.topics.get(delay.ScheduleTopic); !ok {
 		t.Fatalf("%s was removed", delay.ScheduleTopic)
+	}
+}
+
+// A system topic an older broker let administration create is dropped
+// from the topic table when it is loaded: it could expose uncommitted half
+// messages, and it can no longer be deleted.
+func TestLoadedTopicTableDropsSystemTopics(t *testing.T) {
+	o := testOptions(t)
+	seed := []TopicConfig{
+		{TopicName: txn.HalfTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: PermRW},
+		{TopicName: "orders", ReadQueueNums: 2, WriteQueueNums: 2, Perm: PermRW},
+	}
+	b, err := json.Marshal(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(o.Store.Dir, "config"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(o.Store.Dir, "config", "topics.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	br := startBroker(t, o)
+	c := dial(t, br)
+	ext := sendExt("orders", 0, props("TRAN_MSG", "true", "PGROUP", "pg", "UNIQ_KEY", "U1"))
+	ext["sysFlag"] = "4" // prepared
+	if r := call(t, c, remoting.ReqSendMessage, ext, []byte("uncommitted")); r.Code != remoting.RespSuccess {
+		t.Fatalf("half send: %d %s", r.Code, r.Remark)
+	}
+	if _, ok := br.topics.get(txn.HalfTopic); ok {
+		t.Fatalf("%s loaded into the topic table", txn.HalfTopic)
+	}
+	if r := pull(t, c, txn.HalfTopic, 0, 0, 0, "*", 0); r.Code == remoting.RespSuccess {
+		t.Fatalf("pulled %d uncommitted half messages", len(decodeAll(t, r.Body)))
+	}
+	if tc, ok := br.topics.get("orders"); !ok || tc.WriteQueueNums != 2 {
+		t.Fatalf("orders = %+v, %v; want it loaded with 2 queues", tc, ok)
+	}
+	if _, ok := br.topics.get(delay.ScheduleTopic); !ok {
+		t.Fatalf("%s missing", delay.ScheduleTopic)
 	}
 }
