@@ -355,9 +355,12 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 		if restamp {
 			// The store time is outside the topic's timestamp window (a
 			// long outage): send it stamped now, the store time in a
-			// header, rather than skip it.
-			pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: []byte(HeaderStoreTimestamp),
-				Value: []byte(strconv.FormatInt(pm.Timestamp.UnixMilli(), 10))})
+			// header, rather than skip it. (Once: a record refused again
+			// keeps its header and is stamped anew.)
+			if !hasHeader(pm, HeaderStoreTimestamp) {
+				pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: []byte(HeaderStoreTimestamp),
+					Value: []byte(strconv.FormatInt(pm.Timestamp.UnixMilli(), 10))})
+			}
 			pm.Timestamp = time.Now()
 		}
 		if bad && rejected(perr) && (len(pending) > 1 || restamp) {
@@ -368,6 +371,14 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 			case err == nil:
 				delete(failed, pm)
 				late[pm] = true
+			case restamp && errors.Is(err, sarama.ErrInvalidTimestamp):
+				// Refused again although stamped now: the producer put it
+				// in one batch with older records of the same partition
+				// (other queues' handlers send at the same time), or
+				// Kafka's clock is far from ours. Not a record Kafka can
+				// never take: it is retried, not skipped (%v: no longer
+				// ErrInvalidTimestamp to rejected).
+				failed[pm] = fmt.Errorf("mirror: record refused again stamped now; retrying: %v", err)
 			default:
 				failed[pm] = err
 			}
@@ -443,6 +454,16 @@ func keyOf(pm *sarama.ProducerMessage) string {
 
 // resend copies a record Kafka took, to send it again (sarama keeps
 // per-send state in a record).
+// hasHeader reports whether pm carries a header named key.
+func hasHeader(pm *sarama.ProducerMessage, key string) bool {
+	for _, h := range pm.Headers {
+		if string(h.Key) == key {
+			return true
+		}
+	}
+	return false
+}
+
 func resend(pm *sarama.ProducerMessage) *sarama.ProducerMessage {
 	return &sarama.ProducerMessage{Topic: pm.Topic, Key: pm.Key, Value: pm.Value, Headers: pm.Headers,
 		Timestamp: pm.Timestamp, Metadata: pm.Metadata}

@@ -168,6 +168,46 @@ func TestMirrorRestampsRecordsOutsideKafkasTimestampWindow(t *testing.T) {
 	}
 }
 
+// A record restamped after INVALID_TIMESTAMP can be refused again (the
+// producer batched it with older records of the same partition, which
+// Kafka refuses whole). It is retried, not skipped, and carries its store
+// time header once.
+func TestMirrorRetriesARestampedRecordRefusedAgain(t *testing.T) {
+	st, c := startStack(t)
+	topic, ktopic, group := uniq("stream"), uniq("stream"), uniq("mirror")
+	createTopic(t, st.Broker.Addr(), topic)
+	kc := startKafka(t, kfake.SeedTopics(1, ktopic))
+	p := newProducer(t, c, client.ProducerOptions{})
+	res, err := p.Send(context.Background(), &client.Message{Topic: topic, Body: []byte("late")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int32
+	answerProduce(kc, func(*kmsg.ProduceRequest) (int16, bool) { return 32, refused.Add(1) <= 3 }) // INVALID_TIMESTAMP
+	m := startMirror(t, mirror.Options{Client: c, Group: group, BatchSize: 4, StartFrom: mirror.StartFirst,
+		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}},
+		Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
+	r := readKafka(t, kc.ListenAddrs(), ktopic)
+	r.waitIDs(t, 30*time.Second, []string{res.MsgID})
+	if s := m.Stats(); s.Rejected != 0 {
+		t.Fatalf("Stats() = %+v: the record was skipped", s)
+	}
+	if n := refused.Load(); n < 3 {
+		t.Fatalf("Kafka refused %d produce requests, want 3: the test shows nothing", n)
+	}
+	for _, rec := range r.records() {
+		n := 0
+		for _, h := range rec.Headers {
+			if h.Key == mirror.HeaderStoreTimestamp {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("record carries %d %s headers, want 1", n, mirror.HeaderStoreTimestamp)
+		}
+	}
+}
+
 // A Kafka topic that refuses every batch (a retriable error, so the mirror
 // keeps trying) on more queues than the consumer's default concurrency
 // does not hold up another mapped topic: each queue waits on its own.
