@@ -124,13 +124,9 @@ func (s *Service) endResolved(req EndRequest) (EndResult, error) {
 func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bool) (EndResult, error) {
 	var m *message.Message
 	if o == Commit {
-		content := e.content // e is ours until unclaimed
-		ext, err := s.st.ReadMessage(content)
+		ext, err := s.readContent(e)
 		if err != nil {
-			s.mu.Lock()
-			s.unclaim(e)
-			s.mu.Unlock()
-			return EndResult{}, fmt.Errorf("txn: read half message at %d: %w", content, err)
+			return EndResult{}, fmt.Errorf("txn: %w", err)
 		}
 		m = committedMessage(&ext, e.half)
 	} else {

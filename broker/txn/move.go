@@ -69,19 +69,29 @@ func (s *Service) MoveBelow(end int64) error {
 	return first
 }
 
+// readContent reads e's message for the caller holding e.resolving, and
+// lets e go if it cannot.
+func (s *Service) readContent(e *entry) (message.Ext, error) {
+	content := e.content // e is the caller's until unclaimed
+	ext, err := s.st.ReadMessage(content)
+	if err != nil {
+		s.mu.Lock()
+		s.unclaim(e)
+		s.mu.Unlock()
+		return ext, fmt.Errorf("read half message %d at %d: %w", e.half, content, err)
+	}
+	return ext, nil
+}
+
 // copyContent writes a copy of e's message to CheckMaxTopic, carrying the
 // half offset (and PropertyMoved when moved), and applies its result once
 // stored. The caller holds e.resolving; copyContent lets it go once the
 // copy is known to be stored or not (see write), so that Lowest and
 // check-backs keep to the old record until the copy is durable.
 func (s *Service) copyContent(e *entry, moved bool, apply func(store.AppendResult)) error {
-	content := e.content // e is ours until unclaimed
-	ext, err := s.st.ReadMessage(content)
+	ext, err := s.readContent(e)
 	if err != nil {
-		s.mu.Lock()
-		s.unclaim(e)
-		s.mu.Unlock()
-		return fmt.Errorf("read half message %d at %d: %w", e.half, content, err)
+		return err
 	}
 	m := ext.Message
 	m.Topic, m.QueueID = CheckMaxTopic, 0
