@@ -162,9 +162,12 @@ func TestCheckBackResolvesUnknownTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitQueue(t, b, "orders", 0, 1)
-	if s := b.Transactions().Stats(); s.CheckCommits != 1 || s.Pending != 0 {
-		t.Fatalf("stats %+v", s)
-	}
+	// The state follows once the store has answered for the commit record,
+	// a moment after the message is visible.
+	waitFor(t, "the check-back's commit in the stats", func() bool {
+		s := b.Transactions().Stats()
+		return s.CheckCommits == 1 && s.Pending == 0
+	})
 }
 
 func TestParkedTransactionAdmin(t *testing.T) {

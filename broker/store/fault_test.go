@@ -217,9 +217,17 @@ func stuckStoreOn(t *testing.T, timeout time.Duration, clk flushClock) (s *Store
 }
 
 func TestSyncFlushTimeout(t *testing.T) {
-	s, _, release := stuckStore(t, 50*time.Millisecond)
-	_, err := s.Append(context.Background(), testMsg("slow", 0, 0))
-	if !errors.Is(err, ErrFlushTimeout) {
+	// The timeouts run on a fake clock: the append after the release must
+	// not time out however slowly a loaded machine runs its two fsyncs.
+	const timeout = 50 * time.Millisecond
+	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	s, _, release := stuckStoreOn(t, timeout, clk)
+	_, pend, err := s.AppendBatchAsync([]*message.Message{testMsg("slow", 0, 0)}) // queued, its timer armed
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(timeout) // the fsync is held: the batch cannot be answered first
+	if err := pend.Wait(context.Background()); !errors.Is(err, ErrFlushTimeout) {
 		t.Fatalf("append with a stuck fsync = %v, want ErrFlushTimeout", err)
 	}
 	if s.MaxPhysicalOffset() != 0 {
