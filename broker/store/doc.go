@@ -74,7 +74,11 @@
 // read-only ([ErrWriteFailed]); a SyncFlush append not fsynced within
 // Options.SyncFlushTimeout fails with [ErrFlushTimeout] (one timer per
 // group commit wakes its appends; an append that joined late then waits
-// out the rest of its own timeout).
+// out the rest of its own timeout). A timed-out append stays queued and may
+// still be stored: [Pending.Outcome] (AppendBatchAsync) waits for the
+// writer's answer, which every batch gets, for callers whose own state must
+// follow the log. [Store.Flush] fsyncs what AsyncFlush has written, for
+// callers that save progress depending on it.
 //
 // # Consume queues and index
 //
