@@ -3,11 +3,11 @@ package delay
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/store/storetest"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -57,21 +57,11 @@ func (q *queuedStore) AppendBatchAsync(msgs []*message.Message) ([]store.AppendR
 func TestDeliveryPastFlushTimeoutIsNotRepeated(t *testing.T) {
 	clock := newFakeClock()
 	dir := t.TempDir()
-	var shut atomic.Pointer[chan struct{}]
-	held := make(chan struct{}, 1)
-	st, err := store.Open(store.Options{Dir: dir + "/store", FlushType: store.SyncFlush, SegmentSize: 8 << 20,
-		MaxMessageSize: 64 << 10, Now: clock.Now, Logger: quiet, SyncFlushTimeout: 200 * time.Millisecond,
-		// While shut, the writer stops after an fsync: what is queued
-		// behind it stays unwritten, and its flush times out.
-		OnFlush: func(time.Duration) {
-			if c := shut.Load(); c != nil {
-				select {
-				case held <- struct{}{}:
-				default:
-				}
-				<-*c
-			}
-		}})
+	gate := storetest.NewFlushGate()
+	o := store.Options{Dir: dir + "/store", FlushType: store.SyncFlush, SegmentSize: 8 << 20,
+		MaxMessageSize: 64 << 10, Now: clock.Now, Logger: quiet}
+	gate.Tune(&o)
+	st, err := store.Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +76,7 @@ func TestDeliveryPastFlushTimeoutIsNotRepeated(t *testing.T) {
 	r.send("a", message.Properties{message.PropertyDelayTimeLevel: "1"})
 	clock.Advance(2 * time.Second)
 
-	gate := make(chan struct{})
-	shut.Store(&gate)
-	go st.Append(context.Background(), &message.Message{Topic: "other", Body: []byte("x")})
-	<-held // the writer is held after another append's fsync
+	open := gate.Hold(t, st) // the writer is held after another append's fsync
 	qs := &queuedStore{Store: st, queued: make(chan struct{}, 1)}
 	r.s.st = qs
 	type round struct {
@@ -107,8 +94,7 @@ func TestDeliveryPastFlushTimeoutIsNotRepeated(t *testing.T) {
 	if _, err := st.Append(context.Background(), &message.Message{Topic: "other", Body: []byte("probe")}); !errors.Is(err, store.ErrFlushTimeout) {
 		t.Fatalf("probe append with the writer held = %v, want ErrFlushTimeout", err)
 	}
-	shut.Store(nil)
-	close(gate)
+	open()
 	got := <-first
 	if got.err != nil || got.n != 1 {
 		t.Fatalf("first round: %d delivered, %v; want 1, nil once the store answered", got.n, got.err)

@@ -6,12 +6,11 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/store/storetest"
 	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
@@ -128,52 +127,6 @@ func TestResumeWithCancelledContextRecordsTheResume(t *testing.T) {
 	}
 }
 
-// flushGate holds the store's writer right after an fsync (through
-// store.Options.OnFlush) while it is shut: appends queued behind it stay
-// in memory, unwritten, and their sync flush times out.
-type flushGate struct {
-	shut atomic.Pointer[chan struct{}]
-	held chan struct{}
-}
-
-func newFlushGate() *flushGate { return &flushGate{held: make(chan struct{}, 1)} }
-
-func (g *flushGate) tune(o *store.Options) {
-	o.SyncFlushTimeout = 200 * time.Millisecond
-	o.OnFlush = func(time.Duration) {
-		if c := g.shut.Load(); c != nil {
-			select {
-			case g.held <- struct{}{}:
-			default:
-			}
-			<-*c
-		}
-	}
-}
-
-// hold shuts the gate and returns once the writer is held in another
-// producer's fsync; open lets it go (also at the end of the test).
-func (g *flushGate) hold(t *testing.T, st *store.Store) (open func()) {
-	t.Helper()
-	c := make(chan struct{})
-	g.shut.Store(&c)
-	var once sync.Once
-	open = func() {
-		once.Do(func() {
-			g.shut.Store(nil)
-			close(c)
-		})
-	}
-	t.Cleanup(open)
-	go st.Append(context.Background(), &message.Message{Topic: "other", Body: []byte("x")})
-	select {
-	case <-g.held:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the store's writer never flushed")
-	}
-	return open
-}
-
 // snapshot copies dir as a kill -9 would leave it: what the process wrote
 // to its files, nothing it held in memory.
 func snapshot(t *testing.T, dir string) string {
@@ -191,10 +144,10 @@ func snapshot(t *testing.T, dir string) string {
 // it pending, and the producer's retry delivers the message; without the
 // crash, it is committed once the record is durable.
 func TestCommitFlushTimeoutRecordsOnlyWhatIsDurable(t *testing.T) {
-	g := newFlushGate()
-	r := newRigWith(t, g.tune)
+	g := storetest.NewFlushGate()
+	r := newRigWith(t, g.Tune)
 	h := r.half("a")
-	open := g.hold(t, r.st)
+	open := g.Hold(t, r.st)
 	if _, err := r.end(h, Commit); !errors.Is(err, store.ErrFlushTimeout) {
 		t.Fatalf("commit with a stuck fsync: %v, want ErrFlushTimeout", err)
 	}
@@ -240,10 +193,10 @@ func TestCommitFlushTimeoutRecordsOnlyWhatIsDurable(t *testing.T) {
 // A move whose sync flush times out: Lowest keeps holding the old record
 // until the copy is durable, so retention cannot remove the only copy.
 func TestMoveBelowFlushTimeoutKeepsTheOldRecord(t *testing.T) {
-	g := newFlushGate()
-	r := newRigWith(t, g.tune)
+	g := storetest.NewFlushGate()
+	r := newRigWith(t, g.Tune)
 	h := r.half("a")
-	open := g.hold(t, r.st)
+	open := g.Hold(t, r.st)
 	moved := make(chan error, 1)
 	go func() { moved <- r.svc.MoveBelow(r.st.MaxPhysicalOffset()) }()
 	testutil.WaitFor(t, 5*time.Second, "the move to queue its copy", func() bool {
