@@ -49,10 +49,16 @@ func readCheckpoint(path string) (c checkpointData, ok bool, err error) {
 func (s *Store) checkpointPath() string { return s.opts.Dir + "/checkpoint" }
 
 // checkpoint makes everything dispatched so far durable (commit log first,
-// then consume queues, then the index) and records the position.
+// then consume queues, then the index) and records the position. A failed
+// fsync fails the store: the pages it was to write may be gone while the
+// page cache still shows them, so no later checkpoint may vouch for them.
+// The last good checkpoint stays, and the next Open rebuilds from it.
 func (s *Store) checkpoint(final bool) error {
 	s.cpMu.Lock()
 	defer s.cpMu.Unlock()
+	if err := s.failure(); err != nil {
+		return err
+	}
 	d := s.dispatched.Load()
 	if s.durable.Load() < d {
 		if err := s.flushCommitLog(); err != nil {
@@ -60,10 +66,10 @@ func (s *Store) checkpoint(final bool) error {
 		}
 	}
 	if err := s.cqs.each(func(_ queueKey, q *consumeQueue) error { return q.sync() }); err != nil {
-		return err
+		return s.fail(fmt.Errorf("consume queue fsync: %w", err))
 	}
 	if err := s.idx.sync(); err != nil {
-		return err
+		return s.fail(fmt.Errorf("index fsync: %w", err))
 	}
 	c := checkpointData{Dispatched: d, Time: s.opts.Now().UnixMilli()}
 	if final {

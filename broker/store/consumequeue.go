@@ -367,8 +367,8 @@ func (q *consumeQueue) dropBefore(off int64) error {
 // sync fsyncs the queue's files if they were written since the last sync,
 // and the directories of files created since. It holds no lock while it
 // does: a file dropBefore drops meanwhile needs no sync (its entries are
-// gone), so its failure is not one. On any other failure the queue stays
-// dirty, and the next checkpoint syncs it again.
+// gone), so its failure is not one. Any other failure fails the store
+// (see checkpoint), so nothing syncs the queue again.
 func (q *consumeQueue) sync() error {
 	q.mu.Lock()
 	dirty, dirs := q.dirty, q.newDirs
@@ -378,14 +378,7 @@ func (q *consumeQueue) sync() error {
 	if !dirty && len(dirs) == 0 {
 		return nil
 	}
-	err := q.syncFiles(files, dirs)
-	if err != nil {
-		q.mu.Lock()
-		q.dirty = q.dirty || dirty
-		q.newDirs = append(dirs, q.newDirs...)
-		q.mu.Unlock()
-	}
-	return err
+	return q.syncFiles(files, dirs)
 }
 
 func (q *consumeQueue) syncFiles(files []*cqFile, dirs []string) error {

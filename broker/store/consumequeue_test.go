@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,11 +55,14 @@ func (c *cqFS) syncCount() int {
 	return c.syncs
 }
 
-// TestCheckpointRetriesFailedQueueSync checks that a consume queue whose
-// fsync failed is synced again by the next checkpoint: were it taken as
-// synced, that checkpoint would record a dispatch position whose entries
-// a power loss can take, and recovery would never rebuild them.
-func TestCheckpointRetriesFailedQueueSync(t *testing.T) {
+// TestFailedQueueSyncIsSticky checks that a consume queue whose fsync
+// failed fails the store: Linux may drop the dirty pages of a failed
+// fsync while the page cache still shows them, so a later fsync that
+// succeeds proves nothing, and a checkpoint after it would record a
+// dispatch position whose entries a power loss can take and recovery would
+// never rebuild. The store keeps its last good checkpoint, refuses
+// appends, and the next Open rebuilds the queue from the commit log.
+func TestFailedQueueSyncIsSticky(t *testing.T) {
 	fs := &cqFS{}
 	o := testOptions(t, SyncFlush)
 	o.fs = fs
@@ -76,19 +81,38 @@ func TestCheckpointRetriesFailedQueueSync(t *testing.T) {
 	synced := s.DispatchedOffset()
 	appendSome(10) // into the same file
 	fs.set(func(c *cqFS) { c.failNext = syscall.EIO })
-	if err := s.checkpoint(false); err == nil {
-		t.Fatal("a checkpoint whose consume-queue fsync failed succeeded")
-	}
-	if cp, ok, err := readCheckpoint(s.checkpointPath()); err != nil || !ok || cp.Dispatched != synced {
-		t.Fatalf("checkpoint after the failed one = %+v, %v, %v; want the one before it, at %d", cp, ok, err, synced)
+	if err := s.checkpoint(false); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("checkpoint whose consume-queue fsync failed = %v, want ErrWriteFailed wrapping EIO", err)
 	}
 	before := fs.syncCount()
-	if err := s.checkpoint(false); err != nil {
-		t.Fatal(err)
+	if err := s.checkpoint(false); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("checkpoint after a failed consume-queue fsync = %v, want ErrWriteFailed", err)
 	}
-	if fs.syncCount() == before {
-		t.Fatalf("the checkpoint after a failed consume-queue fsync recorded dispatch position %d without syncing the queue", s.DispatchedOffset())
+	if n := fs.syncCount(); n != before {
+		t.Fatalf("a checkpoint after the failure synced the queue again (%d fsyncs)", n-before)
 	}
+	if cp, ok, err := readCheckpoint(s.checkpointPath()); err != nil || !ok || cp.Dispatched != synced {
+		t.Fatalf("checkpoint after the failure = %+v, %v, %v; want the one before it, at %d", cp, ok, err, synced)
+	}
+	if _, err := s.Append(context.Background(), testMsg("t", 0, 20)); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("append after a failed consume-queue fsync = %v, want ErrWriteFailed", err)
+	}
+	if got := readAll(t, s, "t", 0); len(got) != 20 { // readers keep working
+		t.Fatalf("read %d records after the failure, want 20", len(got))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := os.Stat(s.abort); err != nil {
+		t.Fatalf("abort marker must stay after a failed fsync: %v", err)
+	}
+	o.fs = nil
+	s = openStore(t, o)
+	defer s.Close()
+	if got := readAll(t, s, "t", 0); len(got) != 20 {
+		t.Fatalf("read %d records after recovery, want 20", len(got))
+	}
+	mustAppend(t, s, testMsg("t", 0, 20))
 }
 
 // TestCheckpointWhileRetentionDropsQueueFile checks that a checkpoint

@@ -71,7 +71,12 @@
 // the next one (group commit). Under [AsyncFlush] appends are acknowledged
 // after the write and a background fsync runs every Options.FlushInterval.
 // A write or fsync error fails the appends of that batch and turns the store
-// read-only ([ErrWriteFailed]); a SyncFlush append not fsynced within
+// read-only ([ErrWriteFailed]), as does a failed fsync of a consume queue or
+// the index at a checkpoint. The failure is sticky: after a failed fsync
+// Linux may drop the dirty pages while the page cache still shows them, so
+// the store never fsyncs, advances its durable offset or checkpoints again
+// until it is reopened, and the reopen recovers from the last good
+// checkpoint. A SyncFlush append not fsynced within
 // Options.SyncFlushTimeout fails with [ErrFlushTimeout] (one timer per
 // group commit wakes its appends; an append that joined late then waits
 // out the rest of its own timeout). A timed-out append stays queued and may

@@ -9,11 +9,14 @@ var (
 	ErrInvalidOptions = errors.New("store: invalid options")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("store: closed")
-	// ErrWriteFailed means a write or fsync of the commit log failed. The
-	// append that saw it was not stored durably, and the store refuses every
-	// later append with an error wrapping ErrWriteFailed and the cause
-	// (disk full, I/O error). Readers keep working.
-	ErrWriteFailed = errors.New("store: commit log write failed; store is read-only")
+	// ErrWriteFailed means a write or fsync of the commit log, or an fsync
+	// of a consume queue or the index, failed. The append that saw it was
+	// not stored durably, and the store refuses every later append, fsync
+	// and checkpoint with an error wrapping ErrWriteFailed and the cause
+	// (disk full, I/O error): after a failed fsync Linux may have dropped
+	// the dirty pages, so a retry that succeeds proves nothing. Readers
+	// keep working; the next Open recovers from the last good checkpoint.
+	ErrWriteFailed = errors.New("store: write failed; store is read-only")
 	// ErrFlushTimeout means a SyncFlush append was not fsynced within
 	// SyncFlushTimeout. The record may still become durable later.
 	ErrFlushTimeout = errors.New("store: sync flush timed out")

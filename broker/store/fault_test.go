@@ -192,6 +192,48 @@ func TestWriteFaults(t *testing.T) {
 	}
 }
 
+// TestFailedFlushIsSticky checks that after an AsyncFlush fsync failed,
+// no later fsync advances the durable offset: Linux may have dropped the
+// dirty pages while the page cache still shows them, so a second fsync
+// that succeeds proves nothing, and the delay and transaction checkpoints
+// (which trust DurableOffset through Flush) would save progress past
+// records a power loss takes.
+func TestFailedFlushIsSticky(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t, AsyncFlush)
+	o.FlushInterval = time.Hour // the test flushes
+	o.fs = fs
+	s := openStore(t, o)
+	defer s.Close()
+	for i := range 5 {
+		mustAppend(t, s, testMsg("f", 0, i))
+	}
+	durable := s.DurableOffset()
+	if durable >= s.MaxPhysicalOffset() {
+		t.Fatalf("durable offset %d already at the end %d before any flush", durable, s.MaxPhysicalOffset())
+	}
+	fs.set(func(f *faultFS) { f.syncErr = syscall.EIO })
+	if err := s.Flush(); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Flush under fault = %v, want ErrWriteFailed wrapping EIO", err)
+	}
+	fs.set(func(f *faultFS) { f.syncErr = nil; f.syncCalls = 0 })
+	if err := s.Flush(); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("Flush after a failed fsync = %v, want ErrWriteFailed", err)
+	}
+	if err := s.checkpoint(false); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("checkpoint after a failed fsync = %v, want ErrWriteFailed", err)
+	}
+	fs.mu.Lock()
+	calls := fs.syncCalls
+	fs.mu.Unlock()
+	if calls != 0 || s.DurableOffset() != durable {
+		t.Fatalf("after the failure: %d fsyncs, durable offset %d; want none and %d", calls, s.DurableOffset(), durable)
+	}
+	if _, err := s.Append(context.Background(), testMsg("f", 0, 5)); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("append after a failed fsync = %v, want ErrWriteFailed", err)
+	}
+}
+
 // stuckStore opens a SyncFlush store with the given flush timeout whose
 // commit-log fsyncs block from now until release (called again, after
 // the test, before the store is closed).

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -682,14 +683,22 @@ func (s *Store) flushed(start time.Time) {
 	}
 }
 
-// fail records the first write error and makes the store refuse appends.
+// fail records the first write or fsync error and makes the store refuse
+// appends, fsyncs and checkpoints from then on.
 func (s *Store) fail(cause error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failed == nil {
 		s.failed = fmt.Errorf("%w: %w", ErrWriteFailed, cause)
-		s.opts.Logger.Error("commit log write failed; refusing further appends", "err", cause)
+		s.opts.Logger.Error("store write failed; refusing further appends", "err", cause)
 	}
+	return s.failed
+}
+
+// failure is the error fail recorded, or nil.
+func (s *Store) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.failed
 }
 
@@ -705,12 +714,10 @@ func (s *Store) flushLoop() {
 		select {
 		case <-flush.C:
 			if s.opts.FlushType == AsyncFlush {
-				if err := s.flushCommitLog(); err != nil {
-					s.fail(err)
-				}
+				s.flushCommitLog() // a failure fails the store, which logs it
 			}
 		case <-cp.C:
-			if err := s.checkpoint(false); err != nil {
+			if err := s.checkpoint(false); err != nil && !errors.Is(err, ErrWriteFailed) {
 				s.opts.Logger.Warn("checkpoint failed", "err", err)
 			}
 		case <-s.stop:
@@ -722,10 +729,14 @@ func (s *Store) flushLoop() {
 // flushCommitLog fsyncs every segment between the durable and the written
 // end and advances the durable end. Segments retention has removed are
 // skipped (it removes none that is not durable, but a removed one needs no
-// fsync in any case).
+// fsync in any case). A failed fsync fails the store, and a failed store
+// never advances the durable end again.
 func (s *Store) flushCommitLog() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	if err := s.failure(); err != nil {
+		return err
+	}
 	target := s.written.Load()
 	from := s.durable.Load()
 	if target <= from {
@@ -740,7 +751,7 @@ func (s *Store) flushCommitLog() error {
 			return err
 		}
 		if err := sg.f.Sync(); err != nil {
-			return err
+			return s.fail(err)
 		}
 	}
 	s.durable.Store(target)
