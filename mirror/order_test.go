@@ -2,6 +2,7 @@ package mirror_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -106,13 +107,40 @@ func refuseTimestampsBefore(kc *kfake.Cluster, cutoff time.Time) {
 		for _, tp := range r.Topics {
 			for _, p := range tp.Partitions {
 				var b kmsg.RecordBatch
-				if err := b.ReadFrom(p.Records); err == nil && b.FirstTimestamp < cutoff.UnixMilli() {
-					return 32, true // INVALID_TIMESTAMP
+				if err := b.ReadFrom(p.Records); err != nil {
+					continue
+				}
+				if oldest, err := oldestTimestamp(&b); err != nil || oldest < cutoff.UnixMilli() {
+					return 32, true // INVALID_TIMESTAMP (CORRUPT_MESSAGE would do for err; the test sends none)
 				}
 			}
 		}
 		return 0, false
 	})
+}
+
+// oldestTimestamp is the earliest timestamp of an uncompressed batch's
+// records. Kafka checks each record's timestamp, not only the batch's
+// first: a batch whose first record was restamped may still carry an old
+// one.
+func oldestTimestamp(b *kmsg.RecordBatch) (int64, error) {
+	if b.Attributes&0x07 != 0 {
+		return 0, fmt.Errorf("compressed batch (codec %d)", b.Attributes&0x07)
+	}
+	oldest, src := b.FirstTimestamp, b.Records
+	for range b.NumRecords {
+		l, n := binary.Varint(src)
+		if n <= 0 || l < 0 || int64(len(src)-n) < l {
+			return 0, fmt.Errorf("malformed record in batch")
+		}
+		var r kmsg.Record
+		if err := r.ReadFrom(src[:n+int(l)]); err != nil {
+			return 0, err
+		}
+		oldest = min(oldest, b.FirstTimestamp+r.TimestampDelta64)
+		src = src[n+int(l):]
+	}
+	return oldest, nil
 }
 
 // Messages stored before a Kafka outage longer than the topic's timestamp
