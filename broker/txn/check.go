@@ -114,7 +114,7 @@ func (s *Service) checkOne(e *entry, checker Checker, now int64) {
 		s.stats.unreached.Add(1)
 	}
 	e.nextCheckMs = now + s.opts.CheckInterval.Milliseconds()
-	s.persist(e)
+	s.persist(e, noRecord)
 }
 
 // checkMessage restores the half message's real topic and queue and its
@@ -137,7 +137,7 @@ func (s *Service) park(e *entry) {
 	var t Txn
 	err := s.copyContent(e, false, func(r store.AppendResult) {
 		e.status, e.content = Parked, r.PhysicalOffset
-		s.persist(e)
+		s.persist(e, noRecord)
 		s.stats.parked.Add(1)
 		t = e.txn()
 	})
@@ -177,8 +177,8 @@ func (s *Service) Resume(ctx context.Context, id string) (Txn, error) {
 	e.resolving = make(chan struct{})
 	s.mu.Unlock()
 	var t Txn
-	_, err := s.write(ctx, opRecord(opResume, e.half, s.opts.Now().UnixMilli()), func(store.AppendResult) {
-		s.resume(e)
+	_, err := s.write(ctx, opRecord(opResume, e.half, s.opts.Now().UnixMilli()), func(r store.AppendResult) {
+		s.resume(e, r.PhysicalOffset)
 		t = e.txn()
 	}, func() { s.unclaim(e) })
 	if err != nil {
@@ -187,8 +187,9 @@ func (s *Service) Resume(ctx context.Context, id string) (Txn, error) {
 	return t, nil
 }
 
-// resume makes a parked entry pending again. Caller holds s.mu.
-func (s *Service) resume(e *entry) {
+// resume makes a parked entry pending again, as the resume record at rec
+// says. Caller holds s.mu.
+func (s *Service) resume(e *entry, rec int64) {
 	e.status, e.checks, e.nextCheckMs = Pending, 0, s.opts.Now().UnixMilli()
-	s.persist(e)
+	s.persist(e, rec)
 }

@@ -44,6 +44,15 @@
 // stays where it was for [Service.Lowest], and covered stays below the
 // record.
 //
+// Under ASYNC_FLUSH an OS crash can keep a Pebble write and lose the
+// commit-log record it follows. So a change a record made (a half message,
+// a commit, a rollback, a resume) is written with a note of the record's
+// offset, kept until a checkpoint covers it, and on start a change whose
+// noted record the replay does not meet is undone: a lost half message is
+// forgotten, and a transaction whose outcome or resume is lost is pending
+// again, its checks reset and due at once, so that check-back asks the
+// producer again. Copies (parking, moving) are applied only once durable.
+//
 // # Check-back
 //
 // A pending half message is first checked Options.Timeout after it was

@@ -133,8 +133,8 @@ func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bo
 		m = opRecord(opRollback, e.half, s.opts.Now().UnixMilli())
 	}
 	var t Txn
-	res, err := s.write(ctx, m, func(store.AppendResult) {
-		s.settle(e, o.status())
+	res, err := s.write(ctx, m, func(r store.AppendResult) {
+		s.settle(e, o.status(), r.PhysicalOffset)
 		s.stats.outcome(o, fromCheck) // with the state, so Stats never shows one without the other
 		t = e.txn()
 	}, func() { s.unclaim(e) })
@@ -154,12 +154,13 @@ func (s *Service) unclaim(e *entry) {
 	e.resolving = nil
 }
 
-// settle records e's final status. Caller holds s.mu.
-func (s *Service) settle(e *entry, st Status) {
+// settle records e's final status, which the record at rec decided.
+// Caller holds s.mu.
+func (s *Service) settle(e *entry, st Status, rec int64) {
 	e.status = st
 	delete(s.live, e.half)
 	s.unindexUniq(e)
-	s.persist(e)
+	s.persist(e, rec)
 }
 
 // committedMessage is the message a commit writes to its real topic:

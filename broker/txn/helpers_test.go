@@ -86,14 +86,19 @@ func newRigWith(t testing.TB, tune func(*store.Options)) *rig {
 	return r
 }
 
-func (r *rig) open() {
-	r.t.Helper()
+// storeOptions are the options the rig opens its store with.
+func (r *rig) storeOptions() store.Options {
 	so := store.Options{Dir: r.dir + "/store", FlushType: store.SyncFlush, SegmentSize: 1 << 20,
 		MaxMessageSize: 64 << 10, Logger: quiet, Now: r.clock.Now}
 	if r.tune != nil {
 		r.tune(&so)
 	}
-	st, err := store.Open(so)
+	return so
+}
+
+func (r *rig) open() {
+	r.t.Helper()
+	st, err := store.Open(r.storeOptions())
 	if err != nil {
 		r.t.Fatal(err)
 	}

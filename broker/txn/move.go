@@ -33,11 +33,12 @@ func (s *Service) Lowest() (lowest int64, ok bool, err error) {
 }
 
 // MoveBelow copies the message of every open transaction held below end
-// to the end of the log (CheckMaxTopic, marked PropertyMoved) and reads it
-// there from then on, status unchanged, so that retention can remove the
-// old segment; RocketMQ gets the same by writing the half message again on
-// every check. A transaction being resolved right now is left for the next
-// pass. It returns the first error; the others are moved anyway.
+// to the end of the log (CheckMaxTopic, marked PropertyMoved) and, once the
+// copy is durable, reads it there, status unchanged, so that retention can
+// remove the old segment; RocketMQ gets the same by writing the half
+// message again on every check. A transaction being resolved right now is
+// left for the next pass. It returns the first error; the others are moved
+// anyway.
 func (s *Service) MoveBelow(end int64) error {
 	s.life.RLock()
 	defer s.life.RUnlock()
@@ -57,7 +58,7 @@ func (s *Service) MoveBelow(end int64) error {
 	for _, e := range claimed {
 		err := s.copyContent(e, true, func(r store.AppendResult) {
 			e.content = r.PhysicalOffset
-			s.persist(e)
+			s.persist(e, noRecord)
 		})
 		if err != nil && first == nil {
 			first = fmt.Errorf("txn: move half message %d: %w", e.half, err)
@@ -85,9 +86,10 @@ func (s *Service) readContent(e *entry) (message.Ext, error) {
 
 // copyContent writes a copy of e's message to CheckMaxTopic, carrying the
 // half offset (and PropertyMoved when moved), and applies its result once
-// stored. The caller holds e.resolving; copyContent lets it go once the
-// copy is known to be stored or not (see write), so that Lowest and
-// check-backs keep to the old record until the copy is durable.
+// stored and durable (see writeAnswered). The caller holds e.resolving;
+// copyContent lets it go once the copy is known to be stored or not, so
+// that Lowest and check-backs keep to the old record until the copy is
+// durable.
 func (s *Service) copyContent(e *entry, moved bool, apply func(store.AppendResult)) error {
 	ext, err := s.readContent(e)
 	if err != nil {

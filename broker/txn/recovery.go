@@ -14,8 +14,9 @@ import (
 )
 
 // recover loads the live transactions, drops state the log does not hold
-// (beyond its end after a crash, or removed by retention) and replays the
-// log from the last checkpoint.
+// (beyond its end after a crash, or removed by retention), replays the log
+// from the last checkpoint and undoes the changes whose records the log
+// lost.
 func (s *Service) recover() error {
 	end := s.st.MaxPhysicalOffset()
 	b := s.db.NewBatch()
@@ -32,19 +33,39 @@ func (s *Service) recover() error {
 	if err := s.loadLive(); err != nil {
 		return err
 	}
-	if err := s.replay(min(covered, end)); err != nil {
+	from := min(covered, end)
+	notes, err := s.notesFrom(from)
+	if err != nil {
+		return err
+	}
+	if err := s.replay(from, notes); err != nil {
 		return err
 	}
 	return s.checkpoint()
 }
 
-// replay applies the commit log from offset from to the state.
-func (s *Service) replay(from int64) error {
+// replay applies the commit log from offset from to the state. notes are
+// the changes noted since from (record offset to half offset): replay
+// crosses off each whose record it meets, and undoes the rest (undoLost).
+func (s *Service) replay(from int64, notes map[int64]int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next, err := s.st.Scan(from, s.applyRecord)
+	last := lastNotes(notes)
+	next, err := s.st.Scan(from, func(x *message.Ext) error {
+		half, ok := txnHalf(x)
+		if !ok {
+			return nil
+		}
+		if h, noted := notes[x.CommitLogOffset]; noted && h == half {
+			delete(notes, x.CommitLogOffset)
+		}
+		return s.applyRecord(x, half)
+	})
 	if err != nil {
 		return fmt.Errorf("txn: replay the commit log from %d: %w", from, err)
+	}
+	if err := s.undoLost(notes, last); err != nil {
+		return err
 	}
 	s.opts.Logger.Info("txn: recovered", "live", len(s.live), "replayedFrom", from, "to", next)
 	s.dirty = true
@@ -86,46 +107,62 @@ func (s *Service) loadLive() error {
 	return it.Error()
 }
 
-// applyRecord replays one commit-log record. Replaying a record the state
-// already reflects changes nothing. Caller holds s.mu.
-func (s *Service) applyRecord(x *message.Ext) error {
+// txnHalf returns the offset of the half message a transaction record is
+// about; ok is false for any other record.
+func txnHalf(x *message.Ext) (half int64, ok bool) {
+	var err error
 	switch {
 	case x.Topic == HalfTopic:
-		if _, ok := s.live[x.CommitLogOffset]; ok {
+		half = x.CommitLogOffset
+	case x.Topic == CheckMaxTopic:
+		half, err = strconv.ParseInt(x.Property(PropertyHalfOffset), 10, 64)
+	case x.Topic == OpTopic:
+		half, err = strconv.ParseInt(string(x.Body), 10, 64)
+	case message.TransactionType(x.SysFlag) == message.TransactionCommitType:
+		half = x.PreparedTransactionOffset
+	default:
+		return 0, false
+	}
+	return half, err == nil
+}
+
+// applyRecord replays x, a record about the half message at half.
+// Replaying a record the state already reflects changes nothing. Caller
+// holds s.mu.
+func (s *Service) applyRecord(x *message.Ext, half int64) error {
+	if x.Topic == HalfTopic {
+		if _, ok := s.live[half]; ok {
 			return nil
 		}
-		if _, ok, err := s.resolved(x.CommitLogOffset); err != nil || ok {
+		if _, ok, err := s.resolved(half); err != nil || ok {
 			return err
 		}
 		s.addHalf(&x.Message, store.AppendResult{PhysicalOffset: x.CommitLogOffset, QueueOffset: x.QueueOffset,
 			StoreTimestamp: x.StoreTimestamp, MsgID: x.MsgID()})
-	case x.Topic == CheckMaxTopic:
-		half, err := strconv.ParseInt(x.Property(PropertyHalfOffset), 10, 64)
-		if e, ok := s.live[half]; err == nil && ok {
-			if x.Property(PropertyMoved) == "" {
-				e.status = Parked
-			}
-			e.content = x.CommitLogOffset
-			s.persist(e)
+		return nil
+	}
+	e, ok := s.live[half]
+	if !ok {
+		return nil
+	}
+	switch x.Topic {
+	case CheckMaxTopic:
+		if x.Property(PropertyMoved) == "" {
+			e.status = Parked
 		}
-	case x.Topic == OpTopic:
-		half, err := strconv.ParseInt(string(x.Body), 10, 64)
-		e, ok := s.live[half]
-		if err != nil || !ok {
-			return nil
-		}
+		e.content = x.CommitLogOffset
+		s.persist(e, noRecord)
+	case OpTopic:
 		switch x.Property(message.PropertyTags) {
 		case opRollback:
-			s.settle(e, RolledBack)
+			s.settle(e, RolledBack, x.CommitLogOffset)
 		case opResume:
 			if e.status == Parked {
-				s.resume(e)
+				s.resume(e, x.CommitLogOffset)
 			}
 		}
-	case message.TransactionType(x.SysFlag) == message.TransactionCommitType:
-		if e, ok := s.live[x.PreparedTransactionOffset]; ok {
-			s.settle(e, Committed)
-		}
+	default: // a commit
+		s.settle(e, Committed, x.CommitLogOffset)
 	}
 	return nil
 }
@@ -141,7 +178,7 @@ func (s *Service) addHalf(m *message.Message, r store.AppendResult) {
 		group: group, topic: topic, uniq: uniq, keys: keys, msgID: r.MsgID}
 	s.live[e.half] = e
 	s.indexUniq(e)
-	s.persist(e)
+	s.persist(e, r.PhysicalOffset)
 	s.stats.halves.Add(1)
 }
 
@@ -179,7 +216,8 @@ func (s *Service) dropExpired() {
 }
 
 // checkpoint syncs the state with the offset it covers: every transaction
-// record below it is reflected in the synced state.
+// record below it is reflected in the synced state, and durable, so the
+// notes of the changes they made go.
 func (s *Service) checkpoint() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -198,7 +236,10 @@ func (s *Service) checkpoint() error {
 	// Pebble's synced write, which syncs every state write made before it.
 	err := s.st.Flush()
 	if err == nil {
-		err = s.db.Set(keyCovered, binary.BigEndian.AppendUint64(nil, uint64(covered)), pebble.Sync)
+		b := s.db.NewBatch()
+		b.DeleteRange(stateKey(prefixNoted, 0), stateKey(prefixNoted, covered), nil)
+		b.Set(keyCovered, binary.BigEndian.AppendUint64(nil, uint64(covered)), nil)
+		err = b.Commit(pebble.Sync)
 	}
 	if err != nil {
 		return fmt.Errorf("txn: checkpoint: %w", err)

@@ -2,6 +2,7 @@ package txn
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -46,7 +47,8 @@ type Service struct {
 }
 
 // Open opens the state database in opts.Dir, replays the commit log from
-// its last checkpoint and returns the service. Call Start to begin checks.
+// its last checkpoint, undoes the changes whose records the log lost in an
+// OS crash, and returns the service. Call Start to begin checks.
 func Open(st *store.Store, opts Options) (*Service, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -235,14 +237,20 @@ func (s *Service) write(ctx context.Context, m *message.Message, apply func(stor
 
 // writeAnswered is write for the service's own background work (parking,
 // moving): it waits for the store's answer itself, past the sync flush
-// timeout, so that its caller knows whether the record landed. It returns
-// early only when the service closes.
+// timeout, so that its caller knows whether the record landed. It applies
+// the record only once it is durable, flushing the store under AsyncFlush:
+// the state never points at a copy an OS crash can lose, and retention
+// removes a moved message's old record only after its copy is safe. It
+// returns early only when the service closes.
 func (s *Service) writeAnswered(m *message.Message, apply func(store.AppendResult), release func()) error {
 	id, r, pend, err := s.queue(m, apply, release)
 	if err != nil {
 		return err
 	}
 	err = pend.Outcome(s.ctx)
+	if err == nil && s.st.DurableOffset() <= r.PhysicalOffset {
+		err = s.st.Flush()
+	}
 	s.landed(id, r, err, apply, release)
 	return err
 }
@@ -296,19 +304,35 @@ func (s *Service) landed(id uint64, r store.AppendResult, err error, apply func(
 	release()
 }
 
-// persist writes e's state (unsynced; the checkpoint syncs).
-func (s *Service) persist(e *entry) {
+// noRecord is persist's rec for a change that no record of write made: a
+// check, or a copy (durable before it is applied, see writeAnswered).
+const noRecord = -1
+
+// persist writes e's state (unsynced; the checkpoint syncs). rec is the
+// commit-log offset of the record that made the change, or noRecord. Under
+// AsyncFlush the record may not be durable yet while Pebble's write reaches
+// the disk, so the batch also notes rec until a checkpoint covers it: Open
+// undoes a noted change whose record the log lost (see undoLost).
+func (s *Service) persist(e *entry, rec int64) {
 	b := s.db.NewBatch()
+	stage(b, e, rec)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		s.opts.Logger.Error("txn: write state", "half", e.half, "err", err)
+	}
+	s.dirty = true
+}
+
+// stage adds e's state, and the note of rec, to b.
+func stage(b *pebble.Batch, e *entry, rec int64) {
 	if e.status.live() {
 		b.Delete(stateKey(prefixResolved, e.half), nil)
 	} else {
 		b.Delete(stateKey(prefixLive, e.half), nil)
 	}
 	b.Set(e.key(), e.encode(), nil)
-	if err := b.Commit(pebble.NoSync); err != nil {
-		s.opts.Logger.Error("txn: write state", "half", e.half, "err", err)
+	if rec != noRecord {
+		b.Set(stateKey(prefixNoted, rec), binary.BigEndian.AppendUint64(nil, uint64(e.half)), nil)
 	}
-	s.dirty = true
 }
 
 // resolved returns the recorded state of a resolved transaction.

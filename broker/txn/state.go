@@ -142,10 +142,14 @@ func (e *entry) txn() Txn {
 	return t
 }
 
-// Database keys: prefix byte + big-endian half offset.
+// Database keys: prefix byte + big-endian offset.
 const (
-	prefixLive     = 'p'
-	prefixResolved = 'r'
+	prefixLive     = 'p' // + half offset: a pending or parked entry
+	prefixResolved = 'r' // + half offset: a committed or rolled back entry
+	// prefixNoted + the offset of a record that changed a transaction's
+	// state, its half offset as value: kept until a checkpoint covers the
+	// record (see Service.persist).
+	prefixNoted = 'n'
 )
 
 var keyCovered = []byte("covered")
