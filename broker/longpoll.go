@@ -106,6 +106,33 @@ func (h *pullHolder) notify(topic string, qid int32, maxOffset int64) {
 	}
 }
 
+// wakeTopic answers at once every pull held on a queue of topic, which
+// was deleted: each is run again, as at its timeout, rather than waiting
+// for a message past an offset of the queue that is gone.
+func (h *pullHolder) wakeTopic(topic string) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	var ready []*heldPull
+	for key, set := range h.byQueue {
+		if key.topic == topic {
+			for p := range set {
+				ready = append(ready, p)
+			}
+		}
+	}
+	for _, p := range ready {
+		h.removeLocked(p)
+	}
+	h.answering.Add(len(ready))
+	h.mu.Unlock()
+	for _, p := range ready {
+		go h.answer(p)
+	}
+}
+
 // expire answers a pull whose wait is over, unless it was answered already.
 func (h *pullHolder) expire(p *heldPull) {
 	h.mu.Lock()

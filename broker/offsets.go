@@ -117,6 +117,25 @@ func (t *offsetTable) commit(group, topic string, qid int32, off int64) error {
 	return nil
 }
 
+// removeTopic forgets every group's offsets on topic (RocketMQ's
+// cleanOffsetByTopic) and writes the file at once, so that a restart does
+// not bring them back.
+func (t *offsetTable) removeTopic(topic string) error {
+	t.mu.Lock()
+	if t.broken != nil {
+		t.mu.Unlock()
+		return fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
+	}
+	for k := range t.table {
+		if k.topic == topic {
+			delete(t.table, k)
+			t.dirty = true
+		}
+	}
+	t.mu.Unlock()
+	return t.persist()
+}
+
 // group returns a group's offsets by topic and queue.
 func (t *offsetTable) group(group string) map[string]map[int32]int64 {
 	return t.copyWhere(func(k offsetKey) (string, bool) { return k.topic, k.group == group })

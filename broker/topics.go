@@ -137,7 +137,7 @@ func (t *topicTable) put(tc TopicConfig, replace bool) error {
 	return t.saveLocked()
 }
 
-// remove deletes a topic (its messages age out with retention).
+// remove deletes a topic's config (handleDeleteTopic deletes the rest).
 func (t *topicTable) remove(name string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -220,15 +220,49 @@ func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *rem
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 
+// handleDeleteTopic deletes a topic as AdminBrokerProcessor.deleteTopic
+// does: its config, its consume queues (the store keeps its records until
+// retention removes them) and every group's committed offsets on it. A
+// topic created again under the name starts empty, at queue offset 0,
+// and no group resumes from an offset of the old one. Pulls held on the
+// topic are answered at once. A topic not in the table is answered
+// TOPIC_NOT_EXIST, but the queues and offsets it left (earlier versions
+// kept them) are deleted all the same. The broker's own topics are
+// refused.
 func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
-	if topic := req.Ext("topic"); isSystemTopic(topic) {
+	topic := req.Ext("topic")
+	if isSystemTopic(topic) {
 		return systemTopicRefused(req, topic)
 	}
-	if err := b.topics.remove(req.Ext("topic")); err != nil {
-		return remoting.NewResponse(req, remoting.RespTopicNotExist, err.Error())
+	removeErr := b.topics.remove(topic)
+	if removeErr != nil && !errors.Is(removeErr, ErrTopicNotExist) {
+		return remoting.NewResponse(req, remoting.RespSystemError, removeErr.Error())
 	}
+	if message.ValidateTopic(topic) == nil { // no queue or offset has an invalid name
+		if err := b.deleteTopicData(topic); err != nil {
+			b.opts.Logger.Error("topic deletion failed", "topic", topic, "err", err)
+			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+		}
+	}
+	if removeErr != nil {
+		return remoting.NewResponse(req, remoting.RespTopicNotExist, removeErr.Error())
+	}
+	b.opts.Logger.Info("topic deleted", "topic", topic)
 	b.topicsChanged()
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// deleteTopicData deletes a topic's consume queues and every group's
+// offsets on it (persisted at once), and answers the pulls held on it.
+func (b *Broker) deleteTopicData(topic string) error {
+	if err := b.store.DeleteTopic(topic); err != nil {
+		return fmt.Errorf("delete the consume queues of %s: %w", topic, err)
+	}
+	b.pulls.wakeTopic(topic)
+	if err := b.offsetTable().removeTopic(topic); err != nil {
+		return fmt.Errorf("delete the consumer offsets of %s: %w", topic, err)
+	}
+	return nil
 }
 
 // handleGetAllTopicConfig answers with {"topicConfigTable": {name: config}}.

@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/message"
 )
 
 func TestTopicAdministration(t *testing.T) {
@@ -124,5 +127,163 @@ func TestLoadedTopicTableDropsSystemTopics(t *testing.T) {
 	}
 	if _, ok := br.topics.get(delay.ScheduleTopic); !ok {
 		t.Fatalf("%s missing", delay.ScheduleTopic)
+	}
+}
+
+// queueOffsetExt reads a GET_MIN_OFFSET or GET_MAX_OFFSET answer.
+func queueOffsetExt(t *testing.T, c *remoting.Conn, code int16, topic string, qid int) string {
+	t.Helper()
+	r := call(t, c, code, queueExt(topic, qid), nil)
+	if r.Code != remoting.RespSuccess {
+		t.Fatalf("offset request %d for %s/%d: %d %s", code, topic, qid, r.Code, r.Remark)
+	}
+	return r.Ext("offset")
+}
+
+// TestDeleteTopicDropsQueuesAndOffsets deletes a topic that has messages
+// and a group's committed offsets, and creates it again: it starts empty,
+// its first message is at queue offset 0, and the group has no offset on
+// it, also after a restart (RocketMQ's deleteTopic drops the consume
+// queues and cleanOffsetByTopic the offsets).
+func TestDeleteTopicDropsQueuesAndOffsets(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	create := func() {
+		t.Helper()
+		if r := call(t, c, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": "orders", "readQueueNums": "2", "writeQueueNums": "2", "perm": "6"}, nil); r.Code != remoting.RespSuccess {
+			t.Fatalf("create: %d %s", r.Code, r.Remark)
+		}
+	}
+	create()
+	for i := range 3 {
+		mustSend(t, c, "orders", 0, "", "old-"+strconv.Itoa(i))
+	}
+	mustSend(t, c, "orders", 1, "", "old-q1")
+	waitQueue(t, b, "orders", 0, 3)
+	waitQueue(t, b, "orders", 1, 1)
+	if r := pull(t, c, "orders", 0, 0, 0, "*", 0); r.Code != remoting.RespSuccess || len(decodeAll(t, r.Body)) != 3 {
+		t.Fatalf("pull before the deletion: %d %s", r.Code, r.Remark)
+	}
+	for _, group := range []string{"cg", "other"} {
+		if r := syncCommit(t, c, group, "orders", 0, 3); r.Code != remoting.RespSuccess {
+			t.Fatalf("commit: %d %s", r.Code, r.Remark)
+		}
+	}
+	if r := syncCommit(t, c, "cg", "kept", 0, 0); r.Code != remoting.RespSuccess { // another topic's offset stays
+		t.Fatalf("commit: %d %s", r.Code, r.Remark)
+	}
+
+	if r := call(t, c, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "orders"}, nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("delete: %d %s", r.Code, r.Remark)
+	}
+	create()
+	check := func(wantMax string) {
+		t.Helper()
+		for qid, max := range []string{wantMax, "0"} {
+			if got := queueOffsetExt(t, c, remoting.ReqGetMinOffset, "orders", qid); got != "0" {
+				t.Errorf("orders/%d min offset %s, want 0", qid, got)
+			}
+			if got := queueOffsetExt(t, c, remoting.ReqGetMaxOffset, "orders", qid); got != max {
+				t.Errorf("orders/%d max offset %s, want %s", qid, got, max)
+			}
+		}
+		for _, group := range []string{"cg", "other"} {
+			ext := offsetExt(group, "orders", 0)
+			ext["setZeroIfNotFound"] = "false"
+			if code, off := queryOffset(t, c, ext); code != remoting.RespQueryNotFound {
+				t.Errorf("group %s's offset on the deleted topic: code %d offset %d, want QUERY_NOT_FOUND", group, code, off)
+			}
+			if code, off := queryOffset(t, c, offsetExt(group, "orders", 0)); code != remoting.RespSuccess || off != 0 {
+				t.Errorf("group %s's offset with setZeroIfNotFound: code %d offset %d, want 0", group, code, off)
+			}
+			if _, ok, err := offsetOnDisk(o.Store.Dir, group, "orders", 0); ok || err != nil {
+				t.Errorf("group %s's offset on the deleted topic is still on disk (%v)", group, err)
+			}
+		}
+		if code, off := queryOffset(t, c, offsetExt("cg", "kept", 0)); code != remoting.RespSuccess || off != 0 {
+			t.Errorf("offset on another topic: code %d offset %d", code, off)
+		}
+	}
+	check("0")
+	if r := pull(t, c, "orders", 0, 0, 0, "*", 0); r.Code == remoting.RespSuccess {
+		t.Fatalf("pull of the recreated topic returned %d old messages", len(decodeAll(t, r.Body)))
+	}
+	resp := mustSend(t, c, "orders", 0, "", "new-0")
+	if got := resp.Ext("queueOffset"); got != "0" {
+		t.Fatalf("first message of the recreated topic at queue offset %s, want 0", got)
+	}
+	waitQueue(t, b, "orders", 0, 1)
+	readNew := func() {
+		t.Helper()
+		r := pull(t, c, "orders", 0, 0, 0, "*", 0)
+		if r.Code != remoting.RespSuccess {
+			t.Fatalf("pull from 0: %d %s", r.Code, r.Remark)
+		}
+		if msgs := decodeAll(t, r.Body); len(msgs) != 1 || string(msgs[0].Body) != "new-0" || msgs[0].QueueOffset != 0 {
+			t.Fatalf("pull from 0 of the recreated topic: %+v, want new-0 alone at offset 0", msgs)
+		}
+	}
+	readNew()
+	check("1")
+
+	b.Close()
+	b = startBroker(t, o)
+	c = dial(t, b)
+	readNew()
+	check("1")
+}
+
+// TestDeleteTopicAnswersHeldPull checks that a pull held on a topic is
+// answered when the topic is deleted, not when its long poll times out.
+func TestDeleteTopicAnswersHeldPull(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = time.Minute
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lp", 0, "", "first")
+	waitQueue(t, b, "lp", 0, 1)
+	done := asyncPull(c, pullExt("lp", 0, 1, pullFlagSuspend, "*", 60000))
+	waitFor(t, "the pull to be held", func() bool { return b.pulls.held() == 1 })
+	a := dial(t, b)
+	if r := call(t, a, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "lp"}, nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("delete: %d %s", r.Code, r.Remark)
+	}
+	resp := <-done // asyncPull gives up after 10 s
+	if resp == nil || resp.Code != remoting.RespTopicNotExist {
+		t.Fatalf("held pull answered %v after the deletion, want TOPIC_NOT_EXIST", resp)
+	}
+	if n := b.pulls.held(); n != 0 {
+		t.Fatalf("%d pulls still held", n)
+	}
+}
+
+// TestDeleteTopicKeepsOpenTransactions deletes a topic while a
+// transaction on it is open: the transaction still commits, and its
+// message is the first of the topic created again (at queue offset 0).
+func TestDeleteTopicKeepsOpenTransactions(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for i := range 3 {
+		mustSend(t, c, "orders", 0, "", "old-"+strconv.Itoa(i))
+	}
+	ref := sendHalfRaw(t, c, "orders", "T1")
+	waitQueue(t, b, "orders", 0, 3)
+	if r := call(t, c, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "orders"}, nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("delete: %d %s", r.Code, r.Remark)
+	}
+	if r := call(t, c, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": "orders", "readQueueNums": "4", "writeQueueNums": "4", "perm": "6"}, nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("create: %d %s", r.Code, r.Remark)
+	}
+	if r := endTxn(t, c, ref, message.TransactionCommitType); r.Code != remoting.RespSuccess {
+		t.Fatalf("commit after the deletion: %d %s", r.Code, r.Remark)
+	}
+	waitQueue(t, b, "orders", 0, 1)
+	r := pull(t, c, "orders", 0, 0, 0, "*", 0)
+	if r.Code != remoting.RespSuccess {
+		t.Fatalf("pull: %d %s", r.Code, r.Remark)
+	}
+	if msgs := decodeAll(t, r.Body); len(msgs) != 1 || string(msgs[0].Body) != "body-T1" || msgs[0].QueueOffset != 0 {
+		t.Fatalf("the recreated topic holds %+v, want only the committed message, at offset 0", msgs)
 	}
 }

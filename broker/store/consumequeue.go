@@ -400,6 +400,21 @@ func (q *consumeQueue) syncFiles(files []*cqFile, dirs []string) error {
 	return nil
 }
 
+// drop empties a queue whose topic is deleted: its files are marked
+// dropped (so a sync that listed them ignores their failure) and closed,
+// and readers holding the queue find it empty. The caller removes the
+// files.
+func (q *consumeQueue) drop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, f := range q.files {
+		f.dropped = true
+		f.f.Close() // the file is removed: a close error loses nothing
+	}
+	q.files, q.min, q.max = nil, 0, 0
+	q.dirty, q.newDirs = false, nil
+}
+
 func (q *consumeQueue) close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -473,6 +488,35 @@ func (t *queueTable) get(topic string, qid int32, create bool) *consumeQueue {
 		t.queues[k] = q
 	}
 	return q
+}
+
+// removeTopic takes every queue of topic out of the table and drops it
+// (see drop); the caller removes the topic's directory.
+func (t *queueTable) removeTopic(topic string) {
+	t.mu.Lock()
+	var gone []*consumeQueue
+	for k, q := range t.queues {
+		if k.topic == topic {
+			gone = append(gone, q)
+			delete(t.queues, k)
+		}
+	}
+	t.mu.Unlock()
+	for _, q := range gone {
+		q.drop()
+	}
+}
+
+// hasTopic reports whether the table holds a queue of topic.
+func (t *queueTable) hasTopic(topic string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for k := range t.queues {
+		if k.topic == topic {
+			return true
+		}
+	}
+	return false
 }
 
 // each calls fn for every queue.

@@ -41,9 +41,13 @@ func (s *Store) dispatchLoop() {
 		var err error
 		select {
 		case <-s.dispatchSignal:
+			s.dispatchMu.Lock()
 			err = s.dispatchHanded()
+			s.dispatchMu.Unlock()
 		case <-retry:
+			s.dispatchMu.Lock()
 			err = s.dispatchTo(s.visibleLimit())
+			s.dispatchMu.Unlock()
 		case <-s.stop:
 			return
 		}
@@ -114,7 +118,8 @@ func (s *Store) dispatchHanded() error {
 
 // dispatchTo reads records from the dispatched offset up to limit and
 // writes their consume-queue entries and index keys. Only one dispatch
-// runs at a time (the loop, or Open/Close when the loop is not running).
+// runs at a time (the loop, or Open/Close when the loop is not running);
+// after Open it holds dispatchMu.
 func (s *Store) dispatchTo(limit int64) error {
 	if s.dispatched.Load() >= limit {
 		return nil
@@ -232,9 +237,11 @@ func (s *Store) eachRecord(from, limit int64, fn func(e *message.Ext, segBase in
 
 // dispatchOne stages one record's consume-queue entry and index keys.
 // Prepared and rolled-back transaction records get no queue entry: they
-// are invisible to consumers, as in RocketMQ.
+// are invisible to consumers, as in RocketMQ. Nor does a record of a
+// deleted topic from before its deletion (see DeleteTopic).
 func (s *Store) dispatchOne(r *dispatchRecord, segBase int64, touched map[*consumeQueue]queueKey) error {
-	if tt := message.TransactionType(r.sysFlag); tt != message.TransactionPreparedType && tt != message.TransactionRollbackType {
+	if tt := message.TransactionType(r.sysFlag); tt != message.TransactionPreparedType && tt != message.TransactionRollbackType &&
+		!s.beforeDeletion(r) {
 		q := s.cqs.get(r.topic, r.qid, true)
 		tags, _ := message.Property(r.props, message.PropertyTags)
 		if err := q.put(r.queueOffset, QueueEntry{PhysicalOffset: r.phys, Size: r.size, TagsCode: message.TagsCode(tags)}); err != nil {

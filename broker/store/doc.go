@@ -179,6 +179,25 @@
 // survived). A crash recovery that ends in a recycled segment zeroes the
 // rest of it, up to a segment of writes; a clean open does not.
 //
+// # Deleting a topic
+//
+// [Store.DeleteTopic] removes a topic's consume queues, as RocketMQ's
+// deleteTopics does; its records stay in the commit log until retention
+// removes their segments (a key query finds them until then). It records
+// the deletion and its cut, the commit-log offset of the next append, in
+// deleted-topics.json before it removes any file, in the critical section
+// that assigns offsets, and there forgets the topic's next queue offsets:
+// every later append to the topic lands at or past the cut, at queue
+// offset 0 onwards. The dispatcher gives no queue entry to a record of a
+// deleted topic below its cut, whether it meets the record after the
+// deletion (appended before it, dispatched after) or recovery replays it
+// from a checkpoint older than the deletion, so recovery never rebuilds a
+// deleted queue. No dispatch or checkpoint runs while the files go, so no
+// fsync meets a removed file or directory. The file also says whether
+// the queues' directory is gone; Open finishes a removal a crash
+// interrupted, moves a cut back to the log's end if a crash lost records
+// before it, and forgets a deletion once retention has passed its cut.
+//
 // # Usage
 //
 //	s, err := store.Open(store.Options{Dir: dir, FlushType: store.SyncFlush})

@@ -113,4 +113,5 @@ var zeroPages = sync.OnceValue(func() []byte {
 var (
 	syncDir         = fsutil.SyncDir
 	writeFileAtomic = fsutil.WriteFileAtomic
+	removeAll       = os.RemoveAll
 )

@@ -22,7 +22,10 @@ import (
 // torn or stale one). Everything after that point is zeroed and later
 // segments removed, so nothing there can be read as a record by a later
 // recovery; consume-queue entries that point past the new end are
-// dropped, and queues and index are rebuilt from the checkpoint onwards.
+// dropped, and queues and index are rebuilt from the checkpoint onwards,
+// except for the records of deleted topics from before their deletion
+// (see DeleteTopic), whose cuts are then moved back to the end found if a
+// crash lost records before them.
 func (s *Store) recover() error {
 	cp, haveCP, err := readCheckpoint(s.checkpointPath())
 	if err != nil {
@@ -77,6 +80,9 @@ func (s *Store) recover() error {
 	s.durable.Store(end)
 	s.dispatched.Store(start)
 	if err := s.dispatchTo(end); err != nil {
+		return err
+	}
+	if err := s.settleDeleted(end); err != nil {
 		return err
 	}
 	return s.cqs.each(func(k queueKey, q *consumeQueue) error {

@@ -179,6 +179,14 @@ type Store struct {
 	cpMu           sync.Mutex // serialises checkpoints
 	flushMu        sync.Mutex // serialises commit-log fsyncs under AsyncFlush
 	dispatchBuf    []byte     // dispatchTo's read buffer (one dispatchTo runs at a time)
+	// dispatchMu is held by every dispatch after Open (the loop's, and
+	// Close's), and by DeleteTopic to keep them out while it removes a
+	// topic's queues.
+	dispatchMu sync.Mutex
+	// deleted are the deleted topics whose records the log may still
+	// hold, by name (deleted.go). The dispatcher reads it; it changes
+	// only under dispatchMu, or in Open.
+	deleted map[string]deletedTopic
 
 	handMu    sync.Mutex       // guards the hand-over from the writer to the dispatcher
 	handed    []dispatchRecord // written (SyncFlush: durable) records not yet dispatched, in log order
@@ -224,6 +232,11 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	if s.cqs, err = openQueueTable(filepath.Join(opts.Dir, "consumequeue"), opts.QueueEntriesPerFile, opts.fs); err != nil {
+		s.log.close()
+		return nil, err
+	}
+	if err := s.openDeleted(); err != nil {
+		s.cqs.close()
 		s.log.close()
 		return nil, err
 	}
@@ -778,7 +791,10 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	if failed == nil {
 		if err = s.flushCommitLog(); err == nil {
-			if err = s.dispatchTo(s.written.Load()); err == nil {
+			s.dispatchMu.Lock() // a DeleteTopic that began before Close ends first
+			err = s.dispatchTo(s.written.Load())
+			s.dispatchMu.Unlock()
+			if err == nil {
 				if err = s.checkpoint(true); err == nil {
 					err = os.Remove(s.abort)
 				}

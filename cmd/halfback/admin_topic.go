@@ -156,7 +156,7 @@ func newTopicCmd() *cobra.Command {
 	}
 	del := &cobra.Command{
 		Use:   "delete NAME",
-		Short: "Delete a topic (its stored messages age out with retention)",
+		Short: "Delete a topic: its consume queues and every group's offsets on it (stored messages age out with retention)",
 		Args:  cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.DeleteTopic(ctx, args[0]); err != nil {
