@@ -234,6 +234,45 @@ func TestFailedFlushIsSticky(t *testing.T) {
 	}
 }
 
+// TestRecoveryFsyncsTheScannedLog checks that recovery after a crash
+// fsyncs the records it finds before it takes them as durable: a process
+// killed between a write and its fsync leaves records only in the page
+// cache, and an OS crash after the restart would take them from
+// consumers who read them and checkpoints that counted them. A store that
+// cannot fsync them does not open.
+func TestRecoveryFsyncsTheScannedLog(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	s := openStore(t, o)
+	var acked []AppendResult
+	for i := range 5 {
+		acked = append(acked, mustAppend(t, s, testMsg("f", 0, i)))
+	}
+	s.halt()
+	fs.set(func(f *faultFS) { f.syncErr = syscall.EIO })
+	if s, err := Open(o); !errors.Is(err, syscall.EIO) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("Open after a crash whose log cannot be fsynced = %v, want an error wrapping EIO", err)
+	}
+	fs.set(func(f *faultFS) { f.syncErr = nil; f.syncCalls = 0 })
+	s = openStore(t, o)
+	defer s.Close()
+	fs.mu.Lock()
+	calls := fs.syncCalls
+	fs.mu.Unlock()
+	if calls == 0 {
+		t.Fatal("recovery fsynced no commit-log segment")
+	}
+	for _, a := range acked {
+		if _, err := s.ReadMessage(a.PhysicalOffset); err != nil {
+			t.Fatalf("record at %d lost: %v", a.PhysicalOffset, err)
+		}
+	}
+}
+
 // stuckStore opens a SyncFlush store with the given flush timeout whose
 // commit-log fsyncs block from now until release (called again, after
 // the test, before the store is closed).

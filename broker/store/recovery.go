@@ -21,11 +21,12 @@ import (
 // first that fails (a zero size word where no record was written, or a
 // torn or stale one). Everything after that point is zeroed and later
 // segments removed, so nothing there can be read as a record by a later
-// recovery; consume-queue entries that point past the new end are
-// dropped, and queues and index are rebuilt from the checkpoint onwards,
-// except for the records of deleted topics from before their deletion
-// (see DeleteTopic), whose cuts are then moved back to the end found if a
-// crash lost records before them.
+// recovery, and what was scanned is fsynced (a crashed process may have
+// left records only in the page cache); consume-queue entries that point
+// past the new end are dropped, and queues and index are rebuilt from the
+// checkpoint onwards, except for the records of deleted topics from
+// before their deletion (see DeleteTopic), whose cuts are then moved back
+// to the end found if a crash lost records before them.
 func (s *Store) recover() error {
 	cp, haveCP, err := readCheckpoint(s.checkpointPath())
 	if err != nil {
@@ -52,6 +53,14 @@ func (s *Store) recover() error {
 		}
 		if cleared > 0 || removed > 0 {
 			s.opts.Logger.Warn("dropped torn commit-log tail", "at", end, "zeroedBytes", cleared, "removedSegments", removed)
+		}
+		// A process that crashed may have written records it never
+		// fsynced: they survive in the page cache, and the scan finds
+		// them intact. They become durable (and visible) only now, so an
+		// OS crash after this Open cannot take what consumers and the
+		// checkpoints were shown.
+		if err := s.syncLog(start, end); err != nil {
+			return fmt.Errorf("fsync the recovered commit log: %w", err)
 		}
 	}
 	minPhys := s.log.minOffset()

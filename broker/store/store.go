@@ -755,19 +755,39 @@ func (s *Store) flushCommitLog() error {
 	if target <= from {
 		return nil
 	}
+	defer s.flushed(time.Now())
+	if err := s.syncLog(from, target); err != nil {
+		var se *syncError
+		if errors.As(err, &se) {
+			return s.fail(se.err)
+		}
+		return err
+	}
+	s.durable.Store(target)
+	return nil
+}
+
+// syncError is a failed fsync of a commit-log segment, as syncLog returns
+// it: unlike its other errors, one that fails the store.
+type syncError struct{ err error }
+
+func (e *syncError) Error() string { return e.err.Error() }
+func (e *syncError) Unwrap() error { return e.err }
+
+// syncLog fsyncs every commit-log segment holding bytes in [from, to),
+// skipping those retention removed.
+func (s *Store) syncLog(from, to int64) error {
 	from = max(from, s.log.minOffset())
 	seg := s.opts.SegmentSize
-	defer s.flushed(time.Now())
-	for base := from - from%seg; base < target; base += seg {
+	for base := from - from%seg; base < to; base += seg {
 		sg, err := s.log.segmentAt(base, false)
 		if err != nil {
 			return err
 		}
 		if err := sg.f.Sync(); err != nil {
-			return s.fail(err)
+			return &syncError{err}
 		}
 	}
-	s.durable.Store(target)
 	return nil
 }
 
