@@ -25,12 +25,15 @@
 // next until the worker's PaymentPolicy.MaxChecks, then the order is
 // cancelled (step "cancel", OrderCancelled); a payment of the right
 // amount pays it (step "pay", OrderPaid). A step whose local transaction
-// the check-back fenced runs again under a new name ("pay-2"), at most
-// [MaxStepAttempts] times. While the broker is down, "create" retries
-// for [CreateSendTimeout]; "pay" and "cancel" retry until it is back.
-// Business refusals end the workflow with Status
-// FAILED and a nil error; infrastructure failures fail it. The "status"
-// query answers the current [OrderResult].
+// the check-back fenced runs again under a new name ("pay-2"): "create"
+// at most [MaxStepAttempts] times, "pay" and "cancel" until they succeed.
+// A payment the database refuses is listed for a refund and the order
+// waits on. While the broker is down, "create" retries for
+// [CreateSendTimeout]; "pay" and "cancel" retry until it is back.
+// Cancelling the workflow while it waits for the payment cancels the
+// order first. Business refusals end the workflow with Status FAILED and
+// a nil error; infrastructure failures fail it. The "status" query
+// answers the current [OrderResult], also after the workflow closed.
 //
 // # Usage
 //

@@ -4,12 +4,16 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// awaitPayment waits for the payment: a SignalPay with the order's amount
-// returns it; the delayed checks (SignalPaymentCheck) ask the database,
-// and once MaxChecks of them found the order unpaid it returns nil (cancel
-// it). A check that finds the order PAID or CANCELLED already sets that
-// final status and returns nil.
-func (o *order) awaitPayment(ctx workflow.Context) (*PayInput, error) {
+// waiting is the state of the wait for the payment across awaitPayment
+// calls (the wait goes on after a payment the database refused).
+type waiting struct {
+	policy PaymentPolicy
+	// exhausted: the last check found the order unpaid; none is in flight.
+	exhausted bool
+}
+
+// startWaiting reads the payment policy and sends the first check.
+func (o *order) startWaiting(ctx workflow.Context) (*waiting, error) {
 	policy, err := o.policy(ctx)
 	if err != nil {
 		return nil, err
@@ -17,7 +21,20 @@ func (o *order) awaitPayment(ctx workflow.Context) (*PayInput, error) {
 	if err := o.sendCheck(ctx); err != nil {
 		return nil, err
 	}
+	return &waiting{policy: policy}, nil
+}
+
+// awaitPayment waits for the payment: a SignalPay with the order's amount
+// returns it; the delayed checks (SignalPaymentCheck) ask the database,
+// and once MaxChecks of them found the order unpaid it returns nil (cancel
+// it). A check that finds the order PAID or CANCELLED already sets that
+// final status and returns nil. The workflow's cancellation ends the wait
+// with its error.
+func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error) {
 	payCh := workflow.GetSignalChannel(ctx, SignalPay)
+	if w.exhausted {
+		return o.pendingPay(ctx, payCh), nil
+	}
 	checkCh := workflow.GetSignalChannel(ctx, SignalPaymentCheck)
 	log := workflow.GetLogger(ctx)
 	for {
@@ -26,8 +43,11 @@ func (o *order) awaitPayment(ctx workflow.Context) (*PayInput, error) {
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(payCh, func(c workflow.ReceiveChannel, _ bool) { pay = o.receivePay(ctx, c) })
 		sel.AddReceive(checkCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &check) })
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 		sel.Select(ctx)
 		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
 		case pay != nil:
 			return pay, nil
 		case check.Check == 0:
@@ -44,7 +64,8 @@ func (o *order) awaitPayment(ctx workflow.Context) (*PayInput, error) {
 			o.res.Status = status
 			return nil, nil
 		}
-		if o.res.Checks >= policy.MaxChecks {
+		if o.res.Checks >= w.policy.MaxChecks {
+			w.exhausted = true
 			return o.pendingPay(ctx, payCh), nil // one signalled while the last check ran
 		}
 		if err := o.sendCheck(ctx); err != nil {

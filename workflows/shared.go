@@ -76,6 +76,8 @@ const (
 	ErrTypeInvalidInput        = "InvalidInput"
 	ErrTypeTransactionConflict = "TransactionConflict"
 	ErrTypeBroker              = "BrokerRejected"
+	// ErrTypePaymentExists: the payment id is recorded for another order.
+	ErrTypePaymentExists = "PaymentExists"
 )
 
 // Order statuses: the database's (PENDING_PAYMENT, PAID, CANCELLED) and
@@ -118,7 +120,10 @@ type OrderResult struct {
 	// Reason says why the order failed or was cancelled.
 	Reason string `json:"reason,omitempty"`
 	// RejectedPayments are payments signalled but not taken (a wrong
-	// amount, or the order was settled already): to be refunded.
+	// amount, the order was settled already, the database refused to
+	// record it, or the workflow was cancelled): to be refunded. The
+	// "status" query answers them also after the workflow failed or was
+	// cancelled, when it has no result.
 	RejectedPayments []PayInput `json:"rejectedPayments,omitempty"`
 }
 

@@ -13,9 +13,12 @@ import (
 	"github.com/halfbackmq/halfback/client"
 )
 
-// MaxStepAttempts bounds how often an order step runs again, under a new
-// transaction id ("pay", "pay-2", "pay-3"), after the check-back fenced
-// its local transaction.
+// MaxStepAttempts bounds how often step "create" runs again, under a new
+// transaction id ("create", "create-2", "create-3"), after the check-back
+// fenced its local transaction: nothing was promised to anyone yet.
+// Steps "pay" and "cancel" run again without a limit: a fence says the
+// local transaction was slower than the broker's check-back, not that
+// the payment or the cancellation is wrong.
 const MaxStepAttempts = 3
 
 // CreateSendTimeout is how long step "create" retries sending its half
@@ -57,21 +60,29 @@ var policyOptions = workflow.LocalActivityOptions{
 //
 // A business refusal completes the workflow with Status FAILED, a Reason
 // and a nil error: invalid input, an order that cannot be created (out of
-// stock; fenced MaxStepAttempts times), a pay or cancel step the database
-// refuses when it holds no final status either. An infrastructure failure
+// stock; fenced MaxStepAttempts times), a cancel step the database refuses
+// when it holds no final status either. A payment the database refuses to
+// record (a payment id used by another order) is rejected, and the order
+// waits on for another payment or its checks. An infrastructure failure
 // (create's half message not stored within CreateSendTimeout, a rollback
-// or commit the broker refuses, cancellation) fails the workflow with the error.
+// or commit the broker refuses) fails the workflow with the error.
 //
-// A payment the workflow does not take (a wrong amount, or one signalled
-// after the order was settled) is listed in OrderResult.RejectedPayments
-// for a refund, never dropped silently. The query QueryStatus answers the
-// current OrderResult, QueryReceipts the steps' half-message receipts.
+// Cancelling the workflow while it waits for the payment cancels the
+// order (step "cancel", which releases the stock) before the workflow
+// ends as cancelled; a payment being recorded is recorded first.
+//
+// A payment the workflow does not take (a wrong amount, one signalled
+// after the order was settled, one the database refused) is listed in
+// OrderResult.RejectedPayments for a refund, never dropped silently. The
+// query QueryStatus answers the current OrderResult (also once the
+// workflow has closed, failed or cancelled included), QueryReceipts the
+// steps' half-message receipts.
 func OrderPaymentWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, error) {
 	if in.OrderID == "" {
 		in.OrderID = workflow.GetInfo(ctx).WorkflowExecution.ID
 	}
 	o := &order{in: in, res: OrderResult{OrderID: in.OrderID, Status: StatusCreating},
-		receipts: map[string]client.HalfReceipt{}}
+		receipts: map[string]client.HalfReceipt{}, runs: map[string]int{}}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (OrderResult, error) { return o.res, nil }); err != nil {
 		return o.res, err
 	}
@@ -95,16 +106,38 @@ func (o *order) run(ctx workflow.Context) error {
 	if err := o.create(ctx); err != nil || o.res.Status == StatusFailed {
 		return err
 	}
-	pay, err := o.awaitPayment(ctx)
-	switch {
-	case err != nil:
-		return err
-	case o.final():
-		return nil
-	case pay != nil:
-		return o.pay(ctx, *pay)
+	w, err := o.startWaiting(ctx)
+	for err == nil {
+		var pay *PayInput
+		if pay, err = o.awaitPayment(ctx, w); err != nil || o.final() {
+			break
+		}
+		if pay == nil {
+			return o.cancel(ctx, fmt.Sprintf("not paid after %d payment checks", o.res.Checks))
+		}
+		if taken, perr := o.pay(ctx, *pay); perr != nil || taken {
+			return perr
+		}
 	}
-	return o.cancel(ctx, fmt.Sprintf("not paid after %d payment checks", o.res.Checks))
+	if err != nil && ctx.Err() != nil {
+		return o.cancelled(ctx, err)
+	}
+	return err
+}
+
+// cancelled cancels the order of a workflow cancelled while it waited for
+// the payment (err is what the cancellation made the wait return), in a
+// context the cancellation does not reach, and returns the workflow's
+// cancellation.
+func (o *order) cancelled(ctx workflow.Context, err error) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if cerr := o.cancel(dctx, "workflow cancelled"); cerr != nil {
+		return cerr
+	}
+	if !temporal.IsCanceledError(err) {
+		err = ctx.Err()
+	}
+	return err
 }
 
 // order is the workflow's state.
@@ -113,6 +146,8 @@ type order struct {
 	res OrderResult
 	// receipts are the half messages of the steps, by step name.
 	receipts map[string]client.HalfReceipt
+	// runs counts the runs of each step, by its base name.
+	runs map[string]int
 }
 
 func (o *order) fail(reason string) {
@@ -143,18 +178,22 @@ func (o *order) step(name, tag, local string, body []byte, args ...any) Step {
 		Local: local, LocalArgs: args}
 }
 
-// runStep runs s, again under a new name after the check-back fenced it.
-func (o *order) runStep(ctx workflow.Context, s Step) error {
+// runStep runs s, again after the check-back fenced it, at most
+// maxAttempts times (0: without a limit). Each run of a step gets a name,
+// and so a transaction id, of its own: "pay", "pay-2", "pay-3", numbered
+// across the workflow (a second payment after a refused one is "pay-2").
+func (o *order) runStep(ctx workflow.Context, s Step, maxAttempts int) error {
 	base := s.Name
 	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
-			s.Name = fmt.Sprintf("%s-%d", base, attempt)
+		o.runs[base]++
+		if n := o.runs[base]; n > 1 {
+			s.Name = fmt.Sprintf("%s-%d", base, n)
 		}
 		r, err := SendTransactional(ctx, s)
 		if r.MsgID != "" {
 			o.receipts[s.Name] = r
 		}
-		if err == nil || !IsFenced(err) || attempt == MaxStepAttempts {
+		if err == nil || !IsFenced(err) || attempt == maxAttempts {
 			return err
 		}
 		workflow.GetLogger(ctx).Warn("local transaction fenced; running the step again", "step", s.Name)
@@ -165,7 +204,7 @@ func (o *order) runStep(ctx workflow.Context, s Step) error {
 func (o *order) create(ctx workflow.Context) error {
 	s := o.step("create", TagOrderCreated, ActivityCreateOrderLocal, o.event("", ""), o.in)
 	s.SendTimeout = CreateSendTimeout
-	err := o.runStep(ctx, s)
+	err := o.runStep(ctx, s, MaxStepAttempts)
 	switch {
 	case err == nil:
 		o.res.Status = StatusPendingPayment
@@ -178,47 +217,61 @@ func (o *order) create(ctx workflow.Context) error {
 	return err
 }
 
-// pay runs step "pay" with an accepted payment.
-func (o *order) pay(ctx workflow.Context, p PayInput) error {
+// pay runs step "pay" with an accepted payment, in a context the
+// workflow's cancellation does not reach: the payment happened. It
+// reports whether the order took the payment (or settled another way, or
+// failed). When the database refused it (the step rolled back) the
+// payment is listed for a refund, and an order still unpaid is not taken
+// (false, nil): the workflow waits on.
+func (o *order) pay(ctx workflow.Context, p PayInput) (taken bool, err error) {
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	s := o.step("pay", TagOrderPaid, ActivityMarkPaidLocal, o.event(p.PaymentID, ""), o.in.OrderID, p)
-	err := o.runStep(ctx, s)
+	err = o.runStep(ctx, s, 0)
 	if err == nil {
 		o.res.Status, o.res.PaymentID = StatusPaid, p.PaymentID
-		return nil
+		return true, nil
 	}
-	return o.settle(ctx, "payment "+p.PaymentID+" not recorded", err)
+	if !errors.Is(err, ErrRolledBack) {
+		o.fail("payment " + p.PaymentID + " not recorded: " + err.Error())
+		return true, err
+	}
+	workflow.GetLogger(ctx).Warn("rejecting a payment the database refused", "paymentID", p.PaymentID, "error", err)
+	o.res.RejectedPayments = append(o.res.RejectedPayments, p)
+	final, serr := o.adopt(ctx)
+	return final || serr != nil, serr
 }
 
 // cancel runs step "cancel".
 func (o *order) cancel(ctx workflow.Context, reason string) error {
 	s := o.step("cancel", TagOrderCancelled, ActivityCancelLocal, o.event("", reason), o.in.OrderID, reason)
-	err := o.runStep(ctx, s)
+	err := o.runStep(ctx, s, 0)
 	if err == nil {
 		o.res.Status, o.res.Reason = StatusCancelled, reason
 		return nil
 	}
-	return o.settle(ctx, "order not cancelled", err)
-}
-
-// settle ends the workflow after a pay or cancel step failed with err: a
-// rolled-back step adopts the database's status when it is final (the
-// order was paid or cancelled another way), else Status FAILED; any other
-// error fails the workflow.
-func (o *order) settle(ctx workflow.Context, what string, err error) error {
 	if !errors.Is(err, ErrRolledBack) {
-		o.fail(what + ": " + err.Error())
+		o.fail("order not cancelled: " + err.Error())
 		return err
 	}
-	status, serr := o.state(ctx)
-	if serr != nil {
-		return serr
+	final, serr := o.adopt(ctx)
+	if serr == nil && !final {
+		o.fail("order not cancelled: " + failureMessage(err))
+	}
+	return serr
+}
+
+// adopt takes the database's status when it is final (the order was paid
+// or cancelled another way) and reports whether it was.
+func (o *order) adopt(ctx workflow.Context) (bool, error) {
+	status, err := o.state(ctx)
+	if err != nil {
+		return false, err
 	}
 	if status == StatusPaid || status == StatusCancelled {
 		o.res.Status = status
-		return nil
+		return true, nil
 	}
-	o.fail(what + ": " + failureMessage(err))
-	return nil
+	return false, nil
 }
 
 // state runs ActivityPaymentState.

@@ -257,11 +257,147 @@ func TestPayStepRefusedAdoptsDatabaseState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != workflows.StatusCancelled {
-		t.Fatalf("result %+v, want the database's CANCELLED", res)
+	want := []workflows.PayInput{{PaymentID: "pay-1", Amount: input.Amount}}
+	if res.Status != workflows.StatusCancelled || !reflect.DeepEqual(res.RejectedPayments, want) {
+		t.Fatalf("result %+v, want the database's CANCELLED and the payment listed for a refund", res)
 	}
 	if _, rollbacks := h.outcomes(); !slices.Equal(rollbacks, []string{"order-1/pay"}) {
 		t.Fatalf("rollbacks %v", rollbacks)
+	}
+}
+
+// A payment fenced more often than MaxStepAttempts is still recorded: a
+// fence means the local transaction was slow, not that the payment is bad.
+func TestPayFencedRunsAgainWithoutLimit(t *testing.T) {
+	h := newHarness(t)
+	fences := workflows.MaxStepAttempts + 1
+	h.local = func(activity, _ string) error {
+		if activity == workflows.ActivityMarkPaidLocal && fences > 0 {
+			fences--
+			return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+		}
+		return nil
+	}
+	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusPaid || res.PaymentID != "pay-1" || len(res.RejectedPayments) != 0 {
+		t.Fatalf("result %+v, want PAID by pay-1", res)
+	}
+	commits, rollbacks := h.outcomes()
+	want := []string{"order-1/pay", "order-1/pay-2", "order-1/pay-3", "order-1/pay-4"}
+	if !slices.Equal(rollbacks, want) || !slices.Equal(commits, []string{"order-1/create", "order-1/pay-5"}) {
+		t.Fatalf("commits %v, rollbacks %v; want %v rolled back, pay-5 committed", commits, rollbacks, want)
+	}
+}
+
+// A payment the database refuses (its id recorded for another order) is
+// listed for a refund, and the order, still unpaid, takes the next one
+// under a transaction id of its own.
+func TestRefusedPaymentListedAndOrderWaitsOn(t *testing.T) {
+	h := newHarness(t)
+	h.local = func(activity, txnID string) error {
+		if activity == workflows.ActivityMarkPaidLocal && txnID == "order-1/pay" {
+			return permanent("orders: payment id already recorded for another order", workflows.ErrTypePaymentExists)
+		}
+		return nil
+	}
+	h.pay(workflows.PayInput{PaymentID: "used", Amount: input.Amount}, checkDelay/4)
+	h.pay(workflows.PayInput{PaymentID: "fresh", Amount: input.Amount}, checkDelay+checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := workflows.OrderResult{OrderID: orderID, Status: workflows.StatusPaid, Checks: 2, PaymentID: "fresh",
+		RejectedPayments: []workflows.PayInput{{PaymentID: "used", Amount: input.Amount}}}
+	if !reflect.DeepEqual(res, want) {
+		t.Fatalf("result %+v, want %+v", res, want)
+	}
+	commits, rollbacks := h.outcomes()
+	if !slices.Equal(rollbacks, []string{"order-1/pay"}) || !slices.Equal(commits, []string{"order-1/create", "order-1/pay-2"}) {
+		t.Fatalf("commits %v, rollbacks %v", commits, rollbacks)
+	}
+}
+
+// A refused payment with no other one to come: the checks run out and the
+// order is cancelled, the payment listed for a refund.
+func TestRefusedPaymentThenChecksRunOut(t *testing.T) {
+	h := newHarness(t)
+	h.local = func(activity, _ string) error {
+		if activity == workflows.ActivityMarkPaidLocal {
+			return permanent("orders: payment id already recorded for another order", workflows.ErrTypePaymentExists)
+		}
+		return nil
+	}
+	h.pay(workflows.PayInput{PaymentID: "used", Amount: input.Amount}, checkDelay/4)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusCancelled || res.Checks != 3 ||
+		!reflect.DeepEqual(res.RejectedPayments, []workflows.PayInput{{PaymentID: "used", Amount: input.Amount}}) {
+		t.Fatalf("result %+v, want CANCELLED after 3 checks with the payment listed for a refund", res)
+	}
+	if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create", "order-1/cancel"}) {
+		t.Fatalf("commits %v", commits)
+	}
+}
+
+// Cancelling the workflow while it waits for the payment cancels the
+// order (releasing its stock) before the workflow ends as cancelled, and
+// the status query still answers afterwards.
+func TestWorkflowCancelledWhileWaitingCancelsOrder(t *testing.T) {
+	h := newHarness(t)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, checkDelay/2)
+	_, err := h.run(input)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("error %v, want the workflow's cancellation", err)
+	}
+	if want := []string{"CreateOrderLocal order-1/create", "CancelLocal order-1/cancel"}; !slices.Equal(h.locals, want) {
+		t.Fatalf("local transactions %v, want %v", h.locals, want)
+	}
+	if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create", "order-1/cancel"}) {
+		t.Fatalf("commits %v", commits)
+	}
+	v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.OrderResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusCancelled || res.Reason != "workflow cancelled" {
+		t.Fatalf("status after cancellation %+v, want CANCELLED: workflow cancelled", res)
+	}
+}
+
+// A payment being recorded when the workflow is cancelled is recorded:
+// the money was taken.
+func TestWorkflowCancelledWhilePayingRecordsPayment(t *testing.T) {
+	h := newHarness(t)
+	failOnce := true
+	h.local = func(activity, _ string) error {
+		if activity == workflows.ActivityMarkPaidLocal && failOnce {
+			failOnce = false
+			h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 0) // during the retry's backoff
+			return errors.New("database is locked")
+		}
+		return nil
+	}
+	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusPaid || res.PaymentID != "pay-1" {
+		t.Fatalf("result %+v, want PAID by pay-1", res)
+	}
+	if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create", "order-1/pay"}) {
+		t.Fatalf("commits %v", commits)
 	}
 }
 
