@@ -37,7 +37,8 @@ type Activities struct {
 	// CheckLevel is the delay level of the payment checks. Zero means
 	// DefaultCheckLevel.
 	CheckLevel int
-	// MaxChecks is PaymentPolicy's MaxChecks. Zero means DefaultMaxChecks.
+	// MaxChecks is PaymentPolicy's MaxChecks, at most 500 (txnbridge.MaxPaymentChecksLimit: each
+	// check grows the workflow history). Zero means DefaultMaxChecks.
 	MaxChecks int
 }
 

@@ -88,6 +88,38 @@ func TestLocalTransactions(t *testing.T) {
 	wantPermanent(t, "unknown order", err, workflows.ErrTypeNotFound)
 }
 
+// A payment id that paid another order fails MarkPaidLocal permanently,
+// instead of being retried until the check-back fences the step; the
+// order can still be paid with its own payment.
+func TestMarkPaidLocalPaymentIDTaken(t *testing.T) {
+	ctx := ctxT(t)
+	db := txnbridgetest.OpenDB(t)
+	a := &activities.Activities{DB: db}
+	if err := db.SetStock(ctx, "sku-1", 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"o1", "o2"} {
+		in := workflows.OrderInput{OrderID: id, User: "u", SKU: "sku-1", Qty: 1, Amount: 500}
+		if err := a.CreateOrderLocal(ctx, id+"/create", in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p1", Amount: 500}); err != nil {
+		t.Fatal(err)
+	}
+	err := a.MarkPaidLocal(ctx, "o2/pay", "o2", workflows.PayInput{PaymentID: "p1", Amount: 500})
+	wantPermanent(t, "o1's payment id", err, workflows.ErrTypePaymentExists)
+	if !errors.Is(err, orders.ErrPaymentExists) {
+		t.Fatalf("error %v does not wrap orders.ErrPaymentExists", err)
+	}
+	if err := a.MarkPaidLocal(ctx, "o2/pay", "o2", workflows.PayInput{PaymentID: "p2", Amount: 500}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p1", Amount: 500}); err != nil {
+		t.Fatalf("a second run of o1's payment: %v, want success", err)
+	}
+}
+
 func TestCancelLocalReleasesStock(t *testing.T) {
 	ctx := ctxT(t)
 	db := txnbridgetest.OpenDB(t)
@@ -156,6 +188,7 @@ func TestErrorClassification(t *testing.T) {
 	}{
 		{fmt.Errorf("end: %w", client.ErrTransactionConflict), workflows.ErrTypeTransactionConflict},
 		{fmt.Errorf("send: %w", client.ErrInvalidMessage), workflows.ErrTypeInvalidInput},
+		{fmt.Errorf("mark paid: %w", orders.ErrPaymentExists), workflows.ErrTypePaymentExists},
 		{&client.BrokerError{Op: "SEND_MESSAGE_V2", Code: remoting.RespMessageIllegal, Remark: "bad"}, workflows.ErrTypeBroker},
 		{&client.BrokerError{Op: "SEND_MESSAGE_V2", Code: remoting.RespSystemBusy}, ""},
 		{client.ErrClosed, ""},

@@ -23,6 +23,10 @@ var permanentErrors = []struct {
 	{orders.ErrBadAmount, workflows.ErrTypeBadAmount},
 	{orders.ErrNotFound, workflows.ErrTypeNotFound},
 	{orders.ErrOrderExists, workflows.ErrTypeOrderExists},
+	// The payment id paid another order: retrying cannot change that.
+	// Not workflows.ErrTypeBadState: the order is in the right state, the
+	// payment is what it cannot take (the workflow lists it for a refund).
+	{orders.ErrPaymentExists, workflows.ErrTypePaymentExists},
 	{orders.ErrInvalidArgument, workflows.ErrTypeInvalidInput},
 	{ErrInvalidInput, workflows.ErrTypeInvalidInput},
 	{client.ErrInvalidMessage, workflows.ErrTypeInvalidInput},

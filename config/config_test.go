@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/netip"
@@ -328,6 +329,11 @@ func TestBadValues(t *testing.T) {
 			nil, `config: payment.checkLevel: cannot use "1m": want a whole number`, ErrInvalid},
 		{"zero max checks", "payment:\n  maxChecks: 0\n",
 			nil, "config: payment.maxChecks: must be greater than zero (got 0)", ErrInvalid},
+		{"max checks past the history bound", "payment:\n  maxChecks: 501\n",
+			nil, "config: payment.maxChecks: must be at most 500 (got 501): each check adds about 16 events", ErrInvalid},
+		{"env max checks past the history bound", "",
+			map[string]string{"HALFBACK_PAYMENT_MAXCHECKS": "100000"},
+			"config: payment.maxChecks: must be at most 500 (got 100000)", ErrInvalid},
 		{"unknown orders driver", "orders:\n  driver: postgres\n",
 			nil, `config: orders.driver: unknown driver "postgres" (want sqlite)`, ErrInvalid},
 		{"embeddedBroker not a bool", "worker:\n  embeddedBroker: sometimes\n",
@@ -588,6 +594,15 @@ func TestBrokerOptions(t *testing.T) {
 		if _, err := Load(""); err == nil || !strings.Contains(err.Error(), "broker.defaultTopicQueueNums") {
 			t.Errorf("defaultTopicQueueNums %q: err = %v, want one naming the key", bad, err)
 		}
+	}
+}
+
+// payment.maxChecks may be as high as PaymentMaxChecksLimit.
+func TestPaymentMaxChecksLimitLoads(t *testing.T) {
+	clearEnv(t)
+	cfg, err := Load(writeConfig(t, fmt.Sprintf("payment:\n  maxChecks: %d\n", PaymentMaxChecksLimit)))
+	if err != nil || cfg.Payment.MaxChecks != PaymentMaxChecksLimit {
+		t.Fatalf("maxChecks %d: %+v, %v", PaymentMaxChecksLimit, cfg, err)
 	}
 }
 

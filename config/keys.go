@@ -87,7 +87,7 @@ var keys = []key{
 		func(c *Config) any { return &c.Temporal.TaskQueue }},
 	{"payment.checkLevel", DefaultPaymentCheckLevel, "a whole number: a delay level of broker.delayLevels",
 		func(c *Config) any { return &c.Payment.CheckLevel }},
-	{"payment.maxChecks", DefaultPaymentMaxChecks, "a whole number of checks, at least 1",
+	{"payment.maxChecks", DefaultPaymentMaxChecks, "a whole number of checks, from 1 to 500",
 		func(c *Config) any { return &c.Payment.MaxChecks }},
 	{"orders.driver", DefaultOrdersDriver, "sqlite",
 		func(c *Config) any { return &c.Orders.Driver }},

@@ -21,6 +21,12 @@ const (
 	DefaultPaymentCheckLevel = 5
 	// DefaultPaymentMaxChecks is how many unpaid checks cancel an order.
 	DefaultPaymentMaxChecks = 10
+	// PaymentMaxChecksLimit bounds payment.maxChecks. Each check adds
+	// about 16 events to the order's workflow history, whose hard limit is
+	// 51,200 events (Temporal warns from 10,240): 500 checks, about 8,000
+	// events, stay below the warning. txnbridge.MaxPaymentChecksLimit is
+	// the same bound.
+	PaymentMaxChecksLimit = 500
 	// DefaultOrdersDriver is the database/sql driver name of
 	// modernc.org/sqlite.
 	DefaultOrdersDriver = "sqlite"
@@ -52,7 +58,7 @@ type PaymentConfig struct {
 	// message each unpaid order schedules.
 	CheckLevel int `mapstructure:"checkLevel"`
 	// MaxChecks (payment.maxChecks) is how many PaymentChecks find an
-	// order unpaid before it is cancelled.
+	// order unpaid before it is cancelled: 1 to [PaymentMaxChecksLimit].
 	MaxChecks int `mapstructure:"maxChecks"`
 }
 
@@ -102,6 +108,8 @@ func (c *Config) validateWorker() error {
 		name("temporal.taskQueue", c.Temporal.TaskQueue),
 		checkLevel(c.Payment.CheckLevel, c.Broker.DelayLevels),
 		positive("payment.maxChecks", c.Payment.MaxChecks),
+		atMost("payment.maxChecks", c.Payment.MaxChecks, PaymentMaxChecksLimit,
+			"each check adds about 16 events to the order's workflow history (Temporal's limit 51,200, warning at 10,240)"),
 		ordersDriver(c.Orders.Driver),
 	} {
 		if err != nil {

@@ -26,8 +26,8 @@
 //
 // Hence a committed message always has a committed local transaction, and
 // a fenced one never gets one. A business error ([ErrOutOfStock],
-// [ErrBadState], [ErrBadAmount], [ErrNotFound], [ErrOrderExists]) rolls
-// the log row back too: nothing of the transaction is written, and a
+// [ErrBadState], [ErrBadAmount], [ErrNotFound], [ErrOrderExists],
+// [ErrPaymentExists]) rolls the log row back too: nothing of the transaction is written, and a
 // later fence decides it as FENCED.
 //
 // # Consumers

@@ -4,7 +4,7 @@ import "errors"
 
 // Errors returned by [DB]; test them with errors.Is. The business errors
 // (ErrOutOfStock, ErrBadState, ErrBadAmount, ErrNotFound, ErrOrderExists,
-// ErrInvalidArgument) are permanent: retrying the same call gives the same
+// ErrPaymentExists, ErrInvalidArgument) are permanent: retrying the same call gives the same
 // answer, and nothing was written.
 var (
 	// ErrInvalidOptions means Options.Validate rejected a field: an
@@ -38,4 +38,9 @@ var (
 	// ErrOrderExists means CreateOrder named an order id that exists
 	// already, created by another local transaction.
 	ErrOrderExists = errors.New("orders: order exists")
+	// ErrPaymentExists means MarkPaid named a payment id already recorded
+	// for another order: payment ids are unique across orders. (Paying
+	// the same order again is ErrAlreadyCommitted under the same
+	// transaction id, ErrBadState under another.)
+	ErrPaymentExists = errors.New("orders: payment id already recorded for another order")
 )

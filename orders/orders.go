@@ -49,8 +49,10 @@ const (
 		FROM orders WHERE id = $1`
 	payOrderSQL = `UPDATE orders SET status = $1, payment_id = $2, updated_at = $3
 		WHERE id = $4 AND status = $5`
-	insertPaymentSQL = `INSERT INTO payments (id, order_id, amount, created_at) VALUES ($1, $2, $3, $4)`
-	cancelOrderSQL   = `UPDATE orders SET status = $1, reason = $2, updated_at = $3
+	insertPaymentSQL = `INSERT INTO payments (id, order_id, amount, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (id) DO NOTHING`
+	selectPaymentOrderSQL = `SELECT order_id FROM payments WHERE id = $1`
+	cancelOrderSQL        = `UPDATE orders SET status = $1, reason = $2, updated_at = $3
 		WHERE id = $4 AND status = $5`
 )
 
@@ -85,8 +87,9 @@ func (db *DB) CreateOrder(ctx context.Context, txnID string, o Order) error {
 // MarkPaid is the local transaction txnID: it moves order orderID from
 // PENDING_PAYMENT to PAID and records payment paymentID of amount.
 // Errors: ErrNotFound, ErrBadState (not PENDING_PAYMENT), ErrBadAmount
-// (amount is not the order's), ErrInvalidArgument, ErrFenced,
-// ErrAlreadyCommitted; on any error nothing was written.
+// (amount is not the order's), ErrPaymentExists (paymentID paid another
+// order), ErrInvalidArgument, ErrFenced, ErrAlreadyCommitted; on any
+// error nothing was written.
 func (db *DB) MarkPaid(ctx context.Context, txnID, orderID, paymentID string, amount int64) error {
 	if orderID == "" || paymentID == "" {
 		return invalidArg("mark paid", "order and payment ids are required")
@@ -107,11 +110,30 @@ func (db *DB) MarkPaid(ctx context.Context, txnID, orderID, paymentID string, am
 		if err := oneRow(res, err); err != nil {
 			return rowErr("mark paid", orderID, err, ErrBadState)
 		}
-		if _, err := tx.ExecContext(ctx, insertPaymentSQL, paymentID, orderID, amount, at); err != nil {
+		return insertPayment(ctx, tx, op, paymentID, orderID, amount, at)
+	})
+}
+
+// insertPayment records payment paymentID of orderID, or returns
+// ErrPaymentExists, naming the order it paid, if the id is taken (by
+// another order: this one is still PENDING_PAYMENT, and its payment row
+// is written only with its move to PAID). ON CONFLICT DO NOTHING rather
+// than a failed INSERT: the conflict is told from other failures without
+// parsing the driver's error, and on PostgreSQL a concurrent insert of
+// the id is waited for, then reported the same way.
+func insertPayment(ctx context.Context, tx *sql.Tx, op, paymentID, orderID string, amount, at int64) error {
+	res, err := tx.ExecContext(ctx, insertPaymentSQL, paymentID, orderID, amount, at)
+	if err := oneRow(res, err); !errors.Is(err, errNoRow) {
+		if err != nil {
 			return fmt.Errorf("orders: %s: payment %s: %w", op, paymentID, err)
 		}
 		return nil
-	})
+	}
+	var other string
+	if err := tx.QueryRowContext(ctx, selectPaymentOrderSQL, paymentID).Scan(&other); err != nil {
+		return fmt.Errorf("orders: %s: payment %s: %w", op, paymentID, err)
+	}
+	return fmt.Errorf("orders: %s: %w: payment %s paid order %s", op, ErrPaymentExists, paymentID, other)
 }
 
 // Cancel is the local transaction txnID: it moves order orderID from

@@ -2,6 +2,7 @@ package orders
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -97,6 +98,45 @@ func TestMarkPaid(t *testing.T) {
 			t.Fatalf("txn %s state %q after a failed change", id, s)
 		}
 	}
+}
+
+// A payment id is recorded once: paying another order with it is
+// ErrPaymentExists, which writes nothing (the order stays payable with
+// another id under the same transaction id), while paying the same order
+// again keeps its old answers.
+func TestMarkPaidPaymentIDTaken(t *testing.T) {
+	db := openTest(t, nil)
+	ctx := ctxT(t)
+	if err := db.SetStock(ctx, "sku", 5); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "create o1", db.CreateOrder(ctx, "o1/create", newOrder("o1", "sku", 1)), nil)
+	wantErr(t, "create o2", db.CreateOrder(ctx, "o2/create", newOrder("o2", "sku", 1)), nil)
+	wantErr(t, "pay o1", db.MarkPaid(ctx, "o1/pay", "o1", "p1", 1999), nil)
+
+	err := db.MarkPaid(ctx, "o2/pay", "o2", "p1", 1999)
+	wantErr(t, "pay o2 with o1's payment", err, ErrPaymentExists)
+	if !strings.Contains(err.Error(), "payment p1 paid order o1") {
+		t.Fatalf("error %q does not name the order the payment paid", err)
+	}
+	wantErr(t, "again", db.MarkPaid(ctx, "o2/pay", "o2", "p1", 1999), ErrPaymentExists)
+	if o := mustOrder(t, db, "o2"); o.Status != StatusPendingPayment || o.PaymentID != "" {
+		t.Fatalf("o2 after a taken payment id: %+v", o)
+	}
+	if s := txnState(t, db, "o2/pay"); s != TxnNone {
+		t.Fatalf("txn state %q after a taken payment id", s)
+	}
+	var owner string
+	var n int
+	if err := db.sql.QueryRowContext(ctx, `SELECT MIN(order_id), COUNT(*) FROM payments WHERE id = $1`, "p1").Scan(&owner, &n); err != nil ||
+		owner != "o1" || n != 1 {
+		t.Fatalf("payment p1: order %q, %d rows, %v", owner, n, err)
+	}
+	wantErr(t, "pay o2 with its own payment", db.MarkPaid(ctx, "o2/pay", "o2", "p2", 1999), nil)
+
+	// The same order paid again with the same id: as before.
+	wantErr(t, "pay o1 again, same txn", db.MarkPaid(ctx, "o1/pay", "o1", "p1", 1999), ErrAlreadyCommitted)
+	wantErr(t, "pay o1 again, new txn", db.MarkPaid(ctx, "o1/pay-2", "o1", "p1", 1999), ErrBadState)
 }
 
 func TestCancel(t *testing.T) {

@@ -21,13 +21,15 @@ type Signaler interface {
 
 var _ Signaler = temporalclient.Client(nil)
 
-// startCheckConsumer starts the consumer of the delayed payment checks.
-func startCheckConsumer(ctx context.Context, o Options, log *slog.Logger) (*client.PushConsumer, error) {
+// startCheckConsumer starts the consumer of the delayed payment checks
+// (o with its defaults: o.CheckConsumer is used as it is), which signals
+// through s.
+func startCheckConsumer(ctx context.Context, o Options, s Signaler, log *slog.Logger) (*client.PushConsumer, error) {
 	pc, err := o.Client.NewPushConsumer(o.CheckConsumer)
 	if err != nil {
 		return nil, fmt.Errorf("txnbridge: check consumer: %w", err)
 	}
-	if err := pc.Subscribe(workflows.TopicPaymentCheck, "*", CheckHandler(o.Temporal, log)); err != nil {
+	if err := pc.Subscribe(workflows.TopicPaymentCheck, "*", CheckHandler(s, log)); err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("txnbridge: check consumer: %w", err)
 	}
@@ -43,7 +45,9 @@ func startCheckConsumer(ctx context.Context, o Options, log *slog.Logger) (*clie
 // message is acknowledged only once its signal succeeded; a check of a
 // workflow that no longer runs, or one that cannot be decoded, is
 // acknowledged and dropped (logged). Any other failure asks for the
-// message again later.
+// message again later. The signal gets the handler's context, which
+// carries the consumer's "process" span: a Signaler with Temporal's
+// tracing interceptor records its SignalWorkflow span under it.
 func CheckHandler(s Signaler, log *slog.Logger) client.MessageHandler {
 	if log == nil {
 		log = slog.Default()

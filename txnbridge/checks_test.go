@@ -7,10 +7,13 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/orders"
 	"github.com/halfbackmq/halfback/txnbridge"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
@@ -68,5 +71,91 @@ func TestCheckHandler(t *testing.T) {
 				t.Fatalf("signals %q, want %q", s.sent, tc.wantSent)
 			}
 		})
+	}
+}
+
+// outage fails the first fail signals, as Temporal does while it is
+// unreachable, then succeeds; it counts the calls.
+type outage struct {
+	mu    sync.Mutex
+	fail  int
+	calls int
+	ok    bool
+}
+
+func (o *outage) SignalWorkflow(context.Context, string, string, string, any) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls++
+	if o.calls <= o.fail {
+		return errors.New("connection refused")
+	}
+	o.ok = true
+	return nil
+}
+
+func (o *outage) state() (calls int, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.calls, o.ok
+}
+
+// startOutage starts the plugin's check consumer, with consumer options
+// co, on a broker whose one short delay level makes every retry quick (a
+// retry's level, 3 + retries, is capped at the last one); its signals
+// go to s. It sends one check and returns the broker.
+func startOutage(t *testing.T, co client.ConsumerOptions, s *outage) *txnbridgetest.Stack {
+	t.Helper()
+	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{Levels: "100ms"})
+	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
+	co.RebalanceInterval = 200 * time.Millisecond
+	pc, err := txnbridge.StartCheckConsumer(context.Background(), txnbridge.Options{Client: c, DB: &orders.DB{},
+		Logger: txnbridgetest.Logger(t), CheckConsumer: co}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	p, err := c.NewProducer(client.ProducerOptions{Group: "check-sender"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	body, _ := json.Marshal(workflows.PaymentCheck{OrderID: "o1", Check: 1})
+	if _, err := p.Send(context.Background(), &client.Message{Topic: workflows.TopicPaymentCheck, Tags: workflows.TagPaymentCheck,
+		Keys: []string{"o1"}, Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// A check whose signal fails more often than the client's default
+// MaxReconsumeTimes (a long Temporal outage) is retried until the signal
+// succeeds, never moved to the dead-letter queue, where the order waiting
+// for it would wait for ever.
+func TestCheckConsumerOutlastsOutage(t *testing.T) {
+	s := &outage{fail: client.DefaultMaxReconsumeTimes + 4}
+	st := startOutage(t, client.ConsumerOptions{}, s)
+	testutil.WaitFor(t, 30*time.Second, "the check signalled after the outage", func() bool {
+		_, ok := s.state()
+		return ok
+	})
+	if calls, _ := s.state(); calls != s.fail+1 {
+		t.Fatalf("%d signals, want %d failed ones and one that succeeded", calls, s.fail)
+	}
+	if dlq := st.Stored(t, client.DLQTopic(workflows.CheckConsumerGroup)); len(dlq) != 0 {
+		t.Fatalf("%d checks dead-lettered: %+v", len(dlq), dlq)
+	}
+}
+
+// A MaxReconsumeTimes the user set in Options.CheckConsumer is kept: after
+// that many retries the check goes to the dead-letter queue.
+func TestCheckConsumerKeepsMaxReconsumeTimes(t *testing.T) {
+	s := &outage{fail: 1 << 30}
+	st := startOutage(t, client.ConsumerOptions{MaxReconsumeTimes: 2}, s)
+	testutil.WaitFor(t, 30*time.Second, "the check dead-lettered", func() bool {
+		return len(st.Stored(t, client.DLQTopic(workflows.CheckConsumerGroup))) == 1
+	})
+	if calls, _ := s.state(); calls != 3 {
+		t.Fatalf("%d signals before the dead-letter queue, want 3 (the first and 2 retries)", calls)
 	}
 }

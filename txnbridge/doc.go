@@ -10,7 +10,8 @@
 // [Options].ProducerGroup with [NewResolver] as its check listener,
 // starts the check consumer (group workflows.CheckConsumerGroup, topic
 // workflows.TopicPaymentCheck: each check signals the workflow its key
-// names, acknowledged only after the signal succeeded), and registers
+// names, acknowledged only after the signal succeeded, and retried, never
+// dead-lettered by default, while the signal fails), and registers
 // workflows.OrderPaymentWorkflow and the activities.Activities. When the
 // worker stops it closes them. A workflow replayer given the plugin gets
 // the workflow only.
@@ -24,6 +25,14 @@
 // commits (package client's spans) are children of the activity spans,
 // so one order is one trace. Spans go to the global tracer provider; with
 // none installed nothing is recorded.
+//
+// The check consumer signals through [Options].Temporal, within the span
+// of its processing of the check (a child of the check's send). The
+// plugin cannot add an interceptor to that client: dial it with one, and
+// set [Options].DisableTracing, since a client's interceptors reach its
+// workers too. Each check's SignalWorkflow span, and the workflow's
+// HandleSignal span after it, then join the order's trace. The worker
+// (`go run ./worker`) is set up so, as in Usage below.
 //
 // # Check-back
 //
@@ -41,7 +50,9 @@
 //
 // # Usage
 //
-//	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: hb, DB: db, Temporal: tc,
+//	ti, err := txnbridge.NewTracingInterceptor()
+//	tc, err := client.Dial(client.Options{Interceptors: []interceptor.ClientInterceptor{ti}})
+//	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: hb, DB: db, Temporal: tc, DisableTracing: true,
 //		PaymentCheckLevel: cfg.Payment.CheckLevel, MaxPaymentChecks: cfg.Payment.MaxChecks})
 //	w := worker.New(tc, workflows.TaskQueue, worker.Options{Plugins: []worker.Plugin{plugin}})
 //	err = w.Run(worker.InterruptCh())

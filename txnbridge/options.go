@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	temporalclient "go.temporal.io/sdk/client"
@@ -29,6 +30,20 @@ const (
 	DefaultMaxPaymentChecks  = activities.DefaultMaxChecks
 	// DefaultStartTimeout bounds the start of the check consumer.
 	DefaultStartTimeout = 30 * time.Second
+	// DefaultCheckMaxReconsumeTimes is the check consumer's
+	// MaxReconsumeTimes: as many retries as the client allows, so that a
+	// check whose signal fails while Temporal is unreachable is retried
+	// until it is back instead of going to the dead-letter queue, where
+	// the order waiting for it would wait for ever. (The mirror's consumer
+	// uses the same value.)
+	DefaultCheckMaxReconsumeTimes = math.MaxInt32
+	// MaxPaymentChecksLimit bounds MaxPaymentChecks. Each check adds about
+	// 16 events to the order's workflow history (an order cancelled after
+	// 4 checks has 106, after 1 has 58), whose hard limit is 51,200 events
+	// (Temporal warns from 10,240): 500 checks, about 8,000 events, stay
+	// below the warning. config.PaymentMaxChecksLimit is the same bound on
+	// payment.maxChecks.
+	MaxPaymentChecksLimit = 500
 )
 
 // ErrInvalidOptions means Options failed validation; the error names the
@@ -57,16 +72,28 @@ type Options struct {
 	// (payment.checkLevel). Default DefaultPaymentCheckLevel.
 	PaymentCheckLevel int
 	// MaxPaymentChecks is how many checks find an order unpaid before it
-	// is cancelled (payment.maxChecks). Default DefaultMaxPaymentChecks.
+	// is cancelled (payment.maxChecks): at most MaxPaymentChecksLimit
+	// (500), since every check grows the order's workflow history. Default
+	// DefaultMaxPaymentChecks.
 	MaxPaymentChecks int
 	// Temporal is the client the check consumer signals workflows with,
 	// set by the worker after dialling. Nil runs no check consumer (tests):
-	// unpaid orders then wait for their checks until one runs.
+	// unpaid orders then wait for their checks until one runs. The plugin
+	// cannot add interceptors to it: for the check signals to join the
+	// order's trace (a SignalWorkflow span under the check's "process"
+	// span), dial it with [NewTracingInterceptor] in its Interceptors, and
+	// set DisableTracing, since that interceptor reaches its workers too.
 	Temporal temporalclient.Client
 	// CheckConsumer tunes the check consumer. Group defaults to
 	// workflows.CheckConsumerGroup; FromWhere is always ConsumeFromFirst
 	// (a check stored before the group's first start is not skipped);
-	// the rest is passed on as set.
+	// MaxReconsumeTimes defaults to DefaultCheckMaxReconsumeTimes, not
+	// the client's 16: a check is never given up to the dead-letter queue
+	// while Temporal is down (its retries back off along the broker's
+	// delay levels, 3 + retries, up to the last one: 2h with RocketMQ's).
+	// A MaxReconsumeTimes set here is kept, and a check whose signal fails
+	// that often goes to %DLQ%<Group>, leaving its order waiting. The
+	// rest is passed on as set.
 	CheckConsumer client.ConsumerOptions
 	// StartTimeout bounds the check consumer's first round at worker
 	// start. Default DefaultStartTimeout.
@@ -79,7 +106,9 @@ type Options struct {
 	// workflow and activity spans and the client's message spans form one
 	// trace per order. Set it when the worker's Temporal client already
 	// has a tracing interceptor (a client's interceptors reach its
-	// workers), or each span would be recorded twice.
+	// workers), or each span would be recorded twice. That is the setup
+	// that traces the check consumer's signals as well (see Temporal),
+	// and the one the worker (`go run ./worker`) uses.
 	DisableTracing bool
 }
 
@@ -100,6 +129,9 @@ func (o Options) withDefaults() Options {
 		o.CheckConsumer.Group = workflows.CheckConsumerGroup
 	}
 	o.CheckConsumer.FromWhere = client.ConsumeFromFirst
+	if o.CheckConsumer.MaxReconsumeTimes == 0 {
+		o.CheckConsumer.MaxReconsumeTimes = DefaultCheckMaxReconsumeTimes
+	}
 	if o.StartTimeout == 0 {
 		o.StartTimeout = DefaultStartTimeout
 	}
@@ -121,6 +153,9 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: PaymentCheckLevel %d is negative", ErrInvalidOptions, o.PaymentCheckLevel)
 	case o.MaxPaymentChecks < 0:
 		return fmt.Errorf("%w: MaxPaymentChecks %d is negative", ErrInvalidOptions, o.MaxPaymentChecks)
+	case o.MaxPaymentChecks > MaxPaymentChecksLimit:
+		return fmt.Errorf("%w: MaxPaymentChecks %d is above %d: each check adds about 16 events to the order's workflow history (limit 51,200, warning at 10,240)",
+			ErrInvalidOptions, o.MaxPaymentChecks, MaxPaymentChecksLimit)
 	case o.StartTimeout < 0:
 		return fmt.Errorf("%w: StartTimeout %v is negative", ErrInvalidOptions, o.StartTimeout)
 	}

@@ -24,6 +24,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"bad group", txnbridge.Options{Client: c, DB: db, ProducerGroup: "a b"}, "ProducerGroup"},
 		{"negative level", txnbridge.Options{Client: c, DB: db, PaymentCheckLevel: -1}, "PaymentCheckLevel"},
 		{"negative checks", txnbridge.Options{Client: c, DB: db, MaxPaymentChecks: -1}, "MaxPaymentChecks"},
+		{"most checks", txnbridge.Options{Client: c, DB: db, MaxPaymentChecks: txnbridge.MaxPaymentChecksLimit}, ""},
+		{"too many checks", txnbridge.Options{Client: c, DB: db, MaxPaymentChecks: txnbridge.MaxPaymentChecksLimit + 1},
+			"MaxPaymentChecks 501 is above 500"},
 		{"bad consumer", txnbridge.Options{Client: c, DB: db, CheckConsumer: client.ConsumerOptions{Concurrency: -1}}, "CheckConsumer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

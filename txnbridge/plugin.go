@@ -134,7 +134,7 @@ func (p *plugin) start(ctx context.Context) (*runtime, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.o.StartTimeout)
 	defer cancel()
-	if rt.consumer, err = startCheckConsumer(ctx, p.o, p.log); err != nil {
+	if rt.consumer, err = startCheckConsumer(ctx, p.o, p.o.Temporal, p.log); err != nil {
 		_ = prod.Close()
 		return nil, err
 	}

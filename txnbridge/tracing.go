@@ -10,9 +10,11 @@ import (
 // NewTracingInterceptor returns Temporal's OpenTelemetry tracing
 // interceptor, which traces through the global tracer provider (a no-op
 // unless the application installed an SDK) and carries the trace context
-// in workflow and activity headers. The plugin adds one to its workers;
-// give one to a Temporal client's Interceptors (the starter's) so that
-// the workflows it starts continue the caller's trace:
+// in workflow, activity and signal headers. The plugin adds one to its
+// workers; give one to a Temporal client's Interceptors (the starter's,
+// the payer's, the one the check consumer signals through) so that the
+// workflows it starts, and the signals it sends, continue the caller's
+// trace:
 //
 //	ti, err := txnbridge.NewTracingInterceptor()
 //	tc, err := client.Dial(client.Options{Interceptors: []interceptor.ClientInterceptor{ti}})

@@ -41,7 +41,9 @@ type options struct {
 }
 
 // start runs the embedded broker (with worker.embeddedBroker), opens the
-// order database, dials Temporal, builds the halfback client and the
+// order database, dials Temporal (with the tracing interceptor, so that
+// the workflows, their activities and the check consumer's signals join
+// each order's trace), builds the halfback client and the
 // txnbridge plugin, and starts a Temporal worker on temporal.taskQueue
 // with the plugin (which registers the workflows and activities, the
 // check-back resolver and the delayed-check consumer). On an error it
@@ -62,7 +64,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options)
 	if s.db, err = app.OpenOrders(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if s.temporal, err = app.DialTemporal(ctx, cfg, log); err != nil {
+	// The tracing interceptor goes on the client, not on the worker only
+	// (the plugin's default): the client signals the orders' workflows
+	// with the delayed payment checks, and a client's interceptors reach
+	// its workers too, so the plugin adds none (DisableTracing).
+	ti, err := txnbridge.NewTracingInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	if s.temporal, err = app.DialTemporal(ctx, cfg, log, ti); err != nil {
 		return nil, err
 	}
 	if s.client, err = app.NewClient(s.nsAddrs, log); err != nil {
@@ -76,6 +86,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options)
 		MaxPaymentChecks:  cfg.Payment.MaxChecks,
 		Temporal:          s.temporal,
 		Logger:            log,
+		DisableTracing:    true, // s.temporal has the tracing interceptor
 	})
 	if err != nil {
 		return nil, fmt.Errorf("txnbridge plugin: %w", err)

@@ -6,5 +6,7 @@
 //
 // Without --amount it pays the order's amount, read from the order
 // database (orders section of the config). Without --payment-id the
-// payment id is pay-<order id>, the one the starter uses.
+// payment id is pay-<order id>, the one the starter uses. With the
+// telemetry section exporting spans, the signal is a SignalWorkflow span
+// whose context the workflow's HandleSignal span continues.
 package main

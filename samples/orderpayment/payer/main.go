@@ -12,6 +12,7 @@ import (
 	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/samples/orderpayment"
+	"github.com/halfbackmq/halfback/txnbridge"
 )
 
 func main() {
@@ -69,7 +70,13 @@ func pay(ctx context.Context, loadConfig func() (*config.Config, error), orderID
 		}
 		amount = o.Amount
 	}
-	tc, err := app.DialTemporal(ctx, cfg, app.NewLogger(stderr, cfg.Log.SlogLevel()))
+	// The tracing interceptor records the signal as a SignalWorkflow span
+	// and carries its context to the workflow's HandleSignal span.
+	ti, err := txnbridge.NewTracingInterceptor()
+	if err != nil {
+		return err
+	}
+	tc, err := app.DialTemporal(ctx, cfg, app.NewLogger(stderr, cfg.Log.SlogLevel()), ti)
 	if err != nil {
 		return err
 	}
