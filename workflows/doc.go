@@ -30,8 +30,8 @@
 // A payment the database refuses is listed for a refund and the order
 // waits on. While the broker is down, "create" retries for
 // [CreateSendTimeout]; "pay" and "cancel" retry until it is back.
-// Cancelling the workflow while it waits for the payment cancels the
-// order first. Business refusals end the workflow with Status FAILED and
+// Cancelling the workflow cancels the order once the step running has
+// finished. Business refusals end the workflow with Status FAILED and
 // a nil error; infrastructure failures fail it. The "status" query
 // answers the current [OrderResult], also after the workflow closed.
 //
@@ -59,5 +59,6 @@
 // The workflow is tested with mocked activities (testsuite), against a
 // real dev server and broker (package txnbridge), and by replaying the
 // histories in testdata, recorded from real runs by TestRecordHistories
-// (HALFBACK_RECORD_HISTORY=1).
+// (HALFBACK_RECORD_HISTORY=1): those of the current version and, named
+// "_v1_", those recorded before the version settlesChange.
 package workflows

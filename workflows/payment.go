@@ -43,13 +43,15 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(payCh, func(c workflow.ReceiveChannel, _ bool) { pay = o.receivePay(ctx, c) })
 		sel.AddReceive(checkCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &check) })
-		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		if o.settles {
+			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		}
 		sel.Select(ctx)
 		switch {
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case pay != nil:
+		case pay != nil: // taken even if the workflow was cancelled meanwhile: the customer paid
 			return pay, nil
+		case ctx.Err() != nil && o.settles:
+			return nil, ctx.Err()
 		case check.Check == 0:
 			continue // a rejected payment (or a check without a number)
 		case check.Check != o.res.Checks:

@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
 	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/halfbackmq/halfback/internal/testutil"
@@ -65,13 +67,27 @@ func TestRecordHistories(t *testing.T) {
 	if err := tc.SignalWorkflow(ctx, paid.OrderID, "", workflows.SignalPay, workflows.PayInput{PaymentID: "pay-1", Amount: paid.Amount}); err != nil {
 		t.Fatal(err)
 	}
-	record(t, tc, run, workflows.StatusPaid, "order_paid_history.json")
+	record(t, tc, run, workflows.StatusPaid, "order_paid_"+historyTag+"history.json")
 
 	// Cancelled after three checks.
 	late := input
 	late.OrderID = "order-late"
-	record(t, tc, start(t, tc, late), workflows.StatusCancelled, "order_cancelled_history.json")
+	record(t, tc, start(t, tc, late), workflows.StatusCancelled, "order_cancelled_"+historyTag+"history.json")
+
+	// The workflow cancelled while it waits for the payment.
+	dropped := input
+	dropped.OrderID = "order-dropped"
+	run = start(t, tc, dropped)
+	testutil.WaitFor(t, time.Minute, "the first check", func() bool { return status(tc, dropped.OrderID).Checks >= 1 })
+	if err := tc.CancelWorkflow(ctx, dropped.OrderID, ""); err != nil {
+		t.Fatal(err)
+	}
+	record(t, tc, run, "", "order_workflow_cancelled_"+historyTag+"history.json")
 }
+
+// historyTag names the workflow version the recorded histories are of:
+// "v1_" before settlesChange, "" with it.
+const historyTag = ""
 
 func start(t *testing.T, tc temporalclient.Client, in workflows.OrderInput) temporalclient.WorkflowRun {
 	t.Helper()
@@ -91,17 +107,21 @@ func status(tc temporalclient.Client, id string) workflows.OrderResult {
 	return res
 }
 
-// record waits for run's result, checks its status and writes its
-// history to testdata/file.
+// record waits for run's result, checks its status (want "": the
+// workflow ended cancelled) and writes its history to testdata/file.
 func record(t *testing.T, tc temporalclient.Client, run temporalclient.WorkflowRun, want, file string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var res workflows.OrderResult
-	if err := run.Get(ctx, &res); err != nil {
+	err := run.Get(ctx, &res)
+	var canceled *temporal.CanceledError
+	switch {
+	case want == "" && !errors.As(err, &canceled):
+		t.Fatalf("workflow ended with %v, want cancelled", err)
+	case want != "" && err != nil:
 		t.Fatal(err)
-	}
-	if res.Status != want {
+	case want != "" && res.Status != want:
 		t.Fatalf("result %+v, want %s", res, want)
 	}
 	hist := &historypb.History{}

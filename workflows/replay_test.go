@@ -12,8 +12,14 @@ import (
 	"github.com/halfbackmq/halfback/workflows"
 )
 
-// histories are recorded by TestRecordHistories from real runs.
-var histories = []string{"order_paid_history.json", "order_cancelled_history.json"}
+// histories are recorded by TestRecordHistories from real runs: those
+// of the current version, and those ("_v1_") recorded before
+// settlesChange, which must replay with the behaviour they were recorded
+// with.
+var histories = []string{
+	"order_paid_history.json", "order_cancelled_history.json", "order_workflow_cancelled_history.json",
+	"order_paid_v1_history.json", "order_cancelled_v1_history.json", "order_workflow_cancelled_v1_history.json",
+}
 
 // TestReplay replays the recorded histories against the current
 // OrderPaymentWorkflow: a failure is a non-deterministic change, which

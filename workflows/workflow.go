@@ -67,9 +67,16 @@ var policyOptions = workflow.LocalActivityOptions{
 // (create's half message not stored within CreateSendTimeout, a rollback
 // or commit the broker refuses) fails the workflow with the error.
 //
-// Cancelling the workflow while it waits for the payment cancels the
-// order (step "cancel", which releases the stock) before the workflow
-// ends as cancelled; a payment being recorded is recorded first.
+// Cancelling the workflow takes effect between steps: the step running
+// finishes (an order being created is created, a payment being recorded
+// is recorded), then step "cancel" cancels the order (releasing the
+// stock) and the workflow ends as cancelled. A payment signalled in the
+// same workflow task as the cancellation is taken.
+//
+// These rules came with the version settlesChange; a workflow started
+// before it replays with the earlier ones (a cancellation noticed at the
+// next activity, no compensation, MaxStepAttempts for every step, a
+// refused payment ending the order FAILED).
 //
 // A payment the workflow does not take (a wrong amount, one signalled
 // after the order was settled, one the database refused) is listed in
@@ -82,7 +89,8 @@ func OrderPaymentWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, err
 		in.OrderID = workflow.GetInfo(ctx).WorkflowExecution.ID
 	}
 	o := &order{in: in, res: OrderResult{OrderID: in.OrderID, Status: StatusCreating},
-		receipts: map[string]client.HalfReceipt{}, runs: map[string]int{}}
+		receipts: map[string]client.HalfReceipt{}, runs: map[string]int{},
+		settles: workflow.GetVersion(ctx, settlesChange, workflow.DefaultVersion, 1) == 1}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (OrderResult, error) { return o.res, nil }); err != nil {
 		return o.res, err
 	}
@@ -96,6 +104,14 @@ func OrderPaymentWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, err
 	return o.res, err
 }
 
+// settlesChange is the workflow.GetVersion change id of the behaviour
+// that settles every order (version 1): a workflow cancellation cancels
+// the order, steps run where the cancellation does not reach them, a
+// refused payment is listed and the order waits on, and "pay" and
+// "cancel" run again after any number of fences, backing off. Histories
+// recorded before it (DefaultVersion) replay with the earlier behaviour.
+const settlesChange = "order-settles"
+
 // run takes the order from its input to a final status.
 func (o *order) run(ctx workflow.Context) error {
 	if err := validateInput(o.in); err != nil {
@@ -103,8 +119,14 @@ func (o *order) run(ctx workflow.Context) error {
 		return nil
 	}
 	ctx = workflow.WithActivityOptions(ctx, activityOptions)
-	if err := o.create(ctx); err != nil || o.res.Status == StatusFailed {
+	if err := o.create(o.steps(ctx)); err != nil || o.res.Status == StatusFailed {
+		if err != nil && o.settles && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
 		return err
+	}
+	if o.settles && ctx.Err() != nil { // cancelled while the order was created
+		return o.cancelled(ctx, ctx.Err())
 	}
 	w, err := o.startWaiting(ctx)
 	for err == nil {
@@ -113,25 +135,35 @@ func (o *order) run(ctx workflow.Context) error {
 			break
 		}
 		if pay == nil {
-			return o.cancel(ctx, fmt.Sprintf("not paid after %d payment checks", o.res.Checks))
+			return o.cancel(o.steps(ctx), fmt.Sprintf("not paid after %d payment checks", o.res.Checks))
 		}
-		if taken, perr := o.pay(ctx, *pay); perr != nil || taken {
+		if taken, perr := o.pay(o.steps(ctx), *pay); perr != nil || taken {
 			return perr
 		}
 	}
-	if err != nil && ctx.Err() != nil {
+	if err != nil && o.settles && ctx.Err() != nil {
 		return o.cancelled(ctx, err)
 	}
 	return err
 }
 
-// cancelled cancels the order of a workflow cancelled while it waited for
-// the payment (err is what the cancellation made the wait return), in a
-// context the cancellation does not reach, and returns the workflow's
-// cancellation.
-func (o *order) cancelled(ctx workflow.Context, err error) error {
+// steps returns the context the order's steps run in: one the workflow's
+// cancellation does not reach (a step records something that happened:
+// the order, a payment, the cancellation), so that a cancellation takes
+// effect between steps.
+func (o *order) steps(ctx workflow.Context) workflow.Context {
+	if !o.settles {
+		return ctx
+	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if cerr := o.cancel(dctx, "workflow cancelled"); cerr != nil {
+	return dctx
+}
+
+// cancelled cancels the order of a cancelled workflow (err is what the
+// cancellation made the workflow's wait return) and returns the
+// workflow's cancellation.
+func (o *order) cancelled(ctx workflow.Context, err error) error {
+	if cerr := o.cancel(o.steps(ctx), "workflow cancelled"); cerr != nil {
 		return cerr
 	}
 	if !temporal.IsCanceledError(err) {
@@ -148,6 +180,8 @@ type order struct {
 	receipts map[string]client.HalfReceipt
 	// runs counts the runs of each step, by its base name.
 	runs map[string]int
+	// settles: the workflow runs with settlesChange.
+	settles bool
 }
 
 func (o *order) fail(reason string) {
@@ -178,12 +212,25 @@ func (o *order) step(name, tag, local string, body []byte, args ...any) Step {
 		Local: local, LocalArgs: args}
 }
 
+// Back-off between the runs of a step the check-back fenced: a local
+// transaction slower than the check-back once is likely to be so again
+// right away (a busy database), and each run adds to the history.
+const (
+	fenceBackoff    = time.Second
+	fenceBackoffMax = time.Minute
+)
+
 // runStep runs s, again after the check-back fenced it, at most
-// maxAttempts times (0: without a limit). Each run of a step gets a name,
-// and so a transaction id, of its own: "pay", "pay-2", "pay-3", numbered
-// across the workflow (a second payment after a refused one is "pay-2").
+// maxAttempts times (0: without a limit; with settlesChange that is the
+// limit of "pay" and "cancel"). Each run of a step gets a name, and so a
+// transaction id, of its own: "pay", "pay-2", "pay-3", numbered across
+// the workflow (a second payment after a refused one is "pay-2").
 func (o *order) runStep(ctx workflow.Context, s Step, maxAttempts int) error {
 	base := s.Name
+	if !o.settles {
+		maxAttempts = MaxStepAttempts
+	}
+	backoff := fenceBackoff
 	for attempt := 1; ; attempt++ {
 		o.runs[base]++
 		if n := o.runs[base]; n > 1 {
@@ -197,6 +244,12 @@ func (o *order) runStep(ctx workflow.Context, s Step, maxAttempts int) error {
 			return err
 		}
 		workflow.GetLogger(ctx).Warn("local transaction fenced; running the step again", "step", s.Name)
+		if o.settles {
+			if err := workflow.Sleep(ctx, backoff); err != nil {
+				return err
+			}
+			backoff = min(2*backoff, fenceBackoffMax)
+		}
 	}
 }
 
@@ -217,14 +270,12 @@ func (o *order) create(ctx workflow.Context) error {
 	return err
 }
 
-// pay runs step "pay" with an accepted payment, in a context the
-// workflow's cancellation does not reach: the payment happened. It
-// reports whether the order took the payment (or settled another way, or
-// failed). When the database refused it (the step rolled back) the
-// payment is listed for a refund, and an order still unpaid is not taken
-// (false, nil): the workflow waits on.
+// pay runs step "pay" with an accepted payment. It reports whether the
+// order took the payment (or settled another way, or failed). When the
+// database refused it (the step rolled back) the payment is listed for a
+// refund, and an order still unpaid is not taken (false, nil): the
+// workflow waits on.
 func (o *order) pay(ctx workflow.Context, p PayInput) (taken bool, err error) {
-	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	s := o.step("pay", TagOrderPaid, ActivityMarkPaidLocal, o.event(p.PaymentID, ""), o.in.OrderID, p)
 	err = o.runStep(ctx, s, 0)
 	if err == nil {
@@ -238,6 +289,10 @@ func (o *order) pay(ctx workflow.Context, p PayInput) (taken bool, err error) {
 	workflow.GetLogger(ctx).Warn("rejecting a payment the database refused", "paymentID", p.PaymentID, "error", err)
 	o.res.RejectedPayments = append(o.res.RejectedPayments, p)
 	final, serr := o.adopt(ctx)
+	if serr == nil && !final && !o.settles {
+		o.fail("payment " + p.PaymentID + " not recorded: " + failureMessage(err))
+		return true, nil
+	}
 	return final || serr != nil, serr
 }
 

@@ -271,8 +271,13 @@ func TestPayStepRefusedAdoptsDatabaseState(t *testing.T) {
 func TestPayFencedRunsAgainWithoutLimit(t *testing.T) {
 	h := newHarness(t)
 	fences := workflows.MaxStepAttempts + 1
+	var runs []time.Time
 	h.local = func(activity, _ string) error {
-		if activity == workflows.ActivityMarkPaidLocal && fences > 0 {
+		if activity != workflows.ActivityMarkPaidLocal {
+			return nil
+		}
+		runs = append(runs, h.env.Now())
+		if fences > 0 {
 			fences--
 			return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
 		}
@@ -290,6 +295,11 @@ func TestPayFencedRunsAgainWithoutLimit(t *testing.T) {
 	want := []string{"order-1/pay", "order-1/pay-2", "order-1/pay-3", "order-1/pay-4"}
 	if !slices.Equal(rollbacks, want) || !slices.Equal(commits, []string{"order-1/create", "order-1/pay-5"}) {
 		t.Fatalf("commits %v, rollbacks %v; want %v rolled back, pay-5 committed", commits, rollbacks, want)
+	}
+	for i, backoff := 1, time.Second; i < len(runs); i, backoff = i+1, 2*backoff {
+		if gap := runs[i].Sub(runs[i-1]); gap < backoff {
+			t.Fatalf("run %d of the fenced step %v after the one before, want a back-off of at least %v", i+1, gap, backoff)
+		}
 	}
 }
 
@@ -516,20 +526,54 @@ func TestCommitRefusedFailsWorkflow(t *testing.T) {
 	}
 }
 
-func TestCancelledWhileLocalLeavesCheckBack(t *testing.T) {
+// A workflow cancelled while its order is being created lets the create
+// step finish (the order may be in the database already) and then
+// cancels the order, releasing its stock.
+func TestCancelledDuringCreateCancelsOrder(t *testing.T) {
 	h := newHarness(t)
-	h.local = func(string, string) error { return errors.New("database is locked") } // retried until cancelled
-	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 10*time.Second)
+	busy := 3
+	h.local = func(activity, _ string) error {
+		if activity == workflows.ActivityCreateOrderLocal && busy > 0 {
+			busy--
+			if busy == 2 {
+				h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 0) // during the retries' back-off
+			}
+			return errors.New("database is locked")
+		}
+		return nil
+	}
 	_, err := h.run(input)
-	if err == nil || !strings.Contains(err.Error(), "left to check-back") {
-		t.Fatalf("error %v, want the outcome left to the check-back", err)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("error %v, want the workflow's cancellation", err)
 	}
-	if len(h.locals) < 2 {
-		t.Fatalf("local transaction tried %d times; a retryable error is retried", len(h.locals))
+	want := []string{"CreateOrderLocal order-1/create", "CreateOrderLocal order-1/create", "CreateOrderLocal order-1/create",
+		"CreateOrderLocal order-1/create", "CancelLocal order-1/cancel"}
+	if !slices.Equal(h.locals, want) {
+		t.Fatalf("local transactions %v, want %v", h.locals, want)
 	}
-	commits, rollbacks := h.outcomes()
-	if len(commits)+len(rollbacks) != 0 {
-		t.Fatalf("ended %v %v; an unknown outcome is the check-back's to resolve", commits, rollbacks)
+	if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create", "order-1/cancel"}) {
+		t.Fatalf("commits %v", commits)
+	}
+	if len(h.checks) != 0 {
+		t.Fatalf("payment checks sent %v for a cancelled order", h.checks)
+	}
+}
+
+// A payment and the workflow's cancellation handled in the same workflow
+// task: the payment is taken (the money was), not dropped.
+func TestPayAndCancellationTogetherTakesPayment(t *testing.T) {
+	h := newHarness(t)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflowSkippingWorkflowTask(workflows.SignalPay, workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount})
+		h.env.CancelWorkflow() // one workflow task sees both
+	}, checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusPaid || res.PaymentID != "pay-1" {
+		t.Fatalf("result %+v, want PAID by pay-1", res)
 	}
 }
 
