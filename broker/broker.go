@@ -40,6 +40,10 @@ type Broker struct {
 	hooksMu       sync.RWMutex
 	dispatchHooks []func(topic string, qid int32, maxOffset int64)
 
+	// midDeleteTopic, if set (tests only), runs in handleDeleteTopic
+	// between the store's cut and the removal of the topic's config.
+	midDeleteTopic func(topic string)
+
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed atomic.Bool

@@ -44,6 +44,10 @@ type offsetTable struct {
 	table  map[offsetKey]map[int32]int64
 	dirty  bool
 	broken error // load failed: serve errors, never overwrite the file
+
+	// beforeCommit, if set (tests only), runs as commit starts, before
+	// it takes mu.
+	beforeCommit func()
 }
 
 type offsetFile struct {
@@ -97,12 +101,23 @@ func (t *offsetTable) get(group, topic string, qid int32) (int64, bool, error) {
 	return off, ok, nil
 }
 
-// commit records an offset.
-func (t *offsetTable) commit(group, topic string, qid int32, off int64) error {
+// commit records an offset if check (when not nil) accepts it. check runs
+// under the table's lock, which removeTopic holds while it removes a
+// topic's offsets: what check sees and the write it allows come before
+// that removal or after it, never on both sides.
+func (t *offsetTable) commit(group, topic string, qid int32, off int64, check func() error) error {
+	if t.beforeCommit != nil {
+		t.beforeCommit()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.broken != nil {
 		return fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
 	}
 	k := offsetKey{topic, group}
 	m := t.table[k]
@@ -310,14 +325,22 @@ func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Co
 // commitOffset stores a group's offset for a queue. The broker keeps what
 // the client acknowledged, but never an offset below 0 or past the queue's
 // max offset (no message there has been delivered, so none acknowledged).
+//
+// The max is read under the offsets' lock: a topic's deletion removes its
+// consume queues and then, under that lock, every offset on it
+// (deleteTopicData), so an offset checked against the deleted queues is
+// removed with the others, and one checked after the removal is checked
+// against the topic created again.
 func (b *Broker) commitOffset(group, topic string, qid int32, off int64) error {
 	if off < 0 {
 		return fmt.Errorf("offset %d is negative", off)
 	}
-	if _, maxOff := b.store.QueueBounds(topic, qid); off > maxOff {
-		return fmt.Errorf("offset %d is past %s queue %d's max offset %d", off, topic, qid, maxOff)
-	}
-	return b.offsetTable().commit(group, topic, qid, off)
+	return b.offsetTable().commit(group, topic, qid, off, func() error {
+		if _, maxOff := b.store.QueueBounds(topic, qid); off > maxOff {
+			return fmt.Errorf("offset %d is past %s queue %d's max offset %d", off, topic, qid, maxOff)
+		}
+		return nil
+	})
 }
 
 // commitOffsetFromPull stores the offset a pull request carries (its

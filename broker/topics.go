@@ -229,14 +229,21 @@ func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *rem
 // TOPIC_NOT_EXIST, but the queues and offsets it left (earlier versions
 // kept them) are deleted all the same. The broker's own topics are
 // refused.
+//
+// The store's cut comes first and the config's removal last, so that no
+// acknowledged send is lost: a send that reaches the store before the cut
+// found the old topic and is deleted with it; one that reaches it after
+// the cut found the config still there (or created it anew) and is the
+// first message of the topic created again, at queue offset 0, delivered
+// once the topic exists again (a producer's next send creates it when
+// auto-creation is on). Removing the config first would let a send in
+// between create the topic anew, be acknowledged, and land below the cut,
+// where no queue ever gets it. If the config cannot be removed, the topic
+// stays, empty.
 func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	topic := req.Ext("topic")
 	if isSystemTopic(topic) {
 		return systemTopicRefused(req, topic)
-	}
-	removeErr := b.topics.remove(topic)
-	if removeErr != nil && !errors.Is(removeErr, ErrTopicNotExist) {
-		return remoting.NewResponse(req, remoting.RespSystemError, removeErr.Error())
 	}
 	if message.ValidateTopic(topic) == nil { // no queue or offset has an invalid name
 		if err := b.deleteTopicData(topic); err != nil {
@@ -244,21 +251,31 @@ func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *rem
 			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 		}
 	}
-	if removeErr != nil {
+	if b.midDeleteTopic != nil {
+		b.midDeleteTopic(topic)
+	}
+	removeErr := b.topics.remove(topic)
+	b.pulls.wakeTopic(topic) // they find the topic gone
+	switch {
+	case errors.Is(removeErr, ErrTopicNotExist):
 		return remoting.NewResponse(req, remoting.RespTopicNotExist, removeErr.Error())
+	case removeErr != nil:
+		b.opts.Logger.Error("topic deletion failed", "topic", topic, "err", removeErr)
+		return remoting.NewResponse(req, remoting.RespSystemError, removeErr.Error())
 	}
 	b.opts.Logger.Info("topic deleted", "topic", topic)
 	b.topicsChanged()
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 
-// deleteTopicData deletes a topic's consume queues and every group's
-// offsets on it (persisted at once), and answers the pulls held on it.
+// deleteTopicData deletes a topic's consume queues and then every group's
+// offsets on it (persisted at once): a commit checked against the old
+// queues is then either removed with the offsets or refused (see
+// commitOffset).
 func (b *Broker) deleteTopicData(topic string) error {
 	if err := b.store.DeleteTopic(topic); err != nil {
 		return fmt.Errorf("delete the consume queues of %s: %w", topic, err)
 	}
-	b.pulls.wakeTopic(topic)
 	if err := b.offsetTable().removeTopic(topic); err != nil {
 		return fmt.Errorf("delete the consumer offsets of %s: %w", topic, err)
 	}

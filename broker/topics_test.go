@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -285,5 +286,116 @@ func TestDeleteTopicKeepsOpenTransactions(t *testing.T) {
 	}
 	if msgs := decodeAll(t, r.Body); len(msgs) != 1 || string(msgs[0].Body) != "body-T1" || msgs[0].QueueOffset != 0 {
 		t.Fatalf("the recreated topic holds %+v, want only the committed message, at offset 0", msgs)
+	}
+}
+
+// deleteTopicNow runs a DELETE_TOPIC_IN_BROKER in the test's goroutine
+// (so that the broker's test hooks run there too).
+func deleteTopicNow(t *testing.T, b *Broker, topic string) {
+	t.Helper()
+	req := remoting.NewRequest(remoting.ReqDeleteTopicInBroker, map[string]string{"topic": topic})
+	if r := b.handleDeleteTopic(context.Background(), nil, req); r.Code != remoting.RespSuccess {
+		t.Fatalf("delete %s: %d %s", topic, r.Code, r.Remark)
+	}
+}
+
+// TestDeleteTopicKeepsASendBetweenItsSteps sends to a topic, with
+// auto-creation on, between the two steps of its deletion (the store's
+// cut and the removal of its config). The send is acknowledged, so it
+// must be delivered: as the first message of the topic created again,
+// at queue offset 0.
+func TestDeleteTopicKeepsASendBetweenItsSteps(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for i := range 3 {
+		mustSend(t, c, "orders", 0, "", "old-"+strconv.Itoa(i))
+	}
+	waitQueue(t, b, "orders", 0, 3)
+	var during *remoting.Command
+	b.midDeleteTopic = func(string) { during = mustSend(t, c, "orders", 0, "", "during") }
+	deleteTopicNow(t, b, "orders")
+	b.midDeleteTopic = nil
+	if during == nil {
+		t.Fatal("the hook between the deletion's steps did not run")
+	}
+	if got := during.Ext("queueOffset"); got != "0" {
+		t.Errorf("the send during the deletion got queue offset %s, want 0 (the topic created again)", got)
+	}
+	mustSend(t, c, "orders", 0, "", "after") // creates the topic again if the deletion removed it
+	waitQueue(t, b, "orders", 0, 2)
+	r := pull(t, c, "orders", 0, 0, 0, "*", 0)
+	if r.Code != remoting.RespSuccess {
+		t.Fatalf("pull from 0: %d %s", r.Code, r.Remark)
+	}
+	var got []string
+	for _, m := range decodeAll(t, r.Body) {
+		got = append(got, string(m.Body)+"@"+strconv.FormatInt(m.QueueOffset, 10))
+	}
+	if strings.Join(got, " ") != "during@0 after@1" {
+		t.Fatalf("the topic created again holds %v, want [during@0 after@1]", got)
+	}
+}
+
+// TestRecreatedTopicSendsRunningConsumerToZero deletes a topic that a
+// consumer has read to offset 4 and creates it again with two messages.
+// The consumer's next pull, at 4, is past the new queue's max: it is told
+// PULL_OFFSET_MOVED to 0, not to the max (which would skip both
+// messages), and the stale offset the pull carries is not committed.
+func TestRecreatedTopicSendsRunningConsumerToZero(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for i := range 4 {
+		mustSend(t, c, "orders", 0, "", "old-"+strconv.Itoa(i))
+	}
+	waitQueue(t, b, "orders", 0, 4)
+	if r := pull(t, c, "orders", 0, 0, 0, "*", 0); len(decodeAll(t, r.Body)) != 4 {
+		t.Fatalf("pull before the deletion: %d %s", r.Code, r.Remark)
+	}
+	deleteTopicNow(t, b, "orders")
+	mustSend(t, c, "orders", 0, "", "new-0") // auto-created again
+	mustSend(t, c, "orders", 0, "", "new-1")
+	waitQueue(t, b, "orders", 0, 2)
+
+	ext := pullExt("orders", 0, 4, pullFlagCommitOffset, "*", 0)
+	ext["commitOffset"] = "4"
+	r := call(t, c, remoting.ReqPullMessage, ext, nil)
+	if r.Code != remoting.RespPullOffsetMoved || r.Ext("nextBeginOffset") != "0" {
+		t.Fatalf("pull at the old offset 4: code %d %q next %s, want PULL_OFFSET_MOVED next 0", r.Code, r.Remark, r.Ext("nextBeginOffset"))
+	}
+	q := offsetExt("cg", "orders", 0)
+	q["setZeroIfNotFound"] = "false"
+	if code, off := queryOffset(t, c, q); code != remoting.RespQueryNotFound {
+		t.Fatalf("the pull committed the old offset: code %d offset %d, want QUERY_NOT_FOUND", code, off)
+	}
+	r = pull(t, c, "orders", 0, 0, 0, "*", 0)
+	if msgs := decodeAll(t, r.Body); len(msgs) != 2 || string(msgs[0].Body) != "new-0" || string(msgs[1].Body) != "new-1" {
+		t.Fatalf("pull from 0 of the topic created again: code %d, %d messages", r.Code, len(msgs))
+	}
+}
+
+// TestCommitRacingDeleteTopic deletes a topic after a commit on it has
+// started but before it writes the offset: the commit must not put the
+// old topic's offset back.
+func TestCommitRacingDeleteTopic(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for i := range 3 {
+		mustSend(t, c, "orders", 0, "", "old-"+strconv.Itoa(i))
+	}
+	waitQueue(t, b, "orders", 0, 3)
+	tbl := b.offsetTable()
+	tbl.beforeCommit = func() {
+		tbl.beforeCommit = nil
+		deleteTopicNow(t, b, "orders")
+	}
+	err := b.commitOffset("cg", "orders", 0, 3)
+	if tbl.beforeCommit != nil {
+		t.Fatal("the hook before the commit's write did not run")
+	}
+	if off, ok, _ := tbl.get("cg", "orders", 0); ok {
+		t.Fatalf("the deleted topic's offset %d was committed after the deletion (commit: %v)", off, err)
+	}
+	if err == nil {
+		t.Fatal("a commit of offset 3 on the deleted topic's queue succeeded")
 	}
 }

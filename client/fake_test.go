@@ -168,6 +168,20 @@ func (f *fakeBroker) beatFor(g string) (fakeBeat, bool) {
 	return fakeBeat{}, false
 }
 
+// beatForConsumer is the last heartbeat that names consumer group g.
+func (f *fakeBroker) beatForConsumer(g string) (fakeBeat, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.beats) - 1; i >= 0; i-- {
+		for _, c := range f.beats[i].hb.ConsumerDataSet {
+			if c.GroupName == g {
+				return f.beats[i], true
+			}
+		}
+	}
+	return fakeBeat{}, false
+}
+
 func (f *fakeBroker) beatCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

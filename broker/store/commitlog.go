@@ -317,6 +317,40 @@ func (c *commitLog) truncate(off int64) (cleared int64, removed int, err error) 
 	return cleared, removed, err
 }
 
+// rewriteChunk is how much of the log rewrite reads and writes back at a
+// time.
+const rewriteChunk = 1 << 20
+
+// rewrite reads the log's bytes in [from, to) and writes them back
+// unchanged, segment by segment, rewriteChunk at a time, so that every
+// page of the range is dirty and the next fsync writes it to the disk,
+// whatever the page cache held. Segments retention removed are skipped,
+// and so is what lies past the end of an older version's short file.
+func (c *commitLog) rewrite(from, to int64) error {
+	buf := make([]byte, min(c.segSize, rewriteChunk))
+	for off := max(from, c.minOffset()); off < to; {
+		segEnd := off - off%c.segSize + c.segSize
+		n := min(int64(len(buf)), to-off, segEnd-off)
+		sg, err := c.segmentAt(off, false)
+		if err != nil {
+			return err
+		}
+		k, err := sg.f.ReadAt(buf[:n], off-sg.base)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if _, err := sg.f.WriteAt(buf[:k], off-sg.base); err != nil {
+			return err
+		}
+		if int64(k) < n { // the file ends here
+			off = segEnd
+			continue
+		}
+		off += n
+	}
+	return nil
+}
+
 // clearFrom zeroes s's file from position from to the segment's end,
 // writing only the chunks that hold non-zero bytes, then syncs it. A file
 // shorter than the segment (an older version's) is cut at from instead.

@@ -65,7 +65,7 @@ func (s *Store) DeleteTopic(topic string) error {
 	}
 	s.cqs.removeTopic(topic)
 	if err := removeQueueDir(s.cqs.dir, topic); err != nil {
-		s.deleted[topic] = deletedTopic{Cut: math.MaxInt64} // until Open finishes the removal
+		s.setDeleted(topic, deletedTopic{Cut: math.MaxInt64}) // until Open finishes the removal
 		return s.fail(fmt.Errorf("delete topic %s: remove its consume queues: %w", topic, err))
 	}
 	next := maps.Clone(s.deleted)
@@ -73,10 +73,10 @@ func (s *Store) DeleteTopic(topic string) error {
 	if err := writeDeleted(s.deletedPath(), next); err != nil {
 		// The file still says the removal is to be done: Open would
 		// remove the queues the topic gets from now on.
-		s.deleted[topic] = deletedTopic{Cut: math.MaxInt64}
+		s.setDeleted(topic, deletedTopic{Cut: math.MaxInt64})
 		return s.fail(fmt.Errorf("delete topic %s: record it: %w", topic, err))
 	}
-	s.deleted = next
+	s.setDeleted(topic, next[topic])
 	s.opts.Logger.Info("deleted the consume queues of a topic", "topic", topic, "cut", cut)
 	return nil
 }
@@ -115,6 +115,26 @@ func (s *Store) cutTopic(topic string) (int64, error) {
 		delete(s.queueNext, k)
 	}
 	return cut, nil
+}
+
+// setDeleted sets topic's entry in the deleted topics, replacing the map
+// (DeleteTopic). The caller holds dispatchMu, under which the dispatcher
+// reads them; s.mu is taken too, for wasDeleted.
+func (s *Store) setDeleted(topic string, d deletedTopic) {
+	next := maps.Clone(s.deleted)
+	next[topic] = d
+	s.mu.Lock()
+	s.deleted = next
+	s.mu.Unlock()
+}
+
+// wasDeleted reports a topic deleted whose records from before the
+// deletion the log may still hold: any queue it has now was created since.
+func (s *Store) wasDeleted(topic string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.deleted[topic]
+	return ok
 }
 
 // beforeDeletion reports a record of a deleted topic from before the

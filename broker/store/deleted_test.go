@@ -148,6 +148,44 @@ func testDeleteTopic(t *testing.T, ft FlushType, crash bool) {
 	checkGone(t, s, 10, "new-0", "new-1")
 }
 
+// TestOverflowOfARecreatedTopic checks where a read past the end of a
+// queue sends its reader: to the max for a topic never deleted (as
+// RocketMQ since 4.9.4), to the min, 0, for a topic deleted and created
+// again, whose running consumers hold offsets of the deleted topic: the
+// max would skip the messages the new topic holds already. A reopen
+// changes neither.
+func TestOverflowOfARecreatedTopic(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	s := openStore(t, o)
+	appendGone(t, s, 0, 4) // 4 messages in each of gone/0, gone/1 and kept/0
+	if err := s.DeleteTopic("gone"); err != nil {
+		t.Fatalf("DeleteTopic: %v", err)
+	}
+	mustAppend(t, s, goneMsg(0, "new", 0))
+	mustAppend(t, s, goneMsg(0, "new", 1))
+	waitDispatched(t, s)
+	check := func(when string) {
+		t.Helper()
+		for _, c := range []struct {
+			topic     string
+			off, next int64
+		}{{"gone", 4, 0}, {"kept", 6, 4}} {
+			r, err := s.GetMessages(c.topic, 0, c.off, GetOptions{})
+			if err != nil || r.Status != OffsetOverflowBadly || r.NextBeginOffset != c.next {
+				t.Fatalf("%s: read of %s/0 at %d = %v next %d (%v), want OFFSET_OVERFLOW_BADLY next %d",
+					when, c.topic, c.off, r.Status, r.NextBeginOffset, err, c.next)
+			}
+		}
+	}
+	check("after the deletion")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, o)
+	defer s.Close()
+	check("after a reopen")
+}
+
 // TestDeleteTopicSkipsLateRecords holds the writer after it has written
 // and fsynced a record of the topic but before the dispatcher gets it, and
 // deletes the topic meanwhile: the record, appended before the deletion,

@@ -136,14 +136,19 @@
 // the first that fails or a zero word; everything after that point in its
 // segment is zeroed (the segment is read to its end and only the chunks
 // holding non-zero bytes are rewritten, so recovery reads up to one
-// segment), later segments are removed, consume-queue entries past the new
-// end are dropped, and queues and index are rebuilt from the checkpoint
-// on. Index entries at or past the checkpoint position are cut from their
-// files (so are any that fail their checks: out of order, outside their
-// segment, or not linked as the slots rebuilt from the entries before
-// them say), and an index file that is missing or unreadable is rebuilt
-// from its segment. Recovery therefore re-dispatches at most one
-// checkpoint interval of appends.
+// segment), later segments are removed, and the scanned records are
+// written back unchanged (read and rewritten a MiB at a time) and fsynced:
+// a killed process may have left them only in the page cache, and after a
+// failed fsync earlier in the same boot Linux keeps the pages it could not
+// write there marked clean, which an fsync alone would not write. Then
+// consume-queue entries past the new end are dropped, and queues and index
+// are rebuilt from the checkpoint on. Index entries at or past the
+// checkpoint position are cut from their files (so are any that fail
+// their checks: out of order, outside their segment, or not linked as the
+// slots rebuilt from the entries before them say), and an index file that
+// is missing or unreadable is rebuilt from its segment. Recovery
+// therefore re-dispatches (and writes back) at most one checkpoint
+// interval of appends.
 //
 // # Retention
 //
@@ -197,6 +202,10 @@
 // the queues' directory is gone; Open finishes a removal a crash
 // interrupted, moves a cut back to the log's end if a crash lost records
 // before it, and forgets a deletion once retention has passed its cut.
+// While it remembers one, a read past the end of a queue the topic has
+// again is moved to the queue's min rather than its max: the reader is
+// most likely a consumer of the deleted topic, and the max would skip
+// the messages the topic created again holds already.
 //
 // # Usage
 //

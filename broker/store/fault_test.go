@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -30,6 +32,16 @@ type faultFS struct {
 	directWriteErr error // fails writes through a file opened for direct I/O
 	directOpens    int   // commit-log opens for direct I/O, failed or not
 	directWrites   int   // writes through them, failed or not
+
+	logOps bool      // record commit-log writes and syncs in ops
+	ops    []faultOp // in the order they were called
+}
+
+// faultOp is a commit-log WriteAt or Sync call.
+type faultOp struct {
+	name   string // the file, as opened
+	sync   bool   // a Sync; else a WriteAt of n bytes at off
+	off, n int64
 }
 
 func (f *faultFS) set(fn func(*faultFS)) {
@@ -89,6 +101,9 @@ func (f *faultFile) preparing() bool {
 
 func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	f.fs.mu.Lock()
+	if f.fs.logOps {
+		f.fs.ops = append(f.fs.ops, faultOp{name: f.name, off: off, n: int64(len(p))})
+	}
 	err := f.fs.writeErr
 	prepErr := f.fs.prepErr
 	if f.direct {
@@ -126,6 +141,9 @@ func (f *faultFile) Sync() error {
 	f.fs.mu.Lock()
 	err, gate := f.fs.syncErr, f.fs.syncGate
 	f.fs.syncCalls++
+	if f.fs.logOps {
+		f.fs.ops = append(f.fs.ops, faultOp{name: f.name, sync: true})
+	}
 	f.fs.mu.Unlock()
 	if gate != nil {
 		<-gate
@@ -234,6 +252,47 @@ func TestFailedFlushIsSticky(t *testing.T) {
 	}
 }
 
+// TestIntervalFlushLogsErrors checks that the interval flush logs a
+// failure that is not a failed fsync (it leaves the store working, and
+// nothing else would report it), while a failed fsync is logged once,
+// when it fails the store, and not again at every later flush.
+func TestIntervalFlushLogsErrors(t *testing.T) {
+	fs := &faultFS{}
+	var logged testutil.Buffer
+	// SyncFlush, so that moving the written end (below) changes nothing
+	// readers or the dispatcher see: they go by the durable end.
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	o.Logger = newBufLogger(&logged)
+	s := openStore(t, o)
+	defer s.Close()
+	mustAppend(t, s, testMsg("f", 0, 0))
+	durable := s.DurableOffset()
+
+	// A written end past the last segment: the flush cannot find the
+	// segment to fsync.
+	s.written.Store(s.log.limit() + 1)
+	s.intervalFlush()
+	s.written.Store(durable)
+	if got := strings.Count(logged.String(), "commit-log flush failed"); got != 1 {
+		t.Fatalf("a flush that could not find a segment logged %d warnings, want 1:\n%s", got, logged.String())
+	}
+	if err := s.failure(); err != nil {
+		t.Fatalf("a flush that fsynced nothing failed the store: %v", err)
+	}
+
+	fs.set(func(f *faultFS) { f.syncErr = syscall.EIO })
+	s.written.Store(durable + 1) // one byte to fsync
+	for range 3 {
+		s.intervalFlush()
+	}
+	s.written.Store(durable)
+	out := logged.String()
+	if n, m := strings.Count(out, "store write failed"), strings.Count(out, "commit-log flush failed"); n != 1 || m != 1 {
+		t.Fatalf("three flushes after a failed fsync logged %d store failures and %d more flush warnings, want 1 and 0:\n%s", n, m-1, out)
+	}
+}
+
 // TestRecoveryFsyncsTheScannedLog checks that recovery after a crash
 // fsyncs the records it finds before it takes them as durable: a process
 // killed between a write and its fsync leaves records only in the page
@@ -269,6 +328,64 @@ func TestRecoveryFsyncsTheScannedLog(t *testing.T) {
 	for _, a := range acked {
 		if _, err := s.ReadMessage(a.PhysicalOffset); err != nil {
 			t.Fatalf("record at %d lost: %v", a.PhysicalOffset, err)
+		}
+	}
+}
+
+// TestRecoveryWritesBackBeforeFsync checks that recovery after a crash
+// writes back every byte of the log it scanned before it fsyncs it. After
+// a failed fsync earlier in the same boot, Linux keeps the pages it could
+// not write in the page cache but marks them clean: the scan finds their
+// records intact and an fsync alone writes nothing and succeeds, so the
+// records would be taken as durable, later appends acknowledged after
+// them, and a power loss would leave a hole before those.
+func TestRecoveryWritesBackBeforeFsync(t *testing.T) {
+	fs := &faultFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	s := openStore(t, o)
+	fillSegments(t, s, 40) // into the second segment
+	end := s.MaxPhysicalOffset()
+	if end <= o.SegmentSize {
+		t.Fatalf("the log ends at %d, in its first segment", end)
+	}
+	s.halt()
+	fs.set(func(f *faultFS) { f.logOps, f.ops = true, nil })
+	s = openStore(t, o)
+	defer s.Close()
+	fs.mu.Lock()
+	ops := slices.Clone(fs.ops)
+	fs.logOps = false
+	fs.mu.Unlock()
+
+	for base := int64(0); base < end; base += o.SegmentSize {
+		seg := filepath.Join(o.Dir, "commitlog", segmentName(base))
+		want := min(end-base, o.SegmentSize)
+		var written [][2]int64 // [from, to) in the file, before its first fsync
+		synced := false
+		for _, op := range ops {
+			if op.name != seg {
+				continue
+			}
+			if op.sync {
+				synced = true
+				break
+			}
+			written = append(written, [2]int64{op.off, op.off + op.n})
+		}
+		if !synced {
+			t.Fatalf("recovery did not fsync segment %d, which it scanned", base)
+		}
+		slices.SortFunc(written, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+		covered := int64(0)
+		for _, w := range written {
+			if w[0] > covered {
+				break
+			}
+			covered = max(covered, w[1])
+		}
+		if covered < want {
+			t.Fatalf("before its fsync, recovery wrote back [0, %d) of segment %d's scanned [0, %d) (writes %v)", covered, base, want, written)
 		}
 	}
 }

@@ -24,7 +24,9 @@ const (
 	NoMessageInQueue
 	// OffsetOverflowOne means the offset equals the queue's max: nothing new yet.
 	OffsetOverflowOne
-	// OffsetOverflowBadly means the offset is past the queue's max.
+	// OffsetOverflowBadly means the offset is past the queue's max. The
+	// next offset is the max, or the min for a topic deleted and created
+	// again (see GetMessages).
 	OffsetOverflowBadly
 	// OffsetTooSmall means the offset is below the queue's min (removed by retention).
 	OffsetTooSmall
@@ -69,6 +71,13 @@ type GetOptions struct {
 
 // GetMessages reads records of topic/queue from logical offset offset,
 // following RocketMQ's pull semantics for the status and next offset.
+//
+// An offset past the queue's max (OffsetOverflowBadly) moves to the max,
+// as in RocketMQ since 4.9.4, unless the topic was deleted (DeleteTopic)
+// and has a queue again: the offset is then most likely a running
+// consumer's from the deleted topic, and the max would skip the messages
+// the topic created again holds already, so it moves to the queue's min
+// (0 unless retention removed some): duplicates rather than loss.
 func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions) (GetResult, error) {
 	if o.MaxMessages <= 0 {
 		o.MaxMessages = 32
@@ -91,6 +100,9 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 		return r, nil
 	case offset == hi:
 		r.Status = OffsetOverflowOne
+		return r, nil
+	case offset > hi && s.wasDeleted(topic):
+		r.Status, r.NextBeginOffset = OffsetOverflowBadly, lo
 		return r, nil
 	case offset > hi:
 		r.Status, r.NextBeginOffset = OffsetOverflowBadly, hi

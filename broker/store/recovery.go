@@ -21,12 +21,13 @@ import (
 // first that fails (a zero size word where no record was written, or a
 // torn or stale one). Everything after that point is zeroed and later
 // segments removed, so nothing there can be read as a record by a later
-// recovery, and what was scanned is fsynced (a crashed process may have
-// left records only in the page cache); consume-queue entries that point
-// past the new end are dropped, and queues and index are rebuilt from the
-// checkpoint onwards, except for the records of deleted topics from
-// before their deletion (see DeleteTopic), whose cuts are then moved back
-// to the end found if a crash lost records before them.
+// recovery, and what was scanned is written back and fsynced (a crashed
+// process may have left records only in the page cache, and a failed
+// fsync may have left them there marked clean); consume-queue entries
+// that point past the new end are dropped, and queues and index are
+// rebuilt from the checkpoint onwards, except for the records of deleted
+// topics from before their deletion (see DeleteTopic), whose cuts are
+// then moved back to the end found if a crash lost records before them.
 func (s *Store) recover() error {
 	cp, haveCP, err := readCheckpoint(s.checkpointPath())
 	if err != nil {
@@ -58,7 +59,13 @@ func (s *Store) recover() error {
 		// fsynced: they survive in the page cache, and the scan finds
 		// them intact. They become durable (and visible) only now, so an
 		// OS crash after this Open cannot take what consumers and the
-		// checkpoints were shown.
+		// checkpoints were shown. They are written back first: after a
+		// failed fsync earlier in this boot, Linux keeps the pages it
+		// could not write in the cache but marks them clean, and an fsync
+		// alone would write nothing and succeed.
+		if err := s.log.rewrite(start, end); err != nil {
+			return fmt.Errorf("write back the recovered commit log: %w", err)
+		}
 		if err := s.syncLog(start, end); err != nil {
 			return fmt.Errorf("fsync the recovered commit log: %w", err)
 		}

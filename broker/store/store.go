@@ -184,8 +184,9 @@ type Store struct {
 	// topic's queues.
 	dispatchMu sync.Mutex
 	// deleted are the deleted topics whose records the log may still
-	// hold, by name (deleted.go). The dispatcher reads it; it changes
-	// only under dispatchMu, or in Open.
+	// hold, by name (deleted.go). The dispatcher reads it under
+	// dispatchMu, GetMessages under mu; after Open it is replaced, never
+	// changed in place, under both.
 	deleted map[string]deletedTopic
 
 	handMu    sync.Mutex       // guards the hand-over from the writer to the dispatcher
@@ -727,7 +728,7 @@ func (s *Store) flushLoop() {
 		select {
 		case <-flush.C:
 			if s.opts.FlushType == AsyncFlush {
-				s.flushCommitLog() // a failure fails the store, which logs it
+				s.intervalFlush()
 			}
 		case <-cp.C:
 			if err := s.checkpoint(false); err != nil && !errors.Is(err, ErrWriteFailed) {
@@ -736,6 +737,15 @@ func (s *Store) flushLoop() {
 		case <-s.stop:
 			return
 		}
+	}
+}
+
+// intervalFlush is flushLoop's AsyncFlush fsync. A failed fsync fails the
+// store, which logs it once, and every later flush returns the store's
+// failure (ErrWriteFailed) unlogged; any other error is logged each time.
+func (s *Store) intervalFlush() {
+	if err := s.flushCommitLog(); err != nil && !errors.Is(err, ErrWriteFailed) {
+		s.opts.Logger.Warn("commit-log flush failed", "err", err)
 	}
 }
 
