@@ -17,12 +17,15 @@ import (
 )
 
 // writeConfig writes a config naming temporalHostPort and an order
-// database in a fresh directory, and returns its path.
-func writeConfig(t *testing.T, temporalHostPort string) string {
+// database in dir (a fresh one if empty), followed by the YAML extra, and
+// returns its path.
+func writeConfig(t *testing.T, dir, temporalHostPort, extra string) string {
 	t.Helper()
-	dir := t.TempDir()
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	cfg := filepath.Join(dir, "config.yaml")
-	body := fmt.Sprintf("store:\n  dataDir: %s\ntemporal:\n  hostPort: %s\nlog:\n  level: error\n", dir, temporalHostPort)
+	body := fmt.Sprintf("store:\n  dataDir: %s\ntemporal:\n  hostPort: %s\nlog:\n  level: error\n", dir, temporalHostPort) + extra
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +45,7 @@ func TestRunSignalsPay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := writeConfig(t, srv.FrontendHostPort())
+	cfg := writeConfig(t, "", srv.FrontendHostPort(), "")
 	var stdout, stderr bytes.Buffer
 	if code := run(ctx, []string{"--config", cfg, "--order", in.OrderID, "--amount", "1500"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
@@ -76,7 +79,7 @@ func TestRunSignalsPay(t *testing.T) {
 }
 
 func TestRunRefusesBadInput(t *testing.T) {
-	cfg := writeConfig(t, "127.0.0.1:1") // never dialled: each case fails first
+	cfg := writeConfig(t, "", "127.0.0.1:1", "") // never dialled: each case fails first
 	for _, tc := range []struct {
 		args []string
 		code int

@@ -71,12 +71,7 @@ func TestRunTracesPay(t *testing.T) {
 	}
 	dir := t.TempDir()
 	spansFile := filepath.Join(dir, "spans.jsonl")
-	cfg := filepath.Join(dir, "config.yaml")
-	body := fmt.Sprintf("store:\n  dataDir: %s\ntemporal:\n  hostPort: %s\nlog:\n  level: error\n"+
-		"telemetry:\n  exporter: file\n  file: %s\n", dir, srv.FrontendHostPort(), spansFile)
-	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeConfig(t, dir, srv.FrontendHostPort(), fmt.Sprintf("telemetry:\n  exporter: file\n  file: %s\n", spansFile))
 	var stdout, stderr bytes.Buffer
 	if code := run(ctx, []string{"--config", cfg, "--order", in.OrderID, "--amount", "1500"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
