@@ -26,7 +26,8 @@
 // cancelled (step "cancel", OrderCancelled); a payment of the right
 // amount pays it (step "pay", OrderPaid). A step whose local transaction
 // the check-back fenced runs again under a new name ("pay-2"): "create"
-// at most [MaxStepAttempts] times, "pay" and "cancel" until they succeed.
+// at most [MaxStepAttempts] times, "pay" and "cancel" at most
+// [MaxFencedRuns] times, backing off.
 // A payment the database refuses is listed for a refund and the order
 // waits on. While the broker is down, "create" retries for
 // [CreateSendTimeout]; "pay" and "cancel" retry until it is back.
@@ -60,5 +61,5 @@
 // real dev server and broker (package txnbridge), and by replaying the
 // histories in testdata, recorded from real runs by TestRecordHistories
 // (HALFBACK_RECORD_HISTORY=1): those of the current version and, named
-// "_v1_", those recorded before the version settlesChange.
+// "_pre_settles_", those recorded before the version [SettlesChange].
 package workflows

@@ -11,6 +11,7 @@ import (
 	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/halfbackmq/halfback/activities"
 	"github.com/halfbackmq/halfback/client"
@@ -40,6 +41,9 @@ type harness struct {
 	maxChecks int
 	// deliverChecks delivers each sent check as a signal after checkDelay.
 	deliverChecks bool
+	// legacy runs the workflow as one started before
+	// workflows.SettlesChange (GetVersion answers DefaultVersion).
+	legacy bool
 
 	mu     sync.Mutex
 	halves []workflows.SendHalfInput
@@ -74,6 +78,9 @@ func (h *harness) install() {
 	env := h.env
 	workflows.Register(env)
 	(&activities.Activities{}).Register(env)
+	if h.legacy {
+		env.OnGetVersion(workflows.SettlesChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
 	any2 := []any{mock.Anything, mock.Anything}
 	env.OnActivity(workflows.ActivitySendHalf, any2...).Return(
 		func(_ context.Context, in workflows.SendHalfInput) (client.HalfReceipt, error) {

@@ -51,6 +51,9 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 		case pay != nil: // taken even if the workflow was cancelled meanwhile: the customer paid
 			return pay, nil
 		case ctx.Err() != nil && o.settles:
+			if pay := o.pendingPay(ctx, payCh); pay != nil { // signalled with the cancellation
+				return pay, nil
+			}
 			return nil, ctx.Err()
 		case check.Check == 0:
 			continue // a rejected payment (or a check without a number)

@@ -86,7 +86,8 @@ func TestRecordHistories(t *testing.T) {
 }
 
 // historyTag names the workflow version the recorded histories are of:
-// "v1_" before settlesChange, "" with it.
+// "pre_settles_" before workflows.SettlesChange (recorded on a checkout
+// of an earlier commit), "" with it.
 const historyTag = ""
 
 func start(t *testing.T, tc temporalclient.Client, in workflows.OrderInput) temporalclient.WorkflowRun {

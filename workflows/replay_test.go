@@ -13,12 +13,12 @@ import (
 )
 
 // histories are recorded by TestRecordHistories from real runs: those
-// of the current version, and those ("_v1_") recorded before
-// settlesChange, which must replay with the behaviour they were recorded
-// with.
+// of the current version, and those ("_pre_settles_") recorded before
+// workflows.SettlesChange (DefaultVersion), which must replay with the
+// behaviour they were recorded with.
 var histories = []string{
 	"order_paid_history.json", "order_cancelled_history.json", "order_workflow_cancelled_history.json",
-	"order_paid_v1_history.json", "order_cancelled_v1_history.json", "order_workflow_cancelled_v1_history.json",
+	"order_paid_pre_settles_history.json", "order_cancelled_pre_settles_history.json", "order_workflow_cancelled_pre_settles_history.json",
 }
 
 // TestReplay replays the recorded histories against the current

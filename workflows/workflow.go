@@ -16,10 +16,16 @@ import (
 // MaxStepAttempts bounds how often step "create" runs again, under a new
 // transaction id ("create", "create-2", "create-3"), after the check-back
 // fenced its local transaction: nothing was promised to anyone yet.
-// Steps "pay" and "cancel" run again without a limit: a fence says the
-// local transaction was slower than the broker's check-back, not that
-// the payment or the cancellation is wrong.
 const MaxStepAttempts = 3
+
+// MaxFencedRuns bounds how often steps "pay" and "cancel" run: a fence
+// says the local transaction was slower than the broker's check-back, not
+// that the payment or the cancellation is wrong, so they run again, backing
+// off from one second to five minutes (about two hours in all), each run
+// adding some 23 events to the history. After the last, a payment is
+// listed for a refund (the order waits on) and a cancellation fails the
+// order.
+const MaxFencedRuns = 30
 
 // CreateSendTimeout is how long step "create" retries sending its half
 // message while the broker is unreachable before the order fails: nothing
@@ -73,7 +79,7 @@ var policyOptions = workflow.LocalActivityOptions{
 // stock) and the workflow ends as cancelled. A payment signalled in the
 // same workflow task as the cancellation is taken.
 //
-// These rules came with the version settlesChange; a workflow started
+// These rules came with the version SettlesChange; a workflow started
 // before it replays with the earlier ones (a cancellation noticed at the
 // next activity, no compensation, MaxStepAttempts for every step, a
 // refused payment ending the order FAILED).
@@ -90,7 +96,7 @@ func OrderPaymentWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, err
 	}
 	o := &order{in: in, res: OrderResult{OrderID: in.OrderID, Status: StatusCreating},
 		receipts: map[string]client.HalfReceipt{}, runs: map[string]int{},
-		settles: workflow.GetVersion(ctx, settlesChange, workflow.DefaultVersion, 1) == 1}
+		settles: workflow.GetVersion(ctx, SettlesChange, workflow.DefaultVersion, 1) == 1}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (OrderResult, error) { return o.res, nil }); err != nil {
 		return o.res, err
 	}
@@ -104,13 +110,13 @@ func OrderPaymentWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, err
 	return o.res, err
 }
 
-// settlesChange is the workflow.GetVersion change id of the behaviour
+// SettlesChange is the workflow.GetVersion change id of the behaviour
 // that settles every order (version 1): a workflow cancellation cancels
 // the order, steps run where the cancellation does not reach them, a
 // refused payment is listed and the order waits on, and "pay" and
-// "cancel" run again after any number of fences, backing off. Histories
+// "cancel" run again up to MaxFencedRuns times, backing off. Histories
 // recorded before it (DefaultVersion) replay with the earlier behaviour.
-const settlesChange = "order-settles"
+const SettlesChange = "order-settles"
 
 // run takes the order from its input to a final status.
 func (o *order) run(ctx workflow.Context) error {
@@ -121,7 +127,9 @@ func (o *order) run(ctx workflow.Context) error {
 	ctx = workflow.WithActivityOptions(ctx, activityOptions)
 	if err := o.create(o.steps(ctx)); err != nil || o.res.Status == StatusFailed {
 		if err != nil && o.settles && ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+			// The order may exist (a refused commit of a local transaction
+			// that committed): cancel it, as for any cancelled workflow.
+			return o.cancelled(ctx, err)
 		}
 		return err
 	}
@@ -180,7 +188,7 @@ type order struct {
 	receipts map[string]client.HalfReceipt
 	// runs counts the runs of each step, by its base name.
 	runs map[string]int
-	// settles: the workflow runs with settlesChange.
+	// settles: the workflow runs with SettlesChange.
 	settles bool
 }
 
@@ -217,14 +225,14 @@ func (o *order) step(name, tag, local string, body []byte, args ...any) Step {
 // right away (a busy database), and each run adds to the history.
 const (
 	fenceBackoff    = time.Second
-	fenceBackoffMax = time.Minute
+	fenceBackoffMax = 5 * time.Minute
 )
 
 // runStep runs s, again after the check-back fenced it, at most
-// maxAttempts times (0: without a limit; with settlesChange that is the
-// limit of "pay" and "cancel"). Each run of a step gets a name, and so a
-// transaction id, of its own: "pay", "pay-2", "pay-3", numbered across
-// the workflow (a second payment after a refused one is "pay-2").
+// maxAttempts times (before SettlesChange, MaxStepAttempts for every
+// step). Each run of a step gets a name, and so a transaction id, of its
+// own: "pay", "pay-2", "pay-3", numbered across the workflow (a second
+// payment after a refused one is "pay-2").
 func (o *order) runStep(ctx workflow.Context, s Step, maxAttempts int) error {
 	base := s.Name
 	if !o.settles {
@@ -277,7 +285,7 @@ func (o *order) create(ctx workflow.Context) error {
 // workflow waits on.
 func (o *order) pay(ctx workflow.Context, p PayInput) (taken bool, err error) {
 	s := o.step("pay", TagOrderPaid, ActivityMarkPaidLocal, o.event(p.PaymentID, ""), o.in.OrderID, p)
-	err = o.runStep(ctx, s, 0)
+	err = o.runStep(ctx, s, MaxFencedRuns)
 	if err == nil {
 		o.res.Status, o.res.PaymentID = StatusPaid, p.PaymentID
 		return true, nil
@@ -299,7 +307,7 @@ func (o *order) pay(ctx workflow.Context, p PayInput) (taken bool, err error) {
 // cancel runs step "cancel".
 func (o *order) cancel(ctx workflow.Context, reason string) error {
 	s := o.step("cancel", TagOrderCancelled, ActivityCancelLocal, o.event("", reason), o.in.OrderID, reason)
-	err := o.runStep(ctx, s, 0)
+	err := o.runStep(ctx, s, MaxFencedRuns)
 	if err == nil {
 		o.res.Status, o.res.Reason = StatusCancelled, reason
 		return nil
@@ -316,9 +324,17 @@ func (o *order) cancel(ctx workflow.Context, reason string) error {
 }
 
 // adopt takes the database's status when it is final (the order was paid
-// or cancelled another way) and reports whether it was.
+// or cancelled another way) and reports whether it was. With
+// SettlesChange an order the database does not know is final too: it was
+// never created (a cancelled workflow's create failed).
 func (o *order) adopt(ctx workflow.Context) (bool, error) {
 	status, err := o.state(ctx)
+	if o.settles && HasErrorType(err, ErrTypeNotFound) {
+		if !o.final() {
+			o.fail("order not created")
+		}
+		return true, nil
+	}
 	if err != nil {
 		return false, err
 	}

@@ -268,7 +268,7 @@ func TestPayStepRefusedAdoptsDatabaseState(t *testing.T) {
 
 // A payment fenced more often than MaxStepAttempts is still recorded: a
 // fence means the local transaction was slow, not that the payment is bad.
-func TestPayFencedRunsAgainWithoutLimit(t *testing.T) {
+func TestPayFencedRunsAgain(t *testing.T) {
 	h := newHarness(t)
 	fences := workflows.MaxStepAttempts + 1
 	var runs []time.Time
@@ -595,4 +595,139 @@ func TestChecksKeyedByWorkflowID(t *testing.T) {
 	if !slices.Equal(h.halves[0].Keys, []string{"order-x"}) || h.halves[0].TxnID != orderID+"/create" {
 		t.Fatalf("create message %+v: keyed by the order id, transaction id of the workflow id", h.halves[0])
 	}
+}
+
+// A payment fenced MaxFencedRuns times is listed for a refund and the
+// order waits on: its checks then cancel it.
+func TestPayFencedMaxTimesIsRefunded(t *testing.T) {
+	h := newHarness(t)
+	runs := 0
+	h.local = func(activity, _ string) error {
+		if activity == workflows.ActivityMarkPaidLocal {
+			runs++
+			return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+		}
+		return nil
+	}
+	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+	res, err := h.run(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runs != workflows.MaxFencedRuns || res.Status != workflows.StatusCancelled ||
+		!reflect.DeepEqual(res.RejectedPayments, []workflows.PayInput{{PaymentID: "pay-1", Amount: input.Amount}}) {
+		t.Fatalf("%d pay runs, result %+v; want %d runs, then CANCELLED by the checks with pay-1 listed for a refund",
+			runs, res, workflows.MaxFencedRuns)
+	}
+}
+
+// A payment signalled right after the cancellation, while the order is
+// being cancelled, is listed for a refund, not dropped.
+func TestPayAfterCancellationIsRefunded(t *testing.T) {
+	h := newHarness(t)
+	h.env.RegisterDelayedCallback(func() {
+		h.env.CancelWorkflow()
+		h.env.SignalWorkflow(workflows.SignalPay, workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount})
+	}, checkDelay/2)
+	_, err := h.run(input)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("error %v, want the workflow's cancellation", err)
+	}
+	v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.OrderResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != workflows.StatusCancelled ||
+		!reflect.DeepEqual(res.RejectedPayments, []workflows.PayInput{{PaymentID: "pay-1", Amount: input.Amount}}) {
+		t.Fatalf("status %+v, want CANCELLED with pay-1 listed for a refund", res)
+	}
+}
+
+// A cancelled workflow whose create failed after its local transaction
+// (the broker refused the commit) cancels the order it may have created.
+func TestCancelledCreateFailureCancelsOrder(t *testing.T) {
+	h := newHarness(t)
+	first := true
+	h.local = func(activity, _ string) error {
+		if activity == workflows.ActivityCreateOrderLocal && first {
+			first = false
+			h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 0) // during the retry's back-off
+			return errors.New("database is locked")
+		}
+		return nil
+	}
+	h.endTxn = func(in workflows.EndInput) error {
+		if in.Commit && in.Receipt.TransactionID == "order-1/create" {
+			return permanent("client: transaction already ended with the other outcome", workflows.ErrTypeTransactionConflict)
+		}
+		return nil
+	}
+	_, err := h.run(input)
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("error %v, want the workflow's cancellation", err)
+	}
+	if n := len(h.locals); n == 0 || h.locals[n-1] != "CancelLocal order-1/cancel" {
+		t.Fatalf("local transactions %v, want the order cancelled last", h.locals)
+	}
+}
+
+// Workflows started before SettlesChange keep the earlier rules.
+func TestBeforeSettlesChange(t *testing.T) {
+	fenced := func(string) error { return permanent("orders: local transaction fenced", workflows.ErrTypeFenced) }
+	t.Run("pay fenced MaxStepAttempts times fails the order", func(t *testing.T) {
+		h := newHarness(t)
+		h.legacy = true
+		h.local = func(activity, _ string) error {
+			if activity == workflows.ActivityMarkPaidLocal {
+				return fenced(activity)
+			}
+			return nil
+		}
+		h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
+		res, err := h.run(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rollbacks := h.outcomes()
+		if res.Status != workflows.StatusFailed || !slices.Equal(rollbacks, []string{"order-1/pay", "order-1/pay-2", "order-1/pay-3"}) {
+			t.Fatalf("result %+v, rollbacks %v; want FAILED after 3 runs", res, rollbacks)
+		}
+	})
+	t.Run("refused payment fails the order", func(t *testing.T) {
+		h := newHarness(t)
+		h.legacy = true
+		h.local = func(activity, _ string) error {
+			if activity == workflows.ActivityMarkPaidLocal {
+				return permanent("orders: payment id already recorded for another order", workflows.ErrTypePaymentExists)
+			}
+			return nil
+		}
+		h.pay(workflows.PayInput{PaymentID: "used", Amount: input.Amount}, checkDelay/4)
+		res, err := h.run(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != workflows.StatusFailed || res.Checks != 1 {
+			t.Fatalf("result %+v, want FAILED at once", res)
+		}
+	})
+	t.Run("cancellation noticed at the next activity, nothing compensated", func(t *testing.T) {
+		h := newHarness(t)
+		h.legacy = true
+		h.env.RegisterDelayedCallback(h.env.CancelWorkflow, checkDelay/2)
+		_, err := h.run(input)
+		var canceled *temporal.CanceledError
+		if !errors.As(err, &canceled) {
+			t.Fatalf("error %v, want the workflow's cancellation", err)
+		}
+		if want := []string{"CreateOrderLocal order-1/create"}; !slices.Equal(h.locals, want) {
+			t.Fatalf("local transactions %v, want %v", h.locals, want)
+		}
+	})
 }
