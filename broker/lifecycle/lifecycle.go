@@ -94,6 +94,7 @@ const (
 	DefaultRetention      = 72 * time.Hour
 	DefaultQueueSize      = 16384
 	DefaultExpiryInterval = 10 * time.Minute
+	DefaultSyncInterval   = time.Second
 	maxBatch              = 1024
 )
 
@@ -112,6 +113,10 @@ type Options struct {
 	QueueSize int
 	// ExpiryInterval is how often expired keys are deleted. Default 10 min.
 	ExpiryInterval time.Duration
+	// SyncInterval is how often events written since the last sync are
+	// fsynced: the events a crash can lose (Pebble keeps unsynced writes
+	// in the process until its log block fills). Default 1 s.
+	SyncInterval time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives write errors. Default slog.Default().
@@ -127,6 +132,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ExpiryInterval <= 0 {
 		o.ExpiryInterval = DefaultExpiryInterval
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = DefaultSyncInterval
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -144,6 +152,7 @@ type Recorder struct {
 	db      *pebble.DB
 	queue   chan *item // pointers: a buffer of values would be megabytes for the GC to scan
 	seq     uint64     // writer goroutine only
+	dirty   bool       // writer goroutine only: events written since the last sync
 	dropped atomic.Int64
 
 	closeMu sync.RWMutex // Record holds it shared while sending; Close exclusive
@@ -230,6 +239,8 @@ func (r *Recorder) run() {
 	defer close(r.done)
 	tick := time.NewTicker(r.opts.ExpiryInterval)
 	defer tick.Stop()
+	syncTick := time.NewTicker(r.opts.SyncInterval)
+	defer syncTick.Stop()
 	for {
 		select {
 		case it, ok := <-r.queue:
@@ -253,6 +264,16 @@ func (r *Recorder) run() {
 		case <-tick.C:
 			if err := r.Expire(); err != nil {
 				r.opts.Logger.Warn("lifecycle: expire", "err", err)
+			}
+		case <-syncTick.C:
+			if r.dirty {
+				// An empty synced log entry: Pebble writes out and fsyncs
+				// its log up to here, the unsynced events included.
+				if err := r.db.LogData(nil, pebble.Sync); err != nil {
+					r.opts.Logger.Warn("lifecycle: sync events", "err", err)
+					continue
+				}
+				r.dirty = false
 			}
 		}
 	}
@@ -280,6 +301,7 @@ func (r *Recorder) write(batch []*item) {
 		if err := b.Commit(pebble.NoSync); err != nil {
 			r.opts.Logger.Warn("lifecycle: write events", "events", len(batch)-len(barriers), "err", err)
 		}
+		r.dirty = true
 	}
 	for _, d := range barriers {
 		close(d)

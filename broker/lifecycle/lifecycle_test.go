@@ -1,6 +1,8 @@
 package lifecycle
 
 import (
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -125,6 +127,50 @@ func TestTraceIDOf(t *testing.T) {
 	} {
 		if got := TraceIDOf(in); got != want {
 			t.Errorf("TraceIDOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestEventsSurviveAProcessCrash checks that recorded events reach the
+// files within SyncInterval: Pebble keeps unsynced writes in the process
+// until its log block fills, so without the periodic sync a killed broker
+// lost every event since it started. The files are copied while the
+// Recorder runs, which is what a killed process leaves behind.
+func TestEventsSurviveAProcessCrash(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(Options{Dir: dir, SyncInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.Record(Event{MsgID: "m1", Kind: Stored, Keys: "order-1"})
+	if err := r.Sync(); err != nil { // written (not yet synced)
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; ; n++ {
+		found := func() bool {
+			copyDir := filepath.Join(t.TempDir(), "copy")
+			if err := os.CopyFS(copyDir, os.DirFS(dir)); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(copyDir, "LOCK"))
+			c, err := Open(Options{Dir: copyDir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			msgs, err := c.Lookup("order-1", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(msgs) == 1
+		}()
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d copies in 10 s the files still hold no event recorded before", n+1)
 		}
 	}
 }

@@ -30,7 +30,9 @@ func newGroupCmd() *cobra.Command {
 		Short: "Show a group's committed offsets and lag on every queue it consumes",
 		Long: `Show, for every queue of the topics the group has committed offsets for or
 subscribes to (and of its retry topic), the queue's max offset, the group's
-committed offset and the lag between them (GET_CONSUME_STATS).`,
+committed offset, the lag between them and, as LAST CONSUMED, the store
+time of the last message the group consumed there (GET_CONSUME_STATS'
+lastTimestamp).`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			queues, err := c.GroupOffsets(ctx, args[0])

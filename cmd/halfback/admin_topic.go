@@ -139,7 +139,7 @@ func newTopicCmd() *cobra.Command {
 	create.Flags().IntVar(&queues, "queues", 4, "read and write queue count")
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List the broker's topics, system topics included",
+		Short: "List the broker's topics (with the schedule and timer topics; not the transaction topics)",
 		Args:  cobra.NoArgs,
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
 			topics, err := c.ListTopics(ctx)

@@ -103,7 +103,8 @@ func newMirrorStatusCmd() *cobra.Command {
 		Long: `Show, for every topic of mirror.kafka.topics, the Kafka topic it goes to and,
 per queue, the broker's max offset, the offset the mirror's group
 (mirror.kafka.group) has committed (only after Kafka acknowledged the
-records), the lag between them and when the group last consumed there. A
+records), the lag between them and the store time of the last message it
+consumed there (as RocketMQ's lastTimestamp). A
 lag that grows while messages keep arriving means the mirror is stopped or
 Kafka is down (the mirror logs why).`,
 		Args: cobra.NoArgs,

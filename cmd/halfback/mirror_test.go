@@ -159,7 +159,8 @@ func TestMirrorCommandRejectsBadConfig(t *testing.T) {
 	t.Setenv("HALFBACK_MIRROR_KAFKA_TOPICS", "no-such-topic=orders")
 	t.Setenv("HALFBACK_BROKER_AUTOCREATETOPICENABLE", "false")
 	_, err = run(t, "broker", "--config", smallStoreConfig(t), "--data-dir", t.TempDir())
-	if !errors.Is(err, mirror.ErrUnknownTopic) || !strings.Contains(err.Error(), "no-such-topic") {
-		t.Errorf("broker mirroring an unknown topic: %v; want ErrUnknownTopic naming it", err)
+	if !errors.Is(err, mirror.ErrUnknownTopic) || !strings.Contains(err.Error(), "no-such-topic") ||
+		!strings.Contains(err.Error(), "mirror.kafka.topics") {
+		t.Errorf("broker mirroring an unknown topic: %v; want ErrUnknownTopic naming it and the key", err)
 	}
 }

@@ -32,6 +32,9 @@ func StartMirror(ctx context.Context, cfg *config.Config, nsAddrs []string, log 
 	}
 	if err != nil {
 		c.Close()
+		if errors.Is(err, mirror.ErrUnknownTopic) {
+			return nil, fmt.Errorf("config: mirror.kafka.topics: %w", err)
+		}
 		return nil, fmt.Errorf("kafka mirror: %w", err)
 	}
 	return func() error { return errors.Join(m.Close(), c.Close()) }, nil
