@@ -40,6 +40,14 @@ type Broker struct {
 	hooksMu       sync.RWMutex
 	dispatchHooks []func(topic string, qid int32, maxOffset int64)
 
+	// topicAdmin serializes the changes to the topic table: an admin
+	// request's (create or update, delete) from start to end, and a
+	// creation on first use (lockTopicAdmin). A deletion then never
+	// removes a topic created while it ran.
+	topicAdmin sync.Mutex
+	// topicAdminWaits, if set (tests only), runs when lockTopicAdmin
+	// finds topicAdmin held, before it waits for it.
+	topicAdminWaits func()
 	// midDeleteTopic, if set (tests only), runs in handleDeleteTopic
 	// between the store's cut and the removal of the topic's config.
 	midDeleteTopic func(topic string)

@@ -473,6 +473,7 @@ func (b *Broker) ensureGroupTopic(topic string) error {
 	if _, ok := b.topics.get(topic); ok {
 		return nil
 	}
+	defer b.lockTopicAdmin()() // see topicForSend
 	if err := b.topics.put(TopicConfig{TopicName: topic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: PermRW}, false); err != nil {
 		return err
 	}

@@ -128,7 +128,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 		}
 	}
-	tc, err := b.topics.getOrCreate(h.topic)
+	tc, err := b.topicForSend(h.topic)
 	switch {
 	case errors.Is(err, ErrTopicNotExist):
 		return remoting.NewResponse(req, remoting.RespTopicNotExist, "topic["+h.topic+"] not exist, apply first please!")

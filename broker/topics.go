@@ -182,6 +182,32 @@ func (b *Broker) registerTopics(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqGetAllTopicConfig, b.handleGetAllTopicConfig)
 }
 
+// lockTopicAdmin takes topicAdmin and returns its unlock.
+func (b *Broker) lockTopicAdmin() (unlock func()) {
+	if !b.topicAdmin.TryLock() {
+		if b.topicAdminWaits != nil {
+			b.topicAdminWaits()
+		}
+		b.topicAdmin.Lock()
+	}
+	return b.topicAdmin.Unlock
+}
+
+// topicForSend returns the config of the topic a message is sent to,
+// creating it if auto-creation is on (getOrCreate). Only a creation
+// takes topicAdmin (a send to a topic that exists takes no lock), so
+// that a creation on first use is not removed by a deletion it raced:
+// it comes before the deletion starts, or after it ends.
+func (b *Broker) topicForSend(name string) (TopicConfig, error) {
+	if tc, ok := b.topics.get(name); ok {
+		return tc, nil
+	}
+	if b.topics.autoCreate { // else getOrCreate refuses: nothing to lock
+		defer b.lockTopicAdmin()()
+	}
+	return b.topics.getOrCreate(name)
+}
+
 // isSystemTopic reports a topic the broker keeps for itself (RocketMQ's
 // TopicValidator.isSystemTopic): the ones no producer may send to, and any
 // rmq_sys_ topic. Administration may not create, change or delete them:
@@ -212,6 +238,7 @@ func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *rem
 		}
 	}
 	tc.Order = req.Ext("order") == "true"
+	defer b.lockTopicAdmin()() // see handleDeleteTopic
 	if err := b.topics.put(tc, true); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
@@ -240,11 +267,19 @@ func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *rem
 // between create the topic anew, be acknowledged, and land below the cut,
 // where no queue ever gets it. If the config cannot be removed, the topic
 // stays, empty.
+//
+// The deletion holds the topic-administration lock throughout, as does
+// a creation or update (handleCreateTopic) and a creation on first use
+// (topicForSend, ensureGroupTopic): a topic created while the deletion
+// ran would otherwise be removed by it, after its creation was answered
+// with success. A creation comes either before the deletion starts, and
+// is deleted, as the admin asked last, or after it ends, and stands.
 func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	topic := req.Ext("topic")
 	if isSystemTopic(topic) {
 		return systemTopicRefused(req, topic)
 	}
+	defer b.lockTopicAdmin()()
 	if message.ValidateTopic(topic) == nil { // no queue or offset has an invalid name
 		if err := b.deleteTopicData(topic); err != nil {
 			b.opts.Logger.Error("topic deletion failed", "topic", topic, "err", err)

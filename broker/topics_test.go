@@ -399,3 +399,88 @@ func TestCommitRacingDeleteTopic(t *testing.T) {
 		t.Fatal("a commit of offset 3 on the deleted topic's queue succeeded")
 	}
 }
+
+// TestCreateTopicDuringDeleteStands issues an UPDATE_AND_CREATE_TOPIC for
+// a topic while its deletion is between the store's cut and the removal
+// of its config. The creation must not be answered with success and then
+// removed by the deletion: it waits for the deletion and stands after it,
+// with the queue counts it asked for, and the topic's next message is its
+// first, at queue offset 0.
+func TestCreateTopicDuringDeleteStands(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for i := range 3 {
+		mustSend(t, c, "orders", 0, "", "old-"+strconv.Itoa(i))
+	}
+	waitQueue(t, b, "orders", 0, 3)
+	created := make(chan *remoting.Command, 1)
+	waits := make(chan struct{}, 1)
+	b.topicAdminWaits = func() { waits <- struct{}{} }
+	b.midDeleteTopic = func(topic string) {
+		go func() {
+			req := remoting.NewRequest(remoting.ReqUpdateAndCreateTopic,
+				map[string]string{"topic": topic, "readQueueNums": "8", "writeQueueNums": "8"})
+			created <- b.handleCreateTopic(context.Background(), nil, req)
+		}()
+		// Until the creation waits for the deletion, or has run inside it.
+		select {
+		case <-waits:
+		case r := <-created:
+			created <- r
+		}
+	}
+	deleteTopicNow(t, b, "orders")
+	if r := <-created; r.Code != remoting.RespSuccess {
+		t.Fatalf("create during the deletion: %d %s", r.Code, r.Remark)
+	}
+	tc, ok := b.topics.get("orders")
+	if !ok || tc.WriteQueueNums != 8 {
+		t.Fatalf("after a create issued during the deletion, the topic is %+v (present %v), want it with 8 queues", tc, ok)
+	}
+	if r := mustSend(t, c, "orders", 0, "", "new-0"); r.Ext("queueOffset") != "0" {
+		t.Fatalf("the first send after the deletion got queue offset %s, want 0", r.Ext("queueOffset"))
+	}
+}
+
+// TestAutoCreateDuringDeleteStands sends, with auto-creation on, to a
+// topic not in the table whose queues an earlier version left, while a
+// deletion of it is between the store's cut and the removal of the
+// config. The creation on first use waits for the deletion, which finds
+// no topic to remove, and stands after it.
+func TestAutoCreateDuringDeleteStands(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	mustSend(t, c, "orders", 0, "", "old-0")
+	waitQueue(t, b, "orders", 0, 1)
+	if err := b.topics.remove("orders"); err != nil { // the queues stay
+		t.Fatal(err)
+	}
+	type result struct {
+		tc  TopicConfig
+		err error
+	}
+	created := make(chan result, 1)
+	waits := make(chan struct{}, 1)
+	b.topicAdminWaits = func() { waits <- struct{}{} }
+	b.midDeleteTopic = func(topic string) {
+		go func() {
+			tc, err := b.topicForSend(topic)
+			created <- result{tc, err}
+		}()
+		select { // as in TestCreateTopicDuringDeleteStands
+		case <-waits:
+		case r := <-created:
+			created <- r
+		}
+	}
+	req := remoting.NewRequest(remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "orders"})
+	if r := b.handleDeleteTopic(context.Background(), nil, req); r.Code != remoting.RespTopicNotExist {
+		t.Fatalf("delete of a topic not in the table: %d %s, want TOPIC_NOT_EXIST", r.Code, r.Remark)
+	}
+	if r := <-created; r.err != nil || r.tc.TopicName != "orders" {
+		t.Fatalf("creation on first use during the deletion: %+v, %v", r.tc, r.err)
+	}
+	if _, ok := b.topics.get("orders"); !ok {
+		t.Fatal("the topic created on first use during the deletion was removed by it")
+	}
+}

@@ -507,16 +507,28 @@ func (t *queueTable) removeTopic(topic string) {
 	}
 }
 
-// hasTopic reports whether the table holds a queue of topic.
-func (t *queueTable) hasTopic(topic string) bool {
+// topicMax returns the max offset of each queue the table holds of
+// topic, by queue id; nil if it holds none.
+func (t *queueTable) topicMax(topic string) map[int32]int64 {
 	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for k := range t.queues {
+	var qs map[int32]*consumeQueue
+	for k, q := range t.queues {
 		if k.topic == topic {
-			return true
+			if qs == nil {
+				qs = make(map[int32]*consumeQueue)
+			}
+			qs[k.qid] = q
 		}
 	}
-	return false
+	t.mu.RUnlock()
+	if qs == nil {
+		return nil
+	}
+	m := make(map[int32]int64, len(qs))
+	for qid, q := range qs {
+		_, m[qid] = q.bounds()
+	}
+	return m
 }
 
 // each calls fn for every queue.

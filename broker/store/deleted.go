@@ -24,6 +24,14 @@ type deletedTopic struct {
 	// Until it is, no record of the topic is dispatched, and Open
 	// removes the directory (a crash or a failed removal left it).
 	QueuesRemoved bool `json:"queuesRemoved"`
+	// MaxOffsets are the max offsets (one past the last message) the
+	// topic's queues had when it was deleted, by queue id; a queue not
+	// listed had no message. A read past the end of a queue the topic
+	// has again moves to the queue's min only at or below its bound
+	// there (see GetMessages). Nil, as in a file written before the
+	// field was, means no bound is known: every read past the end moves
+	// to the min, until the deletion is forgotten.
+	MaxOffsets map[int32]int64 `json:"maxOffsets"`
 }
 
 // DeleteTopic deletes every consume queue of topic, as RocketMQ's
@@ -35,13 +43,13 @@ type deletedTopic struct {
 // DeleteTopic then does nothing.
 //
 // The deletion is recorded, with its cut (the commit-log offset of the
-// next append), in the file deleted-topics.json before any file is
-// removed; appends wait for that one small write. Records of the topic
-// below the cut never get a queue entry again: not from the dispatcher
-// meeting them after the deletion, nor from a recovery that replays the
-// log from an older checkpoint. Records from the cut on start the new
-// queues at 0. Open forgets a deletion once retention has removed every
-// segment below its cut.
+// next append) and the max offset of each of its queues, in the file
+// deleted-topics.json before any file is removed; appends wait for that
+// one small write. Records of the topic below the cut never get a queue
+// entry again: not from the dispatcher meeting them after the deletion,
+// nor from a recovery that replays the log from an older checkpoint.
+// Records from the cut on start the new queues at 0. Open forgets a
+// deletion once retention has removed every segment below its cut.
 //
 // No dispatch or checkpoint runs while DeleteTopic does, so no fsync
 // meets a removed file or directory. Readers holding a queue find it
@@ -59,67 +67,95 @@ func (s *Store) DeleteTopic(topic string) error {
 	defer s.cpMu.Unlock()
 	s.dispatchMu.Lock()
 	defer s.dispatchMu.Unlock()
-	cut, err := s.cutTopic(topic)
-	if err != nil || cut < 0 {
+	d, err := s.cutTopic(topic)
+	if err != nil || d.Cut < 0 {
 		return err
 	}
 	s.cqs.removeTopic(topic)
 	if err := removeQueueDir(s.cqs.dir, topic); err != nil {
-		s.setDeleted(topic, deletedTopic{Cut: math.MaxInt64}) // until Open finishes the removal
+		// Until Open finishes the removal.
+		s.setDeleted(topic, deletedTopic{Cut: math.MaxInt64, MaxOffsets: d.MaxOffsets})
 		return s.fail(fmt.Errorf("delete topic %s: remove its consume queues: %w", topic, err))
 	}
+	d.QueuesRemoved = true
 	next := maps.Clone(s.deleted)
-	next[topic] = deletedTopic{Cut: cut, QueuesRemoved: true}
+	next[topic] = d
 	if err := writeDeleted(s.deletedPath(), next); err != nil {
 		// The file still says the removal is to be done: Open would
 		// remove the queues the topic gets from now on.
-		s.setDeleted(topic, deletedTopic{Cut: math.MaxInt64})
+		s.setDeleted(topic, deletedTopic{Cut: math.MaxInt64, MaxOffsets: d.MaxOffsets})
 		return s.fail(fmt.Errorf("delete topic %s: record it: %w", topic, err))
 	}
-	s.setDeleted(topic, next[topic])
-	s.opts.Logger.Info("deleted the consume queues of a topic", "topic", topic, "cut", cut)
+	s.setDeleted(topic, d)
+	s.opts.Logger.Info("deleted the consume queues of a topic", "topic", topic, "cut", d.Cut)
 	return nil
 }
 
-// cutTopic records topic's deletion at the next append's offset, unless
-// the topic has nothing to delete (it then returns -1). In the same
+// cutTopic records topic's deletion at the next append's offset, with
+// the max offset of each of its queues, and returns the record, unless
+// the topic has nothing to delete (its Cut is then -1). In the same
 // critical section the topic's next queue offsets are forgotten, so that
 // every later append to it is assigned queue offsets from 0 and lands at
 // or past the cut. The caller holds dispatchMu.
-func (s *Store) cutTopic(topic string) (int64, error) {
+func (s *Store) cutTopic(topic string) (deletedTopic, error) {
+	none := deletedTopic{Cut: -1}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return -1, ErrClosed
+		return none, ErrClosed
 	}
 	if s.failed != nil {
-		return -1, s.failed
+		return none, s.failed
 	}
+	// The queues' max offsets: the next offsets appends would get (the
+	// queues may not have them all yet), and the queues' own.
+	maxOffs := s.cqs.topicMax(topic)
 	var keys []queueKey
-	for k := range s.queueNext {
+	for k, qo := range s.queueNext {
 		if k.topic == topic {
 			keys = append(keys, k)
+			if maxOffs == nil {
+				maxOffs = make(map[int32]int64)
+			}
+			maxOffs[k.qid] = max(maxOffs[k.qid], qo)
 		}
 	}
-	if len(keys) == 0 && !s.cqs.hasTopic(topic) {
-		return -1, nil
+	if maxOffs == nil {
+		return none, nil
 	}
-	cut := s.next
+	d := deletedTopic{Cut: s.next, MaxOffsets: maxOffs}
+	if prev, ok := s.deleted[topic]; ok {
+		// A deletion still remembered: its consumers may be running too.
+		d.MaxOffsets = mergeMax(prev.MaxOffsets, maxOffs)
+	}
 	next := maps.Clone(s.deleted)
-	next[topic] = deletedTopic{Cut: cut}
+	next[topic] = d
 	if err := writeDeleted(s.deletedPath(), next); err != nil {
-		return -1, fmt.Errorf("store: delete topic %s: record it: %w", topic, err)
+		return none, fmt.Errorf("store: delete topic %s: record it: %w", topic, err)
 	}
 	s.deleted = next
 	for _, k := range keys {
 		delete(s.queueNext, k)
 	}
-	return cut, nil
+	return d, nil
+}
+
+// mergeMax returns the larger bound of a and b for each queue either
+// lists; nil (no bound known) if either is nil.
+func mergeMax(a, b map[int32]int64) map[int32]int64 {
+	if a == nil || b == nil {
+		return nil
+	}
+	m := maps.Clone(b)
+	for qid, off := range a {
+		m[qid] = max(m[qid], off)
+	}
+	return m
 }
 
 // setDeleted sets topic's entry in the deleted topics, replacing the map
 // (DeleteTopic). The caller holds dispatchMu, under which the dispatcher
-// reads them; s.mu is taken too, for wasDeleted.
+// reads them; s.mu is taken too, for staleOffset.
 func (s *Store) setDeleted(topic string, d deletedTopic) {
 	next := maps.Clone(s.deleted)
 	next[topic] = d
@@ -128,13 +164,22 @@ func (s *Store) setDeleted(topic string, d deletedTopic) {
 	s.mu.Unlock()
 }
 
-// wasDeleted reports a topic deleted whose records from before the
-// deletion the log may still hold: any queue it has now was created since.
-func (s *Store) wasDeleted(topic string) bool {
+// staleOffset reports whether offset, past the end of topic/qid, may be
+// a consumer's offset in the topic before it was deleted: the deletion is
+// remembered (the log may still hold the topic's records from before it,
+// so any queue the topic has now was created since), and offset is at
+// most the max offset the queue had then, or that max is not known.
+func (s *Store) staleOffset(topic string, qid int32, offset int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.deleted[topic]
-	return ok
+	d, ok := s.deleted[topic]
+	if !ok {
+		return false
+	}
+	if d.MaxOffsets == nil {
+		return true
+	}
+	return offset <= d.MaxOffsets[qid]
 }
 
 // beforeDeletion reports a record of a deleted topic from before the

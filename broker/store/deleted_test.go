@@ -186,6 +186,145 @@ func TestOverflowOfARecreatedTopic(t *testing.T) {
 	check("after a reopen")
 }
 
+// overflowCase is a read past the end of topic/qid at off, and the next
+// offset it must be sent to.
+type overflowCase struct {
+	topic     string
+	qid       int32
+	off, next int64
+}
+
+// checkOverflow reads each case and checks it is told
+// OFFSET_OVERFLOW_BADLY with its next offset.
+func checkOverflow(t *testing.T, s *Store, when string, cases ...overflowCase) {
+	t.Helper()
+	for _, c := range cases {
+		r, err := s.GetMessages(c.topic, c.qid, c.off, GetOptions{})
+		if err != nil || r.Status != OffsetOverflowBadly || r.NextBeginOffset != c.next {
+			t.Fatalf("%s: read of %s/%d at %d = %v next %d (%v), want OFFSET_OVERFLOW_BADLY next %d",
+				when, c.topic, c.qid, c.off, r.Status, r.NextBeginOffset, err, c.next)
+		}
+	}
+}
+
+// TestOverflowPastTheDeletedMax checks that only an offset a consumer of
+// the deleted topic can hold moves to the min of the queue created
+// again: one at most the max offset that queue had at the deletion. An
+// offset past it is the new topic's own, and moves to the max as for any
+// topic. The case that matters: under AsyncFlush a crash loses the last
+// records of the topic created again, whose consumers have read into
+// them; the min would deliver its whole queue again. The deletion keeps
+// the max offsets in deleted-topics.json, so a reopen changes nothing.
+func TestOverflowPastTheDeletedMax(t *testing.T) {
+	o := testOptions(t, AsyncFlush)
+	s := openStore(t, o)
+	appendGone(t, s, 0, 4) // gone/0 and gone/1 end at 4
+	if err := s.DeleteTopic("gone"); err != nil {
+		t.Fatalf("DeleteTopic: %v", err)
+	}
+	if got := readDeletedFile(t, o.Dir)["gone"].MaxOffsets; len(got) != 2 || got[0] != 4 || got[1] != 4 {
+		t.Fatalf("deleted-topics.json keeps the max offsets %v, want map[0:4 1:4]", got)
+	}
+	for i := range 2 {
+		mustAppend(t, s, goneMsg(0, "new", i))
+	}
+	mustAppend(t, s, goneMsg(2, "new", 0)) // a queue the deleted topic did not have
+	waitDispatched(t, s)
+	cases := []overflowCase{
+		{"gone", 0, 3, 0}, {"gone", 0, 4, 0}, // the deleted topic's consumers: from the start
+		{"gone", 0, 5, 2}, // past the deleted max: to the max
+		{"gone", 2, 3, 1}, // no deleted max: to the max
+		{"kept", 0, 6, 4}} // never deleted
+	checkOverflow(t, s, "after the deletion", cases...)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, o)
+	checkOverflow(t, s, "after a reopen", cases...)
+
+	// The topic created again grows past the deleted max, and a crash
+	// loses its last records after a consumer has read them.
+	mustAppend(t, s, goneMsg(1, "new", 0))
+	var res []AppendResult
+	for i := 2; i < 8; i++ {
+		res = append(res, mustAppend(t, s, goneMsg(0, "new", i)))
+	}
+	waitFor(t, "flush", func() bool { return s.durable.Load() == s.written.Load() })
+	s.halt()
+	lost := res[4].PhysicalOffset // new-6 and new-7 never reached the disk
+	writeLog(t, o, lost, make([]byte, s.written.Load()-lost))
+	s = openStore(t, o)
+	defer s.Close()
+	if _, hi := s.QueueBounds("gone", 0); hi != 6 {
+		t.Fatalf("gone/0 ends at %d after the crash, want 6", hi)
+	}
+	checkOverflow(t, s, "after the crash",
+		overflowCase{"gone", 0, 8, 6}, // a consumer that read new-6 and new-7: nothing more lost
+		overflowCase{"gone", 1, 4, 0}) // still a deleted topic's consumer
+}
+
+// TestOverflowAfterTwoDeletions deletes a topic twice while the first
+// deletion is still remembered: a consumer of its first life may still
+// run, so each queue's bound is the larger of both lives' max offsets.
+func TestOverflowAfterTwoDeletions(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	s := openStore(t, o)
+	defer s.Close()
+	appendGone(t, s, 0, 4) // first life: gone/0 and gone/1 end at 4
+	if err := s.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 { // second life: gone/0 ends at 6, gone/1 has nothing
+		mustAppend(t, s, goneMsg(0, "second", i))
+	}
+	if err := s.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readDeletedFile(t, o.Dir)["gone"].MaxOffsets; len(got) != 2 || got[0] != 6 || got[1] != 4 {
+		t.Fatalf("deleted-topics.json keeps the max offsets %v, want map[0:6 1:4]", got)
+	}
+	mustAppend(t, s, goneMsg(0, "third", 0))
+	mustAppend(t, s, goneMsg(1, "third", 0))
+	waitDispatched(t, s)
+	checkOverflow(t, s, "after the second deletion",
+		overflowCase{"gone", 0, 6, 0}, overflowCase{"gone", 0, 7, 1},
+		overflowCase{"gone", 1, 4, 0}, overflowCase{"gone", 1, 5, 1})
+}
+
+// TestDeletedTopicsFileWithoutMaxOffsets opens a deleted-topics.json
+// written before it kept the queues' max offsets: no bound is known, so
+// every read past the end of a queue the topic has again moves to its
+// min, as before; and a later deletion of the topic keeps not knowing.
+func TestDeletedTopicsFileWithoutMaxOffsets(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	s := openStore(t, o)
+	appendGone(t, s, 0, 4)
+	if err := s.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, goneMsg(0, "new", 0))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := readDeletedFile(t, o.Dir)["gone"]
+	old := fmt.Sprintf(`{"gone": {"cut": %d, "queuesRemoved": true}}`, d.Cut)
+	if err := os.WriteFile(filepath.Join(o.Dir, "deleted-topics.json"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, o)
+	defer s.Close()
+	checkOverflow(t, s, "after a reopen", overflowCase{"gone", 0, 100, 0})
+	if err := s.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readDeletedFile(t, o.Dir)["gone"]; got.MaxOffsets != nil {
+		t.Fatalf("a deletion after one with no known bounds keeps the bounds %v, want none", got.MaxOffsets)
+	}
+	mustAppend(t, s, goneMsg(0, "new", 0))
+	waitDispatched(t, s)
+	checkOverflow(t, s, "after a second deletion", overflowCase{"gone", 0, 100, 0})
+}
+
 // TestDeleteTopicSkipsLateRecords holds the writer after it has written
 // and fsynced a record of the topic but before the dispatcher gets it, and
 // deletes the topic meanwhile: the record, appended before the deletion,

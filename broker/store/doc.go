@@ -147,8 +147,14 @@
 // their checks: out of order, outside their segment, or not linked as the
 // slots rebuilt from the entries before them say), and an index file that
 // is missing or unreadable is rebuilt from its segment. Recovery
-// therefore re-dispatches (and writes back) at most one checkpoint
-// interval of appends.
+// therefore re-dispatches, writes back and fsyncs everything from the
+// checkpoint's dispatch position to the end of the log: about one
+// checkpoint interval of appends when the dispatcher kept up, plus
+// however far it lagged behind the writer at the crash (the checkpoint
+// records where it was), and the whole retained log when the checkpoint
+// file is missing or damaged. When that is more than one segment, Open
+// logs its size and range at Warn: writing it back reads and writes every
+// byte of it.
 //
 // # Retention
 //
@@ -202,10 +208,16 @@
 // the queues' directory is gone; Open finishes a removal a crash
 // interrupted, moves a cut back to the log's end if a crash lost records
 // before it, and forgets a deletion once retention has passed its cut.
+// The file also keeps the max offset each queue had at the deletion.
 // While it remembers one, a read past the end of a queue the topic has
-// again is moved to the queue's min rather than its max: the reader is
-// most likely a consumer of the deleted topic, and the max would skip
-// the messages the topic created again holds already.
+// again, at an offset no greater than that queue's max then, is moved to
+// the queue's min rather than its max: the reader is most likely a
+// consumer of the deleted topic, and the max would skip the messages the
+// topic created again holds already. A read past both goes to the max, as
+// for any topic: it is the topic's own consumer, shown records a crash
+// lost under [AsyncFlush], and the min would deliver the whole queue
+// again. (A deletion recorded before the file kept the max offsets moves
+// every read past the end to the min.)
 //
 // # Usage
 //

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -387,6 +388,59 @@ func TestRecoveryWritesBackBeforeFsync(t *testing.T) {
 		if covered < want {
 			t.Fatalf("before its fsync, recovery wrote back [0, %d) of segment %d's scanned [0, %d) (writes %v)", covered, base, want, written)
 		}
+	}
+}
+
+// TestRecoveryLogsALargeRewrite checks that recovery warns, once, with
+// its size and range, when it is to write back more than a segment of
+// the log: from a checkpoint far behind the end, and from the start
+// without one. A rewrite of a few records is not logged.
+func TestRecoveryLogsALargeRewrite(t *testing.T) {
+	const msg = "recovery writes back and fsyncs a large part of the commit log"
+	logged := new(testutil.Buffer) // what the last Open logged
+	o := testOptions(t, SyncFlush)
+	reopen := func(s *Store) *Store {
+		t.Helper()
+		s.halt()
+		logged = new(testutil.Buffer)
+		o.Logger = newBufLogger(logged)
+		return openStore(t, o)
+	}
+	s := openStore(t, o)
+	if err := s.checkpoint(false); err != nil { // at 0
+		t.Fatal(err)
+	}
+	fillSegments(t, s, 40) // into the second segment
+	end := s.MaxPhysicalOffset()
+	if end <= o.SegmentSize {
+		t.Fatalf("the log ends at %d, in its first segment", end)
+	}
+	want := fmt.Sprintf("bytes=%d from=0 to=%d", end, end)
+	for _, c := range []struct{ name, why string }{
+		{"checkpoint far behind", "far behind"},
+		{"no checkpoint", "no usable checkpoint"},
+	} {
+		if c.why == "no usable checkpoint" {
+			if err := os.Remove(s.checkpointPath()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s = reopen(s)
+		out := logged.String()
+		if n := strings.Count(out, msg); n != 1 || !strings.Contains(out, want) || !strings.Contains(out, c.why) {
+			t.Fatalf("%s: recovery of [0, %d) logged %d warnings, want 1 with %q and %q:\n%s", c.name, end, n, want, c.why, out)
+		}
+	}
+	if err := s.checkpoint(false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		mustAppend(t, s, testMsg("small", 0, i))
+	}
+	s = reopen(s)
+	defer s.Close()
+	if out := logged.String(); strings.Contains(out, msg) {
+		t.Fatalf("recovery of 3 records warned of a large rewrite:\n%s", out)
 	}
 }
 

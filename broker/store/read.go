@@ -25,8 +25,8 @@ const (
 	// OffsetOverflowOne means the offset equals the queue's max: nothing new yet.
 	OffsetOverflowOne
 	// OffsetOverflowBadly means the offset is past the queue's max. The
-	// next offset is the max, or the min for a topic deleted and created
-	// again (see GetMessages).
+	// next offset is the max, or the min for an offset of a topic before
+	// it was deleted and created again (see GetMessages).
 	OffsetOverflowBadly
 	// OffsetTooSmall means the offset is below the queue's min (removed by retention).
 	OffsetTooSmall
@@ -73,11 +73,17 @@ type GetOptions struct {
 // following RocketMQ's pull semantics for the status and next offset.
 //
 // An offset past the queue's max (OffsetOverflowBadly) moves to the max,
-// as in RocketMQ since 4.9.4, unless the topic was deleted (DeleteTopic)
-// and has a queue again: the offset is then most likely a running
-// consumer's from the deleted topic, and the max would skip the messages
-// the topic created again holds already, so it moves to the queue's min
-// (0 unless retention removed some): duplicates rather than loss.
+// as in RocketMQ since 4.9.4: the reader may have been shown records a
+// crash lost (under AsyncFlush), and the max loses nothing more. One
+// exception: the topic was deleted (DeleteTopic), has a queue again, and
+// offset is at most the max offset the queue had at the deletion. The
+// offset is then most likely a running consumer's from the deleted topic,
+// and the max would skip the messages the topic created again holds
+// already, so it moves to the queue's min (0 unless retention removed
+// some): duplicates rather than loss. For a deletion recorded before
+// deleted-topics.json kept the queues' max offsets, every offset past
+// the end moves to the min. Either lasts until Open forgets the deletion,
+// once retention has passed its cut.
 func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions) (GetResult, error) {
 	if o.MaxMessages <= 0 {
 		o.MaxMessages = 32
@@ -101,7 +107,7 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	case offset == hi:
 		r.Status = OffsetOverflowOne
 		return r, nil
-	case offset > hi && s.wasDeleted(topic):
+	case offset > hi && s.staleOffset(topic, qid, offset):
 		r.Status, r.NextBeginOffset = OffsetOverflowBadly, lo
 		return r, nil
 	case offset > hi:

@@ -28,6 +28,11 @@ import (
 // rebuilt from the checkpoint onwards, except for the records of deleted
 // topics from before their deletion (see DeleteTopic), whose cuts are
 // then moved back to the end found if a crash lost records before them.
+//
+// What is written back is everything from the checkpoint's dispatch
+// position to the end found, not one checkpoint interval: it grows with
+// the dispatcher's lag behind the writer, and is the whole retained log
+// without a usable checkpoint. More than a segment of it is logged.
 func (s *Store) recover() error {
 	cp, haveCP, err := readCheckpoint(s.checkpointPath())
 	if err != nil {
@@ -63,6 +68,7 @@ func (s *Store) recover() error {
 		// failed fsync earlier in this boot, Linux keeps the pages it
 		// could not write in the cache but marks them clean, and an fsync
 		// alone would write nothing and succeed.
+		s.logLargeRewrite(start, end, haveCP && start == cp.Dispatched)
 		if err := s.log.rewrite(start, end); err != nil {
 			return fmt.Errorf("write back the recovered commit log: %w", err)
 		}
@@ -105,6 +111,23 @@ func (s *Store) recover() error {
 		_, s.queueNext[k] = q.bounds()
 		return nil
 	})
+}
+
+// logLargeRewrite warns when recovery is to write back and fsync more
+// than one segment of the commit log, [start, end), so that an operator
+// sees why Open is slow; fromCP says start is the checkpoint's position
+// (else there was no usable checkpoint, and start is the log's start).
+func (s *Store) logLargeRewrite(start, end int64, fromCP bool) {
+	n := end - start
+	if n <= s.opts.SegmentSize {
+		return
+	}
+	why := "the checkpoint's dispatch position is far behind the log's end"
+	if !fromCP {
+		why = "no usable checkpoint: the whole retained log is recovered"
+	}
+	s.opts.Logger.Warn("recovery writes back and fsyncs a large part of the commit log; Open takes longer",
+		"bytes", n, "from", start, "to", end, "why", why)
 }
 
 // recoverIndex makes the key index agree with the log below start (see
