@@ -179,3 +179,26 @@ func (nopLogger) Debug(string, ...any) {}
 func (nopLogger) Info(string, ...any)  {}
 func (nopLogger) Warn(string, ...any)  {}
 func (nopLogger) Error(string, ...any) {}
+
+// status answers the "status" query (also once the workflow has closed).
+func (h *harness) status() workflows.OrderResult {
+	h.t.Helper()
+	v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var res workflows.OrderResult
+	if err := v.Get(&res); err != nil {
+		h.t.Fatal(err)
+	}
+	return res
+}
+
+// wantCancelled fails t unless err is the workflow's cancellation.
+func wantCancelled(t *testing.T, err error) {
+	t.Helper()
+	var canceled *temporal.CanceledError
+	if !errors.As(err, &canceled) {
+		t.Fatalf("error %v, want the workflow's cancellation", err)
+	}
+}

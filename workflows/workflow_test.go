@@ -362,24 +362,14 @@ func TestWorkflowCancelledWhileWaitingCancelsOrder(t *testing.T) {
 	h := newHarness(t)
 	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, checkDelay/2)
 	_, err := h.run(input)
-	var canceled *temporal.CanceledError
-	if !errors.As(err, &canceled) {
-		t.Fatalf("error %v, want the workflow's cancellation", err)
-	}
+	wantCancelled(t, err)
 	if want := []string{"CreateOrderLocal order-1/create", "CancelLocal order-1/cancel"}; !slices.Equal(h.locals, want) {
 		t.Fatalf("local transactions %v, want %v", h.locals, want)
 	}
 	if commits, _ := h.outcomes(); !slices.Equal(commits, []string{"order-1/create", "order-1/cancel"}) {
 		t.Fatalf("commits %v", commits)
 	}
-	v, err := h.env.QueryWorkflow(workflows.QueryStatus)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res workflows.OrderResult
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
-	}
+	res := h.status()
 	if res.Status != workflows.StatusCancelled || res.Reason != "workflow cancelled" {
 		t.Fatalf("status after cancellation %+v, want CANCELLED: workflow cancelled", res)
 	}
@@ -543,10 +533,7 @@ func TestCancelledDuringCreateCancelsOrder(t *testing.T) {
 		return nil
 	}
 	_, err := h.run(input)
-	var canceled *temporal.CanceledError
-	if !errors.As(err, &canceled) {
-		t.Fatalf("error %v, want the workflow's cancellation", err)
-	}
+	wantCancelled(t, err)
 	want := []string{"CreateOrderLocal order-1/create", "CreateOrderLocal order-1/create", "CreateOrderLocal order-1/create",
 		"CreateOrderLocal order-1/create", "CancelLocal order-1/cancel"}
 	if !slices.Equal(h.locals, want) {
@@ -630,18 +617,8 @@ func TestPayAfterCancellationIsRefunded(t *testing.T) {
 		h.env.SignalWorkflow(workflows.SignalPay, workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount})
 	}, checkDelay/2)
 	_, err := h.run(input)
-	var canceled *temporal.CanceledError
-	if !errors.As(err, &canceled) {
-		t.Fatalf("error %v, want the workflow's cancellation", err)
-	}
-	v, err := h.env.QueryWorkflow(workflows.QueryStatus)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res workflows.OrderResult
-	if err := v.Get(&res); err != nil {
-		t.Fatal(err)
-	}
+	wantCancelled(t, err)
+	res := h.status()
 	if res.Status != workflows.StatusCancelled ||
 		!reflect.DeepEqual(res.RejectedPayments, []workflows.PayInput{{PaymentID: "pay-1", Amount: input.Amount}}) {
 		t.Fatalf("status %+v, want CANCELLED with pay-1 listed for a refund", res)
@@ -668,10 +645,7 @@ func TestCancelledCreateFailureCancelsOrder(t *testing.T) {
 		return nil
 	}
 	_, err := h.run(input)
-	var canceled *temporal.CanceledError
-	if !errors.As(err, &canceled) {
-		t.Fatalf("error %v, want the workflow's cancellation", err)
-	}
+	wantCancelled(t, err)
 	if n := len(h.locals); n == 0 || h.locals[n-1] != "CancelLocal order-1/cancel" {
 		t.Fatalf("local transactions %v, want the order cancelled last", h.locals)
 	}
@@ -722,10 +696,7 @@ func TestBeforeSettlesChange(t *testing.T) {
 		h.legacy = true
 		h.env.RegisterDelayedCallback(h.env.CancelWorkflow, checkDelay/2)
 		_, err := h.run(input)
-		var canceled *temporal.CanceledError
-		if !errors.As(err, &canceled) {
-			t.Fatalf("error %v, want the workflow's cancellation", err)
-		}
+		wantCancelled(t, err)
 		if want := []string{"CreateOrderLocal order-1/create"}; !slices.Equal(h.locals, want) {
 			t.Fatalf("local transactions %v, want %v", h.locals, want)
 		}
