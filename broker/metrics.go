@@ -140,7 +140,8 @@ func (m *brokerMetrics) register(b *Broker) error {
 			outcome, source string
 			n               int64
 		}{{"commit", "producer", st.Commits}, {"rollback", "producer", st.Rollbacks},
-			{"commit", "check", st.CheckCommits}, {"rollback", "check", st.CheckRollbacks}} {
+			{"commit", "check", st.CheckCommits}, {"rollback", "check", st.CheckRollbacks},
+			{"commit", "operator", st.AdminCommits}, {"rollback", "operator", st.AdminRollbacks}} {
 			ob.ObserveInt64(outcomes, oc.n, metric.WithAttributes(attrOutcome.String(oc.outcome), attrSource.String(oc.source)))
 		}
 		ds := b.delay.Stats()

@@ -89,8 +89,12 @@ func TestBrokerMetrics(t *testing.T) {
 	}
 	commit := sendHalfRaw(t, c, "orders", "c1")
 	sendHalfRaw(t, c, "orders", "open1")
+	sendHalfRaw(t, c, "orders", "op1")
 	if r := endTxn(t, c, commit, message.TransactionCommitType); r.Code != remoting.RespSuccess {
 		t.Fatalf("commit: %d %s", r.Code, r.Remark)
+	}
+	if r := call(t, c, remoting.ReqHalfbackResolveTransaction, map[string]string{"id": "op1", "outcome": "rollback"}, nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("operator rollback: %d %s", r.Code, r.Remark)
 	}
 	offs := appendTestMsgs(t, b, "failing", 0, 2)
 	if r := callSendBack(t, c, sendBackExt(offs[0], "g", "failing", 0, 5)); r.Code != remoting.RespSuccess {
@@ -111,9 +115,11 @@ func TestBrokerMetrics(t *testing.T) {
 	m.want(t, "halfback.broker.retries", 1, "messaging.consumer.group.name", "g")
 	m.want(t, "halfback.broker.dlq.messages", 1, "messaging.consumer.group.name", "g")
 	m.want(t, "halfback.broker.dlq.size", 1, "messaging.destination.name", "%DLQ%g")
-	m.want(t, "halfback.txn.halves", 2)
+	m.want(t, "halfback.txn.halves", 3)
 	m.want(t, "halfback.txn.outcomes", 1, "halfback.txn.outcome", "commit", "halfback.txn.source", "producer")
-	m.want(t, "halfback.txn.outcomes", 0, "halfback.txn.outcome", "rollback")
+	m.want(t, "halfback.txn.outcomes", 0, "halfback.txn.outcome", "rollback", "halfback.txn.source", "producer")
+	m.want(t, "halfback.txn.outcomes", 1, "halfback.txn.outcome", "rollback", "halfback.txn.source", "operator")
+	m.want(t, "halfback.txn.outcomes", 1, "halfback.txn.outcome", "rollback")
 	pending, _ := m.value("halfback.txn.half.pending")
 	parked, _ := m.value("halfback.txn.half.parked")
 	if pending+parked != 1 {

@@ -81,7 +81,7 @@ func (s *Service) End(ctx context.Context, req EndRequest) (EndResult, error) {
 		}
 		e.resolving = make(chan struct{})
 		s.mu.Unlock()
-		return s.resolve(ctx, e, req.Outcome, req.FromCheck)
+		return s.resolve(ctx, e, req)
 	}
 }
 
@@ -121,7 +121,8 @@ func (s *Service) endResolved(req EndRequest) (EndResult, error) {
 // record is known to be stored or not, which may be after it returns (see
 // write): until then a repeated END_TRANSACTION waits, and writes no
 // second record.
-func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bool) (EndResult, error) {
+func (s *Service) resolve(ctx context.Context, e *entry, req EndRequest) (EndResult, error) {
+	o := req.Outcome
 	var m *message.Message
 	if o == Commit {
 		ext, err := s.readContent(e)
@@ -135,7 +136,7 @@ func (s *Service) resolve(ctx context.Context, e *entry, o Outcome, fromCheck bo
 	var t Txn
 	res, err := s.write(ctx, m, func(r store.AppendResult) {
 		s.settle(e, o.status(), r.PhysicalOffset)
-		s.stats.outcome(o, fromCheck) // with the state, so Stats never shows one without the other
+		s.stats.outcome(o, req) // with the state, so Stats never shows one without the other
 		t = e.txn()
 	}, func() { s.unclaim(e) })
 	if err != nil {

@@ -76,6 +76,8 @@ type Stats struct {
 	Commits, Rollbacks  int64 // outcomes recorded, from producers
 	CheckCommits        int64 // commits that answered a check-back
 	CheckRollbacks      int64 // rollbacks that answered a check-back
+	AdminCommits        int64 // commits an operator decided (EndRequest.Admin)
+	AdminRollbacks      int64 // rollbacks an operator decided
 	Checks              int64 // check-backs that reached a producer
 	Unreached           int64 // due checks with no producer online (not counted)
 	ParkedTotal         int64 // half messages parked after max checks
@@ -85,16 +87,22 @@ type Stats struct {
 
 type counters struct {
 	halves, commits, rollbacks, checkCommits, checkRollbacks atomic.Int64
+	adminCommits, adminRollbacks                             atomic.Int64
 	checks, unreached, parked, expired, duplicates           atomic.Int64
 }
 
-func (c *counters) outcome(o Outcome, fromCheck bool) {
+// outcome counts an outcome of req.
+func (c *counters) outcome(o Outcome, req EndRequest) {
 	switch {
-	case o == Commit && fromCheck:
+	case o == Commit && req.Admin:
+		c.adminCommits.Add(1)
+	case o == Commit && req.FromCheck:
 		c.checkCommits.Add(1)
 	case o == Commit:
 		c.commits.Add(1)
-	case o == Rollback && fromCheck:
+	case o == Rollback && req.Admin:
+		c.adminRollbacks.Add(1)
+	case o == Rollback && req.FromCheck:
 		c.checkRollbacks.Add(1)
 	case o == Rollback:
 		c.rollbacks.Add(1)
@@ -108,6 +116,7 @@ func (s *Service) Stats() Stats {
 	defer s.mu.Unlock()
 	st := Stats{Halves: s.stats.halves.Load(), Commits: s.stats.commits.Load(), Rollbacks: s.stats.rollbacks.Load(),
 		CheckCommits: s.stats.checkCommits.Load(), CheckRollbacks: s.stats.checkRollbacks.Load(),
+		AdminCommits: s.stats.adminCommits.Load(), AdminRollbacks: s.stats.adminRollbacks.Load(),
 		Checks: s.stats.checks.Load(), Unreached: s.stats.unreached.Load(), ParkedTotal: s.stats.parked.Load(),
 		ExpiredBeforeResult: s.stats.expired.Load(), DuplicateHalves: s.stats.duplicates.Load()}
 	for _, e := range s.live {
