@@ -167,6 +167,23 @@ func (h *harness) outcomes() (commits, rollbacks []string) {
 	return commits, rollbacks
 }
 
+// Permanent local-transaction errors the tests inject.
+var (
+	errFenced        = permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+	errPaymentExists = permanent("orders: payment id already recorded for another order", workflows.ErrTypePaymentExists)
+)
+
+// failing is a harness.local that fails every run of activity with err
+// and lets the other local transactions succeed.
+func failing(activity string, err error) func(activity, txnID string) error {
+	return func(a, _ string) error {
+		if a == activity {
+			return err
+		}
+		return nil
+	}
+}
+
 // permanent returns a non-retryable activity error of errType.
 func permanent(msg, errType string) error {
 	return temporal.NewNonRetryableApplicationError(msg, errType, errors.New(msg))

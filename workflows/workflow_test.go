@@ -206,7 +206,7 @@ func TestFencedLocalTransactionRollsBackAndRunsAgain(t *testing.T) {
 	h := newHarness(t)
 	h.local = func(activity, txnID string) error {
 		if txnID == "order-1/create" {
-			return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+			return errFenced
 		}
 		return nil
 	}
@@ -228,7 +228,7 @@ func TestFencedLocalTransactionRollsBackAndRunsAgain(t *testing.T) {
 func TestFencedEveryTimeFails(t *testing.T) {
 	h := newHarness(t)
 	h.local = func(string, string) error {
-		return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+		return errFenced
 	}
 	res, err := h.run(input)
 	if err != nil {
@@ -245,12 +245,7 @@ func TestFencedEveryTimeFails(t *testing.T) {
 
 func TestPayStepRefusedAdoptsDatabaseState(t *testing.T) {
 	h := newHarness(t)
-	h.local = func(activity, _ string) error {
-		if activity == workflows.ActivityMarkPaidLocal {
-			return permanent("orders: order in wrong state", workflows.ErrTypeBadState)
-		}
-		return nil
-	}
+	h.local = failing(workflows.ActivityMarkPaidLocal, permanent("orders: order in wrong state", workflows.ErrTypeBadState))
 	h.state = func() (string, error) { return workflows.StatusCancelled, nil }
 	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
 	res, err := h.run(input)
@@ -279,7 +274,7 @@ func TestPayFencedRunsAgain(t *testing.T) {
 		runs = append(runs, h.env.Now())
 		if fences > 0 {
 			fences--
-			return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+			return errFenced
 		}
 		return nil
 	}
@@ -310,7 +305,7 @@ func TestRefusedPaymentListedAndOrderWaitsOn(t *testing.T) {
 	h := newHarness(t)
 	h.local = func(activity, txnID string) error {
 		if activity == workflows.ActivityMarkPaidLocal && txnID == "order-1/pay" {
-			return permanent("orders: payment id already recorded for another order", workflows.ErrTypePaymentExists)
+			return errPaymentExists
 		}
 		return nil
 	}
@@ -335,12 +330,7 @@ func TestRefusedPaymentListedAndOrderWaitsOn(t *testing.T) {
 // order is cancelled, the payment listed for a refund.
 func TestRefusedPaymentThenChecksRunOut(t *testing.T) {
 	h := newHarness(t)
-	h.local = func(activity, _ string) error {
-		if activity == workflows.ActivityMarkPaidLocal {
-			return permanent("orders: payment id already recorded for another order", workflows.ErrTypePaymentExists)
-		}
-		return nil
-	}
+	h.local = failing(workflows.ActivityMarkPaidLocal, errPaymentExists)
 	h.pay(workflows.PayInput{PaymentID: "used", Amount: input.Amount}, checkDelay/4)
 	res, err := h.run(input)
 	if err != nil {
@@ -592,7 +582,7 @@ func TestPayFencedMaxTimesIsRefunded(t *testing.T) {
 	h.local = func(activity, _ string) error {
 		if activity == workflows.ActivityMarkPaidLocal {
 			runs++
-			return permanent("orders: local transaction fenced", workflows.ErrTypeFenced)
+			return errFenced
 		}
 		return nil
 	}
@@ -653,16 +643,10 @@ func TestCancelledCreateFailureCancelsOrder(t *testing.T) {
 
 // Workflows started before SettlesChange keep the earlier rules.
 func TestBeforeSettlesChange(t *testing.T) {
-	fenced := func(string) error { return permanent("orders: local transaction fenced", workflows.ErrTypeFenced) }
 	t.Run("pay fenced MaxStepAttempts times fails the order", func(t *testing.T) {
 		h := newHarness(t)
 		h.legacy = true
-		h.local = func(activity, _ string) error {
-			if activity == workflows.ActivityMarkPaidLocal {
-				return fenced(activity)
-			}
-			return nil
-		}
+		h.local = failing(workflows.ActivityMarkPaidLocal, errFenced)
 		h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
 		res, err := h.run(input)
 		if err != nil {
@@ -676,12 +660,7 @@ func TestBeforeSettlesChange(t *testing.T) {
 	t.Run("refused payment fails the order", func(t *testing.T) {
 		h := newHarness(t)
 		h.legacy = true
-		h.local = func(activity, _ string) error {
-			if activity == workflows.ActivityMarkPaidLocal {
-				return permanent("orders: payment id already recorded for another order", workflows.ErrTypePaymentExists)
-			}
-			return nil
-		}
+		h.local = failing(workflows.ActivityMarkPaidLocal, errPaymentExists)
 		h.pay(workflows.PayInput{PaymentID: "used", Amount: input.Amount}, checkDelay/4)
 		res, err := h.run(input)
 		if err != nil {

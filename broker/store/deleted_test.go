@@ -551,11 +551,7 @@ func TestDeleteTopicCutBeyondRecoveredEnd(t *testing.T) {
 // log holds records below its cut, and forgets it once retention has
 // removed them all.
 func TestDeletedTopicForgotten(t *testing.T) {
-	o := testOptions(t, SyncFlush)
-	clock := &fakeClock{now: time.Now()}
-	o.Now = clock.Now
-	o.FileReserved = time.Hour
-	o.diskUsage = func() (float64, error) { return 0.10, nil }
+	o, clock := agedOptions(t)
 	s := openStore(t, o)
 	appendGone(t, s, 0, 3)
 	if err := s.DeleteTopic("gone"); err != nil {

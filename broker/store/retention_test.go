@@ -24,12 +24,20 @@ func fillSegments(t *testing.T, s *Store, n int) []AppendResult {
 	return res
 }
 
-func TestRetentionByAge(t *testing.T) {
+// agedOptions are testOptions on a fake clock, with segments reserved for
+// an hour and the disk 10% full: retention removes by age only, when the
+// test moves the clock.
+func agedOptions(t *testing.T) (Options, *fakeClock) {
 	o := testOptions(t, SyncFlush)
 	clock := &fakeClock{now: time.Now()}
 	o.Now = clock.Now
 	o.FileReserved = time.Hour
 	o.diskUsage = func() (float64, error) { return 0.10, nil }
+	return o, clock
+}
+
+func TestRetentionByAge(t *testing.T) {
+	o, clock := agedOptions(t)
 	s := openStore(t, o)
 	defer func() { s.Close() }()   // the store reopened below, too
 	res := fillSegments(t, s, 100) // ~4 segments of 256 KiB
@@ -126,13 +134,9 @@ func TestRetentionByDiskWatermark(t *testing.T) {
 // ones; and that a disk above the watermark gets the space back instead.
 func TestRetentionRecyclesSegments(t *testing.T) {
 	fs := &faultFS{}
-	o := testOptions(t, SyncFlush)
+	o, clock := agedOptions(t)
 	o.fs = fs
-	clock := &fakeClock{now: time.Now()}
-	o.Now = clock.Now
-	o.FileReserved = time.Hour
 	o.RetentionCheckPeriod = time.Hour // only the test runs it
-	o.diskUsage = func() (float64, error) { return 0.10, nil }
 	s := openStore(t, o)
 	defer func() { s.Close() }()   // the store reopened below, too
 	res := fillSegments(t, s, 100) // ~4 segments of 256 KiB

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	temporalclient "go.temporal.io/sdk/client"
 
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
@@ -32,25 +33,52 @@ func writeConfig(t *testing.T, dir, temporalHostPort, extra string) string {
 	return cfg
 }
 
-// TestRunSignalsPay runs the payer against a Temporal dev server: the
-// order's workflow (started, no worker needed) receives the pay signal
-// with the payment id and amount the flags give, or the default id.
-func TestRunSignalsPay(t *testing.T) {
+// startOrder starts a dev server and on it the workflow of order id (no
+// worker needed: the payer only signals it), and returns the server's
+// address, a client of it and the workflow's run id.
+func startOrder(t *testing.T, id string) (hostPort string, tc temporalclient.Client, runID string) {
+	t.Helper()
 	srv := txnbridgetest.StartDevServer(t)
-	tc := txnbridgetest.DialTemporal(t, srv)
-	ctx := context.Background()
-	in := workflows.OrderInput{OrderID: "order-9", User: "ann", SKU: "sku-1", Qty: 1, Amount: 1500}
-	run1, err := tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: in.OrderID, TaskQueue: "no-worker"},
+	tc = txnbridgetest.DialTemporal(t, srv)
+	in := workflows.OrderInput{OrderID: id, User: "ann", SKU: "sku-1", Qty: 1, Amount: 1500}
+	run, err := tc.ExecuteWorkflow(context.Background(), temporalclient.StartWorkflowOptions{ID: id, TaskQueue: "no-worker"},
 		workflows.OrderPaymentWorkflowName, in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := writeConfig(t, "", srv.FrontendHostPort(), "")
+	return srv.FrontendHostPort(), tc, run.GetRunID()
+}
+
+// paySignals returns the pay signals in the history of order id's run.
+func paySignals(t *testing.T, tc temporalclient.Client, id, runID string) []*historypb.WorkflowExecutionSignaledEventAttributes {
+	t.Helper()
+	var out []*historypb.WorkflowExecutionSignaledEventAttributes
+	it := tc.GetWorkflowHistory(context.Background(), id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalPay {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TestRunSignalsPay runs the payer against a Temporal dev server: the
+// order's workflow (started, no worker needed) receives the pay signal
+// with the payment id and amount the flags give, or the default id.
+func TestRunSignalsPay(t *testing.T) {
+	const id = "order-9"
+	hostPort, tc, runID := startOrder(t, id)
+	ctx := context.Background()
+	cfg := writeConfig(t, "", hostPort, "")
 	var stdout, stderr bytes.Buffer
-	if code := run(ctx, []string{"--config", cfg, "--order", in.OrderID, "--amount", "1500"}, &stdout, &stderr); code != 0 {
+	if code := run(ctx, []string{"--config", cfg, "--order", id, "--amount", "1500"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
 	}
-	if code := run(ctx, []string{"--config", cfg, "--order", in.OrderID, "--amount", "7", "--payment-id", "p-2"}, &stdout, &stderr); code != 0 {
+	if code := run(ctx, []string{"--config", cfg, "--order", id, "--amount", "7", "--payment-id", "p-2"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "signalled pay pay-order-9 to order order-9") {
@@ -58,19 +86,12 @@ func TestRunSignalsPay(t *testing.T) {
 	}
 
 	var got []workflows.PayInput
-	it := tc.GetWorkflowHistory(ctx, in.OrderID, run1.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
+	for _, a := range paySignals(t, tc, id, runID) {
+		var p workflows.PayInput
+		if err := temporalclient.NewValue(a.GetInput()).Get(&p); err != nil {
 			t.Fatal(err)
 		}
-		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalPay {
-			var p workflows.PayInput
-			if err := temporalclient.NewValue(a.GetInput()).Get(&p); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, p)
-		}
+		got = append(got, p)
 	}
 	want := []workflows.PayInput{{PaymentID: "pay-order-9", Amount: 1500}, {PaymentID: "p-2", Amount: 7}}
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {

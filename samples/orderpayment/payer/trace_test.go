@@ -11,11 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
 )
 
@@ -60,20 +57,14 @@ func readSpans(t *testing.T, path string) []fileSpan {
 // the payer records a SignalWorkflow span and the signal carries its
 // context in the tracing header, for the workflow's HandleSignal span.
 func TestRunTracesPay(t *testing.T) {
-	srv := txnbridgetest.StartDevServer(t)
-	tc := txnbridgetest.DialTemporal(t, srv)
+	const id = "order-traced"
+	hostPort, tc, runID := startOrder(t, id)
 	ctx := context.Background()
-	in := workflows.OrderInput{OrderID: "order-traced", User: "ann", SKU: "sku-1", Qty: 1, Amount: 1500}
-	run1, err := tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: in.OrderID, TaskQueue: "no-worker"},
-		workflows.OrderPaymentWorkflowName, in)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	spansFile := filepath.Join(dir, "spans.jsonl")
-	cfg := writeConfig(t, dir, srv.FrontendHostPort(), fmt.Sprintf("telemetry:\n  exporter: file\n  file: %s\n", spansFile))
+	cfg := writeConfig(t, dir, hostPort, fmt.Sprintf("telemetry:\n  exporter: file\n  file: %s\n", spansFile))
 	var stdout, stderr bytes.Buffer
-	if code := run(ctx, []string{"--config", cfg, "--order", in.OrderID, "--amount", "1500"}, &stdout, &stderr); code != 0 {
+	if code := run(ctx, []string{"--config", cfg, "--order", id, "--amount", "1500"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
 	}
 
@@ -88,20 +79,13 @@ func TestRunTracesPay(t *testing.T) {
 		t.Fatalf("no SignalWorkflow:%s span among %+v", workflows.SignalPay, spans)
 	}
 	var header map[string]string
-	it := tc.GetWorkflowHistory(ctx, in.OrderID, run1.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
+	for _, a := range paySignals(t, tc, id, runID) {
+		p := a.GetHeader().GetFields()["_tracer-data"]
+		if p == nil {
+			t.Fatalf("pay signal without a tracing header: %v", a.GetHeader())
 		}
-		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil && a.GetSignalName() == workflows.SignalPay {
-			p := a.GetHeader().GetFields()["_tracer-data"]
-			if p == nil {
-				t.Fatalf("pay signal without a tracing header: %v", a.GetHeader())
-			}
-			if err := converter.GetDefaultDataConverter().FromPayload(p, &header); err != nil {
-				t.Fatal(err)
-			}
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &header); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if want := "00-" + signal.TraceID + "-" + signal.SpanID + "-"; !strings.HasPrefix(header["traceparent"], want) {
