@@ -75,12 +75,19 @@ func Open(opts Options) (*Broker, error) {
 	}
 	// Listen first: message ids carry the address clients reach the broker
 	// at, which with port 0 is known only now. Requests that arrive before
-	// the store is open are told the broker is busy.
+	// the store is open are told the broker is busy, except a send-back:
+	// its connection is closed (see handleSendBack).
 	mux := b.routes()
 	var err error
 	b.srv, err = remoting.Listen(remoting.ServerOptions{Addr: opts.ListenAddr, Logger: opts.Logger,
 		Handler: remoting.HandlerFunc(func(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
 			if !ready.Load() {
+				if req.Code == remoting.ReqConsumerSendMsgBack {
+					// The Go client v2.1.2 takes any answer to a send-back as
+					// stored (see handleSendBack): close, so that it retries.
+					c.Close()
+					return nil
+				}
 				return remoting.NewResponse(req, remoting.RespSystemBusy, "broker is starting")
 			}
 			return mux.Serve(ctx, c, req)
