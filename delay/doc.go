@@ -46,7 +46,10 @@
 // delivered within the last checkpoint interval before the crash can be
 // delivered twice. The timer index records, in the same batch as its
 // entries, how far it has indexed [TimerTopic], so it rebuilds exactly what a
-// crash lost.
+// crash lost. Its writes are not synced one by one, so under ASYNC_FLUSH an
+// OS crash can keep entries whose commit-log records it lost (and whose
+// offsets later records reuse): New drops the entries past the end of the
+// [TimerTopic] queue it finds and indexes again from there.
 //
 // # Usage
 //

@@ -3,6 +3,8 @@ package delay
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -105,5 +107,77 @@ func TestDeliveryPastFlushTimeoutIsNotRepeated(t *testing.T) {
 	}
 	if b := bodies(r.delivered()); len(b) != 1 {
 		t.Fatalf("delivered %v, want a once", b)
+	}
+}
+
+// osCrash models an OS crash under ASYNC_FLUSH the way broker/txn's
+// undo tests do: Pebble's (unsynced) writes reached the disk, the commit
+// log's unflushed tail did not. It snapshots the store before fn appends,
+// runs fn, then "crashes": the timer index is closed without a checkpoint
+// and the store's directory is put back to the snapshot.
+func osCrash(t *testing.T, r *rig, fn func()) {
+	t.Helper()
+	if err := r.st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	snap := filepath.Join(t.TempDir(), "store")
+	if err := os.CopyFS(snap, os.DirFS(r.st.Dir())); err != nil {
+		t.Fatal(err)
+	}
+	fn()
+	r.s.idx.close() // no checkpoint: Pebble keeps what it was given
+	r.st.Close()
+	if err := os.RemoveAll(r.dir + "/store"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(snap, r.dir+"/store"); err != nil {
+		t.Fatal(err)
+	}
+	r.openStore()
+	r.openScheduler()
+}
+
+// A timer message indexed but lost from the commit log in an OS crash
+// (ASYNC_FLUSH) leaves its index entry behind; the next timer message
+// takes the lost one's commit-log offset and TimerTopic queue offset. New
+// drops the stale entry: the next message is delivered at its own time
+// (not the lost one's), and a record of another size does not stop
+// delivery.
+func TestOSCrashDropsTimerIndexAheadOfTheLog(t *testing.T) {
+	for _, tc := range []struct {
+		name, lostBody, nextBody string
+	}{
+		{"same size", "lost-A", "next-B"},
+		{"other size", "lost-A", "next-B-with-a-longer-body"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRigFlush(t, "1s", true)
+			osCrash(t, r, func() {
+				r.send(tc.lostBody, message.Properties{message.PropertyTimerDelaySec: "600"})
+				if n := r.step(); n != 0 { // indexes it
+					t.Fatalf("delivered %d", n)
+				}
+			})
+			defer r.close()
+			r.send(tc.nextBody, message.Properties{message.PropertyTimerDelaySec: "3600"})
+			r.send("level", message.Properties{message.PropertyDelayTimeLevel: "1"}) // due in 1 s
+			r.step()
+			r.clock.Advance(601 * time.Second) // the lost message's due time; nothing is due
+			if _, _, err := r.s.deliverDue(context.Background()); err != nil {
+				t.Fatalf("at the lost message's due time, delivery fails: %v", err)
+			}
+			r.settle()
+			if got := bodies(r.delivered()); len(got) != 1 || got[0] != "level" {
+				t.Fatalf("at 601 s delivered %v, want only [level] (%s is due at 3600 s)", got, tc.nextBody)
+			}
+			r.clock.Advance(3000 * time.Second) // now next is due
+			if _, _, err := r.s.deliverDue(context.Background()); err != nil {
+				t.Fatalf("delivery fails: %v", err)
+			}
+			r.settle()
+			if got := bodies(r.delivered()); len(got) != 2 || got[1] != tc.nextBody {
+				t.Fatalf("at its due time delivered %v, want [level %s]", got, tc.nextBody)
+			}
+		})
 	}
 }

@@ -103,6 +103,10 @@ func New(st Store, opts Options) (*Scheduler, error) {
 		idx.close()
 		return nil, err
 	}
+	if err := s.repairIndex(); err != nil {
+		idx.close()
+		return nil, err
+	}
 	s.levelNext = p.levelNext
 	s.readNext = slices.Clone(p.levelNext)
 	s.heads = make([][]due, len(opts.Levels))
@@ -525,4 +529,42 @@ func (s *Scheduler) indexTimers() error {
 			return err
 		}
 	}
+}
+
+// repairIndex drops what the timer index holds past the end of the
+// TimerTopic queue. Under AsyncFlush an OS crash can keep the index's
+// Pebble writes and lose the commit-log records they point at; the log
+// then reuses those offsets for other records, which a stale entry would
+// deliver early or fail to decode. The commit log loses a suffix, so the
+// stale entries are exactly those past the queue's last record.
+func (s *Scheduler) repairIndex() error {
+	r, err := s.st.GetMessages(TimerTopic, 0, s.indexed, store.GetOptions{MaxMessages: 1})
+	if err != nil {
+		return err
+	}
+	hi := r.MaxOffset
+	switch r.Status {
+	case store.OffsetOverflowBadly:
+	case store.NoMessageInQueue, store.NoMatchedLogicQueue:
+		hi = 0
+	default:
+		return nil
+	}
+	if s.indexed <= hi {
+		return nil
+	}
+	lastPhys := int64(-1)
+	if hi > 0 {
+		off, found, err := s.entryOffset(TimerTopic, 0, hi-1)
+		if err != nil {
+			return err
+		}
+		if found {
+			lastPhys = off
+		}
+	}
+	s.opts.Logger.Warn("delay: the timer index is ahead of the commit log (lost in a crash); dropping its stale entries",
+		"indexed", s.indexed, "queueMax", hi)
+	s.indexed = hi
+	return s.idx.dropPast(lastPhys, hi)
 }

@@ -137,3 +137,29 @@ func (x *timerIndex) lowestPhys(after timerKey) (int64, bool, error) {
 func (x *timerIndex) iterAfter(k timerKey) (*pebble.Iterator, error) {
 	return x.db.NewIter(&pebble.IterOptions{LowerBound: timerKey{k.due, k.phys + 1}.bytes(), UpperBound: []byte{'u'}})
 }
+
+// dropPast deletes every entry whose record is past phys and sets the
+// indexed offset, synced.
+func (x *timerIndex) dropPast(phys, indexed int64) error {
+	it, err := x.iterAfter(timerKey{due: 0, phys: -1})
+	if err != nil {
+		return err
+	}
+	b := x.db.NewBatch()
+	defer b.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		if k := it.Key(); len(k) == 17 && int64(binary.BigEndian.Uint64(k[9:])) > phys {
+			if err := b.Delete(k, nil); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if err := b.Set(metaIndexed, binary.BigEndian.AppendUint64(nil, uint64(indexed)), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}

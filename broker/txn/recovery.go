@@ -221,14 +221,25 @@ func (s *Service) dropExpired() {
 func (s *Service) checkpoint() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.dirty {
-		return nil
-	}
-	s.dropExpired()
 	covered := s.st.MaxPhysicalOffset()
 	for _, floor := range s.inflight {
 		covered = min(covered, floor)
 	}
+	if !s.dirty {
+		// No transaction record was applied since the last checkpoint
+		// (and the ones under way pin covered): only other records
+		// passed, so covered moves on without a flush, and the next
+		// Open does not replay them.
+		if covered <= s.saved {
+			return nil
+		}
+		if err := s.db.Set(keyCovered, binary.BigEndian.AppendUint64(nil, uint64(covered)), pebble.Sync); err != nil {
+			return fmt.Errorf("txn: checkpoint: %w", err)
+		}
+		s.saved = covered
+		return nil
+	}
+	s.dropExpired()
 	// The state follows records the store has written; under AsyncFlush
 	// they may not be fsynced yet, and a state saved past a record an OS
 	// crash then loses (a commit's message, say) would lose it for good. So
@@ -244,6 +255,6 @@ func (s *Service) checkpoint() error {
 	if err != nil {
 		return fmt.Errorf("txn: checkpoint: %w", err)
 	}
-	s.dirty = false
+	s.dirty, s.saved = false, covered
 	return nil
 }

@@ -1,12 +1,17 @@
 package txn
 
 import (
+	"context"
+	"encoding/binary"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/internal/pebbledb"
+	"github.com/halfbackmq/halfback/message"
 )
 
 // scenario leaves one transaction of each kind: committed, rolled back,
@@ -114,5 +119,36 @@ func TestCheckpointMakesRecordsDurable(t *testing.T) {
 	}
 	if d := r.st.DurableOffset(); d < end {
 		t.Fatalf("checkpoint synced the committed state while its records were not durable (durable end %d, written %d)", d, end)
+	}
+}
+
+// Options.CheckpointInterval "bounds the replay after a crash": with no
+// transaction activity the checkpoint still moves "covered", the final one
+// of a clean Close too, so the next Open does not replay (read and decode)
+// every record stored since the last transaction change or the last Open.
+func TestCleanCloseCoversRecordsWithoutTransactions(t *testing.T) {
+	r := newRig(t)
+	body := []byte(strings.Repeat("x", 1024))
+	for range 200 {
+		if _, err := r.st.Append(context.Background(), &message.Message{Topic: "other", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := r.st.MaxPhysicalOffset()
+	r.close() // clean: final checkpoint
+	db, err := pebbledb.Open(r.dir + "/txn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	v, closer, err := db.Get(keyCovered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered := int64(binary.BigEndian.Uint64(v))
+	closer.Close()
+	if covered < end {
+		t.Fatalf("after a clean Close covered is %d, the log ends at %d: the next Open replays %d bytes of non-transaction records",
+			covered, end, end-covered)
 	}
 }

@@ -30,7 +30,8 @@ type Service struct {
 	inflight map[uint64]int64         // writes under way: the log end when each began
 	nextID   uint64
 	checker  Checker
-	dirty    bool // state changed since the last checkpoint
+	dirty    bool  // state changed since the last checkpoint
+	saved    int64 // covered as the last checkpoint saved it
 
 	stats counters
 
