@@ -110,12 +110,17 @@ func (q *processQueue) add(ds []*delivered, next int64, orderly bool) {
 	q.next = next
 }
 
-// ack removes acknowledged messages from the in-flight set.
+// ack removes acknowledged messages from the in-flight set. A message
+// pulled again at the same offset (after PULL_OFFSET_MOVED sent the queue
+// back) replaced the first delivery there: acknowledging the first leaves
+// the second in flight.
 func (q *processQueue) ack(ds []*delivered) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, d := range ds {
-		delete(q.inflight, d.queueOffset)
+		if q.inflight[d.queueOffset] == d {
+			delete(q.inflight, d.queueOffset)
+		}
 	}
 	signal(q.room)
 }
