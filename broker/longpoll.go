@@ -50,13 +50,20 @@ type pullHolder struct {
 	answering sync.WaitGroup // answers in flight; added to only under mu while open
 }
 
+// maxHeldPerConn bounds the pulls one connection may have held: a held
+// pull frees its in-flight slot but keeps its whole request, so without a
+// bound one connection could make the broker keep any number of frames.
+// A consumer holds one pull per queue it consumes.
+const maxHeldPerConn = remoting.DefaultMaxInFlight
+
 // hold suspends a pull for at most wait. It reports false if the holder is
-// closed, in which case the caller answers at once.
+// closed, or the connection has maxHeldPerConn pulls held already, in
+// which case the caller answers at once.
 func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullRequest, wait time.Duration) bool {
 	p := &heldPull{conn: conn, req: req, pr: pr}
 	key := heldQueue{pr.topic, pr.queueID}
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || len(h.byConn[conn]) >= maxHeldPerConn {
 		h.mu.Unlock()
 		return false
 	}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,4 +184,35 @@ func TestLongPollDroppedWithConnection(t *testing.T) {
 	waitFor(t, "the held pull to be dropped", func() bool { return h.held() == 0 })
 	// The broker still serves others.
 	mustSend(t, dial(t, b), "ld", 0, "", "y")
+}
+
+// A held (long-polling) pull frees its in-flight slot but keeps its whole
+// frame until LongPollTimeout: one connection may have at most
+// maxHeldPerConn held, and pulls past that are answered at once.
+func TestHeldPullsAreBoundedPerConnection(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 10 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lp", 0, "", "first")
+	waitQueue(t, b, "lp", 0, 1)
+	const n = remoting.DefaultMaxInFlight + 200
+	body := make([]byte, 4<<10) // ignored by PULL_MESSAGE, but kept with the held request
+	var answered atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range n {
+		req := remoting.NewRequest(remoting.ReqPullMessage, pullExt("lp", 0, 1, pullFlagSuspend, "*", 20000))
+		req.Body = body
+		go func() {
+			if _, err := c.Invoke(ctx, req); err == nil {
+				answered.Add(1)
+			}
+		}()
+	}
+	// Each pull is held or answered at once (SYSTEM_BUSY, or a refusal to hold).
+	waitFor(t, "every pull held or answered", func() bool { return int64(b.pulls.held())+answered.Load() >= n })
+	if h := b.pulls.held(); h > maxHeldPerConn {
+		t.Fatalf("one connection holds %d pulls (> %d), retaining %d KiB of request bodies", h, maxHeldPerConn, h*len(body)>>10)
+	}
 }

@@ -110,7 +110,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if err := message.ValidateTopic(h.topic); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, "the specified topic is illegal: "+err.Error())
 	}
-	if sendForbiddenTopics[h.topic] {
+	if isSystemTopic(h.topic) { // also rmq_sys_*: the topic table drops those on restart
 		return remoting.NewResponse(req, remoting.RespNoPermission, "Sending message to topic["+h.topic+"] is forbidden.")
 	}
 	if limit := b.maxMessageSize(); len(req.Body) > limit {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -155,6 +156,60 @@ func TestSendKeepsPropertiesByteForByte(t *testing.T) {
 	}
 }
 
+// A properties string whose last pair has no trailing 0x02 (the separator
+// is a terminator in the clients, but RocketMQ 5's broker adds it when it
+// is missing) must keep its last property's value: the broker's checksum
+// slot must not be glued onto it.
+func TestPropertiesWithoutTrailingSeparatorKeepTheirLastValue(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	p := "KEYS\x01k1\x02COLOR\x01red" // no trailing \x02
+	mustSend(t, c, "noterm", 0, p, "body")
+	waitQueue(t, b, "noterm", 0, 1)
+	msgs := decodeAll(t, pull(t, c, "noterm", 0, 0, 0, "", 0).Body)
+	if len(msgs) != 1 {
+		t.Fatalf("pulled %d messages", len(msgs))
+	}
+	// What a Go or Java client parses: the record's raw properties.
+	raw := rawProps(t, pullBody(t, c, "noterm", 0), "noterm")
+	if got := message.ParseProperties(raw)["COLOR"]; got != "red" {
+		t.Errorf("client sees COLOR = %q, want %q (raw properties %q)", got, "red", raw)
+	}
+	// The same through a batch element.
+	resp := call(t, c, remoting.ReqSendBatchMessage, sendExtV2("noterm", 1, ""), batchBody([]string{"a"}, []string{"COLOR\x01blue"}))
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("batch send: %d %q", resp.Code, resp.Remark)
+	}
+	waitQueue(t, b, "noterm", 1, 1)
+	raw = rawProps(t, pullBody(t, c, "noterm", 1), "noterm")
+	if got := message.ParseProperties(raw)["COLOR"]; got != "blue" {
+		t.Errorf("client sees batch element COLOR = %q, want %q (raw properties %q)", got, "blue", raw)
+	}
+}
+
+func pullBody(t *testing.T, c *remoting.Conn, topic string, qid int) []byte {
+	t.Helper()
+	resp := pull(t, c, topic, qid, 0, 0, "", 0)
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("pull %s/%d: %d %q", topic, qid, resp.Code, resp.Remark)
+	}
+	return resp.Body
+}
+
+// rawProps returns the properties of the single record in body as stored,
+// without halfback's own decoder (which hides the checksum slot): the
+// bytes after topicLen|topic|propsLen.
+func rawProps(t *testing.T, body []byte, topic string) string {
+	t.Helper()
+	i := bytes.LastIndex(body, append([]byte{byte(len(topic))}, topic...))
+	if i < 0 {
+		t.Fatalf("topic not found in record")
+	}
+	pos := i + 1 + len(topic)
+	n := int(binary.BigEndian.Uint16(body[pos:]))
+	return string(body[pos+2 : pos+2+n])
+}
+
 func TestSendQueueSelection(t *testing.T) {
 	b := startBroker(t, testOptions(t))
 	c := dial(t, b)
@@ -234,6 +289,10 @@ func TestSendBadInput(t *testing.T) {
 		{"no header", remoting.RespSystemError, remoting.ReqSendMessageV2, nil, []byte("x")},
 		{"schedule topic", remoting.RespNoPermission, remoting.ReqSendMessage, sendExt("SCHEDULE_TOPIC_XXXX", 0, props("REAL_TOPIC", "t")), []byte("x")},
 		{"half topic", remoting.RespNoPermission, remoting.ReqSendMessage, sendExt("RMQ_SYS_TRANS_HALF_TOPIC", 0, ""), []byte("x")},
+		{"parked half topic", remoting.RespNoPermission, remoting.ReqSendMessage, sendExt("TRANS_CHECK_MAX_TIME_TOPIC", 0, ""), []byte("x")},
+		// The topic table drops rmq_sys_ topics it does not own on restart:
+		// an acknowledged send there would become unreachable.
+		{"rmq_sys_ topic", remoting.RespNoPermission, remoting.ReqSendMessage, sendExt("rmq_sys_anything", 0, ""), []byte("x")},
 		{"transactional batch", remoting.RespMessageIllegal, remoting.ReqSendBatchMessage, txBatch, batchBody([]string{"a"}, []string{""})},
 		{"commit sysFlag in a send", remoting.RespMessageIllegal, remoting.ReqSendMessage, txCommit, []byte("x")},
 		{"bad delay level", remoting.RespMessageIllegal, remoting.ReqSendMessage, badDelay, []byte("x")},
@@ -251,6 +310,9 @@ func TestSendBadInput(t *testing.T) {
 	}
 	if _, maxOff := b.Store().QueueBounds("t", 0); maxOff != 0 {
 		t.Fatalf("refused sends stored %d messages", maxOff)
+	}
+	if _, ok := b.topics.get("rmq_sys_anything"); ok {
+		t.Fatal("a refused send created rmq_sys_anything")
 	}
 	// The broker keeps serving.
 	mustSend(t, c, "t", 0, "", "fine")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 	"github.com/halfbackmq/halfback/message"
 )
@@ -33,10 +34,11 @@ type sendBackHeader struct {
 // topicsNotSentBack hold records no consumer was given: a send-back naming
 // one of them is forged.
 var topicsNotSentBack = map[string]bool{
-	delay.ScheduleTopic:           true,
-	delay.TimerTopic:              true,
-	"RMQ_SYS_TRANS_HALF_TOPIC":    true,
-	"RMQ_SYS_TRANS_OP_HALF_TOPIC": true,
+	delay.ScheduleTopic: true,
+	delay.TimerTopic:    true,
+	txn.HalfTopic:       true,
+	txn.OpTopic:         true,
+	txn.CheckMaxTopic:   true, // parked and moved copies of half messages
 }
 
 // storeSentBack stores a send-back copy: into its retry topic through the

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 	"github.com/halfbackmq/halfback/message"
 )
@@ -351,5 +353,48 @@ func TestSendBackWhileStartingClosesTheConnection(t *testing.T) {
 	resp, err := conn.Invoke(ctx, req)
 	if err == nil {
 		t.Fatalf("send-back during startup answered code %d %q: the Go client v2.1.2 takes any answer as stored and drops the message", resp.Code, resp.Remark)
+	}
+}
+
+// A parked transaction's half message is copied to TRANS_CHECK_MAX_TIME_TOPIC,
+// a topic no consumer can pull. A CONSUMER_SEND_MSG_BACK naming that copy's
+// offset (no originTopic) must be refused like one naming the half message
+// itself: otherwise a rolled-back transaction's message is delivered to
+// the group's retry topic.
+func TestSendBackOfAParkedHalfCopyIsRefused(t *testing.T) {
+	b := startBroker(t, txnOptions(t))
+	c := dial(t, b)
+	ref := sendHalfRaw(t, c, "orders", "leak1")
+	p := dialProducer(t, b)
+	p.nextCheck(t)
+	p.nextCheck(t)
+	waitFor(t, "the transaction to be parked", func() bool {
+		var list []txn.Txn
+		r := call(t, c, remoting.ReqHalfbackListTransactions, map[string]string{"status": "parked"}, nil)
+		return r.Code == remoting.RespSuccess && json.Unmarshal(r.Body, &list) == nil && len(list) == 1
+	})
+	if r := endTxn(t, c, ref, message.TransactionRollbackType); r.Code != remoting.RespSuccess {
+		t.Fatalf("rollback: %d %s", r.Code, r.Remark)
+	}
+	// Find the parked copy in the commit log.
+	copyOff := int64(-1)
+	for off := int64(0); off < b.Store().MaxPhysicalOffset(); {
+		rec, err := b.Store().ReadRecord(off)
+		if err != nil {
+			t.Fatalf("read %d: %v", off, err)
+		}
+		if e, _, err := message.Decode(rec); err == nil && e.Topic == txn.CheckMaxTopic {
+			copyOff = off
+		}
+		off += int64(len(rec))
+	}
+	if copyOff < 0 {
+		t.Fatal("no parked copy in the commit log")
+	}
+	r := callSendBack(t, c, sendBackExt(copyOff, "cg", "", -1, -1)) // straight to the DLQ
+	if r.Code == remoting.RespSuccess {
+		msgs := waitQueueMsgs(t, b, DLQTopic("cg"), 0, 1)
+		t.Fatalf("send-back of the rolled-back transaction's parked copy at %d answered SUCCESS; %%DLQ%%cg now delivers body %q (UNIQ_KEY %s)",
+			copyOff, msgs[0].Body, msgs[0].Property("UNIQ_KEY"))
 	}
 }

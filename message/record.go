@@ -133,7 +133,7 @@ func AppendSealableRecord(dst []byte, m *Message) ([]byte, error) { return appen
 // SealableRecordSize is RecordSize for [AppendSealableRecord].
 func SealableRecordSize(m *Message) (int, error) {
 	mm := *m
-	mm.Properties = StripCRCSlot(m.Properties)
+	mm.Properties = sealProps(m.Properties)
 	n, err := RecordSize(&mm)
 	if err == nil && len(mm.Properties)+CRCSlotSize > MaxPropertiesLength {
 		return 0, fmt.Errorf("%w: %d bytes", ErrPropertiesTooLong, len(mm.Properties)+CRCSlotSize)
@@ -146,7 +146,7 @@ func appendRecord(dst []byte, m *Message, slot bool) ([]byte, error) {
 	var size int
 	var err error
 	if slot {
-		props = StripCRCSlot(props)
+		props = sealProps(props)
 		size, err = SealableRecordSize(m)
 	} else {
 		size, err = RecordSize(m)

@@ -35,6 +35,18 @@ func StripCRCSlot(props string) string {
 	return props
 }
 
+// sealProps returns props ready for a checksum slot after them: without
+// a slot they end with, and ending with the property separator (added
+// when the last pair lacks it, as RocketMQ 5 does) so that the slot is a
+// pair of its own rather than part of the last value.
+func sealProps(props string) string {
+	props = StripCRCSlot(props)
+	if props != "" && props[len(props)-1] != propertySeparator {
+		props += string(propertySeparator)
+	}
+	return props
+}
+
 // bodyRange returns where the body of an encoded record starts and ends.
 func bodyRange(rec []byte) (int, int) {
 	sysFlag := int32(binary.BigEndian.Uint32(rec[offSysFlag:]))

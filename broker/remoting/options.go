@@ -17,8 +17,8 @@ const (
 	// DefaultWriteTimeout bounds one frame write.
 	DefaultWriteTimeout = 30 * time.Second
 	// DefaultMaxInFlight bounds the requests one connection may have in
-	// handlers at once. It is generous because held (long-polling) pulls
-	// occupy a slot each; requests past it get SYSTEM_BUSY.
+	// handlers at once; requests past it get SYSTEM_BUSY. (A held
+	// long-polling pull frees its slot: the broker bounds those itself.)
 	DefaultMaxInFlight = 1024
 )
 
