@@ -128,6 +128,9 @@ func (t *topicTable) put(tc TopicConfig, replace bool) error {
 	if tc.ReadQueueNums < 1 || tc.WriteQueueNums < 1 || tc.ReadQueueNums > 1024 || tc.WriteQueueNums > 1024 {
 		return fmt.Errorf("%w: topic %s: queue counts %d/%d (want 1..1024)", ErrInvalidOptions, tc.TopicName, tc.ReadQueueNums, tc.WriteQueueNums)
 	}
+	if tc.Perm < 0 || tc.Perm > PermRead|PermWrite|PermInherit { // PermName.isValid
+		return fmt.Errorf("%w: topic %s: topicPermission value %d is invalid (want 0..7)", ErrInvalidOptions, tc.TopicName, tc.Perm)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.topics[tc.TopicName]; ok && !replace {

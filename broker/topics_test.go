@@ -23,10 +23,14 @@ func TestTopicAdministration(t *testing.T) {
 	if r := call(t, c, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": "orders", "readQueueNums": "8", "writeQueueNums": "8", "perm": "6"}, nil); r.Code != remoting.RespSuccess {
 		t.Fatalf("create: %d %s", r.Code, r.Remark)
 	}
-	for _, bad := range []map[string]string{{"topic": "bad topic"}, {"topic": "t", "readQueueNums": "x"}, {"topic": "t", "writeQueueNums": "0"}} {
+	for _, bad := range []map[string]string{{"topic": "bad topic"}, {"topic": "t", "readQueueNums": "x"}, {"topic": "t", "writeQueueNums": "0"},
+		{"topic": "t", "perm": "8"}, {"topic": "t", "perm": "-1"}} {
 		if r := call(t, c, remoting.ReqUpdateAndCreateTopic, bad, nil); r.Code == remoting.RespSuccess {
 			t.Errorf("create %v succeeded", bad)
 		}
+	}
+	if _, ok := b.topics.get("t"); ok {
+		t.Fatal("a refused creation made topic t")
 	}
 	r := call(t, c, remoting.ReqGetAllTopicConfig, nil, nil)
 	var got struct {
