@@ -246,6 +246,9 @@ func offsetHeader(req *remoting.Command) (group, topic string, qid int32, err er
 	if group == "" {
 		return "", "", 0, errors.New("consumerGroup is missing")
 	}
+	if err := message.ValidateGroup(group); err != nil {
+		return "", "", 0, err
+	}
 	if err := message.ValidateTopic(topic); err != nil {
 		return "", "", 0, err
 	}
@@ -309,6 +312,9 @@ func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Co
 	}
 	if err != nil {
 		b.opts.Logger.Warn("consumer offset not updated", "remote", conn.RemoteAddr(), "group", group, "topic", topic, "queue", qid, "err", err)
+		if errors.Is(err, ErrTopicNotExist) { // ConsumerManageProcessor's answer
+			return remoting.NewResponse(req, remoting.RespTopicNotExist, "Topic "+topic+" not exist!")
+		}
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	if req.Ext(remoting.ExtSyncCommit) == "true" {
@@ -324,7 +330,10 @@ func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Co
 
 // commitOffset stores a group's offset for a queue. The broker keeps what
 // the client acknowledged, but never an offset below 0 or past the queue's
-// max offset (no message there has been delivered, so none acknowledged).
+// max offset (no message there has been delivered, so none acknowledged),
+// nor one for a topic it does not have (ErrTopicNotExist) or a queue the
+// topic does not have: the offset table would otherwise grow with every
+// name a client makes up.
 //
 // The max is read under the offsets' lock: a topic's deletion removes its
 // consume queues and then, under that lock, every offset on it
@@ -334,6 +343,13 @@ func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Co
 func (b *Broker) commitOffset(group, topic string, qid int32, off int64) error {
 	if off < 0 {
 		return fmt.Errorf("offset %d is negative", off)
+	}
+	tc, ok := b.topics.get(topic)
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrTopicNotExist, topic)
+	}
+	if n := max(tc.ReadQueueNums, tc.WriteQueueNums); int(qid) >= n {
+		return fmt.Errorf("queueId %d is past topic %s's %d queues", qid, topic, n)
 	}
 	return b.offsetTable().commit(group, topic, qid, off, func() error {
 		if _, maxOff := b.store.QueueBounds(topic, qid); off > maxOff {

@@ -18,6 +18,7 @@ import (
 // appendTestMsgs stores n messages in topic/qid and returns their physical offsets.
 func appendTestMsgs(t *testing.T, b *Broker, topic string, qid int32, n int) []int64 {
 	t.Helper()
+	haveTopic(t, b, topic, qid)
 	var offs []int64
 	for i := range n {
 		m := &message.Message{Topic: topic, QueueID: qid, Body: []byte("body-" + strconv.Itoa(i)),
@@ -31,6 +32,16 @@ func appendTestMsgs(t *testing.T, b *Broker, topic string, qid int32, n int) []i
 	}
 	waitFor(t, "dispatch", func() bool { _, hi := b.store.QueueBounds(topic, qid); return hi >= int64(n) })
 	return offs
+}
+
+// haveTopic puts topic in the topic table, with queue qid, as a send
+// would have.
+func haveTopic(t *testing.T, b *Broker, topic string, qid int32) {
+	t.Helper()
+	n := max(b.opts.DefaultQueueNums, int(qid)+1)
+	if err := b.topics.put(TopicConfig{TopicName: topic, ReadQueueNums: n, WriteQueueNums: n, Perm: PermRW}, false); err != nil {
+		t.Fatalf("topic %s: %v", topic, err)
+	}
 }
 
 func offsetExt(group, topic string, qid int) map[string]string {
@@ -102,6 +113,8 @@ func TestConsumerOffsetUpdateQuery(t *testing.T) {
 		{"consumerGroup": "g", "topic": "orders", "queueId": "0", "commitOffset": "one"},
 		{"consumerGroup": "", "topic": "orders", "queueId": "0", "commitOffset": "1"},
 		{"consumerGroup": "g", "topic": "bad topic", "queueId": "0", "commitOffset": "1"},
+		{"consumerGroup": "bad group!", "topic": "orders", "queueId": "0", "commitOffset": "1"},
+		{"consumerGroup": "g", "topic": "orders", "queueId": "1000", "commitOffset": "0"},
 	} {
 		if resp := call(t, c, remoting.ReqUpdateConsumerOffset, ext, nil); resp.Code != remoting.RespSystemError {
 			t.Fatalf("update %v: code %d, want SYSTEM_ERROR", ext, resp.Code)
@@ -112,6 +125,11 @@ func TestConsumerOffsetUpdateQuery(t *testing.T) {
 	}
 	if _, off := queryOffset(t, c, offsetExt("g", "orders", 0)); off != 3 {
 		t.Fatalf("offset = %d after refused commits, want 3", off)
+	}
+
+	// A topic the broker does not have: TOPIC_NOT_EXIST, nothing kept.
+	if resp := updateOffset(t, c, "g", "made-up", 0, 0); resp.Code != remoting.RespTopicNotExist {
+		t.Fatalf("commit for an unknown topic: code %d %q, want TOPIC_NOT_EXIST", resp.Code, resp.Remark)
 	}
 
 	// The pull path's commit obeys the same rule.
@@ -171,6 +189,7 @@ func TestConsumerOffsetFileUnreadable(t *testing.T) {
 	}
 	b := startBroker(t, o)
 	c := dial(t, b)
+	haveTopic(t, b, "orders", 0)
 	// No guessing: a broken table answers errors, never "start from 0".
 	if code, _ := queryOffset(t, c, offsetExt("g", "orders", 0)); code != remoting.RespSystemError {
 		t.Fatalf("query with a broken offsets file: code %d, want SYSTEM_ERROR", code)

@@ -175,6 +175,7 @@ func TestDeleteTopicDropsQueuesAndOffsets(t *testing.T) {
 			t.Fatalf("commit: %d %s", r.Code, r.Remark)
 		}
 	}
+	haveTopic(t, b, "kept", 0)
 	if r := syncCommit(t, c, "cg", "kept", 0, 0); r.Code != remoting.RespSuccess { // another topic's offset stays
 		t.Fatalf("commit: %d %s", r.Code, r.Remark)
 	}
