@@ -165,6 +165,9 @@ func (c *Client) heartbeatLoop(ctx context.Context) {
 // group is registered.
 func (c *Client) heartbeatNow(ctx context.Context) error {
 	hb := c.heartbeatBody()
+	if len(hb.ProducerDataSet) == 0 {
+		c.routes.setCluster(nil) // the cluster's brokers are no longer needed
+	}
 	if len(hb.ProducerDataSet) == 0 && len(hb.ConsumerDataSet) == 0 {
 		return nil
 	}

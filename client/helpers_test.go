@@ -52,25 +52,51 @@ func startCluster(t testing.TB, nsMod func(*namesrv.Options), bMod func(*broker.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	levels, _ := delay.ParseLevels(testLevels)
-	o := broker.Options{
-		Store: store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 16 << 20,
-			CheckpointInterval: 100 * time.Millisecond},
-		Delay:        delay.Options{Levels: levels, CheckpointInterval: 100 * time.Millisecond},
-		ListenAddr:   "127.0.0.1:0",
-		NamesrvAddrs: []string{ns.Addr()},
-		BrokerName:   uniq("broker"),
-		Logger:       testLogger(),
-	}
+	o := brokerOptions(t.TempDir(), ns.Addr(), uniq("broker"))
 	if bMod != nil {
 		bMod(&o)
 	}
+	b := openBroker(t, o)
+	return &cluster{ns: ns, b: b, name: o.BrokerName}
+}
+
+// brokerOptions are the options of a test broker named name, storing in
+// dir, registering with the name server at nsAddr, on a free port.
+func brokerOptions(dir, nsAddr, name string) broker.Options {
+	levels, _ := delay.ParseLevels(testLevels)
+	return broker.Options{
+		Store: store.Options{Dir: dir, FlushType: store.SyncFlush, SegmentSize: 16 << 20,
+			CheckpointInterval: 100 * time.Millisecond},
+		Delay:        delay.Options{Levels: levels, CheckpointInterval: 100 * time.Millisecond},
+		ListenAddr:   "127.0.0.1:0",
+		NamesrvAddrs: []string{nsAddr},
+		BrokerName:   name,
+		Logger:       testLogger(),
+	}
+}
+
+// openBroker opens a broker, closed when the test ends (a second Close
+// is harmless).
+func openBroker(t testing.TB, o broker.Options) *broker.Broker {
+	t.Helper()
 	b, err := broker.Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return &cluster{ns: ns, b: b, name: o.BrokerName}
+	return b
+}
+
+// startNamesrv starts a name server on addr ("127.0.0.1:0" for a free
+// port), closed when the test ends.
+func startNamesrv(t testing.TB, addr string) *namesrv.Server {
+	t.Helper()
+	ns, err := namesrv.Open(namesrv.Options{ListenAddr: addr, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }
 
 // newClient starts a Client of the cluster's name server, closed when the

@@ -32,6 +32,10 @@ const (
 	// Permission bits of a topic on a broker (RocketMQ's PermName).
 	permWrite = 2
 	permRead  = 4
+	// maxRouteQueueNums bounds the queue counts of one broker in a route:
+	// a route is expanded into one MessageQueue per queue, so a count from
+	// a broken or hostile name server must not decide the allocation.
+	maxRouteQueueNums = 1 << 16
 )
 
 // MessageQueue is one queue of a topic on one broker.
@@ -112,6 +116,7 @@ type routeTable struct {
 	mu      sync.RWMutex
 	topics  map[string]*topicRoute
 	brokers map[string]brokerData
+	cluster map[string]bool // the broker groups of the last cluster info
 }
 
 func newRouteTable() *routeTable {
@@ -149,6 +154,41 @@ func (t *routeTable) learnLocked(bds []brokerData) bool {
 		t.brokers[b.BrokerName] = b
 	}
 	return changed
+}
+
+// setCluster records the broker groups the name servers list now (nil:
+// none is needed) and prunes the others.
+func (t *routeTable) setCluster(names map[string]bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cluster = names
+	t.pruneLocked()
+}
+
+// prune forgets the broker groups that no cached route names and the
+// last cluster info does not list (RocketMQ's cleanOfflineBroker), so
+// that heartbeats stop going to brokers that left.
+func (t *routeTable) prune() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pruneLocked()
+}
+
+func (t *routeTable) pruneLocked() {
+	for name := range t.brokers {
+		if t.cluster[name] {
+			continue
+		}
+		used := false
+		for _, r := range t.topics {
+			for _, b := range r.data.BrokerDatas {
+				used = used || b.BrokerName == name
+			}
+		}
+		if !used {
+			delete(t.brokers, name)
+		}
+	}
 }
 
 func sameAddrs(a, b map[int64]string) bool {
@@ -239,6 +279,12 @@ func (c *Client) fetchRoute(ctx context.Context, topic string) (*topicRoute, err
 	if err := json.Unmarshal(quoteNumericKeys(resp.Body), &d); err != nil {
 		return nil, fmt.Errorf("client: %s from %s: bad route for %s: %w", op, addr, topic, err)
 	}
+	for _, q := range d.QueueDatas {
+		if q.ReadQueueNums < 0 || q.WriteQueueNums < 0 || q.ReadQueueNums > maxRouteQueueNums || q.WriteQueueNums > maxRouteQueueNums {
+			return nil, fmt.Errorf("client: %s from %s: bad route for %s: broker %s has %d/%d queues (at most %d)",
+				op, addr, topic, q.BrokerName, q.ReadQueueNums, q.WriteQueueNums, maxRouteQueueNums)
+		}
+	}
 	r := newTopicRoute(topic, d)
 	if c.routes.put(r) {
 		c.kickHeartbeat() // a new broker hears of our groups promptly
@@ -320,6 +366,7 @@ func (c *Client) refreshRoutes(ctx context.Context) {
 			c.log.Debug("client: route refresh failed", "topic", topic, "err", err)
 		}
 	}
+	c.routes.prune()
 }
 
 // refreshBrokers learns every broker group from the name servers' cluster
@@ -339,13 +386,16 @@ func (c *Client) refreshBrokers(ctx context.Context) error {
 		return fmt.Errorf("client: %s from %s: %w", op, addr, err)
 	}
 	bds := make([]brokerData, 0, len(ci.BrokerAddrTable))
+	names := make(map[string]bool, len(ci.BrokerAddrTable))
 	for name, b := range ci.BrokerAddrTable {
 		if b.BrokerName == "" {
 			b.BrokerName = name
 		}
 		bds = append(bds, b)
+		names[b.BrokerName] = true
 	}
 	c.routes.learn(bds)
+	c.routes.setCluster(names)
 	return nil
 }
 

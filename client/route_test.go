@@ -1,11 +1,15 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/namesrv"
 )
 
@@ -122,5 +126,34 @@ func TestSubscribeQueues(t *testing.T) {
 		if mq.Topic != topic || mq.QueueID != int32(i) {
 			t.Errorf("queue %d = %+v", i, mq)
 		}
+	}
+}
+
+// A route is expanded into one MessageQueue per queue: one with queue
+// counts past maxRouteQueueNums (from a broken or hostile name server) is
+// refused rather than allocated (2^31-1 would exhaust memory).
+func TestRouteWithHugeQueueCountsIsRefused(t *testing.T) {
+	mux := remoting.NewMux()
+	var addr string
+	mux.HandleFunc(remoting.ReqGetRouteInfoByTopic, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+		resp.Body = []byte(fmt.Sprintf(`{"queueDatas":[{"brokerName":"b","readQueueNums":500000,"writeQueueNums":500000,"perm":6}],`+
+			`"brokerDatas":[{"cluster":"c","brokerName":"b","brokerAddrs":{"0":%q}}]}`, addr))
+		return resp
+	})
+	srv, err := remoting.Listen(remoting.ServerOptions{Handler: mux, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	addr = srv.Addr().String()
+	c := newClient(t, addr, nil)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	mqs, err := c.SubscribeQueues(ctxT(t, 10*time.Second), "huge")
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatalf("route with 500,000 queues per broker accepted: %d queues, %d MiB allocated",
+			len(mqs), (after.TotalAlloc-before.TotalAlloc)>>20)
 	}
 }

@@ -198,7 +198,9 @@ func (p *Producer) receipt(ctx context.Context, resp *remoting.Command, mq Messa
 // the message once); with the other outcome it fails with
 // ErrTransactionConflict. ErrTransactionRejected means the broker knows no
 // such half message for the group. Transport failures and timeouts are
-// retryable errors: call again. (Idempotence is halfback's broker's
+// retryable errors: call again. So is ErrNotDurable, a FLUSH_DISK_TIMEOUT-
+// like answer: the outcome is recorded, not yet on disk, and ending again
+// returns nil once it is. (Idempotence is halfback's broker's
 // promise: an Apache RocketMQ broker answers a repeated end with
 // SYSTEM_ERROR, which surfaces as ErrTransactionRejected.)
 func (p *Producer) EndTransaction(ctx context.Context, r HalfReceipt, s TransactionState) error {
@@ -241,6 +243,10 @@ func (p *Producer) endTransaction(ctx context.Context, r HalfReceipt, s Transact
 		return fmt.Errorf("%w: %s %s at %s: %s", ErrTransactionConflict, s, r.MsgID, addr, resp.Remark)
 	case remoting.RespSystemError:
 		return fmt.Errorf("%w: %s %s at %s: %s", ErrTransactionRejected, s, r.MsgID, addr, resp.Remark)
+	case remoting.RespFlushDiskTimeout, remoting.RespFlushSlaveTimeout, remoting.RespSlaveNotAvailable:
+		// The outcome is recorded but not yet durable; ending again
+		// returns SUCCESS once it is.
+		return fmt.Errorf("%w: %s %s at %s: code %d: %s", ErrNotDurable, s, r.MsgID, addr, resp.Code, resp.Remark)
 	}
 	return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -77,7 +78,7 @@ func decodeRegistration(req *remoting.Command) (registration, error) {
 		return registration{}, err
 	}
 	reg := registration{name: f[0], addr: f[1], cluster: f[2], haAddr: req.Ext("haServerAddr")}
-	if _, _, err := net.SplitHostPort(reg.addr); err != nil {
+	if !validBrokerAddr(reg.addr) {
 		return registration{}, fmt.Errorf("%w: brokerAddr %q is not host:port", ErrBadRequest, reg.addr)
 	}
 	if reg.id, err = brokerID(req); err != nil {
@@ -225,4 +226,29 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// validBrokerAddr reports an address clients can dial and parse: an IP
+// address or a host name, and a port. Anything else (a comma, say) would
+// break the clients' parsing of every route that carries it.
+func validBrokerAddr(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return false
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if host == "" || len(host) > 253 {
+		return false
+	}
+	for _, c := range host {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

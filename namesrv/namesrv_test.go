@@ -236,6 +236,12 @@ func TestBadRegistrations(t *testing.T) {
 			[]byte(`{"topicConfigTable":{"T":{"topicName":"U"}}}`)},
 		{"missing brokerAddr", func(m map[string]string) { delete(m, "brokerAddr") }, body},
 		{"brokerAddr not host:port", func(m map[string]string) { m["brokerAddr"] = "nowhere" }, body},
+		{"brokerAddr with a comma", func(m map[string]string) { m["brokerAddr"] = "10.0.0.1,10.0.0.2:10911" }, body},
+		{"brokerAddr port out of range", func(m map[string]string) { m["brokerAddr"] = "10.0.0.1:70000" }, body},
+		// Clients expand a route into one entry per queue: 2^30 would
+		// exhaust every client's memory.
+		{"huge queue counts", func(m map[string]string) { delete(m, "bodyCrc32") },
+			[]byte(`{"topicConfigTable":{"T":{"topicName":"T","readQueueNums":1073741824,"writeQueueNums":1073741824}}}`)},
 		{"missing brokerName", func(m map[string]string) { delete(m, "brokerName") }, body},
 		{"bad brokerId", func(m map[string]string) { m["brokerId"] = "x" }, body},
 		{"negative brokerId", func(m map[string]string) { m["brokerId"] = "-1" }, body},

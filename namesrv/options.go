@@ -18,6 +18,10 @@ const (
 	DefaultQueueNums = 4
 	// maxQueueNums bounds DefaultQueueNums, as the broker bounds topics.
 	maxQueueNums = 1024
+	// maxRegisteredQueueNums bounds a registered topic's queue counts:
+	// clients expand a route into one entry per queue. Generous for Java
+	// brokers, far below what would exhaust a client's memory.
+	maxRegisteredQueueNums = 1 << 16
 	// maxSweepInterval bounds how often expired brokers are removed
 	// (RocketMQ scans every 5 to 10 s). Routes never include an expired
 	// broker, swept or not.

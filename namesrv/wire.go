@@ -135,6 +135,10 @@ func decodeRegisterBody(body []byte) (TopicConfigSerializeWrapper, bool, error) 
 		if tc.ReadQueueNums < 0 || tc.WriteQueueNums < 0 {
 			return TopicConfigSerializeWrapper{}, false, fmt.Errorf("%w: register body: topic %q has negative queue counts", ErrBadRequest, name)
 		}
+		if tc.ReadQueueNums > maxRegisteredQueueNums || tc.WriteQueueNums > maxRegisteredQueueNums {
+			return TopicConfigSerializeWrapper{}, false, fmt.Errorf("%w: register body: topic %q has %d/%d queues (at most %d)",
+				ErrBadRequest, name, tc.ReadQueueNums, tc.WriteQueueNums, maxRegisteredQueueNums)
+		}
 		w.TopicConfigTable[name] = tc
 	}
 	return w, true, nil
