@@ -362,6 +362,13 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 					Value: []byte(strconv.FormatInt(pm.Timestamp.UnixMilli(), 10))})
 			}
 			pm.Timestamp = time.Now()
+			// The header may push it over MaxMessageBytes, which sarama
+			// refuses locally (a ConfigurationError, retried forever).
+			if size := pm.ByteSize(2); size > m.opts.Kafka.MaxMessageBytes {
+				failed[pm] = fmt.Errorf("%w: record of %d bytes with its %s header is larger than Kafka.MaxMessageBytes %d",
+					sarama.ErrMessageSizeTooLarge, size, HeaderStoreTimestamp, m.opts.Kafka.MaxMessageBytes)
+				continue
+			}
 		}
 		if bad && rejected(perr) && (len(pending) > 1 || restamp) {
 			err := m.produce(ref, func() error { _, _, err := ref.p.SendMessage(pm); return err })
@@ -537,7 +544,35 @@ func (m *Mirror) producer() (*producerRef, error) {
 		m.making = made
 		m.mu.Unlock()
 
-		p, err := m.newProd()
+		// Made in the background: a hung Kafka can hold the metadata
+		// requests for sarama's whole retry loop, and Close does not wait
+		// for it; a producer made after Close is closed when it comes.
+		type result struct {
+			p   sarama.SyncProducer
+			err error
+		}
+		res := make(chan result, 1)
+		go func() {
+			p, err := m.newProd()
+			res <- result{p, err}
+		}()
+		var p sarama.SyncProducer
+		var err error
+		select {
+		case r := <-res:
+			p, err = r.p, r.err
+		case <-m.stopping:
+			go func() {
+				if r := <-res; r.p != nil {
+					_ = r.p.Close()
+				}
+			}()
+			m.mu.Lock()
+			m.making = nil
+			close(made)
+			m.mu.Unlock()
+			return nil, ErrClosed
+		}
 		m.mu.Lock()
 		m.making = nil
 		close(made)

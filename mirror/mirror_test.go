@@ -3,6 +3,7 @@ package mirror_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -586,5 +587,87 @@ func TestClientClosedBeforeMirrorWhileKafkaDown(t *testing.T) {
 	}
 	if lag := groupLag(t, st.Broker.Addr(), group, topic); lag != 1 {
 		t.Fatalf("group lag %d after the close, want 1: the batch must stay unacknowledged", lag)
+	}
+}
+
+// hungKafka accepts connections and never answers (a Kafka that is
+// stopped, SIGSTOP, or behind a stalled network): it reports each
+// connection on conns and holds it until the test ends.
+func hungKafka(t *testing.T) (addr string, conns <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan struct{}, 64)
+	var mu sync.Mutex
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String(), ch
+}
+
+// "Close does not wait for a request a hung Kafka holds: the batch is
+// given up, unacknowledged", also while the producer is being made (its
+// metadata requests, which sarama retries for minutes).
+func TestCloseDoesNotWaitForAHungKafkaToConnect(t *testing.T) {
+	st, c := startStack(t)
+	topic, group := uniq("hung"), uniq("mirror")
+	createTopic(t, st.Broker.Addr(), topic)
+	addr, conns := hungKafka(t)
+	m := startMirror(t, mirror.Options{Client: c, Group: group, StartFrom: mirror.StartFirst,
+		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: "k-" + topic}},
+		Kafka:  mirror.KafkaOptions{Brokers: []string{addr}, DialTimeout: time.Second, ProduceTimeout: 5 * time.Second}})
+	if _, err := newProducer(t, c, client.ProducerOptions{}).Send(context.Background(),
+		&client.Message{Topic: topic, Body: []byte("waits for Kafka")}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the mirror to connect to the hung Kafka", func() bool {
+		select {
+		case <-conns:
+			return true
+		default:
+			return false
+		}
+	})
+	start := time.Now()
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	var took time.Duration
+	select {
+	case <-closed:
+		took = time.Since(start)
+	case <-time.After(240 * time.Second):
+		t.Fatal("mirror.Close did not return within 240 s")
+	}
+	if took > 3*time.Second {
+		t.Errorf("mirror.Close took %v while a hung Kafka held the producer's metadata request; want it at once (< 3 s)", took.Round(time.Millisecond))
+	}
+	if lag := groupLag(t, st.Broker.Addr(), group, topic); lag != 1 {
+		t.Errorf("group lag %d after the close, want 1: the batch must stay unacknowledged", lag)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -275,4 +276,49 @@ func TestRefusingKafkaTopicDoesNotStallOtherTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	readKafka(t, kc.ListenAddrs(), kFlowing).waitIDs(t, 30*time.Second, []string{res.MsgID})
+}
+
+// A record that fits Kafka.MaxMessageBytes but is refused with
+// INVALID_TIMESTAMP (a long outage) is restamped with an extra header,
+// rocketmq.storeTimestamp, which can push it over MaxMessageBytes (sarama
+// then refuses it locally, a ConfigurationError that was retried forever):
+// it is skipped as a record Kafka cannot take, and the queue goes on.
+func TestRestampedRecordOverMaxMessageBytesIsSkipped(t *testing.T) {
+	st, c := startStack(t)
+	topic, kprobe, ktopic := uniq("edge"), uniq("probe"), uniq("edge")
+	createTopic(t, st.Broker.Addr(), topic)
+	kc := startKafka(t, kfake.SeedTopics(1, kprobe, ktopic))
+	p := newProducer(t, c, client.ProducerOptions{})
+	id := send(t, context.Background(), p, &client.Message{Topic: topic, Body: []byte(strings.Repeat("x", 5000))})
+
+	// Mirror it once with no tight limit, to learn the size sarama counts
+	// for its record (ProducerMessage.ByteSize(2)).
+	probe := startMirror(t, mirror.Options{Client: c, Group: uniq("probe"), StartFrom: mirror.StartFirst,
+		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: kprobe}},
+		Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
+	r := readKafka(t, kc.ListenAddrs(), kprobe)
+	r.waitIDs(t, 20*time.Second, []string{id})
+	if err := probe.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.records()[0]
+	size := 5*binary.MaxVarintLen32 + binary.MaxVarintLen64 + 1 + len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		size += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen32
+	}
+	extra := len(mirror.HeaderStoreTimestamp) + 13 + 2*binary.MaxVarintLen32
+
+	refuseTimestampsBefore(kc, time.Now())
+	group := uniq("mirror")
+	m := startMirror(t, mirror.Options{Client: c, Group: group, StartFrom: mirror.StartFirst,
+		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}},
+		Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs(), MaxMessageBytes: size + extra/2}})
+	// Either outcome keeps the documented contract: the record arrives
+	// (restamped) or it is rejected and skipped. The queue must go on.
+	testutil.WaitFor(t, 20*time.Second, "the mirror to skip the restamped record (lag 0)", func() bool {
+		return groupLag(t, st.Broker.Addr(), group, topic) == 0
+	})
+	if s := m.Stats(); s.Rejected != 1 {
+		t.Fatalf("stats %+v (record size %d, MaxMessageBytes %d), want the record rejected", s, size, size+extra/2)
+	}
 }

@@ -27,7 +27,8 @@ committed offset has passed it. Each message's first event shows its time;
 each later one the time since the one before (+Δ). Consumption has no time:
 it is read from the groups' offsets when you ask. The broker keeps events
 as long as the store keeps messages (72 h by default).`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
+		PreRunE: atLeastOne(&limit),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			msgs, err := c.Trace(ctx, args[0], limit)
 			if err != nil {

@@ -26,9 +26,10 @@ id, its transaction id (UNIQ_KEY) or its commit-log offset.`,
 	var status string
 	var limit int
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List open transactions (pending and parked), oldest first",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Short:   "List open transactions (pending and parked), oldest first",
+		Args:    cobra.NoArgs,
+		PreRunE: atLeastOne(&limit),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
 			ts, err := c.Transactions(ctx, status, limit)
 			if err != nil {

@@ -77,3 +77,29 @@ func TestTxnCommands(t *testing.T) {
 		}
 	}
 }
+
+// "txn list --max N" and "trace --max N" say "at most this many": a
+// negative or zero N is refused, as consume and dlq list refuse it (the
+// broker took it for its default, 1000 / 100, and the command exited 0).
+func TestMaxBelowOneIsRefused(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	sendHalf(t, addr, "orders", "tx-1")
+	sendHalf(t, addr, "orders", "tx-2")
+	var one []admin.Transaction
+	runAdmin(t, addr, &one, "txn", "list", "--max", "1")
+	if len(one) != 1 {
+		t.Fatalf("txn list --max 1: %d transactions", len(one))
+	}
+	for _, args := range [][]string{
+		{"txn", "list", "--max", "-1"},
+		{"txn", "list", "--max", "0"},
+		{"trace", "tx-1", "--max", "-1"},
+	} {
+		out, err := run(t, append(args, "--broker", addr, "--json")...)
+		if err == nil || !strings.Contains(err.Error(), "--max") {
+			t.Errorf("halfback %s: err %v (output %d bytes: %.120q), want --max refused",
+				strings.Join(args, " "), err, len(out), out)
+		}
+	}
+}

@@ -50,6 +50,11 @@ type Client struct {
 
 // Dial connects to the broker at addr (host:port).
 func Dial(ctx context.Context, addr string) (*Client, error) {
+	if _, ok := ctx.Deadline(); !ok { // as invoke: a broker that does not answer fails the command
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
 	conn, err := remoting.Dial(ctx, addr, remoting.DialOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("admin: connect to broker %s: %w", addr, err)
