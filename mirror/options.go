@@ -125,7 +125,8 @@ type Options struct {
 type KafkaOptions struct {
 	// Brokers are the bootstrap brokers, host:port. Required.
 	Brokers []string
-	// ClientID is the Kafka client.id. Default DefaultClientID.
+	// ClientID is the Kafka client.id; before Kafka 1.0.0 only
+	// [A-Za-z0-9._-]. Default DefaultClientID.
 	ClientID string
 	// Version is the Kafka protocol version, such as "2.8.0"; at least
 	// 0.11.0.0. Default DefaultKafkaVersion.
@@ -135,10 +136,12 @@ type KafkaOptions struct {
 	// "none" is refused: the mirror must know a record is stored before it
 	// moves on.
 	RequiredAcks string
-	// Compression is none (default), gzip, snappy, lz4 or zstd.
+	// Compression is none (default), gzip, snappy, lz4 or zstd (Version
+	// 2.1.0 or later).
 	Compression string
 	// MaxMessageBytes is the largest record produced; a larger message is
-	// rejected (logged and skipped). Default DefaultMaxMessageBytes.
+	// rejected (logged and skipped). At least 1024. Default
+	// DefaultMaxMessageBytes.
 	MaxMessageBytes int
 	// DialTimeout bounds connecting to a broker; ProduceTimeout one
 	// produce request. Defaults DefaultDialTimeout and
@@ -306,12 +309,19 @@ func (k KafkaOptions) validate() error {
 	if _, err := parseAcks(k.RequiredAcks); err != nil {
 		return optErr("Kafka.RequiredAcks", "%v", err)
 	}
-	if _, err := parseCompression(k.Compression); err != nil {
+	codec, err := parseCompression(k.Compression)
+	if err != nil {
 		return optErr("Kafka.Compression", "%v", err)
 	}
+	if codec == sarama.CompressionZSTD && !v.IsAtLeast(sarama.V2_1_0_0) {
+		return optErr("Kafka.Compression", "%s needs Kafka.Version 2.1.0 or later (got %s)", k.Compression, k.Version)
+	}
+	if !v.IsAtLeast(sarama.V1_0_0_0) && !legacyClientIDRE.MatchString(k.ClientID) {
+		return optErr("Kafka.ClientID", "%q: before Kafka 1.0.0 a client id is 1 or more of [A-Za-z0-9._-]", k.ClientID)
+	}
 	switch {
-	case k.MaxMessageBytes < 0:
-		return optErr("Kafka.MaxMessageBytes", "must not be negative (got %d)", k.MaxMessageBytes)
+	case k.MaxMessageBytes < minMaxMessageBytes:
+		return optErr("Kafka.MaxMessageBytes", "must be at least %d, or 0 for the default (got %d): every larger record would be skipped", minMaxMessageBytes, k.MaxMessageBytes)
 	case k.DialTimeout < 0:
 		return optErr("Kafka.DialTimeout", "must not be negative (got %v)", k.DialTimeout)
 	case k.ProduceTimeout < 0:
@@ -320,8 +330,22 @@ func (k KafkaOptions) validate() error {
 	if err := k.SASL.validate(); err != nil {
 		return err
 	}
-	return k.TLS.validate()
+	if err := k.TLS.validate(); err != nil {
+		return err
+	}
+	// Whatever else sarama refuses, refused now, not when Kafka is first
+	// dialled.
+	if _, err := saramaConfig(k); err != nil {
+		return optErr("Kafka", "%v", err)
+	}
+	return nil
 }
+
+// minMaxMessageBytes is the smallest Kafka.MaxMessageBytes accepted.
+const minMaxMessageBytes = 1024
+
+// legacyClientIDRE is what a client id may hold before Kafka 1.0.0.
+var legacyClientIDRE = regexp.MustCompile(`\A[A-Za-z0-9._-]+\z`)
 
 func (s SASLOptions) validate() error {
 	switch strings.ToUpper(s.Mechanism) {

@@ -118,6 +118,13 @@ func TestNewRefusesInvalidOptions(t *testing.T) {
 		{"acks unknown", "Kafka.RequiredAcks", func(o *mirror.Options) { o.Kafka.RequiredAcks = "most" }},
 		{"compression unknown", "Kafka.Compression", func(o *mirror.Options) { o.Kafka.Compression = "brotli" }},
 		{"MaxMessageBytes negative", "Kafka.MaxMessageBytes", func(o *mirror.Options) { o.Kafka.MaxMessageBytes = -1 }},
+		{"MaxMessageBytes tiny", "Kafka.MaxMessageBytes", func(o *mirror.Options) { o.Kafka.MaxMessageBytes = 10 }},
+		{"zstd before Kafka 2.1", "Kafka.Compression", func(o *mirror.Options) {
+			o.Kafka.Version, o.Kafka.Compression = "2.0.0", mirror.CompressionZstd
+		}},
+		{"client id illegal before Kafka 1.0", "Kafka.ClientID", func(o *mirror.Options) {
+			o.Kafka.Version, o.Kafka.ClientID = "0.11.0.0", "bad id!"
+		}},
 		{"DialTimeout negative", "Kafka.DialTimeout", func(o *mirror.Options) { o.Kafka.DialTimeout = -time.Second }},
 		{"ProduceTimeout negative", "Kafka.ProduceTimeout", func(o *mirror.Options) { o.Kafka.ProduceTimeout = -time.Second }},
 		{"SASL mechanism unknown", "Kafka.SASL.Mechanism", func(o *mirror.Options) {
