@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -362,17 +361,7 @@ func TestSendBackWhileStartingClosesTheConnection(t *testing.T) {
 // itself: otherwise a rolled-back transaction's message is delivered to
 // the group's retry topic.
 func TestSendBackOfAParkedHalfCopyIsRefused(t *testing.T) {
-	b := startBroker(t, txnOptions(t))
-	c := dial(t, b)
-	ref := sendHalfRaw(t, c, "orders", "leak1")
-	p := dialProducer(t, b)
-	p.nextCheck(t)
-	p.nextCheck(t)
-	waitFor(t, "the transaction to be parked", func() bool {
-		var list []txn.Txn
-		r := call(t, c, remoting.ReqHalfbackListTransactions, map[string]string{"status": "parked"}, nil)
-		return r.Code == remoting.RespSuccess && json.Unmarshal(r.Body, &list) == nil && len(list) == 1
-	})
+	b, c, _, ref, _ := parkedTxn(t, "leak1")
 	if r := endTxn(t, c, ref, message.TransactionRollbackType); r.Code != remoting.RespSuccess {
 		t.Fatalf("rollback: %d %s", r.Code, r.Remark)
 	}

@@ -170,10 +170,16 @@ func TestCheckBackResolvesUnknownTransaction(t *testing.T) {
 	})
 }
 
-func TestParkedTransactionAdmin(t *testing.T) {
+// parkedTxn starts a broker (txnOptions: two checks, then parked) and
+// parks one transaction of topic orders, transaction id id, checked back
+// twice by a producer that never answers. It returns the broker, a
+// connection, that producer, the half message's END_TRANSACTION header and
+// the parked transaction as listed.
+func parkedTxn(t *testing.T, id string) (*Broker, *remoting.Conn, *txnProducer, map[string]string, txn.Txn) {
+	t.Helper()
 	b := startBroker(t, txnOptions(t))
 	c := dial(t, b)
-	ref := sendHalfRaw(t, c, "orders", "p1")
+	ref := sendHalfRaw(t, c, "orders", id)
 	p := dialProducer(t, b)
 	p.nextCheck(t)
 	p.nextCheck(t)
@@ -182,6 +188,12 @@ func TestParkedTransactionAdmin(t *testing.T) {
 		r := call(t, c, remoting.ReqHalfbackListTransactions, map[string]string{"status": "parked"}, nil)
 		return r.Code == remoting.RespSuccess && json.Unmarshal(r.Body, &list) == nil && len(list) == 1
 	})
+	return b, c, p, ref, list[0]
+}
+
+func TestParkedTransactionAdmin(t *testing.T) {
+	b, c, p, ref, parked := parkedTxn(t, "p1")
+	list := []txn.Txn{parked}
 	if list[0].TransactionID != "p1" || list[0].Checks != 2 || list[0].Topic != "orders" {
 		t.Fatalf("parked %+v", list[0])
 	}

@@ -110,6 +110,17 @@ func TestEndTransactionWire(t *testing.T) {
 	if err := p.EndTransaction(ctx, r, Commit); !IsRetryable(err) {
 		t.Fatalf("SYSTEM_BUSY: %v should be retryable", err)
 	}
+	// A flush timeout (what a halfback broker answers when the commit
+	// record's SYNC_FLUSH times out: the record stays queued and is applied
+	// once durable, so ending again gets SUCCESS) is a retryable
+	// ErrNotDurable, as for Send: not a permanent failure of a transaction
+	// that is, or will be, committed.
+	for _, code := range []int16{remoting.RespFlushDiskTimeout, remoting.RespFlushSlaveTimeout, remoting.RespSlaveNotAvailable} {
+		f.setEnd(code, "flush timeout")
+		if err := p.EndTransaction(ctx, r, Commit); !IsRetryable(err) || !errors.Is(err, ErrNotDurable) {
+			t.Errorf("END_TRANSACTION answered code %d: %v; want a retryable ErrNotDurable", code, err)
+		}
+	}
 	other := newProducer(t, c, ProducerOptions{Group: "other"})
 	if err := other.EndTransaction(ctx, r, Commit); !errors.Is(err, ErrInvalidReceipt) {
 		t.Fatalf("receipt of another group: %v", err)
@@ -217,27 +228,5 @@ func TestCheckBackWire(t *testing.T) {
 	waitFor(t, "the unknown answer", func() bool { return len(f.ended()) == 3 })
 	if end := f.ended()[2]; end.Ext("commitOrRollback") != "0" || !end.IsOneway() {
 		t.Fatalf("unknown answered as %v", end)
-	}
-}
-
-// END_TRANSACTION answered FLUSH_DISK_TIMEOUT (what a halfback broker
-// answers when the commit record's SYNC_FLUSH times out: the record stays
-// queued and is applied once durable, so a repeated END gets SUCCESS) is a
-// retryable ErrNotDurable, as for Send: not a permanent failure of a
-// transaction that is, or will be, committed.
-func TestEndTransactionFlushTimeoutIsRetryable(t *testing.T) {
-	f := startFake(t)
-	c := newClient(t, f.addr, nil)
-	p := newProducer(t, c, ProducerOptions{Group: "pg-audit"})
-	ctx := ctxT(t, 10*time.Second)
-	r := HalfReceipt{ProducerGroup: "pg-audit", Topic: "pay", BrokerName: fakeBrokerName,
-		CommitLogOffset: 1000, QueueOffset: 3, MsgID: "UNIQ", TransactionID: "TX"}
-	for _, code := range []int16{remoting.RespFlushDiskTimeout, remoting.RespFlushSlaveTimeout, remoting.RespSlaveNotAvailable} {
-		f.setEnd(code, "flush timeout")
-		err := p.EndTransaction(ctx, r, Commit)
-		if !IsRetryable(err) || !errors.Is(err, ErrNotDurable) {
-			t.Errorf("END_TRANSACTION answered code %d: err %v (retryable %v, ErrNotDurable %v); want a retryable ErrNotDurable",
-				code, err, IsRetryable(err), errors.Is(err, ErrNotDurable))
-		}
 	}
 }
