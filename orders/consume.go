@@ -28,7 +28,12 @@ func (db *DB) Consume(ctx context.Context, group, msgID string, fn func(tx *sql.
 	if err := db.usable(); err != nil {
 		return false, err
 	}
-	tx, err := db.sql.BeginTx(ctx, nil)
+	conn, err := db.sql.Conn(ctx) // dropped if COMMIT fails, see DB.local
+	if err != nil {
+		return false, fmt.Errorf("orders: consume %s/%s: connection: %w", group, msgID, err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("orders: consume %s/%s: begin: %w", group, msgID, err)
 	}
@@ -46,6 +51,7 @@ func (db *DB) Consume(ctx context.Context, group, msgID string, fn func(tx *sql.
 		return false, err
 	}
 	if err := tx.Commit(); err != nil {
+		dropConn(conn)
 		return false, fmt.Errorf("orders: consume %s/%s: commit: %w", group, msgID, err)
 	}
 	return true, nil

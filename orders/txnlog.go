@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 )
@@ -58,10 +59,16 @@ func (db *DB) Fence(ctx context.Context, txnID string) (TxnState, error) {
 	if err := db.usable(); err != nil {
 		return TxnNone, err
 	}
-	if _, err := db.sql.ExecContext(ctx, insertTxnSQL, txnID, string(TxnFenced), now()); err != nil {
+	conn, err := db.sql.Conn(ctx) // dropped if the insert fails, as in DB.local
+	if err != nil {
+		return TxnNone, fmt.Errorf("orders: fence %s: connection: %w", txnID, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, insertTxnSQL, txnID, string(TxnFenced), now()); err != nil {
+		dropConn(conn)
 		return TxnNone, fmt.Errorf("orders: fence %s: %w", txnID, err)
 	}
-	s, err := readTxnState(ctx, db.sql, txnID)
+	s, err := readTxnState(ctx, conn, txnID)
 	if err != nil {
 		return TxnNone, fmt.Errorf("orders: fence %s: %w", txnID, err)
 	}
@@ -71,7 +78,7 @@ func (db *DB) Fence(ctx context.Context, txnID string) (TxnState, error) {
 	return s, nil
 }
 
-// querier is what *sql.DB and *sql.Tx share.
+// querier is what *sql.DB, *sql.Conn and *sql.Tx share.
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
@@ -109,7 +116,18 @@ func (db *DB) local(ctx context.Context, op, txnID string, body func(tx *sql.Tx,
 	if err := db.usable(); err != nil {
 		return err
 	}
-	tx, err := db.sql.BeginTx(ctx, nil)
+	// A connection of its own, dropped if COMMIT fails: SQLite keeps a
+	// transaction whose COMMIT was busy (rollback-journal mode, a reader of
+	// another process holding its lock), and database/sql would put the
+	// connection back in the pool inside it, where the fence would read
+	// its uncommitted row as COMMITTED and its own FENCED rows would never
+	// commit.
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("orders: %s: connection: %w", op, err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("orders: %s: begin: %w", op, err)
 	}
@@ -122,6 +140,7 @@ func (db *DB) local(ctx context.Context, op, txnID string, body func(tx *sql.Tx,
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		dropConn(conn)
 		return fmt.Errorf("orders: %s: commit %s: %w", op, txnID, err)
 	}
 	return nil
@@ -149,4 +168,10 @@ func claim(ctx context.Context, tx *sql.Tx, op, txnID string, at int64) error {
 		return fmt.Errorf("orders: %s: transaction %s: %w", op, txnID, ErrAlreadyCommitted)
 	}
 	return fmt.Errorf("orders: %s: transaction %s: insert conflicted but no row is there", op, txnID)
+}
+
+// dropConn closes conn instead of returning it to the pool; closing an
+// SQLite connection rolls back a transaction still open on it.
+func dropConn(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 }
