@@ -62,7 +62,7 @@ func (b *Broker) sendHalf(ctx context.Context, req *remoting.Command, h sendHead
 // The official clients send it oneway; halfback's client waits for the
 // answer: SUCCESS (also for a repeated outcome), TRANSACTION_FAILED for
 // the opposite of a recorded outcome, SYSTEM_ERROR for an unknown
-// transaction, a wrong group or a forged offset.
+// transaction, a wrong group or a forged offset (see endErrorCode).
 func (b *Broker) handleEndTransaction(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	r := reqHeader{req: req}
 	er := txn.EndRequest{
@@ -101,6 +101,11 @@ func (b *Broker) handleEndTransaction(ctx context.Context, conn *remoting.Conn, 
 	return resp
 }
 
+// endErrorCode maps txn.End's error to END_TRANSACTION's answer.
+// SYSTEM_ERROR is kept for what ending again cannot change (no such half
+// message for the group; halfback's client reports it as permanent): any
+// other failure (the service closing, a state read or write failing) is
+// SERVICE_NOT_AVAILABLE, which the producer retries.
 func endErrorCode(err error) int16 {
 	switch {
 	case errors.Is(err, txn.ErrConflict):
@@ -108,7 +113,10 @@ func endErrorCode(err error) int16 {
 	case errors.Is(err, txn.ErrUnknownTransaction), errors.Is(err, txn.ErrWrongGroup), errors.Is(err, txn.ErrWrongOffset):
 		return remoting.RespSystemError
 	}
-	return sendErrorCode(err)
+	if code := sendErrorCode(err); code != remoting.RespSystemError {
+		return code
+	}
+	return remoting.RespServiceNotAvailable
 }
 
 // endFailed answers a failed END_TRANSACTION, and logs it when the

@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -250,5 +252,28 @@ func TestTransactionSurvivesBrokerRestart(t *testing.T) {
 	waitQueue(t, b, "orders", 0, 1)
 	if _, hi := b.Store().QueueBounds("orders", 0); hi != 1 {
 		t.Fatalf("orders holds %d", hi)
+	}
+}
+
+// END_TRANSACTION answers SYSTEM_ERROR (halfback's client: rejected, for
+// good) only for what ending again cannot change; a failure of the broker
+// itself is SERVICE_NOT_AVAILABLE, which the producer retries.
+func TestEndErrorCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int16
+	}{
+		{fmt.Errorf("x: %w", txn.ErrConflict), remoting.RespTransactionFailed},
+		{fmt.Errorf("x: %w", txn.ErrUnknownTransaction), remoting.RespSystemError},
+		{fmt.Errorf("x: %w", txn.ErrWrongGroup), remoting.RespSystemError},
+		{fmt.Errorf("x: %w", txn.ErrWrongOffset), remoting.RespSystemError},
+		{fmt.Errorf("x: %w", store.ErrFlushTimeout), remoting.RespFlushDiskTimeout},
+		{fmt.Errorf("x: %w", store.ErrWriteFailed), remoting.RespServiceNotAvailable},
+		{txn.ErrClosed, remoting.RespServiceNotAvailable},
+		{errors.New("pebble: read failed"), remoting.RespServiceNotAvailable},
+	} {
+		if got := endErrorCode(tc.err); got != tc.code {
+			t.Errorf("%v: code %d, want %d", tc.err, got, tc.code)
+		}
 	}
 }
