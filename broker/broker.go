@@ -136,6 +136,7 @@ func Open(opts Options) (*Broker, error) {
 	}
 	opts.Txn.Checker = txn.CheckerFunc(b.checkTransaction)
 	opts.Txn.OnParked = b.onParked
+	opts.Txn.OnLateEnd = b.onLateEnd
 	if b.txn, err = txn.Open(b.store, opts.Txn); err != nil {
 		return fail(err, b.delay.Close, b.store.Close, closeLife)
 	}

@@ -156,7 +156,16 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	}
 	res, err := b.store.AppendBatch(ctx, msgs)
 	b.metrics.stored(h.topic, len(msgs), err)
-	b.traceStored(msgs, res, start, err)
+	if toDLQ && len(msgs) == 1 {
+		// A retry past its limit: a dead letter, as a send-back's.
+		var r store.AppendResult
+		if len(res) > 0 {
+			r = res[0]
+		}
+		b.traceSendBack(msgs[0], group, true, r, start, err)
+	} else {
+		b.traceStored(msgs, res, start, err)
+	}
 	if toDLQ && err == nil {
 		b.metrics.sentBack(group, true)
 		b.opts.Logger.Warn("message moved to the dead-letter queue", "group", group,

@@ -7,6 +7,8 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
 )
 
 // registerTrace handles halfback's MESSAGE_TRACE admin request.
@@ -83,6 +85,9 @@ func (b *Broker) consumedEvents(m lifecycle.Message, byTopic map[string]map[stri
 		default:
 			continue
 		}
+		if !b.recordStillAt(e) {
+			continue // its topic was deleted: the offsets are another topic's
+		}
 		groups, ok := byTopic[e.Topic]
 		if !ok {
 			groups = b.offsetTable().topic(e.Topic)
@@ -105,4 +110,31 @@ func (b *Broker) consumedEvents(m lifecycle.Message, byTopic map[string]map[stri
 		}
 	}
 	return out
+}
+
+// recordStillAt reports whether e's record is still the one at e's queue
+// offset. A topic deleted and created again starts at offset 0, and the
+// new topic's committed offsets say nothing of the old one's messages.
+// When the entry is gone (retention) or e names no record, it is assumed.
+func (b *Broker) recordStillAt(e lifecycle.Event) bool {
+	_, phys, err := message.ParseOffsetMsgID(e.OffsetMsgID)
+	if err != nil {
+		return true
+	}
+	lo, hi := b.store.QueueBounds(e.Topic, e.Queue)
+	if e.Offset < lo {
+		return true
+	}
+	if e.Offset >= hi {
+		return false
+	}
+	g, err := b.store.GetMessages(e.Topic, e.Queue, e.Offset, store.GetOptions{MaxMessages: 1})
+	if err != nil || g.Count == 0 {
+		return true
+	}
+	rec, _, err := message.Decode(g.Records)
+	if err != nil {
+		return true
+	}
+	return rec.CommitLogOffset == phys
 }

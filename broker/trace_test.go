@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"testing"
@@ -318,5 +319,102 @@ func TestParkedAndRolledBackLifecycle(t *testing.T) {
 	rb := traceOne(t, b, "order-rb1")
 	if got := kinds(rb); !slices.Equal(got, []lifecycle.Kind{lifecycle.HalfStored, lifecycle.RolledBack}) || rb.Events[1].From != lifecycle.FromClient {
 		t.Fatalf("lifecycle of rb1: %+v", rb)
+	}
+}
+
+// A commit whose END_TRANSACTION handler stops waiting (its connection
+// closed, or the sync flush timed out) is recorded all the same once the
+// record lands (the txn service's await), and the producer's retry or
+// check-back answer is a duplicate: the lifecycle record and the spans
+// still show the commit, the committed message's store and its
+// consumption.
+func TestLateCommitIsTraced(t *testing.T) {
+	rec := recordSpans(t)
+	b := startBroker(t, txnOptions(t))
+	c := dial(t, b)
+	tp, tid := traceparent(t, "8bf92f3577b34da6a3ce929d0e0e4739")
+	ref := sendHalfTraced(t, c, "orders", "ft1", tp)
+
+	// END_TRANSACTION arrives as the producer's connection closes (a
+	// oneway commit, then shutdown): the handler's context is cancelled.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	ext := map[string]string{}
+	for k, v := range ref {
+		ext[k] = v
+	}
+	ext["commitOrRollback"] = strconv.Itoa(int(message.TransactionCommitType))
+	if r := b.handleEndTransaction(ctx, nil, remoting.NewRequest(remoting.ReqEndTransaction, ext)); r.Code == remoting.RespSuccess {
+		t.Fatalf("END_TRANSACTION with the connection gone answered SUCCESS; the test needs it to stop waiting")
+	}
+	waitQueueMsgs(t, b, "orders", 1, 1) // committed once durable
+	// The producer retries (FLUSH_DISK_TIMEOUT is retryable): a duplicate.
+	if r := endTxn(t, c, ref, message.TransactionCommitType); r.Code != remoting.RespSuccess {
+		t.Fatalf("retried commit: %d %s", r.Code, r.Remark)
+	}
+	if err := b.commitOffset("g", "orders", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	m := traceOne(t, b, "ft1")
+	got := kinds(m)
+	for _, want := range []lifecycle.Kind{lifecycle.HalfStored, lifecycle.Committed, lifecycle.Stored, lifecycle.Consumed} {
+		if !slices.Contains(got, want) {
+			t.Errorf("lifecycle of a committed, consumed message lacks %q: %v", want, got)
+		}
+	}
+	spans := spansOf(rec, tid)
+	for _, name := range []string{"store_half orders", "end_transaction orders", "store orders"} {
+		if len(spans[name]) != 1 {
+			t.Errorf("span %q: %d in the producer's trace, want 1", name, len(spans[name]))
+		}
+	}
+}
+
+// A message of a topic that was deleted (and created again) was never
+// consumed: a group consuming the new topic's messages does not make
+// `halfback trace` say it was.
+func TestConsumedNotDerivedAcrossTopicDeletion(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	haveTopic(t, b, "orders", 0)
+	mustSend(t, c, "orders", 0, props("UNIQ_KEY", "old1"), "never consumed")
+	waitQueue(t, b, "orders", 0, 1)
+	if r := call(t, c, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "orders"}, nil); r.Code != remoting.RespSuccess {
+		t.Fatalf("delete: %d %s", r.Code, r.Remark)
+	}
+	haveTopic(t, b, "orders", 0)
+	mustSend(t, c, "orders", 0, props("UNIQ_KEY", "new1"), "consumed")
+	waitQueue(t, b, "orders", 0, 1)
+	if r := syncCommit(t, c, "cg", "orders", 0, 1); r.Code != remoting.RespSuccess { // consumed new1 only
+		t.Fatalf("commit: %d %s", r.Code, r.Remark)
+	}
+	m := traceOne(t, b, "old1")
+	if got := kinds(m); slices.Contains(got, lifecycle.Consumed) {
+		t.Fatalf("lifecycle of a deleted topic's message: %+v; it was never consumed", m.Events)
+	}
+}
+
+// A retry the Java client sends as a plain send to %RETRY%<group> past
+// its limit lands in %DLQ%<group>: its lifecycle says dead-lettered (with
+// the group) and its span is a dead_letter one, as for a send-back to the
+// DLQ.
+func TestRetrySendPastLimitIsDeadLettered(t *testing.T) {
+	rec := recordSpans(t)
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	tp, tid := traceparent(t, "9bf92f3577b34da6a3ce929d0e0e473a")
+	ext := sendExtV2(RetryTopic("g"), 0, props("UNIQ_KEY", "dl1", "traceparent", tp))
+	ext["j"], ext["l"] = "3", "2"
+	if resp := call(t, c, remoting.ReqSendMessageV2, ext, []byte("dead")); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send: %d %s", resp.Code, resp.Remark)
+	}
+	waitQueueMsgs(t, b, "%DLQ%g", 0, 1)
+	m := traceOne(t, b, "dl1")
+	if got := kinds(m); !slices.Equal(got, []lifecycle.Kind{lifecycle.DeadLettered}) || m.Events[0].Group != "g" {
+		t.Errorf("lifecycle of a retry sent past its limit: %+v, want dead-lettered by group g", m.Events)
+	}
+	spans := spansOf(rec, tid)
+	if len(spans["dead_letter %DLQ%g"]) != 1 {
+		t.Errorf("spans: %v, want one dead_letter %%DLQ%%g", spans)
 	}
 }

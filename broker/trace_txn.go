@@ -84,6 +84,19 @@ func (b *Broker) traceEnd(o txn.Outcome, out txn.EndResult, from string, start t
 			attribute.Int64("messaging.rocketmq.queue_offset", out.Committed.QueueOffset))})
 }
 
+// onLateEnd records an outcome whose record landed after its
+// END_TRANSACTION (or operator request) had been answered with an error.
+func (b *Broker) onLateEnd(o txn.Outcome, req txn.EndRequest, out txn.EndResult) {
+	from := lifecycle.FromClient
+	switch {
+	case req.Admin:
+		from = lifecycle.FromAdmin
+	case req.FromCheck:
+		from = lifecycle.FromCheck
+	}
+	b.traceEnd(o, out, from, time.Now(), nil)
+}
+
 // traceCheck records a check-back that reached a producer.
 func (b *Broker) traceCheck(req txn.CheckRequest, start time.Time) {
 	now := time.Now()

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/message"
 	"github.com/halfbackmq/halfback/telemetry"
@@ -121,11 +123,12 @@ func (p *Producer) SendBatch(ctx context.Context, msgs []*Message) ([]SendResult
 		return nil, err
 	}
 	if len(msgs) == 0 || msgs[0] == nil { // no topic to name a span after
-		_, _, err := p.encodeBatch(ctx, msgs)
+		_, _, err := p.encodeBatch(ctx, msgs, false)
 		return nil, err
 	}
+	keepOwn := !trace.SpanContextFromContext(ctx).IsValid()
 	ctx, span := startSend(ctx, p.opts.Group, telemetry.TypeNormal, msgs, "")
-	body, ids, err := p.encodeBatch(ctx, msgs)
+	body, ids, err := p.encodeBatch(ctx, msgs, keepOwn)
 	if err != nil {
 		endSpan(span, err)
 		return nil, err
@@ -160,7 +163,7 @@ const batchElemFixed = 4 + 4 + 4 + 4 + 4 + 2
 
 // encodeBatch validates msgs and returns the batch body and message ids;
 // every message carries the trace context of ctx.
-func (p *Producer) encodeBatch(ctx context.Context, msgs []*Message) ([]byte, []string, error) {
+func (p *Producer) encodeBatch(ctx context.Context, msgs []*Message, keepOwn bool) ([]byte, []string, error) {
 	if len(msgs) == 0 {
 		return nil, nil, invalid("empty batch")
 	}
@@ -182,7 +185,13 @@ func (p *Producer) encodeBatch(ctx context.Context, msgs []*Message) ([]byte, []
 		if err != nil {
 			return nil, nil, fmt.Errorf("batch message %d: %w", i, err)
 		}
-		props = injectTrace(ctx, props)
+		if own := trace.SpanContextFromContext(telemetry.Extract(context.Background(), m.Properties)); !keepOwn || !own.IsValid() ||
+			own.TraceID() == trace.SpanContextFromContext(ctx).TraceID() {
+			// With no span in the caller's ctx, a message whose caller put
+			// another trace in its properties keeps it (as Send would): the
+			// batch's span is in the first message's trace.
+			props = injectTrace(ctx, props)
+		}
 		size := batchElemFixed + len(m.Body) + len(props)
 		if len(body)+size > limit {
 			return nil, nil, fmt.Errorf("%w: batch of %d bytes or more, limit %d", ErrMessageTooLarge, len(body)+size, limit)

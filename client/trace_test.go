@@ -385,3 +385,31 @@ func TestTraceOffAllocations(t *testing.T) {
 		}
 	}
 }
+
+// Each message of a batch sent with no span in ctx keeps the trace the
+// caller put in its own properties (as Send does for one message): the
+// batch span does not move message 2 into message 1's trace.
+func TestSendBatchKeepsEachCallersTrace(t *testing.T) {
+	recordSpans(t)
+	cl := startCluster(t, nil, nil)
+	c := newClient(t, cl.ns.Addr(), nil)
+	p := newProducer(t, c, ProducerOptions{})
+	topic := uniq("trace")
+	const (
+		tp1 = "00-11111111111111111111111111111111-00f067aa0ba902b7-01"
+		tp2 = "00-22222222222222222222222222222222-00f067aa0ba902b8-01"
+	)
+	if _, err := p.SendBatch(ctxT(t, 10*time.Second), []*Message{
+		{Topic: topic, Body: []byte("1"), Properties: map[string]string{message.PropertyTraceparent: tp1}},
+		{Topic: topic, Body: []byte("2"), Properties: map[string]string{message.PropertyTraceparent: tp2}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"1": "11111111111111111111111111111111", "2": "22222222222222222222222222222222"}
+	for _, m := range cl.waitStored(t, topic, 2) {
+		got := m.Properties[message.PropertyTraceparent]
+		if len(got) < 35 || got[3:35] != want[string(m.Body)] {
+			t.Errorf("message %s stored with traceparent %q, want one in trace %s (its caller's)", m.Body, got, want[string(m.Body)])
+		}
+	}
+}

@@ -134,12 +134,35 @@ func (s *Service) resolve(ctx context.Context, e *entry, req EndRequest) (EndRes
 		m = opRecord(opRollback, e.half, s.opts.Now().UnixMilli())
 	}
 	var t Txn
+	// applied and late are guarded by s.mu (apply runs under it): an
+	// outcome that lands after End returned its error is reported to
+	// OnLateEnd, whichever of the two comes first.
+	var applied, late bool
+	result := func(r store.AppendResult) EndResult {
+		out := EndResult{Txn: t}
+		if o == Commit {
+			out.Committed, out.Message = r, m
+		}
+		return out
+	}
+	var landedAt store.AppendResult
 	res, err := s.write(ctx, m, func(r store.AppendResult) {
 		s.settle(e, o.status(), r.PhysicalOffset)
 		s.stats.outcome(o, req) // with the state, so Stats never shows one without the other
 		t = e.txn()
+		applied, landedAt = true, r
+		if late && s.opts.OnLateEnd != nil {
+			go s.opts.OnLateEnd(o, req, result(r))
+		}
 	}, func() { s.unclaim(e) })
 	if err != nil {
+		s.mu.Lock()
+		late = true
+		report := applied && s.opts.OnLateEnd != nil
+		s.mu.Unlock()
+		if report {
+			go s.opts.OnLateEnd(o, req, result(landedAt))
+		}
 		return EndResult{}, err
 	}
 	out := EndResult{Txn: t}

@@ -76,6 +76,11 @@ type Options struct {
 	// OnParked, if set, is called after a half message was parked, with
 	// the transaction as parked. It must not block.
 	OnParked func(t Txn)
+	// OnLateEnd, if set, is called (on its own goroutine) with an outcome
+	// whose record landed after End had returned an error to its caller
+	// (the sync flush timed out, or the caller's context ended): the
+	// outcome is recorded all the same, and a repeat is a Duplicate.
+	OnLateEnd func(o Outcome, req EndRequest, out EndResult)
 	// Now is the service's clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives service events. Default slog.Default().
