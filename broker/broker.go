@@ -125,7 +125,11 @@ func Open(opts Options) (*Broker, error) {
 		closeLife = func() error { return nil }
 	}
 	b.metrics = newBrokerMetrics(opts.MeterProvider)
-	opts.Store.OnFlush = b.metrics.flushHook()
+	if hook, own := b.metrics.flushHook(), opts.Store.OnFlush; hook != nil && own != nil {
+		opts.Store.OnFlush = func(d time.Duration) { hook(d); own(d) }
+	} else if hook != nil {
+		opts.Store.OnFlush = hook
+	}
 	opts.Store.DeferRetention = true // started once the holds are there (below)
 	if b.store, err = store.Open(opts.Store); err != nil {
 		return fail(err, closeLife)

@@ -125,6 +125,7 @@ func (m *brokerMetrics) register(b *Broker) error {
 	scheduled := o.Counter("halfback.delay.scheduled", "{message}", "Messages accepted for delayed delivery, by delay level (0: an arbitrary time).")
 	delivered := o.Counter("halfback.delay.delivered", "{message}", "Delayed messages delivered, by lateness bucket (halfback.delay.late_le, seconds; +Inf for the rest).")
 	maxLate := o.FloatGauge("halfback.delay.lateness.max", "s", "Latest delayed delivery seen.")
+	lifeDropped := o.Counter("halfback.lifecycle.events.dropped", "{event}", "Lifecycle events (halfback trace) dropped because the recorder's queue was full.")
 	var err error
 	m.reg, err = o.Register(func(_ context.Context, ob metric.Observer) error {
 		m.observeCounters(ob, in, out, retries, dlqIn)
@@ -158,6 +159,9 @@ func (m *brokerMetrics) register(b *Broker) error {
 			ob.ObserveInt64(delivered, int64(n), metric.WithAttributes(attrLateness.String(le)))
 		}
 		ob.ObserveFloat64(maxLate, ds.MaxLateness.Seconds())
+		if b.life != nil {
+			ob.ObserveInt64(lifeDropped, b.life.Dropped())
+		}
 		return nil
 	})
 	return err

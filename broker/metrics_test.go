@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -73,6 +75,8 @@ func TestBrokerMetrics(t *testing.T) {
 	t.Cleanup(func() { mp.Shutdown(context.Background()) })
 	o := txnOptions(t)
 	o.MeterProvider = mp
+	var ownFlushes atomic.Int64 // an OnFlush of the caller's runs beside the metric's
+	o.Store.OnFlush = func(time.Duration) { ownFlushes.Add(1) }
 	b := startBroker(t, o)
 	c := dial(t, b)
 
@@ -134,6 +138,10 @@ func TestBrokerMetrics(t *testing.T) {
 	}
 	if _, ok := m["halfback.delay.lateness.max"].(metricdata.Gauge[float64]); !ok {
 		t.Error("halfback.delay.lateness.max missing")
+	}
+	m.want(t, "halfback.lifecycle.events.dropped", 0)
+	if ownFlushes.Load() == 0 {
+		t.Error("the Store.OnFlush given to Open was never called")
 	}
 	h, ok := m["halfback.store.flush.duration"].(metricdata.Histogram[float64])
 	if !ok || len(h.DataPoints) != 1 || h.DataPoints[0].Count == 0 || h.DataPoints[0].Sum <= 0 {
