@@ -52,6 +52,10 @@ type Broker struct {
 	// between the store's cut and the removal of the topic's config.
 	midDeleteTopic func(topic string)
 
+	// checkStalled holds, per producer connection, until when check-backs
+	// skip it after a check write did not finish in checkWriteWait (txn.go).
+	checkStalled sync.Map // *remoting.Conn -> time.Time
+
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -238,6 +242,10 @@ func (b *Broker) Transactions() *txn.Service { return b.txn }
 // Scheduler returns the broker's delay scheduler.
 func (b *Broker) Scheduler() *delay.Scheduler { return b.delay }
 
+// closeGrace bounds how long Close waits for held pulls to be answered
+// before it closes the connections.
+const closeGrace = 2 * time.Second
+
 // Close stops serving, then closes the scheduler and the store (each
 // writes its checkpoint).
 func (b *Broker) Close() error {
@@ -246,8 +254,9 @@ func (b *Broker) Close() error {
 	}
 	close(b.stop)
 	b.metrics.close()
-	b.pulls.close() // answer held pulls while their connections are open
+	b.pulls.close(closeGrace) // answer held pulls while their connections are open
 	err := b.srv.Close()
+	b.pulls.wait()
 	b.wg.Wait()
 	err = errors.Join(err, b.closeGroups())
 	err = errors.Join(err, b.txn.Close(), b.delay.Close(), b.topics.close(), b.store.Close())

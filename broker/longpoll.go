@@ -203,9 +203,11 @@ func (h *pullHolder) held() int {
 	return h.n
 }
 
-// close answers every held pull PULL_NOT_FOUND, refuses new ones and waits
-// for the answers in flight.
-func (h *pullHolder) close() {
+// close answers every held pull PULL_NOT_FOUND and refuses new ones. It
+// waits at most grace for the answers (a connection whose peer stopped
+// reading would hold one for its WriteTimeout); wait waits for the rest,
+// once the server has closed the connections.
+func (h *pullHolder) close(grace time.Duration) {
 	h.mu.Lock()
 	h.closed = true
 	var all []*heldPull
@@ -217,11 +219,28 @@ func (h *pullHolder) close() {
 	for _, p := range all {
 		h.removeLocked(p)
 	}
+	h.answering.Add(len(all))
 	h.mu.Unlock()
 	for _, p := range all {
-		resp := remoting.NewResponse(p.req, remoting.RespPullNotFound, "broker is shutting down")
-		setPullOffsets(resp, p.pr.offset, 0, 0)
-		_ = p.conn.Reply(p.req, resp)
+		go func() {
+			defer h.answering.Done()
+			resp := remoting.NewResponse(p.req, remoting.RespPullNotFound, "broker is shutting down")
+			setPullOffsets(resp, p.pr.offset, 0, 0)
+			_ = p.conn.Reply(p.req, resp)
+		}()
 	}
-	h.answering.Wait()
+	done := make(chan struct{})
+	go func() {
+		h.answering.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
+
+// wait waits for the answers in flight.
+func (h *pullHolder) wait() { h.answering.Wait() }

@@ -128,6 +128,10 @@ func (b *Broker) endFailed(conn *remoting.Conn, req *remoting.Command, code int1
 	return remoting.NewResponse(req, code, err.Error())
 }
 
+// checkWriteWait bounds how long the check loop waits to write one
+// check-back to one connection.
+const checkWriteWait = time.Second
+
 // checkTransaction sends CHECK_TRANSACTION_STATE, oneway, to a live
 // connection of the producer group, with the half message (its real topic
 // and queue restored) as the body, as RocketMQ's check listener does.
@@ -153,10 +157,32 @@ func (b *Broker) checkTransaction(req txn.CheckRequest) bool {
 	// Try the group's connections from a random one until a write succeeds.
 	began := time.Now()
 	start := rand.IntN(len(conns))
+	// Each write is bounded by checkWriteWait: a producer connection that
+	// stops reading must not hold up the check loop, and with it every other
+	// group's check-backs, for the connection's WriteTimeout. A connection
+	// whose write did not finish is skipped until that write must have
+	// ended (written, or failed and the connection closed).
+	now := time.Now()
+	b.checkStalled.Range(func(k, v any) bool {
+		if now.After(v.(time.Time)) {
+			b.checkStalled.Delete(k)
+		}
+		return true
+	})
 	for i := range conns {
-		if conns[(start+i)%len(conns)].InvokeOneway(cmd) == nil {
+		conn := conns[(start+i)%len(conns)]
+		if _, stalled := b.checkStalled.Load(conn); stalled {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), checkWriteWait)
+		err := conn.InvokeOnewayContext(ctx, cmd)
+		cancel()
+		if err == nil {
 			b.traceCheck(req, began)
 			return true
+		}
+		if ctx.Err() != nil {
+			b.checkStalled.Store(conn, time.Now().Add(remoting.DefaultWriteTimeout))
 		}
 	}
 	return false

@@ -21,7 +21,7 @@ type Conn struct {
 	ctx    context.Context // cancelled on close; handlers get it
 	cancel context.CancelFunc
 	sem    chan struct{} // one slot per handler call in flight
-	wmu    sync.Mutex    // serializes frame writes
+	wslot  chan struct{} // one slot: held while a frame is written
 
 	mu       sync.Mutex
 	pending  map[int32]chan result // Invoke calls awaiting a response
@@ -48,6 +48,7 @@ func newConn(parent context.Context, nc net.Conn, cfg connConfig) *Conn {
 		ctx:     ctx,
 		cancel:  cancel,
 		sem:     make(chan struct{}, cfg.maxInFlight),
+		wslot:   make(chan struct{}, 1),
 		pending: make(map[int32]chan result),
 		done:    make(chan struct{}),
 	}
@@ -153,10 +154,15 @@ func (c *Conn) runCallback(f func(*Conn)) {
 // Invoke sends req and waits for its response, until ctx ends or the
 // connection closes. It sets req.Opaque to a fresh id and clears the
 // response and oneway flags. The error wraps ctx.Err() on timeout and
-// ErrConnClosed when the connection closed first.
+// ErrConnClosed when the connection closed first. ctx bounds the write
+// too: a peer that stops reading cannot hold the call for WriteTimeout.
 func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	req.Opaque = nextOpaque()
 	req.Flag &^= FlagResponse | FlagOneway
+	frame, err := c.encode(req)
+	if err != nil {
+		return nil, err
+	}
 	ch := make(chan result, 1)
 	c.mu.Lock()
 	if c.closed {
@@ -166,16 +172,25 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	c.pending[req.Opaque] = ch
 	c.mu.Unlock()
 
-	if err := c.send(req); err != nil {
+	werr, err := c.startWrite(ctx, frame)
+	if err != nil {
 		c.forget(req.Opaque)
-		return nil, err
+		return nil, fmt.Errorf("remoting: invoke code %d opaque %d: %w", req.Code, req.Opaque, err)
 	}
-	select {
-	case r := <-ch:
-		return r.cmd, r.err
-	case <-ctx.Done():
-		c.forget(req.Opaque)
-		return nil, fmt.Errorf("remoting: invoke code %d opaque %d: %w", req.Code, req.Opaque, ctx.Err())
+	for {
+		select {
+		case r := <-ch:
+			return r.cmd, r.err
+		case err := <-werr:
+			if err != nil {
+				c.forget(req.Opaque)
+				return nil, err
+			}
+			werr = nil
+		case <-ctx.Done():
+			c.forget(req.Opaque)
+			return nil, fmt.Errorf("remoting: invoke code %d opaque %d: %w", req.Code, req.Opaque, ctx.Err())
+		}
 	}
 }
 
@@ -185,6 +200,30 @@ func (c *Conn) InvokeOneway(req *Command) error {
 	req.Opaque = nextOpaque()
 	req.Flag = req.Flag&^FlagResponse | FlagOneway
 	return c.send(req)
+}
+
+// InvokeOnewayContext is InvokeOneway bounded by ctx: if ctx ends before
+// the frame is written it returns an error wrapping ctx.Err(). A write
+// already begun then finishes (or fails, closing the connection) in the
+// background, within WriteTimeout; at most one such write runs per
+// connection, and while it does, further calls wait for it under their ctx.
+func (c *Conn) InvokeOnewayContext(ctx context.Context, req *Command) error {
+	req.Opaque = nextOpaque()
+	req.Flag = req.Flag&^FlagResponse | FlagOneway
+	frame, err := c.encode(req)
+	if err != nil {
+		return err
+	}
+	werr, err := c.startWrite(ctx, frame)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-werr:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("remoting: oneway code %d not written: %w", req.Code, ctx.Err())
+	}
 }
 
 // Reply sends resp as the response to req: it sets resp's opaque and header

@@ -1,6 +1,7 @@
 package remoting
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -126,15 +127,45 @@ func (c *Conn) callHandler(req *Command) (resp *Command) {
 // refused with ErrFrameTooLarge (the peer would drop the connection); a
 // write error closes the connection.
 func (c *Conn) send(cmd *Command) error {
-	frame, err := Encode(cmd)
+	frame, err := c.encode(cmd)
 	if err != nil {
 		return err
 	}
-	if len(frame) > c.cfg.maxFrameSize {
-		return fmt.Errorf("%w: %d-byte frame, limit %d", ErrFrameTooLarge, len(frame), c.cfg.maxFrameSize)
+	c.wslot <- struct{}{}
+	return c.writeHeld(frame)
+}
+
+// encode encodes cmd and checks it against MaxFrameSize.
+func (c *Conn) encode(cmd *Command) ([]byte, error) {
+	frame, err := Encode(cmd)
+	if err != nil {
+		return nil, err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	if len(frame) > c.cfg.maxFrameSize {
+		return nil, fmt.Errorf("%w: %d-byte frame, limit %d", ErrFrameTooLarge, len(frame), c.cfg.maxFrameSize)
+	}
+	return frame, nil
+}
+
+// startWrite takes the write slot, waiting no longer than ctx, and writes
+// frame on another goroutine; the returned channel gets the write's result.
+func (c *Conn) startWrite(ctx context.Context, frame []byte) (<-chan error, error) {
+	select {
+	case c.wslot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, c.closedErr()
+	}
+	werr := make(chan error, 1)
+	go func() { werr <- c.writeHeld(frame) }()
+	return werr, nil
+}
+
+// writeHeld writes frame; the caller holds the write slot, which
+// writeHeld releases.
+func (c *Conn) writeHeld(frame []byte) error {
+	defer func() { <-c.wslot }()
 	if c.ctx.Err() != nil {
 		return c.closedErr()
 	}

@@ -1,0 +1,124 @@
+package broker
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/txn"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// stuckClient opens a raw connection, sends the given requests and then
+// never reads again: its receive window fills and the broker's writes to it
+// block.
+func stuckClient(t *testing.T, b *Broker, reqs ...*remoting.Command) net.Conn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", b.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+	for _, r := range reqs {
+		frame, err := remoting.Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nc
+}
+
+func sendHalfGroup(t *testing.T, c *remoting.Conn, group, topic, id string, body []byte) {
+	t.Helper()
+	ext := sendExtV2(topic, 0, props("UNIQ_KEY", id, "TRAN_MSG", "true", "PGROUP", group))
+	ext["a"] = group
+	ext["f"] = strconv.Itoa(int(message.TransactionPreparedType))
+	if resp := call(t, c, remoting.ReqSendMessageV2, ext, body); resp.Code != remoting.RespSuccess {
+		t.Fatalf("half send: code %d %q", resp.Code, resp.Remark)
+	}
+}
+
+// A producer of one group that stops reading does not hold up the
+// check-backs of another group: each CHECK_TRANSACTION_STATE write waits
+// at most checkWriteWait (it waited for the connection's WriteTimeout,
+// 30 s, stalling every group's checks), and the stuck connection is then
+// skipped.
+func TestStuckProducerDoesNotDelayOtherGroupsChecks(t *testing.T) {
+	o := testOptions(t)
+	o.Txn = txn.Options{Timeout: 100 * time.Millisecond, CheckInterval: 100 * time.Millisecond, CheckMax: 1000,
+		CheckpointInterval: 50 * time.Millisecond}
+	b := startBroker(t, o)
+	c := dial(t, b)
+
+	hb := remoting.NewRequest(remoting.ReqHeartBeat, nil)
+	hb.Body = []byte(`{"clientID":"STUCK","producerDataSet":[{"groupName":"stuck"}],"consumerDataSet":[]}`)
+	stuckClient(t, b, hb)
+	waitFor(t, "the stuck producer registered", func() bool { return len(b.groupTable().producerConns("stuck")) == 1 })
+
+	big := []byte(strings.Repeat("x", 1<<20))
+	for i := range 8 {
+		sendHalfGroup(t, c, "stuck", "orders", "s"+strconv.Itoa(i), big)
+	}
+	// The healthy group's transaction is due after the stuck group's.
+	p := dialProducer(t, b)
+	sendHalfRaw(t, c, "orders", "h1")
+	select {
+	case <-p.checks:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("healthy group pg got no CHECK_TRANSACTION_STATE in 10 s (check interval 100 ms): the check loop is blocked writing to group stuck's producer")
+	}
+}
+
+// Broker.Close answers held pulls before it closes the server's
+// connections; a held pull on a connection whose peer stopped reading
+// holds it no longer than closeGrace (it held Close for the WriteTimeout,
+// 30 s).
+func TestCloseWithAHeldPullOnAStuckConnection(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 60 * time.Second
+	b, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	started := false
+	t.Cleanup(func() {
+		if !started {
+			b.Close()
+			return
+		}
+		<-done // a late Close must end before the test's directory goes
+	})
+	c := dial(t, b)
+	big := strings.Repeat("x", 1<<20)
+	for range 4 {
+		mustSend(t, c, "big", 0, "", big)
+	}
+	mustSend(t, c, "idle", 0, "", "x")
+	waitQueue(t, b, "big", 0, 4)
+	waitQueue(t, b, "idle", 0, 1)
+
+	var reqs []*remoting.Command
+	for i := range 12 {
+		reqs = append(reqs, remoting.NewRequest(remoting.ReqPullMessage, pullExt("big", 0, int64(i%4), 0, "*", 0)))
+	}
+	reqs = append(reqs, remoting.NewRequest(remoting.ReqPullMessage, pullExt("idle", 0, 1, pullFlagSuspend, "*", 60000)))
+	stuckClient(t, b, reqs...)
+	waitFor(t, "the stuck client's pull to be held", func() bool { return b.pulls.held() == 1 })
+
+	started = true
+	go func() { done <- b.Close() }()
+	select {
+	case err := <-done:
+		done <- err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Broker.Close has not returned after 10 s: a held pull's answer is blocked on a connection that does not read")
+	}
+}
