@@ -155,7 +155,9 @@ func (c *Conn) runCallback(f func(*Conn)) {
 // connection closes. It sets req.Opaque to a fresh id and clears the
 // response and oneway flags. The error wraps ctx.Err() on timeout and
 // ErrConnClosed when the connection closed first. ctx bounds the write
-// too: a peer that stops reading cannot hold the call for WriteTimeout.
+// too: a peer that stops reading holds the call no longer than ctx's
+// deadline (not WriteTimeout), and a write that deadline cuts short closes
+// the connection.
 func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	req.Opaque = nextOpaque()
 	req.Flag &^= FlagResponse | FlagOneway
@@ -172,25 +174,16 @@ func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	c.pending[req.Opaque] = ch
 	c.mu.Unlock()
 
-	werr, err := c.startWrite(ctx, frame)
-	if err != nil {
+	if err := c.write(ctx, frame); err != nil {
 		c.forget(req.Opaque)
 		return nil, fmt.Errorf("remoting: invoke code %d opaque %d: %w", req.Code, req.Opaque, err)
 	}
-	for {
-		select {
-		case r := <-ch:
-			return r.cmd, r.err
-		case err := <-werr:
-			if err != nil {
-				c.forget(req.Opaque)
-				return nil, err
-			}
-			werr = nil
-		case <-ctx.Done():
-			c.forget(req.Opaque)
-			return nil, fmt.Errorf("remoting: invoke code %d opaque %d: %w", req.Code, req.Opaque, ctx.Err())
-		}
+	select {
+	case r := <-ch:
+		return r.cmd, r.err
+	case <-ctx.Done():
+		c.forget(req.Opaque)
+		return nil, fmt.Errorf("remoting: invoke code %d opaque %d: %w", req.Code, req.Opaque, ctx.Err())
 	}
 }
 
@@ -202,11 +195,9 @@ func (c *Conn) InvokeOneway(req *Command) error {
 	return c.send(req)
 }
 
-// InvokeOnewayContext is InvokeOneway bounded by ctx: if ctx ends before
-// the frame is written it returns an error wrapping ctx.Err(). A write
-// already begun then finishes (or fails, closing the connection) in the
-// background, within WriteTimeout; at most one such write runs per
-// connection, and while it does, further calls wait for it under their ctx.
+// InvokeOnewayContext is InvokeOneway bounded by ctx: it waits for
+// another write no longer than ctx, and a write its deadline cuts short
+// closes the connection (see Invoke).
 func (c *Conn) InvokeOnewayContext(ctx context.Context, req *Command) error {
 	req.Opaque = nextOpaque()
 	req.Flag = req.Flag&^FlagResponse | FlagOneway
@@ -214,16 +205,10 @@ func (c *Conn) InvokeOnewayContext(ctx context.Context, req *Command) error {
 	if err != nil {
 		return err
 	}
-	werr, err := c.startWrite(ctx, frame)
-	if err != nil {
-		return err
+	if err := c.write(ctx, frame); err != nil {
+		return fmt.Errorf("remoting: oneway code %d: %w", req.Code, err)
 	}
-	select {
-	case err := <-werr:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("remoting: oneway code %d not written: %w", req.Code, ctx.Err())
-	}
+	return nil
 }
 
 // Reply sends resp as the response to req: it sets resp's opaque and header

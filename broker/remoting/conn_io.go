@@ -131,8 +131,7 @@ func (c *Conn) send(cmd *Command) error {
 	if err != nil {
 		return err
 	}
-	c.wslot <- struct{}{}
-	return c.writeHeld(frame)
+	return c.write(context.Background(), frame)
 }
 
 // encode encodes cmd and checks it against MaxFrameSize.
@@ -147,33 +146,37 @@ func (c *Conn) encode(cmd *Command) ([]byte, error) {
 	return frame, nil
 }
 
-// startWrite takes the write slot, waiting no longer than ctx, and writes
-// frame on another goroutine; the returned channel gets the write's result.
-func (c *Conn) startWrite(ctx context.Context, frame []byte) (<-chan error, error) {
+// write writes frame once no other write is under way, waiting for that
+// no longer than ctx, and finishes it by ctx's deadline (and within
+// WriteTimeout). A write cut short closes the connection: the peer would
+// read a torn frame. So a peer that stops reading holds a caller no longer
+// than its own deadline, and the connection is dropped.
+func (c *Conn) write(ctx context.Context, frame []byte) error {
 	select {
 	case c.wslot <- struct{}{}:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	case <-c.ctx.Done():
-		return nil, c.closedErr()
+		return c.closedErr()
 	}
-	werr := make(chan error, 1)
-	go func() { werr <- c.writeHeld(frame) }()
-	return werr, nil
-}
-
-// writeHeld writes frame; the caller holds the write slot, which
-// writeHeld releases.
-func (c *Conn) writeHeld(frame []byte) error {
 	defer func() { <-c.wslot }()
 	if c.ctx.Err() != nil {
 		return c.closedErr()
 	}
+	var deadline time.Time
 	if c.cfg.writeTimeout > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.writeTimeout))
+		deadline = time.Now().Add(c.cfg.writeTimeout)
 	}
+	own, ok := ctx.Deadline()
+	if ok && (deadline.IsZero() || own.Before(deadline)) {
+		deadline = own
+	}
+	_ = c.nc.SetWriteDeadline(deadline) // the zero time clears an earlier caller's
 	if _, err := c.nc.Write(frame); err != nil {
 		c.closeWith(err)
+		if ok && !time.Now().Before(own) {
+			return fmt.Errorf("%w: write: %w (%w)", ErrConnClosed, err, context.DeadlineExceeded)
+		}
 		return fmt.Errorf("%w: write: %w", ErrConnClosed, err)
 	}
 	return nil
