@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -130,7 +131,8 @@ type groupTable struct {
 	consumers   map[string]*consumerGroup
 	producers   map[string]map[*remoting.Conn]*producerClient
 	hooked      map[*remoting.Conn]bool // OnClose registered
-	notifying   sync.WaitGroup          // notifications in flight
+	notifying   sync.WaitGroup          // notifications in flight ...
+	notifyN     atomic.Int64            // ... and how many
 	closed      bool
 }
 
@@ -363,16 +365,26 @@ func (t *groupTable) notify(notices []notice, log func(msg string, args ...any))
 	for _, n := range notices {
 		for _, conn := range n.conns {
 			t.notifying.Add(1)
+			t.notifyN.Add(1)
 			go func() {
 				defer t.notifying.Done()
+				defer t.notifyN.Add(-1)
 				req := remoting.NewRequest(remoting.ReqNotifyConsumerIdsChanged, map[string]string{"consumerGroup": n.group})
-				if err := conn.InvokeOneway(req); err != nil && conn.Err() == nil {
+				// Bounded: a consumer that stopped reading would hold this
+				// goroutine for the WriteTimeout, one more per change of
+				// its group; a cut-short write drops its connection.
+				ctx, cancel := context.WithTimeout(context.Background(), notifyWriteWait)
+				defer cancel()
+				if err := conn.InvokeOnewayContext(ctx, req); err != nil && conn.Err() == nil {
 					log("notify consumer ids changed failed", "group", n.group, "remote", conn.RemoteAddr(), "err", err)
 				}
 			}()
 		}
 	}
 }
+
+// notifyWriteWait bounds one NOTIFY_CONSUMER_IDS_CHANGED write.
+const notifyWriteWait = 3 * time.Second
 
 // close stops notifications and waits for those in flight.
 func (t *groupTable) close() {

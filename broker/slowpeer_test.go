@@ -9,6 +9,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/txn"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -121,4 +122,36 @@ func TestCloseWithAHeldPullOnAStuckConnection(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Broker.Close has not returned after 10 s: a held pull's answer is blocked on a connection that does not read")
 	}
+}
+
+// A consumer that stops reading does not keep a notification goroutine
+// per change of its group for the WriteTimeout (30 s): each
+// NOTIFY_CONSUMER_IDS_CHANGED write, or its wait for the connection's
+// blocked writer, ends after notifyWriteWait.
+func TestStuckConsumerDoesNotHoldNotifications(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	big := strings.Repeat("x", 1<<20)
+	for range 4 {
+		mustSend(t, c, "big", 0, "", big)
+	}
+	waitQueue(t, b, "big", 0, 4)
+	hb := remoting.NewRequest(remoting.ReqHeartBeat, nil)
+	hb.Body = consumerHeartbeat("STUCK", "big", "cg")
+	reqs := []*remoting.Command{hb}
+	for i := range 12 { // answers that fill the stuck consumer's socket
+		reqs = append(reqs, remoting.NewRequest(remoting.ReqPullMessage, pullExt("big", 0, int64(i%4), 0, "*", 0)))
+	}
+	stuckClient(t, b, reqs...)
+	waitFor(t, "the stuck consumer registered", func() bool {
+		g, ok := b.groupTable().info("cg")
+		return ok && len(g.ClientIDs) == 1
+	})
+	for i := range 3 { // changes of the group: each notifies the stuck consumer
+		hbOK(t, c, consumerHeartbeat("LIVE"+strconv.Itoa(i), "big", "cg"))
+	}
+	waitFor(t, "a notification in flight", func() bool { return b.groupTable().notifyN.Load() > 0 })
+	testutil.WaitFor(t, 15*time.Second, "the notifications to the stuck consumer to end", func() bool {
+		return b.groupTable().notifyN.Load() == 0
+	})
 }
