@@ -147,10 +147,14 @@ func TestStuckConsumerDoesNotHoldNotifications(t *testing.T) {
 		g, ok := b.groupTable().info("cg")
 		return ok && len(g.ClientIDs) == 1
 	})
-	for i := range 3 { // changes of the group: each notifies the stuck consumer
-		hbOK(t, c, consumerHeartbeat("LIVE"+strconv.Itoa(i), "big", "cg"))
-	}
-	waitFor(t, "a notification in flight", func() bool { return b.groupTable().notifyN.Load() > 0 })
+	// Changes of the group, each notifying the stuck consumer, until one
+	// is held by its full socket.
+	changes := 0
+	waitFor(t, "a notification held by the stuck consumer", func() bool {
+		changes++
+		hbOK(t, c, consumerHeartbeat("LIVE"+strconv.Itoa(changes), "big", "cg"))
+		return b.groupTable().notifyN.Load() > 0
+	})
 	testutil.WaitFor(t, 15*time.Second, "the notifications to the stuck consumer to end", func() bool {
 		return b.groupTable().notifyN.Load() == 0
 	})
