@@ -17,7 +17,7 @@ func (b *Broker) registerTrace(mux *remoting.Mux) {
 }
 
 // handleMessageTrace answers the lifecycle of the messages ext field id
-// names (a message id, a key or a trace id) as a JSON array of
+// names (a message id, an offset message id, a key or a trace id) as a JSON array of
 // lifecycle.Message, at most limit (default 100) messages. Each message's
 // events end with the derived consumed events (see [Broker.MessageTrace]).
 func (b *Broker) handleMessageTrace(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
@@ -44,7 +44,7 @@ func (b *Broker) handleMessageTrace(_ context.Context, _ *remoting.Conn, req *re
 }
 
 // MessageTrace returns the lifecycle of the messages q names (message id,
-// key or trace id), each message's events oldest first, followed by one
+// offset message id, key or trace id), each message's events oldest first, followed by one
 // Consumed event per consumer group whose committed offset has passed a
 // record of the message (its store, its delivery from the schedule, a
 // retry's delivery, its dead letter).
@@ -66,6 +66,19 @@ func (b *Broker) MessageTrace(q string, limit int) ([]lifecycle.Message, error) 
 	msgs, err := b.life.Lookup(q, limit)
 	if err != nil {
 		return nil, err
+	}
+	if len(msgs) == 0 {
+		// An offset message id (what a send prints beside the message id):
+		// the record there names the message.
+		if _, phys, perr := message.ParseOffsetMsgID(q); perr == nil {
+			if e, rerr := b.store.ReadMessage(phys); rerr == nil {
+				if id := e.Property(message.PropertyUniqKey); id != "" && id != q {
+					if msgs, err = b.life.Lookup(id, limit); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
 	}
 	byTopic := map[string]map[string]map[int32]int64{}
 	for i := range msgs {

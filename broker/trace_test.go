@@ -418,3 +418,21 @@ func TestRetrySendPastLimitIsDeadLettered(t *testing.T) {
 		t.Errorf("spans: %v, want one dead_letter %%DLQ%%g", spans)
 	}
 }
+
+// A message is found by its offset message id (what a send prints beside
+// its message id), not only by its message id, key or trace id.
+func TestTraceByOffsetMessageID(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	resp := mustSend(t, c, "orders", 0, props("UNIQ_KEY", "u1", "KEYS", "k1"), "body")
+	off := resp.Ext("msgId")
+	if off == "" || off == "u1" {
+		t.Fatalf("send answered msgId %q, want the offset message id", off)
+	}
+	if m := traceOne(t, b, off); m.MsgID != "u1" || !slices.Contains(kinds(m), lifecycle.Stored) {
+		t.Fatalf("trace by offset message id %s: %+v", off, m)
+	}
+	if msgs, err := b.MessageTrace("0A000001000027DB00000000DEADBEEF", 10); err != nil || len(msgs) != 0 {
+		t.Fatalf("trace by an offset message id of no record: %+v, %v", msgs, err)
+	}
+}

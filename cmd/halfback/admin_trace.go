@@ -18,8 +18,9 @@ func newTraceCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "trace ID|KEY|TRACEID",
 		Short: "Show what happened to a message in the broker, step by step",
-		Long: `Show the lifecycle of the messages named by a message id (UNIQ_KEY), a
-message key (KEYS) or a trace id (from the producer's traceparent): stored,
+		Long: `Show the lifecycle of the messages named by a message id (UNIQ_KEY), an
+offset message id (the broker's, as send prints it), a message key (KEYS)
+or a trace id (from the producer's traceparent): stored,
 half stored, committed or rolled back (by the client, a check-back or an
 operator), checked back, parked, scheduled, delivered from the schedule,
 sent back for retry, dead-lettered, and consumed by each group whose
