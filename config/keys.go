@@ -61,7 +61,7 @@ var keys = []key{
 		func(c *Config) any { return &c.Broker.NamesrvAddr }},
 	{"broker.delayLevels", delay.DefaultLevels, "space-separated positive durations such as \"1s 5s 1m\"",
 		func(c *Config) any { return &c.Broker.DelayLevels }},
-	{"broker.timerMaxDelay", delay.DefaultMaxDelay, "a duration such as 72h",
+	{"broker.timerMaxDelay", delay.DefaultMaxDelay, "a positive duration such as 72h",
 		func(c *Config) any { return &c.Broker.TimerMaxDelay }},
 	{"broker.autoCreateTopicEnable", true, "true or false",
 		func(c *Config) any { return &c.Broker.AutoCreateTopicEnable }},
@@ -220,6 +220,9 @@ func checkNode(n *keyNode, prefix string, body map[string]any, file string) erro
 			return invalid(full, fmt.Sprintf("given twice in %s (also as %q; keys are case-insensitive)", file, prev))
 		}
 		seen[lname] = name
+		if c.children == nil && body[name] == nil {
+			return invalid(full, fmt.Sprintf("has no value in %s (delete the line for the default, or write \"\" for an empty string)", file))
+		}
 		if c.children == nil || body[name] == nil {
 			continue // a key, or an empty section
 		}
@@ -311,6 +314,13 @@ func checkEnv(environ []string) error {
 		upper := strings.ToUpper(name)
 		if _, ok := known[name]; ok {
 			continue
+		}
+		// HALFBACK_<SECTION> alone: viper's AutomaticEnv would read it as
+		// shadowing the whole section, every key of which then reads as
+		// unset (the file's values and the defaults dropped).
+		if sec, ok := sections[upper+"_"]; ok {
+			return &KeyError{Key: name, Err: ErrUnknownKey, Detail: fmt.Sprintf(
+				"environment variable names section %s, not a key (an override is %s_<KEY>)", sec, upper)}
 		}
 		if path, ok := known[upper]; ok {
 			return &KeyError{Key: name, Err: ErrUnknownKey, Detail: fmt.Sprintf(

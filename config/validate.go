@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -23,9 +24,12 @@ func (c *Config) Validate() error {
 		nonNegative("store.segmentSize", s.SegmentSize),
 		nonNegative("store.syncFlushTimeout", s.SyncFlushTimeout),
 		nonNegative("store.flushIntervalMs", s.FlushIntervalMs),
+		atMost("store.flushIntervalMs", s.FlushIntervalMs, maxMillis, durationLimit),
 		nonNegative("store.checkpointIntervalMs", s.CheckpointIntervalMs),
+		atMost("store.checkpointIntervalMs", s.CheckpointIntervalMs, maxMillis, durationLimit),
 		nonNegative("store.queueEntriesPerFile", s.QueueEntriesPerFile),
 		nonNegative("store.fileReservedHours", s.FileReservedHours),
+		atMost("store.fileReservedHours", s.FileReservedHours, maxHours, durationLimit),
 		ratio("store.diskMaxUsedRatio", s.DiskMaxUsedRatio),
 		nonNegative("store.maxMessageSize", s.MaxMessageSize),
 		atMost("store.maxMessageSize", s.MaxMessageSize, broker.MaxMessageSizeLimit,
@@ -36,7 +40,7 @@ func (c *Config) Validate() error {
 		brokerName("broker.clusterName", c.Broker.ClusterName),
 		hostPorts("broker.namesrvAddr", c.Broker.NamesrvAddr),
 		delayLevels(c.Broker.DelayLevels),
-		nonNegative("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
+		positive("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
 		queueNums("broker.defaultTopicQueueNums", c.Broker.DefaultTopicQueueNums),
 		positive("broker.transactionTimeout", c.Broker.TransactionTimeout),
 		positive("broker.transactionCheckInterval", c.Broker.TransactionCheckInterval),
@@ -54,6 +58,14 @@ func (c *Config) Validate() error {
 	_, err := c.StoreOptions()
 	return err
 }
+
+// The largest whole milliseconds and hours a time.Duration holds: a larger
+// count would wrap around to a short (or negative) interval.
+const (
+	maxMillis     = int(math.MaxInt64 / int64(time.Millisecond))
+	maxHours      = int(math.MaxInt64 / int64(time.Hour))
+	durationLimit = "a longer time does not fit in a duration (it would wrap around to a short one)"
+)
 
 func queueNums(key string, n int) error {
 	if n < 1 || n > 1024 {
@@ -115,8 +127,10 @@ func ratio(key string, v float64) error {
 // may leave the host empty (":10911", all interfaces) and use port 0 (any
 // free port); a peer's address may not.
 func hostPort(key, addr string, peer bool) error {
-	host, port, err := net.SplitHostPort(strings.TrimSpace(addr))
-	if err != nil {
+	// Not trimmed: the address is used as written, and " 127.0.0.1:0"
+	// fails only when dialled or listened on, naming no key.
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || strings.ContainsAny(addr, " \t\r\n") {
 		return invalid(key, fmt.Sprintf("want host:port, got %q", addr))
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
@@ -154,7 +168,7 @@ func brokerName(key, v string) error {
 // for several name servers.
 func hostPorts(key, list string) error {
 	for addr := range strings.SplitSeq(list, ";") {
-		if err := hostPort(key, addr, true); err != nil {
+		if err := hostPort(key, strings.TrimSpace(addr), true); err != nil { // trimmed on use too
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,7 +27,7 @@ func main() {
 	}()
 	err := run(ctx, os.Args[1:], os.Stderr)
 	stop()
-	if err != nil {
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
@@ -44,6 +45,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	loadConfig := app.ConfigFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (the config file is given as --config FILE)", app.ErrUsage, fs.Arg(0))
 	}
 	cfg, err := loadConfig()
 	if err != nil {

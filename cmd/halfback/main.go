@@ -76,7 +76,22 @@ Configuration comes from config.yaml (see --config) and the environment
 		newTraceCmd(),
 		newMirrorCmd(),
 	)
+	failUnknownSubcommands(root)
 	return root
+}
+
+// failUnknownSubcommands makes each command group (bench, topic, txn, ...)
+// runnable: alone it prints its help, and with an argument that names no
+// subcommand it fails with "unknown command" instead of printing the help
+// and exiting 0, which would let a script go on after a typo.
+func failUnknownSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		failUnknownSubcommands(c)
+	}
+	if cmd.HasParent() && cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.Args = cobra.NoArgs
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
 }
 
 // loadConfig loads the file named by --config, plus the environment. The

@@ -30,6 +30,9 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (the config file is given as --config FILE)", app.ErrUsage, fs.Arg(0))
+	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return err

@@ -79,6 +79,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"--bogus"}, "flag provided but not defined"},
+		{[]string{"prod.yaml"}, `unexpected argument "prod.yaml"`},
 		{[]string{"--config", "/nonexistent.yaml"}, "no such file"},
 	} {
 		err := run(context.Background(), tc.args)

@@ -33,6 +33,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "payer: unexpected argument %q (the config file is given as --config FILE)\n", fs.Arg(0))
+		return 2
+	}
 	if *orderID == "" {
 		fmt.Fprintln(stderr, "payer: --order is required")
 		return 2

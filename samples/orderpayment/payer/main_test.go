@@ -107,6 +107,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"--order", "o", "prod.yaml"}, 2, `unexpected argument "prod.yaml"`},
 		{[]string{"--config", cfg}, 2, "--order is required"},
 		{[]string{"--config", "/nonexistent.yaml", "--order", "o"}, 1, "no such file"},
 		// No --amount: read from the order database, where there is no such order.

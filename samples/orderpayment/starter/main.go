@@ -41,6 +41,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "starter: unexpected argument %q (the config file is given as --config FILE)\n", fs.Arg(0))
+		return 2
+	}
 	sum, err := start(ctx, loadConfig, o, stderr)
 	if asJSON {
 		enc := json.NewEncoder(stdout)

@@ -32,6 +32,7 @@ func TestExitStatus(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"--orders", "x"}, 2, "invalid value"},
+		{[]string{"prod.yaml"}, 2, `unexpected argument "prod.yaml"`},
 		{[]string{"--config", "/nonexistent.yaml"}, 1, "no such file"},
 		{[]string{"--config", "", "--orders", "0"}, 1, "Orders 0"},
 	} {
