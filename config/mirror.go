@@ -171,6 +171,9 @@ func (c *Config) MirrorOptions() (mirror.Options, error) {
 			return mirror.Options{}, err
 		}
 	}
+	if k.MaxMessageBytes == 0 { // a zero is no default here (see config.yaml)
+		return mirror.Options{}, invalid("mirror.kafka.maxMessageBytes", "must be at least 1024 (got 0)")
+	}
 	if err := o.Validate(); err != nil {
 		var oe *mirror.OptionError
 		if errors.As(err, &oe) {
