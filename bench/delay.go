@@ -178,6 +178,7 @@ func RunDelay(ctx context.Context, o DelayOptions) (DelayResult, error) {
 			if _, err := st.AppendBatch(ctx, msgs); err != nil {
 				return res, err
 			}
+			s.Scheduled(msgs...)
 			msgs = msgs[:0]
 		}
 	}

@@ -156,6 +156,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	}
 	res, err := b.store.AppendBatch(ctx, msgs)
 	b.metrics.stored(h.topic, len(msgs), err)
+	if err == nil || errors.Is(err, store.ErrFlushTimeout) {
+		b.delay.Scheduled(msgs...)
+	}
 	if toDLQ && len(msgs) == 1 {
 		// A retry past its limit: a dead letter, as a send-back's.
 		var r store.AppendResult

@@ -52,7 +52,11 @@ func (b *Broker) storeSentBack(ctx context.Context, m *message.Message, dlq bool
 			return store.AppendResult{}, err
 		}
 	}
-	return b.store.Append(ctx, m)
+	res, err := b.store.Append(ctx, m)
+	if err == nil || errors.Is(err, store.ErrFlushTimeout) {
+		b.delay.Scheduled(m)
+	}
+	return res, err
 }
 
 // registerSendBack handles CONSUMER_SEND_MSG_BACK.

@@ -14,7 +14,9 @@
 //
 // Arbitrary delivery times are RocketMQ 5's timer properties:
 // TIMER_DELIVER_MS (absolute, epoch ms), TIMER_DELAY_MS or TIMER_DELAY_SEC
-// (relative), up to Options.MaxDelay (default 3 days). Such messages are
+// (relative), up to Options.MaxDelay (default 3 days); with more than one,
+// TIMER_DELAY_SEC wins, then TIMER_DELAY_MS (RocketMQ's order), and a DELAY
+// level above 0 wins over all of them. Such messages are
 // stored under [TimerTopic] and indexed by (due time, commit-log offset) in a
 // Pebble database, whose ordered keys make "everything due by now" one
 // prefix-free range scan. A timing wheel was the alternative: it needs a

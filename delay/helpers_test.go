@@ -132,6 +132,7 @@ func (r *rig) send(body string, props message.Properties) store.AppendResult {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.s.Scheduled(m)
 	r.settle()
 	return res
 }

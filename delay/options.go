@@ -3,6 +3,7 @@ package delay
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ func ParseLevels(s string) ([]time.Duration, error) {
 		if n, ok := strings.CutSuffix(f, "d"); ok {
 			var days int
 			days, err = strconv.Atoi(n)
+			if err == nil && days > int(math.MaxInt64/int64(24*time.Hour)) {
+				err = strconv.ErrRange
+			}
 			d = time.Duration(days) * 24 * time.Hour
 		} else {
 			d, err = time.ParseDuration(f)

@@ -24,6 +24,7 @@ const (
 // schedule topic directly must carry REAL_TOPIC.
 //
 // Prepare checks everything before changing m: on error m is untouched.
+// Count the message with Scheduled once it is stored.
 func (s *Scheduler) Prepare(m *message.Message) (bool, error) {
 	if m.Topic == ScheduleTopic || m.Topic == TimerTopic {
 		// Already in scheduled form (an admin re-send): it must say where to go.
@@ -41,14 +42,13 @@ func (s *Scheduler) Prepare(m *message.Message) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("%w: DELAY level %q is not a number", ErrBadDelay, v)
 		}
-		if level <= 0 {
-			return false, nil
+		if level > 0 {
+			level = min(level, len(s.opts.Levels))
+			s.redirect(m, ScheduleTopic, int32(level-1))
+			m.Properties = message.SetProperty(m.Properties, message.PropertyDelayTimeLevel, strconv.Itoa(level))
+			return true, nil
 		}
-		level = min(level, len(s.opts.Levels))
-		s.redirect(m, ScheduleTopic, int32(level-1))
-		m.Properties = message.SetProperty(m.Properties, message.PropertyDelayTimeLevel, strconv.Itoa(level))
-		s.stats.scheduled(level)
-		return true, nil
+		// As RocketMQ: a level <= 0 is no level; the timer properties decide.
 	}
 	due, ok, err := s.deliverTime(m.Properties, now)
 	if err != nil || !ok {
@@ -61,31 +61,46 @@ func (s *Scheduler) Prepare(m *message.Message) (bool, error) {
 	s.redirect(m, TimerTopic, 0)
 	m.Properties = message.RemoveProperties(m.Properties, message.PropertyTimerDelayMS, message.PropertyTimerDelaySec)
 	m.Properties = message.SetProperty(m.Properties, message.PropertyTimerDeliverMS, strconv.FormatInt(due.UnixMilli(), 10))
-	s.stats.scheduled(0)
 	return true, nil
+}
+
+// Scheduled counts the messages among msgs that are in scheduled form
+// (Prepare made them so) in Stats.Scheduled. Call it once the store
+// acknowledged them: a send the store refused was not scheduled.
+func (s *Scheduler) Scheduled(msgs ...*message.Message) {
+	for _, m := range msgs {
+		switch {
+		case m.Topic == ScheduleTopic && int(m.QueueID) < len(s.opts.Levels):
+			s.stats.scheduled(int(m.QueueID) + 1)
+		case m.Topic == TimerTopic:
+			s.stats.scheduled(0)
+		}
+	}
 }
 
 // deliverTime reads the TIMER_* properties; ok is false if there are none.
 func (s *Scheduler) deliverTime(props string, now time.Time) (time.Time, bool, error) {
 	var due time.Time
-	if v, ok := message.Property(props, message.PropertyTimerDeliverMS); ok {
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || ms < 0 {
-			return due, false, fmt.Errorf("%w: TIMER_DELIVER_MS %q is not a time in ms", ErrBadDelay, v)
-		}
-		due = time.UnixMilli(ms)
-	} else if v, ok := message.Property(props, message.PropertyTimerDelayMS); ok {
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || ms < 0 {
-			return due, false, fmt.Errorf("%w: TIMER_DELAY_MS %q is not a non-negative number", ErrBadDelay, v)
-		}
-		due = now.Add(time.Duration(ms) * time.Millisecond)
-	} else if v, ok := message.Property(props, message.PropertyTimerDelaySec); ok {
+	// RocketMQ's precedence (HookUtils.transformTimerMessage): TIMER_DELAY_SEC,
+	// then TIMER_DELAY_MS, then TIMER_DELIVER_MS.
+	if v, ok := message.Property(props, message.PropertyTimerDelaySec); ok {
 		sec, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || sec < 0 || sec > int64(s.opts.MaxDelay/time.Second)+1 {
 			return due, false, fmt.Errorf("%w: TIMER_DELAY_SEC %q is not a non-negative number within %v", ErrBadDelay, v, s.opts.MaxDelay)
 		}
 		due = now.Add(time.Duration(sec) * time.Second)
+	} else if v, ok := message.Property(props, message.PropertyTimerDelayMS); ok {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 || ms > int64(s.opts.MaxDelay/time.Millisecond)+1 {
+			return due, false, fmt.Errorf("%w: TIMER_DELAY_MS %q is not a non-negative number within %v", ErrBadDelay, v, s.opts.MaxDelay)
+		}
+		due = now.Add(time.Duration(ms) * time.Millisecond)
+	} else if v, ok := message.Property(props, message.PropertyTimerDeliverMS); ok {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 {
+			return due, false, fmt.Errorf("%w: TIMER_DELIVER_MS %q is not a time in ms", ErrBadDelay, v)
+		}
+		due = time.UnixMilli(ms)
 	} else {
 		return due, false, nil
 	}
@@ -116,6 +131,13 @@ func restore(e *message.Ext, due time.Time) (*message.Message, error) {
 	m.Topic, m.QueueID = topic, int32(qid)
 	m.Properties = message.RemoveProperties(e.Properties, message.PropertyDelayTimeLevel, message.PropertyTimerDeliverMS,
 		message.PropertyTimerDelayMS, message.PropertyTimerDelaySec)
-	m.Properties = message.SetProperty(m.Properties, propTimerOut, strconv.FormatInt(due.UnixMilli(), 10))
+	// The copy must stay storable: without DELAY / TIMER_DELIVER_MS it is
+	// never larger than the scheduled record, but TIMER_OUT_MS can push it
+	// past the properties limit, and a copy the store refuses would stop
+	// every delivery behind it. Then it goes without TIMER_OUT_MS.
+	withOut := message.SetProperty(m.Properties, propTimerOut, strconv.FormatInt(due.UnixMilli(), 10))
+	if _, err := message.SealableRecordSize(&message.Message{Topic: m.Topic, Properties: withOut, Body: m.Body}); err == nil {
+		m.Properties = withOut
+	}
 	return &m, nil
 }

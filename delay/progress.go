@@ -15,6 +15,9 @@ import (
 type progress struct {
 	levelNext []int64
 	timer     timerKey
+	// dropped are the cursors of levels past the configured ones (the
+	// progress was written with more levels), read only to check them.
+	dropped []int64
 }
 
 const progressMagic = 0x48424450 // "HBDP"
@@ -47,8 +50,13 @@ func readProgress(path string, levels int) (progress, error) {
 	if len(b) != 8+8*n+16+4 {
 		return p, fmt.Errorf("delay: progress file %s has a bad length", path)
 	}
-	for i := 0; i < n && i < levels; i++ {
-		p.levelNext[i] = int64(binary.BigEndian.Uint64(b[8+8*i:]))
+	for i := 0; i < n; i++ {
+		v := int64(binary.BigEndian.Uint64(b[8+8*i:]))
+		if i < levels {
+			p.levelNext[i] = v
+		} else {
+			p.dropped = append(p.dropped, v)
+		}
 	}
 	off := 8 + 8*n
 	p.timer = timerKey{int64(binary.BigEndian.Uint64(b[off:])), int64(binary.BigEndian.Uint64(b[off+8:]))}

@@ -24,6 +24,8 @@ type Store interface {
 	GetMessages(topic string, qid int32, offset int64, o store.GetOptions) (store.GetResult, error)
 	ReadRecords(phys int64, size int) ([]byte, error)
 	Flush() error
+	// Check reports why an append would refuse m, or nil.
+	Check(m *message.Message) error
 }
 
 // due is one scheduled message that has fallen due (or is next).
@@ -96,6 +98,10 @@ func New(st Store, opts Options) (*Scheduler, error) {
 	}
 	p, err := readProgress(s.path, len(opts.Levels))
 	if err != nil {
+		idx.close()
+		return nil, err
+	}
+	if err := s.checkDroppedLevels(p.dropped); err != nil {
 		idx.close()
 		return nil, err
 	}
@@ -443,6 +449,26 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 			}
 		}
 		res, pend, err := s.st.AppendBatchAsync(msgs)
+		if errors.Is(err, store.ErrBadMessage) || errors.Is(err, store.ErrMessageTooLarge) {
+			// The store refuses a copy for good (grown past a limit, or a
+			// limit lowered since it was scheduled): dropped and logged like
+			// any undeliverable record, so it cannot stop every delivery
+			// behind it.
+			var kept []*message.Message
+			var keptSent []Delivery
+			for i, m := range msgs {
+				if cerr := s.st.Check(m); cerr != nil {
+					s.opts.Logger.Error("delay: dropping a scheduled message the store refuses", "topic", m.Topic, "err", cerr)
+					continue
+				}
+				kept = append(kept, m)
+				if i < len(sent) {
+					keptSent = append(keptSent, sent[i])
+				}
+			}
+			msgs, sent = kept, keptSent
+			res, pend, err = s.st.AppendBatchAsync(msgs)
+		}
 		if err != nil {
 			for len(inFlight) > 0 && settle() == nil {
 			}
@@ -567,4 +593,32 @@ func (s *Scheduler) repairIndex() error {
 		"indexed", s.indexed, "queueMax", hi)
 	s.indexed = hi
 	return s.idx.dropPast(lastPhys, hi)
+}
+
+// checkDroppedLevels refuses to start when a ScheduleTopic queue past the
+// configured levels still holds a message not delivered (the levels were
+// shortened): nothing would deliver it, and retention would delete it.
+// dropped are those queues' delivery cursors from the progress file.
+func (s *Scheduler) checkDroppedLevels(dropped []int64) error {
+	for l := len(s.opts.Levels); l < 64; l++ {
+		var next int64
+		if i := l - len(s.opts.Levels); i < len(dropped) {
+			next = dropped[i]
+		}
+		for {
+			r, err := s.st.GetMessages(ScheduleTopic, int32(l), next, store.GetOptions{MaxMessages: 1})
+			if err != nil {
+				return err
+			}
+			if r.Count > 0 {
+				return fmt.Errorf("%w: %s queue %d holds messages of delay level %d not delivered yet, but only %d levels are configured; configure at least %d",
+					ErrInvalidOptions, ScheduleTopic, l, l+1, len(s.opts.Levels), l+1)
+			}
+			if r.Status != store.OffsetTooSmall || r.NextBeginOffset <= next {
+				break
+			}
+			next = r.NextBeginOffset
+		}
+	}
+	return nil
 }

@@ -494,6 +494,13 @@ func (s *Store) wait(ctx context.Context, t ticket) error {
 	return fmt.Errorf("%w after %v", ErrFlushTimeout, s.opts.SyncFlushTimeout)
 }
 
+// Check reports why Append would refuse m (ErrBadMessage,
+// ErrMessageTooLarge), or nil.
+func (s *Store) Check(m *message.Message) error {
+	_, err := s.checkMessage(m)
+	return err
+}
+
 func (s *Store) checkMessage(m *message.Message) (int, error) {
 	if err := message.ValidateTopic(m.Topic); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrBadMessage, err)

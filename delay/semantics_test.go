@@ -1,0 +1,177 @@
+package delay
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// A level message whose stored
+// properties are within the record limit grows on delivery (DELAY removed,
+// TIMER_OUT_MS added). If the grown copy is over the limit, the scheduler
+// must not stop delivering every other delayed message.
+func TestDeliveryGrowthDoesNotJamScheduler(t *testing.T) {
+	r := newRig(t, "1s")
+	defer r.close()
+	// The largest padding whose scheduled form the store accepts.
+	pad := 0
+	for n := message.MaxPropertiesLength; n > 0; n-- {
+		p := message.Properties{message.PropertyDelayTimeLevel: "1", message.PropertyUniqKey: "ID-big", "pad": strings.Repeat("x", n)}
+		m := &message.Message{Topic: "orders", QueueID: 1, Body: []byte("big"), Properties: p.Encode()}
+		if _, err := r.s.Prepare(m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := message.SealableRecordSize(m); err == nil {
+			pad = n
+			break
+		}
+	}
+	r.send("big", message.Properties{message.PropertyDelayTimeLevel: "1", "pad": strings.Repeat("x", pad)})
+	r.send("small", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.clock.Advance(time.Second)
+	var lastErr error
+	for range 3 {
+		if _, _, err := r.s.deliverDue(context.Background()); err != nil {
+			lastErr = err
+		}
+		r.settle()
+	}
+	got := bodies(r.delivered())
+	if !slices.Contains(got, "small") {
+		t.Fatalf("after 3 rounds delivered %v; the other delayed message is stuck behind the grown one (round error: %v)", got, lastErr)
+	}
+}
+
+// A TIMER_DELAY_MS so large that it exceeds
+// the maximum delay must be refused, never wrapped into a past (or random)
+// delivery time.
+func TestTimerDelayMsOverflow(t *testing.T) {
+	r := newRig(t, "1s")
+	defer r.close()
+	for _, v := range []string{"9223372036855", "18446744073710"} { // ~292 and ~584 years
+		m := &message.Message{Topic: "orders", QueueID: 1, Properties: message.Properties{message.PropertyTimerDelayMS: v}.Encode()}
+		delayed, err := r.s.Prepare(m)
+		if !errors.Is(err, ErrBadDelay) {
+			t.Errorf("TIMER_DELAY_MS=%s: delayed=%v err=%v topic=%s props=%q; want ErrBadDelay (over the %v maximum)",
+				v, delayed, err, m.Topic, m.Properties, r.s.opts.MaxDelay)
+		}
+	}
+}
+
+// RocketMQ treats DELAY <= 0 as "no delay
+// level" and then honours the timer properties (HookUtils.checkIfTimerMessage
+// only skips the timer when getDelayTimeLevel() > 0).
+func TestZeroLevelWithTimer(t *testing.T) {
+	r := newRig(t, "1s")
+	defer r.close()
+	for _, lvl := range []string{"0", "-1"} {
+		m := &message.Message{Topic: "orders", QueueID: 1,
+			Properties: message.Properties{message.PropertyDelayTimeLevel: lvl, message.PropertyTimerDelaySec: "10"}.Encode()}
+		delayed, err := r.s.Prepare(m)
+		if err != nil || !delayed || m.Topic != TimerTopic {
+			t.Errorf("DELAY=%s TIMER_DELAY_SEC=10: delayed=%v err=%v topic=%s; want a timer message due in 10 s", lvl, delayed, err, m.Topic)
+		}
+	}
+}
+
+// RocketMQ reads TIMER_DELAY_SEC first,
+// then TIMER_DELAY_MS, then TIMER_DELIVER_MS (HookUtils.transformTimerMessage).
+func TestTimerPropertyPrecedence(t *testing.T) {
+	r := newRig(t, "1s")
+	defer r.close()
+	now := r.clock.Now()
+	m := &message.Message{Topic: "orders", QueueID: 1, Properties: message.Properties{
+		message.PropertyTimerDeliverMS: strconv.FormatInt(now.Add(time.Hour).UnixMilli(), 10),
+		message.PropertyTimerDelaySec:  "10",
+	}.Encode()}
+	if _, err := r.s.Prepare(m); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := strconv.ParseInt(mustProp(m.Properties, message.PropertyTimerDeliverMS), 10, 64)
+	if want := now.Add(10 * time.Second).UnixMilli(); got != want {
+		t.Fatalf("TIMER_DELIVER_MS=now+1h and TIMER_DELAY_SEC=10: due %v after now, want 10s (RocketMQ's precedence)",
+			time.UnixMilli(got).Sub(now))
+	}
+}
+
+func mustProp(props, name string) string {
+	v, _ := message.Property(props, name)
+	return v
+}
+
+// A level in days that overflows a
+// time.Duration must be a start-up error, not a wrapped duration.
+func TestParseLevelsDayOverflow(t *testing.T) {
+	for _, s := range []string{"106752d", "213504d"} {
+		if lv, err := ParseLevels(s); err == nil {
+			t.Errorf("ParseLevels(%q) = %v, nil; want an error (overflows a duration)", s, lv)
+		}
+	}
+}
+
+// Restarting with fewer delay
+// levels than messages were scheduled with leaves the messages of the
+// dropped levels undelivered, with neither an error from New nor delivery.
+func TestFewerLevelsStrandsScheduledMessages(t *testing.T) {
+	r := newRig(t, "1s 5s")
+	r.send("level2", message.Properties{message.PropertyDelayTimeLevel: "2"})
+	r.close()
+	r.openStore()
+	lv, _ := ParseLevels("1s")
+	r.opts.Levels = lv
+	s, err := New(r.st, r.opts)
+	if err != nil {
+		r.st.Close()
+		return // a clear start-up error is a fine answer
+	}
+	r.s = s
+	defer r.close()
+	r.clock.Advance(time.Hour)
+	r.step()
+	if got := bodies(r.delivered()); len(got) != 1 {
+		t.Fatalf("restarted with 1 level: New succeeded but the level-2 message is never delivered (delivered %v)", got)
+	}
+}
+
+// A delayed message stored under
+// one MaxMessageSize and due after a restart with a smaller one is refused
+// by the store on delivery; every other delayed message stays stuck behind it.
+func TestLoweredMaxMessageSizeJamsDelivery(t *testing.T) {
+	r := newRig(t, "1s")
+	big := &message.Message{Topic: "orders", QueueID: 1, Body: []byte(strings.Repeat("x", 40<<10)),
+		Properties: message.Properties{message.PropertyDelayTimeLevel: "1"}.Encode()}
+	if _, err := r.s.Prepare(big); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.Append(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	r.send("small", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.close()
+	st, err := store.Open(store.Options{Dir: r.dir + "/store", FlushType: store.SyncFlush, SegmentSize: 8 << 20,
+		MaxMessageSize: 32 << 10, Now: r.clock.Now, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.st = st
+	r.openScheduler()
+	defer r.close()
+	r.clock.Advance(time.Second)
+	var lastErr error
+	for range 3 {
+		if _, _, err := r.s.deliverDue(context.Background()); err != nil {
+			lastErr = err
+		}
+		r.settle()
+	}
+	if got := bodies(r.delivered()); !slices.Contains(got, "small") {
+		t.Fatalf("delivered %d messages; the small one is stuck behind the big one (round error: %v)", len(got), lastErr)
+	}
+}
