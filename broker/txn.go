@@ -182,7 +182,7 @@ func (b *Broker) checkTransaction(req txn.CheckRequest) bool {
 			b.traceCheck(req, began)
 			return true
 		}
-		if ctx.Err() != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
 			b.checkStalled.Store(conn, time.Now().Add(remoting.DefaultWriteTimeout))
 		}
 	}

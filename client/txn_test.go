@@ -230,3 +230,35 @@ func TestCheckBackWire(t *testing.T) {
 		t.Fatalf("unknown answered as %v", end)
 	}
 }
+
+// EndTransaction called with a context whose deadline has passed (a
+// request whose budget ran out during the local transaction) fails on its
+// own and does not close the client's connection to the broker, which
+// every other send, pull and END_TRANSACTION of the Client shares.
+func TestExpiredEndTransactionKeepsTheSharedConnection(t *testing.T) {
+	f := startFake(t)
+	c := newClient(t, f.addr, nil)
+	p := newProducer(t, c, ProducerOptions{Group: "pg-exp"})
+	ctx := ctxT(t, 10*time.Second)
+	r := HalfReceipt{ProducerGroup: "pg-exp", Topic: "pay", BrokerName: fakeBrokerName, BrokerAddr: f.addr,
+		CommitLogOffset: 1000, QueueOffset: 3, MsgID: "UNIQ", TransactionID: "TX"}
+	f.setEnd(remoting.RespSuccess, "")
+	if err := p.EndTransaction(ctx, r, Commit); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := c.pool.get(ctx, f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 32 {
+		expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+		err := p.EndTransaction(expired, r, Commit)
+		cancel()
+		if err == nil {
+			t.Fatalf("EndTransaction %d with an expired context succeeded", i)
+		}
+		if cerr := conn.Err(); cerr != nil {
+			t.Fatalf("EndTransaction %d with an expired context closed the client's shared broker connection: %v (call error: %v)", i, cerr, err)
+		}
+	}
+}

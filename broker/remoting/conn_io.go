@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime/debug"
 	"time"
 )
@@ -167,12 +168,25 @@ func (c *Conn) write(ctx context.Context, frame []byte) error {
 	if c.cfg.writeTimeout > 0 {
 		deadline = time.Now().Add(c.cfg.writeTimeout)
 	}
+	// A caller whose context ended (or whose deadline passed before its
+	// timer fired) writes nothing: no frame is torn, so the connection,
+	// shared by every other call, stays open.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	own, ok := ctx.Deadline()
+	if ok && !time.Now().Before(own) {
+		return context.DeadlineExceeded
+	}
 	if ok && (deadline.IsZero() || own.Before(deadline)) {
 		deadline = own
 	}
 	_ = c.nc.SetWriteDeadline(deadline) // the zero time clears an earlier caller's
-	if _, err := c.nc.Write(frame); err != nil {
+	if n, err := c.nc.Write(frame); err != nil {
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && ok && !time.Now().Before(own) {
+			// Cut short before its first byte: the stream is intact.
+			return fmt.Errorf("write: %w (%w)", err, context.DeadlineExceeded)
+		}
 		c.closeWith(err)
 		if ok && !time.Now().Before(own) {
 			return fmt.Errorf("%w: write: %w (%w)", ErrConnClosed, err, context.DeadlineExceeded)

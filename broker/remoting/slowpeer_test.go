@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -56,4 +57,26 @@ func TestInvokeHonoursCtxWhenPeerDoesNotRead(t *testing.T) {
 			break
 		}
 	}
+}
+
+// An Invoke whose context has already expired fails with that context's
+// error and leaves the (healthy, shared) connection open: nothing was
+// written, so no frame is torn. (A write deadline in the past failed the
+// Write at once, and the connection was closed under every other call in
+// flight on it.)
+func TestExpiredInvokeKeepsTheConnection(t *testing.T) {
+	srv := startServer(t, ServerOptions{Handler: echoMux()})
+	c := dial(t, srv, DialOptions{})
+	for i := range 64 {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+		_, err := c.Invoke(ctx, NewRequest(ReqHeartBeat, nil))
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("invoke %d with an expired ctx: %v", i, err)
+		}
+		if cerr := c.Err(); cerr != nil {
+			t.Fatalf("invoke %d with an expired ctx (nothing written) closed the healthy connection: %v", i, cerr)
+		}
+	}
+	checkAlive(t, c)
 }
