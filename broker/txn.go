@@ -129,8 +129,8 @@ func (b *Broker) endFailed(conn *remoting.Conn, req *remoting.Command, code int1
 }
 
 // checkWriteWait bounds how long the check loop waits to write one
-// check-back to one connection; a write it cuts short closes the
-// connection (its producer stopped reading).
+// check-back to one connection (a write it cuts short finishes in the
+// background, or closes the connection after WriteTimeout).
 const checkWriteWait = 3 * time.Second
 
 // checkTransaction sends CHECK_TRANSACTION_STATE, oneway, to a live
@@ -160,9 +160,9 @@ func (b *Broker) checkTransaction(req txn.CheckRequest) bool {
 	start := rand.IntN(len(conns))
 	// Each write is bounded by checkWriteWait: a producer connection that
 	// stops reading must not hold up the check loop, and with it every other
-	// group's check-backs, for the connection's WriteTimeout (a write cut
-	// short closes the connection). A connection busy with another write
-	// for that long is skipped until that write must have ended.
+	// group's check-backs, for the connection's WriteTimeout. A connection
+	// whose write did not finish in time is skipped until that write must
+	// have ended (written, or failed and the connection closed).
 	now := time.Now()
 	b.checkStalled.Range(func(k, v any) bool {
 		if now.After(v.(time.Time)) {

@@ -156,8 +156,8 @@ func (c *Conn) runCallback(f func(*Conn)) {
 // response and oneway flags. The error wraps ctx.Err() on timeout and
 // ErrConnClosed when the connection closed first. ctx bounds the write
 // too: a peer that stops reading holds the call no longer than ctx's
-// deadline (not WriteTimeout), and a write that deadline cuts short closes
-// the connection.
+// deadline (not WriteTimeout); the frame is then finished in the background,
+// and the connection closed only if that fails within WriteTimeout.
 func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
 	req.Opaque = nextOpaque()
 	req.Flag &^= FlagResponse | FlagOneway
@@ -195,9 +195,9 @@ func (c *Conn) InvokeOneway(req *Command) error {
 	return c.send(req)
 }
 
-// InvokeOnewayContext is InvokeOneway bounded by ctx: it waits for
-// another write no longer than ctx, and a write its deadline cuts short
-// closes the connection (see Invoke).
+// InvokeOnewayContext is InvokeOneway bounded by ctx, as Invoke's write
+// is: it returns by ctx's deadline, and a frame the deadline cut short is
+// finished in the background.
 func (c *Conn) InvokeOnewayContext(ctx context.Context, req *Command) error {
 	req.Opaque = nextOpaque()
 	req.Flag = req.Flag&^FlagResponse | FlagOneway

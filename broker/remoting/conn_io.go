@@ -148,10 +148,13 @@ func (c *Conn) encode(cmd *Command) ([]byte, error) {
 }
 
 // write writes frame once no other write is under way, waiting for that
-// no longer than ctx, and finishes it by ctx's deadline (and within
-// WriteTimeout). A write cut short closes the connection: the peer would
-// read a torn frame. So a peer that stops reading holds a caller no longer
-// than its own deadline, and the connection is dropped.
+// no longer than ctx, and returns by ctx's deadline: a peer that stops
+// reading holds a caller no longer than its own deadline. A write the
+// deadline cuts short is finished in the background, still holding the
+// write slot (so the frame is never torn), within WriteTimeout; only a
+// write that fails, or outlasts WriteTimeout, closes the connection.
+// Without a deadline (or past WriteTimeout's) the write is bounded by
+// WriteTimeout alone, as before.
 func (c *Conn) write(ctx context.Context, frame []byte) error {
 	select {
 	case c.wslot <- struct{}{}:
@@ -160,38 +163,52 @@ func (c *Conn) write(ctx context.Context, frame []byte) error {
 	case <-c.ctx.Done():
 		return c.closedErr()
 	}
-	defer func() { <-c.wslot }()
+	release := func() { <-c.wslot }
 	if c.ctx.Err() != nil {
+		release()
 		return c.closedErr()
 	}
-	var deadline time.Time
-	if c.cfg.writeTimeout > 0 {
-		deadline = time.Now().Add(c.cfg.writeTimeout)
-	}
 	// A caller whose context ended (or whose deadline passed before its
-	// timer fired) writes nothing: no frame is torn, so the connection,
-	// shared by every other call, stays open.
-	if err := ctx.Err(); err != nil {
+	// timer fired) writes nothing.
+	own, ok := ctx.Deadline()
+	if err := ctx.Err(); err != nil || ok && !time.Now().Before(own) {
+		release()
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
 		return err
 	}
-	own, ok := ctx.Deadline()
-	if ok && !time.Now().Before(own) {
-		return context.DeadlineExceeded
+	var limit time.Time // WriteTimeout's deadline
+	if c.cfg.writeTimeout > 0 {
+		limit = time.Now().Add(c.cfg.writeTimeout)
 	}
-	if ok && (deadline.IsZero() || own.Before(deadline)) {
+	deadline, early := limit, ok && (limit.IsZero() || own.Before(limit))
+	if early {
 		deadline = own
 	}
 	_ = c.nc.SetWriteDeadline(deadline) // the zero time clears an earlier caller's
-	if n, err := c.nc.Write(frame); err != nil {
-		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && ok && !time.Now().Before(own) {
-			// Cut short before its first byte: the stream is intact.
-			return fmt.Errorf("write: %w (%w)", err, context.DeadlineExceeded)
-		}
-		c.closeWith(err)
-		if ok && !time.Now().Before(own) {
-			return fmt.Errorf("%w: write: %w (%w)", ErrConnClosed, err, context.DeadlineExceeded)
-		}
-		return fmt.Errorf("%w: write: %w", ErrConnClosed, err)
+	n, err := c.nc.Write(frame)
+	if err == nil {
+		release()
+		return nil
 	}
-	return nil
+	if early && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The caller's deadline, not WriteTimeout's: the caller goes, the
+		// rest of the frame follows under WriteTimeout.
+		if n < len(frame) {
+			go func() {
+				defer release()
+				_ = c.nc.SetWriteDeadline(limit)
+				if _, err := c.nc.Write(frame[n:]); err != nil {
+					c.closeWith(err)
+				}
+			}()
+		} else {
+			release()
+		}
+		return fmt.Errorf("write of %d bytes unfinished at the deadline: %w", len(frame), context.DeadlineExceeded)
+	}
+	release()
+	c.closeWith(err)
+	return fmt.Errorf("%w: write: %w", ErrConnClosed, err)
 }

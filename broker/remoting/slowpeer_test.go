@@ -1,9 +1,11 @@
 package remoting
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,4 +81,70 @@ func TestExpiredInvokeKeepsTheConnection(t *testing.T) {
 		}
 	}
 	checkAlive(t, c)
+}
+
+// A frame the caller's deadline cuts short is finished in the background:
+// the caller gets its deadline, the connection stays open, and once the
+// peer reads again it gets the whole frame, then the next one, intact.
+func TestWriteCutShortByTheDeadlineIsFinished(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	resume := make(chan struct{})
+	got := make(chan *Command, 2)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		<-resume // not reading until then
+		for range 2 {
+			cmd, err := Decode(nc, 16<<20)
+			if err != nil {
+				return
+			}
+			got <- cmd
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, ln.Addr().String(), DialOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big := NewRequest(ReqHeartBeat, nil)
+	big.Body = make([]byte, 8<<20)
+	for i := range big.Body {
+		big.Body[i] = byte(i)
+	}
+	// 1 s: encoding 8 MiB alone can take a fifth of it on a slow machine.
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	err = c.InvokeOnewayContext(short, big)
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "unfinished") {
+		t.Fatalf("an 8 MiB frame to a peer not reading, with 1 s: %v, want its write cut short by the deadline", err)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("the connection closed: %v", err)
+	}
+	close(resume)
+	small := NewRequest(ReqHeartBeat, nil)
+	small.Body = []byte("after")
+	if err := c.InvokeOnewayContext(ctx, small); err != nil {
+		t.Fatalf("the next frame: %v", err)
+	}
+	for i, want := range [][]byte{big.Body, small.Body} {
+		select {
+		case cmd := <-got:
+			if !bytes.Equal(cmd.Body, want) {
+				t.Fatalf("frame %d arrived with a %d-byte body, want the %d bytes sent", i, len(cmd.Body), len(want))
+			}
+		case <-ctx.Done():
+			t.Fatalf("frame %d never arrived whole", i)
+		}
+	}
 }
