@@ -2,7 +2,9 @@ package broker
 
 import (
 	"context"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -80,9 +82,19 @@ func (b *Broker) handleSearchOffset(_ context.Context, _ *remoting.Conn, req *re
 	if r.err != nil {
 		return headerError(req, r.err)
 	}
+	// boundaryType (RocketMQ 5's SearchOffsetRequestHeader, LOWER when
+	// absent, matched case-insensitively as BoundaryType.getType): UPPER
+	// asks for the last offset stored at or before timestamp instead.
+	upper := strings.EqualFold(req.Ext("boundaryType"), "upper") && ts < math.MaxInt64
+	if upper {
+		ts++
+	}
 	off, err := b.store.OffsetForTimestamp(topic, qid, ts)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	if minOff, _ := b.store.QueueBounds(topic, qid); upper && off > minOff {
+		off--
 	}
 	return offsetResponse(req, off)
 }

@@ -122,3 +122,34 @@ func TestLookupBadInput(t *testing.T) {
 		t.Fatalf("broker stopped serving: code %d", r.Code)
 	}
 }
+
+// SEARCH_OFFSET_BY_TIMESTAMP honours boundaryType (RocketMQ 5's
+// SearchOffsetRequestHeader; LOWER when absent): UPPER answers the last
+// offset stored at or before the timestamp, LOWER the first at or after.
+func TestSearchOffsetBoundaryTypes(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	mustSend(t, c, "bt", 0, "", "first")
+	waitQueue(t, b, "bt", 0, 1)
+	first := b.queueStoreTime("bt", 0, 0)
+	waitFor(t, "the clock to move on", func() bool { return time.Now().UnixMilli() > first+1 })
+	mustSend(t, c, "bt", 0, "", "second")
+	waitQueue(t, b, "bt", 0, 2)
+	second := b.queueStoreTime("bt", 0, 1)
+	if second <= first+1 {
+		t.Fatalf("store times %d and %d are too close", first, second)
+	}
+	ext := queueExt("bt", 0)
+	ext["timestamp"] = strconv.FormatInt(first+1, 10) // after the first, before the second
+	ext["boundaryType"] = "UPPER"
+	r := call(t, c, remoting.ReqSearchOffsetByTimestamp, ext, nil)
+	if r.Code != remoting.RespSuccess || r.Ext("offset") != "0" {
+		t.Fatalf("UPPER search between offsets 0 and 1: code %d offset %s, want 0 (the last message stored at or before)", r.Code, r.Ext("offset"))
+	}
+	for _, lower := range []string{"lower", ""} {
+		ext["boundaryType"] = lower
+		if r := call(t, c, remoting.ReqSearchOffsetByTimestamp, ext, nil); r.Code != remoting.RespSuccess || r.Ext("offset") != "1" {
+			t.Fatalf("boundaryType %q search between offsets 0 and 1: code %d offset %s, want 1", lower, r.Code, r.Ext("offset"))
+		}
+	}
+}

@@ -36,7 +36,9 @@ func newConsumeCmd() *cobra.Command {
 		Short: "Pull messages for a consumer group, print them and commit its offsets",
 		Long: `Pull up to --max messages of every tag from the topic's queues in turn,
 starting where the group's committed offset is (or, for a queue where it has
-none, at the queue's first or last message, --from), print them, and then
+none, where a RocketMQ consumer of a new group starts: the queue's first
+message if retention has removed none, else its first or last message,
+--from), print them, and then
 commit the group's new offsets (UPDATE_CONSUMER_OFFSET): a failure before the
 commit shows the messages again next time, never skips them. If a queue
 cannot be read, the messages of the queues before it are printed and
@@ -111,8 +113,13 @@ func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid
 		if err != nil {
 			return nil, 0, err
 		}
+		// As the broker answers a RocketMQ consumer of a new group
+		// (QUERY_CONSUMER_OFFSET's setZeroIfNotFound): a queue that has lost
+		// nothing to retention starts at its first message whatever --from
+		// says, so the commit below never marks unread messages consumed
+		// for the group's real consumers, who would start there.
 		off = maxOff
-		if fromFirst {
+		if fromFirst || minOff == 0 {
 			off = minOff
 		}
 	}

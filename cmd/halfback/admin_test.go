@@ -404,3 +404,41 @@ func TestAdminConsumeCommitsOnlyWhatItPrinted(t *testing.T) {
 		}
 	}
 }
+
+// `consume` with the default --from last, for a group with no committed
+// offset, starts where a RocketMQ consumer of a new group starts on a young
+// queue (offset 0, the broker's setZeroIfNotFound rule): it committed each
+// queue's max offset having read nothing, so the group's real consumers
+// lost every message already there.
+func TestConsumeOfANewGroupCommitsOnlyWhatItRead(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	runAdmin(t, addr, new(map[string]any), "topic", "create", "fresh", "--queues", "1")
+	for _, body := range []string{"a", "b", "c"} {
+		var sent admin.SendResult
+		runAdmin(t, addr, &sent, "send", "--topic", "fresh", body)
+	}
+	ac, err := admin.Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	waitFor(t, 10*time.Second, "the sends to be readable", func() bool {
+		_, maxOff, err := ac.QueueBounds(context.Background(), "fresh", 0)
+		return err == nil && maxOff == 3
+	})
+
+	var got consumeResult
+	runAdmin(t, addr, &got, "consume", "--group", "newgroup", "--topic", "fresh")
+	off, ok, err := ac.QueryOffset(context.Background(), "newgroup", "fresh", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Messages) != 3 || !ok || off != 3 {
+		t.Fatalf("consume of a new group printed %d messages, committed offset %d (%v); want the 3 messages and offset 3", len(got.Messages), off, ok)
+	}
+	if ok && off > int64(len(got.Messages)) {
+		t.Fatalf("consume read %d messages but committed offset %d: %d unread messages marked consumed for newgroup",
+			len(got.Messages), off, off-int64(len(got.Messages)))
+	}
+}
