@@ -47,6 +47,9 @@ type due struct {
 	// gone says the timer message's record is no longer in the commit log
 	// (ext holds only its offset): it is logged and skipped.
 	gone bool
+	// skipped says it was logged and passed over, not written to its real
+	// topic: the cursors move past it, Stats.Delivered does not count it.
+	skipped bool
 }
 
 // Scheduler delivers delayed messages to their real topics when they fall
@@ -66,6 +69,9 @@ type Scheduler struct {
 	heads     [][]due    // per level: read-ahead, not yet delivered, in order
 	timer     timerKey   // last delivered timer message
 	indexed   int64      // next TimerTopic queue offset to index
+	// dropped are the progress file's cursors of levels past the
+	// configured ones, written back so the next start still knows them.
+	dropped []int64
 
 	// life guards the timer index against Lowest (the store's retention)
 	// while Close closes it; closed is set then.
@@ -117,6 +123,7 @@ func New(st Store, opts Options) (*Scheduler, error) {
 	s.readNext = slices.Clone(p.levelNext)
 	s.heads = make([][]due, len(opts.Levels))
 	s.timer = p.timer
+	s.dropped = p.dropped
 	return s, nil
 }
 
@@ -215,7 +222,7 @@ func (s *Scheduler) Close() error {
 // then it drops delivered timer entries.
 func (s *Scheduler) Checkpoint() error {
 	s.mu.Lock()
-	p := progress{levelNext: slices.Clone(s.levelNext), timer: s.timer}
+	p := progress{levelNext: append(slices.Clone(s.levelNext), s.dropped...), timer: s.timer}
 	s.mu.Unlock()
 	if err := s.st.Flush(); err != nil {
 		return fmt.Errorf("delay: checkpoint: %w", err)
@@ -428,9 +435,11 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 		batch := ready[:n]
 		ready = ready[n:]
 		msgs := make([]*message.Message, 0, n)
+		from := make([]int, 0, n) // msgs[j] is batch[from[j]]
 		var sent []Delivery
 		for i := range batch {
 			if batch[i].gone {
+				batch[i].skipped = true
 				s.opts.Logger.Error("delay: skipping a timer message no longer in the commit log",
 					"offset", batch[i].ext.CommitLogOffset, "dueAt", batch[i].dueAt)
 				continue
@@ -440,9 +449,11 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 				// A record that cannot be delivered is skipped, not retried
 				// forever: it is logged and counted as done.
 				s.opts.Logger.Error("delay: dropping undeliverable scheduled message", "offset", batch[i].ext.CommitLogOffset, "err", err)
+				batch[i].skipped = true
 				continue
 			}
 			msgs = append(msgs, m)
+			from = append(from, i)
 			if s.opts.OnDelivered != nil {
 				sent = append(sent, Delivery{Message: m, Level: batch[i].level, DueAt: batch[i].dueAt,
 					ScheduledAt: time.UnixMilli(batch[i].ext.StoreTimestamp)})
@@ -459,6 +470,7 @@ func (s *Scheduler) deliver(ctx context.Context, ready []due) (int, error) {
 			for i, m := range msgs {
 				if cerr := s.st.Check(m); cerr != nil {
 					s.opts.Logger.Error("delay: dropping a scheduled message the store refuses", "topic", m.Topic, "err", cerr)
+					batch[from[i]].skipped = true
 					continue
 				}
 				kept = append(kept, m)
@@ -513,7 +525,9 @@ func (s *Scheduler) advance(batch []due) {
 		} else if s.timer.less(d.key) {
 			s.timer = d.key
 		}
-		s.stats.delivered(max(0, now.Sub(d.dueAt)))
+		if !d.skipped {
+			s.stats.delivered(max(0, now.Sub(d.dueAt)))
+		}
 	}
 }
 

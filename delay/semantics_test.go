@@ -175,3 +175,60 @@ func TestLoweredMaxMessageSizeJamsDelivery(t *testing.T) {
 		t.Fatalf("delivered %d messages; the small one is stuck behind the big one (round error: %v)", len(got), lastErr)
 	}
 }
+
+// Shortening the delay levels after every message of the dropped levels was
+// delivered is accepted, also on the next restart: the progress file keeps
+// the dropped levels' cursors (it kept only the configured ones, and the
+// second restart found the delivered messages from offset 0 and refused).
+func TestShortenedLevelsSurviveASecondRestart(t *testing.T) {
+	r := newRig(t, "1s 5s")
+	r.send("level2", message.Properties{message.PropertyDelayTimeLevel: "2"})
+	r.clock.Advance(10 * time.Second)
+	r.step()
+	if got := bodies(r.delivered()); len(got) != 1 {
+		t.Fatalf("delivered %v, want the level-2 message", got)
+	}
+	r.close()
+	lv, _ := ParseLevels("1s")
+	r.opts.Levels = lv
+	for i := 1; i <= 2; i++ {
+		r.openStore()
+		s, err := New(r.st, r.opts)
+		if err != nil {
+			r.st.Close()
+			t.Fatalf("restart %d with 1 level, every level-2 message delivered: %v", i, err)
+		}
+		r.s = s
+		r.close()
+	}
+}
+
+// A copy the store refuses is dropped, and Stats.Delivered ("messages
+// written to their real topic") does not count it.
+func TestDroppedCopyIsNotCountedDelivered(t *testing.T) {
+	r := newRig(t, "1s")
+	big := &message.Message{Topic: "orders", QueueID: 1, Body: []byte(strings.Repeat("x", 40<<10)),
+		Properties: message.Properties{message.PropertyDelayTimeLevel: "1"}.Encode()}
+	if _, err := r.s.Prepare(big); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.Append(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	r.send("small", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.close()
+	st, err := store.Open(store.Options{Dir: r.dir + "/store", FlushType: store.SyncFlush, SegmentSize: 8 << 20,
+		MaxMessageSize: 32 << 10, Now: r.clock.Now, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.st = st
+	r.openScheduler()
+	defer r.close()
+	r.clock.Advance(time.Second)
+	r.step()
+	got := bodies(r.delivered())
+	if d := r.s.Stats().Delivered; d != uint64(len(got)) {
+		t.Fatalf("%d messages written to the real topic (%v), Stats.Delivered = %d", len(got), got, d)
+	}
+}
