@@ -89,7 +89,12 @@ func failUnknownSubcommands(cmd *cobra.Command) {
 		failUnknownSubcommands(c)
 	}
 	if cmd.HasParent() && cmd.HasSubCommands() && !cmd.Runnable() {
-		cmd.Args = cobra.NoArgs
+		cmd.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && args[0] == "help" { // `halfback topic help`, as cobra's own
+				return nil
+			}
+			return cobra.NoArgs(cmd, args)
+		}
 		cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	}
 }

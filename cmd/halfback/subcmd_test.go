@@ -26,7 +26,9 @@ func TestUnknownSubcommandFails(t *testing.T) {
 				strings.Join(args, " "), err, first)
 		}
 	}
-	if _, err := run(t, "--config", "", "bench"); err != nil {
-		t.Errorf("halfback bench alone: %v, want its help", err)
+	for _, args := range [][]string{{"bench"}, {"topic", "help"}, {"topic", "--help"}, {"help", "topic"}} {
+		if out, err := run(t, append([]string{"--config", ""}, args...)...); err != nil || !strings.Contains(out, "Usage:") {
+			t.Errorf("halfback %s: %v, want its help", strings.Join(args, " "), err)
+		}
 	}
 }
