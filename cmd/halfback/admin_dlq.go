@@ -41,15 +41,20 @@ func newDLQCmd() *cobra.Command {
 		}),
 	}
 	list.Flags().IntVar(&maxMsgs, "max", 100, "at most this many messages")
+	var force bool
 	resend := &cobra.Command{
 		Use:   "resend GROUP ID",
 		Short: "Send a dead-letter message back to its original topic",
 		Long: `Send the message of %DLQ%<GROUP> with offset message id ID (as "dlq list"
 prints it) to the topic it was first sent to, with its body, tags, keys and
-message id (UNIQ_KEY), as a fresh message. The dead-letter copy stays.`,
+message id (UNIQ_KEY), as a fresh message. The dead-letter copy stays.
+Every consumer group of that topic receives the copy, not only GROUP
+(consumers that drop a message id they have seen drop it). A dead letter
+already resent (a copy with its message id stored in the topic after it)
+is refused unless --force.`,
 		Args: cobra.ExactArgs(2),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
-			res, err := c.ResendDLQ(ctx, args[0], args[1])
+			res, err := c.ResendDLQ(ctx, args[0], args[1], force)
 			if err != nil {
 				return err
 			}
@@ -58,6 +63,7 @@ message id (UNIQ_KEY), as a fresh message. The dead-letter copy stays.`,
 			})
 		}),
 	}
+	resend.Flags().BoolVar(&force, "force", false, "resend even if a copy was resent before")
 	cmd.AddCommand(list, resend)
 	return cmd
 }

@@ -25,6 +25,9 @@ var (
 	// ErrNotDLQ means a message given to ResendDLQ is not in that group's
 	// dead-letter queue.
 	ErrNotDLQ = errors.New("admin: message is not in the group's dead-letter queue")
+	// ErrAlreadyResent means ResendDLQ found a copy of the dead letter
+	// already sent back to its topic (resend with force to send another).
+	ErrAlreadyResent = errors.New("admin: dead letter already resent")
 )
 
 // BrokerError is a response the broker answered with a failure code.

@@ -17,6 +17,7 @@ import (
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -95,7 +96,7 @@ func TestCompressedBodyShownAndResentInflated(t *testing.T) {
 	if err != nil || m.Body != original {
 		t.Fatalf("ViewMessage: body %.40q..., %v; want the inflated body", m.Body, err)
 	}
-	sent, err := c.ResendDLQ(ctx, "g", res.MsgID)
+	sent, err := c.ResendDLQ(ctx, "g", res.MsgID, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,5 +233,40 @@ func TestDialIsBoundedWithoutADeadline(t *testing.T) {
 	case <-time.After(DefaultTimeout + 5*time.Second):
 		t.Fatalf("Dial of a broker that does not answer still running after %v; want it to fail within DefaultTimeout (%v)",
 			DefaultTimeout+5*time.Second, DefaultTimeout)
+	}
+}
+
+// A dead letter resent once is not resent again by mistake (an operator
+// retrying after a timeout): the second resend is refused with
+// ErrAlreadyResent naming the copy, unless forced.
+func TestResendDLQTwiceIsRefused(t *testing.T) {
+	c, b := dialTestBrokerOf(t)
+	ctx := context.Background()
+	if err := c.CreateTopic(ctx, "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := c.Send(ctx, SendRequest{Topic: "orders", Body: []byte("order-42 paid")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dead-lettered for billing, as a send-back with no retries left does.
+	dl, err := b.Store().Append(ctx, &message.Message{Topic: DLQTopicPrefix + "billing", Body: []byte("order-42 paid"),
+		Properties: message.Properties{message.PropertyRetryTopic: "orders", message.PropertyUniqKey: sent.MsgID}.Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := c.ResendDLQ(ctx, "billing", dl.MsgID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the resent copy to be indexed", func() bool {
+		copies, err := c.QueryByUniqKey(ctx, "orders", sent.MsgID)
+		return err == nil && len(copies) == 2
+	})
+	if _, err := c.ResendDLQ(ctx, "billing", dl.MsgID, false); !errors.Is(err, ErrAlreadyResent) || !strings.Contains(err.Error(), first.OffsetMsgID) {
+		t.Fatalf("second resend: %v, want ErrAlreadyResent naming %s", err, first.OffsetMsgID)
+	}
+	if _, err := c.ResendDLQ(ctx, "billing", dl.MsgID, true); err != nil {
+		t.Fatalf("forced resend: %v", err)
 	}
 }

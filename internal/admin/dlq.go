@@ -63,8 +63,15 @@ func (c *Client) DLQMessages(ctx context.Context, group string, max int) ([]Mess
 // RETRY_TOPIC property). The copy keeps body, flag, tags, keys, UNIQ_KEY
 // and every user property; it loses what the broker added on the way
 // (RETRY_TOPIC, DELAY, ...) and starts again with no reconsume. The
-// dead-letter message stays where it is.
-func (c *Client) ResendDLQ(ctx context.Context, group, offsetMsgID string) (SendResult, error) {
+// dead-letter message stays where it is. Every consumer group of that
+// topic gets the copy, not only group (consumers that drop a message id
+// they have seen drop it).
+//
+// Unless force, a dead letter already resent (a copy with its UNIQ_KEY
+// stored in the topic after it) is refused with ErrAlreadyResent, so that
+// an operator retrying after a timeout does not send it twice. The key
+// index follows a store by a moment, so two resends within it both go.
+func (c *Client) ResendDLQ(ctx context.Context, group, offsetMsgID string, force bool) (SendResult, error) {
 	m, err := c.ViewMessage(ctx, offsetMsgID)
 	if err != nil {
 		return SendResult{}, err
@@ -75,6 +82,18 @@ func (c *Client) ResendDLQ(ctx context.Context, group, offsetMsgID string) (Send
 	target := OriginalTopic(m)
 	if target == "" {
 		return SendResult{}, fmt.Errorf("%w: message %s has no RETRY_TOPIC property naming its original topic", ErrInvalid, offsetMsgID)
+	}
+	if id := m.MsgID; id != "" && !force {
+		copies, err := c.QueryByUniqKey(ctx, target, id)
+		if err != nil {
+			return SendResult{}, err
+		}
+		for _, cp := range copies {
+			if cp.StoreTimestamp >= m.StoreTimestamp && cp.Properties[message.PropertyRetryTopic] == "" {
+				return SendResult{}, fmt.Errorf("%w: %s (message id %s) is already in %s as %s, stored after it",
+					ErrAlreadyResent, offsetMsgID, id, target, cp.OffsetMsgID)
+			}
+		}
 	}
 	e := m.Ext()
 	props := message.RemoveProperties(e.Properties, brokerProperties...)
