@@ -5,6 +5,16 @@ import (
 	"testing"
 )
 
+// wantKeyError fails unless err is a *KeyError naming key and wrapping
+// sentinel.
+func wantKeyError(t *testing.T, what string, err error, key string, sentinel error) {
+	t.Helper()
+	var ke *KeyError
+	if !errors.As(err, &ke) || ke.Key != key || !errors.Is(err, sentinel) {
+		t.Errorf("%s: Load = %v; want %v naming %s", what, err, sentinel, key)
+	}
+}
+
 // Counts of milliseconds or hours too large for a time.Duration are
 // refused, naming the key: they wrapped around (585 years of
 // fileReservedHours became 25 minutes, and retention deleted segments an
@@ -17,10 +27,7 @@ func TestDurationsThatWouldWrapAreRefused(t *testing.T) {
 	} {
 		clearEnv(t)
 		_, err := Load(writeConfig(t, body))
-		var ke *KeyError
-		if !errors.As(err, &ke) || ke.Key != key || !errors.Is(err, ErrInvalid) {
-			t.Errorf("Load(%q) = %v; want an ErrInvalid naming %s", body, err, key)
-		}
+		wantKeyError(t, body, err, key, ErrInvalid)
 	}
 	clearEnv(t)
 	if _, err := Load(writeConfig(t, "store:\n  fileReservedHours: 2562047\n")); err != nil {
@@ -40,10 +47,7 @@ func TestEnvNamingASectionIsRefused(t *testing.T) {
 		clearEnv(t)
 		t.Setenv(tt.env, "1")
 		_, err := Load(writeConfig(t, tt.file))
-		var ke *KeyError
-		if !errors.As(err, &ke) || ke.Key != tt.env || !errors.Is(err, ErrUnknownKey) {
-			t.Errorf("%s=1: Load = %v; want ErrUnknownKey naming %s", tt.env, err, tt.env)
-		}
+		wantKeyError(t, tt.env+"=1", err, tt.env, ErrUnknownKey)
 	}
 }
 
@@ -58,10 +62,7 @@ func TestKeyWithoutValueIsAnError(t *testing.T) {
 	} {
 		clearEnv(t)
 		_, err := Load(writeConfig(t, body))
-		var ke *KeyError
-		if !errors.As(err, &ke) || ke.Key != key || !errors.Is(err, ErrInvalid) {
-			t.Errorf("Load(%q) = %v; want an ErrInvalid naming %s", body, err, key)
-		}
+		wantKeyError(t, body, err, key, ErrInvalid)
 	}
 	clearEnv(t)
 	if _, err := Load(writeConfig(t, "store:\nbroker:\n")); err != nil {
@@ -80,10 +81,7 @@ func TestListenAddrWithWhiteSpaceIsRefused(t *testing.T) {
 		clearEnv(t)
 		t.Setenv(env, " 127.0.0.1:0")
 		_, err := Load("")
-		var ke *KeyError
-		if !errors.As(err, &ke) || ke.Key != key || !errors.Is(err, ErrInvalid) {
-			t.Errorf("%s=\" 127.0.0.1:0\": Load = %v; want an ErrInvalid naming %s", env, err, key)
-		}
+		wantKeyError(t, env+`=" 127.0.0.1:0"`, err, key, ErrInvalid)
 	}
 }
 
@@ -93,8 +91,5 @@ func TestListenAddrWithWhiteSpaceIsRefused(t *testing.T) {
 func TestTimerMaxDelayZeroIsRefused(t *testing.T) {
 	clearEnv(t)
 	_, err := Load(writeConfig(t, "broker:\n  timerMaxDelay: 0s\n"))
-	var ke *KeyError
-	if !errors.As(err, &ke) || ke.Key != "broker.timerMaxDelay" || !errors.Is(err, ErrInvalid) {
-		t.Fatalf("Load = %v; want an ErrInvalid naming broker.timerMaxDelay", err)
-	}
+	wantKeyError(t, "timerMaxDelay: 0s", err, "broker.timerMaxDelay", ErrInvalid)
 }
