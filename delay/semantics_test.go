@@ -36,13 +36,7 @@ func TestDeliveryGrowthDoesNotJamScheduler(t *testing.T) {
 	r.send("big", message.Properties{message.PropertyDelayTimeLevel: "1", "pad": strings.Repeat("x", pad)})
 	r.send("small", message.Properties{message.PropertyDelayTimeLevel: "1"})
 	r.clock.Advance(time.Second)
-	var lastErr error
-	for range 3 {
-		if _, _, err := r.s.deliverDue(context.Background()); err != nil {
-			lastErr = err
-		}
-		r.settle()
-	}
+	lastErr := deliverRounds(r, 3)
 	got := bodies(r.delivered())
 	if !slices.Contains(got, "small") {
 		t.Fatalf("after 3 rounds delivered %v; the other delayed message is stuck behind the grown one (round error: %v)", got, lastErr)
@@ -165,13 +159,7 @@ func TestLoweredMaxMessageSizeDoesNotJamDelivery(t *testing.T) {
 	r.openScheduler()
 	defer r.close()
 	r.clock.Advance(time.Second)
-	var lastErr error
-	for range 3 {
-		if _, _, err := r.s.deliverDue(context.Background()); err != nil {
-			lastErr = err
-		}
-		r.settle()
-	}
+	lastErr := deliverRounds(r, 3)
 	got := bodies(r.delivered())
 	if !slices.Contains(got, "small") {
 		t.Fatalf("delivered %d messages; the small one is stuck behind the big one (round error: %v)", len(got), lastErr)
@@ -207,4 +195,17 @@ func TestShortenedLevelsSurviveASecondRestart(t *testing.T) {
 		r.s = s
 		r.close()
 	}
+}
+
+// deliverRounds runs n delivery rounds, settling each, and returns the
+// last round's error.
+func deliverRounds(r *rig, n int) error {
+	var last error
+	for range n {
+		if _, _, err := r.s.deliverDue(context.Background()); err != nil {
+			last = err
+		}
+		r.settle()
+	}
+	return last
 }
