@@ -118,7 +118,7 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	// makes progress, as RocketMQ does.
 	entries, err := q.read(offset, max(o.MaxMessages, 800))
 	if err != nil {
-		return r, err
+		return r, s.readErr(err)
 	}
 	minPhys := s.log.minOffset()
 	limit := s.visibleLimit()
@@ -154,7 +154,7 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	pos := 0
 	for _, run := range runs {
 		if err := s.log.readAt(r.Records[pos:pos+int(run.Size)], run.PhysicalOffset); err != nil {
-			return r, err
+			return r, s.readErr(err)
 		}
 		pos += int(run.Size)
 	}
@@ -168,6 +168,17 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 		r.Status = NoMatchedMessage
 	}
 	return r, nil
+}
+
+// readErr is ErrClosed for a read that failed because Close closed the
+// files under it, else err.
+func (s *Store) readErr(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("%w (%v)", ErrClosed, err)
+	}
+	return err
 }
 
 // QueueBounds returns a queue's min and max logical offsets (max is one
@@ -221,7 +232,9 @@ func (s *Store) OffsetForTimestamp(topic string, qid int32, ts int64) (int64, er
 }
 
 func (s *Store) storeTimestamp(phys int64) (int64, error) {
-	var hdr [64]byte
+	// Up to the store timestamp of a record with an IPv6 born host
+	// (every record is longer than that).
+	var hdr [48 + 20 + 8]byte
 	if err := s.log.readAt(hdr[:], phys); err != nil {
 		return 0, err
 	}

@@ -31,6 +31,10 @@ func (s *Store) retentionLoop() {
 func (s *Store) runRetention() error {
 	var held []heldAt // asked once per pass (again after a move)
 	asked, moved := false, int64(-1)
+	// askedAt is the dispatched offset when the holds were asked: they
+	// knew every record below it. A segment reaching past it filled while
+	// the pass went on, so they are asked again before it goes.
+	var askedAt int64
 	for {
 		usage, err := s.diskUsage()
 		if err != nil {
@@ -58,7 +62,8 @@ func (s *Store) runRetention() error {
 		}
 		// Asked outside the log's lock: a hold may take its owner's locks.
 		end := oldest.base + s.opts.SegmentSize
-		if !asked {
+		if !asked || end > askedAt {
+			askedAt = s.dispatched.Load()
 			held, asked = s.askHolds(), true
 		}
 		if by := holding(held, end); len(by) > 0 {

@@ -545,3 +545,56 @@ func TestFlushCommitLogSkipsRemovedSegments(t *testing.T) {
 		t.Fatalf("durable end %d after the flush, want the written end %d", d, w)
 	}
 }
+
+// A retention pass asks the holds, then removes due segments one after
+// another. A segment that was the active one when the holds were asked,
+// and that filled up (dispatched and fsynced) while the pass went on, is
+// not removed on that stale answer: the holds are asked again (a delayed
+// message appended meanwhile was deleted). The disk-usage probe of each
+// loop iteration stands in for the appends that run concurrently.
+func TestRetentionAsksHoldsForSegmentsFilledDuringThePass(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	o.DeferRetention = true
+	var calls atomic.Int32
+	var s *Store
+	var heldAt atomic.Int64
+	heldAt.Store(-1)
+	o.diskUsage = func() (float64, error) {
+		if calls.Add(1) == 2 {
+			// Concurrent writers: a delayed message lands in the active
+			// segment, then the segment fills and the log rolls on.
+			active := s.log.bases()[len(s.log.bases())-1]
+			for i := 0; ; i++ {
+				m := testMsg("delayed", 0, i)
+				m.Body = bytes.Repeat([]byte("d"), 9000)
+				r := mustAppend(t, s, m)
+				if i == 0 {
+					heldAt.Store(r.PhysicalOffset) // the scheduler holds it from now on
+				}
+				if r.PhysicalOffset >= active+o.SegmentSize {
+					break
+				}
+			}
+			waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+		}
+		return 0.99, nil // above the watermark: every full segment is due
+	}
+	s = openStore(t, o)
+	defer s.Close()
+	fillSegments(t, s, 40) // segment 0 full, segment 1 active
+	s.Hold("delay", HoldFunc(func() (int64, bool, error) {
+		if p := heldAt.Load(); p >= 0 {
+			return p, true, nil
+		}
+		return 0, false, nil
+	}))
+	mustRetain(t, s)
+	p := heldAt.Load()
+	if p < 0 {
+		t.Fatal("the hook did not run")
+	}
+	if _, err := s.ReadMessage(p); err != nil {
+		t.Fatalf("held record at %d (the hold reports it) was removed by retention: %v; min offset now %d",
+			p, err, s.MinPhysicalOffset())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -723,5 +724,46 @@ func TestFlushMakesWrittenDurable(t *testing.T) {
 	}
 	if err := ss.Flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A record whose born host is an IPv6 address keeps its store timestamp at
+// byte 68: OffsetForTimestamp (SEARCH_OFFSET_BY_TIMESTAMP) finds messages
+// of producers connected over IPv6 (it read a 64-byte header and failed).
+func TestOffsetForTimestampIPv6Producer(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	s := openStore(t, o)
+	defer s.Close()
+	var stored []int64
+	for i := 0; i < 4; i++ {
+		m := testMsg("v6", 0, i)
+		m.BornHost = netip.MustParseAddrPort("[2001:db8::1]:40000")
+		mustAppend(t, s, m)
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	for _, e := range readAll(t, s, "v6", 0) {
+		stored = append(stored, e.StoreTimestamp)
+	}
+	off, err := s.OffsetForTimestamp("v6", 0, stored[0])
+	if err != nil || off != 0 {
+		t.Fatalf("OffsetForTimestamp(first store time) = %d, %v; want 0, nil", off, err)
+	}
+}
+
+// A pull racing Close (or after it) gets ErrClosed, not an error that
+// says the store is corrupt.
+func TestReadsAfterCloseAreErrClosed(t *testing.T) {
+	o := testOptions(t, SyncFlush)
+	s := openStore(t, o)
+	for i := 0; i < 3; i++ {
+		mustAppend(t, s, testMsg("c", 0, i))
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.GetMessages("c", 0, 0, GetOptions{})
+	if errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrClosed) {
+		t.Fatalf("GetMessages after Close: %v; want ErrClosed", err)
 	}
 }
