@@ -9,8 +9,8 @@ import (
 )
 
 // Lowest reports the lowest commit-log offset holding the message of an
-// open transaction (pending, or parked after its checks): ok is false when
-// none is open. With MoveBelow it makes the Service a store.Mover: the
+// open transaction (pending, or parked after its checks), or where a write
+// under way began: ok is false when none is. With MoveBelow it makes the Service a store.Mover: the
 // broker holds the store's retention below it, so an open transaction's
 // half message is never removed before it is committed or rolled back.
 //
@@ -27,6 +27,14 @@ func (s *Service) Lowest() (lowest int64, ok bool, err error) {
 	for _, e := range s.live {
 		if !ok || e.content < lowest {
 			lowest, ok = e.content, true
+		}
+	}
+	// A write under way (a half message the state does not have yet) is
+	// held from the log end when it began: its record may be dispatched,
+	// and its segment due, before it is applied.
+	for _, floor := range s.inflight {
+		if !ok || floor < lowest {
+			lowest, ok = floor, true
 		}
 	}
 	return lowest, ok, nil

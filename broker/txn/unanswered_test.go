@@ -230,3 +230,43 @@ func TestMoveBelowFlushTimeoutKeepsTheOldRecord(t *testing.T) {
 		t.Fatalf("delivered %v, want [a]", got)
 	}
 }
+
+// A half message whose write is under way (stored, not yet applied to the
+// state: here its fsync is stuck) is held by Lowest from the log end when
+// the write began: retention asking the holds in that window would
+// otherwise see nothing to keep.
+func TestLowestHoldsAWriteUnderWay(t *testing.T) {
+	g := storetest.NewFlushGate()
+	r := newRigWith(t, g.Tune)
+	open := g.Hold(t, r.st)
+	type result struct {
+		res store.AppendResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		m := &message.Message{Topic: "orders", QueueID: 1, Body: []byte("body-w"), SysFlag: message.TransactionPreparedType,
+			Properties: message.Properties{message.PropertyUniqKey: "w", message.PropertyTransactionPrepared: "true",
+				message.PropertyProducerGroup: "pg"}.Encode()}
+		res, err := r.svc.SendHalf(context.Background(), m, "")
+		done <- result{res, err}
+	}()
+	testutil.WaitFor(t, 5*time.Second, "the half message's write under way", func() bool {
+		r.svc.mu.Lock()
+		defer r.svc.mu.Unlock()
+		return len(r.svc.inflight) == 1
+	})
+	during, held, err := r.svc.Lowest()
+	open()
+	w := <-done
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	if err != nil || !held || during > w.res.PhysicalOffset {
+		t.Fatalf("Lowest while the half message's write was under way: %d, %v, %v; want held at or below its offset %d",
+			during, held, err, w.res.PhysicalOffset)
+	}
+	if low, ok, err := r.svc.Lowest(); err != nil || !ok || low != w.res.PhysicalOffset {
+		t.Fatalf("Lowest once the half message is open: %d, %v, %v; want its offset %d", low, ok, err, w.res.PhysicalOffset)
+	}
+}
