@@ -42,6 +42,10 @@ type PushConsumer struct {
 
 	persistMu sync.Mutex // serializes offset commits
 
+	// lockMu serializes lock renewals with the release of a dropped
+	// queue's lock, so that a renewal never re-takes a lock just released.
+	lockMu sync.Mutex
+
 	sem    chan struct{} // handler calls running, at most Concurrency
 	kick   chan struct{} // a rebalance is wanted; capacity 1
 	ctx    context.Context

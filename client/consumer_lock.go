@@ -116,9 +116,19 @@ func (pc *PushConsumer) lockLoop(ctx context.Context) {
 	}
 }
 
-// renewLocks locks every live queue again and records which were granted.
+// renewLocks locks every queue in the table again, and records which
+// were granted. A dropped queue stays in the table until its handler call
+// has returned: its lock is renewed until then, so that the member the
+// queue moves to cannot take it (once it expires) while that call runs.
 func (pc *PushConsumer) renewLocks(ctx context.Context) {
-	qs := pc.processQueues()
+	pc.lockMu.Lock()
+	defer pc.lockMu.Unlock()
+	pc.mu.Lock()
+	qs := make([]*processQueue, 0, len(pc.queues))
+	for _, q := range pc.queues {
+		qs = append(qs, q)
+	}
+	pc.mu.Unlock()
 	if len(qs) == 0 {
 		return
 	}
@@ -130,6 +140,7 @@ func (pc *PushConsumer) renewLocks(ctx context.Context) {
 	got, refused := pc.lockQueues(ctx, mqs)
 	for _, q := range qs {
 		switch {
+		case q.isDropped():
 		case slices.Contains(got, q.mq):
 			q.setLocked(true, at)
 		case slices.Contains(refused, q.mq):

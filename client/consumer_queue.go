@@ -302,6 +302,7 @@ func (pc *PushConsumer) dropQueue(q *processQueue) {
 		if err := pc.persistQueues(ctx, []*processQueue{q}); err != nil {
 			pc.log.Warn("client: offset of a dropped queue not committed", "queue", q.mq, "err", err)
 		}
+		pc.lockMu.Lock()
 		if pc.opts.Orderly && pc.opts.Model == Clustering {
 			pc.unlockQueues(ctx, []MessageQueue{q.mq})
 		}
@@ -310,6 +311,7 @@ func (pc *PushConsumer) dropQueue(q *processQueue) {
 			delete(pc.queues, q.mq)
 		}
 		pc.mu.Unlock()
+		pc.lockMu.Unlock()
 		pc.log.Debug("client: queue dropped", "queue", q.mq)
 		pc.kickRebalance()
 	}()
