@@ -29,7 +29,7 @@ func startCheckConsumer(ctx context.Context, o Options, s Signaler, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("txnbridge: check consumer: %w", err)
 	}
-	if err := pc.Subscribe(workflows.TopicPaymentCheck, "*", CheckHandler(s, log)); err != nil {
+	if err := pc.Subscribe(workflows.TopicPaymentCheck, "*", checkHandler(s, log, pc.Closing())); err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("txnbridge: check consumer: %w", err)
 	}
@@ -49,10 +49,30 @@ func startCheckConsumer(ctx context.Context, o Options, s Signaler, log *slog.Lo
 // carries the consumer's "process" span: a Signaler with Temporal's
 // tracing interceptor records its SignalWorkflow span under it.
 func CheckHandler(s Signaler, log *slog.Logger) client.MessageHandler {
+	return checkHandler(s, log, nil)
+}
+
+// checkHandler is CheckHandler whose signals also end when closing is
+// closed (the consumer's Closing): a signal retried while Temporal is down
+// would otherwise hold the consumer's Close for its ConsumeTimeout
+// (15 min); the check unacknowledged is delivered again.
+func checkHandler(s Signaler, log *slog.Logger, closing <-chan struct{}) client.MessageHandler {
 	if log == nil {
 		log = slog.Default()
 	}
 	return func(ctx context.Context, msgs []*client.MessageExt) (client.ConsumeResult, error) {
+		if closing != nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel() // also ends the goroutine below
+			go func() {
+				select {
+				case <-closing:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+		}
 		for _, m := range msgs {
 			if err := signalCheck(ctx, s, log, m); err != nil {
 				return client.ConsumeRetryLater, err

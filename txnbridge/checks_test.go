@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,7 +105,7 @@ func (o *outage) state() (calls int, ok bool) {
 // co, on a broker whose one short delay level makes every retry quick (a
 // retry's level, 3 + retries, is capped at the last one); its signals
 // go to s. It sends one check and returns the broker.
-func startOutage(t *testing.T, co client.ConsumerOptions, s *outage) *txnbridgetest.Stack {
+func startOutage(t *testing.T, co client.ConsumerOptions, s txnbridge.Signaler) (*txnbridgetest.Stack, *client.PushConsumer) {
 	t.Helper()
 	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{Levels: "100ms"})
 	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
@@ -125,7 +126,7 @@ func startOutage(t *testing.T, co client.ConsumerOptions, s *outage) *txnbridget
 		Keys: []string{"o1"}, Body: body}); err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return st, pc
 }
 
 // A check whose signal fails more often than the client's default
@@ -134,7 +135,7 @@ func startOutage(t *testing.T, co client.ConsumerOptions, s *outage) *txnbridget
 // for it would wait for ever.
 func TestCheckConsumerOutlastsOutage(t *testing.T) {
 	s := &outage{fail: client.DefaultMaxReconsumeTimes + 4}
-	st := startOutage(t, client.ConsumerOptions{}, s)
+	st, _ := startOutage(t, client.ConsumerOptions{}, s)
 	testutil.WaitFor(t, 30*time.Second, "the check signalled after the outage", func() bool {
 		_, ok := s.state()
 		return ok
@@ -151,11 +152,40 @@ func TestCheckConsumerOutlastsOutage(t *testing.T) {
 // that many retries the check goes to the dead-letter queue.
 func TestCheckConsumerKeepsMaxReconsumeTimes(t *testing.T) {
 	s := &outage{fail: 1 << 30}
-	st := startOutage(t, client.ConsumerOptions{MaxReconsumeTimes: 2}, s)
+	st, _ := startOutage(t, client.ConsumerOptions{MaxReconsumeTimes: 2}, s)
 	testutil.WaitFor(t, 30*time.Second, "the check dead-lettered", func() bool {
 		return len(st.Stored(t, client.DLQTopic(workflows.CheckConsumerGroup))) == 1
 	})
 	if calls, _ := s.state(); calls != 3 {
 		t.Fatalf("%d signals before the dead-letter queue, want 3 (the first and 2 retries)", calls)
+	}
+}
+
+// silent is a Temporal that never answers: each signal waits for its
+// context to end.
+type silent struct{ calls atomic.Int32 }
+
+func (s *silent) SignalWorkflow(ctx context.Context, _, _, _ string, _ any) error {
+	s.calls.Add(1)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Closing the check consumer ends a signal waiting on an unanswering
+// Temporal (the worker's shutdown waited for the consumer's ConsumeTimeout,
+// 15 min); the check stays unacknowledged and is delivered again.
+func TestCheckConsumerCloseEndsAWaitingSignal(t *testing.T) {
+	s := &silent{}
+	_, pc := startOutage(t, client.ConsumerOptions{}, s)
+	testutil.WaitFor(t, 30*time.Second, "a signal under way", func() bool { return s.calls.Load() > 0 })
+	closed := make(chan error, 1)
+	go func() { closed <- pc.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the check consumer's Close still waits for a signal Temporal does not answer")
 	}
 }
