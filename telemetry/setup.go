@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 	"time"
@@ -217,6 +218,11 @@ func newSpanExporter(ctx context.Context, o Options) (sdktrace.SpanExporter, err
 		switch {
 		case url:
 			opts = append(opts, otlptracehttp.WithEndpointURL(ep))
+			if u, err := neturl.Parse(ep); err == nil && (u.Path == "" || u.Path == "/") {
+				// A URL without a path is the collector's base URL, as
+				// OTEL_EXPORTER_OTLP_ENDPOINT: spans go to its /v1/traces.
+				opts = append(opts, otlptracehttp.WithURLPath("/v1/traces"))
+			}
 		case ep != "":
 			opts = append(opts, otlptracehttp.WithEndpoint(ep), otlptracehttp.WithInsecure())
 		case !envSet:
@@ -255,7 +261,9 @@ func (t *Telemetry) serveMetrics(addr string, res *resource.Resource) error {
 	t.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	t.addr = ln.Addr().String()
 	go t.srv.Serve(ln)
-	t.closers = append(t.closers, t.srv.Shutdown)
+	// Close, not Shutdown: a connection that never finishes a request
+	// must not hold up the flush of the spans.
+	t.closers = append(t.closers, func(context.Context) error { return t.srv.Close() })
 	return nil
 }
 
@@ -289,7 +297,8 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	for i := len(t.closers) - 1; i >= 0; i-- {
+	// In the order started: the tracer provider (the spans' flush) first.
+	for i := range t.closers {
 		if err := t.closers[i](ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}

@@ -8,10 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -221,5 +224,39 @@ func TestSetupFailureInstallsNothing(t *testing.T) {
 	}
 	if _, ok := otel.GetTracerProvider().(tracenoop.TracerProvider); !ok {
 		t.Errorf("a failed Setup installed tracer provider %T", otel.GetTracerProvider())
+	}
+}
+
+// endpoint "http://collector:4318" with protocol http (the README's "an
+// http(s):// URL", the form OTEL_EXPORTER_OTLP_ENDPOINT takes) must post
+// spans to the collector's /v1/traces, not to "/".
+func TestOTLPHTTPEndpointURLWithoutPath(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		if r.URL.Path != "/v1/traces" { // what a collector does
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer srv.Close()
+	tel, err := Setup(context.Background(), Options{Exporter: ExporterOTLP, OTLPProtocol: ProtocolHTTP,
+		OTLPEndpoint: srv.URL, ServiceName: "audit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := otel.Tracer("audit").Start(context.Background(), "work")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	serr := tel.Shutdown(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(paths) == 0 || paths[0] != "/v1/traces" {
+		t.Errorf("endpoint %s: spans posted to %q (shutdown error: %v), want /v1/traces", srv.URL, paths, serr)
 	}
 }
