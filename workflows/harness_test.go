@@ -184,6 +184,21 @@ func failing(activity string, err error) func(activity, txnID string) error {
 	}
 }
 
+// cancelDuringRetryOf is h.local failing the first call of activity with
+// a retryable error and cancelling the workflow during the retry's
+// back-off.
+func (h *harness) cancelDuringRetryOf(activity string) func(activity, txnID string) error {
+	first := true
+	return func(a, _ string) error {
+		if a == activity && first {
+			first = false
+			h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 0)
+			return errors.New("database is locked")
+		}
+		return nil
+	}
+}
+
 // permanent returns a non-retryable activity error of errType.
 func permanent(msg, errType string) error {
 	return temporal.NewNonRetryableApplicationError(msg, errType, errors.New(msg))

@@ -369,15 +369,7 @@ func TestWorkflowCancelledWhileWaitingCancelsOrder(t *testing.T) {
 // the money was taken.
 func TestWorkflowCancelledWhilePayingRecordsPayment(t *testing.T) {
 	h := newHarness(t)
-	failOnce := true
-	h.local = func(activity, _ string) error {
-		if activity == workflows.ActivityMarkPaidLocal && failOnce {
-			failOnce = false
-			h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 0) // during the retry's backoff
-			return errors.New("database is locked")
-		}
-		return nil
-	}
+	h.local = h.cancelDuringRetryOf(workflows.ActivityMarkPaidLocal)
 	h.pay(workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}, checkDelay/2)
 	res, err := h.run(input)
 	if err != nil {
@@ -619,15 +611,7 @@ func TestPayAfterCancellationIsRefunded(t *testing.T) {
 // (the broker refused the commit) cancels the order it may have created.
 func TestCancelledCreateFailureCancelsOrder(t *testing.T) {
 	h := newHarness(t)
-	first := true
-	h.local = func(activity, _ string) error {
-		if activity == workflows.ActivityCreateOrderLocal && first {
-			first = false
-			h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 0) // during the retry's back-off
-			return errors.New("database is locked")
-		}
-		return nil
-	}
+	h.local = h.cancelDuringRetryOf(workflows.ActivityCreateOrderLocal)
 	h.endTxn = func(in workflows.EndInput) error {
 		if in.Commit && in.Receipt.TransactionID == "order-1/create" {
 			return permanent("client: transaction already ended with the other outcome", workflows.ErrTypeTransactionConflict)
