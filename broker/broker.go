@@ -156,7 +156,7 @@ func Open(opts Options) (*Broker, error) {
 	b.store.Hold("delay", b.delay)
 	b.store.Hold("transactions", b.txn)
 	b.store.StartRetention()
-	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, b.delay.Levels(), opts.Logger); err != nil {
+	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, systemTopics(b.delay.Levels(), opts.ClusterName), opts.Logger); err != nil {
 		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
 	}
 	if err := b.metrics.register(b); err != nil {
@@ -175,6 +175,7 @@ func (b *Broker) routes() *remoting.Mux {
 	mux := remoting.NewMux()
 	b.registerTopics(mux)
 	b.registerSend(mux)
+	b.registerReply(mux)
 	b.registerPull(mux)
 	b.registerLookup(mux)
 	b.registerGroups(mux)

@@ -9,7 +9,8 @@
 // [Broker] owns the store, the scheduler, the topic table and the remoting
 // server. Each group of request codes has its own file with a
 // register<Name>(mux) method called from [Broker.routes]: topics
-// (topics.go), sends (send.go), pulls with long polling (pull.go), consumer
+// (topics.go), sends (send.go), request-reply (reply.go), pulls with long
+// polling (pull.go, longpoll.go), consumer
 // groups and offsets (group.go, offsets.go), ordered-queue locks (lock.go),
 // retry and dead-letter queues (sendback.go), lookups (lookup.go). The
 // broker registers itself with the name server

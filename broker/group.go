@@ -352,6 +352,22 @@ func (t *groupTable) producerConns(group string) []*remoting.Conn {
 	return out
 }
 
+// producerConnOf returns the live connection of the producer client id
+// (the client id its heartbeats carry), or nil: RocketMQ's
+// ProducerManager.findChannel, which a reply is pushed through.
+func (t *groupTable) producerConnOf(clientID string) *remoting.Conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range t.producers {
+		for conn, p := range m {
+			if p.clientID == clientID && conn.Err() == nil {
+				return conn
+			}
+		}
+	}
+	return nil
+}
+
 // notify sends NOTIFY_CONSUMER_IDS_CHANGED (oneway, ext consumerGroup) to
 // every connection of each notice, as RocketMQ's
 // DefaultConsumerIdsChangeListener does for a CHANGE event (all of the

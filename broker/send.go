@@ -80,7 +80,7 @@ var (
 
 func parseSendHeader(req *remoting.Command) (sendHeader, error) {
 	names := sendFieldsV1
-	if req.Code == remoting.ReqSendMessageV2 || req.Code == remoting.ReqSendBatchMessage {
+	if usesV2Header(req.Code) {
 		names = sendFieldsV2
 	}
 	r := reqHeader{req: req}
@@ -102,11 +102,16 @@ func parseSendHeader(req *remoting.Command) (sendHeader, error) {
 	return h, r.err
 }
 
-func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
-	h, err := parseSendHeader(req)
-	if err != nil {
-		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
-	}
+// usesV2Header reports the request codes whose SendMessageRequestHeader
+// comes with V2's short field names.
+func usesV2Header(code int16) bool {
+	return code == remoting.ReqSendMessageV2 || code == remoting.ReqSendBatchMessage || code == remoting.ReqSendReplyMessageV2
+}
+
+// refuseSend checks what a send names before its topic is looked up: the
+// topic's name, that it is not a system topic, the body's size. A non-nil
+// response is the refusal.
+func (b *Broker) refuseSend(req *remoting.Command, h sendHeader) *remoting.Command {
 	if err := message.ValidateTopic(h.topic); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, "the specified topic is illegal: "+err.Error())
 	}
@@ -117,6 +122,45 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body of %d bytes exceeds the limit of %d bytes", len(req.Body), limit))
 	}
+	return nil
+}
+
+// sendQueue looks up (or auto-creates) a send's topic, checks that it is
+// writable and returns the queue to store in: the one the send names, a
+// random writable one for a negative id. A non-nil response is the refusal.
+func (b *Broker) sendQueue(req *remoting.Command, h sendHeader) (int32, *remoting.Command) {
+	tc, err := b.topicForSend(h.topic)
+	switch {
+	case errors.Is(err, ErrTopicNotExist):
+		return 0, remoting.NewResponse(req, remoting.RespTopicNotExist, "topic["+h.topic+"] not exist, apply first please!")
+	case err != nil:
+		return 0, remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	case tc.Perm&PermWrite == 0:
+		return 0, remoting.NewResponse(req, remoting.RespNoPermission, "the topic["+h.topic+"] sending message is forbidden")
+	}
+	qid := h.queueID
+	if qid < 0 {
+		qid = rand.Int32N(int32(tc.WriteQueueNums))
+	} else if int(qid) >= max(tc.WriteQueueNums, tc.ReadQueueNums) {
+		// As RocketMQ: a queue the topic does not have is an error, never
+		// quietly another queue (that would break per-key ordering).
+		return 0, remoting.NewResponse(req, remoting.RespSystemError,
+			fmt.Sprintf("queueId[%d] is illegal, topic:[%s] topicConfig.writeQueueNums:[%d]", qid, h.topic, tc.WriteQueueNums))
+	}
+	return qid, nil
+}
+
+func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	h, err := parseSendHeader(req)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	if resp := b.refuseSend(req, h); resp != nil {
+		return resp
+	}
+	// As RocketMQ's SendMessageProcessor: every stored message names its
+	// cluster, which a request-reply responder needs (reply.go).
+	h.properties = b.withCluster(h.properties)
 	group, toDLQ := b.retryExhausted(h)
 	if toDLQ {
 		// As RocketMQ's handleRetryAndDLQ: the Java client sends a retry
@@ -128,23 +172,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 		}
 	}
-	tc, err := b.topicForSend(h.topic)
-	switch {
-	case errors.Is(err, ErrTopicNotExist):
-		return remoting.NewResponse(req, remoting.RespTopicNotExist, "topic["+h.topic+"] not exist, apply first please!")
-	case err != nil:
-		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
-	case tc.Perm&PermWrite == 0:
-		return remoting.NewResponse(req, remoting.RespNoPermission, "the topic["+h.topic+"] sending message is forbidden")
-	}
-	qid := h.queueID
-	if qid < 0 {
-		qid = rand.Int32N(int32(tc.WriteQueueNums))
-	} else if int(qid) >= max(tc.WriteQueueNums, tc.ReadQueueNums) {
-		// As RocketMQ: a queue the topic does not have is an error, never
-		// quietly another queue (that would break per-key ordering).
-		return remoting.NewResponse(req, remoting.RespSystemError,
-			fmt.Sprintf("queueId[%d] is illegal, topic:[%s] topicConfig.writeQueueNums:[%d]", qid, h.topic, tc.WriteQueueNums))
+	qid, resp := b.sendQueue(req, h)
+	if resp != nil {
+		return resp
 	}
 	if isTransactionalSend(h) {
 		return b.sendHalf(ctx, req, h, qid, bornHostOf(conn))

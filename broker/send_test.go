@@ -151,8 +151,34 @@ func TestSendKeepsPropertiesByteForByte(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("pulled %d messages", len(msgs))
 	}
-	if got := message.StripCRCSlot(msgs[0].Properties); got != p {
-		t.Fatalf("properties changed:\n got %q\nwant %q", got, p)
+	// The broker appends its cluster's name, as RocketMQ does.
+	if got, want := message.StripCRCSlot(msgs[0].Properties), p+"CLUSTER\x01DefaultCluster\x02"; got != want {
+		t.Fatalf("properties changed:\n got %q\nwant %q", got, want)
+	}
+}
+
+// Every stored message names the broker's cluster (CLUSTER), replacing
+// whatever the producer put there: a request-reply responder builds its
+// reply's topic from it.
+func TestSendStampsTheCluster(t *testing.T) {
+	o := testOptions(t)
+	o.ClusterName = "payments"
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "stamped", 0, props("a", "1"), "plain")
+	mustSend(t, c, "stamped", 0, props("CLUSTER", "forged", "b", "2"), "forged")
+	waitQueue(t, b, "stamped", 0, 2)
+	msgs := decodeAll(t, pull(t, c, "stamped", 0, 0, 0, "", 0).Body)
+	if len(msgs) != 2 {
+		t.Fatalf("pulled %d messages", len(msgs))
+	}
+	for _, m := range msgs {
+		if got := m.Property("CLUSTER"); got != "payments" {
+			t.Errorf("%s: CLUSTER %q, want payments", m.Body, got)
+		}
+	}
+	if got := msgs[1].Property("b"); got != "2" {
+		t.Errorf("forged: b %q, want 2", got)
 	}
 }
 

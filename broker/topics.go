@@ -48,11 +48,13 @@ type topicTable struct {
 	topics map[string]TopicConfig
 }
 
-// systemTopics are always present.
-func systemTopics(levels int) []TopicConfig {
+// systemTopics are always present: the delay topics and the cluster's
+// reply topic (reply.go).
+func systemTopics(levels int, cluster string) []TopicConfig {
 	return []TopicConfig{
 		{TopicName: delay.ScheduleTopic, ReadQueueNums: levels, WriteQueueNums: levels, Perm: PermRW},
 		{TopicName: delay.TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: PermRW},
+		{TopicName: ReplyTopic(cluster), ReadQueueNums: 1, WriteQueueNums: 1, Perm: PermRW},
 	}
 }
 
@@ -60,7 +62,7 @@ func systemTopics(levels int) []TopicConfig {
 // own topics. A system topic found in the file that is not one of those
 // (administration created any topic before it refused system topics) is
 // dropped and logged: it could expose uncommitted half messages.
-func openTopicTable(dataDir string, queues int, autoCreate bool, levels int, log *slog.Logger) (*topicTable, error) {
+func openTopicTable(dataDir string, queues int, autoCreate bool, system []TopicConfig, log *slog.Logger) (*topicTable, error) {
 	t := &topicTable{path: filepath.Join(dataDir, "config", "topics.json"), queues: queues, autoCreate: autoCreate,
 		topics: make(map[string]TopicConfig)}
 	if err := os.MkdirAll(filepath.Dir(t.path), 0o755); err != nil {
@@ -77,7 +79,7 @@ func openTopicTable(dataDir string, queues int, autoCreate bool, levels int, log
 			return nil, fmt.Errorf("broker: topic table %s: %w", t.path, err)
 		}
 		own := map[string]bool{}
-		for _, tc := range systemTopics(levels) {
+		for _, tc := range system {
 			own[tc.TopicName] = true
 		}
 		for _, tc := range list {
@@ -88,7 +90,7 @@ func openTopicTable(dataDir string, queues int, autoCreate bool, levels int, log
 			t.topics[tc.TopicName] = tc
 		}
 	}
-	for _, tc := range systemTopics(levels) {
+	for _, tc := range system {
 		if _, ok := t.topics[tc.TopicName]; !ok {
 			t.topics[tc.TopicName] = tc
 		}
@@ -220,6 +222,13 @@ func isSystemTopic(topic string) bool {
 	return sendForbiddenTopics[topic] || strings.HasPrefix(topic, "rmq_sys_")
 }
 
+// brokerOwnsTopic reports a topic administration may not create, update or
+// delete: a system topic, or the cluster's reply topic, which RocketMQ's
+// TopicConfigManager also registers as a system topic.
+func (b *Broker) brokerOwnsTopic(topic string) bool {
+	return isSystemTopic(topic) || topic == ReplyTopic(b.opts.ClusterName)
+}
+
 // systemTopicRefused is AdminBrokerProcessor's answer to an administration
 // request for a system topic.
 func systemTopicRefused(req *remoting.Command, topic string) *remoting.Command {
@@ -227,7 +236,7 @@ func systemTopicRefused(req *remoting.Command, topic string) *remoting.Command {
 }
 
 func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
-	if topic := req.Ext("topic"); isSystemTopic(topic) {
+	if topic := req.Ext("topic"); b.brokerOwnsTopic(topic) {
 		return systemTopicRefused(req, topic)
 	}
 	tc := TopicConfig{TopicName: req.Ext("topic"), ReadQueueNums: b.opts.DefaultQueueNums, WriteQueueNums: b.opts.DefaultQueueNums, Perm: PermRW}
@@ -279,7 +288,7 @@ func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *rem
 // is deleted, as the admin asked last, or after it ends, and stands.
 func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	topic := req.Ext("topic")
-	if isSystemTopic(topic) {
+	if b.brokerOwnsTopic(topic) {
 		return systemTopicRefused(req, topic)
 	}
 	defer b.lockTopicAdmin()()
