@@ -21,6 +21,7 @@ func newPullHolder(b *Broker) *pullHolder {
 		b:       b,
 		byQueue: make(map[heldQueue]map[*heldPull]struct{}),
 		byConn:  make(map[*remoting.Conn]map[*heldPull]struct{}),
+		bytes:   make(map[*remoting.Conn]int),
 	}
 }
 
@@ -35,6 +36,7 @@ type heldPull struct {
 	req   *remoting.Command
 	pr    pullRequest
 	timer *time.Timer
+	size  int // what it counts against its connection's maxHeldBytesPerConn
 }
 
 // pullHolder keeps the held pulls by queue and by connection.
@@ -45,25 +47,46 @@ type pullHolder struct {
 	closed  bool
 	byQueue map[heldQueue]map[*heldPull]struct{}
 	byConn  map[*remoting.Conn]map[*heldPull]struct{}
+	bytes   map[*remoting.Conn]int // heldSize of each connection's held pulls
 	n       int
 
 	answering sync.WaitGroup // answers in flight; added to only under mu while open
 }
 
-// maxHeldPerConn bounds the pulls one connection may have held: a held
-// pull frees its in-flight slot but keeps its whole request, so without a
-// bound one connection could make the broker keep any number of frames.
-// A consumer holds one pull per queue it consumes.
-const maxHeldPerConn = remoting.DefaultMaxInFlight
+// maxHeldBytesPerConn bounds what one connection's held pulls keep: a
+// held pull frees its in-flight slot but keeps its request header (its body,
+// which PULL_MESSAGE does not use, is dropped), so without a bound one
+// connection could make the broker keep any number of frames. It bounds
+// bytes, not pulls: a consumer holds one pull per queue it consumes, and
+// one process shares one connection among all its consumer groups, so a
+// count low enough to bound large frames would turn a consumer of many
+// queues into one that pulls in a loop (a pull refused a hold is answered
+// at once, and the clients pull again at once). At heldPullOverhead plus
+// an official client's ~300-byte header, 16 MiB holds some 20,000 pulls.
+const maxHeldBytesPerConn = 16 << 20
+
+// heldPullOverhead is what a held pull costs beyond its header's strings:
+// the heldPull, its timer and its map entries.
+const heldPullOverhead = 512
+
+// heldSize is what a held pull counts against maxHeldBytesPerConn.
+func heldSize(req *remoting.Command) int {
+	n := heldPullOverhead + len(req.Remark)
+	for k, v := range req.ExtFields {
+		n += len(k) + len(v)
+	}
+	return n
+}
 
 // hold suspends a pull for at most wait. It reports false if the holder is
-// closed, or the connection has maxHeldPerConn pulls held already, in
-// which case the caller answers at once.
+// closed, or the connection's held pulls would pass maxHeldBytesPerConn,
+// in which case the caller answers at once.
 func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullRequest, wait time.Duration) bool {
-	p := &heldPull{conn: conn, req: req, pr: pr}
+	req.Body = nil
+	p := &heldPull{conn: conn, req: req, pr: pr, size: heldSize(req)}
 	key := heldQueue{pr.topic, pr.queueID}
 	h.mu.Lock()
-	if h.closed || len(h.byConn[conn]) >= maxHeldPerConn {
+	if h.closed || h.bytes[conn]+p.size > maxHeldBytesPerConn {
 		h.mu.Unlock()
 		return false
 	}
@@ -76,6 +99,7 @@ func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullReq
 		h.byConn[conn] = make(map[*heldPull]struct{})
 	}
 	h.byConn[conn][p] = struct{}{}
+	h.bytes[conn] += p.size
 	h.n++
 	p.timer = time.AfterFunc(wait, func() { h.expire(p) })
 	h.mu.Unlock()
@@ -175,6 +199,7 @@ func (h *pullHolder) dropConn(conn *remoting.Conn) {
 		h.removeLocked(p)
 	}
 	delete(h.byConn, conn)
+	delete(h.bytes, conn)
 }
 
 // removeLocked unregisters p and stops its timer; it reports whether p was
@@ -192,6 +217,7 @@ func (h *pullHolder) removeLocked(p *heldPull) bool {
 	// The connection's entry stays, even empty, until it closes: its
 	// OnClose callback is registered once, not once per hold.
 	delete(h.byConn[p.conn], p)
+	h.bytes[p.conn] -= p.size
 	h.n--
 	return true
 }

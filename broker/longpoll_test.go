@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,9 +187,10 @@ func TestLongPollDroppedWithConnection(t *testing.T) {
 	mustSend(t, dial(t, b), "ld", 0, "", "y")
 }
 
-// A held (long-polling) pull frees its in-flight slot but keeps its whole
-// frame until LongPollTimeout: one connection may have at most
-// maxHeldPerConn held, and pulls past that are answered at once.
+// A held (long-polling) pull frees its in-flight slot but keeps its
+// header until LongPollTimeout: what one connection's held pulls keep is
+// bounded (maxHeldBytesPerConn), pulls past that are answered at once, and
+// a held pull's body, which PULL_MESSAGE does not use, is not kept at all.
 func TestHeldPullsAreBoundedPerConnection(t *testing.T) {
 	o := testOptions(t)
 	o.LongPollTimeout = 10 * time.Second
@@ -196,13 +198,16 @@ func TestHeldPullsAreBoundedPerConnection(t *testing.T) {
 	c := dial(t, b)
 	mustSend(t, c, "lp", 0, "", "first")
 	waitQueue(t, b, "lp", 0, 1)
-	const n = remoting.DefaultMaxInFlight + 200
-	body := make([]byte, 4<<10) // ignored by PULL_MESSAGE, but kept with the held request
+	const n = 400
+	pad := strings.Repeat("x", 64<<10) // an ext field PULL_MESSAGE ignores
+	body := make([]byte, 64<<10)       // ignored too
 	var answered atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for range n {
-		req := remoting.NewRequest(remoting.ReqPullMessage, pullExt("lp", 0, 1, pullFlagSuspend, "*", 20000))
+		ext := pullExt("lp", 0, 1, pullFlagSuspend, "*", 20000)
+		ext["pad"] = pad
+		req := remoting.NewRequest(remoting.ReqPullMessage, ext)
 		req.Body = body
 		go func() {
 			if _, err := c.Invoke(ctx, req); err == nil {
@@ -212,7 +217,60 @@ func TestHeldPullsAreBoundedPerConnection(t *testing.T) {
 	}
 	// Each pull is held or answered at once (SYSTEM_BUSY, or a refusal to hold).
 	waitFor(t, "every pull held or answered", func() bool { return int64(b.pulls.held())+answered.Load() >= n })
-	if h := b.pulls.held(); h > maxHeldPerConn {
-		t.Fatalf("one connection holds %d pulls (> %d), retaining %d KiB of request bodies", h, maxHeldPerConn, h*len(body)>>10)
+	held := b.pulls.held()
+	if limit := maxHeldBytesPerConn / len(pad); held > limit {
+		t.Fatalf("one connection holds %d pulls of %d KiB headers (> %d, %d MiB)", held, len(pad)>>10, limit, maxHeldBytesPerConn>>20)
+	}
+	if held == 0 {
+		t.Fatal("no pull held")
+	}
+	b.pulls.mu.Lock()
+	defer b.pulls.mu.Unlock()
+	for p := range b.pulls.byConn[firstConn(b.pulls.byConn)] {
+		if p.req.Body != nil {
+			t.Fatalf("a held pull keeps its %d-byte body", len(p.req.Body))
+		}
+	}
+}
+
+// firstConn returns a key of m (tests with one connection).
+func firstConn[V any](m map[*remoting.Conn]V) *remoting.Conn {
+	for c := range m {
+		return c
+	}
+	return nil
+}
+
+// One process's consumers share one connection per broker, with one
+// long-polling pull per queue: many more than the connection's in-flight
+// limit are all held, none answered at once (which the clients would
+// answer with the next pull at once, in a loop).
+func TestManyHeldPullsOnOneConnection(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 30 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lp", 0, "", "first")
+	waitQueue(t, b, "lp", 0, 1)
+	var answered atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n, chunk = 3 * remoting.DefaultMaxInFlight, 512
+	for sent := 0; sent < n; sent += chunk {
+		for range chunk {
+			req := remoting.NewRequest(remoting.ReqPullMessage, pullExt("lp", 0, 1, pullFlagSuspend, "*", 30000))
+			go func() {
+				if _, err := c.Invoke(ctx, req); err == nil {
+					answered.Add(1)
+				}
+			}()
+		}
+		waitFor(t, "the pulls held or answered", func() bool { return int64(b.pulls.held())+answered.Load() >= int64(sent+chunk) })
+		if a := answered.Load(); a > 0 {
+			t.Fatalf("%d of %d pulls answered at once instead of held", a, sent+chunk)
+		}
+	}
+	if h := b.pulls.held(); h != n {
+		t.Fatalf("%d pulls held, want %d", h, n)
 	}
 }
