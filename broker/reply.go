@@ -25,13 +25,6 @@ import (
 // in the reply topic as RocketMQ does by default (storeReplyMessageEnable),
 // for the record; the requester has it already.
 
-// Message properties of request-reply (MessageConst).
-const (
-	PropertyCluster       = "CLUSTER"
-	PropertyReplyToClient = "REPLY_TO_CLIENT"
-	PropertyPushReplyTime = "PUSH_REPLY_TIME"
-)
-
 // ReplyTopic is the topic a cluster's replies are sent to (MixAll's
 // REPLY_TOPIC_POSTFIX); every broker has it, with one queue.
 func ReplyTopic(cluster string) string { return cluster + "_REPLY_TOPIC" }
@@ -49,17 +42,17 @@ func (b *Broker) registerReply(mux *remoting.Mux) {
 // withCluster returns props with CLUSTER set to the broker's cluster, as
 // RocketMQ's SendMessageProcessor stamps every message it stores.
 func (b *Broker) withCluster(props string) string {
-	if v, ok := message.Property(props, PropertyCluster); ok && v == b.opts.ClusterName {
+	if v, ok := message.Property(props, message.PropertyCluster); ok && v == b.opts.ClusterName {
 		return props
 	}
-	if !strings.Contains(props, PropertyCluster+"\x01") {
+	if !strings.Contains(props, message.PropertyCluster+"\x01") {
 		// The common case: append without re-scanning the pairs.
 		if props != "" && props[len(props)-1] != '\x02' {
 			props += "\x02"
 		}
-		return props + PropertyCluster + "\x01" + b.opts.ClusterName + "\x02"
+		return props + message.PropertyCluster + "\x01" + b.opts.ClusterName + "\x02"
 	}
-	return message.SetProperty(props, PropertyCluster, b.opts.ClusterName)
+	return message.SetProperty(props, message.PropertyCluster, b.opts.ClusterName)
 }
 
 func (b *Broker) handleReply(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
@@ -118,15 +111,15 @@ func (b *Broker) handleReply(ctx context.Context, conn *remoting.Conn, req *remo
 // pushReply sends the reply m to the connection of the client its
 // REPLY_TO_CLIENT names and waits for the client's answer.
 func (b *Broker) pushReply(ctx context.Context, req *remoting.Command, h sendHeader, m *message.Message) error {
-	clientID, ok := message.Property(m.Properties, PropertyReplyToClient)
+	clientID, ok := message.Property(m.Properties, message.PropertyReplyToClient)
 	if !ok || clientID == "" {
-		return errors.New("reply message properties[" + PropertyReplyToClient + "] is null")
+		return errors.New("reply message properties[" + message.PropertyReplyToClient + "] is null")
 	}
 	target := b.groupTable().producerConnOf(clientID)
 	if target == nil {
 		return errors.New("push reply message fail, channel of <" + clientID + "> not found.")
 	}
-	props := message.SetProperty(m.Properties, PropertyPushReplyTime, strconv.FormatInt(time.Now().UnixMilli(), 10))
+	props := message.SetProperty(m.Properties, message.PropertyPushReplyTime, strconv.FormatInt(time.Now().UnixMilli(), 10))
 	push := remoting.NewRequest(remoting.ReqPushReplyMessageToClient, map[string]string{
 		"producerGroup":         h.producerGroup,
 		"topic":                 h.topic,

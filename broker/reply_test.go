@@ -76,7 +76,7 @@ func TestReplyIsPushedToTheRequesterAndStored(t *testing.T) {
 		if v, _ := message.Property(props, "CORRELATION_ID"); v != "corr-7" {
 			t.Fatalf("code %d: pushed properties %q", code, props)
 		}
-		if v, _ := message.Property(props, PropertyPushReplyTime); v == "" {
+		if v, _ := message.Property(props, message.PropertyPushReplyTime); v == "" {
 			t.Fatalf("code %d: no PUSH_REPLY_TIME in %q", code, props)
 		}
 	}

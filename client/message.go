@@ -97,7 +97,7 @@ var reservedProperties = map[string]bool{
 	message.PropertyOriginMessageID: true, message.PropertyReconsumeTime: true,
 	message.PropertyMaxReconsumeTimes: true, message.PropertyConsumeStartTime: true,
 	message.PropertyMinOffset: true, message.PropertyMaxOffset: true, message.PropertyCRC32: true,
-	"TIMER_OUT_MS": true,
+	message.PropertyCluster: true, message.PropertyPushReplyTime: true, "TIMER_OUT_MS": true,
 }
 
 // forbiddenTopics are the system topics a producer may not send to

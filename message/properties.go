@@ -32,6 +32,12 @@ const (
 	PropertyTimerDelaySec           = "TIMER_DELAY_SEC"
 	PropertyTraceparent             = "traceparent"
 	PropertyTracestate              = "tracestate"
+	// The broker's cluster, stamped on every stored message, and the
+	// request-reply properties (RocketMQ 4.6's RPC messages).
+	PropertyCluster       = "CLUSTER"
+	PropertyReplyToClient = "REPLY_TO_CLIENT"
+	PropertyCorrelationID = "CORRELATION_ID"
+	PropertyPushReplyTime = "PUSH_REPLY_TIME"
 )
 
 // KeySeparator separates the keys inside the KEYS property.
