@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"slices"
+
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -98,14 +100,41 @@ func (o *order) pendingPay(ctx workflow.Context, c workflow.ReceiveChannel) *Pay
 }
 
 // acceptPay returns p if it has a payment id and the order's amount,
-// else nil, listing it as rejected.
+// else nil, listing it as rejected. A repeated signal of a payment already
+// listed is ignored: that payment is refunded, not taken.
 func (o *order) acceptPay(ctx workflow.Context, p PayInput) *PayInput {
+	if o.rejected(p) {
+		workflow.GetLogger(ctx).Info("ignoring a repeated signal of a rejected payment", "paymentID", p.PaymentID)
+		return nil
+	}
 	if p.PaymentID == "" || p.Amount != o.in.Amount {
-		workflow.GetLogger(ctx).Warn("rejecting a payment", "paymentID", p.PaymentID, "amount", p.Amount, "want", o.in.Amount)
-		o.res.RejectedPayments = append(o.res.RejectedPayments, p)
+		o.reject(ctx, p, "rejecting a payment", "amount", p.Amount, "want", o.in.Amount)
 		return nil
 	}
 	return &p
+}
+
+// reject lists p in RejectedPayments for a refund, logging why, unless
+// it is listed already or is the payment that paid the order: a payer
+// that signals the same payment twice (a retried call, a webhook
+// delivered twice) must not have it refunded, or refunded twice.
+func (o *order) reject(ctx workflow.Context, p PayInput, why string, args ...any) {
+	log := workflow.GetLogger(ctx)
+	if p.PaymentID != "" && p.PaymentID == o.res.PaymentID {
+		log.Info("ignoring a repeated signal of the payment taken", "paymentID", p.PaymentID)
+		return
+	}
+	if o.rejected(p) {
+		log.Info("ignoring a repeated signal of a rejected payment", "paymentID", p.PaymentID)
+		return
+	}
+	log.Warn(why, append([]any{"paymentID", p.PaymentID}, args...)...)
+	o.res.RejectedPayments = append(o.res.RejectedPayments, p)
+}
+
+// rejected reports whether p is listed in RejectedPayments.
+func (o *order) rejected(p PayInput) bool {
+	return slices.Contains(o.res.RejectedPayments, p)
 }
 
 // rejectPending lists the payments signalled but not taken when the
@@ -116,8 +145,7 @@ func (o *order) rejectPending(ctx workflow.Context) {
 	c := workflow.GetSignalChannel(ctx, SignalPay)
 	var p PayInput
 	for c.ReceiveAsync(&p) {
-		workflow.GetLogger(ctx).Warn("rejecting a payment of a settled order", "paymentID", p.PaymentID, "status", o.res.Status)
-		o.res.RejectedPayments = append(o.res.RejectedPayments, p)
+		o.reject(ctx, p, "rejecting a payment of a settled order", "status", o.res.Status)
 		p = PayInput{}
 	}
 }

@@ -294,8 +294,7 @@ func (o *order) pay(ctx workflow.Context, p PayInput) (taken bool, err error) {
 		o.fail("payment " + p.PaymentID + " not recorded: " + err.Error())
 		return true, err
 	}
-	workflow.GetLogger(ctx).Warn("rejecting a payment the database refused", "paymentID", p.PaymentID, "error", err)
-	o.res.RejectedPayments = append(o.res.RejectedPayments, p)
+	o.reject(ctx, p, "rejecting a payment the database refused", "error", err)
 	final, serr := o.adopt(ctx)
 	if serr == nil && !final && !o.settles {
 		o.fail("payment " + p.PaymentID + " not recorded: " + failureMessage(err))

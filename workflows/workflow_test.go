@@ -665,3 +665,50 @@ func TestBeforeSettlesChange(t *testing.T) {
 		}
 	})
 }
+
+// A payer that signals the same payment twice (a retried call, a webhook
+// delivered twice): the order is paid once, and the payment that paid it
+// is not listed for a refund. A refused payment signalled twice is
+// listed once, and not run against the database again.
+func TestRepeatedPaySignals(t *testing.T) {
+	t.Run("taken", func(t *testing.T) {
+		h := newHarness(t)
+		p := workflows.PayInput{PaymentID: "pay-1", Amount: input.Amount}
+		h.pay(p, checkDelay/2)
+		h.pay(p, checkDelay/2)
+		res, err := h.run(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != workflows.StatusPaid || res.PaymentID != "pay-1" || len(res.RejectedPayments) != 0 {
+			t.Fatalf("result %+v, want PAID by pay-1 and nothing to refund", res)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		h := newHarness(t)
+		var runs int
+		h.local = func(activity, _ string) error {
+			if activity != workflows.ActivityMarkPaidLocal {
+				return nil
+			}
+			runs++
+			return errPaymentExists
+		}
+		used := workflows.PayInput{PaymentID: "used", Amount: input.Amount}
+		cheap := workflows.PayInput{PaymentID: "cheap", Amount: 1}
+		h.pay(used, checkDelay/4)
+		h.pay(used, checkDelay/2)
+		h.pay(cheap, checkDelay/2)
+		h.pay(cheap, checkDelay/2)
+		res, err := h.run(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != workflows.StatusCancelled || !reflect.DeepEqual(res.RejectedPayments, []workflows.PayInput{used, cheap}) {
+			t.Fatalf("result %+v, want CANCELLED with used and cheap listed once each", res)
+		}
+		if runs != 1 {
+			t.Fatalf("the refused payment ran against the database %d times, want 1", runs)
+		}
+	})
+}
