@@ -64,12 +64,29 @@ func startStack(t *testing.T, txnTimeout time.Duration) *stack {
 
 func (s *stack) start(t *testing.T, in workflows.OrderInput) temporalclient.WorkflowRun {
 	t.Helper()
+	return s.startWith(t, in, 0)
+}
+
+// startWith starts the order's workflow, its first task delayed by delay.
+func (s *stack) startWith(t *testing.T, in workflows.OrderInput, delay time.Duration) temporalclient.WorkflowRun {
+	t.Helper()
 	run, err := s.tc.ExecuteWorkflow(context.Background(), temporalclient.StartWorkflowOptions{ID: in.OrderID,
-		TaskQueue: workflows.TaskQueue, WorkflowExecutionTimeout: 2 * time.Minute}, workflows.OrderPaymentWorkflowName, in)
+		TaskQueue: workflows.TaskQueue, WorkflowExecutionTimeout: 2 * time.Minute, StartDelay: delay},
+		workflows.OrderPaymentWorkflowName, in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return run
+}
+
+// txnIDs returns the transaction ids of the steps of run (the first run
+// of its chain).
+func txnIDs(run temporalclient.WorkflowRun, steps ...string) []string {
+	ids := make([]string, len(steps))
+	for i, step := range steps {
+		ids[i] = workflows.StepTxnID(run.GetID(), run.GetRunID(), step)
+	}
+	return ids
 }
 
 func (s *stack) result(t *testing.T, run temporalclient.WorkflowRun) workflows.OrderResult {
@@ -124,8 +141,10 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 		return workflows.OrderInput{OrderID: id, User: "alice", SKU: "sku", Qty: qty, Amount: 1500}
 	}
 
+	var paid temporalclient.WorkflowRun
 	t.Run("paid", func(t *testing.T) {
 		run := s.start(t, order("paid-1", 2))
+		paid = run
 		s.waitStatus(t, "paid-1", workflows.StatusPendingPayment)
 		if err := s.tc.SignalWorkflow(ctx, "paid-1", "", workflows.SignalPay, workflows.PayInput{PaymentID: "p1", Amount: 1500}); err != nil {
 			t.Fatal(err)
@@ -133,7 +152,7 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 		if res := s.result(t, run); res.Status != workflows.StatusPaid || res.PaymentID != "p1" {
 			t.Fatalf("result %+v", res)
 		}
-		s.events(t, "paid-1", "paid-1/create", "paid-1/pay")
+		s.events(t, "paid-1", txnIDs(run, "create", "pay")...)
 		if o, err := s.db.Order(ctx, "paid-1"); err != nil || o.Status != orders.StatusPaid {
 			t.Fatalf("order %+v, %v", o, err)
 		}
@@ -141,11 +160,12 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 
 	t.Run("payment times out through delayed checks", func(t *testing.T) {
 		before, _ := s.db.Stock(ctx, "sku")
-		res := s.result(t, s.start(t, order("late-1", 3)))
+		run := s.start(t, order("late-1", 3))
+		res := s.result(t, run)
 		if res.Status != workflows.StatusCancelled || res.Checks != maxChecks {
 			t.Fatalf("result %+v, want CANCELLED after %d checks", res, maxChecks)
 		}
-		s.events(t, "late-1", "late-1/cancel", "late-1/create")
+		s.events(t, "late-1", txnIDs(run, "cancel", "create")...)
 		if after, _ := s.db.Stock(ctx, "sku"); after != before {
 			t.Fatalf("stock %d after the cancel, %d before the order", after, before)
 		}
@@ -162,10 +182,12 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 	})
 
 	t.Run("fenced transaction runs again under a new id", func(t *testing.T) {
-		if _, err := s.db.Fence(ctx, "fenced-1/create"); err != nil {
+		// Its first task waits while the test fences the transaction id
+		// its "create" will have (StepTxnID needs the run's id).
+		run := s.startWith(t, order("fenced-1", 1), 2*time.Second)
+		if _, err := s.db.Fence(ctx, txnIDs(run, "create")[0]); err != nil {
 			t.Fatal(err)
 		}
-		run := s.start(t, order("fenced-1", 1))
 		s.waitStatus(t, "fenced-1", workflows.StatusPendingPayment)
 		if err := s.tc.SignalWorkflow(ctx, "fenced-1", "", workflows.SignalPay, workflows.PayInput{PaymentID: "p2", Amount: 1500}); err != nil {
 			t.Fatal(err)
@@ -173,7 +195,26 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 		if res := s.result(t, run); res.Status != workflows.StatusPaid {
 			t.Fatalf("result %+v", res)
 		}
-		s.events(t, "fenced-1", "fenced-1/create-2", "fenced-1/pay")
+		s.events(t, "fenced-1", txnIDs(run, "create-2", "pay")...)
+	})
+
+	t.Run("a workflow id used again is another order", func(t *testing.T) {
+		// Temporal's default id reuse policy lets a run start under the id
+		// of a closed one. Its steps' transaction ids are its own, so its
+		// "create" runs against the database, which has the order already:
+		// it fails, and takes no payment, rather than reporting the
+		// earlier run's order and payment as its own.
+		if paid == nil {
+			t.Fatal("the paid subtest did not start its order")
+		}
+		second := s.result(t, s.start(t, order("paid-1", 1))) // closed above, paid with p1
+		if second.Status != workflows.StatusFailed || !strings.Contains(second.Reason, "order exists") || second.PaymentID != "" {
+			t.Fatalf("second run under paid-1: %+v, want FAILED, order exists", second)
+		}
+		if o, err := s.db.Order(ctx, "paid-1"); err != nil || o.Qty != 2 || o.PaymentID != "p1" {
+			t.Fatalf("order paid-1 %+v, %v: want the first run's (qty 2, p1)", o, err)
+		}
+		s.events(t, "paid-1", txnIDs(paid, "create", "pay")...)
 	})
 
 	// Rolled-back messages never became visible: the later orders' events

@@ -128,9 +128,10 @@ func testKilledWorker(t *testing.T, hostPort, killAt string, fenced bool) {
 // messages consumers got and the broker's transactions agree.
 func (e *crashEnv) checkSettled(t *testing.T, ctx context.Context, orderID string, fenced bool) {
 	t.Helper()
-	first, created, wantFirst := orderID+"/create", orderID+"/create", orders.TxnCommitted
+	txnID := func(step string) string { return stepTxnID(t, ctx, e.tc, orderID, step) }
+	first, created, wantFirst := txnID("create"), txnID("create"), orders.TxnCommitted
 	if fenced {
-		created, wantFirst = orderID+"/create-2", orders.TxnFenced
+		created, wantFirst = txnID("create-2"), orders.TxnFenced
 	}
 	checkTxn(t, ctx, e.db, first, wantFirst)
 	checkTxn(t, ctx, e.db, created, orders.TxnCommitted)
@@ -145,7 +146,7 @@ func (e *crashEnv) checkSettled(t *testing.T, ctx context.Context, orderID strin
 	})
 	want := map[string]map[string][]string{
 		workflows.TagOrderCreated:   {orderID: {created}},
-		workflows.TagOrderCancelled: {orderID: {orderID + "/cancel"}},
+		workflows.TagOrderCancelled: {orderID: {txnID("cancel")}},
 	}
 	if got := e.obs.byTag(); !reflect.DeepEqual(got, want) {
 		t.Errorf("order-events: %v, want exactly %v", got, want)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	temporalclient "go.temporal.io/sdk/client"
+
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/internal/testutil"
@@ -69,8 +71,8 @@ func TestOrdersEndToEnd(t *testing.T) {
 		got, err := s.db.Coupons(ctx)
 		return err == nil && len(got) == len(paid)
 	})
-	checkEvents(t, obs, len(all))
-	coupons.check(t, ctx, s.db, paid)
+	checkEvents(t, ctx, s.temporal, obs, len(all))
+	coupons.check(t, ctx, s.temporal, s.db, paid)
 	if live := s.broker.broker.Transactions().List(0, 0); len(live) != 0 {
 		t.Errorf("%d transactions still open: %+v", len(live), live)
 	}
@@ -105,7 +107,7 @@ func checkOrders(t *testing.T, ctx context.Context, db *orders.DB, sum orderpaym
 
 // checkEvents checks that each order event was committed once: one
 // message id per order and tag, the step's transaction id.
-func checkEvents(t *testing.T, obs *observer, orders int) {
+func checkEvents(t *testing.T, ctx context.Context, tc temporalclient.Client, obs *observer, orders int) {
 	t.Helper()
 	ev := obs.byTag()
 	steps := map[string]string{workflows.TagOrderCreated: "create", workflows.TagOrderPaid: "pay", workflows.TagOrderCancelled: "cancel"}
@@ -117,7 +119,7 @@ func checkEvents(t *testing.T, obs *observer, orders int) {
 			continue
 		}
 		for id, msgIDs := range byOrder {
-			if want := []string{id + "/" + step}; !slices.Equal(msgIDs, want) {
+			if want := []string{stepTxnID(t, ctx, tc, id, step)}; !slices.Equal(msgIDs, want) {
 				t.Errorf("%s of order %s: message ids %v, want %v", tag, id, msgIDs, want)
 			}
 		}
@@ -162,13 +164,13 @@ func startCoupons(t *testing.T, ctx context.Context, s *stack) *couponLog {
 
 // check: the consumer got exactly the OrderPaid messages of the paid
 // orders and granted one coupon for each.
-func (l *couponLog) check(t *testing.T, ctx context.Context, db *orders.DB, paid []string) {
+func (l *couponLog) check(t *testing.T, ctx context.Context, tc temporalclient.Client, db *orders.DB, paid []string) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var want []string
 	for _, id := range paid {
-		want = append(want, id+"/pay")
+		want = append(want, stepTxnID(t, ctx, tc, id, "pay"))
 	}
 	if got := keysOf(l.granted); !slices.Equal(got, want) {
 		t.Errorf("coupon consumer granted for messages %v, want %v", got, want)

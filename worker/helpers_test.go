@@ -211,3 +211,14 @@ func (o *observer) byTag() map[string]map[string][]string {
 
 // keysOf returns the sorted keys of m.
 func keysOf[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// stepTxnID returns the transaction id of step in the workflow id's run
+// chain (workflows.StepTxnID of its first run).
+func stepTxnID(t *testing.T, ctx context.Context, tc temporalclient.Client, id, step string) string {
+	t.Helper()
+	d, err := tc.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		t.Fatalf("describe workflow %s: %v", id, err)
+	}
+	return workflows.StepTxnID(id, d.GetWorkflowExecutionInfo().GetFirstRunId(), step)
+}

@@ -7,9 +7,11 @@
 // # The transactional step
 //
 // [SendTransactional] runs one [Step]: the "txnbridge.SendHalf" activity
-// stores a half message whose id is "<workflow id>/<step name>" (a retried
-// send returns the same live half message), the step's local-transaction
-// activity runs with that id, then "txnbridge.EndTransaction" commits.
+// stores a half message whose id is [TxnID], "<workflow id>/<run tag>/<step
+// name>" (a retried send returns the same live half message; a workflow
+// started again under a closed one's id gets ids of its own), the step's
+// local-transaction activity runs with that id, then
+// "txnbridge.EndTransaction" commits.
 // A local transaction that fails permanently rolls the message back
 // ([ErrRolledBack]); one that ends without an outcome leaves it to the
 // broker's check-back ([ErrOutcomeUnknown]), which fences the id in the

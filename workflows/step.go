@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"time"
 
@@ -35,8 +36,9 @@ var (
 // rollback (it failed permanently).
 type Step struct {
 	// Name names the step within its workflow; the transaction id is
-	// "<workflow id>/<Name>". Running a step of the same name twice in one
-	// workflow reuses the id: give a retry a new name.
+	// TxnID(ctx, Name), "<workflow id>/<run tag>/<Name>". Running a step
+	// of the same name twice in one workflow reuses the id: give a retry
+	// a new name.
 	Name string
 	// Topic, Tags, Keys and Body are the message's.
 	Topic string
@@ -110,9 +112,40 @@ func retryPolicy(max time.Duration) *temporal.RetryPolicy {
 	return &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: max}
 }
 
-// TxnID returns the transaction id of step name in the workflow ctx runs.
+// RunChainTxnIDs is the workflow.GetVersion change id of transaction ids
+// that name the workflow's run chain (version 1, [StepTxnID]). Before it
+// (DefaultVersion) a step's id was "<workflow id>/<step>", so a workflow
+// started again under the id of a closed one (Temporal's default id reuse
+// policy allows it) found each of its steps' ids committed by the earlier
+// run and took them as its own: it reported an order created and a
+// payment taken that the database never recorded. Histories recorded
+// before it replay with the earlier ids.
+const RunChainTxnIDs = "txn-id-run-chain"
+
+// TxnID returns the transaction id of step name in the workflow ctx runs:
+// [StepTxnID] of the workflow's id and its first run's id (the same for
+// every run of a chain: a workflow retried, continued as new or reset
+// reuses its steps' ids, as it should). A run without a first-run id (the
+// SDK's test environment) and a workflow started before [RunChainTxnIDs]
+// use "<workflow id>/<step>".
 func TxnID(ctx workflow.Context, name string) string {
-	return workflow.GetInfo(ctx).WorkflowExecution.ID + "/" + name
+	info := workflow.GetInfo(ctx)
+	if workflow.GetVersion(ctx, RunChainTxnIDs, workflow.DefaultVersion, 1) == workflow.DefaultVersion || info.FirstRunID == "" {
+		return info.WorkflowExecution.ID + "/" + name
+	}
+	return StepTxnID(info.WorkflowExecution.ID, info.FirstRunID, name)
+}
+
+// StepTxnID is the transaction id of step name in the run chain of
+// workflow id whose first run is firstRunID:
+// "<workflow id>/<run tag>/<step>", the run tag 12 hex digits of a hash
+// of the first run's id. Two runs under one workflow id that are not one
+// chain get different ids, so the second one's steps run against the
+// database (where, for an order id used already, "create" fails).
+func StepTxnID(workflowID, firstRunID, name string) string {
+	h := fnv.New64a()
+	h.Write([]byte(firstRunID))
+	return fmt.Sprintf("%s/%012x/%s", workflowID, h.Sum64()&(1<<48-1), name)
 }
 
 // SendTransactional runs s: ActivitySendHalf with the deterministic

@@ -34,8 +34,10 @@ const MaxFencedRuns = 30
 // happened.
 const CreateSendTimeout = 10 * time.Minute
 
-// MaxOrderIDLength leaves room in a transaction id ("<order id>/cancel-3")
-// for the step name within client.MaxIDLength.
+// MaxOrderIDLength bounds an order id, and the id of the workflow of
+// OrderPaymentWorkflow: it leaves room in a transaction id
+// ("<workflow id>/<run tag>/cancel-3", [StepTxnID]) and a payment check's
+// message id ("<workflow id>/check/2") within client.MaxIDLength.
 const MaxOrderIDLength = 100
 
 // activityOptions are those of the order activities other than the step's
@@ -96,7 +98,8 @@ func OrderPaymentWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, err
 	}
 	o := &order{in: in, res: OrderResult{OrderID: in.OrderID, Status: StatusCreating},
 		receipts: map[string]client.HalfReceipt{}, runs: map[string]int{},
-		settles: workflow.GetVersion(ctx, SettlesChange, workflow.DefaultVersion, 1) == 1}
+		settles:  workflow.GetVersion(ctx, SettlesChange, workflow.DefaultVersion, 1) == 1,
+		runChain: workflow.GetVersion(ctx, RunChainTxnIDs, workflow.DefaultVersion, 1) == 1}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (OrderResult, error) { return o.res, nil }); err != nil {
 		return o.res, err
 	}
@@ -122,6 +125,12 @@ const SettlesChange = "order-settles"
 func (o *order) run(ctx workflow.Context) error {
 	if err := validateInput(o.in); err != nil {
 		o.fail(err.Error())
+		return nil
+	}
+	if id := workflow.GetInfo(ctx).WorkflowExecution.ID; o.runChain && !validID(id) {
+		// Its steps' transaction ids and its checks' message ids would
+		// be refused half-way, after the order was created.
+		o.fail(fmt.Sprintf("invalid input: workflow id %q is longer than %d characters or has a space", id, MaxOrderIDLength))
 		return nil
 	}
 	ctx = workflow.WithActivityOptions(ctx, activityOptions)
@@ -190,6 +199,8 @@ type order struct {
 	runs map[string]int
 	// settles: the workflow runs with SettlesChange.
 	settles bool
+	// runChain: the workflow runs with RunChainTxnIDs.
+	runChain bool
 }
 
 func (o *order) fail(reason string) {
@@ -361,10 +372,16 @@ func failureMessage(err error) string {
 	return err.Error()
 }
 
+// validID reports whether id fits in a transaction or message id: at most
+// MaxOrderIDLength characters, no white space or property separator.
+func validID(id string) bool {
+	return len(id) <= MaxOrderIDLength && !strings.ContainsAny(id, " \t\r\n\x01\x02")
+}
+
 // validateInput checks in before anything is sent.
 func validateInput(in OrderInput) error {
 	switch {
-	case len(in.OrderID) > MaxOrderIDLength || strings.ContainsAny(in.OrderID, " \t\r\n\x01\x02"):
+	case !validID(in.OrderID):
 		return fmt.Errorf("invalid input: order id %q is longer than %d characters or has a space", in.OrderID, MaxOrderIDLength)
 	case in.User == "" || in.SKU == "":
 		return fmt.Errorf("invalid input: user and sku are required")

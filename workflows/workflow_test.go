@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/halfbackmq/halfback/client"
@@ -484,6 +485,40 @@ func TestInvalidInputFailsWithoutSending(t *testing.T) {
 				t.Fatalf("sent %+v", h.halves)
 			}
 		})
+	}
+	// A workflow id too long for its steps' transaction ids and its
+	// checks' message ids fails before anything is sent, not after the
+	// order was created (its first check's id would be refused).
+	t.Run("long workflow id", func(t *testing.T) {
+		h := newHarness(t)
+		h.env.SetStartWorkflowOptions(temporalclient.StartWorkflowOptions{ID: strings.Repeat("w", workflows.MaxOrderIDLength+1)})
+		in := input
+		in.OrderID = "short-1"
+		res, err := h.run(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != workflows.StatusFailed || !strings.Contains(res.Reason, "workflow id") || len(h.halves) != 0 {
+			t.Fatalf("result %+v, sent %+v", res, h.halves)
+		}
+	})
+}
+
+// StepTxnID names the run chain: two chains under one workflow id get
+// different transaction ids, one chain always the same.
+func TestStepTxnID(t *testing.T) {
+	a := workflows.StepTxnID("order-1", "0193a8b2-7c1e-7d4f-9a3b-1f2e3d4c5b6a", "pay")
+	b := workflows.StepTxnID("order-1", "0193a8b2-7c1e-7d4f-9a3b-1f2e3d4c5b6b", "pay")
+	if a == b || a != workflows.StepTxnID("order-1", "0193a8b2-7c1e-7d4f-9a3b-1f2e3d4c5b6a", "pay") {
+		t.Fatalf("ids %q and %q", a, b)
+	}
+	if !strings.HasPrefix(a, "order-1/") || !strings.HasSuffix(a, "/pay") || len(a) != len("order-1/")+12+len("/pay") {
+		t.Fatalf("id %q, want order-1/<12 hex digits>/pay", a)
+	}
+	// The longest ids the order workflow builds fit in a message id.
+	long := workflows.StepTxnID(strings.Repeat("w", workflows.MaxOrderIDLength), a, "cancel-30")
+	if len(long) > client.MaxIDLength {
+		t.Fatalf("%d-character transaction id", len(long))
 	}
 }
 
