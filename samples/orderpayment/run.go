@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	enums "go.temporal.io/api/enums/v1"
 	temporalclient "go.temporal.io/sdk/client"
 
 	"github.com/halfbackmq/halfback/orders"
@@ -105,7 +106,11 @@ func startOrder(ctx context.Context, tc temporalclient.Client, o Options, in wor
 	if sc := span.SpanContext(); sc.IsValid() && span.IsRecording() {
 		out.TraceID = sc.TraceID().String()
 	}
-	run, err := tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: in.OrderID, TaskQueue: o.TaskQueue},
+	// An order id names one order: a start under an id in use, running or
+	// closed, fails rather than attaching to (or repeating) that order.
+	run, err := tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: in.OrderID, TaskQueue: o.TaskQueue,
+		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true},
 		workflows.OrderPaymentWorkflowName, in)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())

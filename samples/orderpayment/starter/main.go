@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.PayRatio, "pay-ratio", 0.5, "fraction of the orders to pay, 0 to 1; the others time out")
 	fs.BoolVar(&o.Wait, "wait", false, "wait for every order to end and print a summary")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
-	fs.StringVar(&o.Prefix, "prefix", fmt.Sprintf("order-%d", time.Now().Unix()), "order id prefix: <prefix>-1, <prefix>-2, ...")
+	fs.StringVar(&o.Prefix, "prefix", fmt.Sprintf("order-%d", time.Now().UnixMilli()), "order id prefix: <prefix>-1, <prefix>-2, ...")
 	fs.StringVar(&o.SKU, "sku", orderpayment.DefaultSKU, "what every order buys")
 	fs.Int64Var(&o.Amount, "amount", orderpayment.DefaultAmount, "every order's price, in cents")
 	if err := fs.Parse(args); err != nil {
