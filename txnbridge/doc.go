@@ -5,7 +5,7 @@
 //
 // # The plugin
 //
-// [NewPlugin] returns a temporal.SimplePlugin. When a worker of
+// [NewPlugin] returns a [Plugin], a temporal.SimplePlugin. When a worker of
 // [Options].TaskQueue starts, the plugin creates the producer of
 // [Options].ProducerGroup with [NewResolver] as its check listener,
 // starts the check consumer (group workflows.CheckConsumerGroup, topic
@@ -13,8 +13,9 @@
 // names, acknowledged only after the signal succeeded, and retried, never
 // dead-lettered by default, while the signal fails), and registers
 // workflows.OrderPaymentWorkflow and the activities.Activities. When the
-// worker stops it closes them. A workflow replayer given the plugin gets
-// the workflow only.
+// worker has stopped (after a graceful stop let the activities running
+// finish, within its WorkerStopTimeout, with the producer) it closes
+// them. A workflow replayer given the plugin gets the workflow only.
 //
 // # Tracing
 //

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/halfbackmq/halfback/client"
@@ -43,6 +45,13 @@ const quietTxnTimeout = time.Minute
 // txnTimeout after it was stored.
 func startStack(t *testing.T, txnTimeout time.Duration) *stack {
 	t.Helper()
+	return startStackWith(t, txnTimeout, worker.Options{})
+}
+
+// startStackWith is startStack with the worker's options wo (the plugin
+// is added to them).
+func startStackWith(t *testing.T, txnTimeout time.Duration, wo worker.Options) *stack {
+	t.Helper()
 	srv := txnbridgetest.StartDevServer(t) // fails without the CLI
 	s := &stack{broker: txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{TxnTimeout: txnTimeout})}
 	s.client = txnbridgetest.NewClient(t, s.broker.NamesrvAddr)
@@ -54,7 +63,8 @@ func startStack(t *testing.T, txnTimeout time.Duration) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.worker = worker.New(s.tc, workflows.TaskQueue, worker.Options{Plugins: []worker.Plugin{plugin}})
+	wo.Plugins = append(wo.Plugins, plugin)
+	s.worker = worker.New(s.tc, workflows.TaskQueue, wo)
 	if err := s.worker.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -273,4 +283,74 @@ func TestPluginStopReleasesGroups(t *testing.T) {
 		t.Fatalf("check consumer group still registered after Stop: %v", err)
 	}
 	_ = pc.Close()
+}
+
+// stopGate makes activity name wait, once it has started, until its
+// worker begins to stop, then run and report its error on done.
+type stopGate struct {
+	interceptor.WorkerInterceptorBase
+	name    string
+	started chan struct{}
+	done    chan error
+}
+
+func (g *stopGate) InterceptActivity(_ context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	return &stopGateInbound{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}, g: g}
+}
+
+type stopGateInbound struct {
+	interceptor.ActivityInboundInterceptorBase
+	g *stopGate
+}
+
+func (i *stopGateInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+	if activity.GetInfo(ctx).ActivityType.Name != i.g.name {
+		return i.Next.ExecuteActivity(ctx, in)
+	}
+	select {
+	case i.g.started <- struct{}{}:
+	default:
+	}
+	<-activity.GetWorkerStopChannel(ctx)
+	res, err := i.Next.ExecuteActivity(ctx, in)
+	select {
+	case i.g.done <- err:
+	default:
+	}
+	return res, err
+}
+
+// A graceful stop lets the activities running finish (the worker's
+// WorkerStopTimeout) with the plugin's producer: the plugin closes it
+// only after the worker has stopped. temporal.SimplePlugin's
+// RunContextAfter runs before the worker's own stop; an activity still
+// running then failed with client.ErrClosed.
+func TestPluginStopLetsRunningActivitiesFinish(t *testing.T) {
+	g := &stopGate{name: workflows.ActivitySendPaymentCheck, started: make(chan struct{}, 1), done: make(chan error, 1)}
+	s := startStackWith(t, quietTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{g},
+		WorkerStopTimeout: 20 * time.Second})
+	if err := s.db.SetStock(context.Background(), "sku", 1); err != nil {
+		t.Fatal(err)
+	}
+	s.start(t, workflows.OrderInput{OrderID: "stop-1", User: "alice", SKU: "sku", Qty: 1, Amount: 1500})
+	select {
+	case <-g.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("SendPaymentCheck did not start")
+	}
+	stopped := make(chan struct{})
+	go func() { s.worker.Stop(); close(stopped) }() // SIGTERM
+	select {
+	case err := <-g.done:
+		if err != nil {
+			t.Fatalf("SendPaymentCheck, running when the worker began to stop: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("SendPaymentCheck did not end")
+	}
+	<-stopped
+	// The check the activity sent is delivered from its delay level.
+	testutil.WaitFor(t, 30*time.Second, "the payment check delivered", func() bool {
+		return len(s.broker.Stored(t, workflows.TopicPaymentCheck)) == 1
+	})
 }

@@ -30,7 +30,7 @@ import (
 //
 // If the worker fails to start after the plugin started (Temporal is
 // unreachable), call its Stop to release them.
-func NewPlugin(o Options) (*temporal.SimplePlugin, error) {
+func NewPlugin(o Options) (*Plugin, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -44,13 +44,36 @@ func NewPlugin(o Options) (*temporal.SimplePlugin, error) {
 		}
 		interceptors = append(interceptors, ti)
 	}
-	return temporal.NewSimplePlugin(temporal.SimplePluginOptions{
+	sp, err := temporal.NewSimplePlugin(temporal.SimplePluginOptions{
 		Name:               PluginName,
 		WorkerInterceptors: interceptors,
 		ConfigureWorker:    p.configureWorker,
 		RunContextBefore:   p.before,
-		RunContextAfter:    p.after,
+		// No RunContextAfter: SimplePlugin runs it before the worker's own
+		// stop, while activities still use the producer (Plugin.StopWorker).
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &Plugin{SimplePlugin: sp, p: p}, nil
+}
+
+// Plugin is the txnbridge plugin: a temporal.SimplePlugin (for
+// worker.Options.Plugins, client.Options.Plugins or a replayer's) whose
+// runtime is released after its worker has stopped.
+type Plugin struct {
+	*temporal.SimplePlugin
+	p *plugin
+}
+
+// StopWorker stops the worker first, then releases the producer and the
+// check consumer when no other worker uses them. A graceful stop lets the
+// activities running finish within the worker's WorkerStopTimeout, and
+// they send through the producer: SimplePlugin's RunContextAfter, which
+// runs before the worker's stop, would close it under them.
+func (pl *Plugin) StopWorker(ctx context.Context, o worker.PluginStopWorkerOptions, next func(context.Context, worker.PluginStopWorkerOptions)) {
+	pl.SimplePlugin.StopWorker(ctx, o, next)
+	pl.p.after(o.WorkerInstanceKey)
 }
 
 // plugin is the state behind the SimplePlugin's callbacks.
@@ -105,15 +128,15 @@ func (p *plugin) before(ctx context.Context, o temporal.SimplePluginRunContextBe
 	return nil
 }
 
-// after stops the runtime when the last worker using it stops.
-func (p *plugin) after(_ context.Context, o temporal.SimplePluginRunContextAfterOptions) {
+// after stops the runtime when the last worker using it has stopped.
+func (p *plugin) after(instanceKey string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.queues, o.InstanceKey)
-	if !p.users[o.InstanceKey] {
-		return // a replay, or a worker of another task queue
+	delete(p.queues, instanceKey)
+	if !p.users[instanceKey] {
+		return // a worker of another task queue
 	}
-	delete(p.users, o.InstanceKey)
+	delete(p.users, instanceKey)
 	if len(p.users) == 0 && p.rt != nil {
 		p.rt.close(p.log)
 		p.rt = nil
