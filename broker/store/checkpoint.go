@@ -75,5 +75,9 @@ func (s *Store) checkpoint(final bool) error {
 	if final {
 		c.LogEnd = s.written.Load()
 	}
-	return writeFileAtomic(s.checkpointPath(), c.encode())
+	if err := writeFileAtomic(s.checkpointPath(), c.encode()); err != nil {
+		return err
+	}
+	s.checkpointed.Store(d)
+	return nil
 }

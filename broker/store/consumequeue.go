@@ -102,6 +102,10 @@ func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, 
 		}
 		q.files = append(q.files, f)
 	}
+	if err := q.cutAtShortFile(); err != nil {
+		q.close()
+		return nil, err
+	}
 	if n := len(q.files); n > 0 {
 		last := q.files[n-1]
 		fi, err := last.f.Stat()
@@ -113,6 +117,40 @@ func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, 
 		q.max = last.base + fi.Size()/QueueEntrySize
 	}
 	return q, nil
+}
+
+// cutAtShortFile ends the queue at the first file but the last that is
+// short, removing the files after it. A power loss can keep a file the
+// dispatcher created (a directory change, which any journal commit makes
+// durable) while the unsynced entries at the end of the file before it
+// are lost: the queue would end at the last file, past a hole that reads
+// as zero entries and breaks every search, which assumes entries that
+// rise with their offsets. Ending the queue at the hole, as RocketMQ's
+// ConsumeQueue.recover stops at the first invalid entry, loses nothing:
+// the entries past it were written after the last checkpoint, and
+// recovery writes them again from the commit log.
+func (q *consumeQueue) cutAtShortFile() error {
+	for i := 0; i+1 < len(q.files); i++ {
+		fi, err := q.files[i].f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.Size() >= q.perFile*QueueEntrySize {
+			continue
+		}
+		for _, f := range q.files[i+1:] {
+			f.f.Close() // removed next: a close error loses nothing
+		}
+		later := q.files[i+1:]
+		q.files = q.files[:i+1]
+		for _, f := range later {
+			if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	}
+	return nil
 }
 
 // openFile opens the file starting at logical offset base. With create it
@@ -279,9 +317,15 @@ func (q *consumeQueue) read(from int64, n int) ([]QueueEntry, error) {
 		}
 		k := min(int64(n-len(out)), f.base+q.perFile-from)
 		b := buf[:k*QueueEntrySize]
-		if _, err := f.f.ReadAt(b, (from-f.base)*QueueEntrySize); err != nil && !errors.Is(err, io.EOF) {
+		got, err := f.f.ReadAt(b, (from-f.base)*QueueEntrySize)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return out, err
 		}
+		// A short read (a file a power loss cut short) leaves the bytes
+		// of the previous file read in buf: zero them, so that the
+		// missing entries read as invalid ones (size 0), never as
+		// another offset's.
+		clear(b[got:])
 		for i := int64(0); i < k; i++ {
 			out = append(out, getEntry(b[i*QueueEntrySize:]))
 		}

@@ -224,3 +224,79 @@ func (c *cqFS) set(fn func(*cqFS)) {
 	defer c.mu.Unlock()
 	fn(c)
 }
+
+// newTestQueue writes entries 0..n-1 (entry i at commit-log offset
+// 100*(i+1), size 100) to a queue of 64 entries per file in dir.
+func newTestQueue(t *testing.T, dir string, n int) *consumeQueue {
+	t.Helper()
+	q, err := openConsumeQueue(dir, 64, osFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := q.put(int64(i), QueueEntry{PhysicalOffset: 100 * int64(i+1), Size: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.flush(); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// TestOpenConsumeQueueEndsAtShortFile: a power loss can keep a queue's
+// later file while the unsynced end of the file before it is lost. The
+// queue then ends where that file does, and the later files go (recovery
+// writes their entries again from the commit log); taking the end from
+// the last file would leave a hole of zero entries inside the queue.
+func TestOpenConsumeQueueEndsAtShortFile(t *testing.T) {
+	dir := t.TempDir()
+	q := newTestQueue(t, dir, 100) // files 0 (0..63) and 1 (64..99)
+	first, second := q.files[0].path, q.files[1].path
+	if err := q.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(first, 40*QueueEntrySize); err != nil { // entries 40..63 lost
+		t.Fatal(err)
+	}
+	q, err := openConsumeQueue(dir, 64, osFS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.close()
+	if lo, hi := q.bounds(); lo != 0 || hi != 40 {
+		t.Fatalf("queue is [%d, %d), want [0, 40)", lo, hi)
+	}
+	if _, err := os.Stat(second); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file after the short one is still there (%v)", err)
+	}
+}
+
+// TestQueueReadNeverServesBytesAShortReadMissed: a read spanning two
+// files reuses one buffer; where the second file is short the entries
+// must read as zero (invalid), never as the first file's bytes left in
+// the buffer, which are other offsets' entries.
+func TestQueueReadNeverServesBytesAShortReadMissed(t *testing.T) {
+	q := newTestQueue(t, t.TempDir(), 100)
+	defer q.close()
+	if err := os.Truncate(q.files[1].path, 10*QueueEntrySize); err != nil { // 74..99 gone
+		t.Fatal(err)
+	}
+	es, err := q.read(30, 70)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 70 {
+		t.Fatalf("read %d entries, want 70", len(es))
+	}
+	for j, e := range es {
+		off := 30 + int64(j)
+		want := QueueEntry{PhysicalOffset: 100 * (off + 1), Size: 100}
+		if off >= 74 {
+			want = QueueEntry{}
+		}
+		if e != want {
+			t.Fatalf("entry %d = %+v, want %+v", off, e, want)
+		}
+	}
+}

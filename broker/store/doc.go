@@ -141,12 +141,19 @@
 // a killed process may have left them only in the page cache, and after a
 // failed fsync earlier in the same boot Linux keeps the pages it could not
 // write there marked clean, which an fsync alone would not write. Then
-// consume-queue entries past the new end are dropped, and queues and index
-// are rebuilt from the checkpoint on. Index entries at or past the
-// checkpoint position are cut from their files (so are any that fail
-// their checks: out of order, outside their segment, or not linked as the
-// slots rebuilt from the entries before them say), and an index file that
-// is missing or unreadable is rebuilt from its segment. Recovery
+// each consume queue is cut at its first entry at or past the checkpoint
+// position, or at its first invalid one (size 0) if that comes earlier,
+// and queues and index are rebuilt from the checkpoint on. A power loss
+// may keep some of the entries written since the checkpoint and lose
+// others: a file the dispatcher created may survive while the end of the
+// file before it is lost (opened, a queue ends at its first short file
+// but the last, and the files after it are removed), or a file's unsynced
+// end may read as zeros. Cut there, a queue keeps no hole and no entry
+// past the log's end. Index entries at or past the checkpoint position
+// are cut from their files (so are any that fail their checks: out of
+// order, outside their segment, or not linked as the slots rebuilt from
+// the entries before them say), and an index file that is missing or
+// unreadable is rebuilt from its segment. Recovery
 // therefore re-dispatches, writes back and fsyncs everything from the
 // checkpoint's dispatch position to the end of the log: about one
 // checkpoint interval of appends when the dispatcher kept up, plus
@@ -161,8 +168,14 @@
 // A full segment older than Options.FileReserved, or any but the active
 // segment while the disk is fuller than Options.DiskMaxUsedRatio, is
 // deleted oldest first, once it is wholly dispatched and fsynced (under
-// [AsyncFlush] that can wait for the next interval flush); consume-queue entries and index keys that point into
-// it are dropped, and pulls below the new minimum get [OffsetTooSmall].
+// [AsyncFlush] that can wait for the next interval flush) and a checkpoint
+// has passed its end (retention writes one if none has): the consume-queue
+// entries of its records are fsynced by a checkpoint, and recovery
+// rebuilds lost ones only from the last checkpoint's position, so a
+// segment removed before that would take them with it at a power loss,
+// and their queue would hand out their offsets again. Consume-queue
+// entries and index keys that point into it are dropped, and pulls below
+// the new minimum get [OffsetTooSmall].
 // [Store.Hold] stops it below the lowest offset a component (a [Holder])
 // still needs, unless the component is a [Mover] and moves those records
 // to the end of the log when asked: the broker holds the delay scheduler's

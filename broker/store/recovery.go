@@ -23,9 +23,10 @@ import (
 // segments removed, so nothing there can be read as a record by a later
 // recovery, and what was scanned is written back and fsynced (a crashed
 // process may have left records only in the page cache, and a failed
-// fsync may have left them there marked clean); consume-queue entries
-// that point past the new end are dropped, and queues and index are
-// rebuilt from the checkpoint onwards, except for the records of deleted
+// fsync may have left them there marked clean); each consume queue is cut
+// at its first entry at or past the checkpoint's position or its first
+// invalid one (see below), and queues and index are rebuilt from the
+// checkpoint onwards, except for the records of deleted
 // topics from before their deletion (see DeleteTopic), whose cuts are
 // then moved back to the end found if a crash lost records before them.
 //
@@ -78,7 +79,19 @@ func (s *Store) recover() error {
 	}
 	minPhys := s.log.minOffset()
 	err = s.cqs.each(func(_ queueKey, q *consumeQueue) error {
-		cut, err := q.search(func(e QueueEntry) bool { return e.PhysicalOffset >= end })
+		// Every entry from start on is written again below, so the queue
+		// is cut at the first of them, or at the first invalid entry if
+		// that comes earlier. Entries of records below start were
+		// fsynced by the checkpoint; those written since may have been
+		// lost to a power loss, here and there, leaving zero entries
+		// (never-written space) between ones that survived. Cutting at
+		// the first entry that is at or past start, or invalid, is a
+		// cut searches can find (false, then true all along, where
+		// cutting at end would not be), and leaves no hole, and no
+		// entry past the end of the log.
+		cut, err := q.search(func(e QueueEntry) bool {
+			return e.Size <= 0 || e.PhysicalOffset < 0 || e.PhysicalOffset >= start
+		})
 		if err != nil {
 			return err
 		}
@@ -101,6 +114,7 @@ func (s *Store) recover() error {
 	s.written.Store(end)
 	s.durable.Store(end)
 	s.dispatched.Store(start)
+	s.checkpointed.Store(start) // entries from start on are rewritten now, not yet fsynced
 	if err := s.dispatchTo(end); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"syscall"
 	"time"
 )
@@ -24,8 +25,9 @@ func (s *Store) retentionLoop() {
 
 // runRetention removes segments, oldest first, while the oldest is older
 // than FileReserved or the disk is fuller than DiskMaxUsedRatio. The active
-// segment, any segment not yet wholly dispatched and fsynced, and any
-// segment a Hold still needs are never removed; a Mover holding one is
+// segment, any segment not yet wholly dispatched, fsynced and checkpointed
+// (it writes a checkpoint for one that is due otherwise), and any segment a
+// Hold still needs are never removed; a Mover holding one is
 // asked to move its records out first. Consume queue entries and index
 // keys pointing into removed segments are dropped.
 func (s *Store) runRetention() error {
@@ -46,7 +48,8 @@ func (s *Store) runRetention() error {
 			}
 		}
 		now := s.opts.Now()
-		due := func(seg *segment, mod time.Time) bool {
+		// ready is due but for the checkpoint (see due).
+		ready := func(seg *segment, mod time.Time) bool {
 			// Only once dispatched and fsynced: under AsyncFlush the
 			// dispatcher runs ahead of the interval flush, and a segment
 			// removed before it is fsynced is lost if the OS crashes
@@ -56,9 +59,31 @@ func (s *Store) runRetention() error {
 			}
 			return now.Sub(mod) > s.opts.FileReserved || usage > s.opts.DiskMaxUsedRatio
 		}
+		// A segment also goes only once a checkpoint is past it. The
+		// consume-queue entries of its records are fsynced by a
+		// checkpoint, and recovery rebuilds lost ones only from the last
+		// checkpoint's position on: removed before that, a power loss
+		// would lose the entries of its records for good, and a queue
+		// whose last records were there would hand out their queue
+		// offsets again.
+		due := func(seg *segment, mod time.Time) bool {
+			return ready(seg, mod) && seg.base+s.opts.SegmentSize <= s.checkpointed.Load()
+		}
 		oldest, mod, ok, err := s.log.oldest()
-		if err != nil || !ok || !due(oldest, mod) {
+		if err != nil || !ok || !ready(oldest, mod) {
 			return err
+		}
+		if !due(oldest, mod) {
+			// Checkpoint now rather than wait up to CheckpointInterval
+			// (the segment is dispatched, so this one is past it). A
+			// failed store checkpoints no more, so the segment stays;
+			// the failure was logged when it happened.
+			if err := s.checkpoint(false); err != nil {
+				if errors.Is(err, ErrWriteFailed) {
+					return nil
+				}
+				return err
+			}
 		}
 		// Asked outside the log's lock: a hold may take its owner's locks.
 		end := oldest.base + s.opts.SegmentSize

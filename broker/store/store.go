@@ -171,6 +171,11 @@ type Store struct {
 	written    atomic.Int64 // end of what the OS has
 	durable    atomic.Int64 // end of what is fsynced
 	dispatched atomic.Int64 // end of what consume queues and index hold
+	// checkpointed is where the next recovery would start re-dispatching:
+	// the dispatch position of the last checkpoint written (at Open, where
+	// recovery started). Consume-queue entries of records past it may not
+	// be durable, so retention keeps the segments holding them.
+	checkpointed atomic.Int64
 
 	writeSignal    chan struct{}
 	dispatchSignal chan struct{}
