@@ -14,9 +14,11 @@
 #   KAFKA_PORT        the development Kafka's port (9092)
 #   KEEP=1            keep the data directory (broker, orders.db, logs)
 set -euo pipefail
-# Job control: each child runs in its own process group, so Ctrl-C reaches
-# only this script, which then stops the children one by one (SIGTERM).
-set -m
+# Each long-running child starts in a session of its own (bg), so Ctrl-C
+# in the terminal reaches only this script and whatever it runs in the
+# foreground (a wait, the starter); the script then stops the children
+# one by one (SIGTERM). (Job control, set -m, would also give each
+# foreground command the terminal, and Ctrl-C would stop only that.)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TEMPORAL=${TEMPORAL:-temporal}
@@ -49,7 +51,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-die() { echo "demo: $*" >&2; exit 1; }
+# die stops the demo; its logs are kept, as its message points to them.
+die() {
+	echo "demo: $*" >&2
+	KEEP=1
+	exit 1
+}
+
+# bg runs "$@" in the background in a session of its own, its output to
+# log $1, and notes its pid for cleanup.
+bg() {
+	local log=$1
+	shift
+	setsid "$@" >"$log" 2>&1 &
+	pids+=($!)
+}
 
 # in_use reports whether something listens on 127.0.0.1:$1.
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -81,29 +97,25 @@ go build -o bin/ ./samples/kafka-dev ./samples/kafka-consumer
 go build -o bin/halfback ./cmd/halfback
 
 echo "== starting the Temporal dev server (in memory) on 127.0.0.1:$TEMPORAL_PORT"
-"$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-ip 127.0.0.1 \
-	--ui-port "$TEMPORAL_UI_PORT" --log-level warn >"$DIR/temporal.log" 2>&1 &
-pids+=($!)
+bg "$DIR/temporal.log" "$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-ip 127.0.0.1 \
+	--ui-port "$TEMPORAL_UI_PORT" --log-level warn
 wait_for 60 "$TEMPORAL" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT" >/dev/null 2>&1 ||
 	{ cat "$DIR/temporal.log" >&2; die "the Temporal dev server did not come up"; }
 
 echo "== starting a development Kafka (kfake, in memory) on 127.0.0.1:$KAFKA_PORT"
-bin/kafka-dev --addr "127.0.0.1:$KAFKA_PORT" --topics order-events:4 >"$DIR/kafka.log" 2>&1 &
-pids+=($!)
+bg "$DIR/kafka.log" bin/kafka-dev --addr "127.0.0.1:$KAFKA_PORT" --topics order-events:4
 wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/kafka.log" 'msg="kafka dev server ready"' || die "the development Kafka did not start; see $DIR/kafka.log"
 
 echo "== starting the worker (embedded broker on 127.0.0.1:10911, name server 127.0.0.1:9876, Kafka mirror of order-events)"
-env "${MIRROR_ENV[@]}" bin/worker --config "$CONFIG" >"$DIR/worker.log" 2>&1 &
-pids+=($!)
+bg "$DIR/worker.log" env "${MIRROR_ENV[@]}" bin/worker --config "$CONFIG"
 wait_for 60 alive_and_logged "${pids[-1]}" "$DIR/worker.log" 'msg="worker ready"' || die "the worker did not start; see $DIR/worker.log"
 
 echo "== starting the coupon consumer"
-bin/coupon-consumer --config "$CONFIG" >"$DIR/coupon.log" 2>&1 &
-pids+=($!)
+bg "$DIR/coupon.log" bin/coupon-consumer --config "$CONFIG"
 wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/coupon.log" 'msg="coupon consumer ready"' || die "the coupon consumer did not start"
 
 echo "== starting a Kafka consumer of the mirrored OrderPaid events"
-bin/kafka-consumer --config "$CONFIG" --brokers "127.0.0.1:$KAFKA_PORT" --topic order-events --tag OrderPaid \
+setsid bin/kafka-consumer --config "$CONFIG" --brokers "127.0.0.1:$KAFKA_PORT" --topic order-events --tag OrderPaid \
 	--group demo-analytics --from oldest >"$DIR/kafka-consumer.out" 2>"$DIR/kafka-consumer.log" &
 pids+=($!)
 wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/kafka-consumer.log" 'msg="kafka consumer ready"' || die "the Kafka consumer did not start"
@@ -155,4 +167,4 @@ In another terminal, start more orders and pay one yourself:
 Everything keeps running; Ctrl-C stops it.
 MSG
 wait "${pids[0]}" || true
-die "the Temporal dev server exited; see $DIR/temporal.log (KEEP=1 keeps it)"
+die "the Temporal dev server exited; see $DIR/temporal.log"
