@@ -118,16 +118,6 @@ func Open(opts Options) (*Broker, error) {
 	if b.delayLevels = opts.Delay.Levels; b.delayLevels == nil {
 		b.delayLevels, _ = delay.ParseLevels(delay.DefaultLevels)
 	}
-	if !opts.DisableLifecycle {
-		if b.life, err = lifecycle.Open(lifecycle.Options{Dir: filepath.Join(opts.Store.Dir, "lifecycle"),
-			Retention: opts.LifecycleRetention, Logger: opts.Logger}); err != nil {
-			return fail(err)
-		}
-	}
-	closeLife := func() error { return b.life.Close() }
-	if b.life == nil {
-		closeLife = func() error { return nil }
-	}
 	b.metrics = newBrokerMetrics(opts.MeterProvider)
 	if hook, own := b.metrics.flushHook(), opts.Store.OnFlush; hook != nil && own != nil {
 		opts.Store.OnFlush = func(d time.Duration) { hook(d); own(d) }
@@ -135,8 +125,20 @@ func Open(opts Options) (*Broker, error) {
 		opts.Store.OnFlush = hook
 	}
 	opts.Store.DeferRetention = true // started once the holds are there (below)
+	// The store first: it locks the data directory (store.ErrLocked when
+	// another broker has it), before anything else in it is opened.
 	if b.store, err = store.Open(opts.Store); err != nil {
-		return fail(err, closeLife)
+		return fail(err)
+	}
+	if !opts.DisableLifecycle {
+		if b.life, err = lifecycle.Open(lifecycle.Options{Dir: filepath.Join(opts.Store.Dir, "lifecycle"),
+			Retention: opts.LifecycleRetention, Logger: opts.Logger}); err != nil {
+			return fail(err, b.store.Close)
+		}
+	}
+	closeLife := func() error { return b.life.Close() }
+	if b.life == nil {
+		closeLife = func() error { return nil }
 	}
 	opts.Delay.OnDelivered = b.onDelivered
 	if b.delay, err = delay.New(b.store, opts.Delay); err != nil {

@@ -385,3 +385,26 @@ func TestDecodeBatchMergesRequestProperties(t *testing.T) {
 		t.Fatalf("properties %q, want %q", got, want)
 	}
 }
+
+// A second broker on a data directory in use fails to open, saying so,
+// and the first goes on serving, whether or not the lifecycle record
+// (which has a lock of its own) is on.
+func TestSecondBrokerOnADataDirectoryInUse(t *testing.T) {
+	for _, lifecycle := range []bool{true, false} {
+		o := testOptions(t)
+		o.DisableLifecycle = !lifecycle
+		b := startBroker(t, o)
+		c := dial(t, b)
+		mustSend(t, c, "busy", 0, "", "first")
+		o2 := o
+		o2.ListenAddr = "127.0.0.1:0"
+		if second, err := Open(o2); !errors.Is(err, store.ErrLocked) {
+			if second != nil {
+				second.Close()
+			}
+			t.Fatalf("lifecycle %v: second broker on %s: %v, want store.ErrLocked", lifecycle, o.Store.Dir, err)
+		}
+		mustSend(t, c, "busy", 0, "", "second")
+		waitQueue(t, b, "busy", 0, 2)
+	}
+}

@@ -127,8 +127,12 @@
 // created since: the dispatcher that creates one does not wait for that),
 // then the index, and records that position in the checkpoint file. A
 // queue whose sync fails stays to be synced by the next checkpoint. Open
-// creates an abort marker that a clean Close removes after a final
-// checkpoint, which also records the log's end. After a clean shutdown
+// first takes an exclusive lock (flock) on <dir>/lock, held until Close
+// (a second store on the directory, which would take the first one's
+// abort marker for a crash and recover its live files, gets [ErrLocked];
+// the kernel drops the lock of a process that dies). It then creates an
+// abort marker that a clean Close removes after a final checkpoint,
+// which also records the log's end. After a clean shutdown
 // nothing is scanned: the recorded end is used if it lies in the last
 // segment with a zero word (or an older file's end) after it. After a
 // crash the log is scanned from the checkpoint position, verifying each

@@ -9,6 +9,9 @@ var (
 	ErrInvalidOptions = errors.New("store: invalid options")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrLocked means another store, in this process or another, has the
+	// directory open.
+	ErrLocked = errors.New("store: directory in use by another store")
 	// ErrWriteFailed means a write or fsync of the commit log, or an fsync
 	// of a consume queue or the index, failed. The append that saw it was
 	// not stored durably, and the store refuses every later append, fsync

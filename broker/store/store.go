@@ -203,6 +203,7 @@ type Store struct {
 	handDropped bool
 
 	holds         holds     // what retention must keep (Hold)
+	lock          *os.File  // <dir>/lock, flocked until Close (lockDir)
 	retentionOnce sync.Once // starts the retention loop
 }
 
@@ -222,8 +223,19 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			lock.Close() // releases the lock
+		}
+	}()
 	s := &Store{
 		opts:           opts,
+		lock:           lock,
 		abort:          filepath.Join(opts.Dir, "abort"),
 		queueNext:      make(map[queueKey]int64),
 		cur:            &batch{},
@@ -233,7 +245,6 @@ func Open(opts Options) (*Store, error) {
 		stop:           make(chan struct{}),
 		handLimit:      defaultHandLimit,
 	}
-	var err error
 	if s.log, err = openCommitLog(filepath.Join(opts.Dir, "commitlog"), opts.SegmentSize, opts.fs, opts.FlushType == SyncFlush); err != nil {
 		return nil, err
 	}
@@ -272,6 +283,7 @@ func Open(opts Options) (*Store, error) {
 		s.log.close()
 		return nil, err
 	}
+	opened = true
 	s.wg.Add(3)
 	go s.writeLoop()
 	go s.dispatchLoop()
@@ -843,7 +855,7 @@ func (s *Store) Close() error {
 			}
 		}
 	}
-	for _, e := range []error{s.idx.close(), s.cqs.close(), s.log.close()} {
+	for _, e := range []error{s.idx.close(), s.cqs.close(), s.log.close(), s.lock.Close()} {
 		if e != nil && err == nil {
 			err = e
 		}

@@ -767,3 +767,39 @@ func TestReadsAfterCloseAreErrClosed(t *testing.T) {
 		t.Fatalf("GetMessages after Close: %v; want ErrClosed", err)
 	}
 }
+
+// A second store on a directory in use is refused (it would take the
+// first one's abort marker for a crash and recover the live files); once
+// the first has closed, the directory opens again.
+func TestOpenRefusesADirectoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Dir: dir, FlushType: SyncFlush, SegmentSize: 8 << 20}
+	first, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Append(context.Background(), &message.Message{Topic: "t", Body: []byte("kept")}); err != nil {
+		t.Fatal(err)
+	}
+	if second, err := Open(o); !errors.Is(err, ErrLocked) {
+		if second != nil {
+			second.Close()
+		}
+		t.Fatalf("second Open on %s: %v, want ErrLocked", dir, err)
+	}
+	// The first store goes on as if nothing happened.
+	if _, err := first.Append(context.Background(), &message.Message{Topic: "t", Body: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(o)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	defer again.Close()
+	if _, hi := again.QueueBounds("t", 0); hi != 2 {
+		t.Fatalf("queue holds %d messages, want 2", hi)
+	}
+}
