@@ -55,6 +55,7 @@ func (s *Store) halt() {
 	s.idx.abandon()
 	s.cqs.close()
 	s.log.close()
+	s.lock.Close() // the kernel drops a dead process's lock
 }
 
 func testMsg(topic string, qid int32, i int) *message.Message {
