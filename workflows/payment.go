@@ -103,7 +103,7 @@ func (o *order) pendingPay(ctx workflow.Context, c workflow.ReceiveChannel) *Pay
 // else nil, listing it as rejected. A repeated signal of a payment already
 // listed is ignored: that payment is refunded, not taken.
 func (o *order) acceptPay(ctx workflow.Context, p PayInput) *PayInput {
-	if o.rejected(p) {
+	if o.once && o.rejected(p) {
 		workflow.GetLogger(ctx).Info("ignoring a repeated signal of a rejected payment", "paymentID", p.PaymentID)
 		return nil
 	}
@@ -120,6 +120,11 @@ func (o *order) acceptPay(ctx workflow.Context, p PayInput) *PayInput {
 // delivered twice) must not have it refunded, or refunded twice.
 func (o *order) reject(ctx workflow.Context, p PayInput, why string, args ...any) {
 	log := workflow.GetLogger(ctx)
+	if !o.once {
+		log.Warn(why, append([]any{"paymentID", p.PaymentID}, args...)...)
+		o.res.RejectedPayments = append(o.res.RejectedPayments, p)
+		return
+	}
 	if p.PaymentID != "" && p.PaymentID == o.res.PaymentID {
 		log.Info("ignoring a repeated signal of the payment taken", "paymentID", p.PaymentID)
 		return

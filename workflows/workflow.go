@@ -99,7 +99,8 @@ func OrderPaymentWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, err
 	o := &order{in: in, res: OrderResult{OrderID: in.OrderID, Status: StatusCreating},
 		receipts: map[string]client.HalfReceipt{}, runs: map[string]int{},
 		settles:  workflow.GetVersion(ctx, SettlesChange, workflow.DefaultVersion, 1) == 1,
-		runChain: workflow.GetVersion(ctx, RunChainTxnIDs, workflow.DefaultVersion, 1) == 1}
+		runChain: workflow.GetVersion(ctx, RunChainTxnIDs, workflow.DefaultVersion, 1) == 1,
+		once:     workflow.GetVersion(ctx, RejectOnceChange, workflow.DefaultVersion, 1) == 1}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (OrderResult, error) { return o.res, nil }); err != nil {
 		return o.res, err
 	}
@@ -120,6 +121,13 @@ func OrderPaymentWorkflow(ctx workflow.Context, in OrderInput) (OrderResult, err
 // "cancel" run again up to MaxFencedRuns times, backing off. Histories
 // recorded before it (DefaultVersion) replay with the earlier behaviour.
 const SettlesChange = "order-settles"
+
+// RejectOnceChange is the workflow.GetVersion change id of listing a
+// payment for a refund once (version 1): a repeated signal of a payment
+// already listed, or of the one taken, is ignored, and a refused payment
+// is not run against the database again. Histories recorded before it
+// (DefaultVersion) ran a repeated refused payment again and replay so.
+const RejectOnceChange = "pay-reject-once"
 
 // run takes the order from its input to a final status.
 func (o *order) run(ctx workflow.Context) error {
@@ -201,6 +209,8 @@ type order struct {
 	settles bool
 	// runChain: the workflow runs with RunChainTxnIDs.
 	runChain bool
+	// once: the workflow runs with RejectOnceChange.
+	once bool
 }
 
 func (o *order) fail(reason string) {
