@@ -35,7 +35,7 @@ type DelayOptions struct {
 	// once, not scheduled; the result counts those as StoredAfterDue.
 	Lead time.Duration
 	// Burst is how many messages fall due at exactly the same millisecond,
-	// in the middle of the window. Default 100,000.
+	// in the middle of the window; zero means none.
 	Burst int
 	// Size is the message body in bytes. Default 64.
 	Size int
@@ -78,9 +78,6 @@ func (o DelayOptions) validate() (DelayOptions, error) {
 	if o.Lead == 0 {
 		o.Lead = 30 * time.Second
 	}
-	if o.Burst == 0 {
-		o.Burst = 100_000
-	}
 	if o.Size == 0 {
 		o.Size = 64
 	}
@@ -110,6 +107,9 @@ func (o DelayOptions) validate() (DelayOptions, error) {
 func RunDelay(ctx context.Context, o DelayOptions) (DelayResult, error) {
 	o, err := o.validate()
 	if err != nil {
+		return DelayResult{}, err
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return DelayResult{}, err
 	}
 	dir, err := os.MkdirTemp(o.Dir, "bench-delay-")

@@ -18,6 +18,11 @@
 //  3. the store: Writers goroutines each appending Size-byte messages
 //     through [store.Store.Append], with every append's latency recorded.
 //
+// The bounds count bodies (Writers×Size bytes per fsync), the store
+// writes whole records (a 1 KiB bench message is a 1,167-byte record):
+// the ratios are a little lower than for the same bytes, and much lower
+// for small bodies.
+//
 // # Usage
 //
 //	res, err := bench.RunStore(ctx, bench.StoreOptions{

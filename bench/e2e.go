@@ -21,8 +21,8 @@ type E2EOptions struct {
 	// Consumers is the number of consumers, each with its own connection.
 	// The topic's queues are dealt out among them (queue q to consumer
 	// q mod Consumers), and each consumer keeps one long-polling pull in
-	// flight per queue it owns, as a push consumer does. Default 4, at most
-	// Queues.
+	// flight per queue it owns, as a push consumer does. Default
+	// min(Queues, 4), at most Queues.
 	Consumers int
 	// Drain bounds how long after the producers stop the consumers may take
 	// to receive the rest; what they have not received by then is Missing.
@@ -48,7 +48,7 @@ func (o E2EOptions) validate() (E2EOptions, error) {
 		return o, err
 	}
 	if o.Consumers == 0 {
-		o.Consumers = DefaultConsumers
+		o.Consumers = min(o.Queues, DefaultConsumers)
 	}
 	if o.Drain == 0 {
 		o.Drain = max(o.Duration, 10*time.Second)
@@ -137,7 +137,7 @@ func RunE2E(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	}
 	if perr == nil {
 		o.Logger.Info("bench: draining", "produced", produced, "within", o.Drain)
-		perr = waitReceived(ctx, &cs.received, produced, o.Drain)
+		perr = waitReceived(ctx, &cs.distinct, produced, o.Drain)
 	}
 	if perr = errors.Join(perr, stopConsumers()); perr != nil {
 		return E2EResult{}, perr
@@ -145,7 +145,9 @@ func RunE2E(ctx context.Context, o E2EOptions) (res E2EResult, err error) {
 	return cs.result(o, start, sentAll, run), nil
 }
 
-// waitReceived polls until received reaches want, drain passes or ctx ends.
+// waitReceived polls until received (distinct messages: receipts of one
+// twice must not end the wait early) reaches want, drain passes or ctx
+// ends.
 func waitReceived(ctx context.Context, received *atomic.Uint64, want uint64, drain time.Duration) error {
 	deadline := time.NewTimer(drain)
 	defer deadline.Stop()
@@ -166,7 +168,21 @@ func waitReceived(ctx context.Context, received *atomic.Uint64, want uint64, dra
 // consumers are the pull loops of every consumer, one per queue.
 type consumers struct {
 	loops    []*pullLoop
-	received atomic.Uint64 // messages received, duplicates included
+	mu       sync.Mutex
+	seen     map[uint64]struct{} // the ids received
+	distinct atomic.Uint64       // len(seen)
+}
+
+// note counts the distinct ids among ids, just received.
+func (cs *consumers) note(ids []uint64) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := cs.seen[id]; !ok {
+			cs.seen[id] = struct{}{}
+			cs.distinct.Add(1)
+		}
+	}
 }
 
 // startConsumers starts a pull loop per queue over conns. stop cancels
@@ -178,7 +194,7 @@ func startConsumers(ctx context.Context, conns []*remoting.Conn, queues int) (*c
 	var wg sync.WaitGroup
 	errs := make([]error, len(cs.loops))
 	for i, l := range cs.loops {
-		wg.Go(func() { errs[i] = l.run(cctx, &cs.received) })
+		wg.Go(func() { errs[i] = l.run(cctx, cs.note) })
 	}
 	var once sync.Once
 	return cs, func() error {
@@ -197,7 +213,7 @@ func startConsumers(ctx context.Context, conns []*remoting.Conn, queues int) (*c
 }
 
 func newConsumers(conns []*remoting.Conn, queues int) *consumers {
-	cs := &consumers{}
+	cs := &consumers{seen: make(map[uint64]struct{})}
 	for q := range queues {
 		cs.loops = append(cs.loops, &pullLoop{conn: conns[q%len(conns)], queue: q})
 	}
@@ -213,7 +229,7 @@ type pullLoop struct {
 	last    time.Time
 }
 
-func (l *pullLoop) run(ctx context.Context, received *atomic.Uint64) error {
+func (l *pullLoop) run(ctx context.Context, note func(ids []uint64)) error {
 	qid := strconv.Itoa(l.queue)
 	for offset := int64(0); ; {
 		resp, err := l.conn.Invoke(ctx, remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
@@ -239,7 +255,7 @@ func (l *pullLoop) run(ctx context.Context, received *atomic.Uint64) error {
 			if err != nil {
 				return fmt.Errorf("consumer of queue %d: offset %d: %w", l.queue, offset, err)
 			}
-			received.Add(uint64(n))
+			note(l.ids[len(l.ids)-n:])
 		case remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved:
 		default:
 			return fmt.Errorf("consumer of queue %d: pull at offset %d: response code %d: %s", l.queue, offset, resp.Code, resp.Remark)

@@ -22,6 +22,10 @@ import (
 // default maximum message size (RocketMQ's maxMessageSize).
 const MaxSize = store.DefaultMaxMessageSize
 
+// MaxBatch bounds Writers×Size: the raw limit holds one batch in memory
+// and zero-fills four of them on disk.
+const MaxBatch = 1 << 30
+
 // StoreOptions configure [RunStore].
 type StoreOptions struct {
 	// Dir is the directory the run works in; it is created if missing. The
@@ -62,6 +66,8 @@ func (o StoreOptions) validate() (StoreOptions, error) {
 		return o, fmt.Errorf("%w: Writers %d, want at least 1", ErrInvalidOptions, o.Writers)
 	case o.Size < 1 || o.Size > MaxSize:
 		return o, fmt.Errorf("%w: Size %d, want 1 to %d bytes", ErrInvalidOptions, o.Size, MaxSize)
+	case o.Writers > MaxBatch/o.Size:
+		return o, fmt.Errorf("%w: Writers %d × Size %d is more than %d bytes per group commit", ErrInvalidOptions, o.Writers, o.Size, MaxBatch)
 	case o.Duration <= 0:
 		return o, fmt.Errorf("%w: Duration %v, want more than zero", ErrInvalidOptions, o.Duration)
 	case o.SegmentSize < 0:

@@ -93,6 +93,8 @@ type TxnResult struct {
 	CheckedBack  int64 `json:"checked_back"`
 	Consumed     int64 `json:"consumed"`
 	Missing      int64 `json:"missing"`
+	// Duplicates counts receipts of a message already received.
+	Duplicates int64 `json:"duplicates"`
 	// TxnPerSec is Consumed / DurationSec.
 	TxnPerSec float64 `json:"txn_per_sec"`
 	// P50ms and P99ms are transaction latency quantiles (send → consumed).
@@ -121,7 +123,7 @@ func RunTxn(ctx context.Context, o TxnOptions) (res TxnResult, err error) {
 	start := time.Now()
 	sent, perr := tr.run(ctx, o)
 	if perr == nil {
-		perr = waitReceived(ctx, &cs.received, uint64(sent), o.Drain)
+		perr = waitReceived(ctx, &cs.distinct, uint64(sent), o.Drain)
 	}
 	if perr = errors.Join(perr, stopConsumers()); perr != nil {
 		return TxnResult{}, perr
@@ -240,10 +242,14 @@ func (tr *txnRig) one(ctx context.Context, o TxnOptions, body []byte, id uint64)
 func (tr *txnRig) result(o TxnOptions, cs *consumers, start time.Time, sent int64) TxnResult {
 	var lat histogram
 	seen := map[uint64]bool{}
-	var last time.Time
+	var dups int64
+	last := start
 	for _, l := range cs.loops {
 		lat.merge(&l.latency)
 		for _, id := range l.ids {
+			if seen[id] {
+				dups++
+			}
 			seen[id] = true
 		}
 		if l.last.After(last) {
@@ -255,7 +261,7 @@ func (tr *txnRig) result(o TxnOptions, cs *consumers, start time.Time, sent int6
 	res := TxnResult{Flush: o.Flush.String(), Producers: o.Producers, Size: o.Size, Queues: o.Queues,
 		UnknownPercent: o.UnknownPercent, CheckTimeoutMs: o.CheckTimeout.Milliseconds(), DurationSec: elapsed,
 		Transactions: sent, Committed: tr.commits.Load(), CheckedBack: st.CheckCommits,
-		Consumed: int64(len(seen)), Missing: sent - int64(len(seen)),
+		Consumed: int64(len(seen)), Missing: sent - int64(len(seen)), Duplicates: dups,
 		P50ms: millis(lat.quantile(0.50)), P99ms: millis(lat.quantile(0.99))}
 	if elapsed > 0 {
 		res.TxnPerSec = float64(res.Consumed) / elapsed

@@ -56,9 +56,14 @@ not tmpfs).`,
 				return fmt.Errorf("bench delay in %s: %w", dir, err)
 			}
 			if jsonOut {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+				err = json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			} else {
+				err = printDelayResult(cmd.OutOrStdout(), res)
 			}
-			return printDelayResult(cmd.OutOrStdout(), res)
+			if err != nil {
+				return err
+			}
+			return checkDelivery("delay", int64(res.Missing), int64(res.Duplicates))
 		},
 	}
 	fl := cmd.Flags()

@@ -42,13 +42,18 @@ missing and duplicate counts, besides the producers' own figures.
 				return fmt.Errorf("bench e2e in %s: %w", po.Dir, err)
 			}
 			if f.json {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+				err = json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			} else {
+				err = printE2EResult(cmd.OutOrStdout(), res)
 			}
-			return printE2EResult(cmd.OutOrStdout(), res)
+			if err != nil {
+				return err
+			}
+			return checkDelivery("e2e", res.Missing, res.Duplicates)
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().IntVar(&consumers, "consumers", bench.DefaultConsumers, "consumers, each with its own connection (at most --queues)")
+	cmd.Flags().IntVar(&consumers, "consumers", 0, "consumers, each with its own connection (default min(--queues, 4); at most --queues)")
 	return cmd
 }
 
@@ -63,4 +68,14 @@ missing   %10d   duplicates %d; last message received %.2f s after the last send
 		r.Consumed, r.MsgsPerSec, r.MBPerSec, r.P50ms, r.P99ms,
 		r.Missing, r.Duplicates, r.DrainSec)
 	return err
+}
+
+// checkDelivery fails a bench run (after its result is printed) that did
+// not receive every message exactly once, so that it exits non-zero.
+func checkDelivery(bench string, missing, duplicates int64) error {
+	if missing == 0 && duplicates == 0 {
+		return nil
+	}
+	return fmt.Errorf("bench %s: %d messages missing, %d received more than once (a missing one may only be late: give the run more time to drain)",
+		bench, missing, duplicates)
 }

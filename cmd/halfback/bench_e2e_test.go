@@ -70,3 +70,17 @@ func TestBenchTxnRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// A bench run that did not receive every message exactly once fails
+// (after printing its result), so that it exits non-zero.
+func TestCheckDeliveryFailsOnLossOrDuplicates(t *testing.T) {
+	if err := checkDelivery("e2e", 0, 0); err != nil {
+		t.Fatalf("nothing missing: %v", err)
+	}
+	for _, c := range [][2]int64{{3, 0}, {0, 2}, {1, 1}} {
+		err := checkDelivery("txn", c[0], c[1])
+		if err == nil || !strings.Contains(err.Error(), "bench txn") {
+			t.Fatalf("missing %d, duplicates %d: %v", c[0], c[1], err)
+		}
+	}
+}

@@ -44,9 +44,14 @@ SendHalf to its message reaching a consumer, p50/p99 in milliseconds.`,
 				return fmt.Errorf("bench txn in %s: %w", po.Dir, err)
 			}
 			if f.json {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+				err = json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			} else {
+				err = printTxnResult(cmd.OutOrStdout(), res)
 			}
-			return printTxnResult(cmd.OutOrStdout(), res)
+			if err != nil {
+				return err
+			}
+			return checkDelivery("txn", res.Missing, res.Duplicates)
 		},
 	}
 	f.add(cmd)
@@ -60,8 +65,8 @@ func printTxnResult(out io.Writer, r bench.TxnResult) error {
 	_, err := fmt.Fprintf(out, `%s, %d producers, %d queues, %d-byte bodies, %d%% left to check-back (after %d ms)
 transactions %10d  committed %d, by check-back %d
 consumed     %10d %10.0f txn/s  send→consumed p50 %.2f ms, p99 %.2f ms
-missing      %10d
+missing      %10d  duplicates %d
 `, r.Flush, r.Producers, r.Queues, r.Size, r.UnknownPercent, r.CheckTimeoutMs,
-		r.Transactions, r.Committed, r.CheckedBack, r.Consumed, r.TxnPerSec, r.P50ms, r.P99ms, r.Missing)
+		r.Transactions, r.Committed, r.CheckedBack, r.Consumed, r.TxnPerSec, r.P50ms, r.P99ms, r.Missing, r.Duplicates)
 	return err
 }
