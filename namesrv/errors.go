@@ -11,4 +11,7 @@ var (
 	// ErrBadRequest means a request lacked a field or carried a body that
 	// does not decode; the client gets an error response.
 	ErrBadRequest = errors.New("namesrv: bad request")
+	// ErrBrokerConflict means a registration named a broker (name and id)
+	// that another live, connected broker already holds.
+	ErrBrokerConflict = errors.New("namesrv: broker name conflict")
 )

@@ -110,7 +110,11 @@ func (s *Server) handleRegisterBroker(_ context.Context, c *remoting.Conn, req *
 		s.log.Warn("namesrv: bad REGISTER_BROKER", "remote", c.RemoteAddr(), "err", err)
 		return errorResponse(req, err)
 	}
-	masterAddr, masterHA, first := s.reg.register(reg, c)
+	masterAddr, masterHA, first, err := s.reg.register(reg, c)
+	if err != nil {
+		s.log.Warn("namesrv: REGISTER_BROKER refused", "remote", c.RemoteAddr(), "err", err)
+		return errorResponse(req, err)
+	}
 	if first {
 		topics := -1
 		if reg.topics != nil {

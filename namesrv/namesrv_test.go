@@ -5,13 +5,17 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 )
 
-const addrA = "127.0.0.1:10911"
+const (
+	addrA = "127.0.0.1:10911"
+	addrB = "127.0.0.1:10921"
+)
 
 func TestRegisterRouteExpire(t *testing.T) {
 	clock := newFakeClock()
@@ -348,5 +352,39 @@ func TestOptions(t *testing.T) {
 	}
 	if err := s.Close(); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Close = %v, want ErrClosed", err)
+	}
+}
+
+// A second broker registering a name and id that a live, connected broker
+// holds from another address is refused, saying why: it would take the
+// name over (and the routes of the first one's topics) at every
+// registration, the two taking turns. A broker that really moved (its old
+// registration's connection closed) takes its name back.
+func TestDuplicateBrokerNameIsRefused(t *testing.T) {
+	s := startServer(t, Options{DisableAutoCreateTopic: true})
+	first := dial(t, s)
+	register(t, first, brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}})
+	second := dial(t, s)
+	r := brokerReg{name: "broker-a", addr: addrB, topics: map[string][2]int{"Payments": {4, 4}}}
+	body, _ := json.Marshal(RegisterBrokerBody{TopicConfigSerializeWrapper: TopicConfigSerializeWrapper{
+		TopicConfigTable: map[string]TopicConfig{"Payments": {TopicName: "Payments", ReadQueueNums: 4, WriteQueueNums: 4, Perm: PermRW}}}})
+	resp := call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body)
+	if resp.Code == remoting.RespSuccess || !strings.Contains(resp.Remark, "own brokerName") {
+		t.Fatalf("second broker-a from %s: code %d %q, want a refusal", addrB, resp.Code, resp.Remark)
+	}
+	if rt, ok := route(t, first, "Orders"); !ok || rt.brokers["broker-a"][0] != addrA {
+		t.Fatalf("Orders' route after the refusal: %+v %v, want broker-a at %s", rt, ok, addrA)
+	}
+	if _, ok := route(t, first, "Payments"); ok {
+		t.Fatal("the refused broker's topic is routed")
+	}
+	// The first broker's connection closes: the name is free again.
+	first.Close()
+	waitFor(t, "broker-a to register from its new address", func() bool {
+		resp := call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body)
+		return resp.Code == remoting.RespSuccess
+	})
+	if rt, ok := route(t, second, "Payments"); !ok || rt.brokers["broker-a"][0] != addrB {
+		t.Fatalf("Payments' route: %+v %v, want broker-a at %s", rt, ok, addrB)
 	}
 }

@@ -1,6 +1,7 @@
 package namesrv
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -55,11 +56,21 @@ func (r *registry) alive(b *liveBroker, now time.Time) bool {
 // register records a registration and returns the group's master address
 // and HA address for a slave ("" for a master). first reports a broker not
 // known before.
-func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, masterHA string, first bool) {
+func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, masterHA string, first bool, err error) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	// One address per (name, id): a broker that moved replaces its old entry.
+	// One address per (name, id): a broker that moved replaces its old
+	// entry, but a live one still connected keeps its name: a second
+	// broker configured with the same name would otherwise take it over
+	// at every registration, the two taking turns.
+	for addr, b := range r.brokers {
+		if addr != reg.addr && b.name == reg.name && b.id == reg.id && r.alive(b, now) &&
+			b.conn != nil && b.conn != conn && b.conn.Err() == nil {
+			return "", "", false, fmt.Errorf("%w: broker %s id %d is already registered from %s (still connected); refusing %s: give each broker its own brokerName",
+				ErrBrokerConflict, reg.name, reg.id, addr, reg.addr)
+		}
+	}
 	for addr, b := range r.brokers {
 		if addr != reg.addr && b.name == reg.name && b.id == reg.id {
 			r.removeLocked(addr)
@@ -91,7 +102,7 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 			}
 		}
 	}
-	return masterAddr, masterHA, !known
+	return masterAddr, masterHA, !known, nil
 }
 
 // replaceTopicsLocked makes table the topics broker group name serves.
