@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
 )
 
 // The official client's request-reply: Producer.Request sends a message
@@ -16,7 +18,23 @@ import (
 // the reply to the requester (PUSH_REPLY_MESSAGE_TO_CLIENT).
 func TestRequestReply(t *testing.T) {
 	c := startCluster(t)
-	requester := newProducer(t, c)
+	// The broker pushes a reply to the requester's connection, found by
+	// the client id of its producer heartbeats (as RocketMQ does). The Go
+	// client heartbeats only brokers it knows of, a second after start and
+	// then every 30 s, so a requester that has just learnt of the broker
+	// is not yet known there. Here it shares its client (instance) with
+	// the responding consumer, whose Start heartbeats synchronously, after
+	// fetching the topic's route.
+	instance := uniq("rpci")
+	requester, err := rocketmq.NewProducer(producer.WithNsResolver(c.resolver()), producer.WithGroupName(uniq("rpcpg")),
+		producer.WithInstanceName(instance), producer.WithRetry(2), producer.WithSendMsgTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := requester.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { requester.Shutdown() })
 	responder := newProducer(t, c)
 	topic := uniq("rpc")
 
@@ -43,7 +61,7 @@ func TestRequestReply(t *testing.T) {
 				}
 			}
 			return consumer.ConsumeSuccess, nil
-		})
+		}, consumer.WithInstance(instance))
 
 	for i, body := range []string{"ping-1", "ping-2"} {
 		resp, err := requester.Request(context.Background(), 30*time.Second, primitive.NewMessage(topic, []byte(body)))
