@@ -40,12 +40,20 @@ func (c *Client) handleCheckTransaction(ctx context.Context, conn *remoting.Conn
 		c.log.Debug("client: transaction check for a group without listener", "group", group, "msgId", cr.Receipt.MsgID)
 		return nil
 	}
-	ctx, span := startCheck(ctx, cr)
-	state := c.askListener(ctx, entry, cr)
-	if span.IsRecording() {
-		span.SetAttributes(keyTxnState.String(state.String()))
-	}
-	endSpan(span, c.answerCheck(ctx, conn, cr, state))
+	// The listener is asked off the connection's handler slot: a slow
+	// listener must not fill the connection's MaxInFlight, past which the
+	// broker's further check-backs (which it counts as checks) would be
+	// dropped. ctx still ends when the connection closes; Close waits.
+	c.checks.Add(1)
+	go func() {
+		defer c.checks.Done()
+		ctx, span := startCheck(ctx, cr)
+		state := c.askListener(ctx, entry, cr)
+		if span.IsRecording() {
+			span.SetAttributes(keyTxnState.String(state.String()))
+		}
+		endSpan(span, c.answerCheck(ctx, conn, cr, state))
+	}()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"slices"
@@ -42,7 +43,11 @@ type Client struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // background loops
-	closed atomic.Bool
+	checks sync.WaitGroup // check-back listener calls (check.go)
+	// checkWait is the longest CheckTimeout registered, in ns: how long
+	// Close waits for a listener past its context's end.
+	checkWait atomic.Int64
+	closed    atomic.Bool
 }
 
 // Building on the core (consumers live in this package, client/consumer*.go):
@@ -99,8 +104,9 @@ func (c *Client) ClientID() string { return c.id }
 // Close stops the background loops, runs the producers' and consumers'
 // shutdown work, closes every connection and waits until every goroutine
 // the Client started (connection read loops and check-back handlers
-// included) has returned. Calls in flight fail. A second Close returns
-// ErrClosed.
+// included) has returned, except a check listener that ignores its ended
+// context (it is given CheckTimeout plus RequestTimeout, then logged and
+// left). Calls in flight fail. A second Close returns ErrClosed.
 func (c *Client) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return ErrClosed
@@ -115,6 +121,18 @@ func (c *Client) Close() error {
 	c.cancel()
 	c.wg.Wait()
 	c.pool.close()
+	// No handler adds a check-back call once the connections are done. A
+	// listener that ignores its ended context is left behind, logged,
+	// rather than holding Close forever.
+	done := make(chan struct{})
+	go func() { c.checks.Wait(); close(done) }()
+	t := time.NewTimer(time.Duration(c.checkWait.Load()) + c.opts.RequestTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		c.log.Error("client: a check listener ignored its context; Close returns without it")
+	}
 	return nil
 }
 
@@ -208,6 +226,9 @@ func (c *Client) invokeFor(ctx context.Context, addr, op string, req *remoting.C
 	}
 	if errors.Is(err, ErrClosed) {
 		return nil, err
+	}
+	if errors.Is(err, remoting.ErrFrameTooLarge) { // refused before anything was written
+		return nil, fmt.Errorf("%w: %s to %s: %w", ErrMessageTooLarge, op, addr, err)
 	}
 	return nil, &transportError{op: op, addr: addr, err: err}
 }

@@ -110,6 +110,16 @@ func (p *connPool) forget(c *remoting.Conn) {
 	}
 }
 
+// open returns the open connection to addr, or nil; it never dials.
+func (p *connPool) open(addr string) *remoting.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e := p.conns[addr]; e != nil && e.conn != nil && e.conn.Err() == nil {
+		return e.conn
+	}
+	return nil
+}
+
 // addrOf returns the address c was dialled to, or "".
 func (p *connPool) addrOf(c *remoting.Conn) string {
 	p.mu.Lock()

@@ -78,7 +78,7 @@ func (e *BrokerError) Retryable() bool { return retryableCode(e.Code) }
 func retryableCode(code int16) bool {
 	switch code {
 	case remoting.RespSystemError, remoting.RespSystemBusy, remoting.RespServiceNotAvailable,
-		remoting.RespTopicNotExist, remoting.RespNoPermission:
+		remoting.RespTopicNotExist, remoting.RespNoPermission, remoting.RespSlaveNotAvailable:
 		return true
 	}
 	return false

@@ -70,6 +70,9 @@ func (c *Client) registerProducerGroup(group string, l CheckListener, timeout ti
 		return fmt.Errorf("%w: producer group %q has a check listener", ErrGroupRegistered, group)
 	}
 	c.producers[group] = checkEntry{listener: l, timeout: timeout}
+	if int64(timeout) > c.checkWait.Load() {
+		c.checkWait.Store(int64(timeout)) // under groupsMu
+	}
 	c.kickHeartbeat()
 	return nil
 }
@@ -81,6 +84,30 @@ func (c *Client) unregisterProducerGroup(group string) {
 	c.groupsMu.Lock()
 	defer c.groupsMu.Unlock()
 	delete(c.producers, group)
+}
+
+// leaveProducerGroup tells the brokers this client heartbeated that it no
+// longer answers group's check-backs (UNREGISTER_CLIENT), as RocketMQ's
+// producers do at shutdown: a broker would otherwise send it check-backs,
+// counted against the half messages' check limit, until the group expires
+// there. Only open connections carry a registration.
+func (c *Client) leaveProducerGroup(group string) {
+	for _, addr := range c.routes.brokerAddrs(true) {
+		conn := c.pool.open(addr)
+		if conn == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.RequestTimeout)
+		resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqUnregisterClient,
+			map[string]string{"clientID": c.id, "producerGroup": group}))
+		cancel()
+		if err == nil && resp.Code != remoting.RespSuccess {
+			err = &BrokerError{Op: "UNREGISTER_CLIENT", Addr: addr, Code: resp.Code, Remark: resp.Remark}
+		}
+		if err != nil {
+			c.log.Debug("client: unregister producer failed", "broker", addr, "group", group, "err", err)
+		}
+	}
 }
 
 // registerConsumerGroup adds a consumer group to the heartbeats: data is

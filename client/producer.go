@@ -72,6 +72,7 @@ func (p *Producer) Close() error {
 	}
 	if p.opts.CheckListener != nil {
 		p.c.unregisterProducerGroup(p.opts.Group)
+		p.c.leaveProducerGroup(p.opts.Group)
 	}
 	return nil
 }

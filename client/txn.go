@@ -243,9 +243,11 @@ func (p *Producer) endTransaction(ctx context.Context, r HalfReceipt, s Transact
 		return fmt.Errorf("%w: %s %s at %s: %s", ErrTransactionConflict, s, r.MsgID, addr, resp.Remark)
 	case remoting.RespSystemError:
 		return fmt.Errorf("%w: %s %s at %s: %s", ErrTransactionRejected, s, r.MsgID, addr, resp.Remark)
-	case remoting.RespFlushDiskTimeout, remoting.RespFlushSlaveTimeout, remoting.RespSlaveNotAvailable:
+	case remoting.RespFlushDiskTimeout, remoting.RespFlushSlaveTimeout:
 		// The outcome is recorded but not yet durable; ending again
-		// returns SUCCESS once it is.
+		// returns SUCCESS once it is. (SLAVE_NOT_AVAILABLE is not one of
+		// these: an Apache RocketMQ slave answers it having recorded
+		// nothing; it is a retryable BrokerError.)
 		return fmt.Errorf("%w: %s %s at %s: code %d: %s", ErrNotDurable, s, r.MsgID, addr, resp.Code, resp.Remark)
 	}
 	return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}

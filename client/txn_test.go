@@ -115,7 +115,7 @@ func TestEndTransactionWire(t *testing.T) {
 	// once durable, so ending again gets SUCCESS) is a retryable
 	// ErrNotDurable, as for Send: not a permanent failure of a transaction
 	// that is, or will be, committed.
-	for _, code := range []int16{remoting.RespFlushDiskTimeout, remoting.RespFlushSlaveTimeout, remoting.RespSlaveNotAvailable} {
+	for _, code := range []int16{remoting.RespFlushDiskTimeout, remoting.RespFlushSlaveTimeout} {
 		f.setEnd(code, "flush timeout")
 		if err := p.EndTransaction(ctx, r, Commit); !IsRetryable(err) || !errors.Is(err, ErrNotDurable) {
 			t.Errorf("END_TRANSACTION answered code %d: %v; want a retryable ErrNotDurable", code, err)
