@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -99,14 +100,17 @@ func (b *Broker) emit(r spanRec) context.Context {
 	opts = append(opts, trace.WithTimestamp(r.start), trace.WithSpanKind(spanKind(r.op)))
 	ctx, span := otel.Tracer(tracerName).Start(parent, r.op+" "+r.topic, opts...)
 	if span.IsRecording() {
-		attrs := append(r.attrs, telemetry.System(), telemetry.KeyOperationType.String(r.opType),
-			telemetry.KeyOperationName.String(r.op), telemetry.KeyDestination.String(r.topic))
+		attrs := []attribute.KeyValue{telemetry.System(), telemetry.KeyOperationType.String(r.opType),
+			telemetry.KeyOperationName.String(r.op), telemetry.KeyDestination.String(r.topic)}
 		if len(r.props) == 1 {
 			attrs = append(attrs, messageAttrs(r.props[0])...)
 		} else if len(r.props) > 1 {
 			attrs = append(attrs, telemetry.KeyBatchCount.Int(len(r.props)))
 		}
-		span.SetAttributes(attrs...)
+		// The step's own attributes last: they win over what the
+		// properties say (a committed message's no longer say transaction,
+		// a delivered one's no longer delay).
+		span.SetAttributes(append(attrs, r.attrs...)...)
 		if r.err != nil {
 			span.RecordError(r.err)
 			span.SetStatus(codes.Error, r.err.Error())
@@ -134,8 +138,8 @@ func messageAttrs(props string) []attribute.KeyValue {
 	if id, ok := message.Property(props, message.PropertyUniqKey); ok {
 		out = append(out, telemetry.KeyMessageID.String(id))
 	}
-	if k, ok := message.Property(props, message.PropertyKeys); ok && k != "" {
-		out = append(out, telemetry.KeyRocketMQKeys.String(k))
+	if k, ok := message.Property(props, message.PropertyKeys); ok && strings.TrimSpace(k) != "" {
+		out = append(out, telemetry.KeyRocketMQKeys.StringSlice(strings.Fields(k))) // string[], as the client's
 	}
 	if t, ok := message.Property(props, message.PropertyTags); ok && t != "" {
 		out = append(out, telemetry.KeyRocketMQTag.String(t))
@@ -268,6 +272,7 @@ func (b *Broker) onDelivered(ds []delay.Delivery) {
 		e.Time, e.Topic, e.Queue, e.Level, e.DueAt = now, d.Message.Topic, d.Message.QueueID, d.Level, d.DueAt
 		b.life.Record(e)
 		b.emit(spanRec{op: spanDeliver, opType: telemetry.OpSend, topic: d.Message.Topic, props: []string{d.Message.Properties},
-			start: d.DueAt, end: now, attrs: []attribute.KeyValue{telemetry.KeyRocketMQDelay.Int(d.Level)}})
+			start: d.DueAt, end: now, attrs: []attribute.KeyValue{telemetry.KeyRocketMQDelay.Int(d.Level),
+				telemetry.KeyRocketMQType.String(telemetry.TypeDelay)}})
 	}
 }

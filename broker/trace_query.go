@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -118,8 +119,12 @@ func (b *Broker) consumedEvents(m lifecycle.Message, byTopic map[string]map[stri
 				continue
 			}
 			seen[key] = true
-			out = append(out, lifecycle.Event{MsgID: m.MsgID, Kind: lifecycle.Consumed, Group: g, Topic: e.Topic, Queue: e.Queue,
-				Offset: e.Offset, Detail: "committed offset " + strconv.FormatInt(off, 10) + " is past it"})
+			kind, detail := lifecycle.Consumed, "committed offset "+strconv.FormatInt(off, 10)+" is past it"
+			if b.filteredOut(g, e) {
+				kind, detail = lifecycle.Filtered, detail+"; the group's subscription filters its tag out, it never got it"
+			}
+			out = append(out, lifecycle.Event{MsgID: m.MsgID, Kind: kind, Group: g, Topic: e.Topic, Queue: e.Queue,
+				Offset: e.Offset, Detail: detail})
 		}
 	}
 	return out
@@ -150,4 +155,17 @@ func (b *Broker) recordStillAt(e lifecycle.Event) bool {
 		return true
 	}
 	return rec.CommitLogOffset == phys
+}
+
+// filteredOut reports whether online group g's tag subscription to e's
+// topic skips the message of e (RocketMQ's CONSUMED_BUT_FILTERED). A group
+// the broker does not know now, or one filtering otherwise, is assumed to
+// have taken it.
+func (b *Broker) filteredOut(g string, e lifecycle.Event) bool {
+	sub, ok := b.groupSubscription(g, e.Topic)
+	if !ok || sub.ClassFilterMode || (sub.ExpressionType != "" && !strings.EqualFold(sub.ExpressionType, "TAG")) {
+		return false
+	}
+	match := tagMatcher(sub.SubString)
+	return match != nil && !match(message.TagsCode(e.Tag))
 }

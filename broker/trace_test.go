@@ -121,12 +121,19 @@ func TestTransactionSpansFollowTheProducerTrace(t *testing.T) {
 	half := spans["store_half orders"][0]
 	if half.Parent().SpanID().String() != "00f067aa0ba902b7" || attr(half, string(telemetry.KeyMessageID)) != "o42" ||
 		attr(half, string(telemetry.KeyRocketMQType)) != telemetry.TypeTransaction || attr(half, string(telemetry.KeySystem)) != "rocketmq" ||
-		attr(half, string(telemetry.KeyRocketMQKeys)) != "order-o42" || attr(half, "messaging.rocketmq.flush") != "SYNC_FLUSH" {
+		attr(half, string(telemetry.KeyRocketMQKeys)) != `["order-o42"]` || attr(half, "messaging.rocketmq.flush") != "SYNC_FLUSH" {
 		t.Fatalf("half span: parent %v attrs %v", half.Parent(), half.Attributes())
 	}
 	end := spans["end_transaction orders"][0]
 	if attr(end, "messaging.rocketmq.transaction.outcome") != "commit" || attr(end, "messaging.rocketmq.transaction.from") != "client" {
 		t.Fatalf("end span attrs %v", end.Attributes())
+	}
+	// The committed message's properties no longer say it is
+	// transactional; its spans still do, as the client's.
+	for _, name := range []string{"end_transaction orders", "store orders"} {
+		if got := attr(spans[name][0], string(telemetry.KeyRocketMQType)); got != telemetry.TypeTransaction {
+			t.Fatalf("span %q: message type %q, want %q", name, got, telemetry.TypeTransaction)
+		}
 	}
 	if st := spans["store orders"][0]; st.Parent().SpanID() != end.SpanContext().SpanID() {
 		t.Fatalf("commit store span's parent %v, want the end_transaction span", st.Parent())
@@ -211,6 +218,11 @@ func TestSendBackSpansAndDelayedLifecycle(t *testing.T) {
 	for i, s := range spans["send_back %RETRY%g"] {
 		if got := attr(s, string(telemetry.KeyRocketMQReconsum)); got != strconv.Itoa(i+1) || attr(s, string(telemetry.KeyConsumerGroup)) != "g" {
 			t.Fatalf("send-back span %d: attrs %v", i, s.Attributes())
+		}
+	}
+	for _, s := range spans["deliver_scheduled %RETRY%g"] { // a delivered copy's properties no longer say delay
+		if got := attr(s, string(telemetry.KeyRocketMQType)); got != telemetry.TypeDelay {
+			t.Fatalf("deliver_scheduled span: message type %q, want %q", got, telemetry.TypeDelay)
 		}
 	}
 	m := traceOne(t, b, "r1")
@@ -434,5 +446,28 @@ func TestTraceByOffsetMessageID(t *testing.T) {
 	}
 	if msgs, err := b.MessageTrace("0A000001000027DB00000000DEADBEEF", 10); err != nil || len(msgs) != 0 {
 		t.Fatalf("trace by an offset message id of no record: %+v, %v", msgs, err)
+	}
+}
+
+// A group whose tag subscription skips a message never got it, although
+// its committed offset passed it: `halfback trace` says filtered, not
+// consumed (RocketMQ's CONSUMED_BUT_FILTERED).
+func TestTraceFilteredByTheGroupsTags(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	haveTopic(t, b, "orders", 0)
+	hbOK(t, c, consumerHeartbeat("C1", "orders", "coupons")) // tags a || b
+	mustSend(t, c, "orders", 0, props("UNIQ_KEY", "tag-a", "TAGS", "a"), "wanted")
+	mustSend(t, c, "orders", 0, props("UNIQ_KEY", "tag-c", "TAGS", "c"), "skipped")
+	waitQueue(t, b, "orders", 0, 2)
+	if r := syncCommit(t, c, "coupons", "orders", 0, 2); r.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", r.Code, r.Remark)
+	}
+	if got := kinds(traceOne(t, b, "tag-a")); !slices.Contains(got, lifecycle.Consumed) {
+		t.Fatalf("tag a: %v, want consumed", got)
+	}
+	got := kinds(traceOne(t, b, "tag-c"))
+	if slices.Contains(got, lifecycle.Consumed) || !slices.Contains(got, lifecycle.Filtered) {
+		t.Fatalf("tag c, which the group's subscription skips: %v, want filtered and not consumed", got)
 	}
 }

@@ -80,8 +80,9 @@ func (b *Broker) traceEnd(o txn.Outcome, out txn.EndResult, from string, start t
 	se.Time, se.Topic, se.Queue, se.Flush = now, m.Topic, m.QueueID, b.flushName()
 	b.life.Record(se)
 	b.emit(spanRec{op: spanStore, opType: telemetry.OpSend, topic: m.Topic, props: []string{m.Properties}, start: start, end: now, parent: ctx,
-		attrs: append(messageAttrs(m.Properties), attribute.String("messaging.rocketmq.flush", b.flushName()),
-			attribute.Int64("messaging.rocketmq.queue_offset", out.Committed.QueueOffset))})
+		attrs: []attribute.KeyValue{attribute.String("messaging.rocketmq.flush", b.flushName()),
+			attribute.Int64("messaging.rocketmq.queue_offset", out.Committed.QueueOffset),
+			telemetry.KeyRocketMQType.String(telemetry.TypeTransaction)}})
 }
 
 // onLateEnd records an outcome whose record landed after its

@@ -33,6 +33,7 @@ const (
 	SentBack     Kind = "sent-back"     // a consumer failed it; stored for retry (Group, Reconsume)
 	DeadLettered Kind = "dead-lettered" // retries used up; stored in the DLQ (Group, Reconsume)
 	Consumed     Kind = "consumed"      // the group's committed offset passed it (derived, never stored)
+	Filtered     Kind = "filtered"      // the group's offset passed it, but its subscription's tags skip it (derived)
 )
 
 // Where a transaction outcome came from (Event.From).
@@ -96,6 +97,9 @@ const (
 	DefaultExpiryInterval = 10 * time.Minute
 	DefaultSyncInterval   = time.Second
 	maxBatch              = 1024
+	// maxCandidates bounds the messages a Lookup reads before it keeps
+	// the oldest limit of them.
+	maxCandidates = 10000
 )
 
 // ErrClosed is returned by calls on a closed Recorder.
@@ -385,10 +389,13 @@ func (r *Recorder) Lookup(q string, limit int) ([]Message, error) {
 	if q == "" || strings.IndexByte(q, 0) >= 0 {
 		return nil, nil
 	}
+	// Every message q names is a candidate (up to maxCandidates): the
+	// indexes are in message id order, and the limit keeps the oldest
+	// messages, so that a cut leaves a contiguous start of the timeline.
 	ids := map[string]bool{}
 	var order []string
 	addID := func(id string) {
-		if !ids[id] && len(order) < limit {
+		if !ids[id] && len(order) < maxCandidates {
 			ids[id] = true
 			order = append(order, id)
 		}
@@ -404,7 +411,7 @@ func (r *Recorder) Lookup(q string, limit int) ([]Message, error) {
 		pre := idKey(p, q)
 		if err := r.scan(pre, func(k, _ []byte) bool {
 			addID(string(k[len(pre):]))
-			return len(order) < limit
+			return len(order) < maxCandidates
 		}); err != nil {
 			return nil, err
 		}
@@ -427,6 +434,9 @@ func (r *Recorder) Lookup(q string, limit int) ([]Message, error) {
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Message) int { return a.Events[0].Time.Compare(b.Events[0].Time) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
 	return out, nil
 }
 

@@ -75,5 +75,5 @@
 //	svc, err := txn.Open(st, txn.Options{Dir: dir + "/txn", Checker: checker})
 //	res, err := svc.SendHalf(ctx, msg, "order-producers")
 //	out, err := svc.End(ctx, txn.EndRequest{Group: "order-producers",
-//		HalfOffset: res.PhysOffset, QueueOffset: res.QueueOffset, Outcome: txn.Commit})
+//		HalfOffset: res.PhysicalOffset, QueueOffset: res.QueueOffset, Outcome: txn.Commit})
 package txn
