@@ -9,7 +9,9 @@
 // topic's route: the queues of every live broker that serves it and those
 // brokers' addresses ([TopicRouteData]). With [Options].AutoCreateTopic (the
 // default) an unknown topic is answered with DefaultQueueNums queues on every
-// live master broker, which creates the topic on the first send; without it,
+// live master broker that creates topics on first use (it registers
+// [AutoCreateTopicKey], TBW102, as RocketMQ's brokers do), which creates the
+// topic on the first send; with no such broker, without it,
 // and always for a consumer group's %RETRY% and %DLQ% topics (brokers create
 // those with one queue and register them), the answer is TOPIC_NOT_EXIST.
 //

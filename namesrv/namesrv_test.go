@@ -76,9 +76,13 @@ func TestAutoCreateRoute(t *testing.T) {
 	if _, ok := route(t, c, "NewTopic"); ok {
 		t.Fatal("auto-created route with no broker registered")
 	}
-	register(t, c, brokerReg{name: "broker-a", addr: addrA})
-	register(t, c, brokerReg{name: "broker-b", addr: "127.0.0.1:20911", topics: map[string][2]int{"Other": {1, 1}}})
-	register(t, c, brokerReg{name: "broker-c", addr: "127.0.0.1:30912", id: 1}) // a slave alone gets no queues
+	tbw := [2]int{8, 8}
+	register(t, c, brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{AutoCreateTopicKey: tbw}})
+	register(t, c, brokerReg{name: "broker-b", addr: "127.0.0.1:20911", topics: map[string][2]int{"Other": {1, 1}, AutoCreateTopicKey: tbw}})
+	register(t, c, brokerReg{name: "broker-c", addr: "127.0.0.1:30912", id: 1, topics: map[string][2]int{AutoCreateTopicKey: tbw}}) // a slave alone gets no queues
+	// A broker that does not create topics (it registers no TBW102) gets
+	// no route to an unknown topic: it would refuse its sends and pulls.
+	register(t, c, brokerReg{name: "broker-d", addr: "127.0.0.1:40911", topics: map[string][2]int{"Mine": {1, 1}}})
 
 	r, ok := route(t, c, "NewTopic")
 	if !ok {

@@ -224,7 +224,14 @@ func (r *registry) route(topic string) (TopicRouteData, bool) {
 		}
 	}
 	if len(rd.QueueDatas) == 0 && r.autoCreatable(topic) {
+		// Only to brokers that create topics on first use: those register
+		// AutoCreateTopicKey (RocketMQ's rule). Others would answer the
+		// route's sends and pulls with TOPIC_NOT_EXIST.
+		creators := r.topics[AutoCreateTopicKey]
 		for name, g := range groups {
+			if _, creates := creators[name]; !creates {
+				continue
+			}
 			if _, ok := g.BrokerAddrs[MasterID]; ok {
 				rd.QueueDatas = append(rd.QueueDatas, QueueData{BrokerName: name, ReadQueueNums: r.queues, WriteQueueNums: r.queues, Perm: PermRW})
 				rd.BrokerDatas = append(rd.BrokerDatas, g)
@@ -238,6 +245,11 @@ func (r *registry) route(topic string) (TopicRouteData, bool) {
 	sort.Slice(rd.BrokerDatas, func(i, j int) bool { return rd.BrokerDatas[i].BrokerName < rd.BrokerDatas[j].BrokerName })
 	return rd, true
 }
+
+// AutoCreateTopicKey is the topic a broker that creates topics on first
+// use registers (RocketMQ's TopicValidator.AUTO_CREATE_TOPIC_KEY_TOPIC):
+// an unknown topic is routed to those brokers only.
+const AutoCreateTopicKey = "TBW102"
 
 // autoCreatable reports whether an unknown topic gets a default route: a
 // legal name, and not a consumer group's retry or dead-letter topic. Those

@@ -20,10 +20,11 @@ func newNamesrvCmd() *cobra.Command {
 
 The name server is RocketMQ's: brokers register with it every 30 s (a
 broker not heard from for 120 s is dropped), and clients ask it where a
-topic's queues are. An unknown topic is routed to every live broker, which
-creates it on the first send, unless broker.autoCreateTopicEnable is false
-in this name server's own config (set it there too when the brokers do not
-auto-create topics; the name server cannot tell). It keeps no state on disk: brokers
+topic's queues are. An unknown topic is routed to every live broker that
+creates topics on first use (broker.autoCreateTopicEnable: such a broker
+registers TBW102, as RocketMQ's do), which creates it on the first send;
+broker.autoCreateTopicEnable false in this name server's own config turns
+that off for every broker. It keeps no state on disk: brokers
 re-register after a restart. It logs one line when ready.
 
 --listen overrides namesrv.listenAddr from config.yaml and the
