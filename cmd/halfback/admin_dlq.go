@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -34,8 +35,8 @@ func newDLQCmd() *cobra.Command {
 			return o.print(cmd, msgs, func(w io.Writer) {
 				fmt.Fprintln(w, "OFFSET MSG ID\tMSG ID\tORIGINAL TOPIC\tTAGS\tRECONSUME\tSTORED\tBODY")
 				for _, m := range msgs {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.OffsetMsgID, m.MsgID, admin.OriginalTopic(m), m.Tags,
-						m.ReconsumeTimes, m.StoreTimestamp, bodyPreview(m))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.OffsetMsgID, m.MsgID, admin.OriginalTopic(m), m.Tags,
+						m.ReconsumeTimes, time.UnixMilli(m.StoreTimestamp).UTC().Format(time.RFC3339), bodyPreview(m))
 				}
 			})
 		}),

@@ -216,6 +216,11 @@ func TestAdminDLQ(t *testing.T) {
 		dead[0].Properties[message.PropertyRetryTopic] != "invoices" {
 		t.Fatalf("dlq list: %+v", dead)
 	}
+	// The table shows when it was stored as a time, as txn list does.
+	table, err := run(t, "dlq", "list", group, "--broker", addr)
+	if stored := time.UnixMilli(dead[0].StoreTimestamp).UTC().Format(time.RFC3339); err != nil || !strings.Contains(table, stored) {
+		t.Fatalf("dlq list table (want STORED %s): %v\n%s", stored, err, table)
+	}
 
 	var resent admin.SendResult
 	runAdmin(t, addr, &resent, "dlq", "resend", group, dead[0].OffsetMsgID)
