@@ -87,7 +87,9 @@ func (c *Client) answerCheck(ctx context.Context, conn *remoting.Conn, cr *Check
 	return nil
 }
 
-// askListener calls the listener within its timeout; a panic is Unknown.
+// askListener calls the listener within its timeout; a panic, or a state
+// that is none of the three, is Unknown (an END_TRANSACTION of type 0 sent
+// two-way gets no answer from Apache RocketMQ's broker).
 func (c *Client) askListener(ctx context.Context, e checkEntry, cr *CheckRequest) (state TransactionState) {
 	lctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
@@ -97,7 +99,13 @@ func (c *Client) askListener(ctx context.Context, e checkEntry, cr *CheckRequest
 			state = Unknown
 		}
 	}()
-	return e.listener.CheckTransaction(lctx, cr)
+	state = e.listener.CheckTransaction(lctx, cr)
+	if state != Commit && state != Rollback && state != Unknown {
+		c.log.Error("client: check listener returned an invalid state; answering unknown",
+			"group", cr.Receipt.ProducerGroup, "msgId", cr.Receipt.MsgID, "state", int(state))
+		state = Unknown
+	}
+	return state
 }
 
 // checkRequest decodes a CHECK_TRANSACTION_STATE request.

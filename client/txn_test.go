@@ -229,6 +229,16 @@ func TestCheckBackWire(t *testing.T) {
 	if end := f.ended()[2]; end.Ext("commitOrRollback") != "0" || !end.IsOneway() {
 		t.Fatalf("unknown answered as %v", end)
 	}
+	// A state that is none of the three is answered as unknown.
+	answer.Store(7)
+	if err := beat.conn.InvokeOneway(checkCommand(t, "pg-check", "pay")); err != nil {
+		t.Fatal(err)
+	}
+	<-asked
+	waitFor(t, "the invalid state's answer", func() bool { return len(f.ended()) == 4 })
+	if end := f.ended()[3]; end.Ext("commitOrRollback") != "0" || !end.IsOneway() {
+		t.Fatalf("state 7 answered as %v", end)
+	}
 }
 
 // EndTransaction called with a context whose deadline has passed (a
