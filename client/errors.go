@@ -13,7 +13,11 @@ import (
 var (
 	// ErrInvalidOptions means Options or ProducerOptions failed validation.
 	ErrInvalidOptions = errors.New("client: invalid options")
-	// ErrClosed means the Client (or the Producer) was closed.
+	// ErrClosed means the Client (or the Producer) was closed. A send
+	// that was in flight when the Client closed fails with it although
+	// its frame may have reached the broker, which may have stored the
+	// message: as for any send that fails after its write, a resend keeps
+	// the message id.
 	ErrClosed = errors.New("client: closed")
 	// ErrInvalidMessage means a message was refused before anything was
 	// sent: an empty or illegal topic, an empty body, a key with a space, a
