@@ -102,6 +102,22 @@ func (m *brokerMetrics) sentBack(group string, dlq bool) {
 	}
 }
 
+// forgetTopic drops the counters of a deleted topic, so that its series
+// are no longer reported (a topic created again under the name starts a
+// new series from 0, which Prometheus reads as a counter reset).
+func (m *brokerMetrics) forgetTopic(topic string) {
+	if m == nil {
+		return
+	}
+	m.in.Delete(topic)
+	m.out.Range(func(k, _ any) bool {
+		if k.(topicGroup).topic == topic {
+			m.out.Delete(k)
+		}
+		return true
+	})
+}
+
 // register registers the observable instruments, read from b at each
 // collection.
 func (m *brokerMetrics) register(b *Broker) error {

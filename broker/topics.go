@@ -310,6 +310,7 @@ func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *rem
 		b.opts.Logger.Error("topic deletion failed", "topic", topic, "err", removeErr)
 		return remoting.NewResponse(req, remoting.RespSystemError, removeErr.Error())
 	}
+	b.metrics.forgetTopic(topic)
 	b.opts.Logger.Info("topic deleted", "topic", topic)
 	b.topicsChanged()
 	return remoting.NewResponse(req, remoting.RespSuccess, "")

@@ -281,3 +281,31 @@ func writeDeleted(path string, m map[string]deletedTopic) error {
 	}
 	return writeFileAtomic(path, b)
 }
+
+// forgetDeleted forgets the deletions whose cut retention has passed
+// (minPhys is the log's new min offset), as settleDeleted does at Open:
+// no record of the topic below the cut is left. A failed write of the
+// file keeps them; the next removal tries again.
+func (s *Store) forgetDeleted(minPhys int64) {
+	s.dispatchMu.Lock()
+	defer s.dispatchMu.Unlock()
+	var next map[string]deletedTopic
+	for topic, d := range s.deleted {
+		if d.Cut <= minPhys && d.QueuesRemoved {
+			if next == nil {
+				next = maps.Clone(s.deleted)
+			}
+			delete(next, topic)
+		}
+	}
+	if next == nil {
+		return
+	}
+	if err := writeDeleted(s.deletedPath(), next); err != nil {
+		s.opts.Logger.Warn("retention: deleted topics not forgotten", "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.deleted = next
+	s.mu.Unlock()
+}

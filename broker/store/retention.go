@@ -114,6 +114,7 @@ func (s *Store) runRetention() error {
 			return err
 		}
 		minPhys := s.log.minOffset()
+		s.forgetDeleted(minPhys)
 		err = s.cqs.each(func(_ queueKey, q *consumeQueue) error {
 			low, err := q.search(func(e QueueEntry) bool { return e.PhysicalOffset >= minPhys })
 			if err != nil {
