@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
 )
 
 // Consumer-group administration: GET_CONSUME_STATS, which mqadmin's
@@ -33,6 +35,34 @@ type consumeStatsQueue struct {
 // registerAdmin handles GET_CONSUME_STATS.
 func (b *Broker) registerAdmin(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqGetConsumeStats, b.handleGetConsumeStats)
+	mux.HandleFunc(remoting.ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
+}
+
+// handleDeleteGroup is DELETE_SUBSCRIPTIONGROUP (mqadmin deleteSubGroup,
+// `halfback group delete`): it forgets a consumer group that went away,
+// its metric series and, with cleanOffset=true, its committed offsets,
+// which nothing else removes (a broker keeps the offsets of a group that
+// left, as RocketMQ's does). Unlike RocketMQ's, it refuses while the group
+// has consumers online: they would go on from offsets the broker no
+// longer has. The group's %RETRY% and %DLQ% topics are topics like any
+// other (DELETE_TOPIC_IN_BROKER).
+func (b *Broker) handleDeleteGroup(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	group := req.Ext("groupName")
+	if err := message.ValidateGroup(group); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, "the specified group is illegal: "+err.Error())
+	}
+	if v, online := b.consumerGroupInfo(group); online && len(v.ClientIDs) > 0 {
+		return remoting.NewResponse(req, remoting.RespSystemError,
+			fmt.Sprintf("consumer group %s has %d consumers online; stop them first", group, len(v.ClientIDs)))
+	}
+	if req.Ext("cleanOffset") == "true" {
+		if err := b.offsetTable().removeGroup(group); err != nil {
+			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+		}
+	}
+	b.metrics.forgetGroup(group)
+	b.opts.Logger.Info("consumer group deleted", "group", group, "cleanOffset", req.Ext("cleanOffset") == "true")
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 
 // handleGetConsumeStats answers a group's progress on every queue of the

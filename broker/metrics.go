@@ -102,6 +102,21 @@ func (m *brokerMetrics) sentBack(group string, dlq bool) {
 	}
 }
 
+// forgetGroup drops the counters of a deleted consumer group.
+func (m *brokerMetrics) forgetGroup(group string) {
+	if m == nil {
+		return
+	}
+	m.retries.Delete(group)
+	m.dlq.Delete(group)
+	m.out.Range(func(k, _ any) bool {
+		if k.(topicGroup).group == group {
+			m.out.Delete(k)
+		}
+		return true
+	})
+}
+
 // forgetTopic drops the counters of a deleted topic, so that its series
 // are no longer reported (a topic created again under the name starts a
 // new series from 0, which Prometheus reads as a counter reset).

@@ -151,6 +151,24 @@ func (t *offsetTable) removeTopic(topic string) error {
 	return t.persist()
 }
 
+// removeGroup forgets a group's offsets on every topic (RocketMQ's
+// ConsumerOffsetManager.removeOffset) and writes the file at once.
+func (t *offsetTable) removeGroup(group string) error {
+	t.mu.Lock()
+	if t.broken != nil {
+		t.mu.Unlock()
+		return fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
+	}
+	for k := range t.table {
+		if k.group == group {
+			delete(t.table, k)
+			t.dirty = true
+		}
+	}
+	t.mu.Unlock()
+	return t.persist()
+}
+
 // group returns a group's offsets by topic and queue.
 func (t *offsetTable) group(group string) map[string]map[int32]int64 {
 	return t.copyWhere(func(k offsetKey) (string, bool) { return k.topic, k.group == group })

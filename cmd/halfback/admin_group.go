@@ -22,7 +22,7 @@ func newGroupCmd() *cobra.Command {
 	var o adminOpts
 	cmd := &cobra.Command{
 		Use:   "group",
-		Short: "Inspect consumer groups",
+		Short: "Inspect and delete consumer groups",
 	}
 	o.addFlags(cmd)
 	offsets := &cobra.Command{
@@ -59,6 +59,28 @@ lastTimestamp).`,
 			})
 		}),
 	}
-	cmd.AddCommand(offsets)
+	var keepOffsets bool
+	del := &cobra.Command{
+		Use:   "delete GROUP",
+		Short: "Forget a consumer group that went away, with its committed offsets",
+		Long: `Forget a consumer group that went away (DELETE_SUBSCRIPTIONGROUP, as mqadmin
+deleteSubGroup): its committed offsets (unless --keep-offsets) and its
+metric series. The broker keeps both for a group that left until then.
+It refuses while the group has consumers online. The group's %RETRY% and
+%DLQ% topics stay: delete them with "topic delete" (a dead letter there is
+still a message to look at).`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			if err := c.DeleteGroup(ctx, args[0], !keepOffsets); err != nil {
+				return err
+			}
+			res := map[string]any{"group": args[0], "offsetsRemoved": !keepOffsets}
+			return o.print(cmd, res, func(w io.Writer) {
+				fmt.Fprintf(w, "deleted consumer group %s (offsets removed: %v)\n", args[0], !keepOffsets)
+			})
+		}),
+	}
+	del.Flags().BoolVar(&keepOffsets, "keep-offsets", false, "keep the group's committed offsets")
+	cmd.AddCommand(offsets, del)
 	return cmd
 }

@@ -180,6 +180,23 @@ func TestAdminGroupOffsets(t *testing.T) {
 	if len(res.Queues) != 0 {
 		t.Errorf("unknown group has queues: %+v", res)
 	}
+
+	// A group that went away is deleted with its offsets.
+	var del struct {
+		Group          string `json:"group"`
+		OffsetsRemoved bool   `json:"offsetsRemoved"`
+	}
+	runAdmin(t, addr, &del, "group", "delete", "g2")
+	if del.Group != "g2" || !del.OffsetsRemoved {
+		t.Fatalf("group delete: %+v", del)
+	}
+	runAdmin(t, addr, &res, "group", "offsets", "g2")
+	if len(res.Queues) != 0 {
+		t.Errorf("deleted group still has offsets: %+v", res)
+	}
+	if err := runAdminErr(t, addr, "group", "delete", "bad group!"); err == nil {
+		t.Error("group delete of an illegal name succeeded")
+	}
 }
 
 func TestAdminDLQ(t *testing.T) {

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
 )
 
 // QueueProgress is a consumer group's position in one queue.
@@ -49,6 +51,18 @@ func (c *Client) GroupOffsets(ctx context.Context, group string) ([]QueueProgres
 		return out[i].QueueID < out[j].QueueID
 	})
 	return out, nil
+}
+
+// DeleteGroup forgets a consumer group that went away
+// (DELETE_SUBSCRIPTIONGROUP): with cleanOffsets, its committed offsets
+// too. The broker refuses while the group has consumers online.
+func (c *Client) DeleteGroup(ctx context.Context, group string, cleanOffsets bool) error {
+	if err := message.ValidateGroup(group); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	_, err := c.call(ctx, "DELETE_SUBSCRIPTIONGROUP", remoting.ReqDeleteSubscriptionGroup,
+		map[string]string{"groupName": group, "cleanOffset": strconv.FormatBool(cleanOffsets)}, nil)
+	return err
 }
 
 // decodeConsumeStats reads ConsumeStats as fastjson writes it: offsetTable
