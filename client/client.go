@@ -227,7 +227,11 @@ func (c *Client) invokeFor(ctx context.Context, addr, op string, req *remoting.C
 	if errors.Is(err, ErrClosed) {
 		return nil, err
 	}
-	if errors.Is(err, remoting.ErrFrameTooLarge) { // refused before anything was written
+	// refused before anything was written; not a connection that closed
+	// on an oversized frame it received (a *DecodeError), which fails
+	// every call pending on it
+	var de *remoting.DecodeError
+	if errors.Is(err, remoting.ErrFrameTooLarge) && !errors.As(err, &de) {
 		return nil, fmt.Errorf("%w: %s to %s: %w", ErrMessageTooLarge, op, addr, err)
 	}
 	return nil, &transportError{op: op, addr: addr, err: err}

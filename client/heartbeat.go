@@ -222,5 +222,17 @@ func (c *Client) heartbeatNow(ctx context.Context) error {
 			break
 		}
 	}
+	// A producer group closed while this round was under way: its
+	// UNREGISTER_CLIENT may have reached a broker before this heartbeat
+	// (built earlier, naming the group) did, registering it again there.
+	// Unregister it again, now that every broker has handled the heartbeat.
+	for _, p := range hb.ProducerDataSet {
+		c.groupsMu.Lock()
+		_, still := c.producers[p.GroupName]
+		c.groupsMu.Unlock()
+		if !still && ctx.Err() == nil {
+			c.leaveProducerGroup(p.GroupName)
+		}
+	}
 	return errors.Join(errs...)
 }

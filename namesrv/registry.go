@@ -41,11 +41,16 @@ type registry struct {
 	mu      sync.RWMutex
 	brokers map[string]*liveBroker          // by address
 	topics  map[string]map[string]QueueData // topic, broker name → queues
+	// refused holds when a registration from an address was last refused
+	// for a name another live broker holds: the holder must register again
+	// after that to keep refusing it (a holder whose host died, its
+	// connection half-open, does not).
+	refused map[string]time.Time
 }
 
 func newRegistry(o Options) *registry {
 	return &registry{expiry: o.BrokerExpiry, autoCreate: !o.DisableAutoCreateTopic, queues: o.DefaultQueueNums,
-		now: o.now, brokers: map[string]*liveBroker{}, topics: map[string]map[string]QueueData{}}
+		now: o.now, brokers: map[string]*liveBroker{}, topics: map[string]map[string]QueueData{}, refused: map[string]time.Time{}}
 }
 
 // alive reports whether b registered within the expiry.
@@ -67,10 +72,15 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 	for addr, b := range r.brokers {
 		if addr != reg.addr && b.name == reg.name && b.id == reg.id && r.alive(b, now) &&
 			b.conn != nil && b.conn != conn && b.conn.Err() == nil {
+			if last, ok := r.refused[reg.addr]; ok && b.lastSeen.Before(last) {
+				break // the holder stopped registering since: it is gone
+			}
+			r.refused[reg.addr] = now
 			return "", "", false, fmt.Errorf("%w: broker %s id %d is already registered from %s (still connected); refusing %s: give each broker its own brokerName",
 				ErrBrokerConflict, reg.name, reg.id, addr, reg.addr)
 		}
 	}
+	delete(r.refused, reg.addr)
 	for addr, b := range r.brokers {
 		if addr != reg.addr && b.name == reg.name && b.id == reg.id {
 			r.removeLocked(addr)

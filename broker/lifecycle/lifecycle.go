@@ -389,9 +389,11 @@ func (r *Recorder) Lookup(q string, limit int) ([]Message, error) {
 	if q == "" || strings.IndexByte(q, 0) >= 0 {
 		return nil, nil
 	}
-	// Every message q names is a candidate (up to maxCandidates): the
-	// indexes are in message id order, and the limit keeps the oldest
-	// messages, so that a cut leaves a contiguous start of the timeline.
+	// Every message q names is a candidate, up to maxCandidates, and the
+	// limit keeps the oldest of them, so that a cut leaves a contiguous
+	// start of the timeline. The indexes are in message id order, which is
+	// not time order: past maxCandidates messages under one key (a bound on
+	// a query's cost), the candidates are the first ids, not the oldest.
 	ids := map[string]bool{}
 	var order []string
 	addID := func(id string) {

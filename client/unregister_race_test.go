@@ -1,0 +1,124 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// gatedBroker is a name server and broker in one that logs the heartbeats
+// and UNREGISTER_CLIENTs it handles, in order, and can hold the next
+// GET_BROKER_CLUSTER_INFO (the name-server lookup a heartbeat round makes
+// after it built its body, before it sends it).
+type gatedBroker struct {
+	addr    string
+	mu      sync.Mutex
+	log     []string
+	gate    chan struct{} // non-nil: the next cluster-info waits for it
+	entered chan struct{}
+}
+
+func startGated(t *testing.T) *gatedBroker {
+	g := &gatedBroker{}
+	mux := remoting.NewMux()
+	brokerData := func() string {
+		return fmt.Sprintf(`{"cluster":"c","brokerName":"b","brokerAddrs":{0:%q}}`, g.addr)
+	}
+	mux.HandleFunc(remoting.ReqGetBrokerClusterInfo, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		g.mu.Lock()
+		gate, entered := g.gate, g.entered
+		g.gate = nil
+		g.mu.Unlock()
+		if gate != nil {
+			close(entered)
+			<-gate
+		}
+		resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+		resp.Body = []byte(fmt.Sprintf(`{"brokerAddrTable":{"b":%s},"clusterAddrTable":{"c":["b"]}}`, brokerData()))
+		return resp
+	})
+	mux.HandleFunc(remoting.ReqGetRouteInfoByTopic, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+		resp.Body = []byte(fmt.Sprintf(`{"queueDatas":[{"brokerName":"b","readQueueNums":4,"writeQueueNums":4,"perm":6,"topicSynFlag":0}],"brokerDatas":[%s]}`, brokerData()))
+		return resp
+	})
+	mux.HandleFunc(remoting.ReqHeartBeat, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		var hb heartbeatData
+		_ = json.Unmarshal(req.Body, &hb)
+		g.mu.Lock()
+		for _, p := range hb.ProducerDataSet {
+			g.log = append(g.log, "beat "+p.GroupName)
+		}
+		g.mu.Unlock()
+		return remoting.NewResponse(req, remoting.RespSuccess, "")
+	})
+	mux.HandleFunc(remoting.ReqUnregisterClient, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		g.mu.Lock()
+		g.log = append(g.log, "unregister "+req.Ext("producerGroup"))
+		g.mu.Unlock()
+		return remoting.NewResponse(req, remoting.RespSuccess, "")
+	})
+	srv, err := remoting.Listen(remoting.ServerOptions{Handler: mux, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	g.addr = srv.Addr().String()
+	return g
+}
+
+func (g *gatedBroker) events() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.log)
+}
+
+// A heartbeat round that built its body before Producer.Close removed the
+// group may reach the broker after Close's UNREGISTER_CLIENT and register
+// the closed group again (for its 120 s channel expiry), so that it would
+// send this client check-backs it drops, counted against the half
+// messages' check limit: the round unregisters it again at its end.
+func TestUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
+	g := startGated(t)
+	c := newClient(t, g.addr, nil)
+	listener := CheckListenerFunc(func(context.Context, *CheckRequest) TransactionState { return Unknown })
+	p := newProducer(t, c, ProducerOptions{Group: "pg-closing", CheckListener: listener})
+	waitFor(t, "a heartbeat naming pg-closing", func() bool { return slices.Contains(g.events(), "beat pg-closing") })
+
+	g.mu.Lock()
+	gate, entered := make(chan struct{}), make(chan struct{})
+	g.gate, g.entered = gate, entered
+	g.mu.Unlock()
+	c.kickHeartbeat() // a periodic round, say
+	select {
+	case <-entered: // the round has built its body, pg-closing in it
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat round started")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the broker got, in order: %v", g.events())
+		}
+	})
+	waitFor(t, "the broker's last word on pg-closing to be its UNREGISTER_CLIENT", func() bool {
+		var last string
+		for _, e := range g.events() {
+			if e == "beat pg-closing" || e == "unregister pg-closing" {
+				last = e
+			}
+		}
+		ev := g.events()
+		i := slices.Index(ev, "unregister pg-closing")
+		return i >= 0 && slices.Contains(ev[i+1:], "beat pg-closing") && last == "unregister pg-closing"
+	})
+}

@@ -1,0 +1,58 @@
+package namesrv
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+// A broker whose host died (its registering connection half-open: no FIN
+// ever reaches the name server) comes back on another address (a new pod
+// IP). The old entry has missed two 30 s registrations: the new address is
+// taken after its first refusal, as RocketMQ's RouteInfoManager takes it
+// (it refuses only an older stateVersion), not after the dead one expires.
+func TestMovedBrokerAfterHostCrashIsAccepted(t *testing.T) {
+	clock := newFakeClock()
+	s := startServer(t, Options{DisableAutoCreateTopic: true, now: clock.Now})
+	dead := dial(t, s) // stays open: the name server never learns the host died
+	register(t, dead, brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}})
+	clock.Advance(60 * time.Second) // two RegisterIntervals missed
+	moved := dial(t, s)
+	r := brokerReg{name: "broker-a", addr: addrB, topics: map[string][2]int{"Orders": {4, 4}}}
+	body, _ := json.Marshal(RegisterBrokerBody{TopicConfigSerializeWrapper: TopicConfigSerializeWrapper{
+		TopicConfigTable: map[string]TopicConfig{"Orders": {TopicName: "Orders", ReadQueueNums: 4, WriteQueueNums: 4, Perm: PermRW}}}})
+	// The moved broker registers at start-up and again one RegisterInterval
+	// later: by then at the latest its name must be its.
+	call(t, moved, remoting.ReqRegisterBroker, registerExt(r, body), body)
+	clock.Advance(30 * time.Second)
+	resp := call(t, moved, remoting.ReqRegisterBroker, registerExt(r, body), body)
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("broker-a restarted at %s, 90 s after the old one's last registration, its second try: code %d %q", addrB, resp.Code, resp.Remark)
+	}
+	if rt, ok := route(t, moved, "Orders"); !ok || rt.brokers["broker-a"][0] != addrB {
+		t.Fatalf("Orders routed to %+v, want broker-a at %s", rt, addrB)
+	}
+}
+
+// Two live brokers of one name still do not take turns: the holder keeps
+// registering, so the second one stays refused.
+func TestTwoLiveBrokersStayRefused(t *testing.T) {
+	clock := newFakeClock()
+	s := startServer(t, Options{DisableAutoCreateTopic: true, now: clock.Now})
+	first := dial(t, s)
+	a := brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}}
+	register(t, first, a)
+	second := dial(t, s)
+	r := brokerReg{name: "broker-a", addr: addrB}
+	body, _ := json.Marshal(RegisterBrokerBody{})
+	for i := range 4 {
+		if resp := call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body); resp.Code == remoting.RespSuccess {
+			t.Fatalf("round %d: the second broker-a took the name", i)
+		}
+		clock.Advance(10 * time.Second)
+		register(t, first, a)
+		clock.Advance(20 * time.Second)
+	}
+}
