@@ -56,3 +56,28 @@ func TestTwoLiveBrokersStayRefused(t *testing.T) {
 		clock.Advance(20 * time.Second)
 	}
 }
+
+// Two live brokers with one name, the holder registering every
+// 30 s as brokers do. The second one is refused at its periodic
+// registration, then registers again 5 s later (a topic created on it:
+// the broker re-registers promptly on a topic change, or a broker whose
+// RegisterInterval is shorter). The holder is alive and connected; it
+// must keep its name.
+func TestLiveHolderKeepsNameWhenOtherRetriesQuickly(t *testing.T) {
+	clock := newFakeClock()
+	s := startServer(t, Options{DisableAutoCreateTopic: true, now: clock.Now})
+	first := dial(t, s)
+	a := brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}}
+	register(t, first, a)
+	second := dial(t, s)
+	r := brokerReg{name: "broker-a", addr: addrB}
+	body, _ := json.Marshal(RegisterBrokerBody{})
+	clock.Advance(10 * time.Second)
+	if resp := call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body); resp.Code == remoting.RespSuccess {
+		t.Fatalf("first try: the second broker-a took the name")
+	}
+	clock.Advance(5 * time.Second) // holder last registered 15 s ago: alive
+	if resp := call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body); resp.Code == remoting.RespSuccess {
+		t.Fatalf("second try 5 s later: the second broker-a at %s took the name from the live holder at %s (registered 15 s ago, still connected)", addrB, addrA)
+	}
+}

@@ -72,8 +72,13 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 	for addr, b := range r.brokers {
 		if addr != reg.addr && b.name == reg.name && b.id == reg.id && r.alive(b, now) &&
 			b.conn != nil && b.conn != conn && b.conn.Err() == nil {
-			if last, ok := r.refused[reg.addr]; ok && b.lastSeen.Before(last) {
-				break // the holder stopped registering since: it is gone
+			// The holder is gone when it stopped registering since the last
+			// refusal and has been silent for half its expiry (two 30 s
+			// intervals by default): a second try soon after the first
+			// (a broker re-registers at once on a topic change) does not
+			// show that a holder registering every 30 s is gone.
+			if last, ok := r.refused[reg.addr]; ok && b.lastSeen.Before(last) && now.Sub(b.lastSeen) >= r.expiry/2 {
+				break
 			}
 			r.refused[reg.addr] = now
 			return "", "", false, fmt.Errorf("%w: broker %s id %d is already registered from %s (still connected); refusing %s: give each broker its own brokerName",
