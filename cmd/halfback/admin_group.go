@@ -65,7 +65,8 @@ lastTimestamp).`,
 		Short: "Forget a consumer group that went away, with its committed offsets",
 		Long: `Forget a consumer group that went away (DELETE_SUBSCRIPTIONGROUP, as mqadmin
 deleteSubGroup): its committed offsets (unless --keep-offsets) and its
-metric series. The broker keeps both for a group that left until then.
+metric series (its lag series go with its offsets). The broker keeps both
+for a group that left until then.
 It refuses while the group has consumers online. The group's %RETRY% and
 %DLQ% topics stay: delete them with "topic delete" (a dead letter there is
 still a message to look at).`,
