@@ -136,31 +136,25 @@ func (t *offsetTable) commit(group, topic string, qid int32, off int64, check fu
 // cleanOffsetByTopic) and writes the file at once, so that a restart does
 // not bring them back.
 func (t *offsetTable) removeTopic(topic string) error {
-	t.mu.Lock()
-	if t.broken != nil {
-		t.mu.Unlock()
-		return fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
-	}
-	for k := range t.table {
-		if k.topic == topic {
-			delete(t.table, k)
-			t.dirty = true
-		}
-	}
-	t.mu.Unlock()
-	return t.persist()
+	return t.removeWhere(func(k offsetKey) bool { return k.topic == topic })
 }
 
 // removeGroup forgets a group's offsets on every topic (RocketMQ's
 // ConsumerOffsetManager.removeOffset) and writes the file at once.
 func (t *offsetTable) removeGroup(group string) error {
+	return t.removeWhere(func(k offsetKey) bool { return k.group == group })
+}
+
+// removeWhere forgets the offsets whose key drop names and writes the
+// file at once.
+func (t *offsetTable) removeWhere(drop func(offsetKey) bool) error {
 	t.mu.Lock()
 	if t.broken != nil {
 		t.mu.Unlock()
 		return fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
 	}
 	for k := range t.table {
-		if k.group == group {
+		if drop(k) {
 			delete(t.table, k)
 			t.dirty = true
 		}
