@@ -45,6 +45,10 @@ type PushConsumer struct {
 	// lockMu serializes lock renewals with the release of a dropped
 	// queue's lock, so that a renewal never re-takes a lock just released.
 	lockMu sync.Mutex
+	// lockStop ends the lock renewals, which outlive ctx: Close stops them
+	// only once the handler calls have returned (lockDone closes then).
+	lockStop context.CancelFunc
+	lockDone chan struct{}
 
 	sem    chan struct{} // handler calls running, at most Concurrency
 	kick   chan struct{} // a rebalance is wanted; capacity 1
@@ -155,7 +159,15 @@ func (pc *PushConsumer) firstRound(ctx context.Context) error {
 	pc.goLoop(pc.rebalanceLoop)
 	pc.goLoop(pc.persistLoop)
 	if pc.opts.Orderly && pc.opts.Model == Clustering {
-		pc.goLoop(pc.lockLoop)
+		// Not pc.ctx: a closing consumer keeps renewing its locks until
+		// its running handler calls return, so that no other member takes
+		// a queue (once the lock expires) under a running call.
+		lctx, stop := context.WithCancel(context.Background())
+		pc.lockStop, pc.lockDone = stop, make(chan struct{})
+		go func() {
+			defer close(pc.lockDone)
+			pc.lockLoop(lctx)
+		}()
 	}
 	return nil
 }
@@ -242,6 +254,10 @@ func (pc *PushConsumer) Close() error {
 	pc.c.unregisterConsumerGroup(pc.opts.Group)
 	pc.cancel()
 	pc.wg.Wait()
+	if pc.lockStop != nil {
+		pc.lockStop()
+		<-pc.lockDone
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*pc.c.opts.RequestTimeout)
 	defer cancel()
 	err := pc.persist(ctx, true)
