@@ -164,7 +164,6 @@ func Open(opts Options) (*Broker, error) {
 	if err := b.metrics.register(b); err != nil {
 		opts.Logger.Warn("broker metrics not registered", "err", err)
 	}
-	b.lockTable().renewRestored() // the owners restored, as of now: recovery may have been long
 	ready.Store(true)
 	b.delay.Start()
 	b.txn.Start()

@@ -596,6 +596,5 @@ func (b *Broker) groupSubscription(group, topic string) (subscription, bool) {
 // Close calls it once the server and the background work have stopped.
 func (b *Broker) closeGroups() error {
 	b.groups.groups.close()
-	b.groups.locks.close()
 	return b.groups.offsets.close()
 }

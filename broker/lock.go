@@ -54,15 +54,6 @@ type lockTable struct {
 	groups  map[string]map[mqRef]*lockEntry
 	path    string       // the owners' file; "" keeps none
 	log     *slog.Logger // a failed write of the file (the table goes on)
-
-	// The file is written off mu by one writer at a time, which coalesces
-	// the changes made while it wrote: gen counts changes, savedGen is the
-	// one on disk, writing tells whether a writer runs; wg is waited for by
-	// close, so that nothing is written after the store's directory lock
-	// is released.
-	gen, savedGen uint64
-	writing       bool
-	wg            sync.WaitGroup
 }
 
 // savedLock is one owner in the owners' file.
@@ -104,76 +95,27 @@ func openLockTable(dataDir string, log *slog.Logger) *lockTable {
 	return t
 }
 
-// saveLocked notes that an owner changed (t.mu held) and makes sure a
-// writer will write the owners' file. A failure is logged: the file only
-// narrows a restart's window, the table goes on.
+// saveLocked writes the owners' file after an owner changed. A failure is
+// logged: the file only narrows a restart's window, the table goes on.
 func (t *lockTable) saveLocked() {
 	if t.path == "" {
 		return
 	}
-	t.gen++
-	if t.writing {
-		return
-	}
-	t.writing = true
-	t.wg.Add(1)
-	go t.writeLoop()
-}
-
-// writeLoop writes the live owners until the file holds the last change.
-func (t *lockTable) writeLoop() {
-	defer t.wg.Done()
-	for {
-		t.mu.Lock()
-		if t.savedGen == t.gen {
-			t.writing = false
-			t.mu.Unlock()
-			return
-		}
-		gen, now := t.gen, t.now()
-		saved := []savedLock{}
-		for g, m := range t.groups {
-			for mq, e := range m {
-				if !t.expired(e, now) {
-					saved = append(saved, savedLock{Group: g, MQ: mq, ClientID: e.clientID})
-				}
-			}
-		}
-		t.mu.Unlock()
-		b, err := json.Marshal(saved)
-		if err == nil {
-			if err = os.MkdirAll(filepath.Dir(t.path), 0o755); err == nil {
-				err = fsutil.WriteFileAtomic(t.path, b)
-			}
-		}
-		if err != nil {
-			t.log.Warn("broker: queue lock owners not saved", "file", t.path, "err", err)
-		}
-		t.mu.Lock()
-		t.savedGen = gen
-		t.mu.Unlock()
-	}
-}
-
-// renewRestored takes every lock as renewed now: called when the broker
-// starts serving, so that the owners restored at open are not expired by
-// a long recovery in between.
-func (t *lockTable) renewRestored() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	for _, m := range t.groups {
-		for _, e := range m {
-			e.renewed = now
+	saved := []savedLock{}
+	for g, m := range t.groups {
+		for mq, e := range m {
+			saved = append(saved, savedLock{Group: g, MQ: mq, ClientID: e.clientID})
 		}
 	}
-}
-
-// close forgets the expired locks, so that a restart does not bring them
-// back as just renewed, and waits for the file to be written.
-func (t *lockTable) close() {
-	t.prune()
-	t.wg.Wait()
+	b, err := json.Marshal(saved)
+	if err == nil {
+		if err = os.MkdirAll(filepath.Dir(t.path), 0o755); err == nil {
+			err = fsutil.WriteFileAtomic(t.path, b)
+		}
+	}
+	if err != nil {
+		t.log.Warn("broker: queue lock owners not saved", "file", t.path, "err", err)
+	}
 }
 
 // setClock replaces the table's clock and lock lifetime (tests).
