@@ -69,7 +69,7 @@ func Open(opts Options) (*Broker, error) {
 	}
 	opts = opts.withDefaults()
 	b := &Broker{opts: opts, stop: make(chan struct{})}
-	b.groups = newGroupState(opts.Store.Dir, opts.Logger)
+	b.groups = newGroupState(opts.Store.Dir)
 	b.pulls = newPullHolder(b)
 	var ready atomic.Bool
 	opts.Store.OnDispatch = func(topic string, qid int32, maxOffset int64) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sort"
 	"strconv"
@@ -419,8 +418,8 @@ type groupState struct {
 	locks   *lockTable
 }
 
-func newGroupState(dir string, log *slog.Logger) *groupState {
-	return &groupState{groups: newGroupTable(), offsets: openOffsetTable(dir), locks: openLockTable(dir, log)}
+func newGroupState(dir string) *groupState {
+	return &groupState{groups: newGroupTable(), offsets: openOffsetTable(dir), locks: newLockTable()}
 }
 
 func (b *Broker) groupTable() *groupTable   { return b.groups.groups }

@@ -3,15 +3,10 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
-	"github.com/halfbackmq/halfback/internal/fsutil"
 )
 
 // Ordered-queue locks: an orderly consumer locks each queue it consumes so
@@ -21,15 +16,6 @@ import (
 // renew every 20 s and treat their own view as stale after 30 s, so a lost
 // owner stops consuming before another client can take the queue). Locks
 // are not dropped when a connection closes, for the same reason.
-//
-// Who owns which queue is also kept in <dataDir>/config/locks.json, written
-// when an owner changes (not on renewals), and a restarted broker takes
-// every owner found there as just renewed. RocketMQ's table lives in
-// memory only: after a restart a member waiting for a queue took it at
-// once, while its previous owner (which renews every 20 s) could still be
-// in a handler call on it, and the two ran the queue side by side. An
-// owner that died meanwhile loses its queues after DefaultLockMaxLiveTime,
-// as without a restart.
 
 // DefaultLockMaxLiveTime is RocketMQ's REBALANCE_LOCK_MAX_LIVE_TIME.
 const DefaultLockMaxLiveTime = 60 * time.Second
@@ -52,70 +38,10 @@ type lockTable struct {
 	now     func() time.Time
 	maxLive time.Duration
 	groups  map[string]map[mqRef]*lockEntry
-	path    string       // the owners' file; "" keeps none
-	log     *slog.Logger // a failed write of the file (the table goes on)
-}
-
-// savedLock is one owner in the owners' file.
-type savedLock struct {
-	Group    string `json:"group"`
-	MQ       mqRef  `json:"mq"`
-	ClientID string `json:"clientId"`
 }
 
 func newLockTable() *lockTable {
 	return &lockTable{now: time.Now, maxLive: DefaultLockMaxLiveTime, groups: make(map[string]map[mqRef]*lockEntry)}
-}
-
-// openLockTable returns a lock table kept in <dataDir>/config/locks.json,
-// with the owners found there taken as just renewed. A file that cannot
-// be read is logged and the table starts empty, as RocketMQ's does.
-func openLockTable(dataDir string, log *slog.Logger) *lockTable {
-	t := newLockTable()
-	t.path, t.log = filepath.Join(dataDir, "config", "locks.json"), log
-	b, err := os.ReadFile(t.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return t
-	}
-	var saved []savedLock
-	if err == nil {
-		err = json.Unmarshal(b, &saved)
-	}
-	if err != nil {
-		log.Warn("broker: queue lock owners not restored", "file", t.path, "err", err)
-		return t
-	}
-	now := t.now()
-	for _, l := range saved {
-		if t.groups[l.Group] == nil {
-			t.groups[l.Group] = make(map[mqRef]*lockEntry)
-		}
-		t.groups[l.Group][l.MQ] = &lockEntry{clientID: l.ClientID, renewed: now}
-	}
-	return t
-}
-
-// saveLocked writes the owners' file after an owner changed. A failure is
-// logged: the file only narrows a restart's window, the table goes on.
-func (t *lockTable) saveLocked() {
-	if t.path == "" {
-		return
-	}
-	saved := []savedLock{}
-	for g, m := range t.groups {
-		for mq, e := range m {
-			saved = append(saved, savedLock{Group: g, MQ: mq, ClientID: e.clientID})
-		}
-	}
-	b, err := json.Marshal(saved)
-	if err == nil {
-		if err = os.MkdirAll(filepath.Dir(t.path), 0o755); err == nil {
-			err = fsutil.WriteFileAtomic(t.path, b)
-		}
-	}
-	if err != nil {
-		t.log.Warn("broker: queue lock owners not saved", "file", t.path, "err", err)
-	}
 }
 
 // setClock replaces the table's clock and lock lifetime (tests).
@@ -139,21 +65,16 @@ func (t *lockTable) lock(group, clientID string, mqs []mqRef) []mqRef {
 		t.groups[group] = m
 	}
 	ok := make([]mqRef, 0, len(mqs))
-	changed := false
 	for _, mq := range mqs {
 		e := m[mq]
 		if e != nil && e.clientID != clientID && !t.expired(e, now) {
 			continue
 		}
-		changed = changed || e == nil || e.clientID != clientID
 		m[mq] = &lockEntry{clientID: clientID, renewed: now}
 		ok = append(ok, mq)
 	}
 	if len(m) == 0 {
 		delete(t.groups, group)
-	}
-	if changed {
-		t.saveLocked()
 	}
 	return ok
 }
@@ -163,18 +84,13 @@ func (t *lockTable) unlock(group, clientID string, mqs []mqRef) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m := t.groups[group]
-	changed := false
 	for _, mq := range mqs {
 		if e := m[mq]; e != nil && e.clientID == clientID {
 			delete(m, mq)
-			changed = true
 		}
 	}
 	if m != nil && len(m) == 0 {
 		delete(t.groups, group)
-	}
-	if changed {
-		t.saveLocked()
 	}
 }
 
@@ -208,20 +124,15 @@ func (t *lockTable) prune() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	changed := false
 	for g, m := range t.groups {
 		for mq, e := range m {
 			if t.expired(e, now) {
 				delete(m, mq)
-				changed = true
 			}
 		}
 		if len(m) == 0 {
 			delete(t.groups, g)
 		}
-	}
-	if changed {
-		t.saveLocked()
 	}
 }
 

@@ -143,37 +143,3 @@ func TestLockBadInput(t *testing.T) {
 		t.Fatalf("after bad input: %v", got)
 	}
 }
-
-// Queue owners survive a broker restart: a member waiting for a queue
-// does not take it right after the restart, while its owner (which renews
-// every 20 s) may still be in a handler call on it; the owner renews it;
-// an unlocked queue is free after the restart, and an owner that does
-// not come back loses its queues when they expire.
-func TestLockOwnersSurviveARestart(t *testing.T) {
-	o := testOptions(t)
-	b := startBroker(t, o)
-	c := dial(t, b)
-	if got := lockQueues(t, c, "g", "A", 0, 1, 2); !slices.Equal(got, []int32{0, 1, 2}) {
-		t.Fatalf("A got %v", got)
-	}
-	unlockQueues(t, c, "g", "A", 2)
-	c.Close()
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	b = startBroker(t, o)
-	c = dial(t, b)
-	if got := lockQueues(t, c, "g", "B", 0, 1, 2); !slices.Equal(got, []int32{2}) {
-		t.Fatalf("after a restart B got %v, want only the queue A unlocked", got)
-	}
-	if got := lockQueues(t, c, "g", "A", 0, 1); !slices.Equal(got, []int32{0, 1}) {
-		t.Fatalf("after a restart A renewed %v", got)
-	}
-	// A goes away: once its locks expire, B gets its queues.
-	now := time.Now()
-	b.lockTable().setClock(func() time.Time { return now.Add(DefaultLockMaxLiveTime + time.Second) }, DefaultLockMaxLiveTime)
-	if got := lockQueues(t, c, "g", "B", 0, 1); !slices.Equal(got, []int32{0, 1}) {
-		t.Fatalf("after A's locks expired B got %v", got)
-	}
-}
