@@ -22,6 +22,8 @@ func newPullHolder(b *Broker) *pullHolder {
 		byQueue: make(map[heldQueue]map[*heldPull]struct{}),
 		byConn:  make(map[*remoting.Conn]map[*heldPull]struct{}),
 		bytes:   make(map[*remoting.Conn]int),
+
+		maxBytes: maxHeldBytesPerConn,
 	}
 }
 
@@ -49,6 +51,8 @@ type pullHolder struct {
 	byConn  map[*remoting.Conn]map[*heldPull]struct{}
 	bytes   map[*remoting.Conn]int // heldSize of each connection's held pulls
 	n       int
+	// maxBytes is maxHeldBytesPerConn (a test lowers it).
+	maxBytes int
 
 	answering sync.WaitGroup // answers in flight; added to only under mu while open
 }
@@ -86,7 +90,7 @@ func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullReq
 	p := &heldPull{conn: conn, req: req, pr: pr, size: heldSize(req)}
 	key := heldQueue{pr.topic, pr.queueID}
 	h.mu.Lock()
-	if h.closed || h.bytes[conn]+p.size > maxHeldBytesPerConn {
+	if h.closed || h.bytes[conn]+p.size > h.maxBytes {
 		h.mu.Unlock()
 		return false
 	}

@@ -198,9 +198,12 @@ func TestHeldPullsAreBoundedPerConnection(t *testing.T) {
 	c := dial(t, b)
 	mustSend(t, c, "lp", 0, "", "first")
 	waitQueue(t, b, "lp", 0, 1)
-	const n = 400
+	b.pulls.mu.Lock()
+	b.pulls.maxBytes = 1 << 20 // the 16 MiB of production, scaled down
+	b.pulls.mu.Unlock()
+	const n = 40
 	pad := strings.Repeat("x", 64<<10) // an ext field PULL_MESSAGE ignores
-	body := make([]byte, 64<<10)       // ignored too
+	body := make([]byte, 16<<10)       // ignored too
 	var answered atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -218,8 +221,8 @@ func TestHeldPullsAreBoundedPerConnection(t *testing.T) {
 	// Each pull is held or answered at once (SYSTEM_BUSY, or a refusal to hold).
 	waitFor(t, "every pull held or answered", func() bool { return int64(b.pulls.held())+answered.Load() >= n })
 	held := b.pulls.held()
-	if limit := maxHeldBytesPerConn / len(pad); held > limit {
-		t.Fatalf("one connection holds %d pulls of %d KiB headers (> %d, %d MiB)", held, len(pad)>>10, limit, maxHeldBytesPerConn>>20)
+	if limit := b.pulls.maxBytes / len(pad); held > limit {
+		t.Fatalf("one connection holds %d pulls of %d KiB headers (> %d, %d KiB)", held, len(pad)>>10, limit, b.pulls.maxBytes>>10)
 	}
 	if held == 0 {
 		t.Fatal("no pull held")
