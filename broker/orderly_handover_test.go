@@ -18,7 +18,18 @@ import (
 // renewing at once, and the lock expired under the running call). The
 // broker's lock lifetime is cut to 2 s here (60 s in production) so that
 // the test need not wait a minute.
-func TestOrderlyDrainingQueueKeepsItsLock(t *testing.T) {
+func TestOrderlyDrainingQueueKeepsItsLock(t *testing.T) { orderlyHandover(t, false) }
+
+// An orderly member that is closing keeps renewing its queues' locks until
+// its running handler calls return, so that a member that joins meanwhile
+// does not take a queue (once its lock expired) under a running call
+// (Close stopped renewing at once).
+func TestOrderlyClosingMemberKeepsItsLocks(t *testing.T) { orderlyHandover(t, true) }
+
+// orderlyHandover runs member A of an orderly group into a handler call on
+// each of its 4 queues, then (closing A first with closeA) starts member B,
+// and fails if B's and A's calls on one queue ever overlap.
+func orderlyHandover(t *testing.T, closeA bool) {
 	ns, err := namesrv.Open(namesrv.Options{ListenAddr: "127.0.0.1:0", Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +52,8 @@ func TestOrderlyDrainingQueueKeepsItsLock(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	topic, group := fmt.Sprintf("audit-ord-%d", time.Now().UnixNano()), fmt.Sprintf("audit-og-%d", time.Now().UnixNano())
-	prod, err := newClient().NewProducer(client.ProducerOptions{Group: "audit-pg"})
+	topic, group := fmt.Sprintf("ord-%d", time.Now().UnixNano()), fmt.Sprintf("og-%d", time.Now().UnixNano())
+	prod, err := newClient().NewProducer(client.ProducerOptions{Group: "ord-pg"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,12 +124,16 @@ func TestOrderlyDrainingQueueKeepsItsLock(t *testing.T) {
 			close(release)
 		}
 	}()
-	start("A")
+	a := start("A")
 	waitFor(t, "A running a call on each of the 4 queues", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(aBlocked) == 4
 	})
+	if closeA {
+		// A is shutting down: Close waits for its running calls.
+		go a.Close()
+	}
 	start("B")
 
 	// B gets two of the queues; A gives them up but its calls on them
