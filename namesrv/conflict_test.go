@@ -39,16 +39,9 @@ func TestMovedBrokerAfterHostCrashIsAccepted(t *testing.T) {
 // Two live brokers of one name still do not take turns: the holder keeps
 // registering, so the second one stays refused.
 func TestTwoLiveBrokersStayRefused(t *testing.T) {
-	clock := newFakeClock()
-	s := startServer(t, Options{DisableAutoCreateTopic: true, now: clock.Now})
-	first := dial(t, s)
-	a := brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}}
-	register(t, first, a)
-	second := dial(t, s)
-	r := brokerReg{name: "broker-a", addr: addrB}
-	body, _ := json.Marshal(RegisterBrokerBody{})
+	clock, first, a, tryB := twoOfOneName(t)
 	for i := range 4 {
-		if resp := call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body); resp.Code == remoting.RespSuccess {
+		if resp := tryB(); resp.Code == remoting.RespSuccess {
 			t.Fatalf("round %d: the second broker-a took the name", i)
 		}
 		clock.Advance(10 * time.Second)
@@ -64,20 +57,31 @@ func TestTwoLiveBrokersStayRefused(t *testing.T) {
 // RegisterInterval is shorter). The holder is alive and connected; it
 // must keep its name.
 func TestLiveHolderKeepsNameWhenOtherRetriesQuickly(t *testing.T) {
-	clock := newFakeClock()
+	clock, _, _, tryB := twoOfOneName(t)
+	clock.Advance(10 * time.Second)
+	if resp := tryB(); resp.Code == remoting.RespSuccess {
+		t.Fatalf("first try: the second broker-a took the name")
+	}
+	clock.Advance(5 * time.Second) // holder last registered 15 s ago: alive
+	if resp := tryB(); resp.Code == remoting.RespSuccess {
+		t.Fatalf("second try 5 s later: the second broker-a at %s took the name from the live holder at %s (registered 15 s ago, still connected)", addrB, addrA)
+	}
+}
+
+// twoOfOneName starts a name server on a fake clock with broker-a
+// registered from addrA (a, on connection first), and returns tryB, which
+// registers a second broker-a from addrB on a connection of its own.
+func twoOfOneName(t *testing.T) (clock *fakeClock, first *remoting.Conn, a brokerReg, tryB func() *remoting.Command) {
+	t.Helper()
+	clock = newFakeClock()
 	s := startServer(t, Options{DisableAutoCreateTopic: true, now: clock.Now})
-	first := dial(t, s)
-	a := brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}}
+	first = dial(t, s)
+	a = brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}}
 	register(t, first, a)
 	second := dial(t, s)
 	r := brokerReg{name: "broker-a", addr: addrB}
 	body, _ := json.Marshal(RegisterBrokerBody{})
-	clock.Advance(10 * time.Second)
-	if resp := call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body); resp.Code == remoting.RespSuccess {
-		t.Fatalf("first try: the second broker-a took the name")
-	}
-	clock.Advance(5 * time.Second) // holder last registered 15 s ago: alive
-	if resp := call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body); resp.Code == remoting.RespSuccess {
-		t.Fatalf("second try 5 s later: the second broker-a at %s took the name from the live holder at %s (registered 15 s ago, still connected)", addrB, addrA)
+	return clock, first, a, func() *remoting.Command {
+		return call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body)
 	}
 }
