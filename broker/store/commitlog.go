@@ -326,7 +326,22 @@ const rewriteChunk = 1 << 20
 // page of the range is dirty and the next fsync writes it to the disk,
 // whatever the page cache held. Segments retention removed are skipped,
 // and so is what lies past the end of an older version's short file.
-func (c *commitLog) rewrite(from, to int64) error {
+// Each segment keeps its modification time: retention goes by it, and
+// bytes written back are no newer than they were.
+func (c *commitLog) rewrite(from, to int64) (err error) {
+	var last *segment // the segment written to last, and its time
+	var lastMod time.Time
+	restore := func() error {
+		if last == nil {
+			return nil
+		}
+		return os.Chtimes(last.path, time.Time{}, lastMod)
+	}
+	defer func() {
+		if e := restore(); err == nil {
+			err = e
+		}
+	}()
 	buf := make([]byte, min(c.segSize, rewriteChunk))
 	for off := max(from, c.minOffset()); off < to; {
 		segEnd := off - off%c.segSize + c.segSize
@@ -334,6 +349,16 @@ func (c *commitLog) rewrite(from, to int64) error {
 		sg, err := c.segmentAt(off, false)
 		if err != nil {
 			return err
+		}
+		if sg != last {
+			fi, err := sg.f.Stat()
+			if err != nil {
+				return err
+			}
+			if err := restore(); err != nil {
+				return err
+			}
+			last, lastMod = sg, fi.ModTime()
 		}
 		k, err := sg.f.ReadAt(buf[:n], off-sg.base)
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -417,19 +442,25 @@ func (c *commitLog) oldest() (*segment, time.Time, bool, error) {
 
 func (c *commitLog) removeOldest(keep func(s *segment, modTime time.Time) bool, recycle bool) (int64, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if len(c.segs) < 2 {
+		c.mu.Unlock()
 		return -1, nil
 	}
 	s := c.segs[0]
 	fi, err := s.f.Stat()
 	if err != nil {
+		c.mu.Unlock()
 		return -1, err
 	}
 	if keep(s, fi.ModTime()) {
+		c.mu.Unlock()
 		return -1, nil
 	}
 	c.segs = c.segs[1:]
+	c.mu.Unlock()
+	// Out of the log, no reader can reach s: the rest (an unlink of a
+	// whole segment, a directory fsync) runs without the lock that
+	// every read and append takes.
 	s.f.Close()
 	if err := c.recycleOrRemove(s.path, recycle && c.zeroFill && fi.Size() == c.segSize); err != nil {
 		return -1, err

@@ -154,6 +154,11 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	pos := 0
 	for _, run := range runs {
 		if err := s.log.readAt(r.Records[pos:pos+int(run.Size)], run.PhysicalOffset); err != nil {
+			if errors.Is(err, ErrOffsetNotFound) && run.PhysicalOffset < s.log.minOffset() {
+				// Retention removed the segment after the entries were
+				// read: read again, past the records it removed.
+				return s.GetMessages(topic, qid, offset, o)
+			}
 			return r, s.readErr(err)
 		}
 		pos += int(run.Size)
@@ -219,6 +224,11 @@ func (s *Store) OffsetForTimestamp(topic string, qid int32, ts int64) (int64, er
 	var rerr error
 	off, err := q.search(func(e QueueEntry) bool {
 		st, err := s.storeTimestamp(e.PhysicalOffset)
+		if errors.Is(err, ErrOffsetNotFound) && e.PhysicalOffset < s.log.minOffset() {
+			// Removed by retention, which has yet to raise the queue's
+			// min past it: older than every record still stored.
+			return false
+		}
 		if err != nil {
 			rerr = err
 			return false
