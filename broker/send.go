@@ -288,7 +288,7 @@ func sendErrorCode(err error) int16 {
 	switch {
 	case errors.Is(err, store.ErrFlushTimeout):
 		return remoting.RespFlushDiskTimeout
-	case errors.Is(err, store.ErrWriteFailed), errors.Is(err, store.ErrClosed):
+	case errors.Is(err, store.ErrWriteFailed), errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrSegmentNotReady):
 		return remoting.RespServiceNotAvailable
 	case errors.Is(err, store.ErrMessageTooLarge), errors.Is(err, store.ErrBadMessage):
 		return remoting.RespMessageIllegal

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -358,6 +359,7 @@ func TestSendErrorCodes(t *testing.T) {
 		{fmt.Errorf("x: %w", store.ErrFlushTimeout), remoting.RespFlushDiskTimeout},
 		{fmt.Errorf("x: %w", store.ErrWriteFailed), remoting.RespServiceNotAvailable},
 		{store.ErrClosed, remoting.RespServiceNotAvailable},
+		{fmt.Errorf("x: %w: %w", store.ErrSegmentNotReady, syscall.ENOSPC), remoting.RespServiceNotAvailable},
 		{store.ErrMessageTooLarge, remoting.RespMessageIllegal},
 		{store.ErrBadMessage, remoting.RespMessageIllegal},
 		{errors.New("other"), remoting.RespSystemError},

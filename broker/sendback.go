@@ -173,7 +173,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 	start := time.Now()
 	m, dlq := b.sendBackMessage(&orig, h)
 	res, err := b.storeSentBack(ctx, m, dlq)
-	if err != nil && !dlq && !errors.Is(err, store.ErrWriteFailed) && !errors.Is(err, store.ErrFlushTimeout) && ctx.Err() == nil {
+	if !dlq && (errors.Is(err, store.ErrMessageTooLarge) || errors.Is(err, store.ErrBadMessage)) {
 		// The retry copy cannot be stored (it grew past a limit with the
 		// retry properties, say): park the message in the DLQ instead.
 		b.opts.Logger.Warn("retry copy refused; moving the message to the dead-letter queue", "group", h.group, "offset", h.offset, "err", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -270,6 +271,7 @@ func TestEndErrorCodes(t *testing.T) {
 		{fmt.Errorf("x: %w", store.ErrFlushTimeout), remoting.RespFlushDiskTimeout},
 		{fmt.Errorf("x: %w", store.ErrWriteFailed), remoting.RespServiceNotAvailable},
 		{txn.ErrClosed, remoting.RespServiceNotAvailable},
+		{fmt.Errorf("x: %w: %w", store.ErrSegmentNotReady, syscall.ENOSPC), remoting.RespServiceNotAvailable},
 		{errors.New("pebble: read failed"), remoting.RespServiceNotAvailable},
 	} {
 		if got := endErrorCode(tc.err); got != tc.code {

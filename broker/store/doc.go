@@ -40,9 +40,14 @@
 // (zeros over zeros: past the log's end a segment holds nothing else), so
 // the kernel never reads a page from disk to complete a partial one. At the roll the writer renames it into place
 // and syncs the directory; if it is not ready the writer waits for it
-// (the rest is written unpaced), and if its preparation failed (a full
-// disk) the writer prepares it itself once more, and fails the appends if
-// that fails too. Open zero-fills the active segment itself when it is new
+// (the rest is written unpaced). A preparation that fails (a full disk,
+// an I/O error) is tried again, unpaced, 0.1 s later, then at doubling
+// intervals up to 5 s, until one succeeds; meanwhile the appends that
+// would go into the segment are refused with [ErrSegmentNotReady] before
+// they take offsets, so the store stays writable and the log has no hole
+// when appends resume. (Appends assigned offsets in the segment before its
+// first attempt failed make the writer try once more itself and fail them,
+// and the store, if that fails too.) Open zero-fills the active segment itself when it is new
 // (a fresh store pays for one whole segment at its first Open: 1 to 3 s
 // for the default 1 GiB on the disk the benchmarks ran on), and removes
 // any half-prepared file a crash left.
@@ -185,7 +190,7 @@
 // to the end of the log when asked: the broker holds the delay scheduler's
 // undelivered messages, and the transaction service moves open
 // transactions' half messages. Neither age nor a full disk removes them
-// (a disk that fills then refuses appends instead). A held segment due for
+// (a disk that fills then refuses appends instead, see above). A held segment due for
 // removal is logged once. With Options.DeferRetention retention waits for
 // [Store.StartRetention], so that the holds are there before it first runs.
 //

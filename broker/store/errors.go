@@ -20,6 +20,14 @@ var (
 	// the dirty pages, so a retry that succeeds proves nothing. Readers
 	// keep working; the next Open recovers from the last good checkpoint.
 	ErrWriteFailed = errors.New("store: write failed; store is read-only")
+	// ErrSegmentNotReady means an append would start the next commit-log
+	// segment and that segment's file could not be made (a full disk, an
+	// I/O error; the cause is wrapped). The append was refused before it
+	// took an offset: nothing of it was written and the store is not
+	// failed. Every refusal starts another attempt, and appends into the
+	// new segment go on once one succeeds (retention or an operator freed
+	// space).
+	ErrSegmentNotReady = errors.New("store: next commit-log segment cannot be made")
 	// ErrFlushTimeout means a SyncFlush append was not fsynced within
 	// SyncFlushTimeout. The record may still become durable later.
 	ErrFlushTimeout = errors.New("store: sync flush timed out")

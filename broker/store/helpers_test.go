@@ -202,6 +202,18 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// preparationFailure is the error of the last failed attempt to prepare
+// the segment after the last, or nil.
+func preparationFailure(s *Store) error {
+	s.log.prepMu.Lock()
+	p := s.log.next
+	s.log.prepMu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.failure()
+}
+
 // preparationEnded reports whether the preparation of the segment after
 // the last has ended, and how.
 func preparationEnded(s *Store) (bool, error) {

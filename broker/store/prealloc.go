@@ -6,7 +6,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
+	"time"
 )
 
 // prepSuffix names a segment file while it is being prepared. Open removes
@@ -116,6 +118,25 @@ type preparation struct {
 	done  chan struct{} // closed once f or err is set
 	f     file
 	err   error
+
+	// failed is the error of the last failed attempt, until one succeeds
+	// (see prepareLoop).
+	failMu sync.Mutex
+	failed error
+}
+
+// failure is the error of p's last failed attempt, or nil if none failed
+// or one has succeeded since.
+func (p *preparation) failure() error {
+	p.failMu.Lock()
+	defer p.failMu.Unlock()
+	return p.failed
+}
+
+func (p *preparation) setFailure(err error) {
+	p.failMu.Lock()
+	p.failed = err
+	p.failMu.Unlock()
 }
 
 // discard waits for the preparation to end and removes its file.
@@ -214,6 +235,14 @@ func (c *commitLog) roll(base int64) (*segment, error) {
 	return s, nil
 }
 
+// Retries of a failed preparation (see prepareLoop): the first after
+// prepRetryMin, each later one after twice the wait before it, up to
+// prepRetryMax.
+const (
+	prepRetryMin = 100 * time.Millisecond
+	prepRetryMax = 5 * time.Second
+)
+
 // startPrepare starts a goroutine preparing the segment at base.
 func (c *commitLog) startPrepare(base int64) {
 	p := &preparation{base: base, path: filepath.Join(c.dir, segmentName(base)+prepSuffix),
@@ -225,8 +254,65 @@ func (c *commitLog) startPrepare(base int64) {
 	go func() {
 		defer c.prepWG.Done()
 		defer close(p.done)
-		p.f, p.err = c.prepare(p.path, func(upTo int64) (bool, error) { return c.pace(p, upTo) })
+		c.prepareLoop(p)
 	}()
+}
+
+// prepareLoop prepares p's segment, paced (see pace), and when an attempt
+// fails (a full disk, an I/O error) tries again, unpaced, after a growing
+// wait, until one succeeds, the log closes, or the writer needs the
+// segment (it then tries once more itself). Meanwhile ready refuses the
+// appends that would go into the segment.
+func (c *commitLog) prepareLoop(p *preparation) {
+	pace := func(upTo int64) (bool, error) { return c.pace(p, upTo) }
+	for wait := prepRetryMin; ; wait = min(2*wait, prepRetryMax) {
+		p.f, p.err = c.prepare(p.path, pace)
+		if p.err == nil || errors.Is(p.err, errPrepareStopped) {
+			p.setFailure(nil)
+			return
+		}
+		p.setFailure(p.err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-p.hurry:
+			t.Stop()
+			return
+		case <-c.closing:
+			t.Stop()
+			return
+		}
+		// Appends wait for this attempt: no pacing, but stop when closed.
+		pace = func(int64) (bool, error) {
+			select {
+			case <-c.closing:
+				return false, errPrepareStopped
+			default:
+				return false, nil
+			}
+		}
+	}
+}
+
+// ready reports whether records may take offsets in the segment at base,
+// the one after the log's current end. It answers nil unless the last
+// attempt to prepare that segment failed and none has succeeded since:
+// then an error wrapping ErrSegmentNotReady and the cause. The appends it
+// refuses take no offset, so the log goes on without a hole once an
+// attempt succeeds (space was freed); without it the writer would meet
+// the failure itself, with the records' offsets handed out, and fail the
+// store for good.
+func (c *commitLog) ready(base int64) error {
+	c.prepMu.Lock()
+	p := c.next
+	c.prepMu.Unlock()
+	if p == nil || p.base != base {
+		return nil // the writer is rolling to it, or to one before it
+	}
+	if err := p.failure(); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrSegmentNotReady, segmentName(base), err)
+	}
+	return nil
 }
 
 // prepare makes a segment file at path: the recycled segment if one is

@@ -418,56 +418,81 @@ func TestRolloverUnderLoad(t *testing.T) {
 }
 
 // TestPreparationFailure fails the preparation of the next segment with a
-// full disk: a passing failure is retried when the log rolls; a lasting
-// one fails the append that needs the segment and makes the store
-// read-only, and every acknowledged record survives.
+// full disk. The appends that would start that segment are refused with
+// ErrSegmentNotReady, before they take offsets, and the store does not
+// fail: once the disk has room again the preparer's next attempt succeeds
+// and appends go on, and every acknowledged record survives a restart,
+// with queue offsets that leave no hole.
 func TestPreparationFailure(t *testing.T) {
-	for _, lasting := range []bool{false, true} {
-		t.Run(fmt.Sprintf("lasting=%v", lasting), func(t *testing.T) {
-			fs := &faultFS{}
-			o := testOptions(t, SyncFlush)
-			o.fs = fs
-			s := openStore(t, o)
-			fs.set(func(f *faultFS) { f.prepErr = syscall.ENOSPC })
-			var acked []AppendResult
-			for i := 0; s.MaxPhysicalOffset() < o.SegmentSize*3/4+4096; i++ {
-				acked = append(acked, mustAppend(t, s, bigMsg("full", 0, i, 2000)))
-			}
-			waitFor(t, "the preparation to fail", func() bool {
-				done, err := preparationEnded(s)
-				return done && errors.Is(err, syscall.ENOSPC)
-			})
-			if !lasting {
-				fs.set(func(f *faultFS) { f.prepErr = nil })
-			}
-			var err error
-			for i := len(acked); err == nil && s.MaxPhysicalOffset() < o.SegmentSize+4096; i++ {
-				var r AppendResult
-				if r, err = s.Append(context.Background(), bigMsg("full", 0, i, 2000)); err == nil {
-					acked = append(acked, r)
-				}
-			}
-			if lasting != (err != nil) {
-				t.Fatalf("append across the roll = %v, want an error: %v", err, lasting)
-			}
-			if lasting && (!errors.Is(err, ErrWriteFailed) || !errors.Is(err, syscall.ENOSPC)) {
-				t.Fatalf("append across the roll = %v, want ErrWriteFailed wrapping ENOSPC", err)
-			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-			o.fs = nil
-			s = openStore(t, o)
-			defer s.Close()
-			for _, a := range acked {
-				if _, err := s.ReadMessage(a.PhysicalOffset); err != nil {
-					t.Fatalf("acknowledged record at %d lost: %v", a.PhysicalOffset, err)
-				}
-			}
-			checkSegmentSizes(t, o.Dir, o.SegmentSize)
-			mustAppend(t, s, testMsg("full", 0, 0))
-		})
+	fs := &faultFS{}
+	o := testOptions(t, SyncFlush)
+	o.fs = fs
+	s := openStore(t, o)
+	fs.set(func(f *faultFS) { f.prepErr = syscall.ENOSPC })
+	var acked []AppendResult
+	for i := 0; s.MaxPhysicalOffset() < o.SegmentSize*3/4+4096; i++ {
+		acked = append(acked, mustAppend(t, s, bigMsg("full", 0, i, 2000)))
 	}
+	waitFor(t, "the preparation to fail", func() bool {
+		return errors.Is(preparationFailure(s), syscall.ENOSPC)
+	})
+	// Fill the active segment until an append would start the next one.
+	var err error
+	for err == nil {
+		var r AppendResult
+		if r, err = s.Append(context.Background(), bigMsg("full", 0, len(acked), 2000)); err == nil {
+			acked = append(acked, r)
+		}
+	}
+	if !errors.Is(err, ErrSegmentNotReady) || !errors.Is(err, syscall.ENOSPC) || errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("append into a segment that cannot be made = %v, want ErrSegmentNotReady wrapping ENOSPC, store not failed", err)
+	}
+	if s.MaxPhysicalOffset() >= o.SegmentSize {
+		t.Fatalf("log end %d: a refused append took room past the active segment (%d)", s.MaxPhysicalOffset(), o.SegmentSize)
+	}
+	for range 3 {
+		if _, err := s.Append(context.Background(), bigMsg("full", 0, len(acked), 2000)); !errors.Is(err, ErrSegmentNotReady) {
+			t.Fatalf("append again while the disk is full = %v, want ErrSegmentNotReady", err)
+		}
+	}
+
+	fs.set(func(f *faultFS) { f.prepErr = nil }) // room again
+	waitFor(t, "appends to resume", func() bool {
+		r, err := s.Append(context.Background(), bigMsg("full", 0, len(acked), 2000))
+		if err != nil && !errors.Is(err, ErrSegmentNotReady) {
+			t.Fatalf("append after the disk has room = %v", err)
+		}
+		if err == nil {
+			acked = append(acked, r)
+		}
+		return err == nil
+	})
+	for s.MaxPhysicalOffset() < o.SegmentSize*2+4096 {
+		acked = append(acked, mustAppend(t, s, bigMsg("full", 0, len(acked), 2000)))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o.fs = nil
+	s = openStore(t, o)
+	defer s.Close()
+	for i, a := range acked {
+		if a.QueueOffset != int64(i) {
+			t.Fatalf("acknowledged record %d has queue offset %d: a refused append took one", i, a.QueueOffset)
+		}
+		m, err := s.ReadMessage(a.PhysicalOffset)
+		if err != nil {
+			t.Fatalf("acknowledged record at %d lost: %v", a.PhysicalOffset, err)
+		}
+		if want := bigMsg("full", 0, i, 2000).Body; !bytes.Equal(m.Body, want) {
+			t.Fatalf("record %d at %d: wrong body", i, a.PhysicalOffset)
+		}
+	}
+	got := readAll(t, s, "full", 0)
+	if len(got) != len(acked) {
+		t.Fatalf("queue holds %d records after the restart, want %d", len(got), len(acked))
+	}
+	checkSegmentSizes(t, o.Dir, o.SegmentSize)
 }
 
 // TestOpenFailsWhenActiveSegmentCannotBePrepared: a fresh store on a full

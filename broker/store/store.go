@@ -405,12 +405,14 @@ func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, er
 	if len(msgs) > len(small) {
 		sizes = make([]int, 0, len(msgs))
 	}
+	total := int64(0)
 	for _, m := range msgs {
 		n, err := s.checkMessage(m)
 		if err != nil {
 			return ticket{}, err
 		}
 		sizes = append(sizes, n)
+		total += int64(n)
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -422,8 +424,20 @@ func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, er
 		s.mu.Unlock()
 		return ticket{}, err
 	}
-	now := s.opts.Now().UnixMilli()
 	segSize := s.opts.SegmentSize
+	if in := s.next % segSize; in == 0 || in+total+message.BlankHeaderSize > segSize {
+		// These records may start a segment: refuse them, before they take
+		// offsets, if it cannot be made.
+		base := s.next - in
+		if in != 0 {
+			base += segSize
+		}
+		if err := s.log.ready(base); err != nil {
+			s.mu.Unlock()
+			return ticket{}, err
+		}
+	}
+	now := s.opts.Now().UnixMilli()
 	for i, m := range msgs {
 		size := int64(sizes[i])
 		if room := segSize - s.next%segSize; size+message.BlankHeaderSize > room {
