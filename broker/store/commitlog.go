@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -52,6 +53,8 @@ type commitLog struct {
 	prepWG   sync.WaitGroup
 	prepMu   sync.Mutex
 	next     *preparation // the segment after the last, being prepared
+	// logger hears of failed segment preparations (set before the first).
+	logger *slog.Logger
 	// recycleMu serialises taking and leaving the recycled segment file
 	// (retention leaves one, a preparation takes it).
 	recycleMu sync.Mutex
@@ -71,7 +74,7 @@ func openCommitLog(dir string, segSize int64, fs fileSystem, zeroFill bool) (*co
 	if err != nil {
 		return nil, err
 	}
-	c := &commitLog{dir: dir, segSize: segSize, fs: fs, zeroFill: zeroFill,
+	c := &commitLog{dir: dir, segSize: segSize, fs: fs, zeroFill: zeroFill, logger: slog.Default(),
 		progress: make(chan struct{}, 1), closing: make(chan struct{})}
 	c.wantTip.Store(math.MaxInt64)
 	var bases []int64

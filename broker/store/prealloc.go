@@ -268,10 +268,15 @@ func (c *commitLog) prepareLoop(p *preparation) {
 	for wait := prepRetryMin; ; wait = min(2*wait, prepRetryMax) {
 		p.f, p.err = c.prepare(p.path, pace)
 		if p.err == nil || errors.Is(p.err, errPrepareStopped) {
+			if p.failure() != nil && p.err == nil {
+				c.logger.Info("next commit-log segment made; appends into it go on", "segment", segmentName(p.base))
+			}
 			p.setFailure(nil)
 			return
 		}
 		p.setFailure(p.err)
+		c.logger.Error("cannot make the next commit-log segment; appends that need it are refused until it can be made",
+			"segment", segmentName(p.base), "err", p.err, "retryIn", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -248,6 +248,7 @@ func Open(opts Options) (*Store, error) {
 	if s.log, err = openCommitLog(filepath.Join(opts.Dir, "commitlog"), opts.SegmentSize, opts.fs, opts.FlushType == SyncFlush); err != nil {
 		return nil, err
 	}
+	s.log.logger = opts.Logger
 	if s.cqs, err = openQueueTable(filepath.Join(opts.Dir, "consumequeue"), opts.QueueEntriesPerFile, opts.fs); err != nil {
 		s.log.close()
 		return nil, err
