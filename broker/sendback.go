@@ -59,6 +59,11 @@ func (b *Broker) storeSentBack(ctx context.Context, m *message.Message, dlq bool
 	return res, err
 }
 
+// errNoRetryTopic marks a send-back for a legal group whose name is too
+// long for %RETRY%<group> (the clients allow 255 characters, a topic 127):
+// there is nowhere to store the copy.
+var errNoRetryTopic = errors.New("the group's name is too long for a retry topic")
+
 // registerSendBack handles CONSUMER_SEND_MSG_BACK.
 func (b *Broker) registerSendBack(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqConsumerSendMsgBack, b.handleSendBack)
@@ -73,8 +78,11 @@ func parseSendBackHeader(req *remoting.Command) (sendBackHeader, error) {
 	if h.group == "" {
 		return h, errors.New("group is missing")
 	}
-	if err := message.ValidateTopic(RetryTopic(h.group)); err != nil { // the longer of %RETRY% and %DLQ%
+	if err := message.ValidateGroup(h.group); err != nil {
 		return h, fmt.Errorf("group %q: %w", h.group, err)
+	}
+	if err := message.ValidateTopic(RetryTopic(h.group)); err != nil { // the longer of %RETRY% and %DLQ%
+		return h, fmt.Errorf("%w: group %q: %v", errNoRetryTopic, h.group, err)
 	}
 	if v := req.Ext("delayLevel"); v != "" {
 		if h.delayLevel, err = strconv.Atoi(v); err != nil {
@@ -159,6 +167,15 @@ func (b *Broker) sendBackMessage(e *message.Ext, h sendBackHeader) (*message.Mes
 // error makes it retry (and the Java client re-sends through its producer).
 func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	h, err := parseSendBackHeader(req)
+	if errors.Is(err, errNoRetryTopic) {
+		// Not the client's mistake, and an answer would lose the message
+		// (the Go client acknowledges it whatever the code): close the
+		// connection, so that it consumes the message again itself.
+		b.opts.Logger.Error("send-back not stored: the group has no retry topic; closing the connection so the client retries",
+			"remote", conn.RemoteAddr(), "group", h.group, "err", err)
+		conn.Close()
+		return nil
+	}
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}

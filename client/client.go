@@ -40,6 +40,11 @@ type Client struct {
 	closers   []closer                       // run first by Close, last added first
 	closerSeq uint64                         // ids of closers
 
+	// left maps a consumer group to leaveSeq at its consumer's last
+	// UNREGISTER_CLIENT (heartbeat.go); guarded by groupsMu.
+	left     map[string]uint64
+	leaveSeq uint64
+
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // background loops
@@ -86,6 +91,7 @@ func New(opts Options) (*Client, error) {
 		routes:    newRouteTable(),
 		producers: map[string]checkEntry{},
 		consumers: map[string]func() consumerData{},
+		left:      map[string]uint64{},
 		hbKick:    make(chan struct{}, 1),
 		ctx:       ctx,
 		cancel:    cancel,

@@ -265,6 +265,7 @@ func (pc *PushConsumer) Close() error {
 		pc.unlockQueues(ctx, pc.queueList())
 	}
 	pc.unregisterClient(ctx)
+	pc.c.consumerLeft(pc.opts.Group)
 	pc.c.pushers.remove(pc)
 	pc.dropCloser()
 	return err

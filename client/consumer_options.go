@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,8 @@ import (
 // Consumer defaults, RocketMQ's where it has one.
 const (
 	// DefaultMaxReconsumeTimes is how often a failed message is retried
-	// before it goes to the group's dead-letter queue (16).
+	// before it goes to the group's dead-letter queue (16). Orderly
+	// consumers default to no limit (math.MaxInt32), as RocketMQ's.
 	DefaultMaxReconsumeTimes = 16
 	// DefaultPullBatchSize is pullBatchSize, the messages one pull asks
 	// for (32, the broker's cap as well).
@@ -143,7 +145,8 @@ type ConsumerOptions struct {
 	// order. In clustering mode the queues are locked on the broker
 	// (LOCK_BATCH_MQ) so that one member at a time consumes each. A failed
 	// message is retried on the spot, after SuspendInterval, up to
-	// MaxReconsumeTimes times, and then moved to %DLQ%<group>.
+	// MaxReconsumeTimes times (by default without limit), and then moved
+	// to %DLQ%<group>.
 	Orderly bool
 	// FromWhere is where a queue with no committed offset starts.
 	// Default ConsumeFromLast.
@@ -153,7 +156,10 @@ type ConsumerOptions struct {
 	ConsumeTimestamp time.Time
 	// MaxReconsumeTimes is how often a failed message is consumed again
 	// before it goes to the dead-letter queue %DLQ%<group> (broadcasting:
-	// before it is dropped, with a warning). Default 16.
+	// before it is dropped, with a warning). Default 16; for an Orderly
+	// consumer no limit (math.MaxInt32), as RocketMQ's: the failed message
+	// holds its queue until it succeeds, and the messages behind it never
+	// overtake it.
 	MaxReconsumeTimes int
 	// PullBatchSize is how many messages one pull asks for. Default 32
 	// (the broker's limit).
@@ -226,6 +232,9 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 		if *v == 0 {
 			*v = d
 		}
+	}
+	if o.Orderly && o.MaxReconsumeTimes == 0 {
+		o.MaxReconsumeTimes = math.MaxInt32 // RocketMQ: -1 means no limit when orderly
 	}
 	def(&o.MaxReconsumeTimes, DefaultMaxReconsumeTimes)
 	def(&o.PullBatchSize, DefaultPullBatchSize)

@@ -215,3 +215,30 @@ func TestOrderlyStopsWhenLockRenewalRefused(t *testing.T) {
 		return true
 	})
 }
+
+// As RocketMQ's orderly consumers (maxReconsumeTimes -1 means no limit
+// when orderly), an orderly consumer left at the default MaxReconsumeTimes
+// retries a failing message in place until it succeeds: giving it up to
+// the dead-letter queue after 16 tries would let the messages behind it
+// overtake it, breaking its key's order, after a short outage.
+func TestOrderlyDefaultRetriesWithoutLimit(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("ledger"), uniq("og")
+	sendKeyed(t, p, topic, []string{"k0"}, 0, 3)
+	log := newOrderlyLog()
+	h := log.handler(func(body string, times int32) bool { return body == "k0-1" && times < 20 })
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
+		FromWhere: ConsumeFromFirst, SuspendInterval: 5 * time.Millisecond}, topic, "*", h)
+	waitFor(t, "every message consumed", func() bool {
+		done, _, _ := log.snapshot()
+		return len(done["k0"]) == 3 || len(cl.stored(t, DLQTopic(group))) > 0
+	})
+	done, times, _ := log.snapshot()
+	if dlq := cl.stored(t, DLQTopic(group)); len(dlq) > 0 {
+		t.Fatalf("%q went to the dead-letter queue after %d tries; acknowledged %v", dlq[0].Body, len(times["k0-1"]), done["k0"])
+	}
+	if !slices.Equal(done["k0"], []int{0, 1, 2}) || len(times["k0-1"]) != 21 {
+		t.Fatalf("acknowledged %v, k0-1 tried %d times", done["k0"], len(times["k0-1"]))
+	}
+}

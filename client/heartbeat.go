@@ -91,7 +91,11 @@ func (c *Client) unregisterProducerGroup(group string) {
 // producers do at shutdown: a broker would otherwise send it check-backs,
 // counted against the half messages' check limit, until the group expires
 // there. Only open connections carry a registration.
-func (c *Client) leaveProducerGroup(group string) {
+func (c *Client) leaveProducerGroup(group string) { c.leaveGroup("producerGroup", group) }
+
+// leaveGroup sends UNREGISTER_CLIENT for a producer or consumer group
+// (field is its ext field) over the open broker connections.
+func (c *Client) leaveGroup(field, group string) {
 	for _, addr := range c.routes.brokerAddrs(true) {
 		conn := c.pool.open(addr)
 		if conn == nil {
@@ -99,13 +103,13 @@ func (c *Client) leaveProducerGroup(group string) {
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.RequestTimeout)
 		resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqUnregisterClient,
-			map[string]string{"clientID": c.id, "producerGroup": group}))
+			map[string]string{"clientID": c.id, field: group}))
 		cancel()
 		if err == nil && resp.Code != remoting.RespSuccess {
 			err = &BrokerError{Op: "UNREGISTER_CLIENT", Addr: addr, Code: resp.Code, Remark: resp.Remark}
 		}
 		if err != nil {
-			c.log.Debug("client: unregister producer failed", "broker", addr, "group", group, "err", err)
+			c.log.Debug("client: unregister failed", "broker", addr, field, group, "err", err)
 		}
 	}
 }
@@ -135,9 +139,29 @@ func (c *Client) unregisterConsumerGroup(group string) {
 	delete(c.consumers, group)
 }
 
-// heartbeatBody returns the current heartbeat, sorted by group.
-func (c *Client) heartbeatBody() heartbeatData {
+// consumerLeft records that a closing consumer of group sent its
+// UNREGISTER_CLIENT.
+func (c *Client) consumerLeft(group string) {
 	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	c.leaveSeq++
+	c.left[group] = c.leaveSeq
+}
+
+// leftSince reports whether group's consumer sent its UNREGISTER_CLIENT
+// after leaveSeq was mark, and no consumer of the group registered since.
+func (c *Client) leftSince(group string, mark uint64) bool {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	_, again := c.consumers[group]
+	return c.left[group] > mark && !again
+}
+
+// heartbeatBody returns the current heartbeat, sorted by group, and
+// leaveSeq at the time.
+func (c *Client) heartbeatBody() (heartbeatData, uint64) {
+	c.groupsMu.Lock()
+	mark := c.leaveSeq
 	producers := make([]string, 0, len(c.producers))
 	for g := range c.producers {
 		producers = append(producers, g)
@@ -158,7 +182,7 @@ func (c *Client) heartbeatBody() heartbeatData {
 		hb.ConsumerDataSet = append(hb.ConsumerDataSet, d)
 	}
 	sort.Slice(hb.ConsumerDataSet, func(i, j int) bool { return hb.ConsumerDataSet[i].GroupName < hb.ConsumerDataSet[j].GroupName })
-	return hb
+	return hb, mark
 }
 
 // kickHeartbeat asks the heartbeat loop for a round now. It does not block.
@@ -191,7 +215,7 @@ func (c *Client) heartbeatLoop(ctx context.Context) {
 // registered. It returns the failures joined; nothing is sent when no
 // group is registered.
 func (c *Client) heartbeatNow(ctx context.Context) error {
-	hb := c.heartbeatBody()
+	hb, mark := c.heartbeatBody()
 	if len(hb.ProducerDataSet) == 0 {
 		c.routes.setCluster(nil) // the cluster's brokers are no longer needed
 	}
@@ -222,7 +246,7 @@ func (c *Client) heartbeatNow(ctx context.Context) error {
 			break
 		}
 	}
-	// A producer group closed while this round was under way: its
+	// A group closed while this round was under way: its
 	// UNREGISTER_CLIENT may have reached a broker before this heartbeat
 	// (built earlier, naming the group) did, registering it again there.
 	// Unregister it again, now that every broker has handled the heartbeat.
@@ -232,6 +256,14 @@ func (c *Client) heartbeatNow(ctx context.Context) error {
 		c.groupsMu.Unlock()
 		if !still && ctx.Err() == nil {
 			c.leaveProducerGroup(p.GroupName)
+		}
+	}
+	// A consumer group only once its consumer's own UNREGISTER_CLIENT went
+	// out (Close sends it after its last offset commit): sooner would hand
+	// its queues to the other members early.
+	for _, d := range hb.ConsumerDataSet {
+		if c.leftSince(d.GroupName, mark) && ctx.Err() == nil {
+			c.leaveGroup("consumerGroup", d.GroupName)
 		}
 	}
 	return errors.Join(errs...)

@@ -55,12 +55,19 @@ func startGated(t *testing.T) *gatedBroker {
 		for _, p := range hb.ProducerDataSet {
 			g.log = append(g.log, "beat "+p.GroupName)
 		}
+		for _, c := range hb.ConsumerDataSet {
+			g.log = append(g.log, "beat "+c.GroupName)
+		}
 		g.mu.Unlock()
 		return remoting.NewResponse(req, remoting.RespSuccess, "")
 	})
 	mux.HandleFunc(remoting.ReqUnregisterClient, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 		g.mu.Lock()
-		g.log = append(g.log, "unregister "+req.Ext("producerGroup"))
+		for _, group := range []string{req.Ext("producerGroup"), req.Ext("consumerGroup")} {
+			if group != "" {
+				g.log = append(g.log, "unregister "+group)
+			}
+		}
 		g.mu.Unlock()
 		return remoting.NewResponse(req, remoting.RespSuccess, "")
 	})
@@ -120,5 +127,61 @@ func TestUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 		ev := g.events()
 		i := slices.Index(ev, "unregister pg-closing")
 		return i >= 0 && slices.Contains(ev[i+1:], "beat pg-closing") && last == "unregister pg-closing"
+	})
+}
+
+// The same for a push consumer: a heartbeat round that built its body
+// before PushConsumer.Close removed the group, and reaches the broker after
+// Close's UNREGISTER_CLIENT, would make this client a member of the group
+// again there until it expires (120 s), and the other members would leave
+// the queues they allot it unconsumed meanwhile.
+func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
+	g := startGated(t)
+	c := newClient(t, g.addr, nil)
+	// A producer group makes each heartbeat round look the brokers up after
+	// it built its body: where the gate holds it.
+	listener := CheckListenerFunc(func(context.Context, *CheckRequest) TransactionState { return Unknown })
+	newProducer(t, c, ProducerOptions{Group: "pg-staying", CheckListener: listener})
+	pc, err := c.NewPushConsumer(ConsumerOptions{Group: "cg-closing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe("gated-topic", "*", func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a heartbeat naming cg-closing", func() bool { return slices.Contains(g.events(), "beat cg-closing") })
+
+	g.mu.Lock()
+	gate, entered := make(chan struct{}), make(chan struct{})
+	g.gate, g.entered = gate, entered
+	g.mu.Unlock()
+	c.kickHeartbeat()
+	select {
+	case <-entered: // the round has built its body, cg-closing in it
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat round started")
+	}
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the broker got, in order: %v", g.events())
+		}
+	})
+	waitFor(t, "the broker's last word on cg-closing to be its UNREGISTER_CLIENT", func() bool {
+		var last string
+		ev := g.events()
+		for _, e := range ev {
+			if e == "beat cg-closing" || e == "unregister cg-closing" {
+				last = e
+			}
+		}
+		i := slices.Index(ev, "unregister cg-closing")
+		return i >= 0 && slices.Contains(ev[i+1:], "beat cg-closing") && last == "unregister cg-closing"
 	})
 }

@@ -1,0 +1,231 @@
+package compat
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+
+	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// queueMsgs decodes every message of topic/qid on the cluster's broker.
+func queueMsgs(t *testing.T, c *cluster, topic string, qid int32) []message.Ext {
+	t.Helper()
+	r, err := c.b.Store().GetMessages(topic, qid, 0, store.GetOptions{MaxMessages: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := message.DecodeAll(r.Records)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+// TestRetriedMessageAsTheGoClientSeesIt: a message the official client
+// fails twice comes back through %RETRY%<group> with its own topic, id,
+// keys and tag, a growing reconsume count and the retry properties
+// (ORIGIN_MESSAGE_ID, RETRY_TOPIC, REAL_TOPIC, REAL_QID) RocketMQ sets.
+func TestRetriedMessageAsTheGoClientSeesIt(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("rs"), uniq("rsg")
+	var mu sync.Mutex
+	var seen []*primitive.MessageExt
+	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, ms...)
+			if len(seen) < 3 {
+				return consumer.ConsumeRetryLater, nil
+			}
+			return consumer.ConsumeSuccess, nil
+		})
+	defer pc.Shutdown()
+	m := primitive.NewMessage(topic, []byte("r"))
+	m.WithTag("TagR")
+	m.WithKeys([]string{"k1"})
+	res, err := p.SendSync(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "3 deliveries", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) >= 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, e := range seen[:3] {
+		if e.Topic != topic || e.MsgId != res.MsgID || e.GetTags() != "TagR" || e.GetKeys() != "k1" || e.ReconsumeTimes != int32(i) {
+			t.Errorf("delivery %d: topic %q msgId %q tags %q keys %q reconsumeTimes %d", i, e.Topic, e.MsgId, e.GetTags(), e.GetKeys(), e.ReconsumeTimes)
+		}
+		if i == 0 {
+			continue
+		}
+		for name, want := range map[string]string{
+			"ORIGIN_MESSAGE_ID": res.OffsetMsgID,
+			"RETRY_TOPIC":       topic,
+			"REAL_TOPIC":        "%RETRY%" + group,
+			"REAL_QID":          "0",
+		} {
+			if got := e.GetProperty(name); got != want {
+				t.Errorf("delivery %d: %s = %q, want %q", i, name, got, want)
+			}
+		}
+	}
+}
+
+// TestOrderlyGoClientFailureSuspendsThenDeadLetters: the official orderly
+// consumer retries a failing message on the spot (no send-back, the queue
+// waits), and past maxReconsumeTimes sends it back with delay level -1:
+// it lands in %DLQ%<group>, and the queue goes on to the next message.
+func TestOrderlyGoClientFailureSuspendsThenDeadLetters(t *testing.T) {
+	c := startCluster(t)
+	topic, group := uniq("ors"), uniq("orsg")
+	var mu sync.Mutex
+	var order []string
+	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, true,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range ms {
+				order = append(order, string(m.Body)+":"+strconv.Itoa(int(m.ReconsumeTimes)))
+				if string(m.Body) == "poison" {
+					return consumer.SuspendCurrentQueueAMoment, nil
+				}
+			}
+			return consumer.ConsumeSuccess, nil
+		}, consumer.WithMaxReconsumeTimes(2), consumer.WithSuspendCurrentQueueTimeMillis(100*time.Millisecond))
+	defer pc.Shutdown()
+	hp, err := rocketmq.NewProducer(producer.WithNsResolver(c.resolver()), producer.WithGroupName(uniq("opg")),
+		producer.WithInstanceName(uniq("opi")), producer.WithQueueSelector(producer.NewHashQueueSelector()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer hp.Shutdown()
+	for _, b := range []string{"poison", "after"} {
+		m := primitive.NewMessage(topic, []byte(b))
+		m.WithShardingKey("k")
+		if _, err := hp.SendSync(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dlq := "%DLQ%" + group
+	waitFor(t, 60*time.Second, "poison in "+dlq, func() bool { _, hi := c.b.Store().QueueBounds(dlq, 0); return hi == 1 })
+	waitFor(t, 30*time.Second, "the next message", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) > 0 && order[len(order)-1] == "after:0"
+	})
+	mu.Lock()
+	// The Go client gives up once reconsumeTimes passes the limit (2).
+	if want := []string{"poison:0", "poison:1", "poison:2", "poison:3", "after:0"}; !slices.Equal(order, want) {
+		t.Errorf("deliveries %v, want %v", order, want)
+	}
+	mu.Unlock()
+	if _, hi := c.b.Store().QueueBounds("%RETRY%"+group, 0); hi != 0 {
+		t.Fatalf("the orderly consumer's failure went through the retry topic (%d messages)", hi)
+	}
+	d := queueMsgs(t, c, dlq, 0)[0]
+	if string(d.Body) != "poison" || d.Property("RETRY_TOPIC") != topic || d.Property("ORIGIN_MESSAGE_ID") == "" {
+		t.Fatalf("DLQ message %q RETRY_TOPIC %q ORIGIN_MESSAGE_ID %q", d.Body, d.Property("RETRY_TOPIC"), d.Property("ORIGIN_MESSAGE_ID"))
+	}
+}
+
+// TestBroadcastingGoClientCommitsNothing: a broadcasting member keeps its
+// offsets itself; the broker holds none for its group.
+func TestBroadcastingGoClientCommitsNothing(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("bcn"), uniq("bcng")
+	got := newReceived()
+	pc := newPushConsumer(t, c, group, topic, consumer.BroadCasting, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			got.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		})
+	for i := 0; i < 10; i++ {
+		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("m"+strconv.Itoa(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "all 10", func() bool { return got.distinct() == 10 })
+	pc.Shutdown()
+	if n := committed(t, c.b.Addr(), group, topic); n != 0 {
+		t.Fatalf("the broker holds offsets summing to %d for a broadcasting group", n)
+	}
+}
+
+// TestLongGroupFailedMessageIsNotLost: a group name the client accepts
+// (up to 255 characters) but too long for %RETRY%<group> (a topic has at
+// most 127) has no retry topic. A message its handler fails must still be
+// consumed again: the official client takes any answer to a send-back as
+// "stored" and acknowledges the message, so an error answer loses it.
+func TestLongGroupFailedMessageIsNotLost(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic := uniq("lg")
+	group := uniq("lgg") + "-" + strings.Repeat("g", 180)
+	var mu sync.Mutex
+	calls := 0
+	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls == 1 {
+				return consumer.ConsumeRetryLater, nil
+			}
+			return consumer.ConsumeSuccess, nil
+		})
+	defer pc.Shutdown()
+	if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the first delivery", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 1 })
+	// The client consumes a message it could not send back again after 5 s.
+	waitFor(t, 30*time.Second, "the failed message consumed again", func() bool { mu.Lock(); defer mu.Unlock(); return calls >= 2 })
+}
+
+// TestDLQCanBeConsumed: %DLQ%<group> (one read-write queue, as current
+// RocketMQ) is routed and readable: an operator's consumer re-drives it.
+func TestDLQCanBeConsumed(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("dq"), uniq("dqg")
+	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			return consumer.ConsumeRetryLater, nil
+		}, consumer.WithMaxReconsumeTimes(0))
+	defer pc.Shutdown()
+	res, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("dead")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq := "%DLQ%" + group
+	waitFor(t, 30*time.Second, "the message in "+dlq, func() bool { _, hi := c.b.Store().QueueBounds(dlq, 0); return hi == 1 })
+	got := newReceived()
+	rd := newPushConsumer(t, c, uniq("redrive"), dlq, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			got.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		})
+	defer rd.Shutdown()
+	waitFor(t, 30*time.Second, "the dead letter re-driven", func() bool { return got.has("dead") })
+	got.mu.Lock()
+	defer got.mu.Unlock()
+	if e := got.exts[0]; e.MsgId != res.MsgID || e.GetProperty("RETRY_TOPIC") != topic || e.GetProperty("ORIGIN_MESSAGE_ID") != res.OffsetMsgID {
+		t.Fatalf("dead letter id %s RETRY_TOPIC %q ORIGIN_MESSAGE_ID %q", e.MsgId, e.GetProperty("RETRY_TOPIC"), e.GetProperty("ORIGIN_MESSAGE_ID"))
+	}
+}
