@@ -24,9 +24,10 @@ var (
 	// segment and that segment's file could not be made (a full disk, an
 	// I/O error; the cause is wrapped). The append was refused before it
 	// took an offset: nothing of it was written and the store is not
-	// failed. Every refusal starts another attempt, and appends into the
-	// new segment go on once one succeeds (retention or an operator freed
-	// space).
+	// failed. The store tries again to make the segment (0.1 s after the
+	// first failure, then at doubling intervals up to 5 s), and appends
+	// into it go on once an attempt succeeds (retention or an operator
+	// freed space).
 	ErrSegmentNotReady = errors.New("store: next commit-log segment cannot be made")
 	// ErrFlushTimeout means a SyncFlush append was not fsynced within
 	// SyncFlushTimeout. The record may still become durable later.

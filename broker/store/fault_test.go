@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +25,7 @@ type faultFS struct {
 	writeErr  error
 	syncErr   error
 	prepErr   error         // fails the writes and allocation of a segment being prepared
+	prepFrom  int64         // prepErr spares the segments based below this
 	syncGate  chan struct{} // when set, commit-log Sync blocks until it is closed
 	syncCalls int
 	reads     int // commit-log reads
@@ -89,9 +92,16 @@ type faultFile struct {
 }
 
 // preparing reports whether f is a segment still being prepared (opened
-// under the temporary name, and not yet renamed to its segment name).
+// under the temporary name, and not yet renamed to its segment name) that
+// prepErr fails (based at prepFrom or later).
 func (f *faultFile) preparing() bool {
 	if !strings.HasSuffix(f.name, prepSuffix) {
+		return false
+	}
+	f.fs.mu.Lock()
+	from := f.fs.prepFrom
+	f.fs.mu.Unlock()
+	if base, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(f.name), prepSuffix), 10, 64); err == nil && base < from {
 		return false
 	}
 	_, err := os.Stat(f.name)

@@ -426,14 +426,12 @@ func (s *Store) enqueue(msgs []*message.Message, res []AppendResult) (ticket, er
 		return ticket{}, err
 	}
 	segSize := s.opts.SegmentSize
-	if in := s.next % segSize; in == 0 || in+total+message.BlankHeaderSize > segSize {
-		// These records may start a segment: refuse them, before they take
-		// offsets, if it cannot be made.
-		base := s.next - in
-		if in != 0 {
-			base += segSize
-		}
-		if err := s.log.ready(base); err != nil {
+	if in := s.next % segSize; in+total+message.BlankHeaderSize > segSize {
+		// These records may start the next segment: refuse them, before
+		// they take offsets, if it cannot be made. (The segment s.next is
+		// in exists, even when s.next is its start: only Open leaves the
+		// log's end there, and it makes that segment.)
+		if err := s.log.ready(s.next - in + segSize); err != nil {
 			s.mu.Unlock()
 			return ticket{}, err
 		}
