@@ -330,21 +330,21 @@ const rewriteChunk = 1 << 20
 // whatever the page cache held. Segments retention removed are skipped,
 // and so is what lies past the end of an older version's short file.
 // Each segment keeps its modification time: retention goes by it, and
-// bytes written back are no newer than they were.
-func (c *commitLog) rewrite(from, to int64) (err error) {
+// bytes written back are no newer than they were. (Where the time cannot
+// be set back, a file the broker may write but does not own, it is logged:
+// the segment is then kept a little longer, which harms nothing.)
+func (c *commitLog) rewrite(from, to int64) error {
 	var last *segment // the segment written to last, and its time
 	var lastMod time.Time
-	restore := func() error {
+	restore := func() {
 		if last == nil {
-			return nil
+			return
 		}
-		return os.Chtimes(last.path, time.Time{}, lastMod)
+		if err := os.Chtimes(last.path, time.Time{}, lastMod); err != nil {
+			c.logger.Warn("cannot set a rewritten commit-log segment's time back; retention keeps it longer", "segment", last.path, "err", err)
+		}
 	}
-	defer func() {
-		if e := restore(); err == nil {
-			err = e
-		}
-	}()
+	defer restore()
 	buf := make([]byte, min(c.segSize, rewriteChunk))
 	for off := max(from, c.minOffset()); off < to; {
 		segEnd := off - off%c.segSize + c.segSize
@@ -358,9 +358,7 @@ func (c *commitLog) rewrite(from, to int64) (err error) {
 			if err != nil {
 				return err
 			}
-			if err := restore(); err != nil {
-				return err
-			}
+			restore()
 			last, lastMod = sg, fi.ModTime()
 		}
 		k, err := sg.f.ReadAt(buf[:n], off-sg.base)
