@@ -60,12 +60,16 @@ func batchLen(ds []*delivered, n int) int {
 func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered) {
 	for tries := int32(0); ; tries++ {
 		ok := pc.callHandler(q, batch, tries)
-		<-pc.sem
 		if ok {
 			q.ack(batch)
+			// The slot is held through the commit: with SyncCommit the
+			// calls that ran but are not committed yet are the calls in
+			// flight, at most Concurrency of them.
 			pc.syncCommit(q)
+			<-pc.sem
 			return
 		}
+		<-pc.sem
 		if q.isDropped() {
 			// A rebalance gave the queue away: its new owner consumes the
 			// batch again from the committed offset. Sending it back too

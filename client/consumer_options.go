@@ -213,7 +213,8 @@ type ConsumerOptions struct {
 	// hand-over, Close) ask for the same. A crash of either side then
 	// delivers again at most the calls that were in flight. It costs a
 	// round trip, and on a halfback broker an fsync shared by concurrent
-	// commits, per call; the commits of different queues run at once. A
+	// commits, per call, during which a concurrent consumer's call keeps
+	// its Concurrency slot; the commits of different queues run at once. A
 	// failed commit is logged and retried every SuspendInterval before the
 	// queue goes on. An orderly queue a rebalance took away is not
 	// committed (its new owner's offset wins). Clustering only: Validate

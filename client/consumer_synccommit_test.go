@@ -180,6 +180,52 @@ func TestConcurrentSyncCommit(t *testing.T) {
 	}
 }
 
+// With SyncCommit and Concurrency 1 a concurrent consumer runs one call
+// at a time, and each call finds the offset after its queue's previous
+// call on the broker's disk, as an orderly consumer's does: a crash of
+// either side replays only the call in flight, not every call whose
+// commit had not finished.
+func TestConcurrentSyncCommitBeforeNextCall(t *testing.T) {
+	cl, dataDir := startSyncCluster(t)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("events"), uniq("cg")
+	bodies := sendN(t, p, topic, "e", "", 40)
+	cl.waitStored(t, topic, len(bodies))
+	var (
+		mu      sync.Mutex
+		seen    = map[int32]bool{} // queues that had a call
+		checked int
+		fails   []string
+	)
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		m := msgs[0]
+		onDisk, err := diskOffsets(dataDir, topic, group)
+		mu.Lock()
+		defer mu.Unlock()
+		off, found := onDisk[m.QueueID]
+		switch {
+		case err != nil:
+			fails = append(fails, fmt.Sprintf("read offsets: %v", err))
+		case !seen[m.QueueID]:
+		case !found || off != m.QueueOffset:
+			fails = append(fails, fmt.Sprintf("call of %s (queue %d offset %d): offset on disk %d (found %v), want %d",
+				m.Body, m.QueueID, m.QueueOffset, off, found, m.QueueOffset))
+		default:
+			checked++
+		}
+		seen[m.QueueID] = true
+		return ConsumeSuccess, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, SyncCommit: true, Concurrency: 1,
+		FromWhere: ConsumeFromFirst, PersistInterval: time.Hour}, topic, "*", h)
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(fails) > 0 {
+		t.Fatalf("%d of %d calls after a queue's first:\n%s", len(fails), len(fails)+checked, strings.Join(fails, "\n"))
+	}
+}
+
 // A handler whose queue a rebalance gives to another member sees its
 // context end (the new owner consumes the messages); closing the consumer
 // does not end it.

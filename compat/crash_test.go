@@ -19,6 +19,8 @@ import (
 
 	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/broker/txn"
+	"github.com/halfbackmq/halfback/delay"
 )
 
 const (
@@ -26,18 +28,33 @@ const (
 	childAddrEnv = "COMPAT_BROKER_ADDR"
 	childNsEnv   = "COMPAT_BROKER_NAMESRV"
 	childNameEnv = "COMPAT_BROKER_NAME"
+	// childShortEnv, when set, gives the child short delay levels and
+	// transaction check times (shortLevels, shortTxn).
+	childShortEnv = "COMPAT_BROKER_SHORT"
 )
+
+// shortLevels are the delay levels of a child started with childShortEnv:
+// a first retry (level 3) comes after 1 s.
+const shortLevels = "300ms 600ms 1s 1200ms 1500ms"
+
+var shortTxn = txn.Options{Timeout: 500 * time.Millisecond, CheckInterval: 500 * time.Millisecond}
 
 // runChildBroker serves a broker until killed; TestMain calls it in the
 // child process.
 func runChildBroker() {
-	b, err := broker.Open(broker.Options{
+	o := broker.Options{
 		Store:        store.Options{Dir: os.Getenv(childDirEnv), FlushType: store.SyncFlush, SegmentSize: 64 << 20},
 		ListenAddr:   os.Getenv(childAddrEnv),
 		NamesrvAddrs: []string{os.Getenv(childNsEnv)},
 		BrokerName:   os.Getenv(childNameEnv),
 		Logger:       quiet(),
-	})
+	}
+	if os.Getenv(childShortEnv) != "" {
+		o.Delay.Levels, _ = delay.ParseLevels(shortLevels)
+		o.Txn = shortTxn
+		o.RegisterInterval = time.Second
+	}
+	b, err := broker.Open(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child broker:", err)
 		os.Exit(2)
@@ -61,10 +78,11 @@ func freePort(t *testing.T) string {
 }
 
 // startChild starts the broker process and waits for its ready line.
-func startChild(t *testing.T, dir, addr, ns, name string) *exec.Cmd {
+func startChild(t *testing.T, dir, addr, ns, name string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childDirEnv+"="+dir, childAddrEnv+"="+addr, childNsEnv+"="+ns, childNameEnv+"="+name)
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func (l *localTxns) CheckLocalTransaction(m *primitive.MessageExt) primitive.Loc
 	return checkAnswer[string(m.Body)]
 }
 
-func newTxnProducer(t *testing.T, c *cluster, group string, l *localTxns) rocketmq.TransactionProducer {
+func newTxnProducer(t *testing.T, c *cluster, group string, l primitive.TransactionListener) rocketmq.TransactionProducer {
 	t.Helper()
 	p, err := rocketmq.NewTransactionProducer(l, producer.WithNsResolver(c.resolver()), producer.WithGroupName(group),
 		producer.WithInstanceName(uniq("ti")), producer.WithRetry(2), producer.WithSendMsgTimeout(5*time.Second))
