@@ -14,6 +14,8 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
 	"github.com/halfbackmq/halfback/delay"
+
+	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
 // fateTxns answers for transactional messages by their body's first
@@ -53,7 +55,7 @@ func TestOfficialClientDelayTxnRetrySurviveSIGKILL(t *testing.T) {
 	// the cluster's broker too, which is never killed (and has other
 	// delay levels).
 	c.b.Close()
-	dir, addr, name := t.TempDir(), freePort(t), uniq("killed")
+	dir, addr, name := t.TempDir(), testutil.FreeAddr(t), uniq("killed")
 	topic := uniq("kill-mix")
 	levels, _ := delay.ParseLevels(shortLevels)
 	child := startChild(t, dir, addr, c.nsAddr, name, childShortEnv+"=1")

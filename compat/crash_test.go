@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,6 +20,8 @@ import (
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
+
+	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
 const (
@@ -67,16 +68,6 @@ func runChildBroker() {
 	os.Exit(0)
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startChild starts the broker process and waits for its ready line.
 func startChild(t *testing.T, dir, addr, ns, name string, env ...string) *exec.Cmd {
 	t.Helper()
@@ -114,7 +105,7 @@ func startChild(t *testing.T, dir, addr, ns, name string, env ...string) *exec.C
 // everything: every message that got SEND_OK must arrive.
 func TestSendOKSurvivesSIGKILL(t *testing.T) {
 	c := startCluster(t) // its name server; its own broker just idles
-	dir, addr, name := t.TempDir(), freePort(t), uniq("killed")
+	dir, addr, name := t.TempDir(), testutil.FreeAddr(t), uniq("killed")
 	topic := uniq("kill")
 	p := newProducer(t, c)
 	var mu sync.Mutex

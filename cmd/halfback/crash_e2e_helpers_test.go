@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,17 +64,6 @@ type crashBroker struct {
 	done   chan struct{}
 }
 
-// freeAddr returns a loopback address with a port free now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startCrashBroker starts a broker child on a data directory of its own,
 // on addresses it keeps across restarts. extra are more HALFBACK_*
 // settings.
@@ -83,12 +71,12 @@ func startCrashBroker(t *testing.T, extra ...string) *crashBroker {
 	t.Helper()
 	clearEnv(t)
 	dir := t.TempDir()
-	cb := &crashBroker{t: t, dir: dir, nsAddr: freeAddr(t)}
+	cb := &crashBroker{t: t, dir: dir, nsAddr: testutil.FreeAddr(t)}
 	cb.env = append([]string{
 		crashE2EEnv + "=1",
 		"HALFBACK_STORE_DATADIR=" + dir,
 		"HALFBACK_STORE_SEGMENTSIZE=" + strconv.Itoa(16<<20),
-		"HALFBACK_BROKER_LISTENADDR=" + freeAddr(t),
+		"HALFBACK_BROKER_LISTENADDR=" + testutil.FreeAddr(t),
 		"HALFBACK_NAMESRV_LISTENADDR=" + cb.nsAddr,
 		"HALFBACK_BROKER_BROKERNAME=" + uniqName("crash"),
 		"HALFBACK_BROKER_DELAYLEVELS=" + crashE2ELevels,

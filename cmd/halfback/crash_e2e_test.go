@@ -305,7 +305,7 @@ func delayOf(t *testing.T, n int) time.Duration {
 // before a SIGKILL are delivered after the restart, at least once, and
 // none before its delay.
 func TestCrashE2EDelayLevelsSurviveSIGKILL(t *testing.T) {
-	cb := startCrashBroker(t, "HALFBACK_TELEMETRY_METRICSADDR="+freeAddr(t))
+	cb := startCrashBroker(t, "HALFBACK_TELEMETRY_METRICSADDR="+testutil.FreeAddr(t))
 	c := cb.client()
 	topic := uniqName("crash-delay")
 	p := newProducer(t, c, client.ProducerOptions{RetryTimes: -1})
@@ -406,7 +406,7 @@ func txnFate(id string) (commit, byEnd bool) {
 // back after the restart, by END_TRANSACTION or by the check-back: a
 // committed one is delivered (duplicates counted), a rolled-back one never.
 func TestCrashE2ETransactionsSurviveSIGKILL(t *testing.T) {
-	cb := startCrashBroker(t, "HALFBACK_TELEMETRY_METRICSADDR="+freeAddr(t))
+	cb := startCrashBroker(t, "HALFBACK_TELEMETRY_METRICSADDR="+testutil.FreeAddr(t))
 	c := cb.client()
 	topic := uniqName("crash-txn")
 	var checks sync.Map // id -> answers given

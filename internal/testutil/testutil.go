@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"net"
 	"testing"
 	"time"
 )
@@ -19,4 +20,17 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(PollInterval)
 	}
+}
+
+// FreeAddr returns a 127.0.0.1 address whose port was free a moment ago,
+// for a server (a child process, say) that must listen on an address
+// known before it starts and kept across its restarts.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
