@@ -14,7 +14,6 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
 	"github.com/halfbackmq/halfback/delay"
-
 	"github.com/halfbackmq/halfback/internal/testutil"
 )
 

@@ -20,7 +20,6 @@ import (
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
-
 	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
