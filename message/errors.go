@@ -26,6 +26,7 @@ var (
 	// ErrBadMessageID means a string is not a RocketMQ offset message id.
 	ErrBadMessageID = errors.New("message: malformed message id")
 	// ErrBadCompression means a body flagged FlagCompressed does not
-	// inflate (not zlib, truncated, or past MaxInflatedSize).
+	// inflate (not what its compression type says, truncated, or past
+	// MaxInflatedSize).
 	ErrBadCompression = errors.New("message: compressed body does not inflate")
 )

@@ -19,9 +19,10 @@
 // rocketmq.msgId) to tell them apart. A batch whose queue a rebalance
 // gives to another mirror is abandoned, uncommitted, for the new owner.
 //
-// A record's key is the message's first key (KEYS), so one order's events,
-// produced to one queue, stay in order in one Kafka partition (sarama's
-// murmur2 partitioner, as Kafka's Java client). One exception: when Kafka
+// A record's key is the message's sharding key, or its first key (KEYS)
+// when it has none, so one order's events, produced to one queue, stay in
+// order in one Kafka partition (sarama's murmur2 partitioner, as Kafka's
+// Java client). One exception: when Kafka
 // refuses requests for longer than sarama's own retries (about 2.5 s) and
 // then takes them again, sarama may have given up on a key's first records
 // and stored later ones; the mirror then sends the key's records again
@@ -38,8 +39,8 @@
 // and retries it with exponential back-off (Options.MinBackoff to
 // MaxBackoff), on the same producer (its idempotence then drops a record
 // Kafka stored but did not acknowledge) unless the producer is broken
-// (fenced, out of sequence); the queue's pulls stop once
-// its buffer is full, the group's lag grows on the broker (halfback mirror
+// (fenced, out of sequence); the queue's pulls stop once it holds two
+// batches (2 × Options.BatchSize messages), the group's lag grows on the broker (halfback mirror
 // status, and the broker's consumer lag metric), and the broker keeps
 // serving everyone else. A record Kafka can never take (larger than
 // Kafka.MaxMessageBytes, say) is logged with its message id, counted as

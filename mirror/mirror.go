@@ -140,6 +140,10 @@ func (m *Mirror) Start(ctx context.Context) error {
 		FromWhere:        from,
 		ConsumeBatchSize: m.opts.BatchSize,
 		PullBatchSize:    min(m.opts.BatchSize, client.DefaultPullBatchSize),
+		// A queue holds the batch being produced and the next one, not
+		// the client's default 1024 messages (of any size): while Kafka
+		// is down the mirror waits holding little.
+		PullThresholdForQueue: 2 * m.opts.BatchSize,
 		// A batch is never given up to the dead-letter queue: the handler
 		// retries it itself until Kafka takes it or the mirror stops.
 		MaxReconsumeTimes: math.MaxInt32,

@@ -194,6 +194,15 @@ func optErr(field, format string, args ...any) error {
 	return &OptionError{Field: field, Detail: fmt.Sprintf(format, args...)}
 }
 
+// systemTopics are the broker's topics (besides the rmq_sys_ and %
+// ones) that hold messages no consumer is meant to see: delayed messages
+// before they are due, half messages whose check-backs ran out, and
+// RocketMQ's internal ones.
+var systemTopics = map[string]bool{
+	"SCHEDULE_TOPIC_XXXX": true, "SCHEDULE_TOPIC_XXXX_V2": true, "TRANS_CHECK_MAX_TIME_TOPIC": true,
+	"TBW102": true, "SELF_TEST_TOPIC": true, "OFFSET_MOVED_EVENT": true,
+}
+
 // kafkaTopicRE is Kafka's legal topic name (at most 249 characters).
 var kafkaTopicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
@@ -275,7 +284,7 @@ func (o Options) validateTopics() error {
 		if err := message.ValidateTopic(t.RocketMQ); err != nil {
 			return optErr("Topics", "RocketMQ topic %q: %v", t.RocketMQ, err)
 		}
-		if strings.HasPrefix(t.RocketMQ, "%") || strings.HasPrefix(t.RocketMQ, "RMQ_SYS_") {
+		if strings.HasPrefix(t.RocketMQ, "%") || strings.HasPrefix(strings.ToLower(t.RocketMQ), "rmq_sys_") || systemTopics[t.RocketMQ] {
 			return optErr("Topics", "RocketMQ topic %q is a system, retry or dead-letter topic, which is not mirrored", t.RocketMQ)
 		}
 		if !kafkaTopicRE.MatchString(t.Kafka) || t.Kafka == "." || t.Kafka == ".." {

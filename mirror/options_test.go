@@ -93,6 +93,8 @@ func TestNewRefusesInvalidOptions(t *testing.T) {
 		{"half topic", "Topics", topics(mirror.TopicMapping{RocketMQ: "RMQ_SYS_TRANS_HALF_TOPIC", Kafka: "k"})},
 		{"retry topic", "Topics", topics(mirror.TopicMapping{RocketMQ: "%RETRY%group", Kafka: "k"})},
 		{"dead-letter topic", "Topics", topics(mirror.TopicMapping{RocketMQ: "%DLQ%group", Kafka: "k"})},
+		{"timer topic", "Topics", topics(mirror.TopicMapping{RocketMQ: "rmq_sys_wheel_timer", Kafka: "k"})},
+		{"half messages out of check-backs", "Topics", topics(mirror.TopicMapping{RocketMQ: "TRANS_CHECK_MAX_TIME_TOPIC", Kafka: "k"})},
 		{"Kafka topic with a space", "Topics", topics(mirror.TopicMapping{RocketMQ: "a", Kafka: "a b"})},
 		{"Kafka topic with a slash", "Topics", topics(mirror.TopicMapping{RocketMQ: "a", Kafka: "a/b"})},
 		{"Kafka topic .", "Topics", topics(mirror.TopicMapping{RocketMQ: "a", Kafka: "."})},

@@ -322,3 +322,43 @@ func TestRestampedRecordOverMaxMessageBytesIsSkipped(t *testing.T) {
 		t.Fatalf("stats %+v (record size %d, MaxMessageBytes %d), want the record rejected", s, size, size+extra/2)
 	}
 }
+
+// TestMirrorKeepsShardingKeyOrder sends each order's events with the
+// order id as the sharding key (which picks the RocketMQ queue and so the
+// order) and a key of the event's own (KEYS, for lookups, as RocketMQ's
+// ordered-message example does): every order's events must land in one
+// Kafka partition, in the order they were sent.
+func TestMirrorKeepsShardingKeyOrder(t *testing.T) {
+	st, c := startStack(t)
+	topic, ktopic := uniq("orders"), uniq("orders.kafka")
+	createTopic(t, st.Broker.Addr(), topic)
+	kc := startKafka(t, kfake.SeedTopics(6, ktopic))
+	startMirror(t, mirror.Options{Client: c, Group: uniq("mirror"),
+		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}}, Kafka: mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
+	r := readKafka(t, kc.ListenAddrs(), ktopic)
+	p := newProducer(t, c, client.ProducerOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const orders, events = 4, 8
+	var ids []string
+	for i := range orders * events {
+		order, n := fmt.Sprintf("order-%d", i%orders), i/orders
+		ids = append(ids, send(t, ctx, p, &client.Message{Topic: topic, Body: []byte(fmt.Sprintf("%s#%d", order, n)),
+			ShardingKey: order, Keys: []string{fmt.Sprintf("event-%d", i)}}))
+	}
+	r.waitIDs(t, 30*time.Second, ids)
+	partition := map[string]int32{}
+	last := map[string]int{}
+	for _, rec := range r.records() { // each partition's records in offset order
+		order, n, _ := strings.Cut(string(rec.Value), "#")
+		seq := int(n[0] - '0')
+		if p, ok := partition[order]; ok && p != rec.Partition {
+			t.Errorf("%s: events in partitions %d and %d (record key %q)", order, p, rec.Partition, rec.Key)
+			continue
+		}
+		if l, ok := last[order]; ok && seq <= l {
+			t.Errorf("%s: event %d after event %d", order, seq, l)
+		}
+		partition[order], last[order] = rec.Partition, seq
+	}
+}

@@ -34,8 +34,13 @@ const (
 	maxHeaderPropertyLen = 1 << 15
 )
 
-// Key returns the Kafka key of a message: its first key (KEYS), or nil.
+// Key returns the Kafka key of a message: its sharding key, which picked
+// its RocketMQ queue and so orders it among the messages of that key, or
+// else its first key (KEYS), or nil.
 func Key(m *client.MessageExt) []byte {
+	if m.ShardingKey != "" {
+		return []byte(m.ShardingKey)
+	}
 	for _, k := range m.Keys {
 		if k != "" {
 			return []byte(k)

@@ -120,7 +120,12 @@ Kafka is down (the mirror logs why).`,
 			case len(topics) == 0:
 				return errors.New("mirror.kafka.topics is empty: no mirrored topic to show (set it in the config or HALFBACK_MIRROR_KAFKA_TOPICS)")
 			}
-			group := cfg.Mirror.Kafka.Group
+			// The group the mirror runs as (MirrorOptions trims it, and
+			// an empty one is the default).
+			group := strings.TrimSpace(cfg.Mirror.Kafka.Group)
+			if group == "" {
+				group = mirror.DefaultGroup
+			}
 			queues, err := c.GroupOffsets(ctx, group)
 			if err != nil {
 				return err

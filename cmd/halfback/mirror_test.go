@@ -164,3 +164,33 @@ func TestMirrorCommandRejectsBadConfig(t *testing.T) {
 		t.Errorf("broker mirroring an unknown topic: %v; want ErrUnknownTopic naming it and the key", err)
 	}
 }
+
+// `mirror status` shows the group the mirror runs as: with
+// mirror.kafka.group written empty, the default one (MirrorOptions'), not
+// an error about an empty group.
+func TestMirrorStatusShowsTheGroupTheMirrorRunsAs(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	body := "mirror:\n  kafka:\n    group: \"\"\n    brokers: 127.0.0.1:9092\n    topics: order-events\n"
+	if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := cfg.MirrorOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := o.Group
+	if want == "" {
+		want = mirror.DefaultGroup
+	}
+	var st mirrorStatus
+	runAdmin(t, addr, &st, "mirror", "status", "--config", cfgPath)
+	if st.Group != want {
+		t.Errorf("mirror status shows group %q, want %q, the mirror's", st.Group, want)
+	}
+}
