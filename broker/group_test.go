@@ -287,3 +287,29 @@ func TestHeartbeatLongGroupNameStillAMember(t *testing.T) {
 		t.Fatalf("send-back for a group with no retry topic answered %d %q, want the connection closed", r.Code, r.Remark)
 	}
 }
+
+// A group too long for %RETRY%<group> but not for %DLQ%<group> (121 or
+// 122 characters) still has a dead-letter queue: a send-back that goes
+// there (the official Go client's orderly consumer sends delay level -1
+// after its retries; a message out of retries) is stored. Closing the
+// connection instead would make that client retry it forever, its queue
+// blocked, and cut every other request on the connection each time.
+func TestSendBackLongGroupStillDeadLetters(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	long := strings.Repeat("g", 122)
+	offs := appendTestMsgs(t, b, "lg", 0, 2)
+	for i, ext := range []map[string]string{
+		sendBackExt(offs[0], long, "lg", -1, -1), // asks for the DLQ
+		sendBackExt(offs[1], long, "lg", 0, 0),   // out of retries
+	} {
+		r, err := c.Invoke(t.Context(), remoting.NewRequest(remoting.ReqConsumerSendMsgBack, ext))
+		if err != nil {
+			t.Fatalf("send-back %d to the dead-letter queue: %v", i, err)
+		}
+		if r.Code != remoting.RespSuccess {
+			t.Fatalf("send-back %d to the dead-letter queue: %d %q", i, r.Code, r.Remark)
+		}
+	}
+	waitQueueMsgs(t, b, DLQTopic(long), 0, 2)
+}

@@ -60,8 +60,9 @@ func (b *Broker) storeSentBack(ctx context.Context, m *message.Message, dlq bool
 }
 
 // errNoRetryTopic marks a send-back for a legal group whose name is too
-// long for %RETRY%<group> (the clients allow 255 characters, a topic 127):
-// there is nowhere to store the copy.
+// long for %RETRY%<group> (the clients allow 255 characters, a topic 127),
+// when the copy is not for %DLQ%<group> (two characters shorter), or too
+// long for that too: there is nowhere to store the copy.
 var errNoRetryTopic = errors.New("the group's name is too long for a retry topic")
 
 // registerSendBack handles CONSUMER_SEND_MSG_BACK.
@@ -81,7 +82,7 @@ func parseSendBackHeader(req *remoting.Command) (sendBackHeader, error) {
 	if err := message.ValidateGroup(h.group); err != nil {
 		return h, fmt.Errorf("group %q: %w", h.group, err)
 	}
-	if err := message.ValidateTopic(RetryTopic(h.group)); err != nil { // the longer of %RETRY% and %DLQ%
+	if err := message.ValidateTopic(DLQTopic(h.group)); err != nil { // the shorter of %RETRY% and %DLQ%
 		return h, fmt.Errorf("%w: group %q: %v", errNoRetryTopic, h.group, err)
 	}
 	if v := req.Ext("delayLevel"); v != "" {
@@ -167,7 +168,7 @@ func (b *Broker) sendBackMessage(e *message.Ext, h sendBackHeader) (*message.Mes
 // error makes it retry (and the Java client re-sends through its producer).
 func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	h, err := parseSendBackHeader(req)
-	if errors.Is(err, errNoRetryTopic) {
+	noTopic := func(err error) *remoting.Command {
 		// Not the client's mistake, and an answer would lose the message
 		// (the Go client acknowledges it whatever the code): close the
 		// connection, so that it consumes the message again itself.
@@ -175,6 +176,9 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 			"remote", conn.RemoteAddr(), "group", h.group, "err", err)
 		conn.Close()
 		return nil
+	}
+	if errors.Is(err, errNoRetryTopic) {
+		return noTopic(err)
 	}
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
@@ -189,6 +193,9 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 	}
 	start := time.Now()
 	m, dlq := b.sendBackMessage(&orig, h)
+	if err := message.ValidateTopic(m.Topic); err != nil { // a retry, and the group is too long for %RETRY%
+		return noTopic(fmt.Errorf("%w: group %q: %v", errNoRetryTopic, h.group, err))
+	}
 	res, err := b.storeSentBack(ctx, m, dlq)
 	if !dlq && (errors.Is(err, store.ErrMessageTooLarge) || errors.Is(err, store.ErrBadMessage)) {
 		// The retry copy cannot be stored (it grew past a limit with the

@@ -41,9 +41,12 @@ type Client struct {
 	closerSeq uint64                         // ids of closers
 
 	// left maps a consumer group to leaveSeq at its consumer's last
-	// UNREGISTER_CLIENT (heartbeat.go); guarded by groupsMu.
+	// UNREGISTER_CLIENT, while a heartbeat round that may name it is under
+	// way; hbRounds counts those rounds by their leaveSeq mark
+	// (heartbeat.go). Guarded by groupsMu.
 	left     map[string]uint64
 	leaveSeq uint64
+	hbRounds map[uint64]int
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -92,6 +95,7 @@ func New(opts Options) (*Client, error) {
 		producers: map[string]checkEntry{},
 		consumers: map[string]func() consumerData{},
 		left:      map[string]uint64{},
+		hbRounds:  map[uint64]int{},
 		hbKick:    make(chan struct{}, 1),
 		ctx:       ctx,
 		cancel:    cancel,

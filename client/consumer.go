@@ -264,8 +264,11 @@ func (pc *PushConsumer) Close() error {
 	if pc.opts.Orderly && pc.opts.Model == Clustering {
 		pc.unlockQueues(ctx, pc.queueList())
 	}
-	pc.unregisterClient(ctx)
+	// Recorded before the UNREGISTER_CLIENTs go out: a heartbeat round
+	// that named the group and lands after one of them (while Close still
+	// waits on another broker) unregisters the group again itself.
 	pc.c.consumerLeft(pc.opts.Group)
+	pc.unregisterClient(ctx)
 	pc.c.pushers.remove(pc)
 	pc.dropCloser()
 	return err

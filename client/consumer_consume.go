@@ -64,9 +64,9 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 			q.ack(batch)
 			// The slot is held through the commit: with SyncCommit the
 			// calls that ran but are not committed yet are the calls in
-			// flight, at most Concurrency of them.
-			pc.syncCommit(q)
-			<-pc.sem
+			// flight, at most Concurrency of them. Not through its
+			// retries (its broker is down, say).
+			pc.syncCommitThen(q, func() { <-pc.sem })
 			return
 		}
 		<-pc.sem

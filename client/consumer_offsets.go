@@ -284,7 +284,16 @@ func (pc *PushConsumer) persist(ctx context.Context, all bool) error {
 // a queue never runs ahead of its committed offset by more than a call.
 // An orderly queue a rebalance dropped is not committed: its lock may
 // have passed to another member, whose offset this one would overwrite.
-func (pc *PushConsumer) syncCommit(q *processQueue) {
+func (pc *PushConsumer) syncCommit(q *processQueue) { pc.syncCommitThen(q, func() {}) }
+
+// syncCommitThen is syncCommit calling release once the commit is done or
+// has failed once: a concurrent call keeps its Concurrency slot through
+// its commit, not through the retries of a commit whose broker is down,
+// which would starve the queues of the other brokers until the client
+// drops the dead broker's queues.
+func (pc *PushConsumer) syncCommitThen(q *processQueue, release func()) {
+	release = sync.OnceFunc(release)
+	defer release()
 	if !pc.opts.SyncCommit {
 		return
 	}
@@ -299,6 +308,7 @@ func (pc *PushConsumer) syncCommit(q *processQueue) {
 			return
 		}
 		pc.log.Warn("client: offset not committed after a handler call; retrying before the queue's next call", "queue", q.mq, "err", err)
+		release()
 		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
 			return
 		}

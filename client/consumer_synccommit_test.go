@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/internal/admin"
 )
 
 // Tests of ConsumerOptions.SyncCommit. The consumers' PersistInterval is
@@ -289,4 +290,127 @@ func TestHandlerContextEndsWhenItsQueueMoves(t *testing.T) {
 	if cancelled != 2 {
 		t.Errorf("%d calls cancelled, want the 2 of the queues that moved", cancelled)
 	}
+}
+
+// A broker that goes down takes its queues' commits with it: with
+// SyncCommit, the calls of its queues that succeeded retry their commits
+// until the queue is dropped (the name server forgets the broker after
+// up to 2 minutes, and the client learns it at its next route refresh).
+// They must not keep the Concurrency slots meanwhile: the queues of the
+// brokers that are up go on.
+func TestSyncCommitBrokerDownDoesNotStarveTheOthers(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	b2 := openBroker(t, brokerOptions(t.TempDir(), cl.ns.Addr(), uniq("broker2")))
+	topic, group := uniq("events"), uniq("cg")
+	for _, addr := range []string{cl.b.Addr(), b2.Addr()} {
+		ac, err := admin.Dial(ctxT(t, 5*time.Second), addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ac.CreateTopic(ctxT(t, 5*time.Second), topic, 1); err != nil {
+			t.Fatal(err)
+		}
+		ac.Close()
+	}
+	probe := newClient(t, cl.ns.Addr(), nil)
+	waitFor(t, "the topic routed on both brokers", func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == 2
+	})
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	sendN(t, p, topic, "early", "", 8) // half of them on broker 1
+
+	release := make(chan struct{})
+	var (
+		mu      sync.Mutex
+		waiting int      // calls of broker 1's messages waiting for release
+		late    []string // broker 2's messages sent after broker 1 went down
+	)
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if msgs[0].StoreHost == cl.b.Addr() {
+			mu.Lock()
+			waiting++
+			mu.Unlock()
+			<-release
+			return ConsumeSuccess, nil
+		}
+		if body := string(msgs[0].Body); strings.HasPrefix(body, "late") {
+			mu.Lock()
+			late = append(late, body)
+			mu.Unlock()
+		}
+		return ConsumeSuccess, nil
+	}
+	hour := func(o *Options) { o.RouteRefreshInterval = time.Hour }
+	startConsumer(t, newClient(t, cl.ns.Addr(), hour), ConsumerOptions{Group: group, SyncCommit: true, Concurrency: 2,
+		FromWhere: ConsumeFromFirst, PersistInterval: time.Hour, RebalanceInterval: time.Hour,
+		SuspendInterval: 10 * time.Millisecond}, topic, "*", h)
+	waitFor(t, "both slots in calls of broker 1's messages", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return waiting == 2
+	})
+	cl.b.Close() // down: the calls' commits fail from now on
+	close(release)
+	sendN(t, newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{}), topic, "late", "", 4) // broker 2's
+	waitFor(t, "broker 2's new messages consumed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(late) == 4
+	})
+}
+
+// With Concurrency above 1 the calls in flight are not all a crash
+// replays: a committed offset never passes a message still in a handler,
+// so a slow call holds its queue's offset on the broker while the calls
+// of the messages behind it end, and a crash then replays them too.
+func TestSyncCommitSlowCallHoldsTheOffset(t *testing.T) {
+	cl, dataDir := startSyncCluster(t)
+	topic, group := uniq("events"), uniq("cg")
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if err := ac.CreateTopic(ctxT(t, 5*time.Second), topic, 1); err != nil {
+		t.Fatal(err)
+	}
+	probe := newClient(t, cl.ns.Addr(), nil)
+	waitFor(t, "the topic's one queue routed", func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == 1
+	})
+	const n = 20
+	sendN(t, newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{}), topic, "e", "", n)
+	release := make(chan struct{})
+	var (
+		mu   sync.Mutex
+		done int
+	)
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if msgs[0].QueueOffset == 0 {
+			<-release
+			return ConsumeSuccess, nil
+		}
+		mu.Lock()
+		done++
+		mu.Unlock()
+		return ConsumeSuccess, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, SyncCommit: true, Concurrency: 2,
+		FromWhere: ConsumeFromFirst, PersistInterval: time.Hour}, topic, "*", h)
+	waitFor(t, "every call but the first done", func() bool { mu.Lock(); defer mu.Unlock(); return done == n-1 })
+	offs, err := diskOffsets(dataDir, topic, group)
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, ok := offs[0]; ok && off != 0 {
+		t.Fatalf("offset %d on disk with the call of offset 0 in flight", off)
+	}
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
+	waitFor(t, "the offset after the last call on disk", func() bool {
+		offs, err := diskOffsets(dataDir, topic, group)
+		return err == nil && offs[0] == n
+	})
 }

@@ -67,7 +67,8 @@
 // PersistInterval; with [ConsumerOptions].SyncCommit a queue's offset is
 // committed after every handler call, and a halfback broker writes it to
 // disk before answering, so a crash replays at most the calls in flight
-// (the Kafka mirror consumes this way).
+// when one call at a time runs per queue (Orderly, as the Kafka mirror
+// consumes, or Concurrency 1).
 //
 // # Tracing
 //

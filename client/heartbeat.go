@@ -139,17 +139,40 @@ func (c *Client) unregisterConsumerGroup(group string) {
 	delete(c.consumers, group)
 }
 
-// consumerLeft records that a closing consumer of group sent its
-// UNREGISTER_CLIENT.
+// consumerLeft records that a closing consumer of group is sending its
+// UNREGISTER_CLIENT. Only the rounds under way need to know: none, no
+// record.
 func (c *Client) consumerLeft(group string) {
 	c.groupsMu.Lock()
 	defer c.groupsMu.Unlock()
 	c.leaveSeq++
-	c.left[group] = c.leaveSeq
+	if len(c.hbRounds) > 0 {
+		c.left[group] = c.leaveSeq
+	}
 }
 
-// leftSince reports whether group's consumer sent its UNREGISTER_CLIENT
-// after leaveSeq was mark, and no consumer of the group registered since.
+// roundDone ends the heartbeat round that started at mark, and forgets
+// the groups that left before every round still under way started.
+func (c *Client) roundDone(mark uint64) {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	if c.hbRounds[mark]--; c.hbRounds[mark] <= 0 {
+		delete(c.hbRounds, mark)
+	}
+	oldest := c.leaveSeq
+	for m := range c.hbRounds {
+		oldest = min(oldest, m)
+	}
+	for g, seq := range c.left {
+		if seq <= oldest {
+			delete(c.left, g)
+		}
+	}
+}
+
+// leftSince reports whether group's consumer began sending its
+// UNREGISTER_CLIENT after leaveSeq was mark, and no consumer of the group
+// registered since.
 func (c *Client) leftSince(group string, mark uint64) bool {
 	c.groupsMu.Lock()
 	defer c.groupsMu.Unlock()
@@ -158,10 +181,12 @@ func (c *Client) leftSince(group string, mark uint64) bool {
 }
 
 // heartbeatBody returns the current heartbeat, sorted by group, and
-// leaveSeq at the time.
+// leaveSeq at the time, the round's mark: the caller calls roundDone(mark)
+// when the round is over.
 func (c *Client) heartbeatBody() (heartbeatData, uint64) {
 	c.groupsMu.Lock()
 	mark := c.leaveSeq
+	c.hbRounds[mark]++
 	producers := make([]string, 0, len(c.producers))
 	for g := range c.producers {
 		producers = append(producers, g)
@@ -216,6 +241,7 @@ func (c *Client) heartbeatLoop(ctx context.Context) {
 // group is registered.
 func (c *Client) heartbeatNow(ctx context.Context) error {
 	hb, mark := c.heartbeatBody()
+	defer c.roundDone(mark)
 	if len(hb.ProducerDataSet) == 0 {
 		c.routes.setCluster(nil) // the cluster's brokers are no longer needed
 	}
@@ -258,8 +284,8 @@ func (c *Client) heartbeatNow(ctx context.Context) error {
 			c.leaveProducerGroup(p.GroupName)
 		}
 	}
-	// A consumer group only once its consumer's own UNREGISTER_CLIENT went
-	// out (Close sends it after its last offset commit): sooner would hand
+	// A consumer group only once its consumer's Close sends its own
+	// UNREGISTER_CLIENT (after its last offset commit): sooner would hand
 	// its queues to the other members early.
 	for _, d := range hb.ConsumerDataSet {
 		if c.leftSince(d.GroupName, mark) && ctx.Err() == nil {

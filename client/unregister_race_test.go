@@ -22,6 +22,10 @@ type gatedBroker struct {
 	log     []string
 	gate    chan struct{} // non-nil: the next cluster-info waits for it
 	entered chan struct{}
+	// unregGate, when non-nil, holds the answer to the next
+	// UNREGISTER_CLIENT (handled, logged) until it is closed: a slow
+	// answer, or the client's UNREGISTER_CLIENT to a second broker.
+	unregGate chan struct{}
 }
 
 func startGated(t *testing.T) *gatedBroker {
@@ -68,7 +72,12 @@ func startGated(t *testing.T) *gatedBroker {
 				g.log = append(g.log, "unregister "+group)
 			}
 		}
+		hold := g.unregGate
+		g.unregGate = nil
 		g.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
 		return remoting.NewResponse(req, remoting.RespSuccess, "")
 	})
 	srv, err := remoting.Listen(remoting.ServerOptions{Handler: mux, Logger: testLogger()})
@@ -184,4 +193,113 @@ func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 		i := slices.Index(ev, "unregister cg-closing")
 		return i >= 0 && slices.Contains(ev[i+1:], "beat cg-closing") && last == "unregister cg-closing"
 	})
+}
+
+// The consumer's UNREGISTER_CLIENT reached a broker, and Close is not done
+// yet (its answer is slow, or Close is still unregistering from another
+// broker, a dead one costing RequestTimeout): a heartbeat round that built
+// its body before Close, and reaches that broker now, registers the group
+// again there; it must then unregister it again, although Close has not
+// finished.
+func TestConsumerUnregisterNotUndoneByAHeartbeatDuringClose(t *testing.T) {
+	g := startGated(t)
+	c := newClient(t, g.addr, nil)
+	listener := CheckListenerFunc(func(context.Context, *CheckRequest) TransactionState { return Unknown })
+	newProducer(t, c, ProducerOptions{Group: "pg-staying", CheckListener: listener})
+	pc, err := c.NewPushConsumer(ConsumerOptions{Group: "cg-closing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe("gated-topic", "*", func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a heartbeat naming cg-closing", func() bool { return slices.Contains(g.events(), "beat cg-closing") })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the broker got, in order: %v", g.events())
+		}
+	})
+
+	g.mu.Lock()
+	gate, entered, unreg := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	g.gate, g.entered, g.unregGate = gate, entered, unreg
+	g.mu.Unlock()
+	c.kickHeartbeat()
+	select {
+	case <-entered: // the round has built its body, cg-closing in it
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat round started")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- pc.Close() }()
+	waitFor(t, "Close's UNREGISTER_CLIENT", func() bool { return slices.Contains(g.events(), "unregister cg-closing") })
+	beats := func() int {
+		n := 0
+		for _, e := range g.events() {
+			if e == "beat pg-staying" {
+				n++
+			}
+		}
+		return n
+	}
+	n := beats()
+	close(gate) // the round goes on: its heartbeat lands after Close's UNREGISTER_CLIENT
+	waitFor(t, "the round's heartbeat", func() bool { return beats() > n })
+	// The heartbeat loop runs one round at a time: once the next one
+	// heartbeated, the first one is over.
+	n = beats()
+	c.kickHeartbeat()
+	waitFor(t, "the next round's heartbeat", func() bool { return beats() > n })
+	close(unreg)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the broker's last word on cg-closing to be an UNREGISTER_CLIENT", func() bool {
+		var last string
+		for _, e := range g.events() {
+			if e == "beat cg-closing" || e == "unregister cg-closing" {
+				last = e
+			}
+		}
+		return last == "unregister cg-closing"
+	})
+}
+
+// A long-lived Client whose consumers come and go under new group names
+// (a consumer per session, say) keeps no record of each closed group once
+// no heartbeat round that named it is under way.
+func TestClosedConsumerGroupsNotRemembered(t *testing.T) {
+	g := startGated(t)
+	c := newClient(t, g.addr, nil)
+	const n = 50
+	for i := range n {
+		pc, err := c.NewPushConsumer(ConsumerOptions{Group: fmt.Sprintf("cg-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.Subscribe("gated-topic", "*", func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.Start(ctxT(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Once the heartbeat rounds the registrations kicked are over.
+	remembered := func() int {
+		c.groupsMu.Lock()
+		defer c.groupsMu.Unlock()
+		return len(c.left)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("after %d consumers opened and closed, the client remembers %d closed groups", n, remembered())
+		}
+	})
+	waitFor(t, "the client to forget the closed groups", func() bool { return remembered() == 0 })
 }

@@ -5,6 +5,9 @@ import (
 	"compress/zlib"
 	"errors"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
 )
 
 func zipped(t *testing.T, b []byte) []byte {
@@ -40,4 +43,46 @@ func TestInflate(t *testing.T) {
 			t.Errorf("%s: %d bytes, sysFlag %d, %v; want it back as it was with ErrBadCompression", name, len(got), sf, err)
 		}
 	}
+}
+
+// FuzzInflate feeds Inflate hostile bodies of every compression type: it
+// must return an error wrapping ErrBadCompression (the body as it was) or
+// a body of at most MaxInflatedSize, never panic.
+func FuzzInflate(f *testing.F) {
+	body := bytes.Repeat([]byte("halfback "), 1000)
+	var lz bytes.Buffer
+	lw := lz4.NewWriter(&lz)
+	lw.Write(body)
+	lw.Close()
+	zw, _ := zstd.NewWriter(nil)
+	zs := zw.EncodeAll(body, nil)
+	zw.Close()
+	var zl bytes.Buffer
+	w := zlib.NewWriter(&zl)
+	w.Write(body)
+	w.Close()
+	for _, s := range []struct {
+		b    []byte
+		flag int32
+	}{
+		{zl.Bytes(), FlagCompressed}, {zl.Bytes(), FlagCompressed | compressionTypeZlib},
+		{lz.Bytes(), FlagCompressed | compressionTypeLZ4}, {zs, FlagCompressed | compressionTypeZstd},
+		// A zstd frame header declaring a 64 MiB window, one raw byte.
+		{[]byte{0x28, 0xB5, 0x2F, 0xFD, 0x00, 16 << 3, 0x09, 0x00, 0x00, 'x'}, FlagCompressed | compressionTypeZstd},
+		// The same declaring 128 MiB: refused.
+		{[]byte{0x28, 0xB5, 0x2F, 0xFD, 0x00, 17 << 3, 0x09, 0x00, 0x00, 'x'}, FlagCompressed | compressionTypeZstd},
+		{lz.Bytes()[:12], FlagCompressed | compressionTypeLZ4},
+	} {
+		f.Add(s.b, s.flag)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, flag int32) {
+		flag |= FlagCompressed
+		out, sf, err := Inflate(in, flag)
+		switch {
+		case err != nil && (!errors.Is(err, ErrBadCompression) || !bytes.Equal(out, in) || sf != flag):
+			t.Fatalf("failed Inflate: %v, sysFlag %d, body changed %v", err, sf, !bytes.Equal(out, in))
+		case err == nil && (len(out) > MaxInflatedSize || sf != flag&^FlagCompressed):
+			t.Fatalf("Inflate: %d bytes, sysFlag %d", len(out), sf)
+		}
+	})
 }
