@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/message"
@@ -71,9 +72,7 @@ func (c *Client) answerCheck(ctx context.Context, conn *remoting.Conn, cr *Check
 		}
 		return err
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
-	defer cancel()
-	resp, err := conn.Invoke(rctx, answer)
+	resp, err := c.invokeCheckAnswer(ctx, conn, answer)
 	switch {
 	case err != nil:
 		c.log.Warn("client: answering transaction check failed", "group", group, "msgId", cr.Receipt.MsgID, "state", state, "err", err)
@@ -85,6 +84,31 @@ func (c *Client) answerCheck(ctx context.Context, conn *remoting.Conn, cr *Check
 	}
 	c.log.Debug("client: transaction check answered", "group", group, "msgId", cr.Receipt.MsgID, "state", state)
 	return nil
+}
+
+// Retries of a check's answer the broker refused as busy (SYSTEM_BUSY:
+// its connection had MaxInFlight requests running, as when a burst of
+// check-backs is answered at once): the first after checkBusyRetryMin,
+// each later one after twice the wait, up to checkBusyRetryMax, for at
+// most twice RequestTimeout in all. Without them the answer is lost and
+// the broker counts the check against the half message's CheckMax.
+const (
+	checkBusyRetryMin = 20 * time.Millisecond
+	checkBusyRetryMax = 400 * time.Millisecond
+)
+
+// invokeCheckAnswer sends a check's END_TRANSACTION, again while the
+// broker answers SYSTEM_BUSY (see checkBusyRetryMin).
+func (c *Client) invokeCheckAnswer(ctx context.Context, conn *remoting.Conn, answer *remoting.Command) (*remoting.Command, error) {
+	deadline := time.Now().Add(2 * c.opts.RequestTimeout)
+	for wait := checkBusyRetryMin; ; wait = min(2*wait, checkBusyRetryMax) {
+		rctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+		resp, err := conn.Invoke(rctx, answer)
+		cancel()
+		if err != nil || resp.Code != remoting.RespSystemBusy || time.Now().Add(wait).After(deadline) || !sleepCtx(ctx, wait) {
+			return resp, err
+		}
+	}
 }
 
 // askListener calls the listener within its timeout; a panic, or a state

@@ -32,6 +32,7 @@ type fakeBroker struct {
 	sends     []*remoting.Command
 	endCode   int16
 	endRemark string
+	endCodes  []int16 // answers to the next END_TRANSACTIONs, then endCode
 	ends      []*remoting.Command
 	beats     []fakeBeat
 }
@@ -120,6 +121,11 @@ func (f *fakeBroker) end(_ context.Context, _ *remoting.Conn, req *remoting.Comm
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ends = append(f.ends, req)
+	if len(f.endCodes) > 0 {
+		code := f.endCodes[0]
+		f.endCodes = f.endCodes[1:]
+		return remoting.NewResponse(req, code, "scripted")
+	}
 	return remoting.NewResponse(req, f.endCode, f.endRemark)
 }
 

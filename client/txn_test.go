@@ -169,6 +169,31 @@ func checkCommand(t testing.TB, group, topic string) *remoting.Command {
 	return req
 }
 
+// A check's answer the broker refuses as busy (SYSTEM_BUSY: a burst of
+// answers filled its connection's MaxInFlight) is sent again, not lost:
+// a lost answer is a check counted against the half message's CheckMax
+// for nothing, and with a low CheckMax the committed transaction parked.
+func TestCheckAnswerRetriedWhenBrokerBusy(t *testing.T) {
+	f := startFake(t)
+	c := newClient(t, f.addr, nil)
+	newProducer(t, c, ProducerOptions{Group: "pg-busy", CheckListener: CheckListenerFunc(
+		func(context.Context, *CheckRequest) TransactionState { return Commit })})
+	var beat fakeBeat
+	waitFor(t, "a heartbeat naming the group", func() (ok bool) { beat, ok = f.beatFor("pg-busy"); return ok })
+	f.mu.Lock()
+	f.endCode, f.endCodes = remoting.RespSuccess, []int16{remoting.RespSystemBusy, remoting.RespSystemBusy}
+	f.mu.Unlock()
+	if err := beat.conn.InvokeOneway(checkCommand(t, "pg-busy", "pay")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the answer past two busy refusals", func() bool { return len(f.ended()) == 3 })
+	for i, end := range f.ended() {
+		if end.Ext("commitOrRollback") != "8" || end.Ext("fromTransactionCheck") != "true" || end.IsOneway() {
+			t.Fatalf("answer %d: %v", i, end)
+		}
+	}
+}
+
 // A check-back is answered on its connection with END_TRANSACTION
 // fromTransactionCheck=true carrying the listener's decision.
 func TestCheckBackWire(t *testing.T) {
