@@ -48,7 +48,7 @@ func offsetExt(group, topic string, qid int) map[string]string {
 	return map[string]string{"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(qid)}
 }
 
-func queryOffset(t *testing.T, c *remoting.Conn, ext map[string]string) (int16, int64) {
+func queryOffset(t testing.TB, c *remoting.Conn, ext map[string]string) (int16, int64) {
 	t.Helper()
 	resp := call(t, c, remoting.ReqQueryConsumerOffset, ext, nil)
 	if resp.Code != remoting.RespSuccess {
@@ -61,7 +61,7 @@ func queryOffset(t *testing.T, c *remoting.Conn, ext map[string]string) (int16, 
 	return resp.Code, off
 }
 
-func updateOffset(t *testing.T, c *remoting.Conn, group, topic string, qid int, off int64) *remoting.Command {
+func updateOffset(t testing.TB, c *remoting.Conn, group, topic string, qid int, off int64) *remoting.Command {
 	t.Helper()
 	ext := offsetExt(group, topic, qid)
 	ext["commitOffset"] = strconv.FormatInt(off, 10)

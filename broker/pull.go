@@ -96,6 +96,12 @@ func (b *Broker) parsePull(req *remoting.Command) (pullRequest, *remoting.Comman
 	if r.err != nil {
 		return pr, remoting.NewResponse(req, remoting.RespSystemError, r.err.Error())
 	}
+	// As SubscriptionGroupManager.findSubscriptionGroupConfig: a group no
+	// client may name has no subscription group, and never an offset.
+	if err := message.ValidateGroup(pr.group); err != nil {
+		return pr, remoting.NewResponse(req, remoting.RespSubscriptionGroupNotExist,
+			"subscription group ["+pr.group+"] does not exist, "+err.Error())
+	}
 	if pr.maxMessages <= 0 || pr.maxMessages > maxPullMessages {
 		pr.maxMessages = maxPullMessages
 	}

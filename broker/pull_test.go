@@ -2,6 +2,7 @@ package broker
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -174,6 +175,28 @@ func TestPullCommitsOffset(t *testing.T) {
 	call(t, c, remoting.ReqPullMessage, ext, nil)
 	if q = call(t, c, remoting.ReqQueryConsumerOffset, map[string]string{"consumerGroup": "cg", "topic": "co", "queueId": "0"}, nil); q.Ext("offset") != "2" {
 		t.Fatalf("offset moved without the commit flag: %v", q.ExtFields)
+	}
+}
+
+// A pull naming a consumer group no client may have (empty, or with a
+// character outside [%|a-zA-Z0-9_-]) is refused as RocketMQ refuses it
+// (SUBSCRIPTION_GROUP_NOT_EXIST), and the offset it carries is not
+// committed: UPDATE_CONSUMER_OFFSET refuses such a group, and the offsets
+// file would otherwise keep every name a client makes up.
+func TestPullRefusesInvalidGroup(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	mustSend(t, c, "ig", 0, "", "x")
+	waitQueue(t, b, "ig", 0, 1)
+	for _, group := range []string{"", "bad group", "g@x", strings.Repeat("g", message.MaxGroupLength+1)} {
+		ext := pullExt("ig", 0, 0, pullFlagCommitOffset, "", 0)
+		ext["consumerGroup"], ext["commitOffset"] = group, "1"
+		if resp := call(t, c, remoting.ReqPullMessage, ext, nil); resp.Code != remoting.RespSubscriptionGroupNotExist {
+			t.Errorf("pull for group %.20q: code %d %q, want SUBSCRIPTION_GROUP_NOT_EXIST", group, resp.Code, resp.Remark)
+		}
+		if off, ok, _ := b.offsetTable().get(group, "ig", 0); ok {
+			t.Errorf("pull for group %.20q committed offset %d", group, off)
+		}
 	}
 }
 

@@ -35,7 +35,7 @@ func sendExtV2(topic string, qid int, props string) map[string]string {
 }
 
 // mustSend sends one message and fails unless it is stored.
-func mustSend(t *testing.T, c *remoting.Conn, topic string, qid int, props string, body string) *remoting.Command {
+func mustSend(t testing.TB, c *remoting.Conn, topic string, qid int, props string, body string) *remoting.Command {
 	t.Helper()
 	resp := call(t, c, remoting.ReqSendMessage, sendExt(topic, qid, props), []byte(body))
 	if resp.Code != remoting.RespSuccess {

@@ -205,6 +205,14 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		m, dlq = b.sendBackMessage(&orig, h)
 		res, err = b.storeSentBack(ctx, m, dlq)
 	}
+	if dlq && (errors.Is(err, store.ErrMessageTooLarge) || errors.Is(err, store.ErrBadMessage)) {
+		// Not even room for RETRY_TOPIC and ORIGIN_MESSAGE_ID: park the
+		// message with its own properties, which were stored once. Closing
+		// the connection would be for ever: the client sends it back again.
+		b.opts.Logger.Warn("dead-letter copy refused; parking the message without the retry properties", "group", h.group, "offset", h.offset, "err", err)
+		m.Properties = withoutDelay(orig.Properties)
+		res, err = b.storeSentBack(ctx, m, dlq)
+	}
 	b.traceSendBack(m, h.group, dlq, res, start, err)
 	if err != nil {
 		// Every failure after the record was found closes the connection:

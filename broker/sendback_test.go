@@ -221,6 +221,32 @@ func TestSendBackFallsBackToDLQ(t *testing.T) {
 	}
 }
 
+// A message with no room left even for the DLQ copy's RETRY_TOPIC and
+// ORIGIN_MESSAGE_ID is parked in the DLQ with its own properties. Closing
+// the connection instead (as for a store failure) would be for ever: the
+// client consumes it again, sends it back again, and every time loses the
+// connection and whatever else was in flight on it.
+func TestSendBackParksMessageWithNoRoomForDLQProperties(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	big := strings.Repeat("v", message.MaxPropertiesLength-message.CRCSlotSize-len("big\x01\x02")-10)
+	res, err := b.store.Append(t.Context(), &message.Message{Topic: "orders", Body: []byte("x"),
+		Properties: message.Properties{"big": big}.Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, maxTimes := range []int{16, 0} { // a retry first, then straight to the DLQ
+		if resp := callSendBack(t, c, sendBackExt(res.PhysicalOffset, "g", "orders", 0, maxTimes)); resp.Code != remoting.RespSuccess {
+			t.Fatalf("send back (max %d): %d %s", maxTimes, resp.Code, resp.Remark)
+		}
+	}
+	for _, m := range waitQueueMsgs(t, b, DLQTopic("g"), 0, 2) {
+		if string(m.Body) != "x" || m.Property("big") != big || m.ReconsumeTimes != 1 {
+			t.Fatalf("DLQ copy = %q, reconsumeTimes %d, with %d property bytes", m.Body, m.ReconsumeTimes, len(m.Properties))
+		}
+	}
+}
+
 // TestRetrySendPastLimitGoesToDLQ covers the Java client's other way of
 // retrying: a plain send to %RETRY%<group> carrying the reconsume count
 // and the consumer's limit (when its send-back failed, and always from its

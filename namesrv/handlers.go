@@ -195,8 +195,32 @@ func (s *Server) handlePutKV(_ context.Context, _ *remoting.Conn, req *remoting.
 	if err != nil {
 		return errorResponse(req, err)
 	}
+	if f[0] == NamespaceOrderTopicConfig {
+		if err := checkOrderTopicConf(req.Ext("value")); err != nil {
+			return errorResponse(req, err)
+		}
+	}
 	s.kv.put(f[0], f[1], req.Ext("value"))
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// checkOrderTopicConf checks an ORDER_TOPIC_CONFIG value, which routes
+// carry to clients: "brokerName:queueNums" pairs joined by ';' (or
+// nothing). The official Go client reads each pair's ':' unchecked and
+// makes queueNums queues, so anything else would crash it.
+func checkOrderTopicConf(v string) error {
+	if v == "" {
+		return nil
+	}
+	for _, pair := range strings.Split(v, ";") {
+		name, nums, ok := strings.Cut(pair, ":")
+		n, err := strconv.Atoi(nums)
+		if !ok || name == "" || err != nil || n < 0 || n > maxRegisteredQueueNums {
+			return fmt.Errorf("%w: %s %q is not brokerName:queueNums pairs joined by ';' (queueNums 0..%d)",
+				ErrBadRequest, NamespaceOrderTopicConfig, v, maxRegisteredQueueNums)
+		}
+	}
+	return nil
 }
 
 func (s *Server) handleGetKV(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {

@@ -140,8 +140,9 @@ type clientQueue struct {
 func parseLikeGoClient(t testing.TB, body []byte) clientRoute {
 	t.Helper()
 	var doc struct {
-		QueueDatas  json.RawMessage `json:"queueDatas"`
-		BrokerDatas []struct {
+		OrderTopicConf string          `json:"orderTopicConf"`
+		QueueDatas     json.RawMessage `json:"queueDatas"`
+		BrokerDatas    []struct {
 			BrokerName  string          `json:"brokerName"`
 			BrokerAddrs json.RawMessage `json:"brokerAddrs"`
 		} `json:"brokerDatas"`
@@ -152,6 +153,19 @@ func parseLikeGoClient(t testing.TB, body []byte) clientRoute {
 	var r clientRoute
 	if err := json.Unmarshal(doc.QueueDatas, &r.queues); err != nil {
 		t.Fatalf("queueDatas %s: %v", doc.QueueDatas, err)
+	}
+	// routeData2PublishInfo: "name:n" pairs split on ';' and ':', item[1]
+	// read unchecked, n queues allocated.
+	if doc.OrderTopicConf != "" {
+		for _, b := range strings.Split(doc.OrderTopicConf, ";") {
+			item := strings.Split(b, ":")
+			if len(item) < 2 {
+				t.Fatalf("orderTopicConf %q would crash the Go client", doc.OrderTopicConf)
+			}
+			if n, _ := strconv.Atoi(item[1]); n > maxRegisteredQueueNums {
+				t.Fatalf("orderTopicConf %q makes the Go client allocate %d queues", doc.OrderTopicConf, n)
+			}
+		}
 	}
 	r.brokers = map[string]map[int64]string{}
 	for _, bd := range doc.BrokerDatas {

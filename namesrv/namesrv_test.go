@@ -332,6 +332,35 @@ func TestKVConfig(t *testing.T) {
 	}
 }
 
+// An ORDER_TOPIC_CONFIG value goes into the topic's route, where the
+// official Go client splits it on ';' and ':' and reads item[1] unchecked,
+// then makes that many queues: a value that is not "name:n;name:n" pairs
+// would crash every Go producer of the topic (an entry with no ':', a
+// trailing ';') or exhaust its memory. It is refused.
+func TestOrderTopicConfThatWouldCrashClientsIsRefused(t *testing.T) {
+	s := startServer(t, Options{})
+	c := dial(t, s)
+	register(t, c, brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{AutoCreateTopicKey: {8, 8}}})
+	put := func(v string) *remoting.Command {
+		return call(t, c, remoting.ReqPutKVConfig, map[string]string{"namespace": NamespaceOrderTopicConfig, "key": "Orders", "value": v}, nil)
+	}
+	for _, v := range []string{"broker-a", "broker-a:4;", "broker-a:4;;broker-b:4", ":4", "broker-a:x", "broker-a:-1", "broker-a:1073741824"} {
+		if resp := put(v); resp.Code != remoting.RespSystemError || resp.Remark == "" {
+			t.Errorf("PUT_KV_CONFIG %q: code %d %q, want SYSTEM_ERROR", v, resp.Code, resp.Remark)
+		}
+		route(t, c, "Orders") // parses as the Go client would
+	}
+	for _, v := range []string{"broker-a:4", "broker-a:4;broker-b:8", ""} {
+		if resp := put(v); resp.Code != remoting.RespSuccess {
+			t.Errorf("PUT_KV_CONFIG %q: code %d %q, want SUCCESS", v, resp.Code, resp.Remark)
+		}
+	}
+	// Other namespaces hold anything.
+	if resp := call(t, c, remoting.ReqPutKVConfig, map[string]string{"namespace": "ns", "key": "k", "value": "a;b:"}, nil); resp.Code != remoting.RespSuccess {
+		t.Errorf("PUT_KV_CONFIG elsewhere: code %d %q", resp.Code, resp.Remark)
+	}
+}
+
 func TestOptions(t *testing.T) {
 	for _, o := range []Options{
 		{ListenAddr: "nowhere"},
