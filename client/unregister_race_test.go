@@ -139,16 +139,14 @@ func TestUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 	})
 }
 
-// The same for a push consumer: a heartbeat round that built its body
-// before PushConsumer.Close removed the group, and reaches the broker after
-// Close's UNREGISTER_CLIENT, would make this client a member of the group
-// again there until it expires (120 s), and the other members would leave
-// the queues they allot it unconsumed meanwhile.
-func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
+// startClosingConsumer starts a gated broker and a client with a
+// producer group (which makes each heartbeat round look the brokers up
+// after it built its body: where the gate holds it) and a running push
+// consumer of group cg-closing, and waits for a heartbeat naming it.
+func startClosingConsumer(t *testing.T) (*gatedBroker, *Client, *PushConsumer) {
+	t.Helper()
 	g := startGated(t)
 	c := newClient(t, g.addr, nil)
-	// A producer group makes each heartbeat round look the brokers up after
-	// it built its body: where the gate holds it.
 	listener := CheckListenerFunc(func(context.Context, *CheckRequest) TransactionState { return Unknown })
 	newProducer(t, c, ProducerOptions{Group: "pg-staying", CheckListener: listener})
 	pc, err := c.NewPushConsumer(ConsumerOptions{Group: "cg-closing"})
@@ -162,6 +160,28 @@ func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "a heartbeat naming cg-closing", func() bool { return slices.Contains(g.events(), "beat cg-closing") })
+	return g, c, pc
+}
+
+// lastWordOnClosing is the last of the events that is a heartbeat naming
+// cg-closing or its UNREGISTER_CLIENT, or "".
+func lastWordOnClosing(events []string) string {
+	var last string
+	for _, e := range events {
+		if e == "beat cg-closing" || e == "unregister cg-closing" {
+			last = e
+		}
+	}
+	return last
+}
+
+// The same for a push consumer: a heartbeat round that built its body
+// before PushConsumer.Close removed the group, and reaches the broker after
+// Close's UNREGISTER_CLIENT, would make this client a member of the group
+// again there until it expires (120 s), and the other members would leave
+// the queues they allot it unconsumed meanwhile.
+func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
+	g, c, pc := startClosingConsumer(t)
 
 	g.mu.Lock()
 	gate, entered := make(chan struct{}), make(chan struct{})
@@ -183,15 +203,9 @@ func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 		}
 	})
 	waitFor(t, "the broker's last word on cg-closing to be its UNREGISTER_CLIENT", func() bool {
-		var last string
 		ev := g.events()
-		for _, e := range ev {
-			if e == "beat cg-closing" || e == "unregister cg-closing" {
-				last = e
-			}
-		}
 		i := slices.Index(ev, "unregister cg-closing")
-		return i >= 0 && slices.Contains(ev[i+1:], "beat cg-closing") && last == "unregister cg-closing"
+		return i >= 0 && slices.Contains(ev[i+1:], "beat cg-closing") && lastWordOnClosing(ev) == "unregister cg-closing"
 	})
 }
 
@@ -202,21 +216,7 @@ func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 // again there; it must then unregister it again, although Close has not
 // finished.
 func TestConsumerUnregisterNotUndoneByAHeartbeatDuringClose(t *testing.T) {
-	g := startGated(t)
-	c := newClient(t, g.addr, nil)
-	listener := CheckListenerFunc(func(context.Context, *CheckRequest) TransactionState { return Unknown })
-	newProducer(t, c, ProducerOptions{Group: "pg-staying", CheckListener: listener})
-	pc, err := c.NewPushConsumer(ConsumerOptions{Group: "cg-closing"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.Subscribe("gated-topic", "*", func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }); err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.Start(ctxT(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "a heartbeat naming cg-closing", func() bool { return slices.Contains(g.events(), "beat cg-closing") })
+	g, c, pc := startClosingConsumer(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("the broker got, in order: %v", g.events())
@@ -258,13 +258,7 @@ func TestConsumerUnregisterNotUndoneByAHeartbeatDuringClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the broker's last word on cg-closing to be an UNREGISTER_CLIENT", func() bool {
-		var last string
-		for _, e := range g.events() {
-			if e == "beat cg-closing" || e == "unregister cg-closing" {
-				last = e
-			}
-		}
-		return last == "unregister cg-closing"
+		return lastWordOnClosing(g.events()) == "unregister cg-closing"
 	})
 }
 
