@@ -107,16 +107,7 @@ func TestUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 	p := newProducer(t, c, ProducerOptions{Group: "pg-closing", CheckListener: listener})
 	waitFor(t, "a heartbeat naming pg-closing", func() bool { return slices.Contains(g.events(), "beat pg-closing") })
 
-	g.mu.Lock()
-	gate, entered := make(chan struct{}), make(chan struct{})
-	g.gate, g.entered = gate, entered
-	g.mu.Unlock()
-	c.kickHeartbeat() // a periodic round, say
-	select {
-	case <-entered: // the round has built its body, pg-closing in it
-	case <-time.After(10 * time.Second):
-		t.Fatal("no heartbeat round started")
-	}
+	gate := holdNextRound(t, g, c) // a periodic round, say; pg-closing in its body
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +128,24 @@ func TestUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 		i := slices.Index(ev, "unregister pg-closing")
 		return i >= 0 && slices.Contains(ev[i+1:], "beat pg-closing") && last == "unregister pg-closing"
 	})
+}
+
+// holdNextRound starts a heartbeat round of c and waits until it has
+// built its body and is held at g's gate; closing the returned channel
+// lets it go on.
+func holdNextRound(t *testing.T, g *gatedBroker, c *Client) chan struct{} {
+	t.Helper()
+	g.mu.Lock()
+	gate, entered := make(chan struct{}), make(chan struct{})
+	g.gate, g.entered = gate, entered
+	g.mu.Unlock()
+	c.kickHeartbeat()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat round started")
+	}
+	return gate
 }
 
 // startClosingConsumer starts a gated broker and a client with a
@@ -183,16 +192,7 @@ func lastWordOnClosing(events []string) string {
 func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 	g, c, pc := startClosingConsumer(t)
 
-	g.mu.Lock()
-	gate, entered := make(chan struct{}), make(chan struct{})
-	g.gate, g.entered = gate, entered
-	g.mu.Unlock()
-	c.kickHeartbeat()
-	select {
-	case <-entered: // the round has built its body, cg-closing in it
-	case <-time.After(10 * time.Second):
-		t.Fatal("no heartbeat round started")
-	}
+	gate := holdNextRound(t, g, c) // cg-closing in its body
 	if err := pc.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -223,16 +223,11 @@ func TestConsumerUnregisterNotUndoneByAHeartbeatDuringClose(t *testing.T) {
 		}
 	})
 
+	unreg := make(chan struct{})
 	g.mu.Lock()
-	gate, entered, unreg := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	g.gate, g.entered, g.unregGate = gate, entered, unreg
+	g.unregGate = unreg
 	g.mu.Unlock()
-	c.kickHeartbeat()
-	select {
-	case <-entered: // the round has built its body, cg-closing in it
-	case <-time.After(10 * time.Second):
-		t.Fatal("no heartbeat round started")
-	}
+	gate := holdNextRound(t, g, c) // cg-closing in its body
 	closed := make(chan error, 1)
 	go func() { closed <- pc.Close() }()
 	waitFor(t, "Close's UNREGISTER_CLIENT", func() bool { return slices.Contains(g.events(), "unregister cg-closing") })
