@@ -210,7 +210,16 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		// message with its own properties, which were stored once. Closing
 		// the connection would be for ever: the client sends it back again.
 		b.opts.Logger.Warn("dead-letter copy refused; parking the message without the retry properties", "group", h.group, "offset", h.offset, "err", err)
+		// RETRY_TOPIC is kept when it alone fits: it is what tells
+		// `halfback dlq resend` where the message goes back to.
 		m.Properties = withoutDelay(orig.Properties)
+		if _, ok := message.Property(m.Properties, message.PropertyRetryTopic); !ok {
+			bare := m.Properties
+			m.Properties = message.SetProperty(bare, message.PropertyRetryTopic, orig.Topic)
+			if b.store.Check(m) != nil {
+				m.Properties = bare
+			}
+		}
 		res, err = b.storeSentBack(ctx, m, dlq)
 	}
 	b.traceSendBack(m, h.group, dlq, res, start, err)

@@ -413,3 +413,28 @@ func TestSendBackOfAParkedHalfCopyIsRefused(t *testing.T) {
 			copyOff, msgs[0].Body, msgs[0].Property("UNIQ_KEY"))
 	}
 }
+
+// A message with room for RETRY_TOPIC but not also for ORIGIN_MESSAGE_ID
+// is parked in the DLQ with RETRY_TOPIC: without it `halfback dlq resend`
+// (admin.ResendDLQ) cannot tell where to send the dead letter back.
+func TestSendBackParkedMessageKeepsRetryTopicWhenItFits(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	room := len(message.PropertyRetryTopic+"\x01orders\x02") + 10 // not len(ORIGIN_MESSAGE_ID...) = 51
+	big := strings.Repeat("v", message.MaxPropertiesLength-message.CRCSlotSize-len("big\x01\x02")-room)
+	res, err := b.store.Append(t.Context(), &message.Message{Topic: "orders", Body: []byte("x"),
+		Properties: message.Properties{"big": big}.Encode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := callSendBack(t, c, sendBackExt(res.PhysicalOffset, "g", "orders", 0, 0)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send back: %d %s", resp.Code, resp.Remark)
+	}
+	m := waitQueueMsgs(t, b, DLQTopic("g"), 0, 1)[0]
+	if m.Property("big") != big {
+		t.Fatalf("DLQ copy lost its own property (%d property bytes)", len(m.Properties))
+	}
+	if got := m.Property(message.PropertyRetryTopic); got != "orders" {
+		t.Fatalf("DLQ copy's RETRY_TOPIC = %q, want %q (it fits)", got, "orders")
+	}
+}

@@ -90,7 +90,8 @@ func (c *Client) answerCheck(ctx context.Context, conn *remoting.Conn, cr *Check
 // its connection had MaxInFlight requests running, as when a burst of
 // check-backs is answered at once): the first after checkBusyRetryMin,
 // each later one after twice the wait, up to checkBusyRetryMax, for at
-// most twice RequestTimeout in all. Without them the answer is lost and
+// most twice RequestTimeout from the first (the last attempt may take one
+// RequestTimeout more). Without them the answer is lost and
 // the broker counts the check against the half message's CheckMax.
 const (
 	checkBusyRetryMin = 20 * time.Millisecond
