@@ -50,11 +50,14 @@ type PushConsumer struct {
 	lockStop context.CancelFunc
 	lockDone chan struct{}
 
-	sem    chan struct{} // handler calls running, at most Concurrency
-	kick   chan struct{} // a rebalance is wanted; capacity 1
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine of the consumer
+	sem  chan struct{} // handler calls running, at most Concurrency
+	kick chan struct{} // a rebalance is wanted; capacity 1
+
+	gatesMu sync.Mutex
+	gates   map[string]chan struct{} // by broker name: see commitGate
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // every goroutine of the consumer
 }
 
 type consumerState int
@@ -82,6 +85,7 @@ func (c *Client) NewPushConsumer(opts ConsumerOptions) (*PushConsumer, error) {
 		queues: map[MessageQueue]*processQueue{},
 		sem:    make(chan struct{}, opts.Concurrency),
 		kick:   make(chan struct{}, 1),
+		gates:  map[string]chan struct{}{},
 		ctx:    ctx, cancel: cancel,
 	}, nil
 }

@@ -29,7 +29,7 @@ func (pc *PushConsumer) dispatch(q *processQueue, ds []*delivered) bool {
 		n := batchLen(ds, pc.opts.ConsumeBatchSize)
 		batch := ds[:n]
 		ds = ds[n:]
-		if !pc.acquire(q.ctx) {
+		if !pc.acquireFor(q) {
 			return false
 		}
 		pc.wg.Add(1)
@@ -41,6 +41,38 @@ func (pc *PushConsumer) dispatch(q *processQueue, ds []*delivered) bool {
 		}()
 	}
 	return true
+}
+
+// acquireFor takes a Concurrency slot for a call of q. With SyncCommit it
+// waits, too, while a call of q retries its commit (the slot it waited for
+// may be that call's, given back as its retries began). It reports false
+// if q stopped first.
+func (pc *PushConsumer) acquireFor(q *processQueue) bool {
+	for {
+		if pc.opts.SyncCommit && !q.waitCommitRetries() {
+			return false
+		}
+		if !pc.acquire(q.ctx) {
+			return false
+		}
+		if !pc.opts.SyncCommit || q.noCommitRetry() {
+			return true
+		}
+		<-pc.sem
+	}
+}
+
+// commitGate is the channel a call of a queue of broker holds while it
+// retries its SyncCommit (processQueue.commitRetry).
+func (pc *PushConsumer) commitGate(broker string) chan struct{} {
+	pc.gatesMu.Lock()
+	defer pc.gatesMu.Unlock()
+	g, ok := pc.gates[broker]
+	if !ok {
+		g = make(chan struct{}, 1)
+		pc.gates[broker] = g
+	}
+	return g
 }
 
 // batchLen is the length of the first batch of ds: at most n messages, all

@@ -290,13 +290,15 @@ func (pc *PushConsumer) syncCommit(q *processQueue) { pc.syncCommitThen(q, func(
 // has failed once: a concurrent call keeps its Concurrency slot through
 // its commit, not through the retries of a commit whose broker is down,
 // which would starve the queues of the other brokers until the client
-// drops the dead broker's queues.
+// drops the dead broker's queues. While it retries it holds its broker's
+// commit gate instead, so that no queue of that broker starts a call.
 func (pc *PushConsumer) syncCommitThen(q *processQueue, release func()) {
 	release = sync.OnceFunc(release)
 	defer release()
 	if !pc.opts.SyncCommit {
 		return
 	}
+	retrying := false
 	for {
 		if pc.opts.Orderly && q.isDropped() {
 			return
@@ -308,6 +310,17 @@ func (pc *PushConsumer) syncCommitThen(q *processQueue, release func()) {
 			return
 		}
 		pc.log.Warn("client: offset not committed after a handler call; retrying before the queue's next call", "queue", q.mq, "err", err)
+		if !retrying {
+			// The queue starts no new call until this commit is done
+			// (taken before the slot is given back: see acquireFor),
+			// unless another of its calls is retrying and holds it already.
+			select {
+			case q.commitRetry <- struct{}{}:
+				retrying = true
+				defer func() { <-q.commitRetry }()
+			default:
+			}
+		}
 		release()
 		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
 			return

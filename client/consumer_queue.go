@@ -36,6 +36,12 @@ type processQueue struct {
 	// commitMu is held while the queue's offset is read and committed, so
 	// that its commits never overtake each other (see commitQueues).
 	commitMu sync.Mutex
+	// commitRetry (capacity 1, one per broker: see
+	// PushConsumer.commitGate) is held by a call whose SyncCommit failed
+	// while it retries: no queue of that broker starts a new call
+	// meanwhile (see acquireFor), so a crash of the broker replays only
+	// the calls that were in flight, and the other brokers' queues go on.
+	commitRetry chan struct{}
 
 	mu        sync.Mutex
 	started   bool  // next is known
@@ -53,7 +59,32 @@ type processQueue struct {
 func newProcessQueue(parent context.Context, mq MessageQueue, sub *subscription) *processQueue {
 	ctx, cancel := context.WithCancel(parent)
 	return &processQueue{mq: mq, sub: sub, ctx: ctx, cancel: cancel, persisted: -1,
-		inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+		inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1),
+		commitRetry: make(chan struct{}, 1)}
+}
+
+// waitCommitRetries waits until no call of q is retrying its SyncCommit.
+// It reports false if q stopped first.
+func (q *processQueue) waitCommitRetries() bool {
+	select {
+	case q.commitRetry <- struct{}{}:
+		<-q.commitRetry
+		return true
+	case <-q.ctx.Done():
+		return false
+	}
+}
+
+// noCommitRetry reports whether no call of q is retrying its SyncCommit
+// now.
+func (q *processQueue) noCommitRetry() bool {
+	select {
+	case q.commitRetry <- struct{}{}:
+		<-q.commitRetry
+		return true
+	default:
+		return false
+	}
 }
 
 func signal(ch chan struct{}) {

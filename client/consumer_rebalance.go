@@ -220,6 +220,7 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 	defer pc.mu.Unlock()
 	for _, mq := range add {
 		q := newProcessQueue(pc.ctx, mq, s)
+		q.commitRetry = pc.commitGate(mq.BrokerName)
 		q.setLocked(true, lockedAt)
 		pc.startQueueLocked(q)
 	}
