@@ -30,6 +30,11 @@ type gatedBroker struct {
 
 func startGated(t *testing.T) *gatedBroker {
 	g := &gatedBroker{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the broker got, in order: %v", g.events())
+		}
+	})
 	mux := remoting.NewMux()
 	brokerData := func() string {
 		return fmt.Sprintf(`{"cluster":"c","brokerName":"b","brokerAddrs":{0:%q}}`, g.addr)
@@ -112,11 +117,6 @@ func TestUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(gate)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the broker got, in order: %v", g.events())
-		}
-	})
 	waitFor(t, "the broker's last word on pg-closing to be its UNREGISTER_CLIENT", func() bool {
 		var last string
 		for _, e := range g.events() {
@@ -197,11 +197,6 @@ func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(gate)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the broker got, in order: %v", g.events())
-		}
-	})
 	waitFor(t, "the broker's last word on cg-closing to be its UNREGISTER_CLIENT", func() bool {
 		ev := g.events()
 		i := slices.Index(ev, "unregister cg-closing")
@@ -217,11 +212,6 @@ func TestConsumerUnregisterNotUndoneByAHeartbeatInFlight(t *testing.T) {
 // finished.
 func TestConsumerUnregisterNotUndoneByAHeartbeatDuringClose(t *testing.T) {
 	g, c, pc := startClosingConsumer(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the broker got, in order: %v", g.events())
-		}
-	})
 
 	unreg := make(chan struct{})
 	g.mu.Lock()
