@@ -24,8 +24,8 @@ import (
 // committed offset is its smallest unacknowledged offset (processQueue.
 // ackOffset), committed every PersistInterval, when the queue is given up,
 // on Close, and with each clustering pull (the pull's commitOffset); with
-// ConsumerOptions.SyncCommit also after each handler call (syncCommit),
-// durably.
+// ConsumerOptions.SyncCommit after each handler call (syncCommit),
+// durably, and not with pulls.
 
 // offsetStore keeps committed offsets.
 type offsetStore interface {

@@ -210,7 +210,9 @@ type ConsumerOptions struct {
 	// halfback broker to write it to disk before answering (ext
 	// halfbackSyncCommit; other brokers ignore it and persist offsets on
 	// their own schedule). The consumer's other commits (PersistInterval,
-	// hand-over, Close) ask for the same. A crash of either side then
+	// hand-over, Close) ask for the same, and its pulls carry no offset
+	// (one read when the pull was built could reach the broker after a
+	// later commit and take it back). A crash of either side then
 	// delivers again at most the calls that were in flight (Orderly, or
 	// Concurrency 1); with more, also the calls that ended after the
 	// oldest one in flight of their queue began, since a committed offset
@@ -219,10 +221,10 @@ type ConsumerOptions struct {
 	// call, during which a concurrent consumer's call keeps its
 	// Concurrency slot; the commits of different queues run at once. A
 	// failed commit is logged and retried every SuspendInterval (without
-	// the slot) before the queue goes on. An orderly queue a rebalance took away is not
-	// committed (its new owner's offset wins). Clustering only: Validate
-	// refuses it with Broadcasting, whose offsets are kept by the member
-	// (see OffsetFile).
+	// the slot) before the queue goes on. An orderly queue a rebalance
+	// took away is not committed (its new owner's offset wins).
+	// Clustering only: Validate refuses it with Broadcasting, whose
+	// offsets are kept by the member (see OffsetFile).
 	SyncCommit bool
 }
 

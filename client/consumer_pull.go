@@ -82,8 +82,11 @@ func (pc *PushConsumer) pull(q *processQueue, offset int64) (*pullResult, error)
 	commit, _ := q.ackOffset()
 	// Orderly consumers commit only through persist, serialized with the
 	// commit made when a queue is handed over, so that a late pull cannot
-	// move the next owner's start back.
-	if pc.opts.Model == Clustering && !pc.opts.Orderly && commit > 0 {
+	// move the next owner's start back. SyncCommit consumers likewise
+	// (commitQueues orders a queue's commits): this offset is read now,
+	// and the call in flight may commit a later one, durably, before the
+	// pull arrives; the broker would then take the older one back.
+	if pc.opts.Model == Clustering && !pc.opts.Orderly && !pc.opts.SyncCommit && commit > 0 {
 		sysFlag |= pullFlagCommitOffset
 	}
 	req := remoting.NewRequest(remoting.ReqPullMessage, map[string]string{

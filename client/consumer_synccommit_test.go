@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
 // Tests of ConsumerOptions.SyncCommit. The consumers' PersistInterval is
@@ -413,4 +415,95 @@ func TestSyncCommitSlowCallHoldsTheOffset(t *testing.T) {
 		offs, err := diskOffsets(dataDir, topic, group)
 		return err == nil && offs[0] == n
 	})
+}
+
+// A pull carries the consumer's offset as it was when the pull was built
+// (its commitOffset). With SyncCommit the call in flight then may commit
+// further, durably, before the pull reaches the broker: the pull's older
+// offset must not take the group back, or the next write of the broker's
+// offsets file (another queue's commit, the periodic flush, a clean stop)
+// puts on disk an offset whose message was handled, and a crash then
+// replays it. The proxy holds the pull until the later commit is on disk.
+func TestSyncCommitNotUndoneByAPullInFlight(t *testing.T) {
+	topic, group := uniq("events"), uniq("cg")
+	pullAt5 := func(req *remoting.Command) bool {
+		return req.Code == remoting.ReqPullMessage && req.Ext("topic") == topic && req.Ext("queueOffset") == "5"
+	}
+	held := make(chan struct{}) // closed when the pull at offset 5 is held
+	var once sync.Once
+	listen := testutil.FreeAddr(t)
+	px := startHoldProxy(t, listen, func(req *remoting.Command) bool {
+		if pullAt5(req) {
+			once.Do(func() { close(held) })
+			return true
+		}
+		return false
+	})
+	var dataDir string
+	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr, dataDir = listen, px.addr, o.Store.Dir })
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	qid := int32(-1)
+	for i := range 10 {
+		r, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: fmt.Appendf(nil, "m%d", i), ShardingKey: "order-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if qid == -1 {
+			qid = r.QueueID
+		}
+		if r.QueueID != qid || r.QueueOffset != int64(i) {
+			t.Fatalf("message %d stored in queue %d at %d, want queue %d at %d", i, r.QueueID, r.QueueOffset, qid, i)
+		}
+	}
+
+	got5, unblock := make(chan struct{}), make(chan struct{})
+	var fails []string
+	var mu sync.Mutex
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		switch msgs[0].QueueOffset {
+		case 4: // the pull at 5 is built while this call runs
+			select {
+			case <-held:
+			case <-time.After(15 * time.Second):
+				mu.Lock()
+				fails = append(fails, "no pull at offset 5 while the call of offset 4 ran")
+				mu.Unlock()
+			}
+		case 5:
+			close(got5)
+			<-unblock
+		}
+		return ConsumeSuccess, nil
+	}
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, SyncCommit: true, Concurrency: 1,
+		PullBatchSize: 5, FromWhere: ConsumeFromFirst, PersistInterval: time.Hour}, topic, "*", h)
+	t.Cleanup(func() { close(unblock) }) // before the consumer's Close, which waits for the call
+
+	waitFor(t, "offset 5 on disk", func() bool {
+		offs, err := diskOffsets(dataDir, topic, group)
+		return err == nil && offs[qid] == 5
+	})
+	px.releaseAll() // the pull at 5, built while message 4's call ran, arrives
+	select {
+	case <-got5:
+	case <-ctxT(t, 15*time.Second).Done():
+		t.Fatal("message 5 not delivered")
+	}
+	mu.Lock()
+	if len(fails) > 0 {
+		t.Fatal(fails)
+	}
+	mu.Unlock()
+	// Messages 0-4 were handled and their offset committed; a clean stop
+	// writes the broker's offsets as they are in its memory.
+	if err := cl.b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	offs, err := diskOffsets(dataDir, topic, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offs[qid] != 5 {
+		t.Fatalf("queue %d: offset on disk %d once the pull built during message 4's call arrived, want 5 (messages 0-4 handled and committed)", qid, offs[qid])
+	}
 }
