@@ -155,12 +155,20 @@ func (s *Scheduler) Run() {
 	defer close(s.done)
 	ctx := context.Background()
 	checkpoint := s.opts.Clock.After(s.opts.CheckpointInterval)
+	var fails failures
 	for {
 		n, next, err := s.deliverDue(ctx)
 		if err != nil {
-			s.opts.Logger.Error("delay: delivery failed; retrying", "err", err)
-			next = s.opts.Clock.Now().Add(100 * time.Millisecond)
-		} else if n > 0 {
+			now := s.opts.Clock.Now()
+			wait, log := fails.failed(now)
+			if log {
+				s.opts.Logger.Error("delay: delivery failed; retrying", "err", err, "failures", fails.n, "retryIn", wait)
+			}
+			next = now.Add(wait)
+		} else if failed := fails.reset(); failed > 0 {
+			s.opts.Logger.Info("delay: delivery resumed", "failures", failed)
+		}
+		if err == nil && n > 0 {
 			select {
 			case <-s.stop:
 				return
@@ -185,6 +193,43 @@ func (s *Scheduler) Run() {
 			return
 		}
 	}
+}
+
+// Retries of a failed delivery round (the store refusing writes: a full
+// disk, an I/O error) wait retryMin, then twice as long each time up to
+// retryMax; the error is logged on the first failure and then at most
+// every failLogInterval. A wake (a message scheduled) retries at once.
+const (
+	retryMin        = 100 * time.Millisecond
+	retryMax        = 5 * time.Second
+	failLogInterval = 30 * time.Second
+)
+
+// failures paces the retries of failed delivery rounds.
+type failures struct {
+	n      int       // failed rounds in a row
+	logged time.Time // when the last one was logged
+}
+
+// failed counts a failed round at now and returns how long to wait before
+// the next and whether to log this one.
+func (f *failures) failed(now time.Time) (wait time.Duration, log bool) {
+	f.n++
+	wait = retryMax
+	if f.n <= 10 {
+		wait = min(retryMin<<(f.n-1), retryMax)
+	}
+	if f.n == 1 || now.Sub(f.logged) >= failLogInterval {
+		f.logged, log = now, true
+	}
+	return wait, log
+}
+
+// reset ends a run of failures and returns how many rounds it had.
+func (f *failures) reset() int {
+	n := f.n
+	f.n = 0
+	return n
 }
 
 func (s *Scheduler) checkpointLogged() {
