@@ -49,7 +49,9 @@ func TestRefusedDeliveriesBackOff(t *testing.T) {
 
 	// Run waits on two channels of the clock between rounds: the
 	// checkpoint's and the retry's.
-	parked := func() { testutil.WaitFor(t, 5*time.Second, "the scheduler to wait", func() bool { return r.clock.pending() == 2 }) }
+	parked := func() {
+		testutil.WaitFor(t, 5*time.Second, "the scheduler to wait", func() bool { return r.clock.pending() == 2 })
+	}
 	parked()
 	for range 60 {
 		r.clock.Advance(time.Second)
