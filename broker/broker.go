@@ -132,7 +132,7 @@ func Open(opts Options) (*Broker, error) {
 	}
 	if !opts.DisableLifecycle {
 		if b.life, err = lifecycle.Open(lifecycle.Options{Dir: filepath.Join(opts.Store.Dir, "lifecycle"),
-			Retention: opts.LifecycleRetention, Logger: opts.Logger}); err != nil {
+			Retention: opts.LifecycleRetention, Logger: opts.Logger, Paused: b.diskFull}); err != nil {
 			return fail(err, b.store.Close)
 		}
 	}

@@ -156,7 +156,8 @@ func (m *brokerMetrics) register(b *Broker) error {
 	scheduled := o.Counter("halfback.delay.scheduled", "{message}", "Messages accepted for delayed delivery, by delay level (0: an arbitrary time).")
 	delivered := o.Counter("halfback.delay.delivered", "{message}", "Delayed messages delivered, by lateness bucket (halfback.delay.late_le, seconds; +Inf for the rest).")
 	maxLate := o.FloatGauge("halfback.delay.lateness.max", "s", "Latest delayed delivery seen.")
-	lifeDropped := o.Counter("halfback.lifecycle.events.dropped", "{event}", "Lifecycle events (halfback trace) dropped because the recorder's queue was full.")
+	lifeDropped := o.Counter("halfback.lifecycle.events.dropped", "{event}", "Lifecycle events (halfback trace) dropped because the recorder's queue was full or the disk was (store.diskFullRatio).")
+	diskUsage := o.FloatGauge("halfback.store.disk.usage", "1", "Used fraction of the disk holding the store, checked once a second; producers' sends are refused above store.diskFullRatio.")
 	var err error
 	m.reg, err = o.Register(func(_ context.Context, ob metric.Observer) error {
 		m.observeCounters(ob, in, out, retries, dlqIn)
@@ -193,6 +194,8 @@ func (m *brokerMetrics) register(b *Broker) error {
 		if b.life != nil {
 			ob.ObserveInt64(lifeDropped, b.life.Dropped())
 		}
+		_, usage := b.store.DiskFull()
+		ob.ObserveFloat64(diskUsage, usage)
 		return nil
 	})
 	return err

@@ -122,7 +122,22 @@ func (b *Broker) refuseSend(req *remoting.Command, h sendHeader) *remoting.Comma
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body of %d bytes exceeds the limit of %d bytes", len(req.Body), limit))
 	}
+	if full, usage := b.store.DiskFull(); full {
+		// As RocketMQ above diskSpaceWarningLevelRatio: clients retry on
+		// another broker. What is stored is still consumed, delivered and
+		// resolved, and retention frees space.
+		return remoting.NewResponse(req, remoting.RespServiceNotAvailable, fmt.Sprintf(
+			"service not available now: the broker's disk is full (%.1f%% used, above store.diskFullRatio); "+
+				"sends are refused until retention or an operator frees space", usage*100))
+	}
 	return nil
+}
+
+// diskFull reports whether the store's disk is full (store.DiskFull):
+// producers' sends are refused and lifecycle events are not recorded.
+func (b *Broker) diskFull() bool {
+	full, _ := b.store.DiskFull()
+	return full
 }
 
 // sendQueue looks up (or auto-creates) a send's topic, checks that it is

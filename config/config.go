@@ -63,6 +63,9 @@ type StoreConfig struct {
 	// DiskMaxUsedRatio (store.diskMaxUsedRatio) is the disk-use fraction,
 	// 0..1, above which the oldest segments are deleted early.
 	DiskMaxUsedRatio float64 `mapstructure:"diskMaxUsedRatio"`
+	// DiskFullRatio (store.diskFullRatio) is the disk-use fraction, 0..1,
+	// above which producers' sends are refused; 1 never refuses.
+	DiskFullRatio float64 `mapstructure:"diskFullRatio"`
 	// MaxMessageSize (store.maxMessageSize) is the largest body accepted, in
 	// bytes.
 	MaxMessageSize int `mapstructure:"maxMessageSize"`

@@ -47,6 +47,8 @@ var keys = []key{
 		func(c *Config) any { return &c.Store.FileReservedHours }},
 	{"store.diskMaxUsedRatio", store.DefaultDiskMaxUsedRatio, "a number from 0 to 1",
 		func(c *Config) any { return &c.Store.DiskMaxUsedRatio }},
+	{"store.diskFullRatio", store.DefaultDiskFullRatio, "a number from 0 to 1",
+		func(c *Config) any { return &c.Store.DiskFullRatio }},
 	{"store.maxMessageSize", store.DefaultMaxMessageSize, "a whole number of bytes",
 		func(c *Config) any { return &c.Store.MaxMessageSize }},
 	{"broker.listenAddr", "127.0.0.1:10911", "host:port",

@@ -36,6 +36,7 @@ func (c *Config) StoreOptions() (store.Options, error) {
 		QueueEntriesPerFile: s.QueueEntriesPerFile,
 		FileReserved:        time.Duration(s.FileReservedHours) * time.Hour,
 		DiskMaxUsedRatio:    s.DiskMaxUsedRatio,
+		DiskFullRatio:       s.DiskFullRatio,
 		MaxMessageSize:      s.MaxMessageSize,
 	}
 	host := c.Broker.ListenAddr
@@ -63,6 +64,7 @@ var storeFieldKeys = fieldKeys{
 	"QueueEntriesPerFile": "store.queueEntriesPerFile",
 	"FileReserved":        "store.fileReservedHours",
 	"DiskMaxUsedRatio":    "store.diskMaxUsedRatio",
+	"DiskFullRatio":       "store.diskFullRatio",
 	"MaxMessageSize":      "store.maxMessageSize",
 }
 

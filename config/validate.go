@@ -31,6 +31,7 @@ func (c *Config) Validate() error {
 		nonNegative("store.fileReservedHours", s.FileReservedHours),
 		atMost("store.fileReservedHours", s.FileReservedHours, maxHours, durationLimit),
 		ratio("store.diskMaxUsedRatio", s.DiskMaxUsedRatio),
+		ratio("store.diskFullRatio", s.DiskFullRatio),
 		nonNegative("store.maxMessageSize", s.MaxMessageSize),
 		atMost("store.maxMessageSize", s.MaxMessageSize, broker.MaxMessageSizeLimit,
 			"a larger message does not fit in the remoting protocol's 16 MiB frame"),

@@ -125,6 +125,12 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives write errors. Default slog.Default().
 	Logger *slog.Logger
+	// Paused, if set, is asked by every Record: while it reports true the
+	// event is dropped and counted in Dropped. The broker pauses
+	// recording while its disk is full, so that the database does not
+	// take the space left (Pebble stops the process when it cannot
+	// write its log).
+	Paused func() bool
 }
 
 func (o Options) withDefaults() Options {
@@ -186,8 +192,8 @@ func Open(opts Options) (*Recorder, error) {
 }
 
 // Record queues e for writing and returns at once. An event without a
-// MsgID is ignored; a zero Time is set to now. When the queue is full the
-// event is dropped and counted.
+// MsgID is ignored; a zero Time is set to now. When the queue is full, or
+// recording is paused (Options.Paused), the event is dropped and counted.
 func (r *Recorder) Record(e Event) {
 	if r == nil || e.MsgID == "" {
 		return
@@ -200,6 +206,10 @@ func (r *Recorder) Record(e Event) {
 	if r.closed {
 		return
 	}
+	if r.opts.Paused != nil && r.opts.Paused() {
+		r.dropped.Add(1)
+		return
+	}
 	select {
 	case r.queue <- &item{ev: e}:
 	default:
@@ -207,7 +217,8 @@ func (r *Recorder) Record(e Event) {
 	}
 }
 
-// Dropped is how many events were dropped because the queue was full.
+// Dropped is how many events were dropped because the queue was full or
+// recording was paused (Options.Paused).
 func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
 
 // Sync waits until every event recorded before the call is written.

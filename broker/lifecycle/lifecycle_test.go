@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -171,6 +172,33 @@ func TestEventsSurviveAProcessCrash(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after %d copies in 10 s the files still hold no event recorded before", n+1)
+		}
+	}
+}
+
+// While Paused reports true (the broker's disk is full) events are
+// dropped and counted, and nothing is written; afterwards they are
+// recorded again.
+func TestRecordPaused(t *testing.T) {
+	var paused atomic.Bool
+	r, err := Open(Options{Dir: t.TempDir(), Paused: paused.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	paused.Store(true)
+	r.Record(Event{MsgID: "m1", Kind: Stored})
+	paused.Store(false)
+	r.Record(Event{MsgID: "m2", Kind: Stored})
+	if err := r.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Dropped(); got != 1 {
+		t.Fatalf("Dropped() = %d, want 1", got)
+	}
+	for id, want := range map[string]int{"m1": 0, "m2": 1} {
+		if msgs, err := r.Lookup(id, 0); err != nil || len(msgs) != want {
+			t.Fatalf("Lookup(%s) = %d messages, %v; want %d", id, len(msgs), err, want)
 		}
 	}
 }

@@ -194,6 +194,13 @@
 // removal is logged once. With Options.DeferRetention retention waits for
 // [Store.StartRetention], so that the holds are there before it first runs.
 //
+// Once a second the store also compares the disk's use with
+// Options.DiskFullRatio and reports the answer through [Store.DiskFull]
+// (changes are logged). It does not refuse appends itself: the broker
+// refuses producers' sends while the disk is full, and the appends that
+// let retention free space (delayed deliveries, transaction outcomes,
+// moved half messages) go on.
+//
 // Under [SyncFlush] one removed segment file is kept, renamed to
 // "recycled", unless the disk is above the watermark (so is the next
 // segment at Close, if its preparation had finished), and the next

@@ -51,6 +51,7 @@ const (
 	DefaultQueueEntriesPerFile  = 300_000 // 6 MB consume-queue files
 	DefaultFileReserved         = 72 * time.Hour
 	DefaultDiskMaxUsedRatio     = 0.85
+	DefaultDiskFullRatio        = 0.90
 	DefaultMaxMessageSize       = 4 << 20 // 4 MiB, RocketMQ's maxMessageSize
 	DefaultRetentionCheckPeriod = 10 * time.Second
 )
@@ -83,6 +84,15 @@ type Options struct {
 	// DiskMaxUsedRatio is the disk-use fraction (0..1) above which the oldest
 	// segments are deleted early, even before FileReserved. Default 0.85.
 	DiskMaxUsedRatio float64
+	// DiskFullRatio is the disk-use fraction (0..1) above which the disk
+	// counts as full (RocketMQ's diskSpaceWarningLevelRatio): the store
+	// checks it every second and reports it through [Store.DiskFull],
+	// which the broker uses to refuse producers' sends until the disk is
+	// no longer full. The store's own appends go on, so that delayed
+	// messages, transactions and retention can still free space. Keep it
+	// above DiskMaxUsedRatio so that retention frees space first; 1 turns
+	// the check off. Default 0.90.
+	DiskFullRatio float64
 	// RetentionCheckPeriod is how often retention runs. Default 10 s.
 	RetentionCheckPeriod time.Duration
 	// DeferRetention keeps retention stopped until [Store.StartRetention],
@@ -139,6 +149,9 @@ func (o Options) withDefaults() Options {
 	if o.DiskMaxUsedRatio == 0 {
 		o.DiskMaxUsedRatio = DefaultDiskMaxUsedRatio
 	}
+	if o.DiskFullRatio == 0 {
+		o.DiskFullRatio = DefaultDiskFullRatio
+	}
 	if o.RetentionCheckPeriod == 0 {
 		o.RetentionCheckPeriod = DefaultRetentionCheckPeriod
 	}
@@ -194,6 +207,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: FileReserved %v is negative", ErrInvalidOptions, o.FileReserved)
 	case o.DiskMaxUsedRatio < 0 || o.DiskMaxUsedRatio > 1:
 		return fmt.Errorf("%w: DiskMaxUsedRatio %v is outside 0..1", ErrInvalidOptions, o.DiskMaxUsedRatio)
+	case o.DiskFullRatio < 0 || o.DiskFullRatio > 1:
+		return fmt.Errorf("%w: DiskFullRatio %v is outside 0..1", ErrInvalidOptions, o.DiskFullRatio)
 	case o.RetentionCheckPeriod < 0:
 		return fmt.Errorf("%w: RetentionCheckPeriod %v is negative", ErrInvalidOptions, o.RetentionCheckPeriod)
 	}

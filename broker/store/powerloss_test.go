@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,9 +101,9 @@ func TestRetentionKeepsSegmentsPastTheCheckpoint(t *testing.T) {
 	o := testOptions(t, SyncFlush)
 	o.fs = pfs
 	o.DeferRetention = true // the test runs retention
-	full := false
+	var full atomic.Bool
 	o.diskUsage = func() (float64, error) {
-		if full {
+		if full.Load() {
 			return 0.95, nil // above the watermark: all but the active segment are due
 		}
 		return 0.10, nil
@@ -133,7 +134,7 @@ func TestRetentionKeepsSegmentsPastTheCheckpoint(t *testing.T) {
 	}
 	const consumed = 5 // the consumer's committed offset
 
-	full = true
+	full.Store(true)
 	if err := s.runRetention(); err != nil {
 		t.Fatal(err)
 	}

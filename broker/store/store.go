@@ -202,6 +202,7 @@ type Store struct {
 	// dispatcher reads the log up to the visible end.
 	handDropped bool
 
+	disk          diskState // DiskFull's answer (diskfull.go)
 	holds         holds     // what retention must keep (Hold)
 	lock          *os.File  // <dir>/lock, flocked until Close (lockDir)
 	retentionOnce sync.Once // starts the retention loop
@@ -285,10 +286,12 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	opened = true
-	s.wg.Add(3)
+	s.checkDisk()
+	s.wg.Add(4)
 	go s.writeLoop()
 	go s.dispatchLoop()
 	go s.flushLoop()
+	go s.diskLoop()
 	if !opts.DeferRetention {
 		s.StartRetention()
 	}

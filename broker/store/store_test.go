@@ -385,6 +385,8 @@ func TestOptionsValidate(t *testing.T) {
 		{Dir: "x", SegmentSize: -1},
 		{Dir: "x", SegmentSize: 1 << 20, MaxMessageSize: 4 << 20},
 		{Dir: "x", DiskMaxUsedRatio: 1.5},
+		{Dir: "x", DiskFullRatio: 1.01},
+		{Dir: "x", DiskFullRatio: -0.5},
 		{Dir: "x", SyncFlushTimeout: -time.Second},
 		{Dir: "x", FlushType: FlushType(7)},
 	} {

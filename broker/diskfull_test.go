@@ -1,0 +1,66 @@
+package broker
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// A broker whose disk is fuller than store.diskFullRatio refuses
+// producers' sends with SERVICE_NOT_AVAILABLE (clients try another
+// broker), as RocketMQ does above its diskSpaceWarningLevelRatio, and
+// records no lifecycle events; what it stored before is still pulled, and
+// a delayed message stored before is still delivered (the store's own
+// appends go on). The disk is the real one: the ratio is set below its use.
+func TestDiskFullRefusesSends(t *testing.T) {
+	o := testOptions(t)
+	o.Delay.Levels, _ = delay.ParseLevels("3s")
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "orders", 0, "", "before")
+	mustSend(t, c, "orders", 0, props(message.PropertyDelayTimeLevel, "1"), "delayed")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(o.Store.Dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	usage := 1 - float64(st.Bavail)/float64(st.Blocks)
+	if usage < 0.001 {
+		t.Fatalf("the test disk is %v used: cannot set a ratio below that", usage)
+	}
+	o.Store.DiskFullRatio = usage / 2
+	reopened := time.Now()
+	b = startBroker(t, o)
+	c = dial(t, b)
+	for code, ext := range map[int16]map[string]string{remoting.ReqSendMessage: sendExt("orders", 0, ""), remoting.ReqSendMessageV2: sendExtV2("orders", 0, "")} {
+		resp := call(t, c, code, ext, []byte("during"))
+		if resp.Code != remoting.RespServiceNotAvailable || !strings.Contains(resp.Remark, "disk is full") {
+			t.Fatalf("send %d on a full disk: code %d %q, want %d naming the full disk", code, resp.Code, resp.Remark, remoting.RespServiceNotAvailable)
+		}
+	}
+	resp := call(t, c, remoting.ReqSendBatchMessage, sendExtV2("orders", 0, ""), batchBody([]string{"b1", "b2"}, []string{"", ""}))
+	if resp.Code != remoting.RespServiceNotAvailable {
+		t.Fatalf("batch on a full disk: code %d %q", resp.Code, resp.Remark)
+	}
+
+	// What was stored is still there, and the delayed message is delivered.
+	msgs := waitQueueMsgs(t, b, "orders", 0, 2)
+	if got := string(msgs[0].Body) + "," + string(msgs[1].Body); got != "before,delayed" {
+		t.Fatalf("orders/0 holds %s, want before,delayed", got)
+	}
+	if resp := pull(t, c, "orders", 0, 0, 0, "*", 0); resp.Code != remoting.RespSuccess || len(decodeAll(t, resp.Body)) != 2 {
+		t.Fatalf("pull on a full disk: code %d %q", resp.Code, resp.Remark)
+	}
+	if at := time.UnixMilli(msgs[1].StoreTimestamp); at.Before(reopened) {
+		t.Fatalf("the delayed message was delivered at %v, before the broker reopened on a full disk (%v): the test proves nothing", at, reopened)
+	}
+	waitFor(t, "the delivery's lifecycle event dropped", func() bool { return b.life.Dropped() > 0 })
+}
