@@ -95,18 +95,21 @@ func (p Properties) Encode() string {
 }
 
 // Property returns the value of name in the wire-form properties s without
-// decoding the whole set.
+// decoding the whole set. A name given twice has its last value, as
+// ParseProperties and the RocketMQ clients (which decode into a map) read
+// it: the broker then files and filters a message by the tags, keys and
+// delay its consumers see.
 func Property(s, name string) (string, bool) {
 	for s != "" {
-		var item string
-		if i := strings.IndexByte(s, propertySeparator); i >= 0 {
-			item, s = s[:i], s[i+1:]
-		} else {
-			item, s = s, ""
+		end := len(s)
+		if s[end-1] == propertySeparator {
+			end--
 		}
-		if len(item) > len(name) && item[len(name)] == nameValueSeparator && item[:len(name)] == name {
+		start := strings.LastIndexByte(s[:end], propertySeparator) + 1
+		if item := s[start:end]; len(item) > len(name) && item[len(name)] == nameValueSeparator && item[:len(name)] == name {
 			return item[len(name)+1:], true
 		}
+		s = s[:start]
 	}
 	return "", false
 }

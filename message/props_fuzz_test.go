@@ -19,6 +19,12 @@ func FuzzProperties(f *testing.F) {
 		if name == "" || strings.ContainsAny(name+value, "\x01\x02") {
 			return // not a pair SetProperty can write
 		}
+		// Property reads what ParseProperties (and a client's map) does,
+		// duplicates included: the last value wins.
+		v, ok := Property(s, name)
+		if pv, pok := ParseProperties(s)[name]; v != pv || ok != pok {
+			t.Fatalf("Property(%q, %q) = %q, %v; ParseProperties has %q, %v", s, name, v, ok, pv, pok)
+		}
 		set := SetProperty(s, name, value)
 		if v, ok := Property(set, name); !ok || v != value {
 			t.Fatalf("Property(SetProperty(%q, %q, %q)) = %q, %v", s, name, value, v, ok)
