@@ -388,8 +388,9 @@ func decodeBatch(base message.Message, body []byte, batchProps string) ([]*messa
 }
 
 // mergeProperties appends to props, byte for byte, each pair of extra whose
-// name props does not have.
+// name props does not have (a name extra gives twice: its last value).
 func mergeProperties(props, extra string) string {
+	orig := props
 	for extra != "" {
 		item := extra
 		if i := strings.IndexByte(extra, '\x02'); i >= 0 {
@@ -401,7 +402,7 @@ func mergeProperties(props, extra string) string {
 		if !ok || name == "" {
 			continue
 		}
-		if _, have := message.Property(props, name); !have {
+		if _, have := message.Property(orig, name); !have {
 			props = message.SetProperty(props, name, value)
 		}
 	}

@@ -410,3 +410,14 @@ func TestSecondBrokerOnADataDirectoryInUse(t *testing.T) {
 		waitQueue(t, b, "busy", 0, 2)
 	}
 }
+
+// A batch element's own properties win over the request's; a name the
+// request gives twice counts with its last value, as clients read it.
+func TestMergeProperties(t *testing.T) {
+	got := mergeProperties("A\x011\x02", "A\x019\x02B\x012\x02B\x013\x02")
+	for name, want := range map[string]string{"A": "1", "B": "3"} {
+		if v, _ := message.Property(got, name); v != want || message.ParseProperties(got)[name] != want {
+			t.Errorf("mergeProperties: %s = %q (parsed %q), want %q in %q", name, v, message.ParseProperties(got)[name], want, got)
+		}
+	}
+}
