@@ -3,10 +3,12 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
 )
 
 // Ordered-queue locks: an orderly consumer locks each queue it consumes so
@@ -157,6 +159,19 @@ func parseLockBody(req *remoting.Command) (*lockBatchBody, *remoting.Command) {
 	}
 	if body.ConsumerGroup == "" || body.ClientID == "" {
 		return nil, remoting.NewResponse(req, remoting.RespSystemError, "lock request needs consumerGroup and clientId")
+	}
+	// Names no client may use would only take room in the lock table
+	// until they expire.
+	if err := message.ValidateGroup(body.ConsumerGroup); err != nil {
+		return nil, remoting.NewResponse(req, remoting.RespSystemError, "lock request: "+err.Error())
+	}
+	for _, mq := range body.MQSet {
+		if err := message.ValidateTopic(mq.Topic); err != nil {
+			return nil, remoting.NewResponse(req, remoting.RespSystemError, "lock request: "+err.Error())
+		}
+		if mq.QueueID < 0 {
+			return nil, remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("lock request: queueId %d of %s is negative", mq.QueueID, mq.Topic))
+		}
 	}
 	return &body, nil
 }

@@ -133,7 +133,10 @@ func TestLockBadInput(t *testing.T) {
 	b := startBroker(t, testOptions(t))
 	c := dial(t, b)
 	for _, code := range []int16{remoting.ReqLockBatchMQ, remoting.ReqUnlockBatchMQ} {
-		for _, body := range []string{`{`, `{"consumerGroup":"g","mqSet":[]}`, `{"clientId":"C"}`, `{"consumerGroup":"g","clientId":"C","mqSet":{}}`} {
+		for _, body := range []string{`{`, `{"consumerGroup":"g","mqSet":[]}`, `{"clientId":"C"}`, `{"consumerGroup":"g","clientId":"C","mqSet":{}}`,
+			`{"consumerGroup":"bad group","clientId":"C","mqSet":[]}`,
+			`{"consumerGroup":"g","clientId":"C","mqSet":[{"topic":"bad topic","brokerName":"b","queueId":0}]}`,
+			`{"consumerGroup":"g","clientId":"C","mqSet":[{"topic":"orders","brokerName":"b","queueId":-1}]}`} {
 			if resp := call(t, c, code, nil, []byte(body)); resp.Code != remoting.RespSystemError {
 				t.Errorf("code %d body %s: response %d, want SYSTEM_ERROR", code, body, resp.Code)
 			}
