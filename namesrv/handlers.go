@@ -81,6 +81,10 @@ func decodeRegistration(req *remoting.Command) (registration, error) {
 	if !validBrokerAddr(reg.addr) {
 		return registration{}, fmt.Errorf("%w: brokerAddr %q is not host:port", ErrBadRequest, reg.addr)
 	}
+	// Handed to the broker's slaves as their master's HA address.
+	if reg.haAddr != "" && !validBrokerAddr(reg.haAddr) {
+		return registration{}, fmt.Errorf("%w: haServerAddr %q is not host:port", ErrBadRequest, reg.haAddr)
+	}
 	if reg.id, err = brokerID(req); err != nil {
 		return registration{}, err
 	}

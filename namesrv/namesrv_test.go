@@ -246,6 +246,7 @@ func TestBadRegistrations(t *testing.T) {
 		{"brokerAddr not host:port", func(m map[string]string) { m["brokerAddr"] = "nowhere" }, body},
 		{"brokerAddr with a comma", func(m map[string]string) { m["brokerAddr"] = "10.0.0.1,10.0.0.2:10911" }, body},
 		{"brokerAddr port out of range", func(m map[string]string) { m["brokerAddr"] = "10.0.0.1:70000" }, body},
+		{"haServerAddr not host:port", func(m map[string]string) { m["haServerAddr"] = "nowhere" }, body},
 		// Clients expand a route into one entry per queue: 2^30 would
 		// exhaust every client's memory.
 		{"huge queue counts", func(m map[string]string) { delete(m, "bodyCrc32") },
