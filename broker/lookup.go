@@ -142,7 +142,8 @@ func recordStoreTimestamp(rec []byte) (int64, bool) {
 
 // handleQueryMessage answers the records of topic carrying key (a KEYS
 // entry, or the UNIQ_KEY when the unique-key flag is set) stored within
-// [beginTimestamp, endTimestamp], newest first, at most maxNum.
+// [beginTimestamp, endTimestamp], newest first, at most maxNum and at most
+// what fits in one frame (MaxMessageSizeLimit bytes of records).
 func (b *Broker) handleQueryMessage(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	r := reqHeader{req: req}
 	topic := r.str("topic", true)
@@ -169,6 +170,11 @@ func (b *Broker) handleQueryMessage(_ context.Context, _ *remoting.Conn, req *re
 		rec, err := b.store.ReadRecord(off)
 		if err != nil {
 			continue // removed by retention since it was indexed
+		}
+		if len(body)+len(rec) > MaxMessageSizeLimit {
+			// Newest first: the older ones would not fit in one frame
+			// with them. (One record always fits: a message is smaller.)
+			break
 		}
 		body = append(body, rec...)
 	}

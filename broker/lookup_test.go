@@ -2,6 +2,7 @@ package broker
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,6 +151,34 @@ func TestSearchOffsetBoundaryTypes(t *testing.T) {
 		ext["boundaryType"] = lower
 		if r := call(t, c, remoting.ReqSearchOffsetByTimestamp, ext, nil); r.Code != remoting.RespSuccess || r.Ext("offset") != "1" {
 			t.Fatalf("boundaryType %q search between offsets 0 and 1: code %d offset %s, want 1", lower, r.Code, r.Ext("offset"))
+		}
+	}
+}
+
+// A key whose matches would not fit in one 16 MiB frame is answered with
+// the newest ones that do (it was answered with nothing: the frame was
+// refused).
+func TestLookupQueryFitsOneFrame(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	body := strings.Repeat("x", 4<<20-1024)
+	for i := range 5 {
+		mustSend(t, c, "big", 0, props("KEYS", "order-1"), strconv.Itoa(i)+body)
+	}
+	ext := map[string]string{"topic": "big", "key": "order-1", "maxNum": "32", "beginTimestamp": "0",
+		"endTimestamp": strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)}
+	waitFor(t, "all five indexed", func() bool { return b.store.DispatchedOffset() >= b.store.MaxPhysicalOffset() })
+	r := call(t, c, remoting.ReqQueryMessage, ext, nil)
+	if r.Code != remoting.RespSuccess {
+		t.Fatalf("query: code %d %q", r.Code, r.Remark)
+	}
+	msgs := decodeAll(t, r.Body)
+	if len(msgs) != 3 || len(r.Body) > MaxMessageSizeLimit {
+		t.Fatalf("query answered %d messages in %d bytes, want the 3 that fit in %d", len(msgs), len(r.Body), MaxMessageSizeLimit)
+	}
+	for i, m := range msgs {
+		if want := strconv.Itoa(4 - i); string(m.Body[:1]) != want {
+			t.Fatalf("message %d is number %s, want %s (newest first)", i, m.Body[:1], want)
 		}
 	}
 }
