@@ -64,3 +64,46 @@ func TestDiskFullRefusesSends(t *testing.T) {
 	}
 	waitFor(t, "the delivery's lifecycle event dropped", func() bool { return b.life.Dropped() > 0 })
 }
+
+// A reply (SEND_REPLY_MESSAGE) on a full disk is still pushed to its
+// requester, as RocketMQ pushes it before it tries to store it: the
+// request was stored before the disk filled, and refusing the reply only
+// makes the requester time out. It is not stored (RocketMQ's store
+// refuses it): the answer is SUCCESS with message id "0", as for a
+// reply delivered but not stored.
+func TestDiskFullStillPushesReplies(t *testing.T) {
+	o := testOptions(t)
+	o.ClusterName = "payments"
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(o.Store.Dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	usage := 1 - float64(st.Bavail)/float64(st.Blocks)
+	if usage < 0.001 {
+		t.Fatalf("the test disk is %v used: cannot set a ratio below that", usage)
+	}
+	o.Store.DiskFullRatio = usage / 2
+	b := startBroker(t, o)
+	if full, _ := b.store.DiskFull(); !full {
+		t.Fatal("the disk is not reported full")
+	}
+	pushes := dialRequester(t, b, "requester-1", remoting.RespSuccess)
+	c := dial(t, b)
+	replyTopic := ReplyTopic("payments")
+	p := props("MSG_TYPE", "reply", "CORRELATION_ID", "corr-7", "REPLY_TO_CLIENT", "requester-1", "TTL", "3")
+	resp := call(t, c, remoting.ReqSendReplyMessage, replyHeader(replyTopic, p), []byte("pong"))
+	if resp.Code != remoting.RespSuccess || resp.Ext("msgId") != "0" {
+		t.Fatalf("reply on a full disk answered %d %q %v, want SUCCESS with msgId 0 (pushed, not stored)", resp.Code, resp.Remark, resp.ExtFields)
+	}
+	select {
+	case push := <-pushes:
+		if string(push.Body) != "pong" {
+			t.Fatalf("pushed %q", push.Body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no PUSH_REPLY_MESSAGE_TO_CLIENT on a full disk")
+	}
+	if _, hi := b.store.QueueBounds(replyTopic, 0); hi != 0 {
+		t.Fatalf("reply topic holds %d messages on a full disk, want none", hi)
+	}
+}

@@ -55,6 +55,9 @@ func (b *Broker) withCluster(props string) string {
 	return message.SetProperty(props, message.PropertyCluster, b.opts.ClusterName)
 }
 
+// errReplyDiskFull is why a reply pushed on a full disk is not stored.
+var errReplyDiskFull = errors.New("broker: reply not stored: the disk is full")
+
 func (b *Broker) handleReply(ctx context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	h, err := parseSendHeader(req)
 	if err != nil {
@@ -63,7 +66,8 @@ func (b *Broker) handleReply(ctx context.Context, conn *remoting.Conn, req *remo
 	if h.batch {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, "a reply cannot be a batch")
 	}
-	if resp := b.refuseSend(req, h); resp != nil {
+	// Not refused on a full disk: pushed, not stored (below).
+	if resp := b.refuseMessage(req, h); resp != nil {
 		return resp
 	}
 	qid, resp := b.sendQueue(req, h)
@@ -86,12 +90,19 @@ func (b *Broker) handleReply(ctx context.Context, conn *remoting.Conn, req *remo
 	}
 	pushErr := b.pushReply(ctx, req, h, m)
 
-	start := time.Now()
-	res, err := b.store.AppendBatch(ctx, []*message.Message{m})
-	b.metrics.stored(h.topic, 1, err)
-	b.traceStored([]*message.Message{m}, res, start, err)
-	if err != nil {
-		b.opts.Logger.Warn("broker: reply not stored", "topic", h.topic, "err", err)
+	var res []store.AppendResult
+	if b.diskFull() {
+		// As RocketMQ, whose store refuses it above
+		// diskSpaceWarningLevelRatio once it was pushed.
+		err = errReplyDiskFull
+	} else {
+		start := time.Now()
+		res, err = b.store.AppendBatch(ctx, []*message.Message{m})
+		b.metrics.stored(h.topic, 1, err)
+		b.traceStored([]*message.Message{m}, res, start, err)
+		if err != nil {
+			b.opts.Logger.Warn("broker: reply not stored", "topic", h.topic, "err", err)
+		}
 	}
 	if pushErr != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, pushErr.Error())

@@ -108,10 +108,28 @@ func usesV2Header(code int16) bool {
 	return code == remoting.ReqSendMessageV2 || code == remoting.ReqSendBatchMessage || code == remoting.ReqSendReplyMessageV2
 }
 
-// refuseSend checks what a send names before its topic is looked up: the
-// topic's name, that it is not a system topic, the body's size. A non-nil
-// response is the refusal.
+// refuseSend checks what a send names before its topic is looked up (see
+// refuseMessage) and that the disk is not full. A non-nil response is the
+// refusal.
 func (b *Broker) refuseSend(req *remoting.Command, h sendHeader) *remoting.Command {
+	if resp := b.refuseMessage(req, h); resp != nil {
+		return resp
+	}
+	if full, usage := b.store.DiskFull(); full {
+		// As RocketMQ above diskSpaceWarningLevelRatio: clients retry on
+		// another broker. What is stored is still consumed, delivered and
+		// resolved, and retention frees space.
+		return remoting.NewResponse(req, remoting.RespServiceNotAvailable, fmt.Sprintf(
+			"service not available now: the broker's disk is full (%.1f%% used, above store.diskFullRatio); "+
+				"sends are refused until retention or an operator frees space", usage*100))
+	}
+	return nil
+}
+
+// refuseMessage checks what a send or a reply names before its topic is
+// looked up: the topic's name, that it is not a system topic, the body's
+// size. A non-nil response is the refusal.
+func (b *Broker) refuseMessage(req *remoting.Command, h sendHeader) *remoting.Command {
 	if err := message.ValidateTopic(h.topic); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, "the specified topic is illegal: "+err.Error())
 	}
@@ -121,14 +139,6 @@ func (b *Broker) refuseSend(req *remoting.Command, h sendHeader) *remoting.Comma
 	if limit := b.maxMessageSize(); len(req.Body) > limit {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal,
 			fmt.Sprintf("message body of %d bytes exceeds the limit of %d bytes", len(req.Body), limit))
-	}
-	if full, usage := b.store.DiskFull(); full {
-		// As RocketMQ above diskSpaceWarningLevelRatio: clients retry on
-		// another broker. What is stored is still consumed, delivered and
-		// resolved, and retention frees space.
-		return remoting.NewResponse(req, remoting.RespServiceNotAvailable, fmt.Sprintf(
-			"service not available now: the broker's disk is full (%.1f%% used, above store.diskFullRatio); "+
-				"sends are refused until retention or an operator frees space", usage*100))
 	}
 	return nil
 }

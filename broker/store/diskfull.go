@@ -30,7 +30,11 @@ func (s *Store) DiskFull() (full bool, usage float64) {
 // diskLoop checks the disk every diskCheckPeriod until Close.
 func (s *Store) diskLoop() {
 	defer s.wg.Done()
-	t := time.NewTicker(diskCheckPeriod)
+	period := diskCheckPeriod
+	if s.opts.diskCheckPeriod > 0 {
+		period = s.opts.diskCheckPeriod
+	}
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {

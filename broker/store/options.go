@@ -90,8 +90,9 @@ type Options struct {
 	// which the broker uses to refuse producers' sends until the disk is
 	// no longer full. The store's own appends go on, so that delayed
 	// messages, transactions and retention can still free space. Keep it
-	// above DiskMaxUsedRatio so that retention frees space first; 1 turns
-	// the check off. Default 0.90.
+	// above DiskMaxUsedRatio so that retention frees space first (above
+	// DiskFullRatio it removes segments early whatever DiskMaxUsedRatio
+	// says); 1 turns the check off. Default 0.90.
 	DiskFullRatio float64
 	// RetentionCheckPeriod is how often retention runs. Default 10 s.
 	RetentionCheckPeriod time.Duration
@@ -121,6 +122,9 @@ type Options struct {
 	fs fileSystem
 	// diskUsage, if set, replaces the file-system query (tests).
 	diskUsage func() (float64, error)
+	// diskCheckPeriod, if set, replaces diskCheckPeriod (tests whose
+	// diskUsage counts its calls).
+	diskCheckPeriod time.Duration
 	// timeouts times SyncFlush timeouts. Default the real clock; tests
 	// replace it.
 	timeouts flushClock

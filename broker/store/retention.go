@@ -24,7 +24,8 @@ func (s *Store) retentionLoop() {
 }
 
 // runRetention removes segments, oldest first, while the oldest is older
-// than FileReserved or the disk is fuller than DiskMaxUsedRatio. The active
+// than FileReserved or the disk is fuller than DiskMaxUsedRatio (or
+// DiskFullRatio, if lower: see tooFull). The active
 // segment, any segment not yet wholly dispatched, fsynced and checkpointed
 // (it writes a checkpoint for one that is due otherwise), and any segment a
 // Hold still needs are never removed; a Mover holding one is
@@ -42,7 +43,7 @@ func (s *Store) runRetention() error {
 		if err != nil {
 			return err
 		}
-		if usage > s.opts.DiskMaxUsedRatio {
+		if s.tooFull(usage) {
 			if err := s.log.dropRecycled(); err != nil { // the space first
 				return err
 			}
@@ -57,7 +58,7 @@ func (s *Store) runRetention() error {
 			if end := seg.base + s.opts.SegmentSize; end > s.dispatched.Load() || end > s.durable.Load() {
 				return false
 			}
-			return now.Sub(mod) > s.opts.FileReserved || usage > s.opts.DiskMaxUsedRatio
+			return now.Sub(mod) > s.opts.FileReserved || s.tooFull(usage)
 		}
 		// A segment also goes only once a checkpoint is past it. The
 		// consume-queue entries of its records are fsynced by a
@@ -105,7 +106,7 @@ func (s *Store) runRetention() error {
 		}
 		base, err := s.log.removeOldest(func(seg *segment, mod time.Time) bool {
 			return seg != oldest || !due(seg, mod)
-		}, usage <= s.opts.DiskMaxUsedRatio) // a fuller disk gets its space back
+		}, !s.tooFull(usage)) // a fuller disk gets its space back
 		if err != nil || base < 0 {
 			return err
 		}
@@ -145,6 +146,14 @@ func (s *Store) moveHeld(by []heldAt, end int64) bool {
 		s.opts.Logger.Info("retention: a hold moved its records to the end of the log", "hold", a.name, "below", end)
 	}
 	return true
+}
+
+// tooFull reports whether a disk usage calls for removing segments early:
+// above DiskMaxUsedRatio, or above DiskFullRatio (where sends are refused)
+// should that be lower, as RocketMQ cleans at once above its
+// diskSpaceWarningLevelRatio.
+func (s *Store) tooFull(usage float64) bool {
+	return usage > s.opts.DiskMaxUsedRatio || usage > s.opts.DiskFullRatio
 }
 
 // diskUsage is the used fraction of the file system holding the store.

@@ -548,10 +548,12 @@ func TestFlushCommitLogSkipsRemovedSegments(t *testing.T) {
 // and that filled up (dispatched and fsynced) while the pass went on, is
 // not removed on that stale answer: the holds are asked again (a delayed
 // message appended meanwhile was deleted). The disk-usage probe of each
-// loop iteration stands in for the appends that run concurrently.
+// loop iteration stands in for the appends that run concurrently; the
+// disk-full check's probes (Open's, then every second) are left out.
 func TestRetentionAsksHoldsForSegmentsFilledDuringThePass(t *testing.T) {
 	o := testOptions(t, SyncFlush)
 	o.DeferRetention = true
+	o.diskCheckPeriod = time.Hour
 	var calls atomic.Int32
 	var s *Store
 	var heldAt atomic.Int64
@@ -578,6 +580,7 @@ func TestRetentionAsksHoldsForSegmentsFilledDuringThePass(t *testing.T) {
 	}
 	s = openStore(t, o)
 	defer s.Close()
+	calls.Store(0)         // Open's disk-full check
 	fillSegments(t, s, 40) // segment 0 full, segment 1 active
 	s.Hold("delay", HoldFunc(func() (int64, bool, error) {
 		if p := heldAt.Load(); p >= 0 {
