@@ -28,15 +28,7 @@ func TestDiskFullRefusesSends(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(o.Store.Dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	usage := 1 - float64(st.Bavail)/float64(st.Blocks)
-	if usage < 0.001 {
-		t.Fatalf("the test disk is %v used: cannot set a ratio below that", usage)
-	}
-	o.Store.DiskFullRatio = usage / 2
+	o.Store.DiskFullRatio = ratioBelowUse(t, o.Store.Dir)
 	reopened := time.Now()
 	b = startBroker(t, o)
 	c = dial(t, b)
@@ -74,15 +66,7 @@ func TestDiskFullRefusesSends(t *testing.T) {
 func TestDiskFullStillPushesReplies(t *testing.T) {
 	o := testOptions(t)
 	o.ClusterName = "payments"
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(o.Store.Dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	usage := 1 - float64(st.Bavail)/float64(st.Blocks)
-	if usage < 0.001 {
-		t.Fatalf("the test disk is %v used: cannot set a ratio below that", usage)
-	}
-	o.Store.DiskFullRatio = usage / 2
+	o.Store.DiskFullRatio = ratioBelowUse(t, o.Store.Dir)
 	b := startBroker(t, o)
 	if full, _ := b.store.DiskFull(); !full {
 		t.Fatal("the disk is not reported full")
@@ -106,4 +90,20 @@ func TestDiskFullStillPushesReplies(t *testing.T) {
 	if _, hi := b.store.QueueBounds(replyTopic, 0); hi != 0 {
 		t.Fatalf("reply topic holds %d messages on a full disk, want none", hi)
 	}
+}
+
+// ratioBelowUse returns half the use of the disk holding dir, counted as
+// the store counts it (df's Use%): a DiskFullRatio that makes it full.
+func ratioBelowUse(t *testing.T, dir string) float64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	used := float64(st.Blocks - st.Bfree)
+	usage := used / (used + float64(st.Bavail))
+	if usage < 0.001 {
+		t.Fatalf("the test disk is %v used: cannot set a ratio below that", usage)
+	}
+	return usage / 2
 }

@@ -94,3 +94,23 @@ func TestFullDiskRetentionBelowDiskMaxUsedRatio(t *testing.T) {
 		t.Fatal("the disk is still reported full once retention freed space")
 	}
 }
+
+// Disk use is counted as df's Use% (RocketMQ's too): reserved blocks are
+// neither used nor available.
+func TestUsedFraction(t *testing.T) {
+	for _, c := range []struct {
+		blocks, free, avail uint64
+		want                float64
+	}{
+		{100, 100, 100, 0},
+		{100, 50, 50, 0.5},
+		{100, 50, 45, 50.0 / 95}, // 5 blocks reserved
+		{100, 90, 25, 10.0 / 35}, // most free blocks reserved: a VM disk here
+		{100, 10, 0, 1},          // only reserved blocks left: full for the broker
+		{0, 0, 0, 0},
+	} {
+		if got := usedFraction(c.blocks, c.free, c.avail); got != c.want {
+			t.Errorf("usedFraction(%d, %d, %d) = %v, want %v", c.blocks, c.free, c.avail, got, c.want)
+		}
+	}
+}

@@ -165,8 +165,19 @@ func (s *Store) diskUsage() (float64, error) {
 	if err := syscall.Statfs(s.opts.Dir, &st); err != nil {
 		return 0, err
 	}
-	if st.Blocks == 0 {
-		return 0, nil
+	return usedFraction(st.Blocks, st.Bfree, st.Bavail), nil
+}
+
+// usedFraction is the disk's use as df's Use% and RocketMQ's
+// getDiskPartitionSpaceUsedPercent count it: used blocks over used plus
+// available ones. Blocks reserved for root are in neither, so a disk is
+// 100% used when no block is available to the broker, however many
+// reserved ones are free (counted as used instead, a file system that
+// reserves much of its space would look nearly full while it is not).
+func usedFraction(blocks, free, avail uint64) float64 {
+	used := blocks - min(free, blocks)
+	if used+avail == 0 {
+		return 0
 	}
-	return 1 - float64(st.Bavail)/float64(st.Blocks), nil
+	return float64(used) / float64(used+avail)
 }
