@@ -19,11 +19,7 @@ import (
 // consumeStatsQueue is one queue of a ConsumeStats answer: the key
 // (RocketMQ's MessageQueue) and the value (OffsetWrapper).
 type consumeStatsQueue struct {
-	key struct {
-		BrokerName string `json:"brokerName"`
-		QueueID    int32  `json:"queueId"`
-		Topic      string `json:"topic"`
-	}
+	key   mqKey
 	value struct {
 		BrokerOffset   int64 `json:"brokerOffset"`
 		ConsumerOffset int64 `json:"consumerOffset"`
@@ -32,10 +28,12 @@ type consumeStatsQueue struct {
 	}
 }
 
-// registerAdmin handles GET_CONSUME_STATS.
+// registerAdmin handles GET_CONSUME_STATS, DELETE_SUBSCRIPTIONGROUP and
+// INVOKE_BROKER_TO_RESET_OFFSET (reset.go).
 func (b *Broker) registerAdmin(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqGetConsumeStats, b.handleGetConsumeStats)
 	mux.HandleFunc(remoting.ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
+	mux.HandleFunc(remoting.ReqInvokeBrokerToResetOffset, b.handleResetOffset)
 }
 
 // handleDeleteGroup is DELETE_SUBSCRIPTIONGROUP (mqadmin deleteSubGroup,
@@ -150,17 +148,42 @@ func (b *Broker) queueStoreTime(topic string, qid int32, off int64) int64 {
 
 // encodeConsumeStats writes the fastjson form of ConsumeStats.
 func encodeConsumeStats(queues []consumeStatsQueue) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteString(`{"consumeTps":0.0,"offsetTable":{`)
+	entries := make([]mqEntry, len(queues))
 	for i, q := range queues {
+		entries[i] = mqEntry{q.key, q.value}
+	}
+	return encodeOffsetTable(`{"consumeTps":0.0,`, entries)
+}
+
+// mqKey is RocketMQ's MessageQueue as a JSON object.
+type mqKey struct {
+	BrokerName string `json:"brokerName"`
+	QueueID    int32  `json:"queueId"`
+	Topic      string `json:"topic"`
+}
+
+// mqEntry is one entry of a map keyed by MessageQueue.
+type mqEntry struct {
+	key   mqKey
+	value any
+}
+
+// encodeOffsetTable writes head, then "offsetTable" as fastjson writes a
+// map keyed by MessageQueue objects (ConsumeStats, ResetOffsetBody),
+// which is not strict JSON but is what RocketMQ's tools and clients read,
+// then the closing brace.
+func encodeOffsetTable(head string, entries []mqEntry) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString(head + `"offsetTable":{`)
+	for i, e := range entries {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		k, err := json.Marshal(q.key)
+		k, err := json.Marshal(e.key)
 		if err != nil {
 			return nil, err
 		}
-		v, err := json.Marshal(q.value)
+		v, err := json.Marshal(e.value)
 		if err != nil {
 			return nil, err
 		}

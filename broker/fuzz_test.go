@@ -31,7 +31,7 @@ var fuzzCodes = []int16{
 	remoting.ReqConsumerSendMsgBack, remoting.ReqEndTransaction,
 	remoting.ReqLockBatchMQ, remoting.ReqUnlockBatchMQ,
 	remoting.ReqUpdateAndCreateTopic, remoting.ReqDeleteTopicInBroker, remoting.ReqGetAllTopicConfig,
-	remoting.ReqDeleteSubscriptionGroup, remoting.ReqGetConsumeStats,
+	remoting.ReqDeleteSubscriptionGroup, remoting.ReqGetConsumeStats, remoting.ReqInvokeBrokerToResetOffset,
 	remoting.ReqHalfbackListTransactions, remoting.ReqHalfbackResumeTransaction, remoting.ReqHalfbackResolveTransaction,
 	remoting.ReqHalfbackMessageTrace,
 	remoting.ReqQueryBrokerOffset, remoting.ReqRegisterBroker, 9999,
@@ -46,7 +46,7 @@ var fuzzNames = []string{
 	"fromTransactionCheck", "clientID", "key", "maxNum", "beginTimestamp", "endTimestamp", "timestamp",
 	"boundaryType", "readQueueNums", "writeQueueNums", "perm", "topicSysFlag", "order", "groupName",
 	"cleanOffset", "id", "limit", "status", "outcome", "setZeroIfNotFound", uniqueKeyQueryFlag,
-	remoting.ExtSyncCommit, "unitMode", "defaultTopic", "defaultTopicQueueNums",
+	remoting.ExtSyncCommit, "unitMode", "defaultTopic", "defaultTopicQueueNums", "isForce",
 	"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
 }
 

@@ -144,7 +144,16 @@ func (h *pullHolder) notify(topic string, qid int32, maxOffset int64) {
 // wakeTopic answers at once every pull held on a queue of topic, which
 // was deleted: each is run again, as at its timeout, rather than waiting
 // for a message past an offset of the queue that is gone.
-func (h *pullHolder) wakeTopic(topic string) {
+func (h *pullHolder) wakeTopic(topic string) { h.wake(topic, func(*heldPull) bool { return true }) }
+
+// wakeGroup answers at once the pulls of group held on a queue of topic,
+// whose offsets were reset (reset.go): each is run again and told.
+func (h *pullHolder) wakeGroup(topic, group string) {
+	h.wake(topic, func(p *heldPull) bool { return p.pr.group == group })
+}
+
+// wake answers at once the pulls held on a queue of topic that pick accepts.
+func (h *pullHolder) wake(topic string, pick func(*heldPull) bool) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -154,7 +163,9 @@ func (h *pullHolder) wakeTopic(topic string) {
 	for key, set := range h.byQueue {
 		if key.topic == topic {
 			for p := range set {
-				ready = append(ready, p)
+				if pick(p) {
+					ready = append(ready, p)
+				}
 			}
 		}
 	}
@@ -187,6 +198,9 @@ func (h *pullHolder) expire(p *heldPull) {
 func (h *pullHolder) answer(p *heldPull) {
 	defer h.answering.Done()
 	pr, resp := h.b.parsePull(p.req)
+	if resp == nil {
+		resp = h.b.resetPull(p.req, pr)
+	}
 	if resp == nil {
 		resp = h.b.pullOnce(p.req, pr)
 	}

@@ -30,6 +30,11 @@ const offsetFlushInterval = 2 * time.Second
 // broker then answers offset requests with an error rather than guess.
 var errOffsetsUnavailable = errors.New("consumer offsets unavailable")
 
+// errResetPending refuses a commit of a queue whose offset was reset and
+// whose pulls have not been told yet (reset.go): it holds where the
+// consumer was before the reset.
+var errResetPending = errors.New("offset has been previously reset")
+
 type offsetKey struct{ topic, group string }
 
 // offsetTable holds committed offsets, persisted as JSON in
@@ -40,8 +45,11 @@ type offsetTable struct {
 
 	saveMu sync.Mutex // serializes writes of the file
 
-	mu     sync.Mutex
-	table  map[offsetKey]map[int32]int64
+	mu    sync.Mutex
+	table map[offsetKey]map[int32]int64
+	// reset holds the offsets an operator reset that no pull of the
+	// queue has been told yet (reset.go); saved with the table.
+	reset  map[offsetKey]map[int32]int64
 	dirty  bool
 	broken error // load failed: serve errors, never overwrite the file
 
@@ -51,14 +59,16 @@ type offsetTable struct {
 }
 
 type offsetFile struct {
-	OffsetTable map[string]map[int32]int64 `json:"offsetTable"`
+	OffsetTable      map[string]map[int32]int64 `json:"offsetTable"`
+	ResetOffsetTable map[string]map[int32]int64 `json:"resetOffsetTable,omitempty"`
 }
 
 // openOffsetTable loads the offsets file. A file that cannot be read or
 // parsed leaves the table broken (see errOffsetsUnavailable), not empty:
 // an empty table would send every group back to where it starts.
 func openOffsetTable(dataDir string) *offsetTable {
-	t := &offsetTable{path: filepath.Join(dataDir, "config", "consumerOffset.json"), table: make(map[offsetKey]map[int32]int64)}
+	t := &offsetTable{path: filepath.Join(dataDir, "config", "consumerOffset.json"),
+		table: make(map[offsetKey]map[int32]int64), reset: make(map[offsetKey]map[int32]int64)}
 	if err := os.MkdirAll(filepath.Dir(t.path), 0o755); err != nil {
 		t.broken = err
 		return t
@@ -76,17 +86,17 @@ func openOffsetTable(dataDir string) *offsetTable {
 		t.broken = fmt.Errorf("%s: %w", t.path, err)
 		return t
 	}
-	for k, queues := range f.OffsetTable {
-		topic, group, ok := strings.Cut(k, "@") // topics cannot contain '@'
-		if !ok || len(queues) == 0 {
-			continue
+	load := func(into map[offsetKey]map[int32]int64, from map[string]map[int32]int64) {
+		for k, queues := range from {
+			topic, group, ok := strings.Cut(k, "@") // topics cannot contain '@'
+			if !ok || len(queues) == 0 {
+				continue
+			}
+			into[offsetKey{topic, group}] = maps.Clone(queues)
 		}
-		m := make(map[int32]int64, len(queues))
-		for qid, off := range queues {
-			m[qid] = off
-		}
-		t.table[offsetKey{topic, group}] = m
 	}
+	load(t.table, f.OffsetTable)
+	load(t.reset, f.ResetOffsetTable)
 	return t
 }
 
@@ -113,6 +123,9 @@ func (t *offsetTable) commit(group, topic string, qid int32, off int64, check fu
 	defer t.mu.Unlock()
 	if t.broken != nil {
 		return fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
+	}
+	if _, ok := t.reset[offsetKey{topic, group}][qid]; ok {
+		return errResetPending
 	}
 	if check != nil {
 		if err := check(); err != nil {
@@ -156,6 +169,12 @@ func (t *offsetTable) removeWhere(drop func(offsetKey) bool) error {
 	for k := range t.table {
 		if drop(k) {
 			delete(t.table, k)
+			t.dirty = true
+		}
+	}
+	for k := range t.reset {
+		if drop(k) {
+			delete(t.reset, k)
 			t.dirty = true
 		}
 	}
@@ -217,11 +236,13 @@ func (t *offsetTable) persist() error {
 	}
 	f := offsetFile{OffsetTable: make(map[string]map[int32]int64, len(t.table))}
 	for k, m := range t.table {
-		cp := make(map[int32]int64, len(m))
-		for q, o := range m {
-			cp[q] = o
+		f.OffsetTable[k.topic+"@"+k.group] = maps.Clone(m)
+	}
+	for k, m := range t.reset {
+		if f.ResetOffsetTable == nil {
+			f.ResetOffsetTable = make(map[string]map[int32]int64, len(t.reset))
 		}
-		f.OffsetTable[k.topic+"@"+k.group] = cp
+		f.ResetOffsetTable[k.topic+"@"+k.group] = maps.Clone(m)
 	}
 	t.dirty = false
 	t.mu.Unlock()
@@ -322,6 +343,12 @@ func (b *Broker) handleUpdateConsumerOffset(_ context.Context, conn *remoting.Co
 			err = b.commitOffset(group, topic, qid, off)
 		}
 	}
+	if errors.Is(err, errResetPending) {
+		// Where the consumer was before a reset its pulls have not been
+		// told of: ignored, as RocketMQ does ("Offset has been previously
+		// reset").
+		return remoting.NewResponse(req, remoting.RespSuccess, errResetPending.Error())
+	}
 	if err != nil {
 		b.opts.Logger.Warn("consumer offset not updated", "remote", conn.RemoteAddr(), "group", group, "topic", topic, "queue", qid, "err", err)
 		if errors.Is(err, ErrTopicNotExist) { // ConsumerManageProcessor's answer
@@ -375,7 +402,7 @@ func (b *Broker) commitOffset(group, topic string, qid int32, off int64) error {
 // commitOffset, with the commit flag set). Errors are logged: the pull
 // itself goes on.
 func (b *Broker) commitOffsetFromPull(group, topic string, qid int32, offset int64) {
-	if err := b.commitOffset(group, topic, qid, offset); err != nil {
+	if err := b.commitOffset(group, topic, qid, offset); err != nil && !errors.Is(err, errResetPending) {
 		b.opts.Logger.Warn("pull commit offset ignored", "group", group, "topic", topic, "queue", qid, "offset", offset, "err", err)
 	}
 }

@@ -56,6 +56,9 @@ func (b *Broker) handlePull(h *pullHolder, conn *remoting.Conn, req *remoting.Co
 	if resp != nil {
 		return resp
 	}
+	if resp := b.resetPull(req, pr); resp != nil {
+		return resp // its commitOffset predates the reset
+	}
 	resp = b.pullOnce(req, pr)
 	// As PullMessageProcessor: a pull that reached the store commits the
 	// offset it carries, on its first run only.

@@ -124,13 +124,17 @@ func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid
 		}
 	}
 	var out []admin.Message
-	for len(out) < limit {
+	for moves := 0; len(out) < limit; {
 		r, err := c.Pull(ctx, group, topic, qid, off, limit-len(out))
 		if err != nil {
 			return nil, 0, err
 		}
-		if r.Moved && r.NextBeginOffset != off {
-			off = r.NextBeginOffset // the position was outside the queue
+		// The position was outside the queue, or the group's offsets were
+		// reset (the first pull after a reset is told so, even from the
+		// reset offset itself). A broker does not move a pull twice.
+		if r.Moved && moves < 2 {
+			moves++
+			off = r.NextBeginOffset
 			continue
 		}
 		if len(r.Messages) == 0 {

@@ -199,6 +199,76 @@ func TestAdminGroupOffsets(t *testing.T) {
 	}
 }
 
+// `group reset` moves a group back to replay, to the end to skip, or one
+// queue to an offset; the group's next consume follows.
+func TestAdminGroupReset(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	var created map[string]any
+	runAdmin(t, addr, &created, "topic", "create", "replay", "--queues", "1")
+	for _, body := range []string{"one", "two", "three"} {
+		var sent admin.SendResult
+		runAdmin(t, addr, &sent, "send", "--topic", "replay", body)
+	}
+	consumeN(t, addr, "g3", "replay", 3)
+	bodies := func(msgs []admin.Message) string {
+		var out []string
+		for _, m := range msgs {
+			out = append(out, m.Body)
+		}
+		return strings.Join(out, ",")
+	}
+
+	var res groupResetResult
+	runAdmin(t, addr, &res, "group", "reset", "g3", "--topic", "replay", "--to", "earliest")
+	if len(res.Queues) != 1 || res.Queues[0].Offset != 0 || res.Group != "g3" {
+		t.Fatalf("reset to earliest: %+v", res)
+	}
+	var got consumeResult
+	runAdmin(t, addr, &got, "consume", "--group", "g3", "--topic", "replay")
+	if b := bodies(got.Messages); b != "one,two,three" {
+		t.Fatalf("consume after a reset to earliest: %s, want one,two,three", b)
+	}
+
+	runAdmin(t, addr, &res, "group", "reset", "g3", "--topic", "replay", "--queue", "0", "--offset", "2")
+	runAdmin(t, addr, &got, "consume", "--group", "g3", "--topic", "replay")
+	if b := bodies(got.Messages); b != "three" {
+		t.Fatalf("consume after a reset to offset 2: %s, want three", b)
+	}
+
+	runAdmin(t, addr, &res, "group", "reset", "g3", "--topic", "replay", "--to", "earliest")
+	runAdmin(t, addr, &res, "group", "reset", "g3", "--topic", "replay", "--to", "latest")
+	if res.Queues[0].Offset != 3 {
+		t.Fatalf("reset to latest: %+v, want offset 3", res)
+	}
+	runAdmin(t, addr, &got, "consume", "--group", "g3", "--topic", "replay")
+	if len(got.Messages) != 0 {
+		t.Fatalf("consume after a reset to latest: %s, want nothing", bodies(got.Messages))
+	}
+	runAdmin(t, addr, &res, "group", "reset", "g3", "--topic", "replay", "--to", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	if res.Queues[0].Offset != 3 {
+		t.Fatalf("reset to a time after every message: %+v, want offset 3", res)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"group", "reset", "g3", "--to", "earliest"}, "--topic"},
+		{[]string{"group", "reset", "g3", "--topic", "replay"}, "--to"},
+		{[]string{"group", "reset", "g3", "--topic", "replay", "--to", "yesterday"}, "--to"},
+		{[]string{"group", "reset", "g3", "--topic", "replay", "--queue", "0"}, "--offset"},
+		{[]string{"group", "reset", "g3", "--topic", "replay", "--queue", "0", "--offset", "9"}, "not in consume queue range"},
+		{[]string{"group", "reset", "nobody", "--topic", "replay", "--to", "earliest"}, "does not exist"},
+		{[]string{"group", "reset", "g3", "--topic", "missing", "--to", "earliest"}, "does not exist"},
+		{[]string{"group", "reset", "bad group", "--topic", "replay", "--to", "earliest"}, "illegal"},
+	} {
+		if err := runAdminErr(t, addr, c.args...); !strings.Contains(err.Error(), c.want) {
+			t.Errorf("halfback %s: %v, want it to mention %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
+
 func TestAdminDLQ(t *testing.T) {
 	clearEnv(t)
 	addr := startTestBroker(t)

@@ -65,49 +65,65 @@ func (c *Client) DeleteGroup(ctx context.Context, group string, cleanOffsets boo
 	return err
 }
 
-// decodeConsumeStats reads ConsumeStats as fastjson writes it: offsetTable
-// is a map keyed by MessageQueue objects
-// ({{"brokerName":..,"queueId":..,"topic":..}:{"brokerOffset":..,...},...}),
-// which encoding/json cannot read in one go.
+// decodeConsumeStats reads ConsumeStats as fastjson writes it (see
+// eachOffsetTableEntry).
 func decodeConsumeStats(b []byte) ([]QueueProgress, error) {
-	const field = `"offsetTable":`
-	i := bytes.Index(b, []byte(field))
-	if i < 0 {
-		return nil, nil // no table: nothing to report
-	}
-	p := &scanner{b: b, pos: i + len(field)}
-	if !p.expect('{') {
-		return nil, errors.New("offsetTable is not an object")
-	}
 	var out []QueueProgress
-	for !p.expect('}') {
-		if len(out) > 0 && !p.expect(',') {
-			return nil, fmt.Errorf("offsetTable: want ',' at byte %d", p.pos)
-		}
-		var key struct {
-			BrokerName string `json:"brokerName"`
-			QueueID    int32  `json:"queueId"`
-			Topic      string `json:"topic"`
-		}
+	err := eachOffsetTableEntry(b, func(key queueKey, value func(any) error) error {
 		var val struct {
 			BrokerOffset   int64 `json:"brokerOffset"`
 			ConsumerOffset int64 `json:"consumerOffset"`
 			LastTimestamp  int64 `json:"lastTimestamp"`
 		}
-		if err := p.value(&key); err != nil {
-			return nil, err
-		}
-		if !p.expect(':') {
-			return nil, fmt.Errorf("offsetTable: want ':' at byte %d", p.pos)
-		}
-		if err := p.value(&val); err != nil {
-			return nil, err
+		if err := value(&val); err != nil {
+			return err
 		}
 		out = append(out, QueueProgress{Topic: key.Topic, Broker: key.BrokerName, QueueID: key.QueueID,
 			BrokerOffset: val.BrokerOffset, ConsumerOffset: val.ConsumerOffset,
 			Lag: max(0, val.BrokerOffset-val.ConsumerOffset), LastTimestamp: val.LastTimestamp})
+		return nil
+	})
+	return out, err
+}
+
+// queueKey is RocketMQ's MessageQueue as a JSON object.
+type queueKey struct {
+	BrokerName string `json:"brokerName"`
+	QueueID    int32  `json:"queueId"`
+	Topic      string `json:"topic"`
+}
+
+// eachOffsetTableEntry calls fn with each entry of b's "offsetTable", a
+// map keyed by MessageQueue objects as fastjson writes it
+// ({{"brokerName":..,"queueId":..,"topic":..}:value,...}), which
+// encoding/json cannot read in one go; value decodes the entry's value.
+// A document without the field has no entries.
+func eachOffsetTableEntry(b []byte, fn func(key queueKey, value func(any) error) error) error {
+	const field = `"offsetTable":`
+	i := bytes.Index(b, []byte(field))
+	if i < 0 {
+		return nil
 	}
-	return out, nil
+	p := &scanner{b: b, pos: i + len(field)}
+	if !p.expect('{') {
+		return errors.New("offsetTable is not an object")
+	}
+	for n := 0; !p.expect('}'); n++ {
+		if n > 0 && !p.expect(',') {
+			return fmt.Errorf("offsetTable: want ',' at byte %d", p.pos)
+		}
+		var key queueKey
+		if err := p.value(&key); err != nil {
+			return err
+		}
+		if !p.expect(':') {
+			return fmt.Errorf("offsetTable: want ':' at byte %d", p.pos)
+		}
+		if err := fn(key, p.value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // scanner walks a fastjson document one JSON value at a time.
@@ -136,4 +152,62 @@ func (s *scanner) value(v any) error {
 	}
 	s.pos += int(dec.InputOffset())
 	return nil
+}
+
+// ResetTo says where ResetOffsets moves a group: Timestamp (ms) sends every
+// queue of the topic to its first message stored at or after it (0: the
+// oldest kept, -1: the end, skipping everything stored); or, with QueueID
+// set (>= 0) and Offset set (>= 0), one queue to that offset.
+type ResetTo struct {
+	Timestamp int64
+	QueueID   int32
+	Offset    int64
+}
+
+// QueueOffset is one queue's offset after a reset.
+type QueueOffset struct {
+	Topic   string `json:"topic"`
+	Broker  string `json:"brokerName"`
+	QueueID int32  `json:"queueId"`
+	Offset  int64  `json:"offset"`
+}
+
+// ResetOffsets moves a consumer group's committed offsets on topic
+// (INVOKE_BROKER_TO_RESET_OFFSET, as mqadmin resetOffsetByTime): the
+// broker commits them and sends each online consumer's next pull of a
+// queue there. It returns the new offsets, sorted by queue.
+func (c *Client) ResetOffsets(ctx context.Context, group, topic string, to ResetTo) ([]QueueOffset, error) {
+	if err := message.ValidateGroup(group); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := message.ValidateTopic(topic); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	ext := map[string]string{"group": group, "topic": topic, "timestamp": strconv.FormatInt(to.Timestamp, 10), "isForce": "true"}
+	switch {
+	case to.QueueID >= 0 && to.Offset >= 0:
+		ext["queueId"], ext["offset"] = strconv.Itoa(int(to.QueueID)), strconv.FormatInt(to.Offset, 10)
+	case to.QueueID >= 0 || to.Offset >= 0:
+		return nil, fmt.Errorf("%w: a queue and an offset go together", ErrInvalid)
+	case to.Timestamp < -1:
+		return nil, fmt.Errorf("%w: timestamp %d is not a time (ms) or -1", ErrInvalid, to.Timestamp)
+	}
+	resp, err := c.call(ctx, "INVOKE_BROKER_TO_RESET_OFFSET", remoting.ReqInvokeBrokerToResetOffset, ext, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []QueueOffset
+	err = eachOffsetTableEntry(resp.Body, func(key queueKey, value func(any) error) error {
+		var off int64
+		if err := value(&off); err != nil {
+			return err
+		}
+		out = append(out, QueueOffset{Topic: key.Topic, Broker: key.BrokerName, QueueID: key.QueueID, Offset: off})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("INVOKE_BROKER_TO_RESET_OFFSET: bad answer: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].QueueID < out[j].QueueID })
+	return out, nil
 }

@@ -1,0 +1,189 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// Resetting a group's offsets (INVOKE_BROKER_TO_RESET_OFFSET: mqadmin
+// resetOffsetByTime, `halfback group reset`), as RocketMQ 5 does it on the
+// broker (useServerSideResetOffset, its default): the new offsets are
+// committed at once, and each queue's is also kept as pending until a
+// pull of that queue comes. That pull is answered PULL_OFFSET_MOVED with
+// the new offset as nextBeginOffset, which every client follows; until
+// then the group's commits of that queue are ignored, so a consumer that
+// is online does not overwrite the reset with where it was. A group
+// with no consumer online starts from the new offsets.
+
+// assignReset commits offs (queue id to offset) for group on topic and
+// keeps them pending, then writes the offsets file.
+func (t *offsetTable) assignReset(group, topic string, offs map[int32]int64) error {
+	t.mu.Lock()
+	if t.broken != nil {
+		t.mu.Unlock()
+		return fmt.Errorf("%w: %v", errOffsetsUnavailable, t.broken)
+	}
+	k := offsetKey{topic, group}
+	if t.table[k] == nil {
+		t.table[k] = make(map[int32]int64, len(offs))
+	}
+	if t.reset[k] == nil {
+		t.reset[k] = make(map[int32]int64, len(offs))
+	}
+	maps.Copy(t.table[k], offs)
+	maps.Copy(t.reset[k], offs)
+	t.dirty = true
+	t.mu.Unlock()
+	return t.persist()
+}
+
+// takeReset removes and returns the pending reset of a queue. It writes
+// the offsets file when there was one, so that a restart does not move
+// the queue back a second time.
+func (t *offsetTable) takeReset(group, topic string, qid int32) (int64, bool, error) {
+	t.mu.Lock()
+	k := offsetKey{topic, group}
+	off, ok := t.reset[k][qid]
+	if ok {
+		delete(t.reset[k], qid)
+		if len(t.reset[k]) == 0 {
+			delete(t.reset, k)
+		}
+		t.dirty = true
+	}
+	t.mu.Unlock()
+	if !ok {
+		return 0, false, nil
+	}
+	return off, true, t.persist()
+}
+
+// handleResetOffset is INVOKE_BROKER_TO_RESET_OFFSET (ResetOffsetRequestHeader:
+// topic, group, timestamp in ms, isForce, and RocketMQ 5's queueId and
+// offset). Every readable queue of topic, or only queueId when it is set,
+// goes to the first offset stored at or after timestamp (-1: the queue's
+// end), or to offset for one queue; isForce is ignored, as RocketMQ 5
+// does. The group must be known to the broker: consumers online, or
+// offsets committed. The answer's body is ResetOffsetBody (the new
+// offsets, fastjson).
+func (b *Broker) handleResetOffset(_ context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	r := reqHeader{req: req}
+	topic := r.str("topic", true)
+	group := r.str("group", true)
+	ts := r.i64("timestamp", true)
+	qid := int32(-1)
+	if req.Ext("queueId") != "" {
+		qid = r.i32("queueId", false)
+	}
+	offset := int64(-1)
+	if req.Ext("offset") != "" {
+		offset = r.i64("offset", false)
+	}
+	if r.err != nil {
+		return headerError(req, r.err)
+	}
+	if err := message.ValidateGroup(group); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, "the specified group is illegal: "+err.Error())
+	}
+	if err := message.ValidateTopic(topic); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, "the specified topic is illegal: "+err.Error())
+	}
+	tc, ok := b.topics.get(topic)
+	if !ok {
+		return remoting.NewResponse(req, remoting.RespTopicNotExist, "Topic "+topic+" does not exist")
+	}
+	if !b.groupKnown(group) {
+		return remoting.NewResponse(req, remoting.RespSubscriptionGroupNotExist, "Group "+group+" does not exist")
+	}
+	queues := make([]int32, 0, tc.ReadQueueNums)
+	switch {
+	case qid >= int32(tc.ReadQueueNums):
+		return remoting.NewResponse(req, remoting.RespSystemError,
+			fmt.Sprintf("queueId %d is past topic %s's %d queues", qid, topic, tc.ReadQueueNums))
+	case qid >= 0:
+		queues = append(queues, qid)
+	case qid == -1:
+		for q := range int32(tc.ReadQueueNums) {
+			queues = append(queues, q)
+		}
+	default:
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("queueId %d is not a queue id", qid))
+	}
+	if offset != -1 && qid < 0 {
+		return remoting.NewResponse(req, remoting.RespSystemError, "an offset resets one queue: set queueId")
+	}
+	if ts < -1 {
+		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("timestamp %d is not a time (ms) or -1", ts))
+	}
+	offs := make(map[int32]int64, len(queues))
+	for _, q := range queues {
+		minOff, maxOff := b.store.QueueBounds(topic, q)
+		switch {
+		case offset != -1:
+			if offset < minOff || offset > maxOff {
+				return remoting.NewResponse(req, remoting.RespSystemError,
+					fmt.Sprintf("Target offset %d not in consume queue range [%d-%d]", offset, minOff, maxOff))
+			}
+			offs[q] = offset
+		case ts == -1:
+			offs[q] = maxOff
+		default:
+			off, err := b.store.OffsetForTimestamp(topic, q, ts)
+			if err != nil {
+				return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+			}
+			offs[q] = off
+		}
+	}
+	if err := b.offsetTable().assignReset(group, topic, offs); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	b.pulls.wakeGroup(topic, group) // long polls learn of it now, not at their timeout
+	b.opts.Logger.Info("consumer offsets reset", "remote", conn.RemoteAddr(), "group", group, "topic", topic,
+		"timestamp", ts, "offsets", offs)
+	entries := make([]mqEntry, 0, len(offs))
+	for _, q := range slices.Sorted(maps.Keys(offs)) {
+		entries = append(entries, mqEntry{mqKey{BrokerName: b.opts.BrokerName, QueueID: q, Topic: topic}, offs[q]})
+	}
+	body, err := encodeOffsetTable("{", entries)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}
+
+// groupKnown reports whether group has consumers online or has committed
+// offsets.
+func (b *Broker) groupKnown(group string) bool {
+	if v, online := b.consumerGroupInfo(group); online && len(v.ClientIDs) > 0 {
+		return true
+	}
+	return len(b.groupOffsets(group)) > 0
+}
+
+// resetPull answers a pull of a queue whose offsets were reset and that
+// no pull has been told yet: PULL_OFFSET_MOVED to the reset offset
+// (RocketMQ's OFFSET_RESET status). It returns nil when there is none.
+func (b *Broker) resetPull(req *remoting.Command, pr pullRequest) *remoting.Command {
+	off, ok, err := b.offsetTable().takeReset(pr.group, pr.topic, pr.queueID)
+	if !ok {
+		return nil
+	}
+	if err != nil {
+		b.opts.Logger.Warn("offsets file not written after a reset reached its queue; a restart may move it back again",
+			"group", pr.group, "topic", pr.topic, "queue", pr.queueID, "err", err)
+	}
+	minOff, maxOff := b.store.QueueBounds(pr.topic, pr.queueID)
+	resp := remoting.NewResponse(req, remoting.RespPullOffsetMoved, "OFFSET_RESET")
+	setPullOffsets(resp, off, minOff, maxOff)
+	b.opts.Logger.Info("pull told of an offset reset", "group", pr.group, "topic", pr.topic, "queue", pr.queueID,
+		"from", pr.offset, "to", off)
+	return resp
+}

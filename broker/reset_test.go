@@ -1,0 +1,151 @@
+package broker
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+)
+
+func resetExt(group, topic string, ts int64, kv ...string) map[string]string {
+	ext := map[string]string{"group": group, "topic": topic, "timestamp": strconv.FormatInt(ts, 10), "isForce": "true"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		ext[kv[i]] = kv[i+1]
+	}
+	return ext
+}
+
+// A reset commits the new offsets at once (a group with no consumer online
+// starts there) and keeps them pending: the group's commits of a queue are
+// ignored, and its next pull of the queue, wherever it asks from, is
+// answered PULL_OFFSET_MOVED to the new offset, once. The pending reset
+// survives a restart until a pull is told.
+func TestResetOffsetServerSide(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 10)
+	if resp := updateOffset(t, c, "cg", "orders", 0, 10); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %q", resp.Code, resp.Remark)
+	}
+
+	resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0, "queueId", "0", "offset", "3"), nil)
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("reset: %d %q", resp.Code, resp.Remark)
+	}
+	if want := `{"offsetTable":{{"brokerName":"` + b.opts.BrokerName + `","queueId":0,"topic":"orders"}:3}}`; string(resp.Body) != want {
+		t.Fatalf("reset body %s, want %s", resp.Body, want)
+	}
+	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 3 {
+		t.Fatalf("offset after the reset %d, want 3", off)
+	}
+	// Where an online consumer was: ignored until its pull is told.
+	if resp := updateOffset(t, c, "cg", "orders", 0, 10); resp.Code != remoting.RespSuccess || !strings.Contains(resp.Remark, "reset") {
+		t.Fatalf("commit while the reset is pending: %d %q", resp.Code, resp.Remark)
+	}
+	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 3 {
+		t.Fatalf("a commit overwrote the pending reset: offset %d, want 3", off)
+	}
+
+	// The pending reset survives a restart.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = startBroker(t, o)
+	c = dial(t, b)
+	p := pull(t, c, "orders", 0, 10, pullFlagCommitOffset, "*", 0)
+	if p.Code != remoting.RespPullOffsetMoved || p.Ext("nextBeginOffset") != "3" {
+		t.Fatalf("first pull after the reset: %d next %s, want PULL_OFFSET_MOVED to 3", p.Code, p.Ext("nextBeginOffset"))
+	}
+	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 3 {
+		t.Fatalf("the told pull's commitOffset moved the offset to %d, want 3", off)
+	}
+	if p := pull(t, c, "orders", 0, 3, 0, "*", 0); p.Code != remoting.RespSuccess || len(decodeAll(t, p.Body)) != 7 {
+		t.Fatalf("pull from the reset offset: %d", p.Code)
+	}
+	if resp := updateOffset(t, c, "cg", "orders", 0, 5); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit after the pull was told: %d", resp.Code)
+	}
+	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 5 {
+		t.Fatalf("commit after the pull was told: offset %d, want 5", off)
+	}
+
+	// By time: 0 is each queue's oldest message, -1 its end.
+	for ts, want := range map[int64]string{0: "0", -1: "10"} {
+		if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", ts), nil); resp.Code != remoting.RespSuccess {
+			t.Fatalf("reset to %d: %d %q", ts, resp.Code, resp.Remark)
+		}
+		if p := pull(t, c, "orders", 0, 5, 0, "*", 0); p.Code != remoting.RespPullOffsetMoved || p.Ext("nextBeginOffset") != want {
+			t.Fatalf("pull after a reset to %d: %d next %s, want PULL_OFFSET_MOVED to %s", ts, p.Code, p.Ext("nextBeginOffset"), want)
+		}
+	}
+}
+
+// A consumer waiting in a long poll learns of a reset at once, not when
+// its poll times out.
+func TestResetOffsetWakesALongPoll(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = time.Minute
+	b := startBroker(t, o)
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 4)
+	updateOffset(t, c, "cg", "orders", 0, 4)
+	done := make(chan *remoting.Command, 1)
+	go func() {
+		resp, err := c.Invoke(t.Context(), remoting.NewRequest(remoting.ReqPullMessage,
+			pullExt("orders", 0, 4, pullFlagSuspend, "*", 60_000)))
+		if err != nil {
+			resp = remoting.NewResponse(remoting.NewRequest(0, nil), remoting.RespSystemError, err.Error())
+		}
+		done <- resp
+	}()
+	waitFor(t, "the pull held", func() bool { return b.pulls.held() == 1 })
+	c2 := dial(t, b)
+	if resp := call(t, c2, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0), nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("reset: %d %q", resp.Code, resp.Remark)
+	}
+	select {
+	case p := <-done:
+		if p.Code != remoting.RespPullOffsetMoved || p.Ext("nextBeginOffset") != "0" {
+			t.Fatalf("held pull: %d %q next %s, want PULL_OFFSET_MOVED to 0", p.Code, p.Remark, p.Ext("nextBeginOffset"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held pull was not answered after the reset")
+	}
+}
+
+func TestResetOffsetBadInput(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 2)
+	updateOffset(t, c, "cg", "orders", 0, 1)
+	for _, tc := range []struct {
+		name string
+		ext  map[string]string
+		code int16
+	}{
+		{"no group", map[string]string{"topic": "orders", "timestamp": "0"}, remoting.RespSystemError},
+		{"no timestamp", map[string]string{"group": "cg", "topic": "orders"}, remoting.RespSystemError},
+		{"bad timestamp", resetExt("cg", "orders", 0, "timestamp", "soon"), remoting.RespSystemError},
+		{"timestamp below -1", resetExt("cg", "orders", -2), remoting.RespSystemError},
+		{"bad group", resetExt("bad group", "orders", 0), remoting.RespSystemError},
+		{"bad topic", resetExt("cg", "bad topic", 0), remoting.RespSystemError},
+		{"unknown topic", resetExt("cg", "nowhere", 0), remoting.RespTopicNotExist},
+		{"unknown group", resetExt("nobody", "orders", 0), remoting.RespSubscriptionGroupNotExist},
+		{"queue past the topic's", resetExt("cg", "orders", 0, "queueId", "99", "offset", "0"), remoting.RespSystemError},
+		{"offset past the queue", resetExt("cg", "orders", 0, "queueId", "0", "offset", "3"), remoting.RespSystemError},
+		{"offset without a queue", resetExt("cg", "orders", 0, "offset", "1"), remoting.RespSystemError},
+	} {
+		if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, tc.ext, nil); resp.Code != tc.code || resp.Remark == "" {
+			t.Errorf("%s: %d %q, want %d with a remark", tc.name, resp.Code, resp.Remark, tc.code)
+		}
+	}
+	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 1 {
+		t.Fatalf("refused resets moved the offset to %d", off)
+	}
+	if p := pull(t, c, "orders", 0, 1, 0, "*", 0); p.Code != remoting.RespSuccess {
+		t.Fatalf("pull after refused resets: %d", p.Code)
+	}
+}
