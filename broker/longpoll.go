@@ -199,7 +199,7 @@ func (h *pullHolder) answer(p *heldPull) {
 	defer h.answering.Done()
 	pr, resp := h.b.parsePull(p.req)
 	if resp == nil {
-		resp = h.b.resetPull(p.req, pr)
+		resp, _ = h.b.resetPull(p.req, pr)
 	}
 	if resp == nil {
 		resp = h.b.pullOnce(p.req, pr)

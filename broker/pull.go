@@ -56,13 +56,15 @@ func (b *Broker) handlePull(h *pullHolder, conn *remoting.Conn, req *remoting.Co
 	if resp != nil {
 		return resp
 	}
-	if resp := b.resetPull(req, pr); resp != nil {
-		return resp // its commitOffset predates the reset
+	resp, reset := b.resetPull(req, pr)
+	if resp != nil {
+		return resp
 	}
 	resp = b.pullOnce(req, pr)
 	// As PullMessageProcessor: a pull that reached the store commits the
-	// offset it carries, on its first run only.
-	if pr.sysFlag&pullFlagCommitOffset != 0 && isPullOutcome(resp.Code) {
+	// offset it carries, on its first run only, unless it met a reset
+	// (the offset it carries predates it).
+	if pr.sysFlag&pullFlagCommitOffset != 0 && isPullOutcome(resp.Code) && !reset {
 		b.commitOffsetFromPull(pr.group, pr.topic, pr.queueID, pr.commitOffset)
 	}
 	if resp.Code == remoting.RespPullNotFound && pr.sysFlag&pullFlagSuspend != 0 {

@@ -170,20 +170,26 @@ func (b *Broker) groupKnown(group string) bool {
 
 // resetPull answers a pull of a queue whose offsets were reset and that
 // no pull has been told yet: PULL_OFFSET_MOVED to the reset offset
-// (RocketMQ's OFFSET_RESET status). It returns nil when there is none.
-func (b *Broker) resetPull(req *remoting.Command, pr pullRequest) *remoting.Command {
+// (RocketMQ's OFFSET_RESET status), unless the pull asks from there (a
+// consumer that started after the reset, from the committed offset):
+// that one goes on, the reset told. took reports a reset taken either
+// way (the pull's commitOffset predates it); resp is nil but to move it.
+func (b *Broker) resetPull(req *remoting.Command, pr pullRequest) (resp *remoting.Command, took bool) {
 	off, ok, err := b.offsetTable().takeReset(pr.group, pr.topic, pr.queueID)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	if err != nil {
 		b.opts.Logger.Warn("offsets file not written after a reset reached its queue; a restart may move it back again",
 			"group", pr.group, "topic", pr.topic, "queue", pr.queueID, "err", err)
 	}
+	if pr.offset == off {
+		return nil, true
+	}
 	minOff, maxOff := b.store.QueueBounds(pr.topic, pr.queueID)
-	resp := remoting.NewResponse(req, remoting.RespPullOffsetMoved, "OFFSET_RESET")
+	resp = remoting.NewResponse(req, remoting.RespPullOffsetMoved, "OFFSET_RESET")
 	setPullOffsets(resp, off, minOff, maxOff)
 	b.opts.Logger.Info("pull told of an offset reset", "group", pr.group, "topic", pr.topic, "queue", pr.queueID,
 		"from", pr.offset, "to", off)
-	return resp
+	return resp, true
 }

@@ -72,6 +72,23 @@ func TestResetOffsetServerSide(t *testing.T) {
 		t.Fatalf("commit after the pull was told: offset %d, want 5", off)
 	}
 
+	// A pull from the reset offset itself (a consumer started after the
+	// reset, from the committed offset) is not moved; the reset is told,
+	// and the commit the pull carries, from before it, is not applied.
+	if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0, "queueId", "0", "offset", "2"), nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("reset to 2: %d %q", resp.Code, resp.Remark)
+	}
+	if p := pull(t, c, "orders", 0, 2, pullFlagCommitOffset, "*", 0); p.Code != remoting.RespSuccess || len(decodeAll(t, p.Body)) != 8 {
+		t.Fatalf("pull from the reset offset: %d %q", p.Code, p.Remark)
+	}
+	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 2 {
+		t.Fatalf("offset %d after a pull from the reset offset carrying commitOffset 0, want 2", off)
+	}
+	updateOffset(t, c, "cg", "orders", 0, 4)
+	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 4 {
+		t.Fatalf("commit after that pull: offset %d, want 4 (the reset told)", off)
+	}
+
 	// By time: 0 is each queue's oldest message, -1 its end.
 	for ts, want := range map[int64]string{0: "0", -1: "10"} {
 		if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", ts), nil); resp.Code != remoting.RespSuccess {

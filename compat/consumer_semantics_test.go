@@ -15,6 +15,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/producer"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -228,4 +229,56 @@ func TestDLQCanBeConsumed(t *testing.T) {
 	if e := got.exts[0]; e.MsgId != res.MsgID || e.GetProperty("RETRY_TOPIC") != topic || e.GetProperty("ORIGIN_MESSAGE_ID") != res.OffsetMsgID {
 		t.Fatalf("dead letter id %s RETRY_TOPIC %q ORIGIN_MESSAGE_ID %q", e.MsgId, e.GetProperty("RETRY_TOPIC"), e.GetProperty("ORIGIN_MESSAGE_ID"))
 	}
+}
+
+// TestResetOffsetsThenTheGoClientReplays: a group's offsets reset to the
+// start while it is offline (`halfback group reset --to earliest`) make
+// the official client's next consumer of the group consume every message
+// again: it starts from the committed offset, the reset one.
+func TestResetOffsetsThenTheGoClientReplays(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("reset"), uniq("resetg")
+	const n = 6
+	for i := range n {
+		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("m"+strconv.Itoa(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := newReceived()
+	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			first.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		})
+	waitFor(t, 60*time.Second, "every message consumed", func() bool { return first.distinct() == n })
+	if err := pc.Shutdown(); err != nil { // commits its offsets
+		t.Fatal(err)
+	}
+	ac, err := admin.Dial(context.Background(), c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	waitFor(t, 30*time.Second, "the group's offsets committed", func() bool {
+		qs, err := ac.GroupOffsets(context.Background(), group)
+		var done int64
+		for _, q := range qs {
+			if q.Topic == topic {
+				done += q.ConsumerOffset
+			}
+		}
+		return err == nil && done == n
+	})
+	if _, err := ac.ResetOffsets(context.Background(), group, topic, admin.ResetTo{Timestamp: 0, QueueID: -1, Offset: -1}); err != nil {
+		t.Fatal(err)
+	}
+	again := newReceived()
+	pc2 := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			again.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		})
+	defer pc2.Shutdown()
+	waitFor(t, 60*time.Second, "every message consumed again", func() bool { return again.distinct() == n })
 }
