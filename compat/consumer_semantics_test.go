@@ -240,45 +240,22 @@ func TestResetOffsetsThenTheGoClientReplays(t *testing.T) {
 	p := newProducer(t, c)
 	topic, group := uniq("reset"), uniq("resetg")
 	const n = 6
-	for i := range n {
-		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("m"+strconv.Itoa(i)))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	first := newReceived()
-	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
-		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-			first.add(ms...)
-			return consumer.ConsumeSuccess, nil
-		})
+	sendBodies(t, p, topic, "m", n)
+	pc, first := startCollector(t, c, group, topic)
 	waitFor(t, 60*time.Second, "every message consumed", func() bool { return first.distinct() == n })
 	if err := pc.Shutdown(); err != nil { // commits its offsets
 		t.Fatal(err)
 	}
+	waitFor(t, 30*time.Second, "the group's offsets committed", func() bool { return committed(t, c.b.Addr(), group, topic) == n })
 	ac, err := admin.Dial(context.Background(), c.b.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ac.Close()
-	waitFor(t, 30*time.Second, "the group's offsets committed", func() bool {
-		qs, err := ac.GroupOffsets(context.Background(), group)
-		var done int64
-		for _, q := range qs {
-			if q.Topic == topic {
-				done += q.ConsumerOffset
-			}
-		}
-		return err == nil && done == n
-	})
 	if _, err := ac.ResetOffsets(context.Background(), group, topic, admin.ResetTo{Timestamp: 0, QueueID: -1, Offset: -1}); err != nil {
 		t.Fatal(err)
 	}
-	again := newReceived()
-	pc2 := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
-		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-			again.add(ms...)
-			return consumer.ConsumeSuccess, nil
-		})
+	pc2, again := startCollector(t, c, group, topic)
 	defer pc2.Shutdown()
 	waitFor(t, 60*time.Second, "every message consumed again", func() bool { return again.distinct() == n })
 }

@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
@@ -136,4 +139,27 @@ func (r *received) has(body string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.msgs[body] > 0
+}
+
+// startCollector starts a clustering consumer of group on topic that
+// collects every message and succeeds.
+func startCollector(t *testing.T, c *cluster, group, topic string) (rocketmq.PushConsumer, *received) {
+	t.Helper()
+	r := newReceived()
+	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			r.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		})
+	return pc, r
+}
+
+// sendBodies sends prefix0 .. prefix(n-1) to topic.
+func sendBodies(t *testing.T, p rocketmq.Producer, topic, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte(prefix+strconv.Itoa(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

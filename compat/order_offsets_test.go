@@ -98,17 +98,8 @@ func TestOffsetsSurviveBrokerRestart(t *testing.T) {
 	c := startCluster(t)
 	p := newProducer(t, c)
 	topic, group := uniq("off"), uniq("offg")
-	for i := 0; i < 10; i++ {
-		if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte("old"+strconv.Itoa(i)))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	first := newReceived()
-	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
-		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-			first.add(ms...)
-			return consumer.ConsumeSuccess, nil
-		})
+	sendBodies(t, p, topic, "old", 10)
+	pc, first := startCollector(t, c, group, topic)
 	waitFor(t, 30*time.Second, "the first 10", func() bool { return first.distinct() == 10 })
 	// The client commits offsets every 5 s (and once more, oneway, as it
 	// shuts down; a close with unread data resets the connection and can
@@ -132,12 +123,7 @@ func TestOffsetsSurviveBrokerRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	second := newReceived()
-	pc2 := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
-		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
-			second.add(ms...)
-			return consumer.ConsumeSuccess, nil
-		})
+	pc2, second := startCollector(t, c, group, topic)
 	defer pc2.Shutdown()
 	waitFor(t, 60*time.Second, "the 10 new messages", func() bool {
 		for i := 0; i < 10; i++ {
