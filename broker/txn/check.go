@@ -90,6 +90,10 @@ func (s *Service) checkOne(e *entry, checker Checker, now int64) {
 	}
 	req := CheckRequest{Group: e.group, HalfOffset: e.half, QueueOffset: e.queueOffset, MsgID: e.msgID,
 		TransactionID: e.uniq, Check: int(e.checks) + 1}
+	// Counted before it is sent: the producer's answer may resolve the
+	// transaction before Check returns, and its outcome names the check
+	// that decided it. Taken back below if it reached nobody.
+	e.checks++
 	content := e.content
 	s.mu.Unlock()
 	sent := false
@@ -98,20 +102,20 @@ func (s *Service) checkOne(e *entry, checker Checker, now int64) {
 		if err != nil {
 			s.opts.Logger.Error("txn: read half message for check", "half", e.half, "err", err)
 		} else {
-			req.Message = checkMessage(&ext, e)
+			req.Message = checkMessage(&ext, e, req.Check)
 			sent = checker.Check(req)
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e.status != Pending || s.live[e.half] != e {
-		return
-	}
 	if sent {
-		e.checks++
 		s.stats.checks.Add(1)
 	} else {
+		e.checks--
 		s.stats.unreached.Add(1)
+	}
+	if e.status != Pending || s.live[e.half] != e {
+		return
 	}
 	e.nextCheckMs = now + s.opts.CheckInterval.Milliseconds()
 	s.persist(e, noRecord)
@@ -119,7 +123,7 @@ func (s *Service) checkOne(e *entry, checker Checker, now int64) {
 
 // checkMessage restores the half message's real topic and queue and its
 // identity in the half queue, as RocketMQ's check request body carries it.
-func checkMessage(ext *message.Ext, e *entry) message.Ext {
+func checkMessage(ext *message.Ext, e *entry, check int) message.Ext {
 	m := *ext
 	m.Topic = e.topic
 	qid, _ := strconv.ParseInt(ext.Property(message.PropertyRealQueueID), 10, 32)
@@ -127,7 +131,7 @@ func checkMessage(ext *message.Ext, e *entry) message.Ext {
 	m.CommitLogOffset = e.half
 	m.QueueOffset = e.queueOffset
 	m.Properties = message.SetProperty(message.RemoveProperties(ext.Properties, PropertyHalfOffset, PropertyMoved),
-		message.PropertyTransactionCheckTimes, strconv.Itoa(int(e.checks)+1))
+		message.PropertyTransactionCheckTimes, strconv.Itoa(check))
 	return m
 }
 

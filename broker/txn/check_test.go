@@ -197,3 +197,31 @@ func mustFind(t *testing.T, r *rig, id string) int64 {
 	})
 	return offs[0]
 }
+
+// A producer that answers a check before the check's send returns (the
+// broker's connection writes the request, the answer arrives on another
+// goroutine) resolves the transaction with that check counted: its
+// outcome names check 1, and Stats counts the check.
+func TestCheckAnsweredBeforeItReturnsIsCounted(t *testing.T) {
+	r := newRig(t)
+	res := r.half("a")
+	var out EndResult
+	var endErr error
+	r.svc.SetChecker(CheckerFunc(func(req CheckRequest) bool {
+		out, endErr = r.svc.End(context.Background(), EndRequest{Group: "pg", HalfOffset: req.HalfOffset,
+			QueueOffset: req.QueueOffset, Outcome: Commit, FromCheck: true})
+		return true
+	}))
+	r.clock.Advance(testOpts.Timeout)
+	r.svc.checkRound()
+	if endErr != nil {
+		t.Fatal(endErr)
+	}
+	if out.Txn.Checks != 1 || out.Txn.HalfOffset != res.PhysicalOffset {
+		t.Fatalf("outcome decided by check 1 reports %d checks (%+v)", out.Txn.Checks, out.Txn)
+	}
+	if s := r.svc.Stats(); s.Checks != 1 || s.CheckCommits != 1 {
+		t.Fatalf("stats %+v, want 1 check and 1 commit from it", s)
+	}
+	r.waitDelivered(1)
+}
