@@ -116,6 +116,11 @@ func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullReq
 	if _, maxOff := h.b.store.QueueBounds(pr.topic, pr.queueID); maxOff > pr.offset {
 		h.notify(pr.topic, pr.queueID, maxOff)
 	}
+	// Likewise a reset of the group's offsets on the queue (reset.go)
+	// assigned after the pull looked for one: its wakeGroup came first.
+	if h.b.offsetTable().resetPending(pr.group, pr.topic, pr.queueID) {
+		h.wake(pr.topic, func(q *heldPull) bool { return q == p })
+	}
 	return true
 }
 

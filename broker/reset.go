@@ -63,6 +63,14 @@ func (t *offsetTable) takeReset(group, topic string, qid int32) (int64, bool, er
 	return off, true, t.persist()
 }
 
+// resetPending reports whether a queue's reset waits for a pull.
+func (t *offsetTable) resetPending(group, topic string, qid int32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.reset[offsetKey{topic, group}][qid]
+	return ok
+}
+
 // handleResetOffset is INVOKE_BROKER_TO_RESET_OFFSET (ResetOffsetRequestHeader:
 // topic, group, timestamp in ms, isForce, and RocketMQ 5's queueId and
 // offset). Every readable queue of topic, or only queueId when it is set,
@@ -170,10 +178,14 @@ func (b *Broker) groupKnown(group string) bool {
 
 // resetPull answers a pull of a queue whose offsets were reset and that
 // no pull has been told yet: PULL_OFFSET_MOVED to the reset offset
-// (RocketMQ's OFFSET_RESET status), unless the pull asks from there (a
-// consumer that started after the reset, from the committed offset):
-// that one goes on, the reset told. took reports a reset taken either
-// way (the pull's commitOffset predates it); resp is nil but to move it.
+// (RocketMQ's OFFSET_RESET status), unless the pull asks from there and
+// holds nothing below it (its commitOffset, which clients send with or
+// without the commit flag, is there too: a consumer that started after
+// the reset, from the committed offset): that one goes on, the reset
+// told. A consumer whose pulls are at the reset offset but whose handler
+// is behind (its buffer, reset to the end) is moved, so that it drops
+// what the reset skips. took reports a reset taken either way (the
+// pull's commitOffset predates it); resp is nil but to move it.
 func (b *Broker) resetPull(req *remoting.Command, pr pullRequest) (resp *remoting.Command, took bool) {
 	off, ok, err := b.offsetTable().takeReset(pr.group, pr.topic, pr.queueID)
 	if !ok {
@@ -183,7 +195,7 @@ func (b *Broker) resetPull(req *remoting.Command, pr pullRequest) (resp *remotin
 		b.opts.Logger.Warn("offsets file not written after a reset reached its queue; a restart may move it back again",
 			"group", pr.group, "topic", pr.topic, "queue", pr.queueID, "err", err)
 	}
-	if pr.offset == off {
+	if pr.offset == off && pr.commitOffset >= off {
 		return nil, true
 	}
 	minOff, maxOff := b.store.QueueBounds(pr.topic, pr.queueID)

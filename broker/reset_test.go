@@ -72,21 +72,34 @@ func TestResetOffsetServerSide(t *testing.T) {
 		t.Fatalf("commit after the pull was told: offset %d, want 5", off)
 	}
 
-	// A pull from the reset offset itself (a consumer started after the
-	// reset, from the committed offset) is not moved; the reset is told,
-	// and the commit the pull carries, from before it, is not applied.
-	if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0, "queueId", "0", "offset", "2"), nil); resp.Code != remoting.RespSuccess {
-		t.Fatalf("reset to 2: %d %q", resp.Code, resp.Remark)
+	// A pull from the reset offset itself holding nothing below it (its
+	// commitOffset there too: a consumer started after the reset, from
+	// the committed offset) is not moved; the reset is told.
+	reset2 := func() {
+		t.Helper()
+		if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0, "queueId", "0", "offset", "2"), nil); resp.Code != remoting.RespSuccess {
+			t.Fatalf("reset to 2: %d %q", resp.Code, resp.Remark)
+		}
 	}
-	if p := pull(t, c, "orders", 0, 2, pullFlagCommitOffset, "*", 0); p.Code != remoting.RespSuccess || len(decodeAll(t, p.Body)) != 8 {
+	reset2()
+	ext := pullExt("orders", 0, 2, pullFlagCommitOffset, "*", 0)
+	ext["commitOffset"] = "2"
+	if p := call(t, c, remoting.ReqPullMessage, ext, nil); p.Code != remoting.RespSuccess || len(decodeAll(t, p.Body)) != 8 {
 		t.Fatalf("pull from the reset offset: %d %q", p.Code, p.Remark)
-	}
-	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 2 {
-		t.Fatalf("offset %d after a pull from the reset offset carrying commitOffset 0, want 2", off)
 	}
 	updateOffset(t, c, "cg", "orders", 0, 4)
 	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 4 {
 		t.Fatalf("commit after that pull: offset %d, want 4 (the reset told)", off)
+	}
+	// One whose commitOffset is below (its handler is behind: an orderly
+	// buffer, a reset to the end) is moved, to where it is, so that it
+	// drops what it holds; the commit it carries is not applied.
+	reset2()
+	if p := pull(t, c, "orders", 0, 2, pullFlagCommitOffset, "*", 0); p.Code != remoting.RespPullOffsetMoved || p.Ext("nextBeginOffset") != "2" {
+		t.Fatalf("pull from the reset offset carrying commitOffset 0: %d next %s, want PULL_OFFSET_MOVED to 2", p.Code, p.Ext("nextBeginOffset"))
+	}
+	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 2 {
+		t.Fatalf("offset %d after a pull from the reset offset carrying commitOffset 0, want 2", off)
 	}
 
 	// By time: 0 is each queue's oldest message, -1 its end.
@@ -165,4 +178,43 @@ func TestResetOffsetBadInput(t *testing.T) {
 	if p := pull(t, c, "orders", 0, 1, 0, "*", 0); p.Code != remoting.RespSuccess {
 		t.Fatalf("pull after refused resets: %d", p.Code)
 	}
+}
+
+// A pull that read the store before a reset and is held after it (the
+// reset's wakeGroup found nothing to wake) learns of the reset at once
+// too, not at its timeout: handlePull's steps, run by hand around a reset.
+func TestResetOffsetWakesAPullHeldJustAfterIt(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = time.Minute
+	b := startBroker(t, o)
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 4)
+	updateOffset(t, c, "cg", "orders", 0, 4)
+	// Another group's pull, held, gives the test the server's side of c.
+	ext := pullExt("orders", 0, 4, pullFlagSuspend, "*", 60_000)
+	ext["consumerGroup"] = "other"
+	asyncPull(c, ext)
+	waitFor(t, "the other group's pull held", func() bool { return b.pulls.held() == 1 })
+	b.pulls.mu.Lock()
+	conn := firstConn(b.pulls.byConn)
+	b.pulls.mu.Unlock()
+
+	req := remoting.NewRequest(remoting.ReqPullMessage, pullExt("orders", 0, 4, pullFlagSuspend, "*", 60_000))
+	pr, resp := b.parsePull(req)
+	if resp != nil {
+		t.Fatalf("parse: %d %q", resp.Code, resp.Remark)
+	}
+	if resp, _ := b.resetPull(req, pr); resp != nil {
+		t.Fatalf("a reset before there was one: %d", resp.Code)
+	}
+	if resp := b.pullOnce(req, pr); resp.Code != remoting.RespPullNotFound {
+		t.Fatalf("pull at the end: %d", resp.Code)
+	}
+	if resp := call(t, dial(t, b), remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0), nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("reset: %d %q", resp.Code, resp.Remark)
+	}
+	if !b.pulls.hold(conn, req, pr, time.Minute) {
+		t.Fatal("not held")
+	}
+	waitFor(t, "the pull held after the reset answered", func() bool { return b.pulls.held() == 1 })
 }

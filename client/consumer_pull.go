@@ -18,7 +18,8 @@ import (
 // new message) and PULL_RETRY_IMMEDIATELY (none matched the tags) carry
 // none; PULL_OFFSET_MOVED means the offset was out of the queue's range
 // (retention removed messages, or the queue is shorter than the offset)
-// and nextBeginOffset is the nearest valid one. Other answers and
+// and nextBeginOffset is the nearest valid one, or that the group's
+// offsets were reset and nextBeginOffset is the new one. Other answers and
 // transport failures are retried after pullErrorDelay.
 
 // Pull request sysFlag bits (RocketMQ's PullSysFlag).
@@ -36,6 +37,15 @@ type pullResult struct {
 	code int16
 	next int64
 	msgs []message.Ext
+	// minOff and maxOff are the queue's bounds (-1 when not answered).
+	minOff, maxOff int64
+}
+
+// inRange reports whether offset was a position of the queue: a pull from
+// there answered PULL_OFFSET_MOVED was moved by a reset, not because the
+// queue lacks it (retention, or a queue shorter than the offset).
+func (r *pullResult) inRange(offset int64) bool {
+	return r.minOff >= 0 && r.maxOff >= 0 && offset >= r.minOff && offset <= r.maxOff
 }
 
 // pullLoop pulls q until it is dropped or the consumer closes, and hands
@@ -60,6 +70,14 @@ func (pc *PushConsumer) pullLoop(q *processQueue) {
 		}
 		if res.code == remoting.RespPullOffsetMoved {
 			pc.log.Warn("client: pull offset moved", "queue", q.mq, "from", offset, "to", res.next)
+			if res.inRange(offset) {
+				// Moved from a position the queue has: the group's
+				// offsets were reset (RocketMQ's OFFSET_RESET). What an
+				// orderly queue buffered and has not handed over is from
+				// before the reset: skipped reset forward, pulled again
+				// from the new position otherwise (in order).
+				q.dropBuffered()
+			}
 		}
 		ds := pc.accept(q, res.msgs)
 		q.add(ds, res.next, pc.opts.Orderly)
@@ -105,7 +123,13 @@ func (pc *PushConsumer) pull(q *processQueue, offset int64) (*pullResult, error)
 	default:
 		return nil, &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
 	}
-	res := &pullResult{code: resp.Code}
+	res := &pullResult{code: resp.Code, minOff: -1, maxOff: -1}
+	if v, err := strconv.ParseInt(resp.Ext("minOffset"), 10, 64); err == nil {
+		res.minOff = v
+	}
+	if v, err := strconv.ParseInt(resp.Ext("maxOffset"), 10, 64); err == nil {
+		res.maxOff = v
+	}
 	if res.next, err = strconv.ParseInt(resp.Ext("nextBeginOffset"), 10, 64); err != nil || res.next < 0 {
 		return nil, fmt.Errorf("client: %s from %s: bad nextBeginOffset %q", op, addr, resp.Ext("nextBeginOffset"))
 	}

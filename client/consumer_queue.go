@@ -141,6 +141,20 @@ func (q *processQueue) add(ds []*delivered, next int64, orderly bool) {
 	q.next = next
 }
 
+// dropBuffered forgets the messages an orderly queue pulled and has not
+// handed to its handler yet (see pullLoop); a batch taken is kept.
+func (q *processQueue) dropBuffered() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, d := range q.buffer {
+		if q.inflight[d.queueOffset] == d {
+			delete(q.inflight, d.queueOffset)
+		}
+	}
+	q.buffer = nil
+	signal(q.room)
+}
+
 // ack removes acknowledged messages from the in-flight set. A message
 // pulled again at the same offset (after PULL_OFFSET_MOVED sent the queue
 // back) replaced the first delivery there: acknowledging the first leaves

@@ -1,6 +1,9 @@
 package client
 
 import (
+	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,5 +66,138 @@ func TestResetOffsetsMovesAnOnlineConsumer(t *testing.T) {
 				t.Fatalf("a message stored before the reset to the end was delivered %d times", n)
 			}
 		})
+	}
+}
+
+// An orderly consumer keeps what it pulled ahead of its handler in a
+// buffer. A reset reaching it moves its pulls; the buffered messages,
+// pulled from before the reset and not yet handed over, must not be
+// handed over after it: reset forward they were to be skipped, and the
+// ones past the reset offset come again from the new position, so the
+// queue's order would break (k-39, then k-35 again).
+func TestResetOffsetsOrderlyDropsItsBuffer(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("ordered"), uniq("og")
+	const n = 40
+	sendKeyed(t, p, topic, []string{"k"}, 0, n)
+	stored := cl.waitStored(t, topic, n)
+	qid := stored[0].QueueID
+
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		for _, m := range msgs {
+			if string(m.Body) == "k-0" {
+				<-release // the handler is busy: the rest waits in the buffer
+			}
+			mu.Lock()
+			got = append(got, string(m.Body))
+			mu.Unlock()
+		}
+		return ConsumeSuccess, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
+		FromWhere: ConsumeFromFirst, ConsumeBatchSize: 1}, topic, "*", h)
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before the consumer's Close, which waits for the handler
+	var q *processQueue
+	waitFor(t, "every message pulled into the buffer", func() bool {
+		for _, pq := range pc.processQueues() {
+			if pq.mq.Topic == topic && pq.mq.QueueID == qid && pq.nextOffset() == n {
+				q = pq
+				return true
+			}
+		}
+		return false
+	})
+	q.mu.Lock()
+	before := q.inflight[35]
+	q.mu.Unlock()
+
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetTo{QueueID: qid, Offset: 35}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queue pulled again from the reset offset", func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.next == n && q.inflight[35] != nil && q.inflight[35] != before
+	})
+	unblock()
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"k-0", "k-35", "k-36", "k-37", "k-38", "k-39"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("handed over after a reset to 35 (k-0 in hand): %v, want %v", got, want)
+	}
+}
+
+// Reset to the end while an orderly consumer has pulled the whole queue
+// but is stuck on its first message: the reset offset is where its pulls
+// already are, yet the backlog it buffered is what the reset skips.
+func TestResetOffsetsToTheEndSkipsAnOrderlyBacklog(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("ordered"), uniq("og")
+	const n = 40
+	sendKeyed(t, p, topic, []string{"k"}, 0, n)
+	stored := cl.waitStored(t, topic, n)
+	qid := stored[0].QueueID
+
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		for _, m := range msgs {
+			if string(m.Body) == "k-0" {
+				<-release
+			}
+			mu.Lock()
+			got = append(got, string(m.Body))
+			mu.Unlock()
+		}
+		return ConsumeSuccess, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
+		FromWhere: ConsumeFromFirst, ConsumeBatchSize: 1}, topic, "*", h)
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before the consumer's Close, which waits for the handler
+	var q *processQueue
+	waitFor(t, "every message pulled into the buffer", func() bool {
+		for _, pq := range pc.processQueues() {
+			if pq.mq.Topic == topic && pq.mq.QueueID == qid && pq.nextOffset() == n {
+				q = pq
+				return true
+			}
+		}
+		return false
+	})
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetTo{Timestamp: -1, QueueID: -1, Offset: -1}); err != nil {
+		t.Fatal(err)
+	}
+	// Told, the consumer keeps only the message in hand.
+	waitFor(t, "the buffered backlog dropped", func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return len(q.buffer) == 0 && len(q.inflight) == 1
+	})
+	unblock()
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"k-0"}; !slices.Equal(got, want) {
+		t.Fatalf("handed over after a reset to the end (k-0 in hand): %v, want %v", got, want)
 	}
 }
