@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/message"
@@ -107,6 +108,11 @@ func (b *Broker) handleResetOffset(_ context.Context, conn *remoting.Conn, req *
 	}
 	if !b.groupKnown(group) {
 		return remoting.NewResponse(req, remoting.RespSubscriptionGroupNotExist, "Group "+group+" does not exist")
+	}
+	if v, online := b.consumerGroupInfo(group); online && strings.EqualFold(v.MessageModel, "BROADCASTING") {
+		// A pending reset would move whichever member pulls a queue first.
+		return remoting.NewResponse(req, remoting.RespSystemError, "Group "+group+
+			" consumes in BROADCASTING mode: its members keep their own offsets")
 	}
 	queues := make([]int32, 0, tc.ReadQueueNums)
 	switch {

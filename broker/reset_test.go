@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,6 +172,12 @@ func TestResetOffsetBadInput(t *testing.T) {
 		if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, tc.ext, nil); resp.Code != tc.code || resp.Remark == "" {
 			t.Errorf("%s: %d %q, want %d with a remark", tc.name, resp.Code, resp.Remark, tc.code)
 		}
+	}
+	// A broadcasting group's members keep their own offsets.
+	hbOK(t, c, bytes.Replace(consumerHeartbeat("127.0.0.1@b1", "orders", "bg"), []byte("CLUSTERING"), []byte("BROADCASTING"), 1))
+	if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("bg", "orders", 0), nil); resp.Code != remoting.RespSystemError ||
+		!strings.Contains(resp.Remark, "BROADCASTING") {
+		t.Errorf("reset of a broadcasting group: %d %q, want SYSTEM_ERROR naming BROADCASTING", resp.Code, resp.Remark)
 	}
 	if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 1 {
 		t.Fatalf("refused resets moved the offset to %d", off)

@@ -33,7 +33,7 @@ func TestResetOffsetsMovesAnOnlineConsumer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ac.Close()
-			if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetTo{Timestamp: 0, QueueID: -1, Offset: -1}); err != nil {
+			if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(0)); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, "every message delivered again", func() bool {
@@ -54,7 +54,7 @@ func TestResetOffsetsMovesAnOnlineConsumer(t *testing.T) {
 			}
 			skipped := sendN(t, p, topic, "skipped", "", 1)
 			cl.waitStored(t, topic, len(bodies)+1) // in its queue: the end is past it
-			if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetTo{Timestamp: -1, QueueID: -1, Offset: -1}); err != nil {
+			if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(-1)); err != nil {
 				t.Fatal(err)
 			}
 			pc = startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
@@ -121,7 +121,7 @@ func TestResetOffsetsOrderlyDropsItsBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ac.Close()
-	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetTo{QueueID: qid, Offset: 35}); err != nil {
+	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetQueueTo(qid, 35)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the queue pulled again from the reset offset", func() bool {
@@ -184,7 +184,7 @@ func TestResetOffsetsToTheEndSkipsAnOrderlyBacklog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ac.Close()
-	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetTo{Timestamp: -1, QueueID: -1, Offset: -1}); err != nil {
+	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(-1)); err != nil {
 		t.Fatal(err)
 	}
 	// Told, the consumer keeps only the message in hand.

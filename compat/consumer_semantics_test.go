@@ -252,7 +252,7 @@ func TestResetOffsetsThenTheGoClientReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ac.Close()
-	if _, err := ac.ResetOffsets(context.Background(), group, topic, admin.ResetTo{Timestamp: 0, QueueID: -1, Offset: -1}); err != nil {
+	if _, err := ac.ResetOffsets(context.Background(), group, topic, admin.ResetToTime(0)); err != nil {
 		t.Fatal(err)
 	}
 	pc2, again := startCollector(t, c, group, topic)

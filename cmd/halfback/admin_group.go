@@ -120,7 +120,7 @@ ignored until then. Messages a consumer is handling at that moment are
 still acknowledged; with a reset backwards they are delivered again.`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
-			target := admin.ResetTo{QueueID: -1, Offset: -1}
+			var target admin.ResetTo
 			queueSet, offsetSet := cmd.Flags().Changed("queue"), cmd.Flags().Changed("offset")
 			switch {
 			case topic == "":
@@ -133,7 +133,7 @@ still acknowledged; with a reset backwards they are delivered again.`,
 				if queue < 0 || offset < 0 {
 					return fmt.Errorf("--queue %d --offset %d: want numbers from 0", queue, offset)
 				}
-				target.QueueID, target.Offset = queue, offset
+				target = admin.ResetQueueTo(queue, offset)
 			case to == "":
 				return fmt.Errorf("say where: --to earliest|latest|TIME, or --queue N --offset K")
 			default:
@@ -141,7 +141,7 @@ still acknowledged; with a reset backwards they are delivered again.`,
 				if err != nil {
 					return err
 				}
-				target.Timestamp = ts
+				target = admin.ResetToTime(ts)
 			}
 			queues, err := c.ResetOffsets(ctx, args[0], topic, target)
 			if err != nil {

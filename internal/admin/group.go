@@ -157,12 +157,20 @@ func (s *scanner) value(v any) error {
 // ResetTo says where ResetOffsets moves a group: Timestamp (ms) sends every
 // queue of the topic to its first message stored at or after it (0: the
 // oldest kept, -1: the end, skipping everything stored); or, with QueueID
-// set (>= 0) and Offset set (>= 0), one queue to that offset.
+// set (>= 0) and Offset set (>= 0), one queue to that offset. Make one
+// with ResetToTime or ResetQueueTo (the zero value moves queue 0 to 0).
 type ResetTo struct {
 	Timestamp int64
 	QueueID   int32
 	Offset    int64
 }
+
+// ResetToTime moves every queue to its first message stored at or after
+// ms (0: the oldest kept, -1: the end).
+func ResetToTime(ms int64) ResetTo { return ResetTo{Timestamp: ms, QueueID: -1, Offset: -1} }
+
+// ResetQueueTo moves one queue to offset.
+func ResetQueueTo(qid int32, offset int64) ResetTo { return ResetTo{QueueID: qid, Offset: offset} }
 
 // QueueOffset is one queue's offset after a reset.
 type QueueOffset struct {
