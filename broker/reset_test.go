@@ -117,34 +117,33 @@ func TestResetOffsetServerSide(t *testing.T) {
 // A consumer waiting in a long poll learns of a reset at once, not when
 // its poll times out.
 func TestResetOffsetWakesALongPoll(t *testing.T) {
+	b, c := startCaughtUp(t)
+	done := asyncPull(c, pullExt("orders", 0, 4, pullFlagSuspend, "*", 60_000))
+	waitFor(t, "the pull held", func() bool { return b.pulls.held() == 1 })
+	c2 := dial(t, b)
+	if resp := call(t, c2, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0), nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("reset: %d %q", resp.Code, resp.Remark)
+	}
+	p := <-done // nil if not answered within asyncPull's 10 s
+	if p == nil {
+		t.Fatal("the held pull was not answered after the reset")
+	}
+	if p.Code != remoting.RespPullOffsetMoved || p.Ext("nextBeginOffset") != "0" {
+		t.Fatalf("held pull: %d %q next %s, want PULL_OFFSET_MOVED to 0", p.Code, p.Remark, p.Ext("nextBeginOffset"))
+	}
+}
+
+// startCaughtUp starts a broker whose long polls wait a minute, with 4
+// messages in orders/0 that group cg has consumed.
+func startCaughtUp(t *testing.T) (*Broker, *remoting.Conn) {
+	t.Helper()
 	o := testOptions(t)
 	o.LongPollTimeout = time.Minute
 	b := startBroker(t, o)
 	c := dial(t, b)
 	appendTestMsgs(t, b, "orders", 0, 4)
 	updateOffset(t, c, "cg", "orders", 0, 4)
-	done := make(chan *remoting.Command, 1)
-	go func() {
-		resp, err := c.Invoke(t.Context(), remoting.NewRequest(remoting.ReqPullMessage,
-			pullExt("orders", 0, 4, pullFlagSuspend, "*", 60_000)))
-		if err != nil {
-			resp = remoting.NewResponse(remoting.NewRequest(0, nil), remoting.RespSystemError, err.Error())
-		}
-		done <- resp
-	}()
-	waitFor(t, "the pull held", func() bool { return b.pulls.held() == 1 })
-	c2 := dial(t, b)
-	if resp := call(t, c2, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0), nil); resp.Code != remoting.RespSuccess {
-		t.Fatalf("reset: %d %q", resp.Code, resp.Remark)
-	}
-	select {
-	case p := <-done:
-		if p.Code != remoting.RespPullOffsetMoved || p.Ext("nextBeginOffset") != "0" {
-			t.Fatalf("held pull: %d %q next %s, want PULL_OFFSET_MOVED to 0", p.Code, p.Remark, p.Ext("nextBeginOffset"))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the held pull was not answered after the reset")
-	}
+	return b, c
 }
 
 func TestResetOffsetBadInput(t *testing.T) {
@@ -191,12 +190,7 @@ func TestResetOffsetBadInput(t *testing.T) {
 // reset's wakeGroup found nothing to wake) learns of the reset at once
 // too, not at its timeout: handlePull's steps, run by hand around a reset.
 func TestResetOffsetWakesAPullHeldJustAfterIt(t *testing.T) {
-	o := testOptions(t)
-	o.LongPollTimeout = time.Minute
-	b := startBroker(t, o)
-	c := dial(t, b)
-	appendTestMsgs(t, b, "orders", 0, 4)
-	updateOffset(t, c, "cg", "orders", 0, 4)
+	b, c := startCaughtUp(t)
 	// Another group's pull, held, gives the test the server's side of c.
 	ext := pullExt("orders", 0, 4, pullFlagSuspend, "*", 60_000)
 	ext["consumerGroup"] = "other"

@@ -69,6 +69,68 @@ func TestResetOffsetsMovesAnOnlineConsumer(t *testing.T) {
 	}
 }
 
+// stuckOrderly is an orderly consumer of a one-key topic of n messages
+// whose handler is stuck on k-0 while the rest wait in its buffer.
+type stuckOrderly struct {
+	cl           *cluster
+	topic, group string
+	pc           *PushConsumer
+	q            *processQueue // the key's queue, pulled to its end
+	ac           *admin.Client
+	unblock      func() // lets k-0's call return
+	mu           sync.Mutex
+	got          []string // bodies handed to the handler, in order
+}
+
+func startStuckOrderly(t *testing.T, n int64) *stuckOrderly {
+	s := &stuckOrderly{cl: startCluster(t, nil, nil), topic: uniq("ordered"), group: uniq("og")}
+	p := newProducer(t, newClient(t, s.cl.ns.Addr(), nil), ProducerOptions{})
+	sendKeyed(t, p, s.topic, []string{"k"}, 0, int(n))
+	qid := s.cl.waitStored(t, s.topic, int(n))[0].QueueID
+	release := make(chan struct{})
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		for _, m := range msgs {
+			if string(m.Body) == "k-0" {
+				<-release // the handler is busy: the rest waits in the buffer
+			}
+			s.mu.Lock()
+			s.got = append(s.got, string(m.Body))
+			s.mu.Unlock()
+		}
+		return ConsumeSuccess, nil
+	}
+	s.pc = startConsumer(t, newClient(t, s.cl.ns.Addr(), nil), ConsumerOptions{Group: s.group, Orderly: true,
+		FromWhere: ConsumeFromFirst, ConsumeBatchSize: 1}, s.topic, "*", h)
+	s.unblock = sync.OnceFunc(func() { close(release) })
+	t.Cleanup(s.unblock) // before the consumer's Close, which waits for the handler
+	waitFor(t, "every message pulled into the buffer", func() bool {
+		for _, pq := range s.pc.processQueues() {
+			if pq.mq.Topic == s.topic && pq.mq.QueueID == qid && pq.nextOffset() == n {
+				s.q = pq
+				return true
+			}
+		}
+		return false
+	})
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), s.cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ac.Close() })
+	s.ac = ac
+	return s
+}
+
+// handed returns what the handler was given, once the queue caught up.
+func (s *stuckOrderly) handed(t *testing.T) []string {
+	t.Helper()
+	s.unblock()
+	waitFor(t, "every message consumed", func() bool { return s.cl.caughtUp(s.topic, s.pc) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
 // An orderly consumer keeps what it pulled ahead of its handler in a
 // buffer. A reset reaching it moves its pulls; the buffered messages,
 // pulled from before the reset and not yet handed over, must not be
@@ -76,52 +138,13 @@ func TestResetOffsetsMovesAnOnlineConsumer(t *testing.T) {
 // ones past the reset offset come again from the new position, so the
 // queue's order would break (k-39, then k-35 again).
 func TestResetOffsetsOrderlyDropsItsBuffer(t *testing.T) {
-	cl := startCluster(t, nil, nil)
-	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
-	topic, group := uniq("ordered"), uniq("og")
 	const n = 40
-	sendKeyed(t, p, topic, []string{"k"}, 0, n)
-	stored := cl.waitStored(t, topic, n)
-	qid := stored[0].QueueID
-
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var got []string
-	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
-		for _, m := range msgs {
-			if string(m.Body) == "k-0" {
-				<-release // the handler is busy: the rest waits in the buffer
-			}
-			mu.Lock()
-			got = append(got, string(m.Body))
-			mu.Unlock()
-		}
-		return ConsumeSuccess, nil
-	}
-	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
-		FromWhere: ConsumeFromFirst, ConsumeBatchSize: 1}, topic, "*", h)
-	unblock := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(unblock) // before the consumer's Close, which waits for the handler
-	var q *processQueue
-	waitFor(t, "every message pulled into the buffer", func() bool {
-		for _, pq := range pc.processQueues() {
-			if pq.mq.Topic == topic && pq.mq.QueueID == qid && pq.nextOffset() == n {
-				q = pq
-				return true
-			}
-		}
-		return false
-	})
+	s := startStuckOrderly(t, n)
+	q := s.q
 	q.mu.Lock()
 	before := q.inflight[35]
 	q.mu.Unlock()
-
-	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetQueueTo(qid, 35)); err != nil {
+	if _, err := s.ac.ResetOffsets(ctxT(t, 5*time.Second), s.group, s.topic, admin.ResetQueueTo(q.mq.QueueID, 35)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the queue pulled again from the reset offset", func() bool {
@@ -129,12 +152,8 @@ func TestResetOffsetsOrderlyDropsItsBuffer(t *testing.T) {
 		defer q.mu.Unlock()
 		return q.next == n && q.inflight[35] != nil && q.inflight[35] != before
 	})
-	unblock()
-	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
-	mu.Lock()
-	defer mu.Unlock()
 	want := []string{"k-0", "k-35", "k-36", "k-37", "k-38", "k-39"}
-	if !slices.Equal(got, want) {
+	if got := s.handed(t); !slices.Equal(got, want) {
 		t.Fatalf("handed over after a reset to 35 (k-0 in hand): %v, want %v", got, want)
 	}
 }
@@ -143,48 +162,9 @@ func TestResetOffsetsOrderlyDropsItsBuffer(t *testing.T) {
 // but is stuck on its first message: the reset offset is where its pulls
 // already are, yet the backlog it buffered is what the reset skips.
 func TestResetOffsetsToTheEndSkipsAnOrderlyBacklog(t *testing.T) {
-	cl := startCluster(t, nil, nil)
-	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
-	topic, group := uniq("ordered"), uniq("og")
-	const n = 40
-	sendKeyed(t, p, topic, []string{"k"}, 0, n)
-	stored := cl.waitStored(t, topic, n)
-	qid := stored[0].QueueID
-
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var got []string
-	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
-		for _, m := range msgs {
-			if string(m.Body) == "k-0" {
-				<-release
-			}
-			mu.Lock()
-			got = append(got, string(m.Body))
-			mu.Unlock()
-		}
-		return ConsumeSuccess, nil
-	}
-	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
-		FromWhere: ConsumeFromFirst, ConsumeBatchSize: 1}, topic, "*", h)
-	unblock := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(unblock) // before the consumer's Close, which waits for the handler
-	var q *processQueue
-	waitFor(t, "every message pulled into the buffer", func() bool {
-		for _, pq := range pc.processQueues() {
-			if pq.mq.Topic == topic && pq.mq.QueueID == qid && pq.nextOffset() == n {
-				q = pq
-				return true
-			}
-		}
-		return false
-	})
-	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(-1)); err != nil {
+	s := startStuckOrderly(t, 40)
+	q := s.q
+	if _, err := s.ac.ResetOffsets(ctxT(t, 5*time.Second), s.group, s.topic, admin.ResetToTime(-1)); err != nil {
 		t.Fatal(err)
 	}
 	// Told, the consumer keeps only the message in hand.
@@ -193,11 +173,7 @@ func TestResetOffsetsToTheEndSkipsAnOrderlyBacklog(t *testing.T) {
 		defer q.mu.Unlock()
 		return len(q.buffer) == 0 && len(q.inflight) == 1
 	})
-	unblock()
-	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
-	mu.Lock()
-	defer mu.Unlock()
-	if want := []string{"k-0"}; !slices.Equal(got, want) {
+	if got, want := s.handed(t), []string{"k-0"}; !slices.Equal(got, want) {
 		t.Fatalf("handed over after a reset to the end (k-0 in hand): %v, want %v", got, want)
 	}
 }
