@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"sync"
@@ -133,13 +134,31 @@ type (
 		StringValue *string         `json:"stringValue,omitempty"`
 		BoolValue   *bool           `json:"boolValue,omitempty"`
 		IntValue    *string         `json:"intValue,omitempty"`
-		DoubleValue *float64        `json:"doubleValue,omitempty"`
+		DoubleValue *otlpDouble     `json:"doubleValue,omitempty"`
 		ArrayValue  *otlpArrayValue `json:"arrayValue,omitempty"`
 	}
 	otlpArrayValue struct {
 		Values []otlpAnyValue `json:"values"`
 	}
 )
+
+// otlpDouble is a double in the proto3 JSON encoding: a number, or the
+// string "NaN", "Infinity" or "-Infinity" (encoding/json refuses those,
+// which failed the whole batch's export).
+type otlpDouble float64
+
+func (d otlpDouble) MarshalJSON() ([]byte, error) {
+	switch f := float64(d); {
+	case math.IsNaN(f):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(f, 1):
+		return []byte(`"Infinity"`), nil
+	case math.IsInf(f, -1):
+		return []byte(`"-Infinity"`), nil
+	default:
+		return json.Marshal(f)
+	}
+}
 
 // toRequest groups spans by resource and scope, in the order first seen.
 func toRequest(spans []sdktrace.ReadOnlySpan) otlpRequest {
@@ -227,7 +246,7 @@ func anyValue(v attribute.Value) otlpAnyValue {
 		s := strconv.FormatInt(v.AsInt64(), 10)
 		return otlpAnyValue{IntValue: &s}
 	case attribute.FLOAT64:
-		f := v.AsFloat64()
+		f := otlpDouble(v.AsFloat64())
 		return otlpAnyValue{DoubleValue: &f}
 	case attribute.BOOLSLICE:
 		return array(v.AsBoolSlice(), func(b bool) attribute.Value { return attribute.BoolValue(b) })

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/halfbackmq/halfback/message"
 )
@@ -34,8 +35,12 @@ func (c MapCarrier) Keys() []string {
 }
 
 // Inject writes the trace context of ctx into props (nothing when ctx
-// carries no valid span context).
+// carries no valid span context). A tracestate props carried is dropped
+// with its traceparent: it belonged to the trace replaced.
 func Inject(ctx context.Context, props map[string]string) {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		delete(props, message.PropertyTracestate)
+	}
 	propagator.Inject(ctx, MapCarrier(props))
 }
 
@@ -61,8 +66,11 @@ func (c wireCarrier) Keys() []string {
 }
 
 // InjectProperties returns the wire-form properties with the trace context
-// of ctx set in them.
+// of ctx set in them (a tracestate they carried is dropped, as by [Inject]).
 func InjectProperties(ctx context.Context, props string) string {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		props = message.RemoveProperties(props, message.PropertyTracestate)
+	}
 	propagator.Inject(ctx, wireCarrier{&props})
 	return props
 }

@@ -44,3 +44,31 @@ func TestPropagationThroughProperties(t *testing.T) {
 		t.Fatalf("extracted %+v from nothing", got)
 	}
 }
+
+// Injecting a trace context into properties that carry another trace's
+// (a message forwarded with the properties it came with) replaces both
+// traceparent and tracestate: the new context's tracestate, or none, never
+// the old trace's.
+func TestInjectReplacesStaleTracestate(t *testing.T) {
+	oldTID, _ := trace.TraceIDFromHex("11111111111111111111111111111111")
+	oldSID, _ := trace.SpanIDFromHex("1111111111111111")
+	ts, _ := trace.ParseTraceState("vendor=old")
+	old := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: oldTID, SpanID: oldSID, TraceFlags: trace.FlagsSampled, TraceState: ts}))
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+
+	props := map[string]string{}
+	Inject(old, props)
+	Inject(ctx, props)
+	if got := trace.SpanContextFromContext(Extract(context.Background(), props)); got.TraceID() != tid || got.TraceState().Len() != 0 {
+		t.Errorf("map: extracted trace %s with tracestate %q, want %s with none", got.TraceID(), got.TraceState(), tid)
+	}
+
+	wire := InjectProperties(ctx, InjectProperties(old, message.Properties{"KEYS": "order-42"}.Encode()))
+	if got := trace.SpanContextFromContext(ExtractProperties(context.Background(), wire)); got.TraceID() != tid || got.TraceState().Len() != 0 {
+		t.Errorf("wire: extracted trace %s with tracestate %q, want %s with none", got.TraceID(), got.TraceState(), tid)
+	}
+}

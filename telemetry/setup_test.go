@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
@@ -258,5 +261,63 @@ func TestOTLPHTTPEndpointURLWithoutPath(t *testing.T) {
 	defer mu.Unlock()
 	if len(paths) == 0 || paths[0] != "/v1/traces" {
 		t.Errorf("endpoint %s: spans posted to %q (shutdown error: %v), want /v1/traces", srv.URL, paths, serr)
+	}
+}
+
+// A span whose float attribute is not finite (NaN, ±Inf, which an
+// application may well record: a ratio of zero to zero) is written in the
+// proto3 JSON form ("NaN", "Infinity", "-Infinity"), and does not take
+// the other spans of its batch down with it.
+func TestFileExporterNonFiniteDouble(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spans.jsonl")
+	e, err := OpenFileExporter(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := tracetest.SpanStub{Name: "send orders"}.Snapshot()
+	bad := tracetest.SpanStub{Name: "ratio", Attributes: []attribute.KeyValue{
+		attribute.Float64("nan", math.NaN()), attribute.Float64("inf", math.Inf(1)),
+		attribute.Float64Slice("ninf", []float64{math.Inf(-1), 1.5})}}.Snapshot()
+	if err := e.ExportSpans(context.Background(), []sdktrace.ReadOnlySpan{good, bad}); err != nil {
+		t.Fatalf("export of a batch with a NaN attribute: %v", err)
+	}
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		t.Fatal("no line written")
+	}
+	var req struct {
+		ResourceSpans []struct {
+			ScopeSpans []struct {
+				Spans []struct {
+					Name       string
+					Attributes []struct {
+						Key   string
+						Value map[string]any
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+		t.Fatalf("line %s: %v", sc.Bytes(), err)
+	}
+	got := map[string]any{}
+	for _, sp := range req.ResourceSpans[0].ScopeSpans[0].Spans {
+		for _, kv := range sp.Attributes {
+			got[kv.Key] = kv.Value
+		}
+	}
+	want := `{"inf":{"doubleValue":"Infinity"},"nan":{"doubleValue":"NaN"},` +
+		`"ninf":{"arrayValue":{"values":[{"doubleValue":"-Infinity"},{"doubleValue":1.5}]}}}`
+	if b, _ := json.Marshal(got); string(b) != want {
+		t.Fatalf("attributes %s, want %s", b, want)
 	}
 }
