@@ -99,3 +99,29 @@ func TestEnvNameCase(t *testing.T) {
 		t.Errorf("variables naming no section: %v", err)
 	}
 }
+
+// TestEnvOverridesUnderEmptySection: a section written with nothing under
+// it (every key of it deleted or commented out) is the same as no section:
+// the environment overrides of its keys still apply.
+func TestEnvOverridesUnderEmptySection(t *testing.T) {
+	for _, body := range []string{
+		"store:\n",
+		"store:\n  # dataDir: ./data\nmirror:\n  kafka:\n",
+		"mirror:\n",
+		"mirror:\n  kafka:\n    tls:\n",
+	} {
+		clearEnv(t)
+		t.Setenv("HALFBACK_STORE_DATADIR", "/var/lib/halfback")
+		t.Setenv("HALFBACK_MIRROR_KAFKA_BATCHSIZE", "64")
+		t.Setenv("HALFBACK_MIRROR_KAFKA_TLS_ENABLED", "true")
+		cfg, err := Load(writeConfig(t, body))
+		if err != nil {
+			t.Errorf("%q: %v", body, err)
+			continue
+		}
+		if cfg.Store.DataDir != "/var/lib/halfback" || cfg.Mirror.Kafka.BatchSize != 64 || !cfg.Mirror.Kafka.TLS.Enabled {
+			t.Errorf("%q: store.dataDir %q, mirror.kafka.batchSize %d, mirror.kafka.tls.enabled %v; "+
+				"want the overrides /var/lib/halfback, 64, true", body, cfg.Store.DataDir, cfg.Mirror.Kafka.BatchSize, cfg.Mirror.Kafka.TLS.Enabled)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -68,11 +67,28 @@ func readFile(v *viper.Viper, path string) error {
 	if err := checkKeys(raw, path); err != nil {
 		return err
 	}
-	v.SetConfigType("yaml")
-	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+	// A section with nothing under it ("store:" with its keys commented
+	// out) is dropped: handed to viper as a nil value, it shadows the
+	// environment overrides of every key below it.
+	dropEmptySections(raw)
+	if err := v.MergeConfigMap(raw); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrSyntax, path, err)
 	}
 	return nil
+}
+
+// dropEmptySections deletes the nil values of body and of the mappings
+// below it. After checkKeys, only a section can be nil (a key with no
+// value is an error).
+func dropEmptySections(body map[string]any) {
+	for name, val := range body {
+		switch sub := val.(type) {
+		case nil:
+			delete(body, name)
+		case map[string]any:
+			dropEmptySections(sub)
+		}
+	}
 }
 
 // decodeOptions makes viper decode strictly, through decodeHook only.

@@ -410,12 +410,12 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 			if first == nil {
 				first = perr
 			}
+		case broken[key]: // arrived ahead of an earlier record of its key (late or not)
+			m.succeeded(pm, spans)
+			left = append(left, resend(pm))
 		case late[pm]:
 			m.succeeded(pm, spans)
 			broken[key] = key != ""
-		case broken[key]: // arrived ahead of an earlier record of its key
-			m.succeeded(pm, spans)
-			left = append(left, resend(pm))
 		default:
 			m.succeeded(pm, spans)
 		}

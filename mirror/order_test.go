@@ -362,3 +362,89 @@ func TestMirrorKeepsShardingKeyOrder(t *testing.T) {
 		partition[order], last[order] = rec.Partition, seq
 	}
 }
+
+// A key's first record that Kafka does not take in its turn (refused
+// for longer than sarama retries) must still come before the key's later
+// records, even when one of those is refused for its timestamp and sent
+// again alone at once: that one arrives ahead of the first record and must
+// be sent again after it, so that the last copy of each is in order.
+func TestMirrorKeepsKeyOrderWhenALaterRecordIsRestamped(t *testing.T) {
+	for _, refusals := range []int32{6, 12} {
+		t.Run(fmt.Sprintf("first record refused %d times", refusals), func(t *testing.T) {
+			st, c := startStack(t)
+			topic, ktopic, group := uniq("keyed"), uniq("keyed"), uniq("mirror")
+			createTopic(t, st.Broker.Addr(), topic)
+			kc := startKafka(t, kfake.SeedTopics(1, ktopic))
+			p := newProducer(t, c, client.ProducerOptions{})
+			const n = 8
+			ids := make([]string, n)
+			var first, lastStored int64 // store times (ms) of the first and last message
+			for i := range n {
+				res, err := p.Send(context.Background(), &client.Message{Topic: topic, Body: []byte(fmt.Sprint(i)),
+					Keys: []string{"order-1"}, ShardingKey: "order-1"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, phys, err := message.ParseOffsetMsgID(res.OffsetMsgID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ext, err := st.Broker.Store().ReadMessage(phys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids[i], lastStored = res.MsgID, ext.StoreTimestamp
+				if i == 0 {
+					first = ext.StoreTimestamp
+					// The others stored in a later millisecond: a batch
+					// whose first timestamp is first's starts with it.
+					testutil.WaitFor(t, 5*time.Second, "a millisecond after the first store time", func() bool {
+						return time.Now().UnixMilli() > first
+					})
+				}
+			}
+			testutil.WaitFor(t, 5*time.Second, "a millisecond after the last store time", func() bool {
+				return time.Now().UnixMilli() > lastStored
+			})
+			cutoff := time.Now().UnixMilli()
+			var refused atomic.Int32
+			answerProduce(kc, func(r *kmsg.ProduceRequest) (int16, bool) {
+				for _, tp := range r.Topics {
+					for _, p := range tp.Partitions {
+						var b kmsg.RecordBatch
+						if err := b.ReadFrom(p.Records); err != nil {
+							continue
+						}
+						if b.FirstTimestamp == first && refused.Add(1) <= refusals {
+							return 6, true // NOT_LEADER_FOR_PARTITION: the first record does not arrive
+						}
+						if oldest, err := oldestTimestamp(&b); err != nil || oldest < cutoff {
+							return 32, true // INVALID_TIMESTAMP: the others are restamped
+						}
+					}
+				}
+				return 0, false
+			})
+			m := startMirror(t, mirror.Options{Client: c, Group: group, StartFrom: mirror.StartFirst,
+				Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}},
+				Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
+			r := readKafka(t, kc.ListenAddrs(), ktopic)
+			r.waitIDs(t, 60*time.Second, ids)
+			testutil.WaitFor(t, 60*time.Second, "the mirror done and Kafka read to its end", func() bool {
+				return m.Stats().Retrying == 0 && groupLag(t, st.Broker.Addr(), group, topic) == 0 &&
+					int64(r.count()) == m.Stats().Mirrored
+			})
+			last := map[string]int{} // msg id -> position of its last copy
+			for i, rec := range r.records() {
+				last[header(rec, mirror.HeaderMsgID)] = i
+			}
+			for i := 1; i < n; i++ {
+				if last[ids[i-1]] > last[ids[i]] {
+					t.Fatalf("message %d's last copy (record %d) comes after message %d's (record %d); stats %+v",
+						i-1, last[ids[i-1]], i, last[ids[i]], m.Stats())
+				}
+			}
+			t.Logf("%d records for %d messages; stats %+v", r.count(), n, m.Stats())
+		})
+	}
+}
