@@ -38,7 +38,8 @@ func (b *Broker) registerAdmin(mux *remoting.Mux) {
 
 // handleDeleteGroup is DELETE_SUBSCRIPTIONGROUP (mqadmin deleteSubGroup,
 // `halfback group delete`): it forgets a consumer group that went away,
-// its metric series and, with cleanOffset=true, its committed offsets,
+// its settings (subgroups.go; a group that comes back gets the defaults
+// again, unless auto-creation is off), its metric series and, with cleanOffset=true, its committed offsets,
 // which nothing else removes (a broker keeps the offsets of a group that
 // left, as RocketMQ's does). Unlike RocketMQ's, it refuses while the group
 // has consumers online: they would go on from offsets the broker no
@@ -52,6 +53,9 @@ func (b *Broker) handleDeleteGroup(_ context.Context, _ *remoting.Conn, req *rem
 	if v, online := b.consumerGroupInfo(group); online && len(v.ClientIDs) > 0 {
 		return remoting.NewResponse(req, remoting.RespSystemError,
 			fmt.Sprintf("consumer group %s has %d consumers online; stop them first", group, len(v.ClientIDs)))
+	}
+	if _, err := b.subGroups.remove(group); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	if req.Ext("cleanOffset") == "true" {
 		if err := b.offsetTable().removeGroup(group); err != nil {

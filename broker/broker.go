@@ -19,17 +19,18 @@ import (
 // Broker serves RocketMQ's remoting protocol over the store and the delay
 // scheduler. Open starts it; Close stops it.
 type Broker struct {
-	opts   Options
-	store  *store.Store
-	delay  *delay.Scheduler
-	txn    *txn.Service
-	life   *lifecycle.Recorder // the message lifecycle record (trace.go)
-	topics *topicTable
-	srv    *remoting.Server
-	addr   string                    // advertised address
-	groups *groupState               // consumer groups, offsets, queue locks
-	pulls  *pullHolder               // long-polling pulls
-	reg    atomic.Pointer[registrar] // name-server registration, if any
+	opts      Options
+	store     *store.Store
+	delay     *delay.Scheduler
+	txn       *txn.Service
+	life      *lifecycle.Recorder // the message lifecycle record (trace.go)
+	topics    *topicTable
+	subGroups *subGroupTable // consumer groups' settings (subgroups.go)
+	srv       *remoting.Server
+	addr      string                    // advertised address
+	groups    *groupState               // consumer groups, offsets, queue locks
+	pulls     *pullHolder               // long-polling pulls
+	reg       atomic.Pointer[registrar] // name-server registration, if any
 
 	metrics *brokerMetrics // nil when metrics are off (metrics.go)
 
@@ -161,6 +162,9 @@ func Open(opts Options) (*Broker, error) {
 	if b.topics, err = openTopicTable(opts.Store.Dir, opts.DefaultQueueNums, !opts.DisableAutoCreateTopic, systemTopics(b.delay.Levels(), opts.ClusterName), opts.Logger); err != nil {
 		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
 	}
+	if b.subGroups, err = openSubGroupTable(opts.Store.Dir, !opts.DisableAutoCreateSubscriptionGroup, opts.MaxReconsumeTimes); err != nil {
+		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
+	}
 	if err := b.metrics.register(b); err != nil {
 		opts.Logger.Warn("broker metrics not registered", "err", err)
 	}
@@ -185,6 +189,7 @@ func (b *Broker) routes() *remoting.Mux {
 	b.registerLocks(mux)
 	b.registerSendBack(mux)
 	b.registerAdmin(mux)
+	b.registerSubGroups(mux)
 	b.registerTxn(mux)
 	b.registerTrace(mux)
 	return mux

@@ -11,8 +11,10 @@
 // register<Name>(mux) method called from [Broker.routes]: topics
 // (topics.go), sends (send.go), request-reply (reply.go), pulls with long
 // polling (pull.go, longpoll.go), consumer
-// groups and offsets (group.go, offsets.go), ordered-queue locks (lock.go),
-// retry and dead-letter queues (sendback.go), lookups (lookup.go). The
+// groups and offsets (group.go, offsets.go), consumer groups' settings
+// (subgroups.go), administration (admin.go, reset.go), ordered-queue locks
+// (lock.go), retry and dead-letter queues (sendback.go), lookups
+// (lookup.go). The
 // broker registers itself with the name server
 // ([github.com/halfbackmq/halfback/namesrv]) every RegisterInterval.
 //

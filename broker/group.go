@@ -466,18 +466,22 @@ func (b *Broker) handleHeartbeat(_ context.Context, conn *remoting.Conn, req *re
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
-	// Each consumer group gets its retry topic (1 queue, read-write), as
-	// ClientManageProcessor.heartBeat creates it. A group whose name makes
-	// no valid topic (the clients allow 255 characters, a topic 127) is
-	// still a member, as with RocketMQ; it has no retry topic, so its
-	// send-backs are refused.
+	// Each consumer group gets its subscription group settings
+	// (subgroups.go) and its retry topic (their retryQueueNums queues,
+	// read-write), as ClientManageProcessor.heartBeat creates them. A group
+	// whose name makes no valid topic (the clients allow 255 characters, a
+	// topic 127) is still a member, as with RocketMQ; it has no retry
+	// topic, so its send-backs are refused.
 	for _, c := range hb.ConsumerDataSet {
+		if _, _, err := b.subGroups.find(c.GroupName); err != nil {
+			b.opts.Logger.Warn("subscription groups file not written", "group", c.GroupName, "err", err)
+		}
 		retry := RetryTopic(c.GroupName)
 		if err := message.ValidateTopic(retry); err != nil {
 			b.opts.Logger.Warn("consumer group has no retry topic: its failed messages cannot be sent back", "group", c.GroupName, "err", err)
 			continue
 		}
-		if err := b.ensureGroupTopic(retry); err != nil {
+		if err := b.ensureGroupTopic(retry, b.retryQueueNums(c.GroupName)); err != nil {
 			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 		}
 	}
@@ -488,25 +492,30 @@ func (b *Broker) handleHeartbeat(_ context.Context, conn *remoting.Conn, req *re
 	for _, n := range notices {
 		b.opts.Logger.Info("consumer group changed", "group", n.group, "client", hb.ClientID, "members", len(n.conns))
 	}
-	b.groupTable().notify(notices, b.opts.Logger.Warn)
+	b.notifyGroups(notices)
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 
-// ensureGroupTopic creates a retry or dead-letter topic with one read-write
-// queue if it does not exist, whatever DisableAutoCreateTopic says
-// (TopicConfigManager.createTopicInSendMessageBackMethod). RocketMQ 4.x
-// made the DLQ write-only; current RocketMQ makes it read-write so that
-// operators can consume and re-drive it, and so does halfback.
-func (b *Broker) ensureGroupTopic(topic string) error {
+// ensureGroupTopic creates a retry or dead-letter topic with queues
+// read-write queues if it does not exist, whatever DisableAutoCreateTopic
+// says (TopicConfigManager.createTopicInSendMessageBackMethod). RocketMQ
+// 4.x made the DLQ write-only; current RocketMQ makes it read-write so
+// that operators can consume and re-drive it, and so does halfback.
+func (b *Broker) ensureGroupTopic(topic string, queues int) error {
 	if _, ok := b.topics.get(topic); ok {
 		return nil
 	}
 	defer b.lockTopicAdmin()() // see topicForSend
-	if err := b.topics.put(TopicConfig{TopicName: topic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: PermRW}, false); err != nil {
+	if err := b.topics.put(TopicConfig{TopicName: topic, ReadQueueNums: queues, WriteQueueNums: queues, Perm: PermRW}, false); err != nil {
 		return err
 	}
 	b.topicsChanged() // consumers find the retry topic's route through the name server
 	return nil
+}
+
+// notifyGroups sends the notices of groups whose settings allow it.
+func (b *Broker) notifyGroups(notices []notice) {
+	b.groupTable().notify(b.notifyEnabled(notices), b.opts.Logger.Warn)
 }
 
 // onClientClose removes a closed connection's clients from their groups.
@@ -516,13 +525,13 @@ func (b *Broker) onClientClose(conn *remoting.Conn) {
 		b.opts.Logger.Info("consumer left group (connection closed)", "group", n.group, "remote", conn.RemoteAddr(), "members", len(n.conns))
 	}
 	if !b.closed.Load() {
-		b.groupTable().notify(notices, b.opts.Logger.Warn)
+		b.notifyGroups(notices)
 	}
 }
 
 func (b *Broker) handleUnregisterClient(_ context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
 	notices := b.groupTable().unregister(conn, req.Ext("clientID"), req.Ext("producerGroup"), req.Ext("consumerGroup"))
-	b.groupTable().notify(notices, b.opts.Logger.Warn)
+	b.notifyGroups(notices)
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 
@@ -552,7 +561,7 @@ func (b *Broker) scanExpiredClients() {
 	for _, n := range notices {
 		b.opts.Logger.Info("consumer left group (no heartbeat)", "group", n.group, "members", len(n.conns))
 	}
-	b.groupTable().notify(notices, b.opts.Logger.Warn)
+	b.notifyGroups(notices)
 }
 
 // startGroupExpiry runs scanExpiredClients every clientScanInterval.

@@ -64,6 +64,13 @@ type Options struct {
 	// DefaultQueueNums queues. RocketMQ's autoCreateTopicEnable; default on
 	// (set DisableAutoCreateTopic to turn it off).
 	DisableAutoCreateTopic bool
+	// DisableAutoCreateSubscriptionGroup stops the broker giving a consumer
+	// group default settings (subgroups.go) on its first heartbeat or
+	// pull: a group then consumes only once an administrator created it
+	// (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, `halfback group update`), and
+	// its pulls are refused with SUBSCRIPTION_GROUP_NOT_EXIST until then.
+	// RocketMQ's autoCreateSubscriptionGroup; default on.
+	DisableAutoCreateSubscriptionGroup bool
 	// DefaultQueueNums is the queue count of auto-created topics. Default 4.
 	DefaultQueueNums int
 	// LongPollTimeout caps how long a pull waits for a message when the

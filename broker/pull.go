@@ -107,6 +107,9 @@ func (b *Broker) parsePull(req *remoting.Command) (pullRequest, *remoting.Comman
 		return pr, remoting.NewResponse(req, remoting.RespSubscriptionGroupNotExist,
 			"subscription group ["+pr.group+"] does not exist, "+err.Error())
 	}
+	if resp := b.pullGroupRefusal(req, pr.group); resp != nil {
+		return pr, resp
+	}
 	if pr.maxMessages <= 0 || pr.maxMessages > maxPullMessages {
 		pr.maxMessages = maxPullMessages
 	}

@@ -193,7 +193,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		// consumer always does.
 		h.topic, h.queueID = DLQTopic(group), 0
 		h.properties = withoutDelay(h.properties)
-		if err := b.ensureGroupTopic(h.topic); err != nil {
+		if err := b.ensureGroupTopic(h.topic, 1); err != nil {
 			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 		}
 	}
@@ -234,7 +234,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 
 // retryExhausted reports whether a send to %RETRY%<group> goes to the
 // group's dead-letter queue instead: its reconsume count is past the
-// limit the consumer sent (else MaxReconsumeTimes), or the group consumes
+// limit the consumer sent (else the group's retryMaxTimes), or the group consumes
 // orderly (holds a queue lock). RocketMQ's handleRetryAndDLQ; note the
 // strict ">", where a send-back dead-letters at ">=".
 func (b *Broker) retryExhausted(h sendHeader) (group string, dlq bool) {
@@ -244,7 +244,7 @@ func (b *Broker) retryExhausted(h sendHeader) (group string, dlq bool) {
 	}
 	limit := int(h.maxReconsumeTimes)
 	if limit < 0 {
-		limit = b.opts.MaxReconsumeTimes
+		limit = b.retryMaxTimes(group)
 	}
 	return group, int(h.reconsumeTimes) > limit || b.groupIsOrderly(group)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -41,11 +42,20 @@ var topicsNotSentBack = map[string]bool{
 	txn.CheckMaxTopic:   true, // parked and moved copies of half messages
 }
 
-// storeSentBack stores a send-back copy: into its retry topic through the
-// delay scheduler, or straight into the dead-letter queue.
-func (b *Broker) storeSentBack(ctx context.Context, m *message.Message, dlq bool) (store.AppendResult, error) {
-	if err := b.ensureGroupTopic(m.Topic); err != nil {
+// storeSentBack stores a send-back copy of group's: into its retry topic
+// (a queue picked at random, as consumerSendMsgBack does) through the delay
+// scheduler, or straight into the dead-letter queue (one queue).
+func (b *Broker) storeSentBack(ctx context.Context, group string, m *message.Message, dlq bool) (store.AppendResult, error) {
+	queues := 1
+	if !dlq {
+		queues = b.retryQueueNums(group)
+	}
+	if err := b.ensureGroupTopic(m.Topic, queues); err != nil {
 		return store.AppendResult{}, err
+	}
+	m.QueueID = 0
+	if tc, ok := b.topics.get(m.Topic); ok && !dlq && tc.WriteQueueNums > 1 {
+		m.QueueID = rand.Int32N(int32(tc.WriteQueueNums))
 	}
 	if !dlq {
 		if _, err := b.delay.Prepare(m); err != nil {
@@ -126,12 +136,13 @@ func checkSentBack(e *message.Ext, originTopic string) error {
 // e was consumed maxTimes times already, or when the client asks (delay
 // level < 0, which is what the Go client's orderly consumer sends), as
 // consumerSendMsgBack does. Otherwise it goes to
-// %RETRY%<group> queue 0 with DELAY = the client's level, or 3 +
-// reconsumeTimes when the client sent 0.
+// %RETRY%<group> with DELAY = the client's level, or 3 + reconsumeTimes
+// when the client sent 0. maxTimes is the client's, else the group's
+// retryMaxTimes.
 func (b *Broker) sendBackMessage(e *message.Ext, h sendBackHeader) (*message.Message, bool) {
 	maxTimes := h.maxTimes
 	if maxTimes < 0 {
-		maxTimes = b.opts.MaxReconsumeTimes
+		maxTimes = b.retryMaxTimes(h.group)
 	}
 	dlq := int(e.ReconsumeTimes) >= maxTimes || h.delayLevel < 0
 
@@ -196,14 +207,14 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 	if err := message.ValidateTopic(m.Topic); err != nil { // a retry, and the group is too long for %RETRY%
 		return noTopic(fmt.Errorf("%w: group %q: %v", errNoRetryTopic, h.group, err))
 	}
-	res, err := b.storeSentBack(ctx, m, dlq)
+	res, err := b.storeSentBack(ctx, h.group, m, dlq)
 	if !dlq && (errors.Is(err, store.ErrMessageTooLarge) || errors.Is(err, store.ErrBadMessage)) {
 		// The retry copy cannot be stored (it grew past a limit with the
 		// retry properties, say): park the message in the DLQ instead.
 		b.opts.Logger.Warn("retry copy refused; moving the message to the dead-letter queue", "group", h.group, "offset", h.offset, "err", err)
 		h.delayLevel = -1
 		m, dlq = b.sendBackMessage(&orig, h)
-		res, err = b.storeSentBack(ctx, m, dlq)
+		res, err = b.storeSentBack(ctx, h.group, m, dlq)
 	}
 	if dlq && (errors.Is(err, store.ErrMessageTooLarge) || errors.Is(err, store.ErrBadMessage)) {
 		// Not even room for RETRY_TOPIC and ORIGIN_MESSAGE_ID: park the
@@ -220,7 +231,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 				m.Properties = bare
 			}
 		}
-		res, err = b.storeSentBack(ctx, m, dlq)
+		res, err = b.storeSentBack(ctx, h.group, m, dlq)
 	}
 	b.traceSendBack(m, h.group, dlq, res, start, err)
 	if err != nil {

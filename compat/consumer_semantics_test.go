@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2"
+	rmqadmin "github.com/apache/rocketmq-client-go/v2/admin"
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
@@ -258,4 +259,48 @@ func TestResetOffsetsThenTheGoClientReplays(t *testing.T) {
 	pc2, again := startCollector(t, c, group, topic)
 	defer pc2.Shutdown()
 	waitFor(t, 60*time.Second, "every message consumed again", func() bool { return again.distinct() == n })
+}
+
+// A group paused on the broker (`halfback group update --consume=false`)
+// has its pulls refused; the official Go consumer keeps pulling and goes
+// on where it stopped once the group is resumed. The official admin API
+// reads the group's settings.
+func TestPausedGroupThenTheGoClientResumes(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("paused"), uniq("pausedg")
+	sendBodies(t, p, topic, "a", 3)
+	pc, got := startCollector(t, c, group, topic)
+	defer pc.Shutdown()
+	waitFor(t, 60*time.Second, "the first messages consumed", func() bool { return got.distinct() == 3 })
+
+	ac, err := admin.Dial(context.Background(), c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.UpdateGroupConfig(context.Background(), group, map[string]any{"consumeEnable": false}); err != nil {
+		t.Fatal(err)
+	}
+	ra, err := rmqadmin.NewAdmin(rmqadmin.WithResolver(c.resolver()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	w, err := ra.GetAllSubscriptionGroup(context.Background(), c.b.Addr(), 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := w.SubscriptionGroupTable[group]; !ok || g.ConsumeEnable || !g.ConsumeBroadcastEnable || g.RetryMaxTimes != 16 || g.GroupName != group {
+		t.Fatalf("official admin's view of %s: %+v (found %v), want consumption off", group, g, ok)
+	}
+
+	sendBodies(t, p, topic, "b", 3)
+	if n := got.distinct(); n != 3 {
+		t.Fatalf("a paused group consumed %d messages, want the first 3", n)
+	}
+	if _, err := ac.UpdateGroupConfig(context.Background(), group, map[string]any{"consumeEnable": true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the rest consumed after resuming", func() bool { return got.distinct() == 6 })
 }

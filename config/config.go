@@ -98,6 +98,11 @@ type BrokerConfig struct {
 	// AutoCreateTopicEnable (broker.autoCreateTopicEnable) creates an
 	// unknown topic on its first send, as RocketMQ's autoCreateTopicEnable.
 	AutoCreateTopicEnable bool `mapstructure:"autoCreateTopicEnable"`
+	// AutoCreateSubscriptionGroup (broker.autoCreateSubscriptionGroup)
+	// gives a consumer group default settings on its first heartbeat or
+	// pull, as RocketMQ's autoCreateSubscriptionGroup; with false a group
+	// consumes only once `halfback group update` created it.
+	AutoCreateSubscriptionGroup bool `mapstructure:"autoCreateSubscriptionGroup"`
 	// DefaultTopicQueueNums (broker.defaultTopicQueueNums) is the queue
 	// count of an auto-created topic.
 	DefaultTopicQueueNums int `mapstructure:"defaultTopicQueueNums"`

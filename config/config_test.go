@@ -170,7 +170,7 @@ func TestDefaults(t *testing.T) {
 		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", BrokerName: "broker-a", ClusterName: "DefaultCluster",
 			NamesrvAddr: "127.0.0.1:9876",
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
-			AutoCreateTopicEnable: true, DefaultTopicQueueNums: 4,
+			AutoCreateTopicEnable: true, AutoCreateSubscriptionGroup: true, DefaultTopicQueueNums: 4,
 			TransactionTimeout: 6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},
 		Namesrv:   NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
 		Log:       LogConfig{Level: "info"},
@@ -585,12 +585,13 @@ func TestBrokerOptions(t *testing.T) {
 	}
 	cfg.Broker.NamesrvAddr = "127.0.0.1:9876; 127.0.0.1:9877"
 	cfg.Broker.AutoCreateTopicEnable = false
+	cfg.Broker.AutoCreateSubscriptionGroup = false
 	cfg.Broker.DefaultTopicQueueNums = 8
 	o, err := cfg.BrokerOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.NamesrvAddrs) != 2 || o.NamesrvAddrs[1] != "127.0.0.1:9877" || !o.DisableAutoCreateTopic || o.DefaultQueueNums != 8 ||
+	if len(o.NamesrvAddrs) != 2 || o.NamesrvAddrs[1] != "127.0.0.1:9877" || !o.DisableAutoCreateTopic || !o.DisableAutoCreateSubscriptionGroup || o.DefaultQueueNums != 8 ||
 		o.ListenAddr != "127.0.0.1:10911" || o.Store.Dir != "./data" || len(o.Delay.Levels) != 18 {
 		t.Fatalf("BrokerOptions = %+v", o)
 	}

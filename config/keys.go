@@ -67,6 +67,8 @@ var keys = []key{
 		func(c *Config) any { return &c.Broker.TimerMaxDelay }},
 	{"broker.autoCreateTopicEnable", true, "true or false",
 		func(c *Config) any { return &c.Broker.AutoCreateTopicEnable }},
+	{"broker.autoCreateSubscriptionGroup", true, "true or false",
+		func(c *Config) any { return &c.Broker.AutoCreateSubscriptionGroup }},
 	{"broker.defaultTopicQueueNums", 4, "a whole number of queues from 1 to 1024",
 		func(c *Config) any { return &c.Broker.DefaultTopicQueueNums }},
 	{"broker.transactionTimeout", txn.DefaultTimeout, "a positive duration such as 6s",

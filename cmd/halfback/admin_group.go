@@ -23,7 +23,7 @@ func newGroupCmd() *cobra.Command {
 	var o adminOpts
 	cmd := &cobra.Command{
 		Use:   "group",
-		Short: "Inspect, reset and delete consumer groups",
+		Short: "Inspect, configure, pause, reset and delete consumer groups",
 	}
 	o.addFlags(cmd)
 	offsets := &cobra.Command{
@@ -83,7 +83,112 @@ still a message to look at).`,
 		}),
 	}
 	del.Flags().BoolVar(&keepOffsets, "keep-offsets", false, "keep the group's committed offsets")
-	cmd.AddCommand(offsets, del, newGroupResetCmd(&o))
+	cmd.AddCommand(offsets, del, newGroupResetCmd(&o), newGroupListCmd(&o), newGroupUpdateCmd(&o))
+	return cmd
+}
+
+func newGroupListCmd(o *adminOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the consumer groups the broker knows, with their settings",
+		Long: `List every consumer group the broker has settings for
+(GET_ALL_SUBSCRIPTIONGROUP_CONFIG, as mqadmin's subscription group list): a
+group gets them on its first heartbeat or pull (broker.autoCreateSubscriptionGroup)
+or from "group update". CONSUME no means its pulls are refused; BROADCAST
+no refuses its broadcasting consumers; RETRY MAX is how often a message is
+retried before the dead-letter queue when the client does not say;
+RETRY QUEUES is its retry topic's queue count when created; NOTIFY no stops
+the broker telling its consumers of membership changes.`,
+		Args: cobra.NoArgs,
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
+			groups, err := c.GroupConfigs(ctx)
+			if err != nil {
+				return err
+			}
+			yes := func(b bool) string {
+				if b {
+					return "yes"
+				}
+				return "no"
+			}
+			return o.print(cmd, groups, func(w io.Writer) {
+				fmt.Fprintln(w, "GROUP\tCONSUME\tBROADCAST\tRETRY MAX\tRETRY QUEUES\tNOTIFY")
+				for _, g := range groups {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", g.Group, yes(g.ConsumeEnable), yes(g.ConsumeBroadcastEnable),
+						g.RetryMaxTimes, g.RetryQueueNums, yes(g.NotifyIDsChanged))
+				}
+			})
+		}),
+	}
+}
+
+func newGroupUpdateCmd(o *adminOpts) *cobra.Command {
+	var (
+		consume, broadcast, notify bool
+		retryMax, retryQueues      int
+	)
+	cmd := &cobra.Command{
+		Use:   "update GROUP [--consume=false] [--broadcast=false] [--retry-max-times N] [--retry-queue-nums N] [--notify=false]",
+		Short: "Create a consumer group or change its settings (pause and resume it, its retries)",
+		Long: `Create a consumer group or change its settings
+(UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, as mqadmin updateSubGroup). Only the
+flags given change; the rest keep their value, or the broker's defaults for
+a new group.
+
+--consume=false pauses the group: the broker refuses its pulls
+(NO_PERMISSION) and its consumers keep asking, so --consume=true resumes it
+where it stopped. --broadcast=false refuses the group's broadcasting
+consumers. --retry-max-times is how often a failed message is retried
+before the dead-letter queue when the consumer does not say (the official
+clients and halfback's send their own limit, which wins).
+--retry-queue-nums is the queue count of the group's retry topic when the
+broker creates it. --notify=false stops NOTIFY_CONSUMER_IDS_CHANGED for the
+group (its consumers rebalance on their own timer).
+
+With broker.autoCreateSubscriptionGroup false, a group consumes only once
+this created it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			fields := map[string]any{}
+			for flag, field := range map[string]string{"consume": "consumeEnable", "broadcast": "consumeBroadcastEnable",
+				"notify": "notifyConsumerIdsChangedEnable", "retry-max-times": "retryMaxTimes", "retry-queue-nums": "retryQueueNums"} {
+				if !cmd.Flags().Changed(flag) {
+					continue
+				}
+				switch flag {
+				case "consume":
+					fields[field] = consume
+				case "broadcast":
+					fields[field] = broadcast
+				case "notify":
+					fields[field] = notify
+				case "retry-max-times":
+					if retryMax < 0 {
+						return fmt.Errorf("--retry-max-times %d: want 0 or more", retryMax)
+					}
+					fields[field] = retryMax
+				case "retry-queue-nums":
+					if retryQueues < 1 || retryQueues > 1024 {
+						return fmt.Errorf("--retry-queue-nums %d: want 1..1024", retryQueues)
+					}
+					fields[field] = retryQueues
+				}
+			}
+			g, err := c.UpdateGroupConfig(ctx, args[0], fields)
+			if err != nil {
+				return err
+			}
+			return o.print(cmd, g, func(w io.Writer) {
+				fmt.Fprintf(w, "group %s: consume %v, broadcast %v, retry max times %d, retry queues %d, notify %v\n",
+					g.Group, g.ConsumeEnable, g.ConsumeBroadcastEnable, g.RetryMaxTimes, g.RetryQueueNums, g.NotifyIDsChanged)
+			})
+		}),
+	}
+	cmd.Flags().BoolVar(&consume, "consume", true, "false pauses the group: its pulls are refused")
+	cmd.Flags().BoolVar(&broadcast, "broadcast", true, "false refuses the group's broadcasting consumers")
+	cmd.Flags().BoolVar(&notify, "notify", true, "false stops telling the group's consumers of membership changes")
+	cmd.Flags().IntVar(&retryMax, "retry-max-times", 16, "retries before the dead-letter queue when the consumer does not say")
+	cmd.Flags().IntVar(&retryQueues, "retry-queue-nums", 1, "queue count of the group's retry topic when it is created")
 	return cmd
 }
 

@@ -534,3 +534,54 @@ func TestConsumeOfANewGroupCommitsOnlyWhatItRead(t *testing.T) {
 			len(got.Messages), off, off-int64(len(got.Messages)))
 	}
 }
+
+func TestAdminGroupUpdatePausesAndResumes(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	var created map[string]any
+	runAdmin(t, addr, &created, "topic", "create", "held", "--queues", "1")
+	var sent admin.SendResult
+	runAdmin(t, addr, &sent, "send", "--topic", "held", "one")
+
+	var g admin.GroupConfig
+	runAdmin(t, addr, &g, "group", "update", "gp", "--consume=false")
+	if g.Group != "gp" || g.ConsumeEnable || !g.ConsumeBroadcastEnable || g.RetryMaxTimes != 16 || g.RetryQueueNums != 1 {
+		t.Fatalf("group update --consume=false: %+v, want consumption off and the defaults", g)
+	}
+	if err := runAdminErr(t, addr, "consume", "--group", "gp", "--topic", "held"); err == nil || !strings.Contains(err.Error(), "no permission") {
+		t.Fatalf("consume of a paused group: %v, want a refusal", err)
+	}
+	runAdmin(t, addr, &g, "group", "update", "gp", "--consume=true", "--retry-max-times", "3")
+	runAdmin(t, addr, &g, "group", "update", "gp", "--notify=false")
+	if !g.ConsumeEnable || g.RetryMaxTimes != 3 || g.NotifyIDsChanged {
+		t.Fatalf("after two updates: %+v, want consumption on, 3 retries (kept), notify off", g)
+	}
+	var got consumeResult
+	runAdmin(t, addr, &got, "consume", "--group", "gp", "--topic", "held")
+	if len(got.Messages) != 1 || got.Messages[0].Body != "one" {
+		t.Fatalf("consume after resuming: %+v, want one", got.Messages)
+	}
+	var list []admin.GroupConfig
+	runAdmin(t, addr, &list, "group", "list")
+	found := false
+	for _, c := range list {
+		found = found || c == g
+	}
+	if !found {
+		t.Errorf("group list %+v lacks %+v", list, g)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"group", "update", "gp", "--retry-queue-nums", "0"}, "--retry-queue-nums"},
+		{[]string{"group", "update", "gp", "--retry-max-times", "-1"}, "--retry-max-times"},
+		{[]string{"group", "update", "bad group"}, "illegal"},
+		{[]string{"group", "update"}, "accepts 1 arg"},
+	} {
+		if err := runAdminErr(t, addr, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("halfback %s: %v, want it to mention %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}

@@ -219,3 +219,79 @@ func (c *Client) ResetOffsets(ctx context.Context, group, topic string, to Reset
 	sort.Slice(out, func(i, j int) bool { return out[i].QueueID < out[j].QueueID })
 	return out, nil
 }
+
+// GroupConfig is a consumer group's settings on the broker, RocketMQ's
+// SubscriptionGroupConfig (broker/subgroups.go says what each does).
+type GroupConfig struct {
+	Group                  string `json:"groupName"`
+	ConsumeEnable          bool   `json:"consumeEnable"`
+	ConsumeFromMinEnable   bool   `json:"consumeFromMinEnable"`
+	ConsumeBroadcastEnable bool   `json:"consumeBroadcastEnable"`
+	RetryQueueNums         int    `json:"retryQueueNums"`
+	RetryMaxTimes          int    `json:"retryMaxTimes"`
+	BrokerID               int64  `json:"brokerId"`
+	WhichBrokerWhenSlow    int64  `json:"whichBrokerWhenConsumeSlowly"`
+	NotifyIDsChanged       bool   `json:"notifyConsumerIdsChangedEnable"`
+}
+
+// GroupConfigs returns every consumer group's settings
+// (GET_ALL_SUBSCRIPTIONGROUP_CONFIG), sorted by group.
+func (c *Client) GroupConfigs(ctx context.Context) ([]GroupConfig, error) {
+	resp, err := c.call(ctx, "GET_ALL_SUBSCRIPTIONGROUP_CONFIG", remoting.ReqGetAllSubscriptionGroupConfig, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Table map[string]GroupConfig `json:"subscriptionGroupTable"`
+	}
+	if err := json.Unmarshal(resp.Body, &body); err != nil {
+		return nil, fmt.Errorf("GET_ALL_SUBSCRIPTIONGROUP_CONFIG: bad answer: %w", err)
+	}
+	out := make([]GroupConfig, 0, len(body.Table))
+	for _, g := range body.Table {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	return out, nil
+}
+
+// UpdateGroupConfig creates or changes a consumer group's settings
+// (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP). fields are the JSON fields of
+// GroupConfig to set ("consumeEnable": false, ...); those left out keep
+// the group's current value, or the broker's default for a new group.
+func (c *Client) UpdateGroupConfig(ctx context.Context, group string, fields map[string]any) (GroupConfig, error) {
+	if err := message.ValidateGroup(group); err != nil {
+		return GroupConfig{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	all, err := c.GroupConfigs(ctx)
+	if err != nil {
+		return GroupConfig{}, err
+	}
+	body := map[string]any{}
+	for _, g := range all {
+		if g.Group == group {
+			b, _ := json.Marshal(g)
+			_ = json.Unmarshal(b, &body)
+		}
+	}
+	for k, v := range fields {
+		body[k] = v
+	}
+	body["groupName"] = group
+	b, err := json.Marshal(body)
+	if err != nil {
+		return GroupConfig{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, err := c.call(ctx, "UPDATE_AND_CREATE_SUBSCRIPTIONGROUP", remoting.ReqUpdateAndCreateSubscriptionGroup, nil, b); err != nil {
+		return GroupConfig{}, err
+	}
+	if all, err = c.GroupConfigs(ctx); err != nil {
+		return GroupConfig{}, err
+	}
+	for _, g := range all {
+		if g.Group == group {
+			return g, nil
+		}
+	}
+	return GroupConfig{}, fmt.Errorf("UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: group %s not in the broker's table afterwards", group)
+}
