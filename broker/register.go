@@ -194,6 +194,8 @@ func (r *registrar) registerAll(ctx context.Context) {
 		"brokerId":     strconv.FormatInt(namesrv.MasterID, 10),
 		"haServerAddr": "",
 		"compressed":   "false",
+		// The whole table: the name server stops routing a deleted topic.
+		remoting.ExtFullTopicTable: "true",
 		// RocketMQ's UtilAll.crc32 keeps the low 31 bits.
 		"bodyCrc32": strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)&0x7fffffff), 10),
 	}

@@ -8,9 +8,10 @@
 // registering connection closes. Clients ask GET_ROUTEINFO_BY_TOPIC for a
 // topic's route: the queues of every live broker that serves it and those
 // brokers' addresses ([TopicRouteData]). With [Options].AutoCreateTopic (the
-// default) an unknown topic is answered with DefaultQueueNums queues on every
-// live master broker that creates topics on first use (it registers
-// [AutoCreateTopicKey], TBW102, as RocketMQ's brokers do), which creates the
+// default) an unknown topic is answered with DefaultQueueNums queues (no more
+// than the broker registers TBW102 with) on every live master broker that
+// creates topics on first use (it registers [AutoCreateTopicKey], TBW102, as
+// RocketMQ's brokers do), which creates the
 // topic on the first send; with no such broker, without it,
 // and always for a consumer group's %RETRY% and %DLQ% topics (brokers create
 // those with one queue and register them), the answer is TOPIC_NOT_EXIST.
@@ -25,9 +26,11 @@
 // RocketMQ's JSON documents; the wire types are exported here so that the
 // broker and tests share them.
 //
-// A registration replaces the topics a master broker serves: a topic missing
-// from its table is no longer routed to it (RocketMQ's
-// deleteTopicWithBrokerRegistration). Compressed registration bodies (a Java
+// A registration adds and updates the topics a master broker serves, as
+// RocketMQ's does (a RocketMQ broker registers a topic it just created on
+// its own). One marked [remoting.ExtFullTopicTable], as a halfback broker's
+// are, replaces them: a topic missing from its table is no longer routed to
+// it (RocketMQ's deleteTopicWithBrokerRegistration). Compressed registration bodies (a Java
 // broker with compressedRegister=true) are refused.
 //
 // # Usage

@@ -104,6 +104,7 @@ func decodeRegistration(req *remoting.Command) (registration, error) {
 	}
 	if ok {
 		reg.topics = &w
+		reg.fullTable = req.Ext(remoting.ExtFullTopicTable) == "true"
 	}
 	return reg, nil
 }

@@ -86,6 +86,7 @@ type brokerReg struct {
 	cluster, name, addr string
 	id                  int64
 	topics              map[string][2]int // topic → read, write queue counts
+	full                bool              // the table is whole (a halfback broker's)
 }
 
 // register sends a REGISTER_BROKER with a RegisterBrokerBody and its CRC,
@@ -112,11 +113,15 @@ func registerExt(r brokerReg, body []byte) map[string]string {
 	if r.cluster == "" {
 		r.cluster = "DefaultCluster"
 	}
-	return map[string]string{
+	ext := map[string]string{
 		"brokerName": r.name, "brokerAddr": r.addr, "clusterName": r.cluster,
 		"brokerId": strconv.FormatInt(r.id, 10), "haServerAddr": r.addr, "compressed": "false",
 		"bodyCrc32": strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)&0x7fffffff), 10),
 	}
+	if r.full {
+		ext[remoting.ExtFullTopicTable] = "true"
+	}
+	return ext
 }
 
 // clientRoute is a route as the official Go client v2.1.2 reads it

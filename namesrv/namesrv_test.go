@@ -189,8 +189,9 @@ func TestTopicListAndDelete(t *testing.T) {
 		t.Error("A still routed after delete")
 	}
 
-	// A registration replaces the broker's topics: B left its table.
-	register(t, c, brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"D": {1, 1}}})
+	// A registration of the whole table (a halfback broker's) replaces the
+	// broker's topics: B left its table.
+	register(t, c, brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"D": {1, 1}}, full: true})
 	if got := topics(remoting.ReqGetAllTopicListFromNameServer, nil); !reflect.DeepEqual(got, []string{"C", "D"}) {
 		t.Errorf("after re-registration without B: %v", got)
 	}

@@ -43,7 +43,8 @@ type Options struct {
 	// routed to every live master broker with DefaultQueueNums queues.
 	DisableAutoCreateTopic bool
 	// DefaultQueueNums is the per-broker queue count of an auto-created
-	// topic's route. Default 4; at most 1024.
+	// topic's route, lowered to the count a broker registers TBW102 with.
+	// Default 4; at most 1024.
 	DefaultQueueNums int
 	// Logger receives registrations, expiries and protocol errors. Default
 	// slog.Default().

@@ -28,6 +28,7 @@ type registration struct {
 	cluster, name, addr, haAddr string
 	id                          int64
 	topics                      *TopicConfigSerializeWrapper // nil: keep the topics as they are
+	fullTable                   bool                         // topics is the whole table: drop the topics it lacks
 }
 
 // registry is the name server's route table (RocketMQ's RouteInfoManager).
@@ -65,6 +66,13 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// A registration held up until its connection closed is stale: the
+	// broker cannot get the answer and may have registered anew on another
+	// connection since, which this one would take over, so that the old
+	// connection's close dropped the live broker.
+	if conn != nil && conn.Err() != nil {
+		return "", "", false, fmt.Errorf("%w: connection closed before the registration of %s was handled", ErrBadRequest, reg.addr)
+	}
 	// One address per (name, id): a broker that moved replaces its old
 	// entry, but a live one still connected keeps its name: a second
 	// broker configured with the same name would otherwise take it over
@@ -107,7 +115,7 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 	if reg.topics != nil {
 		b.version = reg.topics.DataVersion
 		if reg.id == MasterID {
-			r.replaceTopicsLocked(reg.name, reg.topics.TopicConfigTable)
+			r.replaceTopicsLocked(reg.name, reg.topics.TopicConfigTable, reg.fullTable)
 		}
 	}
 	if reg.id != MasterID {
@@ -120,10 +128,11 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 	return masterAddr, masterHA, !known, nil
 }
 
-// replaceTopicsLocked makes table the topics broker group name serves.
-func (r *registry) replaceTopicsLocked(name string, table map[string]TopicConfig) {
+// replaceTopicsLocked records the topics of table as served by broker
+// group name; with full, they become the only ones it serves.
+func (r *registry) replaceTopicsLocked(name string, table map[string]TopicConfig, full bool) {
 	for topic, qds := range r.topics {
-		if _, ok := table[topic]; !ok {
+		if _, ok := table[topic]; !ok && full {
 			delete(qds, name)
 			if len(qds) == 0 {
 				delete(r.topics, topic)
@@ -242,13 +251,20 @@ func (r *registry) route(topic string) (TopicRouteData, bool) {
 		// Only to brokers that create topics on first use: those register
 		// AutoCreateTopicKey (RocketMQ's rule). Others would answer the
 		// route's sends and pulls with TOPIC_NOT_EXIST.
+		// No more queues than the broker creates the topic with, the count
+		// it registers TBW102 with (RocketMQ's clients take the minimum too).
 		creators := r.topics[AutoCreateTopicKey]
 		for name, g := range groups {
-			if _, creates := creators[name]; !creates {
+			tbw, creates := creators[name]
+			if !creates {
 				continue
 			}
+			n := r.queues
+			if tbw.WriteQueueNums > 0 && tbw.WriteQueueNums < n {
+				n = tbw.WriteQueueNums
+			}
 			if _, ok := g.BrokerAddrs[MasterID]; ok {
-				rd.QueueDatas = append(rd.QueueDatas, QueueData{BrokerName: name, ReadQueueNums: r.queues, WriteQueueNums: r.queues, Perm: PermRW})
+				rd.QueueDatas = append(rd.QueueDatas, QueueData{BrokerName: name, ReadQueueNums: n, WriteQueueNums: n, Perm: PermRW})
 				rd.BrokerDatas = append(rd.BrokerDatas, g)
 			}
 		}

@@ -9,4 +9,11 @@ const (
 	// consumer offsets file durably (fsync) before it answers SUCCESS; if
 	// the write fails it answers SYSTEM_ERROR with the cause.
 	ExtSyncCommit = "halfbackSyncCommit"
+	// ExtFullTopicTable, set to "true" on a REGISTER_BROKER request
+	// ([ReqRegisterBroker]), says the body holds the broker's whole topic
+	// table, so a halfback name server stops routing the topics it lacks.
+	// Without it a registration only adds and updates topics, as RocketMQ's
+	// name server does: a RocketMQ broker registers a topic it just created
+	// on its own (registerIncrementBrokerData).
+	ExtFullTopicTable = "halfbackFullTopicTable"
 )
