@@ -78,8 +78,9 @@ var policyOptions = workflow.LocalActivityOptions{
 // Cancelling the workflow takes effect between steps: the step running
 // finishes (an order being created is created, a payment being recorded
 // is recorded), then step "cancel" cancels the order (releasing the
-// stock) and the workflow ends as cancelled. A payment signalled in the
-// same workflow task as the cancellation is taken.
+// stock) and the workflow ends as cancelled. A payment signalled before
+// the cancellation reached the workflow, or in the same workflow task, is
+// taken (PayPendingChange).
 //
 // These rules came with the version SettlesChange; a workflow started
 // before it replays with the earlier ones (a cancellation noticed at the
@@ -188,6 +189,9 @@ func (o *order) steps(ctx workflow.Context) workflow.Context {
 // cancellation made the workflow's wait return) and returns the
 // workflow's cancellation.
 func (o *order) cancelled(ctx workflow.Context, err error) error {
+	if taken, perr := o.payPending(ctx); perr != nil || taken {
+		return perr
+	}
 	if cerr := o.cancel(o.steps(ctx), "workflow cancelled"); cerr != nil {
 		return cerr
 	}
@@ -195,6 +199,30 @@ func (o *order) cancelled(ctx workflow.Context, err error) error {
 		err = ctx.Err()
 	}
 	return err
+}
+
+// PayPendingChange is the workflow.GetVersion change id of taking, in a
+// cancelled workflow, a payment signalled before the cancellation reached
+// it while a step or a payment check ran (version 1), as one signalled
+// while it waited is. Before it (DefaultVersion) such a payment was
+// listed for a refund and the order cancelled.
+const PayPendingChange = "pay-pending-on-cancel"
+
+// payPending takes, for a cancelled workflow whose order awaits its
+// payment, an acceptable payment already signalled. It reports whether
+// the order took it (or settled another way, or failed).
+func (o *order) payPending(ctx workflow.Context) (bool, error) {
+	payCh := workflow.GetSignalChannel(ctx, SignalPay)
+	if o.res.Status != StatusPendingPayment || payCh.Len() == 0 ||
+		workflow.GetVersion(ctx, PayPendingChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return false, nil
+	}
+	for pay := o.pendingPay(ctx, payCh); pay != nil; pay = o.pendingPay(ctx, payCh) {
+		if taken, err := o.pay(o.steps(ctx), *pay); err != nil || taken {
+			return true, err
+		}
+	}
+	return false, nil
 }
 
 // order is the workflow's state.

@@ -70,6 +70,7 @@ func Run(ctx context.Context, tc temporalclient.Client, db *orders.DB, o Options
 		if run != nil {
 			runs = append(runs, run)
 			sum.Started++
+			sum.Orders = append(sum.Orders, out) // also when its pay failed: it runs
 		}
 		if out.PaySent {
 			sum.PaySent++
@@ -77,16 +78,16 @@ func Run(ctx context.Context, tc temporalclient.Client, db *orders.DB, o Options
 		if err != nil {
 			return sum, err
 		}
-		sum.Orders = append(sum.Orders, out)
 	}
 	if !o.Wait {
 		return sum, nil
 	}
 	for i, run := range runs {
+		r := wait(ctx, run)
 		if err := ctx.Err(); err != nil {
-			return sum, err
+			return sum, err // the wait was cut short: the run did not fail
 		}
-		sum.settle(&sum.Orders[i], wait(ctx, run))
+		sum.settle(&sum.Orders[i], r)
 	}
 	return sum, nil
 }

@@ -1,0 +1,81 @@
+package orderpayment
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	temporalclient "go.temporal.io/sdk/client"
+
+	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
+)
+
+// fakeTemporal starts runs whose Get waits for its context to end.
+type fakeTemporal struct {
+	temporalclient.Client
+	waiting chan struct{} // a Get began
+}
+
+func (f *fakeTemporal) ExecuteWorkflow(_ context.Context, o temporalclient.StartWorkflowOptions, _ any, _ ...any) (temporalclient.WorkflowRun, error) {
+	return &blockedRun{id: o.ID, waiting: f.waiting}, nil
+}
+
+type blockedRun struct {
+	temporalclient.WorkflowRun
+	id      string
+	waiting chan struct{}
+}
+
+func (r *blockedRun) GetID() string    { return r.id }
+func (r *blockedRun) GetRunID() string { return "run-" + r.id }
+func (r *blockedRun) Get(ctx context.Context, _ any) error {
+	r.waiting <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A starter interrupted while it waits for the runs reports no order as
+// failed: it stopped waiting, the workflows did not fail.
+func TestRunInterruptedWhileWaitingReportsNoFailure(t *testing.T) {
+	db := txnbridgetest.OpenDB(t)
+	f := &fakeTemporal{waiting: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-f.waiting
+		cancel() // Ctrl-C
+	}()
+	sum, err := Run(ctx, f, db, Options{Orders: 2, Wait: true, TaskQueue: "q", Prefix: "int"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want context.Canceled", err)
+	}
+	if sum.Failed != 0 || sum.Started != 2 {
+		t.Fatalf("summary %+v, want 2 started and none failed", sum)
+	}
+	for _, o := range sum.Orders {
+		if o.Error != "" {
+			t.Fatalf("order %s reported %q: the wait was interrupted, the workflow did not fail", o.OrderID, o.Error)
+		}
+	}
+}
+
+// refusingSignals is fakeTemporal whose signals fail.
+type refusingSignals struct{ fakeTemporal }
+
+func (*refusingSignals) SignalWorkflow(context.Context, string, string, string, any) error {
+	return errors.New("frontend unavailable")
+}
+
+// An order started whose pay signal failed is in the summary: it runs
+// (and will time out), and the summary is what tells the user its id.
+func TestRunListsOrderWhosePayFailed(t *testing.T) {
+	db := txnbridgetest.OpenDB(t)
+	f := &refusingSignals{}
+	sum, err := Run(context.Background(), f, db, Options{Orders: 1, PayRatio: 1, TaskQueue: "q", Prefix: "pf"})
+	if err == nil {
+		t.Fatal("Run succeeded, want the pay signal's error")
+	}
+	if sum.Started != 1 || len(sum.Orders) != 1 || sum.Orders[0].OrderID != "pf-1" || sum.Orders[0].PaySent {
+		t.Fatalf("summary %+v, want order pf-1 started, listed, pay not sent", sum)
+	}
+}
