@@ -28,10 +28,13 @@ type consumeStatsQueue struct {
 	}
 }
 
-// registerAdmin handles GET_CONSUME_STATS, DELETE_SUBSCRIPTIONGROUP and
+// registerAdmin handles GET_CONSUME_STATS, GET_TOPIC_STATS_INFO,
+// GET_CONSUMER_CONNECTION_LIST, DELETE_SUBSCRIPTIONGROUP and
 // INVOKE_BROKER_TO_RESET_OFFSET (reset.go).
 func (b *Broker) registerAdmin(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqGetConsumeStats, b.handleGetConsumeStats)
+	mux.HandleFunc(remoting.ReqGetTopicStatsInfo, b.handleGetTopicStats)
+	mux.HandleFunc(remoting.ReqGetConsumerConnectionList, b.handleGetConsumerConnections)
 	mux.HandleFunc(remoting.ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
 	mux.HandleFunc(remoting.ReqInvokeBrokerToResetOffset, b.handleResetOffset)
 }
@@ -116,6 +119,68 @@ func (b *Broker) handleGetConsumeStats(_ context.Context, _ *remoting.Conn, req 
 	return resp
 }
 
+// handleGetTopicStats answers every queue of a topic with its min and max
+// offsets and the store time of its newest message (mqadmin topicStatus;
+// `halfback topic status`), RocketMQ's TopicStatsTable as fastjson writes
+// it (see handleGetConsumeStats). topicPutTps is always 0.
+func (b *Broker) handleGetTopicStats(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	topic := req.Ext("topic")
+	tc, ok := b.topics.get(topic)
+	if !ok {
+		return remoting.NewResponse(req, remoting.RespTopicNotExist, "topic["+topic+"] not exist")
+	}
+	type topicOffset struct {
+		LastUpdateTimestamp int64 `json:"lastUpdateTimestamp"`
+		MaxOffset           int64 `json:"maxOffset"`
+		MinOffset           int64 `json:"minOffset"`
+	}
+	var entries []mqEntry
+	for qid := int32(0); int(qid) < max(tc.ReadQueueNums, tc.WriteQueueNums); qid++ {
+		var o topicOffset
+		o.MinOffset, o.MaxOffset = b.store.QueueBounds(topic, qid)
+		if o.MaxOffset > 0 {
+			o.LastUpdateTimestamp = b.queueStoreTime(topic, qid, o.MaxOffset-1)
+		}
+		entries = append(entries, mqEntry{mqKey{BrokerName: b.opts.BrokerName, QueueID: qid, Topic: topic}, o})
+	}
+	body, err := encodeOffsetTable("{", entries, `,"topicPutTps":0.0`)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}
+
+// handleGetConsumerConnections answers an online consumer group's members
+// (client id, address, language, version), merged subscriptions and
+// consume settings (mqadmin consumerConnection; `halfback group
+// connections`), RocketMQ's ConsumerConnection, or CONSUMER_NOT_ONLINE.
+func (b *Broker) handleGetConsumerConnections(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	group := req.Ext("consumerGroup")
+	v, ok := b.consumerGroupInfo(group)
+	if !ok || len(v.Clients) == 0 {
+		return remoting.NewResponse(req, remoting.RespConsumerNotOnline, "the consumer group["+group+"] not online")
+	}
+	subs := make(map[string]subscription, len(v.Subscriptions))
+	for _, s := range v.Subscriptions {
+		subs[s.Topic] = s
+	}
+	body, err := json.Marshal(struct {
+		ConnectionSet     []groupMember           `json:"connectionSet"`
+		SubscriptionTable map[string]subscription `json:"subscriptionTable"`
+		ConsumeType       string                  `json:"consumeType"`
+		MessageModel      string                  `json:"messageModel"`
+		ConsumeFromWhere  string                  `json:"consumeFromWhere"`
+	}{v.Clients, subs, v.ConsumeType, v.MessageModel, v.ConsumeFromWhere})
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}
+
 // groupTopics returns, sorted, the topics a group has committed offsets
 // for or subscribes to while online, plus its retry topic if it exists.
 func (b *Broker) groupTopics(group string, committed map[string]map[int32]int64) []string {
@@ -156,7 +221,7 @@ func encodeConsumeStats(queues []consumeStatsQueue) ([]byte, error) {
 	for i, q := range queues {
 		entries[i] = mqEntry{q.key, q.value}
 	}
-	return encodeOffsetTable(`{"consumeTps":0.0,`, entries)
+	return encodeOffsetTable(`{"consumeTps":0.0,`, entries, "")
 }
 
 // mqKey is RocketMQ's MessageQueue as a JSON object.
@@ -173,10 +238,10 @@ type mqEntry struct {
 }
 
 // encodeOffsetTable writes head, then "offsetTable" as fastjson writes a
-// map keyed by MessageQueue objects (ConsumeStats, ResetOffsetBody),
-// which is not strict JSON but is what RocketMQ's tools and clients read,
-// then the closing brace.
-func encodeOffsetTable(head string, entries []mqEntry) ([]byte, error) {
+// map keyed by MessageQueue objects (ConsumeStats, ResetOffsetBody,
+// TopicStatsTable), which is not strict JSON but is what RocketMQ's tools
+// and clients read, then tail and the closing brace.
+func encodeOffsetTable(head string, entries []mqEntry, tail string) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(head + `"offsetTable":{`)
 	for i, e := range entries {
@@ -195,6 +260,6 @@ func encodeOffsetTable(head string, entries []mqEntry) ([]byte, error) {
 		buf.WriteByte(':')
 		buf.Write(v)
 	}
-	buf.WriteString("}}")
+	buf.WriteString("}" + tail + "}")
 	return buf.Bytes(), nil
 }

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -29,5 +31,64 @@ func TestGetConsumeStats(t *testing.T) {
 	}
 	if resp = call(t, c, remoting.ReqGetConsumeStats, nil, nil); resp.Code != remoting.RespSystemError {
 		t.Errorf("no group: code %d, want SYSTEM_ERROR", resp.Code)
+	}
+}
+
+func TestGetTopicStats(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	if resp := call(t, c, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": "T", "readQueueNums": "2", "writeQueueNums": "2"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("create: %v", resp)
+	}
+	for _, body := range []string{"a", "b", "c"} {
+		mustSend(t, c, "T", 1, "", body)
+	}
+	waitQueue(t, b, "T", 1, 3)
+	resp := call(t, c, remoting.ReqGetTopicStatsInfo, map[string]string{"topic": "T"}, nil)
+	last := b.queueStoreTime("T", 1, 2)
+	want := fmt.Sprintf(`{"offsetTable":{`+
+		`{"brokerName":"broker-a","queueId":0,"topic":"T"}:{"lastUpdateTimestamp":0,"maxOffset":0,"minOffset":0},`+
+		`{"brokerName":"broker-a","queueId":1,"topic":"T"}:{"lastUpdateTimestamp":%d,"maxOffset":3,"minOffset":0}},"topicPutTps":0.0}`, last)
+	if resp.Code != remoting.RespSuccess || string(resp.Body) != want || last == 0 {
+		t.Fatalf("GET_TOPIC_STATS_INFO: code %d %q\n got %s\nwant %s", resp.Code, resp.Remark, resp.Body, want)
+	}
+	for _, topic := range []string{"missing", ""} {
+		if resp := call(t, c, remoting.ReqGetTopicStatsInfo, map[string]string{"topic": topic}, nil); resp.Code != remoting.RespTopicNotExist {
+			t.Errorf("topic %q: code %d %q, want TOPIC_NOT_EXIST", topic, resp.Code, resp.Remark)
+		}
+	}
+}
+
+func TestGetConsumerConnections(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@c1", "orders", "cc"))
+	resp := call(t, c, remoting.ReqGetConsumerConnectionList, map[string]string{"consumerGroup": "cc"}, nil)
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("GET_CONSUMER_CONNECTION_LIST: %d %s", resp.Code, resp.Remark)
+	}
+	var got struct {
+		ConnectionSet []struct {
+			ClientID, ClientAddr, Language string
+			Version                        int
+		}
+		SubscriptionTable                           map[string]struct{ Topic, SubString string }
+		ConsumeType, MessageModel, ConsumeFromWhere string
+	}
+	if err := json.Unmarshal(resp.Body, &got); err != nil {
+		t.Fatalf("body %s: %v", resp.Body, err)
+	}
+	if len(got.ConnectionSet) != 1 || got.ConnectionSet[0].ClientID != "127.0.0.1@c1" || got.ConnectionSet[0].ClientAddr != c.LocalAddr().String() ||
+		got.ConnectionSet[0].Language != "GO" || got.ConnectionSet[0].Version != int(remoting.DefaultVersion) {
+		t.Errorf("connectionSet %+v, want the one client at %s, GO, version %d", got.ConnectionSet, c.LocalAddr(), remoting.DefaultVersion)
+	}
+	if s := got.SubscriptionTable["orders"]; len(got.SubscriptionTable) != 1 || s.Topic != "orders" || s.SubString != "a || b" {
+		t.Errorf("subscriptionTable %+v", got.SubscriptionTable)
+	}
+	if got.ConsumeType != "CONSUME_PASSIVELY" || got.MessageModel != "CLUSTERING" || got.ConsumeFromWhere != "CONSUME_FROM_LAST_OFFSET" {
+		t.Errorf("settings %+v", got)
+	}
+	if resp := call(t, c, remoting.ReqGetConsumerConnectionList, map[string]string{"consumerGroup": "nobody"}, nil); resp.Code != remoting.RespConsumerNotOnline {
+		t.Errorf("offline group: %d %q, want CONSUMER_NOT_ONLINE", resp.Code, resp.Remark)
 	}
 }

@@ -57,6 +57,10 @@ type heartbeatData struct {
 	ClientID        string         `json:"clientID"`
 	ProducerDataSet []producerData `json:"producerDataSet"`
 	ConsumerDataSet []consumerData `json:"consumerDataSet"`
+	// language and version are the request's (GET_CONSUMER_CONNECTION_LIST
+	// reports them).
+	language string
+	version  int16
 }
 
 type producerData struct {
@@ -117,6 +121,8 @@ type consumerGroupView struct {
 	ConsumeFromWhere string
 	// ClientIDs are the online members, sorted.
 	ClientIDs []string
+	// Clients describe the online members, in ClientIDs' order.
+	Clients []groupMember
 	// Subscriptions merges the members' subscriptions by topic (the newest
 	// subVersion wins), sorted by topic.
 	Subscriptions []subscription
@@ -145,6 +151,17 @@ type consumerClient struct {
 	conn     *remoting.Conn
 	lastSeen time.Time
 	subs     []subscription // sorted by topic
+	language string         // of its last heartbeat
+	version  int16
+}
+
+// groupMember is one online member of a consumer group, RocketMQ's
+// Connection.
+type groupMember struct {
+	ClientID   string `json:"clientId"`
+	ClientAddr string `json:"clientAddr"`
+	Language   string `json:"language"`
+	Version    int16  `json:"version"`
 }
 
 type producerClient struct {
@@ -200,7 +217,7 @@ func (t *groupTable) heartbeat(conn *remoting.Conn, hb *heartbeatData) (notices 
 		sort.Slice(subs, func(i, j int) bool { return subs[i].Topic < subs[j].Topic })
 		old := g.clients[hb.ClientID]
 		changed := old == nil || old.conn != conn || !sameTopics(old.subs, subs)
-		g.clients[hb.ClientID] = &consumerClient{conn: conn, lastSeen: now, subs: subs}
+		g.clients[hb.ClientID] = &consumerClient{conn: conn, lastSeen: now, subs: subs, language: hb.language, version: hb.version}
 		if changed {
 			notices = append(notices, notice{group: c.GroupName, conns: g.conns()})
 		}
@@ -320,6 +337,11 @@ func (t *groupTable) info(group string) (consumerGroupView, bool) {
 		}
 	}
 	sort.Strings(info.ClientIDs)
+	for _, id := range info.ClientIDs {
+		c := g.clients[id]
+		info.Clients = append(info.Clients, groupMember{ClientID: id, ClientAddr: c.conn.RemoteAddr().String(),
+			Language: c.language, Version: c.version})
+	}
 	for _, s := range subs {
 		info.Subscriptions = append(info.Subscriptions, s)
 	}
@@ -466,6 +488,7 @@ func (b *Broker) handleHeartbeat(_ context.Context, conn *remoting.Conn, req *re
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
+	hb.language, hb.version = req.Language.String(), req.Version
 	// Each consumer group gets its subscription group settings
 	// (subgroups.go) and its retry topic (their retryQueueNums queues,
 	// read-write), as ClientManageProcessor.heartBeat creates them. A group

@@ -164,7 +164,7 @@ func (b *Broker) handleResetOffset(_ context.Context, conn *remoting.Conn, req *
 	for _, q := range slices.Sorted(maps.Keys(offs)) {
 		entries = append(entries, mqEntry{mqKey{BrokerName: b.opts.BrokerName, QueueID: q, Topic: topic}, offs[q]})
 	}
-	body, err := encodeOffsetTable("{", entries)
+	body, err := encodeOffsetTable("{", entries, "")
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}

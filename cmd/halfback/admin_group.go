@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"time"
 
@@ -83,7 +84,39 @@ still a message to look at).`,
 		}),
 	}
 	del.Flags().BoolVar(&keepOffsets, "keep-offsets", false, "keep the group's committed offsets")
-	cmd.AddCommand(offsets, del, newGroupResetCmd(&o), newGroupListCmd(&o), newGroupUpdateCmd(&o))
+	conns := &cobra.Command{
+		Use:   "connections GROUP",
+		Short: "Show an online group's consumers (client id, address, language, version) and subscriptions",
+		Long: `Show the consumers of a consumer group online on the broker
+(GET_CONSUMER_CONNECTION_LIST, as mqadmin consumerConnection): each one's
+client id, address, language and client version, then what the group
+subscribes to and how it consumes. A group with no consumer online is
+refused (CONSUMER_NOT_ONLINE).`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			g, err := c.GroupConnections(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return o.print(cmd, g, func(w io.Writer) {
+				fmt.Fprintln(w, "CLIENT\tADDRESS\tLANGUAGE\tVERSION")
+				for _, cl := range g.Clients {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", cl.ClientID, cl.Addr, cl.Language, cl.Version)
+				}
+				fmt.Fprintln(w, "\nTOPIC\tSUBSCRIPTION")
+				topics := make([]string, 0, len(g.Subscriptions))
+				for t := range g.Subscriptions {
+					topics = append(topics, t)
+				}
+				sort.Strings(topics)
+				for _, t := range topics {
+					fmt.Fprintf(w, "%s\t%s\n", t, g.Subscriptions[t])
+				}
+				fmt.Fprintf(w, "\n%s, %s, %s\n", g.MessageModel, g.ConsumeType, g.ConsumeFromWhere)
+			})
+		}),
+	}
+	cmd.AddCommand(offsets, del, newGroupResetCmd(&o), newGroupListCmd(&o), newGroupUpdateCmd(&o), conns)
 	return cmd
 }
 

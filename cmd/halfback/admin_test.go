@@ -15,6 +15,7 @@ import (
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/delay"
 	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/internal/remotetest"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -581,6 +582,63 @@ func TestAdminGroupUpdatePausesAndResumes(t *testing.T) {
 		{[]string{"group", "update"}, "accepts 1 arg"},
 	} {
 		if err := runAdminErr(t, addr, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("halfback %s: %v, want it to mention %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
+
+func TestAdminTopicStatusAndGroupConnections(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	var created map[string]any
+	runAdmin(t, addr, &created, "topic", "create", "watched", "--queues", "2")
+	var sent admin.SendResult
+	for range 3 {
+		runAdmin(t, addr, &sent, "send", "--topic", "watched", "x")
+	}
+	var queues []admin.QueueStatus
+	waitFor(t, 10*time.Second, "3 messages in the topic's status", func() bool {
+		runAdmin(t, addr, &queues, "topic", "status", "watched")
+		n := int64(0)
+		for _, q := range queues {
+			n += q.MaxOffset - q.MinOffset
+		}
+		return n == 3
+	})
+	if len(queues) != 2 || queues[0].QueueID != 0 || queues[1].QueueID != 1 {
+		t.Fatalf("topic status: %+v, want queues 0 and 1", queues)
+	}
+	for _, q := range queues {
+		if (q.MaxOffset > 0) != (q.LastUpdated > 0) || q.Topic != "watched" {
+			t.Errorf("queue %+v: a last store time exactly when it holds messages", q)
+		}
+	}
+
+	// A consumer comes online (its heartbeat), and is listed.
+	c := remotetest.Dial(t, addr)
+	hb := `{"clientID":"10.0.0.1@one","producerDataSet":[],"consumerDataSet":[{"groupName":"watchers","consumeType":"CONSUME_PASSIVELY",` +
+		`"messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","subscriptionDataSet":[{"topic":"watched","subString":"*",` +
+		`"tagsSet":[],"codeSet":[],"subVersion":1,"expressionType":"TAG"}]}]}`
+	if resp := remotetest.Call(t, c, remoting.ReqHeartBeat, nil, []byte(hb)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("heartbeat: %d %s", resp.Code, resp.Remark)
+	}
+	var g admin.GroupConnections
+	runAdmin(t, addr, &g, "group", "connections", "watchers")
+	if len(g.Clients) != 1 || g.Clients[0].ClientID != "10.0.0.1@one" || g.Clients[0].Addr != c.LocalAddr().String() ||
+		g.Subscriptions["watched"] != "*" || g.MessageModel != "CLUSTERING" {
+		t.Errorf("group connections: %+v", g)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"topic", "status", "missing"}, "not exist"},
+		{[]string{"topic", "status", "bad name!"}, "illegal"},
+		{[]string{"group", "connections", "nobody"}, "not online"},
+		{[]string{"group", "connections", "bad group"}, "illegal"},
+	} {
+		if err := runAdminErr(t, addr, c.args...); !strings.Contains(err.Error(), c.want) {
 			t.Errorf("halfback %s: %v, want it to mention %q", strings.Join(c.args, " "), err, c.want)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -167,6 +168,33 @@ func newTopicCmd() *cobra.Command {
 			})
 		}),
 	}
-	cmd.AddCommand(create, list, del)
+	status := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show every queue of a topic: its oldest and newest offsets and when it last got a message",
+		Long: `Show every queue of a topic (GET_TOPIC_STATS_INFO, as mqadmin topicStatus):
+MIN OFFSET is the oldest message retention kept, MAX OFFSET one past the
+newest, MESSAGES the difference, LAST STORED the store time of the newest.`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			queues, err := c.TopicStatus(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return o.print(cmd, queues, func(w io.Writer) {
+				fmt.Fprintln(w, "QUEUE\tMIN OFFSET\tMAX OFFSET\tMESSAGES\tLAST STORED")
+				var total int64
+				for _, q := range queues {
+					last := "-"
+					if q.LastUpdated > 0 {
+						last = time.UnixMilli(q.LastUpdated).Format(time.RFC3339)
+					}
+					total += q.MaxOffset - q.MinOffset
+					fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\n", q.QueueID, q.MinOffset, q.MaxOffset, q.MaxOffset-q.MinOffset, last)
+				}
+				fmt.Fprintf(w, "\n%d messages kept in %d queues of %s\n", total, len(queues), args[0])
+			})
+		}),
+	}
+	cmd.AddCommand(create, list, del, status)
 	return cmd
 }

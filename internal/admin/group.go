@@ -295,3 +295,58 @@ func (c *Client) UpdateGroupConfig(ctx context.Context, group string, fields map
 	}
 	return GroupConfig{}, fmt.Errorf("UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: group %s not in the broker's table afterwards", group)
 }
+
+// GroupConnections is an online consumer group: its members and how they
+// consume (GET_CONSUMER_CONNECTION_LIST, RocketMQ's ConsumerConnection).
+type GroupConnections struct {
+	Group   string        `json:"group"`
+	Clients []GroupClient `json:"clients"`
+	// Subscriptions are the members' subscriptions, expression by topic.
+	Subscriptions    map[string]string `json:"subscriptions"`
+	ConsumeType      string            `json:"consumeType"`
+	MessageModel     string            `json:"messageModel"`
+	ConsumeFromWhere string            `json:"consumeFromWhere"`
+}
+
+// GroupClient is one online member of a consumer group.
+type GroupClient struct {
+	ClientID string `json:"clientId"`
+	Addr     string `json:"clientAddr"`
+	Language string `json:"language"`
+	Version  int    `json:"version"`
+}
+
+// GroupConnections returns an online consumer group's members
+// (GET_CONSUMER_CONNECTION_LIST, mqadmin consumerConnection); the broker
+// answers CONSUMER_NOT_ONLINE for a group with none.
+func (c *Client) GroupConnections(ctx context.Context, group string) (GroupConnections, error) {
+	if err := message.ValidateGroup(group); err != nil {
+		return GroupConnections{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	resp, err := c.call(ctx, "GET_CONSUMER_CONNECTION_LIST", remoting.ReqGetConsumerConnectionList, map[string]string{"consumerGroup": group}, nil)
+	if err != nil {
+		return GroupConnections{}, err
+	}
+	var body struct {
+		ConnectionSet     []GroupClient `json:"connectionSet"`
+		SubscriptionTable map[string]struct {
+			SubString string `json:"subString"`
+		} `json:"subscriptionTable"`
+		ConsumeType      string `json:"consumeType"`
+		MessageModel     string `json:"messageModel"`
+		ConsumeFromWhere string `json:"consumeFromWhere"`
+	}
+	if err := json.Unmarshal(resp.Body, &body); err != nil {
+		return GroupConnections{}, fmt.Errorf("GET_CONSUMER_CONNECTION_LIST: bad answer: %w", err)
+	}
+	out := GroupConnections{Group: group, Clients: body.ConnectionSet, Subscriptions: map[string]string{},
+		ConsumeType: body.ConsumeType, MessageModel: body.MessageModel, ConsumeFromWhere: body.ConsumeFromWhere}
+	for topic, s := range body.SubscriptionTable {
+		out.Subscriptions[topic] = s.SubString
+	}
+	if out.Clients == nil {
+		out.Clients = []GroupClient{}
+	}
+	sort.Slice(out.Clients, func(i, j int) bool { return out.Clients[i].ClientID < out.Clients[j].ClientID })
+	return out, nil
+}

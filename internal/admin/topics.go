@@ -94,3 +94,42 @@ func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	_, err := c.call(ctx, "DELETE_TOPIC_IN_BROKER", remoting.ReqDeleteTopicInBroker, map[string]string{"topic": name}, nil)
 	return err
 }
+
+// QueueStatus is one queue of a topic: its offsets and newest message.
+type QueueStatus struct {
+	Topic   string `json:"topic"`
+	Broker  string `json:"brokerName"`
+	QueueID int32  `json:"queueId"`
+	// MinOffset is the oldest message kept, MaxOffset one past the newest.
+	MinOffset int64 `json:"minOffset"`
+	MaxOffset int64 `json:"maxOffset"`
+	// LastUpdated is the store time (ms) of the newest message, 0 if none.
+	LastUpdated int64 `json:"lastUpdateTimestamp"`
+}
+
+// TopicStatus returns every queue of a topic, by queue id
+// (GET_TOPIC_STATS_INFO, mqadmin topicStatus).
+func (c *Client) TopicStatus(ctx context.Context, topic string) ([]QueueStatus, error) {
+	if err := message.ValidateTopic(topic); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	resp, err := c.call(ctx, "GET_TOPIC_STATS_INFO", remoting.ReqGetTopicStatsInfo, map[string]string{"topic": topic}, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []QueueStatus
+	err = eachOffsetTableEntry(resp.Body, func(key queueKey, value func(any) error) error {
+		var q QueueStatus
+		if err := value(&q); err != nil {
+			return err
+		}
+		q.Topic, q.Broker, q.QueueID = key.Topic, key.BrokerName, key.QueueID
+		out = append(out, q)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("GET_TOPIC_STATS_INFO: bad answer: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].QueueID < out[j].QueueID })
+	return out, nil
+}
