@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -190,18 +189,6 @@ func (t *subGroupTable) remove(name string) (bool, error) {
 	delete(t.groups, name)
 	t.bumpLocked()
 	return true, t.saveLocked()
-}
-
-// all returns every group's settings, sorted by name.
-func (t *subGroupTable) all() []SubscriptionGroupConfig {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	out := make([]SubscriptionGroupConfig, 0, len(t.groups))
-	for _, c := range t.groups {
-		out = append(out, c)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GroupName < out[j].GroupName })
-	return out
 }
 
 // encode is the table as GET_ALL_SUBSCRIPTIONGROUP_CONFIG answers it.
