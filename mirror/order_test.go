@@ -79,23 +79,7 @@ func TestMirrorKeepsKeyOrderAfterPartialFailure(t *testing.T) {
 			m := startMirror(t, mirror.Options{Client: c, StartFrom: mirror.StartFirst, Group: group,
 				Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}},
 				Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
-			r := readKafka(t, kc.ListenAddrs(), ktopic)
-			r.waitIDs(t, 30*time.Second, ids)
-			testutil.WaitFor(t, 30*time.Second, "the mirror done and Kafka read to its end", func() bool {
-				return m.Stats().Retrying == 0 && groupLag(t, st.Broker.Addr(), group, topic) == 0 &&
-					int64(r.count()) == m.Stats().Mirrored
-			})
-			last := map[string]int{} // msg id -> position of its last copy
-			for i, rec := range r.records() {
-				last[header(rec, mirror.HeaderMsgID)] = i
-			}
-			for i := 1; i < n; i++ {
-				if last[ids[i-1]] > last[ids[i]] {
-					t.Fatalf("message %d's last copy (record %d) comes after message %d's (record %d); stats %+v",
-						i-1, last[ids[i-1]], i, last[ids[i]], m.Stats())
-				}
-			}
-			t.Logf("%d records for %d messages; stats %+v", r.count(), n, m.Stats())
+			checkLastCopiesInOrder(t, 30*time.Second, st.Broker.Addr(), m, readKafka(t, kc.ListenAddrs(), ktopic), group, topic, ids)
 		})
 	}
 }
@@ -428,23 +412,31 @@ func TestMirrorKeepsKeyOrderWhenALaterRecordIsRestamped(t *testing.T) {
 			m := startMirror(t, mirror.Options{Client: c, Group: group, StartFrom: mirror.StartFirst,
 				Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}},
 				Kafka:  mirror.KafkaOptions{Brokers: kc.ListenAddrs()}})
-			r := readKafka(t, kc.ListenAddrs(), ktopic)
-			r.waitIDs(t, 60*time.Second, ids)
-			testutil.WaitFor(t, 60*time.Second, "the mirror done and Kafka read to its end", func() bool {
-				return m.Stats().Retrying == 0 && groupLag(t, st.Broker.Addr(), group, topic) == 0 &&
-					int64(r.count()) == m.Stats().Mirrored
-			})
-			last := map[string]int{} // msg id -> position of its last copy
-			for i, rec := range r.records() {
-				last[header(rec, mirror.HeaderMsgID)] = i
-			}
-			for i := 1; i < n; i++ {
-				if last[ids[i-1]] > last[ids[i]] {
-					t.Fatalf("message %d's last copy (record %d) comes after message %d's (record %d); stats %+v",
-						i-1, last[ids[i-1]], i, last[ids[i]], m.Stats())
-				}
-			}
-			t.Logf("%d records for %d messages; stats %+v", r.count(), n, m.Stats())
+			checkLastCopiesInOrder(t, 60*time.Second, st.Broker.Addr(), m, readKafka(t, kc.ListenAddrs(), ktopic), group, topic, ids)
 		})
 	}
+}
+
+// checkLastCopiesInOrder waits until Kafka holds every one of ids (sent
+// to topic in that order), the mirror's group has caught up and r has
+// read everything mirrored, then checks that the last copy of each
+// message comes after the last copy of the one before.
+func checkLastCopiesInOrder(t *testing.T, wait time.Duration, brokerAddr string, m *mirror.Mirror, r *kafkaReader, group, topic string, ids []string) {
+	t.Helper()
+	r.waitIDs(t, wait, ids)
+	testutil.WaitFor(t, wait, "the mirror done and Kafka read to its end", func() bool {
+		return m.Stats().Retrying == 0 && groupLag(t, brokerAddr, group, topic) == 0 &&
+			int64(r.count()) == m.Stats().Mirrored
+	})
+	last := map[string]int{} // msg id -> position of its last copy
+	for i, rec := range r.records() {
+		last[header(rec, mirror.HeaderMsgID)] = i
+	}
+	for i := 1; i < len(ids); i++ {
+		if last[ids[i-1]] > last[ids[i]] {
+			t.Fatalf("message %d's last copy (record %d) comes after message %d's (record %d); stats %+v",
+				i-1, last[ids[i-1]], i, last[ids[i]], m.Stats())
+		}
+	}
+	t.Logf("%d records for %d messages; stats %+v", r.count(), len(ids), m.Stats())
 }
