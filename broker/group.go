@@ -494,10 +494,18 @@ func (b *Broker) handleHeartbeat(_ context.Context, conn *remoting.Conn, req *re
 	// read-write), as ClientManageProcessor.heartBeat creates them. A group
 	// whose name makes no valid topic (the clients allow 255 characters, a
 	// topic 127) is still a member, as with RocketMQ; it has no retry
-	// topic, so its send-backs are refused.
+	// topic, so its send-backs are refused. A group without settings
+	// (auto-creation off) gets no retry topic yet.
 	for _, c := range hb.ConsumerDataSet {
-		if _, _, err := b.subGroups.find(c.GroupName); err != nil {
+		_, ok, err := b.subGroups.find(c.GroupName)
+		if err != nil {
 			b.opts.Logger.Warn("subscription groups file not written", "group", c.GroupName, "err", err)
+		}
+		if !ok {
+			// Not created yet (auto-creation is off): its retry topic
+			// comes with the first heartbeat after, with the
+			// retryQueueNums it is created with.
+			continue
 		}
 		retry := RetryTopic(c.GroupName)
 		if err := message.ValidateTopic(retry); err != nil {

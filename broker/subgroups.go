@@ -53,6 +53,12 @@ type SubscriptionGroupConfig struct {
 	NotifyConsumerIdsChangedEnable bool `json:"notifyConsumerIdsChangedEnable"`
 }
 
+// toolsConsumerGroup is the group administrative pulls use (`halfback dlq
+// list`, mqadmin's tools; RocketMQ's MixAll.TOOLS_CONSUMER_GROUP). It gets
+// its settings even with auto-creation off, as RocketMQ's
+// SubscriptionGroupManager always has it.
+const toolsConsumerGroup = "TOOLS_CONSUMER"
+
 // maxRetryQueueNums bounds RetryQueueNums as a topic's queue count is.
 const maxRetryQueueNums = 1024
 
@@ -153,7 +159,7 @@ func (t *subGroupTable) find(name string) (c SubscriptionGroupConfig, ok bool, e
 	if c, ok := t.get(name); ok {
 		return c, true, nil
 	}
-	if !t.autoCreate || message.ValidateGroup(name) != nil {
+	if (!t.autoCreate && name != toolsConsumerGroup) || message.ValidateGroup(name) != nil {
 		return SubscriptionGroupConfig{}, false, nil
 	}
 	t.mu.Lock()
@@ -169,26 +175,50 @@ func (t *subGroupTable) find(name string) (c SubscriptionGroupConfig, ok bool, e
 	return c, true, nil
 }
 
-// put creates or replaces a group's settings.
+// put creates or replaces a group's settings. If they cannot be written,
+// the table stays as it was: the caller is told the change failed.
 func (t *subGroupTable) put(c SubscriptionGroupConfig) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.setLocked(c)
+	old, had := t.groups[c.GroupName]
+	ver := t.version
+	if err := t.setLocked(c); err != nil {
+		t.restoreLocked(c.GroupName, old, had, ver)
+		return err
+	}
+	return nil
 }
 
-// remove deletes a group's settings, reporting whether it had any.
+// restoreLocked undoes a change of name's settings that was not written.
+func (t *subGroupTable) restoreLocked(name string, old SubscriptionGroupConfig, had bool, ver dataVersion) {
+	if had {
+		t.groups[name] = old
+	} else {
+		delete(t.groups, name)
+	}
+	t.version = ver
+}
+
+// remove deletes a group's settings, reporting whether it had any. If
+// the table cannot be written, the settings stay.
 func (t *subGroupTable) remove(name string) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.groups[name]; !ok {
+	old, ok := t.groups[name]
+	if !ok {
 		return false, nil
 	}
+	ver := t.version
 	delete(t.groups, name)
 	t.bumpLocked()
-	return true, t.saveLocked()
+	if err := t.saveLocked(); err != nil {
+		t.restoreLocked(name, old, true, ver)
+		return false, err
+	}
+	return true, nil
 }
 
 // encode is the table as GET_ALL_SUBSCRIPTIONGROUP_CONFIG answers it.

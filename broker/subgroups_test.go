@@ -275,3 +275,76 @@ func TestSubscriptionGroupBadFileRefusesStart(t *testing.T) {
 		})
 	}
 }
+
+// With auto-creation off, the administrative pulls (`halfback dlq list`,
+// `halfback consume` without --group, mqadmin's tools) still work: they
+// pull as TOOLS_CONSUMER, which RocketMQ's SubscriptionGroupManager always
+// has.
+func TestSubscriptionGroupAutoCreateOffToolsStillPull(t *testing.T) {
+	o := testOptions(t)
+	o.DisableAutoCreateSubscriptionGroup = true
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "orders", 0, "", "m0")
+	waitQueue(t, b, "orders", 0, 1)
+	if resp := pullAs(t, c, "TOOLS_CONSUMER", "orders"); resp.Code != remoting.RespSuccess {
+		t.Fatalf("TOOLS_CONSUMER pull with auto-creation off: %d %s, want SUCCESS", resp.Code, resp.Remark)
+	}
+}
+
+// With auto-creation off, a group whose consumers heartbeat before an
+// administrator creates it gets its retry topic once created, with the
+// retryQueueNums it was created with (RocketMQ's heartBeat creates the retry
+// topic only for a group that has its settings).
+func TestSubscriptionGroupCreatedAfterHeartbeatGetsItsRetryQueues(t *testing.T) {
+	o := testOptions(t)
+	o.DisableAutoCreateSubscriptionGroup = true
+	b := startBroker(t, o)
+	c := dial(t, b)
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@c1", "orders", "late"))
+	mustUpdateSubGroup(t, c, `{"groupName":"late","retryQueueNums":4}`)
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@c1", "orders", "late"))
+	if tc, ok := b.topics.get("%RETRY%late"); !ok || tc.ReadQueueNums != 4 || tc.WriteQueueNums != 4 {
+		t.Fatalf("retry topic of a group created with retryQueueNums 4: %+v (exists %v), want 4 queues", tc, ok)
+	}
+}
+
+// A change the table cannot write is refused and leaves the table as it
+// was: a pause that is not on disk would be undone by a restart.
+func TestSubscriptionGroupUnwrittenChangeIsUndone(t *testing.T) {
+	dir := t.TempDir()
+	tab, err := openSubGroupTable(dir, true, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := defaultSubscriptionGroup("g", 16)
+	if err := tab.put(on); err != nil {
+		t.Fatal(err)
+	}
+	ver := tab.version
+	// A non-empty directory where the file goes: every write fails, even
+	// for root.
+	if err := os.Remove(tab.path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(tab.path, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	off := on
+	off.ConsumeEnable = false
+	if err := tab.put(off); err == nil {
+		t.Fatal("put succeeded with the file unwritable")
+	}
+	if err := tab.put(defaultSubscriptionGroup("new", 16)); err == nil {
+		t.Fatal("put of a new group succeeded with the file unwritable")
+	}
+	if removed, err := tab.remove("g"); err == nil || removed {
+		t.Fatalf("remove = %v, %v with the file unwritable", removed, err)
+	}
+	if c, ok := tab.get("g"); !ok || c != on || tab.version != ver {
+		t.Errorf("after refused changes: g = %+v (%v), version %+v; want %+v, version %+v", c, ok, tab.version, on, ver)
+	}
+	if _, ok := tab.get("new"); ok {
+		t.Error("a group whose creation was refused is in the table")
+	}
+}

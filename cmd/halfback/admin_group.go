@@ -66,8 +66,9 @@ lastTimestamp).`,
 		Use:   "delete GROUP",
 		Short: "Forget a consumer group that went away, with its committed offsets",
 		Long: `Forget a consumer group that went away (DELETE_SUBSCRIPTIONGROUP, as mqadmin
-deleteSubGroup): its committed offsets (unless --keep-offsets) and its
-metric series (its lag series go with its offsets). The broker keeps both
+deleteSubGroup): its settings ("group list"; a group that comes back gets
+the defaults, unless broker.autoCreateSubscriptionGroup is false), its
+committed offsets (unless --keep-offsets) and its metric series (its lag series go with its offsets). The broker keeps both
 for a group that left until then.
 It refuses while the group has consumers online. The group's %RETRY% and
 %DLQ% topics stay: delete them with "topic delete" (a dead letter there is
