@@ -165,6 +165,11 @@ func Open(opts Options) (*Broker, error) {
 	if b.subGroups, err = openSubGroupTable(opts.Store.Dir, !opts.DisableAutoCreateSubscriptionGroup, opts.MaxReconsumeTimes); err != nil {
 		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
 	}
+	if b.subGroups.fresh {
+		if err := b.subGroups.seed(b.knownGroups()); err != nil {
+			return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
+		}
+	}
 	if err := b.metrics.register(b); err != nil {
 		opts.Logger.Warn("broker metrics not registered", "err", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +103,9 @@ type subGroupTable struct {
 	mu      sync.RWMutex
 	groups  map[string]SubscriptionGroupConfig
 	version dataVersion
+	// fresh: there was no file (a new broker, or one from before the
+	// table): Open seeds it with the groups the broker knows (seed).
+	fresh bool
 }
 
 // subGroupFile is the file's shape (and GET_ALL_SUBSCRIPTIONGROUP_CONFIG's
@@ -123,6 +127,7 @@ func openSubGroupTable(dataDir string, autoCreate bool, retryMaxTimes int) (*sub
 	b, err := os.ReadFile(t.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
+		t.fresh = true
 		return t, nil
 	case err != nil:
 		return nil, err
@@ -173,6 +178,41 @@ func (t *subGroupTable) find(name string) (c SubscriptionGroupConfig, ok bool, e
 		return c, true, err
 	}
 	return c, true, nil
+}
+
+// seed gives the default settings to each of names that has none, in
+// one write: a data directory from before the table keeps its groups
+// consuming when auto-creation is then turned off.
+func (t *subGroupTable) seed(names []string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	added := false
+	for _, name := range names {
+		if _, ok := t.groups[name]; !ok && message.ValidateGroup(name) == nil {
+			t.groups[name] = defaultSubscriptionGroup(name, t.retryMaxTimes)
+			added = true
+		}
+	}
+	if !added {
+		return nil
+	}
+	t.bumpLocked()
+	return t.saveLocked()
+}
+
+// knownGroups are the consumer groups a broker's data names: those with
+// committed offsets or a retry topic.
+func (b *Broker) knownGroups() []string {
+	var out []string
+	for g := range b.offsetTable().copyWhere(func(k offsetKey) (string, bool) { return k.group, true }) {
+		out = append(out, g)
+	}
+	for _, tc := range b.topics.all() {
+		if g, ok := strings.CutPrefix(tc.TopicName, RetryGroupTopicPrefix); ok {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // put creates or replaces a group's settings. If they cannot be written,

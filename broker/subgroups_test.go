@@ -348,3 +348,38 @@ func TestSubscriptionGroupUnwrittenChangeIsUndone(t *testing.T) {
 		t.Error("a group whose creation was refused is in the table")
 	}
 }
+
+// A data directory from before the table (no subscriptionGroups.json)
+// gets settings for the groups it names, so that turning auto-creation
+// off at the same restart refuses none of them.
+func TestSubscriptionGroupsSeededFromAnOlderDataDir(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "orders", 0, "", "m0")
+	waitQueue(t, b, "orders", 0, 1)
+	if resp := call(t, c, remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "committed", "topic": "orders", "queueId": "0", "commitOffset": "1"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", resp.Code, resp.Remark)
+	}
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@c1", "orders", "member"))
+	b.Close()
+	if err := os.Remove(filepath.Join(o.Store.Dir, "config", "subscriptionGroups.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	o.DisableAutoCreateSubscriptionGroup = true
+	b = startBroker(t, o)
+	c = dial(t, b)
+	f := subGroups(t, c)
+	for _, g := range []string{"committed", "member"} {
+		if s, ok := f.SubscriptionGroupTable[g]; !ok || !s.ConsumeEnable {
+			t.Errorf("group %s after the upgrade: %+v (%v), want the defaults", g, s, ok)
+		}
+		if resp := pullAs(t, c, g, "orders"); resp.Code == remoting.RespSubscriptionGroupNotExist {
+			t.Errorf("pull of %s refused after the upgrade: %s", g, resp.Remark)
+		}
+	}
+	if resp := pullAs(t, c, "stranger", "orders"); resp.Code != remoting.RespSubscriptionGroupNotExist {
+		t.Errorf("pull of an unknown group: %d %s, want SUBSCRIPTION_GROUP_NOT_EXIST", resp.Code, resp.Remark)
+	}
+}
