@@ -29,12 +29,14 @@ type consumeStatsQueue struct {
 }
 
 // registerAdmin handles GET_CONSUME_STATS, GET_TOPIC_STATS_INFO,
-// GET_CONSUMER_CONNECTION_LIST, DELETE_SUBSCRIPTIONGROUP and
+// GET_CONSUMER_CONNECTION_LIST, QUERY_TOPIC_CONSUME_BY_WHO,
+// DELETE_SUBSCRIPTIONGROUP and
 // INVOKE_BROKER_TO_RESET_OFFSET (reset.go).
 func (b *Broker) registerAdmin(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqGetConsumeStats, b.handleGetConsumeStats)
 	mux.HandleFunc(remoting.ReqGetTopicStatsInfo, b.handleGetTopicStats)
 	mux.HandleFunc(remoting.ReqGetConsumerConnectionList, b.handleGetConsumerConnections)
+	mux.HandleFunc(remoting.ReqQueryTopicConsumeByWho, b.handleTopicConsumers)
 	mux.HandleFunc(remoting.ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
 	mux.HandleFunc(remoting.ReqInvokeBrokerToResetOffset, b.handleResetOffset)
 }
@@ -173,6 +175,40 @@ func (b *Broker) handleGetConsumerConnections(_ context.Context, _ *remoting.Con
 		MessageModel      string                  `json:"messageModel"`
 		ConsumeFromWhere  string                  `json:"consumeFromWhere"`
 	}{v.Clients, subs, v.ConsumeType, v.MessageModel, v.ConsumeFromWhere})
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}
+
+// handleTopicConsumers answers the groups that consume a topic: those
+// online that subscribe to it and those with offsets committed on it
+// (mqadmin topicStatus's consumers; `halfback topic status`), RocketMQ's
+// GroupList, sorted.
+func (b *Broker) handleTopicConsumers(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	topic := req.Ext("topic")
+	if err := message.ValidateTopic(topic); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, "the topic is illegal: "+err.Error())
+	}
+	set := map[string]bool{}
+	for g := range b.offsetTable().topic(topic) {
+		set[g] = true
+	}
+	for _, g := range b.consumerGroups() {
+		if _, ok := b.groupSubscription(g, topic); ok {
+			set[g] = true
+		}
+	}
+	groups := make([]string, 0, len(set))
+	for g := range set {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	body, err := json.Marshal(struct {
+		GroupList []string `json:"groupList"`
+	}{groups})
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}

@@ -92,3 +92,26 @@ func TestGetConsumerConnections(t *testing.T) {
 		t.Errorf("offline group: %d %q, want CONSUMER_NOT_ONLINE", resp.Code, resp.Remark)
 	}
 }
+
+func TestQueryTopicConsumeByWho(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	if resp := call(t, c, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": "orders", "readQueueNums": "1", "writeQueueNums": "1"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("create: %v", resp)
+	}
+	if resp := call(t, c, remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "offline", "topic": "orders", "queueId": "0", "commitOffset": "0"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", resp.Code, resp.Remark)
+	}
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@c1", "orders", "online"))
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@c2", "payments", "elsewhere"))
+	resp := call(t, c, remoting.ReqQueryTopicConsumeByWho, map[string]string{"topic": "orders"}, nil)
+	if want := `{"groupList":["offline","online"]}`; resp.Code != remoting.RespSuccess || string(resp.Body) != want {
+		t.Errorf("QUERY_TOPIC_CONSUME_BY_WHO: %d %q %s, want %s", resp.Code, resp.Remark, resp.Body, want)
+	}
+	if resp := call(t, c, remoting.ReqQueryTopicConsumeByWho, map[string]string{"topic": "nobody-reads"}, nil); string(resp.Body) != `{"groupList":[]}` {
+		t.Errorf("unread topic: %d %s", resp.Code, resp.Body)
+	}
+	if resp := call(t, c, remoting.ReqQueryTopicConsumeByWho, map[string]string{"topic": "bad topic"}, nil); resp.Code != remoting.RespSystemError {
+		t.Errorf("illegal topic: %d %q, want SYSTEM_ERROR", resp.Code, resp.Remark)
+	}
+}

@@ -596,19 +596,20 @@ func TestAdminTopicStatusAndGroupConnections(t *testing.T) {
 	for range 3 {
 		runAdmin(t, addr, &sent, "send", "--topic", "watched", "x")
 	}
-	var queues []admin.QueueStatus
+	var st topicStatusResult
 	waitFor(t, 10*time.Second, "3 messages in the topic's status", func() bool {
-		runAdmin(t, addr, &queues, "topic", "status", "watched")
+		runAdmin(t, addr, &st, "topic", "status", "watched")
 		n := int64(0)
-		for _, q := range queues {
+		for _, q := range st.Queues {
 			n += q.MaxOffset - q.MinOffset
 		}
 		return n == 3
 	})
-	if len(queues) != 2 || queues[0].QueueID != 0 || queues[1].QueueID != 1 {
-		t.Fatalf("topic status: %+v, want queues 0 and 1", queues)
+	if queues := st.Queues; len(queues) != 2 || queues[0].QueueID != 0 || queues[1].QueueID != 1 || len(st.ConsumerGroups) != 0 {
+		t.Fatalf("topic status: %+v, want queues 0 and 1 and no consumer", st)
 	}
-	for _, q := range queues {
+	consumeN(t, addr, "readers", "watched", 3) // commits offsets
+	for _, q := range st.Queues {
 		if (q.MaxOffset > 0) != (q.LastUpdated > 0) || q.Topic != "watched" {
 			t.Errorf("queue %+v: a last store time exactly when it holds messages", q)
 		}
@@ -624,6 +625,10 @@ func TestAdminTopicStatusAndGroupConnections(t *testing.T) {
 	}
 	var g admin.GroupConnections
 	runAdmin(t, addr, &g, "group", "connections", "watchers")
+	runAdmin(t, addr, &st, "topic", "status", "watched")
+	if strings.Join(st.ConsumerGroups, ",") != "readers,watchers" {
+		t.Errorf("topic status consumers: %v, want readers (offsets) and watchers (online)", st.ConsumerGroups)
+	}
 	if len(g.Clients) != 1 || g.Clients[0].ClientID != "10.0.0.1@one" || g.Clients[0].Addr != c.LocalAddr().String() ||
 		g.Subscriptions["watched"] != "*" || g.MessageModel != "CLUSTERING" {
 		t.Errorf("group connections: %+v", g)

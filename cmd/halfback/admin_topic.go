@@ -18,6 +18,13 @@ import (
 // running broker over the remoting protocol through internal/admin. Their
 // shared flags and output helpers live in this file.
 
+// topicStatusResult is what `topic status --json` prints.
+type topicStatusResult struct {
+	Topic          string              `json:"topic"`
+	Queues         []admin.QueueStatus `json:"queues"`
+	ConsumerGroups []string            `json:"consumerGroups"`
+}
+
 // adminOpts are the flags every admin command has.
 type adminOpts struct {
 	broker string
@@ -173,14 +180,22 @@ func newTopicCmd() *cobra.Command {
 		Short: "Show every queue of a topic: its oldest and newest offsets and when it last got a message",
 		Long: `Show every queue of a topic (GET_TOPIC_STATS_INFO, as mqadmin topicStatus):
 MIN OFFSET is the oldest message retention kept, MAX OFFSET one past the
-newest, MESSAGES the difference, LAST STORED the store time of the newest.`,
+newest, MESSAGES the difference, LAST STORED the store time of the newest.
+Then the consumer groups of the topic (QUERY_TOPIC_CONSUME_BY_WHO): those
+online that subscribe to it and those with offsets committed on it
+("group offsets GROUP" shows each one's lag).`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			queues, err := c.TopicStatus(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			return o.print(cmd, queues, func(w io.Writer) {
+			groups, err := c.TopicConsumers(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			res := topicStatusResult{Topic: args[0], Queues: queues, ConsumerGroups: groups}
+			return o.print(cmd, res, func(w io.Writer) {
 				fmt.Fprintln(w, "QUEUE\tMIN OFFSET\tMAX OFFSET\tMESSAGES\tLAST STORED")
 				var total int64
 				for _, q := range queues {
@@ -192,6 +207,11 @@ newest, MESSAGES the difference, LAST STORED the store time of the newest.`,
 					fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\n", q.QueueID, q.MinOffset, q.MaxOffset, q.MaxOffset-q.MinOffset, last)
 				}
 				fmt.Fprintf(w, "\n%d messages kept in %d queues of %s\n", total, len(queues), args[0])
+				if len(groups) == 0 {
+					fmt.Fprintln(w, "consumed by no group")
+				} else {
+					fmt.Fprintf(w, "consumed by %s\n", strings.Join(groups, ", "))
+				}
 			})
 		}),
 	}

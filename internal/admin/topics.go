@@ -133,3 +133,27 @@ func (c *Client) TopicStatus(ctx context.Context, topic string) ([]QueueStatus, 
 	sort.Slice(out, func(i, j int) bool { return out[i].QueueID < out[j].QueueID })
 	return out, nil
 }
+
+// TopicConsumers returns, sorted, the consumer groups of a topic: those
+// online that subscribe to it and those with offsets committed on it
+// (QUERY_TOPIC_CONSUME_BY_WHO).
+func (c *Client) TopicConsumers(ctx context.Context, topic string) ([]string, error) {
+	if err := message.ValidateTopic(topic); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	resp, err := c.call(ctx, "QUERY_TOPIC_CONSUME_BY_WHO", remoting.ReqQueryTopicConsumeByWho, map[string]string{"topic": topic}, nil)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		GroupList []string `json:"groupList"`
+	}
+	if err := json.Unmarshal(resp.Body, &body); err != nil {
+		return nil, fmt.Errorf("QUERY_TOPIC_CONSUME_BY_WHO: bad answer: %w", err)
+	}
+	if body.GroupList == nil {
+		body.GroupList = []string{}
+	}
+	sort.Strings(body.GroupList)
+	return body.GroupList, nil
+}
