@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/fastjson"
 	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
@@ -115,7 +116,7 @@ func TestDepartedBrokerIsForgotten(t *testing.T) {
 	waitFor(t, "the name server to forget broker 2", func() bool {
 		resp, _, err := c.invokeNamesrv(ctxT(t, 5*time.Second), "GET_BROKER_CLUSTER_INFO", remoting.ReqGetBrokerClusterInfo, nil)
 		var ci clusterInfo
-		if err != nil || json.Unmarshal(quoteNumericKeys(resp.Body), &ci) != nil {
+		if err != nil || json.Unmarshal(fastjson.QuoteNumericKeys(resp.Body), &ci) != nil {
 			return false
 		}
 		_, ok := ci.BrokerAddrTable[name2]

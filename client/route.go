@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/fastjson"
 )
 
 // Routes: what the name servers say about topics (GET_ROUTEINFO_BY_TOPIC)
@@ -276,7 +277,7 @@ func (c *Client) fetchRoute(ctx context.Context, topic string) (*topicRoute, err
 		return nil, &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
 	}
 	var d topicRouteData
-	if err := json.Unmarshal(quoteNumericKeys(resp.Body), &d); err != nil {
+	if err := json.Unmarshal(fastjson.QuoteNumericKeys(resp.Body), &d); err != nil {
 		return nil, fmt.Errorf("client: %s from %s: bad route for %s: %w", op, addr, topic, err)
 	}
 	for _, q := range d.QueueDatas {
@@ -382,7 +383,7 @@ func (c *Client) refreshBrokers(ctx context.Context) error {
 		return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
 	}
 	var ci clusterInfo
-	if err := json.Unmarshal(quoteNumericKeys(resp.Body), &ci); err != nil {
+	if err := json.Unmarshal(fastjson.QuoteNumericKeys(resp.Body), &ci); err != nil {
 		return fmt.Errorf("client: %s from %s: %w", op, addr, err)
 	}
 	bds := make([]brokerData, 0, len(ci.BrokerAddrTable))
@@ -417,57 +418,4 @@ func (c *Client) invokeNamesrv(ctx context.Context, op string, code int16, ext m
 		}
 	}
 	return nil, "", errors.Join(errs...)
-}
-
-// quoteNumericKeys makes the JSON Java's fastjson writes for maps with
-// integer keys ({0:"127.0.0.1:10911"}) valid by quoting those keys. Valid
-// JSON passes unchanged.
-func quoteNumericKeys(b []byte) []byte {
-	out := make([]byte, 0, len(b)+8)
-	var stack []byte // open containers: '{' or '['
-	inStr, esc, keyPos := false, false, false
-	for i := 0; i < len(b); i++ {
-		ch := b[i]
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case ch == '\\':
-				esc = true
-			case ch == '"':
-				inStr = false
-			}
-			out = append(out, ch)
-			continue
-		}
-		switch {
-		case ch == '"':
-			inStr, keyPos = true, false
-		case ch == '{' || ch == '[':
-			stack = append(stack, ch)
-			keyPos = ch == '{'
-		case ch == '}' || ch == ']':
-			if len(stack) > 0 {
-				stack = stack[:len(stack)-1]
-			}
-			keyPos = false
-		case ch == ',':
-			keyPos = len(stack) > 0 && stack[len(stack)-1] == '{'
-		case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r':
-		case keyPos && (ch == '-' || ch >= '0' && ch <= '9'):
-			j := i + 1
-			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-				j++
-			}
-			out = append(out, '"')
-			out = append(out, b[i:j]...)
-			out = append(out, '"')
-			i, keyPos = j-1, false
-			continue
-		default:
-			keyPos = false
-		}
-		out = append(out, ch)
-	}
-	return out
 }

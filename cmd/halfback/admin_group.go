@@ -27,6 +27,7 @@ func newGroupCmd() *cobra.Command {
 		Short: "Inspect, configure, pause, reset and delete consumer groups",
 	}
 	o.addFlags(cmd)
+	o.addClusterFlags(cmd)
 	offsets := &cobra.Command{
 		Use:   "offsets GROUP",
 		Short: "Show a group's committed offsets and lag on every queue it consumes",

@@ -29,6 +29,30 @@ type topicStatusResult struct {
 type adminOpts struct {
 	broker string
 	json   bool
+	// cluster and namesrv (topic and group commands): run against every
+	// master broker of the cluster instead of one broker.
+	cluster, namesrv string
+	// In a cluster run: the broker being addressed and, with --json, the
+	// answers so far.
+	cur     admin.BrokerAddr
+	results []clusterResult
+}
+
+// clusterResult is one broker's answer in a cluster run's JSON output.
+type clusterResult struct {
+	Broker string `json:"brokerName"`
+	Addr   string `json:"addr"`
+	Result any    `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// addClusterFlags declares --cluster and --namesrv on cmd and its
+// subcommands.
+func (o *adminOpts) addClusterFlags(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&o.cluster, "cluster", "",
+		"run against every master broker of this cluster, found through the name server (as mqadmin -c), instead of --broker")
+	cmd.PersistentFlags().StringVar(&o.namesrv, "namesrv", "",
+		"name servers for --cluster, host:port joined by ';' (default: broker.namesrvAddr of the config)")
 }
 
 // addFlags declares --broker and --json on cmd and its subcommands.
@@ -43,6 +67,9 @@ func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin
 		ctx := cmd.Context()
 		if ctx == nil {
 			ctx = context.Background()
+		}
+		if o.cluster != "" {
+			return o.runCluster(ctx, cmd, f, args)
 		}
 		addr := o.broker
 		if addr == "" {
@@ -61,6 +88,66 @@ func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin
 	}
 }
 
+// runCluster runs f against each master broker of o.cluster in turn. The
+// table output has one section per broker; --json prints one array of
+// {brokerName, addr, result or error}. A broker that fails does not stop
+// the others; the command then fails naming each.
+func (o *adminOpts) runCluster(ctx context.Context, cmd *cobra.Command, f func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error, args []string) error {
+	if o.broker != "" {
+		return fmt.Errorf("--broker and --cluster exclude each other")
+	}
+	ns := o.namesrv
+	if ns == "" {
+		cfg, err := loadConfig(cmd)
+		if err != nil {
+			return err
+		}
+		ns = cfg.Broker.NamesrvAddr
+	}
+	brokers, err := admin.ClusterBrokers(ctx, namesrvAddrs(ns), o.cluster)
+	if err != nil {
+		return err
+	}
+	o.results = nil
+	var failed []string
+	for _, b := range brokers {
+		o.cur = b
+		if !o.json {
+			fmt.Fprintf(cmd.OutOrStdout(), "== %s (%s)\n", b.Name, b.Addr)
+		}
+		err := func() error {
+			c, err := admin.Dial(ctx, b.Addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return f(ctx, cmd, c, args)
+		}()
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", b.Name, err))
+			if o.json {
+				o.results = append(o.results, clusterResult{Broker: b.Name, Addr: b.Addr, Error: err.Error()})
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "error: %v\n", err)
+			}
+		}
+		if !o.json {
+			fmt.Fprintln(cmd.OutOrStdout())
+		}
+	}
+	if o.json {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(o.results); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d brokers of %s failed: %s", len(failed), len(brokers), o.cluster, strings.Join(failed, "; "))
+	}
+	return nil
+}
+
 // atLeastOne is a PreRunE refusing a --max below 1 before the broker is
 // dialled (a bad flag is then reported as such, broker or not).
 func atLeastOne(max *int) func(*cobra.Command, []string) error {
@@ -76,6 +163,10 @@ func atLeastOne(max *int) func(*cobra.Command, []string) error {
 // tabwriter that is flushed afterwards.
 func (o *adminOpts) print(cmd *cobra.Command, v any, table func(w io.Writer)) error {
 	out := cmd.OutOrStdout()
+	if o.json && o.cluster != "" {
+		o.results = append(o.results, clusterResult{Broker: o.cur.Name, Addr: o.cur.Addr, Result: v})
+		return nil
+	}
 	if o.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -130,6 +221,7 @@ func newTopicCmd() *cobra.Command {
 		Short: "Create, list and delete topics on a running broker",
 	}
 	o.addFlags(cmd)
+	o.addClusterFlags(cmd)
 	var queues int
 	create := &cobra.Command{
 		Use:   "create NAME",

@@ -1,0 +1,4 @@
+// Package fastjson reads the JSON that RocketMQ's Java servers write with
+// fastjson where it is not valid JSON: maps with integer keys written
+// unquoted ({0:"127.0.0.1:10911"}, a route's brokerAddrs).
+package fastjson
