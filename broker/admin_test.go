@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 )
@@ -113,5 +114,37 @@ func TestQueryTopicConsumeByWho(t *testing.T) {
 	}
 	if resp := call(t, c, remoting.ReqQueryTopicConsumeByWho, map[string]string{"topic": "bad topic"}, nil); resp.Code != remoting.RespSystemError {
 		t.Errorf("illegal topic: %d %q, want SYSTEM_ERROR", resp.Code, resp.Remark)
+	}
+}
+
+func TestRuntimeInfo(t *testing.T) {
+	o := testOptions(t)
+	o.Version = "v9.9.9"
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "orders", 0, "", "a")
+	mustSend(t, c, "orders", 0, "", "b")
+	waitQueue(t, b, "orders", 0, 2)
+	if resp := pull(t, c, "orders", 0, 0, 0, "*", 0); resp.Code != remoting.RespSuccess || len(decodeAll(t, resp.Body)) != 2 {
+		t.Fatalf("pull: %d %s", resp.Code, resp.Remark)
+	}
+	resp := call(t, c, remoting.ReqGetBrokerRuntimeInfo, nil, nil)
+	var body struct{ Table map[string]string }
+	if resp.Code != remoting.RespSuccess || json.Unmarshal(resp.Body, &body) != nil {
+		t.Fatalf("GET_BROKER_RUNTIME_INFO: %d %q %s", resp.Code, resp.Remark, resp.Body)
+	}
+	rt := body.Table
+	for k, want := range map[string]string{"brokerVersionDesc": "halfback v9.9.9", "putMessageTimesTotal": "2",
+		"halfbackGetMessageTotal": "2", "halfbackFlushType": "SYNC_FLUSH", "halfbackDiskFull": "false",
+		"halfbackTransactionsPending": "0", "dispatchBehindBytes": "0", "commitLogMinOffset": "0"} {
+		if rt[k] != want {
+			t.Errorf("%s = %q, want %q", k, rt[k], want)
+		}
+	}
+	if !strings.HasPrefix(rt["runtime"], "[ 0 days, 0 hours, ") || rt["commitLogMaxOffset"] == "0" || rt["bootTimestamp"] == "" {
+		t.Errorf("runtime info %v", rt)
+	}
+	if got := runtimeString(26*time.Hour + 3*time.Minute + 4*time.Second); got != "[ 1 days, 2 hours, 3 minutes, 4 seconds ]" {
+		t.Errorf("runtimeString = %q", got)
 	}
 }

@@ -32,7 +32,8 @@ type Broker struct {
 	pulls     *pullHolder               // long-polling pulls
 	reg       atomic.Pointer[registrar] // name-server registration, if any
 
-	metrics *brokerMetrics // nil when metrics are off (metrics.go)
+	metrics *brokerMetrics  // nil when metrics are off (metrics.go)
+	counts  runtimeCounters // GET_BROKER_RUNTIME_INFO's (runtime.go)
 
 	delayLevels []time.Duration // the scheduler's levels, for due times in the lifecycle record
 
@@ -70,6 +71,7 @@ func Open(opts Options) (*Broker, error) {
 	}
 	opts = opts.withDefaults()
 	b := &Broker{opts: opts, stop: make(chan struct{})}
+	b.counts.started = time.Now()
 	b.groups = newGroupState(opts.Store.Dir)
 	b.pulls = newPullHolder(b)
 	var ready atomic.Bool
@@ -195,6 +197,7 @@ func (b *Broker) routes() *remoting.Mux {
 	b.registerSendBack(mux)
 	b.registerAdmin(mux)
 	b.registerSubGroups(mux)
+	b.registerRuntime(mux)
 	b.registerTxn(mux)
 	b.registerTrace(mux)
 	return mux

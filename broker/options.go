@@ -89,6 +89,9 @@ type Options struct {
 	LifecycleRetention time.Duration
 	// DisableLifecycle turns the lifecycle record off.
 	DisableLifecycle bool
+	// Version is the broker's version as GET_BROKER_RUNTIME_INFO reports it
+	// ("halfback <Version>"). Default "(devel)".
+	Version string
 	// Logger receives broker events. Default slog.Default().
 	Logger *slog.Logger
 	// MeterProvider receives the broker's metrics (broker/metrics.go).

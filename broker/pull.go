@@ -182,6 +182,7 @@ func (b *Broker) pullOnce(req *remoting.Command, pr pullRequest) *remoting.Comma
 	resp := remoting.NewResponse(req, pullCode(r.Status, pr.offset), r.Status.String())
 	setPullOffsets(resp, r.NextBeginOffset, r.MinOffset, r.MaxOffset)
 	b.metrics.pulled(pr.topic, pr.group, r.Count)
+	b.counts.got.Add(int64(r.Count))
 	if r.Status == store.Found {
 		resp.Body = r.Records
 	}

@@ -211,6 +211,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	}
 	res, err := b.store.AppendBatch(ctx, msgs)
 	b.metrics.stored(h.topic, len(msgs), err)
+	if err == nil {
+		b.counts.put.Add(int64(len(msgs)))
+	}
 	if err == nil || errors.Is(err, store.ErrFlushTimeout) {
 		b.delay.Scheduled(msgs...)
 	}

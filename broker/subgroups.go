@@ -182,7 +182,10 @@ func (t *subGroupTable) find(name string) (c SubscriptionGroupConfig, ok bool, e
 
 // seed gives the default settings to each of names that has none, in
 // one write: a data directory from before the table keeps its groups
-// consuming when auto-creation is then turned off.
+// consuming when auto-creation is then turned off. The file is written
+// even with no group to add, so that seeding happens once: a group
+// refused settings later (auto-creation off) that commits offsets does
+// not get them at the next restart.
 func (t *subGroupTable) seed(names []string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -193,10 +196,9 @@ func (t *subGroupTable) seed(names []string) error {
 			added = true
 		}
 	}
-	if !added {
-		return nil
+	if added {
+		t.bumpLocked()
 	}
-	t.bumpLocked()
 	return t.saveLocked()
 }
 

@@ -383,3 +383,32 @@ func TestSubscriptionGroupsSeededFromAnOlderDataDir(t *testing.T) {
 		t.Errorf("pull of an unknown group: %d %s, want SUBSCRIPTION_GROUP_NOT_EXIST", resp.Code, resp.Remark)
 	}
 }
+
+// Seeding is for a data directory from before the table, once: a broker
+// that started with this table and auto-creation off does not give a
+// group it refused settings at its next restart because the group
+// committed offsets meanwhile.
+func TestSubscriptionGroupsNotSeededAfterTheFirstStart(t *testing.T) {
+	o := testOptions(t)
+	o.DisableAutoCreateSubscriptionGroup = true
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "orders", 0, "", "m0")
+	waitQueue(t, b, "orders", 0, 1)
+	if resp := pullAs(t, c, "stranger", "orders"); resp.Code != remoting.RespSubscriptionGroupNotExist {
+		t.Fatalf("pull of an unknown group: %d %s, want SUBSCRIPTION_GROUP_NOT_EXIST", resp.Code, resp.Remark)
+	}
+	if resp := call(t, c, remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "stranger", "topic": "orders", "queueId": "0", "commitOffset": "1"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", resp.Code, resp.Remark)
+	}
+	b.Close()
+
+	b = startBroker(t, o)
+	c = dial(t, b)
+	if s, ok := subGroups(t, c).SubscriptionGroupTable["stranger"]; ok {
+		t.Errorf("after a restart the refused group has settings: %+v", s)
+	}
+	if resp := pullAs(t, c, "stranger", "orders"); resp.Code != remoting.RespSubscriptionGroupNotExist {
+		t.Errorf("pull of the refused group after a restart: %d %s, want SUBSCRIPTION_GROUP_NOT_EXIST", resp.Code, resp.Remark)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/delay"
 	"github.com/halfbackmq/halfback/internal/admin"
@@ -112,5 +113,112 @@ func TestAdminClusterWide(t *testing.T) {
 	out, err = run(t, "topic", "status", "shared", "--cluster", "C1", "--namesrv", ns)
 	if err != nil || !strings.Contains(out, "== broker-a ("+addrs[0]+")") || !strings.Contains(out, "== broker-b ("+addrs[1]+")") {
 		t.Errorf("topic status --cluster: %v\n%s", err, out)
+	}
+}
+
+// A broker group of the cluster whose master is down while its slave is
+// still registered has no master to address: a cluster run must not
+// report success as if every broker of the cluster had been reached.
+func TestAdminClusterMasterlessBrokerFails(t *testing.T) {
+	clearEnv(t)
+	ns, _ := startTestCluster(t)
+	conn, err := remoting.Dial(context.Background(), ns, remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqRegisterBroker, map[string]string{
+		"brokerName": "broker-c", "brokerAddr": "127.0.0.1:1", "clusterName": "C1", "brokerId": "1", "compressed": "false"}))
+	if err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("register a slave of broker-c: %v %+v", err, resp)
+	}
+
+	out, err := run(t, "topic", "create", "everywhere", "--cluster", "C1", "--namesrv", ns, "--json")
+	var results []clusterResult
+	if jerr := json.Unmarshal([]byte(out), &results); jerr != nil {
+		t.Fatalf("not one JSON value: %v\n%s", jerr, out)
+	}
+	if err == nil || !strings.Contains(err.Error(), "broker-c") {
+		t.Errorf("topic create --cluster with broker-c's master down: err %v, want a failure naming broker-c\n%s", err, out)
+	}
+	if len(results) != 3 || results[2].Broker != "broker-c" || results[2].Error == "" {
+		t.Errorf("results %+v, want broker-c listed with an error", results)
+	}
+	out, err = run(t, "cluster", "list", "--namesrv", ns, "--json")
+	var rows []clusterBroker
+	if jerr := json.Unmarshal([]byte(out), &rows); jerr != nil || err == nil || len(rows) != 3 ||
+		rows[2].Broker != "broker-c" || !strings.Contains(rows[2].Error, "no master") || rows[0].Runtime == nil {
+		t.Errorf("cluster list with broker-c's master down: %v\n%s", err, out)
+	}
+}
+
+// --queue N --offset K moves one queue; with --cluster every broker has
+// its own queue N, so the reset is refused rather than moving each.
+func TestAdminClusterResetOneQueueRefused(t *testing.T) {
+	clearEnv(t)
+	ns, addrs := startTestCluster(t)
+	if out, err := run(t, "topic", "create", "one", "--queues", "1", "--cluster", "C1", "--namesrv", ns); err != nil {
+		t.Fatalf("topic create: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var clients []*admin.Client
+	for _, addr := range addrs {
+		c, err := admin.Dial(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, c)
+		for range 2 {
+			if _, err := c.Send(ctx, admin.SendRequest{Topic: "one", Body: []byte("m")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 10*time.Second, "two messages in queue 0", func() bool {
+			_, maxOff, err := c.QueueBounds(ctx, "one", 0)
+			return err == nil && maxOff == 2
+		})
+		if err := c.CommitOffset(ctx, "G", "one", 0, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := run(t, "group", "reset", "G", "--topic", "one", "--queue", "0", "--offset", "1", "--cluster", "C1", "--namesrv", ns)
+	if err == nil {
+		t.Errorf("group reset --queue 0 --offset 1 --cluster succeeded, want it refused:\n%s", out)
+	}
+	for i, c := range clients {
+		if off, ok, err := c.QueryOffset(ctx, "G", "one", 0); err != nil || !ok || off != 2 {
+			t.Errorf("broker %s queue 0: offset %d (%v, %v), want 2 (untouched)", addrs[i], off, ok, err)
+		}
+	}
+}
+
+func TestClusterList(t *testing.T) {
+	clearEnv(t)
+	ns, addrs := startTestCluster(t)
+	var sent admin.SendResult
+	runAdmin(t, addrs[1], &sent, "send", "--topic", "counted", "one")
+
+	out, err := run(t, "cluster", "list", "--namesrv", ns, "--json")
+	var rows []clusterBroker
+	if err != nil || json.Unmarshal([]byte(out), &rows) != nil {
+		t.Fatalf("cluster list: %v\n%s", err, out)
+	}
+	if len(rows) != 2 || rows[0].Broker != "broker-a" || rows[1].Addr != addrs[1] || rows[1].Cluster != "C1" {
+		t.Fatalf("cluster list: %+v, want broker-a and broker-b of C1", rows)
+	}
+	if rows[0].Runtime["putMessageTimesTotal"] != "0" || rows[1].Runtime["putMessageTimesTotal"] != "1" ||
+		!strings.HasPrefix(rows[1].Runtime["brokerVersionDesc"], "halfback ") {
+		t.Errorf("runtime figures: %v / %v, want one message stored on broker-b", rows[0].Runtime, rows[1].Runtime)
+	}
+	out, err = run(t, "cluster", "list", "--namesrv", ns)
+	if err != nil || !strings.Contains(out, "broker-b") || !strings.Contains(out, "halfback ") {
+		t.Errorf("cluster list table: %v\n%s", err, out)
+	}
+	if _, err := run(t, "cluster", "list", "--namesrv", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "connect to name server") {
+		t.Errorf("cluster list against no name server: %v", err)
 	}
 }

@@ -250,7 +250,8 @@ from a time, skip a backlog, or put one queue at an offset.
 --to takes earliest (the oldest message kept), latest (the end: everything
 stored is skipped), an RFC 3339 time (2026-11-23T09:00:00Z) or Unix
 milliseconds; each queue goes to its first message stored at or after it.
---queue and --offset move one queue instead.
+--queue and --offset move one queue instead (not with --cluster: each
+broker has its own queue N).
 
 The broker commits the new offsets at once. Consumers of the group that
 are online are moved too: each one's next pull of a queue is answered
@@ -259,6 +260,12 @@ which every RocketMQ client follows), and their commits of that queue are
 ignored until then. Messages a consumer is handling at that moment are
 still acknowledged; with a reset backwards they are delivered again.`,
 		Args: cobra.ExactArgs(1),
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if o.cluster != "" && (cmd.Flags().Changed("queue") || cmd.Flags().Changed("offset")) {
+				return fmt.Errorf("--queue/--offset name one queue of one broker: use --broker, not --cluster")
+			}
+			return nil
+		},
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			var target admin.ResetTo
 			queueSet, offsetSet := cmd.Flags().Changed("queue"), cmd.Flags().Changed("offset")

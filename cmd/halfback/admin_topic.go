@@ -116,6 +116,9 @@ func (o *adminOpts) runCluster(ctx context.Context, cmd *cobra.Command, f func(c
 			fmt.Fprintf(cmd.OutOrStdout(), "== %s (%s)\n", b.Name, b.Addr)
 		}
 		err := func() error {
+			if b.Addr == "" {
+				return fmt.Errorf("no master registered with the name server")
+			}
 			c, err := admin.Dial(ctx, b.Addr)
 			if err != nil {
 				return err

@@ -79,6 +79,7 @@ func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	}
 	defer stopTelemetry()
 	opts.Logger = log
+	opts.Version = versionString()
 	if abs, err := filepath.Abs(opts.Store.Dir); err == nil {
 		opts.Store.Dir = abs
 		opts.Delay.Dir = filepath.Join(abs, "delay")

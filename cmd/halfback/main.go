@@ -75,6 +75,7 @@ Configuration comes from config.yaml (see --config) and the environment
 		newTxnCmd(),
 		newTraceCmd(),
 		newMirrorCmd(),
+		newClusterCmd(),
 	)
 	failUnknownSubcommands(root)
 	return root

@@ -15,21 +15,52 @@ import (
 // ErrUnknownCluster marks a cluster the name servers do not know.
 var ErrUnknownCluster = errors.New("admin: cluster not known to the name server")
 
-// BrokerAddr is one master broker of a cluster.
+// BrokerAddr is one broker group of a cluster and its master.
 type BrokerAddr struct {
 	Name string `json:"brokerName"`
+	// Addr is the master's address; "" for a broker group with no master
+	// registered (its master is down, a slave is not).
 	Addr string `json:"addr"`
 }
 
-// ClusterBrokers returns the master brokers of cluster, sorted by name, as
-// the first name server of namesrvAddrs that answers knows them
-// (GET_BROKER_CLUSTER_INFO): what mqadmin's -c option addresses.
+// ClusterBrokers returns the broker groups of cluster with their masters,
+// sorted by name, as the first name server of namesrvAddrs that answers
+// knows them (GET_BROKER_CLUSTER_INFO): what mqadmin's -c option
+// addresses. A group without a master comes with Addr "", so that the
+// caller can say it was not reached; a cluster with no master at all is
+// ErrUnknownCluster.
 func ClusterBrokers(ctx context.Context, namesrvAddrs []string, cluster string) ([]BrokerAddr, error) {
 	if cluster == "" {
 		return nil, fmt.Errorf("%w: empty cluster name", ErrInvalid)
 	}
+	clusters, addr, err := Clusters(ctx, namesrvAddrs)
+	if err != nil {
+		return nil, err
+	}
+	brokers, ok := clusters[cluster]
+	if !ok {
+		known := make([]string, 0, len(clusters))
+		for c := range clusters {
+			known = append(known, c)
+		}
+		sort.Strings(known)
+		return nil, fmt.Errorf("%w: %s (name server %s knows %s)", ErrUnknownCluster, cluster, addr, strings.Join(known, ", "))
+	}
+	for _, b := range brokers {
+		if b.Addr != "" {
+			return brokers, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s has no master broker registered with name server %s", ErrUnknownCluster, cluster, addr)
+}
+
+// Clusters returns every cluster's broker groups with their masters
+// (Addr "" where none is registered), sorted by name, as the
+// first name server of namesrvAddrs that answers knows them
+// (GET_BROKER_CLUSTER_INFO), and that name server's address.
+func Clusters(ctx context.Context, namesrvAddrs []string) (map[string][]BrokerAddr, string, error) {
 	if len(namesrvAddrs) == 0 {
-		return nil, fmt.Errorf("%w: no name server address", ErrInvalid)
+		return nil, "", fmt.Errorf("%w: no name server address", ErrInvalid)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -38,16 +69,16 @@ func ClusterBrokers(ctx context.Context, namesrvAddrs []string, cluster string) 
 	}
 	var errs []error
 	for _, addr := range namesrvAddrs {
-		brokers, err := clusterBrokersFrom(ctx, addr, cluster)
-		if err == nil || errors.Is(err, ErrUnknownCluster) {
-			return brokers, err
+		clusters, err := clustersFrom(ctx, addr)
+		if err == nil {
+			return clusters, addr, nil
 		}
 		errs = append(errs, err)
 	}
-	return nil, errors.Join(errs...)
+	return nil, "", errors.Join(errs...)
 }
 
-func clusterBrokersFrom(ctx context.Context, addr, cluster string) ([]BrokerAddr, error) {
+func clustersFrom(ctx context.Context, addr string) (map[string][]BrokerAddr, error) {
 	conn, err := remoting.Dial(ctx, addr, remoting.DialOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("admin: connect to name server %s: %w", addr, err)
@@ -70,24 +101,33 @@ func clusterBrokersFrom(ctx context.Context, addr, cluster string) ([]BrokerAddr
 	if err := json.Unmarshal(fastjson.QuoteNumericKeys(resp.Body), &info); err != nil {
 		return nil, fmt.Errorf("%s from %s: bad answer: %w", op, addr, err)
 	}
-	names, ok := info.ClusterAddrTable[cluster]
-	if !ok {
-		known := make([]string, 0, len(info.ClusterAddrTable))
-		for c := range info.ClusterAddrTable {
-			known = append(known, c)
+	out := make(map[string][]BrokerAddr, len(info.ClusterAddrTable))
+	for cluster, names := range info.ClusterAddrTable {
+		brokers := []BrokerAddr{}
+		for _, name := range names {
+			brokers = append(brokers, BrokerAddr{Name: name, Addr: info.BrokerAddrTable[name].BrokerAddrs["0"]}) // "0": the master
 		}
-		sort.Strings(known)
-		return nil, fmt.Errorf("%w: %s (name server %s knows %s)", ErrUnknownCluster, cluster, addr, strings.Join(known, ", "))
+		sort.Slice(brokers, func(i, j int) bool { return brokers[i].Name < brokers[j].Name })
+		out[cluster] = brokers
 	}
-	var out []BrokerAddr
-	for _, name := range names {
-		if a := info.BrokerAddrTable[name].BrokerAddrs["0"]; a != "" { // the master
-			out = append(out, BrokerAddr{Name: name, Addr: a})
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: %s has no master broker registered with name server %s", ErrUnknownCluster, cluster, addr)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// RuntimeInfo returns the broker's running figures by name
+// (GET_BROKER_RUNTIME_INFO, mqadmin brokerStatus).
+func (c *Client) RuntimeInfo(ctx context.Context) (map[string]string, error) {
+	resp, err := c.call(ctx, "GET_BROKER_RUNTIME_INFO", remoting.ReqGetBrokerRuntimeInfo, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	var body struct {
+		Table map[string]string `json:"table"`
+	}
+	if err := json.Unmarshal(resp.Body, &body); err != nil {
+		return nil, fmt.Errorf("GET_BROKER_RUNTIME_INFO: bad answer: %w", err)
+	}
+	if body.Table == nil {
+		body.Table = map[string]string{}
+	}
+	return body.Table, nil
 }

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/halfbackmq/halfback/internal/admin"
+)
+
+// clusterBroker is one broker of `cluster list --json`.
+type clusterBroker struct {
+	Cluster string            `json:"cluster"`
+	Broker  string            `json:"brokerName"`
+	Addr    string            `json:"addr"`
+	Runtime map[string]string `json:"runtime,omitempty"`
+	Error   string            `json:"error,omitempty"`
+}
+
+func newClusterCmd() *cobra.Command {
+	var o adminOpts
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Show the clusters and brokers a name server knows, with each broker's running figures",
+	}
+	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one JSON value for scripts instead of a table")
+	cmd.PersistentFlags().StringVar(&o.namesrv, "namesrv", "", "name servers, host:port joined by ';' (default: broker.namesrvAddr of the config)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List every cluster's master brokers and how each is doing",
+		Long: `List the clusters the name server knows (GET_BROKER_CLUSTER_INFO, as mqadmin
+clusterList) and, for each master broker, its running figures
+(GET_BROKER_RUNTIME_INFO, as mqadmin brokerStatus): version, uptime,
+messages stored by sends and returned by pulls since it started, its
+disk's use (FULL when it refuses sends, store.diskFullRatio), how far
+dispatch is behind the commit log, and its open transactions. A broker
+that does not answer is listed with the error, and the command fails.
+--json prints every figure the broker reports.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			ns := o.namesrv
+			if ns == "" {
+				cfg, err := loadConfig(cmd)
+				if err != nil {
+					return err
+				}
+				ns = cfg.Broker.NamesrvAddr
+			}
+			clusters, _, err := admin.Clusters(ctx, namesrvAddrs(ns))
+			if err != nil {
+				return err
+			}
+			names := make([]string, 0, len(clusters))
+			for c := range clusters {
+				names = append(names, c)
+			}
+			sort.Strings(names)
+			rows := []clusterBroker{}
+			failed := 0
+			for _, c := range names {
+				for _, b := range clusters[c] {
+					row := clusterBroker{Cluster: c, Broker: b.Name, Addr: b.Addr}
+					if b.Addr == "" {
+						row.Error = "no master registered with the name server"
+						failed++
+					} else if row.Runtime, err = brokerRuntime(ctx, b.Addr); err != nil {
+						row.Error = err.Error()
+						failed++
+					}
+					rows = append(rows, row)
+				}
+			}
+			err = o.print(cmd, rows, func(w io.Writer) {
+				fmt.Fprintln(w, "CLUSTER\tBROKER\tADDRESS\tVERSION\tUPTIME\tSTORED\tPULLED\tDISK\tBEHIND\tOPEN TXNS")
+				for _, r := range rows {
+					if r.Error != "" {
+						fmt.Fprintf(w, "%s\t%s\t%s\terror: %s\n", r.Cluster, r.Broker, r.Addr, r.Error)
+						continue
+					}
+					rt := r.Runtime
+					disk := rt["commitLogDiskRatio"]
+					if f, err := strconv.ParseFloat(disk, 64); err == nil {
+						disk = fmt.Sprintf("%.0f%%", f*100)
+					}
+					if rt["halfbackDiskFull"] == "true" {
+						disk += " FULL"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s B\t%s\n", r.Cluster, r.Broker, r.Addr, rt["brokerVersionDesc"],
+						uptime(rt["bootTimestamp"]), rt["putMessageTimesTotal"], rt["halfbackGetMessageTotal"], disk,
+						rt["dispatchBehindBytes"], rt["halfbackTransactionsPending"])
+				}
+			})
+			if err == nil && failed > 0 {
+				err = fmt.Errorf("%d of %d brokers did not answer", failed, len(rows))
+			}
+			return err
+		},
+	}
+	cmd.AddCommand(list)
+	return cmd
+}
+
+// brokerRuntime asks the broker at addr for its running figures.
+func brokerRuntime(ctx context.Context, addr string) (map[string]string, error) {
+	c, err := admin.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.RuntimeInfo(ctx)
+}
+
+// uptime turns a bootTimestamp (Unix ms) into a duration to the second.
+func uptime(boot string) string {
+	ms, err := strconv.ParseInt(boot, 10, 64)
+	if err != nil || ms <= 0 {
+		return "-"
+	}
+	return time.Since(time.UnixMilli(ms)).Round(time.Second).String()
+}
