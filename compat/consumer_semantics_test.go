@@ -304,3 +304,44 @@ func TestPausedGroupThenTheGoClientResumes(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, "the rest consumed after resuming", func() bool { return got.distinct() == 6 })
 }
+
+// The official Go admin API creates a topic on the broker, finds it in the
+// name server's topic list and route, and deletes it from both.
+func TestOfficialAdminTopicLifecycle(t *testing.T) {
+	c := startCluster(t)
+	ra, err := rmqadmin.NewAdmin(rmqadmin.WithResolver(c.resolver()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	ctx := context.Background()
+	topic := uniq("admin")
+	if err := ra.CreateTopic(ctx, rmqadmin.WithTopicCreate(topic), rmqadmin.WithBrokerAddrCreate(c.b.Addr()),
+		rmqadmin.WithReadQueueNums(3), rmqadmin.WithWriteQueueNums(3)); err != nil {
+		t.Fatal(err)
+	}
+	listed := func() bool {
+		l, err := ra.FetchAllTopicList(ctx)
+		return err == nil && slices.Contains(l.TopicList, topic)
+	}
+	waitFor(t, 30*time.Second, "the topic in the name server's list", listed)
+	mqs, err := ra.FetchPublishMessageQueues(ctx, topic)
+	if err != nil || len(mqs) != 3 {
+		t.Fatalf("FetchPublishMessageQueues: %d queues, %v; want 3", len(mqs), err)
+	}
+	if err := ra.DeleteTopic(ctx, rmqadmin.WithTopicDelete(topic), rmqadmin.WithBrokerAddrDelete(c.b.Addr()),
+		rmqadmin.WithNameSrvAddr([]string{c.nsAddr})); err != nil {
+		t.Fatal(err)
+	}
+	// A registration the broker built just before the deletion may land
+	// after it; the next one drops the topic again.
+	waitFor(t, 30*time.Second, "the deleted topic gone from the name server's list", func() bool { return !listed() })
+	ac, err := admin.Dial(ctx, c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if tc, err := ac.GetTopic(ctx, topic); err == nil {
+		t.Errorf("the deleted topic is still on the broker: %+v", tc)
+	}
+}
