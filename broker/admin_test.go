@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,5 +148,65 @@ func TestRuntimeInfo(t *testing.T) {
 	}
 	if got := runtimeString(26*time.Hour + 3*time.Minute + 4*time.Second); got != "[ 1 days, 2 hours, 3 minutes, 4 seconds ]" {
 		t.Errorf("runtimeString = %q", got)
+	}
+}
+
+// putMessageTimesTotal counts each message a send stored once, however
+// it was sent: a plain send, a transaction's half message (a repeated
+// half send answered with the live one stores nothing), a consumer's
+// send-back (the same copy a plain send to %RETRY% stores, which counts).
+func TestRuntimeInfoCountsEverySend(t *testing.T) {
+	b := startBroker(t, txnOptions(t))
+	c := dial(t, b)
+	put := func() string { return b.RuntimeInfo()["putMessageTimesTotal"] }
+	mustSend(t, c, "orders", 0, "", "plain")
+	waitQueue(t, b, "orders", 0, 1)
+	if got := put(); got != "1" {
+		t.Fatalf("after a send: putMessageTimesTotal = %s, want 1", got)
+	}
+	sendHalfRaw(t, c, "orders", "h1")
+	if got := put(); got != "2" {
+		t.Errorf("after a half message: putMessageTimesTotal = %s, want 2", got)
+	}
+	sendHalfRaw(t, c, "orders", "h1") // the producer's retry: answered with the live half
+	if got := put(); got != "2" {
+		t.Errorf("after a repeated half send: putMessageTimesTotal = %s, want 2", got)
+	}
+	orig := readQueueMsgs(t, b, "orders", 0)[0]
+	if resp := callSendBack(t, c, sendBackExt(orig.CommitLogOffset, "g", "orders", 0, 2)); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send back: %d %s", resp.Code, resp.Remark)
+	}
+	if got := put(); got != "3" {
+		t.Errorf("after a send-back: putMessageTimesTotal = %s, want 3", got)
+	}
+}
+
+// A send answered FLUSH_DISK_TIMEOUT stored its message (the producer
+// takes it as sent, consumers get it once the flush ends): it counts.
+func TestRuntimeInfoCountsASendWhoseFlushTimedOut(t *testing.T) {
+	o := testOptions(t)
+	o.Store.SyncFlushTimeout = 50 * time.Millisecond
+	var hold atomic.Bool
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	o.Store.OnFlush = func(time.Duration) {
+		if hold.Load() {
+			<-release
+		}
+	}
+	b := startBroker(t, o)
+	c := dial(t, b)
+	hold.Store(true)
+	resp := call(t, c, remoting.ReqSendMessage, sendExt("orders", 0, ""), []byte("slow"))
+	if resp.Code != remoting.RespFlushDiskTimeout {
+		t.Fatalf("send with a stuck flush: %d %q, want FLUSH_DISK_TIMEOUT", resp.Code, resp.Remark)
+	}
+	hold.Store(false)
+	unblock()
+	waitQueue(t, b, "orders", 0, 1)
+	if got := b.RuntimeInfo()["putMessageTimesTotal"]; got != "1" {
+		t.Errorf("putMessageTimesTotal = %s after a stored send whose flush timed out, want 1", got)
 	}
 }

@@ -99,9 +99,7 @@ func (b *Broker) handleReply(ctx context.Context, conn *remoting.Conn, req *remo
 		start := time.Now()
 		res, err = b.store.AppendBatch(ctx, []*message.Message{m})
 		b.metrics.stored(h.topic, 1, err)
-		if err == nil {
-			b.counts.put.Add(1)
-		}
+		b.counts.stored(1, err)
 		b.traceStored([]*message.Message{m}, res, start, err)
 		if err != nil {
 			b.opts.Logger.Warn("broker: reply not stored", "topic", h.topic, "err", err)

@@ -211,9 +211,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	}
 	res, err := b.store.AppendBatch(ctx, msgs)
 	b.metrics.stored(h.topic, len(msgs), err)
-	if err == nil {
-		b.counts.put.Add(int64(len(msgs)))
-	}
+	b.counts.stored(len(msgs), err)
 	if err == nil || errors.Is(err, store.ErrFlushTimeout) {
 		b.delay.Scheduled(msgs...)
 	}

@@ -63,6 +63,7 @@ func (b *Broker) storeSentBack(ctx context.Context, group string, m *message.Mes
 		}
 	}
 	res, err := b.store.Append(ctx, m)
+	b.counts.stored(1, err)
 	if err == nil || errors.Is(err, store.ErrFlushTimeout) {
 		b.delay.Scheduled(m)
 	}

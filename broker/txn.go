@@ -42,7 +42,10 @@ func (b *Broker) sendHalf(ctx context.Context, req *remoting.Command, h sendHead
 	m := message.Message{Topic: h.topic, QueueID: qid, Flag: h.flag, SysFlag: h.sysFlag, BornTimestamp: h.bornTimestamp,
 		BornHost: bornHost, ReconsumeTimes: h.reconsumeTimes, Body: req.Body, Properties: h.properties}
 	start := time.Now()
-	res, err := b.txn.SendHalf(ctx, &m, h.producerGroup)
+	res, repeat, err := b.txn.SendHalfRepeat(ctx, &m, h.producerGroup)
+	if !repeat {
+		b.counts.stored(1, err)
+	}
 	b.traceHalf(&m, h.producerGroup, res, start, err)
 	if errors.Is(err, txn.ErrBadHalf) {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, err.Error())

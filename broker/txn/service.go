@@ -117,24 +117,32 @@ func (s *Service) Close() error {
 // the live one (Duplicate reports it), so a producer that retries a half
 // send with a deterministic id never opens a second transaction.
 func (s *Service) SendHalf(ctx context.Context, m *message.Message, group string) (store.AppendResult, error) {
+	res, _, err := s.SendHalfRepeat(ctx, m, group)
+	return res, err
+}
+
+// SendHalfRepeat is SendHalf that also reports whether the answer is the
+// live half message of a repeated send (repeat: nothing was stored).
+func (s *Service) SendHalfRepeat(ctx context.Context, m *message.Message, group string) (res store.AppendResult, repeat bool, err error) {
 	if s.closed.Load() {
-		return store.AppendResult{}, ErrClosed
+		return store.AppendResult{}, false, ErrClosed
 	}
 	h, err := halfMessage(m, group)
 	if err != nil {
-		return store.AppendResult{}, err
+		return store.AppendResult{}, false, err
 	}
 	release := func() {}
 	if uniq, _ := message.Property(h.Properties, message.PropertyUniqKey); uniq != "" {
 		res, dup, rel, err := s.claimUniq(ctx, uniq, h)
 		if err != nil || dup {
-			return res, err
+			return res, dup, err
 		}
 		release = rel
 	}
-	return s.write(ctx, h, func(r store.AppendResult) {
+	res, err = s.write(ctx, h, func(r store.AppendResult) {
 		s.addHalf(h, r)
 	}, release)
+	return res, false, err
 }
 
 // claimUniq finds a live half message with UNIQ_KEY uniq of h's group

@@ -128,7 +128,9 @@ func (o *adminOpts) runCluster(ctx context.Context, cmd *cobra.Command, f func(c
 		}()
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("%s: %v", b.Name, err))
-			if o.json {
+			if n := len(o.results); o.json && n > 0 && o.results[n-1].Broker == b.Name {
+				o.results[n-1].Error = err.Error() // it printed a result, then failed
+			} else if o.json {
 				o.results = append(o.results, clusterResult{Broker: b.Name, Addr: b.Addr, Error: err.Error()})
 			} else {
 				fmt.Fprintf(cmd.OutOrStdout(), "error: %v\n", err)
