@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -31,8 +32,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// openCrashRig opens the store and a running scheduler wired together.
-func openCrashRig(dir string) (*store.Store, *Scheduler, error) {
+// openCrashRig opens the store and a running scheduler wired together;
+// checkpointed, if not nil, becomes the scheduler's checkpoint hook.
+func openCrashRig(dir string, checkpointed func(time.Time)) (*store.Store, *Scheduler, error) {
 	var sched atomic.Pointer[Scheduler]
 	st, err := store.Open(store.Options{Dir: dir + "/store", FlushType: store.SyncFlush, SegmentSize: 8 << 20,
 		MaxMessageSize: 64 << 10, Logger: quiet, CheckpointInterval: crashCheckpoint,
@@ -51,15 +53,18 @@ func openCrashRig(dir string) (*store.Store, *Scheduler, error) {
 		return nil, nil, err
 	}
 	sched.Store(s)
+	s.checkpointed = checkpointed
 	s.Start()
 	s.Notify(ScheduleTopic)
 	return st, s, nil
 }
 
 // crashChild schedules messages (levels and timers) while the scheduler
-// delivers, printing the id of every acknowledged scheduled send.
+// delivers, printing the id of every acknowledged scheduled send and,
+// as "cp <Unix ms>", when the progress of each checkpoint written was
+// taken.
 func crashChild(dir string) {
-	st, s, err := openCrashRig(dir)
+	st, s, err := openCrashRig(dir, func(taken time.Time) { fmt.Println("cp", taken.UnixMilli()) })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -91,7 +96,13 @@ func TestCrashSIGKILLDuringDelivery(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 	acked := map[string]bool{}
-	var kills []time.Time
+	// Each round's kill and the checkpoints its child wrote (when their
+	// progress was taken, Unix ms).
+	type crashRound struct {
+		kill time.Time
+		cps  []int64
+	}
+	var rounds []crashRound
 	for round := 0; round < 8; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, "HALFBACK_DELAY_CRASH_ROUND=r"+strconv.Itoa(round))
@@ -114,6 +125,8 @@ func TestCrashSIGKILLDuringDelivery(t *testing.T) {
 		// The kill comes 150–450 ms after the child has opened its store
 		// and scheduler: while it schedules and the scheduler delivers.
 		var kill <-chan time.Time
+		var killed time.Time
+		var cps []int64
 		opening := time.After(time.Minute)
 		for open := true; open; {
 			select {
@@ -129,22 +142,30 @@ func TestCrashSIGKILLDuringDelivery(t *testing.T) {
 				}
 				if l == "open" {
 					kill = time.After(time.Duration(150+rng.IntN(300)) * time.Millisecond)
+				} else if ms, ok := strings.CutPrefix(l, "cp "); ok {
+					if v, err := strconv.ParseInt(ms, 10, 64); err == nil {
+						cps = append(cps, v)
+					}
 				} else if strings.HasPrefix(l, "r") && !strings.ContainsAny(l, " \t") {
 					acked[l] = true
 				}
 			case <-kill:
-				kills = append(kills, time.Now())
+				killed = time.Now()
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				kill = nil
 			}
 		}
 		_ = cmd.Wait()
+		if killed.IsZero() {
+			t.Fatalf("round %d: the child ended before it was killed", round)
+		}
+		rounds = append(rounds, crashRound{kill: killed, cps: cps})
 	}
 	if len(acked) == 0 {
 		t.Fatal("no scheduled send was acknowledged")
 	}
 	// Restart once more and let everything fall due.
-	st, s, err := openCrashRig(dir)
+	st, s, err := openCrashRig(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,24 +190,27 @@ func TestCrashSIGKILLDuringDelivery(t *testing.T) {
 		}
 		return true
 	})
-	// Duplicates only of deliveries in the last checkpoint interval before
-	// a kill (plus scheduling slack on a loaded machine).
+	// Duplicates only of deliveries after the last checkpoint their child
+	// wrote before it was killed: the child of a first copy is the first
+	// round killed after it (rounds run one after another), and none of
+	// its checkpoints may have been taken after that copy was stored (a
+	// millisecond apart at least: both clocks read in whole ms).
 	dups := 0
 	for id, ts := range copies {
 		if len(ts) < 2 {
 			continue
 		}
 		dups++
-		first := time.UnixMilli(ts[0])
-		ok := false
-		for _, k := range kills {
-			if !first.After(k) && k.Sub(first) <= crashCheckpoint+500*time.Millisecond {
-				ok = true
-			}
+		first := ts[0]
+		r := slices.IndexFunc(rounds, func(r crashRound) bool { return r.kill.UnixMilli() >= first })
+		if r < 0 {
+			t.Errorf("%s delivered %d times; the first copy (%d) came after the last kill", id, len(ts), first)
+			continue
 		}
-		if !ok {
-			t.Errorf("%s delivered %d times; first copy at %v is not within a checkpoint interval of a kill", id, len(ts), first)
+		if last := slices.Max(append([]int64{0}, rounds[r].cps...)); last > first {
+			t.Errorf("%s delivered %d times; its first copy (%d) was in the checkpoint round %d's child took at %d",
+				id, len(ts), first, r, last)
 		}
 	}
-	t.Logf("%d scheduled sends acknowledged over %d kills; all delivered; %d delivered twice", len(acked), len(kills), dups)
+	t.Logf("%d scheduled sends acknowledged over %d kills; all delivered; %d delivered twice", len(acked), len(rounds), dups)
 }

@@ -82,6 +82,11 @@ type Scheduler struct {
 	stop    chan struct{}
 	done    chan struct{}
 	started bool
+
+	// checkpointed, if set (tests only, before Start), is called after
+	// each checkpoint written, with when its progress was taken: every
+	// delivery stored before then is in it.
+	checkpointed func(taken time.Time)
 }
 
 // New opens the scheduler's state in opts.Dir on top of st.
@@ -268,6 +273,7 @@ func (s *Scheduler) Close() error {
 func (s *Scheduler) Checkpoint() error {
 	s.mu.Lock()
 	p := progress{levelNext: append(slices.Clone(s.levelNext), s.dropped...), timer: s.timer}
+	taken := s.opts.Clock.Now()
 	s.mu.Unlock()
 	if err := s.st.Flush(); err != nil {
 		return fmt.Errorf("delay: checkpoint: %w", err)
@@ -277,6 +283,9 @@ func (s *Scheduler) Checkpoint() error {
 	}
 	if err := writeProgress(s.path, p); err != nil {
 		return err
+	}
+	if s.checkpointed != nil {
+		s.checkpointed(taken)
 	}
 	if p.timer.phys >= 0 {
 		return s.idx.dropThrough(p.timer)
