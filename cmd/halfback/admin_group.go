@@ -35,12 +35,23 @@ func newGroupCmd() *cobra.Command {
 subscribes to (and of its retry topic), the queue's max offset, the group's
 committed offset, the lag between them and, as LAST CONSUMED, the store
 time of the last message the group consumed there (GET_CONSUME_STATS'
-lastTimestamp).`,
+lastTimestamp). A group the broker does not know (no offsets, no consumer
+online, no settings in "group list": a typo, say) fails, as mqadmin
+consumerProgress does, rather than showing a lag of 0.`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			queues, err := c.GroupOffsets(ctx, args[0])
 			if err != nil {
 				return err
+			}
+			if len(queues) == 0 {
+				// Nothing committed, nothing subscribed: a group the broker
+				// has no settings for either is most likely a typo, which
+				// must not read as "lag 0" (mqadmin consumerProgress fails
+				// too).
+				if err := groupKnown(ctx, c, args[0]); err != nil {
+					return err
+				}
 			}
 			res := groupOffsetsResult{Group: args[0], Queues: queues}
 			if res.Queues == nil {
@@ -122,6 +133,20 @@ refused (CONSUMER_NOT_ONLINE).`,
 	return cmd
 }
 
+// groupKnown fails unless the broker has settings for group ("group list").
+func groupKnown(ctx context.Context, c *admin.Client, group string) error {
+	groups, err := c.GroupConfigs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		if g.Group == group {
+			return nil
+		}
+	}
+	return fmt.Errorf("consumer group %s is not known to the broker: no offsets committed, no consumer online, no settings (see group list)", group)
+}
+
 func newGroupListCmd(o *adminOpts) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
@@ -183,6 +208,17 @@ group (its consumers rebalance on their own timer).
 With broker.autoCreateSubscriptionGroup false, a group consumes only once
 this created it.`,
 		Args: cobra.ExactArgs(1),
+		// Flags are checked before the broker is dialled, so that a bad
+		// one is reported as such (once, with --cluster), broker or not.
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("retry-max-times") && retryMax < 0 {
+				return fmt.Errorf("--retry-max-times %d: want 0 or more", retryMax)
+			}
+			if cmd.Flags().Changed("retry-queue-nums") && (retryQueues < 1 || retryQueues > 1024) {
+				return fmt.Errorf("--retry-queue-nums %d: want 1..1024", retryQueues)
+			}
+			return nil
+		},
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			fields := map[string]any{}
 			for flag, field := range map[string]string{"consume": "consumeEnable", "broadcast": "consumeBroadcastEnable",
@@ -198,14 +234,8 @@ this created it.`,
 				case "notify":
 					fields[field] = notify
 				case "retry-max-times":
-					if retryMax < 0 {
-						return fmt.Errorf("--retry-max-times %d: want 0 or more", retryMax)
-					}
 					fields[field] = retryMax
 				case "retry-queue-nums":
-					if retryQueues < 1 || retryQueues > 1024 {
-						return fmt.Errorf("--retry-queue-nums %d: want 1..1024", retryQueues)
-					}
 					fields[field] = retryQueues
 				}
 			}
@@ -239,6 +269,7 @@ func newGroupResetCmd(o *adminOpts) *cobra.Command {
 		topic, to string
 		queue     int32
 		offset    int64
+		target    admin.ResetTo // from the flags, by PreRunE
 	)
 	cmd := &cobra.Command{
 		Use:   "reset GROUP --topic TOPIC (--to earliest|latest|TIME | --queue N --offset K)",
@@ -260,16 +291,13 @@ which every RocketMQ client follows), and their commits of that queue are
 ignored until then. Messages a consumer is handling at that moment are
 still acknowledged; with a reset backwards they are delivered again.`,
 		Args: cobra.ExactArgs(1),
+		// Flags are checked before the broker is dialled, so that a bad
+		// one is reported as such (once, with --cluster), broker or not.
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			if o.cluster != "" && (cmd.Flags().Changed("queue") || cmd.Flags().Changed("offset")) {
-				return fmt.Errorf("--queue/--offset name one queue of one broker: use --broker, not --cluster")
-			}
-			return nil
-		},
-		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
-			var target admin.ResetTo
 			queueSet, offsetSet := cmd.Flags().Changed("queue"), cmd.Flags().Changed("offset")
 			switch {
+			case o.cluster != "" && (queueSet || offsetSet):
+				return fmt.Errorf("--queue/--offset name one queue of one broker: use --broker, not --cluster")
 			case topic == "":
 				return fmt.Errorf("--topic is required")
 			case queueSet != offsetSet:
@@ -290,6 +318,9 @@ still acknowledged; with a reset backwards they are delivered again.`,
 				}
 				target = admin.ResetToTime(ts)
 			}
+			return nil
+		},
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			queues, err := c.ResetOffsets(ctx, args[0], topic, target)
 			if err != nil {
 				return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/message"
 )
 
 func newMsgCmd() *cobra.Command {
@@ -53,6 +55,11 @@ offsetMsgId). With --topic, ID is instead a client message id (UNIQ_KEY,
 			if uniqTopic == "" {
 				var err error
 				if m, err = c.ViewMessage(ctx, args[0]); err != nil {
+					if errors.Is(err, message.ErrBadMessageID) && len(args[0]) == 32 {
+						// Most likely the msgId (UNIQ_KEY) send printed: the
+						// same length as an offset message id.
+						return fmt.Errorf("%w (not an offset message id; a msgId is looked up with --topic TOPIC, or by halfback trace)", err)
+					}
 					return err
 				}
 			} else {

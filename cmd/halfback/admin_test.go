@@ -177,9 +177,8 @@ func TestAdminGroupOffsets(t *testing.T) {
 		runAdmin(t, addr, &res, "group", "offsets", "g2")
 		return res.Lag == 1
 	})
-	runAdmin(t, addr, &res, "group", "offsets", "nobody")
-	if len(res.Queues) != 0 {
-		t.Errorf("unknown group has queues: %+v", res)
+	if err := runAdminErr(t, addr, "group", "offsets", "nobody"); !strings.Contains(err.Error(), "nobody") {
+		t.Errorf("group offsets of an unknown group: %v, want it named", err)
 	}
 
 	// A group that went away is deleted with its offsets.
@@ -191,9 +190,9 @@ func TestAdminGroupOffsets(t *testing.T) {
 	if del.Group != "g2" || !del.OffsetsRemoved {
 		t.Fatalf("group delete: %+v", del)
 	}
-	runAdmin(t, addr, &res, "group", "offsets", "g2")
-	if len(res.Queues) != 0 {
-		t.Errorf("deleted group still has offsets: %+v", res)
+	// Offsets and settings gone, the broker no longer knows the group.
+	if err := runAdminErr(t, addr, "group", "offsets", "g2"); !strings.Contains(err.Error(), "not known") {
+		t.Errorf("group offsets of a deleted group: %v", err)
 	}
 	if err := runAdminErr(t, addr, "group", "delete", "bad group!"); err == nil {
 		t.Error("group delete of an illegal name succeeded")
@@ -647,4 +646,69 @@ func TestAdminTopicStatusAndGroupConnections(t *testing.T) {
 			t.Errorf("halfback %s: %v, want it to mention %q", strings.Join(c.args, " "), err, c.want)
 		}
 	}
+}
+
+// group reset's and group update's flags are checked before the broker (or,
+// with --cluster, the name server) is dialled, as consume's and dlq list's
+// are: a mistake is reported as such, once, not as a broker's failure.
+func TestAdminGroupFlagsCheckedBeforeDialling(t *testing.T) {
+	clearEnv(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"group", "reset", "g", "--to", "latest"}, "--topic"},
+		{[]string{"group", "reset", "g", "--topic", "t"}, "--to"},
+		{[]string{"group", "reset", "g", "--topic", "t", "--to", "yesterday"}, "--to"},
+		{[]string{"group", "reset", "g", "--topic", "t", "--queue", "1"}, "--offset"},
+		{[]string{"group", "update", "g", "--retry-queue-nums", "0"}, "--retry-queue-nums"},
+		{[]string{"group", "update", "g", "--retry-max-times", "-1"}, "--retry-max-times"},
+	} {
+		for _, where := range [][]string{{"--broker", "127.0.0.1:1"}, {"--cluster", "C", "--namesrv", "127.0.0.1:1"}} {
+			args := append(append([]string{}, c.args...), where...)
+			out, err := run(t, args...)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "127.0.0.1:1") {
+				t.Errorf("halfback %s: %v\n%s\nwant an error naming %s, before dialling", strings.Join(args, " "), err, out, c.want)
+			}
+		}
+	}
+}
+
+// group offsets of a group the broker does not know (a typo) fails, as
+// mqadmin consumerProgress does, instead of reporting a lag of 0; a group
+// the broker knows with nothing committed yet is still an empty table.
+func TestAdminGroupOffsetsOfAnUnknownGroup(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	if err := runAdminErr(t, addr, "group", "offsets", "no-such-group"); !strings.Contains(err.Error(), "no-such-group") {
+		t.Errorf("group offsets of an unknown group: %v, want it named", err)
+	}
+	if out, err := run(t, "group", "offsets", "no-such-group", "--broker", addr); err == nil {
+		t.Errorf("group offsets of an unknown group succeeded:\n%s", out)
+	}
+	var g admin.GroupConfig
+	runAdmin(t, addr, &g, "group", "update", "idle")
+	var res groupOffsetsResult
+	runAdmin(t, addr, &res, "group", "offsets", "idle")
+	if res.Group != "idle" || len(res.Queues) != 0 || res.Lag != 0 {
+		t.Errorf("group offsets of a known idle group: %+v", res)
+	}
+}
+
+// msg show given the msgId that send printed, without --topic, says how to
+// look that id up instead of calling it malformed.
+func TestAdminMsgShowOfAMsgIDWithoutTopic(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	var sent admin.SendResult
+	runAdmin(t, addr, &sent, "send", "--topic", "ids", "one")
+	err := runAdminErr(t, addr, "msg", "show", sent.MsgID)
+	if !strings.Contains(err.Error(), "--topic") {
+		t.Errorf("msg show %s (a msgId): %v, want it to point at --topic", sent.MsgID, err)
+	}
+	// As the hint says (the index takes the id shortly after the send).
+	waitFor(t, 10*time.Second, "msg show --topic to find the msgId", func() bool {
+		out, err := run(t, "msg", "show", sent.MsgID, "--topic", "ids", "--broker", addr)
+		return err == nil && strings.Contains(out, sent.OffsetMsgID)
+	})
 }
