@@ -47,15 +47,11 @@ that does not answer is listed with the error, and the command fails.
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			ns := o.namesrv
-			if ns == "" {
-				cfg, err := loadConfig(cmd)
-				if err != nil {
-					return err
-				}
-				ns = cfg.Broker.NamesrvAddr
+			ns, err := o.namesrvAddrs(cmd)
+			if err != nil {
+				return err
 			}
-			clusters, _, err := admin.Clusters(ctx, namesrvAddrs(ns))
+			clusters, _, err := admin.Clusters(ctx, ns)
 			if err != nil {
 				return err
 			}

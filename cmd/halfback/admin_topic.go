@@ -88,6 +88,18 @@ func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin
 	}
 }
 
+// namesrvAddrs are --namesrv's name servers, else broker.namesrvAddr's.
+func (o *adminOpts) namesrvAddrs(cmd *cobra.Command) ([]string, error) {
+	if o.namesrv != "" {
+		return namesrvAddrs(o.namesrv), nil
+	}
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return namesrvAddrs(cfg.Broker.NamesrvAddr), nil
+}
+
 // runCluster runs f against each master broker of o.cluster in turn. The
 // table output has one section per broker; --json prints one array of
 // {brokerName, addr, result or error}. A broker that fails does not stop
@@ -96,15 +108,11 @@ func (o *adminOpts) runCluster(ctx context.Context, cmd *cobra.Command, f func(c
 	if o.broker != "" {
 		return fmt.Errorf("--broker and --cluster exclude each other")
 	}
-	ns := o.namesrv
-	if ns == "" {
-		cfg, err := loadConfig(cmd)
-		if err != nil {
-			return err
-		}
-		ns = cfg.Broker.NamesrvAddr
+	ns, err := o.namesrvAddrs(cmd)
+	if err != nil {
+		return err
 	}
-	brokers, err := admin.ClusterBrokers(ctx, namesrvAddrs(ns), o.cluster)
+	brokers, err := admin.ClusterBrokers(ctx, ns, o.cluster)
 	if err != nil {
 		return err
 	}
