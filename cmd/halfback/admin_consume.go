@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/admin"
 )
 
@@ -65,6 +68,10 @@ are not rebalanced.`,
 				msgs, next, err := consumeQueue(ctx, c, group, topic, qid, from == "first", maxMsgs-len(res.Messages))
 				if err != nil {
 					pullErr = err // what the queues before it gave is still printed and committed
+					if be := (*admin.BrokerError)(nil); errors.As(err, &be) && be.Code == remoting.RespNoPermission &&
+						strings.HasPrefix(be.Remark, "subscription group no permission") {
+						pullErr = fmt.Errorf("%w (the group is paused: halfback group update %s --consume=true resumes it)", err, group)
+					}
 					break
 				}
 				res.Messages = append(res.Messages, msgs...)

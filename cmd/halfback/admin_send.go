@@ -53,7 +53,7 @@ offset message id that "halfback msg show" takes.`,
 	cmd.Flags().StringVar(&req.Topic, "topic", "", "topic to send to (required)")
 	cmd.Flags().StringVar(&req.Tag, "tag", "", "message tag")
 	cmd.Flags().StringVar(&keys, "keys", "", "message keys, comma-separated")
-	cmd.Flags().IntVar(&req.DelayLevel, "delay-level", 0, "deliver after the broker's delay level N (0: now)")
+	cmd.Flags().IntVar(&req.DelayLevel, "delay-level", 0, "deliver after the broker's delay level N (0: now; above the broker's highest level, its highest, as RocketMQ)")
 	_ = cmd.MarkFlagRequired("topic")
 	return cmd
 }

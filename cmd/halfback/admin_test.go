@@ -548,7 +548,8 @@ func TestAdminGroupUpdatePausesAndResumes(t *testing.T) {
 	if g.Group != "gp" || g.ConsumeEnable || !g.ConsumeBroadcastEnable || g.RetryMaxTimes != 16 || g.RetryQueueNums != 1 {
 		t.Fatalf("group update --consume=false: %+v, want consumption off and the defaults", g)
 	}
-	if err := runAdminErr(t, addr, "consume", "--group", "gp", "--topic", "held"); err == nil || !strings.Contains(err.Error(), "no permission") {
+	if err := runAdminErr(t, addr, "consume", "--group", "gp", "--topic", "held"); err == nil || !strings.Contains(err.Error(), "no permission") ||
+		!strings.Contains(err.Error(), "group update gp --consume=true") {
 		t.Fatalf("consume of a paused group: %v, want a refusal", err)
 	}
 	runAdmin(t, addr, &g, "group", "update", "gp", "--consume=true", "--retry-max-times", "3")
