@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 )
@@ -182,9 +185,14 @@ func TestRuntimeInfoCountsEverySend(t *testing.T) {
 }
 
 // A send answered FLUSH_DISK_TIMEOUT stored its message (the producer
-// takes it as sent, consumers get it once the flush ends): it counts.
-func TestRuntimeInfoCountsASendWhoseFlushTimedOut(t *testing.T) {
+// takes it as sent, consumers get it once the flush ends): it counts, in
+// the runtime figures and in the messages-in metric.
+func TestASendWhoseFlushTimedOutCounts(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
 	o := testOptions(t)
+	o.MeterProvider = mp
 	o.Store.SyncFlushTimeout = 50 * time.Millisecond
 	var hold atomic.Bool
 	release := make(chan struct{})
@@ -209,4 +217,5 @@ func TestRuntimeInfoCountsASendWhoseFlushTimedOut(t *testing.T) {
 	if got := b.RuntimeInfo()["putMessageTimesTotal"]; got != "1" {
 		t.Errorf("putMessageTimesTotal = %s after a stored send whose flush timed out, want 1", got)
 	}
+	collect(t, reader).want(t, "halfback.broker.messages.in", 1, "messaging.destination.name", "orders")
 }

@@ -77,9 +77,10 @@ func count[K comparable](table *sync.Map, key K, n int) {
 	c.(*atomic.Int64).Add(int64(n))
 }
 
-// stored counts n messages stored by a send to topic.
+// stored counts n messages a send to topic stored (also when their
+// flush timed out, as the runtime counters).
 func (m *brokerMetrics) stored(topic string, n int, err error) {
-	if m != nil && err == nil && n > 0 {
+	if m != nil && written(err) && n > 0 {
 		count(&m.in, topic, n)
 	}
 }

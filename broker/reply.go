@@ -108,7 +108,7 @@ func (b *Broker) handleReply(ctx context.Context, conn *remoting.Conn, req *remo
 	if pushErr != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, pushErr.Error())
 	}
-	if err != nil && !errors.Is(err, store.ErrFlushTimeout) {
+	if !written(err) {
 		// Delivered, not stored: RocketMQ answers such a reply SUCCESS
 		// with message id "0".
 		resp := remoting.NewResponse(req, remoting.RespSuccess, "")

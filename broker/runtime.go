@@ -30,9 +30,16 @@ type runtimeCounters struct {
 // later (the producer takes FLUSH_DISK_TIMEOUT as sent), as RocketMQ
 // counts a put before its flush.
 func (c *runtimeCounters) stored(n int, err error) {
-	if err == nil || errors.Is(err, store.ErrFlushTimeout) {
+	if written(err) {
 		c.put.Add(int64(n))
 	}
+}
+
+// written reports whether an append that returned err stored its
+// records: it succeeded, or its flush timed out (the records are written
+// and become durable later; the producer takes FLUSH_DISK_TIMEOUT as sent).
+func written(err error) bool {
+	return err == nil || errors.Is(err, store.ErrFlushTimeout)
 }
 
 // registerRuntime handles GET_BROKER_RUNTIME_INFO.

@@ -212,7 +212,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	res, err := b.store.AppendBatch(ctx, msgs)
 	b.metrics.stored(h.topic, len(msgs), err)
 	b.counts.stored(len(msgs), err)
-	if err == nil || errors.Is(err, store.ErrFlushTimeout) {
+	if written(err) {
 		b.delay.Scheduled(msgs...)
 	}
 	if toDLQ && len(msgs) == 1 {

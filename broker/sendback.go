@@ -64,7 +64,7 @@ func (b *Broker) storeSentBack(ctx context.Context, group string, m *message.Mes
 	}
 	res, err := b.store.Append(ctx, m)
 	b.counts.stored(1, err)
-	if err == nil || errors.Is(err, store.ErrFlushTimeout) {
+	if written(err) {
 		b.delay.Scheduled(m)
 	}
 	return res, err
