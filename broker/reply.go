@@ -74,11 +74,14 @@ func (b *Broker) handleReply(ctx context.Context, conn *remoting.Conn, req *remo
 	if resp != nil {
 		return resp
 	}
+	// A reply is never transactional: a commit type would make the
+	// transaction service's replay take it for a commit (txn.txnHalf),
+	// a prepared or rollback type would keep it out of its queue.
 	m := &message.Message{
 		Topic:          h.topic,
 		QueueID:        qid,
 		Flag:           h.flag,
-		SysFlag:        h.sysFlag,
+		SysFlag:        message.WithTransactionType(h.sysFlag, message.TransactionNotType),
 		BornTimestamp:  h.bornTimestamp,
 		BornHost:       bornHostOf(conn),
 		ReconsumeTimes: h.reconsumeTimes,

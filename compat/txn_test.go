@@ -11,6 +11,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 
+	"github.com/halfbackmq/halfback/broker/store/storetest"
 	"github.com/halfbackmq/halfback/broker/txn"
 )
 
@@ -155,4 +156,39 @@ func TestParkedAfterMaxChecksThenResumed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the resumed transaction delivered", func() bool { return got.has("unknown-forever") })
+}
+
+// The official client rolls a transaction back at once when its half send
+// is answered FLUSH_DISK_TIMEOUT (the half message is stored, not yet
+// durable). The rollback must stand: the message is never delivered and
+// never checked back, though the check listener would commit it.
+func TestRollbackAfterAHalfSendsFlushTimeoutStands(t *testing.T) {
+	c := startCluster(t)
+	c.b.Close()
+	g := storetest.NewFlushGate()
+	g.Tune(&c.opts.Store)
+	c.opts.Txn = txn.Options{Timeout: 200 * time.Millisecond, CheckInterval: 200 * time.Millisecond, CheckMax: 3}
+	c.startBroker()
+	topic, group := uniq("txn"), uniq("tpg")
+	l := &localTxns{}
+	p := newTxnProducer(t, c, group, l)
+	defer p.Shutdown()
+	// Routes and the topic first, on a flushing store.
+	if _, err := p.SendMessageInTransaction(context.Background(), primitive.NewMessage(topic, []byte("rollback"))); err != nil {
+		t.Fatal(err)
+	}
+	open := g.Hold(t, c.b.Store())
+	res, err := p.SendMessageInTransaction(context.Background(), primitive.NewMessage(topic, []byte("unknown-then-commit")))
+	if err != nil || res.Status != primitive.SendFlushDiskTimeout || res.State != primitive.RollbackMessageState {
+		t.Fatalf("half send with a stuck fsync: %+v, %v; want FLUSH_DISK_TIMEOUT and a rollback", res, err)
+	}
+	open()
+	got := consumeAll(t, c, topic)
+	waitFor(t, 30*time.Second, "the transaction resolved", func() bool {
+		s := c.b.Transactions().Stats()
+		return s.Pending == 0 && s.Rollbacks+s.CheckCommits+s.CheckRollbacks == 2
+	})
+	if s := c.b.Transactions().Stats(); s.Rollbacks != 2 || s.Checks != 0 || got.has("unknown-then-commit") {
+		t.Fatalf("stats %+v, consumed %v; want both rolled back by the producer, no check-back, nothing delivered", s, got.msgs)
+	}
 }

@@ -40,7 +40,8 @@
 // with store.ErrFlushTimeout) gets the error, but the record stays queued:
 // the service waits on for the store's answer in the background and
 // applies the record only once it is durable. Until then the transaction
-// takes no other outcome (a repeated END_TRANSACTION waits), its message
+// takes no other outcome (a repeated END_TRANSACTION waits, as does one
+// for a half message whose send was answered FLUSH_DISK_TIMEOUT), its message
 // stays where it was for [Service.Lowest], and covered stays below the
 // record.
 //

@@ -58,8 +58,17 @@ func (s *Service) End(ctx context.Context, req EndRequest) (EndResult, error) {
 		s.mu.Lock()
 		e, ok := s.live[req.HalfOffset]
 		if !ok {
+			l := s.landing[req.HalfOffset]
 			s.mu.Unlock()
-			return s.endResolved(req)
+			if l == nil {
+				return s.endResolved(req)
+			}
+			select {
+			case <-l.done:
+				continue // look again: it is live now, unless it was not stored
+			case <-ctx.Done():
+				return EndResult{}, ctx.Err()
+			}
 		}
 		if err := req.verify(e); err != nil {
 			s.mu.Unlock()

@@ -23,11 +23,14 @@ type Service struct {
 	st   *store.Store
 	db   *pebble.DB
 
-	mu       sync.Mutex
-	live     map[int64]*entry         // pending and parked, by half offset
-	byUniq   map[string]*entry        // live ones by UNIQ_KEY
-	storing  map[string]chan struct{} // UNIQ_KEYs of half messages being stored
-	inflight map[uint64]int64         // writes under way: the log end when each began
+	mu      sync.Mutex
+	live    map[int64]*entry         // pending and parked, by half offset
+	byUniq  map[string]*entry        // live ones by UNIQ_KEY
+	storing map[string]chan struct{} // UNIQ_KEYs of half messages being stored
+	// landing holds, by offset, the half messages whose senders were
+	// answered (a sync flush timeout) before the store answered for them.
+	landing  map[int64]*landing
+	inflight map[uint64]int64 // writes under way: the log end when each began
 	nextID   uint64
 	checker  Checker
 	dirty    bool  // state changed since the last checkpoint
@@ -60,7 +63,7 @@ func Open(st *store.Store, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("txn: open state in %s: %w", opts.Dir, err)
 	}
 	s := &Service{opts: opts, st: st, db: db, live: make(map[int64]*entry),
-		byUniq: make(map[string]*entry), storing: make(map[string]chan struct{}),
+		byUniq: make(map[string]*entry), storing: make(map[string]chan struct{}), landing: make(map[int64]*landing),
 		inflight: make(map[uint64]int64), checker: opts.Checker}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.recover(); err != nil {
@@ -139,9 +142,21 @@ func (s *Service) SendHalfRepeat(ctx context.Context, m *message.Message, group 
 		}
 		release = rel
 	}
+	// A sender answered before the store answered (FLUSH_DISK_TIMEOUT
+	// carries the offsets) may end the transaction at once: End waits for
+	// the half message under s.landing until its fate is known.
+	l := &landing{done: make(chan struct{})}
 	res, err = s.write(ctx, h, func(r store.AppendResult) {
 		s.addHalf(h, r)
-	}, release)
+	}, func() {
+		release()
+		l.land(s)
+	})
+	if err != nil && res.MsgID != "" {
+		s.mu.Lock()
+		l.wait(s, res.PhysicalOffset)
+		s.mu.Unlock()
+	}
 	return res, false, err
 }
 
@@ -178,6 +193,33 @@ func (s *Service) claimUniq(ctx context.Context, uniq string, h *message.Message
 			return res, false, nil, ctx.Err()
 		}
 	}
+}
+
+// landing is a half message write whose sender may learn its offsets
+// before the store answers for it. Its fields are guarded by Service.mu.
+type landing struct {
+	done    chan struct{} // closed once the store answered
+	landed  bool
+	offset  int64
+	waiting bool // under Service.landing, at offset
+}
+
+// wait puts l under s.landing at offset, unless it landed already.
+// Caller holds s.mu.
+func (l *landing) wait(s *Service, offset int64) {
+	if !l.landed {
+		l.offset, l.waiting = offset, true
+		s.landing[offset] = l
+	}
+}
+
+// land marks l landed and lets its waiters go. Caller holds s.mu.
+func (l *landing) land(s *Service) {
+	l.landed = true
+	if l.waiting && s.landing[l.offset] == l {
+		delete(s.landing, l.offset)
+	}
+	close(l.done)
 }
 
 // halfMessage builds the half record of m.
