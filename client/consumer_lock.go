@@ -16,7 +16,8 @@ import (
 // before it is pulled; the locks are renewed every LockRenewInterval; a
 // queue whose renewal the broker refused (another member holds it), or
 // whose lock was not granted for lockExpiry, stops being consumed and is
-// given up (a later rebalance takes it again if it can); locks are
+// given up (a later rebalance takes it again if it can; a refused queue's
+// offset is not committed, the new owner's is); locks are
 // released when a queue is given up and on Close.
 
 // lockBatchBody is the LOCK_BATCH_MQ and UNLOCK_BATCH_MQ body.
@@ -126,7 +127,9 @@ func (pc *PushConsumer) renewLocks(ctx context.Context) {
 	pc.mu.Lock()
 	qs := make([]*processQueue, 0, len(pc.queues))
 	for _, q := range pc.queues {
-		qs = append(qs, q)
+		if !q.lostLock() { // another member's now
+			qs = append(qs, q)
+		}
 	}
 	pc.mu.Unlock()
 	if len(qs) == 0 {
@@ -146,9 +149,11 @@ func (pc *PushConsumer) renewLocks(ctx context.Context) {
 		case slices.Contains(refused, q.mq):
 			// The broker gave the lock to another member (after a broker
 			// restart, say): stop at once rather than when the last grant
-			// expires, as the Java client does.
-			q.setLocked(false, at)
+			// expires, as the Java client does, and give the queue up
+			// without committing its offset over the new owner's.
+			q.loseLock()
 			pc.log.Info("client: queue lock refused on renewal; another member holds it", "queue", q.mq)
+			pc.dropQueue(q)
 		case ctx.Err() == nil:
 			pc.log.Debug("client: queue lock not renewed (broker not reached)", "queue", q.mq)
 		}
@@ -162,9 +167,13 @@ func (pc *PushConsumer) holdLock(q *processQueue) bool {
 		return true
 	}
 	at := time.Now()
-	if got, _ := pc.lockQueues(q.ctx, []MessageQueue{q.mq}); len(got) == 1 {
+	got, refused := pc.lockQueues(q.ctx, []MessageQueue{q.mq})
+	if len(got) == 1 && !q.lostLock() {
 		q.setLocked(true, at)
 		return true
+	}
+	if len(refused) == 1 {
+		q.loseLock()
 	}
 	if q.ctx.Err() == nil {
 		pc.log.Warn("client: orderly queue lock lost; giving the queue up", "queue", q.mq)

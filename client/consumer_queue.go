@@ -54,6 +54,11 @@ type processQueue struct {
 	room      chan struct{} // signalled when inflight shrinks
 	locked    bool          // orderly clustering: the broker granted the lock ...
 	lockedAt  time.Time     // ... at this time
+	// lockLost (orderly clustering): the broker refused the queue's lock,
+	// which another member holds. That member consumes from the committed
+	// offset and commits its own: this queue's offset is never committed
+	// again (it would take the group back), and the queue is dropped.
+	lockLost bool
 }
 
 func newProcessQueue(parent context.Context, mq MessageQueue, sub *subscription) *processQueue {
@@ -187,7 +192,7 @@ func (q *processQueue) ackOffset() (int64, bool) {
 }
 
 // toPersist returns the offset to commit if it changed since the last
-// commit.
+// commit, unless another member took the queue's lock (lockLost).
 func (q *processQueue) toPersist() (int64, bool) {
 	off, ok := q.ackOffset()
 	if !ok {
@@ -195,7 +200,7 @@ func (q *processQueue) toPersist() (int64, bool) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return off, off != q.persisted
+	return off, off != q.persisted && !q.lockLost
 }
 
 func (q *processQueue) markPersisted(off int64) {
@@ -254,6 +259,20 @@ func (q *processQueue) setLocked(ok bool, at time.Time) {
 	if ok {
 		q.lockedAt = at
 	}
+}
+
+// loseLock records that another member holds the queue's lock.
+func (q *processQueue) loseLock() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.locked, q.lockLost = false, true
+}
+
+// lostLock reports whether another member took the queue's lock.
+func (q *processQueue) lostLock() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.lockLost
 }
 
 // lockValid reports whether the queue's lock was granted within lockExpiry.
