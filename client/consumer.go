@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -304,6 +305,23 @@ func (pc *PushConsumer) subscription(topic string) *subscription {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	return pc.subs[topic]
+}
+
+// soleDLQSubscription returns the subscription of a dead-letter topic
+// (%DLQ%<group>) when there is exactly one, else nil.
+func (pc *PushConsumer) soleDLQSubscription() *subscription {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	var found *subscription
+	for t, s := range pc.subs {
+		if strings.HasPrefix(t, dlqTopicPrefix) {
+			if found != nil {
+				return nil
+			}
+			found = s
+		}
+	}
+	return found
 }
 
 // heartbeatData is the group's entry in the Client's heartbeats.

@@ -208,12 +208,21 @@ func (pc *PushConsumer) deadLetter(q *processQueue, batch []*delivered) bool {
 // will consume the batch again), not when the consumer closes.
 func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries int32) (ok bool) {
 	topic := batch[0].originTopic
+	s := pc.subscription(topic)
+	if s == nil && q.sub.retry {
+		// A retry of a message the group consumed from a dead-letter
+		// queue carries that message's RETRY_TOPIC (its first topic), not
+		// the DLQ the group subscribes: it goes back to the DLQ's handler.
+		if s = pc.soleDLQSubscription(); s != nil {
+			topic = s.topic
+		}
+	}
 	msgs := make([]*MessageExt, len(batch))
 	for i, d := range batch {
 		d.m.ReconsumeTimes = d.reconsumeTimes + tries
+		d.m.Topic = topic
 		msgs[i] = d.m
 	}
-	s := pc.subscription(topic)
 	if s == nil || s.handler == nil {
 		pc.log.Warn("client: no handler for a retried message's topic", "topic", topic, "msgId", batch[0].msgID)
 		return false

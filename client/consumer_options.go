@@ -130,7 +130,8 @@ const (
 // waits for the call.
 // Concurrent consumers call a handler from several goroutines at once.
 // Messages retried through %RETRY%<group> arrive with their original
-// topic and ReconsumeTimes counting the earlier failures.
+// topic and ReconsumeTimes counting the earlier failures (a group that
+// subscribes one dead-letter topic gets its retries under that topic).
 type MessageHandler func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error)
 
 // ConsumerOptions configure a [PushConsumer]. Group is required; the zero

@@ -545,3 +545,39 @@ func TestHandlerCancelledByRebalanceIsNotSentBack(t *testing.T) {
 		}
 	}
 }
+
+// A consumer re-driving a dead-letter queue (subscribed to %DLQ%<group>)
+// that fails a message gets it again through its own retry topic, in its
+// DLQ handler, although the retry's RETRY_TOPIC names the message's first
+// topic, which it does not subscribe.
+func TestDLQRedriveRetryReachesItsHandler(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group, redrive := uniq("pay"), uniq("cg"), uniq("rd")
+	sendN(t, p, topic, "poison", "", 1)
+	fail := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) { return ConsumeRetryLater, nil }
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
+		MaxReconsumeTimes: 1}, topic, "*", fail)
+	cl.waitStored(t, DLQTopic(group), 1)
+
+	box := &inbox{}
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		box.record("r", msgs)
+		if len(box.all()) == 1 {
+			return ConsumeRetryLater, nil // a passing failure
+		}
+		return ConsumeSuccess, nil
+	}
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: redrive, FromWhere: ConsumeFromFirst},
+		DLQTopic(group), "*", h)
+	waitFor(t, "the re-driven message handled again", func() bool {
+		if n := len(cl.stored(t, DLQTopic(redrive))); n > 0 {
+			t.Fatalf("the re-drive group's retry reached its own DLQ after %d handler calls: %+v", len(box.all()), box.all())
+		}
+		return len(box.all()) >= 2
+	})
+	calls := box.all()
+	if calls[1].topic != DLQTopic(group) || calls[1].reconsumeTimes != calls[0].reconsumeTimes+1 {
+		t.Fatalf("retry handed over as %+v after %+v", calls[1], calls[0])
+	}
+}
