@@ -29,7 +29,7 @@ func newClusterCmd() *cobra.Command {
 		Short: "Show the clusters and brokers a name server knows, with each broker's running figures",
 	}
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one JSON value for scripts instead of a table")
-	cmd.PersistentFlags().StringVar(&o.namesrv, "namesrv", "", "name servers, host:port joined by ';' (default: broker.namesrvAddr of the config)")
+	cmd.PersistentFlags().StringVar(&o.namesrv, "namesrv", "", namesrvFlagHelp("name servers"))
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List every cluster's master brokers and how each is doing",

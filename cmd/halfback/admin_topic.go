@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/internal/app"
 )
 
 // The admin commands (topic, send, consume, msg, group, dlq) talk to a
@@ -52,13 +53,19 @@ func (o *adminOpts) addClusterFlags(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&o.cluster, "cluster", "",
 		"run against every master broker of this cluster, found through the name server (as mqadmin -c), instead of --broker")
 	cmd.PersistentFlags().StringVar(&o.namesrv, "namesrv", "",
-		"name servers for --cluster, host:port joined by ';' (default: broker.namesrvAddr of the config)")
+		namesrvFlagHelp("name servers for --cluster"))
 }
 
 // addFlags declares --broker and --json on cmd and its subcommands.
 func (o *adminOpts) addFlags(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&o.broker, "broker", "", "broker address, host:port (default: broker.listenAddr of the config)")
 	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print one JSON value for scripts instead of a table")
+}
+
+// namesrvFlagHelp is the help of a --namesrv flag: what names the name
+// servers, and the default the config gives.
+func namesrvFlagHelp(what string) string {
+	return what + ", host:port joined by ';' (default: the config's broker's: namesrv.listenAddr with namesrv.embedded, else broker.namesrvAddr)"
 }
 
 // run returns a RunE that connects to the broker, calls f and disconnects.
@@ -88,7 +95,9 @@ func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin
 	}
 }
 
-// namesrvAddrs are --namesrv's name servers, else broker.namesrvAddr's.
+// namesrvAddrs are --namesrv's name servers, else those the config's
+// broker registers with (namesrv.listenAddr with namesrv.embedded, else
+// broker.namesrvAddr).
 func (o *adminOpts) namesrvAddrs(cmd *cobra.Command) ([]string, error) {
 	if o.namesrv != "" {
 		return namesrvAddrs(o.namesrv), nil
@@ -97,7 +106,7 @@ func (o *adminOpts) namesrvAddrs(cmd *cobra.Command) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return namesrvAddrs(cfg.Broker.NamesrvAddr), nil
+	return app.BrokerNamesrvAddrs(cfg), nil
 }
 
 // runCluster runs f against each master broker of o.cluster in turn. The

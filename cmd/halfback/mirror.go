@@ -24,7 +24,9 @@ func newMirrorCmd() *cobra.Command {
 		Short: "Run the Kafka mirror alone (and show its lag with `mirror status`)",
 		Long: `Run the Kafka mirror of the mirror.kafka section until SIGINT or SIGTERM,
 as a process of its own: it consumes the mapped topics (mirror.kafka.topics)
-from the brokers of broker.namesrvAddr as the consumer group
+from the brokers of the config's name server (namesrv.listenAddr with
+namesrv.embedded, where "halfback broker" runs it, else broker.namesrvAddr;
+--namesrv overrides) as the consumer group
 mirror.kafka.group and produces every committed message to Kafka
 (mirror.kafka.brokers) with the idempotent producer, acks=all, committing
 its offsets only after Kafka acknowledged the records. It runs whatever
@@ -42,7 +44,7 @@ see 'halfback mirror status'.`,
 			if _, err := cfg.MirrorOptions(); err != nil {
 				return err
 			}
-			addrs := namesrvAddrs(cfg.Broker.NamesrvAddr)
+			addrs := app.BrokerNamesrvAddrs(cfg)
 			if namesrv != "" {
 				addrs = namesrvAddrs(namesrv)
 			}
@@ -65,7 +67,7 @@ see 'halfback mirror status'.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&namesrv, "namesrv", "", "name servers, host:port joined by ';' (overrides broker.namesrvAddr)")
+	cmd.Flags().StringVar(&namesrv, "namesrv", "", namesrvFlagHelp("name servers"))
 	cmd.AddCommand(newMirrorStatusCmd())
 	return cmd
 }

@@ -44,7 +44,11 @@ func ClusterBrokers(ctx context.Context, namesrvAddrs []string, cluster string) 
 			known = append(known, c)
 		}
 		sort.Strings(known)
-		return nil, fmt.Errorf("%w: %s (name server %s knows %s)", ErrUnknownCluster, cluster, addr, strings.Join(known, ", "))
+		knows := strings.Join(known, ", ")
+		if len(known) == 0 {
+			knows = "no cluster: no broker is registered with it"
+		}
+		return nil, fmt.Errorf("%w: %s (name server %s knows %s)", ErrUnknownCluster, cluster, addr, knows)
 	}
 	for _, b := range brokers {
 		if b.Addr != "" {

@@ -77,11 +77,28 @@ func DialTemporal(ctx context.Context, cfg *config.Config, log *slog.Logger,
 // and the broker embeds the name server (a wildcard host read as
 // loopback), else broker.namesrvAddr split on ';'.
 func NamesrvAddrs(cfg *config.Config) []string {
-	if cfg.Worker.EmbeddedBroker && cfg.Namesrv.Embedded {
+	if cfg.Worker.EmbeddedBroker {
+		return BrokerNamesrvAddrs(cfg)
+	}
+	return splitNamesrvAddrs(cfg.Broker.NamesrvAddr)
+}
+
+// BrokerNamesrvAddrs returns the name servers `halfback broker` of this
+// config registers with, where the halfback commands (cluster list,
+// --cluster, mirror) find it: namesrv.listenAddr with namesrv.embedded (a
+// wildcard host read as loopback; the broker does not read
+// broker.namesrvAddr then), else broker.namesrvAddr split on ';'.
+func BrokerNamesrvAddrs(cfg *config.Config) []string {
+	if cfg.Namesrv.Embedded {
 		return []string{dialable(cfg.Namesrv.ListenAddr)}
 	}
+	return splitNamesrvAddrs(cfg.Broker.NamesrvAddr)
+}
+
+// splitNamesrvAddrs splits a ';'-separated list of name servers.
+func splitNamesrvAddrs(s string) []string {
 	var out []string
-	for a := range strings.SplitSeq(cfg.Broker.NamesrvAddr, ";") {
+	for a := range strings.SplitSeq(s, ";") {
 		if a = strings.TrimSpace(a); a != "" {
 			out = append(out, a)
 		}

@@ -42,6 +42,26 @@ func TestNamesrvAddrs(t *testing.T) {
 	}
 }
 
+// The halfback commands find `halfback broker`'s name server where that
+// broker registers: its embedded one's listen address, whatever the
+// worker section says.
+func TestBrokerNamesrvAddrs(t *testing.T) {
+	cfg := defaults(t)
+	cfg.Namesrv.ListenAddr = "0.0.0.0:19876"
+	cfg.Broker.NamesrvAddr = "10.0.0.1:9876; 10.0.0.2:9876"
+	for _, worker := range []bool{true, false} {
+		cfg.Worker.EmbeddedBroker = worker
+		cfg.Namesrv.Embedded = true
+		if got := BrokerNamesrvAddrs(cfg); !slices.Equal(got, []string{"127.0.0.1:19876"}) {
+			t.Errorf("embedded name server (worker.embeddedBroker %v): %v, want its listen address", worker, got)
+		}
+		cfg.Namesrv.Embedded = false
+		if got := BrokerNamesrvAddrs(cfg); !slices.Equal(got, []string{"10.0.0.1:9876", "10.0.0.2:9876"}) {
+			t.Errorf("separate name servers (worker.embeddedBroker %v): %v, want broker.namesrvAddr", worker, got)
+		}
+	}
+}
+
 func TestDialable(t *testing.T) {
 	for in, want := range map[string]string{
 		":9876": "127.0.0.1:9876", "0.0.0.0:1": "127.0.0.1:1", "[::]:2": "127.0.0.1:2",
