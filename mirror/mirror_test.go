@@ -537,23 +537,19 @@ func TestMirrorSkipsRecordsKafkaCannotTake(t *testing.T) {
 		}
 	}
 	r := readKafka(t, kc.ListenAddrs(), topic)
-	r.waitIDs(t, 20*time.Second, small)
-	testutil.WaitFor(t, 20*time.Second, "the mirror's lag to reach 0", func() bool {
-		return groupLag(t, st.Broker.Addr(), group, topic) == 0
-	})
+	// A small record sarama put in one request with the one Kafka refuses
+	// is refused with it and sent again alone: a later record of the key
+	// that Kafka took meanwhile is then sent again too (its key's order),
+	// so the check is on the last copies, as the order tests'.
+	checkLastCopiesInOrder(t, 20*time.Second, st.Broker.Addr(), m, r, group, topic, small)
 	counts := r.byID()
 	for _, id := range big {
 		if counts[id] != 0 {
 			t.Errorf("oversized message %s is in Kafka", id)
 		}
 	}
-	for _, id := range small {
-		if counts[id] != 1 {
-			t.Errorf("message %s is in Kafka %d times, want once", id, counts[id])
-		}
-	}
-	if s := m.Stats(); s.Rejected != int64(len(big)) || s.Mirrored != int64(len(small)) || s.Retrying != 0 {
-		t.Errorf("Stats() = %+v, want %d rejected, %d mirrored", s, len(big), len(small))
+	if s := m.Stats(); s.Rejected != int64(len(big)) || s.Mirrored < int64(len(small)) || s.Retrying != 0 {
+		t.Errorf("Stats() = %+v, want %d rejected, at least %d mirrored", s, len(big), len(small))
 	}
 }
 
