@@ -552,7 +552,7 @@ func TestDelayOptions(t *testing.T) {
 	if len(got.Levels) != 3 || got.Levels[2] != 24*time.Hour || got.MaxDelay != time.Hour || got.Dir != filepath.Join(cfg.Store.DataDir, "delay") {
 		t.Fatalf("DelayOptions = %+v", got)
 	}
-	for _, bad := range []string{"1s nope", "1s -5s", "0s", "d"} {
+	for _, bad := range []string{"1s nope", "1s -5s", "0s", "d", strings.Repeat("1s ", delay.MaxLevels+1)} {
 		t.Setenv("HALFBACK_BROKER_DELAYLEVELS", bad)
 		if _, err := Load(""); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "broker.delayLevels") {
 			t.Errorf("delayLevels %q: err = %v, want one naming broker.delayLevels", bad, err)

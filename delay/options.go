@@ -27,8 +27,11 @@ const (
 	DefaultBatchSize          = 2048
 )
 
+// MaxLevels is the most delay levels a scheduler takes.
+const MaxLevels = 64
+
 // ParseLevels parses a space-separated list of durations ("1s 5s 1m 2h",
-// also RocketMQ's "1d"), each greater than zero.
+// also RocketMQ's "1d"), each greater than zero, at most MaxLevels.
 func ParseLevels(s string) ([]time.Duration, error) {
 	var out []time.Duration
 	for _, f := range strings.Fields(s) {
@@ -51,6 +54,9 @@ func ParseLevels(s string) ([]time.Duration, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: no delay levels", ErrInvalidOptions)
+	}
+	if len(out) > MaxLevels {
+		return nil, fmt.Errorf("%w: %d delay levels (at most %d)", ErrInvalidOptions, len(out), MaxLevels)
 	}
 	return out, nil
 }
@@ -108,8 +114,8 @@ func (o Options) Validate() error {
 	switch {
 	case o.Dir == "":
 		return fmt.Errorf("%w: Dir is required", ErrInvalidOptions)
-	case len(o.Levels) == 0 || len(o.Levels) > 64:
-		return fmt.Errorf("%w: %d delay levels (want 1..64)", ErrInvalidOptions, len(o.Levels))
+	case len(o.Levels) == 0 || len(o.Levels) > MaxLevels:
+		return fmt.Errorf("%w: %d delay levels (want 1..%d)", ErrInvalidOptions, len(o.Levels), MaxLevels)
 	case o.MaxDelay < 0:
 		return fmt.Errorf("%w: MaxDelay %v is negative", ErrInvalidOptions, o.MaxDelay)
 	case o.CheckpointInterval < 0:
