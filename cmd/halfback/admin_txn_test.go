@@ -50,6 +50,11 @@ func TestTxnCommands(t *testing.T) {
 	if len(parked) != 0 {
 		t.Fatalf("parked: %+v", parked)
 	}
+	var pending []admin.Transaction // the status is read in any case
+	runAdmin(t, addr, &pending, "txn", "list", "--status", "PENDING")
+	if len(pending) != 2 {
+		t.Fatalf("--status PENDING: %+v", pending)
+	}
 	var tx admin.Transaction
 	runAdmin(t, addr, &tx, "txn", "commit", open[0].MsgID)
 	if tx.Status != "committed" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -38,10 +39,10 @@ type Transaction struct {
 }
 
 // Transactions lists the broker's open transactions, oldest first:
-// status "pending", "parked" or "" for both; at most limit (<= 0: the
-// broker's default of 1000).
+// status "pending", "parked" or "" for both, in any case; at most limit
+// (<= 0: the broker's default of 1000).
 func (c *Client) Transactions(ctx context.Context, status string, limit int) ([]Transaction, error) {
-	ext := map[string]string{"status": status}
+	ext := map[string]string{"status": strings.ToLower(strings.TrimSpace(status))}
 	if limit > 0 {
 		ext["limit"] = strconv.Itoa(limit)
 	}
