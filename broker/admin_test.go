@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,10 +131,15 @@ func TestRuntimeInfo(t *testing.T) {
 	mustSend(t, c, "orders", 0, "", "a")
 	mustSend(t, c, "orders", 0, "", "b")
 	waitQueue(t, b, "orders", 0, 2)
-	if resp := pull(t, c, "orders", 0, 0, 0, "*", 0); resp.Code != remoting.RespSuccess || len(decodeAll(t, resp.Body)) != 2 {
+	resp := pull(t, c, "orders", 0, 0, 0, "*", 0)
+	if resp.Code != remoting.RespSuccess {
 		t.Fatalf("pull: %d %s", resp.Code, resp.Remark)
 	}
-	resp := call(t, c, remoting.ReqGetBrokerRuntimeInfo, nil, nil)
+	pulled := decodeAll(t, resp.Body)
+	if len(pulled) != 2 {
+		t.Fatalf("pulled %d messages", len(pulled))
+	}
+	resp = call(t, c, remoting.ReqGetBrokerRuntimeInfo, nil, nil)
 	var body struct{ Table map[string]string }
 	if resp.Code != remoting.RespSuccess || json.Unmarshal(resp.Body, &body) != nil {
 		t.Fatalf("GET_BROKER_RUNTIME_INFO: %d %q %s", resp.Code, resp.Remark, resp.Body)
@@ -141,7 +147,8 @@ func TestRuntimeInfo(t *testing.T) {
 	rt := body.Table
 	for k, want := range map[string]string{"brokerVersionDesc": "halfback v9.9.9", "putMessageTimesTotal": "2",
 		"halfbackGetMessageTotal": "2", "halfbackFlushType": "SYNC_FLUSH", "halfbackDiskFull": "false",
-		"halfbackTransactionsPending": "0", "dispatchBehindBytes": "0", "commitLogMinOffset": "0"} {
+		"halfbackTransactionsPending": "0", "dispatchBehindBytes": "0", "commitLogMinOffset": "0",
+		"brokerActive": "true", "earliestMessageTimeStamp": strconv.FormatInt(pulled[0].StoreTimestamp, 10)} {
 		if rt[k] != want {
 			t.Errorf("%s = %q, want %q", k, rt[k], want)
 		}
@@ -149,8 +156,62 @@ func TestRuntimeInfo(t *testing.T) {
 	if !strings.HasPrefix(rt["runtime"], "[ 0 days, 0 hours, ") || rt["commitLogMaxOffset"] == "0" || rt["bootTimestamp"] == "" {
 		t.Errorf("runtime info %v", rt)
 	}
+	// mqadmin clusterList reads the first of the three figures as the
+	// broker's in and out rates.
+	for _, k := range []string{"putTps", "getTransferredTps"} {
+		f := strings.Fields(rt[k])
+		if len(f) != 3 {
+			t.Fatalf("%s = %q, want three rates", k, rt[k])
+		}
+		if v, err := strconv.ParseFloat(f[0], 64); err != nil || v <= 0 {
+			t.Errorf("%s = %q: two messages since the start, want a positive rate", k, rt[k])
+		}
+	}
 	if got := runtimeString(26*time.Hour + 3*time.Minute + 4*time.Second); got != "[ 1 days, 2 hours, 3 minutes, 4 seconds ]" {
 		t.Errorf("runtimeString = %q", got)
+	}
+}
+
+// The tps figures are the counters' rates over the last 10 s, minute and
+// 10 minutes, from the samples taken once a second; while the broker is
+// younger than a window, over its whole life.
+func TestRateSamplesTps(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	var r rateSamples
+	if put, got := r.tps(rateSample{at: t0, put: 5}); put != "0.00 0.00 0.00" || got != "0.00 0.00 0.00" {
+		t.Fatalf("no samples: %q %q", put, got)
+	}
+	// 100 messages a second stored, 10 pulled, for 30 s (a sample a
+	// second, a few ms late each), then 400 a second stored for 10 s.
+	var put, got int64
+	for i := 0; i <= 40; i++ {
+		r.add(rateSample{at: t0.Add(time.Duration(i)*time.Second + time.Duration(i%3)*time.Millisecond), put: put, got: got})
+		if i < 30 {
+			put, got = put+100, got+10
+		} else {
+			put += 400
+		}
+	}
+	now := t0.Add(40*time.Second + 500*time.Millisecond)
+	p, g := r.tps(rateSample{at: now, put: put, got: got})
+	// 10 s: from the sample at 30 s (4400 stored since, in 10.5 s; the
+	// one at 31 s is 9.499 s old); 1 min and 10 min: from the first
+	// sample, 40.5 s ago.
+	want := func(a, b, c float64) string {
+		return fmt.Sprintf("%.2f %.2f %.2f", a, b, c)
+	}
+	if wp := want(4400/10.5, 7400/40.5, 7400/40.5); p != wp {
+		t.Errorf("putTps %q, want %q", p, wp)
+	}
+	if wg := want(0, 300/40.5, 300/40.5); g != wg {
+		t.Errorf("getTransferredTps %q, want %q", g, wg)
+	}
+	// Only the longest window's samples are kept.
+	for i := 41; i < 2000; i++ {
+		r.add(rateSample{at: t0.Add(time.Duration(i) * time.Second), put: put})
+	}
+	if n := len(r.ring); n != 601 {
+		t.Errorf("%d samples kept, want 601", n)
 	}
 }
 

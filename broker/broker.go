@@ -209,6 +209,7 @@ func (b *Broker) startBackground() {
 	b.startRegistration()
 	b.startGroupExpiry()
 	b.startOffsetFlush()
+	b.startRateSampling()
 }
 
 // every runs fn every d in a goroutine until the broker stops.

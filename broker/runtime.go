@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +24,75 @@ type runtimeCounters struct {
 	started time.Time
 	put     atomic.Int64 // messages stored by sends
 	got     atomic.Int64 // messages returned by pulls
+	rates   rateSamples  // put and got, once a second
+}
+
+// tpsWindows are the spans of RocketMQ's putTps and getTransferredTps
+// figures ("<10 s> <1 min> <10 min>", messages a second).
+var tpsWindows = [...]time.Duration{10 * time.Second, time.Minute, 10 * time.Minute}
+
+// rateSampleInterval is how often the counters are sampled.
+const rateSampleInterval = time.Second
+
+// rateSamples keeps a sample of the counters every rateSampleInterval,
+// back over the longest tpsWindows.
+type rateSamples struct {
+	mu   sync.Mutex
+	ring []rateSample // oldest first
+}
+
+type rateSample struct {
+	at       time.Time
+	put, got int64
+}
+
+// add records a sample and forgets those older than the longest window
+// needs.
+func (r *rateSamples) add(s rateSample) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ring = append(r.ring, s)
+	keep := int(tpsWindows[len(tpsWindows)-1]/rateSampleInterval) + 1
+	if n := len(r.ring); n > keep {
+		r.ring = append(r.ring[:0], r.ring[n-keep:]...)
+	}
+}
+
+// tps returns RocketMQ's putTps and getTransferredTps figures at cur:
+// for each window, the counters' rate since the newest sample at least
+// that old (the oldest sample while the broker is younger than the
+// window), two decimals, space separated.
+func (r *rateSamples) tps(cur rateSample) (put, got string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ps, gs []string
+	for _, w := range tpsWindows {
+		var from rateSample
+		for i := len(r.ring) - 1; i >= 0; i-- {
+			from = r.ring[i]
+			if cur.at.Sub(from.at) >= w-rateSampleInterval/2 {
+				break
+			}
+		}
+		p, g := 0.0, 0.0
+		if secs := cur.at.Sub(from.at).Seconds(); len(r.ring) > 0 && secs > 0 {
+			p, g = float64(cur.put-from.put)/secs, float64(cur.got-from.got)/secs
+		}
+		ps = append(ps, strconv.FormatFloat(p, 'f', 2, 64))
+		gs = append(gs, strconv.FormatFloat(g, 'f', 2, 64))
+	}
+	return strings.Join(ps, " "), strings.Join(gs, " ")
+}
+
+// sample is the counters now.
+func (c *runtimeCounters) sample() rateSample {
+	return rateSample{at: time.Now(), put: c.put.Load(), got: c.got.Load()}
+}
+
+// startRateSampling samples the counters every rateSampleInterval.
+func (b *Broker) startRateSampling() {
+	b.counts.rates.add(rateSample{at: b.counts.started})
+	b.every(rateSampleInterval, func() { b.counts.rates.add(b.counts.sample()) })
 }
 
 // stored counts n messages a send (a plain or batch send, a half
@@ -49,8 +120,10 @@ func (b *Broker) registerRuntime(mux *remoting.Mux) {
 
 // RuntimeInfo returns the broker's running figures by name: RocketMQ's
 // keys where the figure means the same (brokerVersionDesc, bootTimestamp,
-// runtime, putMessageTimesTotal, commitLogMinOffset, commitLogMaxOffset,
-// dispatchBehindBytes, commitLogDiskRatio) and halfback's own, prefixed
+// runtime, putMessageTimesTotal, putTps, getTransferredTps,
+// commitLogMinOffset, commitLogMaxOffset, dispatchBehindBytes,
+// commitLogDiskRatio, earliestMessageTimeStamp, brokerActive: what
+// mqadmin clusterList shows) and halfback's own, prefixed
 // "halfback" (messages pulled, flush type, disk full, open transactions,
 // delayed deliveries). putMessageTimesTotal counts the messages sends
 // stored (halves and send-backs included); RocketMQ's also counts the
@@ -66,12 +139,16 @@ func (b *Broker) RuntimeInfo() map[string]string {
 		version = "(devel)"
 	}
 	itoa := func(v int64) string { return strconv.FormatInt(v, 10) }
-	return map[string]string{
+	putTps, getTps := b.counts.rates.tps(b.counts.sample())
+	info := map[string]string{
 		"brokerVersionDesc":            "halfback " + version,
 		"brokerVersion":                strconv.Itoa(int(remoting.DefaultVersion)),
 		"bootTimestamp":                itoa(b.counts.started.UnixMilli()),
 		"runtime":                      runtimeString(up),
 		"putMessageTimesTotal":         itoa(b.counts.put.Load()),
+		"putTps":                       putTps,
+		"getTransferredTps":            getTps,
+		"brokerActive":                 "true",
 		"commitLogMinOffset":           itoa(b.store.MinPhysicalOffset()),
 		"commitLogMaxOffset":           itoa(b.store.MaxPhysicalOffset()),
 		"dispatchBehindBytes":          itoa(behind),
@@ -84,6 +161,24 @@ func (b *Broker) RuntimeInfo() map[string]string {
 		"halfbackDelayedDelivered":     strconv.FormatUint(b.delay.Stats().Delivered, 10),
 		"halfbackConsumerGroupsOnline": strconv.Itoa(len(b.consumerGroups())),
 	}
+	if t, ok := b.earliestMessageTime(); ok {
+		info["earliestMessageTimeStamp"] = itoa(t)
+	}
+	return info
+}
+
+// earliestMessageTime returns the store timestamp (ms) of the oldest
+// message the commit log holds, or false if it holds none.
+func (b *Broker) earliestMessageTime() (int64, bool) {
+	first := b.store.MinPhysicalOffset()
+	if first >= b.store.MaxPhysicalOffset() {
+		return 0, false
+	}
+	m, err := b.store.ReadMessage(first)
+	if err != nil {
+		return 0, false
+	}
+	return m.StoreTimestamp, true
 }
 
 // runtimeString is RocketMQ's "runtime" figure: "[ 0 days, 1 hours, 2

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,8 @@ func newClusterCmd() *cobra.Command {
 		Long: `List the clusters the name server knows (GET_BROKER_CLUSTER_INFO, as mqadmin
 clusterList) and, for each master broker, its running figures
 (GET_BROKER_RUNTIME_INFO, as mqadmin brokerStatus): version, uptime,
-messages stored by sends and returned by pulls since it started, its
+messages stored by sends and returned by pulls since it started and a
+second over the last 10 s (IN/S, OUT/S: clusterList's InTPS, OutTPS), its
 disk's use (FULL when it refuses sends, store.diskFullRatio), how far
 dispatch is behind the commit log, and its open transactions. A broker
 that does not answer is listed with the error, and the command fails.
@@ -76,7 +78,7 @@ that does not answer is listed with the error, and the command fails.
 				}
 			}
 			err = o.print(cmd, rows, func(w io.Writer) {
-				fmt.Fprintln(w, "CLUSTER\tBROKER\tADDRESS\tVERSION\tUPTIME\tSTORED\tPULLED\tDISK\tBEHIND\tOPEN TXNS")
+				fmt.Fprintln(w, "CLUSTER\tBROKER\tADDRESS\tVERSION\tUPTIME\tSTORED\tPULLED\tIN/S\tOUT/S\tDISK\tBEHIND\tOPEN TXNS")
 				for _, r := range rows {
 					if r.Error != "" {
 						fmt.Fprintf(w, "%s\t%s\t%s\terror: %s\n", r.Cluster, r.Broker, r.Addr, r.Error)
@@ -90,8 +92,9 @@ that does not answer is listed with the error, and the command fails.
 					if rt["halfbackDiskFull"] == "true" {
 						disk += " FULL"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s B\t%s\n", r.Cluster, r.Broker, r.Addr, rt["brokerVersionDesc"],
-						uptime(rt["bootTimestamp"]), rt["putMessageTimesTotal"], rt["halfbackGetMessageTotal"], disk,
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s B\t%s\n", r.Cluster, r.Broker, r.Addr, rt["brokerVersionDesc"],
+						uptime(rt["bootTimestamp"]), rt["putMessageTimesTotal"], rt["halfbackGetMessageTotal"],
+						firstRate(rt["putTps"]), firstRate(rt["getTransferredTps"]), disk,
 						rt["dispatchBehindBytes"], rt["halfbackTransactionsPending"])
 				}
 			})
@@ -113,6 +116,15 @@ func brokerRuntime(ctx context.Context, addr string) (map[string]string, error) 
 	}
 	defer c.Close()
 	return c.RuntimeInfo(ctx)
+}
+
+// firstRate is the first of a putTps or getTransferredTps figure's
+// three rates (the last 10 s), "-" if there is none.
+func firstRate(tps string) string {
+	if f := strings.Fields(tps); len(f) > 0 {
+		return f[0]
+	}
+	return "-"
 }
 
 // uptime turns a bootTimestamp (Unix ms) into a duration to the second.

@@ -214,9 +214,15 @@ func TestClusterList(t *testing.T) {
 		!strings.HasPrefix(rows[1].Runtime["brokerVersionDesc"], "halfback ") {
 		t.Errorf("runtime figures: %v / %v, want one message stored on broker-b", rows[0].Runtime, rows[1].Runtime)
 	}
+	if f := strings.Fields(rows[1].Runtime["putTps"]); len(f) != 3 || f[0] == "0.00" {
+		t.Errorf("broker-b's putTps %q, want three rates, the first positive", rows[1].Runtime["putTps"])
+	}
 	out, err = run(t, "cluster", "list", "--namesrv", ns)
-	if err != nil || !strings.Contains(out, "broker-b") || !strings.Contains(out, "halfback ") {
+	if err != nil || !strings.Contains(out, "broker-b") || !strings.Contains(out, "halfback ") || !strings.Contains(out, "IN/S") {
 		t.Errorf("cluster list table: %v\n%s", err, out)
+	}
+	if got := firstRate(""); got != "-" {
+		t.Errorf("firstRate of a broker without the figure = %q, want -", got)
 	}
 	if _, err := run(t, "cluster", "list", "--namesrv", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "connect to name server") {
 		t.Errorf("cluster list against no name server: %v", err)
