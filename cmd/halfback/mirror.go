@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -172,10 +171,10 @@ Kafka is down (the mirror logs why).`,
 }
 
 // unconsumedQueues lists a topic's queues as a group that has consumed
-// nothing sees them: consumer offset 0, the whole queue behind. A topic
-// the broker does not have yet has no queue.
+// nothing sees them (GET_TOPIC_STATS_INFO): consumer offset 0, the whole
+// queue behind. A topic the broker does not have yet has no queue.
 func unconsumedQueues(ctx context.Context, c *admin.Client, topic string) ([]admin.QueueProgress, error) {
-	t, err := c.GetTopic(ctx, topic)
+	qs, err := c.TopicStatus(ctx, topic)
 	if err != nil {
 		if be := (*admin.BrokerError)(nil); errors.As(err, &be) {
 			return []admin.QueueProgress{}, nil
@@ -183,13 +182,9 @@ func unconsumedQueues(ctx context.Context, c *admin.Client, topic string) ([]adm
 		return nil, err
 	}
 	out := []admin.QueueProgress{}
-	for q := range int32(t.ReadQueueNums) {
-		_, maxOff, err := c.QueueBounds(ctx, topic, q)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, admin.QueueProgress{Topic: topic, QueueID: q, BrokerOffset: maxOff, Lag: maxOff})
+	for _, q := range qs {
+		out = append(out, admin.QueueProgress{Topic: topic, Broker: q.Broker, QueueID: q.QueueID,
+			BrokerOffset: q.MaxOffset, Lag: q.MaxOffset})
 	}
-	slices.SortFunc(out, func(a, b admin.QueueProgress) int { return int(a.QueueID - b.QueueID) })
 	return out, nil
 }

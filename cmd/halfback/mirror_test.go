@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/halfbackmq/halfback/config"
+	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/mirror"
 )
 
@@ -188,9 +189,25 @@ func TestMirrorStatusShowsTheGroupTheMirrorRunsAs(t *testing.T) {
 	if want == "" {
 		want = mirror.DefaultGroup
 	}
+	var sent admin.SendResult
+	runAdmin(t, addr, &sent, "send", "--topic", "order-events", "one")
 	var st mirrorStatus
-	runAdmin(t, addr, &st, "mirror", "status", "--config", cfgPath)
+	// The group never consumed the topic: every queue is behind (once the
+	// message is in its consume queue), and each names its broker as for
+	// a consumed topic.
+	waitFor(t, 10*time.Second, "the message behind", func() bool {
+		runAdmin(t, addr, &st, "mirror", "status", "--config", cfgPath)
+		return st.Lag == 1
+	})
 	if st.Group != want {
 		t.Errorf("mirror status shows group %q, want %q, the mirror's", st.Group, want)
+	}
+	if len(st.Topics) != 1 || len(st.Topics[0].Queues) == 0 {
+		t.Fatalf("mirror status %+v, want order-events' queues", st)
+	}
+	for _, q := range st.Topics[0].Queues {
+		if q.Broker == "" || q.Topic != "order-events" || q.ConsumerOffset != 0 || q.Lag != q.BrokerOffset {
+			t.Errorf("queue %+v of a topic never mirrored", q)
+		}
 	}
 }
