@@ -80,7 +80,10 @@ var policyOptions = workflow.LocalActivityOptions{
 // is recorded), then step "cancel" cancels the order (releasing the
 // stock) and the workflow ends as cancelled. A payment signalled before
 // the cancellation reached the workflow, or in the same workflow task, is
-// taken (PayPendingChange).
+// taken (PayPendingChange). A cancellation that reaches the workflow once
+// its order is settling (step "pay" running, or step "cancel" after the
+// last check found it unpaid) changes nothing: the workflow completes
+// with that order's result (PAID, or CANCELLED with the checks' reason).
 //
 // These rules came with the version SettlesChange; a workflow started
 // before it replays with the earlier ones (a cancellation noticed at the
