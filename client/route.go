@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -83,7 +84,8 @@ type topicRoute struct {
 	data  topicRouteData
 	// writeQueues and readQueues are the queues of brokers that have a
 	// master and the permission, sorted by broker name then queue id (the
-	// order Java's clients use, so hash selectors agree across languages).
+	// order Java's clients use, so hash selectors agree across languages);
+	// with an orderTopicConf, writeQueues are the ones it lists.
 	writeQueues []MessageQueue
 	readQueues  []MessageQueue
 }
@@ -96,13 +98,27 @@ func newTopicRoute(topic string, d topicRouteData) *topicRoute {
 			masters[b.BrokerName] = true
 		}
 	}
+	// An orderTopicConf ("brokerName:queueNums" pairs joined by ';', the
+	// name server's ORDER_TOPIC_CONFIG) lists the queues to send to, in its
+	// order, as RocketMQ's clients take it (topicRouteData2TopicPublishInfo).
+	ordered := d.OrderTopicConf != ""
+	for pair := range strings.SplitSeq(d.OrderTopicConf, ";") {
+		name, nums, ok := strings.Cut(pair, ":")
+		n, err := strconv.Atoi(nums)
+		if !ok || err != nil {
+			continue
+		}
+		for i := 0; i < n && len(r.writeQueues) < maxRouteQueueNums; i++ { // bounded as fetchRoute bounds queue counts
+			r.writeQueues = append(r.writeQueues, MessageQueue{Topic: topic, BrokerName: name, QueueID: int32(i)})
+		}
+	}
 	qds := append([]queueData(nil), d.QueueDatas...)
 	sort.Slice(qds, func(i, j int) bool { return qds[i].BrokerName < qds[j].BrokerName })
 	for _, q := range qds {
 		if !masters[q.BrokerName] {
 			continue
 		}
-		for i := 0; q.Perm&permWrite != 0 && i < q.WriteQueueNums; i++ {
+		for i := 0; !ordered && q.Perm&permWrite != 0 && i < q.WriteQueueNums; i++ {
 			r.writeQueues = append(r.writeQueues, MessageQueue{Topic: topic, BrokerName: q.BrokerName, QueueID: int32(i)})
 		}
 		for i := 0; q.Perm&permRead != 0 && i < q.ReadQueueNums; i++ {

@@ -9,7 +9,8 @@ import (
 // QueueSelector picks the queue a send goes to.
 //
 // Select is called once per attempt with the topic's writable queues (never
-// empty, sorted by broker name then queue id; do not modify them) and the
+// empty, sorted by broker name then queue id, or as the route's
+// orderTopicConf lists them; do not modify them) and the
 // broker of the previous failed attempt of the same send, "" on the first;
 // a selector should avoid that broker when another has queues. For a
 // batch, m is the batch's first message. Select must be safe for

@@ -22,13 +22,25 @@
 // (105), GET_BROKER_CLUSTER_INFO (106), GET_ALL_TOPIC_LIST_FROM_NAMESERVER
 // (206), DELETE_TOPIC_IN_NAMESRV (216), GET_TOPICS_BY_CLUSTER (224), and the
 // in-memory key/value configuration: PUT_KV_CONFIG (100), GET_KV_CONFIG
-// (101), DELETE_KV_CONFIG (102), GET_KVLIST_BY_NAMESPACE (219). Bodies are
+// (101), DELETE_KV_CONFIG (102), GET_KVLIST_BY_NAMESPACE (219), and the
+// brokers' heartbeats QUERY_DATA_VERSION (322: is my topic table's version
+// yours?) and BROKER_HEARTBEAT (904), which keep a registered broker alive
+// as a registration does. A broker registering with heartbeatTimeoutMillis
+// (a 5.x broker with enableSlaveActingMaster) expires that long after its
+// last registration or heartbeat instead of BrokerExpiry. mqadmin's
+// wipeWritePerm and addWritePerm (WIPE_WRITE_PERM_OF_BROKER 205,
+// ADD_WRITE_PERM_OF_BROKER 327) take the write permission off a broker
+// group's topics in the routes, to drain producers from it, and give it
+// back. Bodies are
 // RocketMQ's JSON documents; the wire types are exported here so that the
 // broker and tests share them.
 //
 // A registration adds and updates the topics a master broker serves, as
 // RocketMQ's does (a RocketMQ broker registers a topic it just created on
-// its own). One marked [remoting.ExtFullTopicTable], as a halfback broker's
+// its own); with the data version the broker registered last, it only adds
+// the topics not routed to it yet (RocketMQ's isTopicConfigChanged), so
+// that a wiped write permission stays wiped until the broker's table
+// changes. One marked [remoting.ExtFullTopicTable], as a halfback broker's
 // are, replaces them: a topic missing from its table is no longer routed to
 // it (RocketMQ's deleteTopicWithBrokerRegistration). Compressed registration bodies (a Java
 // broker with compressedRegister=true) are refused.

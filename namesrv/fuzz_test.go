@@ -14,15 +14,16 @@ import (
 	"github.com/halfbackmq/halfback/internal/remotetest"
 )
 
-// fuzzCodes are the request codes the name server registers, and four it
-// does not (217 REGISTER_TOPIC_IN_NAMESRV, 322 QUERY_DATA_VERSION, 904
-// BROKER_HEARTBEAT, 10 SEND_MESSAGE).
+// fuzzCodes are request codes: the name server's, and two it does not
+// serve (217 REGISTER_TOPIC_IN_NAMESRV, 10 SEND_MESSAGE). New codes go at
+// the end: the seeds and the corpus pick codes by index.
 var fuzzCodes = []int16{
 	remoting.ReqRegisterBroker, remoting.ReqUnregisterBroker, remoting.ReqGetRouteInfoByTopic,
 	remoting.ReqGetBrokerClusterInfo, remoting.ReqGetAllTopicListFromNameServer, remoting.ReqGetTopicsByCluster,
 	remoting.ReqDeleteTopicInNameSrv, remoting.ReqPutKVConfig, remoting.ReqGetKVConfig, remoting.ReqDeleteKVConfig,
 	remoting.ReqGetKVListByNamespace,
 	remoting.ReqRegisterTopicInNameSrv, remoting.ReqQueryDataVersion, remoting.ReqBrokerHeartbeat, remoting.ReqSendMessage,
+	remoting.ReqWipeWritePermOfBroker, remoting.ReqAddWritePermOfBroker,
 }
 
 // fuzzNames are the header field names the name server's handlers read.

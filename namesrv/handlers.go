@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 )
@@ -27,6 +28,10 @@ func (s *Server) routes() *remoting.Mux {
 	mux.HandleFunc(remoting.ReqGetKVConfig, s.handleGetKV)
 	mux.HandleFunc(remoting.ReqDeleteKVConfig, s.handleDeleteKV)
 	mux.HandleFunc(remoting.ReqGetKVListByNamespace, s.handleGetKVList)
+	mux.HandleFunc(remoting.ReqQueryDataVersion, s.handleQueryDataVersion)
+	mux.HandleFunc(remoting.ReqBrokerHeartbeat, s.handleBrokerHeartbeat)
+	mux.HandleFunc(remoting.ReqWipeWritePermOfBroker, s.handleWritePerm("wipeTopicCount", true))
+	mux.HandleFunc(remoting.ReqAddWritePermOfBroker, s.handleWritePerm("addTopicCount", false))
 	return mux
 }
 
@@ -87,6 +92,17 @@ func decodeRegistration(req *remoting.Command) (registration, error) {
 	}
 	if reg.id, err = brokerID(req); err != nil {
 		return registration{}, err
+	}
+	// A 5.x broker with enableSlaveActingMaster asks to be dropped this long
+	// after its last heartbeat (brokerNotActiveTimeoutMillis).
+	if v := req.Ext("heartbeatTimeoutMillis"); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms > int64(maxHeartbeatTimeout/time.Millisecond) {
+			return registration{}, fmt.Errorf("%w: heartbeatTimeoutMillis %q is not a number of ms up to %d", ErrBadRequest, v, maxHeartbeatTimeout.Milliseconds())
+		}
+		if ms > 0 {
+			reg.expiry = time.Duration(ms) * time.Millisecond
+		}
 	}
 	if strings.EqualFold(req.Ext("compressed"), "true") {
 		return registration{}, fmt.Errorf("%w: compressed registration bodies are not supported (set compressedRegister=false)", ErrBadRequest)
@@ -155,6 +171,62 @@ func (s *Server) handleUnregisterBroker(_ context.Context, _ *remoting.Conn, req
 		s.log.Info("namesrv: broker unregistered", "broker", f[0], "id", id, "addr", f[1])
 	}
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// handleQueryDataVersion answers a broker asking whether its topic table
+// needs registering (BrokerOuterAPI.needRegister) or heartbeating with it
+// (sendHeartbeatViaDataVersion): SUCCESS, the changed header, and the
+// version registered last as the body; the query keeps the broker alive
+// (DefaultRequestProcessor.queryBrokerTopicConfig).
+func (s *Server) handleQueryDataVersion(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	f, err := required(req, "brokerName", "brokerAddr", "clusterName", "brokerId")
+	if err != nil {
+		return errorResponse(req, err)
+	}
+	var v DataVersion
+	if err := json.Unmarshal(req.Body, &v); err != nil {
+		return errorResponse(req, fmt.Errorf("%w: data version: %v", ErrBadRequest, err))
+	}
+	held, known := s.reg.touch(f[2], f[1])
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.ExtFields["changed"] = strconv.FormatBool(!known || held != v)
+	if known {
+		body, err := json.Marshal(held)
+		if err != nil {
+			return errorResponse(req, err)
+		}
+		resp.Body = body
+	}
+	return resp
+}
+
+// handleBrokerHeartbeat keeps a registered broker alive (a 5.x broker
+// sends it oneway every second; DefaultRequestProcessor.brokerHeartbeat).
+func (s *Server) handleBrokerHeartbeat(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	f, err := required(req, "clusterName", "brokerAddr", "brokerName")
+	if err != nil {
+		return errorResponse(req, err)
+	}
+	s.reg.touch(f[0], f[1])
+	return remoting.NewResponse(req, remoting.RespSuccess, "")
+}
+
+// handleWritePerm returns the handler of WIPE_WRITE_PERM_OF_BROKER (wipe)
+// or ADD_WRITE_PERM_OF_BROKER: mqadmin wipeWritePerm / addWritePerm, which
+// drain producers off a broker group and bring them back. The count of
+// topics changed is answered in the header field countField.
+func (s *Server) handleWritePerm(countField string, wipe bool) remoting.HandlerFunc {
+	return func(_ context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
+		f, err := required(req, "brokerName")
+		if err != nil {
+			return errorResponse(req, err)
+		}
+		n := s.reg.setWritePerm(f[0], wipe)
+		s.log.Info("namesrv: write permission of broker changed", "broker", f[0], "wipe", wipe, "topics", n, "remote", c.RemoteAddr())
+		resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+		resp.ExtFields[countField] = strconv.Itoa(n)
+		return resp
+	}
 }
 
 func (s *Server) handleGetRoute(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {

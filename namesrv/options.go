@@ -26,6 +26,9 @@ const (
 	// (RocketMQ scans every 5 to 10 s). Routes never include an expired
 	// broker, swept or not.
 	maxSweepInterval = 10 * time.Second
+	// maxHeartbeatTimeout bounds the heartbeatTimeoutMillis a broker may
+	// register with (a year: past it, a duration would overflow).
+	maxHeartbeatTimeout = 365 * 24 * time.Hour
 )
 
 // Options configure a [Server]. The zero value of every field means "use

@@ -19,6 +19,7 @@ type liveBroker struct {
 	cluster, name, addr, haAddr string
 	id                          int64
 	lastSeen                    time.Time
+	expiry                      time.Duration // heartbeatTimeoutMillis it registered with; 0: the registry's
 	version                     DataVersion
 	conn                        *remoting.Conn // the connection it last registered on; nil if unknown
 }
@@ -27,6 +28,7 @@ type liveBroker struct {
 type registration struct {
 	cluster, name, addr, haAddr string
 	id                          int64
+	expiry                      time.Duration                // heartbeatTimeoutMillis; 0: the registry's
 	topics                      *TopicConfigSerializeWrapper // nil: keep the topics as they are
 	fullTable                   bool                         // topics is the whole table: drop the topics it lacks
 }
@@ -54,9 +56,15 @@ func newRegistry(o Options) *registry {
 		now: o.now, brokers: map[string]*liveBroker{}, topics: map[string]map[string]QueueData{}, refused: map[string]time.Time{}}
 }
 
-// alive reports whether b registered within the expiry.
+// alive reports whether b registered (or heartbeated) within its expiry:
+// the heartbeatTimeoutMillis it registered with, else the registry's
+// (RocketMQ's BrokerLiveInfo.heartbeatTimeoutMillis).
 func (r *registry) alive(b *liveBroker, now time.Time) bool {
-	return now.Sub(b.lastSeen) < r.expiry
+	expiry := r.expiry
+	if b.expiry > 0 {
+		expiry = b.expiry
+	}
+	return now.Sub(b.lastSeen) < expiry
 }
 
 // register records a registration and returns the group's master address
@@ -111,11 +119,15 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 		r.brokers[reg.addr] = b
 		known = false
 	}
-	b.cluster, b.name, b.haAddr, b.id, b.lastSeen, b.conn = reg.cluster, reg.name, reg.haAddr, reg.id, now, conn
+	b.cluster, b.name, b.haAddr, b.id, b.lastSeen, b.conn, b.expiry = reg.cluster, reg.name, reg.haAddr, reg.id, now, conn, reg.expiry
 	if reg.topics != nil {
+		// An unchanged data version leaves the queue data of the topics
+		// routed already as they are (RocketMQ's isTopicConfigChanged), so
+		// that a periodic registration does not undo WIPE_WRITE_PERM.
+		changed := !known || b.version != reg.topics.DataVersion
 		b.version = reg.topics.DataVersion
 		if reg.id == MasterID {
-			r.replaceTopicsLocked(reg.name, reg.topics.TopicConfigTable, reg.fullTable)
+			r.replaceTopicsLocked(reg.name, reg.topics.TopicConfigTable, reg.fullTable, changed)
 		}
 	}
 	if reg.id != MasterID {
@@ -128,9 +140,27 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 	return masterAddr, masterHA, !known, nil
 }
 
+// touch handles a heartbeat (QUERY_DATA_VERSION, BROKER_HEARTBEAT) of the
+// broker at addr in cluster: it counts as a registration for the expiry
+// (RocketMQ's updateBrokerInfoUpdateTimestamp). It returns the data
+// version the broker last registered, and false for a broker it does not
+// know.
+func (r *registry) touch(cluster, addr string) (DataVersion, bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.brokers[addr]
+	if !ok || b.cluster != cluster || !r.alive(b, now) {
+		return DataVersion{}, false
+	}
+	b.lastSeen = now
+	return b.version, true
+}
+
 // replaceTopicsLocked records the topics of table as served by broker
-// group name; with full, they become the only ones it serves.
-func (r *registry) replaceTopicsLocked(name string, table map[string]TopicConfig, full bool) {
+// group name; with full, they become the only ones it serves. Unless
+// changed, a topic the group serves already keeps its queue data.
+func (r *registry) replaceTopicsLocked(name string, table map[string]TopicConfig, full, changed bool) {
 	for topic, qds := range r.topics {
 		if _, ok := table[topic]; !ok && full {
 			delete(qds, name)
@@ -145,9 +175,35 @@ func (r *registry) replaceTopicsLocked(name string, table map[string]TopicConfig
 			qds = map[string]QueueData{}
 			r.topics[topic] = qds
 		}
+		if _, ok := qds[name]; ok && !changed {
+			continue
+		}
 		qds[name] = QueueData{BrokerName: name, ReadQueueNums: tc.ReadQueueNums, WriteQueueNums: tc.WriteQueueNums,
 			Perm: tc.Perm, TopicSysFlag: tc.TopicSysFlag, TopicSynFlag: tc.TopicSysFlag}
 	}
+}
+
+// setWritePerm takes the write permission off every topic of broker group
+// name (wipe), or makes them all read-write (RocketMQ's
+// operateWritePermOfBroker); it returns how many topics it changed.
+func (r *registry) setWritePerm(name string, wipe bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, qds := range r.topics {
+		qd, ok := qds[name]
+		if !ok {
+			continue
+		}
+		if wipe {
+			qd.Perm &^= PermWrite
+		} else {
+			qd.Perm = PermRW
+		}
+		qds[name] = qd
+		n++
+	}
+	return n
 }
 
 // unregister removes the broker at addr if it is the named group's member
@@ -255,8 +311,10 @@ func (r *registry) route(topic string) (TopicRouteData, bool) {
 		// it registers TBW102 with (RocketMQ's clients take the minimum too).
 		creators := r.topics[AutoCreateTopicKey]
 		for name, g := range groups {
+			// A broker whose TBW102 lost PERM_WRITE (WIPE_WRITE_PERM) takes
+			// no new topic: a client borrowing TBW102's route skips it.
 			tbw, creates := creators[name]
-			if !creates {
+			if !creates || tbw.Perm&PermWrite == 0 {
 				continue
 			}
 			n := r.queues

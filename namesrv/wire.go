@@ -27,10 +27,12 @@ const (
 const MasterID int64 = 0
 
 // DataVersion versions a broker's topic table: a timestamp in ms and a
-// counter bumped on every change.
+// counter bumped on every change (and, from RocketMQ 5, a state version
+// bumped on a role change). Two versions are equal when all three are.
 type DataVersion struct {
-	Timestamp int64 `json:"timestamp"`
-	Counter   int64 `json:"counter"`
+	StateVersion int64 `json:"stateVersion,omitempty"`
+	Timestamp    int64 `json:"timestamp"`
+	Counter      int64 `json:"counter"`
 }
 
 // TopicConfig is one topic of a broker's table, as registered.

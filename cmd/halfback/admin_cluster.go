@@ -104,8 +104,71 @@ that does not answer is listed with the error, and the command fails.
 			return err
 		},
 	}
-	cmd.AddCommand(list)
+	cmd.AddCommand(list, newWritePermCmd(&o, true), newWritePermCmd(&o, false))
 	return cmd
+}
+
+// newWritePermCmd is `cluster wipe-write-perm` (wipe) or `cluster
+// add-write-perm`: mqadmin's wipeWritePerm and addWritePerm.
+func newWritePermCmd(o *adminOpts, wipe bool) *cobra.Command {
+	use, short, long := "add-write-perm BROKER_NAME", "Let producers send to a broker group again (mqadmin addWritePerm)",
+		`Give every topic of the broker group BROKER_NAME its write permission back
+in the routes of each name server (ADD_WRITE_PERM_OF_BROKER, as mqadmin
+addWritePerm), after wipe-write-perm.`
+	if wipe {
+		use, short, long = "wipe-write-perm BROKER_NAME", "Stop producers sending to a broker group, consumers still reading it (mqadmin wipeWritePerm)",
+			`Take the write permission off every topic of the broker group BROKER_NAME in
+the routes of each name server (WIPE_WRITE_PERM_OF_BROKER, as mqadmin
+wipeWritePerm): producers stop sending to it within their route refresh
+(30 s) while consumers keep reading what it holds, so that it can be
+stopped once drained. No new topic is created on it meanwhile. As with
+RocketMQ, the wipe lasts until the broker's topic table changes (a topic
+created, updated or deleted on it makes it register the table again) or
+the name server restarts; add-write-perm ends it.`
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: long + `
+The command fails if a name server does not answer, or if none of them
+routes any topic of BROKER_NAME (a misspelt name: cluster list shows them).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ns, err := o.namesrvAddrs(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			res, err := admin.SetWritePerm(ctx, ns, args[0], wipe)
+			if res == nil {
+				return err
+			}
+			if perr := o.print(cmd, res, func(w io.Writer) {
+				fmt.Fprintln(w, "NAME SERVER\tTOPICS CHANGED")
+				for _, r := range res {
+					if r.Error != "" {
+						fmt.Fprintf(w, "%s\terror: %s\n", r.Namesrv, r.Error)
+						continue
+					}
+					fmt.Fprintf(w, "%s\t%d\n", r.Namesrv, r.Topics)
+				}
+			}); perr != nil {
+				return perr
+			}
+			if err != nil {
+				return err
+			}
+			for _, r := range res {
+				if r.Topics > 0 {
+					return nil
+				}
+			}
+			return fmt.Errorf("no name server routes a topic of broker %q: is the name right? (halfback cluster list shows the brokers)", args[0])
+		},
+	}
 }
 
 // brokerRuntime asks the broker at addr for its running figures.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -226,5 +227,83 @@ func TestClusterList(t *testing.T) {
 	}
 	if _, err := run(t, "cluster", "list", "--namesrv", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "connect to name server") {
 		t.Errorf("cluster list against no name server: %v", err)
+	}
+}
+
+// routePerm returns the permission broker has for topic in the name
+// server's route, and false if the route has no queues of it.
+func routePerm(t *testing.T, ns, topic, broker string) (int, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := remoting.Dial(ctx, ns, remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": topic}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd namesrv.TopicRouteData
+	if resp.Code != remoting.RespSuccess || json.Unmarshal(resp.Body, &rd) != nil {
+		return 0, false
+	}
+	for _, q := range rd.QueueDatas {
+		if q.BrokerName == broker {
+			return q.Perm, true
+		}
+	}
+	return 0, false
+}
+
+// cluster wipe-write-perm takes the write permission off a broker group's
+// topics in the routes (producers drain from it, consumers still read
+// it); add-write-perm gives it back. A broker name no name server routes
+// is an error, not "0 topics changed".
+func TestClusterWipeAndAddWritePerm(t *testing.T) {
+	clearEnv(t)
+	ns, addrs := startTestCluster(t)
+	var sent admin.SendResult
+	runAdmin(t, addrs[0], &sent, "send", "--topic", "drained", "one")
+	waitFor(t, 10*time.Second, "drained routed to broker-a", func() bool {
+		_, ok := routePerm(t, ns, "drained", "broker-a")
+		return ok
+	})
+
+	out, err := run(t, "cluster", "wipe-write-perm", "broker-a", "--namesrv", ns, "--json")
+	var res []admin.WritePermResult
+	if err != nil || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("wipe-write-perm: %v\n%s", err, out)
+	}
+	if len(res) != 1 || res[0].Namesrv != ns || res[0].Topics < 1 || res[0].Error != "" {
+		t.Fatalf("wipe-write-perm: %+v, want broker-a's topics changed on %s", res, ns)
+	}
+	if perm, _ := routePerm(t, ns, "drained", "broker-a"); perm != namesrv.PermRead {
+		t.Fatalf("broker-a's perm for drained after the wipe: %d, want read only (%d)", perm, namesrv.PermRead)
+	}
+	if perm, _ := routePerm(t, ns, "drained", "broker-b"); perm != 0 {
+		t.Fatalf("broker-b routes drained (perm %d): the wipe touched another broker", perm)
+	}
+
+	out, err = run(t, "cluster", "add-write-perm", "broker-a", "--namesrv", ns)
+	if err != nil || !strings.Contains(out, ns) || !strings.Contains(out, "TOPICS CHANGED") {
+		t.Fatalf("add-write-perm: %v\n%s", err, out)
+	}
+	if perm, _ := routePerm(t, ns, "drained", "broker-a"); perm != namesrv.PermRW {
+		t.Fatalf("broker-a's perm for drained after add-write-perm: %d, want %d", perm, namesrv.PermRW)
+	}
+
+	for args, want := range map[string]string{
+		"cluster wipe-write-perm broker-x --namesrv " + ns:          `no name server routes a topic of broker "broker-x"`,
+		"cluster add-write-perm broker-a --namesrv 127.0.0.1:1":     "connect to name server",
+		"cluster wipe-write-perm broker-a --namesrv " + ns + " two": "accepts 1 arg",
+	} {
+		if _, err := run(t, strings.Fields(args)...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", args, err, want)
+		}
+	}
+	if _, err := run(t, "cluster", "wipe-write-perm", "broker a", "--namesrv", ns); !errors.Is(err, admin.ErrInvalid) {
+		t.Errorf("a broker name with a space: %v, want ErrInvalid", err)
 	}
 }

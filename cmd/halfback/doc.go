@@ -9,6 +9,7 @@
 //	halfback topic | group | dlq      topics, consumer groups, dead letters
 //	halfback msg | trace              find a message; its lifecycle
 //	halfback txn                      open and parked transactions
+//	halfback cluster                  clusters' brokers; drain one (wipe-write-perm)
 //	halfback bench store|produce|e2e|...
 //	halfback version
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -134,4 +135,71 @@ func (c *Client) RuntimeInfo(ctx context.Context) (map[string]string, error) {
 		body.Table = map[string]string{}
 	}
 	return body.Table, nil
+}
+
+// WritePermResult is one name server's answer to SetWritePerm.
+type WritePermResult struct {
+	Namesrv string `json:"namesrv"`
+	// Topics is how many of the broker group's topics the name server
+	// changed.
+	Topics int    `json:"topics"`
+	Error  string `json:"error,omitempty"`
+}
+
+// SetWritePerm takes the write permission off every topic of broker
+// group brokerName in the routes of each name server of namesrvAddrs
+// (wipe: WIPE_WRITE_PERM_OF_BROKER, mqadmin wipeWritePerm), so that
+// producers stop sending to it while consumers keep reading it, or gives
+// it back (ADD_WRITE_PERM_OF_BROKER, mqadmin addWritePerm). As with
+// RocketMQ, a wipe lasts until the broker's topic table changes (it then
+// registers the table again) or the name server restarts. Every name
+// server is asked; the error joins those that failed.
+func SetWritePerm(ctx context.Context, namesrvAddrs []string, brokerName string, wipe bool) ([]WritePermResult, error) {
+	if len(namesrvAddrs) == 0 {
+		return nil, fmt.Errorf("%w: no name server address", ErrInvalid)
+	}
+	if brokerName == "" || strings.ContainsAny(brokerName, " \t\r\n") {
+		return nil, fmt.Errorf("%w: broker name %q", ErrInvalid, brokerName)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	op, code, field := "ADD_WRITE_PERM_OF_BROKER", remoting.ReqAddWritePermOfBroker, "addTopicCount"
+	if wipe {
+		op, code, field = "WIPE_WRITE_PERM_OF_BROKER", remoting.ReqWipeWritePermOfBroker, "wipeTopicCount"
+	}
+	var out []WritePermResult
+	var errs []error
+	for _, addr := range namesrvAddrs {
+		n, err := writePermAt(ctx, addr, op, code, field, brokerName)
+		r := WritePermResult{Namesrv: addr, Topics: n}
+		if err != nil {
+			r.Error = err.Error()
+			errs = append(errs, err)
+		}
+		out = append(out, r)
+	}
+	return out, errors.Join(errs...)
+}
+
+func writePermAt(ctx context.Context, addr, op string, code int16, field, brokerName string) (int, error) {
+	conn, err := remoting.Dial(ctx, addr, remoting.DialOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("admin: connect to name server %s: %w", addr, err)
+	}
+	defer conn.Close()
+	resp, err := conn.Invoke(ctx, remoting.NewRequest(code, map[string]string{"brokerName": brokerName}))
+	if err != nil {
+		return 0, fmt.Errorf("%s to %s: %w", op, addr, err)
+	}
+	if resp.Code != remoting.RespSuccess {
+		return 0, brokerError(op, resp)
+	}
+	n, err := strconv.Atoi(resp.Ext(field))
+	if err != nil {
+		return 0, fmt.Errorf("%s from %s: bad %s %q", op, addr, field, resp.Ext(field))
+	}
+	return n, nil
 }
