@@ -115,6 +115,18 @@ func openCommitLog(dir string, segSize int64, fs fileSystem, zeroFill bool) (*co
 			return nil, err
 		}
 		c.segs = append(c.segs, &segment{base: base, path: path, f: f})
+		// No file of this version or an older one outgrows its segment:
+		// a longer one was written with a larger segment size, and its
+		// records past this size's end would be cut off as a torn tail.
+		fi, err := f.Stat()
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		if fi.Size() > segSize {
+			c.close()
+			return nil, fmt.Errorf("%w: commit-log segment %s is %d bytes, longer than segment size %d (was the segment size changed?)", ErrCorrupt, segmentName(base), fi.Size(), segSize)
+		}
 	}
 	return c, nil
 }

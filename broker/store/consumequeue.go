@@ -82,9 +82,18 @@ func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, 
 	}
 	var bases []int64
 	for _, e := range entries {
-		if n, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && len(e.Name()) == 20 && n%(perFile*QueueEntrySize) == 0 {
-			bases = append(bases, n/QueueEntrySize)
+		n, err := strconv.ParseInt(e.Name(), 10, 64)
+		if err != nil || len(e.Name()) != 20 {
+			continue
 		}
+		if n%(perFile*QueueEntrySize) != 0 {
+			// Written with another QueueEntriesPerFile: its entries
+			// would be out of reach, and the queue would hand out their
+			// offsets again.
+			return nil, fmt.Errorf("%w: consume-queue file %s is not aligned to %d entries a file (was the number of entries per file changed?)",
+				ErrCorrupt, filepath.Join(dir, e.Name()), perFile)
+		}
+		bases = append(bases, n/QueueEntrySize)
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	for i, base := range bases {
@@ -101,6 +110,16 @@ func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, 
 			return nil, err
 		}
 		q.files = append(q.files, f)
+		fi, err := f.f.Stat()
+		if err != nil {
+			q.close()
+			return nil, err
+		}
+		if fi.Size() > perFile*QueueEntrySize {
+			q.close()
+			return nil, fmt.Errorf("%w: consume-queue file %s holds more than %d entries (was the number of entries per file changed?)",
+				ErrCorrupt, f.path, perFile)
+		}
 	}
 	if err := q.cutAtShortFile(); err != nil {
 		q.close()
@@ -363,10 +382,22 @@ func (q *consumeQueue) search(pred func(QueueEntry) bool) (int64, error) {
 	return lo + int64(i), ferr
 }
 
-// truncateFrom drops every entry at or after logical offset off.
+// truncateFrom drops every entry at or after logical offset off. The
+// next sync makes the cut durable (the files' new ends, and the removals
+// in the directory): recovery cuts entries that point past the log's end,
+// and the log is written again there before the next checkpoint records a
+// position past them; should the cut be lost to a power loss after that,
+// the entries would come back below the checkpoint's position, kept by
+// the next recovery, pointing at other records.
 func (q *consumeQueue) truncateFrom(off int64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if off < q.max {
+		q.dirty = true
+		if !slices.Contains(q.newDirs, q.dir) {
+			q.newDirs = append(q.newDirs, q.dir)
+		}
+	}
 	keep := q.files[:0]
 	for _, f := range q.files {
 		switch {

@@ -22,6 +22,10 @@ const crashChildEnv = "HALFBACK_TEST_STORE_CRASH_CHILD"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
+		if os.Getenv(crashChurnEnv) != "" {
+			crashChurnChild(dir)
+			return
+		}
 		crashChild(dir)
 		return
 	}

@@ -151,8 +151,10 @@
 // failed fsync earlier in the same boot Linux keeps the pages it could not
 // write there marked clean, which an fsync alone would not write. Then
 // each consume queue is cut at its first entry at or past the checkpoint
-// position, or at its first invalid one (size 0) if that comes earlier,
-// and queues and index are rebuilt from the checkpoint on. A power loss
+// position, or at its first invalid one (size 0) if that comes earlier
+// (the next checkpoint fsyncs the cut before it records a later
+// position), and queues and index are rebuilt from the checkpoint on.
+// A power loss
 // may keep some of the entries written since the checkpoint and lose
 // others: a file the dispatcher created may survive while the end of the
 // file before it is lost (opened, a queue ends at its first short file

@@ -65,7 +65,9 @@ type Options struct {
 	// halfback's shipped config.yaml chooses SyncFlush.
 	FlushType FlushType
 	// SegmentSize is the size of one commit-log file in bytes. Default 1 GiB.
-	// It must hold at least one message of MaxMessageSize.
+	// It must hold at least one message of MaxMessageSize. Open refuses
+	// (ErrCorrupt) segment files that do not fit it (written with
+	// another size): longer than it, or not at a multiple of it.
 	SegmentSize int64
 	// SyncFlushTimeout bounds how long a SyncFlush append waits for its
 	// fsync before it fails with ErrFlushTimeout. Default 5 s.
@@ -77,7 +79,9 @@ type Options struct {
 	// recovery re-dispatches after a crash. Default 1 s.
 	CheckpointInterval time.Duration
 	// QueueEntriesPerFile is the number of 20-byte entries in one
-	// consume-queue file. Default 300,000.
+	// consume-queue file. Default 300,000. Open refuses (ErrCorrupt)
+	// queue files that do not fit it (written with another number):
+	// longer than it, or not at a multiple of it.
 	QueueEntriesPerFile int
 	// FileReserved is how long a full commit-log segment is kept. Default 72 h.
 	FileReserved time.Duration

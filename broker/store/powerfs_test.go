@@ -21,6 +21,19 @@ type powerFS struct {
 	mu     sync.Mutex
 	frozen bool // after crash: every write and sync fails, nothing more reaches the disk
 	inodes map[uint64]*powerInode
+	// cutAt, if positive, cuts the power as the cutAt-th operation (open,
+	// write, truncate, allocate, sync) starts; ops counts them.
+	cutAt, ops int
+}
+
+// tick counts an operation (p.mu held) and cuts the power if it is the
+// cutAt-th; it reports whether the power is off.
+func (p *powerFS) tick() bool {
+	p.ops++
+	if p.cutAt > 0 && p.ops >= p.cutAt {
+		p.frozen = true
+	}
+	return p.frozen
 }
 
 type powerInode struct {
@@ -42,7 +55,7 @@ var errPowerLost = errors.New("power lost")
 func (p *powerFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.frozen {
+	if p.tick() {
 		return nil, &os.PathError{Op: "open", Path: name, Err: errPowerLost}
 	}
 	var pre []byte
@@ -114,7 +127,7 @@ func (f *powerFile) preimage(off, n int64) {
 func (f *powerFile) WriteAt(b []byte, off int64) (int, error) {
 	f.p.mu.Lock()
 	defer f.p.mu.Unlock()
-	if f.p.frozen {
+	if f.p.tick() {
 		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: errPowerLost}
 	}
 	f.preimage(off, int64(len(b)))
@@ -124,7 +137,7 @@ func (f *powerFile) WriteAt(b []byte, off int64) (int, error) {
 func (f *powerFile) Truncate(size int64) error {
 	f.p.mu.Lock()
 	defer f.p.mu.Unlock()
-	if f.p.frozen {
+	if f.p.tick() {
 		return &os.PathError{Op: "truncate", Path: f.Name(), Err: errPowerLost}
 	}
 	if cur := f.size(); size < cur {
@@ -138,7 +151,7 @@ func (f *powerFile) Truncate(size int64) error {
 func (f *powerFile) Allocate(size int64) error {
 	f.p.mu.Lock()
 	defer f.p.mu.Unlock()
-	if f.p.frozen {
+	if f.p.tick() {
 		return &os.PathError{Op: "fallocate", Path: f.Name(), Err: errPowerLost}
 	}
 	f.st.undo = append(f.st.undo, powerUndo{size: f.size()})
@@ -148,7 +161,7 @@ func (f *powerFile) Allocate(size int64) error {
 func (f *powerFile) Sync() error {
 	f.p.mu.Lock()
 	defer f.p.mu.Unlock()
-	if f.p.frozen {
+	if f.p.tick() {
 		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: errPowerLost}
 	}
 	if err := f.file.Sync(); err != nil {
@@ -167,12 +180,22 @@ func (p *powerFS) crash() {
 }
 
 // revert rolls every inode back to its content at its last fsync.
-func (p *powerFS) revert(t testing.TB) {
+func (p *powerFS) revert(t testing.TB) { p.revertPartly(t, nil) }
+
+// revertPartly rolls every inode back to its content at its last fsync
+// and, with keep, after the first keep(n) of the n changes made since,
+// as if the page cache had written back that much of each file, in
+// order, but files independently of each other.
+func (p *powerFS) revertPartly(t testing.TB, keep func(n int) int) {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, st := range p.inodes {
-		for i := len(st.undo) - 1; i >= 0; i-- {
+		first := 0
+		if keep != nil {
+			first = keep(len(st.undo))
+		}
+		for i := len(st.undo) - 1; i >= first; i-- {
 			u := st.undo[i]
 			fi, err := st.f.Stat()
 			if err != nil {

@@ -331,3 +331,45 @@ func TestQueueEntriesAfterPowerLossStayInsideTheLog(t *testing.T) {
 	defer s.Close()
 	checkOrdersAfterAsyncPowerLoss(t, s)
 }
+
+// TestQueueCutByRecoverySurvivesTheNextPowerLoss: recovery cuts a queue
+// whose last entries point past the log's end (the OS wrote back the
+// queue's file but not the AsyncFlush log it points into). The cut must
+// be durable before a checkpoint vouches for the log past it: here
+// recovery truncates orders/0, other topics' records fill the space its
+// lost entries pointed to, a checkpoint passes them, and the power goes
+// again. If the truncation was never fsynced the entries come back, now
+// below the checkpoint's position, so the next recovery keeps them and
+// orders/0 serves other topics' records at its offsets 100..199.
+func TestQueueCutByRecoverySurvivesTheNextPowerLoss(t *testing.T) {
+	o := asyncPowerLoss(t, func(s *Store) {
+		q := s.cqs.get("orders", 0, false)
+		for _, f := range q.files {
+			if err := f.f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	pfs := newPowerFS()
+	o.fs = pfs
+	s := openStore(t, o)
+	if lo, hi := s.QueueBounds("orders", 0); lo != 0 || hi != 100 {
+		t.Fatalf("after the first power loss orders/0 is [%d, %d), want [0, 100)", lo, hi)
+	}
+	for j := range 300 {
+		mustAppend(t, s, testMsg("other", 0, j))
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitDispatched(t, s)
+	if err := s.checkpoint(false); err != nil {
+		t.Fatal(err)
+	}
+	powerLoss(t, s, pfs)
+	o.fs = nil
+	s = openStore(t, o)
+	defer s.Close()
+	checkQueueMatchesLog(t, s, "orders", 0)
+	checkOrdersAfterAsyncPowerLoss(t, s)
+}
