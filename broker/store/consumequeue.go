@@ -167,6 +167,11 @@ func (q *consumeQueue) cutAtShortFile() error {
 				return err
 			}
 		}
+		// The next sync makes the removals durable before a checkpoint
+		// records a position past them (as truncateFrom's cut).
+		if !slices.Contains(q.newDirs, q.dir) {
+			q.newDirs = append(q.newDirs, q.dir)
+		}
 		return nil
 	}
 	return nil
