@@ -125,58 +125,7 @@ func checkChurn(t *testing.T, round int, dir string, ft FlushType, acks []churnA
 		}
 		kept = append(kept, a)
 	}
-	acks = kept
-	for _, a := range acks {
-		k := [2]int64{int64(a.writer), a.qo}
-		if prev, ok := owner[k]; ok {
-			t.Fatalf("round %d: queue %d offset %d given to w%d-s%d of round %s and again to w%d-s%d of round %s",
-				round, a.writer, a.qo, prev.writer, prev.seq, prev.run, a.writer, a.seq, a.run)
-		}
-		owner[k] = a
-		if a.phys < minPhys {
-			continue
-		}
-		e, err := s.ReadMessage(a.phys)
-		if err != nil {
-			t.Fatalf("round %d: acknowledged record w%d-s%d at %d lost: %v", round, a.writer, a.seq, a.phys, err)
-		}
-		if string(e.Body) != string(crashBody(a.writer, a.seq)) || e.QueueOffset != a.qo {
-			t.Fatalf("round %d: record at %d is not w%d-s%d at queue offset %d", round, a.phys, a.writer, a.seq, a.qo)
-		}
-		q := s.cqs.get("churn", int32(a.writer), false)
-		if q == nil {
-			t.Fatalf("round %d: queue %d missing", round, a.writer)
-		}
-		lo, hi := q.bounds()
-		if a.qo >= hi {
-			t.Fatalf("round %d: queue %d is [%d, %d), without acknowledged w%d-s%d at %d", round, a.writer, lo, hi, a.writer, a.seq, a.qo)
-		}
-		if a.qo >= lo {
-			qe, err := q.entryAt(a.qo)
-			if err != nil || qe.PhysicalOffset != a.phys {
-				t.Fatalf("round %d: queue %d entry %d = %+v (%v), want the record at %d", round, a.writer, a.qo, qe, err, a.phys)
-			}
-		}
-	}
-	for i := 0; i < len(acks); i += max(1, len(acks)/50) {
-		a := acks[i]
-		if a.phys < minPhys {
-			continue
-		}
-		got, err := s.QueryByKey("churn", churnKey(a.writer, a.seq, a.run), 0, 0, 4)
-		if err != nil || len(got) != 1 || got[0] != a.phys {
-			t.Fatalf("round %d: key %s finds %v (%v), want [%d]", round, churnKey(a.writer, a.seq, a.run), got, err, a.phys)
-		}
-	}
-	if valid, err := s.scanValid(minPhys); err != nil || valid != end {
-		t.Fatalf("round %d: log valid to %d, want its end %d (%v)", round, valid, end, err)
-	}
-	for w := range int32(4) {
-		if s.cqs.get("churn", w, false) != nil {
-			checkQueueMatchesLog(t, s, "churn", w)
-		}
-	}
-	checkSegmentSizes(t, dir, o.SegmentSize)
+	checkChurnStore(t, s, round, kept, owner)
 	if clean {
 		if err := s.Close(); err != nil {
 			t.Fatalf("round %d: close: %v", round, err)
@@ -184,5 +133,5 @@ func checkChurn(t *testing.T, round int, dir string, ft FlushType, acks []churnA
 	} else {
 		s.halt()
 	}
-	t.Logf("round %d: %d acknowledged appends, log [%d, %d)", round, len(acks), minPhys, end)
+	t.Logf("round %d: %d acknowledged appends, log [%d, %d)", round, len(kept), minPhys, end)
 }
