@@ -1,19 +1,15 @@
 package store
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -210,74 +206,27 @@ func damageMarkers(t *testing.T, dir string, how int, rng *rand.Rand) {
 
 func runChurnRound(t *testing.T, dir string, after time.Duration) []churnAck {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChurnEnv+"=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1024)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
 	var acks []churnAck
 	var run string
-	parse := func(l string) {
+	runKilledChild(t, []string{crashChildEnv + "=" + dir, crashChurnEnv + "=1"}, after, func(l string) bool {
 		f := strings.Fields(l)
 		if len(f) == 2 && f[0] == "run" {
 			run = f[1]
-			return
+			return false
 		}
 		if len(f) != 4 {
-			return // a line cut by the kill
+			return false // a line cut by the kill
 		}
 		var v [4]int64
 		for i := range f {
 			n, err := strconv.ParseInt(f[i], 10, 64)
 			if err != nil {
-				return
+				return false
 			}
 			v[i] = n
 		}
 		acks = append(acks, churnAck{phys: v[0], qo: v[1], writer: int(v[2]), seq: int(v[3]), run: run})
-	}
-	deadline := time.After(30 * time.Second)
-	for len(acks) == 0 {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				cmd.Wait()
-				t.Fatal("crash child exited before acknowledging anything")
-			}
-			parse(l)
-		case <-deadline:
-			cmd.Process.Kill()
-			t.Fatal("crash child acknowledged nothing in 30 s")
-		}
-	}
-	kill := time.After(after)
-loop:
-	for {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				break loop
-			}
-			parse(l)
-		case <-kill:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			kill = nil
-		}
-	}
-	_ = cmd.Wait()
-	io.Copy(io.Discard, stdout)
+		return true
+	})
 	return acks
 }

@@ -139,8 +139,32 @@ func TestCrashSIGKILL(t *testing.T) {
 
 func runCrashRound(t *testing.T, dir string, after time.Duration) []ack {
 	t.Helper()
+	var acks []ack
+	runKilledChild(t, []string{crashChildEnv + "=" + dir}, after, func(l string) bool {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			return false // a line cut by the kill
+		}
+		p, e1 := strconv.ParseInt(f[0], 10, 64)
+		w, e2 := strconv.Atoi(f[1])
+		q, e3 := strconv.Atoi(f[2])
+		if e1 != nil || e2 != nil || e3 != nil {
+			return false
+		}
+		acks = append(acks, ack{p, w, q})
+		return true
+	})
+	return acks
+}
+
+// runKilledChild runs this test binary as a crash child with env added,
+// hands each line it prints to parse (true: an acknowledged append), and
+// once the child acknowledged one, kills it with SIGKILL after the given
+// time; it returns when the child's output is drained.
+func runKilledChild(t *testing.T, env []string, after time.Duration, parse func(line string) bool) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -157,31 +181,20 @@ func runCrashRound(t *testing.T, dir string, after time.Duration) []ack {
 			lines <- sc.Text()
 		}
 	}()
-	var acks []ack
-	parse := func(l string) {
-		f := strings.Fields(l)
-		if len(f) != 3 {
-			return // a line cut by the kill
-		}
-		p, e1 := strconv.ParseInt(f[0], 10, 64)
-		w, e2 := strconv.Atoi(f[1])
-		q, e3 := strconv.Atoi(f[2])
-		if e1 == nil && e2 == nil && e3 == nil {
-			acks = append(acks, ack{p, w, q})
-		}
-	}
 	// Let the child acknowledge something, then kill it at a random moment.
 	deadline := time.After(30 * time.Second)
-	select {
-	case l, ok := <-lines:
-		if !ok {
-			cmd.Wait()
-			t.Fatal("crash child exited before acknowledging anything")
+	for acked := false; !acked; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				cmd.Wait()
+				t.Fatal("crash child exited before acknowledging anything")
+			}
+			acked = parse(l)
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatal("crash child acknowledged nothing in 30 s")
 		}
-		parse(l)
-	case <-deadline:
-		cmd.Process.Kill()
-		t.Fatal("crash child acknowledged nothing in 30 s")
 	}
 	kill := time.After(after)
 loop:
@@ -199,5 +212,4 @@ loop:
 	}
 	_ = cmd.Wait()
 	io.Copy(io.Discard, stdout)
-	return acks
 }
