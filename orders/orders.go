@@ -40,8 +40,12 @@ const (
 	insertOrderSQL = `INSERT INTO orders (id, "user", amount, sku, qty, status, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING`
 	reserveSQL = `UPDATE inventory SET qty = qty - $1 WHERE sku = $2 AND qty >= $1`
+	// restockSQL stops at the largest BIGINT rather than overflow (SQLite
+	// would store the sum as a REAL, which Stock cannot read).
 	restockSQL = `INSERT INTO inventory (sku, qty) VALUES ($1, $2)
-		ON CONFLICT (sku) DO UPDATE SET qty = inventory.qty + excluded.qty`
+		ON CONFLICT (sku) DO UPDATE SET qty = CASE
+			WHEN inventory.qty > 9223372036854775807 - excluded.qty THEN 9223372036854775807
+			ELSE inventory.qty + excluded.qty END`
 	setStockSQL = `INSERT INTO inventory (sku, qty) VALUES ($1, $2)
 		ON CONFLICT (sku) DO UPDATE SET qty = excluded.qty`
 	selectStockSQL = `SELECT qty FROM inventory WHERE sku = $1`

@@ -2,6 +2,7 @@ package orders
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -169,6 +170,32 @@ func TestCancel(t *testing.T) {
 	wantErr(t, "cancel o2", db.Cancel(ctx, "t8", "o2", "x"), nil)
 	if n := stock(t, db, "sku"); n != 1 {
 		t.Fatalf("stock %d after restocking a deleted SKU, want 1", n)
+	}
+}
+
+// Units a cancel returns to a SKU stocked at the most an int64 holds
+// ("unlimited", set again while the order held its units) keep the stock
+// an integer. SQLite turned the sum that overflowed into a REAL
+// (9.223372036854776e+18): Stock failed on it from then on, and the
+// stock no longer went down (a REAL that large minus a unit is itself).
+func TestCancelRestocksUnlimitedStock(t *testing.T) {
+	db := openTest(t, nil)
+	ctx := ctxT(t)
+	if err := db.SetStock(ctx, "sku", math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "create", db.CreateOrder(ctx, "t1", newOrder("o1", "sku", 5)), nil)
+	if err := db.SetStock(ctx, "sku", math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "cancel", db.Cancel(ctx, "t2", "o1", "payment timeout"), nil)
+	n, err := db.Stock(ctx, "sku")
+	if err != nil || n != math.MaxInt64 {
+		t.Fatalf("stock after the cancel: %d, %v; want %d", n, err, int64(math.MaxInt64))
+	}
+	wantErr(t, "create after", db.CreateOrder(ctx, "t3", newOrder("o2", "sku", 1)), nil)
+	if n := stock(t, db, "sku"); n != math.MaxInt64-1 {
+		t.Fatalf("stock %d after one more unit was reserved, want %d", n, int64(math.MaxInt64-1))
 	}
 }
 

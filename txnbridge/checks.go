@@ -43,11 +43,13 @@ func startCheckConsumer(ctx context.Context, o Options, s Signaler, log *slog.Lo
 // message's first key is a workflow id (the order id), which it signals
 // with workflows.SignalPaymentCheck and the message's PaymentCheck. A
 // message is acknowledged only once its signal succeeded; a check of a
-// workflow that no longer runs, or one that cannot be decoded, is
-// acknowledged and dropped (logged). Any other failure asks for the
-// message again later. The signal gets the handler's context, which
-// carries the consumer's "process" span: a Signaler with Temporal's
-// tracing interceptor records its SignalWorkflow span under it.
+// workflow that no longer runs, one that cannot be decoded, or one whose
+// key no workflow id can be (anything but printable ASCII, which
+// Temporal's client cannot send), is acknowledged and dropped (logged).
+// Any other failure asks for the message again later. The signal gets
+// the handler's context, which carries the consumer's "process" span: a
+// Signaler with Temporal's tracing interceptor records its SignalWorkflow
+// span under it.
 func CheckHandler(s Signaler, log *slog.Logger) client.MessageHandler {
 	return checkHandler(s, log, nil)
 }
@@ -97,6 +99,13 @@ func signalCheck(ctx context.Context, s Signaler, log *slog.Logger, m *client.Me
 		log.Error("txnbridge: dropping a payment check without an order id", "msgID", m.MsgID)
 		return nil
 	}
+	if !printableASCII(id) {
+		// Temporal's client sends the workflow id in a gRPC header, which
+		// takes printable ASCII only: no workflow started through it has
+		// such an id, and signalling one fails every time.
+		log.Error("txnbridge: dropping a payment check whose key is no workflow id", "msgID", m.MsgID, "key", id)
+		return nil
+	}
 	err := s.SignalWorkflow(ctx, id, "", workflows.SignalPaymentCheck, c)
 	var nf *serviceerror.NotFound
 	switch {
@@ -108,4 +117,15 @@ func signalCheck(ctx context.Context, s Signaler, log *slog.Logger, m *client.Me
 		return fmt.Errorf("txnbridge: signal %s check %d: %w", id, c.Check, err)
 	}
 	return nil
+}
+
+// printableASCII reports whether s is made of printable ASCII (0x20-0x7e),
+// as a gRPC header value must be.
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

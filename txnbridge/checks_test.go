@@ -189,3 +189,20 @@ func TestCheckConsumerCloseEndsAWaitingSignal(t *testing.T) {
 		t.Fatal("the check consumer's Close still waits for a signal Temporal does not answer")
 	}
 }
+
+// A check whose key no workflow id can be (Temporal's client carries the
+// id in a gRPC header, which takes printable ASCII only: a client refuses
+// to start or signal "ordér-1" with a serviceerror.Internal) is dropped
+// like a malformed one. It was answered ConsumeRetryLater, as if Temporal
+// were down, and with the check consumer's unlimited MaxReconsumeTimes it
+// went round the retry topic for ever.
+func TestCheckHandlerDropsKeyNoWorkflowCanHave(t *testing.T) {
+	tc := txnbridgetest.DialTemporal(t, txnbridgetest.StartDevServer(t))
+	h := txnbridge.CheckHandler(tc, txnbridgetest.Logger(t))
+	for _, key := range []string{"ordér-1", "o\t1", "o\x7f1", "\xff"} {
+		res, err := h(context.Background(), []*client.MessageExt{checkMsg(key, workflows.PaymentCheck{OrderID: "o1", Check: 1})})
+		if res != client.ConsumeSuccess || err != nil {
+			t.Errorf("check keyed %q: %v, %v; want it dropped (ConsumeSuccess)", key, res, err)
+		}
+	}
+}
