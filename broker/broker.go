@@ -37,6 +37,11 @@ type Broker struct {
 
 	delayLevels []time.Duration // the scheduler's levels, for due times in the lifecycle record
 
+	// inMemoryBytes is AccessMessageInMemoryMaxRatio of the machine's
+	// memory: how far back from the end of the commit log a message
+	// counts as in memory (offsets.go, startsAtZero).
+	inMemoryBytes int64
+
 	// dispatchHooks are called, in order, after records become visible in
 	// a consume queue (long polling registers here). They must not block.
 	hooksMu       sync.RWMutex
@@ -72,6 +77,7 @@ func Open(opts Options) (*Broker, error) {
 	opts = opts.withDefaults()
 	b := &Broker{opts: opts, stop: make(chan struct{})}
 	b.counts.started = time.Now()
+	b.inMemoryBytes = inMemoryBytes(opts)
 	b.groups = newGroupState(opts.Store.Dir)
 	b.pulls = newPullHolder(b)
 	var ready atomic.Bool

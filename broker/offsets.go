@@ -293,11 +293,12 @@ func offsetHeader(req *remoting.Command) (group, topic string, qid int32, err er
 }
 
 // handleQueryConsumerOffset answers ext offset. With nothing committed it
-// answers 0 if the queue has lost no message to retention (its min offset
-// is 0), RocketMQ's rule that lets a new group start at the beginning of a
-// young queue, unless the request sets setZeroIfNotFound=false (RocketMQ
-// 5); otherwise QUERY_NOT_FOUND, and the client applies its
-// consumeFromWhere.
+// answers 0 when the queue is empty, or has lost no message to retention
+// (its min offset is 0) and its first message is still in the commit
+// log's in-memory tail (startsAtZero), RocketMQ's rule that lets a new
+// group read a young queue from its start, unless the request sets
+// setZeroIfNotFound=false (RocketMQ 5); otherwise QUERY_NOT_FOUND, and the
+// client applies its consumeFromWhere.
 func (b *Broker) handleQueryConsumerOffset(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	group, topic, qid, err := offsetHeader(req)
 	if err != nil {
@@ -308,8 +309,13 @@ func (b *Broker) handleQueryConsumerOffset(_ context.Context, _ *remoting.Conn, 
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	if !ok {
-		minOff, _ := b.store.QueueBounds(topic, qid)
-		if minOff > 0 || req.Ext("setZeroIfNotFound") == "false" {
+		zero := req.Ext("setZeroIfNotFound") != "false"
+		if zero {
+			if zero, err = b.startsAtZero(topic, qid); err != nil {
+				return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+			}
+		}
+		if !zero {
 			return remoting.NewResponse(req, remoting.RespQueryNotFound, "Not found, maybe this group consumer boot first")
 		}
 		off = 0
@@ -317,6 +323,23 @@ func (b *Broker) handleQueryConsumerOffset(_ context.Context, _ *remoting.Conn, 
 	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
 	resp.ExtFields["offset"] = strconv.FormatInt(off, 10)
 	return resp
+}
+
+// startsAtZero reports whether a group with no offset on a queue starts at
+// its offset 0: the queue is empty, or retention removed none of its
+// messages and its first one lies within inMemoryBytes of the end of the
+// commit log (RocketMQ: minOffset <= 0 and not checkInDiskByConsumeOffset
+// at offset 0, with accessMessageInMemoryMaxRatio of physical memory).
+// Further back, a new group would replay all of a long queue.
+func (b *Broker) startsAtZero(topic string, qid int32) (bool, error) {
+	if minOff, _ := b.store.QueueBounds(topic, qid); minOff > 0 {
+		return false, nil
+	}
+	e, ok, err := b.store.QueueEntryAt(topic, qid, 0)
+	if err != nil || !ok {
+		return err == nil, err
+	}
+	return b.store.MaxPhysicalOffset()-e.PhysicalOffset <= b.inMemoryBytes, nil
 }
 
 // handleUpdateConsumerOffset stores commitOffset (the Go client sends it

@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -351,5 +353,67 @@ func TestConsumerOffsetSyncCommitWriteFails(t *testing.T) {
 	}
 	if got, _, err := offsetOnDisk(o.Store.Dir, "g", "orders", 0); err != nil || got != 4 {
 		t.Fatalf("on disk after repair: %d %v, want 4", got, err)
+	}
+}
+
+// A group with no committed offset on a queue that has lost nothing to
+// retention starts at offset 0 only while the queue's first message is
+// within AccessMessageInMemoryMaxRatio of memory from the end of the
+// commit log (RocketMQ's ConsumerManageProcessor.queryConsumerOffset and
+// checkInDiskByConsumeOffset); further back QUERY_CONSUMER_OFFSET answers
+// QUERY_NOT_FOUND, so that a CONSUME_FROM_LAST_OFFSET consumer starts at
+// the queue's end instead of replaying a long topic from its start.
+func TestQueryConsumerOffsetOfANewGroupOnAnOldQueue(t *testing.T) {
+	const window = 64 << 10
+	mem := physicalMemory()
+	if mem < 1<<30 {
+		t.Fatalf("physicalMemory() = %d, want the machine's memory", mem)
+	}
+	o := testOptions(t)
+	o.AccessMessageInMemoryMaxRatio = float64(window) / float64(mem)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	first := appendTestMsgs(t, b, "old", 0, 1)[0]
+	haveTopic(t, b, "old", 1) // queue 1 stays empty
+	if code, off := queryOffset(t, c, offsetExt("g", "old", 0)); code != remoting.RespSuccess || off != 0 {
+		t.Fatalf("first message in memory: query = %d %d, want SUCCESS 0", code, off)
+	}
+	if resp := updateOffset(t, c, "committed", "old", 0, 1); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", resp.Code, resp.Remark)
+	}
+
+	// Other topics' messages push the first one back past the window.
+	haveTopic(t, b, "filler", 0)
+	for i := 0; b.store.MaxPhysicalOffset()-first <= 2*window; i++ {
+		m := &message.Message{Topic: "filler", Body: make([]byte, 8<<10), BornTimestamp: time.Now().UnixMilli(),
+			Properties: message.Properties{message.PropertyUniqKey: "F" + strconv.Itoa(i)}.Encode()}
+		if _, err := b.store.Append(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _ := queryOffset(t, c, offsetExt("g", "old", 0)); code != remoting.RespQueryNotFound {
+		t.Fatalf("first message %d bytes back, window %d: code %d, want QUERY_NOT_FOUND",
+			b.store.MaxPhysicalOffset()-first, window, code)
+	}
+	if code, off := queryOffset(t, c, offsetExt("g", "old", 1)); code != remoting.RespSuccess || off != 0 {
+		t.Fatalf("empty queue: query = %d %d, want SUCCESS 0", code, off)
+	}
+	if code, off := queryOffset(t, c, offsetExt("committed", "old", 0)); code != remoting.RespSuccess || off != 1 {
+		t.Fatalf("committed group: query = %d %d, want SUCCESS 1", code, off)
+	}
+}
+
+func TestAccessMessageInMemoryMaxRatioValidated(t *testing.T) {
+	for _, r := range []float64{-0.1, 1.5, 40, math.NaN()} {
+		o := testOptions(t)
+		o.AccessMessageInMemoryMaxRatio = r
+		if err := o.Validate(); !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), "AccessMessageInMemoryMaxRatio") {
+			t.Errorf("ratio %v: Validate = %v, want ErrInvalidOptions naming the field", r, err)
+		}
+	}
+	o := testOptions(t)
+	o.AccessMessageInMemoryMaxRatio = 1
+	if err := o.Validate(); err != nil {
+		t.Errorf("ratio 1: %v", err)
 	}
 }

@@ -23,6 +23,9 @@ const (
 	DefaultLongPollTimeout   = 15 * time.Second
 	DefaultRegisterInterval  = 30 * time.Second
 	DefaultMaxReconsumeTimes = 16
+	// DefaultAccessMessageInMemoryMaxRatio is RocketMQ's
+	// accessMessageInMemoryMaxRatio, 40 (percent of physical memory).
+	DefaultAccessMessageInMemoryMaxRatio = 0.4
 )
 
 // MaxMessageSizeLimit is the largest Store.MaxMessageSize a broker takes:
@@ -83,6 +86,18 @@ type Options struct {
 	// the group's dead-letter queue, unless the group says otherwise.
 	// Default 16.
 	MaxReconsumeTimes int
+	// AccessMessageInMemoryMaxRatio is the fraction (0..1) of the
+	// machine's physical memory that counts as the commit log's recent,
+	// in-memory tail (RocketMQ's accessMessageInMemoryMaxRatio).
+	// QUERY_CONSUMER_OFFSET for a group with no committed offset on a
+	// queue answers 0, so that a new group reads the queue from its first
+	// message, only while that first message is still there (retention
+	// removed none) and no further than this from the end of the commit
+	// log, as RocketMQ's ConsumerManageProcessor does; otherwise it
+	// answers QUERY_NOT_FOUND, and the consumer starts where its
+	// consumeFromWhere says (CONSUME_FROM_LAST_OFFSET: the queue's end).
+	// An empty queue answers 0. Default 0.4 (0 means the default).
+	AccessMessageInMemoryMaxRatio float64
 	// LifecycleRetention is how long the message lifecycle record
 	// (Store.Dir/lifecycle, `halfback trace`) keeps events. Default
 	// Store.FileReserved (72 h): as long as the messages themselves.
@@ -120,6 +135,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxReconsumeTimes == 0 {
 		o.MaxReconsumeTimes = DefaultMaxReconsumeTimes
+	}
+	if o.AccessMessageInMemoryMaxRatio == 0 {
+		o.AccessMessageInMemoryMaxRatio = DefaultAccessMessageInMemoryMaxRatio
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -178,6 +196,9 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: LifecycleRetention %v is negative", ErrInvalidOptions, o.LifecycleRetention)
 	case o.MaxReconsumeTimes < 0:
 		return fmt.Errorf("%w: MaxReconsumeTimes %d is negative", ErrInvalidOptions, o.MaxReconsumeTimes)
+	case !(o.AccessMessageInMemoryMaxRatio > 0 && o.AccessMessageInMemoryMaxRatio <= 1): // also NaN
+		return fmt.Errorf("%w: AccessMessageInMemoryMaxRatio %v is not a fraction from 0 to 1 (RocketMQ's 40 percent is 0.4)",
+			ErrInvalidOptions, o.AccessMessageInMemoryMaxRatio)
 	}
 	if err := o.Store.Validate(); err != nil {
 		return err

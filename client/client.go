@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,12 @@ type Client struct {
 	routes *routeTable
 	nsNext atomic.Uint32 // rotates the name server tried first
 	uniq   *message.UniqIDs
+
+	// localID names a broadcasting consumer's default offsets file:
+	// ClientIP@InstanceName, with InstanceName "DEFAULT" when Options left
+	// it unset (RocketMQ changes a DEFAULT instance name to the pid for
+	// clustering consumers only), so that a restart finds the file again.
+	localID string
 
 	// Registered groups, carried by heartbeats.
 	groupsMu  sync.Mutex
@@ -84,11 +91,13 @@ func New(opts Options) (*Client, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	localName := cmp.Or(opts.InstanceName, defaultInstanceName)
 	opts = opts.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		opts:      opts,
 		id:        opts.ClientIP + "@" + opts.InstanceName,
+		localID:   opts.ClientIP + "@" + localName,
 		log:       opts.Logger,
 		mux:       remoting.NewMux(),
 		routes:    newRouteTable(),

@@ -132,8 +132,10 @@ func (pc *PushConsumer) Subscribe(topic, tagExpr string, h MessageHandler) error
 // only; the consumer runs until Close. A topic no name server knows yet is
 // picked up by a later round. It fails with ErrInvalidSubscription when
 // nothing was subscribed, ErrConsumerStarted the second time,
-// ErrGroupRegistered if the Client has a consumer of the group, ErrClosed
-// after Close, or ctx's error (the consumer is then closed).
+// ErrGroupRegistered if the Client has a consumer of the group,
+// ErrOffsetFileInUse if another broadcasting consumer holds the offsets
+// file, ErrClosed after Close, or ctx's error (the consumer is then
+// closed).
 func (pc *PushConsumer) Start(ctx context.Context) error {
 	if err := pc.begin(); err != nil {
 		return err
@@ -188,6 +190,10 @@ func (pc *PushConsumer) begin() error {
 		return ErrConsumerStarted
 	case len(pc.subs) == 0:
 		return fmt.Errorf("%w: no topic subscribed", ErrInvalidSubscription)
+	case pc.c.hasConsumerGroup(pc.opts.Group):
+		// Before the offsets file is locked: a broadcasting twin in this
+		// Client would find it locked by the first.
+		return fmt.Errorf("%w: consumer group %q", ErrGroupRegistered, pc.opts.Group)
 	}
 	store, err := pc.newOffsetStore()
 	if err != nil {
@@ -200,6 +206,7 @@ func (pc *PushConsumer) begin() error {
 	}
 	if err := pc.c.registerConsumerGroup(pc.opts.Group, pc.heartbeatData); err != nil {
 		delete(pc.subs, retryTopic(pc.opts.Group))
+		store.close()
 		return err
 	}
 	pc.c.pushers.add(pc.c, pc)
@@ -207,6 +214,7 @@ func (pc *PushConsumer) begin() error {
 	if pc.dropCloser, ok = pc.c.onClose(func() { _ = pc.Close() }); !ok {
 		pc.c.pushers.remove(pc)
 		pc.c.unregisterConsumerGroup(pc.opts.Group)
+		store.close()
 		return ErrClosed
 	}
 	if pc.opts.ConsumeTimestamp.IsZero() {
@@ -266,6 +274,7 @@ func (pc *PushConsumer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*pc.c.opts.RequestTimeout)
 	defer cancel()
 	err := pc.persist(ctx, true)
+	pc.offsets.close()
 	if pc.opts.Orderly && pc.opts.Model == Clustering {
 		pc.unlockQueues(ctx, pc.queueList())
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -33,6 +34,8 @@ type offsetStore interface {
 	read(ctx context.Context, mq MessageQueue) (off int64, found bool, err error)
 	// commit stores offsets durably.
 	commit(ctx context.Context, offs map[MessageQueue]int64) error
+	// close lets the offsets go once the consumer has committed them last.
+	close()
 }
 
 func (pc *PushConsumer) newOffsetStore() (offsetStore, error) {
@@ -42,11 +45,11 @@ func (pc *PushConsumer) newOffsetStore() (offsetStore, error) {
 	if pc.opts.MemoryOffsets {
 		return &fileOffsets{table: map[MessageQueue]int64{}}, nil
 	}
-	path := pc.opts.OffsetFile
+	path, hint := pc.opts.OffsetFile, "ConsumerOptions.OffsetFile"
 	if path == "" {
-		path = defaultOffsetFile(pc.opts.Group, pc.c.id)
+		path, hint = defaultOffsetFile(pc.opts.Group, pc.c.localID), "Options.InstanceName"
 	}
-	return loadFileOffsets(path)
+	return loadFileOffsets(path, hint)
 }
 
 // brokerOffsets are a clustering group's offsets on the brokers.
@@ -72,6 +75,8 @@ func (b *brokerOffsets) read(ctx context.Context, mq MessageQueue) (int64, bool,
 	}
 	return off, true, nil
 }
+
+func (b *brokerOffsets) close() {}
 
 func (b *brokerOffsets) commit(ctx context.Context, offs map[MessageQueue]int64) error {
 	var errs []error
@@ -126,9 +131,12 @@ func (pc *PushConsumer) offsetOf(ctx context.Context, code int16, op string, mq 
 }
 
 // fileOffsets are a broadcasting member's offsets: a table in memory,
-// written to path (when set) as JSON on each commit.
+// written to path (when set) as JSON on each commit. While the consumer
+// runs it holds an exclusive flock on path+".lock" (lock), so that no
+// other consumer, in this process or another, writes the file too.
 type fileOffsets struct {
 	path  string
+	lock  *os.File
 	mu    sync.Mutex
 	table map[MessageQueue]int64
 }
@@ -143,25 +151,62 @@ type offsetFileBody struct {
 	Offsets []offsetFileEntry `json:"offsets"`
 }
 
-// loadFileOffsets reads path; a missing file is an empty table, an
-// unreadable one an error (starting over could skip or repeat messages).
-func loadFileOffsets(path string) (*fileOffsets, error) {
-	f := &fileOffsets{path: path, table: map[MessageQueue]int64{}}
+// loadFileOffsets locks and reads path; a missing file is an empty table,
+// an unreadable one an error (starting over could skip or repeat
+// messages), and one another consumer holds ErrOffsetFileInUse, whose
+// message names hint, the option that tells the consumers' files apart.
+func loadFileOffsets(path, hint string) (*fileOffsets, error) {
+	lock, err := lockOffsetFile(path, hint)
+	if err != nil {
+		return nil, err
+	}
+	f := &fileOffsets{path: path, lock: lock, table: map[MessageQueue]int64{}}
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return f, nil
 	case err != nil:
+		f.close()
 		return nil, fmt.Errorf("client: broadcasting offsets: %w", err)
 	}
 	var body offsetFileBody
 	if err := json.Unmarshal(data, &body); err != nil {
+		f.close()
 		return nil, fmt.Errorf("client: broadcasting offsets %s: %w", path, err)
 	}
 	for _, e := range body.Offsets {
 		f.table[e.MessageQueue] = e.Offset
 	}
 	return f, nil
+}
+
+// lockOffsetFile takes an exclusive flock on path+".lock", which two open
+// files of one process contend for as well as two processes; the kernel
+// drops it when the process dies.
+func lockOffsetFile(path, hint string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("client: broadcasting offsets: %w", err)
+	}
+	lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("client: broadcasting offsets: %w", err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lf.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s (another consumer on this host uses it: give each its own %s)",
+				ErrOffsetFileInUse, path, hint)
+		}
+		return nil, fmt.Errorf("client: broadcasting offsets: lock %s.lock: %w", path, err)
+	}
+	return lf, nil
+}
+
+// close releases the file's lock (closing it drops the flock).
+func (f *fileOffsets) close() {
+	if f.lock != nil {
+		f.lock.Close()
+	}
 }
 
 func (f *fileOffsets) read(_ context.Context, mq MessageQueue) (int64, bool, error) {

@@ -3,12 +3,15 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/halfbackmq/halfback/broker"
 )
 
 // Offsets are committed on Close: a restarted member of the group gets
@@ -204,4 +207,112 @@ func TestOffsetMovedIsFollowed(t *testing.T) {
 	if got := box.count("c"); len(got) != len(fresh) {
 		t.Fatalf("got %v, want only the new messages", got)
 	}
+}
+
+// A new clustering group with the default ConsumeFromLast starts at the
+// end of a queue whose first message the broker no longer counts as in
+// memory (broker.Options.AccessMessageInMemoryMaxRatio): it does not
+// replay a long topic that retention has not trimmed yet.
+func TestNewGroupSkipsAnOldQueueFromLast(t *testing.T) {
+	cl := startCluster(t, nil, func(o *broker.Options) {
+		o.AccessMessageInMemoryMaxRatio = 1e-15 // well under a byte of any machine's memory
+	})
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic := uniq("history")
+	old := sendN(t, p, topic, "old", "", 8)
+	cl.waitStored(t, topic, len(old))
+	box := &inbox{}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: uniq("cg")}, topic, "*", box.handler("c"))
+	waitFor(t, "the consumer owning its queues", func() bool { return len(ownQueues(pc, topic)) == 4 })
+	fresh := sendN(t, p, topic, "new", "", 8)
+	box.waitBodies(t, fresh)
+	waitFor(t, "caught up", func() bool { return cl.caughtUp(topic, pc) })
+	for b := range box.count("c") {
+		if strings.HasPrefix(b, "old") {
+			t.Fatalf("a new group from the last offset got %s, sent before it started", b)
+		}
+	}
+}
+
+// A broadcasting member restarted with the default InstanceName finds its
+// offsets file again (its default path is named by ClientIP@DEFAULT, as
+// RocketMQ keeps InstanceName DEFAULT for broadcasting consumers) and
+// gets what was sent while it was down: it does not start over.
+func TestBroadcastingDefaultOffsetsFileSurvivesRestart(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // os.UserCacheDir
+	t.Setenv("HOME", t.TempDir())
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("prices"), uniq("bg")
+	createTopic(t, p, topic)
+	o := ConsumerOptions{Group: group, Model: Broadcasting}
+	box := &inbox{}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", box.handler("run1"))
+	waitFor(t, "the member owning its queues", func() bool { return len(ownQueues(pc, topic)) == 4 })
+	first := sendN(t, p, topic, "a", "", 8)
+	box.waitBodies(t, first)
+	waitFor(t, "caught up", func() bool { return cl.caughtUp(topic, pc) })
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whileDown := sendN(t, p, topic, "b", "", 5)
+	cl.waitStored(t, topic, 1+len(first)+len(whileDown))
+	pc2 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", box.handler("run2"))
+	waitFor(t, "the restarted member owning its queues", func() bool { return len(ownQueues(pc2, topic)) == 4 })
+	after := sendN(t, p, topic, "c", "", 3)
+	box.waitBodies(t, after)
+	waitFor(t, "caught up again", func() bool { return cl.caughtUp(topic, pc2) })
+	got := box.count("run2")
+	for _, b := range whileDown {
+		if got[b] == 0 {
+			t.Fatalf("the restarted member got %v: not %s, sent while it was down (its offsets file was not found)", got, b)
+		}
+	}
+	if len(got) != len(whileDown)+len(after) {
+		t.Fatalf("the restarted member got %v, want only the messages sent since it stopped", got)
+	}
+}
+
+// Two broadcasting members of one group with the default InstanceName (two
+// Clients of one process, or two processes on one host) would share one
+// offsets file, each overwriting the other's offsets, so that a restart
+// resumes from the other member's position. The second is refused at
+// Start until the first closes.
+func TestBroadcastingOffsetsFileIsNotShared(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	cl := startCluster(t, nil, nil)
+	topic, group := uniq("prices"), uniq("bg")
+	o := ConsumerOptions{Group: group, Model: Broadcasting}
+	first := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", (&inbox{}).handler("a"))
+	second, err := newClient(t, cl.ns.Addr(), nil).NewPushConsumer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Subscribe(topic, "*", (&inbox{}).handler("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(ctxT(t, 10*time.Second)); !errors.Is(err, ErrOffsetFileInUse) || !strings.Contains(err.Error(), "InstanceName") {
+		second.Close()
+		t.Fatalf("second member on the same offsets file: Start = %v, want ErrOffsetFileInUse naming InstanceName", err)
+	}
+	// A twin in the first member's own Client is told the group is there.
+	twin, err := first.c.NewPushConsumer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := twin.Subscribe(topic, "*", (&inbox{}).handler("t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := twin.Start(ctxT(t, 10*time.Second)); !errors.Is(err, ErrGroupRegistered) {
+		twin.Close()
+		t.Fatalf("a second consumer of the group in one Client: Start = %v, want ErrGroupRegistered", err)
+	}
+	// With its own instance name it has its own file.
+	startConsumer(t, newClient(t, cl.ns.Addr(), func(o *Options) { o.InstanceName = "other" }), o, topic, "*", (&inbox{}).handler("c"))
+	// Once the first member closed, the file is free.
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", (&inbox{}).handler("d"))
 }

@@ -59,6 +59,12 @@ var (
 	// ErrConsumerStarted means Subscribe or Start was called on a consumer
 	// that was started already.
 	ErrConsumerStarted = errors.New("client: consumer already started")
+	// ErrOffsetFileInUse means Start found a broadcasting consumer's
+	// offsets file (ConsumerOptions.OffsetFile) in use by another
+	// consumer, of this process or another: they would overwrite each
+	// other's offsets. Give each its own Options.InstanceName or
+	// OffsetFile.
+	ErrOffsetFileInUse = errors.New("client: broadcasting offsets file in use by another consumer")
 )
 
 // MessageModel says how a consumer group shares messages.
@@ -86,8 +92,11 @@ type ConsumeFromWhere int
 const (
 	// ConsumeFromLast starts after the last message. As in RocketMQ, the
 	// broker answers offset 0 for a clustering group's queue that has
-	// never lost a message to retention, so a new group still reads a
-	// young queue from its start; retry queues always start at 0.
+	// never lost a message to retention and whose first message is still
+	// in memory (a halfback broker: within
+	// broker.Options.AccessMessageInMemoryMaxRatio of the end of its
+	// commit log), so a new group still reads a young queue from its
+	// start, but not a long one; retry queues always start at 0.
 	ConsumeFromLast ConsumeFromWhere = iota
 	// ConsumeFromFirst starts at the oldest message the broker holds.
 	ConsumeFromFirst
@@ -198,9 +207,15 @@ type ConsumerOptions struct {
 	// OffsetFile is where a broadcasting consumer keeps its offsets
 	// between runs (JSON, rewritten atomically). Default
 	// <user cache dir, else the temp dir>/halfback/broadcast-offsets/
-	// <group>/<client id>.json; the client id is ClientIP@InstanceName, so
-	// set Options.InstanceName to a stable name for the file to be found
-	// again after a restart. Ignored in clustering mode.
+	// <group>/<ClientIP>_at_<instance>.json, where instance is
+	// Options.InstanceName, or DEFAULT when that is unset (as RocketMQ's
+	// LocalFileOffsetStore path keeps ClientIP@DEFAULT for broadcasting),
+	// so that a restart finds the file again. The consumer holds a lock
+	// (flock on the file's name plus ".lock") from Start to Close: another
+	// consumer of the file, in this process or another on the host (two
+	// members of the group that leave InstanceName unset, say), fails to
+	// Start with ErrOffsetFileInUse rather than overwrite its offsets.
+	// Ignored in clustering mode.
 	OffsetFile string
 	// MemoryOffsets keeps a broadcasting consumer's offsets in memory
 	// only: a restart starts again from FromWhere.

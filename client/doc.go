@@ -51,7 +51,10 @@
 // [Clustering] mode the group's members share the subscribed topics'
 // queues (RocketMQ's average allocation, rebalanced when membership
 // changes) and the broker keeps the group's offsets; in [Broadcasting]
-// mode every member gets every message and keeps its offsets in a file.
+// mode every member gets every message and keeps its offsets in a file
+// ([ConsumerOptions].OffsetFile, by default named by the client's IP and
+// instance name, DEFAULT unless [Options].InstanceName is set, so that a
+// restarted member resumes where it stopped).
 // A message is acknowledged only after its handler returned
 // [ConsumeSuccess]; an error, a panic or [ConsumeRetryLater] sends it back
 // (CONSUMER_SEND_MSG_BACK) to come again through %RETRY%<group>, until

@@ -132,6 +132,14 @@ func (c *Client) registerConsumerGroup(group string, data func() consumerData) e
 	return nil
 }
 
+// hasConsumerGroup reports whether a consumer group is registered.
+func (c *Client) hasConsumerGroup(group string) bool {
+	c.groupsMu.Lock()
+	defer c.groupsMu.Unlock()
+	_, ok := c.consumers[group]
+	return ok
+}
+
 // unregisterConsumerGroup removes a consumer group from the heartbeats.
 func (c *Client) unregisterConsumerGroup(group string) {
 	c.groupsMu.Lock()

@@ -40,7 +40,11 @@ type Options struct {
 	ClientIP string
 	// InstanceName tells this Client from others in the same process; the
 	// client id is ClientIP@InstanceName. Default "<pid>#<n>", unique per
-	// Client in the process.
+	// Client in the process. A broadcasting consumer's default offsets
+	// file is named by ClientIP@InstanceName too, but with "DEFAULT" when
+	// InstanceName is left unset, as RocketMQ's clients keep the instance
+	// name DEFAULT for broadcasting consumers: a restarted process finds
+	// its file again (see ConsumerOptions.OffsetFile).
 	InstanceName string
 	// RequestTimeout bounds each request (one send attempt, one route
 	// lookup, one heartbeat) when the caller's context allows longer.
@@ -62,6 +66,10 @@ type Options struct {
 
 // instanceSeq numbers the Clients of this process for default instance names.
 var instanceSeq atomic.Int64
+
+// defaultInstanceName stands for an unset InstanceName in the name of a
+// broadcasting consumer's offsets file (RocketMQ's ClientConfig default).
+const defaultInstanceName = "DEFAULT"
 
 func (o Options) withDefaults() Options {
 	if o.ClientIP == "" {

@@ -345,3 +345,64 @@ func TestOfficialAdminTopicLifecycle(t *testing.T) {
 		t.Errorf("the deleted topic is still on the broker: %+v", tc)
 	}
 }
+
+// TestNewGoClientGroupSkipsAnOldQueueFromLast: a new group of the official
+// client with CONSUME_FROM_LAST_OFFSET starts at the end of a queue whose
+// first message the broker no longer counts as in memory
+// (AccessMessageInMemoryMaxRatio, RocketMQ's accessMessageInMemoryMaxRatio):
+// QUERY_CONSUMER_OFFSET answers QUERY_NOT_FOUND, and the client asks for
+// the max offset, instead of being told 0 and replaying the whole topic.
+func TestNewGoClientGroupSkipsAnOldQueueFromLast(t *testing.T) {
+	c := startCluster(t)
+	c.b.Close()
+	c.opts.AccessMessageInMemoryMaxRatio = 1e-15 // well under a byte of any machine's memory
+	c.startBroker()
+	p := newProducer(t, c)
+	topic, group := uniq("hist"), uniq("histg")
+	sendBodies(t, p, topic, "old", 8)
+	got := newReceived()
+	pc := newPushConsumer(t, c, group, topic, consumer.Clustering, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			got.add(ms...)
+			return consumer.ConsumeSuccess, nil
+		}, consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset))
+	defer pc.Shutdown()
+	// New messages until the consumer took one of each queue: its queues
+	// have started, and each has something to commit.
+	var sent []string
+	var last time.Time
+	waitFor(t, 60*time.Second, "the consumer taking new messages of every queue", func() bool {
+		if time.Since(last) >= 100*time.Millisecond {
+			body := "new" + strconv.Itoa(len(sent))
+			if _, err := p.SendSync(context.Background(), primitive.NewMessage(topic, []byte(body))); err != nil {
+				t.Fatal(err)
+			}
+			sent, last = append(sent, body), time.Now()
+		}
+		got.mu.Lock()
+		defer got.mu.Unlock()
+		queues := map[int]bool{}
+		for _, e := range got.exts {
+			if strings.HasPrefix(string(e.Body), "new") {
+				queues[e.Queue.QueueId] = true
+			}
+		}
+		return len(queues) == 4
+	})
+	// Committed to the end: every message the client pulled was handled.
+	// (New messages sent before their queue started are skipped, as the
+	// last offset says.)
+	waitFor(t, 60*time.Second, "the group's offsets committed to the queues' ends", func() bool {
+		var end int64
+		for q := range int32(4) {
+			_, hi := c.b.Store().QueueBounds(topic, q)
+			end += hi
+		}
+		return end == int64(8+len(sent)) && committed(t, c.b.Addr(), group, topic) == end
+	})
+	for i := range 8 {
+		if b := "old" + strconv.Itoa(i); got.has(b) {
+			t.Fatalf("a new group from the last offset got %s, sent before it started", b)
+		}
+	}
+}

@@ -31,7 +31,8 @@ func (c *Config) BrokerOptions() (broker.Options, error) {
 	return broker.Options{Store: so, Delay: do, Txn: c.TxnOptions(), ListenAddr: c.Broker.ListenAddr, AdvertiseAddr: c.Broker.AdvertiseAddr,
 		BrokerName: c.Broker.BrokerName, ClusterName: c.Broker.ClusterName, NamesrvAddrs: ns,
 		DisableAutoCreateTopic: !c.Broker.AutoCreateTopicEnable, DefaultQueueNums: c.Broker.DefaultTopicQueueNums,
-		DisableAutoCreateSubscriptionGroup: !c.Broker.AutoCreateSubscriptionGroup}, nil
+		DisableAutoCreateSubscriptionGroup: !c.Broker.AutoCreateSubscriptionGroup,
+		AccessMessageInMemoryMaxRatio:      c.Broker.AccessMessageInMemoryMaxRatio}, nil
 }
 
 // TxnOptions returns the transaction service's options: its state lives in

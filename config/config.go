@@ -106,6 +106,13 @@ type BrokerConfig struct {
 	// DefaultTopicQueueNums (broker.defaultTopicQueueNums) is the queue
 	// count of an auto-created topic.
 	DefaultTopicQueueNums int `mapstructure:"defaultTopicQueueNums"`
+	// AccessMessageInMemoryMaxRatio
+	// (broker.accessMessageInMemoryMaxRatio) is the fraction of physical
+	// memory that counts as the commit log's in-memory tail: a new
+	// consumer group starts at a queue's first message only while that
+	// message is within it (RocketMQ's accessMessageInMemoryMaxRatio).
+	// 0 means the default.
+	AccessMessageInMemoryMaxRatio float64 `mapstructure:"accessMessageInMemoryMaxRatio"`
 	// TransactionTimeout (broker.transactionTimeout) is how old a half
 	// message gets before its first check-back (RocketMQ's transactionTimeOut).
 	TransactionTimeout time.Duration `mapstructure:"transactionTimeout"`

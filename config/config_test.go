@@ -171,7 +171,8 @@ func TestDefaults(t *testing.T) {
 			NamesrvAddr: "127.0.0.1:9876",
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
 			AutoCreateTopicEnable: true, AutoCreateSubscriptionGroup: true, DefaultTopicQueueNums: 4,
-			TransactionTimeout: 6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},
+			AccessMessageInMemoryMaxRatio: 0.4,
+			TransactionTimeout:            6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},
 		Namesrv:   NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
 		Log:       LogConfig{Level: "info"},
 		Temporal:  TemporalConfig{HostPort: "localhost:7233", Namespace: "default", TaskQueue: "order-payment"},
@@ -286,6 +287,8 @@ func TestBadValues(t *testing.T) {
 			nil, "config: store.diskMaxUsedRatio: must be between 0 and 1 (got 1.5)", ErrInvalid},
 		{"full ratio below 0", "store:\n  diskFullRatio: -0.1\n",
 			nil, "config: store.diskFullRatio: must be between 0 and 1 (got -0.1)", ErrInvalid},
+		{"in-memory ratio as a percentage", "broker:\n  accessMessageInMemoryMaxRatio: 40\n",
+			nil, "config: broker.accessMessageInMemoryMaxRatio: must be between 0 and 1 (got 40)", ErrInvalid},
 		{"empty dataDir", "store:\n  dataDir: \"\"\n",
 			nil, "config: store.dataDir: must not be empty", ErrInvalid},
 		{"listen address without port", "broker:\n  listenAddr: localhost\n",
@@ -587,12 +590,13 @@ func TestBrokerOptions(t *testing.T) {
 	cfg.Broker.AutoCreateTopicEnable = false
 	cfg.Broker.AutoCreateSubscriptionGroup = false
 	cfg.Broker.DefaultTopicQueueNums = 8
+	cfg.Broker.AccessMessageInMemoryMaxRatio = 0.25
 	o, err := cfg.BrokerOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(o.NamesrvAddrs) != 2 || o.NamesrvAddrs[1] != "127.0.0.1:9877" || !o.DisableAutoCreateTopic || !o.DisableAutoCreateSubscriptionGroup || o.DefaultQueueNums != 8 ||
-		o.ListenAddr != "127.0.0.1:10911" || o.Store.Dir != "./data" || len(o.Delay.Levels) != 18 {
+		o.AccessMessageInMemoryMaxRatio != 0.25 || o.ListenAddr != "127.0.0.1:10911" || o.Store.Dir != "./data" || len(o.Delay.Levels) != 18 {
 		t.Fatalf("BrokerOptions = %+v", o)
 	}
 	for _, bad := range []string{"0", "1025", "x"} {

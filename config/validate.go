@@ -43,6 +43,7 @@ func (c *Config) Validate() error {
 		delayLevels(c.Broker.DelayLevels),
 		positive("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
 		queueNums("broker.defaultTopicQueueNums", c.Broker.DefaultTopicQueueNums),
+		ratio("broker.accessMessageInMemoryMaxRatio", c.Broker.AccessMessageInMemoryMaxRatio),
 		positive("broker.transactionTimeout", c.Broker.TransactionTimeout),
 		positive("broker.transactionCheckInterval", c.Broker.TransactionCheckInterval),
 		positive("broker.transactionCheckMax", c.Broker.TransactionCheckMax),

@@ -80,7 +80,7 @@ const (
 
 // Where a queue the group has never committed an offset for starts.
 const (
-	StartLast  = "last"  // RocketMQ's CONSUME_FROM_LAST_OFFSET (a young queue still from its start)
+	StartLast  = "last"  // RocketMQ's CONSUME_FROM_LAST_OFFSET (a young queue, its first message still in memory, from its start)
 	StartFirst = "first" // the oldest message the broker holds
 )
 

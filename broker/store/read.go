@@ -195,6 +195,24 @@ func (s *Store) QueueBounds(topic string, qid int32) (minOff, maxOff int64) {
 	return 0, 0
 }
 
+// QueueEntryAt returns the consume-queue entry of topic/queue at logical
+// offset off; ok is false when the queue has none there (an unknown queue,
+// or off outside its bounds).
+func (s *Store) QueueEntryAt(topic string, qid int32, off int64) (e QueueEntry, ok bool, err error) {
+	q := s.cqs.get(topic, qid, false)
+	if q == nil {
+		return QueueEntry{}, false, nil
+	}
+	es, err := q.read(off, 1)
+	if err != nil {
+		return QueueEntry{}, false, s.readErr(err)
+	}
+	if len(es) == 0 {
+		return QueueEntry{}, false, nil
+	}
+	return es[0], true, nil
+}
+
 // Queue describes one consume queue.
 type Queue struct {
 	Topic     string

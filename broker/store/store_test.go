@@ -425,6 +425,30 @@ func TestOffsetForTimestamp(t *testing.T) {
 	}
 }
 
+func TestQueueEntryAt(t *testing.T) {
+	s := openStore(t, testOptions(t, SyncFlush))
+	defer s.Close()
+	var phys []int64
+	for i := range 3 {
+		phys = append(phys, mustAppend(t, s, testMsg("qe", 0, i)).PhysicalOffset)
+	}
+	waitFor(t, "dispatch", func() bool { return s.DispatchedOffset() == s.MaxPhysicalOffset() })
+	for off, want := range phys {
+		if e, ok, err := s.QueueEntryAt("qe", 0, int64(off)); err != nil || !ok || e.PhysicalOffset != want || e.Size <= 0 {
+			t.Errorf("QueueEntryAt(%d) = %+v, %v, %v; want physical offset %d", off, e, ok, err, want)
+		}
+	}
+	for _, c := range []struct {
+		topic string
+		qid   int32
+		off   int64
+	}{{"qe", 0, 3}, {"qe", 0, -1}, {"qe", 1, 0}, {"none", 0, 0}} {
+		if e, ok, err := s.QueueEntryAt(c.topic, c.qid, c.off); ok || err != nil {
+			t.Errorf("QueueEntryAt(%s, %d, %d) = %+v, %v, %v; want none", c.topic, c.qid, c.off, e, ok, err)
+		}
+	}
+}
+
 // segmentFiles lists the commit log's segment files (not one being
 // prepared), oldest first.
 func segmentFiles(t testing.TB, dir string) []string {

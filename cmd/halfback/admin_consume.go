@@ -40,8 +40,9 @@ func newConsumeCmd() *cobra.Command {
 		Long: `Pull up to --max messages of every tag from the topic's queues in turn,
 starting where the group's committed offset is (or, for a queue where it has
 none, where a RocketMQ consumer of a new group starts: the queue's first
-message if retention has removed none, else its first or last message,
---from), print them, and then
+message if retention has removed none and the broker still counts it in
+memory (broker.accessMessageInMemoryMaxRatio), else its first or last
+message, --from), print them, and then
 commit the group's new offsets (UPDATE_CONSUMER_OFFSET): a failure before the
 commit shows the messages again next time, never skips them. If a queue
 cannot be read, the messages of the queues before it are printed and
@@ -111,7 +112,12 @@ are not rebalanced.`,
 // consumeQueue pulls up to limit messages of one queue from the group's
 // position and returns them with the offset to commit.
 func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid int32, fromFirst bool, limit int) ([]admin.Message, int64, error) {
-	off, ok, err := c.QueryOffset(ctx, group, topic, qid)
+	// As the broker answers a RocketMQ consumer of a new group: a queue
+	// that has lost nothing to retention and whose first message is still
+	// in memory starts there whatever --from says, so the commit below
+	// never marks unread messages consumed for the group's real
+	// consumers, who would start there.
+	off, ok, err := c.StartOffset(ctx, group, topic, qid)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -120,13 +126,8 @@ func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid
 		if err != nil {
 			return nil, 0, err
 		}
-		// As the broker answers a RocketMQ consumer of a new group
-		// (QUERY_CONSUMER_OFFSET's setZeroIfNotFound): a queue that has lost
-		// nothing to retention starts at its first message whatever --from
-		// says, so the commit below never marks unread messages consumed
-		// for the group's real consumers, who would start there.
 		off = maxOff
-		if fromFirst || minOff == 0 {
+		if fromFirst {
 			off = minOff
 		}
 	}

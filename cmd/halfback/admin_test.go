@@ -21,19 +21,26 @@ import (
 
 // startTestBroker opens an in-process broker on port 0 in a fresh
 // directory and returns its address.
-func startTestBroker(t *testing.T) string {
+func startTestBroker(t *testing.T) string { return startTestBrokerWith(t, nil) }
+
+// startTestBrokerWith is startTestBroker with its options changed by mod.
+func startTestBrokerWith(t *testing.T, mod func(*broker.Options)) string {
 	t.Helper()
 	levels, err := delay.ParseLevels("100ms 200ms 300ms")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.Open(broker.Options{
+	o := broker.Options{
 		Store: store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 16 << 20,
 			CheckpointInterval: 100 * time.Millisecond},
 		Delay:      delay.Options{Levels: levels, CheckpointInterval: 100 * time.Millisecond},
 		ListenAddr: "127.0.0.1:0",
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	b, err := broker.Open(o)
 	if err != nil {
 		t.Fatalf("broker.Open: %v", err)
 	}
@@ -532,6 +539,39 @@ func TestConsumeOfANewGroupCommitsOnlyWhatItRead(t *testing.T) {
 	if ok && off > int64(len(got.Messages)) {
 		t.Fatalf("consume read %d messages but committed offset %d: %d unread messages marked consumed for newgroup",
 			len(got.Messages), off, off-int64(len(got.Messages)))
+	}
+}
+
+// `consume` of a new group on a queue whose first message the broker no
+// longer counts as in memory (broker.accessMessageInMemoryMaxRatio) starts
+// where a RocketMQ consumer of the group would, --from: the queue's end
+// for last. It started at the first message as long as retention had
+// removed none, and so showed the group a history its consumers skip.
+func TestConsumeOfANewGroupOnAnOldQueueFollowsFrom(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBrokerWith(t, func(o *broker.Options) { o.AccessMessageInMemoryMaxRatio = 1e-15 })
+	runAdmin(t, addr, new(map[string]any), "topic", "create", "old", "--queues", "1")
+	for _, body := range []string{"a", "b", "c"} {
+		var sent admin.SendResult
+		runAdmin(t, addr, &sent, "send", "--topic", "old", body)
+	}
+	ac, err := admin.Dial(context.Background(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	waitFor(t, 10*time.Second, "the sends to be readable", func() bool {
+		_, maxOff, err := ac.QueueBounds(context.Background(), "old", 0)
+		return err == nil && maxOff == 3
+	})
+	var got consumeResult
+	runAdmin(t, addr, &got, "consume", "--group", "fromlast", "--topic", "old")
+	if len(got.Messages) != 0 || len(got.Committed) != 1 || got.Committed[0].Offset != 3 {
+		t.Fatalf("--from last printed %d messages and committed %v; want none and offset 3", len(got.Messages), got.Committed)
+	}
+	runAdmin(t, addr, &got, "consume", "--group", "fromfirst", "--topic", "old", "--from", "first")
+	if len(got.Messages) != 3 {
+		t.Fatalf("--from first printed %d messages, want 3", len(got.Messages))
 	}
 }
 

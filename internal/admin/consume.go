@@ -63,8 +63,22 @@ func (c *Client) Pull(ctx context.Context, group, topic string, qid int32, offse
 // QueryOffset returns a group's committed offset for a queue; ok is false
 // when the group has committed none there.
 func (c *Client) QueryOffset(ctx context.Context, group, topic string, qid int32) (offset int64, ok bool, err error) {
+	return c.queryOffset(ctx, group, topic, qid, false)
+}
+
+// StartOffset returns where a RocketMQ consumer of group starts on a
+// queue: its committed offset, or 0 when the group has none and the
+// broker says a new group reads the queue from its start (a queue that
+// lost nothing to retention, its first message still in memory); ok is
+// false otherwise, and the consumer's consumeFromWhere decides.
+func (c *Client) StartOffset(ctx context.Context, group, topic string, qid int32) (offset int64, ok bool, err error) {
+	return c.queryOffset(ctx, group, topic, qid, true)
+}
+
+func (c *Client) queryOffset(ctx context.Context, group, topic string, qid int32, zeroIfNotFound bool) (offset int64, ok bool, err error) {
 	resp, err := c.invoke(ctx, "QUERY_CONSUMER_OFFSET", remoting.ReqQueryConsumerOffset, map[string]string{
-		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(qid)), "setZeroIfNotFound": "false",
+		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(qid)),
+		"setZeroIfNotFound": strconv.FormatBool(zeroIfNotFound),
 	}, nil)
 	switch {
 	case err != nil:
