@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -11,10 +12,10 @@ import (
 // nothing new and carries the suspend flag is held instead of answered: the
 // handler returns nil and the holder answers it later with Conn.Reply, by
 // running the pull again, as soon as the store dispatches a message to that
-// topic/queue past the pull's offset, or with what there is (usually
-// PULL_NOT_FOUND) when min(suspendTimeoutMillis, Options.LongPollTimeout)
-// has passed. A held pull of a connection that closes is dropped; on Close
-// every held pull is answered PULL_NOT_FOUND.
+// topic/queue past the pull's offset that passes its tag filter, or with
+// what there is (usually PULL_NOT_FOUND) when min(suspendTimeoutMillis,
+// Options.LongPollTimeout) has passed. A held pull of a connection that
+// closes is dropped; on Close every held pull is answered PULL_NOT_FOUND.
 
 func newPullHolder(b *Broker) *pullHolder {
 	return &pullHolder{
@@ -39,6 +40,10 @@ type heldPull struct {
 	pr    pullRequest
 	timer *time.Timer
 	size  int // what it counts against its connection's maxHeldBytesPerConn
+	// from is the queue offset past which a dispatch wakes it: pr.offset,
+	// or the end of what a wake found nothing in for its filter.
+	from     int64
+	deadline time.Time
 }
 
 // pullHolder keeps the held pulls by queue and by connection.
@@ -87,7 +92,12 @@ func heldSize(req *remoting.Command) int {
 // in which case the caller answers at once.
 func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullRequest, wait time.Duration) bool {
 	req.Body = nil
-	p := &heldPull{conn: conn, req: req, pr: pr, size: heldSize(req)}
+	return h.add(&heldPull{conn: conn, req: req, pr: pr, size: heldSize(req), from: pr.offset, deadline: time.Now().Add(wait)}, wait)
+}
+
+// add registers p for at most wait, as hold.
+func (h *pullHolder) add(p *heldPull, wait time.Duration) bool {
+	conn, pr := p.conn, p.pr
 	key := heldQueue{pr.topic, pr.queueID}
 	h.mu.Lock()
 	if h.closed || h.bytes[conn]+p.size > h.maxBytes {
@@ -113,7 +123,7 @@ func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullReq
 	}
 	// A message dispatched between the pull's read and its registration
 	// would otherwise wait for the timeout.
-	if _, maxOff := h.b.store.QueueBounds(pr.topic, pr.queueID); maxOff > pr.offset {
+	if _, maxOff := h.b.store.QueueBounds(pr.topic, pr.queueID); maxOff > p.from {
 		h.notify(pr.topic, pr.queueID, maxOff)
 	}
 	// Likewise a reset of the group's offsets on the queue (reset.go)
@@ -125,7 +135,7 @@ func (h *pullHolder) hold(conn *remoting.Conn, req *remoting.Command, pr pullReq
 }
 
 // notify is the store's dispatch hook: it answers the pulls of topic/queue
-// that wait below maxOffset. It never blocks on the answers.
+// that wait below maxOffset (answerArrival). It never blocks on the answers.
 func (h *pullHolder) notify(topic string, qid int32, maxOffset int64) {
 	h.mu.Lock()
 	if h.closed {
@@ -134,7 +144,7 @@ func (h *pullHolder) notify(topic string, qid int32, maxOffset int64) {
 	}
 	var ready []*heldPull
 	for p := range h.byQueue[heldQueue{topic, qid}] {
-		if maxOffset > p.pr.offset {
+		if maxOffset > p.from {
 			h.removeLocked(p)
 			ready = append(ready, p)
 		}
@@ -142,8 +152,26 @@ func (h *pullHolder) notify(topic string, qid int32, maxOffset int64) {
 	h.answering.Add(len(ready))
 	h.mu.Unlock()
 	for _, p := range ready {
-		go h.answer(p)
+		go h.answerArrival(p)
 	}
+}
+
+// answerArrival answers a pull woken by messages of its queue, unless
+// none of them, to the queue's end, passes its tag filter: it is then held
+// again for the rest of its wait, until a message past them, as
+// PullRequestHoldService keeps a pull whose filter the arriving message's
+// tag code does not match.
+func (h *pullHolder) answerArrival(p *heldPull) {
+	defer h.answering.Done()
+	pr, resp := h.rerun(p)
+	if next := resp.Ext("nextBeginOffset"); resp.Code == remoting.RespPullRetryImmediately && next == resp.Ext("maxOffset") {
+		from, _ := strconv.ParseInt(next, 10, 64)
+		q := &heldPull{conn: p.conn, req: p.req, pr: pr, size: p.size, from: from, deadline: p.deadline}
+		if wait := time.Until(p.deadline); wait > 0 && h.add(q, wait) {
+			return
+		}
+	}
+	h.reply(p, resp)
 }
 
 // wakeTopic answers at once every pull held on a queue of topic, which
@@ -196,12 +224,18 @@ func (h *pullHolder) expire(p *heldPull) {
 	h.answer(p)
 }
 
-// answer runs the pull again, without suspending it, and replies. It reads
-// the request's header again: the group's subscription, and with it the
-// tag filter, may have changed while the pull was held (a heartbeat of a
-// consumer that subscribed anew), as PullMessageProcessor re-reads it.
+// answer runs the pull again, without suspending it, and replies.
 func (h *pullHolder) answer(p *heldPull) {
 	defer h.answering.Done()
+	_, resp := h.rerun(p)
+	h.reply(p, resp)
+}
+
+// rerun runs a held pull again. It reads the request's header again: the
+// group's subscription, and with it the tag filter, may have changed while
+// the pull was held (a heartbeat of a consumer that subscribed anew), as
+// PullMessageProcessor re-reads it.
+func (h *pullHolder) rerun(p *heldPull) (pullRequest, *remoting.Command) {
 	pr, resp := h.b.parsePull(p.req)
 	if resp == nil {
 		resp, _ = h.b.resetPull(p.req, pr)
@@ -209,6 +243,11 @@ func (h *pullHolder) answer(p *heldPull) {
 	if resp == nil {
 		resp = h.b.pullOnce(p.req, pr)
 	}
+	return pr, resp
+}
+
+// reply sends a held pull's answer.
+func (h *pullHolder) reply(p *heldPull, resp *remoting.Command) {
 	if err := p.conn.Reply(p.req, resp); err != nil {
 		h.b.opts.Logger.Debug("broker: held pull not answered", "remote", p.conn.RemoteAddr(), "err", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -275,5 +276,80 @@ func TestManyHeldPullsOnOneConnection(t *testing.T) {
 	}
 	if h := b.pulls.held(); h != n {
 		t.Fatalf("%d pulls held, want %d", h, n)
+	}
+}
+
+// A held pull is woken by a message of its queue that passes its tag
+// filter, not by one that does not (PullRequestHoldService matches the
+// arriving message's tag code): a consumer of a rare tag on a busy queue
+// stays parked instead of being answered PULL_RETRY_IMMEDIATELY, and
+// pulling again, once per message of other tags.
+func TestLongPollNotWokenByFilteredMessage(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 30 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lf", 0, props("TAGS", "a"), "first")
+	waitQueue(t, b, "lf", 0, 1)
+	// Runs after the holder's own hook, registered first: the holder has
+	// seen the dispatch of offset 1 when notified closes.
+	notified := make(chan struct{})
+	var once sync.Once
+	b.onDispatchHook(func(topic string, _ int32, maxOffset int64) {
+		if topic == "lf" && maxOffset >= 2 {
+			once.Do(func() { close(notified) })
+		}
+	})
+	done := asyncPull(c, pullExt("lf", 0, 1, pullFlagSuspend, "a", 30000))
+	waitFor(t, "the pull to be held", func() bool { return b.pulls.held() == 1 })
+	p := dial(t, b)
+	mustSend(t, p, "lf", 0, props("TAGS", "b"), "other")
+	<-notified
+	var early *remoting.Command
+	waitFor(t, "the pull to be answered or held again", func() bool {
+		select {
+		case early = <-done:
+			return true
+		default:
+			return b.pulls.held() == 1
+		}
+	})
+	if early != nil {
+		t.Fatalf("held pull for tag a answered code %d %q next %s on a message of tag b, want it held",
+			early.Code, early.Remark, early.Ext("nextBeginOffset"))
+	}
+	mustSend(t, p, "lf", 0, props("TAGS", "a"), "second")
+	resp := <-done
+	if resp == nil || resp.Code != remoting.RespSuccess || resp.Ext("nextBeginOffset") != "3" {
+		t.Fatalf("held pull answered %+v, want the tag-a message", resp)
+	}
+	if msgs := decodeAll(t, resp.Body); len(msgs) != 1 || string(msgs[0].Body) != "second" {
+		t.Fatalf("held pull got %d messages, want second", len(msgs))
+	}
+}
+
+// A pull asking to be held longer than a time.Duration holds (e.g. Java's
+// Long.MAX_VALUE, "as long as you can") is held for LongPollTimeout, not
+// answered at once: its milliseconds overflowed into a negative wait.
+func TestLongPollHugeSuspendTimeout(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 30 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lh", 0, "", "first")
+	waitQueue(t, b, "lh", 0, 1)
+	for i, ms := range []string{"9223372036854775807", "9223372036855"} {
+		ext := pullExt("lh", 0, int64(i+1), pullFlagSuspend, "*", 0)
+		ext["suspendTimeoutMillis"] = ms
+		done := asyncPull(c, ext)
+		waitFor(t, "the pull to be held or answered", func() bool { return b.pulls.held() == 1 || len(done) == 1 })
+		if len(done) == 1 {
+			resp := <-done
+			t.Fatalf("pull with suspendTimeoutMillis %s answered at once: code %+v", ms, resp)
+		}
+		mustSend(t, c, "lh", 0, "", "next")
+		if resp := <-done; resp == nil || resp.Code != remoting.RespSuccess {
+			t.Fatalf("held pull answered %+v, want the new message", resp)
+		}
 	}
 }

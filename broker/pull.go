@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -88,15 +89,20 @@ func isPullOutcome(code int16) bool {
 func (b *Broker) parsePull(req *remoting.Command) (pullRequest, *remoting.Command) {
 	r := reqHeader{req: req}
 	pr := pullRequest{
-		group:        r.str("consumerGroup", true),
-		topic:        r.str("topic", true),
-		queueID:      r.i32("queueId", true),
-		offset:       r.i64("queueOffset", true),
-		maxMessages:  int(r.i32("maxMsgNums", true)),
-		sysFlag:      r.i32("sysFlag", true),
-		commitOffset: r.i64("commitOffset", false),
-		suspend:      time.Duration(r.i64("suspendTimeoutMillis", false)) * time.Millisecond,
+		group:       r.str("consumerGroup", true),
+		topic:       r.str("topic", true),
+		queueID:     r.i32("queueId", true),
+		offset:      r.i64("queueOffset", true),
+		maxMessages: int(r.i32("maxMsgNums", true)),
+		sysFlag:     r.i32("sysFlag", true),
 	}
+	// The offset to commit is needed when the commit flag asks for it: 0
+	// would send the group back to the queue's start.
+	pr.commitOffset = r.i64("commitOffset", pr.sysFlag&pullFlagCommitOffset != 0)
+	// Milliseconds past what a Duration holds ask for the longest hold
+	// (they overflowed to a wait of any sign).
+	ms := min(max(r.i64("suspendTimeoutMillis", false), 0), int64(math.MaxInt64/time.Millisecond))
+	pr.suspend = time.Duration(ms) * time.Millisecond
 	subVersion := r.i64("subVersion", false)
 	if r.err != nil {
 		return pr, remoting.NewResponse(req, remoting.RespSystemError, r.err.Error())

@@ -247,3 +247,39 @@ func TestPullNewerSubVersionNotLatest(t *testing.T) {
 		}
 	}
 }
+
+// A pull with the commit flag but no commitOffset field (RocketMQ's
+// PullMessageRequestHeader requires it) is refused, and the group's
+// committed offset stays: it was taken as 0, which sent the group back to
+// the start of the queue.
+func TestPullCommitFlagWithoutCommitOffset(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for i := 0; i < 5; i++ {
+		mustSend(t, c, "nc", 0, "", "x")
+	}
+	waitQueue(t, b, "nc", 0, 5)
+	if resp := updateOffset(t, c, "cg", "nc", 0, 4); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: code %d %q", resp.Code, resp.Remark)
+	}
+	for _, v := range []string{"", "absent"} {
+		ext := pullExt("nc", 0, 4, pullFlagCommitOffset, "", 0)
+		if v == "absent" {
+			delete(ext, "commitOffset")
+		} else {
+			ext["commitOffset"] = v
+		}
+		if resp := call(t, c, remoting.ReqPullMessage, ext, nil); resp.Code != remoting.RespSystemError {
+			t.Errorf("pull with commitOffset %q: code %d %q, want SYSTEM_ERROR", v, resp.Code, resp.Remark)
+		}
+		if code, off := queryOffset(t, c, offsetExt("cg", "nc", 0)); code != remoting.RespSuccess || off != 4 {
+			t.Fatalf("after a pull with commitOffset %q: committed offset %d (code %d), want 4", v, off, code)
+		}
+	}
+	// Without the flag the field is not needed.
+	ext := pullExt("nc", 0, 4, 0, "", 0)
+	delete(ext, "commitOffset")
+	if resp := call(t, c, remoting.ReqPullMessage, ext, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("pull without the commit flag nor commitOffset: code %d %q", resp.Code, resp.Remark)
+	}
+}
