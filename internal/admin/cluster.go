@@ -161,11 +161,7 @@ func SetWritePerm(ctx context.Context, namesrvAddrs []string, brokerName string,
 	if brokerName == "" || strings.ContainsAny(brokerName, " \t\r\n") {
 		return nil, fmt.Errorf("%w: broker name %q", ErrInvalid, brokerName)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
+	_, bounded := ctx.Deadline()
 	op, code, field := "ADD_WRITE_PERM_OF_BROKER", remoting.ReqAddWritePermOfBroker, "addTopicCount"
 	if wipe {
 		op, code, field = "WIPE_WRITE_PERM_OF_BROKER", remoting.ReqWipeWritePermOfBroker, "wipeTopicCount"
@@ -173,7 +169,15 @@ func SetWritePerm(ctx context.Context, namesrvAddrs []string, brokerName string,
 	var out []WritePermResult
 	var errs []error
 	for _, addr := range namesrvAddrs {
-		n, err := writePermAt(ctx, addr, op, code, field, brokerName)
+		// Without the caller's deadline each name server gets its own
+		// DefaultTimeout: one that does not answer must not use up the
+		// time of those after it, which would then not be asked at all.
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if !bounded {
+			actx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		}
+		n, err := writePermAt(actx, addr, op, code, field, brokerName)
+		cancel()
 		r := WritePermResult{Namesrv: addr, Topics: n}
 		if err != nil {
 			r.Error = err.Error()
@@ -195,7 +199,7 @@ func writePermAt(ctx context.Context, addr, op string, code int16, field, broker
 		return 0, fmt.Errorf("%s to %s: %w", op, addr, err)
 	}
 	if resp.Code != remoting.RespSuccess {
-		return 0, brokerError(op, resp)
+		return 0, fmt.Errorf("name server %s: %w", addr, brokerError(op, resp))
 	}
 	n, err := strconv.Atoi(resp.Ext(field))
 	if err != nil {
