@@ -177,7 +177,7 @@ func (s *Server) handleUnregisterBroker(_ context.Context, _ *remoting.Conn, req
 // needs registering (BrokerOuterAPI.needRegister) or heartbeating with it
 // (sendHeartbeatViaDataVersion): SUCCESS, the changed header, and the
 // version registered last as the body; the query keeps the broker alive
-// (DefaultRequestProcessor.queryBrokerTopicConfig).
+// when its version is unchanged (DefaultRequestProcessor.queryBrokerTopicConfig).
 func (s *Server) handleQueryDataVersion(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	f, err := required(req, "brokerName", "brokerAddr", "clusterName", "brokerId")
 	if err != nil {
@@ -187,7 +187,7 @@ func (s *Server) handleQueryDataVersion(_ context.Context, _ *remoting.Conn, req
 	if err := json.Unmarshal(req.Body, &v); err != nil {
 		return errorResponse(req, fmt.Errorf("%w: data version: %v", ErrBadRequest, err))
 	}
-	held, known := s.reg.touch(f[2], f[1])
+	held, known := s.reg.touch(f[2], f[1], &v)
 	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
 	resp.ExtFields["changed"] = strconv.FormatBool(!known || held != v)
 	if known {
@@ -207,7 +207,7 @@ func (s *Server) handleBrokerHeartbeat(_ context.Context, _ *remoting.Conn, req 
 	if err != nil {
 		return errorResponse(req, err)
 	}
-	s.reg.touch(f[0], f[1])
+	s.reg.touch(f[0], f[1], nil)
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 

@@ -181,3 +181,25 @@ func TestRegistrationHeartbeatTimeoutMillis(t *testing.T) {
 		}
 	}
 }
+
+// A QUERY_DATA_VERSION whose version differs from the one registered is
+// answered changed and is no sign of life, as RocketMQ refreshes a broker
+// only when its version is unchanged: the broker is alive once it
+// registers its new table, and one that never does expires.
+func TestQueryDataVersionOfAChangedTableKeepsNoBrokerAlive(t *testing.T) {
+	clock := newFakeClock()
+	s := startServer(t, Options{BrokerExpiry: 10 * time.Second, DisableAutoCreateTopic: true, now: clock.Now})
+	c := dial(t, s)
+	v := DataVersion{Timestamp: 1_700_000_000_123, Counter: 7}
+	registerVersion(t, c, brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}}, v, nil)
+	newer := DataVersion{Timestamp: v.Timestamp, Counter: v.Counter + 1}
+	for range 2 {
+		clock.Advance(6 * time.Second)
+		if resp := queryDataVersion(t, c, addrA, newer); resp.Code != remoting.RespSuccess || resp.Ext("changed") != "true" {
+			t.Fatalf("QUERY_DATA_VERSION with a newer version: code %d changed=%q", resp.Code, resp.Ext("changed"))
+		}
+	}
+	if _, ok := route(t, c, "Orders"); ok {
+		t.Fatal("route still there 12 s after the registration: queries of a changed version kept the broker alive")
+	}
+}

@@ -142,10 +142,12 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 
 // touch handles a heartbeat (QUERY_DATA_VERSION, BROKER_HEARTBEAT) of the
 // broker at addr in cluster: it counts as a registration for the expiry
-// (RocketMQ's updateBrokerInfoUpdateTimestamp). It returns the data
+// (RocketMQ's updateBrokerInfoUpdateTimestamp), but with version set only
+// when the broker's version is the one it registered last (a broker whose
+// table changed is alive once it registers it). It returns the data
 // version the broker last registered, and false for a broker it does not
 // know.
-func (r *registry) touch(cluster, addr string) (DataVersion, bool) {
+func (r *registry) touch(cluster, addr string, version *DataVersion) (DataVersion, bool) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -153,7 +155,9 @@ func (r *registry) touch(cluster, addr string) (DataVersion, bool) {
 	if !ok || b.cluster != cluster || !r.alive(b, now) {
 		return DataVersion{}, false
 	}
-	b.lastSeen = now
+	if version == nil || *version == b.version {
+		b.lastSeen = now
+	}
 	return b.version, true
 }
 
