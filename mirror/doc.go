@@ -47,6 +47,10 @@
 // rejected and skipped: it stays in RocketMQ. A record Kafka refuses for
 // its timestamp (the store time, outside the topic's timestamp window after
 // a long outage) is sent again stamped with the time of sending, the store
-// time in the rocketmq.storeTimestamp header. Close does not wait for a
-// request a hung Kafka holds: the batch is given up, unacknowledged.
+// time in the rocketmq.storeTimestamp header. Close waits for the answer
+// to a request Kafka holds, at most Kafka.ProduceTimeout, so that the
+// queue's next owner does not send the key's records before it lands;
+// past that (a hung Kafka) the batch is given up, unacknowledged, and its
+// records, should Kafka still store them, may come after the next owner's
+// copies: then a key's last copies are out of order.
 package mirror

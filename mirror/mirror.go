@@ -182,9 +182,9 @@ func (m *Mirror) Start(ctx context.Context) error {
 // queue being mirrored).
 const maxMirroredQueues = 1 << 14
 
-// Close stops consuming: a batch waiting for Kafka is given up
-// unacknowledged (it is mirrored after the next start), the offsets are
-// committed and the producer closed.
+// Close stops consuming: a batch Kafka has not answered within
+// Kafka.ProduceTimeout is given up unacknowledged (it is mirrored after
+// the next start), the offsets are committed and the producer closed.
 func (m *Mirror) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -431,15 +431,19 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 }
 
 // errStopped is send's error when the mirror stopped while Kafka had a
-// request of it.
+// request of it and did not answer within Kafka.ProduceTimeout.
 var errStopped = errors.New("mirror: stopped while Kafka had the batch")
 
-// produce runs f, a send on ref, and returns its error; if the mirror
-// stops first it returns errStopped at once and leaves f to end on its
-// own (a hung Kafka can hold a request for its timeouts, and Close does
-// not wait for it); ref is then released when f ends, not by the caller.
-// The records may still arrive: they are mirrored again after the next
-// start, duplicates within the documented bound.
+// produce runs f, a send on ref, and returns its error. If the mirror
+// stops first it still waits for f's answer, at most Kafka.ProduceTimeout
+// (a healthy Kafka answers in milliseconds): were it to give the batch up
+// at once, the queue would go to the next owner while the request could
+// still be stored, after the next owner's records of the same keys. Past
+// that (a hung Kafka) it returns errStopped and leaves f to end on its
+// own; ref is then released when f ends, not by the caller. Those records
+// may still arrive, after the next owner's copies: duplicates within the
+// documented bound, the one case where a key's last copies can be out of
+// order.
 func (m *Mirror) produce(ref *producerRef, f func() error) error {
 	res := make(chan error, 1)
 	go func() { res <- f() }()
@@ -447,12 +451,20 @@ func (m *Mirror) produce(ref *producerRef, f func() error) error {
 	case err := <-res:
 		return err
 	case <-m.stopping:
-		go func() {
-			<-res
-			m.release(ref, false)
-		}()
-		return errStopped
 	}
+	m.log.Debug("mirror: stopping; waiting for Kafka's answer to a batch", "max", m.opts.Kafka.ProduceTimeout)
+	t := time.NewTimer(m.opts.Kafka.ProduceTimeout)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err
+	case <-t.C:
+	}
+	go func() {
+		<-res
+		m.release(ref, false)
+	}()
+	return errStopped
 }
 
 // keyOf returns a record's key as a string ("" for none).
