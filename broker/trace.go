@@ -178,7 +178,7 @@ type msgIdentity struct{ id, keys, tag, traceID string }
 // and trace id from its properties.
 func identityOf(props, offsetID string) msgIdentity {
 	var m msgIdentity
-	m.id, _ = message.Property(props, message.PropertyUniqKey)
+	m.id = uniqOrOrigin(props)
 	if m.id == "" {
 		m.id = offsetID
 	}
@@ -188,6 +188,18 @@ func identityOf(props, offsetID string) msgIdentity {
 		m.traceID = lifecycle.TraceIDOf(tp)
 	}
 	return m
+}
+
+// uniqOrOrigin is the id the lifecycle record names a message by when
+// its properties say: its UNIQ_KEY, else (a retry or dead-letter copy of
+// a message that had none) ORIGIN_MESSAGE_ID, the offset message id of
+// the record first stored, whose id the first events carry.
+func uniqOrOrigin(props string) string {
+	if id, _ := message.Property(props, message.PropertyUniqKey); id != "" {
+		return id
+	}
+	id, _ := message.Property(props, message.PropertyOriginMessageID)
+	return id
 }
 
 // event is a lifecycle event about the message with properties props.

@@ -73,7 +73,7 @@ func (b *Broker) MessageTrace(q string, limit int) ([]lifecycle.Message, error) 
 		// the record there names the message.
 		if _, phys, perr := message.ParseOffsetMsgID(q); perr == nil {
 			if e, rerr := b.store.ReadMessage(phys); rerr == nil {
-				if id := e.Property(message.PropertyUniqKey); id != "" && id != q {
+				if id := uniqOrOrigin(e.Properties); id != "" && id != q {
 					if msgs, err = b.life.Lookup(id, limit); err != nil {
 						return nil, err
 					}

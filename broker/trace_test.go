@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -469,5 +470,50 @@ func TestTraceFilteredByTheGroupsTags(t *testing.T) {
 	got := kinds(traceOne(t, b, "tag-c"))
 	if slices.Contains(got, lifecycle.Consumed) || !slices.Contains(got, lifecycle.Filtered) {
 		t.Fatalf("tag c, which the group's subscription skips: %v, want filtered and not consumed", got)
+	}
+}
+
+// A message its producer gave no UNIQ_KEY is named by its offset message
+// id, and its retry copies carry that id in ORIGIN_MESSAGE_ID: its
+// send-back, the retry's delivery and their consumption are one message's
+// timeline, found by that id and by the retry copy's offset message id.
+func TestRetryOfAMessageWithoutUniqKeyIsOneTimeline(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	resp := mustSend(t, c, "orders", 0, props("KEYS", "no-uniq"), "body")
+	orig := resp.Ext("msgId")
+	_, phys, err := message.ParseOffsetMsgID(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := callSendBack(t, c, sendBackExt(phys, "g", "orders", 1, 5)); r.Code != remoting.RespSuccess {
+		t.Fatalf("send back: %d %s", r.Code, r.Remark)
+	}
+	retry := waitQueueMsgs(t, b, "%RETRY%g", 0, 1)[0]
+	if err := b.commitOffset("g", "orders", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.commitOffset("g", "%RETRY%g", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retry's delivery event", func() bool {
+		msgs, _ := b.MessageTrace("no-uniq", 10)
+		for _, m := range msgs {
+			if slices.Contains(kinds(m), lifecycle.Delivered) {
+				return true
+			}
+		}
+		return false
+	})
+	want := []lifecycle.Kind{lifecycle.Stored, lifecycle.SentBack, lifecycle.Delivered, lifecycle.Consumed, lifecycle.Consumed}
+	for _, q := range []string{orig, "no-uniq", retry.MsgID()} {
+		msgs, err := b.MessageTrace(q, 10)
+		if err != nil || len(msgs) != 1 || msgs[0].MsgID != orig || !slices.Equal(kinds(msgs[0]), want) {
+			var got []string
+			for _, m := range msgs {
+				got = append(got, m.MsgID+fmt.Sprint(kinds(m)))
+			}
+			t.Errorf("trace %s: %v (err %v), want one message %s %v", q, got, err, orig, want)
+		}
 	}
 }

@@ -507,16 +507,28 @@ func (r *Recorder) keep(k []byte, cutoff uint64) bool {
 }
 
 // TraceIDOf returns the trace id of a W3C traceparent value
-// (version-traceid-spanid-flags), or "" if it is malformed or all zero.
+// (version-traceid-spanid-flags), or "" if it is one OpenTelemetry's
+// propagator does not continue (malformed, or a zero trace or span id):
+// such a message's spans start a trace of their own.
 func TraceIDOf(traceparent string) string {
 	parts := strings.Split(traceparent, "-")
-	if len(parts) < 4 || len(parts[1]) != 32 || parts[1] == "00000000000000000000000000000000" {
+	if len(parts) < 4 || !lowerHex(parts[0], 2) || parts[0] == "ff" || (parts[0] == "00" && len(parts) != 4) ||
+		!lowerHex(parts[1], 32) || !lowerHex(parts[2], 16) || !lowerHex(parts[3], 2) ||
+		parts[1] == "00000000000000000000000000000000" || parts[2] == "0000000000000000" {
 		return ""
 	}
-	for _, c := range []byte(parts[1]) {
+	return parts[1]
+}
+
+// lowerHex reports whether s is n lower-case hex digits.
+func lowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, c := range []byte(s) {
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return ""
+			return false
 		}
 	}
-	return parts[1]
+	return true
 }
