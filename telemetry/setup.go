@@ -164,6 +164,9 @@ func Setup(ctx context.Context, o Options) (*Telemetry, error) {
 		if err != nil {
 			return nil, err
 		}
+		if o.exporter() == ExporterOTLP {
+			exp = validUTF8Exporter{exp} // protobuf refuses a batch with a string not UTF-8
+		}
 		ratio := o.SampleRatio
 		if ratio == 0 {
 			ratio = 1
