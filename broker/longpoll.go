@@ -23,6 +23,7 @@ func newPullHolder(b *Broker) *pullHolder {
 		byQueue: make(map[heldQueue]map[*heldPull]struct{}),
 		byConn:  make(map[*remoting.Conn]map[*heldPull]struct{}),
 		bytes:   make(map[*remoting.Conn]int),
+		turns:   make(map[*remoting.Conn]chan struct{}),
 
 		maxBytes: maxHeldBytesPerConn,
 	}
@@ -44,6 +45,7 @@ type heldPull struct {
 	// or the end of what a wake found nothing in for its filter.
 	from     int64
 	deadline time.Time
+	turn     chan struct{} // its connection's answer turn (pullHolder.turns)
 }
 
 // pullHolder keeps the held pulls by queue and by connection.
@@ -55,7 +57,13 @@ type pullHolder struct {
 	byQueue map[heldQueue]map[*heldPull]struct{}
 	byConn  map[*remoting.Conn]map[*heldPull]struct{}
 	bytes   map[*remoting.Conn]int // heldSize of each connection's held pulls
-	n       int
+	// turns has one slot per connection, held while one of its pulls is
+	// answered: woken pulls of a connection are answered one at a time,
+	// so those of a peer that stopped reading wait as small goroutines
+	// rather than each keep its answer (up to maxPullBytes or one whole
+	// message) until the stuck write fails.
+	turns map[*remoting.Conn]chan struct{}
+	n     int
 	// maxBytes is maxHeldBytesPerConn (a test lowers it).
 	maxBytes int
 
@@ -111,7 +119,9 @@ func (h *pullHolder) add(p *heldPull, wait time.Duration) bool {
 	firstOfConn := h.byConn[conn] == nil
 	if firstOfConn {
 		h.byConn[conn] = make(map[*heldPull]struct{})
+		h.turns[conn] = make(chan struct{}, 1)
 	}
+	p.turn = h.turns[conn]
 	h.byConn[conn][p] = struct{}{}
 	h.bytes[conn] += p.size
 	h.n++
@@ -163,6 +173,10 @@ func (h *pullHolder) notify(topic string, qid int32, maxOffset int64) {
 // tag code does not match.
 func (h *pullHolder) answerArrival(p *heldPull) {
 	defer h.answering.Done()
+	if !h.takeTurn(p) {
+		return
+	}
+	defer func() { <-p.turn }()
 	pr, resp := h.rerun(p)
 	if next := resp.Ext("nextBeginOffset"); resp.Code == remoting.RespPullRetryImmediately && next == resp.Ext("maxOffset") {
 		from, _ := strconv.ParseInt(next, 10, 64)
@@ -227,8 +241,24 @@ func (h *pullHolder) expire(p *heldPull) {
 // answer runs the pull again, without suspending it, and replies.
 func (h *pullHolder) answer(p *heldPull) {
 	defer h.answering.Done()
+	if !h.takeTurn(p) {
+		return
+	}
+	defer func() { <-p.turn }()
 	_, resp := h.rerun(p)
 	h.reply(p, resp)
+}
+
+// takeTurn waits for p's connection's answer turn. It reports false,
+// holding nothing, if the connection closed meanwhile: the answer could
+// not be sent.
+func (h *pullHolder) takeTurn(p *heldPull) bool {
+	p.turn <- struct{}{}
+	if p.conn.Err() != nil {
+		<-p.turn
+		return false
+	}
+	return true
 }
 
 // rerun runs a held pull again. It reads the request's header again: the
@@ -262,6 +292,7 @@ func (h *pullHolder) dropConn(conn *remoting.Conn) {
 	}
 	delete(h.byConn, conn)
 	delete(h.bytes, conn)
+	delete(h.turns, conn)
 }
 
 // removeLocked unregisters p and stops its timer; it reports whether p was

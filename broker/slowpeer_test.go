@@ -2,6 +2,7 @@ package broker
 
 import (
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,4 +159,48 @@ func TestStuckConsumerDoesNotHoldNotifications(t *testing.T) {
 	testutil.WaitFor(t, 15*time.Second, "the notifications to the stuck consumer to end", func() bool {
 		return b.groupTable().notifyN.Load() == 0
 	})
+}
+
+// Held pulls of a client that stopped reading, woken by one message,
+// keep no more than about one answer in memory: each pull's answer used
+// to be built at once on its own goroutine and kept until the write to
+// the stuck connection failed (WriteTimeout), so the per-connection cap on
+// held pulls' headers (maxHeldBytesPerConn, some 20,000 pulls) turned one
+// message into 20,000 copies of it.
+func TestWokenHeldPullsOfAStuckClientDoNotPileUp(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 60 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "pile", 0, "", "first")
+	waitQueue(t, b, "pile", 0, 1)
+
+	const n = 400
+	body := strings.Repeat("x", 256<<10)
+	var reqs []*remoting.Command
+	for range n {
+		reqs = append(reqs, remoting.NewRequest(remoting.ReqPullMessage, pullExt("pile", 0, 1, pullFlagSuspend, "*", 60000)))
+	}
+	stuckClient(t, b, reqs...)
+	waitFor(t, "the stuck client's pulls to be held", func() bool { return b.pulls.held() == n })
+
+	heap := func() int64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	base := heap()
+	mustSend(t, c, "pile", 0, "", body)
+	waitFor(t, "the held pulls to be woken", func() bool { return b.pulls.held() == 0 })
+	// The stuck socket takes a few answers; the rest must not be kept.
+	const limit = 32 << 20
+	var peak int64
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		peak = max(peak, heap()-base)
+	}
+	if peak > limit {
+		t.Fatalf("%d held pulls of a client not reading, woken by one %d KiB message: the heap grew by %d MiB (> %d MiB)",
+			n, len(body)>>10, peak>>20, limit>>20)
+	}
 }
