@@ -18,6 +18,9 @@ type Stored struct {
 	Tags  string
 	Keys  []string
 	Body  []byte
+	// Traceparent is the message's W3C trace context property, "" if
+	// none.
+	Traceparent string
 }
 
 // Stored returns every message the broker's store holds for topic (the
@@ -42,7 +45,8 @@ func (s *Stack) Stored(t testing.TB, topic string) []Stored {
 		for _, e := range exts {
 			p := message.ParseProperties(e.Properties)
 			out = append(out, Stored{MsgID: p[message.PropertyUniqKey], Tags: p[message.PropertyTags],
-				Keys: strings.Fields(p[message.PropertyKeys]), Body: e.Body})
+				Keys: strings.Fields(p[message.PropertyKeys]), Body: e.Body,
+				Traceparent: p[message.PropertyTraceparent]})
 		}
 	}
 	return out

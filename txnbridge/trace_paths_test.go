@@ -1,0 +1,316 @@
+package txnbridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"go.temporal.io/sdk/activity"
+	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/txnbridge"
+	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
+	"github.com/halfbackmq/halfback/workflows"
+)
+
+// tracePaths fails the first attempt of the first SendHalf, so that
+// Temporal retries it, and holds every EndTransaction until the broker
+// has checked a half message back, so that the resolver answers one.
+type tracePaths struct {
+	interceptor.WorkerInterceptorBase
+	rec    *tracetest.SpanRecorder
+	failed atomic.Bool
+
+	mu      sync.Mutex
+	retried string // activity id of the retried SendHalf
+}
+
+func (p *tracePaths) InterceptActivity(_ context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	return &tracePathsInbound{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}, p: p}
+}
+
+type tracePathsInbound struct {
+	interceptor.ActivityInboundInterceptorBase
+	p *tracePaths
+}
+
+// checked reports whether the client has answered a check-back.
+func (p *tracePaths) checked() bool {
+	for _, sp := range p.rec.Ended() {
+		if sp.Name() == "check "+workflows.TopicOrderEvents {
+			return true
+		}
+	}
+	return false
+}
+
+func (i *tracePathsInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+	info := activity.GetInfo(ctx)
+	switch info.ActivityType.Name {
+	case workflows.ActivitySendHalf:
+		if info.Attempt == 1 && i.p.failed.CompareAndSwap(false, true) {
+			return nil, errors.New("test: the first attempt fails")
+		}
+		if info.Attempt > 1 {
+			i.p.mu.Lock()
+			i.p.retried = info.ActivityID
+			i.p.mu.Unlock()
+		}
+	case workflows.ActivityEndTransaction:
+		deadline := time.Now().Add(30 * time.Second)
+		for !i.p.checked() && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return i.Next.ExecuteActivity(ctx, in)
+}
+
+// One order whose first SendHalf attempt fails and whose half message is
+// checked back before the workflow ends it is still one trace: the
+// retried attempt's RunActivity span (its header is the one the workflow
+// scheduled the activity with), its send, the half message's
+// traceparent, the broker's check-back and the client's "check" span
+// around the resolver all carry the order's trace id; no span of the
+// test (one order only) lands in another trace.
+func TestPluginTracesRetriedSendAndCheckBack(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	otel.SetTracerProvider(tp) // before the plugin makes its interceptor
+	t.Cleanup(func() {
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		_ = tp.Shutdown(context.Background())
+	})
+	p := &tracePaths{rec: rec}
+	s := startStackWith(t, txnbridgetest.DefaultTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{p}})
+	ti, err := txnbridge.NewTracingInterceptor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	starter, err := temporalclient.NewClientFromExisting(s.tc, temporalclient.Options{
+		Interceptors: []interceptor.ClientInterceptor{ti}, Logger: txnbridgetest.TemporalLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(starter.Close)
+	ctx := context.Background()
+	if err := s.db.SetStock(ctx, "sku", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	const id = "traced-retry-1"
+	ctx, root := otel.Tracer("test").Start(ctx, "order "+id)
+	run, err := starter.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue,
+		WorkflowExecutionTimeout: 2 * time.Minute}, workflows.OrderPaymentWorkflowName,
+		workflows.OrderInput{OrderID: id, User: "alice", SKU: "sku", Qty: 1, Amount: 700})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := starter.SignalWorkflow(ctx, id, "", workflows.SignalPay, workflows.PayInput{PaymentID: "p", Amount: 700}); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	if res := s.result(t, run); res.Status != workflows.StatusPaid {
+		t.Fatalf("result %+v", res)
+	}
+	tid := root.SpanContext().TraceID()
+	defer func() {
+		if t.Failed() || testing.Verbose() {
+			var names []string
+			for _, sp := range rec.Ended() {
+				names = append(names, sp.Name()+" trace "+sp.SpanContext().TraceID().String()+" parent "+sp.Parent().SpanID().String())
+			}
+			t.Logf("order trace %s; spans:\n  %s", tid, strings.Join(names, "\n  "))
+		}
+	}()
+
+	// (3) The retried SendHalf: its RunActivity span, its send, and the
+	// half message it stored.
+	p.mu.Lock()
+	retried := p.retried
+	p.mu.Unlock()
+	if !p.failed.Load() || retried == "" {
+		t.Fatalf("SendHalf was not retried (failed %v, retried %q)", p.failed.Load(), retried)
+	}
+	var runAct, send sdktrace.ReadOnlySpan
+	testutil.WaitFor(t, 30*time.Second, "the retried SendHalf's spans", func() bool {
+		runAct, send = nil, nil
+		for _, sp := range rec.Ended() {
+			if sp.Name() != "RunActivity:"+workflows.ActivitySendHalf {
+				continue
+			}
+			for _, a := range sp.Attributes() {
+				if string(a.Key) == "temporalActivityID" && a.Value.AsString() == retried {
+					runAct = sp
+				}
+			}
+		}
+		if runAct == nil {
+			return false
+		}
+		for _, sp := range rec.Ended() {
+			if sp.Name() == "send "+workflows.TopicOrderEvents && sp.Parent().SpanID() == runAct.SpanContext().SpanID() {
+				send = sp
+			}
+		}
+		return send != nil
+	})
+	if got := runAct.SpanContext().TraceID(); got != tid {
+		t.Errorf("retried attempt's RunActivity span in trace %s, want the order's %s", got, tid)
+	}
+	if got := send.SpanContext().TraceID(); got != tid {
+		t.Errorf("retried attempt's send span in trace %s, want the order's %s", got, tid)
+	}
+	createID := workflows.StepTxnID(id, run.GetRunID(), "create")
+	var stored *txnbridgetest.Stored
+	testutil.WaitFor(t, 30*time.Second, "the create step's message stored", func() bool {
+		for _, m := range s.broker.Stored(t, workflows.TopicOrderEvents) {
+			if m.MsgID == createID {
+				stored = &m
+				return true
+			}
+		}
+		return false
+	})
+	if want := "00-" + tid.String() + "-" + send.SpanContext().SpanID().String() + "-"; !strings.HasPrefix(stored.Traceparent, want) {
+		t.Errorf("create step's message traceparent %q, want the retried send's %s..", stored.Traceparent, want)
+	}
+
+	// (2) The check-back of a half message, answered by the resolver:
+	// the broker's check_back span and the client's check span.
+	for _, name := range []string{"check " + workflows.TopicOrderEvents, "check_back " + workflows.TopicOrderEvents} {
+		n := 0
+		for _, sp := range rec.Ended() {
+			if sp.Name() != name {
+				continue
+			}
+			n++
+			if got := sp.SpanContext().TraceID(); got != tid {
+				t.Errorf("span %q in trace %s (parent %v), want the order's %s", name, got, sp.Parent().SpanID(), tid)
+			}
+		}
+		if n == 0 {
+			t.Errorf("no span %q: no check-back answered", name)
+		}
+	}
+	// One order: every span is in its trace, none a root of its own but
+	// the order's.
+	for _, sp := range rec.Ended() {
+		if sp.SpanContext().TraceID() != tid {
+			t.Errorf("span %q (%s) in trace %s, not the order's", sp.Name(), sp.InstrumentationScope().Name, sp.SpanContext().TraceID())
+		}
+	}
+}
+
+// tracedSignals fails the first fail signals and notes the trace id of
+// each signal's context.
+type tracedSignals struct {
+	fail int
+
+	mu     sync.Mutex
+	traces []trace.TraceID
+}
+
+func (s *tracedSignals) SignalWorkflow(ctx context.Context, _, _, _ string, _ any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.traces = append(s.traces, trace.SpanContextFromContext(ctx).TraceID())
+	if len(s.traces) <= s.fail {
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+func (s *tracedSignals) calls() []trace.TraceID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.traces)
+}
+
+// A payment check delivered from its delay level, whose signal fails
+// twice, stays in the order's trace on every delivery: the check
+// consumer's "process" span of the first delivery and of each
+// redelivery from the retry topic is a child of the check's send, and
+// the signal's context (under which a Temporal client with the tracing
+// interceptor records its SignalWorkflow span) carries it.
+func TestCheckRetriesStayInTheOrderTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() {
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		_ = tp.Shutdown(context.Background())
+	})
+	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{Levels: "100ms"})
+	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
+	s := &tracedSignals{fail: 2}
+	pc, err := txnbridge.StartCheckConsumer(context.Background(), txnbridge.Options{Client: c, DB: &orders.DB{},
+		Logger: txnbridgetest.Logger(t), CheckConsumer: client.ConsumerOptions{RebalanceInterval: 200 * time.Millisecond}}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	p, err := c.NewProducer(client.ProducerOptions{Group: "check-sender"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	ctx, root := otel.Tracer("test").Start(context.Background(), "order o1")
+	body, _ := json.Marshal(workflows.PaymentCheck{OrderID: "o1", Check: 1})
+	if _, err := p.Send(ctx, &client.Message{Topic: workflows.TopicPaymentCheck, Tags: workflows.TagPaymentCheck,
+		Keys: []string{"o1"}, Body: body, DelayLevel: 1}); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	tid := root.SpanContext().TraceID()
+	testutil.WaitFor(t, 30*time.Second, "the check signalled after two failures", func() bool {
+		return len(s.calls()) == s.fail+1
+	})
+	for i, got := range s.calls() {
+		if got != tid {
+			t.Errorf("signal %d in trace %s, want the order's %s", i+1, got, tid)
+		}
+	}
+	process := "process " + workflows.TopicPaymentCheck
+	n := 0
+	testutil.WaitFor(t, 30*time.Second, "a process span per delivery", func() bool {
+		n = 0
+		for _, sp := range rec.Ended() {
+			if sp.Name() == process {
+				n++
+			}
+		}
+		return n >= s.fail+1
+	})
+	for _, sp := range rec.Ended() {
+		if sp.SpanContext().TraceID() != tid {
+			t.Errorf("span %q (%s) in trace %s, not the order's %s", sp.Name(), sp.InstrumentationScope().Name, sp.SpanContext().TraceID(), tid)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		var names []string
+		for _, sp := range rec.Ended() {
+			names = append(names, sp.Name())
+		}
+		t.Logf("trace %s:\n  %s", tid, strings.Join(names, "\n  "))
+	}
+}
