@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,8 +75,9 @@ func TestClosedMirrorsLateBatchKeepsKeyOrder(t *testing.T) {
 	// The first mirror logs when, stopping, it waits for Kafka's answer.
 	waiting := make(chan struct{})
 	ao := opts(c)
-	ao.Logger = slog.New(newSignalHandler(txnbridgetest.Logger(t).Handler(),
-		"mirror: stopping; waiting for Kafka's answer to a batch", waiting))
+	var waitOnce sync.Once
+	ao.Logger = slog.New(&countHandler{Handler: txnbridgetest.Logger(t).Handler(),
+		msg: "mirror: stopping; waiting for Kafka's answer to a batch", f: func() { waitOnce.Do(func() { close(waiting) }) }})
 	a := startMirror(t, ao)
 	select {
 	case <-held:
@@ -110,25 +112,65 @@ func TestClosedMirrorsLateBatchKeepsKeyOrder(t *testing.T) {
 	}
 }
 
-// signalHandler closes signal the first time a record with message msg is
-// logged, through it or a logger derived from it, and passes every record
-// on.
-type signalHandler struct {
+// TestStoppingMirrorWaitsForKafkaOnce closes a mirror while Kafka holds
+// its batch, then refuses the batch as too large. Close is bounded by one
+// Kafka.ProduceTimeout: the stopping mirror must give the batch up, not
+// send its records again one at a time, each send waiting up to another
+// ProduceTimeout (with a Kafka that holds them, Close took 1+n timeouts).
+func TestStoppingMirrorWaitsForKafkaOnce(t *testing.T) {
+	st, c := startStack(t)
+	topic, ktopic, group := uniq("stopwait"), uniq("stopwait.kafka"), uniq("mirror")
+	createTopic(t, st.Broker.Addr(), topic)
+	kc := startKafka(t, kfake.SeedTopics(1, ktopic))
+	held := make(chan struct{})
+	waiting := make(chan struct{})
+	var once sync.Once
+	answerProduce(kc, func(*kmsg.ProduceRequest) (int16, bool) {
+		once.Do(func() { close(held) })
+		kc.SleepControl(func() { <-waiting })
+		return 10, true // MESSAGE_TOO_LARGE
+	})
+	p := newProducer(t, c, client.ProducerOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 4
+	for i := range n {
+		send(t, ctx, p, &client.Message{Topic: topic, Body: []byte(fmt.Sprint(i)),
+			Keys: []string{"order-1"}, ShardingKey: "order-1"})
+	}
+	var waits atomic.Int32
+	var waitOnce sync.Once
+	h := &countHandler{Handler: txnbridgetest.Logger(t).Handler(), msg: "mirror: stopping; waiting for Kafka's answer to a batch",
+		f: func() { waits.Add(1); waitOnce.Do(func() { close(waiting) }) }}
+	a := startMirror(t, mirror.Options{Client: c, Group: group, StartFrom: mirror.StartFirst, BatchSize: n,
+		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: ktopic}}, Logger: slog.New(h),
+		Kafka: mirror.KafkaOptions{Brokers: kc.ListenAddrs(), ProduceTimeout: time.Second}})
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the mirror never produced")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if w := waits.Load(); w != 1 {
+		t.Fatalf("the stopping mirror waited for Kafka %d times (each up to Kafka.ProduceTimeout), want once", w)
+	}
+}
+
+// countHandler calls f for each record with message msg, logged through
+// it or a logger derived from it, and passes every record on.
+type countHandler struct {
 	slog.Handler
-	msg    string
-	signal chan struct{}
-	once   *sync.Once
+	msg string
+	f   func()
 }
 
-func newSignalHandler(h slog.Handler, msg string, signal chan struct{}) *signalHandler {
-	return &signalHandler{Handler: h, msg: msg, signal: signal, once: new(sync.Once)}
-}
+func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
 
-func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *signalHandler) Handle(ctx context.Context, r slog.Record) error {
+func (h *countHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message == h.msg {
-		h.once.Do(func() { close(h.signal) })
+		h.f()
 	}
 	if !h.Handler.Enabled(ctx, r.Level) {
 		return nil
@@ -136,13 +178,13 @@ func (h *signalHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.Handler.Handle(ctx, r)
 }
 
-func (h *signalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+func (h *countHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	c := *h
 	c.Handler = h.Handler.WithAttrs(as)
 	return &c
 }
 
-func (h *signalHandler) WithGroup(name string) slog.Handler {
+func (h *countHandler) WithGroup(name string) slog.Handler {
 	c := *h
 	c.Handler = h.Handler.WithGroup(name)
 	return &c

@@ -443,8 +443,15 @@ var errStopped = errors.New("mirror: stopped while Kafka had the batch")
 // own; ref is then released when f ends, not by the caller. Those records
 // may still arrive, after the next owner's copies: duplicates within the
 // documented bound, the one case where a key's last copies can be out of
-// order.
+// order. Called once the mirror stops, it sends nothing and returns
+// errStopped (each send would make Close wait another ProduceTimeout).
 func (m *Mirror) produce(ref *producerRef, f func() error) error {
+	select {
+	case <-m.stopping: // sends nothing new: Close waits for one answer only
+		m.release(ref, false)
+		return errStopped
+	default:
+	}
 	res := make(chan error, 1)
 	go func() { res <- f() }()
 	select {

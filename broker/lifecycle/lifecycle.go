@@ -512,7 +512,8 @@ func (r *Recorder) keep(k []byte, cutoff uint64) bool {
 // such a message's spans start a trace of their own.
 func TraceIDOf(traceparent string) string {
 	parts := strings.Split(traceparent, "-")
-	if len(parts) < 4 || !lowerHex(parts[0], 2) || parts[0] == "ff" || (parts[0] == "00" && len(parts) != 4) ||
+	if len(parts) < 4 || !lowerHex(parts[0], 2) || parts[0] == "ff" ||
+		(parts[0] == "00" && (len(parts) != 4 || parts[3] > "03")) || // version 00: no extra part, no reserved flag bits
 		!lowerHex(parts[1], 32) || !lowerHex(parts[2], 16) || !lowerHex(parts[3], 2) ||
 		parts[1] == "00000000000000000000000000000000" || parts[2] == "0000000000000000" {
 		return ""

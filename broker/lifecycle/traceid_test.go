@@ -26,8 +26,10 @@ func TestTraceIDOfAgreesWithThePropagator(t *testing.T) {
 		"00-" + tid + "-00f067aa0ba902b7-01-extra", // version 00 has four parts
 		"ff-" + tid + "-00f067aa0ba902b7-01",       // forbidden version
 		"00-" + tid + "-00f067aa0ba902b7-zz",       // flags not hex
-		"0-" + tid + "-00f067aa0ba902b7-01",        // short version
-		"00-" + tid + "-00F067AA0BA902B7-01",       // upper case
+		"00-" + tid + "-00f067aa0ba902b7-04",       // version 00 reserves flag bits past 0x03
+		"00-" + tid + "-00f067aa0ba902b7-ff",
+		"0-" + tid + "-00f067aa0ba902b7-01",  // short version
+		"00-" + tid + "-00F067AA0BA902B7-01", // upper case
 		"00-" + tid + "-00f067aa0ba902b7-01" + strings.Repeat("x", 100),
 	} {
 		want := ""
