@@ -118,21 +118,7 @@ func TestPluginTracesRetriedSendAndCheckBack(t *testing.T) {
 	}
 
 	const id = "traced-retry-1"
-	ctx, root := otel.Tracer("test").Start(ctx, "order "+id)
-	run, err := starter.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue,
-		WorkflowExecutionTimeout: 2 * time.Minute}, workflows.OrderPaymentWorkflowName,
-		workflows.OrderInput{OrderID: id, User: "alice", SKU: "sku", Qty: 1, Amount: 700})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := starter.SignalWorkflow(ctx, id, "", workflows.SignalPay, workflows.PayInput{PaymentID: "p", Amount: 700}); err != nil {
-		t.Fatal(err)
-	}
-	root.End()
-	if res := s.result(t, run); res.Status != workflows.StatusPaid {
-		t.Fatalf("result %+v", res)
-	}
-	tid := root.SpanContext().TraceID()
+	tid, runID := payTracedOrder(t, s, starter, id)
 	defer func() {
 		if t.Failed() || testing.Verbose() {
 			var names []string
@@ -180,7 +166,7 @@ func TestPluginTracesRetriedSendAndCheckBack(t *testing.T) {
 	if got := send.SpanContext().TraceID(); got != tid {
 		t.Errorf("retried attempt's send span in trace %s, want the order's %s", got, tid)
 	}
-	createID := workflows.StepTxnID(id, run.GetRunID(), "create")
+	createID := workflows.StepTxnID(id, runID, "create")
 	var stored *txnbridgetest.Stored
 	testutil.WaitFor(t, 30*time.Second, "the create step's message stored", func() bool {
 		for _, m := range s.broker.Stored(t, workflows.TopicOrderEvents) {

@@ -58,23 +58,7 @@ func TestPluginTracesAnOrder(t *testing.T) {
 	t.Cleanup(func() { coupons.Close() })
 
 	const id = "traced-1"
-	ctx, root := otel.Tracer("test").Start(ctx, "order "+id)
-	run, err := starter.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue,
-		WorkflowExecutionTimeout: 2 * time.Minute}, workflows.OrderPaymentWorkflowName,
-		workflows.OrderInput{OrderID: id, User: "alice", SKU: "sku", Qty: 1, Amount: 700})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Paid at once: taken when the workflow waits for it (see
-	// TestPluginAgainstBrokerAndTemporal's "fenced").
-	if err := starter.SignalWorkflow(ctx, id, "", workflows.SignalPay, workflows.PayInput{PaymentID: "p", Amount: 700}); err != nil {
-		t.Fatal(err)
-	}
-	root.End()
-	if res := s.result(t, run); res.Status != workflows.StatusPaid {
-		t.Fatalf("result %+v", res)
-	}
-	tid := root.SpanContext().TraceID()
+	tid, _ := payTracedOrder(t, s, starter, id)
 
 	// byName returns the ended spans of the order's trace named name.
 	byName := func(name string) []sdktrace.ReadOnlySpan {
@@ -147,4 +131,27 @@ func TestPluginTracesAnOrder(t *testing.T) {
 		}
 		t.Logf("trace %s:\n  %s", tid, strings.Join(names, "\n  "))
 	}
+}
+
+// payTracedOrder starts order id under a root span of its own, pays it at
+// once (taken when the workflow waits for it, see
+// TestPluginAgainstBrokerAndTemporal's "fenced"), waits until it is PAID
+// and returns its trace id and run id.
+func payTracedOrder(t *testing.T, s *stack, starter temporalclient.Client, id string) (trace.TraceID, string) {
+	t.Helper()
+	ctx, root := otel.Tracer("test").Start(context.Background(), "order "+id)
+	run, err := starter.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue,
+		WorkflowExecutionTimeout: 2 * time.Minute}, workflows.OrderPaymentWorkflowName,
+		workflows.OrderInput{OrderID: id, User: "alice", SKU: "sku", Qty: 1, Amount: 700})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := starter.SignalWorkflow(ctx, id, "", workflows.SignalPay, workflows.PayInput{PaymentID: "p", Amount: 700}); err != nil {
+		t.Fatal(err)
+	}
+	root.End()
+	if res := s.result(t, run); res.Status != workflows.StatusPaid {
+		t.Fatalf("result %+v", res)
+	}
+	return root.SpanContext().TraceID(), run.GetRunID()
 }
