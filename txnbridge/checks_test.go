@@ -107,6 +107,15 @@ func (o *outage) state() (calls int, ok bool) {
 // go to s. It sends one check and returns the broker.
 func startOutage(t *testing.T, co client.ConsumerOptions, s txnbridge.Signaler) (*txnbridgetest.Stack, *client.PushConsumer) {
 	t.Helper()
+	st, pc, p := startChecks(t, co, s)
+	sendCheck(t, context.Background(), p, 0)
+	return st, pc
+}
+
+// startChecks starts the plugin's check consumer as startOutage does and
+// returns the broker, the consumer and a producer of checks.
+func startChecks(t *testing.T, co client.ConsumerOptions, s txnbridge.Signaler) (*txnbridgetest.Stack, *client.PushConsumer, *client.Producer) {
+	t.Helper()
 	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{Levels: "100ms"})
 	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
 	co.RebalanceInterval = 200 * time.Millisecond
@@ -121,12 +130,18 @@ func startOutage(t *testing.T, co client.ConsumerOptions, s txnbridge.Signaler) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
+	return st, pc, p
+}
+
+// sendCheck sends order o1's first payment check through p, with ctx (and
+// its trace) and delay level delay.
+func sendCheck(t *testing.T, ctx context.Context, p *client.Producer, delay int) {
+	t.Helper()
 	body, _ := json.Marshal(workflows.PaymentCheck{OrderID: "o1", Check: 1})
-	if _, err := p.Send(context.Background(), &client.Message{Topic: workflows.TopicPaymentCheck, Tags: workflows.TagPaymentCheck,
-		Keys: []string{"o1"}, Body: body}); err != nil {
+	if _, err := p.Send(ctx, &client.Message{Topic: workflows.TopicPaymentCheck, Tags: workflows.TagPaymentCheck,
+		Keys: []string{"o1"}, Body: body, DelayLevel: delay}); err != nil {
 		t.Fatal(err)
 	}
-	return st, pc
 }
 
 // A check whose signal fails more often than the client's default

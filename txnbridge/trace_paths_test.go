@@ -2,7 +2,6 @@ package txnbridge_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -15,16 +14,12 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 	"go.temporal.io/sdk/activity"
-	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/internal/testutil"
-	"github.com/halfbackmq/halfback/orders"
-	"github.com/halfbackmq/halfback/txnbridge"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
 )
@@ -93,25 +88,10 @@ func (i *tracePathsInbound) ExecuteActivity(ctx context.Context, in *interceptor
 // around the resolver all carry the order's trace id; no span of the
 // test (one order only) lands in another trace.
 func TestPluginTracesRetriedSendAndCheckBack(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp) // before the plugin makes its interceptor
-	t.Cleanup(func() {
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		_ = tp.Shutdown(context.Background())
-	})
+	rec := recordSpans(t) // before the plugin makes its interceptor
 	p := &tracePaths{rec: rec}
 	s := startStackWith(t, txnbridgetest.DefaultTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{p}})
-	ti, err := txnbridge.NewTracingInterceptor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	starter, err := temporalclient.NewClientFromExisting(s.tc, temporalclient.Options{
-		Interceptors: []interceptor.ClientInterceptor{ti}, Logger: txnbridgetest.TemporalLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(starter.Close)
+	starter := tracedStarter(t, s)
 	ctx := context.Background()
 	if err := s.db.SetStock(ctx, "sku", 1); err != nil {
 		t.Fatal(err)
@@ -239,33 +219,11 @@ func (s *tracedSignals) calls() []trace.TraceID {
 // the signal's context (under which a Temporal client with the tracing
 // interceptor records its SignalWorkflow span) carries it.
 func TestCheckRetriesStayInTheOrderTrace(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() {
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		_ = tp.Shutdown(context.Background())
-	})
-	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{Levels: "100ms"})
-	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
+	rec := recordSpans(t)
 	s := &tracedSignals{fail: 2}
-	pc, err := txnbridge.StartCheckConsumer(context.Background(), txnbridge.Options{Client: c, DB: &orders.DB{},
-		Logger: txnbridgetest.Logger(t), CheckConsumer: client.ConsumerOptions{RebalanceInterval: 200 * time.Millisecond}}, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	p, err := c.NewProducer(client.ProducerOptions{Group: "check-sender"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	_, _, p := startChecks(t, client.ConsumerOptions{}, s)
 	ctx, root := otel.Tracer("test").Start(context.Background(), "order o1")
-	body, _ := json.Marshal(workflows.PaymentCheck{OrderID: "o1", Check: 1})
-	if _, err := p.Send(ctx, &client.Message{Topic: workflows.TopicPaymentCheck, Tags: workflows.TagPaymentCheck,
-		Keys: []string{"o1"}, Body: body, DelayLevel: 1}); err != nil {
-		t.Fatal(err)
-	}
+	sendCheck(t, ctx, p, 1)
 	root.End()
 	tid := root.SpanContext().TraceID()
 	testutil.WaitFor(t, 30*time.Second, "the check signalled after two failures", func() bool {

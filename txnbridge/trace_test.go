@@ -27,24 +27,9 @@ import (
 // broker's storing and ending of them, and the downstream coupon
 // consumer's processing of OrderPaid.
 func TestPluginTracesAnOrder(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	otel.SetTracerProvider(tp) // before the plugin makes its interceptor
-	t.Cleanup(func() {
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		_ = tp.Shutdown(context.Background())
-	})
+	rec := recordSpans(t) // before the plugin makes its interceptor
 	s := startStack(t, quietTxnTimeout)
-	ti, err := txnbridge.NewTracingInterceptor()
-	if err != nil {
-		t.Fatal(err)
-	}
-	starter, err := temporalclient.NewClientFromExisting(s.tc, temporalclient.Options{
-		Interceptors: []interceptor.ClientInterceptor{ti}, Logger: txnbridgetest.TemporalLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(starter.Close)
+	starter := tracedStarter(t, s)
 	ctx := context.Background()
 	if err := s.db.SetStock(ctx, "sku", 1); err != nil {
 		t.Fatal(err)
@@ -154,4 +139,34 @@ func payTracedOrder(t *testing.T, s *stack, starter temporalclient.Client, id st
 		t.Fatalf("result %+v", res)
 	}
 	return root.SpanContext().TraceID(), run.GetRunID()
+}
+
+// recordSpans makes a recorder of every span the global tracer provider
+// until the test ends (then a no-op one again).
+func recordSpans(t *testing.T) *tracetest.SpanRecorder {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() {
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		_ = tp.Shutdown(context.Background())
+	})
+	return rec
+}
+
+// tracedStarter is a Temporal client of s with the plugin's tracing
+// interceptor, as the sample starter uses.
+func tracedStarter(t *testing.T, s *stack) temporalclient.Client {
+	t.Helper()
+	ti, err := txnbridge.NewTracingInterceptor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	starter, err := temporalclient.NewClientFromExisting(s.tc, temporalclient.Options{
+		Interceptors: []interceptor.ClientInterceptor{ti}, Logger: txnbridgetest.TemporalLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(starter.Close)
+	return starter
 }
