@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"syscall"
 	"time"
+
+	"github.com/halfbackmq/halfback/internal/fsutil"
 )
 
 // seqChunk is the write size of the raw sequential baseline.
@@ -103,17 +104,13 @@ func rawSequential(ctx context.Context, path string, d time.Duration) (float64, 
 	return float64(written) / time.Since(start).Seconds(), f.Close()
 }
 
-// fdatasync makes f's data and size durable, as the store's commit log does.
+// fdatasync makes f's data and size durable, as the store's commit log does
+// (fsutil.DataSync).
 func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err == nil {
-			return nil
-		}
-		if err != syscall.EINTR {
-			return fmt.Errorf("fdatasync %s: %w", f.Name(), err)
-		}
+	if err := fsutil.DataSync(f); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	return nil
 }
 
 // filled returns n pseudo-random bytes, so a compressing layer under the

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
@@ -319,16 +318,6 @@ type storeRun struct {
 	latency   histogram     // every acknowledged append
 	fsyncs    int64         // commit-log fdatasyncs meanwhile
 	fsyncTime time.Duration // their total time
-}
-
-// processCPU is the CPU time (user and system) the process has used so
-// far, or 0 if the system does not say.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // measureStore opens a store in dir and runs o.Writers appending

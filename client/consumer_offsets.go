@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -180,9 +179,9 @@ func loadFileOffsets(path, hint string) (*fileOffsets, error) {
 	return f, nil
 }
 
-// lockOffsetFile takes an exclusive flock on path+".lock", which two open
-// files of one process contend for as well as two processes; the kernel
-// drops it when the process dies.
+// lockOffsetFile takes an exclusive lock (flock; LockFileEx on Windows) on
+// path+".lock", which two open files of one process contend for as well
+// as two processes; the system drops it when the process dies.
 func lockOffsetFile(path, hint string) (*os.File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("client: broadcasting offsets: %w", err)
@@ -191,9 +190,9 @@ func lockOffsetFile(path, hint string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: broadcasting offsets: %w", err)
 	}
-	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := fsutil.TryLock(lf); err != nil {
 		lf.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, fsutil.ErrLocked) {
 			return nil, fmt.Errorf("%w: %s (another consumer on this host uses it: give each its own %s)",
 				ErrOffsetFileInUse, path, hint)
 		}

@@ -3,7 +3,7 @@ package store
 import (
 	"os"
 	"sync"
-	"syscall"
+	"unsafe"
 
 	"github.com/halfbackmq/halfback/internal/fsutil"
 )
@@ -43,50 +43,16 @@ func (osFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
 
 type osFile struct{ *os.File }
 
-// Sync uses fdatasync: the data and the size, without timestamps. It
-// holds the descriptor while it does (RawConn.Control), so that a Close
-// from another goroutine (retention dropping a consume-queue file while a
-// checkpoint syncs it) makes it fail rather than race, or sync whatever
-// file reused the descriptor's number.
-func (f osFile) Sync() error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
-	}
-	var serr error
-	cerr := rc.Control(func(fd uintptr) {
-		for serr = syscall.Fdatasync(int(fd)); serr == syscall.EINTR; serr = syscall.Fdatasync(int(fd)) {
-		}
-	})
-	if cerr == nil {
-		cerr = serr
-	}
-	if cerr != nil {
-		return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: cerr}
-	}
-	return nil
-}
+// Sync uses fdatasync on Linux (the data and the size, without
+// timestamps), F_FULLFSYNC on macOS: fsutil.DataSync, which holds the
+// descriptor while it syncs, so that a Close from another goroutine
+// (retention dropping a consume-queue file while a checkpoint syncs it)
+// makes it fail rather than race.
+func (f osFile) Sync() error { return fsutil.DataSync(f.File) }
 
-// Allocate uses fallocate(2) (mode 0: allocate and extend). Where the
+// Allocate uses fallocate(2) where there is one (fsutil.Allocate); where the
 // file system does not support it, it only extends the file.
-func (f osFile) Allocate(size int64) error {
-	for {
-		err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
-		switch err {
-		case nil:
-			return nil
-		case syscall.EINTR:
-			continue
-		case syscall.EOPNOTSUPP, syscall.ENOSYS:
-			fi, err := f.Stat()
-			if err != nil || fi.Size() >= size {
-				return err
-			}
-			return f.Truncate(size)
-		}
-		return &os.PathError{Op: "fallocate", Path: f.Name(), Err: err}
-	}
-}
+func (f osFile) Allocate(size int64) error { return fsutil.Allocate(f.File, size) }
 
 // directIOAlign is the alignment direct I/O (O_DIRECT) needs of a
 // transfer's offset, length and memory: the logical block size, which is
@@ -94,16 +60,15 @@ func (f osFile) Allocate(size int64) error {
 const directIOAlign = 4096
 
 // zeroPages returns zeroChunk bytes of zeros at a page-aligned address, as
-// direct I/O needs: an anonymous mapping (Go's allocator does not promise
-// the alignment), shared by every fill and never written after this. Each
-// page is touched once so that it is a page of its own rather than the
-// kernel's shared zero page, which some kernels will not pin for I/O. It
-// returns nil if the mapping fails.
+// direct I/O needs, shared by every fill and never written after this: a
+// heap buffer a page longer, sliced at its first aligned byte (Go's
+// allocator does not promise the alignment, and its heap does not move).
+// Each page is touched once so that it is a page of its own rather than
+// the kernel's shared zero page, which some kernels will not pin for I/O.
 var zeroPages = sync.OnceValue(func() []byte {
-	b, err := syscall.Mmap(-1, 0, zeroChunk, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
-	if err != nil {
-		return nil
-	}
+	b := make([]byte, zeroChunk+directIOAlign)
+	skip := int(-uintptr(unsafe.Pointer(&b[0])) & (directIOAlign - 1))
+	b = b[skip : skip+zeroChunk : skip+zeroChunk]
 	for i := 0; i < len(b); i += directIOAlign {
 		b[i] = 0
 	}

@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"github.com/halfbackmq/halfback/internal/fsutil"
 )
 
-// lockDir takes an exclusive lock (flock) on <dir>/lock, which the store
+// lockDir takes an exclusive lock (flock; LockFileEx on Windows) on <dir>/lock, which the store
 // holds until Close, as RocketMQ's store locks its lock file. A second
 // store on the directory, in this process or another, would take the
 // first one's abort marker for a crash and recover, truncate and rewrite
@@ -21,9 +22,9 @@ func lockDir(dir string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: lock file: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := fsutil.TryLock(f); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, fsutil.ErrLocked) {
 			return nil, fmt.Errorf("%w: %s is locked (%s)", ErrLocked, dir, path)
 		}
 		return nil, fmt.Errorf("store: lock %s: %w", path, err)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/halfbackmq/halfback/internal/fsutil"
 )
 
 // prepSuffix names a segment file while it is being prepared. Open removes
@@ -423,16 +425,14 @@ func directRefused(err error) bool {
 // CPU in a 6 s SyncFlush run) and pushed out cached data with gigabytes
 // of zeros. It returns nil (write through f) where direct I/O cannot
 // work: from or the segment size not block aligned, a file system without
-// it (tmpfs refuses O_DIRECT), or no aligned buffer.
+// it (tmpfs refuses O_DIRECT), or a system without O_DIRECT (macOS,
+// Windows).
 func (c *commitLog) openDirect(f file, from int64) (file, []byte) {
-	if from%directIOAlign != 0 || c.segSize%directIOAlign != 0 {
+	if fsutil.DirectIO == 0 || from%directIOAlign != 0 || c.segSize%directIOAlign != 0 {
 		return nil, nil
 	}
 	zeros := zeroPages()
-	if zeros == nil {
-		return nil, nil
-	}
-	w, err := c.fs.OpenFile(f.Name(), os.O_WRONLY|syscall.O_DIRECT, 0)
+	w, err := c.fs.OpenFile(f.Name(), os.O_WRONLY|fsutil.DirectIO, 0)
 	if err != nil {
 		return nil, nil
 	}

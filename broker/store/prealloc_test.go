@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/halfbackmq/halfback/message"
 )
@@ -621,6 +622,23 @@ func TestPagePad(t *testing.T) {
 	for _, c := range cases {
 		if got := pagePad(c.end, c.segSize); got != c.want {
 			t.Errorf("pagePad(%d, %d) = %d, want %d", c.end, c.segSize, got, c.want)
+		}
+	}
+}
+
+// TestZeroPagesAreAlignedZeros: direct I/O needs the fill's buffer at a
+// block-aligned address, and the fill writes it as a segment's bytes.
+func TestZeroPagesAreAlignedZeros(t *testing.T) {
+	z := zeroPages()
+	if len(z) != zeroChunk || cap(z) != zeroChunk {
+		t.Fatalf("len %d cap %d, want %d", len(z), cap(z), zeroChunk)
+	}
+	if addr := uintptr(unsafe.Pointer(&z[0])); addr%directIOAlign != 0 {
+		t.Fatalf("buffer at %#x, not %d-aligned", addr, directIOAlign)
+	}
+	for i, c := range z {
+		if c != 0 {
+			t.Fatalf("byte %d is %d", i, c)
 		}
 	}
 }

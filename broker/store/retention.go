@@ -2,8 +2,9 @@ package store
 
 import (
 	"errors"
-	"syscall"
 	"time"
+
+	"github.com/halfbackmq/halfback/internal/fsutil"
 )
 
 // retentionLoop deletes old commit-log segments every RetentionCheckPeriod.
@@ -161,11 +162,11 @@ func (s *Store) diskUsage() (float64, error) {
 	if s.opts.diskUsage != nil {
 		return s.opts.diskUsage()
 	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.opts.Dir, &st); err != nil {
+	sp, err := fsutil.Space(s.opts.Dir)
+	if err != nil {
 		return 0, err
 	}
-	return usedFraction(st.Blocks, st.Bfree, st.Bavail), nil
+	return usedFraction(sp.Total, sp.Free, sp.Avail), nil
 }
 
 // usedFraction is the disk's use as df's Use% and RocketMQ's

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/pprof"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -157,20 +155,4 @@ cycle      %10.0f µs per group commit of %.1f appends, fdatasync %.0f µs of it
 `, r.GoroutineLimitMsgsPerSec, r.RatioToGoroutineLimit, r.PebbleMsgsPerSec, r.RatioToPebble,
 		r.CycleUs, r.AppendsPerFsync, r.FsyncUs, r.RawCycleUs)
 	return err
-}
-
-// tmpfsMagic is the f_type statfs(2) reports for tmpfs.
-const tmpfsMagic = 0x01021994
-
-// onTmpfs reports whether dir, or its nearest existing parent, is on tmpfs.
-func onTmpfs(dir string) bool {
-	for p := dir; ; p = filepath.Dir(p) {
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(p, &st); err == nil {
-			return int64(st.Type) == tmpfsMagic
-		}
-		if filepath.Dir(p) == p {
-			return false
-		}
-	}
 }

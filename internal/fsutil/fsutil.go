@@ -13,7 +13,7 @@ func SyncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	return syncDir(d)
 }
 
 // WriteFileAtomic replaces path with data: it writes a temporary file,
