@@ -118,6 +118,11 @@ func TestMarkPaidLocalPaymentIDTaken(t *testing.T) {
 	if err := a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p1", Amount: 500}); err != nil {
 		t.Fatalf("a second run of o1's payment: %v, want success", err)
 	}
+	// o1's pay transaction again with another payment (the workflow reset
+	// to before its pay step): that payment was not recorded, so it is
+	// refused (the workflow lists it for a refund), not taken.
+	wantPermanent(t, "o1's pay transaction with another payment",
+		a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p3", Amount: 500}), workflows.ErrTypeBadState)
 }
 
 func TestCancelLocalReleasesStock(t *testing.T) {

@@ -64,10 +64,13 @@
 //
 // The SQL is portable: numbered placeholders ($1), CREATE TABLE/INDEX IF
 // NOT EXISTS, INSERT ... ON CONFLICT DO NOTHING / DO UPDATE, and no
-// SQLite-only types (times are BIGINT Unix milliseconds). PostgreSQL works
-// with its driver imported in main and set as [Options].Driver, and a DSN.
-// There its default READ COMMITTED isolation suffices: a racing insert of
-// the same id waits for the first transaction's end and then conflicts.
+// SQLite-only types (times are BIGINT Unix milliseconds). PostgreSQL is
+// meant to work with its driver imported in main and set as
+// [Options].Driver, and a DSN: there its default READ COMMITTED isolation
+// suffices, a racing insert of the same id waiting for the first
+// transaction's end and then conflicting. Only SQLite is tested; tables an
+// older version created on PostgreSQL have 32-bit INTEGER quantities
+// (ALTER TABLE ... ALTER COLUMN qty TYPE BIGINT, on orders and inventory).
 //
 // # Usage
 //

@@ -93,12 +93,33 @@ func (db *DB) CreateOrder(ctx context.Context, txnID string, o Order) error {
 // Errors: ErrNotFound, ErrBadState (not PENDING_PAYMENT), ErrBadAmount
 // (amount is not the order's), ErrPaymentExists (paymentID paid another
 // order), ErrInvalidArgument, ErrFenced, ErrAlreadyCommitted; on any
-// error nothing was written.
+// error nothing was written. ErrAlreadyCommitted only when txnID recorded
+// this payment and amount: the same txnID with another payment (a workflow
+// reset to before its pay step, paid again) is ErrBadState naming the
+// payment the order has, with another amount ErrBadAmount, so that the
+// caller never takes a payment the database did not record as made.
 func (db *DB) MarkPaid(ctx context.Context, txnID, orderID, paymentID string, amount int64) error {
 	if orderID == "" || paymentID == "" {
 		return invalidArg("mark paid", "order and payment ids are required")
 	}
 	op := "mark paid " + orderID
+	err := db.markPaid(ctx, op, txnID, orderID, paymentID, amount)
+	if !errors.Is(err, ErrAlreadyCommitted) {
+		return err
+	}
+	o, rerr := db.Order(ctx, orderID)
+	switch {
+	case rerr != nil:
+		return fmt.Errorf("orders: %s: transaction %s committed before; reading what it recorded: %w", op, txnID, rerr)
+	case o.PaymentID != paymentID:
+		return fmt.Errorf("orders: %s: %w: transaction %s recorded payment %s, not %s", op, ErrBadState, txnID, o.PaymentID, paymentID)
+	case o.Amount != amount:
+		return fmt.Errorf("orders: %s: %w: paid %d, order is %d", op, ErrBadAmount, amount, o.Amount)
+	}
+	return err
+}
+
+func (db *DB) markPaid(ctx context.Context, op, txnID, orderID, paymentID string, amount int64) error {
 	return db.local(ctx, op, txnID, func(tx *sql.Tx, at int64) error {
 		o, err := readOrder(ctx, tx, orderID)
 		if err != nil {

@@ -90,6 +90,15 @@ func TestMarkPaid(t *testing.T) {
 		t.Fatalf("payment rows %d, %v", n, err)
 	}
 	wantErr(t, "pay again, same txn", db.MarkPaid(ctx, "t2", "o1", "p1", 1999), ErrAlreadyCommitted)
+	// The same transaction id with another payment (a workflow reset to
+	// before its pay step, then paid again) did not record that payment:
+	// not success, or the workflow would report a payment the database
+	// does not have, and never refund it.
+	wantErr(t, "pay again, same txn, another payment", db.MarkPaid(ctx, "t2", "o1", "p9", 1999), ErrBadState)
+	if err := db.MarkPaid(ctx, "t2", "o1", "p9", 1999); errors.Is(err, ErrAlreadyCommitted) || !strings.Contains(err.Error(), "p1") {
+		t.Fatalf("pay again with another payment: %v; want the recorded payment named, not ErrAlreadyCommitted", err)
+	}
+	wantErr(t, "pay again, same txn, another amount", db.MarkPaid(ctx, "t2", "o1", "p1", 2999), ErrBadAmount)
 	wantErr(t, "pay again, new txn", db.MarkPaid(ctx, "t3", "o1", "p2", 1999), ErrBadState)
 	wantErr(t, "cancel paid", db.Cancel(ctx, "t4", "o1", "late"), ErrBadState)
 	wantErr(t, "unknown order", db.MarkPaid(ctx, "t5", "nosuch", "p3", 1999), ErrNotFound)

@@ -1,8 +1,9 @@
 package orders
 
 // schema creates the tables if they are missing; running it again changes
-// nothing. The SQL is portable (SQLite and PostgreSQL): TEXT, BIGINT and
-// INTEGER columns, times as BIGINT Unix milliseconds, "user" quoted
+// nothing. The SQL is written for SQLite and PostgreSQL alike: TEXT and
+// BIGINT columns (quantities too: stock is an int64, and PostgreSQL's
+// INTEGER is 32 bits), times as BIGINT Unix milliseconds, "user" quoted
 // because PostgreSQL reserves the word.
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS orders (
@@ -10,7 +11,7 @@ var schema = []string{
 		"user"     TEXT NOT NULL,
 		amount     BIGINT NOT NULL,
 		sku        TEXT NOT NULL,
-		qty        INTEGER NOT NULL,
+		qty        BIGINT NOT NULL,
 		status     TEXT NOT NULL,
 		payment_id TEXT NOT NULL DEFAULT '',
 		reason     TEXT NOT NULL DEFAULT '',
@@ -19,7 +20,7 @@ var schema = []string{
 	)`,
 	`CREATE TABLE IF NOT EXISTS inventory (
 		sku TEXT PRIMARY KEY,
-		qty INTEGER NOT NULL CHECK (qty >= 0)
+		qty BIGINT NOT NULL CHECK (qty >= 0)
 	)`,
 	`CREATE TABLE IF NOT EXISTS payments (
 		id         TEXT PRIMARY KEY,
