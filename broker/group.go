@@ -395,33 +395,60 @@ func (t *groupTable) producerConnOf(clientID string) *remoting.Conn {
 // DefaultConsumerIdsChangeListener does for a CHANGE event (all of the
 // group's channels, the one that caused it included). It does not wait.
 func (t *groupTable) notify(notices []notice, log func(msg string, args ...any)) {
+	for _, n := range notices {
+		t.sendOneway(n.conns, func() *remoting.Command {
+			return remoting.NewRequest(remoting.ReqNotifyConsumerIdsChanged, map[string]string{"consumerGroup": n.group})
+		}, "notify consumer ids changed", n.group, log)
+	}
+}
+
+// sendOneway sends each of conns a request mk makes, oneway, each on a
+// goroutine of its own, and does not wait; close does. Failures are logged
+// as what failed.
+func (t *groupTable) sendOneway(conns []*remoting.Conn, mk func() *remoting.Command, what, group string, log func(msg string, args ...any)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return
 	}
-	for _, n := range notices {
-		for _, conn := range n.conns {
-			t.notifying.Add(1)
-			t.notifyN.Add(1)
-			go func() {
-				defer t.notifying.Done()
-				defer t.notifyN.Add(-1)
-				req := remoting.NewRequest(remoting.ReqNotifyConsumerIdsChanged, map[string]string{"consumerGroup": n.group})
-				// Bounded: a consumer that stopped reading would hold this
-				// goroutine for the WriteTimeout, one more per change of
-				// its group; a cut-short write drops its connection.
-				ctx, cancel := context.WithTimeout(context.Background(), notifyWriteWait)
-				defer cancel()
-				if err := conn.InvokeOnewayContext(ctx, req); err != nil && conn.Err() == nil {
-					log("notify consumer ids changed failed", "group", n.group, "remote", conn.RemoteAddr(), "err", err)
-				}
-			}()
-		}
+	for _, conn := range conns {
+		t.notifying.Add(1)
+		t.notifyN.Add(1)
+		go func() {
+			defer t.notifying.Done()
+			defer t.notifyN.Add(-1)
+			// Bounded: a consumer that stopped reading would hold this
+			// goroutine for the WriteTimeout, one more per change of
+			// its group; a cut-short write drops its connection.
+			ctx, cancel := context.WithTimeout(context.Background(), notifyWriteWait)
+			defer cancel()
+			if err := conn.InvokeOnewayContext(ctx, mk()); err != nil && conn.Err() == nil {
+				log(what+" failed", "group", group, "remote", conn.RemoteAddr(), "err", err)
+			}
+		}()
 	}
 }
 
-// notifyWriteWait bounds one NOTIFY_CONSUMER_IDS_CHANGED write.
+// consumerConns returns the live connections of a consumer group's
+// members.
+func (t *groupTable) consumerConns(group string) []*remoting.Conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	g := t.consumers[group]
+	if g == nil {
+		return nil
+	}
+	out := make([]*remoting.Conn, 0, len(g.clients))
+	for _, c := range g.clients {
+		if c.conn.Err() == nil {
+			out = append(out, c.conn)
+		}
+	}
+	return out
+}
+
+// notifyWriteWait bounds one write of sendOneway (NOTIFY_CONSUMER_IDS_CHANGED,
+// RESET_CONSUMER_CLIENT_OFFSET).
 const notifyWriteWait = 3 * time.Second
 
 // close stops notifications and waits for those in flight.

@@ -98,6 +98,16 @@ type Options struct {
 	// consumeFromWhere says (CONSUME_FROM_LAST_OFFSET: the queue's end).
 	// An empty queue answers 0. Default 0.4 (0 means the default).
 	AccessMessageInMemoryMaxRatio float64
+	// ClientSideResetOffset makes an offset reset
+	// (INVOKE_BROKER_TO_RESET_OFFSET: mqadmin resetOffsetByTime, `halfback
+	// group reset`) work as RocketMQ 4's does, RocketMQ's
+	// useServerSideResetOffset=false: the broker commits nothing, and
+	// sends the new offsets to the group's online consumers
+	// (RESET_CONSUMER_CLIENT_OFFSET), which commit them; with no consumer
+	// online the reset is refused (CONSUMER_NOT_ONLINE), and without
+	// isForce no queue moves forward. Default false: RocketMQ 5's
+	// server-side reset (reset.go), which also moves offline groups.
+	ClientSideResetOffset bool
 	// LifecycleRetention is how long the message lifecycle record
 	// (Store.Dir/lifecycle, `halfback trace`) keeps events. Default
 	// Store.FileReserved (72 h): as long as the messages themselves.

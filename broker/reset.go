@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -134,6 +136,10 @@ func (b *Broker) handleResetOffset(_ context.Context, conn *remoting.Conn, req *
 	if ts < -1 {
 		return remoting.NewResponse(req, remoting.RespSystemError, fmt.Sprintf("timestamp %d is not a time (ms) or -1", ts))
 	}
+	if b.opts.ClientSideResetOffset && (qid >= 0 || offset != -1) {
+		return remoting.NewResponse(req, remoting.RespSystemError,
+			"a reset of one queue to an offset is a server-side reset; this broker resets through its clients (broker.useServerSideResetOffset is false)")
+	}
 	offs := make(map[int32]int64, len(queues))
 	for _, q := range queues {
 		minOff, maxOff := b.store.QueueBounds(topic, q)
@@ -154,20 +160,69 @@ func (b *Broker) handleResetOffset(_ context.Context, conn *remoting.Conn, req *
 			offs[q] = off
 		}
 	}
+	if b.opts.ClientSideResetOffset {
+		return b.resetThroughClients(req, conn, group, topic, ts, offs)
+	}
 	if err := b.offsetTable().assignReset(group, topic, offs); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	b.pulls.wakeGroup(topic, group) // long polls learn of it now, not at their timeout
 	b.opts.Logger.Info("consumer offsets reset", "remote", conn.RemoteAddr(), "group", group, "topic", topic,
 		"timestamp", ts, "offsets", offs)
+	body, err := b.resetOffsetBody(topic, offs)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}
+
+// resetOffsetBody is ResetOffsetBody: offs (queue id to offset) of topic
+// as fastjson writes a map keyed by MessageQueue.
+func (b *Broker) resetOffsetBody(topic string, offs map[int32]int64) ([]byte, error) {
 	entries := make([]mqEntry, 0, len(offs))
 	for _, q := range slices.Sorted(maps.Keys(offs)) {
 		entries = append(entries, mqEntry{mqKey{BrokerName: b.opts.BrokerName, QueueID: q, Topic: topic}, offs[q]})
 	}
-	body, err := encodeOffsetTable("{", entries, "")
+	return encodeOffsetTable("{", entries, "")
+}
+
+// resetThroughClients is the reset of Options.ClientSideResetOffset, as
+// RocketMQ's Broker2Client.resetOffset: without isForce a queue whose
+// committed offset is below its target keeps it (a reset only moves
+// back); the new offsets go to every online consumer of the group
+// (RESET_CONSUMER_CLIENT_OFFSET, oneway, ext topic, group, timestamp; body
+// ResetOffsetBody), each of which moves the queues it owns and commits
+// them. The broker commits nothing. No consumer online: CONSUMER_NOT_ONLINE.
+func (b *Broker) resetThroughClients(req *remoting.Command, conn *remoting.Conn, group, topic string, ts int64, offs map[int32]int64) *remoting.Command {
+	if force, err := strconv.ParseBool(cmp.Or(req.Ext("isForce"), "false")); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, "isForce "+strconv.Quote(req.Ext("isForce"))+" is not true or false")
+	} else if !force {
+		committed := b.groupOffsets(group)[topic]
+		for q, off := range offs {
+			if c, ok := committed[q]; ok && c < off {
+				offs[q] = c
+			}
+		}
+	}
+	conns := b.groupTable().consumerConns(group)
+	if len(conns) == 0 {
+		return remoting.NewResponse(req, remoting.RespConsumerNotOnline,
+			fmt.Sprintf("Consumer not online, so can not reset offset, Group: %s Topic: %s Timestamp: %d", group, topic, ts))
+	}
+	body, err := b.resetOffsetBody(topic, offs)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
+	b.groupTable().sendOneway(conns, func() *remoting.Command {
+		r := remoting.NewRequest(remoting.ReqResetConsumerClientOffset,
+			map[string]string{"topic": topic, "group": group, "timestamp": strconv.FormatInt(ts, 10)})
+		r.Body = body
+		return r
+	}, "reset consumer client offset", group, b.opts.Logger.Warn)
+	b.opts.Logger.Info("consumer offsets reset through the group's consumers", "remote", conn.RemoteAddr(), "group", group,
+		"topic", topic, "timestamp", ts, "offsets", offs, "consumers", len(conns))
 	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
 	resp.Body = body
 	return resp

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -218,4 +220,80 @@ func TestResetOffsetWakesAPullHeldJustAfterIt(t *testing.T) {
 		t.Fatal("not held")
 	}
 	waitFor(t, "the pull held after the reset answered", func() bool { return b.pulls.held() == 1 })
+}
+
+// With ClientSideResetOffset (RocketMQ's useServerSideResetOffset false) a
+// reset commits nothing on the broker: it sends the new offsets to the
+// group's online consumers (RESET_CONSUMER_CLIENT_OFFSET, oneway, with
+// topic, group and timestamp, body ResetOffsetBody) and answers them.
+// Without isForce a queue whose committed offset is below its target keeps
+// it; with no consumer online the reset is refused, as is one queue to an
+// offset (a server-side reset only).
+func TestResetOffsetClientSide(t *testing.T) {
+	o := testOptions(t)
+	o.ClientSideResetOffset = true
+	b := startBroker(t, o)
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 10)
+	appendTestMsgs(t, b, "orders", 1, 10)
+	updateOffset(t, c, "cg", "orders", 0, 8)
+	updateOffset(t, c, "cg", "orders", 1, 2)
+
+	if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0), nil); resp.Code != remoting.RespConsumerNotOnline {
+		t.Fatalf("reset with no consumer online: %d %q, want CONSUMER_NOT_ONLINE", resp.Code, resp.Remark)
+	}
+
+	got := make(chan *remoting.Command, 4)
+	h := remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code == remoting.ReqResetConsumerClientOffset {
+			got <- req
+		}
+		return nil
+	})
+	cc, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hbOK(t, cc, consumerHeartbeat("127.0.0.1@c1", "orders", "cg"))
+
+	queue := func(q int, off int64) string {
+		return fmt.Sprintf(`{"brokerName":%q,"queueId":%d,"topic":"orders"}:%d`, b.opts.BrokerName, q, off)
+	}
+	for _, tc := range []struct {
+		name  string
+		ext   map[string]string
+		queue [2]int64 // the offsets sent for queues 0 and 1
+	}{
+		{"to the end, forced", resetExt("cg", "orders", -1), [2]int64{10, 10}},
+		{"to the end, not forced: no queue moves forward", resetExt("cg", "orders", -1, "isForce", "false"), [2]int64{8, 2}},
+		{"to the start, not forced", resetExt("cg", "orders", 0, "isForce", "false"), [2]int64{0, 0}},
+	} {
+		resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, tc.ext, nil)
+		want := `{"offsetTable":{` + queue(0, tc.queue[0]) + "," + queue(1, tc.queue[1])
+		if resp.Code != remoting.RespSuccess || !strings.HasPrefix(string(resp.Body), want) {
+			t.Fatalf("%s: %d %q body %s, want SUCCESS with %s...", tc.name, resp.Code, resp.Remark, resp.Body, want)
+		}
+		select {
+		case req := <-got:
+			if req.Ext("topic") != "orders" || req.Ext("group") != "cg" || req.Ext("timestamp") != tc.ext["timestamp"] ||
+				!bytes.Equal(req.Body, resp.Body) {
+				t.Fatalf("%s: consumer got %v body %s, want the answer's offsets", tc.name, req.ExtFields, req.Body)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no RESET_CONSUMER_CLIENT_OFFSET reached the consumer", tc.name)
+		}
+		if _, off := queryOffset(t, c, offsetExt("cg", "orders", 0)); off != 8 {
+			t.Fatalf("%s: the broker committed %d itself, want the consumer's 8 kept", tc.name, off)
+		}
+	}
+	if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0, "queueId", "0", "offset", "3"), nil); resp.Code != remoting.RespSystemError {
+		t.Fatalf("one queue to an offset: %d %q, want SYSTEM_ERROR", resp.Code, resp.Remark)
+	}
+	if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0, "isForce", "maybe"), nil); resp.Code != remoting.RespSystemError {
+		t.Fatalf("isForce maybe: %d %q, want SYSTEM_ERROR", resp.Code, resp.Remark)
+	}
+	if p := pull(t, c, "orders", 0, 8, 0, "*", 0); p.Code != remoting.RespSuccess {
+		t.Fatalf("a pull after client-side resets: %d, want SUCCESS (nothing pending)", p.Code)
+	}
 }

@@ -368,7 +368,8 @@ func (pc *PushConsumer) unregisterClient(ctx context.Context) {
 }
 
 // consumerSet is a Client's started push consumers by group: the broker's
-// NOTIFY_CONSUMER_IDS_CHANGED names a group, and its consumer rebalances.
+// NOTIFY_CONSUMER_IDS_CHANGED names a group, and its consumer rebalances;
+// RESET_CONSUMER_CLIENT_OFFSET names one, and its consumer moves queues.
 // The zero value is ready; the handler is installed with the first
 // consumer.
 type consumerSet struct {
@@ -393,6 +394,7 @@ func (s *consumerSet) add(c *Client, pc *PushConsumer) {
 			}
 			return nil
 		})
+		c.handle(remoting.ReqResetConsumerClientOffset, s.handleResetOffset)
 	}
 }
 

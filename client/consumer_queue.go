@@ -146,6 +146,16 @@ func (q *processQueue) add(ds []*delivered, next int64, orderly bool) {
 	q.next = next
 }
 
+// moveTo makes offset q's position, forgetting what is in flight, so that
+// its next commit is offset. Only for a queue whose goroutines stopped.
+func (q *processQueue) moveTo(offset int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.started, q.next, q.persisted = true, offset, -1
+	clear(q.inflight)
+	q.buffer = nil
+}
+
 // dropBuffered forgets the messages an orderly queue pulled and has not
 // handed to its handler yet (see pullLoop); a batch taken is kept.
 func (q *processQueue) dropBuffered() {
@@ -353,7 +363,11 @@ func (pc *PushConsumer) runQueue(q *processQueue) {
 // dropQueue gives q up: its goroutines stop, and once its handler calls
 // have returned its offset is committed, its lock (orderly) released and
 // it leaves the table; then a rebalance may take the queue again.
-func (pc *PushConsumer) dropQueue(q *processQueue) {
+func (pc *PushConsumer) dropQueue(q *processQueue) { pc.dropQueueAt(q, -1) }
+
+// dropQueueAt is dropQueue committing offset reset (when >= 0) in place of
+// q's own: an offset reset the broker sent (consumer_reset.go).
+func (pc *PushConsumer) dropQueueAt(q *processQueue, reset int64) {
 	if !q.drop() {
 		return
 	}
@@ -361,6 +375,9 @@ func (pc *PushConsumer) dropQueue(q *processQueue) {
 	go func() {
 		defer pc.wg.Done()
 		q.wg.Wait()
+		if reset >= 0 {
+			q.moveTo(reset)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*pc.c.opts.RequestTimeout)
 		defer cancel()
 		if err := pc.persistQueues(ctx, []*processQueue{q}); err != nil {

@@ -3,10 +3,12 @@ package client
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/internal/admin"
 )
 
@@ -175,5 +177,83 @@ func TestResetOffsetsToTheEndSkipsAnOrderlyBacklog(t *testing.T) {
 	})
 	if got, want := s.handed(t), []string{"k-0"}; !slices.Equal(got, want) {
 		t.Fatalf("handed over after a reset to the end (k-0 in hand): %v, want %v", got, want)
+	}
+}
+
+// A broker that resets through its clients (RocketMQ 4's way, halfback's
+// broker.useServerSideResetOffset false) commits nothing: it sends the
+// new offsets to the group's online consumers (RESET_CONSUMER_CLIENT_OFFSET),
+// and each moves the queues it owns and commits them there. With no
+// consumer online the reset is refused.
+func TestResetPushedByTheBrokerMovesEveryMember(t *testing.T) {
+	for _, orderly := range []bool{false, true} {
+		t.Run(map[bool]string{false: "concurrent", true: "orderly"}[orderly], func(t *testing.T) {
+			cl := startCluster(t, nil, func(o *broker.Options) { o.ClientSideResetOffset = true })
+			p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+			topic, group := uniq("replay"), uniq("cg")
+			bodies := sendN(t, p, topic, "m", "", 12)
+			cl.waitStored(t, topic, len(bodies))
+			in := &inbox{}
+			o := ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst, Orderly: orderly,
+				PersistInterval: 100 * time.Millisecond, SuspendInterval: 50 * time.Millisecond}
+			c1 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", in.handler("c1"))
+			c2 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", in.handler("c2"))
+			waitFor(t, "the queues split 2/2", func() bool {
+				return len(ownQueues(c1, topic)) == 2 && len(ownQueues(c2, topic)) == 2
+			})
+			in.waitBodies(t, bodies)
+			waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, c1, c2) })
+
+			ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ac.Close()
+			waitFor(t, "the group's offsets committed at the end", func() bool {
+				qs, err := ac.GroupOffsets(ctxT(t, 5*time.Second), group)
+				qs = slices.DeleteFunc(qs, func(q admin.QueueProgress) bool { return q.Topic != topic })
+				return err == nil && len(qs) == 4 && slices.IndexFunc(qs, func(q admin.QueueProgress) bool { return q.Lag > 0 }) < 0
+			})
+			offs, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(offs) != 4 || slices.IndexFunc(offs, func(q admin.QueueOffset) bool { return q.Offset != 0 }) >= 0 {
+				t.Fatalf("reset answered %+v, want 4 queues at 0", offs)
+			}
+			waitFor(t, "every message delivered again", func() bool {
+				got := in.count("")
+				for _, b := range bodies {
+					if got[b] < 2 {
+						return false
+					}
+				}
+				return true
+			})
+			waitFor(t, "the group caught up again", func() bool { return cl.caughtUp(topic, c1, c2) })
+
+			if err := c1.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c2.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, err = ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(0))
+			if err == nil || !strings.Contains(err.Error(), "not online") {
+				t.Fatalf("reset of a group with no consumer online: %v, want CONSUMER_NOT_ONLINE", err)
+			}
+		})
+	}
+}
+
+func TestDecodeResetOffsets(t *testing.T) {
+	got, err := decodeResetOffsets([]byte(`{"offsetTable":{{"brokerName":"b","queueId":1,"topic":"T"}:5,{"brokerName":"b","queueId":0,"topic":"T"}:0}}`))
+	if err != nil || len(got) != 2 || got[MessageQueue{Topic: "T", BrokerName: "b", QueueID: 1}] != 5 {
+		t.Fatalf("decoded %v, %v", got, err)
+	}
+	for _, bad := range []string{`{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:-1}}`, `{"offsetTable":{{"brokerName":"b"}:"x"}}`, `garbage`} {
+		if got, err := decodeResetOffsets([]byte(bad)); err == nil && len(got) > 0 {
+			t.Errorf("%s: decoded %v", bad, got)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
 
+	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/message"
@@ -259,6 +260,35 @@ func TestResetOffsetsThenTheGoClientReplays(t *testing.T) {
 	pc2, again := startCollector(t, c, group, topic)
 	defer pc2.Shutdown()
 	waitFor(t, 60*time.Second, "every message consumed again", func() bool { return again.distinct() == n })
+}
+
+// A broker that resets offsets through its clients, as RocketMQ 4 does
+// (halfback's broker.useServerSideResetOffset false), sends the online
+// official Go consumer RESET_CONSUMER_CLIENT_OFFSET: the client reads
+// halfback's ResetOffsetBody, moves its queues and replays them.
+func TestClientSideResetMovesTheGoClient(t *testing.T) {
+	c := startClusterWith(t, func(o *broker.Options) { o.ClientSideResetOffset = true })
+	p := newProducer(t, c)
+	topic, group := uniq("creset"), uniq("cresetg")
+	const n = 6
+	sendBodies(t, p, topic, "m", n)
+	pc, got := startCollector(t, c, group, topic)
+	defer pc.Shutdown()
+	waitFor(t, 60*time.Second, "every message consumed", func() bool { return got.distinct() == n })
+	waitFor(t, 30*time.Second, "the group's offsets committed", func() bool { return committed(t, c.b.Addr(), group, topic) == n })
+	ac, err := admin.Dial(context.Background(), c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.ResetOffsets(context.Background(), group, topic, admin.ResetToTime(0)); err != nil {
+		t.Fatal(err)
+	}
+	bodies := make([]string, n)
+	for i := range bodies {
+		bodies[i] = "m" + strconv.Itoa(i)
+	}
+	waitFor(t, 60*time.Second, "every message consumed again", func() bool { return got.atLeast(2, bodies...) })
 }
 
 // A group paused on the broker (`halfback group update --consume=false`)

@@ -53,7 +53,10 @@ type cluster struct {
 	nsAddr string
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t *testing.T) *cluster { return startClusterWith(t, nil) }
+
+// startClusterWith is startCluster with mod changing the broker's options.
+func startClusterWith(t *testing.T, mod func(*broker.Options)) *cluster {
 	t.Helper()
 	ns, err := namesrv.Open(namesrv.Options{ListenAddr: "127.0.0.1:0", Logger: quiet()})
 	if err != nil {
@@ -73,6 +76,9 @@ func startCluster(t *testing.T) *cluster {
 		RegisterInterval:  time.Second,
 		MaxReconsumeTimes: 16,
 		Logger:            quiet(),
+	}
+	if mod != nil {
+		mod(&c.opts)
 	}
 	c.startBroker()
 	return c
@@ -127,6 +133,18 @@ func (r *received) add(ms ...*primitive.MessageExt) {
 		r.msgs[string(m.Body)]++
 		r.exts = append(r.exts, m)
 	}
+}
+
+// atLeast reports whether every body of bodies was received n times or more.
+func (r *received) atLeast(n int, bodies ...string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range bodies {
+		if r.msgs[b] < n {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *received) distinct() int {

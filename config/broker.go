@@ -32,7 +32,8 @@ func (c *Config) BrokerOptions() (broker.Options, error) {
 		BrokerName: c.Broker.BrokerName, ClusterName: c.Broker.ClusterName, NamesrvAddrs: ns,
 		DisableAutoCreateTopic: !c.Broker.AutoCreateTopicEnable, DefaultQueueNums: c.Broker.DefaultTopicQueueNums,
 		DisableAutoCreateSubscriptionGroup: !c.Broker.AutoCreateSubscriptionGroup,
-		AccessMessageInMemoryMaxRatio:      c.Broker.AccessMessageInMemoryMaxRatio}, nil
+		AccessMessageInMemoryMaxRatio:      c.Broker.AccessMessageInMemoryMaxRatio,
+		ClientSideResetOffset:              !c.Broker.UseServerSideResetOffset}, nil
 }
 
 // TxnOptions returns the transaction service's options: its state lives in

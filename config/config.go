@@ -113,6 +113,12 @@ type BrokerConfig struct {
 	// message is within it (RocketMQ's accessMessageInMemoryMaxRatio).
 	// 0 means the default.
 	AccessMessageInMemoryMaxRatio float64 `mapstructure:"accessMessageInMemoryMaxRatio"`
+	// UseServerSideResetOffset (broker.useServerSideResetOffset): an
+	// offset reset is committed by the broker and reaches online
+	// consumers through their pulls (RocketMQ 5); false sends it to the
+	// online consumers to commit, as RocketMQ 4 (broker.Options.
+	// ClientSideResetOffset).
+	UseServerSideResetOffset bool `mapstructure:"useServerSideResetOffset"`
 	// TransactionTimeout (broker.transactionTimeout) is how old a half
 	// message gets before its first check-back (RocketMQ's transactionTimeOut).
 	TransactionTimeout time.Duration `mapstructure:"transactionTimeout"`

@@ -172,6 +172,7 @@ func TestDefaults(t *testing.T) {
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
 			AutoCreateTopicEnable: true, AutoCreateSubscriptionGroup: true, DefaultTopicQueueNums: 4,
 			AccessMessageInMemoryMaxRatio: 0.4,
+			UseServerSideResetOffset:      true,
 			TransactionTimeout:            6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},
 		Namesrv:   NamesrvConfig{ListenAddr: "127.0.0.1:9876", Embedded: true},
 		Log:       LogConfig{Level: "info"},
@@ -591,9 +592,16 @@ func TestBrokerOptions(t *testing.T) {
 	cfg.Broker.AutoCreateSubscriptionGroup = false
 	cfg.Broker.DefaultTopicQueueNums = 8
 	cfg.Broker.AccessMessageInMemoryMaxRatio = 0.25
+	if o, err := cfg.BrokerOptions(); err != nil || o.ClientSideResetOffset {
+		t.Fatalf("default reset: ClientSideResetOffset %v, %v; want false (server side, as RocketMQ 5)", o.ClientSideResetOffset, err)
+	}
+	cfg.Broker.UseServerSideResetOffset = false
 	o, err := cfg.BrokerOptions()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !o.ClientSideResetOffset {
+		t.Fatalf("broker.useServerSideResetOffset false: ClientSideResetOffset %v", o.ClientSideResetOffset)
 	}
 	if len(o.NamesrvAddrs) != 2 || o.NamesrvAddrs[1] != "127.0.0.1:9877" || !o.DisableAutoCreateTopic || !o.DisableAutoCreateSubscriptionGroup || o.DefaultQueueNums != 8 ||
 		o.AccessMessageInMemoryMaxRatio != 0.25 || o.ListenAddr != "127.0.0.1:10911" || o.Store.Dir != "./data" || len(o.Delay.Levels) != 18 {

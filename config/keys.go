@@ -73,6 +73,8 @@ var keys = []key{
 		func(c *Config) any { return &c.Broker.DefaultTopicQueueNums }},
 	{"broker.accessMessageInMemoryMaxRatio", broker.DefaultAccessMessageInMemoryMaxRatio, "a number from 0 to 1",
 		func(c *Config) any { return &c.Broker.AccessMessageInMemoryMaxRatio }},
+	{"broker.useServerSideResetOffset", true, "true or false",
+		func(c *Config) any { return &c.Broker.UseServerSideResetOffset }},
 	{"broker.transactionTimeout", txn.DefaultTimeout, "a positive duration such as 6s",
 		func(c *Config) any { return &c.Broker.TransactionTimeout }},
 	{"broker.transactionCheckInterval", txn.DefaultCheckInterval, "a positive duration such as 30s",

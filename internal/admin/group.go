@@ -1,15 +1,14 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/fastjson"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -66,10 +65,10 @@ func (c *Client) DeleteGroup(ctx context.Context, group string, cleanOffsets boo
 }
 
 // decodeConsumeStats reads ConsumeStats as fastjson writes it (see
-// eachOffsetTableEntry).
+// fastjson.EachQueueEntry).
 func decodeConsumeStats(b []byte) ([]QueueProgress, error) {
 	var out []QueueProgress
-	err := eachOffsetTableEntry(b, func(key queueKey, value func(any) error) error {
+	err := fastjson.EachQueueEntry(b, "offsetTable", func(key fastjson.Queue, value func(any) error) error {
 		var val struct {
 			BrokerOffset   int64 `json:"brokerOffset"`
 			ConsumerOffset int64 `json:"consumerOffset"`
@@ -84,74 +83,6 @@ func decodeConsumeStats(b []byte) ([]QueueProgress, error) {
 		return nil
 	})
 	return out, err
-}
-
-// queueKey is RocketMQ's MessageQueue as a JSON object.
-type queueKey struct {
-	BrokerName string `json:"brokerName"`
-	QueueID    int32  `json:"queueId"`
-	Topic      string `json:"topic"`
-}
-
-// eachOffsetTableEntry calls fn with each entry of b's "offsetTable", a
-// map keyed by MessageQueue objects as fastjson writes it
-// ({{"brokerName":..,"queueId":..,"topic":..}:value,...}), which
-// encoding/json cannot read in one go; value decodes the entry's value.
-// A document without the field has no entries.
-func eachOffsetTableEntry(b []byte, fn func(key queueKey, value func(any) error) error) error {
-	const field = `"offsetTable":`
-	i := bytes.Index(b, []byte(field))
-	if i < 0 {
-		return nil
-	}
-	p := &scanner{b: b, pos: i + len(field)}
-	if !p.expect('{') {
-		return errors.New("offsetTable is not an object")
-	}
-	for n := 0; !p.expect('}'); n++ {
-		if n > 0 && !p.expect(',') {
-			return fmt.Errorf("offsetTable: want ',' at byte %d", p.pos)
-		}
-		var key queueKey
-		if err := p.value(&key); err != nil {
-			return err
-		}
-		if !p.expect(':') {
-			return fmt.Errorf("offsetTable: want ':' at byte %d", p.pos)
-		}
-		if err := fn(key, p.value); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// scanner walks a fastjson document one JSON value at a time.
-type scanner struct {
-	b   []byte
-	pos int
-}
-
-// expect skips white space and consumes c if it comes next.
-func (s *scanner) expect(c byte) bool {
-	for s.pos < len(s.b) && (s.b[s.pos] == ' ' || s.b[s.pos] == '\t' || s.b[s.pos] == '\n' || s.b[s.pos] == '\r') {
-		s.pos++
-	}
-	if s.pos < len(s.b) && s.b[s.pos] == c {
-		s.pos++
-		return true
-	}
-	return false
-}
-
-// value decodes the JSON value at the current position into v.
-func (s *scanner) value(v any) error {
-	dec := json.NewDecoder(bytes.NewReader(s.b[s.pos:]))
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("offsetTable at byte %d: %w", s.pos, err)
-	}
-	s.pos += int(dec.InputOffset())
-	return nil
 }
 
 // ResetTo says where ResetOffsets moves a group: Timestamp (ms) sends every
@@ -205,7 +136,7 @@ func (c *Client) ResetOffsets(ctx context.Context, group, topic string, to Reset
 		return nil, err
 	}
 	var out []QueueOffset
-	err = eachOffsetTableEntry(resp.Body, func(key queueKey, value func(any) error) error {
+	err = fastjson.EachQueueEntry(resp.Body, "offsetTable", func(key fastjson.Queue, value func(any) error) error {
 		var off int64
 		if err := value(&off); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/fastjson"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -118,7 +119,7 @@ func (c *Client) TopicStatus(ctx context.Context, topic string) ([]QueueStatus, 
 		return nil, err
 	}
 	var out []QueueStatus
-	err = eachOffsetTableEntry(resp.Body, func(key queueKey, value func(any) error) error {
+	err = fastjson.EachQueueEntry(resp.Body, "offsetTable", func(key fastjson.Queue, value func(any) error) error {
 		var q QueueStatus
 		if err := value(&q); err != nil {
 			return err

@@ -1,0 +1,74 @@
+package client
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/fastjson"
+)
+
+// Offsets reset by the broker's push. For mqadmin resetOffsetByTime a
+// RocketMQ 4 broker (and a 5 one, or halfback's, with
+// useServerSideResetOffset false) commits nothing itself: it sends the
+// group's online consumers RESET_CONSUMER_CLIENT_OFFSET (220, oneway;
+// ext topic, group, timestamp; body ResetOffsetBody, the new offset of
+// each queue of the topic on that broker, fastjson). Each consumer moves
+// the queues of the table it owns, as RocketMQ's
+// MQClientInstance.resetOffset does: the queue stops pulling, its handler
+// calls return, the new offset is committed in place of its own, and the
+// queue leaves the table; the next rebalance (at once) takes it again from
+// there. Queues it does not own are their owners' to move. (A broker that
+// resets on its side answers the queues' next pulls PULL_OFFSET_MOVED
+// instead: see pullLoop.)
+
+// handleResetOffset is the client's handler of RESET_CONSUMER_CLIENT_OFFSET.
+func (s *consumerSet) handleResetOffset(_ context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {
+	topic, group := req.Ext("topic"), req.Ext("group")
+	pc := s.get(group)
+	if pc == nil || topic == "" {
+		return nil // not ours: a consumer of the group closed meanwhile
+	}
+	table, err := decodeResetOffsets(req.Body)
+	if err != nil {
+		pc.log.Warn("client: offset reset from the broker not understood", "broker", conn.RemoteAddr(), "topic", topic, "err", err)
+		return nil
+	}
+	n := pc.resetOffsets(topic, table)
+	pc.log.Info("client: offsets reset by the broker", "broker", conn.RemoteAddr(), "topic", topic,
+		"timestamp", req.Ext("timestamp"), "queues", len(table), "owned", n)
+	return nil
+}
+
+// decodeResetOffsets reads a ResetOffsetBody: {"offsetTable":{{queue}:offset,...}}.
+func decodeResetOffsets(body []byte) (map[MessageQueue]int64, error) {
+	table := map[MessageQueue]int64{}
+	err := fastjson.EachQueueEntry(body, "offsetTable", func(k fastjson.Queue, value func(any) error) error {
+		var off int64
+		if err := value(&off); err != nil {
+			return err
+		}
+		if off < 0 {
+			return fmt.Errorf("offsetTable: queue %d of %s on %s: offset %d", k.QueueID, k.Topic, k.BrokerName, off)
+		}
+		table[MessageQueue{Topic: k.Topic, BrokerName: k.BrokerName, QueueID: k.QueueID}] = off
+		return nil
+	})
+	return table, err
+}
+
+// resetOffsets moves each queue of topic this consumer owns to its offset
+// in table, and returns how many it moved.
+func (pc *PushConsumer) resetOffsets(topic string, table map[MessageQueue]int64) int {
+	n := 0
+	for _, q := range pc.processQueues() {
+		off, ok := table[q.mq]
+		if !ok || q.mq.Topic != topic {
+			continue
+		}
+		pc.log.Info("client: queue reset", "queue", q.mq, "from", q.nextOffset(), "to", off)
+		pc.dropQueueAt(q, off)
+		n++
+	}
+	return n
+}

@@ -1,0 +1,84 @@
+package fastjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Queue is RocketMQ's MessageQueue as a JSON object: the key of the
+// offset tables in ConsumeStats, TopicStatsTable and ResetOffsetBody.
+type Queue struct {
+	BrokerName string `json:"brokerName"`
+	QueueID    int32  `json:"queueId"`
+	Topic      string `json:"topic"`
+}
+
+// EachQueueEntry calls fn with each entry of the map b holds in field
+// (such as "offsetTable"), keyed by MessageQueue objects as fastjson
+// writes it ({{"brokerName":..,"queueId":..,"topic":..}:value,...}),
+// which encoding/json cannot read in one go; value decodes the entry's
+// value. A document without the field has no entries.
+func EachQueueEntry(b []byte, field string, fn func(key Queue, value func(any) error) error) error {
+	name := []byte(`"` + field + `":`)
+	i := bytes.Index(b, name)
+	if i < 0 {
+		return nil
+	}
+	p := &scanner{b: b, pos: i + len(name), field: field}
+	if !p.expect('{') {
+		return fmt.Errorf("%s is not an object", field)
+	}
+	for n := 0; !p.expect('}'); n++ {
+		if n > 0 && !p.expect(',') {
+			return fmt.Errorf("%s: want ',' at byte %d", field, p.pos)
+		}
+		var key Queue
+		if err := p.value(&key); err != nil {
+			return err
+		}
+		if !p.expect(':') {
+			return fmt.Errorf("%s: want ':' at byte %d", field, p.pos)
+		}
+		if err := fn(key, p.value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errTruncated is a map that ends before its closing brace.
+var errTruncated = errors.New("unexpected end")
+
+// scanner walks a fastjson document one JSON value at a time.
+type scanner struct {
+	b     []byte
+	pos   int
+	field string
+}
+
+// expect skips white space and consumes c if it comes next.
+func (s *scanner) expect(c byte) bool {
+	for s.pos < len(s.b) && (s.b[s.pos] == ' ' || s.b[s.pos] == '\t' || s.b[s.pos] == '\n' || s.b[s.pos] == '\r') {
+		s.pos++
+	}
+	if s.pos < len(s.b) && s.b[s.pos] == c {
+		s.pos++
+		return true
+	}
+	return false
+}
+
+// value decodes the JSON value at the current position into v.
+func (s *scanner) value(v any) error {
+	if s.pos >= len(s.b) {
+		return fmt.Errorf("%s at byte %d: %w", s.field, s.pos, errTruncated)
+	}
+	dec := json.NewDecoder(bytes.NewReader(s.b[s.pos:]))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s at byte %d: %w", s.field, s.pos, err)
+	}
+	s.pos += int(dec.InputOffset())
+	return nil
+}
