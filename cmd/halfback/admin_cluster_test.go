@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +89,27 @@ func TestAdminClusterWide(t *testing.T) {
 	runJSON(&updated, "group", "update", "everywhere", "--consume=false")
 	if len(updated) != 2 || updated[0].Result.ConsumeEnable || updated[1].Result.ConsumeEnable {
 		t.Fatalf("group update --cluster: %+v, want the group paused on both", updated)
+	}
+
+	// mirror status asks each broker of the cluster for the mirror's
+	// topics: here the group has consumed nothing, so every queue of
+	// each broker is behind.
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte("mirror:\n  kafka:\n    topics: shared=shared-v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mirrored []struct {
+		Broker string       `json:"brokerName"`
+		Result mirrorStatus `json:"result"`
+	}
+	runJSON(&mirrored, "mirror", "status", "--config", cfgPath)
+	if len(mirrored) != 2 || mirrored[0].Broker != "broker-a" || mirrored[1].Broker != "broker-b" {
+		t.Fatalf("mirror status --cluster: %+v, want one result per broker", mirrored)
+	}
+	for _, m := range mirrored {
+		if ts := m.Result.Topics; len(ts) != 1 || ts[0].KafkaTopic != "shared-v1" || len(ts[0].Queues) != 2 || ts[0].Queues[0].Broker != m.Broker {
+			t.Errorf("mirror status of %s: %+v, want topic shared's 2 queues on that broker", m.Broker, m.Result)
+		}
 	}
 
 	// Every broker refuses: each one's error is reported, and the command fails.

@@ -107,7 +107,8 @@ per queue, the broker's max offset, the offset the mirror's group
 records), the lag between them and the store time of the last message it
 consumed there (as RocketMQ's lastTimestamp). A
 lag that grows while messages keep arriving means the mirror is stopped or
-Kafka is down (the mirror logs why).`,
+Kafka is down (the mirror logs why). It asks one broker (--broker, else the
+config's); --cluster asks every master broker of a cluster in turn.`,
 		Args: cobra.NoArgs,
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
 			cfg, err := loadConfig(cmd)
@@ -167,6 +168,7 @@ Kafka is down (the mirror logs why).`,
 		}),
 	}
 	o.addFlags(cmd)
+	o.addClusterFlags(cmd)
 	return cmd
 }
 
