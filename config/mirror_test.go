@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +66,7 @@ func TestMirrorBadConfig(t *testing.T) {
 		{"old version", base + "    brokers: 127.0.0.1:9092\n    topics: a\n    version: 0.10.2.0\n", "mirror.kafka.version", false},
 		{"batch too big", base + "    brokers: 127.0.0.1:9092\n    topics: a\n    batchSize: 5000\n", "mirror.kafka.batchSize", false},
 		{"zero backoff", base + "    brokers: 127.0.0.1:9092\n    topics: a\n    minBackoff: 0s\n", "mirror.kafka.minBackoff", false},
+		{"max backoff below min", base + "    brokers: 127.0.0.1:9092\n    topics: a\n    maxBackoff: 1ms\n", "mirror.kafka.maxBackoff", false},
 		{"zero maxMessageBytes", base + "    brokers: 127.0.0.1:9092\n    topics: a\n    maxMessageBytes: 0\n", "mirror.kafka.maxMessageBytes", false},
 		{"tiny maxMessageBytes", base + "    brokers: 127.0.0.1:9092\n    topics: a\n    maxMessageBytes: 10\n", "mirror.kafka.maxMessageBytes", false},
 		{"zstd on old Kafka", base + "    brokers: 127.0.0.1:9092\n    topics: a\n    version: 2.0.0\n    compression: zstd\n", "mirror.kafka.compression", false},
@@ -87,6 +89,9 @@ func TestMirrorBadConfig(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), "config: "+c.key+": ") {
 				t.Errorf("message %q does not start with the key", err)
+			}
+			if goName := regexp.MustCompile(`\b(Min|Max)Backoff\b|Kafka\.`); goName.MatchString(err.Error()) {
+				t.Errorf("message %q names a Go field, not a config key", err)
 			}
 		})
 	}

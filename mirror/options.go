@@ -267,7 +267,7 @@ func (o Options) Validate() error {
 	case o.MinBackoff <= 0:
 		return optErr("MinBackoff", "must be positive (got %v)", o.MinBackoff)
 	case o.MaxBackoff < o.MinBackoff:
-		return optErr("MaxBackoff", "must be at least MinBackoff %v (got %v)", o.MinBackoff, o.MaxBackoff)
+		return optErr("MaxBackoff", "must be at least the minimum back-off, %v (got %v)", o.MinBackoff, o.MaxBackoff)
 	}
 	if err := (client.ConsumerOptions{Group: o.Group}).Validate(); err != nil {
 		return optErr("Group", "%v", err)
@@ -323,7 +323,7 @@ func (k KafkaOptions) validate() error {
 		return optErr("Kafka.Compression", "%v", err)
 	}
 	if codec == sarama.CompressionZSTD && !v.IsAtLeast(sarama.V2_1_0_0) {
-		return optErr("Kafka.Compression", "%s needs Kafka.Version 2.1.0 or later (got %s)", k.Compression, k.Version)
+		return optErr("Kafka.Compression", "%s needs Kafka 2.1.0 or later (the version is %s)", k.Compression, k.Version)
 	}
 	if !v.IsAtLeast(sarama.V1_0_0_0) && !legacyClientIDRE.MatchString(k.ClientID) {
 		return optErr("Kafka.ClientID", "%q: before Kafka 1.0.0 a client id is 1 or more of [A-Za-z0-9._-]", k.ClientID)
