@@ -64,10 +64,16 @@ func (b *inbox) count(consumer string) map[string]int {
 // waitBodies waits until every body in want was delivered.
 func (b *inbox) waitBodies(t testing.TB, want []string) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d messages consumed", len(want)), func() bool {
+	b.waitTimes(t, want, 1)
+}
+
+// waitTimes waits until every body in want was delivered n times or more.
+func (b *inbox) waitTimes(t testing.TB, want []string, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d messages consumed %d times", len(want), n), func() bool {
 		got := b.count("")
 		for _, w := range want {
-			if got[w] == 0 {
+			if got[w] < n {
 				return false
 			}
 		}

@@ -38,15 +38,7 @@ func TestResetOffsetsMovesAnOnlineConsumer(t *testing.T) {
 			if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(0)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "every message delivered again", func() bool {
-				got := in.count("")
-				for _, b := range bodies {
-					if got[b] < 2 {
-						return false
-					}
-				}
-				return true
-			})
+			in.waitTimes(t, bodies, 2) // every message delivered again
 			waitFor(t, "the group caught up again", func() bool { return cl.caughtUp(topic, pc) })
 
 			// To the end, while the group is offline: its next consumer
@@ -221,15 +213,7 @@ func TestResetPushedByTheBrokerMovesEveryMember(t *testing.T) {
 			if len(offs) != 4 || slices.IndexFunc(offs, func(q admin.QueueOffset) bool { return q.Offset != 0 }) >= 0 {
 				t.Fatalf("reset answered %+v, want 4 queues at 0", offs)
 			}
-			waitFor(t, "every message delivered again", func() bool {
-				got := in.count("")
-				for _, b := range bodies {
-					if got[b] < 2 {
-						return false
-					}
-				}
-				return true
-			})
+			in.waitTimes(t, bodies, 2) // every message delivered again
 			waitFor(t, "the group caught up again", func() bool { return cl.caughtUp(topic, c1, c2) })
 
 			if err := c1.Close(); err != nil {

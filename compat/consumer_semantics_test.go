@@ -249,14 +249,7 @@ func TestResetOffsetsThenTheGoClientReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the group's offsets committed", func() bool { return committed(t, c.b.Addr(), group, topic) == n })
-	ac, err := admin.Dial(context.Background(), c.b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	if _, err := ac.ResetOffsets(context.Background(), group, topic, admin.ResetToTime(0)); err != nil {
-		t.Fatal(err)
-	}
+	resetToStart(t, c, group, topic)
 	pc2, again := startCollector(t, c, group, topic)
 	defer pc2.Shutdown()
 	waitFor(t, 60*time.Second, "every message consumed again", func() bool { return again.distinct() == n })
@@ -276,6 +269,18 @@ func TestClientSideResetMovesTheGoClient(t *testing.T) {
 	defer pc.Shutdown()
 	waitFor(t, 60*time.Second, "every message consumed", func() bool { return got.distinct() == n })
 	waitFor(t, 30*time.Second, "the group's offsets committed", func() bool { return committed(t, c.b.Addr(), group, topic) == n })
+	resetToStart(t, c, group, topic)
+	bodies := make([]string, n)
+	for i := range bodies {
+		bodies[i] = "m" + strconv.Itoa(i)
+	}
+	waitFor(t, 60*time.Second, "every message consumed again", func() bool { return got.atLeast(2, bodies...) })
+}
+
+// resetToStart resets group's offsets on topic to the topic's start
+// (`halfback group reset --to earliest`).
+func resetToStart(t *testing.T, c *cluster, group, topic string) {
+	t.Helper()
 	ac, err := admin.Dial(context.Background(), c.b.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -284,11 +289,6 @@ func TestClientSideResetMovesTheGoClient(t *testing.T) {
 	if _, err := ac.ResetOffsets(context.Background(), group, topic, admin.ResetToTime(0)); err != nil {
 		t.Fatal(err)
 	}
-	bodies := make([]string, n)
-	for i := range bodies {
-		bodies[i] = "m" + strconv.Itoa(i)
-	}
-	waitFor(t, 60*time.Second, "every message consumed again", func() bool { return got.atLeast(2, bodies...) })
 }
 
 // A group paused on the broker (`halfback group update --consume=false`)
