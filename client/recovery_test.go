@@ -66,6 +66,7 @@ func TestCheckBackAfterABrokerRestart(t *testing.T) {
 	o := brokerOptions(t.TempDir(), ns.Addr(), uniq("broker"))
 	o.Txn.Timeout = 300 * time.Millisecond
 	o.Txn.CheckInterval = 300 * time.Millisecond
+	o.ListenAddr = testutil.FreeAddr(t) // not an ephemeral port, which another connection could take while it is down
 	b := openBroker(t, o)
 	c := newClient(t, ns.Addr(), func(o *Options) { o.HeartbeatInterval = 200 * time.Millisecond })
 	asked := make(chan string, 100)
@@ -78,7 +79,6 @@ func TestCheckBackAfterABrokerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.ListenAddr = b.Addr()
 	b.Close()
 	openBroker(t, o)
 	for len(asked) > 0 { // checks before the restart do not count

@@ -68,7 +68,9 @@ func startClusterWith(t *testing.T, mod func(*broker.Options)) *cluster {
 	c.opts = broker.Options{
 		Store:        store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 64 << 20},
 		Delay:        delay.Options{Levels: levels},
-		ListenAddr:   "127.0.0.1:0",
+		// Not an ephemeral port: a restart comes back on it, and another
+		// connection could take one of those while the broker is down.
+		ListenAddr:   testutil.FreeAddr(t),
 		NamesrvAddrs: []string{ns.Addr()},
 		// The client keeps process-wide state by broker name: each test's
 		// cluster needs its own.
@@ -91,7 +93,6 @@ func (c *cluster) startBroker() {
 		c.t.Fatal(err)
 	}
 	c.b = b
-	c.opts.ListenAddr = b.Addr() // a restart comes back on the same port
 	c.t.Cleanup(func() { b.Close() })
 }
 

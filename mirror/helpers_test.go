@@ -261,6 +261,7 @@ type sender struct {
 	mu         sync.Mutex
 	acked      []string
 	failed     int
+	errs       []error // of the failed sends, the first few
 }
 
 // startSender starts sending to topic with p (whose RetryTimes should be
@@ -292,6 +293,9 @@ func (s *sender) run(p *client.Producer, topic string) {
 		s.mu.Lock()
 		if err != nil {
 			s.failed++
+			if len(s.errs) < 8 {
+				s.errs = append(s.errs, err)
+			}
 		} else {
 			s.acked = append(s.acked, r.MsgID)
 		}

@@ -2,6 +2,7 @@ package mirror_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -423,10 +424,19 @@ func TestMirrorSurvivesKafkaOutage(t *testing.T) {
 	}
 	counts := r.byID()
 	snd.mu.Lock()
-	failed := snd.failed
+	failed, errs := snd.failed, snd.errs
 	snd.mu.Unlock()
-	if failed != 0 || len(counts) != len(acked) {
-		t.Errorf("%d distinct messages in Kafka, %d sends acknowledged and %d failed: want every send acknowledged and in Kafka",
+	// The broker stays up: a send fails only by running out of its 3 s
+	// (or the broker's flush timeout) on a loaded machine, and may have
+	// been stored all the same (its outcome unknown). Kafka has every
+	// acknowledged message and at most those of the failed sends besides.
+	for _, err := range errs {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, client.ErrNotDurable) {
+			t.Errorf("a send failed other than by its deadline: %v", err)
+		}
+	}
+	if len(counts) < len(acked) || len(counts) > len(acked)+failed {
+		t.Errorf("%d distinct messages in Kafka, %d sends acknowledged and %d timed out: want every acknowledged one and at most the timed-out ones besides",
 			len(counts), len(acked), failed)
 	}
 	t.Logf("%d messages acknowledged, %d records in Kafka, %d duplicates; %+v", len(acked), r.count(), duplicates(counts), m.Stats())

@@ -1,7 +1,9 @@
 package testutil
 
 import (
+	"net"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,4 +41,22 @@ func (f *fakeT) Helper() {}
 func (f *fakeT) Fatalf(string, ...any) {
 	f.failed = true
 	runtime.Goexit()
+}
+
+// FreeAddr's port is free, and outside the ephemeral range where the
+// system says what that is, so that no outgoing connection takes it.
+func TestFreeAddrIsFreeAndNotEphemeral(t *testing.T) {
+	lo, known := ephemeralLow()
+	for range 20 {
+		addr := FreeAddr(t)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("FreeAddr gave %s, which is taken: %v", addr, err)
+		}
+		l.Close()
+		_, port, _ := net.SplitHostPort(addr)
+		if p, _ := strconv.Atoi(port); known && (p >= lo || p < fixedPortFloor) {
+			t.Fatalf("FreeAddr gave port %d, want one in [%d, %d) (below the ephemeral range)", p, fixedPortFloor, lo)
+		}
+	}
 }
