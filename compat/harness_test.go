@@ -66,8 +66,8 @@ func startClusterWith(t *testing.T, mod func(*broker.Options)) *cluster {
 	levels, _ := delay.ParseLevels("200ms 400ms 600ms 800ms 1s")
 	c := &cluster{t: t, ns: ns, nsAddr: ns.Addr()}
 	c.opts = broker.Options{
-		Store:        store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 64 << 20},
-		Delay:        delay.Options{Levels: levels},
+		Store: store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 64 << 20},
+		Delay: delay.Options{Levels: levels},
 		// Not an ephemeral port: a restart comes back on it, and another
 		// connection could take one of those while the broker is down.
 		ListenAddr:   testutil.FreeAddr(t),
