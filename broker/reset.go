@@ -192,13 +192,16 @@ func (b *Broker) resetOffsetBody(topic string, offs map[int32]int64) ([]byte, er
 // RocketMQ's Broker2Client.resetOffset: without isForce a queue whose
 // committed offset is below its target keeps it (a reset only moves
 // back); the new offsets go to every online consumer of the group
-// (RESET_CONSUMER_CLIENT_OFFSET, oneway, ext topic, group, timestamp; body
-// ResetOffsetBody), each of which moves the queues it owns and commits
-// them. The broker commits nothing. No consumer online: CONSUMER_NOT_ONLINE.
+// (RESET_CONSUMER_CLIENT_OFFSET, oneway, ext topic, group, timestamp,
+// isForce; body ResetOffsetBody), each of which moves the queues it owns
+// and commits them. The broker commits nothing. No consumer online:
+// CONSUMER_NOT_ONLINE.
 func (b *Broker) resetThroughClients(req *remoting.Command, conn *remoting.Conn, group, topic string, ts int64, offs map[int32]int64) *remoting.Command {
-	if force, err := strconv.ParseBool(cmp.Or(req.Ext("isForce"), "false")); err != nil {
+	force, err := strconv.ParseBool(cmp.Or(req.Ext("isForce"), "false"))
+	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, "isForce "+strconv.Quote(req.Ext("isForce"))+" is not true or false")
-	} else if !force {
+	}
+	if !force {
 		committed := b.groupOffsets(group)[topic]
 		for q, off := range offs {
 			if c, ok := committed[q]; ok && c < off {
@@ -216,8 +219,10 @@ func (b *Broker) resetThroughClients(req *remoting.Command, conn *remoting.Conn,
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	b.groupTable().sendOneway(conns, func() *remoting.Command {
-		r := remoting.NewRequest(remoting.ReqResetConsumerClientOffset,
-			map[string]string{"topic": topic, "group": group, "timestamp": strconv.FormatInt(ts, 10)})
+		// isForce too: a Java consumer's ResetOffsetRequestHeader requires
+		// it (@CFNotNull), and drops a push without it.
+		r := remoting.NewRequest(remoting.ReqResetConsumerClientOffset, map[string]string{"topic": topic, "group": group,
+			"timestamp": strconv.FormatInt(ts, 10), "isForce": strconv.FormatBool(force)})
 		r.Body = body
 		return r
 	}, "reset consumer client offset", group, b.opts.Logger.Warn)

@@ -297,3 +297,45 @@ func TestResetOffsetClientSide(t *testing.T) {
 		t.Fatalf("a pull after client-side resets: %d, want SUCCESS (nothing pending)", p.Code)
 	}
 }
+
+// The RESET_CONSUMER_CLIENT_OFFSET a client-side reset pushes carries
+// every field RocketMQ's ResetOffsetRequestHeader marks @CFNotNull (topic,
+// group, timestamp, isForce), as Broker2Client's push does: a Java
+// consumer decodes the header before acting, and a missing one throws
+// "the custom field <isForce> is null", so it would never move.
+func TestResetOffsetClientSidePushHasTheJavaHeader(t *testing.T) {
+	o := testOptions(t)
+	o.ClientSideResetOffset = true
+	b := startBroker(t, o)
+	c := dial(t, b)
+	appendTestMsgs(t, b, "orders", 0, 4)
+	got := make(chan *remoting.Command, 1)
+	h := remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code == remoting.ReqResetConsumerClientOffset {
+			got <- req
+		}
+		return nil
+	})
+	cc, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	hbOK(t, cc, consumerHeartbeat("127.0.0.1@c1", "orders", "cg"))
+	if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0), nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("reset: %d %q", resp.Code, resp.Remark)
+	}
+	select {
+	case req := <-got:
+		for _, f := range []string{"topic", "group", "timestamp", "isForce"} {
+			if _, ok := req.ExtFields[f]; !ok {
+				t.Errorf("the push has no %s: %v", f, req.ExtFields)
+			}
+		}
+		if _, err := strconv.ParseBool(req.Ext("isForce")); err != nil {
+			t.Errorf("isForce %q is not a boolean", req.Ext("isForce"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no RESET_CONSUMER_CLIENT_OFFSET reached the consumer")
+	}
+}

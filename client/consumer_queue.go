@@ -59,12 +59,16 @@ type processQueue struct {
 	// offset and commits its own: this queue's offset is never committed
 	// again (it would take the group back), and the queue is dropped.
 	lockLost bool
+	// resetTo is the offset a reset the broker pushed moves the queue to
+	// once it is dropped (consumer_reset.go), -1 for none; set under the
+	// consumer's mu while the queue is in its table.
+	resetTo int64
 }
 
 func newProcessQueue(parent context.Context, mq MessageQueue, sub *subscription) *processQueue {
 	ctx, cancel := context.WithCancel(parent)
 	return &processQueue{mq: mq, sub: sub, ctx: ctx, cancel: cancel, persisted: -1,
-		inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1),
+		resetTo: -1, inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1),
 		commitRetry: make(chan struct{}, 1)}
 }
 
@@ -146,14 +150,36 @@ func (q *processQueue) add(ds []*delivered, next int64, orderly bool) {
 	q.next = next
 }
 
-// moveTo makes offset q's position, forgetting what is in flight, so that
-// its next commit is offset. Only for a queue whose goroutines stopped.
-func (q *processQueue) moveTo(offset int64) {
+// setReset records the offset a pushed reset moves q to; the latest wins.
+// The caller holds the consumer's mu, and q is in its table.
+func (q *processQueue) setReset(offset int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.started, q.next, q.persisted = true, offset, -1
+	q.resetTo = offset
+}
+
+// takeReset moves q to the offset of a reset recorded by setReset, if
+// any, forgetting what is in flight, so that its next commit is that
+// offset; it reports whether it did. Only for a queue whose goroutines
+// stopped.
+func (q *processQueue) takeReset() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.resetTo < 0 {
+		return false
+	}
+	q.started, q.next, q.persisted = true, q.resetTo, -1
+	q.resetTo = -1
 	clear(q.inflight)
 	q.buffer = nil
+	return true
+}
+
+// resetPending reports whether a reset waits for takeReset.
+func (q *processQueue) resetPending() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.resetTo >= 0
 }
 
 // dropBuffered forgets the messages an orderly queue pulled and has not
@@ -361,13 +387,10 @@ func (pc *PushConsumer) runQueue(q *processQueue) {
 }
 
 // dropQueue gives q up: its goroutines stop, and once its handler calls
-// have returned its offset is committed, its lock (orderly) released and
+// have returned its offset is committed (or that of a reset the broker
+// pushed meanwhile: consumer_reset.go), its lock (orderly) released and
 // it leaves the table; then a rebalance may take the queue again.
-func (pc *PushConsumer) dropQueue(q *processQueue) { pc.dropQueueAt(q, -1) }
-
-// dropQueueAt is dropQueue committing offset reset (when >= 0) in place of
-// q's own: an offset reset the broker sent (consumer_reset.go).
-func (pc *PushConsumer) dropQueueAt(q *processQueue, reset int64) {
+func (pc *PushConsumer) dropQueue(q *processQueue) {
 	if !q.drop() {
 		return
 	}
@@ -375,25 +398,36 @@ func (pc *PushConsumer) dropQueueAt(q *processQueue, reset int64) {
 	go func() {
 		defer pc.wg.Done()
 		q.wg.Wait()
-		if reset >= 0 {
-			q.moveTo(reset)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*pc.c.opts.RequestTimeout)
 		defer cancel()
-		if err := pc.persistQueues(ctx, []*processQueue{q}); err != nil {
-			pc.log.Warn("client: offset of a dropped queue not committed", "queue", q.mq, "err", err)
-		}
+		pc.commitDropped(ctx, q)
 		pc.lockMu.Lock()
 		if pc.opts.Orderly && pc.opts.Model == Clustering {
 			pc.unlockQueues(ctx, []MessageQueue{q.mq})
 		}
-		pc.mu.Lock()
-		if pc.queues[q.mq] == q {
-			delete(pc.queues, q.mq)
+		for {
+			pc.mu.Lock()
+			if !q.resetPending() {
+				if pc.queues[q.mq] == q {
+					delete(pc.queues, q.mq)
+				}
+				pc.mu.Unlock()
+				break
+			}
+			pc.mu.Unlock()
+			pc.commitDropped(ctx, q) // a reset pushed since the commit above
 		}
-		pc.mu.Unlock()
 		pc.lockMu.Unlock()
 		pc.log.Debug("client: queue dropped", "queue", q.mq)
 		pc.kickRebalance()
 	}()
+}
+
+// commitDropped commits the offset of q, whose goroutines stopped: that of
+// the latest reset pushed for it, if any, else its own.
+func (pc *PushConsumer) commitDropped(ctx context.Context, q *processQueue) {
+	q.takeReset()
+	if err := pc.persistQueues(ctx, []*processQueue{q}); err != nil {
+		pc.log.Warn("client: offset of a dropped queue not committed", "queue", q.mq, "err", err)
+	}
 }

@@ -58,17 +58,23 @@ func decodeResetOffsets(body []byte) (map[MessageQueue]int64, error) {
 }
 
 // resetOffsets moves each queue of topic this consumer owns to its offset
-// in table, and returns how many it moved.
+// in table, and returns how many it moved. A queue dropped already (an
+// earlier reset, or a rebalance, waiting on its handler calls) that is
+// still in the table takes the offset too: its drop commits the latest
+// reset, which it waits for no longer than its removal from the table.
 func (pc *PushConsumer) resetOffsets(topic string, table map[MessageQueue]int64) int {
-	n := 0
-	for _, q := range pc.processQueues() {
-		off, ok := table[q.mq]
-		if !ok || q.mq.Topic != topic {
-			continue
+	var moved []*processQueue
+	pc.mu.Lock()
+	for mq, q := range pc.queues {
+		if off, ok := table[mq]; ok && mq.Topic == topic {
+			q.setReset(off)
+			moved = append(moved, q)
+			pc.log.Info("client: queue reset", "queue", mq, "to", off)
 		}
-		pc.log.Info("client: queue reset", "queue", q.mq, "from", q.nextOffset(), "to", off)
-		pc.dropQueueAt(q, off)
-		n++
 	}
-	return n
+	pc.mu.Unlock()
+	for _, q := range moved {
+		pc.dropQueue(q) // nothing if dropped already: that drop takes the reset
+	}
+	return len(moved)
 }

@@ -241,3 +241,102 @@ func TestDecodeResetOffsets(t *testing.T) {
 		}
 	}
 }
+
+// A second reset the broker pushes while the first still waits on a
+// handler call of a queue (the queue dropped, not yet committed) moves
+// that queue too: the group ends at the later reset, as the operator
+// asked last (RocketMQ's MQClientInstance.resetOffset runs one reset after
+// the other). Here the first reset goes to the end and the second back to
+// the start: every message is delivered again, those of the busy queue
+// included.
+func TestResetPushedWhileAQueueDrainsTakesTheLaterReset(t *testing.T) {
+	cl := startCluster(t, nil, func(o *broker.Options) { o.ClientSideResetOffset = true })
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("replay"), uniq("cg")
+	bodies := sendN(t, p, topic, "m", "", 12)
+	cl.waitStored(t, topic, len(bodies))
+
+	in := &inbox{}
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		in.record("c1", msgs)
+		for _, m := range msgs {
+			if string(m.Body) == "block" {
+				once.Do(func() { close(started) })
+				<-release
+			}
+		}
+		return ConsumeSuccess, nil
+	}
+	o := ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
+		PersistInterval: 100 * time.Millisecond, SuspendInterval: 50 * time.Millisecond}
+	c1 := startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", h)
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock()
+	in.waitBodies(t, bodies)
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, c1) })
+
+	bodies = append(bodies, "block")
+	if _, err := p.Send(ctxT(t, 5*time.Second), &Message{Topic: topic, Body: []byte("block")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the blocking message was not delivered")
+	}
+	old := c1.processQueues()
+
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(-1)); err != nil {
+		t.Fatal(err)
+	}
+	// The three idle queues are taken up again at once; the busy one waits
+	// for its handler call.
+	waitFor(t, "the idle queues taken up again after the first reset", func() bool {
+		live := c1.processQueues()
+		for _, q := range live {
+			if q.mq.Topic == topic && slices.Contains(old, q) {
+				return false
+			}
+		}
+		return len(ownQueues(c1, topic)) == 3
+	})
+	before, mid := in.count(""), c1.processQueues()
+	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(0)); err != nil {
+		t.Fatal(err)
+	}
+	// The push is oneway: it has reached the consumer once the idle queues
+	// were taken up again; the busy one still waits for its handler.
+	waitFor(t, "the idle queues taken up again after the second reset", func() bool {
+		for _, q := range c1.processQueues() {
+			if q.mq.Topic == topic && slices.Contains(mid, q) {
+				return false
+			}
+		}
+		return len(ownQueues(c1, topic)) == 3
+	})
+	unblock()
+	var missing string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s (and maybe others) not delivered again; deliveries: %v", missing, in.count(""))
+		}
+	})
+	waitFor(t, "every message delivered again after the second reset", func() bool {
+		got := in.count("")
+		for _, b := range bodies {
+			if got[b] <= before[b] {
+				missing = b
+				return false
+			}
+		}
+		return true
+	})
+}
