@@ -2,10 +2,12 @@ package txnbridge
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/workflows"
 )
 
 // NewResolver returns the check listener of the order producer group: it
@@ -14,7 +16,10 @@ import (
 // message's UNIQ_KEY (req.Receipt.TransactionID, else req.Message.MsgID);
 // [orders.DB.Fence] decides it:
 //
-//   - the local transaction committed: [client.Commit];
+//   - the local transaction committed: [client.Commit], except for an
+//     OrderPaid event of a payment the order did not record (a workflow
+//     reset to before its pay step, paid again under the step's id, whose
+//     MarkPaid refused the new payment): [client.Rollback];
 //   - it did not: Fence records it as fenced, so it can never commit, and
 //     the answer is [client.Rollback];
 //   - the database failed (logged to slog.Default()), or the request names
@@ -42,7 +47,7 @@ func resolveCheck(ctx context.Context, db *orders.DB, req *client.CheckRequest) 
 	}
 	switch state {
 	case orders.TxnCommitted:
-		return client.Commit
+		return otherPayment(ctx, db, req.Message)
 	case orders.TxnFenced:
 		return client.Rollback
 	}
@@ -61,4 +66,30 @@ func checkedTxnID(req *client.CheckRequest) string {
 		return req.Message.MsgID
 	}
 	return ""
+}
+
+// otherPayment answers the check-back of a half message whose transaction
+// id committed: Commit, but Rollback for an OrderPaid event of a payment
+// the order did not take. A workflow reset to before its pay step pays
+// again under the pay step's id; MarkPaid refuses another payment there
+// (ErrBadState) and the step rolls its message back, so the check-back
+// must not commit it either.
+func otherPayment(ctx context.Context, db *orders.DB, m *client.MessageExt) client.TransactionState {
+	if m == nil || m.Tags != workflows.TagOrderPaid {
+		return client.Commit
+	}
+	var ev workflows.OrderEvent
+	if json.Unmarshal(m.Body, &ev) != nil || ev.OrderID == "" || ev.PaymentID == "" {
+		return client.Commit
+	}
+	o, err := db.Order(ctx, ev.OrderID)
+	if err != nil {
+		slog.Default().Warn("txnbridge: check-back left unknown: reading the paid order failed",
+			"orderId", ev.OrderID, "err", err)
+		return client.Unknown
+	}
+	if o.PaymentID != ev.PaymentID {
+		return client.Rollback
+	}
+	return client.Commit
 }

@@ -333,3 +333,36 @@ func TestResolverDecisions(t *testing.T) {
 		t.Fatalf("closed database: %v, want Unknown", got)
 	}
 }
+
+// A workflow reset to before its pay step pays again under the pay step's
+// transaction id with another payment: MarkPaid refuses it (ErrBadState),
+// the step rolls its half message back and the payment is refunded. A
+// check-back that comes before that rollback (a slow or restarted worker)
+// must not commit the refused payment's OrderPaid event because the
+// transaction id committed the first payment.
+func TestResolverRollsBackPaymentTheOrderDidNotTake(t *testing.T) {
+	e := startResolverEnv(t)
+	ctx := resolverCtx(t)
+	if err := e.db.SetStock(ctx, "sku", 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.CreateOrder(ctx, "wf-9/create", orders.Order{ID: "9", User: "ann", Amount: 1999, SKU: "sku", Qty: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const id = "wf-9/pay"
+	if err := e.db.MarkPaid(ctx, id, "9", "p1", 1999); err != nil { // the run before the reset
+		t.Fatal(err)
+	}
+	body := []byte(`{"orderId":"9","user":"ann","sku":"sku","qty":1,"amount":1999,"paymentId":"p3"}`)
+	if _, err := e.p.SendHalf(ctx, &client.Message{Topic: e.topic, Tags: "OrderPaid", Body: body, Keys: []string{"9"}, ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.MarkPaid(ctx, id, "9", "p3", 1999); !errors.Is(err, orders.ErrBadState) {
+		t.Fatalf("MarkPaid of another payment under the committed id: %v, want ErrBadState", err)
+	}
+	// The worker is slow: the check-back comes before the rollback.
+	s := e.settled(t)
+	if n := e.visible(t)[id]; n != 0 {
+		t.Fatalf("OrderPaid of refused payment p3 committed by the check-back (%d stored, stats %+v)", n, s)
+	}
+}
