@@ -65,6 +65,14 @@ func decodeResetOffsets(body []byte) (map[MessageQueue]int64, error) {
 func (pc *PushConsumer) resetOffsets(topic string, table map[MessageQueue]int64) int {
 	var moved []*processQueue
 	pc.mu.Lock()
+	if pc.state != consumerStarted {
+		pc.mu.Unlock()
+		return 0 // closing: Close commits where the queues are
+	}
+	// Counted while the consumer is started, so that Close (which marks it
+	// closed under mu, then waits) waits for these drops too.
+	pc.wg.Add(1)
+	defer pc.wg.Done()
 	for mq, q := range pc.queues {
 		if off, ok := table[mq]; ok && mq.Topic == topic {
 			q.setReset(off)

@@ -340,3 +340,29 @@ func TestResetPushedWhileAQueueDrainsTakesTheLaterReset(t *testing.T) {
 		return true
 	})
 }
+
+// A reset pushed while the consumer closes moves nothing: Close has
+// committed (or is committing) where its queues are, and a drop started
+// after its wait would commit behind its back.
+func TestResetPushedAfterCloseMovesNothing(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("closing"), uniq("cg")
+	bodies := sendN(t, p, topic, "m", "", 4)
+	in := &inbox{}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*", in.handler("c"))
+	in.waitBodies(t, bodies)
+	table := map[MessageQueue]int64{}
+	for _, mq := range ownQueues(pc, topic) {
+		table[mq] = 0
+	}
+	if len(table) == 0 {
+		t.Fatal("the consumer owns no queue")
+	}
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := pc.resetOffsets(topic, table); n != 0 {
+		t.Fatalf("a closed consumer moved %d queues", n)
+	}
+}
