@@ -243,19 +243,7 @@ func TestResetOffsetClientSide(t *testing.T) {
 		t.Fatalf("reset with no consumer online: %d %q, want CONSUMER_NOT_ONLINE", resp.Code, resp.Remark)
 	}
 
-	got := make(chan *remoting.Command, 4)
-	h := remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
-		if req.Code == remoting.ReqResetConsumerClientOffset {
-			got <- req
-		}
-		return nil
-	})
-	cc, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	hbOK(t, cc, consumerHeartbeat("127.0.0.1@c1", "orders", "cg"))
+	got := dialResetConsumer(t, b)
 
 	queue := func(q int, off int64) string {
 		return fmt.Sprintf(`{"brokerName":%q,"queueId":%d,"topic":"orders"}:%d`, b.opts.BrokerName, q, off)
@@ -309,19 +297,7 @@ func TestResetOffsetClientSidePushHasTheJavaHeader(t *testing.T) {
 	b := startBroker(t, o)
 	c := dial(t, b)
 	appendTestMsgs(t, b, "orders", 0, 4)
-	got := make(chan *remoting.Command, 1)
-	h := remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
-		if req.Code == remoting.ReqResetConsumerClientOffset {
-			got <- req
-		}
-		return nil
-	})
-	cc, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	hbOK(t, cc, consumerHeartbeat("127.0.0.1@c1", "orders", "cg"))
+	got := dialResetConsumer(t, b)
 	if resp := call(t, c, remoting.ReqInvokeBrokerToResetOffset, resetExt("cg", "orders", 0), nil); resp.Code != remoting.RespSuccess {
 		t.Fatalf("reset: %d %q", resp.Code, resp.Remark)
 	}
@@ -338,4 +314,24 @@ func TestResetOffsetClientSidePushHasTheJavaHeader(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no RESET_CONSUMER_CLIENT_OFFSET reached the consumer")
 	}
+}
+
+// dialResetConsumer connects a consumer of group cg on topic orders and
+// returns the RESET_CONSUMER_CLIENT_OFFSET requests the broker pushes it.
+func dialResetConsumer(t *testing.T, b *Broker) <-chan *remoting.Command {
+	t.Helper()
+	got := make(chan *remoting.Command, 4)
+	h := remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code == remoting.ReqResetConsumerClientOffset {
+			got <- req
+		}
+		return nil
+	})
+	cc, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	hbOK(t, cc, consumerHeartbeat("127.0.0.1@c1", "orders", "cg"))
+	return got
 }

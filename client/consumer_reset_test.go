@@ -180,11 +180,7 @@ func TestResetOffsetsToTheEndSkipsAnOrderlyBacklog(t *testing.T) {
 func TestResetPushedByTheBrokerMovesEveryMember(t *testing.T) {
 	for _, orderly := range []bool{false, true} {
 		t.Run(map[bool]string{false: "concurrent", true: "orderly"}[orderly], func(t *testing.T) {
-			cl := startCluster(t, nil, func(o *broker.Options) { o.ClientSideResetOffset = true })
-			p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
-			topic, group := uniq("replay"), uniq("cg")
-			bodies := sendN(t, p, topic, "m", "", 12)
-			cl.waitStored(t, topic, len(bodies))
+			cl, _, topic, group, bodies := startPushResetCluster(t)
 			in := &inbox{}
 			o := ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst, Orderly: orderly,
 				PersistInterval: 100 * time.Millisecond, SuspendInterval: 50 * time.Millisecond}
@@ -250,11 +246,7 @@ func TestDecodeResetOffsets(t *testing.T) {
 // the start: every message is delivered again, those of the busy queue
 // included.
 func TestResetPushedWhileAQueueDrainsTakesTheLaterReset(t *testing.T) {
-	cl := startCluster(t, nil, func(o *broker.Options) { o.ClientSideResetOffset = true })
-	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
-	topic, group := uniq("replay"), uniq("cg")
-	bodies := sendN(t, p, topic, "m", "", 12)
-	cl.waitStored(t, topic, len(bodies))
+	cl, p, topic, group, bodies := startPushResetCluster(t)
 
 	in := &inbox{}
 	started, release := make(chan struct{}), make(chan struct{})
@@ -365,4 +357,18 @@ func TestResetPushedAfterCloseMovesNothing(t *testing.T) {
 	if n := pc.resetOffsets(topic, table); n != 0 {
 		t.Fatalf("a closed consumer moved %d queues", n)
 	}
+}
+
+// startPushResetCluster starts a broker that resets offsets through its
+// clients (broker.useServerSideResetOffset false) and stores 12 messages
+// on a new topic; it returns a producer, the topic's name, a new group's
+// and the messages' bodies.
+func startPushResetCluster(t *testing.T) (cl *cluster, p *Producer, topic, group string, bodies []string) {
+	t.Helper()
+	cl = startCluster(t, nil, func(o *broker.Options) { o.ClientSideResetOffset = true })
+	p = newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group = uniq("replay"), uniq("cg")
+	bodies = sendN(t, p, topic, "m", "", 12)
+	cl.waitStored(t, topic, len(bodies))
+	return cl, p, topic, group, bodies
 }
