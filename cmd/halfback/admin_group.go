@@ -289,7 +289,11 @@ are online are moved too: each one's next pull of a queue is answered
 PULL_OFFSET_MOVED with the new offset (RocketMQ 5's server-side reset,
 which every RocketMQ client follows), and their commits of that queue are
 ignored until then. Messages a consumer is handling at that moment are
-still acknowledged; with a reset backwards they are delivered again.`,
+still acknowledged; with a reset backwards they are delivered again.
+A broker with broker.useServerSideResetOffset false (or a RocketMQ 4
+broker) commits nothing: it sends the new offsets to the group's online
+consumers, which move and commit them, and refuses the reset when none is
+online, or with --queue.`,
 		Args: cobra.ExactArgs(1),
 		// Flags are checked before the broker is dialled, so that a bad
 		// one is reported as such (once, with --cluster), broker or not.
