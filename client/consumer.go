@@ -33,11 +33,14 @@ type PushConsumer struct {
 	opts ConsumerOptions
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	state   consumerState
-	subs    map[string]*subscription // by topic; fixed once started
-	queues  map[MessageQueue]*processQueue
-	offsets offsetStore
+	mu     sync.Mutex
+	state  consumerState
+	subs   map[string]*subscription // by topic; fixed once started
+	queues map[MessageQueue]*processQueue
+	// resetStarts are the offsets of the queues a pushed reset dropped
+	// (consumer_reset.go), where the next rebalance takes them again.
+	resetStarts map[MessageQueue]int64
+	offsets     offsetStore
 
 	dropCloser func() // unregisters the consumer's Client.onClose hook
 
@@ -83,11 +86,11 @@ func (c *Client) NewPushConsumer(opts ConsumerOptions) (*PushConsumer, error) {
 	return &PushConsumer{
 		c: c, opts: opts, log: c.log.With("group", opts.Group),
 		subs:   map[string]*subscription{},
-		queues: map[MessageQueue]*processQueue{},
-		sem:    make(chan struct{}, opts.Concurrency),
-		kick:   make(chan struct{}, 1),
-		gates:  map[string]chan struct{}{},
-		ctx:    ctx, cancel: cancel,
+		queues: map[MessageQueue]*processQueue{}, resetStarts: map[MessageQueue]int64{},
+		sem:   make(chan struct{}, opts.Concurrency),
+		kick:  make(chan struct{}, 1),
+		gates: map[string]chan struct{}{},
+		ctx:   ctx, cancel: cancel,
 	}, nil
 }
 

@@ -63,12 +63,15 @@ type processQueue struct {
 	// once it is dropped (consumer_reset.go), -1 for none; set under the
 	// consumer's mu while the queue is in its table.
 	resetTo int64
+	// startAt is where the queue starts when it takes the place of one a
+	// reset dropped (PushConsumer.resetStarts), -1 for its committed offset.
+	startAt int64
 }
 
 func newProcessQueue(parent context.Context, mq MessageQueue, sub *subscription) *processQueue {
 	ctx, cancel := context.WithCancel(parent)
 	return &processQueue{mq: mq, sub: sub, ctx: ctx, cancel: cancel, persisted: -1,
-		resetTo: -1, inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1),
+		resetTo: -1, startAt: -1, inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1),
 		commitRetry: make(chan struct{}, 1)}
 }
 
@@ -160,19 +163,20 @@ func (q *processQueue) setReset(offset int64) {
 
 // takeReset moves q to the offset of a reset recorded by setReset, if
 // any, forgetting what is in flight, so that its next commit is that
-// offset; it reports whether it did. Only for a queue whose goroutines
-// stopped.
-func (q *processQueue) takeReset() bool {
+// offset; it returns that offset, or -1 if there was none. Only for a
+// queue whose goroutines stopped.
+func (q *processQueue) takeReset() int64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.resetTo < 0 {
-		return false
+	off := q.resetTo
+	if off < 0 {
+		return -1
 	}
-	q.started, q.next, q.persisted = true, q.resetTo, -1
+	q.started, q.next, q.persisted = true, off, -1
 	q.resetTo = -1
 	clear(q.inflight)
 	q.buffer = nil
-	return true
+	return off
 }
 
 // resetPending reports whether a reset waits for takeReset.
@@ -368,7 +372,10 @@ func (pc *PushConsumer) startQueueLocked(q *processQueue) {
 // dropped or the consumer closes; an orderly consumer consumes the queue
 // on a second goroutine.
 func (pc *PushConsumer) runQueue(q *processQueue) {
-	off, ok := pc.startOffset(q)
+	off, ok := q.startAt, q.startAt >= 0
+	if !ok {
+		off, ok = pc.startOffset(q)
+	}
 	if !ok {
 		return
 	}
@@ -400,7 +407,7 @@ func (pc *PushConsumer) dropQueue(q *processQueue) {
 		q.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*pc.c.opts.RequestTimeout)
 		defer cancel()
-		pc.commitDropped(ctx, q)
+		reset := pc.commitDropped(ctx, q)
 		pc.lockMu.Lock()
 		if pc.opts.Orderly && pc.opts.Model == Clustering {
 			pc.unlockQueues(ctx, []MessageQueue{q.mq})
@@ -410,12 +417,20 @@ func (pc *PushConsumer) dropQueue(q *processQueue) {
 			if !q.resetPending() {
 				if pc.queues[q.mq] == q {
 					delete(pc.queues, q.mq)
+					if reset >= 0 && !q.lostLock() {
+						// Taken again from there, not from the broker's
+						// offset: a pull sent before the reset may
+						// still commit where the queue was.
+						pc.resetStarts[q.mq] = reset
+					}
 				}
 				pc.mu.Unlock()
 				break
 			}
 			pc.mu.Unlock()
-			pc.commitDropped(ctx, q) // a reset pushed since the commit above
+			if off := pc.commitDropped(ctx, q); off >= 0 { // a reset pushed since the commit above
+				reset = off
+			}
 		}
 		pc.lockMu.Unlock()
 		pc.log.Debug("client: queue dropped", "queue", q.mq)
@@ -424,10 +439,12 @@ func (pc *PushConsumer) dropQueue(q *processQueue) {
 }
 
 // commitDropped commits the offset of q, whose goroutines stopped: that of
-// the latest reset pushed for it, if any, else its own.
-func (pc *PushConsumer) commitDropped(ctx context.Context, q *processQueue) {
-	q.takeReset()
+// the latest reset pushed for it, if any (returned; -1 for none), else its
+// own.
+func (pc *PushConsumer) commitDropped(ctx context.Context, q *processQueue) int64 {
+	reset := q.takeReset()
 	if err := pc.persistQueues(ctx, []*processQueue{q}); err != nil {
 		pc.log.Warn("client: offset of a dropped queue not committed", "queue", q.mq, "err", err)
 	}
+	return reset
 }

@@ -187,6 +187,11 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 			drop = append(drop, q)
 		}
 	}
+	for mq := range pc.resetStarts {
+		if mq.Topic == s.topic && !slices.Contains(want, mq) {
+			delete(pc.resetStarts, mq) // another member's now
+		}
+	}
 	var add []MessageQueue
 	complete := true
 	for _, mq := range want {
@@ -207,10 +212,16 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 		return complete
 	}
 	lockedAt := time.Now()
+	missed := add[:0:0]
 	if pc.opts.Orderly && pc.opts.Model == Clustering {
 		got, _ := pc.lockQueues(ctx, add)
 		if len(got) < len(add) {
 			complete = false
+		}
+		for _, mq := range add {
+			if !slices.Contains(got, mq) {
+				missed = append(missed, mq)
+			}
 		}
 		add = got
 	}
@@ -218,8 +229,15 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 	// Close releases the locks of the queues in the table.
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
+	for _, mq := range missed {
+		delete(pc.resetStarts, mq) // another member may move it meanwhile
+	}
 	for _, mq := range add {
 		q := newProcessQueue(pc.ctx, mq, s)
+		if off, ok := pc.resetStarts[mq]; ok {
+			q.startAt = off
+			delete(pc.resetStarts, mq)
+		}
 		q.commitRetry = pc.commitGate(mq.BrokerName)
 		q.setLocked(true, lockedAt)
 		pc.startQueueLocked(q)

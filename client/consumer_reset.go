@@ -12,15 +12,18 @@ import (
 // RocketMQ 4 broker (and a 5 one, or halfback's, with
 // useServerSideResetOffset false) commits nothing itself: it sends the
 // group's online consumers RESET_CONSUMER_CLIENT_OFFSET (220, oneway;
-// ext topic, group, timestamp; body ResetOffsetBody, the new offset of
+// ext topic, group, timestamp, isForce; body ResetOffsetBody, the new offset of
 // each queue of the topic on that broker, fastjson). Each consumer moves
 // the queues of the table it owns, as RocketMQ's
 // MQClientInstance.resetOffset does: the queue stops pulling, its handler
 // calls return, the new offset is committed in place of its own, and the
 // queue leaves the table; the next rebalance (at once) takes it again from
-// there. Queues it does not own are their owners' to move. (A broker that
-// resets on its side answers the queues' next pulls PULL_OFFSET_MOVED
-// instead: see pullLoop.)
+// the reset offset itself, not the broker's: a pull sent just before the
+// reset may still commit the old one there (Java's client sleeps 10 s
+// before committing for this), and the queue's own commits then put the
+// reset back. Queues it does not own are their owners' to move. (A broker
+// that resets on its side answers the queues' next pulls
+// PULL_OFFSET_MOVED instead: see pullLoop.)
 
 // handleResetOffset is the client's handler of RESET_CONSUMER_CLIENT_OFFSET.
 func (s *consumerSet) handleResetOffset(_ context.Context, conn *remoting.Conn, req *remoting.Command) *remoting.Command {

@@ -2,14 +2,19 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/internal/testutil"
 )
 
 // A group's offsets reset while its consumer is online (`halfback group
@@ -371,4 +376,109 @@ func startPushResetCluster(t *testing.T) (cl *cluster, p *Producer, topic, group
 	bodies = sendN(t, p, topic, "m", "", 12)
 	cl.waitStored(t, topic, len(bodies))
 	return cl, p, topic, group, bodies
+}
+
+// A pull a consumer sent just before a reset reached it carries the
+// consumer's offset from before the reset (its commitOffset), and may
+// reach the broker after the reset's commit: a halfback or RocketMQ
+// broker commits that offset as it takes the pull, and a consumer that
+// then read its start from the broker would go on from where it was, the
+// reset lost for that queue (RocketMQ's client sleeps 10 s between
+// dropping the queues and committing the reset for this). The proxy holds
+// that pull until the reset's commit went through, the queue's later
+// pulls and offset query until the pull's commit landed.
+func TestResetNotUndoneByAPullInFlight(t *testing.T) {
+	topic, group := uniq("replay"), uniq("cg")
+	qid := atomic.Int32{}
+	qid.Store(-1)
+	var armed, resetCommitted atomic.Bool
+	heldPull := make(chan *remoting.Command, 1)
+	isOurs := func(req *remoting.Command) bool {
+		return armed.Load() && req.Ext("topic") == topic && req.Ext("queueId") == strconv.Itoa(int(qid.Load()))
+	}
+	listen := testutil.FreeAddr(t)
+	px := startHoldProxy(t, listen, func(req *remoting.Command) bool {
+		switch {
+		case !isOurs(req):
+			return false
+		case req.Code == remoting.ReqUpdateConsumerOffset && req.Ext("commitOffset") == "0":
+			resetCommitted.Store(true)
+		case req.Code == remoting.ReqPullMessage && req.Ext("queueOffset") != "6": // not one that gets m-6
+			select {
+			case heldPull <- req: // the first
+			default:
+			}
+			return true
+		case req.Code == remoting.ReqQueryConsumerOffset:
+			return true
+		}
+		return false
+	})
+	cl := startCluster(t, nil, func(o *broker.Options) {
+		o.ListenAddr, o.AdvertiseAddr, o.ClientSideResetOffset = listen, px.addr, true
+	})
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	var bodies []string
+	send := func(i int) {
+		body := fmt.Sprintf("m-%d", i)
+		r, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte(body), ShardingKey: "k"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		qid.CompareAndSwap(-1, r.QueueID)
+		if r.QueueID != qid.Load() {
+			t.Fatalf("%s stored in queue %d, not %d", body, r.QueueID, qid.Load())
+		}
+		bodies = append(bodies, body)
+	}
+	for i := range 6 {
+		send(i)
+	}
+	in := &inbox{}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
+		PersistInterval: time.Hour}, topic, "*", in.handler("c"))
+	in.waitBodies(t, bodies)
+	waitFor(t, "every message consumed", func() bool { return cl.caughtUp(topic, pc) })
+
+	armed.Store(true)
+	send(6) // wakes the queue's held pull; the next one carries the offset
+	var stale *remoting.Command
+	select {
+	case stale = <-heldPull:
+	case <-ctxT(t, 15*time.Second).Done():
+		t.Fatal("no pull of the queue after its new message")
+	}
+	in.waitBodies(t, bodies)
+	if f, _ := strconv.Atoi(stale.Ext("sysFlag")); f&pullFlagCommitOffset == 0 {
+		t.Fatalf("the pull carries no offset to commit: %v", stale.ExtFields)
+	}
+
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ac.Close() })
+	offset := func() int64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		off, _, err := ac.QueryOffset(ctx, group, topic, qid.Load())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return off
+	}
+	if _, err := ac.ResetOffsets(ctxT(t, 5*time.Second), group, topic, admin.ResetToTime(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reset committed by the consumer", func() bool { return resetCommitted.Load() && offset() == 0 })
+	px.releaseWhere(func(req *remoting.Command) bool { return req == stale }) // arrives now
+	waitFor(t, "the stale pull's commit taken by the broker", func() bool { return offset() > 0 })
+	armed.Store(false)
+	px.releaseAll()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("deliveries %v; the queue's offset on the broker %d", in.count(""), offset())
+		}
+	})
+	in.waitTimes(t, bodies, 2)
 }

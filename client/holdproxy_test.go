@@ -98,3 +98,15 @@ func (px *holdProxy) releaseAll() {
 		delete(px.release, cmd)
 	}
 }
+
+// releaseWhere forwards the requests held so far that match.
+func (px *holdProxy) releaseWhere(match func(req *remoting.Command) bool) {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	for cmd, ch := range px.release {
+		if match(cmd) {
+			close(ch)
+			delete(px.release, cmd)
+		}
+	}
+}
