@@ -37,6 +37,12 @@ type Client struct {
 	// clustering consumers only), so that a restart finds the file again.
 	localID string
 
+	// startMu serializes PushConsumer.Start's registration (from the
+	// group check to registerConsumerGroup), so that of two consumers of
+	// one group starting at once the second is told ErrGroupRegistered,
+	// not that the first has locked the offsets file.
+	startMu sync.Mutex
+
 	// Registered groups, carried by heartbeats.
 	groupsMu  sync.Mutex
 	producers map[string]checkEntry          // producer groups with a check listener

@@ -186,6 +186,8 @@ func (pc *PushConsumer) firstRound(ctx context.Context) error {
 func (pc *PushConsumer) begin() error {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
+	pc.c.startMu.Lock()
+	defer pc.c.startMu.Unlock()
 	switch {
 	case pc.state == consumerClosed || pc.c.closed.Load():
 		return ErrClosed

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -315,4 +316,50 @@ func TestBroadcastingOffsetsFileIsNotShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", (&inbox{}).handler("d"))
+}
+
+// Consumers of one group started at the same moment in one Client: one
+// starts, every other is told the group is registered, not that the
+// offsets file is in use (which names the wrong cause: InstanceName).
+func TestConcurrentStartsOfOneGroupInOneClient(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	cl := startCluster(t, nil, nil)
+	c := newClient(t, cl.ns.Addr(), nil)
+	topic, group := uniq("prices"), uniq("bg")
+	const n = 8
+	pcs := make([]*PushConsumer, n)
+	for i := range pcs {
+		pc, err := c.NewPushConsumer(ConsumerOptions{Group: group, Model: Broadcasting})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.Subscribe(topic, "*", (&inbox{}).handler("c")); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		pcs[i] = pc
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, pc := range pcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = pc.Start(ctxT(t, 20*time.Second))
+		}()
+	}
+	wg.Wait()
+	started := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			started++
+		case !errors.Is(err, ErrGroupRegistered):
+			t.Errorf("Start = %v, want ErrGroupRegistered", err)
+		}
+	}
+	if started != 1 {
+		t.Fatalf("%d consumers of the group started, want 1", started)
+	}
 }
