@@ -12,6 +12,8 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/halfbackmq/halfback/internal/fsutil"
+
 	"github.com/halfbackmq/halfback/internal/pebbledb"
 )
 
@@ -79,7 +81,7 @@ func goroutineGroupCommit(ctx context.Context, path string, writers, size int, d
 			answer = append(answer, h.done)
 		}
 		if _, commitErr = f.WriteAt(buf, off); commitErr == nil {
-			commitErr = fdatasync(f)
+			commitErr = fsutil.DataSync(f)
 		}
 		for _, done := range answer {
 			done <- commitErr

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"time"
 
@@ -47,7 +46,7 @@ func rawGroupCommit(ctx context.Context, path string, batch int, d time.Duration
 		if _, err := f.WriteAt(buf, off); err != nil {
 			return 0, err
 		}
-		if err := fdatasync(f); err != nil {
+		if err := fsutil.DataSync(f); err != nil {
 			return 0, err
 		}
 		n++
@@ -73,7 +72,7 @@ func zeroFill(ctx context.Context, f *os.File, n int64) error {
 			return err
 		}
 	}
-	return fdatasync(f)
+	return fsutil.DataSync(f)
 }
 
 // rawSequential measures sequential write bandwidth: 1 MiB writes to a new
@@ -98,19 +97,10 @@ func rawSequential(ctx context.Context, path string, d time.Duration) (float64, 
 			return 0, err
 		}
 	}
-	if err := fdatasync(f); err != nil {
+	if err := fsutil.DataSync(f); err != nil {
 		return 0, err
 	}
 	return float64(written) / time.Since(start).Seconds(), f.Close()
-}
-
-// fdatasync makes f's data and size durable, as the store's commit log does
-// (fsutil.DataSync).
-func fdatasync(f *os.File) error {
-	if err := fsutil.DataSync(f); err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	return nil
 }
 
 // filled returns n pseudo-random bytes, so a compressing layer under the
