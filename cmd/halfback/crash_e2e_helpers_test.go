@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/telemetry"
 )
@@ -59,9 +60,14 @@ type crashBroker struct {
 	dir    string
 	env    []string
 	nsAddr string // the embedded name server's
+	addr   string // the broker's
 	cmd    *exec.Cmd
 	out    *testutil.Buffer
 	done   chan struct{}
+	// clientLog holds the log of every client() of the test, at debug
+	// level, shown with the child's output when the test fails.
+	clientLog testutil.Buffer
+	clients   atomic.Int32
 }
 
 // startCrashBroker starts a broker child on a data directory of its own,
@@ -71,12 +77,12 @@ func startCrashBroker(t *testing.T, extra ...string) *crashBroker {
 	t.Helper()
 	clearEnv(t)
 	dir := t.TempDir()
-	cb := &crashBroker{t: t, dir: dir, nsAddr: testutil.FreeAddr(t)}
+	cb := &crashBroker{t: t, dir: dir, nsAddr: testutil.FreeAddr(t), addr: testutil.FreeAddr(t)}
 	cb.env = append([]string{
 		crashE2EEnv + "=1",
 		"HALFBACK_STORE_DATADIR=" + dir,
 		"HALFBACK_STORE_SEGMENTSIZE=" + strconv.Itoa(16<<20),
-		"HALFBACK_BROKER_LISTENADDR=" + testutil.FreeAddr(t),
+		"HALFBACK_BROKER_LISTENADDR=" + cb.addr,
 		"HALFBACK_NAMESRV_LISTENADDR=" + cb.nsAddr,
 		"HALFBACK_BROKER_BROKERNAME=" + uniqName("crash"),
 		"HALFBACK_BROKER_DELAYLEVELS=" + crashE2ELevels,
@@ -165,14 +171,23 @@ func (cb *crashBroker) stop() {
 	}
 	if cb.t.Failed() {
 		cb.t.Logf("broker child output:\n%s", cb.out.String())
+		cb.t.Logf("clients' log (last %d KiB):\n%s", maxClientLog>>10, lastBytes(cb.clientLog.String(), maxClientLog))
 	}
 }
 
 // client returns a client of the child's name server that finds a
-// restarted broker quickly; it is closed when the test ends.
+// restarted broker quickly; it is closed when the test ends. Its log goes
+// to cb.clientLog, and to stderr too with TEST_CLIENT_LOG set (not a
+// HALFBACK_ variable: startCrashBroker clears those).
 func (cb *crashBroker) client() *client.Client {
 	cb.t.Helper()
-	c, err := client.New(client.Options{NamesrvAddrs: []string{cb.nsAddr}, Logger: quietLogger(),
+	var w io.Writer = &cb.clientLog
+	if os.Getenv("TEST_CLIENT_LOG") != "" {
+		w = io.MultiWriter(w, os.Stderr)
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).
+		With("testClient", cb.clients.Add(1))
+	c, err := client.New(client.Options{NamesrvAddrs: []string{cb.nsAddr}, Logger: log,
 		RouteRefreshInterval: 200 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond})
 	if err != nil {
 		cb.t.Fatal(err)
@@ -181,12 +196,47 @@ func (cb *crashBroker) client() *client.Client {
 	return c
 }
 
-// quietLogger is silent unless HALFBACK_TEST_LOG is set.
-func quietLogger() *slog.Logger {
-	if os.Getenv("HALFBACK_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+// logGroupOffsets logs, if the test has failed by the time it ends,
+// group's committed offsets and the queues' max offsets as the broker
+// sees them then.
+func (cb *crashBroker) logGroupOffsets(group string) {
+	t := cb.t
+	t.Cleanup(func() { // before cb.stop: the broker still runs
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ac, err := admin.Dial(ctx, cb.addr)
+		if err != nil {
+			t.Logf("group %s: offsets unknown: %v", group, err)
+			return
+		}
+		defer ac.Close()
+		qs, err := ac.GroupOffsets(ctx, group)
+		if err != nil {
+			t.Logf("group %s: offsets unknown: %v", group, err)
+			return
+		}
+		for _, q := range qs {
+			t.Logf("group %s: %s queue %d: committed %d, max %d", group, q.Topic, q.QueueID, q.ConsumerOffset, q.BrokerOffset)
+		}
+	})
+}
+
+// maxClientLog is how much of the clients' log a failed test shows.
+const maxClientLog = 256 << 10
+
+// lastBytes returns the last n bytes of s, from a line's start.
+func lastBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return "...\n" + s
 }
 
 var (

@@ -88,7 +88,9 @@ func (ty *tally) waitAll(t *testing.T, what string, timeout time.Duration, want 
 		}
 		if time.Now().After(deadline) {
 			sort.Strings(miss)
-			t.Fatalf("%s: %d of %d acknowledged messages never delivered, e.g. %v", what, len(miss), len(want), miss[:min(len(miss), 10)])
+			_, _, bad := ty.figures()
+			t.Fatalf("%s: %d of %d acknowledged messages never delivered, e.g. %v (%d corrupted bodies delivered, e.g. %v)",
+				what, len(miss), len(want), miss[:min(len(miss), 10)], len(bad), bad[:min(len(bad), 3)])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -630,6 +632,7 @@ func testOffsetsResumeAfterSIGKILL(t *testing.T, syncCommit bool) {
 		cb.start()
 	}
 	last := newTally()
+	cb.logGroupOffsets(group)
 	startTallyConsumer(t, c, group, topic, last, func(o *client.ConsumerOptions) { o.SyncCommit = syncCommit })
 	var left []string
 	for _, id := range ids {
