@@ -59,6 +59,7 @@ func (a *Activities) Register(r Registry) {
 		workflows.ActivityMarkPaidLocal:    a.MarkPaidLocal,
 		workflows.ActivityCancelLocal:      a.CancelLocal,
 		workflows.ActivityPaymentState:     a.PaymentState,
+		workflows.ActivityOrderState:       a.OrderState,
 		workflows.ActivitySendPaymentCheck: a.SendPaymentCheck,
 		workflows.ActivityPaymentPolicy:    a.PaymentPolicy,
 	} {
@@ -95,7 +96,8 @@ func (a *Activities) CancelLocal(ctx context.Context, txnID, orderID, reason str
 }
 
 // PaymentState returns the order's status: workflows.StatusPendingPayment,
-// StatusPaid or StatusCancelled.
+// StatusPaid or StatusCancelled. Workflows started before
+// workflows.PaymentIDChange run it; later ones run OrderState.
 func (a *Activities) PaymentState(ctx context.Context, orderID string) (string, error) {
 	if err := a.needDB(); err != nil {
 		return "", err
@@ -105,6 +107,20 @@ func (a *Activities) PaymentState(ctx context.Context, orderID string) (string, 
 		return "", classify(err)
 	}
 	return string(o.Status), nil
+}
+
+// OrderState returns the order's status (workflows.StatusPendingPayment,
+// StatusPaid or StatusCancelled) and the payment the database recorded
+// for it ("" unless PAID).
+func (a *Activities) OrderState(ctx context.Context, orderID string) (workflows.OrderState, error) {
+	if err := a.needDB(); err != nil {
+		return workflows.OrderState{}, err
+	}
+	o, err := a.DB.Order(ctx, orderID)
+	if err != nil {
+		return workflows.OrderState{}, classify(err)
+	}
+	return workflows.OrderState{Status: string(o.Status), PaymentID: o.PaymentID}, nil
 }
 
 // PaymentPolicy returns the worker's payment policy.

@@ -125,6 +125,45 @@ func TestMarkPaidLocalPaymentIDTaken(t *testing.T) {
 		a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p3", Amount: 500}), workflows.ErrTypeBadState)
 }
 
+// OrderState names the payment the database recorded: a workflow whose
+// pay step the database refused (reset to before it and paid again with
+// another payment) reports the order PAID by the payment it took.
+func TestOrderStateNamesRecordedPayment(t *testing.T) {
+	ctx := ctxT(t)
+	db := txnbridgetest.OpenDB(t)
+	a := &activities.Activities{DB: db}
+	if err := db.SetStock(ctx, "sku-1", 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"o1", "o2"} {
+		in := workflows.OrderInput{OrderID: id, User: "u", SKU: "sku-1", Qty: 1, Amount: 500}
+		if err := a.CreateOrderLocal(ctx, id+"/create", in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(orderID string, w workflows.OrderState) {
+		t.Helper()
+		if s, err := a.OrderState(ctx, orderID); err != nil || s != w {
+			t.Fatalf("OrderState(%s) %+v, %v; want %+v", orderID, s, err, w)
+		}
+	}
+	want("o1", workflows.OrderState{Status: workflows.StatusPendingPayment})
+	if err := a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p1", Amount: 500}); err != nil {
+		t.Fatal(err)
+	}
+	wantPermanent(t, "o1's pay transaction with another payment",
+		a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p3", Amount: 500}), workflows.ErrTypeBadState)
+	want("o1", workflows.OrderState{Status: workflows.StatusPaid, PaymentID: "p1"})
+	if err := a.CancelLocal(ctx, "o2/cancel", "o2", "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	want("o2", workflows.OrderState{Status: workflows.StatusCancelled})
+	_, err := a.OrderState(ctx, "nope")
+	wantPermanent(t, "unknown order", err, workflows.ErrTypeNotFound)
+	_, err = (&activities.Activities{}).OrderState(ctx, "o1")
+	wantRetryable(t, "no DB", err)
+}
+
 func TestCancelLocalReleasesStock(t *testing.T) {
 	ctx := ctxT(t)
 	db := txnbridgetest.OpenDB(t)
@@ -178,7 +217,7 @@ func TestRegister(t *testing.T) {
 	(&activities.Activities{}).Register(&r)
 	sort.Strings(r.names)
 	want := []string{workflows.ActivityCancelLocal, workflows.ActivityCreateOrderLocal, workflows.ActivityMarkPaidLocal,
-		workflows.ActivityPaymentPolicy, workflows.ActivityPaymentState, workflows.ActivitySendPaymentCheck,
+		workflows.ActivityPaymentPolicy, workflows.ActivityPaymentState, workflows.ActivityOrderState, workflows.ActivitySendPaymentCheck,
 		workflows.ActivitySendHalf, workflows.ActivityEndTransaction}
 	sort.Strings(want)
 	if !slices.Equal(r.names, want) {

@@ -203,6 +203,33 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 		s.events(t, "fenced-1", txnIDs(run, "create-2", "pay")...)
 	})
 
+	t.Run("a payment refused after a reset reports the recorded one", func(t *testing.T) {
+		// The run before a reset to before the pay step created the order
+		// and took r1 under the chain's transaction ids (written here
+		// before the workflow's first task). Paid again with r3, the pay
+		// transaction is refused (it recorded r1), and the workflow adopts
+		// the database's PAID: its result names r1, and lists r3 for a
+		// refund.
+		in := order("reset-1", 1)
+		run := s.startWith(t, in, 2*time.Second)
+		ids := txnIDs(run, "create", "pay")
+		if err := s.db.CreateOrder(ctx, ids[0], orders.Order{ID: in.OrderID, User: in.User, SKU: in.SKU, Qty: in.Qty, Amount: in.Amount}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.db.MarkPaid(ctx, ids[1], in.OrderID, "r1", in.Amount); err != nil {
+			t.Fatal(err)
+		}
+		r3 := workflows.PayInput{PaymentID: "r3", Amount: in.Amount}
+		if err := s.tc.SignalWorkflow(ctx, in.OrderID, "", workflows.SignalPay, r3); err != nil {
+			t.Fatal(err)
+		}
+		res := s.result(t, run)
+		if res.Status != workflows.StatusPaid || res.PaymentID != "r1" || !slices.Equal(res.RejectedPayments, []workflows.PayInput{r3}) {
+			t.Fatalf("result %+v, want PAID by r1 (the recorded payment), r3 listed for a refund", res)
+		}
+		s.events(t, in.OrderID, ids[0]) // r3's OrderPaid rolled back
+	})
+
 	t.Run("a workflow id used again is another order", func(t *testing.T) {
 		// Temporal's default id reuse policy lets a run start under the id
 		// of a closed one. Its steps' transaction ids are its own, so its

@@ -31,7 +31,10 @@
 // at most [MaxStepAttempts] times, "pay" and "cancel" at most
 // [MaxFencedRuns] times, backing off.
 // A payment the database refuses is listed for a refund and the order
-// waits on. While the broker is down, "create" retries for
+// waits on, unless the database holds the order settled: then the
+// workflow takes its status, and for a PAID order the payment it recorded
+// (ActivityOrderState, [PaymentIDChange]), as it does when a payment
+// check finds the order settled. While the broker is down, "create" retries for
 // [CreateSendTimeout]; "pay" and "cancel" retry until it is back.
 // Cancelling the workflow cancels the order once the step running has
 // finished. Business refusals end the workflow with Status FAILED and
@@ -63,5 +66,7 @@
 // real dev server and broker (package txnbridge), and by replaying the
 // histories in testdata, recorded from real runs by TestRecordHistories
 // (HALFBACK_RECORD_HISTORY=1): those of the current version and, named
-// "_pre_settles_", those recorded before the version [SettlesChange].
+// "_pre_settles_", those recorded before the version [SettlesChange]
+// (of the current ones, all but order_refused_pay_adopted_history.json
+// predate [PaymentIDChange]).
 package workflows

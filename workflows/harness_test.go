@@ -34,16 +34,22 @@ type harness struct {
 	env *testsuite.TestWorkflowEnvironment
 
 	// behaviour of the mocked activities; defaults succeed.
-	sendHalf  func(in workflows.SendHalfInput) (client.HalfReceipt, error)
-	endTxn    func(in workflows.EndInput) error
-	local     func(activity, txnID string) error // the three local transactions
-	state     func() (string, error)
+	sendHalf func(in workflows.SendHalfInput) (client.HalfReceipt, error)
+	endTxn   func(in workflows.EndInput) error
+	local    func(activity, txnID string) error // the three local transactions
+	state    func() (string, error)             // the order's status
+	// recorded is the payment the mocked database recorded, answered by
+	// ActivityOrderState with a PAID state.
+	recorded  string
 	maxChecks int
 	// deliverChecks delivers each sent check as a signal after checkDelay.
 	deliverChecks bool
 	// legacy runs the workflow as one started before
 	// workflows.SettlesChange (GetVersion answers DefaultVersion).
 	legacy bool
+	// beforePaymentID runs the workflow as one started before
+	// workflows.PaymentIDChange.
+	beforePaymentID bool
 
 	mu     sync.Mutex
 	halves []workflows.SendHalfInput
@@ -53,6 +59,8 @@ type harness struct {
 	// checkIDs are the ids the checks were sent for (the workflow ids).
 	checkIDs []string
 	paid     []workflows.PayInput
+	// states are the state activities run, by name.
+	states []string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -81,6 +89,9 @@ func (h *harness) install() {
 	if h.legacy {
 		env.OnGetVersion(workflows.SettlesChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	}
+	if h.beforePaymentID {
+		env.OnGetVersion(workflows.PaymentIDChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
 	any2 := []any{mock.Anything, mock.Anything}
 	env.OnActivity(workflows.ActivitySendHalf, any2...).Return(
 		func(_ context.Context, in workflows.SendHalfInput) (client.HalfReceipt, error) {
@@ -104,7 +115,18 @@ func (h *harness) install() {
 		func(_ context.Context, txnID, _, _ string) error {
 			return h.runLocal(workflows.ActivityCancelLocal, txnID)
 		})
-	env.OnActivity(workflows.ActivityPaymentState, any2...).Return(func(context.Context, string) (string, error) { return h.state() })
+	env.OnActivity(workflows.ActivityPaymentState, any2...).Return(func(context.Context, string) (string, error) {
+		h.record(func() { h.states = append(h.states, workflows.ActivityPaymentState) })
+		return h.state()
+	})
+	env.OnActivity(workflows.ActivityOrderState, any2...).Return(func(context.Context, string) (workflows.OrderState, error) {
+		h.record(func() { h.states = append(h.states, workflows.ActivityOrderState) })
+		status, err := h.state()
+		if err != nil || status != workflows.StatusPaid {
+			return workflows.OrderState{Status: status}, err
+		}
+		return workflows.OrderState{Status: status, PaymentID: h.recorded}, nil
+	})
 	env.OnActivity(workflows.ActivityPaymentPolicy, mock.Anything).Return(workflows.PaymentPolicy{MaxChecks: h.maxChecks}, nil)
 	env.OnActivity(workflows.ActivitySendPaymentCheck, mock.Anything, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, id string, n int) error {

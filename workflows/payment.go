@@ -30,7 +30,8 @@ func (o *order) startWaiting(ctx workflow.Context) (*waiting, error) {
 // returns it; the delayed checks (SignalPaymentCheck) ask the database,
 // and once MaxChecks of them found the order unpaid it returns nil (cancel
 // it). A check that finds the order PAID or CANCELLED already sets that
-// final status and returns nil. The workflow's cancellation ends the wait
+// final status (with PaymentIDChange, a PAID order's recorded payment id)
+// and returns nil. The workflow's cancellation ends the wait
 // with its error.
 func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error) {
 	payCh := workflow.GetSignalChannel(ctx, SignalPay)
@@ -63,12 +64,11 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 			log.Info("ignoring a payment check not waited for", "check", check.Check, "waiting", o.res.Checks)
 			continue
 		}
-		status, err := o.state(ctx)
+		st, err := o.state(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if status == StatusPaid || status == StatusCancelled {
-			o.res.Status = status
+		if o.settled(st) {
 			return nil, nil
 		}
 		if o.res.Checks >= w.policy.MaxChecks {

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/orders"
 	"github.com/halfbackmq/halfback/txnbridge"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
@@ -83,6 +84,29 @@ func TestRecordHistories(t *testing.T) {
 		t.Fatal(err)
 	}
 	record(t, tc, run, "", "order_workflow_cancelled_"+historyTag+"history.json")
+
+	// A payment refused after a reset: the run before a reset to before
+	// the pay step took pay-r1 under the chain's ids (written before the
+	// workflow's first task); pay-r3 is refused and the order's PAID
+	// adopted with the payment recorded (workflows.PaymentIDChange).
+	reset := input
+	reset.OrderID = "order-reset"
+	run, err = tc.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{ID: reset.OrderID, TaskQueue: workflows.TaskQueue,
+		StartDelay: 2 * time.Second}, workflows.OrderPaymentWorkflowName, reset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateOrder(ctx, workflows.StepTxnID(reset.OrderID, run.GetRunID(), "create"), orders.Order{ID: reset.OrderID,
+		User: reset.User, SKU: reset.SKU, Qty: reset.Qty, Amount: reset.Amount}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkPaid(ctx, workflows.StepTxnID(reset.OrderID, run.GetRunID(), "pay"), reset.OrderID, "pay-r1", reset.Amount); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.SignalWorkflow(ctx, reset.OrderID, "", workflows.SignalPay, workflows.PayInput{PaymentID: "pay-r3", Amount: reset.Amount}); err != nil {
+		t.Fatal(err)
+	}
+	record(t, tc, run, workflows.StatusPaid, "order_refused_pay_adopted_"+historyTag+"history.json")
 }
 
 // historyTag names the workflow version the recorded histories are of:

@@ -15,9 +15,13 @@ import (
 // histories are recorded by TestRecordHistories from real runs: those
 // of the current version, and those ("_pre_settles_") recorded before
 // workflows.SettlesChange (DefaultVersion), which must replay with the
-// behaviour they were recorded with.
+// behaviour they were recorded with. Of the current ones, only
+// order_refused_pay_adopted_history.json was recorded with
+// workflows.PaymentIDChange (ActivityOrderState); the others were
+// recorded before it (ActivityPaymentState) and kept so.
 var histories = []string{
 	"order_paid_history.json", "order_cancelled_history.json", "order_workflow_cancelled_history.json",
+	"order_refused_pay_adopted_history.json",
 	"order_paid_pre_settles_history.json", "order_cancelled_pre_settles_history.json", "order_workflow_cancelled_pre_settles_history.json",
 }
 

@@ -55,7 +55,13 @@ const (
 	ActivityCreateOrderLocal = "CreateOrderLocal"
 	ActivityMarkPaidLocal    = "MarkPaidLocal"
 	ActivityCancelLocal      = "CancelLocal"
-	ActivityPaymentState     = "PaymentState"
+	// ActivityPaymentState returns the order's status (a string). Workflows
+	// started before PaymentIDChange run it; later ones run
+	// ActivityOrderState.
+	ActivityPaymentState = "PaymentState"
+	// ActivityOrderState returns the order's [OrderState]: its status and
+	// the payment the database recorded for it.
+	ActivityOrderState       = "OrderState"
 	ActivitySendPaymentCheck = "SendPaymentCheck"
 	// ActivityPaymentPolicy is a local activity: the worker's payment
 	// policy, recorded in the history when the workflow first needs it.
@@ -115,7 +121,10 @@ type OrderResult struct {
 	Status string `json:"status"`
 	// Checks counts the delayed payment checks sent.
 	Checks int `json:"checks"`
-	// PaymentID is the accepted payment's id, when paid.
+	// PaymentID is the id of the payment that paid the order, when PAID:
+	// the accepted payment's, or the one the database recorded when it
+	// was paid another way (a workflow reset to before its pay step and
+	// paid again with another payment; see PaymentIDChange).
 	PaymentID string `json:"paymentId,omitempty"`
 	// Reason says why the order failed or was cancelled.
 	Reason string `json:"reason,omitempty"`
@@ -132,6 +141,15 @@ type PayInput struct {
 	PaymentID string `json:"paymentId"`
 	// Amount in cents; it must equal OrderInput.Amount.
 	Amount int64 `json:"amount"`
+}
+
+// OrderState is the result of ActivityOrderState: what the order
+// database holds of the order.
+type OrderState struct {
+	// Status is StatusPendingPayment, StatusPaid or StatusCancelled.
+	Status string `json:"status"`
+	// PaymentID is the payment that paid the order ("" unless PAID).
+	PaymentID string `json:"paymentId,omitempty"`
 }
 
 // PaymentCheck is the body of a delayed check message and the

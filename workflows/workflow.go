@@ -90,6 +90,12 @@ var policyOptions = workflow.LocalActivityOptions{
 // next activity, no compensation, MaxStepAttempts for every step, a
 // refused payment ending the order FAILED).
 //
+// A payment the database refused on an order it holds PAID (a workflow
+// reset to before its pay step and paid again with another payment)
+// completes the workflow PAID, with OrderResult.PaymentID the payment the
+// database recorded (ActivityOrderState; before PaymentIDChange,
+// ActivityPaymentState and no PaymentID).
+//
 // A payment the workflow does not take (a wrong amount, one signalled
 // after the order was settled, one the database refused) is listed in
 // OrderResult.RejectedPayments for a refund, never dropped silently. The
@@ -132,6 +138,15 @@ const SettlesChange = "order-settles"
 // is not run against the database again. Histories recorded before it
 // (DefaultVersion) ran a repeated refused payment again and replay so.
 const RejectOnceChange = "pay-reject-once"
+
+// PaymentIDChange is the workflow.GetVersion change id of reading the
+// order's state with ActivityOrderState (version 1): an order the
+// database holds PAID (the pay step refused, a check finding it paid)
+// gets OrderResult.PaymentID from the payment the database recorded, and
+// that payment is not listed for a refund. Histories recorded before it
+// (DefaultVersion) ran ActivityPaymentState, which returns the status
+// alone, and replay so (PaymentID left empty).
+const PaymentIDChange = "order-state-payment-id"
 
 // run takes the order from its input to a final status.
 func (o *order) run(ctx workflow.Context) error {
@@ -346,8 +361,19 @@ func (o *order) pay(ctx workflow.Context, p PayInput) (taken bool, err error) {
 		o.fail("payment " + p.PaymentID + " not recorded: " + err.Error())
 		return true, err
 	}
+	// With PaymentIDChange the database's state is read first: should the
+	// payment it recorded be p (taken before under another transaction
+	// id), p paid the order and is not listed for a refund.
+	var final bool
+	var serr error
+	adoptFirst := o.namesPayment(ctx)
+	if adoptFirst {
+		final, serr = o.adopt(ctx)
+	}
 	o.reject(ctx, p, "rejecting a payment the database refused", "error", err)
-	final, serr := o.adopt(ctx)
+	if !adoptFirst {
+		final, serr = o.adopt(ctx)
+	}
 	if serr == nil && !final && !o.settles {
 		o.fail("payment " + p.PaymentID + " not recorded: " + failureMessage(err))
 		return true, nil
@@ -375,11 +401,12 @@ func (o *order) cancel(ctx workflow.Context, reason string) error {
 }
 
 // adopt takes the database's status when it is final (the order was paid
-// or cancelled another way) and reports whether it was. With
+// or cancelled another way), with PaymentIDChange the payment it
+// recorded for a PAID order, and reports whether it was. With
 // SettlesChange an order the database does not know is final too: it was
 // never created (a cancelled workflow's create failed).
 func (o *order) adopt(ctx workflow.Context) (bool, error) {
-	status, err := o.state(ctx)
+	st, err := o.state(ctx)
 	if o.settles && HasErrorType(err, ErrTypeNotFound) {
 		if !o.final() {
 			o.fail("order not created")
@@ -389,18 +416,41 @@ func (o *order) adopt(ctx workflow.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if status == StatusPaid || status == StatusCancelled {
-		o.res.Status = status
-		return true, nil
-	}
-	return false, nil
+	return o.settled(st), nil
 }
 
-// state runs ActivityPaymentState.
-func (o *order) state(ctx workflow.Context) (string, error) {
-	var status string
-	err := workflow.ExecuteActivity(ctx, ActivityPaymentState, o.in.OrderID).Get(ctx, &status)
-	return status, err
+// settled takes st's status when it is final, and the payment the
+// database recorded for a PAID order, and reports whether it was.
+func (o *order) settled(st OrderState) bool {
+	if st.Status != StatusPaid && st.Status != StatusCancelled {
+		return false
+	}
+	o.res.Status = st.Status
+	if st.Status == StatusPaid && st.PaymentID != "" {
+		o.res.PaymentID = st.PaymentID
+	}
+	return true
+}
+
+// state reads the order's state: ActivityOrderState, or, replaying a
+// history recorded before PaymentIDChange, ActivityPaymentState (the
+// status alone, the PaymentID left empty).
+func (o *order) state(ctx workflow.Context) (OrderState, error) {
+	var st OrderState
+	if !o.namesPayment(ctx) {
+		err := workflow.ExecuteActivity(ctx, ActivityPaymentState, o.in.OrderID).Get(ctx, &st.Status)
+		return st, err
+	}
+	err := workflow.ExecuteActivity(ctx, ActivityOrderState, o.in.OrderID).Get(ctx, &st)
+	return st, err
+}
+
+// namesPayment reports whether the workflow runs with PaymentIDChange.
+// The version is taken where it matters, when the workflow first reads
+// the order's state or a payment is refused: a workflow started before
+// the change that gets there after it runs ActivityOrderState too.
+func (o *order) namesPayment(ctx workflow.Context) bool {
+	return workflow.GetVersion(ctx, PaymentIDChange, workflow.DefaultVersion, 1) == 1
 }
 
 // failureMessage returns the message of the ApplicationError err wraps,

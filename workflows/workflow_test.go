@@ -747,3 +747,77 @@ func TestRepeatedPaySignals(t *testing.T) {
 		}
 	})
 }
+
+// A workflow reset to before its pay step and paid again with another
+// payment: the database refuses it (ErrBadState, the pay transaction
+// recorded p1) and the order is PAID. The result names the payment the
+// database recorded, and only the refused one is listed for a refund.
+func TestRefusedPayAdoptsRecordedPayment(t *testing.T) {
+	p1 := workflows.PayInput{PaymentID: "p1", Amount: input.Amount}
+	p3 := workflows.PayInput{PaymentID: "p3", Amount: input.Amount}
+	badState := permanent("orders: mark paid order-1: orders: order in wrong state: transaction order-1/pay recorded payment p1, not p3",
+		workflows.ErrTypeBadState)
+	paidByP1 := func(h *harness) {
+		h.local = failing(workflows.ActivityMarkPaidLocal, badState)
+		h.state = func() (string, error) { return workflows.StatusPaid, nil }
+		h.recorded = "p1"
+	}
+	for _, tc := range []struct {
+		name         string
+		pays         []workflows.PayInput
+		wantRejected []workflows.PayInput
+	}{
+		{"another payment", []workflows.PayInput{p3}, []workflows.PayInput{p3}},
+		// The recorded payment signalled again is the one that paid the
+		// order: not refunded.
+		{"then the recorded one signalled", []workflows.PayInput{p3, p1}, []workflows.PayInput{p3}},
+		// The order paid by p1 under another transaction (the run before
+		// the reset took it at "pay-2"): p1 refused at "pay" is not refunded.
+		{"the recorded one refused", []workflows.PayInput{p1}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			paidByP1(h)
+			for _, p := range tc.pays {
+				h.pay(p, checkDelay/2)
+			}
+			res, err := h.run(input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != workflows.StatusPaid || res.PaymentID != "p1" || !reflect.DeepEqual(res.RejectedPayments, tc.wantRejected) {
+				t.Fatalf("result %+v, want PAID by p1 (the recorded payment), %v listed for a refund", res, tc.wantRejected)
+			}
+			if !slices.Equal(h.states, []string{workflows.ActivityOrderState}) {
+				t.Fatalf("state activities %v, want %s", h.states, workflows.ActivityOrderState)
+			}
+		})
+	}
+	t.Run("a check finds it paid", func(t *testing.T) {
+		h := newHarness(t)
+		paidByP1(h)
+		res, err := h.run(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != workflows.StatusPaid || res.PaymentID != "p1" || len(res.RejectedPayments) != 0 {
+			t.Fatalf("result %+v, want PAID by p1 (the recorded payment)", res)
+		}
+	})
+	t.Run("before PaymentIDChange", func(t *testing.T) {
+		h := newHarness(t)
+		paidByP1(h)
+		h.beforePaymentID = true
+		h.pay(p3, checkDelay/2)
+		res, err := h.run(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != workflows.StatusPaid || res.PaymentID != "" || !reflect.DeepEqual(res.RejectedPayments, []workflows.PayInput{p3}) {
+			t.Fatalf("result %+v, want PAID without a payment id, p3 listed for a refund", res)
+		}
+		if !slices.Equal(h.states, []string{workflows.ActivityPaymentState}) {
+			t.Fatalf("state activities %v, want %s", h.states, workflows.ActivityPaymentState)
+		}
+	})
+}
