@@ -171,8 +171,11 @@ func (c *Config) MirrorOptions() (mirror.Options, error) {
 			return mirror.Options{}, err
 		}
 	}
-	if k.MaxMessageBytes == 0 { // a zero is no default here (see config.yaml)
-		return mirror.Options{}, invalid("mirror.kafka.maxMessageBytes", "must be at least 1024 (got 0)")
+	// Checked here, not by mirror's Validate: its message offers 0 for the
+	// default, and a zero is no default here (see config.yaml).
+	if k.MaxMessageBytes < mirror.MinMaxMessageBytes {
+		return mirror.Options{}, invalid("mirror.kafka.maxMessageBytes", fmt.Sprintf(
+			"must be at least %d (got %d): every larger record would be skipped", mirror.MinMaxMessageBytes, k.MaxMessageBytes))
 	}
 	if err := o.Validate(); err != nil {
 		var oe *mirror.OptionError

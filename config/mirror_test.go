@@ -109,3 +109,17 @@ func TestMirrorDisabledIsCheckedOnlyWhenRun(t *testing.T) {
 		t.Errorf("MirrorOptions: %v; want mirror.kafka.brokers invalid", err)
 	}
 }
+
+// A maxMessageBytes below the minimum must not advise 0 "for the default":
+// config.yaml gives 0 no default meaning here, and Load refuses it.
+func TestMirrorTinyMaxMessageBytesDoesNotOfferZero(t *testing.T) {
+	clearEnv(t)
+	body := "mirror:\n  kafka:\n    enabled: true\n    brokers: 127.0.0.1:9092\n    topics: a\n    maxMessageBytes: 10\n"
+	_, err := Load(writeConfig(t, body))
+	if err == nil || !strings.Contains(err.Error(), "mirror.kafka.maxMessageBytes") {
+		t.Fatalf("err %v; want one naming mirror.kafka.maxMessageBytes", err)
+	}
+	if strings.Contains(err.Error(), "0 for the default") {
+		t.Fatalf("message %q offers 0 for the default, which the config refuses", err)
+	}
+}

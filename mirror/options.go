@@ -329,8 +329,8 @@ func (k KafkaOptions) validate() error {
 		return optErr("Kafka.ClientID", "%q: before Kafka 1.0.0 a client id is 1 or more of [A-Za-z0-9._-]", k.ClientID)
 	}
 	switch {
-	case k.MaxMessageBytes < minMaxMessageBytes:
-		return optErr("Kafka.MaxMessageBytes", "must be at least %d, or 0 for the default (got %d): every larger record would be skipped", minMaxMessageBytes, k.MaxMessageBytes)
+	case k.MaxMessageBytes < MinMaxMessageBytes:
+		return optErr("Kafka.MaxMessageBytes", "must be at least %d, or 0 for the default (got %d): every larger record would be skipped", MinMaxMessageBytes, k.MaxMessageBytes)
 	case k.DialTimeout < 0:
 		return optErr("Kafka.DialTimeout", "must not be negative (got %v)", k.DialTimeout)
 	case k.ProduceTimeout < 0:
@@ -350,8 +350,9 @@ func (k KafkaOptions) validate() error {
 	return nil
 }
 
-// minMaxMessageBytes is the smallest Kafka.MaxMessageBytes accepted.
-const minMaxMessageBytes = 1024
+// MinMaxMessageBytes is the smallest Kafka.MaxMessageBytes accepted (0
+// aside, which means the default).
+const MinMaxMessageBytes = 1024
 
 // legacyClientIDRE is what a client id may hold before Kafka 1.0.0.
 var legacyClientIDRE = regexp.MustCompile(`\A[A-Za-z0-9._-]+\z`)
