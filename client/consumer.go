@@ -58,7 +58,7 @@ type PushConsumer struct {
 	kick chan struct{} // a rebalance is wanted; capacity 1
 
 	gatesMu sync.Mutex
-	gates   map[string]chan struct{} // by broker name: see commitGate
+	gates   map[string]*commitGate // by broker name: see PushConsumer.commitGate
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // every goroutine of the consumer
@@ -89,7 +89,7 @@ func (c *Client) NewPushConsumer(opts ConsumerOptions) (*PushConsumer, error) {
 		queues: map[MessageQueue]*processQueue{}, resetStarts: map[MessageQueue]int64{},
 		sem:   make(chan struct{}, opts.Concurrency),
 		kick:  make(chan struct{}, 1),
-		gates: map[string]chan struct{}{},
+		gates: map[string]*commitGate{},
 		ctx:   ctx, cancel: cancel,
 	}, nil
 }

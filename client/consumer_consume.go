@@ -44,32 +44,31 @@ func (pc *PushConsumer) dispatch(q *processQueue, ds []*delivered) bool {
 }
 
 // acquireFor takes a Concurrency slot for a call of q. With SyncCommit it
-// waits, too, while a call of q retries its commit (the slot it waited for
-// may be that call's, given back as its retries began). It reports false
-// if q stopped first.
+// waits, too, while a call of a queue of q's broker retries its commit
+// (the slot it waited for may be that call's, given back as its retries
+// began). It reports false if q stopped first.
 func (pc *PushConsumer) acquireFor(q *processQueue) bool {
 	for {
-		if pc.opts.SyncCommit && !q.waitCommitRetries() {
+		if pc.opts.SyncCommit && !q.commitGate.wait(q.ctx) {
 			return false
 		}
 		if !pc.acquire(q.ctx) {
 			return false
 		}
-		if !pc.opts.SyncCommit || q.noCommitRetry() {
+		if !pc.opts.SyncCommit || q.commitGate.isOpen() {
 			return true
 		}
 		<-pc.sem
 	}
 }
 
-// commitGate is the channel a call of a queue of broker holds while it
-// retries its SyncCommit (processQueue.commitRetry).
-func (pc *PushConsumer) commitGate(broker string) chan struct{} {
+// commitGate returns the gate of broker's queues (processQueue.commitGate).
+func (pc *PushConsumer) commitGate(broker string) *commitGate {
 	pc.gatesMu.Lock()
 	defer pc.gatesMu.Unlock()
 	g, ok := pc.gates[broker]
 	if !ok {
-		g = make(chan struct{}, 1)
+		g = newCommitGate()
 		pc.gates[broker] = g
 	}
 	return g

@@ -355,15 +355,11 @@ func (pc *PushConsumer) syncCommitThen(q *processQueue, release func()) {
 		}
 		pc.log.Warn("client: offset not committed after a handler call; retrying before the queue's next call", "queue", q.mq, "err", err)
 		if !retrying {
-			// The queue starts no new call until this commit is done
-			// (taken before the slot is given back: see acquireFor),
-			// unless another of its calls is retrying and holds it already.
-			select {
-			case q.commitRetry <- struct{}{}:
-				retrying = true
-				defer func() { <-q.commitRetry }()
-			default:
-			}
+			// No queue of the broker starts a new call until this commit
+			// is done (held before the slot is given back: see acquireFor).
+			retrying = true
+			q.commitGate.hold()
+			defer q.commitGate.release()
 		}
 		release()
 		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {

@@ -36,12 +36,12 @@ type processQueue struct {
 	// commitMu is held while the queue's offset is read and committed, so
 	// that its commits never overtake each other (see commitQueues).
 	commitMu sync.Mutex
-	// commitRetry (capacity 1, one per broker: see
-	// PushConsumer.commitGate) is held by a call whose SyncCommit failed
-	// while it retries: no queue of that broker starts a new call
-	// meanwhile (see acquireFor), so a crash of the broker replays only
-	// the calls that were in flight, and the other brokers' queues go on.
-	commitRetry chan struct{}
+	// commitGate (one per broker: see PushConsumer.commitGate) is held by
+	// the calls whose SyncCommit failed while they retry it: no queue of
+	// that broker starts a new call meanwhile (see acquireFor), so a crash
+	// of the broker replays only the calls that were in flight, and the
+	// other brokers' queues go on.
+	commitGate *commitGate
 
 	mu        sync.Mutex
 	started   bool  // next is known
@@ -72,29 +72,62 @@ func newProcessQueue(parent context.Context, mq MessageQueue, sub *subscription)
 	ctx, cancel := context.WithCancel(parent)
 	return &processQueue{mq: mq, sub: sub, ctx: ctx, cancel: cancel, persisted: -1,
 		resetTo: -1, startAt: -1, inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1),
-		commitRetry: make(chan struct{}, 1)}
+		commitGate: newCommitGate()}
 }
 
-// waitCommitRetries waits until no call of q is retrying its SyncCommit.
-// It reports false if q stopped first.
-func (q *processQueue) waitCommitRetries() bool {
-	select {
-	case q.commitRetry <- struct{}{}:
-		<-q.commitRetry
-		return true
-	case <-q.ctx.Done():
-		return false
+// commitGate counts the calls of a broker's queues that retry a failed
+// SyncCommit. It is open while there are none. Waiting for it and asking
+// whether it is open only read it: an earlier version probed a channel of
+// capacity 1 by sending to it and taking the value back, and callers that
+// probed at once saw each other's values as a call retrying, and could
+// turn each other away for ever (their queues never consumed again).
+type commitGate struct {
+	mu      sync.Mutex
+	holders int
+	open    chan struct{} // closed while holders is 0
+}
+
+func newCommitGate() *commitGate {
+	g := &commitGate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+// hold counts a retrying call in; release counts it out.
+func (g *commitGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.holders == 0 {
+		g.open = make(chan struct{})
+	}
+	g.holders++
+}
+
+func (g *commitGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.holders--
+	if g.holders == 0 {
+		close(g.open)
 	}
 }
 
-// noCommitRetry reports whether no call of q is retrying its SyncCommit
-// now.
-func (q *processQueue) noCommitRetry() bool {
+// isOpen reports whether no call retries now.
+func (g *commitGate) isOpen() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.holders == 0
+}
+
+// wait waits until no call retries; it reports false if ctx ended first.
+func (g *commitGate) wait(ctx context.Context) bool {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
 	select {
-	case q.commitRetry <- struct{}{}:
-		<-q.commitRetry
+	case <-open:
 		return true
-	default:
+	case <-ctx.Done():
 		return false
 	}
 }

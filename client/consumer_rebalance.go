@@ -238,7 +238,7 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 			q.startAt = off
 			delete(pc.resetStarts, mq)
 		}
-		q.commitRetry = pc.commitGate(mq.BrokerName)
+		q.commitGate = pc.commitGate(mq.BrokerName)
 		q.setLocked(true, lockedAt)
 		pc.startQueueLocked(q)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -505,5 +506,62 @@ func TestSyncCommitNotUndoneByAPullInFlight(t *testing.T) {
 	}
 	if offs[qid] != 5 {
 		t.Fatalf("queue %d: offset on disk %d once the pull built during message 4's call arrived, want 5 (messages 0-4 handled and committed)", qid, offs[qid])
+	}
+}
+
+// The commit gate is held only by calls that retry a commit. Dispatchers
+// of many queues that wait for it and check it at once all find it open
+// while nobody holds it. It was a channel each checker sent to and took
+// back: checkers saw each other's values as a call retrying and turned
+// each other away, in a ring that could last for ever (with -race, 68,484
+// of 80,000 checks here; the crash tests' last consumer once stopped with
+// three of its four queues never consumed again).
+func TestCommitGateOpenUnlessHeld(t *testing.T) {
+	g := newCommitGate()
+	var turnedAway atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20000 {
+				if !g.wait(t.Context()) {
+					return
+				}
+				if !g.isOpen() {
+					turnedAway.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := turnedAway.Load(); n > 0 {
+		t.Fatalf("no call retried a commit, yet checks found the gate held %d times of 80000", n)
+	}
+
+	// Held by two retrying calls, it opens when both are done.
+	g.hold()
+	g.hold()
+	opened := make(chan bool)
+	go func() { opened <- g.wait(t.Context()) }()
+	for _, step := range []string{"held twice", "released once"} {
+		if g.isOpen() {
+			t.Fatalf("%s: open", step)
+		}
+		select {
+		case <-opened:
+			t.Fatalf("%s: wait returned", step)
+		default:
+		}
+		g.release()
+	}
+	if ok := <-opened; !ok || !g.isOpen() {
+		t.Fatalf("released twice: wait %v, open %v; want both true", ok, g.isOpen())
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	g.hold()
+	cancel()
+	if g.wait(ctx) {
+		t.Fatal("wait on a held gate with an ended context returned true")
 	}
 }
