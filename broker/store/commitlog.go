@@ -93,7 +93,7 @@ func openCommitLog(dir string, segSize int64, fs fileSystem, zeroFill bool) (*co
 			continue
 		}
 		if base%segSize != 0 {
-			return nil, fmt.Errorf("%w: commit-log segment %s is not aligned to segment size %d (was the segment size changed?)", ErrCorrupt, e.Name(), segSize)
+			return nil, fmt.Errorf("%w (%w): commit-log segment %s is not aligned to segment size %d", ErrSegmentSizeChanged, ErrCorrupt, e.Name(), segSize)
 		}
 		bases = append(bases, base)
 	}
@@ -125,7 +125,7 @@ func openCommitLog(dir string, segSize int64, fs fileSystem, zeroFill bool) (*co
 		}
 		if fi.Size() > segSize {
 			c.close()
-			return nil, fmt.Errorf("%w: commit-log segment %s is %d bytes, longer than segment size %d (was the segment size changed?)", ErrCorrupt, segmentName(base), fi.Size(), segSize)
+			return nil, fmt.Errorf("%w (%w): commit-log segment %s is %d bytes, longer than segment size %d", ErrSegmentSizeChanged, ErrCorrupt, segmentName(base), fi.Size(), segSize)
 		}
 	}
 	return c, nil

@@ -35,8 +35,8 @@ func TestSmallerSegmentSizeRefused(t *testing.T) {
 			o.SegmentSize = 128 << 10
 			s, err := Open(o)
 			if err != nil {
-				if !errors.Is(err, ErrCorrupt) {
-					t.Fatalf("Open with a smaller segment size: %v, want ErrCorrupt", err)
+				if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrSegmentSizeChanged) {
+					t.Fatalf("Open with a smaller segment size: %v, want ErrCorrupt and ErrSegmentSizeChanged", err)
 				}
 				t.Logf("refused: %v", err)
 				return
@@ -76,8 +76,8 @@ func TestQueueEntriesPerFileChange(t *testing.T) {
 			o.QueueEntriesPerFile = perFile
 			s, err := Open(o)
 			if err != nil && n > 64 {
-				if !errors.Is(err, ErrCorrupt) {
-					t.Fatalf("Open with another queueEntriesPerFile: %v, want ErrCorrupt", err)
+				if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrQueueEntriesChanged) {
+					t.Fatalf("Open with another queueEntriesPerFile: %v, want ErrCorrupt and ErrQueueEntriesChanged", err)
 				}
 				t.Logf("refused: %v", err)
 				return

@@ -90,8 +90,8 @@ func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, 
 			// Written with another QueueEntriesPerFile: its entries
 			// would be out of reach, and the queue would hand out their
 			// offsets again.
-			return nil, fmt.Errorf("%w: consume-queue file %s is not aligned to %d entries a file (was the number of entries per file changed?)",
-				ErrCorrupt, filepath.Join(dir, e.Name()), perFile)
+			return nil, fmt.Errorf("%w (%w): consume-queue file %s is not aligned to %d entries a file",
+				ErrQueueEntriesChanged, ErrCorrupt, filepath.Join(dir, e.Name()), perFile)
 		}
 		bases = append(bases, n/QueueEntrySize)
 	}
@@ -117,8 +117,8 @@ func openConsumeQueue(dir string, perFile int64, fs fileSystem) (*consumeQueue, 
 		}
 		if fi.Size() > perFile*QueueEntrySize {
 			q.close()
-			return nil, fmt.Errorf("%w: consume-queue file %s holds more than %d entries (was the number of entries per file changed?)",
-				ErrCorrupt, f.path, perFile)
+			return nil, fmt.Errorf("%w (%w): consume-queue file %s holds more than %d entries",
+				ErrQueueEntriesChanged, ErrCorrupt, f.path, perFile)
 		}
 	}
 	if err := q.cutAtShortFile(); err != nil {

@@ -42,4 +42,11 @@ var (
 	// ErrCorrupt means the store's files are inconsistent in a way recovery
 	// cannot repair (for example a missing segment in the middle of the log).
 	ErrCorrupt = errors.New("store: corrupt")
+	// ErrSegmentSizeChanged means the commit log's files were written with
+	// another Options.SegmentSize (Open refuses them; ErrCorrupt too).
+	ErrSegmentSizeChanged = errors.New("store: commit log written with another segment size")
+	// ErrQueueEntriesChanged means the consume queues' files were written
+	// with another Options.QueueEntriesPerFile (Open refuses them;
+	// ErrCorrupt too).
+	ErrQueueEntriesChanged = errors.New("store: consume queues written with another number of entries a file")
 )

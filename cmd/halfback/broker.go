@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -95,7 +96,7 @@ func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	}
 	b, err := broker.Open(opts)
 	if err != nil {
-		return fmt.Errorf("open broker in %s: %w", opts.Store.Dir, err)
+		return openError(opts, err)
 	}
 	stopMirror := func() error { return nil }
 	if cfg.Mirror.Kafka.Enabled {
@@ -118,4 +119,21 @@ func runBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	}
 	log.Info("halfback broker stopped", "dataDir", opts.Store.Dir)
 	return nil
+}
+
+// openError is broker.Open's error; a data directory written under
+// another store.segmentSize or store.queueEntriesPerFile is a
+// *config.KeyError naming the key.
+func openError(opts broker.Options, err error) error {
+	keyErr := func(key string, v int64, what string) error {
+		return &config.KeyError{Key: key, Err: config.ErrInvalid, Cause: err, Detail: fmt.Sprintf(
+			"%d is not the %s %s was written with; set it back (%v)", v, what, opts.Store.Dir, err)}
+	}
+	switch {
+	case errors.Is(err, store.ErrSegmentSizeChanged):
+		return keyErr("store.segmentSize", opts.Store.SegmentSize, "segment size")
+	case errors.Is(err, store.ErrQueueEntriesChanged):
+		return keyErr("store.queueEntriesPerFile", int64(opts.Store.QueueEntriesPerFile), "number of entries a file")
+	}
+	return fmt.Errorf("open broker in %s: %w", opts.Store.Dir, err)
 }

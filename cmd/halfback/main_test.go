@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -138,6 +139,63 @@ func TestBrokerRunsUntilCancelled(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, checkpointFile)); err != nil {
 		t.Errorf("no checkpoint after a clean stop: %v", err)
+	}
+}
+
+// A data directory written under one store.segmentSize or
+// store.queueEntriesPerFile and started under another is refused with an
+// error naming the key (the store cannot read it; RocketMQ refuses too).
+func TestBrokerRefusesChangedFileSizes(t *testing.T) {
+	clearEnv(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(t.Context())
+	out, done := start(ctx, "broker", "--config", smallStoreConfig(t), "--data-dir", dataDir)
+	waitFor(t, 10*time.Second, "the ready line", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("broker returned before it was ready: %v\n%s", err, out)
+		default:
+		}
+		return strings.Contains(out.String(), `msg="halfback broker ready"`)
+	})
+	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(out.String())
+	if addr == nil {
+		t.Fatalf("ready line lacks addr=:\n%s", out)
+	}
+	for i := range 8 { // two in each queue's file
+		if sent, err := run(t, "send", "--broker", addr[1], "--topic", "orders", fmt.Sprint("o-", i)); err != nil {
+			t.Fatalf("send: %v\n%s", err, sent)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("broker stop: %v", err)
+	}
+	for _, c := range []struct {
+		env []string
+		key string
+	}{
+		// smaller than the 8 MiB segment written (a larger one is taken
+		// while the log has one segment), with room for a message
+		{[]string{"HALFBACK_STORE_SEGMENTSIZE=6291456", "HALFBACK_STORE_MAXMESSAGESIZE=1048576"}, "store.segmentSize"},
+		{[]string{"HALFBACK_STORE_QUEUEENTRIESPERFILE=1"}, "store.queueEntriesPerFile"},
+	} {
+		for _, kv := range c.env {
+			name, value, _ := strings.Cut(kv, "=")
+			t.Setenv(name, value)
+		}
+		_, err := run(t, "broker", "--config", smallStoreConfig(t), "--data-dir", dataDir)
+		var ke *config.KeyError
+		if !errors.As(err, &ke) || ke.Key != c.key || !errors.Is(err, config.ErrInvalid) ||
+			!strings.Contains(err.Error(), "written with") {
+			t.Errorf("%s: err = %v, want a config error naming %s, the value the data was written with", c.env, err, c.key)
+		}
+		for _, kv := range c.env {
+			name, _, _ := strings.Cut(kv, "=")
+			if err := os.Unsetenv(name); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
