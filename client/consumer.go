@@ -59,9 +59,12 @@ type PushConsumer struct {
 
 	gatesMu sync.Mutex
 	gates   map[string]*commitGate // by broker name: see PushConsumer.commitGate
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup // every goroutine of the consumer
+	// afterSlot, if set (tests only), runs in acquireFor once a slot is
+	// taken, before the commit gate is checked.
+	afterSlot func()
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // every goroutine of the consumer
 }
 
 type consumerState int

@@ -47,6 +47,12 @@ func (pc *PushConsumer) dispatch(q *processQueue, ds []*delivered) bool {
 // waits, too, while a call of a queue of q's broker retries its commit
 // (the slot it waited for may be that call's, given back as its retries
 // began). It reports false if q stopped first.
+//
+// q's context is checked again once the gate is found open: a retrying
+// call gives up when the consumer closes, so the gate may open because q
+// stopped, after the slot was taken. A call started then would be a
+// second call in flight while the broker is down (its commit fails too,
+// and a crash delivers both again).
 func (pc *PushConsumer) acquireFor(q *processQueue) bool {
 	for {
 		if pc.opts.SyncCommit && !q.commitGate.wait(q.ctx) {
@@ -55,8 +61,18 @@ func (pc *PushConsumer) acquireFor(q *processQueue) bool {
 		if !pc.acquire(q.ctx) {
 			return false
 		}
-		if !pc.opts.SyncCommit || q.commitGate.isOpen() {
+		if pc.afterSlot != nil {
+			pc.afterSlot()
+		}
+		if !pc.opts.SyncCommit {
 			return true
+		}
+		if q.commitGate.isOpen() {
+			if q.ctx.Err() == nil {
+				return true
+			}
+			<-pc.sem
+			return false
 		}
 		<-pc.sem
 	}

@@ -565,3 +565,32 @@ func TestCommitGateOpenUnlessHeld(t *testing.T) {
 		t.Fatal("wait on a held gate with an ended context returned true")
 	}
 }
+
+// A dispatcher that took a slot while a call of its broker retried a
+// failed commit, and finds the gate open only because that call gave up as
+// the consumer closed (q's context ended meanwhile), starts no call: it
+// would be a second call in flight while the broker is down, delivered
+// again after a crash (the crash tests' SyncCommit consumer once delivered
+// two messages again from one kill with Concurrency 1).
+func TestAcquireForStoppedWhileTheGateOpened(t *testing.T) {
+	pc := &PushConsumer{opts: ConsumerOptions{SyncCommit: true}, sem: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	q := newProcessQueue(ctx, MessageQueue{Topic: "t", BrokerName: "b"}, nil)
+	gate := newCommitGate()
+	q.commitGate = gate
+	pc.afterSlot = func() {
+		// Between the dispatcher's slot and its look at the gate: a call
+		// of the broker fails its commit and retries, the consumer
+		// closes, and the retrying call, stopped, opens the gate again.
+		gate.hold()
+		cancel()
+		gate.release()
+	}
+	if pc.acquireFor(q) {
+		t.Fatal("acquireFor = true for a queue that stopped before it returned")
+	}
+	if n := len(pc.sem); n != 0 {
+		t.Fatalf("%d slots taken after acquireFor refused", n)
+	}
+}
