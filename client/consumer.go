@@ -279,10 +279,14 @@ func (pc *PushConsumer) Close() error {
 		pc.lockStop()
 		<-pc.lockDone
 	}
+	// The commit has a deadline of its own: a broker that does not answer
+	// spends it, and the locks and the group are still left on the others.
+	pctx, pcancel := context.WithTimeout(context.Background(), 3*pc.c.opts.RequestTimeout)
+	err := pc.persist(pctx, true)
+	pcancel()
+	pc.offsets.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*pc.c.opts.RequestTimeout)
 	defer cancel()
-	err := pc.persist(ctx, true)
-	pc.offsets.close()
 	if pc.opts.Orderly && pc.opts.Model == Clustering {
 		pc.unlockQueues(ctx, pc.queueList())
 	}

@@ -153,11 +153,30 @@ func (pc *PushConsumer) renewLocks(ctx context.Context) {
 			// without committing its offset over the new owner's.
 			q.loseLock()
 			pc.log.Info("client: queue lock refused on renewal; another member holds it", "queue", q.mq)
-			pc.dropQueue(q)
+			pc.dropRefused(q)
 		case ctx.Err() == nil:
 			pc.log.Debug("client: queue lock not renewed (broker not reached)", "queue", q.mq)
 		}
 	}
+}
+
+// dropRefused gives up q, whose lock renewal was refused. The lock loop is
+// not one of the goroutines Close waits for (it outlives them): a drop is
+// counted while the consumer is started, as resetOffsets does. Once Close
+// began, q is only stopped; Close, which waits for its handler calls and
+// for this loop, then skips its commit (lockLost) and releases its lock
+// with the others, as the drop would have.
+func (pc *PushConsumer) dropRefused(q *processQueue) {
+	pc.mu.Lock()
+	if pc.state != consumerStarted {
+		pc.mu.Unlock()
+		q.drop()
+		return
+	}
+	pc.wg.Add(1)
+	defer pc.wg.Done()
+	pc.mu.Unlock()
+	pc.dropQueue(q)
 }
 
 // holdLock reports whether q may be consumed now: its lock is valid, or

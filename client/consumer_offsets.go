@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -318,7 +319,24 @@ func (pc *PushConsumer) persist(ctx context.Context, all bool) error {
 	} else {
 		qs = pc.processQueues()
 	}
-	return pc.commitQueues(ctx, qs)
+	// Each broker's queues apart, the brokers at once: a commit holds its
+	// queues' commitMu until it is answered, and a broker that does not
+	// answer (a RequestTimeout per queue) must neither hold the other
+	// brokers' queues, whose SyncCommits wait for their commitMu with
+	// their Concurrency slots, nor spend Close's deadline before their
+	// commits are sent.
+	byName := map[string][]*processQueue{}
+	for _, q := range qs {
+		byName[q.mq.BrokerName] = append(byName[q.mq.BrokerName], q)
+	}
+	names := slices.Sorted(maps.Keys(byName))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() { errs[i] = pc.commitQueues(ctx, byName[name]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // syncCommit commits q's offset, if it moved, once a handler call is done
@@ -342,7 +360,12 @@ func (pc *PushConsumer) syncCommitThen(q *processQueue, release func()) {
 	if !pc.opts.SyncCommit {
 		return
 	}
-	retrying := false
+	held := false // q's commit gate
+	defer func() {
+		if held {
+			q.commitGate.release()
+		}
+	}()
 	for {
 		if pc.opts.Orderly && q.isDropped() {
 			return
@@ -354,12 +377,18 @@ func (pc *PushConsumer) syncCommitThen(q *processQueue, release func()) {
 			return
 		}
 		pc.log.Warn("client: offset not committed after a handler call; retrying before the queue's next call", "queue", q.mq, "err", err)
-		if !retrying {
-			// No queue of the broker starts a new call until this commit
-			// is done (held before the slot is given back: see acquireFor).
-			retrying = true
-			q.commitGate.hold()
-			defer q.commitGate.release()
+		// No queue of the broker starts a new call until this commit is
+		// done (held before the slot is given back: see acquireFor), unless
+		// the broker answered that the queue's topic is gone: that refusal
+		// lasts, and must not stop the broker's other topics for ever.
+		var refused *BrokerError
+		gone := errors.As(err, &refused) && refused.Code == remoting.RespTopicNotExist
+		if !gone != held {
+			if held = !gone; held {
+				q.commitGate.hold()
+			} else {
+				q.commitGate.release()
+			}
 		}
 		release()
 		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
