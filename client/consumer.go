@@ -259,7 +259,10 @@ func (pc *PushConsumer) Closing() <-chan struct{} { return pc.ctx.Done() }
 // the other members take over its queues at once. Messages pulled but not
 // yet handed to a handler are delivered again later. It returns the
 // offset commit's error, if any; a second Close returns ErrClosed. The
-// Client's Close closes its consumers first.
+// Client's Close closes its consumers first. A handler must not call
+// Close (its consumer's or its Client's) and wait for it: Close waits for
+// that handler's call. The commit has 3 RequestTimeouts; releasing the
+// locks and leaving the group 3 more.
 func (pc *PushConsumer) Close() error {
 	pc.mu.Lock()
 	prev := pc.state
