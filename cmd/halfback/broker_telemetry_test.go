@@ -20,15 +20,7 @@ func TestBrokerServesMetricsFromConfig(t *testing.T) {
 	t.Setenv("HALFBACK_TELEMETRY_FILE", spans)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	out, done := start(ctx, "broker", "--config", smallStoreConfig(t), "--data-dir", filepath.Join(t.TempDir(), "data"))
-	waitFor(t, 10*time.Second, "the ready line", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("broker returned before it was ready: %v\n%s", err, out)
-		default:
-		}
-		return strings.Contains(out.String(), `msg="halfback broker ready"`)
-	})
+	out, done := startReady(t, ctx, "broker", "--config", smallStoreConfig(t), "--data-dir", filepath.Join(t.TempDir(), "data"))
 	url := regexp.MustCompile(`metrics=(http://\S+)`).FindStringSubmatch(out.String())
 	if url == nil || !strings.Contains(out.String(), "service=halfback-broker") {
 		t.Fatalf("no telemetry line with service=halfback-broker and metrics=:\n%s", out)

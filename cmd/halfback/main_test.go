@@ -38,6 +38,22 @@ func start(ctx context.Context, args ...string) (*testutil.Buffer, <-chan error)
 	return out, done
 }
 
+// startReady is start, waiting for the broker's ready line (failing the
+// test if the command returns first).
+func startReady(t *testing.T, ctx context.Context, args ...string) (*testutil.Buffer, <-chan error) {
+	t.Helper()
+	out, done := start(ctx, args...)
+	waitFor(t, 10*time.Second, "the ready line", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("halfback %s returned before it was ready: %v\n%s", strings.Join(args, " "), err, out)
+		default:
+		}
+		return strings.Contains(out.String(), `msg="halfback broker ready"`)
+	})
+	return out, done
+}
+
 // run runs the root command with args to completion.
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -84,15 +100,7 @@ func TestBrokerRunsUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 
-	out, done := start(ctx, "broker", "--config", smallStoreConfig(t), "--data-dir", dataDir, "--flush", "async")
-	waitFor(t, 10*time.Second, "the ready line", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("broker returned before it was ready: %v\n%s", err, out)
-		default:
-		}
-		return strings.Contains(out.String(), `msg="halfback broker ready"`)
-	})
+	out, done := startReady(t, ctx, "broker", "--config", smallStoreConfig(t), "--data-dir", dataDir, "--flush", "async")
 	ready := out.String()
 	if !strings.Contains(ready, "dataDir="+dataDir) || !strings.Contains(ready, "flush=ASYNC_FLUSH") {
 		t.Errorf("ready line lacks dataDir=%s or flush=ASYNC_FLUSH (the flag wins over the file):\n%s", dataDir, ready)
@@ -149,15 +157,7 @@ func TestBrokerRefusesChangedFileSizes(t *testing.T) {
 	clearEnv(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(t.Context())
-	out, done := start(ctx, "broker", "--config", smallStoreConfig(t), "--data-dir", dataDir)
-	waitFor(t, 10*time.Second, "the ready line", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("broker returned before it was ready: %v\n%s", err, out)
-		default:
-		}
-		return strings.Contains(out.String(), `msg="halfback broker ready"`)
-	})
+	out, done := startReady(t, ctx, "broker", "--config", smallStoreConfig(t), "--data-dir", dataDir)
 	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(out.String())
 	if addr == nil {
 		t.Fatalf("ready line lacks addr=:\n%s", out)
