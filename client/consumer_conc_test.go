@@ -192,14 +192,7 @@ func TestSyncCommitNotHeldByPeriodicCommitToDeadBroker(t *testing.T) {
 	o2.ListenAddr, o2.AdvertiseAddr = listen, px.addr
 	openBroker(t, o2)
 	for _, addr := range []string{cl.b.Addr(), listen} {
-		ac, err := admin.Dial(ctxT(t, 5*time.Second), addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ac.CreateTopic(ctxT(t, 5*time.Second), topic, 1); err != nil {
-			t.Fatal(err)
-		}
-		ac.Close()
+		createTopicOn(t, addr, topic, 1)
 	}
 	probe := newClient(t, cl.ns.Addr(), nil)
 	waitFor(t, "the topic routed on both brokers", func() bool {
@@ -277,14 +270,7 @@ func TestCloseCommitsLiveBrokersWhileOneHangs(t *testing.T) {
 	o2.ListenAddr, o2.AdvertiseAddr = listen, px.addr
 	openBroker(t, o2)
 	for addr, n := range map[string]int{cl.b.Addr(): 1, listen: 4} {
-		ac, err := admin.Dial(ctxT(t, 5*time.Second), addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ac.CreateTopic(ctxT(t, 5*time.Second), topic, n); err != nil {
-			t.Fatal(err)
-		}
-		ac.Close()
+		createTopicOn(t, addr, topic, n)
 	}
 	probe := newClient(t, cl.ns.Addr(), nil)
 	waitFor(t, "the topic routed on both brokers", func() bool {

@@ -306,14 +306,7 @@ func TestSyncCommitBrokerDownDoesNotStarveTheOthers(t *testing.T) {
 	b2 := openBroker(t, brokerOptions(t.TempDir(), cl.ns.Addr(), uniq("broker2")))
 	topic, group := uniq("events"), uniq("cg")
 	for _, addr := range []string{cl.b.Addr(), b2.Addr()} {
-		ac, err := admin.Dial(ctxT(t, 5*time.Second), addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ac.CreateTopic(ctxT(t, 5*time.Second), topic, 1); err != nil {
-			t.Fatal(err)
-		}
-		ac.Close()
+		createTopicOn(t, addr, topic, 1)
 	}
 	probe := newClient(t, cl.ns.Addr(), nil)
 	waitFor(t, "the topic routed on both brokers", func() bool {
