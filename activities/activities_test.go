@@ -88,10 +88,10 @@ func TestLocalTransactions(t *testing.T) {
 	wantPermanent(t, "unknown order", err, workflows.ErrTypeNotFound)
 }
 
-// A payment id that paid another order fails MarkPaidLocal permanently,
-// instead of being retried until the check-back fences the step; the
-// order can still be paid with its own payment.
-func TestMarkPaidLocalPaymentIDTaken(t *testing.T) {
+// twoOrders returns Activities on a new database holding orders o1 and
+// o2 (500 each, created under o1/create and o2/create), both unpaid.
+func twoOrders(t *testing.T) *activities.Activities {
+	t.Helper()
 	ctx := ctxT(t)
 	db := txnbridgetest.OpenDB(t)
 	a := &activities.Activities{DB: db}
@@ -104,6 +104,15 @@ func TestMarkPaidLocalPaymentIDTaken(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return a
+}
+
+// A payment id that paid another order fails MarkPaidLocal permanently,
+// instead of being retried until the check-back fences the step; the
+// order can still be paid with its own payment.
+func TestMarkPaidLocalPaymentIDTaken(t *testing.T) {
+	ctx := ctxT(t)
+	a := twoOrders(t)
 	if err := a.MarkPaidLocal(ctx, "o1/pay", "o1", workflows.PayInput{PaymentID: "p1", Amount: 500}); err != nil {
 		t.Fatal(err)
 	}
@@ -130,17 +139,7 @@ func TestMarkPaidLocalPaymentIDTaken(t *testing.T) {
 // another payment) reports the order PAID by the payment it took.
 func TestOrderStateNamesRecordedPayment(t *testing.T) {
 	ctx := ctxT(t)
-	db := txnbridgetest.OpenDB(t)
-	a := &activities.Activities{DB: db}
-	if err := db.SetStock(ctx, "sku-1", 2); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"o1", "o2"} {
-		in := workflows.OrderInput{OrderID: id, User: "u", SKU: "sku-1", Qty: 1, Amount: 500}
-		if err := a.CreateOrderLocal(ctx, id+"/create", in); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a := twoOrders(t)
 	want := func(orderID string, w workflows.OrderState) {
 		t.Helper()
 		if s, err := a.OrderState(ctx, orderID); err != nil || s != w {

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -128,15 +127,7 @@ func TestOrderlyCloseWaitsForRefusedRenewalDrop(t *testing.T) {
 	// renewal landing between the two requests takes it back: again).
 	conn := remotetest.Dial(t, cl.b.Addr())
 	lock := func(code int16, clientID string) string {
-		body, err := json.Marshal(lockBatchBody{ConsumerGroup: group, ClientID: clientID, MQSet: []MessageQueue{mq}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp := remotetest.Call(t, conn, code, nil, body)
-		if resp.Code != remoting.RespSuccess {
-			t.Fatalf("lock request %d: %d %s", code, resp.Code, resp.Remark)
-		}
-		return string(resp.Body)
+		return string(lockRequestAs(t, conn, code, group, clientID, mq))
 	}
 	waitFor(t, "the intruder granted the queue's lock", func() bool {
 		lock(remoting.ReqUnlockBatchMQ, pc.c.id)

@@ -2,10 +2,14 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/remotetest"
 )
 
 // Helpers of the consumer tests.
@@ -155,4 +159,20 @@ func (c *cluster) caughtUp(topic string, pcs ...*PushConsumer) bool {
 func createTopic(t testing.TB, p *Producer, topic string) string {
 	t.Helper()
 	return sendN(t, p, topic, "create", "", 1)[0]
+}
+
+// lockRequestAs sends LOCK_BATCH_MQ or UNLOCK_BATCH_MQ (code) for mq on
+// conn as clientID, a member of group, and returns the answer's body,
+// failing the test unless it is SUCCESS.
+func lockRequestAs(t testing.TB, conn *remoting.Conn, code int16, group, clientID string, mq MessageQueue) []byte {
+	t.Helper()
+	body, err := json.Marshal(lockBatchBody{ConsumerGroup: group, ClientID: clientID, MQSet: []MessageQueue{mq}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := remotetest.Call(t, conn, code, nil, body)
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("lock request %d: %d %s", code, resp.Code, resp.Remark)
+	}
+	return resp.Body
 }

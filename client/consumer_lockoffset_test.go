@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"sync"
 	"testing"
@@ -78,15 +77,7 @@ func TestOrderlyLostLockDoesNotCommitOverNewOwner(t *testing.T) {
 
 	// Another member takes the queue's lock behind the first one's back ...
 	lock := func(code int16, clientID string) string {
-		body, err := json.Marshal(lockBatchBody{ConsumerGroup: group, ClientID: clientID, MQSet: []MessageQueue{q}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp := remotetest.Call(t, conn, code, nil, body)
-		if resp.Code != remoting.RespSuccess {
-			t.Fatalf("lock request %d: %d %s", code, resp.Code, resp.Remark)
-		}
-		return string(resp.Body)
+		return string(lockRequestAs(t, conn, code, group, clientID, q))
 	}
 	lock(remoting.ReqUnlockBatchMQ, pc.c.id)
 	if got := lock(remoting.ReqLockBatchMQ, "new-owner"); got == `{"lockOKMQSet":[]}` {

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -192,15 +191,7 @@ func TestOrderlyStopsWhenLockRenewalRefused(t *testing.T) {
 
 	conn := remotetest.Dial(t, cl.b.Addr())
 	lock := func(code int16, clientID string) []byte {
-		body, err := json.Marshal(lockBatchBody{ConsumerGroup: group, ClientID: clientID, MQSet: []MessageQueue{mq}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp := remotetest.Call(t, conn, code, nil, body)
-		if resp.Code != remoting.RespSuccess {
-			t.Fatalf("lock request %d: %d %s", code, resp.Code, resp.Remark)
-		}
-		return resp.Body
+		return (lockRequestAs(t, conn, code, group, clientID, mq))
 	}
 	lock(remoting.ReqUnlockBatchMQ, pc.c.id)
 	if got := lock(remoting.ReqLockBatchMQ, "intruder"); !strings.Contains(string(got), fmt.Sprintf(`"queueId":%d`, mq.QueueID)) {
