@@ -290,14 +290,15 @@ func (pc *PushConsumer) Close() error {
 	pc.offsets.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*pc.c.opts.RequestTimeout)
 	defer cancel()
+	var locked []MessageQueue
 	if pc.opts.Orderly && pc.opts.Model == Clustering {
-		pc.unlockQueues(ctx, pc.queueList())
+		locked = pc.queueList()
 	}
 	// Recorded before the UNREGISTER_CLIENTs go out: a heartbeat round
 	// that named the group and lands after one of them (while Close still
 	// waits on another broker) unregisters the group again itself.
 	pc.c.consumerLeft(pc.opts.Group)
-	pc.unregisterClient(ctx)
+	pc.leaveBrokers(ctx, locked)
 	pc.c.pushers.remove(pc)
 	pc.dropCloser()
 	return err
@@ -366,20 +367,47 @@ func (pc *PushConsumer) kickRebalance() {
 	}
 }
 
-// unregisterClient tells every known broker that this client left the
-// group (UNREGISTER_CLIENT), so that they notify the other members.
-func (pc *PushConsumer) unregisterClient(ctx context.Context) {
-	for _, addr := range pc.c.routes.brokerAddrs(true) {
-		req := remoting.NewRequest(remoting.ReqUnregisterClient,
-			map[string]string{"clientID": pc.c.id, "consumerGroup": pc.opts.Group})
-		resp, err := pc.c.invoke(ctx, addr, "UNREGISTER_CLIENT", req)
-		if err == nil && resp.Code != remoting.RespSuccess {
-			err = &BrokerError{Op: "UNREGISTER_CLIENT", Addr: addr, Code: resp.Code, Remark: resp.Remark}
-		}
-		if err != nil {
-			pc.log.Debug("client: unregister consumer failed", "broker", addr, "err", err)
-		}
+// unregisterClient tells the broker at addr that this client left the
+// group (UNREGISTER_CLIENT), so that it notifies the other members.
+func (pc *PushConsumer) unregisterClient(ctx context.Context, addr string) {
+	req := remoting.NewRequest(remoting.ReqUnregisterClient,
+		map[string]string{"clientID": pc.c.id, "consumerGroup": pc.opts.Group})
+	resp, err := pc.c.invoke(ctx, addr, "UNREGISTER_CLIENT", req)
+	if err == nil && resp.Code != remoting.RespSuccess {
+		err = &BrokerError{Op: "UNREGISTER_CLIENT", Addr: addr, Code: resp.Code, Remark: resp.Remark}
 	}
+	if err != nil {
+		pc.log.Debug("client: unregister consumer failed", "broker", addr, "err", err)
+	}
+}
+
+// leaveBrokers releases the locks of locked (UNLOCK_BATCH_MQ), then
+// unregisters the consumer (UNREGISTER_CLIENT), each broker on its own
+// goroutine: a broker that does not answer delays neither the others'
+// unlocks, which the members taking the queues over wait for, nor their
+// unregisters.
+func (pc *PushConsumer) leaveBrokers(ctx context.Context, locked []MessageQueue) {
+	locks := byBroker(locked)
+	addrs := map[string][]string{}
+	for name := range locks {
+		addrs[name] = nil
+	}
+	for _, addr := range pc.c.routes.brokerAddrs(true) {
+		name := pc.c.routes.brokerName(addr)
+		addrs[name] = append(addrs[name], addr)
+	}
+	var wg sync.WaitGroup
+	for name, as := range addrs {
+		wg.Go(func() {
+			if qs := locks[name]; len(qs) > 0 {
+				pc.unlockQueues(ctx, qs)
+			}
+			for _, addr := range as {
+				pc.unregisterClient(ctx, addr)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // consumerSet is a Client's started push consumers by group: the broker's

@@ -2,15 +2,18 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/internal/remotetest"
@@ -382,5 +385,211 @@ func TestSyncCommitOfDeletedTopicDoesNotStopTheBroker(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		return n == 3
+	})
+}
+
+// A periodic commit lists the live queues, then commits them one broker
+// at a time; a queue it listed may meanwhile be dropped, leave the table
+// (its final commit having failed) and be taken again as a new
+// processQueue, which consumes further and commits. The listed, stale
+// object's commit then took the broker's offset back to where the old
+// object stopped (its messages are delivered again on the next
+// rebalance or restart).
+func TestStaleQueueCommitDoesNotMoveOffsetBack(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	topic, group := uniq("events"), uniq("cg")
+	createTopicOn(t, cl.b.Addr(), topic, 1)
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := ac.Send(ctxT(t, 5*time.Second), admin.SendRequest{Topic: topic, Body: fmt.Appendf(nil, "m%d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	offset := func() int64 {
+		off, _, err := ac.QueryOffset(ctxT(t, 5*time.Second), group, topic, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return off
+	}
+	send(0, 3)
+	var b inbox
+	c := newClient(t, cl.ns.Addr(), nil)
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst, PersistInterval: time.Hour, SyncCommit: true},
+		topic, "*", b.handler("c"))
+	waitFor(t, "the first messages consumed", func() bool { return len(b.all()) == 3 && cl.caughtUp(topic, pc) })
+	var old *processQueue
+	for _, q := range pc.processQueues() {
+		if q.mq.Topic == topic {
+			old = q
+		}
+	}
+	pc.dropQueue(old)
+	var cur *processQueue
+	waitFor(t, "the queue taken again", func() bool {
+		pc.mu.Lock()
+		cur = pc.queues[old.mq]
+		pc.mu.Unlock()
+		return cur != nil && cur != old && !cur.isDropped()
+	})
+	// As if the old object's final commit had failed.
+	old.mu.Lock()
+	old.persisted = -1
+	old.mu.Unlock()
+	send(3, 6)
+	waitFor(t, "the new messages consumed", func() bool { return len(b.all()) >= 6 && cl.caughtUp(topic, pc) })
+	if err := pc.persist(ctxT(t, 5*time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	if off := offset(); off != 6 {
+		t.Fatalf("offset after the new queue's commit: %d, want 6", off)
+	}
+	// What the periodic commit that listed the old object does once it
+	// gets its commitMu.
+	_ = pc.commitQueues(ctxT(t, 5*time.Second), []*processQueue{old})
+	if off := offset(); off != 6 {
+		t.Fatalf("offset after the stale queue's commit: %d, want 6 (moved back)", off)
+	}
+}
+
+// With SyncCommit no call of a broker's queues starts while a call of one
+// of them retries its failed commit (the commit gate, see acquireFor). A
+// batch whose send-back failed is run again here after SuspendInterval:
+// that call took its Concurrency slot with acquire, past the gate.
+func TestLocalRetryAfterFailedSendBackWaitsForCommitGate(t *testing.T) {
+	const failedMsg = "client: send-back failed; retrying locally"
+	listen := testutil.FreeAddr(t)
+	px := startHoldProxy(t, listen, func(req *remoting.Command) bool {
+		return req.Code == remoting.ReqConsumerSendMsgBack
+	})
+	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
+	topic, group := uniq("events"), uniq("cg")
+	createTopicOn(t, listen, topic, 1)
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.Send(ctxT(t, 5*time.Second), admin.SendRequest{Topic: topic, Body: []byte("m0")}); err != nil {
+		t.Fatal(err)
+	}
+	gl := newGateLog(failedMsg)
+	t.Cleanup(gl.gate(failedMsg).release)
+	var calls, callsGated atomic.Int32
+	var gated atomic.Bool
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if gated.Load() {
+			callsGated.Add(1)
+		}
+		if calls.Add(1) == 1 {
+			return ConsumeRetryLater, nil
+		}
+		return ConsumeSuccess, nil
+	}
+	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.Logger = slog.New(gl); o.RequestTimeout = 300 * time.Millisecond })
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst, SyncCommit: true,
+		SuspendInterval: 10 * time.Millisecond}, topic, "*", h)
+	select {
+	case <-gl.gate(failedMsg).arrived:
+	case <-ctxT(t, 15*time.Second).Done():
+		t.Fatal("the send-back did not fail")
+	}
+	// As a call of the broker's queues whose commit fails and is retried.
+	g := pc.commitGate(cl.name)
+	g.hold()
+	gated.Store(true)
+	gl.gate(failedMsg).release()
+	waitFor(t, "the local retry run or waiting for the gate", func() bool {
+		return callsGated.Load() > 0 || len(stacksWith("(*commitGate).wait", "consumeConcurrently")) > 0
+	})
+	if n := callsGated.Load(); n > 0 {
+		t.Fatalf("%d handler call(s) started while the broker's commit gate was held", n)
+	}
+	gated.Store(false)
+	g.release()
+	waitFor(t, "the retry run once the gate opened", func() bool { return calls.Load() >= 2 })
+	px.releaseAll()
+}
+
+// Close releases an orderly member's queue locks and leaves the group on
+// every broker. It did so one broker at a time, so that a broker that
+// does not answer kept the others' queues locked and this client listed
+// in their group (the other members could not take its queues) until its
+// requests timed out.
+func TestCloseLeavesLiveBrokersWhileOneHangs(t *testing.T) {
+	topic, group := uniq("ordered"), uniq("cg")
+	var holding atomic.Bool
+	var heldIdx atomic.Int32
+	hold := func(i int32) func(req *remoting.Command) bool {
+		return func(req *remoting.Command) bool {
+			return holding.Load() && heldIdx.Load() == i &&
+				(req.Code == remoting.ReqUnlockBatchMQ || req.Code == remoting.ReqUnregisterClient)
+		}
+	}
+	listen1, listen2 := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	px1, px2 := startHoldProxy(t, listen1, hold(1)), startHoldProxy(t, listen2, hold(2))
+	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen1, px1.addr })
+	o2 := brokerOptions(t.TempDir(), cl.ns.Addr(), uniq("broker"))
+	o2.ListenAddr, o2.AdvertiseAddr = listen2, px2.addr
+	openBroker(t, o2)
+	for _, addr := range []string{listen1, listen2} {
+		createTopicOn(t, addr, topic, 1)
+	}
+	// The broker whose address comes first hangs: Close asks it first.
+	live, liveName := listen2, o2.BrokerName
+	heldIdx.Store(1)
+	if px2.addr < px1.addr {
+		live, liveName = listen1, cl.name
+		heldIdx.Store(2)
+	}
+	probe := newClient(t, cl.ns.Addr(), nil)
+	waitFor(t, "the topic routed on both brokers", func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == 2
+	})
+	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.RequestTimeout = 30 * time.Second })
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, Orderly: true, FromWhere: ConsumeFromFirst},
+		topic, "*", func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil })
+	waitFor(t, "both queues taken", func() bool { return len(ownQueues(pc, topic)) == 2 })
+	holding.Store(true)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = pc.Close()
+	}()
+	t.Cleanup(func() {
+		holding.Store(false)
+		px1.releaseAll()
+		px2.releaseAll()
+		<-closed
+	})
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	conn := remotetest.Dial(t, live)
+	mq := MessageQueue{Topic: topic, BrokerName: liveName, QueueID: 0}
+	waitFor(t, "the live broker's lock released and the client gone from its group", func() bool {
+		var body struct {
+			LockOKMQSet []MessageQueue `json:"lockOKMQSet"`
+		}
+		if err := json.Unmarshal(lockRequestAs(t, conn, remoting.ReqLockBatchMQ, group, "other", mq), &body); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(body.LockOKMQSet, mq) {
+			return false
+		}
+		gc, err := ac.GroupConnections(ctxT(t, 5*time.Second), group)
+		if err != nil {
+			return true // no member left
+		}
+		return !slices.ContainsFunc(gc.Clients, func(m admin.GroupClient) bool { return m.ClientID == c.id })
 	})
 }

@@ -133,7 +133,7 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 				pc.syncCommit(q)
 				return
 			}
-			if !sleepCtx(q.ctx, pc.opts.SuspendInterval) || !pc.acquire(q.ctx) {
+			if !sleepCtx(q.ctx, pc.opts.SuspendInterval) || !pc.acquireFor(q) {
 				return
 			}
 			continue
@@ -146,7 +146,7 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 		if len(batch) == 0 {
 			return
 		}
-		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) || !pc.acquire(q.ctx) {
+		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) || !pc.acquireFor(q) {
 			return
 		}
 	}

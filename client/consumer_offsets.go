@@ -420,6 +420,12 @@ func (pc *PushConsumer) commitQueues(ctx context.Context, qs []*processQueue) er
 	}
 	offs := map[MessageQueue]int64{}
 	for _, q := range qs {
+		// A queue that left the table (a periodic commit listed it before
+		// it was dropped) is not committed: a queue taken again in its
+		// place may have committed a later offset already.
+		if !pc.inTable(q) {
+			continue
+		}
 		if off, changed := q.toPersist(); changed {
 			offs[q.mq] = off
 		}
@@ -436,4 +442,12 @@ func (pc *PushConsumer) commitQueues(ctx context.Context, qs []*processQueue) er
 		}
 	}
 	return nil
+}
+
+// inTable reports whether q is the consumer's queue for its message queue.
+// A dropped queue leaves the table under its commitMu (dropQueue).
+func (pc *PushConsumer) inTable(q *processQueue) bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.queues[q.mq] == q
 }

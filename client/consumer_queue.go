@@ -446,6 +446,7 @@ func (pc *PushConsumer) dropQueue(q *processQueue) {
 			pc.unlockQueues(ctx, []MessageQueue{q.mq})
 		}
 		for {
+			q.commitMu.Lock() // no commit of q is under way when it leaves (commitQueues)
 			pc.mu.Lock()
 			if !q.resetPending() {
 				if pc.queues[q.mq] == q {
@@ -458,9 +459,11 @@ func (pc *PushConsumer) dropQueue(q *processQueue) {
 					}
 				}
 				pc.mu.Unlock()
+				q.commitMu.Unlock()
 				break
 			}
 			pc.mu.Unlock()
+			q.commitMu.Unlock()
 			if off := pc.commitDropped(ctx, q); off >= 0 { // a reset pushed since the commit above
 				reset = off
 			}
