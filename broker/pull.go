@@ -200,7 +200,12 @@ func pullCode(s store.GetStatus, offset int64) int16 {
 	switch s {
 	case store.Found:
 		return remoting.RespSuccess
-	case store.NoMatchedMessage:
+	case store.NoMatchedMessage, store.MessageWasRemoving:
+		// MessageWasRemoving (as RocketMQ's PullMessageProcessor): the
+		// entries read point into segments retention removed (their queue
+		// is trimmed next). The reader goes on past them at once; not
+		// PULL_NOT_FOUND, which would hold a suspended pull for the long
+		// poll, once for every batch of such entries.
 		return remoting.RespPullRetryImmediately
 	case store.NoMatchedLogicQueue, store.NoMessageInQueue:
 		if offset != 0 {
@@ -210,7 +215,7 @@ func pullCode(s store.GetStatus, offset int64) int16 {
 	case store.OffsetOverflowBadly, store.OffsetTooSmall:
 		return remoting.RespPullOffsetMoved
 	}
-	return remoting.RespPullNotFound // OffsetOverflowOne, OffsetFoundNull
+	return remoting.RespPullNotFound // OffsetOverflowOne
 }
 
 // setPullOffsets writes PullMessageResponseHeader's fields.

@@ -1,12 +1,15 @@
 package broker
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
 	"github.com/halfbackmq/halfback/internal/testutil"
@@ -107,4 +110,77 @@ func TestRetentionKeepsPendingDelayedAndOpenTransactions(t *testing.T) {
 			t.Fatalf("committed %q", got[0].Body)
 		}
 	})
+}
+
+// gatedHandler holds the goroutine that logs msg, the first time, until
+// the gate opens: a hook into the middle of what logs it.
+type gatedHandler struct {
+	slog.Handler
+	msg           string
+	once          *sync.Once
+	entered, gate chan struct{}
+}
+
+func (h gatedHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() {
+			close(h.entered)
+			<-h.gate
+		})
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h gatedHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	h.Handler = h.Handler.WithAttrs(as)
+	return h
+}
+
+func (h gatedHandler) WithGroup(name string) slog.Handler {
+	h.Handler = h.Handler.WithGroup(name)
+	return h
+}
+
+// TestPullOfRemovedMessagesRetriesImmediately: between removing a
+// segment and dropping the queue entries that point into it, a pull whose
+// entries all point into the removed segment must be answered as
+// RocketMQ's PullMessageProcessor answers MESSAGE_WAS_REMOVING:
+// PULL_RETRY_IMMEDIATELY, past them. PULL_NOT_FOUND says nothing new
+// arrived: a pull carrying the suspend flag is then held for the long
+// poll (up to 15 s), each time, 800 entries at a time.
+func TestPullOfRemovedMessagesRetriesImmediately(t *testing.T) {
+	var logs testutil.Buffer
+	o := retentionOptions(t, &logs)
+	g := gatedHandler{Handler: o.Logger.Handler(), msg: "removed commit-log segment",
+		once: new(sync.Once), entered: make(chan struct{}), gate: make(chan struct{})}
+	o.Store.Logger = slog.New(g)
+	b := startBroker(t, o)
+	var released sync.Once
+	release := func() { released.Do(func() { close(g.gate) }) }
+	t.Cleanup(release) // before the broker's Close, registered earlier
+	c := dial(t, b)
+	for i := range 5 {
+		mustSend(t, c, "gone", 0, "", strconv.Itoa(i))
+	}
+	fill(t, b, 100) // the five are in the first segment, alone in their queue
+	<-g.entered     // the first segment is out of the log; the queues not yet trimmed
+	if b.store.MinPhysicalOffset() == 0 {
+		t.Fatal("no segment was removed")
+	}
+	if lo, _ := b.store.QueueBounds("gone", 0); lo != 0 {
+		t.Fatalf("queue min %d: the queue was trimmed already; the test proves nothing", lo)
+	}
+	r := pull(t, c, "gone", 0, 0, 0, "", 0)
+	if r.Code != remoting.RespPullRetryImmediately || r.Ext("nextBeginOffset") != "5" {
+		t.Errorf("pull of removed messages: code %d %q next %s, want PULL_RETRY_IMMEDIATELY (%d) next 5",
+			r.Code, r.Remark, r.Ext("nextBeginOffset"), remoting.RespPullRetryImmediately)
+	}
+	release()
+	waitFor(t, "the queue trimmed", func() bool {
+		lo, _ := b.store.QueueBounds("gone", 0)
+		return lo == 5
+	})
+	if r := pull(t, c, "gone", 0, 0, 0, "", 0); r.Code != remoting.RespPullOffsetMoved || r.Ext("nextBeginOffset") != "5" {
+		t.Errorf("pull after the trim: code %d next %s, want PULL_OFFSET_MOVED next 5", r.Code, r.Ext("nextBeginOffset"))
+	}
 }

@@ -30,12 +30,14 @@ const (
 	OffsetOverflowBadly
 	// OffsetTooSmall means the offset is below the queue's min (removed by retention).
 	OffsetTooSmall
-	// OffsetFoundNull means the entries point into removed commit-log segments.
-	OffsetFoundNull
+	// MessageWasRemoving means the entries point into removed commit-log
+	// segments (RocketMQ's MESSAGE_WAS_REMOVING): retention trims the
+	// queue past them next.
+	MessageWasRemoving
 )
 
 var statusNames = [...]string{"FOUND", "NO_MATCHED_MESSAGE", "NO_MATCHED_LOGIC_QUEUE", "NO_MESSAGE_IN_QUEUE",
-	"OFFSET_OVERFLOW_ONE", "OFFSET_OVERFLOW_BADLY", "OFFSET_TOO_SMALL", "OFFSET_FOUND_NULL"}
+	"OFFSET_OVERFLOW_ONE", "OFFSET_OVERFLOW_BADLY", "OFFSET_TOO_SMALL", "MESSAGE_WAS_REMOVING"}
 
 func (g GetStatus) String() string {
 	if int(g) < len(statusNames) {
@@ -168,7 +170,7 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	case r.Count > 0:
 		r.Status = Found
 	case !sawLive && next > offset:
-		r.Status = OffsetFoundNull
+		r.Status = MessageWasRemoving
 	default:
 		r.Status = NoMatchedMessage
 	}

@@ -31,7 +31,9 @@ func (s *Store) retentionLoop() {
 // (it writes a checkpoint for one that is due otherwise), and any segment a
 // Hold still needs are never removed; a Mover holding one is
 // asked to move its records out first. Consume queue entries and index
-// keys pointing into removed segments are dropped.
+// keys pointing into removed segments are dropped (see dropRemoved: a
+// removal that failed after its segment left the log is finished by the
+// next pass).
 func (s *Store) runRetention() error {
 	var held []heldAt // asked once per pass (again after a move)
 	asked, moved := false, int64(-1)
@@ -39,6 +41,12 @@ func (s *Store) runRetention() error {
 	// knew every record below it. A segment reaching past it filled while
 	// the pass went on, so they are asked again before it goes.
 	var askedAt int64
+	// A removal an earlier pass left unfinished (it failed after the
+	// segment left the log) is finished first: this pass may have no
+	// segment to remove, and the next one may be hours away.
+	if err := s.dropRemoved(); err != nil {
+		return err
+	}
 	for {
 		usage, err := s.diskUsage()
 		if err != nil {
@@ -108,26 +116,51 @@ func (s *Store) runRetention() error {
 		base, err := s.log.removeOldest(func(seg *segment, mod time.Time) bool {
 			return seg != oldest || !due(seg, mod)
 		}, !s.tooFull(usage)) // a fuller disk gets its space back
+		if base >= 0 {
+			s.opts.Logger.Info("removed commit-log segment", "base", base, "diskUsage", usage)
+		}
+		// Even when the removal failed: the segment may have left the log
+		// before the failure (its file's removal, or the directory's
+		// fsync, failed).
+		if derr := s.dropRemoved(); err == nil {
+			err = derr
+		}
 		if err != nil || base < 0 {
 			return err
 		}
-		s.opts.Logger.Info("removed commit-log segment", "base", base, "diskUsage", usage)
+	}
+}
+
+// dropRemoved drops what points into the segments that left the log
+// since it last ran to the end: their index files, the deleted topics
+// whose cut retention passed, and the consume-queue entries of their
+// records (the queues' min offsets go past them). A failure leaves the
+// rest for the next call.
+func (s *Store) dropRemoved() error {
+	minPhys := s.log.minOffset()
+	done := s.removedTo.Load()
+	if minPhys <= done {
+		return nil
+	}
+	seg := s.opts.SegmentSize
+	for base := done - done%seg; base < minPhys; base += seg {
 		if err := s.idx.dropSegment(base); err != nil {
 			return err
 		}
-		minPhys := s.log.minOffset()
-		s.forgetDeleted(minPhys)
-		err = s.cqs.each(func(_ queueKey, q *consumeQueue) error {
-			low, err := q.search(func(e QueueEntry) bool { return e.PhysicalOffset >= minPhys })
-			if err != nil {
-				return err
-			}
-			return q.dropBefore(low)
-		})
+	}
+	s.forgetDeleted(minPhys)
+	err := s.cqs.each(func(_ queueKey, q *consumeQueue) error {
+		low, err := q.search(func(e QueueEntry) bool { return e.PhysicalOffset >= minPhys })
 		if err != nil {
 			return err
 		}
+		return q.dropBefore(low)
+	})
+	if err != nil {
+		return err
 	}
+	s.removedTo.Store(minPhys)
+	return nil
 }
 
 // moveHeld asks the holds in by to move their records below end, when

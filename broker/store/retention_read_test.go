@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -43,7 +44,7 @@ func TestPullRacingRetention(t *testing.T) {
 		t.Fatal("retention removed nothing; the test proves nothing")
 	}
 	switch r.Status {
-	case OffsetTooSmall, OffsetFoundNull:
+	case OffsetTooSmall, MessageWasRemoving:
 		if r.NextBeginOffset != lo {
 			t.Fatalf("pull = %v next %d, want next %d (the new min)", r.Status, r.NextBeginOffset, lo)
 		}
@@ -175,5 +176,60 @@ func TestRecoveryKeepsSegmentAges(t *testing.T) {
 	mustRetain(t, s)
 	if left := segmentFiles(t, o.Dir); len(left) != 1 {
 		t.Fatalf("after the recovery retention kept %d of %d segments, want only the active one (due before the crash)", len(left), len(segs))
+	}
+}
+
+// TestRetentionFinishesAnInterruptedRemoval: a removal that fails after
+// the segment left the log (here the commit-log directory's fsync fails
+// once) must still have the queues' min offsets and the index catch up
+// with the log, on the next pass at the latest, even when that pass has
+// no segment to remove. Left behind, the queues keep entries into the
+// removed segment for as long as no other segment is due (hours, at
+// fileReservedHours): their min offset is wrong, and a pull from a
+// consumer's old offset gets MESSAGE_WAS_REMOVING, 800 entries at a time,
+// instead of OFFSET_TOO_SMALL to the new min.
+func TestRetentionFinishesAnInterruptedRemoval(t *testing.T) {
+	o, clock := agedOptions(t)
+	o.RetentionCheckPeriod = time.Hour // only the test runs it
+	logDir := filepath.Join(o.Dir, "commitlog")
+	var fail atomic.Bool
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	syncDir = func(dir string) error {
+		if dir == logDir && fail.CompareAndSwap(true, false) {
+			return errors.New("injected: directory fsync failed")
+		}
+		return orig(dir)
+	}
+	s := openStore(t, o) // after the hook is in: its goroutines read it
+	defer s.Close()
+	res := fillSegments(t, s, 40) // one full segment and the active one
+	if n := len(segmentFiles(t, o.Dir)); n != 2 {
+		t.Fatalf("%d segments, want 2", n)
+	}
+	clock.Add(2 * time.Hour)
+	fail.Store(true)
+	if err := s.runRetention(); err == nil {
+		t.Fatal("the injected failure was not reported")
+	}
+	minPhys := s.MinPhysicalOffset()
+	if minPhys == 0 {
+		t.Fatal("the segment is still in the log; the test proves nothing")
+	}
+	// The next pass has nothing to remove: only the active segment is left.
+	mustRetain(t, s)
+	first := 0
+	for res[first].PhysicalOffset < minPhys {
+		first++
+	}
+	if lo, _ := s.QueueBounds("ret", 0); lo != int64(first) {
+		t.Errorf("queue min offset %d after the next pass, want %d (the first message still stored)", lo, first)
+	}
+	r, err := s.GetMessages("ret", 0, 0, GetOptions{})
+	if err != nil || r.Status != OffsetTooSmall || r.NextBeginOffset != int64(first) {
+		t.Errorf("pull from 0 = %v next %d (%v), want OFFSET_TOO_SMALL next %d", r.Status, r.NextBeginOffset, err, first)
+	}
+	if _, err := os.Stat(s.idx.path(0)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the removed segment's index file is still there (%v)", err)
 	}
 }

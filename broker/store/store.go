@@ -176,6 +176,10 @@ type Store struct {
 	// recovery started). Consume-queue entries of records past it may not
 	// be durable, so retention keeps the segments holding them.
 	checkpointed atomic.Int64
+	// removedTo is the log's min offset up to which retention dropped
+	// the index files and queue entries of removed segments (Open's
+	// recovery did below its min offset): see dropRemoved.
+	removedTo atomic.Int64
 
 	writeSignal    chan struct{}
 	dispatchSignal chan struct{}
@@ -270,6 +274,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	err = s.recover()
+	s.removedTo.Store(s.log.minOffset())
 	if err == nil {
 		err = s.log.openActive(s.next)
 	}
