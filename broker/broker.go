@@ -92,7 +92,7 @@ func Open(opts Options) (*Broker, error) {
 	// its connection is closed (see handleSendBack).
 	mux := b.routes()
 	var err error
-	b.srv, err = remoting.Listen(remoting.ServerOptions{Addr: opts.ListenAddr, Logger: opts.Logger,
+	b.srv, err = remoting.Listen(remoting.ServerOptions{Addr: opts.ListenAddr, Logger: opts.Logger, MaxInFlightBytes: opts.MaxInFlightBytes,
 		Handler: remoting.HandlerFunc(func(ctx context.Context, c *remoting.Conn, req *remoting.Command) *remoting.Command {
 			if !ready.Load() {
 				if req.Code == remoting.ReqConsumerSendMsgBack {

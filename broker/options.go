@@ -108,6 +108,13 @@ type Options struct {
 	// isForce no queue moves forward. Default false: RocketMQ 5's
 	// server-side reset (reset.go), which also moves offline groups.
 	ClientSideResetOffset bool
+	// MaxInFlightBytes bounds the request frames, in bytes, that the
+	// broker holds in handlers at once over all its connections (sends
+	// waiting for their flush, mostly): past it the broker stops reading
+	// from a connection until calls return, and TCP slows the sender
+	// down. Default remoting.DefaultMaxInFlightBytes (512 MiB); at least
+	// remoting.DefaultMaxFrameSize (16 MiB).
+	MaxInFlightBytes int64
 	// LifecycleRetention is how long the message lifecycle record
 	// (Store.Dir/lifecycle, `halfback trace`) keeps events. Default
 	// Store.FileReserved (72 h): as long as the messages themselves.
@@ -148,6 +155,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.AccessMessageInMemoryMaxRatio == 0 {
 		o.AccessMessageInMemoryMaxRatio = DefaultAccessMessageInMemoryMaxRatio
+	}
+	if o.MaxInFlightBytes == 0 {
+		o.MaxInFlightBytes = remoting.DefaultMaxInFlightBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -206,6 +216,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: LifecycleRetention %v is negative", ErrInvalidOptions, o.LifecycleRetention)
 	case o.MaxReconsumeTimes < 0:
 		return fmt.Errorf("%w: MaxReconsumeTimes %d is negative", ErrInvalidOptions, o.MaxReconsumeTimes)
+	case o.MaxInFlightBytes < remoting.DefaultMaxFrameSize:
+		return fmt.Errorf("%w: MaxInFlightBytes %d is below %d, the largest request frame", ErrInvalidOptions, o.MaxInFlightBytes, remoting.DefaultMaxFrameSize)
 	case !(o.AccessMessageInMemoryMaxRatio > 0 && o.AccessMessageInMemoryMaxRatio <= 1): // also NaN
 		return fmt.Errorf("%w: AccessMessageInMemoryMaxRatio %v is not a fraction from 0 to 1 (RocketMQ's 40 percent is 0.4)",
 			ErrInvalidOptions, o.AccessMessageInMemoryMaxRatio)

@@ -21,6 +21,13 @@ func (c *Conn) readLoop() {
 		if c.cfg.idleTimeout > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.idleTimeout))
 		}
+		n, err := c.frameSize()
+		if err != nil {
+			if c.readFailed(err) {
+				continue
+			}
+			return
+		}
 		cmd, err := Decode(c.br, c.cfg.maxFrameSize)
 		if err != nil {
 			if c.readFailed(err) {
@@ -32,7 +39,11 @@ func (c *Conn) readLoop() {
 			c.complete(cmd.Opaque, result{cmd: cmd})
 			continue
 		}
-		c.dispatch(cmd)
+		if err := c.reserve(n); err != nil {
+			c.readFailed(err)
+			return
+		}
+		c.dispatch(cmd, n)
 	}
 }
 
@@ -84,11 +95,13 @@ func (c *Conn) badFrame(derr *DecodeError) bool {
 
 // dispatch runs the handler for req on its own goroutine, or answers
 // SYSTEM_BUSY when MaxInFlight calls are already running, as Java does when
-// its executor rejects a request.
-func (c *Conn) dispatch(req *Command) {
+// its executor rejects a request. The call holds n bytes of the server's
+// budget (reserve) until it returns.
+func (c *Conn) dispatch(req *Command, n int64) {
 	select {
 	case c.sem <- struct{}{}:
 	default:
+		c.unreserve(n)
 		c.cfg.logger.Warn("remoting: too many requests in flight", "remote", c.RemoteAddr(), "code", req.Code, "limit", c.cfg.maxInFlight)
 		if !req.IsOneway() {
 			_ = c.send(NewResponse(req, RespSystemBusy, overloadRemark))
@@ -96,11 +109,12 @@ func (c *Conn) dispatch(req *Command) {
 		return
 	}
 	c.handlers.Add(1)
-	go c.serve(req)
+	go c.serve(req, n)
 }
 
-func (c *Conn) serve(req *Command) {
+func (c *Conn) serve(req *Command, n int64) {
 	defer func() {
+		c.unreserve(n)
 		<-c.sem
 		c.handlers.Done()
 	}()

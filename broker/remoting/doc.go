@@ -30,7 +30,8 @@
 // [Listen] starts a [Server]: one read loop per accepted connection, each
 // request handed to a [Handler] (usually a [Mux], a table of handlers by
 // request code) on its own goroutine, at most MaxInFlight at a time per
-// connection. A response goes back in the header encoding its request used.
+// connection and MaxInFlightBytes of request frames over all of them (past
+// that, a connection is not read until calls return). A response goes back in the header encoding its request used.
 // A code with no handler gets [RespRequestCodeNotSupported]; a malformed or
 // oversized frame closes that connection only. [Dial] returns the same
 // [*Conn] type for the client side, so either side can [Conn.Invoke] the

@@ -20,6 +20,9 @@ const (
 	// handlers at once; requests past it get SYSTEM_BUSY. (A held
 	// long-polling pull frees its slot: the broker bounds those itself.)
 	DefaultMaxInFlight = 1024
+	// DefaultMaxInFlightBytes bounds the request frames a Server's
+	// handlers hold at once, over all its connections (512 MiB).
+	DefaultMaxInFlightBytes = 512 << 20
 )
 
 // ServerOptions configure [Listen]. The zero value of every field means
@@ -47,6 +50,16 @@ type ServerOptions struct {
 	// MaxInFlight bounds concurrent handler calls per connection. Default
 	// DefaultMaxInFlight.
 	MaxInFlight int
+	// MaxInFlightBytes bounds the request frames, in bytes, that the
+	// handlers hold at once over all the server's connections. A
+	// connection whose request read would pass it reads nothing more until
+	// enough calls return, so TCP slows its sender down: producers
+	// pipelining large sends faster than the store takes them cannot use
+	// up the process's memory (MaxInFlight × MaxFrameSize per connection
+	// otherwise; now one waiting frame per connection). Response frames
+	// (answers to the server's own calls) take no room. Default the larger
+	// of DefaultMaxInFlightBytes and MaxFrameSize; at least MaxFrameSize.
+	MaxInFlightBytes int64
 	// Logger receives connection events and protocol errors. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -79,6 +92,9 @@ type connConfig struct {
 	writeTimeout time.Duration // 0: none
 	maxInFlight  int
 	logger       *slog.Logger
+	// budget, on a server's connections, holds MaxInFlightBytes: a
+	// request's frame takes its size from it until its handler returns.
+	budget *budget
 }
 
 func newConnConfig(h Handler, maxFrame int, idle, write time.Duration, inFlight int, log *slog.Logger) (connConfig, error) {
@@ -120,7 +136,20 @@ func durationDefault(d, def time.Duration) time.Duration {
 }
 
 func (o ServerOptions) connConfig() (connConfig, error) {
-	return newConnConfig(o.Handler, o.MaxFrameSize, o.IdleTimeout, o.WriteTimeout, o.MaxInFlight, o.Logger)
+	c, err := newConnConfig(o.Handler, o.MaxFrameSize, o.IdleTimeout, o.WriteTimeout, o.MaxInFlight, o.Logger)
+	if err != nil {
+		return c, err
+	}
+	limit := o.MaxInFlightBytes
+	switch {
+	case limit == 0:
+		limit = max(DefaultMaxInFlightBytes, int64(c.maxFrameSize)) // one frame always fits
+	case limit < int64(c.maxFrameSize):
+		return connConfig{}, fmt.Errorf("%w: MaxInFlightBytes %d is below MaxFrameSize %d (a frame of that size could never be read)",
+			ErrInvalidOptions, o.MaxInFlightBytes, c.maxFrameSize)
+	}
+	c.budget = newBudget(limit, c.logger)
+	return c, nil
 }
 
 func (o DialOptions) connConfig() (connConfig, error) {
