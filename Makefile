@@ -30,10 +30,14 @@ test: temporal-cli kcat node
 
 # Everything builds for macOS and Windows as well (internal/fsutil holds
 # the system calls: F_FULLFSYNC, LockFileEx, ...); the tests run on Linux
-# only, so these two builds are what keeps the other systems compiling.
+# only, so these builds, and vet (which compiles the test files too; tests
+# that need Linux or Unix live in _linux_test.go / //go:build unix files),
+# are what keeps the other systems compiling.
 cross:
 	GOOS=darwin GOARCH=arm64 $(GO) build ./...
 	GOOS=windows GOARCH=amd64 $(GO) build ./...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 # The official RocketMQ Go client (v2.1.2) against an in-process name server
 # and broker. A nested module keeps the client's dependencies out of go.mod.

@@ -2,12 +2,12 @@ package broker
 
 import (
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/fsutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -96,12 +96,12 @@ func TestDiskFullStillPushesReplies(t *testing.T) {
 // the store counts it (df's Use%): a DiskFullRatio that makes it full.
 func ratioBelowUse(t *testing.T, dir string) float64 {
 	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
+	sp, err := fsutil.Space(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	used := float64(st.Blocks - st.Bfree)
-	usage := used / (used + float64(st.Bavail))
+	used := float64(sp.Total - sp.Free)
+	usage := used / (used + float64(sp.Avail))
 	if usage < 0.001 {
 		t.Fatalf("the test disk is %v used: cannot set a ratio below that", usage)
 	}

@@ -294,6 +294,8 @@ func TestBadOptions(t *testing.T) {
 		{"message size above a frame", func(o *Options) {
 			o.Store.SegmentSize, o.Store.MaxMessageSize = 64<<20, 32<<20
 		}, "MaxMessageSize"},
+		{"in-flight bytes below a frame", func(o *Options) { o.MaxInFlightBytes = 1 << 20 }, "MaxInFlightBytes"},
+		{"negative in-flight bytes", func(o *Options) { o.MaxInFlightBytes = -1 }, "MaxInFlightBytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions(t)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/internal/fsutil"
 	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
@@ -64,7 +65,7 @@ func (f *faultFS) holdSyncs() (release func()) {
 }
 
 func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, error) {
-	direct := flag&syscall.O_DIRECT != 0 && strings.Contains(name, "commitlog")
+	direct := fsutil.DirectIO != 0 && flag&fsutil.DirectIO != 0 && strings.Contains(name, "commitlog")
 	if direct {
 		f.mu.Lock()
 		f.directOpens++

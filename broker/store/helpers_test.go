@@ -111,7 +111,7 @@ func readAll(t testing.TB, s *Store, topic string, qid int32) []message.Ext {
 		if err != nil {
 			t.Fatalf("GetMessages: %v", err)
 		}
-		if r.Status != Found && r.Status != NoMatchedMessage && r.Status != OffsetFoundNull {
+		if r.Status != Found && r.Status != NoMatchedMessage && r.Status != MessageWasRemoving {
 			return out
 		}
 		exts, err := message.DecodeAll(r.Records)

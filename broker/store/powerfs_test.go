@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"syscall"
 	"testing"
 )
 
@@ -19,8 +18,8 @@ import (
 // loses unsynced file data, never a rename or a removal.)
 type powerFS struct {
 	mu     sync.Mutex
-	frozen bool // after crash: every write and sync fails, nothing more reaches the disk
-	inodes map[uint64]*powerInode
+	frozen bool          // after crash: every write and sync fails, nothing more reaches the disk
+	inodes []*powerInode // few: found with os.SameFile
 	// cutAt, if positive, cuts the power as the cutAt-th operation (open,
 	// write, truncate, allocate, sync) starts; ops counts them.
 	cutAt, ops int
@@ -37,7 +36,8 @@ func (p *powerFS) tick() bool {
 }
 
 type powerInode struct {
-	f    *os.File // our own descriptor, to read pre-images and revert through
+	id   os.FileInfo // the file's identity, for os.SameFile
+	f    *os.File    // our own descriptor, to read pre-images and revert through
 	undo []powerUndo
 }
 
@@ -48,7 +48,17 @@ type powerUndo struct {
 	data []byte
 }
 
-func newPowerFS() *powerFS { return &powerFS{inodes: make(map[uint64]*powerInode)} }
+func newPowerFS() *powerFS { return &powerFS{} }
+
+// inode is the tracked inode fi describes, or nil (p.mu held).
+func (p *powerFS) inode(fi os.FileInfo) *powerInode {
+	for _, st := range p.inodes {
+		if os.SameFile(st.id, fi) {
+			return st
+		}
+	}
+	return nil
+}
 
 var errPowerLost = errors.New("power lost")
 
@@ -74,16 +84,15 @@ func (p *powerFS) OpenFile(name string, flag int, perm os.FileMode) (file, error
 		inner.Close()
 		return nil, err
 	}
-	ino := fi.Sys().(*syscall.Stat_t).Ino
-	st := p.inodes[ino]
+	st := p.inode(fi)
 	if st == nil {
 		own, err := os.OpenFile(name, os.O_RDWR, 0)
 		if err != nil {
 			inner.Close()
 			return nil, err
 		}
-		st = &powerInode{f: own}
-		p.inodes[ino] = st
+		st = &powerInode{id: fi, f: own}
+		p.inodes = append(p.inodes, st)
 		if flag&os.O_CREATE != 0 && !existed && fi.Size() == 0 {
 			// Created now and never synced: a power loss leaves it empty.
 			st.undo = append(st.undo, powerUndo{size: 0})
@@ -215,5 +224,5 @@ func (p *powerFS) revertPartly(t testing.TB, keep func(n int) int) {
 		st.undo = nil
 		st.f.Close()
 	}
-	p.inodes = make(map[uint64]*powerInode)
+	p.inodes = nil
 }

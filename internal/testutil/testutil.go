@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -33,12 +34,16 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // outgoing connection and no ":0" listener of another test or process
 // takes it as its own between this call and the server's bind, or while
 // a killed server is down: on a busy machine that happened (the child's
-// "bind: address already in use").
+// "bind: address already in use"). One process never gets the same port
+// twice (two servers started one after the other would race for it).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	if lo, ok := ephemeralLow(); ok && lo > fixedPortFloor+1000 {
 		for range 200 {
 			port := fixedPortFloor + rand.IntN(lo-fixedPortFloor)
+			if _, dup := handedOut.LoadOrStore(port, true); dup {
+				continue
+			}
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 			if err == nil {
 				addr := l.Addr().String()
@@ -54,6 +59,10 @@ func FreeAddr(t testing.TB) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// handedOut holds the ports FreeAddr has returned (or found taken) in
+// this process.
+var handedOut sync.Map
 
 // fixedPortFloor is the lowest port FreeAddr hands out from outside the
 // ephemeral range: clear of the well-known and most registered services'.

@@ -60,3 +60,17 @@ func TestFreeAddrIsFreeAndNotEphemeral(t *testing.T) {
 		}
 	}
 }
+
+// FreeAddr never hands the same port out twice in one process: two
+// servers started one after the other would otherwise race for it (their
+// ports are bound only later).
+func TestFreeAddrNeverRepeatsAPort(t *testing.T) {
+	seen := make(map[string]bool)
+	for i := range 3000 {
+		addr := FreeAddr(t)
+		if seen[addr] {
+			t.Fatalf("call %d returned %s again", i+1, addr)
+		}
+		seen[addr] = true
+	}
+}
