@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 
@@ -20,6 +21,14 @@ const (
 	// DefaultMaxChecks is how many unpaid checks cancel an order.
 	DefaultMaxChecks = 10
 )
+
+// rocketMQLevels are the delays of RocketMQ's delay levels 1..18, the
+// broker's default (delay.DefaultLevels, which this package does not
+// import: it pulls in the store).
+var rocketMQLevels = [...]time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute, 5 * time.Minute, 6 * time.Minute,
+	7 * time.Minute, 8 * time.Minute, 9 * time.Minute, 10 * time.Minute, 20 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour}
 
 // Activities are the order/payment activities. Their dependencies are
 // set once, before the worker starts; the methods are safe for
@@ -37,6 +46,13 @@ type Activities struct {
 	// CheckLevel is the delay level of the payment checks. Zero means
 	// DefaultCheckLevel.
 	CheckLevel int
+	// CheckDelay is the delay of CheckLevel on the broker (its
+	// broker.delayLevels), PaymentPolicy's CheckDelay: the workflow sends
+	// a check not signalled within a multiple of it again
+	// (workflows.CheckResendChange). Zero means CheckLevel's delay under
+	// RocketMQ's default levels, or none (no check is sent again) for a
+	// level beyond them.
+	CheckDelay time.Duration
 	// MaxChecks is PaymentPolicy's MaxChecks, at most 500 (txnbridge.MaxPaymentChecksLimit: each
 	// check grows the workflow history). Zero means DefaultMaxChecks.
 	MaxChecks int
@@ -125,28 +141,39 @@ func (a *Activities) OrderState(ctx context.Context, orderID string) (workflows.
 
 // PaymentPolicy returns the worker's payment policy.
 func (a *Activities) PaymentPolicy(context.Context) (workflows.PaymentPolicy, error) {
-	return workflows.PaymentPolicy{MaxChecks: a.maxChecks()}, nil
+	return workflows.PaymentPolicy{MaxChecks: a.maxChecks(), CheckDelay: a.checkDelay()}, nil
 }
 
 // SendPaymentCheck sends check number check of the order: a plain
 // message on workflows.TopicPaymentCheck, keyed by the order id, delayed
-// by CheckLevel, with id "<order id>/check/<check>". A retry may store it
-// twice (a plain send is not deduplicated); the workflow ignores a check
-// it is not waiting for.
-func (a *Activities) SendPaymentCheck(ctx context.Context, orderID string, check int) error {
+// by CheckLevel, with id "<order id>/check/<check>". Its body names the
+// workflow run the activity runs for (workflows.PaymentCheck.Run; empty
+// outside an activity), which it returns: a run that Temporal's reset
+// started numbers its checks from 1 again and tells its own checks from
+// those of the run it replaced (workflows.CheckRunChange). A retry may
+// store it twice (a plain send is not deduplicated); the workflow ignores
+// a check it is not waiting for.
+func (a *Activities) SendPaymentCheck(ctx context.Context, orderID string, check int) (string, error) {
 	if err := a.needProducer(); err != nil {
-		return err
+		return "", err
 	}
 	if orderID == "" || check < 1 {
-		return classify(fmt.Errorf("%w: payment check %d of order %q", ErrInvalidInput, check, orderID))
+		return "", classify(fmt.Errorf("%w: payment check %d of order %q", ErrInvalidInput, check, orderID))
 	}
-	body, err := json.Marshal(workflows.PaymentCheck{OrderID: orderID, Check: check})
+	var run string
+	if activity.IsActivity(ctx) {
+		run = activity.GetInfo(ctx).WorkflowExecution.RunID
+	}
+	body, err := json.Marshal(workflows.PaymentCheck{OrderID: orderID, Check: check, Run: run})
 	if err != nil {
-		return classify(fmt.Errorf("%w: %v", ErrInvalidInput, err))
+		return "", classify(fmt.Errorf("%w: %v", ErrInvalidInput, err))
 	}
 	_, err = a.Producer.Send(ctx, &client.Message{Topic: workflows.TopicPaymentCheck, Tags: workflows.TagPaymentCheck,
 		Keys: []string{orderID}, Body: body, DelayLevel: a.checkLevel(), ID: orderID + "/check/" + strconv.Itoa(check)})
-	return classify(err)
+	if err != nil {
+		return "", classify(err)
+	}
+	return run, nil
 }
 
 func (a *Activities) checkLevel() int {
@@ -154,6 +181,16 @@ func (a *Activities) checkLevel() int {
 		return DefaultCheckLevel
 	}
 	return a.CheckLevel
+}
+
+func (a *Activities) checkDelay() time.Duration {
+	if a.CheckDelay != 0 {
+		return a.CheckDelay
+	}
+	if l := a.checkLevel(); l >= 1 && l <= len(rocketMQLevels) {
+		return rocketMQLevels[l-1]
+	}
+	return 0
 }
 
 func (a *Activities) maxChecks() int {

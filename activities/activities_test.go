@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/halfbackmq/halfback/activities"
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/orders"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
@@ -204,6 +207,34 @@ func TestPaymentPolicy(t *testing.T) {
 	}
 }
 
+// The policy carries the check level's delay: the one set, else the
+// level's under RocketMQ's default levels (delay.DefaultLevels), else none.
+func TestPaymentPolicyCheckDelay(t *testing.T) {
+	levels, err := delay.ParseLevels(delay.DefaultLevels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		a    activities.Activities
+		want time.Duration
+	}{
+		{activities.Activities{}, levels[activities.DefaultCheckLevel-1]},
+		{activities.Activities{CheckLevel: 4, CheckDelay: 7 * time.Second}, 7 * time.Second},
+		{activities.Activities{CheckLevel: len(levels) + 1}, 0},
+	} {
+		p, err := tc.a.PaymentPolicy(context.Background())
+		if err != nil || p.CheckDelay != tc.want {
+			t.Fatalf("%+v: policy %+v, %v; want CheckDelay %v", tc.a, p, err, tc.want)
+		}
+	}
+	for l := range levels {
+		p, _ := (&activities.Activities{CheckLevel: l + 1}).PaymentPolicy(context.Background())
+		if p.CheckDelay != levels[l] {
+			t.Fatalf("level %d: CheckDelay %v, want %v", l+1, p.CheckDelay, levels[l])
+		}
+	}
+}
+
 // registry records registered activity names.
 type registry struct{ names []string }
 
@@ -289,12 +320,7 @@ func receive(t *testing.T, ch <-chan *client.MessageExt, what string) *client.Me
 
 func TestSendHalfEndTransactionAgainstBroker(t *testing.T) {
 	ctx := ctxT(t)
-	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{TxnTimeout: time.Hour})
-	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
-	p, err := c.NewProducer(client.ProducerOptions{Group: "order-payment"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c, p := startProducer(t, txnbridgetest.BrokerOptions{TxnTimeout: time.Hour})
 	a := &activities.Activities{Producer: p}
 	in := workflows.SendHalfInput{TxnID: "o1/create", Topic: workflows.TopicOrderEvents, Tags: workflows.TagOrderCreated,
 		Keys: []string{"o1"}, Body: []byte(`{"orderId":"o1"}`)}
@@ -328,16 +354,11 @@ func TestSendHalfEndTransactionAgainstBroker(t *testing.T) {
 
 func TestSendPaymentCheckIsDelayed(t *testing.T) {
 	ctx := ctxT(t)
-	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})
-	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
-	p, err := c.NewProducer(client.ProducerOptions{Group: "order-payment"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c, p := startProducer(t, txnbridgetest.BrokerOptions{})
 	a := &activities.Activities{Producer: p, CheckLevel: 2}
 	checks := consume(t, c, workflows.TopicPaymentCheck)
 	sent := time.Now()
-	if err := a.SendPaymentCheck(ctx, "o1", 1); err != nil {
+	if _, err := a.SendPaymentCheck(ctx, "o1", 1); err != nil {
 		t.Fatal(err)
 	}
 	m := receive(t, checks, "payment check")
@@ -351,5 +372,88 @@ func TestSendPaymentCheckIsDelayed(t *testing.T) {
 	if m.MsgID != "o1/check/1" || !slices.Equal(m.Keys, []string{"o1"}) || m.Tags != workflows.TagPaymentCheck {
 		t.Fatalf("check message %+v", m)
 	}
-	wantPermanent(t, "check 0", a.SendPaymentCheck(ctx, "o1", 0), workflows.ErrTypeInvalidInput)
+	_, err := a.SendPaymentCheck(ctx, "o1", 0)
+	wantPermanent(t, "check 0", err, workflows.ErrTypeInvalidInput)
+}
+
+// A step that runs again in a workflow reset to before it: its local
+// transaction committed in the earlier run, whose half message was
+// committed. SendHalf stores no second half message (the broker finds
+// live ones of an id alone, so it would be stored and committed: the
+// order's event twice), and ending it either way succeeds.
+func TestSendHalfOfACommittedTransactionStoresNothing(t *testing.T) {
+	ctx := ctxT(t)
+	st, _, p := startProducer(t, txnbridgetest.BrokerOptions{TxnTimeout: time.Hour})
+	db := txnbridgetest.OpenDB(t)
+	if err := db.SetStock(ctx, "sku", 1); err != nil {
+		t.Fatal(err)
+	}
+	a := &activities.Activities{Producer: p, DB: db}
+	in := workflows.SendHalfInput{TxnID: "o1/create", Topic: workflows.TopicOrderEvents, Tags: workflows.TagOrderCreated,
+		Keys: []string{"o1"}, Body: []byte(`{"orderId":"o1"}`)}
+	order := workflows.OrderInput{OrderID: "o1", User: "u", SKU: "sku", Qty: 1, Amount: 1}
+	// stored fails unless the topic holds o1/create once. It first sends
+	// a plain message and waits until it is stored: the store dispatches
+	// in commit-log order, so the messages committed before it are too.
+	sentinels := 0
+	stored := func(what string) {
+		t.Helper()
+		sentinels++
+		id := fmt.Sprintf("sentinel-%d", sentinels)
+		if _, err := p.Send(ctx, &client.Message{Topic: workflows.TopicOrderEvents, Body: []byte("x"), ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		testutil.WaitFor(t, 30*time.Second, id+" stored", func() bool {
+			ids = ids[:0]
+			found := false
+			for _, m := range st.Stored(t, workflows.TopicOrderEvents) {
+				if m.MsgID == id {
+					found = true
+				} else if !strings.HasPrefix(m.MsgID, "sentinel-") {
+					ids = append(ids, m.MsgID)
+				}
+			}
+			return found
+		})
+		if !slices.Equal(ids, []string{"o1/create"}) {
+			t.Fatalf("%s: stored %v, want o1/create once", what, ids)
+		}
+	}
+	for run := 1; run <= 2; run++ {
+		r, err := a.SendHalf(ctx, in)
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if err := a.CreateOrderLocal(ctx, in.TxnID, order); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if err := a.EndTransaction(ctx, workflows.EndInput{Receipt: r, Commit: true}); err != nil {
+			t.Fatalf("run %d: commit: %v", run, err)
+		}
+	}
+	stored("after a second run")
+	// A third run whose local transaction is refused (a payment other
+	// than the one recorded) rolls back what SendHalf returned.
+	r, err := a.SendHalf(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.EndTransaction(ctx, workflows.EndInput{Receipt: r}); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	stored("after a rolled-back run")
+}
+
+// startProducer starts a broker with o and returns it with a client of it
+// and a producer of group order-payment.
+func startProducer(t *testing.T, o txnbridgetest.BrokerOptions) (*txnbridgetest.Stack, *client.Client, *client.Producer) {
+	t.Helper()
+	st := txnbridgetest.StartBroker(t, o)
+	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
+	p, err := c.NewProducer(client.ProducerOptions{Group: "order-payment"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, c, p
 }

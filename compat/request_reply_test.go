@@ -78,4 +78,17 @@ func TestRequestReply(t *testing.T) {
 			t.Fatalf("request %d: reply without CORRELATION_ID: %v", i, resp.GetProperties())
 		}
 	}
+	// Request returns once the reply arrives, which can be before the
+	// client has read the broker's answer to the request's own send: the
+	// broker stores the request, and the consumer, the responder and the
+	// reply's push can all go ahead before the send's handler writes its
+	// answer. Shutdown then leaves that send pending, and 3 s later v2.1.2's
+	// sendAsync callback, which does not return after its timeout error,
+	// reads the nil answer (producer.go:411) and panics the test binary. A
+	// synchronous send of the requester, on the same connection, is
+	// answered after that earlier answer was written (it needs a group
+	// commit of its own): once it returns, nothing is pending.
+	if _, err := requester.SendSync(context.Background(), primitive.NewMessage(uniq("rpcdrain"), []byte("drain"))); err != nil {
+		t.Fatalf("requester's send after the requests: %v", err)
+	}
 }

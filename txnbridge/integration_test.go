@@ -52,14 +52,41 @@ func startStack(t *testing.T, txnTimeout time.Duration) *stack {
 // is added to them).
 func startStackWith(t *testing.T, txnTimeout time.Duration, wo worker.Options) *stack {
 	t.Helper()
+	return startStackOf(t, txnTimeout, wo, false)
+}
+
+// startTracedStackWith is startStackWith set up as the worker is
+// (worker/stack.go): the tracing interceptor is on the Temporal client
+// (s.tc), so the check consumer's signals join the order's trace too, and
+// the plugin adds none. s.tc then starts and signals traced.
+func startTracedStackWith(t *testing.T, txnTimeout time.Duration, wo worker.Options) *stack {
+	t.Helper()
+	return startStackOf(t, txnTimeout, wo, true)
+}
+
+func startStackOf(t *testing.T, txnTimeout time.Duration, wo worker.Options, traced bool) *stack {
+	t.Helper()
 	srv := txnbridgetest.StartDevServer(t) // fails without the CLI
 	s := &stack{broker: txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{TxnTimeout: txnTimeout})}
 	s.client = txnbridgetest.NewClient(t, s.broker.NamesrvAddr)
 	s.db = txnbridgetest.OpenDB(t)
 	s.tc = txnbridgetest.DialTemporal(t, srv)
+	if traced {
+		ti, err := txnbridge.NewTracingInterceptor()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc, err := temporalclient.NewClientFromExisting(s.tc, temporalclient.Options{
+			Interceptors: []interceptor.ClientInterceptor{ti}, Logger: txnbridgetest.TemporalLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(tc.Close)
+		s.tc = tc
+	}
 	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: s.client, DB: s.db, Temporal: s.tc,
 		PaymentCheckLevel: 1, MaxPaymentChecks: maxChecks, Logger: txnbridgetest.Logger(t),
-		CheckConsumer: client.ConsumerOptions{RebalanceInterval: 200 * time.Millisecond}})
+		CheckConsumer: client.ConsumerOptions{RebalanceInterval: 200 * time.Millisecond}, DisableTracing: traced})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,16 +99,11 @@ func startStackWith(t *testing.T, txnTimeout time.Duration, wo worker.Options) *
 	return s
 }
 
+// start starts the order's workflow.
 func (s *stack) start(t *testing.T, in workflows.OrderInput) temporalclient.WorkflowRun {
 	t.Helper()
-	return s.startWith(t, in, 0)
-}
-
-// startWith starts the order's workflow, its first task delayed by delay.
-func (s *stack) startWith(t *testing.T, in workflows.OrderInput, delay time.Duration) temporalclient.WorkflowRun {
-	t.Helper()
 	run, err := s.tc.ExecuteWorkflow(context.Background(), temporalclient.StartWorkflowOptions{ID: in.OrderID,
-		TaskQueue: workflows.TaskQueue, WorkflowExecutionTimeout: 2 * time.Minute, StartDelay: delay},
+		TaskQueue: workflows.TaskQueue, WorkflowExecutionTimeout: 2 * time.Minute},
 		workflows.OrderPaymentWorkflowName, in)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +154,8 @@ func (s *stack) events(t *testing.T, id string, want ...string) {
 }
 
 func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
-	s := startStack(t, quietTxnTimeout)
+	g := newGate()
+	s := startStackWith(t, quietTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{g.interceptor()}})
 	ctx := context.Background()
 	if err := s.db.SetStock(ctx, "sku", 10); err != nil {
 		t.Fatal(err)
@@ -183,12 +206,15 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 	})
 
 	t.Run("fenced transaction runs again under a new id", func(t *testing.T) {
-		// Its first task waits while the test fences the transaction id
-		// its "create" will have (StepTxnID needs the run's id).
-		run := s.startWith(t, order("fenced-1", 1), 2*time.Second)
+		// Its local transaction is held while the test fences the
+		// transaction id (StepTxnID needs the run's id).
+		h := g.hold(t, "fenced-1", workflows.ActivityCreateOrderLocal)
+		run := s.start(t, order("fenced-1", 1))
+		h.wait(t, "fenced-1's CreateOrderLocal")
 		if _, err := s.db.Fence(ctx, txnIDs(run, "create")[0]); err != nil {
 			t.Fatal(err)
 		}
+		h.let()
 		// Paid now: the workflow takes the payment when it comes to wait
 		// for one, after the create that runs again. (Waiting to see it
 		// wait, PENDING_PAYMENT, missed the window once on a loaded CI
@@ -203,31 +229,132 @@ func TestPluginAgainstBrokerAndTemporal(t *testing.T) {
 		s.events(t, "fenced-1", txnIDs(run, "create-2", "pay")...)
 	})
 
-	t.Run("a payment refused after a reset reports the recorded one", func(t *testing.T) {
-		// The run before a reset to before the pay step created the order
-		// and took r1 under the chain's transaction ids (written here
-		// before the workflow's first task). Paid again with r3, the pay
-		// transaction is refused (it recorded r1), and the workflow adopts
-		// the database's PAID: its result names r1, and lists r3 for a
-		// refund.
-		in := order("reset-1", 1)
-		run := s.startWith(t, in, 2*time.Second)
+	t.Run("a reset to before the pay step pays once", func(t *testing.T) {
+		// Temporal's reset to the workflow task that scheduled the pay
+		// step: the new run takes the same payment (it is in the history
+		// before that task) and runs the step again under the chain's
+		// transaction id. The order is paid once, its OrderPaid is
+		// committed once, and nothing is refunded.
+		in := order("reset-pay-1", 1)
+		run := s.start(t, in)
+		p := workflows.PayInput{PaymentID: "rp1", Amount: in.Amount}
+		if err := s.tc.SignalWorkflow(ctx, in.OrderID, "", workflows.SignalPay, p); err != nil {
+			t.Fatal(err)
+		}
+		if res := s.result(t, run); res.Status != workflows.StatusPaid || res.PaymentID != "rp1" {
+			t.Fatalf("result %+v", res)
+		}
+		stock, _ := s.db.Stock(ctx, "sku")
 		ids := txnIDs(run, "create", "pay")
-		if err := s.db.CreateOrder(ctx, ids[0], orders.Order{ID: in.OrderID, User: in.User, SKU: in.SKU, Qty: in.Qty, Amount: in.Amount}); err != nil {
+		s.events(t, in.OrderID, ids...)
+		reset := s.reset(t, run, scheduledBy(t, s.history(t, run), workflows.ActivitySendHalf, 2), true)
+		res := s.result(t, reset)
+		if res.Status != workflows.StatusPaid || res.PaymentID != "rp1" || len(res.RejectedPayments) != 0 {
+			t.Fatalf("reset run's result %+v, want PAID by rp1, nothing to refund", res)
+		}
+		s.flush(t)
+		s.events(t, in.OrderID, ids...)
+		if o, err := s.db.Order(ctx, in.OrderID); err != nil || o.Status != orders.StatusPaid || o.PaymentID != "rp1" {
+			t.Fatalf("order %+v, %v", o, err)
+		}
+		if after, _ := s.db.Stock(ctx, "sku"); after != stock {
+			t.Fatalf("stock %d after the reset, %d before", after, stock)
+		}
+	})
+
+	t.Run("a reset to the first workflow task runs the order once", func(t *testing.T) {
+		// The whole workflow runs again, the payment signal reapplied:
+		// the order is created and paid once, each event committed once.
+		in := order("reset-all-1", 1)
+		run := s.start(t, in)
+		p := workflows.PayInput{PaymentID: "ra1", Amount: in.Amount}
+		if err := s.tc.SignalWorkflow(ctx, in.OrderID, "", workflows.SignalPay, p); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.db.MarkPaid(ctx, ids[1], in.OrderID, "r1", in.Amount); err != nil {
+		if res := s.result(t, run); res.Status != workflows.StatusPaid || res.PaymentID != "ra1" {
+			t.Fatalf("result %+v", res)
+		}
+		stock, _ := s.db.Stock(ctx, "sku")
+		ids := txnIDs(run, "create", "pay")
+		s.events(t, in.OrderID, ids...)
+		reset := s.reset(t, run, firstWorkflowTask(t, s.history(t, run)), true)
+		res := s.result(t, reset)
+		if res.Status != workflows.StatusPaid || res.PaymentID != "ra1" || len(res.RejectedPayments) != 0 {
+			t.Fatalf("reset run's result %+v, want PAID by ra1, nothing to refund", res)
+		}
+		s.flush(t)
+		s.events(t, in.OrderID, ids...)
+		if after, _ := s.db.Stock(ctx, "sku"); after != stock {
+			t.Fatalf("stock %d after the reset, %d before", after, stock)
+		}
+	})
+
+	t.Run("a reset to before the cancel step cancels once", func(t *testing.T) {
+		// Not paid: the checks cancel the order. Reset to the task that
+		// scheduled the cancel step, the new run cancels it again under
+		// the chain's transaction id: the stock is released once, and
+		// OrderCancelled committed once.
+		before, _ := s.db.Stock(ctx, "sku")
+		in := order("reset-cancel-1", 1)
+		run := s.start(t, in)
+		if res := s.result(t, run); res.Status != workflows.StatusCancelled {
+			t.Fatalf("result %+v", res)
+		}
+		ids := txnIDs(run, "cancel", "create")
+		s.events(t, in.OrderID, ids...)
+		reset := s.reset(t, run, scheduledBy(t, s.history(t, run), workflows.ActivitySendHalf, 2), true)
+		if res := s.result(t, reset); res.Status != workflows.StatusCancelled || res.Checks != maxChecks {
+			t.Fatalf("reset run's result %+v, want CANCELLED after %d checks", res, maxChecks)
+		}
+		s.flush(t)
+		s.events(t, in.OrderID, ids...)
+		if after, _ := s.db.Stock(ctx, "sku"); after != before {
+			t.Fatalf("stock %d after the reset, %d before the order", after, before)
+		}
+	})
+
+	t.Run("a payment refused after a reset reports the recorded one", func(t *testing.T) {
+		// Paid with r1 while its first check is held, so that the
+		// signal comes after the task that scheduled the check. Reset to
+		// that task without reapplying signals, the new run waits for a
+		// payment, and is paid with r3: the pay transaction is refused
+		// (it recorded r1), and the workflow adopts the database's PAID:
+		// its result names r1, and lists r3 for a refund.
+		in := order("reset-1", 1)
+		h := g.hold(t, in.OrderID, workflows.ActivitySendPaymentCheck)
+		run := s.start(t, in)
+		h.wait(t, "the first payment check")
+		r1 := workflows.PayInput{PaymentID: "r1", Amount: in.Amount}
+		if err := s.tc.SignalWorkflow(ctx, in.OrderID, "", workflows.SignalPay, r1); err != nil {
 			t.Fatal(err)
 		}
+		h.let()
+		if res := s.result(t, run); res.Status != workflows.StatusPaid || res.PaymentID != "r1" {
+			t.Fatalf("result %+v", res)
+		}
+		ids := txnIDs(run, "create", "pay")
+		s.events(t, in.OrderID, ids...)
+
+		h = g.hold(t, in.OrderID, workflows.ActivitySendPaymentCheck)
+		reset := s.reset(t, run, scheduledBy(t, s.history(t, run), workflows.ActivitySendPaymentCheck, 1), false)
+		h.wait(t, "the reset run's first payment check")
 		r3 := workflows.PayInput{PaymentID: "r3", Amount: in.Amount}
-		if err := s.tc.SignalWorkflow(ctx, in.OrderID, "", workflows.SignalPay, r3); err != nil {
+		if err := s.tc.SignalWorkflow(ctx, in.OrderID, reset.GetRunID(), workflows.SignalPay, r3); err != nil {
 			t.Fatal(err)
 		}
-		res := s.result(t, run)
+		h.let()
+		res := s.result(t, reset)
 		if res.Status != workflows.StatusPaid || res.PaymentID != "r1" || !slices.Equal(res.RejectedPayments, []workflows.PayInput{r3}) {
 			t.Fatalf("result %+v, want PAID by r1 (the recorded payment), r3 listed for a refund", res)
 		}
-		s.events(t, in.OrderID, ids[0]) // r3's OrderPaid rolled back
+		if failed := failedActivities(s.history(t, reset)); !slices.Equal(failed, []string{workflows.ActivityMarkPaidLocal}) {
+			t.Fatalf("the reset run's failed activities %v, want r3's MarkPaidLocal (r1 not reapplied)", failed)
+		}
+		s.flush(t)
+		s.events(t, in.OrderID, ids...) // no OrderPaid for r3
+		if o, err := s.db.Order(ctx, in.OrderID); err != nil || o.PaymentID != "r1" {
+			t.Fatalf("order %+v, %v", o, err)
+		}
 	})
 
 	t.Run("a workflow id used again is another order", func(t *testing.T) {
@@ -310,36 +437,29 @@ func TestPluginStopReleasesGroups(t *testing.T) {
 // stopGate makes activity name wait, once it has started, until its
 // worker begins to stop, then run and report its error on done.
 type stopGate struct {
-	interceptor.WorkerInterceptorBase
 	name    string
 	started chan struct{}
 	done    chan error
 }
 
-func (g *stopGate) InterceptActivity(_ context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
-	return &stopGateInbound{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}, g: g}
-}
-
-type stopGateInbound struct {
-	interceptor.ActivityInboundInterceptorBase
-	g *stopGate
-}
-
-func (i *stopGateInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
-	if activity.GetInfo(ctx).ActivityType.Name != i.g.name {
-		return i.Next.ExecuteActivity(ctx, in)
-	}
-	select {
-	case i.g.started <- struct{}{}:
-	default:
-	}
-	<-activity.GetWorkerStopChannel(ctx)
-	res, err := i.Next.ExecuteActivity(ctx, in)
-	select {
-	case i.g.done <- err:
-	default:
-	}
-	return res, err
+// interceptor is the worker interceptor that holds g's activity.
+func (g *stopGate) interceptor() interceptor.WorkerInterceptor {
+	return wrapActivities(func(ctx context.Context, run func() (any, error)) (any, error) {
+		if activity.GetInfo(ctx).ActivityType.Name != g.name {
+			return run()
+		}
+		select {
+		case g.started <- struct{}{}:
+		default:
+		}
+		<-activity.GetWorkerStopChannel(ctx)
+		res, err := run()
+		select {
+		case g.done <- err:
+		default:
+		}
+		return res, err
+	})
 }
 
 // A graceful stop lets the activities running finish (the worker's
@@ -349,7 +469,7 @@ func (i *stopGateInbound) ExecuteActivity(ctx context.Context, in *interceptor.E
 // running then failed with client.ErrClosed.
 func TestPluginStopLetsRunningActivitiesFinish(t *testing.T) {
 	g := &stopGate{name: workflows.ActivitySendPaymentCheck, started: make(chan struct{}, 1), done: make(chan error, 1)}
-	s := startStackWith(t, quietTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{g},
+	s := startStackWith(t, quietTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{g.interceptor()},
 		WorkerStopTimeout: 20 * time.Second})
 	if err := s.db.SetStock(context.Background(), "sku", 1); err != nil {
 		t.Fatal(err)

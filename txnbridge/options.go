@@ -38,10 +38,13 @@ const (
 	// uses the same value.)
 	DefaultCheckMaxReconsumeTimes = math.MaxInt32
 	// MaxPaymentChecksLimit bounds MaxPaymentChecks. Each check adds about
-	// 16 events to the order's workflow history (an order cancelled after
-	// 4 checks has 106, after 1 has 58), whose hard limit is 51,200 events
-	// (Temporal warns from 10,240): 500 checks, about 8,000 events, stay
-	// below the warning. config.PaymentMaxChecksLimit is the same bound on
+	// 18 events to the order's workflow history (16 before
+	// workflows.CheckResendChange, whose lost-check timer adds 2: an order
+	// cancelled after 4 checks had 106, after 1 had 58; a check sent again
+	// adds about 11 more), whose hard limit is 51,200 events
+	// (Temporal warns from 10,240): 500 checks that come on time, about
+	// 9,000 events, stay below the warning; 500 lost ones, each sent
+	// twice more, about 20,000-25,500, below the limit. config.PaymentMaxChecksLimit is the same bound on
 	// payment.maxChecks.
 	MaxPaymentChecksLimit = 500
 )
@@ -71,6 +74,12 @@ type Options struct {
 	// PaymentCheckLevel is the delay level of the payment checks
 	// (payment.checkLevel). Default DefaultPaymentCheckLevel.
 	PaymentCheckLevel int
+	// PaymentCheckDelay is PaymentCheckLevel's delay on the broker (the
+	// worker passes config's PaymentCheckDelay, from broker.delayLevels):
+	// an order sends a check not signalled within a multiple of it again
+	// (workflows.CheckResendChange). Default the level's delay under
+	// RocketMQ's default levels (none past them: checks not sent again).
+	PaymentCheckDelay time.Duration
 	// MaxPaymentChecks is how many checks find an order unpaid before it
 	// is cancelled (payment.maxChecks): at most MaxPaymentChecksLimit
 	// (500), since every check grows the order's workflow history. Default
@@ -151,10 +160,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: DB is nil", ErrInvalidOptions)
 	case o.PaymentCheckLevel < 0:
 		return fmt.Errorf("%w: PaymentCheckLevel %d is negative", ErrInvalidOptions, o.PaymentCheckLevel)
+	case o.PaymentCheckDelay < 0:
+		return fmt.Errorf("%w: PaymentCheckDelay %v is negative", ErrInvalidOptions, o.PaymentCheckDelay)
 	case o.MaxPaymentChecks < 0:
 		return fmt.Errorf("%w: MaxPaymentChecks %d is negative", ErrInvalidOptions, o.MaxPaymentChecks)
 	case o.MaxPaymentChecks > MaxPaymentChecksLimit:
-		return fmt.Errorf("%w: MaxPaymentChecks %d is above %d: each check adds about 16 events to the order's workflow history (limit 51,200, warning at 10,240)",
+		return fmt.Errorf("%w: MaxPaymentChecks %d is above %d: each check adds about 18 events to the order's workflow history (limit 51,200, warning at 10,240)",
 			ErrInvalidOptions, o.MaxPaymentChecks, MaxPaymentChecksLimit)
 	case o.StartTimeout < 0:
 		return fmt.Errorf("%w: StartTimeout %v is negative", ErrInvalidOptions, o.StartTimeout)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/orders"
@@ -23,6 +24,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"no db", txnbridge.Options{Client: c}, "DB"},
 		{"bad group", txnbridge.Options{Client: c, DB: db, ProducerGroup: "a b"}, "ProducerGroup"},
 		{"negative level", txnbridge.Options{Client: c, DB: db, PaymentCheckLevel: -1}, "PaymentCheckLevel"},
+		{"negative delay", txnbridge.Options{Client: c, DB: db, PaymentCheckDelay: -time.Second}, "PaymentCheckDelay"},
 		{"negative checks", txnbridge.Options{Client: c, DB: db, MaxPaymentChecks: -1}, "MaxPaymentChecks"},
 		{"most checks", txnbridge.Options{Client: c, DB: db, MaxPaymentChecks: txnbridge.MaxPaymentChecksLimit}, ""},
 		{"too many checks", txnbridge.Options{Client: c, DB: db, MaxPaymentChecks: txnbridge.MaxPaymentChecksLimit + 1},

@@ -150,7 +150,7 @@ func (p *plugin) start(ctx context.Context) (*runtime, error) {
 		return nil, fmt.Errorf("txnbridge: producer %s: %w", p.o.ProducerGroup, err)
 	}
 	rt := &runtime{producer: prod, acts: &activities.Activities{DB: p.o.DB, Producer: prod,
-		CheckLevel: p.o.PaymentCheckLevel, MaxChecks: p.o.MaxPaymentChecks}}
+		CheckLevel: p.o.PaymentCheckLevel, CheckDelay: p.o.PaymentCheckDelay, MaxChecks: p.o.MaxPaymentChecks}}
 	if p.o.Temporal == nil {
 		p.log.Warn("txnbridge: no Temporal client; payment checks are not consumed")
 		return rt, nil

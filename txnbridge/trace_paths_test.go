@@ -28,21 +28,11 @@ import (
 // Temporal retries it, and holds every EndTransaction until the broker
 // has checked a half message back, so that the resolver answers one.
 type tracePaths struct {
-	interceptor.WorkerInterceptorBase
 	rec    *tracetest.SpanRecorder
 	failed atomic.Bool
 
 	mu      sync.Mutex
 	retried string // activity id of the retried SendHalf
-}
-
-func (p *tracePaths) InterceptActivity(_ context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
-	return &tracePathsInbound{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}, p: p}
-}
-
-type tracePathsInbound struct {
-	interceptor.ActivityInboundInterceptorBase
-	p *tracePaths
 }
 
 // checked reports whether the client has answered a check-back.
@@ -55,21 +45,22 @@ func (p *tracePaths) checked() bool {
 	return false
 }
 
-func (i *tracePathsInbound) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+// run is the activity interceptor's wrap (see wrapActivities).
+func (p *tracePaths) run(ctx context.Context, next func() (any, error)) (any, error) {
 	info := activity.GetInfo(ctx)
 	switch info.ActivityType.Name {
 	case workflows.ActivitySendHalf:
-		if info.Attempt == 1 && i.p.failed.CompareAndSwap(false, true) {
+		if info.Attempt == 1 && p.failed.CompareAndSwap(false, true) {
 			return nil, errors.New("test: the first attempt fails")
 		}
 		if info.Attempt > 1 {
-			i.p.mu.Lock()
-			i.p.retried = info.ActivityID
-			i.p.mu.Unlock()
+			p.mu.Lock()
+			p.retried = info.ActivityID
+			p.mu.Unlock()
 		}
 	case workflows.ActivityEndTransaction:
 		deadline := time.Now().Add(30 * time.Second)
-		for !i.p.checked() && time.Now().Before(deadline) {
+		for !p.checked() && time.Now().Before(deadline) {
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -77,7 +68,7 @@ func (i *tracePathsInbound) ExecuteActivity(ctx context.Context, in *interceptor
 			}
 		}
 	}
-	return i.Next.ExecuteActivity(ctx, in)
+	return next()
 }
 
 // One order whose first SendHalf attempt fails and whose half message is
@@ -90,8 +81,10 @@ func (i *tracePathsInbound) ExecuteActivity(ctx context.Context, in *interceptor
 func TestPluginTracesRetriedSendAndCheckBack(t *testing.T) {
 	rec := recordSpans(t) // before the plugin makes its interceptor
 	p := &tracePaths{rec: rec}
-	s := startStackWith(t, txnbridgetest.DefaultTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{p}})
-	starter := tracedStarter(t, s)
+	// Traced as the worker is: the payment check's signal, handled when it
+	// comes before the paid order completes, is in the order's trace too.
+	s := startTracedStackWith(t, txnbridgetest.DefaultTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{wrapActivities(p.run)}})
+	starter := s.tc
 	ctx := context.Background()
 	if err := s.db.SetStock(ctx, "sku", 1); err != nil {
 		t.Fatal(err)

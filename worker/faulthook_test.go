@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"syscall"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
@@ -60,7 +59,12 @@ func killHookFromEnv(v string, log *slog.Logger) (*killHook, error) {
 	return &killHook{activityType: typ, after: when == "after", log: log, kill: killSelf}, nil
 }
 
-func killSelf() { _ = syscall.Kill(os.Getpid(), syscall.SIGKILL) }
+// killSelf kills the process as SIGKILL does (TerminateProcess on Windows).
+func killSelf() {
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = p.Kill()
+	}
+}
 
 // InterceptActivity wraps every activity with the hook.
 func (k *killHook) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {

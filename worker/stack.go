@@ -83,6 +83,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options)
 		DB:                s.db,
 		TaskQueue:         cfg.Temporal.TaskQueue,
 		PaymentCheckLevel: cfg.Payment.CheckLevel,
+		PaymentCheckDelay: cfg.PaymentCheckDelay(),
 		MaxPaymentChecks:  cfg.Payment.MaxChecks,
 		Temporal:          s.temporal,
 		Logger:            log,

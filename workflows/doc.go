@@ -23,7 +23,14 @@
 // [OrderPaymentWorkflow] creates the order (step "create", OrderCreated),
 // schedules a delayed payment check through the broker's delay levels
 // instead of a timer or a table scan, and waits for SignalPay or
-// SignalPaymentCheck. A check that finds the order unpaid schedules the
+// SignalPaymentCheck. A check counts only in the run that sent it
+// ([CheckRunChange]). A check message that never produces its signal
+// (lost to retention or a deleted topic, given to the dead-letter queue,
+// dropped by a reset that excluded signals) does not hold the order:
+// with [CheckResendChange] a timer of [CheckLostAfter] times the check
+// delay (PaymentPolicy.CheckDelay) sends it again under the same number,
+// with a warning, at most [MaxCheckResends] times, then counts it as
+// come due. A check that finds the order unpaid schedules the
 // next until the worker's PaymentPolicy.MaxChecks, then the order is
 // cancelled (step "cancel", OrderCancelled); a payment of the right
 // amount pays it (step "pay", OrderPaid). A step whose local transaction
@@ -47,7 +54,7 @@
 // plugin; without it:
 //
 //	workflows.Register(w)
-//	(&activities.Activities{DB: db, Producer: p, CheckLevel: 5, MaxChecks: 10}).Register(w)
+//	(&activities.Activities{DB: db, Producer: p, CheckLevel: 5, CheckDelay: time.Minute, MaxChecks: 10}).Register(w)
 //
 // A starter runs an order under its id, and a payer signals it:
 //
@@ -68,5 +75,8 @@
 // (HALFBACK_RECORD_HISTORY=1): those of the current version and, named
 // "_pre_settles_", those recorded before the version [SettlesChange]
 // (of the current ones, all but order_refused_pay_adopted_history.json
-// predate [PaymentIDChange]).
+// predate [PaymentIDChange]; order_lost_check_history.json, a check
+// sent again after a reset that excluded signals, alone has
+// [CheckResendChange], and order_lost_check_resend_wait_history.json,
+// the same recorded again, [CheckResendWaitChange]).
 package workflows

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -44,12 +45,35 @@ type harness struct {
 	maxChecks int
 	// deliverChecks delivers each sent check as a signal after checkDelay.
 	deliverChecks bool
+	// lose, if set, tells which sent checks are lost instead of delivered:
+	// send counts the sends of check number n from 1.
+	lose func(n, send int) bool
+	// stamp, if set, is the run a sent check names (the activity's result
+	// and the message's Run) instead of the activity's run: "" keeps it.
+	// A run started by Temporal's reset has in its history the checks the
+	// run it replaced sent before the reset point, stamped with that run.
+	stamp func(n, send int) string
+	// sendErr, if set, is the error of an attempt to send a check (send
+	// counts the attempts too).
+	sendErr func(n, send int) error
 	// legacy runs the workflow as one started before
 	// workflows.SettlesChange (GetVersion answers DefaultVersion).
 	legacy bool
 	// beforePaymentID runs the workflow as one started before
 	// workflows.PaymentIDChange.
 	beforePaymentID bool
+	// beforeCheckRun runs the workflow as one started before
+	// workflows.CheckRunChange.
+	beforeCheckRun bool
+	// beforeCheckResend runs the workflow as one started before
+	// workflows.CheckResendChange.
+	beforeCheckResend bool
+	// beforeResendRuns runs the workflow as one started before
+	// workflows.CheckResendRunsChange.
+	beforeResendRuns bool
+	// beforeResendWait runs the workflow as one started before
+	// workflows.CheckResendWaitChange.
+	beforeResendWait bool
 
 	mu     sync.Mutex
 	halves []workflows.SendHalfInput
@@ -86,11 +110,17 @@ func (h *harness) install() {
 	env := h.env
 	workflows.Register(env)
 	(&activities.Activities{}).Register(env)
-	if h.legacy {
-		env.OnGetVersion(workflows.SettlesChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	}
-	if h.beforePaymentID {
-		env.OnGetVersion(workflows.PaymentIDChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	for id, before := range map[string]bool{ // the changes the workflow runs without
+		workflows.SettlesChange:         h.legacy,
+		workflows.PaymentIDChange:       h.beforePaymentID,
+		workflows.CheckRunChange:        h.beforeCheckRun,
+		workflows.CheckResendChange:     h.beforeCheckResend,
+		workflows.CheckResendRunsChange: h.beforeResendRuns,
+		workflows.CheckResendWaitChange: h.beforeResendWait,
+	} {
+		if before {
+			env.OnGetVersion(id, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		}
 	}
 	any2 := []any{mock.Anything, mock.Anything}
 	env.OnActivity(workflows.ActivitySendHalf, any2...).Return(
@@ -127,16 +157,35 @@ func (h *harness) install() {
 		}
 		return workflows.OrderState{Status: status, PaymentID: h.recorded}, nil
 	})
-	env.OnActivity(workflows.ActivityPaymentPolicy, mock.Anything).Return(workflows.PaymentPolicy{MaxChecks: h.maxChecks}, nil)
+	env.OnActivity(workflows.ActivityPaymentPolicy, mock.Anything).Return(workflows.PaymentPolicy{MaxChecks: h.maxChecks, CheckDelay: checkDelay}, nil)
 	env.OnActivity(workflows.ActivitySendPaymentCheck, mock.Anything, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, id string, n int) error {
-			h.record(func() { h.checks, h.checkIDs = append(h.checks, n), append(h.checkIDs, id) })
-			if h.deliverChecks {
+		func(ctx context.Context, id string, n int) (string, error) {
+			var send int
+			h.record(func() {
+				h.checks, h.checkIDs = append(h.checks, n), append(h.checkIDs, id)
+				for _, c := range h.checks {
+					if c == n {
+						send++
+					}
+				}
+			})
+			if h.sendErr != nil {
+				if err := h.sendErr(n, send); err != nil {
+					return "", err
+				}
+			}
+			run := activity.GetInfo(ctx).WorkflowExecution.RunID // as the real activity stamps it
+			if h.stamp != nil {
+				if r := h.stamp(n, send); r != "" {
+					run = r
+				}
+			}
+			if h.deliverChecks && (h.lose == nil || !h.lose(n, send)) {
 				env.RegisterDelayedCallback(func() {
-					env.SignalWorkflow(workflows.SignalPaymentCheck, workflows.PaymentCheck{OrderID: id, Check: n})
+					env.SignalWorkflow(workflows.SignalPaymentCheck, workflows.PaymentCheck{OrderID: id, Check: n, Run: run})
 				}, checkDelay)
 			}
-			return nil
+			return run, nil
 		})
 }
 

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 )
@@ -12,6 +13,24 @@ type waiting struct {
 	policy PaymentPolicy
 	// exhausted: the last check found the order unpaid; none is in flight.
 	exhausted bool
+	// resends: CheckResendChange, with a CheckDelay to time the checks by.
+	resends bool
+	// lost is the timer after which the check waited for counts as lost
+	// (nil: none runs), stopLost cancels it, and resent counts the
+	// resends of that check.
+	lost     workflow.Future
+	stopLost workflow.CancelFunc
+	resent   int
+	// senders are the runs other than o.checkRun that sent the check
+	// waited for before it was sent again (CheckResendRunsChange): in a
+	// run that Temporal's reset started, a resend names this run and the
+	// check sent before the reset the run it replaced; either is the
+	// check waited for.
+	senders []string
+	// resend is the resend of the check waited for while it runs
+	// (CheckResendWaitChange; nil: none runs), stopResend cancels it.
+	resend     workflow.Future
+	stopResend workflow.CancelFunc
 }
 
 // startWaiting reads the payment policy and sends the first check.
@@ -20,19 +39,70 @@ func (o *order) startWaiting(ctx workflow.Context) (*waiting, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := o.sendCheck(ctx); err != nil {
+	o.checkRuns = workflow.GetVersion(ctx, CheckRunChange, workflow.DefaultVersion, 1) == 1
+	w := &waiting{policy: policy,
+		resends: workflow.GetVersion(ctx, CheckResendChange, workflow.DefaultVersion, 1) == 1 && policy.CheckDelay > 0}
+	if err := o.sendCheck(ctx, o.res.Checks+1); err != nil {
 		return nil, err
 	}
-	return &waiting{policy: policy}, nil
+	o.watchCheck(ctx, w)
+	return w, nil
+}
+
+// watchCheck starts the timer after which the check just sent counts as
+// lost (CheckResendChange): CheckLostAfter check delays, doubled by each
+// resend.
+func (o *order) watchCheck(ctx workflow.Context, w *waiting) {
+	if !w.resends {
+		return
+	}
+	tctx, cancel := workflow.WithCancel(ctx)
+	w.lost, w.stopLost = workflow.NewTimer(tctx, lostAfter(w.policy.CheckDelay, w.resent)), cancel
+}
+
+// lostAfter is how long after its send the resent-th resend of a check
+// (0: its first send) counts as lost.
+func lostAfter(delay time.Duration, resent int) time.Duration {
+	return CheckLostAfter * delay << resent
+}
+
+// unwatch stops the lost-check timer.
+func (w *waiting) unwatch() {
+	if w.stopLost != nil {
+		w.stopLost()
+	}
+	if w.stopResend != nil {
+		w.stopResend()
+	}
+	w.lost, w.stopLost, w.resent, w.senders = nil, nil, 0, nil
+	w.resend, w.stopResend = nil, nil
+}
+
+// resent takes the outcome of the resend of the check waited for, f,
+// and watches that check again.
+func (o *order) resent(ctx workflow.Context, w *waiting, f workflow.Future) error {
+	sender := o.checkRun
+	if err := o.checkSent(ctx, f, o.res.Checks); err != nil {
+		return err
+	}
+	if sender != o.checkRun && !slices.Contains(w.senders, sender) {
+		w.senders = append(w.senders, sender)
+	}
+	w.resent++
+	o.watchCheck(ctx, w)
+	return nil
 }
 
 // awaitPayment waits for the payment: a SignalPay with the order's amount
-// returns it; the delayed checks (SignalPaymentCheck) ask the database,
+// returns it; the delayed checks (SignalPaymentCheck) of this run (with
+// CheckRunChange, those whose Run is the one that sent the check waited
+// for, or empty) ask the database,
 // and once MaxChecks of them found the order unpaid it returns nil (cancel
 // it). A check that finds the order PAID or CANCELLED already sets that
 // final status (with PaymentIDChange, a PAID order's recorded payment id)
-// and returns nil. The workflow's cancellation ends the wait
-// with its error.
+// and returns nil. With CheckResendChange a check not signalled in time
+// is sent again, and after MaxCheckResends resends counts as come due.
+// The workflow's cancellation ends the wait with its error.
 func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error) {
 	payCh := workflow.GetSignalChannel(ctx, SignalPay)
 	if w.exhausted {
@@ -43,9 +113,20 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 	for {
 		var pay *PayInput
 		var check PaymentCheck
+		lost := false
+		var resend workflow.Future
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(payCh, func(c workflow.ReceiveChannel, _ bool) { pay = o.receivePay(ctx, c) })
+		if w.resend != nil { // before the checks: its copy names the run the resend returns
+			sel.AddFuture(w.resend, func(f workflow.Future) { resend, w.resend, w.stopResend = f, nil, nil })
+		}
 		sel.AddReceive(checkCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &check) })
+		if w.lost != nil {
+			sel.AddFuture(w.lost, func(f workflow.Future) {
+				w.lost = nil
+				lost = f.Get(ctx, nil) == nil // not cancelled
+			})
+		}
 		if o.settles {
 			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 		}
@@ -58,12 +139,41 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 				return pay, nil
 			}
 			return nil, ctx.Err()
+		case lost && w.resent < MaxCheckResends:
+			log.Warn("payment check not signalled in time; sending it again", "check", o.res.Checks,
+				"after", lostAfter(w.policy.CheckDelay, w.resent), "resend", w.resent+1)
+			if workflow.GetVersion(ctx, CheckResendWaitChange, workflow.DefaultVersion, 1) == 1 {
+				// Wait on meanwhile: the resend may take long (its
+				// broker unreachable) and a payment must not wait for it.
+				rctx, cancel := workflow.WithCancel(ctx)
+				w.resend, w.stopResend = o.startCheck(rctx, o.res.Checks), cancel
+				continue
+			}
+			if err := o.resent(ctx, w, o.startCheck(ctx, o.res.Checks)); err != nil {
+				return nil, err
+			}
+			continue
+		case resend != nil:
+			if err := o.resent(ctx, w, resend); err != nil {
+				return nil, err
+			}
+			continue
+		case lost:
+			log.Warn("payment check never signalled; counting it as come due", "check", o.res.Checks,
+				"resends", w.resent)
 		case check.Check == 0:
 			continue // a rejected payment (or a check without a number)
 		case check.Check != o.res.Checks:
 			log.Info("ignoring a payment check not waited for", "check", check.Check, "waiting", o.res.Checks)
 			continue
+		case o.checkRuns && check.Run != "" && check.Run != o.checkRun && !w.sentBy(ctx, check.Run):
+			// Sent by the run a reset replaced, which numbered its checks
+			// from 1 too: not one of this run's.
+			log.Info("ignoring a payment check of another run", "check", check.Check, "run", check.Run,
+				"waiting", o.checkRun)
+			continue
 		}
+		w.unwatch()
 		st, err := o.state(ctx)
 		if err != nil {
 			return nil, err
@@ -75,10 +185,19 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 			w.exhausted = true
 			return o.pendingPay(ctx, payCh), nil // one signalled while the last check ran
 		}
-		if err := o.sendCheck(ctx); err != nil {
+		if err := o.sendCheck(ctx, o.res.Checks+1); err != nil {
 			return nil, err
 		}
+		o.watchCheck(ctx, w)
 	}
+}
+
+// sentBy reports whether run sent the check waited for before it was
+// sent again, with CheckResendRunsChange. Asked only then, so that a
+// history recorded before the change replays as it ran.
+func (w *waiting) sentBy(ctx workflow.Context, run string) bool {
+	return slices.Contains(w.senders, run) &&
+		workflow.GetVersion(ctx, CheckResendRunsChange, workflow.DefaultVersion, 1) == 1
 }
 
 // receivePay receives a SignalPay and returns it if acceptPay takes it.
@@ -167,14 +286,33 @@ func (o *order) policy(ctx workflow.Context) (PaymentPolicy, error) {
 	return p, nil
 }
 
-// sendCheck sends the next delayed payment check, keyed by the workflow
-// id: the check consumer signals the workflow the key names.
-func (o *order) sendCheck(ctx workflow.Context) error {
-	n := o.res.Checks + 1
+// sendCheck sends payment check n (the next, or with CheckResendChange
+// the one waited for, again), keyed by the workflow id: the check
+// consumer signals the workflow the key names. With CheckRunChange it
+// keeps the run the activity stamped the check with: taken from the
+// history, it is the run that sent the check, also in a run that a reset
+// started after the check was sent.
+func (o *order) sendCheck(ctx workflow.Context, n int) error {
+	return o.checkSent(ctx, o.startCheck(ctx, n), n)
+}
+
+// startCheck starts sending payment check n.
+func (o *order) startCheck(ctx workflow.Context, n int) workflow.Future {
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
-	if err := workflow.ExecuteActivity(ctx, ActivitySendPaymentCheck, id, n).Get(ctx, nil); err != nil {
+	return workflow.ExecuteActivity(ctx, ActivitySendPaymentCheck, id, n)
+}
+
+// checkSent waits for f, the send of check n, and takes it as the check
+// waited for.
+func (o *order) checkSent(ctx workflow.Context, f workflow.Future, n int) error {
+	var run string
+	var result any
+	if o.checkRuns {
+		result = &run
+	}
+	if err := f.Get(ctx, result); err != nil {
 		return err
 	}
-	o.res.Checks = n
+	o.res.Checks, o.checkRun = n, run
 	return nil
 }

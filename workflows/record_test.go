@@ -5,12 +5,16 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/api/workflowservice/v1"
 	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
@@ -32,6 +36,14 @@ const recordEnv = "HALFBACK_RECORD_HISTORY"
 // TestReplay:
 //
 //	HALFBACK_RECORD_HISTORY=1 go test -run TestRecordHistories ./workflows
+//
+// A value other than 1 is a comma-separated list of the files to write
+// (HALFBACK_RECORD_HISTORY=order_lost_check_history.json): every order
+// still runs, and the other files are kept as recorded, by the workflow
+// versions they are of.
+// (order_lost_check_resend_wait_history.json is
+// order_lost_check_history.json recorded with
+// workflows.CheckResendWaitChange, under its own name.)
 //
 // Record again after a change to OrderPaymentWorkflow that is meant to
 // change its commands (and keep the old files if running workflows must
@@ -107,6 +119,82 @@ func TestRecordHistories(t *testing.T) {
 		t.Fatal(err)
 	}
 	record(t, tc, run, workflows.StatusPaid, "order_refused_pay_adopted_"+historyTag+"history.json")
+
+	// A run that Temporal's reset started at the first workflow task,
+	// the earlier run's signals reapplied: its checks of that run are
+	// ignored (workflows.CheckRunChange), and it counts its own.
+	again := input
+	again.OrderID = "order-reset-checks"
+	run = start(t, tc, again)
+	testutil.WaitFor(t, time.Minute, "the second check", func() bool { return status(tc, again.OrderID).Checks >= 2 })
+	var first int64
+	it := tc.GetWorkflowHistory(ctx, again.OrderID, run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for first == 0 && it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+			first = ev.GetEventId()
+		}
+	}
+	resp, err := tc.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{Namespace: "default",
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: again.OrderID, RunId: run.GetRunID()},
+		Reason:            "recording", WorkflowTaskFinishEventId: first, RequestId: "recording-" + run.GetRunID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, tc, tc.GetWorkflow(ctx, again.OrderID, resp.GetRunId()), workflows.StatusCancelled,
+		"order_reset_checks_"+historyTag+"history.json")
+
+	// A lost check (workflows.CheckResendChange): a reset that excludes
+	// signals, to the workflow task after check 1 was sent, once check 1
+	// was signalled. The run it starts never gets check 1's signal; it
+	// sends check 1 again, counts it, and is cancelled after its checks.
+	lost := input
+	lost.OrderID = "order-lost-check"
+	run = start(t, tc, lost)
+	testutil.WaitFor(t, time.Minute, "the second check", func() bool { return status(tc, lost.OrderID).Checks >= 2 })
+	resp, err = tc.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{Namespace: "default",
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: lost.OrderID, RunId: run.GetRunID()},
+		Reason:            "recording", WorkflowTaskFinishEventId: afterFirstCheck(t, tc, lost.OrderID, run.GetRunID()),
+		RequestId:                "recording-" + run.GetRunID(),
+		ResetReapplyExcludeTypes: []enumspb.ResetReapplyExcludeType{enumspb.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, tc, tc.GetWorkflow(ctx, lost.OrderID, resp.GetRunId()), workflows.StatusCancelled,
+		"order_lost_check_"+historyTag+"history.json")
+}
+
+// afterFirstCheck returns the id of the WORKFLOW_TASK_COMPLETED event of
+// the workflow task that followed the first ActivitySendPaymentCheck's
+// completion in the run's history.
+func afterFirstCheck(t *testing.T, tc temporalclient.Client, id, runID string) int64 {
+	t.Helper()
+	checks := map[int64]bool{} // scheduled event ids of the check activities
+	sent := false
+	it := tc.GetWorkflowHistory(context.Background(), id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == workflows.ActivitySendPaymentCheck {
+				checks[ev.GetEventId()] = true
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			sent = sent || checks[ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()]
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			if sent {
+				return ev.GetEventId()
+			}
+		}
+	}
+	t.Fatal("no workflow task after the first check")
+	return 0
 }
 
 // historyTag names the workflow version the recorded histories are of:
@@ -162,9 +250,19 @@ func record(t *testing.T, tc temporalclient.Client, run temporalclient.WorkflowR
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !recording(file) {
+		t.Logf("%s not written: %s names other files", file, recordEnv)
+		return
+	}
 	path := filepath.Join("testdata", file)
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s: %d events, result %+v", path, len(hist.Events), res)
+}
+
+// recording reports whether HALFBACK_RECORD_HISTORY asks for file.
+func recording(file string) bool {
+	v := os.Getenv(recordEnv)
+	return v == "1" || slices.Contains(strings.Split(v, ","), file)
 }

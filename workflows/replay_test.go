@@ -18,10 +18,19 @@ import (
 // behaviour they were recorded with. Of the current ones, only
 // order_refused_pay_adopted_history.json was recorded with
 // workflows.PaymentIDChange (ActivityOrderState); the others were
-// recorded before it (ActivityPaymentState) and kept so.
+// recorded before it (ActivityPaymentState) and kept so. Only
+// order_reset_checks_history.json (a run that a reset started, which
+// ignores the checks of the run it replaced) was recorded with
+// workflows.CheckRunChange; the others predate it. Only
+// order_lost_check_history.json (check 1 sent again after a reset that
+// excluded signals dropped its signal) was recorded with
+// workflows.CheckResendChange; order_lost_check_resend_wait_history.json
+// is the same order recorded with workflows.CheckResendWaitChange (the
+// workflow waits on while check 1 is sent again).
 var histories = []string{
+	"order_lost_check_history.json", "order_lost_check_resend_wait_history.json",
 	"order_paid_history.json", "order_cancelled_history.json", "order_workflow_cancelled_history.json",
-	"order_refused_pay_adopted_history.json",
+	"order_refused_pay_adopted_history.json", "order_reset_checks_history.json",
 	"order_paid_pre_settles_history.json", "order_cancelled_pre_settles_history.json", "order_workflow_cancelled_pre_settles_history.json",
 }
 

@@ -1,5 +1,7 @@
 package workflows
 
+import "time"
+
 // Names shared by the worker, the starters, the activities and the
 // delayed-check consumer, and the payloads that cross those boundaries.
 // Every payload round-trips through encoding/json (Temporal's default
@@ -16,7 +18,9 @@ const (
 	// QueryStatus is answered with the workflow's current [OrderResult].
 	QueryStatus = "status"
 	// QueryReceipts is answered with the half-message receipts of the
-	// steps run so far, by step name (map[string]client.HalfReceipt).
+	// steps run so far, by step name (map[string]client.HalfReceipt). A
+	// step that ran before a reset has one without a broker: nothing was
+	// stored again (see activities.Activities.SendHalf).
 	QueryReceipts = "receipts"
 )
 
@@ -61,7 +65,9 @@ const (
 	ActivityPaymentState = "PaymentState"
 	// ActivityOrderState returns the order's [OrderState]: its status and
 	// the payment the database recorded for it.
-	ActivityOrderState       = "OrderState"
+	ActivityOrderState = "OrderState"
+	// ActivitySendPaymentCheck sends a delayed PaymentCheck and returns
+	// its Run (see CheckRunChange).
 	ActivitySendPaymentCheck = "SendPaymentCheck"
 	// ActivityPaymentPolicy is a local activity: the worker's payment
 	// policy, recorded in the history when the workflow first needs it.
@@ -159,6 +165,12 @@ type PaymentCheck struct {
 	// Check numbers the checks of an order from 1; the workflow ignores
 	// a check other than the one it waits for (a duplicate).
 	Check int `json:"check"`
+	// Run is the id of the workflow run whose ActivitySendPaymentCheck
+	// sent the check (empty from a worker before CheckRunChange). A run
+	// that Temporal's reset started numbers its checks from 1 again; with
+	// CheckRunChange it ignores a check of another run, still in the
+	// delay queue when the reset came.
+	Run string `json:"run,omitempty"`
 }
 
 // PaymentPolicy is the worker's payment-timeout policy, the result of
@@ -167,6 +179,12 @@ type PaymentPolicy struct {
 	// MaxChecks is how many delayed checks find the order unpaid before
 	// it is cancelled (at least 1).
 	MaxChecks int `json:"maxChecks"`
+	// CheckDelay is the delay of the checks' delay level on the broker
+	// (JSON: nanoseconds). With CheckResendChange a check not signalled
+	// within CheckLostAfter times it is sent again. Zero (a policy
+	// recorded before the field, or a worker that does not know its
+	// delay) sends no check again: the workflow waits for the check.
+	CheckDelay time.Duration `json:"checkDelay,omitempty"`
 }
 
 // OrderEvent is the body of the order-events messages.

@@ -61,7 +61,8 @@ var policyOptions = workflow.LocalActivityOptions{
 //  1. step "create": OrderCreated with ActivityCreateOrderLocal;
 //  2. a delayed PaymentCheck through the broker (no timer, no table scan),
 //     then wait for SignalPay or SignalPaymentCheck; a check that finds
-//     the order unpaid sends the next, until PaymentPolicy.MaxChecks;
+//     the order unpaid sends the next, until PaymentPolicy.MaxChecks; a
+//     check not signalled in time is sent again (CheckResendChange);
 //  3. paid: step "pay", OrderPaid with ActivityMarkPaidLocal;
 //  4. not paid in time: step "cancel", OrderCancelled with
 //     ActivityCancelLocal.
@@ -138,6 +139,68 @@ const SettlesChange = "order-settles"
 // is not run against the database again. Histories recorded before it
 // (DefaultVersion) ran a repeated refused payment again and replay so.
 const RejectOnceChange = "pay-reject-once"
+
+// CheckRunChange is the workflow.GetVersion change id of telling this
+// run's payment checks from those of another run (version 1): the check
+// activity stamps each with the run that sent it (PaymentCheck.Run) and
+// the workflow counts only a check of the run that sent the one it waits
+// for. A run that Temporal's reset started numbers its checks from 1
+// again, and counted a check the replaced run had left in the delay
+// queue (or one of its signals, reapplied) as its own: an unpaid order
+// was cancelled before its own checks came due. Histories recorded
+// before it (DefaultVersion) count any check of the number waited for.
+const CheckRunChange = "payment-check-run"
+
+// CheckResendChange is the workflow.GetVersion change id of sending a
+// lost payment check again (version 1). The delayed check message is the
+// one that comes due, but a message may never produce its signal: its
+// signal failed until the consumer gave it to the dead-letter queue, it
+// was lost to retention or a deleted topic, or a reset that excluded
+// signals dropped it after it was received. Without its signal the order
+// waited for ever, unpaid and its stock reserved. With it, a workflow
+// timer runs while the workflow waits for check n: if check n has not
+// come CheckLostAfter times PaymentPolicy.CheckDelay after it was sent,
+// check n is sent again (the same number, so that whichever comes first
+// counts and the other is ignored), with a warning, and the timer runs
+// again for twice as long; after MaxCheckResends resends the next expiry
+// counts check n as come due, and the workflow asks the database as the
+// check would have. A consumer that never signals thus delays an unpaid
+// order's cancellation (at most 21 check delays a check) instead of
+// leaving it pending, and makes the workflow send no more than
+// 1+MaxCheckResends messages a check. Histories recorded before it
+// (DefaultVersion), and a policy without a CheckDelay, wait for the
+// check's signal.
+const CheckResendChange = "payment-check-resend"
+
+// CheckResendRunsChange is the workflow.GetVersion change id of counting,
+// after a resend (CheckResendChange), a check of the run that sent the
+// check waited for before (version 1). In a run that Temporal's reset
+// started, a check sent before the reset names the run the reset
+// replaced, and its resend this run: the resend made the first copy, if
+// it came, a check of another run, so the order waited for the resend's
+// copy, or, that lost too, up to 21 check delays. Asked only when such a
+// copy comes; a history recorded before it (DefaultVersion) ignored it.
+const CheckResendRunsChange = "payment-check-resend-runs"
+
+// CheckResendWaitChange is the workflow.GetVersion change id of waiting
+// on while a check is sent again (CheckResendChange; version 1): a
+// payment, the check's signal or the workflow's cancellation is taken
+// while the resend's activity runs (the check's signal cancels it).
+// Before it (DefaultVersion) the workflow waited for the resend: its
+// activity retried while the check topic's broker was unreachable, or
+// the topic was deleted, and an order paid meanwhile stayed
+// PENDING_PAYMENT until then. Asked at each resend, so that a history
+// recorded before it replays as it ran.
+const CheckResendWaitChange = "payment-check-resend-wait"
+
+// CheckLostAfter is the multiple of PaymentPolicy.CheckDelay after which
+// a payment check not signalled is sent again (CheckResendChange); each
+// resend doubles it.
+const CheckLostAfter = 3
+
+// MaxCheckResends is how often a payment check not signalled is sent
+// again (CheckResendChange) before the workflow counts it as come due.
+const MaxCheckResends = 2
 
 // PaymentIDChange is the workflow.GetVersion change id of reading the
 // order's state with ActivityOrderState (version 1): an order the
@@ -257,6 +320,10 @@ type order struct {
 	runChain bool
 	// once: the workflow runs with RejectOnceChange.
 	once bool
+	// checkRuns: the workflow runs with CheckRunChange; checkRun is the
+	// run that sent the check waited for.
+	checkRuns bool
+	checkRun  string
 }
 
 func (o *order) fail(reason string) {
