@@ -41,9 +41,14 @@ MIRROR_ENV=(HALFBACK_MIRROR_KAFKA_ENABLED=true "HALFBACK_MIRROR_KAFKA_BROKERS=12
 pids=()
 cleanup() {
 	trap - INT TERM EXIT
+	# The terminal may be gone (its window closed: SIGHUP), and an echo to
+	# it fails: with errexit that would end the script here and leave every
+	# child, each in a session of its own, running and holding its port.
+	set +e
+	trap '' PIPE
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
 	echo
 	echo "stopping..."
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	if [[ ${KEEP:-} == 1 ]]; then echo "data and logs kept in $DIR"; else rm -rf "$DIR"; fi
 	echo "stopped."

@@ -84,7 +84,7 @@ func Handler(db *orders.DB, o Options) client.MessageHandler {
 func handle(ctx context.Context, db *orders.DB, o Options, m *client.MessageExt) error {
 	var ev workflows.OrderEvent
 	if err := json.Unmarshal(m.Body, &ev); err != nil || ev.OrderID == "" {
-		return fmt.Errorf("%w: message %s: %q", ErrBadEvent, m.MsgID, m.Body)
+		return fmt.Errorf("%w: message %s: %d bytes: %q", ErrBadEvent, m.MsgID, len(m.Body), bodyHead(m.Body))
 	}
 	first, err := db.Consume(ctx, o.Group, m.MsgID, func(tx *sql.Tx) error {
 		return orders.GrantCoupon(ctx, tx, ev.OrderID, ev.User)
@@ -101,4 +101,16 @@ func handle(ctx context.Context, db *orders.DB, o Options, m *client.MessageExt)
 		o.Observe(m, first)
 	}
 	return nil
+}
+
+// maxLoggedBody bounds how much of a bad message's body its error quotes:
+// the error is logged at every delivery, and a body may be megabytes.
+const maxLoggedBody = 128
+
+// bodyHead returns body, cut to maxLoggedBody bytes.
+func bodyHead(body []byte) []byte {
+	if len(body) > maxLoggedBody {
+		return body[:maxLoggedBody]
+	}
+	return body
 }

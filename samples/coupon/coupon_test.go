@@ -79,3 +79,28 @@ func TestFailureIsNotAcknowledged(t *testing.T) {
 		t.Errorf("closed database: %v, %v; want ConsumeRetryLater with an error", res, err)
 	}
 }
+
+// TestOversizedBadEventLogsBounded: a malformed message of 1 MiB on the
+// topic (retried up to 16 times) must not write its whole body, quoted,
+// into the log at every delivery.
+func TestOversizedBadEventLogsBounded(t *testing.T) {
+	db := openDB(t)
+	var logged countingWriter
+	h := Handler(db, Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	bad := paidMessage(t, "o4")
+	bad.Body = make([]byte, 1<<20) // binary zeros: %q makes each byte 4
+	res, err := h(context.Background(), []*client.MessageExt{bad})
+	if res != client.ConsumeRetryLater || !errors.Is(err, ErrBadEvent) {
+		t.Fatalf("bad body: %v, %v; want ConsumeRetryLater and ErrBadEvent", res, err)
+	}
+	if logged > 4096 || len(err.Error()) > 1024 {
+		t.Errorf("one delivery of a 1 MiB bad message logged %d bytes, error of %d bytes", int(logged), len(err.Error()))
+	}
+}
+
+type countingWriter int
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	*w += countingWriter(len(p))
+	return len(p), nil
+}

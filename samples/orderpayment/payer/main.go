@@ -41,6 +41,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "payer: --order is required")
 		return 2
 	}
+	if *amount < 0 {
+		fmt.Fprintf(stderr, "payer: --amount must not be negative (%d cents)\n", *amount)
+		return 2
+	}
 	if *paymentID == "" {
 		*paymentID = orderpayment.PaymentID(*orderID)
 	}

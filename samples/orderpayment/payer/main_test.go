@@ -109,6 +109,7 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"--order", "o", "prod.yaml"}, 2, `unexpected argument "prod.yaml"`},
 		{[]string{"--config", cfg}, 2, "--order is required"},
+		{[]string{"--config", cfg, "--order", "o", "--amount", "-1999"}, 2, "--amount must not be negative"},
 		{[]string{"--config", "/nonexistent.yaml", "--order", "o"}, 1, "no such file"},
 		// No --amount: read from the order database, where there is no such order.
 		{[]string{"--config", cfg, "--order", "nope"}, 1, "amount of order nope (or give --amount)"},
