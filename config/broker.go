@@ -33,6 +33,7 @@ func (c *Config) BrokerOptions() (broker.Options, error) {
 		DisableAutoCreateTopic: !c.Broker.AutoCreateTopicEnable, DefaultQueueNums: c.Broker.DefaultTopicQueueNums,
 		DisableAutoCreateSubscriptionGroup: !c.Broker.AutoCreateSubscriptionGroup,
 		AccessMessageInMemoryMaxRatio:      c.Broker.AccessMessageInMemoryMaxRatio,
+		MaxInFlightBytes:                   c.Broker.MaxInFlightBytes,
 		ClientSideResetOffset:              !c.Broker.UseServerSideResetOffset}, nil
 }
 

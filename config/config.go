@@ -113,6 +113,11 @@ type BrokerConfig struct {
 	// message is within it (RocketMQ's accessMessageInMemoryMaxRatio).
 	// 0 means the default.
 	AccessMessageInMemoryMaxRatio float64 `mapstructure:"accessMessageInMemoryMaxRatio"`
+	// MaxInFlightBytes (broker.maxInFlightBytes) bounds the request
+	// frames the broker holds in handlers at once over all connections;
+	// past it the broker stops reading from a connection until calls
+	// return (broker.Options.MaxInFlightBytes).
+	MaxInFlightBytes int64 `mapstructure:"maxInFlightBytes"`
 	// UseServerSideResetOffset (broker.useServerSideResetOffset): an
 	// offset reset is committed by the broker and reaches online
 	// consumers through their pulls (RocketMQ 5); false sends it to the

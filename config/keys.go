@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/delay"
@@ -73,6 +74,8 @@ var keys = []key{
 		func(c *Config) any { return &c.Broker.DefaultTopicQueueNums }},
 	{"broker.accessMessageInMemoryMaxRatio", broker.DefaultAccessMessageInMemoryMaxRatio, "a number from 0 to 1",
 		func(c *Config) any { return &c.Broker.AccessMessageInMemoryMaxRatio }},
+	{"broker.maxInFlightBytes", int64(remoting.DefaultMaxInFlightBytes), "a whole number of bytes",
+		func(c *Config) any { return &c.Broker.MaxInFlightBytes }},
 	{"broker.useServerSideResetOffset", true, "true or false",
 		func(c *Config) any { return &c.Broker.UseServerSideResetOffset }},
 	{"broker.transactionTimeout", txn.DefaultTimeout, "a positive duration such as 6s",

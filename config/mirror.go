@@ -29,9 +29,11 @@ type KafkaMirrorConfig struct {
 	// Topics (mirror.kafka.topics) maps RocketMQ topics to Kafka topics:
 	// "rocketmq=kafka" joined by ','; a bare name keeps it.
 	Topics string `mapstructure:"topics"`
-	// Group (mirror.kafka.group) is the consumer group the mirror reads as.
+	// Group (mirror.kafka.group) is the consumer group the mirror reads
+	// as; empty means the default.
 	Group string `mapstructure:"group"`
-	// ClientID (mirror.kafka.clientId) is the Kafka client.id.
+	// ClientID (mirror.kafka.clientId) is the Kafka client.id; empty means
+	// the default.
 	ClientID string `mapstructure:"clientId"`
 	// Version (mirror.kafka.version) is the Kafka protocol version, at
 	// least 0.11.0.0.

@@ -30,7 +30,8 @@ type TelemetryConfig struct {
 	// none).
 	Exporter string `mapstructure:"exporter"`
 	// Endpoint (telemetry.endpoint) is the OTLP collector, host:port or
-	// an http(s) URL; empty means the exporter's default.
+	// an http(s) URL (with a path only under protocol http); empty means
+	// the exporter's default.
 	Endpoint string `mapstructure:"endpoint"`
 	// Protocol (telemetry.protocol) is the OTLP protocol, grpc or http
 	// ("" is grpc).
@@ -103,6 +104,9 @@ func (c *Config) validateTelemetry() error {
 	if ep := strings.TrimSpace(t.Endpoint); strings.Contains(ep, "://") {
 		if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return invalid("telemetry.endpoint", fmt.Sprintf("want host:port or an http:// or https:// URL, got %q", t.Endpoint))
+		}
+		if p := telemetry.EndpointProblem(ep, t.Protocol); p != "" {
+			return invalid("telemetry.endpoint", p)
 		}
 	} else if ep != "" {
 		if err := hostPort("telemetry.endpoint", ep, true); err != nil {

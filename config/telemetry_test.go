@@ -55,6 +55,8 @@ func TestTelemetryBadValues(t *testing.T) {
 		{"protocol: thrift", "telemetry.protocol", `unknown protocol "thrift"`},
 		{"endpoint: collector", "telemetry.endpoint", "want host:port"},
 		{"endpoint: ftp://collector:21", "telemetry.endpoint", "http:// or https:// URL"},
+		{"endpoint: http://collector:4317/v1/traces", "telemetry.endpoint", "path \"/v1/traces\" needs protocol http"},
+		{"endpoint: https://collector:4317/otlp\n  protocol: grpc", "telemetry.endpoint", "gRPC has no path"},
 		{"exporter: file", "telemetry.file", "must name a file"},
 		{"sampleRatio: -0.1", "telemetry.sampleRatio", "must be from 0 to 1"},
 		{"sampleRatio: 1.5", "telemetry.sampleRatio", "must be from 0 to 1"},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/delay"
 )
@@ -44,6 +45,8 @@ func (c *Config) Validate() error {
 		positive("broker.timerMaxDelay", c.Broker.TimerMaxDelay),
 		queueNums("broker.defaultTopicQueueNums", c.Broker.DefaultTopicQueueNums),
 		ratio("broker.accessMessageInMemoryMaxRatio", c.Broker.AccessMessageInMemoryMaxRatio),
+		zeroOrAtLeast("broker.maxInFlightBytes", c.Broker.MaxInFlightBytes, remoting.DefaultMaxFrameSize,
+			"the broker must be able to hold one request frame of up to 16 MiB"),
 		positive("broker.transactionTimeout", c.Broker.TransactionTimeout),
 		positive("broker.transactionCheckInterval", c.Broker.TransactionCheckInterval),
 		positive("broker.transactionCheckMax", c.Broker.TransactionCheckMax),
@@ -107,6 +110,14 @@ func nonNegative[T int | int64 | time.Duration](key string, v T) error {
 func atMost(key string, v, limit int, why string) error {
 	if v > limit {
 		return invalid(key, fmt.Sprintf("must be at most %d (got %d): %s", limit, v, why))
+	}
+	return nil
+}
+
+// zeroOrAtLeast accepts 0 (the default) or limit and above.
+func zeroOrAtLeast(key string, v, limit int64, why string) error {
+	if v != 0 && v < limit {
+		return invalid(key, fmt.Sprintf("must be at least %d, or 0 for the default (got %d): %s", limit, v, why))
 	}
 	return nil
 }

@@ -22,10 +22,11 @@ const (
 	// DefaultPaymentMaxChecks is how many unpaid checks cancel an order.
 	DefaultPaymentMaxChecks = 10
 	// PaymentMaxChecksLimit bounds payment.maxChecks. Each check adds
-	// about 16 events to the order's workflow history, whose hard limit is
-	// 51,200 events (Temporal warns from 10,240): 500 checks, about 8,000
-	// events, stay below the warning. txnbridge.MaxPaymentChecksLimit is
-	// the same bound.
+	// about 18 events to the order's workflow history, whose hard limit is
+	// 51,200 events (Temporal warns from 10,240): 500 checks that come on
+	// time, about 9,000 events, stay below the warning; lost ones, each
+	// sent twice more (about 11 events a resend), stay below the limit.
+	// txnbridge.MaxPaymentChecksLimit is the same bound.
 	PaymentMaxChecksLimit = 500
 	// DefaultOrdersDriver is the database/sql driver name of
 	// modernc.org/sqlite.
@@ -109,7 +110,7 @@ func (c *Config) validateWorker() error {
 		checkLevel(c.Payment.CheckLevel, c.Broker.DelayLevels),
 		positive("payment.maxChecks", c.Payment.MaxChecks),
 		atMost("payment.maxChecks", c.Payment.MaxChecks, PaymentMaxChecksLimit,
-			"each check adds about 16 events to the order's workflow history (Temporal's limit 51,200, warning at 10,240)"),
+			"each check adds about 18 events to the order's workflow history (Temporal's limit 51,200, warning at 10,240)"),
 		ordersDriver(c.Orders.Driver),
 	} {
 		if err != nil {

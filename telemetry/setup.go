@@ -95,6 +95,9 @@ func (o Options) Validate() error {
 		if p := o.protocol(); p != ProtocolGRPC && p != ProtocolHTTP {
 			return fmt.Errorf("%w: OTLPProtocol %q (want grpc or http)", ErrInvalidOptions, o.OTLPProtocol)
 		}
+		if p := EndpointProblem(o.OTLPEndpoint, o.OTLPProtocol); p != "" {
+			return fmt.Errorf("%w: OTLPEndpoint %q: %s", ErrInvalidOptions, o.OTLPEndpoint, p)
+		}
 	case ExporterFile:
 		if strings.TrimSpace(o.File) == "" {
 			return fmt.Errorf("%w: File is empty (exporter file needs a path)", ErrInvalidOptions)
@@ -114,6 +117,23 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: ServiceName is empty", ErrInvalidOptions)
 	}
 	return nil
+}
+
+// EndpointProblem says what is wrong with an OTLP endpoint for protocol
+// ("" is grpc), or returns "" when nothing is. The one case it catches is
+// a URL with a path under grpc: gRPC has no path (the exporter would drop
+// it silently), so a collector's HTTP path there means protocol http was
+// meant.
+func EndpointProblem(endpoint, protocol string) string {
+	ep := strings.TrimSpace(endpoint)
+	if !strings.Contains(ep, "://") || strings.ToLower(strings.TrimSpace(protocol)) == ProtocolHTTP {
+		return ""
+	}
+	u, err := neturl.Parse(ep)
+	if err != nil || u.Path == "" || u.Path == "/" {
+		return ""
+	}
+	return fmt.Sprintf("the URL's path %q needs protocol http: gRPC has no path (give host:port or a URL without a path)", u.Path)
 }
 
 func (o Options) exporter() string {

@@ -45,6 +45,10 @@ func TestOptionsValidate(t *testing.T) {
 		{Options{Exporter: "stdout", ServiceName: "s", SampleRatio: 1.5}, "SampleRatio"},
 		{Options{Exporter: "stdout"}, "ServiceName"},
 		{Options{MetricsAddr: "nope", ServiceName: "s"}, "MetricsAddr"},
+		{Options{Exporter: "otlp", OTLPEndpoint: "http://c:4318/v1/traces", OTLPProtocol: "http", ServiceName: "s"}, ""},
+		{Options{Exporter: "otlp", OTLPEndpoint: "https://c:4317/", ServiceName: "s"}, ""},
+		{Options{Exporter: "otlp", OTLPEndpoint: "http://c:4317/v1/traces", ServiceName: "s"}, "OTLPEndpoint"},
+		{Options{Exporter: "otlp", OTLPEndpoint: "https://c:4317/otlp", OTLPProtocol: "grpc", ServiceName: "s"}, "OTLPEndpoint"},
 	} {
 		err := tc.o.Validate()
 		if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), tc.want)) {

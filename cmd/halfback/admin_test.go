@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -359,6 +360,17 @@ func TestAdminBadInput(t *testing.T) {
 	}
 	if _, err := run(t, "topic", "list", "--broker", "127.0.0.1:1"); err == nil {
 		t.Error("topic list against no broker succeeded")
+	}
+	// A config file named explicitly is read even when the flags name every
+	// address: a missing or bad one is reported, not ignored.
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	for _, args := range [][]string{
+		{"topic", "list", "--broker", addr, "--config", missing},
+		{"topic", "list", "--cluster", "c", "--namesrv", "127.0.0.1:1", "--config", missing},
+	} {
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+			t.Errorf("halfback %s: %v, want it to name the missing file", strings.Join(args, " "), err)
+		}
 	}
 	// A bad flag is reported as such, even with no broker to dial.
 	for _, c := range []struct {

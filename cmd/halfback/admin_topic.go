@@ -69,6 +69,8 @@ func namesrvFlagHelp(what string) string {
 }
 
 // run returns a RunE that connects to the broker, calls f and disconnects.
+// The config is read when it names the broker or when --config names a
+// file (so that a missing or bad file is reported, not ignored).
 func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
@@ -79,12 +81,14 @@ func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin
 			return o.runCluster(ctx, cmd, f, args)
 		}
 		addr := o.broker
-		if addr == "" {
+		if addr == "" || cmd.Flag(configFlag).Changed {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
 			}
-			addr = cfg.Broker.ListenAddr
+			if addr == "" {
+				addr = cfg.Broker.ListenAddr
+			}
 		}
 		c, err := admin.Dial(ctx, addr)
 		if err != nil {
@@ -99,12 +103,15 @@ func (o *adminOpts) run(f func(ctx context.Context, cmd *cobra.Command, c *admin
 // broker registers with (namesrv.listenAddr with namesrv.embedded, else
 // broker.namesrvAddr).
 func (o *adminOpts) namesrvAddrs(cmd *cobra.Command) ([]string, error) {
-	if o.namesrv != "" {
+	if o.namesrv != "" && !cmd.Flag(configFlag).Changed {
 		return namesrvAddrs(o.namesrv), nil
 	}
-	cfg, err := loadConfig(cmd)
+	cfg, err := loadConfig(cmd) // a file named by --config is read, so that a missing or bad one is reported
 	if err != nil {
 		return nil, err
+	}
+	if o.namesrv != "" {
+		return namesrvAddrs(o.namesrv), nil
 	}
 	return app.BrokerNamesrvAddrs(cfg), nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -39,6 +40,10 @@ HALFBACK_NAMESRV_LISTENADDR environment variable.`,
 				cfg.Namesrv.ListenAddr = listen
 			}
 			if err := cfg.Validate(); err != nil {
+				var ke *config.KeyError
+				if cmd.Flags().Changed("listen") && errors.As(err, &ke) && ke.Key == "namesrv.listenAddr" {
+					return fmt.Errorf("--listen %q: %w", listen, err)
+				}
 				return err
 			}
 			return runNamesrv(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), cfg.Log.SlogLevel()))

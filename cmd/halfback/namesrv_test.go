@@ -60,7 +60,13 @@ func TestNamesrvRunsUntilCancelled(t *testing.T) {
 func TestNamesrvRejectsBadListen(t *testing.T) {
 	clearEnv(t)
 	_, err := run(t, "namesrv", "--config", "", "--listen", "nowhere")
-	if err == nil || !strings.Contains(err.Error(), "namesrv.listenAddr") || !errors.Is(err, config.ErrInvalid) {
-		t.Fatalf("err = %v, want an ErrInvalid naming namesrv.listenAddr", err)
+	if err == nil || !strings.Contains(err.Error(), `--listen "nowhere"`) || !strings.Contains(err.Error(), "namesrv.listenAddr") || !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("err = %v, want an ErrInvalid naming --listen and the key it overrides", err)
+	}
+	// The same value from the config is the key's fault, not the flag's.
+	t.Setenv("HALFBACK_NAMESRV_LISTENADDR", "nowhere")
+	_, err = run(t, "namesrv", "--config", "")
+	if err == nil || strings.Contains(err.Error(), "--listen") || !strings.Contains(err.Error(), "namesrv.listenAddr") {
+		t.Fatalf("err = %v, want one naming namesrv.listenAddr only", err)
 	}
 }
