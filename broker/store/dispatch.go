@@ -42,7 +42,7 @@ func (s *Store) dispatchLoop() {
 		select {
 		case <-s.dispatchSignal:
 			s.dispatchMu.Lock()
-			err = s.dispatchHanded()
+			err = s.dispatchHanded(retry != nil)
 			s.dispatchMu.Unlock()
 		case <-retry:
 			s.dispatchMu.Lock()
@@ -70,13 +70,13 @@ const (
 
 // dispatchHanded dispatches the records the writer has handed over. They
 // continue the log from the dispatched offset unless a dispatch failed
-// (its records were taken and not dispatched) or the writer dropped what
-// it held (past Store.handLimit): then it reads the log from the
-// dispatched offset instead (dispatchTo), and drops hand-overs it has
-// passed. Records are handed over by one writer in log order, whole
+// (afterFailure: its records were taken and not dispatched, and a signal
+// may come with nothing handed over) or the writer dropped what it held
+// (past Store.handLimit): then it reads the log from the dispatched offset
+// instead (dispatchTo), and drops hand-overs it has passed. Records are handed over by one writer in log order, whole
 // batches at a time, and dropped only all together, so records that
 // begin at the dispatched offset continue it to their end.
-func (s *Store) dispatchHanded() error {
+func (s *Store) dispatchHanded(afterFailure bool) error {
 	s.handMu.Lock()
 	taken, dropped := s.handed, s.handDropped
 	s.handed, s.handSpare, s.handDropped = s.handSpare[:0], nil, false
@@ -96,7 +96,7 @@ func (s *Store) dispatchHanded() error {
 	for len(recs) > 0 && recs[0].phys < off {
 		recs = recs[1:]
 	}
-	if dropped || len(recs) > 0 && recs[0].phys != off {
+	if dropped || afterFailure || len(recs) > 0 && recs[0].phys != off {
 		return s.dispatchTo(s.visibleLimit())
 	}
 	if len(recs) == 0 {

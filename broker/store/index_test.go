@@ -479,8 +479,9 @@ func checkKeys(t *testing.T, s *Store, topic string, offs []int64) {
 
 // failingIndexFS fails writes to index files while fail is set.
 type failingIndexFS struct {
-	mu   sync.Mutex
-	fail bool
+	mu       sync.Mutex
+	fail     bool
+	failures int // writes refused
 }
 
 func (f *failingIndexFS) fs() fileSystem {
@@ -490,6 +491,9 @@ func (f *failingIndexFS) fs() fileSystem {
 func (f *failingIndexFS) writeAt(inner file, p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	fail := f.fail
+	if fail {
+		f.failures++
+	}
 	f.mu.Unlock()
 	if fail {
 		return 0, errors.New("injected index write error")
@@ -537,6 +541,34 @@ func TestIndexWriteFailureRetried(t *testing.T) {
 	}
 	if offs, _ := s.QueryByKey("ix", "k1", 0, 0, 10); len(offs) != 1 {
 		t.Fatalf("k1 = %v, want one offset (records 1 and 6 carry it, 6 was never sent)", offs)
+	}
+}
+
+// TestDispatchRetryOutlivesASpareSignal: a dispatch signal that finds
+// nothing handed over (the records it announced were taken, and lost, by
+// the dispatch that failed) does not cancel the retry of that failure.
+func TestDispatchRetryOutlivesASpareSignal(t *testing.T) {
+	ffs := &failingIndexFS{fail: true}
+	o := testOptions(t, SyncFlush)
+	o.fs = ffs.fs()
+	s := openStore(t, o)
+	defer s.Close()
+	mustAppend(t, s, testMsg("ix", 0, 1))
+	waitFor(t, "a failed dispatch", func() bool {
+		ffs.mu.Lock()
+		defer ffs.mu.Unlock()
+		return ffs.failures > 0
+	})
+	s.signalDispatch() // as a writer's second signal for records already taken
+	waitFor(t, "the signal to be taken", func() bool { return len(s.dispatchSignal) == 0 })
+	ffs.mu.Lock()
+	ffs.fail = false
+	ffs.mu.Unlock()
+	testutil.WaitFor(t, 6*dispatchRetryMax, "the retried dispatch", func() bool {
+		return s.DispatchedOffset() == s.MaxPhysicalOffset()
+	})
+	if offs, err := s.QueryByKey("ix", "UNIQ00000001", 0, 0, 10); err != nil || len(offs) != 1 {
+		t.Fatalf("UNIQ 1: %v, %v; want one offset", offs, err)
 	}
 }
 
