@@ -597,10 +597,10 @@ func (s *Scheduler) indexTimers() error {
 		}
 		if r.Count == 0 {
 			if r.NextBeginOffset != s.indexed && r.Status != store.OffsetOverflowOne && r.Status != store.NoMatchedLogicQueue && r.Status != store.NoMessageInQueue {
-				s.indexed = r.NextBeginOffset
-				if err := s.idx.add(nil, s.indexed); err != nil {
+				if err := s.idx.add(nil, r.NextBeginOffset); err != nil {
 					return err
 				}
+				s.indexed = r.NextBeginOffset
 				continue
 			}
 			return nil
@@ -618,10 +618,14 @@ func (s *Scheduler) indexTimers() error {
 			k := timerKey{due: max(ms, s.timer.due), phys: e.CommitLogOffset}
 			entries = append(entries, timerEntry{key: k, size: e.StoreSize})
 		}
-		s.indexed = r.NextBeginOffset
-		if err := s.idx.add(entries, s.indexed); err != nil {
+		// The cursor moves only once the index holds the entries: after a
+		// failed write the retry reads them again. Moved first, the retry
+		// would skip them, and the next write would save the cursor past
+		// them: never delivered, and no longer held from retention.
+		if err := s.idx.add(entries, r.NextBeginOffset); err != nil {
 			return err
 		}
+		s.indexed = r.NextBeginOffset
 	}
 }
 

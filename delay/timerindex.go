@@ -35,6 +35,10 @@ func (k timerKey) bytes() []byte {
 // crash the index resumes exactly where its durable state ends.
 type timerIndex struct {
 	db *pebble.DB
+	// failAdd, if set (tests only), runs as add starts: an error it
+	// returns fails the add before anything is committed, as a failed
+	// Pebble write does.
+	failAdd func() error
 }
 
 var metaIndexed = []byte("mindexed")
@@ -67,6 +71,11 @@ type timerEntry struct {
 
 // add commits entries together with the new indexed offset.
 func (x *timerIndex) add(entries []timerEntry, indexed int64) error {
+	if x.failAdd != nil {
+		if err := x.failAdd(); err != nil {
+			return err
+		}
+	}
 	b := x.db.NewBatch()
 	defer b.Close()
 	for _, e := range entries {
