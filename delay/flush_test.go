@@ -181,3 +181,38 @@ func TestOSCrashDropsTimerIndexAheadOfTheLog(t *testing.T) {
 		})
 	}
 }
+
+// Lowest lets the store's retention remove a scheduled message once it
+// is delivered. Under AsyncFlush the delivered copy may not be fsynced
+// yet: removed then, an OS crash would lose the copy while the scheduled
+// message is gone too (the restart's progress is before the delivery,
+// and finds its record removed). So Lowest releases a message only once
+// its copy is durable.
+func TestLowestReleasesOnlyDurableDeliveries(t *testing.T) {
+	r := newRigFlush(t, "1s", true)
+	defer r.close()
+	scheduled := r.send("a", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.clock.Advance(2 * time.Second)
+	if n := r.step(); n != 1 {
+		t.Fatalf("delivered %d, want 1", n)
+	}
+	got := r.delivered()
+	if len(got) != 1 {
+		t.Fatalf("real topic holds %d messages, want 1", len(got))
+	}
+	end := got[0].CommitLogOffset + int64(got[0].StoreSize)
+	if d := r.st.DurableOffset(); d >= end {
+		t.Fatalf("the delivered copy is durable (%d >= %d) before Lowest: the test shows nothing", d, end)
+	}
+	lowest, ok, err := r.s.Lowest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok && lowest <= scheduled.PhysicalOffset {
+		return // still held: nothing released
+	}
+	if d := r.st.DurableOffset(); d < end {
+		t.Fatalf("Lowest released the scheduled message (%d, %v) while its delivered copy is not durable (durable end %d, copy ends at %d)",
+			lowest, ok, d, end)
+	}
+}

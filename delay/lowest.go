@@ -1,6 +1,7 @@
 package delay
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/halfbackmq/halfback/broker/store"
@@ -12,7 +13,9 @@ import (
 // the delivery cursor, and the first timer message not indexed yet. ok is
 // false when nothing is pending. It makes the Scheduler a store.Holder:
 // the broker holds the store's retention below it, so a message delayed
-// past fileReservedHours (or through a full disk) is still delivered.
+// past fileReservedHours (or through a full disk) is still delivered. A
+// delivered message is released only once its copy is durable: Lowest
+// flushes the store first, and fails if it cannot.
 //
 // After Close it fails with ErrClosed, which a store reads as holding
 // everything: retention must not run on without the scheduler's word.
@@ -26,6 +29,15 @@ func (s *Scheduler) Lowest() (lowest int64, ok bool, err error) {
 	levelNext := slices.Clone(s.levelNext)
 	cursor, indexed := s.timer, s.indexed
 	s.mu.Unlock()
+	// The cursors pass a message once its copy is written: under
+	// AsyncFlush perhaps not fsynced yet. Released then, retention could
+	// remove the scheduled message, and an OS crash the copy, before the
+	// next flush: the restart, from progress before the delivery, finds
+	// the message gone. So the deliveries the cursors count are made
+	// durable first, as Checkpoint does before it saves them.
+	if err := s.st.Flush(); err != nil {
+		return 0, false, fmt.Errorf("delay: hold: %w", err)
+	}
 
 	note := func(off int64, found bool) {
 		if found && (!ok || off < lowest) {

@@ -18,7 +18,7 @@ import (
 // Store is what the scheduler needs of the message store; *store.Store
 // implements it. AppendBatchAsync must be safe to call concurrently with
 // the other methods. Flush makes every appended record durable (Checkpoint
-// calls it before saving progress).
+// calls it before saving progress, Lowest before releasing deliveries).
 type Store interface {
 	AppendBatchAsync(msgs []*message.Message) ([]store.AppendResult, *store.Pending, error)
 	GetMessages(topic string, qid int32, offset int64, o store.GetOptions) (store.GetResult, error)

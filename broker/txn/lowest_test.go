@@ -113,3 +113,35 @@ func TestMoveBelowKeepsStatusAndOutcome(t *testing.T) {
 		t.Fatal("Lowest still reports an open transaction after both ended")
 	}
 }
+
+// Lowest lets the store's retention remove an ended transaction's half
+// message. Under AsyncFlush the commit's record may not be fsynced yet:
+// removed then, an OS crash would lose the commit, the restart would make
+// the transaction pending again to ask the producer (undoLost), and the
+// producer's commit would find the half message gone. So Lowest releases
+// a half message only once the outcome that ended it is durable.
+func TestLowestReleasesOnlyDurableOutcomes(t *testing.T) {
+	r := newRigWith(t, asyncFlush)
+	h := r.half("a")
+	if err := r.st.Flush(); err != nil { // the half message is durable
+		t.Fatal(err)
+	}
+	if _, err := r.end(h, Commit); err != nil {
+		t.Fatal(err)
+	}
+	end := r.st.MaxPhysicalOffset() // past the commit's message
+	if d := r.st.DurableOffset(); d >= end {
+		t.Fatalf("the commit is durable (%d >= %d) before Lowest: the test shows nothing", d, end)
+	}
+	lowest, ok, err := r.svc.Lowest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok && lowest <= h.PhysicalOffset {
+		return // still held: nothing released
+	}
+	if d := r.st.DurableOffset(); d < end {
+		t.Fatalf("Lowest released the committed half message (%d, %v) while the commit is not durable (durable end %d, written %d)",
+			lowest, ok, d, end)
+	}
+}

@@ -12,7 +12,8 @@ import (
 // open transaction (pending, or parked after its checks), or where a write
 // under way began: ok is false when none is. With MoveBelow it makes the Service a store.Mover: the
 // broker holds the store's retention below it, so an open transaction's
-// half message is never removed before it is committed or rolled back.
+// half message is never removed before it is committed or rolled back,
+// durably: Lowest flushes the store first, and fails if it cannot.
 //
 // After Close it fails with ErrClosed, which a store reads as holding
 // everything.
@@ -23,7 +24,6 @@ func (s *Service) Lowest() (lowest int64, ok bool, err error) {
 		return 0, false, ErrClosed
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, e := range s.live {
 		if !ok || e.content < lowest {
 			lowest, ok = e.content, true
@@ -36,6 +36,17 @@ func (s *Service) Lowest() (lowest int64, ok bool, err error) {
 		if !ok || floor < lowest {
 			lowest, ok = floor, true
 		}
+	}
+	s.mu.Unlock()
+	// A transaction leaves live once its outcome's record is written:
+	// under AsyncFlush perhaps not fsynced yet. Released then, retention
+	// could remove the half message, and an OS crash the outcome, before
+	// the next flush: the restart makes the transaction pending again
+	// (undoLost) and the producer's answer finds no message to commit. So
+	// the outcomes applied so far are made durable first, as checkpoint
+	// does before it syncs them.
+	if err := s.st.Flush(); err != nil {
+		return 0, false, fmt.Errorf("txn: hold: %w", err)
 	}
 	return lowest, ok, nil
 }
