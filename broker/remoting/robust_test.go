@@ -95,10 +95,15 @@ func TestIdleTimeout(t *testing.T) {
 	if !errors.Is(serverSide.Err(), ErrIdleTimeout) {
 		t.Fatalf("close reason %v, want ErrIdleTimeout", serverSide.Err())
 	}
-	// A connection that keeps talking stays open past the timeout.
-	c := dial(t, srv, DialOptions{IdleTimeout: -1})
+	// A connection that keeps talking stays open past the timeout. Its
+	// server's timeout is long enough that no round trip under -race on a
+	// loaded machine spans it (100 ms did: the server closed a connection
+	// whose next request was merely late), and the talk lasts two of them.
+	const talkingIdle = time.Second
+	talking := startServer(t, ServerOptions{Handler: echoMux(), IdleTimeout: talkingIdle})
+	c := dial(t, talking, DialOptions{IdleTimeout: -1})
 	start := time.Now()
-	for time.Since(start) < 300*time.Millisecond {
+	for time.Since(start) < 2*talkingIdle {
 		checkAlive(t, c)
 	}
 }
