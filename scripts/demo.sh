@@ -13,13 +13,17 @@
 #   TEMPORAL_PORT, TEMPORAL_UI_PORT   (7233, 8233)
 #   KAFKA_PORT        the development Kafka's port (9092)
 #   KEEP=1            keep the data directory (broker, orders.db, logs)
+#   STOP_GRACE        seconds a child has to exit on SIGTERM before SIGKILL (5)
 set -euo pipefail
 # Each long-running child starts in a session of its own (bg), so Ctrl-C
 # in the terminal reaches only this script and whatever it runs in the
 # foreground (a wait, the starter); the script then stops the children
-# one by one (SIGTERM). (Job control, set -m, would also give each
-# foreground command the terminal, and Ctrl-C would stop only that.)
+# (stop_all: SIGTERM, SIGKILL after STOP_GRACE seconds). (Job control,
+# set -m, would also give each foreground command the terminal, and
+# Ctrl-C would stop only that.)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/procs.sh
+source scripts/procs.sh
 
 TEMPORAL=${TEMPORAL:-temporal}
 ORDERS=${ORDERS:-6}
@@ -38,7 +42,6 @@ export HALFBACK_TELEMETRY_EXPORTER=file HALFBACK_TELEMETRY_FILE=$DIR/traces.json
 MIRROR_ENV=(HALFBACK_MIRROR_KAFKA_ENABLED=true "HALFBACK_MIRROR_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
 	HALFBACK_MIRROR_KAFKA_TOPICS=order-events)
 
-pids=()
 cleanup() {
 	trap - INT TERM EXIT
 	# The terminal may be gone (its window closed: SIGHUP), and an echo to
@@ -46,10 +49,9 @@ cleanup() {
 	# child, each in a session of its own, running and holding its port.
 	set +e
 	trap '' PIPE
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
 	echo
 	echo "stopping..."
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	stop_all
 	if [[ ${KEEP:-} == 1 ]]; then echo "data and logs kept in $DIR"; else rm -rf "$DIR"; fi
 	echo "stopped."
 }
@@ -61,15 +63,6 @@ die() {
 	echo "demo: $*" >&2
 	KEEP=1
 	exit 1
-}
-
-# bg runs "$@" in the background in a session of its own, its output to
-# log $1, and notes its pid for cleanup.
-bg() {
-	local log=$1
-	shift
-	setsid "$@" >"$log" 2>&1 &
-	pids+=($!)
 }
 
 # in_use reports whether something listens on 127.0.0.1:$1.
@@ -127,7 +120,7 @@ wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/kafka-consumer.log" 'msg="kafka
 
 echo "== $ORDERS orders, a fraction $PAY_RATIO of them paid; unpaid ones time out after ~12s (payment.checkLevel 4 = 4s, maxChecks 3)"
 status=0
-bin/starter --config "$CONFIG" --orders "$ORDERS" --pay-ratio "$PAY_RATIO" --wait | tee "$DIR/starter.out" || status=$?
+bin/starter --config "$CONFIG" --orders "$ORDERS" --pay-ratio "$PAY_RATIO" --wait --wait-timeout 2m | tee "$DIR/starter.out" || status=$?
 
 # Coupons arrive asynchronously, after each OrderPaid commit.
 paid=$(sed -n 's/.*; paid \([0-9]*\),.*/\1/p' "$DIR/starter.out")
@@ -135,7 +128,7 @@ coupons_at_least() { (($(grep -c 'msg="coupon granted"' "$DIR/coupon.log") >= $1
 wait_for 15 coupons_at_least "${paid:-0}" || true
 echo "== coupons granted by the downstream consumer (one per paid order, exactly once):"
 grep 'msg="coupon granted"' "$DIR/coupon.log" | sed 's/.*msg="coupon granted" /   /' || echo "   none"
-[[ $status == 0 ]] || echo "demo: the starter reported failed orders (exit $status)" >&2
+[[ $status == 0 ]] || echo "demo: the starter exited $status: failed orders, or it gave up waiting (see above)" >&2
 
 # The mirror copies each OrderPaid once committed; the Kafka consumer
 # prints it with the trace id it continues (the starter's trace of that order).

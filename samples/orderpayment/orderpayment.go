@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	temporalclient "go.temporal.io/sdk/client"
 
@@ -19,6 +20,8 @@ const (
 	DefaultSKU    = "sku-demo"
 	DefaultAmount = 1999 // cents
 	DefaultUsers  = 3
+	// DefaultProgressEvery is the default of Options.ProgressEvery.
+	DefaultProgressEvery = 10 * time.Second
 )
 
 // Options configure [Run].
@@ -42,6 +45,14 @@ type Options struct {
 	// Users is how many customers ("user-1" ...) the orders are spread
 	// over. Default DefaultUsers.
 	Users int
+	// Progress, if set, is called with Wait every ProgressEvery while Run
+	// waits for order orderID: open of the total runs are left to wait
+	// for (orderID's and those after it; some may have ended already). Without a worker on TaskQueue no run ever ends, and this is
+	// how a user hears what Run waits for. It runs on Run's goroutine.
+	Progress func(orderID string, open, total int)
+	// ProgressEvery is how often Progress is called. Default
+	// DefaultProgressEvery.
+	ProgressEvery time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -53,6 +64,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Users == 0 {
 		o.Users = DefaultUsers
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = DefaultProgressEvery
 	}
 	return o
 }

@@ -3,6 +3,7 @@ package orderpayment
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -83,7 +84,7 @@ func Run(ctx context.Context, tc temporalclient.Client, db *orders.DB, o Options
 		return sum, nil
 	}
 	for i, run := range runs {
-		r := wait(ctx, run)
+		r := o.wait(ctx, run, len(runs)-i, len(runs))
 		if err := ctx.Err(); err != nil {
 			return sum, err // the wait was cut short: the run did not fail
 		}
@@ -144,10 +145,28 @@ type result struct {
 	err error
 }
 
-func wait(ctx context.Context, run temporalclient.WorkflowRun) result {
-	var r result
-	r.err = run.Get(ctx, &r.res)
-	return r
+// wait waits for run to end, calling o.Progress (open of total runs left
+// to wait for) every o.ProgressEvery until it does.
+func (o Options) wait(ctx context.Context, run temporalclient.WorkflowRun, open, total int) result {
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = run.Get(ctx, &r.res)
+		done <- r
+	}()
+	if o.Progress == nil {
+		return <-done
+	}
+	t := time.NewTicker(o.ProgressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r
+		case <-t.C:
+			o.Progress(run.GetID(), open, total)
+		}
+	}
 }
 
 // settle records out's end r and counts it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	temporalclient "go.temporal.io/sdk/client"
 
@@ -77,5 +78,35 @@ func TestRunListsOrderWhosePayFailed(t *testing.T) {
 	}
 	if sum.Started != 1 || len(sum.Orders) != 1 || sum.Orders[0].OrderID != "pf-1" || sum.Orders[0].PaySent {
 		t.Fatalf("summary %+v, want order pf-1 started, listed, pay not sent", sum)
+	}
+}
+
+// Run tells, every ProgressEvery, which order it waits for and how many
+// are still open: without a worker it would otherwise wait in silence.
+func TestRunReportsWhatItWaitsFor(t *testing.T) {
+	db := txnbridgetest.OpenDB(t)
+	f := &fakeTemporal{waiting: make(chan struct{}, 2)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type progress struct {
+		id          string
+		open, total int
+	}
+	got := make(chan progress, 1)
+	o := Options{Orders: 2, Wait: true, TaskQueue: "q", Prefix: "pw", ProgressEvery: time.Millisecond,
+		Progress: func(id string, open, total int) {
+			select {
+			case got <- progress{id, open, total}:
+			default:
+			}
+		}}
+	go func() {
+		if p := <-got; p != (progress{"pw-1", 2, 2}) {
+			t.Errorf("progress %+v, want order pw-1, 2 of 2 open", p)
+		}
+		cancel()
+	}()
+	if _, err := Run(ctx, f, db, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want context.Canceled", err)
 	}
 }

@@ -7,5 +7,7 @@
 //
 // It finds the broker through the name server the worker's clients use:
 // namesrv.listenAddr when worker.embeddedBroker and namesrv.embedded are
-// true, else broker.namesrvAddr.
+// true, else broker.namesrvAddr. It logs "coupon consumer ready" once a
+// name server answered, and until then, every 2s, that it is still
+// trying.
 package main

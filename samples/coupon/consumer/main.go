@@ -2,20 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/samples/coupon"
+	"github.com/halfbackmq/halfback/workflows"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
+	err := run(ctx, os.Args[1:], os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "coupon consumer:", err)
@@ -23,7 +29,8 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+// run is main with its arguments and log output.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
 	loadConfig := app.ConfigFlag(fs)
 	group := fs.String("group", coupon.DefaultGroup, "consumer group")
@@ -37,7 +44,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := app.NewLogger(os.Stderr, cfg.Log.SlogLevel())
+	log := app.NewLogger(stderr, cfg.Log.SlogLevel())
 	stopTelemetry, err := app.SetupTelemetry(ctx, cfg, config.ServiceCoupon, log)
 	if err != nil {
 		return err
@@ -57,7 +64,38 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The consumer starts whether or not a name server answers (it keeps
+	// asking); "ready", which scripts wait for, means one did.
+	if err := awaitNamesrv(ctx, c, app.NamesrvAddrs(cfg), log); err != nil {
+		pc.Close()
+		return nil
+	}
 	log.Info("coupon consumer ready", "group", *group, "namesrv", app.NamesrvAddrs(cfg))
 	<-ctx.Done()
 	return pc.Close()
+}
+
+// retryEvery is how often awaitNamesrv asks the name servers again.
+var retryEvery = 2 * time.Second
+
+// awaitNamesrv returns once a name server of addrs answered for the
+// OrderPaid topic (a route, or none yet: the consumer picks it up when the
+// topic is created), logging each failed try; ctx's error if ctx ends
+// first.
+func awaitNamesrv(ctx context.Context, c *client.Client, addrs []string, log *slog.Logger) error {
+	for {
+		_, err := c.SubscribeQueues(ctx, workflows.TopicOrderEvents)
+		if err == nil || errors.Is(err, client.ErrTopicNotFound) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("coupon consumer not ready: no name server answers; still trying", "namesrv", addrs, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(retryEvery):
+		}
+	}
 }

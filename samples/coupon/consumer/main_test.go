@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/namesrv"
 	"github.com/halfbackmq/halfback/orders"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
@@ -52,7 +54,7 @@ func TestRunGrantsCouponsUntilStopped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--config", cfg, "--group", "coupon-test"}) }()
+	go func() { done <- run(ctx, []string{"--config", cfg, "--group", "coupon-test"}, io.Discard) }()
 	testutil.WaitFor(t, 30*time.Second, "the coupon of order-7", func() bool {
 		select {
 		case err := <-done:
@@ -82,9 +84,51 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{[]string{"prod.yaml"}, `unexpected argument "prod.yaml"`},
 		{[]string{"--config", "/nonexistent.yaml"}, "no such file"},
 	} {
-		err := run(context.Background(), tc.args)
+		err := run(context.Background(), tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// The consumer says "ready" (what scripts/demo.sh waits for) only once a
+// name server answered; until then it says it is still trying.
+func TestReadyOnlyOnceTheNameServerAnswers(t *testing.T) {
+	addr := testutil.FreeAddr(t) // no name server there yet
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	body := fmt.Sprintf("store:\n  dataDir: %s\nbroker:\n  namesrvAddr: %s\nworker:\n  embeddedBroker: false\nlog:\n  level: info\n", dir, addr)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { retryEvery = d }(retryEvery)
+	retryEvery = 50 * time.Millisecond
+	var logs testutil.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--config", cfg}, &logs) }()
+	testutil.WaitFor(t, 30*time.Second, "a still-trying or a ready line", func() bool {
+		return strings.Contains(logs.String(), "still trying") || strings.Contains(logs.String(), "coupon consumer ready")
+	})
+	if strings.Contains(logs.String(), "coupon consumer ready") {
+		t.Fatalf("ready with no name server up; logs:\n%s", logs.String())
+	}
+	srv, err := namesrv.Open(namesrv.Options{ListenAddr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	testutil.WaitFor(t, 30*time.Second, "the ready line once the name server is up", func() bool {
+		return strings.Contains(logs.String(), `msg="coupon consumer ready"`)
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after cancel: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
 	}
 }

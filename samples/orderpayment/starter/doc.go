@@ -10,6 +10,17 @@
 // one JSON object with started, paySent, paid, cancelled, failed and the
 // orders). Each order's workflow is started in a root span "order <id>",
 // its trace id printed with the order (traceId in JSON) when a tracer
-// provider records. The exit status is 1 if an order failed: its workflow
-// failed, or it did not end PAID when paid and CANCELLED when not.
+// provider records.
+//
+// While it waits it prints to stderr, every 10s, the order it waits for,
+// how many are not ended yet and whether any worker polls the task queue
+// (with none, no order ever ends). --wait-timeout bounds the wait: past
+// it the starter prints the summary so far and exits 1; the default, 0,
+// waits until every order ends or SIGINT/SIGTERM.
+//
+// The exit status is 2 for a refused command line (one line on stderr
+// naming the flag), 1 if the starter could not run (a bad config,
+// Temporal unreachable: the error alone, no summary), gave up waiting, or
+// an order failed: its workflow failed, or it did not end PAID when paid
+// and CANCELLED when not.
 package main

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,9 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	enums "go.temporal.io/api/enums/v1"
+	temporalclient "go.temporal.io/sdk/client"
 
 	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/app"
@@ -24,28 +28,54 @@ func main() {
 	os.Exit(code)
 }
 
-// run is main with its arguments and outputs; it returns the exit status.
+// progressEvery is how often --wait says which order it still waits for.
+var progressEvery = 10 * time.Second
+
+// run is main with its arguments and outputs; it returns the exit status:
+// 2 for a refused command line (one line on stderr naming the flag, no
+// summary), 1 if the starter could not run or an order failed.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("starter", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Parse's own report is the error and then the whole flag list, which
+	// buries the error; run prints the error alone.
+	fs.SetOutput(io.Discard)
 	loadConfig := app.ConfigFlag(fs)
 	var o orderpayment.Options
 	var asJSON bool
+	var waitTimeout time.Duration
 	fs.IntVar(&o.Orders, "orders", 5, "how many orders to start")
 	fs.Float64Var(&o.PayRatio, "pay-ratio", 0.5, "fraction of the orders to pay, 0 to 1; the others time out")
 	fs.BoolVar(&o.Wait, "wait", false, "wait for every order to end and print a summary")
+	fs.DurationVar(&waitTimeout, "wait-timeout", 0, "with --wait, give up waiting after this long (exit 1); 0 waits until every order ends or Ctrl-C")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.StringVar(&o.Prefix, "prefix", fmt.Sprintf("order-%d", time.Now().UnixMilli()), "order id prefix: <prefix>-1, <prefix>-2, ...")
 	fs.StringVar(&o.SKU, "sku", orderpayment.DefaultSKU, "what every order buys")
 	fs.Int64Var(&o.Amount, "amount", orderpayment.DefaultAmount, "every order's price, in cents")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // asked for: not a refusal
+			fs.SetOutput(stdout)
+			fmt.Fprintln(stdout, "Usage of starter:")
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "starter: %v (starter --help lists the flags)\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "starter: unexpected argument %q (the config file is given as --config FILE)\n", fs.Arg(0))
 		return 2
 	}
-	sum, err := start(ctx, loadConfig, o, stderr)
+	if err := checkFlags(o, waitTimeout); err != nil {
+		fmt.Fprintln(stderr, "starter:", err)
+		return 2
+	}
+	sum, err := start(ctx, loadConfig, o, waitTimeout, stderr)
+	if err != nil && sum.Started == 0 {
+		// Nothing started (a bad config, Temporal unreachable): a summary
+		// of zeros would only hide the error.
+		fmt.Fprintln(stderr, "starter:", err)
+		return 1
+	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -63,8 +93,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// start connects to Temporal and the order database and runs o.
-func start(ctx context.Context, loadConfig func() (*config.Config, error), o orderpayment.Options, stderr io.Writer) (orderpayment.Summary, error) {
+// checkFlags refuses the flag values o.Validate would, by their flag names.
+func checkFlags(o orderpayment.Options, waitTimeout time.Duration) error {
+	switch {
+	case o.Orders < 1:
+		return fmt.Errorf("--orders %d: want at least 1", o.Orders)
+	case !(o.PayRatio >= 0 && o.PayRatio <= 1):
+		return fmt.Errorf("--pay-ratio %v: want 0 to 1", o.PayRatio)
+	case o.Prefix == "":
+		return errors.New("--prefix is empty")
+	case o.Amount < 0:
+		return fmt.Errorf("--amount %d: must not be negative", o.Amount)
+	case waitTimeout < 0:
+		return fmt.Errorf("--wait-timeout %v: must not be negative", waitTimeout)
+	}
+	return nil
+}
+
+// start connects to Temporal and the order database and runs o, for at
+// most waitTimeout (0: no bound).
+func start(ctx context.Context, loadConfig func() (*config.Config, error), o orderpayment.Options,
+	waitTimeout time.Duration, stderr io.Writer) (orderpayment.Summary, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return orderpayment.Summary{}, err
@@ -93,7 +142,37 @@ func start(ctx context.Context, loadConfig func() (*config.Config, error), o ord
 		return orderpayment.Summary{}, err
 	}
 	defer db.Close()
-	return orderpayment.Run(ctx, tc, db, o)
+	if o.Wait {
+		o.ProgressEvery = progressEvery
+		o.Progress = func(orderID string, open, total int) {
+			fmt.Fprintf(stderr, "starter: waiting for order %s (%d of %d orders left to wait for)%s\n",
+				orderID, open, total, pollers(ctx, tc, o.TaskQueue))
+		}
+		if waitTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, waitTimeout)
+			defer cancel()
+		}
+	}
+	sum, err := orderpayment.Run(ctx, tc, db, o)
+	if errors.Is(err, context.DeadlineExceeded) && waitTimeout > 0 {
+		err = fmt.Errorf("gave up waiting after --wait-timeout %v, with %d of %d orders left to wait for",
+			waitTimeout, sum.Started-sum.Paid-sum.Cancelled-sum.Failed, sum.Started)
+	}
+	return sum, err
+}
+
+// pollers says, for a progress line, whether any worker polls queue: a
+// run waits silently for ever on a task queue nobody serves.
+func pollers(ctx context.Context, tc temporalclient.Client, queue string) string {
+	resp, err := tc.DescribeTaskQueue(ctx, queue, enums.TASK_QUEUE_TYPE_WORKFLOW)
+	switch {
+	case err != nil:
+		return ""
+	case len(resp.GetPollers()) == 0:
+		return fmt.Sprintf(" (no worker has polled task queue %s lately: is the worker running?)", queue)
+	}
+	return fmt.Sprintf(" (%d workers poll task queue %s)", len(resp.GetPollers()), queue)
 }
 
 // printSummary prints each order and the counts.
