@@ -21,18 +21,7 @@ func TestCheckpointMakesDeliveriesDurable(t *testing.T) {
 	r := newRigFlush(t, "1s", true)
 	defer r.close()
 	r.send("a", message.Properties{message.PropertyDelayTimeLevel: "1"})
-	r.clock.Advance(2 * time.Second)
-	if n := r.step(); n != 1 {
-		t.Fatalf("delivered %d, want 1", n)
-	}
-	got := r.delivered()
-	if len(got) != 1 {
-		t.Fatalf("real topic holds %d messages, want 1", len(got))
-	}
-	end := got[0].CommitLogOffset + int64(got[0].StoreSize)
-	if d := r.st.DurableOffset(); d >= end {
-		t.Fatalf("the delivered copy is durable (%d >= %d) before any checkpoint: the test shows nothing", d, end)
-	}
+	end := deliverNotDurable(t, r, "any checkpoint")
 	if err := r.s.Checkpoint(); err != nil {
 		t.Fatal(err)
 	}
@@ -192,18 +181,7 @@ func TestLowestReleasesOnlyDurableDeliveries(t *testing.T) {
 	r := newRigFlush(t, "1s", true)
 	defer r.close()
 	scheduled := r.send("a", message.Properties{message.PropertyDelayTimeLevel: "1"})
-	r.clock.Advance(2 * time.Second)
-	if n := r.step(); n != 1 {
-		t.Fatalf("delivered %d, want 1", n)
-	}
-	got := r.delivered()
-	if len(got) != 1 {
-		t.Fatalf("real topic holds %d messages, want 1", len(got))
-	}
-	end := got[0].CommitLogOffset + int64(got[0].StoreSize)
-	if d := r.st.DurableOffset(); d >= end {
-		t.Fatalf("the delivered copy is durable (%d >= %d) before Lowest: the test shows nothing", d, end)
-	}
+	end := deliverNotDurable(t, r, "Lowest")
 	lowest, ok, err := r.s.Lowest()
 	if err != nil {
 		t.Fatal(err)
@@ -215,4 +193,25 @@ func TestLowestReleasesOnlyDurableDeliveries(t *testing.T) {
 		t.Fatalf("Lowest released the scheduled message (%d, %v) while its delivered copy is not durable (durable end %d, copy ends at %d)",
 			lowest, ok, d, end)
 	}
+}
+
+// deliverNotDurable delivers the one level-1 message sent to r (its due
+// time passed on the fake clock) and returns where its copy ends, which
+// the store (never flushing on its own) has not made durable before what
+// the test calls next, named by before.
+func deliverNotDurable(t *testing.T, r *rig, before string) int64 {
+	t.Helper()
+	r.clock.Advance(2 * time.Second)
+	if n := r.step(); n != 1 {
+		t.Fatalf("delivered %d, want 1", n)
+	}
+	got := r.delivered()
+	if len(got) != 1 {
+		t.Fatalf("real topic holds %d messages, want 1", len(got))
+	}
+	end := got[0].CommitLogOffset + int64(got[0].StoreSize)
+	if d := r.st.DurableOffset(); d >= end {
+		t.Fatalf("the delivered copy is durable (%d >= %d) before %s: the test shows nothing", d, end, before)
+	}
+	return end
 }

@@ -64,15 +64,7 @@ func TestRunGrantsCouponsUntilStopped(t *testing.T) {
 		c, err := db.Coupons(context.Background())
 		return err == nil && c["order-7"] == 1
 	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run after cancel: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return after its context was cancelled")
-	}
+	stopRun(t, cancel, done)
 }
 
 func TestRunRefusesBadInput(t *testing.T) {
@@ -122,6 +114,12 @@ func TestReadyOnlyOnceTheNameServerAnswers(t *testing.T) {
 	testutil.WaitFor(t, 30*time.Second, "the ready line once the name server is up", func() bool {
 		return strings.Contains(logs.String(), `msg="coupon consumer ready"`)
 	})
+	stopRun(t, cancel, done)
+}
+
+// stopRun cancels run's context and waits for it to return nil on done.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:
