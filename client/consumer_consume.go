@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/message"
 )
 
 // Consuming: handler calls, acknowledgement, and what happens to a failed
@@ -15,8 +16,9 @@ import (
 // broker (CONSUMER_SEND_MSG_BACK, delay level 0: the broker picks level
 // 3 + reconsumeTimes, and parks the message in %DLQ%<group> once it was
 // consumed MaxReconsumeTimes times); a message the broker takes back is
-// acknowledged, one it does not take is consumed again here after
-// SuspendInterval. An orderly consumer runs one batch of a queue at a
+// acknowledged, one it refuses is stored by an ordinary send to the retry
+// topic instead (sendBackOne), and one neither stores is consumed again
+// here after SuspendInterval. An orderly consumer runs one batch of a queue at a
 // time; a failed batch is consumed again after SuspendInterval, up to
 // MaxReconsumeTimes times, and then sent back with delay level -1, which
 // the broker stores in the dead-letter queue, before the queue moves on.
@@ -281,10 +283,7 @@ var errHandlerFailed = errors.New("client: message handler asked for a retry")
 func (pc *PushConsumer) sendBackAll(q *processQueue, batch []*delivered, level int) []*delivered {
 	var left, taken []*delivered
 	for _, d := range batch {
-		ctx, cancel := context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
-		err := pc.sendBack(ctx, q.mq, d, level)
-		cancel()
-		if err != nil {
+		if err := pc.sendBackOne(q.mq, d, level); err != nil {
 			pc.log.Warn("client: send-back failed; retrying locally", "queue", q.mq, "msgId", d.msgID, "err", err)
 			left = append(left, d)
 			continue
@@ -294,6 +293,81 @@ func (pc *PushConsumer) sendBackAll(q *processQueue, batch []*delivered, level i
 	q.ack(taken)
 	return left
 }
+
+// sendBackOne sends d back. A refusal (the broker answered, but cannot
+// store the copy from the record at d's offset: retention removed it, say)
+// is followed by sendBackByContent, as RocketMQ's consumer falls back to
+// its producer; retried here, the message would be consumed again for
+// ever, never reaching the dead-letter queue, with the queue's offset held
+// behind it. A transport failure is not: the broker may have stored it.
+func (pc *PushConsumer) sendBackOne(mq MessageQueue, d *delivered, level int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
+	err := pc.sendBack(ctx, mq, d, level)
+	cancel()
+	var be *BrokerError
+	if !errors.As(err, &be) {
+		return err
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
+	defer cancel()
+	if err2 := pc.sendBackByContent(ctx, mq, d, level); err2 != nil {
+		return errors.Join(err, err2)
+	}
+	pc.log.Warn("client: send-back refused; stored the retry from the message's content", "queue", mq,
+		"msgId", d.msgID, "err", err)
+	return nil
+}
+
+// sendBackByContent stores the copy a send-back would have, with an
+// ordinary send (SEND_MESSAGE_V2) to the group's retry topic on mq's
+// broker: d's body, flag and stored properties, RETRY_TOPIC and
+// ORIGIN_MESSAGE_ID added if not set yet, delay level 3 + reconsumeTimes,
+// and in the request one more reconsume and the consumer's limit, past
+// which the broker stores it in %DLQ%<group> instead. Level < 0 (an
+// orderly consumer's dead letter) sends limit 0, which it is past.
+func (pc *PushConsumer) sendBackByContent(ctx context.Context, mq MessageQueue, d *delivered, level int) error {
+	const op = "SEND_MESSAGE_V2"
+	addr, err := pc.c.brokerAddr(ctx, mq.BrokerName, mq.Topic)
+	if err != nil {
+		return err
+	}
+	props := message.RemoveProperties(d.props, message.PropertyDelayTimeLevel, message.PropertyTimerDeliverMS,
+		message.PropertyTimerDelayMS, message.PropertyTimerDelaySec, message.PropertyTransactionPrepared,
+		message.PropertyReconsumeTime, message.PropertyMaxReconsumeTimes)
+	if _, ok := message.Property(props, message.PropertyRetryTopic); !ok {
+		props = message.SetProperty(props, message.PropertyRetryTopic, d.originTopic)
+	}
+	if v, ok := message.Property(props, message.PropertyOriginMessageID); !ok || v == "" {
+		props = message.SetProperty(props, message.PropertyOriginMessageID, d.offsetMsgID)
+	}
+	limit := pc.opts.MaxReconsumeTimes
+	if level < 0 {
+		limit = 0
+	} else {
+		if level == 0 {
+			level = 3 + int(d.reconsumeTimes)
+		}
+		props = message.SetProperty(props, message.PropertyDelayTimeLevel, strconv.Itoa(level))
+	}
+	topic := retryTopic(pc.opts.Group)
+	o := &outgoing{op: op, code: remoting.ReqSendMessageV2, topic: topic, flag: d.m.Flag, props: props,
+		body: d.m.Body, sysFlag: d.m.SysFlag & message.FlagCompressed}
+	req := o.request(clientInnerProducerGroup, MessageQueue{Topic: topic, BrokerName: mq.BrokerName})
+	req.ExtFields["j"] = strconv.Itoa(int(d.reconsumeTimes) + 1) // reconsumeTimes
+	req.ExtFields["l"] = strconv.Itoa(limit)                     // maxReconsumeTimes
+	resp, err := pc.c.invoke(ctx, addr, op, req)
+	if err != nil {
+		return err
+	}
+	if resp.Code != remoting.RespSuccess {
+		return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+	}
+	return nil
+}
+
+// clientInnerProducerGroup is the producer group of sendBackByContent's
+// sends, RocketMQ's MixAll.CLIENT_INNER_PRODUCER_GROUP.
+const clientInnerProducerGroup = "CLIENT_INNER_PRODUCER"
 
 // sendBack sends one message back (CONSUMER_SEND_MSG_BACK) to the broker
 // it was pulled from.

@@ -1,0 +1,110 @@
+package client
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/message"
+)
+
+// removedRecordCluster starts a cluster whose broker removes every full
+// commit-log segment at once (small segments, kept 1 ms, checked every
+// 20 ms), and returns it with removeSegmentOf, which fills the log until
+// retention has removed the segment of the record at phys.
+func removedRecordCluster(t *testing.T) (*cluster, func(ctx context.Context, phys int64)) {
+	cl := startCluster(t, nil, func(o *broker.Options) {
+		o.Store.SegmentSize, o.Store.MaxMessageSize = 256<<10, 32<<10
+		o.Store.FileReserved, o.Store.RetentionCheckPeriod = time.Millisecond, 20*time.Millisecond
+	})
+	return cl, func(ctx context.Context, phys int64) {
+		st := cl.b.Store()
+		big := strings.Repeat("f", 8<<10)
+		for i := range 100 {
+			if _, err := st.Append(ctx, &message.Message{Topic: "filler", Body: []byte(big),
+				Properties: message.Properties{message.PropertyUniqKey: "F" + strconv.Itoa(i)}.Encode()}); err != nil {
+				t.Error(err)
+			}
+		}
+		waitFor(t, "retention to remove the message's segment", func() bool { return st.MinPhysicalOffset() > phys })
+	}
+}
+
+// TestSendBackOfRemovedRecordStoresTheRetryByContent: a failed message
+// whose commit-log segment retention removed before the send-back cannot be
+// looked up by offset (the broker refuses CONSUMER_SEND_MSG_BACK). As
+// RocketMQ's consumer, the client then stores the retry itself, an
+// ordinary send to %RETRY%<group> with RETRY_TOPIC and one more reconsume,
+// rather than consuming the message again on the spot for ever with the
+// queue's offset pinned behind it.
+func TestSendBackOfRemovedRecordStoresTheRetryByContent(t *testing.T) {
+	cl, removeSegmentOf := removedRecordCluster(t)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("pay"), uniq("cg")
+	res, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("poison"), Tags: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var removed atomic.Bool
+	var retried atomic.Pointer[MessageExt]
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		m := msgs[0]
+		if m.SystemProperties[message.PropertyRetryTopic] != "" {
+			retried.Store(m)
+			return ConsumeSuccess, nil
+		}
+		if !removed.Load() {
+			removeSegmentOf(ctx, m.CommitLogOffset)
+			removed.Store(true)
+		}
+		return ConsumeRetryLater, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
+		PersistInterval: 100 * time.Millisecond}, topic, "*", h)
+	waitFor(t, "the message's segment removed", removed.Load)
+	retry := cl.waitStored(t, retryTopic(group), 1)[0]
+	if string(retry.Body) != "poison" || retry.MsgID != res.MsgID || retry.Tags != "t1" || retry.ReconsumeTimes != 1 ||
+		retry.SystemProperties[message.PropertyRetryTopic] != topic {
+		t.Fatalf("retry copy %+v", retry)
+	}
+	waitFor(t, "the retry consumed", func() bool { return retried.Load() != nil })
+	if m := retried.Load(); m.Topic != topic || m.ReconsumeTimes != 1 {
+		t.Fatalf("retry delivered as topic %s, reconsumeTimes %d", m.Topic, m.ReconsumeTimes)
+	}
+	waitFor(t, "the topic and the retry topic acknowledged", func() bool {
+		return cl.caughtUp(topic, pc) && cl.caughtUp(retryTopic(group), pc)
+	})
+}
+
+// TestOrderlyDeadLetterOfRemovedRecordStoresItByContent: the same for an
+// orderly consumer's dead letter (send-back with delay level -1): the
+// client's own send lands in %DLQ%<group>, and the queue moves on.
+func TestOrderlyDeadLetterOfRemovedRecordStoresItByContent(t *testing.T) {
+	cl, removeSegmentOf := removedRecordCluster(t)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("ledger"), uniq("og")
+	sendKeyed(t, p, topic, []string{"k0"}, 0, 1)
+	var removed atomic.Bool
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if !removed.Load() {
+			removeSegmentOf(ctx, msgs[0].CommitLogOffset)
+			removed.Store(true)
+		}
+		return ConsumeRetryLater, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
+		FromWhere: ConsumeFromFirst, MaxReconsumeTimes: 1, SuspendInterval: 20 * time.Millisecond}, topic, "*", h)
+	waitFor(t, "the message's segment removed", removed.Load)
+	dlq := cl.waitStored(t, DLQTopic(group), 1)[0]
+	if string(dlq.Body) != "k0-0" || dlq.SystemProperties[message.PropertyRetryTopic] != topic {
+		t.Fatalf("dead letter %+v", dlq)
+	}
+	waitFor(t, "the queue acknowledged", func() bool { return cl.caughtUp(topic, pc) })
+	if got := cl.stored(t, retryTopic(group)); len(got) != 0 {
+		t.Fatalf("%d messages in the retry topic, want 0", len(got))
+	}
+}
