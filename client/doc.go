@@ -58,7 +58,10 @@
 // A message is acknowledged only after its handler returned
 // [ConsumeSuccess]; an error, a panic or [ConsumeRetryLater] sends it back
 // (CONSUMER_SEND_MSG_BACK) to come again through %RETRY%<group>, until
-// [ConsumerOptions].MaxReconsumeTimes sends it to %DLQ%<group>
+// [ConsumerOptions].MaxReconsumeTimes sends it to %DLQ%<group>; if the
+// broker refuses the send-back (the record's segment was removed, say),
+// the client sends the same copy to %RETRY%<group> itself, as RocketMQ's
+// Java client does
 // (Broadcasting members, which read no retry topic, retry it in place that
 // often and then drop it with a warning). A committed offset never passes
 // a message still in a handler. Orderly consumers lock their queues on the
