@@ -13,7 +13,7 @@
 #   TEMPORAL_PORT, TEMPORAL_UI_PORT   (7233, 8233)
 #   KAFKA_PORT        the development Kafka's port (9092)
 #   KEEP=1            keep the data directory (broker, orders.db, logs)
-#   STOP_GRACE        seconds a child has to exit on SIGTERM before SIGKILL (5)
+#   STOP_GRACE        whole seconds a child has to exit on SIGTERM before SIGKILL (5)
 set -euo pipefail
 # Each long-running child starts in a session of its own (bg), so Ctrl-C
 # in the terminal reaches only this script and whatever it runs in the
