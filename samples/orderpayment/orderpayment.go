@@ -15,6 +15,10 @@ import (
 // ErrInvalidOptions means Options.Validate rejected a field.
 var ErrInvalidOptions = errors.New("orderpayment: invalid options")
 
+// ErrGaveUpWaiting is Run's error when Options.WaitTimeout passed before
+// every run ended.
+var ErrGaveUpWaiting = errors.New("orderpayment: gave up waiting")
+
 // Defaults of [Options].
 const (
 	DefaultSKU    = "sku-demo"
@@ -33,6 +37,10 @@ type Options struct {
 	PayRatio float64
 	// Wait waits for every run to end and fills the outcome of each.
 	Wait bool
+	// WaitTimeout, with Wait, bounds the waiting (from when every order
+	// has started): past it Run returns [ErrGaveUpWaiting]. 0 waits until
+	// every run ends or ctx does.
+	WaitTimeout time.Duration
 	// TaskQueue is where the runs are started. Required.
 	TaskQueue string
 	// Prefix starts every order id: <Prefix>-<n>. Required (callers use

@@ -83,10 +83,20 @@ func Run(ctx context.Context, tc temporalclient.Client, db *orders.DB, o Options
 	if !o.Wait {
 		return sum, nil
 	}
+	wctx := ctx
+	if o.WaitTimeout > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeoutCause(ctx, o.WaitTimeout, ErrGaveUpWaiting)
+		defer cancel()
+	}
 	for i, run := range runs {
-		r := o.wait(ctx, run, len(runs)-i, len(runs))
-		if err := ctx.Err(); err != nil {
-			return sum, err // the wait was cut short: the run did not fail
+		r := o.wait(wctx, run, len(runs)-i, len(runs))
+		if wctx.Err() != nil { // the wait was cut short: the run did not fail
+			if err := ctx.Err(); err != nil {
+				return sum, err
+			}
+			return sum, fmt.Errorf("%w after %v, with %d of %d orders left to wait for",
+				ErrGaveUpWaiting, o.WaitTimeout, len(runs)-i, len(runs))
 		}
 		sum.settle(&sum.Orders[i], r)
 	}

@@ -110,3 +110,33 @@ func TestRunReportsWhatItWaitsFor(t *testing.T) {
 		t.Fatalf("Run: %v, want context.Canceled", err)
 	}
 }
+
+// slowStarts is fakeTemporal whose starts take delay each (a loaded
+// frontend).
+type slowStarts struct {
+	fakeTemporal
+	delay    time.Duration
+	lastDone time.Time // when the last start returned
+}
+
+func (f *slowStarts) ExecuteWorkflow(ctx context.Context, o temporalclient.StartWorkflowOptions, w any, args ...any) (temporalclient.WorkflowRun, error) {
+	<-time.After(f.delay) // the start's latency, not a wait for an event
+	defer func() { f.lastDone = time.Now() }()
+	return f.fakeTemporal.ExecuteWorkflow(ctx, o, w, args...)
+}
+
+// WaitTimeout bounds the waiting only: slow starts do not use it up, and
+// past it Run says it gave up, and on how many orders.
+func TestWaitTimeoutCountsFromTheLastStart(t *testing.T) {
+	db := txnbridgetest.OpenDB(t)
+	const timeout = 300 * time.Millisecond
+	f := &slowStarts{fakeTemporal: fakeTemporal{waiting: make(chan struct{}, 2)}, delay: 200 * time.Millisecond}
+	_, err := Run(context.Background(), f, db, Options{Orders: 2, Wait: true, WaitTimeout: timeout, TaskQueue: "q", Prefix: "wt"})
+	waited := time.Since(f.lastDone)
+	if !errors.Is(err, ErrGaveUpWaiting) || err.Error() != "orderpayment: gave up waiting after 300ms, with 2 of 2 orders left to wait for" {
+		t.Fatalf("Run: %v, want ErrGaveUpWaiting after 300ms with 2 of 2 left", err)
+	}
+	if waited < timeout {
+		t.Fatalf("waited %v after the last start, want at least WaitTimeout %v", waited, timeout)
+	}
+}

@@ -13,8 +13,9 @@
 // provider records.
 //
 // While it waits it prints to stderr, every 10s, the order it waits for,
-// how many are not ended yet and whether any worker polls the task queue
-// (with none, no order ever ends). --wait-timeout bounds the wait: past
+// how many it still has to wait for and whether any worker polls the task
+// queue (with none, no order ever ends). --wait-timeout bounds the wait,
+// counted once every order has started (orderpayment.Options.WaitTimeout): past
 // it the starter prints the summary so far and exits 1; the default, 0,
 // waits until every order ends or SIGINT/SIGTERM.
 //

@@ -110,8 +110,8 @@ func checkFlags(o orderpayment.Options, waitTimeout time.Duration) error {
 	return nil
 }
 
-// start connects to Temporal and the order database and runs o, for at
-// most waitTimeout (0: no bound).
+// start connects to Temporal and the order database and runs o, waiting
+// at most waitTimeout for the runs to end (0: no bound).
 func start(ctx context.Context, loadConfig func() (*config.Config, error), o orderpayment.Options,
 	waitTimeout time.Duration, stderr io.Writer) (orderpayment.Summary, error) {
 	cfg, err := loadConfig()
@@ -148,14 +148,10 @@ func start(ctx context.Context, loadConfig func() (*config.Config, error), o ord
 			fmt.Fprintf(stderr, "starter: waiting for order %s (%d of %d orders left to wait for)%s\n",
 				orderID, open, total, pollers(ctx, tc, o.TaskQueue))
 		}
-		if waitTimeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, waitTimeout)
-			defer cancel()
-		}
+		o.WaitTimeout = waitTimeout
 	}
 	sum, err := orderpayment.Run(ctx, tc, db, o)
-	if errors.Is(err, context.DeadlineExceeded) && waitTimeout > 0 {
+	if errors.Is(err, orderpayment.ErrGaveUpWaiting) {
 		err = fmt.Errorf("gave up waiting after --wait-timeout %v, with %d of %d orders left to wait for",
 			waitTimeout, sum.Started-sum.Paid-sum.Cancelled-sum.Failed, sum.Started)
 	}
