@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	temporalclient "go.temporal.io/sdk/client"
@@ -132,6 +133,27 @@ func NewClient(nsAddrs []string, log *slog.Logger) (*client.Client, error) {
 // [config.Config.OrdersDSN].
 func OrdersOptions(cfg *config.Config) orders.Options {
 	return orders.Options{Driver: cfg.Orders.Driver, DSN: cfg.OrdersDSN()}
+}
+
+// ErrNoOrdersDB is OpenWorkerOrders' error when the order database the
+// config names does not exist.
+var ErrNoOrdersDB = errors.New("no order database")
+
+// OpenWorkerOrders opens the order database of a running worker, for the
+// samples that read or seed it (the starter, the payer): when the DSN is
+// the derived one in store.dataDir and no database is there, it fails with
+// ErrNoOrdersDB rather than create an empty one beside the worker's (a
+// shell without the demo's HALFBACK_STORE_DATADIR, say), where the
+// starter's stock would be seeded and the payer would find no order.
+func OpenWorkerOrders(ctx context.Context, cfg *config.Config) (*orders.DB, error) {
+	if strings.TrimSpace(cfg.Orders.DSN) == "" {
+		path := filepath.Join(cfg.Store.DataDir, config.OrdersFile)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s: start the worker first, or set store.dataDir (HALFBACK_STORE_DATADIR) to the worker's",
+				ErrNoOrdersDB, path)
+		}
+	}
+	return OpenOrders(ctx, cfg)
 }
 
 // OpenOrders opens the order database, creating store.dataDir first when

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/halfbackmq/halfback/config"
@@ -120,4 +121,31 @@ func TestOpenOrdersInDataDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.Store.DataDir, config.OrdersFile)); err != nil {
 		t.Errorf("orders.db not in store.dataDir: %v", err)
 	}
+}
+
+// OpenWorkerOrders opens the worker's order database only: where there is
+// none it fails with ErrNoOrdersDB and creates nothing.
+func TestOpenWorkerOrdersNeedsTheWorkersDB(t *testing.T) {
+	cfg := defaults(t)
+	cfg.Store.DataDir = t.TempDir()
+	path := filepath.Join(cfg.Store.DataDir, config.OrdersFile)
+	if db, err := OpenWorkerOrders(context.Background(), cfg); !errors.Is(err, ErrNoOrdersDB) || !strings.Contains(err.Error(), path) {
+		if db != nil {
+			db.Close()
+		}
+		t.Fatalf("OpenWorkerOrders with no database: %v, want ErrNoOrdersDB naming %s", err, path)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("OpenWorkerOrders made %s: %v", path, err)
+	}
+	db, err := OpenOrders(context.Background(), cfg) // the worker
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = OpenWorkerOrders(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("OpenWorkerOrders of the worker's database: %v", err)
+	}
+	db.Close()
 }

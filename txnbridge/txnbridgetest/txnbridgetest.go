@@ -19,7 +19,9 @@ import (
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
 	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/namesrv"
 	"github.com/halfbackmq/halfback/orders"
 )
@@ -183,6 +185,24 @@ func OpenDB(t testing.TB) *orders.DB {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// CreateOrdersDB creates the order database of the config file at
+// configPath, as a running worker has (the starter and payer open only an
+// existing one).
+func CreateOrdersDB(t testing.TB, configPath string) {
+	t.Helper()
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := app.OpenOrders(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TemporalCLIEnv names the variable `make test` sets to the pinned

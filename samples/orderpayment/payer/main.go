@@ -67,7 +67,7 @@ func pay(ctx context.Context, loadConfig func() (*config.Config, error), orderID
 	}
 	defer stopTelemetry()
 	if amount == 0 {
-		db, err := app.OpenOrders(ctx, cfg)
+		db, err := app.OpenWorkerOrders(ctx, cfg)
 		if err != nil {
 			return err
 		}

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	temporalclient "go.temporal.io/sdk/client"
 
+	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
 )
@@ -101,6 +104,8 @@ func TestRunSignalsPay(t *testing.T) {
 
 func TestRunRefusesBadInput(t *testing.T) {
 	cfg := writeConfig(t, "", "127.0.0.1:1", "") // never dialled: each case fails first
+	noDB := writeConfig(t, "", "127.0.0.1:1", "")
+	txnbridgetest.CreateOrdersDB(t, cfg)
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -111,6 +116,9 @@ func TestRunRefusesBadInput(t *testing.T) {
 		{[]string{"--config", cfg}, 2, "--order is required"},
 		{[]string{"--config", cfg, "--order", "o", "--amount", "-1999"}, 2, "--amount must not be negative"},
 		{[]string{"--config", "/nonexistent.yaml", "--order", "o"}, 1, "no such file"},
+		// No --amount, and no order database (no worker made one there): not
+		// created here, empty.
+		{[]string{"--config", noDB, "--order", "o"}, 1, "no order database at " + filepath.Join(filepath.Dir(noDB), config.OrdersFile)},
 		// No --amount: read from the order database, where there is no such order.
 		{[]string{"--config", cfg, "--order", "nope"}, 1, "amount of order nope (or give --amount)"},
 	} {
@@ -118,5 +126,8 @@ func TestRunRefusesBadInput(t *testing.T) {
 		if code := run(context.Background(), tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), tc.code, tc.want)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(noDB), config.OrdersFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the payer made an order database where there was none: %v", err)
 	}
 }

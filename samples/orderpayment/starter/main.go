@@ -122,6 +122,11 @@ func start(ctx context.Context, loadConfig func() (*config.Config, error), o ord
 	if err := o.Validate(); err != nil {
 		return orderpayment.Summary{}, err
 	}
+	db, err := app.OpenWorkerOrders(ctx, cfg)
+	if err != nil {
+		return orderpayment.Summary{}, err
+	}
+	defer db.Close()
 	log := app.NewLogger(stderr, cfg.Log.SlogLevel())
 	stopTelemetry, err := app.SetupTelemetry(ctx, cfg, config.ServiceStarter, log)
 	if err != nil {
@@ -137,11 +142,6 @@ func start(ctx context.Context, loadConfig func() (*config.Config, error), o ord
 		return orderpayment.Summary{}, err
 	}
 	defer tc.Close()
-	db, err := app.OpenOrders(ctx, cfg)
-	if err != nil {
-		return orderpayment.Summary{}, err
-	}
-	defer db.Close()
 	if o.Wait {
 		o.ProgressEvery = progressEvery
 		o.Progress = func(orderID string, open, total int) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/samples/orderpayment"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 )
@@ -38,6 +39,11 @@ func TestExitStatus(t *testing.T) {
 	if err := os.WriteFile(badYAML, []byte("temporal: [\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A data directory without the worker's order database.
+	noDB := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(noDB, fmt.Appendf(nil, "store:\n  dataDir: %s\ntemporal:\n  hostPort: 127.0.0.1:1\n", filepath.Dir(noDB)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		args []string
 		code int
@@ -52,6 +58,7 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"--config", "", "--wait-timeout", "-1s"}, 2, "--wait-timeout -1s"},
 		{[]string{"--config", "/nonexistent.yaml"}, 1, "no such file"},
 		{[]string{"--config", badYAML}, 1, "bad.yaml"},
+		{[]string{"--config", noDB}, 1, "no order database at " + filepath.Join(filepath.Dir(noDB), config.OrdersFile)},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), tt.args, &stdout, &stderr)
@@ -85,6 +92,7 @@ func TestWaitWithoutWorkerSaysSoAndGivesUp(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	txnbridgetest.CreateOrdersDB(t, cfg)
 	defer func(d time.Duration) { progressEvery = d }(progressEvery)
 	progressEvery = 100 * time.Millisecond
 	var stdout, stderr bytes.Buffer
