@@ -10,5 +10,7 @@
 // OrderPaymentWorkflow, its activities, the check-back resolver and the
 // consumer that turns delayed payment checks into signals. SIGINT or
 // SIGTERM stops it cleanly: the worker first (running activities get
-// 10 s), then the clients, the database and the broker.
+// 10 s), then the clients, the database and the broker. If Temporal
+// stops the worker instead (a poll error the SDK does not retry, such as
+// the namespace deleted), it stops the rest the same way and exits 1.
 package main

@@ -38,7 +38,8 @@ func main() {
 var testInterceptors func(log *slog.Logger) ([]interceptor.WorkerInterceptor, error)
 
 // run is main with its arguments: it starts the stack, waits for ctx to
-// end, and stops the stack.
+// end, and stops the stack. If the Temporal worker stops by itself first
+// ([stack.Failed]), run stops the rest and returns its error.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -69,7 +70,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-s.Failed():
+		// Exit with an error, so that whatever runs the worker (systemd,
+		// Kubernetes) starts it again or tells someone.
+		log.Error("Temporal worker stopped by itself; stopping the worker", "err", err)
+		return errors.Join(fmt.Errorf("the Temporal worker on task queue %s, namespace %s, stopped: %w",
+			cfg.Temporal.TaskQueue, cfg.Temporal.Namespace, err), s.Close())
+	}
 	log.Info("stopping worker")
 	if err := s.Close(); err != nil {
 		return err

@@ -32,6 +32,9 @@ type stack struct {
 	client   *client.Client
 	worker   worker.Worker
 	log      *slog.Logger
+	// fatal receives the error the Temporal worker stopped on by itself
+	// (see [stack.Failed]); buffered, so that the SDK's hook never blocks.
+	fatal chan error
 }
 
 // options are the worker's own knobs, besides the config.
@@ -49,7 +52,7 @@ type options struct {
 // check-back resolver and the delayed-check consumer). On an error it
 // stops what it started.
 func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options) (_ *stack, err error) {
-	s := &stack{log: log, nsAddrs: app.NamesrvAddrs(cfg)}
+	s := &stack{log: log, nsAddrs: app.NamesrvAddrs(cfg), fatal: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -96,6 +99,12 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options)
 		Plugins:           []worker.Plugin{plugin},
 		Interceptors:      o.interceptors,
 		WorkerStopTimeout: stopTimeout,
+		OnFatalError: func(err error) {
+			select {
+			case s.fatal <- err:
+			default:
+			}
+		},
 	})
 	if err := w.Start(); err != nil {
 		w.Stop() // releases what the plugin started
@@ -107,6 +116,13 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options)
 		"paymentCheck", cfg.PaymentCheckDelay(), "maxChecks", cfg.Payment.MaxChecks)
 	return s, nil
 }
+
+// Failed receives the error on which the Temporal worker stopped by
+// itself: a poll error the SDK does not retry (the namespace deleted, the
+// client's version refused) for more than its grace period. The SDK has
+// then stopped the worker, and the plugin's producer and check consumer
+// with it: the process serves nothing and must not wait on as if it did.
+func (s *stack) Failed() <-chan error { return s.fatal }
 
 // Close stops the Temporal worker (which stops the plugin's producer and
 // consumer), then closes the clients, the order database and the

@@ -164,9 +164,14 @@ func OpenOrders(ctx context.Context, cfg *config.Config) (*orders.DB, error) {
 			return nil, fmt.Errorf("orders database directory (store.dataDir): %w", err)
 		}
 	}
+	// Name the key to fix: orders.dsn, or store.dataDir for the derived DSN.
+	key := "orders.dsn"
+	if strings.TrimSpace(cfg.Orders.DSN) == "" {
+		key = "store.dataDir"
+	}
 	db, err := orders.Open(ctx, OrdersOptions(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("open orders database %s: %w", cfg.OrdersDSN(), err)
+		return nil, fmt.Errorf("open orders database %s (%s): %w", cfg.OrdersDSN(), key, err)
 	}
 	return db, nil
 }

@@ -149,3 +149,19 @@ func TestOpenWorkerOrdersNeedsTheWorkersDB(t *testing.T) {
 	}
 	db.Close()
 }
+
+// TestOpenOrdersErrorNamesTheKey: a database that cannot be opened is
+// reported with the config key that named it.
+func TestOpenOrdersErrorNamesTheKey(t *testing.T) {
+	cfg := defaults(t)
+	cfg.Store.DataDir = t.TempDir()
+	cfg.Orders.DSN = filepath.Join(t.TempDir(), "missing", "orders.db")
+	db, err := OpenOrders(context.Background(), cfg)
+	if err == nil {
+		db.Close()
+		t.Fatal("OpenOrders of a DSN in a missing directory succeeded")
+	}
+	if !strings.Contains(err.Error(), "orders.dsn") {
+		t.Errorf("OpenOrders: %v; want the error to name orders.dsn", err)
+	}
+}
