@@ -104,7 +104,8 @@ func Open(opts Options) (*Broker, error) {
 				return remoting.NewResponse(req, remoting.RespSystemBusy, "broker is starting")
 			}
 			return mux.Serve(ctx, c, req)
-		})})
+		}),
+		Inline: inlineRequest})
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen on %s: %w", opts.ListenAddr, err)
 	}

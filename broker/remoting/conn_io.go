@@ -109,6 +109,10 @@ func (c *Conn) dispatch(req *Command, n int64) {
 		return
 	}
 	c.handlers.Add(1)
+	if c.cfg.inline != nil && c.cfg.inline(req) {
+		c.serve(req, n) // before the next frame is read: see ServerOptions.Inline
+		return
+	}
 	go c.serve(req, n)
 }
 

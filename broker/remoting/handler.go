@@ -8,8 +8,10 @@ import (
 
 // Handler serves requests arriving on a connection.
 //
-// Serve is called on its own goroutine, concurrently with other requests of
-// the same connection, so it must be safe for concurrent use. ctx is
+// Serve is called on its own goroutine (or, for a request a server's
+// ServerOptions.Inline picks, on the connection's read loop), concurrently
+// with other requests of the same connection, so it must be safe for
+// concurrent use. ctx is
 // cancelled when the connection closes. The returned response is sent with
 // req's opaque and header encoding (see [Conn.Reply]); return nil for a
 // oneway request, or to answer later with Conn.Reply (a held pull, say).

@@ -37,6 +37,14 @@ type ServerOptions struct {
 	// first request is read (to register Conn.OnClose callbacks, say). It
 	// runs on the accept goroutine: it must not block, nor call Invoke.
 	OnConnect func(*Conn)
+	// Inline, if set, reports whether a request is served on its
+	// connection's read loop, done before the connection's next frame is
+	// read, rather than on a goroutine of its own. Requests of one
+	// connection otherwise run concurrently, and the one that arrived
+	// later may run first: for quick requests whose effect the
+	// connection's next requests must see (a oneway offset commit that the
+	// client follows with a query of that offset). It must not block.
+	Inline func(*Command) bool
 	// MaxFrameSize bounds a received or sent frame, length prefix included.
 	// Default DefaultMaxFrameSize (16 MiB).
 	MaxFrameSize int
@@ -92,6 +100,7 @@ type connConfig struct {
 	writeTimeout time.Duration // 0: none
 	maxInFlight  int
 	logger       *slog.Logger
+	inline       func(*Command) bool // ServerOptions.Inline
 	// budget, on a server's connections, holds MaxInFlightBytes: a
 	// request's frame takes its size from it until its handler returns.
 	budget *budget
@@ -140,6 +149,7 @@ func (o ServerOptions) connConfig() (connConfig, error) {
 	if err != nil {
 		return c, err
 	}
+	c.inline = o.Inline
 	limit := o.MaxInFlightBytes
 	switch {
 	case limit == 0:
