@@ -54,7 +54,10 @@ func (pc *PushConsumer) dispatch(q *processQueue, ds []*delivered) bool {
 // call gives up when the consumer closes, so the gate may open because q
 // stopped, after the slot was taken. A call started then would be a
 // second call in flight while the broker is down (its commit fails too,
-// and a crash delivers both again).
+// and a crash delivers both again). The consumer's context is checked as
+// well: Close cancels it, and it ends its queues' contexts one at a time,
+// so the retrying call's queue may have stopped and opened the gate while
+// q's context has not ended yet.
 func (pc *PushConsumer) acquireFor(q *processQueue) bool {
 	for {
 		if pc.opts.SyncCommit && !q.commitGate.wait(q.ctx) {
@@ -70,7 +73,7 @@ func (pc *PushConsumer) acquireFor(q *processQueue) bool {
 			return true
 		}
 		if q.commitGate.isOpen() {
-			if q.ctx.Err() == nil {
+			if q.ctx.Err() == nil && pc.ctx.Err() == nil {
 				return true
 			}
 			<-pc.sem

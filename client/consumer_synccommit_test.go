@@ -566,7 +566,7 @@ func TestCommitGateOpenUnlessHeld(t *testing.T) {
 // again after a crash (the crash tests' SyncCommit consumer once delivered
 // two messages again from one kill with Concurrency 1).
 func TestAcquireForStoppedWhileTheGateOpened(t *testing.T) {
-	pc := &PushConsumer{opts: ConsumerOptions{SyncCommit: true}, sem: make(chan struct{}, 1)}
+	pc := &PushConsumer{opts: ConsumerOptions{SyncCommit: true}, sem: make(chan struct{}, 1), ctx: t.Context()}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	q := newProcessQueue(ctx, MessageQueue{Topic: "t", BrokerName: "b"}, nil)
@@ -582,6 +582,37 @@ func TestAcquireForStoppedWhileTheGateOpened(t *testing.T) {
 	}
 	if pc.acquireFor(q) {
 		t.Fatal("acquireFor = true for a queue that stopped before it returned")
+	}
+	if n := len(pc.sem); n != 0 {
+		t.Fatalf("%d slots taken after acquireFor refused", n)
+	}
+}
+
+// The same when the consumer closes and q's context has not ended yet:
+// Close cancels the consumer's context, which ends its queues' contexts
+// one at a time, so a retrying call of another queue may give up and open
+// the gate before q's context ends. The dispatcher must not start a call
+// then (the crash test's SyncCommit consumer delivered two messages again
+// from one kill: the call whose commit the kill cut, and one started by
+// the queue whose context was cancelled last).
+func TestAcquireForConsumerClosingWhileTheGateOpened(t *testing.T) {
+	pcCtx, closeConsumer := context.WithCancel(t.Context())
+	defer closeConsumer()
+	pc := &PushConsumer{opts: ConsumerOptions{SyncCommit: true}, sem: make(chan struct{}, 1), ctx: pcCtx}
+	// q's context is not yet cancelled by the consumer's (the cancellation
+	// has not reached it): a context of its own stands in for it.
+	q := newProcessQueue(t.Context(), MessageQueue{Topic: "t", BrokerName: "b"}, nil)
+	gate := newCommitGate()
+	q.commitGate = gate
+	pc.afterSlot = func() {
+		// A call of the broker retries its commit; Close begins, and that
+		// call's queue, cancelled first, stops and opens the gate.
+		gate.hold()
+		closeConsumer()
+		gate.release()
+	}
+	if pc.acquireFor(q) {
+		t.Fatal("acquireFor = true once the consumer was closing")
 	}
 	if n := len(pc.sem); n != 0 {
 		t.Fatalf("%d slots taken after acquireFor refused", n)
