@@ -237,6 +237,19 @@ func (c *Client) invoke(ctx context.Context, addr, op string, req *remoting.Comm
 	return c.invokeFor(ctx, addr, op, req, c.opts.RequestTimeout)
 }
 
+// invokeOK is invoke for a request whose only good answer is SUCCESS:
+// another code is a *BrokerError.
+func (c *Client) invokeOK(ctx context.Context, addr, op string, req *remoting.Command) error {
+	resp, err := c.invoke(ctx, addr, op, req)
+	if err != nil {
+		return err
+	}
+	if resp.Code != remoting.RespSuccess {
+		return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+	}
+	return nil
+}
+
 // invokeFor is invoke bounded by timeout instead of RequestTimeout (a
 // long-polling pull outlasts that).
 func (c *Client) invokeFor(ctx context.Context, addr, op string, req *remoting.Command, timeout time.Duration) (*remoting.Command, error) {

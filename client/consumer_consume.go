@@ -358,14 +358,7 @@ func (pc *PushConsumer) sendBackByContent(ctx context.Context, mq MessageQueue, 
 	req := o.request(clientInnerProducerGroup, MessageQueue{Topic: topic, BrokerName: mq.BrokerName})
 	req.ExtFields["j"] = strconv.Itoa(int(d.reconsumeTimes) + 1) // reconsumeTimes
 	req.ExtFields["l"] = strconv.Itoa(limit)                     // maxReconsumeTimes
-	resp, err := pc.c.invoke(ctx, addr, op, req)
-	if err != nil {
-		return err
-	}
-	if resp.Code != remoting.RespSuccess {
-		return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
-	}
-	return nil
+	return pc.c.invokeOK(ctx, addr, op, req)
 }
 
 // clientInnerProducerGroup is the producer group of sendBackByContent's
@@ -385,12 +378,5 @@ func (pc *PushConsumer) sendBack(ctx context.Context, mq MessageQueue, d *delive
 		"delayLevel": strconv.Itoa(level), "originMsgId": d.msgID, "originTopic": d.originTopic,
 		"unitMode": "false", "maxReconsumeTimes": strconv.Itoa(pc.opts.MaxReconsumeTimes),
 	})
-	resp, err := pc.c.invoke(ctx, addr, op, req)
-	if err != nil {
-		return err
-	}
-	if resp.Code != remoting.RespSuccess {
-		return &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
-	}
-	return nil
+	return pc.c.invokeOK(ctx, addr, op, req)
 }
