@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +20,18 @@ func TestWorkerStopsOnSIGTERM(t *testing.T) {
 	testutil.WaitFor(t, time.Minute, "the worker to be ready", func() bool {
 		return strings.Contains(out.String(), `msg="worker ready"`)
 	})
+	stopWorkerProcess(t, cmd, done, 30*time.Second)
+	for _, line := range []string{`msg="stopping worker"`, `msg="Stopped Worker"`, `msg="namesrv: broker unregistered"`, `msg="worker stopped"`} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("worker output lacks %s", line)
+		}
+	}
+}
+
+// stopWorkerProcess sends the worker process SIGTERM and waits at most
+// within for it to exit 0.
+func stopWorkerProcess(t *testing.T, cmd *exec.Cmd, done <-chan error, within time.Duration) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -27,13 +40,9 @@ func TestWorkerStopsOnSIGTERM(t *testing.T) {
 		if err != nil {
 			t.Fatalf("worker exited with %v after SIGTERM, want 0", err)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(within):
 		_ = cmd.Process.Kill()
-		t.Fatal("worker still running 30s after SIGTERM")
-	}
-	for _, line := range []string{`msg="stopping worker"`, `msg="Stopped Worker"`, `msg="namesrv: broker unregistered"`, `msg="worker stopped"`} {
-		if !strings.Contains(out.String(), line) {
-			t.Errorf("worker output lacks %s", line)
-		}
+		<-done
+		t.Fatalf("worker still running %v after SIGTERM", within)
 	}
 }

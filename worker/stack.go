@@ -16,11 +16,16 @@ import (
 	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/orders"
 	"github.com/halfbackmq/halfback/txnbridge"
+	"github.com/halfbackmq/halfback/workflows"
 )
 
 // stopTimeout bounds how long stopping the worker waits for running
 // activities to finish.
 const stopTimeout = 10 * time.Second
+
+// namesrvRetryEvery is how often a worker of an external broker asks its
+// name servers again, and says it waits for them, before "worker ready".
+const namesrvRetryEvery = 2 * time.Second
 
 // stack is everything the worker runs, started in order by [start] and
 // stopped in the reverse order by [stack.Close].
@@ -35,6 +40,11 @@ type stack struct {
 	// fatal receives the error the Temporal worker stopped on by itself
 	// (see [stack.Failed]); buffered, so that the SDK's hook never blocks.
 	fatal chan error
+	// stopAwait ends the wait for an external broker's name servers
+	// before "worker ready", and awaited is closed once that wait is
+	// over; both nil with the embedded broker.
+	stopAwait context.CancelFunc
+	awaited   chan struct{}
 }
 
 // options are the worker's own knobs, besides the config.
@@ -49,8 +59,10 @@ type options struct {
 // each order's trace), builds the halfback client and the
 // txnbridge plugin, and starts a Temporal worker on temporal.taskQueue
 // with the plugin (which registers the workflows and activities, the
-// check-back resolver and the delayed-check consumer). On an error it
-// stops what it started.
+// check-back resolver and the delayed-check consumer). It logs "worker
+// ready" then, or, with an external broker, once one of its name servers
+// answers (see [stack.awaitNamesrv]). On an error it stops what it
+// started.
 func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options) (_ *stack, err error) {
 	s := &stack{log: log, nsAddrs: app.NamesrvAddrs(cfg), fatal: make(chan error, 1)}
 	defer func() {
@@ -111,10 +123,36 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options)
 		return nil, fmt.Errorf("start Temporal worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
 	}
 	s.worker = w
-	log.Info("worker ready", "temporal", cfg.Temporal.HostPort, "namespace", cfg.Temporal.Namespace,
+	if cfg.Worker.EmbeddedBroker {
+		s.logReady(cfg) // the broker runs in this process, up already
+	} else {
+		s.awaitNamesrv(ctx, cfg)
+	}
+	return s, nil
+}
+
+// awaitNamesrv logs "worker ready" once a name server of the external
+// broker answers, and until then, every [namesrvRetryEvery], which ones
+// it waits for; [stack.Close] ends the wait. The worker runs meanwhile
+// (its client keeps asking, the Temporal SDK keeps polling, and orders
+// flow as soon as the broker is there), but "worker ready", which scripts
+// and people wait for, must mean that orders can flow.
+func (s *stack) awaitNamesrv(ctx context.Context, cfg *config.Config) {
+	ctx, s.stopAwait = context.WithCancel(ctx)
+	s.awaited = make(chan struct{})
+	go func() {
+		defer close(s.awaited)
+		if app.AwaitNamesrv(ctx, s.client, s.nsAddrs, workflows.TopicOrderEvents, namesrvRetryEvery, "worker", s.log) == nil {
+			s.logReady(cfg)
+		}
+	}()
+}
+
+// logReady logs "worker ready" with what the worker serves and uses.
+func (s *stack) logReady(cfg *config.Config) {
+	s.log.Info("worker ready", "temporal", cfg.Temporal.HostPort, "namespace", cfg.Temporal.Namespace,
 		"taskQueue", cfg.Temporal.TaskQueue, "namesrv", s.nsAddrs, "orders", cfg.OrdersDSN(),
 		"paymentCheck", cfg.PaymentCheckDelay(), "maxChecks", cfg.Payment.MaxChecks)
-	return s, nil
 }
 
 // Failed receives the error on which the Temporal worker stopped by
@@ -124,11 +162,15 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options)
 // with it: the process serves nothing and must not wait on as if it did.
 func (s *stack) Failed() <-chan error { return s.fatal }
 
-// Close stops the Temporal worker (which stops the plugin's producer and
-// consumer), then closes the clients, the order database and the
-// embedded broker. It returns the first error.
+// Close ends the wait for a name server, stops the Temporal worker (which
+// stops the plugin's producer and consumer), then closes the clients, the
+// order database and the embedded broker. It returns the first error.
 func (s *stack) Close() error {
 	var errs []error
+	if s.stopAwait != nil {
+		s.stopAwait()
+		<-s.awaited // it uses s.client
+	}
 	if s.worker != nil {
 		s.worker.Stop()
 	}

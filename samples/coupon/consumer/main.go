@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/config"
 	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/samples/coupon"
@@ -66,7 +63,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// The consumer starts whether or not a name server answers (it keeps
 	// asking); "ready", which scripts wait for, means one did.
-	if err := awaitNamesrv(ctx, c, app.NamesrvAddrs(cfg), log); err != nil {
+	if err := app.AwaitNamesrv(ctx, c, app.NamesrvAddrs(cfg), workflows.TopicOrderEvents, retryEvery, "coupon consumer", log); err != nil {
 		pc.Close()
 		return nil
 	}
@@ -75,27 +72,5 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	return pc.Close()
 }
 
-// retryEvery is how often awaitNamesrv asks the name servers again.
+// retryEvery is how often app.AwaitNamesrv asks the name servers again.
 var retryEvery = 2 * time.Second
-
-// awaitNamesrv returns once a name server of addrs answered for the
-// OrderPaid topic (a route, or none yet: the consumer picks it up when the
-// topic is created), logging each failed try; ctx's error if ctx ends
-// first.
-func awaitNamesrv(ctx context.Context, c *client.Client, addrs []string, log *slog.Logger) error {
-	for {
-		_, err := c.SubscribeQueues(ctx, workflows.TopicOrderEvents)
-		if err == nil || errors.Is(err, client.ErrTopicNotFound) {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		log.Warn("coupon consumer not ready: no name server answers; still trying", "namesrv", addrs, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(retryEvery):
-		}
-	}
-}
