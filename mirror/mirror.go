@@ -36,6 +36,11 @@ type Mirror struct {
 	newProd  func() (sarama.SyncProducer, error)
 
 	stopping chan struct{} // closed by Close: handlers give up their batch
+	// startMu serializes Start and Close. Start holds it, not mu, while
+	// the consumer starts: its first rebalance may already run handler
+	// calls, which take mu, and when Start's context ends the consumer's
+	// Start waits for them.
+	startMu sync.Mutex
 	// consumerClosing is the consumer's Closing: its Close (or the
 	// Client's, before the mirror's) waits for the handlers, which give
 	// up their batch then too. Set before the consumer starts.
@@ -112,12 +117,15 @@ func New(opts Options) (*Mirror, error) {
 // once the consumer runs. Kafka need not be reachable: batches wait, with
 // back-off, until it is.
 func (m *Mirror) Start(ctx context.Context) error {
+	m.startMu.Lock()
+	defer m.startMu.Unlock()
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	closed, started := m.closed, m.started
+	m.mu.Unlock()
 	switch {
-	case m.closed:
+	case closed:
 		return ErrClosed
-	case m.started:
+	case started:
 		return ErrStarted
 	}
 	for _, t := range m.opts.Topics {
@@ -172,7 +180,9 @@ func (m *Mirror) Start(ctx context.Context) error {
 		m.unregisterMetrics()
 		return fmt.Errorf("mirror: start consumer group %s: %w", m.opts.Group, err)
 	}
+	m.mu.Lock()
 	m.consumer, m.started = pc, true
+	m.mu.Unlock()
 	m.log.Info("mirror started", "topics", m.opts.Topics, "kafka", m.opts.Kafka.Brokers,
 		"acks", m.opts.Kafka.RequiredAcks, "batch", m.opts.BatchSize)
 	return nil
@@ -186,6 +196,8 @@ const maxMirroredQueues = 1 << 14
 // Kafka.ProduceTimeout is given up unacknowledged (it is mirrored after
 // the next start), the offsets are committed and the producer closed.
 func (m *Mirror) Close() error {
+	m.startMu.Lock()
+	defer m.startMu.Unlock()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
