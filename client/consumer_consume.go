@@ -19,9 +19,12 @@ import (
 // acknowledged, one it refuses is stored by an ordinary send to the retry
 // topic instead (sendBackOne), and one neither stores is consumed again
 // here after SuspendInterval. An orderly consumer runs one batch of a queue at a
-// time; a failed batch is consumed again after SuspendInterval, up to
-// MaxReconsumeTimes times, and then sent back with delay level -1, which
-// the broker stores in the dead-letter queue, before the queue moves on.
+// time; a failed batch is consumed again after SuspendInterval until a
+// message's ReconsumeTimes (the stored count, which a message from the
+// retry topic already carries, plus the retries here) reaches
+// MaxReconsumeTimes, as RocketMQ's checkReconsumeTimes; that message is
+// then sent back with delay level -1, which the broker stores in the
+// dead-letter queue, and the queue moves on once the batch is done.
 
 // dispatch starts a handler goroutine per batch of ds, each once a
 // Concurrency slot is free. It reports false if q stopped first; the
@@ -185,9 +188,10 @@ func (pc *PushConsumer) consumeOrderly(q *processQueue) {
 	}
 }
 
-// consumeOrderlyBatch runs a batch until it succeeds or, after
-// MaxReconsumeTimes retries, is in the dead-letter queue. It reports false
-// if q stopped first (the batch stays unacknowledged).
+// consumeOrderlyBatch runs a batch until it succeeds or its messages are
+// in the dead-letter queue, each once its ReconsumeTimes reached
+// MaxReconsumeTimes (the others are consumed again). It reports false if
+// q stopped first (the messages left stay unacknowledged).
 func (pc *PushConsumer) consumeOrderlyBatch(q *processQueue, batch []*delivered) bool {
 	for tries := int32(0); ; tries++ {
 		if !pc.holdLock(q) || !pc.acquire(q.ctx) {
@@ -199,8 +203,19 @@ func (pc *PushConsumer) consumeOrderlyBatch(q *processQueue, batch []*delivered)
 			q.ack(batch)
 			return true
 		}
-		if int(tries) >= pc.opts.MaxReconsumeTimes {
-			return pc.deadLetter(q, batch)
+		var spent, left []*delivered
+		for _, d := range batch {
+			if int(d.reconsumeTimes)+int(tries) >= pc.opts.MaxReconsumeTimes {
+				spent = append(spent, d)
+			} else {
+				left = append(left, d)
+			}
+		}
+		if len(spent) > 0 && !pc.deadLetter(q, spent) {
+			return false
+		}
+		if batch = left; len(batch) == 0 {
+			return true
 		}
 		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
 			return false
@@ -341,7 +356,10 @@ func (pc *PushConsumer) sendBackByContent(ctx context.Context, mq MessageQueue, 
 		props = message.SetProperty(props, message.PropertyRetryTopic, d.originTopic)
 	}
 	if v, ok := message.Property(props, message.PropertyOriginMessageID); !ok || v == "" {
-		props = message.SetProperty(props, message.PropertyOriginMessageID, d.offsetMsgID)
+		// The message's id (its unique key, else the offset id), as
+		// RocketMQ's client-side copy: the broker's send-back would use the
+		// offset id, but it cannot read the record any more.
+		props = message.SetProperty(props, message.PropertyOriginMessageID, d.msgID)
 	}
 	limit := pc.opts.MaxReconsumeTimes
 	if level < 0 {

@@ -14,11 +14,12 @@ import (
 // it the queue's lock, so that two members never consume one queue at once
 // even while they disagree about the assignment. A new queue is locked
 // before it is pulled; the locks are renewed every LockRenewInterval; a
-// queue whose renewal the broker refused (another member holds it), or
-// whose lock was not granted for lockExpiry, stops being consumed and is
-// given up (a later rebalance takes it again if it can; a refused queue's
-// offset is not committed, the new owner's is); locks are
-// released when a queue is given up and on Close.
+// queue whose lock was not granted for lockExpiry stops being consumed
+// until it is granted again (asked for again before each batch, and soon
+// again while its broker cannot be reached); a queue whose lock the broker
+// refused (another member holds it) is given up (a later rebalance takes
+// it again if it can; its offset is not committed, the new owner's is);
+// locks are released when a queue is given up and on Close.
 
 // lockBatchBody is the LOCK_BATCH_MQ and UNLOCK_BATCH_MQ body.
 type lockBatchBody struct {
@@ -179,24 +180,49 @@ func (pc *PushConsumer) dropRefused(q *processQueue) {
 	pc.dropQueue(q)
 }
 
+// lockRetryMin and lockRetryMax bound the pause before holdLock asks again
+// for a lock whose request did not reach the broker; it doubles from the
+// first to the second. RocketMQ asks 10 ms after the first failure, then
+// 3 s after each: here each try itself already waits up to RequestTimeout
+// when the broker does not answer.
+const (
+	lockRetryMin = 10 * time.Millisecond
+	lockRetryMax = time.Second
+)
+
 // holdLock reports whether q may be consumed now: its lock is valid, or
-// can be taken again at once. A queue whose lock is lost is dropped.
+// was taken again. A queue whose lock another member holds is dropped. One
+// whose broker was not reached is kept, and its lock asked for again
+// shortly until it is granted or q stops: given up, it would be taken
+// again only by the rebalance rounds, which back off up to
+// RebalanceInterval while the broker is down, and so could leave the
+// queue idle that long after the broker is back.
 func (pc *PushConsumer) holdLock(q *processQueue) bool {
-	if pc.opts.Model != Clustering || q.lockValid() {
+	if pc.opts.Model != Clustering {
 		return true
 	}
-	at := time.Now()
-	got, refused := pc.lockQueues(q.ctx, []MessageQueue{q.mq})
-	if len(got) == 1 && !q.lostLock() {
-		q.setLocked(true, at)
-		return true
+	for wait := lockRetryMin; ; wait = min(2*wait, lockRetryMax) {
+		if q.lockValid() { // a renewal may have granted it meanwhile
+			return true
+		}
+		at := time.Now()
+		got, refused := pc.lockQueues(q.ctx, []MessageQueue{q.mq})
+		if len(got) == 1 && !q.lostLock() {
+			q.setLocked(true, at)
+			return true
+		}
+		if len(refused) == 1 {
+			q.loseLock()
+		}
+		if q.lostLock() {
+			if q.ctx.Err() == nil {
+				pc.log.Warn("client: orderly queue lock lost; giving the queue up", "queue", q.mq)
+				pc.dropQueue(q)
+			}
+			return false
+		}
+		if !sleepCtx(q.ctx, wait) {
+			return false
+		}
 	}
-	if len(refused) == 1 {
-		q.loseLock()
-	}
-	if q.ctx.Err() == nil {
-		pc.log.Warn("client: orderly queue lock lost; giving the queue up", "queue", q.mq)
-		pc.dropQueue(q)
-	}
-	return false
 }

@@ -154,9 +154,10 @@ type ConsumerOptions struct {
 	// Orderly consumes each queue one handler call at a time, in queue
 	// order. In clustering mode the queues are locked on the broker
 	// (LOCK_BATCH_MQ) so that one member at a time consumes each. A failed
-	// message is retried on the spot, after SuspendInterval, up to
-	// MaxReconsumeTimes times (by default without limit), and then moved
-	// to %DLQ%<group>.
+	// message is retried on the spot, after SuspendInterval, until its
+	// ReconsumeTimes (which counts the reconsumes it came with, from the
+	// retry topic say) reaches MaxReconsumeTimes (by default without
+	// limit), and then moved to %DLQ%<group>.
 	Orderly bool
 	// FromWhere is where a queue with no committed offset starts.
 	// Default ConsumeFromLast.

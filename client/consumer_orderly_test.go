@@ -13,6 +13,7 @@ import (
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/remotetest"
+	"github.com/halfbackmq/halfback/message"
 )
 
 // orderlyLog records an orderly handler's calls per sharding key and
@@ -231,5 +232,45 @@ func TestOrderlyDefaultRetriesWithoutLimit(t *testing.T) {
 	}
 	if !slices.Equal(done["k0"], []int{0, 1, 2}) || len(times["k0-1"]) != 21 {
 		t.Fatalf("acknowledged %v, k0-1 tried %d times", done["k0"], len(times["k0-1"]))
+	}
+}
+
+// As RocketMQ's orderly consumers (checkReconsumeTimes), the dead-letter
+// decision counts the reconsumes a message already carries, not only the
+// local retries: a %RETRY% message of a group that used to consume
+// concurrently, stored with reconsumeTimes 2, fails once more here and
+// goes to the DLQ at reconsumeTimes 3 = MaxReconsumeTimes.
+func TestOrderlyDeadLetterCountsStoredReconsumeTimes(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("ledger"), uniq("og")
+	createTopic(t, p, topic)
+	props := message.Properties{message.PropertyRetryTopic: topic, message.PropertyUniqKey: uniq("U")}.Encode()
+	if _, err := cl.b.Store().Append(ctxT(t, 10*time.Second), &message.Message{Topic: retryTopic(group),
+		ReconsumeTimes: 2, Body: []byte("poison"), Properties: props}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var times []int32
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if string(msgs[0].Body) != "poison" {
+			return ConsumeSuccess, nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, msgs[0].ReconsumeTimes)
+		return ConsumeRetryLater, nil
+	}
+	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
+		FromWhere: ConsumeFromFirst, MaxReconsumeTimes: 3, SuspendInterval: 20 * time.Millisecond}, topic, "*", h)
+	dlq := cl.waitStored(t, DLQTopic(group), 1)
+	if string(dlq[0].Body) != "poison" {
+		t.Fatalf("dead letter %q", dlq[0].Body)
+	}
+	waitFor(t, "the retry queue acknowledged", func() bool { return cl.caughtUp(retryTopic(group), pc) })
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(times, []int32{2, 3}) {
+		t.Fatalf("consumed with reconsumeTimes %v before the dead-letter queue, want [2 3]", times)
 	}
 }

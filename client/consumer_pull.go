@@ -152,7 +152,7 @@ func (pc *PushConsumer) accept(q *processQueue, exts []message.Ext) []*delivered
 			continue
 		}
 		d := &delivered{m: m, queueOffset: m.QueueOffset, commitLogOffset: m.CommitLogOffset,
-			msgID: m.MsgID, originTopic: m.Topic, reconsumeTimes: m.ReconsumeTimes, offsetMsgID: m.OffsetMsgID,
+			msgID: m.MsgID, originTopic: m.Topic, reconsumeTimes: m.ReconsumeTimes,
 			props: exts[i].Properties}
 		if q.sub.retry {
 			if t := m.SystemProperties[message.PropertyRetryTopic]; t != "" {

@@ -22,7 +22,6 @@ type delivered struct {
 	msgID           string
 	originTopic     string // the topic the handler sees (RETRY_TOPIC for a retried message)
 	reconsumeTimes  int32  // as stored
-	offsetMsgID     string // the record's offset id
 	props           string // the record's properties, as stored (sendBackByContent)
 }
 

@@ -71,6 +71,11 @@ func TestSendBackOfRemovedRecordStoresTheRetryByContent(t *testing.T) {
 		retry.SystemProperties[message.PropertyRetryTopic] != topic {
 		t.Fatalf("retry copy %+v", retry)
 	}
+	// As RocketMQ's client-side copy: the origin is the message's id, its
+	// producer's unique key, not the removed record's offset id.
+	if got := retry.SystemProperties[message.PropertyOriginMessageID]; got != res.MsgID {
+		t.Fatalf("retry copy's ORIGIN_MESSAGE_ID %q, want the unique key %q (offset id %q)", got, res.MsgID, res.OffsetMsgID)
+	}
 	waitFor(t, "the retry consumed", func() bool { return retried.Load() != nil })
 	if m := retried.Load(); m.Topic != topic || m.ReconsumeTimes != 1 {
 		t.Fatalf("retry delivered as topic %s, reconsumeTimes %d", m.Topic, m.ReconsumeTimes)
