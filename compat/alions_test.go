@@ -39,7 +39,8 @@ type nodeEvent struct {
 	QueueID        int    `json:"queueId"`
 	QueueOffset    int64  `json:"queueOffset"`
 	ReconsumeTimes int    `json:"reconsumeTimes"`
-	At             int64  `json:"at"`
+	Began          int64  `json:"began"` // sent: when the send began (ms)
+	At             int64  `json:"at"`    // when the event happened (ms)
 }
 
 // nodeProc is a running alions.js.
@@ -338,7 +339,11 @@ func TestAliOnsDelayLevel(t *testing.T) {
 	if got.Topic != topic || got.Body != "d0" {
 		t.Fatalf("delivered %s of topic %q, want d0 of %q", got.Body, got.Topic, topic)
 	}
-	if d := time.Duration(got.At-sent[0].At) * time.Millisecond; d < time.Second {
-		t.Fatalf("a level-5 (1 s) message was delivered %v after its send", d)
+	// From when the send began: the level counts from the store time,
+	// which lies within the send. (Not from the send's answer: on a loaded
+	// machine it reached the producer some ms after the store time, and a
+	// prompt delivery came 998ms after it.)
+	if d := time.Duration(got.At-sent[0].Began) * time.Millisecond; d < time.Second {
+		t.Fatalf("a level-5 (1 s) message was delivered %v after its send began", d)
 	}
 }

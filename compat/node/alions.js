@@ -6,8 +6,9 @@
 //
 //   MODE=produce  NAMESRV TOPIC COUNT [PREFIX=m] [DELAY_LEVEL]
 //     sends COUNT messages "<PREFIX><i>", tag TagA for even i and TagB for
-//     odd, key "<PREFIX>-k<i>", and prints {"event":"sent",...} for each,
-//     then {"event":"done"} and exits.
+//     odd, key "<PREFIX>-k<i>", and prints {"event":"sent",...} for each
+//     (began: when its send began, at: when it was answered), then
+//     {"event":"done"} and exits.
 //   MODE=consume  NAMESRV TOPIC GROUP [EXPR=*] [BROADCAST=1]
 //                 [RETRY_ONCE=b1,b2] [FAIL_ALWAYS=b1,b2] [MAX_RECONSUME=16]
 //     subscribes and prints {"event":"got",...} for every delivery; bodies
@@ -45,9 +46,10 @@ async function produce() {
     const m = new Message(env.TOPIC, i % 2 === 0 ? 'TagA' : 'TagB', prefix + i);
     m.keys = [prefix + '-k' + i];
     if (env.DELAY_LEVEL) m.delayTimeLevel = Number(env.DELAY_LEVEL);
+    const began = Date.now();
     const r = await producer.send(m);
     out({ event: 'sent', body: prefix + i, status: r.sendStatus, msgId: r.msgId,
-      queueId: Number(r.messageQueue.queueId), queueOffset: Number(r.queueOffset), at: Date.now() });
+      queueId: Number(r.messageQueue.queueId), queueOffset: Number(r.queueOffset), began, at: Date.now() });
   }
   await producer.close();
   out({ event: 'done' });

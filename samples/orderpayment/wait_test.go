@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	temporalclient "go.temporal.io/sdk/client"
 
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
@@ -138,5 +139,46 @@ func TestWaitTimeoutCountsFromTheLastStart(t *testing.T) {
 	}
 	if waited < timeout {
 		t.Fatalf("waited %v after the last start, want at least WaitTimeout %v", waited, timeout)
+	}
+}
+
+// earlyDeadline is fakeTemporal whose runs' Get answers the deadline
+// (serviceerror.DeadlineExceeded, as the SDK does when gRPC ends the call
+// at it) while its context, which has a deadline, has not ended yet: on a
+// loaded machine the SDK's Get returned so up to 1 ms before the
+// context's own timer ended it, and the starter counted every order as
+// failed.
+type earlyDeadline struct{ fakeTemporal }
+
+func (f *earlyDeadline) ExecuteWorkflow(_ context.Context, o temporalclient.StartWorkflowOptions, _ any, _ ...any) (temporalclient.WorkflowRun, error) {
+	return &earlyDeadlineRun{id: o.ID}, nil
+}
+
+type earlyDeadlineRun struct {
+	temporalclient.WorkflowRun
+	id string
+}
+
+func (r *earlyDeadlineRun) GetID() string    { return r.id }
+func (r *earlyDeadlineRun) GetRunID() string { return "run-" + r.id }
+func (r *earlyDeadlineRun) Get(ctx context.Context, _ any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return serviceerror.NewDeadlineExceeded("context deadline exceeded")
+}
+
+// A Get cut by the wait's deadline is the wait given up, not the order
+// failed, even when it returns before the wait's context has ended.
+func TestWaitTimeoutWhenGetAnswersTheDeadlineFirst(t *testing.T) {
+	db := txnbridgetest.OpenDB(t)
+	sum, err := Run(context.Background(), &earlyDeadline{}, db, Options{Orders: 2, Wait: true, WaitTimeout: 200 * time.Millisecond,
+		TaskQueue: "q", Prefix: "ed"})
+	if !errors.Is(err, ErrGaveUpWaiting) || err.Error() != "orderpayment: gave up waiting after 200ms, with 2 of 2 orders left to wait for" {
+		t.Fatalf("Run: %v, want ErrGaveUpWaiting after 200ms with 2 of 2 left", err)
+	}
+	if sum.Failed != 0 || sum.Started != 2 {
+		t.Fatalf("summary %+v, want 2 started and none failed", sum)
 	}
 }
