@@ -330,7 +330,9 @@ func (b *Broker) handleQueryConsumerOffset(_ context.Context, _ *remoting.Conn, 
 // messages and its first one lies within inMemoryBytes of the end of the
 // commit log (RocketMQ: minOffset <= 0 and not checkInDiskByConsumeOffset
 // at offset 0, with accessMessageInMemoryMaxRatio of physical memory).
-// Further back, a new group would replay all of a long queue.
+// Further back, a new group would replay all of a long queue. A first
+// message retention removed counts as lost, though the queue's min offset
+// is still 0.
 func (b *Broker) startsAtZero(topic string, qid int32) (bool, error) {
 	if minOff, _ := b.store.QueueBounds(topic, qid); minOff > 0 {
 		return false, nil
@@ -338,6 +340,11 @@ func (b *Broker) startsAtZero(topic string, qid int32) (bool, error) {
 	e, ok, err := b.store.QueueEntryAt(topic, qid, 0)
 	if err != nil || !ok {
 		return err == nil, err
+	}
+	// Retention may have removed it before raising the queue's min past
+	// it: then it is in no memory (RocketMQ's check finds no message).
+	if e.PhysicalOffset < b.store.MinPhysicalOffset() {
+		return false, nil
 	}
 	return b.store.MaxPhysicalOffset()-e.PhysicalOffset <= b.inMemoryBytes, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -400,6 +402,36 @@ func TestQueryConsumerOffsetOfANewGroupOnAnOldQueue(t *testing.T) {
 	}
 	if code, off := queryOffset(t, c, offsetExt("committed", "old", 0)); code != remoting.RespSuccess || off != 1 {
 		t.Fatalf("committed group: query = %d %d, want SUCCESS 1", code, off)
+	}
+}
+
+// A new group on a queue whose first message retention has removed, in
+// the window before it raises the queue's min offset past it (the window
+// lasts while dropping the removed segment's entries keeps failing: here
+// its index file cannot be removed), gets QUERY_NOT_FOUND, as RocketMQ's
+// checkInMemByConsumeOffset finds no message there. It got 0: a
+// CONSUME_FROM_LAST_OFFSET consumer then replayed the rest of the queue.
+func TestQueryConsumerOffsetOfANewGroupWhenTheFirstMessageIsGone(t *testing.T) {
+	var logs testutil.Buffer
+	o := retentionOptions(t, &logs)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	first := appendTestMsgs(t, b, "gone", 0, 3)[0]
+	seg := first - first%o.Store.SegmentSize
+	idx := filepath.Join(b.store.Dir(), "keyindex", fmt.Sprintf("%020d", seg))
+	if err := os.Remove(idx); err != nil {
+		t.Fatalf("the first segment's index file: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(idx, "stuck"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, b, 100)
+	waitFor(t, "retention to remove the first segment", func() bool { return b.store.MinPhysicalOffset() > first })
+	if lo, _ := b.store.QueueBounds("gone", 0); lo != 0 {
+		t.Fatalf("queue min offset %d: retention dropped the entries; the test proves nothing", lo)
+	}
+	if code, off := queryOffset(t, c, offsetExt("fresh", "gone", 0)); code != remoting.RespQueryNotFound {
+		t.Fatalf("first message removed: query = %d %d, want QUERY_NOT_FOUND (%d)", code, off, remoting.RespQueryNotFound)
 	}
 }
 
