@@ -131,7 +131,10 @@ func TestCheckBackWaitsForANewProducerOfTheGroup(t *testing.T) {
 	waitFor(t, 30*time.Second, "the message committed by the new producer", func() bool {
 		return got.has("unknown-then-commit") && got.has("commit")
 	})
-	if s := c.b.Transactions().Stats(); s.CheckCommits != 1 || s.Checks != 1 {
+	// At least one check reached the new producer (the unreached ones
+	// count apart); a second may have, had its oneway commit taken longer
+	// than the check interval to land, but only one commit counts.
+	if s := c.b.Transactions().Stats(); s.CheckCommits != 1 || s.Checks < 1 {
 		t.Fatalf("stats %+v", s)
 	}
 }
@@ -147,6 +150,9 @@ func TestParkedAfterMaxChecksThenResumed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the transaction parked", func() bool { return len(c.b.Transactions().List(txn.Parked, 0)) == 1 })
+	// The broker parks it a check interval after sending the third check,
+	// which a loaded producer may not have taken yet.
+	waitFor(t, 30*time.Second, "the producer to take the third check", func() bool { return l.checks.Load() >= 3 })
 	if n := l.checks.Load(); n != 3 {
 		t.Fatalf("checks before parking = %d, want 3", n)
 	}
