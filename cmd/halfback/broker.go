@@ -53,6 +53,11 @@ Flags override config.yaml and HALFBACK_* environment variables.`,
 				cfg.Store.FlushType = flush
 			}
 			if err := cfg.Validate(); err != nil {
+				// A bad --data-dir is the flag's fault, not the config's.
+				var ke *config.KeyError
+				if cmd.Flags().Changed("data-dir") && errors.As(err, &ke) && ke.Key == "store.dataDir" {
+					return fmt.Errorf("--data-dir %q: %w", dataDir, err)
+				}
 				return err
 			}
 			return runBroker(cmd.Context(), cfg, newLogger(cmd.ErrOrStderr(), cfg.Log.SlogLevel()))

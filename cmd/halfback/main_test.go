@@ -207,6 +207,16 @@ func TestBrokerRejectsBadFlush(t *testing.T) {
 	}
 }
 
+// --data-dir "" is the flag's fault: the error names it and the key it
+// overrides, as namesrv's --listen does.
+func TestBrokerRejectsEmptyDataDir(t *testing.T) {
+	clearEnv(t)
+	_, err := run(t, "broker", "--config", "", "--data-dir", "")
+	if err == nil || !strings.Contains(err.Error(), `--data-dir ""`) || !strings.Contains(err.Error(), "store.dataDir") || !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("err = %v, want an ErrInvalid naming --data-dir and the key it overrides", err)
+	}
+}
+
 func TestBrokerRejectsBadConfig(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("HALFBACK_STORE_FLUSHTYPE", "sometimes")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,9 +30,13 @@ func main() {
 // run is main with its arguments and log output.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	loadConfig := app.ConfigFlag(fs)
 	group := fs.String("group", coupon.DefaultGroup, "consumer group")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // asked for, and Parse printed it: no failure
+			return nil
+		}
 		return err
 	}
 	if fs.NArg() > 0 {

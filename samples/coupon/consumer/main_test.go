@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -80,6 +81,15 @@ func TestRunRefusesBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// --help prints the flags and is no error, as the worker's: main would
+// otherwise print "flag: help requested" and exit 1.
+func TestHelpIsNoError(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, &out); err != nil || !strings.Contains(out.String(), "-group") {
+		t.Fatalf("--help: %v, output %q; want nil and the flags", err, out.String())
 	}
 }
 

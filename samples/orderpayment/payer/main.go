@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,7 +31,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	orderID := fs.String("order", "", "the order to pay (required)")
 	amount := fs.Int64("amount", 0, "amount paid in cents; default: the order's amount from the order database")
 	paymentID := fs.String("payment-id", "", "the payment's id; default pay-<order>")
+	// run prints the usage itself: on stdout when asked for (not a
+	// refusal), else on stderr after Parse's error.
+	usage := fs.Usage
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			usage()
+			return 0
+		}
+		usage()
 		return 2
 	}
 	if fs.NArg() > 0 {

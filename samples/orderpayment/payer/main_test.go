@@ -131,3 +131,13 @@ func TestRunRefusesBadInput(t *testing.T) {
 		t.Errorf("the payer made an order database where there was none: %v", err)
 	}
 }
+
+// --help prints the flags to stdout and exits 0, as the starter's and the
+// worker's help does: asking for help is not a refused command line.
+func TestHelpExitsZero(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "-payment-id") || stderr.Len() != 0 {
+		t.Fatalf("--help: exit %d, stdout %q, stderr %q; want 0 and the flags on stdout", code, stdout.String(), stderr.String())
+	}
+}
