@@ -66,8 +66,11 @@
 // often and then drop it with a warning). A committed offset never passes
 // a message still in a handler. Orderly consumers lock their queues on the
 // broker and call the handler once at a time per queue, retrying a failing
-// message in place; a member whose lock renewal the broker refuses stops
-// consuming that queue at once. Bodies the producer compressed
+// message in place until its ReconsumeTimes (the stored count plus the
+// retries here) reaches MaxReconsumeTimes, then sending it to %DLQ%<group>;
+// a member whose lock renewal the broker refuses stops consuming that queue
+// at once, and one whose broker cannot be reached asks for the lock again
+// shortly (10 ms, doubling to 1 s) until it is granted. Bodies the producer compressed
 // (sysFlag bit 0, as the Java and Go clients do over 4 KiB) arrive
 // inflated. Offsets are committed every
 // PersistInterval; with [ConsumerOptions].SyncCommit a queue's offset is
