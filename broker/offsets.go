@@ -349,16 +349,20 @@ func (b *Broker) startsAtZero(topic string, qid int32) (bool, error) {
 	return b.store.MaxPhysicalOffset()-e.PhysicalOffset <= b.inMemoryBytes, nil
 }
 
-// inlineRequest is the broker's remoting.ServerOptions.Inline: a oneway
-// offset commit (the RocketMQ clients' periodic persist and the official
-// Go client's client-side reset) is applied before its connection's next
-// request is read. Served on a goroutine, it could run after a query of
-// that offset sent behind it: the Go client v2.1.2 commits the reset
-// offsets oneway and at once reads them back to restart its queues, and
-// a queue then restarted from its old offset. A durable commit waits for
-// an fsync, and a two-way one's client waits for the answer anyway.
+// inlineRequest is the broker's remoting.ServerOptions.Inline: an
+// in-memory offset commit (the RocketMQ clients' periodic persist and the
+// official Go client's client-side reset) is applied before its
+// connection's next request is read. Served on a goroutine, it could run
+// after a query of that offset sent behind it: the Go client v2.1.2
+// commits the reset offsets "oneway" and at once reads them back to
+// restart its queues, and a queue then restarted from its old offset.
+// That client's oneway requests carry no oneway flag (its InvokeOneWay
+// sends the request as it is and drops the answer), so a commit is
+// inlined with or without the flag; the answer of one without it is then
+// written from the read loop, bounded by WriteTimeout. A durable commit
+// waits for an fsync, so it is not inlined.
 func inlineRequest(req *remoting.Command) bool {
-	return req.Code == remoting.ReqUpdateConsumerOffset && req.IsOneway() && req.Ext(remoting.ExtSyncCommit) != "true"
+	return req.Code == remoting.ReqUpdateConsumerOffset && req.Ext(remoting.ExtSyncCommit) != "true"
 }
 
 // handleUpdateConsumerOffset stores commitOffset (the Go client sends it

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"bufio"
+	"net"
 	"strconv"
 	"testing"
 
@@ -31,5 +33,55 @@ func TestOnewayCommitThenQueryOnOneConnection(t *testing.T) {
 	}
 	if stale > 0 {
 		t.Fatalf("%d of %d queries sent right after a oneway commit on the same connection did not read it", stale, rounds)
+	}
+}
+
+// The official Go client v2.1.2 sends its "oneway" commits without the
+// oneway flag (its InvokeOneWay writes the request as it is and reads no
+// answer): such a commit followed, on the same connection, by a query of
+// that offset is read by the query too. The client's flag-less commit is
+// written here on a raw connection, its answer skipped.
+func TestFlaglessCommitThenQueryOnOneConnection(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	appendTestMsgs(t, b, "ordered", 0, 10)
+	nc, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	br := bufio.NewReader(nc)
+	const rounds = 200
+	stale := 0
+	for i := range rounds {
+		want := int64(i % 2 * 7)
+		ext := offsetExt("g", "ordered", 0)
+		ext["commitOffset"] = strconv.FormatInt(want, 10)
+		commit := remoting.NewRequest(remoting.ReqUpdateConsumerOffset, ext)
+		query := remoting.NewRequest(remoting.ReqQueryConsumerOffset, offsetExt("g", "ordered", 0))
+		for _, req := range []*remoting.Command{commit, query} {
+			frame, err := remoting.Encode(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nc.Write(frame); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for {
+			resp, err := remoting.Decode(br, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Opaque != query.Opaque {
+				continue // the commit's answer, which the client drops
+			}
+			if resp.Code != remoting.RespSuccess || resp.Ext("offset") != strconv.FormatInt(want, 10) {
+				stale++
+			}
+			break
+		}
+	}
+	if stale > 0 {
+		t.Fatalf("%d of %d queries sent right after a flag-less commit on the same connection did not read it", stale, rounds)
 	}
 }

@@ -43,7 +43,9 @@ type ServerOptions struct {
 	// connection otherwise run concurrently, and the one that arrived
 	// later may run first: for quick requests whose effect the
 	// connection's next requests must see (a oneway offset commit that the
-	// client follows with a query of that offset). It must not block.
+	// client follows with a query of that offset). It must not block. A
+	// picked request that is not oneway has its answer written from the
+	// read loop too, within WriteTimeout.
 	Inline func(*Command) bool
 	// MaxFrameSize bounds a received or sent frame, length prefix included.
 	// Default DefaultMaxFrameSize (16 MiB).
