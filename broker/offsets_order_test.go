@@ -58,15 +58,7 @@ func TestFlaglessCommitThenQueryOnOneConnection(t *testing.T) {
 		ext["commitOffset"] = strconv.FormatInt(want, 10)
 		commit := remoting.NewRequest(remoting.ReqUpdateConsumerOffset, ext)
 		query := remoting.NewRequest(remoting.ReqQueryConsumerOffset, offsetExt("g", "ordered", 0))
-		for _, req := range []*remoting.Command{commit, query} {
-			frame, err := remoting.Encode(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := nc.Write(frame); err != nil {
-				t.Fatal(err)
-			}
-		}
+		writeFrames(t, nc, commit, query)
 		for {
 			resp, err := remoting.Decode(br, 0)
 			if err != nil {

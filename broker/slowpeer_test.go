@@ -25,6 +25,13 @@ func stuckClient(t *testing.T, b *Broker, reqs ...*remoting.Command) net.Conn {
 	}
 	t.Cleanup(func() { nc.Close() })
 	_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+	writeFrames(t, nc, reqs...)
+	return nc
+}
+
+// writeFrames writes reqs on a raw connection, one frame each.
+func writeFrames(t *testing.T, nc net.Conn, reqs ...*remoting.Command) {
+	t.Helper()
 	for _, r := range reqs {
 		frame, err := remoting.Encode(r)
 		if err != nil {
@@ -34,7 +41,6 @@ func stuckClient(t *testing.T, b *Broker, reqs ...*remoting.Command) net.Conn {
 			t.Fatal(err)
 		}
 	}
-	return nc
 }
 
 func sendHalfGroup(t *testing.T, c *remoting.Conn, group, topic, id string, body []byte) {

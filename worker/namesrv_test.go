@@ -56,7 +56,7 @@ func TestWorkerReadyOnlyOnceTheNameServerAnswers(t *testing.T) {
 	testutil.WaitFor(t, time.Minute, "the worker to be ready once the name server answers", func() bool {
 		return strings.Contains(out.String(), `msg="worker ready"`)
 	})
-	stopWorkerProcess(t, cmd, done, 10*time.Second)
+	stopWorkerProcess(t, cmd, done, 30*time.Second)
 }
 
 // A stop signal while the worker waits for its name server stops it
@@ -65,7 +65,7 @@ func TestWorkerStopsWhileWaitingForTheNameServer(t *testing.T) {
 	cfg, addr := externalConfig(t, devServer(t))
 	cmd, out, done := startWorkerProcess(t, cfg)
 	waitForWaitingLine(t, out, addr)
-	stopWorkerProcess(t, cmd, done, 10*time.Second)
+	stopWorkerProcess(t, cmd, done, 30*time.Second)
 	for _, line := range []string{`msg="stopping worker"`, `msg="Stopped Worker"`, `msg="worker stopped"`} {
 		if !strings.Contains(out.String(), line) {
 			t.Errorf("worker output lacks %s", line)
