@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -168,7 +169,14 @@ func TestLookupQueryFitsOneFrame(t *testing.T) {
 	ext := map[string]string{"topic": "big", "key": "order-1", "maxNum": "32", "beginTimestamp": "0",
 		"endTimestamp": strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)}
 	waitFor(t, "all five indexed", func() bool { return b.store.DispatchedOffset() >= b.store.MaxPhysicalOffset() })
-	r := call(t, c, remoting.ReqQueryMessage, ext, nil)
+	// Reading and framing 16 MiB under the race detector on a loaded
+	// machine took longer than call's 10 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := c.Invoke(ctx, remoting.NewRequest(remoting.ReqQueryMessage, ext))
+	if err != nil {
+		t.Fatalf("query: %v", err)
+	}
 	if r.Code != remoting.RespSuccess {
 		t.Fatalf("query: code %d %q", r.Code, r.Remark)
 	}

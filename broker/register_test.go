@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 	"github.com/halfbackmq/halfback/namesrv"
 )
@@ -148,7 +149,10 @@ func TestRegistersWithNamesrv(t *testing.T) {
 }
 
 func TestRegistrationHeartbeat(t *testing.T) {
-	ns := startNamesrv(t, 500*time.Millisecond)
+	// An expiry far above the interval: on a loaded machine a 500 ms
+	// expiry passed between two registrations.
+	const expiry = 2 * time.Second
+	ns := startNamesrv(t, expiry)
 	o := testOptions(t)
 	o.NamesrvAddrs = []string{ns.Addr()}
 	o.RegisterInterval = 20 * time.Millisecond
@@ -167,11 +171,11 @@ func TestRegistrationHeartbeat(t *testing.T) {
 	// Re-registration keeps the broker routed at every look through three
 	// expiry periods.
 	start := time.Now()
-	waitFor(t, "three expiry periods to pass", func() bool {
+	testutil.WaitFor(t, 10*expiry, "three expiry periods to pass", func() bool {
 		if _, ok := nsRoute(t, nc, "Quiet"); !ok {
 			t.Fatalf("broker expired %v in, although it re-registers every 20 ms", time.Since(start))
 		}
-		return time.Since(start) > 3*500*time.Millisecond
+		return time.Since(start) > 3*expiry
 	})
 	if _, ok := nsRoute(t, nc, autoCreateTopicKey); ok {
 		t.Error("TBW102 registered by a broker that does not auto-create topics")

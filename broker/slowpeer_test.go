@@ -126,8 +126,8 @@ func TestCloseWithAHeldPullOnAStuckConnection(t *testing.T) {
 	select {
 	case err := <-done:
 		done <- err
-	case <-time.After(10 * time.Second):
-		t.Fatal("Broker.Close has not returned after 10 s: a held pull's answer is blocked on a connection that does not read")
+	case <-time.After(20 * time.Second): // 1.5 s here; 12.5 s once under load; 30 s (WriteTimeout) before the fix
+		t.Fatal("Broker.Close has not returned after 20 s: a held pull's answer is blocked on a connection that does not read")
 	}
 }
 

@@ -153,6 +153,23 @@ func startStack(t testing.TB) (*txnbridgetest.Stack, *client.Client) {
 	return st, txnbridgetest.NewClient(t, st.NamesrvAddr)
 }
 
+// newSender returns a client of the name server nsAddr for a test's
+// producers, whose requests wait up to a minute. A send that times out is
+// sent again with the same MsgID, and the broker may have stored the
+// first attempt too: two stored messages, both of which the mirror rightly
+// copies, that a test counting Kafka records per message would blame on
+// the mirror. On a loaded machine a send took longer than the default 3 s.
+func newSender(t testing.TB, nsAddr string) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Options{NamesrvAddrs: []string{nsAddr}, Logger: txnbridgetest.Logger(t),
+		RequestTimeout: time.Minute, RouteRefreshInterval: time.Second, HeartbeatInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // createTopic creates topic with the package's queue count on the broker
 // at addr.
 func createTopic(t testing.TB, addr, topic string) {

@@ -64,7 +64,7 @@ func TestMirrorMetrics(t *testing.T) {
 	m := startMirror(t, mirror.Options{Client: c, Group: group, StartFrom: mirror.StartFirst, MeterProvider: mp,
 		Topics: []mirror.TopicMapping{{RocketMQ: topic, Kafka: topic}},
 		Kafka:  mirror.KafkaOptions{Brokers: kafka.ListenAddrs(), MaxMessageBytes: 4000}})
-	p := newProducer(t, c, client.ProducerOptions{})
+	p := newProducer(t, newSender(t, stack.NamesrvAddr), client.ProducerOptions{}) // each message stored once
 	ctx := t.Context()
 	for i := range 5 {
 		send(t, ctx, p, &client.Message{Topic: topic, Body: []byte{byte('a' + i)}, Keys: []string{"k"}})

@@ -69,9 +69,10 @@ func TestMirrorCopiesCommittedMessages(t *testing.T) {
 	app := appTP.Tracer("app")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p := newProducer(t, c, client.ProducerOptions{})
+	sc := newSender(t, st.NamesrvAddr) // each message stored once
+	p := newProducer(t, sc, client.ProducerOptions{})
 	sent := sendPlain(t, ctx, p, topic, app)
-	tx := sendTransactions(t, ctx, c, topic, app)
+	tx := sendTransactions(t, ctx, sc, topic, app)
 	sent = append(append(sent, tx.committed...), sendDelayed(t, ctx, p, topic)...)
 
 	byID := map[string]*sentMsg{}
