@@ -9,6 +9,23 @@ import (
 	"github.com/halfbackmq/halfback/broker/remoting"
 )
 
+// staleQueries runs 200 rounds in which commitThenQuery commits want for
+// group g on queue 0 of "ordered" and at once queries it on the same
+// connection, reporting whether the query read want; it returns how many
+// did not, and the rounds.
+func staleQueries(commitThenQuery func(ext map[string]string, want int64) bool) (stale, rounds int) {
+	rounds = 200
+	for i := range rounds {
+		want := int64(i % 2 * 7) // back and forth, as a reset moves it
+		ext := offsetExt("g", "ordered", 0)
+		ext["commitOffset"] = strconv.FormatInt(want, 10)
+		if !commitThenQuery(ext, want) {
+			stale++
+		}
+	}
+	return stale, rounds
+}
+
 // A oneway offset commit followed, on the same connection, by a query of
 // that offset reads the committed offset: the official Go client's
 // client-side reset commits the reset offsets oneway and at once reads
@@ -18,19 +35,13 @@ func TestOnewayCommitThenQueryOnOneConnection(t *testing.T) {
 	b := startBroker(t, testOptions(t))
 	appendTestMsgs(t, b, "ordered", 0, 10)
 	c := dial(t, b)
-	const rounds = 200
-	stale := 0
-	for i := range rounds {
-		want := int64(i % 2 * 7) // back and forth, as a reset moves it
-		ext := offsetExt("g", "ordered", 0)
-		ext["commitOffset"] = strconv.FormatInt(want, 10)
+	stale, rounds := staleQueries(func(ext map[string]string, want int64) bool {
 		if err := c.InvokeOneway(remoting.NewRequest(remoting.ReqUpdateConsumerOffset, ext)); err != nil {
 			t.Fatal(err)
 		}
-		if code, got := queryOffset(t, c, offsetExt("g", "ordered", 0)); code != remoting.RespSuccess || got != want {
-			stale++
-		}
-	}
+		code, got := queryOffset(t, c, offsetExt("g", "ordered", 0))
+		return code == remoting.RespSuccess && got == want
+	})
 	if stale > 0 {
 		t.Fatalf("%d of %d queries sent right after a oneway commit on the same connection did not read it", stale, rounds)
 	}
@@ -50,29 +61,19 @@ func TestFlaglessCommitThenQueryOnOneConnection(t *testing.T) {
 	}
 	defer nc.Close()
 	br := bufio.NewReader(nc)
-	const rounds = 200
-	stale := 0
-	for i := range rounds {
-		want := int64(i % 2 * 7)
-		ext := offsetExt("g", "ordered", 0)
-		ext["commitOffset"] = strconv.FormatInt(want, 10)
-		commit := remoting.NewRequest(remoting.ReqUpdateConsumerOffset, ext)
+	stale, rounds := staleQueries(func(ext map[string]string, want int64) bool {
 		query := remoting.NewRequest(remoting.ReqQueryConsumerOffset, offsetExt("g", "ordered", 0))
-		writeFrames(t, nc, commit, query)
+		writeFrames(t, nc, remoting.NewRequest(remoting.ReqUpdateConsumerOffset, ext), query)
 		for {
 			resp, err := remoting.Decode(br, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if resp.Opaque != query.Opaque {
-				continue // the commit's answer, which the client drops
+			if resp.Opaque == query.Opaque { // else the commit's answer, which the client drops
+				return resp.Code == remoting.RespSuccess && resp.Ext("offset") == strconv.FormatInt(want, 10)
 			}
-			if resp.Code != remoting.RespSuccess || resp.Ext("offset") != strconv.FormatInt(want, 10) {
-				stale++
-			}
-			break
 		}
-	}
+	})
 	if stale > 0 {
 		t.Fatalf("%d of %d queries sent right after a flag-less commit on the same connection did not read it", stale, rounds)
 	}
