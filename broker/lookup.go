@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,8 +144,10 @@ func recordStoreTimestamp(rec []byte) (int64, bool) {
 
 // handleQueryMessage answers the records of topic carrying key (a KEYS
 // entry, or the UNIQ_KEY when the unique-key flag is set) stored within
-// [beginTimestamp, endTimestamp], newest first, at most maxNum and at most
-// what fits in one frame (MaxMessageSizeLimit bytes of records).
+// [beginTimestamp, endTimestamp]: the newest maxNum, and of those the
+// newest that fit in one frame (MaxMessageSizeLimit bytes of records),
+// listed oldest first as RocketMQ's DefaultMessageStore.queryMessage does
+// (a Java client's queryMessageByUniqKey takes the first).
 func (b *Broker) handleQueryMessage(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	r := reqHeader{req: req}
 	topic := r.str("topic", true)
@@ -157,35 +161,54 @@ func (b *Broker) handleQueryMessage(_ context.Context, _ *remoting.Conn, req *re
 	if req.Ext(uniqueKeyQueryFlag) == "true" {
 		maxNum = defaultQueryMaxNum
 	}
-	if maxNum <= 0 || maxNum > maxQueryNum {
-		maxNum = maxQueryNum
+	// RocketMQ finds nothing for these (the store's QueryByKey would take
+	// them as its defaults: 32, no upper bound).
+	if maxNum <= 0 || end <= 0 {
+		return queryNotFound(req)
 	}
+	maxNum = min(maxNum, maxQueryNum)
 	indexed := b.store.DispatchedOffset()
 	offs, err := b.store.QueryByKey(topic, key, begin, end, maxNum)
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
-	var body []byte
-	for _, off := range offs {
+	type found struct {
+		off int64
+		rec []byte
+	}
+	var recs []found
+	size := 0
+	for _, off := range offs { // newest first
 		rec, err := b.store.ReadRecord(off)
 		if err != nil {
 			continue // removed by retention since it was indexed
 		}
-		if len(body)+len(rec) > MaxMessageSizeLimit {
-			// Newest first: the older ones would not fit in one frame
-			// with them. (One record always fits: a message is smaller.)
+		if size+len(rec) > MaxMessageSizeLimit {
+			// The older ones would not fit in one frame with these.
+			// (One record always fits: a message is smaller.)
 			break
 		}
-		body = append(body, rec...)
+		size += len(rec)
+		recs = append(recs, found{off, rec})
 	}
-	if len(body) == 0 {
-		return remoting.NewResponse(req, remoting.RespQueryNotFound, "can not find message, maybe time range not correct")
+	if len(recs) == 0 {
+		return queryNotFound(req)
+	}
+	slices.SortFunc(recs, func(x, y found) int { return cmp.Compare(x.off, y.off) })
+	body := make([]byte, 0, size)
+	for _, r := range recs {
+		body = append(body, r.rec...)
 	}
 	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
 	resp.ExtFields["indexLastUpdateTimestamp"] = strconv.FormatInt(time.Now().UnixMilli(), 10)
 	resp.ExtFields["indexLastUpdatePhyoffset"] = strconv.FormatInt(indexed, 10)
 	resp.Body = body
 	return resp
+}
+
+// queryNotFound is RocketMQ's answer to a QUERY_MESSAGE that found nothing.
+func queryNotFound(req *remoting.Command) *remoting.Command {
+	return remoting.NewResponse(req, remoting.RespQueryNotFound, "can not find message, maybe time range not correct")
 }
 
 // handleViewMessage answers the record at physical offset "offset" (the

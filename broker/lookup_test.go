@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,8 +158,8 @@ func TestSearchOffsetBoundaryTypes(t *testing.T) {
 }
 
 // A key whose matches would not fit in one 16 MiB frame is answered with
-// the newest ones that do (it was answered with nothing: the frame was
-// refused).
+// the newest ones that do, oldest first (it was answered with nothing:
+// the frame was refused).
 func TestLookupQueryFitsOneFrame(t *testing.T) {
 	b := startBroker(t, testOptions(t))
 	c := dial(t, b)
@@ -185,8 +186,66 @@ func TestLookupQueryFitsOneFrame(t *testing.T) {
 		t.Fatalf("query answered %d messages in %d bytes, want the 3 that fit in %d", len(msgs), len(r.Body), MaxMessageSizeLimit)
 	}
 	for i, m := range msgs {
-		if want := strconv.Itoa(4 - i); string(m.Body[:1]) != want {
-			t.Fatalf("message %d is number %s, want %s (newest first)", i, m.Body[:1], want)
+		if want := strconv.Itoa(2 + i); string(m.Body[:1]) != want {
+			t.Fatalf("message %d is number %s, want %s (the newest three, oldest first)", i, m.Body[:1], want)
+		}
+	}
+}
+
+// QUERY_MESSAGE answers as RocketMQ's QueryMessageProcessor does: the
+// newest maxNum matches, listed oldest first (DefaultMessageStore sorts
+// them by commit log offset), so that a Java client's
+// queryMessageByUniqKey, which takes the first, gets the original of a
+// message stored twice rather than its copy; maxNum <= 0 and an
+// endTimestamp <= 0 find nothing; an endTimestamp of Long.MAX_VALUE (what
+// mqadmin queryMsgByKey sends by default) is no upper bound.
+func TestLookupQueryAnswersLikeRocketMQ(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for i := range 4 {
+		mustSend(t, c, "qo", i%2, props("KEYS", "order-7", "UNIQ_KEY", "UQ7"), strconv.Itoa(i))
+	}
+	waitFor(t, "all four indexed", func() bool { return b.store.DispatchedOffset() >= b.store.MaxPhysicalOffset() })
+	query := func(maxNum, end string, unique bool) *remoting.Command {
+		key := "order-7"
+		ext := map[string]string{"topic": "qo", "key": key, "maxNum": maxNum, "beginTimestamp": "0", "endTimestamp": end}
+		if unique {
+			ext["key"] = "UQ7"
+			ext[uniqueKeyQueryFlag] = "true"
+		}
+		return call(t, c, remoting.ReqQueryMessage, ext, nil)
+	}
+	bodies := func(r *remoting.Command) string {
+		var s []string
+		for _, m := range decodeAll(t, r.Body) {
+			s = append(s, string(m.Body))
+		}
+		return strings.Join(s, ",")
+	}
+	for _, tc := range []struct {
+		name, maxNum string
+		unique       bool
+		want         string
+	}{
+		{"by key", "64", false, "0,1,2,3"},
+		{"by key, maxNum 2", "2", false, "2,3"},
+		{"by unique key", "1", true, "0,1,2,3"}, // maxNum is defaultQueryMaxNum then
+	} {
+		r := query(tc.maxNum, strconv.FormatInt(math.MaxInt64, 10), tc.unique)
+		if r.Code != remoting.RespSuccess {
+			t.Fatalf("%s: code %d %q", tc.name, r.Code, r.Remark)
+		}
+		if got := bodies(r); got != tc.want {
+			t.Errorf("%s: messages %s, want %s (the newest maxNum, oldest first)", tc.name, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ name, maxNum, end string }{
+		{"maxNum 0", "0", strconv.FormatInt(math.MaxInt64, 10)},
+		{"maxNum -1", "-1", strconv.FormatInt(math.MaxInt64, 10)},
+		{"endTimestamp 0", "64", "0"},
+	} {
+		if r := query(tc.maxNum, tc.end, false); r.Code != remoting.RespQueryNotFound {
+			t.Errorf("%s: code %d with %d bytes, want QUERY_NOT_FOUND (RocketMQ finds nothing)", tc.name, r.Code, len(r.Body))
 		}
 	}
 }

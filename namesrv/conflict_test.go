@@ -2,6 +2,7 @@ package namesrv
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -83,5 +84,71 @@ func twoOfOneName(t *testing.T) (clock *fakeClock, first *remoting.Conn, a broke
 	body, _ := json.Marshal(RegisterBrokerBody{})
 	return clock, first, a, func() *remoting.Command {
 		return call(t, second, remoting.ReqRegisterBroker, registerExt(r, body), body)
+	}
+}
+
+// Refusals are remembered only while they can still matter: once the
+// holder has registered again since, the sweep forgets them. (The table
+// kept one entry per refused address for ever: a broker of a taken name
+// restarting on new pod IPs, or anything registering from made-up
+// addresses, grew it without bound.) A refusal the holder has not
+// registered since is kept, and still lets the name move once the holder
+// falls silent.
+func TestSweepForgetsRefusalsThatNoLongerMatter(t *testing.T) {
+	clock := newFakeClock()
+	s := startServer(t, Options{DisableAutoCreateTopic: true, now: clock.Now})
+	holder := dial(t, s)
+	a := brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}}
+	register(t, holder, a)
+	other := dial(t, s)
+	body, _ := json.Marshal(RegisterBrokerBody{})
+	try := func(addr string) *remoting.Command {
+		r := brokerReg{name: "broker-a", addr: addr}
+		return call(t, other, remoting.ReqRegisterBroker, registerExt(r, body), body)
+	}
+	refused := func() int {
+		s.reg.mu.RLock()
+		defer s.reg.mu.RUnlock()
+		return len(s.reg.refused)
+	}
+	clock.Advance(10 * time.Second)
+	const n = 100
+	for i := range n {
+		if resp := try("127.0.0.1:" + strconv.Itoa(20000+i)); resp.Code == remoting.RespSuccess {
+			t.Fatalf("address %d took broker-a from its live holder", i)
+		}
+	}
+	if got := refused(); got != n {
+		t.Fatalf("%d refusals remembered, want %d", got, n)
+	}
+	clock.Advance(20 * time.Second)
+	register(t, holder, a) // the holder is alive: those refusals are spent
+	clock.Advance(5 * time.Second)
+	if resp := try(addrB); resp.Code == remoting.RespSuccess {
+		t.Fatal("addrB took broker-a from its live holder")
+	}
+	s.reg.sweep()
+	if got := refused(); got != 1 {
+		t.Fatalf("after the holder registered again and a sweep, %d refusals remembered, want 1 (addrB's, made since)", got)
+	}
+	// The holder falls silent: addrB's kept refusal lets it take the name.
+	clock.Advance(60 * time.Second)
+	s.reg.sweep()
+	if resp := try(addrB); resp.Code != remoting.RespSuccess {
+		t.Fatalf("addrB, refused 60 s after the holder's last registration: code %d %q", resp.Code, resp.Remark)
+	}
+	if got := refused(); got != 0 {
+		t.Fatalf("%d refusals remembered after addrB registered, want 0", got)
+	}
+	// With no broker live, no refusal can matter.
+	third := dial(t, s) // addrB registered on other's connection
+	r := brokerReg{name: "broker-a", addr: "127.0.0.1:30000"}
+	if resp := call(t, third, remoting.ReqRegisterBroker, registerExt(r, body), body); resp.Code == remoting.RespSuccess {
+		t.Fatal("127.0.0.1:30000 took broker-a from its live holder addrB")
+	}
+	clock.Advance(DefaultBrokerExpiry + time.Second)
+	s.reg.sweep()
+	if got := refused(); got != 0 {
+		t.Fatalf("%d refusals remembered with no broker live, want 0", got)
 	}
 }

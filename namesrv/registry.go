@@ -47,7 +47,7 @@ type registry struct {
 	// refused holds when a registration from an address was last refused
 	// for a name another live broker holds: the holder must register again
 	// after that to keep refusing it (a holder whose host died, its
-	// connection half-open, does not).
+	// connection half-open, does not). sweep forgets the spent ones.
 	refused map[string]time.Time
 }
 
@@ -249,7 +249,30 @@ func (r *registry) sweep() []*liveBroker {
 			r.removeLocked(addr)
 		}
 	}
+	r.pruneRefusedLocked()
 	return gone
+}
+
+// pruneRefusedLocked forgets the refusals that can no longer matter: a
+// refusal lets the name move only while some live broker has not
+// registered since it, and a broker's last registration only moves on.
+// Without this, refused would keep one entry per address ever refused.
+func (r *registry) pruneRefusedLocked() {
+	if len(r.brokers) == 0 {
+		clear(r.refused) // nothing live to have registered before them
+		return
+	}
+	var oldest time.Time
+	for _, b := range r.brokers {
+		if oldest.IsZero() || b.lastSeen.Before(oldest) {
+			oldest = b.lastSeen
+		}
+	}
+	for addr, last := range r.refused {
+		if !oldest.Before(last) {
+			delete(r.refused, addr)
+		}
+	}
 }
 
 // removeLocked forgets the broker at addr; when it was the last member of

@@ -209,3 +209,32 @@ func TestResendDLQTwiceIsRefused(t *testing.T) {
 		t.Fatalf("forced resend: %v", err)
 	}
 }
+
+// QueryByKey lists newest first, as documented (and "halfback msg show
+// --topic" shows the first), whatever order the broker answers in
+// (RocketMQ's lists oldest first).
+func TestQueryByKeyNewestFirst(t *testing.T) {
+	c := dialTestBroker(t)
+	ctx := context.Background()
+	if err := c.CreateTopic(ctx, "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{"0", "1", "2"} {
+		if _, err := c.Send(ctx, SendRequest{Topic: "orders", Keys: []string{"order-9"}, Body: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msgs []Message
+	testutil.WaitFor(t, 10*time.Second, "all three indexed", func() bool {
+		var err error
+		msgs, err = c.QueryByKey(ctx, "orders", "order-9")
+		return err == nil && len(msgs) == 3
+	})
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.Body)
+	}
+	if s := strings.Join(got, ","); s != "2,1,0" {
+		t.Fatalf("QueryByKey listed %s, want 2,1,0 (newest first)", s)
+	}
+}

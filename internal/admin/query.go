@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -51,6 +53,8 @@ func (c *Client) query(ctx context.Context, topic, key string, unique bool) ([]M
 	if err != nil {
 		return nil, fmt.Errorf("QUERY_MESSAGE: bad answer: %w", err)
 	}
+	// Brokers list oldest first (RocketMQ's order); the newest is wanted.
+	slices.SortFunc(msgs, func(a, b Message) int { return cmp.Compare(b.raw.CommitLogOffset, a.raw.CommitLogOffset) })
 	return msgs, nil
 }
 
