@@ -77,6 +77,7 @@
 // (of the current ones, all but order_refused_pay_adopted_history.json
 // predate [PaymentIDChange]; order_lost_check_history.json, a check
 // sent again after a reset that excluded signals, alone has
-// [CheckResendChange], and order_lost_check_resend_wait_history.json,
-// the same recorded again, [CheckResendWaitChange]).
+// [CheckResendChange], order_lost_check_resend_wait_history.json, the
+// same recorded again, [CheckResendWaitChange], and
+// order_lost_check_send_wait_history.json [CheckSendWaitChange]).
 package workflows

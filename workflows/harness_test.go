@@ -56,6 +56,10 @@ type harness struct {
 	// sendErr, if set, is the error of an attempt to send a check (send
 	// counts the attempts too).
 	sendErr func(n, send int) error
+	// sendTakes, if set, is how long on the workflow's clock attempt i
+	// (from 0, over every check) to send a check takes: a send that
+	// retries while the check topic's broker is unreachable.
+	sendTakes func(i int) time.Duration
 	// legacy runs the workflow as one started before
 	// workflows.SettlesChange (GetVersion answers DefaultVersion).
 	legacy bool
@@ -74,6 +78,9 @@ type harness struct {
 	// beforeResendWait runs the workflow as one started before
 	// workflows.CheckResendWaitChange.
 	beforeResendWait bool
+	// beforeSendWait runs the workflow as one started before
+	// workflows.CheckSendWaitChange.
+	beforeSendWait bool
 
 	mu     sync.Mutex
 	halves []workflows.SendHalfInput
@@ -117,6 +124,7 @@ func (h *harness) install() {
 		workflows.CheckResendChange:     h.beforeCheckResend,
 		workflows.CheckResendRunsChange: h.beforeResendRuns,
 		workflows.CheckResendWaitChange: h.beforeResendWait,
+		workflows.CheckSendWaitChange:   h.beforeSendWait,
 	} {
 		if before {
 			env.OnGetVersion(id, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
@@ -158,7 +166,17 @@ func (h *harness) install() {
 		return workflows.OrderState{Status: status, PaymentID: h.recorded}, nil
 	})
 	env.OnActivity(workflows.ActivityPaymentPolicy, mock.Anything).Return(workflows.PaymentPolicy{MaxChecks: h.maxChecks, CheckDelay: checkDelay}, nil)
-	env.OnActivity(workflows.ActivitySendPaymentCheck, mock.Anything, mock.Anything, mock.Anything).Return(
+	var sendAttempts int
+	env.OnActivity(workflows.ActivitySendPaymentCheck, mock.Anything, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
+		var d time.Duration
+		h.record(func() {
+			if h.sendTakes != nil {
+				d = h.sendTakes(sendAttempts)
+			}
+			sendAttempts++
+		})
+		return d
+	}).Return(
 		func(ctx context.Context, id string, n int) (string, error) {
 			var send int
 			h.record(func() {

@@ -31,6 +31,10 @@ type waiting struct {
 	// (CheckResendWaitChange; nil: none runs), stopResend cancels it.
 	resend     workflow.Future
 	stopResend workflow.CancelFunc
+	// sendWait: CheckSendWaitChange; next is the send of the next check
+	// while it runs (nil: none runs).
+	sendWait bool
+	next     workflow.Future
 }
 
 // startWaiting reads the payment policy and sends the first check.
@@ -42,6 +46,10 @@ func (o *order) startWaiting(ctx workflow.Context) (*waiting, error) {
 	o.checkRuns = workflow.GetVersion(ctx, CheckRunChange, workflow.DefaultVersion, 1) == 1
 	w := &waiting{policy: policy,
 		resends: workflow.GetVersion(ctx, CheckResendChange, workflow.DefaultVersion, 1) == 1 && policy.CheckDelay > 0}
+	if w.sendWait = workflow.GetVersion(ctx, CheckSendWaitChange, workflow.DefaultVersion, 1) == 1; w.sendWait {
+		w.next = o.startCheck(ctx, o.res.Checks+1) // awaitPayment takes it
+		return w, nil
+	}
 	if err := o.sendCheck(ctx, o.res.Checks+1); err != nil {
 		return nil, err
 	}
@@ -79,8 +87,9 @@ func (w *waiting) unwatch() {
 }
 
 // resent takes the outcome of the resend of the check waited for, f,
-// and watches that check again.
-func (o *order) resent(ctx workflow.Context, w *waiting, f workflow.Future) error {
+// and, unless its timer runs since the resend started (timed), watches
+// that check again.
+func (o *order) resent(ctx workflow.Context, w *waiting, f workflow.Future, timed bool) error {
 	sender := o.checkRun
 	if err := o.checkSent(ctx, f, o.res.Checks); err != nil {
 		return err
@@ -88,8 +97,10 @@ func (o *order) resent(ctx workflow.Context, w *waiting, f workflow.Future) erro
 	if sender != o.checkRun && !slices.Contains(w.senders, sender) {
 		w.senders = append(w.senders, sender)
 	}
-	w.resent++
-	o.watchCheck(ctx, w)
+	if !timed {
+		w.resent++
+		o.watchCheck(ctx, w)
+	}
 	return nil
 }
 
@@ -102,7 +113,10 @@ func (o *order) resent(ctx workflow.Context, w *waiting, f workflow.Future) erro
 // final status (with PaymentIDChange, a PAID order's recorded payment id)
 // and returns nil. With CheckResendChange a check not signalled in time
 // is sent again, and after MaxCheckResends resends counts as come due.
-// The workflow's cancellation ends the wait with its error.
+// With CheckSendWaitChange the wait goes on while a check is sent: a
+// payment or the cancellation is taken meanwhile, and a check's expiries
+// run on while it is sent again. The workflow's cancellation ends the
+// wait with its error.
 func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error) {
 	payCh := workflow.GetSignalChannel(ctx, SignalPay)
 	if w.exhausted {
@@ -114,13 +128,17 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 		var pay *PayInput
 		var check PaymentCheck
 		lost := false
-		var resend workflow.Future
+		var resend, next workflow.Future
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(payCh, func(c workflow.ReceiveChannel, _ bool) { pay = o.receivePay(ctx, c) })
 		if w.resend != nil { // before the checks: its copy names the run the resend returns
 			sel.AddFuture(w.resend, func(f workflow.Future) { resend, w.resend, w.stopResend = f, nil, nil })
 		}
-		sel.AddReceive(checkCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &check) })
+		if w.next != nil { // a check waits for its send (checkSent takes the run it names)
+			sel.AddFuture(w.next, func(f workflow.Future) { next, w.next = f, nil })
+		} else {
+			sel.AddReceive(checkCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &check) })
+		}
 		if w.lost != nil {
 			sel.AddFuture(w.lost, func(f workflow.Future) {
 				w.lost = nil
@@ -139,6 +157,14 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 				return pay, nil
 			}
 			return nil, ctx.Err()
+		case lost && w.resent < MaxCheckResends && w.resend != nil:
+			// CheckSendWaitChange: the resend still running stands for
+			// this one, and the timer runs on.
+			log.Warn("payment check not signalled in time; still sending it again", "check", o.res.Checks,
+				"after", lostAfter(w.policy.CheckDelay, w.resent), "resend", w.resent)
+			w.resent++
+			o.watchCheck(ctx, w)
+			continue
 		case lost && w.resent < MaxCheckResends:
 			log.Warn("payment check not signalled in time; sending it again", "check", o.res.Checks,
 				"after", lostAfter(w.policy.CheckDelay, w.resent), "resend", w.resent+1)
@@ -147,16 +173,28 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 				// broker unreachable) and a payment must not wait for it.
 				rctx, cancel := workflow.WithCancel(ctx)
 				w.resend, w.stopResend = o.startCheck(rctx, o.res.Checks), cancel
+				if w.sendWait {
+					// Nor must the check's count: should the resend
+					// retry for long, the check comes due all the same.
+					w.resent++
+					o.watchCheck(ctx, w)
+				}
 				continue
 			}
-			if err := o.resent(ctx, w, o.startCheck(ctx, o.res.Checks)); err != nil {
+			if err := o.resent(ctx, w, o.startCheck(ctx, o.res.Checks), false); err != nil {
 				return nil, err
 			}
 			continue
 		case resend != nil:
-			if err := o.resent(ctx, w, resend); err != nil {
+			if err := o.resent(ctx, w, resend, w.sendWait); err != nil {
 				return nil, err
 			}
+			continue
+		case next != nil:
+			if err := o.checkSent(ctx, next, o.res.Checks+1); err != nil {
+				return nil, err
+			}
+			o.watchCheck(ctx, w)
 			continue
 		case lost:
 			log.Warn("payment check never signalled; counting it as come due", "check", o.res.Checks,
@@ -184,6 +222,12 @@ func (o *order) awaitPayment(ctx workflow.Context, w *waiting) (*PayInput, error
 		if o.res.Checks >= w.policy.MaxChecks {
 			w.exhausted = true
 			return o.pendingPay(ctx, payCh), nil // one signalled while the last check ran
+		}
+		if w.sendWait {
+			// Wait on meanwhile: the send may take long (its broker
+			// unreachable) and a payment must not wait for it.
+			w.next = o.startCheck(ctx, o.res.Checks+1)
+			continue
 		}
 		if err := o.sendCheck(ctx, o.res.Checks+1); err != nil {
 			return nil, err

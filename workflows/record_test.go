@@ -43,7 +43,9 @@ const recordEnv = "HALFBACK_RECORD_HISTORY"
 // versions they are of.
 // (order_lost_check_resend_wait_history.json is
 // order_lost_check_history.json recorded with
-// workflows.CheckResendWaitChange, under its own name.)
+// workflows.CheckResendWaitChange, and
+// order_lost_check_send_wait_history.json with
+// workflows.CheckSendWaitChange, each under its own name.)
 //
 // Record again after a change to OrderPaymentWorkflow that is meant to
 // change its commands (and keep the old files if running workflows must

@@ -26,9 +26,12 @@ import (
 // excluded signals dropped its signal) was recorded with
 // workflows.CheckResendChange; order_lost_check_resend_wait_history.json
 // is the same order recorded with workflows.CheckResendWaitChange (the
-// workflow waits on while check 1 is sent again).
+// workflow waits on while check 1 is sent again), and
+// order_lost_check_send_wait_history.json with
+// workflows.CheckSendWaitChange too (the timer runs from the resend's
+// start; the workflow waits on while checks 1 to 3 are sent).
 var histories = []string{
-	"order_lost_check_history.json", "order_lost_check_resend_wait_history.json",
+	"order_lost_check_history.json", "order_lost_check_resend_wait_history.json", "order_lost_check_send_wait_history.json",
 	"order_paid_history.json", "order_cancelled_history.json", "order_workflow_cancelled_history.json",
 	"order_refused_pay_adopted_history.json", "order_reset_checks_history.json",
 	"order_paid_pre_settles_history.json", "order_cancelled_pre_settles_history.json", "order_workflow_cancelled_pre_settles_history.json",

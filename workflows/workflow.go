@@ -62,7 +62,8 @@ var policyOptions = workflow.LocalActivityOptions{
 //  2. a delayed PaymentCheck through the broker (no timer, no table scan),
 //     then wait for SignalPay or SignalPaymentCheck; a check that finds
 //     the order unpaid sends the next, until PaymentPolicy.MaxChecks; a
-//     check not signalled in time is sent again (CheckResendChange);
+//     check not signalled in time is sent again (CheckResendChange); the
+//     wait goes on while a check is sent (CheckSendWaitChange);
 //  3. paid: step "pay", OrderPaid with ActivityMarkPaidLocal;
 //  4. not paid in time: step "cancel", OrderCancelled with
 //     ActivityCancelLocal.
@@ -192,6 +193,20 @@ const CheckResendRunsChange = "payment-check-resend-runs"
 // PENDING_PAYMENT until then. Asked at each resend, so that a history
 // recorded before it replays as it ran.
 const CheckResendWaitChange = "payment-check-resend-wait"
+
+// CheckSendWaitChange is the workflow.GetVersion change id of waiting on
+// while a payment check is sent (version 1). A payment or the workflow's
+// cancellation is taken while the send of the next check runs (a check's
+// signal waits for it, as before), and while check n is sent again
+// (CheckResendWaitChange) the timer after which it counts as lost runs
+// on, from the resend's start. Before it (DefaultVersion) the workflow
+// waited for the next check's send, and no timer ran while a resend did:
+// with the check topic's broker unreachable, or the topic deleted, the
+// send retried without end, an order paid meanwhile stayed
+// PENDING_PAYMENT, and a lost check was never counted as come due. Asked
+// before check 1 is sent, so that a workflow that sent it before the
+// change replays, and runs on, as it ran.
+const CheckSendWaitChange = "payment-check-send-wait"
 
 // CheckLostAfter is the multiple of PaymentPolicy.CheckDelay after which
 // a payment check not signalled is sent again (CheckResendChange); each
