@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
@@ -221,7 +222,13 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		if len(res) > 0 {
 			r = res[0]
 		}
-		b.traceSendBack(msgs[0], group, true, r, start, err)
+		// An orderly group's count is its consumer's (local retries),
+		// and the dead letter its request, as a send-back at level -1.
+		var from string
+		if b.groupIsOrderly(group) {
+			from = lifecycle.FromConsumer
+		}
+		b.traceSendBack(msgs[0], group, true, from, r, start, err)
 	} else {
 		b.traceStored(msgs, res, start, err)
 	}

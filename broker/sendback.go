@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/broker/txn"
@@ -204,6 +205,14 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	start := time.Now()
+	// An orderly consumer retries a message itself and then asks for the
+	// dead-letter queue (delay level -1): the record's reconsume count
+	// does not include those retries. Read before the fallback below
+	// sets the level for a copy that does not fit.
+	var from string
+	if h.delayLevel < 0 {
+		from = lifecycle.FromConsumer
+	}
 	m, dlq := b.sendBackMessage(&orig, h)
 	if err := message.ValidateTopic(m.Topic); err != nil { // a retry, and the group is too long for %RETRY%
 		return noTopic(fmt.Errorf("%w: group %q: %v", errNoRetryTopic, h.group, err))
@@ -234,7 +243,7 @@ func (b *Broker) handleSendBack(ctx context.Context, conn *remoting.Conn, req *r
 		}
 		res, err = b.storeSentBack(ctx, h.group, m, dlq)
 	}
-	b.traceSendBack(m, h.group, dlq, res, start, err)
+	b.traceSendBack(m, h.group, dlq, from, res, start, err)
 	if err != nil {
 		// Every failure after the record was found closes the connection:
 		// the Go client takes any answer to a send-back as success and would

@@ -242,18 +242,31 @@ func (b *Broker) traceStored(msgs []*message.Message, res []store.AppendResult, 
 		props = append(props, m.Properties)
 	}
 	op, topic, attrs := spanStore, msgs[0].Topic, []attribute.KeyValue{attribute.String("messaging.rocketmq.flush", b.flushName())}
+	queue := msgs[0].QueueID
 	if rt, ok := message.Property(msgs[0].Properties, message.PropertyRealTopic); ok && isScheduleTopic(topic) {
-		op, topic = spanSchedule, rt
+		op, topic, queue = spanSchedule, rt, realQueue(msgs[0])
 	}
 	if len(res) > 0 {
 		attrs = append(attrs, attribute.Int64("messaging.rocketmq.queue_offset", res[0].QueueOffset),
-			attribute.Int("messaging.destination.partition.id", int(msgs[0].QueueID)))
+			attribute.Int("messaging.destination.partition.id", int(queue)))
 	}
 	b.emit(spanRec{op: op, opType: telemetry.OpSend, topic: topic, props: props,
 		start: start, end: now, err: err, attrs: attrs})
 }
 
 func isScheduleTopic(t string) bool { return t == delay.ScheduleTopic || t == delay.TimerTopic }
+
+// realQueue is the queue a scheduled message will be delivered to (its
+// REAL_QID), as the send's answer names it: its own queue in the schedule
+// topic is the delay level's.
+func realQueue(m *message.Message) int32 {
+	v, _ := message.Property(m.Properties, message.PropertyRealQueueID)
+	q, err := strconv.ParseInt(v, 10, 32)
+	if err != nil {
+		return m.QueueID
+	}
+	return int32(q)
+}
 
 // storedEvent is the Stored (or Scheduled) event of one stored message.
 func (b *Broker) storedEvent(m *message.Message, res store.AppendResult, now time.Time) lifecycle.Event {
@@ -262,6 +275,7 @@ func (b *Broker) storedEvent(m *message.Message, res store.AppendResult, now tim
 	if isScheduleTopic(m.Topic) {
 		e.Kind = lifecycle.Scheduled
 		e.Topic, _ = message.Property(m.Properties, message.PropertyRealTopic)
+		e.Queue = realQueue(m)
 		if m.Topic == delay.ScheduleTopic {
 			e.Level = int(m.QueueID) + 1
 			if l := int(m.QueueID); l < len(b.delayLevels) {

@@ -71,9 +71,15 @@ func (b *Broker) MessageTrace(q string, limit int) ([]lifecycle.Message, error) 
 	if len(msgs) == 0 {
 		// An offset message id (what a send prints beside the message id):
 		// the record there names the message.
-		if _, phys, perr := message.ParseOffsetMsgID(q); perr == nil {
+		if host, phys, perr := message.ParseOffsetMsgID(q); perr == nil {
 			if e, rerr := b.store.ReadMessage(phys); rerr == nil {
-				if id := uniqOrOrigin(e.Properties); id != "" && id != q {
+				id := uniqOrOrigin(e.Properties)
+				if id == "" && message.TransactionType(e.SysFlag) == message.TransactionCommitType {
+					// A committed message with no UNIQ_KEY: its events are
+					// its half record's (traceEnd).
+					id = message.OffsetMsgID(host, e.PreparedTransactionOffset)
+				}
+				if id != "" && id != q {
 					if msgs, err = b.life.Lookup(id, limit); err != nil {
 						return nil, err
 					}
@@ -114,7 +120,8 @@ func (b *Broker) consumedEvents(m lifecycle.Message, byTopic map[string]map[stri
 		slices.Sort(names)
 		for _, g := range names {
 			off, ok := groups[g][e.Queue]
-			key := g + "\x00" + e.Topic + "\x00" + strconv.FormatInt(e.Offset, 10)
+			// One record: the same offset of another queue is another one.
+			key := g + "\x00" + e.Topic + "\x00" + strconv.Itoa(int(e.Queue)) + "\x00" + strconv.FormatInt(e.Offset, 10)
 			if !ok || off <= e.Offset || seen[key] {
 				continue
 			}

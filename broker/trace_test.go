@@ -528,3 +528,115 @@ func TestRetryOfAMessageWithoutUniqKeyIsOneTimeline(t *testing.T) {
 		}
 	}
 }
+
+// A transaction whose half message has no UNIQ_KEY is named by the half
+// record's offset message id: the committed message's store and its
+// consumption belong to that timeline too, found by the half's id, by
+// the committed record's offset message id (what a consumer sees as its
+// message id) and by its key, not split into a second message.
+func TestCommitOfAMessageWithoutUniqKeyIsOneTimeline(t *testing.T) {
+	b := startBroker(t, txnOptions(t))
+	c := dial(t, b)
+	ext := sendExtV2("orders", 0, props("KEYS", "order-nu", "TRAN_MSG", "true", "PGROUP", "pg"))
+	ext["f"] = strconv.Itoa(int(message.TransactionPreparedType))
+	resp := call(t, c, remoting.ReqSendMessageV2, ext, []byte("body"))
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("half send: code %d %q", resp.Code, resp.Remark)
+	}
+	half := resp.Ext("msgId")
+	_, phys, err := message.ParseOffsetMsgID(half)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := map[string]string{"producerGroup": "pg", "tranStateTableOffset": resp.Ext("queueOffset"),
+		"commitLogOffset": strconv.FormatInt(phys, 10), "msgId": half, "fromTransactionCheck": "false"}
+	if r := endTxn(t, c, ref, message.TransactionCommitType); r.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", r.Code, r.Remark)
+	}
+	committed := waitQueueMsgs(t, b, "orders", 0, 1)[0]
+	if err := b.commitOffset("g", "orders", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	want := []lifecycle.Kind{lifecycle.HalfStored, lifecycle.Committed, lifecycle.Stored, lifecycle.Consumed}
+	for _, q := range []string{half, committed.MsgID(), "order-nu"} {
+		msgs, err := b.MessageTrace(q, 10)
+		if err != nil || len(msgs) != 1 || msgs[0].MsgID != half || !slices.Equal(kinds(msgs[0]), want) {
+			var got []string
+			for _, m := range msgs {
+				got = append(got, m.MsgID+fmt.Sprint(kinds(m)))
+			}
+			t.Errorf("trace %s: %v (err %v), want one message %s %v", q, got, err, half, want)
+		}
+	}
+}
+
+// A message stored twice at the same offset of two queues (a producer's
+// retry of a send that timed out, sent to the next queue) and consumed
+// from both has two consumed events, one per queue: neither hides the
+// other.
+func TestConsumedOncePerQueue(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	haveTopic(t, b, "orders", 0)
+	for q := range 2 {
+		mustSend(t, c, "orders", q, props("UNIQ_KEY", "twice"), "body")
+		waitQueue(t, b, "orders", int32(q), 1)
+		if err := b.commitOffset("g", "orders", int32(q), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var queues []int32
+	for _, e := range traceOne(t, b, "twice").Events {
+		if e.Kind == lifecycle.Consumed {
+			queues = append(queues, e.Queue)
+		}
+	}
+	if slices.Sort(queues); !slices.Equal(queues, []int32{0, 1}) {
+		t.Fatalf("consumed events on queues %v, want one on each of queues 0 and 1", queues)
+	}
+}
+
+// An orderly group's retry sent as a plain send (the clients' fallback
+// when a send-back is refused) goes to the DLQ whatever its count, which
+// is the consumer's own (halfback's client sends the stored count + 1):
+// the dead letter is recorded as the consumer's request, so `halfback
+// trace` claims no broker retry count for it.
+func TestOrderlyRetrySendIsDeadLetteredAtTheConsumersRequest(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	lockQueues(t, c, "ordered", "C1", 0) // an orderly group
+	ext := sendExtV2(RetryTopic("ordered"), 0, props("UNIQ_KEY", "ord1"))
+	ext["j"], ext["l"] = "1", "0"
+	if resp := call(t, c, remoting.ReqSendMessageV2, ext, []byte("dead")); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send: %d %s", resp.Code, resp.Remark)
+	}
+	waitQueueMsgs(t, b, "%DLQ%ordered", 0, 1)
+	m := traceOne(t, b, "ord1")
+	if got := kinds(m); !slices.Equal(got, []lifecycle.Kind{lifecycle.DeadLettered}) || m.Events[0].From != lifecycle.FromConsumer {
+		t.Fatalf("lifecycle of an orderly group's retry send: %+v, want dead-lettered from %q", m.Events, lifecycle.FromConsumer)
+	}
+}
+
+// A delayed send's schedule span names the topic and queue the message
+// will be delivered to, as the send's answer does: its partition is the
+// real queue, not the schedule queue of its delay level.
+func TestScheduleSpanNamesTheRealQueue(t *testing.T) {
+	rec := recordSpans(t)
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	tp, tid := traceparent(t, "abf92f3577b34da6a3ce929d0e0e473b")
+	resp := mustSend(t, c, "orders", 2, props("UNIQ_KEY", "dq1", "DELAY", "1", "traceparent", tp), "later")
+	if resp.Ext("queueId") != "2" {
+		t.Fatalf("send answered queue %q, want 2", resp.Ext("queueId"))
+	}
+	spans := spansOf(rec, tid)["schedule orders"]
+	if len(spans) != 1 {
+		t.Fatalf("schedule spans: %v", spansOf(rec, tid))
+	}
+	if got := attr(spans[0], "messaging.destination.partition.id"); got != "2" {
+		t.Fatalf("schedule span's partition %q, want the real queue 2; attrs %v", got, spans[0].Attributes())
+	}
+	if e := traceOne(t, b, "dq1").Events[0]; e.Kind != lifecycle.Scheduled || e.Topic != "orders" || e.Queue != 2 {
+		t.Fatalf("scheduled event %+v, want orders queue 2", e)
+	}
+}

@@ -77,6 +77,11 @@ func (b *Broker) traceEnd(o txn.Outcome, out txn.EndResult, from string, start t
 	}
 	m := out.Message
 	se := event(lifecycle.Stored, m.Properties, out.Committed)
+	// The transaction's id, not the committed record's: a message with no
+	// UNIQ_KEY is named by its half record's offset id, as its first events.
+	if id != "" {
+		se.MsgID = id
+	}
 	se.Time, se.Topic, se.Queue, se.Flush = now, m.Topic, m.QueueID, b.flushName()
 	b.life.Record(se)
 	b.emit(spanRec{op: spanStore, opType: telemetry.OpSend, topic: m.Topic, props: []string{m.Properties}, start: start, end: now, parent: ctx,
@@ -129,8 +134,9 @@ func (b *Broker) onParked(t txn.Txn) {
 	}
 }
 
-// traceSendBack records a send-back: a retry or a dead letter.
-func (b *Broker) traceSendBack(m *message.Message, group string, dlq bool, res store.AppendResult, start time.Time, err error) {
+// traceSendBack records a send-back: a retry or a dead letter. from is
+// lifecycle.FromConsumer for a dead letter the consumer asked for, else "".
+func (b *Broker) traceSendBack(m *message.Message, group string, dlq bool, from string, res store.AppendResult, start time.Time, err error) {
 	now := time.Now()
 	op, kind := spanSendBack, lifecycle.SentBack
 	if dlq {
@@ -138,9 +144,10 @@ func (b *Broker) traceSendBack(m *message.Message, group string, dlq bool, res s
 	}
 	if err == nil {
 		e := event(kind, m.Properties, res)
-		e.Time, e.Group, e.Reconsume, e.Topic, e.Queue = now, group, int(m.ReconsumeTimes), m.Topic, m.QueueID
+		e.Time, e.Group, e.Reconsume, e.Topic, e.Queue, e.From = now, group, int(m.ReconsumeTimes), m.Topic, m.QueueID, from
 		if isScheduleTopic(m.Topic) {
 			e.Topic, _ = message.Property(m.Properties, message.PropertyRealTopic)
+			e.Queue = realQueue(m)
 			e.Level = int(m.QueueID) + 1
 			e.Offset = 0
 		}

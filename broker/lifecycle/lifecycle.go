@@ -36,11 +36,13 @@ const (
 	Filtered     Kind = "filtered"      // the group's offset passed it, but its subscription's tags skip it (derived)
 )
 
-// Where a transaction outcome came from (Event.From).
+// Where a transaction outcome came from (Event.From), and FromConsumer
+// for a dead letter its consumer sent to the dead-letter queue itself.
 const (
-	FromClient = "client"
-	FromCheck  = "check-back"
-	FromAdmin  = "admin"
+	FromClient   = "client"
+	FromCheck    = "check-back"
+	FromAdmin    = "admin"
+	FromConsumer = "consumer"
 )
 
 // Event is one thing that happened to a message. Fields other than MsgID,
@@ -65,7 +67,11 @@ type Event struct {
 	Level int `json:"level,omitempty"`
 	// DueAt is when a scheduled message falls due.
 	DueAt time.Time `json:"dueAt,omitzero"`
-	// From says who decided a transaction outcome: client, check-back or admin.
+	// From says who decided a transaction outcome: client, check-back or
+	// admin; on a dead letter, consumer when the consumer asked for the
+	// dead-letter queue (a send-back with delay level -1, or a retry an
+	// orderly group sends), as an orderly consumer does after retries of
+	// its own, which Reconsume does not count.
 	From string `json:"from,omitempty"`
 	// Check numbers check-backs from 1 (for an outcome from a check-back,
 	// the checks made so far).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/internal/admin"
 )
 
@@ -25,10 +26,12 @@ half stored, committed or rolled back (by the client, a check-back or an
 operator), checked back, parked, scheduled, delivered from the schedule,
 sent back for retry, dead-lettered, and consumed by each group whose
 committed offset has passed it (filtered instead when that group's tag
-subscription skips the message). Each message's first event shows its time;
-each later one the time since the one before (+Δ). Consumption has no time:
-it is read from the groups' offsets when you ask. The broker keeps events
-as long as the store keeps messages (72 h by default).`,
+subscription skips the message; a broadcasting group keeps its offsets in
+its members, so its consumption is not shown). Each message's first event
+shows its time; each later one the time since the one before (+Δ).
+Consumption has no time: it is read from the groups' offsets when you
+ask. The broker keeps events as long as the store keeps messages (72 h by
+default).`,
 		Args:    cobra.ExactArgs(1),
 		PreRunE: atLeastOne(&limit),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
@@ -109,7 +112,12 @@ func traceDetail(e admin.TraceEvent) string {
 		if e.Flush != "" {
 			s += " " + e.Flush
 		}
-		if e.Kind == "dead-lettered" {
+		switch {
+		case e.Kind != "dead-lettered":
+		case e.From == lifecycle.FromConsumer:
+			// Its retries (an orderly consumer's, local) are not in Reconsume.
+			s = fmt.Sprintf("group %s at its consumer's request, %s", e.Group, where)
+		default:
 			s = fmt.Sprintf("group %s after %d retries, %s", e.Group, max(0, e.Reconsume-1), where)
 		}
 		if e.Kind == "delivered" && e.Level > 0 {

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/message"
 )
 
 func TestTraceCommand(t *testing.T) {
@@ -54,5 +59,48 @@ func TestTraceCommand(t *testing.T) {
 	out, err = run(t, "trace", "no-such-message", "--broker", addr)
 	if err == nil || !strings.Contains(err.Error(), "no message") {
 		t.Fatalf("trace of an unknown message: %v\n%s", err, out)
+	}
+}
+
+// An orderly consumer retries a failing message itself and then sends it
+// back with delay level -1, straight to the dead-letter queue: the broker
+// never counted those retries, so `halfback trace` must not say the
+// message was dead-lettered "after 0 retries"; it says the consumer sent
+// it there.
+func TestTraceOfADeadLetterTheConsumerAskedFor(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	var sent admin.SendResult
+	runAdmin(t, addr, &sent, "send", "--topic", "ledger", "--keys", "entry-9", "post me")
+	_, off, err := message.ParseOffsetMsgID(sent.OffsetMsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := remoting.Dial(t.Context(), addr, remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// What the orderly consumer sends after its MaxReconsumeTimes local
+	// retries (the stored record's reconsume count is still 0).
+	resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		"offset": strconv.FormatInt(off, 10), "group": "posting", "delayLevel": "-1", "originTopic": "ledger", "maxReconsumeTimes": "16"}))
+	if err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("send-back: %v %+v", err, resp)
+	}
+	out, err := run(t, "trace", "entry-9", "--broker", addr)
+	if err != nil {
+		t.Fatalf("trace: %v\n%s", err, out)
+	}
+	var line string
+	for l := range strings.Lines(out) {
+		if strings.Contains(l, "dead-lettered") {
+			line = l
+		}
+	}
+	if line == "" || strings.Contains(line, "retries") || !strings.Contains(line, "group posting at its consumer's request") {
+		t.Fatalf("dead-letter line %q, want it sent by group posting's consumer, with no retry count:\n%s", line, out)
 	}
 }
