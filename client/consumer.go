@@ -53,6 +53,10 @@ type PushConsumer struct {
 	// only once the handler calls have returned (lockDone closes then).
 	lockStop context.CancelFunc
 	lockDone chan struct{}
+	// lockFailing holds the names of the brokers whose last lock request
+	// failed (lockFailed logs the first failure only).
+	lockLogMu   sync.Mutex
+	lockFailing map[string]bool
 
 	sem  chan struct{} // handler calls running, at most Concurrency
 	kick chan struct{} // a rebalance is wanted; capacity 1
@@ -90,10 +94,11 @@ func (c *Client) NewPushConsumer(opts ConsumerOptions) (*PushConsumer, error) {
 		c: c, opts: opts, log: c.log.With("group", opts.Group),
 		subs:   map[string]*subscription{},
 		queues: map[MessageQueue]*processQueue{}, resetStarts: map[MessageQueue]int64{},
-		sem:   make(chan struct{}, opts.Concurrency),
-		kick:  make(chan struct{}, 1),
-		gates: map[string]*commitGate{},
-		ctx:   ctx, cancel: cancel,
+		sem:         make(chan struct{}, opts.Concurrency),
+		kick:        make(chan struct{}, 1),
+		gates:       map[string]*commitGate{},
+		lockFailing: map[string]bool{},
+		ctx:         ctx, cancel: cancel,
 	}, nil
 }
 

@@ -147,7 +147,7 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 			continue
 		}
 		n := len(batch)
-		batch = pc.sendBackAll(q, batch, 0)
+		batch = pc.sendBackAll(q, batch, 0, tries)
 		if len(batch) < n { // some were taken back: acknowledged
 			pc.syncCommit(q)
 		}
@@ -227,7 +227,9 @@ func (pc *PushConsumer) consumeOrderlyBatch(q *processQueue, batch []*delivered)
 // until the broker takes it or q stops.
 func (pc *PushConsumer) deadLetter(q *processQueue, batch []*delivered) bool {
 	for {
-		if batch = pc.sendBackAll(q, batch, -1); len(batch) == 0 {
+		// tries 0: the dead letter's count stays the stored one, as it
+		// was (level -1 picks no delay from it).
+		if batch = pc.sendBackAll(q, batch, -1, 0); len(batch) == 0 {
 			return true
 		}
 		if !sleepCtx(q.ctx, pc.opts.SuspendInterval) {
@@ -297,11 +299,13 @@ func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries i
 var errHandlerFailed = errors.New("client: message handler asked for a retry")
 
 // sendBackAll sends each message of batch back to the broker with the
-// delay level, acknowledges those it took and returns the others.
-func (pc *PushConsumer) sendBackAll(q *processQueue, batch []*delivered, level int) []*delivered {
+// delay level, acknowledges those it took and returns the others. tries
+// counts the batch's local retries, each after a failed send-back
+// (sendBackByContent counts them).
+func (pc *PushConsumer) sendBackAll(q *processQueue, batch []*delivered, level int, tries int32) []*delivered {
 	var left, taken []*delivered
 	for _, d := range batch {
-		if err := pc.sendBackOne(q.mq, d, level); err != nil {
+		if err := pc.sendBackOne(q.mq, d, level, tries); err != nil {
 			pc.log.Warn("client: send-back failed; retrying locally", "queue", q.mq, "msgId", d.msgID, "err", err)
 			left = append(left, d)
 			continue
@@ -318,7 +322,7 @@ func (pc *PushConsumer) sendBackAll(q *processQueue, batch []*delivered, level i
 // its producer; retried here, the message would be consumed again for
 // ever, never reaching the dead-letter queue, with the queue's offset held
 // behind it. A transport failure is not: the broker may have stored it.
-func (pc *PushConsumer) sendBackOne(mq MessageQueue, d *delivered, level int) error {
+func (pc *PushConsumer) sendBackOne(mq MessageQueue, d *delivered, level int, tries int32) error {
 	ctx, cancel := context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
 	err := pc.sendBack(ctx, mq, d, level)
 	cancel()
@@ -328,7 +332,7 @@ func (pc *PushConsumer) sendBackOne(mq MessageQueue, d *delivered, level int) er
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
 	defer cancel()
-	if err2 := pc.sendBackByContent(ctx, mq, d, level); err2 != nil {
+	if err2 := pc.sendBackByContent(ctx, mq, d, level, tries); err2 != nil {
 		return errors.Join(err, err2)
 	}
 	pc.log.Warn("client: send-back refused; stored the retry from the message's content", "queue", mq,
@@ -343,7 +347,14 @@ func (pc *PushConsumer) sendBackOne(mq MessageQueue, d *delivered, level int) er
 // and in the request one more reconsume and the consumer's limit, past
 // which the broker stores it in %DLQ%<group> instead. Level < 0 (an
 // orderly consumer's dead letter) sends limit 0, which it is past.
-func (pc *PushConsumer) sendBackByContent(ctx context.Context, mq MessageQueue, d *delivered, level int) error {
+//
+// reconsumeTimes is the stored count plus tries, the local retries after
+// failed send-backs, as RocketMQ's consumer raises the message's count on
+// each: counting the stored one alone, a message retried here would come
+// back sooner, and reach the dead-letter queue after more failures, than
+// one whose first send-back got through. (The broker's send-back reads
+// the stored count from the record, as RocketMQ's does.)
+func (pc *PushConsumer) sendBackByContent(ctx context.Context, mq MessageQueue, d *delivered, level int, tries int32) error {
 	const op = "SEND_MESSAGE_V2"
 	addr, err := pc.c.brokerAddr(ctx, mq.BrokerName, mq.Topic)
 	if err != nil {
@@ -361,12 +372,13 @@ func (pc *PushConsumer) sendBackByContent(ctx context.Context, mq MessageQueue, 
 		// offset id, but it cannot read the record any more.
 		props = message.SetProperty(props, message.PropertyOriginMessageID, d.msgID)
 	}
+	times := int(d.reconsumeTimes) + int(tries)
 	limit := pc.opts.MaxReconsumeTimes
 	if level < 0 {
 		limit = 0
 	} else {
 		if level == 0 {
-			level = 3 + int(d.reconsumeTimes)
+			level = 3 + times
 		}
 		props = message.SetProperty(props, message.PropertyDelayTimeLevel, strconv.Itoa(level))
 	}
@@ -374,8 +386,8 @@ func (pc *PushConsumer) sendBackByContent(ctx context.Context, mq MessageQueue, 
 	o := &outgoing{op: op, code: remoting.ReqSendMessageV2, topic: topic, flag: d.m.Flag, props: props,
 		body: d.m.Body, sysFlag: d.m.SysFlag & message.FlagCompressed}
 	req := o.request(clientInnerProducerGroup, MessageQueue{Topic: topic, BrokerName: mq.BrokerName})
-	req.ExtFields["j"] = strconv.Itoa(int(d.reconsumeTimes) + 1) // reconsumeTimes
-	req.ExtFields["l"] = strconv.Itoa(limit)                     // maxReconsumeTimes
+	req.ExtFields["j"] = strconv.Itoa(times + 1) // reconsumeTimes
+	req.ExtFields["l"] = strconv.Itoa(limit)     // maxReconsumeTimes
 	return pc.c.invokeOK(ctx, addr, op, req)
 }
 

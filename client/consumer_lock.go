@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -56,10 +57,11 @@ func (pc *PushConsumer) lockQueues(ctx context.Context, mqs []MessageQueue) (got
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				pc.log.Warn("client: locking queues failed", "broker", name, "err", err)
+				pc.lockFailed(name, err)
 			}
 			continue
 		}
+		pc.lockWorked(name)
 		for _, want := range qs {
 			if slices.Contains(body.LockOKMQSet, want) {
 				got = append(got, want)
@@ -71,6 +73,35 @@ func (pc *PushConsumer) lockQueues(ctx context.Context, mqs []MessageQueue) (got
 	sortQueues(got)
 	sortQueues(refused)
 	return got, refused
+}
+
+// lockFailed logs a failed lock request to broker: a warning when
+// locking there starts to fail, a debug record while it goes on failing.
+// A queue with a batch waiting asks again every second at most, and the
+// renewals every LockRenewInterval: one warning each would repeat, per
+// queue, for as long as the broker is down.
+func (pc *PushConsumer) lockFailed(broker string, err error) {
+	pc.lockLogMu.Lock()
+	failing := pc.lockFailing[broker]
+	pc.lockFailing[broker] = true
+	pc.lockLogMu.Unlock()
+	if failing {
+		pc.log.Debug("client: locking queues still failing", "broker", broker, "err", err)
+		return
+	}
+	pc.log.Warn("client: locking queues failed", "broker", broker, "err", err)
+}
+
+// lockWorked logs, once, that locking at broker works again after
+// lockFailed.
+func (pc *PushConsumer) lockWorked(broker string) {
+	pc.lockLogMu.Lock()
+	failing := pc.lockFailing[broker]
+	delete(pc.lockFailing, broker)
+	pc.lockLogMu.Unlock()
+	if failing {
+		pc.log.Info("client: locking queues works again", "broker", broker)
+	}
 }
 
 // unlockQueues releases this client's locks of mqs; failures are logged
@@ -206,7 +237,7 @@ func (pc *PushConsumer) holdLock(q *processQueue) bool {
 			return true
 		}
 		at := time.Now()
-		got, refused := pc.lockQueues(q.ctx, []MessageQueue{q.mq})
+		got, refused := pc.lockQueue(q)
 		if len(got) == 1 && !q.lostLock() {
 			q.setLocked(true, at)
 			return true
@@ -225,4 +256,65 @@ func (pc *PushConsumer) holdLock(q *processQueue) bool {
 			return false
 		}
 	}
+}
+
+// lockQueue asks for q's lock for holdLock, which stops waiting for the
+// answer once q stops (then it grants and refuses nothing). The request is
+// not abandoned when a rebalance drops q: the drop releases the lock
+// meanwhile, and the broker may have the request only after that,
+// granting the lock to this member, which would keep it from the queue's
+// new owner for a minute. A lock granted once q stopped is released
+// (releaseStale). The consumer's Close ends the request, as before, so
+// that it does not wait for the answer.
+func (pc *PushConsumer) lockQueue(q *processQueue) (got, refused []MessageQueue) {
+	type answer struct{ got, refused []MessageQueue }
+	ch := make(chan answer, 1)
+	var mu sync.Mutex
+	abandoned := false
+	pc.wg.Add(1) // the caller runs on a goroutine of pc.wg: the count is not 0
+	go func() {
+		defer pc.wg.Done()
+		got, refused := pc.lockQueues(pc.ctx, []MessageQueue{q.mq}) // q.ctx's parent
+		mu.Lock()
+		gone := abandoned
+		ch <- answer{got, refused}
+		mu.Unlock()
+		if gone && len(got) > 0 {
+			pc.releaseStale(q.mq)
+		}
+	}()
+	select {
+	case a := <-ch:
+		return a.got, a.refused
+	case <-q.ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case a := <-ch: // answered meanwhile: q's drop (or Close) releases what it got
+		return a.got, a.refused
+	default:
+		abandoned = true
+		return nil, nil
+	}
+}
+
+// releaseStale releases mq's lock, granted to a queue that had stopped
+// waiting for it, unless mq is in the table: then the queue that stopped
+// has not left yet, and its drop releases the lock after this (both hold
+// lockMu), or Close does; or the queue was taken again and its lock is
+// its own.
+func (pc *PushConsumer) releaseStale(mq MessageQueue) {
+	pc.lockMu.Lock()
+	defer pc.lockMu.Unlock()
+	pc.mu.Lock()
+	_, in := pc.queues[mq]
+	pc.mu.Unlock()
+	if in {
+		return
+	}
+	pc.log.Debug("client: releasing a queue lock granted after the queue was given up", "queue", mq)
+	ctx, cancel := context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
+	defer cancel()
+	pc.unlockQueues(ctx, []MessageQueue{mq})
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker"
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -16,10 +19,14 @@ import (
 // commit-log segment at once (small segments, kept 1 ms, checked every
 // 20 ms), and returns it with removeSegmentOf, which fills the log until
 // retention has removed the segment of the record at phys.
-func removedRecordCluster(t *testing.T) (*cluster, func(ctx context.Context, phys int64)) {
+// mod, if not nil, adjusts the broker's options further.
+func removedRecordCluster(t *testing.T, mod func(*broker.Options)) (*cluster, func(ctx context.Context, phys int64)) {
 	cl := startCluster(t, nil, func(o *broker.Options) {
 		o.Store.SegmentSize, o.Store.MaxMessageSize = 256<<10, 32<<10
 		o.Store.FileReserved, o.Store.RetentionCheckPeriod = time.Millisecond, 20*time.Millisecond
+		if mod != nil {
+			mod(o)
+		}
 	})
 	return cl, func(ctx context.Context, phys int64) {
 		st := cl.b.Store()
@@ -42,7 +49,7 @@ func removedRecordCluster(t *testing.T) (*cluster, func(ctx context.Context, phy
 // rather than consuming the message again on the spot for ever with the
 // queue's offset pinned behind it.
 func TestSendBackOfRemovedRecordStoresTheRetryByContent(t *testing.T) {
-	cl, removeSegmentOf := removedRecordCluster(t)
+	cl, removeSegmentOf := removedRecordCluster(t, nil)
 	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
 	topic, group := uniq("pay"), uniq("cg")
 	res, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("poison"), Tags: "t1"})
@@ -89,7 +96,7 @@ func TestSendBackOfRemovedRecordStoresTheRetryByContent(t *testing.T) {
 // orderly consumer's dead letter (send-back with delay level -1): the
 // client's own send lands in %DLQ%<group>, and the queue moves on.
 func TestOrderlyDeadLetterOfRemovedRecordStoresItByContent(t *testing.T) {
-	cl, removeSegmentOf := removedRecordCluster(t)
+	cl, removeSegmentOf := removedRecordCluster(t, nil)
 	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
 	topic, group := uniq("ledger"), uniq("og")
 	sendKeyed(t, p, topic, []string{"k0"}, 0, 1)
@@ -111,5 +118,64 @@ func TestOrderlyDeadLetterOfRemovedRecordStoresItByContent(t *testing.T) {
 	waitFor(t, "the queue acknowledged", func() bool { return cl.caughtUp(topic, pc) })
 	if got := cl.stored(t, retryTopic(group)); len(got) != 0 {
 		t.Fatalf("%d messages in the retry topic, want 0", len(got))
+	}
+}
+
+// TestSendBackByContentAfterLocalRetryCountsThem: a failed message whose
+// first send-back got no answer (held here until the client gave up) is
+// consumed again on the spot, its ReconsumeTimes one higher; when its next
+// send-back is refused (its record was removed meanwhile), the copy the
+// client stores counts that local retry too, as RocketMQ's consumer does
+// (it raises the message's reconsumeTimes on each failed send-back, and
+// its copy takes delay level 3 + reconsumeTimes and one more reconsume):
+// delay level 4 and ReconsumeTimes 2, not 3 and 1, which would retry it
+// sooner and reach the dead-letter queue one failure later.
+func TestSendBackByContentAfterLocalRetryCountsThem(t *testing.T) {
+	topic, group := uniq("pay"), uniq("cg")
+	var backs atomic.Int32
+	var copyReq atomic.Pointer[remoting.Command]
+	listen := testutil.FreeAddr(t)
+	px := startHoldProxy(t, listen, func(req *remoting.Command) bool {
+		switch {
+		case req.Code == remoting.ReqConsumerSendMsgBack:
+			return backs.Add(1) == 1 // the first one: no answer
+		case req.Code == remoting.ReqSendMessageV2 && req.ExtFields["b"] == retryTopic(group):
+			copyReq.Store(req)
+		}
+		return false
+	})
+	cl, removeSegmentOf := removedRecordCluster(t, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	if _, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("poison")}); err != nil {
+		t.Fatal(err)
+	}
+	var seen sync.Map // ReconsumeTimes of the first delivery's calls
+	var retried atomic.Pointer[MessageExt]
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		m := msgs[0]
+		if m.SystemProperties[message.PropertyRetryTopic] != "" {
+			retried.Store(m)
+			return ConsumeSuccess, nil
+		}
+		if _, again := seen.LoadOrStore(m.ReconsumeTimes, true); !again && m.ReconsumeTimes == 0 {
+			removeSegmentOf(ctx, m.CommitLogOffset)
+		}
+		return ConsumeRetryLater, nil
+	}
+	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.RequestTimeout = 300 * time.Millisecond })
+	startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
+		SuspendInterval: 20 * time.Millisecond}, topic, "*", h)
+	waitFor(t, "the retry consumed", func() bool { return retried.Load() != nil })
+	if _, ok := seen.Load(int32(1)); !ok || backs.Load() != 2 {
+		t.Fatalf("no local retry before the second send-back (send-backs %d)", backs.Load())
+	}
+	req := copyReq.Load()
+	level, _ := message.Property(req.ExtFields["i"], message.PropertyDelayTimeLevel)
+	if level != "4" || req.ExtFields["j"] != "2" {
+		t.Fatalf("retry copy sent with delay level %q and reconsumeTimes %q, want 4 and 2 (stored 0, one local retry)",
+			level, req.ExtFields["j"])
+	}
+	if m := retried.Load(); m.ReconsumeTimes != 2 {
+		t.Fatalf("retry delivered with reconsumeTimes %d, want 2", m.ReconsumeTimes)
 	}
 }

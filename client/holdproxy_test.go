@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -18,6 +19,9 @@ type holdProxy struct {
 	addr   string
 	target string
 	hold   func(req *remoting.Command) bool
+	// answered, if set (before the first client connects), sees each
+	// response the broker sends back.
+	answered atomic.Pointer[func(resp *remoting.Command)]
 
 	mu      sync.Mutex
 	release map[*remoting.Command]chan struct{} // held, not yet released
@@ -52,11 +56,35 @@ func startHoldProxy(t *testing.T, target string, hold func(req *remoting.Command
 			}
 			conns.Store(in, nil)
 			conns.Store(out, nil)
-			wg.Go(func() { _, _ = io.Copy(in, out); in.Close() })
+			wg.Go(func() { px.back(out, in); in.Close() })
 			wg.Go(func() { px.forward(in, out, &wg); out.Close() })
 		}
 	})
 	return px
+}
+
+// back copies the broker's responses from out to in, showing each to
+// px.answered if set.
+func (px *holdProxy) back(out, in net.Conn) {
+	f := px.answered.Load()
+	if f == nil {
+		_, _ = io.Copy(in, out)
+		return
+	}
+	for {
+		cmd, err := remoting.Decode(out, remoting.DefaultMaxFrameSize)
+		if err != nil {
+			return
+		}
+		frame, err := remoting.Encode(cmd)
+		if err != nil {
+			return
+		}
+		if _, err := in.Write(frame); err != nil {
+			return
+		}
+		(*f)(cmd)
+	}
 }
 
 // forward decodes in's requests and writes them to out, holding those
