@@ -144,17 +144,20 @@ func TestConnectionRedialled(t *testing.T) {
 	}
 	var first fakeBeat
 	waitFor(t, "a heartbeat", func() (ok bool) { first, ok = f.beatFor("g-redial"); return ok })
+	old := c.pool.open(f.addr) // the client's end; first.conn is the server's
+	if old == nil {
+		t.Fatal("no open connection to the fake")
+	}
 	for _, conn := range f.srv.Conns() {
 		conn.Close()
 	}
-	waitFor(t, "the client to see its connection closed", func() bool { return c.pool.addrOf(first.conn) == "" })
+	waitFor(t, "the client to see its connection closed", func() bool { return c.pool.addrOf(old) == "" })
 	if _, err := p.Send(ctx, &Message{Topic: "t", Body: []byte("2")}); err != nil {
 		t.Fatalf("send after the server closed the connection: %v", err)
 	}
-	waitFor(t, "a heartbeat on the new connection", func() bool {
-		b, ok := f.beatFor("g-redial")
-		return ok && b.conn != first.conn
-	})
+	// Not the latest heartbeat: one the client sent on the old connection
+	// as it closed can be recorded after the new connection's.
+	waitFor(t, "a heartbeat on the new connection", func() bool { return f.beatOtherThan("g-redial", first.conn) })
 }
 
 func TestHeartbeatCarriesGroups(t *testing.T) {

@@ -174,6 +174,21 @@ func (f *fakeBroker) beatFor(g string) (fakeBeat, bool) {
 	return fakeBeat{}, false
 }
 
+// beatOtherThan reports whether a heartbeat naming producer group g came
+// on a connection other than conn. Not beatFor: the handler of a
+// heartbeat read from a connection just closed may record it after the
+// ones that came since on a new connection.
+func (f *fakeBroker) beatOtherThan(g string, conn *remoting.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.beats {
+		if b.conn != conn && slices.ContainsFunc(b.hb.ProducerDataSet, func(p producerData) bool { return p.GroupName == g }) {
+			return true
+		}
+	}
+	return false
+}
+
 // beatForConsumer is the last heartbeat that names consumer group g.
 func (f *fakeBroker) beatForConsumer(g string) (fakeBeat, bool) {
 	f.mu.Lock()
