@@ -322,7 +322,24 @@ func (h *pullHolder) held() int {
 	return h.n
 }
 
-// close answers every held pull PULL_NOT_FOUND and refuses new ones. It
+// shuttingDown is the answer to a pull the holder would have held once it
+// is closed. SYSTEM_BUSY, not PULL_NOT_FOUND: on PULL_NOT_FOUND clients
+// pull again at once, on the connection the broker closes next, and a pull
+// in flight then is never answered; the official Go client does not fail
+// a closed connection's calls and waits out its 30 s pull timeout before
+// it pulls that queue again. On an error the clients pause (3 s) instead.
+func shuttingDown(req *remoting.Command) *remoting.Command {
+	return remoting.NewResponse(req, remoting.RespSystemBusy, "broker is shutting down")
+}
+
+// isClosed reports whether close has run: hold refuses every pull.
+func (h *pullHolder) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// close answers every held pull with shuttingDown and refuses new ones. It
 // waits at most grace for the answers (a connection whose peer stopped
 // reading would hold one for its WriteTimeout); wait waits for the rest,
 // once the server has closed the connections.
@@ -343,9 +360,7 @@ func (h *pullHolder) close(grace time.Duration) {
 	for _, p := range all {
 		go func() {
 			defer h.answering.Done()
-			resp := remoting.NewResponse(p.req, remoting.RespPullNotFound, "broker is shutting down")
-			setPullOffsets(resp, p.pr.offset, 0, 0)
-			_ = p.conn.Reply(p.req, resp)
+			_ = p.conn.Reply(p.req, shuttingDown(p.req))
 		}()
 	}
 	done := make(chan struct{})

@@ -167,12 +167,35 @@ func TestLongPollReleasedOnClose(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// SYSTEM_BUSY: on PULL_NOT_FOUND clients pull again at once, on the
+	// connection Close ends next (see shuttingDown).
 	resp := <-done
-	if resp == nil || resp.Code != remoting.RespPullNotFound {
-		t.Fatalf("held pull answered %v on Close, want PULL_NOT_FOUND before the connection closes", resp)
+	if resp == nil || resp.Code != remoting.RespSystemBusy {
+		t.Fatalf("held pull answered %v on Close, want SYSTEM_BUSY before the connection closes", resp)
 	}
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Fatalf("Close took %v with a held pull", elapsed)
+	}
+}
+
+// A pull that would be held once Close has answered the held ones (the
+// client pulls again before its connection closes) is told to back off
+// too, not answered PULL_NOT_FOUND.
+func TestLongPollRefusedWhileClosing(t *testing.T) {
+	o := testOptions(t)
+	o.LongPollTimeout = 10 * time.Second
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "lx", 0, "", "x")
+	waitQueue(t, b, "lx", 0, 1)
+	b.pulls.close(closeGrace) // the first step of Close
+	resp := <-asyncPull(c, pullExt("lx", 0, 1, pullFlagSuspend, "*", 20000))
+	if resp == nil || resp.Code != remoting.RespSystemBusy {
+		t.Fatalf("suspended pull while closing answered %v, want SYSTEM_BUSY", resp)
+	}
+	// One with a message is served as ever.
+	if resp := <-asyncPull(c, pullExt("lx", 0, 0, pullFlagSuspend, "*", 20000)); resp == nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("pull of a message while closing answered %v, want SUCCESS", resp)
 	}
 }
 

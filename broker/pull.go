@@ -69,8 +69,13 @@ func (b *Broker) handlePull(h *pullHolder, conn *remoting.Conn, req *remoting.Co
 		b.commitOffsetFromPull(pr.group, pr.topic, pr.queueID, pr.commitOffset)
 	}
 	if resp.Code == remoting.RespPullNotFound && pr.sysFlag&pullFlagSuspend != 0 {
-		if wait := min(pr.suspend, b.opts.LongPollTimeout); wait > 0 && h.hold(conn, req, pr, wait) {
-			resp = nil // answered later by the holder
+		if wait := min(pr.suspend, b.opts.LongPollTimeout); wait > 0 {
+			switch {
+			case h.hold(conn, req, pr, wait):
+				resp = nil // answered later by the holder
+			case h.isClosed():
+				resp = shuttingDown(req)
+			}
 		}
 	}
 	return resp
