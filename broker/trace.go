@@ -202,6 +202,41 @@ func uniqOrOrigin(props string) string {
 	return id
 }
 
+// nameCopy names the event e of a copy (a retry, a dead letter) of a
+// committed message without UNIQ_KEY, which its ORIGIN_MESSAGE_ID (props)
+// names by the committed record's offset message id, as traceEnd names
+// the message's own events: by its half record's, so that they are one
+// timeline.
+func (b *Broker) nameCopy(e *lifecycle.Event, props string) {
+	if b.life == nil {
+		return // no events are recorded: no need to read the store
+	}
+	if u, _ := message.Property(props, message.PropertyUniqKey); u != "" {
+		return
+	}
+	if origin, _ := message.Property(props, message.PropertyOriginMessageID); origin != "" && origin == e.MsgID {
+		e.MsgID = b.halfIDOf(origin)
+	}
+}
+
+// halfIDOf is the offset message id of the half record of the committed
+// message without UNIQ_KEY whose record the offset message id id names
+// (traceEnd names its events by it); any other id is returned as it is.
+func (b *Broker) halfIDOf(id string) string {
+	host, phys, err := message.ParseOffsetMsgID(id)
+	if err != nil {
+		return id
+	}
+	e, err := b.store.ReadMessage(phys)
+	if err != nil || message.TransactionType(e.SysFlag) != message.TransactionCommitType {
+		return id
+	}
+	if u, _ := message.Property(e.Properties, message.PropertyUniqKey); u != "" {
+		return id
+	}
+	return message.OffsetMsgID(host, e.PreparedTransactionOffset)
+}
+
 // event is a lifecycle event about the message with properties props.
 func event(kind lifecycle.Kind, props string, res store.AppendResult) lifecycle.Event {
 	id := identityOf(props, res.MsgID)
@@ -271,6 +306,7 @@ func realQueue(m *message.Message) int32 {
 // storedEvent is the Stored (or Scheduled) event of one stored message.
 func (b *Broker) storedEvent(m *message.Message, res store.AppendResult, now time.Time) lifecycle.Event {
 	e := event(lifecycle.Stored, m.Properties, res)
+	b.nameCopy(&e, m.Properties)
 	e.Time, e.Topic, e.Queue, e.Flush = now, m.Topic, m.QueueID, b.flushName()
 	if isScheduleTopic(m.Topic) {
 		e.Kind = lifecycle.Scheduled
@@ -295,6 +331,7 @@ func (b *Broker) onDelivered(ds []delay.Delivery) {
 	now := time.Now()
 	for _, d := range ds {
 		e := event(lifecycle.Delivered, d.Message.Properties, d.Result)
+		b.nameCopy(&e, d.Message.Properties)
 		e.Time, e.Topic, e.Queue, e.Level, e.DueAt = now, d.Message.Topic, d.Message.QueueID, d.Level, d.DueAt
 		b.life.Record(e)
 		b.emit(spanRec{op: spanDeliver, opType: telemetry.OpSend, topic: d.Message.Topic, props: []string{d.Message.Properties},

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -71,13 +72,14 @@ func (b *Broker) MessageTrace(q string, limit int) ([]lifecycle.Message, error) 
 	if len(msgs) == 0 {
 		// An offset message id (what a send prints beside the message id):
 		// the record there names the message.
-		if host, phys, perr := message.ParseOffsetMsgID(q); perr == nil {
+		if _, phys, perr := message.ParseOffsetMsgID(q); perr == nil {
 			if e, rerr := b.store.ReadMessage(phys); rerr == nil {
 				id := uniqOrOrigin(e.Properties)
-				if id == "" && message.TransactionType(e.SysFlag) == message.TransactionCommitType {
-					// A committed message with no UNIQ_KEY: its events are
-					// its half record's (traceEnd).
-					id = message.OffsetMsgID(host, e.PreparedTransactionOffset)
+				if u, _ := message.Property(e.Properties, message.PropertyUniqKey); u == "" {
+					// A committed message with no UNIQ_KEY, or a copy of
+					// one: its events are its half record's (traceEnd,
+					// nameCopy).
+					id = b.halfIDOf(cmp.Or(id, q))
 				}
 				if id != "" && id != q {
 					if msgs, err = b.life.Lookup(id, limit); err != nil {

@@ -537,7 +537,20 @@ func TestRetryOfAMessageWithoutUniqKeyIsOneTimeline(t *testing.T) {
 func TestCommitOfAMessageWithoutUniqKeyIsOneTimeline(t *testing.T) {
 	b := startBroker(t, txnOptions(t))
 	c := dial(t, b)
-	ext := sendExtV2("orders", 0, props("KEYS", "order-nu", "TRAN_MSG", "true", "PGROUP", "pg"))
+	half, committed := commitWithoutUniqKey(t, b, c, "order-nu")
+	if err := b.commitOffset("g", "orders", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	want := []lifecycle.Kind{lifecycle.HalfStored, lifecycle.Committed, lifecycle.Stored, lifecycle.Consumed}
+	wantOneTimeline(t, b, []string{half, committed.MsgID(), "order-nu"}, half, want)
+}
+
+// commitWithoutUniqKey sends a half message with key and no UNIQ_KEY to
+// orders queue 0 and commits it; it returns the half record's offset
+// message id and the committed record.
+func commitWithoutUniqKey(t *testing.T, b *Broker, c *remoting.Conn, key string) (string, message.Ext) {
+	t.Helper()
+	ext := sendExtV2("orders", 0, props("KEYS", key, "TRAN_MSG", "true", "PGROUP", "pg"))
 	ext["f"] = strconv.Itoa(int(message.TransactionPreparedType))
 	resp := call(t, c, remoting.ReqSendMessageV2, ext, []byte("body"))
 	if resp.Code != remoting.RespSuccess {
@@ -553,19 +566,21 @@ func TestCommitOfAMessageWithoutUniqKeyIsOneTimeline(t *testing.T) {
 	if r := endTxn(t, c, ref, message.TransactionCommitType); r.Code != remoting.RespSuccess {
 		t.Fatalf("commit: %d %s", r.Code, r.Remark)
 	}
-	committed := waitQueueMsgs(t, b, "orders", 0, 1)[0]
-	if err := b.commitOffset("g", "orders", 0, 1); err != nil {
-		t.Fatal(err)
-	}
-	want := []lifecycle.Kind{lifecycle.HalfStored, lifecycle.Committed, lifecycle.Stored, lifecycle.Consumed}
-	for _, q := range []string{half, committed.MsgID(), "order-nu"} {
+	return half, waitQueueMsgs(t, b, "orders", 0, 1)[0]
+}
+
+// wantOneTimeline checks that each of qs traces to one message, id, with
+// the events want.
+func wantOneTimeline(t *testing.T, b *Broker, qs []string, id string, want []lifecycle.Kind) {
+	t.Helper()
+	for _, q := range qs {
 		msgs, err := b.MessageTrace(q, 10)
-		if err != nil || len(msgs) != 1 || msgs[0].MsgID != half || !slices.Equal(kinds(msgs[0]), want) {
+		if err != nil || len(msgs) != 1 || msgs[0].MsgID != id || !slices.Equal(kinds(msgs[0]), want) {
 			var got []string
 			for _, m := range msgs {
 				got = append(got, m.MsgID+fmt.Sprint(kinds(m)))
 			}
-			t.Errorf("trace %s: %v (err %v), want one message %s %v", q, got, err, half, want)
+			t.Errorf("trace %s: %v (err %v), want one message %s %v", q, got, err, id, want)
 		}
 	}
 }
@@ -639,4 +654,31 @@ func TestScheduleSpanNamesTheRealQueue(t *testing.T) {
 	if e := traceOne(t, b, "dq1").Events[0]; e.Kind != lifecycle.Scheduled || e.Topic != "orders" || e.Queue != 2 {
 		t.Fatalf("scheduled event %+v, want orders queue 2", e)
 	}
+}
+
+// The retries of a committed message without UNIQ_KEY belong to its
+// timeline too: their ORIGIN_MESSAGE_ID is the committed record's offset
+// message id (what the consumer saw as its message id), while the
+// message is named by its half record's. Traced by either id, by a
+// retry's offset message id or by its key, it is one message, not the
+// half, commit and store in one and the send-back and retry in another.
+func TestRetryOfACommittedMessageWithoutUniqKeyIsOneTimeline(t *testing.T) {
+	b := startBroker(t, txnOptions(t))
+	c := dial(t, b)
+	half, committed := commitWithoutUniqKey(t, b, c, "order-rt")
+	if r := callSendBack(t, c, sendBackExt(committed.CommitLogOffset, "g", "orders", 1, 5)); r.Code != remoting.RespSuccess {
+		t.Fatalf("send back: %d %s", r.Code, r.Remark)
+	}
+	retry := waitQueueMsgs(t, b, "%RETRY%g", 0, 1)[0]
+	waitFor(t, "the retry's delivery event", func() bool {
+		msgs, _ := b.MessageTrace("order-rt", 10)
+		for _, m := range msgs {
+			if slices.Contains(kinds(m), lifecycle.Delivered) {
+				return true
+			}
+		}
+		return false
+	})
+	want := []lifecycle.Kind{lifecycle.HalfStored, lifecycle.Committed, lifecycle.Stored, lifecycle.SentBack, lifecycle.Delivered}
+	wantOneTimeline(t, b, []string{half, committed.MsgID(), retry.MsgID(), "order-rt"}, half, want)
 }

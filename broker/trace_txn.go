@@ -144,6 +144,7 @@ func (b *Broker) traceSendBack(m *message.Message, group string, dlq bool, from 
 	}
 	if err == nil {
 		e := event(kind, m.Properties, res)
+		b.nameCopy(&e, m.Properties)
 		e.Time, e.Group, e.Reconsume, e.Topic, e.Queue, e.From = now, group, int(m.ReconsumeTimes), m.Topic, m.QueueID, from
 		if isScheduleTopic(m.Topic) {
 			e.Topic, _ = message.Property(m.Properties, message.PropertyRealTopic)

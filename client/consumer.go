@@ -47,7 +47,9 @@ type PushConsumer struct {
 	persistMu sync.Mutex // serializes offset commits
 
 	// lockMu serializes lock renewals with the release of a dropped
-	// queue's lock, so that a renewal never re-takes a lock just released.
+	// queue's lock, so that a renewal never re-takes a lock just released,
+	// and a rebalance's locks of new queues with releaseStale, so that a
+	// stale lock's release never undoes them.
 	lockMu sync.Mutex
 	// lockStop ends the lock renewals, which outlive ctx: Close stops them
 	// only once the handler calls have returned (lockDone closes then).

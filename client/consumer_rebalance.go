@@ -214,6 +214,11 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 	lockedAt := time.Now()
 	missed := add[:0:0]
 	if pc.opts.Orderly && pc.opts.Model == Clustering {
+		// Until the queues are in the table: releaseStale, which finds
+		// a queue not in it and releases its lock, must not have its
+		// release reach the broker after this lock.
+		pc.lockMu.Lock()
+		defer pc.lockMu.Unlock()
 		got, _ := pc.lockQueues(ctx, add)
 		if len(got) < len(add) {
 			complete = false

@@ -71,7 +71,8 @@ type Event struct {
 	// admin; on a dead letter, consumer when the consumer asked for the
 	// dead-letter queue (a send-back with delay level -1, or a retry an
 	// orderly group sends), as an orderly consumer does after retries of
-	// its own, which Reconsume does not count.
+	// its own, which Reconsume may not count (halfback's client sends the
+	// stored count; RocketMQ's Java client its own).
 	From string `json:"from,omitempty"`
 	// Check numbers check-backs from 1 (for an outcome from a check-back,
 	// the checks made so far).

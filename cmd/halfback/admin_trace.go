@@ -115,7 +115,8 @@ func traceDetail(e admin.TraceEvent) string {
 		switch {
 		case e.Kind != "dead-lettered":
 		case e.From == lifecycle.FromConsumer:
-			// Its retries (an orderly consumer's, local) are not in Reconsume.
+			// Its retries (an orderly consumer's, local) may not be in
+			// Reconsume: not with halfback's client, which sends the stored count.
 			s = fmt.Sprintf("group %s at its consumer's request, %s", e.Group, where)
 		default:
 			s = fmt.Sprintf("group %s after %d retries, %s", e.Group, max(0, e.Reconsume-1), where)
