@@ -16,8 +16,10 @@ var (
 	// ErrClosed means the Client (or the Producer) was closed. A send
 	// that was in flight when the Client closed fails with it although
 	// its frame may have reached the broker, which may have stored the
-	// message: as for any send that fails after its write, a resend keeps
-	// the message id.
+	// message, as for any send that fails after its write. Send's own
+	// retries keep the message id (UNIQ_KEY); a resend by the caller
+	// generates a new one unless Message.ID is set, so set it where
+	// consumers must tell a resend from a new message.
 	ErrClosed = errors.New("client: closed")
 	// ErrInvalidMessage means a message was refused before anything was
 	// sent: an empty or illegal topic, an empty body, a key with a space, a

@@ -269,3 +269,43 @@ func TestWipeWritePermDrainsProducers(t *testing.T) {
 	}
 	waitFor(t, "the producer to see broker-a writable again", writable(8))
 }
+
+// A cached route with no writable queue (the topic's only broker had its
+// write permission wiped) is asked for again by the next send, as
+// RocketMQ's producers do (tryToFindTopicPublishInfo refetches a route
+// that is not ok()): once the permission is back, sends go through at
+// once rather than failing until the next route refresh.
+func TestSendRefetchesRouteWithoutWritableQueues(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	topic := uniq("t")
+	createTopicOn(t, cl.b.Addr(), topic, 4)
+	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.RouteRefreshInterval = time.Hour })
+	p := newProducer(t, c, ProducerOptions{})
+	writable := func(want int) func() bool {
+		return func() bool {
+			r, err := c.fetchRoute(ctxT(t, 5*time.Second), topic)
+			return err == nil && len(r.writeQueues) == want
+		}
+	}
+	waitFor(t, "the broker to register the topic", writable(4))
+	perm := func(op string, code int16) {
+		t.Helper()
+		resp, _, err := c.invokeNamesrv(ctxT(t, 5*time.Second), op, code, map[string]string{"brokerName": cl.name})
+		if err != nil || resp.Code != remoting.RespSuccess {
+			t.Fatalf("%s: %v %v", op, resp, err)
+		}
+	}
+	waitFor(t, "the cached route to have no writable queue", func() bool {
+		// again while a registration of the new topic undoes it
+		perm("WIPE_WRITE_PERM_OF_BROKER", remoting.ReqWipeWritePermOfBroker)
+		return writable(0)()
+	})
+	perm("ADD_WRITE_PERM_OF_BROKER", remoting.ReqAddWritePermOfBroker)
+	res, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("back")})
+	if err != nil {
+		t.Fatalf("Send after the write permission is back = %v, want it stored without waiting for the route refresh", err)
+	}
+	if got := cl.waitStored(t, topic, 1); got[0].MsgID != res.MsgID {
+		t.Fatalf("stored %v, want %s", got, res.MsgID)
+	}
+}

@@ -337,6 +337,15 @@ func (r *topicRoute) sortedReadQueues(topic string) ([]MessageQueue, error) {
 // defaultTopicQueueNums queues each, as RocketMQ's producers do.
 func (c *Client) publishQueues(ctx context.Context, topic string) ([]MessageQueue, error) {
 	r, err := c.route(ctx, topic)
+	if err == nil && len(r.writeQueues) == 0 {
+		// A cached route with nothing to send to is asked for again, as
+		// RocketMQ's producers do (tryToFindTopicPublishInfo): a master
+		// back, or a write permission restored, serves sends at once
+		// rather than after the next refresh. A failure keeps it.
+		if fresh, ferr := c.fetchRoute(ctx, topic); ferr == nil {
+			r = fresh
+		}
+	}
 	if errors.Is(err, ErrTopicNotFound) {
 		def, derr := c.route(ctx, autoCreateTopicKey)
 		if derr != nil {
