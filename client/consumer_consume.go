@@ -384,7 +384,7 @@ func (pc *PushConsumer) sendBackByContent(ctx context.Context, mq MessageQueue, 
 	}
 	topic := retryTopic(pc.opts.Group)
 	o := &outgoing{op: op, code: remoting.ReqSendMessageV2, topic: topic, flag: d.m.Flag, props: props,
-		body: d.m.Body, sysFlag: d.m.SysFlag & message.FlagCompressed}
+		body: d.m.Body, sysFlag: message.CompressionFlags(d.m.SysFlag)}
 	req := o.request(clientInnerProducerGroup, MessageQueue{Topic: topic, BrokerName: mq.BrokerName})
 	req.ExtFields["j"] = strconv.Itoa(times + 1) // reconsumeTimes
 	req.ExtFields["l"] = strconv.Itoa(limit)     // maxReconsumeTimes

@@ -179,3 +179,33 @@ func TestSendBackByContentAfterLocalRetryCountsThem(t *testing.T) {
 		t.Fatalf("retry delivered with reconsumeTimes %d, want 2", m.ReconsumeTimes)
 	}
 }
+
+// TestSendBackByContentKeepsTheCompressionType: a body flagged compressed
+// that does not inflate is delivered, and sent back, as stored. The
+// client-side retry copy kept only FlagCompressed, so an LZ4 (or zstd)
+// body came back typed zlib (type 0): read by the wrong codec.
+func TestSendBackByContentKeepsTheCompressionType(t *testing.T) {
+	cl, removeSegmentOf := removedRecordCluster(t, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("lz"), uniq("cg")
+	const lz4 = message.FlagCompressed | 1<<8 // MessageSysFlag.COMPRESSION_LZ4_TYPE
+	o := &outgoing{op: "SEND_MESSAGE_V2", code: remoting.ReqSendMessageV2, topic: topic, first: &Message{Topic: topic},
+		sysFlag: lz4, body: []byte("not lz4 at all")}
+	if _, _, err := p.deliver(ctxT(t, 10*time.Second), o); err != nil {
+		t.Fatal(err)
+	}
+	var removed atomic.Bool
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if !removed.Load() {
+			removeSegmentOf(ctx, msgs[0].CommitLogOffset)
+			removed.Store(true)
+		}
+		return ConsumeRetryLater, nil
+	}
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*", h)
+	waitFor(t, "the message's segment removed", removed.Load)
+	retry := cl.waitStored(t, retryTopic(group), 1)[0]
+	if string(retry.Body) != "not lz4 at all" || retry.SysFlag&(message.FlagCompressed|7<<8) != lz4 {
+		t.Fatalf("retry copy body %q sysFlag %#x, want the body as stored, compressed LZ4 (%#x)", retry.Body, retry.SysFlag, lz4)
+	}
+}

@@ -26,6 +26,17 @@ const (
 	compressionTypeZlib  = int32(3 << 8)
 )
 
+// CompressionFlags is the part of sysFlag that says a body is compressed
+// and how: FlagCompressed and the compression type, or 0 for a body not
+// flagged compressed. A copy of a body kept as it is (one that did not
+// inflate) carries them, so that it is read as the original was.
+func CompressionFlags(sysFlag int32) int32 {
+	if sysFlag&FlagCompressed == 0 {
+		return 0
+	}
+	return sysFlag & (FlagCompressed | compressionTypeMask)
+}
+
 // Inflate returns the body a consumer sees: a body whose sysFlag has
 // FlagCompressed (the Java and Go producers compress bodies over 4 KiB by
 // default: zlib, or LZ4 or zstd when the Java client's compression type
