@@ -175,7 +175,10 @@ func TestOfficialClientDelayTxnRetrySurviveSIGKILL(t *testing.T) {
 			want = append(want, b)
 		}
 	}
-	waitFor(t, 45*time.Second, fmt.Sprintf("%d acknowledged messages consumed", len(want)), func() bool {
+	// The retried ones come once the client found the retry topic, up to
+	// 40 s after the consumer's start (a route poll, then a rebalance),
+	// however soon the rounds above were done.
+	waitFor(t, 90*time.Second, fmt.Sprintf("%d acknowledged messages consumed", len(want)), func() bool {
 		for _, b := range want {
 			if !got.has(b) {
 				return false

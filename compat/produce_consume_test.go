@@ -234,7 +234,9 @@ func TestFailingMessageLandsInDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	dlq := "%DLQ%" + group
-	waitFor(t, 60*time.Second, "the message in "+dlq, func() bool {
+	// The retries come through %RETRY%<group>, which the client finds 20 s
+	// or 40 s after its start (see TestRetriedMessageAsTheGoClientSeesIt).
+	waitFor(t, 90*time.Second, "the message in "+dlq, func() bool {
 		_, hi := c.b.Store().QueueBounds(dlq, 0)
 		return hi == 1
 	})
