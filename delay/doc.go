@@ -10,7 +10,10 @@
 // level's queue is in due-time order and one cursor per level is all the
 // state it needs. Should the clock step back between two stores, a level is
 // still delivered strictly in queue order, as RocketMQ does: a message not
-// yet due holds back the ones behind it.
+// yet due holds back the ones behind it. As in RocketMQ, a message gets the
+// delay its level had when it was stored (Options.Levels changed on a
+// restart does not move it), but one due later than its level's current
+// delay from now is due at once.
 //
 // Arbitrary delivery times are RocketMQ 5's timer properties:
 // TIMER_DELIVER_MS (absolute, epoch ms), TIMER_DELAY_MS or TIMER_DELAY_SEC
@@ -34,9 +37,10 @@
 // the same moment is therefore drained at the store's batched write speed,
 // not one message per tick. The scheduler sleeps until the earliest known
 // due time or until [Scheduler.Notify] reports new scheduled messages.
-// Delivered messages lose the DELAY and TIMER_* properties, keep everything
-// else byte for byte (UNIQ_KEY, so the message id stays the same;
-// traceparent), and gain TIMER_OUT_MS, the time they were due.
+// Delivered messages lose the DELAY and TIMER_* properties (and the
+// scheduler's own HB_LEVEL_DELAY), keep everything else byte for byte
+// (UNIQ_KEY, so the message id stays the same; traceparent), and gain
+// TIMER_OUT_MS, the time they were due.
 //
 // # Durability
 //

@@ -12,11 +12,18 @@ import (
 const (
 	// propTimerOut records, on a delivered timer message, when it was due (ms).
 	propTimerOut = "TIMER_OUT_MS"
+	// propLevelDelay records, on a scheduled level message, its level's
+	// delay when it was stored (a time.Duration string). RocketMQ fixes a
+	// level message's due time then (its schedule queue entry's tag code),
+	// so levels changed between restarts do not move it. Delivered copies
+	// go without it.
+	propLevelDelay = "HB_LEVEL_DELAY"
 )
 
 // Prepare turns a message with a delay into its scheduled form, in place,
 // and reports whether it is delayed. A DELAY level n > 0 (clamped to the
-// highest level) stores it under ScheduleTopic queue n-1; TIMER_DELIVER_MS
+// highest level) stores it under ScheduleTopic queue n-1, with the level's
+// delay now, which is the one it gets; TIMER_DELIVER_MS
 // (absolute, ms) or TIMER_DELAY_MS / TIMER_DELAY_SEC (relative) store it
 // under TimerTopic with TIMER_DELIVER_MS set to the absolute time. Either
 // keeps the original topic and queue in REAL_TOPIC and REAL_QID. A level
@@ -46,6 +53,14 @@ func (s *Scheduler) Prepare(m *message.Message) (bool, error) {
 			level = min(level, len(s.opts.Levels))
 			s.redirect(m, ScheduleTopic, int32(level-1))
 			m.Properties = message.SetProperty(m.Properties, message.PropertyDelayTimeLevel, strconv.Itoa(level))
+			// Left out when it alone would push the record past the
+			// limits: the level's delay at delivery time applies then.
+			stamped := message.SetProperty(m.Properties, propLevelDelay, s.opts.Levels[level-1].String())
+			if _, err := message.SealableRecordSize(&message.Message{Topic: m.Topic, Properties: stamped, Body: m.Body}); err == nil {
+				m.Properties = stamped
+			} else {
+				m.Properties = message.RemoveProperties(m.Properties, propLevelDelay)
+			}
 			return true, nil
 		}
 		// As RocketMQ: a level <= 0 is no level; the timer properties decide.
@@ -130,7 +145,7 @@ func restore(e *message.Ext, due time.Time) (*message.Message, error) {
 	m := e.Message
 	m.Topic, m.QueueID = topic, int32(qid)
 	m.Properties = message.RemoveProperties(e.Properties, message.PropertyDelayTimeLevel, message.PropertyTimerDeliverMS,
-		message.PropertyTimerDelayMS, message.PropertyTimerDelaySec)
+		message.PropertyTimerDelayMS, message.PropertyTimerDelaySec, propLevelDelay)
 	// The copy must stay storable: without DELAY / TIMER_DELIVER_MS it is
 	// never larger than the scheduled record, but TIMER_OUT_MS can push it
 	// past the properties limit, and a copy the store refuses would stop

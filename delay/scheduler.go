@@ -388,7 +388,14 @@ func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 			return fmt.Errorf("delay: level %d record: %w", l+1, err)
 		}
 		for _, e := range exts {
-			dueAt := time.UnixMilli(e.StoreTimestamp).Add(s.opts.Levels[l])
+			dueAt := time.UnixMilli(e.StoreTimestamp).Add(levelDelay(&e, s.opts.Levels[l]))
+			// As RocketMQ's correctDeliverTimestamp: one due later than
+			// its level's delay from now (the level was shortened since,
+			// or the clock stepped back) is due now, rather than holding
+			// back the level's newer messages.
+			if dueAt.After(now.Add(s.opts.Levels[l])) {
+				dueAt = now
+			}
 			// A level is delivered strictly in queue order, as RocketMQ
 			// does: an entry stored after the clock stepped back waits for
 			// the one ahead of it.
@@ -401,6 +408,18 @@ func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 		s.readNext[l] = r.NextBeginOffset
 	}
 	return nil
+}
+
+// levelDelay is the delay of a level message: its level's when it was
+// stored, else (scheduled before that was recorded, or with no room for
+// it) current, the level's now.
+func levelDelay(e *message.Ext, current time.Duration) time.Duration {
+	if v, ok := message.Property(e.Properties, propLevelDelay); ok {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			return d
+		}
+	}
+	return current
 }
 
 // dueTimers returns timer messages due by now (at most limit) and the next one.

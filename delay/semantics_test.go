@@ -209,3 +209,49 @@ func deliverRounds(r *rig, n int) error {
 	}
 	return last
 }
+
+// RocketMQ fixes a level message's due time when it is stored (the
+// schedule queue's tag code is its store time plus the level's delay then,
+// ScheduleMessageService.computeDeliverTimestamp), and delivers one due
+// later than now plus its level's current delay at once
+// (correctDeliverTimestamp). So a level lengthened between restarts does
+// not hold back what was scheduled before, and one shortened does not keep
+// new messages behind the old ones.
+func TestLevelDelayIsTheOneWhenStored(t *testing.T) {
+	r := newRig(t, "1s 5s")
+	r.send("old", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.close()
+	r.openStore()
+	r.opts.Levels, _ = ParseLevels("1h 5s") // level 1 lengthened
+	r.openScheduler()
+	r.send("new", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.clock.Advance(2 * time.Second)
+	r.step()
+	if got := bodies(r.delivered()); !slices.Equal(got, []string{"old"}) {
+		t.Fatalf("2 s after the sends, level 1 lengthened from 1s to 1h on a restart between them: delivered %v, want [old] (scheduled for 1 s)", got)
+	}
+	for _, e := range r.delivered() {
+		if e.Properties != "UNIQ_KEY\x01ID-old\x02REAL_TOPIC\x01orders\x02REAL_QID\x011\x02TIMER_OUT_MS\x01"+
+			strconv.FormatInt(r.clock.Now().Add(-time.Second).UnixMilli(), 10)+"\x02" {
+			t.Errorf("delivered properties %q: only the real topic, queue and due time may be added", e.Properties)
+		}
+	}
+	r.clock.Advance(time.Hour)
+	r.step()
+	if got := bodies(r.delivered()); !slices.Equal(got, []string{"old", "new"}) {
+		t.Fatalf("an hour later delivered %v, want [old new]", got)
+	}
+
+	r.send("long", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.close()
+	r.openStore()
+	r.opts.Levels, _ = ParseLevels("1s 5s") // shortened again
+	r.openScheduler()
+	defer r.close()
+	r.send("short", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.clock.Advance(time.Second)
+	r.step()
+	if got := bodies(r.delivered()); !slices.Equal(got, []string{"old", "new", "long", "short"}) {
+		t.Fatalf("level 1 shortened from 1h to 1s: 1 s later delivered %v; want long (due later than now + 1 s) at once and short behind it", got)
+	}
+}
