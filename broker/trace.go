@@ -283,7 +283,7 @@ func (b *Broker) traceStored(msgs []*message.Message, res []store.AppendResult, 
 	}
 	if len(res) > 0 {
 		attrs = append(attrs, attribute.Int64("messaging.rocketmq.queue_offset", res[0].QueueOffset),
-			attribute.Int("messaging.destination.partition.id", int(queue)))
+			attribute.String("messaging.destination.partition.id", strconv.Itoa(int(queue)))) // a string in the conventions, as in the metrics
 	}
 	b.emit(spanRec{op: op, opType: telemetry.OpSend, topic: topic, props: props,
 		start: start, end: now, err: err, attrs: attrs})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -650,6 +651,13 @@ func TestScheduleSpanNamesTheRealQueue(t *testing.T) {
 	}
 	if got := attr(spans[0], "messaging.destination.partition.id"); got != "2" {
 		t.Fatalf("schedule span's partition %q, want the real queue 2; attrs %v", got, spans[0].Attributes())
+	}
+	// A string, as the semantic conventions and the broker's metrics
+	// have it: a backend matches "2", not 2.
+	for _, kv := range spans[0].Attributes() {
+		if kv.Key == "messaging.destination.partition.id" && kv.Value.Type() != attribute.STRING {
+			t.Errorf("schedule span's messaging.destination.partition.id is a %v, want a string", kv.Value.Type())
+		}
 	}
 	if e := traceOne(t, b, "dq1").Events[0]; e.Kind != lifecycle.Scheduled || e.Topic != "orders" || e.Queue != 2 {
 		t.Fatalf("scheduled event %+v, want orders queue 2", e)

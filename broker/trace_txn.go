@@ -15,21 +15,31 @@ import (
 
 // Lifecycle events and spans of transactions and send-backs.
 
-// traceHalf records a stored half message and its span.
-func (b *Broker) traceHalf(m *message.Message, group string, res store.AppendResult, start time.Time, err error) {
+// traceHalf records a stored half message and its span. repeat says the
+// send was answered with the live half message of its id (nothing was
+// stored): the event and the span say so, so that a retried send's
+// dedup shows in the trace (a retry may come within the millisecond of
+// the store it repeats, or while that store lands, so the store time
+// cannot tell).
+func (b *Broker) traceHalf(m *message.Message, group string, res store.AppendResult, repeat bool, start time.Time, err error) {
 	now := time.Now()
 	if err == nil || res.MsgID != "" {
 		e := event(lifecycle.HalfStored, m.Properties, res)
 		e.Time, e.Topic, e.Queue, e.Group, e.Flush = now, m.Topic, m.QueueID, group, b.flushName()
-		if res.StoreTimestamp < start.UnixMilli() {
+		if repeat {
 			e.Detail = "a repeated send, answered with the live half message"
 		}
 		b.life.Record(e)
 	}
 	b.emit(spanRec{op: spanHalf, opType: telemetry.OpSend, topic: m.Topic, props: []string{m.Properties}, start: start, end: now, err: err,
 		attrs: []attribute.KeyValue{telemetry.KeyRocketMQType.String(telemetry.TypeTransaction),
-			telemetry.KeyRocketMQClient.String(group), attribute.String("messaging.rocketmq.flush", b.flushName())}})
+			telemetry.KeyRocketMQClient.String(group), attribute.String("messaging.rocketmq.flush", b.flushName()),
+			keyTxnRepeated.Bool(repeat)}})
 }
+
+// keyTxnRepeated marks the store_half span of a send answered with the
+// live half message of its id.
+const keyTxnRepeated = attribute.Key("messaging.rocketmq.transaction.repeated")
 
 // traceEnd records a transaction outcome (and the committed message's
 // store) with their spans. from is lifecycle.FromClient, FromCheck or

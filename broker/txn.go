@@ -46,7 +46,7 @@ func (b *Broker) sendHalf(ctx context.Context, req *remoting.Command, h sendHead
 	if !repeat {
 		b.counts.stored(1, err)
 	}
-	b.traceHalf(&m, h.producerGroup, res, start, err)
+	b.traceHalf(&m, h.producerGroup, res, repeat, start, err)
 	if errors.Is(err, txn.ErrBadHalf) {
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, err.Error())
 	}

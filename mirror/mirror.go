@@ -514,7 +514,7 @@ func resend(pm *sarama.ProducerMessage) *sarama.ProducerMessage {
 func (m *Mirror) succeeded(pm *sarama.ProducerMessage, spans map[*sarama.ProducerMessage]trace.Span) {
 	m.mirrored.Add(1)
 	if sp := spans[pm]; sp != nil {
-		sp.SetAttributes(attribute.Int64("messaging.destination.partition.id", int64(pm.Partition)),
+		sp.SetAttributes(attribute.String("messaging.destination.partition.id", strconv.Itoa(int(pm.Partition))), // a string in the conventions
 			attribute.Int64("messaging.kafka.offset", pm.Offset))
 		sp.End()
 		delete(spans, pm)

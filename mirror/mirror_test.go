@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -363,6 +364,14 @@ func checkTraces(t *testing.T, ktopic string, recs []*kgo.Record, byID map[strin
 			t.Errorf("record %s: span %q kind %v, want publish %s, a producer span", s.body, sp.Name(), sp.SpanKind(), ktopic)
 		case sp.SpanContext().TraceID() != tid:
 			t.Errorf("record %s: traceparent trace %s, span's %s", s.body, tid, sp.SpanContext().TraceID())
+		}
+		if sp != nil {
+			for _, kv := range sp.Attributes() {
+				if kv.Key == "messaging.destination.partition.id" && kv.Value.Type() != attribute.STRING {
+					t.Errorf("record %s: publish span's messaging.destination.partition.id is a %v, want a string (semantic conventions)",
+						s.body, kv.Value.Type())
+				}
+			}
 		}
 		if s.traceID.IsValid() {
 			traced++

@@ -11,6 +11,7 @@ import (
 	temporalclient "go.temporal.io/sdk/client"
 
 	"github.com/halfbackmq/halfback/client"
+	"github.com/halfbackmq/halfback/telemetry"
 	"github.com/halfbackmq/halfback/workflows"
 )
 
@@ -49,7 +50,9 @@ func startCheckConsumer(ctx context.Context, o Options, s Signaler, log *slog.Lo
 // Any other failure asks for the message again later. The signal gets
 // the handler's context, which carries the consumer's "process" span: a
 // Signaler with Temporal's tracing interceptor records its SignalWorkflow
-// span under it.
+// span under it. In a call with several messages (a ConsumeBatchSize
+// above one) that span starts a trace of its own, so each signal gets the
+// trace context of its message instead: its order's.
 func CheckHandler(s Signaler, log *slog.Logger) client.MessageHandler {
 	return checkHandler(s, log, nil)
 }
@@ -76,7 +79,14 @@ func checkHandler(s Signaler, log *slog.Logger, closing <-chan struct{}) client.
 			}()
 		}
 		for _, m := range msgs {
-			if err := signalCheck(ctx, s, log, m); err != nil {
+			mctx := ctx
+			if len(msgs) > 1 {
+				// The process span of a batch starts a trace of its own
+				// (linked to each message's): each signal continues its
+				// own order's trace, from the check's traceparent.
+				mctx = telemetry.Extract(ctx, m.Properties)
+			}
+			if err := signalCheck(mctx, s, log, m); err != nil {
 				return client.ConsumeRetryLater, err
 			}
 		}

@@ -2,7 +2,9 @@ package txnbridge_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +22,8 @@ import (
 
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/internal/testutil"
+	"github.com/halfbackmq/halfback/orders"
+	"github.com/halfbackmq/halfback/txnbridge"
 	"github.com/halfbackmq/halfback/txnbridge/txnbridgetest"
 	"github.com/halfbackmq/halfback/workflows"
 )
@@ -249,5 +253,158 @@ func TestCheckRetriesStayInTheOrderTrace(t *testing.T) {
 			names = append(names, sp.Name())
 		}
 		t.Logf("trace %s:\n  %s", tid, strings.Join(names, "\n  "))
+	}
+}
+
+// signalTraces notes the trace id of each signal's context by workflow
+// id.
+type signalTraces struct {
+	mu     sync.Mutex
+	traces map[string]trace.TraceID
+}
+
+func (s *signalTraces) SignalWorkflow(ctx context.Context, id, _, _ string, _ any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.traces[id] = trace.SpanContextFromContext(ctx).TraceID()
+	return nil
+}
+
+func (s *signalTraces) get() map[string]trace.TraceID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.traces)
+}
+
+// With a CheckConsumer.ConsumeBatchSize above one, a handler call gets
+// the checks of several orders under one "process" span, which starts a
+// trace of its own (linked to each message's): each check's signal still
+// joins its own order's trace, not that batch's.
+func TestBatchedChecksSignalInTheirOrdersTrace(t *testing.T) {
+	recordSpans(t)
+	st := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})
+	c := txnbridgetest.NewClient(t, st.NamesrvAddr)
+	p, err := c.NewProducer(client.ProducerOptions{Group: "check-sender"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	// Both checks are stored, in one queue, before the consumer starts:
+	// its first pull hands them to one handler call.
+	want := map[string]trace.TraceID{}
+	for _, order := range []string{"o1", "o2"} {
+		ctx, root := otel.Tracer("test").Start(context.Background(), "order "+order)
+		body, _ := json.Marshal(workflows.PaymentCheck{OrderID: order, Check: 1})
+		_, err := p.Send(ctx, &client.Message{Topic: workflows.TopicPaymentCheck, Tags: workflows.TagPaymentCheck,
+			Keys: []string{order}, ShardingKey: "one-queue", Body: body})
+		root.End()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[order] = root.SpanContext().TraceID()
+	}
+	s := &signalTraces{traces: map[string]trace.TraceID{}}
+	pc, err := txnbridge.StartCheckConsumer(context.Background(), txnbridge.Options{Client: c, DB: &orders.DB{},
+		Logger: txnbridgetest.Logger(t), CheckConsumer: client.ConsumerOptions{ConsumeBatchSize: 2,
+			RebalanceInterval: 200 * time.Millisecond}}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	testutil.WaitFor(t, 30*time.Second, "both checks signalled", func() bool { return len(s.get()) == 2 })
+	for order, got := range s.get() {
+		if got != want[order] {
+			t.Errorf("order %s's check signalled in trace %s, want the order's %s", order, got, want[order])
+		}
+	}
+}
+
+// A SendHalf attempt that stores its half message and then fails (its
+// answer lost, say) is retried by Temporal: the retry's send is a span of
+// its own in the order's trace, with the same message id, and the broker
+// answers it with the live half message. Its store_half span says so
+// (messaging.rocketmq.transaction.repeated), and one message is stored.
+func TestPluginTracesRepeatedHalfSend(t *testing.T) {
+	rec := recordSpans(t) // before the plugin makes its interceptor
+	var failed atomic.Bool
+	lost := func(ctx context.Context, next func() (any, error)) (any, error) {
+		res, err := next()
+		if info := activity.GetInfo(ctx); info.ActivityType.Name == workflows.ActivitySendHalf && err == nil &&
+			failed.CompareAndSwap(false, true) {
+			return nil, errors.New("test: the answer of a stored half message is lost")
+		}
+		return res, err
+	}
+	s := startTracedStackWith(t, quietTxnTimeout, worker.Options{Interceptors: []interceptor.WorkerInterceptor{wrapActivities(lost)}})
+	if err := s.db.SetStock(context.Background(), "sku", 1); err != nil {
+		t.Fatal(err)
+	}
+	const id = "traced-repeat-1"
+	tid, runID := payTracedOrder(t, s, s.tc, id)
+	createID := workflows.StepTxnID(id, runID, "create")
+	if !failed.Load() {
+		t.Fatal("no SendHalf attempt failed after storing")
+	}
+	s.events(t, id, createID, workflows.StepTxnID(id, runID, "pay"))
+
+	msgID := func(sp sdktrace.ReadOnlySpan) string {
+		for _, a := range sp.Attributes() {
+			if a.Key == "messaging.message.id" {
+				return a.Value.AsString()
+			}
+		}
+		return ""
+	}
+	repeated := func(sp sdktrace.ReadOnlySpan) bool {
+		for _, a := range sp.Attributes() {
+			if a.Key == "messaging.rocketmq.transaction.repeated" {
+				return a.Value.AsBool()
+			}
+		}
+		return false
+	}
+	var sends, stores []sdktrace.ReadOnlySpan
+	testutil.WaitFor(t, 30*time.Second, "two sends and two store_half spans of the create step", func() bool {
+		sends, stores = nil, nil
+		for _, sp := range rec.Ended() {
+			if msgID(sp) != createID {
+				continue
+			}
+			switch sp.Name() {
+			case "send " + workflows.TopicOrderEvents:
+				sends = append(sends, sp)
+			case "store_half " + workflows.TopicOrderEvents:
+				stores = append(stores, sp)
+			}
+		}
+		return len(sends) == 2 && len(stores) == 2
+	})
+	if sends[0].SpanContext().SpanID() == sends[1].SpanContext().SpanID() ||
+		sends[0].Parent().SpanID() == sends[1].Parent().SpanID() {
+		t.Errorf("the two sends share a span or a parent: %v %v", sends[0].SpanContext(), sends[1].SpanContext())
+	}
+	var repeats int
+	for _, sp := range append(sends, stores...) {
+		if got := sp.SpanContext().TraceID(); got != tid {
+			t.Errorf("span %q in trace %s, want the order's %s", sp.Name(), got, tid)
+		}
+	}
+	for i, sp := range stores {
+		if sp.Parent().SpanID() != sends[i].SpanContext().SpanID() {
+			t.Errorf("store_half span %d is not a child of send %d", i, i)
+		}
+		if repeated(sp) {
+			repeats++
+		}
+	}
+	if repeats != 1 || repeated(stores[0]) {
+		t.Errorf("%d of the 2 store_half spans marked repeated (first %v), want the second only", repeats, repeated(stores[0]))
+	}
+	// The message committed is the half message the first attempt stored.
+	for _, m := range s.broker.Stored(t, workflows.TopicOrderEvents) {
+		if want := "00-" + tid.String() + "-" + sends[0].SpanContext().SpanID().String() + "-"; m.MsgID == createID &&
+			!strings.HasPrefix(m.Traceparent, want) {
+			t.Errorf("create step's message traceparent %q, want the first send's %s..", m.Traceparent, want)
+		}
 	}
 }

@@ -16,7 +16,9 @@ import (
 	"github.com/halfbackmq/halfback/workflows"
 )
 
-// An unpaid order's delayed checks join its trace: the check consumer's
+// An unpaid order's delayed checks join its trace: the broker's schedule
+// and deliver_scheduled spans of each check are children of its send, and
+// the check consumer's
 // "process payment-check" span (a child of the check's send, through the
 // message's traceparent) is the parent of the SignalWorkflow span of the
 // signal it sends, whose HandleSignal span in the workflow follows. The
@@ -81,9 +83,18 @@ func TestCheckSignalsJoinTheOrderTrace(t *testing.T) {
 	process := "process " + workflows.TopicPaymentCheck
 	signal := "SignalWorkflow:" + workflows.SignalPaymentCheck
 	handle := "HandleSignal:" + workflows.SignalPaymentCheck
+	send := "send " + workflows.TopicPaymentCheck
 	testutil.WaitFor(t, 30*time.Second, "a signal span per payment check", func() bool {
 		all := spans()
 		return len(childrenOf(all, signal, process)) >= res.Checks && len(childrenOf(all, handle, signal)) >= res.Checks
+	})
+	// The broker's steps of each delayed check, between its send and its
+	// processing: scheduled on its delay level, delivered when due.
+	testutil.WaitFor(t, 30*time.Second, "a schedule and a delivery span per payment check", func() bool {
+		all := spans()
+		return len(childrenOf(all, "schedule "+workflows.TopicPaymentCheck, send)) >= res.Checks &&
+			len(childrenOf(all, "deliver_scheduled "+workflows.TopicPaymentCheck, send)) >= res.Checks &&
+			len(childrenOf(all, process, send)) >= res.Checks
 	})
 	all := spans()
 	for _, sp := range all {

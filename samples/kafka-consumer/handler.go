@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode"
@@ -114,7 +115,7 @@ func (h *handler) process(ctx context.Context, m *sarama.ConsumerMessage, tag st
 			telemetry.KeyMessageID.String(msgID),
 			telemetry.KeyBodySize.Int(len(m.Value)),
 			attribute.String("messaging.kafka.message.key", string(m.Key)),
-			attribute.Int64("messaging.destination.partition.id", int64(m.Partition)),
+			attribute.String("messaging.destination.partition.id", strconv.Itoa(int(m.Partition))), // a string in the conventions
 			attribute.Int64("messaging.kafka.offset", m.Offset),
 			telemetry.KeyRocketMQTag.String(tag),
 		))

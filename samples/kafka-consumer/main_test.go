@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -139,6 +140,9 @@ func TestPrintsTheTagsRecordsInTheirTraces(t *testing.T) {
 		for _, a := range s.Attributes() {
 			if a.Key == "messaging.message.id" {
 				msgID = a.Value.AsString()
+			}
+			if a.Key == "messaging.destination.partition.id" && a.Value.Type() != attribute.STRING {
+				t.Errorf("span's messaging.destination.partition.id is a %v, want a string (semantic conventions)", a.Value.Type())
 			}
 		}
 		parents[msgID] = s.Parent().TraceID().String() + "-" + s.Parent().SpanID().String()
