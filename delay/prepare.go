@@ -23,7 +23,8 @@ const (
 // Prepare turns a message with a delay into its scheduled form, in place,
 // and reports whether it is delayed. A DELAY level n > 0 (clamped to the
 // highest level) stores it under ScheduleTopic queue n-1, with the level's
-// delay now, which is the one it gets; TIMER_DELIVER_MS
+// delay now, which is the one it gets (unless the level is shortened
+// below what is left of it: see the package doc); TIMER_DELIVER_MS
 // (absolute, ms) or TIMER_DELAY_MS / TIMER_DELAY_SEC (relative) store it
 // under TimerTopic with TIMER_DELIVER_MS set to the absolute time. Either
 // keeps the original topic and queue in REAL_TOPIC and REAL_QID. A level

@@ -67,6 +67,7 @@ type Scheduler struct {
 	levelNext []int64    // per level (0-based): next queue offset to deliver
 	readNext  []int64    // per level: next queue offset to read into heads
 	heads     [][]due    // per level: read-ahead, not yet delivered, in order
+	lastRound time.Time  // the clock at the last delivery round
 	timer     timerKey   // last delivered timer message
 	indexed   int64      // next TimerTopic queue offset to index
 	// dropped are the progress file's cursors of levels past the
@@ -303,6 +304,14 @@ func (s *Scheduler) deliverDue(ctx context.Context) (int, time.Time, error) {
 		return 0, time.Time{}, err
 	}
 	now := s.opts.Clock.Now()
+	if now.Before(s.lastRound) {
+		// The clock stepped back: the entries read ahead were checked
+		// against a later now (fillLevel).
+		for l := range s.heads {
+			s.correctHeads(l, now)
+		}
+	}
+	s.lastRound = now
 	limit := s.opts.BatchSize * 8
 	var ready []due
 	var next time.Time
@@ -408,6 +417,23 @@ func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 		s.readNext[l] = r.NextBeginOffset
 	}
 	return nil
+}
+
+// correctHeads applies fillLevel's correction to level l's entries read
+// ahead, as RocketMQ checks a due time each time it looks at it: after the
+// clock stepped back, one due later than the level's delay from now is due
+// now. at is worked out again as fillLevel does.
+func (s *Scheduler) correctHeads(l int, now time.Time) {
+	h := s.heads[l]
+	for i := range h {
+		if h[i].dueAt.After(now.Add(s.opts.Levels[l])) {
+			h[i].dueAt = now
+		}
+		h[i].at = h[i].dueAt
+		if i > 0 && h[i-1].at.After(h[i].at) {
+			h[i].at = h[i-1].at
+		}
+	}
 }
 
 // levelDelay is the delay of a level message: its level's when it was

@@ -255,3 +255,27 @@ func TestLevelDelayIsTheOneWhenStored(t *testing.T) {
 		t.Fatalf("level 1 shortened from 1h to 1s: 1 s later delivered %v; want long (due later than now + 1 s) at once and short behind it", got)
 	}
 }
+
+// RocketMQ's correctDeliverTimestamp is checked each time the schedule
+// looks at a level message: one read ahead of its due time before the
+// clock stepped back is due at once as well, not only one read after
+// (else it, and the whole level behind it, waits out the step).
+func TestLevelMessageReadBeforeTheClockStepsBackIsDueAtOnce(t *testing.T) {
+	r := newRig(t, "1h")
+	defer r.close()
+	r.send("a", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	if n := r.step(); n != 0 { // a read ahead, due in an hour
+		t.Fatalf("delivered %d at once, want a held for its hour", n)
+	}
+	r.clock.Advance(-2 * time.Hour) // NTP steps the clock back
+	r.send("b", message.Properties{message.PropertyDelayTimeLevel: "1"})
+	r.step()
+	if got := bodies(r.delivered()); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("after the clock stepped back 2 h delivered %v, want [a] (due later than now + its level's 1 h)", got)
+	}
+	r.clock.Advance(time.Hour)
+	r.step()
+	if got := bodies(r.delivered()); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("an hour later delivered %v, want [a b]", got)
+	}
+}
