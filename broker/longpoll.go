@@ -327,7 +327,8 @@ func (h *pullHolder) held() int {
 // pull again at once, on the connection the broker closes next, and a pull
 // in flight then is never answered; the official Go client does not fail
 // a closed connection's calls and waits out its 30 s pull timeout before
-// it pulls that queue again. On an error the clients pause instead (the official ones 3 s, halfback's 1 s).
+// it pulls that queue again. On an error the clients pause instead (the
+// official ones 3 s, halfback's 1 s).
 func shuttingDown(req *remoting.Command) *remoting.Command {
 	return remoting.NewResponse(req, remoting.RespSystemBusy, "broker is shutting down")
 }
