@@ -41,6 +41,20 @@ func removedRecordCluster(t *testing.T, mod func(*broker.Options)) (*cluster, fu
 	}
 }
 
+// retryRemovingFirst is a handler that asks for every message again and,
+// on its first call, has retention remove that message's segment
+// (removeSegmentOf, from removedRecordCluster); removed reports that it has.
+func retryRemovingFirst(removeSegmentOf func(context.Context, int64)) (h MessageHandler, removed *atomic.Bool) {
+	removed = new(atomic.Bool)
+	return func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if !removed.Load() {
+			removeSegmentOf(ctx, msgs[0].CommitLogOffset)
+			removed.Store(true)
+		}
+		return ConsumeRetryLater, nil
+	}, removed
+}
+
 // TestSendBackOfRemovedRecordStoresTheRetryByContent: a failed message
 // whose commit-log segment retention removed before the send-back cannot be
 // looked up by offset (the broker refuses CONSUMER_SEND_MSG_BACK). As
@@ -100,14 +114,7 @@ func TestOrderlyDeadLetterOfRemovedRecordStoresItByContent(t *testing.T) {
 	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
 	topic, group := uniq("ledger"), uniq("og")
 	sendKeyed(t, p, topic, []string{"k0"}, 0, 1)
-	var removed atomic.Bool
-	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
-		if !removed.Load() {
-			removeSegmentOf(ctx, msgs[0].CommitLogOffset)
-			removed.Store(true)
-		}
-		return ConsumeRetryLater, nil
-	}
+	h, removed := retryRemovingFirst(removeSegmentOf)
 	pc := startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, Orderly: true,
 		FromWhere: ConsumeFromFirst, MaxReconsumeTimes: 1, SuspendInterval: 20 * time.Millisecond}, topic, "*", h)
 	waitFor(t, "the message's segment removed", removed.Load)
@@ -194,14 +201,7 @@ func TestSendBackByContentKeepsTheCompressionType(t *testing.T) {
 	if _, _, err := p.deliver(ctxT(t, 10*time.Second), o); err != nil {
 		t.Fatal(err)
 	}
-	var removed atomic.Bool
-	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
-		if !removed.Load() {
-			removeSegmentOf(ctx, msgs[0].CommitLogOffset)
-			removed.Store(true)
-		}
-		return ConsumeRetryLater, nil
-	}
+	h, removed := retryRemovingFirst(removeSegmentOf)
 	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*", h)
 	waitFor(t, "the message's segment removed", removed.Load)
 	retry := cl.waitStored(t, retryTopic(group), 1)[0]
