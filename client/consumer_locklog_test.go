@@ -118,3 +118,59 @@ func TestLockFailuresLoggedOncePerOutage(t *testing.T) {
 		t.Fatalf("%d %q warnings and %d %q lines, want 1 each", n, failed, m, again)
 	}
 }
+
+// A queue's pulls fail once a second while its broker is down; each
+// failure used to log a warning. The warning is now logged once per
+// queue when its pulls start to fail, and a line once they work again.
+func TestPullFailuresLoggedOncePerOutage(t *testing.T) {
+	const failed, still, again = "client: pull failed", "client: pull still failing", "client: pull works again"
+	ns := startNamesrv(t, "127.0.0.1:0")
+	o := brokerOptions(t.TempDir(), ns.Addr(), uniq("broker"))
+	o.ListenAddr = testutil.FreeAddr(t) // back on the same address
+	b := openBroker(t, o)
+	topic, group := uniq("pay"), uniq("cg")
+	createTopicOn(t, o.ListenAddr, topic, 1)
+	logs := &countLog{n: map[string]int{}}
+	c := newClient(t, ns.Addr(), func(o *Options) { o.Logger = slog.New(logs) })
+	got := make(chan string, 16)
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		for _, m := range msgs {
+			got <- string(m.Body)
+		}
+		return ConsumeSuccess, nil
+	}
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*", h)
+	p := newProducer(t, newClient(t, ns.Addr(), nil), ProducerOptions{})
+	consumed := func(want string) {
+		t.Helper()
+		if _, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte(want)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case body := <-got:
+			if body != want {
+				t.Fatalf("consumed %q, want %q", body, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%q not consumed within 30 s", want)
+		}
+	}
+	consumed("before") // the queue is pulled
+	b.Close()
+	failures := func() int { return logs.count("", failed) + logs.count("", still) }
+	waitFor(t, "pulls failing while the broker is down", func() bool { return logs.count("WARN", failed) > 0 })
+	warned, n := logs.count("WARN", failed), failures()
+	queues := len(pc.processQueues()) // the topic's and the group's retry topic's
+	if warned > queues {
+		t.Fatalf("%d %q warnings for %d queues", warned, failed, queues)
+	}
+	waitFor(t, "more failed pulls", func() bool { return failures() >= n+2*queues })
+	if w := logs.count("WARN", failed); w != warned {
+		t.Fatalf("%d %q warnings after %d failed pulls, want still %d (one per queue)", w, failed, failures(), warned)
+	}
+	openBroker(t, o)
+	consumed("after")
+	if m := logs.count("INFO", again); m < 1 {
+		t.Fatalf("%d %q lines after the pulls worked again, want at least 1", m, again)
+	}
+}

@@ -51,7 +51,12 @@ func (r *pullResult) inRange(offset int64) bool {
 // pullLoop pulls q until it is dropped or the consumer closes, and hands
 // the messages on: to handler goroutines (concurrent) or to q's buffer
 // (orderly).
+//
+// A failed pull is logged as a warning when the queue's pulls start to
+// fail, as a debug record while they go on failing (one a second, for as
+// long as a broker is down), and once more when a pull works again.
 func (pc *PushConsumer) pullLoop(q *processQueue) {
+	failing := false
 	for q.ctx.Err() == nil {
 		if !q.waitRoom(pc.opts.PullThresholdForQueue) {
 			return
@@ -62,11 +67,20 @@ func (pc *PushConsumer) pullLoop(q *processQueue) {
 			if q.ctx.Err() != nil || errors.Is(err, ErrClosed) {
 				return
 			}
-			pc.log.Warn("client: pull failed", "queue", q.mq, "offset", offset, "err", err)
+			if failing {
+				pc.log.Debug("client: pull still failing", "queue", q.mq, "offset", offset, "err", err)
+			} else {
+				pc.log.Warn("client: pull failed", "queue", q.mq, "offset", offset, "err", err)
+				failing = true
+			}
 			if !sleepCtx(q.ctx, pullErrorDelay) {
 				return
 			}
 			continue
+		}
+		if failing {
+			pc.log.Info("client: pull works again", "queue", q.mq, "offset", offset)
+			failing = false
 		}
 		if res.code == remoting.RespPullOffsetMoved {
 			pc.log.Warn("client: pull offset moved", "queue", q.mq, "from", offset, "to", res.next)
