@@ -396,14 +396,18 @@ func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 		if err != nil {
 			return fmt.Errorf("delay: level %d record: %w", l+1, err)
 		}
+		// Read after the records: now is the round's, and a record stored
+		// since (by a producer meanwhile) would look due later than its
+		// level's delay from then.
+		read := s.opts.Clock.Now()
 		for _, e := range exts {
 			dueAt := time.UnixMilli(e.StoreTimestamp).Add(levelDelay(&e, s.opts.Levels[l]))
 			// As RocketMQ's correctDeliverTimestamp: one due later than
 			// its level's delay from now (the level was shortened since,
 			// or the clock stepped back) is due now, rather than holding
 			// back the level's newer messages.
-			if dueAt.After(now.Add(s.opts.Levels[l])) {
-				dueAt = now
+			if dueAt.After(read.Add(s.opts.Levels[l])) {
+				dueAt = read
 			}
 			// A level is delivered strictly in queue order, as RocketMQ
 			// does: an entry stored after the clock stepped back waits for

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,5 +278,62 @@ func TestLevelMessageReadBeforeTheClockStepsBackIsDueAtOnce(t *testing.T) {
 	r.step()
 	if got := bodies(r.delivered()); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("an hour later delivered %v, want [a b]", got)
+	}
+}
+
+// hookClock is the rig's clock for the scheduler, which runs hook (once
+// armed) right after the Now that reads it: between a delivery round's
+// reading of the clock and its reads of the level queues.
+type hookClock struct {
+	*fakeClock
+	armed atomic.Bool
+	hook  func()
+}
+
+func (c *hookClock) Now() time.Time {
+	t := c.fakeClock.Now()
+	if c.armed.CompareAndSwap(true, false) {
+		c.hook()
+	}
+	return t
+}
+
+// A level message stored while a delivery round runs, after the round read
+// the clock, has a store time later than that reading. RocketMQ's
+// correction (due later than its level's delay from now: due now) must
+// not take it for one whose level was shortened: it was delivered at once,
+// its whole delay early (a SIGKILL test over the protocol saw one 608 ms
+// early).
+func TestLevelMessageStoredDuringARoundKeepsItsDelay(t *testing.T) {
+	r := newRig(t, "1s")
+	defer r.close()
+	hc := &hookClock{fakeClock: r.clock}
+	hc.hook = func() {
+		r.clock.Advance(time.Millisecond) // the producer's store comes later
+		m := &message.Message{Topic: "orders", QueueID: 1, Body: []byte("late"),
+			Properties: message.Properties{message.PropertyDelayTimeLevel: "1", message.PropertyUniqKey: "ID-late"}.Encode()}
+		if _, err := r.s.Prepare(m); err != nil {
+			t.Error(err)
+		}
+		if _, err := r.st.Append(context.Background(), m); err != nil {
+			t.Error(err)
+		}
+		r.settle()
+	}
+	r.s.Close()
+	r.opts.Clock = hc
+	r.openScheduler()
+	hc.armed.Store(true)
+	if n := r.step(); n != 0 || hc.armed.Load() {
+		t.Fatalf("delivered %d in the round the message was stored in (hook run: %v), want 0: it is due in 1 s", n, !hc.armed.Load())
+	}
+	r.clock.Advance(999 * time.Millisecond)
+	if n := r.step(); n != 0 {
+		t.Fatalf("delivered %d 1 ms before its 1 s were over, want 0", n)
+	}
+	r.clock.Advance(time.Millisecond)
+	r.step()
+	if got := bodies(r.delivered()); !slices.Equal(got, []string{"late"}) {
+		t.Fatalf("delivered %v once its 1 s were over, want [late]", got)
 	}
 }
