@@ -187,7 +187,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	// As RocketMQ's SendMessageProcessor: every stored message names its
 	// cluster, which a request-reply responder needs (reply.go).
 	h.properties = b.withCluster(h.properties)
-	group, toDLQ := b.retryExhausted(h)
+	group, toDLQ, orderly := b.retryExhausted(h)
 	if toDLQ {
 		// As RocketMQ's handleRetryAndDLQ: the Java client sends a retry
 		// with a plain send when its send-back failed, and its orderly
@@ -225,7 +225,7 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 		// An orderly group's count is its consumer's (local retries),
 		// and the dead letter its request, as a send-back at level -1.
 		var from string
-		if b.groupIsOrderly(group) {
+		if orderly {
 			from = lifecycle.FromConsumer
 		}
 		b.traceSendBack(msgs[0], group, true, from, r, start, err)
@@ -243,18 +243,20 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 // retryExhausted reports whether a send to %RETRY%<group> goes to the
 // group's dead-letter queue instead: its reconsume count is past the
 // limit the consumer sent (else the group's retryMaxTimes), or the group consumes
-// orderly (holds a queue lock). RocketMQ's handleRetryAndDLQ; note the
-// strict ">", where a send-back dead-letters at ">=".
-func (b *Broker) retryExhausted(h sendHeader) (group string, dlq bool) {
+// orderly (holds a queue lock), which it reports too, read once for the
+// whole send. RocketMQ's handleRetryAndDLQ; note the strict ">", where a
+// send-back dead-letters at ">=".
+func (b *Broker) retryExhausted(h sendHeader) (group string, dlq, orderly bool) {
 	group, ok := strings.CutPrefix(h.topic, RetryGroupTopicPrefix)
 	if !ok || h.batch || group == "" {
-		return "", false
+		return "", false, false
 	}
 	limit := int(h.maxReconsumeTimes)
 	if limit < 0 {
 		limit = b.retryMaxTimes(group)
 	}
-	return group, int(h.reconsumeTimes) > limit || b.groupIsOrderly(group)
+	orderly = b.groupIsOrderly(group)
+	return group, int(h.reconsumeTimes) > limit || orderly, orderly
 }
 
 // buildSendMessages turns a send request into the messages to store, in
