@@ -335,7 +335,17 @@ func (b *Broker) onDelivered(ds []delay.Delivery) {
 		e.Time, e.Topic, e.Queue, e.Level, e.DueAt = now, d.Message.Topic, d.Message.QueueID, d.Level, d.DueAt
 		b.life.Record(e)
 		b.emit(spanRec{op: spanDeliver, opType: telemetry.OpSend, topic: d.Message.Topic, props: []string{d.Message.Properties},
-			start: d.DueAt, end: now, attrs: []attribute.KeyValue{telemetry.KeyRocketMQDelay.Int(d.Level),
-				telemetry.KeyRocketMQType.String(telemetry.TypeDelay)}})
+			start: d.DueAt, end: now, attrs: deliverAttrs(d)})
 	}
+}
+
+// deliverAttrs are a delivery span's own attributes: the message's delay
+// level, or for a timer message (level 0) its due time, as the attributes
+// of its send named them.
+func deliverAttrs(d delay.Delivery) []attribute.KeyValue {
+	when := telemetry.KeyRocketMQDeliver.Int64(d.DueAt.UnixMilli())
+	if d.Level > 0 {
+		when = telemetry.KeyRocketMQDelay.Int(d.Level)
+	}
+	return []attribute.KeyValue{when, telemetry.KeyRocketMQType.String(telemetry.TypeDelay)}
 }

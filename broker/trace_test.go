@@ -279,6 +279,16 @@ func TestSendBackSpansAndDelayedLifecycle(t *testing.T) {
 	if len(spansOf(rec, tid)["schedule orders"]) != 1 {
 		t.Fatalf("no schedule span for the timer message: %v", spansOf(rec, tid))
 	}
+	// Its deliver span names the due time, not a level it never had.
+	var timerDeliver []sdktrace.ReadOnlySpan
+	waitFor(t, "the timer message's deliver span", func() bool {
+		timerDeliver = spansOf(rec, tid)["deliver_scheduled orders"]
+		return len(timerDeliver) == 1
+	})
+	if lv, due := attr(timerDeliver[0], string(telemetry.KeyRocketMQDelay)), attr(timerDeliver[0], string(telemetry.KeyRocketMQDeliver)); lv != "" ||
+		due != strconv.FormatInt(d2.Events[0].DueAt.UnixMilli(), 10) {
+		t.Fatalf("timer deliver span: delay level %q, delivery timestamp %q, want none and %d", lv, due, d2.Events[0].DueAt.UnixMilli())
+	}
 }
 
 func TestTracingOffBuildsNoSpans(t *testing.T) {
