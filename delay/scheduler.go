@@ -303,7 +303,7 @@ func (s *Scheduler) deliverDue(ctx context.Context) (int, time.Time, error) {
 	if err := s.indexTimers(); err != nil {
 		return 0, time.Time{}, err
 	}
-	now := s.opts.Clock.Now()
+	now := s.wallNow()
 	if now.Before(s.lastRound) {
 		// The clock stepped back: the entries read ahead were checked
 		// against a later now (fillLevel).
@@ -399,7 +399,7 @@ func (s *Scheduler) fillLevel(l, limit int, now time.Time) error {
 		// Read after the records: now is the round's, and a record stored
 		// since (by a producer meanwhile) would look due later than its
 		// level's delay from then.
-		read := s.opts.Clock.Now()
+		read := s.wallNow()
 		for _, e := range exts {
 			dueAt := time.UnixMilli(e.StoreTimestamp).Add(levelDelay(&e, s.opts.Levels[l]))
 			// As RocketMQ's correctDeliverTimestamp: one due later than
@@ -439,6 +439,12 @@ func (s *Scheduler) correctHeads(l int, now time.Time) {
 		}
 	}
 }
+
+// wallNow reads the clock without its monotonic reading: due times are
+// wall-clock times (store time plus delay), and time.Now's readings, when
+// both times have one, compare by the monotonic clock alone, which never
+// steps back: a wall clock stepped back would go unseen (correctHeads).
+func (s *Scheduler) wallNow() time.Time { return s.opts.Clock.Now().Round(0) }
 
 // levelDelay is the delay of a level message: its level's when it was
 // stored, else (scheduled before that was recorded, or with no room for
