@@ -28,8 +28,10 @@
 // retryable response code (SYSTEM_BUSY, SYSTEM_ERROR,
 // SERVICE_NOT_AVAILABLE, TOPIC_NOT_EXIST, NO_PERMISSION) is retried on
 // another queue, of another broker when there is one,
-// [ProducerOptions].RetryTimes times (2). DelayLevel (the broker's delay
-// levels) and DeliverAt (an arbitrary time) delay delivery.
+// [ProducerOptions].RetryTimes times (2); a topic the name servers have no
+// route for, or none with a writable queue, fails at once with
+// [ErrTopicNotFound]. DelayLevel (the broker's delay levels) and DeliverAt
+// (an arbitrary time) delay delivery.
 //
 // # Transactions
 //

@@ -90,7 +90,8 @@ func (p *Producer) usable() error {
 // ctx). Every attempt carries the same MsgID, so a consumer can drop the
 // duplicate a retry after a lost response may store. An invalid message
 // fails with ErrInvalidMessage or ErrMessageTooLarge before anything is
-// sent; a FLUSH_DISK_TIMEOUT-like answer returns the result with
+// sent; a topic the name servers have no route for, or none with a
+// writable queue, with ErrTopicNotFound at once (not retried); a FLUSH_DISK_TIMEOUT-like answer returns the result with
 // ErrNotDurable; other refusals are *BrokerError.
 func (p *Producer) Send(ctx context.Context, m *Message) (SendResult, error) {
 	if err := p.usable(); err != nil {
@@ -250,7 +251,10 @@ func (p *Producer) deliver(ctx context.Context, o *outgoing) (*remoting.Command,
 		}
 		queues, err := p.c.publishQueues(ctx, o.topic)
 		if err != nil {
-			if last = err; !IsRetryable(err) {
+			// No route, or none to write to: the name servers asked a
+			// moment ago would answer the same now. RocketMQ's producers
+			// fail at once too ("No route info of this topic").
+			if last = err; !IsRetryable(err) || errors.Is(err, ErrTopicNotFound) {
 				break
 			}
 			continue

@@ -336,8 +336,12 @@ func (r *topicRoute) sortedReadQueues(topic string) ([]MessageQueue, error) {
 // topic no name server knows borrows the brokers of TBW102, at most
 // defaultTopicQueueNums queues each, as RocketMQ's producers do.
 func (c *Client) publishQueues(ctx context.Context, topic string) ([]MessageQueue, error) {
-	r, err := c.route(ctx, topic)
-	if err == nil && len(r.writeQueues) == 0 {
+	r := c.routes.get(topic)
+	var err error
+	switch {
+	case r == nil:
+		r, err = c.fetchRoute(ctx, topic)
+	case len(r.writeQueues) == 0:
 		// A cached route with nothing to send to is asked for again, as
 		// RocketMQ's producers do (tryToFindTopicPublishInfo): a master
 		// back, or a write permission restored, serves sends at once
