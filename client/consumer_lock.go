@@ -17,10 +17,14 @@ import (
 // before it is pulled; the locks are renewed every LockRenewInterval; a
 // queue whose lock was not granted for lockExpiry stops being consumed
 // until it is granted again (asked for again before each batch, and soon
-// again while its broker cannot be reached); a queue whose lock the broker
-// refused (another member holds it) is given up (a later rebalance takes
-// it again if it can; its offset is not committed, the new owner's is);
-// locks are released when a queue is given up and on Close.
+// again while its broker cannot be reached); one granted again only once
+// the broker's lock lifetime passed (another member may have consumed it
+// in between) is given up without committing, and taken again from the
+// committed offset; a queue whose lock the broker refused (another member
+// holds it) is given up (a later rebalance takes it again if it can; its
+// offset is not committed, the new owner's is); locks are released when a
+// queue is given up and on Close, and a lock granted to a request the
+// member stopped waiting for is released when its answer comes.
 
 // lockBatchBody is the LOCK_BATCH_MQ and UNLOCK_BATCH_MQ body.
 type lockBatchBody struct {
@@ -176,8 +180,10 @@ func (pc *PushConsumer) renewLocks(ctx context.Context) {
 	for _, q := range qs {
 		switch {
 		case q.isDropped():
+		case slices.Contains(got, q.mq) && q.regrant(at):
 		case slices.Contains(got, q.mq):
-			q.setLocked(true, at)
+			pc.log.Warn("client: queue lock renewed after it lapsed; taking the queue again from the committed offset", "queue", q.mq)
+			pc.dropRefused(q)
 		case slices.Contains(refused, q.mq):
 			// The broker gave the lock to another member (after a broker
 			// restart, say): stop at once rather than when the last grant
@@ -238,8 +244,7 @@ func (pc *PushConsumer) holdLock(q *processQueue) bool {
 		}
 		at := time.Now()
 		got, refused := pc.lockQueue(q)
-		if len(got) == 1 && !q.lostLock() {
-			q.setLocked(true, at)
+		if len(got) == 1 && !q.lostLock() && q.regrant(at) {
 			return true
 		}
 		if len(refused) == 1 {
@@ -247,7 +252,7 @@ func (pc *PushConsumer) holdLock(q *processQueue) bool {
 		}
 		if q.lostLock() {
 			if q.ctx.Err() == nil {
-				pc.log.Warn("client: orderly queue lock lost; giving the queue up", "queue", q.mq)
+				pc.log.Warn("client: orderly queue lock lost or lapsed; giving the queue up", "queue", q.mq)
 				pc.dropQueue(q)
 			}
 			return false
@@ -265,33 +270,57 @@ func (pc *PushConsumer) holdLock(q *processQueue) bool {
 // granting the lock to this member, which would keep it from the queue's
 // new owner for a minute. A lock granted once q stopped is released
 // (releaseStale). The consumer's Close ends the request, as before, so
-// that it does not wait for the answer.
+// that it does not wait for the answer: q is in the table, whose locks
+// Close releases.
 func (pc *PushConsumer) lockQueue(q *processQueue) (got, refused []MessageQueue) {
+	return pc.lockAwait(q.ctx, pc.ctx, []MessageQueue{q.mq}) // pc.ctx: q.ctx's parent
+}
+
+// lockNew asks for the locks of the queues a rebalance takes; the
+// rebalance stops waiting for the answer once ctx ends (the consumer
+// closes, or Start's ctx ends), and then gets and is refused nothing. The
+// request is not ended with ctx: the broker may have it only after that,
+// and grant this member the locks of queues that never enter its table,
+// which Close does not release; no other member could lock them for a
+// minute. The answer is waited for (RequestTimeout at most; Close waits
+// too), and the locks it grants are released (releaseStale).
+func (pc *PushConsumer) lockNew(ctx context.Context, mqs []MessageQueue) (got, refused []MessageQueue) {
+	return pc.lockAwait(ctx, context.WithoutCancel(ctx), mqs)
+}
+
+// lockAwait asks for the locks of mqs under reqCtx, waiting for the answer
+// until stop ends: then it returns nothing, and the locks the answer grants
+// later are released (releaseStale). The caller runs on a goroutine of
+// pc.wg, whose count is then not 0; the request's goroutine is counted in
+// it too, so that Close waits for the release.
+func (pc *PushConsumer) lockAwait(stop, reqCtx context.Context, mqs []MessageQueue) (got, refused []MessageQueue) {
 	type answer struct{ got, refused []MessageQueue }
 	ch := make(chan answer, 1)
 	var mu sync.Mutex
 	abandoned := false
-	pc.wg.Add(1) // the caller runs on a goroutine of pc.wg: the count is not 0
+	pc.wg.Add(1)
 	go func() {
 		defer pc.wg.Done()
-		got, refused := pc.lockQueues(pc.ctx, []MessageQueue{q.mq}) // q.ctx's parent
+		got, refused := pc.lockQueues(reqCtx, mqs)
 		mu.Lock()
 		gone := abandoned
 		ch <- answer{got, refused}
 		mu.Unlock()
-		if gone && len(got) > 0 {
-			pc.releaseStale(q.mq)
+		if gone {
+			for _, mq := range got {
+				pc.releaseStale(mq)
+			}
 		}
 	}()
 	select {
 	case a := <-ch:
 		return a.got, a.refused
-	case <-q.ctx.Done():
+	case <-stop.Done():
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	select {
-	case a := <-ch: // answered meanwhile: q's drop (or Close) releases what it got
+	case a := <-ch: // answered meanwhile: the caller takes (or releases) what it got
 		return a.got, a.refused
 	default:
 		abandoned = true

@@ -13,6 +13,12 @@ import (
 // broker keeps it 60 s).
 const lockExpiry = 30 * time.Second
 
+// brokerLockLife is how long a broker keeps a queue lock that is not
+// renewed (RocketMQ's rocketmq.broker.rebalance.lockMaxLiveTime, 60 s):
+// once it passed since the last grant, another member may have held the
+// queue in between (see processQueue.regrant).
+const brokerLockLife = 60 * time.Second
+
 // delivered is one pulled message and what acknowledging it needs, kept
 // apart from the *MessageExt a handler may change.
 type delivered struct {
@@ -333,6 +339,25 @@ func (q *processQueue) setLocked(ok bool, at time.Time) {
 	if ok {
 		q.lockedAt = at
 	}
+}
+
+// regrant records a lock granted by a request sent at at, unless the lock
+// was last granted brokerLockLife or longer ago: then the broker may have
+// given it to another member in between, which consumed the queue from
+// the committed offset and committed past what this queue pulled. The
+// queue's buffer and pull position are stale, and its offset would take
+// the group back: regrant records the lock lost instead (the caller drops
+// the queue; a rebalance takes it again from the committed offset) and
+// reports false. RocketMQ's consumer carries on from its buffer.
+func (q *processQueue) regrant(at time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if time.Since(q.lockedAt) >= brokerLockLife {
+		q.locked, q.lockLost = false, true
+		return false
+	}
+	q.locked, q.lockedAt = true, at
+	return true
 }
 
 // loseLock records that another member holds the queue's lock.

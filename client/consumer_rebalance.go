@@ -219,7 +219,7 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 		// release reach the broker after this lock.
 		pc.lockMu.Lock()
 		defer pc.lockMu.Unlock()
-		got, _ := pc.lockQueues(ctx, add)
+		got, _ := pc.lockNew(ctx, add)
 		if len(got) < len(add) {
 			complete = false
 		}
