@@ -593,3 +593,97 @@ func TestCloseLeavesLiveBrokersWhileOneHangs(t *testing.T) {
 		return !slices.ContainsFunc(gc.Clients, func(m admin.GroupClient) bool { return m.ClientID == c.id })
 	})
 }
+
+// TestHeartbeatReUnregisterLeavesLiveBrokersWhileOneHangs: a heartbeat
+// round built before Close and answered by a broker after Close's
+// UNREGISTER_CLIENT registers the group there again; the round then
+// unregisters it again itself. A broker that does not answer must not
+// hold that second UNREGISTER_CLIENT back from the live one for a
+// request timeout (the client stayed a member of the live broker's
+// group, its queues assigned to it, meanwhile).
+func TestHeartbeatReUnregisterLeavesLiveBrokersWhileOneHangs(t *testing.T) {
+	topic, group := uniq("topic"), uniq("cg")
+	var holdUnreg, holdBeat atomic.Bool
+	var heldIdx atomic.Int32
+	var beatHeld atomic.Bool
+	var beatOpaque atomic.Int32 // the held heartbeat's, once beatHeld
+	hold := func(i int32) func(req *remoting.Command) bool {
+		return func(req *remoting.Command) bool {
+			if heldIdx.Load() == i { // the hanging broker
+				return holdUnreg.Load() && req.Code == remoting.ReqUnregisterClient
+			}
+			if holdBeat.Load() && req.Code == remoting.ReqHeartBeat {
+				beatOpaque.Store(req.Opaque)
+				beatHeld.Store(true)
+				return true
+			}
+			return false
+		}
+	}
+	var beatAnswered atomic.Bool
+	onAnswer := func(resp *remoting.Command) {
+		if beatHeld.Load() && resp.Opaque == beatOpaque.Load() {
+			beatAnswered.Store(true)
+		}
+	}
+	listen1, listen2 := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	px1, px2 := startHoldProxy(t, listen1, hold(1)), startHoldProxy(t, listen2, hold(2))
+	px1.answered.Store(&onAnswer)
+	px2.answered.Store(&onAnswer)
+	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen1, px1.addr })
+	o2 := brokerOptions(t.TempDir(), cl.ns.Addr(), uniq("broker"))
+	o2.ListenAddr, o2.AdvertiseAddr = listen2, px2.addr
+	openBroker(t, o2)
+	for _, addr := range []string{listen1, listen2} {
+		createTopicOn(t, addr, topic, 1)
+	}
+	// The broker whose address comes first hangs: the client asks it first.
+	live, livePx := listen2, px2
+	heldIdx.Store(1)
+	if px2.addr < px1.addr {
+		live, livePx = listen1, px1
+		heldIdx.Store(2)
+	}
+	probe := newClient(t, cl.ns.Addr(), nil)
+	waitFor(t, "the topic routed on both brokers", func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == 2
+	})
+	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.RequestTimeout = 30 * time.Second })
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst},
+		topic, "*", func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil })
+	waitFor(t, "both queues taken", func() bool { return len(ownQueues(pc, topic)) == 2 })
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	member := func() bool {
+		gc, err := ac.GroupConnections(ctxT(t, 5*time.Second), group)
+		return err == nil && slices.ContainsFunc(gc.Clients, func(m admin.GroupClient) bool { return m.ClientID == c.id })
+	}
+	waitFor(t, "the client a member of the live broker's group", member)
+
+	// A heartbeat round naming the group is held on its way to the live
+	// broker while Close runs.
+	holdUnreg.Store(true)
+	holdBeat.Store(true)
+	c.kickHeartbeat()
+	waitFor(t, "a heartbeat held on its way to the live broker", beatHeld.Load)
+	holdBeat.Store(false)
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_ = pc.Close()
+	}()
+	t.Cleanup(func() {
+		holdUnreg.Store(false)
+		px1.releaseAll()
+		px2.releaseAll()
+		<-closed
+	})
+	waitFor(t, "Close's UNREGISTER_CLIENT handled by the live broker", func() bool { return !member() })
+	livePx.releaseWhere(func(req *remoting.Command) bool { return req.Code == remoting.ReqHeartBeat })
+	waitFor(t, "the held heartbeat answered by the live broker", beatAnswered.Load)
+	waitFor(t, "the client gone from the live broker's group again", func() bool { return !member() })
+}

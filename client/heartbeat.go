@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -94,24 +95,30 @@ func (c *Client) unregisterProducerGroup(group string) {
 func (c *Client) leaveProducerGroup(group string) { c.leaveGroup("producerGroup", group) }
 
 // leaveGroup sends UNREGISTER_CLIENT for a producer or consumer group
-// (field is its ext field) over the open broker connections.
+// (field is its ext field) over the open broker connections, to all of
+// them at once: a broker that does not answer must not keep the group
+// registered on the others for a request timeout.
 func (c *Client) leaveGroup(field, group string) {
+	var wg sync.WaitGroup
 	for _, addr := range c.routes.brokerAddrs(true) {
 		conn := c.pool.open(addr)
 		if conn == nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.opts.RequestTimeout)
-		resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqUnregisterClient,
-			map[string]string{"clientID": c.id, field: group}))
-		cancel()
-		if err == nil && resp.Code != remoting.RespSuccess {
-			err = &BrokerError{Op: "UNREGISTER_CLIENT", Addr: addr, Code: resp.Code, Remark: resp.Remark}
-		}
-		if err != nil {
-			c.log.Debug("client: unregister failed", "broker", addr, field, group, "err", err)
-		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(c.ctx, c.opts.RequestTimeout)
+			defer cancel()
+			resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqUnregisterClient,
+				map[string]string{"clientID": c.id, field: group}))
+			if err == nil && resp.Code != remoting.RespSuccess {
+				err = &BrokerError{Op: "UNREGISTER_CLIENT", Addr: addr, Code: resp.Code, Remark: resp.Remark}
+			}
+			if err != nil {
+				c.log.Debug("client: unregister failed", "broker", addr, field, group, "err", err)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // registerConsumerGroup adds a consumer group to the heartbeats: data is
