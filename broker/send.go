@@ -216,19 +216,25 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	if written(err) {
 		b.delay.Scheduled(msgs...)
 	}
-	if toDLQ && len(msgs) == 1 {
-		// A retry past its limit: a dead letter, as a send-back's.
+	if group != "" && len(msgs) == 1 {
+		// A retry sent as a message (RocketMQ's Java client when its
+		// send-back failed, and its orderly consumer's): a send-back by
+		// the consumer's client, or past its limit a dead letter, as a
+		// send-back's.
 		var r store.AppendResult
 		if len(res) > 0 {
 			r = res[0]
 		}
-		// An orderly group's count is its consumer's (local retries),
-		// and the dead letter its request, as a send-back at level -1.
-		var from string
-		if orderly {
-			from = lifecycle.FromConsumer
+		from := lifecycle.FromClient
+		if toDLQ {
+			// An orderly group's count is its consumer's (local retries),
+			// and the dead letter its request, as a send-back at level -1.
+			from = ""
+			if orderly {
+				from = lifecycle.FromConsumer
+			}
 		}
-		b.traceSendBack(msgs[0], group, true, from, r, start, err)
+		b.traceSendBack(msgs[0], group, toDLQ, from, r, start, err)
 	} else {
 		b.traceStored(msgs, res, start, err)
 	}

@@ -454,6 +454,37 @@ func TestRetrySendPastLimitIsDeadLettered(t *testing.T) {
 	}
 }
 
+// A retry the Java client sends as a plain send to %RETRY%<group> within
+// its limit (its send-back failed) is a retry: its lifecycle says sent
+// back by the group for that retry, by its client, and its span is a
+// send_back one; then delivered from the schedule, as a send-back's.
+func TestRetrySendWithinLimitIsSentBack(t *testing.T) {
+	rec := recordSpans(t)
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	tp, tid := traceparent(t, "9bf92f3577b34da6a3ce929d0e0e473b")
+	ext := sendExtV2(RetryTopic("g"), 0, props("UNIQ_KEY", "rs1", "DELAY", "1", "traceparent", tp))
+	ext["j"], ext["l"] = "1", "16"
+	if resp := call(t, c, remoting.ReqSendMessageV2, ext, []byte("again")); resp.Code != remoting.RespSuccess {
+		t.Fatalf("send: %d %s", resp.Code, resp.Remark)
+	}
+	waitQueueMsgs(t, b, "%RETRY%g", 0, 1)
+	waitFor(t, "the retry's delivery event", func() bool {
+		msgs, _ := b.MessageTrace("rs1", 1)
+		return len(msgs) == 1 && len(msgs[0].Events) == 2
+	})
+	m := traceOne(t, b, "rs1")
+	if got := kinds(m); !slices.Equal(got, []lifecycle.Kind{lifecycle.SentBack, lifecycle.Delivered}) {
+		t.Fatalf("lifecycle of a retry sent by its client: %v, want sent-back then delivered", got)
+	}
+	if e := m.Events[0]; e.Group != "g" || e.Reconsume != 1 || e.Level != 1 || e.From != lifecycle.FromClient || e.Topic != "%RETRY%g" {
+		t.Fatalf("sent-back event %+v, want group g, retry 1 on level 1, from the client, for %%RETRY%%g", e)
+	}
+	if spans := spansOf(rec, tid); len(spans["send_back %RETRY%g"]) != 1 || len(spans["schedule %RETRY%g"]) != 0 {
+		t.Fatalf("spans: %v, want one send_back %%RETRY%%g and no schedule span", spans)
+	}
+}
+
 // A message is found by its offset message id (what a send prints beside
 // its message id), not only by its message id, key or trace id.
 func TestTraceByOffsetMessageID(t *testing.T) {

@@ -145,7 +145,9 @@ func (b *Broker) onParked(t txn.Txn) {
 }
 
 // traceSendBack records a send-back: a retry or a dead letter. from is
-// lifecycle.FromConsumer for a dead letter the consumer asked for, else "".
+// lifecycle.FromConsumer for a dead letter the consumer asked for,
+// lifecycle.FromClient for a retry the consumer's client sent as a
+// message, else "".
 func (b *Broker) traceSendBack(m *message.Message, group string, dlq bool, from string, res store.AppendResult, start time.Time, err error) {
 	now := time.Now()
 	op, kind := spanSendBack, lifecycle.SentBack

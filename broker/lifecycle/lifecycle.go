@@ -36,8 +36,9 @@ const (
 	Filtered     Kind = "filtered"      // the group's offset passed it, but its subscription's tags skip it (derived)
 )
 
-// Where a transaction outcome came from (Event.From), and FromConsumer
-// for a dead letter its consumer sent to the dead-letter queue itself.
+// Where a transaction outcome came from (Event.From), FromConsumer for a
+// dead letter its consumer sent to the dead-letter queue itself, and
+// FromClient for a retry its consumer's client sent as a message.
 const (
 	FromClient   = "client"
 	FromCheck    = "check-back"
@@ -72,7 +73,10 @@ type Event struct {
 	// dead-letter queue (a send-back with delay level -1, or a retry an
 	// orderly group sends), as an orderly consumer does after retries of
 	// its own, which Reconsume may not count (halfback's client sends the
-	// stored count; RocketMQ's Java client its own).
+	// stored count; RocketMQ's Java client its own); on a send-back, client
+	// when the consumer's client sent the retry as a message to the retry
+	// topic (RocketMQ's Java client, when its send-back failed), not the
+	// broker from a CONSUMER_SEND_MSG_BACK.
 	From string `json:"from,omitempty"`
 	// Check numbers check-backs from 1 (for an outcome from a check-back,
 	// the checks made so far).

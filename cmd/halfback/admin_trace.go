@@ -148,6 +148,9 @@ func traceDetail(e admin.TraceEvent) string {
 		if e.Level > 0 {
 			s += fmt.Sprintf(" on delay level %d", e.Level)
 		}
+		if e.From == lifecycle.FromClient {
+			s += ", sent by its consumer's client"
+		}
 	case "consumed":
 		s = fmt.Sprintf("by group %s (%s)", e.Group, where)
 	case "filtered":

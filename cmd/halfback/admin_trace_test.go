@@ -104,3 +104,37 @@ func TestTraceOfADeadLetterTheConsumerAskedFor(t *testing.T) {
 		t.Fatalf("dead-letter line %q, want it sent by group posting's consumer, with no retry count:\n%s", line, out)
 	}
 }
+
+// RocketMQ's Java client, when its send-back fails, sends the retry itself
+// as a message to the group's retry topic: `halfback trace` shows it as
+// the group's retry, sent by the consumer's client, not as a message
+// scheduled for %RETRY%<group>.
+func TestTraceOfARetryTheClientSent(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	conn, err := remoting.Dial(t.Context(), addr, remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	props := message.Properties{message.PropertyUniqKey: "resent-1", message.PropertyKeys: "entry-10",
+		message.PropertyDelayTimeLevel: "2", message.PropertyRetryTopic: "ledger"}
+	req := remoting.NewRequest(remoting.ReqSendMessageV2, map[string]string{
+		"a": "posting", "b": "%RETRY%posting", "e": "0", "f": "0", "g": strconv.FormatInt(time.Now().UnixMilli(), 10), "h": "0",
+		"i": props.Encode(), "j": "2", "l": "16"})
+	req.Body = []byte("post me again")
+	resp, err := conn.Invoke(ctx, req)
+	if err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("retry send: %v %+v", err, resp)
+	}
+	out, err := run(t, "trace", "entry-10", "--broker", addr)
+	if err != nil {
+		t.Fatalf("trace: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "sent-back") || !strings.Contains(out, "by group posting for retry 2 on delay level 2, sent by its consumer's client") ||
+		strings.Contains(out, "scheduled") {
+		t.Fatalf("trace of a retry sent by the client:\n%s\nwant it sent back by group posting for retry 2 on delay level 2, by its client", out)
+	}
+}
