@@ -92,7 +92,8 @@ func (m *brokerMetrics) pulled(topic, group string, n int) {
 	}
 }
 
-// sentBack counts a send-back of group stored for retry or in the DLQ.
+// sentBack counts a send-back of group stored for retry or in the DLQ
+// (or a retry its consumer's client sent to the retry topic itself).
 func (m *brokerMetrics) sentBack(group string, dlq bool) {
 	switch {
 	case m == nil:

@@ -107,6 +107,13 @@ func TestBrokerMetrics(t *testing.T) {
 	if r := callSendBack(t, c, sendBackExt(offs[1], "g", "failing", -1, 5)); r.Code != remoting.RespSuccess {
 		t.Fatalf("send back to DLQ: %d %s", r.Code, r.Remark)
 	}
+	// A retry the consumer's client sends itself (RocketMQ's Java client
+	// when its send-back failed) is a retry of its group too.
+	retry := sendExtV2(RetryTopic("h"), 0, props("UNIQ_KEY", "resent", "DELAY", "5"))
+	retry["j"], retry["l"] = "1", "16"
+	if r := call(t, c, remoting.ReqSendMessageV2, retry, []byte("again")); r.Code != remoting.RespSuccess {
+		t.Fatalf("retry send: %d %s", r.Code, r.Remark)
+	}
 	waitQueue(t, b, DLQTopic("g"), 0, 1)
 	waitFor(t, "the delayed message", func() bool { return b.Scheduler().Stats().Delivered >= 1 })
 
@@ -117,6 +124,7 @@ func TestBrokerMetrics(t *testing.T) {
 	// The commit made a fourth message in orders/0; cg committed 1.
 	m.want(t, "halfback.broker.consumer.lag", 3, "messaging.consumer.group.name", "cg", "messaging.destination.name", "orders")
 	m.want(t, "halfback.broker.retries", 1, "messaging.consumer.group.name", "g")
+	m.want(t, "halfback.broker.retries", 1, "messaging.consumer.group.name", "h")
 	m.want(t, "halfback.broker.dlq.messages", 1, "messaging.consumer.group.name", "g")
 	m.want(t, "halfback.broker.dlq.size", 1, "messaging.destination.name", "%DLQ%g")
 	m.want(t, "halfback.txn.halves", 3)

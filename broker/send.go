@@ -238,6 +238,9 @@ func (b *Broker) handleSend(ctx context.Context, conn *remoting.Conn, req *remot
 	} else {
 		b.traceStored(msgs, res, start, err)
 	}
+	if group != "" && !toDLQ && err == nil && len(msgs) == 1 {
+		b.metrics.sentBack(group, false) // a retry its consumer's client sent
+	}
 	if toDLQ && err == nil {
 		b.metrics.sentBack(group, true)
 		b.opts.Logger.Warn("message moved to the dead-letter queue", "group", group,
