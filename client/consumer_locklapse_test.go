@@ -132,6 +132,15 @@ func TestOrderlyRenewalAfterLapseGivesTheQueueUp(t *testing.T) {
 	topic, group := uniq("ledger"), uniq("og")
 	cl := startCluster(t, nil, nil)
 	createTopicOn(t, cl.b.Addr(), topic, 1)
+	// The broker tells the name server of the topic after CreateTopic
+	// answers; until then the name server routes the topic to TBW102's
+	// four queues, which the consumer, rebalancing once an hour, would
+	// keep.
+	probe := newClient(t, cl.ns.Addr(), nil)
+	waitFor(t, "the topic routed", func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == 1
+	})
 	h := func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }
 	c := newClient(t, cl.ns.Addr(), nil)
 	pc := startConsumer(t, c, ConsumerOptions{Group: group, Orderly: true, RebalanceInterval: time.Hour}, topic, "*", h)
