@@ -17,8 +17,9 @@ import (
 
 // Name-server registration: the broker sends REGISTER_BROKER with its whole
 // topic table to every name server once in Open, then every
-// RegisterInterval, and again promptly when its topics change; Close sends
-// UNREGISTER_BROKER. Each name server gets one long-lived connection (the
+// RegisterInterval, and again promptly when its topics change (a topic
+// created by UPDATE_AND_CREATE_TOPIC is answered once that registration
+// is done); Close sends UNREGISTER_BROKER. Each name server gets one long-lived connection (the
 // name server drops a broker whose registering connection closes), redialled
 // after an error.
 
@@ -54,6 +55,11 @@ type registrar struct {
 	// one prompt re-registration.
 	seenMu sync.RWMutex
 	seen   map[string]bool
+
+	// next is closed when the next registration round to start has ended
+	// (nil until someone waits for one; see registered).
+	nextMu sync.Mutex
+	next   chan struct{}
 }
 
 // startRegistration registers with the name servers before Open returns,
@@ -85,6 +91,41 @@ func (b *Broker) startRegistration() {
 func (b *Broker) topicsChanged() {
 	if r := b.reg.Load(); r != nil {
 		r.trigger()
+	}
+}
+
+// registerWait bounds how long an admin request that created a topic
+// waits for its registration before it answers (registered): about
+// a millisecond with a name server that answers, and short enough that a
+// client's request timeout (3 s by default) does not run out behind a
+// name server that does not.
+const registerWait = 2 * time.Second
+
+// registered asks for a prompt re-registration and waits until one that
+// began after the call has ended, at most registerWait (or until ctx ends
+// or the broker stops), as RocketMQ's updateAndCreateTopic registers
+// before it answers: a client that asks the name servers for the topic's
+// route right after the answer finds it.
+func (b *Broker) registered(ctx context.Context) {
+	r := b.reg.Load()
+	if r == nil {
+		return
+	}
+	r.nextMu.Lock()
+	if r.next == nil {
+		r.next = make(chan struct{})
+	}
+	done := r.next
+	r.nextMu.Unlock()
+	r.trigger()
+	t := time.NewTimer(registerWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		b.opts.Logger.Warn("broker: answering a topic change before the name servers have it", "waited", registerWait)
+	case <-ctx.Done():
+	case <-b.stop:
 	}
 }
 
@@ -123,7 +164,14 @@ func (r *registrar) loop(ctx context.Context) {
 		case <-t.C:
 		case <-r.kick:
 		}
+		r.nextMu.Lock()
+		done := r.next // its waiters' topic changes came before this round
+		r.next = nil
+		r.nextMu.Unlock()
 		r.registerAll(ctx)
+		if done != nil {
+			close(done)
+		}
 	}
 }
 

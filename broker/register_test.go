@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,5 +314,58 @@ func TestBadOptions(t *testing.T) {
 				t.Fatalf("Open: %v; want ErrInvalidOptions naming %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// As RocketMQ's updateAndCreateTopic, the broker registers a created
+// topic with the name servers before it answers: a client that asks for
+// the topic's route right after creating it finds it. (It answered first
+// and registered in the background: a consumer started at once could get
+// TBW102's default route, four queues, and pull from three that do not
+// exist until its next rebalance.) The name server here answers each
+// registration 300 ms late and notes the topics of those it answered.
+func TestCreatedTopicIsRegisteredBeforeTheAnswer(t *testing.T) {
+	var mu sync.Mutex
+	answered := map[string]bool{}
+	mux := remoting.NewMux()
+	mux.HandleFunc(remoting.ReqRegisterBroker, func(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		var body namesrv.RegisterBrokerBody
+		if err := json.Unmarshal(req.Body, &body); err != nil {
+			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+		}
+		select {
+		case <-time.After(300 * time.Millisecond): // a slow name server, not a wait for something
+		case <-ctx.Done():
+		}
+		mu.Lock()
+		for name := range body.TopicConfigSerializeWrapper.TopicConfigTable {
+			answered[name] = true
+		}
+		mu.Unlock()
+		return remoting.NewResponse(req, remoting.RespSuccess, "")
+	})
+	mux.HandleFunc(remoting.ReqUnregisterBroker, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		return remoting.NewResponse(req, remoting.RespSuccess, "")
+	})
+	srv, err := remoting.Listen(remoting.ServerOptions{Addr: "127.0.0.1:0", Handler: mux, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	o := testOptions(t)
+	o.NamesrvAddrs = []string{srv.Addr().String()}
+	b := startBroker(t, o)
+	bc := dial(t, b)
+	for _, topic := range []string{"Orders", "Payments"} {
+		resp := call(t, bc, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": topic, "readQueueNums": "1", "writeQueueNums": "1"}, nil)
+		if resp.Code != remoting.RespSuccess {
+			t.Fatalf("create %s: code %d %q", topic, resp.Code, resp.Remark)
+		}
+		mu.Lock()
+		ok := answered[topic]
+		mu.Unlock()
+		if !ok {
+			t.Fatalf("UPDATE_AND_CREATE_TOPIC %s answered before the name server had the topic's registration", topic)
+		}
 	}
 }

@@ -235,7 +235,7 @@ func systemTopicRefused(req *remoting.Command, topic string) *remoting.Command {
 	return remoting.NewResponse(req, remoting.RespSystemError, "The topic["+topic+"] is conflict with system topic.")
 }
 
-func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+func (b *Broker) handleCreateTopic(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	if topic := req.Ext("topic"); b.brokerOwnsTopic(topic) {
 		return systemTopicRefused(req, topic)
 	}
@@ -250,12 +250,14 @@ func (b *Broker) handleCreateTopic(_ context.Context, _ *remoting.Conn, req *rem
 		}
 	}
 	tc.Order = req.Ext("order") == "true"
-	defer b.lockTopicAdmin()() // see handleDeleteTopic
-	if err := b.topics.put(tc, true); err != nil {
+	unlock := b.lockTopicAdmin() // see handleDeleteTopic
+	err := b.topics.put(tc, true)
+	unlock()
+	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	b.opts.Logger.Info("topic created", "topic", tc.TopicName, "queues", tc.WriteQueueNums)
-	b.topicsChanged()
+	b.registered(ctx)
 	return remoting.NewResponse(req, remoting.RespSuccess, "")
 }
 
