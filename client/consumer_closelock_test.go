@@ -3,7 +3,9 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,4 +115,110 @@ func TestCloseReleasesALockItsRebalanceWasWaitingFor(t *testing.T) {
 	joinAs(t, conn, pc, next)
 	testutil.WaitFor(t, 5*time.Second, "the next owner granted the queue's lock (the broker keeps a lock 60 s)",
 		func() bool { return lockGranted(t, conn, group, next, mq) })
+}
+
+// As TestCloseReleasesALockItsRebalanceWasWaitingFor, with n queues
+// whose locks the broker grants once Close began, and then no answer to
+// the unlocks: the late locks were released one request per queue, one
+// after the other, and Close waited a RequestTimeout for each.
+func TestCloseReleasesLateLocksWithOneRequest(t *testing.T) {
+	topic, group := uniq("ledger"), uniq("og")
+	const other = "0-other-"
+	const rt, n = 2 * time.Second, 4
+	var holding, holdUnlocks atomic.Bool
+	var held atomic.Pointer[remoting.Command]
+	answered := make(chan struct{})
+	listen := testutil.FreeAddr(t)
+	px := startHoldProxy(t, listen, func(req *remoting.Command) bool {
+		if holdUnlocks.Load() && req.Code == remoting.ReqUnlockBatchMQ && bytes.Contains(req.Body, []byte(`"`+topic+`"`)) {
+			return true
+		}
+		if !holding.Load() || req.Code != remoting.ReqLockBatchMQ || !bytes.Contains(req.Body, []byte(`"`+topic+`"`)) {
+			return false
+		}
+		held.Store(req)
+		return true
+	})
+	var answerOnce sync.Once
+	onAnswer := func(resp *remoting.Command) {
+		if r := held.Load(); r != nil && !holding.Load() && resp.IsResponse() && resp.Opaque == r.Opaque {
+			answerOnce.Do(func() { close(answered) })
+		}
+	}
+	px.answered.Store(&onAnswer)
+	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
+	createTopicOn(t, listen, topic, n)
+	probe := newClient(t, cl.ns.Addr(), nil)
+	waitFor(t, "the topic routed", func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == n
+	})
+	h := func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }
+	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.RequestTimeout = rt })
+	pc, err := c.NewPushConsumer(ConsumerOptions{Group: group, Orderly: true, RebalanceInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe(topic, "*", h); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		holding.Store(false)
+		holdUnlocks.Store(false)
+		px.releaseAll()
+		if !closed {
+			_ = pc.Close()
+		}
+	})
+	waitFor(t, "the queues taken", func() bool { return len(ownQueues(pc, topic)) == n })
+
+	// n other members (their ids sort first) join: the member gives the
+	// queues up and releases their locks.
+	others := remotetest.Dial(t, listen)
+	for i := range n {
+		joinAs(t, others, pc, other+strconv.Itoa(i))
+	}
+	pc.kickRebalance()
+	waitFor(t, "the queues dropped and gone from the member's table", func() bool {
+		return !slices.ContainsFunc(pc.queueList(), func(mq MessageQueue) bool { return mq.Topic == topic })
+	})
+	// They leave again, at once (their connection closes): the member's
+	// rebalance asks for the queues' locks, and the proxy holds the
+	// request.
+	holding.Store(true)
+	others.Close()
+	pc.kickRebalance()
+	waitFor(t, "the rebalance's lock request of the n queues held", func() bool {
+		var b lockBatchBody
+		r := held.Load()
+		return r != nil && json.Unmarshal(r.Body, &b) == nil && len(b.MQSet) == n
+	})
+
+	// The member closes; the request reaches the broker once Close
+	// began, and is granted; the broker then stops answering unlocks.
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- pc.Close() }()
+	closed = true
+	<-pc.Closing()
+	holdUnlocks.Store(true)
+	holding.Store(false)
+	px.releaseAll()
+	select {
+	case <-answered:
+	case <-ctxT(t, 10*time.Second).Done():
+		t.Fatal("the held lock request not answered")
+	}
+	select {
+	case <-done:
+	case <-ctxT(t, 30*time.Second).Done():
+		t.Fatal("Close did not return")
+	}
+	if took := time.Since(start); took >= 2*rt {
+		t.Fatalf("Close took %v releasing %d late locks on a broker that does not answer (RequestTimeout %v): one unlock request each, one after the other", took, n, rt)
+	}
 }

@@ -17,8 +17,9 @@ import (
 // before it is pulled; the locks are renewed every LockRenewInterval; a
 // queue whose lock was not granted for lockExpiry stops being consumed
 // until it is granted again (asked for again before each batch, and soon
-// again while its broker cannot be reached); one granted again only once
-// the broker's lock lifetime passed (another member may have consumed it
+// again while its broker cannot be reached); its offset is no longer
+// committed once the broker's lock lifetime passed since the last grant,
+// and one granted again only then (another member may have consumed it
 // in between) is given up without committing, and taken again from the
 // committed offset; a queue whose lock the broker refused (another member
 // holds it) is given up (a later rebalance takes it again if it can; its
@@ -45,37 +46,54 @@ func byBroker(mqs []MessageQueue) map[string][]MessageQueue {
 // lockQueues asks each broker to lock (or renew) its queues of mqs for
 // this client and returns those granted, and those a broker answered for
 // without granting them (another member holds them). A broker that
-// cannot be asked grants and refuses nothing.
+// cannot be asked grants and refuses nothing. The brokers are asked at
+// once: one that does not answer holds up the others' answers (renewals,
+// and a rebalance's request, which Close waits for) by one
+// RequestTimeout, not one per broker that does not answer.
 func (pc *PushConsumer) lockQueues(ctx context.Context, mqs []MessageQueue) (got, refused []MessageQueue) {
-	const op = "LOCK_BATCH_MQ"
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for name, qs := range byBroker(mqs) {
-		resp, addr, err := pc.lockRequest(ctx, remoting.ReqLockBatchMQ, op, name, qs)
-		if err == nil && resp.Code != remoting.RespSuccess {
-			err = &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
-		}
-		var body struct {
-			LockOKMQSet []MessageQueue `json:"lockOKMQSet"`
-		}
-		if err == nil {
-			err = json.Unmarshal(resp.Body, &body)
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				pc.lockFailed(name, err)
-			}
-			continue
-		}
-		pc.lockWorked(name)
-		for _, want := range qs {
-			if slices.Contains(body.LockOKMQSet, want) {
-				got = append(got, want)
-			} else {
-				refused = append(refused, want)
-			}
-		}
+		wg.Go(func() {
+			g, r := pc.lockAt(ctx, name, qs)
+			mu.Lock()
+			defer mu.Unlock()
+			got, refused = append(got, g...), append(refused, r...)
+		})
 	}
+	wg.Wait()
 	sortQueues(got)
 	sortQueues(refused)
+	return got, refused
+}
+
+// lockAt asks broker name to lock qs, its queues, for lockQueues.
+func (pc *PushConsumer) lockAt(ctx context.Context, name string, qs []MessageQueue) (got, refused []MessageQueue) {
+	const op = "LOCK_BATCH_MQ"
+	resp, addr, err := pc.lockRequest(ctx, remoting.ReqLockBatchMQ, op, name, qs)
+	if err == nil && resp.Code != remoting.RespSuccess {
+		err = &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}
+	}
+	var body struct {
+		LockOKMQSet []MessageQueue `json:"lockOKMQSet"`
+	}
+	if err == nil {
+		err = json.Unmarshal(resp.Body, &body)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			pc.lockFailed(name, err)
+		}
+		return nil, nil
+	}
+	pc.lockWorked(name)
+	for _, want := range qs {
+		if slices.Contains(body.LockOKMQSet, want) {
+			got = append(got, want)
+		} else {
+			refused = append(refused, want)
+		}
+	}
 	return got, refused
 }
 
@@ -180,6 +198,11 @@ func (pc *PushConsumer) renewLocks(ctx context.Context) {
 	for _, q := range qs {
 		switch {
 		case q.isDropped():
+			// Its handler call still runs: the grant counts for the
+			// commit once the call returns (toPersist).
+			if slices.Contains(got, q.mq) {
+				q.regrant(at)
+			}
 		case slices.Contains(got, q.mq) && q.regrant(at):
 		case slices.Contains(got, q.mq):
 			pc.log.Warn("client: queue lock renewed after it lapsed; taking the queue again from the committed offset", "queue", q.mq)
@@ -282,8 +305,9 @@ func (pc *PushConsumer) lockQueue(q *processQueue) (got, refused []MessageQueue)
 // request is not ended with ctx: the broker may have it only after that,
 // and grant this member the locks of queues that never enter its table,
 // which Close does not release; no other member could lock them for a
-// minute. The answer is waited for (RequestTimeout at most; Close waits
-// too), and the locks it grants are released (releaseStale).
+// minute. The answer is waited for (a RequestTimeout at most, the
+// brokers asked at once and their addresses known; Close waits too), and
+// the locks it grants are released (releaseStale).
 func (pc *PushConsumer) lockNew(ctx context.Context, mqs []MessageQueue) (got, refused []MessageQueue) {
 	return pc.lockAwait(ctx, context.WithoutCancel(ctx), mqs)
 }
@@ -306,10 +330,8 @@ func (pc *PushConsumer) lockAwait(stop, reqCtx context.Context, mqs []MessageQue
 		gone := abandoned
 		ch <- answer{got, refused}
 		mu.Unlock()
-		if gone {
-			for _, mq := range got {
-				pc.releaseStale(mq)
-			}
+		if gone && len(got) > 0 {
+			pc.releaseStale(got)
 		}
 	}()
 	select {
@@ -328,22 +350,29 @@ func (pc *PushConsumer) lockAwait(stop, reqCtx context.Context, mqs []MessageQue
 	}
 }
 
-// releaseStale releases mq's lock, granted to a queue that had stopped
-// waiting for it, unless mq is in the table: then the queue that stopped
-// has not left yet, and its drop releases the lock after this (both hold
-// lockMu), or Close does; or the queue was taken again and its lock is
-// its own.
-func (pc *PushConsumer) releaseStale(mq MessageQueue) {
+// releaseStale releases the locks of mqs, granted to a request that had
+// stopped waiting for them, with one request (per broker): one per queue,
+// one after the other, would keep Close waiting a RequestTimeout for each
+// if the broker stopped answering. A queue in the table is left out: the
+// queue that stopped has not left yet, and its drop releases the lock
+// after this (both hold lockMu), or Close does; or the queue was taken
+// again and its lock is its own.
+func (pc *PushConsumer) releaseStale(mqs []MessageQueue) {
 	pc.lockMu.Lock()
 	defer pc.lockMu.Unlock()
 	pc.mu.Lock()
-	_, in := pc.queues[mq]
+	var stale []MessageQueue
+	for _, mq := range mqs {
+		if _, in := pc.queues[mq]; !in {
+			stale = append(stale, mq)
+		}
+	}
 	pc.mu.Unlock()
-	if in {
+	if len(stale) == 0 {
 		return
 	}
-	pc.log.Debug("client: releasing a queue lock granted after the queue was given up", "queue", mq)
+	pc.log.Debug("client: releasing queue locks granted after the queues were given up", "queues", stale)
 	ctx, cancel := context.WithTimeout(context.Background(), pc.c.opts.RequestTimeout)
 	defer cancel()
-	pc.unlockQueues(ctx, []MessageQueue{mq})
+	pc.unlockQueues(ctx, stale)
 }

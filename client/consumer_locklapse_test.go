@@ -132,10 +132,9 @@ func TestOrderlyRenewalAfterLapseGivesTheQueueUp(t *testing.T) {
 	topic, group := uniq("ledger"), uniq("og")
 	cl := startCluster(t, nil, nil)
 	createTopicOn(t, cl.b.Addr(), topic, 1)
-	// The broker tells the name server of the topic after CreateTopic
-	// answers; until then the name server routes the topic to TBW102's
-	// four queues, which the consumer, rebalancing once an hour, would
-	// keep.
+	// Routed as created first: a route read before the name server had the
+	// topic names TBW102's four queues, which the consumer, rebalancing
+	// once an hour, would keep.
 	probe := newClient(t, cl.ns.Addr(), nil)
 	waitFor(t, "the topic routed", func() bool {
 		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
@@ -167,4 +166,167 @@ func TestOrderlyRenewalAfterLapseGivesTheQueueUp(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// An orderly member's lock lapsed (no grant for longer than the broker's
+// lock lifetime: its broker was out of its reach, say), and another
+// member took the queue, consumed it and committed past this member's
+// offset. Before this member learns it (its next lock request or
+// renewal: regrant), its periodic commit runs: it used to commit its own
+// older offset over the other member's, taking the group back. A queue
+// whose lock was last granted a broker lock lifetime ago or longer is no
+// longer committed.
+func TestOrderlyLapsedLockIsNotCommittedOverTheNewOwner(t *testing.T) {
+	topic, group := uniq("ledger"), uniq("og")
+	const other = "0-other"
+	cl := startCluster(t, nil, nil)
+	createTopicOn(t, cl.b.Addr(), topic, 1)
+	probe := newClient(t, cl.ns.Addr(), nil)
+	waitFor(t, "the topic routed", func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == 1
+	})
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	var consumed atomic.Int32
+	blocked, unblock := make(chan struct{}), make(chan struct{})
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if string(msgs[0].Body) == "m1" {
+			close(blocked)
+			<-unblock
+		}
+		consumed.Add(int32(len(msgs)))
+		return ConsumeSuccess, nil
+	}
+	c := newClient(t, cl.ns.Addr(), nil)
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, Orderly: true, FromWhere: ConsumeFromFirst,
+		RebalanceInterval: time.Hour, PersistInterval: time.Hour}, topic, "*", h)
+	waitFor(t, "the queue taken", func() bool { return len(ownQueues(pc, topic)) == 1 })
+	mq := ownQueues(pc, topic)[0]
+	var q *processQueue
+	for _, pq := range pc.processQueues() {
+		if pq.mq == mq {
+			q = pq
+		}
+	}
+	send := func(body string) {
+		if _, err := ac.Send(ctxT(t, 5*time.Second), admin.SendRequest{Topic: topic, Body: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("m0")
+	waitFor(t, "m0 consumed and acknowledged", func() bool {
+		off, ok := q.ackOffset()
+		return consumed.Load() == 1 && ok && off == 1
+	})
+	// m1's handler call runs on (a slow downstream system, say).
+	send("m1")
+	t.Cleanup(func() { close(unblock) }) // before the consumer's Close
+	select {
+	case <-blocked:
+	case <-ctxT(t, 10*time.Second).Done():
+		t.Fatal("m1 never reached the handler")
+	}
+
+	// The member's lock was last granted more than a broker lock lifetime
+	// ago; meanwhile another member locked the queue and committed 2, past m1.
+	q.mu.Lock()
+	q.lockedAt = time.Now().Add(-brokerLockLife - time.Second)
+	q.mu.Unlock()
+	conn := remotetest.Dial(t, cl.b.Addr())
+	lockRequestAs(t, conn, remoting.ReqUnlockBatchMQ, group, c.id, mq)
+	if !lockGranted(t, conn, group, other, mq) {
+		t.Fatal("the other member's lock refused")
+	}
+	if resp := remotetest.Call(t, conn, remoting.ReqUpdateConsumerOffset, map[string]string{
+		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(mq.QueueID)), "commitOffset": "2"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("the other member's commit: %d %s", resp.Code, resp.Remark)
+	}
+
+	// The member's periodic commit.
+	if err := pc.persist(ctxT(t, 5*time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	resp := remotetest.Call(t, conn, remoting.ReqQueryConsumerOffset, map[string]string{
+		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(mq.QueueID)), "setZeroIfNotFound": "false"}, nil)
+	if got := resp.Ext("offset"); resp.Code != remoting.RespSuccess || got != "2" {
+		t.Fatalf("the group's offset after the member's periodic commit: %s (code %d), want the new owner's 2: a member whose lock lapsed committed over it",
+			got, resp.Code)
+	}
+}
+
+// A queue a rebalance gave up keeps its lock renewed while its handler
+// call runs, and its offset is committed once the call returns: a
+// renewal granted meanwhile counts, however long ago the lock was granted
+// before (the commit of a queue whose lock lapsed is skipped).
+func TestOrderlyDroppedQueueRenewedDuringALongCallIsCommitted(t *testing.T) {
+	topic, group := uniq("ledger"), uniq("og")
+	cl := startCluster(t, nil, nil)
+	createTopicOn(t, cl.b.Addr(), topic, 1)
+	probe := newClient(t, cl.ns.Addr(), nil)
+	waitFor(t, "the topic routed", func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == 1
+	})
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	blocked, unblock := make(chan struct{}), make(chan struct{})
+	h := func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		close(blocked)
+		<-unblock
+		return ConsumeSuccess, nil
+	}
+	c := newClient(t, cl.ns.Addr(), nil)
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, Orderly: true, FromWhere: ConsumeFromFirst,
+		RebalanceInterval: time.Hour, PersistInterval: time.Hour}, topic, "*", h)
+	waitFor(t, "the queue taken", func() bool { return len(ownQueues(pc, topic)) == 1 })
+	mq := ownQueues(pc, topic)[0]
+	var q *processQueue
+	for _, pq := range pc.processQueues() {
+		if pq.mq == mq {
+			q = pq
+		}
+	}
+	if _, err := ac.Send(ctxT(t, 5*time.Second), admin.SendRequest{Topic: topic, Body: []byte("m0")}); err != nil {
+		t.Fatal(err)
+	}
+	once := sync.OnceFunc(func() { close(unblock) })
+	t.Cleanup(once)
+	select {
+	case <-blocked:
+	case <-ctxT(t, 10*time.Second).Done():
+		t.Fatal("m0 never reached the handler")
+	}
+	// Another member joins: the member gives the queue up, and waits for
+	// the call, whose lock the renewals keep.
+	conn := remotetest.Dial(t, cl.b.Addr())
+	joinAs(t, conn, pc, "0-other")
+	pc.kickRebalance()
+	waitFor(t, "the queue given up", q.isDropped)
+	// The call has run long: the lock was last granted to it 45 s ago.
+	// The next renewal's grant counts for it.
+	before := time.Now().Add(-45 * time.Second)
+	q.mu.Lock()
+	q.lockedAt = before
+	q.mu.Unlock()
+	pc.renewLocks(ctxT(t, 10*time.Second))
+	q.mu.Lock()
+	at := q.lockedAt
+	q.mu.Unlock()
+	if !at.After(before) {
+		t.Fatal("a renewal granted to a given-up queue whose call runs is not recorded: its commit would be skipped once the lock looks a broker lock lifetime old")
+	}
+	once()
+	waitFor(t, "the queue gone from the table", func() bool { return !slices.Contains(pc.queueList(), mq) })
+	resp := remotetest.Call(t, conn, remoting.ReqQueryConsumerOffset, map[string]string{
+		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(mq.QueueID)), "setZeroIfNotFound": "false"}, nil)
+	if got := resp.Ext("offset"); resp.Code != remoting.RespSuccess || got != "1" {
+		t.Fatalf("the group's offset after the dropped queue's call returned: %s (code %d), want 1 (m0's call done under a renewed lock)", got, resp.Code)
+	}
 }

@@ -419,6 +419,7 @@ func (pc *PushConsumer) commitQueues(ctx context.Context, qs []*processQueue) er
 		defer q.commitMu.Unlock()
 	}
 	offs := map[MessageQueue]int64{}
+	locking := pc.opts.Orderly && pc.opts.Model == Clustering
 	for _, q := range qs {
 		// A queue that left the table (a periodic commit listed it before
 		// it was dropped) is not committed: a queue taken again in its
@@ -426,7 +427,7 @@ func (pc *PushConsumer) commitQueues(ctx context.Context, qs []*processQueue) er
 		if !pc.inTable(q) {
 			continue
 		}
-		if off, changed := q.toPersist(); changed {
+		if off, changed := q.toPersist(locking); changed {
 			offs[q.mq] = off
 		}
 	}

@@ -272,15 +272,20 @@ func (q *processQueue) ackOffset() (int64, bool) {
 }
 
 // toPersist returns the offset to commit if it changed since the last
-// commit, unless another member took the queue's lock (lockLost).
-func (q *processQueue) toPersist() (int64, bool) {
+// commit, unless another member took the queue's lock (lockLost) or, for
+// a queue consumed under a lock (locking: orderly clustering), the lock
+// was last granted brokerLockLife or longer ago: the broker may have
+// given it to another member meanwhile, whose commits this one would take
+// back (see regrant, which gives the queue up once it learns it).
+func (q *processQueue) toPersist(locking bool) (int64, bool) {
 	off, ok := q.ackOffset()
 	if !ok {
 		return 0, false
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return off, off != q.persisted && !q.lockLost
+	lapsed := locking && time.Since(q.lockedAt) >= brokerLockLife
+	return off, off != q.persisted && !q.lockLost && !lapsed
 }
 
 func (q *processQueue) markPersisted(off int64) {

@@ -175,7 +175,7 @@ func TestStaleLockReleaseDoesNotUndoARebalancesLock(t *testing.T) {
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
-		pc.releaseStale(mq)
+		pc.releaseStale([]MessageQueue{mq})
 	}()
 	waitFor(t, "the stale lock's release held", unlockHeld.Load)
 

@@ -167,7 +167,7 @@ func TestConcurrentSyncCommit(t *testing.T) {
 	// never consumed, has nothing to commit either way.
 	waitFor(t, "every queue's offset committed", func() bool {
 		for _, q := range pc.processQueues() {
-			if _, changed := q.toPersist(); changed && q.mq.Topic == topic {
+			if _, changed := q.toPersist(false); changed && q.mq.Topic == topic {
 				return false
 			}
 		}
