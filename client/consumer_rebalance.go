@@ -219,6 +219,9 @@ func (pc *PushConsumer) updateQueues(ctx context.Context, s *subscription, want 
 		// release reach the broker after this lock.
 		pc.lockMu.Lock()
 		defer pc.lockMu.Unlock()
+		// The grant's age counts from the request, not from before the
+		// wait for lockMu (a renewal or drops may hold it a while).
+		lockedAt = time.Now()
 		got, _ := pc.lockNew(ctx, add)
 		if len(got) < len(add) {
 			complete = false
