@@ -48,11 +48,7 @@ func TestCloseReleasesALockItsRebalanceWasWaitingFor(t *testing.T) {
 	px.answered.Store(&onAnswer)
 	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
 	createTopicOn(t, listen, topic, 1)
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == 1
-	})
+	waitRouted(t, cl.ns.Addr(), topic, 1)
 	h := func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }
 	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.RequestTimeout = 10 * time.Second })
 	pc, err := c.NewPushConsumer(ConsumerOptions{Group: group, Orderly: true, RebalanceInterval: time.Hour})
@@ -148,11 +144,7 @@ func TestCloseReleasesLateLocksWithOneRequest(t *testing.T) {
 	px.answered.Store(&onAnswer)
 	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
 	createTopicOn(t, listen, topic, n)
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == n
-	})
+	waitRouted(t, cl.ns.Addr(), topic, n)
 	h := func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }
 	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.RequestTimeout = rt })
 	pc, err := c.NewPushConsumer(ConsumerOptions{Group: group, Orderly: true, RebalanceInterval: time.Hour})

@@ -44,11 +44,7 @@ func TestOrderlyLockRegainedAfterLapseRestartsFromCommittedOffset(t *testing.T) 
 	})
 	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
 	createTopicOn(t, listen, topic, 1)
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == 1
-	})
+	waitRouted(t, cl.ns.Addr(), topic, 1)
 	ac, err := admin.Dial(ctxT(t, 5*time.Second), listen) // around the proxy
 	if err != nil {
 		t.Fatal(err)
@@ -135,11 +131,7 @@ func TestOrderlyRenewalAfterLapseGivesTheQueueUp(t *testing.T) {
 	// Routed as created first: a route read before the name server had the
 	// topic names TBW102's four queues, which the consumer, rebalancing
 	// once an hour, would keep.
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == 1
-	})
+	waitRouted(t, cl.ns.Addr(), topic, 1)
 	h := func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }
 	c := newClient(t, cl.ns.Addr(), nil)
 	pc := startConsumer(t, c, ConsumerOptions{Group: group, Orderly: true, RebalanceInterval: time.Hour}, topic, "*", h)
@@ -181,11 +173,7 @@ func TestOrderlyLapsedLockIsNotCommittedOverTheNewOwner(t *testing.T) {
 	const other = "0-other"
 	cl := startCluster(t, nil, nil)
 	createTopicOn(t, cl.b.Addr(), topic, 1)
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == 1
-	})
+	waitRouted(t, cl.ns.Addr(), topic, 1)
 	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -266,11 +254,7 @@ func TestOrderlyDroppedQueueRenewedDuringALongCallIsCommitted(t *testing.T) {
 	topic, group := uniq("ledger"), uniq("og")
 	cl := startCluster(t, nil, nil)
 	createTopicOn(t, cl.b.Addr(), topic, 1)
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == 1
-	})
+	waitRouted(t, cl.ns.Addr(), topic, 1)
 	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
 	if err != nil {
 		t.Fatal(err)

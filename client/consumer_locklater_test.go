@@ -40,11 +40,7 @@ func TestOrderlyRetriesLockSoonAfterBrokerUnreachable(t *testing.T) {
 	})
 	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
 	createTopicOn(t, listen, topic, 1)
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == 1
-	})
+	waitRouted(t, cl.ns.Addr(), topic, 1)
 	ac, err := admin.Dial(ctxT(t, 5*time.Second), listen) // around the proxy
 	if err != nil {
 		t.Fatal(err)

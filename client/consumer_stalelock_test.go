@@ -53,11 +53,7 @@ func TestLockGrantedAfterDropIsReleased(t *testing.T) {
 	px.answered.Store(&onAnswer)
 	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
 	createTopicOn(t, listen, topic, 1)
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == 1
-	})
+	waitRouted(t, cl.ns.Addr(), topic, 1)
 	ac, err := admin.Dial(ctxT(t, 5*time.Second), listen) // around the proxy
 	if err != nil {
 		t.Fatal(err)
@@ -145,11 +141,7 @@ func TestStaleLockReleaseDoesNotUndoARebalancesLock(t *testing.T) {
 	})
 	cl := startCluster(t, nil, func(o *broker.Options) { o.ListenAddr, o.AdvertiseAddr = listen, px.addr })
 	createTopicOn(t, listen, topic, 1)
-	probe := newClient(t, cl.ns.Addr(), nil)
-	waitFor(t, "the topic routed", func() bool {
-		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
-		return err == nil && len(qs) == 1
-	})
+	waitRouted(t, cl.ns.Addr(), topic, 1)
 	h := func(context.Context, []*MessageExt) (ConsumeResult, error) { return ConsumeSuccess, nil }
 	c := newClient(t, cl.ns.Addr(), func(o *Options) { o.RequestTimeout = 10 * time.Second })
 	pc := startConsumer(t, c, ConsumerOptions{Group: group, Orderly: true, RebalanceInterval: time.Hour}, topic, "*", h)

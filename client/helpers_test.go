@@ -171,6 +171,18 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	testutil.WaitFor(t, 15*time.Second, what, cond)
 }
 
+// waitRouted waits until the name server at nsAddr routes topic with n
+// queues: a consumer started before would take the queues of the route
+// it read, and one that rebalances seldom would keep them.
+func waitRouted(t testing.TB, nsAddr, topic string, n int) {
+	t.Helper()
+	probe := newClient(t, nsAddr, nil)
+	waitFor(t, fmt.Sprintf("%s routed with %d queues", topic, n), func() bool {
+		qs, err := probe.SubscribeQueues(ctxT(t, 5*time.Second), topic)
+		return err == nil && len(qs) == n
+	})
+}
+
 // ctxT returns a context that ends after d or with the test.
 func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
