@@ -32,8 +32,10 @@ func newGroupCmd() *cobra.Command {
 		Use:   "offsets GROUP",
 		Short: "Show a group's committed offsets and lag on every queue it consumes",
 		Long: `Show, for every queue of the topics the group has committed offsets for or
-subscribes to (and of its retry topic), the queue's max offset, the group's
-committed offset, the lag between them and, as LAST CONSUMED, the store
+subscribes to (and of its retry topic), the queue's max offset, its oldest
+kept offset (retention removed those before it), the group's committed
+offset, the lag (what the group has yet to consume: max offset minus the
+greater of the other two) and, as LAST CONSUMED, the store
 time of the last message the group consumed there (GET_CONSUME_STATS'
 lastTimestamp). A group the broker does not know (no offsets, no consumer
 online, no settings in "group list": a typo, say) fails, as mqadmin
@@ -61,13 +63,13 @@ consumerProgress does, rather than showing a lag of 0.`,
 				res.Lag += q.Lag
 			}
 			return o.print(cmd, res, func(w io.Writer) {
-				fmt.Fprintln(w, "TOPIC\tQUEUE\tBROKER OFFSET\tCONSUMER OFFSET\tLAG\tLAST CONSUMED")
+				fmt.Fprintln(w, "TOPIC\tQUEUE\tBROKER OFFSET\tMIN OFFSET\tCONSUMER OFFSET\tLAG\tLAST CONSUMED")
 				for _, q := range queues {
 					last := "-"
 					if q.LastTimestamp > 0 {
 						last = time.UnixMilli(q.LastTimestamp).Format(time.RFC3339)
 					}
-					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\n", q.Topic, q.QueueID, q.BrokerOffset, q.ConsumerOffset, q.Lag, last)
+					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", q.Topic, q.QueueID, q.BrokerOffset, q.MinOffset, q.ConsumerOffset, q.Lag, last)
 				}
 				fmt.Fprintf(w, "\ntotal lag %d over %d queues\n", res.Lag, len(queues))
 			})

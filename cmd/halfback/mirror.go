@@ -173,8 +173,8 @@ config's); --cluster asks every master broker of a cluster in turn.`,
 }
 
 // unconsumedQueues lists a topic's queues as a group that has consumed
-// nothing sees them (GET_TOPIC_STATS_INFO): consumer offset 0, the whole
-// queue behind. A topic the broker does not have yet has no queue.
+// nothing sees them (GET_TOPIC_STATS_INFO): consumer offset 0, every kept
+// message behind. A topic the broker does not have yet has no queue.
 func unconsumedQueues(ctx context.Context, c *admin.Client, topic string) ([]admin.QueueProgress, error) {
 	qs, err := c.TopicStatus(ctx, topic)
 	if err != nil {
@@ -186,7 +186,7 @@ func unconsumedQueues(ctx context.Context, c *admin.Client, topic string) ([]adm
 	out := []admin.QueueProgress{}
 	for _, q := range qs {
 		out = append(out, admin.QueueProgress{Topic: topic, Broker: q.Broker, QueueID: q.QueueID,
-			BrokerOffset: q.MaxOffset, Lag: q.MaxOffset})
+			BrokerOffset: q.MaxOffset, MinOffset: q.MinOffset, Lag: q.MaxOffset - q.MinOffset})
 	}
 	return out, nil
 }

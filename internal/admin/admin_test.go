@@ -50,16 +50,21 @@ func dialTestBroker(t *testing.T) *Client {
 	return c
 }
 
-// dialTestBrokerOf is dialTestBroker, also returning the broker.
-func dialTestBrokerOf(t *testing.T) (*Client, *broker.Broker) {
+// dialTestBrokerOf is dialTestBroker, also returning the broker; each
+// tweak changes its options before it opens.
+func dialTestBrokerOf(t *testing.T, tweaks ...func(*broker.Options)) (*Client, *broker.Broker) {
 	t.Helper()
 	levels, _ := delay.ParseLevels("100ms 200ms")
-	b, err := broker.Open(broker.Options{
+	o := broker.Options{
 		Store:      store.Options{Dir: t.TempDir(), FlushType: store.SyncFlush, SegmentSize: 16 << 20},
 		Delay:      delay.Options{Levels: levels},
 		ListenAddr: "127.0.0.1:0",
 		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, tweak := range tweaks {
+		tweak(&o)
+	}
+	b, err := broker.Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +177,47 @@ func TestSendPullCommit(t *testing.T) {
 	progress, err := c.GroupOffsets(ctx, "g")
 	if err != nil || len(progress) != 1 || progress[0].Lag != 0 || progress[0].ConsumerOffset != 1 {
 		t.Fatalf("GroupOffsets = %+v, %v", progress, err)
+	}
+}
+
+// TestGroupOffsetsLagLeavesOutRemovedMessages checks that a group whose
+// committed offset lies before what retention kept lags by the messages
+// kept after it, not by those removed too: its next pull starts at the
+// oldest kept one.
+func TestGroupOffsetsLagLeavesOutRemovedMessages(t *testing.T) {
+	c, b := dialTestBrokerOf(t, func(o *broker.Options) {
+		o.Store.SegmentSize, o.Store.MaxMessageSize = 256<<10, 32<<10
+		o.Store.FileReserved, o.Store.RetentionCheckPeriod = time.Millisecond, 20*time.Millisecond
+	})
+	ctx := t.Context()
+	if err := c.CreateTopic(ctx, "one", 1); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), 8<<10)
+	for range 100 { // 800 KiB: three full segments
+		if _, err := b.Store().Append(ctx, &message.Message{Topic: "one", Body: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.CommitOffset(ctx, "g", "one", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	var st []QueueStatus
+	testutil.WaitFor(t, 10*time.Second, "retention to remove topic one's first messages", func() bool {
+		var err error
+		if st, err = c.TopicStatus(ctx, "one"); err != nil {
+			t.Fatal(err)
+		}
+		return st[0].MinOffset > 1
+	})
+	progress, err := c.GroupOffsets(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Retention may remove more between the two answers, never less.
+	if len(progress) != 1 || progress[0].ConsumerOffset != 1 || progress[0].MinOffset < st[0].MinOffset ||
+		progress[0].Lag != progress[0].BrokerOffset-progress[0].MinOffset || progress[0].BrokerOffset != 100 {
+		t.Fatalf("GroupOffsets = %+v, want consumer offset 1, min offset at least %d, lag 100 - min offset", progress, st[0].MinOffset)
 	}
 }
 

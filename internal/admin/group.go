@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -19,9 +20,14 @@ type QueueProgress struct {
 	QueueID int32  `json:"queueId"`
 	// BrokerOffset is the queue's max offset (one past its newest message).
 	BrokerOffset int64 `json:"brokerOffset"`
+	// MinOffset is the queue's oldest kept message: retention removed
+	// those before it.
+	MinOffset int64 `json:"minOffset"`
 	// ConsumerOffset is the group's committed offset (0 if none).
 	ConsumerOffset int64 `json:"consumerOffset"`
-	// Lag is BrokerOffset - ConsumerOffset, at least 0.
+	// Lag is what the group has yet to consume there: BrokerOffset minus
+	// the greater of ConsumerOffset and MinOffset (a pull below MinOffset
+	// starts at MinOffset, so removed messages are not behind), at least 0.
 	Lag int64 `json:"lag"`
 	// LastTimestamp is the store time (ms) of the last message the group
 	// consumed there, 0 if unknown.
@@ -30,7 +36,9 @@ type QueueProgress struct {
 
 // GroupOffsets returns a group's progress on every queue of the topics it
 // has committed offsets for or subscribes to, and of its retry topic
-// (GET_CONSUME_STATS), sorted by topic and queue.
+// (GET_CONSUME_STATS), sorted by topic and queue. Each topic's oldest kept
+// offsets come from GET_TOPIC_STATS_INFO, as mqadmin's consumerProgress
+// does not: its lag counts messages retention removed.
 func (c *Client) GroupOffsets(ctx context.Context, group string) ([]QueueProgress, error) {
 	if group == "" {
 		return nil, fmt.Errorf("%w: empty group", ErrInvalid)
@@ -43,6 +51,9 @@ func (c *Client) GroupOffsets(ctx context.Context, group string) ([]QueueProgres
 	if err != nil {
 		return nil, fmt.Errorf("GET_CONSUME_STATS: bad answer: %w", err)
 	}
+	if err := c.addMinOffsets(ctx, out); err != nil {
+		return nil, err
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Topic != out[j].Topic {
 			return out[i].Topic < out[j].Topic
@@ -50,6 +61,31 @@ func (c *Client) GroupOffsets(ctx context.Context, group string) ([]QueueProgres
 		return out[i].QueueID < out[j].QueueID
 	})
 	return out, nil
+}
+
+// addMinOffsets sets each queue's MinOffset from its topic's status and
+// takes the messages before it out of the lag. A topic deleted since
+// GET_CONSUME_STATS keeps its lag as it was.
+func (c *Client) addMinOffsets(ctx context.Context, qs []QueueProgress) error {
+	mins := map[string]map[int32]int64{}
+	for i := range qs {
+		q := &qs[i]
+		m, ok := mins[q.Topic]
+		if !ok {
+			st, err := c.TopicStatus(ctx, q.Topic)
+			if be := (*BrokerError)(nil); err != nil && !(errors.As(err, &be) && be.Code == remoting.RespTopicNotExist) {
+				return err
+			}
+			m = make(map[int32]int64, len(st))
+			for _, s := range st {
+				m[s.QueueID] = s.MinOffset
+			}
+			mins[q.Topic] = m
+		}
+		q.MinOffset = m[q.QueueID]
+		q.Lag = max(0, q.BrokerOffset-max(q.ConsumerOffset, q.MinOffset))
+	}
+	return nil
 }
 
 // DeleteGroup forgets a consumer group that went away
