@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/namesrv"
 )
 
 // A send to a topic the name server has no route for fails at once, as
@@ -58,5 +60,59 @@ func sendWithoutRoute(t *testing.T, answer func(req *remoting.Command) *remoting
 	}
 	if n := asked.Load(); n != want {
 		t.Fatalf("the name server was asked %d times for routes, want %d", n, want)
+	}
+}
+
+// A cached route with no writable queue (the topic made read-only) is
+// asked for again on the next send; if the name servers no longer know
+// the topic (deleted since), the send borrows TBW102's brokers, as a
+// topic never seen does (RocketMQ's tryToFindTopicPublishInfo), and the
+// broker creates it again.
+func TestReadOnlyRouteOfADeletedTopicFallsBackToTBW102(t *testing.T) {
+	cl := startCluster(t, func(o *namesrv.Options) { o.DisableAutoCreateTopic = true }, nil)
+	topic := uniq("gone")
+	createTopicOn(t, cl.b.Addr(), topic, 4)
+	ac, err := admin.Dial(ctxT(t, 5*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	readOnly := remoting.NewRequest(remoting.ReqUpdateAndCreateTopic, map[string]string{
+		"topic": topic, "defaultTopic": "TBW102", "readQueueNums": "4", "writeQueueNums": "4", "perm": "4",
+		"topicFilterType": "SINGLE_TAG", "topicSysFlag": "0", "order": "false"})
+	conn, err := remoting.Dial(ctxT(t, 5*time.Second), cl.b.Addr(), remoting.DialOptions{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if resp, err := conn.Invoke(ctxT(t, 5*time.Second), readOnly); err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("make %s read-only: %v %v", topic, resp, err)
+	}
+	c := newClient(t, cl.ns.Addr(), nil)
+	p := newProducer(t, c, ProducerOptions{})
+	if _, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("refused")}); !errors.Is(err, ErrTopicNotFound) {
+		t.Fatalf("send to the read-only topic: %v, want ErrTopicNotFound", err)
+	}
+
+	// Deleted from the broker and the name server, as mqadmin deleteTopic does.
+	if err := ac.DeleteTopic(ctxT(t, 5*time.Second), topic); err != nil {
+		t.Fatal(err)
+	}
+	del := remoting.NewRequest(remoting.ReqDeleteTopicInNameSrv, map[string]string{"topic": topic})
+	nsConn, err := remoting.Dial(ctxT(t, 5*time.Second), cl.ns.Addr(), remoting.DialOptions{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsConn.Close()
+	if resp, err := nsConn.Invoke(ctxT(t, 5*time.Second), del); err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("delete %s on the name server: %v %v", topic, resp, err)
+	}
+
+	res, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("again")})
+	if err != nil {
+		t.Fatalf("send after the topic was deleted: %v, want it sent through TBW102's brokers", err)
+	}
+	if got := cl.waitStored(t, topic, 1); got[0].MsgID != res.MsgID {
+		t.Fatalf("stored %v", got)
 	}
 }

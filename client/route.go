@@ -345,9 +345,15 @@ func (c *Client) publishQueues(ctx context.Context, topic string) ([]MessageQueu
 		// A cached route with nothing to send to is asked for again, as
 		// RocketMQ's producers do (tryToFindTopicPublishInfo): a master
 		// back, or a write permission restored, serves sends at once
-		// rather than after the next refresh. A failure keeps it.
-		if fresh, ferr := c.fetchRoute(ctx, topic); ferr == nil {
+		// rather than after the next refresh. A topic the name servers
+		// no longer know (deleted since) borrows TBW102's brokers below,
+		// as one never seen does; another failure keeps the route.
+		fresh, ferr := c.fetchRoute(ctx, topic)
+		switch {
+		case ferr == nil:
 			r = fresh
+		case errors.Is(ferr, ErrTopicNotFound):
+			err = ferr
 		}
 	}
 	if errors.Is(err, ErrTopicNotFound) {
