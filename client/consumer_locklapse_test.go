@@ -314,3 +314,27 @@ func TestOrderlyDroppedQueueRenewedDuringALongCallIsCommitted(t *testing.T) {
 		t.Fatalf("the group's offset after the dropped queue's call returned: %s (code %d), want 1 (m0's call done under a renewed lock)", got, resp.Code)
 	}
 }
+
+// A member whose machine slept through the broker's lock life wakes with
+// a monotonic clock that stopped meanwhile: by it the lock is fresh, by
+// the wall clock (and the broker's) it lapsed. The lock counts as lapsed:
+// it is not valid to consume under, and a grant after it gives the queue
+// up (regrant) instead of carrying on from the buffer.
+func TestLockAgeCountsTheTimeTheMachineSlept(t *testing.T) {
+	q := newProcessQueue(t.Context(), MessageQueue{Topic: "t", BrokerName: "b"}, nil)
+	now := time.Now()
+	// Granted just now by the monotonic clock, a lock life ago by the wall clock.
+	q.setLocked(true, testutil.WithWall(t, now, now.Add(-brokerLockLife-time.Second)))
+	if q.lockValid() {
+		t.Error("a lock granted a broker lock life ago by the wall clock is valid after the machine slept")
+	}
+	if q.regrant(time.Now()) {
+		t.Error("a grant after the lock lapsed while the machine slept was taken as a renewal")
+	}
+
+	q = newProcessQueue(t.Context(), MessageQueue{Topic: "t", BrokerName: "b"}, nil)
+	q.setLocked(true, time.Now())
+	if !q.lockValid() || !q.regrant(time.Now()) {
+		t.Error("a lock granted just now is not valid or not renewed")
+	}
+}

@@ -284,7 +284,7 @@ func (q *processQueue) toPersist(locking bool) (int64, bool) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	lapsed := locking && time.Since(q.lockedAt) >= brokerLockLife
+	lapsed := locking && lockAge(q.lockedAt) >= brokerLockLife
 	return off, off != q.persisted && !q.lockLost && !lapsed
 }
 
@@ -336,6 +336,18 @@ func (q *processQueue) take(n int) []*delivered {
 	}
 }
 
+// lockAge is how long ago a lock granted at at was, by whichever of the
+// monotonic and the wall clock says longer. The monotonic clock (which
+// time.Since uses) stops while the machine sleeps, but the broker's lock
+// life goes on (RocketMQ's brokers date locks by the wall clock): a
+// member that woke must not take a lapsed lock for a fresh one. A wall
+// clock stepped forward makes a lock look older, which only renews it
+// sooner or gives the queue up (to be taken again) early.
+func lockAge(at time.Time) time.Duration {
+	now := time.Now()
+	return max(now.Sub(at), now.Round(0).Sub(at.Round(0)))
+}
+
 // setLocked records the outcome of a lock request for the queue.
 func (q *processQueue) setLocked(ok bool, at time.Time) {
 	q.mu.Lock()
@@ -357,7 +369,7 @@ func (q *processQueue) setLocked(ok bool, at time.Time) {
 func (q *processQueue) regrant(at time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if time.Since(q.lockedAt) >= brokerLockLife {
+	if lockAge(q.lockedAt) >= brokerLockLife {
 		q.locked, q.lockLost = false, true
 		return false
 	}
@@ -383,7 +395,7 @@ func (q *processQueue) lostLock() bool {
 func (q *processQueue) lockValid() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.locked && time.Since(q.lockedAt) < lockExpiry
+	return q.locked && lockAge(q.lockedAt) < lockExpiry
 }
 
 // queueList returns the consumer's queues, dropped ones included, sorted.

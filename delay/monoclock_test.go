@@ -5,8 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
+	"github.com/halfbackmq/halfback/internal/testutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -15,6 +15,7 @@ import (
 // the wall clock (fakeClock) does. An NTP step moves the wall clock alone.
 type monoClock struct {
 	*fakeClock
+	t     testing.TB
 	mu    sync.Mutex
 	base  time.Time // a real reading: it has a monotonic clock
 	ticks time.Duration
@@ -26,36 +27,12 @@ func (c *monoClock) Now() time.Time {
 	c.ticks += time.Microsecond
 	m := c.base.Add(c.ticks)
 	c.mu.Unlock()
-	return withWall(m, wall)
-}
-
-// timeLayout mirrors time.Time's fields.
-type timeLayout struct {
-	wall uint64
-	ext  int64
-	loc  *time.Location
-}
-
-// withWall returns m (which has a monotonic reading) with its wall clock
-// set to wall, the monotonic reading kept: what time.Now returns after
-// the wall clock was stepped. time.Time offers no way to build one.
-func withWall(m, wall time.Time) time.Time {
-	const nsecBits = 30
-	l := (*timeLayout)(unsafe.Pointer(&m))
-	secs := uint64(int64(l.wall<<1>>(nsecBits+1)) + wall.Unix() - m.Unix())
-	l.wall = 1<<63 | secs<<nsecBits | uint64(wall.Nanosecond())
-	return m
+	return testutil.WithWall(c.t, m, wall)
 }
 
 func newMonoClock(t *testing.T, f *fakeClock) *monoClock {
-	c := &monoClock{fakeClock: f, base: time.Now()}
-	a := c.Now()
-	f.Advance(-time.Hour)
-	b := c.Now()
-	f.Advance(time.Hour)
-	if !b.Round(0).Equal(a.Round(0).Add(-time.Hour)) || !b.After(a) {
-		t.Fatal("time.Time's layout is not the one withWall knows: update withWall to the new one")
-	}
+	c := &monoClock{fakeClock: f, t: t, base: time.Now()}
+	c.Now() // WithWall's layout check fails here, on the test's goroutine
 	return c
 }
 
