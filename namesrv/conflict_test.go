@@ -152,3 +152,45 @@ func TestSweepForgetsRefusalsThatNoLongerMatter(t *testing.T) {
 		t.Fatalf("%d refusals remembered with no broker live, want 0", got)
 	}
 }
+
+// A master and its slave swap roles while both stay connected (RocketMQ's
+// DLedger or controller-mode failover, a leadership transfer: the new
+// master re-registers as broker id 0, the old one as a slave). The name
+// server takes each registration as RocketMQ's RouteInfoManager does (the
+// address registered under the group's name takes the id it claims), in
+// either order; it refused them as a second broker of the name, leaving
+// the route's master the old one, now a slave, or no master at all.
+func TestMasterSlaveRoleSwitchIsAccepted(t *testing.T) {
+	for _, masterFirst := range []bool{true, false} {
+		t.Run("new master first "+strconv.FormatBool(masterFirst), func(t *testing.T) {
+			s := startServer(t, Options{DisableAutoCreateTopic: true})
+			topics := map[string][2]int{"Orders": {4, 4}}
+			x, y := dial(t, s), dial(t, s)
+			register(t, x, brokerReg{name: "broker-a", addr: addrA, id: 0, topics: topics})
+			register(t, y, brokerReg{name: "broker-a", addr: addrB, id: 1, topics: topics})
+			promote := func() *remoting.Command {
+				r := brokerReg{name: "broker-a", addr: addrB, id: 0, topics: topics}
+				body, _ := json.Marshal(RegisterBrokerBody{})
+				return call(t, y, remoting.ReqRegisterBroker, registerExt(r, body), body)
+			}
+			demote := func() *remoting.Command {
+				r := brokerReg{name: "broker-a", addr: addrA, id: 1, topics: topics}
+				body, _ := json.Marshal(RegisterBrokerBody{})
+				return call(t, x, remoting.ReqRegisterBroker, registerExt(r, body), body)
+			}
+			first, second := demote, promote
+			if masterFirst {
+				first, second = promote, demote
+			}
+			for i, f := range []func() *remoting.Command{first, second} {
+				if resp := f(); resp.Code != remoting.RespSuccess {
+					t.Fatalf("registration %d of the role switch: code %d %q", i+1, resp.Code, resp.Remark)
+				}
+			}
+			rt, ok := route(t, x, "Orders")
+			if !ok || rt.brokers["broker-a"][0] != addrB || rt.brokers["broker-a"][1] != addrA {
+				t.Fatalf("Orders routed to %+v (%v), want broker-a master %s, slave %s", rt.brokers, ok, addrB, addrA)
+			}
+		})
+	}
+}

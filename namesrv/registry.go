@@ -84,9 +84,15 @@ func (r *registry) register(reg registration, conn *remoting.Conn) (masterAddr, 
 	// One address per (name, id): a broker that moved replaces its old
 	// entry, but a live one still connected keeps its name: a second
 	// broker configured with the same name would otherwise take it over
-	// at every registration, the two taking turns.
+	// at every registration, the two taking turns. A member of the group
+	// changing its id is no second broker: a slave promoted to master, a
+	// master demoted (DLedger or controller-mode failover) takes the id it
+	// claims, as in RocketMQ's RouteInfoManager, its holder dropped until
+	// it registers with its new id.
+	member := r.brokers[reg.addr]
+	switching := member != nil && member.name == reg.name && member.id != reg.id && r.alive(member, now)
 	for addr, b := range r.brokers {
-		if addr != reg.addr && b.name == reg.name && b.id == reg.id && r.alive(b, now) &&
+		if !switching && addr != reg.addr && b.name == reg.name && b.id == reg.id && r.alive(b, now) &&
 			b.conn != nil && b.conn != conn && b.conn.Err() == nil {
 			// The holder is gone when it stopped registering since the last
 			// refusal and has been silent for half its expiry (two 30 s
