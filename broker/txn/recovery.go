@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/cockroachdb/pebble"
@@ -184,14 +185,17 @@ func (s *Service) addHalf(m *message.Message, r store.AppendResult) {
 
 // indexUniq and unindexUniq keep byUniq in step with live. Caller holds s.mu.
 func (s *Service) indexUniq(e *entry) {
-	if e.uniq != "" {
-		s.byUniq[e.uniq] = e
+	if e.uniq != "" && !slices.Contains(s.byUniq[e.uniq], e) {
+		s.byUniq[e.uniq] = append(s.byUniq[e.uniq], e)
 	}
 }
 
 func (s *Service) unindexUniq(e *entry) {
-	if s.byUniq[e.uniq] == e {
+	live := slices.DeleteFunc(s.byUniq[e.uniq], func(x *entry) bool { return x == e })
+	if len(live) == 0 {
 		delete(s.byUniq, e.uniq)
+	} else {
+		s.byUniq[e.uniq] = live
 	}
 }
 

@@ -1,10 +1,12 @@
 package txn
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +27,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	live    map[int64]*entry         // pending and parked, by half offset
-	byUniq  map[string]*entry        // live ones by UNIQ_KEY
+	byUniq  map[string][]*entry      // live ones by UNIQ_KEY (of several groups, or messages)
 	storing map[string]chan struct{} // UNIQ_KEYs of half messages being stored
 	// landing holds, by offset, the half messages whose senders were
 	// answered (a sync flush timeout) before the store answered for them.
@@ -63,7 +65,7 @@ func Open(st *store.Store, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("txn: open state in %s: %w", opts.Dir, err)
 	}
 	s := &Service{opts: opts, st: st, db: db, live: make(map[int64]*entry),
-		byUniq: make(map[string]*entry), storing: make(map[string]chan struct{}), landing: make(map[int64]*landing),
+		byUniq: make(map[string][]*entry), storing: make(map[string]chan struct{}), landing: make(map[int64]*landing),
 		inflight: make(map[uint64]int64), checker: opts.Checker}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.recover(); err != nil {
@@ -116,9 +118,14 @@ func (s *Service) Close() error {
 // invisible to consumers until committed.
 //
 // A message whose UNIQ_KEY is that of a live (pending or parked) half
-// message of the same group is not stored again: SendHalf answers with
-// the live one (Duplicate reports it), so a producer that retries a half
-// send with a deterministic id never opens a second transaction.
+// message of the same group, with the same real topic, tags and body, is
+// not stored again: SendHalf answers with the live one (Duplicate reports
+// it), so a producer that retries a half send with a deterministic id
+// never opens a second transaction. A different message under a live one's
+// id (a workflow reset to before its step, run again with other data while
+// the replaced run's half message waits for its check-back) is stored as a
+// transaction of its own: answered with the live one, its sender would
+// commit the other message's body.
 func (s *Service) SendHalf(ctx context.Context, m *message.Message, group string) (store.AppendResult, error) {
 	res, _, err := s.SendHalfRepeat(ctx, m, group)
 	return res, err
@@ -168,13 +175,19 @@ func (s *Service) SendHalfRepeat(ctx context.Context, m *message.Message, group 
 // second one.
 func (s *Service) claimUniq(ctx context.Context, uniq string, h *message.Message) (res store.AppendResult, dup bool, release func(), err error) {
 	group, _ := message.Property(h.Properties, message.PropertyProducerGroup)
+	var others []*entry // live half messages of uniq that are not h's message
 	for {
 		s.mu.Lock()
-		if e := s.byUniq[uniq]; e != nil && e.group == group {
+		if e := s.liveOf(uniq, group, others); e != nil {
 			res = store.AppendResult{PhysicalOffset: e.half, QueueOffset: e.queueOffset, StoreTimestamp: e.storeMs, MsgID: e.msgID}
+			content := e.content
 			s.mu.Unlock()
-			s.stats.duplicates.Add(1)
-			return res, true, nil, nil
+			if s.sameMessage(content, h) {
+				s.stats.duplicates.Add(1)
+				return res, true, nil, nil
+			}
+			others, res = append(others, e), store.AppendResult{}
+			continue
 		}
 		wait := s.storing[uniq]
 		if wait == nil {
@@ -193,6 +206,35 @@ func (s *Service) claimUniq(ctx context.Context, uniq string, h *message.Message
 			return res, false, nil, ctx.Err()
 		}
 	}
+}
+
+// liveOf returns a live half message of uniq and group not in skip, or
+// nil. Caller holds s.mu.
+func (s *Service) liveOf(uniq, group string, skip []*entry) *entry {
+	for _, e := range s.byUniq[uniq] {
+		if e.group == group && !slices.Contains(skip, e) {
+			return e
+		}
+	}
+	return nil
+}
+
+// sameMessage reports whether the half message stored at content is h's
+// message: the same real topic, tags and body. One that cannot be read
+// counts as the same (a retry must never open a second transaction).
+func (s *Service) sameMessage(content int64, h *message.Message) bool {
+	ext, err := s.st.ReadMessage(content)
+	if err != nil {
+		return true
+	}
+	for _, k := range []string{message.PropertyRealTopic, message.PropertyTags} {
+		a, _ := message.Property(ext.Properties, k)
+		b, _ := message.Property(h.Properties, k)
+		if a != b {
+			return false
+		}
+	}
+	return bytes.Equal(ext.Body, h.Body)
 }
 
 // landing is a half message write whose sender may learn its offsets

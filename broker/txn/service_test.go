@@ -212,11 +212,36 @@ func TestSendHalfWithTheIDOfALiveOneReturnsIt(t *testing.T) {
 	if s := r.svc.Stats(); s.DuplicateHalves != 8 || s.Pending != 1 {
 		t.Fatalf("stats %+v", s)
 	}
+	// Another message under the live one's id (a reset workflow's step run
+	// again with other data) is its own transaction: answered with the
+	// live one, its sender would commit that one's body. Its retry is a
+	// duplicate of it, and both stay live.
+	other := &message.Message{Topic: "orders", QueueID: 1, Body: []byte("other body"), Properties: message.Properties{
+		message.PropertyUniqKey: "wf-1/create", message.PropertyProducerGroup: "pg"}.Encode()}
+	second, err := r.svc.SendHalf(context.Background(), other, "")
+	if err != nil || second.PhysicalOffset == first.PhysicalOffset {
+		t.Fatalf("another body under a live id: %+v %v; want a half message of its own", second, err)
+	}
+	if again, err := r.svc.SendHalf(context.Background(), other, ""); err != nil || again.PhysicalOffset != second.PhysicalOffset {
+		t.Fatalf("its retry: %+v %v; want %+v", again, err, second)
+	}
+	if s := r.svc.Stats(); s.Pending != 2 {
+		t.Fatalf("stats %+v, want 2 pending", s)
+	}
+	if _, err := r.end(second, Rollback); err != nil {
+		t.Fatal(err)
+	}
+	if again := r.half("wf-1/create"); again.PhysicalOffset != first.PhysicalOffset {
+		t.Fatalf("after the other one's rollback a retry stored %+v, want the live %+v", again, first)
+	}
 	// Another group's message with the same id is its own transaction.
 	m := &message.Message{Topic: "orders", QueueID: 1, Body: []byte("x"), Properties: message.Properties{
 		message.PropertyUniqKey: "wf-1/create", message.PropertyProducerGroup: "other"}.Encode()}
 	if res, err := r.svc.SendHalf(context.Background(), m, ""); err != nil || res.PhysicalOffset == first.PhysicalOffset {
 		t.Fatalf("other group: %+v %v", res, err)
+	}
+	if again := r.half("wf-1/create"); again.PhysicalOffset != first.PhysicalOffset {
+		t.Fatalf("after another group's half of the id a retry stored %+v, want the live %+v", again, first)
 	}
 	// Once resolved, the id is free again (a new transaction).
 	if _, err := r.end(first, Commit); err != nil {
