@@ -17,9 +17,11 @@ import (
 // [orders.DB.Fence] decides it:
 //
 //   - the local transaction committed: [client.Commit], except for an
-//     OrderPaid event of a payment the order did not record (a workflow
-//     reset to before its pay step, paid again under the step's id, whose
-//     MarkPaid refused the new payment): [client.Rollback];
+//     OrderPaid event of a payment the order did not record, or an
+//     OrderCancelled event of a reason it did not record (a workflow reset
+//     to before its pay or cancel step and run again under the step's id
+//     with other data: one of the two runs' local transactions committed,
+//     and only its event may): [client.Rollback];
 //   - it did not: Fence records it as fenced, so it can never commit, and
 //     the answer is [client.Rollback];
 //   - the database failed (logged to slog.Default()), or the request names
@@ -47,7 +49,7 @@ func resolveCheck(ctx context.Context, db *orders.DB, req *client.CheckRequest) 
 	}
 	switch state {
 	case orders.TxnCommitted:
-		return otherPayment(ctx, db, req.Message)
+		return recordedEvent(ctx, db, req.Message)
 	case orders.TxnFenced:
 		return client.Rollback
 	}
@@ -68,27 +70,35 @@ func checkedTxnID(req *client.CheckRequest) string {
 	return ""
 }
 
-// otherPayment answers the check-back of a half message whose transaction
-// id committed: Commit, but Rollback for an OrderPaid event of a payment
-// the order did not take. A workflow reset to before its pay step pays
-// again under the pay step's id; MarkPaid refuses another payment there
-// (ErrBadState) and the step rolls its message back, so the check-back
-// must not commit it either.
-func otherPayment(ctx context.Context, db *orders.DB, m *client.MessageExt) client.TransactionState {
-	if m == nil || m.Tags != workflows.TagOrderPaid {
+// recordedEvent answers the check-back of a half message whose
+// transaction id committed: Commit, but Rollback for an event the order
+// did not record. A workflow reset to before its pay or cancel step runs
+// the step again under the step's id with another payment or reason; the
+// broker keeps both runs' half messages (they are different messages),
+// and the database took only one run's local transaction (the other's is
+// refused, ErrBadState). The check-back of the other must not commit it
+// because the id committed.
+func recordedEvent(ctx context.Context, db *orders.DB, m *client.MessageExt) client.TransactionState {
+	if m == nil || (m.Tags != workflows.TagOrderPaid && m.Tags != workflows.TagOrderCancelled) {
 		return client.Commit
 	}
 	var ev workflows.OrderEvent
-	if json.Unmarshal(m.Body, &ev) != nil || ev.OrderID == "" || ev.PaymentID == "" {
+	if json.Unmarshal(m.Body, &ev) != nil || ev.OrderID == "" {
+		return client.Commit
+	}
+	if m.Tags == workflows.TagOrderPaid && ev.PaymentID == "" {
 		return client.Commit
 	}
 	o, err := db.Order(ctx, ev.OrderID)
 	if err != nil {
-		slog.Default().Warn("txnbridge: check-back left unknown: reading the paid order failed",
+		slog.Default().Warn("txnbridge: check-back left unknown: reading the order failed",
 			"orderId", ev.OrderID, "err", err)
 		return client.Unknown
 	}
-	if o.PaymentID != ev.PaymentID {
+	if m.Tags == workflows.TagOrderPaid && o.PaymentID != ev.PaymentID {
+		return client.Rollback
+	}
+	if m.Tags == workflows.TagOrderCancelled && o.Reason != ev.Reason {
 		return client.Rollback
 	}
 	return client.Commit

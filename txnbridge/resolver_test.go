@@ -366,3 +366,81 @@ func TestResolverRollsBackPaymentTheOrderDidNotTake(t *testing.T) {
 		t.Fatalf("OrderPaid of refused payment p3 committed by the check-back (%d stored, stats %+v)", n, s)
 	}
 }
+
+// The same for a cancel step: a workflow reset to before its cancel step
+// cancels again under the step's id with another reason while the replaced
+// run's half message is live. The database keeps one run's cancel; the
+// check-back must not commit the other run's OrderCancelled event, or
+// consumers would see the order cancelled twice.
+func TestResolverRollsBackCancelTheOrderDidNotRecord(t *testing.T) {
+	e := startResolverEnv(t)
+	ctx := resolverCtx(t)
+	if err := e.db.SetStock(ctx, "sku", 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.CreateOrder(ctx, "wf-8/create", orders.Order{ID: "8", User: "ann", Amount: 1999, SKU: "sku", Qty: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const id = "wf-8/cancel"
+	if err := e.db.Cancel(ctx, id, "8", "payment timeout"); err != nil { // the run before the reset
+		t.Fatal(err)
+	}
+	body := []byte(`{"orderId":"8","user":"ann","sku":"sku","qty":1,"amount":1999,"reason":"cancelled by user"}`)
+	if _, err := e.p.SendHalf(ctx, &client.Message{Topic: e.topic, Tags: "OrderCancelled", Body: body, Keys: []string{"8"}, ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Cancel(ctx, id, "8", "cancelled by user"); !errors.Is(err, orders.ErrBadState) && !errors.Is(err, orders.ErrAlreadyCommitted) {
+		t.Fatalf("Cancel with another reason under the committed id: %v, want ErrBadState or ErrAlreadyCommitted", err)
+	}
+	s := e.settled(t)
+	if n := e.visible(t)[id]; n != 0 {
+		t.Fatalf("OrderCancelled of an unrecorded reason committed by the check-back (%d stored, stats %+v)", n, s)
+	}
+}
+
+// The check-back of a committed pay or cancel id commits only the event
+// the order recorded: its payment, its reason.
+func TestResolverCommitsOnlyTheRecordedEvent(t *testing.T) {
+	ctx := resolverCtx(t)
+	db, err := orders.Open(ctx, orders.Options{DSN: "file:" + filepath.Join(t.TempDir(), "orders.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.SetStock(ctx, "sku", 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"1", "2"} {
+		if err := db.CreateOrder(ctx, id+"/create", orders.Order{ID: id, User: "u", Amount: 1, SKU: "sku", Qty: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.MarkPaid(ctx, "1/pay", "1", "p1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Cancel(ctx, "2/cancel", "2", "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	check := func(id, tags, body string) *client.CheckRequest {
+		return &client.CheckRequest{Receipt: client.HalfReceipt{TransactionID: id},
+			Message: &client.MessageExt{Message: client.Message{Tags: tags, Body: []byte(body)}}}
+	}
+	l := txnbridge.NewResolver(db)
+	for _, tc := range []struct {
+		name string
+		req  *client.CheckRequest
+		want client.TransactionState
+	}{
+		{"recorded payment", check("1/pay", "OrderPaid", `{"orderId":"1","paymentId":"p1"}`), client.Commit},
+		{"other payment", check("1/pay", "OrderPaid", `{"orderId":"1","paymentId":"p2"}`), client.Rollback},
+		{"recorded reason", check("2/cancel", "OrderCancelled", `{"orderId":"2","reason":"timeout"}`), client.Commit},
+		{"other reason", check("2/cancel", "OrderCancelled", `{"orderId":"2","reason":"user"}`), client.Rollback},
+		{"no reason", check("2/cancel", "OrderCancelled", `{"orderId":"2"}`), client.Rollback},
+		{"not an order event", check("2/cancel", "OrderCancelled", `not json`), client.Commit},
+		{"other tag", check("2/cancel", "Other", `{"orderId":"2","reason":"user"}`), client.Commit},
+	} {
+		if got := l.CheckTransaction(ctx, tc.req); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
