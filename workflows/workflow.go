@@ -232,7 +232,7 @@ func (o *order) run(ctx workflow.Context) error {
 		o.fail(err.Error())
 		return nil
 	}
-	if id := workflow.GetInfo(ctx).WorkflowExecution.ID; o.runChain && !validID(id) {
+	if id := workflow.GetInfo(ctx).WorkflowExecution.ID; o.runChain && !ValidOrderID(id) {
 		// Its steps' transaction ids and its checks' message ids would
 		// be refused half-way, after the order was created.
 		o.fail(fmt.Sprintf("invalid input: workflow id %q is longer than %d characters or has a space", id, MaxOrderIDLength))
@@ -545,16 +545,18 @@ func failureMessage(err error) string {
 	return err.Error()
 }
 
-// validID reports whether id fits in a transaction or message id: at most
-// MaxOrderIDLength characters, no white space or property separator.
-func validID(id string) bool {
+// ValidOrderID reports whether id can be an order's (and its workflow's)
+// id: it fits in a transaction or message id, at most MaxOrderIDLength
+// characters, no white space or property separator. A workflow started
+// with another id fails at once ("invalid input").
+func ValidOrderID(id string) bool {
 	return len(id) <= MaxOrderIDLength && !strings.ContainsAny(id, " \t\r\n\x01\x02")
 }
 
 // validateInput checks in before anything is sent.
 func validateInput(in OrderInput) error {
 	switch {
-	case !validID(in.OrderID):
+	case !ValidOrderID(in.OrderID):
 		return fmt.Errorf("invalid input: order id %q is longer than %d characters or has a space", in.OrderID, MaxOrderIDLength)
 	case in.User == "" || in.SKU == "":
 		return fmt.Errorf("invalid input: user and sku are required")

@@ -44,7 +44,9 @@ type Options struct {
 	// TaskQueue is where the runs are started. Required.
 	TaskQueue string
 	// Prefix starts every order id: <Prefix>-<n>. Required (callers use
-	// something unique per run, such as a timestamp).
+	// something unique per run, such as a timestamp); the ids must be
+	// valid order ids (workflows.ValidOrderID: at most 100 characters, no
+	// white space).
 	Prefix string
 	// SKU is what every order buys, one unit each. Default DefaultSKU.
 	SKU string
@@ -91,6 +93,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: TaskQueue and Prefix are required", ErrInvalidOptions)
 	case o.Amount < 0 || o.Users < 0:
 		return fmt.Errorf("%w: Amount %d and Users %d must not be negative", ErrInvalidOptions, o.Amount, o.Users)
+	}
+	if id := o.input(o.Orders - 1).OrderID; !workflows.ValidOrderID(id) {
+		return fmt.Errorf("%w: Prefix %q makes order ids such as %q, longer than %d characters or with white space",
+			ErrInvalidOptions, o.Prefix, id, workflows.MaxOrderIDLength)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package orderpayment
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/halfbackmq/halfback/workflows"
@@ -47,6 +48,8 @@ func TestOptionsValidate(t *testing.T) {
 		"no task queue":   func(o *Options) { o.TaskQueue = "" },
 		"no prefix":       func(o *Options) { o.Prefix = "" },
 		"negative amount": func(o *Options) { o.Amount = -1 },
+		"spaced prefix":   func(o *Options) { o.Prefix = "my run" },
+		"long order ids":  func(o *Options) { o.Prefix, o.Orders = strings.Repeat("p", 98), 10 },
 	} {
 		o := ok
 		mod(&o)

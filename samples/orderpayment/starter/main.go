@@ -19,6 +19,7 @@ import (
 	"github.com/halfbackmq/halfback/internal/app"
 	"github.com/halfbackmq/halfback/samples/orderpayment"
 	"github.com/halfbackmq/halfback/txnbridge"
+	"github.com/halfbackmq/halfback/workflows"
 )
 
 func main() {
@@ -102,8 +103,11 @@ func checkFlags(o orderpayment.Options, waitTimeout time.Duration) error {
 		return fmt.Errorf("--pay-ratio %v: want 0 to 1", o.PayRatio)
 	case o.Prefix == "":
 		return errors.New("--prefix is empty")
-	case o.Amount < 0:
-		return fmt.Errorf("--amount %d: must not be negative", o.Amount)
+	case !workflows.ValidOrderID(fmt.Sprintf("%s-%d", o.Prefix, o.Orders)):
+		return fmt.Errorf("--prefix %q: order ids such as %q would be longer than %d characters or have white space",
+			o.Prefix, fmt.Sprintf("%s-%d", o.Prefix, o.Orders), workflows.MaxOrderIDLength)
+	case o.Amount <= 0:
+		return fmt.Errorf("--amount %d: must be a positive number of cents", o.Amount)
 	case waitTimeout < 0:
 		return fmt.Errorf("--wait-timeout %v: must not be negative", waitTimeout)
 	}
