@@ -78,6 +78,9 @@ are not rebalanced.`,
 				res.Messages = append(res.Messages, msgs...)
 				res.Committed = append(res.Committed, queueOffset{qid, next})
 			}
+			if pullErr != nil && len(res.Committed) == 0 {
+				return pullErr // nothing read: the refusal alone
+			}
 			// Printed first, committed after: a failure in between shows the
 			// messages again next time instead of skipping them.
 			err = o.print(cmd, res, func(w io.Writer) {

@@ -110,6 +110,8 @@ func checkFlags(o orderpayment.Options, waitTimeout time.Duration) error {
 		return fmt.Errorf("--amount %d: must be a positive number of cents", o.Amount)
 	case waitTimeout < 0:
 		return fmt.Errorf("--wait-timeout %v: must not be negative", waitTimeout)
+	case waitTimeout > 0 && !o.Wait:
+		return fmt.Errorf("--wait-timeout %v: bounds --wait, which is not given", waitTimeout)
 	}
 	return nil
 }
@@ -184,7 +186,11 @@ func printSummary(w io.Writer, s orderpayment.Summary, waited bool) {
 		}
 		line := fmt.Sprintf("%-28s %s", o.OrderID, paid)
 		if waited {
-			line += fmt.Sprintf(" -> %-9s (%d payment checks)", o.Status, o.Checks)
+			status := o.Status
+			if status == "" { // given up waiting for it
+				status = "RUNNING"
+			}
+			line += fmt.Sprintf(" -> %-9s (%d payment checks)", status, o.Checks)
 		}
 		if o.TraceID != "" {
 			line += " trace " + o.TraceID

@@ -19,11 +19,13 @@ func TestPrintSummary(t *testing.T) {
 	s := orderpayment.Summary{Started: 2, PaySent: 1, Paid: 1, Failed: 1, Orders: []orderpayment.Outcome{
 		{OrderID: "o-1", PaySent: true, Status: "PAID", Checks: 1},
 		{OrderID: "o-2", Status: "FAILED", Checks: 0, Error: "ended FAILED, want CANCELLED"},
+		{OrderID: "o-3", Checks: 2}, // given up waiting for
 	}}
 	var out bytes.Buffer
 	printSummary(&out, s, true)
 	want := `o-1                          paid   -> PAID      (1 payment checks)
 o-2                          unpaid -> FAILED    (0 payment checks)  FAILED: ended FAILED, want CANCELLED
+o-3                          unpaid -> RUNNING   (2 payment checks)
 started 2, pay sent 1; paid 1, cancelled 0, failed 1
 `
 	if out.String() != want {
@@ -59,6 +61,7 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"--config", "", "--prefix", "my run"}, 2, `--prefix "my run": order ids such as "my run-5"`},
 		{[]string{"--config", "", "--prefix", strings.Repeat("p", 98), "--orders", "10"}, 2, "longer than 100 characters"},
 		{[]string{"--config", "", "--wait-timeout", "-1s"}, 2, "--wait-timeout -1s"},
+		{[]string{"--config", "", "--wait-timeout", "2s"}, 2, "--wait-timeout 2s: bounds --wait, which is not given"},
 		{[]string{"--config", "/nonexistent.yaml"}, 1, "no such file"},
 		{[]string{"--config", badYAML}, 1, "bad.yaml"},
 		{[]string{"--config", noDB}, 1, "no order database at " + filepath.Join(filepath.Dir(noDB), config.OrdersFile)},
