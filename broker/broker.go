@@ -140,6 +140,11 @@ func Open(opts Options) (*Broker, error) {
 	if b.store, err = store.Open(opts.Store); err != nil {
 		return fail(err)
 	}
+	for _, c := range b.groups.offsets.clampToQueues(b.store.Queues()) {
+		opts.Logger.Warn("broker: a committed offset was past its queue's end (messages lost to a power cut "+
+			"under ASYNC_FLUSH?); lowered to the end, so the next messages stored there are consumed",
+			"group", c.Group, "topic", c.Topic, "queueId", c.QueueID, "offset", c.From, "end", c.To)
+	}
 	if !opts.DisableLifecycle {
 		if b.life, err = lifecycle.Open(lifecycle.Options{Dir: filepath.Join(opts.Store.Dir, "lifecycle"),
 			Retention: opts.LifecycleRetention, Logger: opts.Logger, Paused: b.diskFull}); err != nil {

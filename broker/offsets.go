@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/broker/store"
 	"github.com/halfbackmq/halfback/internal/fsutil"
 	"github.com/halfbackmq/halfback/message"
 )
@@ -98,6 +99,46 @@ func openOffsetTable(dataDir string) *offsetTable {
 	load(t.table, f.OffsetTable)
 	load(t.reset, f.ResetOffsetTable)
 	return t
+}
+
+// clampedOffset is an offset clampToQueues lowered.
+type clampedOffset struct {
+	Group, Topic string
+	QueueID      int32
+	From, To     int64
+}
+
+// clampToQueues lowers every committed offset past the end of its queue
+// (max, one past the last message) to that end, and returns what it
+// lowered. Such an offset is left by a machine that lost power under
+// ASYNC_FLUSH: consumers committed messages that were never flushed, and
+// the offsets file, written after them, kept the commit. Left alone, the
+// messages stored next at those lost offsets would be skipped as
+// consumed. Queues the store does not know are left alone.
+func (t *offsetTable) clampToQueues(queues []store.Queue) []clampedOffset {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.broken != nil {
+		return nil
+	}
+	ends := make(map[string]map[int32]int64)
+	for _, q := range queues {
+		if ends[q.Topic] == nil {
+			ends[q.Topic] = make(map[int32]int64)
+		}
+		ends[q.Topic][q.QueueID] = q.MaxOffset
+	}
+	var out []clampedOffset
+	for k, m := range t.table {
+		for qid, off := range m {
+			if end, ok := ends[k.topic][qid]; ok && off > end {
+				m[qid] = end
+				t.dirty = true
+				out = append(out, clampedOffset{k.group, k.topic, qid, off, end})
+			}
+		}
+	}
+	return out
 }
 
 // get returns a committed offset.

@@ -449,3 +449,39 @@ func TestAccessMessageInMemoryMaxRatioValidated(t *testing.T) {
 		t.Errorf("ratio 1: %v", err)
 	}
 }
+
+// An offset committed past the end its queue has after a restart (a power
+// cut under ASYNC_FLUSH lost the tail the consumer had committed, the
+// offsets file kept the commit) is lowered to that end on open: the
+// messages stored next take the lost offsets and must be consumed, not
+// taken as consumed. An offset of a queue the store does not know stays.
+func TestOffsetPastALostTailIsLoweredOnOpen(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	appendTestMsgs(t, b, "orders", 0, 3)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(o.Store.Dir, "config", "consumerOffset.json")
+	lost := []byte(`{"offsetTable": {"orders@g": {"0": 9}, "orders@h": {"0": 2}, "gone@g": {"0": 7}}}`)
+	if err := os.WriteFile(path, lost, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b2 := startBroker(t, o)
+	appendTestMsgs(t, b2, "orders", 0, 2) // stored at offsets 3 and 4
+	c := dial(t, b2)
+	for _, tc := range []struct {
+		group, topic string
+		want         int64
+	}{{"g", "orders", 3}, {"h", "orders", 2}, {"g", "gone", 7}} {
+		if code, off := queryOffset(t, c, offsetExt(tc.group, tc.topic, 0)); code != remoting.RespSuccess || off != tc.want {
+			t.Errorf("%s's offset of %s q0 after the restart: code %d, %d; want %d", tc.group, tc.topic, code, off, tc.want)
+		}
+	}
+	if err := b2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if off, ok, err := offsetOnDisk(o.Store.Dir, "g", "orders", 0); err != nil || !ok || off != 3 {
+		t.Fatalf("g's offset on disk after close: %d %v %v, want the lowered 3", off, ok, err)
+	}
+}
