@@ -93,3 +93,16 @@ func TestTimerMaxDelayZeroIsRefused(t *testing.T) {
 	_, err := Load(writeConfig(t, "broker:\n  timerMaxDelay: 0s\n"))
 	wantKeyError(t, "timerMaxDelay: 0s", err, "broker.timerMaxDelay", ErrInvalid)
 }
+
+// A queueEntriesPerFile whose files' size (20 bytes an entry) does not fit
+// is refused, naming the key: 4611686018427387904 wrapped the size to 0
+// and the broker acknowledged sends it never dispatched, spinning a core,
+// and could not shut down.
+func TestQueueEntriesPerFileTooLargeIsRefused(t *testing.T) {
+	for _, n := range []string{"4611686018427387904", "107374183"} {
+		clearEnv(t)
+		t.Setenv("HALFBACK_STORE_QUEUEENTRIESPERFILE", n)
+		_, err := Load("")
+		wantKeyError(t, "queueEntriesPerFile "+n, err, "store.queueEntriesPerFile", ErrInvalid)
+	}
+}

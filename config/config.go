@@ -55,7 +55,8 @@ type StoreConfig struct {
 	// queues and the checkpoint are flushed, in milliseconds.
 	CheckpointIntervalMs int `mapstructure:"checkpointIntervalMs"`
 	// QueueEntriesPerFile (store.queueEntriesPerFile) is the number of
-	// 20-byte entries in one consume-queue file.
+	// 20-byte entries in one consume-queue file, at most 107374182 (a
+	// 2 GiB file).
 	QueueEntriesPerFile int `mapstructure:"queueEntriesPerFile"`
 	// FileReservedHours (store.fileReservedHours) is how long a full
 	// commit-log segment is kept, in hours.

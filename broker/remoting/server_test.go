@@ -91,6 +91,34 @@ func TestCodeBeyondInt16(t *testing.T) {
 	}
 }
 
+// A oneway request of an unknown code, in either encoding or with a code
+// beyond int16, gets no answer (as RocketMQ 5's writeResponse skips
+// oneway requests) and the connection goes on: the next response read is
+// the next request's.
+func TestOnewayUnknownCodeIsNotAnswered(t *testing.T) {
+	srv := startServer(t, ServerOptions{Handler: echoMux()})
+	nc := rawDial(t, srv)
+	var frames [][]byte
+	for _, st := range []SerializeType{SerializeJSON, SerializeRocketMQ} {
+		req := NewRequest(ReqPullMessage, nil)
+		req.SerializeType, req.Flag, req.Opaque = st, FlagOneway, 77
+		frames = append(frames, mustEncode(t, req))
+	}
+	frames = append(frames, jsonFrame(`{"code":200050,"language":"JAVA","opaque":78,"flag":2,"version":402}`, ""))
+	for _, f := range frames {
+		if _, err := nc.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hb := NewRequest(ReqHeartBeat, nil)
+	if _, err := nc.Write(mustEncode(t, hb)); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := Decode(nc, 0); err != nil || resp.Code != RespSuccess || resp.Opaque != hb.Opaque {
+		t.Fatalf("first frame after the oneway requests: %v, %v; want the heartbeat's response", resp, err)
+	}
+}
+
 func TestOneway(t *testing.T) {
 	got := make(chan *Command, 1)
 	mux := echoMux()

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -56,6 +57,12 @@ const (
 	DefaultRetentionCheckPeriod = 10 * time.Second
 )
 
+// MaxQueueEntriesPerFile is the largest Options.QueueEntriesPerFile: a
+// consume-queue file of at most 2 GiB, as RocketMQ's int-sized
+// mappedFileSizeConsumeQueue allows. A larger count could wrap the file
+// size (QueueEntriesPerFile*QueueEntrySize) around.
+const MaxQueueEntriesPerFile = math.MaxInt32 / QueueEntrySize
+
 // Options configure a [Store]. The zero value of every field but Dir means
 // "use the default"; [Options.Validate] reports what is out of range.
 type Options struct {
@@ -81,7 +88,8 @@ type Options struct {
 	// QueueEntriesPerFile is the number of 20-byte entries in one
 	// consume-queue file. Default 300,000. Open refuses (ErrCorrupt)
 	// queue files that do not fit it (written with another number):
-	// longer than it, or not at a multiple of it.
+	// longer than it, or not at a multiple of it. At most
+	// MaxQueueEntriesPerFile.
 	QueueEntriesPerFile int
 	// FileReserved is how long a full commit-log segment is kept. Default 72 h.
 	FileReserved time.Duration
@@ -211,6 +219,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: CheckpointInterval %v is negative", ErrInvalidOptions, o.CheckpointInterval)
 	case o.QueueEntriesPerFile < 0:
 		return fmt.Errorf("%w: QueueEntriesPerFile %d is negative", ErrInvalidOptions, o.QueueEntriesPerFile)
+	case o.QueueEntriesPerFile > MaxQueueEntriesPerFile:
+		return fmt.Errorf("%w: QueueEntriesPerFile %d is above %d (a 2 GiB consume-queue file)", ErrInvalidOptions, o.QueueEntriesPerFile, MaxQueueEntriesPerFile)
 	case o.FileReserved < 0:
 		return fmt.Errorf("%w: FileReserved %v is negative", ErrInvalidOptions, o.FileReserved)
 	case o.DiskMaxUsedRatio < 0 || o.DiskMaxUsedRatio > 1:

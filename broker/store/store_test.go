@@ -389,6 +389,10 @@ func TestOptionsValidate(t *testing.T) {
 		{Dir: "x", DiskFullRatio: -0.5},
 		{Dir: "x", SyncFlushTimeout: -time.Second},
 		{Dir: "x", FlushType: FlushType(7)},
+		// Its files' size, QueueEntriesPerFile*20, wrapped to 0: the
+		// dispatcher looped forever on the first message and Close hung.
+		{Dir: "x", QueueEntriesPerFile: 1 << 62},
+		{Dir: "x", QueueEntriesPerFile: MaxQueueEntriesPerFile + 1},
 	} {
 		if err := o.Validate(); !errors.Is(err, ErrInvalidOptions) {
 			t.Errorf("Validate(%+v) = %v, want ErrInvalidOptions", o, err)
@@ -396,6 +400,9 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if err := (Options{Dir: "x"}).Validate(); err != nil {
 		t.Errorf("defaults invalid: %v", err)
+	}
+	if err := (Options{Dir: "x", QueueEntriesPerFile: MaxQueueEntriesPerFile}).Validate(); err != nil {
+		t.Errorf("QueueEntriesPerFile at its limit: %v", err)
 	}
 	for in, want := range map[string]FlushType{"SYNC_FLUSH": SyncFlush, "async": AsyncFlush, "Sync": SyncFlush} {
 		if got, err := ParseFlushType(in); err != nil || got != want {
