@@ -357,7 +357,7 @@ func (c *commitLog) prepare(path string, pace func(upTo int64) (bool, error)) (f
 // (see openDirect), else through the page cache.
 func (c *commitLog) fill(f file, from int64, pace func(upTo int64) (bool, error)) error {
 	if err := f.Allocate(c.segSize); err != nil {
-		return err
+		return fmt.Errorf("allocate a segment of SegmentSize %d bytes: %w", c.segSize, err)
 	}
 	if !c.zeroFill {
 		return f.Sync()

@@ -379,6 +379,22 @@ func TestAppendRejectsBadInput(t *testing.T) {
 	}
 }
 
+// A segment the file system cannot hold (a typo in segmentSize) fails
+// Open with an error that names SegmentSize, not a bare "no space left on
+// device" or "file too large" that reads as a full disk.
+func TestSegmentTooLargeForTheFileSystemNamesSegmentSize(t *testing.T) {
+	o := testOptions(t, AsyncFlush)
+	o.SegmentSize = 1 << 62
+	s, err := Open(o)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open with a 4 EiB segment succeeded")
+	}
+	if !strings.Contains(err.Error(), "SegmentSize 4611686018427387904") {
+		t.Fatalf("Open with a 4 EiB segment: %v; want an error naming SegmentSize", err)
+	}
+}
+
 func TestOptionsValidate(t *testing.T) {
 	for _, o := range []Options{
 		{},
