@@ -37,14 +37,18 @@
 //
 // When Kafka is unreachable or refuses a batch, the mirror keeps the batch
 // and retries it with exponential back-off (Options.MinBackoff to
-// MaxBackoff), on the same producer (its idempotence then drops a record
-// Kafka stored but did not acknowledge) unless the producer is broken
-// (fenced, out of sequence); the queue's pulls stop once it holds two
+// MaxBackoff), on the same producer unless the producer is broken
+// (fenced, out of sequence). (Idempotence drops a copy Kafka already
+// stored only within sarama's own retries of a request; a record Kafka
+// stored but did not acknowledge before sarama gave up arrives twice,
+// with the same rocketmq.msgId.) The queue's pulls stop once it holds two
 // batches (2 × Options.BatchSize messages), the group's lag grows on the broker (halfback mirror
 // status, and the broker's consumer lag metric), and the broker keeps
-// serving everyone else. A record Kafka can never take (larger than
-// Kafka.MaxMessageBytes, say) is logged with its message id, counted as
-// rejected and skipped: it stays in RocketMQ. A record Kafka refuses for
+// serving everyone else; so too while a mapped Kafka topic does not
+// exist (auto-creation off) or refuses the mirror (authorization). A
+// record Kafka can never take (larger than Kafka.MaxMessageBytes, or than
+// the topic's max.message.bytes or segment.bytes, say) is logged with its
+// message id, counted as rejected and skipped: it stays in RocketMQ. A record Kafka refuses for
 // its timestamp (the store time, outside the topic's timestamp window after
 // a long outage) is sent again stamped with the time of sending, the store
 // time in the rocketmq.storeTimestamp header. Close waits for the answer

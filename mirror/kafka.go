@@ -136,15 +136,20 @@ func (c *scramClient) Done() bool { return c.conv.Done() }
 
 // rejected reports whether err means Kafka will never take the record,
 // however often it is sent: the mirror skips it rather than stall.
+// RECORD_LIST_TOO_LARGE (ErrMessageSetSizeTooLarge) refuses a record
+// batch larger than the topic's segment.bytes: the records of a batch
+// refused so are sent again one at a time, and one refused alone is
+// rejected.
 func rejected(err error) bool {
-	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidRecord) ||
-		errors.Is(err, sarama.ErrInvalidTimestamp)
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge) ||
+		errors.Is(err, sarama.ErrInvalidRecord) || errors.Is(err, sarama.ErrInvalidTimestamp)
 }
 
 // fatal reports whether err leaves the producer unusable, so that the
 // next attempt needs a new one. Other errors (Kafka down, a leader moving)
-// are retried on the same producer, which reconnects by itself and whose
-// idempotence drops a record it stored before.
+// are retried on the same producer, which reconnects by itself (its
+// idempotence drops a copy it stored before only within sarama's own
+// retries: once sarama gives up it bumps the epoch).
 func fatal(err error) bool {
 	if err == nil {
 		return false

@@ -335,9 +335,10 @@ func (m *Mirror) prepare(ctx context.Context, kafkaTopic string, msg *client.Mes
 // still to send, in order, with the error.
 //
 // Too large: Kafka refuses a whole record batch when one of its records
-// is too large, so every record of it comes back refused. Those are sent
-// again one at a time, at once: the one Kafka can never take is rejected
-// (logged, skipped), the others arrive.
+// is too large (or the batch is larger than the topic's segment.bytes),
+// so every record of it comes back refused. Those are sent again one at
+// a time, at once, in their order: the one Kafka can never take is
+// rejected (logged, skipped), the others arrive.
 //
 // Order: sarama may give up on a record (its own retries spent) and still
 // deliver later records of the partition, and a record sent again alone
@@ -409,7 +410,12 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 	}
 	var left []*sarama.ProducerMessage
 	var first error
-	broken := map[string]bool{} // keys with a record that did not arrive in its turn
+	// broken: keys with a record to send again, after which every later
+	// record of the key goes again too. lateSeen: keys with a record sent
+	// alone after the batch, which arrived after the key's later records
+	// that the batch stored (those go again), not after its later records
+	// also sent alone (they were sent after it, in order).
+	broken, lateSeen := map[string]bool{}, map[string]bool{}
 	for _, pm := range pending {
 		key := keyOf(pm)
 		perr, bad := failed[pm]
@@ -422,12 +428,13 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 			if first == nil {
 				first = perr
 			}
-		case broken[key]: // arrived ahead of an earlier record of its key (late or not)
+		case broken[key], lateSeen[key] && !late[pm]: // arrived ahead of an earlier record of its key
 			m.succeeded(pm, spans)
 			left = append(left, resend(pm))
+			broken[key] = true
 		case late[pm]:
 			m.succeeded(pm, spans)
-			broken[key] = key != ""
+			lateSeen[key] = key != ""
 		default:
 			m.succeeded(pm, spans)
 		}
@@ -539,8 +546,8 @@ func (m *Mirror) reject(pm *sarama.ProducerMessage, spans map[*sarama.ProducerMe
 
 // producerRef is the producer and the handler calls using it. One
 // producer serves every queue for as long as it works (sarama reconnects
-// by itself, and its idempotence drops a resent record it already stored
-// only within one producer); after a fatal error it is retired: no new
+// by itself, and its idempotence drops a copy it already stored only
+// within sarama's own retries of a request); after a fatal error it is retired: no new
 // call gets it, and the last call using it closes it (sarama panics on a
 // send to a closed producer, so it is never closed under a caller).
 type producerRef struct {
