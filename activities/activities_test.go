@@ -457,3 +457,47 @@ func startProducer(t *testing.T, o txnbridgetest.BrokerOptions) (*txnbridgetest.
 	}
 	return st, c, p
 }
+
+// The order events of one order, sent with the order id as sharding key,
+// are committed to one queue of the topic, so an orderly consumer (the
+// Kafka mirror) sees an order's OrderCreated before its OrderPaid; the
+// orders themselves are spread over the queues.
+func TestOrderEventsOfOneOrderShareAQueue(t *testing.T) {
+	ctx := ctxT(t)
+	_, c, p := startProducer(t, txnbridgetest.BrokerOptions{TxnTimeout: time.Hour})
+	a := &activities.Activities{Producer: p}
+	const orders = 8
+	var receipts []client.HalfReceipt
+	for i := range orders {
+		id := fmt.Sprintf("o%d", i)
+		for _, tag := range []string{workflows.TagOrderCreated, workflows.TagOrderPaid} {
+			r, err := a.SendHalf(ctx, workflows.SendHalfInput{TxnID: id + "/" + tag, Topic: workflows.TopicOrderEvents, Tags: tag,
+				Keys: []string{id}, ShardingKey: id, Body: []byte(`{"orderId":"` + id + `"}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			receipts = append(receipts, r)
+		}
+	}
+	events := consume(t, c, workflows.TopicOrderEvents)
+	for _, r := range receipts {
+		if err := a.EndTransaction(ctx, workflows.EndInput{Receipt: r, Commit: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queueOf, queues := map[string]int32{}, map[int32]bool{}
+	for range 2 * orders {
+		m := receive(t, events, "committed order event")
+		id := m.Keys[0]
+		if m.ShardingKey != id {
+			t.Fatalf("%s: sharding key %q, want %q", m.MsgID, m.ShardingKey, id)
+		}
+		if q, seen := queueOf[id]; seen && q != m.QueueID {
+			t.Fatalf("order %s's events on queues %d and %d, want one", id, q, m.QueueID)
+		}
+		queueOf[id], queues[m.QueueID] = m.QueueID, true
+	}
+	if len(queues) < 2 {
+		t.Fatalf("%d orders' events all on queues %v, want them spread", orders, queues)
+	}
+}

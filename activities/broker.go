@@ -32,7 +32,8 @@ func (a *Activities) SendHalf(ctx context.Context, in workflows.SendHalfInput) (
 	} else if committed {
 		return client.HalfReceipt{Topic: in.Topic, MsgID: in.TxnID, TransactionID: in.TxnID}, nil
 	}
-	r, err := a.Producer.SendHalf(ctx, &client.Message{Topic: in.Topic, Tags: in.Tags, Keys: in.Keys, Body: in.Body, ID: in.TxnID})
+	r, err := a.Producer.SendHalf(ctx, &client.Message{Topic: in.Topic, Tags: in.Tags, Keys: in.Keys, ShardingKey: in.ShardingKey,
+		Body: in.Body, ID: in.TxnID})
 	if err != nil {
 		return client.HalfReceipt{}, classify(err)
 	}

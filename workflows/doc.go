@@ -65,7 +65,7 @@
 // Another workflow reuses the step:
 //
 //	receipt, err := workflows.SendTransactional(ctx, workflows.Step{Name: "refund", Topic: "refunds",
-//		Keys: []string{orderID}, Body: body, Local: "RefundLocal", LocalArgs: []any{orderID}})
+//		Keys: []string{orderID}, ShardingKey: orderID, Body: body, Local: "RefundLocal", LocalArgs: []any{orderID}})
 //
 // # Tests
 //

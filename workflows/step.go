@@ -45,6 +45,12 @@ type Step struct {
 	Tags  string
 	Keys  []string
 	Body  []byte
+	// ShardingKey, when set, picks the message's queue by its hash, so a
+	// topic's messages of one sharding key share a queue and an orderly
+	// consumer (the Kafka mirror) sees them in the order they were
+	// committed (RocketMQ's ordered messages). The order steps use the
+	// order id. Empty: queues in turn.
+	ShardingKey string
 	// Local is the registered name of the local-transaction activity. It
 	// is called with the transaction id followed by LocalArgs, must write
 	// the id in the same database transaction as its effect, and must
@@ -70,6 +76,8 @@ type SendHalfInput struct {
 	Tags  string   `json:"tags,omitempty"`
 	Keys  []string `json:"keys,omitempty"`
 	Body  []byte   `json:"body"`
+	// ShardingKey picks the queue (Step.ShardingKey).
+	ShardingKey string `json:"shardingKey,omitempty"`
 }
 
 // EndInput is the ActivityEndTransaction argument.
@@ -165,7 +173,7 @@ func SendTransactional(ctx workflow.Context, s Step) (client.HalfReceipt, error)
 	}
 	log := workflow.GetLogger(ctx)
 	var receipt client.HalfReceipt
-	in := SendHalfInput{TxnID: txnID, Topic: s.Topic, Tags: s.Tags, Keys: s.Keys, Body: s.Body}
+	in := SendHalfInput{TxnID: txnID, Topic: s.Topic, Tags: s.Tags, Keys: s.Keys, Body: s.Body, ShardingKey: s.ShardingKey}
 	opts := sendHalfOptions
 	opts.ScheduleToCloseTimeout = s.SendTimeout
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivitySendHalf, in).Get(ctx, &receipt)

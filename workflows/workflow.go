@@ -365,8 +365,8 @@ func (o *order) event(paymentID, reason string) []byte {
 
 // step returns the base Step of an order-events message.
 func (o *order) step(name, tag, local string, body []byte, args ...any) Step {
-	return Step{Name: name, Topic: TopicOrderEvents, Tags: tag, Keys: []string{o.in.OrderID}, Body: body,
-		Local: local, LocalArgs: args}
+	return Step{Name: name, Topic: TopicOrderEvents, Tags: tag, Keys: []string{o.in.OrderID}, ShardingKey: o.in.OrderID,
+		Body: body, Local: local, LocalArgs: args}
 }
 
 // Back-off between the runs of a step the check-back fenced: a local

@@ -37,6 +37,11 @@ func TestOrderPaid(t *testing.T) {
 		!slices.Equal(h.halves[0].Keys, []string{orderID}) || h.halves[1].Tags != workflows.TagOrderPaid {
 		t.Fatalf("half messages %+v", h.halves)
 	}
+	for _, in := range h.halves { // one order's events share a queue
+		if in.ShardingKey != orderID {
+			t.Fatalf("half message %s has sharding key %q, want the order id %q", in.TxnID, in.ShardingKey, orderID)
+		}
+	}
 	if !strings.Contains(string(h.halves[1].Body), `"paymentId":"pay-1"`) {
 		t.Fatalf("OrderPaid body %s", h.halves[1].Body)
 	}
