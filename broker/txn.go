@@ -239,9 +239,19 @@ func (b *Broker) handleResolveTransaction(ctx context.Context, _ *remoting.Conn,
 	default:
 		return remoting.NewResponse(req, remoting.RespInvalidParameter, "outcome must be commit or rollback")
 	}
-	t, ok := b.txn.Get(req.Ext("id"), -1)
-	if !ok {
-		return remoting.NewResponse(req, remoting.RespQueryNotFound, "no transaction "+strconv.Quote(req.Ext("id")))
+	// A live one by any of its ids (refused when a transaction id names
+	// several), else a resolved one by its offset: ending it again is then
+	// answered from its recorded outcome.
+	t, err := b.txn.Find(req.Ext("id"))
+	if errors.Is(err, txn.ErrUnknownTransaction) {
+		r, ok := b.txn.Get(req.Ext("id"), -1)
+		if !ok {
+			return remoting.NewResponse(req, remoting.RespQueryNotFound, "no transaction "+strconv.Quote(req.Ext("id")))
+		}
+		t, err = r, nil
+	}
+	if err != nil {
+		return remoting.NewResponse(req, txnAdminCode(err), err.Error())
 	}
 	start := time.Now()
 	out, err := b.txn.End(ctx, txn.EndRequest{HalfOffset: t.HalfOffset, Outcome: o, Admin: true})
@@ -256,6 +266,8 @@ func txnAdminCode(err error) int16 {
 	switch {
 	case errors.Is(err, txn.ErrUnknownTransaction):
 		return remoting.RespQueryNotFound
+	case errors.Is(err, txn.ErrAmbiguousID):
+		return remoting.RespInvalidParameter
 	case errors.Is(err, txn.ErrNotParked), errors.Is(err, txn.ErrConflict):
 		return remoting.RespIllegalOperation
 	}

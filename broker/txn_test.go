@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -277,5 +278,30 @@ func TestEndErrorCodes(t *testing.T) {
 		if got := endErrorCode(tc.err); got != tc.code {
 			t.Errorf("%v: code %d, want %d", tc.err, got, tc.code)
 		}
+	}
+}
+
+// Two open transactions of one transaction id (here two producer groups'
+// messages): an operator's commit by that id is refused, and commits
+// neither, instead of committing whichever the broker met first.
+func TestResolveByASharedTransactionIDIsRefused(t *testing.T) {
+	b := startBroker(t, txnOptions(t))
+	c := dial(t, b)
+	sendHalfRaw(t, c, "orders", "shared")
+	ext := sendExtV2("orders", 0, props("UNIQ_KEY", "shared", "TRAN_MSG", "true", "PGROUP", "other-pg"))
+	ext["f"] = strconv.Itoa(int(message.TransactionPreparedType))
+	if r := call(t, c, remoting.ReqSendMessageV2, ext, []byte("the other group's body")); r.Code != remoting.RespSuccess {
+		t.Fatalf("other group's half send: %d %s", r.Code, r.Remark)
+	}
+	r := call(t, c, remoting.ReqHalfbackResolveTransaction, map[string]string{"id": "shared", "outcome": "commit"}, nil)
+	if r.Code != remoting.RespInvalidParameter || !strings.Contains(r.Remark, "offset message id") {
+		t.Fatalf("commit by a shared transaction id: %d %q, want INVALID_PARAMETER", r.Code, r.Remark)
+	}
+	if s := b.Transactions().Stats(); s.Pending != 2 || s.AdminCommits != 0 {
+		t.Fatalf("stats %+v, want both pending", s)
+	}
+	r = call(t, c, remoting.ReqHalfbackResumeTransaction, map[string]string{"id": "shared"}, nil)
+	if r.Code != remoting.RespInvalidParameter {
+		t.Fatalf("resume by a shared transaction id: %d %q, want INVALID_PARAMETER", r.Code, r.Remark)
 	}
 }

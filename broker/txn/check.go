@@ -168,11 +168,11 @@ func (s *Service) Resume(ctx context.Context, id string) (Txn, error) {
 		return Txn{}, ErrClosed
 	}
 	s.mu.Lock()
-	e := s.findLocked(id)
+	e, err := s.findLocked(id)
 	switch {
-	case e == nil:
+	case err != nil:
 		s.mu.Unlock()
-		return Txn{}, fmt.Errorf("%w: %q is not a live transaction", ErrUnknownTransaction, id)
+		return Txn{}, err
 	case e.status != Parked || e.resolving != nil:
 		st := e.status
 		s.mu.Unlock()
@@ -181,7 +181,7 @@ func (s *Service) Resume(ctx context.Context, id string) (Txn, error) {
 	e.resolving = make(chan struct{})
 	s.mu.Unlock()
 	var t Txn
-	_, err := s.write(ctx, opRecord(opResume, e.half, s.opts.Now().UnixMilli()), func(r store.AppendResult) {
+	_, err = s.write(ctx, opRecord(opResume, e.half, s.opts.Now().UnixMilli()), func(r store.AppendResult) {
 		s.resume(e, r.PhysicalOffset)
 		t = e.txn()
 	}, func() { s.unclaim(e) })

@@ -9,7 +9,8 @@ var (
 	// ErrClosed means the service was closed.
 	ErrClosed = errors.New("txn: closed")
 	// ErrBadHalf means a message cannot be a half message (no producer
-	// group, a batch, a system topic).
+	// group, a batch, a system topic, properties too long for its copy
+	// when parked).
 	ErrBadHalf = errors.New("txn: not a valid half message")
 	// ErrUnknownTransaction means no half message is stored at the offset
 	// an END_TRANSACTION or an admin request names.
@@ -23,6 +24,10 @@ var (
 	// ErrConflict means a transaction already has the other outcome: a
 	// commit after a rollback, or a rollback after a commit.
 	ErrConflict = errors.New("txn: transaction already resolved the other way")
+	// ErrAmbiguousID means an operator's id is the transaction id
+	// (UNIQ_KEY) of several live transactions; their offset message ids
+	// tell them apart.
+	ErrAmbiguousID = errors.New("txn: the id names several transactions")
 	// ErrNotParked means Resume named a transaction that is not parked.
 	ErrNotParked = errors.New("txn: transaction is not parked")
 )

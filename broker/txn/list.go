@@ -2,6 +2,8 @@ package txn
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -27,10 +29,15 @@ func (s *Service) List(status Status, limit int) []Txn {
 
 // Get returns a transaction, live or resolved, by its half message's
 // offset message id, transaction id (UNIQ_KEY; live ones only) or
-// commit-log offset in decimal.
+// commit-log offset in decimal. An id that names several live
+// transactions (see [Service.Find]) finds none.
 func (s *Service) Get(id string, halfOffset int64) (Txn, bool) {
 	s.mu.Lock()
-	e := s.findLocked(id)
+	e, err := s.findLocked(id)
+	if errors.Is(err, ErrAmbiguousID) {
+		s.mu.Unlock()
+		return Txn{}, false
+	}
 	if e == nil && halfOffset >= 0 {
 		e = s.live[halfOffset]
 	}
@@ -54,19 +61,48 @@ func (s *Service) Get(id string, halfOffset int64) (Txn, bool) {
 	return r.txn(), true
 }
 
-// findLocked finds a live transaction by id. Caller holds s.mu.
-func (s *Service) findLocked(id string) *entry {
+// Find returns the live transaction id names: its commit-log offset in
+// decimal, its offset message id, or its transaction id (UNIQ_KEY). It
+// fails with [ErrUnknownTransaction] when id names none, and with
+// [ErrAmbiguousID] when id is the transaction id of several (of other
+// producer groups, or other messages sent under one id): an operator then
+// names one by its offset message id.
+func (s *Service) Find(id string) (Txn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.findLocked(id)
+	if err != nil {
+		return Txn{}, err
+	}
+	return e.txn(), nil
+}
+
+// findLocked finds a live transaction by id (see Find). Caller holds s.mu.
+func (s *Service) findLocked(id string) (*entry, error) {
+	if id == "" {
+		return nil, fmt.Errorf("%w: empty id", ErrUnknownTransaction)
+	}
 	if n, err := strconv.ParseInt(id, 10, 64); err == nil {
 		if e := s.live[n]; e != nil {
-			return e
+			return e, nil
 		}
 	}
+	var found *entry
 	for _, e := range s.live {
-		if e.msgID == id || e.uniq == id {
-			return e
+		switch {
+		case e.msgID == id:
+			return e, nil
+		case e.uniq == id && found == nil:
+			found = e
+		case e.uniq == id:
+			return nil, fmt.Errorf("%w: %q is the transaction id of the half messages at %d and %d (and perhaps more); name one by its offset message id",
+				ErrAmbiguousID, id, min(found.half, e.half), max(found.half, e.half))
 		}
 	}
-	return nil
+	if found == nil {
+		return nil, fmt.Errorf("%w: %q is not a live transaction", ErrUnknownTransaction, id)
+	}
+	return found, nil
 }
 
 // Stats are the service's counters since it opened, and its gauges.

@@ -116,11 +116,16 @@ func (s *Service) copyContent(e *entry, moved bool, apply func(store.AppendResul
 	}
 	m := ext.Message
 	m.Topic, m.QueueID = CheckMaxTopic, 0
-	m.Properties = message.SetProperty(ext.Properties, PropertyHalfOffset, strconv.FormatInt(e.half, 10))
-	if moved {
-		m.Properties = message.SetProperty(m.Properties, PropertyMoved, "true")
-	} else {
-		m.Properties = message.RemoveProperties(m.Properties, PropertyMoved)
-	}
+	m.Properties = copyProperties(ext.Properties, e.half, moved)
 	return s.writeAnswered(&m, apply, func() { s.unclaim(e) })
+}
+
+// copyProperties are the properties of a copy of the half message at half
+// whose properties are props (see copyContent).
+func copyProperties(props string, half int64, moved bool) string {
+	props = message.SetProperty(props, PropertyHalfOffset, strconv.FormatInt(half, 10))
+	if moved {
+		return message.SetProperty(props, PropertyMoved, "true")
+	}
+	return message.RemoveProperties(props, PropertyMoved)
 }

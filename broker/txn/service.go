@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -115,7 +116,9 @@ func (s *Service) Close() error {
 // SendHalf stores m as a half message of producer group (the message's
 // PGROUP property when group is empty): under HalfTopic, queue 0, with its
 // real topic and queue kept in properties and any delay removed. It is
-// invisible to consumers until committed.
+// invisible to consumers until committed. A message whose properties
+// leave no room for the two its copy carries when parked or moved is
+// refused with [ErrBadHalf].
 //
 // A message whose UNIQ_KEY is that of a live (pending or parked) half
 // message of the same group, with the same real topic, tags and body, is
@@ -287,6 +290,12 @@ func halfMessage(m *message.Message, group string) (*message.Message, error) {
 	p = message.SetProperty(p, message.PropertyTransactionPrepared, "true")
 	h.Properties = p
 	h.Topic, h.QueueID = HalfTopic, 0
+	// Parking or moving it writes a copy with two more properties (copy):
+	// one that cannot be stored would leave the transaction pending for
+	// good, never parked, holding the store's retention below it.
+	if _, err := message.SealableRecordSize(&message.Message{Topic: CheckMaxTopic, Properties: copyProperties(p, math.MaxInt64, true)}); err != nil {
+		return nil, fmt.Errorf("%w: its properties leave no room for those of its copy when parked: %v", ErrBadHalf, err)
+	}
 	// A prepared sysFlag would keep the record out of the consume queue
 	// (RocketMQ resets it the same way); the topic says what it is.
 	h.SysFlag = message.WithTransactionType(m.SysFlag, message.TransactionNotType)
