@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/message"
@@ -114,7 +116,7 @@ func batchLen(ds []*delivered, n int) int {
 // retried here (broadcasting, whose members read no retry topic).
 func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered) {
 	for tries := int32(0); ; tries++ {
-		ok := pc.callHandler(q, batch, tries)
+		ok, hung := pc.callConcurrently(q, batch, tries)
 		if ok {
 			q.ack(batch)
 			// The slot is held through the commit: with SyncCommit the
@@ -124,7 +126,9 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 			pc.syncCommitThen(q, func() { <-pc.sem })
 			return
 		}
-		<-pc.sem
+		if !hung { // a hung call gives its slot back when it returns
+			<-pc.sem
+		}
 		if q.isDropped() {
 			// A rebalance gave the queue away: its new owner consumes the
 			// batch again from the committed offset. Sending it back too
@@ -158,6 +162,50 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 			return
 		}
 	}
+}
+
+// callConcurrently runs callHandler for a concurrent consumer's batch.
+// A call that has not returned ConsumeTimeout after its context ended
+// (it ignores ctx) is taken for a failure, reported hung, and left to
+// run: it keeps its Concurrency slot, given back when it returns, and
+// what it returns then is ignored. Its messages are sent back (or retried
+// here) like any failed batch, so that the queue's committed offset
+// moves past them, as RocketMQ's consumer sends back a message consumed
+// for longer than consumeTimeout (cleanExpireMsg).
+func (pc *PushConsumer) callConcurrently(q *processQueue, batch []*delivered, tries int32) (ok, hung bool) {
+	var mu sync.Mutex
+	abandoned := false
+	res := make(chan bool, 1)
+	pc.wg.Add(1) // Close waits for the call, hung or not
+	go func() {
+		defer pc.wg.Done()
+		ok := pc.callHandler(q, batch, tries)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			<-pc.sem
+			return
+		}
+		res <- ok
+	}()
+	t := time.NewTimer(2 * pc.opts.ConsumeTimeout)
+	defer t.Stop()
+	select {
+	case ok := <-res:
+		return ok, false
+	case <-t.C:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case ok := <-res:
+		return ok, false
+	default:
+	}
+	abandoned = true
+	pc.log.Error("client: message handler did not return within twice ConsumeTimeout; its messages are taken for failed",
+		"queue", q.mq, "msgId", batch[0].msgID, "consumeTimeout", pc.opts.ConsumeTimeout)
+	return false, true
 }
 
 // acquire takes a Concurrency slot, reporting false (and taking none) if
@@ -254,11 +302,14 @@ func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries i
 			topic = s.topic
 		}
 	}
+	// Copies: a call taken for hung (callConcurrently) still holds its
+	// messages while the batch is retried.
 	msgs := make([]*MessageExt, len(batch))
 	for i, d := range batch {
-		d.m.ReconsumeTimes = d.reconsumeTimes + tries
-		d.m.Topic = topic
-		msgs[i] = d.m
+		m := *d.m
+		m.ReconsumeTimes = d.reconsumeTimes + tries
+		m.Topic = topic
+		msgs[i] = &m
 	}
 	if s == nil || s.handler == nil {
 		pc.log.Warn("client: no handler for a retried message's topic", "topic", topic, "msgId", batch[0].msgID)

@@ -25,9 +25,18 @@ const (
 	// DefaultConsumeConcurrency is consumeThreadMin (20): handler calls
 	// running at once, over all queues.
 	DefaultConsumeConcurrency = 20
-	// DefaultPullThresholdForQueue is pullThresholdForQueue (1024): a
-	// queue stops pulling while this many of its messages are unacknowledged.
+	// DefaultPullThresholdForQueue is like pullThresholdForQueue (RocketMQ's
+	// is 1000): a queue stops pulling while this many of its messages are
+	// unacknowledged.
 	DefaultPullThresholdForQueue = 1024
+	// DefaultPullThresholdSizeForQueue is pullThresholdSizeForQueue
+	// (100 MiB): a queue stops pulling while its unacknowledged messages'
+	// bodies take more.
+	DefaultPullThresholdSizeForQueue = 100
+	// DefaultConsumeConcurrentlyMaxSpan is consumeConcurrentlyMaxSpan
+	// (2000): a concurrent consumer's queue stops pulling while its
+	// unacknowledged messages span more offsets.
+	DefaultConsumeConcurrentlyMaxSpan = 2000
 	// DefaultConsumeTimeout is consumeTimeout (15 min): the deadline of a
 	// handler call's context.
 	DefaultConsumeTimeout = 15 * time.Minute
@@ -136,7 +145,10 @@ const (
 // panic means "retry later". ctx ends after ConsumerOptions.ConsumeTimeout,
 // or when a rebalance gives the messages' queue to another member (which
 // consumes them again); closing the consumer does not cancel it, Close
-// waits for the call.
+// waits for the call. A concurrent consumer's call still running
+// ConsumeTimeout after its ctx ended counts as failed (see
+// ConsumerOptions.ConsumeTimeout). Each call gets its own copies of the
+// messages.
 // Concurrent consumers call a handler from several goroutines at once.
 // Messages retried through %RETRY%<group> arrive with their original
 // topic and ReconsumeTimes counting the earlier failures (a group that
@@ -184,8 +196,23 @@ type ConsumerOptions struct {
 	// PullThresholdForQueue pauses a queue's pulls while this many of its
 	// messages are unacknowledged. Default 1024.
 	PullThresholdForQueue int
-	// ConsumeTimeout is the deadline of a handler call's context.
-	// Default 15 minutes.
+	// PullThresholdSizeForQueue pauses a queue's pulls while the bodies
+	// of its unacknowledged messages take more than this many MiB.
+	// Default 100.
+	PullThresholdSizeForQueue int
+	// ConsumeConcurrentlyMaxSpan pauses a concurrent consumer's pulls of
+	// a queue while its unacknowledged messages span more than this many
+	// offsets (from the oldest to the newest): one message held in a
+	// handler, or waiting to be retried, holds the queue's committed
+	// offset, and a crash meanwhile delivers every message behind it
+	// again. Ignored when Orderly. Default 2000.
+	ConsumeConcurrentlyMaxSpan int
+	// ConsumeTimeout is the deadline of a handler call's context. A
+	// concurrent consumer's call that has not returned ConsumeTimeout
+	// later still (it ignores ctx) counts as failed: its messages are sent
+	// back (or, broadcasting, retried), so that the queue's offset is not
+	// held for ever, while the call keeps its Concurrency slot until it
+	// returns; what it returns then is ignored. Default 15 minutes.
 	ConsumeTimeout time.Duration
 	// SuspendInterval is the pause before a message is retried locally:
 	// an orderly consumer's failed message, or a concurrent consumer's
@@ -264,6 +291,8 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 	def(&o.ConsumeBatchSize, 1)
 	def(&o.Concurrency, DefaultConsumeConcurrency)
 	def(&o.PullThresholdForQueue, DefaultPullThresholdForQueue)
+	def(&o.PullThresholdSizeForQueue, DefaultPullThresholdSizeForQueue)
+	def(&o.ConsumeConcurrentlyMaxSpan, DefaultConsumeConcurrentlyMaxSpan)
 	defDur(&o.ConsumeTimeout, DefaultConsumeTimeout)
 	defDur(&o.SuspendInterval, DefaultSuspendInterval)
 	defDur(&o.LongPollTimeout, DefaultLongPollTimeout)
@@ -292,7 +321,8 @@ func (o ConsumerOptions) Validate() error {
 		v    int
 	}{{"MaxReconsumeTimes", o.MaxReconsumeTimes}, {"PullBatchSize", o.PullBatchSize},
 		{"ConsumeBatchSize", o.ConsumeBatchSize}, {"Concurrency", o.Concurrency},
-		{"PullThresholdForQueue", o.PullThresholdForQueue}}
+		{"PullThresholdForQueue", o.PullThresholdForQueue}, {"PullThresholdSizeForQueue", o.PullThresholdSizeForQueue},
+		{"ConsumeConcurrentlyMaxSpan", o.ConsumeConcurrentlyMaxSpan}}
 	for _, f := range ints {
 		if f.v < 0 {
 			return fmt.Errorf("%w: %s %d is negative", ErrInvalidOptions, f.name, f.v)

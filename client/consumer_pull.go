@@ -58,7 +58,7 @@ func (r *pullResult) inRange(offset int64) bool {
 func (pc *PushConsumer) pullLoop(q *processQueue) {
 	failing := false
 	for q.ctx.Err() == nil {
-		if !q.waitRoom(pc.opts.PullThresholdForQueue) {
+		if !q.waitRoom(pc.flowLimits()) {
 			return
 		}
 		offset := q.nextOffset()

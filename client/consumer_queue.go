@@ -73,6 +73,9 @@ type processQueue struct {
 	// startAt is where the queue starts when it takes the place of one a
 	// reset dropped (PushConsumer.resetStarts), -1 for its committed offset.
 	startAt int64
+	// flowPaused: the queue's pulls wait for its unacknowledged messages
+	// to shrink (waitRoom).
+	flowPaused bool
 }
 
 func newProcessQueue(parent context.Context, mq MessageQueue, sub *subscription) *processQueue {
@@ -294,14 +297,57 @@ func (q *processQueue) markPersisted(off int64) {
 	q.persisted = off
 }
 
-// waitRoom waits until fewer than limit messages are in flight. It
+// flowLimits bound a queue's unacknowledged messages: while they are
+// count or more, their bodies take more than bytes, or (span > 0) more
+// than span offsets lie between the oldest of them and the pull position,
+// the queue does not pull (RocketMQ's pullThresholdForQueue,
+// pullThresholdSizeForQueue and consumeConcurrentlyMaxSpan). RocketMQ
+// measures the span to the newest message not yet consumed, which is the
+// last one pulled while its batch waits for the handlers; measured to the
+// pull position, it does not depend on how fast that batch is consumed:
+// it is how far the committed offset lags behind what was pulled.
+type flowLimits struct {
+	count int
+	bytes int64
+	span  int64
+}
+
+// flowLimits returns the consumer's limits for a queue's pulls.
+func (pc *PushConsumer) flowLimits() flowLimits {
+	l := flowLimits{count: pc.opts.PullThresholdForQueue, bytes: int64(pc.opts.PullThresholdSizeForQueue) << 20}
+	if !pc.opts.Orderly {
+		l.span = int64(pc.opts.ConsumeConcurrentlyMaxSpan)
+	}
+	return l
+}
+
+// hasRoom reports whether q's unacknowledged messages are within l. The
+// caller holds q.mu.
+func (q *processQueue) hasRoom(l flowLimits) bool {
+	if len(q.inflight) == 0 {
+		return true
+	}
+	if len(q.inflight) >= l.count {
+		return false
+	}
+	var size int64
+	oldest := q.next
+	for off, d := range q.inflight {
+		size += int64(len(d.m.Body))
+		oldest = min(oldest, off)
+	}
+	return size <= l.bytes && (l.span <= 0 || q.next-1-oldest <= l.span)
+}
+
+// waitRoom waits until q's unacknowledged messages are within l. It
 // reports false if the queue's context ended.
-func (q *processQueue) waitRoom(limit int) bool {
+func (q *processQueue) waitRoom(l flowLimits) bool {
 	for {
 		q.mu.Lock()
-		n := len(q.inflight)
+		room := q.hasRoom(l)
+		q.flowPaused = !room
 		q.mu.Unlock()
-		if n < limit {
+		if room {
 			return true
 		}
 		select {
@@ -310,6 +356,13 @@ func (q *processQueue) waitRoom(limit int) bool {
 			return false
 		}
 	}
+}
+
+// paused reports whether the queue's pulls wait for room (waitRoom).
+func (q *processQueue) paused() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.flowPaused
 }
 
 // take waits for buffered messages (orderly) and removes up to n of them,
