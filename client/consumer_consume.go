@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -165,8 +166,10 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 }
 
 // callConcurrently runs callHandler for a concurrent consumer's batch.
-// A call that has not returned ConsumeTimeout after its context ended
-// (it ignores ctx) is taken for a failure, reported hung, and left to
+// A call that has not returned twice ConsumeTimeout after it started
+// (ConsumeTimeout past its context's deadline: it ignores ctx; a
+// rebalance that ends the context earlier does not shorten this) is taken
+// for a failure, reported hung, and left to
 // run: it keeps its Concurrency slot, given back when it returns, and
 // what it returns then is ignored. Its messages are sent back (or retried
 // here) like any failed batch, so that the queue's committed offset
@@ -188,7 +191,7 @@ func (pc *PushConsumer) callConcurrently(q *processQueue, batch []*delivered, tr
 		}
 		res <- ok
 	}()
-	t := time.NewTimer(2 * pc.opts.ConsumeTimeout)
+	t := time.NewTimer(hungAfter(pc.opts.ConsumeTimeout))
 	defer t.Stop()
 	select {
 	case ok := <-res:
@@ -206,6 +209,16 @@ func (pc *PushConsumer) callConcurrently(q *processQueue, batch []*delivered, tr
 	pc.log.Error("client: message handler did not return within twice ConsumeTimeout; its messages are taken for failed",
 		"queue", q.mq, "msgId", batch[0].msgID, "consumeTimeout", pc.opts.ConsumeTimeout)
 	return false, true
+}
+
+// hungAfter is how long after its start a call with ConsumeTimeout d is
+// taken for hung: 2d, or the longest Duration if that overflows (it went
+// negative, and every call was taken for hung at once).
+func hungAfter(d time.Duration) time.Duration {
+	if d > math.MaxInt64/2 {
+		return math.MaxInt64
+	}
+	return 2 * d
 }
 
 // acquire takes a Concurrency slot, reporting false (and taking none) if
@@ -302,14 +315,15 @@ func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries i
 			topic = s.topic
 		}
 	}
-	// Copies: a call taken for hung (callConcurrently) still holds its
-	// messages while the batch is retried.
+	// Copies, deep: a call taken for hung (callConcurrently) still holds
+	// its messages while the batch is retried, and a send-back reads
+	// d.m's body meanwhile. Sharing the maps, the retry saw what the hung
+	// call changed, and a write beside a read is a concurrent map access.
 	msgs := make([]*MessageExt, len(batch))
 	for i, d := range batch {
-		m := *d.m
-		m.ReconsumeTimes = d.reconsumeTimes + tries
-		m.Topic = topic
-		msgs[i] = &m
+		msgs[i] = d.m.clone()
+		msgs[i].ReconsumeTimes = d.reconsumeTimes + tries
+		msgs[i].Topic = topic
 	}
 	if s == nil || s.handler == nil {
 		pc.log.Warn("client: no handler for a retried message's topic", "topic", topic, "msgId", batch[0].msgID)

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -234,5 +235,102 @@ func TestConsumerRetryLeavesHungCallMessages(t *testing.T) {
 	close(release)
 	if got := <-seen; got != 0 {
 		t.Fatalf("the hung call's message has ReconsumeTimes %d after the retry, want 0 (as it was called)", got)
+	}
+}
+
+// Each call's copies are deep: a hung call that changes its messages'
+// properties, keys or body (the maps and slices of the stored message)
+// changes neither what a retry running beside it sees nor what a
+// send-back stores. Shallow copies shared them: the retry saw the hung
+// call's changes, and a hung call writing a map while the retry (or its
+// process span) read it is a concurrent map access, which kills the
+// process.
+func TestConsumerRetryCopiesAreDeep(t *testing.T) {
+	cl, c, p := flowSetup(t)
+	topic := uniq("hungd")
+	createTopic(t, p, topic)
+	release, changed := make(chan struct{}), make(chan struct{})
+	type view struct {
+		prop, sys, key, body string
+	}
+	seen := make(chan view, 1)
+	var once sync.Once
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		m := msgs[0]
+		if m.Tags != "hang" {
+			return ConsumeSuccess, nil
+		}
+		if m.ReconsumeTimes == 0 {
+			m.Properties["p"] = "hung"
+			m.SystemProperties["UNIQ_KEY"] = "hung"
+			m.Keys[0] = "hung"
+			m.Body[0] = 'H'
+			close(changed)
+			<-release
+			return ConsumeSuccess, nil
+		}
+		once.Do(func() {
+			seen <- view{m.Properties["p"], m.SystemProperties["UNIQ_KEY"], m.Keys[0], string(m.Body)}
+		})
+		return ConsumeSuccess, nil
+	}
+	startConsumer(t, c, ConsumerOptions{Group: uniq("cg"), Model: Broadcasting, MemoryOffsets: true,
+		FromWhere: ConsumeFromFirst, ConsumeTimeout: 100 * time.Millisecond, SuspendInterval: 10 * time.Millisecond},
+		topic, "*", h)
+	res, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("hang"), Tags: "hang", Keys: []string{"k1"},
+		Properties: map[string]string{"p": "sent"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.waitStored(t, topic, 2)
+	var v view
+	select {
+	case v = <-seen:
+	case <-time.After(15 * time.Second):
+		close(release)
+		t.Fatal("the hung call's message was not retried")
+	}
+	<-changed
+	close(release)
+	if want := (view{"sent", res.MsgID, "k1", "hang"}); v != want {
+		t.Fatalf("the retry saw %+v, want %+v (the hung call's changes leaked into it)", v, want)
+	}
+}
+
+// A ConsumeTimeout too long to double (math.MaxInt64, "no deadline") does
+// not take every call for hung: twice it overflowed to a negative time,
+// the hung-call timer fired at once, and every message was consumed twice
+// (sent back, or retried here, while its first call still ran).
+func TestConsumerLongestConsumeTimeoutNotHung(t *testing.T) {
+	cl, c, p := flowSetup(t)
+	topic := uniq("longto")
+	createTopic(t, p, topic)
+	var mu sync.Mutex
+	calls := 0
+	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+		if msgs[0].Tags != "slow" {
+			return ConsumeSuccess, nil
+		}
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		select { // a call that takes a while
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		return ConsumeSuccess, nil
+	}
+	pc := startConsumer(t, c, ConsumerOptions{Group: uniq("cg"), Model: Broadcasting, MemoryOffsets: true,
+		FromWhere: ConsumeFromFirst, ConsumeTimeout: math.MaxInt64, SuspendInterval: 10 * time.Millisecond},
+		topic, "*", h)
+	if _, err := p.Send(ctxT(t, 10*time.Second), &Message{Topic: topic, Body: []byte("slow"), Tags: "slow"}); err != nil {
+		t.Fatal(err)
+	}
+	cl.waitStored(t, topic, 2)
+	waitFor(t, "the slow message acknowledged", func() bool { return cl.caughtUp(topic, pc) })
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("the slow message was handled %d times, want 1 (its call was taken for hung)", calls)
 	}
 }

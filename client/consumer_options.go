@@ -146,9 +146,10 @@ const (
 // or when a rebalance gives the messages' queue to another member (which
 // consumes them again); closing the consumer does not cancel it, Close
 // waits for the call. A concurrent consumer's call still running
-// ConsumeTimeout after its ctx ended counts as failed (see
+// ConsumeTimeout past its ctx's deadline counts as failed (see
 // ConsumerOptions.ConsumeTimeout). Each call gets its own copies of the
-// messages.
+// messages, bodies, keys and property maps included: what a call changes
+// no other call sees.
 // Concurrent consumers call a handler from several goroutines at once.
 // Messages retried through %RETRY%<group> arrive with their original
 // topic and ReconsumeTimes counting the earlier failures (a group that

@@ -1,8 +1,11 @@
 package client
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -271,4 +274,14 @@ func newMessageExt(e *message.Ext, log *slog.Logger) *MessageExt {
 		m.MsgID = m.OffsetMsgID
 	}
 	return m
+}
+
+// clone returns a copy of m that shares no map or slice with it.
+func (m *MessageExt) clone() *MessageExt {
+	c := *m
+	c.Body = bytes.Clone(m.Body)
+	c.Keys = slices.Clone(m.Keys)
+	c.Properties = maps.Clone(m.Properties)
+	c.SystemProperties = maps.Clone(m.SystemProperties)
+	return &c
 }
