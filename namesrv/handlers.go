@@ -230,7 +230,11 @@ func (s *Server) handleWritePerm(countField string, wipe bool) remoting.HandlerF
 }
 
 func (s *Server) handleGetRoute(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
-	topic := req.Ext("topic")
+	f, err := required(req, "topic") // a missing header field: SYSTEM_ERROR, as RocketMQ's header decoding
+	if err != nil {
+		return errorResponse(req, err)
+	}
+	topic := f[0]
 	rd, ok := s.reg.route(topic)
 	if !ok {
 		return remoting.NewResponse(req, remoting.RespTopicNotExist, "No topic route info in name server for the topic: "+topic)

@@ -121,6 +121,20 @@ func TestTopicNotExistWithoutAutoCreate(t *testing.T) {
 	}
 }
 
+// A route request without its topic field is a malformed request, which
+// RocketMQ's header decoding answers SYSTEM_ERROR naming the field; it was
+// answered TOPIC_NOT_EXIST, as if a topic "" had been looked up.
+func TestRouteRequestWithoutTopicIsMalformed(t *testing.T) {
+	s := startServer(t, Options{})
+	c := dial(t, s)
+	register(t, c, brokerReg{name: "broker-a", addr: addrA, topics: map[string][2]int{"Orders": {4, 4}}})
+	for _, ext := range []map[string]string{nil, {"topic": ""}} {
+		if resp := call(t, c, remoting.ReqGetRouteInfoByTopic, ext, nil); resp.Code != remoting.RespSystemError || !strings.Contains(resp.Remark, "topic") {
+			t.Errorf("route request with ext %v: code %d %q, want SYSTEM_ERROR naming the topic field", ext, resp.Code, resp.Remark)
+		}
+	}
+}
+
 func TestClusterInfoAndSlaves(t *testing.T) {
 	s := startServer(t, Options{})
 	c := dial(t, s)
