@@ -269,11 +269,11 @@ func (b *Broker) traceStored(msgs []*message.Message, res []store.AppendResult, 
 	if len(msgs) == 0 || !tracingOn() {
 		return
 	}
-	props := make([]string, 0, min(len(msgs), len(res)))
-	for i, m := range msgs {
-		if i >= len(res) {
-			break
-		}
+	// Every message's context, stored or not: a send the store refused
+	// (no results) is a failed step of the producer's trace, not a trace
+	// of its own.
+	props := make([]string, 0, len(msgs))
+	for _, m := range msgs {
 		props = append(props, m.Properties)
 	}
 	op, topic, attrs := spanStore, msgs[0].Topic, []attribute.KeyValue{attribute.String("messaging.rocketmq.flush", b.flushName())}

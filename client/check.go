@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -49,11 +50,11 @@ func (c *Client) handleCheckTransaction(ctx context.Context, conn *remoting.Conn
 	go func() {
 		defer c.checks.Done()
 		ctx, span := startCheck(ctx, cr)
-		state := c.askListener(ctx, entry, cr)
+		state, lerr := c.askListener(ctx, entry, cr)
 		if span.IsRecording() {
 			span.SetAttributes(keyTxnState.String(state.String()))
 		}
-		endSpan(span, c.answerCheck(ctx, conn, cr, state))
+		endSpan(span, errors.Join(lerr, c.answerCheck(ctx, conn, cr, state)))
 	}()
 	return nil
 }
@@ -114,23 +115,24 @@ func (c *Client) invokeCheckAnswer(ctx context.Context, conn *remoting.Conn, ans
 
 // askListener calls the listener within its timeout; a panic, or a state
 // that is none of the three, is Unknown (an END_TRANSACTION of type 0 sent
-// two-way gets no answer from Apache RocketMQ's broker).
-func (c *Client) askListener(ctx context.Context, e checkEntry, cr *CheckRequest) (state TransactionState) {
+// two-way gets no answer from Apache RocketMQ's broker), with an error
+// saying which for the check's span.
+func (c *Client) askListener(ctx context.Context, e checkEntry, cr *CheckRequest) (state TransactionState, err error) {
 	lctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("client: check listener panicked", "group", cr.Receipt.ProducerGroup, "msgId", cr.Receipt.MsgID, "panic", p)
-			state = Unknown
+			state, err = Unknown, fmt.Errorf("client: check listener panicked: %v", p)
 		}
 	}()
 	state = e.listener.CheckTransaction(lctx, cr)
 	if state != Commit && state != Rollback && state != Unknown {
 		c.log.Error("client: check listener returned an invalid state; answering unknown",
 			"group", cr.Receipt.ProducerGroup, "msgId", cr.Receipt.MsgID, "state", int(state))
-		state = Unknown
+		return Unknown, fmt.Errorf("client: check listener returned invalid state %d", int(state))
 	}
-	return state
+	return state, nil
 }
 
 // checkRequest decodes a CHECK_TRANSACTION_STATE request.

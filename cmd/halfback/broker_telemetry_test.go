@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/halfbackmq/halfback/config"
 )
 
 func TestBrokerServesMetricsFromConfig(t *testing.T) {
@@ -48,5 +51,35 @@ func TestBrokerServesMetricsFromConfig(t *testing.T) {
 	}
 	if _, err := http.Get(url[1]); err == nil {
 		t.Error("metrics endpoint still serving after the broker stopped")
+	}
+}
+
+// A bad telemetry setting stops `halfback broker` before it serves,
+// with an error naming the key; a span file it cannot open names the
+// section and the file.
+func TestBrokerRejectsBadTelemetry(t *testing.T) {
+	for _, tc := range []struct{ env, val, want string }{
+		{"HALFBACK_TELEMETRY_EXPORTER", "jaeger", "telemetry.exporter"},
+		{"HALFBACK_TELEMETRY_ENDPOINT", "collector", "telemetry.endpoint"},
+		{"HALFBACK_TELEMETRY_ENDPOINT", "ftp://collector:21", "telemetry.endpoint"},
+		{"HALFBACK_TELEMETRY_PROTOCOL", "thrift", "telemetry.protocol"},
+		{"HALFBACK_TELEMETRY_SAMPLERATIO", "2", "telemetry.sampleRatio"},
+		{"HALFBACK_TELEMETRY_SAMPLERATIO", "half", "telemetry.sampleRatio"},
+		{"HALFBACK_TELEMETRY_METRICSADDR", "9464", "telemetry.metricsAddr"},
+	} {
+		clearEnv(t)
+		t.Setenv(tc.env, tc.val)
+		out, err := run(t, "broker", "--config", "", "--data-dir", t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("%s=%s: err = %v, want an ErrInvalid naming %s\n%s", tc.env, tc.val, err, tc.want, out)
+		}
+	}
+	clearEnv(t)
+	missing := filepath.Join(t.TempDir(), "no-such-dir", "spans.jsonl")
+	t.Setenv("HALFBACK_TELEMETRY_EXPORTER", "file")
+	t.Setenv("HALFBACK_TELEMETRY_FILE", missing)
+	if _, err := run(t, "broker", "--config", "", "--data-dir", t.TempDir()); err == nil ||
+		!strings.Contains(err.Error(), "section telemetry") || !strings.Contains(err.Error(), missing) {
+		t.Errorf("unopenable span file: err = %v, want one naming the telemetry section and %s", err, missing)
 	}
 }
