@@ -177,15 +177,25 @@ func (pc *PushConsumer) consumeConcurrently(q *processQueue, batch []*delivered)
 // for longer than consumeTimeout (cleanExpireMsg).
 func (pc *PushConsumer) callConcurrently(q *processQueue, batch []*delivered, tries int32) (ok, hung bool) {
 	var mu sync.Mutex
-	abandoned := false
+	abandoned, decided, counts := false, false, false
+	// counted decides, once, whether the call's result counts: it does
+	// unless the call was taken for hung before it returned. callHandler
+	// asks before it ends the call's span, so that the span of a call
+	// taken for hung says so whatever the handler returned.
+	counted := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if !decided {
+			decided, counts = true, !abandoned
+		}
+		return counts
+	}
 	res := make(chan bool, 1)
 	pc.wg.Add(1) // Close waits for the call, hung or not
 	go func() {
 		defer pc.wg.Done()
-		ok := pc.callHandler(q, batch, tries)
-		mu.Lock()
-		defer mu.Unlock()
-		if abandoned {
+		ok := pc.callHandler(q, batch, tries, counted)
+		if !counted() {
 			<-pc.sem
 			return
 		}
@@ -199,13 +209,12 @@ func (pc *PushConsumer) callConcurrently(q *processQueue, batch []*delivered, tr
 	case <-t.C:
 	}
 	mu.Lock()
-	defer mu.Unlock()
-	select {
-	case ok := <-res:
-		return ok, false
-	default:
+	if decided { // it returned, and its result is on its way
+		mu.Unlock()
+		return <-res, false
 	}
 	abandoned = true
+	mu.Unlock()
 	pc.log.Error("client: message handler did not return within twice ConsumeTimeout; its messages are taken for failed",
 		"queue", q.mq, "msgId", batch[0].msgID, "consumeTimeout", pc.opts.ConsumeTimeout)
 	return false, true
@@ -258,7 +267,7 @@ func (pc *PushConsumer) consumeOrderlyBatch(q *processQueue, batch []*delivered)
 		if !pc.holdLock(q) || !pc.acquire(q.ctx) {
 			return false
 		}
-		ok := pc.callHandler(q, batch, tries)
+		ok := pc.callHandler(q, batch, tries, nil)
 		<-pc.sem
 		if ok {
 			q.ack(batch)
@@ -300,11 +309,13 @@ func (pc *PushConsumer) deadLetter(q *processQueue, batch []*delivered) bool {
 }
 
 // callHandler runs the handler of the batch's topic and reports success.
-// The messages' ReconsumeTimes are the stored count plus tries, the local
+// counted, if not nil, reports when the handler has returned whether its
+// result still counts (callConcurrently); a result that does not is
+// ended in the process span as errHandlerHung. The messages' ReconsumeTimes are the stored count plus tries, the local
 // retries so far. A panic is a failure. The handler's context ends after
 // ConsumeTimeout, or when a rebalance gives q to another member (which
 // will consume the batch again), not when the consumer closes.
-func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries int32) (ok bool) {
+func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries int32, counted func() bool) (ok bool) {
 	topic := batch[0].originTopic
 	s := pc.subscription(topic)
 	if s == nil && q.sub.retry {
@@ -340,7 +351,10 @@ func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries i
 	ctx, span := startProcess(ctx, pc.opts.Group, pc.opts.Model.String(), topic, msgs)
 	var err error
 	defer func() { // after the recover below
-		if !ok && err == nil {
+		switch {
+		case counted != nil && !counted():
+			err = errors.Join(errHandlerHung, err)
+		case !ok && err == nil:
 			err = errHandlerFailed
 		}
 		endSpan(span, err)
@@ -362,6 +376,11 @@ func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries i
 // errHandlerFailed is the process span's error for a handler that
 // returned a result other than ConsumeSuccess without an error.
 var errHandlerFailed = errors.New("client: message handler asked for a retry")
+
+// errHandlerHung is the process span's error for a call that returned
+// after it was taken for hung: its result was ignored and its messages
+// sent back (callConcurrently).
+var errHandlerHung = errors.New("client: message handler returned after twice ConsumeTimeout; its result was ignored")
 
 // sendBackAll sends each message of batch back to the broker with the
 // delay level, acknowledges those it took and returns the others. tries
