@@ -12,6 +12,15 @@ import (
 // default: 16 MiB for a whole frame, length prefix included.
 const DefaultMaxFrameSize = 16 << 20
 
+// MaxExtFields bounds the ext fields of a header, received or sent. A
+// frame with more is refused as malformed (its request answered with
+// SYSTEM_ERROR, as for any header that does not decode), and a command
+// with more does not encode. RocketMQ's request and response headers carry
+// a few dozen fields at most; without a bound a 16 MiB header of tiny
+// fields is some 1.8 million map entries, twenty to thirty-five times the
+// frame's size, decoded before MaxInFlightBytes is charged.
+const MaxExtFields = 1024
+
 // maxHeaderLen is the largest header the 24-bit length field can describe.
 const maxHeaderLen = 1<<24 - 1
 
@@ -23,6 +32,9 @@ const readChunk = 64 << 10
 // names. It fails with an error wrapping ErrInvalidCommand when the command
 // cannot be represented.
 func Encode(cmd *Command) ([]byte, error) {
+	if len(cmd.ExtFields) > MaxExtFields {
+		return nil, fmt.Errorf("%w: %d ext fields, limit %d", ErrInvalidCommand, len(cmd.ExtFields), MaxExtFields)
+	}
 	var header []byte
 	var err error
 	switch cmd.SerializeType {

@@ -162,7 +162,7 @@ func TestGoldenJSON(t *testing.T) {
 		{"go client response", `{"code":0,"language":"GO","version":317,"opaque":9,"flag":1,"remark":"r","extFields":{"a":"b"}}`,
 			&Command{Code: RespSuccess, Language: LanguageGo, Version: 317, Opaque: 9, Flag: FlagResponse, Remark: "r",
 				ExtFields: map[string]string{"a": "b"}}},
-		{"lenient values", `{"code":10,"language":9,"opaque":1,"flag":0,"remark":null,"extFields":{"n":12,"b":true,"z":null}}`,
+		{"lenient values", `{"code":10,"language":9,"opaque":1,"flag":0,"remark":null,"extFields":{"z":"x","n":12,"b":true,"z":null}}`,
 			&Command{Code: ReqSendMessage, Language: LanguageGo, Opaque: 1, ExtFields: map[string]string{"n": "12", "b": "true"}}},
 		{"unknown language", `{"code":10,"language":"COBOL","opaque":1}`,
 			&Command{Code: ReqSendMessage, Language: LanguageOther, Opaque: 1}},

@@ -17,8 +17,10 @@
 // carries a [Command]'s code, language, version, opaque, flag, remark and
 // ext fields; the body is opaque bytes. [Encode] writes a frame in the
 // encoding named by Command.SerializeType; [Decode] reads one, refusing a
-// frame larger than its limit before allocating for it, and reports bad
-// input with errors wrapping [ErrFrameTooLarge] or [ErrMalformedFrame].
+// frame larger than its limit before allocating for it (and a header of
+// more than [MaxExtFields] ext fields before its map grows past them), and
+// reports bad input with errors wrapping [ErrFrameTooLarge] or
+// [ErrMalformedFrame].
 //
 // Requests and responses are the same type: flag bit 0 marks a response,
 // bit 1 a oneway request, and a response carries its request's opaque.

@@ -14,15 +14,16 @@ var (
 	ErrFrameTooLarge = errors.New("remoting: frame too large")
 	// ErrMalformedFrame means a frame is not a valid remoting frame: a
 	// negative or too short length, a header length beyond the frame, an
-	// unknown serialize type, or a header that does not decode.
+	// unknown serialize type, or a header that does not decode or holds
+	// more than MaxExtFields ext fields.
 	ErrMalformedFrame = errors.New("remoting: malformed frame")
 	// ErrCodeOutOfRange means a JSON header carries a code outside int16
 	// (RocketMQ 5's POP_MESSAGE = 200050, for example). The frame was read
 	// whole, so the stream is still in sync; see [DecodeError].
 	ErrCodeOutOfRange = errors.New("remoting: request code out of int16 range")
 	// ErrInvalidCommand means a command cannot be encoded: an unknown
-	// serialize type, a header over 16 MiB, an ext-field key over 32767
-	// bytes, or a frame over 2 GiB.
+	// serialize type, more than MaxExtFields ext fields, a header over
+	// 16 MiB, an ext-field key over 32767 bytes, or a frame over 2 GiB.
 	ErrInvalidCommand = errors.New("remoting: command cannot be encoded")
 	// ErrConnClosed means the connection was closed before or while a call
 	// was in flight.

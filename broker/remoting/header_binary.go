@@ -157,6 +157,9 @@ func decodeBinaryRest(r *binReader, cmd *Command) *DecodeError {
 		if !ok {
 			return malformed("ext-field value length %d for key %q with %d bytes left", int32(vl), k, r.left())
 		}
+		if _, dup := cmd.ExtFields[k]; !dup && len(cmd.ExtFields) == MaxExtFields {
+			return malformed("more than %d ext fields", MaxExtFields)
+		}
 		cmd.ExtFields[k] = v
 	}
 	return nil

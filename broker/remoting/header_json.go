@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
 
 // jsonHeaderOut is the JSON header as RocketMQ's Java side writes it
@@ -26,14 +27,16 @@ type jsonHeaderOut struct {
 
 // jsonHeaderIn accepts what the official clients send. Numbers are read as
 // int64 and range-checked so an out-of-range value is an error, not a wrap.
+// ExtFields is read member by member (decodeJSONExt), so that a header of
+// too many stops at MaxExtFields.
 type jsonHeaderIn struct {
-	Code      *int64                     `json:"code"`
-	Language  json.RawMessage            `json:"language"`
-	Version   int64                      `json:"version"`
-	Opaque    *int64                     `json:"opaque"`
-	Flag      *int64                     `json:"flag"`
-	Remark    *string                    `json:"remark"`
-	ExtFields map[string]json.RawMessage `json:"extFields"`
+	Code      *int64          `json:"code"`
+	Language  json.RawMessage `json:"language"`
+	Version   int64           `json:"version"`
+	Opaque    *int64          `json:"opaque"`
+	Flag      *int64          `json:"flag"`
+	Remark    *string         `json:"remark"`
+	ExtFields json.RawMessage `json:"extFields"`
 }
 
 func encodeJSONHeader(c *Command) ([]byte, error) {
@@ -124,19 +127,128 @@ func fillJSONHeader(h *jsonHeaderIn, cmd *Command) *DecodeError {
 	if h.Remark != nil {
 		cmd.Remark = *h.Remark
 	}
-	if len(h.ExtFields) > 0 {
-		cmd.ExtFields = make(map[string]string, len(h.ExtFields))
-		for k, raw := range h.ExtFields {
-			v, ok, err := jsonScalar(raw)
-			if err != nil {
-				return malformed("extFields[%q]: %v", k, err)
-			}
-			if ok {
-				cmd.ExtFields[k] = v
+	ext, derr := decodeJSONExt(h.ExtFields)
+	if derr != nil {
+		return derr
+	}
+	cmd.ExtFields = ext
+	return nil
+}
+
+// decodeJSONExt reads the extFields object: nil when it is absent, null or
+// empty. A member whose value is null is left out (jsonScalar); of members
+// of one name, the last counts. raw is valid JSON (json.Unmarshal checked
+// the whole header first), so it is scanned, not parsed again: member by
+// member, so that a header of too many stops at MaxExtFields, and without
+// encoding/json's per-member reflection (this is every request's path).
+func decodeJSONExt(raw json.RawMessage) (map[string]string, *DecodeError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		return nil, malformed("extFields %.32s is not an object", raw)
+	}
+	var ext map[string]string
+	for i := 1; ; {
+		if i = skipJSONSpace(raw, i); i < len(raw) && raw[i] == '}' {
+			return ext, nil
+		}
+		if i < len(raw) && raw[i] == ',' {
+			i = skipJSONSpace(raw, i+1)
+		}
+		if i >= len(raw) || raw[i] != '"' { // not valid JSON after all
+			return nil, malformed("extFields %.32s is not an object", raw)
+		}
+		n := jsonValueEnd(raw, i) // the member's name, a string
+		k, err := jsonString(raw[i:n])
+		if err != nil {
+			return nil, malformed("extFields: %v", err)
+		}
+		if i = skipJSONSpace(raw, n); i >= len(raw) || raw[i] != ':' {
+			return nil, malformed("extFields %.32s is not an object", raw)
+		}
+		if i = skipJSONSpace(raw, i+1); i >= len(raw) {
+			return nil, malformed("extFields %.32s is not an object", raw)
+		}
+		n = jsonValueEnd(raw, i)
+		v, ok, err := jsonScalar(raw[i:n])
+		if err != nil {
+			return nil, malformed("extFields[%q]: %v", k, err)
+		}
+		i = n
+		if !ok { // null: absent, also after an earlier member of that name
+			delete(ext, k)
+			continue
+		}
+		if _, dup := ext[k]; !dup && len(ext) == MaxExtFields {
+			return nil, malformed("more than %d ext fields", MaxExtFields)
+		}
+		if ext == nil {
+			ext = make(map[string]string, 16)
+		}
+		ext[k] = v
+	}
+}
+
+// skipJSONSpace returns the index of the first byte of b at or after i
+// that is not JSON white space.
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// jsonValueEnd returns the index just past the value of valid JSON b that
+// starts at i: a string, a literal or number, or an object or array
+// (nested ones included).
+func jsonValueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
 			}
 		}
+		return len(b)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = jsonValueEnd(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
 	}
-	return nil
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\r' && b[j] != '\n' {
+		j++
+	}
+	return j
+}
+
+// jsonString decodes a JSON string token as encoding/json does; one with
+// no escapes and valid UTF-8 is its bytes.
+func jsonString(tok []byte) (string, error) {
+	if len(tok) >= 2 && tok[0] == '"' && tok[len(tok)-1] == '"' {
+		if in := tok[1 : len(tok)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+			return string(in), nil
+		}
+	}
+	var s string
+	err := json.Unmarshal(tok, &s)
+	return s, err
 }
 
 // parseJSONLanguage accepts an enum name (what both clients send), an enum
@@ -170,8 +282,8 @@ func jsonScalar(raw json.RawMessage) (string, bool, error) {
 	}
 	switch raw[0] {
 	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := jsonString(raw)
+		if err != nil {
 			return "", false, err
 		}
 		return s, true, nil

@@ -3,10 +3,12 @@ package remoting
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,6 +49,8 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 		{name: "JSON syntax error", in: jsonFrame(`{"code":34,"opaque":`, "")},
 		{name: "JSON bad ext value", in: jsonFrame(`{"code":34,"opaque":5,"flag":0,"extFields":{"a":[1]}}`, ""), want: []int16{RespSystemError}},
 		{name: "binary ext overrun", in: binaryFrame(binHeader(0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 'k'), []byte("12345678")), want: []int16{RespSystemError}},
+		{name: "too many ext fields (JSON)", in: jsonFrame(extJSON(MaxExtFields+1), ""), want: []int16{RespSystemError}},
+		{name: "too many ext fields (binary)", in: extBinary(MaxExtFields + 1), want: []int16{RespSystemError}},
 		{name: "bad frame after a good one", first: good, in: []byte{0x7f, 0xff, 0xff, 0xff}},
 	}
 	for _, tc := range cases {
@@ -105,6 +109,119 @@ func TestIdleTimeout(t *testing.T) {
 	start := time.Now()
 	for time.Since(start) < 2*talkingIdle {
 		checkAlive(t, c)
+	}
+}
+
+// A client that sends half a frame and stalls (slow-loris) is closed once
+// IdleTimeout has passed since the frame began, as an idle one is: the
+// read deadline covers the whole frame, not each byte.
+func TestIdleTimeoutClosesHalfFrame(t *testing.T) {
+	conns := make(chan *Conn, 1)
+	srv := startServer(t, ServerOptions{Handler: echoMux(), IdleTimeout: 200 * time.Millisecond,
+		OnConnect: func(c *Conn) { conns <- c }})
+	nc := rawDial(t, srv)
+	serverSide := <-conns
+	good := mustEncode(t, NewRequest(ReqHeartBeat, map[string]string{"k": "v"}))
+	for _, part := range [][]byte{good[:2], good[2 : len(good)/2]} { // inside the prefix, then the header
+		if _, err := nc.Write(part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readUntilClosed(t, nc); len(got) != 0 {
+		t.Fatalf("stalled half frame got %v", got)
+	}
+	<-serverSide.Done()
+	if !errors.Is(serverSide.Err(), ErrIdleTimeout) {
+		t.Fatalf("close reason %v, want ErrIdleTimeout", serverSide.Err())
+	}
+}
+
+// A client that sends requests and never reads its answers holds no
+// handler for ever: the first answer that cannot be written within
+// WriteTimeout closes the connection, and every handler blocked behind it
+// returns.
+func TestClientThatNeverReadsIsClosed(t *testing.T) {
+	mux := echoMux()
+	mux.HandleFunc(ReqPullMessage, func(_ context.Context, _ *Conn, req *Command) *Command {
+		resp := NewResponse(req, RespSuccess, "")
+		resp.Body = make([]byte, 64<<10)
+		return resp
+	})
+	conns := make(chan *Conn, 1)
+	srv := startServer(t, ServerOptions{Handler: mux, WriteTimeout: 200 * time.Millisecond,
+		OnConnect: func(c *Conn) { conns <- c }})
+	nc := rawDial(t, srv)
+	serverSide := <-conns
+	frame := mustEncode(t, NewRequest(ReqPullMessage, nil))
+	go func() {
+		for range 1024 { // 64 MiB of answers: more than any socket buffers
+			if _, err := nc.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-serverSide.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("connection of a client that never reads still open after 20 s (err %v)", serverSide.Err())
+	}
+	var ne net.Error
+	if err := serverSide.Err(); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("close reason %v, want a write timeout", err)
+	}
+}
+
+// Requests of one connection run concurrently and their answers, finished
+// in the reverse order, each reach their own call by opaque, in the
+// request's encoding.
+func TestConcurrentRequestsAnsweredByOpaque(t *testing.T) {
+	const n = 16
+	entered := make(chan struct{}, n)
+	gates := make([]chan struct{}, n)
+	for i := range gates {
+		gates[i] = make(chan struct{})
+	}
+	mux := echoMux()
+	mux.HandleFunc(ReqPullMessage, func(_ context.Context, _ *Conn, req *Command) *Command {
+		i, _ := strconv.Atoi(req.Ext("i"))
+		entered <- struct{}{}
+		<-gates[i]
+		resp := NewResponse(req, RespSuccess, req.Ext("i"))
+		resp.Body = []byte(req.Ext("i"))
+		return resp
+	})
+	srv := startServer(t, ServerOptions{Handler: mux})
+	c := dial(t, srv, DialOptions{})
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			req := NewRequest(ReqPullMessage, map[string]string{"i": strconv.Itoa(i)})
+			if i%2 == 1 {
+				req.SerializeType = SerializeRocketMQ
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := c.Invoke(ctx, req)
+			switch {
+			case err != nil:
+				errs <- err
+			case resp.Remark != strconv.Itoa(i) || string(resp.Body) != strconv.Itoa(i) || resp.SerializeType != req.SerializeType:
+				errs <- fmt.Errorf("call %d (%v) got %v", i, req.SerializeType, resp)
+			default:
+				errs <- nil
+			}
+		}()
+	}
+	for range n {
+		<-entered // all n in their handlers at once
+	}
+	for i := n - 1; i >= 0; i-- {
+		close(gates[i])
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
 
