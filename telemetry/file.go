@@ -35,7 +35,7 @@ type FileExporter struct {
 func OpenFileExporter(path string) (*FileExporter, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: span file: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrSpanFile, err)
 	}
 	return &FileExporter{f: f}, nil
 }

@@ -46,9 +46,16 @@ const (
 // MetricsPath is the path the Prometheus endpoint serves metrics on.
 const MetricsPath = "/metrics"
 
-// ErrInvalidOptions is wrapped by [Setup] and [Options.Validate] when an
-// option is out of range; the message names the option.
-var ErrInvalidOptions = errors.New("telemetry: invalid options")
+// Errors of [Setup] and [Options.Validate].
+var (
+	// ErrInvalidOptions: an option is out of range; the message names
+	// the option.
+	ErrInvalidOptions = errors.New("telemetry: invalid options")
+	// ErrSpanFile: [Options].File cannot be opened for appending.
+	ErrSpanFile = errors.New("telemetry: span file cannot be opened")
+	// ErrMetricsListen: nothing can listen on [Options].MetricsAddr.
+	ErrMetricsListen = errors.New("telemetry: metrics endpoint cannot listen")
+)
 
 // Options say where traces and metrics go. The zero value exports
 // nothing and installs no SDK at all.
@@ -277,7 +284,7 @@ func (t *Telemetry) serveMetrics(addr string, res *resource.Resource) error {
 	t.closers = append(t.closers, t.mp.Shutdown)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("telemetry: metrics endpoint on %s: %w", addr, err)
+		return fmt.Errorf("%w on %s: %w", ErrMetricsListen, addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle(MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

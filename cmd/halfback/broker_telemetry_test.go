@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -79,7 +80,19 @@ func TestBrokerRejectsBadTelemetry(t *testing.T) {
 	t.Setenv("HALFBACK_TELEMETRY_EXPORTER", "file")
 	t.Setenv("HALFBACK_TELEMETRY_FILE", missing)
 	if _, err := run(t, "broker", "--config", "", "--data-dir", t.TempDir()); err == nil ||
-		!strings.Contains(err.Error(), "section telemetry") || !strings.Contains(err.Error(), missing) {
-		t.Errorf("unopenable span file: err = %v, want one naming the telemetry section and %s", err, missing)
+		!strings.Contains(err.Error(), "telemetry.file") || !strings.Contains(err.Error(), missing) {
+		t.Errorf("unopenable span file: err = %v, want one naming telemetry.file and %s", err, missing)
+	}
+	// An address taken by another listener.
+	clearEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv("HALFBACK_TELEMETRY_METRICSADDR", ln.Addr().String())
+	if _, err := run(t, "broker", "--config", "", "--data-dir", t.TempDir()); err == nil ||
+		!strings.Contains(err.Error(), "telemetry.metricsAddr") || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Errorf("metrics address in use: err = %v, want one naming telemetry.metricsAddr and %s", err, ln.Addr())
 	}
 }

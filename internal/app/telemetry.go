@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -22,7 +23,12 @@ const telemetryFlushTimeout = 5 * time.Second
 func SetupTelemetry(ctx context.Context, cfg *config.Config, service string, log *slog.Logger) (shutdown func(), err error) {
 	o := cfg.TelemetryOptions(service)
 	tel, err := telemetry.Setup(ctx, o)
-	if err != nil {
+	switch {
+	case errors.Is(err, telemetry.ErrSpanFile):
+		return nil, fmt.Errorf("telemetry.file %q: %w", o.File, err)
+	case errors.Is(err, telemetry.ErrMetricsListen):
+		return nil, fmt.Errorf("telemetry.metricsAddr %q: %w", o.MetricsAddr, err)
+	case err != nil:
 		return nil, fmt.Errorf("telemetry (section telemetry): %w", err)
 	}
 	if o.Exporter != telemetry.ExporterNone || tel.MetricsAddr() != "" {
