@@ -282,11 +282,16 @@ func (b *Broker) traceStored(msgs []*message.Message, res []store.AppendResult, 
 		op, topic, queue = spanSchedule, rt, realQueue(msgs[0])
 	}
 	if len(res) > 0 {
-		attrs = append(attrs, attribute.Int64("messaging.rocketmq.queue_offset", res[0].QueueOffset),
-			attribute.String("messaging.destination.partition.id", strconv.Itoa(int(queue)))) // a string in the conventions, as in the metrics
+		attrs = append(attrs, placeAttrs(queue, res[0].QueueOffset)...)
 	}
 	b.emit(spanRec{op: op, opType: telemetry.OpSend, topic: topic, props: props,
 		start: start, end: now, err: err, attrs: attrs})
+}
+
+// placeAttrs name where a stored copy is: its queue and queue offset.
+func placeAttrs(queue int32, offset int64) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.Int64("messaging.rocketmq.queue_offset", offset),
+		attribute.String("messaging.destination.partition.id", strconv.Itoa(int(queue)))} // a string in the conventions, as in the metrics
 }
 
 func isScheduleTopic(t string) bool { return t == delay.ScheduleTopic || t == delay.TimerTopic }
@@ -347,5 +352,6 @@ func deliverAttrs(d delay.Delivery) []attribute.KeyValue {
 	if d.Level > 0 {
 		when = telemetry.KeyRocketMQDelay.Int(d.Level)
 	}
-	return []attribute.KeyValue{when, telemetry.KeyRocketMQType.String(telemetry.TypeDelay)}
+	return append([]attribute.KeyValue{when, telemetry.KeyRocketMQType.String(telemetry.TypeDelay)},
+		placeAttrs(d.Message.QueueID, d.Result.QueueOffset)...)
 }

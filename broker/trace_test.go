@@ -222,9 +222,21 @@ func TestSendBackSpansAndDelayedLifecycle(t *testing.T) {
 			t.Fatalf("send-back span %d: attrs %v", i, s.Attributes())
 		}
 	}
-	for _, s := range spans["deliver_scheduled %RETRY%g"] { // a delivered copy's properties no longer say delay
+	for i, s := range spans["deliver_scheduled %RETRY%g"] { // a delivered copy's properties no longer say delay
 		if got := attr(s, string(telemetry.KeyRocketMQType)); got != telemetry.TypeDelay {
 			t.Fatalf("deliver_scheduled span: message type %q, want %q", got, telemetry.TypeDelay)
+		}
+		// Where the copy is: the retry topic's queue 0, offsets 0 and 1.
+		if q, o := attr(s, "messaging.destination.partition.id"), attr(s, "messaging.rocketmq.queue_offset"); q != "0" || o != strconv.Itoa(i) {
+			t.Errorf("deliver_scheduled span %d: queue %q offset %q, want 0 and %d", i, q, o, i)
+		}
+	}
+	if s := spans["dead_letter %DLQ%g"][0]; attr(s, "messaging.destination.partition.id") != "0" || attr(s, "messaging.rocketmq.queue_offset") != "0" {
+		t.Errorf("dead_letter span: attributes %v, want queue 0, offset 0", s.Attributes())
+	}
+	for _, s := range spans["send_back %RETRY%g"] { // stored in the schedule topic: no place of the retry's yet
+		if o := attr(s, "messaging.rocketmq.queue_offset"); o != "" {
+			t.Errorf("send_back span: queue offset %q of a copy waiting in the schedule topic", o)
 		}
 	}
 	m := traceOne(t, b, "r1")

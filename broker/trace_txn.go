@@ -176,5 +176,8 @@ func (b *Broker) traceSendBack(m *message.Message, group string, dlq bool, from 
 			attrs = append(attrs, telemetry.KeyRocketMQDelay.Int(n))
 		}
 	}
+	if err == nil && !isScheduleTopic(m.Topic) { // stored where it stays: the retry topic or the DLQ
+		attrs = append(attrs, placeAttrs(m.QueueID, res.QueueOffset)...)
+	}
 	b.emit(spanRec{op: op, opType: telemetry.OpSettle, topic: topic, props: []string{m.Properties}, start: start, end: now, err: err, attrs: attrs})
 }
