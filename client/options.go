@@ -31,8 +31,8 @@ const (
 // Options configure a [Client]. The zero value of every field but
 // NamesrvAddrs means "use the default".
 type Options struct {
-	// NamesrvAddrs are the name servers (host:port) routes are asked of,
-	// tried in turn. Required.
+	// NamesrvAddrs are the name servers (host:port, one per element, the
+	// port from 1 to 65535) routes are asked of, tried in turn. Required.
 	NamesrvAddrs []string
 	// ClientIP is the address this client reports in its client id and
 	// message ids. Default: the first non-loopback IPv4 address of the
@@ -103,7 +103,7 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: NamesrvAddrs is empty", ErrInvalidOptions)
 	}
 	for _, a := range o.NamesrvAddrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
+		if err := checkNamesrvAddr(a); err != nil {
 			return fmt.Errorf("%w: name server address %q: %v", ErrInvalidOptions, a, err)
 		}
 	}
@@ -120,6 +120,25 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: RouteRefreshInterval %v is negative", ErrInvalidOptions, o.RouteRefreshInterval)
 	case o.MaxMessageSize < 0:
 		return fmt.Errorf("%w: MaxMessageSize %d is negative", ErrInvalidOptions, o.MaxMessageSize)
+	}
+	return nil
+}
+
+// checkNamesrvAddr checks one name server address: host:port with a host
+// and a port from 1 to 65535, no white space. (The client dialled ":9876",
+// "h:abc" or "h:0" for ever, failing each time without naming the option.)
+func checkNamesrvAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	switch {
+	case err != nil:
+		return err
+	case strings.ContainsAny(a, " \t\r\n"):
+		return fmt.Errorf("white space in the address")
+	case host == "":
+		return fmt.Errorf("no host")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
 	}
 	return nil
 }

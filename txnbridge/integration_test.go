@@ -434,6 +434,49 @@ func TestPluginStopReleasesGroups(t *testing.T) {
 	_ = pc.Close()
 }
 
+// A worker whose start fails after the plugin started (here its
+// namespace does not exist) releases the producer and the check consumer
+// by itself: worker.Run returns the error without calling Stop, and they
+// kept answering check-backs and signalling workflows, their groups
+// registered on the Client.
+func TestPluginFailedStartReleasesGroups(t *testing.T) {
+	srv := txnbridgetest.StartDevServer(t)
+	b := txnbridgetest.StartBroker(t, txnbridgetest.BrokerOptions{})
+	hb := txnbridgetest.NewClient(t, b.NamesrvAddr)
+	db := txnbridgetest.OpenDB(t)
+	tc, err := temporalclient.NewClientFromExisting(txnbridgetest.DialTemporal(t, srv),
+		temporalclient.Options{Namespace: "no-such-namespace", Logger: txnbridgetest.TemporalLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	plugin, err := txnbridge.NewPlugin(txnbridge.Options{Client: hb, DB: db, Temporal: tc, Logger: txnbridgetest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := worker.New(tc, workflows.TaskQueue, worker.Options{Plugins: []worker.Plugin{plugin}})
+	if err := w.Run(make(chan any)); err == nil {
+		t.Fatal("Run of a worker of a namespace that does not exist succeeded")
+	}
+	p, err := hb.NewProducer(client.ProducerOptions{Group: txnbridge.DefaultProducerGroup, CheckListener: txnbridge.NewResolver(db)})
+	if err != nil {
+		t.Fatalf("producer group still registered after a failed Run: %v", err)
+	}
+	defer p.Close()
+	pc, err := hb.NewPushConsumer(client.ConsumerOptions{Group: workflows.CheckConsumerGroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe(workflows.TopicPaymentCheck, "*", txnbridge.CheckHandler(tc, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(context.Background()); err != nil {
+		t.Fatalf("check consumer group still registered after a failed Run: %v", err)
+	}
+	_ = pc.Close()
+	w.Stop() // harmless after the release
+}
+
 // stopGate makes activity name wait, once it has started, until its
 // worker begins to stop, then run and report its error on done.
 type stopGate struct {

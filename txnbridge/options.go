@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	temporalclient "go.temporal.io/sdk/client"
@@ -69,7 +70,8 @@ type Options struct {
 	DB *orders.DB
 	// TaskQueue is the task queue whose workers run the plugin; a worker
 	// of another task queue (a plugin set on the Temporal client reaches
-	// every worker) is left alone. Default DefaultTaskQueue.
+	// every worker) is left alone. No white space (ErrInvalidOptions), as
+	// config's temporal.taskQueue. Default DefaultTaskQueue.
 	TaskQueue string
 	// PaymentCheckLevel is the delay level of the payment checks
 	// (payment.checkLevel). Default DefaultPaymentCheckLevel.
@@ -158,6 +160,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: Client is nil", ErrInvalidOptions)
 	case o.DB == nil:
 		return fmt.Errorf("%w: DB is nil", ErrInvalidOptions)
+	case strings.ContainsAny(o.TaskQueue, " \t\r\n"):
+		// As config's temporal.taskQueue: such a name is a typo, and the
+		// plugin would leave every worker of the intended queue alone.
+		return fmt.Errorf("%w: TaskQueue %q contains white space", ErrInvalidOptions, o.TaskQueue)
 	case o.PaymentCheckLevel < 0:
 		return fmt.Errorf("%w: PaymentCheckLevel %d is negative", ErrInvalidOptions, o.PaymentCheckLevel)
 	case o.PaymentCheckDelay < 0:

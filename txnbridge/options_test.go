@@ -22,6 +22,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"defaults", txnbridge.Options{Client: c, DB: db}, ""},
 		{"no client", txnbridge.Options{DB: db}, "Client"},
 		{"no db", txnbridge.Options{Client: c}, "DB"},
+		{"blank task queue", txnbridge.Options{Client: c, DB: db, TaskQueue: "  "}, "TaskQueue"},
+		{"task queue with a space", txnbridge.Options{Client: c, DB: db, TaskQueue: "order-payment "}, "TaskQueue"},
 		{"bad group", txnbridge.Options{Client: c, DB: db, ProducerGroup: "a b"}, "ProducerGroup"},
 		{"negative level", txnbridge.Options{Client: c, DB: db, PaymentCheckLevel: -1}, "PaymentCheckLevel"},
 		{"negative delay", txnbridge.Options{Client: c, DB: db, PaymentCheckDelay: -time.Second}, "PaymentCheckDelay"},

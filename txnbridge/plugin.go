@@ -28,8 +28,10 @@ import (
 // adds Temporal's OpenTelemetry tracing interceptor to every worker and
 // replayer it is given.
 //
-// If the worker fails to start after the plugin started (Temporal is
-// unreachable), call its Stop to release them.
+// A worker whose start fails after the plugin started (Temporal is
+// unreachable, its namespace does not exist) releases them at once: Run
+// and Start return the error with nothing of the plugin left running (a
+// Stop after that is harmless).
 func NewPlugin(o Options) (*Plugin, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -64,6 +66,20 @@ func NewPlugin(o Options) (*Plugin, error) {
 type Plugin struct {
 	*temporal.SimplePlugin
 	p *plugin
+}
+
+// StartWorker starts the worker; if that fails, it releases what the
+// plugin started for it, as its stop would: the SDK's Run returns a
+// failed start's error without calling Stop, which left the producer
+// answering check-backs and the check consumer signalling workflows (and
+// their groups registered on the Client) in a process that runs no
+// worker.
+func (pl *Plugin) StartWorker(ctx context.Context, o worker.PluginStartWorkerOptions, next func(context.Context, worker.PluginStartWorkerOptions) error) error {
+	if err := pl.SimplePlugin.StartWorker(ctx, o, next); err != nil {
+		pl.p.after(o.WorkerInstanceKey)
+		return err
+	}
+	return nil
 }
 
 // StopWorker stops the worker first, then releases the producer and the

@@ -119,7 +119,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, o options)
 		},
 	})
 	if err := w.Start(); err != nil {
-		w.Stop() // releases what the plugin started
+		w.Stop() // the plugin released its part already; this stops the rest
 		return nil, fmt.Errorf("start Temporal worker on task queue %s: %w", cfg.Temporal.TaskQueue, err)
 	}
 	s.worker = w

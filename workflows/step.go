@@ -38,7 +38,10 @@ type Step struct {
 	// Name names the step within its workflow; the transaction id is
 	// TxnID(ctx, Name), "<workflow id>/<run tag>/<Name>". Running a step
 	// of the same name twice in one workflow reuses the id: give a retry
-	// a new name.
+	// a new name. The id is the same in every run of a chain too
+	// (continue-as-new, retry, reset): a workflow that continues as new
+	// and runs the step in each run needs a name per run (an iteration
+	// number in it, say).
 	Name string
 	// Topic, Tags, Keys and Body are the message's.
 	Topic string
