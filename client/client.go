@@ -227,6 +227,14 @@ func (c *Client) connected(addr string, _ *remoting.Conn) {
 	}
 }
 
+// newRequest is remoting.NewRequest in the ROCKETMQ header encoding,
+// which every request of the client uses (see the package doc).
+func newRequest(code int16, ext map[string]string) *remoting.Command {
+	req := remoting.NewRequest(code, ext)
+	req.SerializeType = remoting.SerializeRocketMQ
+	return req
+}
+
 // invoke sends req to addr over the shared connection and waits for the
 // response, for at most RequestTimeout within ctx. It returns the response
 // whatever its code; a failure without a response is a *transportError

@@ -377,7 +377,7 @@ func (pc *PushConsumer) kickRebalance() {
 // unregisterClient tells the broker at addr that this client left the
 // group (UNREGISTER_CLIENT), so that it notifies the other members.
 func (pc *PushConsumer) unregisterClient(ctx context.Context, addr string) {
-	req := remoting.NewRequest(remoting.ReqUnregisterClient,
+	req := newRequest(remoting.ReqUnregisterClient,
 		map[string]string{"clientID": pc.c.id, "consumerGroup": pc.opts.Group})
 	resp, err := pc.c.invoke(ctx, addr, "UNREGISTER_CLIENT", req)
 	if err == nil && resp.Code != remoting.RespSuccess {

@@ -487,7 +487,7 @@ func (pc *PushConsumer) sendBack(ctx context.Context, mq MessageQueue, d *delive
 	if err != nil {
 		return err
 	}
-	req := remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+	req := newRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
 		"group": pc.opts.Group, "offset": strconv.FormatInt(d.commitLogOffset, 10),
 		"delayLevel": strconv.Itoa(level), "originMsgId": d.msgID, "originTopic": d.originTopic,
 		"unitMode": "false", "maxReconsumeTimes": strconv.Itoa(pc.opts.MaxReconsumeTimes),

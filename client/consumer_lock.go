@@ -151,7 +151,7 @@ func (pc *PushConsumer) lockRequest(ctx context.Context, code int16, op, brokerN
 	if err != nil {
 		return nil, addr, err
 	}
-	req := remoting.NewRequest(code, nil)
+	req := newRequest(code, nil)
 	req.Body = body
 	resp, err := pc.c.invoke(ctx, addr, op, req)
 	return resp, addr, err

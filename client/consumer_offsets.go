@@ -106,7 +106,7 @@ func (pc *PushConsumer) queueRequest(ctx context.Context, code int16, op string,
 	}
 	ext["topic"] = mq.Topic
 	ext["queueId"] = strconv.Itoa(int(mq.QueueID))
-	resp, err := pc.c.invoke(ctx, addr, op, remoting.NewRequest(code, ext))
+	resp, err := pc.c.invoke(ctx, addr, op, newRequest(code, ext))
 	if err != nil {
 		return nil, err
 	}

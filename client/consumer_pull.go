@@ -121,7 +121,7 @@ func (pc *PushConsumer) pull(q *processQueue, offset int64) (*pullResult, error)
 	if pc.opts.Model == Clustering && !pc.opts.Orderly && !pc.opts.SyncCommit && commit > 0 {
 		sysFlag |= pullFlagCommitOffset
 	}
-	req := remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
+	req := newRequest(remoting.ReqPullMessage, map[string]string{
 		"consumerGroup": pc.opts.Group, "topic": q.mq.Topic, "queueId": strconv.Itoa(int(q.mq.QueueID)),
 		"queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": strconv.Itoa(pc.opts.PullBatchSize),
 		"sysFlag": strconv.Itoa(sysFlag), "commitOffset": strconv.FormatInt(commit, 10),

@@ -135,7 +135,7 @@ func (pc *PushConsumer) consumerIDs(ctx context.Context, r *topicRoute) ([]strin
 			errs = append(errs, err)
 			continue
 		}
-		req := remoting.NewRequest(remoting.ReqGetConsumerListByGroup, map[string]string{"consumerGroup": pc.opts.Group})
+		req := newRequest(remoting.ReqGetConsumerListByGroup, map[string]string{"consumerGroup": pc.opts.Group})
 		resp, err := pc.c.invoke(ctx, addr, op, req)
 		if err == nil && resp.Code != remoting.RespSuccess {
 			err = &BrokerError{Op: op, Addr: addr, Code: resp.Code, Remark: resp.Remark}

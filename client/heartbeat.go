@@ -108,7 +108,7 @@ func (c *Client) leaveGroup(field, group string) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(c.ctx, c.opts.RequestTimeout)
 			defer cancel()
-			resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqUnregisterClient,
+			resp, err := conn.Invoke(ctx, newRequest(remoting.ReqUnregisterClient,
 				map[string]string{"clientID": c.id, field: group}))
 			if err == nil && resp.Code != remoting.RespSuccess {
 				err = &BrokerError{Op: "UNREGISTER_CLIENT", Addr: addr, Code: resp.Code, Remark: resp.Remark}
@@ -274,7 +274,7 @@ func (c *Client) heartbeatNow(ctx context.Context) error {
 		return err
 	}
 	for _, addr := range c.routes.brokerAddrs(len(hb.ConsumerDataSet) > 0) {
-		req := remoting.NewRequest(remoting.ReqHeartBeat, nil)
+		req := newRequest(remoting.ReqHeartBeat, nil)
 		req.Body = body
 		resp, err := c.invoke(ctx, addr, "HEART_BEAT", req)
 		switch {

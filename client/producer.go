@@ -229,7 +229,7 @@ type outgoing struct {
 // d defaultTopicQueueNums, e queueId, f sysFlag, g bornTimestamp, h flag,
 // i properties, j reconsumeTimes, k unitMode, m batch).
 func (o *outgoing) request(group string, mq MessageQueue) *remoting.Command {
-	req := remoting.NewRequest(o.code, map[string]string{
+	req := newRequest(o.code, map[string]string{
 		"a": group, "b": o.topic, "c": autoCreateTopicKey, "d": strconv.Itoa(defaultTopicQueueNums),
 		"e": strconv.Itoa(int(mq.QueueID)), "f": strconv.Itoa(int(o.sysFlag)),
 		"g": strconv.FormatInt(time.Now().UnixMilli(), 10), "h": strconv.Itoa(int(o.flag)),

@@ -443,7 +443,7 @@ func (c *Client) invokeNamesrv(ctx context.Context, op string, code int16, ext m
 	var errs []error
 	for i := range addrs {
 		addr := addrs[(start+i)%len(addrs)]
-		resp, err := c.invoke(ctx, addr, op, remoting.NewRequest(code, ext))
+		resp, err := c.invoke(ctx, addr, op, newRequest(code, ext))
 		if err == nil {
 			return resp, addr, nil
 		}

@@ -255,7 +255,7 @@ func (p *Producer) endTransaction(ctx context.Context, r HalfReceipt, s Transact
 
 // endTransactionRequest builds END_TRANSACTION (EndTransactionRequestHeader).
 func endTransactionRequest(r HalfReceipt, s TransactionState, fromCheck bool) *remoting.Command {
-	return remoting.NewRequest(remoting.ReqEndTransaction, map[string]string{
+	return newRequest(remoting.ReqEndTransaction, map[string]string{
 		"producerGroup":        r.ProducerGroup,
 		"tranStateTableOffset": strconv.FormatInt(r.QueueOffset, 10),
 		"commitLogOffset":      strconv.FormatInt(r.CommitLogOffset, 10),
