@@ -523,25 +523,29 @@ func (b *Broker) handleHeartbeat(_ context.Context, conn *remoting.Conn, req *re
 	// topic 127) is still a member, as with RocketMQ; it has no retry
 	// topic, so its send-backs are refused. A group without settings
 	// (auto-creation off) gets no retry topic yet.
+	// In one write of each file however many groups the heartbeat names.
+	names := make([]string, 0, len(hb.ConsumerDataSet))
 	for _, c := range hb.ConsumerDataSet {
-		_, ok, err := b.subGroups.find(c.GroupName)
-		if err != nil {
-			b.opts.Logger.Warn("subscription groups file not written", "group", c.GroupName, "err", err)
-		}
-		if !ok {
-			// Not created yet (auto-creation is off): its retry topic
-			// comes with the first heartbeat after, with the
-			// retryQueueNums it is created with.
-			continue
-		}
-		retry := RetryTopic(c.GroupName)
+		names = append(names, c.GroupName)
+	}
+	groups, err := b.subGroups.findAll(names)
+	if err != nil {
+		b.opts.Logger.Warn("subscription groups file not written", "groups", len(names), "err", err)
+	}
+	// Not created yet (auto-creation is off), a group gets its retry
+	// topic with the first heartbeat after, with the retryQueueNums it is
+	// created with.
+	retries := make([]TopicConfig, 0, len(groups))
+	for _, g := range groups {
+		retry := RetryTopic(g.GroupName)
 		if err := message.ValidateTopic(retry); err != nil {
-			b.opts.Logger.Warn("consumer group has no retry topic: its failed messages cannot be sent back", "group", c.GroupName, "err", err)
+			b.opts.Logger.Warn("consumer group has no retry topic: its failed messages cannot be sent back", "group", g.GroupName, "err", err)
 			continue
 		}
-		if err := b.ensureGroupTopic(retry, b.retryQueueNums(c.GroupName)); err != nil {
-			return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
-		}
+		retries = append(retries, TopicConfig{TopicName: retry, ReadQueueNums: g.RetryQueueNums, WriteQueueNums: g.RetryQueueNums, Perm: PermRW})
+	}
+	if err := b.ensureGroupTopics(retries); err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
 	}
 	notices, hook := b.groupTable().heartbeat(conn, hb)
 	if hook {
@@ -560,11 +564,22 @@ func (b *Broker) handleHeartbeat(_ context.Context, conn *remoting.Conn, req *re
 // 4.x made the DLQ write-only; current RocketMQ makes it read-write so
 // that operators can consume and re-drive it, and so does halfback.
 func (b *Broker) ensureGroupTopic(topic string, queues int) error {
-	if _, ok := b.topics.get(topic); ok {
+	return b.ensureGroupTopics([]TopicConfig{{TopicName: topic, ReadQueueNums: queues, WriteQueueNums: queues, Perm: PermRW}})
+}
+
+// ensureGroupTopics is ensureGroupTopic for each of tcs, in one write.
+func (b *Broker) ensureGroupTopics(tcs []TopicConfig) error {
+	missing := tcs[:0:0]
+	for _, tc := range tcs {
+		if _, ok := b.topics.get(tc.TopicName); !ok {
+			missing = append(missing, tc)
+		}
+	}
+	if len(missing) == 0 {
 		return nil
 	}
 	defer b.lockTopicAdmin()() // see topicForSend
-	if err := b.topics.put(TopicConfig{TopicName: topic, ReadQueueNums: queues, WriteQueueNums: queues, Perm: PermRW}, false); err != nil {
+	if err := b.topics.create(missing); err != nil {
 		return err
 	}
 	b.topicsChanged() // consumers find the retry topic's route through the name server

@@ -180,6 +180,34 @@ func (t *subGroupTable) find(name string) (c SubscriptionGroupConfig, ok bool, e
 	return c, true, nil
 }
 
+// findAll is find for each of names, in one write of the file for those
+// it creates (a heartbeat names every group of its client). It returns the
+// settings of those that have them.
+func (t *subGroupTable) findAll(names []string) ([]SubscriptionGroupConfig, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []SubscriptionGroupConfig
+	added := false
+	for _, name := range names {
+		c, ok := t.groups[name]
+		if !ok {
+			if (!t.autoCreate && name != toolsConsumerGroup) || message.ValidateGroup(name) != nil {
+				continue
+			}
+			c = defaultSubscriptionGroup(name, t.retryMaxTimes)
+			t.groups[name] = c
+			added = true
+		}
+		out = append(out, c)
+	}
+	if !added {
+		return out, nil
+	}
+	t.bumpLocked()
+	// Served from memory until the next change is written, as find's.
+	return out, t.saveLocked()
+}
+
 // seed gives the default settings to each of names that has none, in
 // one write: a data directory from before the table keeps its groups
 // consuming when auto-creation is then turned off. The file is written

@@ -124,6 +124,43 @@ func (t *topicTable) getOrCreate(name string) (TopicConfig, error) {
 
 // put creates or updates a topic (replace: overwrite an existing one).
 func (t *topicTable) put(tc TopicConfig, replace bool) error {
+	if err := tc.validate(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.topics[tc.TopicName]; ok && !replace {
+		return nil
+	}
+	t.topics[tc.TopicName] = tc
+	return t.saveLocked()
+}
+
+// create adds each of tcs that does not exist yet, in one write of the
+// file (a heartbeat names every group of its client, each with a retry
+// topic). Nothing is added if one of them is invalid.
+func (t *topicTable) create(tcs []TopicConfig) error {
+	for _, tc := range tcs {
+		if err := tc.validate(); err != nil {
+			return err
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	added := false
+	for _, tc := range tcs {
+		if _, ok := t.topics[tc.TopicName]; !ok {
+			t.topics[tc.TopicName] = tc
+			added = true
+		}
+	}
+	if !added {
+		return nil
+	}
+	return t.saveLocked()
+}
+
+func (tc TopicConfig) validate() error {
 	if err := message.ValidateTopic(tc.TopicName); err != nil {
 		return err
 	}
@@ -133,13 +170,7 @@ func (t *topicTable) put(tc TopicConfig, replace bool) error {
 	if tc.Perm < 0 || tc.Perm > PermRead|PermWrite|PermInherit { // PermName.isValid
 		return fmt.Errorf("%w: topic %s: topicPermission value %d is invalid (want 0..7)", ErrInvalidOptions, tc.TopicName, tc.Perm)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.topics[tc.TopicName]; ok && !replace {
-		return nil
-	}
-	t.topics[tc.TopicName] = tc
-	return t.saveLocked()
+	return nil
 }
 
 // remove deletes a topic's config (handleDeleteTopic deletes the rest).

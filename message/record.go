@@ -215,6 +215,10 @@ func SetOffsets(rec []byte, queueOffset, physOffset, storeTimestamp int64) {
 	b.PutUint64(rec[offBornHost+hostLen(sysFlag&FlagBornHostV6 != 0):], uint64(storeTimestamp))
 }
 
+// PhysicalOffsetHeaderLen is how many leading bytes of a record
+// PhysicalOffset needs (every record is longer).
+const PhysicalOffsetHeaderLen = offPhysOffset + 8
+
 // PhysicalOffset returns the physical (commit-log) offset an encoded
 // record says it was stored at, or false if rec is too short to hold one.
 // A store compares it with where it found the record: bytes that are not

@@ -279,29 +279,47 @@ func (s *Store) storeTimestamp(phys int64) (int64, error) {
 	return int64(binary.BigEndian.Uint64(hdr[pos:])), nil
 }
 
-// ReadRecord returns the raw record at physical offset phys.
+// ReadRecord returns the raw record at physical offset phys, which must
+// be where a record starts: it is decoded (lengths, body CRC, record
+// checksum) and must name phys as its offset, so that an offset into a
+// message body that imitates a record header (a client chooses the bytes
+// and learns the offset from the message id) yields ErrOffsetNotFound
+// rather than the log's bytes from there on. Its header is checked
+// before the record is read, so such an offset costs no allocation past
+// its segment's end.
 func (s *Store) ReadRecord(phys int64) ([]byte, error) {
+	rec, _, err := s.readRecord(phys)
+	return rec, err
+}
+
+func (s *Store) readRecord(phys int64) ([]byte, message.Ext, error) {
+	notRecord := fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
 	if phys < s.log.minOffset() || phys >= s.visibleLimit() {
-		return nil, fmt.Errorf("%w: %d", ErrOffsetNotFound, phys)
+		return nil, message.Ext{}, fmt.Errorf("%w: %d", ErrOffsetNotFound, phys)
 	}
-	var hdr [message.BlankHeaderSize]byte
+	// Up to the physical offset a record names.
+	var hdr [message.PhysicalOffsetHeaderLen]byte
 	if err := s.log.readAt(hdr[:], phys); err != nil {
-		return nil, err
+		return nil, message.Ext{}, err
 	}
 	size, magic, _ := message.PeekHeader(hdr[:])
-	if magic != message.MagicCode || size <= 0 || phys+int64(size) > s.visibleLimit() {
-		return nil, fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
+	at, _ := message.PhysicalOffset(hdr[:])
+	segEnd := (phys/s.log.segSize + 1) * s.log.segSize // a record never crosses one
+	if magic != message.MagicCode || size < int32(len(hdr)) || at != phys ||
+		phys+int64(size) > min(s.visibleLimit(), segEnd) {
+		// Past a segment's closing blank a recycled segment still holds
+		// its earlier life's records: they say another offset.
+		return nil, message.Ext{}, notRecord
 	}
 	rec := make([]byte, size)
 	if err := s.log.readAt(rec, phys); err != nil {
-		return nil, err
+		return nil, message.Ext{}, err
 	}
-	// Past a segment's closing blank a recycled segment still holds its
-	// earlier life's records: they say another offset.
-	if at, ok := message.PhysicalOffset(rec); !ok || at != phys {
-		return nil, fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
+	e, _, err := message.DecodeSealed(rec)
+	if err != nil || e.CommitLogOffset != phys {
+		return nil, message.Ext{}, notRecord
 	}
-	return rec, nil
+	return rec, e, nil
 }
 
 // ReadRecords returns the raw bytes of [phys, phys+size): one or more
@@ -319,17 +337,10 @@ func (s *Store) ReadRecords(phys int64, size int) ([]byte, error) {
 	return b, nil
 }
 
-// ReadMessage decodes the record at physical offset phys.
+// ReadMessage decodes the record at physical offset phys (as ReadRecord).
 func (s *Store) ReadMessage(phys int64) (message.Ext, error) {
-	rec, err := s.ReadRecord(phys)
-	if err != nil {
-		return message.Ext{}, err
-	}
-	e, _, err := message.DecodeSealed(rec)
-	if err != nil || e.CommitLogOffset != phys {
-		return message.Ext{}, fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
-	}
-	return e, nil
+	_, e, err := s.readRecord(phys)
+	return e, err
 }
 
 // QueryByKey returns the physical offsets of records of topic carrying key
