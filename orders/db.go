@@ -17,8 +17,9 @@ type DB struct {
 }
 
 // Open opens the database o names and creates the schema if it is
-// missing. It fails with ErrInvalidOptions for bad options, and with the
-// driver's error if the database cannot be reached.
+// missing. It fails with ErrInvalidOptions for bad options,
+// ErrSchemaVersion for a SQLite file a newer version wrote, and with the
+// driver's error if the database cannot be reached or (SQLite) written.
 func Open(ctx context.Context, o Options) (*DB, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -82,8 +83,32 @@ func (db *DB) createSchema(ctx context.Context) error {
 			return fmt.Errorf("orders: create schema: %w", err)
 		}
 	}
+	if isSQLite(db.opts.Driver) {
+		if err := markSchemaVersion(ctx, tx); err != nil {
+			return err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("orders: create schema: %w", err)
+	}
+	return nil
+}
+
+// markSchemaVersion refuses a SQLite file of a newer schema version, and
+// writes schemaVersion into its user_version. The write also fails on a
+// database SQLite opened read-only (a file the process may not write),
+// which the schema statements, changing nothing on an existing file, let
+// through: such a database would fail every local transaction later.
+func markSchemaVersion(ctx context.Context, tx *sql.Tx) error {
+	var v int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return fmt.Errorf("orders: create schema: reading the schema version: %w", err)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("%w: schema version %d, this version writes %d", ErrSchemaVersion, v, schemaVersion)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
+		return fmt.Errorf("orders: create schema: writing the schema version: %w", err)
 	}
 	return nil
 }

@@ -55,6 +55,10 @@
 // Open also retries, for up to 30 s, the SQLITE_BUSY that busy_timeout
 // does not cover: two processes opening the same new file at once, one
 // switching it to WAL while the other holds its lock.
+// Open writes the schema's version into the SQLite file's user_version,
+// so that it refuses a file a newer version wrote ([ErrSchemaVersion]) and
+// one it cannot write (SQLite opens a file the process may not write
+// read-only, and every local transaction would fail).
 // SQLite's default synchronous=FULL keeps a committed transaction across
 // a power loss. A larger MaxOpenConns works (the transaction log's
 // primary key still decides every race) but trades queueing for busy

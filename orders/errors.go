@@ -14,6 +14,10 @@ var (
 	// transaction, order, SKU, payment, group or message id, a quantity
 	// below one, a negative amount or stock, a nil function or *sql.Tx.
 	ErrInvalidArgument = errors.New("orders: invalid argument")
+	// ErrSchemaVersion means Open found a SQLite database a newer version
+	// of this package wrote (its user_version is above the schema version
+	// this one writes): it is left as it is.
+	ErrSchemaVersion = errors.New("orders: database written by a newer version")
 	// ErrClosed means the DB was closed.
 	ErrClosed = errors.New("orders: closed")
 	// ErrFenced means the transaction id was fenced by the check-back

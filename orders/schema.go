@@ -1,5 +1,9 @@
 package orders
 
+// schemaVersion is the version of schema, kept in a SQLite file's
+// user_version: Open refuses a file of a higher one (ErrSchemaVersion).
+const schemaVersion = 1
+
 // schema creates the tables if they are missing; running it again changes
 // nothing. The SQL is written for SQLite and PostgreSQL alike: TEXT and
 // BIGINT columns (quantities too: stock is an int64, and PostgreSQL's
