@@ -79,7 +79,8 @@ type Client struct {
 //     c.routes.brokerAddrs(true) lists every known broker member.
 //   - c.invoke(ctx, addr, op, req) sends one request over the shared
 //     connection to addr, bounded by RequestTimeout; non-SUCCESS codes are
-//     returned, not errors. Build requests with remoting.NewRequest.
+//     returned, not errors. Build requests with newRequest (ROCKETMQ
+//     header encoding; remoting.NewRequest's would be JSON).
 //   - c.handle(code, h) serves requests brokers send to the client
 //     (NOTIFY_CONSUMER_IDS_CHANGED, ...), on every connection.
 //   - c.registerConsumerGroup(group, data) puts a consumerData in every

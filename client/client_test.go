@@ -35,6 +35,12 @@ func TestOptionsValidate(t *testing.T) {
 			t.Errorf("%s: New = %v, want ErrInvalidOptions", c.name, err)
 		}
 	}
+	// Valid name server addresses: IPv6 in brackets, host names, port 65535.
+	for _, a := range []string{"[::1]:9876", "localhost:9876", "ns-1.example:65535"} {
+		if err := (Options{NamesrvAddrs: []string{a}}).Validate(); err != nil {
+			t.Errorf("Validate with name server %q: %v", a, err)
+		}
+	}
 	c := newClient(t, "127.0.0.1:9876", nil)
 	for _, g := range []string{"", "a b", strings.Repeat("g", 256)} {
 		if _, err := c.NewProducer(ProducerOptions{Group: g}); !errors.Is(err, ErrInvalidOptions) {

@@ -311,8 +311,9 @@ func (pc *PushConsumer) deadLetter(q *processQueue, batch []*delivered) bool {
 // callHandler runs the handler of the batch's topic and reports success.
 // counted, if not nil, reports when the handler has returned whether its
 // result still counts (callConcurrently); a result that does not is
-// ended in the process span as errHandlerHung. The messages' ReconsumeTimes are the stored count plus tries, the local
-// retries so far. A panic is a failure. The handler's context ends after
+// ended in the process span as errHandlerHung. The messages'
+// ReconsumeTimes are the stored count plus tries, the local retries so
+// far. A panic is a failure. The handler's context ends after
 // ConsumeTimeout, or when a rebalance gives q to another member (which
 // will consume the batch again), not when the consumer closes.
 func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries int32, counted func() bool) (ok bool) {

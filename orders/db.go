@@ -78,12 +78,20 @@ func (db *DB) createSchema(ctx context.Context) error {
 		return fmt.Errorf("orders: create schema: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	sqlite := isSQLite(db.opts.Driver)
+	if sqlite {
+		// Before the statements: a newer version's tables may be ones
+		// they fail on.
+		if err := checkSchemaVersion(ctx, tx); err != nil {
+			return err
+		}
+	}
 	for _, stmt := range schema {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("orders: create schema: %w", err)
 		}
 	}
-	if isSQLite(db.opts.Driver) {
+	if sqlite {
 		if err := markSchemaVersion(ctx, tx); err != nil {
 			return err
 		}
@@ -94,12 +102,8 @@ func (db *DB) createSchema(ctx context.Context) error {
 	return nil
 }
 
-// markSchemaVersion refuses a SQLite file of a newer schema version, and
-// writes schemaVersion into its user_version. The write also fails on a
-// database SQLite opened read-only (a file the process may not write),
-// which the schema statements, changing nothing on an existing file, let
-// through: such a database would fail every local transaction later.
-func markSchemaVersion(ctx context.Context, tx *sql.Tx) error {
+// checkSchemaVersion refuses a SQLite file of a newer schema version.
+func checkSchemaVersion(ctx context.Context, tx *sql.Tx) error {
 	var v int
 	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
 		return fmt.Errorf("orders: create schema: reading the schema version: %w", err)
@@ -107,6 +111,16 @@ func markSchemaVersion(ctx context.Context, tx *sql.Tx) error {
 	if v > schemaVersion {
 		return fmt.Errorf("%w: schema version %d, this version writes %d", ErrSchemaVersion, v, schemaVersion)
 	}
+	return nil
+}
+
+// markSchemaVersion writes schemaVersion into a SQLite file's
+// user_version (checkSchemaVersion refused a newer one). The write also
+// fails on a database SQLite opened read-only (a file the process may not
+// write), which the schema statements, changing nothing on an existing
+// file, let through: such a database would fail every local transaction
+// later.
+func markSchemaVersion(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
 		return fmt.Errorf("orders: create schema: writing the schema version: %w", err)
 	}

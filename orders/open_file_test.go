@@ -114,3 +114,38 @@ func TestOpenMarksSchemaVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A newer version's file whose tables this version's schema statements
+// cannot run against (here payments.order_id renamed, and the index on it
+// gone) is refused with ErrSchemaVersion too, not with the statement's
+// error: the version is checked before them.
+func TestOpenNewerSchemaOfOtherColumns(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "orders.db")
+	newer, err := sql.Open(DefaultDriver, "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE payments (id TEXT PRIMARY KEY, order_ref TEXT NOT NULL, amount BIGINT NOT NULL, created_at BIGINT NOT NULL)`,
+		`PRAGMA user_version = 2`,
+	} {
+		if _, err := newer.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := newer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctxT(t), Options{DSN: fileDSN(dir)})
+	if err == nil {
+		db.Close()
+		t.Fatal("Open of a database of schema version 2 succeeded")
+	}
+	if !errors.Is(err, ErrSchemaVersion) {
+		t.Fatalf("Open of a newer database: %v, want ErrSchemaVersion", err)
+	}
+	if v := userVersion(t, path); v != 2 {
+		t.Fatalf("user_version after the refused open %d, want 2 kept", v)
+	}
+}

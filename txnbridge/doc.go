@@ -16,7 +16,8 @@
 // worker has stopped (after a graceful stop let the activities running
 // finish, within its WorkerStopTimeout, with the producer) it closes
 // them, and so it does when the worker's start fails after the plugin's
-// part (worker.Run returns that error without a Stop). A workflow replayer given the plugin gets the workflow only.
+// part (worker.Run returns that error without a Stop). A workflow
+// replayer given the plugin gets the workflow only.
 //
 // # Tracing
 //
