@@ -71,16 +71,19 @@ func decodeJSONHeader(data []byte, cmd *Command) *DecodeError {
 		return malformed("JSON header is not an object")
 	}
 	var h jsonHeaderIn
-	err := json.Unmarshal(data, &h)
-	var typeErr *json.UnmarshalTypeError
-	if err != nil && !errors.As(err, &typeErr) {
-		return malformed("JSON header: %v", err)
-	}
-	// After a type error encoding/json still fills the other fields, so
-	// opaque and flag may be known even though the header is rejected.
 	var derr *DecodeError
-	if err != nil {
-		derr = malformed("JSON header: %v", err)
+	if !scanJSONHeader(trimmed, &h) {
+		h = jsonHeaderIn{}
+		err := json.Unmarshal(data, &h)
+		var typeErr *json.UnmarshalTypeError
+		if err != nil && !errors.As(err, &typeErr) {
+			return malformed("JSON header: %v", err)
+		}
+		// After a type error encoding/json still fills the other fields, so
+		// opaque and flag may be known even though the header is rejected.
+		if err != nil {
+			derr = malformed("JSON header: %v", err)
+		}
 	}
 	if derr == nil {
 		derr = fillJSONHeader(&h, cmd)
@@ -93,6 +96,209 @@ func decodeJSONHeader(data []byte, cmd *Command) *DecodeError {
 		}
 	}
 	return derr
+}
+
+// scanJSONHeader reads the header as the official clients write it
+// into h, as json.Unmarshal would, without its reflection (this is every
+// JSON request's path): an object of the fields jsonHeaderIn names,
+// spelled as they are, integers in plain notation, language and remark
+// strings without escapes and of valid UTF-8, and an extFields object of
+// scalars (checked here, read by decodeJSONExt). It reports false, and
+// leaves h to json.Unmarshal, for anything else, valid or not.
+func scanJSONHeader(b []byte, h *jsonHeaderIn) bool {
+	if len(b) == 0 || b[0] != '{' {
+		return false
+	}
+	i := skipJSONSpace(b, 1)
+	if i < len(b) && b[i] == '}' {
+		return skipJSONSpace(b, i+1) == len(b)
+	}
+	for {
+		k, n, ok := scanPlainString(b, i)
+		if !ok {
+			return false
+		}
+		if i = skipJSONSpace(b, n); i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipJSONSpace(b, i+1)
+		switch string(k) {
+		case "code", "opaque", "flag", "version":
+			v, n, ok := scanPlainInt(b, i)
+			if !ok {
+				return false
+			}
+			switch string(k) {
+			case "code":
+				h.Code = &v
+			case "opaque":
+				h.Opaque = &v
+			case "flag":
+				h.Flag = &v
+			default:
+				h.Version = v
+			}
+			i = n
+		case "language", "remark", "serializeTypeCurrentRPC":
+			v, n, ok := scanPlainString(b, i)
+			if !ok || !utf8.Valid(v) {
+				return false
+			}
+			switch string(k) {
+			case "language":
+				h.Language = json.RawMessage(b[i:n])
+			case "remark":
+				r := string(v)
+				h.Remark = &r
+			}
+			i = n
+		case "extFields":
+			n, ok := scanScalarObject(b, i)
+			if !ok {
+				return false
+			}
+			h.ExtFields = json.RawMessage(b[i:n])
+			i = n
+		default:
+			return false
+		}
+		if i = skipJSONSpace(b, i); i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipJSONSpace(b, i+1)
+		case '}':
+			return skipJSONSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
+	}
+}
+
+// scanPlainString reads a JSON string at b[i] that has no escapes: its
+// contents and the index past it. Control characters make it invalid.
+func scanPlainString(b []byte, i int) (s []byte, end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c == '\\' || c < 0x20:
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
+}
+
+// scanPlainInt reads an integer in plain JSON notation (no fraction or
+// exponent, no leading zeros) at b[i] that fits an int64.
+func scanPlainInt(b []byte, i int) (v int64, end int, ok bool) {
+	j := i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	start := j
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		j++
+	}
+	if j == start || (b[start] == '0' && j-start > 1) || (j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
+		return 0, 0, false
+	}
+	v, err := strconv.ParseInt(string(b[i:j]), 10, 64)
+	return v, j, err == nil
+}
+
+// scanScalarObject checks that b[i:] starts with an object whose members
+// are strings, plain integers, true, false or null, and returns the index
+// past it. Strings may hold escapes here (decodeJSONExt decodes them),
+// but only valid ones.
+func scanScalarObject(b []byte, i int) (end int, ok bool) {
+	if i >= len(b) || b[i] != '{' {
+		return 0, false
+	}
+	i = skipJSONSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		n, ok := scanString(b, i)
+		if !ok {
+			return 0, false
+		}
+		if i = skipJSONSpace(b, n); i >= len(b) || b[i] != ':' {
+			return 0, false
+		}
+		if i = skipJSONSpace(b, i+1); i >= len(b) {
+			return 0, false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			n, ok = scanString(b, i)
+		case c == '-' || (c >= '0' && c <= '9'):
+			_, n, ok = scanPlainInt(b, i)
+		default:
+			n, ok = 0, false
+			for _, lit := range []string{"true", "false", "null"} {
+				if bytes.HasPrefix(b[i:], []byte(lit)) {
+					n, ok = i+len(lit), true
+				}
+			}
+		}
+		if !ok {
+			return 0, false
+		}
+		if i = skipJSONSpace(b, n); i >= len(b) {
+			return 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipJSONSpace(b, i+1)
+		case '}':
+			return i + 1, true
+		default:
+			return 0, false
+		}
+	}
+}
+
+// scanString checks a JSON string at b[i], escapes included, and returns
+// the index past it.
+func scanString(b []byte, i int) (end int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, true
+		case c < 0x20:
+			return 0, false
+		case c == '\\':
+			if j+1 >= len(b) {
+				return 0, false
+			}
+			switch b[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j++
+			case 'u':
+				if j+5 >= len(b) {
+					return 0, false
+				}
+				for _, h := range b[j+2 : j+6] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return 0, false
+					}
+				}
+				j += 5
+			default:
+				return 0, false
+			}
+		}
+	}
+	return 0, false
 }
 
 func fillJSONHeader(h *jsonHeaderIn, cmd *Command) *DecodeError {
@@ -258,8 +464,11 @@ func parseJSONLanguage(raw json.RawMessage) (LanguageCode, *DecodeError) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return LanguageJava, nil
 	}
-	var name string
-	if json.Unmarshal(raw, &name) == nil {
+	if raw[0] == '"' {
+		name, err := jsonString(raw)
+		if err != nil {
+			return 0, malformed("language %s: %v", raw, err)
+		}
 		if l, ok := ParseLanguage(name); ok {
 			return l, nil
 		}

@@ -82,3 +82,35 @@ func referenceExt(raw []byte) (ext map[string]string, wantErr, ok bool) {
 	}
 	return ext, false, true
 }
+
+// FuzzJSONHeaderScanMatchesUnmarshal: scanJSONHeader reads the usual
+// header shapes without encoding/json; whatever it accepts, json.Unmarshal
+// must accept too and read into the same fields.
+func FuzzJSONHeaderScanMatchesUnmarshal(f *testing.F) {
+	for _, s := range []string{
+		`{"code":310,"language":"GO","version":317,"opaque":1,"flag":0,"remark":"","extFields":{"a":"pg","b":"orders","d":"4","i":"UNIQ_KEY\u0001x\u0002"}}`,
+		`{"code":0,"extFields":{"msgId":"7F00","queueId":"3"},"flag":1,"language":"JAVA","opaque":-7,"serializeTypeCurrentRPC":"JSON","version":402}`,
+		`{ "code" : 11 , "opaque" : 2 , "extFields" : { "n" : null , "t" : true , "f" : false , "i" : -12 } }`,
+		`{}`, `{"code":1.5}`, `{"code":1e3}`, `{"code":01}`, `{"Code":1}`, `{"code":1,"code":2}`, `{"remark":"a\"b"}`,
+		`{"remark":null}`, `{"language":7}`, `{"extFields":[]}`, `{"extFields":{"a":{}}}`, `{"code":1}x`, `{"code":99999999999999999999}`,
+		"{\"remark\":\"\xff\"}", `{"extFields":{"a":"\ud800"}}`, `{"extFields":{"a":1.0}}`, `{"code":-0}`, `{"x":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var got jsonHeaderIn
+		if !scanJSONHeader(raw, &got) {
+			return
+		}
+		var want jsonHeaderIn
+		if err := json.Unmarshal(raw, &want); err != nil {
+			t.Fatalf("%q: scanned, but json.Unmarshal: %v", raw, err)
+		}
+		same := func(a, b *int64) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+		if !same(got.Code, want.Code) || !same(got.Opaque, want.Opaque) || !same(got.Flag, want.Flag) || got.Version != want.Version ||
+			(got.Remark == nil) != (want.Remark == nil) || (got.Remark != nil && *got.Remark != *want.Remark) ||
+			!bytes.Equal(got.Language, want.Language) || !bytes.Equal(got.ExtFields, want.ExtFields) {
+			t.Fatalf("%q: scanned %+v, json.Unmarshal %+v", raw, got, want)
+		}
+	})
+}
