@@ -17,16 +17,7 @@ import (
 
 func newProducer(t *testing.T, c *cluster) rocketmq.Producer {
 	t.Helper()
-	p, err := rocketmq.NewProducer(producer.WithNsResolver(c.resolver()), producer.WithGroupName(uniq("pg")),
-		producer.WithInstanceName(uniq("pi")), producer.WithRetry(2), producer.WithSendMsgTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Shutdown() })
-	return p
+	return startProducer(t, c, producer.WithRetry(2))
 }
 
 func newPushConsumer(t *testing.T, c *cluster, group, topic string, model consumer.MessageModel, orderly bool,
