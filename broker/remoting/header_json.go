@@ -5,25 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
-
-// jsonHeaderOut is the JSON header as RocketMQ's Java side writes it
-// (fastjson, fields in alphabetical order, null fields left out). The Go
-// client writes code, language, version, opaque, flag, remark, extFields in
-// that order; readers on both sides match by name, so order is cosmetic.
-type jsonHeaderOut struct {
-	Code      int16             `json:"code"`
-	ExtFields map[string]string `json:"extFields,omitempty"`
-	Flag      int32             `json:"flag"`
-	Language  json.RawMessage   `json:"language"`
-	Opaque    int32             `json:"opaque"`
-	Remark    string            `json:"remark,omitempty"`
-	// Serialize mirrors Java's serializeTypeCurrentRPC getter; readers ignore it.
-	Serialize string `json:"serializeTypeCurrentRPC"`
-	Version   int16  `json:"version"`
-}
 
 // jsonHeaderIn accepts what the official clients send. Numbers are read as
 // int64 and range-checked so an out-of-range value is an error, not a wrap.
@@ -39,28 +24,106 @@ type jsonHeaderIn struct {
 	ExtFields json.RawMessage `json:"extFields"`
 }
 
+// encodeJSONHeader writes c's header as RocketMQ's Java side does
+// (fastjson: fields in alphabetical order, null fields left out, the
+// extFields keys sorted too). The Go client writes code, language,
+// version, opaque, flag, remark, extFields in that order; readers on both
+// sides match by name, so order is cosmetic. It writes what encoding/json
+// would (without HTML escaping; FuzzEncodeJSONHeaderMatchesEncodingJSON),
+// without its reflection: this is every JSON answer's path.
 func encodeJSONHeader(c *Command) ([]byte, error) {
-	lang := []byte(strconv.Quote(c.Language.String()))
-	if c.Language.String() == "" {
-		lang = strconv.AppendUint(nil, uint64(c.Language), 10)
+	b := make([]byte, 0, 128+32*len(c.ExtFields))
+	b = append(b, `{"code":`...)
+	b = strconv.AppendInt(b, int64(c.Code), 10)
+	if len(c.ExtFields) > 0 {
+		keys := make([]string, 0, len(c.ExtFields))
+		for k := range c.ExtFields {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, `,"extFields":{`...)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, c.ExtFields[k])
+		}
+		b = append(b, '}')
 	}
-	h := jsonHeaderOut{
-		Code:      c.Code,
-		ExtFields: c.ExtFields,
-		Flag:      c.Flag,
-		Language:  lang,
-		Opaque:    c.Opaque,
-		Remark:    c.Remark,
-		Serialize: SerializeJSON.String(),
-		Version:   c.Version,
+	b = append(b, `,"flag":`...)
+	b = strconv.AppendInt(b, int64(c.Flag), 10)
+	b = append(b, `,"language":`...)
+	if name := c.Language.String(); name != "" {
+		b = appendJSONString(b, name)
+	} else {
+		b = strconv.AppendUint(b, uint64(c.Language), 10)
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&h); err != nil {
-		return nil, errors.Join(ErrInvalidCommand, err)
+	b = append(b, `,"opaque":`...)
+	b = strconv.AppendInt(b, int64(c.Opaque), 10)
+	if c.Remark != "" {
+		b = append(b, `,"remark":`...)
+		b = appendJSONString(b, c.Remark)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	b = append(b, `,"serializeTypeCurrentRPC":"JSON","version":`...)
+	b = strconv.AppendInt(b, int64(c.Version), 10)
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it without HTML escaping: quote, backslash and control
+// characters, U+2028 and U+2029, and invalid UTF-8 as U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // decodeJSONHeader parses a JSON header into cmd. On failure the returned
