@@ -22,6 +22,7 @@ type Conn struct {
 	cancel context.CancelFunc
 	sem    chan struct{} // one slot per handler call in flight
 	wslot  chan struct{} // one slot: held while a frame is written
+	idle   chan call     // handler goroutines waiting for a request (worker)
 
 	mu       sync.Mutex
 	pending  map[int32]chan result // Invoke calls awaiting a response
@@ -49,6 +50,7 @@ func newConn(parent context.Context, nc net.Conn, cfg connConfig) *Conn {
 		cancel:  cancel,
 		sem:     make(chan struct{}, cfg.maxInFlight),
 		wslot:   make(chan struct{}, 1),
+		idle:    make(chan call),
 		pending: make(map[int32]chan result),
 		done:    make(chan struct{}),
 	}

@@ -93,7 +93,17 @@ func (c *Conn) badFrame(derr *DecodeError) bool {
 	return false
 }
 
-// dispatch runs the handler for req on its own goroutine, or answers
+// workerIdle is how long a handler goroutine waits for another request of
+// its connection before it exits.
+const workerIdle = time.Second
+
+// call is a request handed to an idle handler goroutine (Conn.idle).
+type call struct {
+	req *Command
+	n   int64
+}
+
+// dispatch runs the handler for req on a goroutine of its own, or answers
 // SYSTEM_BUSY when MaxInFlight calls are already running, as Java does when
 // its executor rejects a request. The call holds n bytes of the server's
 // budget (reserve) until it returns.
@@ -113,7 +123,34 @@ func (c *Conn) dispatch(req *Command, n int64) {
 		c.serve(req, n) // before the next frame is read: see ServerOptions.Inline
 		return
 	}
-	go c.serve(req, n)
+	select {
+	case c.idle <- call{req, n}:
+	default:
+		go c.worker(req, n)
+	}
+}
+
+// worker serves req, then, for up to workerIdle between requests, the
+// requests dispatch hands it, until the connection closes. A handler's
+// goroutine is thus mostly one whose stack has already grown to what the
+// handlers need, rather than a new one that grows it again, copying it
+// each time, on every request (a send's path is deeper than a new
+// goroutine's stack).
+func (c *Conn) worker(req *Command, n int64) {
+	c.serve(req, n)
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case w := <-c.idle:
+			c.serve(w.req, w.n)
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 func (c *Conn) serve(req *Command, n int64) {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -508,15 +509,104 @@ func jsonValueEnd(b []byte, i int) int {
 }
 
 // jsonString decodes a JSON string token as encoding/json does; one with
-// no escapes and valid UTF-8 is its bytes.
+// no escapes and valid UTF-8 is its bytes, one with the usual escapes is
+// decoded by unescapeJSONString.
 func jsonString(tok []byte) (string, error) {
 	if len(tok) >= 2 && tok[0] == '"' && tok[len(tok)-1] == '"' {
 		if in := tok[1 : len(tok)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
 			return string(in), nil
 		}
 	}
+	return unescapeJSONString(tok)
+}
+
+// unescapeJSONString decodes a JSON string token with escapes. The usual
+// ones (a send's properties carry \u0001 and \u0002 between names and
+// values) are decoded here; a surrogate escape or invalid UTF-8, which
+// encoding/json replaces by rules of its own, goes to json.Unmarshal, as
+// does anything invalid, for its error.
+func unescapeJSONString[T []byte | string](tok T) (string, error) {
+	if len(tok) < 2 || tok[0] != '"' || tok[len(tok)-1] != '"' {
+		return unmarshalJSONString(tok)
+	}
+	in := tok[1 : len(tok)-1]
+	out := make([]byte, 0, len(in))
+	for i := 0; i < len(in); {
+		c := in[i]
+		switch {
+		case c == '\\':
+			if i+1 >= len(in) {
+				return unmarshalJSONString(tok)
+			}
+			switch e := in[i+1]; e {
+			case '"', '\\', '/':
+				out = append(out, e)
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case 'u':
+				r, ok := hex4(in, i+2)
+				if !ok || utf16.IsSurrogate(r) {
+					return unmarshalJSONString(tok)
+				}
+				out = utf8.AppendRune(out, r)
+				i += 6
+				continue
+			default:
+				return unmarshalJSONString(tok)
+			}
+			i += 2
+		case c == '"' || c < 0x20:
+			return unmarshalJSONString(tok)
+		case c < utf8.RuneSelf:
+			out = append(out, c)
+			i++
+		default:
+			n := min(len(in)-i, utf8.UTFMax)
+			r, size := utf8.DecodeRune([]byte(in[i : i+n]))
+			if r == utf8.RuneError && size == 1 {
+				return unmarshalJSONString(tok)
+			}
+			out = append(out, in[i:i+size]...)
+			i += size
+		}
+	}
+	return string(out), nil
+}
+
+// hex4 reads the four hex digits of a \u escape at b[i:].
+func hex4[T []byte | string](b T, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(b[i : i+4]) {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// unmarshalJSONString is encoding/json's reading of a string token.
+func unmarshalJSONString[T []byte | string](tok T) (string, error) {
 	var s string
-	err := json.Unmarshal(tok, &s)
+	err := json.Unmarshal([]byte(tok), &s)
 	return s, err
 }
 

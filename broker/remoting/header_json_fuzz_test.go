@@ -174,3 +174,22 @@ func FuzzEncodeJSONHeaderMatchesEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJSONStringMatchesUnmarshal: jsonString decodes a string token, its
+// escapes included, as json.Unmarshal does.
+func FuzzJSONStringMatchesUnmarshal(f *testing.F) {
+	for _, s := range []string{`""`, `"abc"`, `"UNIQ_KEY\u0001AC11\u0002WAIT\u0001true\u0002"`, `"\"\\\/\b\f\n\r\t"`,
+		`"\u00e9\u4e2d\uD83D\uDE00\ud800\udc00x\uDFFF"`, "\"\xff\xfe\"", `"\u12"`, `"\x"`, `"a`, `"a"b"`, "\"\x01\"",
+		`"é日本"`, `"\u2028"`, `"\uD800\u0041"`, "\"\xed\xa0\x80\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, tok []byte) {
+		var want string
+		if json.Unmarshal(tok, &want) != nil || len(tok) < 2 || tok[0] != '"' || tok[len(tok)-1] != '"' {
+			return // not a string token alone (white space around it, or not JSON)
+		}
+		if got, err := jsonString(tok); err != nil || got != want {
+			t.Fatalf("jsonString(%q) = %q, %v; json.Unmarshal gives %q", tok, got, err, want)
+		}
+	})
+}

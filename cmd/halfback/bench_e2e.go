@@ -37,7 +37,12 @@ missing and duplicate counts, besides the producers' own figures.
 			if err != nil {
 				return err
 			}
+			stop, err := f.startCPUProfile()
+			if err != nil {
+				return err
+			}
 			res, err := bench.RunE2E(cmd.Context(), bench.E2EOptions{ProduceOptions: po, Consumers: consumers})
+			stop()
 			if err != nil {
 				return fmt.Errorf("bench e2e in %s: %w", po.Dir, err)
 			}

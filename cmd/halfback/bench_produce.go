@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ type benchProduceFlags struct {
 	duration    time.Duration
 	dir         string
 	json        bool
+	cpuProfile  string
 }
 
 // add defines the shared flags on cmd.
@@ -36,6 +38,25 @@ func (f *benchProduceFlags) add(cmd *cobra.Command) {
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long the producers send")
 	fl.StringVar(&f.dir, "dir", "", "directory for the broker's store, on the disk under test (default: the system temp dir; not tmpfs)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object instead of the table")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	_ = fl.MarkHidden("cpuprofile") // a developer's tool, not part of the interface
+}
+
+// startCPUProfile starts a CPU profile into --cpuprofile when it is set; the
+// returned function stops it and closes the file (a no-op without the flag).
+func (f *benchProduceFlags) startCPUProfile() (stop func(), err error) {
+	if f.cpuProfile == "" {
+		return func() {}, nil
+	}
+	pf, err := os.Create(f.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
 }
 
 // options turns the flags into ProduceOptions, with the config's segment
@@ -86,7 +107,12 @@ not tmpfs). The commit-log segment size and log level come from the config.`,
 			if err != nil {
 				return err
 			}
+			stop, err := f.startCPUProfile()
+			if err != nil {
+				return err
+			}
 			res, err := bench.RunProduce(cmd.Context(), o)
+			stop()
 			if err != nil {
 				return fmt.Errorf("bench produce in %s: %w", o.Dir, err)
 			}
