@@ -31,7 +31,7 @@ type Conn struct {
 	onClose  []func(*Conn)
 	finished bool // read loop and handlers done; callbacks ran
 
-	handlers sync.WaitGroup
+	handlers sync.WaitGroup // handler calls and worker goroutines
 	done     chan struct{}
 }
 
@@ -70,8 +70,9 @@ func (c *Conn) Close() error {
 	return nil
 }
 
-// Done is closed once the connection is closed, its read loop and every
-// handler call have returned, and the OnClose callbacks have run.
+// Done is closed once the connection is closed, its read loop, every
+// handler call and every handler goroutine have returned, and the OnClose
+// callbacks have run.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the connection is open, then why it closed:

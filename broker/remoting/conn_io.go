@@ -126,6 +126,7 @@ func (c *Conn) dispatch(req *Command, n int64) {
 	select {
 	case c.idle <- call{req, n}:
 	default:
+		c.handlers.Add(1) // the worker itself: finish waits until it has gone
 		go c.worker(req, n)
 	}
 }
@@ -137,6 +138,7 @@ func (c *Conn) dispatch(req *Command, n int64) {
 // each time, on every request (a send's path is deeper than a new
 // goroutine's stack).
 func (c *Conn) worker(req *Command, n int64) {
+	defer c.handlers.Done()
 	c.serve(req, n)
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
+	"math"
 	"strconv"
 	"testing"
 )
@@ -156,6 +157,8 @@ func FuzzEncodeJSONHeaderMatchesEncodingJSON(f *testing.F) {
 	f.Add(int16(310), int32(1), int32(7), uint8(LanguageGo), int16(317), "", "a", "pg", "i", "UNIQ_KEY\x01x\x02")
 	f.Add(int16(0), int32(1), int32(-7), uint8(LanguageJava), int16(402), "remark \"q\" \\ \n\t\b\f\x00\x1f\x7f", "", "", "k\u2028", "\xff\xfe<>&\u2029é😀")
 	f.Add(int16(-1), int32(0), int32(0), uint8(200), int16(0), "\xc3", "x", "\xed\xa0\x80", "y", "")
+	f.Add(int16(math.MinInt16), int32(math.MinInt32), int32(math.MinInt32), uint8(LanguageNodeJS), int16(math.MinInt16), "\u2028", "", "\x7f", "", "")
+	f.Add(int16(math.MaxInt16), int32(math.MaxInt32), int32(math.MaxInt32), uint8(14), int16(math.MaxInt16), "\xf4\x90\x80\x80", "k", "\xe2\x80", "k", "\xc0\xaf\xf0\x8f\xbf\xbf")
 	f.Fuzz(func(t *testing.T, code int16, flag, opaque int32, lang uint8, version int16, remark, k1, v1, k2, v2 string) {
 		c := &Command{Code: code, Flag: flag, Opaque: opaque, Language: LanguageCode(lang), Version: version, Remark: remark}
 		if k1 != "" || k2 != "" {
