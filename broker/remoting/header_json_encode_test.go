@@ -72,17 +72,7 @@ func TestEncodeJSONHeaderEdgeCases(t *testing.T) {
 		&Command{Code: -1, Flag: -1, Opaque: -1, Version: -1, Remark: "\x00"},
 	)
 	for _, c := range cmds {
-		got, err := encodeJSONHeader(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := encodeJSONHeaderReflect(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("encodeJSONHeader:\n%s\nencoding/json:\n%s", got, want)
-		}
+		wantSameJSONHeader(t, c)
 	}
 }
 

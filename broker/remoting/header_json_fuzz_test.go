@@ -151,6 +151,23 @@ func encodeJSONHeaderReflect(c *Command) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
+// wantSameJSONHeader fails the test unless encodeJSONHeader writes what
+// encoding/json writes for c.
+func wantSameJSONHeader(t *testing.T, c *Command) {
+	t.Helper()
+	got, err := encodeJSONHeader(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := encodeJSONHeaderReflect(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("encodeJSONHeader:\n%s\nencoding/json:\n%s", got, want)
+	}
+}
+
 // FuzzEncodeJSONHeaderMatchesEncodingJSON: encodeJSONHeader writes by
 // hand what encoding/json writes for the same header.
 func FuzzEncodeJSONHeaderMatchesEncodingJSON(f *testing.F) {
@@ -164,17 +181,7 @@ func FuzzEncodeJSONHeaderMatchesEncodingJSON(f *testing.F) {
 		if k1 != "" || k2 != "" {
 			c.ExtFields = map[string]string{k1: v1, k2: v2}
 		}
-		got, err := encodeJSONHeader(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := encodeJSONHeaderReflect(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("encodeJSONHeader:\n%s\nencoding/json:\n%s", got, want)
-		}
+		wantSameJSONHeader(t, c)
 	})
 }
 
