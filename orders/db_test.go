@@ -12,13 +12,7 @@ import (
 func TestSchemaCreatedTwice(t *testing.T) {
 	dir := t.TempDir()
 	ctx := ctxT(t)
-	db, err := Open(ctx, Options{DSN: fileDSN(dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.SetStock(ctx, "sku", 5); err != nil {
-		t.Fatal(err)
-	}
+	db := openStocked(ctx, t, dir)
 	if err := db.CreateOrder(ctx, "t1", newOrder("o1", "sku", 2)); err != nil {
 		t.Fatal(err)
 	}

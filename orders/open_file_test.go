@@ -1,6 +1,7 @@
 package orders
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"os"
@@ -32,18 +33,12 @@ func userVersion(t *testing.T, path string) int {
 func TestOpenReadOnlyDatabase(t *testing.T) {
 	dir := t.TempDir()
 	ctx := ctxT(t)
-	db, err := Open(ctx, Options{DSN: fileDSN(dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.SetStock(ctx, "sku", 5); err != nil {
-		t.Fatal(err)
-	}
+	db := openStocked(ctx, t, dir)
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	ro := "file:" + filepath.Join(dir, "orders.db") + "?mode=ro&_pragma=busy_timeout(5000)&_txlock=immediate"
-	db, err = Open(ctx, Options{DSN: ro})
+	db, err := Open(ctx, Options{DSN: ro})
 	if err == nil {
 		db.Close()
 		t.Fatal("Open of a read-only database succeeded")
@@ -63,20 +58,14 @@ func TestOpenNewerSchema(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "orders.db")
 	ctx := ctxT(t)
-	db, err := Open(ctx, Options{DSN: fileDSN(dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.SetStock(ctx, "sku", 5); err != nil {
-		t.Fatal(err)
-	}
+	db := openStocked(ctx, t, dir)
 	if _, err := db.sql.ExecContext(ctx, `PRAGMA user_version = 99`); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open(ctx, Options{DSN: fileDSN(dir)})
+	db, err := Open(ctx, Options{DSN: fileDSN(dir)})
 	if err == nil {
 		db.Close()
 		t.Fatal("Open of a database of schema version 99 succeeded")
@@ -148,4 +137,17 @@ func TestOpenNewerSchemaOfOtherColumns(t *testing.T) {
 	if v := userVersion(t, path); v != 2 {
 		t.Fatalf("user_version after the refused open %d, want 2 kept", v)
 	}
+}
+
+// openStocked opens the database file in dir and stocks 5 of "sku".
+func openStocked(ctx context.Context, t *testing.T, dir string) *DB {
+	t.Helper()
+	db, err := Open(ctx, Options{DSN: fileDSN(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetStock(ctx, "sku", 5); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
