@@ -226,13 +226,7 @@ func TestConsumerRetryLeavesHungCallMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.waitStored(t, topic, 2)
-	select {
-	case <-retried:
-	case <-time.After(15 * time.Second):
-		close(release)
-		t.Fatal("the hung call's message was not retried")
-	}
-	close(release)
+	releaseAfterRetry(t, retried, release)
 	if got := <-seen; got != 0 {
 		t.Fatalf("the hung call's message has ReconsumeTimes %d after the retry, want 0 (as it was called)", got)
 	}
@@ -332,5 +326,18 @@ func TestConsumerLongestConsumeTimeoutNotHung(t *testing.T) {
 	defer mu.Unlock()
 	if calls != 1 {
 		t.Fatalf("the slow message was handled %d times, want 1 (its call was taken for hung)", calls)
+	}
+}
+
+// releaseAfterRetry waits until retried is closed (the hung call's
+// message was consumed again), then closes release to let the hung call
+// return; after 15 s it releases it and fails the test.
+func releaseAfterRetry(t *testing.T, retried <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	defer close(release)
+	select {
+	case <-retried:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the hung call's message was not retried")
 	}
 }

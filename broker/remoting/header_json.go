@@ -348,13 +348,8 @@ func scanString(b []byte, i int) (end int, ok bool) {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				j++
 			case 'u':
-				if j+5 >= len(b) {
+				if _, ok := hex4(b, j+2); !ok {
 					return 0, false
-				}
-				for _, h := range b[j+2 : j+6] {
-					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
-						return 0, false
-					}
 				}
 				j += 5
 			default:
@@ -525,7 +520,7 @@ func jsonString(tok []byte) (string, error) {
 // values) are decoded here; a surrogate escape or invalid UTF-8, which
 // encoding/json replaces by rules of its own, goes to json.Unmarshal, as
 // does anything invalid, for its error.
-func unescapeJSONString[T []byte | string](tok T) (string, error) {
+func unescapeJSONString(tok []byte) (string, error) {
 	if len(tok) < 2 || tok[0] != '"' || tok[len(tok)-1] != '"' {
 		return unmarshalJSONString(tok)
 	}
@@ -570,7 +565,7 @@ func unescapeJSONString[T []byte | string](tok T) (string, error) {
 			i++
 		default:
 			n := min(len(in)-i, utf8.UTFMax)
-			r, size := utf8.DecodeRune([]byte(in[i : i+n]))
+			r, size := utf8.DecodeRune(in[i : i+n])
 			if r == utf8.RuneError && size == 1 {
 				return unmarshalJSONString(tok)
 			}
@@ -582,12 +577,12 @@ func unescapeJSONString[T []byte | string](tok T) (string, error) {
 }
 
 // hex4 reads the four hex digits of a \u escape at b[i:].
-func hex4[T []byte | string](b T, i int) (rune, bool) {
+func hex4(b []byte, i int) (rune, bool) {
 	if i+4 > len(b) {
 		return 0, false
 	}
 	var r rune
-	for _, c := range []byte(b[i : i+4]) {
+	for _, c := range b[i : i+4] {
 		switch {
 		case c >= '0' && c <= '9':
 			c -= '0'
@@ -604,9 +599,9 @@ func hex4[T []byte | string](b T, i int) (rune, bool) {
 }
 
 // unmarshalJSONString is encoding/json's reading of a string token.
-func unmarshalJSONString[T []byte | string](tok T) (string, error) {
+func unmarshalJSONString(tok []byte) (string, error) {
 	var s string
-	err := json.Unmarshal([]byte(tok), &s)
+	err := json.Unmarshal(tok, &s)
 	return s, err
 }
 

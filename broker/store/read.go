@@ -292,8 +292,12 @@ func (s *Store) ReadRecord(phys int64) ([]byte, error) {
 	return rec, err
 }
 
+// notRecord is readRecord's error for an offset where no record starts.
+func notRecord(phys int64) error {
+	return fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
+}
+
 func (s *Store) readRecord(phys int64) ([]byte, message.Ext, error) {
-	notRecord := fmt.Errorf("%w: %d is not the start of a record", ErrOffsetNotFound, phys)
 	if phys < s.log.minOffset() || phys >= s.visibleLimit() {
 		return nil, message.Ext{}, fmt.Errorf("%w: %d", ErrOffsetNotFound, phys)
 	}
@@ -309,7 +313,7 @@ func (s *Store) readRecord(phys int64) ([]byte, message.Ext, error) {
 		phys+int64(size) > min(s.visibleLimit(), segEnd) {
 		// Past a segment's closing blank a recycled segment still holds
 		// its earlier life's records: they say another offset.
-		return nil, message.Ext{}, notRecord
+		return nil, message.Ext{}, notRecord(phys)
 	}
 	rec := make([]byte, size)
 	if err := s.log.readAt(rec, phys); err != nil {
@@ -317,7 +321,7 @@ func (s *Store) readRecord(phys int64) ([]byte, message.Ext, error) {
 	}
 	e, _, err := message.DecodeSealed(rec)
 	if err != nil || e.CommitLogOffset != phys {
-		return nil, message.Ext{}, notRecord
+		return nil, message.Ext{}, notRecord(phys)
 	}
 	return rec, e, nil
 }
