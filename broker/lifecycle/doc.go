@@ -10,8 +10,8 @@
 // UNIQ_KEY) and the event time, so one prefix scan returns a message's
 // events in order. Secondary keys map each message key (KEYS) and trace id
 // (from the traceparent property) to the message ids that carry them.
-// One expiry entry per event, keyed by write time, lists the keys the
-// event wrote; a pass every [Options.ExpiryInterval] deletes those older
+// One expiry entry per batch the writer commits, keyed by write time,
+// lists the keys its events wrote; a pass every [Options.ExpiryInterval] deletes those older
 // than [Options.Retention] (a secondary key written again since is kept).
 //
 // # Writes
@@ -20,9 +20,10 @@
 // event on a channel that one writer goroutine drains in batches, committed
 // without fsync. When the queue is full, events are dropped and counted
 // ([Recorder.Dropped]): on a busy two-core machine one writer keeps up
-// with roughly 100,000 events a second (BenchmarkTraceStored in broker). A crash loses the events still queued and, on a
-// machine crash, those not yet synced by Pebble; the record is a
-// diagnostic aid, never a source of truth for delivery.
+// with roughly 250,000 events a second (BenchmarkRecorderWrite: events are
+// encoded by hand, not by encoding/json). A crash loses the events still
+// queued and, on a machine crash, those not yet synced by Pebble; the
+// record is a diagnostic aid, never a source of truth for delivery.
 //
 // # Consumption
 //

@@ -174,6 +174,7 @@ type Recorder struct {
 	queue   chan *item // pointers: a buffer of values would be megabytes for the GC to scan
 	seq     uint64     // writer goroutine only
 	dirty   bool       // writer goroutine only: events written since the last sync
+	scratch scratch    // writer goroutine only
 	dropped atomic.Int64
 
 	closeMu sync.RWMutex // Record holds it shared while sending; Close exclusive
@@ -310,12 +311,19 @@ const (
 	prefixEvent  = 'e' // e msgId 0 time seq -> JSON Event
 	prefixKey    = 'k' // k key 0 msgId -> write time
 	prefixTrace  = 't' // t traceId 0 msgId -> write time
-	prefixExpiry = 'x' // x time seq -> the keys an event wrote (uvarint length, key)...
+	prefixExpiry = 'x' // x time seq -> the keys a batch of events wrote (uvarint length, key)...
 )
 
 func (r *Recorder) write(batch []*item) {
 	b := r.db.NewBatch()
 	var barriers []chan struct{}
+	// One expiry entry, keyed by the batch's write time and first
+	// sequence number, lists every key the batch's events wrote.
+	now := uint64(r.opts.Now().UnixNano())
+	w := &r.scratch
+	w.wt = binary.BigEndian.AppendUint64(w.wt[:0], now)
+	w.written = w.written[:0]
+	first := r.seq + 1
 	for _, it := range batch {
 		if it.done != nil {
 			barriers = append(barriers, it.done)
@@ -323,55 +331,68 @@ func (r *Recorder) write(batch []*item) {
 		}
 		r.add(b, &it.ev)
 	}
+	if len(w.written) > 0 {
+		x := binary.BigEndian.AppendUint64(append(w.key[:0], prefixExpiry), now)
+		b.Set(binary.BigEndian.AppendUint64(x, first), w.written, nil)
+	}
 	if !b.Empty() {
 		if err := b.Commit(pebble.NoSync); err != nil {
 			r.opts.Logger.Warn("lifecycle: write events", "events", len(batch)-len(barriers), "err", err)
 		}
 		r.dirty = true
 	}
+	b.Close()
 	for _, d := range barriers {
 		close(d)
 	}
 }
 
-// add puts one event and its secondary keys into b.
+// scratch holds the writer goroutine's buffers, reused from batch to
+// batch (a pebble.Batch copies what it is given).
+type scratch struct {
+	key, value, wt, written []byte
+}
+
+// add puts one event and its secondary keys into b, and lists the keys in
+// r.scratch.written for the batch's expiry entry.
 func (r *Recorder) add(b *pebble.Batch, e *Event) {
 	if strings.IndexByte(e.MsgID, 0) >= 0 {
 		return
 	}
-	v, err := json.Marshal(e)
+	w := &r.scratch
+	v, err := appendEvent(w.value[:0], e)
+	w.value = v
 	if err != nil {
 		return
 	}
 	r.seq++
-	ts := uint64(e.Time.UnixNano())
-	now := uint64(r.opts.Now().UnixNano())
-	wt := binary.BigEndian.AppendUint64(nil, now)
-	// One expiry entry lists every key the event wrote, length-prefixed.
-	var written []byte
 	put := func(k, v []byte) {
 		b.Set(k, v, nil)
-		written = binary.AppendUvarint(written, uint64(len(k)))
-		written = append(written, k...)
+		w.written = binary.AppendUvarint(w.written, uint64(len(k)))
+		w.written = append(w.written, k...)
+		w.key = k
 	}
-	ek := binary.BigEndian.AppendUint64(idKey(prefixEvent, e.MsgID), ts)
-	put(binary.BigEndian.AppendUint64(ek, r.seq), v)
-	for _, k := range strings.Fields(e.Keys) {
-		put(append(idKey(prefixKey, k), e.MsgID...), wt)
+	k := appendIDKey(w.key[:0], prefixEvent, e.MsgID)
+	k = binary.BigEndian.AppendUint64(k, uint64(e.Time.UnixNano()))
+	put(binary.BigEndian.AppendUint64(k, r.seq), v)
+	for _, key := range strings.Fields(e.Keys) {
+		put(append(appendIDKey(w.key[:0], prefixKey, key), e.MsgID...), w.wt)
 	}
 	if e.TraceID != "" {
-		put(append(idKey(prefixTrace, e.TraceID), e.MsgID...), wt)
+		put(append(appendIDKey(w.key[:0], prefixTrace, e.TraceID), e.MsgID...), w.wt)
 	}
-	x := binary.BigEndian.AppendUint64([]byte{prefixExpiry}, now)
-	b.Set(binary.BigEndian.AppendUint64(x, r.seq), written, nil)
+}
+
+// appendIDKey appends prefix, s and a 0 separator to k.
+func appendIDKey(k []byte, prefix byte, s string) []byte {
+	k = append(k, prefix)
+	k = append(k, s...)
+	return append(k, 0)
 }
 
 // idKey is prefix, s and a 0 separator.
 func idKey(prefix byte, s string) []byte {
-	k := make([]byte, 0, len(s)+18)
-	k = append(k, prefix)
-	k = append(k, s...)
-	return append(k, 0)
+	return appendIDKey(make([]byte, 0, len(s)+18), prefix, s)
 }
 
 // upper is the smallest key after every key starting with prefix.

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -200,5 +201,44 @@ func TestRecordPaused(t *testing.T) {
 		if msgs, err := r.Lookup(id, 0); err != nil || len(msgs) != want {
 			t.Fatalf("Lookup(%s) = %d messages, %v; want %d", id, len(msgs), err, want)
 		}
+	}
+}
+
+// TestExpireABatch checks that the events one write batch holds, and
+// their secondary keys, expire together, while a key a later batch wrote
+// again stays with the later message.
+func TestExpireABatch(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	r := open(t, clk)
+	var batch []*item
+	for i := range 50 {
+		id := "m" + strconv.Itoa(i)
+		batch = append(batch, &item{ev: Event{MsgID: id, Time: clk.now(), Kind: Stored, Keys: "shared k" + id,
+			TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}})
+	}
+	r.write(batch) // the writer goroutine's call, made here so that all 50 share one batch
+	clk.add(50 * time.Minute)
+	r.Record(Event{MsgID: "late", Kind: Stored, Keys: "shared"})
+	if err := r.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(20 * time.Minute) // the batch is 70 min old, "late" 20 min
+	if err := r.Expire(); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"m0", "m49", "km7", "4bf92f3577b34da6a3ce929d0e0e4736"} {
+		if msgs, err := r.Lookup(q, 0); err != nil || len(msgs) != 0 {
+			t.Fatalf("Lookup(%q) after the batch expired: %+v, %v", q, msgs, err)
+		}
+	}
+	if msgs, _ := r.Lookup("shared", 0); len(msgs) != 1 || msgs[0].MsgID != "late" {
+		t.Fatalf("Lookup(shared) after the batch expired: %+v, want only late", msgs)
+	}
+	left := 0
+	if err := r.scan([]byte{prefixExpiry}, func(_, _ []byte) bool { left++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if left != 1 {
+		t.Fatalf("%d expiry entries left, want 1 (late's batch)", left)
 	}
 }

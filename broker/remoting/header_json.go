@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/halfbackmq/halfback/internal/jsonenc"
 )
 
 // jsonHeaderIn accepts what the official clients send. Numbers are read as
@@ -47,9 +49,9 @@ func encodeJSONHeader(c *Command) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = jsonenc.AppendString(b, k)
 			b = append(b, ':')
-			b = appendJSONString(b, c.ExtFields[k])
+			b = jsonenc.AppendString(b, c.ExtFields[k])
 		}
 		b = append(b, '}')
 	}
@@ -57,7 +59,7 @@ func encodeJSONHeader(c *Command) ([]byte, error) {
 	b = strconv.AppendInt(b, int64(c.Flag), 10)
 	b = append(b, `,"language":`...)
 	if name := c.Language.String(); name != "" {
-		b = appendJSONString(b, name)
+		b = jsonenc.AppendString(b, name)
 	} else {
 		b = strconv.AppendUint(b, uint64(c.Language), 10)
 	}
@@ -65,66 +67,11 @@ func encodeJSONHeader(c *Command) ([]byte, error) {
 	b = strconv.AppendInt(b, int64(c.Opaque), 10)
 	if c.Remark != "" {
 		b = append(b, `,"remark":`...)
-		b = appendJSONString(b, c.Remark)
+		b = jsonenc.AppendString(b, c.Remark)
 	}
 	b = append(b, `,"serializeTypeCurrentRPC":"JSON","version":`...)
 	b = strconv.AppendInt(b, int64(c.Version), 10)
 	return append(b, '}'), nil
-}
-
-// appendJSONString appends s as a JSON string, escaped as encoding/json
-// escapes it without HTML escaping: quote, backslash and control
-// characters, U+2028 and U+2029, and invalid UTF-8 as U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // decodeJSONHeader parses a JSON header into cmd. On failure the returned
