@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/broker/store"
@@ -55,9 +58,9 @@ func (b *Broker) handleDeleteGroup(_ context.Context, _ *remoting.Conn, req *rem
 	if err := message.ValidateGroup(group); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, "the specified group is illegal: "+err.Error())
 	}
-	if v, online := b.consumerGroupInfo(group); online && len(v.ClientIDs) > 0 {
+	if v, online := b.consumerGroupInfo(group); online && len(v.Clients) > 0 {
 		return remoting.NewResponse(req, remoting.RespSystemError,
-			fmt.Sprintf("consumer group %s has %d consumers online; stop them first", group, len(v.ClientIDs)))
+			fmt.Sprintf("consumer group %s has %d consumers online; stop them first", group, len(v.Clients)))
 	}
 	if _, err := b.subGroups.remove(group); err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
@@ -74,7 +77,8 @@ func (b *Broker) handleDeleteGroup(_ context.Context, _ *remoting.Conn, req *rem
 
 // handleGetConsumeStats answers a group's progress on every queue of the
 // topics it has committed offsets for, subscribes to while online, and its
-// retry topic (or only the request's topic, if it names one). The body is
+// retry topic (or only the request's topic, if it names one); of a group
+// online in BROADCASTING mode, only the first (see groupTopics). The body is
 // RocketMQ's ConsumeStats as fastjson writes it, a map keyed by
 // MessageQueue objects, which is not strict JSON but is what mqadmin reads:
 //
@@ -219,25 +223,26 @@ func (b *Broker) handleTopicConsumers(_ context.Context, _ *remoting.Conn, req *
 
 // groupTopics returns, sorted, the topics a group has committed offsets
 // for or subscribes to while online, plus its retry topic if it exists.
+// A group online in BROADCASTING mode gets only the topics it has offsets
+// for, as from RocketMQ's broker: its members keep their offsets
+// themselves, so the broker's would be 0 for ever, and every message of
+// the topic would show as lag however far the members have consumed.
 func (b *Broker) groupTopics(group string, committed map[string]map[int32]int64) []string {
 	set := map[string]bool{}
 	for t := range committed {
 		set[t] = true
 	}
-	if info, ok := b.consumerGroupInfo(group); ok {
-		for _, s := range info.Subscriptions {
-			set[s.Topic] = true
-		}
+	info, online := b.consumerGroupInfo(group)
+	if online && strings.EqualFold(info.MessageModel, Broadcasting) {
+		return slices.Sorted(maps.Keys(set))
+	}
+	for _, s := range info.Subscriptions {
+		set[s.Topic] = true
 	}
 	if _, ok := b.topics.get(RetryTopic(group)); ok {
 		set[RetryTopic(group)] = true
 	}
-	out := make([]string, 0, len(set))
-	for t := range set {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(set))
 }
 
 // queueStoreTime returns the store timestamp of the message at a queue

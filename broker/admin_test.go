@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,6 +39,39 @@ func TestGetConsumeStats(t *testing.T) {
 	}
 	if resp = call(t, c, remoting.ReqGetConsumeStats, nil, nil); resp.Code != remoting.RespSystemError {
 		t.Errorf("no group: code %d, want SYSTEM_ERROR", resp.Code)
+	}
+}
+
+// A broadcasting group's members keep their offsets themselves: the
+// broker lists none of the topics they subscribe to (as RocketMQ's), where
+// every message would show as lag, however far they consumed. Topics the
+// group committed offsets on (as a clustering group, say) still show.
+func TestGetConsumeStatsOfABroadcastingGroup(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	c := dial(t, b)
+	for _, topic := range []string{"orders", "old"} {
+		if resp := call(t, c, remoting.ReqUpdateAndCreateTopic, map[string]string{"topic": topic, "readQueueNums": "1", "writeQueueNums": "1"}, nil); resp.Code != remoting.RespSuccess {
+			t.Fatalf("create %s: %v", topic, resp)
+		}
+	}
+	mustSend(t, c, "orders", 0, "", "m")
+	waitQueue(t, b, "orders", 0, 1)
+	if resp := call(t, c, remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "bg", "topic": "old", "queueId": "0", "commitOffset": "0"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %v", resp)
+	}
+	hbOK(t, c, bytes.Replace(consumerHeartbeat("127.0.0.1@b1", "orders", "bg"), []byte("CLUSTERING"), []byte("BROADCASTING"), 1))
+	resp := call(t, c, remoting.ReqGetConsumeStats, map[string]string{"consumerGroup": "bg"}, nil)
+	want := `{"consumeTps":0.0,"offsetTable":{` +
+		`{"brokerName":"broker-a","queueId":0,"topic":"old"}:{"brokerOffset":0,"consumerOffset":0,"lastTimestamp":0,"pullOffset":0}}}`
+	if resp.Code != remoting.RespSuccess || string(resp.Body) != want {
+		t.Fatalf("GET_CONSUME_STATS of a broadcasting group: code %d %q\n got %s\nwant %s", resp.Code, resp.Remark, resp.Body, want)
+	}
+	// The same group consuming by clustering: the broker keeps its
+	// offsets, and a subscribed topic with none committed is all lag.
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@b1", "orders", "bg"))
+	resp = call(t, c, remoting.ReqGetConsumeStats, map[string]string{"consumerGroup": "bg"}, nil)
+	if !strings.Contains(string(resp.Body), `"topic":"orders"}:{"brokerOffset":1,"consumerOffset":0`) {
+		t.Fatalf("GET_CONSUME_STATS of a clustering group leaves out its subscription: %s", resp.Body)
 	}
 }
 

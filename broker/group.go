@@ -119,9 +119,10 @@ type consumerGroupView struct {
 	ConsumeType      string
 	MessageModel     string
 	ConsumeFromWhere string
-	// ClientIDs are the online members, sorted.
+	// ClientIDs are the online members' ids, sorted, each once.
 	ClientIDs []string
-	// Clients describe the online members, in ClientIDs' order.
+	// Clients describe the online members, one per connection (two
+	// members may share an id), sorted by id and address.
 	Clients []groupMember
 	// Subscriptions merges the members' subscriptions by topic (the newest
 	// subVersion wins), sorted by topic.
@@ -144,7 +145,17 @@ type groupTable struct {
 
 type consumerGroup struct {
 	consumeType, messageModel, consumeFromWhere string
-	clients                                     map[string]*consumerClient // by client id
+	clients                                     map[memberKey]*consumerClient
+}
+
+// memberKey names a group member: its client id and its connection. Two
+// consumers may share an id (two processes on one host with one
+// InstanceName: RocketMQ's Java client keeps ClientIP@DEFAULT for
+// broadcasting consumers), and each is a member until its own connection
+// leaves, as RocketMQ's ConsumerGroupInfo keeps its members by channel.
+type memberKey struct {
+	id   string
+	conn *remoting.Conn
 }
 
 type consumerClient struct {
@@ -209,15 +220,16 @@ func (t *groupTable) heartbeat(conn *remoting.Conn, hb *heartbeatData) (notices 
 	for _, c := range hb.ConsumerDataSet {
 		g := t.consumers[c.GroupName]
 		if g == nil {
-			g = &consumerGroup{clients: make(map[string]*consumerClient)}
+			g = &consumerGroup{clients: make(map[memberKey]*consumerClient)}
 			t.consumers[c.GroupName] = g
 		}
 		g.consumeType, g.messageModel, g.consumeFromWhere = c.ConsumeType, c.MessageModel, c.ConsumeFromWhere
 		subs := slices.Clone(c.SubscriptionDataSet)
 		sort.Slice(subs, func(i, j int) bool { return subs[i].Topic < subs[j].Topic })
-		old := g.clients[hb.ClientID]
-		changed := old == nil || old.conn != conn || !sameTopics(old.subs, subs)
-		g.clients[hb.ClientID] = &consumerClient{conn: conn, lastSeen: now, subs: subs, language: hb.language, version: hb.version}
+		key := memberKey{id: hb.ClientID, conn: conn}
+		old := g.clients[key]
+		changed := old == nil || !sameTopics(old.subs, subs)
+		g.clients[key] = &consumerClient{conn: conn, lastSeen: now, subs: subs, language: hb.language, version: hb.version}
 		if changed {
 			notices = append(notices, notice{group: c.GroupName, conns: g.conns()})
 		}
@@ -250,9 +262,9 @@ func (t *groupTable) removeConsumers(keep func(group, id string, c *consumerClie
 	var notices []notice
 	for name, g := range t.consumers {
 		removed := false
-		for id, c := range g.clients {
-			if !keep(name, id, c) {
-				delete(g.clients, id)
+		for k, c := range g.clients {
+			if !keep(name, k.id, c) {
+				delete(g.clients, k)
 				removed = true
 			}
 		}
@@ -328,20 +340,25 @@ func (t *groupTable) info(group string) (consumerGroupView, bool) {
 	info := consumerGroupView{Group: group, ConsumeType: g.consumeType, MessageModel: g.messageModel,
 		ConsumeFromWhere: g.consumeFromWhere}
 	subs := map[string]subscription{}
-	for id, c := range g.clients {
-		info.ClientIDs = append(info.ClientIDs, id)
+	for k, c := range g.clients {
+		info.ClientIDs = append(info.ClientIDs, k.id)
+		info.Clients = append(info.Clients, groupMember{ClientID: k.id, ClientAddr: c.conn.RemoteAddr().String(),
+			Language: c.language, Version: c.version})
 		for _, s := range c.subs {
 			if old, ok := subs[s.Topic]; !ok || s.SubVersion > old.SubVersion {
 				subs[s.Topic] = s
 			}
 		}
 	}
+	// Each id once: members that share one would take one share each of a
+	// clustering allocation, which counts its members by id, and leave the
+	// other shares unconsumed.
 	sort.Strings(info.ClientIDs)
-	for _, id := range info.ClientIDs {
-		c := g.clients[id]
-		info.Clients = append(info.Clients, groupMember{ClientID: id, ClientAddr: c.conn.RemoteAddr().String(),
-			Language: c.language, Version: c.version})
-	}
+	info.ClientIDs = slices.Compact(info.ClientIDs)
+	sort.Slice(info.Clients, func(i, j int) bool {
+		a, b := info.Clients[i], info.Clients[j]
+		return a.ClientID < b.ClientID || a.ClientID == b.ClientID && a.ClientAddr < b.ClientAddr
+	})
 	for _, s := range subs {
 		info.Subscriptions = append(info.Subscriptions, s)
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -312,4 +313,57 @@ func TestSendBackLongGroupStillDeadLetters(t *testing.T) {
 		}
 	}
 	waitQueueMsgs(t, b, DLQTopic(long), 0, 2)
+}
+
+// Two consumers with one client id: two processes on one host whose
+// InstanceName is the same, as RocketMQ's Java client keeps DEFAULT for
+// broadcasting consumers (ClientIP@DEFAULT). The broker keeps them apart
+// by connection, as RocketMQ's ConsumerGroupInfo (by channel): the
+// connection list shows both, the consumer list names the id once (a
+// clustering allocation counts members by id), and the one that leaves
+// takes only itself out of the group, not the other, which stays online
+// with its subscription.
+func TestTwoConsumersWithOneClientID(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	hb := bytes.Replace(consumerHeartbeat("127.0.0.1@DEFAULT", "orders", "bg"), []byte("CLUSTERING"), []byte("BROADCASTING"), 1)
+	first, second := dial(t, b), dial(t, b)
+	hbOK(t, second, hb)
+	hbOK(t, first, hb) // the last heartbeat
+	members := func() []string {
+		info, ok := b.consumerGroupInfo("bg")
+		if !ok {
+			return nil
+		}
+		var addrs []string
+		for _, m := range info.Clients {
+			addrs = append(addrs, m.ClientAddr)
+		}
+		slices.Sort(addrs)
+		return addrs
+	}
+	both := []string{first.LocalAddr().String(), second.LocalAddr().String()}
+	slices.Sort(both)
+	if got := members(); !slices.Equal(got, both) {
+		t.Fatalf("members at %v, want both connections %v", got, both)
+	}
+	if _, ids := listConsumers(t, second, "bg"); !slices.Equal(ids, []string{"127.0.0.1@DEFAULT"}) {
+		t.Fatalf("consumer list = %v, want the id once", ids)
+	}
+	first.Close()
+	waitFor(t, "the closed connection to leave the group", func() bool { return len(members()) != 2 })
+	if got := members(); !slices.Equal(got, []string{second.LocalAddr().String()}) {
+		t.Fatalf("after the first consumer left, members at %v, want the second (%s) still online", got, second.LocalAddr())
+	}
+	if _, ok := b.groupSubscription("bg", "orders"); !ok {
+		t.Fatal("the remaining consumer's subscription left with the other")
+	}
+	// UNREGISTER_CLIENT names the id: it takes out the asking connection only.
+	third := dial(t, b)
+	hbOK(t, third, hb)
+	if resp := call(t, third, remoting.ReqUnregisterClient, map[string]string{"clientID": "127.0.0.1@DEFAULT", "consumerGroup": "bg"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("unregister: %d %s", resp.Code, resp.Remark)
+	}
+	if got := members(); !slices.Equal(got, []string{second.LocalAddr().String()}) {
+		t.Fatalf("after the third consumer unregistered, members at %v, want the second (%s)", got, second.LocalAddr())
+	}
 }

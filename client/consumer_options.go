@@ -134,7 +134,8 @@ const (
 	// group's retry topic (concurrent clustering consumers), or after
 	// ConsumerOptions.SuspendInterval on the same queue (orderly ones, and
 	// broadcasting ones, which drop a message after MaxReconsumeTimes
-	// retries, with a warning).
+	// retries, with a warning, unless Orderly: an orderly member sends it
+	// to the dead-letter queue, as RocketMQ's clients do).
 	ConsumeRetryLater
 )
 
@@ -179,8 +180,9 @@ type ConsumerOptions struct {
 	// 30 minutes before Start.
 	ConsumeTimestamp time.Time
 	// MaxReconsumeTimes is how often a failed message is consumed again
-	// before it goes to the dead-letter queue %DLQ%<group> (broadcasting:
-	// before it is dropped, with a warning). Default 16; for an Orderly
+	// before it goes to the dead-letter queue %DLQ%<group> (broadcasting,
+	// not Orderly: before it is dropped, with a warning; each orderly
+	// broadcasting member sends its own copy to the dead-letter queue). Default 16; for an Orderly
 	// consumer no limit (math.MaxInt32), as RocketMQ's: the failed message
 	// holds its queue until it succeeds, and the messages behind it never
 	// overtake it.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/delay"
+	"github.com/halfbackmq/halfback/internal/remotetest"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -475,6 +476,73 @@ func TestBroadcastingRetriesFailuresLocally(t *testing.T) {
 	}
 	if _, hi := cl.b.Store().QueueBounds("%RETRY%"+group, 0); hi != 0 {
 		t.Fatalf("%d messages sent back to the retry topic, which no broadcasting member reads", hi)
+	}
+}
+
+// TestBroadcastingOrderlyDeadLettersPerMember: an orderly broadcasting
+// member takes no lock (every member has every queue), keeps a key's order,
+// and, as RocketMQ's clients do, sends a message failing MaxReconsumeTimes
+// retries to %DLQ%<group> rather than dropping it: each member its own
+// copy, none through the retry topic.
+func TestBroadcastingOrderlyDeadLettersPerMember(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("prices"), uniq("bog")
+	var mu sync.Mutex
+	calls := map[string][]string{} // member -> body:reconsumeTimes, in call order
+	mk := func(name string) MessageHandler {
+		return func(_ context.Context, msgs []*MessageExt) (ConsumeResult, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range msgs {
+				calls[name] = append(calls[name], fmt.Sprintf("%s:%d", m.Body, m.ReconsumeTimes))
+				if string(m.Body) == "poison" {
+					return ConsumeRetryLater, nil
+				}
+			}
+			return ConsumeSuccess, nil
+		}
+	}
+	for _, body := range []string{"poison", "after"} {
+		if _, err := p.Send(context.Background(), &Message{Topic: topic, Body: []byte(body), ShardingKey: "k"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	var pcs []*PushConsumer
+	for _, name := range []string{"a", "b"} {
+		o := ConsumerOptions{Group: group, Model: Broadcasting, Orderly: true, FromWhere: ConsumeFromFirst, MaxReconsumeTimes: 2,
+			SuspendInterval: 10 * time.Millisecond, OffsetFile: filepath.Join(dir, name+".json")}
+		pcs = append(pcs, startConsumer(t, newClient(t, cl.ns.Addr(), nil), o, topic, "*", mk(name)))
+	}
+	dlq := cl.waitStored(t, DLQTopic(group), 2)
+	waitFor(t, "both members past the poison message", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(calls["a"], "after:0") && slices.Contains(calls["b"], "after:0")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, name := range []string{"a", "b"} {
+		if want := []string{"poison:0", "poison:1", "poison:2", "after:0"}; !slices.Equal(calls[name], want) {
+			t.Errorf("member %s's calls %v, want %v", name, calls[name], want)
+		}
+	}
+	for _, d := range dlq {
+		if string(d.Body) != "poison" {
+			t.Errorf("dead letter %q, want poison", d.Body)
+		}
+	}
+	if _, hi := cl.b.Store().QueueBounds("%RETRY%"+group, 0); hi != 0 {
+		t.Fatalf("%d messages in the retry topic, which no broadcasting member reads", hi)
+	}
+	conn := remotetest.Dial(t, cl.b.Addr())
+	for _, pc := range pcs {
+		for _, mq := range ownQueues(pc, topic) {
+			if !lockGranted(t, conn, group, "probe", mq) {
+				t.Fatalf("%v is locked: a broadcasting member locked its queue", mq)
+			}
+		}
 	}
 }
 

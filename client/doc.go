@@ -69,7 +69,8 @@
 // the client sends the same copy to %RETRY%<group> itself, as RocketMQ's
 // Java client does
 // (Broadcasting members, which read no retry topic, retry it in place that
-// often and then drop it with a warning). A committed offset never passes
+// often and then drop it with a warning; orderly ones dead-letter it as
+// below, each its own copy). A committed offset never passes
 // a message still in a handler. Orderly consumers lock their queues on the
 // broker and call the handler once at a time per queue, retrying a failing
 // message in place until its ReconsumeTimes (the stored count plus the

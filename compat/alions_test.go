@@ -2,6 +2,7 @@ package compat
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"math"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -324,6 +326,47 @@ func TestAliOnsBroadcasting(t *testing.T) {
 		return len(gotBodies(a.events("got"))) == 10 && len(gotBodies(b.events("got"))) == 10
 	})
 	a.finish("closed")
+	b.finish("closed")
+}
+
+// TestAliOnsBroadcastingTwinsShareAClientID: ali-ons, as RocketMQ's Java
+// client, keeps the instance name DEFAULT for a broadcasting consumer, so
+// two members on one host (two processes of one service, say) share the
+// client id ClientIP@DEFAULT. Both get every message; the broker lists
+// both connections (as RocketMQ's, which keeps a group's members by
+// channel), and when one leaves the other stays online.
+func TestAliOnsBroadcastingTwinsShareAClientID(t *testing.T) {
+	c := startCluster(t)
+	topic, group := uniq("ali"), uniq("alit")
+	a := startNode(t, c, "MODE=consume", "TOPIC="+topic, "GROUP="+group, "BROADCAST=1")
+	b := startNode(t, c, "MODE=consume", "TOPIC="+topic, "GROUP="+group, "BROADCAST=1")
+	a.waitEvent("ready", 30*time.Second)
+	b.waitEvent("ready", 30*time.Second)
+	produceNode(t, c, topic, "t", 10)
+	waitFor(t, 60*time.Second, "both members to get all 10", func() bool {
+		return len(gotBodies(a.events("got"))) == 10 && len(gotBodies(b.events("got"))) == 10
+	})
+	ac, err := admin.Dial(context.Background(), c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	members := func() []admin.GroupClient {
+		g, err := ac.GroupConnections(context.Background(), group)
+		if err != nil {
+			t.Fatalf("group connections: %v", err)
+		}
+		return g.Clients
+	}
+	if m := members(); len(m) != 2 || m[0].ClientID != m[1].ClientID || !strings.HasSuffix(m[0].ClientID, "@DEFAULT") {
+		t.Fatalf("group connections %+v, want both members, under one id ending in @DEFAULT", m)
+	}
+	a.finish("closed")
+	waitFor(t, 10*time.Second, "the member that left to leave the group", func() bool { return len(members()) == 1 })
+	produceNode(t, c, topic, "u", 5)
+	waitFor(t, 60*time.Second, "the remaining member to get the next 5", func() bool {
+		return len(gotBodies(b.events("got"))) == 15
+	})
 	b.finish("closed")
 }
 

@@ -447,3 +447,55 @@ func TestNewGoClientGroupSkipsAnOldQueueFromLast(t *testing.T) {
 		}
 	}
 }
+
+// TestBroadcastingGoClientJoinsLateFromLast: a broadcasting member of the
+// official client that joins a topic with messages already in it, with
+// CONSUME_FROM_LAST_OFFSET and no offsets file of its own, starts at the
+// queues' end (GET_MAX_OFFSET, as RocketMQ's broadcasting consumers do:
+// the broker's rule for a new clustering group's young queues answers
+// QUERY_CONSUMER_OFFSET, which a broadcasting member never asks), gets
+// everything sent after it, and a message its handler fails is neither
+// sent back nor dead-lettered (the client drops it, as RocketMQ's does).
+func TestBroadcastingGoClientJoinsLateFromLast(t *testing.T) {
+	c := startCluster(t)
+	p := newProducer(t, c)
+	topic, group := uniq("bcl"), uniq("bclg")
+	sendBodies(t, p, topic, "old", 8)
+	got := newReceived()
+	pc := newPushConsumer(t, c, group, topic, consumer.BroadCasting, false,
+		func(_ context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			got.add(ms...)
+			if string(ms[0].Body) == "new0" {
+				return consumer.ConsumeRetryLater, nil
+			}
+			return consumer.ConsumeSuccess, nil
+		}, consumer.WithConsumeFromWhere(consumer.ConsumeFromLastOffset))
+	defer pc.Shutdown()
+	// The member's first rebalance takes the queues' ends: until then a
+	// message sent may land before them. Send until one arrives.
+	n := 0
+	waitFor(t, 60*time.Second, "the member to consume a message sent after it joined", func() bool {
+		sendBodies(t, p, topic, "probe"+strconv.Itoa(n), 1)
+		n++
+		return got.distinct() > 0
+	})
+	sendBodies(t, p, topic, "new", 8)
+	waitFor(t, 30*time.Second, "every new message", func() bool {
+		for i := 0; i < 8; i++ {
+			if !got.has("new" + strconv.Itoa(i)) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := 0; i < 8; i++ {
+		if got.has("old" + strconv.Itoa(i)) {
+			t.Fatalf("old%d, sent before the member joined, was consumed from CONSUME_FROM_LAST_OFFSET", i)
+		}
+	}
+	for _, topic := range []string{"%RETRY%" + group, "%DLQ%" + group} {
+		if _, hi := c.b.Store().QueueBounds(topic, 0); hi != 0 {
+			t.Fatalf("the broadcasting member's failure reached %s (%d messages)", topic, hi)
+		}
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
+
+	"github.com/halfbackmq/halfback/internal/admin"
 )
 
 func newProducer(t *testing.T, c *cluster) rocketmq.Producer {
@@ -176,6 +178,33 @@ func TestBroadcasting(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, "every consumer to get every message", func() bool { return a.distinct() == 10 && b.distinct() == 10 })
+	// What the admin tools show of the group while both members are
+	// online: two members consuming by broadcast, and no lag, since the
+	// broker holds no offsets of a broadcasting group (its members keep
+	// them) and so cannot know one.
+	ac, err := admin.Dial(context.Background(), c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	conns, err := ac.GroupConnections(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conns.Clients) != 2 || conns.MessageModel != "BROADCASTING" || conns.Subscriptions[topic] == "" {
+		t.Errorf("group connections %+v, want the 2 members, BROADCASTING, subscribed to %s", conns, topic)
+	}
+	queues, err := ac.GroupOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lag int64
+	for _, q := range queues {
+		lag += q.Lag
+	}
+	if lag != 0 {
+		t.Errorf("group offsets show a lag of %d for a broadcasting group whose members consumed everything: %+v", lag, queues)
+	}
 }
 
 func TestDelayedSendArrivesNoEarlier(t *testing.T) {

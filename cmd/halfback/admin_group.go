@@ -39,7 +39,10 @@ greater of the other two) and, as LAST CONSUMED, the store
 time of the last message the group consumed there (GET_CONSUME_STATS'
 lastTimestamp). A group the broker does not know (no offsets, no consumer
 online, no settings in "group list": a typo, say) fails, as mqadmin
-consumerProgress does, rather than showing a lag of 0.`,
+consumerProgress does, rather than showing a lag of 0. A group online in
+BROADCASTING mode shows only the queues it has offsets committed on: its
+members keep their offsets themselves, so the broker knows no lag of
+theirs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			queues, err := c.GroupOffsets(ctx, args[0])
