@@ -179,7 +179,17 @@ func Open(opts Options) (*Broker, error) {
 	if b.subGroups, err = openSubGroupTable(opts.Store.Dir, !opts.DisableAutoCreateSubscriptionGroup, opts.MaxReconsumeTimes); err != nil {
 		return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
 	}
-	if b.subGroups.fresh {
+	switch {
+	case b.subGroups.fresh && b.offsetTable().broken != nil:
+		// Seeding happens once, and the groups only the offsets file
+		// names would miss it for good: it waits for a start that can
+		// read the file, and until then the table is not written (a
+		// written one would not be seeded).
+		b.subGroups.unseeded = fmt.Errorf("broker: subscription groups are not written before they are seeded, "+
+			"which waits for a readable %s: %w", b.offsetTable().path, errOffsetsUnavailable)
+		opts.Logger.Warn("broker: subscription groups not seeded while the consumer offsets file cannot be read",
+			"path", b.offsetTable().path)
+	case b.subGroups.fresh:
 		if err := b.subGroups.seed(b.knownGroups()); err != nil {
 			return fail(err, b.txn.Close, b.delay.Close, b.store.Close, closeLife)
 		}

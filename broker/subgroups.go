@@ -106,6 +106,11 @@ type subGroupTable struct {
 	// fresh: there was no file (a new broker, or one from before the
 	// table): Open seeds it with the groups the broker knows (seed).
 	fresh bool
+	// unseeded, if set, is why a fresh table could not be seeded yet;
+	// saveLocked returns it, so that no file is written before the seeding
+	// (changes are then served from memory, or refused, as after any
+	// failed write).
+	unseeded error
 }
 
 // subGroupFile is the file's shape (and GET_ALL_SUBSCRIPTIONGROUP_CONFIG's
@@ -310,6 +315,9 @@ func (t *subGroupTable) bumpLocked() {
 }
 
 func (t *subGroupTable) saveLocked() error {
+	if t.unseeded != nil {
+		return t.unseeded
+	}
 	b, err := json.MarshalIndent(subGroupFile{SubscriptionGroupTable: t.groups, DataVersion: t.version}, "", "  ")
 	if err != nil {
 		return err

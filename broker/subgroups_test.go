@@ -412,3 +412,51 @@ func TestSubscriptionGroupsNotSeededAfterTheFirstStart(t *testing.T) {
 		t.Errorf("pull of the refused group after a restart: %d %s, want SUBSCRIPTION_GROUP_NOT_EXIST", resp.Code, resp.Remark)
 	}
 }
+
+// Seeding waits for a readable offsets file: a data directory from
+// before the table whose consumerOffset.json cannot be read at the
+// upgrade does not lose, for good, the settings of the groups only that
+// file names.
+func TestSubscriptionGroupsNotSeededWhileOffsetsAreUnreadable(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "orders", 0, "", "m0")
+	waitQueue(t, b, "orders", 0, 1)
+	if resp := call(t, c, remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "committed", "topic": "orders", "queueId": "0", "commitOffset": "1"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", resp.Code, resp.Remark)
+	}
+	b.Close()
+	if err := os.Remove(filepath.Join(o.Store.Dir, "config", "subscriptionGroups.json")); err != nil {
+		t.Fatal(err)
+	}
+	offsets := filepath.Join(o.Store.Dir, "config", "consumerOffset.json")
+	good, err := os.ReadFile(offsets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(offsets, good[:len(good)/2], 0o644); err != nil { // torn
+		t.Fatal(err)
+	}
+
+	o.DisableAutoCreateSubscriptionGroup = true
+	b = startBroker(t, o)
+	c = dial(t, b)
+	// An administration command's group, which gets settings even with
+	// auto-creation off, writes nothing either.
+	if resp := pullAs(t, c, toolsConsumerGroup, "orders"); resp.Code == remoting.RespSubscriptionGroupNotExist {
+		t.Errorf("pull of %s refused: %s", toolsConsumerGroup, resp.Remark)
+	}
+	b.Close()
+	if err := os.WriteFile(offsets, good, 0o644); err != nil { // repaired
+		t.Fatal(err)
+	}
+	b = startBroker(t, o)
+	c = dial(t, b)
+	if s, ok := subGroups(t, c).SubscriptionGroupTable["committed"]; !ok || !s.ConsumeEnable {
+		t.Errorf("group committed once its offsets file is repaired: %+v (%v), want the defaults", s, ok)
+	}
+	if resp := pullAs(t, c, "committed", "orders"); resp.Code == remoting.RespSubscriptionGroupNotExist {
+		t.Errorf("pull of committed refused once its offsets file is repaired: %s", resp.Remark)
+	}
+}

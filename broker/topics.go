@@ -123,22 +123,40 @@ func (t *topicTable) getOrCreate(name string) (TopicConfig, error) {
 }
 
 // put creates or updates a topic (replace: overwrite an existing one).
+// If the table cannot be written, it stays as it was: a topic is served
+// only once its file has it, so that no send is acknowledged to a queue a
+// restart would not find.
 func (t *topicTable) put(tc TopicConfig, replace bool) error {
 	if err := tc.validate(); err != nil {
 		return err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.topics[tc.TopicName]; ok && !replace {
+	old, had := t.topics[tc.TopicName]
+	if had && !replace {
 		return nil
 	}
 	t.topics[tc.TopicName] = tc
-	return t.saveLocked()
+	if err := t.saveLocked(); err != nil {
+		t.restoreLocked(tc.TopicName, old, had)
+		return err
+	}
+	return nil
+}
+
+// restoreLocked undoes a change of name's config that was not written.
+func (t *topicTable) restoreLocked(name string, old TopicConfig, had bool) {
+	if had {
+		t.topics[name] = old
+	} else {
+		delete(t.topics, name)
+	}
 }
 
 // create adds each of tcs that does not exist yet, in one write of the
 // file (a heartbeat names every group of its client, each with a retry
-// topic). Nothing is added if one of them is invalid.
+// topic). Nothing is added if one of them is invalid, or if the file
+// cannot be written.
 func (t *topicTable) create(tcs []TopicConfig) error {
 	for _, tc := range tcs {
 		if err := tc.validate(); err != nil {
@@ -147,17 +165,23 @@ func (t *topicTable) create(tcs []TopicConfig) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	added := false
+	var added []string
 	for _, tc := range tcs {
 		if _, ok := t.topics[tc.TopicName]; !ok {
 			t.topics[tc.TopicName] = tc
-			added = true
+			added = append(added, tc.TopicName)
 		}
 	}
-	if !added {
+	if len(added) == 0 {
 		return nil
 	}
-	return t.saveLocked()
+	if err := t.saveLocked(); err != nil { // as put: not served unwritten
+		for _, name := range added {
+			delete(t.topics, name)
+		}
+		return err
+	}
+	return nil
 }
 
 func (tc TopicConfig) validate() error {
@@ -174,14 +198,20 @@ func (tc TopicConfig) validate() error {
 }
 
 // remove deletes a topic's config (handleDeleteTopic deletes the rest).
+// If the table cannot be written, the topic stays, as in the file.
 func (t *topicTable) remove(name string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.topics[name]; !ok {
+	old, ok := t.topics[name]
+	if !ok {
 		return fmt.Errorf("%w: %s", ErrTopicNotExist, name)
 	}
 	delete(t.topics, name)
-	return t.saveLocked()
+	if err := t.saveLocked(); err != nil {
+		t.restoreLocked(name, old, true)
+		return err
+	}
+	return nil
 }
 
 // all returns every topic, sorted by name.

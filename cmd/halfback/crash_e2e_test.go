@@ -25,10 +25,25 @@ type tally struct {
 	times     map[string][]time.Time // the broker's store time of each delivery
 	reconsume map[string]int32       // the highest ReconsumeTimes seen per id
 	corrupted []string
+	// at counts the deliveries of each queue position (a consumer offset
+	// that went back delivers one again), and handled is the highest
+	// offset delivered per topic queue (recorded before the handler
+	// returns, so before its offset is committed).
+	at      map[queuePos]int
+	handled map[queuePos]int64
+}
+
+// queuePos is a message's place: its topic and queue, and its offset
+// there (0 in handled's keys).
+type queuePos struct {
+	topic string
+	qid   int32
+	off   int64
 }
 
 func newTally() *tally {
-	return &tally{count: map[string]int{}, first: map[string]time.Time{}, reconsume: map[string]int32{}, times: map[string][]time.Time{}}
+	return &tally{count: map[string]int{}, first: map[string]time.Time{}, reconsume: map[string]int32{}, times: map[string][]time.Time{},
+		at: map[queuePos]int{}, handled: map[queuePos]int64{}}
 }
 
 func (ty *tally) record(msgs []*client.MessageExt) {
@@ -36,6 +51,10 @@ func (ty *tally) record(msgs []*client.MessageExt) {
 	ty.mu.Lock()
 	defer ty.mu.Unlock()
 	for _, m := range msgs {
+		ty.at[queuePos{m.Topic, m.QueueID, m.QueueOffset}]++
+		if q := (queuePos{topic: m.Topic, qid: m.QueueID}); m.QueueOffset >= ty.handled[q] {
+			ty.handled[q] = m.QueueOffset
+		}
 		id, ok := crashBodyID(m.Body)
 		if !ok {
 			ty.corrupted = append(ty.corrupted, fmt.Sprintf("%s/%d@%d: %.40q", m.Topic, m.QueueID, m.QueueOffset, m.Body))
