@@ -24,6 +24,7 @@ type Broker struct {
 	delay     *delay.Scheduler
 	txn       *txn.Service
 	life      *lifecycle.Recorder // the message lifecycle record (trace.go)
+	filters   filterCache         // compiled SQL92 subscriptions (sqlfilter.go)
 	topics    *topicTable
 	subGroups *subGroupTable // consumer groups' settings (subgroups.go)
 	srv       *remoting.Server
@@ -212,6 +213,7 @@ func (b *Broker) routes() *remoting.Mux {
 	b.registerSend(mux)
 	b.registerReply(mux)
 	b.registerPull(mux)
+	b.registerCheckClientConfig(mux)
 	b.registerLookup(mux)
 	b.registerGroups(mux)
 	b.registerOffsets(mux)

@@ -74,6 +74,13 @@ type Options struct {
 	// its pulls are refused with SUBSCRIPTION_GROUP_NOT_EXIST until then.
 	// RocketMQ's autoCreateSubscriptionGroup; default on.
 	DisableAutoCreateSubscriptionGroup bool
+	// EnablePropertyFilter lets consumers subscribe with SQL92
+	// expressions over message properties (a user property, TAGS, KEYS):
+	// a pull then returns only the messages whose properties the
+	// expression matches (broker/filter). RocketMQ's enablePropertyFilter;
+	// default off, as there: such a subscription's pulls, and a Java
+	// client's CHECK_CLIENT_CONFIG, are answered SYSTEM_ERROR.
+	EnablePropertyFilter bool
 	// DefaultQueueNums is the queue count of auto-created topics. Default 4.
 	DefaultQueueNums int
 	// LongPollTimeout caps how long a pull waits for a message when the

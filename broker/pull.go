@@ -41,6 +41,9 @@ type pullRequest struct {
 	suspend      time.Duration
 	// match filters by tag hash code; nil accepts every message.
 	match func(tagsCode int64) bool
+	// filter filters by properties (a SQL92 subscription); nil accepts
+	// every message.
+	filter func(properties string) bool
 }
 
 // registerPull handles PULL_MESSAGE, with long polling (longpoll.go).
@@ -141,11 +144,19 @@ func (b *Broker) parsePull(req *remoting.Command) (pullRequest, *remoting.Comman
 			expr, exprType, classFilter = sub.SubString, sub.ExpressionType, sub.ClassFilterMode
 		}
 	}
-	if exprType != "" && !strings.EqualFold(exprType, "TAG") {
-		return pr, remoting.NewResponse(req, remoting.RespSystemError, "The broker does not support consumer to filter message by "+exprType)
-	}
-	if !classFilter {
+	switch {
+	case classFilter:
+	case isTagType(exprType):
 		pr.match = tagMatcher(expr)
+	default:
+		if resp := b.filterRefusal(req, exprType); resp != nil {
+			return pr, resp
+		}
+		e, err := b.filters.compile(expr)
+		if err != nil {
+			return pr, remoting.NewResponse(req, remoting.RespSubscriptionParseFailed, "parse the consumer's subscription failed: "+err.Error())
+		}
+		pr.filter = propertyFilter(e)
 	}
 	return pr, nil
 }
@@ -186,7 +197,7 @@ func (b *Broker) pullOnce(req *remoting.Command, pr pullRequest) *remoting.Comma
 			"queueId["+strconv.Itoa(int(pr.queueID))+"] is illegal, topic:["+pr.topic+"] topicConfig.readQueueNums:["+strconv.Itoa(tc.ReadQueueNums)+"]")
 	}
 	r, err := b.store.GetMessages(pr.topic, pr.queueID, pr.offset,
-		store.GetOptions{MaxMessages: pr.maxMessages, MaxBytes: maxPullBytes, Match: pr.match})
+		store.GetOptions{MaxMessages: pr.maxMessages, MaxBytes: maxPullBytes, Match: pr.match, Filter: pr.filter})
 	if err != nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, "store getMessage failed: "+err.Error())
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/halfbackmq/halfback/broker/lifecycle"
 	"github.com/halfbackmq/halfback/broker/remoting"
@@ -130,7 +129,7 @@ func (b *Broker) consumedEvents(m lifecycle.Message, byTopic map[string]map[stri
 			seen[key] = true
 			kind, detail := lifecycle.Consumed, "committed offset "+strconv.FormatInt(off, 10)+" is past it"
 			if b.filteredOut(g, e) {
-				kind, detail = lifecycle.Filtered, detail+"; the group's subscription filters its tag out, it never got it"
+				kind, detail = lifecycle.Filtered, detail+"; the group's subscription filters it out, it never got it"
 			}
 			out = append(out, lifecycle.Event{MsgID: m.MsgID, Kind: kind, Group: g, Topic: e.Topic, Queue: e.Queue,
 				Offset: e.Offset, Detail: detail})
@@ -166,15 +165,30 @@ func (b *Broker) recordStillAt(e lifecycle.Event) bool {
 	return rec.CommitLogOffset == phys
 }
 
-// filteredOut reports whether online group g's tag subscription to e's
-// topic skips the message of e (RocketMQ's CONSUMED_BUT_FILTERED). A group
-// the broker does not know now, or one filtering otherwise, is assumed to
-// have taken it.
+// filteredOut reports whether online group g's subscription to e's topic
+// skips the message of e (RocketMQ's CONSUMED_BUT_FILTERED): its tag
+// expression, or its SQL92 expression evaluated on the stored message's
+// properties. A group the broker does not know now, one filtering by
+// class, or a message it cannot read is assumed to have been taken.
 func (b *Broker) filteredOut(g string, e lifecycle.Event) bool {
 	sub, ok := b.groupSubscription(g, e.Topic)
-	if !ok || sub.ClassFilterMode || (sub.ExpressionType != "" && !strings.EqualFold(sub.ExpressionType, "TAG")) {
+	switch {
+	case !ok || sub.ClassFilterMode:
+		return false
+	case isTagType(sub.ExpressionType):
+		match := tagMatcher(sub.SubString)
+		return match != nil && !match(message.TagsCode(e.Tag))
+	case !b.filterSupported(sub.ExpressionType):
+		return false // its pulls are refused: it took nothing, filtered nothing
+	}
+	expr, err := b.filters.compile(sub.SubString)
+	if err != nil {
 		return false
 	}
-	match := tagMatcher(sub.SubString)
-	return match != nil && !match(message.TagsCode(e.Tag))
+	_, phys, err := message.ParseOffsetMsgID(e.OffsetMsgID)
+	if err != nil {
+		return false
+	}
+	m, err := b.store.ReadMessage(phys)
+	return err == nil && !propertyFilter(expr)(m.Properties)
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -113,6 +114,24 @@ func (pc *PushConsumer) Group() string { return pc.opts.Group }
 // topic, a malformed expression or a nil handler, ErrConsumerStarted after
 // Start, ErrClosed after Close.
 func (pc *PushConsumer) Subscribe(topic, tagExpr string, h MessageHandler) error {
+	return pc.subscribe(topic, h, func() (*subscription, error) { return newSubscription(topic, tagExpr, h) })
+}
+
+// SubscribeSQL92 consumes topic's messages whose properties match the
+// SQL92 expression expr with h, as RocketMQ's MessageSelector.bySql: the
+// broker evaluates expr over each message's properties (user properties,
+// TAGS, KEYS) and delivers only those it is TRUE for, e.g.
+// "amount > 100 AND TAGS IN ('OrderPaid')". The broker needs
+// broker.enablePropertyFilter (RocketMQ's enablePropertyFilter); one
+// without it answers every pull SYSTEM_ERROR, which the consumer logs. It
+// fails as Subscribe does, and with ErrInvalidSubscription naming the
+// syntax error for an expression that does not compile.
+func (pc *PushConsumer) SubscribeSQL92(topic, expr string, h MessageHandler) error {
+	return pc.subscribe(topic, h, func() (*subscription, error) { return newSQL92Subscription(topic, expr, h) })
+}
+
+// subscribe checks topic and h, builds the subscription with mk and adds it.
+func (pc *PushConsumer) subscribe(topic string, h MessageHandler, mk func() (*subscription, error)) error {
 	if err := message.ValidateTopic(topic); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
 	}
@@ -122,7 +141,7 @@ func (pc *PushConsumer) Subscribe(topic, tagExpr string, h MessageHandler) error
 	if topic == retryTopic(pc.opts.Group) {
 		return fmt.Errorf("%w: %s is the group's own retry topic, consumed automatically", ErrInvalidSubscription, topic)
 	}
-	s, err := newSubscription(topic, tagExpr, h)
+	s, err := mk()
 	if err != nil {
 		return err
 	}
@@ -169,6 +188,9 @@ func (pc *PushConsumer) firstRound(ctx context.Context) error {
 	stop := context.AfterFunc(pc.ctx, cancel)
 	defer stop()
 	pc.warmUp(sctx)
+	if err := pc.checkFilters(sctx); err != nil {
+		return err
+	}
 	pc.rebalance(sctx)
 	if err := ctx.Err(); err != nil {
 		return err
@@ -252,6 +274,46 @@ func (pc *PushConsumer) warmUp(ctx context.Context) {
 	if err := pc.c.heartbeatNow(ctx); err != nil && ctx.Err() == nil {
 		pc.log.Warn("client: consumer heartbeat failed", "err", err)
 	}
+}
+
+// checkFilters asks the brokers of each SQL92 subscription's topic
+// whether they serve it (CHECK_CLIENT_CONFIG, as a Java push consumer does
+// on start): a broker without broker.enablePropertyFilter, or one that
+// cannot compile the expression, fails Start with ErrInvalidSubscription
+// and its answer. A topic without a route yet, or a broker that does not
+// answer, is not checked (its pulls say so).
+func (pc *PushConsumer) checkFilters(ctx context.Context) error {
+	for _, s := range pc.subscriptions() {
+		if s.data.ExpressionType != expressionSQL92 {
+			continue
+		}
+		r, err := pc.c.route(ctx, s.topic)
+		if err != nil {
+			continue
+		}
+		body, err := json.Marshal(map[string]any{"clientId": pc.c.id, "group": pc.opts.Group, "subscriptionData": s.data})
+		if err != nil {
+			return err
+		}
+		for _, b := range r.data.BrokerDatas {
+			addr := b.BrokerAddrs[masterID]
+			if addr == "" {
+				continue
+			}
+			req := newRequest(remoting.ReqCheckClientConfig, map[string]string{"clientId": pc.c.id, "group": pc.opts.Group})
+			req.Body = body
+			resp, err := pc.c.invoke(ctx, addr, "CHECK_CLIENT_CONFIG", req)
+			if err != nil {
+				pc.log.Warn("client: broker did not check the SQL92 subscription", "broker", addr, "topic", s.topic, "err", err)
+				continue
+			}
+			if resp.Code != remoting.RespSuccess {
+				return fmt.Errorf("%w: broker %s refuses the SQL92 subscription to %s (%q): %s",
+					ErrInvalidSubscription, addr, s.topic, s.expr, resp.Remark)
+			}
+		}
+	}
+	return nil
 }
 
 // Closing is closed when Close begins (the consumer's own, or its

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halfbackmq/halfback/broker/filter"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -419,6 +420,22 @@ func newSubscription(topic, expr string, h MessageHandler) (*subscription, error
 	return s, nil
 }
 
+// newSQL92Subscription is a SQL92 subscription: expr must compile; the
+// broker filters by it.
+func newSQL92Subscription(topic, expr string, h MessageHandler) (*subscription, error) {
+	if _, err := filter.Compile(expr); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSubscription, err)
+	}
+	s := &subscription{topic: topic, expr: expr, handler: h, version: time.Now().UnixMilli()}
+	s.data = subscriptionData{Topic: topic, SubString: expr, TagsSet: []string{}, CodeSet: []int64{},
+		SubVersion: s.version, ExpressionType: expressionSQL92}
+	return s, nil
+}
+
+// expressionSQL92 is RocketMQ's ExpressionType.SQL92.
+const expressionSQL92 = "SQL92"
+
 // matches reports whether a message with tag passes the subscription (the
-// broker filters by hash code; this is the exact check).
+// broker filters by hash code; this is the exact check). A SQL92
+// subscription has no tags: the broker's filter is exact.
 func (s *subscription) matches(tag string) bool { return s.tags == nil || s.tags[tag] }

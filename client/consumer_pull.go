@@ -126,7 +126,7 @@ func (pc *PushConsumer) pull(q *processQueue, offset int64) (*pullResult, error)
 		"queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": strconv.Itoa(pc.opts.PullBatchSize),
 		"sysFlag": strconv.Itoa(sysFlag), "commitOffset": strconv.FormatInt(commit, 10),
 		"suspendTimeoutMillis": strconv.FormatInt(pc.opts.LongPollTimeout.Milliseconds(), 10),
-		"subscription":         q.sub.expr, "subVersion": strconv.FormatInt(q.sub.version, 10), "expressionType": "TAG",
+		"subscription":         q.sub.expr, "subVersion": strconv.FormatInt(q.sub.version, 10), "expressionType": q.sub.data.ExpressionType,
 	})
 	resp, err := pc.c.invokeFor(q.ctx, addr, op, req, pc.opts.LongPollTimeout+pc.c.opts.RequestTimeout)
 	if err != nil {

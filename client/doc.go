@@ -137,4 +137,10 @@
 //	})
 //	err = pc.Start(ctx)
 //	defer pc.Close()
+//
+//	// Consuming by message properties: the broker delivers only the
+//	// messages a SQL92 expression is TRUE for (it needs
+//	// broker.enablePropertyFilter; Start fails with ErrInvalidSubscription
+//	// on a broker that refuses it).
+//	err = pc.SubscribeSQL92("order-events", "amount > 100 AND TAGS IN ('paid')", handler)
 package client

@@ -16,6 +16,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/admin"
 )
@@ -28,6 +29,7 @@ func sendTagged(t *testing.T, c *cluster, topic string, tags ...string) {
 		m := primitive.NewMessage(topic, []byte(tag+strconv.Itoa(i)))
 		m.WithTag(tag)
 		m.WithKeys([]string{"k" + strconv.Itoa(i)})
+		m.WithProperty("i", strconv.Itoa(i)) // for SQL92 selectors
 		if _, err := p.SendSync(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -299,6 +301,46 @@ func TestOfficialSelectors(t *testing.T) {
 	_, err = pc.PullFrom(ctx, publishQueues(t, c, topic)[0], 0, 32)
 	if err == nil || !strings.Contains(err.Error(), "does not support consumer to filter message by SQL92") {
 		t.Fatalf("SQL92 PullFrom: %v, want the broker's refusal", err)
+	}
+}
+
+// TestOfficialSQL92Selector: with broker.enablePropertyFilter on, the
+// official client's SQL92 selector (consumer.SQL92, RocketMQ's
+// MessageSelector.bySql) gets exactly the messages its expression matches
+// over their properties (a user property and TAGS): the push consumer,
+// which pulls with the subscription its heartbeat registered, and the pull
+// consumer, which sends the expression with every pull.
+func TestOfficialSQL92Selector(t *testing.T) {
+	c := startClusterWith(t, func(o *broker.Options) { o.EnablePropertyFilter = true })
+	topic := uniq("sql")
+	sendTagged(t, c, topic, "A", "B", "C", "A", "B", "C", "A", "B", "C")
+	sql := consumer.MessageSelector{Type: consumer.SQL92, Expression: "i > 2 AND TAGS IN ('A', 'B') AND i <> 6"}
+	want := []string{"A3", "B4", "B7"}
+
+	ctx := context.Background()
+	pc := newPullConsumer(t, c, uniq("sqlpull"), topic, sql)
+	var pulled []string
+	for _, mq := range publishQueues(t, c, topic) {
+		r, err := pc.PullFrom(ctx, mq, 0, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range r.GetMessageExts() {
+			pulled = append(pulled, string(e.Body))
+		}
+	}
+	slices.Sort(pulled)
+	if !slices.Equal(pulled, want) {
+		t.Fatalf("pull consumer with %q got %v, want %v", sql.Expression, pulled, want)
+	}
+
+	pushed := newReceived()
+	selectingConsumer(t, c, uniq("sqlpush"), topic, sql, pushed)
+	waitFor(t, 30*time.Second, "the SQL92 push consumer's messages", func() bool { return pushed.atLeast(1, want...) })
+	// A message the selector wrongly let through would most likely have
+	// come in the same pull as a matching one of its queue.
+	if n := pushed.distinct(); n != len(want) {
+		t.Fatalf("push consumer with %q got %v, want only %v", sql.Expression, pushed.msgs, want)
 	}
 }
 

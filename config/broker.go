@@ -32,6 +32,7 @@ func (c *Config) BrokerOptions() (broker.Options, error) {
 		BrokerName: c.Broker.BrokerName, ClusterName: c.Broker.ClusterName, NamesrvAddrs: ns,
 		DisableAutoCreateTopic: !c.Broker.AutoCreateTopicEnable, DefaultQueueNums: c.Broker.DefaultTopicQueueNums,
 		DisableAutoCreateSubscriptionGroup: !c.Broker.AutoCreateSubscriptionGroup,
+		EnablePropertyFilter:               c.Broker.EnablePropertyFilter,
 		AccessMessageInMemoryMaxRatio:      c.Broker.AccessMessageInMemoryMaxRatio,
 		MaxInFlightBytes:                   c.Broker.MaxInFlightBytes,
 		ClientSideResetOffset:              !c.Broker.UseServerSideResetOffset}, nil

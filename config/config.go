@@ -104,6 +104,10 @@ type BrokerConfig struct {
 	// pull, as RocketMQ's autoCreateSubscriptionGroup; with false a group
 	// consumes only once `halfback group update` created it.
 	AutoCreateSubscriptionGroup bool `mapstructure:"autoCreateSubscriptionGroup"`
+	// EnablePropertyFilter (broker.enablePropertyFilter) lets consumers
+	// subscribe with SQL92 expressions over message properties, as
+	// RocketMQ's enablePropertyFilter (broker.Options.EnablePropertyFilter).
+	EnablePropertyFilter bool `mapstructure:"enablePropertyFilter"`
 	// DefaultTopicQueueNums (broker.defaultTopicQueueNums) is the queue
 	// count of an auto-created topic.
 	DefaultTopicQueueNums int `mapstructure:"defaultTopicQueueNums"`

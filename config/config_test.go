@@ -170,7 +170,7 @@ func TestDefaults(t *testing.T) {
 		Broker: BrokerConfig{ListenAddr: "127.0.0.1:10911", BrokerName: "broker-a", ClusterName: "DefaultCluster",
 			NamesrvAddr: "127.0.0.1:9876",
 			DelayLevels: delay.DefaultLevels, TimerMaxDelay: 72 * time.Hour,
-			AutoCreateTopicEnable: true, AutoCreateSubscriptionGroup: true, DefaultTopicQueueNums: 4,
+			AutoCreateTopicEnable: true, AutoCreateSubscriptionGroup: true, EnablePropertyFilter: true, DefaultTopicQueueNums: 4,
 			AccessMessageInMemoryMaxRatio: 0.4, MaxInFlightBytes: 512 << 20,
 			UseServerSideResetOffset: true,
 			TransactionTimeout:       6 * time.Second, TransactionCheckInterval: 30 * time.Second, TransactionCheckMax: 15},

@@ -70,6 +70,8 @@ var keys = []key{
 		func(c *Config) any { return &c.Broker.AutoCreateTopicEnable }},
 	{"broker.autoCreateSubscriptionGroup", true, "true or false",
 		func(c *Config) any { return &c.Broker.AutoCreateSubscriptionGroup }},
+	{"broker.enablePropertyFilter", true, "true or false",
+		func(c *Config) any { return &c.Broker.EnablePropertyFilter }},
 	{"broker.defaultTopicQueueNums", 4, "a whole number of queues from 1 to 1024",
 		func(c *Config) any { return &c.Broker.DefaultTopicQueueNums }},
 	{"broker.accessMessageInMemoryMaxRatio", broker.DefaultAccessMessageInMemoryMaxRatio, "a number from 0 to 1",

@@ -33,7 +33,7 @@ const (
 	SentBack     Kind = "sent-back"     // a consumer failed it; stored for retry (Group, Reconsume)
 	DeadLettered Kind = "dead-lettered" // retries used up; stored in the DLQ (Group, Reconsume)
 	Consumed     Kind = "consumed"      // the group's committed offset passed it (derived, never stored)
-	Filtered     Kind = "filtered"      // the group's offset passed it, but its subscription's tags skip it (derived)
+	Filtered     Kind = "filtered"      // the group's offset passed it, but its subscription (tags or SQL92) skips it (derived)
 )
 
 // Where a transaction outcome came from (Event.From), FromConsumer for a

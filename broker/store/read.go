@@ -69,6 +69,12 @@ type GetOptions struct {
 	MaxBytes int
 	// Match filters by tag hash code; nil accepts everything.
 	Match func(tagsCode int64) bool
+	// Filter, if set, keeps only the records whose properties it accepts
+	// (RocketMQ's isMatchedByCommitLog, for SQL92 subscriptions): every
+	// record Match let through is read and its properties decoded, and
+	// MaxMessages and MaxBytes count the records kept. A record that does
+	// not decode is not kept.
+	Filter func(properties string) bool
 }
 
 // GetMessages reads records of topic/queue from logical offset offset,
@@ -127,6 +133,7 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	next := offset
 	sawLive := false
 	var runs []QueueEntry // matching records, adjacent ones merged into one read
+	var rec []byte        // Filter's read buffer
 	size := 0
 	for _, e := range entries {
 		if r.Count >= o.MaxMessages || (r.Count > 0 && size+int(e.Size) > o.MaxBytes) {
@@ -142,6 +149,18 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 		sawLive = true
 		if o.Match != nil && !o.Match(e.TagsCode) {
 			continue
+		}
+		if o.Filter != nil {
+			keep, err := s.filterRecord(e, o.Filter, &rec)
+			if errors.Is(err, ErrOffsetNotFound) && e.PhysicalOffset < s.log.minOffset() {
+				return s.GetMessages(topic, qid, offset, o) // as below: retention removed it since
+			}
+			if err != nil {
+				return r, s.readErr(err)
+			}
+			if !keep {
+				continue
+			}
 		}
 		if n := len(runs); n > 0 && runs[n-1].PhysicalOffset+int64(runs[n-1].Size) == e.PhysicalOffset &&
 			e.PhysicalOffset%s.opts.SegmentSize != 0 {
@@ -175,6 +194,20 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 		r.Status = NoMatchedMessage
 	}
 	return r, nil
+}
+
+// filterRecord reads the record of e into *buf and reports whether filter
+// accepts its properties; a record that does not decode is refused.
+func (s *Store) filterRecord(e QueueEntry, filter func(string) bool, buf *[]byte) (bool, error) {
+	if cap(*buf) < int(e.Size) {
+		*buf = make([]byte, e.Size)
+	}
+	b := (*buf)[:e.Size]
+	if err := s.log.readAt(b, e.PhysicalOffset); err != nil {
+		return false, err
+	}
+	m, _, err := message.Decode(b)
+	return err == nil && filter(m.Properties), nil
 }
 
 // readErr is ErrClosed for a read that failed because Close closed the

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -79,6 +80,34 @@ func testAppendAndRead(t *testing.T, ft FlushType) {
 	r, err := s.GetMessages("orders", 1, 0, GetOptions{Match: func(c int64) bool { return c == code }})
 	if err != nil || r.Status != Found || r.Count != 2 || r.NextBeginOffset != 5 {
 		t.Fatalf("filtered pull: %+v %v", r, err)
+	}
+	// Property filter: records of queue 1 whose KEYS hold k1 or k3 (i = 1,
+	// 3), then at most one of them, then none (the scan still moves on).
+	keysOf := func(want ...string) func(string) bool {
+		return func(props string) bool {
+			for _, k := range message.Keys(props) {
+				if slices.Contains(want, k) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	r, err = s.GetMessages("orders", 1, 0, GetOptions{Filter: keysOf("k1", "k3")})
+	if err != nil || r.Status != Found || r.Count != 2 || r.NextBeginOffset != 5 {
+		t.Fatalf("property-filtered pull: %+v %v", r, err)
+	}
+	if recs, err := message.DecodeAll(r.Records); err != nil || len(recs) != 2 ||
+		recs[0].QueueOffset != 0 || recs[1].QueueOffset != 1 {
+		t.Fatalf("property-filtered pull's records: %+v %v", recs, err)
+	}
+	r, err = s.GetMessages("orders", 1, 0, GetOptions{Filter: keysOf("k1", "k3"), MaxMessages: 1})
+	if err != nil || r.Count != 1 || r.NextBeginOffset != 1 {
+		t.Fatalf("property-filtered pull of one: %+v %v", r, err)
+	}
+	r, err = s.GetMessages("orders", 1, 0, GetOptions{Filter: keysOf("none"), Match: func(c int64) bool { return c == code }})
+	if err != nil || r.Status != NoMatchedMessage || r.Count != 0 || len(r.Records) != 0 || r.NextBeginOffset != 5 {
+		t.Fatalf("property-filtered pull of nothing: %+v %v", r, err)
 	}
 	// Pull statuses.
 	for _, c := range []struct {
