@@ -133,7 +133,14 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	next := offset
 	sawLive := false
 	var runs []QueueEntry // matching records, adjacent ones merged into one read
-	var rec []byte        // Filter's read buffer
+	var kept []byte       // with Filter: the records it kept, already read
+	if o.Filter != nil {
+		c := 0
+		for _, e := range entries[:min(len(entries), o.MaxMessages)] {
+			c += int(max(e.Size, 0))
+		}
+		kept = make([]byte, 0, min(c, o.MaxBytes))
+	}
 	size := 0
 	for _, e := range entries {
 		if r.Count >= o.MaxMessages || (r.Count > 0 && size+int(e.Size) > o.MaxBytes) {
@@ -151,16 +158,19 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 			continue
 		}
 		if o.Filter != nil {
-			keep, err := s.filterRecord(e, o.Filter, &rec)
+			var keep bool
+			keep, kept, err = s.filterRecord(e, o.Filter, kept)
 			if errors.Is(err, ErrOffsetNotFound) && e.PhysicalOffset < s.log.minOffset() {
 				return s.GetMessages(topic, qid, offset, o) // as below: retention removed it since
 			}
 			if err != nil {
 				return r, s.readErr(err)
 			}
-			if !keep {
-				continue
+			if keep {
+				size += int(e.Size)
+				r.Count++
 			}
+			continue
 		}
 		if n := len(runs); n > 0 && runs[n-1].PhysicalOffset+int64(runs[n-1].Size) == e.PhysicalOffset &&
 			e.PhysicalOffset%s.opts.SegmentSize != 0 {
@@ -171,7 +181,11 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 		size += int(e.Size)
 		r.Count++
 	}
-	r.Records = make([]byte, size)
+	if o.Filter != nil {
+		r.Records = kept
+	} else {
+		r.Records = make([]byte, size)
+	}
 	pos := 0
 	for _, run := range runs {
 		if err := s.log.readAt(r.Records[pos:pos+int(run.Size)], run.PhysicalOffset); err != nil {
@@ -196,18 +210,20 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	return r, nil
 }
 
-// filterRecord reads the record of e into *buf and reports whether filter
-// accepts its properties; a record that does not decode is refused.
-func (s *Store) filterRecord(e QueueEntry, filter func(string) bool, buf *[]byte) (bool, error) {
-	if cap(*buf) < int(e.Size) {
-		*buf = make([]byte, e.Size)
-	}
-	b := (*buf)[:e.Size]
+// filterRecord reads the record of e onto the end of kept and reports
+// whether filter accepts its properties: kept is returned with the record
+// if so, without it if not. A record that does not decode is refused.
+func (s *Store) filterRecord(e QueueEntry, filter func(string) bool, kept []byte) (bool, []byte, error) {
+	n := len(kept)
+	kept = slices.Grow(kept, int(e.Size))
+	b := kept[n : n+int(e.Size)]
 	if err := s.log.readAt(b, e.PhysicalOffset); err != nil {
-		return false, err
+		return false, kept[:n], err
 	}
-	m, _, err := message.Decode(b)
-	return err == nil && filter(m.Properties), nil
+	if m, _, err := message.Decode(b); err != nil || !filter(m.Properties) {
+		return false, kept[:n], nil
+	}
+	return true, kept[:n+int(e.Size)], nil
 }
 
 // readErr is ErrClosed for a read that failed because Close closed the
