@@ -47,10 +47,12 @@
 // Scheduled messages live in the commit log, so an acknowledged one is never
 // lost. The scheduler's progress (the per-level cursors and the last
 // delivered timer) is written every Options.CheckpointInterval (default 1 s)
-// after the timer index is synced. After a crash, delivery resumes from the
-// last checkpoint: a message is delivered at least once, and only messages
-// delivered within the last checkpoint interval before the crash can be
-// delivered twice. The timer index records, in the same batch as its
+// after the timer index is synced, and also as soon as the backlog a start
+// finds due is delivered (so that a broker crashing again and again does
+// not deliver that backlog on every start). After a crash, delivery
+// resumes from the last checkpoint: a message is delivered at least once,
+// and only messages delivered within the last checkpoint interval before
+// the crash can be delivered twice. The timer index records, in the same batch as its
 // entries, how far it has indexed [TimerTopic], so it rebuilds exactly what a
 // crash lost. Its writes are not synced one by one, so under ASYNC_FLUSH an
 // OS crash can keep entries whose commit-log records it lost (and whose

@@ -162,6 +162,11 @@ func (s *Scheduler) Run() {
 	ctx := context.Background()
 	checkpoint := s.opts.Clock.After(s.opts.CheckpointInterval)
 	var fails failures
+	// The backlog a start finds due (a restart after downtime or a crash)
+	// is checkpointed as soon as it is delivered, not a CheckpointInterval
+	// later: a broker that crashes again within the interval (a crash
+	// loop) would otherwise deliver that backlog again on every start.
+	backlog, caughtUp := false, false
 	for {
 		n, next, err := s.deliverDue(ctx)
 		if err != nil {
@@ -175,6 +180,7 @@ func (s *Scheduler) Run() {
 			s.opts.Logger.Info("delay: delivery resumed", "failures", failed)
 		}
 		if err == nil && n > 0 {
+			backlog = backlog || !caughtUp
 			select {
 			case <-s.stop:
 				return
@@ -184,6 +190,13 @@ func (s *Scheduler) Run() {
 			default:
 			}
 			continue
+		}
+		if err == nil && !caughtUp {
+			caughtUp = true
+			if backlog {
+				s.checkpointLogged()
+				checkpoint = s.opts.Clock.After(s.opts.CheckpointInterval)
+			}
 		}
 		var timer <-chan time.Time
 		if !next.IsZero() {

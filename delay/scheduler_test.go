@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -366,4 +367,24 @@ func TestRandomScheduleDeliversEverythingOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The backlog a start finds due is checkpointed once it is delivered, not
+// a CheckpointInterval later: a broker crashing again within the interval
+// would deliver the same backlog again on every start (a crash loop).
+func TestStartBacklogIsCheckpointedOnceDelivered(t *testing.T) {
+	r := newRig(t, "1s")
+	for i := range 5 {
+		r.send(fmt.Sprintf("m%d", i), message.Properties{message.PropertyDelayTimeLevel: "1"})
+	}
+	r.s.Close() // as if the broker went down with the messages not yet due
+	r.clock.Advance(time.Minute)
+	r.openScheduler()
+	defer r.close()
+	var checkpoints atomic.Int32
+	r.s.checkpointed = func(time.Time) { checkpoints.Add(1) }
+	r.s.Start()
+	testutil.WaitFor(t, 10*time.Second, "the backlog delivered and checkpointed (the clock stands still)", func() bool {
+		return len(r.delivered()) == 5 && checkpoints.Load() == 1
+	})
 }
