@@ -70,7 +70,7 @@ type offsetFile struct {
 func openOffsetTable(dataDir string) *offsetTable {
 	t := &offsetTable{path: filepath.Join(dataDir, "config", "consumerOffset.json"),
 		table: make(map[offsetKey]map[int32]int64), reset: make(map[offsetKey]map[int32]int64)}
-	if err := os.MkdirAll(filepath.Dir(t.path), 0o755); err != nil {
+	if err := fsutil.MkdirAllSync(filepath.Dir(t.path)); err != nil {
 		t.broken = err
 		return t
 	}

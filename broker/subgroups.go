@@ -126,7 +126,7 @@ type subGroupFile struct {
 func openSubGroupTable(dataDir string, autoCreate bool, retryMaxTimes int) (*subGroupTable, error) {
 	t := &subGroupTable{path: filepath.Join(dataDir, "config", "subscriptionGroups.json"), autoCreate: autoCreate,
 		retryMaxTimes: retryMaxTimes, groups: make(map[string]SubscriptionGroupConfig)}
-	if err := os.MkdirAll(filepath.Dir(t.path), 0o755); err != nil {
+	if err := fsutil.MkdirAllSync(filepath.Dir(t.path)); err != nil {
 		return nil, err
 	}
 	b, err := os.ReadFile(t.path)

@@ -65,7 +65,7 @@ func systemTopics(levels int, cluster string) []TopicConfig {
 func openTopicTable(dataDir string, queues int, autoCreate bool, system []TopicConfig, log *slog.Logger) (*topicTable, error) {
 	t := &topicTable{path: filepath.Join(dataDir, "config", "topics.json"), queues: queues, autoCreate: autoCreate,
 		topics: make(map[string]TopicConfig)}
-	if err := os.MkdirAll(filepath.Dir(t.path), 0o755); err != nil {
+	if err := fsutil.MkdirAllSync(filepath.Dir(t.path)); err != nil {
 		return nil, err
 	}
 	b, err := os.ReadFile(t.path)

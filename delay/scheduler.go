@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/store"
+	"github.com/halfbackmq/halfback/internal/fsutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -96,7 +96,7 @@ func New(st Store, opts Options) (*Scheduler, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := fsutil.MkdirAllSync(opts.Dir); err != nil {
 		return nil, err
 	}
 	idx, err := openTimerIndex(filepath.Join(opts.Dir, "timers"))

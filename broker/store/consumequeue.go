@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+
+	"github.com/halfbackmq/halfback/internal/fsutil"
 )
 
 // QueueEntrySize is the size of one consume-queue entry: commit-log offset
@@ -186,7 +188,7 @@ func (q *consumeQueue) openFile(base int64, create bool) (*cqFile, []string, err
 	var changed []string
 	if create {
 		var err error
-		if changed, err = mkdirs(q.dir); err != nil {
+		if changed, err = fsutil.MkdirAll(q.dir); err != nil {
 			return nil, nil, err
 		}
 		changed = append([]string{q.dir}, changed...)
@@ -197,37 +199,6 @@ func (q *consumeQueue) openFile(base int64, create bool) (*cqFile, []string, err
 		return nil, nil, err
 	}
 	return &cqFile{base: base, path: path, f: f}, changed, nil
-}
-
-// mkdirs creates dir and any missing parents, as os.MkdirAll does, and
-// returns the parent of each directory it created, deepest first: the
-// directories to fsync for the new ones to survive a crash.
-func mkdirs(dir string) ([]string, error) {
-	var missing []string
-	for d := dir; ; {
-		if _, err := os.Stat(d); err == nil {
-			break
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-		missing = append(missing, d)
-		up := filepath.Dir(d)
-		if up == d {
-			break
-		}
-		d = up
-	}
-	if len(missing) == 0 {
-		return nil, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	parents := make([]string, len(missing))
-	for i, d := range missing {
-		parents[i] = filepath.Dir(d)
-	}
-	return parents, nil
 }
 
 // put stages entry at logical offset off; flush writes staged entries.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/halfbackmq/halfback/internal/fsutil"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -225,7 +226,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := fsutil.MkdirAllSync(opts.Dir); err != nil {
 		return nil, err
 	}
 	lock, err := lockDir(opts.Dir)

@@ -1,6 +1,7 @@
 package fsutil
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 )
@@ -40,4 +41,51 @@ func WriteFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return SyncDir(filepath.Dir(path))
+}
+
+// MkdirAll creates dir and any missing parents, as os.MkdirAll does, and
+// returns the parent of each directory it created, deepest first: the
+// directories to fsync for the new ones to survive a power loss.
+func MkdirAll(dir string) ([]string, error) {
+	var missing []string
+	for d := dir; ; {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		missing = append(missing, d)
+		up := filepath.Dir(d)
+		if up == d {
+			break
+		}
+		d = up
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	parents := make([]string, len(missing))
+	for i, d := range missing {
+		parents[i] = filepath.Dir(d)
+	}
+	return parents, nil
+}
+
+// MkdirAllSync is MkdirAll followed by an fsync of each created
+// directory's parent, so that the new directories survive a power loss
+// (a file later made durable in one of them is otherwise lost with it).
+func MkdirAllSync(dir string) error {
+	parents, err := MkdirAll(dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range parents {
+		if err := SyncDir(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }

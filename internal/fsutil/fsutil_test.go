@@ -3,6 +3,7 @@ package fsutil
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -21,5 +22,40 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := WriteFileAtomic(filepath.Join(t.TempDir(), "missing", "f"), nil); err == nil {
 		t.Fatal("writing into a missing directory succeeded")
+	}
+}
+
+// MkdirAll names the parent of each directory it created, deepest first
+// (the directories whose entries changed), and none for an existing one;
+// MkdirAllSync creates them too.
+func TestMkdirAllReturnsTheChangedParents(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "a", "b", "c")
+	parents, err := MkdirAll(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(root, "a", "b"), filepath.Join(root, "a"), root}
+	if !slices.Equal(parents, want) {
+		t.Fatalf("MkdirAll(%s) = %v, want %v", dir, parents, want)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("%s not created: %v", dir, err)
+	}
+	if parents, err := MkdirAll(dir); err != nil || len(parents) != 0 {
+		t.Fatalf("MkdirAll of an existing directory = %v, %v; want none", parents, err)
+	}
+	if err := MkdirAllSync(filepath.Join(dir, "d", "e")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "d", "e")); err != nil || !fi.IsDir() {
+		t.Fatalf("MkdirAllSync did not create the directory: %v", err)
+	}
+	file := filepath.Join(root, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirAllSync(filepath.Join(file, "x")); err == nil {
+		t.Fatal("MkdirAllSync under a regular file succeeded")
 	}
 }
