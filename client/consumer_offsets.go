@@ -86,11 +86,21 @@ func (b *brokerOffsets) commit(ctx context.Context, offs map[MessageQueue]int64)
 			ext[remoting.ExtSyncCommit] = "true"
 		}
 		_, err := b.pc.queueRequest(ctx, remoting.ReqUpdateConsumerOffset, "UPDATE_CONSUMER_OFFSET", mq, ext)
-		if err != nil {
+		if err != nil && !(off == 0 && isTopicNotExist(err)) {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isTopicNotExist reports whether err is a broker's TOPIC_NOT_EXIST. A
+// commit of offset 0 so refused is no failure: under auto-creation the
+// name server routes a topic the broker does not have yet (TBW102's
+// queues), and such a queue holds nothing a commit would keep; the
+// broker creates the topic, at offset 0, with its first message.
+func isTopicNotExist(err error) bool {
+	var refused *BrokerError
+	return errors.As(err, &refused) && refused.Code == remoting.RespTopicNotExist
 }
 
 // queueRequest sends a request about mq to its broker, with the topic and

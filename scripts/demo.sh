@@ -12,6 +12,7 @@
 #   ORDERS, PAY_RATIO how many orders, which fraction is paid (6, 0.5)
 #   TEMPORAL_PORT, TEMPORAL_UI_PORT   (7233, 8233)
 #   KAFKA_PORT        the development Kafka's port (9092)
+#   NAMESRV_PORT, BROKER_PORT   the embedded name server's and broker's (9876, 10911)
 #   KEEP=1            keep the data directory (broker, orders.db, logs)
 #   STOP_GRACE        whole seconds a child has to exit on SIGTERM before SIGKILL (5)
 set -euo pipefail
@@ -31,10 +32,16 @@ PAY_RATIO=${PAY_RATIO:-0.5}
 TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
 TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
 KAFKA_PORT=${KAFKA_PORT:-9092}
+NAMESRV_PORT=${NAMESRV_PORT:-9876}
+BROKER_PORT=${BROKER_PORT:-10911}
+BROKER=127.0.0.1:$BROKER_PORT
 CONFIG=samples/orderpayment/demo.yaml
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/halfback-demo.XXXXXX")
 export HALFBACK_STORE_DATADIR=$DIR/data
 export HALFBACK_TEMPORAL_HOSTPORT=127.0.0.1:$TEMPORAL_PORT
+# The worker's embedded broker and name server; every other process finds
+# the name server through namesrv.listenAddr (worker.embeddedBroker).
+export HALFBACK_NAMESRV_LISTENADDR=127.0.0.1:$NAMESRV_PORT HALFBACK_BROKER_LISTENADDR=$BROKER
 # Every process traces into one file (OTLP JSON lines), so each order's
 # trace id links its workflow, its messages and their consumers, Kafka's too.
 export HALFBACK_TELEMETRY_EXPORTER=file HALFBACK_TELEMETRY_FILE=$DIR/traces.jsonl
@@ -84,8 +91,8 @@ alive_and_logged() {
 	grep -q "$3" "$2"
 }
 
-for port in "$TEMPORAL_PORT" "$TEMPORAL_UI_PORT" 9876 10911 "$KAFKA_PORT"; do
-	! in_use "$port" || die "port $port on 127.0.0.1 is in use (a Temporal server or 'make broker' running?); stop it first"
+for port in "$TEMPORAL_PORT" "$TEMPORAL_UI_PORT" "$NAMESRV_PORT" "$BROKER_PORT" "$KAFKA_PORT"; do
+	! in_use "$port" || die "port $port on 127.0.0.1 is in use (a Temporal server or 'make broker' running?); stop it, or pick other ports (TEMPORAL_PORT, TEMPORAL_UI_PORT, NAMESRV_PORT, BROKER_PORT, KAFKA_PORT)"
 done
 
 echo "== building the worker and the samples into bin/"
@@ -104,7 +111,7 @@ echo "== starting a development Kafka (kfake, in memory) on 127.0.0.1:$KAFKA_POR
 bg "$DIR/kafka.log" bin/kafka-dev --addr "127.0.0.1:$KAFKA_PORT" --topics order-events:4
 wait_for 30 alive_and_logged "${pids[-1]}" "$DIR/kafka.log" 'msg="kafka dev server ready"' || die "the development Kafka did not start; see $DIR/kafka.log"
 
-echo "== starting the worker (embedded broker on 127.0.0.1:10911, name server 127.0.0.1:9876, Kafka mirror of order-events)"
+echo "== starting the worker (embedded broker on $BROKER, name server 127.0.0.1:$NAMESRV_PORT, Kafka mirror of order-events)"
 bg "$DIR/worker.log" env "${MIRROR_ENV[@]}" bin/worker --config "$CONFIG"
 wait_for 60 alive_and_logged "${pids[-1]}" "$DIR/worker.log" 'msg="worker ready"' || die "the worker did not start; see $DIR/worker.log"
 
@@ -138,27 +145,28 @@ echo "== OrderPaid events read from Kafka (mirrored by the broker; key = order i
 sed 's/^/   /' "$DIR/kafka-consumer.out"
 [[ -s $DIR/kafka-consumer.out ]] || echo "   none"
 echo "== the mirror's progress: bin/halfback mirror status"
-env "${MIRROR_ENV[@]}" bin/halfback mirror status --config "$CONFIG" --broker 127.0.0.1:10911 | sed 's/^/   /' || true
+env "${MIRROR_ENV[@]}" bin/halfback mirror status --config "$CONFIG" --broker "$BROKER" | sed 's/^/   /' || true
 
 # The broker's own record of each message's lifecycle, by order id (the
 # messages' key): one paid and one timed-out order.
 for outcome in PAID CANCELLED; do
 	order=$(awk -v o="$outcome" '$4 == o {print $1; exit}' "$DIR/starter.out")
 	[[ -n $order ]] || continue
-	echo "== lifecycle of the messages of $order ($outcome): bin/halfback trace --broker 127.0.0.1:10911 $order"
-	bin/halfback trace --broker 127.0.0.1:10911 "$order" | sed 's/^/   /' || true
+	echo "== lifecycle of the messages of $order ($outcome): bin/halfback trace --broker $BROKER $order"
+	bin/halfback trace --broker "$BROKER" "$order" | sed 's/^/   /' || true
 done
 
 cat <<MSG
 
 Temporal UI:  http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/workflows
 Logs:         $DIR/{temporal,kafka,worker,coupon,kafka-consumer}.log
-Traces:       $DIR/traces.jsonl (OTLP JSON lines; bin/halfback trace <trace id> --broker 127.0.0.1:10911)
+Traces:       $DIR/traces.jsonl (OTLP JSON lines; bin/halfback trace <trace id> --broker $BROKER)
 Kafka:        127.0.0.1:$KAFKA_PORT; the mirror's lag:
-  HALFBACK_MIRROR_KAFKA_TOPICS=order-events bin/halfback mirror status --broker 127.0.0.1:10911
+  HALFBACK_MIRROR_KAFKA_TOPICS=order-events bin/halfback mirror status --broker $BROKER
 
 In another terminal, start more orders and pay one yourself:
   export HALFBACK_STORE_DATADIR=$HALFBACK_STORE_DATADIR HALFBACK_TEMPORAL_HOSTPORT=$HALFBACK_TEMPORAL_HOSTPORT
+  export HALFBACK_NAMESRV_LISTENADDR=$HALFBACK_NAMESRV_LISTENADDR HALFBACK_BROKER_LISTENADDR=$HALFBACK_BROKER_LISTENADDR
   bin/starter --config $CONFIG --orders 2 --pay-ratio 0     # prints the order ids
   bin/payer --config $CONFIG --order <order id>            # within ~12s
 
