@@ -87,22 +87,6 @@ type MessageExt struct {
 	SystemProperties map[string]string
 }
 
-// reservedProperties are the property names a Message's Properties may not
-// set: those with a Message field, and those the client and broker set.
-var reservedProperties = map[string]bool{
-	message.PropertyKeys: true, message.PropertyTags: true, message.PropertyShardingKey: true,
-	message.PropertyDelayTimeLevel: true, message.PropertyTimerDeliverMS: true,
-	message.PropertyTimerDelayMS: true, message.PropertyTimerDelaySec: true,
-	message.PropertyUniqKey: true, message.PropertyWaitStoreMsgOK: true,
-	message.PropertyTransactionPrepared: true, message.PropertyProducerGroup: true,
-	message.PropertyTransactionID: true, message.PropertyTransactionCheckTimes: true,
-	message.PropertyRealTopic: true, message.PropertyRealQueueID: true, message.PropertyRetryTopic: true,
-	message.PropertyOriginMessageID: true, message.PropertyReconsumeTime: true,
-	message.PropertyMaxReconsumeTimes: true, message.PropertyConsumeStartTime: true,
-	message.PropertyMinOffset: true, message.PropertyMaxOffset: true, message.PropertyCRC32: true,
-	message.PropertyCluster: true, message.PropertyPushReplyTime: true, "TIMER_OUT_MS": true,
-}
-
 // forbiddenTopics are the system topics a producer may not send to
 // (RocketMQ's auto-create key and NOT_ALLOWED_SEND_TOPIC_SET, and the
 // broker's delay topics).
@@ -170,7 +154,7 @@ func (m *Message) check(maxBody int) error {
 			return invalid("property with an empty name")
 		case hasSeparator(name) || hasSeparator(v):
 			return invalid("property %q contains a control separator", name)
-		case reservedProperties[name]:
+		case message.IsReservedProperty(name):
 			return invalid("property %s is reserved", name)
 		}
 	}
@@ -257,7 +241,7 @@ func newMessageExt(e *message.Ext, log *slog.Logger) *MessageExt {
 			m.Keys = strings.Fields(v)
 		case name == message.PropertyShardingKey:
 			m.ShardingKey = v
-		case reservedProperties[name]:
+		case message.IsReservedProperty(name):
 			if m.SystemProperties == nil {
 				m.SystemProperties = map[string]string{}
 			}

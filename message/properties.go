@@ -160,3 +160,26 @@ func SetProperty(s, name, value string) string {
 	}
 	return s + name + string(nameValueSeparator) + value + string(propertySeparator)
 }
+
+// reservedProperties are the property names a producer's user properties
+// may not set: the ones clients give fields of their own (KEYS, TAGS,
+// DELAY, ...) and those the clients and the broker set.
+var reservedProperties = map[string]bool{
+	PropertyKeys: true, PropertyTags: true, PropertyShardingKey: true,
+	PropertyDelayTimeLevel: true, PropertyTimerDeliverMS: true,
+	PropertyTimerDelayMS: true, PropertyTimerDelaySec: true,
+	PropertyUniqKey: true, PropertyWaitStoreMsgOK: true,
+	PropertyTransactionPrepared: true, PropertyProducerGroup: true,
+	PropertyTransactionID: true, PropertyTransactionCheckTimes: true,
+	PropertyRealTopic: true, PropertyRealQueueID: true, PropertyRetryTopic: true,
+	PropertyOriginMessageID: true, PropertyReconsumeTime: true,
+	PropertyMaxReconsumeTimes: true, PropertyConsumeStartTime: true,
+	PropertyMinOffset: true, PropertyMaxOffset: true, PropertyCRC32: true,
+	PropertyCluster: true, PropertyPushReplyTime: true, "TIMER_OUT_MS": true,
+}
+
+// IsReservedProperty reports whether name is a system property a
+// message's user properties may not set (RocketMQ's
+// MessageConst.STRING_HASH_SET, as its Message.putUserProperty refuses
+// them).
+func IsReservedProperty(name string) bool { return reservedProperties[name] }

@@ -33,18 +33,24 @@ func newConsumeCmd() *cobra.Command {
 		group, topic string
 		from         string
 		maxMsgs      int
+		tags, sql    string
 	)
 	cmd := &cobra.Command{
-		Use:   "consume --group GROUP --topic TOPIC [--from first|last] [--max N]",
+		Use:   "consume --group GROUP --topic TOPIC [--from first|last] [--max N] [--tags EXPR | --sql EXPR]",
 		Short: "Pull messages for a consumer group, print them and commit its offsets",
-		Long: `Pull up to --max messages of every tag from the topic's queues in turn,
+		Long: `Pull up to --max messages from the topic's queues in turn (of every tag,
+or those --tags "a || b" names, or those whose properties the SQL92
+expression --sql matches, e.g. "amount > 100 AND TAGS IN ('paid')": the
+broker filters, and needs broker.enablePropertyFilter for --sql),
 starting where the group's committed offset is (or, for a queue where it has
 none, where a RocketMQ consumer of a new group starts: the queue's first
 message if retention has removed none and the broker still counts it in
 memory (broker.accessMessageInMemoryMaxRatio), else its first or last
 message, --from), print them, and then
 commit the group's new offsets (UPDATE_CONSUMER_OFFSET): a failure before the
-commit shows the messages again next time, never skips them. If a queue
+commit shows the messages again next time, never skips them. With a
+selector the offsets pass the messages it skipped, as a RocketMQ
+consumer's do. If a queue
 cannot be read, the messages of the queues before it are printed and
 committed, and the command fails. It does not wait for new
 messages, and it does not join the group: online consumers of the same group
@@ -56,6 +62,9 @@ are not rebalanced.`,
 			if from != "first" && from != "last" {
 				return fmt.Errorf("--from %q: want first or last", from)
 			}
+			if tags != "" && sql != "" {
+				return errors.New("--tags and --sql: give one selector")
+			}
 			return atLeastOne(&maxMsgs)(nil, nil)
 		},
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, _ []string) error {
@@ -64,9 +73,13 @@ are not rebalanced.`,
 				return err
 			}
 			res := consumeResult{Group: group, Topic: topic, Messages: []admin.Message{}, Committed: []queueOffset{}}
+			sel := admin.Selector{Expression: tags}
+			if sql != "" {
+				sel = admin.Selector{SQL92: true, Expression: sql}
+			}
 			var pullErr error
 			for qid := int32(0); int(qid) < t.ReadQueueNums && len(res.Messages) < maxMsgs; qid++ {
-				msgs, next, err := consumeQueue(ctx, c, group, topic, qid, from == "first", maxMsgs-len(res.Messages))
+				msgs, next, err := consumeQueue(ctx, c, group, topic, qid, from == "first", maxMsgs-len(res.Messages), sel)
 				if err != nil {
 					pullErr = err // what the queues before it gave is still printed and committed
 					if be := (*admin.BrokerError)(nil); errors.As(err, &be) && be.Code == remoting.RespNoPermission &&
@@ -107,6 +120,8 @@ are not rebalanced.`,
 	cmd.Flags().StringVar(&topic, "topic", "", "topic to consume (required)")
 	cmd.Flags().StringVar(&from, "from", "last", "where a queue without a committed offset starts: first or last")
 	cmd.Flags().IntVar(&maxMsgs, "max", 32, "at most this many messages in all")
+	cmd.Flags().StringVar(&tags, "tags", "", `only messages of these tags ("a || b"; default every tag)`)
+	cmd.Flags().StringVar(&sql, "sql", "", "only messages whose properties this SQL92 expression matches (broker.enablePropertyFilter)")
 	_ = cmd.MarkFlagRequired("group")
 	_ = cmd.MarkFlagRequired("topic")
 	return cmd
@@ -114,7 +129,7 @@ are not rebalanced.`,
 
 // consumeQueue pulls up to limit messages of one queue from the group's
 // position and returns them with the offset to commit.
-func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid int32, fromFirst bool, limit int) ([]admin.Message, int64, error) {
+func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid int32, fromFirst bool, limit int, sel admin.Selector) ([]admin.Message, int64, error) {
 	// As the broker answers a RocketMQ consumer of a new group: a queue
 	// that has lost nothing to retention and whose first message is still
 	// in memory starts there whatever --from says, so the commit below
@@ -134,9 +149,18 @@ func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid
 			off = minOff
 		}
 	}
+	// The broker filters tags by hash code; two tags may share one, and
+	// the consumer checks the tag itself, as RocketMQ's clients do.
+	var tagSet map[string]bool
+	if e := strings.TrimSpace(sel.Expression); !sel.SQL92 && e != "" && e != "*" {
+		tagSet = map[string]bool{}
+		for _, t := range strings.Split(e, "||") {
+			tagSet[strings.TrimSpace(t)] = true
+		}
+	}
 	var out []admin.Message
 	for moves := 0; len(out) < limit; {
-		r, err := c.Pull(ctx, group, topic, qid, off, limit-len(out))
+		r, err := c.PullSelect(ctx, group, topic, qid, off, limit-len(out), sel)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -149,14 +173,20 @@ func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid
 			continue
 		}
 		if len(r.Messages) == 0 {
+			if r.NextBeginOffset > off && r.NextBeginOffset <= r.MaxOffset {
+				off = r.NextBeginOffset // the selector skipped what the scan found: go on
+				continue
+			}
 			break
 		}
 		for _, m := range r.Messages {
 			if len(out) == limit {
 				break
 			}
-			out = append(out, m)
 			off = m.QueueOffset + 1
+			if tagSet == nil || tagSet[m.Tags] {
+				out = append(out, m)
+			}
 		}
 	}
 	return out, off, nil

@@ -13,12 +13,13 @@ import (
 
 func newSendCmd() *cobra.Command {
 	var (
-		o    adminOpts
-		req  admin.SendRequest
-		keys string
+		o     adminOpts
+		req   admin.SendRequest
+		keys  string
+		props []string
 	)
 	cmd := &cobra.Command{
-		Use:   "send --topic TOPIC [--tag TAG] [--keys K1,K2] [--delay-level N] BODY",
+		Use:   "send --topic TOPIC [--tag TAG] [--keys K1,K2] [--property NAME=VALUE]... [--delay-level N] BODY",
 		Short: "Send one message to a running broker",
 		Long: `Send one message and wait until the broker has stored it. BODY "-" reads
 the body from standard input. Prints the message id (UNIQ_KEY) and the
@@ -35,6 +36,16 @@ offset message id that "halfback msg show" takes.`,
 			}
 			if keys != "" {
 				req.Keys = strings.Split(keys, ",")
+			}
+			for _, p := range props {
+				name, v, ok := strings.Cut(p, "=")
+				if !ok {
+					return fmt.Errorf("--property %q: want NAME=VALUE", p)
+				}
+				if req.Properties == nil {
+					req.Properties = map[string]string{}
+				}
+				req.Properties[name] = v
 			}
 			res, err := c.Send(ctx, req)
 			if err != nil {
@@ -53,6 +64,7 @@ offset message id that "halfback msg show" takes.`,
 	cmd.Flags().StringVar(&req.Topic, "topic", "", "topic to send to (required)")
 	cmd.Flags().StringVar(&req.Tag, "tag", "", "message tag")
 	cmd.Flags().StringVar(&keys, "keys", "", "message keys, comma-separated")
+	cmd.Flags().StringArrayVar(&props, "property", nil, "a user property NAME=VALUE (repeatable), e.g. for SQL92 selectors")
 	cmd.Flags().IntVar(&req.DelayLevel, "delay-level", 0, "deliver after the broker's delay level N (0: now; above the broker's highest level, its highest, as RocketMQ)")
 	_ = cmd.MarkFlagRequired("topic")
 	return cmd

@@ -26,18 +26,41 @@ type PullResult struct {
 	Moved bool
 }
 
+// Selector chooses the messages a pull returns: a tag expression ("*",
+// "a || b"), or a SQL92 expression over their properties (the broker
+// needs broker.enablePropertyFilter). The zero Selector takes every
+// message.
+type Selector struct {
+	// SQL92 makes Expression a SQL92 expression; else it is a tag one.
+	SQL92 bool
+	// Expression is the selector; "" is "*" for a tag selector.
+	Expression string
+}
+
 // Pull reads up to max messages (the broker caps it at 32) of every tag
 // from one queue, starting at offset, without waiting for new ones. It
 // commits no offset: see CommitOffset.
 func (c *Client) Pull(ctx context.Context, group, topic string, qid int32, offset int64, max int) (PullResult, error) {
+	return c.PullSelect(ctx, group, topic, qid, offset, max, Selector{})
+}
+
+// PullSelect is Pull of the messages sel chooses. A pull whose scan found
+// none of them moves NextBeginOffset past the scan: pull again from there.
+func (c *Client) PullSelect(ctx context.Context, group, topic string, qid int32, offset int64, max int, sel Selector) (PullResult, error) {
 	if group == "" {
 		group = toolsGroup
+	}
+	expr, typ := sel.Expression, "TAG"
+	if sel.SQL92 {
+		typ = "SQL92"
+	} else if expr == "" {
+		expr = "*"
 	}
 	resp, err := c.invoke(ctx, "PULL_MESSAGE", remoting.ReqPullMessage, map[string]string{
 		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(qid)),
 		"queueOffset": strconv.FormatInt(offset, 10), "maxMsgNums": strconv.Itoa(max),
 		"sysFlag": strconv.Itoa(pullSubscriptionFlag), "commitOffset": "0", "suspendTimeoutMillis": "0",
-		"subscription": "*", "subVersion": "0", "expressionType": "TAG",
+		"subscription": expr, "subVersion": "0", "expressionType": typ,
 	}, nil)
 	if err != nil {
 		return PullResult{}, err

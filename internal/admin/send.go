@@ -28,6 +28,9 @@ type SendRequest struct {
 	// DelayLevel delays delivery by the broker's level n (DELAY); 0 sends
 	// at once.
 	DelayLevel int
+	// Properties are user properties (what a SQL92 selector reads); a
+	// system property's name (message.IsReservedProperty) is refused.
+	Properties map[string]string
 }
 
 // SendResult is the broker's answer to a send.
@@ -57,6 +60,17 @@ func (c *Client) Send(ctx context.Context, r SendRequest) (SendResult, error) {
 	props := message.Properties{
 		message.PropertyUniqKey:        c.newUniqKey(),
 		message.PropertyWaitStoreMsgOK: "true",
+	}
+	for name, v := range r.Properties {
+		switch {
+		case name == "":
+			return SendResult{}, fmt.Errorf("%w: a property with an empty name", ErrInvalid)
+		case strings.ContainsAny(name, "\x01\x02") || strings.ContainsAny(v, "\x01\x02"):
+			return SendResult{}, fmt.Errorf("%w: property %q contains a control separator", ErrInvalid, name)
+		case message.IsReservedProperty(name):
+			return SendResult{}, fmt.Errorf("%w: property %s is a system property", ErrInvalid, name)
+		}
+		props[name] = v
 	}
 	if r.Tag != "" {
 		props[message.PropertyTags] = r.Tag
