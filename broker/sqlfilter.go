@@ -15,14 +15,20 @@ import (
 const expressionSQL92 = "SQL92"
 
 // maxCompiledFilters bounds the compiled expressions the broker keeps;
-// past it the cache starts again empty.
+// past it, or past maxCompiledFilterBytes, the cache starts again empty.
 const maxCompiledFilters = 1024
+
+// maxCompiledFilterBytes bounds the cached expressions' text, in bytes: a
+// compiled expression takes some 20 times its text (1.3 MB for one of
+// filter.MaxLength), and any client may name expressions in its pulls.
+const maxCompiledFilterBytes = 1 << 20
 
 // filterCache keeps compiled SQL92 expressions (and their syntax errors)
 // by text, so a pull does not parse its group's expression again.
 type filterCache struct {
-	mu sync.Mutex
-	m  map[string]compiledFilter
+	mu    sync.Mutex
+	m     map[string]compiledFilter
+	bytes int // the keys' total length
 }
 
 type compiledFilter struct {
@@ -30,18 +36,28 @@ type compiledFilter struct {
 	err  error
 }
 
-// compile returns expr compiled, from the cache when it can.
+// compile returns expr compiled, from the cache when it can. It compiles
+// without the lock: a long expression does not hold up other pulls.
 func (c *filterCache) compile(expr string) (*filter.Expr, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if f, ok := c.m[expr]; ok {
+	f, ok := c.m[expr]
+	c.mu.Unlock()
+	if ok {
 		return f.expr, f.err
 	}
-	if c.m == nil || len(c.m) >= maxCompiledFilters {
-		c.m = make(map[string]compiledFilter)
-	}
 	e, err := filter.Compile(expr)
-	c.m[expr] = compiledFilter{e, err}
+	if len(expr) > maxCompiledFilterBytes {
+		return e, err // never kept (filter.MaxLength is below the bound)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[expr]; !ok {
+		if c.m == nil || len(c.m) >= maxCompiledFilters || c.bytes+len(expr) > maxCompiledFilterBytes {
+			c.m, c.bytes = make(map[string]compiledFilter), 0
+		}
+		c.m[expr] = compiledFilter{e, err}
+		c.bytes += len(expr)
+	}
 	return e, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/halfbackmq/halfback/broker/lifecycle"
@@ -153,5 +154,29 @@ func TestTraceFilteredByTheGroupsSQL92(t *testing.T) {
 	}
 	if got := kinds(traceOne(t, b, "small")); slices.Contains(got, lifecycle.Consumed) || !slices.Contains(got, lifecycle.Filtered) {
 		t.Fatalf("amount 20, which the group's expression skips: %v, want filtered and not consumed", got)
+	}
+}
+
+// The compiled-expression cache is bounded by the expressions' size, not
+// only their count: a compiled 64 KiB expression takes about 1.3 MB, so
+// 1024 of them (pulls naming distinct expressions, which any client may
+// send) would keep over a gigabyte.
+func TestFilterCacheBoundedBySize(t *testing.T) {
+	var c filterCache
+	long := strings.Repeat("a = 1 OR ", 6000) + "a = 1" // ~54 KiB
+	for i := range 40 {
+		e, err := c.compile(long + strings.Repeat(" ", i))
+		if err != nil || !e.Match(func(string) (string, bool) { return "1", true }) {
+			t.Fatalf("compile %d: %v", i, err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := 0
+	for expr := range c.m {
+		kept += len(expr)
+	}
+	if kept > maxCompiledFilterBytes {
+		t.Fatalf("the cache keeps %d expressions of %d bytes in all, want at most %d bytes", len(c.m), kept, maxCompiledFilterBytes)
 	}
 }

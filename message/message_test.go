@@ -237,3 +237,33 @@ func TestSealableRecordMatchesSlottedProperties(t *testing.T) {
 		t.Fatalf("properties that leave no room for the slot: %v", err)
 	}
 }
+
+// TailOffset and DecodeTail find the topic and properties Decode finds,
+// from the header and the tail alone, for either host width.
+func TestDecodeTailMatchesDecode(t *testing.T) {
+	for _, host := range []string{"10.1.2.3:5555", "[2001:db8::1]:5555"} {
+		m := sample()
+		m.BornHost = netip.MustParseAddrPort(host)
+		m.StoreHost = netip.MustParseAddrPort(host)
+		m.Body = bytes.Repeat([]byte("b"), 300)
+		rec := sealed(t, m)
+		e, _, err := Decode(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start, err := TailOffset(rec[:PropertiesHeaderSize], len(rec))
+		if err != nil {
+			t.Fatalf("%s: TailOffset: %v", host, err)
+		}
+		topic, props, err := DecodeTail(rec[start:])
+		if err != nil || topic != e.Topic || props != e.Properties {
+			t.Fatalf("%s: DecodeTail = %q %q %v, want %q %q", host, topic, props, err, e.Topic, e.Properties)
+		}
+		if _, err := TailOffset(rec[:PropertiesHeaderSize], len(rec)-1); err == nil {
+			t.Fatalf("%s: TailOffset accepted a wrong size", host)
+		}
+		if _, _, err := DecodeTail(rec[start : len(rec)-1]); err == nil {
+			t.Fatalf("%s: DecodeTail accepted a short tail", host)
+		}
+	}
+}

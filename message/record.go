@@ -398,3 +398,55 @@ func (r *reader) host(v6 bool) netip.AddrPort {
 	addr, _ := netip.AddrFromSlice(ip)
 	return netip.AddrPortFrom(addr, uint16(port))
 }
+
+// PropertiesHeaderSize is how much of a record's start [TailOffset]
+// needs: the fixed fields up to and including the body length, with both
+// hosts IPv6 (the longest they run).
+const PropertiesHeaderSize = offBornHost + 20 + 8 + 20 + 4 + 8 + 4
+
+// TailOffset returns where the tail of a record of size bytes starts (its
+// topic length, right after the body), given head, the record's first
+// bytes: at least PropertiesHeaderSize of them, or the whole record. It
+// lets a reader that needs only the properties (a broker's SQL92 filter,
+// as RocketMQ's MessageDecoder.decodeProperties) skip the body; it checks
+// the magic code and that the body fits, not the checksums.
+func TailOffset(head []byte, size int) (int, error) {
+	got, magic, err := PeekHeader(head)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case magic != MagicCode:
+		return 0, fmt.Errorf("%w: %#x", ErrBadMagic, uint32(magic))
+	case int(got) != size:
+		return 0, fmt.Errorf("%w: total size %d, want %d", ErrBadLength, got, size)
+	case len(head) < min(size, PropertiesHeaderSize) || len(head) < offSysFlag+4:
+		return 0, fmt.Errorf("%w: need %d bytes of the header, have %d", ErrTruncated, min(size, PropertiesHeaderSize), len(head))
+	}
+	sysFlag := int32(binary.BigEndian.Uint32(head[offSysFlag:]))
+	pos := offBornHost + hostLen(sysFlag&FlagBornHostV6 != 0) + 8 + hostLen(sysFlag&FlagStoreHostV6 != 0) + 4 + 8
+	if pos+4 > len(head) {
+		return 0, fmt.Errorf("%w: header of %d bytes overruns record of %d", ErrBadLength, pos+4, size)
+	}
+	end := pos + 4 + int(binary.BigEndian.Uint32(head[pos:]))
+	if end < pos+4 || end > size {
+		return 0, fmt.Errorf("%w: body ends at %d, record size %d", ErrBadLength, end, size)
+	}
+	return end, nil
+}
+
+// DecodeTail decodes a record's tail, from [TailOffset] to the record's
+// end: its topic and its properties (without a checksum slot, as Decode
+// returns them).
+func DecodeTail(tail []byte) (topic, props string, err error) {
+	r := reader{b: tail}
+	topicB := r.bytes(int(r.u8()))
+	propsB := r.bytes(int(r.u16()))
+	if r.err != nil {
+		return "", "", r.err
+	}
+	if r.pos != len(tail) {
+		return "", "", fmt.Errorf("%w: fields end at %d, tail of %d", ErrBadLength, r.pos, len(tail))
+	}
+	return string(topicB), StripCRCSlot(string(propsB)), nil
+}

@@ -71,9 +71,9 @@ type GetOptions struct {
 	Match func(tagsCode int64) bool
 	// Filter, if set, keeps only the records whose properties it accepts
 	// (RocketMQ's isMatchedByCommitLog, for SQL92 subscriptions): every
-	// record Match let through is read and its properties decoded, and
-	// MaxMessages and MaxBytes count the records kept. A record that does
-	// not decode is not kept.
+	// record Match let through has its properties read and decoded (not
+	// its body, nor its checksums), and MaxMessages and MaxBytes count the
+	// records kept. A record whose fields do not add up is not kept.
 	Filter func(properties string) bool
 }
 
@@ -133,7 +133,7 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	next := offset
 	sawLive := false
 	var runs []QueueEntry // matching records, adjacent ones merged into one read
-	var kept []byte       // with Filter: the records it kept, already read
+	var kept, rec []byte  // with Filter: the records it kept; filterRecord's buffer
 	if o.Filter != nil {
 		c := 0
 		for _, e := range entries[:min(len(entries), o.MaxMessages)] {
@@ -158,8 +158,10 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 			continue
 		}
 		if o.Filter != nil {
-			var keep bool
-			keep, kept, err = s.filterRecord(e, o.Filter, kept)
+			keep, err := s.filterRecord(e, o.Filter, &rec)
+			if err == nil && keep {
+				kept, err = s.keepRecord(e, rec, kept)
+			}
 			if errors.Is(err, ErrOffsetNotFound) && e.PhysicalOffset < s.log.minOffset() {
 				return s.GetMessages(topic, qid, offset, o) // as below: retention removed it since
 			}
@@ -210,20 +212,63 @@ func (s *Store) GetMessages(topic string, qid int32, offset int64, o GetOptions)
 	return r, nil
 }
 
-// filterRecord reads the record of e onto the end of kept and reports
-// whether filter accepts its properties: kept is returned with the record
-// if so, without it if not. A record that does not decode is refused.
-func (s *Store) filterRecord(e QueueEntry, filter func(string) bool, kept []byte) (bool, []byte, error) {
-	n := len(kept)
-	kept = slices.Grow(kept, int(e.Size))
-	b := kept[n : n+int(e.Size)]
+// filterWholeRecord is the size up to which filterRecord reads a record in
+// one read; of a larger one it reads the header and the tail (topic and
+// properties) only, not the body.
+const filterWholeRecord = 4 << 10
+
+// filterRecord reports whether filter accepts the properties of the record
+// of e, read into *buf (the whole record, when it is at most
+// filterWholeRecord bytes). Like RocketMQ's isMatchedByCommitLog it
+// decodes the properties only: the body is neither read (past
+// filterWholeRecord) nor checksummed. A record whose fields do not add up
+// is refused.
+func (s *Store) filterRecord(e QueueEntry, filter func(string) bool, buf *[]byte) (bool, error) {
+	size := int(e.Size)
+	head := min(size, message.PropertiesHeaderSize)
+	if size <= filterWholeRecord {
+		head = size
+	}
+	if cap(*buf) < head {
+		*buf = make([]byte, max(head, filterWholeRecord))
+	}
+	b := (*buf)[:head]
 	if err := s.log.readAt(b, e.PhysicalOffset); err != nil {
-		return false, kept[:n], err
+		return false, err
 	}
-	if m, _, err := message.Decode(b); err != nil || !filter(m.Properties) {
-		return false, kept[:n], nil
+	start, err := message.TailOffset(b, size)
+	if err != nil {
+		return false, nil
 	}
-	return true, kept[:n+int(e.Size)], nil
+	var tail []byte
+	if head == size {
+		tail = b[start:]
+	} else {
+		if cap(*buf) < size-start {
+			*buf = make([]byte, size-start)
+		}
+		tail = (*buf)[:size-start]
+		if err := s.log.readAt(tail, e.PhysicalOffset+int64(start)); err != nil {
+			return false, err
+		}
+	}
+	_, props, err := message.DecodeTail(tail)
+	return err == nil && filter(props), nil
+}
+
+// keepRecord appends the record of e to kept: from buf, where filterRecord
+// read a small one whole, else from the commit log.
+func (s *Store) keepRecord(e QueueEntry, buf, kept []byte) ([]byte, error) {
+	size := int(e.Size)
+	if size <= filterWholeRecord {
+		return append(kept, buf[:size]...), nil
+	}
+	n := len(kept)
+	kept = slices.Grow(kept, size)[:n+size]
+	if err := s.log.readAt(kept[n:], e.PhysicalOffset); err != nil {
+		return kept[:n], err
+	}
+	return kept, nil
 }
 
 // readErr is ErrClosed for a read that failed because Close closed the
