@@ -122,10 +122,12 @@ func (pc *PushConsumer) Subscribe(topic, tagExpr string, h MessageHandler) error
 // broker evaluates expr over each message's properties (user properties,
 // TAGS, KEYS) and delivers only those it is TRUE for, e.g.
 // "amount > 100 AND TAGS IN ('OrderPaid')". The broker needs
-// broker.enablePropertyFilter (RocketMQ's enablePropertyFilter); one
-// without it answers every pull SYSTEM_ERROR, which the consumer logs. It
-// fails as Subscribe does, and with ErrInvalidSubscription naming the
-// syntax error for an expression that does not compile.
+// broker.enablePropertyFilter (RocketMQ's enablePropertyFilter): Start asks
+// the topic's brokers (CHECK_CLIENT_CONFIG, as a Java push consumer does)
+// and fails with ErrInvalidSubscription and the answer of one that refuses
+// the expression. SubscribeSQL92 fails as Subscribe does, and with
+// ErrInvalidSubscription naming the syntax error for an expression that
+// does not compile.
 func (pc *PushConsumer) SubscribeSQL92(topic, expr string, h MessageHandler) error {
 	return pc.subscribe(topic, h, func() (*subscription, error) { return newSQL92Subscription(topic, expr, h) })
 }
