@@ -214,6 +214,7 @@ func (b *Broker) routes() *remoting.Mux {
 	b.registerReply(mux)
 	b.registerPull(mux)
 	b.registerCheckClientConfig(mux)
+	b.registerCallConsumer(mux)
 	b.registerLookup(mux)
 	b.registerGroups(mux)
 	b.registerOffsets(mux)

@@ -464,6 +464,23 @@ func (t *groupTable) consumerConns(group string) []*remoting.Conn {
 	return out
 }
 
+// consumerConn returns a live connection of group's member clientID, or
+// nil if it has none.
+func (t *groupTable) consumerConn(group, clientID string) *remoting.Conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	g := t.consumers[group]
+	if g == nil {
+		return nil
+	}
+	for k, c := range g.clients {
+		if k.id == clientID && c.conn.Err() == nil {
+			return c.conn
+		}
+	}
+	return nil
+}
+
 // notifyWriteWait bounds one write of sendOneway (NOTIFY_CONSUMER_IDS_CHANGED,
 // RESET_CONSUMER_CLIENT_OFFSET).
 const notifyWriteWait = 3 * time.Second

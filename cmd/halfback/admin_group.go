@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -134,7 +135,65 @@ refused (CONSUMER_NOT_ONLINE).`,
 			})
 		}),
 	}
-	cmd.AddCommand(offsets, del, newGroupResetCmd(&o), newGroupListCmd(&o), newGroupUpdateCmd(&o), conns)
+	cmd.AddCommand(offsets, del, newGroupResetCmd(&o), newGroupListCmd(&o), newGroupUpdateCmd(&o), conns, newGroupRunningCmd(&o))
+	return cmd
+}
+
+func newGroupRunningCmd(o *adminOpts) *cobra.Command {
+	var client string
+	cmd := &cobra.Command{
+		Use:   "running GROUP [--client ID]",
+		Short: "Ask an online group's consumers for their running state (queues, offsets, cached messages)",
+		Long: `Ask each online consumer of GROUP (or only --client ID), through the
+broker, for its running state (GET_CONSUMER_RUNNING_INFO, as mqadmin
+consumerRunningInfo): the official clients report their settings,
+subscriptions and, for every queue they hold, the offsets pulled and
+consumed, the messages cached and the queue lock. Each report is printed
+as the client wrote it. A consumer that cannot answer (halfback's own
+client does not implement the request) is listed with its error.`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			group := args[0]
+			ids := []string{client}
+			if client == "" {
+				g, err := c.GroupConnections(ctx, group)
+				if err != nil {
+					return err
+				}
+				ids = ids[:0]
+				for _, cl := range g.Clients {
+					if !slices.Contains(ids, cl.ClientID) {
+						ids = append(ids, cl.ClientID)
+					}
+				}
+			}
+			out := make([]admin.RunningInfo, 0, len(ids))
+			failed := 0
+			for _, id := range ids {
+				info, err := c.ConsumerRunningInfo(ctx, group, id)
+				ri := admin.RunningInfo{ClientID: id, Info: info}
+				if err != nil {
+					ri.Err, failed = err.Error(), failed+1
+				}
+				out = append(out, ri)
+			}
+			err := o.print(cmd, out, func(w io.Writer) {
+				for _, ri := range out {
+					fmt.Fprintf(w, "== %s\n", ri.ClientID)
+					if ri.Err != "" {
+						fmt.Fprintf(w, "error: %s\n", ri.Err)
+						continue
+					}
+					fmt.Fprintln(w, ri.Info)
+				}
+			})
+			if err == nil && failed == len(out) {
+				err = fmt.Errorf("no consumer of %s answered", group)
+			}
+			return err
+		}),
+	}
+	cmd.Flags().StringVar(&client, "client", "", "only this consumer (its client id, as group connections shows it)")
 	return cmd
 }
 

@@ -317,3 +317,30 @@ func (c *Client) GroupConnections(ctx context.Context, group string) (GroupConne
 	sort.Slice(out.Clients, func(i, j int) bool { return out.Clients[i].ClientID < out.Clients[j].ClientID })
 	return out, nil
 }
+
+// RunningInfo is one consumer's answer to GET_CONSUMER_RUNNING_INFO.
+type RunningInfo struct {
+	ClientID string `json:"clientId"`
+	// Info is the consumer's own report, as its client writes it (the
+	// official clients: properties, subscriptions, and per queue what it
+	// has pulled, cached, locked and consumed; Java's fastjson keys its
+	// queue table by MessageQueue objects, which is not strict JSON).
+	Info string `json:"info"`
+	// Err is why the consumer did not answer, if it did not.
+	Err string `json:"error,omitempty"`
+}
+
+// ConsumerRunningInfo asks the online consumer clientID of group, through
+// the broker, for its running state (GET_CONSUMER_RUNNING_INFO, as mqadmin
+// consumerRunningInfo).
+func (c *Client) ConsumerRunningInfo(ctx context.Context, group, clientID string) (string, error) {
+	if err := message.ValidateGroup(group); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	resp, err := c.call(ctx, "GET_CONSUMER_RUNNING_INFO", remoting.ReqGetConsumerRunningInfo,
+		map[string]string{"consumerGroup": group, "clientId": clientID, "jstackEnable": "false"}, nil)
+	if err != nil {
+		return "", err
+	}
+	return string(resp.Body), nil
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/admin"
+)
+
+// group running asks each online consumer of a group, through the broker,
+// for its running state and prints each report.
+func TestAdminGroupRunning(t *testing.T) {
+	clearEnv(t)
+	addr := startTestBroker(t)
+	h := remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code != remoting.ReqGetConsumerRunningInfo {
+			return nil
+		}
+		resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+		resp.Body = []byte(`{"properties":{"PROP_CONSUME_TYPE":"CONSUME_PASSIVELY"},"client":"` + req.Ext("clientId") + `"}`)
+		return resp
+	})
+	conn, err := remoting.Dial(t.Context(), addr, remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	hb := `{"clientID":"C1","producerDataSet":[],"consumerDataSet":[{"groupName":"cg","consumeType":"CONSUME_PASSIVELY",` +
+		`"messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","unitMode":false,"subscriptionDataSet":[]}]}`
+	req := remoting.NewRequest(remoting.ReqHeartBeat, nil)
+	req.Body = []byte(hb)
+	if resp, err := conn.Invoke(ctx, req); err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("heartbeat: %v, %v", resp, err)
+	}
+
+	var got []admin.RunningInfo
+	runAdmin(t, addr, &got, "group", "running", "cg")
+	if len(got) != 1 || got[0].ClientID != "C1" || got[0].Err != "" || !strings.Contains(got[0].Info, `"client":"C1"`) {
+		t.Fatalf("group running cg: %+v, want C1's report", got)
+	}
+	table, err := run(t, "group", "running", "cg", "--broker", addr)
+	if err != nil || !strings.Contains(table, "== C1") || !strings.Contains(table, "PROP_CONSUME_TYPE") {
+		t.Fatalf("group running table: %v\n%s", err, table)
+	}
+	if err := runAdminErr(t, addr, "group", "running", "cg", "--client", "C9"); !strings.Contains(err.Error(), "no consumer of cg answered") {
+		t.Fatalf("group running --client C9: %v", err)
+	}
+}
