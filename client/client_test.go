@@ -236,7 +236,7 @@ func TestBrokerRequestsDispatchedByCode(t *testing.T) {
 	if g := <-got; g != "cg" {
 		t.Fatalf("handler got group %q", g)
 	}
-	resp, err := b.conn.Invoke(ctxT(t, 5*time.Second), remoting.NewRequest(remoting.ReqGetConsumerRunningInfo, nil))
+	resp, err := b.conn.Invoke(ctxT(t, 5*time.Second), remoting.NewRequest(remoting.ReqConsumeMessageDirectly, nil))
 	if err != nil || resp.Code != remoting.RespRequestCodeNotSupported {
 		t.Fatalf("unhandled code answered %v, %v", resp, err)
 	}

@@ -34,10 +34,11 @@ type PushConsumer struct {
 	opts ConsumerOptions
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	state  consumerState
-	subs   map[string]*subscription // by topic; fixed once started
-	queues map[MessageQueue]*processQueue
+	mu      sync.Mutex
+	state   consumerState
+	subs    map[string]*subscription // by topic; fixed once started
+	started time.Time                // when Start began (running info)
+	queues  map[MessageQueue]*processQueue
 	// resetStarts are the offsets of the queues a pushed reset dropped
 	// (consumer_reset.go), where the next rebalance takes them again.
 	resetStarts map[MessageQueue]int64
@@ -238,6 +239,7 @@ func (pc *PushConsumer) begin() error {
 	if err != nil {
 		return err
 	}
+	pc.started = time.Now()
 	if pc.opts.Model == Clustering {
 		rs, _ := newSubscription(retryTopic(pc.opts.Group), "*", nil)
 		rs.retry = true
@@ -509,6 +511,7 @@ func (s *consumerSet) add(c *Client, pc *PushConsumer) {
 			return nil
 		})
 		c.handle(remoting.ReqResetConsumerClientOffset, s.handleResetOffset)
+		c.handle(remoting.ReqGetConsumerRunningInfo, s.handleRunningInfo)
 	}
 }
 

@@ -146,11 +146,12 @@ func newGroupRunningCmd(o *adminOpts) *cobra.Command {
 		Short: "Ask an online group's consumers for their running state (queues, offsets, cached messages)",
 		Long: `Ask each online consumer of GROUP (or only --client ID), through the
 broker, for its running state (GET_CONSUMER_RUNNING_INFO, as mqadmin
-consumerRunningInfo): the official clients report their settings,
-subscriptions and, for every queue they hold, the offsets pulled and
-consumed, the messages cached and the queue lock. Each report is printed
-as the client wrote it. A consumer that cannot answer (halfback's own
-client does not implement the request) is listed with its error.`,
+consumerRunningInfo): the official clients and halfback's report their
+settings, subscriptions and, for every queue they hold, the offsets
+committed, the messages cached and the queue lock. Each report is printed
+as the client wrote it (RocketMQ's clients key the queue table by
+MessageQueue objects, which is not strict JSON). A consumer that cannot
+answer is listed with its error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			group := args[0]
