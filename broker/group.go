@@ -579,7 +579,12 @@ func (b *Broker) handleHeartbeat(_ context.Context, conn *remoting.Conn, req *re
 		retries = append(retries, TopicConfig{TopicName: retry, ReadQueueNums: g.RetryQueueNums, WriteQueueNums: g.RetryQueueNums, Perm: PermRW})
 	}
 	if err := b.ensureGroupTopics(retries); err != nil {
-		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+		// Still members, as a group with no valid retry topic: the topic
+		// table is not written (a full disk) and a topic is not served
+		// unwritten, so refusing the heartbeat would keep a new group
+		// without members for as long. The next heartbeat, or a
+		// send-back, creates the retry topics once the file is written.
+		b.opts.Logger.Warn("retry topics not created: the topic table was not written", "groups", len(retries), "err", err)
 	}
 	notices, hook := b.groupTable().heartbeat(conn, hb)
 	if hook {

@@ -89,3 +89,30 @@ func TestTopicUpdateNotWrittenLeavesTheTopic(t *testing.T) {
 		t.Fatal("after a deletion that could not be written, orders is gone from the broker's table but not from its file")
 	}
 }
+
+// A consumer group's retry topic that could not be written (a full disk)
+// does not keep the group's members out: the heartbeat is answered, they
+// are members (a group with no retry topic is one, as one whose name makes
+// no valid topic), and a later heartbeat creates the topic once the file
+// can be written. Refusing the heartbeat left a new group with no member,
+// consuming nothing, for as long as the file could not be written.
+func TestHeartbeatWhileTopicsFileUnwritableStillAMember(t *testing.T) {
+	o := testOptions(t)
+	b := startBroker(t, o)
+	c := dial(t, b)
+	unblock := blockTopicsFile(t, o.Store.Dir)
+	if r := call(t, c, remoting.ReqHeartBeat, nil, consumerHeartbeat("127.0.0.1@1", "orders", "newgroup")); r.Code != remoting.RespSuccess {
+		t.Fatalf("heartbeat of a new group while the topics file cannot be written: %d %s", r.Code, r.Remark)
+	}
+	if code, ids := listConsumers(t, c, "newgroup"); code != remoting.RespSuccess || len(ids) != 1 {
+		t.Fatalf("consumer list: %d %v, want the member", code, ids)
+	}
+	if _, ok := b.topics.get(RetryTopic("newgroup")); ok {
+		t.Fatal("a retry topic whose config could not be written is served")
+	}
+	unblock()
+	hbOK(t, c, consumerHeartbeat("127.0.0.1@1", "orders", "newgroup"))
+	if _, ok := b.topics.get(RetryTopic("newgroup")); !ok {
+		t.Fatal("the retry topic was not created once the file could be written")
+	}
+}
