@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/halfbackmq/halfback/internal/admin"
 )
 
 // TestConsumerOfATopicNotCreatedYetCommitsWithoutError: under auto-creation
@@ -25,6 +27,26 @@ func TestConsumerOfATopicNotCreatedYetCommitsWithoutError(t *testing.T) {
 	if err := pc.persist(ctx, false); err != nil {
 		t.Fatalf("periodic commit of a topic the broker does not have yet: %v", err)
 	}
+	// Once the topic exists, the queues' offsets are committed after all,
+	// so that a restart of the group starts where it was, not at the end.
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	sendN(t, p, topic, "first", "", 1)
+	ac, err := admin.Dial(ctx, cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	waitFor(t, "every queue's offset committed once the topic exists", func() bool {
+		if err := pc.persist(ctx, false); err != nil {
+			t.Fatalf("commit once the topic exists: %v", err)
+		}
+		for _, mq := range ownQueues(pc, topic) {
+			if _, ok, err := ac.QueryOffset(ctx, pc.opts.Group, topic, mq.QueueID); err != nil || !ok {
+				return false
+			}
+		}
+		return true
+	})
 	if err := pc.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -32,7 +32,8 @@ import (
 type offsetStore interface {
 	// read returns mq's committed offset; found is false if none is.
 	read(ctx context.Context, mq MessageQueue) (off int64, found bool, err error)
-	// commit stores offsets durably.
+	// commit stores offsets durably. It deletes from offs the queues it
+	// left uncommitted without an error (to be committed again next time).
 	commit(ctx context.Context, offs map[MessageQueue]int64) error
 	// close lets the offsets go once the consumer has committed them last.
 	close()
@@ -86,7 +87,11 @@ func (b *brokerOffsets) commit(ctx context.Context, offs map[MessageQueue]int64)
 			ext[remoting.ExtSyncCommit] = "true"
 		}
 		_, err := b.pc.queueRequest(ctx, remoting.ReqUpdateConsumerOffset, "UPDATE_CONSUMER_OFFSET", mq, ext)
-		if err != nil && !(off == 0 && isTopicNotExist(err)) {
+		switch {
+		case err == nil:
+		case off == 0 && isTopicNotExist(err):
+			delete(offs, mq) // not committed, no failure: again next time
+		default:
 			errs = append(errs, err)
 		}
 	}
@@ -97,7 +102,9 @@ func (b *brokerOffsets) commit(ctx context.Context, offs map[MessageQueue]int64)
 // commit of offset 0 so refused is no failure: under auto-creation the
 // name server routes a topic the broker does not have yet (TBW102's
 // queues), and such a queue holds nothing a commit would keep; the
-// broker creates the topic, at offset 0, with its first message.
+// broker creates the topic, at offset 0, with its first message. The
+// queue stays uncommitted, so that the next commit, once the topic
+// exists, stores its 0 (a restart then starts there, not at the end).
 func isTopicNotExist(err error) bool {
 	var refused *BrokerError
 	return errors.As(err, &refused) && refused.Code == remoting.RespTopicNotExist
