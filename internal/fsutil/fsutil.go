@@ -77,10 +77,15 @@ func MkdirAll(dir string) ([]string, error) {
 // MkdirAllSync is MkdirAll followed by an fsync of each created
 // directory's parent, so that the new directories survive a power loss
 // (a file later made durable in one of them is otherwise lost with it).
+// When dir exists already its parent is synced all the same: an earlier
+// call may have created it and been killed before its sync.
 func MkdirAllSync(dir string) error {
 	parents, err := MkdirAll(dir)
 	if err != nil {
 		return err
+	}
+	if len(parents) == 0 {
+		parents = []string{filepath.Dir(dir)}
 	}
 	for _, p := range parents {
 		if err := SyncDir(p); err != nil {
