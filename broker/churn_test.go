@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,5 +176,87 @@ func TestTopicChurnForgetsMetricSeries(t *testing.T) {
 	}
 	if len(series) != 0 {
 		t.Fatalf("after deleting all %d topics, series of deleted topics still reported: %v", topics, series)
+	}
+}
+
+// holdingNamesrv is a name server that answers REGISTER_BROKER (and
+// UNREGISTER_BROKER) SUCCESS, but while hold is set holds each
+// registration until released.
+type holdingNamesrv struct {
+	srv      *remoting.Server
+	hold     atomic.Bool
+	release  chan struct{}
+	held     atomic.Int64 // registrations being held
+	answered atomic.Int64 // registrations answered
+}
+
+func startHoldingNamesrv(t *testing.T) *holdingNamesrv {
+	t.Helper()
+	ns := &holdingNamesrv{release: make(chan struct{})}
+	mux := remoting.NewMux()
+	mux.HandleFunc(remoting.ReqRegisterBroker, func(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if ns.hold.Load() {
+			ns.held.Add(1)
+			select {
+			case <-ns.release:
+			case <-ctx.Done():
+			}
+			ns.held.Add(-1)
+		}
+		ns.answered.Add(1)
+		return remoting.NewResponse(req, remoting.RespSuccess, "")
+	})
+	mux.HandleFunc(remoting.ReqUnregisterBroker, func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		return remoting.NewResponse(req, remoting.RespSuccess, "")
+	})
+	srv, err := remoting.Listen(remoting.ServerOptions{Addr: "127.0.0.1:0", Handler: mux})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.srv = srv
+	t.Cleanup(func() { srv.Close() })
+	return ns
+}
+
+func seenTopics(b *Broker) int {
+	r := b.reg.Load()
+	r.seenMu.RLock()
+	defer r.seenMu.RUnlock()
+	return len(r.seen)
+}
+
+// 200 topics are created by a send and deleted while a registration with
+// the name server is under way (a slow name server, or simply before the
+// registrar's next round): the registrar's set of announced topics, which
+// kept the name of every topic that no registration ever carried, goes
+// back to its size before them.
+func TestTopicChurnBetweenRegistrationsForgetsAnnouncedTopics(t *testing.T) {
+	ns := startHoldingNamesrv(t)
+	o := testOptions(t)
+	o.NamesrvAddrs = []string{ns.srv.Addr().String()}
+	b := startBroker(t, o)
+	c := dial(t, b)
+	base := seenTopics(b)
+
+	ns.hold.Store(true)
+	b.topicsChanged()
+	testutil.WaitFor(t, 5*time.Second, "a registration held", func() bool { return ns.held.Load() > 0 })
+	const topics = 200
+	for i := range topics {
+		topic := "tmp-" + strconv.Itoa(i)
+		mustSend(t, c, topic, 0, "", "x") // created by the send
+		waitQueue(t, b, topic, 0, 1)      // dispatched: announced
+		if r := call(t, c, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil); r.Code != remoting.RespSuccess {
+			t.Fatalf("delete: %d %s", r.Code, r.Remark)
+		}
+	}
+	ns.hold.Store(false)
+	after := ns.answered.Load()
+	close(ns.release)
+	b.topicsChanged()
+	// The held round, then one that began after every deletion.
+	testutil.WaitFor(t, 10*time.Second, "two registrations answered", func() bool { return ns.answered.Load() >= after+2 })
+	if n := seenTopics(b); n > base {
+		t.Fatalf("the registrar remembers %d topics after %d were created and deleted, %d before", n, topics, base)
 	}
 }

@@ -151,6 +151,24 @@ func (r *registrar) noteDispatch(topic string, _ int32, _ int64) {
 	r.trigger()
 }
 
+// forget drops a deleted topic from seen: a topic created and deleted
+// between two registrations is in no registered table, so noteRegistered
+// never drops it, and seen would keep the name of every such topic for as
+// long as the broker runs. Its next dispatch, if it comes back, announces
+// it again.
+func (r *registrar) forget(topic string) {
+	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
+	delete(r.seen, topic)
+}
+
+// topicDeleted forgets that topic was announced (see registrar.forget).
+func (b *Broker) topicDeleted(topic string) {
+	if r := b.reg.Load(); r != nil {
+		r.forget(topic)
+	}
+}
+
 // loop re-registers every RegisterInterval and on demand; when the broker
 // stops it unregisters and closes its connections.
 func (r *registrar) loop(ctx context.Context) {

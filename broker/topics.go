@@ -374,6 +374,7 @@ func (b *Broker) handleDeleteTopic(_ context.Context, _ *remoting.Conn, req *rem
 		return remoting.NewResponse(req, remoting.RespSystemError, removeErr.Error())
 	}
 	b.metrics.forgetTopic(topic)
+	b.topicDeleted(topic)
 	b.opts.Logger.Info("topic deleted", "topic", topic)
 	b.topicsChanged()
 	return remoting.NewResponse(req, remoting.RespSuccess, "")

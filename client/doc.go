@@ -9,7 +9,8 @@
 //
 // A [Client] holds what its producers and consumers share: topic routes
 // from the name servers (GET_ROUTEINFO_BY_TOPIC, cached and refreshed
-// every [Options].RouteRefreshInterval; a broker's master is broker id 0),
+// every [Options].RouteRefreshInterval while in use; a broker's master is
+// broker id 0),
 // one connection per server address (dialled again after it closes), the
 // heartbeat that tells brokers the client's groups (HEART_BEAT every
 // [Options].HeartbeatInterval and promptly on a change), and the handlers

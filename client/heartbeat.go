@@ -154,6 +154,24 @@ func (c *Client) unregisterConsumerGroup(group string) {
 	delete(c.consumers, group)
 }
 
+// subscribedTopics returns the topics the registered consumer groups
+// subscribe to, their retry topics included.
+func (c *Client) subscribedTopics() map[string]bool {
+	c.groupsMu.Lock()
+	sources := make([]func() consumerData, 0, len(c.consumers))
+	for _, f := range c.consumers {
+		sources = append(sources, f)
+	}
+	c.groupsMu.Unlock()
+	out := map[string]bool{}
+	for _, f := range sources {
+		for _, s := range f().SubscriptionDataSet {
+			out[s.Topic] = true
+		}
+	}
+	return out
+}
+
 // consumerLeft records that a closing consumer of group is sending its
 // UNREGISTER_CLIENT. Only the rounds under way need to know: none, no
 // record.

@@ -54,7 +54,9 @@ type Options struct {
 	// groups are heartbeated to every known broker. Default 30 s.
 	HeartbeatInterval time.Duration
 	// RouteRefreshInterval is how often the routes of topics in use are
-	// fetched again. Default 30 s.
+	// fetched again. Default 30 s. A route that no started consumer
+	// subscribes to and that nothing used for 4 intervals is forgotten
+	// (and looked up again by its next use).
 	RouteRefreshInterval time.Duration
 	// MaxMessageSize bounds a message body, or a batch's encoded body,
 	// before it is sent. Default 4 MiB, the broker's default limit.

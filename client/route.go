@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/fastjson"
@@ -17,7 +19,16 @@ import (
 
 // Routes: what the name servers say about topics (GET_ROUTEINFO_BY_TOPIC)
 // and brokers (GET_BROKER_CLUSTER_INFO), cached and refreshed every
-// RouteRefreshInterval.
+// RouteRefreshInterval. A topic's route is kept while a started consumer
+// subscribes to it, or while something looked it up in the last
+// routeIdleRounds refresh intervals (a producer's send, a rebalance); past
+// that it is forgotten, and the next lookup asks the name servers again.
+// A Client outliving its producers and consumers would otherwise keep,
+// and refresh, every topic it ever used.
+
+// routeIdleRounds is how many refresh intervals a route no consumer
+// subscribes to is kept without a lookup (2 minutes by default).
+const routeIdleRounds = 4
 
 // Name-server facts the client needs.
 const (
@@ -88,6 +99,9 @@ type topicRoute struct {
 	// with an orderTopicConf, writeQueues are the ones it lists.
 	writeQueues []MessageQueue
 	readQueues  []MessageQueue
+	// used is when a caller last looked the route up (UnixNano); a
+	// refresh does not count.
+	used atomic.Int64
 }
 
 func newTopicRoute(topic string, d topicRouteData) *topicRoute {
@@ -140,19 +154,44 @@ func newRouteTable() *routeTable {
 	return &routeTable{topics: map[string]*topicRoute{}, brokers: map[string]brokerData{}}
 }
 
+// get returns topic's cached route, or nil, and marks it used.
 func (t *routeTable) get(topic string) *topicRoute {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.topics[topic]
+	r := t.topics[topic]
+	if r != nil {
+		r.used.Store(time.Now().UnixNano())
+	}
+	return r
 }
 
 // put caches r and learns its brokers. It reports whether a broker group
-// was new or changed address.
-func (t *routeTable) put(r *topicRoute) bool {
+// was new or changed address. r counts as used now if use is set or the
+// topic was not cached; else it was last used when the route it replaces
+// was.
+func (t *routeTable) put(r *topicRoute, use bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if old := t.topics[r.topic]; old != nil && !use {
+		r.used.Store(old.used.Load())
+	} else {
+		r.used.Store(time.Now().UnixNano())
+	}
 	t.topics[r.topic] = r
 	return t.learnLocked(r.data.BrokerDatas)
+}
+
+// forgetIdle forgets topic's route if it was last used before before,
+// and reports whether it did.
+func (t *routeTable) forgetIdle(topic string, before time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.topics[topic]
+	if r == nil || r.used.Load() >= before.UnixNano() {
+		return false
+	}
+	delete(t.topics, topic)
+	return true
 }
 
 func (t *routeTable) learn(bds []brokerData) bool {
@@ -278,8 +317,14 @@ func (c *Client) route(ctx context.Context, topic string) (*topicRoute, error) {
 	return c.fetchRoute(ctx, topic)
 }
 
-// fetchRoute asks the name servers for topic's route and caches it.
+// fetchRoute asks the name servers for topic's route and caches it, used.
 func (c *Client) fetchRoute(ctx context.Context, topic string) (*topicRoute, error) {
+	return c.lookupRoute(ctx, topic, true)
+}
+
+// lookupRoute is fetchRoute; use says whether the route counts as used
+// (not for a refresh).
+func (c *Client) lookupRoute(ctx context.Context, topic string, use bool) (*topicRoute, error) {
 	const op = "GET_ROUTEINFO_BY_TOPIC"
 	resp, addr, err := c.invokeNamesrv(ctx, op, remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
 	if err != nil {
@@ -303,7 +348,7 @@ func (c *Client) fetchRoute(ctx context.Context, topic string) (*topicRoute, err
 		}
 	}
 	r := newTopicRoute(topic, d)
-	if c.routes.put(r) {
+	if c.routes.put(r, use) {
 		c.kickHeartbeat() // a new broker hears of our groups promptly
 	}
 	return r, nil
@@ -394,11 +439,18 @@ func (c *Client) brokerAddr(ctx context.Context, brokerName, topic string) (stri
 	return "", fmt.Errorf("%w: %q", ErrBrokerNotFound, brokerName)
 }
 
-// refreshRoutes fetches every cached topic's route again; a failure keeps
-// the old route.
+// refreshRoutes fetches every cached topic's route again, except those
+// it forgets: unused for routeIdleRounds intervals and subscribed to by no
+// registered consumer. A failure keeps the old route.
 func (c *Client) refreshRoutes(ctx context.Context) {
+	idleSince := time.Now().Add(-routeIdleRounds * c.opts.RouteRefreshInterval)
+	subscribed := c.subscribedTopics()
 	for _, topic := range c.routes.topicNames() {
-		if _, err := c.fetchRoute(ctx, topic); err != nil && ctx.Err() == nil {
+		if !subscribed[topic] && c.routes.forgetIdle(topic, idleSince) {
+			c.log.Debug("client: route no longer used, forgotten", "topic", topic)
+			continue
+		}
+		if _, err := c.lookupRoute(ctx, topic, false); err != nil && ctx.Err() == nil {
 			c.log.Debug("client: route refresh failed", "topic", topic, "err", err)
 		}
 	}
