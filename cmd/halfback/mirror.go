@@ -155,6 +155,9 @@ config's); --cluster asks every master broker of a cluster in turn.`,
 			return o.print(cmd, res, func(w io.Writer) {
 				fmt.Fprintln(w, "TOPIC\tKAFKA TOPIC\tQUEUE\tBROKER OFFSET\tMIRRORED OFFSET\tLAG\tLAST MIRRORED")
 				for _, t := range res.Topics {
+					if len(t.Queues) == 0 {
+						fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t0\tno such topic on this broker (yet)\n", t.Topic, t.KafkaTopic)
+					}
 					for _, q := range t.Queues {
 						last := "-"
 						if q.LastTimestamp > 0 {

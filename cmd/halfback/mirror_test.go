@@ -210,4 +210,11 @@ func TestMirrorStatusShowsTheGroupTheMirrorRunsAs(t *testing.T) {
 			t.Errorf("queue %+v of a topic never mirrored", q)
 		}
 	}
+	// A mapped topic the broker does not have is named as such, not left
+	// out of the table.
+	t.Setenv("HALFBACK_MIRROR_KAFKA_TOPICS", "nosuch")
+	table, err := run(t, "mirror", "status", "--config", cfgPath, "--broker", addr)
+	if err != nil || !strings.Contains(table, "nosuch") || !strings.Contains(table, "no such topic on this broker") {
+		t.Fatalf("mirror status of a topic the broker does not have: %v\n%s", err, table)
+	}
 }
