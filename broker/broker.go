@@ -64,6 +64,10 @@ type Broker struct {
 	// skip it after a check write did not finish in checkWriteWait (txn.go).
 	checkStalled sync.Map // *remoting.Conn -> time.Time
 
+	// consumerCalls has a slot per call forwarded to a consumer in flight
+	// (callconsumer.go, maxConsumerCalls).
+	consumerCalls chan struct{}
+
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closed atomic.Bool
@@ -76,7 +80,7 @@ func Open(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	b := &Broker{opts: opts, stop: make(chan struct{})}
+	b := &Broker{opts: opts, stop: make(chan struct{}), consumerCalls: make(chan struct{}, maxConsumerCalls)}
 	b.counts.started = time.Now()
 	b.inMemoryBytes = inMemoryBytes(opts)
 	b.groups = newGroupState(opts.Store.Dir)

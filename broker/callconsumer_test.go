@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/message"
@@ -67,6 +68,159 @@ func TestCallConsumerForwardsToTheNamedClient(t *testing.T) {
 		resp := call(t, admin, c.code, c.ext, nil)
 		if resp.Code != remoting.RespSystemError || !strings.Contains(resp.Remark, c.want) {
 			t.Errorf("%d %v: code %d %q, want SYSTEM_ERROR saying %q", c.code, c.ext, resp.Code, resp.Remark, c.want)
+		}
+	}
+}
+
+// startSilentConsumer registers clientID as a consumer of group whose
+// connection reads the broker's forwarded calls and never answers them
+// (until the test ends); got receives each call.
+func startSilentConsumer(t *testing.T, b *Broker, clientID, group string) <-chan *remoting.Command {
+	t.Helper()
+	got := make(chan *remoting.Command, 1024)
+	release := make(chan struct{})
+	h := remoting.HandlerFunc(func(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code != remoting.ReqGetConsumerRunningInfo && req.Code != remoting.ReqConsumeMessageDirectly {
+			return nil
+		}
+		got <- req
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	consumer, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(release); consumer.Close() })
+	hbOK(t, consumer, consumerHeartbeat(clientID, "orders", group))
+	return got
+}
+
+// The consumer is handed the broker's own name with CONSUME_MESSAGE_DIRECTLY
+// (RocketMQ's consumeMessageDirectly sets brokerName before forwarding:
+// mqadmin consumeMessage sends none, and the clients build the message's
+// queue from it), not whatever the administration tool sent.
+func TestConsumeMessageDirectlyCarriesTheBrokersName(t *testing.T) {
+	o := testOptions(t)
+	o.BrokerName = "broker-x"
+	b := startBroker(t, o)
+	seen := make(chan *remoting.Command, 2)
+	h := remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code != remoting.ReqConsumeMessageDirectly {
+			return nil
+		}
+		seen <- req
+		return remoting.NewResponse(req, remoting.RespSuccess, "")
+	})
+	consumer, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { consumer.Close() })
+	hbOK(t, consumer, consumerHeartbeat("C1", "orders", "cg"))
+	admin := dial(t, b)
+	sent := mustSend(t, admin, "orders", 0, props("UNIQ_KEY", "u1"), "direct")
+	waitQueue(t, b, "orders", 0, 1)
+	for _, ext := range []map[string]string{
+		{"consumerGroup": "cg", "clientId": "C1", "msgId": sent.Ext("msgId"), "topic": "orders"}, // as mqadmin sends it
+		{"consumerGroup": "cg", "clientId": "C1", "msgId": sent.Ext("msgId"), "brokerName": "elsewhere"},
+	} {
+		if resp := call(t, admin, remoting.ReqConsumeMessageDirectly, ext, nil); resp.Code != remoting.RespSuccess {
+			t.Fatalf("CONSUME_MESSAGE_DIRECTLY %v: code %d %q", ext, resp.Code, resp.Remark)
+		}
+		if req := <-seen; req.Ext("brokerName") != "broker-x" {
+			t.Fatalf("admin sent %v: the consumer got brokerName %q, want the broker's, broker-x", ext, req.Ext("brokerName"))
+		}
+	}
+}
+
+// A consumer that does not answer in time is CONSUME_MSG_TIMEOUT, as
+// RocketMQ's callConsumer answers a RemotingTimeoutException.
+func TestCallConsumerTimeoutIsConsumeMsgTimeout(t *testing.T) {
+	defer func(d time.Duration) { callConsumerTimeout = d }(callConsumerTimeout)
+	callConsumerTimeout = 200 * time.Millisecond
+	b := startBroker(t, testOptions(t))
+	startSilentConsumer(t, b, "C1", "cg")
+	admin := dial(t, b)
+	resp := call(t, admin, remoting.ReqGetConsumerRunningInfo, map[string]string{"consumerGroup": "cg", "clientId": "C1"}, nil)
+	if resp.Code != remoting.RespConsumeMsgTimeout || !strings.Contains(resp.Remark, "Timeout") {
+		t.Fatalf("a consumer that does not answer: code %d %q, want CONSUME_MSG_TIMEOUT (%d)", resp.Code, resp.Remark, remoting.RespConsumeMsgTimeout)
+	}
+}
+
+// The calls the broker forwards to consumers are bounded in all (as
+// RocketMQ's admin thread pool bounds them): an administration tool that
+// sends many, to a consumer that does not answer, gets SYSTEM_BUSY for
+// those past the bound at once, rather than have the broker hold each
+// (with CONSUME_MESSAGE_DIRECTLY, a whole message read from the log) for
+// callConsumerTimeout.
+func TestCallConsumerBoundsCallsInFlight(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	got := startSilentConsumer(t, b, "C1", "cg")
+	admin := dial(t, b)
+	sent := mustSend(t, admin, "orders", 0, props("UNIQ_KEY", "u1"), strings.Repeat("x", 64<<10))
+	waitQueue(t, b, "orders", 0, 1)
+
+	n := maxConsumerCalls + 8
+	answers := make(chan *remoting.Command, n)
+	for range n {
+		go func() {
+			req := remoting.NewRequest(remoting.ReqConsumeMessageDirectly, map[string]string{
+				"consumerGroup": "cg", "clientId": "C1", "msgId": sent.Ext("msgId")})
+			resp, err := admin.Invoke(context.Background(), req)
+			if err != nil {
+				resp = remoting.NewResponse(req, -1, err.Error())
+			}
+			answers <- resp
+		}()
+	}
+	deadline := time.After(5 * time.Second)
+	for busy := 0; busy < n-maxConsumerCalls; {
+		select {
+		case resp := <-answers:
+			if resp.Code != remoting.RespSystemBusy {
+				t.Fatalf("a call past the bound: code %d %q, want SYSTEM_BUSY", resp.Code, resp.Remark)
+			}
+			busy++
+		case <-deadline:
+			t.Fatalf("%d of %d calls to a consumer that does not answer refused within 5 s, want %d SYSTEM_BUSY (at most %d held)",
+				busy, n, n-maxConsumerCalls, maxConsumerCalls)
+		}
+	}
+	if len(got) > maxConsumerCalls {
+		t.Fatalf("the consumer was sent %d calls, want at most %d", len(got), maxConsumerCalls)
+	}
+}
+
+// Of two connections with one client id (a client that reconnected while
+// its old connection, dead without a FIN, is still open on the broker's
+// side), the call goes to the one that heartbeated last: each call, not
+// whichever the member table yields first.
+func TestCallConsumerPrefersTheConnectionHeardFromLast(t *testing.T) {
+	defer func(d time.Duration) { callConsumerTimeout = d }(callConsumerTimeout)
+	callConsumerTimeout = 100 * time.Millisecond
+	b := startBroker(t, testOptions(t))
+	startSilentConsumer(t, b, "C1", "cg") // the stale connection
+	h := remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code != remoting.ReqGetConsumerRunningInfo {
+			return nil
+		}
+		return remoting.NewResponse(req, remoting.RespSuccess, "")
+	})
+	live, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
+	hbOK(t, live, consumerHeartbeat("C1", "orders", "cg"))
+	admin := dial(t, b)
+	for i := range 10 {
+		resp := call(t, admin, remoting.ReqGetConsumerRunningInfo, map[string]string{"consumerGroup": "cg", "clientId": "C1"}, nil)
+		if resp.Code != remoting.RespSuccess {
+			t.Fatalf("call %d: code %d %q, want the live connection's answer", i, resp.Code, resp.Remark)
 		}
 	}
 }

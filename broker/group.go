@@ -465,7 +465,9 @@ func (t *groupTable) consumerConns(group string) []*remoting.Conn {
 }
 
 // consumerConn returns a live connection of group's member clientID, or
-// nil if it has none.
+// nil if it has none. Of two (a client that reconnected while its old
+// connection, silently dead, is not closed yet; two processes sharing an
+// id) it is the one heard from last, not whichever the map gives first.
 func (t *groupTable) consumerConn(group, clientID string) *remoting.Conn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -473,12 +475,16 @@ func (t *groupTable) consumerConn(group, clientID string) *remoting.Conn {
 	if g == nil {
 		return nil
 	}
+	var last *consumerClient
 	for k, c := range g.clients {
-		if k.id == clientID && c.conn.Err() == nil {
-			return c.conn
+		if k.id == clientID && c.conn.Err() == nil && (last == nil || c.lastSeen.After(last.lastSeen)) {
+			last = c
 		}
 	}
-	return nil
+	if last == nil {
+		return nil
+	}
+	return last.conn
 }
 
 // notifyWriteWait bounds one write of sendOneway (NOTIFY_CONSUMER_IDS_CHANGED,

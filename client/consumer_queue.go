@@ -76,11 +76,17 @@ type processQueue struct {
 	// flowPaused: the queue's pulls wait for its unacknowledged messages
 	// to shrink (waitRoom).
 	flowPaused bool
+	// lastPull and lastConsume are when a pull of the queue was last
+	// answered and a message of it last acknowledged (running info:
+	// RocketMQ's lastPullTimestamp and lastConsumeTimestamp); both start
+	// at the queue's creation, as RocketMQ's ProcessQueue's.
+	lastPull, lastConsume time.Time
 }
 
 func newProcessQueue(parent context.Context, mq MessageQueue, sub *subscription) *processQueue {
 	ctx, cancel := context.WithCancel(parent)
-	return &processQueue{mq: mq, sub: sub, ctx: ctx, cancel: cancel, persisted: -1,
+	now := time.Now()
+	return &processQueue{mq: mq, sub: sub, ctx: ctx, cancel: cancel, persisted: -1, lastPull: now, lastConsume: now,
 		resetTo: -1, startAt: -1, inflight: map[int64]*delivered{}, ready: make(chan struct{}, 1), room: make(chan struct{}, 1),
 		commitGate: newCommitGate()}
 }
@@ -194,6 +200,7 @@ func (q *processQueue) add(ds []*delivered, next int64, orderly bool) {
 		signal(q.ready)
 	}
 	q.next = next
+	q.lastPull = time.Now()
 }
 
 // setReset records the offset a pushed reset moves q to; the latest wins.
@@ -250,6 +257,9 @@ func (q *processQueue) dropBuffered() {
 func (q *processQueue) ack(ds []*delivered) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if len(ds) > 0 {
+		q.lastConsume = time.Now()
+	}
 	for _, d := range ds {
 		if q.inflight[d.queueOffset] == d {
 			delete(q.inflight, d.queueOffset)

@@ -26,8 +26,9 @@ func (s *consumerSet) handleRunningInfo(_ context.Context, _ *remoting.Conn, req
 // runningInfo is the consumer's state in the shape of RocketMQ's
 // ConsumerRunningInfo as its clients write it: properties (the consumer's
 // settings), subscriptionSet, and mqTable, each queue it holds (keyed by
-// the MessageQueue object, as fastjson writes such a map) with its
-// committed offset and the messages pulled and not yet acknowledged.
+// the MessageQueue object, as fastjson writes such a map) with the offset
+// it would commit now, the messages pulled and not yet acknowledged, and
+// when it was last pulled and consumed (see processQueue.info).
 func (pc *PushConsumer) runningInfo() []byte {
 	o := pc.opts
 	props := map[string]string{
@@ -54,13 +55,14 @@ func (pc *PushConsumer) runningInfo() []byte {
 	b = append(b, `,"mqTable":{`...)
 	qs := pc.processQueues()
 	sortQueuesOf(qs)
+	locking := o.Orderly && o.Model == Clustering
 	for i, q := range qs {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendJSON(b, q.mq)
 		b = append(b, ':')
-		b = appendJSON(b, q.info())
+		b = appendJSON(b, q.info(locking))
 	}
 	return append(b, `}}`...)
 }
@@ -68,24 +70,30 @@ func (pc *PushConsumer) runningInfo() []byte {
 // processQueueInfo is RocketMQ's ProcessQueueInfo, as far as this client
 // keeps it.
 type processQueueInfo struct {
-	CommitOffset       int64 `json:"commitOffset"`
-	CachedMsgMinOffset int64 `json:"cachedMsgMinOffset"`
-	CachedMsgMaxOffset int64 `json:"cachedMsgMaxOffset"`
-	CachedMsgCount     int   `json:"cachedMsgCount"`
-	CachedMsgSizeInMiB int64 `json:"cachedMsgSizeInMiB"`
-	Locked             bool  `json:"locked"`
-	LastLockTimestamp  int64 `json:"lastLockTimestamp"`
-	Droped             bool  `json:"droped"`
+	CommitOffset         int64 `json:"commitOffset"`
+	CachedMsgMinOffset   int64 `json:"cachedMsgMinOffset"`
+	CachedMsgMaxOffset   int64 `json:"cachedMsgMaxOffset"`
+	CachedMsgCount       int   `json:"cachedMsgCount"`
+	CachedMsgSizeInMiB   int64 `json:"cachedMsgSizeInMiB"`
+	Locked               bool  `json:"locked"`
+	LastLockTimestamp    int64 `json:"lastLockTimestamp"`
+	Droped               bool  `json:"droped"`
+	LastPullTimestamp    int64 `json:"lastPullTimestamp"`
+	LastConsumeTimestamp int64 `json:"lastConsumeTimestamp"`
 }
 
-// info describes q: its last committed offset (-1 for none) and the
-// messages pulled and not yet acknowledged.
-func (q *processQueue) info() processQueueInfo {
+// info describes q: the offset it would commit now (-1 before it is
+// known; RocketMQ's clients report their offset store's in-memory offset,
+// not the last one the broker stored), the messages pulled and not yet
+// acknowledged, when it was last pulled and consumed, and, for a queue
+// consumed under a lock (locking: orderly clustering), the lock.
+func (q *processQueue) info(locking bool) processQueueInfo {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	in := processQueueInfo{CommitOffset: q.persisted, Locked: q.locked, Droped: q.dropped}
-	if q.locked {
-		in.LastLockTimestamp = q.lockedAt.UnixMilli()
+	in := processQueueInfo{CommitOffset: q.persisted, Droped: q.dropped,
+		LastPullTimestamp: q.lastPull.UnixMilli(), LastConsumeTimestamp: q.lastConsume.UnixMilli()}
+	if locking && q.locked {
+		in.Locked, in.LastLockTimestamp = true, q.lockedAt.UnixMilli()
 	}
 	var size int64
 	for off, d := range q.inflight {
@@ -95,6 +103,12 @@ func (q *processQueue) info() processQueueInfo {
 		in.CachedMsgMaxOffset = max(in.CachedMsgMaxOffset, off)
 		in.CachedMsgCount++
 		size += int64(len(d.m.Body))
+	}
+	if q.started {
+		in.CommitOffset = q.next
+		if in.CachedMsgCount > 0 {
+			in.CommitOffset = min(q.next, in.CachedMsgMinOffset)
+		}
 	}
 	in.CachedMsgSizeInMiB = size >> 20
 	return in

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,5 +45,101 @@ func TestConsumerRunningInfo(t *testing.T) {
 	}
 	if _, err := ac.ConsumerRunningInfo(ctxT(t, 10*time.Second), uniq("other"), c.ClientID()); err == nil {
 		t.Fatal("running info of a group the client does not have succeeded")
+	}
+}
+
+// Each queue's report says when it was last pulled and last consumed
+// (ProcessQueueInfo's lastPullTimestamp and lastConsumeTimestamp): mqadmin
+// consumerStatus (ConsumerRunningInfo.analyzeProcessQueue) reports a queue
+// of a concurrent push consumer whose lastConsumeTimestamp is over a minute
+// old, with messages cached, as "can't consume for a while, maybe blocked",
+// so one left at 0 flags every queue that has a message in flight.
+func TestConsumerRunningInfoSaysWhenQueuesWerePulledAndConsumed(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("orders"), uniq("cg")
+	bodies := sendN(t, p, topic, "m", "", 8)
+	c := newClient(t, cl.ns.Addr(), nil)
+	box := &inbox{}
+	before := time.Now().UnixMilli()
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*", box.handler("c"))
+	box.waitBodies(t, bodies)
+	waitFor(t, "the consumer to hold its queues", func() bool { return len(ownQueues(pc, topic)) == 4 })
+
+	ac, err := admin.Dial(ctxT(t, 10*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	info, err := ac.ConsumerRunningInfo(ctxT(t, 10*time.Second), group, c.ClientID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().UnixMilli()
+	// commitOffset is the offset the consumer would commit now, as the
+	// official clients report their offset store's in-memory one: every
+	// message consumed, the queues' offsets add up to the 8 sent (they
+	// are not committed yet: the persist interval is 5 s).
+	sum := 0
+	for _, s := range regexp.MustCompile(`"topic":"`+topic+`"[^}]*\}:\{"commitOffset":(-?\d+)`).FindAllStringSubmatch(info, -1) {
+		n, _ := strconv.Atoi(s[1])
+		sum += n
+	}
+	if sum != 8 {
+		t.Fatalf("the queues' commitOffsets add up to %d, want 8 (every message consumed):\n%s", sum, info)
+	}
+	if strings.Contains(info, `"locked":true`) {
+		t.Fatalf("a concurrent consumer reports a queue locked (RocketMQ's lock only orderly ones):\n%s", info)
+	}
+	for _, field := range []string{"lastPullTimestamp", "lastConsumeTimestamp"} {
+		m := regexp.MustCompile(`"`+field+`":(-?\d+)`).FindAllStringSubmatch(info, -1)
+		if len(m) < 4 {
+			t.Fatalf("running info has %s for %d queues, want every queue's:\n%s", field, len(m), info)
+		}
+		for _, s := range m {
+			if v, _ := strconv.ParseInt(s[1], 10, 64); v < before || v > after {
+				t.Fatalf("%s %d, want between %d and %d (this test's run):\n%s", field, v, before, after, info)
+			}
+		}
+	}
+}
+
+// Running info is read while the consumer consumes, rebalances (members
+// join and leave) and commits, under -race.
+func TestConsumerRunningInfoWhileConsumingAndRebalancing(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("orders"), uniq("cg")
+	sendN(t, p, topic, "a", "", 4)
+	c := newClient(t, cl.ns.Addr(), nil)
+	box := &inbox{}
+	pc := startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst, PersistInterval: 50 * time.Millisecond},
+		topic, "*", box.handler("c"))
+	waitFor(t, "the consumer to hold its queues", func() bool { return len(ownQueues(pc, topic)) == 4 })
+	ac, err := admin.Dial(ctxT(t, 10*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 3 {
+			c2 := newClient(t, cl.ns.Addr(), nil)
+			pc2 := startConsumer(t, c2, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*", box.handler("c2"))
+			sendN(t, p, topic, "b"+strconv.Itoa(i), "", 8)
+			_ = pc2.Close()
+		}
+	}()
+	for n := 0; ; n++ {
+		if _, err := ac.ConsumerRunningInfo(ctxT(t, 10*time.Second), group, c.ClientID()); err != nil {
+			t.Fatalf("running info %d: %v", n, err)
+		}
+		select {
+		case <-done:
+			return
+		default:
+		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/admin"
 )
 
@@ -42,5 +44,71 @@ func TestOfficialConsumerRunningInfo(t *testing.T) {
 	}
 	if _, err := ac.ConsumerRunningInfo(ctx, group, "no-such-client"); err == nil || !strings.Contains(err.Error(), "not online") {
 		t.Fatalf("running info of a client not online: %v, want the broker's refusal", err)
+	}
+}
+
+// TestOfficialConsumeMessageDirectly: CONSUME_MESSAGE_DIRECTLY as mqadmin
+// consumeMessage sends it (no brokerName) reaches the official Go client's
+// listener with the message and, in its queue, the broker's name, which
+// RocketMQ's broker fills in before forwarding; the client's result comes
+// back.
+func TestOfficialConsumeMessageDirectly(t *testing.T) {
+	c := startCluster(t)
+	topic, group := uniq("cmd"), uniq("cmdg")
+	sendTagged(t, c, topic, "A")
+	type call struct {
+		broker, offsetID string
+	}
+	calls := make(chan call, 16)
+	pc, err := consumer.NewPushConsumer(consumer.WithNsResolver(c.resolver()), consumer.WithGroupName(group),
+		consumer.WithInstance(uniq("ci")), consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Subscribe(topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+		func(ctx context.Context, ms ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+			cc, _ := primitive.GetConcurrentlyCtx(ctx)
+			for _, m := range ms {
+				calls <- call{broker: cc.MQ.BrokerName, offsetID: m.OffsetMsgId}
+			}
+			return consumer.ConsumeSuccess, nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Shutdown() })
+	var first call
+	select {
+	case first = <-calls:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the consumer got no message in 30 s")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ac, err := admin.Dial(ctx, c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	gc, err := ac.GroupConnections(ctx, group)
+	if err != nil || len(gc.Clients) != 1 {
+		t.Fatalf("group connections: %+v, %v", gc, err)
+	}
+	conn, err := remoting.Dial(ctx, c.b.Addr(), remoting.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqConsumeMessageDirectly, map[string]string{
+		"consumerGroup": group, "clientId": gc.Clients[0].ClientID, "msgId": first.offsetID, "topic": topic}))
+	if err != nil || resp.Code != remoting.RespSuccess || !strings.Contains(string(resp.Body), `"consumeResult":0`) {
+		t.Fatalf("CONSUME_MESSAGE_DIRECTLY: %v, %v, want the client's success (consumeResult 0)", resp, err)
+	}
+	direct := <-calls
+	if direct.offsetID != first.offsetID || direct.broker != c.opts.BrokerName {
+		t.Fatalf("the listener got message %s of broker %q, want %s of %q", direct.offsetID, direct.broker, first.offsetID, c.opts.BrokerName)
 	}
 }

@@ -148,7 +148,7 @@ func newGroupRunningCmd(o *adminOpts) *cobra.Command {
 broker, for its running state (GET_CONSUMER_RUNNING_INFO, as mqadmin
 consumerRunningInfo): the official clients and halfback's report their
 settings, subscriptions and, for every queue they hold, the offsets
-committed, the messages cached and the queue lock. Each report is printed
+consumed up to, the messages cached and the queue lock. Each report is printed
 as the client wrote it (RocketMQ's clients key the queue table by
 MessageQueue objects, which is not strict JSON). A consumer that cannot
 answer is listed with its error.`,
