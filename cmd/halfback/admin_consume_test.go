@@ -57,7 +57,8 @@ func TestAdminConsumeSelectors(t *testing.T) {
 		{[]string{"consume", "--group", "g", "--topic", "orders", "--sql", "amount >"}, "parse the consumer's subscription failed"},
 		{[]string{"send", "--topic", "orders", "--property", "amount", "x"}, "want NAME=VALUE"},
 		{[]string{"send", "--topic", "orders", "--property", "UNIQ_KEY=mine", "x"}, "UNIQ_KEY is a system property"},
-		{[]string{"send", "--topic", "orders", "--property", "=v", "x"}, "empty name"},
+		{[]string{"send", "--topic", "orders", "--property", "=v", "x"}, "blank name or value"},
+		{[]string{"send", "--topic", "orders", "--property", "a=", "x"}, "blank name or value"},
 	} {
 		if err := runAdminErr(t, addr, c.args...); !strings.Contains(err.Error(), c.want) {
 			t.Errorf("halfback %s: %v, want an error saying %q", strings.Join(c.args, " "), err, c.want)

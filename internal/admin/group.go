@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/fastjson"
@@ -336,6 +337,14 @@ type RunningInfo struct {
 func (c *Client) ConsumerRunningInfo(ctx context.Context, group, clientID string) (string, error) {
 	if err := message.ValidateGroup(group); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// Longer than the broker's own 10 s wait for the consumer, so that
+		// a consumer that does not answer is reported by the broker
+		// (CONSUME_MSG_TIMEOUT), not as this call's deadline.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout+5*time.Second)
+		defer cancel()
 	}
 	resp, err := c.call(ctx, "GET_CONSUMER_RUNNING_INFO", remoting.ReqGetConsumerRunningInfo,
 		map[string]string{"consumerGroup": group, "clientId": clientID, "jstackEnable": "false"}, nil)

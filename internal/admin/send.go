@@ -63,8 +63,8 @@ func (c *Client) Send(ctx context.Context, r SendRequest) (SendResult, error) {
 	}
 	for name, v := range r.Properties {
 		switch {
-		case name == "":
-			return SendResult{}, fmt.Errorf("%w: a property with an empty name", ErrInvalid)
+		case strings.TrimSpace(name) == "" || strings.TrimSpace(v) == "":
+			return SendResult{}, fmt.Errorf("%w: property %q: an empty or blank name or value (RocketMQ's putUserProperty refuses one)", ErrInvalid, name)
 		case strings.ContainsAny(name, "\x01\x02") || strings.ContainsAny(v, "\x01\x02"):
 			return SendResult{}, fmt.Errorf("%w: property %q contains a control separator", ErrInvalid, name)
 		case message.IsReservedProperty(name):
