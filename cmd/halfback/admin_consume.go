@@ -155,7 +155,9 @@ func consumeQueue(ctx context.Context, c *admin.Client, group, topic string, qid
 	if e := strings.TrimSpace(sel.Expression); !sel.SQL92 && e != "" && e != "*" {
 		tagSet = map[string]bool{}
 		for _, t := range strings.Split(e, "||") {
-			tagSet[strings.TrimSpace(t)] = true
+			if t = strings.TrimSpace(t); t != "" {
+				tagSet[t] = true
+			}
 		}
 	}
 	var out []admin.Message
