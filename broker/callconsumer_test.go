@@ -26,12 +26,7 @@ func TestCallConsumerForwardsToTheNamedClient(t *testing.T) {
 		resp.Body = []byte(`{"from":"C1","code":` + map[int16]string{remoting.ReqGetConsumerRunningInfo: "307", remoting.ReqConsumeMessageDirectly: "309"}[req.Code] + `}`)
 		return resp
 	})
-	consumer, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { consumer.Close() })
-	hbOK(t, consumer, consumerHeartbeat("C1", "orders", "cg"))
+	dialConsumer(t, b, "C1", "cg", h, nil)
 	admin := dial(t, b)
 
 	resp := call(t, admin, remoting.ReqGetConsumerRunningInfo, map[string]string{"consumerGroup": "cg", "clientId": "C1", "jstackEnable": "false"}, nil)
@@ -90,12 +85,7 @@ func startSilentConsumer(t *testing.T, b *Broker, clientID, group string) <-chan
 		}
 		return nil
 	})
-	consumer, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { close(release); consumer.Close() })
-	hbOK(t, consumer, consumerHeartbeat(clientID, "orders", group))
+	dialConsumer(t, b, clientID, group, h, func() { close(release) })
 	return got
 }
 
@@ -115,12 +105,7 @@ func TestConsumeMessageDirectlyCarriesTheBrokersName(t *testing.T) {
 		seen <- req
 		return remoting.NewResponse(req, remoting.RespSuccess, "")
 	})
-	consumer, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { consumer.Close() })
-	hbOK(t, consumer, consumerHeartbeat("C1", "orders", "cg"))
+	dialConsumer(t, b, "C1", "cg", h, nil)
 	admin := dial(t, b)
 	sent := mustSend(t, admin, "orders", 0, props("UNIQ_KEY", "u1"), "direct")
 	waitQueue(t, b, "orders", 0, 1)
@@ -210,12 +195,7 @@ func TestCallConsumerPrefersTheConnectionHeardFromLast(t *testing.T) {
 		}
 		return remoting.NewResponse(req, remoting.RespSuccess, "")
 	})
-	live, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { live.Close() })
-	hbOK(t, live, consumerHeartbeat("C1", "orders", "cg"))
+	dialConsumer(t, b, "C1", "cg", h, nil) // the live connection
 	admin := dial(t, b)
 	for i := range 10 {
 		resp := call(t, admin, remoting.ReqGetConsumerRunningInfo, map[string]string{"consumerGroup": "cg", "clientId": "C1"}, nil)
@@ -223,4 +203,23 @@ func TestCallConsumerPrefersTheConnectionHeardFromLast(t *testing.T) {
 			t.Fatalf("call %d: code %d %q, want the live connection's answer", i, resp.Code, resp.Remark)
 		}
 	}
+}
+
+// dialConsumer connects to b as member clientID of group (subscribed to
+// orders) whose requests from the broker h serves; the connection closes
+// when the test ends, after onClose.
+func dialConsumer(t *testing.T, b *Broker, clientID, group string, h remoting.Handler, onClose func()) *remoting.Conn {
+	t.Helper()
+	c, err := remoting.Dial(context.Background(), b.Addr(), remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if onClose != nil {
+			onClose()
+		}
+		c.Close()
+	})
+	hbOK(t, c, consumerHeartbeat(clientID, "orders", group))
+	return c
 }

@@ -354,13 +354,7 @@ func TestSubscriptionGroupUnwrittenChangeIsUndone(t *testing.T) {
 // off at the same restart refuses none of them.
 func TestSubscriptionGroupsSeededFromAnOlderDataDir(t *testing.T) {
 	o := testOptions(t)
-	b := startBroker(t, o)
-	c := dial(t, b)
-	mustSend(t, c, "orders", 0, "", "m0")
-	waitQueue(t, b, "orders", 0, 1)
-	if resp := call(t, c, remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "committed", "topic": "orders", "queueId": "0", "commitOffset": "1"}, nil); resp.Code != remoting.RespSuccess {
-		t.Fatalf("commit: %d %s", resp.Code, resp.Remark)
-	}
+	b, c := startWithCommittedGroup(t, o)
 	hbOK(t, c, consumerHeartbeat("127.0.0.1@c1", "orders", "member"))
 	b.Close()
 	if err := os.Remove(filepath.Join(o.Store.Dir, "config", "subscriptionGroups.json")); err != nil {
@@ -419,13 +413,7 @@ func TestSubscriptionGroupsNotSeededAfterTheFirstStart(t *testing.T) {
 // file names.
 func TestSubscriptionGroupsNotSeededWhileOffsetsAreUnreadable(t *testing.T) {
 	o := testOptions(t)
-	b := startBroker(t, o)
-	c := dial(t, b)
-	mustSend(t, c, "orders", 0, "", "m0")
-	waitQueue(t, b, "orders", 0, 1)
-	if resp := call(t, c, remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "committed", "topic": "orders", "queueId": "0", "commitOffset": "1"}, nil); resp.Code != remoting.RespSuccess {
-		t.Fatalf("commit: %d %s", resp.Code, resp.Remark)
-	}
+	b, c := startWithCommittedGroup(t, o)
 	b.Close()
 	if err := os.Remove(filepath.Join(o.Store.Dir, "config", "subscriptionGroups.json")); err != nil {
 		t.Fatal(err)
@@ -459,4 +447,18 @@ func TestSubscriptionGroupsNotSeededWhileOffsetsAreUnreadable(t *testing.T) {
 	if resp := pullAs(t, c, "committed", "orders"); resp.Code == remoting.RespSubscriptionGroupNotExist {
 		t.Errorf("pull of committed refused once its offsets file is repaired: %s", resp.Remark)
 	}
+}
+
+// startWithCommittedGroup starts a broker with o, stores a message in
+// orders and commits group "committed"'s offset past it.
+func startWithCommittedGroup(t *testing.T, o Options) (*Broker, *remoting.Conn) {
+	t.Helper()
+	b := startBroker(t, o)
+	c := dial(t, b)
+	mustSend(t, c, "orders", 0, "", "m0")
+	waitQueue(t, b, "orders", 0, 1)
+	if resp := call(t, c, remoting.ReqUpdateConsumerOffset, map[string]string{"consumerGroup": "committed", "topic": "orders", "queueId": "0", "commitOffset": "1"}, nil); resp.Code != remoting.RespSuccess {
+		t.Fatalf("commit: %d %s", resp.Code, resp.Remark)
+	}
+	return b, c
 }

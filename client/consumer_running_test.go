@@ -15,25 +15,8 @@ import (
 // subscriptions and the queues it holds (RocketMQ's ConsumerRunningInfo);
 // a group it does not have is refused.
 func TestConsumerRunningInfo(t *testing.T) {
-	cl := startCluster(t, nil, nil)
-	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
-	topic, group := uniq("orders"), uniq("cg")
-	bodies := sendN(t, p, topic, "m", "", 4)
-	c := newClient(t, cl.ns.Addr(), nil)
-	box := &inbox{}
-	pc := startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst, MaxReconsumeTimes: 3}, topic, "*", box.handler("c"))
-	box.waitBodies(t, bodies)
-	waitFor(t, "the consumer to hold its queues", func() bool { return len(ownQueues(pc, topic)) == 4 })
-
-	ac, err := admin.Dial(ctxT(t, 10*time.Second), cl.b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	info, err := ac.ConsumerRunningInfo(ctxT(t, 10*time.Second), group, c.ClientID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := consumeThenReport(t, 4, ConsumerOptions{MaxReconsumeTimes: 3})
+	topic, c, ac, info := r.topic, r.c, r.ac, r.info
 	for _, want := range []string{`"subscriptionSet":[`, `"topic":"` + topic + `"`, `"maxReconsumeTimes":"3"`,
 		`"messageModel":"CLUSTERING"`, `"mqTable":{{"topic":"`, `"commitOffset":`} {
 		if !strings.Contains(info, want) {
@@ -55,26 +38,9 @@ func TestConsumerRunningInfo(t *testing.T) {
 // old, with messages cached, as "can't consume for a while, maybe blocked",
 // so one left at 0 flags every queue that has a message in flight.
 func TestConsumerRunningInfoSaysWhenQueuesWerePulledAndConsumed(t *testing.T) {
-	cl := startCluster(t, nil, nil)
-	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
-	topic, group := uniq("orders"), uniq("cg")
-	bodies := sendN(t, p, topic, "m", "", 8)
-	c := newClient(t, cl.ns.Addr(), nil)
-	box := &inbox{}
 	before := time.Now().UnixMilli()
-	pc := startConsumer(t, c, ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}, topic, "*", box.handler("c"))
-	box.waitBodies(t, bodies)
-	waitFor(t, "the consumer to hold its queues", func() bool { return len(ownQueues(pc, topic)) == 4 })
-
-	ac, err := admin.Dial(ctxT(t, 10*time.Second), cl.b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	info, err := ac.ConsumerRunningInfo(ctxT(t, 10*time.Second), group, c.ClientID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := consumeThenReport(t, 8, ConsumerOptions{})
+	topic, info := r.topic, r.info
 	after := time.Now().UnixMilli()
 	// commitOffset is the offset the consumer would commit now, as the
 	// official clients report their offset store's in-memory one: every
@@ -142,4 +108,39 @@ func TestConsumerRunningInfoWhileConsumingAndRebalancing(t *testing.T) {
 		default:
 		}
 	}
+}
+
+// runningReport is what consumeThenReport gives a test.
+type runningReport struct {
+	topic, group string
+	c            *Client
+	ac           *admin.Client
+	info         string
+}
+
+// consumeThenReport sends n messages to a new topic, consumes them all
+// with a consumer of a new group (o with Group and FromWhere set), waits
+// until it holds the topic's 4 queues, and asks it, through the broker,
+// for its running info.
+func consumeThenReport(t *testing.T, n int, o ConsumerOptions) runningReport {
+	t.Helper()
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	r := runningReport{topic: uniq("orders"), group: uniq("cg"), c: newClient(t, cl.ns.Addr(), nil)}
+	bodies := sendN(t, p, r.topic, "m", "", n)
+	box := &inbox{}
+	o.Group, o.FromWhere = r.group, ConsumeFromFirst
+	pc := startConsumer(t, r.c, o, r.topic, "*", box.handler("c"))
+	box.waitBodies(t, bodies)
+	waitFor(t, "the consumer to hold its queues", func() bool { return len(ownQueues(pc, r.topic)) == 4 })
+	ac, err := admin.Dial(ctxT(t, 10*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ac.Close() })
+	r.ac = ac
+	if r.info, err = ac.ConsumerRunningInfo(ctxT(t, 10*time.Second), r.group, r.c.ClientID()); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
