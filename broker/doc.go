@@ -14,7 +14,9 @@
 // groups and offsets (group.go, offsets.go), consumer groups' settings
 // (subgroups.go), administration (admin.go, reset.go), ordered-queue locks
 // (lock.go), retry and dead-letter queues (sendback.go), lookups
-// (lookup.go). The
+// (lookup.go), SQL92 property filters (sqlfilter.go, with
+// [github.com/halfbackmq/halfback/broker/filter]), and an administration
+// tool's calls forwarded to a consumer (callconsumer.go). The
 // broker registers itself with the name server
 // ([github.com/halfbackmq/halfback/namesrv]) every RegisterInterval.
 //

@@ -413,7 +413,7 @@ func TestSubscriptionGroupsNotSeededAfterTheFirstStart(t *testing.T) {
 // file names.
 func TestSubscriptionGroupsNotSeededWhileOffsetsAreUnreadable(t *testing.T) {
 	o := testOptions(t)
-	b, c := startWithCommittedGroup(t, o)
+	b, _ := startWithCommittedGroup(t, o)
 	b.Close()
 	if err := os.Remove(filepath.Join(o.Store.Dir, "config", "subscriptionGroups.json")); err != nil {
 		t.Fatal(err)
@@ -429,7 +429,7 @@ func TestSubscriptionGroupsNotSeededWhileOffsetsAreUnreadable(t *testing.T) {
 
 	o.DisableAutoCreateSubscriptionGroup = true
 	b = startBroker(t, o)
-	c = dial(t, b)
+	c := dial(t, b)
 	// An administration command's group, which gets settings even with
 	// auto-creation off, writes nothing either.
 	if resp := pullAs(t, c, toolsConsumerGroup, "orders"); resp.Code == remoting.RespSubscriptionGroupNotExist {

@@ -41,8 +41,8 @@ time of the last message the group consumed there (GET_CONSUME_STATS'
 lastTimestamp). A group the broker does not know (no offsets, no consumer
 online, no settings in "group list": a typo, say) fails, as mqadmin
 consumerProgress does, rather than showing a lag of 0. A group online in
-BROADCASTING mode shows only the queues it has offsets committed on: its
-members keep their offsets themselves, so the broker knows no lag of
+BROADCASTING mode shows only the topics it has committed offsets for
+(not those it subscribes to, nor its retry topic): its members keep their offsets themselves, so the broker knows no lag of
 theirs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
@@ -108,8 +108,10 @@ still a message to look at).`,
 		Short: "Show an online group's consumers (client id, address, language, version) and subscriptions",
 		Long: `Show the consumers of a consumer group online on the broker
 (GET_CONSUMER_CONNECTION_LIST, as mqadmin consumerConnection): each one's
-client id, address, language and client version, then what the group
-subscribes to and how it consumes. A group with no consumer online is
+client id, address, language and client version (one row per
+connection: two consumers sharing a client id, as two processes on one
+host with the Java client's default instance name, both show), then what
+the group subscribes to and how it consumes. A group with no consumer online is
 refused (CONSUMER_NOT_ONLINE).`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
@@ -151,7 +153,8 @@ settings, subscriptions and, for every queue they hold, the offsets
 consumed up to, the messages cached and the queue lock. Each report is printed
 as the client wrote it (RocketMQ's clients key the queue table by
 MessageQueue objects, which is not strict JSON). A consumer that cannot
-answer is listed with its error.`,
+answer is listed with its error. Of consumers sharing a client id (see
+group connections), the broker asks the one it heard from last.`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
 			group := args[0]

@@ -25,9 +25,9 @@ or a trace id (from the producer's traceparent): stored,
 half stored, committed or rolled back (by the client, a check-back or an
 operator), checked back, parked, scheduled, delivered from the schedule,
 sent back for retry, dead-lettered, and consumed by each group whose
-committed offset has passed it (filtered instead when that group's tag
-subscription skips the message; a broadcasting group keeps its offsets in
-its members, so its consumption is not shown). Each message's first event
+committed offset has passed it (filtered instead when the tag or SQL92
+subscription of that group, online, skips the message; a broadcasting
+group keeps its offsets in its members, so its consumption is not shown). Each message's first event
 shows its time; each later one the time since the one before (+Δ).
 Consumption has no time: it is read from the groups' offsets when you
 ask. The broker keeps events as long as the store keeps messages (72 h by
@@ -154,7 +154,7 @@ func traceDetail(e admin.TraceEvent) string {
 	case "consumed":
 		s = fmt.Sprintf("by group %s (%s)", e.Group, where)
 	case "filtered":
-		s = fmt.Sprintf("by group %s's tag subscription, never delivered to it (%s)", e.Group, where)
+		s = fmt.Sprintf("by group %s's subscription, never delivered to it (%s)", e.Group, where)
 	default:
 		s = where
 	}

@@ -138,3 +138,14 @@ func TestTraceOfARetryTheClientSent(t *testing.T) {
 		t.Fatalf("trace of a retry sent by the client:\n%s\nwant it sent back by group posting for retry 2 on delay level 2, by its client", out)
 	}
 }
+
+// A message a group's SQL92 subscription skipped is filtered too; the row
+// must not call the subscription a tag one (the broker's event does not
+// say which kind skipped it).
+func TestTraceDetailOfAFilteredMessageNamesNoKind(t *testing.T) {
+	e := admin.TraceEvent{Kind: "filtered", Group: "g", Topic: "T", Queue: 1, Offset: 7}
+	got := traceDetail(e)
+	if strings.Contains(got, "tag") || !strings.Contains(got, "group g's subscription") {
+		t.Fatalf("filtered row %q, want group g's subscription, of any kind", got)
+	}
+}
