@@ -274,6 +274,11 @@ func (q *processQueue) ack(ds []*delivered) {
 func (q *processQueue) ackOffset() (int64, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.ackOffsetLocked()
+}
+
+// ackOffsetLocked is ackOffset; the caller holds q.mu.
+func (q *processQueue) ackOffsetLocked() (int64, bool) {
 	if !q.started {
 		return 0, false
 	}

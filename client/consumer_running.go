@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -54,7 +55,7 @@ func (pc *PushConsumer) runningInfo() []byte {
 	b = appendJSON(b, subs)
 	b = append(b, `,"mqTable":{`...)
 	qs := pc.processQueues()
-	sortQueuesOf(qs)
+	slices.SortFunc(qs, func(a, b *processQueue) int { return compareQueues(a.mq, b.mq) })
 	locking := o.Orderly && o.Model == Clustering
 	for i, q := range qs {
 		if i > 0 {
@@ -104,27 +105,11 @@ func (q *processQueue) info(locking bool) processQueueInfo {
 		in.CachedMsgCount++
 		size += int64(len(d.m.Body))
 	}
-	if q.started {
-		in.CommitOffset = q.next
-		if in.CachedMsgCount > 0 {
-			in.CommitOffset = min(q.next, in.CachedMsgMinOffset)
-		}
+	if off, ok := q.ackOffsetLocked(); ok {
+		in.CommitOffset = off
 	}
 	in.CachedMsgSizeInMiB = size >> 20
 	return in
-}
-
-// sortQueuesOf orders process queues as sortQueues orders queues.
-func sortQueuesOf(qs []*processQueue) {
-	mqs := make([]MessageQueue, len(qs))
-	byMQ := make(map[MessageQueue]*processQueue, len(qs))
-	for i, q := range qs {
-		mqs[i], byMQ[q.mq] = q.mq, q
-	}
-	sortQueues(mqs)
-	for i, mq := range mqs {
-		qs[i] = byMQ[mq]
-	}
 }
 
 // appendJSON appends v as JSON; v is one of this file's plain types, which
