@@ -349,30 +349,41 @@ func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries i
 		}
 	})
 	defer stop()
-	ctx, span := startProcess(ctx, pc.opts.Group, pc.opts.Model.String(), topic, msgs)
-	var err error
-	defer func() { // after the recover below
-		switch {
-		case counted != nil && !counted():
-			err = errors.Join(errHandlerHung, err)
-		case !ok && err == nil:
-			err = errHandlerFailed
-		}
-		endSpan(span, err)
-	}()
-	defer func() {
-		if p := recover(); p != nil {
-			pc.log.Error("client: message handler panicked", "topic", topic, "msgId", batch[0].msgID, "panic", p)
-			ok, err = false, fmt.Errorf("client: message handler panicked: %v", p)
-		}
-	}()
-	res, err := s.handler(ctx, msgs)
+	res, err := pc.runHandler(ctx, s.handler, topic, msgs, counted)
 	if err != nil {
 		pc.log.Debug("client: message handler failed", "topic", topic, "msgId", batch[0].msgID, "err", err)
 		return false
 	}
 	return res == ConsumeSuccess
 }
+
+// runHandler calls h with msgs of topic in a process span. A panic is
+// logged and returned as an error (errHandlerPanicked). counted, if not
+// nil, reports once h has returned whether its result still counts (see
+// callHandler).
+func (pc *PushConsumer) runHandler(ctx context.Context, h MessageHandler, topic string, msgs []*MessageExt, counted func() bool) (res ConsumeResult, err error) {
+	ctx, span := startProcess(ctx, pc.opts.Group, pc.opts.Model.String(), topic, msgs)
+	defer func() { // after the recover below
+		spanErr := err
+		switch {
+		case counted != nil && !counted():
+			spanErr = errors.Join(errHandlerHung, err)
+		case res != ConsumeSuccess && err == nil:
+			spanErr = errHandlerFailed
+		}
+		endSpan(span, spanErr)
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			pc.log.Error("client: message handler panicked", "topic", topic, "msgId", msgs[0].MsgID, "panic", p)
+			res, err = ConsumeRetryLater, fmt.Errorf("%w: %v", errHandlerPanicked, p)
+		}
+	}()
+	return h(ctx, msgs)
+}
+
+// errHandlerPanicked is the error of a handler call that panicked.
+var errHandlerPanicked = errors.New("client: message handler panicked")
 
 // errHandlerFailed is the process span's error for a handler that
 // returned a result other than ConsumeSuccess without an error.

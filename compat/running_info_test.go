@@ -9,7 +9,6 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
-	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/admin"
 )
 
@@ -97,15 +96,11 @@ func TestOfficialConsumeMessageDirectly(t *testing.T) {
 	if err != nil || len(gc.Clients) != 1 {
 		t.Fatalf("group connections: %+v, %v", gc, err)
 	}
-	conn, err := remoting.Dial(ctx, c.b.Addr(), remoting.DialOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	resp, err := conn.Invoke(ctx, remoting.NewRequest(remoting.ReqConsumeMessageDirectly, map[string]string{
-		"consumerGroup": group, "clientId": gc.Clients[0].ClientID, "msgId": first.offsetID, "topic": topic}))
-	if err != nil || resp.Code != remoting.RespSuccess || !strings.Contains(string(resp.Body), `"consumeResult":0`) {
-		t.Fatalf("CONSUME_MESSAGE_DIRECTLY: %v, %v, want the client's success (consumeResult 0)", resp, err)
+	// The official Go client writes consumeResult as CMResult's ordinal
+	// (0); admin reads it as the Java client's name.
+	res, err := ac.ConsumeMessageDirectly(ctx, group, gc.Clients[0].ClientID, first.offsetID)
+	if err != nil || res.ConsumeResult != "CR_SUCCESS" {
+		t.Fatalf("CONSUME_MESSAGE_DIRECTLY: %+v, %v, want the client's success", res, err)
 	}
 	direct := <-calls
 	if direct.offsetID != first.offsetID || direct.broker != c.opts.BrokerName {

@@ -160,15 +160,9 @@ group connections), the broker asks the one it heard from last.`,
 			group := args[0]
 			ids := []string{client}
 			if client == "" {
-				g, err := c.GroupConnections(ctx, group)
-				if err != nil {
+				var err error
+				if ids, err = onlineClientIDs(ctx, c, group); err != nil {
 					return err
-				}
-				ids = ids[:0]
-				for _, cl := range g.Clients {
-					if !slices.Contains(ids, cl.ClientID) {
-						ids = append(ids, cl.ClientID)
-					}
 				}
 			}
 			out := make([]admin.RunningInfo, 0, len(ids))
@@ -199,6 +193,22 @@ group connections), the broker asks the one it heard from last.`,
 	}
 	cmd.Flags().StringVar(&client, "client", "", "only this consumer (its client id, as group connections shows it)")
 	return cmd
+}
+
+// onlineClientIDs lists the client ids of group's online consumers, each
+// once (consumers may share one: see group connections).
+func onlineClientIDs(ctx context.Context, c *admin.Client, group string) ([]string, error) {
+	g, err := c.GroupConnections(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, cl := range g.Clients {
+		if !slices.Contains(ids, cl.ClientID) {
+			ids = append(ids, cl.ClientID)
+		}
+	}
+	return ids, nil
 }
 
 // groupKnown fails unless the broker has settings for group ("group list").

@@ -353,3 +353,70 @@ func (c *Client) ConsumerRunningInfo(ctx context.Context, group, clientID string
 	}
 	return string(resp.Body), nil
 }
+
+// DirectResult is a consumer's answer to CONSUME_MESSAGE_DIRECTLY: what
+// its handler made of the message (RocketMQ's ConsumeMessageDirectlyResult).
+type DirectResult struct {
+	ClientID string `json:"clientId"`
+	// Order says the consumer is orderly; AutoCommit that its client
+	// commits offsets itself.
+	Order      bool `json:"order"`
+	AutoCommit bool `json:"autoCommit"`
+	// ConsumeResult is one of RocketMQ's CMResult names: CR_SUCCESS,
+	// CR_LATER, CR_ROLLBACK, CR_COMMIT, CR_THROW_EXCEPTION (the handler
+	// failed with an error or a panic; Remark says which), CR_RETURN_NULL.
+	ConsumeResult string `json:"consumeResult"`
+	Remark        string `json:"remark,omitempty"`
+	// SpentMillis is how long the handler took.
+	SpentMillis int64 `json:"spentMillis"`
+}
+
+// cmResults are RocketMQ's CMResult names in the order of its enum: the
+// official Go client writes consumeResult as the ordinal, the Java client
+// and halfback's as the name.
+var cmResults = []string{"CR_SUCCESS", "CR_LATER", "CR_ROLLBACK", "CR_COMMIT", "CR_THROW_EXCEPTION", "CR_RETURN_NULL"}
+
+// ConsumeMessageDirectly hands the message with offset message id
+// offsetMsgID to the online consumer clientID of group, through the broker
+// (CONSUME_MESSAGE_DIRECTLY, as mqadmin queryMsgById -g -d): its client
+// runs the handler of the message's topic on it and reports the result.
+// No offset moves and nothing is retried, whatever the result.
+func (c *Client) ConsumeMessageDirectly(ctx context.Context, group, clientID, offsetMsgID string) (DirectResult, error) {
+	if err := message.ValidateGroup(group); err != nil {
+		return DirectResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, _, err := message.ParseOffsetMsgID(offsetMsgID); err != nil {
+		return DirectResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// Longer than the broker's own 10 s wait for the consumer (see
+		// ConsumerRunningInfo).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout+5*time.Second)
+		defer cancel()
+	}
+	resp, err := c.call(ctx, "CONSUME_MESSAGE_DIRECTLY", remoting.ReqConsumeMessageDirectly,
+		map[string]string{"consumerGroup": group, "clientId": clientID, "msgId": offsetMsgID}, nil)
+	if err != nil {
+		return DirectResult{}, err
+	}
+	var body struct {
+		Order          bool            `json:"order"`
+		AutoCommit     bool            `json:"autoCommit"`
+		ConsumeResult  json.RawMessage `json:"consumeResult"`
+		Remark         string          `json:"remark"`
+		SpentTimeMills int64           `json:"spentTimeMills"`
+	}
+	if err := json.Unmarshal(resp.Body, &body); err != nil {
+		return DirectResult{}, fmt.Errorf("CONSUME_MESSAGE_DIRECTLY: bad answer: %w", err)
+	}
+	out := DirectResult{ClientID: clientID, Order: body.Order, AutoCommit: body.AutoCommit, Remark: body.Remark, SpentMillis: body.SpentTimeMills}
+	var ordinal int
+	if err := json.Unmarshal(body.ConsumeResult, &out.ConsumeResult); err != nil {
+		if err := json.Unmarshal(body.ConsumeResult, &ordinal); err != nil || ordinal < 0 || ordinal >= len(cmResults) {
+			return DirectResult{}, fmt.Errorf("CONSUME_MESSAGE_DIRECTLY: bad answer: consumeResult %s", body.ConsumeResult)
+		}
+		out.ConsumeResult = cmResults[ordinal]
+	}
+	return out, nil
+}
