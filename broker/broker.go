@@ -227,6 +227,7 @@ func (b *Broker) routes() *remoting.Mux {
 	b.registerAdmin(mux)
 	b.registerSubGroups(mux)
 	b.registerRuntime(mux)
+	b.registerConfig(mux)
 	b.registerTxn(mux)
 	b.registerTrace(mux)
 	return mux

@@ -134,14 +134,10 @@ func (b *Broker) RuntimeInfo() map[string]string {
 	full, usage := b.store.DiskFull()
 	behind := max(0, b.store.MaxPhysicalOffset()-b.store.DispatchedOffset())
 	ts := b.txn.Stats()
-	version := b.opts.Version
-	if version == "" {
-		version = "(devel)"
-	}
 	itoa := func(v int64) string { return strconv.FormatInt(v, 10) }
 	putTps, getTps := b.counts.rates.tps(b.counts.sample())
 	info := map[string]string{
-		"brokerVersionDesc":            "halfback " + version,
+		"brokerVersionDesc":            "halfback " + b.version(),
 		"brokerVersion":                strconv.Itoa(int(remoting.DefaultVersion)),
 		"bootTimestamp":                itoa(b.counts.started.UnixMilli()),
 		"runtime":                      runtimeString(up),
@@ -165,6 +161,14 @@ func (b *Broker) RuntimeInfo() map[string]string {
 		info["earliestMessageTimeStamp"] = itoa(t)
 	}
 	return info
+}
+
+// version is Options.Version, "(devel)" when unset.
+func (b *Broker) version() string {
+	if b.opts.Version == "" {
+		return "(devel)"
+	}
+	return b.opts.Version
 }
 
 // earliestMessageTime returns the store timestamp (ms) of the oldest

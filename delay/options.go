@@ -61,6 +61,31 @@ func ParseLevels(s string) ([]time.Duration, error) {
 	return out, nil
 }
 
+// FormatLevels writes levels as ParseLevels reads them, in RocketMQ's
+// units where they fit (whole days as "1d", hours "2h", minutes "10m",
+// seconds "30s"), else as Go writes a duration ("1.5s", "100ms").
+func FormatLevels(levels []time.Duration) string {
+	var b strings.Builder
+	for i, d := range levels {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		switch {
+		case d%(24*time.Hour) == 0:
+			b.WriteString(strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d")
+		case d%time.Hour == 0:
+			b.WriteString(strconv.FormatInt(int64(d/time.Hour), 10) + "h")
+		case d%time.Minute == 0:
+			b.WriteString(strconv.FormatInt(int64(d/time.Minute), 10) + "m")
+		case d%time.Second == 0:
+			b.WriteString(strconv.FormatInt(int64(d/time.Second), 10) + "s")
+		default:
+			b.WriteString(d.String())
+		}
+	}
+	return b.String()
+}
+
 // Options configure a [Scheduler].
 type Options struct {
 	// Dir holds the scheduler's progress and timer index. Required.

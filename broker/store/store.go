@@ -909,6 +909,9 @@ func (s *Store) Close() error {
 // Dir is the store's directory.
 func (s *Store) Dir() string { return s.opts.Dir }
 
+// Options returns the options the store runs with, defaults filled in.
+func (s *Store) Options() Options { return s.opts }
+
 // FlushType is the store's flush type.
 func (s *Store) FlushType() FlushType { return s.opts.FlushType }
 

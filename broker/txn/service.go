@@ -77,6 +77,9 @@ func Open(st *store.Store, opts Options) (*Service, error) {
 	return s, nil
 }
 
+// Options returns the options the service runs with, defaults filled in.
+func (s *Service) Options() Options { return s.opts }
+
 // Start begins the check loop and the periodic checkpoint.
 func (s *Service) Start() {
 	if s.closed.Load() || !s.started.CompareAndSwap(false, true) {

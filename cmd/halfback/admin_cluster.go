@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,7 +73,7 @@ that does not answer is listed with the error, and the command fails.
 					if b.Addr == "" {
 						row.Error = "no master registered with the name server"
 						failed++
-					} else if row.Runtime, err = brokerRuntime(ctx, b.Addr); err != nil {
+					} else if row.Runtime, err = askBroker(ctx, b.Addr, (*admin.Client).RuntimeInfo); err != nil {
 						row.Error = err.Error()
 						failed++
 					}
@@ -104,7 +107,89 @@ that does not answer is listed with the error, and the command fails.
 			return err
 		},
 	}
-	cmd.AddCommand(list, newWritePermCmd(&o, true), newWritePermCmd(&o, false))
+	cmd.AddCommand(list, newClusterConfigCmd(&o), newWritePermCmd(&o, true), newWritePermCmd(&o, false))
+	return cmd
+}
+
+// brokerConfig is one broker's settings, as `cluster config` prints them.
+type brokerConfig struct {
+	Cluster string            `json:"cluster,omitempty"`
+	Broker  string            `json:"brokerName,omitempty"`
+	Addr    string            `json:"addr"`
+	Config  map[string]string `json:"config,omitempty"`
+	Error   string            `json:"error,omitempty"`
+}
+
+func newClusterConfigCmd(o *adminOpts) *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "config [--broker ADDR]",
+		Short: "Show the settings each master broker runs with (mqadmin getBrokerConfig)",
+		Long: `Show the settings each master broker of every cluster the name server knows
+runs with (GET_BROKER_CONFIG, as mqadmin getBrokerConfig), or only the
+broker at --broker ADDR: RocketMQ's BrokerConfig and MessageStoreConfig
+names and units (flushDiskType, syncFlushTimeout in ms, fileReservedTime
+in hours, diskMaxUsedSpaceRatio in percent, messageDelayLevel, ...) and
+halfback's own settings prefixed "halfback". A halfback broker takes them
+from config.yaml and the environment at start; they do not change while it
+runs. A broker that does not answer is listed with the error, and the
+command fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			var rows []brokerConfig
+			if addr != "" {
+				rows = []brokerConfig{{Addr: addr}}
+			} else {
+				ns, err := o.namesrvAddrs(cmd)
+				if err != nil {
+					return err
+				}
+				clusters, _, err := admin.Clusters(ctx, ns)
+				if err != nil {
+					return err
+				}
+				for _, c := range slices.Sorted(maps.Keys(clusters)) {
+					for _, b := range clusters[c] {
+						rows = append(rows, brokerConfig{Cluster: c, Broker: b.Name, Addr: b.Addr})
+					}
+				}
+			}
+			failed := 0
+			for i := range rows {
+				r := &rows[i]
+				var err error
+				if r.Addr == "" {
+					err = errors.New("no master registered with the name server")
+				} else {
+					r.Config, err = askBroker(ctx, r.Addr, (*admin.Client).BrokerConfig)
+				}
+				if err != nil {
+					r.Error, failed = err.Error(), failed+1
+				}
+			}
+			err := o.print(cmd, rows, func(w io.Writer) {
+				for _, r := range rows {
+					fmt.Fprintf(w, "== %s\n", strings.TrimSpace(strings.Join([]string{r.Cluster, r.Broker, r.Addr}, " ")))
+					if r.Error != "" {
+						fmt.Fprintf(w, "error: %s\n", r.Error)
+						continue
+					}
+					for _, k := range slices.Sorted(maps.Keys(r.Config)) {
+						fmt.Fprintf(w, "%s\t%s\n", k, r.Config[k])
+					}
+				}
+			})
+			if err == nil && failed > 0 {
+				err = fmt.Errorf("%d of %d brokers did not answer", failed, len(rows))
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&addr, "broker", "", "only the broker at this address, host:port (no name server needed)")
 	return cmd
 }
 
@@ -171,14 +256,15 @@ routes any topic of BROKER_NAME (a misspelt name: cluster list shows them).`,
 	}
 }
 
-// brokerRuntime asks the broker at addr for its running figures.
-func brokerRuntime(ctx context.Context, addr string) (map[string]string, error) {
+// askBroker dials the broker at addr and asks it one thing.
+func askBroker[T any](ctx context.Context, addr string, ask func(*admin.Client, context.Context) (T, error)) (T, error) {
 	c, err := admin.Dial(ctx, addr)
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
 	defer c.Close()
-	return c.RuntimeInfo(ctx)
+	return ask(c, ctx)
 }
 
 // firstRate is the first of a putTps or getTransferredTps figure's

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -250,6 +251,32 @@ func TestClusterList(t *testing.T) {
 	}
 	if _, err := run(t, "cluster", "list", "--namesrv", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "connect to name server") {
 		t.Errorf("cluster list against no name server: %v", err)
+	}
+}
+
+// cluster config shows each master's settings (GET_BROKER_CONFIG), of
+// every broker the name server knows or of --broker alone; a broker that
+// does not answer fails the command.
+func TestClusterConfig(t *testing.T) {
+	clearEnv(t)
+	ns, addrs := startTestCluster(t)
+	out, err := run(t, "cluster", "config", "--namesrv", ns, "--json")
+	var rows []brokerConfig
+	if err != nil || json.Unmarshal([]byte(out), &rows) != nil {
+		t.Fatalf("cluster config: %v\n%s", err, out)
+	}
+	if len(rows) != 2 || rows[0].Broker != "broker-a" || rows[1].Addr != addrs[1] || rows[1].Cluster != "C1" ||
+		rows[0].Config["brokerName"] != "broker-a" || rows[1].Config["brokerClusterName"] != "C1" ||
+		rows[1].Config["flushDiskType"] != "SYNC_FLUSH" {
+		t.Fatalf("cluster config: %+v, want the settings of broker-a and broker-b of C1", rows)
+	}
+	out, err = run(t, "cluster", "config", "--broker", addrs[0])
+	if err != nil || !strings.Contains(out, "== "+addrs[0]) || !regexp.MustCompile(`(?m)^brokerName +broker-a$`).MatchString(out) ||
+		strings.Contains(out, "broker-b") {
+		t.Fatalf("cluster config --broker %s: %v\n%s", addrs[0], err, out)
+	}
+	if out, err := run(t, "cluster", "config", "--broker", "127.0.0.1:1"); err == nil || !strings.Contains(out, "error: ") {
+		t.Fatalf("cluster config of a broker that is not there: %v\n%s", err, out)
 	}
 }
 

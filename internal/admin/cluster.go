@@ -137,6 +137,62 @@ func (c *Client) RuntimeInfo(ctx context.Context) (map[string]string, error) {
 	return body.Table, nil
 }
 
+// BrokerConfig returns the settings the broker runs with by name
+// (GET_BROKER_CONFIG, mqadmin getBrokerConfig): RocketMQ's BrokerConfig
+// and MessageStoreConfig names, and halfback's own prefixed "halfback".
+// A RocketMQ broker answers too, with all of its own.
+func (c *Client) BrokerConfig(ctx context.Context) (map[string]string, error) {
+	resp, err := c.call(ctx, "GET_BROKER_CONFIG", remoting.ReqGetBrokerConfig, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return parseProperties(string(resp.Body)), nil
+}
+
+// parseProperties reads a properties text as RocketMQ's brokers write it
+// (java.util.Properties): "name=value" lines, '#' and '!' comments, the
+// escapes \\, \n, \r, \t and a backslash before any other character.
+// Continuation lines and ':' separators, which RocketMQ does not write, are
+// not read.
+func parseProperties(text string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimLeft(strings.TrimSuffix(line, "\r"), " \t")
+		if line == "" || line[0] == '#' || line[0] == '!' {
+			continue
+		}
+		name, value, _ := strings.Cut(line, "=")
+		out[strings.TrimSpace(name)] = unescapeProperty(strings.TrimLeft(value, " \t"))
+	}
+	return out
+}
+
+// unescapeProperty undoes a properties value's escapes.
+func unescapeProperty(v string) string {
+	if !strings.Contains(v, "\\") {
+		return v
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] != '\\' || i+1 == len(v) {
+			b.WriteByte(v[i])
+			continue
+		}
+		i++
+		switch v[i] {
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		default:
+			b.WriteByte(v[i])
+		}
+	}
+	return b.String()
+}
+
 // WritePermResult is one name server's answer to SetWritePerm.
 type WritePermResult struct {
 	Namesrv string `json:"namesrv"`
