@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/halfbackmq/halfback/broker"
 	"github.com/halfbackmq/halfback/client"
 	"github.com/halfbackmq/halfback/internal/admin"
+	"github.com/halfbackmq/halfback/message"
 	"github.com/halfbackmq/halfback/namesrv"
 )
 
@@ -90,13 +92,29 @@ func TestAdminMsgConsume(t *testing.T) {
 	if body := <-got; body != "unpaid" {
 		t.Fatalf("the handler got %q, want unpaid", body)
 	}
+	// An offset message id of another broker's (its store host) at the
+	// same offset names another message: this broker's, at that offset,
+	// must not be handed to the handler in its place.
+	_, phys, err := message.ParseOffsetMsgID(ok.OffsetMsgID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := message.OffsetMsgID(netip.MustParseAddrPort("10.9.9.9:10911"), phys)
+	if err := runAdminErr(t, addr, "msg", "consume", elsewhere, "--group", "billing"); !strings.Contains(err.Error(), "was stored by 10.9.9.9:10911") {
+		t.Fatalf("msg consume of another broker's message id: %v, want refused", err)
+	}
+	select {
+	case body := <-got:
+		t.Fatalf("the handler was handed %q for another broker's message id", body)
+	default:
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"msg", "consume", ok.OffsetMsgID, "--group", "nobody"}, "the consumer group[nobody] not online"},
 		{[]string{"msg", "consume", ok.MsgID + "ZZ", "--group", "billing"}, "not an offset message id"},
-		{[]string{"msg", "consume", "0A000001000027DB00000000DEADBEEF", "--group", "billing"}, "no message found"},
+		{[]string{"msg", "consume", "0A000001000027DB00000000DEADBEEF", "--group", "billing"}, "can not find message"},
 	} {
 		if err := runAdminErr(t, addr, tc.args...); !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("halfback %s: %v, want %q", strings.Join(tc.args, " "), err, tc.want)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -80,6 +81,22 @@ offsetMsgId). With --topic, ID is instead a client message id (UNIQ_KEY,
 	return cmd
 }
 
+// storedHere fails unless the broker c is connected to stored the message
+// with offset message id id (store host host): the broker reads its own
+// log at the id's offset, where another broker's id finds another
+// message, or none, and a consumer's handler must not be handed the wrong
+// one.
+func storedHere(ctx context.Context, c *admin.Client, id string, host netip.AddrPort) error {
+	m, err := c.ViewMessage(ctx, id)
+	if err != nil {
+		return err
+	}
+	if stored := m.Ext().StoreHost; stored != host {
+		return fmt.Errorf("message %s was stored by %s, and this broker is %s: run the command against that broker (--broker)", id, host, stored)
+	}
+	return nil
+}
+
 func newMsgConsumeCmd(o *adminOpts) *cobra.Command {
 	var group, client, uniqTopic string
 	cmd := &cobra.Command{
@@ -94,6 +111,7 @@ the message's topic on it and reports the result: CR_SUCCESS, CR_LATER
 says how) and, from other clients, CR_ROLLBACK, CR_COMMIT, CR_RETURN_NULL.
 Nothing else happens: no offset moves and nothing is retried, whatever the
 result; a consumer that already consumed the message consumes it again.
+ID must be one the broker (--broker) stored: another broker's is refused.
 The official RocketMQ clients and halfback's answer it. --client (a client
 id, as group connections shows it) may be left out when the group has one
 consumer online. The command fails unless the result is CR_SUCCESS.`,
@@ -109,8 +127,10 @@ consumer online. The command fails unless the result is CR_SUCCESS.`,
 					return fmt.Errorf("no message with id %s in topic %s", id, uniqTopic)
 				}
 				id = msgs[0].OffsetMsgID
-			} else if _, _, err := message.ParseOffsetMsgID(id); err != nil {
+			} else if host, _, err := message.ParseOffsetMsgID(id); err != nil {
 				return fmt.Errorf("%w (not an offset message id; a msgId is looked up with --topic TOPIC)", err)
+			} else if err := storedHere(ctx, c, id, host); err != nil {
+				return err
 			}
 			if client == "" {
 				ids, err := onlineClientIDs(ctx, c, group)
