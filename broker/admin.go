@@ -283,8 +283,18 @@ type mqEntry struct {
 // TopicStatsTable), which is not strict JSON but is what RocketMQ's tools
 // and clients read, then tail and the closing brace.
 func encodeOffsetTable(head string, entries []mqEntry, tail string) ([]byte, error) {
+	table, err := encodeQueueMap(entries)
+	if err != nil {
+		return nil, err
+	}
+	return []byte(head + `"offsetTable":` + string(table) + tail + "}"), nil
+}
+
+// encodeQueueMap writes entries as fastjson writes a map keyed by
+// MessageQueue objects: {{"brokerName":..,"queueId":..,"topic":..}:value,...}.
+func encodeQueueMap(entries []mqEntry) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.WriteString(head + `"offsetTable":{`)
+	buf.WriteByte('{')
 	for i, e := range entries {
 		if i > 0 {
 			buf.WriteByte(',')
@@ -301,6 +311,6 @@ func encodeOffsetTable(head string, entries []mqEntry, tail string) ([]byte, err
 		buf.WriteByte(':')
 		buf.Write(v)
 	}
-	buf.WriteString("}" + tail + "}")
+	buf.WriteByte('}')
 	return buf.Bytes(), nil
 }

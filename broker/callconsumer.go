@@ -1,12 +1,18 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/fastjson"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -35,6 +41,7 @@ func (b *Broker) registerCallConsumer(mux *remoting.Mux) {
 	mux.HandleFunc(remoting.ReqGetConsumerRunningInfo, func(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 		return b.callConsumer(ctx, req, nil)
 	})
+	mux.HandleFunc(remoting.ReqInvokeBrokerToGetConsumerStatus, b.handleGetConsumerStatus)
 	mux.HandleFunc(remoting.ReqConsumeMessageDirectly, func(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 		r := reqHeader{req: req}
 		id := r.str("msgId", true)
@@ -53,6 +60,120 @@ func (b *Broker) registerCallConsumer(mux *remoting.Mux) {
 			return rec, nil
 		})
 	})
+}
+
+// consumerStatusTimeout bounds each consumer's answer to
+// GET_CONSUMER_STATUS_FROM_CLIENT (RocketMQ's Broker2Client waits 5 s). A
+// variable for tests.
+var consumerStatusTimeout = 5 * time.Second
+
+// handleGetConsumerStatus answers INVOKE_BROKER_TO_GET_CONSUMER_STATUS
+// (mqadmin getConsumerStatus) as RocketMQ's Broker2Client.getConsumeStatus:
+// it asks each online consumer of group (only the one whose client id the
+// header's clientAddr names, when it names one) for its offsets of topic
+// (GET_CONSUMER_STATUS_FROM_CLIENT), all at once, and answers RocketMQ's
+// GetConsumerStatusBody: consumerTable holds, by client id, the offset
+// each queue of topic is consumed up to in that client's memory. A
+// consumer that does not answer, or not in time, is left out; with no
+// consumer online the answer is SYSTEM_ERROR, as RocketMQ's.
+func (b *Broker) handleGetConsumerStatus(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	r := reqHeader{req: req}
+	topic, group, only := r.str("topic", true), r.str("group", true), r.str("clientAddr", false)
+	if r.err != nil {
+		return headerError(req, r.err)
+	}
+	var members []memberKey
+	for _, m := range b.groupTable().consumerMembers(group) {
+		if only == "" || m.id == only {
+			members = append(members, m)
+		}
+	}
+	if len(members) == 0 {
+		return remoting.NewResponse(req, remoting.RespSystemError, "No Any Consumer online in the consumer group: ["+group+"]")
+	}
+	select {
+	case b.consumerCalls <- struct{}{}:
+		defer func() { <-b.consumerCalls }()
+	default:
+		return remoting.NewResponse(req, remoting.RespSystemBusy, "too many calls to consumers in flight, try again later")
+	}
+	tables := make([][]mqEntry, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Go(func() { tables[i] = b.askConsumerStatus(ctx, m, topic, group) })
+	}
+	wg.Wait()
+	byClient := map[string][]mqEntry{}
+	for i, m := range members {
+		if tables[i] != nil {
+			byClient[m.id] = append(byClient[m.id], tables[i]...)
+		}
+	}
+	body, err := encodeConsumerStatus(byClient)
+	if err != nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	return resp
+}
+
+// askConsumerStatus asks one consumer for its offsets of topic, and
+// returns them, or nil if it did not answer with them.
+func (b *Broker) askConsumerStatus(ctx context.Context, m memberKey, topic, group string) []mqEntry {
+	cctx, cancel := context.WithTimeout(ctx, consumerStatusTimeout)
+	defer cancel()
+	answer, err := m.conn.Invoke(cctx, remoting.NewRequest(remoting.ReqGetConsumerStatusFromClient,
+		map[string]string{"topic": topic, "group": group, "clientAddr": m.id}))
+	if err == nil && answer.Code != remoting.RespSuccess {
+		err = fmt.Errorf("code %d: %s", answer.Code, answer.Remark)
+	}
+	var table []mqEntry
+	if err == nil {
+		err = fastjson.EachQueueEntry(answer.Body, "messageQueueTable", func(q fastjson.Queue, value func(any) error) error {
+			var off int64
+			if err := value(&off); err != nil {
+				return err
+			}
+			table = append(table, mqEntry{key: mqKey(q), value: off})
+			return nil
+		})
+	}
+	if err != nil {
+		b.opts.Logger.Warn("consumer did not give its status", "group", group, "client", m.id, "remote", m.conn.RemoteAddr(), "err", err)
+		return nil
+	}
+	if table == nil {
+		table = []mqEntry{}
+	}
+	return table
+}
+
+// encodeConsumerStatus writes RocketMQ's GetConsumerStatusBody as fastjson
+// does: consumerTable maps client ids to maps keyed by MessageQueue
+// objects; messageQueueTable, which RocketMQ's broker leaves empty, is
+// empty.
+func encodeConsumerStatus(byClient map[string][]mqEntry) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString(`{"consumerTable":{`)
+	for i, id := range slices.Sorted(maps.Keys(byClient)) {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k, err := json.Marshal(id)
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(k)
+		buf.WriteByte(':')
+		table, err := encodeQueueMap(byClient[id])
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(table)
+	}
+	buf.WriteString(`},"messageQueueTable":{}}`)
+	return buf.Bytes(), nil
 }
 
 // callConsumer forwards req to the consumer it names and returns its

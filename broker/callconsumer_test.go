@@ -223,3 +223,65 @@ func dialConsumer(t *testing.T, b *Broker, clientID, group string, h remoting.Ha
 	hbOK(t, c, consumerHeartbeat(clientID, "orders", group))
 	return c
 }
+
+// INVOKE_BROKER_TO_GET_CONSUMER_STATUS (mqadmin getConsumerStatus) asks
+// every online consumer of the group for its offsets of the topic
+// (GET_CONSUMER_STATUS_FROM_CLIENT) and answers them by client id, as
+// RocketMQ's Broker2Client.getConsumeStatus; one that refuses or does not
+// answer in time is left out, clientAddr names one consumer, and a group
+// with none online or a request without its topic is SYSTEM_ERROR.
+func TestGetConsumerStatusAsksEveryConsumer(t *testing.T) {
+	old := consumerStatusTimeout
+	consumerStatusTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { consumerStatusTimeout = old })
+	b := startBroker(t, testOptions(t))
+	asked := make(chan string, 16)
+	answering := func(id string, answer func(req *remoting.Command) *remoting.Command) remoting.Handler {
+		return remoting.HandlerFunc(func(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+			if req.Code != remoting.ReqGetConsumerStatusFromClient {
+				return nil
+			}
+			asked <- id + " " + req.Ext("group") + " " + req.Ext("topic")
+			return answer(req)
+		})
+	}
+	dialConsumer(t, b, "C1", "cg", answering("C1", func(req *remoting.Command) *remoting.Command {
+		resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+		resp.Body = []byte(`{"messageQueueTable":{{"brokerName":"broker-a","queueId":1,"topic":"orders"}:7,` +
+			`{"brokerName":"broker-a","queueId":0,"topic":"orders"}:5}}`)
+		return resp
+	}), nil)
+	dialConsumer(t, b, "C2", "cg", answering("C2", func(req *remoting.Command) *remoting.Command {
+		return remoting.NewResponse(req, remoting.RespSystemError, "no such group here")
+	}), nil)
+	release := make(chan struct{})
+	dialConsumer(t, b, "C3", "cg", answering("C3", func(*remoting.Command) *remoting.Command {
+		<-release
+		return nil
+	}), func() { close(release) })
+	admin := dial(t, b)
+
+	resp := call(t, admin, remoting.ReqInvokeBrokerToGetConsumerStatus, map[string]string{"topic": "orders", "group": "cg"}, nil)
+	want := `{"consumerTable":{"C1":{{"brokerName":"broker-a","queueId":1,"topic":"orders"}:7,` +
+		`{"brokerName":"broker-a","queueId":0,"topic":"orders"}:5}},"messageQueueTable":{}}`
+	if resp.Code != remoting.RespSuccess || string(resp.Body) != want {
+		t.Fatalf("INVOKE_BROKER_TO_GET_CONSUMER_STATUS: code %d %q body %s, want %s", resp.Code, resp.Remark, resp.Body, want)
+	}
+	got := map[string]bool{}
+	for range 3 {
+		got[<-asked] = true
+	}
+	if !got["C1 cg orders"] || !got["C2 cg orders"] || !got["C3 cg orders"] {
+		t.Fatalf("asked %v, want every consumer of cg about orders", got)
+	}
+	resp = call(t, admin, remoting.ReqInvokeBrokerToGetConsumerStatus, map[string]string{"topic": "orders", "group": "cg", "clientAddr": "C2"}, nil)
+	if resp.Code != remoting.RespSuccess || string(resp.Body) != `{"consumerTable":{},"messageQueueTable":{}}` || <-asked != "C2 cg orders" {
+		t.Fatalf("clientAddr C2: code %d %q body %s", resp.Code, resp.Remark, resp.Body)
+	}
+	for _, ext := range []map[string]string{{"topic": "orders", "group": "nobody"}, {"group": "cg"},
+		{"topic": "orders", "group": "cg", "clientAddr": "C9"}} {
+		if resp := call(t, admin, remoting.ReqInvokeBrokerToGetConsumerStatus, ext, nil); resp.Code != remoting.RespSystemError {
+			t.Errorf("%v: code %d %q, want SYSTEM_ERROR", ext, resp.Code, resp.Remark)
+		}
+	}
+}

@@ -446,19 +446,19 @@ func (t *groupTable) sendOneway(conns []*remoting.Conn, mk func() *remoting.Comm
 	}
 }
 
-// consumerConns returns the live connections of a consumer group's
-// members.
-func (t *groupTable) consumerConns(group string) []*remoting.Conn {
+// consumerMembers returns a consumer group's members whose connections
+// are live.
+func (t *groupTable) consumerMembers(group string) []memberKey {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	g := t.consumers[group]
 	if g == nil {
 		return nil
 	}
-	out := make([]*remoting.Conn, 0, len(g.clients))
-	for _, c := range g.clients {
+	out := make([]memberKey, 0, len(g.clients))
+	for k, c := range g.clients {
 		if c.conn.Err() == nil {
-			out = append(out, c.conn)
+			out = append(out, k)
 		}
 	}
 	return out

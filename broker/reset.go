@@ -209,7 +209,10 @@ func (b *Broker) resetThroughClients(req *remoting.Command, conn *remoting.Conn,
 			}
 		}
 	}
-	conns := b.groupTable().consumerConns(group)
+	var conns []*remoting.Conn
+	for _, m := range b.groupTable().consumerMembers(group) {
+		conns = append(conns, m.conn)
+	}
 	if len(conns) == 0 {
 		return remoting.NewResponse(req, remoting.RespConsumerNotOnline,
 			fmt.Sprintf("Consumer not online, so can not reset offset, Group: %s Topic: %s Timestamp: %d", group, topic, ts))

@@ -513,6 +513,7 @@ func (s *consumerSet) add(c *Client, pc *PushConsumer) {
 		c.handle(remoting.ReqResetConsumerClientOffset, s.handleResetOffset)
 		c.handle(remoting.ReqGetConsumerRunningInfo, s.handleRunningInfo)
 		c.handle(remoting.ReqConsumeMessageDirectly, s.handleConsumeDirectly)
+		c.handle(remoting.ReqGetConsumerStatusFromClient, s.handleConsumerStatus)
 	}
 }
 

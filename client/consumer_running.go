@@ -24,6 +24,39 @@ func (s *consumerSet) handleRunningInfo(_ context.Context, _ *remoting.Conn, req
 	return resp
 }
 
+// handleConsumerStatus answers GET_CONSUMER_STATUS_FROM_CLIENT (the
+// broker's, for an administration tool's INVOKE_BROKER_TO_GET_CONSUMER_STATUS:
+// mqadmin getConsumerStatus, `halfback group status`) with the offset the
+// named group's consumer would commit now for each queue of the topic it
+// holds, as RocketMQ's GetConsumerStatusBody.messageQueueTable (keyed by
+// MessageQueue objects, as fastjson writes such a map).
+func (s *consumerSet) handleConsumerStatus(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+	group, topic := req.Ext("group"), req.Ext("topic")
+	pc := s.get(group)
+	if pc == nil {
+		return remoting.NewResponse(req, remoting.RespSystemError, "The Consumer Group <"+group+"> not exist in this consumer")
+	}
+	qs := pc.processQueues()
+	slices.SortFunc(qs, func(a, b *processQueue) int { return compareQueues(a.mq, b.mq) })
+	b := []byte(`{"messageQueueTable":{`)
+	n := 0
+	for _, q := range qs {
+		off, ok := q.ackOffset()
+		if q.mq.Topic != topic || !ok {
+			continue
+		}
+		if n++; n > 1 {
+			b = append(b, ',')
+		}
+		b = appendJSON(b, q.mq)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, off, 10)
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = append(b, `}}`...)
+	return resp
+}
+
 // runningInfo is the consumer's state in the shape of RocketMQ's
 // ConsumerRunningInfo as its clients write it: properties (the consumer's
 // settings), subscriptionSet, and mqTable, each queue it holds (keyed by

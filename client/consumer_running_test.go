@@ -144,3 +144,54 @@ func consumeThenReport(t *testing.T, n int, o ConsumerOptions) runningReport {
 	}
 	return r
 }
+
+// A halfback consumer answers GET_CONSUMER_STATUS_FROM_CLIENT, which the
+// broker sends each online consumer of a group for an administration
+// tool's INVOKE_BROKER_TO_GET_CONSUMER_STATUS (mqadmin getConsumerStatus):
+// the offset it has consumed each queue of the topic up to, by client id.
+func TestConsumerStatus(t *testing.T) {
+	cl := startCluster(t, nil, nil)
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group := uniq("orders"), uniq("cg")
+	bodies := sendN(t, p, topic, "m", "", 12)
+	box := &inbox{}
+	c1, c2 := newClient(t, cl.ns.Addr(), nil), newClient(t, cl.ns.Addr(), nil)
+	o := ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst}
+	pc1 := startConsumer(t, c1, o, topic, "*", box.handler("c1"))
+	pc2 := startConsumer(t, c2, o, topic, "*", box.handler("c2"))
+	box.waitBodies(t, bodies)
+	waitFor(t, "the queues shared and every message acknowledged", func() bool {
+		return len(ownQueues(pc1, topic)) == 2 && len(ownQueues(pc2, topic)) == 2 && cl.caughtUp(topic, pc1, pc2)
+	})
+	ac, err := admin.Dial(ctxT(t, 10*time.Second), cl.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ac.Close() })
+	rows, err := ac.ConsumerStatus(ctxT(t, 10*time.Second), group, topic, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byClient, sum := map[string]int{}, int64(0)
+	for _, r := range rows {
+		if r.Topic != topic || r.BrokerName != cl.name {
+			t.Fatalf("row %+v, want queues of %s on %s", r, topic, cl.name)
+		}
+		byClient[r.ClientID]++
+		sum += r.Offset
+	}
+	if len(rows) != 4 || byClient[c1.ClientID()] != 2 || byClient[c2.ClientID()] != 2 || sum != 12 {
+		t.Fatalf("consumer status %+v, want two queues from each client, offsets adding up to the 12 consumed", rows)
+	}
+	only, err := ac.ConsumerStatus(ctxT(t, 10*time.Second), group, topic, c2.ClientID())
+	if err != nil || len(only) != 2 || only[0].ClientID != c2.ClientID() {
+		t.Fatalf("consumer status of %s alone: %+v, %v", c2.ClientID(), only, err)
+	}
+	if other, err := ac.ConsumerStatus(ctxT(t, 10*time.Second), group, uniq("other"), ""); err != nil || len(other) != 0 {
+		t.Fatalf("consumer status of a topic the group does not consume: %+v, %v, want no rows", other, err)
+	}
+	if _, err := ac.ConsumerStatus(ctxT(t, 10*time.Second), uniq("nobody"), topic, ""); err == nil ||
+		!strings.Contains(err.Error(), "No Any Consumer online") {
+		t.Fatalf("consumer status of a group with no consumer online: %v", err)
+	}
+}

@@ -46,6 +46,44 @@ func TestOfficialConsumerRunningInfo(t *testing.T) {
 	}
 }
 
+// TestOfficialConsumerStatus: INVOKE_BROKER_TO_GET_CONSUMER_STATUS (mqadmin
+// getConsumerStatus) reaches the official Go client's push consumer as
+// GET_CONSUMER_STATUS_FROM_CLIENT, and its offsets of the topic come back
+// under its client id.
+func TestOfficialConsumerStatus(t *testing.T) {
+	c := startCluster(t)
+	topic, group := uniq("cs"), uniq("csg")
+	sendTagged(t, c, topic, "A", "B", "C")
+	got := newReceived()
+	selectingConsumer(t, c, group, topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}, got)
+	waitFor(t, 30*time.Second, "the consumer's messages", func() bool { return got.distinct() == 3 })
+
+	ctx := context.Background()
+	ac, err := admin.Dial(ctx, c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	gc, err := ac.GroupConnections(ctx, group)
+	if err != nil || len(gc.Clients) != 1 {
+		t.Fatalf("group connections: %+v, %v", gc, err)
+	}
+	// The client updates its in-memory offsets after each message: poll
+	// until they add up to the three consumed.
+	var rows []admin.ClientQueueOffset
+	waitFor(t, 20*time.Second, "the consumer's offsets to cover the three messages", func() bool {
+		rows, err = ac.ConsumerStatus(ctx, group, topic, "")
+		sum := int64(0)
+		for _, r := range rows {
+			if r.ClientID != gc.Clients[0].ClientID || r.Topic != topic {
+				t.Fatalf("row %+v, want %s's queues of %s", r, gc.Clients[0].ClientID, topic)
+			}
+			sum += r.Offset
+		}
+		return err == nil && sum == 3
+	})
+}
+
 // TestOfficialConsumeMessageDirectly: CONSUME_MESSAGE_DIRECTLY as mqadmin
 // consumeMessage sends it (no brokerName) reaches the official Go client's
 // listener with the message and, in its queue, the broker's name, which

@@ -137,7 +137,7 @@ refused (CONSUMER_NOT_ONLINE).`,
 			})
 		}),
 	}
-	cmd.AddCommand(offsets, del, newGroupResetCmd(&o), newGroupListCmd(&o), newGroupUpdateCmd(&o), conns, newGroupRunningCmd(&o))
+	cmd.AddCommand(offsets, del, newGroupResetCmd(&o), newGroupListCmd(&o), newGroupUpdateCmd(&o), conns, newGroupRunningCmd(&o), newGroupStatusCmd(&o))
 	return cmd
 }
 
@@ -192,6 +192,38 @@ group connections), the broker asks the one it heard from last.`,
 		}),
 	}
 	cmd.Flags().StringVar(&client, "client", "", "only this consumer (its client id, as group connections shows it)")
+	return cmd
+}
+
+func newGroupStatusCmd(o *adminOpts) *cobra.Command {
+	var topic, client string
+	cmd := &cobra.Command{
+		Use:   "status GROUP --topic T [--client ID]",
+		Short: "Ask an online group's consumers how far each has consumed the queues of a topic",
+		Long: `Ask each online consumer of GROUP (or only --client ID), through the broker,
+how far it has consumed each queue of topic T that it holds
+(INVOKE_BROKER_TO_GET_CONSUMER_STATUS, as mqadmin getConsumerStatus): the
+offset in the consumer's memory, which it commits every few seconds, so it
+may be ahead of what "group offsets" shows. The official clients and
+halfback's answer. A consumer that does not answer within 5 s is left out;
+with no consumer online the command fails.`,
+		Args: cobra.ExactArgs(1),
+		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {
+			rows, err := c.ConsumerStatus(ctx, args[0], topic, client)
+			if err != nil {
+				return err
+			}
+			return o.print(cmd, rows, func(w io.Writer) {
+				fmt.Fprintln(w, "CLIENT\tTOPIC\tBROKER\tQUEUE\tOFFSET")
+				for _, r := range rows {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\n", r.ClientID, r.Topic, r.BrokerName, r.QueueID, r.Offset)
+				}
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&topic, "topic", "", "topic whose queues to report (required)")
+	cmd.Flags().StringVar(&client, "client", "", "only this consumer (its client id, as group connections shows it)")
+	_ = cmd.MarkFlagRequired("topic")
 	return cmd
 }
 

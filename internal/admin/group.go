@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -418,5 +420,56 @@ func (c *Client) ConsumeMessageDirectly(ctx context.Context, group, clientID, of
 		}
 		out.ConsumeResult = cmResults[ordinal]
 	}
+	return out, nil
+}
+
+// ClientQueueOffset is one queue's offset in one consumer's memory, as
+// INVOKE_BROKER_TO_GET_CONSUMER_STATUS reports it.
+type ClientQueueOffset struct {
+	ClientID   string `json:"clientId"`
+	Topic      string `json:"topic"`
+	BrokerName string `json:"brokerName"`
+	QueueID    int32  `json:"queueId"`
+	// Offset is what the consumer has consumed the queue up to (the
+	// offset it would commit next), which may be ahead of the committed
+	// offset `group offsets` shows.
+	Offset int64 `json:"offset"`
+}
+
+// ConsumerStatus asks the online consumers of group (only clientID, if not
+// empty), through the broker, how far each has consumed the queues of
+// topic it holds (INVOKE_BROKER_TO_GET_CONSUMER_STATUS, as mqadmin
+// getConsumerStatus). The rows come by client id, topic, broker and queue.
+// A consumer that does not answer is left out by the broker.
+func (c *Client) ConsumerStatus(ctx context.Context, group, topic, clientID string) ([]ClientQueueOffset, error) {
+	if err := message.ValidateGroup(group); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := message.ValidateTopic(topic); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	ext := map[string]string{"topic": topic, "group": group}
+	if clientID != "" {
+		ext["clientAddr"] = clientID // RocketMQ's name for the client id it compares
+	}
+	resp, err := c.call(ctx, "INVOKE_BROKER_TO_GET_CONSUMER_STATUS", remoting.ReqInvokeBrokerToGetConsumerStatus, ext, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := []ClientQueueOffset{}
+	err = fastjson.EachObjectEntry(resp.Body, "consumerTable", func(id string, table []byte) error {
+		return fastjson.EachQueueEntryOf(table, func(q fastjson.Queue, value func(any) error) error {
+			row := ClientQueueOffset{ClientID: id, Topic: q.Topic, BrokerName: q.BrokerName, QueueID: q.QueueID}
+			out = append(out, row)
+			return value(&out[len(out)-1].Offset)
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("INVOKE_BROKER_TO_GET_CONSUMER_STATUS: bad answer: %w", err)
+	}
+	slices.SortFunc(out, func(a, b ClientQueueOffset) int {
+		return cmp.Or(cmp.Compare(a.ClientID, b.ClientID), cmp.Compare(a.Topic, b.Topic),
+			cmp.Compare(a.BrokerName, b.BrokerName), cmp.Compare(a.QueueID, b.QueueID))
+	})
 	return out, nil
 }

@@ -26,7 +26,55 @@ func EachQueueEntry(b []byte, field string, fn func(key Queue, value func(any) e
 	if i < 0 {
 		return nil
 	}
+	return eachQueueEntry(&scanner{b: b, pos: i + len(name), field: field}, fn)
+}
+
+// EachQueueEntryOf is EachQueueEntry of a map keyed by MessageQueue
+// objects that is the whole of b (a value EachObjectEntry gave).
+func EachQueueEntryOf(b []byte, fn func(key Queue, value func(any) error) error) error {
+	return eachQueueEntry(&scanner{b: b, field: "map"}, fn)
+}
+
+// EachObjectEntry calls fn with each entry of the object b holds in field,
+// keyed by strings, and the bytes of the entry's value, which may hold
+// maps keyed by MessageQueue objects (see EachQueueEntryOf), as
+// RocketMQ's GetConsumerStatusBody.consumerTable does. A document without
+// the field has no entries.
+func EachObjectEntry(b []byte, field string, fn func(key string, value []byte) error) error {
+	name := []byte(`"` + field + `":`)
+	i := bytes.Index(b, name)
+	if i < 0 {
+		return nil
+	}
 	p := &scanner{b: b, pos: i + len(name), field: field}
+	if !p.expect('{') {
+		return fmt.Errorf("%s is not an object", field)
+	}
+	for n := 0; !p.expect('}'); n++ {
+		if n > 0 && !p.expect(',') {
+			return fmt.Errorf("%s: want ',' at byte %d", field, p.pos)
+		}
+		var key string
+		if err := p.value(&key); err != nil {
+			return err
+		}
+		if !p.expect(':') {
+			return fmt.Errorf("%s: want ':' at byte %d", field, p.pos)
+		}
+		v, err := p.skip()
+		if err != nil {
+			return err
+		}
+		if err := fn(key, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eachQueueEntry walks the MessageQueue-keyed map at p's position.
+func eachQueueEntry(p *scanner, fn func(key Queue, value func(any) error) error) error {
+	field := p.field
 	if !p.expect('{') {
 		return fmt.Errorf("%s is not an object", field)
 	}
@@ -81,4 +129,43 @@ func (s *scanner) value(v any) error {
 	}
 	s.pos += int(dec.InputOffset())
 	return nil
+}
+
+// skip moves past the value at the current position, whatever it holds
+// (fastjson's object keys too), and returns its bytes.
+func (s *scanner) skip() ([]byte, error) {
+	s.expect(' ') // skips white space; a value never starts with ' '
+	start, depth, inString := s.pos, 0, false
+	for i := s.pos; i < len(s.b); i++ {
+		c := s.b[i]
+		switch {
+		case inString:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inString = false
+				if depth == 0 {
+					s.pos = i + 1
+					return s.b[start:s.pos], nil
+				}
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			if depth == 0 { // the end of a scalar that closes its container
+				s.pos = i
+				return s.b[start:i], nil
+			}
+			if depth--; depth == 0 {
+				s.pos = i + 1
+				return s.b[start:s.pos], nil
+			}
+		case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			s.pos = i
+			return s.b[start:i], nil
+		}
+	}
+	return nil, fmt.Errorf("%s at byte %d: %w", s.field, start, errTruncated)
 }

@@ -58,3 +58,53 @@ func FuzzEachQueueEntry(f *testing.F) {
 		})
 	})
 }
+
+// GetConsumerStatusBody's consumerTable: string keys, each value a map
+// keyed by MessageQueue objects, read entry by entry; a value with braces
+// and quotes inside strings is skipped whole.
+func TestEachObjectEntry(t *testing.T) {
+	body := `{"consumerTable":{"c1@1":{{"brokerName":"b","queueId":0,"topic":"T"}:12,{"brokerName":"b","queueId":1,"topic":"T"}:7},` +
+		` "odd \"}{\" id" : {} , "n":5,"s":"x}"},"messageQueueTable":{}}`
+	got := map[string]map[Queue]int64{}
+	var scalars []string
+	err := EachObjectEntry([]byte(body), "consumerTable", func(id string, v []byte) error {
+		if v[0] != '{' {
+			scalars = append(scalars, id+"="+string(v))
+			return nil
+		}
+		m := map[Queue]int64{}
+		got[id] = m
+		return EachQueueEntryOf(v, func(q Queue, value func(any) error) error {
+			var off int64
+			err := value(&off)
+			m[q] = off
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["c1@1"][Queue{"b", 0, "T"}] != 12 || got["c1@1"][Queue{"b", 1, "T"}] != 7 ||
+		len(got[`odd "}{" id`]) != 0 || strings.Join(scalars, " ") != `n=5 s="x}"` {
+		t.Fatalf("entries %v, scalars %v", got, scalars)
+	}
+	for _, bad := range []string{`{"consumerTable":{"c":{{"brokerName":"b"`, `{"consumerTable":{"c" {}}}`, `{"consumerTable":[]}`,
+		`{"consumerTable":{"c":"unterminated}}`} {
+		if err := EachObjectEntry([]byte(bad), "consumerTable", func(string, []byte) error { return nil }); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+func FuzzEachObjectEntry(f *testing.F) {
+	f.Add([]byte(`{"consumerTable":{"c":{{"brokerName":"b","queueId":0,"topic":"T"}:12}}}`))
+	f.Add([]byte(`{"consumerTable":{"c":"}{","d":[1,{"a":"]"}]}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = EachObjectEntry(b, "consumerTable", func(_ string, v []byte) error {
+			return EachQueueEntryOf(v, func(_ Queue, value func(any) error) error {
+				var x any
+				return value(&x)
+			})
+		})
+	})
+}
