@@ -13,18 +13,19 @@ const seqChunk = 1 << 20
 
 // rawGroupCommit measures perfect group commit: it writes batch bytes to a
 // new file at path with one write and one fdatasync, over and over, for at
-// least d, and returns the commits per second. A store that gathered every
-// writer's message into each fsync, and did nothing else, would reach it.
+// least d, and returns the commits per second and the process's CPU time
+// per commit. A store that gathered every writer's message into each fsync,
+// and did nothing else, would reach it.
 //
 // With prealloc the file is first filled with zeros and synced (untimed),
 // and the batches overwrite it from the start, wrapping around: an
 // fdatasync then has no file size or block allocation to commit, only the
 // data, as in the store's preallocated commit-log segments. Without it
 // every write appends and the file grows.
-func rawGroupCommit(ctx context.Context, path string, batch int, d time.Duration, prealloc bool) (float64, error) {
+func rawGroupCommit(ctx context.Context, path string, batch int, d time.Duration, prealloc bool) (rawRun, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
-		return 0, err
+		return rawRun{}, err
 	}
 	defer f.Close()
 	span := int64(0) // the preallocated length the writes cycle through
@@ -32,29 +33,38 @@ func rawGroupCommit(ctx context.Context, path string, batch int, d time.Duration
 		span = max(preallocSpan, 4*int64(batch))
 		span -= span % int64(batch)
 		if err := zeroFill(ctx, f, span); err != nil {
-			return 0, err
+			return rawRun{}, err
 		}
 	}
 	buf := filled(batch)
 	n := 0
 	var off int64
+	cpu0 := processCPU()
 	start := time.Now()
 	for n == 0 || time.Since(start) < d {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return rawRun{}, err
 		}
 		if _, err := f.WriteAt(buf, off); err != nil {
-			return 0, err
+			return rawRun{}, err
 		}
 		if err := fsutil.DataSync(f); err != nil {
-			return 0, err
+			return rawRun{}, err
 		}
 		n++
 		if off += int64(batch); span > 0 && off >= span {
 			off = 0
 		}
 	}
-	return float64(n) / time.Since(start).Seconds(), f.Close()
+	run := rawRun{commitsPerSec: float64(n) / time.Since(start).Seconds(), cpuPerCommit: (processCPU() - cpu0) / time.Duration(n)}
+	return run, f.Close()
+}
+
+// rawRun is what one perfect group commit run measured: its rate, and the
+// process's CPU time (user and system) per write + fdatasync.
+type rawRun struct {
+	commitsPerSec float64
+	cpuPerCommit  time.Duration
 }
 
 // preallocSpan is how much of its file the preallocated group-commit

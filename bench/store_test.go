@@ -53,9 +53,9 @@ func TestRunStore(t *testing.T) {
 			} else {
 				// No group commit holds more appends than there are writers.
 				if res.AppendsPerFsync <= 0 || res.AppendsPerFsync > float64(res.Writers) ||
-					res.FsyncUs <= 0 || res.CycleUs < res.FsyncUs || res.RawCycleUs <= 0 {
-					t.Errorf("group-commit figures out of range: %.1f appends per fsync, cycle %.0f µs, fsync %.0f µs, raw cycle %.0f µs",
-						res.AppendsPerFsync, res.CycleUs, res.FsyncUs, res.RawCycleUs)
+					res.FsyncUs <= 0 || res.CycleUs < res.FsyncUs || res.RawCycleUs <= 0 || res.RawCPUUsPerFsync <= 0 {
+					t.Errorf("group-commit figures out of range: %.1f appends per fsync, cycle %.0f µs, fsync %.0f µs, raw cycle %.0f µs, raw CPU %.0f µs",
+						res.AppendsPerFsync, res.CycleUs, res.FsyncUs, res.RawCycleUs, res.RawCPUUsPerFsync)
 				}
 				if res.GoroutineLimitMsgsPerSec <= 0 || res.PebbleMsgsPerSec <= 0 {
 					t.Errorf("no peers under SYNC_FLUSH: %+v", res)

@@ -152,7 +152,8 @@ ratio      %10.2f %s
 	_, err = fmt.Fprintf(out, `goroutines %10.0f msgs/s                  the raw limit fed by writers goroutines, nothing else (store: %.2f of it)
 pebble     %10.0f msgs/s                  a peer: synced Pebble writes from writers goroutines (store: %.2f of it)
 cycle      %10.0f µs per group commit of %.1f appends, fdatasync %.0f µs of it (raw limit: %.0f µs per write + fdatasync)
+cpu        %10.0f µs of CPU per group commit (raw limit: %.0f µs per write + fdatasync)
 `, r.GoroutineLimitMsgsPerSec, r.RatioToGoroutineLimit, r.PebbleMsgsPerSec, r.RatioToPebble,
-		r.CycleUs, r.AppendsPerFsync, r.FsyncUs, r.RawCycleUs)
+		r.CycleUs, r.AppendsPerFsync, r.FsyncUs, r.RawCycleUs, r.CPUUsPerMsg*r.AppendsPerFsync, r.RawCPUUsPerFsync)
 	return err
 }
