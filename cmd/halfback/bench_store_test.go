@@ -82,19 +82,21 @@ func TestPrintStoreResult(t *testing.T) {
 func TestPrintStoreResultWithPeers(t *testing.T) {
 	var out bytes.Buffer
 	err := printStoreResult(&out, bench.StoreResult{Flush: "SYNC_FLUSH", Writers: 64, Size: 1024, DurationSec: 6,
-		Messages: 420_000, MsgsPerSec: 70_000, MBPerSec: 71.7, P50Us: 800, P99Us: 3000,
+		Messages: 420_000, MsgsPerSec: 70_000, MBPerSec: 71.7, P50Us: 800, P99Us: 3000, CPUUsPerMsg: 4,
 		RawLimitMsgsPerSec: 210_000, RawLimitPreallocMsgsPerSec: 210_000, RawLimitGrowingMsgsPerSec: 130_000,
 		RawSeqMBPerSec: 450, Ratio: 1.0 / 3, GoroutineLimitMsgsPerSec: 175_000, PebbleMsgsPerSec: 50_000,
-		RatioToGoroutineLimit: 0.4, RatioToPebble: 1.4, AppendsPerFsync: 63.5, CycleUs: 907, FsyncUs: 612, RawCycleUs: 305})
+		RatioToGoroutineLimit: 0.4, RatioToPebble: 1.4, AppendsPerFsync: 63.5, CycleUs: 907, FsyncUs: 612, RawCycleUs: 305,
+		RawCPUUsPerFsync: 75})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	if len(lines) != 9 {
-		t.Fatalf("%d lines, want 9:\n%s", len(lines), out.String())
+	if len(lines) != 10 {
+		t.Fatalf("%d lines, want 10:\n%s", len(lines), out.String())
 	}
 	for _, want := range []string{"0.33 of the raw limit", "175000 msgs/s", "store: 0.40 of it", "50000 msgs/s", "store: 1.40 of it",
-		"907 µs per group commit of 63.5 appends, fdatasync 612 µs", "raw limit: 305 µs"} {
+		"907 µs per group commit of 63.5 appends, fdatasync 612 µs", "raw limit: 305 µs",
+		"254 µs of CPU per group commit (raw limit: 75 µs per write + fdatasync)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
