@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf16"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/delay"
@@ -95,22 +97,42 @@ func (b *Broker) handleGetConfig(_ context.Context, _ *remoting.Conn, req *remot
 }
 
 // appendPropertiesValue appends v escaped as java.util.Properties.load
-// reads a value back: a backslash doubled, line breaks and a leading
-// space escaped (a path may hold any of them).
+// reads a value back: a backslash doubled, a leading space, tabs, line
+// breaks and form feeds escaped (a path may hold any of them), and every
+// other control character and every character beyond ASCII as \uXXXX
+// (UTF-16, as Properties.store writes them): mqadmin loads the body as a
+// byte stream, which Java reads as ISO 8859-1, so UTF-8 would come out
+// garbled.
 func appendPropertiesValue(b []byte, v string) []byte {
-	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '\\':
+	for i, r := range v {
+		switch {
+		case r == '\\':
 			b = append(b, `\\`...)
-		case c == '\n':
+		case r == '\n':
 			b = append(b, `\n`...)
-		case c == '\r':
+		case r == '\r':
 			b = append(b, `\r`...)
-		case c == ' ' && i == 0:
+		case r == '\t':
+			b = append(b, `\t`...)
+		case r == '\f':
+			b = append(b, `\f`...)
+		case r == ' ' && i == 0:
 			b = append(b, `\ `...)
+		case r < 0x20 || r >= 0x7f:
+			if r1, r2 := utf16.EncodeRune(r); r1 != unicode.ReplacementChar {
+				b = appendUnicodeEscape(appendUnicodeEscape(b, r1), r2)
+			} else {
+				b = appendUnicodeEscape(b, r)
+			}
 		default:
-			b = append(b, c)
+			b = append(b, byte(r))
 		}
 	}
 	return b
+}
+
+// appendUnicodeEscape appends the UTF-16 code unit u as \uXXXX.
+func appendUnicodeEscape(b []byte, u rune) []byte {
+	const hex = "0123456789ABCDEF"
+	return append(b, '\\', 'u', hex[u>>12&0xf], hex[u>>8&0xf], hex[u>>4&0xf], hex[u&0xf])
 }

@@ -67,3 +67,38 @@ func TestGetBrokerConfig(t *testing.T) {
 		}
 	}
 }
+
+// mqadmin reads GET_BROKER_CONFIG's body with java.util.Properties.load
+// of a byte stream, which takes every byte as ISO 8859-1: a value beyond
+// ASCII (a store directory under a user's home, say) must go as \uXXXX
+// escapes, or the tool shows it garbled; halfback's own reader gives it
+// back whole, a character beyond the BMP too.
+func TestGetBrokerConfigNonASCIIValue(t *testing.T) {
+	o := testOptions(t)
+	o.Store.Dir += "/jürgen/数据/🐟"
+	b := startBroker(t, o)
+	resp := call(t, dial(t, b), remoting.ReqGetBrokerConfig, nil, nil)
+	if resp.Code != remoting.RespSuccess {
+		t.Fatalf("GET_BROKER_CONFIG: %d %q", resp.Code, resp.Remark)
+	}
+	for i, c := range resp.Body {
+		if c >= 0x80 {
+			t.Fatalf("byte %d of the body is %#x, which Properties.load reads as ISO 8859-1:\n%s", i, c, resp.Body)
+		}
+	}
+	if !strings.Contains(string(resp.Body), `/j\u00FCrgen/\u6570\u636E/\uD83D\uDC1F`) {
+		t.Fatalf("store path not escaped as Java writes it:\n%s", resp.Body)
+	}
+	ac, err := admin.Dial(t.Context(), b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	got, err := ac.BrokerConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["storePathRootDir"] != o.Store.Dir {
+		t.Fatalf("storePathRootDir = %q, want %q", got["storePathRootDir"], o.Store.Dir)
+	}
+}

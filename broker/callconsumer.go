@@ -63,9 +63,13 @@ func (b *Broker) registerCallConsumer(mux *remoting.Mux) {
 }
 
 // consumerStatusTimeout bounds each consumer's answer to
-// GET_CONSUMER_STATUS_FROM_CLIENT (RocketMQ's Broker2Client waits 5 s). A
-// variable for tests.
-var consumerStatusTimeout = 5 * time.Second
+// GET_CONSUMER_STATUS_FROM_CLIENT. RocketMQ's Broker2Client waits 5 s for
+// each, one after another, but mqadmin gives up on the broker's answer
+// after 5 s (DefaultMQAdminExt's timeoutMillis): one hung consumer would
+// turn the others' offsets into a timeout. The consumers are asked at
+// once here, so the bound leaves the tool time to get the answer without
+// the hung ones. A variable for tests.
+var consumerStatusTimeout = 3 * time.Second
 
 // handleGetConsumerStatus answers INVOKE_BROKER_TO_GET_CONSUMER_STATUS
 // (mqadmin getConsumerStatus) as RocketMQ's Broker2Client.getConsumeStatus:
@@ -75,21 +79,23 @@ var consumerStatusTimeout = 5 * time.Second
 // GetConsumerStatusBody: consumerTable holds, by client id, the offset
 // each queue of topic is consumed up to in that client's memory. A
 // consumer that does not answer, or not in time, is left out; with no
-// consumer online the answer is SYSTEM_ERROR, as RocketMQ's.
+// consumer online the answer is SYSTEM_ERROR, and a clientAddr that names
+// none of them gets an empty table, as RocketMQ's.
 func (b *Broker) handleGetConsumerStatus(ctx context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
 	r := reqHeader{req: req}
 	topic, group, only := r.str("topic", true), r.str("group", true), r.str("clientAddr", false)
 	if r.err != nil {
 		return headerError(req, r.err)
 	}
-	var members []memberKey
-	for _, m := range b.groupTable().consumerMembers(group) {
+	online := b.groupTable().consumerMembers(group)
+	if len(online) == 0 {
+		return remoting.NewResponse(req, remoting.RespSystemError, "No Any Consumer online in the consumer group: ["+group+"]")
+	}
+	var members []memberKey // none, when clientAddr names no member: an empty table, as RocketMQ's
+	for _, m := range online {
 		if only == "" || m.id == only {
 			members = append(members, m)
 		}
-	}
-	if len(members) == 0 {
-		return remoting.NewResponse(req, remoting.RespSystemError, "No Any Consumer online in the consumer group: ["+group+"]")
 	}
 	select {
 	case b.consumerCalls <- struct{}{}:
@@ -105,8 +111,10 @@ func (b *Broker) handleGetConsumerStatus(ctx context.Context, _ *remoting.Conn, 
 	wg.Wait()
 	byClient := map[string][]mqEntry{}
 	for i, m := range members {
-		if tables[i] != nil {
-			byClient[m.id] = append(byClient[m.id], tables[i]...)
+		// One table per client id, as RocketMQ's: of two consumers sharing
+		// an id (see consumerMembers), either one's.
+		if _, seen := byClient[m.id]; !seen && tables[i] != nil {
+			byClient[m.id] = tables[i]
 		}
 	}
 	body, err := encodeConsumerStatus(byClient)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
+	"github.com/halfbackmq/halfback/internal/admin"
 	"github.com/halfbackmq/halfback/message"
 )
 
@@ -278,10 +279,72 @@ func TestGetConsumerStatusAsksEveryConsumer(t *testing.T) {
 	if resp.Code != remoting.RespSuccess || string(resp.Body) != `{"consumerTable":{},"messageQueueTable":{}}` || <-asked != "C2 cg orders" {
 		t.Fatalf("clientAddr C2: code %d %q body %s", resp.Code, resp.Remark, resp.Body)
 	}
-	for _, ext := range []map[string]string{{"topic": "orders", "group": "nobody"}, {"group": "cg"},
-		{"topic": "orders", "group": "cg", "clientAddr": "C9"}} {
+	// A client id no member has: an empty table, as RocketMQ's (its
+	// consumers are online, so "no consumer online" would be wrong).
+	resp = call(t, admin, remoting.ReqInvokeBrokerToGetConsumerStatus, map[string]string{"topic": "orders", "group": "cg", "clientAddr": "C9"}, nil)
+	if resp.Code != remoting.RespSuccess || string(resp.Body) != `{"consumerTable":{},"messageQueueTable":{}}` {
+		t.Fatalf("clientAddr C9: code %d %q body %s, want an empty table", resp.Code, resp.Remark, resp.Body)
+	}
+	for _, ext := range []map[string]string{{"topic": "orders", "group": "nobody"}, {"group": "cg"}} {
 		if resp := call(t, admin, remoting.ReqInvokeBrokerToGetConsumerStatus, ext, nil); resp.Code != remoting.RespSystemError {
 			t.Errorf("%v: code %d %q, want SYSTEM_ERROR", ext, resp.Code, resp.Remark)
 		}
+	}
+}
+
+// Two consumers sharing a client id both answer; the answer holds one
+// table under that id (RocketMQ keys the table by client id), not the
+// two run together with every queue twice.
+func TestGetConsumerStatusOneTablePerClientID(t *testing.T) {
+	b := startBroker(t, testOptions(t))
+	for _, q := range []string{"0", "1"} {
+		dialConsumer(t, b, "C1", "cg", remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+			if req.Code != remoting.ReqGetConsumerStatusFromClient {
+				return nil
+			}
+			resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+			resp.Body = []byte(`{"messageQueueTable":{{"brokerName":"broker-a","queueId":` + q + `,"topic":"orders"}:3}}`)
+			return resp
+		}), nil)
+	}
+	waitFor(t, "both connections members", func() bool { return len(b.groupTable().consumerMembers("cg")) == 2 })
+	resp := call(t, dial(t, b), remoting.ReqInvokeBrokerToGetConsumerStatus, map[string]string{"topic": "orders", "group": "cg"}, nil)
+	if resp.Code != remoting.RespSuccess || strings.Count(string(resp.Body), `"C1"`) != 1 || strings.Count(string(resp.Body), `"queueId"`) != 1 {
+		t.Fatalf("code %d %q body %s, want one table of one queue under C1", resp.Code, resp.Remark, resp.Body)
+	}
+}
+
+// mqadmin getConsumerStatus waits 5 s for the broker's answer
+// (DefaultMQAdminExt's timeoutMillis): a consumer that hangs is left out
+// soon enough for the tool still to get the others' offsets, not a
+// timeout. The real per-consumer bound is used.
+func TestGetConsumerStatusHungConsumerWithinToolTimeout(t *testing.T) {
+	const mqadminTimeout = 5 * time.Second
+	b := startBroker(t, testOptions(t))
+	dialConsumer(t, b, "C1", "cg", remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code != remoting.ReqGetConsumerStatusFromClient {
+			return nil
+		}
+		resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+		resp.Body = []byte(`{"messageQueueTable":{{"brokerName":"broker-a","queueId":0,"topic":"orders"}:5}}`)
+		return resp
+	}), nil)
+	release := make(chan struct{})
+	dialConsumer(t, b, "C2", "cg", remoting.HandlerFunc(func(_ context.Context, _ *remoting.Conn, req *remoting.Command) *remoting.Command {
+		if req.Code == remoting.ReqGetConsumerStatusFromClient {
+			<-release
+		}
+		return nil
+	}), func() { close(release) })
+	ac, err := admin.Dial(t.Context(), b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), mqadminTimeout)
+	defer cancel()
+	rows, err := ac.ConsumerStatus(ctx, "cg", "orders", "")
+	if err != nil || len(rows) != 1 || rows[0].ClientID != "C1" || rows[0].Offset != 5 {
+		t.Fatalf("consumer status with C2 hung, within mqadmin's %v: %+v, %v; want C1's offset", mqadminTimeout, rows, err)
 	}
 }

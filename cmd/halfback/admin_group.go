@@ -205,7 +205,7 @@ how far it has consumed each queue of topic T that it holds
 (INVOKE_BROKER_TO_GET_CONSUMER_STATUS, as mqadmin getConsumerStatus): the
 offset in the consumer's memory, which it commits every few seconds, so it
 may be ahead of what "group offsets" shows. The official clients and
-halfback's answer. A consumer that does not answer within 5 s is left out;
+halfback's answer. A consumer that does not answer within 3 s is left out;
 with no consumer online the command fails.`,
 		Args: cobra.ExactArgs(1),
 		RunE: o.run(func(ctx context.Context, cmd *cobra.Command, c *admin.Client, args []string) error {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf16"
 
 	"github.com/halfbackmq/halfback/broker/remoting"
 	"github.com/halfbackmq/halfback/internal/fastjson"
@@ -151,18 +153,19 @@ func (c *Client) BrokerConfig(ctx context.Context) (map[string]string, error) {
 
 // parseProperties reads a properties text as RocketMQ's brokers write it
 // (java.util.Properties): "name=value" lines, '#' and '!' comments, the
-// escapes \\, \n, \r, \t and a backslash before any other character.
-// Continuation lines and ':' separators, which RocketMQ does not write, are
-// not read.
+// escapes \\, \n, \r, \t, \f, \uXXXX (UTF-16 code units, as a halfback
+// broker writes every character beyond ASCII) and a backslash before any
+// other character. Continuation lines and ':' separators, which RocketMQ
+// does not write, are not read.
 func parseProperties(text string) map[string]string {
 	out := map[string]string{}
 	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimLeft(strings.TrimSuffix(line, "\r"), " \t")
+		line = strings.TrimLeft(strings.TrimSuffix(line, "\r"), " \t\f")
 		if line == "" || line[0] == '#' || line[0] == '!' {
 			continue
 		}
 		name, value, _ := strings.Cut(line, "=")
-		out[strings.TrimSpace(name)] = unescapeProperty(strings.TrimLeft(value, " \t"))
+		out[strings.TrimSpace(name)] = unescapeProperty(strings.TrimLeft(value, " \t\f"))
 	}
 	return out
 }
@@ -186,11 +189,37 @@ func unescapeProperty(v string) string {
 			b.WriteByte('\r')
 		case 't':
 			b.WriteByte('\t')
+		case 'f':
+			b.WriteByte('\f')
+		case 'u':
+			r, ok := hexUnit(v[i+1:])
+			if !ok {
+				b.WriteByte('u') // Java refuses a malformed \uXXXX; keep what is there
+				continue
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				if r2, ok := hexUnit(strings.TrimPrefix(v[i+1:], `\u`)); ok && strings.HasPrefix(v[i+1:], `\u`) {
+					if pair := utf16.DecodeRune(r, r2); pair != unicode.ReplacementChar {
+						r, i = pair, i+6
+					}
+				}
+			}
+			b.WriteRune(r)
 		default:
 			b.WriteByte(v[i])
 		}
 	}
 	return b.String()
+}
+
+// hexUnit reads the four hex digits s starts with.
+func hexUnit(s string) (rune, bool) {
+	if len(s) < 4 {
+		return 0, false
+	}
+	u, err := strconv.ParseUint(s[:4], 16, 16)
+	return rune(u), err == nil
 }
 
 // WritePermResult is one name server's answer to SetWritePerm.

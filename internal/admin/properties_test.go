@@ -27,3 +27,16 @@ func TestParseProperties(t *testing.T) {
 		t.Fatalf("parseProperties = %q\nwant %q", got, want)
 	}
 }
+
+// Java's escapes beyond ASCII (\uXXXX, a surrogate pair for a character
+// beyond the BMP) and \f read back as the characters; a malformed \u
+// keeps its letters.
+func TestParsePropertiesUnicodeEscapes(t *testing.T) {
+	text := `dir=/j\u00FCrgen/\u6570\u636e/\uD83D\uDC1F` + "\n" +
+		`ff=a\fb` + "\n" +
+		`bad=\u12 and \uZZZZ` + "\n"
+	want := map[string]string{"dir": "/jürgen/数据/🐟", "ff": "a\fb", "bad": "u12 and uZZZZ"}
+	if got := parseProperties(text); !maps.Equal(got, want) {
+		t.Fatalf("parseProperties = %q\nwant %q", got, want)
+	}
+}
