@@ -38,15 +38,7 @@ func TestGetBrokerConfig(t *testing.T) {
 			t.Fatalf("settings not sorted: %q before %q", names[i-1], names[i])
 		}
 	}
-	ac, err := admin.Dial(t.Context(), b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	got, err := ac.BrokerConfig(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := brokerConfigOf(t, b)
 	_, port, _ := strings.Cut(b.Addr(), ":")
 	// Settings come from the config at start: a change is refused.
 	if r := call(t, dial(t, b), remoting.ReqUpdateBrokerConfig, nil, []byte("flushDiskType=ASYNC_FLUSH\n")); r.Code != remoting.RespRequestCodeNotSupported {
@@ -89,6 +81,15 @@ func TestGetBrokerConfigNonASCIIValue(t *testing.T) {
 	if !strings.Contains(string(resp.Body), `/j\u00FCrgen/\u6570\u636E/\uD83D\uDC1F`) {
 		t.Fatalf("store path not escaped as Java writes it:\n%s", resp.Body)
 	}
+	got := brokerConfigOf(t, b)
+	if got["storePathRootDir"] != o.Store.Dir {
+		t.Fatalf("storePathRootDir = %q, want %q", got["storePathRootDir"], o.Store.Dir)
+	}
+}
+
+// brokerConfigOf asks b for its settings as admin.BrokerConfig reads them.
+func brokerConfigOf(t *testing.T, b *Broker) map[string]string {
+	t.Helper()
 	ac, err := admin.Dial(t.Context(), b.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,5 @@ func TestGetBrokerConfigNonASCIIValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["storePathRootDir"] != o.Store.Dir {
-		t.Fatalf("storePathRootDir = %q, want %q", got["storePathRootDir"], o.Store.Dir)
-	}
+	return got
 }

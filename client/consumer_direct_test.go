@@ -192,13 +192,7 @@ func TestConsumeMessageDirectlyCloseWaits(t *testing.T) {
 // not refused for want of a handler.
 func TestConsumeMessageDirectlyDLQRedriveRetry(t *testing.T) {
 	cl := startCluster(t, nil, nil)
-	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
-	topic, group, redrive := uniq("pay"), uniq("cg"), uniq("rd")
-	sendN(t, p, topic, "poison", "", 1)
-	fail := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) { return ConsumeRetryLater, nil }
-	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
-		MaxReconsumeTimes: 1}, topic, "*", fail)
-	cl.waitStored(t, DLQTopic(group), 1)
+	topic, group, redrive := deadLetterOne(t, cl)
 
 	box := &inbox{}
 	c := newClient(t, cl.ns.Addr(), nil)

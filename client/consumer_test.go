@@ -620,13 +620,7 @@ func TestHandlerCancelledByRebalanceIsNotSentBack(t *testing.T) {
 // topic, which it does not subscribe.
 func TestDLQRedriveRetryReachesItsHandler(t *testing.T) {
 	cl := startCluster(t, nil, nil)
-	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
-	topic, group, redrive := uniq("pay"), uniq("cg"), uniq("rd")
-	sendN(t, p, topic, "poison", "", 1)
-	fail := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) { return ConsumeRetryLater, nil }
-	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
-		MaxReconsumeTimes: 1}, topic, "*", fail)
-	cl.waitStored(t, DLQTopic(group), 1)
+	_, group, redrive := deadLetterOne(t, cl)
 
 	box := &inbox{}
 	h := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) {
@@ -648,4 +642,19 @@ func TestDLQRedriveRetryReachesItsHandler(t *testing.T) {
 	if calls[1].topic != DLQTopic(group) || calls[1].reconsumeTimes != calls[0].reconsumeTimes+1 {
 		t.Fatalf("retry handed over as %+v after %+v", calls[1], calls[0])
 	}
+}
+
+// deadLetterOne sends one message to a new topic, whose group fails it
+// until it is in the group's dead-letter queue (MaxReconsumeTimes 1), and
+// returns the topic, the group and a new group's name to re-drive it with.
+func deadLetterOne(t *testing.T, cl *cluster) (topic, group, redrive string) {
+	t.Helper()
+	p := newProducer(t, newClient(t, cl.ns.Addr(), nil), ProducerOptions{})
+	topic, group, redrive = uniq("pay"), uniq("cg"), uniq("rd")
+	sendN(t, p, topic, "poison", "", 1)
+	fail := func(ctx context.Context, msgs []*MessageExt) (ConsumeResult, error) { return ConsumeRetryLater, nil }
+	startConsumer(t, newClient(t, cl.ns.Addr(), nil), ConsumerOptions{Group: group, FromWhere: ConsumeFromFirst,
+		MaxReconsumeTimes: 1}, topic, "*", fail)
+	cl.waitStored(t, DLQTopic(group), 1)
+	return topic, group, redrive
 }

@@ -20,21 +20,9 @@ func TestOfficialConsumerRunningInfo(t *testing.T) {
 	c := startCluster(t)
 	topic, group := uniq("ri"), uniq("rig")
 	sendTagged(t, c, topic, "A", "B")
-	got := newReceived()
-	selectingConsumer(t, c, group, topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}, got)
-	waitFor(t, 30*time.Second, "the consumer's messages", func() bool { return got.distinct() == 2 })
-
 	ctx := context.Background()
-	ac, err := admin.Dial(ctx, c.b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	gc, err := ac.GroupConnections(ctx, group)
-	if err != nil || len(gc.Clients) != 1 {
-		t.Fatalf("group connections: %+v, %v", gc, err)
-	}
-	info, err := ac.ConsumerRunningInfo(ctx, group, gc.Clients[0].ClientID)
+	ac, clientID := officialConsumerOnline(t, c, group, topic, 2)
+	info, err := ac.ConsumerRunningInfo(ctx, group, clientID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,29 +42,16 @@ func TestOfficialConsumerStatus(t *testing.T) {
 	c := startCluster(t)
 	topic, group := uniq("cs"), uniq("csg")
 	sendTagged(t, c, topic, "A", "B", "C")
-	got := newReceived()
-	selectingConsumer(t, c, group, topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}, got)
-	waitFor(t, 30*time.Second, "the consumer's messages", func() bool { return got.distinct() == 3 })
-
 	ctx := context.Background()
-	ac, err := admin.Dial(ctx, c.b.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ac.Close()
-	gc, err := ac.GroupConnections(ctx, group)
-	if err != nil || len(gc.Clients) != 1 {
-		t.Fatalf("group connections: %+v, %v", gc, err)
-	}
+	ac, clientID := officialConsumerOnline(t, c, group, topic, 3)
 	// The client updates its in-memory offsets after each message: poll
 	// until they add up to the three consumed.
-	var rows []admin.ClientQueueOffset
 	waitFor(t, 20*time.Second, "the consumer's offsets to cover the three messages", func() bool {
-		rows, err = ac.ConsumerStatus(ctx, group, topic, "")
+		rows, err := ac.ConsumerStatus(ctx, group, topic, "")
 		sum := int64(0)
 		for _, r := range rows {
-			if r.ClientID != gc.Clients[0].ClientID || r.Topic != topic {
-				t.Fatalf("row %+v, want %s's queues of %s", r, gc.Clients[0].ClientID, topic)
+			if r.ClientID != clientID || r.Topic != topic {
+				t.Fatalf("row %+v, want %s's queues of %s", r, clientID, topic)
 			}
 			sum += r.Offset
 		}
@@ -144,4 +119,26 @@ func TestOfficialConsumeMessageDirectly(t *testing.T) {
 	if direct.offsetID != first.offsetID || direct.broker != c.opts.BrokerName {
 		t.Fatalf("the listener got message %s of broker %q, want %s of %q", direct.offsetID, direct.broker, first.offsetID, c.opts.BrokerName)
 	}
+}
+
+// officialConsumerOnline starts an official Go push consumer of group on
+// topic, waits until it has consumed n distinct messages, and returns an
+// admin client of the broker (closed when the test ends) and the
+// consumer's client id.
+func officialConsumerOnline(t *testing.T, c *cluster, group, topic string, n int) (*admin.Client, string) {
+	t.Helper()
+	got := newReceived()
+	selectingConsumer(t, c, group, topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}, got)
+	waitFor(t, 30*time.Second, "the consumer's messages", func() bool { return got.distinct() == n })
+	ctx := context.Background()
+	ac, err := admin.Dial(ctx, c.b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ac.Close() })
+	gc, err := ac.GroupConnections(ctx, group)
+	if err != nil || len(gc.Clients) != 1 {
+		t.Fatalf("group connections: %+v, %v", gc, err)
+	}
+	return ac, gc.Clients[0].ClientID
 }

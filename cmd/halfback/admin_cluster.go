@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -52,33 +51,22 @@ that does not answer is listed with the error, and the command fails.
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			ns, err := o.namesrvAddrs(cmd)
+			masters, err := clusterMasters(ctx, cmd, &o)
 			if err != nil {
 				return err
 			}
-			clusters, _, err := admin.Clusters(ctx, ns)
-			if err != nil {
-				return err
-			}
-			names := make([]string, 0, len(clusters))
-			for c := range clusters {
-				names = append(names, c)
-			}
-			sort.Strings(names)
 			rows := []clusterBroker{}
 			failed := 0
-			for _, c := range names {
-				for _, b := range clusters[c] {
-					row := clusterBroker{Cluster: c, Broker: b.Name, Addr: b.Addr}
-					if b.Addr == "" {
-						row.Error = "no master registered with the name server"
-						failed++
-					} else if row.Runtime, err = askBroker(ctx, b.Addr, (*admin.Client).RuntimeInfo); err != nil {
-						row.Error = err.Error()
-						failed++
-					}
-					rows = append(rows, row)
+			for _, m := range masters {
+				row := clusterBroker{Cluster: m.Cluster, Broker: m.Broker, Addr: m.Addr}
+				if m.Addr == "" {
+					row.Error = errNoMaster.Error()
+					failed++
+				} else if row.Runtime, err = askBroker(ctx, m.Addr, (*admin.Client).RuntimeInfo); err != nil {
+					row.Error = err.Error()
+					failed++
 				}
+				rows = append(rows, row)
 			}
 			err = o.print(cmd, rows, func(w io.Writer) {
 				fmt.Fprintln(w, "CLUSTER\tBROKER\tADDRESS\tVERSION\tUPTIME\tSTORED\tPULLED\tIN/S\tOUT/S\tDISK\tBEHIND\tOPEN TXNS")
@@ -144,18 +132,12 @@ command fails.`,
 			if addr != "" {
 				rows = []brokerConfig{{Addr: addr}}
 			} else {
-				ns, err := o.namesrvAddrs(cmd)
+				masters, err := clusterMasters(ctx, cmd, o)
 				if err != nil {
 					return err
 				}
-				clusters, _, err := admin.Clusters(ctx, ns)
-				if err != nil {
-					return err
-				}
-				for _, c := range slices.Sorted(maps.Keys(clusters)) {
-					for _, b := range clusters[c] {
-						rows = append(rows, brokerConfig{Cluster: c, Broker: b.Name, Addr: b.Addr})
-					}
+				for _, m := range masters {
+					rows = append(rows, brokerConfig{Cluster: m.Cluster, Broker: m.Broker, Addr: m.Addr})
 				}
 			}
 			failed := 0
@@ -163,7 +145,7 @@ command fails.`,
 				r := &rows[i]
 				var err error
 				if r.Addr == "" {
-					err = errors.New("no master registered with the name server")
+					err = errNoMaster
 				} else {
 					r.Config, err = askBroker(ctx, r.Addr, (*admin.Client).BrokerConfig)
 				}
@@ -254,6 +236,33 @@ routes any topic of BROKER_NAME (a misspelt name: cluster list shows them).`,
 			return fmt.Errorf("no name server routes a topic of broker %q: is the name right? (halfback cluster list shows the brokers)", args[0])
 		},
 	}
+}
+
+// clusterMaster is a broker group a name server knows, with its master's
+// address ("" when none is registered).
+type clusterMaster struct{ Cluster, Broker, Addr string }
+
+// errNoMaster is a broker group's error when no master is registered.
+var errNoMaster = errors.New("no master registered with the name server")
+
+// clusterMasters lists the broker groups the name servers of o know, by
+// cluster and broker name.
+func clusterMasters(ctx context.Context, cmd *cobra.Command, o *adminOpts) ([]clusterMaster, error) {
+	ns, err := o.namesrvAddrs(cmd)
+	if err != nil {
+		return nil, err
+	}
+	clusters, _, err := admin.Clusters(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	var out []clusterMaster
+	for _, c := range slices.Sorted(maps.Keys(clusters)) {
+		for _, b := range clusters[c] {
+			out = append(out, clusterMaster{Cluster: c, Broker: b.Name, Addr: b.Addr})
+		}
+	}
+	return out, nil
 }
 
 // askBroker dials the broker at addr and asks it one thing.

@@ -23,20 +23,7 @@ func TestAdminGroupRunning(t *testing.T) {
 		resp.Body = []byte(`{"properties":{"PROP_CONSUME_TYPE":"CONSUME_PASSIVELY"},"client":"` + req.Ext("clientId") + `"}`)
 		return resp
 	})
-	conn, err := remoting.Dial(t.Context(), addr, remoting.DialOptions{Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	hb := `{"clientID":"C1","producerDataSet":[],"consumerDataSet":[{"groupName":"cg","consumeType":"CONSUME_PASSIVELY",` +
-		`"messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","unitMode":false,"subscriptionDataSet":[]}]}`
-	req := remoting.NewRequest(remoting.ReqHeartBeat, nil)
-	req.Body = []byte(hb)
-	if resp, err := conn.Invoke(ctx, req); err != nil || resp.Code != remoting.RespSuccess {
-		t.Fatalf("heartbeat: %v, %v", resp, err)
-	}
+	fakeConsumer(t, addr, h)
 
 	var got []admin.RunningInfo
 	runAdmin(t, addr, &got, "group", "running", "cg")
@@ -66,19 +53,7 @@ func TestAdminGroupStatus(t *testing.T) {
 			`{"brokerName":"broker-a","queueId":0,"topic":"` + req.Ext("topic") + `"}:4}}`)
 		return resp
 	})
-	conn, err := remoting.Dial(t.Context(), addr, remoting.DialOptions{Handler: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	req := remoting.NewRequest(remoting.ReqHeartBeat, nil)
-	req.Body = []byte(`{"clientID":"C1","producerDataSet":[],"consumerDataSet":[{"groupName":"cg","consumeType":"CONSUME_PASSIVELY",` +
-		`"messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","unitMode":false,"subscriptionDataSet":[]}]}`)
-	if resp, err := conn.Invoke(ctx, req); err != nil || resp.Code != remoting.RespSuccess {
-		t.Fatalf("heartbeat: %v, %v", resp, err)
-	}
+	fakeConsumer(t, addr, h)
 
 	var rows []admin.ClientQueueOffset
 	runAdmin(t, addr, &rows, "group", "status", "cg", "--topic", "orders")
@@ -95,5 +70,25 @@ func TestAdminGroupStatus(t *testing.T) {
 	}
 	if err := runAdminErr(t, addr, "group", "status", "cg", "--topic", "bad topic"); !strings.Contains(err.Error(), "invalid") {
 		t.Fatalf("group status with a bad topic: %v", err)
+	}
+}
+
+// fakeConsumer connects to the broker at addr as consumer C1 of group cg
+// (one heartbeat), answering the broker's calls with h, until the test
+// ends.
+func fakeConsumer(t *testing.T, addr string, h remoting.Handler) {
+	t.Helper()
+	conn, err := remoting.Dial(t.Context(), addr, remoting.DialOptions{Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req := remoting.NewRequest(remoting.ReqHeartBeat, nil)
+	req.Body = []byte(`{"clientID":"C1","producerDataSet":[],"consumerDataSet":[{"groupName":"cg","consumeType":"CONSUME_PASSIVELY",` +
+		`"messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","unitMode":false,"subscriptionDataSet":[]}]}`)
+	if resp, err := conn.Invoke(ctx, req); err != nil || resp.Code != remoting.RespSuccess {
+		t.Fatalf("heartbeat: %v, %v", resp, err)
 	}
 }
