@@ -48,7 +48,10 @@
 // exist (auto-creation off) or refuses the mirror (authorization). A
 // record Kafka can never take (larger than Kafka.MaxMessageBytes, or than
 // the topic's max.message.bytes or segment.bytes, say) is logged with its
-// message id, counted as rejected and skipped: it stays in RocketMQ. A record Kafka refuses for
+// message id, counted as rejected and skipped: it stays in RocketMQ. (Kafka
+// refuses a whole record batch, which may hold other queues' records too,
+// so a record is skipped only once Kafka refused it sent alone, on a
+// producer of its own.) A record Kafka refuses for
 // its timestamp (the store time, outside the topic's timestamp window after
 // a long outage) is sent again stamped with the time of sending, the store
 // time in the rocketmq.storeTimestamp header. Close waits for the answer

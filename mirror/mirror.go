@@ -335,10 +335,14 @@ func (m *Mirror) prepare(ctx context.Context, kafkaTopic string, msg *client.Mes
 // still to send, in order, with the error.
 //
 // Too large: Kafka refuses a whole record batch when one of its records
-// is too large (or the batch is larger than the topic's segment.bytes),
-// so every record of it comes back refused. Those are sent again one at
-// a time, at once, in their order: the one Kafka can never take is
-// rejected (logged, skipped), the others arrive.
+// is too large (or the batch is larger than the topic's max.message.bytes
+// or segment.bytes), so every record of it comes back refused; and the
+// batch may hold other queues' records, which sarama puts with ours when
+// they go to the same partition at the same time. Every record refused so,
+// even the only one of pending, is sent again alone, at once, in its
+// order, on a producer of its own (soloProducer) so that no other
+// record shares its request: the one Kafka can never take is rejected
+// (logged, skipped), the others arrive.
 //
 // Order: sarama may give up on a record (its own retries spent) and still
 // deliver later records of the partition, and a record sent again alone
@@ -366,6 +370,8 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 		}
 	}
 	late := map[*sarama.ProducerMessage]bool{} // arrived, sent alone after the batch
+	solo := &soloProducer{newProd: m.newProd}
+	defer solo.close()
 	for _, pm := range pending {
 		perr, bad := failed[pm]
 		restamp := bad && errors.Is(perr, sarama.ErrInvalidTimestamp)
@@ -387,8 +393,8 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 				continue
 			}
 		}
-		if bad && rejected(perr) && (len(pending) > 1 || restamp) {
-			err := m.produce(ref, func() error { _, _, err := ref.p.SendMessage(pm); return err })
+		if bad && rejected(perr) {
+			err := m.produce(ref, func() error { return solo.send(pm) })
 			switch {
 			case errors.Is(err, errStopped):
 				return pending, err
@@ -396,10 +402,8 @@ func (m *Mirror) send(pending []*sarama.ProducerMessage, spans map[*sarama.Produ
 				delete(failed, pm)
 				late[pm] = true
 			case restamp && errors.Is(err, sarama.ErrInvalidTimestamp):
-				// Refused again although stamped now: the producer put it
-				// in one batch with older records of the same partition
-				// (other queues' handlers send at the same time), or
-				// Kafka's clock is far from ours. Not a record Kafka can
+				// Refused again although stamped now and alone in its
+				// request: Kafka's clock is far from ours. Not a record Kafka can
 				// never take: it is retried, not skipped (%v: no longer
 				// ErrInvalidTimestamp to rejected).
 				failed[pm] = fmt.Errorf("mirror: record refused again stamped now; retrying: %v", err)
@@ -649,4 +653,54 @@ func (m *Mirror) release(r *producerRef, failed bool) {
 			m.log.Debug("closing a retired Kafka producer", "err", err)
 		}
 	}
+}
+
+// soloProducer sends records one at a time on a producer no other call
+// uses, so that each of its requests holds one record: Kafka refusing it
+// as too large then means the record alone is. Made at the first send;
+// close closes it once its send, which produce may have left running
+// past Close, has ended.
+type soloProducer struct {
+	newProd func() (sarama.SyncProducer, error)
+	mu      sync.Mutex // held by a send
+	p       sarama.SyncProducer
+}
+
+// send produces a copy of pm alone and, once Kafka took it, sets pm's
+// partition and offset.
+func (s *soloProducer) send(pm *sarama.ProducerMessage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		p, err := s.newProd()
+		if err != nil {
+			return err
+		}
+		s.p = p
+	}
+	cp := resend(pm)
+	if _, _, err := s.p.SendMessage(cp); err != nil {
+		return err
+	}
+	pm.Partition, pm.Offset = cp.Partition, cp.Offset
+	return nil
+}
+
+func (s *soloProducer) close() {
+	closeIt := func() {
+		if s.p != nil {
+			_ = s.p.Close()
+			s.p = nil
+		}
+	}
+	if s.mu.TryLock() {
+		closeIt()
+		s.mu.Unlock()
+		return
+	}
+	go func() { // a send produce gave up waiting for
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		closeIt()
+	}()
 }
