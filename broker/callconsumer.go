@@ -97,12 +97,11 @@ func (b *Broker) handleGetConsumerStatus(ctx context.Context, _ *remoting.Conn, 
 			members = append(members, m)
 		}
 	}
-	select {
-	case b.consumerCalls <- struct{}{}:
-		defer func() { <-b.consumerCalls }()
-	default:
-		return remoting.NewResponse(req, remoting.RespSystemBusy, "too many calls to consumers in flight, try again later")
+	release, busy := b.takeConsumerCall(req)
+	if busy != nil {
+		return busy
 	}
+	defer release()
 	tables := make([][]mqEntry, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {
@@ -184,6 +183,17 @@ func encodeConsumerStatus(byClient map[string][]mqEntry) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// takeConsumerCall takes one of the maxConsumerCalls slots for req, or
+// returns SYSTEM_BUSY for it when none is free.
+func (b *Broker) takeConsumerCall(req *remoting.Command) (release func(), busy *remoting.Command) {
+	select {
+	case b.consumerCalls <- struct{}{}:
+		return func() { <-b.consumerCalls }, nil
+	default:
+		return nil, remoting.NewResponse(req, remoting.RespSystemBusy, "too many calls to consumers in flight, try again later")
+	}
+}
+
 // callConsumer forwards req to the consumer it names and returns its
 // answer under req's opaque. body, if not nil, gives the forwarded body
 // (or the answer to send instead); it is called only once the call has a
@@ -198,12 +208,11 @@ func (b *Broker) callConsumer(ctx context.Context, req *remoting.Command, body f
 	if conn == nil {
 		return remoting.NewResponse(req, remoting.RespSystemError, "The Consumer <"+group+"> <"+clientID+"> not online")
 	}
-	select {
-	case b.consumerCalls <- struct{}{}:
-		defer func() { <-b.consumerCalls }()
-	default:
-		return remoting.NewResponse(req, remoting.RespSystemBusy, "too many calls to consumers in flight, try again later")
+	release, busy := b.takeConsumerCall(req)
+	if busy != nil {
+		return busy
 	}
+	defer release()
 	fwd := remoting.NewRequest(req.Code, maps.Clone(req.ExtFields))
 	fwd.SerializeType = req.SerializeType
 	fwd.Body = req.Body

@@ -317,16 +317,7 @@ func (pc *PushConsumer) deadLetter(q *processQueue, batch []*delivered) bool {
 // ConsumeTimeout, or when a rebalance gives q to another member (which
 // will consume the batch again), not when the consumer closes.
 func (pc *PushConsumer) callHandler(q *processQueue, batch []*delivered, tries int32, counted func() bool) (ok bool) {
-	topic := batch[0].originTopic
-	s := pc.subscription(topic)
-	if s == nil && q.sub.retry {
-		// A retry of a message the group consumed from a dead-letter
-		// queue carries that message's RETRY_TOPIC (its first topic), not
-		// the DLQ the group subscribes: it goes back to the DLQ's handler.
-		if s = pc.soleDLQSubscription(); s != nil {
-			topic = s.topic
-		}
-	}
+	s, topic := pc.handlerSubscription(batch[0].originTopic, q.sub.retry)
 	// Copies, deep: a call taken for hung (callConcurrently) still holds
 	// its messages while the batch is retried, and a send-back reads
 	// d.m's body meanwhile. Sharing the maps, the retry saw what the hung
@@ -380,6 +371,23 @@ func (pc *PushConsumer) runHandler(ctx context.Context, h MessageHandler, topic 
 		}
 	}()
 	return h(ctx, msgs)
+}
+
+// handlerSubscription returns the subscription whose handler gets a
+// message of topic (for one of the group's retry topic, its first topic,
+// RETRY_TOPIC: retried says so), and the topic the handler is given. A
+// retry of a message the group consumed from a dead-letter queue carries
+// that message's first topic, not the DLQ the group subscribes: when the
+// group does not subscribe that topic it goes back to the handler of its
+// sole DLQ subscription.
+func (pc *PushConsumer) handlerSubscription(topic string, retried bool) (*subscription, string) {
+	s := pc.subscription(topic)
+	if s == nil && retried {
+		if d := pc.soleDLQSubscription(); d != nil {
+			return d, d.topic
+		}
+	}
+	return s, topic
 }
 
 // errHandlerPanicked is the error of a handler call that panicked.

@@ -58,9 +58,9 @@ var errNoHandler = errors.New("client: the group does not subscribe the message'
 // consumeDirectly runs the handler of m's topic on m, with the consumer's
 // ConsumeTimeout. A message of the group's retry topic goes to the handler
 // of its first topic (RETRY_TOPIC), as RocketMQ's resetRetryAndNamespace
-// gives it back, or, as callHandler gives it, to the handler of the
-// group's sole dead-letter subscription when the group does not subscribe
-// that topic (the retry of a re-driven dead letter); one of a dead-letter
+// gives it back, or, as for a pulled one (handlerSubscription), to the
+// handler of the group's sole dead-letter subscription when the group does
+// not subscribe that topic (the retry of a re-driven dead letter); one of a dead-letter
 // topic the group subscribes to goes to that topic's handler. Close waits
 // for the call, as for the calls of pulled messages; once Close has begun
 // the consumer refuses (ErrClosed).
@@ -75,19 +75,12 @@ func (pc *PushConsumer) consumeDirectly(m *MessageExt) (directResult, error) {
 	pc.wg.Add(1)
 	pc.mu.Unlock()
 	defer pc.wg.Done()
-	var s *subscription
-	if m.Topic == retryTopic(pc.opts.Group) {
-		if t := m.SystemProperties[message.PropertyRetryTopic]; t != "" {
-			m.Topic = t
-		}
-		if s = pc.subscription(m.Topic); s == nil {
-			if s = pc.soleDLQSubscription(); s != nil {
-				m.Topic = s.topic
-			}
-		}
-	} else {
-		s = pc.subscription(m.Topic)
+	retried := m.Topic == retryTopic(pc.opts.Group)
+	if t := m.SystemProperties[message.PropertyRetryTopic]; retried && t != "" {
+		m.Topic = t
 	}
+	var s *subscription
+	s, m.Topic = pc.handlerSubscription(m.Topic, retried)
 	if s == nil || s.handler == nil {
 		return directResult{}, fmt.Errorf("%w: group %s has no handler for topic %s", errNoHandler, pc.opts.Group, m.Topic)
 	}

@@ -340,14 +340,8 @@ func (c *Client) ConsumerRunningInfo(ctx context.Context, group, clientID string
 	if err := message.ValidateGroup(group); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		// Longer than the broker's own 10 s wait for the consumer, so that
-		// a consumer that does not answer is reported by the broker
-		// (CONSUME_MSG_TIMEOUT), not as this call's deadline.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout+5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := consumerCallContext(ctx)
+	defer cancel()
 	resp, err := c.call(ctx, "GET_CONSUMER_RUNNING_INFO", remoting.ReqGetConsumerRunningInfo,
 		map[string]string{"consumerGroup": group, "clientId": clientID, "jstackEnable": "false"}, nil)
 	if err != nil {
@@ -390,13 +384,8 @@ func (c *Client) ConsumeMessageDirectly(ctx context.Context, group, clientID, of
 	if _, _, err := message.ParseOffsetMsgID(offsetMsgID); err != nil {
 		return DirectResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		// Longer than the broker's own 10 s wait for the consumer (see
-		// ConsumerRunningInfo).
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout+5*time.Second)
-		defer cancel()
-	}
+	ctx, cancel := consumerCallContext(ctx)
+	defer cancel()
 	resp, err := c.call(ctx, "CONSUME_MESSAGE_DIRECTLY", remoting.ReqConsumeMessageDirectly,
 		map[string]string{"consumerGroup": group, "clientId": clientID, "msgId": offsetMsgID}, nil)
 	if err != nil {
@@ -472,4 +461,15 @@ func (c *Client) ConsumerStatus(ctx context.Context, group, topic, clientID stri
 			cmp.Compare(a.BrokerName, b.BrokerName), cmp.Compare(a.QueueID, b.QueueID))
 	})
 	return out, nil
+}
+
+// consumerCallContext gives a call the broker forwards to a consumer a
+// deadline when ctx has none: longer than the broker's own 10 s wait for
+// the consumer, so that a consumer that does not answer is reported by the
+// broker (CONSUME_MSG_TIMEOUT), not as this call's deadline.
+func consumerCallContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout+5*time.Second)
 }

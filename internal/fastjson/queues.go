@@ -21,18 +21,18 @@ type Queue struct {
 // which encoding/json cannot read in one go; value decodes the entry's
 // value. A document without the field has no entries.
 func EachQueueEntry(b []byte, field string, fn func(key Queue, value func(any) error) error) error {
-	name := []byte(`"` + field + `":`)
-	i := bytes.Index(b, name)
-	if i < 0 {
+	p, ok := atField(b, field)
+	if !ok {
 		return nil
 	}
-	return eachQueueEntry(&scanner{b: b, pos: i + len(name), field: field}, fn)
+	return eachEntry(p, func(key Queue) error { return fn(key, p.value) })
 }
 
 // EachQueueEntryOf is EachQueueEntry of a map keyed by MessageQueue
 // objects that is the whole of b (a value EachObjectEntry gave).
 func EachQueueEntryOf(b []byte, fn func(key Queue, value func(any) error) error) error {
-	return eachQueueEntry(&scanner{b: b, field: "map"}, fn)
+	p := &scanner{b: b, field: "map"}
+	return eachEntry(p, func(key Queue) error { return fn(key, p.value) })
 }
 
 // EachObjectEntry calls fn with each entry of the object b holds in field,
@@ -41,55 +41,48 @@ func EachQueueEntryOf(b []byte, fn func(key Queue, value func(any) error) error)
 // RocketMQ's GetConsumerStatusBody.consumerTable does. A document without
 // the field has no entries.
 func EachObjectEntry(b []byte, field string, fn func(key string, value []byte) error) error {
-	name := []byte(`"` + field + `":`)
-	i := bytes.Index(b, name)
-	if i < 0 {
+	p, ok := atField(b, field)
+	if !ok {
 		return nil
 	}
-	p := &scanner{b: b, pos: i + len(name), field: field}
-	if !p.expect('{') {
-		return fmt.Errorf("%s is not an object", field)
-	}
-	for n := 0; !p.expect('}'); n++ {
-		if n > 0 && !p.expect(',') {
-			return fmt.Errorf("%s: want ',' at byte %d", field, p.pos)
-		}
-		var key string
-		if err := p.value(&key); err != nil {
-			return err
-		}
-		if !p.expect(':') {
-			return fmt.Errorf("%s: want ':' at byte %d", field, p.pos)
-		}
+	return eachEntry(p, func(key string) error {
 		v, err := p.skip()
 		if err != nil {
 			return err
 		}
-		if err := fn(key, v); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(key, v)
+	})
 }
 
-// eachQueueEntry walks the MessageQueue-keyed map at p's position.
-func eachQueueEntry(p *scanner, fn func(key Queue, value func(any) error) error) error {
-	field := p.field
+// atField returns a scanner at the value of field in b, or false if b has
+// no such field.
+func atField(b []byte, field string) (*scanner, bool) {
+	name := []byte(`"` + field + `":`)
+	i := bytes.Index(b, name)
+	if i < 0 {
+		return nil, false
+	}
+	return &scanner{b: b, pos: i + len(name), field: field}, true
+}
+
+// eachEntry walks the object at p's position, whose keys decode as K:
+// for each entry it decodes the key and calls fn, which reads the value.
+func eachEntry[K any](p *scanner, fn func(key K) error) error {
 	if !p.expect('{') {
-		return fmt.Errorf("%s is not an object", field)
+		return fmt.Errorf("%s is not an object", p.field)
 	}
 	for n := 0; !p.expect('}'); n++ {
 		if n > 0 && !p.expect(',') {
-			return fmt.Errorf("%s: want ',' at byte %d", field, p.pos)
+			return fmt.Errorf("%s: want ',' at byte %d", p.field, p.pos)
 		}
-		var key Queue
+		var key K
 		if err := p.value(&key); err != nil {
 			return err
 		}
 		if !p.expect(':') {
-			return fmt.Errorf("%s: want ':' at byte %d", field, p.pos)
+			return fmt.Errorf("%s: want ':' at byte %d", p.field, p.pos)
 		}
-		if err := fn(key, p.value); err != nil {
+		if err := fn(key); err != nil {
 			return err
 		}
 	}
